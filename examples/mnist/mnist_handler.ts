@@ -1,0 +1,51 @@
+/**
+ * The handler of TorchServe's MNIST example, for tsserve: an image of a handwritten digit in
+ * (white on black, any size, PNG or JPEG), the digit out.
+ *
+ *   curl -T examples/mnist/digits/7_0.png http://127.0.0.1:8080/predictions/mnist   ->  7
+ */
+import sharp from 'sharp';
+import {
+  BaseHandler, ort, payloadBytes, PredictionError, requestPayload, splitBatch, type HandlerOutput, type RequestInput,
+} from 'tsserve';
+
+sharp.concurrency(1);
+sharp.cache(false);
+
+// Mean and standard deviation of the training digits (examples/mnist/train.py).
+const MEAN = 0.1302;
+const STD = 0.3069;
+const SIDE = 28;
+
+export default class MnistHandler extends BaseHandler {
+  override async preprocess(batch: RequestInput[]): Promise<ort.Tensor> {
+    const pixels = SIDE * SIDE;
+    const data = new Float32Array(batch.length * pixels);
+    await Promise.all(batch.map(async (row, i) => {
+      const grey = await toGreyscale28(payloadBytes(requestPayload(row)));
+      for (let p = 0; p < pixels; p++) data[i * pixels + p] = (grey[p]! / 255 - MEAN) / STD;
+    }));
+    return new ort.Tensor('float32', data, [batch.length, 1, SIDE, SIDE]);
+  }
+
+  /** The most probable digit of each row. */
+  override async postprocess(output: ort.Tensor): Promise<HandlerOutput[]> {
+    return splitBatch(output).map((scores) => scores.indexOf(Math.max(...scores)));
+  }
+}
+
+async function toGreyscale28(bytes: Buffer): Promise<Buffer> {
+  try {
+    const { data, info } = await sharp(bytes, { failOn: 'error' })
+      .greyscale()
+      .resize(SIDE, SIDE, { fit: 'fill' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels === 1) return data;
+    const grey = Buffer.alloc(SIDE * SIDE);
+    for (let p = 0; p < grey.length; p++) grey[p] = data[p * info.channels]!;
+    return grey;
+  } catch (err) {
+    throw new PredictionError(`Invalid image: ${(err as Error).message}`, 400);
+  }
+}

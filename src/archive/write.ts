@@ -1,0 +1,205 @@
+/**
+ * @module archive/write
+ * What `tsserve-archiver` does: stage the model's files as torch-model-archiver does
+ * (`<tmp>/<model-name>/`), write MAR-INF/MANIFEST.json, then pack the stage as a .mar (zip),
+ * a .tar.gz or a plain directory. TypeScript sources are compiled to `.js` beside themselves at
+ * this point, so a worker loads plain JavaScript and never pays for the compiler.
+ */
+import {
+  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import AdmZip from 'adm-zip';
+import * as tar from 'tar';
+import {
+  ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, splitHandler, type Manifest,
+} from './manifest.js';
+import { isBuiltinHandler } from '../handler/builtins.js';
+import { compileTypeScript } from '../handler/compile.js';
+
+export const ARCHIVE_FORMATS = ['default', 'zip-store', 'tgz', 'no-archive'] as const;
+export type ArchiveFormat = (typeof ARCHIVE_FORMATS)[number];
+
+export interface ArchiveOptions {
+  modelName: string;
+  version: string;
+  handler: string;
+  serializedFile?: string;
+  modelFile?: string;
+  extraFiles?: string;
+  runtime?: string;
+  exportPath?: string;
+  archiveFormat?: ArchiveFormat;
+  force?: boolean;
+  requirementsFile?: string;
+  configFile?: string;
+}
+
+export class ArchiverError extends Error {}
+
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_\-.]*$/;
+const SKIPPED_DIRS = new Set(['__MACOSX', '__pycache__', 'node_modules']);
+
+/** Builds the archive and returns the path written. */
+export function createArchive(opts: ArchiveOptions, cwd: string = process.cwd()): string {
+  validateOptions(opts);
+  const format = opts.archiveFormat ?? 'default';
+  const exportPath = prepareExportPath(resolve(cwd, opts.exportPath ?? '.'));
+  const output = join(exportPath, outputName(opts.modelName, format));
+  if (existsSync(output) && !opts.force) {
+    throw new ArchiverError(`${output} already exists.\nPlease specify --force/-f option to overwrite the model archive output file.\nSee -h/--help for more details.`);
+  }
+  const stageRoot = mkdtempSync(join(tmpdir(), 'tsserve-archiver-'));
+  const stage = join(stageRoot, opts.modelName);
+  try {
+    mkdirSync(stage);
+    const manifest = stageFiles(opts, stage, cwd);
+    mkdirSync(join(stage, 'MAR-INF'));
+    writeFileSync(join(stage, MANIFEST_PATH), formatManifest(manifest));
+    rmSync(output, { recursive: true, force: true });
+    pack(stage, output, format);
+  } finally {
+    rmSync(stageRoot, { recursive: true, force: true });
+  }
+  return output;
+}
+
+function validateOptions(opts: ArchiveOptions): void {
+  if (!MODEL_NAME.test(opts.modelName)) {
+    throw new ArchiverError(`Model name contains special characters.\nThe allowed regular expression filter for model name is: ${MODEL_NAME.source}`);
+  }
+  if (opts.runtime && !(RUNTIMES as readonly string[]).includes(opts.runtime)) {
+    throw new ArchiverError(`Invalid runtime: ${opts.runtime}. Choose one of ${RUNTIMES.join(', ')}.`);
+  }
+  if (opts.archiveFormat && !(ARCHIVE_FORMATS as readonly string[]).includes(opts.archiveFormat)) {
+    throw new ArchiverError(`Invalid archive format: ${opts.archiveFormat}. Choose one of ${ARCHIVE_FORMATS.join(', ')}.`);
+  }
+}
+
+function prepareExportPath(path: string): string {
+  if (!existsSync(path)) {
+    process.emitWarning(`Export path ${path} does not exist; creating it.`);
+    mkdirSync(path, { recursive: true });
+  } else if (!statSync(path).isDirectory()) {
+    throw new ArchiverError(`Given export-path ${path} is not a directory. Point to a valid export-path directory.`);
+  }
+  return path;
+}
+
+function outputName(modelName: string, format: ArchiveFormat): string {
+  if (format === 'tgz') return `${modelName}.tar.gz`;
+  return format === 'no-archive' ? modelName : `${modelName}.mar`;
+}
+
+/** Copies every input into the stage and returns the manifest describing them. */
+function stageFiles(opts: ArchiveOptions, stage: string, cwd: string): Manifest {
+  const copy = (path: string): string => copyInto(stage, requireFile(resolve(cwd, path)));
+  const model: Manifest['model'] = { modelName: opts.modelName };
+  if (opts.serializedFile) model.serializedFile = copy(opts.serializedFile);
+  model.handler = stageHandler(opts.handler, stage, cwd);
+  if (opts.modelFile) model.modelFile = copy(opts.modelFile);
+  model.modelVersion = opts.version;
+  if (opts.requirementsFile) model.requirementsFile = copy(opts.requirementsFile);
+  if (opts.configFile) model.configFile = copy(opts.configFile);
+  for (const path of expandExtraFiles(opts.extraFiles, cwd)) copyExtra(path, stage);
+  compileStagedTypeScript(stage);
+  return {
+    createdOn: formatCreatedOn(new Date()),
+    runtime: opts.runtime ?? 'python',
+    model,
+    archiverVersion: ARCHIVER_VERSION,
+  };
+}
+
+/**
+ * A built-in name is written as is; a file is copied and named by its basename, keeping any
+ * `:function` suffix (`/x/my_handler.ts:fn` -> `my_handler.ts:fn`). A path without an extension
+ * is looked up as .ts, then .js.
+ */
+function stageHandler(handler: string, stage: string, cwd: string): string {
+  if (isBuiltinHandler(handler)) return handler;
+  const [path = '', fn] = splitHandler(handler);
+  const candidates = /\.(m?[jt]s)$/.test(path) ? [path] : [`${path}.ts`, `${path}.js`, `${path}.mjs`];
+  const found = candidates.map((c) => resolve(cwd, c)).find((c) => existsSync(c) && statSync(c).isFile());
+  if (!found) throw new ArchiverError(`File does not exist: ${resolve(cwd, candidates[0]!)}`);
+  const name = copyInto(stage, found);
+  return fn ? `${name}:${fn}` : name;
+}
+
+function requireFile(path: string): string {
+  if (!existsSync(path)) throw new ArchiverError(`File does not exist: ${path}`);
+  return path;
+}
+
+function copyInto(stage: string, file: string): string {
+  const name = basename(file);
+  copyFileSync(file, join(stage, name));
+  return name;
+}
+
+/** Comma-separated paths; `*`, `?` and `[...]` match within the last path component. */
+function expandExtraFiles(list: string | undefined, cwd: string): string[] {
+  if (!list) return [];
+  return list.split(',').map((s) => s.trim()).filter(Boolean).flatMap((item) => {
+    const path = resolve(cwd, item);
+    if (!/[*?[]/.test(basename(path))) return [requireFile(path)];
+    const pattern = globToRegExp(basename(path));
+    const dir = dirname(path);
+    const matches = existsSync(dir) ? readdirSync(dir).filter((n) => pattern.test(n)).map((n) => join(dir, n)) : [];
+    if (matches.length === 0) process.emitWarning(`No files match ${item}`);
+    return matches;
+  });
+}
+
+function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`);
+}
+
+/** A file goes to the root by its basename; a directory's contents go to the root, sub-folders kept. */
+function copyExtra(path: string, stage: string): void {
+  if (!statSync(path).isDirectory()) {
+    copyInto(stage, path);
+    return;
+  }
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    if (entry.isDirectory() && (SKIPPED_DIRS.has(entry.name) || entry.name.startsWith('.') || entry.name === 'MAR-INF')) continue;
+    cpSync(join(path, entry.name), join(stage, entry.name), {
+      recursive: true,
+      filter: (src) => !basename(src).startsWith('.') && !SKIPPED_DIRS.has(basename(src)),
+    });
+  }
+}
+
+function compileStagedTypeScript(stage: string): void {
+  for (const file of listFiles(stage)) {
+    if (!file.endsWith('.ts') || file.endsWith('.d.ts')) continue;
+    const js = file.replace(/\.ts$/, '.js');
+    if (!existsSync(js)) writeFileSync(js, compileTypeScript(readFileSync(file, 'utf8'), file));
+  }
+}
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
+}
+
+function pack(stage: string, output: string, format: ArchiveFormat): void {
+  if (format === 'no-archive') {
+    cpSync(stage, output, { recursive: true });
+    return;
+  }
+  if (format === 'tgz') {
+    tar.c({ gzip: true, file: output, cwd: dirname(stage), sync: true, portable: true }, [basename(stage)]);
+    return;
+  }
+  const zip = new AdmZip();
+  for (const file of listFiles(stage)) {
+    const name = file.slice(stage.length + 1).split('\\').join('/');
+    zip.addFile(name, readFileSync(file));
+    if (format === 'zip-store') zip.getEntry(name)!.header.method = 0;
+  }
+  zip.writeZip(output);
+}

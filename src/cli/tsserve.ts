@@ -1,0 +1,174 @@
+/**
+ * @module cli/tsserve
+ * `tsserve --start | --stop | --version`, with torchserve's flags. `--start` without
+ * `--foreground` launches the server as a background process and returns once it answers, with
+ * its output in LOG_LOCATION/ts_log.log; `--stop` ends it through the PID file.
+ */
+import { fork } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { ConfigError, loadServerConfig, type CliOverrides } from '../config/server-config.js';
+import { startServer } from '../server.js';
+import { VERSION } from '../version.js';
+
+const PID_FILE = join(tmpdir(), '.model_server.pid');
+const START_TIMEOUT_MS = 120_000;
+
+interface Flags extends CliOverrides {
+  start?: boolean;
+  stop?: boolean;
+  foreground?: boolean;
+  logConfig?: string;
+}
+
+/** torchserve's aliases, which commander cannot declare beside the long names. */
+const ALIASES: Record<string, string> = { '--no-config-snapshots': '--ncs', '--dt': '--disable-token-auth' };
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('tsserve')
+    .description('tsserve: a TorchServe-compatible model server for ONNX models')
+    .option('--start', 'start the model server')
+    .option('--stop', 'stop the model server')
+    .option('-v, --version', 'print the version and exit')
+    .option('--foreground', 'stay attached and serve in this process')
+    .option('--model-store <dir>', 'model store directory (overrides model_store)')
+    .option('--models <models...>', 'models to load at start: name=file.mar, file.mar, or all')
+    .option('--ts-config <file>', 'configuration file (config.properties)')
+    .option('--log-config <file>', 'accepted for compatibility; tsserve logs with pino')
+    .option('--ncs', 'no config snapshots: neither write nor restore them (alias --no-config-snapshots)')
+    .option('--disable-token-auth', 'disable token authorization (alias --dt)')
+    .option('--enable-model-api', 'allow model register and unregister through the management API')
+    .allowExcessArguments(false);
+  program.parse(argv.map((a) => ALIASES[a] ?? a), { from: 'user' });
+  const flags = program.opts<Flags & { version?: boolean }>();
+  const chosen = [flags.start, flags.stop, flags.version].filter(Boolean).length;
+  if (chosen > 1) program.error('error: --start, --stop and --version are mutually exclusive');
+  if (flags.version) {
+    console.log(`tsserve Version is ${VERSION}`);
+    return;
+  }
+  if (flags.stop) return stop();
+  if (flags.foreground) return serveInForeground(flags);
+  return startInBackground(argv);
+}
+
+function validate(flags: Flags): ReturnType<typeof loadServerConfig> {
+  if (flags.logConfig && !existsSync(flags.logConfig)) fail(`--log-config file not found: ${resolve(flags.logConfig)}`);
+  if (flags.modelStore && !isDirectory(flags.modelStore)) fail(`--model-store directory not found: ${flags.modelStore}`);
+  try {
+    const config = loadServerConfig(flags);
+    if (!config.modelStore) fail('Missing mandatory parameter --model-store');
+    if (!isDirectory(config.modelStore)) fail(`--model-store directory not found: ${config.modelStore}`);
+    return config;
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+}
+
+async function serveInForeground(flags: Flags): Promise<void> {
+  const running = runningPid();
+  if (running !== undefined && running !== process.pid) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
+  const config = validate(flags);
+  writeFileSync(PID_FILE, String(process.pid));
+  const server = await startServer(config);
+  console.log('Model server started.');
+  console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
+  process.send?.({ kind: 'ready', urls: server.urls });
+  process.disconnect?.();
+  const shutdown = (): void => {
+    void server.close().finally(() => {
+      if (runningPid() === process.pid) rmSync(PID_FILE, { force: true });
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
+async function startInBackground(argv: string[]): Promise<void> {
+  if (runningPid() !== undefined) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
+  const logDir = resolve(process.env.LOG_LOCATION ?? 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const out = openSync(join(logDir, 'ts_log.log'), 'a');
+  const child = fork(process.argv[1]!, [...argv.filter((a) => a !== '--start'), '--foreground'], {
+    detached: true,
+    stdio: ['ignore', out, out, 'ipc'],
+  });
+  const outcome = await new Promise<string>((resolveOutcome) => {
+    const timer = setTimeout(() => resolveOutcome('timeout'), START_TIMEOUT_MS);
+    child.once('message', () => {
+      clearTimeout(timer);
+      resolveOutcome('ready');
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolveOutcome(`exit ${code}`);
+    });
+  });
+  if (outcome !== 'ready') {
+    const tail = readFileSync(join(logDir, 'ts_log.log'), 'utf8').split('\n').slice(-15).join('\n');
+    fail(`tsserve did not start (${outcome}). The end of ${join(logDir, 'ts_log.log')}:\n${tail}`);
+  }
+  writeFileSync(PID_FILE, String(child.pid));
+  child.disconnect();
+  child.unref();
+  console.log(`tsserve started (pid ${child.pid}); logs in ${logDir}`);
+}
+
+async function stop(): Promise<void> {
+  const pid = runningPid();
+  if (pid === undefined) {
+    console.log('tsserve is not currently running.');
+    return;
+  }
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    console.log('tsserve already stopped.');
+    return;
+  }
+  rmSync('key_file.json', { force: true });
+  const deadline = Date.now() + 60_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  rmSync(PID_FILE, { force: true });
+  console.log(isAlive(pid) ? 'Stopping tsserve took too long.' : 'tsserve has stopped.');
+}
+
+/** The PID in the PID file if that process is alive and is a tsserve; removes an orphan file. */
+function runningPid(): number | undefined {
+  if (!existsSync(PID_FILE)) return undefined;
+  const pid = Number(readFileSync(PID_FILE, 'utf8').trim());
+  if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && commandLine(pid).includes('tsserve')) return pid;
+  console.log('Removing orphan pid file.');
+  rmSync(PID_FILE, { force: true });
+  return undefined;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return 'tsserve';
+  }
+}
+
+function isDirectory(path: string): boolean {
+  return existsSync(path) && statSync(path).isDirectory();
+}
+
+function fail(message: string): never {
+  console.error(message);
+  process.exit(1);
+}

@@ -1,0 +1,94 @@
+/**
+ * @module config/model-config
+ * The settings of one model version, merged as TorchServe merges them (spec §2.6): register-API
+ * parameters, the archive's model-config.yaml, the `models=` JSON of config.properties, defaults.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { ValidManifest } from '../archive/manifest.js';
+import { tsError } from '../errors.js';
+import type { ServerConfig } from './server-config.js';
+
+export interface ModelSettings {
+  batchSize: number;
+  maxBatchDelay: number;
+  responseTimeout: number;
+  startupTimeout: number;
+  minWorkers: number;
+  maxWorkers: number;
+  jobQueueSize: number;
+  maxRetryTimeoutInSec: number;
+}
+
+/** What a registration asked for; undefined means "not given". */
+export interface RegisterParams {
+  batchSize?: number | undefined;
+  maxBatchDelay?: number | undefined;
+  responseTimeout?: number | undefined;
+  startupTimeout?: number | undefined;
+  /** min = max = this, unless the YAML sets a valid pair. */
+  initialWorkers?: number | undefined;
+  /** Start-up loading: the `models=` JSON's minWorkers/maxWorkers come before initialWorkers. */
+  atStartup?: boolean | undefined;
+}
+
+export function readModelYaml(modelDir: string, manifest: ValidManifest): Record<string, unknown> {
+  const file = manifest.model.configFile;
+  if (!file) return {};
+  try {
+    const parsed: unknown = parseYaml(readFileSync(join(modelDir, file), 'utf8'));
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+  } catch (err) {
+    throw tsError('TSS_ERR_ARCHIVE_INVALID', `Invalid model config ${file}: ${(err as Error).message}`);
+  }
+}
+
+export function resolveSettings(
+  server: ServerConfig,
+  modelName: string,
+  version: string,
+  yaml: Record<string, unknown>,
+  params: RegisterParams,
+  hasYaml: boolean,
+): ModelSettings {
+  const json = server.models[modelName]?.[version] ?? {};
+  const yamlInt = (k: string): number | undefined => positiveInt(yaml[k], k === 'maxBatchDelay' || k === 'maxWorkers');
+  const jsonInt = (k: string): number | undefined => positiveInt(json[k], false);
+  const timeout = (k: 'responseTimeout' | 'startupTimeout', api: number | undefined, dflt: number): number =>
+    // TorchServe: with a YAML, its value (default 120) beats the API value.
+    hasYaml ? yamlInt(k) ?? 120 : jsonInt(k) ?? api ?? dflt;
+  const workers = yamlWorkers(yaml) ?? (params.atStartup ? jsonWorkers(json) : undefined) ?? {
+    min: params.initialWorkers ?? 0,
+    max: params.initialWorkers ?? 0,
+  };
+  return {
+    batchSize: params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize') ?? 1,
+    maxBatchDelay: params.maxBatchDelay ?? yamlInt('maxBatchDelay') ?? jsonInt('maxBatchDelay') ?? 100,
+    responseTimeout: timeout('responseTimeout', params.responseTimeout, server.defaultResponseTimeout),
+    startupTimeout: timeout('startupTimeout', params.startupTimeout, server.defaultStartupTimeout),
+    minWorkers: workers.min,
+    maxWorkers: workers.max,
+    jobQueueSize: yamlInt('jobQueueSize') ?? server.jobQueueSize,
+    maxRetryTimeoutInSec: yamlInt('maxRetryTimeoutInSec') ?? 300,
+  };
+}
+
+/** The YAML's minWorkers/maxWorkers when they make a valid pair. */
+function yamlWorkers(yaml: Record<string, unknown>): { min: number; max: number } | undefined {
+  const min = positiveInt(yaml.minWorkers, false);
+  const max = positiveInt(yaml.maxWorkers, true);
+  return min !== undefined && max !== undefined && max >= min ? { min, max } : undefined;
+}
+
+function jsonWorkers(json: Record<string, unknown>): { min: number; max: number } | undefined {
+  const min = positiveInt(json.minWorkers, true);
+  if (min === undefined) return undefined;
+  return { min, max: Math.max(min, positiveInt(json.maxWorkers, true) ?? min) };
+}
+
+function positiveInt(v: unknown, zeroAllowed: boolean): number | undefined {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n)) return undefined;
+  return n > 0 || (zeroAllowed && n === 0) ? n : undefined;
+}

@@ -1,0 +1,215 @@
+/**
+ * @module config/server-config
+ * config.properties + TS_* environment + CLI flags -> one frozen ServerConfig, with TorchServe's
+ * keys, defaults and precedence (env, only with enable_envvars_config=true > CLI > file > defaults).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+import { parseProperties } from './properties.js';
+
+export interface ListenAddress {
+  readonly scheme: 'http' | 'https' | 'unix';
+  readonly host: string;
+  /** For unix sockets, 0. */
+  readonly port: number;
+  /** For unix sockets, the socket path. */
+  readonly path?: string;
+  readonly raw: string;
+}
+
+export type MetricsMode = 'log' | 'prometheus' | 'legacy';
+
+/** Per-model settings from the `models=` JSON of config.properties: name -> version -> settings. */
+export type ModelsJson = Record<string, Record<string, Record<string, unknown>>>;
+
+export interface ServerConfig {
+  readonly inferenceAddress: ListenAddress;
+  readonly managementAddress: ListenAddress;
+  readonly metricsAddress: ListenAddress;
+  readonly modelStore: string | undefined;
+  /** Start-up models: `all`, or `name=file` / `file` items. */
+  readonly loadModels: readonly string[];
+  readonly models: ModelsJson;
+  /** As configured (0 when unset); see `startupWorkers` for what start-up loading uses. */
+  readonly defaultWorkersPerModel: number;
+  readonly jobQueueSize: number;
+  readonly defaultResponseTimeout: number;
+  readonly defaultStartupTimeout: number;
+  readonly unregisterModelTimeout: number;
+  readonly maxRequestSize: number;
+  readonly maxResponseSize: number;
+  readonly allowedUrls: readonly RegExp[];
+  readonly enableMetricsApi: boolean;
+  readonly metricsMode: MetricsMode;
+  readonly enableModelApi: boolean;
+  readonly disableTokenAuthorization: boolean;
+  readonly tokenExpirationMin: number;
+  readonly corsAllowedOrigin: string;
+  readonly corsAllowedMethods: string;
+  readonly corsAllowedHeaders: string;
+  readonly decodeInputRequest: boolean;
+  readonly defaultServiceHandler: string | undefined;
+  readonly snapshotsDisabled: boolean;
+  readonly logLocation: string;
+  /** Every property in effect, for snapshots. */
+  readonly properties: ReadonlyMap<string, string>;
+}
+
+export interface CliOverrides {
+  tsConfig?: string;
+  modelStore?: string;
+  models?: string[];
+  ncs?: boolean;
+  disableTokenAuth?: boolean;
+  enableModelApi?: boolean;
+}
+
+/** Keys an environment variable may set; the variable is TS_<KEY> unless renamed below. */
+const ENV_KEYS = [
+  'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
+  'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
+  'metrics_mode', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
+  'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api',
+  'disable_token_authorization', 'enable_model_api', 'token_expiration_min',
+] as const;
+
+const ENV_RENAMES: Record<string, string> = { token_expiration_min: 'TS_TOKEN_EXPIRATION_TIME_MIN' };
+
+const DEFAULT_ADDRESS = {
+  inference: { address: 'http://127.0.0.1:8080', http: 80, https: 443 },
+  management: { address: 'http://127.0.0.1:8081', http: 8081, https: 8444 },
+  metrics: { address: 'http://127.0.0.1:8082', http: 8082, https: 8445 },
+} as const;
+
+export class ConfigError extends Error {}
+
+/** Which file TorchServe would read: TS_CONFIG_FILE, then --ts-config, then ./config.properties. */
+export function configFilePath(cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string): string | undefined {
+  const explicit = env.TS_CONFIG_FILE ?? cli.tsConfig;
+  if (explicit) return resolve(cwd, explicit);
+  const local = resolve(cwd, 'config.properties');
+  return existsSync(local) ? local : undefined;
+}
+
+export function loadServerConfig(
+  cli: CliOverrides = {},
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): ServerConfig {
+  const file = configFilePath(cli, env, cwd);
+  if (file && !existsSync(file)) throw new ConfigError(`--ts-config file not found: ${file}`);
+  const props = new Map(file ? parseFileProperties(file, env) : []);
+  applyCli(props, cli);
+  if (props.get('enable_envvars_config') === 'true') applyEnv(props, env);
+  return buildConfig(props, cli, env, cwd);
+}
+
+function parseFileProperties(file: string, env: NodeJS.ProcessEnv): Map<string, string> {
+  try {
+    return parseProperties(readFileSync(file, 'utf8'), env);
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration: ${(err as Error).message}`);
+  }
+}
+
+function applyCli(props: Map<string, string>, cli: CliOverrides): void {
+  if (cli.modelStore) props.set('model_store', cli.modelStore);
+  if (cli.models?.length) props.set('load_models', cli.models.join(','));
+  // These two flags can only turn the feature in their direction, as in TorchServe.
+  if (cli.disableTokenAuth) props.set('disable_token_authorization', 'true');
+  if (cli.enableModelApi) props.set('enable_model_api', 'true');
+}
+
+function applyEnv(props: Map<string, string>, env: NodeJS.ProcessEnv): void {
+  for (const key of ENV_KEYS) {
+    const value = env[ENV_RENAMES[key] ?? `TS_${key.toUpperCase()}`];
+    if (value !== undefined) props.set(key, value);
+  }
+  if (props.get('use_env_allowed_urls') === 'true' && env.TS_ALLOWED_URLS) {
+    props.set('allowed_urls', env.TS_ALLOWED_URLS);
+  }
+}
+
+function buildConfig(
+  props: Map<string, string>, cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string,
+): ServerConfig {
+  const str = (k: string): string | undefined => props.get(k)?.trim() || undefined;
+  const int = (k: string, dflt: number): number => parseIntOr(props.get(k), dflt);
+  const bool = (k: string, dflt: boolean): boolean => {
+    const v = props.get(k)?.trim().toLowerCase();
+    return v === undefined || v === '' ? dflt : v === 'true';
+  };
+  const modelStore = str('model_store');
+  return Object.freeze({
+    inferenceAddress: parseAddress(str('inference_address') ?? DEFAULT_ADDRESS.inference.address, DEFAULT_ADDRESS.inference),
+    managementAddress: parseAddress(str('management_address') ?? DEFAULT_ADDRESS.management.address, DEFAULT_ADDRESS.management),
+    metricsAddress: parseAddress(str('metrics_address') ?? DEFAULT_ADDRESS.metrics.address, DEFAULT_ADDRESS.metrics),
+    modelStore: modelStore ? resolve(cwd, modelStore) : undefined,
+    loadModels: splitList(str('load_models')),
+    models: parseModelsJson(str('models')),
+    defaultWorkersPerModel: int('default_workers_per_model', 0),
+    jobQueueSize: int('job_queue_size', 100),
+    defaultResponseTimeout: int('default_response_timeout', 120),
+    defaultStartupTimeout: int('default_startup_timeout', 120),
+    unregisterModelTimeout: int('unregister_model_timeout', 120),
+    maxRequestSize: int('max_request_size', 6553500),
+    maxResponseSize: int('max_response_size', 6553500),
+    allowedUrls: splitList(str('allowed_urls') ?? 'file://.*|http(s)?://.*').map((r) => new RegExp(`^(?:${r})$`, 'i')),
+    enableMetricsApi: bool('enable_metrics_api', true),
+    metricsMode: parseMetricsMode(str('metrics_mode')),
+    enableModelApi: bool('enable_model_api', false),
+    disableTokenAuthorization: bool('disable_token_authorization', false),
+    tokenExpirationMin: parseFloat(props.get('token_expiration_min') ?? '') || 60,
+    corsAllowedOrigin: str('cors_allowed_origin') ?? '',
+    corsAllowedMethods: str('cors_allowed_methods') ?? '',
+    corsAllowedHeaders: str('cors_allowed_headers') ?? '',
+    decodeInputRequest: bool('decode_input_request', true),
+    defaultServiceHandler: str('default_service_handler'),
+    snapshotsDisabled: cli.ncs === true,
+    logLocation: resolve(cwd, env.LOG_LOCATION ?? 'logs'),
+    properties: props,
+  });
+}
+
+/** Workers per start-up model: default_workers_per_model, or the CPU count when it is 0. */
+export function startupWorkers(config: ServerConfig): number {
+  return config.defaultWorkersPerModel > 0 ? config.defaultWorkersPerModel : cpus().length;
+}
+
+export function parseIntOr(value: string | undefined, dflt: number): number {
+  if (value === undefined || !/^\s*-?\d+\s*$/.test(value)) return dflt;
+  return Number.parseInt(value, 10);
+}
+
+function splitList(value: string | undefined): string[] {
+  return value ? value.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+function parseMetricsMode(value: string | undefined): MetricsMode {
+  const v = value?.toLowerCase();
+  // TorchServe's default is `log`, whose /metrics is empty; tsserve serves Prometheus text unless
+  // told otherwise (docs/compatibility.md).
+  return v === 'log' || v === 'legacy' ? v : 'prometheus';
+}
+
+function parseModelsJson(value: string | undefined): ModelsJson {
+  if (!value) return {};
+  try {
+    const parsed: unknown = JSON.parse(value);
+    return parsed && typeof parsed === 'object' ? (parsed as ModelsJson) : {};
+  } catch {
+    throw new ConfigError(`Invalid configuration: models is not valid JSON`);
+  }
+}
+
+export function parseAddress(raw: string, ports: { http: number; https: number }): ListenAddress {
+  const unix = /^unix:(\/.+)$/i.exec(raw);
+  if (unix) return { scheme: 'unix', host: '', port: 0, path: unix[1]!, raw };
+  const m = /^(https?):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/i.exec(raw.trim());
+  if (!m) throw new ConfigError(`Invalid binding address: ${raw}`);
+  const scheme = m[1]!.toLowerCase() as 'http' | 'https';
+  const port = m[3] === undefined ? ports[scheme] : Number(m[3]);
+  if (port >= 65535) throw new ConfigError(`Invalid port number: ${raw}`);
+  return { scheme, host: m[2]!.replace(/^\[|\]$/g, ''), port, raw };
+}

@@ -1,0 +1,149 @@
+/**
+ * @module errors
+ * Every error tsserve can answer with, in one table: its code, the wire `type` TorchServe clients
+ * see in `{code, type, message}`, the HTTP status and the message template. Errors cross the
+ * process boundary to workers as `{code, message}` and are rebuilt here, so identity is the code,
+ * never the prototype.
+ */
+
+interface ErrorSpec {
+  /** The Java exception name TorchServe puts in the body's `type`. */
+  readonly type: string;
+  readonly status: number;
+  /** `%s` placeholders are filled in order by the arguments given to `tsError`. */
+  readonly message: string;
+}
+
+const table = {
+  // http
+  TSS_ERR_HTTP_NOT_FOUND: {
+    type: 'ResourceNotFoundException', status: 404,
+    message: 'Requested resource is not found, please refer to API document.',
+  },
+  TSS_ERR_HTTP_METHOD_NOT_ALLOWED: {
+    type: 'MethodNotAllowedException', status: 405,
+    message: 'Requested method is not allowed, please refer to API document.',
+  },
+  TSS_ERR_HTTP_BAD_REQUEST: { type: 'BadRequestException', status: 400, message: '%s' },
+  TSS_ERR_HTTP_BODY_TOO_LARGE: {
+    type: 'RequestEntityTooLargeException', status: 413,
+    message: 'Request body is larger than max_request_size (%s bytes).',
+  },
+  TSS_ERR_HTTP_INVALID_TOKEN: {
+    type: 'InvalidKeyException', status: 400,
+    message: 'Token Authorization failed. Token either incorrect, expired, or not provided correctly',
+  },
+  // model registry
+  TSS_ERR_MODEL_NOT_FOUND: { type: 'ModelNotFoundException', status: 404, message: 'Model not found: %s' },
+  TSS_ERR_MODEL_VERSION_NOT_FOUND: {
+    type: 'ModelVersionNotFoundException', status: 404,
+    message: 'Model version: %s does not exist for model: %s',
+  },
+  /** set-default words it without colons (TorchServe quirk B10). */
+  TSS_ERR_MODEL_DEFAULT_VERSION_NOT_FOUND: {
+    type: 'ModelVersionNotFoundException', status: 404,
+    message: 'Model version %s does not exist for model %s',
+  },
+  TSS_ERR_MODEL_VERSION_EXISTS: {
+    type: 'ConflictStatusException', status: 409,
+    message: 'Model version %s is already registered for model %s',
+  },
+  TSS_ERR_MODEL_REMOVE_DEFAULT: {
+    type: 'InvalidModelVersionException', status: 403,
+    message: 'Cannot remove default version for model %s',
+  },
+  TSS_ERR_MODEL_API_DISABLED: {
+    type: 'MethodNotAllowedException', status: 405,
+    message: 'Requested method is not allowed, please refer to API document.',
+  },
+  // archive
+  TSS_ERR_ARCHIVE_NO_STORE: { type: 'ModelNotFoundException', status: 404, message: 'Model store has not been configured.' },
+  TSS_ERR_ARCHIVE_EMPTY_URL: { type: 'ModelNotFoundException', status: 404, message: 'empty url' },
+  TSS_ERR_ARCHIVE_RELATIVE_URL: {
+    type: 'ModelNotFoundException', status: 404, message: 'Relative path is not allowed in url: %s',
+  },
+  TSS_ERR_ARCHIVE_URL_NOT_ALLOWED: {
+    type: 'ModelNotFoundException', status: 404, message: 'Given URL %s does not match any allowed URL(s)',
+  },
+  TSS_ERR_ARCHIVE_NOT_FOUND: { type: 'ModelNotFoundException', status: 404, message: 'Model not found at: %s' },
+  TSS_ERR_ARCHIVE_EXISTS: { type: 'InternalServerException', status: 500, message: 'Model file already exists %s' },
+  TSS_ERR_ARCHIVE_DOWNLOAD_FAILED: {
+    type: 'DownloadArchiveException', status: 400, message: 'Failed to download archive from: %s',
+  },
+  TSS_ERR_ARCHIVE_INVALID: { type: 'InvalidModelException', status: 400, message: '%s' },
+  TSS_ERR_ARCHIVE_UNSAFE_ENTRY: {
+    type: 'InvalidModelException', status: 400, message: 'Archive entry escapes the model directory: %s',
+  },
+  TSS_ERR_ARCHIVE_BAD_MANIFEST: { type: 'InvalidModelException', status: 400, message: 'Failed to parse signature.json.' },
+  TSS_ERR_ARCHIVE_INVALID_RUNTIME: { type: 'BadRequestException', status: 400, message: 'Invalid RuntimeType value: %s' },
+  // workers and inference
+  TSS_ERR_WORKER_NONE_AVAILABLE: {
+    type: 'ServiceUnavailableException', status: 503,
+    message: 'Model "%s" has no worker to serve inference request. Please use scale workers API to add workers. '
+      + 'If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize',
+  },
+  TSS_ERR_WORKER_START_FAILED: {
+    type: 'InternalServerException', status: 500, message: 'Failed to start workers for model %s version: %s',
+  },
+  TSS_ERR_WORKER_DIED: { type: 'InternalServerException', status: 500, message: 'Worker died.' },
+  TSS_ERR_WORKER_SCALE_INVALID: {
+    type: 'BadRequestException', status: 400, message: 'max_worker cannot be less than min_worker.',
+  },
+  TSS_ERR_WORKER_SCALE_NEGATIVE: {
+    type: 'InternalServerException', status: 500, message: 'min_worker cannot be negative: %s',
+  },
+  TSS_ERR_PREDICTION_FAILED: { type: 'InternalServerException', status: 503, message: 'Prediction failed' },
+  TSS_ERR_PREDICTION_BAD_OUTPUT: {
+    type: 'InternalServerException', status: 503, message: 'Invalid model predict output',
+  },
+  TSS_ERR_PREDICTION_BATCH_MISMATCH: {
+    type: 'InternalServerException', status: 503, message: 'number of batch response mismatched',
+  },
+  TSS_ERR_PREDICTION_UNSUPPORTED_OUTPUT: {
+    type: 'InternalServerException', status: 503, message: 'Unsupported model output data type.',
+  },
+  TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
+  /** A handler's own PredictionError: its message and status pass through unchanged. */
+  TSS_ERR_PREDICTION_HANDLER: { type: 'InternalServerException', status: 500, message: '%s' },
+  TSS_ERR_INTERNAL: { type: 'InternalServerException', status: 500, message: '%s' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof table;
+
+export const errorCodes = Object.keys(table) as ErrorCode[];
+
+/** An error that knows how it goes on the wire. */
+export class TsError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: string;
+
+  constructor(code: ErrorCode, message: string, status: number = table[code].status) {
+    super(message);
+    this.name = 'TsError';
+    this.code = code;
+    this.status = status;
+    this.type = table[code].type;
+  }
+
+  /** The body TorchServe answers errors with. */
+  toJSON(): { code: number; type: string; message: string } {
+    return { code: this.status, type: this.type, message: this.message };
+  }
+}
+
+export function tsError(code: ErrorCode, ...args: Array<string | number>): TsError {
+  let i = 0;
+  const message = table[code].message.replace(/%s/g, () => String(args[i++] ?? ''));
+  return new TsError(code, message);
+}
+
+/** Rebuild an error that crossed a process boundary as plain data. */
+export function errorFromWire(code: string, message: string, status?: number): TsError {
+  const known = (code in table ? code : 'TSS_ERR_INTERNAL') as ErrorCode;
+  return new TsError(known, message, status);
+}
+
+export function isTsError(err: unknown): err is TsError {
+  return err instanceof TsError;
+}

@@ -1,0 +1,113 @@
+/**
+ * @module handler/base-handler
+ * TorchServe's BaseHandler for ONNX: `initialize` opens the manifest's serializedFile in an
+ * onnxruntime session and reads index_to_name.json; `handle` runs preprocess -> inference ->
+ * postprocess and records HandlerTime. Subclasses override the hooks they need.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createSession, ort } from '../runtime/onnx.js';
+import { PredictionError, type Context, type Handler, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
+
+export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements Handler {
+  protected context!: Context;
+  protected session!: ort.InferenceSession;
+  /** Class index -> label, from index_to_name.json when the archive has one. */
+  protected mapping: Record<string, string> | undefined;
+  initialized = false;
+
+  async initialize(context: Context): Promise<void> {
+    this.context = context;
+    const modelDir = context.systemProperties.model_dir;
+    const file = context.manifest.model.serializedFile;
+    if (!file || !file.endsWith('.onnx')) throw new Error('No model weights could be loaded: serializedFile must be an .onnx file');
+    this.session = await createSession(join(modelDir, file));
+    this.mapping = loadLabelMapping(modelDir);
+    this.initialized = true;
+  }
+
+  async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
+    this.context = context;
+    const started = performance.now();
+    const output = await this.postprocess(await this.inference(await this.preprocess(batch)));
+    context.metrics.addTime('HandlerTime', performance.now() - started);
+    return output;
+  }
+
+  /** Default: each request's `data` or `body` is a JSON array of numbers; rows are stacked. */
+  async preprocess(batch: RequestInput[]): Promise<TInput> {
+    const rows = batch.map((row) => numericArray(requestPayload(row)));
+    const width = rows[0]?.length ?? 0;
+    if (rows.some((r) => r.length !== width)) throw new PredictionError('All inputs of a batch must have the same length', 400);
+    const flat = Float32Array.from(rows.flat());
+    return new ort.Tensor('float32', flat, [rows.length, width]) as TInput;
+  }
+
+  /** Default: feeds the first model input, answers the first output. */
+  async inference(input: TInput): Promise<TOutput> {
+    const result = await this.session.run({ [this.session.inputNames[0]!]: input as ort.Tensor });
+    return result[this.session.outputNames[0]!] as TOutput;
+  }
+
+  /** Default: splits the output along its first (batch) axis into plain number arrays. */
+  async postprocess(output: TOutput): Promise<HandlerOutput[]> {
+    return splitBatch(output as ort.Tensor).map((row) => Array.from(row));
+  }
+}
+
+/** The payload TorchServe's built-in handlers read: `data`, else `body`. */
+export function requestPayload(row: RequestInput): InputValue {
+  const value = row.data ?? row.body;
+  if (value === undefined) throw new PredictionError('The request has no data: send a body or a "data" field', 400);
+  return value;
+}
+
+/** A request payload as raw bytes: a Buffer as is, a base64 string decoded. */
+export function payloadBytes(value: InputValue): Buffer {
+  if (Buffer.isBuffer(value)) return value;
+  if (typeof value === 'string') return Buffer.from(value, 'base64');
+  if (value && typeof value === 'object' && !Array.isArray(value) && typeof value.b64 === 'string') {
+    return Buffer.from(value.b64, 'base64');
+  }
+  throw new PredictionError('Expected binary data or a base64 string', 400);
+}
+
+function numericArray(value: InputValue): number[] {
+  const parsed = Buffer.isBuffer(value) ? safeJson(value.toString('utf8')) : typeof value === 'string' ? safeJson(value) : value;
+  const flat = Array.isArray(parsed) ? parsed.flat(Infinity) : undefined;
+  if (!flat || flat.some((v) => typeof v !== 'number')) throw new PredictionError('Expected a JSON array of numbers', 400);
+  return flat as number[];
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Rows of a tensor's first axis, as views of its data. */
+export function splitBatch(tensor: ort.Tensor): Float32Array[] {
+  const data = tensor.data as Float32Array;
+  const n = Number(tensor.dims[0] ?? 1);
+  const size = data.length / n;
+  return Array.from({ length: n }, (_, i) => data.subarray(i * size, (i + 1) * size));
+}
+
+/** index_to_name.json: `{"0": "label"}`, `{"1": ["wnid", "label"]}` or `{"object_type_names": [...]}`. */
+export function loadLabelMapping(modelDir: string): Record<string, string> | undefined {
+  const file = join(modelDir, 'index_to_name.json');
+  if (!existsSync(file)) return undefined;
+  const raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  if (Array.isArray(raw.object_type_names)) {
+    return Object.fromEntries(raw.object_type_names.map((label, i) => [String(i), String(label)]));
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    const label = Array.isArray(v) ? v[v.length - 1] : v;
+    if (typeof label !== 'string') throw new Error(`index_to_name.json: label of ${k} is not a string`);
+    out[k] = label;
+  }
+  return out;
+}

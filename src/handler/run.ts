@@ -1,0 +1,135 @@
+/**
+ * @module handler/run
+ * One batch through a handler: decode each request's parameters as TorchServe's worker does, call
+ * the entry point, check that a list of the same length came back, and turn each answer into
+ * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker.
+ */
+import { errorFromWire, isTsError, TsError, tsError } from '../errors.js';
+import type { WireError, WireParam, WireRequest, WireResponse } from '../worker/protocol.js';
+import { BatchContext, type ModelFacts } from './context.js';
+import type { EntryPoint } from './load.js';
+import { PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
+
+export interface BatchResult {
+  readonly items: WireResponse[];
+  readonly context: BatchContext;
+}
+
+export function decodeRequest(request: WireRequest, decode: boolean): RequestInput {
+  const input: RequestInput = {};
+  // Parameters with the same name collapse to the last one, as in TorchServe's worker.
+  for (const param of request.params) input[param.name] = decodeParam(param, decode);
+  return input;
+}
+
+function decodeParam(param: WireParam, decode: boolean): InputValue {
+  const bytes = Buffer.from(param.value.buffer, param.value.byteOffset, param.value.byteLength);
+  if (!decode) return bytes;
+  if (param.contentType === 'application/json') {
+    try {
+      return JSON.parse(bytes.toString('utf8')) as InputValue;
+    } catch {
+      return bytes;
+    }
+  }
+  if (param.contentType?.startsWith('text')) return bytes.toString('utf8');
+  return bytes;
+}
+
+export async function runBatch(
+  entry: EntryPoint,
+  facts: ModelFacts,
+  requests: WireRequest[],
+  decode: boolean,
+  onIntermediate: (items: WireResponse[]) => void,
+): Promise<BatchResult> {
+  const context: BatchContext = new BatchContext(facts, requests, (outputs) => {
+    onIntermediate(toResponses(checkOutputs(outputs, requests.length), requests, context, true));
+  });
+  const outputs = await entry.handle(requests.map((r) => decodeRequest(r, decode)), context);
+  return { items: toResponses(checkOutputs(outputs, requests.length), requests, context, false), context };
+}
+
+function checkOutputs(outputs: unknown, expected: number): HandlerOutput[] {
+  if (!Array.isArray(outputs)) throw tsError('TSS_ERR_PREDICTION_BAD_OUTPUT');
+  if (outputs.length !== expected) throw tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH');
+  return outputs as HandlerOutput[];
+}
+
+function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context: BatchContext, streaming: boolean): WireResponse[] {
+  return outputs.map((output, i) => {
+    const meta = context.responses[i]!;
+    const headers: Record<string, string> = { 'content-type': defaultContentType(output), ...meta.headers };
+    if (streaming) headers.ts_stream_next = 'true';
+    return { id: requests[i]!.id, status: meta.status, phrase: meta.phrase, headers, body: serializeOutput(output) };
+  });
+}
+
+/**
+ * TorchServe sends no Content-Type unless the handler sets one; tsserve names what it sent, so
+ * clients can tell JSON from bytes (docs/compatibility.md).
+ */
+function defaultContentType(output: HandlerOutput): string {
+  if (output instanceof Uint8Array) return 'application/octet-stream';
+  return typeof output === 'string' ? 'text/plain; charset=utf-8' : 'application/json';
+}
+
+/** Bytes as they are, strings as UTF-8, anything else as JSON with indent 2 (Python's json.dumps). */
+export function serializeOutput(output: HandlerOutput): Uint8Array {
+  if (output instanceof Uint8Array) return output;
+  if (typeof output === 'string') return Buffer.from(output, 'utf8');
+  let json: string | undefined;
+  try {
+    json = toJson(output, '');
+  } catch {
+    json = undefined;
+  }
+  if (json === undefined) throw tsError('TSS_ERR_PREDICTION_UNSUPPORTED_OUTPUT');
+  return Buffer.from(json, 'utf8');
+}
+
+/**
+ * JSON.stringify(value, null, 2), except that a Map becomes an object in insertion order: plain
+ * objects put integer-like keys first, which would reorder a top-5 keyed by class index.
+ */
+function toJson(value: unknown, indent: string): string | undefined {
+  if (!(value instanceof Map) && !containsMap(value)) return JSON.stringify(value, null, 2)?.replace(/\n/g, `\n${indent}`);
+  const inner = `${indent}  `;
+  if (value instanceof Map) {
+    const parts = [...value].map(([k, v]) => `${inner}${JSON.stringify(String(k))}: ${toJson(v, inner) ?? 'null'}`);
+    return parts.length ? `{\n${parts.join(',\n')}\n${indent}}` : '{}';
+  }
+  if (Array.isArray(value)) {
+    const parts = value.map((v) => `${inner}${toJson(v, inner) ?? 'null'}`);
+    return parts.length ? `[\n${parts.join(',\n')}\n${indent}]` : '[]';
+  }
+  const parts = Object.entries(value as object).flatMap(([k, v]) => {
+    const text = toJson(v, inner);
+    return text === undefined ? [] : [`${inner}${JSON.stringify(k)}: ${text}`];
+  });
+  return parts.length ? `{\n${parts.join(',\n')}\n${indent}}` : '{}';
+}
+
+function containsMap(value: unknown): boolean {
+  if (value instanceof Map) return true;
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return false;
+  return Object.values(value).some(containsMap);
+}
+
+/** Any error a handler throws, as the batch-level error the frontend answers with. */
+export function toWireError(err: unknown): WireError {
+  const e = classify(err);
+  return { code: e.code, message: e.message, status: e.status };
+}
+
+function classify(err: unknown): TsError {
+  if (isTsError(err)) return err;
+  if (err instanceof PredictionError) return errorFromWire('TSS_ERR_PREDICTION_HANDLER', err.message, err.status);
+  if (isOutOfMemory(err)) return tsError('TSS_ERR_PREDICTION_OUT_OF_RESOURCES');
+  return tsError('TSS_ERR_PREDICTION_FAILED');
+}
+
+function isOutOfMemory(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return err instanceof RangeError && /allocation failed|Invalid (typed )?array length|out of memory/i.test(message);
+}

@@ -1,0 +1,128 @@
+/**
+ * @module handler/types
+ * Everything a handler author needs to know, in one place. A handler is a module inside the .mar
+ * that tsserve loads in a worker process. It exports either
+ *
+ * - a class (the default export, or the module's only exported class) with `initialize(context)`
+ *   and `handle(batch, context)`; extending {@link BaseHandler} gives preprocess / inference /
+ *   postprocess hooks around an onnxruntime session, or
+ * - a function `handle(batch, context)` (or the function named after `:` in the manifest's
+ *   handler string), called once with `batch = null` at load time and then once per batch.
+ *
+ * Names follow TorchServe's Python API in camelCase (`context.system_properties` ->
+ * `context.systemProperties`, `set_response_status` -> `setResponseStatus`).
+ */
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * One request parameter, decoded as TorchServe's worker decodes it: a body sent as
+ * `application/json` arrives parsed, `text/*` as a string, anything else as a Buffer.
+ */
+export type InputValue = Buffer | string | JsonValue;
+
+/**
+ * One request of a batch: parameter name -> value. A raw body (`curl -T file`) is under `body`;
+ * multipart and form fields are under their own names (`curl -F data=@file` -> `data`).
+ */
+export type RequestInput = Record<string, InputValue>;
+
+/**
+ * What a handler answers for one request: bytes (a Buffer or any Uint8Array) are sent as they are,
+ * a string as UTF-8, anything else as JSON with two-space indentation, as TorchServe does. A Map
+ * is written as a JSON object in insertion order.
+ */
+export type HandlerOutput = Uint8Array | string | number | boolean | null | object;
+
+/** `context.systemProperties`, as TorchServe's `system_properties`. */
+export interface SystemProperties {
+  /** The directory the .mar was extracted into: the handler's files and the model are here. */
+  readonly model_dir: string;
+  /** Always null: tsserve serves on CPU. */
+  readonly gpu_id: number | null;
+  readonly batch_size: number;
+  readonly server_name: string;
+  readonly server_version: string;
+  readonly limit_max_image_pixels: boolean;
+}
+
+/** Custom metrics, as TorchServe's `context.metrics`; they appear on the metrics API. */
+export interface MetricsApi {
+  /** A counter; `value` must not be negative. */
+  addCounter(name: string, value: number, dimensions?: Record<string, string>): void;
+  /** A time gauge in `ms` (default) or `s`. */
+  addTime(name: string, value: number, unit?: 'ms' | 's', dimensions?: Record<string, string>): void;
+  /** A gauge or counter with any unit. */
+  addMetric(name: string, value: number, unit: string, type?: 'counter' | 'gauge', dimensions?: Record<string, string>): void;
+}
+
+/** The manifest as read from MAR-INF/MANIFEST.json. */
+export interface HandlerManifest {
+  readonly createdOn?: string;
+  readonly runtime: string;
+  readonly model: {
+    readonly modelName?: string;
+    readonly modelVersion: string;
+    readonly serializedFile?: string;
+    readonly handler?: string;
+    readonly modelFile?: string;
+    readonly configFile?: string;
+    readonly requirementsFile?: string;
+    readonly description?: string;
+  };
+  readonly archiverVersion?: string;
+}
+
+/** What a handler sees about its model and the batch it is answering. */
+export interface Context {
+  readonly modelName: string;
+  readonly manifest: HandlerManifest;
+  readonly systemProperties: SystemProperties;
+  /** model-config.yaml from the archive, parsed; `{}` when there is none. */
+  readonly modelYamlConfig: Record<string, unknown>;
+  /** Batch index -> request id (the `x-request-id` the client receives). */
+  readonly requestIds: Readonly<Record<number, string>>;
+  readonly metrics: MetricsApi;
+  getRequestId(idx?: number): string | undefined;
+  /** A request header by name (case-insensitive), or undefined. */
+  getRequestHeader(idx: number, key: string): string | undefined;
+  getAllRequestHeaders(idx: number): Readonly<Record<string, string>>;
+  /** HTTP status (and optional reason phrase) of request `idx`; TorchServe's argument order. */
+  setResponseStatus(code: number, phrase?: string, idx?: number): void;
+  setAllResponseStatus(code: number, phrase?: string): void;
+  setResponseHeader(idx: number, key: string, value: string): void;
+  getResponseHeaders(idx: number): Readonly<Record<string, string>>;
+  setResponseContentType(idx: number, value: string): void;
+  getResponseContentType(idx: number): string | undefined;
+  /**
+   * Sends one intermediate answer per request of the batch before the final one, as TorchServe's
+   * `send_intermediate_predict_response`; the client receives them as HTTP chunks, in order.
+   */
+  sendIntermediateResponse(outputs: HandlerOutput[]): void;
+}
+
+/** A class handler. */
+export interface Handler {
+  initialize?(context: Context): void | Promise<void>;
+  handle(batch: RequestInput[], context: Context): HandlerOutput[] | Promise<HandlerOutput[]>;
+}
+
+/** A function handler: called with `null` once at load time, then per batch. */
+export type HandleFunction = (
+  batch: RequestInput[] | null,
+  context: Context,
+) => HandlerOutput[] | null | undefined | void | Promise<HandlerOutput[] | null | undefined | void>;
+
+/**
+ * Throw this to answer every request of the batch with `status` and `message`, as TorchServe's
+ * `PredictionException(message, error_code)`. Any other error answers 503 "Prediction failed".
+ */
+export class PredictionError extends Error {
+  readonly status: number;
+
+  constructor(message: string, status = 500) {
+    super(message);
+    this.name = 'PredictionError';
+    this.status = status;
+  }
+}

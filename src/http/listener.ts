@@ -1,0 +1,76 @@
+/**
+ * @module http/listener
+ * One fastify instance per listener, set up the same way for all three: TorchServe's response
+ * headers, bodies read as raw bytes up to max_request_size, one error handler that answers every
+ * failure with `{code, type, message}`, an access-log line and a response-class metric per reply.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { ServerConfig } from '../config/server-config.js';
+import { isTsError, TsError, tsError } from '../errors.js';
+import type { Loggers } from '../log/loggers.js';
+import type { MetricsRegistry } from '../metrics/registry.js';
+import { sendError } from './reply.js';
+
+export interface ListenerDeps {
+  readonly config: ServerConfig;
+  readonly metrics: MetricsRegistry;
+  readonly loggers: Loggers;
+}
+
+export function createListener(deps: ListenerDeps): FastifyInstance {
+  const { config } = deps;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: config.maxRequestSize,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+    keepAliveTimeout: 65_000,
+    return503OnClosing: true,
+  });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addHook('onRequest', async (request, reply) => {
+    reply.headers(fixedHeaders(request.id, config));
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    deps.metrics.response(reply.statusCode);
+    const ms = Math.round(reply.elapsedTime);
+    deps.loggers.access(`/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`);
+  });
+  app.setErrorHandler((err: FastifyError | TsError, _request, reply) => {
+    const e = toTsError(err);
+    if (e.status >= 500) deps.loggers.server.error({ err }, 'request failed');
+    return sendError(reply, e);
+  });
+  app.setNotFoundHandler((_request, reply) => sendError(reply, tsError('TSS_ERR_HTTP_NOT_FOUND')));
+  return app;
+}
+
+/**
+ * Headers on every response (TorchServe's NettyUtils.sendHttpResponse). The Cache-Control value
+ * keeps TorchServe's semicolon, since clients and caches have only ever seen that string.
+ */
+function fixedHeaders(requestId: string, config: ServerConfig): Record<string, string> {
+  const headers: Record<string, string> = {
+    'x-request-id': requestId,
+    Pragma: 'no-cache',
+    'Cache-Control': 'no-cache; no-store, must-revalidate, private',
+    Expires: 'Thu, 01 Jan 1970 00:00:00 UTC',
+  };
+  if (config.corsAllowedOrigin) headers['Access-Control-Allow-Origin'] = config.corsAllowedOrigin;
+  if (config.corsAllowedMethods) headers['Access-Control-Allow-Methods'] = config.corsAllowedMethods;
+  if (config.corsAllowedHeaders) headers['Access-Control-Allow-Headers'] = config.corsAllowedHeaders;
+  return headers;
+}
+
+function toTsError(err: FastifyError | TsError): TsError {
+  if (isTsError(err)) return err;
+  const status = err.statusCode ?? 500;
+  if (status === 413 || err.code === 'FST_REQ_FILE_TOO_LARGE' || err.code === 'FST_PARTS_LIMIT' || err.code === 'FST_FILES_LIMIT') {
+    return new TsError('TSS_ERR_HTTP_BODY_TOO_LARGE', `Request body is too large: ${err.message}`, 413);
+  }
+  if (status >= 400 && status < 500) return new TsError('TSS_ERR_HTTP_BAD_REQUEST', err.message, status);
+  return tsError('TSS_ERR_INTERNAL', err.message || 'Internal server error');
+}

@@ -1,0 +1,165 @@
+/**
+ * @module http/management
+ * The management API: list, describe, register, scale, set-default, unregister, with TorchServe's
+ * parameters, defaults, status codes and messages (spec §4).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerConfig } from '../config/server-config.js';
+import { tsError } from '../errors.js';
+import type { Model } from '../wlm/model.js';
+import { loadModel, type LoaderDeps } from '../wlm/model-loader.js';
+import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { ScaleResult } from '../wlm/worker-pool.js';
+import { mimeType } from './input.js';
+import { boolParam, intParam, requestParams, type Params } from './params.js';
+import { sendJson, sendStatus } from './reply.js';
+
+export interface ManagementDeps {
+  readonly config: ServerConfig;
+  readonly registry: ModelRegistry;
+  readonly loader: LoaderDeps;
+  /** Called after every change of the registered models or their workers. */
+  readonly onChange: () => void;
+}
+
+type Req = FastifyRequest<{ Params: { name?: string; version?: string } }>;
+
+export async function managementRoutes(app: FastifyInstance, deps: ManagementDeps): Promise<void> {
+  const { registry } = deps;
+  const params = (request: Req): Params => requestParams(request.query, request.body, mimeType(request.headers['content-type']));
+  const requireModelApi = (): void => {
+    if (!deps.config.enableModelApi) throw tsError('TSS_ERR_MODEL_API_DISABLED');
+  };
+
+  app.get('/models', async (request: Req, reply) => listModels(registry, params(request), reply));
+  app.post('/models', async (request: Req, reply) => {
+    requireModelApi();
+    return register(params(request), deps, reply);
+  });
+
+  app.get('/models/:name', async (request: Req, reply) => sendJson(reply, 200, [registry.get(request.params.name!).describe()]));
+  app.get('/models/:name/:version', async (request: Req, reply) => {
+    const { name, version } = request.params as { name: string; version: string };
+    const models = version === 'all' ? registry.versions(name) : [registry.get(name, version)];
+    return sendJson(reply, 200, models.map((m) => m.describe()));
+  });
+
+  const scaleRoute = async (request: Req, reply: FastifyReply): Promise<FastifyReply> => {
+    const p = params(request);
+    return scale(registry.get(request.params.name!, request.params.version ?? p.model_version), request.params.version ?? p.model_version, p, deps, reply);
+  };
+  app.put('/models/:name', scaleRoute);
+  app.put('/models/:name/:version', scaleRoute);
+
+  app.put('/models/:name/:version/set-default', async (request: Req, reply) => {
+    const { name, version } = request.params as { name: string; version: string };
+    registry.setDefault(name, version);
+    deps.onChange();
+    return sendStatus(reply, 200, `Default version successfully updated for model "${name}" to "${version}"`);
+  });
+
+  const unregisterRoute = async (request: Req, reply: FastifyReply): Promise<FastifyReply> => {
+    requireModelApi();
+    const model = registry.remove(request.params.name!, request.params.version);
+    deps.onChange();
+    await model.close();
+    return sendStatus(reply, 200, `Model "${model.name}" unregistered`);
+  };
+  app.delete('/models/:name', unregisterRoute);
+  app.delete('/models/:name/:version', unregisterRoute);
+
+  // Any other method on /models... is 405, as TorchServe answers.
+  const notAllowed = async (): Promise<never> => {
+    throw tsError('TSS_ERR_HTTP_METHOD_NOT_ALLOWED');
+  };
+  const served: Record<string, readonly string[]> = {
+    '/models': ['GET', 'POST'],
+    '/models/:name': ['GET', 'PUT', 'DELETE'],
+    '/models/:name/:version': ['GET', 'PUT', 'DELETE'],
+    '/models/:name/:version/set-default': ['PUT'],
+  };
+  for (const [url, methods] of Object.entries(served)) {
+    const others = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'].filter((m) => !methods.includes(m));
+    app.route({ method: others as Array<'GET'>, url, handler: notAllowed });
+  }
+}
+
+function listModels(registry: ModelRegistry, p: Params, reply: FastifyReply): FastifyReply {
+  let limit = intParam(p, 'limit') ?? 100;
+  if (limit > 100 || limit < 0) limit = 100;
+  const start = Math.max(0, intParam(p, 'next_page_token') ?? 0);
+  const all = registry.defaults();
+  const models = all.slice(start, start + limit).map((m) => ({ modelName: m.name, modelUrl: m.spec.url }));
+  const body = start + limit <= all.length ? { nextPageToken: String(start + limit), models } : { models };
+  return sendJson(reply, 200, body);
+}
+
+async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): Promise<FastifyReply> {
+  if (p.url === undefined) throw tsError('TSS_ERR_HTTP_BAD_REQUEST', 'Parameter url is required.');
+  const initialWorkers = Math.max(0, intParam(p, 'initial_workers') ?? deps.config.defaultWorkersPerModel);
+  const model = await loadModel({
+    url: p.url,
+    modelName: p.model_name,
+    handler: p.handler,
+    runtime: p.runtime,
+    batchSize: positive(intParam(p, 'batch_size')),
+    maxBatchDelay: nonNegative(intParam(p, 'max_batch_delay')),
+    responseTimeout: positive(intParam(p, 'response_timeout')),
+    startupTimeout: nonNegative(intParam(p, 'startup_timeout')),
+    initialWorkers,
+    loadedAtStartup: false,
+  }, deps.loader);
+  try {
+    deps.registry.add(model);
+  } catch (err) {
+    await model.close();
+    throw err;
+  }
+  deps.onChange();
+  const { minWorkers, maxWorkers } = model.settings;
+  const label = `Model "${model.name}" Version: ${model.version}`;
+  if (minWorkers === 0) {
+    return sendStatus(reply, 200, `${label} registered with 0 initial workers. Use scale workers API to add workers for the model.`);
+  }
+  const scaling = model.scale(minWorkers, maxWorkers);
+  if (!boolParam(p, 'synchronous', true)) return accepted(scaling, reply);
+  const result = await scaling;
+  if (!result.ok) {
+    deps.registry.remove(model.name, model.version);
+    deps.onChange();
+    await model.close();
+    throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, model.version);
+  }
+  if (result.running < minWorkers) return sendStatus(reply, 206, 'Workers scaling in progress...');
+  return sendStatus(reply, 200, `${label} registered with ${result.running} initial workers`);
+}
+
+async function scale(model: Model, version: string | undefined, p: Params, deps: ManagementDeps, reply: FastifyReply): Promise<FastifyReply> {
+  const min = intParam(p, 'min_worker') ?? 1;
+  const max = intParam(p, 'max_worker') ?? min;
+  if (max < min) throw tsError('TSS_ERR_WORKER_SCALE_INVALID');
+  if (min < 0) throw tsError('TSS_ERR_WORKER_SCALE_NEGATIVE', min);
+  const scaling = model.scale(min, max);
+  deps.onChange();
+  if (!boolParam(p, 'synchronous', false)) return accepted(scaling, reply);
+  const result = await scaling;
+  if (!result.ok) throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');
+  if (result.running < min) return sendStatus(reply, 206, 'Workers scaling in progress...');
+  return sendStatus(reply, 200, `Workers scaled to ${min} for model: ${model.name}${version ? `, version: ${version}` : ''}`);
+}
+
+/** 202: the workers start in the background; a failure shows in describe and the log. */
+function accepted(scaling: Promise<ScaleResult>, reply: FastifyReply): FastifyReply {
+  scaling.then((r) => {
+    if (!r.ok) reply.log.warn(`worker scaling failed: ${r.error.message}`);
+  }, () => {});
+  return sendStatus(reply, 202, 'Processing worker updates...');
+}
+
+function positive(n: number | undefined): number | undefined {
+  return n !== undefined && n > 0 ? n : undefined;
+}
+
+function nonNegative(n: number | undefined): number | undefined {
+  return n !== undefined && n >= 0 ? n : undefined;
+}

@@ -1,0 +1,11 @@
+/**
+ * @module tsserve
+ * The public surface for handler authors: `import { BaseHandler, type Context } from 'tsserve'`.
+ */
+export type {
+  Context, Handler, HandleFunction, HandlerManifest, HandlerOutput, InputValue, JsonValue, MetricsApi,
+  RequestInput, SystemProperties,
+} from './handler/types.js';
+export { PredictionError } from './handler/types.js';
+export { BaseHandler, loadLabelMapping, payloadBytes, requestPayload, splitBatch } from './handler/base-handler.js';
+export { createSession, ort, type SessionOptions } from './runtime/onnx.js';

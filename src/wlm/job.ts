@@ -1,0 +1,62 @@
+/**
+ * @module wlm/job
+ * One inference request waiting for, or inside, a batch. It knows how to answer itself through
+ * the sink the HTTP layer gave it and knows no HTTP. It answers exactly once: a late reply after a
+ * timeout, or a second error, is dropped here rather than written twice.
+ */
+import type { TsError } from '../errors.js';
+import type { WireRequest } from '../worker/protocol.js';
+
+export interface JobResponse {
+  readonly status: number;
+  readonly phrase: string;
+  readonly headers: Record<string, string>;
+  readonly body: Uint8Array;
+}
+
+export interface JobSink {
+  /** A streamed part; the first one decides status and headers. */
+  intermediate(response: JobResponse): void;
+  respond(response: JobResponse): void;
+  fail(error: TsError): void;
+}
+
+export class Job {
+  readonly request: WireRequest;
+  readonly arrivedAt = performance.now();
+  /** When a worker took it from the queue. */
+  dequeuedAt: number | undefined;
+  private settledFlag = false;
+  private readonly sink: JobSink;
+
+  constructor(request: WireRequest, sink: JobSink) {
+    this.request = request;
+    this.sink = sink;
+  }
+
+  get id(): string {
+    return this.request.id;
+  }
+
+  get settled(): boolean {
+    return this.settledFlag;
+  }
+
+  intermediate(response: JobResponse): void {
+    if (!this.settledFlag) this.sink.intermediate(response);
+  }
+
+  respond(response: JobResponse): void {
+    if (this.settle()) this.sink.respond(response);
+  }
+
+  fail(error: TsError): void {
+    if (this.settle()) this.sink.fail(error);
+  }
+
+  private settle(): boolean {
+    if (this.settledFlag) return false;
+    this.settledFlag = true;
+    return true;
+  }
+}

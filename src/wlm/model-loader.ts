@@ -1,0 +1,72 @@
+/**
+ * @module wlm/model-loader
+ * A register request to a Model ready to be added to the registry: find the archive, open it,
+ * read its manifest and model-config.yaml, merge the settings. On any failure nothing is left
+ * behind (no extracted directory, no downloaded file).
+ */
+import { rmSync } from 'node:fs';
+import { basename } from 'node:path';
+import { openModelArchive } from '../archive/extract.js';
+import { locateArchive, type LocateOptions } from '../archive/locate.js';
+import { readManifest, RUNTIMES } from '../archive/manifest.js';
+import { readModelYaml, resolveSettings, type RegisterParams } from '../config/model-config.js';
+import type { ServerConfig } from '../config/server-config.js';
+import { tsError } from '../errors.js';
+import { Model } from './model.js';
+import type { PoolDeps } from './worker-pool.js';
+
+export interface RegisterRequest extends RegisterParams {
+  readonly url: string;
+  readonly modelName?: string | undefined;
+  readonly handler?: string | undefined;
+  readonly runtime?: string | undefined;
+  readonly loadedAtStartup: boolean;
+}
+
+export interface LoaderDeps {
+  readonly server: ServerConfig;
+  readonly locate: LocateOptions;
+  readonly poolDeps: (model: Model) => PoolDeps;
+}
+
+export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise<Model> {
+  if (req.runtime !== undefined && !(RUNTIMES as readonly string[]).includes(req.runtime)) {
+    throw tsError('TSS_ERR_ARCHIVE_INVALID_RUNTIME', req.runtime);
+  }
+  const located = await locateArchive(req.url, deps.locate);
+  let opened: Awaited<ReturnType<typeof openModelArchive>> | undefined;
+  try {
+    opened = await openModelArchive(located.path);
+    const manifest = readManifest(opened.dir);
+    const name = req.modelName || manifest.model.modelName || nameFromFile(located.marName);
+    if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
+    const handler = req.handler || manifest.model.handler || deps.server.defaultServiceHandler;
+    if (!handler) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Handler is not defined.');
+    const yaml = readModelYaml(opened.dir, manifest);
+    const version = manifest.model.modelVersion;
+    const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined);
+    return new Model({
+      name,
+      version,
+      url: req.url,
+      dir: opened.dir,
+      extracted: opened.extracted,
+      marName: located.marName,
+      downloadedFile: located.downloaded ? located.path : undefined,
+      manifest,
+      handler,
+      runtime: req.runtime ?? manifest.runtime,
+      yaml,
+      loadedAtStartup: req.loadedAtStartup,
+    }, settings, deps.poolDeps);
+  } catch (err) {
+    if (opened?.extracted) rmSync(opened.dir, { recursive: true, force: true });
+    if (located.downloaded) rmSync(located.path, { force: true });
+    throw err;
+  }
+}
+
+/** `dir/my-model.v2.mar` -> `my_model_v2`, as TorchServe derives a missing name. */
+function nameFromFile(file: string): string {
+  return basename(file).replace(/(\.tar\.gz|\.mar|\.model)$/i, '').replace(/\W/g, '_');
+}

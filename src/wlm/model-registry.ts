@@ -1,0 +1,79 @@
+/**
+ * @module wlm/model-registry
+ * Model name -> versions -> Model, and which version is the default. Only bookkeeping: starting
+ * and stopping workers is the caller's (http/management.ts through wlm/model-loader.ts).
+ */
+import { tsError } from '../errors.js';
+import type { Model } from './model.js';
+
+interface Entry {
+  readonly versions: Map<string, Model>;
+  defaultVersion: string;
+}
+
+export class ModelRegistry {
+  private readonly models = new Map<string, Entry>();
+
+  /** Adds a version; the first version of a name becomes its default. */
+  add(model: Model): void {
+    const entry = this.models.get(model.name);
+    if (!entry) {
+      this.models.set(model.name, { versions: new Map([[model.version, model]]), defaultVersion: model.version });
+      return;
+    }
+    if (entry.versions.has(model.version)) throw tsError('TSS_ERR_MODEL_VERSION_EXISTS', model.version, model.name);
+    entry.versions.set(model.version, model);
+  }
+
+  /** The named version, or the default one; throws TorchServe's 404s. */
+  get(name: string, version?: string): Model {
+    const entry = this.models.get(name);
+    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
+    const model = entry.versions.get(version ?? entry.defaultVersion);
+    if (!model) throw tsError('TSS_ERR_MODEL_VERSION_NOT_FOUND', version ?? '', name);
+    return model;
+  }
+
+  has(name: string): boolean {
+    return this.models.has(name);
+  }
+
+  versions(name: string): Model[] {
+    const entry = this.models.get(name);
+    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
+    return [...entry.versions.values()];
+  }
+
+  isDefault(model: Model): boolean {
+    return this.models.get(model.name)?.defaultVersion === model.version;
+  }
+
+  /**
+   * Takes a version out of the registry. The default version may only go when it is the last
+   * one (TorchServe answers 403 otherwise).
+   */
+  remove(name: string, version?: string): Model {
+    const model = this.get(name, version);
+    const entry = this.models.get(name)!;
+    if (entry.defaultVersion === model.version && entry.versions.size > 1) throw tsError('TSS_ERR_MODEL_REMOVE_DEFAULT', name);
+    entry.versions.delete(model.version);
+    if (entry.versions.size === 0) this.models.delete(name);
+    return model;
+  }
+
+  setDefault(name: string, version: string): void {
+    const entry = this.models.get(name);
+    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
+    if (!entry.versions.has(version)) throw tsError('TSS_ERR_MODEL_DEFAULT_VERSION_NOT_FOUND', version, name);
+    entry.defaultVersion = version;
+  }
+
+  /** Default versions, sorted by name. */
+  defaults(): Model[] {
+    return [...this.models.keys()].sort().map((name) => this.get(name));
+  }
+
+  all(): Model[] {
+    return [...this.models.values()].flatMap((e) => [...e.versions.values()]);
+  }
+}

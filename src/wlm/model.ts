@@ -1,0 +1,119 @@
+/**
+ * @module wlm/model
+ * One registered model version: where its files are, its settings, its queue and its workers.
+ */
+import { rmSync } from 'node:fs';
+import type { ValidManifest } from '../archive/manifest.js';
+import type { ModelSettings } from '../config/model-config.js';
+import { JobQueue } from './job-queue.js';
+import type { Job } from './job.js';
+import { WorkerPool, type PoolDeps, type ScaleResult } from './worker-pool.js';
+import { describeStatus } from './worker-state.js';
+
+export interface ModelSpec {
+  readonly name: string;
+  readonly version: string;
+  /** The url string the model was registered with. */
+  readonly url: string;
+  readonly dir: string;
+  /** True when `dir` is ours to delete on unregister. */
+  readonly extracted: boolean;
+  /** The archive's file name, as snapshots record it. */
+  readonly marName: string;
+  /** An archive the register API downloaded into the store: removed on unregister. */
+  readonly downloadedFile: string | undefined;
+  readonly manifest: ValidManifest;
+  readonly handler: string;
+  readonly runtime: string;
+  readonly yaml: Record<string, unknown>;
+  readonly loadedAtStartup: boolean;
+}
+
+export class Model {
+  readonly spec: ModelSpec;
+  readonly settings: ModelSettings;
+  readonly queue: JobQueue;
+  readonly pool: WorkerPool;
+
+  constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
+    this.spec = spec;
+    this.settings = { ...settings };
+    this.queue = new JobQueue(settings.jobQueueSize);
+    this.pool = new WorkerPool(this.queue, () => this.settings, poolDeps(this));
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get version(): string {
+    return this.spec.version;
+  }
+
+  /** False when the queue is full or the model has no workers: the caller answers 503. */
+  submit(job: Job): boolean {
+    return this.settings.maxWorkers > 0 && this.pool.size > 0 && this.queue.offer(job);
+  }
+
+  scale(min: number, max: number): Promise<ScaleResult> {
+    this.settings.minWorkers = min;
+    this.settings.maxWorkers = max;
+    return this.pool.scale(min, max);
+  }
+
+  /** Retires the workers, fails what is queued and removes the extracted files. */
+  async close(): Promise<void> {
+    this.settings.minWorkers = 0;
+    this.settings.maxWorkers = 0;
+    await this.pool.close();
+    if (this.spec.extracted) rmSync(this.spec.dir, { recursive: true, force: true });
+    if (this.spec.downloadedFile) rmSync(this.spec.downloadedFile, { force: true });
+  }
+
+  /** One element of the describe answer, fields in TorchServe's order. */
+  describe(): Record<string, unknown> {
+    const s = this.settings;
+    return {
+      modelName: this.name,
+      modelVersion: this.version,
+      modelUrl: this.spec.url,
+      runtime: this.spec.runtime,
+      minWorkers: s.minWorkers,
+      maxWorkers: s.maxWorkers,
+      batchSize: s.batchSize,
+      maxBatchDelay: s.maxBatchDelay,
+      responseTimeout: s.responseTimeout,
+      startupTimeout: s.startupTimeout,
+      maxRetryTimeoutInSec: s.maxRetryTimeoutInSec,
+      clientTimeoutInMills: 0,
+      parallelType: '',
+      parallelLevel: 0,
+      deviceType: 'cpu',
+      continuousBatching: false,
+      useJobTicket: false,
+      useVenv: false,
+      stateful: false,
+      sequenceMaxIdleMSec: 0,
+      sequenceTimeoutMSec: 0,
+      maxNumSequence: 0,
+      maxSequenceJobQueueSize: 0,
+      loadedAtStartup: this.spec.loadedAtStartup,
+      workers: this.pool.workers.map((w) => ({
+        id: w.id,
+        startTime: formatStartTime(w.startTime),
+        status: describeStatus(w.state),
+        memoryUsage: 0,
+        pid: w.pid,
+        gpu: false,
+        gpuUsage: 'N/A',
+      })),
+      jobQueueStatus: { remainingCapacity: this.queue.remainingCapacity, pendingRequests: this.queue.size },
+    };
+  }
+}
+
+/** `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` in local time with a literal Z, as TorchServe writes it. */
+function formatStartTime(d: Date): string {
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}Z`;
+}

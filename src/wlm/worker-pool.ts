@@ -1,0 +1,159 @@
+/**
+ * @module wlm/worker-pool
+ * The workers of one model version. Each slot runs one worker at a time: it takes a batch from the
+ * model's queue, runs it, and repeats. A worker that dies is replaced after TorchServe's backoff
+ * while the recovery window is open; a worker that is scaled down first finishes its batch.
+ */
+import { tsError, type TsError } from '../errors.js';
+import type { WorkerProcess } from '../worker/worker.js';
+import type { JobQueue } from './job-queue.js';
+import { backoffSeconds } from './worker-state.js';
+
+export interface PoolSettings {
+  readonly batchSize: number;
+  readonly maxBatchDelay: number;
+  readonly maxRetryTimeoutInSec: number;
+}
+
+export interface PoolDeps {
+  /** A new, not yet started worker with a fresh id. */
+  readonly spawn: () => WorkerProcess;
+  readonly onRestart?: (worker: WorkerProcess) => void;
+  readonly log: (message: string) => void;
+}
+
+interface Slot {
+  worker: WorkerProcess;
+  removed: boolean;
+  attempt: number;
+  firstFailureAt: number | undefined;
+  restartTimer: NodeJS.Timeout | undefined;
+  stopServing: AbortController;
+  serving: Promise<void>;
+}
+
+export type ScaleResult = { ok: true; running: number } | { ok: false; error: TsError };
+
+export class WorkerPool {
+  private slots: Slot[] = [];
+  private readonly queue: JobQueue;
+  private readonly settings: () => PoolSettings;
+  private readonly deps: PoolDeps;
+
+  constructor(queue: JobQueue, settings: () => PoolSettings, deps: PoolDeps) {
+    this.queue = queue;
+    this.settings = settings;
+    this.deps = deps;
+  }
+
+  get workers(): WorkerProcess[] {
+    return this.slots.map((s) => s.worker);
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /** Workers that serve, are loading, or failed but are still inside the recovery window. */
+  healthyCount(now = Date.now()): number {
+    const windowMs = this.settings().maxRetryTimeoutInSec * 1000;
+    return this.slots.filter((s) => s.firstFailureAt === undefined || now - s.firstFailureAt < windowMs).length;
+  }
+
+  /**
+   * Starts workers up to `min`, or retires workers from the end down to `max`. Resolves once
+   * every started worker has loaded (ok) or one of them failed to (its error).
+   */
+  async scale(min: number, max: number): Promise<ScaleResult> {
+    if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s)));
+    const starts: Array<Promise<void>> = [];
+    while (this.slots.length < min) starts.push(this.addSlot());
+    const outcomes = await Promise.allSettled(starts);
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) return { ok: false, error: failed.reason as TsError };
+    return { ok: true, running: this.slots.filter((s) => s.worker.state === 'MODEL_LOADED').length };
+  }
+
+  private addSlot(): Promise<void> {
+    const slot: Slot = {
+      worker: this.deps.spawn(),
+      removed: false,
+      attempt: 0,
+      firstFailureAt: undefined,
+      restartTimer: undefined,
+      stopServing: new AbortController(),
+      serving: Promise.resolve(),
+    };
+    this.slots.push(slot);
+    return this.launch(slot);
+  }
+
+  /** Starts `slot.worker` and, once it has loaded, serves the queue with it. */
+  private launch(slot: Slot): Promise<void> {
+    const worker = slot.worker;
+    slot.stopServing = new AbortController();
+    slot.serving = Promise.resolve();
+    worker.on('exit', () => this.onExit(slot, worker));
+    return worker.start().then(() => {
+      slot.attempt = 0;
+      slot.firstFailureAt = undefined;
+      slot.serving = this.serve(slot, worker);
+    });
+  }
+
+  private async serve(slot: Slot, worker: WorkerProcess): Promise<void> {
+    const signal = slot.stopServing.signal;
+    while (!signal.aborted && worker.state === 'MODEL_LOADED') {
+      const { batchSize, maxBatchDelay } = this.settings();
+      const jobs = await this.queue.poll(batchSize, batchSize > 1 ? maxBatchDelay : 0, signal);
+      if (jobs.length === 0) continue;
+      const now = performance.now();
+      for (const job of jobs) job.dequeuedAt = now;
+      if (signal.aborted || worker.state !== 'MODEL_LOADED') {
+        this.queue.requeue(jobs);
+        return;
+      }
+      await worker.runBatch(jobs);
+    }
+  }
+
+  private onExit(slot: Slot, worker: WorkerProcess): void {
+    slot.stopServing.abort();
+    if (slot.removed || slot.worker !== worker) return;
+    const now = Date.now();
+    slot.firstFailureAt ??= now;
+    if (now - slot.firstFailureAt >= this.settings().maxRetryTimeoutInSec * 1000) {
+      this.deps.log(`Worker ${worker.id} stays stopped: the recovery window is over`);
+      return;
+    }
+    const delay = backoffSeconds(slot.attempt++);
+    this.deps.log(`Worker ${worker.id} stopped; restarting in ${delay} s`);
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = undefined;
+      if (slot.removed) return;
+      slot.worker = this.deps.spawn();
+      this.launch(slot).then(() => this.deps.onRestart?.(slot.worker), () => { /* its exit schedules the next try */ });
+    }, delay * 1000);
+    slot.restartTimer.unref();
+  }
+
+  /** Stops taking jobs, lets the batch in flight finish, then ends the process. */
+  private async retire(slot: Slot): Promise<void> {
+    slot.removed = true;
+    if (slot.restartTimer) clearTimeout(slot.restartTimer);
+    slot.stopServing.abort();
+    await slot.serving;
+    const worker = slot.worker;
+    worker.moveTo('SCALED_DOWN');
+    if (worker.pid < 0 || worker.exited) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.kill();
+    await exited;
+  }
+
+  /** Retires every worker; what is still queued gets `error`. */
+  async close(error: TsError = tsError('TSS_ERR_WORKER_DIED')): Promise<void> {
+    await this.scale(0, 0);
+    for (const job of this.queue.drain()) job.fail(error);
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * @module worker/entry
+ * The program a worker process runs. It loads one model's handler, then answers one batch at a
+ * time. The frontend owns every decision (batching, timeouts, restarts); this side only runs
+ * handler code, so a handler that crashes, hangs or eats memory takes down this process alone.
+ *
+ *   frontend ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
+ *   frontend ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
+ */
+import { register } from 'node:module';
+import type { ModelFacts } from '../handler/context.js';
+import { BatchContext } from '../handler/context.js';
+import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
+import { runBatch, toWireError } from '../handler/run.js';
+import type { FromWorker, LoadMessage, PredictMessage, ToWorker } from './protocol.js';
+
+register('./hooks.js', import.meta.url);
+
+let entry: EntryPoint | undefined;
+let facts: ModelFacts | undefined;
+let decodeInput = true;
+
+function send(message: FromWorker): void {
+  process.send?.(message);
+}
+
+async function onLoad(msg: LoadMessage): Promise<void> {
+  try {
+    const modelFacts: ModelFacts = {
+      modelName: msg.modelName,
+      manifest: msg.manifest,
+      modelYamlConfig: msg.yamlConfig,
+      systemProperties: {
+        model_dir: msg.modelDir,
+        gpu_id: null,
+        batch_size: msg.batchSize,
+        server_name: 'MMS',
+        server_version: msg.serverVersion,
+        limit_max_image_pixels: true,
+      },
+    };
+    facts = modelFacts;
+    decodeInput = msg.decodeInput;
+    process.chdir(msg.modelDir);
+    entry = await loadEntryPoint(msg.handler, msg.modelDir);
+    await entry.initialize(new BatchContext(modelFacts, []));
+    send({ kind: 'loaded', pid: process.pid });
+  } catch (err) {
+    console.error(`Failed to load model ${msg.modelName}:`, err);
+    send({ kind: 'load-failed', error: { code: 'TSS_ERR_INTERNAL', message: (err as Error).message ?? String(err), status: 500 } });
+  }
+}
+
+async function onPredict(msg: PredictMessage): Promise<void> {
+  const { batchId } = msg;
+  if (!entry || !facts) {
+    send({ kind: 'batch-failed', batchId, error: { code: 'TSS_ERR_WORKER_DIED', message: 'Worker died.', status: 500 }, metrics: [] });
+    return;
+  }
+  let context: BatchContext | undefined;
+  try {
+    const result = await runBatch(entry, facts, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items }));
+    context = result.context;
+    send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics });
+  } catch (err) {
+    console.error(`Prediction failed for model ${facts.modelName}:`, err);
+    send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [] });
+  }
+}
+
+process.on('message', (msg: ToWorker) => {
+  if (msg.kind === 'load') void onLoad(msg);
+  else void onPredict(msg);
+});
+// The frontend is gone: nobody can use our answers.
+process.on('disconnect', () => process.exit(0));

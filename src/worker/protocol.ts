@@ -1,0 +1,69 @@
+/**
+ * @module worker/protocol
+ * Messages between the frontend and a worker process, both ways, as one discriminated union.
+ * They travel over Node's IPC channel with `serialization: 'advanced'`, so bodies go as bytes,
+ * never as JSON-encoded arrays.
+ */
+import type { ValidManifest } from '../archive/manifest.js';
+
+export interface WireParam {
+  readonly name: string;
+  /** MIME type without parameters; undefined when the request had none. */
+  readonly contentType: string | undefined;
+  readonly value: Uint8Array;
+}
+
+export interface WireRequest {
+  readonly id: string;
+  readonly headers: Record<string, string>;
+  readonly params: WireParam[];
+}
+
+export interface WireResponse {
+  readonly id: string;
+  readonly status: number;
+  readonly phrase: string;
+  readonly headers: Record<string, string>;
+  readonly body: Uint8Array;
+}
+
+export interface WireMetric {
+  readonly name: string;
+  readonly unit: string;
+  readonly type: 'counter' | 'gauge';
+  readonly value: number;
+  readonly dimensions: Record<string, string>;
+}
+
+export interface WireError {
+  readonly code: string;
+  readonly message: string;
+  readonly status: number;
+}
+
+export interface LoadMessage {
+  readonly kind: 'load';
+  readonly modelName: string;
+  readonly modelDir: string;
+  readonly manifest: ValidManifest;
+  readonly handler: string;
+  readonly batchSize: number;
+  readonly yamlConfig: Record<string, unknown>;
+  readonly decodeInput: boolean;
+  readonly serverVersion: string;
+}
+
+export interface PredictMessage {
+  readonly kind: 'predict';
+  readonly batchId: number;
+  readonly requests: WireRequest[];
+}
+
+export type ToWorker = LoadMessage | PredictMessage;
+
+export type FromWorker =
+  | { readonly kind: 'loaded'; readonly pid: number }
+  | { readonly kind: 'load-failed'; readonly error: WireError }
+  | { readonly kind: 'reply'; readonly batchId: number; readonly items: WireResponse[]; readonly metrics: WireMetric[] }
+  | { readonly kind: 'intermediate'; readonly batchId: number; readonly items: WireResponse[] }
+  | { readonly kind: 'batch-failed'; readonly batchId: number; readonly error: WireError; readonly metrics: WireMetric[] };

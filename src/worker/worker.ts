@@ -1,0 +1,205 @@
+/**
+ * @module worker/worker
+ * The frontend's handle on one worker process. Workers are processes, not threads: onnxruntime
+ * and sharp are native code, and a segfault, an abort or an out-of-memory kill in a thread would
+ * take the whole server with it. A process dies alone; this handle fails its in-flight batch with
+ * "Worker died." and reports the exit so the pool can start a replacement.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { errorFromWire, tsError, type TsError } from '../errors.js';
+import type { Job } from '../wlm/job.js';
+import { canMove, type WorkerState } from '../wlm/worker-state.js';
+import { INTRA_OP_THREADS_ENV } from '../runtime/onnx.js';
+import type { FromWorker, LoadMessage, WireMetric, WireResponse } from './protocol.js';
+
+const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
+
+export interface WorkerOptions {
+  readonly id: string;
+  readonly load: LoadMessage;
+  readonly intraOpThreads: number;
+  readonly startupTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly maxResponseSize: number;
+  /** Each line the handler prints, with its stream. */
+  readonly onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
+  readonly onMetrics: (metrics: WireMetric[]) => void;
+}
+
+interface InFlight {
+  readonly batchId: number;
+  readonly jobs: Map<string, Job>;
+  readonly done: () => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export declare interface WorkerProcess {
+  on(event: 'state', listener: (state: WorkerState, previous: WorkerState) => void): this;
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'load-failed', listener: (error: TsError) => void): this;
+}
+
+export class WorkerProcess extends EventEmitter {
+  readonly id: string;
+  readonly startTime = new Date();
+  state: WorkerState = 'STARTED';
+  private child: ChildProcess | undefined;
+  private inFlight: InFlight | undefined;
+  private nextBatchId = 1;
+  private exitedFlag = false;
+  private readonly opts: WorkerOptions;
+
+  constructor(opts: WorkerOptions) {
+    super();
+    this.id = opts.id;
+    this.opts = opts;
+  }
+
+  get pid(): number {
+    return this.child?.pid ?? -1;
+  }
+
+  get exited(): boolean {
+    return this.exitedFlag;
+  }
+
+  /** Spawns the process and loads the model; rejects with the load error. */
+  start(): Promise<void> {
+    const child = fork(ENTRY, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      execArgv: [],
+      env: { ...process.env, [INTRA_OP_THREADS_ENV]: String(this.opts.intraOpThreads) },
+    });
+    this.child = child;
+    this.pipeOutput(child);
+    child.on('message', (msg: FromWorker) => this.onMessage(msg));
+    child.on('exit', (code, signal) => this.onExit(code, signal));
+    child.on('error', () => { /* reported through 'exit' */ });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} did not load the model within the startup timeout`));
+        this.kill();
+      }, this.opts.startupTimeoutMs);
+      const onState = (state: WorkerState): void => {
+        if (state === 'MODEL_LOADED') settle(() => resolve());
+        else fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} failed to load the model`));
+      };
+      const onLoadFailed = (err: TsError): void => fail(err);
+      const settle = (fn: () => void): void => {
+        clearTimeout(timer);
+        this.off('state', onState);
+        this.off('load-failed', onLoadFailed);
+        fn();
+      };
+      const fail = (err: TsError): void => settle(() => reject(err));
+      this.on('state', onState);
+      this.on('load-failed', onLoadFailed);
+      child.send(this.opts.load);
+    });
+  }
+
+  /** Sends a batch and settles every job in it: answer, error, or "Worker died.". */
+  runBatch(jobs: Job[]): Promise<void> {
+    const child = this.child;
+    if (!child?.connected || this.state !== 'MODEL_LOADED') {
+      for (const job of jobs) job.fail(tsError('TSS_ERR_WORKER_DIED'));
+      return Promise.resolve();
+    }
+    const batchId = this.nextBatchId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.onResponseTimeout(), this.opts.responseTimeoutMs);
+      this.inFlight = { batchId, jobs: new Map(jobs.map((j) => [j.id, j])), done: resolve, timer };
+      child.send({ kind: 'predict', batchId, requests: jobs.map((j) => j.request) });
+    });
+  }
+
+  /** Ends the process; in-flight jobs get "Worker died.". */
+  kill(): void {
+    this.child?.kill('SIGKILL');
+  }
+
+  moveTo(next: WorkerState): void {
+    const previous = this.state;
+    if (previous === next || !canMove(previous, next)) return;
+    this.state = next;
+    this.emit('state', next, previous);
+  }
+
+  private onMessage(msg: FromWorker): void {
+    switch (msg.kind) {
+      case 'loaded':
+        this.moveTo('MODEL_LOADED');
+        return;
+      case 'load-failed':
+        this.emit('load-failed', errorFromWire(msg.error.code, msg.error.message, msg.error.status));
+        this.moveTo('ERROR');
+        this.kill();
+        return;
+      case 'intermediate':
+        this.forEachItem(msg.batchId, msg.items, (job, item) => job.intermediate(item));
+        return;
+      case 'reply':
+        this.opts.onMetrics(msg.metrics);
+        this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
+        this.finishBatch(msg.batchId, tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'));
+        return;
+      case 'batch-failed':
+        this.opts.onMetrics(msg.metrics);
+        this.finishBatch(msg.batchId, errorFromWire(msg.error.code, msg.error.message, msg.error.status));
+    }
+  }
+
+  private forEachItem(batchId: number, items: WireResponse[], fn: (job: Job, item: WireResponse) => void): void {
+    const batch = this.inFlight;
+    if (!batch || batch.batchId !== batchId) return;
+    for (const item of items) {
+      const job = batch.jobs.get(item.id);
+      if (!job) continue;
+      if (item.body.byteLength > this.opts.maxResponseSize) {
+        job.fail(tsError('TSS_ERR_INTERNAL', `Response is larger than max_response_size (${this.opts.maxResponseSize} bytes).`));
+      } else {
+        fn(job, { ...item, body: Buffer.from(item.body.buffer, item.body.byteOffset, item.body.byteLength) });
+      }
+    }
+  }
+
+  /** Settles the batch; any job still unanswered gets `error`. */
+  private finishBatch(batchId: number, error: TsError): void {
+    const batch = this.inFlight;
+    if (!batch || batch.batchId !== batchId) return;
+    this.inFlight = undefined;
+    clearTimeout(batch.timer);
+    for (const job of batch.jobs.values()) job.fail(error);
+    batch.done();
+  }
+
+  private onResponseTimeout(): void {
+    this.opts.onOutput(`Backend worker did not respond in given time`, 'stderr');
+    this.kill();
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    this.exitedFlag = true;
+    if (this.inFlight) this.finishBatch(this.inFlight.batchId, exitError(code));
+    this.moveTo('STOPPED');
+    this.emit('exit', code, signal);
+  }
+
+  private pipeOutput(child: ChildProcess): void {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const source = child[stream];
+      if (!source) continue;
+      createInterface({ input: source }).on('line', (line) => this.opts.onOutput(line, stream));
+    }
+  }
+}
+
+/** TorchServe answers 507 when the worker was killed for memory (exit 137), else 500. */
+function exitError(code: number | null): TsError {
+  const err = tsError('TSS_ERR_WORKER_DIED');
+  return code === 137 ? errorFromWire('TSS_ERR_WORKER_DIED', err.message, 507) : err;
+}
