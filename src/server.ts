@@ -84,45 +84,43 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
 
   await loadStartupModels(config, loader, registry, loggers);
 
-  const listeners = new Map<string, FastifyInstance>();
-  const listenerFor = (address: ListenAddress): FastifyInstance => {
-    let app = listeners.get(address.raw);
-    if (!app) {
-      app = createListener({ config, metrics, loggers });
-      listeners.set(address.raw, app);
+  // APIs whose addresses name the same socket share one listener, as TorchServe's "ALL" listener.
+  // Port 0 means "any free port", so it never names the same socket twice.
+  const listeners = new Map<string, { app: FastifyInstance; address: ListenAddress }>();
+  const listenerFor = (address: ListenAddress, api: string): FastifyInstance => {
+    const key = address.port === 0 && address.scheme !== 'unix' ? `${address.raw}#${api}` : address.raw;
+    let entry = listeners.get(key);
+    if (!entry) {
+      entry = { app: createListener({ config, metrics, loggers }), address };
+      listeners.set(key, entry);
     }
-    return app;
+    urlOf.set(api, key);
+    return entry.app;
   };
-  await listenerFor(config.inferenceAddress).register(inferenceRoutes, { config, registry, metrics });
-  await listenerFor(config.managementAddress).register(managementRoutes, { config, registry, loader, onChange: () => {} });
-  if (config.enableMetricsApi) await listenerFor(config.metricsAddress).register(metricsRoutes, { metrics });
+  const urlOf = new Map<string, string>();
+  await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics });
+  await listenerFor(config.managementAddress, 'management').register(managementRoutes, { config, registry, loader, onChange: () => {} });
+  if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
 
-  const urls = new Map<string, string>();
-  for (const [raw, app] of listeners) urls.set(raw, await listen(app, parseListen(config, raw)));
+  const bound = new Map<string, string>();
+  for (const [key, { app, address }] of listeners) bound.set(key, await listen(app, address));
+  const url = (api: string): string | undefined => bound.get(urlOf.get(api) ?? '');
 
   let closing: Promise<void> | undefined;
   return {
     config,
     registry,
-    urls: {
-      inference: urls.get(config.inferenceAddress.raw)!,
-      management: urls.get(config.managementAddress.raw)!,
-      metrics: config.enableMetricsApi ? urls.get(config.metricsAddress.raw) : undefined,
-    },
+    urls: { inference: url('inference')!, management: url('management')!, metrics: url('metrics') },
     close() {
       closing ??= (async () => {
         // Stop accepting first; fastify's close waits for the requests already in flight.
-        await Promise.all([...listeners.values()].map((app) => app.close()));
+        await Promise.all([...listeners.values()].map(({ app }) => app.close()));
         await Promise.all(registry.all().map((m) => m.close()));
         loggers.flush();
       })();
       return closing;
     },
   };
-}
-
-function parseListen(config: ServerConfig, raw: string): ListenAddress {
-  return [config.inferenceAddress, config.managementAddress, config.metricsAddress].find((a) => a.raw === raw)!;
 }
 
 async function listen(app: FastifyInstance, address: ListenAddress): Promise<string> {

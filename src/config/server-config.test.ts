@@ -1,0 +1,51 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { loadServerConfig, parseAddress } from './server-config.js';
+
+function withFile(text: string): { dir: string; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'tsserve-config-'));
+  const file = join(dir, 'config.properties');
+  writeFileSync(file, text);
+  return { dir, file };
+}
+
+t.test('defaults are TorchServe\'s', async (t) => {
+  const c = loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-')));
+  t.equal(c.inferenceAddress.raw, 'http://127.0.0.1:8080');
+  t.equal(c.managementAddress.port, 8081);
+  t.equal(c.metricsAddress.port, 8082);
+  t.equal(c.jobQueueSize, 100);
+  t.equal(c.maxRequestSize, 6553500);
+  t.equal(c.defaultResponseTimeout, 120);
+  t.equal(c.enableModelApi, false);
+  t.equal(c.disableTokenAuthorization, false);
+});
+
+t.test('precedence: env (with enable_envvars_config) > CLI > file', async (t) => {
+  const { dir, file } = withFile('model_store=/from/file\njob_queue_size=5\nenable_envvars_config=true\n');
+  const c = loadServerConfig({ tsConfig: file, modelStore: '/from/cli' }, { TS_JOB_QUEUE_SIZE: '7', TS_TOKEN_EXPIRATION_TIME_MIN: '5' }, dir);
+  t.equal(c.modelStore, '/from/cli');
+  t.equal(c.jobQueueSize, 7);
+  t.equal(c.tokenExpirationMin, 5);
+  const off = withFile('job_queue_size=5\n');
+  t.equal(loadServerConfig({ tsConfig: off.file }, { TS_JOB_QUEUE_SIZE: '7' }, off.dir).jobQueueSize, 5, 'env ignored without opt-in');
+});
+
+t.test('TS_CONFIG_FILE beats --ts-config; ./config.properties is read when neither is given', async (t) => {
+  const a = withFile('job_queue_size=11\n');
+  const b = withFile('job_queue_size=22\n');
+  t.equal(loadServerConfig({ tsConfig: b.file }, { TS_CONFIG_FILE: a.file }, a.dir).jobQueueSize, 11);
+  t.equal(loadServerConfig({}, {}, b.dir).jobQueueSize, 22);
+  t.throws(() => loadServerConfig({ tsConfig: '/no/such/file' }, {}, a.dir), { message: /--ts-config file not found/ });
+});
+
+t.test('addresses', async (t) => {
+  const ports = { http: 80, https: 443 };
+  t.match(parseAddress('http://0.0.0.0:9090', ports), { scheme: 'http', host: '0.0.0.0', port: 9090 });
+  t.match(parseAddress('https://[::1]', ports), { scheme: 'https', host: '::1', port: 443 });
+  t.match(parseAddress('unix:/tmp/ts.sock', ports), { scheme: 'unix', path: '/tmp/ts.sock' });
+  t.throws(() => parseAddress('ftp://x', ports), /Invalid binding address: ftp:\/\/x/);
+  t.throws(() => parseAddress('http://x:70000', ports), /Invalid port number/);
+});

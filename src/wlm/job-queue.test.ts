@@ -1,0 +1,69 @@
+import t from 'tap';
+import { tsError, type TsError } from '../errors.js';
+import { Job, type JobResponse } from './job.js';
+import { JobQueue } from './job-queue.js';
+
+function job(id: string): Job {
+  return new Job({ id, headers: {}, params: [] }, {
+    intermediate: () => {},
+    respond: (_r: JobResponse) => {},
+    fail: (_e: TsError) => {},
+  });
+}
+
+const ids = (jobs: Job[]): string[] => jobs.map((j) => j.id);
+
+t.test('batch size 1 takes one job at once', async (t) => {
+  const q = new JobQueue(10);
+  q.offer(job('a'));
+  q.offer(job('b'));
+  t.same(ids(await q.poll(1, 100)), ['a']);
+  t.same(ids(await q.poll(1, 100)), ['b']);
+});
+
+t.test('a full batch goes at once; a short one after maxBatchDelay', async (t) => {
+  const q = new JobQueue(10);
+  for (const id of ['a', 'b', 'c']) q.offer(job(id));
+  t.same(ids(await q.poll(3, 10_000)), ['a', 'b', 'c'], 'full: no waiting');
+  const started = Date.now();
+  const pending = q.poll(8, 50);
+  q.offer(job('d'));
+  setTimeout(() => q.offer(job('e')), 10);
+  t.same(ids(await pending), ['d', 'e'], 'jobs arriving within the delay join the batch');
+  t.ok(Date.now() - started >= 45, 'a short batch waits for the delay');
+});
+
+t.test('waiting workers take batches in turn; a full queue refuses', async (t) => {
+  const q = new JobQueue(2);
+  const first = q.poll(1, 0);
+  const second = q.poll(1, 0);
+  t.ok(q.offer(job('a')));
+  t.ok(q.offer(job('b')));
+  t.same(ids(await first), ['a']);
+  t.same(ids(await second), ['b']);
+  t.ok(q.offer(job('c')));
+  t.ok(q.offer(job('d')));
+  t.notOk(q.offer(job('e')), 'capacity reached');
+  t.equal(q.remainingCapacity, 0);
+});
+
+t.test('an aborted poll hands its jobs back, in order, to the front', async (t) => {
+  const q = new JobQueue(10);
+  const ac = new AbortController();
+  const held = q.poll(4, 10_000, ac.signal);
+  q.offer(job('a'));
+  q.offer(job('b'));
+  q.offer(job('c'));
+  ac.abort();
+  t.same(ids(await held), []);
+  t.same(ids(await q.poll(4, 0)), ['a', 'b', 'c']);
+});
+
+t.test('settled jobs are skipped', async (t) => {
+  const q = new JobQueue(10);
+  const gone = job('gone');
+  q.offer(gone);
+  q.offer(job('b'));
+  gone.fail(tsError('TSS_ERR_WORKER_DIED'));
+  t.same(ids(await q.poll(2, 0)), ['b']);
+});

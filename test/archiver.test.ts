@@ -1,0 +1,91 @@
+// tsserve-archiver: torch-model-archiver's flags, TorchServe's manifest, its errors.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { MNIST_DIR, ROOT, tempDir } from './helpers.js';
+
+const ARCHIVER = join(ROOT, 'bin', 'tsserve-archiver.js');
+const onnx = join(MNIST_DIR, 'mnist.onnx');
+const handler = join(MNIST_DIR, 'mnist_handler.ts');
+
+interface ManifestJson {
+  createdOn: string;
+  runtime: string;
+  model: Record<string, string>;
+  archiverVersion: string;
+}
+
+function manifestOf(mar: string): ManifestJson {
+  return JSON.parse(execFileSync('unzip', ['-p', mar, 'MAR-INF/MANIFEST.json'], { encoding: 'utf8' })) as ManifestJson;
+}
+
+function archive(args: string[], cwd: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [ARCHIVER, ...args], { cwd, encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+t.test('a .mar holds MAR-INF/MANIFEST.json in TorchServe layout, the model and the compiled handler', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'index_to_name.json'), '{"0": "zero"}');
+  writeFileSync(join(dir, 'model-config.yaml'), 'batchSize: 4\n');
+  const r = archive(['--model-name', 'digits', '--version', '2.0', '--serialized-file', onnx, '--handler', handler,
+    '--extra-files', join(dir, 'index_to_name.json'), '--config-file', join(dir, 'model-config.yaml'), '--export-path', dir], dir);
+  t.equal(r.status, 0, r.stderr);
+  const listing = execFileSync('unzip', ['-l', join(dir, 'digits.mar')], { encoding: 'utf8' });
+  for (const name of ['MAR-INF/MANIFEST.json', 'mnist.onnx', 'mnist_handler.ts', 'mnist_handler.js', 'index_to_name.json', 'model-config.yaml']) {
+    t.match(listing, name, `unzip -l lists ${name}`);
+  }
+  const manifest = execFileSync('unzip', ['-p', join(dir, 'digits.mar'), 'MAR-INF/MANIFEST.json'], { encoding: 'utf8' });
+  const parsed = JSON.parse(manifest) as ManifestJson;
+  t.same(Object.keys(parsed), ['createdOn', 'runtime', 'model', 'archiverVersion'], 'top-level keys in order');
+  t.same(Object.keys(parsed.model), ['modelName', 'serializedFile', 'handler', 'modelVersion', 'configFile'], 'model keys in order');
+  t.same(parsed.model, { modelName: 'digits', serializedFile: 'mnist.onnx', handler: 'mnist_handler.ts', modelVersion: '2.0', configFile: 'model-config.yaml' });
+  t.equal(parsed.runtime, 'python');
+  t.equal(parsed.archiverVersion, '0.12.0');
+  t.match(parsed.createdOn, /^\d{2}\/\d{2}\/\d{4} \d{2}:\d{2}:\d{2}$/);
+  t.match(manifest, /^\{\n {2}"createdOn"/, 'two-space indentation');
+});
+
+t.test('a built-in handler is named, not copied; :function suffixes are kept', async (t) => {
+  const dir = tempDir(t);
+  t.equal(archive(['--model-name', 'a', '-v', '1', '--serialized-file', onnx, '--handler', 'image_classifier'], dir).status, 0);
+  t.equal(manifestOf(join(dir, 'a.mar')).model.handler, 'image_classifier');
+  t.equal(archive(['--model-name', 'b', '-v', '1', '--handler', `${handler.replace(/\.ts$/, '')}:handle`], dir).status, 0);
+  t.equal(manifestOf(join(dir, 'b.mar')).model.handler, 'mnist_handler.ts:handle');
+});
+
+t.test('tgz and no-archive formats', async (t) => {
+  const dir = tempDir(t);
+  t.equal(archive(['--model-name', 'm', '-v', '1', '--serialized-file', onnx, '--handler', handler, '--archive-format', 'tgz'], dir).status, 0);
+  const listing = execFileSync('tar', ['-tzf', join(dir, 'm.tar.gz')], { encoding: 'utf8' });
+  t.match(listing, 'm/MAR-INF/MANIFEST.json', 'entries under <name>/');
+  t.equal(archive(['--model-name', 'm', '-v', '1', '--serialized-file', onnx, '--handler', handler, '--archive-format', 'no-archive'], dir).status, 0);
+  t.ok(existsSync(join(dir, 'm', 'MAR-INF', 'MANIFEST.json')), 'a plain directory');
+});
+
+t.test('clear errors: missing file, existing archive without --force, bad name, missing flag', async (t) => {
+  const dir = tempDir(t);
+  const missing = archive(['--model-name', 'x', '-v', '1', '--serialized-file', join(dir, 'nope.onnx'), '--handler', handler], dir);
+  t.equal(missing.status, 1);
+  t.match(missing.stderr, `File does not exist: ${join(dir, 'nope.onnx')}`);
+
+  t.equal(archive(['--model-name', 'x', '-v', '1', '--handler', handler], dir).status, 0);
+  const again = archive(['--model-name', 'x', '-v', '1', '--handler', handler], dir);
+  t.equal(again.status, 1);
+  t.match(again.stderr, 'already exists.\nPlease specify --force/-f option to overwrite the model archive output file.');
+  t.equal(archive(['--model-name', 'x', '-v', '1', '--handler', handler, '-f'], dir).status, 0, '--force overwrites');
+
+  const badName = archive(['--model-name', '../x', '-v', '1', '--handler', handler], dir);
+  t.equal(badName.status, 1);
+  t.match(badName.stderr, 'Model name contains special characters.');
+
+  const noVersion = archive(['--model-name', 'x', '--handler', handler], dir);
+  t.not(noVersion.status, 0);
+  t.match(noVersion.stderr, "required option '-v, --version <version>' not specified");
+
+  const badFormat = archive(['--model-name', 'x', '-v', '1', '--handler', handler, '--archive-format', 'rar'], dir);
+  t.not(badFormat.status, 0);
+  t.match(badFormat.stderr, 'Allowed choices are default, zip-store, tgz, no-archive');
+  t.same(readFileSync(join(dir, 'x.mar')).subarray(0, 2), Buffer.from('PK'), 'the good archive is untouched');
+});

@@ -1,0 +1,79 @@
+// `tsserve --start` runs the server in the background and returns once it answers, as
+// torchserve does; `--stop` ends it. Run as a user would, from a folder with config.properties.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import t from 'tap';
+import { buildMnistMar, MNIST_DIR, ROOT, tempDir } from './helpers.js';
+
+const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function tsserve(args: string[], cwd: string, env: NodeJS.ProcessEnv): { status: number | null; out: string } {
+  const r = spawnSync(process.execPath, [TSSERVE, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+t.test('--start returns once the server answers; --stop stops it', async (t) => {
+  const dir = tempDir(t);
+  const env = { TMPDIR: dir };
+  mkdirSync(join(dir, 'model-store'));
+  buildMnistMar(join(dir, 'model-store'));
+  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
+  writeFileSync(join(dir, 'config.properties'), [
+    `inference_address=http://127.0.0.1:${inf}`,
+    `management_address=http://127.0.0.1:${mgmt}`,
+    `metrics_address=http://127.0.0.1:${met}`,
+    'default_workers_per_model=1',
+  ].join('\n'));
+  t.teardown(() => tsserve(['--stop'], dir, env));
+
+  const start = tsserve(['--start', '--model-store', 'model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'], dir, env);
+  t.equal(start.status, 0, start.out);
+  t.match(start.out, /tsserve started \(pid \d+\)/);
+  const ping = await fetch(`http://127.0.0.1:${inf}/ping`);
+  t.equal(ping.status, 200, 'answers as soon as --start returns');
+
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  const res = await fetch(`http://127.0.0.1:${inf}/predictions/mnist`, { method: 'PUT', body: seven });
+  t.equal(await res.text(), '7', 'the model named by --models serves (its workers may still be loading: the request waits)');
+
+  const again = tsserve(['--start', '--model-store', 'model-store'], dir, env);
+  t.equal(again.status, 1);
+  t.match(again.out, 'tsserve is already running, please use tsserve --stop to stop tsserve.');
+
+  const stop = tsserve(['--stop'], dir, env);
+  t.equal(stop.status, 0);
+  t.match(stop.out, 'tsserve has stopped.');
+  await t.rejects(fetch(`http://127.0.0.1:${inf}/ping`), 'the port is closed');
+  t.match(tsserve(['--stop'], dir, env).out, 'tsserve is not currently running.');
+});
+
+t.test('start-up validation messages', async (t) => {
+  const dir = tempDir(t);
+  const env = { TMPDIR: dir };
+  const noStore = tsserve(['--start', '--foreground', '--model-store', 'missing'], dir, env);
+  t.equal(noStore.status, 1);
+  t.match(noStore.out, '--model-store directory not found: missing');
+  const noConfig = tsserve(['--start', '--foreground', '--ts-config', 'nope.properties'], dir, env);
+  t.equal(noConfig.status, 1);
+  t.match(noConfig.out, '--ts-config file not found:');
+  const mandatory = tsserve(['--start', '--foreground'], dir, env);
+  t.equal(mandatory.status, 1);
+  t.match(mandatory.out, 'Missing mandatory parameter --model-store');
+  const version = tsserve(['--version'], dir, env);
+  t.match(version.out, /^tsserve Version is \d+\.\d+\.\d+/);
+  const both = tsserve(['--start', '--stop'], dir, env);
+  t.not(both.status, 0);
+});

@@ -1,0 +1,93 @@
+/**
+ * Test helpers: a real tsserve on 127.0.0.1 with ports chosen by the OS, a model store of real
+ * archives built by the real archiver, and fetch.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
+import { createArchive, type ArchiveOptions } from '../dist/src/archive/write.js';
+import { loadServerConfig } from '../dist/src/config/server-config.js';
+import { createLoggers } from '../dist/src/log/loggers.js';
+import { startServer, type RunningServer } from '../dist/src/server.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const MNIST_DIR = join(ROOT, 'examples', 'mnist');
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+
+export interface TestServer extends RunningServer {
+  readonly store: string;
+  readonly dir: string;
+}
+
+/** A temporary folder removed when the test ends. */
+export function tempDir(t: Test, prefix = 'tsserve-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Builds an archive into `store` with the real archiver. */
+export function buildMar(store: string, opts: Omit<ArchiveOptions, 'exportPath'>): string {
+  return createArchive({ ...opts, exportPath: store, force: true });
+}
+
+export function buildMnistMar(store: string, name = 'mnist', extra: Partial<ArchiveOptions> = {}): string {
+  return buildMar(store, {
+    modelName: name,
+    version: '1.0',
+    serializedFile: join(MNIST_DIR, 'mnist.onnx'),
+    handler: join(MNIST_DIR, 'mnist_handler.ts'),
+    ...extra,
+  });
+}
+
+/**
+ * Starts a server whose three listeners take free ports, with `properties` added to its
+ * config.properties; it is closed when the test ends.
+ */
+export async function startTestServer(
+  t: Test,
+  opts: { properties?: Record<string, string>; prepare?: (store: string) => void; cli?: Parameters<typeof loadServerConfig>[0] } = {},
+): Promise<TestServer> {
+  const dir = tempDir(t);
+  const store = join(dir, 'model-store');
+  mkdirSync(store);
+  opts.prepare?.(store);
+  const props: Record<string, string> = {
+    inference_address: 'http://127.0.0.1:0',
+    management_address: 'http://127.0.0.1:0',
+    metrics_address: 'http://127.0.0.1:0',
+    model_store: store,
+    disable_token_authorization: 'true',
+    enable_model_api: 'true',
+    default_workers_per_model: '1',
+    ...opts.properties,
+  };
+  const configFile = join(dir, 'config.properties');
+  writeFileSync(configFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  const config = loadServerConfig({ tsConfig: configFile, ncs: true, ...opts.cli }, { LOG_LOCATION: join(dir, 'logs') }, dir);
+  const server = await startServer(config, createLoggers(config.logLocation, 'silent'));
+  t.teardown(() => server.close());
+  return { ...server, close: () => server.close(), store, dir };
+}
+
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Waits until every worker of the model's default version is READY. */
+export async function waitReady(management: string, model: string, workers = 1): Promise<void> {
+  await waitFor(async () => {
+    const res = await fetch(`${management}/models/${model}`);
+    if (res.status !== 200) return false;
+    const [d] = (await res.json()) as Array<{ workers: Array<{ status: string }> }>;
+    return d!.workers.filter((w) => w.status === 'READY').length >= workers;
+  }, 30_000, `${model} ready`);
+}
