@@ -1,0 +1,83 @@
+// The built-in image_classifier on a purpose-built model (test/fixtures/colour_classifier.onnx:
+// logits are the image's mean colour), so each answer can be checked.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import t from 'tap';
+import { buildMar, FIXTURES, startTestServer, tempDir } from './helpers.js';
+
+function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })[format]().toBuffer();
+}
+
+async function classify(url: string, body: Buffer): Promise<{ status: number; text: string }> {
+  const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'image/png' } });
+  return { status: res.status, text: await res.text() };
+}
+
+t.test('top classes with labels from index_to_name.json, most probable first, softmax probabilities', async (t) => {
+  const labels = tempDir(t);
+  writeFileSync(join(labels, 'index_to_name.json'), JSON.stringify({ 0: 'red', 1: 'green', 2: ['n0000', 'blue'] }));
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier',
+      serializedFile: join(FIXTURES, 'colour_classifier.onnx'), extraFiles: join(labels, 'index_to_name.json'),
+    }),
+    properties: { load_models: 'colours.mar' },
+  });
+  const url = `${server.urls.inference}/predictions/colours`;
+  for (const [colour, image] of [['red', await solid(250, 10, 10)], ['green', await solid(10, 250, 10, 'jpeg')], ['blue', await solid(10, 10, 250)]] as const) {
+    const { status, text } = await classify(url, image);
+    t.equal(status, 200);
+    const answer = JSON.parse(text) as Record<string, number>;
+    t.equal(Object.keys(answer)[0], colour, `${colour} is on top`);
+    t.same(Object.keys(answer).sort(), ['blue', 'green', 'red'], 'as many classes as the model has, up to 5');
+    const probs = Object.values(answer);
+    t.ok(Math.abs(probs.reduce((a, b) => a + b, 0) - 1) < 1e-5, 'probabilities sum to 1');
+    t.same(probs, [...probs].sort((a, b) => b - a), 'most probable first');
+  }
+});
+
+t.test('without index_to_name.json the labels are class indexes, still most probable first', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: { load_models: 'colours.mar' },
+  });
+  const { text } = await classify(`${server.urls.inference}/predictions/colours`, await solid(10, 10, 250));
+  t.match(text, /^\{\n {2}"2": [\d.e-]+,\n {2}"\d": /, 'class "2" first, although JS objects sort integer keys');
+});
+
+t.test('batched: concurrent requests form one batch and each gets its own answer', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+  });
+  const reg = await fetch(`${server.urls.management}/models?url=colours.mar&batch_size=4&max_batch_delay=200&initial_workers=1`, { method: 'POST' });
+  t.equal(reg.status, 200);
+  const images = [await solid(250, 0, 0), await solid(0, 250, 0), await solid(0, 0, 250), await solid(240, 10, 10)];
+  const answers = await Promise.all(images.map((img) => classify(`${server.urls.inference}/predictions/colours`, img)));
+  // Read the first key from the text: JSON.parse would put integer-like keys in ascending order.
+  t.same(answers.map((a) => /^\{\n {2}"(\d)"/.exec(a.text)?.[1]), ['0', '1', '2', '0']);
+});
+
+t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is a 400', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: { load_models: 'colours.mar' },
+  });
+  const url = `${server.urls.inference}/predictions/colours`;
+  const tall = await solid(250, 10, 10, 'png', 17, 900);
+  t.equal((await classify(url, tall)).status, 200, 'tall thin image');
+  const rgba = await sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 0, g: 0, b: 255, alpha: 0.5 } } }).png().toBuffer();
+  t.equal((await classify(url, rgba)).status, 200, 'alpha channel');
+  const grey = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 90, g: 90, b: 90 } } }).greyscale().png().toBuffer();
+  t.equal((await classify(url, grey)).status, 200, 'greyscale');
+  const bad = await classify(url, Buffer.from('GIF89a not really'));
+  t.equal(bad.status, 400);
+  t.match(JSON.parse(bad.text), { code: 400, message: /^Invalid image/ });
+});
