@@ -33,6 +33,11 @@ const table = {
     type: 'InvalidKeyException', status: 400,
     message: 'Token Authorization failed. Token either incorrect, expired, or not provided correctly',
   },
+  /** The /token endpoint words it "Authentication" (TorchServe's TokenAuthorization). */
+  TSS_ERR_HTTP_INVALID_API_KEY: {
+    type: 'InvalidKeyException', status: 400,
+    message: 'Token Authentication failed. Token either incorrect, expired, or not provided correctly',
+  },
   // model registry
   TSS_ERR_MODEL_NOT_FOUND: { type: 'ModelNotFoundException', status: 404, message: 'Model not found: %s' },
   TSS_ERR_MODEL_VERSION_NOT_FOUND: {

@@ -4,17 +4,20 @@
  * metrics and the worker factory, loads the start-up models, and opens the three listeners.
  * Nothing below it reaches for a singleton; everything it made is passed down.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { startupWorkers, type ListenAddress, type ServerConfig } from './config/server-config.js';
+import { TokenStore } from './auth/tokens.js';
+import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
 import { createListener } from './http/listener.js';
 import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
 import { MetricsRegistry } from './metrics/registry.js';
+import { snapshotDir, SnapshotWriter, type ModelSnapshot } from './snapshot/snapshot.js';
 import { VERSION } from './version.js';
 import { WorkerProcess } from './worker/worker.js';
 import type { Model } from './wlm/model.js';
@@ -28,9 +31,6 @@ export interface RunningServer {
   readonly urls: { readonly inference: string; readonly management: string; readonly metrics: string | undefined };
   close(): Promise<void>;
 }
-
-const DOWNLOAD_LIMIT_BYTES = 2 * 1024 ** 3;
-const DOWNLOAD_TIMEOUT_MS = 10 * 60_000;
 
 export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation)): Promise<RunningServer> {
   const log = loggers.server;
@@ -76,13 +76,25 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
     locate: {
       modelStore: config.modelStore,
       allowedUrls: config.allowedUrls,
-      maxDownloadBytes: DOWNLOAD_LIMIT_BYTES,
-      downloadTimeoutMs: DOWNLOAD_TIMEOUT_MS,
+      maxDownloadBytes: config.maxDownloadSize,
+      downloadTimeoutMs: config.downloadTimeout * 1000,
     },
     poolDeps,
   };
 
-  await loadStartupModels(config, loader, registry, loggers);
+  if (config.modelSnapshot) await restoreSnapshot(config.modelSnapshot, loader, registry, loggers);
+  else await loadStartupModels(config, loader, registry, loggers);
+  const snapshots = config.snapshotsDisabled
+    ? undefined
+    : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry);
+  const saveSnapshot = (): void => {
+    if (!snapshots) return;
+    try {
+      snapshots.write('snapshot');
+    } catch (err) {
+      log.error(`Could not write a config snapshot: ${(err as Error).message}`);
+    }
+  };
 
   // APIs whose addresses name the same socket share one listener, as TorchServe's "ALL" listener.
   // Port 0 means "any free port", so it never names the same socket twice.
@@ -98,13 +110,18 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
     return entry.app;
   };
   const urlOf = new Map<string, string>();
-  await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics });
-  await listenerFor(config.managementAddress, 'management').register(managementRoutes, { config, registry, loader, onChange: () => {} });
+  const tokens = config.disableTokenAuthorization ? undefined : new TokenStore(config.keyFile, config.tokenExpirationMin);
+  if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
+  await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
+  const management = listenerFor(config.managementAddress, 'management');
+  await management.register(managementRoutes, { config, registry, loader, tokens, onChange: saveSnapshot });
+  if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
 
   const bound = new Map<string, string>();
   for (const [key, { app, address }] of listeners) bound.set(key, await listen(app, address));
   const url = (api: string): string | undefined => bound.get(urlOf.get(api) ?? '');
+  snapshots?.write('startup');
 
   let closing: Promise<void> | undefined;
   return {
@@ -115,8 +132,9 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
       closing ??= (async () => {
         // Stop accepting first; fastify's close waits for the requests already in flight.
         await Promise.all([...listeners.values()].map(({ app }) => app.close()));
+        snapshots?.write('shutdown');
         await Promise.all(registry.all().map((m) => m.close()));
-        loggers.flush();
+        loggers.close();
       })();
       return closing;
     },
@@ -146,14 +164,40 @@ async function loadStartupModels(config: ServerConfig, loader: LoaderDeps, regis
     try {
       const model = await loadModel({ url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true }, loader);
       registry.add(model);
-      // Workers start in the background; requests that arrive meanwhile wait in the queue.
-      void model.scale(model.settings.minWorkers, model.settings.maxWorkers).then((r) => {
-        if (!r.ok) loggers.server.error(`Failed to start workers for ${model.name}: ${r.error.message}`);
-      });
+      startWorkersInBackground(model, loggers);
     } catch (err) {
       loggers.server.error(`Failed to load model ${item}: ${(err as Error).message}`);
     }
   }
+}
+
+/** Start-up models get their workers in the background; requests that arrive meanwhile wait in the queue. */
+function startWorkersInBackground(model: Model, loggers: Loggers): void {
+  void model.scale(model.settings.minWorkers, model.settings.maxWorkers).then((r) => {
+    if (!r.ok) loggers.server.error(`Failed to start workers for ${model.name}: ${r.error.message}`);
+  });
+}
+
+/** Registers every version a snapshot names with its settings; a missing archive fails start-up. */
+async function restoreSnapshot(snapshot: ModelSnapshot, loader: LoaderDeps, registry: ModelRegistry, loggers: Loggers): Promise<void> {
+  const restored: Model[] = [];
+  for (const [name, versions] of Object.entries(snapshot.models)) {
+    for (const [version, s] of Object.entries(versions)) {
+      if (!existsSync(join(loader.locate.modelStore ?? '', s.marName))) {
+        throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
+      }
+      const model = await loadModel({
+        url: s.marName, modelName: name, runtime: s.runtimeType, batchSize: s.batchSize, maxBatchDelay: s.maxBatchDelay,
+        responseTimeout: s.responseTimeout, startupTimeout: s.startupTimeout, initialWorkers: s.minWorkers, loadedAtStartup: true,
+      }, loader);
+      model.settings.maxWorkers = Math.max(s.maxWorkers, model.settings.minWorkers);
+      registry.add(model);
+      if (s.defaultVersion) registry.setDefault(name, model.version);
+      restored.push(model);
+    }
+  }
+  for (const model of restored) startWorkersInBackground(model, loggers);
+  loggers.server.info(`Restored ${restored.length} model versions from snapshot ${snapshot.name}`);
 }
 
 function storeEntries(store: string | undefined): string[] {

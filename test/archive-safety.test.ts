@@ -66,5 +66,6 @@ t.test('url names cannot leave the model store', async (t) => {
     t.match(await res.json(), { type: 'ModelNotFoundException', message: /^Relative path is not allowed in url/ });
   }
   const outside = await fetch(`${server.urls.management}/models?url=file:///etc/passwd`, { method: 'POST' });
-  t.equal(outside.status, 400, 'file URL to a non-archive is no model');
+  t.equal(outside.status, 404, 'a file URL outside the model store is not allowed by default');
+  t.match(await outside.json(), { type: 'ModelNotFoundException', message: /does not match any allowed URL/ });
 });

@@ -73,7 +73,7 @@ async function serveInForeground(flags: Flags): Promise<void> {
   if (running !== undefined && running !== process.pid) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
   const config = validate(flags);
   writeFileSync(PID_FILE, String(process.pid));
-  const server = await startServer(config);
+  const server = await startServer(config).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
   console.log('Model server started.');
   console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
   process.send?.({ kind: 'ready', urls: server.urls });

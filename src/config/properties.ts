@@ -90,3 +90,25 @@ function substituteEnv(value: string, env: NodeJS.ProcessEnv): string {
     return v;
   });
 }
+
+/** Java's Properties.store format, for snapshots: comment lines, then escaped `key=value` lines. */
+export function formatProperties(entries: Iterable<[string, string]>, comments: readonly string[] = []): string {
+  const lines = comments.map((c) => `#${c}`);
+  for (const [k, v] of entries) lines.push(`${escape(k, true)}=${escape(v, false)}`);
+  return lines.join('\n') + '\n';
+}
+
+function escape(s: string, isKey: boolean): string {
+  let out = '';
+  for (const [i, c] of [...s].entries()) {
+    if (c === '\\') out += '\\\\';
+    else if (c === '\n') out += '\\n';
+    else if (c === '\r') out += '\\r';
+    else if (c === '\t') out += '\\t';
+    else if (c === '\f') out += '\\f';
+    else if (':=#!'.includes(c)) out += `\\${c}`;
+    else if (c === ' ' && (isKey || i === 0)) out += '\\ ';
+    else out += c;
+  }
+  return out;
+}

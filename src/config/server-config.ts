@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
+import { newestSnapshot, parseModelSnapshot, snapshotDir, type ModelSnapshot } from '../snapshot/snapshot.js';
 import { parseProperties } from './properties.js';
 
 export interface ListenAddress {
@@ -39,7 +40,11 @@ export interface ServerConfig {
   readonly unregisterModelTimeout: number;
   readonly maxRequestSize: number;
   readonly maxResponseSize: number;
+  /** Registration URLs must fully match one; by default only file URLs inside the model store. */
   readonly allowedUrls: readonly RegExp[];
+  /** tsserve's own keys: a URL registration downloads at most this many bytes, in this many seconds. */
+  readonly maxDownloadSize: number;
+  readonly downloadTimeout: number;
   readonly enableMetricsApi: boolean;
   readonly metricsMode: MetricsMode;
   readonly enableModelApi: boolean;
@@ -52,6 +57,10 @@ export interface ServerConfig {
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
+  /** key_file.json in the server's working directory. */
+  readonly keyFile: string;
+  /** Models to restore (a snapshot's `model_snapshot`); when present, loadModels is ignored. */
+  readonly modelSnapshot: ModelSnapshot | undefined;
   /** Every property in effect, for snapshots. */
   readonly properties: ReadonlyMap<string, string>;
 }
@@ -84,10 +93,15 @@ const DEFAULT_ADDRESS = {
 
 export class ConfigError extends Error {}
 
-/** Which file TorchServe would read: TS_CONFIG_FILE, then --ts-config, then ./config.properties. */
+/**
+ * Which file TorchServe would read: TS_CONFIG_FILE, then --ts-config, then the newest snapshot
+ * (unless --ncs), then ./config.properties.
+ */
 export function configFilePath(cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string): string | undefined {
   const explicit = env.TS_CONFIG_FILE ?? cli.tsConfig;
   if (explicit) return resolve(cwd, explicit);
+  const snapshot = cli.ncs ? undefined : newestSnapshot(snapshotDir(logLocationOf(env, cwd)));
+  if (snapshot) return snapshot;
   const local = resolve(cwd, 'config.properties');
   return existsSync(local) ? local : undefined;
 }
@@ -155,7 +169,10 @@ function buildConfig(
     unregisterModelTimeout: int('unregister_model_timeout', 120),
     maxRequestSize: int('max_request_size', 6553500),
     maxResponseSize: int('max_response_size', 6553500),
-    allowedUrls: splitList(str('allowed_urls') ?? 'file://.*|http(s)?://.*').map((r) => new RegExp(`^(?:${r})$`, 'i')),
+    allowedUrls: splitList(str('allowed_urls') ?? storeOnlyUrls(modelStore ? resolve(cwd, modelStore) : undefined))
+      .map((r) => new RegExp(`^(?:${r})$`, 'i')),
+    maxDownloadSize: int('max_download_size', 2 * 1024 ** 3),
+    downloadTimeout: int('download_timeout', 600),
     enableMetricsApi: bool('enable_metrics_api', true),
     metricsMode: parseMetricsMode(str('metrics_mode')),
     enableModelApi: bool('enable_model_api', false),
@@ -167,9 +184,34 @@ function buildConfig(
     decodeInputRequest: bool('decode_input_request', true),
     defaultServiceHandler: str('default_service_handler'),
     snapshotsDisabled: cli.ncs === true,
-    logLocation: resolve(cwd, env.LOG_LOCATION ?? 'logs'),
+    logLocation: logLocationOf(env, cwd),
+    keyFile: resolve(cwd, 'key_file.json'),
+    modelSnapshot: parseSnapshotProperty(props.get('model_snapshot')),
     properties: props,
   });
+}
+
+/**
+ * TorchServe allows every file and http(s) URL by default; tsserve allows only what is already in
+ * the model store, so a register call cannot make the server fetch from the network unless
+ * allowed_urls says so (docs/compatibility.md).
+ */
+function storeOnlyUrls(store: string | undefined): string {
+  if (!store) return '';
+  return `file://${store.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[^/]+`;
+}
+
+function logLocationOf(env: NodeJS.ProcessEnv, cwd: string): string {
+  return resolve(cwd, env.LOG_LOCATION ?? 'logs');
+}
+
+function parseSnapshotProperty(value: string | undefined): ModelSnapshot | undefined {
+  if (!value) return undefined;
+  try {
+    return parseModelSnapshot(value);
+  } catch {
+    throw new ConfigError('Invalid configuration: model_snapshot is not valid JSON');
+  }
 }
 
 /** Workers per start-up model: default_workers_per_model, or the CPU count when it is 0. */

@@ -13,11 +13,14 @@ import type { MetricsRegistry } from '../metrics/registry.js';
 import { Job, type JobResponse, type JobSink } from '../wlm/job.js';
 import type { Model } from '../wlm/model.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { TokenStore } from '../auth/tokens.js';
+import { requireToken } from './auth.js';
 import { toWireRequest } from './input.js';
 import { gson, sendError, sendStatus } from './reply.js';
 
 export interface InferenceDeps {
   readonly config: ServerConfig;
+  readonly tokens: TokenStore | undefined;
   readonly registry: ModelRegistry;
   readonly metrics: MetricsRegistry;
 }
@@ -29,13 +32,14 @@ interface PredictParams {
 }
 
 export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps): Promise<void> {
+  requireToken(app, deps.tokens, 'inference');
   const limit = deps.config.maxRequestSize;
   await app.register(multipart, {
     limits: { fileSize: limit, fieldSize: limit, parts: 1000 },
     throwFileSizeLimit: true,
   });
 
-  app.all('/ping', async (_request, reply) => {
+  app.all('/ping', { config: { openapi: { summary: 'Health of the server: Healthy, or Unhealthy when a model has fewer healthy workers than minWorkers', methods: ['GET'] } } }, async (_request, reply) => {
     const healthy = deps.registry.defaults().every((m) => m.pool.healthyCount() >= m.settings.minWorkers);
     return sendStatus(reply, healthy ? 200 : 500, healthy ? 'Healthy' : 'Unhealthy');
   });
@@ -44,9 +48,12 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
     const explain = prefix === 'explanations' ? 'True' : 'False';
     const handler = (request: FastifyRequest<{ Params: PredictParams }>, reply: FastifyReply): Promise<FastifyReply> =>
       predict(request, reply, deps, explain);
-    app.all(`/${prefix}/:model`, handler);
-    app.all(`/${prefix}/:model/:version`, handler);
-    app.all(`/${prefix}/:model/:version/*`, handler);
+    const what = prefix === 'predictions' ? 'Predictions' : 'Explanations';
+    const config = (summary: string): { config: { openapi: { summary: string; methods: string[] } } } =>
+      ({ config: { openapi: { summary, methods: ['POST', 'PUT'] } } });
+    app.all(`/${prefix}/:model`, config(`${what} of the default version of a model`), handler);
+    app.all(`/${prefix}/:model/:version`, config(`${what} of one version of a model`), handler);
+    app.all(`/${prefix}/:model/:version/*`, config(`${what}; the extra path reaches the handler as header url_path`), handler);
   }
 }
 

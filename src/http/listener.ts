@@ -10,6 +10,7 @@ import type { ServerConfig } from '../config/server-config.js';
 import { isTsError, TsError, tsError } from '../errors.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
+import { describeRoutes } from './api-description.js';
 import { sendError } from './reply.js';
 
 export interface ListenerDeps {
@@ -45,6 +46,7 @@ export function createListener(deps: ListenerDeps): FastifyInstance {
     return sendError(reply, e);
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, tsError('TSS_ERR_HTTP_NOT_FOUND')));
+  describeRoutes(app);
   return app;
 }
 

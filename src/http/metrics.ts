@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { MetricsRegistry } from '../metrics/registry.js';
 
 export async function metricsRoutes(app: FastifyInstance, deps: { readonly metrics: MetricsRegistry }): Promise<void> {
-  app.all('/metrics', async (request, reply) => {
+  app.all('/metrics', { config: { openapi: { summary: 'Prometheus metrics; filter with name[]=<family>', methods: ['GET'] } } }, async (request, reply) => {
     const query = request.query as Record<string, string | string[] | undefined>;
     const raw = query['name[]'] ?? [];
     const names = Array.isArray(raw) ? raw : [raw];

@@ -4,7 +4,7 @@
  * stdout), access_log.log (one line per response) and model_log.log (what handlers print).
  * Files are written asynchronously so logging never waits on the disk in the request path.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 
@@ -14,32 +14,53 @@ export interface Loggers {
   access(line: string): void;
   /** A line a worker printed, prefixed with the worker's thread name. */
   model(workerName: string, stream: 'stdout' | 'stderr', line: string): void;
-  flush(): void;
+  /** Writes what is buffered and closes the files; later lines are dropped. */
+  close(): void;
 }
 
 export function createLoggers(logLocation: string, level = 'info'): Loggers {
   mkdirSync(logLocation, { recursive: true });
   const server = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime });
-  const accessFile = pino.destination({ dest: join(logLocation, 'access_log.log'), sync: false, mkdir: true });
-  const modelFile = pino.destination({ dest: join(logLocation, 'model_log.log'), sync: false, mkdir: true });
+  const accessFile = appendOnlyLog(join(logLocation, 'access_log.log'), server);
+  const modelFile = appendOnlyLog(join(logLocation, 'model_log.log'), server);
+  let open = true;
   return {
     server,
     access(line) {
-      accessFile.write(`${timestamp()} - ${line}\n`);
+      if (open) accessFile.write(`${timestamp()} - ${line}\n`);
     },
     model(workerName, stream, line) {
       const level = stream === 'stdout' ? 'INFO ' : 'WARN ';
-      modelFile.write(`${timestamp()} [${level}] ${workerName}-${stream} MODEL_LOG - ${line}\n`);
+      if (open) modelFile.write(`${timestamp()} [${level}] ${workerName}-${stream} MODEL_LOG - ${line}\n`);
       if (stream === 'stderr') server.warn({ worker: workerName }, line);
     },
-    flush() {
+    close() {
+      if (!open) return;
+      open = false;
       for (const d of [accessFile, modelFile]) {
         try {
           d.flushSync();
-        } catch { /* not yet open */ }
+        } catch { /* nothing buffered or the disk refused; the error handler reported it */ }
+        d.end();
       }
     },
   };
+}
+
+/**
+ * The file is opened here, synchronously, rather than by sonic-boom in the background: a background
+ * open can fail after the caller moved on (the log directory removed), and its error would be
+ * unhandled. A failing log file is reported once and never takes the server down.
+ */
+function appendOnlyLog(path: string, server: Logger): ReturnType<typeof pino.destination> {
+  const fd = openSync(path, 'a');
+  const dest = pino.destination({ fd, sync: false });
+  let reported = false;
+  dest.on('error', (err: Error) => {
+    if (!reported) server.error({ err, path }, 'log file unwritable');
+    reported = true;
+  });
+  return dest;
 }
 
 /** log4j's ISO8601 pattern: `2024-05-30T21:46:03,625`. */

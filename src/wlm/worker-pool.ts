@@ -30,6 +30,8 @@ interface Slot {
   restartTimer: NodeJS.Timeout | undefined;
   stopServing: AbortController;
   serving: Promise<void>;
+  /** The current worker's start, until it has loaded or failed. */
+  loading: Promise<void> | undefined;
 }
 
 export type ScaleResult = { ok: true; running: number } | { ok: false; error: TsError };
@@ -62,19 +64,19 @@ export class WorkerPool {
 
   /**
    * Starts workers up to `min`, or retires workers from the end down to `max`. Resolves once
-   * every started worker has loaded (ok) or one of them failed to (its error).
+   * every worker still loading, new or not, has loaded (ok) or one of them failed to (its error).
    */
   async scale(min: number, max: number): Promise<ScaleResult> {
     if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s)));
-    const starts: Array<Promise<void>> = [];
-    while (this.slots.length < min) starts.push(this.addSlot());
-    const outcomes = await Promise.allSettled(starts);
+    while (this.slots.length < min) this.addSlot();
+    const loads = this.slots.flatMap((s) => (s.loading ? [s.loading] : []));
+    const outcomes = await Promise.allSettled(loads);
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) return { ok: false, error: failed.reason as TsError };
     return { ok: true, running: this.slots.filter((s) => s.worker.state === 'MODEL_LOADED').length };
   }
 
-  private addSlot(): Promise<void> {
+  private addSlot(): void {
     const slot: Slot = {
       worker: this.deps.spawn(),
       removed: false,
@@ -83,9 +85,10 @@ export class WorkerPool {
       restartTimer: undefined,
       stopServing: new AbortController(),
       serving: Promise.resolve(),
+      loading: undefined,
     };
     this.slots.push(slot);
-    return this.launch(slot);
+    void this.launch(slot).catch(() => { /* reported through slot.loading and the worker's exit */ });
   }
 
   /** Starts `slot.worker` and, once it has loaded, serves the queue with it. */
@@ -94,11 +97,17 @@ export class WorkerPool {
     slot.stopServing = new AbortController();
     slot.serving = Promise.resolve();
     worker.on('exit', () => this.onExit(slot, worker));
-    return worker.start().then(() => {
+    const loading = worker.start().then(() => {
       slot.attempt = 0;
       slot.firstFailureAt = undefined;
       slot.serving = this.serve(slot, worker);
     });
+    slot.loading = loading;
+    const done = (): void => {
+      if (slot.loading === loading) slot.loading = undefined;
+    };
+    loading.then(done, done);
+    return loading;
   }
 
   private async serve(slot: Slot, worker: WorkerProcess): Promise<void> {

@@ -1,0 +1,75 @@
+/**
+ * @module http/api-description
+ * `OPTIONS /` and `/api-description` (any method, no token): an OpenAPI 3.0.1 document of this
+ * listener, built from the routes actually registered on it. A route is documented by an
+ * `openapi` entry in its route config; routes without one (405 fallbacks) are left out.
+ */
+import type { FastifyInstance } from 'fastify';
+import { tsError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { sendJson } from './reply.js';
+
+export interface RouteDoc {
+  readonly summary: string;
+  /** The methods to document; by default every method the route was registered with. */
+  readonly methods?: readonly string[];
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    openapi?: RouteDoc;
+  }
+}
+
+interface Documented {
+  readonly path: string;
+  readonly methods: readonly string[];
+  readonly doc: RouteDoc;
+}
+
+/** Collects this listener's documented routes; call before any route is registered. */
+export function describeRoutes(app: FastifyInstance): void {
+  const routes: Documented[] = [];
+  app.addHook('onRoute', (route) => {
+    const doc = route.config?.openapi;
+    const methods = doc?.methods ?? [route.method].flat();
+    // fastify adds a HEAD route beside every GET, with the same config.
+    if (!doc || methods.every((m) => m === 'HEAD')) return;
+    routes.push({ path: route.url.replace(/:([^/]+)/g, '{$1}').replace(/\*$/, '{extra_path}'), methods, doc });
+  });
+  const send = async (_request: unknown, reply: import('fastify').FastifyReply): Promise<import('fastify').FastifyReply> =>
+    sendJson(reply, 200, openApi(routes));
+  app.options('/', send);
+  app.all('/api-description', send);
+  app.route({
+    method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'],
+    url: '/',
+    handler: async () => {
+      throw tsError('TSS_ERR_HTTP_METHOD_NOT_ALLOWED');
+    },
+  });
+}
+
+function openApi(routes: readonly Documented[]): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const entry = (paths[r.path] ??= {});
+    const parameters = [...r.path.matchAll(/\{([^}]+)\}/g)].map((m) => ({ in: 'path', name: m[1], required: true, schema: { type: 'string' } }));
+    for (const method of r.methods) {
+      entry[method.toLowerCase()] = {
+        summary: r.doc.summary,
+        ...(parameters.length > 0 ? { parameters } : {}),
+        responses: { 200: { description: 'OK' }, default: { description: 'Error: {"code", "type", "message"}' } },
+      };
+    }
+  }
+  return {
+    openapi: '3.0.1',
+    info: {
+      title: 'TorchServe APIs',
+      description: 'TorchServe is a flexible and easy to use tool for serving deep learning models',
+      version: VERSION,
+    },
+    paths,
+  };
+}

@@ -1,0 +1,89 @@
+// Config snapshots: every change writes one; a restart, even after kill -9, restores the newest,
+// with its models, versions, default version and worker counts; --ncs neither writes nor reads.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import t from 'tap';
+import { parseProperties } from '../dist/src/config/properties.js';
+import { buildMnistMar, ROOT, startTestServer, tempDir, waitFor } from './helpers.js';
+
+const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
+
+type Describe = Array<{ modelVersion: string; minWorkers: number; maxWorkers: number; workers: Array<{ status: string }> }>;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+t.test('each change writes a snapshot holding every property and the registered models', async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), cli: { ncs: false } });
+  const dir = join(server.dir, 'logs', 'config');
+  t.match(readdirSync(dir), [/^\d{17}-startup\.cfg$/], 'a startup snapshot');
+  await fetch(`${server.urls.management}/models?url=mnist.mar&initial_workers=1`, { method: 'POST' });
+  await fetch(`${server.urls.management}/models/mnist?min_worker=2&synchronous=true`, { method: 'PUT' });
+  const files = readdirSync(dir).sort();
+  t.equal(files.filter((f) => f.endsWith('-snapshot.cfg')).length, 2, 'one per change');
+  const text = readFileSync(join(dir, files[files.length - 1]!), 'utf8');
+  t.match(text, /^#Saving snapshot\n#/);
+  const props = parseProperties(text, {});
+  t.equal(props.get('enable_model_api'), 'true', 'the configuration is kept');
+  t.match(JSON.parse(props.get('model_snapshot')!), {
+    modelCount: 1,
+    models: { mnist: { '1.0': { defaultVersion: true, marName: 'mnist.mar', minWorkers: 2, maxWorkers: 2, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120, startupTimeout: 120, runtimeType: 'python' } } },
+  });
+});
+
+t.test('after kill -9, tsserve --start restores models, versions, the default and worker counts', async (t) => {
+  const dir = tempDir(t);
+  const env = { ...process.env, TMPDIR: dir };
+  const run = (args: string[]): { status: number | null; out: string } => {
+    const r = spawnSync(process.execPath, [TSSERVE, ...args], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 });
+    return { status: r.status, out: r.stdout + r.stderr };
+  };
+  t.teardown(() => run(['--stop']));
+  const store = join(dir, 'model-store');
+  mkdirSync(store);
+  buildMnistMar(store);
+  buildMnistMar(store, 'mnist-v2', { version: '2.0' });
+  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
+  writeFileSync(join(dir, 'config.properties'), `inference_address=http://127.0.0.1:${inf}\nmanagement_address=http://127.0.0.1:${mgmt}\nmetrics_address=http://127.0.0.1:${met}\n`);
+  const start = ['--start', '--model-store', 'model-store', '--enable-model-api', '--disable-token-auth'];
+  t.equal(run(start).status, 0, 'started');
+
+  const m = `http://127.0.0.1:${mgmt}`;
+  t.equal((await fetch(`${m}/models?url=mnist.mar&initial_workers=1`, { method: 'POST' })).status, 200);
+  t.equal((await fetch(`${m}/models?url=mnist-v2.mar&model_name=mnist&initial_workers=1`, { method: 'POST' })).status, 200);
+  t.equal((await fetch(`${m}/models/mnist/1.0?min_worker=2&synchronous=true`, { method: 'PUT' })).status, 200);
+  t.equal((await fetch(`${m}/models/mnist/2.0/set-default`, { method: 'PUT' })).status, 200);
+
+  const pid = Number(readFileSync(join(dir, '.model_server.pid'), 'utf8'));
+  process.kill(pid, 'SIGKILL');
+  await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 'server gone');
+
+  const restart = run(start);
+  t.equal(restart.status, 0, restart.out);
+  await waitFor(async () => {
+    const res = await fetch(`${m}/models/mnist/all`);
+    const all = (await res.json()) as Describe;
+    return all.reduce((n, d) => n + d.workers.filter((w) => w.status === 'READY').length, 0) === 3;
+  }, 30_000, 'restored workers ready');
+  const all = (await (await fetch(`${m}/models/mnist/all`)).json()) as Describe;
+  t.match(all, [{ modelVersion: '1.0', minWorkers: 2, maxWorkers: 2 }, { modelVersion: '2.0', minWorkers: 1, maxWorkers: 1 }]);
+  t.equal(((await (await fetch(`${m}/models/mnist`)).json()) as Describe)[0]!.modelVersion, '2.0', 'the default version is restored');
+  t.equal(run(['--stop']).status, 0);
+
+  const fresh = run([...start, '--ncs']);
+  t.equal(fresh.status, 0);
+  // The client's pooled keep-alive socket still points at the stopped server: allow a reconnect.
+  const list = await fetch(`${m}/models`).catch(() => fetch(`${m}/models`));
+  t.same(await list.json(), { models: [] }, '--ncs starts without the snapshot');
+  run(['--stop']);
+  t.ok(existsSync(join(dir, 'logs', 'config')), 'snapshots live in LOG_LOCATION/config');
+});
