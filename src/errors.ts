@@ -91,6 +91,10 @@ const table = {
     type: 'InternalServerException', status: 500, message: 'Failed to start workers for model %s version: %s',
   },
   TSS_ERR_WORKER_DIED: { type: 'InternalServerException', status: 500, message: 'Worker died.' },
+  TSS_ERR_MODEL_STOPPED: {
+    type: 'ServiceUnavailableException', status: 503,
+    message: 'Model "%s" stopped before it could serve this request (unregistered, or the server is stopping)',
+  },
   TSS_ERR_WORKER_SCALE_INVALID: {
     type: 'BadRequestException', status: 400, message: 'max_worker cannot be less than min_worker.',
   },

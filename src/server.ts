@@ -36,6 +36,7 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
   const log = loggers.server;
   const metrics = new MetricsRegistry(config.metricsMode);
   const registry = new ModelRegistry();
+  metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
   let nextWorkerPort = 9000;
 
   const poolDeps = (model: Model): PoolDeps => ({
@@ -66,8 +67,11 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
         log.info(`${name} State change ${previous} -> ${state}`);
         if (state === 'MODEL_LOADED') metrics.workerLoaded(name, Date.now() - worker.startTime.getTime());
       });
+      worker.on('response-timeout', () => metrics.responseTimedOut(model.name, model.version));
       return worker;
     },
+    onRestart: () => metrics.workerRestarted(model.name, model.version),
+    onBatch: (size) => metrics.batchFormed(model.name, model.version, size),
     log: (message) => log.info(`${model.name}_${model.version}: ${message}`),
   });
 
@@ -130,10 +134,12 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
     urls: { inference: url('inference')!, management: url('management')!, metrics: url('metrics') },
     close() {
       closing ??= (async () => {
-        // Stop accepting first; fastify's close waits for the requests already in flight.
-        await Promise.all([...listeners.values()].map(({ app }) => app.close()));
+        // Stop accepting; fastify's close resolves once every request in flight has been answered,
+        // which the models' drain makes happen within drain_timeout.
+        const listenersClosed = Promise.all([...listeners.values()].map(({ app }) => app.close()));
         snapshots?.write('shutdown');
-        await Promise.all(registry.all().map((m) => m.close()));
+        await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
+        await listenersClosed;
         loggers.close();
       })();
       return closing;

@@ -2,23 +2,11 @@
 // torchserve does; `--stop` ends it. Run as a user would, from a folder with config.properties.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMnistMar, MNIST_DIR, ROOT, tempDir } from './helpers.js';
+import { buildMnistMar, freePort, MNIST_DIR, ROOT, tempDir } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 function tsserve(args: string[], cwd: string, env: NodeJS.ProcessEnv): { status: number | null; out: string } {
   const r = spawnSync(process.execPath, [TSSERVE, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });

@@ -3,6 +3,7 @@
  * archives built by the real archiver, and fetch.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,4 +91,21 @@ export async function waitReady(management: string, model: string, workers = 1):
     const [d] = (await res.json()) as Array<{ workers: Array<{ status: string }> }>;
     return d!.workers.filter((w) => w.status === 'READY').length >= workers;
   }, 30_000, `${model} ready`);
+}
+
+/** A port free on 127.0.0.1 right now, for servers started as a user would (config.properties). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** The TorchServe error body `{code, type, message}` of a response. */
+export async function errorBody(res: Response): Promise<{ code: number; type: string; message: string }> {
+  return JSON.parse(await res.text()) as { code: number; type: string; message: string };
 }

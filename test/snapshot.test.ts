@@ -2,25 +2,14 @@
 // with its models, versions, default version and worker counts; --ncs neither writes nor reads.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseProperties } from '../dist/src/config/properties.js';
-import { buildMnistMar, ROOT, startTestServer, tempDir, waitFor } from './helpers.js';
+import { buildMnistMar, freePort, ROOT, startTestServer, tempDir, waitFor } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
 type Describe = Array<{ modelVersion: string; minWorkers: number; maxWorkers: number; workers: Array<{ status: string }> }>;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 t.test('each change writes a snapshot holding every property and the registered models', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), cli: { ncs: false } });

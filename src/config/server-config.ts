@@ -45,6 +45,8 @@ export interface ServerConfig {
   /** tsserve's own keys: a URL registration downloads at most this many bytes, in this many seconds. */
   readonly maxDownloadSize: number;
   readonly downloadTimeout: number;
+  /** tsserve's own key: on stop, seconds to finish accepted requests before failing the rest. */
+  readonly drainTimeout: number;
   readonly enableMetricsApi: boolean;
   readonly metricsMode: MetricsMode;
   readonly enableModelApi: boolean;
@@ -173,6 +175,7 @@ function buildConfig(
       .map((r) => new RegExp(`^(?:${r})$`, 'i')),
     maxDownloadSize: int('max_download_size', 2 * 1024 ** 3),
     downloadTimeout: int('download_timeout', 600),
+    drainTimeout: int('drain_timeout', 30),
     enableMetricsApi: bool('enable_metrics_api', true),
     metricsMode: parseMetricsMode(str('metrics_mode')),
     enableModelApi: bool('enable_model_api', false),

@@ -72,7 +72,12 @@ async function predict(
     deps.metrics.inferenceDone(name, versionLabel, latencyUs);
     if (job.dequeuedAt !== undefined) deps.metrics.dequeued(name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
   }));
-  if (!model.submit(job)) throw noWorker(model, version);
+  if (!model.submit(job)) {
+    deps.metrics.rejected(model.name, model.version);
+    // The queue is full or the workers are (re)starting: both pass, so tell the client when to retry.
+    reply.header('Retry-After', '1');
+    throw noWorker(model, version);
+  }
   return reply;
 }
 

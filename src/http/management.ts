@@ -67,7 +67,7 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
     requireModelApi();
     const model = registry.remove(request.params.name!, request.params.version);
     deps.onChange();
-    await model.close();
+    await model.stop(deps.config.unregisterModelTimeout * 1000);
     return sendStatus(reply, 200, `Model "${model.name}" unregistered`);
   };
   app.delete('/models/:name', doc('Unregister a model'), unregisterRoute);

@@ -6,7 +6,7 @@
  * `legacy` only the three ts_* counters, `prometheus` everything.
  */
 import { hostname } from 'node:os';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsMode } from '../config/server-config.js';
 import type { WireMetric } from '../worker/protocol.js';
 
@@ -27,6 +27,11 @@ export class MetricsRegistry {
   private readonly queueTime: Gauge<(typeof HOST_LABELS)[number]>;
   private readonly workerLoadTime: Gauge<'WorkerName' | 'Level' | 'Hostname'>;
   private readonly modelMetrics = new Map<string, Counter | Gauge>();
+  private readonly rejections: Counter<ModelLabel>;
+  private readonly timeouts: Counter<ModelLabel>;
+  private readonly restarts: Counter<ModelLabel>;
+  private readonly batchSizes: Histogram<ModelLabel>;
+  private queueSizes: () => ReadonlyArray<{ model: string; version: string; size: number }> = () => [];
 
   constructor(mode: MetricsMode) {
     this.mode = mode;
@@ -44,6 +49,51 @@ export class MetricsRegistry {
     };
     this.queueTime = gauge('QueueTime', 'Milliseconds', HOST_LABELS);
     this.workerLoadTime = gauge('WorkerLoadTime', 'Milliseconds', ['WorkerName', 'Level', 'Hostname'] as const);
+    // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
+    this.rejections = counter('ts_requests_rejected_total', 'Count', MODEL_LABELS);
+    this.timeouts = counter('ts_response_timeouts_total', 'Count', MODEL_LABELS);
+    this.restarts = counter('ts_worker_restarts_total', 'Count', MODEL_LABELS);
+    this.batchSizes = new Histogram({
+      name: 'ts_batch_size',
+      help: help('histogram', 'Count'),
+      labelNames: MODEL_LABELS,
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [this.registry],
+    });
+    const sizes = (): ReadonlyArray<{ model: string; version: string; size: number }> => this.queueSizes();
+    const labels = (model: string, version: string): Record<ModelLabel, string> => this.modelLabels(model, version);
+    new Gauge({
+      name: 'ts_queue_size',
+      help: help('gauge', 'Count'),
+      labelNames: MODEL_LABELS,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const q of sizes()) this.set(labels(q.model, q.version), q.size);
+      },
+    });
+  }
+
+  /** Where `ts_queue_size` reads the queues from, at each scrape. */
+  watchQueues(source: () => ReadonlyArray<{ model: string; version: string; size: number }>): void {
+    this.queueSizes = source;
+  }
+
+  /** A request refused with 503 because the queue was full or the model had no worker. */
+  rejected(model: string, version: string): void {
+    this.rejections.inc(this.modelLabels(model, version));
+  }
+
+  responseTimedOut(model: string, version: string): void {
+    this.timeouts.inc(this.modelLabels(model, version));
+  }
+
+  workerRestarted(model: string, version: string): void {
+    this.restarts.inc(this.modelLabels(model, version));
+  }
+
+  batchFormed(model: string, version: string, size: number): void {
+    this.batchSizes.observe(this.modelLabels(model, version), size);
   }
 
   /** A prediction request that found its model; `version` is the URL's or `default`. */
@@ -99,7 +149,7 @@ export class MetricsRegistry {
       if (this.mode === 'legacy' && !LEGACY.includes(f.name)) continue;
       if (names.length > 0 && !names.includes(f.name)) continue;
       lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);
-      for (const v of f.values) lines.push(`${f.name}{${formatLabels(v.labels)}} ${javaDouble(v.value)}`);
+      for (const v of f.values) lines.push(`${metricName(v) ?? f.name}{${formatLabels(v.labels)}} ${javaDouble(v.value)}`);
     }
     return lines.length > 0 ? lines.join('\n') + '\n' : '';
   }
@@ -109,12 +159,19 @@ export class MetricsRegistry {
   }
 }
 
+/** A histogram's series are named `<name>_bucket`, `_sum` and `_count`. */
+function metricName(value: object): string | undefined {
+  return 'metricName' in value && typeof value.metricName === 'string' ? value.metricName : undefined;
+}
+
 function help(type: string, unit: string): string {
   return `Torchserve prometheus ${type} metric with unit: ${unit}`;
 }
 
+/** Label pairs, each with its trailing comma; a bucket's `le` last, as the Java client writes it. */
 function formatLabels(labels: Record<string, string | number | undefined>): string {
-  return Object.entries(labels).map(([k, v]) => `${k}="${String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}",`).join('');
+  const { le, ...rest } = labels;
+  return Object.entries(le === undefined ? rest : { ...rest, le }).map(([k, v]) => `${k}="${String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}",`).join('');
 }
 
 /** Java's Double.toString: `3.0`, `0.25`, `1.0E7`. */

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import t from 'tap';
 import { tsError, type TsError } from '../errors.js';
 import { Job, type JobResponse } from './job.js';
@@ -66,4 +67,18 @@ t.test('settled jobs are skipped', async (t) => {
   q.offer(job('b'));
   gone.fail(tsError('TSS_ERR_WORKER_DIED'));
   t.same(ids(await q.poll(2, 0)), ['b']);
+});
+
+t.test('a worker polling with one signal for its whole life leaves no listener behind per poll', async (t) => {
+  const q = new JobQueue(10);
+  const stop = new AbortController();
+  for (let i = 0; i < 50; i++) {
+    q.offer(job(String(i)));
+    await q.poll(1, 0, stop.signal);
+  }
+  t.equal(getEventListeners(stop.signal, 'abort').length, 0, 'the listener of a delivered poll is removed');
+  const waiting = q.poll(1, 0, stop.signal);
+  t.equal(getEventListeners(stop.signal, 'abort').length, 1);
+  stop.abort();
+  t.same(await waiting, [], 'an abort still ends a waiting poll');
 });

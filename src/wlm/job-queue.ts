@@ -15,6 +15,8 @@ interface Waiter {
   readonly max: number;
   readonly delayMs: number;
   readonly resolve: (jobs: Job[]) => void;
+  /** Detaches the waiter from its signal: a worker polls with one signal for its whole life. */
+  readonly detach: () => void;
   batch: Job[];
   timer: NodeJS.Timeout | undefined;
 }
@@ -51,9 +53,11 @@ export class JobQueue {
   poll(max: number, delayMs: number, signal?: AbortSignal): Promise<Job[]> {
     if (signal?.aborted) return Promise.resolve([]);
     return new Promise((resolve) => {
-      const waiter: Waiter = { max: Math.max(1, max), delayMs, resolve, batch: [], timer: undefined };
+      const onAbort = (): void => this.cancel(waiter);
+      const detach = (): void => signal?.removeEventListener('abort', onAbort);
+      const waiter: Waiter = { max: Math.max(1, max), delayMs, resolve, detach, batch: [], timer: undefined };
       this.waiters.push(waiter);
-      signal?.addEventListener('abort', () => this.cancel(waiter), { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.pump();
     });
   }
@@ -97,6 +101,7 @@ export class JobQueue {
 
   private deliver(waiter: Waiter): void {
     if (waiter.timer) clearTimeout(waiter.timer);
+    waiter.detach();
     const i = this.waiters.indexOf(waiter);
     if (i >= 0) this.waiters.splice(i, 1);
     waiter.resolve(waiter.batch);

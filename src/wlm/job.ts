@@ -26,12 +26,18 @@ export class Job {
   readonly arrivedAt = performance.now();
   /** When a worker took it from the queue. */
   dequeuedAt: number | undefined;
+  /** Resolves once the job has been answered, with success or an error. */
+  readonly done: Promise<void>;
   private settledFlag = false;
   private readonly sink: JobSink;
+  private markDone!: () => void;
 
   constructor(request: WireRequest, sink: JobSink) {
     this.request = request;
     this.sink = sink;
+    this.done = new Promise((resolve) => {
+      this.markDone = resolve;
+    });
   }
 
   get id(): string {
@@ -57,6 +63,7 @@ export class Job {
   private settle(): boolean {
     if (this.settledFlag) return false;
     this.settledFlag = true;
+    this.markDone();
     return true;
   }
 }

@@ -5,6 +5,7 @@
 import { rmSync } from 'node:fs';
 import type { ValidManifest } from '../archive/manifest.js';
 import type { ModelSettings } from '../config/model-config.js';
+import { tsError, type TsError } from '../errors.js';
 import { JobQueue } from './job-queue.js';
 import type { Job } from './job.js';
 import { WorkerPool, type PoolDeps, type ScaleResult } from './worker-pool.js';
@@ -34,6 +35,8 @@ export class Model {
   readonly settings: ModelSettings;
   readonly queue: JobQueue;
   readonly pool: WorkerPool;
+  /** Jobs accepted and not yet answered: queued or inside a batch. */
+  private readonly outstanding = new Set<Job>();
 
   constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
     this.spec = spec;
@@ -52,7 +55,27 @@ export class Model {
 
   /** False when the queue is full or the model has no workers: the caller answers 503. */
   submit(job: Job): boolean {
-    return this.settings.maxWorkers > 0 && this.pool.size > 0 && this.queue.offer(job);
+    if (this.settings.maxWorkers <= 0 || this.pool.size === 0 || !this.queue.offer(job)) return false;
+    this.outstanding.add(job);
+    void job.done.then(() => this.outstanding.delete(job));
+    return true;
+  }
+
+  /**
+   * Resolves once every job accepted so far has been answered, or after `timeoutMs`, whichever
+   * comes first. The workers keep serving meanwhile.
+   */
+  private async drain(timeoutMs: number): Promise<void> {
+    const answered = Promise.all([...this.outstanding].map((j) => j.done));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    try {
+      await Promise.race([answered, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   scale(min: number, max: number): Promise<ScaleResult> {
@@ -61,11 +84,21 @@ export class Model {
     return this.pool.scale(min, max);
   }
 
-  /** Retires the workers, fails what is queued and removes the extracted files. */
-  async close(): Promise<void> {
+  /**
+   * Graceful stop, for unregister and server shutdown: answers what was accepted (within
+   * `drainTimeoutMs`), then closes. Whatever the drain could not finish still gets an answer:
+   * a batch in flight "Worker died.", a queued job a 503.
+   */
+  async stop(drainTimeoutMs: number): Promise<void> {
+    await this.drain(drainTimeoutMs);
+    await this.close(tsError('TSS_ERR_MODEL_STOPPED', this.name));
+  }
+
+  /** Retires the workers, fails what is still queued with `error` and removes the extracted files. */
+  async close(error?: TsError): Promise<void> {
     this.settings.minWorkers = 0;
     this.settings.maxWorkers = 0;
-    await this.pool.close();
+    await this.pool.close(error);
     if (this.spec.extracted) rmSync(this.spec.dir, { recursive: true, force: true });
     if (this.spec.downloadedFile) rmSync(this.spec.downloadedFile, { force: true });
   }

@@ -18,7 +18,9 @@ export interface PoolSettings {
 export interface PoolDeps {
   /** A new, not yet started worker with a fresh id. */
   readonly spawn: () => WorkerProcess;
-  readonly onRestart?: (worker: WorkerProcess) => void;
+  /** A replacement worker has loaded after a failure. */
+  readonly onRestart: (worker: WorkerProcess) => void;
+  readonly onBatch: (size: number) => void;
   readonly log: (message: string) => void;
 }
 
@@ -67,7 +69,7 @@ export class WorkerPool {
    * every worker still loading, new or not, has loaded (ok) or one of them failed to (its error).
    */
   async scale(min: number, max: number): Promise<ScaleResult> {
-    if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s)));
+    if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s, true)));
     while (this.slots.length < min) this.addSlot();
     const loads = this.slots.flatMap((s) => (s.loading ? [s.loading] : []));
     const outcomes = await Promise.allSettled(loads);
@@ -118,6 +120,7 @@ export class WorkerPool {
       if (jobs.length === 0) continue;
       const now = performance.now();
       for (const job of jobs) job.dequeuedAt = now;
+      this.deps.onBatch(jobs.length);
       if (signal.aborted || worker.state !== 'MODEL_LOADED') {
         this.queue.requeue(jobs);
         return;
@@ -141,17 +144,20 @@ export class WorkerPool {
       slot.restartTimer = undefined;
       if (slot.removed) return;
       slot.worker = this.deps.spawn();
-      this.launch(slot).then(() => this.deps.onRestart?.(slot.worker), () => { /* its exit schedules the next try */ });
+      this.launch(slot).then(() => this.deps.onRestart(slot.worker), () => { /* its exit schedules the next try */ });
     }, delay * 1000);
     slot.restartTimer.unref();
   }
 
-  /** Stops taking jobs, lets the batch in flight finish, then ends the process. */
-  private async retire(slot: Slot): Promise<void> {
+  /**
+   * Stops taking jobs and ends the process: on scale-down after the batch in flight has finished,
+   * on close at once (the model's drain already had its time; the batch gets "Worker died.").
+   */
+  private async retire(slot: Slot, finishBatch: boolean): Promise<void> {
     slot.removed = true;
     if (slot.restartTimer) clearTimeout(slot.restartTimer);
     slot.stopServing.abort();
-    await slot.serving;
+    if (finishBatch) await slot.serving;
     const worker = slot.worker;
     worker.moveTo('SCALED_DOWN');
     if (worker.pid < 0 || worker.exited) return;
@@ -160,9 +166,9 @@ export class WorkerPool {
     await exited;
   }
 
-  /** Retires every worker; what is still queued gets `error`. */
+  /** Ends every worker now; what is still queued gets `error`. */
   async close(error: TsError = tsError('TSS_ERR_WORKER_DIED')): Promise<void> {
-    await this.scale(0, 0);
+    await Promise.all(this.slots.splice(0).map((s) => this.retire(s, false)));
     for (const job of this.queue.drain()) job.fail(error);
   }
 }

@@ -40,6 +40,7 @@ export declare interface WorkerProcess {
   on(event: 'state', listener: (state: WorkerState, previous: WorkerState) => void): this;
   on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
   on(event: 'load-failed', listener: (error: TsError) => void): this;
+  on(event: 'response-timeout', listener: () => void): this;
 }
 
 export class WorkerProcess extends EventEmitter {
@@ -50,6 +51,8 @@ export class WorkerProcess extends EventEmitter {
   private inFlight: InFlight | undefined;
   private nextBatchId = 1;
   private exitedFlag = false;
+  /** Set when we ended the process; a SIGKILL nobody here sent came from the OS. */
+  private killedByUs = false;
   private readonly opts: WorkerOptions;
 
   constructor(opts: WorkerOptions) {
@@ -119,6 +122,7 @@ export class WorkerProcess extends EventEmitter {
 
   /** Ends the process; in-flight jobs get "Worker died.". */
   kill(): void {
+    this.killedByUs = true;
     this.child?.kill('SIGKILL');
   }
 
@@ -179,12 +183,13 @@ export class WorkerProcess extends EventEmitter {
 
   private onResponseTimeout(): void {
     this.opts.onOutput(`Backend worker did not respond in given time`, 'stderr');
+    this.emit('response-timeout');
     this.kill();
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     this.exitedFlag = true;
-    if (this.inFlight) this.finishBatch(this.inFlight.batchId, exitError(code));
+    if (this.inFlight) this.finishBatch(this.inFlight.batchId, exitError(code, signal === 'SIGKILL' && !this.killedByUs));
     this.moveTo('STOPPED');
     this.emit('exit', code, signal);
   }
@@ -198,8 +203,11 @@ export class WorkerProcess extends EventEmitter {
   }
 }
 
-/** TorchServe answers 507 when the worker was killed for memory (exit 137), else 500. */
-function exitError(code: number | null): TsError {
+/**
+ * TorchServe answers 507 when the worker was killed for memory (exit status 137: a SIGKILL we did
+ * not send, which on Linux is the OOM killer), else 500.
+ */
+function exitError(code: number | null, killedByOs: boolean): TsError {
   const err = tsError('TSS_ERR_WORKER_DIED');
-  return code === 137 ? errorFromWire('TSS_ERR_WORKER_DIED', err.message, 507) : err;
+  return code === 137 || killedByOs ? errorFromWire('TSS_ERR_WORKER_DIED', err.message, 507) : err;
 }

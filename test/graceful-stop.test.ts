@@ -1,0 +1,83 @@
+// Stopping loses nothing: SIGTERM to a foreground `tsserve` and DELETE /models/{m} both stop
+// taking new work, answer every request already accepted, and only then let go of the workers.
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { buildMar, FIXTURES, freePort, ROOT, startTestServer, tempDir, waitFor, waitReady } from './helpers.js';
+
+const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
+
+async function pending(management: string, model: string): Promise<number> {
+  const [d] = (await (await fetch(`${management}/models/${model}`)).json()) as Array<{ jobQueueStatus: { pendingRequests: number } }>;
+  return d!.jobQueueStatus.pendingRequests;
+}
+
+t.test('SIGTERM with requests in flight: all of them answered, then the process exits 0', async (t) => {
+  const dir = tempDir(t);
+  const store = join(dir, 'model-store');
+  mkdirSync(store);
+  buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
+  writeFileSync(join(dir, 'config.properties'), [
+    `inference_address=http://127.0.0.1:${inf}`,
+    `management_address=http://127.0.0.1:${mgmt}`,
+    `metrics_address=http://127.0.0.1:${met}`,
+    'default_workers_per_model=1',
+  ].join('\n'));
+  const child = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'], {
+    cwd: dir,
+    env: { ...process.env, TMPDIR: dir },
+    stdio: 'ignore',
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => child.kill('SIGKILL'));
+  const management = `http://127.0.0.1:${mgmt}`;
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${inf}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
+  await waitReady(management, 'echo');
+
+  // One worker, batch size 1: one request runs, three wait in the queue.
+  const inFlight = Array.from({ length: 4 }, (_, i) =>
+    fetch(`http://127.0.0.1:${inf}/predictions/echo`, { method: 'POST', body: 'sleep:300', signal: AbortSignal.timeout(60_000) })
+      .then(async (r) => ({ status: r.status, body: await r.text(), i })));
+  await waitFor(async () => (await pending(management, 'echo')) === 3, 10_000, 'three requests queued');
+  child.kill('SIGTERM');
+
+  const answers = await Promise.all(inFlight);
+  t.same(answers.map((a) => a.status), [200, 200, 200, 200], 'the running request and the three queued ones are answered');
+  t.equal(await exited, 0, 'then the server exits 0');
+  await t.rejects(fetch(`http://127.0.0.1:${inf}/ping`), 'and no longer listens');
+});
+
+t.test('unregister drains: requests queued for the model are answered before its workers go', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    properties: { load_models: 'echo.mar' },
+  });
+  await waitReady(server.urls.management, 'echo');
+  const inFlight = Array.from({ length: 3 }, () =>
+    fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:200', signal: AbortSignal.timeout(60_000) }));
+  await waitFor(async () => (await pending(server.urls.management, 'echo')) === 2, 10_000, 'two requests queued');
+  const unregister = await fetch(`${server.urls.management}/models/echo`, { method: 'DELETE' });
+  t.equal(unregister.status, 200);
+  t.same((await Promise.all(inFlight)).map((r) => r.status), [200, 200, 200], 'everything accepted before the DELETE is served');
+  t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' })).status, 404, 'new requests find no model');
+});
+
+t.test('a drain that outlasts unregister_model_timeout still answers every request, with 5xx JSON', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    properties: { load_models: 'echo.mar', unregister_model_timeout: '1' },
+  });
+  await waitReady(server.urls.management, 'echo');
+  const hung = fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'hang', signal: AbortSignal.timeout(20_000) });
+  await waitFor(async () => /^ts_batch_size_count\{model_name="echo",.* 1\.0$/m.test(await (await fetch(`${server.urls.metrics}/metrics`)).text()), 10_000, 'the hanging request is in the worker');
+  const queued = fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x', signal: AbortSignal.timeout(20_000) });
+  await waitFor(async () => (await pending(server.urls.management, 'echo')) === 1, 10_000, 'one request queued');
+  t.equal((await fetch(`${server.urls.management}/models/echo`, { method: 'DELETE' })).status, 200);
+  const [h, q] = await Promise.all([hung, queued]);
+  t.equal(h.status, 500, 'the batch in the killed worker: Worker died.');
+  t.match(await h.json(), { code: 500, message: 'Worker died.' });
+  t.equal(q.status, 503, 'the queued request: the model stopped');
+  t.match(await q.json(), { code: 503, type: 'ServiceUnavailableException', message: /^Model "echo" stopped before it could serve this request/ });
+});

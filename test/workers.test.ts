@@ -1,0 +1,186 @@
+// Workers never lose a request: every fault test/fixtures/echo_handler.ts can inject (a hang, a
+// native crash, an exit, an OOM kill, a worker killed from outside under load) ends in an answer,
+// and the pool comes back. Batching, back-pressure and streaming are seen from both ends.
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
+
+interface Echo {
+  batchSize: number;
+}
+
+interface Described {
+  workers: Array<{ status: string; pid: number }>;
+  jobQueueStatus: { pendingRequests: number };
+}
+
+async function serve(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    properties,
+  });
+}
+
+/** Registers echo.mar under `name` with the given register-API parameters, synchronously. */
+async function register(t: Test, server: TestServer, name: string, params: Record<string, string | number>): Promise<void> {
+  const query = new URLSearchParams({ url: 'echo.mar', model_name: name, synchronous: 'true', ...Object.fromEntries(Object.entries(params).map(([k, v]) => [k, String(v)])) });
+  const res = await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' });
+  t.equal(res.status, 200, `${name} registered: ${await res.text()}`);
+}
+
+function predict(server: TestServer, model: string, body: string): Promise<Response> {
+  return fetch(`${server.urls.inference}/predictions/${model}`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
+}
+
+async function describe(server: TestServer, model: string): Promise<Described> {
+  const [d] = (await (await fetch(`${server.urls.management}/models/${model}`)).json()) as Described[];
+  return d!;
+}
+
+/** The value of one series of /metrics, 0 when it is not there yet. */
+async function metric(server: TestServer, series: string, model: string): Promise<number> {
+  const text = await (await fetch(`${server.urls.metrics}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series}{`) && l.includes(`model_name="${model}",`));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+t.test('a hung handler: 500 after response_timeout, other models serve meanwhile, the next request succeeds', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'slow', { initial_workers: 1, response_timeout: 1 });
+  await register(t, server, 'other', { initial_workers: 1 });
+
+  const hung = predict(server, 'slow', 'hang');
+  const meanwhile = await predict(server, 'other', 'hello');
+  t.equal(meanwhile.status, 200, 'another model answers while the handler hangs');
+  const res = await hung;
+  t.equal(res.status, 500);
+  t.same(await errorBody(res), { code: 500, type: 'InternalServerException', message: 'Worker died.' });
+
+  const next = await predict(server, 'slow', 'hello');
+  t.equal(next.status, 200, 'the request after the timeout waits for the replacement worker and succeeds');
+  t.equal(await metric(server, 'ts_response_timeouts_total', 'slow'), 1);
+  t.equal(await metric(server, 'ts_worker_restarts_total', 'slow'), 1);
+  t.equal((await describe(server, 'slow')).workers[0]!.status, 'READY');
+});
+
+t.test('a worker that crashes, exits or is OOM-killed mid-request: a JSON error, then READY again', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'fragile', { initial_workers: 1 });
+  const cases = [
+    { fault: 'crash', status: 500, what: 'a native crash (abort)' },
+    { fault: 'exit', status: 500, what: 'process.exit in the handler' },
+    { fault: 'oom-kill', status: 507, what: 'a SIGKILL the server did not send, as the OOM killer' },
+  ];
+  for (const c of cases) {
+    const res = await predict(server, 'fragile', c.fault);
+    t.equal(res.status, c.status, `${c.what}: status`);
+    t.same(await errorBody(res), { code: c.status, type: 'InternalServerException', message: 'Worker died.' }, `${c.what}: body`);
+    t.equal((await describe(server, 'fragile')).workers[0]!.status, 'UNLOADING', `${c.what}: describe shows the worker down`);
+    t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, `${c.what}: still Healthy inside the recovery window`);
+    const next = await predict(server, 'fragile', 'hello');
+    t.equal(next.status, 200, `${c.what}: the next request is served by the replacement`);
+    t.equal((await describe(server, 'fragile')).workers[0]!.status, 'READY');
+  }
+  t.equal(await metric(server, 'ts_worker_restarts_total', 'fragile'), 3);
+});
+
+t.test('500 requests at concurrency 16 while a worker is killed every 25: all answered, pool back to full size', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'soak', { initial_workers: 2 });
+  const total = 500;
+  const statuses = new Map<number, number>();
+  let sent = 0;
+  let answered = 0;
+  let kills = 0;
+  const killOne = async (): Promise<void> => {
+    const ready = (await describe(server, 'soak')).workers.filter((w) => w.status === 'READY' && w.pid > 0);
+    if (ready.length === 0) return;
+    try {
+      process.kill(ready[kills % ready.length]!.pid, 'SIGKILL');
+      kills++;
+    } catch { /* it died on its own a moment ago */ }
+  };
+  const client = async (): Promise<void> => {
+    while (sent < total) {
+      sent++;
+      const res = await predict(server, 'soak', `request ${sent}`);
+      const body = await res.text();
+      if (res.status !== 200) {
+        const err = JSON.parse(body) as { code: number; message: string };
+        t.equal(err.code, res.status, `error ${res.status} is a TorchServe JSON body`);
+      }
+      statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+      if (++answered % 25 === 0) await killOne();
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, client));
+
+  t.equal(answered, total, 'every request got an answer');
+  t.ok(kills >= 10, `workers were killed under load (${kills} times)`);
+  t.ok((statuses.get(200) ?? 0) > total / 2, `most requests succeeded: ${JSON.stringify(Object.fromEntries(statuses))}`);
+  t.same([...statuses.keys()].filter((s) => s !== 200 && s !== 500 && s !== 507), [], 'failures are only "Worker died."');
+  await waitReady(server.urls.management, 'soak', 2);
+  const after = await describe(server, 'soak');
+  t.same(after.workers.map((w) => w.status), ['READY', 'READY'], 'the pool is back to its full size, all READY');
+  t.equal((await predict(server, 'soak', 'after')).status, 200);
+});
+
+t.test('batch_size 8, max_batch_delay 100: 8 concurrent requests reach the handler in one call', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'batched', { initial_workers: 1, batch_size: 8, max_batch_delay: 100 });
+  const round = async (): Promise<number[]> => {
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => predict(server, 'batched', `item ${i}`)));
+    return Promise.all(answers.map(async (r) => ((await r.json()) as Echo).batchSize));
+  };
+  await round(); // opens the 8 keep-alive connections, so the measured round arrives together
+  t.same(await round(), [8, 8, 8, 8, 8, 8, 8, 8], 'the handler saw one batch of 8');
+
+  const started = performance.now();
+  const lone = await predict(server, 'batched', 'alone');
+  const ms = performance.now() - started;
+  t.equal(((await lone.json()) as Echo).batchSize, 1, 'a lone request goes out as a batch of 1 when the delay is spent');
+  t.comment(`a lone request took ${ms.toFixed(0)} ms with max_batch_delay 100`);
+  const bucket = async (le: string): Promise<number> => {
+    const text = await (await fetch(`${server.urls.metrics}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('ts_batch_size_bucket{model_name="batched",') && l.includes(`le="${le}",}`));
+    return Number(line?.split(' ').pop());
+  };
+  t.ok((await bucket('8')) - (await bucket('4')) >= 1, 'ts_batch_size counted the batch of 8');
+});
+
+t.test('queue full: 503 with Retry-After at once, while accepted requests are still answered', async (t) => {
+  const server = await serve(t, { job_queue_size: '2' });
+  await register(t, server, 'busy', { initial_workers: 1 });
+  const accepted = [predict(server, 'busy', 'sleep:1500'), predict(server, 'busy', 'one'), predict(server, 'busy', 'two')];
+  // One request in the worker, two waiting: the queue is full.
+  await waitReady(server.urls.management, 'busy');
+  const deadline = Date.now() + 10_000;
+  while ((await describe(server, 'busy')).jobQueueStatus.pendingRequests < 2 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  let firstDone = false;
+  void accepted[0]!.then(() => {
+    firstDone = true;
+  });
+  const refused = await predict(server, 'busy', 'three');
+  t.equal(refused.status, 503);
+  t.equal(refused.headers.get('retry-after'), '1');
+  t.match(await errorBody(refused), { code: 503, type: 'ServiceUnavailableException', message: /^Model "busy" has no worker to serve inference request/ });
+  t.notOk(firstDone, 'refused while the worker was still busy, without waiting for it');
+  t.same((await Promise.all(accepted)).map((r) => r.status), [200, 200, 200], 'every accepted request is answered');
+  t.equal(await metric(server, 'ts_requests_rejected_total', 'busy'), 1);
+  t.match(await (await fetch(`${server.urls.metrics}/metrics`)).text(), /^ts_queue_size\{model_name="busy",model_version="1.0",hostname="[^"]+",\} 0\.0$/m);
+});
+
+t.test("a streaming handler's parts arrive in order over one chunked response", async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'streamer', { initial_workers: 1 });
+  const res = await predict(server, 'streamer', 'stream:3');
+  t.equal(res.status, 200);
+  t.equal(res.headers.get('transfer-encoding'), 'chunked');
+  const reader = res.body!.getReader();
+  const chunks: string[] = [];
+  for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(Buffer.from(r.value).toString('utf8'));
+  t.equal(chunks.join(''), 'part 0\npart 1\npart 2\nlast\n', 'all parts, in order, then the final answer');
+  t.ok(chunks.length >= 2, `the parts came as they were sent (${chunks.length} reads)`);
+});
