@@ -1,10 +1,10 @@
 // `tsserve --start` runs the server in the background and returns once it answers, as
 // torchserve does; `--stop` ends it. Run as a user would, from a folder with config.properties.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMnistMar, freePort, MNIST_DIR, ROOT, tempDir } from './helpers.js';
+import { buildMnistMar, MNIST_DIR, ROOT, tempDir, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -18,23 +18,17 @@ t.test('--start returns once the server answers; --stop stops it', async (t) => 
   const env = { TMPDIR: dir };
   mkdirSync(join(dir, 'model-store'));
   buildMnistMar(join(dir, 'model-store'));
-  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
-  writeFileSync(join(dir, 'config.properties'), [
-    `inference_address=http://127.0.0.1:${inf}`,
-    `management_address=http://127.0.0.1:${mgmt}`,
-    `metrics_address=http://127.0.0.1:${met}`,
-    'default_workers_per_model=1',
-  ].join('\n'));
+  const urls = await writeUserConfig(dir, ['default_workers_per_model=1']);
   t.teardown(() => tsserve(['--stop'], dir, env));
 
   const start = tsserve(['--start', '--model-store', 'model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'], dir, env);
   t.equal(start.status, 0, start.out);
   t.match(start.out, /tsserve started \(pid \d+\)/);
-  const ping = await fetch(`http://127.0.0.1:${inf}/ping`);
+  const ping = await fetch(`${urls.inference}/ping`);
   t.equal(ping.status, 200, 'answers as soon as --start returns');
 
   const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  const res = await fetch(`http://127.0.0.1:${inf}/predictions/mnist`, { method: 'PUT', body: seven });
+  const res = await fetch(`${urls.inference}/predictions/mnist`, { method: 'PUT', body: seven });
   t.equal(await res.text(), '7', 'the model named by --models serves (its workers may still be loading: the request waits)');
 
   const again = tsserve(['--start', '--model-store', 'model-store'], dir, env);
@@ -44,7 +38,7 @@ t.test('--start returns once the server answers; --stop stops it', async (t) => 
   const stop = tsserve(['--stop'], dir, env);
   t.equal(stop.status, 0);
   t.match(stop.out, 'tsserve has stopped.');
-  await t.rejects(fetch(`http://127.0.0.1:${inf}/ping`), 'the port is closed');
+  await t.rejects(fetch(`${urls.inference}/ping`), 'the port is closed');
   t.match(tsserve(['--stop'], dir, env).out, 'tsserve is not currently running.');
 });
 

@@ -1,10 +1,10 @@
 // Stopping loses nothing: SIGTERM to a foreground `tsserve` and DELETE /models/{m} both stop
 // taking new work, answer every request already accepted, and only then let go of the workers.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMar, FIXTURES, freePort, ROOT, startTestServer, tempDir, waitFor, waitReady } from './helpers.js';
+import { buildMar, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -18,13 +18,7 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   const store = join(dir, 'model-store');
   mkdirSync(store);
   buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
-  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
-  writeFileSync(join(dir, 'config.properties'), [
-    `inference_address=http://127.0.0.1:${inf}`,
-    `management_address=http://127.0.0.1:${mgmt}`,
-    `metrics_address=http://127.0.0.1:${met}`,
-    'default_workers_per_model=1',
-  ].join('\n'));
+  const urls = await writeUserConfig(dir, ['default_workers_per_model=1']);
   const child = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'], {
     cwd: dir,
     env: { ...process.env, TMPDIR: dir },
@@ -32,13 +26,13 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => child.kill('SIGKILL'));
-  const management = `http://127.0.0.1:${mgmt}`;
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${inf}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
+  const management = urls.management;
+  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
   await waitReady(management, 'echo');
 
   // One worker, batch size 1: one request runs, three wait in the queue.
   const inFlight = Array.from({ length: 4 }, (_, i) =>
-    fetch(`http://127.0.0.1:${inf}/predictions/echo`, { method: 'POST', body: 'sleep:300', signal: AbortSignal.timeout(60_000) })
+    fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:300', signal: AbortSignal.timeout(60_000) })
       .then(async (r) => ({ status: r.status, body: await r.text(), i })));
   await waitFor(async () => (await pending(management, 'echo')) === 3, 10_000, 'three requests queued');
   child.kill('SIGTERM');
@@ -46,7 +40,7 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   const answers = await Promise.all(inFlight);
   t.same(answers.map((a) => a.status), [200, 200, 200, 200], 'the running request and the three queued ones are answered');
   t.equal(await exited, 0, 'then the server exits 0');
-  await t.rejects(fetch(`http://127.0.0.1:${inf}/ping`), 'and no longer listens');
+  await t.rejects(fetch(`${urls.inference}/ping`), 'and no longer listens');
 });
 
 t.test('unregister drains: requests queued for the model are answered before its workers go', async (t) => {

@@ -105,6 +105,22 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Writes `dir/config.properties` as a user would for a server started with the CLI: three free
+ * ports on 127.0.0.1, plus `extra` lines. Answers the three base URLs.
+ */
+export async function writeUserConfig(dir: string, extra: string[] = []): Promise<{ inference: string; management: string; metrics: string }> {
+  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
+  const urls = { inference: `http://127.0.0.1:${inf}`, management: `http://127.0.0.1:${mgmt}`, metrics: `http://127.0.0.1:${met}` };
+  writeFileSync(join(dir, 'config.properties'), [
+    `inference_address=${urls.inference}`,
+    `management_address=${urls.management}`,
+    `metrics_address=${urls.metrics}`,
+    ...extra,
+  ].join('\n') + '\n');
+  return urls;
+}
+
 /** The TorchServe error body `{code, type, message}` of a response. */
 export async function errorBody(res: Response): Promise<{ code: number; type: string; message: string }> {
   return JSON.parse(await res.text()) as { code: number; type: string; message: string };

@@ -1,11 +1,11 @@
 // Config snapshots: every change writes one; a restart, even after kill -9, restores the newest,
 // with its models, versions, default version and worker counts; --ncs neither writes nor reads.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseProperties } from '../dist/src/config/properties.js';
-import { buildMnistMar, freePort, ROOT, startTestServer, tempDir, waitFor } from './helpers.js';
+import { buildMnistMar, ROOT, startTestServer, tempDir, waitFor, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -41,12 +41,11 @@ t.test('after kill -9, tsserve --start restores models, versions, the default an
   mkdirSync(store);
   buildMnistMar(store);
   buildMnistMar(store, 'mnist-v2', { version: '2.0' });
-  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
-  writeFileSync(join(dir, 'config.properties'), `inference_address=http://127.0.0.1:${inf}\nmanagement_address=http://127.0.0.1:${mgmt}\nmetrics_address=http://127.0.0.1:${met}\n`);
+  const urls = await writeUserConfig(dir);
   const start = ['--start', '--model-store', 'model-store', '--enable-model-api', '--disable-token-auth'];
   t.equal(run(start).status, 0, 'started');
 
-  const m = `http://127.0.0.1:${mgmt}`;
+  const m = urls.management;
   t.equal((await fetch(`${m}/models?url=mnist.mar&initial_workers=1`, { method: 'POST' })).status, 200);
   t.equal((await fetch(`${m}/models?url=mnist-v2.mar&model_name=mnist&initial_workers=1`, { method: 'POST' })).status, 200);
   t.equal((await fetch(`${m}/models/mnist/1.0?min_worker=2&synchronous=true`, { method: 'PUT' })).status, 200);

@@ -42,12 +42,23 @@ export function createListener(deps: ListenerDeps): FastifyInstance {
   });
   app.setErrorHandler((err: FastifyError | TsError, _request, reply) => {
     const e = toTsError(err);
-    if (e.status >= 500) deps.loggers.server.error({ err }, 'request failed');
+    logFailure(deps.loggers, err, e);
     return sendError(reply, e);
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, tsError('TSS_ERR_HTTP_NOT_FOUND')));
   describeRoutes(app);
   return app;
+}
+
+/**
+ * A failure we did not foresee is logged with its stack; a foreseen 5xx (a worker died, a handler
+ * failed) in one line. A 503 refusal is load, not a fault: the access log has it, and logging each
+ * one would make the log the bottleneck of an overloaded server.
+ */
+function logFailure(loggers: Loggers, original: unknown, e: TsError): void {
+  if (e.status < 500 || e.status === 503) return;
+  if (isTsError(original)) loggers.server.warn(`request failed: ${e.status} ${e.message}`);
+  else loggers.server.error({ err: original }, 'request failed');
 }
 
 /**
