@@ -1,6 +1,7 @@
 // Workers never lose a request: every fault test/fixtures/echo_handler.ts can inject (a hang, a
 // native crash, an exit, an OOM kill, a worker killed from outside under load) ends in an answer,
 // and the pool comes back. Batching, back-pressure and streaming are seen from both ends.
+import { request } from 'node:http';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
@@ -183,4 +184,29 @@ t.test("a streaming handler's parts arrive in order over one chunked response", 
   for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(Buffer.from(r.value).toString('utf8'));
   t.equal(chunks.join(''), 'part 0\npart 1\npart 2\nlast\n', 'all parts, in order, then the final answer');
   t.ok(chunks.length >= 2, `the parts came as they were sent (${chunks.length} reads)`);
+});
+
+t.test('size limits: an answer over max_response_size is a 500; a body over max_request_size a 413 before it is read', async (t) => {
+  const server = await serve(t, { max_response_size: '10000', max_request_size: '10000' });
+  await register(t, server, 'sized', { initial_workers: 1 });
+  t.equal((await predict(server, 'sized', 'big:9000')).status, 200, 'under the limit');
+  const big = await predict(server, 'sized', 'big:20000');
+  t.equal(big.status, 500);
+  t.match(await errorBody(big), { code: 500, type: 'InternalServerException', message: /max_response_size/ });
+
+  // Announce 50 MB, send 1 KB, and keep the request open: the 413 must come without the rest.
+  const { hostname, port } = new URL(server.urls.inference);
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ hostname, port, method: 'POST', path: '/predictions/sized', headers: { 'content-length': 50_000_000 } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.write(Buffer.alloc(1024));
+    setTimeout(() => req.destroy(), 20_000).unref();
+  });
+  t.equal(answer.status, 413, 'refused on the announced length, 49.99 MB never sent');
+  t.match(JSON.parse(answer.body), { code: 413, type: 'RequestEntityTooLargeException' });
+  t.equal((await predict(server, 'sized', 'after')).status, 200, 'the server goes on');
 });
