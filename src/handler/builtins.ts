@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const BUILTIN_HANDLERS = ['base_handler', 'image_classifier'] as const;
+export const BUILTIN_HANDLERS = ['base_handler', 'image_classifier', 'image_segmenter', 'object_detector', 'text_classifier'] as const;
 
 export function isBuiltinHandler(name: string): boolean {
   return (BUILTIN_HANDLERS as readonly string[]).includes(name);

@@ -1,0 +1,74 @@
+/**
+ * @module handlers/vision
+ * What the image handlers share, as TorchServe's vision_handler: decoding with sharp (one libvips
+ * thread per worker process, no cache: the workers already use the cores in parallel), the
+ * ImageNet transform, and the softmax / top-k of classifiers. Not a handler itself.
+ */
+import sharp, { type Sharp } from 'sharp';
+import { PredictionError } from '../src/index.js';
+
+sharp.concurrency(1);
+sharp.cache(false);
+
+export interface ImageTransform {
+  /** Short side after resize. */
+  readonly resize: number;
+  /** Side of the centre crop. */
+  readonly crop: number;
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+}
+
+/** torchvision's Resize(256), CenterCrop(224), Normalize(ImageNet mean and std). */
+export const IMAGENET: ImageTransform = { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/** An RGB image as interleaved bytes; a file sharp cannot read is a 400. */
+export async function decodeRgb(bytes: Buffer, shape: (image: Sharp) => Sharp = (i) => i): Promise<{ data: Buffer; width: number; height: number }> {
+  try {
+    const { data, info } = await shape(sharp(bytes, { failOn: 'error' }).removeAlpha().toColourspace('srgb'))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return { data, width: info.width, height: info.height };
+  } catch (err) {
+    throw new PredictionError(`Invalid image: ${(err as Error).message}`, 400);
+  }
+}
+
+/** Decodes, resizes the short side, centre-crops and normalises into planar RGB (CHW). */
+export async function imageToChw(bytes: Buffer, t: ImageTransform): Promise<Float32Array> {
+  const { data } = await decodeRgb(bytes, (image) => image
+    .resize(t.resize, t.resize, { fit: 'outside', kernel: 'linear' })
+    .resize(t.crop, t.crop, { fit: 'cover', position: 'centre' }));
+  return toChw(data, t.crop * t.crop, t.mean, t.std);
+}
+
+/** Interleaved RGB bytes -> planar floats, `(v / 255 - mean) / std` per channel. */
+export function toChw(rgb: Buffer, pixels: number, mean: readonly number[] = [0, 0, 0], std: readonly number[] = [1, 1, 1]): Float32Array {
+  const out = new Float32Array(pixels * 3);
+  for (let c = 0; c < 3; c++) {
+    const m = mean[c]!;
+    const s = std[c]!;
+    const plane = out.subarray(c * pixels, (c + 1) * pixels);
+    for (let p = 0, i = c; p < pixels; p++, i += 3) plane[p] = (rgb[i]! / 255 - m) / s;
+  }
+  return out;
+}
+
+export function softmax(logits: ArrayLike<number>): Float32Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  const out = new Float32Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
+  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  return out;
+}
+
+/**
+ * The k most probable classes as `{label: probability}`, most probable first (a Map, so that
+ * labels that are class indexes keep this order in the JSON answer).
+ */
+export function topK(probs: Float32Array, k: number, mapping?: Record<string, string>): Map<string, number> {
+  const order = Array.from(probs.keys()).sort((a, b) => probs[b]! - probs[a]!).slice(0, k);
+  return new Map(order.map((i) => [mapping?.[String(i)] ?? String(i), probs[i]!]));
+}
