@@ -54,6 +54,7 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
           batchSize: model.settings.batchSize,
           yamlConfig: model.spec.yaml,
           decodeInput: config.decodeInputRequest,
+          envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
           serverVersion: VERSION,
         },
         intraOpThreads: Math.max(1, Math.floor(cpus().length / Math.max(1, model.settings.maxWorkers))),

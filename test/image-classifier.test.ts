@@ -81,3 +81,37 @@ t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is 
   t.equal(bad.status, 400);
   t.match(JSON.parse(bad.text), { code: 400, message: /^Invalid image/ });
 });
+
+t.test('service_envelope=json: TF Serving style {"instances": [{"b64": ...}]} in, {"predictions": [...]} out', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: { load_models: 'colours.mar', service_envelope: 'json' },
+  });
+  const url = `${server.urls.inference}/predictions/colours`;
+  const b64 = async (r: number, g: number, b: number): Promise<{ b64: string }> => ({ b64: (await solid(r, g, b)).toString('base64') });
+  const body = JSON.stringify({ instances: [await b64(250, 10, 10), await b64(10, 10, 250), await b64(10, 250, 10)] });
+  const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+  t.equal(res.status, 200);
+  const { predictions } = (await res.json()) as { predictions: Array<Record<string, number>> };
+  const top = (p: Record<string, number>): string => Object.entries(p).sort((a, b) => b[1] - a[1])[0]![0];
+  t.same(predictions.map(top), ['0', '2', '1'], 'one prediction per instance, in order: red, blue, green');
+
+  const bad = await fetch(url, { method: 'POST', body: '{"inputs": []}', headers: { 'content-type': 'application/json' } });
+  t.equal(bad.status, 400);
+  t.match(JSON.parse(await bad.text()), { code: 400, message: 'Expected a JSON body {"instances": [...]}' });
+});
+
+t.test('an envelope tsserve does not have fails the model load with a clear message', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: { service_envelope: 'kservev2' },
+  });
+  const res = await fetch(`${server.urls.management}/models?url=colours.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
+  t.equal(res.status, 500);
+  const modelLog = await import('node:fs').then((fs) => fs.readFileSync(join(server.dir, 'logs', 'model_log.log'), 'utf8'));
+  t.match(modelLog, /Envelope kservev2 is not supported by tsserve/);
+});

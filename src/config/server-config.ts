@@ -56,6 +56,8 @@ export interface ServerConfig {
   readonly corsAllowedMethods: string;
   readonly corsAllowedHeaders: string;
   readonly decodeInputRequest: boolean;
+  /** Request envelope for every model; overrides each manifest's. */
+  readonly serviceEnvelope: string | undefined;
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
@@ -185,6 +187,7 @@ function buildConfig(
     corsAllowedMethods: str('cors_allowed_methods') ?? '',
     corsAllowedHeaders: str('cors_allowed_headers') ?? '',
     decodeInputRequest: bool('decode_input_request', true),
+    serviceEnvelope: str('service_envelope'),
     defaultServiceHandler: str('default_service_handler'),
     snapshotsDisabled: cli.ncs === true,
     logLocation: logLocationOf(env, cwd),

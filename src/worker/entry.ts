@@ -11,6 +11,7 @@ import { register } from 'node:module';
 import type { ModelFacts } from '../handler/context.js';
 import { BatchContext } from '../handler/context.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
+import { isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
 import type { FromWorker, LoadMessage, PredictMessage, ToWorker } from './protocol.js';
 
@@ -42,7 +43,7 @@ async function onLoad(msg: LoadMessage): Promise<void> {
     facts = modelFacts;
     decodeInput = msg.decodeInput;
     process.chdir(msg.modelDir);
-    entry = await loadEntryPoint(msg.handler, msg.modelDir);
+    entry = withEnvelope(await loadEntryPoint(msg.handler, msg.modelDir), envelopeOf(msg.envelope));
     await entry.initialize(new BatchContext(modelFacts, []));
     send({ kind: 'loaded', pid: process.pid });
   } catch (err) {
@@ -66,6 +67,13 @@ async function onPredict(msg: PredictMessage): Promise<void> {
     console.error(`Prediction failed for model ${facts.modelName}:`, err);
     send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [] });
   }
+}
+
+/** `body` is TorchServe's name for no envelope; the KServe envelopes are not in tsserve yet. */
+function envelopeOf(name: string | undefined): Envelope | undefined {
+  if (name === undefined || name === '' || name === 'body') return undefined;
+  if (isEnvelope(name)) return name;
+  throw new Error(`Envelope ${name} is not supported by tsserve (supported: json, body)`);
 }
 
 process.on('message', (msg: ToWorker) => {

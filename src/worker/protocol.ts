@@ -51,6 +51,8 @@ export interface LoadMessage {
   readonly yamlConfig: Record<string, unknown>;
   readonly decodeInput: boolean;
   readonly serverVersion: string;
+  /** `service_envelope`, else the manifest's envelope; `body` or none means none. */
+  readonly envelope: string | undefined;
 }
 
 export interface PredictMessage {
