@@ -2,7 +2,8 @@
  * @module handlers/vision
  * What the image handlers share, as TorchServe's vision_handler: decoding with sharp (one libvips
  * thread per worker process, no cache: the workers already use the cores in parallel), the
- * ImageNet transform, and the softmax / top-k of classifiers. Not a handler itself.
+ * ImageNet transform, and the softmax / top-k of classifiers. Not a handler itself; handler authors
+ * import it as `tsserve/vision`.
  */
 import sharp, { type Sharp } from 'sharp';
 import { PredictionError } from '../src/index.js';

