@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The performance run of docs/performance.md, in one command:
+#   bench/run.sh [run_peer_bench.sh options, e.g. --quick, --repeat 3, --model mnist]
+# Makes the shared bench's models (seeded: the same bytes the peer serves), archives them for
+# tsserve (mnist with examples/mnist's handler, resnet18 with image_classifier), starts tsserve
+# on 127.0.0.1:18080-18082, and runs ../shared/bench/run_peer_bench.sh with tsserve as its
+# --target, so tsserve, the Flask peer, the naive server and raw onnxruntime are measured in
+# one run. Needs what run_peer_bench.sh needs (it says what is missing).
+# Knobs: MNIST_WORKERS (2), RESNET_WORKERS (1), TSSERVE_BATCH (8), TSSERVE_DELAY (ms, 0).
+# Workers x onnxruntime threads never exceed the cores: tsserve gives each worker cores/workers
+# threads. mnist is decode-bound, so two single-threaded workers decode in parallel; resnet18 is
+# model-bound, so one worker with both cores answers a lone request fastest, and batches under load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=$(cd "${SHARED_BENCH:-../shared/bench}" && pwd)
+work=$(mktemp -d /tmp/tsserve-bench.XXXXXX)
+trap 'node bin/tsserve.js --stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+/usr/bin/python3 "$shared/make_models.py" "$work/models" >/dev/null
+mnist_workers=${MNIST_WORKERS:-2}
+resnet_workers=${RESNET_WORKERS:-1}
+mkdir -p "$work/model-store"
+archive() { # name handler workers
+  printf 'minWorkers: %s\nmaxWorkers: %s\nbatchSize: %s\nmaxBatchDelay: %s\n' "$3" "$3" "${TSSERVE_BATCH:-8}" "${TSSERVE_DELAY:-0}" > "$work/$1.yaml"
+  node bin/tsserve-archiver.js --model-name "$1" --version 1.0 --serialized-file "$work/models/$1.onnx" \
+    --handler "$2" --config-file "$work/$1.yaml" --export-path "$work/model-store" --force >/dev/null
+}
+archive mnist examples/mnist/mnist_handler.ts "$mnist_workers"
+archive resnet18 image_classifier "$resnet_workers"
+
+cat > "$work/config.properties" <<PROPS
+inference_address=http://127.0.0.1:18080
+management_address=http://127.0.0.1:18081
+metrics_address=http://127.0.0.1:18082
+model_store=$work/model-store
+PROPS
+node bin/tsserve.js --start --ts-config "$work/config.properties" --model-store "$work/model-store" \
+  --models mnist=mnist.mar,resnet18=resnet18.mar --disable-token-auth --ncs
+for model_workers in "mnist $mnist_workers" "resnet18 $resnet_workers"; do
+  read -r model want <<<"$model_workers"
+  for _ in $(seq 1 100); do
+    n=$(curl -s "http://127.0.0.1:18081/models/$model" | grep -c '"READY"' || true)
+    [ "$n" -ge "$want" ] && break
+    sleep 0.3
+  done
+done
+
+"$shared/run_peer_bench.sh" --target 'http://127.0.0.1:18080/predictions/{model}' --label tsserve "$@"
