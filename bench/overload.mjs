@@ -10,11 +10,11 @@
 // process tree, from /proc) every 250 ms, then stops the server. Bounded by --seconds (autocannon
 // ignores a duration when given a request count, so none is given).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, median, treeRssMb } from './lib.mjs';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { createArchive } from '../dist/src/archive/write.js';
@@ -81,14 +81,6 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitUntilServing(url) {
   const body = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
@@ -100,32 +92,9 @@ async function waitUntilServing(url) {
   throw new Error('tsserve did not start serving within 30 s');
 }
 
-/** RSS of a process and all its descendants, in MB (Linux /proc). */
-function treeRssMb(pid) {
-  const children = new Map();
-  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    try {
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch { /* the process ended meanwhile */ }
-  }
-  let kb = 0;
-  for (const stack = [pid]; stack.length > 0;) {
-    const p = stack.pop();
-    try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
-    } catch { /* ended */ }
-    stack.push(...(children.get(p) ?? []));
-  }
-  return Math.round(kb / 1024);
-}
 
 function pct(values, p) {
   if (values.length === 0) return '-';
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))].toFixed(1);
-}
-
-function median(values) {
-  return values.length === 0 ? '-' : [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 }

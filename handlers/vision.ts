@@ -83,12 +83,29 @@ export async function decodeRgb(bytes: Buffer, shape: (image: Sharp) => Sharp = 
   }
 }
 
-/** Decodes, resizes the short side, centre-crops and normalises into planar RGB (CHW). */
+/**
+ * torchvision's Resize(t.resize) then CenterCrop(t.crop), normalised into planar RGB (CHW).
+ * One sharp pipeline holds one resize, so the crop is an extract after it, placed as torchvision
+ * places it (the resized long side truncated, the crop offset rounded).
+ */
 export async function imageToChw(bytes: Buffer, t: ImageTransform): Promise<Float32Array> {
+  const { width, height } = await imageSize(bytes);
+  const scale = t.resize / Math.min(width, height);
+  const w = width <= height ? t.resize : Math.trunc(width * scale);
+  const h = height < width ? t.resize : Math.trunc(height * scale);
   const { data } = await decodeRgb(bytes, (image) => image
-    .resize(t.resize, t.resize, { fit: 'outside', kernel: 'linear' })
-    .resize(t.crop, t.crop, { fit: 'cover', position: 'centre' }));
+    .resize(w, h, { fit: 'fill', kernel: 'linear' })
+    .extract({ left: Math.round((w - t.crop) / 2), top: Math.round((h - t.crop) / 2), width: t.crop, height: t.crop }));
   return toChw(data, t.crop * t.crop, t.mean, t.std);
+}
+
+/** Width and height from the file's header; an unreadable file is a 400. */
+async function imageSize(bytes: Buffer): Promise<{ width: number; height: number }> {
+  const meta = await sharp(bytes).metadata().catch((err: Error) => {
+    throw new PredictionError(`Invalid image: ${err.message}`, 400);
+  });
+  if (!meta.width || !meta.height) throw new PredictionError('Invalid image: no size in its header', 400);
+  return { width: meta.width, height: meta.height };
 }
 
 /** Interleaved RGB bytes -> planar floats, `(v / 255 - mean) / std` per channel. */

@@ -115,3 +115,20 @@ t.test('an envelope tsserve does not have fails the model load with a clear mess
   const modelLog = await import('node:fs').then((fs) => fs.readFileSync(join(server.dir, 'logs', 'model_log.log'), 'utf8'));
   t.match(modelLog, /Envelope kservev2 is not supported by tsserve/);
 });
+
+t.test("the transform is torchvision's Resize(256) + CenterCrop(224): a 16 px border of another colour is cropped away", async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: { load_models: 'colours.mar' },
+  });
+  const url = `${server.urls.inference}/predictions/colours`;
+  const framed = await sharp({ create: { width: 224, height: 224, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+    .extend({ top: 16, bottom: 16, left: 16, right: 16, background: { r: 0, g: 0, b: 255 } }).png().toBuffer();
+  const plain = await solid(255, 0, 0, 'png', 256, 256);
+  const answer = async (body: Buffer): Promise<Record<string, number>> => JSON.parse((await classify(url, body)).text) as Record<string, number>;
+  const [a, b] = [await answer(framed), await answer(plain)];
+  // Probabilities saturate near 1; their logarithms show any blue that got into the crop.
+  for (const k of Object.keys(b)) t.ok(Math.abs(Math.log(a[k]!) - Math.log(b[k]!)) < 0.05, `class ${k}: ${a[k]} as for a plain red picture (${b[k]})`);
+});
