@@ -1,17 +1,31 @@
 /**
  * @module handlers/vision
  * What the image handlers share, as TorchServe's vision_handler: decoding with sharp (one libvips
- * thread per worker process, no cache: the workers already use the cores in parallel), the
+ * thread per worker process, no cache: the workers already use the cores in parallel) or, for
+ * small images, in JavaScript; the
  * ImageNet transform, and the softmax / top-k of classifiers. Not a handler itself; handler authors
  * import it as `tsserve/vision`.
  */
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
-import sharp, { type Sharp } from 'sharp';
+import type { Sharp } from 'sharp';
 import { PredictionError } from '../src/index.js';
 
-sharp.concurrency(1);
-sharp.cache(false);
+type SharpModule = typeof import('sharp');
+let sharpModule: Promise<SharpModule> | undefined;
+
+/**
+ * sharp, loaded on first use: libvips adds about 28 MB to a worker, which a model whose inputs all
+ * take the JavaScript path (decodeSmall) never needs.
+ */
+function loadSharp(): Promise<SharpModule> {
+  sharpModule ??= import('sharp').then((m) => {
+    m.default.concurrency(1);
+    m.default.cache(false);
+    return m;
+  });
+  return sharpModule;
+}
 
 /** Pixels as interleaved bytes, `channels` per pixel. */
 export interface RawImage {
@@ -73,6 +87,7 @@ export const IMAGENET: ImageTransform = { resize: 256, crop: 224, mean: [0.485, 
 
 /** An RGB image as interleaved bytes; a file sharp cannot read is a 400. */
 export async function decodeRgb(bytes: Buffer, shape: (image: Sharp) => Sharp = (i) => i): Promise<{ data: Buffer; width: number; height: number }> {
+  const { default: sharp } = await loadSharp();
   try {
     const { data, info } = await shape(sharp(bytes, { failOn: 'error' }).removeAlpha().toColourspace('srgb'))
       .raw()
@@ -101,6 +116,7 @@ export async function imageToChw(bytes: Buffer, t: ImageTransform): Promise<Floa
 
 /** Width and height from the file's header; an unreadable file is a 400. */
 async function imageSize(bytes: Buffer): Promise<{ width: number; height: number }> {
+  const { default: sharp } = await loadSharp();
   const meta = await sharp(bytes).metadata().catch((err: Error) => {
     throw new PredictionError(`Invalid image: ${err.message}`, 400);
   });

@@ -4,14 +4,8 @@
  *
  *   curl -T examples/mnist/digits/7_0.png http://127.0.0.1:8080/predictions/mnist   ->  7
  */
-import sharp from 'sharp';
-import {
-  BaseHandler, ort, payloadBytes, PredictionError, requestPayload, splitBatch, type HandlerOutput, type RequestInput,
-} from 'tsserve';
-import { decodeSmall, toGrey } from 'tsserve/vision';
-
-sharp.concurrency(1);
-sharp.cache(false);
+import { BaseHandler, ort, payloadBytes, requestPayload, splitBatch, type HandlerOutput, type RequestInput } from 'tsserve';
+import { decodeRgb, decodeSmall, toGrey } from 'tsserve/vision';
 
 // Mean and standard deviation of the training digits (examples/mnist/train.py).
 const MEAN = 0.1302;
@@ -39,17 +33,6 @@ export default class MnistHandler extends BaseHandler {
 async function toGreyscale28(bytes: Buffer): Promise<Uint8Array> {
   const small = decodeSmall(bytes);
   if (small && small.width === SIDE && small.height === SIDE) return toGrey(small);
-  try {
-    const { data, info } = await sharp(bytes, { failOn: 'error' })
-      .greyscale()
-      .resize(SIDE, SIDE, { fit: 'fill' })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels === 1) return data;
-    const grey = Buffer.alloc(SIDE * SIDE);
-    for (let p = 0; p < grey.length; p++) grey[p] = data[p * info.channels]!;
-    return grey;
-  } catch (err) {
-    throw new PredictionError(`Invalid image: ${(err as Error).message}`, 400);
-  }
+  const { data } = await decodeRgb(bytes, (image) => image.resize(SIDE, SIDE, { fit: 'fill' }));
+  return toGrey({ data, width: SIDE, height: SIDE, channels: 3 });
 }
