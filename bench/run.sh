@@ -45,4 +45,7 @@ for model_workers in "mnist $mnist_workers" "resnet18 $resnet_workers"; do
   done
 done
 
-"$shared/run_peer_bench.sh" --target 'http://127.0.0.1:18080/predictions/{model}' --label tsserve "$@"
+# Results go to bench/results/<time>/ of this project unless --out says otherwise.
+out=()
+[[ " $* " == *" --out "* ]] || out=(--out "$PWD/bench/results/$(date +%Y%m%d-%H%M%S)")
+"$shared/run_peer_bench.sh" --target 'http://127.0.0.1:18080/predictions/{model}' --label tsserve "${out[@]}" "$@"
