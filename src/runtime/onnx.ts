@@ -6,8 +6,7 @@
  * whole core from the request path.
  */
 import * as ort from 'onnxruntime-node';
-
-export const INTRA_OP_THREADS_ENV = 'TSSERVE_INTRA_OP_THREADS';
+import { INTRA_OP_THREADS_ENV } from '../worker/protocol.js';
 
 export interface SessionOptions {
   /** Defaults to the worker's share of the cores. */

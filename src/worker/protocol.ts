@@ -41,6 +41,12 @@ export interface WireError {
   readonly status: number;
 }
 
+/**
+ * The environment variable in which the frontend gives a worker its onnxruntime intra-op thread
+ * count. It lives here, not beside the sessions, so the frontend never loads onnxruntime.
+ */
+export const INTRA_OP_THREADS_ENV = 'TSSERVE_INTRA_OP_THREADS';
+
 export interface LoadMessage {
   readonly kind: 'load';
   readonly modelName: string;

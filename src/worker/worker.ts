@@ -12,8 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import type { Job } from '../wlm/job.js';
 import { canMove, type WorkerState } from '../wlm/worker-state.js';
-import { INTRA_OP_THREADS_ENV } from '../runtime/onnx.js';
-import type { FromWorker, LoadMessage, WireMetric, WireResponse } from './protocol.js';
+import { INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
 
