@@ -1,7 +1,7 @@
 // The web app in real Chromium (Debian's, driven by playwright-core): a real tsserve with the nst,
 // mnist and ocr examples, the app in front of it, and a user who uploads files and waits.
 // Screenshots of each page go to test/screenshots/ (not committed; README's come from here).
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -107,4 +107,25 @@ t.test('uploads are checked, and a model server that is down is said to be down'
   t.equal(await page.textContent('#status'), 'The model server does not answer. Is tsserve running?', 'never a blank page');
   const big = await fetch(`${appUrl}/api/predict/mnist`, { method: 'POST', body: Buffer.alloc(11 * 1024 * 1024), headers: { 'content-type': 'image/png' } });
   t.equal(big.status, 413, 'an upload over 10 MB is refused by the app too');
+});
+
+t.test('with token authorization on, the app adds the keys from key_file.json; the browser never sees them', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', disable_token_authorization: 'false' },
+  });
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  const withKeys = createApp({ inference: server.urls.inference, management: server.urls.management, keyFile: server.config.keyFile });
+  const without = createApp({ inference: server.urls.inference, management: server.urls.management });
+  const [a, b] = [await withKeys.listen({ port: 0, host: '127.0.0.1' }), await without.listen({ port: 0, host: '127.0.0.1' })];
+  t.teardown(() => Promise.all([withKeys.close(), without.close()]));
+
+  const health = (await (await fetch(`${a}/api/health`)).json()) as { inference: { ok: boolean }; management: { ok: boolean } };
+  t.same([health.inference.ok, health.management.ok], [true, true], 'both APIs answer with the keys');
+  const ok = await fetch(`${a}/api/predict/mnist`, { method: 'POST', body: seven, headers: { 'content-type': 'image/png' } });
+  t.equal(await ok.text(), '7');
+  t.equal(ok.headers.get('authorization'), null);
+  const refused = await fetch(`${b}/api/predict/mnist`, { method: 'POST', body: seven, headers: { 'content-type': 'image/png' } });
+  t.equal(refused.status, 400, "without the key file, tsserve's own refusal comes through");
+  t.match(await refused.json(), { type: 'InvalidKeyException' });
 });
