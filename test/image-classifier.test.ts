@@ -1,13 +1,23 @@
 // The built-in image_classifier on a purpose-built model (test/fixtures/colour_classifier.onnx:
 // logits are the image's mean colour), so each answer can be checked.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import t from 'tap';
-import { buildMar, FIXTURES, startTestServer, tempDir } from './helpers.js';
+import t, { type Test } from 'tap';
+import { buildMar, FIXTURES, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })[format]().toBuffer();
+}
+
+/** A server with test/fixtures/colour_classifier.onnx archived as colours.mar, loaded unless told. */
+function serveColours(t: Test, properties: Record<string, string> = {}, load = true): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: load ? { load_models: 'colours.mar', ...properties } : properties,
+  });
 }
 
 async function classify(url: string, body: Buffer): Promise<{ status: number; text: string }> {
@@ -39,12 +49,7 @@ t.test('top classes with labels from index_to_name.json, most probable first, so
 });
 
 t.test('without index_to_name.json the labels are class indexes, still most probable first', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
-    properties: { load_models: 'colours.mar' },
-  });
+  const server = await serveColours(t);
   const { text } = await classify(`${server.urls.inference}/predictions/colours`, await solid(10, 10, 250));
   t.match(text, /^\{\n {2}"2": [\d.e-]+,\n {2}"\d": /, 'class "2" first, although JS objects sort integer keys');
 });
@@ -64,12 +69,7 @@ t.test('batched: concurrent requests form one batch and each gets its own answer
 });
 
 t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is a 400', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
-    properties: { load_models: 'colours.mar' },
-  });
+  const server = await serveColours(t);
   const url = `${server.urls.inference}/predictions/colours`;
   const tall = await solid(250, 10, 10, 'png', 17, 900);
   t.equal((await classify(url, tall)).status, 200, 'tall thin image');
@@ -83,12 +83,7 @@ t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is 
 });
 
 t.test('service_envelope=json: TF Serving style {"instances": [{"b64": ...}]} in, {"predictions": [...]} out', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
-    properties: { load_models: 'colours.mar', service_envelope: 'json' },
-  });
+  const server = await serveColours(t, { service_envelope: 'json' });
   const url = `${server.urls.inference}/predictions/colours`;
   const b64 = async (r: number, g: number, b: number): Promise<{ b64: string }> => ({ b64: (await solid(r, g, b)).toString('base64') });
   const body = JSON.stringify({ instances: [await b64(250, 10, 10), await b64(10, 10, 250), await b64(10, 250, 10)] });
@@ -104,25 +99,15 @@ t.test('service_envelope=json: TF Serving style {"instances": [{"b64": ...}]} in
 });
 
 t.test('an envelope tsserve does not have fails the model load with a clear message', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
-    properties: { service_envelope: 'kservev2' },
-  });
+  const server = await serveColours(t, { service_envelope: 'kservev2' }, false);
   const res = await fetch(`${server.urls.management}/models?url=colours.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
   t.equal(res.status, 500);
-  const modelLog = await import('node:fs').then((fs) => fs.readFileSync(join(server.dir, 'logs', 'model_log.log'), 'utf8'));
+  const modelLog = readFileSync(join(server.dir, 'logs', 'model_log.log'), 'utf8');
   t.match(modelLog, /Envelope kservev2 is not supported by tsserve/);
 });
 
 t.test("the transform is torchvision's Resize(256) + CenterCrop(224): a 16 px border of another colour is cropped away", async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
-    properties: { load_models: 'colours.mar' },
-  });
+  const server = await serveColours(t);
   const url = `${server.urls.inference}/predictions/colours`;
   const framed = await sharp({ create: { width: 224, height: 224, channels: 3, background: { r: 255, g: 0, b: 0 } } })
     .extend({ top: 16, bottom: 16, left: 16, right: 16, background: { r: 0, g: 0, b: 255 } }).png().toBuffer();
