@@ -11,6 +11,7 @@ import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import AdmZip from 'adm-zip';
 import * as tar from 'tar';
 import { TsError, tsError } from '../errors.js';
+import { linkPackages } from './link-packages.js';
 
 /** The parent of every extracted model directory, as TorchServe's `<tmpdir>/models`. */
 export const MODELS_ROOT = join(tmpdir(), 'tsserve-models');
@@ -35,6 +36,7 @@ export async function openModelArchive(path: string): Promise<OpenedModel> {
     if (err instanceof TsError) throw err;
     throw tsError('TSS_ERR_ARCHIVE_INVALID', `Failed to open model archive ${basenameOf(path)}: ${(err as Error).message}`);
   }
+  linkPackages(dir);
   return { dir, extracted: true };
 }
 

@@ -7,15 +7,15 @@
  *   frontend ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
  *   frontend ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { register } from 'node:module';
+import { join } from 'node:path';
 import type { ModelFacts } from '../handler/context.js';
 import { BatchContext } from '../handler/context.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
 import type { FromWorker, LoadMessage, PredictMessage, ToWorker } from './protocol.js';
-
-register('./hooks.js', import.meta.url);
 
 let entry: EntryPoint | undefined;
 let facts: ModelFacts | undefined;
@@ -43,6 +43,7 @@ async function onLoad(msg: LoadMessage): Promise<void> {
     facts = modelFacts;
     decodeInput = msg.decodeInput;
     process.chdir(msg.modelDir);
+    if (needsModuleHooks(msg.modelDir)) register('./hooks.js', import.meta.url);
     entry = withEnvelope(await loadEntryPoint(msg.handler, msg.modelDir), envelopeOf(msg.envelope));
     await entry.initialize(new BatchContext(modelFacts, []));
     send({ kind: 'loaded', pid: process.pid });
@@ -67,6 +68,26 @@ async function onPredict(msg: PredictMessage): Promise<void> {
     console.error(`Prediction failed for model ${facts.modelName}:`, err);
     send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [] });
   }
+}
+
+/**
+ * Module hooks (worker/hooks.ts) run on a thread of their own, 13 MB per worker, so they are
+ * registered only when the model needs them: a directory without the `node_modules` links an
+ * extracted archive gets (archive/link-packages.ts), or TypeScript without its compiled `.js`.
+ */
+function needsModuleHooks(modelDir: string): boolean {
+  if (!existsSync(join(modelDir, 'node_modules'))) return true;
+  const stack = [modelDir];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.name === 'node_modules') continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) stack.push(path);
+      else if (/\.(m|c)?ts$/.test(entry.name) && !entry.name.endsWith('.d.ts') && !existsSync(path.replace(/ts$/, 'js'))) return true;
+    }
+  }
+  return false;
 }
 
 /** `body` is TorchServe's name for no envelope; the KServe envelopes are not in tsserve yet. */

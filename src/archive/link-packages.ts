@@ -1,0 +1,47 @@
+/**
+ * @module archive/link-packages
+ * An extracted model directory gets a `node_modules` of links to tsserve and its dependencies,
+ * so its handler's `import 'tsserve'` (or 'sharp', 'onnxruntime-node', ...) resolves as Node
+ * resolves any import. Without them each worker needs module hooks to redirect bare specifiers,
+ * and Node runs those hooks on a thread of their own: a second V8 isolate, 13 MB per worker.
+ */
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The folder of tsserve's package.json: the nearest one above this file (in src/ or dist/src/). */
+const PACKAGE_ROOT = nearestPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+export function linkPackages(modelDir: string): void {
+  const modules = join(modelDir, 'node_modules');
+  if (existsSync(modules)) return; // the archive brought its own
+  mkdirSync(modules);
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
+  link(modules, pkg.name, PACKAGE_ROOT);
+  for (const name of Object.keys(pkg.dependencies ?? {})) {
+    const target = installed(name);
+    if (target) link(modules, name, target);
+  }
+}
+
+function link(modules: string, name: string, target: string): void {
+  const path = join(modules, name);
+  mkdirSync(dirname(path), { recursive: true });
+  symlinkSync(target, path, 'dir');
+}
+
+function nearestPackageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
+
+/** Where Node would find `name` from tsserve's own files: the nearest node_modules upwards. */
+function installed(name: string): string | undefined {
+  for (let dir = PACKAGE_ROOT; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(candidate)) return candidate;
+    if (dirname(dir) === dir) return undefined;
+  }
+}
