@@ -148,11 +148,11 @@ export class WorkerProcess extends EventEmitter {
       case 'reply':
         this.opts.onMetrics(msg.metrics);
         this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
-        this.finishBatch(msg.batchId, tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'));
+        this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'));
         return;
       case 'batch-failed':
         this.opts.onMetrics(msg.metrics);
-        this.finishBatch(msg.batchId, errorFromWire(msg.error.code, msg.error.message, msg.error.status));
+        this.finishBatch(msg.batchId, () => errorFromWire(msg.error.code, msg.error.message, msg.error.status));
     }
   }
 
@@ -170,13 +170,19 @@ export class WorkerProcess extends EventEmitter {
     }
   }
 
-  /** Settles the batch; any job still unanswered gets `error`. */
-  private finishBatch(batchId: number, error: TsError): void {
+  /**
+   * Settles the batch; any job still unanswered gets the error `unanswered` makes. It is made
+   * only then: an Error captures a stack, which every successful batch would pay for.
+   */
+  private finishBatch(batchId: number, unanswered: () => TsError): void {
     const batch = this.inFlight;
     if (!batch || batch.batchId !== batchId) return;
     this.inFlight = undefined;
     clearTimeout(batch.timer);
-    for (const job of batch.jobs.values()) job.fail(error);
+    let error: TsError | undefined;
+    for (const job of batch.jobs.values()) {
+      if (!job.settled) job.fail((error ??= unanswered()));
+    }
     batch.done();
   }
 
@@ -188,7 +194,7 @@ export class WorkerProcess extends EventEmitter {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     this.exitedFlag = true;
-    if (this.inFlight) this.finishBatch(this.inFlight.batchId, exitError(code, signal === 'SIGKILL' && !this.killedByUs));
+    if (this.inFlight) this.finishBatch(this.inFlight.batchId, () => exitError(code, signal === 'SIGKILL' && !this.killedByUs));
     this.moveTo('STOPPED');
     this.emit('exit', code, signal);
   }
