@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tsError } from '../errors.js';
+import { formatLocalTime } from '../local-time.js';
 
 export const MANIFEST_PATH = 'MAR-INF/MANIFEST.json';
 export const ARCHIVER_VERSION = '0.12.0';
@@ -88,8 +89,7 @@ export function splitHandler(handler: string): [string, string | undefined] {
 
 /** `DD/MM/YYYY HH:MM:SS` in local time, as the archiver writes `createdOn`. */
 export function formatCreatedOn(d: Date): string {
-  const p = (n: number): string => String(n).padStart(2, '0');
-  return `${p(d.getDate())}/${p(d.getMonth() + 1)}/${d.getFullYear()} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return formatLocalTime(d, 'dd/MM/yyyy HH:mm:ss');
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -21,6 +21,20 @@ export interface ModelSettings {
   maxRetryTimeoutInSec: number;
 }
 
+export type WorkerAndBatchSettings = Pick<ModelSettings, 'minWorkers' | 'maxWorkers' | 'batchSize' | 'maxBatchDelay' | 'responseTimeout' | 'startupTimeout'>;
+
+/** The settings TorchServe's describe answer and its config snapshots both carry, in their order. */
+export function workerAndBatchSettings(s: ModelSettings): WorkerAndBatchSettings {
+  return {
+    minWorkers: s.minWorkers,
+    maxWorkers: s.maxWorkers,
+    batchSize: s.batchSize,
+    maxBatchDelay: s.maxBatchDelay,
+    responseTimeout: s.responseTimeout,
+    startupTimeout: s.startupTimeout,
+  };
+}
+
 /** What a registration asked for; undefined means "not given". */
 export interface RegisterParams {
   batchSize?: number | undefined;

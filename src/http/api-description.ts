@@ -4,7 +4,7 @@
  * listener, built from the routes actually registered on it. A route is documented by an
  * `openapi` entry in its route config; routes without one (405 fallbacks) are left out.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { sendJson } from './reply.js';
@@ -19,6 +19,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     openapi?: RouteDoc;
   }
+}
+
+/** Route options documenting a route: `app.get(url, documented('Describe ...'), handler)`. */
+export function documented(summary: string, methods?: readonly string[]): { config: { openapi: RouteDoc } } {
+  return { config: { openapi: methods ? { summary, methods } : { summary } } };
 }
 
 interface Documented {
@@ -37,7 +42,7 @@ export function describeRoutes(app: FastifyInstance): void {
     if (!doc || methods.every((m) => m === 'HEAD')) return;
     routes.push({ path: route.url.replace(/:([^/]+)/g, '{$1}').replace(/\*$/, '{extra_path}'), methods, doc });
   });
-  const send = async (_request: unknown, reply: import('fastify').FastifyReply): Promise<import('fastify').FastifyReply> =>
+  const send = async (_request: unknown, reply: FastifyReply): Promise<FastifyReply> =>
     sendJson(reply, 200, openApi(routes));
   app.options('/', send);
   app.all('/api-description', send);

@@ -14,6 +14,7 @@ import { Job, type JobResponse, type JobSink } from '../wlm/job.js';
 import type { Model } from '../wlm/model.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import type { TokenStore } from '../auth/tokens.js';
+import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { toWireRequest } from './input.js';
 import { gson, sendError, sendStatus } from './reply.js';
@@ -39,7 +40,7 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
     throwFileSizeLimit: true,
   });
 
-  app.all('/ping', { config: { openapi: { summary: 'Health of the server: Healthy, or Unhealthy when a model has fewer healthy workers than minWorkers', methods: ['GET'] } } }, async (_request, reply) => {
+  app.all('/ping', documented('Health of the server: Healthy, or Unhealthy when a model has fewer healthy workers than minWorkers', ['GET']), async (_request, reply) => {
     const healthy = deps.registry.defaults().every((m) => m.pool.healthyCount() >= m.settings.minWorkers);
     return sendStatus(reply, healthy ? 200 : 500, healthy ? 'Healthy' : 'Unhealthy');
   });
@@ -49,11 +50,10 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
     const handler = (request: FastifyRequest<{ Params: PredictParams }>, reply: FastifyReply): Promise<FastifyReply> =>
       predict(request, reply, deps, explain);
     const what = prefix === 'predictions' ? 'Predictions' : 'Explanations';
-    const config = (summary: string): { config: { openapi: { summary: string; methods: string[] } } } =>
-      ({ config: { openapi: { summary, methods: ['POST', 'PUT'] } } });
-    app.all(`/${prefix}/:model`, config(`${what} of the default version of a model`), handler);
-    app.all(`/${prefix}/:model/:version`, config(`${what} of one version of a model`), handler);
-    app.all(`/${prefix}/:model/:version/*`, config(`${what}; the extra path reaches the handler as header url_path`), handler);
+    const methods = ['POST', 'PUT'];
+    app.all(`/${prefix}/:model`, documented(`${what} of the default version of a model`, methods), handler);
+    app.all(`/${prefix}/:model/:version`, documented(`${what} of one version of a model`, methods), handler);
+    app.all(`/${prefix}/:model/:version/*`, documented(`${what}; the extra path reaches the handler as header url_path`, methods), handler);
   }
 }
 

@@ -11,6 +11,7 @@ import { loadModel, type LoaderDeps } from '../wlm/model-loader.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import type { ScaleResult } from '../wlm/worker-pool.js';
 import type { TokenStore } from '../auth/tokens.js';
+import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { mimeType } from './input.js';
 import { boolParam, intParam, requestParams, type Params } from './params.js';
@@ -35,15 +36,14 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
     if (!deps.config.enableModelApi) throw tsError('TSS_ERR_MODEL_API_DISABLED');
   };
 
-  const doc = (summary: string): { config: { openapi: { summary: string } } } => ({ config: { openapi: { summary } } });
-  app.get('/models', doc('List the models (default versions), paged by limit and next_page_token'), async (request: Req, reply) => listModels(registry, params(request), reply));
-  app.post('/models', doc('Register a model archive: url, model_name, handler, runtime, batch_size, max_batch_delay, initial_workers, synchronous, response_timeout, startup_timeout'), async (request: Req, reply) => {
+  app.get('/models', documented('List the models (default versions), paged by limit and next_page_token'), async (request: Req, reply) => listModels(registry, params(request), reply));
+  app.post('/models', documented('Register a model archive: url, model_name, handler, runtime, batch_size, max_batch_delay, initial_workers, synchronous, response_timeout, startup_timeout'), async (request: Req, reply) => {
     requireModelApi();
     return register(params(request), deps, reply);
   });
 
-  app.get('/models/:name', doc('Describe the default version of a model'), async (request: Req, reply) => sendJson(reply, 200, [registry.get(request.params.name!).describe()]));
-  app.get('/models/:name/:version', doc('Describe one version of a model, or all of them with "all"'), async (request: Req, reply) => {
+  app.get('/models/:name', documented('Describe the default version of a model'), async (request: Req, reply) => sendJson(reply, 200, [registry.get(request.params.name!).describe()]));
+  app.get('/models/:name/:version', documented('Describe one version of a model, or all of them with "all"'), async (request: Req, reply) => {
     const { name, version } = request.params as { name: string; version: string };
     const models = version === 'all' ? registry.versions(name) : [registry.get(name, version)];
     return sendJson(reply, 200, models.map((m) => m.describe()));
@@ -53,10 +53,10 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
     const p = params(request);
     return scale(registry.get(request.params.name!, request.params.version ?? p.model_version), request.params.version ?? p.model_version, p, deps, reply);
   };
-  app.put('/models/:name', doc('Scale workers: min_worker, max_worker, synchronous'), scaleRoute);
-  app.put('/models/:name/:version', doc('Scale the workers of one version'), scaleRoute);
+  app.put('/models/:name', documented('Scale workers: min_worker, max_worker, synchronous'), scaleRoute);
+  app.put('/models/:name/:version', documented('Scale the workers of one version'), scaleRoute);
 
-  app.put('/models/:name/:version/set-default', doc('Make this version the default'), async (request: Req, reply) => {
+  app.put('/models/:name/:version/set-default', documented('Make this version the default'), async (request: Req, reply) => {
     const { name, version } = request.params as { name: string; version: string };
     registry.setDefault(name, version);
     deps.onChange();
@@ -70,8 +70,8 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
     await model.stop(deps.config.unregisterModelTimeout * 1000);
     return sendStatus(reply, 200, `Model "${model.name}" unregistered`);
   };
-  app.delete('/models/:name', doc('Unregister a model'), unregisterRoute);
-  app.delete('/models/:name/:version', doc('Unregister one version of a model'), unregisterRoute);
+  app.delete('/models/:name', documented('Unregister a model'), unregisterRoute);
+  app.delete('/models/:name/:version', documented('Unregister one version of a model'), unregisterRoute);
 
   // Any other method on /models... is 405, as TorchServe answers.
   const notAllowed = async (): Promise<never> => {

@@ -4,9 +4,10 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { MetricsRegistry } from '../metrics/registry.js';
+import { documented } from './api-description.js';
 
 export async function metricsRoutes(app: FastifyInstance, deps: { readonly metrics: MetricsRegistry }): Promise<void> {
-  app.all('/metrics', { config: { openapi: { summary: 'Prometheus metrics; filter with name[]=<family>', methods: ['GET'] } } }, async (request, reply) => {
+  app.all('/metrics', documented('Prometheus metrics; filter with name[]=<family>', ['GET']), async (request, reply) => {
     const query = request.query as Record<string, string | string[] | undefined>;
     const raw = query['name[]'] ?? [];
     const names = Array.isArray(raw) ? raw : [raw];

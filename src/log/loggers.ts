@@ -7,6 +7,7 @@
 import { mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { formatLocalTime } from '../local-time.js';
 
 export interface Loggers {
   readonly server: Logger;
@@ -67,7 +68,5 @@ function appendOnlyLog(path: string, server: Logger, minLength = 0): ReturnType<
 
 /** log4j's ISO8601 pattern: `2024-05-30T21:46:03,625`. */
 function timestamp(): string {
-  const d = new Date();
-  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())},${p(d.getMilliseconds(), 3)}`;
+  return formatLocalTime(new Date(), 'yyyy-MM-ddTHH:mm:ss,SSS');
 }

@@ -8,18 +8,14 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { workerAndBatchSettings, type WorkerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
+import { formatLocalTime } from '../local-time.js';
 
-export interface SnapshotModel {
+export interface SnapshotModel extends WorkerAndBatchSettings {
   defaultVersion: boolean;
   marName: string;
-  minWorkers: number;
-  maxWorkers: number;
-  batchSize: number;
-  maxBatchDelay: number;
-  responseTimeout: number;
-  startupTimeout: number;
   runtimeType: string;
 }
 
@@ -62,16 +58,10 @@ export class SnapshotWriter {
     const name = this.freeName(now, kind);
     const snapshot: ModelSnapshot = { name, modelCount: 0, created: now.getTime(), models: {} };
     for (const model of this.registry.all()) {
-      const s = model.settings;
       (snapshot.models[model.name] ??= {})[model.version] = {
         defaultVersion: this.registry.isDefault(model),
         marName: model.spec.marName,
-        minWorkers: s.minWorkers,
-        maxWorkers: s.maxWorkers,
-        batchSize: s.batchSize,
-        maxBatchDelay: s.maxBatchDelay,
-        responseTimeout: s.responseTimeout,
-        startupTimeout: s.startupTimeout,
+        ...workerAndBatchSettings(model.settings),
         runtimeType: model.spec.runtime,
       };
       snapshot.modelCount++;
@@ -88,16 +78,12 @@ export class SnapshotWriter {
   /** `<yyyyMMddHHmmssSSS>-<kind>.cfg`, one millisecond later while that name is taken. */
   private freeName(now: Date, kind: SnapshotKind): string {
     for (let t = now.getTime(); ; t++) {
-      const name = `${timestamp(new Date(t))}-${kind}.cfg`;
+      const name = `${formatLocalTime(new Date(t), 'yyyyMMddHHmmssSSS')}-${kind}.cfg`;
       if (!existsSync(join(this.dir, name))) return name;
     }
   }
 }
 
-function timestamp(d: Date): string {
-  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
-  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}${p(d.getMilliseconds(), 3)}`;
-}
 
 export function parseModelSnapshot(value: string): ModelSnapshot {
   const parsed = JSON.parse(value) as Partial<ModelSnapshot>;

@@ -4,12 +4,13 @@
  */
 import { rmSync } from 'node:fs';
 import type { ValidManifest } from '../archive/manifest.js';
-import type { ModelSettings } from '../config/model-config.js';
+import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
 import { tsError, type TsError } from '../errors.js';
 import { JobQueue } from './job-queue.js';
 import type { Job } from './job.js';
 import { WorkerPool, type PoolDeps, type ScaleResult } from './worker-pool.js';
 import { describeStatus } from './worker-state.js';
+import { formatLocalTime } from '../local-time.js';
 
 export interface ModelSpec {
   readonly name: string;
@@ -111,12 +112,7 @@ export class Model {
       modelVersion: this.version,
       modelUrl: this.spec.url,
       runtime: this.spec.runtime,
-      minWorkers: s.minWorkers,
-      maxWorkers: s.maxWorkers,
-      batchSize: s.batchSize,
-      maxBatchDelay: s.maxBatchDelay,
-      responseTimeout: s.responseTimeout,
-      startupTimeout: s.startupTimeout,
+      ...workerAndBatchSettings(s),
       maxRetryTimeoutInSec: s.maxRetryTimeoutInSec,
       clientTimeoutInMills: 0,
       parallelType: '',
@@ -147,6 +143,5 @@ export class Model {
 
 /** `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` in local time with a literal Z, as TorchServe writes it. */
 function formatStartTime(d: Date): string {
-  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}Z`;
+  return formatLocalTime(d, 'yyyy-MM-ddTHH:mm:ss.SSSZ');
 }
