@@ -8,8 +8,8 @@
  * Input:  curl -T kitten.jpg http://127.0.0.1:8080/predictions/resnet18
  * Output: {"tabby": 0.41, "tiger_cat": 0.30, "Egyptian_cat": 0.21, "lynx": 0.01, "tiger": 0.002}
  */
-import { BaseHandler, ort, payloadBytes, requestPayload, splitBatch, type HandlerOutput, type RequestInput } from '../src/index.js';
-import { IMAGENET, imageToChw, softmax, topK, type ImageTransform } from './vision.js';
+import { BaseHandler, ort, splitBatch, type HandlerOutput, type RequestInput } from '../src/index.js';
+import { IMAGENET, imageBatch, softmax, topK, type ImageTransform } from './vision.js';
 
 export default class ImageClassifier extends BaseHandler {
   protected topK = 5;
@@ -22,15 +22,4 @@ export default class ImageClassifier extends BaseHandler {
   override async postprocess(output: ort.Tensor): Promise<HandlerOutput[]> {
     return splitBatch(output).map((logits) => topK(softmax(logits), this.topK, this.mapping));
   }
-}
-
-/** Every request's image through `transform`, stacked into one NCHW tensor. */
-export async function imageBatch(batch: RequestInput[], transform: ImageTransform): Promise<ort.Tensor> {
-  const { crop } = transform;
-  const pixels = crop * crop * 3;
-  const data = new Float32Array(batch.length * pixels);
-  await Promise.all(batch.map(async (row, i) => {
-    data.set(await imageToChw(payloadBytes(requestPayload(row)), transform), i * pixels);
-  }));
-  return new ort.Tensor('float32', data, [batch.length, 3, crop, crop]);
 }

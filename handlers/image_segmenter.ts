@@ -10,8 +10,7 @@
  * Output: [[[0, 0.98], [0, 0.97], ...], ...]   (224 rows of 224 [class, probability] pairs)
  */
 import { BaseHandler, ort, type HandlerOutput, type RequestInput } from '../src/index.js';
-import { imageBatch } from './image_classifier.js';
-import { IMAGENET } from './vision.js';
+import { IMAGENET, imageBatch } from './vision.js';
 
 export default class ImageSegmenter extends BaseHandler {
   override async preprocess(batch: RequestInput[]): Promise<ort.Tensor> {

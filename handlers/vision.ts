@@ -2,14 +2,13 @@
  * @module handlers/vision
  * What the image handlers share, as TorchServe's vision_handler: decoding with sharp (one libvips
  * thread per worker process, no cache: the workers already use the cores in parallel) or, for
- * small images, in JavaScript; the
- * ImageNet transform, and the softmax / top-k of classifiers. Not a handler itself; handler authors
- * import it as `tsserve/vision`.
+ * small images, in JavaScript; the ImageNet transform; the softmax / top-k of classifiers. Not a
+ * handler itself; handler authors import it as `tsserve/vision`.
  */
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
-import { PredictionError } from '../src/index.js';
+import { ort, payloadBytes, PredictionError, requestPayload, type RequestInput } from '../src/index.js';
 
 type SharpModule = typeof import('sharp');
 let sharpModule: Promise<SharpModule> | undefined;
@@ -122,6 +121,17 @@ async function imageSize(bytes: Buffer): Promise<{ width: number; height: number
   });
   if (!meta.width || !meta.height) throw new PredictionError('Invalid image: no size in its header', 400);
   return { width: meta.width, height: meta.height };
+}
+
+/** Every request's image through `transform`, stacked into one NCHW tensor. */
+export async function imageBatch(batch: RequestInput[], transform: ImageTransform): Promise<ort.Tensor> {
+  const { crop } = transform;
+  const pixels = crop * crop * 3;
+  const data = new Float32Array(batch.length * pixels);
+  await Promise.all(batch.map(async (row, i) => {
+    data.set(await imageToChw(payloadBytes(requestPayload(row)), transform), i * pixels);
+  }));
+  return new ort.Tensor('float32', data, [batch.length, 3, crop, crop]);
 }
 
 /** Interleaved RGB bytes -> planar floats, `(v / 255 - mean) / std` per channel. */
