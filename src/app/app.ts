@@ -36,17 +36,19 @@ export function createApp(opts: AppOptions): FastifyInstance {
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
   app.register(fastifyStatic, { root: WEB, extensions: ['html'] });
 
-  const key = (kind: 'inference' | 'management'): Record<string, string> => {
+  // Read at each call, once: /token may have replaced the keys since the last one.
+  const auth = (): Record<'inference' | 'management', Record<string, string>> => {
     const file = opts.keyFile;
-    if (!file || !existsSync(file)) return {};
-    const keys = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { key?: string }>;
-    return keys[kind]?.key ? { authorization: `Bearer ${keys[kind].key}` } : {};
+    const keys = file && existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, { key?: string }>) : {};
+    const header = (kind: string): Record<string, string> => (keys[kind]?.key ? { authorization: `Bearer ${keys[kind].key}` } : {});
+    return { inference: header('inference'), management: header('management') };
   };
 
   app.get('/api/health', async () => {
+    const headers = auth();
     const [inference, management] = await Promise.all([
-      probe(`${opts.inference}/ping`, key('inference')),
-      probe(`${opts.management}/models`, key('management')),
+      probe(`${opts.inference}/ping`, headers.inference),
+      probe(`${opts.management}/models`, headers.management),
     ]);
     return { inference, management };
   });
@@ -55,7 +57,7 @@ export function createApp(opts: AppOptions): FastifyInstance {
     if (!request.body) return problem(reply, 400, 'Nothing was uploaded: choose a file first.');
     const length = Number(request.headers['content-length'] ?? 0);
     if (length > maxUpload) return problem(reply, 413, `The upload is ${mb(length)}; the limit is ${mb(maxUpload)}.`);
-    const headers: Record<string, string> = { ...key('inference') };
+    const headers: Record<string, string> = { ...auth().inference };
     if (request.headers['content-type']) headers['content-type'] = request.headers['content-type'];
     let res: Response;
     try {
@@ -70,10 +72,11 @@ export function createApp(opts: AppOptions): FastifyInstance {
   });
 
   app.get('/api/models', async (_request, reply) => {
+    const headers = auth().management;
     try {
-      const list = await getJson<{ models: Array<{ modelName: string }> }>(`${opts.management}/models?limit=100`, key('management'));
+      const list = await getJson<{ models: Array<{ modelName: string }> }>(`${opts.management}/models?limit=100`, headers);
       const described = await Promise.all(list.models.map((m) =>
-        getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, key('management'))));
+        getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, headers)));
       const counts = opts.metrics ? await requestCounts(`${opts.metrics}/metrics`) : {};
       return { models: described.flat(), requests: counts };
     } catch {
