@@ -1,4 +1,4 @@
-// What the bench scripts share: a free 127.0.0.1 port, and the RSS of a process tree.
+// What the bench scripts share: a free 127.0.0.1 port, and the memory of a process tree.
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
@@ -13,6 +13,18 @@ export function freePort() {
 
 /** RSS of a process and all its descendants, in MB (Linux /proc). */
 export function treeRssMb(pid) {
+  return treeSumMb(pid, 'status', /VmRSS:\s+(\d+)/);
+}
+
+/**
+ * PSS of the same tree: every shared page (the node binary, libraries) counted once across the
+ * processes instead of once per process, which is what the tree really takes from the machine.
+ */
+export function treePssMb(pid) {
+  return treeSumMb(pid, 'smaps_rollup', /Pss:\s+(\d+)/);
+}
+
+function treeSumMb(pid, file, field) {
   const children = new Map();
   for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
     try {
@@ -24,7 +36,7 @@ export function treeRssMb(pid) {
   for (const stack = [pid]; stack.length > 0;) {
     const p = stack.pop();
     try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+      kb += Number(field.exec(readFileSync(`/proc/${p}/${file}`, 'utf8'))?.[1] ?? 0);
     } catch { /* ended */ }
     stack.push(...(children.get(p) ?? []));
   }

@@ -3,21 +3,22 @@
 //   node bench/startup.mjs [--runs 5]
 // Each run: `tsserve --start --foreground --models mnist=mnist.mar` (one worker) in a fresh
 // temporary folder, timed from spawn until the first /predictions/mnist answers 200 (requests
-// are retried every 10 ms meanwhile); then, idle for 2 s, the RSS of the server and its worker
-// (process tree, /proc). Medians over the runs.
+// are retried every 10 ms meanwhile); then the RSS of the server and its worker (process tree,
+// /proc) after 2 s and after 10 s of idling (V8 shrinks an idle heap after a few seconds), and
+// the tree's PSS at 10 s (shared pages counted once). Medians over the runs.
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, median, treeRssMb } from './lib.mjs';
+import { freePort, median, treePssMb, treeRssMb } from './lib.mjs';
 import { parseArgs } from 'node:util';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const digit = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 const firstAnswers = [];
-const rss = [];
+const rss = { at2s: [], at10s: [], pssAt10s: [] };
 
 for (let run = 0; run < Number(values.runs); run++) {
   const dir = mkdtempSync(join(tmpdir(), 'tsserve-startup-'));
@@ -40,7 +41,10 @@ for (let run = 0; run < Number(values.runs); run++) {
     }
     firstAnswers.push(performance.now() - started);
     await new Promise((r) => setTimeout(r, 2000));
-    rss.push(treeRssMb(server.pid));
+    rss.at2s.push(treeRssMb(server.pid));
+    await new Promise((r) => setTimeout(r, 8000));
+    rss.at10s.push(treeRssMb(server.pid));
+    rss.pssAt10s.push(treePssMb(server.pid));
   } finally {
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
@@ -49,4 +53,7 @@ for (let run = 0; run < Number(values.runs); run++) {
 }
 
 console.log(`start to first mnist prediction: median ${median(firstAnswers).toFixed(0)} ms (runs: ${firstAnswers.map((v) => v.toFixed(0)).join(', ')})`);
-console.log(`idle RSS, server + 1 worker: median ${median(rss)} MB (runs: ${rss.join(', ')})`);
+const report = (what, values) => console.log(`${what}, server + 1 worker: median ${median(values)} MB (runs: ${values.join(', ')})`);
+report('RSS idle 2 s', rss.at2s);
+report('RSS idle 10 s', rss.at10s);
+report('PSS idle 10 s', rss.pssAt10s);

@@ -9,7 +9,6 @@ import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import AdmZip from 'adm-zip';
-import * as tar from 'tar';
 import { TsError, tsError } from '../errors.js';
 import { linkPackages } from './link-packages.js';
 
@@ -81,6 +80,7 @@ function extractZip(file: string, dir: string): void {
 async function extractTarGz(file: string, dir: string): Promise<void> {
   // First pass lists and checks every entry, second extracts: tar's own filter would silently
   // drop a bad entry, and a model with a file quietly missing is worse than a refusal.
+  const tar = await import('tar'); // loaded on demand: most archives are zips, and idle memory counts
   const names: string[] = [];
   await tar.t({
     file,

@@ -5,7 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import type { ValidManifest } from '../archive/manifest.js';
 import { tsError } from '../errors.js';
 import type { ServerConfig } from './server-config.js';
@@ -47,11 +46,13 @@ export interface RegisterParams {
   atStartup?: boolean | undefined;
 }
 
-export function readModelYaml(modelDir: string, manifest: ValidManifest): Record<string, unknown> {
+/** The archive's model-config YAML; the parser is loaded only for an archive that has one. */
+export async function readModelYaml(modelDir: string, manifest: ValidManifest): Promise<Record<string, unknown>> {
   const file = manifest.model.configFile;
   if (!file) return {};
   try {
-    const parsed: unknown = parseYaml(readFileSync(join(modelDir, file), 'utf8'));
+    const { parse } = await import('yaml');
+    const parsed: unknown = parse(readFileSync(join(modelDir, file), 'utf8'));
     return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
   } catch (err) {
     throw tsError('TSS_ERR_ARCHIVE_INVALID', `Invalid model config ${file}: ${(err as Error).message}`);

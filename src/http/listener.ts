@@ -19,6 +19,16 @@ export interface ListenerDeps {
   readonly loggers: Loggers;
 }
 
+/**
+ * No route declares a JSON schema (bodies are bytes; parameters are checked where TorchServe
+ * checks them, with its messages), so fastify is told not to load ajv and fast-json-stringify:
+ * about 100 modules a model server would hold in memory for nothing.
+ */
+const noSchemaCompiler = (): never => {
+  throw new Error('tsserve routes declare no JSON schemas');
+};
+const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSerializer: () => noSchemaCompiler };
+
 export function createListener(deps: ListenerDeps): FastifyInstance {
   const { config } = deps;
   const app = Fastify({
@@ -29,6 +39,7 @@ export function createListener(deps: ListenerDeps): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
+    schemaController: { compilersFactory: NO_SCHEMA_COMPILERS },
   });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

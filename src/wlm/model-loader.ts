@@ -42,7 +42,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
     const handler = req.handler || manifest.model.handler || deps.server.defaultServiceHandler;
     if (!handler) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Handler is not defined.');
-    const yaml = readModelYaml(opened.dir, manifest);
+    const yaml = await readModelYaml(opened.dir, manifest);
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined);
     return new Model({
