@@ -173,6 +173,46 @@ t.test('queue full: 503 with Retry-After at once, while accepted requests are st
   t.match(await (await fetch(`${server.urls.metrics}/metrics`)).text(), /^ts_queue_size\{model_name="busy",model_version="1.0",hostname="[^"]+",\} 0\.0$/m);
 });
 
+t.test('the next batch waits inside a busy worker: timed from its own start, and given to another worker if this one dies', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'piped', { initial_workers: 1, response_timeout: 1 });
+  const pending = async (): Promise<number> => (await describe(server, 'piped')).jobQueueStatus.pendingRequests;
+  const until = async (done: () => Promise<boolean>): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  };
+  const queued = (n: number): Promise<void> => until(async () => (await pending()) >= n);
+  const batchesTaken = (n: number): Promise<void> => until(async () => (await metric(server, 'ts_batch_size_count', 'piped')) >= n);
+
+  // While `first` runs, two requests queue; when it ends, one goes to the worker and the other is
+  // sent behind it at once. Each sleeps 600 ms: 1200 ms in the worker, over the 1 s timeout, is
+  // fine because each batch is timed from its own start.
+  const first = predict(server, 'piped', 'sleep:300');
+  await batchesTaken(1);
+  const second = predict(server, 'piped', 'sleep:600');
+  const third = predict(server, 'piped', 'sleep:600');
+  await queued(2);
+  t.equal((await first).status, 200);
+  t.equal(await pending(), 0, 'both queued requests went to the busy worker');
+  t.same([(await second).status, (await third).status], [200, 200], 'neither timed out');
+
+  // Again, and the worker is killed while it runs the first of the two: that one fails, the one
+  // behind it was never started and is answered by the replacement.
+  const opener = predict(server, 'piped', 'sleep:300');
+  await batchesTaken(4);
+  const running = predict(server, 'piped', 'sleep:900');
+  const behind = predict(server, 'piped', 'after the kill');
+  await queued(2);
+  t.equal((await opener).status, 200);
+  const { pid } = (await describe(server, 'piped')).workers[0]!;
+  process.kill(pid, 'SIGKILL');
+  t.equal((await running).status, 507, 'the batch the worker was on: "Worker died." (killed from outside: 507)');
+  const answer = await behind;
+  t.equal(answer.status, 200, 'the batch behind it went to the replacement');
+  t.match(await answer.json(), { params: { body: { kind: 'text', value: 'after the kill' } } });
+  t.not((await describe(server, 'piped')).workers[0]!.pid, pid, 'by a new worker');
+});
+
 t.test("a streaming handler's parts arrive in order over one chunked response", async (t) => {
   const server = await serve(t);
   await register(t, server, 'streamer', { initial_workers: 1 });

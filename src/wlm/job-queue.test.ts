@@ -82,3 +82,17 @@ t.test('a worker polling with one signal for its whole life leaves no listener b
   stop.abort();
   t.same(await waiting, [], 'an abort still ends a waiting poll');
 });
+
+t.test('a busy worker takes a next batch only when it is full and no idle worker waits', async (t) => {
+  const q = new JobQueue(20);
+  for (const id of ['a', 'b', 'c']) q.offer(job(id));
+  t.same(ids(q.takeFullBatch(4)), [], 'never a partial batch');
+  const idle = q.poll(8, 10_000);
+  q.offer(job('d'));
+  t.same(ids(q.takeFullBatch(2)), [], 'an idle worker waiting comes first');
+  for (const id of ['e', 'f', 'g', 'h']) q.offer(job(id));
+  t.same(ids(await idle), ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], 'the idle worker got every job');
+  for (const id of ['i', 'j', 'k']) q.offer(job(id));
+  t.same(ids(q.takeFullBatch(2)), ['i', 'j'], 'a full batch, in order');
+  t.equal(q.size, 1);
+});

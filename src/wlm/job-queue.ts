@@ -62,6 +62,16 @@ export class JobQueue {
     });
   }
 
+  /**
+   * A full batch at once for a worker still busy with another, so that the next batch is already
+   * in the worker when the current one ends; or none. Never while an idle worker waits (it comes
+   * first), never a partial batch (it would have grown meanwhile).
+   */
+  takeFullBatch(max: number): Job[] {
+    if (this.waiters.length > 0 || this.jobs.length < max) return [];
+    return this.jobs.splice(0, max).filter((j) => !j.settled);
+  }
+
   /** Puts jobs a worker could not run back at the front, in order. */
   requeue(jobs: Job[]): void {
     this.jobs.unshift(...jobs.filter((j) => !j.settled));

@@ -6,6 +6,7 @@
  */
 import { tsError, type TsError } from '../errors.js';
 import type { WorkerProcess } from '../worker/worker.js';
+import type { Job } from './job.js';
 import type { JobQueue } from './job-queue.js';
 import { backoffSeconds } from './worker-state.js';
 
@@ -112,21 +113,45 @@ export class WorkerPool {
     return loading;
   }
 
+  /**
+   * Feeds `worker` from the queue until it stops: one batch at a time, plus, while that one runs,
+   * maybe the next (see nextBatchEarly).
+   */
   private async serve(slot: Slot, worker: WorkerProcess): Promise<void> {
     const signal = slot.stopServing.signal;
+    let running: Promise<void> | undefined;
     while (!signal.aborted && worker.state === 'MODEL_LOADED') {
       const { batchSize, maxBatchDelay } = this.settings();
-      const jobs = await this.queue.poll(batchSize, batchSize > 1 ? maxBatchDelay : 0, signal);
-      if (jobs.length === 0) continue;
+      const jobs = running
+        ? this.nextBatchEarly(batchSize)
+        : await this.queue.poll(batchSize, batchSize > 1 ? maxBatchDelay : 0, signal);
+      if (jobs.length === 0) {
+        await running;
+        running = undefined;
+        continue;
+      }
       const now = performance.now();
       for (const job of jobs) job.dequeuedAt = now;
       this.deps.onBatch(jobs.length);
       if (signal.aborted || worker.state !== 'MODEL_LOADED') {
         this.queue.requeue(jobs);
-        return;
+        break;
       }
-      await worker.runBatch(jobs);
+      const sent = worker.runBatch(jobs).then((unstarted) => this.queue.requeue(unstarted));
+      await running;
+      running = sent;
     }
+    await running;
+  }
+
+  /**
+   * A model's only worker gets the next batch while it still runs one, if a full one is waiting:
+   * otherwise it would idle while its answers travel out and that batch travels in (about 5 ms a
+   * batch, 3-4% of ResNet-18's throughput). Where a model has more workers, one of the others
+   * fills that gap, and whichever is free first should take the next batch: no early batch.
+   */
+  private nextBatchEarly(batchSize: number): Job[] {
+    return this.slots.length === 1 ? this.queue.takeFullBatch(batchSize) : [];
   }
 
   private onExit(slot: Slot, worker: WorkerProcess): void {

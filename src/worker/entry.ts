@@ -1,7 +1,9 @@
 /**
  * @module worker/entry
  * The program a worker process runs. It loads one model's handler, then answers one batch at a
- * time. The frontend owns every decision (batching, timeouts, restarts); this side only runs
+ * time, in the order the batches came: the frontend may send the next batch while this one runs,
+ * so that it is here when this one ends, but handlers see one batch at a time, as in TorchServe.
+ * The frontend owns every decision (batching, timeouts, restarts); this side only runs
  * handler code, so a handler that crashes, hangs or eats memory takes down this process alone.
  *
  *   frontend ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
@@ -97,9 +99,10 @@ function envelopeOf(name: string | undefined): Envelope | undefined {
   throw new Error(`Envelope ${name} is not supported by tsserve (supported: json, body)`);
 }
 
+let previousBatch = Promise.resolve();
 process.on('message', (msg: ToWorker) => {
   if (msg.kind === 'load') void onLoad(msg);
-  else void onPredict(msg);
+  else previousBatch = previousBatch.then(() => onPredict(msg));
 });
 // The frontend is gone: nobody can use our answers.
 process.on('disconnect', () => process.exit(0));

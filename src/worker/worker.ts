@@ -31,8 +31,10 @@ export interface WorkerOptions {
 interface InFlight {
   readonly batchId: number;
   readonly jobs: Map<string, Job>;
-  readonly done: () => void;
-  readonly timer: NodeJS.Timeout;
+  /** Settles runBatch's promise with the jobs the worker never started. */
+  readonly done: (unstarted: Job[]) => void;
+  /** The response timeout, running only for the batch the worker is on (the first in line). */
+  timer: NodeJS.Timeout | undefined;
 }
 
 export declare interface WorkerProcess {
@@ -47,7 +49,8 @@ export class WorkerProcess extends EventEmitter {
   readonly startTime = new Date();
   state: WorkerState = 'STARTED';
   private child: ChildProcess | undefined;
-  private inFlight: InFlight | undefined;
+  /** Batches sent and not yet answered, in the order the worker runs them. */
+  private inFlight: InFlight[] = [];
   private nextBatchId = 1;
   private exitedFlag = false;
   /** Set when we ended the process; a SIGKILL nobody here sent came from the OS. */
@@ -104,17 +107,21 @@ export class WorkerProcess extends EventEmitter {
     });
   }
 
-  /** Sends a batch and settles every job in it: answer, error, or "Worker died.". */
-  runBatch(jobs: Job[]): Promise<void> {
+  /**
+   * Sends a batch; the worker runs it after those already sent. Every job in it gets an answer,
+   * an error or "Worker died.", except when the worker dies before starting the batch: those
+   * jobs are what the promise resolves with, for the caller to give to another worker.
+   */
+  runBatch(jobs: Job[]): Promise<Job[]> {
     const child = this.child;
     if (!child?.connected || this.state !== 'MODEL_LOADED') {
       for (const job of jobs) job.fail(tsError('TSS_ERR_WORKER_DIED'));
-      return Promise.resolve();
+      return Promise.resolve([]);
     }
     const batchId = this.nextBatchId++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => this.onResponseTimeout(), this.opts.responseTimeoutMs);
-      this.inFlight = { batchId, jobs: new Map(jobs.map((j) => [j.id, j])), done: resolve, timer };
+      this.inFlight.push({ batchId, jobs: new Map(jobs.map((j) => [j.id, j])), done: resolve, timer: undefined });
+      this.startResponseTimer();
       child.send({ kind: 'predict', batchId, requests: jobs.map((j) => j.request) });
     });
   }
@@ -157,7 +164,7 @@ export class WorkerProcess extends EventEmitter {
   }
 
   private forEachItem(batchId: number, items: WireResponse[], fn: (job: Job, item: WireResponse) => void): void {
-    const batch = this.inFlight;
+    const batch = this.inFlight[0];
     if (!batch || batch.batchId !== batchId) return;
     for (const item of items) {
       const job = batch.jobs.get(item.id);
@@ -175,15 +182,22 @@ export class WorkerProcess extends EventEmitter {
    * only then: an Error captures a stack, which every successful batch would pay for.
    */
   private finishBatch(batchId: number, unanswered: () => TsError): void {
-    const batch = this.inFlight;
+    const batch = this.inFlight[0];
     if (!batch || batch.batchId !== batchId) return;
-    this.inFlight = undefined;
+    this.inFlight.shift();
     clearTimeout(batch.timer);
     let error: TsError | undefined;
     for (const job of batch.jobs.values()) {
       if (!job.settled) job.fail((error ??= unanswered()));
     }
-    batch.done();
+    batch.done([]);
+    this.startResponseTimer();
+  }
+
+  /** The worker runs its batches one after another, so only the first in line is timed. */
+  private startResponseTimer(): void {
+    const running = this.inFlight[0];
+    if (running && !running.timer) running.timer = setTimeout(() => this.onResponseTimeout(), this.opts.responseTimeoutMs);
   }
 
   private onResponseTimeout(): void {
@@ -194,7 +208,11 @@ export class WorkerProcess extends EventEmitter {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     this.exitedFlag = true;
-    if (this.inFlight) this.finishBatch(this.inFlight.batchId, () => exitError(code, signal === 'SIGKILL' && !this.killedByUs));
+    // The batch it was on fails; those waiting behind it were never started and can go elsewhere.
+    const [running, ...waiting] = this.inFlight;
+    this.inFlight = running ? [running] : [];
+    if (running) this.finishBatch(running.batchId, () => exitError(code, signal === 'SIGKILL' && !this.killedByUs));
+    for (const batch of waiting) batch.done([...batch.jobs.values()].filter((j) => !j.settled));
     this.moveTo('STOPPED');
     this.emit('exit', code, signal);
   }
