@@ -17,7 +17,7 @@ import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
 import { MetricsRegistry } from './metrics/registry.js';
-import { snapshotDir, SnapshotWriter, type ModelSnapshot } from './snapshot/snapshot.js';
+import { snapshotDir, SnapshotWriter, type ModelSnapshot, type SnapshotKind } from './snapshot/snapshot.js';
 import { VERSION } from './version.js';
 import { WorkerProcess } from './worker/worker.js';
 import type { Model } from './wlm/model.js';
@@ -33,9 +33,22 @@ export interface RunningServer {
 }
 
 export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation)): Promise<RunningServer> {
+  const registry = new ModelRegistry();
+  const listening: FastifyInstance[] = [];
+  try {
+    return await openServer(config, loggers, registry, listening);
+  } catch (err) {
+    // A start that fails halfway (a port in use, a snapshot naming a missing archive) leaves
+    // nothing behind: no bound port, no worker process.
+    await Promise.all(listening.map((app) => app.close()));
+    await Promise.all(registry.all().map((m) => m.close()));
+    throw err;
+  }
+}
+
+async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: FastifyInstance[]): Promise<RunningServer> {
   const log = loggers.server;
   const metrics = new MetricsRegistry(config.metricsMode);
-  const registry = new ModelRegistry();
   metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
   let nextWorkerPort = 9000;
 
@@ -92,12 +105,14 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
   const snapshots = config.snapshotsDisabled
     ? undefined
     : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry);
-  const saveSnapshot = (): void => {
+  // A snapshot that cannot be written (a full or read-only disk) is logged, never fatal: it must
+  // not stop the server from starting, from answering a change, or from stopping its workers.
+  const saveSnapshot = (kind: SnapshotKind): void => {
     if (!snapshots) return;
     try {
-      snapshots.write('snapshot');
+      snapshots.write(kind);
     } catch (err) {
-      log.error(`Could not write a config snapshot: ${(err as Error).message}`);
+      log.error(`Could not write a ${kind} config snapshot: ${(err as Error).message}`);
     }
   };
 
@@ -110,6 +125,7 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
     if (!entry) {
       entry = { app: createListener({ config, metrics, loggers }), address };
       listeners.set(key, entry);
+      listening.push(entry.app);
     }
     urlOf.set(api, key);
     return entry.app;
@@ -119,14 +135,14 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
   if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
   await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
   const management = listenerFor(config.managementAddress, 'management');
-  await management.register(managementRoutes, { config, registry, loader, tokens, onChange: saveSnapshot });
+  await management.register(managementRoutes, { config, registry, loader, tokens, onChange: () => saveSnapshot('snapshot') });
   if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
 
   const bound = new Map<string, string>();
   for (const [key, { app, address }] of listeners) bound.set(key, await listen(app, address));
   const url = (api: string): string | undefined => bound.get(urlOf.get(api) ?? '');
-  snapshots?.write('startup');
+  saveSnapshot('startup');
 
   let closing: Promise<void> | undefined;
   return {
@@ -138,7 +154,7 @@ export async function startServer(config: ServerConfig, loggers: Loggers = creat
         // Stop accepting; fastify's close resolves once every request in flight has been answered,
         // which the models' drain makes happen within drain_timeout.
         const listenersClosed = Promise.all([...listeners.values()].map(({ app }) => app.close()));
-        snapshots?.write('shutdown');
+        saveSnapshot('shutdown');
         await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
         await listenersClosed;
         loggers.close();

@@ -1,7 +1,7 @@
 // Config snapshots: every change writes one; a restart, even after kill -9, restores the newest,
 // with its models, versions, default version and worker counts; --ncs neither writes nor reads.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseProperties } from '../dist/src/config/properties.js';
@@ -74,4 +74,24 @@ t.test('after kill -9, tsserve --start restores models, versions, the default an
   t.same(await list.json(), { models: [] }, '--ncs starts without the snapshot');
   run(['--stop']);
   t.ok(existsSync(join(dir, 'logs', 'config')), 'snapshots live in LOG_LOCATION/config');
+});
+
+t.test('a snapshot that cannot be written is logged: the server still starts, serves and stops its workers', async (t) => {
+  // LOG_LOCATION/config is a file, so no snapshot can be written there, at start-up or at shutdown.
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      mkdirSync(join(store, '..', 'logs'));
+      writeFileSync(join(store, '..', 'logs', 'config'), 'not a folder');
+      buildMnistMar(store);
+    },
+    properties: { load_models: 'mnist.mar' },
+    cli: { ncs: false },
+  });
+  const digit = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
+  t.equal(await (await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: digit })).text(), '7');
+  const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ pid: number }> }>;
+  const pid = described!.workers[0]!.pid;
+  await server.close();
+  await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 'worker gone');
+  t.pass('close() resolved after the shutdown snapshot failed, and the worker was stopped');
 });
