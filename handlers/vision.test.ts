@@ -1,9 +1,10 @@
-// The JavaScript fast path for small images must see the same pixels sharp sees.
+// The JavaScript fast path for small images must see the same pixels sharp sees; the tensor and
+// top-k helpers must give what the plain computation gives.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { decodeSmall, toGrey } from './vision.js';
+import { decodeSmall, toChw, toGrey, topK } from './vision.js';
 
 const DIGITS = join(import.meta.dirname, '..', 'examples', 'mnist', 'digits');
 
@@ -37,4 +38,30 @@ t.test('anything else is left to sharp', async (t) => {
   t.equal(decodeSmall(deep), undefined, 'a 16-bit PNG');
   t.equal(decodeSmall(Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3])), undefined, 'a truncated PNG');
   t.equal(decodeSmall(Buffer.from([0xff, 0xd8, 0xff, 0, 0])), undefined, 'a truncated JPEG');
+});
+
+t.test('toChw: planar floats, (v / 255 - mean) / std, as computed directly', async (t) => {
+  const pixels = 300;
+  const rgb = Buffer.from(Array.from({ length: pixels * 3 }, (_, i) => (i * 37) % 256));
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  const expected = new Float32Array(pixels * 3);
+  for (let c = 0; c < 3; c++) for (let p = 0; p < pixels; p++) expected[c * pixels + p] = (rgb[p * 3 + c]! / 255 - mean[c]!) / std[c]!;
+  t.same(toChw(rgb, pixels, mean, std), expected, 'the same float32 values');
+  const into = new Float32Array(pixels * 3 + 4);
+  t.equal(toChw(rgb, pixels, mean, std, into.subarray(2, 2 + pixels * 3)).buffer, into.buffer, 'written into the given view');
+  t.same(into.subarray(2, 2 + pixels * 3), expected);
+});
+
+t.test('topK: the k most probable, largest first, ties in index order, as a stable sort gives them', async (t) => {
+  const sorted = (probs: Float32Array, k: number): string[] =>
+    Array.from(probs.keys()).sort((a, b) => probs[b]! - probs[a]!).slice(0, k).map(String);
+  let seed = 7;
+  const random = (): number => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  for (let round = 0; round < 50; round++) {
+    // Values from a few levels only, so that ties are common.
+    const probs = Float32Array.from({ length: 1 + Math.floor(random() * 40) }, () => Math.floor(random() * 6) / 6);
+    for (const k of [1, 3, 5, 50]) t.same([...topK(probs, k).keys()], sorted(probs, k), `round ${round}, k ${k}`);
+  }
+  t.same([...topK(Float32Array.from([0.1, 0.7, 0.2]), 2, { 1: 'cat', 2: 'dog' })], [['cat', Float32Array.from([0.7])[0]], ['dog', Float32Array.from([0.2])[0]]], 'labels from the mapping');
 });
