@@ -181,29 +181,31 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
     const deadline = Date.now() + 10_000;
     while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   };
-  const queued = (n: number): Promise<void> => until(async () => (await pending()) >= n);
-  const batchesTaken = (n: number): Promise<void> => until(async () => (await metric(server, 'ts_batch_size_count', 'piped')) >= n);
+  let batches = 0;
+  /**
+   * Sends an opener that keeps the worker busy for 300 ms, then `a` and `b`, which queue behind it;
+   * resolves once the opener is answered, when `a` has gone to the worker and `b` behind it.
+   */
+  const twoBehindABusyWorker = async (a: string, b: string): Promise<[Promise<Response>, Promise<Response>]> => {
+    const opener = predict(server, 'piped', 'sleep:300');
+    batches += 1;
+    await until(async () => (await metric(server, 'ts_batch_size_count', 'piped')) >= batches);
+    const sent: [Promise<Response>, Promise<Response>] = [predict(server, 'piped', a), predict(server, 'piped', b)];
+    batches += 2;
+    await until(async () => (await pending()) >= 2);
+    t.equal((await opener).status, 200);
+    return sent;
+  };
 
-  // While `first` runs, two requests queue; when it ends, one goes to the worker and the other is
-  // sent behind it at once. Each sleeps 600 ms: 1200 ms in the worker, over the 1 s timeout, is
-  // fine because each batch is timed from its own start.
-  const first = predict(server, 'piped', 'sleep:300');
-  await batchesTaken(1);
-  const second = predict(server, 'piped', 'sleep:600');
-  const third = predict(server, 'piped', 'sleep:600');
-  await queued(2);
-  t.equal((await first).status, 200);
+  // Each sleeps 600 ms: 1200 ms in the worker, over the 1 s timeout, is fine because each batch
+  // is timed from its own start.
+  const [second, third] = await twoBehindABusyWorker('sleep:600', 'sleep:600');
   t.equal(await pending(), 0, 'both queued requests went to the busy worker');
   t.same([(await second).status, (await third).status], [200, 200], 'neither timed out');
 
   // Again, and the worker is killed while it runs the first of the two: that one fails, the one
   // behind it was never started and is answered by the replacement.
-  const opener = predict(server, 'piped', 'sleep:300');
-  await batchesTaken(4);
-  const running = predict(server, 'piped', 'sleep:900');
-  const behind = predict(server, 'piped', 'after the kill');
-  await queued(2);
-  t.equal((await opener).status, 200);
+  const [running, behind] = await twoBehindABusyWorker('sleep:900', 'after the kill');
   const { pid } = (await describe(server, 'piped')).workers[0]!;
   process.kill(pid, 'SIGKILL');
   t.equal((await running).status, 507, 'the batch the worker was on: "Worker died." (killed from outside: 507)');
