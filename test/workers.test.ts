@@ -181,17 +181,16 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
     const deadline = Date.now() + 10_000;
     while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   };
-  let batches = 0;
+  const batchesTaken = (): Promise<number> => metric(server, 'ts_batch_size_count', 'piped');
   /**
    * Sends an opener that keeps the worker busy for 300 ms, then `a` and `b`, which queue behind it;
    * resolves once the opener is answered, when `a` has gone to the worker and `b` behind it.
    */
   const twoBehindABusyWorker = async (a: string, b: string): Promise<[Promise<Response>, Promise<Response>]> => {
+    const before = await batchesTaken();
     const opener = predict(server, 'piped', 'sleep:300');
-    batches += 1;
-    await until(async () => (await metric(server, 'ts_batch_size_count', 'piped')) >= batches);
+    await until(async () => (await batchesTaken()) > before);
     const sent: [Promise<Response>, Promise<Response>] = [predict(server, 'piped', a), predict(server, 'piped', b)];
-    batches += 2;
     await until(async () => (await pending()) >= 2);
     t.equal((await opener).status, 200);
     return sent;
@@ -213,6 +212,13 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
   t.equal(answer.status, 200, 'the batch behind it went to the replacement');
   t.match(await answer.json(), { params: { body: { kind: 'text', value: 'after the kill' } } });
   t.not((await describe(server, 'piped')).workers[0]!.pid, pid, 'by a new worker');
+
+  // And scaled down to no worker while it runs one batch with another behind: it answers both first.
+  const [current, next] = await twoBehindABusyWorker('sleep:300', 'before the scale-down');
+  const scaled = await fetch(`${server.urls.management}/models/piped?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
+  t.equal(scaled.status, 200, await scaled.text());
+  t.same([(await current).status, (await next).status], [200, 200], 'both answered');
+  t.same((await describe(server, 'piped')).workers, [], 'then the worker went');
 });
 
 t.test("a streaming handler's parts arrive in order over one chunked response", async (t) => {
