@@ -109,6 +109,25 @@ t.test('uploads are checked, and a model server that is down is said to be down'
   t.equal(big.status, 413, 'an upload over 10 MB is refused by the app too');
 });
 
+t.test('a model with no worker to serve: the page says the server is busy, and the server stays up', async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store) });
+  const registered = await fetch(`${server.urls.management}/models?url=mnist.mar&initial_workers=0`, { method: 'POST' });
+  t.equal(registered.status, 200, 'mnist registered without workers');
+  const app = createApp({ inference: server.urls.inference, management: server.urls.management });
+  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${appUrl}/classify`);
+  await page.waitForSelector('#health.ok');
+  await page.setInputFiles('#image', join(MNIST_DIR, 'digits', '7_0.png'));
+  await page.click('#classify');
+  await page.waitForFunction("document.getElementById('status').textContent.startsWith('The model server')");
+  t.match(await page.textContent('#status'), /^The model server is busy or has no worker for this model \(Model "mnist" has no worker to serve inference request\. Please use scale workers API to add workers\..*\)\. Try again shortly\.$/);
+  t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'the server answers /ping afterwards');
+});
+
 t.test('with token authorization on, the app adds the keys from key_file.json; the browser never sees them', async (t) => {
   const server = await startTestServer(t, {
     prepare: (store) => buildMnistMar(store),
