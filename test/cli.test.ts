@@ -1,10 +1,10 @@
 // `tsserve --start` runs the server in the background and returns once it answers, as
 // torchserve does; `--stop` ends it. Run as a user would, from a folder with config.properties.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMnistMar, MNIST_DIR, ROOT, tempDir, writeUserConfig } from './helpers.js';
+import { buildMnistMar, MNIST_DIR, ROOT, tempDir, waitFor, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -58,4 +58,33 @@ t.test('start-up validation messages', async (t) => {
   t.match(version.out, /^tsserve Version is \d+\.\d+\.\d+/);
   const both = tsserve(['--start', '--stop'], dir, env);
   t.not(both.status, 0);
+});
+
+t.test('vmargs: its Node.js options reach the server process, JVM options from an old config are left out with a warning', async (t) => {
+  const dir = tempDir(t);
+  const env = { TMPDIR: dir };
+  mkdirSync(join(dir, 'model-store'));
+  const urls = await writeUserConfig(dir, ['vmargs=-Xmx1g --max-old-space-size=300 -XX:+UseContainerSupport --max-semi-space-size=1']);
+  t.teardown(() => tsserve(['--stop'], dir, env));
+
+  const start = tsserve(['--start', '--model-store', 'model-store', '--disable-token-auth'], dir, env);
+  t.equal(start.status, 0, start.out);
+  t.match(start.out, 'Warning: vmargs: ignoring JVM parameters -Xmx1g -XX:+UseContainerSupport');
+  t.match(start.out, 'Warning: tsserve is using non-default Node.js parameters: --max-old-space-size=300 --max-semi-space-size=1');
+  const pid = Number(readFileSync(join(dir, '.model_server.pid'), 'utf8'));
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  t.ok(argv.includes('--max-old-space-size=300') && argv.includes('--max-semi-space-size=1'), `the server runs with them: ${argv.join(' ')}`);
+  t.notOk(argv.some((a) => a.startsWith('-X')), 'and without the JVM ones');
+  t.equal((await fetch(`${urls.inference}/ping`)).status, 200);
+
+  t.equal(tsserve(['--stop'], dir, env).status, 0);
+
+  // In the foreground the server is this very process: vmargs cannot apply, and it says so.
+  const foreground = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--model-store', 'model-store', '--disable-token-auth'], { cwd: dir, env: { ...process.env, ...env } });
+  let out = '';
+  foreground.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+  await waitFor(() => out.includes('Model server started.'), 30_000, 'the foreground server');
+  foreground.kill('SIGTERM');
+  await new Promise((resolve) => foreground.once('exit', resolve));
+  t.match(out, 'Warning: vmargs applies to `tsserve --start` without --foreground');
 });

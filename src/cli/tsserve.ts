@@ -51,7 +51,25 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (flags.stop) return stop();
   if (flags.foreground) return serveInForeground(flags);
-  return startInBackground(argv);
+  return startInBackground(argv, flags);
+}
+
+/**
+ * `vmargs` in config.properties: TorchServe's launcher passes it to the JVM of its frontend;
+ * tsserve's passes the Node.js options in it (`--max-old-space-size=512`, `--max-semi-space-size=1`)
+ * to the server process. JVM options (`-Xmx4g`, `-XX:...`, `-D...`) from an old configuration
+ * are left out with a warning: Node would refuse to start with them.
+ */
+export function nodeOptionsFromVmargs(vmargs: string | undefined): { node: string[]; ignored: string[] } {
+  const words = (vmargs ?? '').split(/\s+/).filter(Boolean);
+  return { node: words.filter((w) => w.startsWith('--')), ignored: words.filter((w) => !w.startsWith('--')) };
+}
+
+function reportVmargs(options: { node: string[]; ignored: string[] }): void {
+  if (options.ignored.length > 0) {
+    console.log(`Warning: vmargs: ignoring JVM parameters ${options.ignored.join(' ')} (tsserve runs on Node.js; give Node.js options such as --max-old-space-size=4096)`);
+  }
+  if (options.node.length > 0) console.log(`Warning: tsserve is using non-default Node.js parameters: ${options.node.join(' ')}`);
 }
 
 function validate(flags: Flags): ReturnType<typeof loadServerConfig> {
@@ -72,6 +90,10 @@ async function serveInForeground(flags: Flags): Promise<void> {
   const running = runningPid();
   if (running !== undefined && running !== process.pid) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
   const config = validate(flags);
+  // Started by `tsserve --start`, this process already runs with them; started by hand, it cannot.
+  if (!process.send && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
+    console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
+  }
   writeFileSync(PID_FILE, String(process.pid));
   const server = await startServer(config).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
   console.log('Model server started.');
@@ -88,12 +110,15 @@ async function serveInForeground(flags: Flags): Promise<void> {
   process.once('SIGINT', shutdown);
 }
 
-async function startInBackground(argv: string[]): Promise<void> {
+async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   if (runningPid() !== undefined) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
+  const vmargs = nodeOptionsFromVmargs(validate(flags).properties.get('vmargs'));
+  reportVmargs(vmargs);
   const logDir = resolve(process.env.LOG_LOCATION ?? 'logs');
   mkdirSync(logDir, { recursive: true });
   const out = openSync(join(logDir, 'ts_log.log'), 'a');
   const child = fork(process.argv[1]!, [...argv.filter((a) => a !== '--start'), '--foreground'], {
+    execArgv: [...process.execArgv, ...vmargs.node],
     detached: true,
     stdio: ['ignore', out, out, 'ipc'],
   });
