@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createApp } from '../dist/src/app/app.js';
 import { buildMar, buildMnistMar, MNIST_DIR, ROOT, startTestServer, waitReady } from './helpers.js';
 
@@ -18,6 +18,16 @@ const OCR_ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye
 // Flags from the machine notes: no background networking on a closed network.
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** The app in front of `servers`, and a Chromium page on it; both closed at the test's end. */
+async function openApp(t: Test, servers: Parameters<typeof createApp>[0], viewport?: { width: number; height: number }): Promise<{ appUrl: string; page: Page }> {
+  const app = createApp(servers);
+  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const browser: Browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  t.teardown(() => browser.close());
+  return { appUrl, page: await browser.newPage(viewport ? { viewport } : {}) };
+}
 
 t.test('style transfer, classification, OCR and the models page, as a user uses them', async (t) => {
   mkdirSync(SHOTS, { recursive: true });
@@ -37,12 +47,7 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
     properties: { load_models: 'mnist.mar,nst.mar,ocr.mar' },
   });
   for (const model of ['mnist', 'nst', 'ocr']) await waitReady(server.urls.management, model);
-  const app = createApp({ inference: server.urls.inference, management: server.urls.management, metrics: server.urls.metrics });
-  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
-  const browser: Browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
-  t.teardown(() => browser.close());
-  const page: Page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  const { appUrl, page } = await openApp(t, { inference: server.urls.inference, management: server.urls.management, metrics: server.urls.metrics }, { width: 1100, height: 800 });
 
   await page.goto(`${appUrl}/`);
   await page.waitForSelector('#health.ok');
@@ -89,12 +94,7 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
 });
 
 t.test('uploads are checked, and a model server that is down is said to be down', async (t) => {
-  const app = createApp({ inference: 'http://127.0.0.1:9', management: 'http://127.0.0.1:9' });
-  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
-  t.teardown(() => browser.close());
-  const page = await browser.newPage();
+  const { appUrl, page } = await openApp(t, { inference: 'http://127.0.0.1:9', management: 'http://127.0.0.1:9' });
   await page.goto(`${appUrl}/classify`);
   await page.waitForSelector('#health.bad');
   t.equal(await page.textContent('#health'), 'model server unreachable');
@@ -113,12 +113,7 @@ t.test('a model with no worker to serve: the page says the server is busy, and t
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store) });
   const registered = await fetch(`${server.urls.management}/models?url=mnist.mar&initial_workers=0`, { method: 'POST' });
   t.equal(registered.status, 200, 'mnist registered without workers');
-  const app = createApp({ inference: server.urls.inference, management: server.urls.management });
-  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
-  t.teardown(() => browser.close());
-  const page = await browser.newPage();
+  const { appUrl, page } = await openApp(t, { inference: server.urls.inference, management: server.urls.management });
   await page.goto(`${appUrl}/classify`);
   await page.waitForSelector('#health.ok');
   await page.setInputFiles('#image', join(MNIST_DIR, 'digits', '7_0.png'));
