@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { buildMar, errorBody, FIXTURES, startTestServer, tempDir } from './helpers.js';
+import { buildMar, errorBody, FIXTURES, serveFixtureModel, startTestServer, tempDir } from './helpers.js';
 
 /** A width x height picture, blue, with a red rectangle at (left, top) of w x h. */
 function redOnBlue(width: number, height: number, rect: { left: number; top: number; w: number; h: number }): Promise<Buffer> {
@@ -18,10 +18,7 @@ function post(url: string, body: Buffer | string, type = 'application/octet-stre
 }
 
 t.test('image_segmenter: each pixel its most probable class and that probability', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'seg', version: '1.0', handler: 'image_segmenter', serializedFile: join(FIXTURES, 'colour_segmenter.onnx') }),
-    properties: { load_models: 'seg.mar' },
-  });
+  const server = await serveFixtureModel(t, 'seg', 'image_segmenter', 'colour_segmenter.onnx');
   // 256x256: resize keeps it, the centre crop takes 16..240; red fills the left half.
   const res = await post(`${server.urls.inference}/predictions/seg`, await redOnBlue(256, 256, { left: 0, top: 0, w: 128, h: 256 }));
   t.equal(res.status, 200);
@@ -40,13 +37,7 @@ t.test('image_segmenter: each pixel its most probable class and that probability
 t.test('object_detector: boxes above the threshold, named by index_to_name.json', async (t) => {
   const labels = tempDir(t);
   writeFileSync(join(labels, 'index_to_name.json'), JSON.stringify({ 1: 'red thing', 2: 'decoy' }));
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'det', version: '1.0', handler: 'object_detector',
-      serializedFile: join(FIXTURES, 'red_detector.onnx'), extraFiles: join(labels, 'index_to_name.json'),
-    }),
-    properties: { load_models: 'det.mar' },
-  });
+  const server = await serveFixtureModel(t, 'det', 'object_detector', 'red_detector.onnx', [join(labels, 'index_to_name.json')]);
   const url = `${server.urls.inference}/predictions/det`;
   const res = await post(url, await redOnBlue(120, 80, { left: 30, top: 20, w: 40, h: 10 }));
   t.equal(res.status, 200);
@@ -67,13 +58,7 @@ t.test('text_classifier: words looked up in vocab.txt, every class with its prob
   const files = tempDir(t);
   writeFileSync(join(files, 'vocab.txt'), ['<pad>', '<unk>', 'good', 'great', 'love', 'bad', 'awful', 'hate'].join('\n') + '\n');
   writeFileSync(join(files, 'index_to_name.json'), JSON.stringify({ 0: 'Negative', 1: 'Positive' }));
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'sentiment', version: '1.0', handler: 'text_classifier', serializedFile: join(FIXTURES, 'word_sentiment.onnx'),
-      extraFiles: `${join(files, 'vocab.txt')},${join(files, 'index_to_name.json')}`,
-    }),
-    properties: { load_models: 'sentiment.mar' },
-  });
+  const server = await serveFixtureModel(t, 'sentiment', 'text_classifier', 'word_sentiment.onnx', [join(files, 'vocab.txt'), join(files, 'index_to_name.json')]);
   const url = `${server.urls.inference}/predictions/sentiment`;
   const ask = async (body: string, type = 'text/plain'): Promise<Record<string, number>> => (await (await post(url, body, type)).json()) as Record<string, number>;
 

@@ -74,6 +74,20 @@ export async function startTestServer(
   return { ...server, close: () => server.close(), store, dir };
 }
 
+/**
+ * A server with one model from test/fixtures/ archived as `<name>.mar` (version 1.0) with the
+ * given handler and extra files, loaded at start-up.
+ */
+export function serveFixtureModel(t: Test, name: string, handler: string, onnx: string, extraFiles: string[] = []): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: name, version: '1.0', handler, serializedFile: join(FIXTURES, onnx),
+      ...(extraFiles.length > 0 ? { extraFiles: extraFiles.join(',') } : {}),
+    }),
+    properties: { load_models: `${name}.mar` },
+  });
+}
+
 export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {

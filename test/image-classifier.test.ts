@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildMar, FIXTURES, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { buildMar, FIXTURES, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })[format]().toBuffer();
@@ -28,13 +28,7 @@ async function classify(url: string, body: Buffer): Promise<{ status: number; te
 t.test('top classes with labels from index_to_name.json, most probable first, softmax probabilities', async (t) => {
   const labels = tempDir(t);
   writeFileSync(join(labels, 'index_to_name.json'), JSON.stringify({ 0: 'red', 1: 'green', 2: ['n0000', 'blue'] }));
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier',
-      serializedFile: join(FIXTURES, 'colour_classifier.onnx'), extraFiles: join(labels, 'index_to_name.json'),
-    }),
-    properties: { load_models: 'colours.mar' },
-  });
+  const server = await serveFixtureModel(t, 'colours', 'image_classifier', 'colour_classifier.onnx', [join(labels, 'index_to_name.json')]);
   const url = `${server.urls.inference}/predictions/colours`;
   for (const [colour, image] of [['red', await solid(250, 10, 10)], ['green', await solid(10, 250, 10, 'jpeg')], ['blue', await solid(10, 10, 250)]] as const) {
     const { status, text } = await classify(url, image);
