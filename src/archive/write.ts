@@ -16,7 +16,7 @@ import {
   ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, splitHandler, type Manifest,
 } from './manifest.js';
 import { isBuiltinHandler } from '../handler/builtins.js';
-import { compileTypeScript } from '../handler/compile.js';
+import { compileTypeScript, uncompiledTypeScript } from '../handler/compile.js';
 
 export const ARCHIVE_FORMATS = ['default', 'zip-store', 'tgz', 'no-archive'] as const;
 export type ArchiveFormat = (typeof ARCHIVE_FORMATS)[number];
@@ -173,10 +173,8 @@ function copyExtra(path: string, stage: string): void {
 }
 
 function compileStagedTypeScript(stage: string): void {
-  for (const file of listFiles(stage)) {
-    if (!file.endsWith('.ts') || file.endsWith('.d.ts')) continue;
-    const js = file.replace(/\.ts$/, '.js');
-    if (!existsSync(js)) writeFileSync(js, compileTypeScript(readFileSync(file, 'utf8'), file));
+  for (const file of uncompiledTypeScript(stage)) {
+    writeFileSync(file.replace(/\.ts$/, '.js'), compileTypeScript(readFileSync(file, 'utf8'), file));
   }
 }
 

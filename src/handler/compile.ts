@@ -4,7 +4,9 @@
  * a worker only calls it for an archive that holds a `.ts` without its `.js`. The compiler is
  * loaded on first use because importing it costs most of a second.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join, sep } from 'node:path';
 import type * as TypeScript from 'typescript';
 
 let ts: typeof TypeScript | undefined;
@@ -22,4 +24,12 @@ export function compileTypeScript(source: string, fileName: string): string {
     },
   });
   return out.outputText;
+}
+
+/** The TypeScript sources under `dir` (not in node_modules, not `.d.ts`) without their compiled `.js`. */
+export function uncompiledTypeScript(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
+    .map((e) => join(e.parentPath, e.name))
+    .filter((file) => !file.split(sep).includes('node_modules') && !existsSync(file.replace(/\.ts$/, '.js')));
 }

@@ -9,11 +9,12 @@
  *   frontend ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
  *   frontend ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { register } from 'node:module';
 import { join } from 'node:path';
 import type { ModelFacts } from '../handler/context.js';
 import { BatchContext } from '../handler/context.js';
+import { uncompiledTypeScript } from '../handler/compile.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
@@ -78,18 +79,7 @@ async function onPredict(msg: PredictMessage): Promise<void> {
  * extracted archive gets (archive/link-packages.ts), or TypeScript without its compiled `.js`.
  */
 function needsModuleHooks(modelDir: string): boolean {
-  if (!existsSync(join(modelDir, 'node_modules'))) return true;
-  const stack = [modelDir];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.name === 'node_modules') continue;
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) stack.push(path);
-      else if (/\.(m|c)?ts$/.test(entry.name) && !entry.name.endsWith('.d.ts') && !existsSync(path.replace(/ts$/, 'js'))) return true;
-    }
-  }
-  return false;
+  return !existsSync(join(modelDir, 'node_modules')) || uncompiledTypeScript(modelDir).length > 0;
 }
 
 /** `body` is TorchServe's name for no envelope; the KServe envelopes are not in tsserve yet. */
