@@ -24,9 +24,9 @@ export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined):
     initialize: (context: Context) => entry.initialize(context),
     async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
       const perRequest = batch.map(instancesOf);
-      const outputs = await entry.handle(perRequest.flat(), context);
-      const flat = perRequest.flat().length;
-      if (!Array.isArray(outputs) || outputs.length !== flat) return outputs as HandlerOutput[];
+      const instances = perRequest.flat();
+      const outputs = await entry.handle(instances, context);
+      if (!Array.isArray(outputs) || outputs.length !== instances.length) return outputs as HandlerOutput[];
       let next = 0;
       return perRequest.map((rows) => ({ predictions: rows.map(() => asJson(outputs[next++] as HandlerOutput)) }));
     },
