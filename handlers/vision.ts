@@ -123,13 +123,30 @@ async function imageSize(bytes: Buffer): Promise<{ width: number; height: number
   return { width: meta.width, height: meta.height };
 }
 
-/** Every request's image through `transform`, stacked into one NCHW tensor. */
+/**
+ * Every request's image through `transform`, stacked into one NCHW tensor. A request may instead
+ * send the image as a nested list of numbers, already transformed (CHW): TorchServe's vision
+ * handler takes a list as the tensor itself, which is how KServe v2 clients send FP32 inputs.
+ */
 export async function imageBatch(batch: RequestInput[], transform: ImageTransform): Promise<ort.Tensor> {
   const { crop } = transform;
   const pixels = crop * crop * 3;
   const data = new Float32Array(batch.length * pixels);
-  await Promise.all(batch.map((row, i) => imageToChw(payloadBytes(requestPayload(row)), transform, data.subarray(i * pixels, (i + 1) * pixels))));
+  await Promise.all(batch.map(async (row, i) => {
+    const payload = requestPayload(row);
+    const out = data.subarray(i * pixels, (i + 1) * pixels);
+    if (Array.isArray(payload)) copyTensor(payload, out, `3x${crop}x${crop}`);
+    else await imageToChw(payloadBytes(payload), transform, out);
+  }));
   return new ort.Tensor('float32', data, [batch.length, 3, crop, crop]);
+}
+
+function copyTensor(values: unknown[], out: Float32Array, shape: string): void {
+  const flat = values.flat(Infinity);
+  if (flat.length !== out.length || flat.some((v) => typeof v !== 'number')) {
+    throw new PredictionError(`Expected an image, or a ${shape} tensor as a nested list of numbers (got ${flat.length} values)`, 400);
+  }
+  out.set(flat as number[]);
 }
 
 /**

@@ -50,7 +50,13 @@ export function buildMnistMar(store: string, name = 'mnist', extra: Partial<Arch
  */
 export async function startTestServer(
   t: Test,
-  opts: { properties?: Record<string, string>; prepare?: (store: string) => void; cli?: Parameters<typeof loadServerConfig>[0] } = {},
+  opts: {
+    properties?: Record<string, string>;
+    prepare?: (store: string) => void;
+    cli?: Parameters<typeof loadServerConfig>[0];
+    /** Environment variables the server's configuration reads. */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<TestServer> {
   const dir = tempDir(t);
   const store = join(dir, 'model-store');
@@ -68,7 +74,7 @@ export async function startTestServer(
   };
   const configFile = join(dir, 'config.properties');
   writeFileSync(configFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
-  const config = loadServerConfig({ tsConfig: configFile, ncs: true, ...opts.cli }, { LOG_LOCATION: join(dir, 'logs') }, dir);
+  const config = loadServerConfig({ tsConfig: configFile, ncs: true, ...opts.cli }, { LOG_LOCATION: join(dir, 'logs'), ...opts.env }, dir);
   const server = await startServer(config, createLoggers(config.logLocation, 'silent'));
   t.teardown(() => server.close());
   return { ...server, close: () => server.close(), store, dir };

@@ -93,11 +93,11 @@ t.test('service_envelope=json: TF Serving style {"instances": [{"b64": ...}]} in
 });
 
 t.test('an envelope tsserve does not have fails the model load with a clear message', async (t) => {
-  const server = await serveColours(t, { service_envelope: 'kservev2' }, false);
+  const server = await serveColours(t, { service_envelope: 'kfserving' }, false);
   const res = await fetch(`${server.urls.management}/models?url=colours.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
   t.equal(res.status, 500);
   const modelLog = readFileSync(join(server.dir, 'logs', 'model_log.log'), 'utf8');
-  t.match(modelLog, /Envelope kservev2 is not supported by tsserve/);
+  t.match(modelLog, /Envelope kfserving is not supported by tsserve \(supported: body, json, kserve, kservev2\)/);
 });
 
 t.test("the transform is torchvision's Resize(256) + CenterCrop(224): a 16 px border of another colour is cropped away", async (t) => {

@@ -106,7 +106,13 @@ t.test('OPTIONS / describes the real routes of each listener in OpenAPI 3', asyn
   const inference = (await (await fetch(server.urls.inference, { method: 'OPTIONS' })).json()) as Doc;
   t.equal(inference.openapi, '3.0.1');
   t.equal(inference.info.title, 'TorchServe APIs');
-  t.same(Object.keys(inference.paths).sort(), ['/explanations/{model}', '/explanations/{model}/{version}', '/explanations/{model}/{version}/{extra_path}', '/ping', '/predictions/{model}', '/predictions/{model}/{version}', '/predictions/{model}/{version}/{extra_path}']);
+  t.same(Object.keys(inference.paths).sort(), [
+    '/explanations/{model}', '/explanations/{model}/{version}', '/explanations/{model}/{version}/{extra_path}',
+    '/invocations', '/models/{model}/invoke', '/ping',
+    '/predictions/{model}', '/predictions/{model}/{version}', '/predictions/{model}/{version}/{extra_path}',
+    '/v1/models/{model}:predict', '/v2/models/{model}/explain', '/v2/models/{model}/infer',
+    '/{model}/predict', '/{model}/{version}/predict',
+  ]);
   const management = (await (await fetch(`${server.urls.management}/api-description`)).json()) as Doc;
   t.same(Object.keys(management.paths['/models/{name}']!).sort(), ['delete', 'get', 'put']);
   t.ok(management.paths['/models/{name}/{version}/set-default'], 'set-default documented');

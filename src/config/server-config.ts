@@ -58,6 +58,8 @@ export interface ServerConfig {
   readonly decodeInputRequest: boolean;
   /** Request envelope for every model; overrides each manifest's. */
   readonly serviceEnvelope: string | undefined;
+  /** The Open Inference Protocol's REST extras (/v2, /v2/health/*) on the inference listener. */
+  readonly openInferenceProtocol: boolean;
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
@@ -188,6 +190,8 @@ function buildConfig(
     corsAllowedHeaders: str('cors_allowed_headers') ?? '',
     decodeInputRequest: bool('decode_input_request', true),
     serviceEnvelope: str('service_envelope'),
+    // TorchServe reads this variable even when environment configuration is off.
+    openInferenceProtocol: bool('ts_open_inference_protocol', false) || env.TS_OPEN_INFERENCE_PROTOCOL === 'oip',
     defaultServiceHandler: str('default_service_handler'),
     snapshotsDisabled: cli.ncs === true,
     logLocation: logLocationOf(env, cwd),

@@ -1,46 +1,163 @@
 /**
  * @module handler/envelope
  * TorchServe's request envelopes wrap a handler's entry point (`service_envelope` in
- * config.properties, else the manifest's `envelope`). tsserve has `json`, the form TF Serving
- * clients send: `{"instances": [...]}` in, `{"predictions": [...]}` out. The instances of every
- * request of a batch go to the handler as one flat batch, one row per instance (an instance
- * `{"b64": "..."}` arrives as its bytes, as `body` and `data`); the answers are grouped back, one
- * `{"predictions": [...]}` per request, bytes as `{"b64": "..."}`. As in TorchServe, the context
- * still describes the HTTP requests, not the instances.
+ * config.properties, else the manifest's `envelope`): they read each request's body into the
+ * rows the handler sees and write the handler's answers back in the envelope's form.
+ *
+ * - `json` (TF Serving): `{"instances": [...]}` in, `{"predictions": [...]}` out; each instance is
+ *   a row `{body, data}` holding the instance (`{"b64": "..."}` decoded to its bytes).
+ * - `kserve` (KServe v1, `/v1/models/{m}:predict`): the same body; an object instance is the row
+ *   itself (`{"data": "<base64>"}` as in KServe's examples), any other value a row `{body, data}`.
+ *   Out: `{"predictions": [...]}`, or `{"explanations": [...]}` for `:explain`.
+ * - `kservev2` (Open Inference Protocol, `/v2/models/{m}/infer`): each of
+ *   `{"id", "inputs": [{name, shape, datatype, data}]}`'s inputs is a row with its `data` shaped
+ *   to `shape` (a BYTES input gives `data[0]`); out `{"id", "model_name", "model_version",
+ *   "outputs": [{name, datatype, data, shape}]}`, one output per input, named after it.
+ *
+ * The rows of every request of a batch go to the handler as one flat batch and the answers are
+ * grouped back, one reply per request (TorchServe answers only the first request of a batch).
+ * A request the envelope cannot read gets its own 400; the rest of its batch is still answered.
+ * As in TorchServe, the context still describes the HTTP requests, not the rows.
  */
 import type { EntryPoint } from './load.js';
 import { PredictionError, type Context, type HandlerOutput, type InputValue, type JsonValue, type RequestInput } from './types.js';
 
-export const ENVELOPES = ['json'] as const;
+export const ENVELOPES = ['json', 'kserve', 'kservev2'] as const;
 export type Envelope = (typeof ENVELOPES)[number];
 
 export function isEnvelope(name: string): name is Envelope {
   return (ENVELOPES as readonly string[]).includes(name);
 }
 
+/** One request as an envelope reads it: the handler's rows, and how to answer from their outputs. */
+interface Unwrapped {
+  readonly rows: RequestInput[];
+  answer(outputs: HandlerOutput[], idx: number, context: Context): HandlerOutput;
+}
+
+type Reader = (request: RequestInput) => Unwrapped;
+
+const READERS: Record<Envelope, Reader> = { json: readJson, kserve: readKserve, kservev2: readKservev2 };
+
 export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined): EntryPoint {
-  if (envelope !== 'json') return entry;
+  if (envelope === undefined) return entry;
+  const read = READERS[envelope];
   return {
     initialize: (context: Context) => entry.initialize(context),
     async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
-      const perRequest = batch.map(instancesOf);
-      const instances = perRequest.flat();
-      const outputs = await entry.handle(instances, context);
-      if (!Array.isArray(outputs) || outputs.length !== instances.length) return outputs as HandlerOutput[];
+      const requests = batch.map((request, idx) => readOrReject(read, request, idx, context));
+      const rows = requests.flatMap((r) => r.rows);
+      const outputs = rows.length > 0 ? await entry.handle(rows, context) : [];
+      if (!Array.isArray(outputs) || outputs.length !== rows.length) return outputs as HandlerOutput[];
       let next = 0;
-      return perRequest.map((rows) => ({ predictions: rows.map(() => asJson(outputs[next++] as HandlerOutput)) }));
+      return requests.map((r, idx) => r.answer(outputs.slice(next, (next += r.rows.length)), idx, context));
     },
   };
 }
 
-function instancesOf(request: RequestInput): RequestInput[] {
-  const body = parsed(request.body ?? request.data);
-  const instances = body && typeof body === 'object' && !Array.isArray(body) && !Buffer.isBuffer(body) ? body.instances : undefined;
-  if (!Array.isArray(instances)) throw new PredictionError('Expected a JSON body {"instances": [...]}', 400);
-  return instances.map((instance) => {
+/** A request the envelope cannot read is answered with its error alone, with no rows to run. */
+function readOrReject(read: Reader, request: RequestInput, idx: number, context: Context): Unwrapped {
+  try {
+    return read(request);
+  } catch (err) {
+    if (!(err instanceof PredictionError)) throw err;
+    context.setResponseStatus(err.status, undefined, idx);
+    const body = { code: err.status, type: 'BadRequestException', message: err.message };
+    return { rows: [], answer: () => body };
+  }
+}
+
+function readJson(request: RequestInput): Unwrapped {
+  const rows = instancesOf(request).map((instance) => asRow(decodeB64(instance)));
+  return { rows, answer: (outputs) => ({ predictions: outputs.map(asJson) }) };
+}
+
+function readKserve(request: RequestInput): Unwrapped {
+  const rows = instancesOf(request).map((instance) => {
     const value = decodeB64(instance);
-    return { body: value, data: value };
+    return isObject(value) ? (value as RequestInput) : asRow(value);
   });
+  return {
+    rows,
+    answer: (outputs, idx, context) => {
+      const values = outputs.map(asJson);
+      return context.getRequestHeader(idx, 'explain') === 'True' ? { explanations: values } : { predictions: values };
+    },
+  };
+}
+
+function readKservev2(request: RequestInput): Unwrapped {
+  const body = bodyObject(request, '{"inputs": [{"name", "shape", "datatype", "data"}]}');
+  if (!Array.isArray(body.inputs) || body.inputs.length === 0) {
+    throw new PredictionError('Expected a JSON body {"inputs": [{"name", "shape", "datatype", "data"}]}', 400);
+  }
+  const rows = body.inputs.map(inputRow);
+  const id = typeof body.id === 'string' && body.id.trim() !== '' ? body.id : undefined;
+  return {
+    rows,
+    answer: (outputs, idx, context) => ({
+      id: id ?? context.getRequestId(idx) ?? '',
+      model_name: context.manifest.model.modelName ?? context.modelName,
+      model_version: context.manifest.model.modelVersion,
+      outputs: outputs.map((output, k) => outputTensor(output, String(rows[k]!.name))),
+    }),
+  };
+}
+
+const V2_DATATYPES = new Set(['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES']);
+
+/** One v2 input as a handler row; its data shaped as it says, after checking that it fits. */
+function inputRow(input: JsonValue, k: number): RequestInput {
+  if (!isObject(input)) throw new PredictionError(`Input ${k} is not an object {"name", "shape", "datatype", "data"}`, 400);
+  const { name, shape, datatype, data } = input;
+  const label = typeof name === 'string' ? `Input "${name}"` : `Input ${k}`;
+  if (typeof name !== 'string') throw new PredictionError(`${label} has no "name"`, 400);
+  if (typeof datatype !== 'string' || !V2_DATATYPES.has(datatype)) {
+    throw new PredictionError(`${label}: "datatype" must be one of ${[...V2_DATATYPES].join(', ')}`, 400);
+  }
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && (d as number) >= 0)) {
+    throw new PredictionError(`${label}: "shape" must be a list of non-negative integers`, 400);
+  }
+  if (!Array.isArray(data)) throw new PredictionError(`${label}: "data" must be a list`, 400);
+  if (datatype === 'BYTES') return { name, shape, datatype, data: data[0] ?? null };
+  const flat = (data as unknown[]).flat(Infinity) as JsonValue[];
+  const size = (shape as number[]).reduce((a, b) => a * b, 1);
+  if (flat.length !== size) throw new PredictionError(`${label}: shape [${shape.join(', ')}] holds ${size} values, "data" has ${flat.length}`, 400);
+  return { name, shape, datatype, data: reshape(flat, shape as number[]) };
+}
+
+function reshape(flat: JsonValue[], shape: number[]): JsonValue {
+  if (shape.length === 0) return flat[0] ?? null;
+  const [outer, ...inner] = shape as [number, ...number[]];
+  const step = inner.reduce((a, b) => a * b, 1);
+  return Array.from({ length: outer }, (_, i) => reshape(flat.slice(i * step, (i + 1) * step), inner));
+}
+
+/** A handler's answer as a v2 output tensor, typed as numpy would type it, flattened. */
+function outputTensor(output: HandlerOutput, name: string): HandlerOutput {
+  const data: HandlerOutput[] = Array.isArray(output) ? ((output as unknown[]).flat(Infinity) as HandlerOutput[]) : [asJson(output)];
+  return { name, datatype: datatypeOf(data), data, shape: [data.length] };
+}
+
+function datatypeOf(data: HandlerOutput[]): string {
+  if (data.length > 0 && data.every((v) => typeof v === 'boolean')) return 'BOOL';
+  if (data.length > 0 && data.every((v) => typeof v === 'number')) {
+    return data.every((v) => Number.isInteger(v)) ? 'INT64' : 'FP64';
+  }
+  return 'BYTES';
+}
+
+function instancesOf(request: RequestInput): JsonValue[] {
+  const { instances } = bodyObject(request, '{"instances": [...]}');
+  if (!Array.isArray(instances)) throw new PredictionError('Expected a JSON body {"instances": [...]}', 400);
+  return instances;
+}
+
+/** The request's body as a JSON object; `shape` words the error when it is not one. */
+function bodyObject(request: RequestInput, shape: string): { [key: string]: JsonValue } {
+  const body = parsed(request.body ?? request.data);
+  if (!isObject(body)) throw new PredictionError(`Expected a JSON body ${shape}`, 400);
+  return body;
 }
 
 function parsed(value: InputValue | undefined): InputValue | undefined {
@@ -52,14 +169,22 @@ function parsed(value: InputValue | undefined): InputValue | undefined {
   }
 }
 
+function isObject(value: InputValue | undefined): value is { [key: string]: JsonValue } {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !Buffer.isBuffer(value);
+}
+
+function asRow(value: InputValue): RequestInput {
+  return { body: value, data: value };
+}
+
 function decodeB64(value: JsonValue): InputValue {
-  if (value && typeof value === 'object' && !Array.isArray(value) && typeof value.b64 === 'string' && Object.keys(value).length === 1) {
+  if (isObject(value) && typeof value.b64 === 'string' && Object.keys(value).length === 1) {
     return Buffer.from(value.b64, 'base64');
   }
   return value;
 }
 
-/** An answer as a JSON value inside `predictions`; a Map keeps its order through the serializer. */
+/** An answer as a JSON value inside the envelope; a Map keeps its order through the serializer. */
 function asJson(output: HandlerOutput): HandlerOutput {
   if (output instanceof Uint8Array) return { b64: Buffer.from(output).toString('base64') };
   return output;

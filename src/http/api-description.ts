@@ -13,6 +13,8 @@ export interface RouteDoc {
   readonly summary: string;
   /** The methods to document; by default every method the route was registered with. */
   readonly methods?: readonly string[];
+  /** The path as clients write it, when the route's pattern is not (`/v1/models/{model}:predict`). */
+  readonly path?: string;
 }
 
 declare module 'fastify' {
@@ -22,8 +24,8 @@ declare module 'fastify' {
 }
 
 /** Route options documenting a route: `app.get(url, documented('Describe ...'), handler)`. */
-export function documented(summary: string, methods?: readonly string[]): { config: { openapi: RouteDoc } } {
-  return { config: { openapi: methods ? { summary, methods } : { summary } } };
+export function documented(summary: string, methods?: readonly string[], path?: string): { config: { openapi: RouteDoc } } {
+  return { config: { openapi: { summary, ...(methods ? { methods } : {}), ...(path ? { path } : {}) } } };
 }
 
 interface Documented {
@@ -40,7 +42,7 @@ export function describeRoutes(app: FastifyInstance): void {
     const methods = doc?.methods ?? [route.method].flat();
     // fastify adds a HEAD route beside every GET, with the same config.
     if (!doc || methods.every((m) => m === 'HEAD')) return;
-    routes.push({ path: route.url.replace(/:([^/]+)/g, '{$1}').replace(/\*$/, '{extra_path}'), methods, doc });
+    routes.push({ path: doc.path ?? route.url.replace(/:([^/]+)/g, '{$1}').replace(/\*$/, '{extra_path}'), methods, doc });
   });
   const send = async (_request: unknown, reply: FastifyReply): Promise<FastifyReply> =>
     sendJson(reply, 200, openApi(routes));
@@ -55,7 +57,13 @@ export function describeRoutes(app: FastifyInstance): void {
   });
 }
 
-function openApi(routes: readonly Documented[]): Record<string, unknown> {
+const LISTENER_INFO = {
+  title: 'TorchServe APIs',
+  description: 'TorchServe is a flexible and easy to use tool for serving deep learning models',
+  version: VERSION,
+};
+
+function openApi(routes: readonly Documented[], info: Record<string, string> = LISTENER_INFO): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
     const entry = (paths[r.path] ??= {});
@@ -68,13 +76,27 @@ function openApi(routes: readonly Documented[]): Record<string, unknown> {
       };
     }
   }
-  return {
-    openapi: '3.0.1',
-    info: {
-      title: 'TorchServe APIs',
-      description: 'TorchServe is a flexible and easy to use tool for serving deep learning models',
-      version: VERSION,
-    },
-    paths,
-  };
+  return { openapi: '3.0.1', info, paths };
+}
+
+const route = (path: string, summary: string, ...methods: string[]): Documented => ({ path, methods, doc: { summary } });
+
+/**
+ * OPTIONS on a model's prediction or management path: the calls that model answers, as
+ * TorchServe's per-model description lists them.
+ */
+export function modelApi(name: string, listener: 'inference' | 'management'): Record<string, unknown> {
+  if (listener === 'inference') {
+    const summary = `Predictions of ${name}; input and output formats are defined by its handler`;
+    return openApi([
+      route(`/predictions/${name}`, summary, 'POST'),
+      route('/v1/models/{model_name}:predict', summary, 'POST'),
+      route('/v2/models/{model_name}/infer', summary, 'POST'),
+    ], { title: `RESTful API for: ${name}`, version: '1.0.0' });
+  }
+  return openApi([
+    route('/models/{model_name}', 'Describe, scale or unregister the default version', 'GET', 'PUT', 'DELETE'),
+    route('/models/{model_name}/{model_version}', 'Describe, scale or unregister one version', 'GET', 'PUT', 'DELETE'),
+    route('/models/{model_name}/{model_version}/set-default', 'Make this version the default', 'PUT'),
+  ], { title: `RESTful Management API for: ${name}`, version: VERSION });
 }

@@ -1,36 +1,27 @@
 /**
  * @module http/inference
- * The inference API: /ping, /predictions and /explanations. A prediction becomes a Job on the
- * model's queue; the Job answers through a sink bound to this reply, streaming intermediate
- * answers as HTTP chunks when the handler sends any.
+ * The inference listener's routes: /ping, /predictions and /explanations, SageMaker's
+ * /invocations and /models/{m}/invoke, the legacy /{m}/predict, and the KServe routes
+ * (http/kserve.ts). Each ends in http/predict.ts.
  */
-import { PassThrough } from 'node:stream';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ServerConfig } from '../config/server-config.js';
-import { tsError, type TsError } from '../errors.js';
-import type { MetricsRegistry } from '../metrics/registry.js';
-import { Job, type JobResponse, type JobSink } from '../wlm/job.js';
-import type { Model } from '../wlm/model.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
-import type { TokenStore } from '../auth/tokens.js';
 import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
-import { toWireRequest } from './input.js';
-import { gson, sendError, sendStatus } from './reply.js';
+import { kserveRoutes } from './kserve.js';
+import { predict, type InferenceDeps } from './predict.js';
+import { sendStatus } from './reply.js';
 
-export interface InferenceDeps {
-  readonly config: ServerConfig;
-  readonly tokens: TokenStore | undefined;
-  readonly registry: ModelRegistry;
-  readonly metrics: MetricsRegistry;
-}
+export type { InferenceDeps } from './predict.js';
 
 interface PredictParams {
   model: string;
   version?: string;
   '*'?: string;
 }
+
+type PredictRequest = FastifyRequest<{ Params: PredictParams; Querystring: { model_name?: string } }>;
 
 export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps): Promise<void> {
   requireToken(app, deps.tokens, 'inference');
@@ -47,77 +38,34 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
 
   for (const prefix of ['predictions', 'explanations'] as const) {
     const explain = prefix === 'explanations' ? 'True' : 'False';
-    const handler = (request: FastifyRequest<{ Params: PredictParams }>, reply: FastifyReply): Promise<FastifyReply> =>
-      predict(request, reply, deps, explain);
+    const handler = (request: PredictRequest, reply: FastifyReply): Promise<FastifyReply> => {
+      const { model, version } = request.params;
+      return predict(request, reply, deps, { model, version, headers: { url_path: request.params['*'] ?? '', explain } });
+    };
     const what = prefix === 'predictions' ? 'Predictions' : 'Explanations';
     const methods = ['POST', 'PUT'];
     app.all(`/${prefix}/:model`, documented(`${what} of the default version of a model`, methods), handler);
     app.all(`/${prefix}/:model/:version`, documented(`${what} of one version of a model`, methods), handler);
     app.all(`/${prefix}/:model/:version/*`, documented(`${what}; the extra path reaches the handler as header url_path`, methods), handler);
   }
+
+  // SageMaker: the model from the query, else the one model loaded at start-up, else a form field.
+  const sagemaker = documented('SageMaker-style prediction; the model from ?model_name=, the only start-up model, or a model_name field', ['POST']);
+  app.all('/invocations', sagemaker, (request: PredictRequest, reply) =>
+    predict(request, reply, deps, { model: request.query.model_name || onlyStartupModel(deps.registry), queryParams: true }));
+  app.all('/models/:model/invoke', documented('SageMaker-style prediction of the default version', ['POST']), (request: PredictRequest, reply) =>
+    predict(request, reply, deps, { model: request.params.model, queryParams: true }));
+
+  // The legacy form: query parameters reach the handler as inputs.
+  const legacy = (request: PredictRequest, reply: FastifyReply): Promise<FastifyReply> =>
+    predict(request, reply, deps, { model: request.params.model, version: request.params.version, queryParams: true });
+  app.all('/:model/predict', documented('Legacy prediction of the default version; query parameters are inputs', ['POST']), legacy);
+  app.all('/:model/:version/predict', documented('Legacy prediction of one version; query parameters are inputs', ['POST']), legacy);
+
+  kserveRoutes(app, deps);
 }
 
-async function predict(
-  request: FastifyRequest<{ Params: PredictParams }>,
-  reply: FastifyReply,
-  deps: InferenceDeps,
-  explain: 'True' | 'False',
-): Promise<FastifyReply> {
-  const { model: name, version } = request.params;
-  const model = deps.registry.get(name, version);
-  const versionLabel = version ?? 'default';
-  deps.metrics.inferenceRequest(name, versionLabel);
-  const wire = await toWireRequest(request, { url_path: request.params['*'] ?? '', explain });
-  const job: Job = new Job(wire, replySink(reply, (latencyUs) => {
-    deps.metrics.inferenceDone(name, versionLabel, latencyUs);
-    if (job.dequeuedAt !== undefined) deps.metrics.dequeued(name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
-  }));
-  if (!model.submit(job)) {
-    deps.metrics.rejected(model.name, model.version);
-    // The queue is full or the workers are (re)starting: both pass, so tell the client when to retry.
-    reply.header('Retry-After', '1');
-    throw noWorker(model, version);
-  }
-  return reply;
-}
-
-function noWorker(model: Model, version: string | undefined): TsError {
-  const err = tsError('TSS_ERR_WORKER_NONE_AVAILABLE', model.name);
-  // With a version in the URL TorchServe words it `Model "m" Version 1.0" has ...` (stray quote kept).
-  if (version !== undefined) err.message = err.message.replace(`Model "${model.name}"`, `Model "${model.name}" Version ${version}"`);
-  return err;
-}
-
-/** Writes a job's answer to this reply: one body, or chunks when the handler streams. */
-function replySink(reply: FastifyReply, onSuccess: (latencyUs: number) => void): JobSink {
-  const started = performance.now();
-  let stream: PassThrough | undefined;
-  const applyHead = (r: JobResponse): void => {
-    reply.code(r.status);
-    if (r.phrase) reply.raw.statusMessage = r.phrase;
-    for (const [k, v] of Object.entries(r.headers)) reply.header(k, v);
-  };
-  return {
-    intermediate(r) {
-      if (!stream) {
-        applyHead(r);
-        stream = new PassThrough();
-        reply.send(stream);
-      }
-      stream.write(r.body);
-    },
-    respond(r) {
-      onSuccess(Math.round((performance.now() - started) * 1000));
-      if (stream) {
-        stream.end(r.body);
-        return;
-      }
-      applyHead(r);
-      reply.send(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength));
-    },
-    fail(err) {
-      if (stream) stream.end(gson(err.toJSON()));
-      else sendError(reply, err);
-    },
-  };
+function onlyStartupModel(registry: ModelRegistry): string | undefined {
+  const names = new Set(registry.all().filter((m) => m.spec.loadedAtStartup).map((m) => m.name));
+  return names.size === 1 ? [...names][0] : undefined;
 }

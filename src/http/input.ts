@@ -2,13 +2,31 @@
  * @module http/input
  * An HTTP request as a handler's input (spec §3.3): each multipart part or form field is a
  * parameter under its name; any other body is one parameter named `body` whose content type is
- * the request's MIME type. Every request header goes along, plus any the route adds.
+ * the request's MIME type. Every request header goes along, plus any the route adds; the
+ * SageMaker and legacy routes put the query parameters first.
  */
 import type { FastifyRequest } from 'fastify';
 import type { WireParam, WireRequest } from '../worker/protocol.js';
 
-export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>): Promise<WireRequest> {
-  return { id: request.id, headers: { ...flatHeaders(request), ...extraHeaders }, params: await readParams(request) };
+export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>, withQuery = false): Promise<WireRequest> {
+  const params = await readParams(request);
+  return {
+    id: request.id,
+    headers: { ...flatHeaders(request), ...extraHeaders },
+    params: withQuery ? [...queryParams(request), ...params] : params,
+  };
+}
+
+/** A parameter's value as text, e.g. `/invocations`' `model_name` sent as a form field. */
+export function stringParam(request: WireRequest, name: string): string | undefined {
+  const param = request.params.find((p) => p.name === name);
+  return param && Buffer.from(param.value.buffer, param.value.byteOffset, param.value.byteLength).toString('utf8');
+}
+
+/** Query parameters, before the body's, each value its own parameter without a content type. */
+function queryParams(request: FastifyRequest): WireParam[] {
+  return Object.entries((request.query ?? {}) as Record<string, string | string[]>).flatMap(([name, values]) =>
+    [values].flat().map((value) => ({ name, contentType: undefined, value: Buffer.from(value, 'utf8') })));
 }
 
 function flatHeaders(request: FastifyRequest): Record<string, string> {

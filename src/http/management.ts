@@ -11,7 +11,7 @@ import { loadModel, type LoaderDeps } from '../wlm/model-loader.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import type { ScaleResult } from '../wlm/worker-pool.js';
 import type { TokenStore } from '../auth/tokens.js';
-import { documented } from './api-description.js';
+import { documented, modelApi } from './api-description.js';
 import { requireToken } from './auth.js';
 import { mimeType } from './input.js';
 import { boolParam, intParam, requestParams, type Params } from './params.js';
@@ -73,19 +73,35 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
   app.delete('/models/:name', documented('Unregister a model'), unregisterRoute);
   app.delete('/models/:name/:version', documented('Unregister one version of a model'), unregisterRoute);
 
+  const describeApi = async (request: Req, reply: FastifyReply): Promise<FastifyReply> =>
+    sendJson(reply, 200, modelApi(registry.get(request.params.name!, request.params.version).name, 'management'));
+  app.options('/models/:name', describeApi);
+  app.options('/models/:name/:version', describeApi);
+
+  // KServe v1's readiness probe: ready while the default version has a worker. On a listener that
+  // also serves inference, the KServe v1 prediction route holds this path (http/kserve.ts).
+  const readiness = { method: 'GET', url: '/v1/models/:name' } as const;
+  if (!app.hasRoute(readiness)) {
+    app.get(readiness.url, documented('KServe v1: is the model ready (its default version has a worker)'), async (request: Req, reply) => {
+      const model = registry.get(request.params.name!);
+      return sendJson(reply, 200, { name: model.name, ready: model.pool.size > 0 });
+    });
+  }
+
   // Any other method on /models... is 405, as TorchServe answers.
   const notAllowed = async (): Promise<never> => {
     throw tsError('TSS_ERR_HTTP_METHOD_NOT_ALLOWED');
   };
   const served: Record<string, readonly string[]> = {
     '/models': ['GET', 'POST'],
-    '/models/:name': ['GET', 'PUT', 'DELETE'],
-    '/models/:name/:version': ['GET', 'PUT', 'DELETE'],
+    '/models/:name': ['GET', 'PUT', 'DELETE', 'OPTIONS'],
+    '/models/:name/:version': ['GET', 'PUT', 'DELETE', 'OPTIONS'],
     '/models/:name/:version/set-default': ['PUT'],
+    '/v1/models/:name': ['GET'],
   };
   for (const [url, methods] of Object.entries(served)) {
-    const others = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'].filter((m) => !methods.includes(m));
-    app.route({ method: others as Array<'GET'>, url, handler: notAllowed });
+    const others = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'].filter((m) => !methods.includes(m) && !app.hasRoute({ method: m, url }));
+    if (others.length > 0) app.route({ method: others as Array<'GET'>, url, handler: notAllowed });
   }
 }
 

@@ -16,7 +16,7 @@ import type { ModelFacts } from '../handler/context.js';
 import { BatchContext } from '../handler/context.js';
 import { uncompiledTypeScript } from '../handler/compile.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
-import { isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
+import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
 import type { FromWorker, LoadMessage, PredictMessage, ToWorker } from './protocol.js';
 
@@ -82,11 +82,11 @@ function needsModuleHooks(modelDir: string): boolean {
   return !existsSync(join(modelDir, 'node_modules')) || uncompiledTypeScript(modelDir).length > 0;
 }
 
-/** `body` is TorchServe's name for no envelope; the KServe envelopes are not in tsserve yet. */
+/** `body` is TorchServe's name for no envelope. */
 function envelopeOf(name: string | undefined): Envelope | undefined {
   if (name === undefined || name === '' || name === 'body') return undefined;
   if (isEnvelope(name)) return name;
-  throw new Error(`Envelope ${name} is not supported by tsserve (supported: json, body)`);
+  throw new Error(`Envelope ${name} is not supported by tsserve (supported: body, ${ENVELOPES.join(', ')})`);
 }
 
 let previousBatch = Promise.resolve();

@@ -1,0 +1,138 @@
+// KServe, as TorchServe serves it: the v1 and v2 (Open Inference Protocol) prediction routes with
+// the kserve / kservev2 envelopes, on the built-in image_classifier and a purpose-built model
+// whose logits are the image's mean colour; the readiness probe; the OIP REST extras.
+import { join } from 'node:path';
+import sharp from 'sharp';
+import t, { type Test } from 'tap';
+import { buildMar, errorBody, FIXTURES, startTestServer, type TestServer } from './helpers.js';
+
+function serveColours(t: Test, properties: Record<string, string>, env: Record<string, string> = {}): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: { load_models: 'colours.mar', ...properties },
+    env,
+  });
+}
+
+async function pngBase64(r: number, g: number, b: number): Promise<string> {
+  return (await sharp({ create: { width: 64, height: 48, channels: 3, background: { r, g, b } } }).png().toBuffer()).toString('base64');
+}
+
+const post = (url: string, body: unknown): Promise<Response> =>
+  fetch(url, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+
+/** The most probable class of an image_classifier answer. */
+const top = (answer: Record<string, number>): string => Object.entries(answer).sort((a, b) => b[1] - a[1])[0]![0];
+
+t.test('KServe v1: {"instances": [...]} in, {"predictions": [...]} out, one per instance; :explain answers "explanations"', async (t) => {
+  const server = await serveColours(t, { service_envelope: 'kserve' });
+  const url = `${server.urls.inference}/v1/models/colours`;
+  const body = { instances: [{ data: await pngBase64(250, 10, 10) }, { b64: await pngBase64(10, 10, 250) }, await pngBase64(10, 250, 10)] };
+  const res = await post(`${url}:predict`, body);
+  t.equal(res.status, 200);
+  const { predictions } = (await res.json()) as { predictions: Array<Record<string, number>> };
+  t.same(predictions.map(top), ['0', '2', '1'], 'an object instance is the row ({"data": base64}); {"b64"} and a bare string are its data');
+
+  const explained = (await (await post(`${url}:explain`, { instances: [{ data: await pngBase64(250, 10, 10) }] })).json()) as Record<string, unknown>;
+  t.same(Object.keys(explained), ['explanations']);
+
+  t.equal((await post(`${url}:other`, body)).status, 404, 'only :predict and :explain');
+  t.equal((await post(url, body)).status, 404, 'no verb');
+  const unknown = await post(`${server.urls.inference}/v1/models/nope:predict`, body);
+  t.equal(unknown.status, 404);
+  t.equal((await errorBody(unknown)).message, 'Model not found: nope');
+});
+
+t.test('a request the envelope cannot read gets its own 400; the others of its batch are answered', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, {
+      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    }),
+    properties: { service_envelope: 'kserve' },
+  });
+  const reg = await fetch(`${server.urls.management}/models?url=colours.mar&batch_size=4&max_batch_delay=300&initial_workers=1`, { method: 'POST' });
+  t.equal(reg.status, 200);
+  const url = `${server.urls.inference}/v1/models/colours:predict`;
+  const good = { instances: [await pngBase64(250, 10, 10)] };
+  const [a, bad, notJson, b] = await Promise.all([post(url, good), post(url, { inputs: [] }), post(url, '{"instances": [1,'), post(url, good)]);
+  t.same([a.status, bad.status, notJson.status, b.status], [200, 400, 400, 200]);
+  t.same(await errorBody(bad), { code: 400, type: 'BadRequestException', message: 'Expected a JSON body {"instances": [...]}' });
+  t.same(((await a.json()) as { predictions: unknown[] }).predictions.length, 1);
+  const ping = await fetch(`${server.urls.inference}/ping`);
+  t.equal(ping.status, 200, 'the server is up');
+});
+
+t.test('KServe v2: each input is a row; outputs named after the inputs; the id echoed', async (t) => {
+  const server = await serveColours(t, { service_envelope: 'kservev2' });
+  const url = `${server.urls.inference}/v2/models/colours/infer`;
+  const res = await post(url, {
+    id: 'req-1',
+    inputs: [
+      { name: 'red', shape: [1], datatype: 'BYTES', data: [await pngBase64(250, 10, 10)] },
+      { name: 'blue', shape: [1], datatype: 'BYTES', data: [await pngBase64(10, 10, 250)] },
+    ],
+  });
+  t.equal(res.status, 200);
+  const answer = (await res.json()) as { id: string; model_name: string; model_version: string; outputs: Array<{ name: string; datatype: string; shape: number[]; data: Array<Record<string, number>> }> };
+  t.match(answer, { id: 'req-1', model_name: 'colours', model_version: '1.0' });
+  t.same(answer.outputs.map((o) => [o.name, o.datatype, o.shape]), [['red', 'BYTES', [1]], ['blue', 'BYTES', [1]]]);
+  t.same(answer.outputs.map((o) => top(o.data[0]!)), ['0', '2']);
+
+  // An FP32 tensor is the transformed image itself (CHW): strong in the green plane only.
+  const plane = 224 * 224;
+  const tensor = Array.from({ length: 3 * plane }, (_, i) => (i >= plane && i < 2 * plane ? 2 : -2));
+  const res2 = await post(url, { inputs: [{ name: 'input-0', shape: [3, 224, 224], datatype: 'FP32', data: tensor }] });
+  t.equal(res2.status, 200);
+  const answer2 = (await res2.json()) as { id: string; outputs: Array<{ data: Array<Record<string, number>> }> };
+  t.equal(answer2.id, res2.headers.get('x-request-id'), 'without an id in the body, the request id');
+  t.equal(top(answer2.outputs[0]!.data[0]!), '1');
+});
+
+t.test('KServe v2: malformed inputs are 400s that say what is wrong', async (t) => {
+  const server = await serveColours(t, { service_envelope: 'kservev2' });
+  const url = `${server.urls.inference}/v2/models/colours/infer`;
+  const cases: Array<[unknown, string | RegExp]> = [
+    ['not json', 'Expected a JSON body {"inputs": [{"name", "shape", "datatype", "data"}]}'],
+    [{ inputs: [] }, 'Expected a JSON body {"inputs": [{"name", "shape", "datatype", "data"}]}'],
+    [{ inputs: [{ name: 'x', shape: [2, 2], datatype: 'FP32', data: [1, 2, 3] }] }, 'Input "x": shape [2, 2] holds 4 values, "data" has 3'],
+    [{ inputs: [{ name: 'x', shape: [1], datatype: 'FLOAT', data: [1] }] }, /^Input "x": "datatype" must be one of BOOL, /],
+    [{ inputs: [{ name: 'x', shape: [-1], datatype: 'FP32', data: [1] }] }, 'Input "x": "shape" must be a list of non-negative integers'],
+    [{ inputs: [{ shape: [1], datatype: 'FP32', data: [1] }] }, 'Input 0 has no "name"'],
+    [{ inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }] }, /^Expected an image, or a 3x224x224 tensor/],
+  ];
+  for (const [body, message] of cases) {
+    const res = await post(url, body);
+    t.equal(res.status, 400, JSON.stringify(body).slice(0, 60));
+    t.match((await errorBody(res)).message, message);
+  }
+});
+
+t.test('KServe v1 readiness on the management listener', async (t) => {
+  const server = await serveColours(t, {});
+  const ready = await fetch(`${server.urls.management}/v1/models/colours`);
+  t.equal(ready.status, 200);
+  t.same(await ready.json(), { name: 'colours', ready: true });
+  t.equal((await fetch(`${server.urls.management}/v1/models/nope`)).status, 404);
+  t.equal((await fetch(`${server.urls.management}/v1/models/colours`, { method: 'POST' })).status, 405);
+  t.equal((await fetch(`${server.urls.inference}/v1/models/colours`)).status, 404, 'not on the inference listener');
+  await fetch(`${server.urls.management}/models/colours?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
+  t.same(await (await fetch(`${server.urls.management}/v1/models/colours`)).json(), { name: 'colours', ready: false }, 'no worker: not ready');
+});
+
+t.test('Open Inference Protocol extras: only when ts_open_inference_protocol is on', async (t) => {
+  const off = await serveColours(t, {});
+  t.equal((await fetch(`${off.urls.inference}/v2/health/ready`)).status, 404);
+
+  for (const [what, props, env] of [['config.properties', { ts_open_inference_protocol: 'true' }, {}], ['TS_OPEN_INFERENCE_PROTOCOL=oip', {}, { TS_OPEN_INFERENCE_PROTOCOL: 'oip' }]] as const) {
+    const server = await serveColours(t, props, env);
+    const base = server.urls.inference;
+    t.same(await (await fetch(`${base}/v2/health/ready`)).json(), { ready: true }, what);
+    t.same(await (await fetch(`${base}/v2/health/live`)).json(), { live: true });
+    t.match(await (await fetch(`${base}/v2`)).json(), { name: 'Torchserve', extenstion: ['kserve', 'kubeflow'] });
+    const versions = await fetch(`${base}/v2/models/colours/versions/1/infer`, { method: 'POST' });
+    t.equal(versions.status, 501);
+    t.same(await versions.json(), { error: 'Model versioning is not yet supported.' });
+  }
+});
