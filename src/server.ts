@@ -13,6 +13,7 @@ import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
 import { createListener } from './http/listener.js';
+import { tlsMaterial, type TlsMaterial } from './http/tls.js';
 import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
@@ -119,11 +120,12 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   // APIs whose addresses name the same socket share one listener, as TorchServe's "ALL" listener.
   // Port 0 means "any free port", so it never names the same socket twice.
   const listeners = new Map<string, { app: FastifyInstance; address: ListenAddress }>();
+  const tls = await tlsForListeners(config, loggers);
   const listenerFor = (address: ListenAddress, api: string): FastifyInstance => {
     const key = address.port === 0 && address.scheme !== 'unix' ? `${address.raw}#${api}` : address.raw;
     let entry = listeners.get(key);
     if (!entry) {
-      entry = { app: createListener({ config, metrics, loggers }), address };
+      entry = { app: createListener({ config, metrics, loggers }, address.scheme === 'https' ? tls : undefined), address };
       listeners.set(key, entry);
       listening.push(entry.app);
     }
@@ -169,11 +171,18 @@ async function listen(app: FastifyInstance, address: ListenAddress): Promise<str
     await app.listen({ path: address.path! });
     return `unix:${address.path}`;
   }
-  if (address.scheme === 'https') throw new Error(`https listeners are not supported yet: ${address.raw}`);
   await app.listen({ host: address.host, port: address.port });
   const bound = app.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : address.port;
-  return `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${port}`;
+  return `${address.scheme}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${port}`;
+}
+
+/** Key material, read (or made) once for every `https://` listener; none without one. */
+async function tlsForListeners(config: ServerConfig, loggers: Loggers): Promise<TlsMaterial | undefined> {
+  const addresses = [config.inferenceAddress, config.managementAddress, ...(config.enableMetricsApi ? [config.metricsAddress] : [])];
+  if (!addresses.some((a) => a.scheme === 'https')) return undefined;
+  return tlsMaterial(config.tls, () =>
+    loggers.server.warn('HTTPS without keystore or private_key_file/certificate_file: serving a self-signed certificate for localhost'));
 }
 
 /** `load_models` / `--models`: `all` or `name=file` items. Failures are logged and skipped. */

@@ -60,6 +60,8 @@ export interface ServerConfig {
   readonly serviceEnvelope: string | undefined;
   /** The Open Inference Protocol's REST extras (/v2, /v2/health/*) on the inference listener. */
   readonly openInferenceProtocol: boolean;
+  /** Key material of `https://` listeners. */
+  readonly tls: TlsConfig;
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
@@ -80,13 +82,23 @@ export interface CliOverrides {
   enableModelApi?: boolean;
 }
 
+/** TorchServe's TLS keys; files resolved against the working directory. */
+export interface TlsConfig {
+  readonly keystore: string | undefined;
+  readonly keystorePass: string;
+  readonly keystoreType: string;
+  readonly privateKeyFile: string | undefined;
+  readonly certificateFile: string | undefined;
+}
+
 /** Keys an environment variable may set; the variable is TS_<KEY> unless renamed below. */
 const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
   'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
   'metrics_mode', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
   'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api',
-  'disable_token_authorization', 'enable_model_api', 'token_expiration_min',
+  'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
+  'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
 ] as const;
 
 const ENV_RENAMES: Record<string, string> = { token_expiration_min: 'TS_TOKEN_EXPIRATION_TIME_MIN' };
@@ -160,6 +172,10 @@ function buildConfig(
     const v = props.get(k)?.trim().toLowerCase();
     return v === undefined || v === '' ? dflt : v === 'true';
   };
+  const path = (k: string): string | undefined => {
+    const v = str(k);
+    return v === undefined ? undefined : resolve(cwd, v);
+  };
   const modelStore = str('model_store');
   return Object.freeze({
     inferenceAddress: parseAddress(str('inference_address') ?? DEFAULT_ADDRESS.inference.address, DEFAULT_ADDRESS.inference),
@@ -192,6 +208,13 @@ function buildConfig(
     serviceEnvelope: str('service_envelope'),
     // TorchServe reads this variable even when environment configuration is off.
     openInferenceProtocol: bool('ts_open_inference_protocol', false) || env.TS_OPEN_INFERENCE_PROTOCOL === 'oip',
+    tls: {
+      keystore: path('keystore'),
+      keystorePass: props.get('keystore_pass') ?? 'changeit',
+      keystoreType: str('keystore_type') ?? 'PKCS12',
+      privateKeyFile: path('private_key_file'),
+      certificateFile: path('certificate_file'),
+    },
     defaultServiceHandler: str('default_service_handler'),
     snapshotsDisabled: cli.ncs === true,
     logLocation: logLocationOf(env, cwd),

@@ -5,6 +5,7 @@
  * failure with `{code, type, message}`, an access-log line and a response-class metric per reply.
  */
 import { randomUUID } from 'node:crypto';
+import type { RequestListener, Server } from 'node:http';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
 import { isTsError, TsError, tsError } from '../errors.js';
@@ -12,6 +13,7 @@ import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import { describeRoutes } from './api-description.js';
 import { sendError } from './reply.js';
+import { httpsServer, type TlsMaterial } from './tls.js';
 
 export interface ListenerDeps {
   readonly config: ServerConfig;
@@ -29,9 +31,11 @@ const noSchemaCompiler = (): never => {
 };
 const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSerializer: () => noSchemaCompiler };
 
-export function createListener(deps: ListenerDeps): FastifyInstance {
+/** A listener; with `tls`, an HTTPS one. */
+export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyInstance {
   const { config } = deps;
   const app = Fastify({
+    ...(tls ? { serverFactory: (handler: RequestListener) => httpsServer(tls, handler) as unknown as Server } : {}),
     logger: false,
     bodyLimit: config.maxRequestSize,
     genReqId: () => randomUUID(),

@@ -1,0 +1,101 @@
+// HTTPS listeners as TorchServe's: key material from PEM files, a PKCS12 keystore, or a
+// self-signed certificate made at start-up; plain HTTP to an HTTPS port answered with a 403.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { join } from 'node:path';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { generate } from 'selfsigned';
+import t, { type Test } from 'tap';
+import { buildMnistMar, MNIST_DIR, startTestServer, tempDir, type TestServer } from './helpers.js';
+
+interface Answer {
+  status: number;
+  body: string;
+  cert: PeerCertificate;
+}
+
+/** One HTTPS request; `ca` trusts that certificate, without it any certificate is accepted. */
+function httpsCall(url: string, opts: { method?: string; body?: Buffer; ca?: string } = {}): Promise<Answer> {
+  const tls: RequestOptions = opts.ca ? { ca: opts.ca, servername: 'localhost' } : { rejectUnauthorized: false };
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: opts.method ?? 'GET', ...tls }, (res) => {
+      const cert = (res.socket as TLSSocket).getPeerCertificate();
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), cert }));
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+function serveHttps(t: Test, properties: Record<string, string>): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', inference_address: 'https://127.0.0.1:0', ...properties },
+  });
+}
+
+async function certificateFiles(t: Test): Promise<{ dir: string; key: string; cert: string; pem: string }> {
+  const dir = tempDir(t);
+  const pems = await generate([{ name: 'commonName', value: 'tsserve-test' }], {
+    algorithm: 'sha256',
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }] }],
+  });
+  writeFileSync(join(dir, 'key.pem'), pems.private);
+  writeFileSync(join(dir, 'cert.pem'), pems.cert);
+  return { dir, key: join(dir, 'key.pem'), cert: join(dir, 'cert.pem'), pem: pems.cert };
+}
+
+const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+
+t.test('without key material: a self-signed certificate for localhost; predictions over TLS', async (t) => {
+  const server = await serveHttps(t, {});
+  t.match(server.urls.inference, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const ping = await httpsCall(`${server.urls.inference}/ping`);
+  t.equal(ping.status, 200);
+  t.equal(ping.cert.subject.CN, 'localhost');
+  t.match(ping.cert.subjectaltname, /IP Address:127\.0\.0\.1/);
+  const digit = await httpsCall(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven });
+  t.same([digit.status, digit.body], [200, '7']);
+  t.equal((await fetch(`${server.urls.management}/models`)).status, 200, 'the management listener stays plain HTTP');
+});
+
+t.test('plain HTTP to an HTTPS listener: 403 in clear text, and the listener keeps serving TLS', async (t) => {
+  const server = await serveHttps(t, {});
+  const plain = await fetch(server.urls.inference.replace('https:', 'http:') + '/ping');
+  t.equal(plain.status, 403);
+  t.same(await plain.json(), { status: 'This TorchServe instance only accepts HTTPS requests' });
+  t.equal((await httpsCall(`${server.urls.inference}/ping`)).status, 200);
+});
+
+t.test('private_key_file + certificate_file (PEM): the client can verify the server against that certificate', async (t) => {
+  const files = await certificateFiles(t);
+  const server = await serveHttps(t, { private_key_file: files.key, certificate_file: files.cert });
+  const ping = await httpsCall(`${server.urls.inference}/ping`, { ca: files.pem });
+  t.equal(ping.status, 200);
+  t.equal(ping.cert.subject.CN, 'tsserve-test');
+});
+
+t.test('a PKCS12 keystore with keystore_pass, made as a TorchServe user makes one', async (t) => {
+  const files = await certificateFiles(t);
+  const keystore = join(files.dir, 'keystore.p12');
+  execFileSync('openssl', ['pkcs12', '-export', '-inkey', files.key, '-in', files.cert, '-out', keystore, '-passout', 'pass:s3cret']);
+  const server = await serveHttps(t, { keystore, keystore_pass: 's3cret', keystore_type: 'PKCS12' });
+  const ping = await httpsCall(`${server.urls.inference}/ping`, { ca: files.pem });
+  t.equal(ping.status, 200);
+  t.equal(ping.cert.subject.CN, 'tsserve-test');
+});
+
+t.test('key material that cannot serve fails start-up with a message that says why', async (t) => {
+  const files = await certificateFiles(t);
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ keystore: files.key, keystore_type: 'JKS' }, /keystore_type JKS is not supported: convert the keystore to PKCS12/],
+    [{ private_key_file: files.key }, /private_key_file and certificate_file go together/],
+    [{ private_key_file: join(files.dir, 'missing.pem'), certificate_file: files.cert }, /Cannot read private_key_file .*missing\.pem/],
+  ];
+  for (const [properties, message] of cases) {
+    await t.rejects(serveHttps(t, properties), message, JSON.stringify(properties));
+  }
+});
