@@ -12,6 +12,8 @@ import { startupWorkers, type ListenAddress, type ServerConfig } from './config/
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
+import { listenGrpc } from './grpc/listener.js';
+import type { GrpcDeps } from './grpc/server.js';
 import { createListener } from './http/listener.js';
 import { tlsMaterial, type TlsMaterial } from './http/tls.js';
 import { managementRoutes } from './http/management.js';
@@ -29,25 +31,37 @@ import type { PoolDeps } from './wlm/worker-pool.js';
 export interface RunningServer {
   readonly config: ServerConfig;
   readonly registry: ModelRegistry;
-  readonly urls: { readonly inference: string; readonly management: string; readonly metrics: string | undefined };
+  readonly urls: {
+    readonly inference: string;
+    readonly management: string;
+    readonly metrics: string | undefined;
+    /** `host:port` of the gRPC inference and management listeners. */
+    readonly grpcInference: string;
+    readonly grpcManagement: string;
+  };
   close(): Promise<void>;
 }
 
 export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation)): Promise<RunningServer> {
   const registry = new ModelRegistry();
-  const listening: FastifyInstance[] = [];
+  const listening: Closable[] = [];
   try {
     return await openServer(config, loggers, registry, listening);
   } catch (err) {
     // A start that fails halfway (a port in use, a snapshot naming a missing archive) leaves
     // nothing behind: no bound port, no worker process.
-    await Promise.all(listening.map((app) => app.close()));
+    await Promise.all(listening.map((l) => l.close()));
     await Promise.all(registry.all().map((m) => m.close()));
     throw err;
   }
 }
 
-async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: FastifyInstance[]): Promise<RunningServer> {
+/** A listener, REST or gRPC, to close when the server stops or fails to start. */
+interface Closable {
+  close(): Promise<unknown>;
+}
+
+async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
   const log = loggers.server;
   const metrics = new MetricsRegistry(config.metricsMode);
   metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
@@ -144,18 +158,29 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const bound = new Map<string, string>();
   for (const [key, { app, address }] of listeners) bound.set(key, await listen(app, address));
   const url = (api: string): string | undefined => bound.get(urlOf.get(api) ?? '');
+  const grpcDeps: GrpcDeps = { config, registry, metrics, tokens, loggers, managementRest: (request) => management.inject(request) };
+  const grpcInference = await listenGrpc('inference', config.grpcInference, grpcDeps);
+  listening.push(grpcInference);
+  const grpcManagement = await listenGrpc('management', config.grpcManagement, grpcDeps);
+  listening.push(grpcManagement);
   saveSnapshot('startup');
 
   let closing: Promise<void> | undefined;
   return {
     config,
     registry,
-    urls: { inference: url('inference')!, management: url('management')!, metrics: url('metrics') },
+    urls: {
+      inference: url('inference')!,
+      management: url('management')!,
+      metrics: url('metrics'),
+      grpcInference: grpcInference.address,
+      grpcManagement: grpcManagement.address,
+    },
     close() {
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered,
         // which the models' drain makes happen within drain_timeout.
-        const listenersClosed = Promise.all([...listeners.values()].map(({ app }) => app.close()));
+        const listenersClosed = Promise.all([...[...listeners.values()].map(({ app }) => app.close()), grpcInference.close(), grpcManagement.close()]);
         saveSnapshot('shutdown');
         await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
         await listenersClosed;

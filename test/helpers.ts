@@ -66,6 +66,8 @@ export async function startTestServer(
     inference_address: 'http://127.0.0.1:0',
     management_address: 'http://127.0.0.1:0',
     metrics_address: 'http://127.0.0.1:0',
+    grpc_inference_port: '0',
+    grpc_management_port: '0',
     model_store: store,
     disable_token_authorization: 'true',
     enable_model_api: 'true',
@@ -130,12 +132,14 @@ export function freePort(): Promise<number> {
  * ports on 127.0.0.1, plus `extra` lines. Answers the three base URLs.
  */
 export async function writeUserConfig(dir: string, extra: string[] = []): Promise<{ inference: string; management: string; metrics: string }> {
-  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
+  const [inf, mgmt, met, grpcInf, grpcMgmt] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const urls = { inference: `http://127.0.0.1:${inf}`, management: `http://127.0.0.1:${mgmt}`, metrics: `http://127.0.0.1:${met}` };
   writeFileSync(join(dir, 'config.properties'), [
     `inference_address=${urls.inference}`,
     `management_address=${urls.management}`,
     `metrics_address=${urls.metrics}`,
+    `grpc_inference_port=${grpcInf}`,
+    `grpc_management_port=${grpcMgmt}`,
     ...extra,
   ].join('\n') + '\n');
   return urls;

@@ -62,6 +62,10 @@ export interface ServerConfig {
   readonly openInferenceProtocol: boolean;
   /** Key material of `https://` listeners. */
   readonly tls: TlsConfig;
+  readonly grpcInference: GrpcListenConfig;
+  readonly grpcManagement: GrpcListenConfig;
+  /** TLS on both gRPC listeners, with private_key_file + certificate_file. */
+  readonly enableGrpcSsl: boolean;
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
@@ -91,6 +95,14 @@ export interface TlsConfig {
   readonly certificateFile: string | undefined;
 }
 
+export interface GrpcListenConfig {
+  readonly host: string;
+  readonly port: number;
+  /** grpc_*_max_connection_age_ms and its grace; undefined: no limit. */
+  readonly maxConnectionAgeMs: number | undefined;
+  readonly maxConnectionAgeGraceMs: number | undefined;
+}
+
 /** Keys an environment variable may set; the variable is TS_<KEY> unless renamed below. */
 const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
@@ -99,6 +111,9 @@ const ENV_KEYS = [
   'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api',
   'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
   'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
+  'grpc_inference_address', 'grpc_management_address', 'grpc_inference_port', 'grpc_management_port',
+  'grpc_inference_max_connection_age_ms', 'grpc_management_max_connection_age_ms',
+  'grpc_inference_max_connection_age_grace_ms', 'grpc_management_max_connection_age_grace_ms', 'enable_grpc_ssl',
 ] as const;
 
 const ENV_RENAMES: Record<string, string> = { token_expiration_min: 'TS_TOKEN_EXPIRATION_TIME_MIN' };
@@ -176,6 +191,12 @@ function buildConfig(
     const v = str(k);
     return v === undefined ? undefined : resolve(cwd, v);
   };
+  const grpcListen = (api: string, port: number): GrpcListenConfig => ({
+    host: str(`grpc_${api}_address`) ?? '127.0.0.1',
+    port: int(`grpc_${api}_port`, port),
+    maxConnectionAgeMs: positiveOrUndefined(props.get(`grpc_${api}_max_connection_age_ms`)),
+    maxConnectionAgeGraceMs: positiveOrUndefined(props.get(`grpc_${api}_max_connection_age_grace_ms`)),
+  });
   const modelStore = str('model_store');
   return Object.freeze({
     inferenceAddress: parseAddress(str('inference_address') ?? DEFAULT_ADDRESS.inference.address, DEFAULT_ADDRESS.inference),
@@ -208,6 +229,9 @@ function buildConfig(
     serviceEnvelope: str('service_envelope'),
     // TorchServe reads this variable even when environment configuration is off.
     openInferenceProtocol: bool('ts_open_inference_protocol', false) || env.TS_OPEN_INFERENCE_PROTOCOL === 'oip',
+    grpcInference: grpcListen('inference', 7070),
+    grpcManagement: grpcListen('management', 7071),
+    enableGrpcSsl: bool('enable_grpc_ssl', false),
     tls: {
       keystore: path('keystore'),
       keystorePass: props.get('keystore_pass') ?? 'changeit',
@@ -287,4 +311,10 @@ export function parseAddress(raw: string, ports: { http: number; https: number }
   const port = m[3] === undefined ? ports[scheme] : Number(m[3]);
   if (port >= 65535) throw new ConfigError(`Invalid port number: ${raw}`);
   return { scheme, host: m[2]!.replace(/^\[|\]$/g, ''), port, raw };
+}
+
+/** A positive duration in ms; TorchServe's "infinite" default is Long.MAX, beyond any timer. */
+function positiveOrUndefined(value: string | undefined): number | undefined {
+  const n = parseIntOr(value, 0);
+  return n > 0 && n <= 2 ** 31 - 1 ? n : undefined;
 }

@@ -32,7 +32,7 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
   });
 
   app.all('/ping', documented('Health of the server: Healthy, or Unhealthy when a model has fewer healthy workers than minWorkers', ['GET']), async (_request, reply) => {
-    const healthy = deps.registry.defaults().every((m) => m.pool.healthyCount() >= m.settings.minWorkers);
+    const healthy = deps.registry.healthy();
     return sendStatus(reply, healthy ? 200 : 500, healthy ? 'Healthy' : 'Unhealthy');
   });
 

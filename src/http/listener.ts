@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RequestListener, Server } from 'node:http';
+import { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
 import { isTsError, TsError, tsError } from '../errors.js';
@@ -51,6 +52,8 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     reply.headers(fixedHeaders(request.id, config));
   });
   app.addHook('onResponse', async (request, reply) => {
+    // A call made in process (gRPC management runs as its REST call) is logged by its caller.
+    if (!(request.raw.socket instanceof Socket)) return;
     deps.metrics.response(reply.statusCode);
     const ms = Math.round(reply.elapsedTime);
     deps.loggers.access(`/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`);

@@ -1,19 +1,19 @@
 /**
  * @module http/predict
  * Where every prediction route ends (/predictions, /explanations, KServe, SageMaker, legacy):
- * the request becomes a Job on the model's queue, and the Job answers through a sink bound to
- * this reply, streaming intermediate answers as HTTP chunks when the handler sends any. OPTIONS
- * on any of these routes describes the model instead (TorchServe's per-model OpenAPI).
+ * the request goes to the model's queue (wlm/predict.ts) with a sink bound to this reply, which
+ * streams intermediate answers as HTTP chunks when the handler sends any. OPTIONS on any of these
+ * routes describes the model instead (TorchServe's per-model OpenAPI).
  */
 import { PassThrough } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
-import { tsError, type TsError } from '../errors.js';
+import { tsError } from '../errors.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
-import { Job, type JobResponse, type JobSink } from '../wlm/job.js';
-import type { Model } from '../wlm/model.js';
+import type { JobResponse, JobSink } from '../wlm/job.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
+import { submitPrediction } from '../wlm/predict.js';
 import { modelApi } from './api-description.js';
 import { stringParam, toWireRequest } from './input.js';
 import { gson, sendError, sendJson } from './reply.js';
@@ -41,31 +41,18 @@ export async function predict(request: FastifyRequest, reply: FastifyReply, deps
   if (!name) throw tsError('TSS_ERR_HTTP_BAD_REQUEST', 'Parameter model_name is required.');
   const model = deps.registry.get(name, target.version);
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
-  const versionLabel = target.version ?? 'default';
-  deps.metrics.inferenceRequest(name, versionLabel);
-  const job: Job = new Job(wire, replySink(reply, (latencyUs) => {
-    deps.metrics.inferenceDone(name, versionLabel, latencyUs);
-    if (job.dequeuedAt !== undefined) deps.metrics.dequeued(name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
-  }));
-  if (!model.submit(job)) {
-    deps.metrics.rejected(model.name, model.version);
+  try {
+    submitPrediction(deps.metrics, model, target.version, wire, replySink(reply));
+  } catch (err) {
     // The queue is full or the workers are (re)starting: both pass, so tell the client when to retry.
     reply.header('Retry-After', '1');
-    throw noWorker(model, target.version);
+    throw err;
   }
   return reply;
 }
 
-function noWorker(model: Model, version: string | undefined): TsError {
-  const err = tsError('TSS_ERR_WORKER_NONE_AVAILABLE', model.name);
-  // With a version in the URL TorchServe words it `Model "m" Version 1.0" has ...` (stray quote kept).
-  if (version !== undefined) err.message = err.message.replace(`Model "${model.name}"`, `Model "${model.name}" Version ${version}"`);
-  return err;
-}
-
 /** Writes a job's answer to this reply: one body, or chunks when the handler streams. */
-function replySink(reply: FastifyReply, onSuccess: (latencyUs: number) => void): JobSink {
-  const started = performance.now();
+function replySink(reply: FastifyReply): JobSink {
   let stream: PassThrough | undefined;
   const applyHead = (r: JobResponse): void => {
     reply.code(r.status);
@@ -82,7 +69,6 @@ function replySink(reply: FastifyReply, onSuccess: (latencyUs: number) => void):
       stream.write(r.body);
     },
     respond(r) {
-      onSuccess(Math.round((performance.now() - started) * 1000));
       if (stream) {
         stream.end(r.body);
         return;

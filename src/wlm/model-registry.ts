@@ -68,6 +68,11 @@ export class ModelRegistry {
     entry.defaultVersion = version;
   }
 
+  /** /ping's answer: every model's default version has at least its minimum of healthy workers. */
+  healthy(): boolean {
+    return this.defaults().every((m) => m.pool.healthyCount() >= m.settings.minWorkers);
+  }
+
   /** Default versions, sorted by name. */
   defaults(): Model[] {
     return [...this.models.keys()].sort().map((name) => this.get(name));

@@ -1,0 +1,101 @@
+/**
+ * @module grpc/calls
+ * What every gRPC method shares: the token check (`authorization: Bearer <key>` metadata), the
+ * HTTP-to-gRPC status table, and one access-log line per call, as TorchServe writes them:
+ * `<peer> "gRPC <method> HTTP/2.0" <status code> <ms>`.
+ */
+import { Metadata, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import type { TokenKind } from '../auth/tokens.js';
+import type { GrpcDeps } from './server.js';
+
+/** A gRPC status with its description, thrown by a method and sent by its wrapper. */
+export class GrpcFailure extends Error {
+  readonly code: status;
+
+  constructor(code: status, details: string) {
+    super(details);
+    this.code = code;
+  }
+}
+
+const BY_HTTP: Record<number, status> = {
+  400: status.INVALID_ARGUMENT, 401: status.UNAUTHENTICATED, 403: status.PERMISSION_DENIED, 404: status.NOT_FOUND,
+  409: status.ABORTED, 413: status.RESOURCE_EXHAUSTED, 416: status.OUT_OF_RANGE, 429: status.RESOURCE_EXHAUSTED,
+  499: status.CANCELLED, 501: status.UNIMPLEMENTED, 503: status.UNAVAILABLE, 504: status.DEADLINE_EXCEEDED,
+};
+
+/** TorchServe's mapping of an HTTP status to a gRPC one. */
+export function grpcStatusOf(httpStatus: number): status {
+  if (httpStatus >= 200 && httpStatus < 300) return status.OK;
+  const mapped = BY_HTTP[httpStatus];
+  if (mapped !== undefined) return mapped;
+  if (httpStatus >= 400 && httpStatus < 500) return status.FAILED_PRECONDITION;
+  return httpStatus >= 500 && httpStatus < 600 ? status.INTERNAL : status.UNKNOWN;
+}
+
+export function asFailure(err: unknown): GrpcFailure {
+  if (err instanceof GrpcFailure) return err;
+  return new GrpcFailure(status.INTERNAL, (err as Error).message ?? String(err));
+}
+
+type Call = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
+
+/** The `authorization` metadata value, for the token check and the REST calls it is passed to. */
+export function authorization(call: Call): string | undefined {
+  const value = call.metadata.get('authorization')[0];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function authorize(deps: GrpcDeps, kind: TokenKind, call: Call): void {
+  if (deps.tokens && !deps.tokens.allows(kind, authorization(call))) {
+    throw new GrpcFailure(status.PERMISSION_DENIED, 'Token Authorization failed. Token either incorrect, expired, or not provided correctly');
+  }
+}
+
+/** Writes the call's access-log line; answers the function that ends it. */
+export function accessLog(deps: GrpcDeps, method: string, call: Call): (code: status) => void {
+  const started = performance.now();
+  return (code) => deps.loggers.access(`${call.getPeer()} "gRPC ${method} HTTP/2.0" ${code} ${Math.round(performance.now() - started)}`);
+}
+
+/** A unary method: token checked, failures sent as their status, the call logged. */
+export function unary<Req, Res>(deps: GrpcDeps, kind: TokenKind, method: string, run: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    const done = accessLog(deps, method, call as Call);
+    void (async () => {
+      authorize(deps, kind, call as Call);
+      return run(call.request, call);
+    })().then(
+      (response) => {
+        done(status.OK);
+        callback(null, response);
+      },
+      (err: unknown) => {
+        const failure = asFailure(err);
+        done(failure.code);
+        callback({ code: failure.code, details: failure.message, metadata: new Metadata() });
+      },
+    );
+  };
+}
+
+/** A server-streaming method: as `unary`, with `run` writing the messages and ending the stream. */
+export function serverStream<Req, Res>(deps: GrpcDeps, kind: TokenKind, method: string, run: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    const done = accessLog(deps, method, call as Call);
+    void (async () => {
+      authorize(deps, kind, call as Call);
+      await run(call);
+    })().then(
+      () => {
+        done(status.OK);
+        call.end();
+      },
+      (err: unknown) => {
+        const failure = asFailure(err);
+        done(failure.code);
+        call.emit('error', { code: failure.code, details: failure.message, metadata: new Metadata() });
+      },
+    );
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * @module grpc/inference
+ * TorchServe's gRPC inference service: Ping, Predictions (the final answer), StreamPredictions
+ * (each intermediate answer of a streaming handler, then the final one). Each `input` map entry
+ * is one handler parameter without a content type, so it arrives as bytes. Errors are TorchServe's:
+ * a missing model name, an unknown model or version and a full queue are INTERNAL with the REST
+ * message; a failed prediction maps its HTTP status. StreamPredictions2 is for stateful
+ * (sequence) models, which tsserve does not serve yet: UNIMPLEMENTED.
+ */
+import { randomUUID } from 'node:crypto';
+import { Metadata, status, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { TsError } from '../errors.js';
+import type { JobResponse, JobSink } from '../wlm/job.js';
+import type { Model } from '../wlm/model.js';
+import { submitPrediction } from '../wlm/predict.js';
+import type { WireRequest } from '../worker/protocol.js';
+import { accessLog, GrpcFailure, grpcStatusOf, serverStream, unary } from './calls.js';
+import type { GrpcDeps } from './server.js';
+
+interface PredictionsRequest {
+  model_name: string;
+  model_version: string;
+  input: Record<string, Buffer>;
+}
+
+interface PredictionResponse {
+  prediction: Buffer;
+}
+
+const SERVICE = 'org.pytorch.serve.grpc.inference.InferenceAPIsService';
+
+export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
+  return {
+    Ping: unary(deps, 'inference', `${SERVICE}/Ping`, async () => ({
+      health: JSON.stringify({ status: deps.registry.healthy() ? 'Healthy' : 'Unhealthy' }, null, 2),
+    })),
+    Predictions: unary<PredictionsRequest, PredictionResponse>(deps, 'inference', `${SERVICE}/Predictions`, (request, call) =>
+      new Promise((resolve, reject) => {
+        predict(deps, request, call.metadata, {
+          intermediate: () => {},
+          respond: (r) => (r.status >= 400 ? reject(answerFailure(r)) : resolve({ prediction: Buffer.from(r.body) })),
+          fail: (err) => reject(predictionFailure(err)),
+        });
+      })),
+    StreamPredictions: serverStream<PredictionsRequest, PredictionResponse>(deps, 'inference', `${SERVICE}/StreamPredictions`, (call) =>
+      new Promise((resolve, reject) => {
+        const write = (r: JobResponse): boolean => call.write({ prediction: Buffer.from(r.body) });
+        predict(deps, call.request, call.metadata, {
+          intermediate: write,
+          respond: (r) => {
+            if (r.status >= 400) return reject(answerFailure(r));
+            write(r);
+            resolve();
+          },
+          fail: (err) => reject(predictionFailure(err)),
+        });
+      })),
+    StreamPredictions2: (call: ServerWritableStream<unknown, unknown>) => {
+      accessLog(deps, `${SERVICE}/StreamPredictions2`, call)(status.UNIMPLEMENTED);
+      call.emit('error', { code: status.UNIMPLEMENTED, details: 'StreamPredictions2 is for stateful (sequence) models, which tsserve does not serve', metadata: new Metadata() });
+    },
+  };
+}
+
+/** Queues the request on its model, or throws TorchServe's INTERNAL for a request that cannot be queued. */
+function predict(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata, sink: JobSink): void {
+  if (!request.model_name) throw new GrpcFailure(status.INTERNAL, 'Parameter model_name is required.');
+  const version = request.model_version || undefined;
+  try {
+    const model: Model = deps.registry.get(request.model_name, version);
+    submitPrediction(deps.metrics, model, version, wireRequest(request, metadata), sink);
+  } catch (err) {
+    throw new GrpcFailure(status.INTERNAL, (err as Error).message);
+  }
+}
+
+function wireRequest(request: PredictionsRequest, metadata: Metadata): WireRequest {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of Object.entries(metadata.getMap())) if (typeof value === 'string') headers[key] = value;
+  const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
+  return { id: randomUUID(), headers, params };
+}
+
+/** A handler's answer with an error status (a per-request status the handler set). */
+function answerFailure(r: JobResponse): GrpcFailure {
+  return new GrpcFailure(grpcStatusOf(r.status), Buffer.from(r.body).toString('utf8'));
+}
+
+function predictionFailure(err: TsError): GrpcFailure {
+  return new GrpcFailure(grpcStatusOf(err.status), err.message);
+}

@@ -1,0 +1,57 @@
+/**
+ * @module grpc/listener
+ * TorchServe's two gRPC listeners (inference on 7070, management on 7071), costing nothing until
+ * a client connects: start-up binds a plain TCP server, and grpc-js with the protos (about 19 MB
+ * of a server that may never see a gRPC call) is loaded on the first connection. Every connection
+ * is then handed to grpc-js's HTTP/2 server through its connection injector.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { ConfigError, type GrpcListenConfig } from '../config/server-config.js';
+import type { GrpcApi, GrpcDeps, GrpcInjector } from './server.js';
+
+export interface GrpcListener {
+  /** `host:port` as bound (the port the OS chose for 0). */
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+export async function listenGrpc(api: GrpcApi, listen: GrpcListenConfig, deps: GrpcDeps): Promise<GrpcListener> {
+  const { enableGrpcSsl, tls } = deps.config;
+  if (enableGrpcSsl && (!tls.privateKeyFile || !tls.certificateFile)) {
+    throw new ConfigError('enable_grpc_ssl needs private_key_file and certificate_file');
+  }
+  let injector: Promise<GrpcInjector> | undefined;
+  const tcp = createServer((socket: Socket) => {
+    // Until grpc-js owns the socket, a client's reset is ours to absorb.
+    socket.on('error', () => socket.destroy());
+    injector ??= import('./server.js').then((m) => m.createInjector(api, listen, deps));
+    injector.then((i) => i.injectConnection(socket), (err: Error) => {
+      deps.loggers.server.error({ err }, `gRPC ${api} API failed to start`);
+      socket.destroy();
+    });
+  });
+  await bind(tcp, listen);
+  const bound = tcp.address();
+  const port = typeof bound === 'object' && bound ? bound.port : listen.port;
+  return {
+    address: `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${port}`,
+    async close() {
+      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      const grpc = injector && (await injector.catch(() => undefined));
+      // Open calls get a second to finish; then their connections are cut, so close can end.
+      grpc?.drain(1000);
+      grpc?.destroy();
+      await closed;
+    },
+  };
+}
+
+function bind(server: Server, listen: GrpcListenConfig): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

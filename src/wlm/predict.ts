@@ -1,0 +1,40 @@
+/**
+ * @module wlm/predict
+ * Where every front end (HTTP, gRPC) hands a prediction to a model: the request becomes a Job on
+ * the model's queue, counted in the inference metrics, answering through the front end's sink.
+ */
+import { tsError, type TsError } from '../errors.js';
+import type { MetricsRegistry } from '../metrics/registry.js';
+import type { WireRequest } from '../worker/protocol.js';
+import { Job, type JobSink } from './job.js';
+import type { Model } from './model.js';
+
+/**
+ * Queues the request on `model`; `version` is the one the client asked for (metrics say
+ * `default` without one). Throws TorchServe's 503 when the model cannot take it.
+ */
+export function submitPrediction(metrics: MetricsRegistry, model: Model, version: string | undefined, request: WireRequest, sink: JobSink): void {
+  const versionLabel = version ?? 'default';
+  metrics.inferenceRequest(model.name, versionLabel);
+  const started = performance.now();
+  const job: Job = new Job(request, {
+    intermediate: (r) => sink.intermediate(r),
+    respond(r) {
+      metrics.inferenceDone(model.name, versionLabel, Math.round((performance.now() - started) * 1000));
+      if (job.dequeuedAt !== undefined) metrics.dequeued(model.name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
+      sink.respond(r);
+    },
+    fail: (err) => sink.fail(err),
+  });
+  if (!model.submit(job)) {
+    metrics.rejected(model.name, model.version);
+    throw noWorker(model, version);
+  }
+}
+
+function noWorker(model: Model, version: string | undefined): TsError {
+  const err = tsError('TSS_ERR_WORKER_NONE_AVAILABLE', model.name);
+  // With a version in the URL TorchServe words it `Model "m" Version 1.0" has ...` (stray quote kept).
+  if (version !== undefined) err.message = err.message.replace(`Model "${model.name}"`, `Model "${model.name}" Version ${version}"`);
+  return err;
+}
