@@ -1,7 +1,9 @@
 // TorchServe's gRPC APIs, called by a grpc-js client over 127.0.0.1: inference (Ping,
 // Predictions, StreamPredictions) and management (the REST calls' answers and errors as gRPC
 // statuses), tokens in metadata, and the access-log line of each call.
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -174,4 +176,19 @@ t.test('the access log has one line per gRPC call, as TorchServe writes it', asy
     /^\S+ - 127\.0\.0\.1:\d+ "gRPC org\.pytorch\.serve\.grpc\.management\.ManagementAPIsService\/DescribeModel HTTP\/2\.0" 5 \d+$/,
   ]);
   t.equal(lines.length, 2, 'the REST call a management call runs as is not logged again');
+});
+
+t.test('bytes that are not gRPC on a gRPC port: the connection is dropped, the server serves on', async (t) => {
+  const server = await serve(t);
+  const [host, port] = [server.urls.grpcInference.split(':')[0]!, Number(server.urls.grpcInference.split(':')[1])];
+  for (const junk of [randomBytes(4096), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\u0000\u0000')]) {
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, host, () => socket.end(junk));
+      socket.on('data', () => {});
+      socket.on('error', () => resolve());
+      socket.on('close', () => resolve());
+    });
+  }
+  const { inference } = clients(t, server);
+  t.equal((await call(inference, 'Ping', {})).code, grpc.status.OK);
 });

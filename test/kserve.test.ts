@@ -100,6 +100,7 @@ t.test('KServe v2: malformed inputs are 400s that say what is wrong', async (t) 
     [{ inputs: [{ name: 'x', shape: [1], datatype: 'FLOAT', data: [1] }] }, /^Input "x": "datatype" must be one of BOOL, /],
     [{ inputs: [{ name: 'x', shape: [-1], datatype: 'FP32', data: [1] }] }, 'Input "x": "shape" must be a list of non-negative integers'],
     [{ inputs: [{ shape: [1], datatype: 'FP32', data: [1] }] }, 'Input 0 has no "name"'],
+    [{ inputs: [{ name: 'x', shape: new Array(5000).fill(1), datatype: 'FP32', data: [1] }] }, 'Input "x": "shape" has 5000 dimensions, at most 32 are accepted'],
     [{ inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }] }, /^Expected an image, or a 3x224x224 tensor/],
   ];
   for (const [body, message] of cases) {

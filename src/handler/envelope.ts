@@ -104,6 +104,7 @@ function readKservev2(request: RequestInput): Unwrapped {
   };
 }
 
+const MAX_RANK = 32;
 const V2_DATATYPES = new Set(['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES']);
 
 /** One v2 input as a handler row; its data shaped as it says, after checking that it fits. */
@@ -118,6 +119,8 @@ function inputRow(input: JsonValue, k: number): RequestInput {
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && (d as number) >= 0)) {
     throw new PredictionError(`${label}: "shape" must be a list of non-negative integers`, 400);
   }
+  // Each dimension is a level of nesting to build; no model has more than a handful.
+  if (shape.length > MAX_RANK) throw new PredictionError(`${label}: "shape" has ${shape.length} dimensions, at most ${MAX_RANK} are accepted`, 400);
   if (!Array.isArray(data)) throw new PredictionError(`${label}: "data" must be a list`, 400);
   if (datatype === 'BYTES') return { name, shape, datatype, data: data[0] ?? null };
   const flat = (data as unknown[]).flat(Infinity) as JsonValue[];
