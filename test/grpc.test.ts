@@ -6,45 +6,23 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import t, { type Test } from 'tap';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, ROOT, startTestServer, type TestServer } from './helpers.js';
-
-type Callback = (err: grpc.ServiceError | null, value?: Record<string, unknown>) => void;
-type UnaryFn = (request: object, metadata: grpc.Metadata, callback: Callback) => void;
-type Client = grpc.Client & Record<string, UnaryFn & ((request: object, metadata?: grpc.Metadata) => grpc.ClientReadableStream<{ prediction: Buffer }>)>;
-
-const PROTO_DIR = join(ROOT, 'src', 'grpc', 'proto');
-
-function client(address: string, file: string, service: string): Client {
-  const definition = loadSync(file, { keepCase: true, defaults: true, includeDirs: [PROTO_DIR] });
-  const Service = grpc.makeGenericClientConstructor(definition[service] as grpc.ServiceDefinition, service);
-  return new Service(address, grpc.credentials.createInsecure()) as unknown as Client;
-}
+import { grpcClient, unaryCall, type GrpcClient } from './grpc-client.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, type TestServer } from './helpers.js';
 
 interface Clients {
-  inference: Client;
-  management: Client;
+  inference: GrpcClient;
+  management: GrpcClient;
 }
 
 function clients(t: Test, server: TestServer): Clients {
-  const c = {
-    inference: client(server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService'),
-    management: client(server.urls.grpcManagement, 'management.proto', 'org.pytorch.serve.grpc.management.ManagementAPIsService'),
+  return {
+    inference: grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService'),
+    management: grpcClient(t, server.urls.grpcManagement, 'management.proto', 'org.pytorch.serve.grpc.management.ManagementAPIsService'),
   };
-  t.teardown(() => {
-    c.inference.close();
-    c.management.close();
-  });
-  return c;
 }
 
-/** A unary call's answer, or its error as `{code, details}`. */
-function call(c: Client, method: string, request: object, metadata = new grpc.Metadata()): Promise<{ value?: Record<string, unknown>; code: number; details?: string }> {
-  return new Promise((resolve) => {
-    c[method]!(request, metadata, (err, value) => resolve(err ? { code: err.code, details: err.details } : { value, code: grpc.status.OK }));
-  });
-}
+const call = unaryCall;
 
 function serve(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {

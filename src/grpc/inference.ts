@@ -13,7 +13,7 @@ import type { TsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../wlm/job.js';
 import type { Model } from '../wlm/model.js';
 import { submitPrediction } from '../wlm/predict.js';
-import type { WireRequest } from '../worker/protocol.js';
+import type { WireParam } from '../worker/protocol.js';
 import { accessLog, GrpcFailure, grpcStatusOf, serverStream, unary } from './calls.js';
 import type { GrpcDeps } from './server.js';
 
@@ -65,27 +65,40 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
 /** Queues the request on its model, or throws TorchServe's INTERNAL for a request that cannot be queued. */
 function predict(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata, sink: JobSink): void {
   if (!request.model_name) throw new GrpcFailure(status.INTERNAL, 'Parameter model_name is required.');
-  const version = request.model_version || undefined;
+  const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
   try {
-    const model: Model = deps.registry.get(request.model_name, version);
-    submitPrediction(deps.metrics, model, version, wireRequest(request, metadata), sink);
+    queuePrediction(deps, request.model_name, request.model_version, params, metadata, sink);
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);
   }
 }
 
-function wireRequest(request: PredictionsRequest, metadata: Metadata): WireRequest {
+/** A gRPC call's prediction on the model's queue; `version` "" is the default one. Throws TsErrors. */
+export function queuePrediction(deps: GrpcDeps, name: string, version: string, params: WireParam[], metadata: Metadata, sink: JobSink): void {
+  const model: Model = deps.registry.get(name, version || undefined);
+  submitPrediction(deps.metrics, model, version || undefined, { id: randomUUID(), headers: headersOf(metadata), params }, sink);
+}
+
+/** The call's text metadata, as the request headers a handler reads. */
+function headersOf(metadata: Metadata): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [key, value] of Object.entries(metadata.getMap())) if (typeof value === 'string') headers[key] = value;
-  const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
-  return { id: randomUUID(), headers, params };
+  return headers;
 }
 
-/** A handler's answer with an error status (a per-request status the handler set). */
-function answerFailure(r: JobResponse): GrpcFailure {
-  return new GrpcFailure(grpcStatusOf(r.status), Buffer.from(r.body).toString('utf8'));
+/** A handler's answer with an error status; an error body `{code, type, message}` gives its message. */
+export function answerFailure(r: JobResponse): GrpcFailure {
+  const text = Buffer.from(r.body).toString('utf8');
+  let message = text;
+  try {
+    const body = JSON.parse(text) as { message?: unknown };
+    if (typeof body.message === 'string') message = body.message;
+  } catch {
+    // Not JSON: the text is the message.
+  }
+  return new GrpcFailure(grpcStatusOf(r.status), message);
 }
 
-function predictionFailure(err: TsError): GrpcFailure {
+export function predictionFailure(err: TsError): GrpcFailure {
   return new GrpcFailure(grpcStatusOf(err.status), err.message);
 }

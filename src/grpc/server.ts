@@ -1,7 +1,8 @@
 /**
  * @module grpc/server
  * The grpc-js side of a gRPC listener, loaded on its first connection (grpc/listener.ts): the
- * protos, one service per listener (grpc/inference.ts, grpc/management.ts) and the credentials.
+ * protos, the listener's services (grpc/inference.ts and, with the Open Inference Protocol on,
+ * grpc/open-inference.ts; grpc/management.ts) and the credentials.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,7 @@ import type { MetricsRegistry } from '../metrics/registry.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import { inferenceService } from './inference.js';
 import { managementService } from './management.js';
+import { openInferenceService } from './open-inference.js';
 
 export type GrpcApi = 'inference' | 'management';
 
@@ -32,10 +34,22 @@ export type GrpcInjector = grpc.ConnectionInjector;
 
 // dist/src/grpc/ -> src/grpc/proto: the .proto files ship as sources, beside the code's sources.
 const PROTO_DIR = fileURLToPath(new URL('../../../src/grpc/proto/', import.meta.url));
-const SERVICES: Record<GrpcApi, { file: string; service: string }> = {
-  inference: { file: 'inference.proto', service: 'org.pytorch.serve.grpc.inference.InferenceAPIsService' },
-  management: { file: 'management.proto', service: 'org.pytorch.serve.grpc.management.ManagementAPIsService' },
-};
+
+interface Service {
+  readonly file: string;
+  readonly name: string;
+  readonly implementation: (deps: GrpcDeps) => grpc.UntypedServiceImplementation;
+}
+
+const INFERENCE: Service = { file: 'inference.proto', name: 'org.pytorch.serve.grpc.inference.InferenceAPIsService', implementation: inferenceService };
+const OPEN_INFERENCE: Service = { file: 'open_inference_grpc.proto', name: 'org.pytorch.serve.grpc.openinference.GRPCInferenceService', implementation: openInferenceService };
+const MANAGEMENT: Service = { file: 'management.proto', name: 'org.pytorch.serve.grpc.management.ManagementAPIsService', implementation: managementService };
+
+/** The services of a listener: the inference port also hosts the Open Inference Protocol's when it is on. */
+function servicesOf(api: GrpcApi, config: ServerConfig): Service[] {
+  if (api === 'management') return [MANAGEMENT];
+  return config.openInferenceProtocol ? [INFERENCE, OPEN_INFERENCE] : [INFERENCE];
+}
 
 export function createInjector(api: GrpcApi, listen: GrpcListenConfig, deps: GrpcDeps): GrpcInjector {
   const server = new grpc.Server({
@@ -44,9 +58,10 @@ export function createInjector(api: GrpcApi, listen: GrpcListenConfig, deps: Grp
     ...(listen.maxConnectionAgeMs ? { 'grpc.max_connection_age_ms': listen.maxConnectionAgeMs } : {}),
     ...(listen.maxConnectionAgeGraceMs ? { 'grpc.max_connection_age_grace_ms': listen.maxConnectionAgeGraceMs } : {}),
   });
-  const definition = loadSync(SERVICES[api].file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] });
-  const service = definition[SERVICES[api].service] as grpc.ServiceDefinition;
-  server.addService(service, api === 'inference' ? inferenceService(deps) : managementService(deps));
+  for (const service of servicesOf(api, deps.config)) {
+    const definition = loadSync(service.file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] });
+    server.addService(definition[service.name] as grpc.ServiceDefinition, service.implementation(deps));
+  }
   return server.createConnectionInjector(credentials(deps.config));
 }
 

@@ -1,0 +1,174 @@
+/**
+ * @module grpc/open-inference
+ * The Open Inference Protocol's gRPC service (KServe v2), on the inference gRPC port when
+ * `ts_open_inference_protocol` is on, as TorchServe hosts it. ModelInfer turns the request into
+ * the v2 JSON body `{id, model_name, model_version, inputs: [{name, datatype, shape, data}]}`, sent
+ * to the handler as `application/json` (the kservev2 envelope reads it), and the handler's v2 JSON
+ * answer back into a ModelInferResponse. Tensor values come from the `contents` field of their
+ * datatype or from `raw_input_contents` (little-endian; BYTES as 4-byte length + bytes); BYTES
+ * travel as UTF-8 text, as in TorchServe.
+ */
+import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { isTsError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { GrpcFailure, grpcStatusOf, unary } from './calls.js';
+import { answerFailure, predictionFailure, queuePrediction } from './inference.js';
+import type { GrpcDeps } from './server.js';
+
+type Contents = Partial<Record<ContentsField, unknown[]>>;
+type ContentsField = 'bool_contents' | 'int_contents' | 'int64_contents' | 'uint_contents' | 'uint64_contents' | 'fp32_contents' | 'fp64_contents' | 'bytes_contents';
+
+interface Tensor {
+  name: string;
+  datatype: string;
+  shape: number[];
+  contents?: Contents | null;
+}
+
+interface ModelInferRequest {
+  model_name: string;
+  model_version: string;
+  id: string;
+  inputs: Tensor[];
+  raw_input_contents: Buffer[];
+}
+
+interface V2Answer {
+  id?: string;
+  model_name?: string;
+  model_version?: string;
+  outputs?: Array<{ name: string; datatype: string; shape?: number[]; data: unknown[] }>;
+}
+
+const SERVICE = 'org.pytorch.serve.grpc.openinference.GRPCInferenceService';
+
+const FIELD: Record<string, ContentsField> = {
+  BOOL: 'bool_contents', INT8: 'int_contents', INT16: 'int_contents', INT32: 'int_contents', INT64: 'int64_contents',
+  UINT8: 'uint_contents', UINT16: 'uint_contents', UINT32: 'uint_contents', UINT64: 'uint64_contents',
+  FP32: 'fp32_contents', FP64: 'fp64_contents', BYTES: 'bytes_contents',
+};
+
+export function openInferenceService(deps: GrpcDeps): UntypedServiceImplementation {
+  const method = <Req, Res>(name: string, run: (request: Req, metadata: Metadata) => Promise<Res>) =>
+    unary<Req, Res>(deps, 'inference', `${SERVICE}/${name}`, (request, call) => run(request, call.metadata));
+  const model = (name: string, version: string) => {
+    try {
+      return deps.registry.get(name, version || undefined);
+    } catch (err) {
+      throw new GrpcFailure(status.NOT_FOUND, (err as Error).message);
+    }
+  };
+  return {
+    ServerLive: method('ServerLive', async () => ({ live: true })),
+    ServerReady: method('ServerReady', async () => ({ ready: true })),
+    // TorchServe declares this one without serving it; KServe clients ask it first.
+    ServerMetadata: method('ServerMetadata', async () => ({ name: 'Torchserve', version: VERSION, extensions: ['kserve', 'kubeflow'] })),
+    ModelReady: method<{ name: string; version: string }, { ready: boolean }>('ModelReady', async (r) => {
+      const m = model(r.name, r.version);
+      return { ready: m.pool.healthyCount() >= m.settings.minWorkers };
+    }),
+    ModelMetadata: method<{ name: string; version: string }, object>('ModelMetadata', async (r) => {
+      const m = model(r.name, r.version);
+      return { name: m.name, versions: deps.registry.versions(m.name).map((v) => v.version), platform: '', inputs: [], outputs: [] };
+    }),
+    ModelInfer: method<ModelInferRequest, object>('ModelInfer', (request, metadata) => infer(deps, request, metadata)),
+  };
+}
+
+function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): Promise<object> {
+  const body = {
+    id: request.id,
+    model_name: request.model_name,
+    model_version: request.model_version,
+    inputs: request.inputs.map((input, i) => ({ name: input.name, datatype: input.datatype, shape: input.shape, data: tensorData(input, request.raw_input_contents[i]) })),
+  };
+  const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(JSON.stringify(body)) }];
+  return new Promise((resolve, reject) => {
+    try {
+      queuePrediction(deps, request.model_name, request.model_version, params, metadata, {
+        intermediate: () => {},
+        respond: (r) => {
+          if (r.status >= 400) return reject(answerFailure(r));
+          try {
+            resolve(inferResponse(Buffer.from(r.body).toString('utf8')));
+          } catch (err) {
+            reject(err);
+          }
+        },
+        fail: (err) => reject(predictionFailure(err)),
+      });
+    } catch (err) {
+      reject(isTsError(err) ? new GrpcFailure(grpcStatusOf(err.status), err.message) : err);
+    }
+  });
+}
+
+/** An input's values: its datatype's contents field, or its raw bytes. */
+function tensorData(input: Tensor, raw: Buffer | undefined): unknown[] {
+  if (raw) return fromRaw(input.datatype, raw, input.name);
+  const field = FIELD[input.datatype];
+  if (!field) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${input.name}": datatype ${input.datatype} needs raw_input_contents`);
+  const values = input.contents?.[field] ?? [];
+  return field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('utf8')) : values;
+}
+
+const RAW: Record<string, [number, (v: DataView, at: number) => number | boolean]> = {
+  BOOL: [1, (v, at) => v.getUint8(at) !== 0],
+  INT8: [1, (v, at) => v.getInt8(at)], INT16: [2, (v, at) => v.getInt16(at, true)], INT32: [4, (v, at) => v.getInt32(at, true)],
+  INT64: [8, (v, at) => Number(v.getBigInt64(at, true))],
+  UINT8: [1, (v, at) => v.getUint8(at)], UINT16: [2, (v, at) => v.getUint16(at, true)], UINT32: [4, (v, at) => v.getUint32(at, true)],
+  UINT64: [8, (v, at) => Number(v.getBigUint64(at, true))],
+  FP16: [2, (v, at) => halfToFloat(v.getUint16(at, true))], FP32: [4, (v, at) => v.getFloat32(at, true)], FP64: [8, (v, at) => v.getFloat64(at, true)],
+};
+
+function fromRaw(datatype: string, raw: Buffer, name: string): unknown[] {
+  if (datatype === 'BYTES') return rawStrings(raw, name);
+  const layout = RAW[datatype];
+  if (!layout) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${name}": unknown datatype ${datatype}`);
+  const [size, read] = layout;
+  if (raw.length % size !== 0) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${name}": ${raw.length} raw bytes are not whole ${datatype} values`);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  return Array.from({ length: raw.length / size }, (_, i) => read(view, i * size));
+}
+
+/** BYTES in raw form: each element a 4-byte little-endian length, then its bytes. */
+function rawStrings(raw: Buffer, name: string): string[] {
+  const out: string[] = [];
+  for (let at = 0; at < raw.length;) {
+    const length = at + 4 <= raw.length ? raw.readUInt32LE(at) : -1;
+    if (length < 0 || at + 4 + length > raw.length) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${name}": raw BYTES end inside an element`);
+    out.push(raw.toString('utf8', at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return out;
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 0x1f) return fraction ? Number.NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+/** The handler's v2 JSON answer (the kservev2 envelope's) as a ModelInferResponse. */
+function inferResponse(text: string): object {
+  let answer: V2Answer;
+  try {
+    answer = JSON.parse(text) as V2Answer;
+  } catch {
+    throw new GrpcFailure(status.INTERNAL, 'The handler did not answer KServe v2 JSON: serve the model with service_envelope=kservev2');
+  }
+  if (!Array.isArray(answer.outputs)) throw new GrpcFailure(status.INTERNAL, 'The handler did not answer KServe v2 JSON: serve the model with service_envelope=kservev2');
+  return {
+    id: answer.id ?? '',
+    model_name: answer.model_name ?? '',
+    model_version: answer.model_version ?? '',
+    outputs: answer.outputs.map((o) => {
+      const field = FIELD[o.datatype] ?? 'bytes_contents';
+      const values = field === 'bytes_contents' ? o.data.map((v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v))) : o.data;
+      return { name: o.name, datatype: o.datatype, shape: o.shape ?? [o.data.length], contents: { [field]: values } };
+    }),
+  };
+}

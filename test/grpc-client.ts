@@ -1,0 +1,28 @@
+/**
+ * A grpc-js client of one of tsserve's services, built from the protos the server serves, for
+ * the gRPC tests; closed when the test ends.
+ */
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import type { Test } from 'tap';
+import { ROOT } from './helpers.js';
+
+export type UnaryAnswer = { value?: Record<string, unknown>; code: number; details?: string };
+type Callback = (err: grpc.ServiceError | null, value?: Record<string, unknown>) => void;
+export type GrpcClient = grpc.Client & Record<string, ((request: object, metadata: grpc.Metadata, callback: Callback) => void) & ((request?: object, metadata?: grpc.Metadata) => grpc.ClientReadableStream<{ prediction: Buffer }>)>;
+
+export function grpcClient(t: Test, address: string, file: string, service: string): GrpcClient {
+  const definition = loadSync(file, { keepCase: true, longs: Number, defaults: true, includeDirs: [join(ROOT, 'src', 'grpc', 'proto')] });
+  const Service = grpc.makeGenericClientConstructor(definition[service] as grpc.ServiceDefinition, service);
+  const client = new Service(address, grpc.credentials.createInsecure()) as unknown as GrpcClient;
+  t.teardown(() => client.close());
+  return client;
+}
+
+/** A unary call's answer, or its error as `{code, details}`. */
+export function unaryCall(client: GrpcClient, method: string, request: object, metadata = new grpc.Metadata()): Promise<UnaryAnswer> {
+  return new Promise((resolve) => {
+    client[method]!(request, metadata, (err, value) => resolve(err ? { code: err.code, details: err.details } : { value, code: grpc.status.OK }));
+  });
+}
