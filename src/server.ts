@@ -83,6 +83,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
           yamlConfig: model.spec.yaml,
           decodeInput: config.decodeInputRequest,
           envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
+          sequenceIdHeader: config.sequenceHeaders.id,
           serverVersion: VERSION,
         },
         intraOpThreads: Math.max(1, Math.floor(cpus().length / Math.max(1, model.settings.maxWorkers))),

@@ -133,15 +133,6 @@ t.test('tokens: the inference key on inference, the management key on management
   t.equal((await call(management, 'ListModels', {}, bearer(keys.management.key))).code, grpc.status.OK);
 });
 
-t.test('StreamPredictions2 (stateful models) says it is not served', async (t) => {
-  const server = await serve(t);
-  const { inference } = clients(t, server);
-  const stream = (inference as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, object> }).StreamPredictions2();
-  const error = await new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve).on('data', () => {}));
-  t.equal(error.code, grpc.status.UNIMPLEMENTED);
-  t.match(error.details, /stateful \(sequence\) models/);
-});
-
 t.test('the access log has one line per gRPC call, as TorchServe writes it', async (t) => {
   const server = await serve(t);
   const { inference, management } = clients(t, server);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ValidManifest } from '../archive/manifest.js';
 import { tsError } from '../errors.js';
-import type { ServerConfig } from './server-config.js';
+import type { SequenceHeaders, ServerConfig } from './server-config.js';
 
 export interface ModelSettings {
   batchSize: number;
@@ -18,6 +18,20 @@ export interface ModelSettings {
   maxWorkers: number;
   jobQueueSize: number;
   maxRetryTimeoutInSec: number;
+  /** Stateful sequence batching (the YAML's `sequenceBatching: true`); undefined: off. */
+  sequence: SequenceSettings | undefined;
+}
+
+export interface SequenceSettings {
+  /** Sequences open at once; at least batchSize x maxWorkers, as TorchServe makes it. */
+  readonly maxNumSequence: number;
+  /** Requests one sequence may have waiting. */
+  readonly maxSequenceJobQueueSize: number;
+  /** A sequence without a request for this long is closed; 0: never. */
+  readonly sequenceMaxIdleMSec: number;
+  /** A sequence this old takes no more requests; 0: no limit. */
+  readonly sequenceTimeoutMSec: number;
+  readonly headers: SequenceHeaders;
 }
 
 export type WorkerAndBatchSettings = Pick<ModelSettings, 'minWorkers' | 'maxWorkers' | 'batchSize' | 'maxBatchDelay' | 'responseTimeout' | 'startupTimeout'>;
@@ -77,8 +91,9 @@ export function resolveSettings(
     min: params.initialWorkers ?? 0,
     max: params.initialWorkers ?? 0,
   };
+  const batchSize = params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize') ?? 1;
   return {
-    batchSize: params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize') ?? 1,
+    batchSize,
     maxBatchDelay: params.maxBatchDelay ?? yamlInt('maxBatchDelay') ?? jsonInt('maxBatchDelay') ?? 100,
     responseTimeout: timeout('responseTimeout', params.responseTimeout, server.defaultResponseTimeout),
     startupTimeout: timeout('startupTimeout', params.startupTimeout, server.defaultStartupTimeout),
@@ -86,6 +101,13 @@ export function resolveSettings(
     maxWorkers: workers.max,
     jobQueueSize: yamlInt('jobQueueSize') ?? server.jobQueueSize,
     maxRetryTimeoutInSec: yamlInt('maxRetryTimeoutInSec') ?? 300,
+    sequence: yaml.sequenceBatching === true ? {
+      maxNumSequence: Math.max(yamlInt('maxNumSequence') ?? 1, batchSize * Math.max(1, workers.max)),
+      maxSequenceJobQueueSize: yamlInt('maxSequenceJobQueueSize') ?? 1,
+      sequenceMaxIdleMSec: yamlInt('sequenceMaxIdleMSec') ?? 0,
+      sequenceTimeoutMSec: yamlInt('sequenceTimeoutMSec') ?? 0,
+      headers: server.sequenceHeaders,
+    } : undefined,
   };
 }
 

@@ -66,6 +66,8 @@ export interface ServerConfig {
   readonly grpcManagement: GrpcListenConfig;
   /** TLS on both gRPC listeners, with private_key_file + certificate_file. */
   readonly enableGrpcSsl: boolean;
+  /** The request headers of stateful (sequence) models, lower-cased. */
+  readonly sequenceHeaders: SequenceHeaders;
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
@@ -95,6 +97,12 @@ export interface TlsConfig {
   readonly certificateFile: string | undefined;
 }
 
+export interface SequenceHeaders {
+  readonly id: string;
+  readonly start: string;
+  readonly end: string;
+}
+
 export interface GrpcListenConfig {
   readonly host: string;
   readonly port: number;
@@ -114,6 +122,7 @@ const ENV_KEYS = [
   'grpc_inference_address', 'grpc_management_address', 'grpc_inference_port', 'grpc_management_port',
   'grpc_inference_max_connection_age_ms', 'grpc_management_max_connection_age_ms',
   'grpc_inference_max_connection_age_grace_ms', 'grpc_management_max_connection_age_grace_ms', 'enable_grpc_ssl',
+  'ts_header_key_sequence_id', 'ts_header_key_sequence_start', 'ts_header_key_sequence_end',
 ] as const;
 
 const ENV_RENAMES: Record<string, string> = { token_expiration_min: 'TS_TOKEN_EXPIRATION_TIME_MIN' };
@@ -232,6 +241,11 @@ function buildConfig(
     grpcInference: grpcListen('inference', 7070),
     grpcManagement: grpcListen('management', 7071),
     enableGrpcSsl: bool('enable_grpc_ssl', false),
+    sequenceHeaders: {
+      id: (str('ts_header_key_sequence_id') ?? 'ts_request_sequence_id').toLowerCase(),
+      start: (str('ts_header_key_sequence_start') ?? 'ts_request_sequence_start').toLowerCase(),
+      end: (str('ts_header_key_sequence_end') ?? 'ts_request_sequence_end').toLowerCase(),
+    },
     tls: {
       keystore: path('keystore'),
       keystorePass: props.get('keystore_pass') ?? 'changeit',

@@ -4,7 +4,7 @@
  * HTTP-to-gRPC status table, and one access-log line per call, as TorchServe writes them:
  * `<peer> "gRPC <method> HTTP/2.0" <status code> <ms>`.
  */
-import { Metadata, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { TokenKind } from '../auth/tokens.js';
 import type { GrpcDeps } from './server.js';
 
@@ -38,7 +38,7 @@ export function asFailure(err: unknown): GrpcFailure {
   return new GrpcFailure(status.INTERNAL, (err as Error).message ?? String(err));
 }
 
-type Call = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
+type Call = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
 
 /** The `authorization` metadata value, for the token check and the REST calls it is passed to. */
 export function authorization(call: Call): string | undefined {
@@ -46,7 +46,7 @@ export function authorization(call: Call): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function authorize(deps: GrpcDeps, kind: TokenKind, call: Call): void {
+export function authorize(deps: GrpcDeps, kind: TokenKind, call: Call): void {
   if (deps.tokens && !deps.tokens.allows(kind, authorization(call))) {
     throw new GrpcFailure(status.PERMISSION_DENIED, 'Token Authorization failed. Token either incorrect, expired, or not provided correctly');
   }

@@ -4,17 +4,18 @@
  * (each intermediate answer of a streaming handler, then the final one). Each `input` map entry
  * is one handler parameter without a content type, so it arrives as bytes. Errors are TorchServe's:
  * a missing model name, an unknown model or version and a full queue are INTERNAL with the REST
- * message; a failed prediction maps its HTTP status. StreamPredictions2 is for stateful
- * (sequence) models, which tsserve does not serve yet: UNIMPLEMENTED.
+ * message; a failed prediction maps its HTTP status. StreamPredictions2, for stateful models,
+ * is in grpc/sequence-stream.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { Metadata, status, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { TsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../wlm/job.js';
 import type { Model } from '../wlm/model.js';
 import { submitPrediction } from '../wlm/predict.js';
 import type { WireParam } from '../worker/protocol.js';
-import { accessLog, GrpcFailure, grpcStatusOf, serverStream, unary } from './calls.js';
+import { GrpcFailure, grpcStatusOf, serverStream, unary } from './calls.js';
+import { sequenceStream } from './sequence-stream.js';
 import type { GrpcDeps } from './server.js';
 
 interface PredictionsRequest {
@@ -55,10 +56,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
           fail: (err) => reject(predictionFailure(err)),
         });
       })),
-    StreamPredictions2: (call: ServerWritableStream<unknown, unknown>) => {
-      accessLog(deps, `${SERVICE}/StreamPredictions2`, call)(status.UNIMPLEMENTED);
-      call.emit('error', { code: status.UNIMPLEMENTED, details: 'StreamPredictions2 is for stateful (sequence) models, which tsserve does not serve', metadata: new Metadata() });
-    },
+    StreamPredictions2: sequenceStream(deps, `${SERVICE}/StreamPredictions2`),
   };
 }
 
@@ -67,20 +65,20 @@ function predict(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata
   if (!request.model_name) throw new GrpcFailure(status.INTERNAL, 'Parameter model_name is required.');
   const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
   try {
-    queuePrediction(deps, request.model_name, request.model_version, params, metadata, sink);
+    queuePrediction(deps, request.model_name, request.model_version, params, headersOf(metadata), sink);
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);
   }
 }
 
 /** A gRPC call's prediction on the model's queue; `version` "" is the default one. Throws TsErrors. */
-export function queuePrediction(deps: GrpcDeps, name: string, version: string, params: WireParam[], metadata: Metadata, sink: JobSink): void {
+export function queuePrediction(deps: GrpcDeps, name: string, version: string, params: WireParam[], headers: Record<string, string>, sink: JobSink): void {
   const model: Model = deps.registry.get(name, version || undefined);
-  submitPrediction(deps.metrics, model, version || undefined, { id: randomUUID(), headers: headersOf(metadata), params }, sink);
+  submitPrediction(deps.metrics, model, version || undefined, { id: randomUUID(), headers, params }, sink);
 }
 
 /** The call's text metadata, as the request headers a handler reads. */
-function headersOf(metadata: Metadata): Record<string, string> {
+export function headersOf(metadata: Metadata): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [key, value] of Object.entries(metadata.getMap())) if (typeof value === 'string') headers[key] = value;
   return headers;

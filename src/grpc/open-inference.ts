@@ -12,7 +12,7 @@ import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-
 import { isTsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { GrpcFailure, grpcStatusOf, unary } from './calls.js';
-import { answerFailure, predictionFailure, queuePrediction } from './inference.js';
+import { answerFailure, headersOf, predictionFailure, queuePrediction } from './inference.js';
 import type { GrpcDeps } from './server.js';
 
 type Contents = Partial<Record<ContentsField, unknown[]>>;
@@ -85,7 +85,7 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
   const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(JSON.stringify(body)) }];
   return new Promise((resolve, reject) => {
     try {
-      queuePrediction(deps, request.model_name, request.model_version, params, metadata, {
+      queuePrediction(deps, request.model_name, request.model_version, params, headersOf(metadata), {
         intermediate: () => {},
         respond: (r) => {
           if (r.status >= 400) return reject(answerFailure(r));

@@ -11,6 +11,7 @@ export interface ModelFacts {
   readonly manifest: HandlerManifest;
   readonly systemProperties: SystemProperties;
   readonly modelYamlConfig: Record<string, unknown>;
+  readonly sequenceIdHeader: string;
 }
 
 export interface ResponseMeta {
@@ -29,6 +30,7 @@ export class BatchContext implements Context {
   readonly responses: ResponseMeta[];
   readonly collectedMetrics: WireMetric[] = [];
   private readonly requests: WireRequest[];
+  private readonly sequenceIdHeader: string;
   private readonly onIntermediate: (outputs: HandlerOutput[]) => void;
 
   constructor(facts: ModelFacts, requests: WireRequest[], onIntermediate: (outputs: HandlerOutput[]) => void = () => {}) {
@@ -37,6 +39,7 @@ export class BatchContext implements Context {
     this.systemProperties = facts.systemProperties;
     this.modelYamlConfig = facts.modelYamlConfig;
     this.requests = requests;
+    this.sequenceIdHeader = facts.sequenceIdHeader;
     this.onIntermediate = onIntermediate;
     this.requestIds = Object.fromEntries(requests.map((r, i) => [i, r.id]));
     this.responses = requests.map(() => ({ status: 200, phrase: '', headers: {} }));
@@ -52,6 +55,10 @@ export class BatchContext implements Context {
     const wanted = key.toLowerCase();
     for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === wanted) return v;
     return undefined;
+  }
+
+  getSequenceId(idx: number): string | undefined {
+    return this.getRequestHeader(idx, this.sequenceIdHeader);
   }
 
   getAllRequestHeaders(idx: number): Readonly<Record<string, string>> {

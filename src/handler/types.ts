@@ -87,6 +87,11 @@ export interface Context {
   /** A request header by name (case-insensitive), or undefined. */
   getRequestHeader(idx: number, key: string): string | undefined;
   getAllRequestHeaders(idx: number): Readonly<Record<string, string>>;
+  /**
+   * The sequence a request belongs to, for a stateful model (`sequenceBatching: true` in its
+   * model-config.yaml): keep each sequence's state under this id. TorchServe's `get_sequence_id`.
+   */
+  getSequenceId(idx: number): string | undefined;
   /** HTTP status (and optional reason phrase) of request `idx`; TorchServe's argument order. */
   setResponseStatus(code: number, phrase?: string, idx?: number): void;
   setAllResponseStatus(code: number, phrase?: string): void;

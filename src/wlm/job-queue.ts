@@ -11,6 +11,21 @@
  */
 import type { Job } from './job.js';
 
+/** What a worker pool takes batches from: this FIFO, or a stateful model's SequenceQueue. */
+export interface BatchQueue {
+  readonly size: number;
+  readonly remainingCapacity: number;
+  /** False when the job cannot be queued: the caller answers 503. */
+  offer(job: Job): boolean;
+  /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
+  poll(max: number, delayMs: number, signal?: AbortSignal, owner?: object): Promise<Job[]>;
+  takeFullBatch(max: number): Job[];
+  requeue(jobs: Job[]): void;
+  /** The worker slot `owner` is gone. */
+  release(owner: object): void;
+  drain(): Job[];
+}
+
 interface Waiter {
   readonly max: number;
   readonly delayMs: number;
@@ -21,7 +36,7 @@ interface Waiter {
   timer: NodeJS.Timeout | undefined;
 }
 
-export class JobQueue {
+export class JobQueue implements BatchQueue {
   readonly capacity: number;
   private jobs: Job[] = [];
   private waiters: Waiter[] = [];
@@ -77,6 +92,9 @@ export class JobQueue {
     this.jobs.unshift(...jobs.filter((j) => !j.settled));
     this.pump();
   }
+
+  /** Nothing to do: any worker may take any job. */
+  release(): void {}
 
   /** Removes and returns every queued job. */
   drain(): Job[] {

@@ -26,6 +26,8 @@ export class Job {
   readonly arrivedAt = performance.now();
   /** When a worker took it from the queue. */
   dequeuedAt: number | undefined;
+  /** Headers the server adds to the answer (a new sequence's id). */
+  readonly responseHeaders: Record<string, string> = {};
   /** Resolves once the job has been answered, with success or an error. */
   readonly done: Promise<void>;
   private settledFlag = false;
@@ -49,11 +51,16 @@ export class Job {
   }
 
   intermediate(response: JobResponse): void {
-    if (!this.settledFlag) this.sink.intermediate(response);
+    if (!this.settledFlag) this.sink.intermediate(this.withServerHeaders(response));
   }
 
   respond(response: JobResponse): void {
-    if (this.settle()) this.sink.respond(response);
+    if (this.settle()) this.sink.respond(this.withServerHeaders(response));
+  }
+
+  private withServerHeaders(response: JobResponse): JobResponse {
+    if (Object.keys(this.responseHeaders).length === 0) return response;
+    return { ...response, headers: { ...response.headers, ...this.responseHeaders } };
   }
 
   fail(error: TsError): void {

@@ -6,7 +6,8 @@ import { rmSync } from 'node:fs';
 import type { ValidManifest } from '../archive/manifest.js';
 import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
 import { tsError, type TsError } from '../errors.js';
-import { JobQueue } from './job-queue.js';
+import { JobQueue, type BatchQueue } from './job-queue.js';
+import { SequenceQueue } from './sequence-queue.js';
 import type { Job } from './job.js';
 import { WorkerPool, type PoolDeps, type ScaleResult } from './worker-pool.js';
 import { describeStatus } from './worker-state.js';
@@ -34,7 +35,7 @@ export interface ModelSpec {
 export class Model {
   readonly spec: ModelSpec;
   readonly settings: ModelSettings;
-  readonly queue: JobQueue;
+  readonly queue: BatchQueue;
   readonly pool: WorkerPool;
   /** Jobs accepted and not yet answered: queued or inside a batch. */
   private readonly outstanding = new Set<Job>();
@@ -42,7 +43,7 @@ export class Model {
   constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
     this.spec = spec;
     this.settings = { ...settings };
-    this.queue = new JobQueue(settings.jobQueueSize);
+    this.queue = settings.sequence ? new SequenceQueue(settings.sequence) : new JobQueue(settings.jobQueueSize);
     this.pool = new WorkerPool(this.queue, () => this.settings, poolDeps(this));
   }
 
@@ -121,11 +122,11 @@ export class Model {
       continuousBatching: false,
       useJobTicket: false,
       useVenv: false,
-      stateful: false,
-      sequenceMaxIdleMSec: 0,
-      sequenceTimeoutMSec: 0,
-      maxNumSequence: 0,
-      maxSequenceJobQueueSize: 0,
+      stateful: s.sequence !== undefined,
+      sequenceMaxIdleMSec: s.sequence?.sequenceMaxIdleMSec ?? 0,
+      sequenceTimeoutMSec: s.sequence?.sequenceTimeoutMSec ?? 0,
+      maxNumSequence: s.sequence?.maxNumSequence ?? 0,
+      maxSequenceJobQueueSize: s.sequence?.maxSequenceJobQueueSize ?? 0,
       loadedAtStartup: this.spec.loadedAtStartup,
       workers: this.pool.workers.map((w) => ({
         id: w.id,

@@ -7,7 +7,7 @@
 import { tsError, type TsError } from '../errors.js';
 import type { WorkerProcess } from '../worker/worker.js';
 import type { Job } from './job.js';
-import type { JobQueue } from './job-queue.js';
+import type { BatchQueue } from './job-queue.js';
 import { backoffSeconds } from './worker-state.js';
 
 export interface PoolSettings {
@@ -41,11 +41,11 @@ export type ScaleResult = { ok: true; running: number } | { ok: false; error: Ts
 
 export class WorkerPool {
   private slots: Slot[] = [];
-  private readonly queue: JobQueue;
+  private readonly queue: BatchQueue;
   private readonly settings: () => PoolSettings;
   private readonly deps: PoolDeps;
 
-  constructor(queue: JobQueue, settings: () => PoolSettings, deps: PoolDeps) {
+  constructor(queue: BatchQueue, settings: () => PoolSettings, deps: PoolDeps) {
     this.queue = queue;
     this.settings = settings;
     this.deps = deps;
@@ -124,7 +124,7 @@ export class WorkerPool {
       const { batchSize, maxBatchDelay } = this.settings();
       const jobs = running
         ? this.nextBatchEarly(batchSize)
-        : await this.queue.poll(batchSize, batchSize > 1 ? maxBatchDelay : 0, signal);
+        : await this.queue.poll(batchSize, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
       if (jobs.length === 0) {
         await running;
         running = undefined;
@@ -185,6 +185,7 @@ export class WorkerPool {
     if (finishBatch) await slot.serving;
     const worker = slot.worker;
     worker.moveTo('SCALED_DOWN');
+    this.queue.release(slot);
     if (worker.pid < 0 || worker.exited) return;
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     worker.kill();

@@ -34,6 +34,7 @@ async function onLoad(msg: LoadMessage): Promise<void> {
       modelName: msg.modelName,
       manifest: msg.manifest,
       modelYamlConfig: msg.yamlConfig,
+      sequenceIdHeader: msg.sequenceIdHeader,
       systemProperties: {
         model_dir: msg.modelDir,
         gpu_id: null,

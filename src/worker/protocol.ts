@@ -59,6 +59,8 @@ export interface LoadMessage {
   readonly serverVersion: string;
   /** `service_envelope`, else the manifest's envelope; `body` or none means none. */
   readonly envelope: string | undefined;
+  /** The header that carries a stateful sequence's id (`ts_header_key_sequence_id`). */
+  readonly sequenceIdHeader: string;
 }
 
 export interface PredictMessage {

@@ -1,0 +1,93 @@
+/**
+ * @module grpc/sequence-stream
+ * StreamPredictions2, TorchServe's bidirectional stream for stateful models: each message is one
+ * request of a sequence, answered in order on the same stream with its `sequence_id`. A message
+ * without `sequence_id` must carry input `ts_request_sequence_start` = `true`, and the server
+ * opens the sequence; input `ts_request_sequence_end` = `true` closes it. Errors travel in-band,
+ * in the answer's `status`, and the stream stays open.
+ */
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { SequenceHeaders } from '../config/server-config.js';
+import type { WireParam } from '../worker/protocol.js';
+import { accessLog, asFailure, authorize, GrpcFailure, grpcStatusOf } from './calls.js';
+import { answerFailure, headersOf, queuePrediction } from './inference.js';
+import type { GrpcDeps } from './server.js';
+
+interface SequenceRequest {
+  model_name: string;
+  model_version: string;
+  input: Record<string, Buffer>;
+  sequence_id?: string;
+}
+
+interface SequenceResponse {
+  prediction: Buffer;
+  sequence_id?: string;
+  status?: { code: number; message: string; details: never[] };
+}
+
+type Call = ServerDuplexStream<SequenceRequest, SequenceResponse>;
+
+export function sequenceStream(deps: GrpcDeps, method: string) {
+  return (call: Call): void => {
+    const done = accessLog(deps, method, call);
+    try {
+      authorize(deps, 'inference', call);
+    } catch (err) {
+      const failure = asFailure(err);
+      done(failure.code);
+      call.emit('error', { code: failure.code, details: failure.message });
+      return;
+    }
+    // One request at a time: a sequence's requests must reach its worker in order.
+    let answered = Promise.resolve();
+    call.on('data', (request: SequenceRequest) => {
+      answered = answered.then(() => answer(deps, call, request));
+    });
+    call.on('end', () => {
+      void answered.then(() => {
+        done(status.OK);
+        call.end();
+      });
+    });
+  };
+}
+
+function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<void> {
+  const names = deps.config.sequenceHeaders;
+  const inBand = (failure: GrpcFailure, sequenceId = request.sequence_id): void => {
+    call.write({ prediction: Buffer.alloc(0), ...(sequenceId ? { sequence_id: sequenceId } : {}), status: { code: failure.code, message: failure.message, details: [] } });
+  };
+  return new Promise((resolve) => {
+    try {
+      const headers = { ...headersOf(call.metadata), ...sequenceHeaders(request, names) };
+      const params: WireParam[] = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
+      queuePrediction(deps, request.model_name, request.model_version, params, headers, {
+        intermediate: () => {},
+        respond: (r) => {
+          const sequenceId = r.headers[names.id];
+          if (r.status >= 400) inBand(answerFailure(r), sequenceId);
+          else call.write({ prediction: Buffer.from(r.body), ...(sequenceId ? { sequence_id: sequenceId } : {}) });
+          resolve();
+        },
+        fail: (err) => {
+          inBand(new GrpcFailure(grpcStatusOf(err.status), err.message));
+          resolve();
+        },
+      });
+    } catch (err) {
+      inBand(err instanceof GrpcFailure ? err : new GrpcFailure(status.INTERNAL, (err as Error).message));
+      resolve();
+    }
+  });
+}
+
+/** The sequence headers a message stands for; a message that neither names nor starts a sequence is refused. */
+function sequenceHeaders(request: SequenceRequest, names: SequenceHeaders): Record<string, string> {
+  const flag = (name: string): boolean => request.input[name]?.toString('utf8').toLowerCase() === 'true';
+  const headers: Record<string, string> = {};
+  if (request.sequence_id) headers[names.id] = request.sequence_id;
+  else if (!flag(names.start)) throw new GrpcFailure(status.INVALID_ARGUMENT, 'Parameter sequenceId is required.');
+  if (flag(names.end)) headers[names.end] = 'true';
+  return headers;
+}

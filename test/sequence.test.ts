@@ -1,0 +1,135 @@
+// Stateful models (sequenceBatching in model-config.yaml), as TorchServe's sequence batching: the
+// server opens a sequence for a request without an id and tells the client its id; the sequence
+// stays with one worker, which keeps its state; a batch holds one request of each sequence; ends,
+// idle sequences and limits are refused with TorchServe's 503.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import t, { type Test } from 'tap';
+import { grpcClient } from './grpc-client.js';
+import { buildMar, errorBody, FIXTURES, startTestServer, tempDir, waitReady, type TestServer } from './helpers.js';
+
+interface Counted {
+  sum: number;
+  pid: number;
+  batch: string[];
+}
+
+async function serveCounter(t: Test, yaml: Record<string, number | boolean>): Promise<TestServer> {
+  const dir = tempDir(t);
+  const config = join(dir, 'model-config.yaml');
+  writeFileSync(config, Object.entries({ sequenceBatching: true, ...yaml }).map(([k, v]) => `${k}: ${v}`).join('\n') + '\n');
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'counter', version: '1.0', handler: join(FIXTURES, 'counter_handler.ts'), configFile: config }),
+    properties: { load_models: 'counter.mar' },
+  });
+  await waitReady(server.urls.management, 'counter', Number(yaml.minWorkers ?? 1));
+  return server;
+}
+
+/** Sends one value on a sequence (a new one without `id`); answers the response, its sum and the sequence id. */
+async function send(server: TestServer, value: string, id?: string, end = false): Promise<{ res: Response; id: string | null; counted?: Counted }> {
+  const headers: Record<string, string> = { 'content-type': 'text/plain' };
+  if (id) headers.ts_request_sequence_id = id;
+  if (end) headers.ts_request_sequence_end = 'true';
+  const res = await fetch(`${server.urls.inference}/predictions/counter`, { method: 'POST', body: value, headers });
+  if (res.status !== 200) return { res, id: res.headers.get('ts_request_sequence_id') };
+  return { res, id: res.headers.get('ts_request_sequence_id'), counted: (await res.json()) as Counted };
+}
+
+const NO_WORKER = /^Model "counter" has no worker to serve inference request\. .*If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize$/;
+
+t.test('two sequences interleaved over two workers: each keeps its own sum on its own worker (TorchServe\'s 1 3 6)', async (t) => {
+  const server = await serveCounter(t, { minWorkers: 2, maxWorkers: 2, batchSize: 4, maxBatchDelay: 20 });
+  const a = await send(server, '1');
+  const b = await send(server, '1');
+  t.match(a.id, /^ts-seq-[0-9a-f-]{36}$/, 'the server names a new sequence and says its id');
+  t.not(a.id, b.id);
+  const sums: Record<string, number[]> = { a: [a.counted!.sum], b: [b.counted!.sum] };
+  const pids: Record<string, Set<number>> = { a: new Set([a.counted!.pid]), b: new Set([b.counted!.pid]) };
+  for (const value of ['2', '3']) {
+    const [ra, rb] = await Promise.all([send(server, value, a.id!), send(server, value, b.id!)]);
+    sums.a!.push(ra.counted!.sum);
+    sums.b!.push(rb.counted!.sum);
+    pids.a!.add(ra.counted!.pid);
+    pids.b!.add(rb.counted!.pid);
+    t.equal(ra.id, a.id, 'the answer carries the sequence id');
+  }
+  t.same(sums, { a: [1, 3, 6], b: [1, 3, 6] });
+  t.equal(pids.a!.size, 1, 'sequence a stayed on one worker');
+  t.equal(pids.b!.size, 1, 'sequence b stayed on one worker');
+
+  const described = (await (await fetch(`${server.urls.management}/models/counter`)).json()) as Array<Record<string, unknown>>;
+  t.match(described[0], { stateful: true, maxNumSequence: 8, maxSequenceJobQueueSize: 1 }, 'maxNumSequence raised to batchSize x maxWorkers');
+});
+
+t.test('a batch holds one request of each sequence; a sequence\'s requests run in order', async (t) => {
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 4, maxBatchDelay: 200, maxSequenceJobQueueSize: 3 });
+  const a = await send(server, '0');
+  const b = await send(server, '0');
+  const answers = await Promise.all([send(server, '1 sleep:100', a.id!), send(server, '2', a.id!), send(server, '10', b.id!), send(server, '3', a.id!)]);
+  t.same(answers.map((r) => r.counted!.sum), [1, 3, 10, 6], 'a: 1, 1+2, 1+2+3 in order; b on its own');
+  for (const r of answers) {
+    const batch = r.counted!.batch;
+    t.equal(new Set(batch).size, batch.length, `no sequence twice in a batch (${batch.length} requests)`);
+  }
+  t.equal(answers[0]!.counted!.batch.length, 2, 'the first batch: one request of a, one of b');
+});
+
+t.test('refusals: an unknown id, a closed sequence, an idle one, too many sequences', async (t) => {
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 1, sequenceMaxIdleMSec: 400 });
+
+  const unknown = await send(server, '1', 'ts-seq-nope');
+  t.equal(unknown.res.status, 503);
+  t.match((await errorBody(unknown.res)).message, NO_WORKER);
+
+  const first = await send(server, '1');
+  const tooMany = await send(server, '1');
+  t.equal(tooMany.res.status, 503, 'maxNumSequence (1 here) sequences are open');
+  const last = await send(server, '2', first.id!, true);
+  t.equal(last.counted!.sum, 3, 'the end request is answered');
+  t.equal((await send(server, '3', first.id!)).res.status, 503, 'the sequence is closed');
+
+  const fresh = await send(server, '5');
+  t.equal(fresh.counted!.sum, 5, 'after the end a new sequence may open');
+  await new Promise((r) => setTimeout(r, 700));
+  t.equal((await send(server, '1', fresh.id!)).res.status, 503, 'idle past sequenceMaxIdleMSec: expired');
+  t.equal((await send(server, '7')).counted!.sum, 7, 'its place is free again');
+});
+
+t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, answered 1 3 6 in order', async (t) => {
+  const server = await serveCounter(t, { minWorkers: 2, maxWorkers: 2, batchSize: 2, maxBatchDelay: 20 });
+  const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+  type Reply = { prediction: Buffer; sequence_id?: string; status?: { code: number; message: string } };
+  const runStream = (): Promise<Reply[]> => new Promise((resolve, reject) => {
+    const stream = (client as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2();
+    const replies: Reply[] = [];
+    stream.on('data', (reply: Reply) => {
+      replies.push(reply);
+      const next = replies.length + 1;
+      if (next <= 3) stream.write({ model_name: 'counter', sequence_id: reply.sequence_id, input: { body: Buffer.from(String(next)) } });
+      else stream.end();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve(replies));
+    stream.write({ model_name: 'counter', input: { body: Buffer.from('1'), ts_request_sequence_start: Buffer.from('true') } });
+  });
+  const streams = await Promise.all([runStream(), runStream()]);
+  for (const replies of streams) {
+    t.same(replies.map((r) => (JSON.parse(r.prediction.toString()) as Counted).sum), [1, 3, 6]);
+    t.match(replies[0]!.sequence_id, /^ts-seq-/);
+    t.equal(new Set(replies.map((r) => r.sequence_id)).size, 1, 'one sequence per stream');
+  }
+  t.not(streams[0]![0]!.sequence_id, streams[1]![0]!.sequence_id);
+
+  const refused = await new Promise<Reply>((resolve, reject) => {
+    const stream = (client as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2();
+    stream.on('data', (reply: Reply) => {
+      resolve(reply);
+      stream.end();
+    });
+    stream.on('error', reject);
+    stream.write({ model_name: 'counter', input: { body: Buffer.from('1') } });
+  });
+  t.match(refused.status, { code: grpc.status.INVALID_ARGUMENT, message: 'Parameter sequenceId is required.' }, 'errors in-band, the stream stays open');
+});
