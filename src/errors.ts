@@ -40,6 +40,7 @@ const table = {
   },
   // model registry
   TSS_ERR_MODEL_NOT_FOUND: { type: 'ModelNotFoundException', status: 404, message: 'Model not found: %s' },
+  TSS_ERR_WORKFLOW_NOT_FOUND: { type: 'WorkflowNotFoundException', status: 404, message: 'Workflow not found: %s' },
   TSS_ERR_MODEL_VERSION_NOT_FOUND: {
     type: 'ModelVersionNotFoundException', status: 404,
     message: 'Model version: %s does not exist for model: %s',

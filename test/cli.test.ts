@@ -58,6 +58,12 @@ t.test('start-up validation messages', async (t) => {
   t.match(version.out, /^tsserve Version is \d+\.\d+\.\d+/);
   const both = tsserve(['--start', '--stop'], dir, env);
   t.not(both.status, 0);
+  mkdirSync(join(dir, 'store'));
+  const noWorkflows = tsserve(['--start', '--foreground', '--model-store', 'store', '--workflow-store', 'wf'], dir, env);
+  t.equal(noWorkflows.status, 1);
+  t.match(noWorkflows.out, '--workflow-store directory not found: wf', 'torchserve\'s flag is known and checked, not an unknown option');
+  const noCppLog = tsserve(['--start', '--foreground', '--model-store', 'store', '--cpp-log-config', 'log.xml'], dir, env);
+  t.match(noCppLog.out, '--cpp-log-config file not found: log.xml');
 });
 
 t.test('vmargs: its Node.js options reach the server process, JVM options from an old config are left out with a warning', async (t) => {

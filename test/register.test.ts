@@ -111,7 +111,7 @@ t.test('OPTIONS / describes the real routes of each listener in OpenAPI 3', asyn
     '/invocations', '/models/{model}/invoke', '/ping',
     '/predictions/{model}', '/predictions/{model}/{version}', '/predictions/{model}/{version}/{extra_path}',
     '/v1/models/{model}:predict', '/v2/models/{model}/explain', '/v2/models/{model}/infer',
-    '/{model}/predict', '/{model}/{version}/predict',
+    '/wfpredict/{name}', '/{model}/predict', '/{model}/{version}/predict',
   ]);
   const management = (await (await fetch(`${server.urls.management}/api-description`)).json()) as Doc;
   t.same(Object.keys(management.paths['/models/{name}']!).sort(), ['delete', 'get', 'put']);

@@ -21,10 +21,13 @@ interface Flags extends CliOverrides {
   stop?: boolean;
   foreground?: boolean;
   logConfig?: string;
+  workflowStore?: string;
+  cppLogConfig?: string;
+  pluginsPath?: string;
 }
 
 /** torchserve's aliases, which commander cannot declare beside the long names. */
-const ALIASES: Record<string, string> = { '--no-config-snapshots': '--ncs', '--dt': '--disable-token-auth' };
+const ALIASES: Record<string, string> = { '--no-config-snapshots': '--ncs', '--dt': '--disable-token-auth', '--ppath': '--plugins-path' };
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tsserve')
@@ -37,6 +40,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--models <models...>', 'models to load at start: name=file.mar, file.mar, or all')
     .option('--ts-config <file>', 'configuration file (config.properties)')
     .option('--log-config <file>', 'accepted for compatibility; tsserve logs with pino')
+    .option('--workflow-store <dir>', 'accepted for compatibility (checked to exist): workflows are disabled, as in TorchServe 0.12')
+    .option('--cpp-log-config <file>', 'accepted for compatibility (checked to exist): tsserve has no C++ backend')
+    .option('--plugins-path <dir>', 'accepted for compatibility (alias --ppath): TorchServe plugins are Java jars')
     .option('--ncs', 'no config snapshots: neither write nor restore them (alias --no-config-snapshots)')
     .option('--disable-token-auth', 'disable token authorization (alias --dt)')
     .option('--enable-model-api', 'allow model register and unregister through the management API')
@@ -75,6 +81,8 @@ function reportVmargs(options: { node: string[]; ignored: string[] }): void {
 function validate(flags: Flags): ReturnType<typeof loadServerConfig> {
   if (flags.logConfig && !existsSync(flags.logConfig)) fail(`--log-config file not found: ${resolve(flags.logConfig)}`);
   if (flags.modelStore && !isDirectory(flags.modelStore)) fail(`--model-store directory not found: ${flags.modelStore}`);
+  if (flags.workflowStore && !isDirectory(flags.workflowStore)) fail(`--workflow-store directory not found: ${flags.workflowStore}`);
+  if (flags.cppLogConfig && !existsSync(flags.cppLogConfig)) fail(`--cpp-log-config file not found: ${flags.cppLogConfig}`);
   try {
     const config = loadServerConfig(flags);
     if (!config.modelStore) fail('Missing mandatory parameter --model-store');
@@ -98,6 +106,7 @@ async function serveInForeground(flags: Flags): Promise<void> {
   const server = await startServer(config).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
   console.log('Model server started.');
   console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
+  console.log(`gRPC inference: ${server.urls.grpcInference}  gRPC management: ${server.urls.grpcManagement}`);
   process.send?.({ kind: 'ready', urls: server.urls });
   process.disconnect?.();
   const shutdown = (): void => {

@@ -12,6 +12,7 @@ import { requireToken } from './auth.js';
 import { kserveRoutes } from './kserve.js';
 import { predict, type InferenceDeps } from './predict.js';
 import { sendStatus } from './reply.js';
+import { workflowInferenceRoutes } from './workflows.js';
 
 export type { InferenceDeps } from './predict.js';
 
@@ -63,6 +64,7 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
   app.all('/:model/:version/predict', documented('Legacy prediction of one version; query parameters are inputs', ['POST']), legacy);
 
   kserveRoutes(app, deps);
+  workflowInferenceRoutes(app);
 }
 
 function onlyStartupModel(registry: ModelRegistry): string | undefined {

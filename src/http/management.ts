@@ -16,6 +16,7 @@ import { requireToken } from './auth.js';
 import { mimeType } from './input.js';
 import { boolParam, intParam, requestParams, type Params } from './params.js';
 import { sendJson, sendStatus } from './reply.js';
+import { workflowManagementRoutes } from './workflows.js';
 
 export interface ManagementDeps {
   readonly config: ServerConfig;
@@ -87,6 +88,8 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
       return sendJson(reply, 200, { name: model.name, ready: model.pool.size > 0 });
     });
   }
+
+  workflowManagementRoutes(app);
 
   // Any other method on /models... is 405, as TorchServe answers.
   const notAllowed = async (): Promise<never> => {
