@@ -44,7 +44,7 @@ export default class ObjectDetector extends BaseHandler<ort.Tensor[], Detections
       scores.data.forEach((score, i) => {
         if (Number(score) <= this.threshold) return;
         const label = String(labels.data[i]);
-        found.push({ [this.mapping?.[label] ?? label]: Array.from(box.subarray(i * 4, i * 4 + 4)), score: Number(score) });
+        found.push({ [this.labelOf(label)]: Array.from(box.subarray(i * 4, i * 4 + 4)), score: Number(score) });
       });
       return found;
     });

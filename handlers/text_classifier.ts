@@ -47,7 +47,7 @@ export default class TextClassifier extends BaseHandler {
   override async postprocess(output: ort.Tensor): Promise<HandlerOutput[]> {
     return splitBatch(output).map((logits) => {
       const probs = softmax(logits);
-      return new Map(Array.from(probs, (p, i) => [this.mapping?.[String(i)] ?? String(i), p]));
+      return new Map(Array.from(probs, (p, i) => [this.labelOf(i), p]));
     });
   }
 }

@@ -8,7 +8,7 @@
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
-import { ort, payloadBytes, PredictionError, requestPayload, type RequestInput } from '../src/index.js';
+import { classLabel, ort, payloadBytes, PredictionError, requestPayload, type RequestInput } from '../src/index.js';
 
 type SharpModule = typeof import('sharp');
 let sharpModule: Promise<SharpModule> | undefined;
@@ -191,7 +191,7 @@ export function softmax(logits: ArrayLike<number>): Float32Array {
  * labels that are class indexes keep this order in the JSON answer).
  */
 export function topK(probs: Float32Array, k: number, mapping?: Record<string, string>): Map<string, number> {
-  return new Map(topIndexes(probs, k).map((i) => [mapping?.[String(i)] ?? String(i), probs[i]!]));
+  return new Map(topIndexes(probs, k).map((i) => [classLabel(mapping, i), probs[i]!]));
 }
 
 /**

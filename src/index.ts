@@ -7,5 +7,5 @@ export type {
   RequestInput, SystemProperties,
 } from './handler/types.js';
 export { PredictionError } from './handler/types.js';
-export { BaseHandler, loadLabelMapping, payloadBytes, requestPayload, splitBatch } from './handler/base-handler.js';
+export { BaseHandler, classLabel, loadLabelMapping, payloadBytes, requestPayload, splitBatch } from './handler/base-handler.js';
 export { createSession, ort, type SessionOptions } from './runtime/onnx.js';

@@ -49,10 +49,20 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     return result[this.session.outputNames[0]!] as TOutput;
   }
 
+  /** The label of class `index`, as TorchServe's map_class_to_label: index_to_name.json's, else the index. */
+  protected labelOf(index: number | string): string {
+    return classLabel(this.mapping, index);
+  }
+
   /** Default: splits the output along its first (batch) axis into plain number arrays. */
   async postprocess(output: TOutput): Promise<HandlerOutput[]> {
     return splitBatch(output as ort.Tensor).map((row) => Array.from(row));
   }
+}
+
+/** A class index's label in an index_to_name.json mapping, else the index as text. */
+export function classLabel(mapping: Record<string, string> | undefined, index: number | string): string {
+  return mapping?.[String(index)] ?? String(index);
 }
 
 /** The payload TorchServe's built-in handlers read: `data`, else `body`. */
