@@ -181,7 +181,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered,
         // which the models' drain makes happen within drain_timeout.
-        const listenersClosed = Promise.all([...[...listeners.values()].map(({ app }) => app.close()), grpcInference.close(), grpcManagement.close()]);
+        const listenersClosed = Promise.all(listening.map((l) => l.close()));
         saveSnapshot('shutdown');
         await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
         await listenersClosed;

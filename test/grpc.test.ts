@@ -161,3 +161,15 @@ t.test('bytes that are not gRPC on a gRPC port: the connection is dropped, the s
   const { inference } = clients(t, server);
   t.equal((await call(inference, 'Ping', {})).code, grpc.status.OK);
 });
+
+t.test('stopping the server: a gRPC call in flight is answered, as REST requests are (drain_timeout)', async (t) => {
+  const server = await serve(t);
+  const { inference } = clients(t, server);
+  t.equal((await call(inference, 'Ping', {})).code, grpc.status.OK, 'connected');
+  const slow = call(inference, 'Predictions', { model_name: 'echo', input: { body: Buffer.from('sleep:1500') } });
+  await new Promise((r) => setTimeout(r, 200));
+  const closed = server.close();
+  const answer = await slow;
+  t.equal(answer.code, grpc.status.OK, `answered (${answer.details ?? 'ok'})`);
+  await closed;
+});

@@ -38,8 +38,8 @@ export async function listenGrpc(api: GrpcApi, listen: GrpcListenConfig, deps: G
     async close() {
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
       const grpc = injector && (await injector.catch(() => undefined));
-      // Open calls get a second to finish; then their connections are cut, so close can end.
-      grpc?.drain(1000);
+      // Calls in flight get drain_timeout to finish, as REST requests do; then their connections are cut.
+      grpc?.drain(deps.config.drainTimeout * 1000);
       grpc?.destroy();
       await closed;
     },
