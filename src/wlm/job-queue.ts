@@ -10,6 +10,7 @@
  * With batchSize 1 there is no waiting. A full queue refuses the job at once (the caller answers 503).
  */
 import type { Job } from './job.js';
+import { WaitingWorkers } from './waiting-workers.js';
 
 /** What a worker pool takes batches from: this FIFO, or a stateful model's SequenceQueue. */
 export interface BatchQueue {
@@ -26,20 +27,10 @@ export interface BatchQueue {
   drain(): Job[];
 }
 
-interface Waiter {
-  readonly max: number;
-  readonly delayMs: number;
-  readonly resolve: (jobs: Job[]) => void;
-  /** Detaches the waiter from its signal: a worker polls with one signal for its whole life. */
-  readonly detach: () => void;
-  batch: Job[];
-  timer: NodeJS.Timeout | undefined;
-}
-
 export class JobQueue implements BatchQueue {
   readonly capacity: number;
   private jobs: Job[] = [];
-  private waiters: Waiter[] = [];
+  private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch), () => this.pump());
 
   constructor(capacity: number) {
     this.capacity = capacity;
@@ -66,15 +57,9 @@ export class JobQueue implements BatchQueue {
    * aborts (the worker is going away); jobs it was holding go back to the front of the queue.
    */
   poll(max: number, delayMs: number, signal?: AbortSignal): Promise<Job[]> {
-    if (signal?.aborted) return Promise.resolve([]);
-    return new Promise((resolve) => {
-      const onAbort = (): void => this.cancel(waiter);
-      const detach = (): void => signal?.removeEventListener('abort', onAbort);
-      const waiter: Waiter = { max: Math.max(1, max), delayMs, resolve, detach, batch: [], timer: undefined };
-      this.waiters.push(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.pump();
-    });
+    const batch = this.waiters.wait(max, delayMs, signal, undefined);
+    this.pump();
+    return batch;
   }
 
   /**
@@ -83,7 +68,7 @@ export class JobQueue implements BatchQueue {
    * first), never a partial batch (it would have grown meanwhile).
    */
   takeFullBatch(max: number): Job[] {
-    if (this.waiters.length > 0 || this.jobs.length < max) return [];
+    if (this.waiters.all.length > 0 || this.jobs.length < max) return [];
     return this.jobs.splice(0, max).filter((j) => !j.settled);
   }
 
@@ -101,38 +86,15 @@ export class JobQueue implements BatchQueue {
     return this.jobs.splice(0);
   }
 
+  /** Only the waiter at the head collects; when its batch leaves, the next one is the head. */
   private pump(): void {
-    while (this.waiters.length > 0 && this.jobs.length > 0) {
-      const head = this.waiters[0]!;
-      while (head.batch.length < head.max && this.jobs.length > 0) {
-        const job = this.jobs.shift()!;
-        if (!job.settled) head.batch.push(job);
-      }
-      if (head.batch.length >= head.max || head.delayMs <= 0) {
-        this.deliver(head);
-        continue;
-      }
-      if (head.batch.length > 0 && !head.timer) {
-        head.timer = setTimeout(() => this.deliver(head), head.delayMs);
-      }
+    const head = this.waiters.all[0];
+    if (!head) return;
+    while (head.batch.length < head.max && this.jobs.length > 0) {
+      const job = this.jobs.shift()!;
+      if (!job.settled) head.batch.push(job);
     }
-  }
-
-  private cancel(waiter: Waiter): void {
-    const i = this.waiters.indexOf(waiter);
-    if (i < 0) return;
-    this.waiters.splice(i, 1);
-    if (waiter.timer) clearTimeout(waiter.timer);
-    waiter.resolve([]);
-    this.requeue(waiter.batch);
-  }
-
-  private deliver(waiter: Waiter): void {
-    if (waiter.timer) clearTimeout(waiter.timer);
-    waiter.detach();
-    const i = this.waiters.indexOf(waiter);
-    if (i >= 0) this.waiters.splice(i, 1);
-    waiter.resolve(waiter.batch);
-    this.pump();
+    // Leaving, it pumps again for the next waiter.
+    this.waiters.ripen(head);
   }
 }

@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { SequenceSettings } from '../config/model-config.js';
 import type { Job } from './job.js';
 import type { BatchQueue } from './job-queue.js';
+import { WaitingWorkers, type Waiter } from './waiting-workers.js';
 
 interface Sequence {
   readonly id: string;
@@ -29,21 +30,10 @@ interface Sequence {
   ending: boolean;
 }
 
-interface Waiter {
-  readonly owner: object | undefined;
-  readonly max: number;
-  readonly delayMs: number;
-  readonly resolve: (jobs: Job[]) => void;
-  readonly detach: () => void;
-  readonly batch: Job[];
-  readonly taken: Set<Sequence>;
-  timer: NodeJS.Timeout | undefined;
-}
-
 export class SequenceQueue implements BatchQueue {
   private readonly settings: SequenceSettings;
   private readonly sequences = new Map<string, Sequence>();
-  private waiters: Waiter[] = [];
+  private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch));
   private queued = 0;
 
   constructor(settings: SequenceSettings) {
@@ -97,15 +87,9 @@ export class SequenceQueue implements BatchQueue {
   }
 
   poll(max: number, delayMs: number, signal?: AbortSignal, owner?: object): Promise<Job[]> {
-    if (signal?.aborted) return Promise.resolve([]);
-    return new Promise((resolve) => {
-      const onAbort = (): void => this.cancel(waiter);
-      const detach = (): void => signal?.removeEventListener('abort', onAbort);
-      const waiter: Waiter = { owner, max: Math.max(1, max), delayMs, resolve, detach, batch: [], taken: new Set(), timer: undefined };
-      this.waiters.push(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.pump();
-    });
+    const batch = this.waiters.wait(max, delayMs, signal, owner);
+    this.pump();
+    return batch;
   }
 
   /** No batch ahead of time: a worker's next batch depends on which sequences it serves. */
@@ -143,49 +127,28 @@ export class SequenceQueue implements BatchQueue {
     return jobs;
   }
 
+  /** Every waiter collects, oldest first: each may serve sequences the others may not. */
   private pump(): void {
-    for (const waiter of [...this.waiters]) {
+    for (const waiter of [...this.waiters.all]) {
       this.fill(waiter);
-      if (waiter.batch.length === 0) continue;
-      if (waiter.batch.length >= waiter.max || waiter.delayMs <= 0) this.deliver(waiter);
-      else waiter.timer ??= setTimeout(() => this.deliver(waiter), waiter.delayMs);
+      this.waiters.ripen(waiter);
     }
   }
 
   /** Adds to the waiter's batch the oldest request of each sequence it may serve and has not yet. */
   private fill(waiter: Waiter): void {
+    const taken = new Set(waiter.batch.map((job) => job.request.headers[this.settings.headers.id]));
     const ready = [...this.sequences.values()]
-      .filter((s) => s.jobs.length > 0 && !waiter.taken.has(s) && (s.owner === undefined || s.owner === waiter.owner))
+      .filter((s) => s.jobs.length > 0 && !taken.has(s.id) && (s.owner === undefined || s.owner === waiter.owner))
       .sort((a, b) => a.jobs[0]!.arrivedAt - b.jobs[0]!.arrivedAt);
     for (const sequence of ready) {
       if (waiter.batch.length >= waiter.max) return;
       const job = sequence.jobs.shift()!;
       this.queued--;
-      waiter.taken.add(sequence);
       if (sequence.ending && sequence.jobs.length === 0) this.sequences.delete(sequence.id);
       if (job.settled) continue;
       sequence.owner = waiter.owner;
       waiter.batch.push(job);
     }
-  }
-
-  private cancel(waiter: Waiter): void {
-    if (!this.remove(waiter)) return;
-    waiter.resolve([]);
-    this.requeue(waiter.batch);
-  }
-
-  private deliver(waiter: Waiter): void {
-    if (!this.remove(waiter)) return;
-    waiter.detach();
-    waiter.resolve(waiter.batch);
-  }
-
-  private remove(waiter: Waiter): boolean {
-    const i = this.waiters.indexOf(waiter);
-    if (i < 0) return false;
-    this.waiters.splice(i, 1);
-    if (waiter.timer) clearTimeout(waiter.timer);
-    return true;
   }
 }

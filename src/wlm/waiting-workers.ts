@@ -1,0 +1,87 @@
+/**
+ * @module wlm/waiting-workers
+ * The workers waiting on a queue for their next batch, in the order they asked, for both queues
+ * (JobQueue, SequenceQueue): each one's batch so far, its maxBatchDelay timer and its abort
+ * signal. The queue decides which jobs join a batch; this decides when the batch leaves.
+ */
+import type { Job } from './job.js';
+
+export interface Waiter {
+  /** The worker slot asking (a stateful model's sequences stay with their slot). */
+  readonly owner: object | undefined;
+  readonly max: number;
+  readonly delayMs: number;
+  readonly batch: Job[];
+  readonly resolve: (jobs: Job[]) => void;
+  /** Detaches the waiter from its signal: a worker polls with one signal for its whole life. */
+  readonly detach: () => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class WaitingWorkers {
+  private readonly waiters: Waiter[] = [];
+  /** Takes back the jobs of a waiter whose worker went away. */
+  private readonly onCancel: (batch: Job[]) => void;
+  /** Runs after a batch has left, for the queue to serve the next waiter. */
+  private readonly onDeliver: () => void;
+
+  constructor(onCancel: (batch: Job[]) => void, onDeliver: () => void = () => {}) {
+    this.onCancel = onCancel;
+    this.onDeliver = onDeliver;
+  }
+
+  /** The waiters, oldest first. */
+  get all(): readonly Waiter[] {
+    return this.waiters;
+  }
+
+  /**
+   * A worker's wait for 1..max jobs; when `signal` aborts it ends with none and the jobs it held
+   * go back (onCancel). The queue fills the new waiter on its next pump.
+   */
+  wait(max: number, delayMs: number, signal: AbortSignal | undefined, owner: object | undefined): Promise<Job[]> {
+    if (signal?.aborted) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const onAbort = (): void => this.cancel(waiter);
+      const detach = (): void => signal?.removeEventListener('abort', onAbort);
+      const waiter: Waiter = { owner, max: Math.max(1, max), delayMs, batch: [], resolve, detach, timer: undefined };
+      this.waiters.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * After the queue has filled `waiter`: its batch leaves when full or when it does not wait;
+   * otherwise its first job starts the maxBatchDelay clock. True when it left.
+   */
+  ripen(waiter: Waiter): boolean {
+    if (waiter.batch.length === 0) return false;
+    if (waiter.batch.length >= waiter.max || waiter.delayMs <= 0) {
+      this.deliver(waiter);
+      return true;
+    }
+    waiter.timer ??= setTimeout(() => this.deliver(waiter), waiter.delayMs);
+    return false;
+  }
+
+  private deliver(waiter: Waiter): void {
+    if (!this.remove(waiter)) return;
+    waiter.detach();
+    waiter.resolve(waiter.batch);
+    this.onDeliver();
+  }
+
+  private cancel(waiter: Waiter): void {
+    if (!this.remove(waiter)) return;
+    waiter.resolve([]);
+    this.onCancel(waiter.batch);
+  }
+
+  private remove(waiter: Waiter): boolean {
+    const i = this.waiters.indexOf(waiter);
+    if (i < 0) return false;
+    this.waiters.splice(i, 1);
+    if (waiter.timer) clearTimeout(waiter.timer);
+    return true;
+  }
+}
