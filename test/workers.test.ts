@@ -1,10 +1,11 @@
 // Workers never lose a request: every fault test/fixtures/echo_handler.ts can inject (a hang, a
 // native crash, an exit, an OOM kill, a worker killed from outside under load) ends in an answer,
 // and the pool comes back. Batching, back-pressure and streaming are seen from both ends.
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
+import { buildMar, errorBody, FIXTURES, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
 
 interface Echo {
   batchSize: number;
@@ -15,9 +16,14 @@ interface Described {
   jobQueueStatus: { pendingRequests: number };
 }
 
-async function serve(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
+/** echo.mar in the store, with `modelConfig` as its model-config.yaml when given. */
+async function serve(t: Test, properties: Record<string, string> = {}, modelConfig?: string): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    prepare: (store) => {
+      const configFile = modelConfig === undefined ? undefined : join(store, '..', 'model-config.yaml');
+      if (configFile) writeFileSync(configFile, modelConfig!);
+      buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), configFile });
+    },
     properties,
   });
 }
@@ -171,6 +177,54 @@ t.test('queue full: 503 with Retry-After at once, while accepted requests are st
   t.same((await Promise.all(accepted)).map((r) => r.status), [200, 200, 200], 'every accepted request is answered');
   t.equal(await metric(server, 'ts_requests_rejected_total', 'busy'), 1);
   t.match(await (await fetch(`${server.urls.metrics}/metrics`)).text(), /^ts_queue_size\{model_name="busy",model_version="1.0",hostname="[^"]+",\} 0\.0$/m);
+});
+
+t.test('useJobTicket: a request is accepted only when a worker is free to take it, nothing queues', async (t) => {
+  const server = await serve(t, {}, 'minWorkers: 1\nmaxWorkers: 1\nuseJobTicket: true\n');
+  await register(t, server, 'ticketed', {});
+  t.match(await describe(server, 'ticketed'), { useJobTicket: true });
+  const busy = predict(server, 'ticketed', 'sleep:1000');
+  await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'ticketed')) >= 1, 10_000, 'the first request in');
+  let busyDone = false;
+  void busy.then(() => {
+    busyDone = true;
+  });
+  const refused = await predict(server, 'ticketed', 'no ticket');
+  t.equal(refused.status, 503);
+  t.match(await errorBody(refused), { code: 503, type: 'ServiceUnavailableException', message: /^Model "ticketed" has no worker to serve inference request/ });
+  t.notOk(busyDone, 'refused while the only worker was busy, although the queue had room');
+  t.equal((await busy).status, 200);
+  const after = await predict(server, 'ticketed', 'free again');
+  t.equal(after.status, 200, 'accepted again once the worker is free');
+});
+
+t.test('clientTimeoutInMills: a request still queued at its deadline is answered 503 then, and never run', async (t) => {
+  const server = await serve(t, {}, 'minWorkers: 1\nmaxWorkers: 1\nclientTimeoutInMills: 300\n');
+  await register(t, server, 'impatient', {});
+  t.match(await describe(server, 'impatient'), { clientTimeoutInMills: 300 });
+  const busy = predict(server, 'impatient', 'sleep:1500');
+  let busyDone = false;
+  void busy.then(() => {
+    busyDone = true;
+  });
+  const queued = await predict(server, 'impatient', 'waits too long');
+  t.equal(queued.status, 503);
+  t.same(await errorBody(queued), {
+    code: 503, type: 'ServiceUnavailableException',
+    message: 'Request waited longer than clientTimeoutInMills (300 ms) for a worker of model "impatient"; it was not run',
+  });
+  t.notOk(busyDone, 'answered at its deadline, not when the worker came free');
+  t.equal((await describe(server, 'impatient')).jobQueueStatus.pendingRequests, 0, 'it left the queue');
+  t.equal((await busy).status, 200, 'the request the worker held is answered, although older than the limit');
+  t.equal(await metric(server, 'ts_batch_size_count', 'impatient'), 1, 'the handler ran one batch: the expired request was not run');
+  t.equal((await predict(server, 'impatient', 'in time')).status, 200);
+
+  // Alone in a forming batch (batch_size 2, max_batch_delay 1 s), it expires there too.
+  await register(t, server, 'forming', { batch_size: 2, max_batch_delay: 1000 });
+  const alone = await predict(server, 'forming', 'alone');
+  t.equal(alone.status, 503, 'answered at 300 ms from inside the batch being formed');
+  t.equal((await predict(server, 'forming', 'after')).status, 200, 'the next request is served');
+  t.equal(await metric(server, 'ts_batch_size_count', 'forming'), 1, 'the batch that held only the expired request was not run');
 });
 
 t.test('the next batch waits inside a busy worker: timed from its own start, and given to another worker if this one dies', async (t) => {

@@ -18,6 +18,10 @@ export interface ModelSettings {
   maxWorkers: number;
   jobQueueSize: number;
   maxRetryTimeoutInSec: number;
+  /** A request still queued this long after it arrived is answered 503 and never run; 0: no limit. */
+  clientTimeoutInMills: number;
+  /** Accept a request only when a worker is free to take it at once (else 503), nothing queues. */
+  useJobTicket: boolean;
   /** Stateful sequence batching (the YAML's `sequenceBatching: true`); undefined: off. */
   sequence: SequenceSettings | undefined;
 }
@@ -101,6 +105,8 @@ export function resolveSettings(
     maxWorkers: workers.max,
     jobQueueSize: yamlInt('jobQueueSize') ?? server.jobQueueSize,
     maxRetryTimeoutInSec: yamlInt('maxRetryTimeoutInSec') ?? 300,
+    clientTimeoutInMills: yamlInt('clientTimeoutInMills') ?? 0,
+    useJobTicket: yaml.useJobTicket === true,
     sequence: yaml.sequenceBatching === true ? {
       maxNumSequence: Math.max(yamlInt('maxNumSequence') ?? 1, batchSize * Math.max(1, workers.max)),
       maxSequenceJobQueueSize: yamlInt('maxSequenceJobQueueSize') ?? 1,

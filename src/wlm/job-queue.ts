@@ -16,8 +16,12 @@ import { WaitingWorkers } from './waiting-workers.js';
 export interface BatchQueue {
   readonly size: number;
   readonly remainingCapacity: number;
+  /** A worker waits for work and would take a job offered now (useJobTicket's test). */
+  readonly workerIdle: boolean;
   /** False when the job cannot be queued: the caller answers 503. */
   offer(job: Job): boolean;
+  /** Takes a job out of the queue (its client timed out); false when no longer queued. */
+  remove(job: Job): boolean;
   /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
   poll(max: number, delayMs: number, signal?: AbortSignal, owner?: object): Promise<Job[]>;
   takeFullBatch(max: number): Job[];
@@ -42,6 +46,11 @@ export class JobQueue implements BatchQueue {
 
   get remainingCapacity(): number {
     return Math.max(0, this.capacity - this.jobs.length);
+  }
+
+  /** Only the head waiter collects, and it leaves once its batch is full: it always has room. */
+  get workerIdle(): boolean {
+    return this.jobs.length === 0 && this.waiters.all.length > 0;
   }
 
   /** False when the queue is full. */
@@ -70,6 +79,12 @@ export class JobQueue implements BatchQueue {
   takeFullBatch(max: number): Job[] {
     if (this.waiters.all.length > 0 || this.jobs.length < max) return [];
     return this.jobs.splice(0, max).filter((j) => !j.settled);
+  }
+
+  remove(job: Job): boolean {
+    const i = this.jobs.indexOf(job);
+    if (i >= 0) this.jobs.splice(i, 1);
+    return i >= 0;
   }
 
   /** Puts jobs a worker could not run back at the front, in order. */

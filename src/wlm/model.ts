@@ -55,12 +55,37 @@ export class Model {
     return this.spec.version;
   }
 
-  /** False when the queue is full or the model has no workers: the caller answers 503. */
+  /**
+   * False when the model cannot take the job: no workers, the queue full, or (useJobTicket) no
+   * worker free at once. The caller answers 503.
+   */
   submit(job: Job): boolean {
-    if (this.settings.maxWorkers <= 0 || this.pool.size === 0 || !this.queue.offer(job)) return false;
+    const { maxWorkers, useJobTicket, clientTimeoutInMills } = this.settings;
+    if (maxWorkers <= 0 || this.pool.size === 0) return false;
+    if (useJobTicket && !this.queue.workerIdle) return false;
+    if (!this.queue.offer(job)) return false;
     this.outstanding.add(job);
-    void job.done.then(() => this.outstanding.delete(job));
+    const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
+    void job.done.then(() => {
+      this.outstanding.delete(job);
+      clearTimeout(expiry);
+    });
     return true;
+  }
+
+  /**
+   * TorchServe drops a request that waited past clientTimeoutInMills without a word to its
+   * client; here it is answered at its deadline, and never run. One a worker already holds runs
+   * and is answered: its cost is paid, and the client may still be there.
+   */
+  private expireIfQueued(job: Job, timeoutMs: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      if (job.dequeuedAt !== undefined || job.settled) return;
+      this.queue.remove(job);
+      job.fail(tsError('TSS_ERR_CLIENT_TIMEOUT', String(timeoutMs), this.name));
+    }, timeoutMs);
+    timer.unref();
+    return timer;
   }
 
   /**
@@ -115,12 +140,12 @@ export class Model {
       runtime: this.spec.runtime,
       ...workerAndBatchSettings(s),
       maxRetryTimeoutInSec: s.maxRetryTimeoutInSec,
-      clientTimeoutInMills: 0,
+      clientTimeoutInMills: s.clientTimeoutInMills,
       parallelType: '',
       parallelLevel: 0,
       deviceType: 'cpu',
       continuousBatching: false,
-      useJobTicket: false,
+      useJobTicket: s.useJobTicket,
       useVenv: false,
       stateful: s.sequence !== undefined,
       sequenceMaxIdleMSec: s.sequence?.sequenceMaxIdleMSec ?? 0,

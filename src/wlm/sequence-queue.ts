@@ -48,6 +48,11 @@ export class SequenceQueue implements BatchQueue {
     return Math.max(0, this.settings.maxNumSequence * this.settings.maxSequenceJobQueueSize - this.queued);
   }
 
+  /** A waiting worker has room; whether it may take a given sequence is decided on offer. */
+  get workerIdle(): boolean {
+    return this.waiters.all.some((w) => w.batch.length < w.max);
+  }
+
   /** False when the request cannot join a sequence (see the module's list). */
   offer(job: Job): boolean {
     const now = Date.now();
@@ -90,6 +95,15 @@ export class SequenceQueue implements BatchQueue {
     const batch = this.waiters.wait(max, delayMs, signal, owner);
     this.pump();
     return batch;
+  }
+
+  remove(job: Job): boolean {
+    const jobs = this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? [];
+    const i = jobs.indexOf(job);
+    if (i < 0) return false;
+    jobs.splice(i, 1);
+    this.queued--;
+    return true;
   }
 
   /** No batch ahead of time: a worker's next batch depends on which sequences it serves. */

@@ -122,9 +122,11 @@ export class WorkerPool {
     let running: Promise<void> | undefined;
     while (!signal.aborted && worker.state === 'MODEL_LOADED') {
       const { batchSize, maxBatchDelay } = this.settings();
-      const jobs = running
+      const taken = running
         ? this.nextBatchEarly(batchSize)
         : await this.queue.poll(batchSize, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
+      // A job answered while its batch was forming (its client timed out) is not run.
+      const jobs = taken.filter((j) => !j.settled);
       if (jobs.length === 0) {
         await running;
         running = undefined;
