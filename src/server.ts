@@ -20,6 +20,7 @@ import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
 import { MetricsRegistry } from './metrics/registry.js';
+import { startSystemMetrics } from './metrics/system.js';
 import { snapshotDir, SnapshotWriter, type ModelSnapshot, type SnapshotKind } from './snapshot/snapshot.js';
 import { VERSION } from './version.js';
 import { WorkerProcess } from './worker/worker.js';
@@ -63,7 +64,7 @@ interface Closable {
 
 async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
   const log = loggers.server;
-  const metrics = new MetricsRegistry(config.metricsMode);
+  const metrics = new MetricsRegistry(config.metricsMode, (file, line) => loggers.metric(file, line));
   metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
   let nextWorkerPort = 9000;
 
@@ -91,7 +92,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
         responseTimeoutMs: model.settings.responseTimeout * 1000,
         maxResponseSize: config.maxResponseSize,
         onOutput: (line, stream) => loggers.model(name, stream, line),
-        onMetrics: (m) => metrics.handlerMetrics(m),
+        onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),
       });
       worker.on('state', (state, previous) => {
         log.info(`${name} State change ${previous} -> ${state}`);
@@ -165,6 +166,11 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const grpcManagement = await listenGrpc('management', config.grpcManagement, grpcDeps);
   listening.push(grpcManagement);
   saveSnapshot('startup');
+  const stopSystemMetrics = config.disableSystemMetrics ? undefined : startSystemMetrics({
+    intervalSec: config.metricTimeInterval,
+    publish: (sample) => metrics.system(sample),
+    workers: () => registry.all().flatMap((m) => m.pool.workers),
+  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -182,6 +188,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
         // Stop accepting; fastify's close resolves once every request in flight has been answered,
         // which the models' drain makes happen within drain_timeout.
         const listenersClosed = Promise.all(listening.map((l) => l.close()));
+        stopSystemMetrics?.();
         saveSnapshot('shutdown');
         await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
         await listenersClosed;

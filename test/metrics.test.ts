@@ -1,9 +1,9 @@
 // GET /metrics in TorchServe's Prometheus text, counting real predictions.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMnistMar, MNIST_DIR, startTestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, waitFor } from './helpers.js';
 
 t.test('prediction counters, latencies and response classes', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
@@ -25,6 +25,8 @@ t.test('prediction counters, latencies and response classes', async (t) => {
   t.match(text, /Requests2XX\{Level="Host",Hostname=".*",\} \d+\.\d+/, "TorchServe's own Postman check");
   t.match(text, `Requests4XX{Level="Host",Hostname="${host}",} 1.0`);
   t.match(text, /HandlerTime\{ModelName="mnist",Level="Model",Hostname=".*",\} \d/, 'handler metrics arrive from the worker');
+  t.match(text, '# HELP HandlerTime Torchserve prometheus gauge metric with unit: ms\n', "the unit of TorchServe's metrics.yaml");
+  t.match(text, /PredictionTime\{ModelName="mnist",Level="Model",Hostname=".*",\} \d/, 'the worker times every prediction');
 
   const filtered = await (await fetch(`${server.urls.metrics!}/metrics?name[]=ts_inference_requests_total`)).text();
   t.notMatch(filtered, 'Requests2XX', 'name[] filters families');
@@ -38,4 +40,81 @@ t.test('metrics_mode=legacy serves the three ts_* counters only, log serves noth
   t.notMatch(text, 'Requests2XX');
   const log = await startTestServer(t, { properties: { metrics_mode: 'log' } });
   t.equal(await (await fetch(`${log.urls.metrics!}/metrics`)).text(), '');
+});
+
+t.test("a handler's own metrics, one of each kind of context.metrics, with TorchServe's units and dimensions", async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    properties: { load_models: 'echo.mar' },
+  });
+  t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'metrics' })).status, 200);
+  const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
+  const host = hostname();
+  const family = (name: string, type: string, unit: string, labels: string, value: string): void => {
+    t.match(text, `# HELP ${name} Torchserve prometheus ${type} metric with unit: ${unit}\n# TYPE ${name} ${type}\n${name}{${labels}Hostname="${host}",} ${value}\n`, name);
+  };
+  family('EchoCalls', 'counter', 'Count', 'ModelName="echo",Level="Model",', '2.0');
+  family('EchoWait', 'gauge', 'Seconds', 'ModelName="echo",Level="Model",', '1.5');
+  family('EchoBytes', 'gauge', 'Kilobytes', 'ModelName="echo",Level="Model",Stage="reply",', '0.25');
+  family('EchoShare', 'gauge', 'Percent', 'ModelName="echo",Level="Model",', '42.0');
+  family('EchoErrors', 'counter', 'unit', 'ModelName="echo",Level="Error",', '1.0');
+  family('EchoCustom', 'gauge', 'Widgets', 'ModelName="echo",Level="Model",', '7.0');
+});
+
+t.test('system metrics every metric_time_interval: host CPU, memory and disk gauges, and each worker\'s memory in describe', async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metric_time_interval: '1' } });
+  const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
+  const host = hostname();
+  for (const [name, unit] of [['CPUUtilization', 'Percent'], ['MemoryUsed', 'Megabytes'], ['MemoryAvailable', 'Megabytes'], ['MemoryUtilization', 'Percent'], ['DiskUsage', 'Gigabytes'], ['DiskUtilization', 'Percent'], ['DiskAvailable', 'Gigabytes']]) {
+    t.match(text, new RegExp(`# HELP ${name} Torchserve prometheus gauge metric with unit: ${unit}\n# TYPE ${name} gauge\n${name}\\{Level="Host",Hostname="${host}",\\} \\d+(\\.\\d+)?(E\\d+)?\n`), name);
+  }
+  const used = Number(/^MemoryUsed\{[^}]*\} (\S+)$/m.exec(text)?.[1]);
+  t.ok(used > 10, `MemoryUsed is a plausible number of megabytes (${used})`);
+  const memoryUsage = async (): Promise<number> => {
+    const [d] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ memoryUsage: number }> }>;
+    return d!.workers[0]!.memoryUsage;
+  };
+  await waitFor(async () => (await memoryUsage()) > 0, 10_000, 'a collection after the worker started');
+  const rss = await memoryUsage();
+  t.ok(rss > 20 * 2 ** 20 && rss < 2 ** 31, `the worker's resident bytes (${rss})`);
+});
+
+t.test('disable_system_metrics=true: no system gauges, memoryUsage stays 0', async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metric_time_interval: '1', disable_system_metrics: 'true' } });
+  await new Promise((r) => setTimeout(r, 1200));
+  t.notMatch(await (await fetch(`${server.urls.metrics!}/metrics`)).text(), 'CPUUtilization');
+  const [d] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ memoryUsage: number }> }>;
+  t.equal(d!.workers[0]!.memoryUsage, 0);
+});
+
+t.test('metrics_mode=log writes ts_metrics.log and model_metrics.log in TorchServe\'s line formats', async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' } });
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  const res = await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven });
+  t.equal(res.status, 200);
+  await server.close();
+  const logs = join(server.dir, 'logs');
+  const host = hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const stamp = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d,\\d{3} - ';
+  const ts = readFileSync(join(logs, 'ts_metrics.log'), 'utf8');
+  t.match(ts, new RegExp(`^${stamp}ts_inference_requests_total\\.Count:1\\.0\\|#model_name:mnist,model_version:default\\|#hostname:${host},timestamp:\\d+$`, 'm'));
+  t.match(ts, new RegExp(`^${stamp}Requests2XX\\.Count:1\\.0\\|#Level:Host\\|#hostname:${host},timestamp:\\d+$`, 'm'));
+  t.match(ts, new RegExp(`^${stamp}QueueTime\\.Milliseconds:[\\d.E-]+\\|#Level:Host\\|#hostname:${host},timestamp:\\d+$`, 'm'));
+  const model = readFileSync(join(logs, 'model_metrics.log'), 'utf8');
+  t.match(model, new RegExp(`^${stamp}HandlerTime\\.ms:[\\d.E-]+\\|#ModelName:mnist,Level:Model\\|#hostname:${host},requestID:[\\w-]+,timestamp:\\d+$`, 'm'));
+  t.match(model, new RegExp(`^${stamp}PredictionTime\\.ms:[\\d.E-]+\\|#ModelName:mnist,Level:Model\\|#hostname:${host},requestID:[\\w-]+,timestamp:\\d+$`, 'm'));
+});
+
+t.test('metrics_mode=prometheus writes no metric logs; legacy logs all but the three counters it serves', async (t) => {
+  const prometheus = await startTestServer(t, { properties: { disable_system_metrics: 'true' } });
+  t.equal((await fetch(`${prometheus.urls.inference}/ping`)).status, 200);
+  await prometheus.close();
+  t.notOk(existsSync(join(prometheus.dir, 'logs', 'ts_metrics.log')));
+  const legacy = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'legacy', disable_system_metrics: 'true' } });
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  t.equal((await fetch(`${legacy.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
+  await legacy.close();
+  const ts = readFileSync(join(legacy.dir, 'logs', 'ts_metrics.log'), 'utf8');
+  t.match(ts, 'Requests2XX.Count:1.0|#Level:Host|#hostname:');
+  t.notMatch(ts, 'ts_inference_requests_total', 'served on /metrics instead');
 });

@@ -49,6 +49,9 @@ export interface ServerConfig {
   readonly drainTimeout: number;
   readonly enableMetricsApi: boolean;
   readonly metricsMode: MetricsMode;
+  /** The system-metrics collector (metrics/system.ts): off, or its period in seconds. */
+  readonly disableSystemMetrics: boolean;
+  readonly metricTimeInterval: number;
   readonly enableModelApi: boolean;
   readonly disableTokenAuthorization: boolean;
   readonly tokenExpirationMin: number;
@@ -115,7 +118,7 @@ export interface GrpcListenConfig {
 const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
   'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
-  'metrics_mode', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
+  'metrics_mode', 'disable_system_metrics', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
   'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api',
   'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
   'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
@@ -227,6 +230,8 @@ function buildConfig(
     downloadTimeout: int('download_timeout', 600),
     drainTimeout: int('drain_timeout', 30),
     enableMetricsApi: bool('enable_metrics_api', true),
+    disableSystemMetrics: bool('disable_system_metrics', false),
+    metricTimeInterval: int('metric_time_interval', 60),
     metricsMode: parseMetricsMode(str('metrics_mode')),
     enableModelApi: bool('enable_model_api', false),
     disableTokenAuthorization: bool('disable_token_authorization', false),

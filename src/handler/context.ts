@@ -96,6 +96,9 @@ export class BatchContext implements Context {
   }
 }
 
+/** The long unit names TorchServe's worker writes for its size abbreviations. */
+const SIZE_UNITS = { MB: 'Megabytes', kB: 'Kilobytes', GB: 'Gigabytes', B: 'Bytes' } as const;
+
 function metricsCollector(into: WireMetric[], modelName: string): MetricsApi {
   const add = (name: string, value: number, unit: string, type: 'counter' | 'gauge', dimensions: Record<string, string> = {}): void => {
     into.push({ name, unit, type, value, dimensions: { ModelName: modelName, Level: 'Model', ...dimensions } });
@@ -107,6 +110,16 @@ function metricsCollector(into: WireMetric[], modelName: string): MetricsApi {
     },
     addTime(name, value, unit = 'ms', dimensions) {
       add(name, value, unit === 's' ? 'Seconds' : 'Milliseconds', 'gauge', dimensions);
+    },
+    addSize(name, value, unit = 'MB', dimensions) {
+      add(name, value, SIZE_UNITS[unit], 'gauge', dimensions);
+    },
+    addPercent(name, value, dimensions) {
+      add(name, value, 'Percent', 'gauge', dimensions);
+    },
+    addError(name, value, dimensions) {
+      // TorchServe's add_error has no unit, which its worker writes as `unit`.
+      add(name, value, 'unit', 'counter', { ...dimensions, Level: 'Error' });
     },
     addMetric(name, value, unit, type = 'counter', dimensions) {
       add(name, value, unit, type, dimensions);

@@ -52,6 +52,12 @@ export interface MetricsApi {
   addCounter(name: string, value: number, dimensions?: Record<string, string>): void;
   /** A time gauge in `ms` (default) or `s`. */
   addTime(name: string, value: number, unit?: 'ms' | 's', dimensions?: Record<string, string>): void;
+  /** A size gauge in `MB` (default), `kB`, `GB` or `B`. */
+  addSize(name: string, value: number, unit?: 'MB' | 'kB' | 'GB' | 'B', dimensions?: Record<string, string>): void;
+  /** A percentage gauge. */
+  addPercent(name: string, value: number, dimensions?: Record<string, string>): void;
+  /** An error counter, with `Level: Error` instead of `Model`. */
+  addError(name: string, value: number, dimensions?: Record<string, string>): void;
   /** A gauge or counter with any unit. */
   addMetric(name: string, value: number, unit: string, type?: 'counter' | 'gauge', dimensions?: Record<string, string>): void;
 }

@@ -1,7 +1,8 @@
 /**
  * @module log/loggers
  * The server's logs, as TorchServe keeps them under LOG_LOCATION: the server log (pino JSON on
- * stdout), access_log.log (one line per response) and model_log.log (what handlers print).
+ * stdout), access_log.log (one line per response), model_log.log (what handlers print), and in
+ * `metrics_mode=log` ts_metrics.log and model_metrics.log (metrics/registry.ts writes the lines).
  * Files are written asynchronously so logging never waits on the disk in the request path.
  */
 import { mkdirSync, openSync } from 'node:fs';
@@ -15,6 +16,8 @@ export interface Loggers {
   access(line: string): void;
   /** A line a worker printed, prefixed with the worker's thread name. */
   model(workerName: string, stream: 'stdout' | 'stderr', line: string): void;
+  /** A metric line: the server's to ts_metrics.log, the handlers' to model_metrics.log. */
+  metric(file: 'ts' | 'model', line: string): void;
   /** Writes what is buffered and closes the files; later lines are dropped. */
   close(): void;
 }
@@ -26,6 +29,8 @@ export function createLoggers(logLocation: string, level = 'info'): Loggers {
   // the main process's CPU samples under load); close() writes the rest.
   const accessFile = appendOnlyLog(join(logLocation, 'access_log.log'), server, 4096);
   const modelFile = appendOnlyLog(join(logLocation, 'model_log.log'), server);
+  // Opened on the first line: only metrics_mode=log or legacy writes them.
+  const metricFiles: Partial<Record<'ts' | 'model', ReturnType<typeof appendOnlyLog>>> = {};
   let open = true;
   return {
     server,
@@ -37,10 +42,15 @@ export function createLoggers(logLocation: string, level = 'info'): Loggers {
       if (open) modelFile.write(`${timestamp()} [${level}] ${workerName}-${stream} MODEL_LOG - ${line}\n`);
       if (stream === 'stderr') server.warn({ worker: workerName }, line);
     },
+    metric(file, line) {
+      if (!open) return;
+      metricFiles[file] ??= appendOnlyLog(join(logLocation, `${file}_metrics.log`), server, 4096);
+      metricFiles[file].write(`${timestamp()} - ${line}\n`);
+    },
     close() {
       if (!open) return;
       open = false;
-      for (const d of [accessFile, modelFile]) {
+      for (const d of [accessFile, modelFile, ...Object.values(metricFiles)]) {
         try {
           d.flushSync();
         } catch { /* nothing buffered or the disk refused; the error handler reported it */ }

@@ -2,43 +2,75 @@
  * @module metrics/registry
  * The metrics TorchServe users scrape, kept in a prom-client registry and written in TorchServe's
  * Prometheus text (Java simpleclient 0.9): names kept as configured (no `_total` added), every label
- * set ending in a comma, values as Java doubles (`3.0`). `metrics_mode=log` serves an empty body,
- * `legacy` only the three ts_* counters, `prometheus` everything.
+ * set ending in a comma, values as Java doubles (`3.0`). `metrics_mode=log` serves an empty body
+ * and writes each update as a line of ts_metrics.log (the server's metrics) or model_metrics.log
+ * (the handlers'); `legacy` serves the three ts_* counters and logs the rest; `prometheus` serves
+ * everything.
  */
 import { hostname } from 'node:os';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsMode } from '../config/server-config.js';
 import type { WireMetric } from '../worker/protocol.js';
+import { SYSTEM_UNITS, type SystemSample } from './system.js';
 
 const LEGACY = ['ts_inference_requests_total', 'ts_inference_latency_microseconds', 'ts_queue_latency_microseconds'];
 const MODEL_LABELS = ['model_name', 'model_version', 'hostname'] as const;
 const HOST_LABELS = ['Level', 'Hostname'] as const;
+/** Units TorchServe's default metrics.yaml gives the handler metrics it declares. */
+const DECLARED_MODEL_UNITS: Record<string, string> = { HandlerTime: 'ms', PredictionTime: 'ms' };
 
 type ModelLabel = (typeof MODEL_LABELS)[number];
+type HostLabel = (typeof HOST_LABELS)[number];
+
+/** Where log-mode lines go: the server's metrics to ts_metrics.log, the handlers' to model_metrics.log. */
+export type MetricLineWriter = (file: 'ts' | 'model', line: string) => void;
+
+/**
+ * One metric family: each update goes to prom-client and, when the mode does not serve this
+ * family, to its log file as TorchServe's line
+ * `<Name>.<Unit>:<value>|#<dimensions but the last>|#hostname:<host>,[requestID:<ids>,]timestamp:<s>`.
+ */
+class Series<L extends string> {
+  constructor(
+    private readonly name: string,
+    private readonly metric: Counter<L> | Gauge<L> | Histogram<L>,
+    private readonly unit: string,
+    private readonly write: ((line: string) => void) | undefined,
+  ) {}
+
+  update(labels: Record<L, string>, value: number, requestIds?: readonly string[]): void {
+    const m = this.metric;
+    if (m instanceof Counter) m.inc(labels, value);
+    else if (m instanceof Gauge) m.set(labels, value);
+    else m.observe(labels, value);
+    if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
+  }
+}
 
 export class MetricsRegistry {
   readonly host = hostname();
   private readonly registry = new Registry();
   private readonly mode: MetricsMode;
-  private readonly requests: Counter<ModelLabel>;
-  private readonly latency: Counter<ModelLabel>;
-  private readonly queueLatency: Counter<ModelLabel>;
-  private readonly responses: Record<'2XX' | '4XX' | '5XX', Counter<(typeof HOST_LABELS)[number]>>;
-  private readonly queueTime: Gauge<(typeof HOST_LABELS)[number]>;
-  private readonly workerLoadTime: Gauge<'WorkerName' | 'Level' | 'Hostname'>;
-  private readonly modelMetrics = new Map<string, Counter | Gauge>();
-  private readonly rejections: Counter<ModelLabel>;
-  private readonly timeouts: Counter<ModelLabel>;
-  private readonly restarts: Counter<ModelLabel>;
-  private readonly batchSizes: Histogram<ModelLabel>;
+  private readonly lines: MetricLineWriter | undefined;
+  private readonly requests: Series<ModelLabel>;
+  private readonly latency: Series<ModelLabel>;
+  private readonly queueLatency: Series<ModelLabel>;
+  private readonly responses: Record<'2XX' | '4XX' | '5XX', Series<HostLabel>>;
+  private readonly queueTime: Series<HostLabel>;
+  private readonly workerLoadTime: Series<'WorkerName' | HostLabel>;
+  private readonly modelMetrics = new Map<string, Series<string>>();
+  private readonly rejections: Series<ModelLabel>;
+  private readonly timeouts: Series<ModelLabel>;
+  private readonly restarts: Series<ModelLabel>;
+  private readonly batchSizes: Series<ModelLabel>;
+  private readonly systemGauges: Partial<Record<keyof SystemSample, Series<HostLabel>>> = {};
   private queueSizes: () => ReadonlyArray<{ model: string; version: string; size: number }> = () => [];
 
-  constructor(mode: MetricsMode) {
+  constructor(mode: MetricsMode, lines?: MetricLineWriter) {
     this.mode = mode;
-    const counter = <L extends string>(name: string, unit: string, labelNames: readonly L[]): Counter<L> =>
-      new Counter({ name, help: help('counter', unit), labelNames, registers: [this.registry] });
-    const gauge = <L extends string>(name: string, unit: string, labelNames: readonly L[]): Gauge<L> =>
-      new Gauge({ name, help: help('gauge', unit), labelNames, registers: [this.registry] });
+    this.lines = lines;
+    const counter = <L extends string>(name: string, unit: string, labelNames: readonly L[]): Series<L> =>
+      this.series(name, new Counter({ name, help: help('counter', unit), labelNames, registers: [this.registry] }), unit, 'ts');
     this.requests = counter('ts_inference_requests_total', 'Count', MODEL_LABELS);
     this.latency = counter('ts_inference_latency_microseconds', 'Microseconds', MODEL_LABELS);
     this.queueLatency = counter('ts_queue_latency_microseconds', 'Microseconds', MODEL_LABELS);
@@ -47,19 +79,19 @@ export class MetricsRegistry {
       '4XX': counter('Requests4XX', 'Count', HOST_LABELS),
       '5XX': counter('Requests5XX', 'Count', HOST_LABELS),
     };
-    this.queueTime = gauge('QueueTime', 'Milliseconds', HOST_LABELS);
-    this.workerLoadTime = gauge('WorkerLoadTime', 'Milliseconds', ['WorkerName', 'Level', 'Hostname'] as const);
+    this.queueTime = this.gauge('QueueTime', 'Milliseconds', HOST_LABELS);
+    this.workerLoadTime = this.gauge('WorkerLoadTime', 'Milliseconds', ['WorkerName', 'Level', 'Hostname'] as const);
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
     this.rejections = counter('ts_requests_rejected_total', 'Count', MODEL_LABELS);
     this.timeouts = counter('ts_response_timeouts_total', 'Count', MODEL_LABELS);
     this.restarts = counter('ts_worker_restarts_total', 'Count', MODEL_LABELS);
-    this.batchSizes = new Histogram({
+    this.batchSizes = this.series('ts_batch_size', new Histogram({
       name: 'ts_batch_size',
       help: help('histogram', 'Count'),
       labelNames: MODEL_LABELS,
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers: [this.registry],
-    });
+    }), 'Count', 'ts');
     const sizes = (): ReadonlyArray<{ model: string; version: string; size: number }> => this.queueSizes();
     const labels = (model: string, version: string): Record<ModelLabel, string> => this.modelLabels(model, version);
     new Gauge({
@@ -74,6 +106,17 @@ export class MetricsRegistry {
     });
   }
 
+  private gauge<L extends string>(name: string, unit: string, labelNames: readonly L[]): Series<L> {
+    return this.series(name, new Gauge({ name, help: help('gauge', unit), labelNames, registers: [this.registry] }), unit, 'ts');
+  }
+
+  /** A family, logged when this mode does not serve it. */
+  private series<L extends string>(name: string, metric: Counter<L> | Gauge<L> | Histogram<L>, unit: string, file: 'ts' | 'model'): Series<L> {
+    const served = this.mode === 'prometheus' || (this.mode === 'legacy' && LEGACY.includes(name));
+    const lines = this.lines;
+    return new Series(name, metric, unit, served || !lines ? undefined : (line) => lines(file, line));
+  }
+
   /** Where `ts_queue_size` reads the queues from, at each scrape. */
   watchQueues(source: () => ReadonlyArray<{ model: string; version: string; size: number }>): void {
     this.queueSizes = source;
@@ -81,63 +124,72 @@ export class MetricsRegistry {
 
   /** A request refused with 503 because the queue was full or the model had no worker. */
   rejected(model: string, version: string): void {
-    this.rejections.inc(this.modelLabels(model, version));
+    this.rejections.update(this.modelLabels(model, version), 1);
   }
 
   responseTimedOut(model: string, version: string): void {
-    this.timeouts.inc(this.modelLabels(model, version));
+    this.timeouts.update(this.modelLabels(model, version), 1);
   }
 
   workerRestarted(model: string, version: string): void {
-    this.restarts.inc(this.modelLabels(model, version));
+    this.restarts.update(this.modelLabels(model, version), 1);
   }
 
   batchFormed(model: string, version: string, size: number): void {
-    this.batchSizes.observe(this.modelLabels(model, version), size);
+    this.batchSizes.update(this.modelLabels(model, version), size);
   }
 
   /** A prediction request that found its model; `version` is the URL's or `default`. */
   inferenceRequest(model: string, version: string): void {
-    this.requests.inc(this.modelLabels(model, version));
+    this.requests.update(this.modelLabels(model, version), 1);
   }
 
   inferenceDone(model: string, version: string, latencyUs: number): void {
-    this.latency.inc(this.modelLabels(model, version), latencyUs);
+    this.latency.update(this.modelLabels(model, version), latencyUs);
   }
 
   dequeued(model: string, version: string, waitedUs: number): void {
-    this.queueLatency.inc(this.modelLabels(model, version), waitedUs);
-    this.queueTime.set({ Level: 'Host', Hostname: this.host }, waitedUs / 1000);
+    this.queueLatency.update(this.modelLabels(model, version), waitedUs);
+    this.queueTime.update(this.hostLabels, waitedUs / 1000);
   }
 
   response(status: number): void {
     const family = status >= 200 && status < 300 ? '2XX' : status >= 400 && status < 500 ? '4XX' : '5XX';
-    this.responses[family].inc({ Level: 'Host', Hostname: this.host });
+    this.responses[family].update(this.hostLabels, 1);
   }
 
-  workerLoaded(workerName: string, ms: number): void {
-    this.workerLoadTime.set({ WorkerName: workerName, Level: 'Host', Hostname: this.host }, ms);
-  }
-
-  /** Metrics a handler emitted through context.metrics. */
-  handlerMetrics(metrics: readonly WireMetric[]): void {
-    for (const m of metrics) {
-      const labels = { ...m.dimensions, Hostname: this.host };
-      const metric = this.modelMetric(m, Object.keys(labels));
-      if (!metric) continue;
-      if (metric instanceof Counter) metric.inc(labels, m.value);
-      else metric.set(labels, m.value);
+  /** The system collector's gauges, registered with its first sample. */
+  system(sample: SystemSample): void {
+    for (const [name, value] of Object.entries(sample) as Array<[keyof SystemSample, number]>) {
+      (this.systemGauges[name] ??= this.gauge(name, SYSTEM_UNITS[name], HOST_LABELS)).update(this.hostLabels, value);
     }
   }
 
-  private modelMetric(m: WireMetric, labelNames: string[]): Counter | Gauge | undefined {
+  workerLoaded(workerName: string, ms: number): void {
+    this.workerLoadTime.update({ WorkerName: workerName, ...this.hostLabels }, ms);
+  }
+
+  /** Metrics a handler emitted through context.metrics while answering `requestIds`. */
+  handlerMetrics(metrics: readonly WireMetric[], requestIds: readonly string[]): void {
+    for (const m of metrics) {
+      const labels = { ...m.dimensions, Hostname: this.host };
+      this.modelMetric(m, Object.keys(labels))?.update(labels, m.value, requestIds);
+    }
+  }
+
+  /**
+   * A handler metric's family, registered on first sight with the dimensions it came with, as
+   * TorchServe's `model_metrics_auto_detect`; the ones its metrics.yaml declares keep its units.
+   */
+  private modelMetric(m: WireMetric, labelNames: string[]): Series<string> | undefined {
     const existing = this.modelMetrics.get(m.name);
     if (existing) return existing;
     if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(m.name) || this.registry.getSingleMetric(m.name)) return undefined;
-    const opts = { name: m.name, help: help(m.type, m.unit), labelNames, registers: [this.registry] };
-    const metric = m.type === 'counter' ? new Counter(opts) : new Gauge(opts);
-    this.modelMetrics.set(m.name, metric);
-    return metric;
+    const unit = DECLARED_MODEL_UNITS[m.name] ?? m.unit;
+    const opts = { name: m.name, help: help(m.type, unit), labelNames, registers: [this.registry] };
+    const series = this.series(m.name, m.type === 'counter' ? new Counter(opts) : new Gauge(opts), unit, 'model');
+    this.modelMetrics.set(m.name, series);
+    return series;
   }
 
   /** The text of GET /metrics, filtered by `name[]` when names are given. */
@@ -154,9 +206,22 @@ export class MetricsRegistry {
     return lines.length > 0 ? lines.join('\n') + '\n' : '';
   }
 
+  private get hostLabels(): Record<HostLabel, string> {
+    return { Level: 'Host', Hostname: this.host };
+  }
+
   private modelLabels(model: string, version: string): Record<ModelLabel, string> {
     return { model_name: model, model_version: version, hostname: this.host };
   }
+}
+
+/** TorchServe's metric log line; the last dimension is the host, written as `hostname:`. */
+function logLine(name: string, unit: string, value: number, labels: Record<string, string>, requestIds: readonly string[] = []): string {
+  const values = Object.entries(labels);
+  const host = values.pop()?.[1] ?? '';
+  const dimensions = values.map(([k, v]) => `${k}:${v}`).join(',');
+  const requests = requestIds.length > 0 ? `requestID:${requestIds.join(',')},` : '';
+  return `${name}.${unit}:${javaDouble(value)}|#${dimensions}|#hostname:${host},${requests}timestamp:${Math.floor(Date.now() / 1000)}`;
 }
 
 /** A histogram's series are named `<name>_bucket`, `_sum` and `_count`. */

@@ -157,7 +157,7 @@ export class Model {
         id: w.id,
         startTime: formatStartTime(w.startTime),
         status: describeStatus(w.state),
-        memoryUsage: 0,
+        memoryUsage: w.memoryUsage,
         pid: w.pid,
         gpu: false,
         gpuUsage: 'N/A',

@@ -25,7 +25,8 @@ export interface WorkerOptions {
   readonly maxResponseSize: number;
   /** Each line the handler prints, with its stream. */
   readonly onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
-  readonly onMetrics: (metrics: WireMetric[]) => void;
+  /** Metrics the handler emitted while answering the requests `requestIds`. */
+  readonly onMetrics: (metrics: WireMetric[], requestIds: string[]) => void;
 }
 
 interface InFlight {
@@ -48,6 +49,8 @@ export class WorkerProcess extends EventEmitter {
   readonly id: string;
   readonly startTime = new Date();
   state: WorkerState = 'STARTED';
+  /** Resident bytes at the last system-metrics run (metrics/system.ts); 0 before it, or without it. */
+  memoryUsage = 0;
   private child: ChildProcess | undefined;
   /** Batches sent and not yet answered, in the order the worker runs them. */
   private inFlight: InFlight[] = [];
@@ -153,14 +156,20 @@ export class WorkerProcess extends EventEmitter {
         this.forEachItem(msg.batchId, msg.items, (job, item) => job.intermediate(item));
         return;
       case 'reply':
-        this.opts.onMetrics(msg.metrics);
+        this.reportMetrics(msg.batchId, msg.metrics);
         this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
         this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'));
         return;
       case 'batch-failed':
-        this.opts.onMetrics(msg.metrics);
+        this.reportMetrics(msg.batchId, msg.metrics);
         this.finishBatch(msg.batchId, () => errorFromWire(msg.error.code, msg.error.message, msg.error.status));
     }
+  }
+
+  private reportMetrics(batchId: number, metrics: WireMetric[]): void {
+    if (metrics.length === 0) return;
+    const batch = this.inFlight[0];
+    this.opts.onMetrics(metrics, batch?.batchId === batchId ? [...batch.jobs.keys()] : []);
   }
 
   private forEachItem(batchId: number, items: WireResponse[], fn: (job: Job, item: WireResponse) => void): void {
