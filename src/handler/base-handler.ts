@@ -2,11 +2,13 @@
  * @module handler/base-handler
  * TorchServe's BaseHandler for ONNX: `initialize` opens the manifest's serializedFile in an
  * onnxruntime session and reads index_to_name.json; `handle` runs preprocess -> inference ->
- * postprocess and records HandlerTime. Subclasses override the hooks they need.
+ * postprocess (or, to explain, preprocess -> getInsights) and records HandlerTime. Subclasses
+ * override the hooks they need.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, ort } from '../runtime/onnx.js';
+import { explanationTarget, occlusionAttributions } from './explain.js';
 import { PredictionError, type Context, type Handler, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
 
 export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements Handler {
@@ -26,12 +28,29 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     this.initialized = true;
   }
 
+  /** preprocess -> inference -> postprocess; for `/explanations` (and `:explain`), preprocess -> explainHandle. */
   async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
     this.context = context;
     const started = performance.now();
-    const output = await this.postprocess(await this.inference(await this.preprocess(batch)));
+    const input = await this.preprocess(batch);
+    const output = context.getRequestHeader(0, 'explain') === 'True'
+      ? await this.explainHandle(input, batch)
+      : await this.postprocess(await this.inference(input));
     context.metrics.addTime('HandlerTime', performance.now() - started);
     return output;
+  }
+
+  /** TorchServe's explain_handle: the first request's `target` class (0 without one), then getInsights. */
+  async explainHandle(input: TInput, batch: RequestInput[]): Promise<HandlerOutput[]> {
+    return this.getInsights(input, batch, explanationTarget(batch[0]));
+  }
+
+  /**
+   * Each request's attributions toward class `target`. Default: occlusion over an image batch
+   * (handler/explain.ts), scored by this handler's own `inference`; other inputs answer 501.
+   */
+  async getInsights(input: TInput, _batch: RequestInput[], target: number): Promise<HandlerOutput[]> {
+    return occlusionAttributions(input, target, async (tensor) => (await this.inference(tensor as TInput)) as ort.Tensor);
   }
 
   /** Default: each request's `data` or `body` is a JSON array of numbers; rows are stacked. */

@@ -1,0 +1,123 @@
+// /explanations and KServe's :explain: occlusion attributions from BaseHandler, checked on
+// test/fixtures/colour_classifier.onnx (its logits are the image's mean colour, so which half of
+// an image matters to which class is known) and on the MNIST example.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decode as decodePng } from 'fast-png';
+import sharp from 'sharp';
+import t, { type Test } from 'tap';
+import { buildMar, buildMnistMar, errorBody, FIXTURES, MNIST_DIR, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
+
+type Chw = number[][][];
+
+/** 256 x 256, red on the left half, blue on the right: after Resize(256) and CenterCrop(224) the halves meet at column 112. */
+function redBlue(): Promise<Buffer> {
+  const half = { width: 128, height: 256, channels: 3 as const };
+  return sharp({ create: { width: 256, height: 256, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+    .composite([
+      { input: { create: { ...half, background: { r: 250, g: 10, b: 10 } } }, left: 0, top: 0 },
+      { input: { create: { ...half, background: { r: 10, g: 10, b: 250 } } }, left: 128, top: 0 },
+    ])
+    .png()
+    .toBuffer();
+}
+
+function serveColours(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+    properties: { load_models: 'colours.mar', ...properties },
+  });
+}
+
+function explain(url: string, image: Buffer, target?: string): Promise<Response> {
+  const form = new FormData();
+  form.append('data', new Blob([image], { type: 'image/png' }));
+  if (target !== undefined) form.append('target', target);
+  return fetch(url, { method: 'POST', body: form });
+}
+
+/** Mean attribution of row `y` over columns [from, to). */
+function meanOf(map: Chw, channel: number, y: number, from: number, to: number): number {
+  const row = map[channel]![y]!.slice(from, to);
+  return row.reduce((a, b) => a + b, 0) / row.length;
+}
+
+t.test('image_classifier explains a class: the half of the image that carries its colour counts for it', async (t) => {
+  const server = await serveColours(t);
+  const url = `${server.urls.inference}/explanations/colours`;
+  const image = await redBlue();
+
+  const red = await explain(url, image, '0');
+  t.equal(red.status, 200);
+  const map = (await red.json()) as Chw;
+  t.same([map.length, map[0]!.length, map[0]![0]!.length], [3, 224, 224], "TorchServe's shape: the input's C x H x W");
+  t.ok(meanOf(map, 0, 100, 0, 100) > 0, 'hiding red pixels lowers the red score');
+  t.ok(meanOf(map, 0, 100, 124, 224) < 0, 'hiding blue pixels raises it');
+  t.same(map[1], map[0], 'a patch hides every channel at once');
+
+  const blue = (await (await explain(url, image, '2')).json()) as Chw;
+  t.ok(meanOf(blue, 0, 100, 124, 224) > 0 && meanOf(blue, 0, 100, 0, 100) < 0, 'target 2 (blue): the other way round');
+  const none = (await (await explain(url, image)).json()) as Chw;
+  t.same(none, map, "without a target, class 0, as TorchServe's explain_handle");
+
+  const predicted = await fetch(`${server.urls.inference}/predictions/colours`, { method: 'POST', body: image });
+  t.match(await predicted.json(), { 0: Number }, 'predictions are unchanged');
+});
+
+t.test('a target that is not a class, or not a number, is a 400', async (t) => {
+  const server = await serveColours(t);
+  const url = `${server.urls.inference}/explanations/colours`;
+  const image = await redBlue();
+  const outOfRange = await explain(url, image, '7');
+  t.equal(outOfRange.status, 400);
+  t.match(await errorBody(outOfRange), { code: 400, message: 'Explanation target 7 is not a class of this model (0..2)' });
+  const text = await explain(url, image, 'cat');
+  t.equal(text.status, 400);
+  t.match(await errorBody(text), { message: /^Explanation target must be a class index/ });
+  t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'the server is fine');
+});
+
+t.test("KServe v1 :explain answers {explanations: [...]}, one per instance, for the instance's target", async (t) => {
+  const server = await serveColours(t, { service_envelope: 'kserve' });
+  const b64 = (await redBlue()).toString('base64');
+  const res = await fetch(`${server.urls.inference}/v1/models/colours:explain`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ instances: [{ data: b64, target: 2 }] }),
+  });
+  t.equal(res.status, 200);
+  const { explanations } = (await res.json()) as { explanations: Chw[] };
+  t.equal(explanations.length, 1);
+  t.ok(meanOf(explanations[0]!, 2, 50, 124, 224) > 0, 'blue explained by the blue half');
+});
+
+t.test('the MNIST example explains a digit: its strokes count for it, the background hardly', async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
+  const png = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  const res = await explain(`${server.urls.inference}/explanations/mnist`, png, '7');
+  t.equal(res.status, 200);
+  const [map] = (await res.json()) as Chw;
+  t.same([map!.length, map![0]!.length], [28, 28], '1 x 28 x 28');
+  const pixels = decodePng(png);
+  let stroke = 0;
+  let strokeN = 0;
+  let background = 0;
+  let backgroundN = 0;
+  for (let y = 0; y < 28; y++) {
+    for (let x = 0; x < 28; x++) {
+      const bright = pixels.data[(y * 28 + x) * pixels.channels]! > 128;
+      if (bright) (stroke += map![y]![x]!), strokeN++;
+      else (background += map![y]![x]!), backgroundN++;
+    }
+  }
+  t.ok(stroke / strokeN > background / backgroundN, `stroke ${(stroke / strokeN).toExponential(2)} > background ${(background / backgroundN).toExponential(2)}`);
+});
+
+t.test('a handler whose input is not an image batch answers 501 with the reason', async (t) => {
+  const files = tempDir(t);
+  writeFileSync(join(files, 'vocab.txt'), ['<pad>', '<unk>', 'good', 'bad'].join('\n') + '\n');
+  const server = await serveFixtureModel(t, 'sentiment', 'text_classifier', 'word_sentiment.onnx', [join(files, 'vocab.txt')]);
+  const res = await fetch(`${server.urls.inference}/explanations/sentiment`, { method: 'POST', body: 'good', headers: { 'content-type': 'text/plain' } });
+  t.equal(res.status, 501);
+  t.match(await errorBody(res), { code: 501, message: /^This handler cannot explain its input/ });
+});
