@@ -5,7 +5,8 @@
  * `vocab.txt` (one token per line, the line number is its id; `<unk>` for unknown words and
  * `<pad>` for padding, both required). The batch goes in as `int64 [N, L]` token ids padded to its
  * longest text; the model answers logits [N, C]. The answer is every class with its softmax
- * probability, `{label: probability}` in class order, labels from index_to_name.json.
+ * probability, `{label: probability}` in class order, labels from index_to_name.json; explained
+ * (`/explanations`), each word's importance to the request's `target` class.
  * (TorchServe reads a torchtext `source_vocab.pt`; a plain text vocabulary needs no Python.)
  *
  * Input:  curl -d "What a great movie, I loved it" http://127.0.0.1:8080/predictions/sentiment
@@ -13,17 +14,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BaseHandler, ort, PredictionError, requestPayload, splitBatch, type Context, type HandlerOutput, type InputValue, type RequestInput } from '../src/index.js';
+import { BaseHandler, ort, PredictionError, requestPayload, splitBatch, targetScores, type Context, type HandlerOutput, type InputValue, type RequestInput } from '../src/index.js';
 import { softmax } from './vision.js';
 
 export default class TextClassifier extends BaseHandler {
   protected vocab = new Map<string, number>();
+  /** Token of each id: vocab.txt's lines. */
+  protected tokens: string[] = [];
   protected unknownId = 0;
   protected padId = 0;
 
   override async initialize(context: Context): Promise<void> {
     await super.initialize(context);
     const lines = readFileSync(join(context.systemProperties.model_dir, 'vocab.txt'), 'utf8').split(/\r?\n/);
+    this.tokens = lines;
     lines.forEach((token, id) => {
       if (token !== '' && !this.vocab.has(token)) this.vocab.set(token, id);
     });
@@ -42,6 +46,30 @@ export default class TextClassifier extends BaseHandler {
     const ids = new BigInt64Array(rows.length * length).fill(BigInt(this.padId));
     rows.forEach((row, i) => ids.set(row.map(BigInt), i * length));
     return new ort.Tensor('int64', ids, [rows.length, length]);
+  }
+
+  /**
+   * TorchServe's text explanation, `{words, importances}` per request, by occlusion instead of its
+   * layer integrated gradients: each word in turn becomes `<pad>`, its importance is the fall of
+   * the target's score, and the importances are scaled to unit length as TorchServe's are.
+   */
+  override async getInsights(input: ort.Tensor, _batch: RequestInput[], target: number): Promise<HandlerOutput[]> {
+    const [rows = 0, length = 0] = input.dims.map(Number);
+    const ids = input.data as BigInt64Array;
+    const answers: HandlerOutput[] = [];
+    for (let i = 0; i < rows; i++) {
+      const row = ids.subarray(i * length, (i + 1) * length);
+      const used = row.findLastIndex((id) => id !== BigInt(this.padId)) + 1;
+      // Copy 0 is the text as it is, copy k + 1 the text without word k.
+      const copies = new BigInt64Array((used + 1) * length);
+      for (let k = 0; k <= used; k++) copies.set(row, k * length);
+      for (let k = 0; k < used; k++) copies[(k + 1) * length + k] = BigInt(this.padId);
+      const [whole = 0, ...without] = targetScores(await this.inference(new ort.Tensor('int64', copies, [used + 1, length])), target);
+      const drops = without.map((score) => whole - score);
+      const norm = Math.hypot(...drops) || 1;
+      answers.push({ words: Array.from(row.subarray(0, used), (id) => this.tokens[Number(id)] ?? '<unk>'), importances: drops.map((d) => d / norm) });
+    }
+    return answers;
   }
 
   override async postprocess(output: ort.Tensor): Promise<HandlerOutput[]> {

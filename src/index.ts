@@ -7,5 +7,6 @@ export type {
   RequestInput, SystemProperties,
 } from './handler/types.js';
 export { PredictionError } from './handler/types.js';
+export { targetScores } from './handler/explain.js';
 export { BaseHandler, classLabel, loadLabelMapping, payloadBytes, requestPayload, splitBatch } from './handler/base-handler.js';
 export { createSession, ort, type SessionOptions } from './runtime/onnx.js';

@@ -113,11 +113,27 @@ t.test('the MNIST example explains a digit: its strokes count for it, the backgr
   t.ok(stroke / strokeN > background / backgroundN, `stroke ${(stroke / strokeN).toExponential(2)} > background ${(background / backgroundN).toExponential(2)}`);
 });
 
-t.test('a handler whose input is not an image batch answers 501 with the reason', async (t) => {
+t.test("text_classifier explains each word's part in the target class, as TorchServe's {words, importances}", async (t) => {
   const files = tempDir(t);
-  writeFileSync(join(files, 'vocab.txt'), ['<pad>', '<unk>', 'good', 'bad'].join('\n') + '\n');
+  writeFileSync(join(files, 'vocab.txt'), ['<pad>', '<unk>', 'good', 'great', 'love', 'bad', 'awful', 'hate'].join('\n') + '\n');
   const server = await serveFixtureModel(t, 'sentiment', 'text_classifier', 'word_sentiment.onnx', [join(files, 'vocab.txt')]);
-  const res = await fetch(`${server.urls.inference}/explanations/sentiment`, { method: 'POST', body: 'good', headers: { 'content-type': 'text/plain' } });
+  const form = new FormData();
+  form.append('data', 'Good film, bad ending, zzz');
+  form.append('target', '1');
+  const res = await fetch(`${server.urls.inference}/explanations/sentiment`, { method: 'POST', body: form });
+  t.equal(res.status, 200);
+  const answer = (await res.json()) as { words: string[]; importances: number[] };
+  t.same(answer.words, ['good', 'film', 'bad', 'ending', 'zzz'].map((w) => (['good', 'bad'].includes(w) ? w : '<unk>')), 'the tokens the model saw');
+  const [good, film, bad] = answer.importances;
+  t.ok(good! > 0 && bad! < 0, `toward Positive, "good" counts for (${good}) and "bad" against (${bad})`);
+  t.equal(film, 0, 'an unknown word weighs nothing');
+  t.ok(Math.abs(Math.hypot(...answer.importances) - 1) < 1e-6, 'scaled to unit length');
+});
+
+t.test('a handler whose output is not class scores answers 501 with the reason', async (t) => {
+  const server = await serveFixtureModel(t, 'segments', 'image_segmenter', 'colour_segmenter.onnx');
+  const res = await explain(`${server.urls.inference}/explanations/segments`, await redBlue());
   t.equal(res.status, 501);
-  t.match(await errorBody(res), { code: 501, message: /^This handler cannot explain its input/ });
+  t.match(await errorBody(res), { code: 501, message: /^This handler cannot explain its output/ });
+  t.equal((await fetch(`${server.urls.inference}/predictions/segments`, { method: 'POST', body: await redBlue() })).status, 200, 'it still predicts');
 });

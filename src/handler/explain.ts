@@ -74,19 +74,28 @@ function occlude(image: Float32Array, c: number, h: number, w: number, p: Patch)
   return copy;
 }
 
-/** The score of `target` for each image; a target the model does not have is the client's error. */
+/** The score of `target` for each image. */
 async function classScores(score: Scorer, images: Float32Array[], chw: number[], target: number): Promise<number[]> {
   const size = images[0]!.length;
   const batch = new Float32Array(images.length * size);
   images.forEach((image, i) => batch.set(image, i * size));
-  const output = await score(new ort.Tensor('float32', batch, [images.length, ...chw]));
+  return targetScores(await score(new ort.Tensor('float32', batch, [images.length, ...chw])), target);
+}
+
+/**
+ * Column `target` of class scores `[batch, classes]`, one per row; a target the model does not
+ * have is the client's error, an output without classes the handler's limit.
+ */
+export function targetScores(output: ort.Tensor, target: number): number[] {
   const classes = output.dims.length === 2 ? Number(output.dims[1]) : 0;
-  if (classes === 0) throw new PredictionError('This handler cannot explain its output: explanations need class scores (batch x classes)', 501);
-  if (!Number.isInteger(target) || target < 0 || target >= classes) {
+  if (classes === 0 || !(output.data instanceof Float32Array)) {
+    throw new PredictionError('This handler cannot explain its output: explanations need class scores (batch x classes)', 501);
+  }
+  if (target < 0 || target >= classes) {
     throw new PredictionError(`Explanation target ${target} is not a class of this model (0..${classes - 1})`, 400);
   }
-  const scores = output.data as Float32Array;
-  return images.map((_, i) => scores[i * classes + target]!);
+  const scores = output.data;
+  return Array.from({ length: Number(output.dims[0]) }, (_, i) => scores[i * classes + target]!);
 }
 
 function attributionMap(h: number, w: number, patches: Patch[], drops: number[]): Float32Array {
