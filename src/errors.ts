@@ -88,6 +88,10 @@ const table = {
     message: 'Model "%s" has no worker to serve inference request. Please use scale workers API to add workers. '
       + 'If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize',
   },
+  TSS_ERR_WORKER_NONE_FOR_DESCRIBE: {
+    type: 'ServiceUnavailableException', status: 503,
+    message: 'Model "%s" has no worker to serve describe request. Please use scale workers API to add workers.',
+  },
   TSS_ERR_CLIENT_TIMEOUT: {
     type: 'ServiceUnavailableException', status: 503,
     message: 'Request waited longer than clientTimeoutInMills (%s ms) for a worker of model "%s"; it was not run',

@@ -28,9 +28,13 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     this.initialized = true;
   }
 
-  /** preprocess -> inference -> postprocess; for `/explanations` (and `:explain`), preprocess -> explainHandle. */
+  /**
+   * preprocess -> inference -> postprocess; for `/explanations` (and `:explain`), preprocess ->
+   * explainHandle; for describe's `customized=true`, describeHandle.
+   */
   async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
     this.context = context;
+    if (context.getRequestHeader(0, 'describe') === 'True') return [await this.describeHandle()];
     const started = performance.now();
     const input = await this.preprocess(batch);
     const output = context.getRequestHeader(0, 'explain') === 'True'
@@ -38,6 +42,14 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
       : await this.postprocess(await this.inference(input));
     context.metrics.addTime('HandlerTime', performance.now() - started);
     return output;
+  }
+
+  /**
+   * What describe's `customized=true` adds as `customizedMetadata`: a JSON object about the model
+   * (its classes, its inputs...). Default: null, nothing added, as TorchServe's describe_handle.
+   */
+  async describeHandle(): Promise<HandlerOutput> {
+    return null;
   }
 
   /** TorchServe's explain_handle: the first request's `target` class (0 without one), then getInsights. */

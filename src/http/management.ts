@@ -43,11 +43,12 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
     return register(params(request), deps, reply);
   });
 
-  app.get('/models/:name', documented('Describe the default version of a model'), async (request: Req, reply) => sendJson(reply, 200, [registry.get(request.params.name!).describe()]));
+  app.get('/models/:name', documented('Describe the default version of a model (customized=true adds the handler\'s own description)'),
+    async (request: Req, reply) => sendJson(reply, 200, [await describe(registry.get(request.params.name!), params(request))]));
   app.get('/models/:name/:version', documented('Describe one version of a model, or all of them with "all"'), async (request: Req, reply) => {
     const { name, version } = request.params as { name: string; version: string };
-    const models = version === 'all' ? registry.versions(name) : [registry.get(name, version)];
-    return sendJson(reply, 200, models.map((m) => m.describe()));
+    if (version === 'all') return sendJson(reply, 200, registry.versions(name).map((m) => m.describe()));
+    return sendJson(reply, 200, [await describe(registry.get(name, version), params(request))]);
   });
 
   const scaleRoute = async (request: Req, reply: FastifyReply): Promise<FastifyReply> => {
@@ -170,6 +171,14 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   if (!result.ok) throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');
   if (result.running < min) return sendStatus(reply, 206, 'Workers scaling in progress...');
   return sendStatus(reply, 200, `Workers scaled to ${min} for model: ${model.name}${version ? `, version: ${version}` : ''}`);
+}
+
+/** One version's describe element; with `customized=true`, what its handler says of itself. */
+async function describe(model: Model, p: Params): Promise<Record<string, unknown>> {
+  const described = model.describe();
+  if (!boolParam(p, 'customized', false)) return described;
+  const customizedMetadata = await model.customizedMetadata();
+  return customizedMetadata === undefined ? described : { ...described, customizedMetadata };
 }
 
 /** 202: the workers start in the background; a failure shows in describe and the log. */

@@ -96,3 +96,18 @@ t.test('a busy worker takes a next batch only when it is full and no idle worker
   t.same(ids(q.takeFullBatch(2)), ['i', 'j'], 'a full batch, in order');
   t.equal(q.size, 1);
 });
+
+t.test('a job offered alone leaves in a batch of its own, and sends the batch being formed on its way', async (t) => {
+  const q = new JobQueue(10);
+  const forming = q.poll(8, 10_000);
+  q.offer(job('a'));
+  q.offerAlone(job('describe'));
+  q.offer(job('b'));
+  t.same(ids(await forming), ['a'], 'the batch so far leaves without waiting for its delay');
+  t.same(ids(await q.poll(8, 10_000)), ['describe'], 'alone, though more jobs are queued');
+  t.same(ids(await q.poll(8, 0)), ['b']);
+  for (const id of ['c', 'd']) q.offer(job(id));
+  q.offerAlone(job('alone'));
+  t.same(ids(q.takeFullBatch(3)), [], 'no early full batch holds it');
+  t.same(ids(q.takeFullBatch(2)), ['c', 'd'], 'one before it may go');
+});

@@ -20,6 +20,8 @@ export interface BatchQueue {
   readonly workerIdle: boolean;
   /** False when the job cannot be queued: the caller answers 503. */
   offer(job: Job): boolean;
+  /** As offer, for a job that goes to a worker in a batch of its own (a customized describe). */
+  offerAlone(job: Job): boolean;
   /** Takes a job out of the queue (its client timed out); false when no longer queued. */
   remove(job: Job): boolean;
   /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
@@ -34,6 +36,7 @@ export interface BatchQueue {
 export class JobQueue implements BatchQueue {
   readonly capacity: number;
   private jobs: Job[] = [];
+  private readonly alone = new WeakSet<Job>();
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch), () => this.pump());
 
   constructor(capacity: number) {
@@ -61,6 +64,11 @@ export class JobQueue implements BatchQueue {
     return true;
   }
 
+  offerAlone(job: Job): boolean {
+    this.alone.add(job);
+    return this.offer(job);
+  }
+
   /**
    * Resolves with 1..max jobs, following the batching rule above, or with none when `signal`
    * aborts (the worker is going away); jobs it was holding go back to the front of the queue.
@@ -77,7 +85,7 @@ export class JobQueue implements BatchQueue {
    * first), never a partial batch (it would have grown meanwhile).
    */
   takeFullBatch(max: number): Job[] {
-    if (this.waiters.all.length > 0 || this.jobs.length < max) return [];
+    if (this.waiters.all.length > 0 || this.jobs.length < max || this.jobs.slice(0, max).some((j) => this.alone.has(j))) return [];
     return this.jobs.splice(0, max).filter((j) => !j.settled);
   }
 
@@ -101,15 +109,22 @@ export class JobQueue implements BatchQueue {
     return this.jobs.splice(0);
   }
 
-  /** Only the waiter at the head collects; when its batch leaves, the next one is the head. */
+  /**
+   * Only the waiter at the head collects; when its batch leaves, the next one is the head. A job
+   * that goes alone sends the batch so far on its way, and leaves alone with the next waiter.
+   */
   private pump(): void {
     const head = this.waiters.all[0];
     if (!head) return;
-    while (head.batch.length < head.max && this.jobs.length > 0) {
+    let alone = false;
+    while (!alone && head.batch.length < head.max && this.jobs.length > 0) {
+      alone = this.alone.has(this.jobs[0]!);
+      if (alone && head.batch.length > 0) break;
       const job = this.jobs.shift()!;
-      if (!job.settled) head.batch.push(job);
+      if (job.settled) alone = false;
+      else head.batch.push(job);
     }
     // Leaving, it pumps again for the next waiter.
-    this.waiters.ripen(head);
+    this.waiters.ripen(head, alone);
   }
 }

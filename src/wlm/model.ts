@@ -2,13 +2,14 @@
  * @module wlm/model
  * One registered model version: where its files are, its settings, its queue and its workers.
  */
+import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import type { ValidManifest } from '../archive/manifest.js';
 import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
 import { tsError, type TsError } from '../errors.js';
 import { JobQueue, type BatchQueue } from './job-queue.js';
 import { SequenceQueue } from './sequence-queue.js';
-import type { Job } from './job.js';
+import { Job, type JobResponse } from './job.js';
 import { WorkerPool, type PoolDeps, type ScaleResult } from './worker-pool.js';
 import { describeStatus } from './worker-state.js';
 import { formatLocalTime } from '../local-time.js';
@@ -64,13 +65,35 @@ export class Model {
     if (maxWorkers <= 0 || this.pool.size === 0) return false;
     if (useJobTicket && !this.queue.workerIdle) return false;
     if (!this.queue.offer(job)) return false;
-    this.outstanding.add(job);
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
+    this.track(job, () => clearTimeout(expiry));
+    return true;
+  }
+
+  /** Counts `job` as outstanding until it is answered: a stop drains it. */
+  private track(job: Job, onDone?: () => void): void {
+    this.outstanding.add(job);
     void job.done.then(() => {
       this.outstanding.delete(job);
-      clearTimeout(expiry);
+      onDone?.();
     });
-    return true;
+  }
+
+  /**
+   * The handler's own description, for describe's `customized=true`: a request with the header
+   * `describe: True`, run in a batch of its own; its answer is parsed as a JSON object (anything
+   * else is `{}`), and `null` (BaseHandler's default) means none.
+   */
+  async customizedMetadata(): Promise<Record<string, unknown> | undefined> {
+    const answer = new Promise<JobResponse>((respond, fail) => {
+      const job = new Job({ id: randomUUID(), headers: { describe: 'True' }, params: [] }, { intermediate() {}, respond, fail });
+      if (this.settings.maxWorkers <= 0 || this.pool.size === 0 || !this.queue.offerAlone(job)) {
+        fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
+        return;
+      }
+      this.track(job);
+    });
+    return metadataObject(Buffer.from((await answer).body).toString('utf8'));
   }
 
   /**
@@ -165,6 +188,17 @@ export class Model {
       jobQueueStatus: { remainingCapacity: this.queue.remainingCapacity, pendingRequests: this.queue.size },
     };
   }
+}
+
+function metadataObject(text: string): Record<string, unknown> | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  if (parsed === null) return undefined;
+  return typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
 }
 
 /** `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` in local time with a literal Z, as TorchServe writes it. */

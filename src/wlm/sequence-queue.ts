@@ -34,6 +34,9 @@ export class SequenceQueue implements BatchQueue {
   private readonly settings: SequenceSettings;
   private readonly sequences = new Map<string, Sequence>();
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch));
+  /** Jobs outside any sequence that go to any worker in a batch of their own (customized describe). */
+  private readonly aloneJobs: Job[] = [];
+  private readonly alone = new WeakSet<Job>();
   private queued = 0;
 
   constructor(settings: SequenceSettings) {
@@ -81,6 +84,15 @@ export class SequenceQueue implements BatchQueue {
     return sequence;
   }
 
+  offerAlone(job: Job): boolean {
+    if (this.remainingCapacity === 0) return false;
+    this.alone.add(job);
+    this.aloneJobs.push(job);
+    this.queued++;
+    this.pump();
+    return true;
+  }
+
   /** Closes sequences idle past sequenceMaxIdleMSec; stops those older than sequenceTimeoutMSec. */
   private expire(now: number): void {
     const { sequenceMaxIdleMSec: idle, sequenceTimeoutMSec: timeout } = this.settings;
@@ -98,7 +110,7 @@ export class SequenceQueue implements BatchQueue {
   }
 
   remove(job: Job): boolean {
-    const jobs = this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? [];
+    const jobs = this.alone.has(job) ? this.aloneJobs : this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? [];
     const i = jobs.indexOf(job);
     if (i < 0) return false;
     jobs.splice(i, 1);
@@ -115,6 +127,11 @@ export class SequenceQueue implements BatchQueue {
   requeue(jobs: Job[]): void {
     for (const job of [...jobs].reverse()) {
       if (job.settled) continue;
+      if (this.alone.has(job)) {
+        this.aloneJobs.unshift(job);
+        this.queued++;
+        continue;
+      }
       const id = job.request.headers[this.settings.headers.id]!;
       let sequence = this.sequences.get(id);
       if (!sequence) {
@@ -135,18 +152,33 @@ export class SequenceQueue implements BatchQueue {
   }
 
   drain(): Job[] {
-    const jobs = [...this.sequences.values()].flatMap((s) => s.jobs);
+    const jobs = [...this.aloneJobs.splice(0), ...[...this.sequences.values()].flatMap((s) => s.jobs)];
     this.sequences.clear();
     this.queued = 0;
     return jobs;
   }
 
-  /** Every waiter collects, oldest first: each may serve sequences the others may not. */
+  /**
+   * Every waiter collects, oldest first: each may serve sequences the others may not. A job that
+   * goes alone takes the first waiter with nothing collected yet.
+   */
   private pump(): void {
     for (const waiter of [...this.waiters.all]) {
+      if (waiter.batch.length === 0 && this.takeAlone(waiter)) continue;
       this.fill(waiter);
       this.waiters.ripen(waiter);
     }
+  }
+
+  private takeAlone(waiter: Waiter): boolean {
+    let job: Job | undefined;
+    while ((job = this.aloneJobs.shift()) !== undefined) {
+      this.queued--;
+      if (job.settled) continue;
+      waiter.batch.push(job);
+      return this.waiters.ripen(waiter, true);
+    }
+    return false;
   }
 
   /** Adds to the waiter's batch the oldest request of each sequence it may serve and has not yet. */

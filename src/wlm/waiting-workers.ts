@@ -51,12 +51,13 @@ export class WaitingWorkers {
   }
 
   /**
-   * After the queue has filled `waiter`: its batch leaves when full or when it does not wait;
-   * otherwise its first job starts the maxBatchDelay clock. True when it left.
+   * After the queue has filled `waiter`: its batch leaves when full, when it does not wait, or
+   * when the queue says `now`; otherwise its first job starts the maxBatchDelay clock. True when
+   * it left.
    */
-  ripen(waiter: Waiter): boolean {
+  ripen(waiter: Waiter, now = false): boolean {
     if (waiter.batch.length === 0) return false;
-    if (waiter.batch.length >= waiter.max || waiter.delayMs <= 0) {
+    if (now || waiter.batch.length >= waiter.max || waiter.delayMs <= 0) {
       this.deliver(waiter);
       return true;
     }
