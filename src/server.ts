@@ -23,7 +23,7 @@ import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
 import { snapshotDir, SnapshotWriter, type ModelSnapshot, type SnapshotKind } from './snapshot/snapshot.js';
 import { VERSION } from './version.js';
-import { WorkerProcess } from './worker/worker.js';
+import { WorkerProcess, workerEnvironment } from './worker/worker.js';
 import type { Model } from './wlm/model.js';
 import { loadModel, type LoaderDeps } from './wlm/model-loader.js';
 import { ModelRegistry } from './wlm/model-registry.js';
@@ -67,6 +67,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const metrics = new MetricsRegistry(config.metricsMode, (file, line) => loggers.metric(file, line));
   metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
   let nextWorkerPort = 9000;
+  const workerEnv = workerEnvironment(process.env, config.blacklistEnvVars);
 
   const poolDeps = (model: Model): PoolDeps => ({
     spawn: () => {
@@ -91,6 +92,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
         startupTimeoutMs: model.settings.startupTimeout * 1000,
         responseTimeoutMs: model.settings.responseTimeout * 1000,
         maxResponseSize: config.maxResponseSize,
+        env: workerEnv,
         onOutput: (line, stream) => loggers.model(name, stream, line),
         onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),
       });

@@ -179,6 +179,19 @@ t.test('queue full: 503 with Retry-After at once, while accepted requests are st
   t.match(await (await fetch(`${server.urls.metrics}/metrics`)).text(), /^ts_queue_size\{model_name="busy",model_version="1.0",hostname="[^"]+",\} 0\.0$/m);
 });
 
+t.test('blacklist_env_vars keeps matching variables out of the workers\' environment', async (t) => {
+  process.env.TSSERVE_TEST_SECRET = 'hunter2';
+  process.env.TSSERVE_TEST_PUBLIC = 'visible';
+  t.teardown(() => {
+    delete process.env.TSSERVE_TEST_SECRET;
+    delete process.env.TSSERVE_TEST_PUBLIC;
+  });
+  const server = await serve(t, { blacklist_env_vars: 'TSSERVE_TEST_S.*' });
+  await register(t, server, 'env', { initial_workers: 1 });
+  t.equal(await (await predict(server, 'env', 'env:TSSERVE_TEST_SECRET')).text(), 'null', 'a blacklisted variable is not there');
+  t.equal(await (await predict(server, 'env', 'env:TSSERVE_TEST_PUBLIC')).text(), 'visible', 'the others are');
+});
+
 t.test('useJobTicket: a request is accepted only when a worker is free to take it, nothing queues', async (t) => {
   const server = await serve(t, {}, 'minWorkers: 1\nmaxWorkers: 1\nuseJobTicket: true\n');
   await register(t, server, 'ticketed', {});

@@ -49,3 +49,15 @@ t.test('addresses', async (t) => {
   t.throws(() => parseAddress('ftp://x', ports), /Invalid binding address: ftp:\/\/x/);
   t.throws(() => parseAddress('http://x:70000', ports), /Invalid port number/);
 });
+
+t.test('blacklist_env_vars and allowed_urls are whole-string regexes; one that does not compile stops the start', async (t) => {
+  const { dir, file } = withFile('blacklist_env_vars=AWS_.*|SECRET\n');
+  const c = loadServerConfig({ tsConfig: file }, {}, dir);
+  t.ok(c.blacklistEnvVars?.test('AWS_SECRET_ACCESS_KEY'));
+  t.notOk(c.blacklistEnvVars?.test('MY_SECRET'), 'the whole name must match');
+  t.equal(loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-'))).blacklistEnvVars, undefined, 'none by default');
+  const bad = withFile('blacklist_env_vars=(unclosed\n');
+  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { name: 'Error', message: /^blacklist_env_vars: Invalid regular expression/ });
+  const badUrls = withFile('allowed_urls=file://[\n');
+  t.throws(() => loadServerConfig({ tsConfig: badUrls.file }, {}, badUrls.dir), { message: /^allowed_urls: Invalid regular expression/ });
+});

@@ -42,6 +42,8 @@ export interface ServerConfig {
   readonly maxResponseSize: number;
   /** Registration URLs must fully match one; by default only file URLs inside the model store. */
   readonly allowedUrls: readonly RegExp[];
+  /** Environment variables whose names fully match are not passed to workers; undefined: none. */
+  readonly blacklistEnvVars: RegExp | undefined;
   /** tsserve's own keys: a URL registration downloads at most this many bytes, in this many seconds. */
   readonly maxDownloadSize: number;
   readonly downloadTimeout: number;
@@ -118,7 +120,7 @@ export interface GrpcListenConfig {
 const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
   'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
-  'metrics_mode', 'disable_system_metrics', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
+  'metrics_mode', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
   'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api',
   'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
   'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
@@ -210,6 +212,7 @@ function buildConfig(
     maxConnectionAgeGraceMs: positiveOrUndefined(props.get(`grpc_${api}_max_connection_age_grace_ms`)),
   });
   const modelStore = str('model_store');
+  const blacklist = str('blacklist_env_vars');
   return Object.freeze({
     inferenceAddress: parseAddress(str('inference_address') ?? DEFAULT_ADDRESS.inference.address, DEFAULT_ADDRESS.inference),
     managementAddress: parseAddress(str('management_address') ?? DEFAULT_ADDRESS.management.address, DEFAULT_ADDRESS.management),
@@ -225,7 +228,8 @@ function buildConfig(
     maxRequestSize: int('max_request_size', 6553500),
     maxResponseSize: int('max_response_size', 6553500),
     allowedUrls: splitList(str('allowed_urls') ?? storeOnlyUrls(modelStore ? resolve(cwd, modelStore) : undefined))
-      .map((r) => new RegExp(`^(?:${r})$`, 'i')),
+      .map((r) => fullMatch('allowed_urls', r, 'i')),
+    blacklistEnvVars: blacklist === undefined ? undefined : fullMatch('blacklist_env_vars', blacklist, ''),
     maxDownloadSize: int('max_download_size', 2 * 1024 ** 3),
     downloadTimeout: int('download_timeout', 600),
     drainTimeout: int('drain_timeout', 30),
@@ -302,6 +306,15 @@ export function parseIntOr(value: string | undefined, dflt: number): number {
 
 function splitList(value: string | undefined): string[] {
   return value ? value.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+/** A regex that must match a whole string; a pattern that does not compile stops the start. */
+function fullMatch(key: string, pattern: string, flags: string): RegExp {
+  try {
+    return new RegExp(`^(?:${pattern})$`, flags);
+  } catch (err) {
+    throw new ConfigError(`${key}: ${(err as Error).message}`);
+  }
 }
 
 function parseMetricsMode(value: string | undefined): MetricsMode {

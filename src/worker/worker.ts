@@ -23,6 +23,8 @@ export interface WorkerOptions {
   readonly startupTimeoutMs: number;
   readonly responseTimeoutMs: number;
   readonly maxResponseSize: number;
+  /** The environment the process starts with (workerEnvironment). */
+  readonly env: NodeJS.ProcessEnv;
   /** Each line the handler prints, with its stream. */
   readonly onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Metrics the handler emitted while answering the requests `requestIds`. */
@@ -43,6 +45,14 @@ export declare interface WorkerProcess {
   on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
   on(event: 'load-failed', listener: (error: TsError) => void): this;
   on(event: 'response-timeout', listener: () => void): this;
+}
+
+/**
+ * The server's environment without the variables `blacklist_env_vars` names (secrets a handler
+ * has no business reading), as TorchServe gives its workers.
+ */
+export function workerEnvironment(env: NodeJS.ProcessEnv, blacklist: RegExp | undefined): NodeJS.ProcessEnv {
+  return blacklist ? Object.fromEntries(Object.entries(env).filter(([name]) => !blacklist.test(name))) : env;
 }
 
 export class WorkerProcess extends EventEmitter {
@@ -80,7 +90,7 @@ export class WorkerProcess extends EventEmitter {
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       execArgv: [],
-      env: { ...process.env, [INTRA_OP_THREADS_ENV]: String(this.opts.intraOpThreads) },
+      env: { ...this.opts.env, [INTRA_OP_THREADS_ENV]: String(this.opts.intraOpThreads) },
     });
     this.child = child;
     this.pipeOutput(child);
