@@ -89,6 +89,8 @@ t.test('management: the REST answers as msg, REST errors as gRPC statuses', asyn
 
   const described = await call(management, 'DescribeModel', { model_name: 'echo' });
   t.match(JSON.parse(String(described.value?.msg)), [{ modelName: 'echo', modelVersion: '1.0', minWorkers: 1 }]);
+  const customized = await call(management, 'DescribeModel', { model_name: 'echo', customized: true });
+  t.match(JSON.parse(String(customized.value?.msg)), [{ modelName: 'echo', customizedMetadata: { batchSize: 1 } }], 'customized: the handler describes itself');
   const listed = JSON.parse(String((await call(management, 'ListModels', {})).value?.msg)) as { models: Array<{ modelName: string }> };
   t.same(listed.models.map((m) => m.modelName), ['echo', 'mnist'], 'limit 0 is "not set": the first page, not an empty one');
   t.same((await call(management, 'ScaleWorker', { model_name: 'echo', min_worker: 2, synchronous: true })).value, { msg: 'Workers scaled to 2 for model: echo' });
