@@ -64,6 +64,18 @@ t.test('image_classifier explains a class: the half of the image that carries it
   t.match(await predicted.json(), { 0: Number }, 'predictions are unchanged');
 });
 
+t.test('an explanation never shares a batch: predictions batched around it get predictions', async (t) => {
+  const server = await serveColours(t);
+  const reg = await fetch(`${server.urls.management}/models?url=colours.mar&model_name=batched&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=300`, { method: 'POST' });
+  t.equal(reg.status, 200);
+  const image = await redBlue();
+  const explained = explain(`${server.urls.inference}/explanations/batched`, image, '0');
+  const predicted = [1, 2].map(() => fetch(`${server.urls.inference}/predictions/batched`, { method: 'POST', body: image }));
+  const map = (await (await explained).json()) as Chw;
+  t.equal(map.length, 3, 'the explanation');
+  for (const p of await Promise.all(predicted)) t.match(await p.json(), { 0: Number }, 'a prediction, not an explanation');
+});
+
 t.test('a target that is not a class, or not a number, is a 400', async (t) => {
   const server = await serveColours(t);
   const url = `${server.urls.inference}/explanations/colours`;

@@ -4,8 +4,8 @@ import { tsError, type TsError } from '../errors.js';
 import { Job, type JobResponse } from './job.js';
 import { JobQueue } from './job-queue.js';
 
-function job(id: string): Job {
-  return new Job({ id, headers: {}, params: [] }, {
+function job(id: string, headers: Record<string, string> = {}): Job {
+  return new Job({ id, headers, params: [] }, {
     intermediate: () => {},
     respond: (_r: JobResponse) => {},
     fail: (_e: TsError) => {},
@@ -97,17 +97,17 @@ t.test('a busy worker takes a next batch only when it is full and no idle worker
   t.equal(q.size, 1);
 });
 
-t.test('a job offered alone leaves in a batch of its own, and sends the batch being formed on its way', async (t) => {
+t.test('a describe or explain job leaves in a batch of its own, and sends the batch being formed on its way', async (t) => {
   const q = new JobQueue(10);
   const forming = q.poll(8, 10_000);
   q.offer(job('a'));
-  q.offerAlone(job('describe'));
+  q.offer(job('describe', { describe: 'True' }));
   q.offer(job('b'));
   t.same(ids(await forming), ['a'], 'the batch so far leaves without waiting for its delay');
   t.same(ids(await q.poll(8, 10_000)), ['describe'], 'alone, though more jobs are queued');
   t.same(ids(await q.poll(8, 0)), ['b']);
   for (const id of ['c', 'd']) q.offer(job(id));
-  q.offerAlone(job('alone'));
+  q.offer(job('alone', { explain: 'True' }));
   t.same(ids(q.takeFullBatch(3)), [], 'no early full batch holds it');
   t.same(ids(q.takeFullBatch(2)), ['c', 'd'], 'one before it may go');
 });

@@ -18,10 +18,8 @@ export interface BatchQueue {
   readonly remainingCapacity: number;
   /** A worker waits for work and would take a job offered now (useJobTicket's test). */
   readonly workerIdle: boolean;
-  /** False when the job cannot be queued: the caller answers 503. */
+  /** False when the job cannot be queued: the caller answers 503. A job `alone` gets a batch of its own. */
   offer(job: Job): boolean;
-  /** As offer, for a job that goes to a worker in a batch of its own (a customized describe). */
-  offerAlone(job: Job): boolean;
   /** Takes a job out of the queue (its client timed out); false when no longer queued. */
   remove(job: Job): boolean;
   /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
@@ -36,7 +34,6 @@ export interface BatchQueue {
 export class JobQueue implements BatchQueue {
   readonly capacity: number;
   private jobs: Job[] = [];
-  private readonly alone = new WeakSet<Job>();
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch), () => this.pump());
 
   constructor(capacity: number) {
@@ -64,10 +61,6 @@ export class JobQueue implements BatchQueue {
     return true;
   }
 
-  offerAlone(job: Job): boolean {
-    this.alone.add(job);
-    return this.offer(job);
-  }
 
   /**
    * Resolves with 1..max jobs, following the batching rule above, or with none when `signal`
@@ -85,7 +78,7 @@ export class JobQueue implements BatchQueue {
    * first), never a partial batch (it would have grown meanwhile).
    */
   takeFullBatch(max: number): Job[] {
-    if (this.waiters.all.length > 0 || this.jobs.length < max || this.jobs.slice(0, max).some((j) => this.alone.has(j))) return [];
+    if (this.waiters.all.length > 0 || this.jobs.length < max || this.jobs.slice(0, max).some((j) => j.alone)) return [];
     return this.jobs.splice(0, max).filter((j) => !j.settled);
   }
 
@@ -118,7 +111,7 @@ export class JobQueue implements BatchQueue {
     if (!head) return;
     let alone = false;
     while (!alone && head.batch.length < head.max && this.jobs.length > 0) {
-      alone = this.alone.has(this.jobs[0]!);
+      alone = this.jobs[0]!.alone;
       if (alone && head.batch.length > 0) break;
       const job = this.jobs.shift()!;
       if (job.settled) alone = false;

@@ -50,6 +50,15 @@ export class Job {
     return this.settledFlag;
   }
 
+  /**
+   * Runs in a batch of its own: an explanation or a customized describe. Handlers read the first
+   * request's header for the whole batch, as TorchServe's do, so these never share one.
+   */
+  get alone(): boolean {
+    const h = this.request.headers;
+    return h.explain === 'True' || h.describe === 'True';
+  }
+
   intermediate(response: JobResponse): void {
     if (!this.settledFlag) this.sink.intermediate(this.withServerHeaders(response));
   }

@@ -87,7 +87,7 @@ export class Model {
   async customizedMetadata(): Promise<Record<string, unknown> | undefined> {
     const answer = new Promise<JobResponse>((respond, fail) => {
       const job = new Job({ id: randomUUID(), headers: { describe: 'True' }, params: [] }, { intermediate() {}, respond, fail });
-      if (this.settings.maxWorkers <= 0 || this.pool.size === 0 || !this.queue.offerAlone(job)) {
+      if (this.settings.maxWorkers <= 0 || this.pool.size === 0 || !this.queue.offer(job)) {
         fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
         return;
       }

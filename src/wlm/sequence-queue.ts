@@ -34,9 +34,8 @@ export class SequenceQueue implements BatchQueue {
   private readonly settings: SequenceSettings;
   private readonly sequences = new Map<string, Sequence>();
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch));
-  /** Jobs outside any sequence that go to any worker in a batch of their own (customized describe). */
+  /** Jobs `alone` (explanations, customized describes) stay outside the sequences: any worker takes them. */
   private readonly aloneJobs: Job[] = [];
-  private readonly alone = new WeakSet<Job>();
   private queued = 0;
 
   constructor(settings: SequenceSettings) {
@@ -58,6 +57,7 @@ export class SequenceQueue implements BatchQueue {
 
   /** False when the request cannot join a sequence (see the module's list). */
   offer(job: Job): boolean {
+    if (job.alone) return this.offerAlone(job);
     const now = Date.now();
     this.expire(now);
     const names = this.settings.headers;
@@ -84,9 +84,8 @@ export class SequenceQueue implements BatchQueue {
     return sequence;
   }
 
-  offerAlone(job: Job): boolean {
+  private offerAlone(job: Job): boolean {
     if (this.remainingCapacity === 0) return false;
-    this.alone.add(job);
     this.aloneJobs.push(job);
     this.queued++;
     this.pump();
@@ -110,7 +109,7 @@ export class SequenceQueue implements BatchQueue {
   }
 
   remove(job: Job): boolean {
-    const jobs = this.alone.has(job) ? this.aloneJobs : this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? [];
+    const jobs = job.alone ? this.aloneJobs : this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? [];
     const i = jobs.indexOf(job);
     if (i < 0) return false;
     jobs.splice(i, 1);
@@ -127,7 +126,7 @@ export class SequenceQueue implements BatchQueue {
   requeue(jobs: Job[]): void {
     for (const job of [...jobs].reverse()) {
       if (job.settled) continue;
-      if (this.alone.has(job)) {
+      if (job.alone) {
         this.aloneJobs.unshift(job);
         this.queued++;
         continue;
