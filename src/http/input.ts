@@ -7,6 +7,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import type { WireParam, WireRequest } from '../worker/protocol.js';
+import { isTsError, tsError } from '../errors.js';
 
 export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>, withQuery = false): Promise<WireRequest> {
   const params = await readParams(request);
@@ -56,12 +57,19 @@ async function readParams(request: FastifyRequest): Promise<WireParam[]> {
 
 async function readMultipart(request: FastifyRequest): Promise<WireParam[]> {
   const params: WireParam[] = [];
-  for await (const part of request.parts()) {
-    if (part.type === 'file') {
-      params.push({ name: part.fieldname, contentType: mimeType(part.mimetype), value: await part.toBuffer() });
-    } else {
-      params.push({ name: part.fieldname, contentType: undefined, value: Buffer.from(String(part.value), 'utf8') });
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        params.push({ name: part.fieldname, contentType: mimeType(part.mimetype), value: await part.toBuffer() });
+      } else {
+        params.push({ name: part.fieldname, contentType: undefined, value: Buffer.from(String(part.value), 'utf8') });
+      }
     }
+  } catch (err) {
+    // The parser's own words for a body that is not multipart (no boundary, cut short) are the
+    // client's error; fastify's limits (FST_*) keep their 413.
+    if (isTsError(err) || (err as { code?: string }).code?.startsWith('FST_')) throw err;
+    throw tsError('TSS_ERR_HTTP_BAD_REQUEST', `Invalid multipart body: ${(err as Error).message}`);
   }
   return params;
 }
