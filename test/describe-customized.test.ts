@@ -1,5 +1,6 @@
 // Describe with customized=true: the handler describes itself through a request of its own
-// (header `describe: True`), answered as `customizedMetadata`, as TorchServe does.
+// (header `describe: True`), answered as `customizedMetadata`, as TorchServe does; BaseHandler's
+// answer is the model's tensor metadata, where TorchServe's has none.
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, buildMnistMar, errorBody, FIXTURES, startTestServer, type TestServer } from './helpers.js';
@@ -18,14 +19,17 @@ function serveEcho(t: Test, properties: Record<string, string> = {}): Promise<Te
   });
 }
 
-t.test("BaseHandler's describeHandle is null: customized=true adds nothing, as TorchServe's default", async (t) => {
+t.test("BaseHandler describes the ONNX model: its inputs and outputs as KServe v2 metadata names them", async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', service_envelope: 'kserve' } });
   const plain = await describe(server, 'mnist');
+  t.notOk('customizedMetadata' in (plain.body as Described[])[0]!, 'only when asked');
   const customized = await describe(server, 'mnist?customized=true');
   t.equal(customized.status, 200, 'the envelope does not try to read the describe request');
   const [d] = customized.body as Described[];
-  t.notOk('customizedMetadata' in d!);
-  t.same(Object.keys(d!), Object.keys((plain.body as Described[])[0]!));
+  t.same(d!.customizedMetadata, {
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 1, 28, 28] }],
+    outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 10] }],
+  });
   t.equal((await describe(server, 'mnist/1.0?customized=true')).status, 200, 'with a version too');
 });
 

@@ -45,11 +45,18 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
   }
 
   /**
-   * What describe's `customized=true` adds as `customizedMetadata`: a JSON object about the model
-   * (its classes, its inputs...). Default: null, nothing added, as TorchServe's describe_handle.
+   * What describe's `customized=true` adds as `customizedMetadata`: a JSON object about the model.
+   * Default: the ONNX model's inputs and outputs as KServe v2 metadata names them (`datatype`,
+   * `shape` with -1 for a dynamic axis) and the labels of index_to_name.json, where TorchServe's
+   * describe_handle answers nothing. A handler may answer null to add nothing.
    */
   async describeHandle(): Promise<HandlerOutput> {
-    return null;
+    if (!this.session) return null;
+    return {
+      inputs: this.session.inputMetadata.map(tensorMetadata),
+      outputs: this.session.outputMetadata.map(tensorMetadata),
+      ...(this.mapping && { labels: this.mapping }),
+    };
   }
 
   /** TorchServe's explain_handle: the first request's `target` class (0 without one), then getInsights. */
@@ -89,6 +96,13 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
   async postprocess(output: TOutput): Promise<HandlerOutput[]> {
     return splitBatch(output as ort.Tensor).map((row) => Array.from(row));
   }
+}
+
+/** An input or output of the session as KServe v2 model metadata describes a tensor. */
+function tensorMetadata(m: ort.InferenceSession.ValueMetadata): { name: string; datatype: string; shape: number[] } {
+  if (!m.isTensor) return { name: m.name, datatype: 'BYTES', shape: [] };
+  const datatype = m.type === 'string' ? 'BYTES' : m.type === 'bool' ? 'BOOL' : m.type.replace(/^float/, 'FP').toUpperCase();
+  return { name: m.name, datatype, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) };
 }
 
 /** A class index's label in an index_to_name.json mapping, else the index as text. */
