@@ -39,7 +39,11 @@ t.test('server and model health, metadata', async (t) => {
   t.same((await call('ServerReady', {})).value, { ready: true });
   t.match((await call('ServerMetadata', {})).value, { name: 'Torchserve', extensions: ['kserve', 'kubeflow'] });
   t.same((await call('ModelReady', { name: 'colours' })).value, { ready: true });
-  t.same((await call('ModelMetadata', { name: 'colours' })).value, { name: 'colours', versions: ['1.0'], platform: '', inputs: [], outputs: [] });
+  t.same((await call('ModelMetadata', { name: 'colours' })).value, {
+    name: 'colours', versions: ['1.0'], platform: '',
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 224, 224] }],
+    outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 3] }],
+  }, "the tensors from BaseHandler's description of the ONNX model");
   const unknown = await call('ModelReady', { name: 'nope' });
   t.same(unknown, { code: grpc.status.NOT_FOUND, details: 'Model not found: nope' });
 });

@@ -137,3 +137,18 @@ t.test('Open Inference Protocol extras: only when ts_open_inference_protocol is 
     t.same(await versions.json(), { error: 'Model versioning is not yet supported.' });
   }
 });
+
+t.test('Open Inference Protocol REST model metadata and readiness, as its gRPC ModelMetadata and ModelReady', async (t) => {
+  const server = await serveColours(t, { ts_open_inference_protocol: 'true' });
+  const base = server.urls.inference;
+  t.same(await (await fetch(`${base}/v2/models/colours`)).json(), {
+    name: 'colours', versions: ['1.0'], platform: '',
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 224, 224] }],
+    outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 3] }],
+  });
+  t.same(await (await fetch(`${base}/v2/models/colours/ready`)).json(), { name: 'colours', ready: true });
+  const unknown = await fetch(`${base}/v2/models/nope`);
+  t.equal(unknown.status, 404);
+  t.match(await unknown.json(), { code: 404, type: 'ModelNotFoundException', message: 'Model not found: nope' });
+  t.equal((await fetch(`${base}/v2/models/nope/ready`)).status, 404);
+});

@@ -11,6 +11,7 @@
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { isTsError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { modelMetadata } from '../wlm/model-metadata.js';
 import { GrpcFailure, grpcStatusOf, unary } from './calls.js';
 import { answerFailure, headersOf, predictionFailure, queuePrediction } from './inference.js';
 import type { GrpcDeps } from './server.js';
@@ -64,12 +65,11 @@ export function openInferenceService(deps: GrpcDeps): UntypedServiceImplementati
     // TorchServe declares this one without serving it; KServe clients ask it first.
     ServerMetadata: method('ServerMetadata', async () => ({ name: 'Torchserve', version: VERSION, extensions: ['kserve', 'kubeflow'] })),
     ModelReady: method<{ name: string; version: string }, { ready: boolean }>('ModelReady', async (r) => {
-      const m = model(r.name, r.version);
-      return { ready: m.pool.healthyCount() >= m.settings.minWorkers };
+      return { ready: model(r.name, r.version).ready };
     }),
     ModelMetadata: method<{ name: string; version: string }, object>('ModelMetadata', async (r) => {
       const m = model(r.name, r.version);
-      return { name: m.name, versions: deps.registry.versions(m.name).map((v) => v.version), platform: '', inputs: [], outputs: [] };
+      return modelMetadata(m, deps.registry.versions(m.name).map((v) => v.version));
     }),
     ModelInfer: method<ModelInferRequest, object>('ModelInfer', (request, metadata) => infer(deps, request, metadata)),
   };

@@ -70,7 +70,7 @@ export class ModelRegistry {
 
   /** /ping's answer: every model's default version has at least its minimum of healthy workers. */
   healthy(): boolean {
-    return this.defaults().every((m) => m.pool.healthyCount() >= m.settings.minWorkers);
+    return this.defaults().every((m) => m.ready);
   }
 
   /** Default versions, sorted by name. */

@@ -56,6 +56,11 @@ export class Model {
     return this.spec.version;
   }
 
+  /** At least its minimum of healthy workers: /ping's test, and OIP's model readiness. */
+  get ready(): boolean {
+    return this.pool.healthyCount() >= this.settings.minWorkers;
+  }
+
   /**
    * False when the model cannot take the job: no workers, the queue full, or (useJobTicket) no
    * worker free at once. The caller answers 503.

@@ -1,0 +1,44 @@
+/**
+ * @module wlm/model-metadata
+ * A model version as the Open Inference Protocol's model metadata describes it (gRPC
+ * `ModelMetadata`, REST `GET /v2/models/{m}`): its name, the versions registered, and its tensors,
+ * which only the handler knows: they come from its customized description (BaseHandler's lists
+ * the ONNX inputs and outputs). A handler that does not describe them, or a model without a free
+ * worker to ask, answers empty lists, as TorchServe's ModelMetadata always does.
+ */
+import type { Model } from './model.js';
+
+export interface TensorMetadata {
+  readonly name: string;
+  readonly datatype: string;
+  readonly shape: readonly number[];
+}
+
+export interface ModelMetadata {
+  readonly name: string;
+  readonly versions: readonly string[];
+  readonly platform: string;
+  readonly inputs: readonly TensorMetadata[];
+  readonly outputs: readonly TensorMetadata[];
+}
+
+export async function modelMetadata(model: Model, versions: readonly string[]): Promise<ModelMetadata> {
+  const described = await model.customizedMetadata().catch(() => undefined);
+  return {
+    name: model.name,
+    versions,
+    platform: '',
+    inputs: tensors(described?.inputs),
+    outputs: tensors(described?.outputs),
+  };
+}
+
+function tensors(value: unknown): TensorMetadata[] {
+  if (!Array.isArray(value)) return [];
+  return value.filter(isTensorMetadata);
+}
+
+function isTensorMetadata(v: unknown): v is TensorMetadata {
+  const t = v as Partial<TensorMetadata> | null;
+  return typeof t?.name === 'string' && typeof t.datatype === 'string' && Array.isArray(t.shape) && t.shape.every(Number.isInteger);
+}
