@@ -5,7 +5,9 @@
 // runs another sequence; the seed is in the test's name, so a failure can be replayed.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
+import { grpcClient, unaryCall } from './grpc-client.js';
 import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer } from './helpers.js';
 
 const REQUESTS = 400;
@@ -97,4 +99,40 @@ t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or 
   const metrics = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
   t.notMatch(metrics, /^ts_worker_restarts_total\{.*\} [1-9]/m, 'no worker died');
   t.equal(await (await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: png })).text(), '7', 'and still right');
+});
+
+t.test(`gRPC Predictions, ${REQUESTS / 4} random calls (seed ${SEED}): an answer or a status with details, no worker dies`, async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      buildMnistMar(store);
+      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+    },
+    properties: { load_models: 'mnist.mar,colours.mar' },
+  });
+  const inference = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+  const random = generator(SEED + 1);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const png = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  const values = [
+    () => Buffer.alloc(0),
+    () => Buffer.from(Array.from({ length: Math.floor(random() * 512) }, () => Math.floor(random() * 256))),
+    () => png.subarray(0, Math.floor(random() * png.length)),
+    () => png,
+    () => Buffer.from('{"instances": [1, 2]}'),
+  ];
+  const codes = new Map<number, number>();
+  for (let i = 0; i < REQUESTS / 4; i++) {
+    const input: Record<string, Buffer> = {};
+    for (let k = Math.floor(random() * 3); k > 0; k--) input[pick(['data', 'body', 'target', 'x'])] = pick(values)();
+    const request = { model_name: pick(['mnist', 'colours', 'nope', '']), model_version: pick(['', '1.0', '2']), input };
+    const answer = await unaryCall(inference, 'Predictions', request);
+    codes.set(answer.code, (codes.get(answer.code) ?? 0) + 1);
+    if (answer.code !== grpc.status.OK && !answer.details) t.fail(`#${i} ${JSON.stringify(Object.keys(input))}: status ${answer.code} without details`);
+    if (answer.details === 'Worker died.') t.fail(`#${i}: Worker died.`);
+  }
+  t.comment(`status codes: ${[...codes].map(([c, n]) => `${c} x${n}`).join(', ')}`);
+  t.ok(codes.has(grpc.status.OK), 'some calls succeed');
+  const metrics = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
+  t.notMatch(metrics, /^ts_worker_restarts_total\{.*\} [1-9]/m, 'no worker died');
+  t.equal((await unaryCall(inference, 'Ping', {})).code, grpc.status.OK);
 });
