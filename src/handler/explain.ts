@@ -29,11 +29,10 @@ export async function occlusionAttributions(input: unknown, target: number, scor
   const [n, c, h, w] = imageDims(input);
   const data = (input as ort.Tensor).data as Float32Array;
   const size = c * h * w;
-  const patch = Math.max(1, Math.ceil(Math.min(h, w) / PATCHES_PER_SIDE));
+  const patches = patchGrid(h, w, Math.max(1, Math.ceil(Math.min(h, w) / PATCHES_PER_SIDE)));
   const out: number[][][][] = [];
   for (let i = 0; i < n; i++) {
     const image = data.subarray(i * size, (i + 1) * size);
-    const patches = patchGrid(h, w, patch);
     const base = (await classScores(score, [image], [c, h, w], target))[0]!;
     const occluded: number[] = [];
     for (let start = 0; start < patches.length; start += RUN_BATCH) {
