@@ -69,22 +69,20 @@ export class MetricsRegistry {
   constructor(mode: MetricsMode, lines?: MetricLineWriter) {
     this.mode = mode;
     this.lines = lines;
-    const counter = <L extends string>(name: string, unit: string, labelNames: readonly L[]): Series<L> =>
-      this.series(name, new Counter({ name, help: help('counter', unit), labelNames, registers: [this.registry] }), unit, 'ts');
-    this.requests = counter('ts_inference_requests_total', 'Count', MODEL_LABELS);
-    this.latency = counter('ts_inference_latency_microseconds', 'Microseconds', MODEL_LABELS);
-    this.queueLatency = counter('ts_queue_latency_microseconds', 'Microseconds', MODEL_LABELS);
+    this.requests = this.counter('ts_inference_requests_total', 'Count', MODEL_LABELS);
+    this.latency = this.counter('ts_inference_latency_microseconds', 'Microseconds', MODEL_LABELS);
+    this.queueLatency = this.counter('ts_queue_latency_microseconds', 'Microseconds', MODEL_LABELS);
     this.responses = {
-      '2XX': counter('Requests2XX', 'Count', HOST_LABELS),
-      '4XX': counter('Requests4XX', 'Count', HOST_LABELS),
-      '5XX': counter('Requests5XX', 'Count', HOST_LABELS),
+      '2XX': this.counter('Requests2XX', 'Count', HOST_LABELS),
+      '4XX': this.counter('Requests4XX', 'Count', HOST_LABELS),
+      '5XX': this.counter('Requests5XX', 'Count', HOST_LABELS),
     };
     this.queueTime = this.gauge('QueueTime', 'Milliseconds', HOST_LABELS);
     this.workerLoadTime = this.gauge('WorkerLoadTime', 'Milliseconds', ['WorkerName', 'Level', 'Hostname'] as const);
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
-    this.rejections = counter('ts_requests_rejected_total', 'Count', MODEL_LABELS);
-    this.timeouts = counter('ts_response_timeouts_total', 'Count', MODEL_LABELS);
-    this.restarts = counter('ts_worker_restarts_total', 'Count', MODEL_LABELS);
+    this.rejections = this.counter('ts_requests_rejected_total', 'Count', MODEL_LABELS);
+    this.timeouts = this.counter('ts_response_timeouts_total', 'Count', MODEL_LABELS);
+    this.restarts = this.counter('ts_worker_restarts_total', 'Count', MODEL_LABELS);
     this.batchSizes = this.series('ts_batch_size', new Histogram({
       name: 'ts_batch_size',
       help: help('histogram', 'Count'),
@@ -104,6 +102,10 @@ export class MetricsRegistry {
         for (const q of sizes()) this.set(labels(q.model, q.version), q.size);
       },
     });
+  }
+
+  private counter<L extends string>(name: string, unit: string, labelNames: readonly L[]): Series<L> {
+    return this.series(name, new Counter({ name, help: help('counter', unit), labelNames, registers: [this.registry] }), unit, 'ts');
   }
 
   private gauge<L extends string>(name: string, unit: string, labelNames: readonly L[]): Series<L> {
