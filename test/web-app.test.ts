@@ -73,6 +73,13 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
   await page.click('#classify');
   await page.waitForSelector('#bars li');
   t.equal(await page.textContent('#bars li:first-child .label'), '7', 'the right digit is on top');
+  t.equal(await page.inputValue('#target'), '7', 'the top class is the one to explain');
+  await page.click('#explain');
+  await page.waitForFunction("!/^Explaining/.test(document.getElementById('status').textContent)", undefined, { timeout: 30_000 });
+  await page.waitForSelector('#heat[data-cells]', { state: 'attached' });
+  t.equal(await page.getAttribute('#heat', 'data-cells'), '28x28', "the explanation's map, one cell per input pixel");
+  t.match(await page.textContent('#status'), /^Explained class 7/);
+  t.ok(await page.isVisible('#heat'), 'drawn over the image');
   await page.screenshot({ path: join(SHOTS, 'classify.png'), fullPage: true });
 
   const text = await sharp({ text: { text: 'Hello from tsserve', font: 'sans 40', dpi: 72 } }).negate().png().toBuffer();
@@ -89,7 +96,7 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
   const rows = (await page.evaluate("[...document.querySelectorAll('#models tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent))")) as string[][];
   t.same(rows.map((r) => r[0]).sort(), ['mnist', 'nst', 'ocr'], 'every registered model');
   t.ok(rows.every((r) => r[3] === 'READY'), 'workers READY');
-  t.equal(rows.find((r) => r[0] === 'mnist')![6], '1', 'the request count from the metrics API');
+  t.equal(rows.find((r) => r[0] === 'mnist')![6], '2', 'the request count from the metrics API: the prediction and the explanation');
   await page.screenshot({ path: join(SHOTS, 'models.png'), fullPage: true });
 });
 

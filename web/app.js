@@ -68,6 +68,36 @@ function onSubmit(form, button, work) {
   });
 }
 
+/**
+ * An explanation (a C x H x W list; the channels agree) drawn over the image: red where hiding
+ * a part lowers the class's score, blue where it raises it, stronger the more it does.
+ */
+function drawHeat(canvas, map) {
+  const rows = map[0];
+  const height = rows.length;
+  const width = rows[0].length;
+  const peak = Math.max(1e-12, ...rows.flat().map(Math.abs));
+  const cells = document.createElement('canvas');
+  cells.width = width;
+  cells.height = height;
+  const image = cells.getContext('2d').createImageData(width, height);
+  rows.flat().forEach((v, i) => {
+    const strength = Math.abs(v) / peak;
+    image.data.set(v >= 0 ? [220, 30, 30, 200 * strength] : [30, 60, 220, 200 * strength], i * 4);
+  });
+  cells.getContext('2d').putImageData(image, 0, 0);
+  const ctx = canvas.getContext('2d');
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(cells, 0, 0, canvas.width, canvas.height);
+  // Over the image as shown (a classifier that crops explains its centre crop only).
+  const shown = $('preview');
+  canvas.style.width = `${shown.clientWidth}px`;
+  canvas.style.height = `${shown.clientHeight}px`;
+  canvas.dataset.cells = `${width}x${height}`;
+  canvas.hidden = false;
+}
+
 const pages = {
   nst() {
     preview($('content'), $('content-preview'));
@@ -132,6 +162,19 @@ const pages = {
         return li;
       }));
       say(`Most probable: ${classes[0][0]}`);
+      $('heat').hidden = true;
+      if (/^\d+$/.test(classes[0][0])) $('target').value = classes[0][0];
+      $('explain-form').hidden = false;
+    });
+    onSubmit($('explain-form'), $('explain'), async () => {
+      const form = new FormData();
+      form.append('data', checkedFile($('image'), 'an image'));
+      form.append('target', $('target').value);
+      say('Explaining...');
+      const res = await fetch(`/api/explain/${encodeURIComponent($('model').value)}`, { method: 'POST', body: form });
+      if (!res.ok) throw new Error(await failure(res));
+      drawHeat($('heat'), await res.json());
+      say(`Explained class ${$('target').value}: red counts for it, blue against.`);
     });
   },
 

@@ -6,6 +6,7 @@
  *
  *   /api/health           both listeners' health, for the banner on every page
  *   /api/predict/:model   the request body, as sent, to /predictions/:model; the answer streamed back
+ *   /api/explain/:model   the same to /explanations/:model (the classification page's heat map)
  *   /api/models           registered models, versions, workers and their states, request counts
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
 export interface AppOptions {
   readonly inference: string;
@@ -53,7 +54,7 @@ export function createApp(opts: AppOptions): FastifyInstance {
     return { inference, management };
   });
 
-  app.post<{ Params: { model: string } }>('/api/predict/:model', async (request, reply) => {
+  const forward = (api: 'predictions' | 'explanations') => async (request: FastifyRequest<{ Params: { model: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
     if (!request.body) return problem(reply, 400, 'Nothing was uploaded: choose a file first.');
     const length = Number(request.headers['content-length'] ?? 0);
     if (length > maxUpload) return problem(reply, 413, `The upload is ${mb(length)}; the limit is ${mb(maxUpload)}.`);
@@ -61,7 +62,7 @@ export function createApp(opts: AppOptions): FastifyInstance {
     if (request.headers['content-type']) headers['content-type'] = request.headers['content-type'];
     let res: Response;
     try {
-      res = await fetch(`${opts.inference}/predictions/${encodeURIComponent(request.params.model)}`, {
+      res = await fetch(`${opts.inference}/${api}/${encodeURIComponent(request.params.model)}`, {
         method: 'POST', headers, body: Readable.toWeb(request.body as Readable) as unknown as RequestInit['body'], duplex: 'half',
       } as RequestInit);
     } catch {
@@ -69,7 +70,9 @@ export function createApp(opts: AppOptions): FastifyInstance {
     }
     reply.code(res.status).header('content-type', res.headers.get('content-type') ?? 'application/octet-stream');
     return reply.send(res.body ? Readable.fromWeb(res.body as WebReadableStream) : '');
-  });
+  };
+  app.post('/api/predict/:model', forward('predictions'));
+  app.post('/api/explain/:model', forward('explanations'));
 
   app.get('/api/models', async (_request, reply) => {
     const headers = auth().management;
