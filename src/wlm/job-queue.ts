@@ -61,7 +61,6 @@ export class JobQueue implements BatchQueue {
     return true;
   }
 
-
   /**
    * Resolves with 1..max jobs, following the batching rule above, or with none when `signal`
    * aborts (the worker is going away); jobs it was holding go back to the front of the queue.
