@@ -67,10 +67,7 @@ export function openInferenceService(deps: GrpcDeps): UntypedServiceImplementati
     ModelReady: method<{ name: string; version: string }, { ready: boolean }>('ModelReady', async (r) => {
       return { ready: model(r.name, r.version).ready };
     }),
-    ModelMetadata: method<{ name: string; version: string }, object>('ModelMetadata', async (r) => {
-      const m = model(r.name, r.version);
-      return modelMetadata(m, deps.registry.versions(m.name).map((v) => v.version));
-    }),
+    ModelMetadata: method<{ name: string; version: string }, object>('ModelMetadata', async (r) => modelMetadata(deps.registry, model(r.name, r.version))),
     ModelInfer: method<ModelInferRequest, object>('ModelInfer', (request, metadata) => infer(deps, request, metadata)),
   };
 }

@@ -44,10 +44,8 @@ function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
   app.all('/v2', documented('Open Inference Protocol: server metadata', ['GET']), answer({ name: 'Torchserve', version: VERSION, extenstion: ['kserve', 'kubeflow'] }));
   app.all('/v2/models/:model/versions/*', answer({ error: 'Model versioning is not yet supported.' }, 501));
   // KServe clients ask these two before they infer; TorchServe serves them over gRPC only.
-  app.get('/v2/models/:model', documented('Open Inference Protocol: model metadata, its tensors from the handler'), async (request: ModelRequest, reply) => {
-    const model = deps.registry.get(request.params.model);
-    return sendJson(reply, 200, await modelMetadata(model, deps.registry.versions(model.name).map((v) => v.version)));
-  });
+  app.get('/v2/models/:model', documented('Open Inference Protocol: model metadata, its tensors from the handler'),
+    async (request: ModelRequest, reply) => sendJson(reply, 200, await modelMetadata(deps.registry, deps.registry.get(request.params.model))));
   app.get('/v2/models/:model/ready', documented('Open Inference Protocol: is the model ready'), async (request: ModelRequest, reply) => {
     const model = deps.registry.get(request.params.model);
     return sendJson(reply, 200, { name: model.name, ready: model.ready });

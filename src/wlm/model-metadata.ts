@@ -7,6 +7,7 @@
  * worker to ask, answers empty lists, as TorchServe's ModelMetadata always does.
  */
 import type { Model } from './model.js';
+import type { ModelRegistry } from './model-registry.js';
 
 export interface TensorMetadata {
   readonly name: string;
@@ -22,11 +23,11 @@ export interface ModelMetadata {
   readonly outputs: readonly TensorMetadata[];
 }
 
-export async function modelMetadata(model: Model, versions: readonly string[]): Promise<ModelMetadata> {
+export async function modelMetadata(registry: ModelRegistry, model: Model): Promise<ModelMetadata> {
   const described = await model.customizedMetadata().catch(() => undefined);
   return {
     name: model.name,
-    versions,
+    versions: registry.versions(model.name).map((v) => v.version),
     platform: '',
     inputs: tensors(described?.inputs),
     outputs: tensors(described?.outputs),

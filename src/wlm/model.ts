@@ -56,6 +56,11 @@ export class Model {
     return this.spec.version;
   }
 
+  /** Workers exist or may start: without, any job is refused with a 503. */
+  private get hasWorkers(): boolean {
+    return this.settings.maxWorkers > 0 && this.pool.size > 0;
+  }
+
   /** At least its minimum of healthy workers: /ping's test, and OIP's model readiness. */
   get ready(): boolean {
     return this.pool.healthyCount() >= this.settings.minWorkers;
@@ -66,8 +71,8 @@ export class Model {
    * worker free at once. The caller answers 503.
    */
   submit(job: Job): boolean {
-    const { maxWorkers, useJobTicket, clientTimeoutInMills } = this.settings;
-    if (maxWorkers <= 0 || this.pool.size === 0) return false;
+    const { useJobTicket, clientTimeoutInMills } = this.settings;
+    if (!this.hasWorkers) return false;
     if (useJobTicket && !this.queue.workerIdle) return false;
     if (!this.queue.offer(job)) return false;
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
@@ -92,7 +97,7 @@ export class Model {
   async customizedMetadata(): Promise<Record<string, unknown> | undefined> {
     const answer = new Promise<JobResponse>((respond, fail) => {
       const job = new Job({ id: randomUUID(), headers: { describe: 'True' }, params: [] }, { intermediate() {}, respond, fail });
-      if (this.settings.maxWorkers <= 0 || this.pool.size === 0 || !this.queue.offer(job)) {
+      if (!this.hasWorkers || !this.queue.offer(job)) {
         fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
         return;
       }
