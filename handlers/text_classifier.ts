@@ -56,14 +56,15 @@ export default class TextClassifier extends BaseHandler {
   override async getInsights(input: ort.Tensor, _batch: RequestInput[], target: number): Promise<HandlerOutput[]> {
     const [rows = 0, length = 0] = input.dims.map(Number);
     const ids = input.data as BigInt64Array;
+    const pad = BigInt(this.padId);
     const answers: HandlerOutput[] = [];
     for (let i = 0; i < rows; i++) {
       const row = ids.subarray(i * length, (i + 1) * length);
-      const used = row.findLastIndex((id) => id !== BigInt(this.padId)) + 1;
+      const used = row.findLastIndex((id) => id !== pad) + 1;
       // Copy 0 is the text as it is, copy k + 1 the text without word k.
       const copies = new BigInt64Array((used + 1) * length);
       for (let k = 0; k <= used; k++) copies.set(row, k * length);
-      for (let k = 0; k < used; k++) copies[(k + 1) * length + k] = BigInt(this.padId);
+      for (let k = 0; k < used; k++) copies[(k + 1) * length + k] = pad;
       const [whole = 0, ...without] = targetScores(await this.inference(new ort.Tensor('int64', copies, [used + 1, length])), target);
       const drops = without.map((score) => whole - score);
       const norm = Math.hypot(...drops) || 1;

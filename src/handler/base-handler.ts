@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, ort } from '../runtime/onnx.js';
+import { isDescribeRequest } from './context.js';
 import { explanationTarget, occlusionAttributions } from './explain.js';
 import { PredictionError, type Context, type Handler, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
 
@@ -34,7 +35,7 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
    */
   async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
     this.context = context;
-    if (context.getRequestHeader(0, 'describe') === 'True') return [await this.describeHandle()];
+    if (isDescribeRequest(context)) return [await this.describeHandle()];
     const started = performance.now();
     const input = await this.preprocess(batch);
     const output = context.getRequestHeader(0, 'explain') === 'True'

@@ -96,6 +96,14 @@ export class BatchContext implements Context {
   }
 }
 
+/**
+ * A customized describe (`describe: True` on the batch's first request): the handler answers with
+ * its description, and an envelope lets the request through unread.
+ */
+export function isDescribeRequest(context: Context): boolean {
+  return context.getRequestHeader(0, 'describe') === 'True';
+}
+
 /** The long unit names TorchServe's worker writes for its size abbreviations. */
 const SIZE_UNITS = { MB: 'Megabytes', kB: 'Kilobytes', GB: 'Gigabytes', B: 'Bytes' } as const;
 

@@ -20,6 +20,7 @@
  * As in TorchServe, the context still describes the HTTP requests, not the rows.
  */
 import type { EntryPoint } from './load.js';
+import { isDescribeRequest } from './context.js';
 import { PredictionError, type Context, type HandlerOutput, type InputValue, type JsonValue, type RequestInput } from './types.js';
 
 export const ENVELOPES = ['json', 'kserve', 'kservev2'] as const;
@@ -46,7 +47,7 @@ export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined):
     initialize: (context: Context) => entry.initialize(context),
     async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
       // A customized describe carries no body for an envelope to read.
-      if (context.getRequestHeader(0, 'describe') === 'True') return (await entry.handle(batch, context)) as HandlerOutput[];
+      if (isDescribeRequest(context)) return (await entry.handle(batch, context)) as HandlerOutput[];
       const requests = batch.map((request, idx) => readOrReject(read, request, idx, context));
       const rows = requests.flatMap((r) => r.rows);
       const outputs = rows.length > 0 ? await entry.handle(rows, context) : [];

@@ -65,11 +65,14 @@ function patchGrid(h: number, w: number, size: number): Patch[] {
   return patches;
 }
 
+/** Sets the square of `p` in one h x w plane to `value` (a patch at the edge is cut by it). */
+function fillPatch(plane: Float32Array, h: number, w: number, p: Patch, value: number): void {
+  for (let y = p.top; y < Math.min(h, p.top + p.size); y++) plane.fill(value, y * w + p.left, y * w + Math.min(w, p.left + p.size));
+}
+
 function occlude(image: Float32Array, c: number, h: number, w: number, p: Patch): Float32Array {
   const copy = image.slice();
-  for (let ch = 0; ch < c; ch++) {
-    for (let y = p.top; y < Math.min(h, p.top + p.size); y++) copy.fill(0, ch * h * w + y * w + p.left, ch * h * w + y * w + Math.min(w, p.left + p.size));
-  }
+  for (let ch = 0; ch < c; ch++) fillPatch(copy.subarray(ch * h * w, (ch + 1) * h * w), h, w, p, 0);
   return copy;
 }
 
@@ -99,9 +102,7 @@ export function targetScores(output: ort.Tensor, target: number): number[] {
 
 function attributionMap(h: number, w: number, patches: Patch[], drops: number[]): Float32Array {
   const map = new Float32Array(h * w);
-  patches.forEach((p, k) => {
-    for (let y = p.top; y < Math.min(h, p.top + p.size); y++) map.fill(drops[k]!, y * w + p.left, y * w + Math.min(w, p.left + p.size));
-  });
+  patches.forEach((p, k) => fillPatch(map, h, w, p, drops[k]!));
   return map;
 }
 
