@@ -31,18 +31,22 @@ export type MetricLineWriter = (file: 'ts' | 'model', line: string) => void;
  * `<Name>.<Unit>:<value>|#<dimensions but the last>|#hostname:<host>,[requestID:<ids>,]timestamp:<s>`.
  */
 class Series<L extends string> {
+  /** inc, set or observe, chosen once for the family's kind. */
+  private readonly record: (labels: Record<L, string>, value: number) => void;
+
   constructor(
     private readonly name: string,
-    private readonly metric: Counter<L> | Gauge<L> | Histogram<L>,
+    metric: Counter<L> | Gauge<L> | Histogram<L>,
     private readonly unit: string,
     private readonly write: ((line: string) => void) | undefined,
-  ) {}
+  ) {
+    if (metric instanceof Counter) this.record = (labels, value) => metric.inc(labels, value);
+    else if (metric instanceof Gauge) this.record = (labels, value) => metric.set(labels, value);
+    else this.record = (labels, value) => metric.observe(labels, value);
+  }
 
   update(labels: Record<L, string>, value: number, requestIds?: readonly string[]): void {
-    const m = this.metric;
-    if (m instanceof Counter) m.inc(labels, value);
-    else if (m instanceof Gauge) m.set(labels, value);
-    else m.observe(labels, value);
+    this.record(labels, value);
     if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
   }
 }

@@ -78,7 +78,7 @@ function busyPercent(before: CpuTimes, after: CpuTimes): number {
 /** Megabytes; "available" is the kernel's MemAvailable (what can be had without swapping). */
 function memory(): Pick<SystemSample, 'MemoryUsed' | 'MemoryAvailable' | 'MemoryUtilization'> {
   const total = totalmem();
-  const available = meminfoBytes('MemAvailable') ?? freemem();
+  const available = procKilobytes('/proc/meminfo', 'MemAvailable') ?? freemem();
   const used = total - available;
   return { MemoryUsed: round1(used / 2 ** 20), MemoryAvailable: round1(available / 2 ** 20), MemoryUtilization: round1((100 * used) / total) };
 }
@@ -93,10 +93,6 @@ function disk(path: string): Pick<SystemSample, 'DiskUsage' | 'DiskUtilization' 
   } catch {
     return { DiskUsage: 0, DiskUtilization: 0, DiskAvailable: 0 };
   }
-}
-
-function meminfoBytes(field: string): number | undefined {
-  return procKilobytes('/proc/meminfo', field);
 }
 
 /** A process's resident set in bytes; 0 where /proc cannot say (the process is gone, not Linux). */
