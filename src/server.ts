@@ -19,6 +19,7 @@ import { tlsMaterial, type TlsMaterial } from './http/tls.js';
 import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
+import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
 import { snapshotDir, SnapshotWriter, type ModelSnapshot, type SnapshotKind } from './snapshot/snapshot.js';
@@ -64,7 +65,12 @@ interface Closable {
 
 async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
   const log = loggers.server;
-  const metrics = new MetricsRegistry(config.metricsMode, (file, line) => loggers.metric(file, line));
+  const metrics = new MetricsRegistry(config.metricsMode, {
+    definitions: config.metricsConfig ? await readMetricsConfig(config.metricsConfig) : undefined,
+    autoDetect: config.modelMetricsAutoDetect,
+    lines: (file, line) => loggers.metric(file, line),
+    warn: (message) => log.warn(message),
+  });
   metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
   let nextWorkerPort = 9000;
   const workerEnv = workerEnvironment(process.env, config.blacklistEnvVars);
@@ -95,6 +101,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
         env: workerEnv,
         onOutput: (line, stream) => loggers.model(name, stream, line),
         onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),
+        onBatchHandled: (ms) => metrics.workerThreadTime(ms),
       });
       worker.on('state', (state, previous) => {
         log.info(`${name} State change ${previous} -> ${state}`);

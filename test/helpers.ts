@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import type { Test } from 'tap';
 import { createArchive, type ArchiveOptions } from '../dist/src/archive/write.js';
 import { loadServerConfig } from '../dist/src/config/server-config.js';
@@ -56,6 +57,8 @@ export async function startTestServer(
     cli?: Parameters<typeof loadServerConfig>[0];
     /** Environment variables the server's configuration reads. */
     env?: Record<string, string>;
+    /** Receives the server log's JSON lines (warnings and up); without it the log is silent. */
+    serverLog?: (line: string) => void;
   } = {},
 ): Promise<TestServer> {
   const dir = tempDir(t);
@@ -77,7 +80,9 @@ export async function startTestServer(
   const configFile = join(dir, 'config.properties');
   writeFileSync(configFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
   const config = loadServerConfig({ tsConfig: configFile, ncs: true, ...opts.cli }, { LOG_LOCATION: join(dir, 'logs'), ...opts.env }, dir);
-  const server = await startServer(config, createLoggers(config.logLocation, 'silent'));
+  const loggers = createLoggers(config.logLocation, 'silent');
+  const log = opts.serverLog;
+  const server = await startServer(config, log ? { ...loggers, server: pino({ level: 'warn', base: undefined }, { write: log }) } : loggers);
   t.teardown(() => server.close());
   return { ...server, close: () => server.close(), store, dir };
 }

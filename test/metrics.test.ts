@@ -1,5 +1,5 @@
 // GET /metrics in TorchServe's Prometheus text, counting real predictions.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -27,6 +27,8 @@ t.test('prediction counters, latencies and response classes', async (t) => {
   t.match(text, /HandlerTime\{ModelName="mnist",Level="Model",Hostname=".*",\} \d/, 'handler metrics arrive from the worker');
   t.match(text, '# HELP HandlerTime Torchserve prometheus gauge metric with unit: ms\n', "the unit of TorchServe's metrics.yaml");
   t.match(text, /PredictionTime\{ModelName="mnist",Level="Model",Hostname=".*",\} \d/, 'the worker times every prediction');
+  t.match(text, /WorkerThreadTime\{Level="Host",Hostname=".*",\} \d/, "the server's own time on a batch");
+  t.match(text, '# HELP GPUUtilization Torchserve prometheus gauge metric with unit: Percent\n# TYPE GPUUtilization gauge\n', 'declared families print with no samples, as in TorchServe');
 
   const filtered = await (await fetch(`${server.urls.metrics!}/metrics?name[]=ts_inference_requests_total`)).text();
   t.notMatch(filtered, 'Requests2XX', 'name[] filters families');
@@ -42,11 +44,10 @@ t.test('metrics_mode=legacy serves the three ts_* counters only, log serves noth
   t.equal(await (await fetch(`${log.urls.metrics!}/metrics`)).text(), '');
 });
 
-t.test("a handler's own metrics, one of each kind of context.metrics, with TorchServe's units and dimensions", async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    properties: { load_models: 'echo.mar' },
-  });
+const echoMar = (store: string): string => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+
+t.test("model_metrics_auto_detect=true: a handler's own metrics, one of each kind of context.metrics, with TorchServe's units and dimensions", async (t) => {
+  const server = await startTestServer(t, { prepare: echoMar, properties: { load_models: 'echo.mar', model_metrics_auto_detect: 'true' } });
   t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'metrics' })).status, 200);
   const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
   const host = hostname();
@@ -82,7 +83,7 @@ t.test('system metrics every metric_time_interval: host CPU, memory and disk gau
 t.test('disable_system_metrics=true: no system gauges, memoryUsage stays 0', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metric_time_interval: '1', disable_system_metrics: 'true' } });
   await new Promise((r) => setTimeout(r, 1200));
-  t.notMatch(await (await fetch(`${server.urls.metrics!}/metrics`)).text(), 'CPUUtilization');
+  t.notMatch(await (await fetch(`${server.urls.metrics!}/metrics`)).text(), /^CPUUtilization\{/m, 'declared, so printed, but never sampled');
   const [d] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ memoryUsage: number }> }>;
   t.equal(d!.workers[0]!.memoryUsage, 0);
 });
@@ -117,4 +118,85 @@ t.test('metrics_mode=prometheus writes no metric logs; legacy logs all but the t
   const ts = readFileSync(join(legacy.dir, 'logs', 'ts_metrics.log'), 'utf8');
   t.match(ts, 'Requests2XX.Count:1.0|#Level:Host|#hostname:');
   t.notMatch(ts, 'ts_inference_requests_total', 'served on /metrics instead');
+});
+
+t.test("by default a handler's undeclared metrics are dropped, as in TorchServe, with one warning each", async (t) => {
+  const log: string[] = [];
+  const server = await startTestServer(t, { prepare: echoMar, properties: { load_models: 'echo.mar' }, serverLog: (line) => log.push(line) });
+  for (let i = 0; i < 2; i++) t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'metrics' })).status, 200);
+  const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
+  t.notMatch(text, 'EchoCalls');
+  t.match(text, /PredictionTime\{ModelName="echo",/, 'what the default metrics.yaml declares is kept');
+  const warnings = log.filter((l) => l.includes('Dropping model metric EchoCalls'));
+  t.equal(warnings.length, 1, 'warned once, not per request');
+  t.match(warnings[0], 'declare it under model_metrics, or set model_metrics_auto_detect=true');
+});
+
+t.test('metrics_config: the families a metrics.yaml declares, with its types, units and dimension names, and no others', async (t) => {
+  const log: string[] = [];
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      echoMar(store);
+      writeFileSync(join(store, '..', 'metrics.yaml'), [
+        'dimensions:',
+        '  - &level "Level"',
+        'ts_metrics:',
+        '  counter:',
+        '    - name: Requests2XX',
+        '      unit: Count',
+        '      dimensions: ["Scope", "Host"]',
+        '  histogram:',
+        '    - name: QueueTime',
+        '      unit: ms',
+        '      dimensions: [*level, "Hostname"]',
+        '  gauge:',
+        '    - name: MyOwnGauge',
+        '      unit: Things',
+        'model_metrics:',
+        '  counter:',
+        '    - {name: EchoCalls, unit: Calls, dimensions: ["ModelName", *level]}',
+        '  gauge:',
+        '    - {name: EchoBytes, unit: kB, dimensions: ["ModelName"]}',
+      ].join('\n'));
+    },
+    properties: { load_models: 'echo.mar', metrics_config: 'metrics.yaml' },
+    serverLog: (line) => log.push(line),
+  });
+  t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'metrics' })).status, 200);
+  t.equal((await fetch(`${server.urls.inference}/predictions/nope`, { method: 'POST' })).status, 404);
+  const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
+  const host = hostname();
+  t.match(text, new RegExp(`Requests2XX\\{Scope="Host",Host="${host}",\\} \\d+\\.0\n`), 'its dimension names, the values in their order');
+  t.notMatch(text, 'Requests4XX', 'a server metric it leaves out is not recorded');
+  t.notMatch(text, 'ts_inference_requests_total');
+  t.match(text, '# HELP QueueTime Torchserve prometheus histogram metric with unit: ms\n# TYPE QueueTime histogram\n');
+  t.match(text, `QueueTime_bucket{Level="Host",Hostname="${host}",le="0.075",}`, "the Java client's default buckets");
+  t.match(text, new RegExp(`QueueTime_count\\{Level="Host",Hostname="${host}",\\} 1\\.0`));
+  t.match(text, '# HELP MyOwnGauge Torchserve prometheus gauge metric with unit: Things\n# TYPE MyOwnGauge gauge\n', 'declared, never recorded: printed empty');
+  t.match(text, `# HELP EchoCalls Torchserve prometheus counter metric with unit: Calls\n# TYPE EchoCalls counter\nEchoCalls{ModelName="echo",Level="Model",Hostname="${host}",} 2.0\n`);
+  t.notMatch(text, 'EchoBytes{', 'three dimension values for a family of two: dropped');
+  t.notMatch(text, 'EchoWait');
+  t.notMatch(text, 'PredictionTime');
+  t.match(text, '# TYPE ts_queue_size gauge', "tsserve's own metrics stay");
+  t.ok(log.some((l) => l.includes('Dropping model metric EchoBytes: it came with dimensions ModelName, Level, Stage, metrics_config declares ModelName')), 'the mismatch is named');
+});
+
+t.test('a metrics_config the server cannot use stops the start with the reason', async (t) => {
+  const cases: Array<[string, string | undefined, RegExp]> = [
+    ['missing', undefined, /metrics_config .*missing\.yaml: file not found/],
+    ['not YAML', 'ts_metrics: [unclosed', /not valid YAML/],
+    ['a type that does not exist', 'ts_metrics:\n  summary:\n    - name: X', /ts_metrics\.summary: unknown metric type/],
+    ['a bad name', 'model_metrics:\n  gauge:\n    - name: "has space"', /name must be a Prometheus metric name/],
+    ['dimensions tsserve cannot fill', 'ts_metrics:\n  counter:\n    - {name: Requests2XX, dimensions: [Level]}', /Requests2XX needs 2 dimensions \(TorchServe's default: Level, Hostname\), the file gives 1/],
+    ['Hostname on a model metric', 'model_metrics:\n  gauge:\n    - {name: M, dimensions: [Hostname]}', /M: Hostname is added to model metrics/],
+    ["tsserve's own metric", 'ts_metrics:\n  gauge:\n    - {name: ts_queue_size}', /ts_queue_size is tsserve's own metric/],
+    ['a name twice', 'ts_metrics:\n  gauge:\n    - {name: A}\nmodel_metrics:\n  counter:\n    - {name: A}', /A is declared twice/],
+  ];
+  for (const [what, yaml, message] of cases) {
+    const file = what === 'missing' ? 'missing.yaml' : 'metrics.yaml';
+    await t.rejects(startTestServer(t, {
+      prepare: (store) => yaml !== undefined && writeFileSync(join(store, '..', file), yaml),
+      properties: { metrics_config: file },
+    }), { message }, what);
+  }
 });

@@ -51,6 +51,10 @@ export interface ServerConfig {
   readonly drainTimeout: number;
   readonly enableMetricsApi: boolean;
   readonly metricsMode: MetricsMode;
+  /** A metrics.yaml (metrics/definitions.ts); undefined: TorchServe's default one. */
+  readonly metricsConfig: string | undefined;
+  /** Record a handler's metrics that the metrics.yaml does not declare, instead of dropping them. */
+  readonly modelMetricsAutoDetect: boolean;
   /** The system-metrics collector (metrics/system.ts): off, or its period in seconds. */
   readonly disableSystemMetrics: boolean;
   readonly metricTimeInterval: number;
@@ -120,7 +124,7 @@ export interface GrpcListenConfig {
 const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
   'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
-  'metrics_mode', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
+  'metrics_mode', 'metrics_config', 'model_metrics_auto_detect', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
   'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api',
   'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
   'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
@@ -237,6 +241,8 @@ function buildConfig(
     disableSystemMetrics: bool('disable_system_metrics', false),
     metricTimeInterval: int('metric_time_interval', 60),
     metricsMode: parseMetricsMode(str('metrics_mode')),
+    metricsConfig: path('metrics_config'),
+    modelMetricsAutoDetect: bool('model_metrics_auto_detect', false),
     enableModelApi: bool('enable_model_api', false),
     disableTokenAuthorization: bool('disable_token_authorization', false),
     tokenExpirationMin: parseFloat(props.get('token_expiration_min') ?? '') || 60,

@@ -46,7 +46,11 @@ export interface SystemProperties {
   readonly limit_max_image_pixels: boolean;
 }
 
-/** Custom metrics, as TorchServe's `context.metrics`; they appear on the metrics API. */
+/**
+ * Custom metrics, as TorchServe's `context.metrics`. They reach the metrics API and model_metrics.log
+ * when the server's metrics.yaml (`metrics_config`) declares them under `model_metrics`, or with
+ * `model_metrics_auto_detect=true`; otherwise the server drops them and logs a warning once.
+ */
 export interface MetricsApi {
   /** A counter; `value` must not be negative. */
   addCounter(name: string, value: number, dimensions?: Record<string, string>): void;

@@ -5,38 +5,48 @@
  * set ending in a comma, values as Java doubles (`3.0`). `metrics_mode=log` serves an empty body
  * and writes each update as a line of ts_metrics.log (the server's metrics) or model_metrics.log
  * (the handlers'); `legacy` serves the three ts_* counters and logs the rest; `prometheus` serves
- * everything.
+ * everything. Which families exist is metrics.yaml's choice (metrics/definitions.ts), plus
+ * tsserve's own per-model ones.
  */
 import { hostname } from 'node:os';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsMode } from '../config/server-config.js';
 import type { WireMetric } from '../worker/protocol.js';
-import { SYSTEM_UNITS, type SystemSample } from './system.js';
+import { DEFAULT_METRICS, type MetricDefinition, type MetricDefinitions } from './definitions.js';
+import type { SystemSample } from './system.js';
 
 const LEGACY = ['ts_inference_requests_total', 'ts_inference_latency_microseconds', 'ts_queue_latency_microseconds'];
-const MODEL_LABELS = ['model_name', 'model_version', 'hostname'] as const;
-const HOST_LABELS = ['Level', 'Hostname'] as const;
-/** Units TorchServe's default metrics.yaml gives the handler metrics it declares. */
-const DECLARED_MODEL_UNITS: Record<string, string> = { HandlerTime: 'ms', PredictionTime: 'ms' };
-
-type ModelLabel = (typeof MODEL_LABELS)[number];
-type HostLabel = (typeof HOST_LABELS)[number];
+const MODEL_LABELS = ['model_name', 'model_version', 'hostname'];
+/** The Java client's default histogram buckets, which TorchServe's declared histograms use. */
+const JAVA_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 
 /** Where log-mode lines go: the server's metrics to ts_metrics.log, the handlers' to model_metrics.log. */
 export type MetricLineWriter = (file: 'ts' | 'model', line: string) => void;
+
+export interface MetricsOptions {
+  /** What metrics.yaml declares; TorchServe's default file without one. */
+  readonly definitions?: MetricDefinitions;
+  /** `model_metrics_auto_detect`: record a handler's undeclared metric instead of dropping it. */
+  readonly autoDetect?: boolean;
+  readonly lines?: MetricLineWriter;
+  /** Told once per reason a handler's metric is dropped. */
+  readonly warn?: (message: string) => void;
+}
 
 /**
  * One metric family: each update goes to prom-client and, when the mode does not serve this
  * family, to its log file as TorchServe's line
  * `<Name>.<Unit>:<value>|#<dimensions but the last>|#hostname:<host>,[requestID:<ids>,]timestamp:<s>`.
+ * Dimension values come in the order of the label names, as TorchServe's frontend passes them.
  */
-class Series<L extends string> {
+class Family {
   /** inc, set or observe, chosen once for the family's kind. */
-  private readonly record: (labels: Record<L, string>, value: number) => void;
+  private readonly record: (labels: Record<string, string>, value: number) => void;
 
   constructor(
     private readonly name: string,
-    metric: Counter<L> | Gauge<L> | Histogram<L>,
+    readonly labelNames: readonly string[],
+    metric: Counter | Gauge | Histogram,
     private readonly unit: string,
     private readonly write: ((line: string) => void) | undefined,
   ) {
@@ -45,7 +55,9 @@ class Series<L extends string> {
     else this.record = (labels, value) => metric.observe(labels, value);
   }
 
-  update(labels: Record<L, string>, value: number, requestIds?: readonly string[]): void {
+  update(values: readonly string[], value: number, requestIds?: readonly string[]): void {
+    const labels: Record<string, string> = {};
+    this.labelNames.forEach((label, i) => (labels[label] = values[i]!));
     this.record(labels, value);
     if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
   }
@@ -55,47 +67,33 @@ export class MetricsRegistry {
   readonly host = hostname();
   private readonly registry = new Registry();
   private readonly mode: MetricsMode;
-  private readonly lines: MetricLineWriter | undefined;
-  private readonly requests: Series<ModelLabel>;
-  private readonly latency: Series<ModelLabel>;
-  private readonly queueLatency: Series<ModelLabel>;
-  private readonly responses: Record<'2XX' | '4XX' | '5XX', Series<HostLabel>>;
-  private readonly queueTime: Series<HostLabel>;
-  private readonly workerLoadTime: Series<'WorkerName' | HostLabel>;
-  private readonly modelMetrics = new Map<string, Series<string>>();
-  private readonly rejections: Series<ModelLabel>;
-  private readonly timeouts: Series<ModelLabel>;
-  private readonly restarts: Series<ModelLabel>;
-  private readonly batchSizes: Series<ModelLabel>;
-  private readonly systemGauges: Partial<Record<keyof SystemSample, Series<HostLabel>>> = {};
+  private readonly options: MetricsOptions;
+  /** The server's metrics that metrics.yaml declares, by name; the others are not recorded. */
+  private readonly server = new Map<string, Family>();
+  private readonly model = new Map<string, Family>();
+  private readonly warned = new Set<string>();
+  private readonly hostValues: readonly string[] = ['Host', this.host];
+  private readonly rejections: Family;
+  private readonly timeouts: Family;
+  private readonly restarts: Family;
+  private readonly batchSizes: Family;
   private queueSizes: () => ReadonlyArray<{ model: string; version: string; size: number }> = () => [];
 
-  constructor(mode: MetricsMode, lines?: MetricLineWriter) {
+  constructor(mode: MetricsMode, options: MetricsOptions = {}) {
     this.mode = mode;
-    this.lines = lines;
-    this.requests = this.counter('ts_inference_requests_total', 'Count', MODEL_LABELS);
-    this.latency = this.counter('ts_inference_latency_microseconds', 'Microseconds', MODEL_LABELS);
-    this.queueLatency = this.counter('ts_queue_latency_microseconds', 'Microseconds', MODEL_LABELS);
-    this.responses = {
-      '2XX': this.counter('Requests2XX', 'Count', HOST_LABELS),
-      '4XX': this.counter('Requests4XX', 'Count', HOST_LABELS),
-      '5XX': this.counter('Requests5XX', 'Count', HOST_LABELS),
-    };
-    this.queueTime = this.gauge('QueueTime', 'Milliseconds', HOST_LABELS);
-    this.workerLoadTime = this.gauge('WorkerLoadTime', 'Milliseconds', ['WorkerName', 'Level', 'Hostname'] as const);
+    this.options = options;
+    const definitions = options.definitions ?? DEFAULT_METRICS;
+    for (const d of definitions.server) this.server.set(d.name, this.family(d, d.dimensions, 'ts'));
+    // TorchServe appends the host to a model metric's declared dimensions.
+    for (const d of definitions.model) this.model.set(d.name, this.family(d, [...d.dimensions, 'Hostname'], 'model'));
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
-    this.rejections = this.counter('ts_requests_rejected_total', 'Count', MODEL_LABELS);
-    this.timeouts = this.counter('ts_response_timeouts_total', 'Count', MODEL_LABELS);
-    this.restarts = this.counter('ts_worker_restarts_total', 'Count', MODEL_LABELS);
-    this.batchSizes = this.series('ts_batch_size', new Histogram({
-      name: 'ts_batch_size',
-      help: help('histogram', 'Count'),
-      labelNames: MODEL_LABELS,
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-      registers: [this.registry],
-    }), 'Count', 'ts');
+    const own = (name: string, type: 'counter' | 'histogram'): Family => this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts');
+    this.rejections = own('ts_requests_rejected_total', 'counter');
+    this.timeouts = own('ts_response_timeouts_total', 'counter');
+    this.restarts = own('ts_worker_restarts_total', 'counter');
+    this.batchSizes = own('ts_batch_size', 'histogram');
     const sizes = (): ReadonlyArray<{ model: string; version: string; size: number }> => this.queueSizes();
-    const labels = (model: string, version: string): Record<ModelLabel, string> => this.modelLabels(model, version);
+    const host = this.host;
     new Gauge({
       name: 'ts_queue_size',
       help: help('gauge', 'Count'),
@@ -103,24 +101,25 @@ export class MetricsRegistry {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const q of sizes()) this.set(labels(q.model, q.version), q.size);
+        for (const q of sizes()) this.set({ model_name: q.model, model_version: q.version, hostname: host }, q.size);
       },
     });
   }
 
-  private counter<L extends string>(name: string, unit: string, labelNames: readonly L[]): Series<L> {
-    return this.series(name, new Counter({ name, help: help('counter', unit), labelNames, registers: [this.registry] }), unit, 'ts');
-  }
-
-  private gauge<L extends string>(name: string, unit: string, labelNames: readonly L[]): Series<L> {
-    return this.series(name, new Gauge({ name, help: help('gauge', unit), labelNames, registers: [this.registry] }), unit, 'ts');
-  }
-
   /** A family, logged when this mode does not serve it. */
-  private series<L extends string>(name: string, metric: Counter<L> | Gauge<L> | Histogram<L>, unit: string, file: 'ts' | 'model'): Series<L> {
-    const served = this.mode === 'prometheus' || (this.mode === 'legacy' && LEGACY.includes(name));
-    const lines = this.lines;
-    return new Series(name, metric, unit, served || !lines ? undefined : (line) => lines(file, line));
+  private family(d: MetricDefinition, labelNames: readonly string[], file: 'ts' | 'model'): Family {
+    const opts = { name: d.name, help: help(d.type, d.unit), labelNames, registers: [this.registry] };
+    const metric = d.type === 'counter' ? new Counter(opts)
+      : d.type === 'gauge' ? new Gauge(opts)
+      : new Histogram({ ...opts, buckets: d.name === 'ts_batch_size' ? [1, 2, 4, 8, 16, 32, 64, 128, 256] : JAVA_BUCKETS });
+    const served = this.mode === 'prometheus' || (this.mode === 'legacy' && LEGACY.includes(d.name));
+    const lines = this.options.lines;
+    return new Family(d.name, labelNames, metric, d.unit, served || !lines ? undefined : (line) => lines(file, line));
+  }
+
+  /** A server metric, if metrics.yaml declares it. */
+  private recordServer(name: string, values: readonly string[], value: number): void {
+    this.server.get(name)?.update(values, value);
   }
 
   /** Where `ts_queue_size` reads the queues from, at each scrape. */
@@ -130,72 +129,92 @@ export class MetricsRegistry {
 
   /** A request refused with 503 because the queue was full or the model had no worker. */
   rejected(model: string, version: string): void {
-    this.rejections.update(this.modelLabels(model, version), 1);
+    this.rejections.update(this.modelValues(model, version), 1);
   }
 
   responseTimedOut(model: string, version: string): void {
-    this.timeouts.update(this.modelLabels(model, version), 1);
+    this.timeouts.update(this.modelValues(model, version), 1);
   }
 
   workerRestarted(model: string, version: string): void {
-    this.restarts.update(this.modelLabels(model, version), 1);
+    this.restarts.update(this.modelValues(model, version), 1);
   }
 
   batchFormed(model: string, version: string, size: number): void {
-    this.batchSizes.update(this.modelLabels(model, version), size);
+    this.batchSizes.update(this.modelValues(model, version), size);
   }
 
   /** A prediction request that found its model; `version` is the URL's or `default`. */
   inferenceRequest(model: string, version: string): void {
-    this.requests.update(this.modelLabels(model, version), 1);
+    this.recordServer('ts_inference_requests_total', this.modelValues(model, version), 1);
   }
 
   inferenceDone(model: string, version: string, latencyUs: number): void {
-    this.latency.update(this.modelLabels(model, version), latencyUs);
+    this.recordServer('ts_inference_latency_microseconds', this.modelValues(model, version), latencyUs);
   }
 
   dequeued(model: string, version: string, waitedUs: number): void {
-    this.queueLatency.update(this.modelLabels(model, version), waitedUs);
-    this.queueTime.update(this.hostLabels, waitedUs / 1000);
+    this.recordServer('ts_queue_latency_microseconds', this.modelValues(model, version), waitedUs);
+    this.recordServer('QueueTime', this.hostValues, waitedUs / 1000);
   }
 
   response(status: number): void {
     const family = status >= 200 && status < 300 ? '2XX' : status >= 400 && status < 500 ? '4XX' : '5XX';
-    this.responses[family].update(this.hostLabels, 1);
+    this.recordServer(`Requests${family}`, this.hostValues, 1);
   }
 
-  /** The system collector's gauges, registered with its first sample. */
+  /** The system collector's gauges. */
   system(sample: SystemSample): void {
-    for (const [name, value] of Object.entries(sample) as Array<[keyof SystemSample, number]>) {
-      (this.systemGauges[name] ??= this.gauge(name, SYSTEM_UNITS[name], HOST_LABELS)).update(this.hostLabels, value);
-    }
+    for (const [name, value] of Object.entries(sample)) this.recordServer(name, this.hostValues, value);
   }
 
   workerLoaded(workerName: string, ms: number): void {
-    this.workerLoadTime.update({ WorkerName: workerName, ...this.hostLabels }, ms);
+    this.recordServer('WorkerLoadTime', [workerName, ...this.hostValues], ms);
   }
 
-  /** Metrics a handler emitted through context.metrics while answering `requestIds`. */
-  handlerMetrics(metrics: readonly WireMetric[], requestIds: readonly string[]): void {
-    for (const m of metrics) {
-      const labels = { ...m.dimensions, Hostname: this.host };
-      this.modelMetric(m, Object.keys(labels))?.update(labels, m.value, requestIds);
-    }
+  /** The server's own time on a batch: sending it to the worker and handing out its answers. */
+  workerThreadTime(ms: number): void {
+    this.recordServer('WorkerThreadTime', this.hostValues, ms);
   }
 
   /**
-   * A handler metric's family, registered on first sight with the dimensions it came with, as
-   * TorchServe's `model_metrics_auto_detect`; the ones its metrics.yaml declares keep its units.
+   * Metrics a handler emitted through context.metrics while answering `requestIds`: those
+   * metrics.yaml declares, and with `model_metrics_auto_detect` any other, registered on first
+   * sight with the dimensions it came with. The dimension values go in the order they came, as in
+   * TorchServe; a metric with more or fewer than its family's labels is dropped.
    */
-  private modelMetric(m: WireMetric, labelNames: string[]): Series<string> | undefined {
-    const existing = this.modelMetrics.get(m.name);
-    if (existing) return existing;
-    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(m.name) || this.registry.getSingleMetric(m.name)) return undefined;
-    const unit = DECLARED_MODEL_UNITS[m.name] ?? m.unit;
-    const opts = { name: m.name, help: help(m.type, unit), labelNames, registers: [this.registry] };
-    const series = this.series(m.name, m.type === 'counter' ? new Counter(opts) : new Gauge(opts), unit, 'model');
-    this.modelMetrics.set(m.name, series);
-    return series;
+  handlerMetrics(metrics: readonly WireMetric[], requestIds: readonly string[]): void {
+    for (const m of metrics) {
+      const family = this.model.get(m.name) ?? this.autoDetected(m);
+      if (!family) continue;
+      const values = [...Object.values(m.dimensions), this.host];
+      if (values.length !== family.labelNames.length) {
+        this.warnOnce(`Dropping model metric ${m.name}: it came with dimensions ${Object.keys(m.dimensions).join(', ') || '(none)'}, metrics_config declares ${family.labelNames.slice(0, -1).join(', ') || '(none)'}`);
+        continue;
+      }
+      family.update(values, m.value, requestIds);
+    }
+  }
+
+  private autoDetected(m: WireMetric): Family | undefined {
+    if (!this.options.autoDetect) {
+      this.warnOnce(`Dropping model metric ${m.name}: metrics_config does not declare it (declare it under model_metrics, or set model_metrics_auto_detect=true)`);
+      return undefined;
+    }
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(m.name) || this.registry.getSingleMetric(m.name)) {
+      this.warnOnce(`Dropping model metric ${m.name}: not a Prometheus metric name, or the name of a server metric`);
+      return undefined;
+    }
+    const dimensions = Object.keys(m.dimensions);
+    const family = this.family({ name: m.name, type: m.type, unit: m.unit, dimensions }, [...dimensions, 'Hostname'], 'model');
+    this.model.set(m.name, family);
+    return family;
+  }
+
+  private warnOnce(message: string): void {
+    if (this.warned.has(message)) return;
+    this.warned.add(message);
+    this.options.warn?.(message);
   }
 
   /** The text of GET /metrics, filtered by `name[]` when names are given. */
@@ -212,12 +231,8 @@ export class MetricsRegistry {
     return lines.length > 0 ? lines.join('\n') + '\n' : '';
   }
 
-  private get hostLabels(): Record<HostLabel, string> {
-    return { Level: 'Host', Hostname: this.host };
-  }
-
-  private modelLabels(model: string, version: string): Record<ModelLabel, string> {
-    return { model_name: model, model_version: version, hostname: this.host };
+  private modelValues(model: string, version: string): readonly string[] {
+    return [model, version, this.host];
   }
 }
 

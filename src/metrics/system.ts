@@ -19,17 +19,6 @@ export interface SystemSample {
   readonly DiskAvailable: number;
 }
 
-/** The unit of each system gauge, as metrics.yaml declares it. */
-export const SYSTEM_UNITS: Record<keyof SystemSample, string> = {
-  CPUUtilization: 'Percent',
-  MemoryUsed: 'Megabytes',
-  MemoryAvailable: 'Megabytes',
-  MemoryUtilization: 'Percent',
-  DiskUsage: 'Gigabytes',
-  DiskUtilization: 'Percent',
-  DiskAvailable: 'Gigabytes',
-};
-
 export interface SystemMetricsDeps {
   readonly intervalSec: number;
   readonly publish: (sample: SystemSample) => void;

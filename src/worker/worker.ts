@@ -29,6 +29,8 @@ export interface WorkerOptions {
   readonly onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Metrics the handler emitted while answering the requests `requestIds`. */
   readonly onMetrics: (metrics: WireMetric[], requestIds: string[]) => void;
+  /** The server's own milliseconds on a batch, sending it and handing out its answers (WorkerThreadTime). */
+  readonly onBatchHandled: (ms: number) => void;
 }
 
 interface InFlight {
@@ -38,6 +40,8 @@ interface InFlight {
   readonly done: (unstarted: Job[]) => void;
   /** The response timeout, running only for the batch the worker is on (the first in line). */
   timer: NodeJS.Timeout | undefined;
+  /** Milliseconds child.send took: the batch's serialisation and write. */
+  sendMs: number;
 }
 
 export declare interface WorkerProcess {
@@ -133,9 +137,12 @@ export class WorkerProcess extends EventEmitter {
     }
     const batchId = this.nextBatchId++;
     return new Promise((resolve) => {
-      this.inFlight.push({ batchId, jobs: new Map(jobs.map((j) => [j.id, j])), done: resolve, timer: undefined });
+      const batch: InFlight = { batchId, jobs: new Map(jobs.map((j) => [j.id, j])), done: resolve, timer: undefined, sendMs: 0 };
+      this.inFlight.push(batch);
       this.startResponseTimer();
+      const began = performance.now();
       child.send({ kind: 'predict', batchId, requests: jobs.map((j) => j.request) });
+      batch.sendMs = performance.now() - began;
     });
   }
 
@@ -166,14 +173,22 @@ export class WorkerProcess extends EventEmitter {
         this.forEachItem(msg.batchId, msg.items, (job, item) => job.intermediate(item));
         return;
       case 'reply':
-        this.reportMetrics(msg.batchId, msg.metrics);
-        this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
-        this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'));
-        return;
       case 'batch-failed':
-        this.reportMetrics(msg.batchId, msg.metrics);
-        this.finishBatch(msg.batchId, () => errorFromWire(msg.error.code, msg.error.message, msg.error.status));
+        this.onBatchAnswered(msg);
     }
+  }
+
+  private onBatchAnswered(msg: Extract<FromWorker, { kind: 'reply' | 'batch-failed' }>): void {
+    const began = performance.now();
+    const sendMs = this.inFlight[0]?.batchId === msg.batchId ? this.inFlight[0].sendMs : undefined;
+    this.reportMetrics(msg.batchId, msg.metrics);
+    if (msg.kind === 'reply') {
+      this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
+      this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'));
+    } else {
+      this.finishBatch(msg.batchId, () => errorFromWire(msg.error.code, msg.error.message, msg.error.status));
+    }
+    if (sendMs !== undefined) this.opts.onBatchHandled(sendMs + performance.now() - began);
   }
 
   private reportMetrics(batchId: number, metrics: WireMetric[]): void {
