@@ -9,6 +9,7 @@ import { basename } from 'node:path';
 import { openModelArchive } from '../archive/extract.js';
 import { locateArchive, type LocateOptions } from '../archive/locate.js';
 import { readManifest, RUNTIMES } from '../archive/manifest.js';
+import { pythonModelMessage, pythonModelReasons } from '../archive/python-model.js';
 import { readModelYaml, resolveSettings, type RegisterParams } from '../config/model-config.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
@@ -42,6 +43,8 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
     const handler = req.handler || manifest.model.handler || deps.server.defaultServiceHandler;
     if (!handler) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Handler is not defined.');
+    const python = pythonModelReasons(opened.dir, manifest, handler);
+    if (python.length > 0) throw tsError('TSS_ERR_ARCHIVE_INVALID', pythonModelMessage(name, located.marName, python));
     const yaml = await readModelYaml(opened.dir, manifest);
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined);
