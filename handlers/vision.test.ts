@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { decodeSmall, toChw, toGrey, topK } from './vision.js';
+import { decodeSmall, headerSize, toChw, toGrey, topK } from './vision.js';
 
 const DIGITS = join(import.meta.dirname, '..', 'examples', 'mnist', 'digits');
 
@@ -64,4 +64,26 @@ t.test('topK: the k most probable, largest first, ties in index order, as a stab
     for (const k of [1, 3, 5, 50]) t.same([...topK(probs, k).keys()], sorted(probs, k), `round ${round}, k ${k}`);
   }
   t.same([...topK(Float32Array.from([0.1, 0.7, 0.2]), 2, { 1: 'cat', 2: 'dog' })], [['cat', Float32Array.from([0.7])[0]], ['dog', Float32Array.from([0.2])[0]]], 'labels from the mapping');
+});
+
+t.test("headerSize reads a JPEG's or PNG's size as sharp's metadata does, and leaves anything else to sharp", async (t) => {
+  const base = sharp({ create: { width: 97, height: 61, channels: 3, background: { r: 10, g: 200, b: 30 } } });
+  const files: Array<[string, Buffer]> = [
+    ['baseline JPEG', await base.clone().jpeg().toBuffer()],
+    ['progressive JPEG', await base.clone().jpeg({ progressive: true }).toBuffer()],
+    ['JPEG with EXIF and ICC', await base.clone().withMetadata({ orientation: 6 }).jpeg().toBuffer()],
+    ['PNG', await base.clone().png().toBuffer()],
+    ['grey PNG with alpha', await base.clone().greyscale().ensureAlpha().png().toBuffer()],
+  ];
+  for (const [what, bytes] of files) {
+    const meta = await sharp(bytes).metadata();
+    t.same(headerSize(bytes), { width: meta.width, height: meta.height }, what);
+  }
+  const jpeg = files[0]![1];
+  t.equal(headerSize(await base.clone().webp().toBuffer()), undefined, 'WebP: sharp reads it');
+  t.equal(headerSize(jpeg.subarray(0, 20)), undefined, 'a JPEG cut before its frame header');
+  t.equal(headerSize(Buffer.from([0xff, 0xd8, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0])), undefined, 'garbage after the JPEG start');
+  const zeroWidth = Buffer.from(await base.clone().png().toBuffer());
+  zeroWidth.writeUInt32BE(0, 16);
+  t.equal(headerSize(zeroWidth), undefined, 'a PNG claiming width 0');
 });

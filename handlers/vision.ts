@@ -113,14 +113,44 @@ export async function imageToChw(bytes: Buffer, t: ImageTransform, out?: Float32
   return toChw(data, t.crop * t.crop, t.mean, t.std, out);
 }
 
-/** Width and height from the file's header; an unreadable file is a 400. */
+/**
+ * Width and height from the file's header; an unreadable file is a 400. JPEG and PNG headers are
+ * read here: asking sharp is a pipeline of its own, 0.3 ms of the ~6 ms a 640 x 480 JPEG costs.
+ */
 async function imageSize(bytes: Buffer): Promise<{ width: number; height: number }> {
+  const known = headerSize(bytes);
+  if (known) return known;
   const { default: sharp } = await loadSharp();
   const meta = await sharp(bytes).metadata().catch((err: Error) => {
     throw new PredictionError(`Invalid image: ${err.message}`, 400);
   });
   if (!meta.width || !meta.height) throw new PredictionError('Invalid image: no size in its header', 400);
   return { width: meta.width, height: meta.height };
+}
+
+/** A PNG's or JPEG's size as its header states it (the stored size, as sharp's metadata gives it), else undefined. */
+export function headerSize(bytes: Buffer): { width: number; height: number } | undefined {
+  if (bytes.length >= 24 && bytes.readUInt32BE(0) === 0x89504e47 && bytes.toString('latin1', 12, 16) === 'IHDR') {
+    return nonZero(bytes.readUInt32BE(16), bytes.readUInt32BE(20));
+  }
+  if (bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
+  let at = 2;
+  while (at + 9 <= bytes.length) {
+    if (bytes[at] !== 0xff) return undefined;
+    const marker = bytes[at + 1]!;
+    if (marker === 0xff) { at++; continue; } // fill byte
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd9)) { at += 2; continue; } // no length
+    // SOF0-SOF15 hold the frame's size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return nonZero(bytes.readUInt16BE(at + 7), bytes.readUInt16BE(at + 5));
+    }
+    at += 2 + bytes.readUInt16BE(at + 2);
+  }
+  return undefined;
+}
+
+function nonZero(width: number, height: number): { width: number; height: number } | undefined {
+  return width > 0 && height > 0 ? { width, height } : undefined;
 }
 
 /**
