@@ -82,6 +82,7 @@ const table = {
   },
   TSS_ERR_ARCHIVE_BAD_MANIFEST: { type: 'InvalidModelException', status: 400, message: 'Failed to parse signature.json.' },
   TSS_ERR_ARCHIVE_INVALID_RUNTIME: { type: 'BadRequestException', status: 400, message: 'Invalid RuntimeType value: %s' },
+  TSS_ERR_MODEL_DEPENDENCIES: { type: 'ModelException', status: 400, message: 'Custom npm package installation failed for model %s: %s' },
   // workers and inference
   TSS_ERR_WORKER_NONE_AVAILABLE: {
     type: 'ServiceUnavailableException', status: 503,

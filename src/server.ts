@@ -44,7 +44,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation)): Promise<RunningServer> {
+export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation })): Promise<RunningServer> {
   const registry = new ModelRegistry();
   const listening: Closable[] = [];
   try {
@@ -72,7 +72,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     warn: (message) => log.warn(message),
   });
   metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
-  let nextWorkerPort = 9000;
+  let nextWorkerPort = config.initialWorkerPort;
   const workerEnv = workerEnvironment(process.env, config.blacklistEnvVars);
 
   const poolDeps = (model: Model): PoolDeps => ({
@@ -124,6 +124,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       downloadTimeoutMs: config.downloadTimeout * 1000,
     },
     poolDeps,
+    log: (message) => log.warn(message),
   };
 
   if (config.modelSnapshot) await restoreSnapshot(config.modelSnapshot, loader, registry, loggers);

@@ -7,7 +7,6 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
 import type { Test } from 'tap';
 import { createArchive, type ArchiveOptions } from '../dist/src/archive/write.js';
 import { loadServerConfig } from '../dist/src/config/server-config.js';
@@ -80,9 +79,12 @@ export async function startTestServer(
   const configFile = join(dir, 'config.properties');
   writeFileSync(configFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
   const config = loadServerConfig({ tsConfig: configFile, ncs: true, ...opts.cli }, { LOG_LOCATION: join(dir, 'logs'), ...opts.env }, dir);
-  const loggers = createLoggers(config.logLocation, 'silent');
   const log = opts.serverLog;
-  const server = await startServer(config, log ? { ...loggers, server: pino({ level: 'warn', base: undefined }, { write: log }) } : loggers);
+  const loggers = createLoggers(config.logLocation, {
+    metricsLocation: config.metricsLocation,
+    ...(log ? { level: 'warn', destination: { write: log } } : { level: 'silent' }),
+  });
+  const server = await startServer(config, loggers);
   t.teardown(() => server.close());
   return { ...server, close: () => server.close(), store, dir };
 }

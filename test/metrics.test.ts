@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, waitFor } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, tempDir, waitFor } from './helpers.js';
 
 t.test('prediction counters, latencies and response classes', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
@@ -104,6 +104,24 @@ t.test('metrics_mode=log writes ts_metrics.log and model_metrics.log in TorchSer
   const model = readFileSync(join(logs, 'model_metrics.log'), 'utf8');
   t.match(model, new RegExp(`^${stamp}HandlerTime\\.ms:[\\d.E-]+\\|#ModelName:mnist,Level:Model\\|#hostname:${host},requestID:[\\w-]+,timestamp:\\d+$`, 'm'));
   t.match(model, new RegExp(`^${stamp}PredictionTime\\.ms:[\\d.E-]+\\|#ModelName:mnist,Level:Model\\|#hostname:${host},requestID:[\\w-]+,timestamp:\\d+$`, 'm'));
+});
+
+t.test('METRICS_LOCATION: where the metric logs go; one that cannot be written costs no request', async (t) => {
+  const elsewhere = join(tempDir(t), 'metrics-here');
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' }, env: { METRICS_LOCATION: elsewhere } });
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
+  await server.close();
+  t.match(readFileSync(join(elsewhere, 'ts_metrics.log'), 'utf8'), 'Requests2XX.Count:1.0');
+  t.match(readFileSync(join(elsewhere, 'model_metrics.log'), 'utf8'), 'PredictionTime.ms:');
+  t.notOk(existsSync(join(server.dir, 'logs', 'ts_metrics.log')), 'not beside the other logs');
+
+  const file = join(tempDir(t), 'a-file');
+  writeFileSync(file, '');
+  const log: string[] = [];
+  const broken = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' }, env: { METRICS_LOCATION: join(file, 'metrics') }, serverLog: (line) => log.push(line) });
+  for (let i = 0; i < 2; i++) t.equal((await fetch(`${broken.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200, 'answered');
+  t.equal(log.filter((l) => l.includes('metrics log unwritable')).length, 1, 'said once');
 });
 
 t.test('metrics_mode=prometheus writes no metric logs; legacy logs all but the three counters it serves', async (t) => {

@@ -192,6 +192,13 @@ t.test('blacklist_env_vars keeps matching variables out of the workers\' environ
   t.equal(await (await predict(server, 'env', 'env:TSSERVE_TEST_PUBLIC')).text(), 'visible', 'the others are');
 });
 
+t.test('initial_worker_port: the number the first worker is named by, counting up', async (t) => {
+  const server = await serve(t, { initial_worker_port: '9400' });
+  await register(t, server, 'echo', { initial_workers: 2 });
+  const [described] = (await (await fetch(`${server.urls.management}/models/echo`)).json()) as Array<{ workers: Array<{ id: string }> }>;
+  t.same(described!.workers.map((w) => w.id).sort(), ['9400', '9401']);
+});
+
 t.test('useJobTicket: a request is accepted only when a worker is free to take it, nothing queues', async (t) => {
   const server = await serve(t, {}, 'minWorkers: 1\nmaxWorkers: 1\nuseJobTicket: true\n');
   await register(t, server, 'ticketed', {});

@@ -5,17 +5,20 @@
  * resolves any import. Without them each worker needs module hooks to redirect bare specifiers,
  * and Node runs those hooks on a thread of their own: a second V8 isolate, 13 MB per worker.
  */
-import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The folder of tsserve's package.json: the nearest one above this file (in src/ or dist/src/). */
 const PACKAGE_ROOT = nearestPackageRoot(dirname(fileURLToPath(import.meta.url)));
 
+/**
+ * Links what is missing: a package the archive brought, or that npm installed for the model
+ * (archive/dependencies.ts), keeps its own copy; tsserve and the rest are linked beside it.
+ */
 export function linkPackages(modelDir: string): void {
   const modules = join(modelDir, 'node_modules');
-  if (existsSync(modules)) return; // the archive brought its own
-  mkdirSync(modules);
+  mkdirSync(modules, { recursive: true });
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
   link(modules, pkg.name, PACKAGE_ROOT);
   for (const name of Object.keys(pkg.dependencies ?? {})) {
@@ -26,8 +29,19 @@ export function linkPackages(modelDir: string): void {
 
 function link(modules: string, name: string, target: string): void {
   const path = join(modules, name);
+  if (exists(path)) return;
   mkdirSync(dirname(path), { recursive: true });
   symlinkSync(target, path, 'dir');
+}
+
+/** Also true for a link whose target is gone, which symlinkSync could not replace. */
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function nearestPackageRoot(from: string): string {

@@ -44,6 +44,8 @@ export interface ServerConfig {
   readonly allowedUrls: readonly RegExp[];
   /** Environment variables whose names fully match are not passed to workers; undefined: none. */
   readonly blacklistEnvVars: RegExp | undefined;
+  /** Install the npm dependencies of a model whose archive names a package.json as its requirements file. */
+  readonly installPyDepPerModel: boolean;
   /** tsserve's own keys: a URL registration downloads at most this many bytes, in this many seconds. */
   readonly maxDownloadSize: number;
   readonly downloadTimeout: number;
@@ -80,6 +82,10 @@ export interface ServerConfig {
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
+  /** Where metrics_mode=log writes ts_metrics.log and model_metrics.log. */
+  readonly metricsLocation: string;
+  /** The number in the first worker's name (`W-9000-model_1.0`), counting up. */
+  readonly initialWorkerPort: number;
   /** key_file.json in the server's working directory. */
   readonly keyFile: string;
   /** Models to restore (a snapshot's `model_snapshot`); when present, loadModels is ignored. */
@@ -125,7 +131,7 @@ const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
   'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
   'metrics_mode', 'metrics_config', 'model_metrics_auto_detect', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
-  'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api',
+  'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api', 'install_py_dep_per_model',
   'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
   'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
   'grpc_inference_address', 'grpc_management_address', 'grpc_inference_port', 'grpc_management_port',
@@ -234,6 +240,7 @@ function buildConfig(
     allowedUrls: splitList(str('allowed_urls') ?? storeOnlyUrls(modelStore ? resolve(cwd, modelStore) : undefined))
       .map((r) => fullMatch('allowed_urls', r, 'i')),
     blacklistEnvVars: blacklist === undefined ? undefined : fullMatch('blacklist_env_vars', blacklist, ''),
+    installPyDepPerModel: bool('install_py_dep_per_model', false),
     maxDownloadSize: int('max_download_size', 2 * 1024 ** 3),
     downloadTimeout: int('download_timeout', 600),
     drainTimeout: int('drain_timeout', 30),
@@ -271,6 +278,9 @@ function buildConfig(
     defaultServiceHandler: str('default_service_handler'),
     snapshotsDisabled: cli.ncs === true,
     logLocation: logLocationOf(env, cwd),
+    // TorchServe's log4j2.xml: METRICS_LOCATION, else ./logs, whatever LOG_LOCATION says.
+    metricsLocation: resolve(cwd, env.METRICS_LOCATION ?? 'logs'),
+    initialWorkerPort: int('initial_worker_port', 9000),
     keyFile: resolve(cwd, 'key_file.json'),
     modelSnapshot: parseSnapshotProperty(props.get('model_snapshot')),
     properties: props,

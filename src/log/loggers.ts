@@ -1,8 +1,9 @@
 /**
  * @module log/loggers
  * The server's logs, as TorchServe keeps them under LOG_LOCATION: the server log (pino JSON on
- * stdout), access_log.log (one line per response), model_log.log (what handlers print), and in
- * `metrics_mode=log` ts_metrics.log and model_metrics.log (metrics/registry.ts writes the lines).
+ * stdout), access_log.log (one line per response), model_log.log (what handlers print); and in
+ * `metrics_mode=log`, under METRICS_LOCATION, ts_metrics.log and model_metrics.log
+ * (metrics/registry.ts writes the lines).
  * Files are written asynchronously so logging never waits on the disk in the request path.
  */
 import { mkdirSync, openSync } from 'node:fs';
@@ -22,9 +23,20 @@ export interface Loggers {
   close(): void;
 }
 
-export function createLoggers(logLocation: string, level = 'info'): Loggers {
+export interface LoggerOptions {
+  /** The server log's level: 'info' unless told. */
+  readonly level?: string;
+  /** Where metric logs go; LOG_LOCATION's folder unless told. */
+  readonly metricsLocation?: string;
+  /** Where the server log's lines go instead of stdout. */
+  readonly destination?: { write(line: string): void };
+}
+
+export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Loggers {
+  const { level = 'info', metricsLocation = logLocation } = opts;
   mkdirSync(logLocation, { recursive: true });
-  const server = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime });
+  const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
+  const server = opts.destination ? pino(options, opts.destination) : pino(options);
   // The access log is written in 4 KB pieces, not a write per request (those writes were 5% of
   // the main process's CPU samples under load); close() writes the rest.
   const accessFile = appendOnlyLog(join(logLocation, 'access_log.log'), server, 4096);
@@ -32,6 +44,7 @@ export function createLoggers(logLocation: string, level = 'info'): Loggers {
   // Opened on the first line: only metrics_mode=log or legacy writes them.
   const metricFiles: Partial<Record<'ts' | 'model', ReturnType<typeof appendOnlyLog>>> = {};
   let open = true;
+  let unwritableMetrics = false;
   return {
     server,
     access(line) {
@@ -43,9 +56,19 @@ export function createLoggers(logLocation: string, level = 'info'): Loggers {
       if (stream === 'stderr') server.warn({ worker: workerName }, line);
     },
     metric(file, line) {
-      if (!open) return;
-      metricFiles[file] ??= appendOnlyLog(join(logLocation, `${file}_metrics.log`), server, 4096);
-      metricFiles[file].write(`${timestamp()} - ${line}\n`);
+      if (!open || unwritableMetrics) return;
+      try {
+        if (!metricFiles[file]) {
+          mkdirSync(metricsLocation, { recursive: true });
+          metricFiles[file] = appendOnlyLog(join(metricsLocation, `${file}_metrics.log`), server, 4096);
+        }
+      } catch (err) {
+        // A metric line is written from the request path, which must not fail for it.
+        server.error({ err, path: metricsLocation }, 'metrics log unwritable; metric lines are dropped');
+        unwritableMetrics = true;
+        return;
+      }
+      metricFiles[file]!.write(`${timestamp()} - ${line}\n`);
     },
     close() {
       if (!open) return;

@@ -6,6 +6,7 @@
  */
 import { rmSync } from 'node:fs';
 import { basename } from 'node:path';
+import { installDependencies } from '../archive/dependencies.js';
 import { openModelArchive } from '../archive/extract.js';
 import { locateArchive, type LocateOptions } from '../archive/locate.js';
 import { readManifest, RUNTIMES } from '../archive/manifest.js';
@@ -28,6 +29,8 @@ export interface LoaderDeps {
   readonly server: ServerConfig;
   readonly locate: LocateOptions;
   readonly poolDeps: (model: Model) => PoolDeps;
+  /** The server log, for what registration decides without failing. */
+  readonly log: (message: string) => void;
 }
 
 export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise<Model> {
@@ -45,6 +48,12 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     if (!handler) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Handler is not defined.');
     const python = pythonModelReasons(opened.dir, manifest, handler);
     if (python.length > 0) throw tsError('TSS_ERR_ARCHIVE_INVALID', pythonModelMessage(name, located.marName, python));
+    const requirements = manifest.model.requirementsFile;
+    if (deps.server.installPyDepPerModel && requirements) {
+      if (await installDependencies(opened.dir, requirements, name) === 'not-npm') {
+        deps.log(`Model ${name}: ${requirements} is not a package.json; no dependencies installed (no worker here runs Python)`);
+      }
+    }
     const yaml = await readModelYaml(opened.dir, manifest);
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined);
