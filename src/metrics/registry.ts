@@ -19,6 +19,8 @@ const LEGACY = ['ts_inference_requests_total', 'ts_inference_latency_microsecond
 const MODEL_LABELS = ['model_name', 'model_version', 'hostname'];
 /** The Java client's default histogram buckets, which TorchServe's declared histograms use. */
 const JAVA_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+/** ts_batch_size's: batch sizes are counts up to a few hundred. */
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 /** Where log-mode lines go: the server's metrics to ts_metrics.log, the handlers' to model_metrics.log. */
 export type MetricLineWriter = (file: 'ts' | 'model', line: string) => void;
@@ -87,7 +89,7 @@ export class MetricsRegistry {
     // TorchServe appends the host to a model metric's declared dimensions.
     for (const d of definitions.model) this.model.set(d.name, this.family(d, [...d.dimensions, 'Hostname'], 'model'));
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
-    const own = (name: string, type: 'counter' | 'histogram'): Family => this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts');
+    const own = (name: string, type: 'counter' | 'histogram'): Family => this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts', BATCH_BUCKETS);
     this.rejections = own('ts_requests_rejected_total', 'counter');
     this.timeouts = own('ts_response_timeouts_total', 'counter');
     this.restarts = own('ts_worker_restarts_total', 'counter');
@@ -107,11 +109,9 @@ export class MetricsRegistry {
   }
 
   /** A family, logged when this mode does not serve it. */
-  private family(d: MetricDefinition, labelNames: readonly string[], file: 'ts' | 'model'): Family {
+  private family(d: MetricDefinition, labelNames: readonly string[], file: 'ts' | 'model', buckets = JAVA_BUCKETS): Family {
     const opts = { name: d.name, help: help(d.type, d.unit), labelNames, registers: [this.registry] };
-    const metric = d.type === 'counter' ? new Counter(opts)
-      : d.type === 'gauge' ? new Gauge(opts)
-      : new Histogram({ ...opts, buckets: d.name === 'ts_batch_size' ? [1, 2, 4, 8, 16, 32, 64, 128, 256] : JAVA_BUCKETS });
+    const metric = d.type === 'counter' ? new Counter(opts) : d.type === 'gauge' ? new Gauge(opts) : new Histogram({ ...opts, buckets });
     const served = this.mode === 'prometheus' || (this.mode === 'legacy' && LEGACY.includes(d.name));
     const lines = this.options.lines;
     return new Family(d.name, labelNames, metric, d.unit, served || !lines ? undefined : (line) => lines(file, line));
