@@ -3,6 +3,7 @@
 // vendored in the archive, so no network), and its handler imports it beside tsserve.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import AdmZip from 'adm-zip';
 import t, { type Test } from 'tap';
 import { buildMar, errorBody, startTestServer, tempDir, type TestServer } from './helpers.js';
 
@@ -16,6 +17,7 @@ function shoutModel(t: Test, dependency: string): { handler: string; packageJson
   const packageJson = join(dir, 'deps.json');
   writeFileSync(packageJson, JSON.stringify({ name: 'shout-model', version: '1.0.0', private: true, dependencies: { shout: dependency } }));
   const handler = join(dir, 'shout_handler.ts');
+  writeFileSync(join(dir, 'requirements.txt'), 'numpy\n');
   writeFileSync(handler, [
     "import shout from 'shout';",
     "import { requestPayload, type RequestInput } from 'tsserve';",
@@ -62,4 +64,26 @@ t.test('a failed install is a 400 with npm\'s reason, and nothing stays register
   t.equal(body.type, 'ModelException');
   t.match(body.message, /^Custom npm package installation failed for model shout: enoent ENOENT: no such file or directory, open '.*nowhere\.tgz'$/);
   t.same(await (await fetch(`${server.urls.management}/models`)).json(), { models: [] });
+});
+
+t.test('a requirements file outside the archive\'s top level is refused; a pip requirements.txt is left alone', async (t) => {
+  const files = shoutModel(t, 'file:./shout');
+  const log: string[] = [];
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      const zip = new AdmZip();
+      const manifest = { runtime: 'python', model: { modelName: 'escape', modelVersion: '1.0', handler: 'base_handler', requirementsFile: '../../deps.json' } };
+      zip.addFile('MAR-INF/MANIFEST.json', Buffer.from(JSON.stringify(manifest)));
+      zip.writeZip(join(store, 'escape.mar'));
+      buildMar(store, { modelName: 'pip', version: '1.0', handler: files.handler, requirementsFile: join(files.vendor, '..', 'requirements.txt') });
+    },
+    properties: { install_py_dep_per_model: 'true' },
+    serverLog: (line) => log.push(line),
+  });
+  const escape = await fetch(`${server.urls.management}/models?url=escape.mar`, { method: 'POST' });
+  t.equal(escape.status, 400);
+  t.equal((await errorBody(escape)).message, "Custom npm package installation failed for model escape: requirementsFile ../../deps.json must name a file at the archive's top level");
+  const pip = await fetch(`${server.urls.management}/models?url=pip.mar&initial_workers=0`, { method: 'POST' });
+  t.equal(pip.status, 200, 'registered: nothing to install');
+  t.ok(log.some((l) => l.includes('Model pip: requirements.txt is not a package.json; no dependencies installed')), 'and said why');
 });
