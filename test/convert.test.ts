@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import AdmZip from 'adm-zip';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { errorBody, FIXTURES, ROOT, startTestServer, tempDir } from './helpers.js';
+import { buildMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir } from './helpers.js';
 
 /** Debian's, which has torch; a pyenv python3 earlier on PATH may not. */
 const PYTHON = '/usr/bin/python3';
@@ -60,6 +60,14 @@ t.test('a TorchServe archive is refused at registration with a 400 that names wh
   const traced = await errorBody(await fetch(`${server.urls.management}/models?url=traced.mar`, { method: 'POST' }));
   t.match(traced.message, '(traced.pt is a PyTorch file, not ONNX)', 'TorchScript too, even with zero workers asked for');
   t.equal((await fetch(`${server.urls.management}/models`)).status, 200, 'the server stays up');
+});
+
+t.test("a .py handler given as a register parameter registers with zero workers, as TorchServe's own API tests expect", async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }) });
+  const res = await fetch(`${server.urls.management}/models?url=colours.mar&handler=serve/ts/torch_handler/image_classifier.py:handle&initial_workers=0`, { method: 'POST' });
+  t.equal(res.status, 200);
+  const scaled = await fetch(`${server.urls.management}/models/colours?min_worker=1&synchronous=true`, { method: 'PUT' });
+  t.equal(scaled.status, 500, 'and fails when a worker tries to load it');
 });
 
 t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file, become archives tsserve serves', async (t) => {

@@ -9,10 +9,14 @@ import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { splitHandler, type ValidManifest } from './manifest.js';
 
-/** What makes the model one for Python; none when tsserve can try it. */
-export function pythonModelReasons(dir: string, manifest: ValidManifest, handler: string): string[] {
+/**
+ * What makes the archive one for Python; none when tsserve can try it. Only the archive's own
+ * handler counts: a `handler=x.py` register parameter on a servable archive registers and fails
+ * when a worker starts, as TorchServe's own API tests expect of an invalid handler.
+ */
+export function pythonModelReasons(dir: string, manifest: ValidManifest): string[] {
   const reasons: string[] = [];
-  const [handlerFile] = splitHandler(handler);
+  const [handlerFile] = splitHandler(manifest.model.handler ?? '');
   if (handlerFile.endsWith('.py')) reasons.push(`its handler ${handlerFile} is Python code`);
   const serialized = manifest.model.serializedFile;
   if (serialized && isPyTorchFile(join(dir, serialized))) reasons.push(`${serialized} is a PyTorch file, not ONNX`);

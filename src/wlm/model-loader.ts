@@ -46,7 +46,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
     const handler = req.handler || manifest.model.handler || deps.server.defaultServiceHandler;
     if (!handler) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Handler is not defined.');
-    const python = pythonModelReasons(opened.dir, manifest, handler);
+    const python = pythonModelReasons(opened.dir, manifest);
     if (python.length > 0) throw tsError('TSS_ERR_ARCHIVE_INVALID', pythonModelMessage(name, located.marName, python));
     const requirements = manifest.model.requirementsFile;
     if (deps.server.installPyDepPerModel && requirements) {
