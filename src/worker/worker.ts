@@ -180,7 +180,7 @@ export class WorkerProcess extends EventEmitter {
 
   private onBatchAnswered(msg: Extract<FromWorker, { kind: 'reply' | 'batch-failed' }>): void {
     const began = performance.now();
-    const sendMs = this.inFlight[0]?.batchId === msg.batchId ? this.inFlight[0].sendMs : undefined;
+    const sendMs = this.runningBatch(msg.batchId)?.sendMs;
     this.reportMetrics(msg.batchId, msg.metrics);
     if (msg.kind === 'reply') {
       this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
@@ -191,15 +191,21 @@ export class WorkerProcess extends EventEmitter {
     if (sendMs !== undefined) this.opts.onBatchHandled(sendMs + performance.now() - began);
   }
 
+  /** The batch the worker is on, if it is `batchId`: a message about any other is stale. */
+  private runningBatch(batchId: number): InFlight | undefined {
+    const batch = this.inFlight[0];
+    return batch?.batchId === batchId ? batch : undefined;
+  }
+
   private reportMetrics(batchId: number, metrics: WireMetric[]): void {
     if (metrics.length === 0) return;
-    const batch = this.inFlight[0];
-    this.opts.onMetrics(metrics, batch?.batchId === batchId ? [...batch.jobs.keys()] : []);
+    const batch = this.runningBatch(batchId);
+    this.opts.onMetrics(metrics, batch ? [...batch.jobs.keys()] : []);
   }
 
   private forEachItem(batchId: number, items: WireResponse[], fn: (job: Job, item: WireResponse) => void): void {
-    const batch = this.inFlight[0];
-    if (!batch || batch.batchId !== batchId) return;
+    const batch = this.runningBatch(batchId);
+    if (!batch) return;
     for (const item of items) {
       const job = batch.jobs.get(item.id);
       if (!job) continue;
@@ -216,8 +222,8 @@ export class WorkerProcess extends EventEmitter {
    * only then: an Error captures a stack, which every successful batch would pay for.
    */
   private finishBatch(batchId: number, unanswered: () => TsError): void {
-    const batch = this.inFlight[0];
-    if (!batch || batch.batchId !== batchId) return;
+    const batch = this.runningBatch(batchId);
+    if (!batch) return;
     this.inFlight.shift();
     clearTimeout(batch.timer);
     let error: TsError | undefined;
