@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tsError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 import { formatLocalTime } from '../local-time.js';
 
 export const MANIFEST_PATH = 'MAR-INF/MANIFEST.json';
@@ -51,9 +52,9 @@ export function readManifest(modelDir: string): ValidManifest {
 }
 
 export function validateManifest(parsed: unknown): ValidManifest {
-  if (!isObject(parsed)) throw tsError('TSS_ERR_ARCHIVE_BAD_MANIFEST');
+  if (!isRecord(parsed)) throw tsError('TSS_ERR_ARCHIVE_BAD_MANIFEST');
   const model = parsed.model;
-  if (!isObject(model)) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Missing Model entry in manifest file.');
+  if (!isRecord(model)) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Missing Model entry in manifest file.');
   const runtime = parsed.runtime ?? 'python';
   if (typeof runtime !== 'string' || !(RUNTIMES as readonly string[]).includes(runtime)) {
     throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Runtime is not defined or invalid.');
@@ -90,8 +91,4 @@ export function splitHandler(handler: string): [string, string | undefined] {
 /** `DD/MM/YYYY HH:MM:SS` in local time, as the archiver writes `createdOn`. */
 export function formatCreatedOn(d: Date): string {
   return formatLocalTime(d, 'dd/MM/yyyy HH:mm:ss');
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ValidManifest } from '../archive/manifest.js';
 import { tsError } from '../errors.js';
+import { isRecord } from '../is-record.js';
 import type { SequenceHeaders, ServerConfig } from './server-config.js';
 
 export interface ModelSettings {
@@ -71,7 +72,7 @@ export async function readModelYaml(modelDir: string, manifest: ValidManifest): 
   try {
     const { parse } = await import('yaml');
     const parsed: unknown = parse(readFileSync(join(modelDir, file), 'utf8'));
-    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+    return isRecord(parsed) ? parsed : {};
   } catch (err) {
     throw tsError('TSS_ERR_ARCHIVE_INVALID', `Invalid model config ${file}: ${(err as Error).message}`);
   }

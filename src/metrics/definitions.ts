@@ -8,6 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../config/server-config.js';
+import { isRecord } from '../is-record.js';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -139,8 +140,4 @@ function checkNames(definitions: MetricDefinitions, fail: (reason: string) => ne
   for (const d of definitions.model) {
     if (d.dimensions.includes('Hostname')) fail(`${d.name}: Hostname is added to model metrics; leave it out of their dimensions`);
   }
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -12,6 +12,7 @@ import { SequenceQueue } from './sequence-queue.js';
 import { Job, type JobResponse } from './job.js';
 import { WorkerPool, type PoolDeps, type ScaleResult } from './worker-pool.js';
 import { describeStatus } from './worker-state.js';
+import { isRecord } from '../is-record.js';
 import { formatLocalTime } from '../local-time.js';
 
 export interface ModelSpec {
@@ -208,7 +209,7 @@ function metadataObject(text: string): Record<string, unknown> | undefined {
     return {};
   }
   if (parsed === null) return undefined;
-  return typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+  return isRecord(parsed) ? parsed : {};
 }
 
 /** `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` in local time with a literal Z, as TorchServe writes it. */
