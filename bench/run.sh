@@ -6,10 +6,12 @@
 # on 127.0.0.1:18080-18082, and runs ../shared/bench/run_peer_bench.sh with tsserve as its
 # --target, so tsserve, the Flask peer, the naive server and raw onnxruntime are measured in
 # one run. Needs what run_peer_bench.sh needs (it says what is missing).
-# Knobs: MNIST_WORKERS (2), RESNET_WORKERS (1), TSSERVE_BATCH (8), TSSERVE_DELAY (ms, 0).
-# Workers x onnxruntime threads never exceed the cores: tsserve gives each worker cores/workers
-# threads. mnist is decode-bound, so two single-threaded workers decode in parallel; resnet18 is
-# model-bound, so one worker with both cores answers a lone request fastest, and batches under load.
+# Knobs: MNIST_WORKERS (2), RESNET_WORKERS (2), RESNET_ADAPTIVE (true), TSSERVE_BATCH (8),
+# TSSERVE_DELAY (ms, 0). Workers x onnxruntime threads never exceed the cores: tsserve gives each
+# worker cores/workers threads. mnist is decode-bound, so two single-threaded workers decode in
+# parallel. resnet18 is model-bound: a lone request is answered fastest with both cores' threads,
+# a loaded server fastest by single-threaded workers (no waiting on each other's threads, one
+# decodes while the other infers); adaptiveThreads gives it both (README, "Threads follow the load").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=$(cd "${SHARED_BENCH:-../shared/bench}" && pwd)
@@ -18,15 +20,16 @@ trap 'node bin/tsserve.js --stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 /usr/bin/python3 "$shared/make_models.py" "$work/models" >/dev/null
 mnist_workers=${MNIST_WORKERS:-2}
-resnet_workers=${RESNET_WORKERS:-1}
+resnet_workers=${RESNET_WORKERS:-2}
 mkdir -p "$work/model-store"
-archive() { # name handler workers
-  printf 'minWorkers: %s\nmaxWorkers: %s\nbatchSize: %s\nmaxBatchDelay: %s\n' "$3" "$3" "${TSSERVE_BATCH:-8}" "${TSSERVE_DELAY:-0}" > "$work/$1.yaml"
+archive() { # name handler workers adaptiveThreads
+  printf 'minWorkers: %s\nmaxWorkers: %s\nbatchSize: %s\nmaxBatchDelay: %s\nadaptiveThreads: %s\n' \
+    "$3" "$3" "${TSSERVE_BATCH:-8}" "${TSSERVE_DELAY:-0}" "$4" > "$work/$1.yaml"
   node bin/tsserve-archiver.js --model-name "$1" --version 1.0 --serialized-file "$work/models/$1.onnx" \
     --handler "$2" --config-file "$work/$1.yaml" --export-path "$work/model-store" --force >/dev/null
 }
-archive mnist examples/mnist/mnist_handler.ts "$mnist_workers"
-archive resnet18 image_classifier "$resnet_workers"
+archive mnist examples/mnist/mnist_handler.ts "$mnist_workers" false
+archive resnet18 image_classifier "$resnet_workers" "${RESNET_ADAPTIVE:-true}"
 
 cat > "$work/config.properties" <<PROPS
 inference_address=http://127.0.0.1:18080

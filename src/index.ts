@@ -9,4 +9,4 @@ export type {
 export { PredictionError } from './handler/types.js';
 export { targetScores } from './handler/explain.js';
 export { BaseHandler, classLabel, loadLabelMapping, payloadBytes, requestPayload, splitBatch } from './handler/base-handler.js';
-export { createSession, ort, type SessionOptions } from './runtime/onnx.js';
+export { batchThreads, createSession, ort, type SessionOptions } from './runtime/onnx.js';

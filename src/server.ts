@@ -5,7 +5,6 @@
  * Nothing below it reaches for a singleton; everything it made is passed down.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { startupWorkers, type ListenAddress, type ServerConfig } from './config/server-config.js';
@@ -24,7 +23,7 @@ import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
 import { snapshotDir, SnapshotWriter, type ModelSnapshot, type SnapshotKind } from './snapshot/snapshot.js';
 import { VERSION } from './version.js';
-import { WorkerProcess, workerEnvironment } from './worker/worker.js';
+import { threadBudget, WorkerProcess, workerEnvironment } from './worker/worker.js';
 import type { Model } from './wlm/model.js';
 import { loadModel, type LoaderDeps } from './wlm/model-loader.js';
 import { ModelRegistry } from './wlm/model-registry.js';
@@ -94,7 +93,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
           sequenceIdHeader: config.sequenceHeaders.id,
           serverVersion: VERSION,
         },
-        intraOpThreads: Math.max(1, Math.floor(cpus().length / Math.max(1, model.settings.maxWorkers))),
+        ...threadBudget(model.settings),
         startupTimeoutMs: model.settings.startupTimeout * 1000,
         responseTimeoutMs: model.settings.responseTimeout * 1000,
         maxResponseSize: config.maxResponseSize,

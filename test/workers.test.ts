@@ -3,6 +3,7 @@
 // and the pool comes back. Batching, back-pressure and streaming are seen from both ends.
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, errorBody, FIXTURES, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
@@ -216,6 +217,29 @@ t.test('useJobTicket: a request is accepted only when a worker is free to take i
   t.equal((await busy).status, 200);
   const after = await predict(server, 'ticketed', 'free again');
   t.equal(after.status, 200, 'accepted again once the worker is free');
+});
+
+t.test('adaptiveThreads: a lone batch may use every core, batches side by side keep to their share', async (t) => {
+  const cores = cpus().length;
+  const share = Math.max(1, Math.floor(cores / 2));
+  const server = await serve(t, {}, 'minWorkers: 2\nmaxWorkers: 2\nadaptiveThreads: true\n');
+  await register(t, server, 'adaptive', {});
+  const threads = async (res: Promise<Response>): Promise<unknown> => (await res).json();
+  t.equal(await threads(predict(server, 'adaptive', 'threads:0')), cores, 'alone: every core');
+
+  const first = predict(server, 'adaptive', 'threads:1500');
+  await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'adaptive')) >= 2, 10_000, 'the first request running');
+  t.equal(await threads(predict(server, 'adaptive', 'threads:0')), share, 'beside a running batch: its share');
+  t.equal(await threads(first), cores, 'the first one started alone');
+  t.equal(await threads(predict(server, 'adaptive', 'threads:0')), cores, 'alone again');
+});
+
+t.test('without adaptiveThreads a batch keeps to its share of the cores, alone or not', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'fixed', { initial_workers: 2 });
+  const answer = async (body: string): Promise<unknown> => (await predict(server, 'fixed', body)).json();
+  t.equal(await answer('threads:0'), Math.max(1, Math.floor(cpus().length / 2)));
+  t.equal(await answer('env:TSSERVE_WIDE_INTRA_OP_THREADS'), null, 'no second session is opened');
 });
 
 t.test('clientTimeoutInMills: a request still queued at its deadline is answered 503 then, and never run', async (t) => {

@@ -23,6 +23,11 @@ export interface ModelSettings {
   clientTimeoutInMills: number;
   /** Accept a request only when a worker is free to take it at once (else 503), nothing queues. */
   useJobTicket: boolean;
+  /**
+   * tsserve's own: each worker also opens the model with every core's threads, for batches that
+   * run while the model's other workers idle (runtime/onnx.ts). Off unless the YAML says true.
+   */
+  adaptiveThreads: boolean;
   /** Stateful sequence batching (the YAML's `sequenceBatching: true`); undefined: off. */
   sequence: SequenceSettings | undefined;
 }
@@ -108,6 +113,7 @@ export function resolveSettings(
     maxRetryTimeoutInSec: yamlInt('maxRetryTimeoutInSec') ?? 300,
     clientTimeoutInMills: yamlInt('clientTimeoutInMills') ?? 0,
     useJobTicket: yaml.useJobTicket === true,
+    adaptiveThreads: yaml.adaptiveThreads === true,
     sequence: yaml.sequenceBatching === true ? {
       maxNumSequence: Math.max(yamlInt('maxNumSequence') ?? 1, batchSize * Math.max(1, workers.max)),
       maxSequenceJobQueueSize: yamlInt('maxSequenceJobQueueSize') ?? 1,

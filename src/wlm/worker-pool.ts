@@ -14,6 +14,7 @@ export interface PoolSettings {
   readonly batchSize: number;
   readonly maxBatchDelay: number;
   readonly maxRetryTimeoutInSec: number;
+  readonly adaptiveThreads: boolean;
 }
 
 export interface PoolDeps {
@@ -139,7 +140,7 @@ export class WorkerPool {
         this.queue.requeue(jobs);
         break;
       }
-      const sent = worker.runBatch(jobs).then((unstarted) => this.queue.requeue(unstarted));
+      const sent = worker.runBatch(jobs, this.mayRunWide(slot)).then((unstarted) => this.queue.requeue(unstarted));
       await running;
       running = sent;
     }
@@ -154,6 +155,15 @@ export class WorkerPool {
    */
   private nextBatchEarly(batchSize: number): Job[] {
     return this.slots.length === 1 ? this.queue.takeFullBatch(batchSize) : [];
+  }
+
+  /**
+   * adaptiveThreads: a batch may use every core while the model's other workers idle and nothing
+   * else waits. Under load each worker keeps to its share, so that together they never ask for
+   * more threads than there are cores.
+   */
+  private mayRunWide(slot: Slot): boolean {
+    return this.settings().adaptiveThreads && this.queue.size === 0 && this.slots.every((s) => s === slot || !s.worker.busy);
   }
 
   private onExit(slot: Slot, worker: WorkerProcess): void {

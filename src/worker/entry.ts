@@ -18,6 +18,7 @@ import { uncompiledTypeScript } from '../handler/compile.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
+import { setWideBatch } from '../runtime/onnx.js';
 import type { FromWorker, LoadMessage, PredictMessage, ToWorker } from './protocol.js';
 
 let entry: EntryPoint | undefined;
@@ -64,6 +65,7 @@ async function onPredict(msg: PredictMessage): Promise<void> {
     return;
   }
   let context: BatchContext | undefined;
+  setWideBatch(msg.wide);
   try {
     const result = await runBatch(entry, facts, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items }));
     context = result.context;

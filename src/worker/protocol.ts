@@ -46,6 +46,8 @@ export interface WireError {
  * count. It lives here, not beside the sessions, so the frontend never loads onnxruntime.
  */
 export const INTRA_OP_THREADS_ENV = 'TSSERVE_INTRA_OP_THREADS';
+/** The thread count of a lone batch's sessions, set only for a model with adaptiveThreads. */
+export const WIDE_INTRA_OP_THREADS_ENV = 'TSSERVE_WIDE_INTRA_OP_THREADS';
 
 export interface LoadMessage {
   readonly kind: 'load';
@@ -67,6 +69,8 @@ export interface PredictMessage {
   readonly kind: 'predict';
   readonly batchId: number;
   readonly requests: WireRequest[];
+  /** The model's other workers idle and nothing else queued: the batch may use every core (adaptiveThreads). */
+  readonly wide: boolean;
 }
 
 export type ToWorker = LoadMessage | PredictMessage;

@@ -7,12 +7,13 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import type { Job } from '../wlm/job.js';
 import { canMove, type WorkerState } from '../wlm/worker-state.js';
-import { INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
+import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
 
@@ -20,6 +21,8 @@ export interface WorkerOptions {
   readonly id: string;
   readonly load: LoadMessage;
   readonly intraOpThreads: number;
+  /** A lone batch's threads (adaptiveThreads); undefined: every batch runs with intraOpThreads. */
+  readonly wideIntraOpThreads: number | undefined;
   readonly startupTimeoutMs: number;
   readonly responseTimeoutMs: number;
   readonly maxResponseSize: number;
@@ -49,6 +52,18 @@ export declare interface WorkerProcess {
   on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
   on(event: 'load-failed', listener: (error: TsError) => void): this;
   on(event: 'response-timeout', listener: () => void): this;
+}
+
+/**
+ * A worker's onnxruntime threads: its share of the cores (workers x threads <= cores), and, for
+ * a model with adaptiveThreads, all of them for a lone batch when that is more.
+ */
+export function threadBudget(
+  settings: { readonly maxWorkers: number; readonly adaptiveThreads: boolean },
+  cores = cpus().length,
+): Pick<WorkerOptions, 'intraOpThreads' | 'wideIntraOpThreads'> {
+  const intraOpThreads = Math.max(1, Math.floor(cores / Math.max(1, settings.maxWorkers)));
+  return { intraOpThreads, wideIntraOpThreads: settings.adaptiveThreads && cores > intraOpThreads ? cores : undefined };
 }
 
 /**
@@ -94,7 +109,7 @@ export class WorkerProcess extends EventEmitter {
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       execArgv: [],
-      env: { ...this.opts.env, [INTRA_OP_THREADS_ENV]: String(this.opts.intraOpThreads) },
+      env: this.threadEnv(),
     });
     this.child = child;
     this.pipeOutput(child);
@@ -124,12 +139,24 @@ export class WorkerProcess extends EventEmitter {
     });
   }
 
+  private threadEnv(): NodeJS.ProcessEnv {
+    const { env, intraOpThreads, wideIntraOpThreads } = this.opts;
+    const wide = wideIntraOpThreads === undefined ? {} : { [WIDE_INTRA_OP_THREADS_ENV]: String(wideIntraOpThreads) };
+    return { ...env, [INTRA_OP_THREADS_ENV]: String(intraOpThreads), ...wide };
+  }
+
+  /** A batch sent and not yet answered. */
+  get busy(): boolean {
+    return this.inFlight.length > 0;
+  }
+
   /**
    * Sends a batch; the worker runs it after those already sent. Every job in it gets an answer,
    * an error or "Worker died.", except when the worker dies before starting the batch: those
-   * jobs are what the promise resolves with, for the caller to give to another worker.
+   * jobs are what the promise resolves with, for the caller to give to another worker. `wide`:
+   * the batch may use every core (adaptiveThreads).
    */
-  runBatch(jobs: Job[]): Promise<Job[]> {
+  runBatch(jobs: Job[], wide = false): Promise<Job[]> {
     const child = this.child;
     if (!child?.connected || this.state !== 'MODEL_LOADED') {
       for (const job of jobs) job.fail(tsError('TSS_ERR_WORKER_DIED'));
@@ -141,7 +168,7 @@ export class WorkerProcess extends EventEmitter {
       this.inFlight.push(batch);
       this.startResponseTimer();
       const began = performance.now();
-      child.send({ kind: 'predict', batchId, requests: jobs.map((j) => j.request) });
+      child.send({ kind: 'predict', batchId, requests: jobs.map((j) => j.request), wide });
       batch.sendMs = performance.now() - began;
     });
   }
