@@ -38,6 +38,13 @@ t.test('anything else is left to sharp', async (t) => {
   t.equal(decodeSmall(deep), undefined, 'a 16-bit PNG');
   t.equal(decodeSmall(Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3])), undefined, 'a truncated PNG');
   t.equal(decodeSmall(Buffer.from([0xff, 0xd8, 0xff, 0, 0])), undefined, 'a truncated JPEG');
+  // Black compresses ~1000:1: 26 KB of PNG is 27 MB of pixels, 0.3 s of JavaScript on the worker's thread.
+  const blackPng = await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#000' } }).png({ compressionLevel: 9 }).toBuffer();
+  t.ok(blackPng.length <= 32 * 1024, `a small file (${blackPng.length} bytes)`);
+  t.equal(decodeSmall(blackPng), undefined, 'over a megapixel');
+  const blackJpeg = await sharp({ create: { width: 1500, height: 1000, channels: 3, background: '#000' } }).jpeg().toBuffer();
+  t.ok(blackJpeg.length <= 32 * 1024, `a small file (${blackJpeg.length} bytes)`);
+  t.equal(decodeSmall(blackJpeg), undefined, 'a JPEG over a megapixel');
 });
 
 t.test('toChw: planar floats, (v / 255 - mean) / std, as computed directly', async (t) => {

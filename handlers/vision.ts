@@ -8,7 +8,7 @@
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
-import { classLabel, ort, payloadBytes, PredictionError, requestPayload, type RequestInput } from '../src/index.js';
+import { classLabel, imagePixelLimit, ort, payloadBytes, PredictionError, requestPayload, type RequestInput } from '../src/index.js';
 
 type SharpModule = typeof import('sharp');
 let sharpModule: Promise<SharpModule> | undefined;
@@ -35,23 +35,28 @@ export interface RawImage {
 }
 
 const SMALL_IMAGE_BYTES = 32 * 1024;
+/** A small file may still declare a huge image; the JavaScript decoders take none over this. */
+const SMALL_IMAGE_PIXELS = 1024 * 1024;
 
 /**
  * Decodes a small 8-bit PNG or a JPEG in JavaScript (fast-png, jpeg-js). For a thumbnail such as
  * a 28x28 digit, one sharp pipeline costs 0.7-1.2 ms, mostly per-call overhead, where these
  * decoders take 0.1 ms (bench/README.md). Anything else (larger files, other formats, palette or
- * 16-bit PNGs, data these decoders refuse) answers undefined: the caller goes through sharp.
+ * 16-bit PNGs, more than a megapixel, data these decoders refuse) answers undefined: the caller
+ * goes through sharp.
  */
 export function decodeSmall(bytes: Buffer): RawImage | undefined {
   if (bytes.length > SMALL_IMAGE_BYTES) return undefined;
   try {
     if (bytes[0] === 0x89 && bytes[1] === 0x50) {
+      const size = headerSize(bytes);
+      if (!size || size.width * size.height > SMALL_IMAGE_PIXELS) return undefined;
       const png = decodePng(bytes);
       if (png.depth !== 8 || png.palette) return undefined;
       return { data: png.data as Uint8Array, width: png.width, height: png.height, channels: png.channels };
     }
     if (bytes[0] === 0xff && bytes[1] === 0xd8) {
-      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxResolutionInMP: 1, maxMemoryUsageInMB: 64 });
+      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxResolutionInMP: SMALL_IMAGE_PIXELS / 1e6, maxMemoryUsageInMB: 64 });
       return { data: img.data, width: img.width, height: img.height, channels: 3 };
     }
   } catch {
@@ -84,17 +89,31 @@ export interface ImageTransform {
 /** torchvision's Resize(256), CenterCrop(224), Normalize(ImageNet mean and std). */
 export const IMAGENET: ImageTransform = { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
-/** An RGB image as interleaved bytes; a file sharp cannot read is a 400. */
+/**
+ * An RGB image as interleaved bytes; a file sharp cannot read is a 400, and so is an image over
+ * limit_max_image_pixels' limit (imagePixelLimit), refused before it is decoded.
+ */
 export async function decodeRgb(bytes: Buffer, shape: (image: Sharp) => Sharp = (i) => i): Promise<{ data: Buffer; width: number; height: number }> {
+  const limit = imagePixelLimit();
+  refuseOverLimit(headerSize(bytes), limit);
   const { default: sharp } = await loadSharp();
   try {
-    const { data, info } = await shape(sharp(bytes, { failOn: 'error' }).removeAlpha().toColourspace('srgb'))
+    const { data, info } = await shape(sharp(bytes, { failOn: 'error', limitInputPixels: limit }).removeAlpha().toColourspace('srgb'))
       .raw()
       .toBuffer({ resolveWithObject: true });
     return { data, width: info.width, height: info.height };
   } catch (err) {
     throw new PredictionError(`Invalid image: ${(err as Error).message}`, 400);
   }
+}
+
+/** The header says what sharp would find out only when it opens the file: a clearer message. */
+function refuseOverLimit(size: { width: number; height: number } | undefined, limit: number | false): void {
+  if (limit === false || !size || size.width * size.height <= limit) return;
+  throw new PredictionError(
+    `Invalid image: ${size.width} x ${size.height} pixels, over the limit of ${limit} (PIL's; limit_max_image_pixels=false lifts it)`,
+    400,
+  );
 }
 
 /**

@@ -8,5 +8,6 @@ export type {
 } from './handler/types.js';
 export { PredictionError } from './handler/types.js';
 export { targetScores } from './handler/explain.js';
+export { imagePixelLimit } from './handler/image-limit.js';
 export { BaseHandler, classLabel, loadLabelMapping, payloadBytes, requestPayload, splitBatch } from './handler/base-handler.js';
 export { batchThreads, createSession, ort, type SessionOptions } from './runtime/onnx.js';

@@ -89,6 +89,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
           batchSize: model.settings.batchSize,
           yamlConfig: model.spec.yaml,
           decodeInput: config.decodeInputRequest,
+          limitMaxImagePixels: config.limitMaxImagePixels,
           envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
           sequenceIdHeader: config.sequenceHeaders.id,
           serverVersion: VERSION,

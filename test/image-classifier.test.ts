@@ -2,6 +2,7 @@
 // logits are the image's mean colour), so each answer can be checked.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
 import { buildMar, FIXTURES, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
@@ -74,6 +75,43 @@ t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is 
   const bad = await classify(url, Buffer.from('GIF89a not really'));
   t.equal(bad.status, 400);
   t.match(JSON.parse(bad.text), { code: 400, message: /^Invalid image/ });
+});
+
+/** A PNG whose header declares width x height of 8-bit RGB, holding a few bytes of pixels. */
+function declaredPng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const typed = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(typed));
+    return Buffer.concat([length, typed, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bits per sample
+  header[9] = 2; // RGB
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, chunk('IHDR', header), chunk('IDAT', deflateSync(Buffer.alloc(64))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+t.test("limit_max_image_pixels: an image over PIL's limit is a 400 before it is decoded; false lifts the limit", async (t) => {
+  const bomb = declaredPng(20_000, 9_000); // 180 MP: over PIL's 178,956,970, under sharp's own 268 MP
+  const limited = await serveColours(t);
+  const refused = await classify(`${limited.urls.inference}/predictions/colours`, bomb);
+  t.equal(refused.status, 400);
+  t.same(JSON.parse(refused.text), {
+    code: 400, type: 'InternalServerException',
+    message: "Invalid image: 20000 x 9000 pixels, over the limit of 178956970 (PIL's; limit_max_image_pixels=false lifts it)",
+  });
+  t.equal((await classify(`${limited.urls.inference}/predictions/colours`, await solid(250, 10, 10))).status, 200, 'the server goes on');
+
+  const lifted = await serveColours(t, { limit_max_image_pixels: 'false' });
+  const decoded = await classify(`${lifted.urls.inference}/predictions/colours`, bomb);
+  t.equal(decoded.status, 400, 'opened and found short of pixels');
+  t.match(JSON.parse(decoded.text), { message: /^Invalid image: / });
+  t.notMatch(JSON.parse(decoded.text), { message: /over the limit/ });
 });
 
 t.test('service_envelope=json: TF Serving style {"instances": [{"b64": ...}]} in, {"predictions": [...]} out', async (t) => {

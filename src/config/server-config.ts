@@ -67,6 +67,8 @@ export interface ServerConfig {
   readonly corsAllowedMethods: string;
   readonly corsAllowedHeaders: string;
   readonly decodeInputRequest: boolean;
+  /** false lifts the image size limit of tsserve/vision's decoders (handler/image-limit.ts). */
+  readonly limitMaxImagePixels: boolean;
   /** Request envelope for every model; overrides each manifest's. */
   readonly serviceEnvelope: string | undefined;
   /** The Open Inference Protocol's REST extras (/v2, /v2/health/*) on the inference listener. */
@@ -130,7 +132,7 @@ export interface GrpcListenConfig {
 const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
   'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
-  'metrics_mode', 'metrics_config', 'model_metrics_auto_detect', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request',
+  'metrics_mode', 'metrics_config', 'model_metrics_auto_detect', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request', 'limit_max_image_pixels',
   'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api', 'install_py_dep_per_model',
   'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
   'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
@@ -257,6 +259,7 @@ function buildConfig(
     corsAllowedMethods: str('cors_allowed_methods') ?? '',
     corsAllowedHeaders: str('cors_allowed_headers') ?? '',
     decodeInputRequest: bool('decode_input_request', true),
+    limitMaxImagePixels: bool('limit_max_image_pixels', true),
     serviceEnvelope: str('service_envelope'),
     // TorchServe reads this variable even when environment configuration is off.
     openInferenceProtocol: bool('ts_open_inference_protocol', false) || env.TS_OPEN_INFERENCE_PROTOCOL === 'oip',

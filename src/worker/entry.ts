@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { ModelFacts } from '../handler/context.js';
 import { BatchContext } from '../handler/context.js';
 import { uncompiledTypeScript } from '../handler/compile.js';
+import { setImagePixelLimit } from '../handler/image-limit.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
@@ -42,11 +43,12 @@ async function onLoad(msg: LoadMessage): Promise<void> {
         batch_size: msg.batchSize,
         server_name: 'MMS',
         server_version: msg.serverVersion,
-        limit_max_image_pixels: true,
+        limit_max_image_pixels: msg.limitMaxImagePixels,
       },
     };
     facts = modelFacts;
     decodeInput = msg.decodeInput;
+    setImagePixelLimit(msg.limitMaxImagePixels);
     process.chdir(msg.modelDir);
     if (needsModuleHooks(msg.modelDir)) register('./hooks.js', import.meta.url);
     entry = withEnvelope(await loadEntryPoint(msg.handler, msg.modelDir), envelopeOf(msg.envelope));

@@ -58,6 +58,7 @@ export interface LoadMessage {
   readonly batchSize: number;
   readonly yamlConfig: Record<string, unknown>;
   readonly decodeInput: boolean;
+  readonly limitMaxImagePixels: boolean;
   readonly serverVersion: string;
   /** `service_envelope`, else the manifest's envelope; `body` or none means none. */
   readonly envelope: string | undefined;
