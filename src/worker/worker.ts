@@ -109,7 +109,7 @@ export class WorkerProcess extends EventEmitter {
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       execArgv: [],
-      env: this.threadEnv(),
+      env: this.environment(),
     });
     this.child = child;
     this.pipeOutput(child);
@@ -139,7 +139,8 @@ export class WorkerProcess extends EventEmitter {
     });
   }
 
-  private threadEnv(): NodeJS.ProcessEnv {
+  /** The process's environment: the server's (workerEnvironment), with its onnxruntime thread budget. */
+  private environment(): NodeJS.ProcessEnv {
     const { env, intraOpThreads, wideIntraOpThreads } = this.opts;
     const wide = wideIntraOpThreads === undefined ? {} : { [WIDE_INTRA_OP_THREADS_ENV]: String(wideIntraOpThreads) };
     return { ...env, [INTRA_OP_THREADS_ENV]: String(intraOpThreads), ...wide };
