@@ -24,6 +24,13 @@ const post = (url: string, body: unknown): Promise<Response> =>
   fetch(url, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
 /** The most probable class of an image_classifier answer. */
+/** How many batches the model's workers have taken (a describe job is a batch of its own). */
+async function batchCount(server: TestServer, model: string): Promise<number> {
+  const text = await (await fetch(`${server.urls.metrics}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('ts_batch_size_count{') && l.includes(`model_name="${model}"`));
+  return Number(line?.slice(line.lastIndexOf(' ') + 1) ?? 0);
+}
+
 const top = (answer: Record<string, number>): string => Object.entries(answer).sort((a, b) => b[1] - a[1])[0]![0];
 
 t.test('KServe v1: {"instances": [...]} in, {"predictions": [...]} out, one per instance; :explain answers "explanations"', async (t) => {
@@ -147,6 +154,10 @@ t.test('Open Inference Protocol REST model metadata and readiness, as its gRPC M
     outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 3] }],
   });
   t.same(await (await fetch(`${base}/v2/models/colours/ready`)).json(), { name: 'colours', ready: true });
+  const batches = await batchCount(server, 'colours');
+  t.ok(batches >= 1, `the first metadata call asked the handler (${batches} batches)`);
+  for (let i = 0; i < 3; i++) t.equal((await fetch(`${base}/v2/models/colours`)).status, 200);
+  t.equal(await batchCount(server, 'colours'), batches, 'the handler was asked once: later answers wait for no worker');
   const unknown = await fetch(`${base}/v2/models/nope`);
   t.equal(unknown.status, 404);
   t.match(await unknown.json(), { code: 404, type: 'ModelNotFoundException', message: 'Model not found: nope' });
