@@ -94,11 +94,15 @@ export const IMAGENET: ImageTransform = { resize: 256, crop: 224, mean: [0.485, 
  * limit_max_image_pixels' limit (imagePixelLimit), refused before it is decoded.
  */
 export async function decodeRgb(bytes: Buffer, shape: (image: Sharp) => Sharp = (i) => i): Promise<{ data: Buffer; width: number; height: number }> {
-  const limit = imagePixelLimit();
-  refuseOverLimit(headerSize(bytes), limit);
+  refuseOverLimit(headerSize(bytes));
+  return decodeWithSharp(bytes, shape);
+}
+
+/** decodeRgb once the size has passed refuseOverLimit; sharp applies the limit to what it opens. */
+async function decodeWithSharp(bytes: Buffer, shape: (image: Sharp) => Sharp): Promise<{ data: Buffer; width: number; height: number }> {
   const { default: sharp } = await loadSharp();
   try {
-    const { data, info } = await shape(sharp(bytes, { failOn: 'error', limitInputPixels: limit }).removeAlpha().toColourspace('srgb'))
+    const { data, info } = await shape(sharp(bytes, { failOn: 'error', limitInputPixels: imagePixelLimit() }).removeAlpha().toColourspace('srgb'))
       .raw()
       .toBuffer({ resolveWithObject: true });
     return { data, width: info.width, height: info.height };
@@ -108,7 +112,8 @@ export async function decodeRgb(bytes: Buffer, shape: (image: Sharp) => Sharp = 
 }
 
 /** The header says what sharp would find out only when it opens the file: a clearer message. */
-function refuseOverLimit(size: { width: number; height: number } | undefined, limit: number | false): void {
+function refuseOverLimit(size: { width: number; height: number } | undefined): void {
+  const limit = imagePixelLimit();
   if (limit === false || !size || size.width * size.height <= limit) return;
   throw new PredictionError(
     `Invalid image: ${size.width} x ${size.height} pixels, over the limit of ${limit} (PIL's; limit_max_image_pixels=false lifts it)`,
@@ -123,10 +128,11 @@ function refuseOverLimit(size: { width: number; height: number } | undefined, li
  */
 export async function imageToChw(bytes: Buffer, t: ImageTransform, out?: Float32Array): Promise<Float32Array> {
   const { width, height } = await imageSize(bytes);
+  refuseOverLimit({ width, height });
   const scale = t.resize / Math.min(width, height);
   const w = width <= height ? t.resize : Math.trunc(width * scale);
   const h = height < width ? t.resize : Math.trunc(height * scale);
-  const { data } = await decodeRgb(bytes, (image) => image
+  const { data } = await decodeWithSharp(bytes, (image) => image
     .resize(w, h, { fit: 'fill', kernel: 'linear' })
     .extract({ left: Math.round((w - t.crop) / 2), top: Math.round((h - t.crop) / 2), width: t.crop, height: t.crop }));
   return toChw(data, t.crop * t.crop, t.mean, t.std, out);
