@@ -196,7 +196,11 @@ export async function imageBatch(batch: RequestInput[], transform: ImageTransfor
   return new ort.Tensor('float32', data, [batch.length, 3, crop, crop]);
 }
 
-function copyTensor(values: unknown[], out: Float32Array, shape: string): void {
+/**
+ * A tensor sent as a nested list of numbers (a KServe v2 FP32 input, a JSON array) into `out`,
+ * which it must fill exactly; `shape` words the error.
+ */
+export function copyTensor(values: unknown[], out: Float32Array, shape: string): void {
   const flat = values.flat(Infinity);
   if (flat.length !== out.length || flat.some((v) => typeof v !== 'number')) {
     throw new PredictionError(`Expected an image, or a ${shape} tensor as a nested list of numbers (got ${flat.length} values)`, 400);

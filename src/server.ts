@@ -11,6 +11,7 @@ import { startupWorkers, type ListenAddress, type ServerConfig } from './config/
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
+import { kserveListenerRoutes } from './http/kserve.js';
 import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/server.js';
 import { createListener } from './http/listener.js';
@@ -39,6 +40,9 @@ export interface RunningServer {
     /** `host:port` of the gRPC inference and management listeners. */
     readonly grpcInference: string;
     readonly grpcManagement: string;
+    /** KServe's listeners (8080, 8081), when they are on and no other listener holds their port. */
+    readonly kserve: string | undefined;
+    readonly grpcKserve: string | undefined;
   };
   close(): Promise<void>;
 }
@@ -175,6 +179,16 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   listening.push(grpcInference);
   const grpcManagement = await listenGrpc('management', config.grpcManagement, grpcDeps);
   listening.push(grpcManagement);
+  const taken = [...bound.values(), grpcInference.address, grpcManagement.address];
+  const kserveHttp = config.kserve && freePort(config.kserve.http.port, taken, 'KServe HTTP', log)
+    ? listenerFor(config.kserve.http, 'kserve') : undefined;
+  if (kserveHttp) {
+    await kserveHttp.register(kserveListenerRoutes, { config, registry, metrics, tokens });
+    bound.set(urlOf.get('kserve')!, await listen(kserveHttp, config.kserve!.http));
+  }
+  const grpcKserve = config.kserve && freePort(config.kserve.grpc.port, taken, 'KServe gRPC', log)
+    ? await listenGrpc('kserve', config.kserve.grpc, grpcDeps) : undefined;
+  if (grpcKserve) listening.push(grpcKserve);
   saveSnapshot('startup');
   const stopSystemMetrics = config.disableSystemMetrics ? undefined : startSystemMetrics({
     intervalSec: config.metricTimeInterval,
@@ -192,6 +206,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       metrics: url('metrics'),
       grpcInference: grpcInference.address,
       grpcManagement: grpcManagement.address,
+      kserve: url('kserve'),
+      grpcKserve: grpcKserve?.address,
     },
     close() {
       closing ??= (async () => {
@@ -207,6 +223,17 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       return closing;
     },
   };
+}
+
+/**
+ * Whether a KServe listener may bind `port`. One that another listener holds is left to it: under
+ * KServe the inference address is 8085, but a configuration that already serves inference on 8080
+ * serves KServe's routes there (http/kserve.ts), and a management API on 8081 keeps that port.
+ */
+function freePort(port: number, taken: readonly string[], what: string, log: Loggers['server']): boolean {
+  const holder = taken.find((address) => port !== 0 && address.endsWith(`:${port}`));
+  if (holder) log.info(`${what} listener not opened: port ${port} is already ${holder}'s`);
+  return holder === undefined;
 }
 
 async function listen(app: FastifyInstance, address: ListenAddress): Promise<string> {

@@ -124,7 +124,7 @@ t.test('KServe v1 readiness on the management listener', async (t) => {
   t.same(await ready.json(), { name: 'colours', ready: true });
   t.equal((await fetch(`${server.urls.management}/v1/models/nope`)).status, 404);
   t.equal((await fetch(`${server.urls.management}/v1/models/colours`, { method: 'POST' })).status, 405);
-  t.equal((await fetch(`${server.urls.inference}/v1/models/colours`)).status, 404, 'not on the inference listener');
+  t.same(await (await fetch(`${server.urls.inference}/v1/models/colours`)).json(), { name: 'colours', ready: true }, 'the inference listener answers it too');
   await fetch(`${server.urls.management}/models/colours?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
   t.same(await (await fetch(`${server.urls.management}/v1/models/colours`)).json(), { name: 'colours', ready: false }, 'no worker: not ready');
 });

@@ -1,11 +1,13 @@
 /**
  * The handler of TorchServe's MNIST example, for tsserve: an image of a handwritten digit in
- * (white on black, any size, PNG or JPEG), the digit out.
+ * (white on black, any size, PNG or JPEG; bytes, base64 or `{"b64": ...}`), the digit out.
+ * As in TorchServe's, a nested list of 28 x 28 numbers (a KServe v2 FP32 input of shape
+ * [1, 28, 28]) is taken as the model's input tensor itself.
  *
  *   curl -T examples/mnist/digits/7_0.png http://127.0.0.1:8080/predictions/mnist   ->  7
  */
 import { BaseHandler, ort, payloadBytes, requestPayload, splitBatch, type HandlerOutput, type RequestInput } from 'tsserve';
-import { decodeRgb, decodeSmall, toGrey } from 'tsserve/vision';
+import { copyTensor, decodeRgb, decodeSmall, toGrey } from 'tsserve/vision';
 
 // Mean and standard deviation of the training digits (examples/mnist/train.py).
 const MEAN = 0.1302;
@@ -17,7 +19,9 @@ export default class MnistHandler extends BaseHandler {
     const pixels = SIDE * SIDE;
     const data = new Float32Array(batch.length * pixels);
     await Promise.all(batch.map(async (row, i) => {
-      const grey = await toGreyscale28(payloadBytes(requestPayload(row)));
+      const payload = requestPayload(row);
+      if (Array.isArray(payload)) return copyTensor(payload, data.subarray(i * pixels, (i + 1) * pixels), `1x${SIDE}x${SIDE}`);
+      const grey = await toGreyscale28(payloadBytes(payload));
       for (let p = 0; p < pixels; p++) data[i * pixels + p] = (grey[p]! / 255 - MEAN) / STD;
     }));
     return new ort.Tensor('float32', data, [batch.length, 1, SIDE, SIDE]);

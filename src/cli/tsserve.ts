@@ -1,8 +1,9 @@
 /**
  * @module cli/tsserve
  * `tsserve --start | --stop | --version`, with torchserve's flags. `--start` without
- * `--foreground` launches the server as a background process and returns once it answers, with
- * its output in LOG_LOCATION/ts_log.log; `--stop` ends it through the PID file.
+ * `--foreground` (or TSSERVE_FOREGROUND=true) launches the server as a background process and
+ * returns once it answers, with its output in LOG_LOCATION/ts_log.log; `--stop` ends it through
+ * the PID file.
  */
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -56,7 +57,9 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (flags.stop) return stop();
-  if (flags.foreground) return serveInForeground(flags);
+  // A container's main process must stay: the image sets TSSERVE_FOREGROUND=true, so the
+  // `torchserve --start ...` that KServe's runtime passes serves in the foreground, signals and all.
+  if (flags.foreground || process.env.TSSERVE_FOREGROUND === 'true') return serveInForeground(flags);
   return startInBackground(argv, flags);
 }
 
@@ -107,6 +110,7 @@ async function serveInForeground(flags: Flags): Promise<void> {
   console.log('Model server started.');
   console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
   console.log(`gRPC inference: ${server.urls.grpcInference}  gRPC management: ${server.urls.grpcManagement}`);
+  if (server.urls.kserve || server.urls.grpcKserve) console.log(`KServe: ${server.urls.kserve ?? '-'}  KServe gRPC: ${server.urls.grpcKserve ?? '-'}`);
   process.send?.({ kind: 'ready', urls: server.urls });
   process.disconnect?.();
   const shutdown = (): void => {

@@ -73,6 +73,11 @@ export interface ServerConfig {
   readonly serviceEnvelope: string | undefined;
   /** The Open Inference Protocol's REST extras (/v2, /v2/health/*) on the inference listener. */
   readonly openInferenceProtocol: boolean;
+  /**
+   * The listeners KServe's runtime sends traffic to (HTTP 8080, gRPC 8081), which TorchServe's
+   * KServe image serves with a wrapper process; undefined when they are off.
+   */
+  readonly kserve: KserveListenConfig | undefined;
   /** Key material of `https://` listeners. */
   readonly tls: TlsConfig;
   readonly grpcInference: GrpcListenConfig;
@@ -120,6 +125,12 @@ export interface SequenceHeaders {
   readonly end: string;
 }
 
+/** tsserve's own keys `kserve_inference_address` and `kserve_grpc_inference_port`. */
+export interface KserveListenConfig {
+  readonly http: ListenAddress;
+  readonly grpc: GrpcListenConfig;
+}
+
 export interface GrpcListenConfig {
   readonly host: string;
   readonly port: number;
@@ -140,6 +151,7 @@ const ENV_KEYS = [
   'grpc_inference_max_connection_age_ms', 'grpc_management_max_connection_age_ms',
   'grpc_inference_max_connection_age_grace_ms', 'grpc_management_max_connection_age_grace_ms', 'enable_grpc_ssl',
   'ts_header_key_sequence_id', 'ts_header_key_sequence_start', 'ts_header_key_sequence_end',
+  'enable_kserve_listeners', 'kserve_inference_address', 'kserve_grpc_inference_port',
 ] as const;
 
 const ENV_RENAMES: Record<string, string> = { token_expiration_min: 'TS_TOKEN_EXPIRATION_TIME_MIN' };
@@ -217,17 +229,21 @@ function buildConfig(
     const v = str(k);
     return v === undefined ? undefined : resolve(cwd, v);
   };
-  const grpcListen = (api: string, port: number): GrpcListenConfig => ({
-    host: str(`grpc_${api}_address`) ?? '127.0.0.1',
+  // An unset gRPC address follows its REST API's host (TorchServe: always 127.0.0.1), so a server
+  // whose inference API is reachable from outside (a container's 0.0.0.0) is reachable over gRPC.
+  const grpcListen = (api: 'inference' | 'management', port: number): GrpcListenConfig => ({
+    host: str(`grpc_${api}_address`) ?? restHost(api === 'inference' ? inferenceAddress : managementAddress),
     port: int(`grpc_${api}_port`, port),
     maxConnectionAgeMs: positiveOrUndefined(props.get(`grpc_${api}_max_connection_age_ms`)),
     maxConnectionAgeGraceMs: positiveOrUndefined(props.get(`grpc_${api}_max_connection_age_grace_ms`)),
   });
   const modelStore = str('model_store');
   const blacklist = str('blacklist_env_vars');
+  const inferenceAddress = parseAddress(str('inference_address') ?? DEFAULT_ADDRESS.inference.address, DEFAULT_ADDRESS.inference);
+  const managementAddress = parseAddress(str('management_address') ?? DEFAULT_ADDRESS.management.address, DEFAULT_ADDRESS.management);
   return Object.freeze({
-    inferenceAddress: parseAddress(str('inference_address') ?? DEFAULT_ADDRESS.inference.address, DEFAULT_ADDRESS.inference),
-    managementAddress: parseAddress(str('management_address') ?? DEFAULT_ADDRESS.management.address, DEFAULT_ADDRESS.management),
+    inferenceAddress,
+    managementAddress,
     metricsAddress: parseAddress(str('metrics_address') ?? DEFAULT_ADDRESS.metrics.address, DEFAULT_ADDRESS.metrics),
     modelStore: modelStore ? resolve(cwd, modelStore) : undefined,
     loadModels: splitList(str('load_models')),
@@ -263,6 +279,7 @@ function buildConfig(
     serviceEnvelope: str('service_envelope'),
     // TorchServe reads this variable even when environment configuration is off.
     openInferenceProtocol: bool('ts_open_inference_protocol', false) || env.TS_OPEN_INFERENCE_PROTOCOL === 'oip',
+    kserve: kserveListeners(props, env),
     grpcInference: grpcListen('inference', 7070),
     grpcManagement: grpcListen('management', 7071),
     enableGrpcSsl: bool('enable_grpc_ssl', false),
@@ -288,6 +305,21 @@ function buildConfig(
     modelSnapshot: parseSnapshotProperty(props.get('model_snapshot')),
     properties: props,
   });
+}
+
+/**
+ * KServe's runtime starts the server with TS_SERVICE_ENVELOPE=kserve|kservev2 and sends traffic to
+ * 8080 (HTTP) and 8081 (gRPC v2), where TorchServe's KServe image runs a wrapper in front of the
+ * inference address (8085 in KServe's config.properties). tsserve opens those listeners itself when
+ * it sees that variable, or when `enable_kserve_listeners=true`; `false` keeps them closed.
+ */
+function kserveListeners(props: ReadonlyMap<string, string>, env: NodeJS.ProcessEnv): KserveListenConfig | undefined {
+  const enabled = props.get('enable_kserve_listeners')?.trim().toLowerCase();
+  const underKserve = env.TS_SERVICE_ENVELOPE === 'kserve' || env.TS_SERVICE_ENVELOPE === 'kservev2';
+  if (enabled === 'false' || (enabled !== 'true' && !underKserve)) return undefined;
+  const http = parseAddress(props.get('kserve_inference_address')?.trim() || 'http://0.0.0.0:8080', { http: 8080, https: 8443 });
+  const port = parseIntOr(props.get('kserve_grpc_inference_port'), 8081);
+  return { http, grpc: { host: http.scheme === 'unix' ? '0.0.0.0' : http.host, port, maxConnectionAgeMs: undefined, maxConnectionAgeGraceMs: undefined } };
 }
 
 /**
@@ -362,6 +394,11 @@ export function parseAddress(raw: string, ports: { http: number; https: number }
   const port = m[3] === undefined ? ports[scheme] : Number(m[3]);
   if (port >= 65535) throw new ConfigError(`Invalid port number: ${raw}`);
   return { scheme, host: m[2]!.replace(/^\[|\]$/g, ''), port, raw };
+}
+
+/** The IP a REST address binds, for a gRPC listener to follow; a unix socket's is the loopback. */
+function restHost(address: ListenAddress): string {
+  return address.scheme === 'unix' ? '127.0.0.1' : address.host;
 }
 
 /** A positive duration in ms; TorchServe's "infinite" default is Long.MAX, beyond any timer. */

@@ -5,8 +5,9 @@
  * the v2 JSON body `{id, model_name, model_version, inputs: [{name, datatype, shape, data}]}`, sent
  * to the handler as `application/json` (the kservev2 envelope reads it), and the handler's v2 JSON
  * answer back into a ModelInferResponse. Tensor values come from the `contents` field of their
- * datatype or from `raw_input_contents` (little-endian; BYTES as 4-byte length + bytes); BYTES
- * travel as UTF-8 text, as in TorchServe.
+ * datatype or from `raw_input_contents` (little-endian; BYTES as 4-byte length + bytes); each BYTES
+ * element reaches the handler base64-encoded, as TorchServe sends them, so binary (an image) and
+ * text alike arrive intact and a handler decodes them as it decodes any base64 input.
  */
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { isTsError } from '../errors.js';
@@ -41,7 +42,6 @@ interface V2Answer {
   outputs?: Array<{ name: string; datatype: string; shape?: number[]; data: unknown[] }>;
 }
 
-const SERVICE = 'org.pytorch.serve.grpc.openinference.GRPCInferenceService';
 
 const FIELD: Record<string, ContentsField> = {
   BOOL: 'bool_contents', INT8: 'int_contents', INT16: 'int_contents', INT32: 'int_contents', INT64: 'int64_contents',
@@ -49,9 +49,14 @@ const FIELD: Record<string, ContentsField> = {
   FP32: 'fp32_contents', FP64: 'fp64_contents', BYTES: 'bytes_contents',
 };
 
-export function openInferenceService(deps: GrpcDeps): UntypedServiceImplementation {
+/**
+ * The service as TorchServe names it (`org.pytorch.serve.grpc.openinference.GRPCInferenceService`
+ * on 7070) or as KServe names it (`inference.GRPCInferenceService` on the KServe listener, 8081):
+ * the same messages, field for field.
+ */
+export function openInferenceService(deps: GrpcDeps, service: string): UntypedServiceImplementation {
   const method = <Req, Res>(name: string, run: (request: Req, metadata: Metadata) => Promise<Res>) =>
-    unary<Req, Res>(deps, 'inference', `${SERVICE}/${name}`, (request, call) => run(request, call.metadata));
+    unary<Req, Res>(deps, 'inference', `${service}/${name}`, (request, call) => run(request, call.metadata));
   const model = (name: string, version: string) => {
     try {
       return deps.registry.get(name, version || undefined);
@@ -106,7 +111,7 @@ function tensorData(input: Tensor, raw: Buffer | undefined): unknown[] {
   const field = FIELD[input.datatype];
   if (!field) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${input.name}": datatype ${input.datatype} needs raw_input_contents`);
   const values = input.contents?.[field] ?? [];
-  return field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('utf8')) : values;
+  return field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('base64')) : values;
 }
 
 const RAW: Record<string, [number, (v: DataView, at: number) => number | boolean]> = {
@@ -128,13 +133,13 @@ function fromRaw(datatype: string, raw: Buffer, name: string): unknown[] {
   return Array.from({ length: raw.length / size }, (_, i) => read(view, i * size));
 }
 
-/** BYTES in raw form: each element a 4-byte little-endian length, then its bytes. */
+/** BYTES in raw form: each element a 4-byte little-endian length, then its bytes; base64 as in `contents`. */
 function rawStrings(raw: Buffer, name: string): string[] {
   const out: string[] = [];
   for (let at = 0; at < raw.length;) {
     const length = at + 4 <= raw.length ? raw.readUInt32LE(at) : -1;
     if (length < 0 || at + 4 + length > raw.length) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${name}": raw BYTES end inside an element`);
-    out.push(raw.toString('utf8', at + 4, at + 4 + length));
+    out.push(raw.toString('base64', at + 4, at + 4 + length));
     at += 4 + length;
   }
   return out;

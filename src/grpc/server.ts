@@ -18,7 +18,8 @@ import { inferenceService } from './inference.js';
 import { managementService } from './management.js';
 import { openInferenceService } from './open-inference.js';
 
-export type GrpcApi = 'inference' | 'management';
+/** `kserve`: the listener KServe's runtime sends gRPC v2 to (8081), KServe's service alone. */
+export type GrpcApi = 'inference' | 'management' | 'kserve';
 
 export interface GrpcDeps {
   readonly config: ServerConfig;
@@ -37,18 +38,31 @@ const PROTO_DIR = fileURLToPath(new URL('../../../src/grpc/proto/', import.meta.
 
 interface Service {
   readonly file: string;
+  /** The service's full name in its proto. */
   readonly name: string;
-  readonly implementation: (deps: GrpcDeps) => grpc.UntypedServiceImplementation;
+  /** The full name clients call it by, when it is not the proto's. */
+  readonly servedAs?: string;
+  readonly implementation: (deps: GrpcDeps, name: string) => grpc.UntypedServiceImplementation;
 }
 
+const OIP_NAME = 'org.pytorch.serve.grpc.openinference.GRPCInferenceService';
 const INFERENCE: Service = { file: 'inference.proto', name: 'org.pytorch.serve.grpc.inference.InferenceAPIsService', implementation: inferenceService };
-const OPEN_INFERENCE: Service = { file: 'open_inference_grpc.proto', name: 'org.pytorch.serve.grpc.openinference.GRPCInferenceService', implementation: openInferenceService };
+const OPEN_INFERENCE: Service = { file: 'open_inference_grpc.proto', name: OIP_NAME, implementation: openInferenceService };
+// KServe's grpc_predict_v2.proto declares the same service and messages in package `inference`.
+const KSERVE_V2: Service = { ...OPEN_INFERENCE, servedAs: 'inference.GRPCInferenceService' };
 const MANAGEMENT: Service = { file: 'management.proto', name: 'org.pytorch.serve.grpc.management.ManagementAPIsService', implementation: managementService };
 
 /** The services of a listener: the inference port also hosts the Open Inference Protocol's when it is on. */
 function servicesOf(api: GrpcApi, config: ServerConfig): Service[] {
   if (api === 'management') return [MANAGEMENT];
+  if (api === 'kserve') return [KSERVE_V2];
   return config.openInferenceProtocol ? [INFERENCE, OPEN_INFERENCE] : [INFERENCE];
+}
+
+/** A service definition whose method paths name the service as `servedAs`. */
+function renamed(definition: grpc.ServiceDefinition, from: string, servedAs: string): grpc.ServiceDefinition {
+  return Object.fromEntries(Object.entries(definition).map(([method, d]) =>
+    [method, { ...d, path: d.path.replace(`/${from}/`, `/${servedAs}/`) }])) as grpc.ServiceDefinition;
 }
 
 export function createInjector(api: GrpcApi, listen: GrpcListenConfig, deps: GrpcDeps): GrpcInjector {
@@ -59,8 +73,9 @@ export function createInjector(api: GrpcApi, listen: GrpcListenConfig, deps: Grp
     ...(listen.maxConnectionAgeGraceMs ? { 'grpc.max_connection_age_grace_ms': listen.maxConnectionAgeGraceMs } : {}),
   });
   for (const service of servicesOf(api, deps.config)) {
-    const definition = loadSync(service.file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] });
-    server.addService(definition[service.name] as grpc.ServiceDefinition, service.implementation(deps));
+    const definition = loadSync(service.file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] })[service.name] as grpc.ServiceDefinition;
+    const name = service.servedAs ?? service.name;
+    server.addService(service.servedAs ? renamed(definition, service.name, service.servedAs) : definition, service.implementation(deps, name));
   }
   return server.createConnectionInjector(credentials(deps.config));
 }

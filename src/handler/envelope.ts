@@ -11,7 +11,7 @@
  *   Out: `{"predictions": [...]}`, or `{"explanations": [...]}` for `:explain`.
  * - `kservev2` (Open Inference Protocol, `/v2/models/{m}/infer`): each of
  *   `{"id", "inputs": [{name, shape, datatype, data}]}`'s inputs is a row with its `data` shaped
- *   to `shape` (a BYTES input gives `data[0]`); out `{"id", "model_name", "model_version",
+ *   to `shape` (a BYTES input gives `data[0]`, whatever its shape says); out `{"id", "model_name", "model_version",
  *   "outputs": [{name, datatype, data, shape}]}`, one output per input, named after it.
  *
  * The rows of every request of a batch go to the handler as one flat batch and the answers are
@@ -119,13 +119,14 @@ function inputRow(input: JsonValue, k: number): RequestInput {
   if (typeof datatype !== 'string' || !V2_DATATYPES.has(datatype)) {
     throw new PredictionError(`${label}: "datatype" must be one of ${[...V2_DATATYPES].join(', ')}`, 400);
   }
+  if (!Array.isArray(data)) throw new PredictionError(`${label}: "data" must be a list`, 400);
+  // The shape of BYTES is not read, as in TorchServe: KServe's own samples send -1 or [-1].
+  if (datatype === 'BYTES') return { name, shape: shape ?? null, datatype, data: data[0] ?? null };
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && (d as number) >= 0)) {
     throw new PredictionError(`${label}: "shape" must be a list of non-negative integers`, 400);
   }
   // Each dimension is a level of nesting to build; no model has more than a handful.
   if (shape.length > MAX_RANK) throw new PredictionError(`${label}: "shape" has ${shape.length} dimensions, at most ${MAX_RANK} are accepted`, 400);
-  if (!Array.isArray(data)) throw new PredictionError(`${label}: "data" must be a list`, 400);
-  if (datatype === 'BYTES') return { name, shape, datatype, data: data[0] ?? null };
   const flat = (data as unknown[]).flat(Infinity) as JsonValue[];
   const size = (shape as number[]).reduce((a, b) => a * b, 1);
   if (flat.length !== size) throw new PredictionError(`${label}: shape [${shape.join(', ')}] holds ${size} values, "data" has ${flat.length}`, 400);

@@ -4,12 +4,12 @@
  * /invocations and /models/{m}/invoke, the legacy /{m}/predict, and the KServe routes
  * (http/kserve.ts). Each ends in http/predict.ts.
  */
-import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { kserveRoutes } from './kserve.js';
+import { acceptMultipart } from './input.js';
 import { predict, type InferenceDeps } from './predict.js';
 import { sendStatus } from './reply.js';
 import { workflowInferenceRoutes } from './workflows.js';
@@ -26,11 +26,7 @@ type PredictRequest = FastifyRequest<{ Params: PredictParams; Querystring: { mod
 
 export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps): Promise<void> {
   requireToken(app, deps.tokens, 'inference');
-  const limit = deps.config.maxRequestSize;
-  await app.register(multipart, {
-    limits: { fileSize: limit, fieldSize: limit, parts: 1000 },
-    throwFileSizeLimit: true,
-  });
+  await acceptMultipart(app, deps.config);
 
   app.all('/ping', documented('Health of the server: Healthy, or Unhealthy when a model has fewer healthy workers than minWorkers', ['GET']), async (_request, reply) => {
     const healthy = deps.registry.healthy();

@@ -5,9 +5,17 @@
  * the request's MIME type. Every request header goes along, plus any the route adds; the
  * SageMaker and legacy routes put the query parameters first.
  */
-import type { FastifyRequest } from 'fastify';
+import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ServerConfig } from '../config/server-config.js';
 import type { WireParam, WireRequest } from '../worker/protocol.js';
 import { isTsError, tsError } from '../errors.js';
+
+/** Lets a listener's prediction routes read multipart bodies, each part up to max_request_size. */
+export async function acceptMultipart(app: FastifyInstance, config: ServerConfig): Promise<void> {
+  const limit = config.maxRequestSize;
+  await app.register(multipart, { limits: { fileSize: limit, fieldSize: limit, parts: 1000 }, throwFileSizeLimit: true });
+}
 
 export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>, withQuery = false): Promise<WireRequest> {
   const params = await readParams(request);

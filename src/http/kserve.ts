@@ -1,29 +1,38 @@
 /**
  * @module http/kserve
- * The inference listener's KServe routes, as TorchServe serves them to KServe's model server:
+ * The KServe routes, as TorchServe serves them to KServe's model server:
  * `/v1/models/{m}:predict|:explain` and `/v2/models/{m}/infer|explain` are predictions of the
- * default version (the `kserve` / `kservev2` envelopes shape their bodies, handler/envelope.ts).
- * With `ts_open_inference_protocol=true` the Open Inference Protocol's REST extras answer too:
- * server health, server metadata, model metadata and readiness (which TorchServe serves over
- * gRPC only), and 501 for model versions, which OIP does not serve yet.
+ * default version (the `kserve` / `kservev2` envelopes shape their bodies, handler/envelope.ts),
+ * and `GET /v1/models/{m}` says whether the model is ready. With `ts_open_inference_protocol=true`
+ * the Open Inference Protocol's REST extras answer too: server health, server metadata, model
+ * metadata and readiness (which TorchServe serves over gRPC only), and 501 for model versions,
+ * which OIP does not serve yet.
+ *
+ * `kserveListenerRoutes` is the listener KServe's runtime sends traffic to (8080), which
+ * TorchServe's KServe image serves with a wrapper process in front of TorchServe: all of the above
+ * plus KServe's model server's `GET /v1/models`.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../wlm/model-metadata.js';
 import { documented } from './api-description.js';
+import { requireToken } from './auth.js';
+import { acceptMultipart } from './input.js';
 import { predict, type InferenceDeps } from './predict.js';
 import { sendJson } from './reply.js';
 
 type ModelRequest = FastifyRequest<{ Params: { model: string } }>;
 
-export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps): void {
+export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options: { openInferenceProtocol: boolean } = deps.config): void {
   const explainHeader = (explain: boolean): Record<string, string> => ({ explain: explain ? 'True' : 'False' });
 
-  // One segment holds the model and the verb, `mnist:predict`, so the route splits it itself.
-  app.all('/v1/models/:spec', documented('KServe v1 prediction of the default version (model:explain explains)', ['POST'], '/v1/models/{model}:predict'),
-    (request: FastifyRequest<{ Params: { spec: string } }>, reply) => {
+  // One segment holds the model and the verb, `mnist:predict`, so the route splits it itself;
+  // without a verb, a GET is KServe v1's readiness probe.
+  app.all('/v1/models/:spec', documented('KServe v1 prediction of the default version (model:explain explains; GET model: is it ready)', ['POST'], '/v1/models/{model}:predict'),
+    async (request: FastifyRequest<{ Params: { spec: string } }>, reply) => {
       const [model, verb] = request.params.spec.split(':');
+      if (model && verb === undefined && request.method === 'GET') return sendJson(reply, 200, modelReadiness(deps, model));
       if (!model || (verb !== 'predict' && verb !== 'explain')) throw tsError('TSS_ERR_HTTP_NOT_FOUND');
       return predict(request, reply, deps, { model, headers: explainHeader(verb === 'explain') });
     });
@@ -32,13 +41,33 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps): void {
     app.all(`/v2/models/:model/${verb}`, documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']),
       (request: ModelRequest, reply) => predict(request, reply, deps, { model: request.params.model, headers: explainHeader(verb === 'explain') }));
   }
-  if (deps.config.openInferenceProtocol) openInferenceExtras(app, deps);
+  if (options.openInferenceProtocol) openInferenceExtras(app, deps);
+}
+
+/** The KServe listener (8080): what KServe's model server answers in front of TorchServe. */
+export async function kserveListenerRoutes(app: FastifyInstance, deps: InferenceDeps): Promise<void> {
+  requireToken(app, deps.tokens, 'inference');
+  await acceptMultipart(app, deps.config);
+  app.get('/v1/models', documented('KServe v1: the models served'), async (_request, reply) =>
+    sendJson(reply, 200, { models: deps.registry.defaults().map((m) => m.name) }));
+  kserveRoutes(app, deps, { openInferenceProtocol: true });
+}
+
+/** Ready: the default version has its minimum of healthy workers, as OIP's model readiness. */
+function modelReadiness(deps: InferenceDeps, name: string): { name: string; ready: boolean } {
+  const model = deps.registry.get(name);
+  return { name: model.name, ready: model.ready };
 }
 
 function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
   const answer = (body: Record<string, unknown>, status = 200) => async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
     sendJson(reply, status, body);
-  app.all('/v2/health/ready', documented('Open Inference Protocol: is the server ready', ['GET']), answer({ ready: true }));
+  // A readiness probe: 503 until every model has its workers (and, as fastify answers while the
+  // server closes, once a drain has begun), so no traffic is routed to a server that cannot serve.
+  app.all('/v2/health/ready', documented('Open Inference Protocol: is the server ready (every model has its workers)', ['GET']), async (_request, reply) => {
+    const ready = deps.registry.healthy();
+    return sendJson(reply, ready ? 200 : 503, { ready });
+  });
   app.all('/v2/health/live', documented('Open Inference Protocol: is the server live', ['GET']), answer({ live: true }));
   // "extenstion" is how TorchServe spells the key; clients written against it read that name.
   app.all('/v2', documented('Open Inference Protocol: server metadata', ['GET']), answer({ name: 'Torchserve', version: VERSION, extenstion: ['kserve', 'kubeflow'] }));
@@ -46,8 +75,6 @@ function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
   // KServe clients ask these two before they infer; TorchServe serves them over gRPC only.
   app.get('/v2/models/:model', documented('Open Inference Protocol: model metadata, its tensors from the handler'),
     async (request: ModelRequest, reply) => sendJson(reply, 200, await modelMetadata(deps.registry, deps.registry.get(request.params.model))));
-  app.get('/v2/models/:model/ready', documented('Open Inference Protocol: is the model ready'), async (request: ModelRequest, reply) => {
-    const model = deps.registry.get(request.params.model);
-    return sendJson(reply, 200, { name: model.name, ready: model.ready });
-  });
+  app.get('/v2/models/:model/ready', documented('Open Inference Protocol: is the model ready'), async (request: ModelRequest, reply) =>
+    sendJson(reply, 200, modelReadiness(deps, request.params.model)));
 }
