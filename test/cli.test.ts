@@ -94,3 +94,20 @@ t.test('vmargs: its Node.js options reach the server process, JVM options from a
   await new Promise((resolve) => foreground.once('exit', resolve));
   t.match(out, 'Warning: vmargs applies to `tsserve --start` without --foreground');
 });
+
+t.test('TSSERVE_FOREGROUND=true (the image sets it): `torchserve --start` is the server itself, so a container keeps its main process; SIGTERM exits 0', async (t) => {
+  const dir = tempDir(t);
+  const env = { TMPDIR: dir, TSSERVE_FOREGROUND: 'true' };
+  mkdirSync(join(dir, 'model-store'));
+  buildMnistMar(join(dir, 'model-store'));
+  const urls = await writeUserConfig(dir, ['default_workers_per_model=1']);
+  const server = spawn(process.execPath, [TSSERVE, '--start', '--model-store=model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'], { cwd: dir, env: { ...process.env, ...env } });
+  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
+  t.teardown(() => server.kill('SIGKILL'));
+  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.ok === true, 30_000, 'the server');
+  t.equal(server.exitCode, null, '--start has not returned: this process serves');
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  t.equal(await (await fetch(`${urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
+  server.kill('SIGTERM');
+  t.equal(await exited, 0);
+});

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
 import { grpcClient, unaryCall, type UnaryAnswer } from './grpc-client.js';
-import { buildMar, FIXTURES, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
 
 function serve(t: Test, oip: boolean): Promise<TestServer> {
   return startTestServer(t, {
@@ -34,7 +34,9 @@ const PLANE = 224 * 224;
 const planeTensor = (channel: number): number[] => Array.from({ length: 3 * PLANE }, (_, i) => (Math.floor(i / PLANE) === channel ? 2 : -2));
 
 t.test('server and model health, metadata', async (t) => {
-  const call = oipClient(t, await serve(t, true));
+  const server = await serve(t, true);
+  const call = oipClient(t, server);
+  await waitReady(server.urls.management, 'colours');
   t.same((await call('ServerLive', {})).value, { live: true });
   t.same((await call('ServerReady', {})).value, { ready: true });
   t.match((await call('ServerMetadata', {})).value, { name: 'Torchserve', extensions: ['kserve', 'kubeflow'] });

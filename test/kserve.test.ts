@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildMar, errorBody, FIXTURES, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
 
 function serveColours(t: Test, properties: Record<string, string>, env: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {
@@ -119,6 +119,7 @@ t.test('KServe v2: malformed inputs are 400s that say what is wrong', async (t) 
 
 t.test('KServe v1 readiness on the management listener', async (t) => {
   const server = await serveColours(t, {});
+  await waitReady(server.urls.management, 'colours');
   const ready = await fetch(`${server.urls.management}/v1/models/colours`);
   t.equal(ready.status, 200);
   t.same(await ready.json(), { name: 'colours', ready: true });
@@ -136,6 +137,7 @@ t.test('Open Inference Protocol extras: only when ts_open_inference_protocol is 
   for (const [what, props, env] of [['config.properties', { ts_open_inference_protocol: 'true' }, {}], ['TS_OPEN_INFERENCE_PROTOCOL=oip', {}, { TS_OPEN_INFERENCE_PROTOCOL: 'oip' }]] as const) {
     const server = await serveColours(t, props, env);
     const base = server.urls.inference;
+    await waitReady(server.urls.management, 'colours');
     t.same(await (await fetch(`${base}/v2/health/ready`)).json(), { ready: true }, what);
     t.same(await (await fetch(`${base}/v2/health/live`)).json(), { live: true });
     t.match(await (await fetch(`${base}/v2`)).json(), { name: 'Torchserve', extenstion: ['kserve', 'kubeflow'] });

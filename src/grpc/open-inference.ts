@@ -66,11 +66,11 @@ export function openInferenceService(deps: GrpcDeps, service: string): UntypedSe
   };
   return {
     ServerLive: method('ServerLive', async () => ({ live: true })),
-    ServerReady: method('ServerReady', async () => ({ ready: true })),
+    ServerReady: method('ServerReady', async () => ({ ready: deps.registry.serving() })),
     // TorchServe declares this one without serving it; KServe clients ask it first.
     ServerMetadata: method('ServerMetadata', async () => ({ name: 'Torchserve', version: VERSION, extensions: ['kserve', 'kubeflow'] })),
     ModelReady: method<{ name: string; version: string }, { ready: boolean }>('ModelReady', async (r) => {
-      return { ready: model(r.name, r.version).ready };
+      return { ready: model(r.name, r.version).serving };
     }),
     ModelMetadata: method<{ name: string; version: string }, object>('ModelMetadata', async (r) => modelMetadata(deps.registry, model(r.name, r.version))),
     ModelInfer: method<ModelInferRequest, object>('ModelInfer', (request, metadata) => infer(deps, request, metadata)),

@@ -53,10 +53,10 @@ export async function kserveListenerRoutes(app: FastifyInstance, deps: Inference
   kserveRoutes(app, deps, { openInferenceProtocol: true });
 }
 
-/** Ready: the default version has its minimum of healthy workers, as OIP's model readiness. */
+/** Ready: the default version can answer now (a worker has loaded it). */
 function modelReadiness(deps: InferenceDeps, name: string): { name: string; ready: boolean } {
   const model = deps.registry.get(name);
-  return { name: model.name, ready: model.ready };
+  return { name: model.name, ready: model.serving };
 }
 
 function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
@@ -65,7 +65,7 @@ function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
   // A readiness probe: 503 until every model has its workers (and, as fastify answers while the
   // server closes, once a drain has begun), so no traffic is routed to a server that cannot serve.
   app.all('/v2/health/ready', documented('Open Inference Protocol: is the server ready (every model has its workers)', ['GET']), async (_request, reply) => {
-    const ready = deps.registry.healthy();
+    const ready = deps.registry.serving();
     return sendJson(reply, ready ? 200 : 503, { ready });
   });
   app.all('/v2/health/live', documented('Open Inference Protocol: is the server live', ['GET']), answer({ live: true }));

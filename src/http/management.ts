@@ -80,13 +80,13 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
   app.options('/models/:name', describeApi);
   app.options('/models/:name/:version', describeApi);
 
-  // KServe v1's readiness probe: ready while the default version has a worker. On a listener that
-  // also serves inference, the KServe v1 prediction route holds this path (http/kserve.ts).
+  // KServe v1's readiness probe: ready while a worker has the default version loaded. On a listener
+  // that also serves inference, the KServe v1 prediction route holds this path (http/kserve.ts).
   const readiness = { method: 'GET', url: '/v1/models/:name' } as const;
   if (!app.hasRoute(readiness)) {
-    app.get(readiness.url, documented('KServe v1: is the model ready (its default version has a worker)'), async (request: Req, reply) => {
+    app.get(readiness.url, documented('KServe v1: is the model ready (a worker has its default version loaded)'), async (request: Req, reply) => {
       const model = registry.get(request.params.name!);
-      return sendJson(reply, 200, { name: model.name, ready: model.pool.size > 0 });
+      return sendJson(reply, 200, { name: model.name, ready: model.serving });
     });
   }
 

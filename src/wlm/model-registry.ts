@@ -73,6 +73,14 @@ export class ModelRegistry {
     return this.defaults().every((m) => m.ready);
   }
 
+  /**
+   * Readiness probes' answer: every default version that asks for workers can answer now
+   * (Model.serving); one scaled to zero on purpose does not hold the server back.
+   */
+  serving(): boolean {
+    return this.defaults().every((m) => m.settings.minWorkers === 0 || m.serving);
+  }
+
   /** Default versions, sorted by name. */
   defaults(): Model[] {
     return [...this.models.keys()].sort().map((name) => this.get(name));

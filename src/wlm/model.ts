@@ -62,9 +62,17 @@ export class Model {
     return this.settings.maxWorkers > 0 && this.pool.size > 0;
   }
 
-  /** At least its minimum of healthy workers: /ping's test, and OIP's model readiness. */
+  /** At least its minimum of healthy workers (loading ones count): /ping's test, as TorchServe's. */
   get ready(): boolean {
     return this.pool.healthyCount() >= this.settings.minWorkers;
+  }
+
+  /**
+   * Able to answer now: a worker has the model loaded. The readiness of KServe and the Open
+   * Inference Protocol, where /ping counts loading workers too.
+   */
+  get serving(): boolean {
+    return this.pool.loadedCount() > 0;
   }
 
   /**

@@ -66,6 +66,11 @@ export class WorkerPool {
     return this.slots.filter((s) => s.firstFailureAt === undefined || now - s.firstFailureAt < windowMs).length;
   }
 
+  /** Workers with their model loaded, answering jobs now. */
+  loadedCount(): number {
+    return this.slots.filter((s) => s.worker.state === 'MODEL_LOADED').length;
+  }
+
   /**
    * Starts workers up to `min`, or retires workers from the end down to `max`. Resolves once
    * every worker still loading, new or not, has loaded (ok) or one of them failed to (its error).
