@@ -8,6 +8,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { startupWorkers, type ListenAddress, type ServerConfig } from './config/server-config.js';
+import { removeStaleExtractions } from './archive/extract.js';
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
@@ -68,6 +69,8 @@ interface Closable {
 
 async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
   const log = loggers.server;
+  const stale = removeStaleExtractions();
+  if (stale.length > 0) log.info(`Removed ${stale.length} model directories left by servers that are no longer running`);
   const metrics = new MetricsRegistry(config.metricsMode, {
     definitions: config.metricsConfig ? await readMetricsConfig(config.metricsConfig) : undefined,
     autoDetect: config.modelMetricsAutoDetect,

@@ -82,7 +82,7 @@ t.test('a requirements file outside the archive\'s top level is refused; a pip r
   });
   const escape = await fetch(`${server.urls.management}/models?url=escape.mar`, { method: 'POST' });
   t.equal(escape.status, 400);
-  t.equal((await errorBody(escape)).message, "Custom npm package installation failed for model escape: requirementsFile ../../deps.json must name a file at the archive's top level");
+  t.equal((await errorBody(escape)).message, 'Manifest field model.requirementsFile names a file outside the model directory: ../../deps.json', 'refused when the manifest is read, as every path it names');
   const pip = await fetch(`${server.urls.management}/models?url=pip.mar&initial_workers=0`, { method: 'POST' });
   t.equal(pip.status, 200, 'registered: nothing to install');
   t.ok(log.some((l) => l.includes('Model pip: requirements.txt is not a package.json; no dependencies installed')), 'and said why');

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tsError } from '../errors.js';
+import { resolveInside } from './inside.js';
 import { isRecord } from '../is-record.js';
 import { formatLocalTime } from '../local-time.js';
 
@@ -48,7 +49,26 @@ export function readManifest(modelDir: string): ValidManifest {
   } catch {
     throw tsError('TSS_ERR_ARCHIVE_BAD_MANIFEST');
   }
-  return validateManifest(parsed);
+  const manifest = validateManifest(parsed);
+  confinePaths(manifest.model, modelDir);
+  return manifest;
+}
+
+/** The manifest's fields that name a file of the archive. */
+const PATH_FIELDS = ['serializedFile', 'modelFile', 'requirementsFile', 'configFile'] as const;
+
+/**
+ * Every file the manifest names stays inside the model directory: a hostile archive's
+ * `"serializedFile": "../../other-model/model.onnx"` would otherwise load another model's files.
+ * (The handler's path is confined where it is loaded, handler/load.ts.)
+ */
+function confinePaths(model: ManifestModel, modelDir: string): void {
+  for (const field of PATH_FIELDS) {
+    const value = model[field];
+    if (value !== undefined && resolveInside(modelDir, value) === undefined) {
+      throw tsError('TSS_ERR_ARCHIVE_INVALID', `Manifest field model.${field} names a file outside the model directory: ${value}`);
+    }
+  }
 }
 
 export function validateManifest(parsed: unknown): ValidManifest {

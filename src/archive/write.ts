@@ -199,5 +199,6 @@ function pack(stage: string, output: string, format: ArchiveFormat): void {
     zip.addFile(name, readFileSync(file));
     if (format === 'zip-store') zip.getEntry(name)!.header.method = 0;
   }
-  zip.writeZip(output);
+  // Not zip.writeZip, which makes the file 0666 whatever the umask: anyone could swap the model.
+  writeFileSync(output, zip.toBuffer());
 }

@@ -46,6 +46,8 @@ export interface ServerConfig {
   readonly blacklistEnvVars: RegExp | undefined;
   /** Install the npm dependencies of a model whose archive names a package.json as its requirements file. */
   readonly installPyDepPerModel: boolean;
+  /** tsserve's own keys: what one model archive may unpack to (archive/extract.ts). */
+  readonly archiveLimits: ArchiveLimits;
   /** tsserve's own keys: a URL registration downloads at most this many bytes, in this many seconds. */
   readonly maxDownloadSize: number;
   readonly downloadTimeout: number;
@@ -125,6 +127,17 @@ export interface SequenceHeaders {
   readonly end: string;
 }
 
+/** `max_archive_unpacked_size`, `max_archive_entries`, `max_archive_compression_ratio`. */
+export interface ArchiveLimits {
+  readonly maxUnpackedBytes: number;
+  readonly maxEntries: number;
+  /** Unpacked over packed size, for entries (and whole .tar.gz streams) over 1 MiB. */
+  readonly maxCompressionRatio: number;
+}
+
+/** Well above any real model (ONNX weights of several GB), well below what takes a host down. */
+export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = { maxUnpackedBytes: 8 * 1024 ** 3, maxEntries: 10_000, maxCompressionRatio: 1000 };
+
 /** tsserve's own keys `kserve_inference_address` and `kserve_grpc_inference_port`. */
 export interface KserveListenConfig {
   readonly http: ListenAddress;
@@ -152,6 +165,7 @@ const ENV_KEYS = [
   'grpc_inference_max_connection_age_grace_ms', 'grpc_management_max_connection_age_grace_ms', 'enable_grpc_ssl',
   'ts_header_key_sequence_id', 'ts_header_key_sequence_start', 'ts_header_key_sequence_end',
   'enable_kserve_listeners', 'kserve_inference_address', 'kserve_grpc_inference_port',
+  'max_archive_unpacked_size', 'max_archive_entries', 'max_archive_compression_ratio',
 ] as const;
 
 const ENV_RENAMES: Record<string, string> = { token_expiration_min: 'TS_TOKEN_EXPIRATION_TIME_MIN' };
@@ -259,6 +273,11 @@ function buildConfig(
       .map((r) => fullMatch('allowed_urls', r, 'i')),
     blacklistEnvVars: blacklist === undefined ? undefined : fullMatch('blacklist_env_vars', blacklist, ''),
     installPyDepPerModel: bool('install_py_dep_per_model', false),
+    archiveLimits: {
+      maxUnpackedBytes: int('max_archive_unpacked_size', DEFAULT_ARCHIVE_LIMITS.maxUnpackedBytes),
+      maxEntries: int('max_archive_entries', DEFAULT_ARCHIVE_LIMITS.maxEntries),
+      maxCompressionRatio: int('max_archive_compression_ratio', DEFAULT_ARCHIVE_LIMITS.maxCompressionRatio),
+    },
     maxDownloadSize: int('max_download_size', 2 * 1024 ** 3),
     downloadTimeout: int('download_timeout', 600),
     drainTimeout: int('drain_timeout', 30),

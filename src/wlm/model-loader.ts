@@ -40,7 +40,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
   const located = await locateArchive(req.url, deps.locate);
   let opened: Awaited<ReturnType<typeof openModelArchive>> | undefined;
   try {
-    opened = await openModelArchive(located.path);
+    opened = await openModelArchive(located.path, deps.server.archiveLimits);
     const manifest = readManifest(opened.dir);
     const name = req.modelName || manifest.model.modelName || nameFromFile(located.marName);
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
