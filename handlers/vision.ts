@@ -196,12 +196,15 @@ export async function imageBatch(batch: RequestInput[], transform: ImageTransfor
   return new ort.Tensor('float32', data, [batch.length, 3, crop, crop]);
 }
 
+const MAX_TENSOR_RANK = 32;
+
 /**
  * A tensor sent as a nested list of numbers (a KServe v2 FP32 input, a JSON array) into `out`,
  * which it must fill exactly; `shape` words the error.
  */
 export function copyTensor(values: unknown[], out: Float32Array, shape: string): void {
-  const flat = values.flat(Infinity);
+  // Flattened to a tensor's depth at most: a list nested 100,000 deep is refused, not recursed into.
+  const flat = values.flat(MAX_TENSOR_RANK);
   if (flat.length !== out.length || flat.some((v) => typeof v !== 'number')) {
     throw new PredictionError(`Expected an image, or a ${shape} tensor as a nested list of numbers (got ${flat.length} values)`, 400);
   }

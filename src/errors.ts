@@ -142,7 +142,8 @@ export class TsError extends Error {
     this.name = 'TsError';
     this.code = code;
     this.status = status;
-    this.type = table[code].type;
+    // A handler's 4xx (PredictionError) travels under a 5xx code: its type must say client error.
+    this.type = status < 500 && table[code].status >= 500 ? 'BadRequestException' : table[code].type;
   }
 
   /** The body TorchServe answers errors with. */

@@ -102,7 +102,7 @@ t.test("limit_max_image_pixels: an image over PIL's limit is a 400 before it is 
   const refused = await classify(`${limited.urls.inference}/predictions/colours`, bomb);
   t.equal(refused.status, 400);
   t.same(JSON.parse(refused.text), {
-    code: 400, type: 'InternalServerException',
+    code: 400, type: 'BadRequestException',
     message: "Invalid image: 20000 x 9000 pixels, over the limit of 178956970 (PIL's; limit_max_image_pixels=false lifts it)",
   });
   t.equal((await classify(`${limited.urls.inference}/predictions/colours`, await solid(250, 10, 10))).status, 200, 'the server goes on');

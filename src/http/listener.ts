@@ -5,7 +5,8 @@
  * failure with `{code, type, message}`, an access-log line and a response-class metric per reply.
  */
 import { randomUUID } from 'node:crypto';
-import type { RequestListener, Server } from 'node:http';
+import { STATUS_CODES, type RequestListener, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
@@ -13,7 +14,7 @@ import { isTsError, TsError, tsError } from '../errors.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import { describeRoutes } from './api-description.js';
-import { sendError } from './reply.js';
+import { gson, sendError } from './reply.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
 
 export interface ListenerDeps {
@@ -32,6 +33,9 @@ const noSchemaCompiler = (): never => {
 };
 const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSerializer: () => noSchemaCompiler };
 
+/** The longest path segment (a model name, a version) a route reads. */
+const MAX_PARAM_LENGTH = 1000;
+
 /** A listener; with `tls`, an HTTPS one. */
 export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyInstance {
   const { config } = deps;
@@ -41,10 +45,18 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     bodyLimit: config.maxRequestSize,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
     schemaController: { compilersFactory: NO_SCHEMA_COMPILERS },
+    // A bad %-escape or an over-long path segment: fastify's own body unless told otherwise.
+    frameworkErrors: (err, _request, reply) => {
+      const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new TsError('TSS_ERR_HTTP_BAD_REQUEST', `A path segment is longer than ${MAX_PARAM_LENGTH} characters`, 414)
+        : toTsError(err);
+      void sendError(reply, e);
+    },
+    clientErrorHandler: answerClientError,
   });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -94,6 +106,23 @@ function fixedHeaders(requestId: string, config: ServerConfig): Record<string, s
   if (config.corsAllowedMethods) headers['Access-Control-Allow-Methods'] = config.corsAllowedMethods;
   if (config.corsAllowedHeaders) headers['Access-Control-Allow-Headers'] = config.corsAllowedHeaders;
   return headers;
+}
+
+/**
+ * What Node's HTTP parser refuses before any route sees it (an undecodable request line, headers
+ * over their limit, a request that timed out) gets TorchServe's error JSON too, then the
+ * connection is closed, as Node does.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request header fields are too large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request timed out']
+      : [400, `Malformed HTTP request: ${err.message}`];
+  const body = gson(new TsError('TSS_ERR_HTTP_BAD_REQUEST', message, status).toJSON());
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }
 
 function toTsError(err: FastifyError | TsError): TsError {

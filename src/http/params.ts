@@ -4,6 +4,7 @@
  * back to the default, booleans are true only for the string `true`.
  */
 import { parseIntOr } from '../config/server-config.js';
+import { tsError } from '../errors.js';
 
 export type Params = Record<string, string | undefined>;
 
@@ -30,8 +31,13 @@ export function requestParams(query: unknown, body: unknown, contentType: string
     } catch {
       parsed = undefined;
     }
-    if (parsed && typeof parsed === 'object') {
-      for (const [k, v] of Object.entries(parsed)) if (v !== null && v !== undefined) out[k] = String(v);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+      for (const [k, v] of Object.entries(parsed)) {
+        if (v === null || v === undefined) continue;
+        // A nested value is no parameter; turning it into text would also recurse as deep as it is.
+        if (typeof v === 'object') throw tsError('TSS_ERR_HTTP_BAD_REQUEST', `Parameter ${k} must be a string, a number or a boolean.`);
+        out[k] = String(v);
+      }
     }
   }
   return out;
