@@ -95,7 +95,7 @@ const table = {
   },
   TSS_ERR_CLIENT_TIMEOUT: {
     type: 'ServiceUnavailableException', status: 503,
-    message: 'Request waited longer than clientTimeoutInMills (%s ms) for a worker of model "%s"; it was not run',
+    message: 'Request waited longer than %s ms for a worker of model "%s" (clientTimeoutInMills, default_queue_timeout); it was not run',
   },
   TSS_ERR_WORKER_START_FAILED: {
     type: 'InternalServerException', status: 500, message: 'Failed to start workers for model %s version: %s',

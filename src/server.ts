@@ -77,7 +77,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     lines: (file, line) => loggers.metric(file, line),
     warn: (message) => log.warn(message),
   });
-  metrics.watchQueues(() => registry.all().map((m) => ({ model: m.name, version: m.version, size: m.queue.size })));
+  metrics.watchModels(() => registry.all().map((m) => ({ model: m.name, version: m.version, queued: m.queue.size, readyWorkers: m.pool.loadedCount() })));
   let nextWorkerPort = config.initialWorkerPort;
   const workerEnv = workerEnvironment(process.env, config.blacklistEnvVars);
 

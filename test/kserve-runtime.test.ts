@@ -130,4 +130,8 @@ t.test('readiness (REST v1 and v2, OIP gRPC) is false until a worker has the mod
   t.same((await unaryCall(oip, 'ServerReady', {})).value, { ready: false });
   t.same((await unaryCall(oip, 'ModelReady', { name: 'broken' })).value, { ready: false });
   t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, "while /ping, TorchServe's health, counts the loading worker");
+  const [described] = (await (await fetch(`${server.urls.management}/models/broken`)).json()) as Array<{ serving: boolean }>;
+  t.equal(described!.serving, false, 'describe says it cannot answer');
+  const metrics = await (await fetch(`${server.urls.metrics}/metrics`)).text();
+  t.match(metrics, /^ts_workers_ready\{model_name="broken",model_version="1.0",hostname="[^"]*",\} 0\.0$/m, 'and ts_workers_ready is 0');
 });

@@ -255,7 +255,7 @@ t.test('clientTimeoutInMills: a request still queued at its deadline is answered
   t.equal(queued.status, 503);
   t.same(await errorBody(queued), {
     code: 503, type: 'ServiceUnavailableException',
-    message: 'Request waited longer than clientTimeoutInMills (300 ms) for a worker of model "impatient"; it was not run',
+    message: 'Request waited longer than 300 ms for a worker of model "impatient" (clientTimeoutInMills, default_queue_timeout); it was not run',
   });
   t.notOk(busyDone, 'answered at its deadline, not when the worker came free');
   t.equal((await describe(server, 'impatient')).jobQueueStatus.pendingRequests, 0, 'it left the queue');
@@ -355,4 +355,49 @@ t.test('size limits: an answer over max_response_size is a 500; a body over max_
   t.equal(answer.status, 413, 'refused on the announced length, 49.99 MB never sent');
   t.match(JSON.parse(answer.body), { code: 413, type: 'RequestEntityTooLargeException' });
   t.equal((await predict(server, 'sized', 'after')).status, 200, 'the server goes on');
+});
+
+t.test('workers killed as they start, under load: every request is answered (200, or 503 with Retry-After at the queue deadline, or a worker error), none waits without bound', async (t) => {
+  // default_queue_timeout=2: no request may wait for a worker longer than 2 s, while the restart
+  // backoff of workers that never stay up grows past it (1, 1, 2, 3, 5 ... s).
+  const server = await serve(t, { default_queue_timeout: '2' });
+  await register(t, server, 'crashy', { initial_workers: 2 });
+  let killing = true;
+  const killer = (async () => {
+    while (killing) {
+      for (const w of (await describe(server, 'crashy')).workers) {
+        try {
+          if (w.pid > 0) process.kill(w.pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const outcomes = new Map<string, number>();
+  const count = (key: string): void => void outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+  const deadline = Date.now() + 10_000;
+  // 8 clients for 10 s; a request not back in 8 s (4 times the queue deadline) waited without bound.
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (Date.now() < deadline) {
+      const res = await fetch(`${server.urls.inference}/predictions/crashy`, { method: 'POST', body: 'sleep:50', signal: AbortSignal.timeout(8_000) })
+        .catch((err: Error) => err);
+      if (res instanceof Error) {
+        count(`no answer: ${res.name}`);
+        continue;
+      }
+      const body = await res.text();
+      if (res.status === 503) count(`503 ${res.headers.get('retry-after') ? 'with' : 'without'} Retry-After`);
+      else count(String(res.status));
+      if (res.status >= 500 && res.status !== 503 && res.status !== 507) t.match(body, /Worker died/, 'a worker error names itself');
+    }
+  }));
+  killing = false;
+  await killer;
+  const seen = Object.fromEntries(outcomes);
+  t.comment(JSON.stringify(seen));
+  t.notOk(Object.keys(seen).some((k) => k.startsWith('no answer') || k.endsWith('without Retry-After')), 'every request answered; every 503 says when to retry');
+  t.ok(Object.keys(seen).every((k) => ['200', '500', '507', '503 with Retry-After'].includes(k)), `only answers, refusals and worker errors: ${Object.keys(seen).join(', ')}`);
+  t.ok((seen['503 with Retry-After'] ?? 0) > 0, 'requests queued past the deadline were answered 503 then');
 });

@@ -111,7 +111,7 @@ export function resolveSettings(
     maxWorkers: workers.max,
     jobQueueSize: yamlInt('jobQueueSize') ?? server.jobQueueSize,
     maxRetryTimeoutInSec: yamlInt('maxRetryTimeoutInSec') ?? 300,
-    clientTimeoutInMills: yamlInt('clientTimeoutInMills') ?? 0,
+    clientTimeoutInMills: yamlInt('clientTimeoutInMills') ?? server.defaultQueueTimeout * 1000,
     useJobTicket: yaml.useJobTicket === true,
     adaptiveThreads: yaml.adaptiveThreads === true,
     sequence: yaml.sequenceBatching === true ? {

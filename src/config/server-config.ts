@@ -37,6 +37,12 @@ export interface ServerConfig {
   readonly jobQueueSize: number;
   readonly defaultResponseTimeout: number;
   readonly defaultStartupTimeout: number;
+  /**
+   * tsserve's own key `default_queue_timeout` (seconds; 0: none): a request still queued at this
+   * age is answered 503 and never run, so none waits without bound; a model's clientTimeoutInMills
+   * overrides it.
+   */
+  readonly defaultQueueTimeout: number;
   readonly unregisterModelTimeout: number;
   readonly maxRequestSize: number;
   readonly maxResponseSize: number;
@@ -155,7 +161,7 @@ export interface GrpcListenConfig {
 /** Keys an environment variable may set; the variable is TS_<KEY> unless renamed below. */
 const ENV_KEYS = [
   'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
-  'default_response_timeout', 'default_startup_timeout', 'unregister_model_timeout', 'job_queue_size',
+  'default_response_timeout', 'default_startup_timeout', 'default_queue_timeout', 'unregister_model_timeout', 'job_queue_size',
   'metrics_mode', 'metrics_config', 'model_metrics_auto_detect', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request', 'limit_max_image_pixels',
   'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api', 'install_py_dep_per_model',
   'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
@@ -266,6 +272,7 @@ function buildConfig(
     jobQueueSize: int('job_queue_size', 100),
     defaultResponseTimeout: int('default_response_timeout', 120),
     defaultStartupTimeout: int('default_startup_timeout', 120),
+    defaultQueueTimeout: Math.max(0, int('default_queue_timeout', 30)),
     unregisterModelTimeout: int('unregister_model_timeout', 120),
     maxRequestSize: int('max_request_size', 6553500),
     maxResponseSize: int('max_response_size', 6553500),

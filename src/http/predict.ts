@@ -41,13 +41,7 @@ export async function predict(request: FastifyRequest, reply: FastifyReply, deps
   if (!name) throw tsError('TSS_ERR_HTTP_BAD_REQUEST', 'Parameter model_name is required.');
   const model = deps.registry.get(name, target.version);
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
-  try {
-    submitPrediction(deps.metrics, model, target.version, wire, replySink(reply));
-  } catch (err) {
-    // The queue is full or the workers are (re)starting: both pass, so tell the client when to retry.
-    reply.header('Retry-After', '1');
-    throw err;
-  }
+  submitPrediction(deps.metrics, model, target.version, wire, replySink(reply));
   return reply;
 }
 

@@ -18,6 +18,8 @@ export function sendStatus(reply: FastifyReply, status: number, message: string)
   return sendJson(reply, status, { status: message });
 }
 
+/** An error's JSON; a 503 (a full queue, no worker in time) is load that passes, so it says when to retry. */
 export function sendError(reply: FastifyReply, err: TsError): FastifyReply {
+  if (err.status === 503) reply.header('Retry-After', '1');
   return sendJson(reply, err.status, err.toJSON());
 }

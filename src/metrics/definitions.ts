@@ -43,7 +43,7 @@ export const RECORDED_SERVER_METRICS: Readonly<Record<string, number>> = {
 };
 
 /** tsserve's own per-model metrics, always recorded; a metrics.yaml may not declare these names. */
-export const OWN_METRICS = ['ts_queue_size', 'ts_batch_size', 'ts_requests_rejected_total', 'ts_response_timeouts_total', 'ts_worker_restarts_total'];
+export const OWN_METRICS = ['ts_queue_size', 'ts_workers_ready', 'ts_batch_size', 'ts_requests_rejected_total', 'ts_response_timeouts_total', 'ts_worker_restarts_total'];
 
 function metric(name: string, type: MetricType, unit: string, dimensions: readonly string[]): MetricDefinition {
   return { name, type, unit, dimensions };

@@ -65,6 +65,14 @@ class Family {
   }
 }
 
+/** What the scraped per-model gauges read: requests queued, workers with the model loaded. */
+export interface ModelState {
+  readonly model: string;
+  readonly version: string;
+  readonly queued: number;
+  readonly readyWorkers: number;
+}
+
 export class MetricsRegistry {
   readonly host = hostname();
   private readonly registry = new Registry();
@@ -79,7 +87,7 @@ export class MetricsRegistry {
   private readonly timeouts: Family;
   private readonly restarts: Family;
   private readonly batchSizes: Family;
-  private queueSizes: () => ReadonlyArray<{ model: string; version: string; size: number }> = () => [];
+  private modelStates: () => readonly ModelState[] = () => [];
 
   constructor(mode: MetricsMode, options: MetricsOptions = {}) {
     this.mode = mode;
@@ -94,16 +102,23 @@ export class MetricsRegistry {
     this.timeouts = own('ts_response_timeouts_total', 'counter');
     this.restarts = own('ts_worker_restarts_total', 'counter');
     this.batchSizes = own('ts_batch_size', 'histogram');
-    const sizes = (): ReadonlyArray<{ model: string; version: string; size: number }> => this.queueSizes();
+    this.scrapedGauge('ts_queue_size', (m) => m.queued);
+    // 0 while a model cannot keep a worker alive (or has none): the alert a crash loop deserves.
+    this.scrapedGauge('ts_workers_ready', (m) => m.readyWorkers);
+  }
+
+  /** A per-model gauge read from the models at each scrape. */
+  private scrapedGauge(name: string, value: (m: ModelState) => number): void {
+    const states = (): readonly ModelState[] => this.modelStates();
     const host = this.host;
     new Gauge({
-      name: 'ts_queue_size',
+      name,
       help: help('gauge', 'Count'),
       labelNames: MODEL_LABELS,
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const q of sizes()) this.set({ model_name: q.model, model_version: q.version, hostname: host }, q.size);
+        for (const m of states()) this.set({ model_name: m.model, model_version: m.version, hostname: host }, value(m));
       },
     });
   }
@@ -122,9 +137,9 @@ export class MetricsRegistry {
     this.server.get(name)?.update(values, value);
   }
 
-  /** Where `ts_queue_size` reads the queues from, at each scrape. */
-  watchQueues(source: () => ReadonlyArray<{ model: string; version: string; size: number }>): void {
-    this.queueSizes = source;
+  /** Where `ts_queue_size` and `ts_workers_ready` read the models from, at each scrape. */
+  watchModels(source: () => readonly ModelState[]): void {
+    this.modelStates = source;
   }
 
   /** A request refused with 503 because the queue was full or the model had no worker. */

@@ -195,6 +195,8 @@ export class Model {
       maxNumSequence: s.sequence?.maxNumSequence ?? 0,
       maxSequenceJobQueueSize: s.sequence?.maxSequenceJobQueueSize ?? 0,
       loadedAtStartup: this.spec.loadedAtStartup,
+      // tsserve's own: can it answer now (a worker has it loaded)? False through a crash loop.
+      serving: this.serving,
       workers: this.pool.workers.map((w) => ({
         id: w.id,
         startTime: formatStartTime(w.startTime),
