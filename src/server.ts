@@ -283,26 +283,38 @@ function startWorkersInBackground(model: Model, loggers: Loggers): void {
   });
 }
 
-/** Registers every version a snapshot names with its settings; a missing archive fails start-up. */
+/**
+ * Registers every version a snapshot names with its settings. A missing archive fails start-up,
+ * as in TorchServe; one that no longer opens (corrupt, hostile, not a tsserve archive) is
+ * reported and left out, and the others are served, as TorchServe does.
+ */
 async function restoreSnapshot(snapshot: ModelSnapshot, loader: LoaderDeps, registry: ModelRegistry, loggers: Loggers): Promise<void> {
   const restored: Model[] = [];
+  const failed: string[] = [];
   for (const [name, versions] of Object.entries(snapshot.models)) {
     for (const [version, s] of Object.entries(versions)) {
       if (!existsSync(join(loader.locate.modelStore ?? '', s.marName))) {
         throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
       }
-      const model = await loadModel({
-        url: s.marName, modelName: name, runtime: s.runtimeType, batchSize: s.batchSize, maxBatchDelay: s.maxBatchDelay,
-        responseTimeout: s.responseTimeout, startupTimeout: s.startupTimeout, initialWorkers: s.minWorkers, loadedAtStartup: true,
-      }, loader);
-      model.settings.maxWorkers = Math.max(s.maxWorkers, model.settings.minWorkers);
-      registry.add(model);
-      if (s.defaultVersion) registry.setDefault(name, model.version);
-      restored.push(model);
+      try {
+        const model = await loadModel({
+          url: s.marName, modelName: name, runtime: s.runtimeType, batchSize: s.batchSize, maxBatchDelay: s.maxBatchDelay,
+          responseTimeout: s.responseTimeout, startupTimeout: s.startupTimeout, initialWorkers: s.minWorkers, loadedAtStartup: true,
+        }, loader);
+        model.settings.maxWorkers = Math.max(s.maxWorkers, model.settings.minWorkers);
+        registry.add(model);
+        if (s.defaultVersion) registry.setDefault(name, model.version);
+        restored.push(model);
+      } catch (err) {
+        failed.push(`${name} ${version}`);
+        loggers.server.error(`FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; register it again once its archive is fixed.`);
+      }
     }
   }
   for (const model of restored) startWorkersInBackground(model, loggers);
-  loggers.server.info(`Restored ${restored.length} model versions from snapshot ${snapshot.name}`);
+  const summary = `Restored ${restored.length} model versions from snapshot ${snapshot.name}`;
+  if (failed.length > 0) loggers.server.error(`${summary}; ${failed.length} failed: ${failed.join(', ')}`);
+  else loggers.server.info(summary);
 }
 
 function storeEntries(store: string | undefined): string[] {

@@ -8,21 +8,10 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { grpcClient, unaryCall } from './grpc-client.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, seededRandom, startTestServer } from './helpers.js';
 
 const REQUESTS = 400;
 const SEED = Number(process.env.FUZZ_SEED ?? 20261201);
-
-/** mulberry32: a small, good-enough seeded generator, so a failure can be replayed. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(a ^ (a >>> 15), 1 | a);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or a JSON error, no worker dies`, async (t) => {
   const server = await startTestServer(t, {
@@ -33,7 +22,7 @@ t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or 
     },
     properties: { load_models: 'mnist.mar,colours.mar,seg.mar', max_request_size: '200000', enable_model_api: 'true' },
   });
-  const random = generator(SEED);
+  const random = seededRandom(SEED);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const bytes = (max: number): Buffer => Buffer.from(Array.from({ length: Math.floor(random() * max) }, () => Math.floor(random() * 256)));
   const png = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
@@ -110,7 +99,7 @@ t.test(`gRPC Predictions, ${REQUESTS / 4} random calls (seed ${SEED}): an answer
     properties: { load_models: 'mnist.mar,colours.mar' },
   });
   const inference = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
-  const random = generator(SEED + 1);
+  const random = seededRandom(SEED + 1);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const png = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
   const values = [

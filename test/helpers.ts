@@ -156,3 +156,14 @@ export async function writeUserConfig(dir: string, extra: string[] = []): Promis
 export async function errorBody(res: Response): Promise<{ code: number; type: string; message: string }> {
   return JSON.parse(await res.text()) as { code: number; type: string; message: string };
 }
+
+/** mulberry32: a small, good-enough seeded generator of [0, 1), so a failure can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(a ^ (a >>> 15), 1 | a);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -12,22 +12,12 @@ import { deflateRawSync, gzipSync } from 'node:zlib';
 import t from 'tap';
 import { MODELS_ROOT } from '../dist/src/archive/extract.js';
 import { createArchive } from '../dist/src/archive/write.js';
-import { errorBody, MNIST_DIR, ROOT, startTestServer, tempDir, waitFor } from './helpers.js';
+import { errorBody, MNIST_DIR, ROOT, seededRandom, startTestServer, tempDir, waitFor } from './helpers.js';
 
 const SEED = Number(process.env.HOSTILE_SEED ?? 20261202);
 t.comment(`HOSTILE_SEED=${SEED}`);
 
-/** mulberry32: a small seeded generator, so a failing case can be made again. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-const random = generator(SEED);
+const random = seededRandom(SEED);
 const token = (): string => Math.floor(random() * 2 ** 32).toString(16).padStart(8, '0');
 /** A name no other run would use, so "nothing written outside" can look for it. */
 const CANARY = `hostile-canary-${SEED}-${token()}`;

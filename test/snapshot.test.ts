@@ -95,3 +95,21 @@ t.test('a snapshot that cannot be written is logged: the server still starts, se
   await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 'worker gone');
   t.pass('close() resolved after the shutdown snapshot failed, and the worker was stopped');
 });
+
+t.test('a snapshot naming an archive that no longer opens: the server starts, serves the others, and logs that one as FAILED', async (t) => {
+  const log: string[] = [];
+  const entry = (marName: string): object => ({ '1.0': { defaultVersion: true, marName, minWorkers: 1, maxWorkers: 1, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120 } });
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      buildMnistMar(store);
+      writeFileSync(join(store, 'broken.mar'), 'this was a model archive once');
+    },
+    properties: { model_snapshot: JSON.stringify({ name: 'snapshot.cfg', modelCount: 2, models: { mnist: entry('mnist.mar'), broken: entry('broken.mar') } }) },
+    serverLog: (line) => log.push(line),
+  });
+  t.same(((await (await fetch(`${server.urls.management}/models`)).json()) as { models: Array<{ modelName: string }> }).models.map((m) => m.modelName), ['mnist']);
+  const seven = readFileSync(join(ROOT, 'examples', 'mnist', 'digits', '7_0.png'));
+  t.equal(await (await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
+  t.ok(log.some((l) => l.includes('FAILED to restore model broken, version 1.0, from broken.mar')), 'the failure is in the log, loudly');
+  t.ok(log.some((l) => l.includes('Restored 1 model versions from snapshot snapshot.cfg; 1 failed: broken 1.0')));
+});

@@ -111,19 +111,32 @@ export function classLabel(mapping: Record<string, string> | undefined, index: n
   return mapping?.[String(index)] ?? String(index);
 }
 
-/** The payload TorchServe's built-in handlers read: `data`, else `body`. */
+/**
+ * The payload TorchServe's built-in handlers read: `data`, else `body`; failing both, a request's
+ * only binary field whatever its name (the Flask apps this project started from upload `file`),
+ * where TorchServe answers an error.
+ */
 export function requestPayload(row: RequestInput): InputValue {
-  const value = row.data ?? row.body;
+  const value = row.data ?? row.body ?? onlyBinaryField(row);
   if (value === undefined) throw new PredictionError('The request has no data: send a body or a "data" field', 400);
   return value;
 }
 
-/** A request payload as raw bytes: a Buffer as is, a base64 string decoded. */
+function onlyBinaryField(row: RequestInput): Buffer | undefined {
+  const binary = Object.values(row).filter((v) => Buffer.isBuffer(v));
+  return binary.length === 1 ? binary[0] : undefined;
+}
+
+/**
+ * A request payload as raw bytes: a Buffer as is, a base64 string decoded, and the JSON objects
+ * clients wrap base64 in, `{"b64": ...}` (TF Serving) and `{"data": ...}` (KServe v1).
+ */
 export function payloadBytes(value: InputValue): Buffer {
   if (Buffer.isBuffer(value)) return value;
   if (typeof value === 'string') return Buffer.from(value, 'base64');
-  if (value && typeof value === 'object' && !Array.isArray(value) && typeof value.b64 === 'string') {
-    return Buffer.from(value.b64, 'base64');
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    const wrapped = value.b64 ?? value.data;
+    if (typeof wrapped === 'string') return Buffer.from(wrapped, 'base64');
   }
   throw new PredictionError('Expected binary data or a base64 string', 400);
 }

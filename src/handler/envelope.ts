@@ -4,6 +4,8 @@
  * config.properties, else the manifest's `envelope`): they read each request's body into the
  * rows the handler sees and write the handler's answers back in the envelope's form.
  *
+ * - `body` (TorchServe's default): each request's `data` (or `body`) is its row, one level
+ *   unwrapped: a JSON object `{"data": "<base64>"}` becomes the row itself; answers as they are.
  * - `json` (TF Serving): `{"instances": [...]}` in, `{"predictions": [...]}` out; each instance is
  *   a row `{body, data}` holding the instance (`{"b64": "..."}` decoded to its bytes).
  * - `kserve` (KServe v1, `/v1/models/{m}:predict`): the same body; an object instance is the row
@@ -23,7 +25,7 @@ import type { EntryPoint } from './load.js';
 import { isDescribeRequest } from './context.js';
 import { PredictionError, type Context, type HandlerOutput, type InputValue, type JsonValue, type RequestInput } from './types.js';
 
-export const ENVELOPES = ['json', 'kserve', 'kservev2'] as const;
+export const ENVELOPES = ['body', 'json', 'kserve', 'kservev2'] as const;
 export type Envelope = (typeof ENVELOPES)[number];
 
 export function isEnvelope(name: string): name is Envelope {
@@ -38,7 +40,7 @@ interface Unwrapped {
 
 type Reader = (request: RequestInput) => Unwrapped;
 
-const READERS: Record<Envelope, Reader> = { json: readJson, kserve: readKserve, kservev2: readKservev2 };
+const READERS: Record<Envelope, Reader> = { body: readBody, json: readJson, kserve: readKserve, kservev2: readKservev2 };
 
 export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined): EntryPoint {
   if (envelope === undefined) return entry;
@@ -70,16 +72,20 @@ function readOrReject(read: Reader, request: RequestInput, idx: number, context:
   }
 }
 
+/** TorchServe's default envelope: the request's `data` (or `body`) is the row, its answer as is. */
+function readBody(request: RequestInput): Unwrapped {
+  const value = request.data ?? request.body;
+  if (value === undefined) throw new PredictionError('The request has no data: send a body or a "data" field', 400);
+  return { rows: [objectOrRow(value)], answer: (outputs) => outputs[0] ?? null };
+}
+
 function readJson(request: RequestInput): Unwrapped {
   const rows = instancesOf(request).map((instance) => asRow(decodeB64(instance)));
   return { rows, answer: (outputs) => ({ predictions: outputs.map(asJson) }) };
 }
 
 function readKserve(request: RequestInput): Unwrapped {
-  const rows = instancesOf(request).map((instance) => {
-    const value = decodeB64(instance);
-    return isObject(value) ? (value as RequestInput) : asRow(value);
-  });
+  const rows = instancesOf(request).map((instance) => objectOrRow(decodeB64(instance)));
   return {
     rows,
     answer: (outputs, idx, context) => {
@@ -182,6 +188,11 @@ function isObject(value: InputValue | undefined): value is { [key: string]: Json
 
 function asRow(value: InputValue): RequestInput {
   return { body: value, data: value };
+}
+
+/** An object (`{"data": "<base64>"}`) is a row as it is; any other value is a row's data. */
+function objectOrRow(value: InputValue): RequestInput {
+  return isObject(value) ? (value as RequestInput) : asRow(value);
 }
 
 function decodeB64(value: JsonValue): InputValue {

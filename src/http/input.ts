@@ -14,7 +14,8 @@ import { isTsError, tsError } from '../errors.js';
 /** Lets a listener's prediction routes read multipart bodies, each part up to max_request_size. */
 export async function acceptMultipart(app: FastifyInstance, config: ServerConfig): Promise<void> {
   const limit = config.maxRequestSize;
-  await app.register(multipart, { limits: { fileSize: limit, fieldSize: limit, parts: 1000 }, throwFileSizeLimit: true });
+  // latin1 maps each byte to one character: a field's bytes come back whole (readMultipart).
+  await app.register(multipart, { limits: { fileSize: limit, fieldSize: limit, parts: 1000 }, throwFileSizeLimit: true, defCharset: 'latin1' });
 }
 
 export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>, withQuery = false): Promise<WireRequest> {
@@ -46,6 +47,16 @@ function flatHeaders(request: FastifyRequest): Record<string, string> {
   return out;
 }
 
+/**
+ * A file part's type. busboy reports `text/plain` for a part that names none, which is how
+ * python-requests sends `files={"data": open(f, "rb")}`: such a part stays bytes, as TorchServe's
+ * worker keeps a part without a type, instead of being decoded as text.
+ */
+function filePartType(mimetype: string): string | undefined {
+  const type = mimeType(mimetype);
+  return type === 'text/plain' ? undefined : type;
+}
+
 export function mimeType(header: string | undefined): string | undefined {
   const type = header?.split(';')[0]?.trim().toLowerCase();
   return type || undefined;
@@ -55,12 +66,42 @@ async function readParams(request: FastifyRequest): Promise<WireParam[]> {
   if (request.isMultipart()) return readMultipart(request);
   const contentType = mimeType(request.headers['content-type']);
   const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-  if (contentType === 'application/x-www-form-urlencoded') {
-    return [...new URLSearchParams(body.toString('utf8'))].map(([name, value]) => ({
-      name, contentType: undefined, value: Buffer.from(value, 'utf8'),
-    }));
-  }
+  if (contentType === 'application/x-www-form-urlencoded') return formFields(body);
   return [{ name: 'body', contentType, value: body }];
+}
+
+/**
+ * An url-encoded form's fields, their values as the bytes they encode: python-requests'
+ * `data={"content": image_bytes}` percent-encodes raw bytes, which UTF-8 decoding would turn into
+ * U+FFFD. Names are text.
+ */
+export function formFields(body: Buffer): WireParam[] {
+  const params: WireParam[] = [];
+  for (const pair of body.toString('latin1').split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const [name, value] = eq < 0 ? [pair, ''] : [pair.slice(0, eq), pair.slice(eq + 1)];
+    params.push({ name: percentDecode(name).toString('utf8'), contentType: undefined, value: percentDecode(value) });
+  }
+  return params;
+}
+
+/** `+` is a space, `%XX` a byte; a `%` not followed by two hex digits stays as it is, as browsers do. */
+function percentDecode(text: string): Buffer {
+  const out = Buffer.allocUnsafe(text.length);
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2b) {
+      out[n++] = 0x20;
+    } else if (c === 0x25 && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 1, i + 3))) {
+      out[n++] = Number.parseInt(text.slice(i + 1, i + 3), 16);
+      i += 2;
+    } else {
+      out[n++] = c;
+    }
+  }
+  return out.subarray(0, n);
 }
 
 async function readMultipart(request: FastifyRequest): Promise<WireParam[]> {
@@ -68,9 +109,10 @@ async function readMultipart(request: FastifyRequest): Promise<WireParam[]> {
   try {
     for await (const part of request.parts()) {
       if (part.type === 'file') {
-        params.push({ name: part.fieldname, contentType: mimeType(part.mimetype), value: await part.toBuffer() });
+        params.push({ name: part.fieldname, contentType: filePartType(part.mimetype), value: await part.toBuffer() });
       } else {
-        params.push({ name: part.fieldname, contentType: undefined, value: Buffer.from(String(part.value), 'utf8') });
+        // Read as latin1 (acceptMultipart's defCharset), so these are the field's very bytes.
+        params.push({ name: part.fieldname, contentType: undefined, value: Buffer.from(String(part.value), 'latin1') });
       }
     }
   } catch (err) {

@@ -89,9 +89,9 @@ function needsModuleHooks(modelDir: string): boolean {
 
 /** `body` is TorchServe's name for no envelope. */
 function envelopeOf(name: string | undefined): Envelope | undefined {
-  if (name === undefined || name === '' || name === 'body') return undefined;
+  if (name === undefined || name === '') return undefined;
   if (isEnvelope(name)) return name;
-  throw new Error(`Envelope ${name} is not supported by tsserve (supported: body, ${ENVELOPES.join(', ')})`);
+  throw new Error(`Envelope ${name} is not supported by tsserve (supported: ${ENVELOPES.join(', ')})`);
 }
 
 let previousBatch = Promise.resolve();

@@ -1,0 +1,84 @@
+// Clients as they are: the requests python-requests really sends (Debian's python3-requests),
+// against the shipped model-store archives. `files={"data": f}` sends a part with a filename
+// and no Content-Type; `data={"content": image_bytes}` url-encodes raw bytes, as the Flask app
+// this project started from posted both of its images.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import t, { type Test } from 'tap';
+import { FIXTURES, MNIST_DIR, ROOT, startTestServer, tempDir, waitReady, type TestServer } from './helpers.js';
+
+const PYTHON = '/usr/bin/python3';
+const run = promisify(execFile);
+const SEVEN = join(MNIST_DIR, 'digits', '7_0.png');
+
+interface Answer {
+  status: number;
+  contentType: string | null;
+  body: Buffer;
+}
+
+/** One request made by python-requests (test/fixtures/requests_client.py); the server is in this process, so never spawnSync. */
+async function pythonPost(spec: Record<string, unknown>): Promise<Answer> {
+  const { stdout } = await run(PYTHON, [join(FIXTURES, 'requests_client.py'), JSON.stringify(spec)], { encoding: 'utf8', timeout: 150_000 });
+  const out = JSON.parse(stdout) as { status: number; content_type: string | null; body_b64: string };
+  return { status: out.status, contentType: out.content_type, body: Buffer.from(out.body_b64, 'base64') };
+}
+
+async function serveShipped(t: Test, models: string[], properties: Record<string, string> = {}): Promise<TestServer> {
+  const server = await startTestServer(t, {
+    prepare: (store) => { for (const m of models) copyFileSync(join(ROOT, 'model-store', `${m}.mar`), join(store, `${m}.mar`)); },
+    properties: { load_models: models.map((m) => `${m}.mar`).join(','), ...properties },
+  });
+  for (const m of models) await waitReady(server.urls.management, m);
+  return server;
+}
+
+t.test('python-requests against mnist.mar: files={"data": f}, a Flask-style field name, an url-encoded image', async (t) => {
+  const server = await serveShipped(t, ['mnist']);
+  const url = `${server.urls.inference}/predictions/mnist`;
+  const asFile = await pythonPost({ url, files: { data: SEVEN } });
+  t.same([asFile.status, asFile.body.toString()], [200, '7'], 'files={"data": open(f, "rb")}: a part with a filename and no type stays bytes');
+  const flask = await pythonPost({ url, files: { file: SEVEN } });
+  t.same([flask.status, flask.body.toString()], [200, '7'], 'files={"file": ...}: the only file part, whatever its name');
+  const form = await pythonPost({ url, data: { data: `@${SEVEN}` } });
+  t.same([form.status, form.body.toString()], [200, '7'], 'data={"data": image_bytes}: the url-encoded bytes, not UTF-8 text');
+});
+
+t.test("the seed's Flask app, unchanged: both images as raw bytes in an url-encoded form, a stylized PNG back from nst.mar", async (t) => {
+  const server = await serveShipped(t, ['nst']);
+  const dir = tempDir(t);
+  const style = join(dir, 'style.jpg');
+  writeFileSync(style, await sharp({ create: { width: 96, height: 96, channels: 3, background: { r: 200, g: 40, b: 30 } } }).jpeg().toBuffer());
+  const answer = await pythonPost({
+    url: `${server.urls.inference}/predictions/nst`,
+    data: { content: `@${join(ROOT, 'examples', 'nst', 'content-house.png')}`, style: `@${style}`, steps: '2', size: '64' },
+  });
+  t.equal(answer.status, 200, answer.status === 200 ? 'stylized' : answer.body.toString());
+  const meta = await sharp(answer.body).metadata();
+  t.equal(meta.format, 'png');
+  t.equal(Math.max(meta.width ?? 0, meta.height ?? 0), 64, 'at the size asked');
+});
+
+t.test("KServe v2 through python-requests' json=: the FP32 tensor and the BYTES sample with shape [-1]", async (t) => {
+  const server = await serveShipped(t, ['mnist'], { service_envelope: 'kservev2' });
+  const url = `${server.urls.inference}/v2/models/mnist/infer`;
+  for (const sample of ['mnist_v2_tensor.json', 'mnist_v2_bytes.json']) {
+    const answer = await pythonPost({ url, json: join(FIXTURES, 'kserve', sample) });
+    t.equal(answer.status, 200, sample);
+    t.match(JSON.parse(answer.body.toString()), { model_name: 'mnist', outputs: [{ datatype: 'INT64', data: [0] }] }, `${sample}: the digit 0`);
+  }
+});
+
+t.test("service_envelope=body unwraps one level, as TorchServe's: a JSON {\"data\": base64} classifies", async (t) => {
+  const server = await serveShipped(t, ['mnist'], { service_envelope: 'body' });
+  const dir = tempDir(t);
+  const body = join(dir, 'seven.json');
+  writeFileSync(body, JSON.stringify({ data: readFileSync(SEVEN).toString('base64') }));
+  const answer = await pythonPost({ url: `${server.urls.inference}/predictions/mnist`, json: body });
+  t.same([answer.status, answer.body.toString()], [200, '7']);
+  const raw = await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'PUT', body: readFileSync(SEVEN) });
+  t.equal(await raw.text(), '7', 'and a raw image body still does');
+});
