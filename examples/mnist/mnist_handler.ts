@@ -1,6 +1,6 @@
 /**
  * The handler of TorchServe's MNIST example, for tsserve: an image of a handwritten digit in
- * (white on black, any size, PNG or JPEG; bytes, base64 or `{"b64": ...}`), the digit out.
+ * (white on black, any size, PNG or JPEG; bytes, base64, `{"b64": ...}` or `{"data": ...}`), the digit out.
  * As in TorchServe's, a nested list of 28 x 28 numbers (a KServe v2 FP32 input of shape
  * [1, 28, 28]) is taken as the model's input tensor itself.
  *

@@ -24,7 +24,6 @@ import { linkPackages } from './link-packages.js';
 /** The parent of every extracted model directory, as TorchServe's `<tmpdir>/models`. */
 export const MODELS_ROOT = join(tmpdir(), 'tsserve-models');
 
-
 /** Entries smaller than this are not held to the ratio: a small, very regular file is harmless. */
 const RATIO_FLOOR_BYTES = 1024 ** 2;
 
