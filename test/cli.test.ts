@@ -2,6 +2,7 @@
 // torchserve does; `--stop` ends it. Run as a user would, from a folder with config.properties.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { buildMnistMar, MNIST_DIR, ROOT, tempDir, waitFor, writeUserConfig } from './helpers.js';
@@ -110,4 +111,36 @@ t.test('TSSERVE_FOREGROUND=true (the image sets it): `torchserve --start` is the
   t.equal(await (await fetch(`${urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
   server.kill('SIGTERM');
   t.equal(await exited, 0);
+});
+
+t.test('usage errors exit 2, as torchserve and torch-model-archiver (argparse) do; tsserve-app says why it cannot listen', async (t) => {
+  const dir = tempDir(t);
+  const run = (bin: string, args: string[]): { status: number | null; out: string } => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', bin), ...args], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+    return { status: r.status, out: r.stdout + r.stderr };
+  };
+  const unknown = run('tsserve.js', ['--start', '--bogus']);
+  t.same([unknown.status, /unknown option '--bogus'/.test(unknown.out)], [2, true], 'tsserve: an unknown flag');
+  t.equal(run('tsserve.js', ['--start', '--stop']).status, 2, 'tsserve: --start with --stop');
+  t.equal(run('tsserve.js', ['--help']).status, 0, '--help is no error');
+  const missing = run('tsserve-archiver.js', ['--version', '1.0', '--handler', 'image_classifier']);
+  t.same([missing.status, /required option '--model-name <name>' not specified/.test(missing.out)], [2, true], 'tsserve-archiver: a missing flag');
+  t.equal(run('tsserve-convert.js', []).status, 2, 'tsserve-convert: no archive named');
+  const badPort = run('tsserve-app.js', ['--port', 'eighty']);
+  t.same([badPort.status, /--port <port>' argument 'eighty' is invalid\. a port is a whole number from 0 to 65535\./.test(badPort.out)], [2, true], badPort.out);
+  const badUrl = run('tsserve-app.js', ['--inference', 'not-a-url']);
+  t.same([badUrl.status, /not a URL; give one such as http:\/\/127\.0\.0\.1:8080/.test(badUrl.out)], [2, true], badUrl.out);
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as { port: number }).port;
+  const busy = await new Promise<{ status: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'tsserve-app.js'), '--port', String(port)], { cwd: dir });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('exit', (status) => resolve({ status, out }));
+  });
+  t.equal(busy.status, 1);
+  t.equal(busy.out.trim(), `tsserve-app cannot listen on 127.0.0.1:${port}: the port is in use. Choose another with --port (or --host).`, 'one line, no stack trace');
 });

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { FIXTURES, buildMar, startTestServer, waitReady } from './helpers.js';
+import { FIXTURES, buildMar, buildMnistMar, startTestServer, waitFor, waitReady } from './helpers.js';
 
 t.test('access_log.log has a line per request and model_log.log what the handler printed', async (t) => {
   const server = await startTestServer(t, {
@@ -25,4 +25,28 @@ t.test('access_log.log has a line per request and model_log.log what the handler
 
   const model = readFileSync(join(server.dir, 'logs', 'model_log.log'), 'utf8');
   t.match(model, /\[INFO \] W-\S+-stdout MODEL_LOG - echo handler was asked to print$/m);
+});
+
+t.test('a running server writes its access lines within a second or so, not only when 4 KB pile up or it stops', async (t) => {
+  const server = await startTestServer(t);
+  const file = join(server.dir, 'logs', 'access_log.log');
+  t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200);
+  await waitFor(() => readFileSync(file, 'utf8').includes('"GET /ping HTTP/1.1" 200'), 10_000, 'the /ping line on disk');
+  t.pass('the line is on disk while the server runs');
+});
+
+t.test("a client's 4xx is one log line; a handler's failure keeps its stack", async (t) => {
+  const lines: string[] = [];
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar' },
+    serverLog: (line) => lines.push(line),
+  });
+  await waitReady(server.urls.management, 'mnist');
+  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: 'not an image' })).status, 400);
+  await waitFor(() => lines.some((l) => l.includes('Prediction refused for model mnist: 400')), 10_000, 'the refusal logged');
+  await server.close();
+  const worker = lines.filter((l) => l.includes('"worker"'));
+  t.equal(worker.length, 1, `one line from the worker: ${worker.join('\n')}`);
+  t.notOk(worker.some((l) => /\bat \S+ \(/.test(l)), 'no stack');
 });

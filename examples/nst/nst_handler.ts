@@ -2,7 +2,7 @@
  * Neural style transfer, as the seed app does it: a content image and a style image in, the
  * content painted in the style out (PNG).
  *
- *   curl -F content=@examples/nst/content-house.png -F style=@my-style.jpg \
+ *   curl -F content=@examples/nst/content-house.png -F style=@examples/nst/styles/style-stripes.png \
  *        http://127.0.0.1:8080/predictions/nst -o stylized.png
  *   curl -F content=@examples/nst/content-house.png -F style=mosaic -F steps=200 ...   (a ready style)
  *

@@ -7,19 +7,30 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { createApp } from '../app/app.js';
+import { exitTwoOnUsageError, parseHttpUrl, parsePort } from './usage.js';
 
-const program = new Command('tsserve-app')
+const program = exitTwoOnUsageError(new Command('tsserve-app'))
   .description('The web app: style transfer, classification, OCR and the models page, over a running tsserve')
-  .option('--port <port>', 'port to listen on', '5000')
+  .option('--port <port>', 'port to listen on', parsePort, 5000)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .option('--inference <url>', 'tsserve inference API', 'http://127.0.0.1:8080')
-  .option('--management <url>', 'tsserve management API', 'http://127.0.0.1:8081')
-  .option('--metrics <url>', 'tsserve metrics API', 'http://127.0.0.1:8082')
+  .option('--inference <url>', 'tsserve inference API', parseHttpUrl, 'http://127.0.0.1:8080')
+  .option('--management <url>', 'tsserve management API', parseHttpUrl, 'http://127.0.0.1:8081')
+  .option('--metrics <url>', 'tsserve metrics API', parseHttpUrl, 'http://127.0.0.1:8082')
   .option('--key-file <file>', "tsserve's key_file.json, when token authorization is on", 'key_file.json')
+  .showHelpAfterError()
   .parse();
 
-const opts = program.opts<{ port: string; host: string; inference: string; management: string; metrics: string; keyFile: string }>();
+const opts = program.opts<{ port: number; host: string; inference: string; management: string; metrics: string; keyFile: string }>();
 const keyFile = resolve(opts.keyFile);
 const app = createApp({ inference: opts.inference, management: opts.management, metrics: opts.metrics, keyFile: existsSync(keyFile) ? keyFile : undefined });
-const url = await app.listen({ port: Number(opts.port), host: opts.host });
-console.log(`tsserve-app on ${url}, calling ${opts.inference}`);
+try {
+  const url = await app.listen({ port: opts.port, host: opts.host });
+  console.log(`tsserve-app on ${url}, calling ${opts.inference}`);
+} catch (err) {
+  // A port in use or not ours to bind is the user's to fix, not a stack trace to read.
+  const code = (err as NodeJS.ErrnoException).code;
+  const why = code === 'EADDRINUSE' ? 'is in use' : code === 'EACCES' ? 'needs privileges this user lacks' : code === 'EADDRNOTAVAIL' ? 'is on an address this machine does not have' : undefined;
+  if (!why) throw err;
+  console.error(`tsserve-app cannot listen on ${opts.host}:${opts.port}: the port ${why}. Choose another with --port (or --host).`);
+  process.exit(1);
+}

@@ -6,9 +6,10 @@ import { Command, Option } from 'commander';
 import { ARCHIVE_FORMATS, ArchiverError, createArchive, type ArchiveFormat } from '../archive/write.js';
 import { RUNTIMES } from '../archive/manifest.js';
 import { BUILTIN_HANDLERS } from '../handler/builtins.js';
+import { exitTwoOnUsageError } from './usage.js';
 
 export function main(argv: string[]): void {
-  const program = new Command('tsserve-archiver')
+  const program = exitTwoOnUsageError(new Command('tsserve-archiver'))
     .description('Build a model archive (.mar) for tsserve, with torch-model-archiver\'s flags')
     .requiredOption('--model-name <name>', 'model name: output file name and manifest modelName')
     .requiredOption('-v, --version <version>', 'model version')

@@ -4,9 +4,10 @@
  */
 import { Command } from 'commander';
 import { convertArchive, isConvertError } from '../convert/convert.js';
+import { exitTwoOnUsageError } from './usage.js';
 
 export async function main(argv: string[]): Promise<void> {
-  const program = new Command('tsserve-convert')
+  const program = exitTwoOnUsageError(new Command('tsserve-convert'))
     .description("Convert a TorchServe model archive (PyTorch model, Python handler) into a tsserve one (ONNX model, TypeScript or built-in handler)")
     .argument('<archive>', 'the TorchServe archive: .mar, .tar.gz or a directory')
     .option('--export-path <dir>', 'where to write the new archive', '.')

@@ -13,6 +13,7 @@ import { Command } from 'commander';
 import { ConfigError, loadServerConfig, type CliOverrides } from '../config/server-config.js';
 import { startServer } from '../server.js';
 import { VERSION } from '../version.js';
+import { exitTwoOnUsageError } from './usage.js';
 
 const PID_FILE = join(tmpdir(), '.model_server.pid');
 const START_TIMEOUT_MS = 120_000;
@@ -31,7 +32,7 @@ interface Flags extends CliOverrides {
 const ALIASES: Record<string, string> = { '--no-config-snapshots': '--ncs', '--dt': '--disable-token-auth', '--ppath': '--plugins-path' };
 
 export async function main(argv: string[]): Promise<void> {
-  const program = new Command('tsserve')
+  const program = exitTwoOnUsageError(new Command('tsserve'))
     .description('tsserve: a TorchServe-compatible model server for ONNX models')
     .option('--start', 'start the model server')
     .option('--stop', 'stop the model server')

@@ -38,8 +38,16 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
   const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
   const server = opts.destination ? pino(options, opts.destination) : pino(options);
   // The access log is written in 4 KB pieces, not a write per request (those writes were 5% of
-  // the main process's CPU samples under load); close() writes the rest.
+  // the main process's CPU samples under load), and at least once a second, so that `tail -f`
+  // shows a quiet server's requests too; close() writes the rest.
   const accessFile = appendOnlyLog(join(logLocation, 'access_log.log'), server, 4096);
+  let accessPending = false;
+  const flusher = setInterval(() => {
+    if (!accessPending) return;
+    accessPending = false;
+    accessFile.flush();
+  }, ACCESS_FLUSH_MS);
+  flusher.unref();
   const modelFile = appendOnlyLog(join(logLocation, 'model_log.log'), server);
   // Opened on the first line: only metrics_mode=log or legacy writes them.
   const metricFiles: Partial<Record<'ts' | 'model', ReturnType<typeof appendOnlyLog>>> = {};
@@ -48,7 +56,9 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
   return {
     server,
     access(line) {
-      if (open) accessFile.write(`${timestamp()} - ${line}\n`);
+      if (!open) return;
+      accessFile.write(`${timestamp()} - ${line}\n`);
+      accessPending = true;
     },
     model(workerName, stream, line) {
       const level = stream === 'stdout' ? 'INFO ' : 'WARN ';
@@ -73,6 +83,7 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
     close() {
       if (!open) return;
       open = false;
+      clearInterval(flusher);
       for (const d of [accessFile, modelFile, ...Object.values(metricFiles)]) {
         try {
           d.flushSync();
@@ -98,6 +109,8 @@ function appendOnlyLog(path: string, server: Logger, minLength = 0): ReturnType<
   });
   return dest;
 }
+
+const ACCESS_FLUSH_MS = 1000;
 
 /** log4j's ISO8601 pattern: `2024-05-30T21:46:03,625`. */
 function timestamp(): string {

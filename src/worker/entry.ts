@@ -19,6 +19,7 @@ import { setImagePixelLimit } from '../handler/image-limit.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
+import { PredictionError } from '../handler/types.js';
 import { setWideBatch } from '../runtime/onnx.js';
 import type { FromWorker, LoadMessage, PredictMessage, ToWorker } from './protocol.js';
 
@@ -73,9 +74,18 @@ async function onPredict(msg: PredictMessage): Promise<void> {
     context = result.context;
     send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics });
   } catch (err) {
-    console.error(`Prediction failed for model ${facts.modelName}:`, err);
+    logFailure(facts.modelName, err);
     send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [] });
   }
+}
+
+/**
+ * A client's error (a PredictionError under 500: a corrupt image, a wrong field) is one line; a
+ * failure of the handler or the runtime keeps its stack, which is what its author needs.
+ */
+function logFailure(modelName: string, err: unknown): void {
+  if (err instanceof PredictionError && err.status < 500) console.error(`Prediction refused for model ${modelName}: ${err.status} ${err.message}`);
+  else console.error(`Prediction failed for model ${modelName}:`, err);
 }
 
 /**
@@ -87,7 +97,7 @@ function needsModuleHooks(modelDir: string): boolean {
   return !existsSync(join(modelDir, 'node_modules')) || uncompiledTypeScript(modelDir).length > 0;
 }
 
-/** `body` is TorchServe's name for no envelope. */
+/** The request envelope named by service_envelope or the manifest; none when unnamed. */
 function envelopeOf(name: string | undefined): Envelope | undefined {
   if (name === undefined || name === '') return undefined;
   if (isEnvelope(name)) return name;
