@@ -69,6 +69,7 @@ interface Closable {
 
 async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
   const log = loggers.server;
+  for (const warning of config.warnings) log.warn(warning);
   const stale = removeStaleExtractions();
   if (stale.length > 0) log.info(`Removed ${stale.length} model directories left by servers that are no longer running`);
   const metrics = new MetricsRegistry(config.metricsMode, {

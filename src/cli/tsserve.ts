@@ -89,6 +89,7 @@ function validate(flags: Flags): ReturnType<typeof loadServerConfig> {
   if (flags.cppLogConfig && !existsSync(flags.cppLogConfig)) fail(`--cpp-log-config file not found: ${flags.cppLogConfig}`);
   try {
     const config = loadServerConfig(flags);
+    for (const warning of config.warnings) console.log(`Warning: ${warning}`);
     if (!config.modelStore) fail('Missing mandatory parameter --model-store');
     if (!isDirectory(config.modelStore)) fail(`--model-store directory not found: ${config.modelStore}`);
     return config;

@@ -57,7 +57,7 @@ t.test('blacklist_env_vars and allowed_urls are whole-string regexes; one that d
   t.notOk(c.blacklistEnvVars?.test('MY_SECRET'), 'the whole name must match');
   t.equal(loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-'))).blacklistEnvVars, undefined, 'none by default');
   const bad = withFile('blacklist_env_vars=(unclosed\n');
-  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { name: 'Error', message: /^blacklist_env_vars: Invalid regular expression/ });
+  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { name: 'Error', message: /^Invalid configuration:\n {2}blacklist_env_vars=\(unclosed is not allowed: blacklist_env_vars is a regular expression$/ });
   const badUrls = withFile('allowed_urls=file://[\n');
   t.throws(() => loadServerConfig({ tsConfig: badUrls.file }, {}, badUrls.dir), { message: /^allowed_urls: Invalid regular expression/ });
 });

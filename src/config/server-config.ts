@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { newestSnapshot, parseModelSnapshot, snapshotDir, type ModelSnapshot } from '../snapshot/snapshot.js';
+import { closestKey, invalidValue, keyDefault, KEYS } from './keys.js';
 import { parseProperties } from './properties.js';
 
 export interface ListenAddress {
@@ -107,6 +108,8 @@ export interface ServerConfig {
   readonly modelSnapshot: ModelSnapshot | undefined;
   /** Every property in effect, for snapshots. */
   readonly properties: ReadonlyMap<string, string>;
+  /** What the configuration has that tsserve ignores (unknown keys), for the log. */
+  readonly warnings: readonly string[];
 }
 
 export interface CliOverrides {
@@ -142,7 +145,11 @@ export interface ArchiveLimits {
 }
 
 /** Well above any real model (ONNX weights of several GB), well below what takes a host down. */
-export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = { maxUnpackedBytes: 8 * 1024 ** 3, maxEntries: 10_000, maxCompressionRatio: 1000 };
+export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = {
+  maxUnpackedBytes: Number(keyDefault('max_archive_unpacked_size')),
+  maxEntries: Number(keyDefault('max_archive_entries')),
+  maxCompressionRatio: Number(keyDefault('max_archive_compression_ratio')),
+};
 
 /** tsserve's own keys `kserve_inference_address` and `kserve_grpc_inference_port`. */
 export interface KserveListenConfig {
@@ -158,28 +165,11 @@ export interface GrpcListenConfig {
   readonly maxConnectionAgeGraceMs: number | undefined;
 }
 
-/** Keys an environment variable may set; the variable is TS_<KEY> unless renamed below. */
-const ENV_KEYS = [
-  'inference_address', 'management_address', 'metrics_address', 'load_models', 'default_workers_per_model',
-  'default_response_timeout', 'default_startup_timeout', 'default_queue_timeout', 'unregister_model_timeout', 'job_queue_size',
-  'metrics_mode', 'metrics_config', 'model_metrics_auto_detect', 'disable_system_metrics', 'blacklist_env_vars', 'cors_allowed_origin', 'cors_allowed_methods', 'cors_allowed_headers', 'decode_input_request', 'limit_max_image_pixels',
-  'max_request_size', 'max_response_size', 'default_service_handler', 'model_store', 'enable_metrics_api', 'install_py_dep_per_model',
-  'disable_token_authorization', 'enable_model_api', 'token_expiration_min', 'service_envelope',
-  'keystore', 'keystore_pass', 'keystore_type', 'certificate_file', 'private_key_file',
-  'grpc_inference_address', 'grpc_management_address', 'grpc_inference_port', 'grpc_management_port',
-  'grpc_inference_max_connection_age_ms', 'grpc_management_max_connection_age_ms',
-  'grpc_inference_max_connection_age_grace_ms', 'grpc_management_max_connection_age_grace_ms', 'enable_grpc_ssl',
-  'ts_header_key_sequence_id', 'ts_header_key_sequence_start', 'ts_header_key_sequence_end',
-  'enable_kserve_listeners', 'kserve_inference_address', 'kserve_grpc_inference_port',
-  'max_archive_unpacked_size', 'max_archive_entries', 'max_archive_compression_ratio',
-] as const;
-
-const ENV_RENAMES: Record<string, string> = { token_expiration_min: 'TS_TOKEN_EXPIRATION_TIME_MIN' };
-
-const DEFAULT_ADDRESS = {
-  inference: { address: 'http://127.0.0.1:8080', http: 80, https: 443 },
-  management: { address: 'http://127.0.0.1:8081', http: 8081, https: 8444 },
-  metrics: { address: 'http://127.0.0.1:8082', http: 8082, https: 8445 },
+/** The port of an address that names none, by scheme, as TorchServe picks it. */
+const DEFAULT_PORTS = {
+  inference: { http: 80, https: 443 },
+  management: { http: 8081, https: 8444 },
+  metrics: { http: 8082, https: 8445 },
 } as const;
 
 export class ConfigError extends Error {}
@@ -207,7 +197,29 @@ export function loadServerConfig(
   const props = new Map(file ? parseFileProperties(file, env) : []);
   applyCli(props, cli);
   if (props.get('enable_envvars_config') === 'true') applyEnv(props, env);
-  return buildConfig(props, cli, env, cwd);
+  const warnings = checkProperties(props);
+  return buildConfig(props, cli, env, cwd, warnings);
+}
+
+/**
+ * Every key against the table (config/keys.ts): a value it does not allow stops the start, every
+ * one listed with what is allowed; an unknown key is a warning naming the nearest known one.
+ */
+function checkProperties(props: ReadonlyMap<string, string>): string[] {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  for (const [key, value] of props) {
+    const spec = KEYS.get(key);
+    if (!spec) {
+      const near = closestKey(key);
+      warnings.push(`Unknown configuration key ${key}${near ? `: did you mean ${near}?` : ''} It is ignored.`);
+      continue;
+    }
+    const why = invalidValue(spec, value);
+    if (why) errors.push(`${key}=${value} is not allowed: ${key} is ${why}`);
+  }
+  if (errors.length > 0) throw new ConfigError(`Invalid configuration:\n  ${errors.join('\n  ')}`);
+  return warnings;
 }
 
 function parseFileProperties(file: string, env: NodeJS.ProcessEnv): Map<string, string> {
@@ -227,9 +239,11 @@ function applyCli(props: Map<string, string>, cli: CliOverrides): void {
 }
 
 function applyEnv(props: Map<string, string>, env: NodeJS.ProcessEnv): void {
-  for (const key of ENV_KEYS) {
-    const value = env[ENV_RENAMES[key] ?? `TS_${key.toUpperCase()}`];
-    if (value !== undefined) props.set(key, value);
+  for (const spec of KEYS.values()) {
+    // A key of TorchServe's that means nothing here is not read from the environment at all.
+    if (spec.env === false || spec.applies === 'ignored') continue;
+    const value = env[spec.env];
+    if (value !== undefined) props.set(spec.name, value);
   }
   if (props.get('use_env_allowed_urls') === 'true' && env.TS_ALLOWED_URLS) {
     props.set('allowed_urls', env.TS_ALLOWED_URLS);
@@ -237,87 +251,87 @@ function applyEnv(props: Map<string, string>, env: NodeJS.ProcessEnv): void {
 }
 
 function buildConfig(
-  props: Map<string, string>, cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string,
+  props: Map<string, string>, cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string, warnings: readonly string[],
 ): ServerConfig {
+  // Values were checked against the table (checkProperties); a key unset takes its table default.
   const str = (k: string): string | undefined => props.get(k)?.trim() || undefined;
-  const int = (k: string, dflt: number): number => parseIntOr(props.get(k), dflt);
-  const bool = (k: string, dflt: boolean): boolean => {
-    const v = props.get(k)?.trim().toLowerCase();
-    return v === undefined || v === '' ? dflt : v === 'true';
-  };
+  const int = (k: string): number => parseIntOr(props.get(k), Number(keyDefault(k)));
+  const bool = (k: string): boolean => (str(k) ?? keyDefault(k)).toLowerCase() === 'true';
+  const text = (k: string): string => str(k) ?? keyDefault(k);
+  const address = (k: string, ports: { http: number; https: number }): ListenAddress => parseAddress(text(k), ports);
   const path = (k: string): string | undefined => {
     const v = str(k);
     return v === undefined ? undefined : resolve(cwd, v);
   };
   // An unset gRPC address follows its REST API's host (TorchServe: always 127.0.0.1), so a server
   // whose inference API is reachable from outside (a container's 0.0.0.0) is reachable over gRPC.
-  const grpcListen = (api: 'inference' | 'management', port: number): GrpcListenConfig => ({
+  const grpcListen = (api: 'inference' | 'management'): GrpcListenConfig => ({
     host: str(`grpc_${api}_address`) ?? restHost(api === 'inference' ? inferenceAddress : managementAddress),
-    port: int(`grpc_${api}_port`, port),
+    port: int(`grpc_${api}_port`),
     maxConnectionAgeMs: positiveOrUndefined(props.get(`grpc_${api}_max_connection_age_ms`)),
     maxConnectionAgeGraceMs: positiveOrUndefined(props.get(`grpc_${api}_max_connection_age_grace_ms`)),
   });
   const modelStore = str('model_store');
   const blacklist = str('blacklist_env_vars');
-  const inferenceAddress = parseAddress(str('inference_address') ?? DEFAULT_ADDRESS.inference.address, DEFAULT_ADDRESS.inference);
-  const managementAddress = parseAddress(str('management_address') ?? DEFAULT_ADDRESS.management.address, DEFAULT_ADDRESS.management);
+  const inferenceAddress = address('inference_address', DEFAULT_PORTS.inference);
+  const managementAddress = address('management_address', DEFAULT_PORTS.management);
   return Object.freeze({
     inferenceAddress,
     managementAddress,
-    metricsAddress: parseAddress(str('metrics_address') ?? DEFAULT_ADDRESS.metrics.address, DEFAULT_ADDRESS.metrics),
+    metricsAddress: address('metrics_address', DEFAULT_PORTS.metrics),
     modelStore: modelStore ? resolve(cwd, modelStore) : undefined,
     loadModels: splitList(str('load_models')),
     models: parseModelsJson(str('models')),
-    defaultWorkersPerModel: int('default_workers_per_model', 0),
-    jobQueueSize: int('job_queue_size', 100),
-    defaultResponseTimeout: int('default_response_timeout', 120),
-    defaultStartupTimeout: int('default_startup_timeout', 120),
-    defaultQueueTimeout: Math.max(0, int('default_queue_timeout', 30)),
-    unregisterModelTimeout: int('unregister_model_timeout', 120),
-    maxRequestSize: int('max_request_size', 6553500),
-    maxResponseSize: int('max_response_size', 6553500),
+    defaultWorkersPerModel: int('default_workers_per_model'),
+    jobQueueSize: int('job_queue_size'),
+    defaultResponseTimeout: int('default_response_timeout'),
+    defaultStartupTimeout: int('default_startup_timeout'),
+    defaultQueueTimeout: int('default_queue_timeout'),
+    unregisterModelTimeout: int('unregister_model_timeout'),
+    maxRequestSize: int('max_request_size'),
+    maxResponseSize: int('max_response_size'),
     allowedUrls: splitList(str('allowed_urls') ?? storeOnlyUrls(modelStore ? resolve(cwd, modelStore) : undefined))
       .map((r) => fullMatch('allowed_urls', r, 'i')),
     blacklistEnvVars: blacklist === undefined ? undefined : fullMatch('blacklist_env_vars', blacklist, ''),
-    installPyDepPerModel: bool('install_py_dep_per_model', false),
+    installPyDepPerModel: bool('install_py_dep_per_model'),
     archiveLimits: {
-      maxUnpackedBytes: int('max_archive_unpacked_size', DEFAULT_ARCHIVE_LIMITS.maxUnpackedBytes),
-      maxEntries: int('max_archive_entries', DEFAULT_ARCHIVE_LIMITS.maxEntries),
-      maxCompressionRatio: int('max_archive_compression_ratio', DEFAULT_ARCHIVE_LIMITS.maxCompressionRatio),
+      maxUnpackedBytes: int('max_archive_unpacked_size'),
+      maxEntries: int('max_archive_entries'),
+      maxCompressionRatio: int('max_archive_compression_ratio'),
     },
-    maxDownloadSize: int('max_download_size', 2 * 1024 ** 3),
-    downloadTimeout: int('download_timeout', 600),
-    drainTimeout: int('drain_timeout', 30),
-    enableMetricsApi: bool('enable_metrics_api', true),
-    disableSystemMetrics: bool('disable_system_metrics', false),
-    metricTimeInterval: int('metric_time_interval', 60),
+    maxDownloadSize: int('max_download_size'),
+    downloadTimeout: int('download_timeout'),
+    drainTimeout: int('drain_timeout'),
+    enableMetricsApi: bool('enable_metrics_api'),
+    disableSystemMetrics: bool('disable_system_metrics'),
+    metricTimeInterval: int('metric_time_interval'),
     metricsMode: parseMetricsMode(str('metrics_mode')),
     metricsConfig: path('metrics_config'),
-    modelMetricsAutoDetect: bool('model_metrics_auto_detect', false),
-    enableModelApi: bool('enable_model_api', false),
-    disableTokenAuthorization: bool('disable_token_authorization', false),
-    tokenExpirationMin: parseFloat(props.get('token_expiration_min') ?? '') || 60,
+    modelMetricsAutoDetect: bool('model_metrics_auto_detect'),
+    enableModelApi: bool('enable_model_api'),
+    disableTokenAuthorization: bool('disable_token_authorization'),
+    tokenExpirationMin: Number(text('token_expiration_min')),
     corsAllowedOrigin: str('cors_allowed_origin') ?? '',
     corsAllowedMethods: str('cors_allowed_methods') ?? '',
     corsAllowedHeaders: str('cors_allowed_headers') ?? '',
-    decodeInputRequest: bool('decode_input_request', true),
-    limitMaxImagePixels: bool('limit_max_image_pixels', true),
+    decodeInputRequest: bool('decode_input_request'),
+    limitMaxImagePixels: bool('limit_max_image_pixels'),
     serviceEnvelope: str('service_envelope'),
     // TorchServe reads this variable even when environment configuration is off.
-    openInferenceProtocol: bool('ts_open_inference_protocol', false) || env.TS_OPEN_INFERENCE_PROTOCOL === 'oip',
+    openInferenceProtocol: bool('ts_open_inference_protocol') || env.TS_OPEN_INFERENCE_PROTOCOL === 'oip',
     kserve: kserveListeners(props, env),
-    grpcInference: grpcListen('inference', 7070),
-    grpcManagement: grpcListen('management', 7071),
-    enableGrpcSsl: bool('enable_grpc_ssl', false),
+    grpcInference: grpcListen('inference'),
+    grpcManagement: grpcListen('management'),
+    enableGrpcSsl: bool('enable_grpc_ssl'),
     sequenceHeaders: {
-      id: (str('ts_header_key_sequence_id') ?? 'ts_request_sequence_id').toLowerCase(),
-      start: (str('ts_header_key_sequence_start') ?? 'ts_request_sequence_start').toLowerCase(),
-      end: (str('ts_header_key_sequence_end') ?? 'ts_request_sequence_end').toLowerCase(),
+      id: text('ts_header_key_sequence_id').toLowerCase(),
+      start: text('ts_header_key_sequence_start').toLowerCase(),
+      end: text('ts_header_key_sequence_end').toLowerCase(),
     },
     tls: {
       keystore: path('keystore'),
-      keystorePass: props.get('keystore_pass') ?? 'changeit',
-      keystoreType: str('keystore_type') ?? 'PKCS12',
+      keystorePass: props.get('keystore_pass') ?? keyDefault('keystore_pass'),
+      keystoreType: text('keystore_type'),
       privateKeyFile: path('private_key_file'),
       certificateFile: path('certificate_file'),
     },
@@ -326,10 +340,11 @@ function buildConfig(
     logLocation: logLocationOf(env, cwd),
     // TorchServe's log4j2.xml: METRICS_LOCATION, else ./logs, whatever LOG_LOCATION says.
     metricsLocation: resolve(cwd, env.METRICS_LOCATION ?? 'logs'),
-    initialWorkerPort: int('initial_worker_port', 9000),
+    initialWorkerPort: int('initial_worker_port'),
     keyFile: resolve(cwd, 'key_file.json'),
     modelSnapshot: parseSnapshotProperty(props.get('model_snapshot')),
     properties: props,
+    warnings,
   });
 }
 
@@ -343,8 +358,8 @@ function kserveListeners(props: ReadonlyMap<string, string>, env: NodeJS.Process
   const enabled = props.get('enable_kserve_listeners')?.trim().toLowerCase();
   const underKserve = env.TS_SERVICE_ENVELOPE === 'kserve' || env.TS_SERVICE_ENVELOPE === 'kservev2';
   if (enabled === 'false' || (enabled !== 'true' && !underKserve)) return undefined;
-  const http = parseAddress(props.get('kserve_inference_address')?.trim() || 'http://0.0.0.0:8080', { http: 8080, https: 8443 });
-  const port = parseIntOr(props.get('kserve_grpc_inference_port'), 8081);
+  const http = parseAddress(props.get('kserve_inference_address')?.trim() || keyDefault('kserve_inference_address'), { http: 8080, https: 8443 });
+  const port = parseIntOr(props.get('kserve_grpc_inference_port'), Number(keyDefault('kserve_grpc_inference_port')));
   return { http, grpc: { host: http.scheme === 'unix' ? '0.0.0.0' : http.host, port, maxConnectionAgeMs: undefined, maxConnectionAgeGraceMs: undefined } };
 }
 
