@@ -5,10 +5,10 @@
  * failure with `{code, type, message}`, an access-log line and a response-class metric per reply.
  */
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type RequestListener, type Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
 import { isTsError, TsError, tsError } from '../errors.js';
 import type { Loggers } from '../log/loggers.js';
@@ -70,12 +70,16 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     const ms = Math.round(reply.elapsedTime);
     deps.loggers.access(`/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`);
   });
-  app.setErrorHandler((err: FastifyError | TsError, _request, reply) => {
+  app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
     const e = toTsError(err);
     logFailure(deps.loggers, err, e);
+    closeIfBodyUnread(request.raw, reply);
     return sendError(reply, e);
   });
-  app.setNotFoundHandler((_request, reply) => sendError(reply, tsError('TSS_ERR_HTTP_NOT_FOUND')));
+  app.setNotFoundHandler((request, reply) => {
+    closeIfBodyUnread(request.raw, reply);
+    return sendError(reply, tsError('TSS_ERR_HTTP_NOT_FOUND'));
+  });
   describeRoutes(app);
   return app;
 }
@@ -106,6 +110,15 @@ function fixedHeaders(requestId: string, config: ServerConfig): Record<string, s
   if (config.corsAllowedMethods) headers['Access-Control-Allow-Methods'] = config.corsAllowedMethods;
   if (config.corsAllowedHeaders) headers['Access-Control-Allow-Headers'] = config.corsAllowedHeaders;
   return headers;
+}
+
+/**
+ * An answer sent before the request's body was read (a 413 on its Content-Length, a multipart
+ * body refused part-way) leaves the rest of that body on the connection: a client that reuses it
+ * would wait forever for its next answer. Such a connection is closed once answered.
+ */
+function closeIfBodyUnread(raw: IncomingMessage, reply: FastifyReply): void {
+  if (!raw.complete) reply.header('connection', 'close');
 }
 
 /**
