@@ -48,7 +48,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation })): Promise<RunningServer> {
+export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation, format: config.logFormat })): Promise<RunningServer> {
   const registry = new ModelRegistry();
   const listening: Closable[] = [];
   try {

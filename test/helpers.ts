@@ -56,8 +56,9 @@ export async function startTestServer(
     cli?: Parameters<typeof loadServerConfig>[0];
     /** Environment variables the server's configuration reads. */
     env?: Record<string, string>;
-    /** Receives the server log's JSON lines (warnings and up); without it the log is silent. */
+    /** Receives the server log's lines (warnings and up, or from `level`); without it the log is silent. */
     serverLog?: (line: string) => void;
+    level?: 'info' | 'warn';
   } = {},
 ): Promise<TestServer> {
   const dir = tempDir(t);
@@ -82,7 +83,8 @@ export async function startTestServer(
   const log = opts.serverLog;
   const loggers = createLoggers(config.logLocation, {
     metricsLocation: config.metricsLocation,
-    ...(log ? { level: 'warn', destination: { write: log } } : { level: 'silent' }),
+    format: config.logFormat,
+    ...(log ? { level: opts.level ?? 'warn', destination: { write: log } } : { level: 'silent' }),
   });
   const server = await startServer(config, loggers);
   t.teardown(() => server.close());

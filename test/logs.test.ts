@@ -46,7 +46,27 @@ t.test("a client's 4xx is one log line; a handler's failure keeps its stack", as
   t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: 'not an image' })).status, 400);
   await waitFor(() => lines.some((l) => l.includes('Prediction refused for model mnist: 400')), 10_000, 'the refusal logged');
   await server.close();
-  const worker = lines.filter((l) => l.includes('"worker"'));
+  const worker = lines.filter((l) => /\] W-\S+ tsserve - /.test(l));
   t.equal(worker.length, 1, `one line from the worker: ${worker.join('\n')}`);
   t.notOk(worker.some((l) => /\bat \S+ \(/.test(l)), 'no stack');
+});
+
+t.test('the server log: log4j-style text lines by default, as TorchServe writes them; JSON lines with log_format=json', async (t) => {
+  for (const format of ['text', 'json'] as const) {
+    const lines: string[] = [];
+    const server = await startTestServer(t, {
+      prepare: (store) => buildMnistMar(store),
+      properties: { load_models: 'mnist.mar', ...(format === 'json' ? { log_format: 'json' } : {}) },
+      serverLog: (line) => lines.push(line),
+      level: 'info',
+    });
+    await waitReady(server.urls.management, 'mnist');
+    await server.close();
+    const loaded = lines.find((l) => l.includes('State change STARTED -> MODEL_LOADED'));
+    if (format === 'text') {
+      t.match(loaded, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3} \[INFO \] main tsserve - W-\d+-mnist_1\.0 State change STARTED -> MODEL_LOADED\n$/, 'text');
+    } else {
+      t.match(JSON.parse(loaded!), { level: 30, msg: /W-\d+-mnist_1\.0 State change STARTED -> MODEL_LOADED/ }, 'json');
+    }
+  }
 });

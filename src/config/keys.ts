@@ -102,6 +102,7 @@ const TABLE: Record<string, Spec> = {
   enable_kserve_listeners: { type: 'bool', applies: 'server', own: true, doc: "KServe's listeners (8080 HTTP, 8081 gRPC); unset: on when TS_SERVICE_ENVELOPE is kserve or kservev2." },
   kserve_inference_address: { type: 'address', default: 'http://0.0.0.0:8080', applies: 'server', own: true, doc: "KServe's HTTP listener." },
   kserve_grpc_inference_port: { ...PORT, default: '8081', applies: 'server', own: true, doc: "KServe's gRPC v2 listener port." },
+  log_format: { type: 'enum', values: ['text', 'json'], default: 'text', applies: 'server', own: true, doc: "The server log's form: text, log4j's layout as TorchServe writes it; json, pino's lines for log shippers." },
   enable_envvars_config: { type: 'bool', default: 'false', env: false, applies: 'server', doc: 'Let TS_* environment variables set keys.' },
   vmargs: { type: 'string', env: false, applies: 'server', doc: "Node.js options for the server process (tsserve --start); JVM options are skipped with a warning." },
   workflow_store: { type: 'path', applies: 'ignored', doc: 'Workflows are disabled, as in TorchServe 0.12.' },

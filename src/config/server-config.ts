@@ -22,6 +22,9 @@ export interface ListenAddress {
 
 export type MetricsMode = 'log' | 'prometheus' | 'legacy';
 
+/** The server log's form: log4j-style text lines (TorchServe's) or pino's JSON lines. */
+export type LogFormat = 'text' | 'json';
+
 /** Per-model settings from the `models=` JSON of config.properties: name -> version -> settings. */
 export type ModelsJson = Record<string, Record<string, Record<string, unknown>>>;
 
@@ -98,6 +101,8 @@ export interface ServerConfig {
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
   readonly logLocation: string;
+  /** tsserve's own key `log_format`: the server log as log4j-style text or as JSON lines. */
+  readonly logFormat: LogFormat;
   /** Where metrics_mode=log writes ts_metrics.log and model_metrics.log. */
   readonly metricsLocation: string;
   /** The number in the first worker's name (`W-9000-model_1.0`), counting up. */
@@ -338,6 +343,7 @@ function buildConfig(
     defaultServiceHandler: str('default_service_handler'),
     snapshotsDisabled: cli.ncs === true,
     logLocation: logLocationOf(env, cwd),
+    logFormat: text('log_format').toLowerCase() === 'json' ? 'json' : 'text',
     // TorchServe's log4j2.xml: METRICS_LOCATION, else ./logs, whatever LOG_LOCATION says.
     metricsLocation: resolve(cwd, env.METRICS_LOCATION ?? 'logs'),
     initialWorkerPort: int('initial_worker_port'),

@@ -1,7 +1,8 @@
 /**
  * @module log/loggers
- * The server's logs, as TorchServe keeps them under LOG_LOCATION: the server log (pino JSON on
- * stdout), access_log.log (one line per response), model_log.log (what handlers print); and in
+ * The server's logs, as TorchServe keeps them under LOG_LOCATION: the server log (on stdout,
+ * which `tsserve --start` sends to ts_log.log: log4j-style text lines by default, as TorchServe
+ * users read them, or pino's JSON with log_format=json for log shippers), access_log.log (one line per response), model_log.log (what handlers print); and in
  * `metrics_mode=log`, under METRICS_LOCATION, ts_metrics.log and model_metrics.log
  * (metrics/registry.ts writes the lines).
  * Files are written asynchronously so logging never waits on the disk in the request path.
@@ -9,6 +10,7 @@
 import { mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
+import type { LogFormat } from '../config/server-config.js';
 import { formatLocalTime } from '../local-time.js';
 
 export interface Loggers {
@@ -30,13 +32,16 @@ export interface LoggerOptions {
   readonly metricsLocation?: string;
   /** Where the server log's lines go instead of stdout. */
   readonly destination?: { write(line: string): void };
+  /** `text` (log4j's layout, TorchServe's) unless told; `json`: pino's lines. */
+  readonly format?: LogFormat;
 }
 
 export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Loggers {
-  const { level = 'info', metricsLocation = logLocation } = opts;
+  const { level = 'info', metricsLocation = logLocation, format = 'text' } = opts;
   mkdirSync(logLocation, { recursive: true });
   const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
-  const server = opts.destination ? pino(options, opts.destination) : pino(options);
+  const out = opts.destination ?? process.stdout;
+  const server = pino(options, format === 'json' ? out : { write: (line: string) => out.write(textLine(line)) });
   // The access log is written in 4 KB pieces, not a write per request (those writes were 5% of
   // the main process's CPU samples under load), and at least once a second, so that `tail -f`
   // shows a quiet server's requests too; close() writes the rest.
@@ -111,6 +116,22 @@ function appendOnlyLog(path: string, server: Logger, minLength = 0): ReturnType<
 }
 
 const ACCESS_FLUSH_MS = 1000;
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
+
+/**
+ * One of pino's JSON lines as log4j's `%d{ISO8601} [%-5p] %t %c - %m`, TorchServe's layout:
+ * `2026-12-02T07:29:18,354 [INFO ] main tsserve - Restored 1 model versions ...`; the thread is
+ * the worker a line came from, else `main`. An error's stack follows on its own lines, as log4j
+ * prints one.
+ */
+function textLine(json: string): string {
+  const record = JSON.parse(json) as { level: number; time: string; msg?: string; worker?: string; err?: { stack?: string; message?: string }; [key: string]: unknown };
+  const { level, time, msg = '', worker, err, ...fields } = record;
+  const extra = Object.entries(fields).map(([k, v]) => ` ${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join('');
+  const stack = err ? `\n${err.stack ?? err.message ?? ''}` : '';
+  return `${formatLocalTime(new Date(time), 'yyyy-MM-ddTHH:mm:ss,SSS')} [${LEVELS[level] ?? 'INFO '}] ${worker ?? 'main'} tsserve - ${msg}${extra}${stack}\n`;
+}
 
 /** log4j's ISO8601 pattern: `2024-05-30T21:46:03,625`. */
 function timestamp(): string {
