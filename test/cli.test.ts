@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMnistMar, MNIST_DIR, ROOT, tempDir, waitFor, writeUserConfig } from './helpers.js';
+import { buildMnistMar, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -78,7 +78,7 @@ t.test('vmargs: its Node.js options reach the server process, JVM options from a
   t.equal(start.status, 0, start.out);
   t.match(start.out, 'Warning: vmargs: ignoring JVM parameters -Xmx1g -XX:+UseContainerSupport');
   t.match(start.out, 'Warning: tsserve is using non-default Node.js parameters: --max-old-space-size=300 --max-semi-space-size=1');
-  const pid = Number(readFileSync(join(dir, '.model_server.pid'), 'utf8'));
+  const pid = startedPid(dir);
   const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   t.ok(argv.includes('--max-old-space-size=300') && argv.includes('--max-semi-space-size=1'), `the server runs with them: ${argv.join(' ')}`);
   t.notOk(argv.some((a) => a.startsWith('-X')), 'and without the JVM ones');
@@ -143,4 +143,21 @@ t.test('usage errors exit 2, as torchserve and torch-model-archiver (argparse) d
   });
   t.equal(busy.status, 1);
   t.equal(busy.out.trim(), `tsserve-app cannot listen on 127.0.0.1:${port}: the port is in use. Choose another with --port (or --host).`, 'one line, no stack trace');
+});
+
+t.test('--stop stops the server started from this directory only: another directory (or user) sharing the temp dir keeps its own', async (t) => {
+  const tmp = tempDir(t);
+  const env = { TMPDIR: tmp };
+  const project = join(tmp, 'project');
+  const elsewhere = join(tmp, 'elsewhere');
+  mkdirSync(join(project, 'model-store'), { recursive: true });
+  mkdirSync(elsewhere);
+  const urls = await writeUserConfig(project);
+  t.teardown(() => tsserve(['--stop'], project, env));
+  t.equal(tsserve(['--start', '--model-store', 'model-store', '--disable-token-auth'], project, env).status, 0);
+  const other = tsserve(['--stop'], elsewhere, env);
+  t.match(other.out, 'tsserve is not currently running.');
+  t.match(other.out, `A tsserve started from ${project} (pid ${startedPid(tmp)}) is: run tsserve --stop there.`);
+  t.equal((await fetch(`${urls.inference}/ping`)).status, 200, 'still serving');
+  t.match(tsserve(['--stop'], project, env).out, 'tsserve has stopped.');
 });

@@ -2,7 +2,7 @@
  * Test helpers: a real tsserve on 127.0.0.1 with ports chosen by the OS, a model store of real
  * archives built by the real archiver, and fetch.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -168,4 +168,11 @@ export function seededRandom(seed: number): () => number {
     r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
     return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** The PID `tsserve --start` recorded in `tmp` (its TMPDIR): its one PID file there. */
+export function startedPid(tmp: string): number {
+  const files = readdirSync(tmp).filter((f) => f.startsWith('.tsserve-') && f.endsWith('.pid'));
+  if (files.length !== 1) throw new Error(`expected one PID file in ${tmp}, found ${files.length}`);
+  return Number(readFileSync(join(tmp, files[0]!), 'utf8').split('\n')[0]);
 }

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import t from 'tap';
 import { parseProperties } from '../dist/src/config/properties.js';
-import { buildMnistMar, ROOT, startTestServer, tempDir, waitFor, writeUserConfig } from './helpers.js';
+import { buildMnistMar, ROOT, startedPid, startTestServer, tempDir, waitFor, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -51,7 +51,7 @@ t.test('after kill -9, tsserve --start restores models, versions, the default an
   t.equal((await fetch(`${m}/models/mnist/1.0?min_worker=2&synchronous=true`, { method: 'PUT' })).status, 200);
   t.equal((await fetch(`${m}/models/mnist/2.0/set-default`, { method: 'PUT' })).status, 200);
 
-  const pid = Number(readFileSync(join(dir, '.model_server.pid'), 'utf8'));
+  const pid = startedPid(dir);
   process.kill(pid, 'SIGKILL');
   await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 'server gone');
 

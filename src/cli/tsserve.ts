@@ -6,7 +6,8 @@
  * the PID file.
  */
 import { fork } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
@@ -15,7 +16,13 @@ import { startServer } from '../server.js';
 import { VERSION } from '../version.js';
 import { exitTwoOnUsageError } from './usage.js';
 
-const PID_FILE = join(tmpdir(), '.model_server.pid');
+/**
+ * One PID file per user and working directory, where TorchServe keeps one per temp dir: `--stop`
+ * stops the server started from this directory, never another user's or another project's on
+ * a shared host. The file holds the PID, then the directory, for the hint `--stop` gives.
+ */
+const PID_PREFIX = `.tsserve-${process.getuid?.() ?? 0}-`;
+const PID_FILE = join(tmpdir(), `${PID_PREFIX}${createHash('sha256').update(process.cwd()).digest('hex').slice(0, 16)}.pid`);
 const START_TIMEOUT_MS = 120_000;
 
 interface Flags extends CliOverrides {
@@ -107,7 +114,7 @@ async function serveInForeground(flags: Flags): Promise<void> {
   if (!process.send && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
     console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
   }
-  writeFileSync(PID_FILE, String(process.pid));
+  writeFileSync(PID_FILE, `${process.pid}\n${process.cwd()}\n`);
   const server = await startServer(config).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
   console.log('Model server started.');
   console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
@@ -152,7 +159,7 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
     const tail = readFileSync(join(logDir, 'ts_log.log'), 'utf8').split('\n').slice(-15).join('\n');
     fail(`tsserve did not start (${outcome}). The end of ${join(logDir, 'ts_log.log')}:\n${tail}`);
   }
-  writeFileSync(PID_FILE, String(child.pid));
+  writeFileSync(PID_FILE, `${child.pid}\n${process.cwd()}\n`);
   child.disconnect();
   child.unref();
   console.log(`tsserve started (pid ${child.pid}); logs in ${logDir}`);
@@ -162,6 +169,7 @@ async function stop(): Promise<void> {
   const pid = runningPid();
   if (pid === undefined) {
     console.log('tsserve is not currently running.');
+    for (const other of othersOfThisUser()) console.log(`A tsserve started from ${other.dir} (pid ${other.pid}) is: run tsserve --stop there.`);
     return;
   }
   try {
@@ -180,11 +188,28 @@ async function stop(): Promise<void> {
 /** The PID in the PID file if that process is alive and is a tsserve; removes an orphan file. */
 function runningPid(): number | undefined {
   if (!existsSync(PID_FILE)) return undefined;
-  const pid = Number(readFileSync(PID_FILE, 'utf8').trim());
-  if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && commandLine(pid).includes('tsserve')) return pid;
+  const pid = readPidFile(PID_FILE).pid;
+  if (isTsserve(pid)) return pid;
   console.log('Removing orphan pid file.');
   rmSync(PID_FILE, { force: true });
   return undefined;
+}
+
+function readPidFile(file: string): { pid: number; dir: string } {
+  const [pid = '', dir = ''] = readFileSync(file, 'utf8').split('\n');
+  return { pid: Number(pid.trim()), dir };
+}
+
+function isTsserve(pid: number): boolean {
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid) && commandLine(pid).includes('tsserve');
+}
+
+/** This user's servers started from other directories, for the hint of a `--stop` that found none here. */
+function othersOfThisUser(): Array<{ pid: number; dir: string }> {
+  return readdirSync(tmpdir())
+    .filter((name) => name.startsWith(PID_PREFIX) && name.endsWith('.pid'))
+    .map((name) => readPidFile(join(tmpdir(), name)))
+    .filter((other) => isTsserve(other.pid));
 }
 
 function isAlive(pid: number): boolean {
