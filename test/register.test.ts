@@ -121,3 +121,27 @@ t.test('OPTIONS / describes the real routes of each listener in OpenAPI 3', asyn
   const get = await fetch(server.urls.inference);
   t.equal(get.status, 405, 'GET / is 405, as TorchServe');
 });
+
+t.test("model-config.yaml: a key the server reads with a wrong value is named in a warning and its default used; the handler's own keys pass", async (t) => {
+  const log: string[] = [];
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      const yaml = join(store, '..', 'model-config.yaml');
+      writeFileSync(yaml, 'batchSize: -3\nuseJobTicket: maybe\nmaxWorkers: [1, 2]\ndeviceType: tpu\nmyHandlerSetting: 7\nresponseTimeout: 30\n');
+      buildMnistMar(store, 'mnist', { configFile: yaml });
+    },
+    serverLog: (line) => log.push(line),
+  });
+  const res = await fetch(`${server.urls.management}/models?url=mnist.mar&initial_workers=0`, { method: 'POST' });
+  t.equal(res.status, 200, 'registered, as TorchServe registers it');
+  const warned = log.filter((l) => l.includes('Model mnist: model-config.yaml: '));
+  t.equal(warned.length, 4, warned.join('\n'));
+  for (const expected of [
+    'batchSize: -3 is not allowed (batchSize is a whole number of at least 1); the default is used',
+    'useJobTicket: "maybe" is not allowed (useJobTicket is true or false); the default is used',
+    'maxWorkers: [1,2] is not allowed (maxWorkers is a whole number); the default is used',
+    'deviceType: "tpu" is not allowed (deviceType is one of cpu, gpu); the default is used',
+  ]) t.ok(warned.some((l) => l.includes(expected)), expected);
+  const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ batchSize: number; responseTimeout: number }>;
+  t.match(described, { batchSize: 1, responseTimeout: 30 }, 'the defaults for the bad values, the good ones kept');
+});

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { ValidManifest } from '../archive/manifest.js';
 import { tsError } from '../errors.js';
 import { isRecord } from '../is-record.js';
+import { invalidValue, type KeySpec } from './keys.js';
 import type { SequenceHeaders, ServerConfig } from './server-config.js';
 
 export interface ModelSettings {
@@ -68,6 +69,45 @@ export interface RegisterParams {
   initialWorkers?: number | undefined;
   /** Start-up loading: the `models=` JSON's minWorkers/maxWorkers come before initialWorkers. */
   atStartup?: boolean | undefined;
+}
+
+type YamlSpec = Pick<KeySpec, 'type' | 'min' | 'values'>;
+const COUNT = { type: 'int', min: 0 } as const;
+const AT_LEAST_ONE = { type: 'int', min: 1 } as const;
+const FLAG = { type: 'bool' } as const;
+
+/** The model-config.yaml keys the server reads (spec 2.5, and tsserve's adaptiveThreads); any other key is the handler's. */
+const YAML_KEYS: Record<string, YamlSpec> = {
+  minWorkers: COUNT, maxWorkers: COUNT, batchSize: AT_LEAST_ONE, maxBatchDelay: COUNT,
+  responseTimeout: AT_LEAST_ONE, startupTimeout: AT_LEAST_ONE, maxRetryTimeoutInSec: COUNT,
+  clientTimeoutInMills: COUNT, jobQueueSize: AT_LEAST_ONE, useJobTicket: FLAG, sequenceBatching: FLAG,
+  sequenceMaxIdleMSec: COUNT, sequenceTimeoutMSec: COUNT, maxSequenceJobQueueSize: AT_LEAST_ONE,
+  maxNumSequence: AT_LEAST_ONE, continuousBatching: FLAG, asyncCommunication: FLAG, useVenv: FLAG,
+  adaptiveThreads: FLAG, parallelLevel: COUNT,
+  deviceType: { type: 'enum', values: ['cpu', 'gpu'] },
+  parallelType: { type: 'enum', values: ['pp', 'tp', 'pptp', 'custom'] },
+};
+
+/**
+ * What a model-config.yaml says that the server cannot use: a key it reads with a value of the
+ * wrong kind (TorchServe skips such a value with a warning, and so does tsserve, naming the key,
+ * the value and what is allowed). Keys it does not read are the handler's, and pass unremarked.
+ */
+export function yamlWarnings(yaml: Record<string, unknown>, file: string): string[] {
+  return Object.entries(yaml).flatMap(([key, value]) => {
+    const spec = YAML_KEYS[key];
+    if (!spec) return [];
+    const why = isScalar(value) ? invalidValue({ ...spec, name: key, env: false, applies: 'server', doc: '' }, String(value)) : describeKind(spec);
+    return why ? [`${file}: ${key}: ${JSON.stringify(value)} is not allowed (${key} is ${why}); the default is used`] : [];
+  });
+}
+
+function isScalar(value: unknown): value is string | number | boolean {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
+}
+
+function describeKind(spec: YamlSpec): string {
+  return spec.type === 'bool' ? 'true or false' : spec.type === 'enum' ? `one of ${spec.values!.join(', ')}` : 'a whole number';
 }
 
 /** The archive's model-config YAML; the parser is loaded only for an archive that has one. */

@@ -11,7 +11,7 @@ import { openModelArchive } from '../archive/extract.js';
 import { locateArchive, type LocateOptions } from '../archive/locate.js';
 import { readManifest, RUNTIMES } from '../archive/manifest.js';
 import { pythonModelMessage, pythonModelReasons } from '../archive/python-model.js';
-import { readModelYaml, resolveSettings, type RegisterParams } from '../config/model-config.js';
+import { readModelYaml, resolveSettings, yamlWarnings, type RegisterParams } from '../config/model-config.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import { Model } from './model.js';
@@ -55,6 +55,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
       }
     }
     const yaml = await readModelYaml(opened.dir, manifest);
+    for (const warning of yamlWarnings(yaml, manifest.model.configFile ?? 'model-config.yaml')) deps.log(`Model ${name}: ${warning}`);
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined);
     return new Model({
