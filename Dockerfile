@@ -20,7 +20,8 @@ COPY handlers handlers
 COPY examples/mnist examples/mnist
 RUN npm run build \
  && node bin/tsserve-archiver.js --model-name mnist --version 1.0 --serialized-file examples/mnist/mnist.onnx \
-      --handler examples/mnist/mnist_handler.ts --export-path /build/model-store --force \
+      --handler examples/mnist/mnist_handler.ts --config-file examples/mnist/model-config.yaml \
+      --export-path /build/model-store --force \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && platform="linux/$(node -p 'process.arch')" \
  && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 -type d ! -path "*/$platform" -exec rm -rf {} + \

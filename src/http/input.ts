@@ -66,8 +66,19 @@ async function readParams(request: FastifyRequest): Promise<WireParam[]> {
   if (request.isMultipart()) return readMultipart(request);
   const contentType = mimeType(request.headers['content-type']);
   const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-  if (contentType === 'application/x-www-form-urlencoded') return formFields(body);
+  if (contentType === 'application/x-www-form-urlencoded') {
+    // curl --data-binary @image.png says it sends a form; bytes no form could hold say it does not.
+    return isFormText(body) ? formFields(body) : [{ name: 'body', contentType: undefined, value: body }];
+  }
   return [{ name: 'body', contentType, value: body }];
+}
+
+/** An url-encoded form is printable ASCII (and line breaks); anything else is a raw body mislabelled. */
+function isFormText(body: Buffer): boolean {
+  for (const byte of body) {
+    if ((byte < 0x20 || byte > 0x7e) && byte !== 0x0a && byte !== 0x0d && byte !== 0x09) return false;
+  }
+  return true;
 }
 
 /**
