@@ -114,7 +114,7 @@ async function serveInForeground(flags: Flags): Promise<void> {
   if (!process.send && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
     console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
   }
-  writeFileSync(PID_FILE, `${process.pid}\n${process.cwd()}\n`);
+  writePidFile(process.pid);
   const server = await startServer(config).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
   console.log('Model server started.');
   console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
@@ -159,7 +159,7 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
     const tail = readFileSync(join(logDir, 'ts_log.log'), 'utf8').split('\n').slice(-15).join('\n');
     fail(`tsserve did not start (${outcome}). The end of ${join(logDir, 'ts_log.log')}:\n${tail}`);
   }
-  writeFileSync(PID_FILE, `${child.pid}\n${process.cwd()}\n`);
+  writePidFile(child.pid!);
   child.disconnect();
   child.unref();
   console.log(`tsserve started (pid ${child.pid}); logs in ${logDir}`);
@@ -193,6 +193,10 @@ function runningPid(): number | undefined {
   console.log('Removing orphan pid file.');
   rmSync(PID_FILE, { force: true });
   return undefined;
+}
+
+function writePidFile(pid: number): void {
+  writeFileSync(PID_FILE, `${pid}\n${process.cwd()}\n`);
 }
 
 function readPidFile(file: string): { pid: number; dir: string } {

@@ -49,11 +49,12 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
     schemaController: { compilersFactory: NO_SCHEMA_COMPILERS },
-    // A bad %-escape or an over-long path segment: fastify's own body unless told otherwise.
-    frameworkErrors: (err, _request, reply) => {
+    // A bad %-escape or an over-long path segment, refused by the router before any route runs.
+    frameworkErrors: (err, request, reply) => {
       const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new TsError('TSS_ERR_HTTP_BAD_REQUEST', `A path segment is longer than ${MAX_PARAM_LENGTH} characters`, 414)
         : toTsError(err);
+      closeIfBodyUnread(request.raw, reply);
       void sendError(reply, e);
     },
     clientErrorHandler: answerClientError,

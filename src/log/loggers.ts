@@ -2,7 +2,8 @@
  * @module log/loggers
  * The server's logs, as TorchServe keeps them under LOG_LOCATION: the server log (on stdout,
  * which `tsserve --start` sends to ts_log.log: log4j-style text lines by default, as TorchServe
- * users read them, or pino's JSON with log_format=json for log shippers), access_log.log (one line per response), model_log.log (what handlers print); and in
+ * users read them, or pino's JSON with log_format=json for log shippers), access_log.log (one
+ * line per response), model_log.log (what handlers print); and in
  * `metrics_mode=log`, under METRICS_LOCATION, ts_metrics.log and model_metrics.log
  * (metrics/registry.ts writes the lines).
  * Files are written asynchronously so logging never waits on the disk in the request path.
