@@ -3,7 +3,9 @@
 // serving inference and management together.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Metadata } from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
+import { grpcClient, unaryCall } from './grpc-client.js';
 import { buildMar, buildMnistMar, errorBody, FIXTURES, freePort, MNIST_DIR, startTestServer, type TestServer } from './helpers.js';
 
 /** What test/fixtures/echo_handler.ts answers. */
@@ -101,4 +103,25 @@ t.test('one address for inference and management: one listener serves both, as T
   t.equal((await fetch(`${base}/models/echo`)).status, 200, 'describe');
   const predictV1 = await fetch(`${base}/v1/models/echo:predict`, { method: 'POST', body: 'x' });
   t.equal(predictV1.status, 200, 'KServe v1 prediction');
+});
+
+t.test("a client's describe or explain header steers nothing: only the route says what a job is", async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  const base = server.urls.inference;
+  for (const [url, header] of [
+    [`${base}/predictions/mnist`, 'describe'], [`${base}/predictions/mnist`, 'explain'],
+    [`${base}/invocations?model_name=mnist`, 'explain'], [`${base}/mnist/predict`, 'explain'],
+    [`${base}/models/mnist/invoke`, 'describe'],
+  ] as const) {
+    const res = await fetch(url, { method: 'POST', body: seven, headers: { 'content-type': 'application/octet-stream', [header]: 'True' } });
+    t.same([res.status, await res.text()], [200, '7'], `${url.slice(base.length)} with ${header}: True is a prediction`);
+  }
+  const explained = await fetch(`${base}/explanations/mnist`, { method: 'POST', body: seven, headers: { explain: 'False' } });
+  t.equal(((await explained.json()) as unknown[]).length, 1, '/explanations explains, whatever the client says');
+  const grpc = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+  const metadata = new Metadata();
+  metadata.set('explain', 'True');
+  const answer = await unaryCall(grpc, 'Predictions', { model_name: 'mnist', input: { data: seven } }, metadata);
+  t.equal(String((answer.value as { prediction: Buffer }).prediction), '7', 'gRPC metadata the same');
 });

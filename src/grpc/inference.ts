@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { TsError } from '../errors.js';
-import type { JobResponse, JobSink } from '../wlm/job.js';
+import { withoutJobKind, type JobResponse, type JobSink } from '../wlm/job.js';
 import type { Model } from '../wlm/model.js';
 import { submitPrediction } from '../wlm/predict.js';
 import type { WireParam } from '../worker/protocol.js';
@@ -81,7 +81,7 @@ export function queuePrediction(deps: GrpcDeps, name: string, version: string, p
 export function headersOf(metadata: Metadata): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [key, value] of Object.entries(metadata.getMap())) if (typeof value === 'string') headers[key] = value;
-  return headers;
+  return withoutJobKind(headers);
 }
 
 /** A handler's answer with an error status; an error body `{code, type, message}` gives its message. */

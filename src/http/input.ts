@@ -8,6 +8,7 @@
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
+import { withoutJobKind } from '../wlm/job.js';
 import type { WireParam, WireRequest } from '../worker/protocol.js';
 import { isTsError, tsError } from '../errors.js';
 
@@ -22,7 +23,7 @@ export async function toWireRequest(request: FastifyRequest, extraHeaders: Recor
   const params = await readParams(request);
   return {
     id: request.id,
-    headers: { ...flatHeaders(request), ...extraHeaders },
+    headers: { ...withoutJobKind(flatHeaders(request)), ...extraHeaders },
     params: withQuery ? [...queryParams(request), ...params] : params,
   };
 }

@@ -21,6 +21,20 @@ export interface JobSink {
   fail(error: TsError): void;
 }
 
+/**
+ * The headers that make a job an explanation or a describe (handlers read them too, as
+ * TorchServe's do). Only a route or the server may set them: a client's own are dropped, so that
+ * `describe: True` on /predictions or `explain: True` on /invocations cannot pick the code path.
+ */
+const JOB_KIND_HEADERS = ['explain', 'describe'];
+
+/** A client's headers without the ones that choose the job's kind. */
+export function withoutJobKind(headers: Record<string, string>): Record<string, string> {
+  const out = { ...headers };
+  for (const name of JOB_KIND_HEADERS) delete out[name];
+  return out;
+}
+
 export class Job {
   readonly request: WireRequest;
   readonly arrivedAt = performance.now();
