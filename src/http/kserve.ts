@@ -16,6 +16,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../wlm/model-metadata.js';
+import type { ModelRegistry } from '../wlm/model-registry.js';
 import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { acceptMultipart } from './input.js';
@@ -32,7 +33,7 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options:
   app.all('/v1/models/:spec', documented('KServe v1 prediction of the default version (model:explain explains; GET model: is it ready)', ['POST'], '/v1/models/{model}:predict'),
     async (request: FastifyRequest<{ Params: { spec: string } }>, reply) => {
       const [model, verb] = request.params.spec.split(':');
-      if (model && verb === undefined && request.method === 'GET') return sendJson(reply, 200, modelReadiness(deps, model));
+      if (model && verb === undefined && request.method === 'GET') return sendJson(reply, 200, modelReadiness(deps.registry, model));
       if (!model || (verb !== 'predict' && verb !== 'explain')) throw tsError('TSS_ERR_HTTP_NOT_FOUND');
       return predict(request, reply, deps, { model, headers: explainHeader(verb === 'explain') });
     });
@@ -53,9 +54,9 @@ export async function kserveListenerRoutes(app: FastifyInstance, deps: Inference
   kserveRoutes(app, deps, { openInferenceProtocol: true });
 }
 
-/** Ready: the default version can answer now (a worker has loaded it). */
-function modelReadiness(deps: InferenceDeps, name: string): { name: string; ready: boolean } {
-  const model = deps.registry.get(name);
+/** KServe's readiness of a model: its default version can answer now (a worker has loaded it). */
+export function modelReadiness(registry: ModelRegistry, name: string): { name: string; ready: boolean } {
+  const model = registry.get(name);
   return { name: model.name, ready: model.serving };
 }
 
@@ -76,5 +77,5 @@ function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
   app.get('/v2/models/:model', documented('Open Inference Protocol: model metadata, its tensors from the handler'),
     async (request: ModelRequest, reply) => sendJson(reply, 200, await modelMetadata(deps.registry, deps.registry.get(request.params.model))));
   app.get('/v2/models/:model/ready', documented('Open Inference Protocol: is the model ready'), async (request: ModelRequest, reply) =>
-    sendJson(reply, 200, modelReadiness(deps, request.params.model)));
+    sendJson(reply, 200, modelReadiness(deps.registry, request.params.model)));
 }

@@ -14,6 +14,7 @@ import type { TokenStore } from '../auth/tokens.js';
 import { documented, modelApi } from './api-description.js';
 import { requireToken } from './auth.js';
 import { mimeType } from './input.js';
+import { modelReadiness } from './kserve.js';
 import { boolParam, intParam, requestParams, type Params } from './params.js';
 import { sendJson, sendStatus } from './reply.js';
 import { workflowManagementRoutes } from './workflows.js';
@@ -84,10 +85,8 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
   // that also serves inference, the KServe v1 prediction route holds this path (http/kserve.ts).
   const readiness = { method: 'GET', url: '/v1/models/:name' } as const;
   if (!app.hasRoute(readiness)) {
-    app.get(readiness.url, documented('KServe v1: is the model ready (a worker has its default version loaded)'), async (request: Req, reply) => {
-      const model = registry.get(request.params.name!);
-      return sendJson(reply, 200, { name: model.name, ready: model.serving });
-    });
+    app.get(readiness.url, documented('KServe v1: is the model ready (a worker has its default version loaded)'), async (request: Req, reply) =>
+      sendJson(reply, 200, modelReadiness(registry, request.params.name!)));
   }
 
   workflowManagementRoutes(app);
