@@ -11,7 +11,7 @@ WORKDIR /build
 # onnxruntime-node's install step fetches GPU binaries from outside the npm registry; its CPU
 # binaries ship in the package. --ignore-scripts skips it, and the build below is run by hand.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY bin bin

@@ -145,3 +145,36 @@ t.test("model-config.yaml: a key the server reads with a wrong value is named in
   const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ batchSize: number; responseTimeout: number }>;
   t.match(described, { batchSize: 1, responseTimeout: 30 }, 'the defaults for the bad values, the good ones kept');
 });
+
+t.test('register parameters the server cannot use as written are named in a Warning header and the log; the call succeeds, as in TorchServe', async (t) => {
+  const log: string[] = [];
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), serverLog: (line) => log.push(line) });
+  const query = 'url=mnist.mar&batch_size=dd&max_batch_delay=junk&initial_workers=-1&synchronous=maybe&batchsize=8&response_timeout=0';
+  const res = await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' });
+  t.equal(res.status, 200, 'registered: TorchServe\'s own tests expect 200 for batch_size=dd');
+  const expected = [
+    'batch_size="dd" is not a whole number; the default is used',
+    'max_batch_delay="junk" is not a whole number; the default is used',
+    'initial_workers="-1" is less than 0; 0 is used',
+    'synchronous="maybe" is not true or false; false is used',
+    'unknown parameter "batchsize" (did you mean batch_size?) is ignored',
+    'response_timeout="0" is less than 1; the default is used',
+  ];
+  const header = res.headers.get('warning') ?? '';
+  for (const message of expected) {
+    t.ok(header.includes(`299 tsserve "${message.replaceAll('"', "'")}"`), `header: ${message}`);
+    t.ok(log.some((l) => l.includes(`Register "mnist.mar": ${message}`)), `log: ${message}`);
+  }
+  const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Describe;
+  t.match(described, { batchSize: 1, maxBatchDelay: 100, minWorkers: 0 }, 'the defaults are what is used');
+
+  const clean = await fetch(`${server.urls.management}/models?url=mnist.mar&model_name=other&batch_size=2&initial_workers=0`, { method: 'POST' });
+  t.equal(clean.status, 200);
+  t.equal(clean.headers.get('warning'), null, 'a call with good parameters has no warning');
+
+  const hostile = await fetch(`${server.urls.management}/models?url=mnist.mar&model_name=third&initial_workers=0&${encodeURIComponent('a\r\nSet-Cookie: x')}=${encodeURIComponent('\u00e9\n'.repeat(300))}`, { method: 'POST' });
+  t.equal(hostile.status, 200, 'a parameter name or value with line breaks and non-ASCII text cannot break the answer');
+  t.equal(hostile.headers.get('set-cookie'), null);
+  t.ok((hostile.headers.get('warning') ?? '').length < 400, 'the warning is cut short');
+  t.notOk(log.some((l) => l.includes('\nSet-Cookie')), 'nor forge a log line');
+});

@@ -183,9 +183,14 @@ function range(spec: KeySpec): string {
 
 /** The known key nearest to a misspelt one (Levenshtein distance at most 3), for the warning. */
 export function closestKey(name: string): string | undefined {
+  return closestName(name, KEYS.keys());
+}
+
+/** The name of `known` nearest to a misspelt one (Levenshtein distance at most 3). */
+export function closestName(name: string, names: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDistance = 4;
-  for (const known of KEYS.keys()) {
+  for (const known of names) {
     const d = distance(name.toLowerCase(), known.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [known, d];
   }

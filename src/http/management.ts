@@ -15,8 +15,8 @@ import { documented, modelApi } from './api-description.js';
 import { requireToken } from './auth.js';
 import { mimeType } from './input.js';
 import { modelReadiness } from './kserve.js';
-import { boolParam, intParam, requestParams, type Params } from './params.js';
-import { sendJson, sendStatus } from './reply.js';
+import { boolParam, intParam, registerWarnings, requestParams, shown, type Params } from './params.js';
+import { sendJson, sendStatus, warn } from './reply.js';
 import { workflowManagementRoutes } from './workflows.js';
 
 export interface ManagementDeps {
@@ -120,6 +120,9 @@ function listModels(registry: ModelRegistry, p: Params, reply: FastifyReply): Fa
 
 async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): Promise<FastifyReply> {
   if (p.url === undefined) throw tsError('TSS_ERR_HTTP_BAD_REQUEST', 'Parameter url is required.');
+  const warnings = registerWarnings(p);
+  for (const warning of warnings) deps.loader.log(`Register ${shown(p.url)}: ${warning}`);
+  warn(reply, warnings);
   const initialWorkers = Math.max(0, intParam(p, 'initial_workers') ?? deps.config.defaultWorkersPerModel);
   const model = await loadModel({
     url: p.url,

@@ -1,8 +1,10 @@
 /**
  * @module http/params
  * Query (or JSON body) parameters read as TorchServe reads them: integers that do not parse fall
- * back to the default, booleans are true only for the string `true`.
+ * back to the default, booleans are true only for the string `true`. What falls back is said
+ * (registerWarnings), as TorchServe does not: the request still succeeds, as it does there.
  */
+import { closestName } from '../config/keys.js';
 import { parseIntOr } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 
@@ -16,6 +18,40 @@ export function intParam(params: Params, name: string): number | undefined {
 export function boolParam(params: Params, name: string, dflt: boolean): boolean {
   const v = params[name];
   return v === undefined ? dflt : v.toLowerCase() === 'true';
+}
+
+/** The register API's parameters; a whole number's least value, and what is used below it. */
+const REGISTER_PARAMS: Readonly<Record<string, { min: number; below?: string } | 'bool' | 'text'>> = {
+  url: 'text', model_name: 'text', handler: 'text', runtime: 'text',
+  batch_size: { min: 1 }, max_batch_delay: { min: 0 }, initial_workers: { min: 0, below: '0 is used' },
+  response_timeout: { min: 1 }, startup_timeout: { min: 0 },
+  synchronous: 'bool', s3_sse_kms: 'bool',
+};
+
+/**
+ * What a register call asks for that the server cannot do as written: a number that does not
+ * parse or is out of range (the default is used), a flag that is neither true nor false (false is
+ * used), a parameter that does not exist (named with the nearest one that does).
+ */
+export function registerWarnings(params: Params): string[] {
+  return Object.entries(params).flatMap(([name, value]) => {
+    const rule = REGISTER_PARAMS[name];
+    if (rule === undefined) {
+      const near = closestName(name, Object.keys(REGISTER_PARAMS));
+      return [`unknown parameter ${shown(name)}${near ? ` (did you mean ${near}?)` : ''} is ignored`];
+    }
+    if (value === undefined || rule === 'text') return [];
+    const given = `${name}=${shown(value)}`;
+    if (rule === 'bool') return /^(true|false)$/i.test(value) ? [] : [`${given} is not true or false; false is used`];
+    const n = intParam(params, name);
+    if (n === undefined) return [`${given} is not a whole number; the default is used`];
+    return n < rule.min ? [`${given} is less than ${rule.min}; ${rule.below ?? 'the default is used'}`] : [];
+  });
+}
+
+/** A client's text in a message: quoted, escaped (a newline cannot forge a log line), cut short. */
+export function shown(text: string): string {
+  return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}...` : text);
 }
 
 /** Query parameters, merged with a JSON body's fields when the request sent one. */

@@ -23,3 +23,14 @@ export function sendError(reply: FastifyReply, err: TsError): FastifyReply {
   if (err.status === 503) reply.header('Retry-After', '1');
   return sendJson(reply, err.status, err.toJSON());
 }
+
+/**
+ * Says in `Warning` headers (RFC 7234's code 299, "miscellaneous persistent warning") what a
+ * request asked for that was not done as written, while the answer keeps TorchServe's body.
+ * The text quotes the client's own parameters, so it is cut short and kept to printable ASCII.
+ */
+export function warn(reply: FastifyReply, messages: readonly string[]): void {
+  if (messages.length === 0) return;
+  const quoted = messages.map((m) => `299 tsserve "${m.slice(0, 200).replace(/"/g, "'").replace(/\\/g, '/').replace(/[^\x20-\x7e]/g, '?')}"`);
+  reply.header('Warning', quoted.join(', '));
+}
