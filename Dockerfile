@@ -25,7 +25,7 @@ RUN npm run build \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && platform="linux/$(node -p 'process.arch')" \
  && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 -type d ! -path "*/$platform" -exec rm -rf {} + \
- && rm -rf node_modules/typescript/lib/*.d.ts node_modules/.cache
+ && rm -rf node_modules/.cache
 
 FROM ${BASE_IMAGE}
 ENV NODE_ENV=production \

@@ -37,6 +37,7 @@ const archives = {
 
 for (const [name, args] of Object.entries(archives)) {
   if (!force && existsSync(join(root, 'model-store', `${name}.mar`))) continue;
+  process.stdout.write(`Building model-store/${name}.mar...\n`);
   const out = execFileSync(process.execPath, [archiver, '--model-name', name, ...args, '--export-path', 'model-store', '--force'], { cwd: root, encoding: 'utf8' });
   process.stdout.write(out);
 }

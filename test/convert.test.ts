@@ -80,6 +80,7 @@ t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file,
   for (const mar of [eager, traced]) {
     const run = convert([mar, '--export-path', store, '--python', PYTHON]);
     t.equal(run.status, 0, run.stderr);
+    t.match(run.stderr, /tsserve-convert: exporting \S+ to ONNX with PyTorch .*\.\.\.\ntsserve-convert: comparing .*\ntsserve-convert: writing the tsserve archive\.\.\.\n/, 'each slow step is announced on stderr');
     t.match(run.stdout, /^Exported to ONNX; on a seeded batch its outputs are within \S+ of PyTorch's\.\nHandler: image_classifier\n.*\.mar\n$/);
   }
   const entries = new AdmZip(join(store, 'colours.mar')).getEntries().map((e) => e.entryName).sort();

@@ -149,3 +149,24 @@ t.test('a handler whose output is not class scores answers 501 with the reason',
   t.match(await errorBody(res), { code: 501, message: /^This handler cannot explain its output/ });
   t.equal((await fetch(`${server.urls.inference}/predictions/segments`, { method: 'POST', body: await redBlue() })).status, 200, 'it still predicts');
 });
+
+t.test("a model with index_to_name.json also takes the class's label as the target: what its predictions answer", async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      const labels = join(store, '..', 'index_to_name.json');
+      writeFileSync(labels, JSON.stringify({ 0: 'red', 1: 'green', 2: 'blue' }));
+      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'), extraFiles: labels });
+    },
+    properties: { load_models: 'colours.mar' },
+  });
+  const image = await redBlue();
+  const top = Object.keys((await (await fetch(`${server.urls.inference}/predictions/colours`, { method: 'POST', body: image })).json()) as Record<string, number>)[0]!;
+  t.ok(['red', 'blue'].includes(top), `the top class is a label: ${top}`);
+  const url = `${server.urls.inference}/explanations/colours`;
+  const byLabel = await explain(url, image, 'blue');
+  t.equal(byLabel.status, 200);
+  t.same(await byLabel.json(), await (await explain(url, image, '2')).json(), 'target=blue is target=2');
+  const unknown = await explain(url, image, 'purple');
+  t.equal(unknown.status, 400);
+  t.match(await errorBody(unknown), { message: 'Explanation target must be a class index or label, got "purple"' });
+});

@@ -113,7 +113,7 @@ t.test('uploads are checked, and a model server that is down is said to be down'
   await page.waitForFunction("document.getElementById('status').textContent.startsWith('The model server')");
   t.equal(await page.textContent('#status'), 'The model server does not answer. Is tsserve running?', 'never a blank page');
   const big = await fetch(`${appUrl}/api/predict/mnist`, { method: 'POST', body: Buffer.alloc(11 * 1024 * 1024), headers: { 'content-type': 'image/png' } });
-  t.equal(big.status, 413, 'an upload over 10 MB is refused by the app too');
+  t.equal(big.status, 413, 'an upload over the limit is refused by the app too');
 });
 
 t.test('a model with no worker to serve: the page says the server is busy, and the server stays up', async (t) => {
@@ -149,4 +149,25 @@ t.test('with token authorization on, the app adds the keys from key_file.json; t
   const refused = await fetch(`${b}/api/predict/mnist`, { method: 'POST', body: seven, headers: { 'content-type': 'image/png' } });
   t.equal(refused.status, 400, "without the key file, tsserve's own refusal comes through");
   t.match(await refused.json(), { type: 'InvalidKeyException' });
+});
+
+t.test("an upload larger than tsserve takes: the page's limit is the server's, and a mismatch is said as what it is", async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
+  const { appUrl, page } = await openApp(t, { inference: server.urls.inference, management: server.urls.management });
+  await page.goto(`${appUrl}/classify`);
+  await page.waitForSelector('#health.ok');
+  t.equal(await page.textContent('.upload-limit'), '6.2 MB', "the page states tsserve's default max_request_size");
+  await page.setInputFiles('#image', { name: 'big.png', mimeType: 'image/png', buffer: Buffer.alloc(8 * 1024 * 1024) });
+  await page.click('#classify');
+  t.equal(await page.textContent('#status'), 'big.png is 8.0 MB; the limit is 6.2 MB.', 'refused in the page, before sending');
+
+  // An app started with a larger limit than the server's: tsserve refuses the body unread.
+  const loose = createApp({ inference: server.urls.inference, management: server.urls.management, maxUpload: 10 * 1024 * 1024 });
+  const looseUrl = await loose.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => loose.close());
+  const res = await fetch(`${looseUrl}/api/predict/mnist`, { method: 'POST', body: Buffer.alloc(8 * 1024 * 1024), headers: { 'content-type': 'image/png' } });
+  const body = (await res.json()) as { code: number; message: string };
+  t.not(body.message, 'The model server does not answer. Is tsserve running?', `not "down": ${res.status} ${body.message}`);
+  t.match(body.message, /max_request_size/, 'names the limit');
+  t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'tsserve is up');
 });

@@ -1,7 +1,8 @@
 // The pages' behaviour, no build step: each page is <body data-page="...">, and every call goes to
 // this app's /api, which forwards to tsserve. Uploads are checked here first (type, size) so a
 // mistake gets a clear message before anything is sent.
-const MAX_UPLOAD = 10 * 1024 * 1024;
+// tsserve's default max_request_size until /api/health says what the app was started with.
+let maxUpload = 6553500;
 const IMAGE_TYPES = ['image/png', 'image/jpeg'];
 const $ = (id) => document.getElementById(id);
 
@@ -17,8 +18,12 @@ function checkedFile(input, what) {
   const file = input.files[0];
   if (!file) throw new Error(`Choose ${what}.`);
   if (!IMAGE_TYPES.includes(file.type)) throw new Error(`${file.name} is not a PNG or JPEG image.`);
-  if (file.size > MAX_UPLOAD) throw new Error(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB; the limit is 10 MB.`);
+  if (file.size > maxUpload) throw new Error(`${file.name} is ${megabytes(file.size)}; the limit is ${megabytes(maxUpload)}.`);
   return file;
+}
+
+function megabytes(bytes) {
+  return `${(bytes / 1048576).toFixed(1)} MB`;
 }
 
 /** The server's own words for a failed request: TorchServe's {code, type, message}, or the app's. */
@@ -38,6 +43,10 @@ async function checkHealth() {
   try {
     const res = await fetch('/api/health');
     const health = await res.json();
+    if (health.maxUpload) {
+      maxUpload = health.maxUpload;
+      for (const limit of document.querySelectorAll('.upload-limit')) limit.textContent = megabytes(maxUpload);
+    }
     const ok = health.inference.ok && health.management.ok;
     banner.textContent = ok ? 'model server healthy' : health.inference.status === null ? 'model server unreachable' : `model server unhealthy (${health.inference.status})`;
     banner.className = ok ? 'ok' : 'bad';
@@ -163,7 +172,7 @@ const pages = {
       }));
       say(`Most probable: ${classes[0][0]}`);
       $('heat').hidden = true;
-      if (/^\d+$/.test(classes[0][0])) $('target').value = classes[0][0];
+      $('target').value = classes[0][0];
       $('explain-form').hidden = false;
     });
     onSubmit($('explain-form'), $('explain'), async () => {

@@ -4,7 +4,7 @@
  * TorchServe: it serves the pages in web/ and calls tsserve over HTTP. Browsers never hold a
  * tsserve key: the app reads key_file.json and adds the keys to what it forwards.
  *
- *   /api/health           both listeners' health, for the banner on every page
+ *   /api/health           both listeners' health, for the banner on every page, and the upload limit
  *   /api/predict/:model   the request body, as sent, to /predictions/:model; the answer streamed back
  *   /api/explain/:model   the same to /explanations/:model (the classification page's heat map)
  *   /api/models           registered models, versions, workers and their states, request counts
@@ -15,6 +15,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { keyDefault } from '../config/keys.js';
 
 export interface AppOptions {
   readonly inference: string;
@@ -27,7 +28,8 @@ export interface AppOptions {
 }
 
 const WEB = fileURLToPath(new URL('../../../web/', import.meta.url));
-const DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024;
+/** tsserve's own default max_request_size: the page allows what the server takes. */
+export const DEFAULT_MAX_UPLOAD = Number(keyDefault('max_request_size'));
 
 export function createApp(opts: AppOptions): FastifyInstance {
   const maxUpload = opts.maxUpload ?? DEFAULT_MAX_UPLOAD;
@@ -51,7 +53,7 @@ export function createApp(opts: AppOptions): FastifyInstance {
       probe(`${opts.inference}/ping`, headers.inference),
       probe(`${opts.management}/models`, headers.management),
     ]);
-    return { inference, management };
+    return { inference, management, maxUpload };
   });
 
   const forward = (api: 'predictions' | 'explanations') => async (request: FastifyRequest<{ Params: { model: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
@@ -65,8 +67,9 @@ export function createApp(opts: AppOptions): FastifyInstance {
       res = await fetch(`${opts.inference}/${api}/${encodeURIComponent(request.params.model)}`, {
         method: 'POST', headers, body: Readable.toWeb(request.body as Readable) as unknown as RequestInit['body'], duplex: 'half',
       } as RequestInit);
-    } catch {
-      return problem(reply, 502, 'The model server does not answer. Is tsserve running?');
+    } catch (err) {
+      if (!cutShort(err)) return problem(reply, 502, 'The model server does not answer. Is tsserve running?');
+      return problem(reply, 502, `The model server closed the connection while the upload (${mb(length)}) was sent: it takes up to its max_request_size (tsserve-app --max-upload says the same to this page), or it stopped.`);
     }
     reply.code(res.status).header('content-type', res.headers.get('content-type') ?? 'application/octet-stream');
     return reply.send(res.body ? Readable.fromWeb(res.body as WebReadableStream) : '');
@@ -114,6 +117,12 @@ async function requestCounts(url: string): Promise<Record<string, number>> {
     counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);
   }
   return counts;
+}
+
+/** The server took the connection and closed it mid-request, as opposed to never taking it. */
+function cutShort(err: unknown): boolean {
+  const code = (err as { cause?: { code?: string } }).cause?.code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET';
 }
 
 function problem(reply: FastifyReply, status: number, message: string): FastifyReply {

@@ -1,13 +1,13 @@
 /**
  * @module cli/app
- * `tsserve-app --port 5000 --inference URL --management URL --metrics URL [--key-file FILE]`:
+ * `tsserve-app --port 5000 --inference URL --management URL --metrics URL [--key-file FILE] [--max-upload BYTES]`:
  * the web app, in front of a running tsserve.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { createApp } from '../app/app.js';
-import { exitTwoOnUsageError, parseHttpUrl, parsePort } from './usage.js';
+import { createApp, DEFAULT_MAX_UPLOAD } from '../app/app.js';
+import { exitTwoOnUsageError, parseBytes, parseHttpUrl, parsePort } from './usage.js';
 
 const program = exitTwoOnUsageError(new Command('tsserve-app'))
   .description('The web app: style transfer, classification, OCR and the models page, over a running tsserve')
@@ -17,12 +17,16 @@ const program = exitTwoOnUsageError(new Command('tsserve-app'))
   .option('--management <url>', 'tsserve management API', parseHttpUrl, 'http://127.0.0.1:8081')
   .option('--metrics <url>', 'tsserve metrics API', parseHttpUrl, 'http://127.0.0.1:8082')
   .option('--key-file <file>', "tsserve's key_file.json, when token authorization is on", 'key_file.json')
+  .option('--max-upload <bytes>', "largest upload: tsserve's max_request_size", parseBytes, DEFAULT_MAX_UPLOAD)
   .showHelpAfterError()
   .parse();
 
-const opts = program.opts<{ port: number; host: string; inference: string; management: string; metrics: string; keyFile: string }>();
+const opts = program.opts<{ port: number; host: string; inference: string; management: string; metrics: string; keyFile: string; maxUpload: number }>();
 const keyFile = resolve(opts.keyFile);
-const app = createApp({ inference: opts.inference, management: opts.management, metrics: opts.metrics, keyFile: existsSync(keyFile) ? keyFile : undefined });
+const app = createApp({
+  inference: opts.inference, management: opts.management, metrics: opts.metrics,
+  keyFile: existsSync(keyFile) ? keyFile : undefined, maxUpload: opts.maxUpload,
+});
 try {
   const url = await app.listen({ port: opts.port, host: opts.host });
   console.log(`tsserve-app on ${url}, calling ${opts.inference}`);

@@ -20,7 +20,9 @@ export async function main(argv: string[]): Promise<void> {
   program.parse(argv, { from: 'user' });
   const o = program.opts<{ exportPath: string; modelName?: string; handler?: string; inputShape?: string; python: string; force?: boolean }>();
   try {
-    const result = await convertArchive({ archive: program.args[0]!, ...o });
+    // Steps go to stderr, so stdout keeps only the result a script reads.
+    const progress = (step: string): void => void process.stderr.write(`tsserve-convert: ${step}...\n`);
+    const result = await convertArchive({ archive: program.args[0]!, ...o, progress });
     if (result.maxDifference !== undefined) {
       console.log(`Exported to ONNX; on a seeded batch its outputs are within ${result.maxDifference.toExponential(1)} of PyTorch's.`);
     }

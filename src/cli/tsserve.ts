@@ -24,6 +24,8 @@ import { exitTwoOnUsageError } from './usage.js';
 const PID_PREFIX = `.tsserve-${process.getuid?.() ?? 0}-`;
 const PID_FILE = join(tmpdir(), `${PID_PREFIX}${createHash('sha256').update(process.cwd()).digest('hex').slice(0, 16)}.pid`);
 const START_TIMEOUT_MS = 120_000;
+/** How often `--start` says it is still waiting for the models. */
+const PROGRESS_EVERY_MS = 5_000;
 
 interface Flags extends CliOverrides {
   start?: boolean;
@@ -144,6 +146,9 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
     detached: true,
     stdio: ['ignore', out, out, 'ipc'],
   });
+  const begun = Date.now();
+  // Loading many or large models takes a while: say so rather than sit silent.
+  const waiting = setInterval(() => console.log(`tsserve is loading its models (${Math.round((Date.now() - begun) / 1000)} s)...`), PROGRESS_EVERY_MS);
   const outcome = await new Promise<string>((resolveOutcome) => {
     const timer = setTimeout(() => resolveOutcome('timeout'), START_TIMEOUT_MS);
     child.once('message', () => {
@@ -155,6 +160,7 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
       resolveOutcome(`exit ${code}`);
     });
   });
+  clearInterval(waiting);
   if (outcome !== 'ready') {
     const tail = readFileSync(join(logDir, 'ts_log.log'), 'utf8').split('\n').slice(-15).join('\n');
     fail(`tsserve did not start (${outcome}). The end of ${join(logDir, 'ts_log.log')}:\n${tail}`);

@@ -20,6 +20,13 @@ export function parsePort(value: string): number {
   return port;
 }
 
+/** A commander argument parser for a size in bytes (at least 1). */
+export function parseBytes(value: string): number {
+  const bytes = Number(value);
+  if (!/^\d+$/.test(value) || bytes < 1 || !Number.isSafeInteger(bytes)) throw new InvalidArgumentError('a size is a whole number of bytes, at least 1.');
+  return bytes;
+}
+
 /** A commander argument parser for an http(s) base URL. */
 export function parseHttpUrl(value: string): string {
   let url: URL;

@@ -29,6 +29,8 @@ export interface ConvertOptions {
   readonly inputShape?: string | undefined;
   readonly python?: string | undefined;
   readonly force?: boolean | undefined;
+  /** Told each step as it begins: the export runs PyTorch and can take a minute. */
+  readonly progress?: ((step: string) => void) | undefined;
 }
 
 export interface ConvertResult {
@@ -47,6 +49,8 @@ const EXPORT_SCRIPT = fileURLToPath(new URL('../../../src/convert/export_onnx.py
 const IMAGE_INPUT = '3,224,224';
 
 export async function convertArchive(opts: ConvertOptions, cwd: string = process.cwd()): Promise<ConvertResult> {
+  const progress = opts.progress ?? ((): void => undefined);
+  progress(`opening ${opts.archive}`);
   const opened = await openArchive(resolve(cwd, opts.archive));
   const work = mkdtempSync(join(tmpdir(), 'tsserve-convert-'));
   try {
@@ -61,9 +65,12 @@ export async function convertArchive(opts: ConvertOptions, cwd: string = process
       onnx = join(work, `${parse(model.serializedFile).name}.onnx`);
       const shape = opts.inputShape ?? (handler.startsWith('image_') ? IMAGE_INPUT : undefined);
       if (!shape) throw new ConvertError(`Give --input-shape (one input's shape without the batch axis, e.g. ${IMAGE_INPUT}): handler ${handler} has no default.`);
+      progress(`exporting ${model.serializedFile} to ONNX with PyTorch (${opts.python ?? 'python3'})`);
       exportOnnx(opts.python ?? 'python3', serialized, model.modelFile && join(opened.dir, model.modelFile), shape, onnx, work);
+      progress("comparing the ONNX model's outputs with PyTorch's");
       maxDifference = await compareWithPyTorch(onnx, work);
     }
+    progress('writing the tsserve archive');
     const output = createArchive({
       modelName: opts.modelName ?? model.modelName ?? parse(opts.archive).name.replace(/\W/g, '_'),
       version: model.modelVersion,

@@ -62,7 +62,7 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
 
   /** TorchServe's explain_handle: the first request's `target` class (0 without one), then getInsights. */
   async explainHandle(input: TInput, batch: RequestInput[]): Promise<HandlerOutput[]> {
-    return this.getInsights(input, batch, explanationTarget(batch[0]));
+    return this.getInsights(input, batch, explanationTarget(batch[0], this.mapping));
   }
 
   /**

@@ -117,13 +117,17 @@ function toNestedChw(map: Float32Array, c: number, h: number, w: number): number
 
 /**
  * The class to explain: the first request's `target` (a number, or its text), 0 without one, as
- * TorchServe's explain_handle reads it.
+ * TorchServe's explain_handle reads it. A model with index_to_name.json also takes a class's
+ * label (`target=tabby`), which TorchServe does not: a client that has the label of the top class
+ * (what a classifier answers) can explain it without knowing its index.
  */
-export function explanationTarget(row: Record<string, unknown> | undefined): number {
+export function explanationTarget(row: Record<string, unknown> | undefined, labels?: Record<string, string>): number {
   const raw = row?.target;
   if (raw === undefined || raw === null || raw === '') return 0;
   const value = Buffer.isBuffer(raw) ? raw.toString('utf8') : raw;
   const target = typeof value === 'number' ? value : typeof value === 'string' ? Number(value.trim()) : Number.NaN;
-  if (!Number.isInteger(target)) throw new PredictionError(`Explanation target must be a class index, got ${JSON.stringify(String(value))}`, 400);
-  return target;
+  if (Number.isInteger(target)) return target;
+  const labelled = labels && typeof value === 'string' ? Object.entries(labels).find(([, label]) => label === value.trim()) : undefined;
+  if (labelled) return Number(labelled[0]);
+  throw new PredictionError(`Explanation target must be a class index${labels ? ' or label' : ''}, got ${JSON.stringify(String(value))}`, 400);
 }

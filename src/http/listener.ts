@@ -53,7 +53,7 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     frameworkErrors: (err, request, reply) => {
       const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new TsError('TSS_ERR_HTTP_BAD_REQUEST', `A path segment is longer than ${MAX_PARAM_LENGTH} characters`, 414)
-        : toTsError(err);
+        : toTsError(err, config.maxRequestSize);
       closeIfBodyUnread(request.raw, reply);
       void sendError(reply, e);
     },
@@ -72,7 +72,7 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     deps.loggers.access(`/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`);
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
-    const e = toTsError(err);
+    const e = toTsError(err, config.maxRequestSize);
     logFailure(deps.loggers, err, e);
     closeIfBodyUnread(request.raw, reply);
     return sendError(reply, e);
@@ -139,12 +139,13 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
   socket.destroy();
 }
 
-function toTsError(err: FastifyError | TsError): TsError {
+function toTsError(err: FastifyError | TsError, maxRequestSize: number): TsError {
   if (isTsError(err)) return err;
   const status = err.statusCode ?? 500;
-  if (status === 413 || err.code === 'FST_REQ_FILE_TOO_LARGE' || err.code === 'FST_PARTS_LIMIT' || err.code === 'FST_FILES_LIMIT') {
+  if (err.code === 'FST_PARTS_LIMIT' || err.code === 'FST_FILES_LIMIT') {
     return new TsError('TSS_ERR_HTTP_BODY_TOO_LARGE', `Request body is too large: ${err.message}`, 413);
   }
+  if (status === 413 || err.code === 'FST_REQ_FILE_TOO_LARGE') return tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', maxRequestSize);
   if (status >= 400 && status < 500) return new TsError('TSS_ERR_HTTP_BAD_REQUEST', err.message, status);
   return tsError('TSS_ERR_INTERNAL', err.message || 'Internal server error');
 }
