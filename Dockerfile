@@ -21,6 +21,7 @@ COPY examples/mnist examples/mnist
 RUN npm run build \
  && node bin/tsserve-archiver.js --model-name mnist --version 1.0 --serialized-file examples/mnist/mnist.onnx \
       --handler examples/mnist/mnist_handler.ts --config-file examples/mnist/model-config.yaml \
+      --extra-files examples/mnist/digits/7_0.png \
       --export-path /build/model-store --force \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && platform="linux/$(node -p 'process.arch')" \

@@ -24,7 +24,7 @@ const vadWeights = relative(root, join(dirname(require.resolve('@jjhbw/silero-va
 
 const archives = {
   mnist: ['--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx', '--handler', 'examples/mnist/mnist_handler.ts',
-    '--config-file', 'examples/mnist/model-config.yaml'],
+    '--config-file', 'examples/mnist/model-config.yaml', '--extra-files', 'examples/mnist/digits/7_0.png'],
   nst: ['--version', '1.0', '--serialized-file', 'examples/nst/step.onnx', '--handler', 'examples/nst/nst_handler.ts',
     '--extra-files', 'examples/nst/features.onnx,examples/nst/optimizer.ts,examples/nst/styles'],
   ocr: ['--version', '1.0', '--serialized-file', join(ocrAssets, 'ch_PP-OCRv4_det_infer.onnx'),

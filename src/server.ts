@@ -101,6 +101,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
           envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
           sequenceIdHeader: config.sequenceHeaders.id,
           serverVersion: VERSION,
+          largestBatch: Math.max(model.settings.batchSize, model.settings.takeQueued),
         },
         ...threadBudget(model.settings),
         startupTimeoutMs: model.settings.startupTimeout * 1000,

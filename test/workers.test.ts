@@ -1,7 +1,7 @@
 // Workers never lose a request: every fault test/fixtures/echo_handler.ts can inject (a hang, a
 // native crash, an exit, an OOM kill, a worker killed from outside under load) ends in an answer,
 // and the pool comes back. Batching, back-pressure and streaming are seen from both ends.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -400,4 +400,64 @@ t.test('workers killed as they start, under load: every request is answered (200
   t.notOk(Object.keys(seen).some((k) => k.startsWith('no answer') || k.endsWith('without Retry-After')), 'every request answered; every 503 says when to retry');
   t.ok(Object.keys(seen).every((k) => ['200', '500', '507', '503 with Retry-After'].includes(k)), `only answers, refusals and worker errors: ${Object.keys(seen).join(', ')}`);
   t.ok((seen['503 with Retry-After'] ?? 0) > 0, 'requests queued past the deadline were answered 503 then');
+});
+
+t.test('a built-in handler with no batch_size takes what is queued at once (builtin_handler_batch_size); a batch_size given, or a handler of the user\'s, keeps one at a time', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+    },
+  });
+  const image = await (await import('sharp')).default({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 20, b: 20 } } }).png().toBuffer();
+  // 16 requests queue while the model's one worker is still loading; it then takes them as it may.
+  const batchesOf = async (name: string, url: string, params: string, body: Buffer | string): Promise<{ batches: number; sizes: number[] }> => {
+    const res = await fetch(`${server.urls.management}/models?url=${url}&model_name=${name}&initial_workers=1&synchronous=false${params}`, { method: 'POST' });
+    t.equal(res.status, 202, await res.text());
+    const done = await Promise.all(Array.from({ length: 16 }, () => fetch(`${server.urls.inference}/predictions/${name}`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) })));
+    t.same(done.map((r) => r.status), Array(16).fill(200), `${name}: every request answered`);
+    const sizes = name.startsWith('echo') ? await Promise.all(done.map(async (r) => ((await r.json()) as Echo).batchSize)) : [];
+    t.equal(await metric(server, 'ts_batch_size_sum', name), 16, `${name}: 16 requests ran`);
+    return { batches: await metric(server, 'ts_batch_size_count', name), sizes };
+  };
+
+  const builtin = await batchesOf('builtin', 'colours.mar', '', image);
+  t.ok(builtin.batches >= 2 && builtin.batches < 16, `image_classifier with nothing set: batches of up to 8 (${builtin.batches} batches)`);
+  const [described] = (await (await fetch(`${server.urls.management}/models/builtin`)).json()) as Array<{ batchSize: number; maxBatchDelay: number }>;
+  t.match(described, { batchSize: 1, maxBatchDelay: 100 }, "describe keeps TorchServe's defaults");
+  t.equal((await batchesOf('explicit', 'colours.mar', '&batch_size=1', image)).batches, 16, 'batch_size=1 given: one at a time');
+  const custom = await batchesOf('echo_custom', 'echo.mar', '', 'x');
+  t.equal(custom.batches, 16, "the user's handler: one at a time");
+  t.same(new Set(custom.sizes), new Set([1]), 'and it saw batches of 1');
+});
+
+t.test("model-config.yaml's warmupFile runs through the handler before the worker is READY: alone, then as the largest batch; a bad sample is said and the worker serves", async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      const files = join(store, '..');
+      const sample = (name: string, text: string): string => {
+        writeFileSync(join(files, name), text);
+        return join(files, name);
+      };
+      const yaml = (name: string, warmupFile: string): string => sample(`${name}.yaml`, `warmupFile: ${warmupFile}\n`);
+      const echo = join(FIXTURES, 'echo_handler.ts');
+      buildMar(store, { modelName: 'warm', version: '1.0', handler: echo, configFile: yaml('warm', 'sample.txt'), extraFiles: sample('sample.txt', 'print') });
+      buildMar(store, { modelName: 'outside', version: '1.0', handler: echo, configFile: yaml('outside', '../../../etc/hostname') });
+      buildMar(store, { modelName: 'refused', version: '1.0', handler: echo, configFile: yaml('refused', 'bad.txt'), extraFiles: sample('bad.txt', 'throw') });
+    },
+  });
+  const modelLog = join(server.dir, 'logs', 'model_log.log');
+  const logged = async (text: string): Promise<void> => waitFor(() => existsSync(modelLog) && readFileSync(modelLog, 'utf8').includes(text), 10_000, text);
+
+  await register(t, server, 'warm', { url: 'warm.mar', initial_workers: 1, batch_size: 4 });
+  await logged('Warm-up of model warm with sample.txt');
+  const log = readFileSync(modelLog, 'utf8');
+  t.equal(log.split('echo handler was asked to print').length - 1, 2, 'two warm-up batches: of 1 and of 4');
+  t.ok(log.indexOf('echo handler was asked to print') < log.indexOf('Warm-up of model warm'), 'before the worker reported loaded');
+
+  await register(t, server, 'outside', { url: 'outside.mar', initial_workers: 1 });
+  await logged('Warm-up skipped for model outside: warmupFile "../../../etc/hostname" is not a file in the archive');
+  await register(t, server, 'refused', { url: 'refused.mar', initial_workers: 1 });
+  await logged('Warm-up failed for model refused with bad.txt: boom');
+  for (const model of ['warm', 'outside', 'refused']) t.equal((await predict(server, model, 'hello')).status, 200, `${model} serves`);
 });

@@ -58,6 +58,7 @@ const TABLE: Record<string, Spec> = {
   job_queue_size: { type: 'int', min: 1, max: INT_MAX, default: '100', applies: 'server', doc: "Each model version's queue of accepted requests." },
   default_response_timeout: { ...SECONDS, default: '120', applies: 'server', doc: 'Seconds a batch may run before its worker is stopped (response_timeout).' },
   default_startup_timeout: { ...SECONDS, default: '120', applies: 'server', doc: 'Seconds a worker may take to load its model.' },
+  builtin_handler_batch_size: { type: 'int', min: 1, max: 1024, default: '8', applies: 'server', own: true, doc: 'A model with a built-in handler and no batch_size set takes up to this many queued requests at once, without waiting (its describe still says batchSize 1); 1: TorchServe\'s one request at a time.' },
   default_queue_timeout: { ...SECONDS, default: '30', applies: 'server', own: true, doc: "Seconds a request may wait in the queue before a 503 (a model's clientTimeoutInMills overrides it); 0: no bound." },
   unregister_model_timeout: { ...SECONDS, default: '120', applies: 'server', doc: 'Seconds an unregister drains accepted requests.' },
   drain_timeout: { ...SECONDS, default: '30', applies: 'server', own: true, doc: 'Seconds a stop (SIGTERM, tsserve --stop) gives accepted requests before it answers the rest with an error.' },

@@ -31,6 +31,12 @@ export interface ModelSettings {
   adaptiveThreads: boolean;
   /** Stateful sequence batching (the YAML's `sequenceBatching: true`); undefined: off. */
   sequence: SequenceSettings | undefined;
+  /**
+   * tsserve's own: with batchSize 1 because nothing set it and a built-in handler (which takes
+   * any batch), a worker takes up to this many queued requests at once, without waiting: the
+   * fast path by default. 1 otherwise: a handler of the user's may count on one at a time.
+   */
+  takeQueued: number;
 }
 
 export interface SequenceSettings {
@@ -130,6 +136,7 @@ export function resolveSettings(
   yaml: Record<string, unknown>,
   params: RegisterParams,
   hasYaml: boolean,
+  builtinHandler: boolean,
 ): ModelSettings {
   const json = server.models[modelName]?.[version] ?? {};
   const yamlInt = (k: string): number | undefined => positiveInt(yaml[k], k === 'maxBatchDelay' || k === 'maxWorkers');
@@ -141,9 +148,11 @@ export function resolveSettings(
     min: params.initialWorkers ?? 0,
     max: params.initialWorkers ?? 0,
   };
-  const batchSize = params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize') ?? 1;
+  const configuredBatch = params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize');
+  const batchSize = configuredBatch ?? 1;
   return {
     batchSize,
+    takeQueued: configuredBatch === undefined && builtinHandler && yaml.sequenceBatching !== true ? server.builtinHandlerBatchSize : 1,
     maxBatchDelay: params.maxBatchDelay ?? yamlInt('maxBatchDelay') ?? jsonInt('maxBatchDelay') ?? 100,
     responseTimeout: timeout('responseTimeout', params.responseTimeout, server.defaultResponseTimeout),
     startupTimeout: timeout('startupTimeout', params.startupTimeout, server.defaultStartupTimeout),

@@ -47,6 +47,8 @@ export interface ServerConfig {
    * overrides it.
    */
   readonly defaultQueueTimeout: number;
+  /** Requests a built-in handler's model with no batch_size takes at once (builtin_handler_batch_size). */
+  readonly builtinHandlerBatchSize: number;
   readonly unregisterModelTimeout: number;
   readonly maxRequestSize: number;
   readonly maxResponseSize: number;
@@ -292,6 +294,7 @@ function buildConfig(
     defaultResponseTimeout: int('default_response_timeout'),
     defaultStartupTimeout: int('default_startup_timeout'),
     defaultQueueTimeout: int('default_queue_timeout'),
+    builtinHandlerBatchSize: int('builtin_handler_batch_size'),
     unregisterModelTimeout: int('unregister_model_timeout'),
     maxRequestSize: int('max_request_size'),
     maxResponseSize: int('max_response_size'),

@@ -10,6 +10,7 @@ import { installDependencies } from '../archive/dependencies.js';
 import { openModelArchive } from '../archive/extract.js';
 import { locateArchive, type LocateOptions } from '../archive/locate.js';
 import { readManifest, RUNTIMES } from '../archive/manifest.js';
+import { isBuiltinHandler } from '../handler/builtins.js';
 import { pythonModelMessage, pythonModelReasons } from '../archive/python-model.js';
 import { readModelYaml, resolveSettings, yamlWarnings, type RegisterParams } from '../config/model-config.js';
 import type { ServerConfig } from '../config/server-config.js';
@@ -57,7 +58,8 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     const yaml = await readModelYaml(opened.dir, manifest);
     for (const warning of yamlWarnings(yaml, manifest.model.configFile ?? 'model-config.yaml')) deps.log(`Model ${name}: ${warning}`);
     const version = manifest.model.modelVersion;
-    const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined);
+    const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined, isBuiltinHandler(handler));
+    if (settings.takeQueued > 1) deps.log(`Model ${name}: built-in handler ${handler} and no batch_size: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)`);
     return new Model({
       name,
       version,

@@ -13,6 +13,8 @@ import { backoffSeconds } from './worker-state.js';
 export interface PoolSettings {
   readonly batchSize: number;
   readonly maxBatchDelay: number;
+  /** With batchSize 1: how many queued requests a worker may still take at once, without waiting. */
+  readonly takeQueued: number;
   readonly maxRetryTimeoutInSec: number;
   readonly adaptiveThreads: boolean;
 }
@@ -127,10 +129,11 @@ export class WorkerPool {
     const signal = slot.stopServing.signal;
     let running: Promise<void> | undefined;
     while (!signal.aborted && worker.state === 'MODEL_LOADED') {
-      const { batchSize, maxBatchDelay } = this.settings();
+      const { batchSize, maxBatchDelay, takeQueued } = this.settings();
+      const limit = batchSize > 1 ? batchSize : takeQueued;
       const taken = running
-        ? this.nextBatchEarly(batchSize)
-        : await this.queue.poll(batchSize, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
+        ? this.nextBatchEarly(limit)
+        : await this.queue.poll(limit, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
       // A job answered while its batch was forming (its client timed out) is not run.
       const jobs = taken.filter((j) => !j.settled);
       if (jobs.length === 0) {

@@ -9,7 +9,7 @@
  *   frontend ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
  *   frontend ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { register } from 'node:module';
 import { join } from 'node:path';
 import type { ModelFacts } from '../handler/context.js';
@@ -21,7 +21,8 @@ import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/e
 import { runBatch, toWireError } from '../handler/run.js';
 import { PredictionError } from '../handler/types.js';
 import { setWideBatch } from '../runtime/onnx.js';
-import type { FromWorker, LoadMessage, PredictMessage, ToWorker } from './protocol.js';
+import { resolveInside } from '../archive/inside.js';
+import type { FromWorker, LoadMessage, PredictMessage, ToWorker, WireRequest } from './protocol.js';
 
 let entry: EntryPoint | undefined;
 let facts: ModelFacts | undefined;
@@ -54,6 +55,7 @@ async function onLoad(msg: LoadMessage): Promise<void> {
     if (needsModuleHooks(msg.modelDir)) register('./hooks.js', import.meta.url);
     entry = withEnvelope(await loadEntryPoint(msg.handler, msg.modelDir), envelopeOf(msg.envelope));
     await entry.initialize(new BatchContext(modelFacts, []));
+    await warmUp(msg);
     send({ kind: 'loaded', pid: process.pid });
   } catch (err) {
     console.error(`Failed to load model ${msg.modelName}:`, err);
@@ -76,6 +78,34 @@ async function onPredict(msg: PredictMessage): Promise<void> {
   } catch (err) {
     logFailure(facts.modelName, err);
     send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [] });
+  }
+}
+
+/**
+ * The model-config.yaml's `warmupFile` (tsserve's own key: a file in the archive, sent as
+ * `curl -T file` sends it) runs through the handler before the worker says it is loaded: once
+ * alone, once as the largest batch the model takes. The first requests after a start then find
+ * onnxruntime's memory and the handler's code already warm, instead of paying for them. A sample
+ * the handler refuses is the archive's mistake: said in the model log, and the worker serves.
+ */
+async function warmUp(msg: LoadMessage): Promise<void> {
+  const name = msg.yamlConfig.warmupFile;
+  if (typeof name !== 'string' || !entry || !facts) return;
+  const path = resolveInside(msg.modelDir, name);
+  if (!path || !existsSync(path)) {
+    console.error(`Warm-up skipped for model ${msg.modelName}: warmupFile ${JSON.stringify(name)} is not a file in the archive`);
+    return;
+  }
+  const body = readFileSync(path);
+  const sample = (i: number): WireRequest => ({ id: `warmup-${i}`, headers: {}, params: [{ name: 'body', contentType: undefined, value: body }] });
+  const started = performance.now();
+  try {
+    for (const size of new Set([1, msg.largestBatch])) {
+      await runBatch(entry, facts, Array.from({ length: size }, (_, i) => sample(i)), decodeInput, () => undefined);
+    }
+    console.log(`Warm-up of model ${msg.modelName} with ${name}: ${Math.round(performance.now() - started)} ms`);
+  } catch (err) {
+    console.error(`Warm-up failed for model ${msg.modelName} with ${name}: ${(err as Error).message}`);
   }
 }
 

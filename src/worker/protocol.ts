@@ -64,6 +64,8 @@ export interface LoadMessage {
   readonly envelope: string | undefined;
   /** The header that carries a stateful sequence's id (`ts_header_key_sequence_id`). */
   readonly sequenceIdHeader: string;
+  /** The most requests a batch of this model may hold: the warm-up runs one batch that size. */
+  readonly largestBatch: number;
 }
 
 export interface PredictMessage {
