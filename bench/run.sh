@@ -6,6 +6,10 @@
 # on 127.0.0.1:18080-18082, and runs ../shared/bench/run_peer_bench.sh with tsserve as its
 # --target, so tsserve, the Flask peer, the naive server and raw onnxruntime are measured in
 # one run. Needs what run_peer_bench.sh needs (it says what is missing).
+# The `defaults` cell is tsserve as a user meets it: the README's first command as written (its
+# config.properties, ports 8080-8082, the model-store archives, `--models all`), plus resnet18
+# archived with image_classifier and nothing else. It runs from a folder of its own, so the two
+# servers' --stop tell them apart.
 # Knobs: MNIST_WORKERS (2), RESNET_WORKERS (2), RESNET_ADAPTIVE (true), TSSERVE_BATCH (8),
 # TSSERVE_DELAY (ms, 0). Workers x onnxruntime threads never exceed the cores: tsserve gives each
 # worker cores/workers threads. mnist is decode-bound, so two single-threaded workers decode in
@@ -16,7 +20,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=$(cd "${SHARED_BENCH:-../shared/bench}" && pwd)
 work=$(mktemp -d /tmp/tsserve-bench.XXXXXX)
-trap 'node bin/tsserve.js --stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+repo=$PWD
+defaults="$work/defaults"
+stop_all() {
+  node bin/tsserve.js --stop >/dev/null 2>&1 || true
+  [ -d "$defaults" ] && (cd "$defaults" && node "$repo/bin/tsserve.js" --stop >/dev/null 2>&1 || true)
+  rm -rf "$work"
+}
+trap stop_all EXIT
 
 /usr/bin/python3 "$shared/make_models.py" "$work/models" >/dev/null
 mnist_workers=${MNIST_WORKERS:-2}
@@ -35,14 +46,25 @@ cat > "$work/config.properties" <<PROPS
 inference_address=http://127.0.0.1:18080
 management_address=http://127.0.0.1:18081
 metrics_address=http://127.0.0.1:18082
+grpc_inference_port=17070
+grpc_management_port=17071
 model_store=$work/model-store
 PROPS
 node bin/tsserve.js --start --ts-config "$work/config.properties" --model-store "$work/model-store" \
   --models mnist=mnist.mar,resnet18=resnet18.mar --disable-token-auth --ncs
-for model_workers in "mnist $mnist_workers" "resnet18 $resnet_workers"; do
-  read -r model want <<<"$model_workers"
+
+mkdir -p "$defaults/model-store"
+cp config.properties "$defaults/"
+cp model-store/*.mar "$defaults/model-store/"
+node bin/tsserve-archiver.js --model-name resnet18 --version 1.0 --serialized-file "$work/models/resnet18.onnx" \
+  --handler image_classifier --export-path "$defaults/model-store" --force >/dev/null
+(cd "$defaults" && node "$repo/bin/tsserve.js" --start --model-store model-store --models all --disable-token-auth)
+
+cores=$(nproc)
+for server_model_workers in "18081 mnist $mnist_workers" "18081 resnet18 $resnet_workers" "8081 mnist $cores" "8081 resnet18 $cores"; do
+  read -r port model want <<<"$server_model_workers"
   for _ in $(seq 1 100); do
-    n=$(curl -s "http://127.0.0.1:18081/models/$model" | grep -c '"READY"' || true)
+    n=$(curl -s "http://127.0.0.1:$port/models/$model" | grep -c '"READY"' || true)
     [ "$n" -ge "$want" ] && break
     sleep 0.3
   done
@@ -51,4 +73,5 @@ done
 # Results go to bench/results/<time>/ of this project unless --out says otherwise.
 out=()
 [[ " $* " == *" --out "* ]] || out=(--out "$PWD/bench/results/$(date +%Y%m%d-%H%M%S)")
-"$shared/run_peer_bench.sh" --target 'http://127.0.0.1:18080/predictions/{model}' --label tsserve "${out[@]}" "$@"
+"$shared/run_peer_bench.sh" --target 'http://127.0.0.1:18080/predictions/{model}' --label tsserve \
+  --target 'http://127.0.0.1:8080/predictions/{model}' --label defaults "${out[@]}" "$@"

@@ -5,11 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ValidManifest } from '../archive/manifest.js';
 import { tsError } from '../errors.js';
 import { isRecord } from '../is-record.js';
 import { invalidValue, type KeySpec } from './keys.js';
 import type { SequenceHeaders, ServerConfig } from './server-config.js';
+import type { WorkerAndBatchSettings } from './snapshot-file.js';
 
 export interface ModelSettings {
   batchSize: number;
@@ -50,8 +50,6 @@ export interface SequenceSettings {
   readonly sequenceTimeoutMSec: number;
   readonly headers: SequenceHeaders;
 }
-
-export type WorkerAndBatchSettings = Pick<ModelSettings, 'minWorkers' | 'maxWorkers' | 'batchSize' | 'maxBatchDelay' | 'responseTimeout' | 'startupTimeout'>;
 
 /** The settings TorchServe's describe answer and its config snapshots both carry, in their order. */
 export function workerAndBatchSettings(s: ModelSettings): WorkerAndBatchSettings {
@@ -117,8 +115,7 @@ function describeKind(spec: YamlSpec): string {
 }
 
 /** The archive's model-config YAML; the parser is loaded only for an archive that has one. */
-export async function readModelYaml(modelDir: string, manifest: ValidManifest): Promise<Record<string, unknown>> {
-  const file = manifest.model.configFile;
+export async function readModelYaml(modelDir: string, file: string | undefined): Promise<Record<string, unknown>> {
   if (!file) return {};
   try {
     const { parse } = await import('yaml');

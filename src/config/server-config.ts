@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
-import { newestSnapshot, parseModelSnapshot, snapshotDir, type ModelSnapshot } from '../snapshot/snapshot.js';
 import { closestKey, invalidValue, keyDefault, KEYS } from './keys.js';
 import { parseProperties } from './properties.js';
+import { newestSnapshot, parseModelSnapshot, snapshotDir, type ModelSnapshot } from './snapshot-file.js';
 
 export interface ListenAddress {
   readonly scheme: 'http' | 'https' | 'unix';

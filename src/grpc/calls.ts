@@ -6,7 +6,7 @@
  */
 import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { TokenKind } from '../auth/tokens.js';
-import type { GrpcDeps } from './server.js';
+import type { GrpcDeps } from './deps.js';
 
 /** A gRPC status with its description, thrown by a method and sent by its wrapper. */
 export class GrpcFailure extends Error {

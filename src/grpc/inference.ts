@@ -7,16 +7,12 @@
  * message; a failed prediction maps its HTTP status. StreamPredictions2, for stateful models,
  * is in grpc/sequence-stream.ts.
  */
-import { randomUUID } from 'node:crypto';
 import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { TsError } from '../errors.js';
-import { withoutJobKind, type JobResponse, type JobSink } from '../wlm/job.js';
-import type { Model } from '../wlm/model.js';
-import { submitPrediction } from '../wlm/predict.js';
-import type { WireParam } from '../worker/protocol.js';
-import { GrpcFailure, grpcStatusOf, serverStream, unary } from './calls.js';
+import type { JobResponse, JobSink } from '../wlm/job.js';
+import { GrpcFailure, serverStream, unary } from './calls.js';
+import type { GrpcDeps } from './deps.js';
+import { answerFailure, headersOf, predictionFailure, queuePrediction } from './predict.js';
 import { sequenceStream } from './sequence-stream.js';
-import type { GrpcDeps } from './server.js';
 
 interface PredictionsRequest {
   model_name: string;
@@ -69,34 +65,4 @@ function predict(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);
   }
-}
-
-/** A gRPC call's prediction on the model's queue; `version` "" is the default one. Throws TsErrors. */
-export function queuePrediction(deps: GrpcDeps, name: string, version: string, params: WireParam[], headers: Record<string, string>, sink: JobSink): void {
-  const model: Model = deps.registry.get(name, version || undefined);
-  submitPrediction(deps.metrics, model, version || undefined, { id: randomUUID(), headers, params }, sink);
-}
-
-/** The call's text metadata, as the request headers a handler reads. */
-export function headersOf(metadata: Metadata): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [key, value] of Object.entries(metadata.getMap())) if (typeof value === 'string') headers[key] = value;
-  return withoutJobKind(headers);
-}
-
-/** A handler's answer with an error status; an error body `{code, type, message}` gives its message. */
-export function answerFailure(r: JobResponse): GrpcFailure {
-  const text = Buffer.from(r.body).toString('utf8');
-  let message = text;
-  try {
-    const body = JSON.parse(text) as { message?: unknown };
-    if (typeof body.message === 'string') message = body.message;
-  } catch {
-    // Not JSON: the text is the message.
-  }
-  return new GrpcFailure(grpcStatusOf(r.status), message);
-}
-
-export function predictionFailure(err: TsError): GrpcFailure {
-  return new GrpcFailure(grpcStatusOf(err.status), err.message);
 }

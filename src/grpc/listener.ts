@@ -7,7 +7,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { ConfigError, type GrpcListenConfig } from '../config/server-config.js';
-import type { GrpcApi, GrpcDeps, GrpcInjector } from './server.js';
+import type { GrpcApi, GrpcDeps, GrpcInjector } from './deps.js';
 
 export interface GrpcListener {
   /** `host:port` as bound (the port the OS chose for 0). */

@@ -7,7 +7,7 @@
  */
 import { status, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { authorization, GrpcFailure, grpcStatusOf, unary } from './calls.js';
-import type { GrpcDeps } from './server.js';
+import type { GrpcDeps } from './deps.js';
 
 interface ModelRequest {
   model_name: string;

@@ -14,8 +14,8 @@ import { isTsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../wlm/model-metadata.js';
 import { GrpcFailure, grpcStatusOf, unary } from './calls.js';
-import { answerFailure, headersOf, predictionFailure, queuePrediction } from './inference.js';
-import type { GrpcDeps } from './server.js';
+import { answerFailure, headersOf, predictionFailure, queuePrediction } from './predict.js';
+import type { GrpcDeps } from './deps.js';
 
 type Contents = Partial<Record<ContentsField, unknown[]>>;
 type ContentsField = 'bool_contents' | 'int_contents' | 'int64_contents' | 'uint_contents' | 'uint64_contents' | 'fp32_contents' | 'fp64_contents' | 'bytes_contents';

@@ -10,8 +10,8 @@ import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
 import type { WireParam } from '../worker/protocol.js';
 import { accessLog, asFailure, authorize, GrpcFailure, grpcStatusOf } from './calls.js';
-import { answerFailure, headersOf, queuePrediction } from './inference.js';
-import type { GrpcDeps } from './server.js';
+import { answerFailure, headersOf, queuePrediction } from './predict.js';
+import type { GrpcDeps } from './deps.js';
 
 interface SequenceRequest {
   model_name: string;

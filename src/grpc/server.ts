@@ -8,30 +8,11 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import type { LightMyRequestResponse, InjectOptions } from 'fastify';
-import type { TokenStore } from '../auth/tokens.js';
 import type { GrpcListenConfig, ServerConfig } from '../config/server-config.js';
-import type { Loggers } from '../log/loggers.js';
-import type { MetricsRegistry } from '../metrics/registry.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { GrpcApi, GrpcDeps, GrpcInjector } from './deps.js';
 import { inferenceService } from './inference.js';
 import { managementService } from './management.js';
 import { openInferenceService } from './open-inference.js';
-
-/** `kserve`: the listener KServe's runtime sends gRPC v2 to (8081), KServe's service alone. */
-export type GrpcApi = 'inference' | 'management' | 'kserve';
-
-export interface GrpcDeps {
-  readonly config: ServerConfig;
-  readonly registry: ModelRegistry;
-  readonly metrics: MetricsRegistry;
-  readonly tokens: TokenStore | undefined;
-  readonly loggers: Loggers;
-  /** The management REST API, called in process: gRPC management answers exactly as REST does. */
-  readonly managementRest: (request: InjectOptions) => Promise<LightMyRequestResponse>;
-}
-
-export type GrpcInjector = grpc.ConnectionInjector;
 
 // dist/src/grpc/ -> src/grpc/proto: the .proto files ship as sources, beside the code's sources.
 const PROTO_DIR = fileURLToPath(new URL('../../../src/grpc/proto/', import.meta.url));

@@ -6,40 +6,13 @@
  * what is registered. The newest one is the configuration of the next start unless --ncs, so a
  * restart, or a crash, loses no model, version or scale setting.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { workerAndBatchSettings, type WorkerAndBatchSettings } from '../config/model-config.js';
+import { workerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
+import { snapshotFileName, type ModelSnapshot, type SnapshotKind } from '../config/snapshot-file.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import { formatLocalTime } from '../local-time.js';
-
-export interface SnapshotModel extends WorkerAndBatchSettings {
-  defaultVersion: boolean;
-  marName: string;
-  runtimeType: string;
-}
-
-export interface ModelSnapshot {
-  name: string;
-  modelCount: number;
-  created: number;
-  models: Record<string, Record<string, SnapshotModel>>;
-}
-
-export type SnapshotKind = 'startup' | 'snapshot' | 'shutdown';
-
-const SNAPSHOT_FILE = /^(\d{17})-(startup|snapshot|shutdown)\.cfg$/;
-
-export function snapshotDir(logLocation: string): string {
-  return join(logLocation, 'config');
-}
-
-/** The newest snapshot file by its timestamp prefix, if any. */
-export function newestSnapshot(dir: string): string | undefined {
-  if (!existsSync(dir)) return undefined;
-  const names = readdirSync(dir).filter((n) => SNAPSHOT_FILE.test(n)).sort();
-  return names.length > 0 ? join(dir, names[names.length - 1]!) : undefined;
-}
 
 export class SnapshotWriter {
   private readonly dir: string;
@@ -78,14 +51,9 @@ export class SnapshotWriter {
   /** `<yyyyMMddHHmmssSSS>-<kind>.cfg`, one millisecond later while that name is taken. */
   private freeName(now: Date, kind: SnapshotKind): string {
     for (let t = now.getTime(); ; t++) {
-      const name = `${formatLocalTime(new Date(t), 'yyyyMMddHHmmssSSS')}-${kind}.cfg`;
+      const name = snapshotFileName(formatLocalTime(new Date(t), 'yyyyMMddHHmmssSSS'), kind);
       if (!existsSync(join(this.dir, name))) return name;
     }
   }
 }
 
-
-export function parseModelSnapshot(value: string): ModelSnapshot {
-  const parsed = JSON.parse(value) as Partial<ModelSnapshot>;
-  return { name: parsed.name ?? '', modelCount: parsed.modelCount ?? 0, created: parsed.created ?? 0, models: parsed.models ?? {} };
-}

@@ -55,7 +55,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
         deps.log(`Model ${name}: ${requirements} is not a package.json; no dependencies installed (no worker here runs Python)`);
       }
     }
-    const yaml = await readModelYaml(opened.dir, manifest);
+    const yaml = await readModelYaml(opened.dir, manifest.model.configFile);
     for (const warning of yamlWarnings(yaml, manifest.model.configFile ?? 'model-config.yaml')) deps.log(`Model ${name}: ${warning}`);
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined, isBuiltinHandler(handler));

@@ -1,0 +1,56 @@
+/**
+ * @module config/snapshot-file
+ * What a config snapshot file is, for the configuration that starts from one: where snapshots
+ * live (LOG_LOCATION/config), how they are named (`<yyyyMMddHHmmssSSS>-<kind>.cfg`), which is
+ * the newest, and the shape of its `model_snapshot`. Writing them is snapshot/snapshot.ts's job.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The settings TorchServe's describe answer and its config snapshots both carry. */
+export interface WorkerAndBatchSettings {
+  minWorkers: number;
+  maxWorkers: number;
+  batchSize: number;
+  maxBatchDelay: number;
+  responseTimeout: number;
+  startupTimeout: number;
+}
+
+export interface SnapshotModel extends WorkerAndBatchSettings {
+  defaultVersion: boolean;
+  marName: string;
+  runtimeType: string;
+}
+
+export interface ModelSnapshot {
+  name: string;
+  modelCount: number;
+  created: number;
+  models: Record<string, Record<string, SnapshotModel>>;
+}
+
+export type SnapshotKind = 'startup' | 'snapshot' | 'shutdown';
+
+const SNAPSHOT_FILE = /^(\d{17})-(startup|snapshot|shutdown)\.cfg$/;
+
+export function snapshotDir(logLocation: string): string {
+  return join(logLocation, 'config');
+}
+
+/** A snapshot's file name: its local time stamp (yyyyMMddHHmmssSSS) and kind. */
+export function snapshotFileName(stamp: string, kind: SnapshotKind): string {
+  return `${stamp}-${kind}.cfg`;
+}
+
+/** The newest snapshot file by its timestamp prefix, if any. */
+export function newestSnapshot(dir: string): string | undefined {
+  if (!existsSync(dir)) return undefined;
+  const names = readdirSync(dir).filter((n) => SNAPSHOT_FILE.test(n)).sort();
+  return names.length > 0 ? join(dir, names[names.length - 1]!) : undefined;
+}
+
+export function parseModelSnapshot(value: string): ModelSnapshot {
+  const parsed = JSON.parse(value) as Partial<ModelSnapshot>;
+  return { name: parsed.name ?? '', modelCount: parsed.modelCount ?? 0, created: parsed.created ?? 0, models: parsed.models ?? {} };
+}
