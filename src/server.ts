@@ -4,10 +4,8 @@
  * metrics and the worker factory, loads the start-up models, and opens the three listeners.
  * Nothing below it reaches for a singleton; everything it made is passed down.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { startupWorkers, type ListenAddress, type ServerConfig } from './config/server-config.js';
+import type { ListenAddress, ServerConfig } from './config/server-config.js';
 import { removeStaleExtractions } from './archive/extract.js';
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
@@ -23,14 +21,12 @@ import { createLoggers, type Loggers } from './log/loggers.js';
 import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
-import { snapshotDir, type ModelSnapshot, type SnapshotKind } from './config/snapshot-file.js';
+import { snapshotDir, type SnapshotKind } from './config/snapshot-file.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
-import { VERSION } from './version.js';
-import { threadBudget, WorkerProcess, workerEnvironment } from './worker/worker.js';
-import type { Model } from './wlm/model.js';
-import { loadModel, type LoaderDeps } from './wlm/model-loader.js';
+import type { LoaderDeps } from './wlm/model-loader.js';
 import { ModelRegistry } from './wlm/model-registry.js';
-import type { PoolDeps } from './wlm/worker-pool.js';
+import { registerStartupModels, restoreSnapshot, type RegistrationDeps } from './wlm/registration.js';
+import { workerFactory } from './wlm/worker-factory.js';
 
 export interface RunningServer {
   readonly config: ServerConfig;
@@ -80,51 +76,6 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     warn: (message) => log.warn(message),
   });
   metrics.watchModels(() => registry.all().map((m) => ({ model: m.name, version: m.version, queued: m.queue.size, readyWorkers: m.pool.loadedCount() })));
-  let nextWorkerPort = config.initialWorkerPort;
-  const workerEnv = workerEnvironment(process.env, config.blacklistEnvVars);
-
-  const poolDeps = (model: Model): PoolDeps => ({
-    spawn: () => {
-      const id = String(nextWorkerPort++);
-      const name = `W-${id}-${model.name}_${model.version}`;
-      const worker = new WorkerProcess({
-        id,
-        load: {
-          kind: 'load',
-          modelName: model.name,
-          modelDir: model.spec.dir,
-          manifest: model.spec.manifest,
-          handler: model.spec.handler,
-          batchSize: model.settings.batchSize,
-          yamlConfig: model.spec.yaml,
-          decodeInput: config.decodeInputRequest,
-          limitMaxImagePixels: config.limitMaxImagePixels,
-          envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
-          sequenceIdHeader: config.sequenceHeaders.id,
-          serverVersion: VERSION,
-          largestBatch: Math.max(model.settings.batchSize, model.settings.takeQueued),
-        },
-        ...threadBudget(model.settings),
-        startupTimeoutMs: model.settings.startupTimeout * 1000,
-        responseTimeoutMs: model.settings.responseTimeout * 1000,
-        maxResponseSize: config.maxResponseSize,
-        env: workerEnv,
-        onOutput: (line, stream) => loggers.model(name, stream, line),
-        onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),
-        onBatchHandled: (ms) => metrics.workerThreadTime(ms),
-      });
-      worker.on('state', (state, previous) => {
-        log.info(`${name} State change ${previous} -> ${state}`);
-        if (state === 'MODEL_LOADED') metrics.workerLoaded(name, Date.now() - worker.startTime.getTime());
-      });
-      worker.on('response-timeout', () => metrics.responseTimedOut(model.name, model.version));
-      return worker;
-    },
-    onRestart: () => metrics.workerRestarted(model.name, model.version),
-    onBatch: (size) => metrics.batchFormed(model.name, model.version, size),
-    log: (message) => log.info(`${model.name}_${model.version}: ${message}`),
-  });
-
   const loader: LoaderDeps = {
     server: config,
     locate: {
@@ -133,12 +84,13 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       maxDownloadBytes: config.maxDownloadSize,
       downloadTimeoutMs: config.downloadTimeout * 1000,
     },
-    poolDeps,
+    poolDeps: workerFactory({ config, loggers, metrics }),
     log: (message) => log.warn(message),
   };
+  const registration: RegistrationDeps = { loader, registry };
 
-  if (config.modelSnapshot) await restoreSnapshot(config.modelSnapshot, loader, registry, loggers);
-  else await loadStartupModels(config, loader, registry, loggers);
+  if (config.modelSnapshot) await restoreSnapshot(config.modelSnapshot, registration, log);
+  else await registerStartupModels(config, registration, log);
   const snapshots = config.snapshotsDisabled
     ? undefined
     : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry);
@@ -173,7 +125,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
   await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
   const management = listenerFor(config.managementAddress, 'management');
-  await management.register(managementRoutes, { config, registry, loader, tokens, onChange: () => saveSnapshot('snapshot') });
+  await management.register(managementRoutes, { config, registry, registration, tokens, onChange: () => saveSnapshot('snapshot') });
   if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
 
@@ -259,71 +211,4 @@ async function tlsForListeners(config: ServerConfig, loggers: Loggers): Promise<
   if (!addresses.some((a) => a.scheme === 'https')) return undefined;
   return tlsMaterial(config.tls, () =>
     loggers.server.warn('HTTPS without keystore or private_key_file/certificate_file: serving a self-signed certificate for localhost'));
-}
-
-/** `load_models` / `--models`: `all` or `name=file` items. Failures are logged and skipped. */
-async function loadStartupModels(config: ServerConfig, loader: LoaderDeps, registry: ModelRegistry, loggers: Loggers): Promise<void> {
-  const items = config.loadModels.length === 1 && config.loadModels[0]!.toLowerCase() === 'all'
-    ? storeEntries(config.modelStore)
-    : config.loadModels;
-  for (const item of items) {
-    const eq = item.indexOf('=');
-    const [modelName, url] = eq > 0 ? [item.slice(0, eq), item.slice(eq + 1)] : [undefined, item];
-    try {
-      const model = await loadModel({ url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true }, loader);
-      registry.add(model);
-      startWorkersInBackground(model, loggers);
-    } catch (err) {
-      loggers.server.error(`Failed to load model ${item}: ${(err as Error).message}`);
-    }
-  }
-}
-
-/** Start-up models get their workers in the background; requests that arrive meanwhile wait in the queue. */
-function startWorkersInBackground(model: Model, loggers: Loggers): void {
-  void model.scale(model.settings.minWorkers, model.settings.maxWorkers).then((r) => {
-    if (!r.ok) loggers.server.error(`Failed to start workers for ${model.name}: ${r.error.message}`);
-  });
-}
-
-/**
- * Registers every version a snapshot names with its settings. A missing archive fails start-up,
- * as in TorchServe; one that no longer opens (corrupt, hostile, not a tsserve archive) is
- * reported and left out, and the others are served, as TorchServe does.
- */
-async function restoreSnapshot(snapshot: ModelSnapshot, loader: LoaderDeps, registry: ModelRegistry, loggers: Loggers): Promise<void> {
-  const restored: Model[] = [];
-  const failed: string[] = [];
-  for (const [name, versions] of Object.entries(snapshot.models)) {
-    for (const [version, s] of Object.entries(versions)) {
-      if (!existsSync(join(loader.locate.modelStore ?? '', s.marName))) {
-        throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
-      }
-      try {
-        const model = await loadModel({
-          url: s.marName, modelName: name, runtime: s.runtimeType, batchSize: s.batchSize, maxBatchDelay: s.maxBatchDelay,
-          responseTimeout: s.responseTimeout, startupTimeout: s.startupTimeout, initialWorkers: s.minWorkers, loadedAtStartup: true,
-        }, loader);
-        model.settings.maxWorkers = Math.max(s.maxWorkers, model.settings.minWorkers);
-        registry.add(model);
-        if (s.defaultVersion) registry.setDefault(name, model.version);
-        restored.push(model);
-      } catch (err) {
-        failed.push(`${name} ${version}`);
-        loggers.server.error(`FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; register it again once its archive is fixed.`);
-      }
-    }
-  }
-  for (const model of restored) startWorkersInBackground(model, loggers);
-  const summary = `Restored ${restored.length} model versions from snapshot ${snapshot.name}`;
-  if (failed.length > 0) loggers.server.error(`${summary}; ${failed.length} failed: ${failed.join(', ')}`);
-  else loggers.server.info(summary);
-}
-
-function storeEntries(store: string | undefined): string[] {
-  if (!store) return [];
-  return readdirSync(store).filter((name) => {
-    if (name.startsWith('.')) return false;
-    return statSync(join(store, name)).isDirectory() || /\.(mar|model|tar\.gz)$/i.test(name);
-  }).sort();
 }

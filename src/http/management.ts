@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import type { Model } from '../wlm/model.js';
-import { loadModel, type LoaderDeps } from '../wlm/model-loader.js';
+import { registerModel, type RegistrationDeps } from '../wlm/registration.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import type { ScaleResult } from '../wlm/worker-pool.js';
 import type { TokenStore } from '../auth/tokens.js';
@@ -23,7 +23,7 @@ export interface ManagementDeps {
   readonly config: ServerConfig;
   readonly tokens: TokenStore | undefined;
   readonly registry: ModelRegistry;
-  readonly loader: LoaderDeps;
+  readonly registration: RegistrationDeps;
   /** Called after every change of the registered models or their workers. */
   readonly onChange: () => void;
 }
@@ -121,10 +121,10 @@ function listModels(registry: ModelRegistry, p: Params, reply: FastifyReply): Fa
 async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): Promise<FastifyReply> {
   if (p.url === undefined) throw tsError('TSS_ERR_HTTP_BAD_REQUEST', 'Parameter url is required.');
   const warnings = registerWarnings(p);
-  for (const warning of warnings) deps.loader.log(`Register ${shown(p.url)}: ${warning}`);
+  for (const warning of warnings) deps.registration.loader.log(`Register ${shown(p.url)}: ${warning}`);
   warn(reply, warnings);
   const initialWorkers = Math.max(0, intParam(p, 'initial_workers') ?? deps.config.defaultWorkersPerModel);
-  const model = await loadModel({
+  const model = await registerModel({
     url: p.url,
     modelName: p.model_name,
     handler: p.handler,
@@ -135,13 +135,7 @@ async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): P
     startupTimeout: nonNegative(intParam(p, 'startup_timeout')),
     initialWorkers,
     loadedAtStartup: false,
-  }, deps.loader);
-  try {
-    deps.registry.add(model);
-  } catch (err) {
-    await model.close();
-    throw err;
-  }
+  }, deps.registration);
   deps.onChange();
   const { minWorkers, maxWorkers } = model.settings;
   const label = `Model "${model.name}" Version: ${model.version}`;

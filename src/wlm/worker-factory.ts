@@ -1,0 +1,73 @@
+/**
+ * @module wlm/worker-factory
+ * The one place a worker process is made for a model: its load message (what the worker needs to
+ * open the model), its thread budget and timeouts, and the wiring of its states, output and
+ * metrics into the server's log and metrics. Every model's pool gets its workers from here,
+ * whichever way the model was registered.
+ */
+import type { ServerConfig } from '../config/server-config.js';
+import type { Loggers } from '../log/loggers.js';
+import type { MetricsRegistry } from '../metrics/registry.js';
+import { VERSION } from '../version.js';
+import type { LoadMessage } from '../worker/protocol.js';
+import { threadBudget, WorkerProcess, workerEnvironment } from '../worker/worker.js';
+import type { Model } from './model.js';
+import type { PoolDeps } from './worker-pool.js';
+
+export interface WorkerFactoryDeps {
+  readonly config: ServerConfig;
+  readonly loggers: Loggers;
+  readonly metrics: MetricsRegistry;
+}
+
+/** For each model, what its pool needs: a way to make workers, and where its events go. */
+export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): (model: Model) => PoolDeps {
+  const log = loggers.server;
+  let nextWorkerPort = config.initialWorkerPort;
+  const env = workerEnvironment(process.env, config.blacklistEnvVars);
+  return (model) => ({
+    spawn: () => {
+      const id = String(nextWorkerPort++);
+      const name = `W-${id}-${model.name}_${model.version}`;
+      const worker = new WorkerProcess({
+        id,
+        load: loadMessage(config, model),
+        ...threadBudget(model.settings),
+        startupTimeoutMs: model.settings.startupTimeout * 1000,
+        responseTimeoutMs: model.settings.responseTimeout * 1000,
+        maxResponseSize: config.maxResponseSize,
+        env,
+        onOutput: (line, stream) => loggers.model(name, stream, line),
+        onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),
+        onBatchHandled: (ms) => metrics.workerThreadTime(ms),
+      });
+      worker.on('state', (state, previous) => {
+        log.info(`${name} State change ${previous} -> ${state}`);
+        if (state === 'MODEL_LOADED') metrics.workerLoaded(name, Date.now() - worker.startTime.getTime());
+      });
+      worker.on('response-timeout', () => metrics.responseTimedOut(model.name, model.version));
+      return worker;
+    },
+    onRestart: () => metrics.workerRestarted(model.name, model.version),
+    onBatch: (size) => metrics.batchFormed(model.name, model.version, size),
+    log: (message) => log.info(`${model.name}_${model.version}: ${message}`),
+  });
+}
+
+function loadMessage(config: ServerConfig, model: Model): LoadMessage {
+  return {
+    kind: 'load',
+    modelName: model.name,
+    modelDir: model.spec.dir,
+    manifest: model.spec.manifest,
+    handler: model.spec.handler,
+    batchSize: model.settings.batchSize,
+    yamlConfig: model.spec.yaml,
+    decodeInput: config.decodeInputRequest,
+    limitMaxImagePixels: config.limitMaxImagePixels,
+    envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
+    sequenceIdHeader: config.sequenceHeaders.id,
+    serverVersion: VERSION,
+    largestBatch: Math.max(model.settings.batchSize, model.settings.takeQueued),
+  };
+}
