@@ -42,6 +42,11 @@ export interface RunningServer {
     readonly kserve: string | undefined;
     readonly grpcKserve: string | undefined;
   };
+  /**
+   * Settles once the start-up models' first workers have loaded (warm-up included) or failed:
+   * from then on the server serves them, which `tsserve --start` waits for before it returns.
+   */
+  readonly startupModelsStarted: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -89,8 +94,9 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   };
   const registration: RegistrationDeps = { loader, registry };
 
-  if (config.modelSnapshot) await restoreSnapshot(config.modelSnapshot, registration, log);
-  else await registerStartupModels(config, registration, log);
+  const starting = config.modelSnapshot
+    ? await restoreSnapshot(config.modelSnapshot, registration, log)
+    : await registerStartupModels(config, registration, log);
   const snapshots = config.snapshotsDisabled
     ? undefined
     : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry);
@@ -167,6 +173,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       kserve: url('kserve'),
       grpcKserve: grpcKserve?.address,
     },
+    startupModelsStarted: Promise.all(starting).then(() => undefined),
     close() {
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered,

@@ -1,11 +1,11 @@
 // `tsserve --start` runs the server in the background and returns once it answers, as
 // torchserve does; `--stop` ends it. Run as a user would, from a folder with config.properties.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMnistMar, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, writeUserConfig } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -41,6 +41,25 @@ t.test('--start returns once the server answers; --stop stops it', async (t) => 
   t.match(stop.out, 'tsserve has stopped.');
   await t.rejects(fetch(`${urls.inference}/ping`), 'the port is closed');
   t.match(tsserve(['--stop'], dir, env).out, 'tsserve is not currently running.');
+});
+
+t.test('--start returns once the start-up models serve: their workers have loaded and warmed up', async (t) => {
+  const dir = tempDir(t);
+  const env = { TMPDIR: dir };
+  mkdirSync(join(dir, 'model-store'));
+  writeFileSync(join(dir, 'slow-warmup.txt'), 'sleep:1500');
+  writeFileSync(join(dir, 'model-config.yaml'), 'warmupFile: slow-warmup.txt\n');
+  buildMar(join(dir, 'model-store'), {
+    modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'),
+    configFile: join(dir, 'model-config.yaml'), extraFiles: join(dir, 'slow-warmup.txt'),
+  });
+  const urls = await writeUserConfig(dir, ['default_workers_per_model=2']);
+  t.teardown(() => tsserve(['--stop'], dir, env));
+  const start = tsserve(['--start', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'], dir, env);
+  t.equal(start.status, 0, start.out);
+  const [described] = (await (await fetch(`${urls.management}/models/echo`)).json()) as Array<{ workers: Array<{ status: string }> }>;
+  t.same(described!.workers.map((w) => w.status), ['READY', 'READY'], 'both workers READY when --start returns, after a 1.5 s warm-up each');
+  t.equal((await fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'hi' })).status, 200);
 });
 
 t.test('start-up validation messages', async (t) => {

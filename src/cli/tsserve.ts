@@ -118,6 +118,9 @@ async function serveInForeground(flags: Flags): Promise<void> {
   }
   writePidFile(process.pid);
   const server = await startServer(config).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
+  // Ready means ready to serve: the start-up models' workers have loaded (or failed to), so the
+  // first requests after `--start` returns are not refused for want of a worker.
+  await server.startupModelsStarted;
   console.log('Model server started.');
   console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
   console.log(`gRPC inference: ${server.urls.grpcInference}  gRPC management: ${server.urls.grpcManagement}`);

@@ -33,8 +33,12 @@ export async function registerModel(request: RegisterRequest, deps: Registration
   return model;
 }
 
-/** `load_models` / `--models`: `all` or `name=file` items. Failures are logged and skipped. */
-export async function registerStartupModels(config: ServerConfig, deps: RegistrationDeps, log: Log): Promise<void> {
+/**
+ * `load_models` / `--models`: `all` or `name=file` items. Failures are logged and skipped.
+ * Answers each model's worker start, which runs in the background.
+ */
+export async function registerStartupModels(config: ServerConfig, deps: RegistrationDeps, log: Log): Promise<Array<Promise<void>>> {
+  const starting: Array<Promise<void>> = [];
   const items = config.loadModels.length === 1 && config.loadModels[0]!.toLowerCase() === 'all'
     ? storeEntries(config.modelStore)
     : config.loadModels;
@@ -43,19 +47,21 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
     const [modelName, url] = eq > 0 ? [item.slice(0, eq), item.slice(eq + 1)] : [undefined, item];
     try {
       const model = await registerModel({ url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true }, deps);
-      startWorkersInBackground(model, log);
+      starting.push(startWorkersInBackground(model, log));
     } catch (err) {
       log.error(`Failed to load model ${item}: ${(err as Error).message}`);
     }
   }
+  return starting;
 }
 
 /**
  * Registers every version a snapshot names with its settings. A missing archive fails start-up,
  * as in TorchServe; one that no longer opens (corrupt, hostile, not a tsserve archive) is
- * reported and left out, and the others are served, as TorchServe does.
+ * reported and left out, and the others are served, as TorchServe does. Answers each model's
+ * worker start, as registerStartupModels.
  */
-export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<void> {
+export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<Array<Promise<void>>> {
   const restored: Model[] = [];
   const failed: string[] = [];
   for (const [name, versions] of Object.entries(snapshot.models)) {
@@ -77,15 +83,19 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
       }
     }
   }
-  for (const model of restored) startWorkersInBackground(model, log);
+  const starting = restored.map((model) => startWorkersInBackground(model, log));
   const summary = `Restored ${restored.length} model versions from snapshot ${snapshot.name}`;
   if (failed.length > 0) log.error(`${summary}; ${failed.length} failed: ${failed.join(', ')}`);
   else log.info(summary);
+  return starting;
 }
 
-/** Start-up models get their workers in the background; requests that arrive meanwhile wait in the queue. */
-function startWorkersInBackground(model: Model, log: Log): void {
-  void model.scale(model.settings.minWorkers, model.settings.maxWorkers).then((r) => {
+/**
+ * Start-up models get their workers in the background; requests that arrive meanwhile wait in the
+ * queue. Settles (never rejects) once the first workers have loaded or failed to.
+ */
+function startWorkersInBackground(model: Model, log: Log): Promise<void> {
+  return model.scale(model.settings.minWorkers, model.settings.maxWorkers).then((r) => {
     if (!r.ok) log.error(`Failed to start workers for ${model.name}: ${r.error.message}`);
   });
 }
