@@ -66,7 +66,7 @@ t.test('system metrics every metric_time_interval: host CPU, memory and disk gau
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metric_time_interval: '1' } });
   const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
   const host = hostname();
-  for (const [name, unit] of [['CPUUtilization', 'Percent'], ['MemoryUsed', 'Megabytes'], ['MemoryAvailable', 'Megabytes'], ['MemoryUtilization', 'Percent'], ['DiskUsage', 'Gigabytes'], ['DiskUtilization', 'Percent'], ['DiskAvailable', 'Gigabytes']]) {
+  for (const [name, unit] of [['CPUUtilization', 'Percent'], ['MemoryUsed', 'Megabytes'], ['MemoryAvailable', 'Megabytes'], ['MemoryUtilization', 'Percent'], ['DiskUsage', 'Gigabytes'], ['DiskUtilization', 'Percent'], ['DiskAvailable', 'Gigabytes']] as const) {
     t.match(text, new RegExp(`# HELP ${name} Torchserve prometheus gauge metric with unit: ${unit}\n# TYPE ${name} gauge\n${name}\\{Level="Host",Hostname="${host}",\\} \\d+(\\.\\d+)?(E\\d+)?\n`), name);
   }
   const used = Number(/^MemoryUsed\{[^}]*\} (\S+)$/m.exec(text)?.[1]);

@@ -403,7 +403,9 @@ t.test('workers killed as they start, under load: every request is answered (200
 });
 
 t.test('a built-in handler with no batch_size takes what is queued at once (builtin_handler_batch_size); a batch_size given, or a handler of the user\'s, keeps one at a time', async (t) => {
+  const log: string[] = [];
   const server = await startTestServer(t, {
+    serverLog: (line) => log.push(line),
     prepare: (store) => {
       buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
       buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
@@ -426,6 +428,8 @@ t.test('a built-in handler with no batch_size takes what is queued at once (buil
   const [described] = (await (await fetch(`${server.urls.management}/models/builtin`)).json()) as Array<{ batchSize: number; maxBatchDelay: number }>;
   t.match(described, { batchSize: 1, maxBatchDelay: 100 }, "describe keeps TorchServe's defaults");
   t.equal((await batchesOf('explicit', 'colours.mar', '&batch_size=1', image)).batches, 16, 'batch_size=1 given: one at a time');
+  t.ok(log.some((l) => l.includes('Model builtin: built-in handler image_classifier and no batch_size: a worker takes up to 8 queued requests at once (builtin_handler_batch_size), and a batch that runs alone uses every core (adaptiveThreads)')), 'the fast defaults are said in the log');
+  t.notOk(log.some((l) => l.includes('Model explicit: built-in handler')), 'not for a model whose batch_size was given');
   const custom = await batchesOf('echo_custom', 'echo.mar', '', 'x');
   t.equal(custom.batches, 16, "the user's handler: one at a time");
   t.same(new Set(custom.sizes), new Set([1]), 'and it saw batches of 1');

@@ -26,7 +26,9 @@ export interface ModelSettings {
   useJobTicket: boolean;
   /**
    * tsserve's own: each worker also opens the model with every core's threads, for batches that
-   * run while the model's other workers idle (runtime/onnx.ts). Off unless the YAML says true.
+   * run while the model's other workers idle (runtime/onnx.ts). What the YAML says; without a
+   * word of it, on for a built-in handler with no batch size set (the fast path by default, at the
+   * cost of a second session's memory per worker), off otherwise.
    */
   adaptiveThreads: boolean;
   /** Stateful sequence batching (the YAML's `sequenceBatching: true`); undefined: off. */
@@ -147,9 +149,10 @@ export function resolveSettings(
   };
   const configuredBatch = params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize');
   const batchSize = configuredBatch ?? 1;
+  const fastDefaults = configuredBatch === undefined && builtinHandler && yaml.sequenceBatching !== true;
   return {
     batchSize,
-    takeQueued: configuredBatch === undefined && builtinHandler && yaml.sequenceBatching !== true ? server.builtinHandlerBatchSize : 1,
+    takeQueued: fastDefaults ? server.builtinHandlerBatchSize : 1,
     maxBatchDelay: params.maxBatchDelay ?? yamlInt('maxBatchDelay') ?? jsonInt('maxBatchDelay') ?? 100,
     responseTimeout: timeout('responseTimeout', params.responseTimeout, server.defaultResponseTimeout),
     startupTimeout: timeout('startupTimeout', params.startupTimeout, server.defaultStartupTimeout),
@@ -159,7 +162,7 @@ export function resolveSettings(
     maxRetryTimeoutInSec: yamlInt('maxRetryTimeoutInSec') ?? 300,
     clientTimeoutInMills: yamlInt('clientTimeoutInMills') ?? server.defaultQueueTimeout * 1000,
     useJobTicket: yaml.useJobTicket === true,
-    adaptiveThreads: yaml.adaptiveThreads === true,
+    adaptiveThreads: typeof yaml.adaptiveThreads === 'boolean' ? yaml.adaptiveThreads : fastDefaults,
     sequence: yaml.sequenceBatching === true ? {
       maxNumSequence: Math.max(yamlInt('maxNumSequence') ?? 1, batchSize * Math.max(1, workers.max)),
       maxSequenceJobQueueSize: yamlInt('maxSequenceJobQueueSize') ?? 1,

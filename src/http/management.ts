@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
-import type { Model } from '../wlm/model.js';
+import type { Model, ModelDescription } from '../wlm/model.js';
 import { registerModel, type RegistrationDeps } from '../wlm/registration.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import type { ScaleResult } from '../wlm/worker-pool.js';
@@ -170,7 +170,7 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
 }
 
 /** One version's describe element; with `customized=true`, what its handler says of itself. */
-async function describe(model: Model, p: Params): Promise<Record<string, unknown>> {
+async function describe(model: Model, p: Params): Promise<ModelDescription> {
   const described = model.describe();
   if (!boolParam(p, 'customized', false)) return described;
   const customizedMetadata = await model.customizedMetadata();

@@ -59,7 +59,9 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     for (const warning of yamlWarnings(yaml, manifest.model.configFile ?? 'model-config.yaml')) deps.log(`Model ${name}: ${warning}`);
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined, isBuiltinHandler(handler));
-    if (settings.takeQueued > 1) deps.log(`Model ${name}: built-in handler ${handler} and no batch_size: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)`);
+    if (settings.takeQueued > 1) {
+      deps.log(`Model ${name}: built-in handler ${handler} and no batch_size: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)${settings.adaptiveThreads ? ', and a batch that runs alone uses every core (adaptiveThreads)' : ''}`);
+    }
     return new Model({
       name,
       version,

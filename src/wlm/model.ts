@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import type { ValidManifest } from '../archive/manifest.js';
 import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
+import type { WorkerAndBatchSettings } from '../config/snapshot-file.js';
 import { tsError, type TsError } from '../errors.js';
 import { JobQueue, type BatchQueue } from './job-queue.js';
 import { SequenceQueue } from './sequence-queue.js';
@@ -32,6 +33,44 @@ export interface ModelSpec {
   readonly runtime: string;
   readonly yaml: Record<string, unknown>;
   readonly loadedAtStartup: boolean;
+}
+
+/** One version in the describe answer (GET /models/{name}), as TorchServe writes it. */
+export interface ModelDescription extends WorkerAndBatchSettings {
+  modelName: string;
+  modelVersion: string;
+  modelUrl: string;
+  runtime: string;
+  maxRetryTimeoutInSec: number;
+  clientTimeoutInMills: number;
+  parallelType: string;
+  parallelLevel: number;
+  deviceType: 'cpu';
+  continuousBatching: boolean;
+  useJobTicket: boolean;
+  useVenv: boolean;
+  stateful: boolean;
+  sequenceMaxIdleMSec: number;
+  sequenceTimeoutMSec: number;
+  maxNumSequence: number;
+  maxSequenceJobQueueSize: number;
+  loadedAtStartup: boolean;
+  /** tsserve's own: a worker has the model loaded, so it can answer now. */
+  serving: boolean;
+  workers: WorkerDescription[];
+  jobQueueStatus: { remainingCapacity: number; pendingRequests: number };
+  /** With `customized=true`: what the handler says of itself. */
+  customizedMetadata?: unknown;
+}
+
+export interface WorkerDescription {
+  id: string;
+  startTime: string;
+  status: 'READY' | 'UNLOADING';
+  memoryUsage: number;
+  pid: number | undefined;
+  gpu: boolean;
+  gpuUsage: string;
 }
 
 export class Model {
@@ -173,7 +212,7 @@ export class Model {
   }
 
   /** One element of the describe answer, fields in TorchServe's order. */
-  describe(): Record<string, unknown> {
+  describe(): ModelDescription {
     const s = this.settings;
     return {
       modelName: this.name,
