@@ -9,7 +9,9 @@
 # The `defaults` cell is tsserve as a user meets it: the README's first command as written (its
 # config.properties, ports 8080-8082, the model-store archives, `--models all`), plus resnet18
 # archived with image_classifier and nothing else. It runs from a folder of its own, so the two
-# servers' --stop tell them apart.
+# servers' --stop tell them apart. The `ceiling` cell is bench/ceiling.mjs on :18095: the same job
+# in one Node process (Fastify, the same decoding, batched onnxruntime, no IPC), what tsserve's
+# process isolation is measured against.
 # Knobs: MNIST_WORKERS (2), RESNET_WORKERS (2), RESNET_ADAPTIVE (true), TSSERVE_BATCH (8),
 # TSSERVE_DELAY (ms, 0). Workers x onnxruntime threads never exceed the cores: tsserve gives each
 # worker cores/workers threads. mnist is decode-bound, so two single-threaded workers decode in
@@ -23,6 +25,7 @@ work=$(mktemp -d /tmp/tsserve-bench.XXXXXX)
 repo=$PWD
 defaults="$work/defaults"
 stop_all() {
+  [ -n "${ceiling_pid:-}" ] && kill "$ceiling_pid" 2>/dev/null || true
   node bin/tsserve.js --stop >/dev/null 2>&1 || true
   [ -d "$defaults" ] && (cd "$defaults" && node "$repo/bin/tsserve.js" --stop >/dev/null 2>&1 || true)
   rm -rf "$work"
@@ -60,6 +63,9 @@ node bin/tsserve-archiver.js --model-name resnet18 --version 1.0 --serialized-fi
   --handler image_classifier --export-path "$defaults/model-store" --force >/dev/null
 (cd "$defaults" && node "$repo/bin/tsserve.js" --start --model-store model-store --models all --disable-token-auth)
 
+node bench/ceiling.mjs --models "$work/models" --port 18095 >/dev/null &
+ceiling_pid=$!
+
 cores=$(nproc)
 for server_model_workers in "18081 mnist $mnist_workers" "18081 resnet18 $resnet_workers" "8081 mnist $cores" "8081 resnet18 $cores"; do
   read -r port model want <<<"$server_model_workers"
@@ -69,9 +75,11 @@ for server_model_workers in "18081 mnist $mnist_workers" "18081 resnet18 $resnet
     sleep 0.3
   done
 done
+for _ in $(seq 1 100); do curl -s -o /dev/null -X POST http://127.0.0.1:18095/predictions/none && break; sleep 0.3; done
 
 # Results go to bench/results/<time>/ of this project unless --out says otherwise.
 out=()
 [[ " $* " == *" --out "* ]] || out=(--out "$PWD/bench/results/$(date +%Y%m%d-%H%M%S)")
 "$shared/run_peer_bench.sh" --target 'http://127.0.0.1:18080/predictions/{model}' --label tsserve \
-  --target 'http://127.0.0.1:8080/predictions/{model}' --label defaults "${out[@]}" "$@"
+  --target 'http://127.0.0.1:8080/predictions/{model}' --label defaults \
+  --target 'http://127.0.0.1:18095/predictions/{model}' --label ceiling "${out[@]}" "$@"

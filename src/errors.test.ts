@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { errorCodes, errorFromWire, tsError, TsError } from './errors.js';
+import { errorCodes, errorFromWire, errorsDoc, grpcStatusName, tsError, TsError } from './errors.js';
 
 t.test('every code builds a TorchServe-shaped body', async (t) => {
   for (const code of errorCodes) {
@@ -18,4 +19,17 @@ t.test('templates are filled in order; wire errors come back by code', async (t)
   t.ok(back instanceof TsError);
   t.equal(back.status, 599);
   t.equal(errorFromWire('SOMETHING_ELSE', 'm').code, 'TSS_ERR_INTERNAL', 'unknown codes are internal errors');
+});
+
+t.test("the gRPC status of each HTTP status is TorchServe's mapping", async (t) => {
+  const pinned: Array<[number, string]> = [[200, 'OK'], [400, 'INVALID_ARGUMENT'], [401, 'UNAUTHENTICATED'], [403, 'PERMISSION_DENIED'],
+    [404, 'NOT_FOUND'], [405, 'FAILED_PRECONDITION'], [409, 'ABORTED'], [413, 'RESOURCE_EXHAUSTED'], [429, 'RESOURCE_EXHAUSTED'],
+    [499, 'CANCELLED'], [500, 'INTERNAL'], [501, 'UNIMPLEMENTED'], [503, 'UNAVAILABLE'], [504, 'DEADLINE_EXCEEDED'], [507, 'INTERNAL']];
+  for (const [http, grpc] of pinned) t.equal(grpcStatusName(http), grpc, `${http} -> ${grpc}`);
+});
+
+t.test('docs/errors.md is made from the table (npm run docs:errors) and lists every code once', async (t) => {
+  const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
+  t.equal(doc, errorsDoc());
+  for (const code of errorCodes) t.equal(doc.split(`| \`${code}\` |`).length - 1, 1, code);
 });

@@ -1,9 +1,10 @@
 /**
  * @module errors
  * Every error tsserve can answer with, in one table: its code, the wire `type` TorchServe clients
- * see in `{code, type, message}`, the HTTP status and the message template. Errors cross the
- * process boundary to workers as `{code, message}` and are rebuilt here, so identity is the code,
- * never the prototype.
+ * see in `{code, type, message}`, the HTTP status, the gRPC status a gRPC call answers it with
+ * (TorchServe's mapping of the HTTP status) and the message template. docs/errors.md is made
+ * from it (`npm run docs:errors`). Errors cross the process boundary to workers as
+ * `{code, message}` and are rebuilt here, so identity is the code, never the prototype.
  */
 
 interface ErrorSpec {
@@ -166,4 +167,52 @@ export function errorFromWire(code: string, message: string, status?: number): T
 
 export function isTsError(err: unknown): err is TsError {
   return err instanceof TsError;
+}
+
+/** gRPC status names (grpc-js's `status` enum keys), so this module needs no gRPC import. */
+export type GrpcStatusName =
+  | 'OK' | 'CANCELLED' | 'UNKNOWN' | 'INVALID_ARGUMENT' | 'DEADLINE_EXCEEDED' | 'NOT_FOUND' | 'ALREADY_EXISTS'
+  | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'FAILED_PRECONDITION' | 'ABORTED' | 'OUT_OF_RANGE'
+  | 'UNIMPLEMENTED' | 'INTERNAL' | 'UNAVAILABLE' | 'DATA_LOSS' | 'UNAUTHENTICATED';
+
+const GRPC_BY_HTTP: Readonly<Record<number, GrpcStatusName>> = {
+  400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND',
+  409: 'ABORTED', 413: 'RESOURCE_EXHAUSTED', 416: 'OUT_OF_RANGE', 429: 'RESOURCE_EXHAUSTED',
+  499: 'CANCELLED', 501: 'UNIMPLEMENTED', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
+};
+
+/** TorchServe's mapping of an HTTP status to a gRPC one (other 4xx FAILED_PRECONDITION, 5xx INTERNAL). */
+export function grpcStatusName(httpStatus: number): GrpcStatusName {
+  if (httpStatus >= 200 && httpStatus < 300) return 'OK';
+  const mapped = GRPC_BY_HTTP[httpStatus];
+  if (mapped !== undefined) return mapped;
+  if (httpStatus >= 400 && httpStatus < 500) return 'FAILED_PRECONDITION';
+  return httpStatus >= 500 && httpStatus < 600 ? 'INTERNAL' : 'UNKNOWN';
+}
+
+/** docs/errors.md: the table, one row per error. */
+export function errorsDoc(): string {
+  const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/%s/g, '`<...>`');
+  const rows = errorCodes.map((code) => {
+    const spec: ErrorSpec = table[code];
+    return `| \`${code}\` | ${spec.status} | ${grpcStatusName(spec.status)} | \`${spec.type}\` | ${cell(spec.message)} |`;
+  });
+  return [
+    '# Errors',
+    '',
+    '<!-- Made from src/errors.ts by `npm run docs:errors`; a test keeps the two the same. -->',
+    '',
+    'Every error tsserve answers with. Over HTTP the body is TorchServe\'s',
+    '`{"code": <status>, "type": "<type>", "message": "<message>"}`; a gRPC call ends with the gRPC',
+    'status TorchServe maps that HTTP status to and the message as its details. Exceptions, as in',
+    'TorchServe: the gRPC inference service answers a missing model name, an unknown model or version',
+    'and a full queue with INTERNAL; a failed token check is PERMISSION_DENIED on gRPC; and a',
+    'handler\'s own error keeps the status it chose (a `PredictionError` with 4xx is a client error).',
+    '`<...>` is filled in from the request.',
+    '',
+    '| code | HTTP | gRPC | type | message |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
 }

@@ -1,11 +1,12 @@
 /**
  * @module grpc/calls
  * What every gRPC method shares: the token check (`authorization: Bearer <key>` metadata), the
- * HTTP-to-gRPC status table, and one access-log line per call, as TorchServe writes them:
+ * gRPC status of an HTTP one (from the error table, errors.ts), and one access-log line per call, as TorchServe writes them:
  * `<peer> "gRPC <method> HTTP/2.0" <status code> <ms>`.
  */
 import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { TokenKind } from '../auth/tokens.js';
+import { grpcStatusName } from '../errors.js';
 import type { GrpcDeps } from './deps.js';
 
 /** A gRPC status with its description, thrown by a method and sent by its wrapper. */
@@ -18,19 +19,9 @@ export class GrpcFailure extends Error {
   }
 }
 
-const BY_HTTP: Record<number, status> = {
-  400: status.INVALID_ARGUMENT, 401: status.UNAUTHENTICATED, 403: status.PERMISSION_DENIED, 404: status.NOT_FOUND,
-  409: status.ABORTED, 413: status.RESOURCE_EXHAUSTED, 416: status.OUT_OF_RANGE, 429: status.RESOURCE_EXHAUSTED,
-  499: status.CANCELLED, 501: status.UNIMPLEMENTED, 503: status.UNAVAILABLE, 504: status.DEADLINE_EXCEEDED,
-};
-
-/** TorchServe's mapping of an HTTP status to a gRPC one. */
+/** TorchServe's mapping of an HTTP status to a gRPC one: the error table's (errors.ts). */
 export function grpcStatusOf(httpStatus: number): status {
-  if (httpStatus >= 200 && httpStatus < 300) return status.OK;
-  const mapped = BY_HTTP[httpStatus];
-  if (mapped !== undefined) return mapped;
-  if (httpStatus >= 400 && httpStatus < 500) return status.FAILED_PRECONDITION;
-  return httpStatus >= 500 && httpStatus < 600 ? status.INTERNAL : status.UNKNOWN;
+  return status[grpcStatusName(httpStatus)];
 }
 
 export function asFailure(err: unknown): GrpcFailure {
