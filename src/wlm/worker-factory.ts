@@ -12,7 +12,7 @@ import { VERSION } from '../version.js';
 import type { LoadMessage } from '../worker/protocol.js';
 import { threadBudget, WorkerProcess, workerEnvironment } from '../worker/worker.js';
 import type { Model } from './model.js';
-import type { PoolDeps } from './worker-pool.js';
+import { largestBatch, type PoolDeps } from './worker-pool.js';
 
 export interface WorkerFactoryDeps {
   readonly config: ServerConfig;
@@ -68,6 +68,6 @@ function loadMessage(config: ServerConfig, model: Model): LoadMessage {
     envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
     sequenceIdHeader: config.sequenceHeaders.id,
     serverVersion: VERSION,
-    largestBatch: Math.max(model.settings.batchSize, model.settings.takeQueued),
+    largestBatch: largestBatch(model.settings),
   };
 }

@@ -19,6 +19,11 @@ export interface PoolSettings {
   readonly adaptiveThreads: boolean;
 }
 
+/** The most requests one batch of the model may hold: its batch size, or with 1, takeQueued. */
+export function largestBatch(settings: Pick<PoolSettings, 'batchSize' | 'takeQueued'>): number {
+  return settings.batchSize > 1 ? settings.batchSize : settings.takeQueued;
+}
+
 export interface PoolDeps {
   /** A new, not yet started worker with a fresh id. */
   readonly spawn: () => WorkerProcess;
@@ -129,8 +134,9 @@ export class WorkerPool {
     const signal = slot.stopServing.signal;
     let running: Promise<void> | undefined;
     while (!signal.aborted && worker.state === 'MODEL_LOADED') {
-      const { batchSize, maxBatchDelay, takeQueued } = this.settings();
-      const limit = batchSize > 1 ? batchSize : takeQueued;
+      const settings = this.settings();
+      const { batchSize, maxBatchDelay } = settings;
+      const limit = largestBatch(settings);
       const taken = running
         ? this.nextBatchEarly(limit)
         : await this.queue.poll(limit, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
