@@ -12,17 +12,15 @@
 // after every tenth small model, and the PSS each additional worker adds (the slope); and the
 // CPU the whole tree uses over --idle-seconds of idling, per model.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { createArchive } from '../dist/src/archive/write.js';
-import { freePort, treePssMb } from './lib.mjs';
+import { treePssMb, userServer } from './lib.mjs';
 
 const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 const SHARED = process.env.SHARED_BENCH ?? join(ROOT, '..', 'shared', 'bench');
 const { values: opts } = parseArgs({
   options: {
@@ -33,28 +31,20 @@ const { values: opts } = parseArgs({
   },
 });
 
-const dir = mkdtempSync(join(tmpdir(), 'tsserve-density-'));
-const env = { ...process.env, TMPDIR: dir };
-const store = join(dir, 'model-store');
-mkdirSync(store);
-await run('/usr/bin/python3', [join(SHARED, 'make_models.py'), join(dir, 'models')]);
+// Registering models through the API is off by default, as in TorchServe.
+const server = await userServer('tsserve-density-', ['enable_model_api=true']);
+const { store } = server;
+await run('/usr/bin/python3', [join(SHARED, 'make_models.py'), join(server.dir, 'models')]);
 createArchive({ modelName: 'small', version: '1.0', exportPath: store, force: true,
   serializedFile: join(ROOT, 'examples/mnist/mnist.onnx'), handler: join(ROOT, 'examples/mnist/mnist_handler.ts') });
 createArchive({ modelName: 'large', version: '1.0', exportPath: store, force: true,
-  serializedFile: join(dir, 'models', 'resnet18.onnx'), handler: 'image_classifier' });
-const [inf, mgmt, met, gi, gm] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-writeFileSync(join(dir, 'config.properties'), [
-  `inference_address=http://127.0.0.1:${inf}`, `management_address=http://127.0.0.1:${mgmt}`,
-  `metrics_address=http://127.0.0.1:${met}`, `grpc_inference_port=${gi}`, `grpc_management_port=${gm}`,
-  // Registering models through the API is off by default, as in TorchServe.
-  'enable_model_api=true',
-].join('\n') + '\n');
+  serializedFile: join(server.dir, 'models', 'resnet18.onnx'), handler: 'image_classifier' });
 const digit = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 const photo = readFileSync(join(SHARED, 'images', 'photo.jpg'));
 
 try {
-  await run(process.execPath, [TSSERVE, '--start', '--model-store', 'model-store', '--disable-token-auth', '--ncs'], { cwd: dir, env });
-  const pid = Number(readFileSync(join(dir, readdirSync(dir).find((f) => f.startsWith('.tsserve-') && f.endsWith('.pid'))), 'utf8').split('\n')[0]);
+  await server.start([]);
+  const pid = server.pid();
   const pss = [[0, treePssMb(pid)]];
   const small = Array.from({ length: Number(opts.small) }, (_, i) => `small${i + 1}`);
   const large = Array.from({ length: Number(opts.large) }, (_, i) => `large${i + 1}`);
@@ -84,8 +74,8 @@ try {
   console.log(`${large.length} large models (resnet18, 1 worker each): all READY ${largeReadyS.toFixed(1)} s; ${largeAnswers}/${large.length} answered; `
     + `PSS +${afterLarge - beforeLarge} MB, ${((afterLarge - beforeLarge) / large.length).toFixed(1)} MB per model`);
 } finally {
-  await run(process.execPath, [TSSERVE, '--stop'], { cwd: dir, env }).catch(() => undefined);
-  rmSync(dir, { recursive: true, force: true });
+  await server.stop();
+  server.remove();
 }
 
 /** Registers each name from `archive` with one worker, --parallel at a time, synchronously. */
@@ -95,7 +85,7 @@ async function registerAll(names, archive, onDone) {
   await Promise.all(Array.from({ length: Number(opts.parallel) }, async () => {
     while (next < names.length) {
       const name = names[next++];
-      const res = await fetch(`http://127.0.0.1:${mgmt}/models?url=${archive}&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+      const res = await fetch(`${server.management}/models?url=${archive}&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
       if (res.status !== 200) throw new Error(`${name}: ${res.status} ${await res.text()}`);
       onDone(++done);
     }
@@ -104,7 +94,7 @@ async function registerAll(names, archive, onDone) {
 
 async function answers(names, body) {
   const statuses = await Promise.all(names.map((name) =>
-    fetch(`http://127.0.0.1:${inf}/predictions/${name}`, { method: 'POST', body }).then(async (r) => (await r.arrayBuffer(), r.status))));
+    fetch(`${server.inference}/predictions/${name}`, { method: 'POST', body }).then(async (r) => (await r.arrayBuffer(), r.status))));
   return statuses.filter((s) => s === 200).length;
 }
 

@@ -1,6 +1,11 @@
-// What the bench scripts share: a free 127.0.0.1 port, and the memory of a process tree.
-import { readdirSync, readFileSync } from 'node:fs';
+// What the bench scripts share: a free 127.0.0.1 port, the memory of a process tree, and a
+// tsserve started as a user starts it.
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 export function freePort() {
   return new Promise((resolve) => {
@@ -45,4 +50,35 @@ function treeSumMb(pid, file, field) {
 
 export function median(values) {
   return values.length === 0 ? undefined : [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+}
+
+/**
+ * A tsserve run as a user runs it, from a temporary folder of its own: config.properties on free
+ * 127.0.0.1 ports (plus `extraLines`), a model-store/ to fill, `tsserve --start`/`--stop` from
+ * that folder (its TMPDIR holds the PID file, so `pid()` finds the server), and `remove()`.
+ */
+export async function userServer(prefix, extraLines = []) {
+  const run = promisify(execFile);
+  const tsserve = new URL('../bin/tsserve.js', import.meta.url).pathname;
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const env = { ...process.env, TMPDIR: dir };
+  const store = join(dir, 'model-store');
+  mkdirSync(store);
+  const [inference, management, metrics, grpcInference, grpcManagement] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  writeFileSync(join(dir, 'config.properties'), [
+    `inference_address=http://127.0.0.1:${inference}`, `management_address=http://127.0.0.1:${management}`,
+    `metrics_address=http://127.0.0.1:${metrics}`, `grpc_inference_port=${grpcInference}`, `grpc_management_port=${grpcManagement}`,
+    ...extraLines,
+  ].join('\n') + '\n');
+  return {
+    dir,
+    store,
+    inference: `http://127.0.0.1:${inference}`,
+    management: `http://127.0.0.1:${management}`,
+    start: (args) => run(process.execPath, [tsserve, '--start', '--model-store', 'model-store', '--disable-token-auth', '--ncs', ...args], { cwd: dir, env }),
+    stop: () => run(process.execPath, [tsserve, '--stop'], { cwd: dir, env }).catch(() => undefined),
+    /** The running server's PID, from the PID file `tsserve --start` wrote. */
+    pid: () => Number(readFileSync(join(dir, readdirSync(dir).find((f) => f.startsWith('.tsserve-') && f.endsWith('.pid'))), 'utf8').split('\n')[0]),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

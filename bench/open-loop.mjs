@@ -17,18 +17,14 @@
 // The generator is undici on the same machine (its CPU is shared with the server, as it is on a
 // 2-core machine; the report says how far behind schedule it fell). Every load is bounded in
 // time; requests still open 30 s after the last arrival count as failed.
-import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { freePort, treeRssMb } from './lib.mjs';
+import { treeRssMb, userServer } from './lib.mjs';
 
-const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 const { values: opts } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
@@ -40,16 +36,9 @@ const { values: opts } = parseArgs({
 const SECONDS = Number(opts.seconds);
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
-const dir = mkdtempSync(join(tmpdir(), 'tsserve-open-loop-'));
-const env = { ...process.env, TMPDIR: dir };
-mkdirSync(join(dir, 'model-store'));
-copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(dir, 'model-store', 'mnist.mar'));
-const [inf, mgmt, met, grpcInf, grpcMgmt] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-writeFileSync(join(dir, 'config.properties'), [
-  `inference_address=http://127.0.0.1:${inf}`, `management_address=http://127.0.0.1:${mgmt}`,
-  `metrics_address=http://127.0.0.1:${met}`, `grpc_inference_port=${grpcInf}`, `grpc_management_port=${grpcMgmt}`,
-].join('\n') + '\n');
-const origin = `http://127.0.0.1:${inf}`;
+const server = await userServer('tsserve-open-loop-');
+copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
+const origin = server.inference;
 const pool = new Pool(origin, { connections: 1024, pipelining: 1, keepAliveTimeout: 60_000 });
 
 try {
@@ -74,7 +63,7 @@ try {
     if (r.reasons) console.log(`       not answered 200: ${r.reasons}`);
   }
 
-  await run(process.execPath, [TSSERVE, '--stop'], { cwd: dir, env });
+  await server.stop();
   await pool.close();
   const cold = new Pool(origin, { connections: 1024, pipelining: 1, keepAliveTimeout: 60_000 });
   await start();
@@ -90,18 +79,17 @@ try {
   if (r.reasons) console.log(`  not answered 200: ${r.reasons}`);
   await cold.close();
 } finally {
-  await run(process.execPath, [TSSERVE, '--stop'], { cwd: dir, env }).catch(() => undefined);
-  rmSync(dir, { recursive: true, force: true });
+  await server.stop();
+  server.remove();
 }
 
-async function start() {
-  await run(process.execPath, [TSSERVE, '--start', '--model-store', 'model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth', '--ncs'], { cwd: dir, env });
+function start() {
+  return server.start(['--models', 'mnist=mnist.mar']);
 }
 
-/** RSS of the running server and its workers, by the PID file `tsserve --start` wrote in TMPDIR. */
+/** RSS of the running server and its workers. */
 function serverRss() {
-  const pidFile = readdirSync(dir).find((f) => f.startsWith('.tsserve-') && f.endsWith('.pid'));
-  return treeRssMb(Number(readFileSync(join(dir, pidFile), 'utf8').split('\n')[0]));
+  return treeRssMb(server.pid());
 }
 
 /** Answers per second of `connections` clients that each send as soon as their answer is back. */
