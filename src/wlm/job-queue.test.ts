@@ -86,15 +86,54 @@ t.test('a worker polling with one signal for its whole life leaves no listener b
 t.test('a busy worker takes a next batch only when it is full and no idle worker waits', async (t) => {
   const q = new JobQueue(20);
   for (const id of ['a', 'b', 'c']) q.offer(job(id));
-  t.same(ids(q.takeFullBatch(4)), [], 'never a partial batch');
+  t.same(ids(q.takeFullBatch(4, 0)), [], 'never a partial batch');
   const idle = q.poll(8, 10_000);
   q.offer(job('d'));
-  t.same(ids(q.takeFullBatch(2)), [], 'an idle worker waiting comes first');
+  t.same(ids(q.takeFullBatch(2, 0)), [], 'an idle worker waiting comes first');
   for (const id of ['e', 'f', 'g', 'h']) q.offer(job(id));
   t.same(ids(await idle), ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], 'the idle worker got every job');
   for (const id of ['i', 'j', 'k']) q.offer(job(id));
-  t.same(ids(q.takeFullBatch(2)), ['i', 'j'], 'a full batch, in order');
+  const ahead = q.takeFullBatch(2, 0);
+  t.same(ids(ahead), ['i', 'j'], 'a full batch, in order');
+  t.equal(q.size, 3, 'a batch taken ahead still waits, in the worker: it counts until answered');
+  for (const j of ahead) j.fail(tsError('TSS_ERR_WORKER_DIED'));
+  await Promise.all(ahead.map((j) => j.done));
   t.equal(q.size, 1);
+});
+
+t.test('no job is taken ahead whose queue deadline is nearer than the time it would wait there', async (t) => {
+  const q = new JobQueue(10);
+  const soon = job('soon');
+  soon.deadline = performance.now() + 50;
+  q.offer(soon);
+  q.offer(job('b'));
+  t.same(ids(q.takeFullBatch(2, 100)), [], 'it would be answered at its deadline from the queue, and never run');
+  t.same(ids(q.takeFullBatch(2, 10)), ['soon', 'b'], 'with time to spare it goes');
+});
+
+t.test('jobs taken ahead count against the capacity; put back, they count once', async (t) => {
+  const q = new JobQueue(4);
+  for (const id of ['a', 'b', 'c', 'd']) t.ok(q.offer(job(id)));
+  const ahead = q.takeFullBatch(2, 0);
+  t.notOk(q.offer(job('e')), 'full: two queued and two in a worker\'s pipe');
+  t.equal(q.remainingCapacity, 0);
+  q.requeue(ahead);
+  t.equal(q.size, 4, 'the worker died before them: back in the queue, counted once');
+  t.same(ids(await q.poll(8, 0)), ['a', 'b', 'c', 'd']);
+});
+
+t.test('a busy worker learns of each new job (nextOffer), to look for a full batch again', async (t) => {
+  const q = new JobQueue(10);
+  const arrival = q.nextOffer();
+  t.equal(q.nextOffer(), arrival, 'every busy worker waits on the same arrival');
+  let arrived = false;
+  void arrival.then(() => (arrived = true));
+  await Promise.resolve();
+  t.notOk(arrived);
+  q.offer(job('a'));
+  await arrival;
+  t.ok(arrived, 'settled by the offer');
+  t.not(q.nextOffer(), arrival, 'the next wait is for the next job');
 });
 
 t.test('a describe or explain job leaves in a batch of its own, and sends the batch being formed on its way', async (t) => {
@@ -108,6 +147,6 @@ t.test('a describe or explain job leaves in a batch of its own, and sends the ba
   t.same(ids(await q.poll(8, 0)), ['b']);
   for (const id of ['c', 'd']) q.offer(job(id));
   q.offer(job('alone', { explain: 'True' }));
-  t.same(ids(q.takeFullBatch(3)), [], 'no early full batch holds it');
-  t.same(ids(q.takeFullBatch(2)), ['c', 'd'], 'one before it may go');
+  t.same(ids(q.takeFullBatch(3, 0)), [], 'no early full batch holds it');
+  t.same(ids(q.takeFullBatch(2, 0)), ['c', 'd'], 'one before it may go');
 });

@@ -16,6 +16,8 @@ import { WaitingWorkers } from './waiting-workers.js';
 export interface BatchQueue {
   readonly size: number;
   readonly remainingCapacity: number;
+  /** No job at all could be queued now (a stateful model's queue decides per sequence: never). */
+  readonly full: boolean;
   /** A worker waits for work and would take a job offered now (useJobTicket's test). */
   readonly workerIdle: boolean;
   /** False when the job cannot be queued: the caller answers 503. A job `alone` gets a batch of its own. */
@@ -24,7 +26,13 @@ export interface BatchQueue {
   remove(job: Job): boolean;
   /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
   poll(max: number, delayMs: number, signal?: AbortSignal, owner?: object): Promise<Job[]>;
-  takeFullBatch(max: number): Job[];
+  /** A full batch for a busy worker, none of whose jobs' deadlines is within `timeLeftMs`; or none. */
+  takeFullBatch(max: number, timeLeftMs: number): Job[];
+  /**
+   * Settles at the next job offered, for a busy worker to look for a full batch again; undefined
+   * when this queue never gives one early (takeFullBatch is always empty).
+   */
+  nextOffer(): Promise<void> | undefined;
   requeue(jobs: Job[]): void;
   /** The worker slot `owner` is gone. */
   release(owner: object): void;
@@ -35,17 +43,28 @@ export class JobQueue implements BatchQueue {
   readonly capacity: number;
   private jobs: Job[] = [];
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch), () => this.pump());
+  private offered: { promise: Promise<void>; resolve: () => void } | undefined;
+  /**
+   * What takeFullBatch gave out, until answered: a batch ahead still waits, in a worker's pipe, so
+   * it counts against job_queue_size and in pendingRequests as it did in the queue.
+   */
+  private readonly heldAhead = new Set<Job>();
 
   constructor(capacity: number) {
     this.capacity = capacity;
   }
 
+  /** Jobs waiting: in the queue, or taken ahead by a busy worker and not yet answered. */
   get size(): number {
-    return this.jobs.length;
+    return this.jobs.length + this.heldAhead.size;
   }
 
   get remainingCapacity(): number {
-    return Math.max(0, this.capacity - this.jobs.length);
+    return Math.max(0, this.capacity - this.size);
+  }
+
+  get full(): boolean {
+    return this.size >= this.capacity;
   }
 
   /** Only the head waiter collects, and it leaves once its batch is full: it always has room. */
@@ -55,10 +74,22 @@ export class JobQueue implements BatchQueue {
 
   /** False when the queue is full. */
   offer(job: Job): boolean {
-    if (this.jobs.length >= this.capacity) return false;
+    if (this.full) return false;
     this.jobs.push(job);
     this.pump();
+    const offered = this.offered;
+    this.offered = undefined;
+    offered?.resolve();
     return true;
+  }
+
+  nextOffer(): Promise<void> {
+    if (!this.offered) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.offered = { promise, resolve };
+    }
+    return this.offered.promise;
   }
 
   /**
@@ -76,9 +107,16 @@ export class JobQueue implements BatchQueue {
    * in the worker when the current one ends; or none. Never while an idle worker waits (it comes
    * first), never a partial batch (it would have grown meanwhile).
    */
-  takeFullBatch(max: number): Job[] {
-    if (this.waiters.all.length > 0 || this.jobs.length < max || this.jobs.slice(0, max).some((j) => j.alone)) return [];
-    return this.jobs.splice(0, max).filter((j) => !j.settled);
+  takeFullBatch(max: number, timeLeftMs: number): Job[] {
+    if (this.waiters.all.length > 0 || this.jobs.length < max) return [];
+    const soonest = performance.now() + timeLeftMs;
+    if (this.jobs.slice(0, max).some((j) => j.alone || (j.deadline !== undefined && j.deadline < soonest))) return [];
+    const batch = this.jobs.splice(0, max).filter((j) => !j.settled);
+    for (const job of batch) {
+      this.heldAhead.add(job);
+      void job.done.then(() => this.heldAhead.delete(job));
+    }
+    return batch;
   }
 
   remove(job: Job): boolean {
@@ -89,6 +127,10 @@ export class JobQueue implements BatchQueue {
 
   /** Puts jobs a worker could not run back at the front, in order. */
   requeue(jobs: Job[]): void {
+    for (const job of jobs) {
+      this.heldAhead.delete(job);
+      job.dequeuedAt = undefined;
+    }
     this.jobs.unshift(...jobs.filter((j) => !j.settled));
     this.pump();
   }

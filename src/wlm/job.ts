@@ -38,8 +38,10 @@ export function withoutJobKind(headers: Record<string, string>): Record<string, 
 export class Job {
   readonly request: WireRequest;
   readonly arrivedAt = performance.now();
-  /** When a worker took it from the queue. */
+  /** When a worker took it from the queue; undefined again if it comes back unstarted. */
   dequeuedAt: number | undefined;
+  /** When it must have left the queue (clientTimeoutInMills), on performance.now()'s clock. */
+  deadline: number | undefined;
   /** Headers the server adds to the answer (a new sequence's id). */
   readonly responseHeaders: Record<string, string> = {};
   /** Resolves once the job has been answered, with success or an error. */

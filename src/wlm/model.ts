@@ -115,14 +115,17 @@ export class Model {
   }
 
   /**
-   * False when the model cannot take the job: no workers, the queue full, or (useJobTicket) no
-   * worker free at once. The caller answers 503.
+   * Whether a job offered now could be queued: a worker, room in the queue and, with
+   * useJobTicket, a worker free at once. False: the caller answers 503.
    */
+  get accepting(): boolean {
+    return this.hasWorkers && !this.queue.full && (!this.settings.useJobTicket || this.queue.workerIdle);
+  }
+
+  /** False when the model cannot take the job (see accepting): the caller answers 503. */
   submit(job: Job): boolean {
-    const { useJobTicket, clientTimeoutInMills } = this.settings;
-    if (!this.hasWorkers) return false;
-    if (useJobTicket && !this.queue.workerIdle) return false;
-    if (!this.queue.offer(job)) return false;
+    const { clientTimeoutInMills } = this.settings;
+    if (!this.accepting || !this.queue.offer(job)) return false;
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
     this.track(job, () => clearTimeout(expiry));
     return true;
@@ -160,8 +163,14 @@ export class Model {
    * and is answered: its cost is paid, and the client may still be there.
    */
   private expireIfQueued(job: Job, timeoutMs: number): NodeJS.Timeout {
+    job.deadline = performance.now() + timeoutMs;
     const timer = setTimeout(() => {
-      if (job.dequeuedAt !== undefined || job.settled) return;
+      if (job.settled) return;
+      // Held by a worker: it runs, unless the worker dies first and it comes back to the queue.
+      if (job.dequeuedAt !== undefined) {
+        timer.refresh();
+        return;
+      }
       this.queue.remove(job);
       job.fail(tsError('TSS_ERR_CLIENT_TIMEOUT', String(timeoutMs), this.name));
     }, timeoutMs);

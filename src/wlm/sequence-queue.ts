@@ -50,6 +50,11 @@ export class SequenceQueue implements BatchQueue {
     return Math.max(0, this.settings.maxNumSequence * this.settings.maxSequenceJobQueueSize - this.queued);
   }
 
+  /** Each sequence has a queue of its own: whether a job fits is known only from its headers. */
+  get full(): boolean {
+    return false;
+  }
+
   /** A waiting worker has room; whether it may take a given sequence is decided on offer. */
   get workerIdle(): boolean {
     return this.waiters.all.some((w) => w.batch.length < w.max);
@@ -120,6 +125,10 @@ export class SequenceQueue implements BatchQueue {
   /** No batch ahead of time: a worker's next batch depends on which sequences it serves. */
   takeFullBatch(): Job[] {
     return [];
+  }
+
+  nextOffer(): undefined {
+    return undefined;
   }
 
   /** Jobs a worker could not run go back to the front of their sequences, in order. */

@@ -43,6 +43,22 @@ interface Slot {
   serving: Promise<void>;
   /** The current worker's start, until it has loaded or failed. */
   loading: Promise<void> | undefined;
+  /** A full batch's round trip, from the last batch sent while the worker had nothing to do. */
+  fullBatchMs: number | undefined;
+}
+
+/**
+ * Full batches a busy worker may hold besides the one it runs (they wait in its pipe, where no other
+ * worker can take them): as many as fit in AHEAD_BUDGET_MS of its batches' time, at least one and at
+ * most MAX_BATCHES_AHEAD. A model of short batches gets three; one of 100 ms batches gets one, so a
+ * request is never held behind more than one batch of another worker's while a worker idles.
+ */
+const AHEAD_BUDGET_MS = 50;
+const MAX_BATCHES_AHEAD = 3;
+
+function batchesAhead(slot: Slot): number {
+  if (slot.fullBatchMs === undefined) return 0;
+  return Math.min(MAX_BATCHES_AHEAD, Math.max(1, Math.floor(AHEAD_BUDGET_MS / slot.fullBatchMs)));
 }
 
 export type ScaleResult = { ok: true; running: number } | { ok: false; error: TsError };
@@ -102,6 +118,7 @@ export class WorkerPool {
       stopServing: new AbortController(),
       serving: Promise.resolve(),
       loading: undefined,
+      fullBatchMs: undefined,
     };
     this.slots.push(slot);
     void this.launch(slot).catch(() => { /* reported through slot.loading and the worker's exit */ });
@@ -128,23 +145,22 @@ export class WorkerPool {
 
   /**
    * Feeds `worker` from the queue until it stops: one batch at a time, plus, while that one runs,
-   * maybe the next (see nextBatchEarly).
+   * more when full ones wait (see nextBatchEarly and batchesAhead).
    */
   private async serve(slot: Slot, worker: WorkerProcess): Promise<void> {
     const signal = slot.stopServing.signal;
-    let running: Promise<void> | undefined;
+    const running: Promise<void>[] = [];
     while (!signal.aborted && worker.state === 'MODEL_LOADED') {
       const settings = this.settings();
       const { batchSize, maxBatchDelay } = settings;
       const limit = largestBatch(settings);
-      const taken = running
-        ? this.nextBatchEarly(limit)
+      const taken = running.length > 0
+        ? this.nextBatchEarly(limit, slot, running.length)
         : await this.queue.poll(limit, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
       // A job answered while its batch was forming (its client timed out) is not run.
       const jobs = taken.filter((j) => !j.settled);
       if (jobs.length === 0) {
-        await running;
-        running = undefined;
+        await this.oldestEndsOrJobArrives(running);
         continue;
       }
       const now = performance.now();
@@ -154,21 +170,38 @@ export class WorkerPool {
         this.queue.requeue(jobs);
         break;
       }
-      const sent = worker.runBatch(jobs, this.mayRunWide(slot)).then((unstarted) => this.queue.requeue(unstarted));
-      await running;
-      running = sent;
+      const idle = running.length === 0;
+      const sentAt = performance.now();
+      running.push(worker.runBatch(jobs, this.mayRunWide(slot)).then((unstarted) => {
+        if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
+        this.queue.requeue(unstarted);
+      }));
+      if (running.length > batchesAhead(slot)) await running.shift();
     }
-    await running;
+    await Promise.all(running);
+  }
+
+  /** Waits for the oldest batch in `running` to end (then drops it) or, if sooner, a new job. */
+  private async oldestEndsOrJobArrives(running: Array<Promise<void>>): Promise<void> {
+    const oldest = running[0];
+    if (!oldest) return;
+    const arrival = this.queue.nextOffer();
+    const ended = arrival ? await Promise.race([oldest.then(() => true), arrival.then(() => false)]) : (await oldest, true);
+    if (ended) running.shift();
   }
 
   /**
-   * A model's only worker gets the next batch while it still runs one, if a full one is waiting:
-   * otherwise it would idle while its answers travel out and that batch travels in (about 5 ms a
-   * batch, 3-4% of ResNet-18's throughput). Where a model has more workers, one of the others
-   * fills that gap, and whichever is free first should take the next batch: no early batch.
+   * A worker gets the next batch while it still runs one, if a full one waits and no other worker
+   * idles: otherwise it would idle while its answers travel out and the next batch travels in
+   * (about 5 ms a batch, 3-4% of ResNet-18's throughput). Past capacity that gap grows with the
+   * front end's event loop, which then also reads every refused request: with two workers and a
+   * batch ahead each, mnist's goodput at 3x its capacity fell to a quarter (docs/performance.md).
    */
-  private nextBatchEarly(batchSize: number): Job[] {
-    return this.slots.length === 1 ? this.queue.takeFullBatch(batchSize) : [];
+  private nextBatchEarly(batchSize: number, slot: Slot, held: number): Job[] {
+    // Not before a batch's time is known, nor a job that would wait there past its queue deadline
+    // (it would have to run; in the queue it is answered at the deadline and never run).
+    if (slot.fullBatchMs === undefined) return [];
+    return this.queue.takeFullBatch(batchSize, 2 * slot.fullBatchMs * (held + 1));
   }
 
   /**
