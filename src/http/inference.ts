@@ -10,7 +10,7 @@ import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { kserveRoutes } from './kserve.js';
 import { acceptMultipart } from './input.js';
-import { predict, type InferenceDeps } from './predict.js';
+import { predict, refuseWhenBusy, type InferenceDeps } from './predict.js';
 import { sendStatus } from './reply.js';
 import { workflowInferenceRoutes } from './workflows.js';
 
@@ -33,6 +33,7 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
     return sendStatus(reply, healthy ? 200 : 500, healthy ? 'Healthy' : 'Unhealthy');
   });
 
+  const busy = { onRequest: refuseWhenBusy<{ Params: PredictParams; Querystring: { model_name?: string } }>(deps) };
   for (const prefix of ['predictions', 'explanations'] as const) {
     const explain = prefix === 'explanations' ? 'True' : 'False';
     const handler = (request: PredictRequest, reply: FastifyReply): Promise<FastifyReply> => {
@@ -41,23 +42,23 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
     };
     const what = prefix === 'predictions' ? 'Predictions' : 'Explanations';
     const methods = ['POST', 'PUT'];
-    app.all(`/${prefix}/:model`, documented(`${what} of the default version of a model`, methods), handler);
-    app.all(`/${prefix}/:model/:version`, documented(`${what} of one version of a model`, methods), handler);
-    app.all(`/${prefix}/:model/:version/*`, documented(`${what}; the extra path reaches the handler as header url_path`, methods), handler);
+    app.all(`/${prefix}/:model`, { ...documented(`${what} of the default version of a model`, methods), ...busy }, handler);
+    app.all(`/${prefix}/:model/:version`, { ...documented(`${what} of one version of a model`, methods), ...busy }, handler);
+    app.all(`/${prefix}/:model/:version/*`, { ...documented(`${what}; the extra path reaches the handler as header url_path`, methods), ...busy }, handler);
   }
 
   // SageMaker: the model from the query, else the one model loaded at start-up, else a form field.
   const sagemaker = documented('SageMaker-style prediction; the model from ?model_name=, the only start-up model, or a model_name field', ['POST']);
   app.all('/invocations', sagemaker, (request: PredictRequest, reply) =>
     predict(request, reply, deps, { model: request.query.model_name || onlyStartupModel(deps.registry), queryParams: true }));
-  app.all('/models/:model/invoke', documented('SageMaker-style prediction of the default version', ['POST']), (request: PredictRequest, reply) =>
+  app.all('/models/:model/invoke', { ...documented('SageMaker-style prediction of the default version', ['POST']), ...busy }, (request: PredictRequest, reply) =>
     predict(request, reply, deps, { model: request.params.model, queryParams: true }));
 
   // The legacy form: query parameters reach the handler as inputs.
   const legacy = (request: PredictRequest, reply: FastifyReply): Promise<FastifyReply> =>
     predict(request, reply, deps, { model: request.params.model, version: request.params.version, queryParams: true });
-  app.all('/:model/predict', documented('Legacy prediction of the default version; query parameters are inputs', ['POST']), legacy);
-  app.all('/:model/:version/predict', documented('Legacy prediction of one version; query parameters are inputs', ['POST']), legacy);
+  app.all('/:model/predict', { ...documented('Legacy prediction of the default version; query parameters are inputs', ['POST']), ...busy }, legacy);
+  app.all('/:model/:version/predict', { ...documented('Legacy prediction of one version; query parameters are inputs', ['POST']), ...busy }, legacy);
 
   kserveRoutes(app, deps);
   workflowInferenceRoutes(app);

@@ -20,7 +20,7 @@ import type { ModelRegistry } from '../wlm/model-registry.js';
 import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { acceptMultipart } from './input.js';
-import { predict, type InferenceDeps } from './predict.js';
+import { predict, refuseWhenBusy, type InferenceDeps } from './predict.js';
 import { sendJson } from './reply.js';
 
 type ModelRequest = FastifyRequest<{ Params: { model: string } }>;
@@ -30,7 +30,11 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options:
 
   // One segment holds the model and the verb, `mnist:predict`, so the route splits it itself;
   // without a verb, a GET is KServe v1's readiness probe.
-  app.all('/v1/models/:spec', documented('KServe v1 prediction of the default version (model:explain explains; GET model: is it ready)', ['POST'], '/v1/models/{model}:predict'),
+  const v1Model = (request: FastifyRequest): { model: string } | undefined => {
+    const [model, verb] = (request.params as { spec: string }).spec.split(':');
+    return model && verb ? { model } : undefined;
+  };
+  app.all('/v1/models/:spec', { ...documented('KServe v1 prediction of the default version (model:explain explains; GET model: is it ready)', ['POST'], '/v1/models/{model}:predict'), onRequest: refuseWhenBusy(deps, v1Model) },
     async (request: FastifyRequest<{ Params: { spec: string } }>, reply) => {
       const [model, verb] = request.params.spec.split(':');
       if (model && verb === undefined && request.method === 'GET') return sendJson(reply, 200, modelReadiness(deps.registry, model));
@@ -39,7 +43,7 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options:
     });
   for (const verb of ['infer', 'explain'] as const) {
     const what = verb === 'infer' ? 'prediction' : 'explanation';
-    app.all(`/v2/models/:model/${verb}`, documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']),
+    app.all(`/v2/models/:model/${verb}`, { ...documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']), onRequest: refuseWhenBusy(deps) },
       (request: ModelRequest, reply) => predict(request, reply, deps, { model: request.params.model, headers: explainHeader(verb === 'explain') }));
   }
   if (options.openInferenceProtocol) openInferenceExtras(app, deps);

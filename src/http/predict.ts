@@ -6,14 +6,14 @@
  * routes describes the model instead (TorchServe's per-model OpenAPI).
  */
 import { PassThrough } from 'node:stream';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault, RouteGenericInterface } from 'fastify';
 import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import type { JobResponse, JobSink } from '../wlm/job.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
-import { submitPrediction } from '../wlm/predict.js';
+import { refuseIfBusy, submitPrediction } from '../wlm/predict.js';
 import { modelApi } from './api-description.js';
 import { stringParam, toWireRequest } from './input.js';
 import { gson, sendError, sendJson } from './reply.js';
@@ -43,6 +43,29 @@ export async function predict(request: FastifyRequest, reply: FastifyReply, deps
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
   submitPrediction(deps.metrics, model, target.version, wire, replySink(reply));
   return reply;
+}
+
+/**
+ * A prediction route's onRequest hook: when the model the path names takes no job now (its queue
+ * full, no worker), the 503 goes out before the body is read, parsed or made a job. Past capacity
+ * most requests are refusals, and a refusal that cost what an answer costs took the CPU the workers
+ * needed (docs/performance.md). Node discards the unread body and keeps the connection.
+ * `modelOf` reads the model and version from the path; without one the handler decides as usual.
+ */
+export function refuseWhenBusy<Route extends RouteGenericInterface>(deps: InferenceDeps, modelOf: (request: FastifyRequest) => { model: string; version?: string } | undefined = modelInPath)
+  : onRequestAsyncHookHandler<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Route> {
+  return async (request, reply) => {
+    const target = request.method === 'OPTIONS' ? undefined : modelOf(request as FastifyRequest);
+    const model = target && deps.registry.find(target.model, target.version);
+    const refusal = model && refuseIfBusy(deps.metrics, model, target.version);
+    if (refusal) return sendError(reply, refusal);
+  };
+}
+
+/** The `:model` and `:version` parameters of a route's path. */
+function modelInPath(request: FastifyRequest): { model: string; version?: string } | undefined {
+  const { model, version } = request.params as { model?: string; version?: string };
+  return model ? { model, version } : undefined;
 }
 
 /** Writes a job's answer to this reply: one body, or chunks when the handler streams. */

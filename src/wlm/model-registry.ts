@@ -34,6 +34,12 @@ export class ModelRegistry {
     return model;
   }
 
+  /** The named version, or the default one; undefined where get would throw. */
+  find(name: string, version?: string): Model | undefined {
+    const entry = this.models.get(name);
+    return entry?.versions.get(version ?? entry.defaultVersion);
+  }
+
   has(name: string): boolean {
     return this.models.has(name);
   }

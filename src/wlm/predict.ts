@@ -32,9 +32,31 @@ export function submitPrediction(metrics: MetricsRegistry, model: Model, version
   }
 }
 
+/**
+ * The 503 of a prediction for `model` when it takes no job now (counted as submitPrediction counts
+ * a refusal), before the request has been read into a job; undefined when it would take one.
+ */
+export function refuseIfBusy(metrics: MetricsRegistry, model: Model, version: string | undefined): TsError | undefined {
+  if (model.accepting) return undefined;
+  metrics.inferenceRequest(model.name, version ?? 'default');
+  metrics.rejected(model.name, model.version);
+  return noWorker(model, version);
+}
+
+/**
+ * Each model's refusal, made once per version asked for: under overload most requests are refused,
+ * and a new Error each time (its stack captured) was a twentieth of the front end's work.
+ */
+const refusals = new WeakMap<Model, Map<string | undefined, TsError>>();
+
 function noWorker(model: Model, version: string | undefined): TsError {
-  const err = tsError('TSS_ERR_WORKER_NONE_AVAILABLE', model.name);
+  const known = refusals.get(model) ?? new Map<string | undefined, TsError>();
+  refusals.set(model, known);
+  let err = known.get(version);
+  if (err) return err;
+  err = tsError('TSS_ERR_WORKER_NONE_AVAILABLE', model.name);
   // With a version in the URL TorchServe words it `Model "m" Version 1.0" has ...` (stray quote kept).
   if (version !== undefined) err.message = err.message.replace(`Model "${model.name}"`, `Model "${model.name}" Version ${version}"`);
+  known.set(version, err);
   return err;
 }
