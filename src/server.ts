@@ -201,12 +201,20 @@ function freePort(port: number, taken: readonly string[], what: string, log: Log
   return holder === undefined;
 }
 
+/**
+ * Connections the kernel may hold for a listener before it accepts them (capped by
+ * net.core.somaxconn). Node's 511 overflowed when a thousand clients connected at once while the
+ * front end was busy: their SYNs were dropped and retried 1, 3, 7 s later, which clients saw as
+ * answers seconds late from an idle server.
+ */
+const LISTEN_BACKLOG = 4096;
+
 async function listen(app: FastifyInstance, address: ListenAddress): Promise<string> {
   if (address.scheme === 'unix') {
-    await app.listen({ path: address.path! });
+    await app.listen({ path: address.path!, backlog: LISTEN_BACKLOG });
     return `unix:${address.path}`;
   }
-  await app.listen({ host: address.host, port: address.port });
+  await app.listen({ host: address.host, port: address.port, backlog: LISTEN_BACKLOG });
   const bound = app.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : address.port;
   return `${address.scheme}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${port}`;
