@@ -2,7 +2,7 @@
 // native crash, an exit, an OOM kill, a worker killed from outside under load) ends in an answer,
 // and the pool comes back. Batching, back-pressure and streaming are seen from both ends.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -180,6 +180,74 @@ t.test('queue full: 503 with Retry-After at once, while accepted requests are st
   t.match(await (await fetch(`${server.urls.metrics}/metrics`)).text(), /^ts_queue_size\{model_name="busy",model_version="1.0",hostname="[^"]+",\} 0\.0$/m);
 });
 
+t.test('queue full: the 503 goes out before the body is read, and the connection stays open for the next request', async (t) => {
+  const server = await serve(t, { job_queue_size: '1' });
+  await register(t, server, 'full', { initial_workers: 1 });
+  const busy = [predict(server, 'full', 'sleep:1500'), predict(server, 'full', 'waits')];
+  await waitFor(async () => (await describe(server, 'full')).jobQueueStatus.pendingRequests === 1, 10_000, 'a full queue');
+
+  // One keep-alive connection: a request that announces 1 MB and sends 1 KB of it, then another.
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const { hostname, port } = new URL(server.urls.inference);
+  const refused = await new Promise<{ status: number; retryAfter: unknown; body: string }>((resolve, reject) => {
+    const req = request({ hostname, port, agent, method: 'POST', path: '/predictions/full', headers: { 'content-length': 1_000_000 } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }));
+    });
+    req.on('error', reject);
+    req.write(Buffer.alloc(1024));
+    // The rest follows only once the answer is in: the server must not have waited for it.
+    req.on('response', () => req.end(Buffer.alloc(1_000_000 - 1024)));
+  });
+  t.equal(refused.status, 503, 'refused on its headers, the body not yet sent');
+  t.equal(refused.retryAfter, '1');
+  t.match(JSON.parse(refused.body), { code: 503, type: 'ServiceUnavailableException', message: /^Model "full" has no worker/ });
+  t.equal(await metric(server, 'ts_requests_rejected_total', 'full'), 1, 'counted as a refusal');
+
+  t.same((await Promise.all(busy)).map((r) => r.status), [200, 200], 'the accepted requests are answered');
+  const next = await new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+    const req = request({ hostname, port, agent, method: 'POST', path: '/predictions/full' }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+    });
+    req.on('error', reject);
+    req.end('after');
+  });
+  t.same(next, { status: 200, reused: true }, 'the next request on the same connection is answered');
+});
+
+t.test('batches ahead: a busy worker holds up to three more of a model of short batches, one of a model of long ones', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'ahead', { initial_workers: 2 });
+  // Idle workers take turns (each asks again at the back of the line): both time a quick batch.
+  for (let i = 0; i < 4; i++) t.equal((await predict(server, 'ahead', 'warm')).status, 200);
+  const quick = (n: number): Array<Promise<Response>> => Array.from({ length: n }, (_, i) => predict(server, 'ahead', `quick ${i}`));
+  const pending = async (): Promise<number> => (await describe(server, 'ahead')).jobQueueStatus.pendingRequests;
+
+  // ts_queue_latency_microseconds adds up each request's wait until a worker took it: a job taken
+  // ahead waits about 0 s, one left in the queue 2-3 s (a slow request's time, and its turn).
+  const round = async (takenAhead: number, what: string): Promise<void> => {
+    const waitedBefore = await metric(server, 'ts_queue_latency_microseconds', 'ahead');
+    const arrived = await metric(server, 'ts_inference_requests_total', 'ahead');
+    const slow = [predict(server, 'ahead', 'sleep:2000'), predict(server, 'ahead', 'sleep:2000')];
+    await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'ahead')) === arrived + 2, 10_000, 'both slow requests in');
+    let slowDone = false;
+    void Promise.all(slow).then(() => (slowDone = true));
+    const queued = quick(8);
+    await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'ahead')) === arrived + 10, 10_000, 'the quick ones in');
+    t.equal(await pending(), 8, 'jobs taken ahead still count as pending (and against job_queue_size)');
+    t.notOk(slowDone, 'while both workers were still on their slow request');
+    t.same((await Promise.all([...slow, ...queued])).map((r) => r.status), Array(10).fill(200), 'every request answered');
+    const waited = (await metric(server, 'ts_queue_latency_microseconds', 'ahead') - waitedBefore) / 1e6;
+    const inQueue = 8 - takenAhead;
+    t.ok(waited > inQueue * 1.0 && waited < inQueue * 3.0, `${what}: ${inQueue} waited in the queue (${waited.toFixed(1)} s of waits)`);
+  };
+  await round(6, 'batches of a few ms: each worker took three ahead');
+  await round(2, 'batches of 2 s: each worker took one ahead');
+});
+
 t.test('blacklist_env_vars keeps matching variables out of the workers\' environment', async (t) => {
   process.env.TSSERVE_TEST_SECRET = 'hunter2';
   process.env.TSSERVE_TEST_PUBLIC = 'visible';
@@ -297,7 +365,7 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
   // Each sleeps 600 ms: 1200 ms in the worker, over the 1 s timeout, is fine because each batch
   // is timed from its own start.
   const [second, third] = await twoBehindABusyWorker('sleep:600', 'sleep:600');
-  t.equal(await pending(), 0, 'both queued requests went to the busy worker');
+  t.equal(await batchesTaken(), 3, 'both queued requests went to the busy worker: three batches taken, none left');
   t.same([(await second).status, (await third).status], [200, 200], 'neither timed out');
 
   // Again, and the worker is killed while it runs the first of the two: that one fails, the one
