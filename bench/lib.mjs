@@ -29,14 +29,39 @@ export function treePssMb(pid) {
   return treeSumMb(pid, 'smaps_rollup', /Pss:\s+(\d+)/);
 }
 
-function treeSumMb(pid, file, field) {
+/** Every process's children, by parent PID (Linux /proc). */
+function childrenByParent() {
   const children = new Map();
   for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
     try {
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      const ppid = Number(stat(entry)[1]);
       children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
     } catch { /* the process ended meanwhile */ }
   }
+  return children;
+}
+
+/** The fields of /proc/<pid>/stat after the command's name: state, ppid, ... */
+function stat(pid) {
+  return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+}
+
+export function childPids(pid) {
+  return childrenByParent().get(pid) ?? [];
+}
+
+/** CPU seconds (user and system) a process has used so far; 0 once it has ended. */
+export function cpuSeconds(pid) {
+  try {
+    const fields = stat(pid);
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+function treeSumMb(pid, file, field) {
+  const children = childrenByParent();
   let kb = 0;
   for (const stack = [pid]; stack.length > 0;) {
     const p = stack.pop();

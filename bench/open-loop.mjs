@@ -8,21 +8,24 @@
 //
 // Serves model-store/mnist.mar as the README starts it (`tsserve --start`, default settings) from
 // a temporary folder on free 127.0.0.1 ports. Then:
-//   capacity  a closed loop of 32 connections for --seconds: the answers per second it gets;
+//   capacity  a closed loop of 64 connections for --seconds: the answers per second it gets (with
+//             fewer, each waits out the whole round trip and the server idles between batches);
 //   loads     for each multiple of that capacity, --seconds of arrivals at that fixed rate:
 //             answered/s (goodput), refused (503) and failed, accepted p50/p99, the refusals'
 //             p99, the server's memory (process tree RSS) at the start and the end;
 //   cold      the server stopped and started again; as soon as `tsserve --start` returns, --cold
 //             times the capacity for --cold-seconds: the share refused, p99, and per second.
-// The generator is undici on the same machine (its CPU is shared with the server, as it is on a
-// 2-core machine; the report says how far behind schedule it fell). Every load is bounded in
-// time; requests still open 30 s after the last arrival count as failed.
+// The generator runs on the same machine and shares its two cores with the server; it is a lean
+// client of raw sockets (raw-client.mjs) so that it takes as little of them as it can, and the
+// report says what it took (`cpu`: cores used by the server's main process, its workers and the
+// generator over the load) and how far behind schedule it fell. Every load is bounded in time;
+// requests still open 30 s after the last arrival count as failed.
 import { copyFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
-import { treeRssMb, userServer } from './lib.mjs';
+import { childPids, cpuSeconds, treeRssMb, userServer } from './lib.mjs';
+import { RawClient, rawPost } from './raw-client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -34,23 +37,27 @@ const { values: opts } = parseArgs({
   },
 });
 const SECONDS = Number(opts.seconds);
+const CAPACITY_CONNECTIONS = 64;
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
 const server = await userServer('tsserve-open-loop-');
 copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
 const origin = server.inference;
-const pool = new Pool(origin, { connections: 1024, pipelining: 1, keepAliveTimeout: 60_000 });
+const REQUEST = rawPost(origin, '/predictions/mnist', BODY, 'image/png');
+let client = new RawClient(origin, REQUEST);
 
 try {
   await start();
   await offer(200, 2, () => undefined); // warms the client's connections and the server's JIT
-  const capacity = await closedLoopCapacity(32, SECONDS);
-  console.log(`capacity (closed loop, 32 connections, ${SECONDS} s): ${capacity.toFixed(0)} answers/s`);
-  console.log('load   offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  RSS MB start->end  late ms');
+  const capacity = await closedLoopCapacity(CAPACITY_CONNECTIONS, SECONDS);
+  console.log(`capacity (closed loop, ${CAPACITY_CONNECTIONS} connections, ${SECONDS} s): ${capacity.toFixed(0)} answers/s`);
+  console.log('load   offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  RSS MB start->end  late ms  cpu main/workers/generator');
   let p99AtCapacity;
   for (const multiple of opts.loads.split(',').map(Number)) {
     const rss = [serverRss()];
+    const cpu = cpuMeter();
     const r = await offer(capacity * multiple, SECONDS, () => undefined);
+    const used = cpu();
     rss.push(serverRss());
     p99AtCapacity ??= r.p99;
     console.log([
@@ -59,26 +66,27 @@ try {
       String(r.failed).padStart(7), r.p50.toFixed(1).padStart(7), r.p99.toFixed(1).padStart(7),
       (r.p99 / p99AtCapacity).toFixed(1).padStart(20), r.refusalP99.toFixed(1).padStart(15),
       `${rss[0]}->${rss[1]}`.padStart(19), r.lateMs.toFixed(0).padStart(8),
+      `  ${used.main.toFixed(2)}/${used.workers.toFixed(2)}/${used.generator.toFixed(2)}`,
     ].join(' '));
     if (r.reasons) console.log(`       not answered 200: ${r.reasons}`);
   }
 
   await server.stop();
-  await pool.close();
-  const cold = new Pool(origin, { connections: 1024, pipelining: 1, keepAliveTimeout: 60_000 });
+  client.close();
+  client = new RawClient(origin, REQUEST);
   await start();
   const perSecond = [];
   const r = await offer(capacity * Number(opts.cold), Number(opts['cold-seconds']), (second, status) => {
     perSecond[second] ??= { ok: 0, refused: 0 };
     if (status === 200) perSecond[second].ok++;
     else perSecond[second].refused++;
-  }, cold);
+  });
   console.log(`cold start: ${opts.cold}x capacity (${Math.round(r.offered)}/s) from the moment tsserve --start returned, ${opts['cold-seconds']} s: `
     + `refused ${r.refusedShare.toFixed(2)}%, failed ${r.failed}, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`);
   console.log(`  per second (answered/refused): ${perSecond.map((s) => `${s?.ok ?? 0}/${s?.refused ?? 0}`).join(' ')}`);
   if (r.reasons) console.log(`  not answered 200: ${r.reasons}`);
-  await cold.close();
 } finally {
+  client.close();
   await server.stop();
   server.remove();
 }
@@ -92,15 +100,30 @@ function serverRss() {
   return treeRssMb(server.pid());
 }
 
+/** Cores used from now until the returned function is called: the server's main process, its workers, this process. */
+function cpuMeter() {
+  const pid = server.pid();
+  const workers = childPids(pid);
+  const began = { at: performance.now(), main: cpuSeconds(pid), workers: workers.map(cpuSeconds), generator: process.cpuUsage() };
+  return () => {
+    const seconds = (performance.now() - began.at) / 1000;
+    const generator = process.cpuUsage(began.generator);
+    return {
+      main: (cpuSeconds(pid) - began.main) / seconds,
+      workers: workers.reduce((sum, w, i) => sum + cpuSeconds(w) - began.workers[i], 0) / seconds,
+      generator: (generator.user + generator.system) / 1e6 / seconds,
+    };
+  };
+}
+
 /** Answers per second of `connections` clients that each send as soon as their answer is back. */
 async function closedLoopCapacity(connections, seconds) {
   const until = performance.now() + seconds * 1000;
   let answered = 0;
   await Promise.all(Array.from({ length: connections }, async () => {
     while (performance.now() < until) {
-      const { statusCode, body } = await pool.request({ path: '/predictions/mnist', method: 'POST', body: BODY, headers: { 'content-type': 'image/png' } });
-      await body.dump();
-      if (statusCode === 200) answered++;
+      const { status } = await client.send();
+      if (status === 200) answered++;
     }
   }));
   return answered / seconds;
@@ -110,14 +133,14 @@ async function closedLoopCapacity(connections, seconds) {
  * Sends requests at `rate` per second for `seconds`, each at its scheduled time whatever earlier
  * ones do, and waits (at most 30 s) for the answers.
  */
-async function offer(rate, seconds, onAnswer, client = pool) {
+async function offer(rate, seconds, onAnswer) {
   const total = Math.round(rate * seconds);
   const began = performance.now();
   const accepted = [];
   const refusals = [];
-  let failed = 0;
   let late = 0;
   const reasons = new Map();
+  const count = (why) => reasons.set(why, (reasons.get(why) ?? 0) + 1);
   const inFlight = [];
   for (let i = 0; i < total; i++) {
     const due = began + (i * 1000) / rate;
@@ -125,23 +148,19 @@ async function offer(rate, seconds, onAnswer, client = pool) {
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     else late = Math.max(late, -wait);
     const sent = performance.now();
-    inFlight.push(client.request({ path: '/predictions/mnist', method: 'POST', body: BODY, headers: { 'content-type': 'image/png' }, headersTimeout: 30_000, bodyTimeout: 30_000 })
-      .then(async ({ statusCode, body }) => {
-        const text = statusCode === 200 ? (await body.dump(), '') : await body.text();
+    inFlight.push(client.send()
+      .then(({ status: statusCode, body }) => {
+        const text = statusCode === 200 ? '' : body.toString('utf8');
         const ms = performance.now() - sent;
         if (statusCode === 200) accepted.push(ms);
         else if (statusCode === 503) refusals.push(ms);
-        else failed++;
-        if (statusCode !== 200) {
-          const why = `${statusCode} ${(/"message": "([^"]*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`;
-          reasons.set(why, (reasons.get(why) ?? 0) + 1);
-        }
+        if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
         onAnswer(Math.floor((sent - began) / 1000), statusCode);
-      }, () => {
-        failed++;
-      }));
+      }, (err) => count(`no answer: ${err.message}`)));
   }
-  await Promise.all(inFlight);
+  await Promise.race([Promise.all(inFlight), new Promise((r) => setTimeout(r, 30_000).unref())]);
+  // Anything neither answered 200 nor refused failed: another status, a lost connection, no answer in 30 s.
+  const failed = total - accepted.length - refusals.length;
   const sorted = (values) => [...values].sort((a, b) => a - b);
   const pct = (values, p) => (values.length === 0 ? 0 : values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))]);
   const acceptedSorted = sorted(accepted);
