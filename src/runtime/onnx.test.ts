@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../worker/protocol.js';
-import { batchThreads, createSession, ort, setWideBatch } from './onnx.js';
+import { batchThreads, createSession, inBatch, ort } from './onnx.js';
 
 const MODEL = fileURLToPath(new URL('../../test/fixtures/colour_classifier.onnx', import.meta.url));
 
@@ -15,10 +15,7 @@ function threadEnv(t: Test, narrow: string, wide: string | undefined): void {
     }
   };
   set({ [INTRA_OP_THREADS_ENV]: narrow, [WIDE_INTRA_OP_THREADS_ENV]: wide });
-  t.teardown(() => {
-    setWideBatch(false);
-    set(saved);
-  });
+  t.teardown(() => set(saved));
 }
 
 /** One image per colour, each a plain red, green or blue square. */
@@ -37,12 +34,15 @@ t.test('with a wide budget a session runs either way, with the same answers and 
   t.same(session.outputNames, ['logits']);
   t.equal(session.inputMetadata[0]?.name, 'input');
 
-  setWideBatch(false);
-  t.equal(batchThreads(), 1);
-  const narrow = await session.run({ input: colours() });
-  setWideBatch(true);
-  t.equal(batchThreads(), 2);
-  const wide = await session.run({ input: colours() }, ['logits']);
+  const narrow = await inBatch(false, async () => {
+    t.equal(batchThreads(), 1);
+    return session.run({ input: colours() });
+  });
+  const wide = await inBatch(true, async () => {
+    t.equal(batchThreads(), 2);
+    return session.run({ input: colours() }, ['logits']);
+  });
+  t.equal(batchThreads(), 1, 'outside a batch: the worker\'s share');
   t.same(Array.from(wide.logits!.data as Float32Array), Array.from(narrow.logits!.data as Float32Array));
   const logits = narrow.logits!.data as Float32Array;
   for (let image = 0; image < 3; image++) {
@@ -53,11 +53,23 @@ t.test('with a wide budget a session runs either way, with the same answers and 
 
 t.test('without a wide budget the session is onnxruntime\'s own, and a lone batch keeps to the share', async (t) => {
   threadEnv(t, '1', undefined);
-  setWideBatch(true);
-  t.equal(batchThreads(), 1);
+  t.equal(await inBatch(true, async () => batchThreads()), 1);
   const session = await createSession(MODEL);
   t.teardown(() => session.release());
   t.type(session, Object.getPrototypeOf(await ort.InferenceSession.create(MODEL)).constructor);
+});
+
+t.test('each batch sees its own thread choice, even while another is running', async (t) => {
+  threadEnv(t, '1', '2');
+  const later = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  const seen = await Promise.all([
+    inBatch(true, async () => {
+      await later();
+      return batchThreads();
+    }),
+    inBatch(false, async () => batchThreads()),
+  ]);
+  t.same(seen, [2, 1], 'the wide batch kept its answer after a narrow one began');
 });
 
 t.test('a handler that asks for a thread count gets one session with it', async (t) => {

@@ -8,8 +8,9 @@
  * A model with `adaptiveThreads: true` (model-config.yaml) also gets every core's worth of threads
  * (TSSERVE_WIDE_INTRA_OP_THREADS) for a batch that runs while the model's other workers idle: a
  * session's thread count is fixed when it opens, so such a worker opens each model twice and the
- * frontend says, batch by batch, which one may run (setWideBatch).
+ * frontend says, batch by batch, which one may run (inBatch).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import * as ort from 'onnxruntime-node';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../worker/protocol.js';
 
@@ -18,11 +19,16 @@ export interface SessionOptions {
   intraOpThreads?: number;
 }
 
-let wideBatch = false;
+/** The batch being run: whether it may use every core, the frontend's word for that batch. */
+const currentBatch = new AsyncLocalStorage<{ readonly wide: boolean }>();
 
-/** Whether the batch about to run may use every core: the frontend's word, per batch. */
-export function setWideBatch(wide: boolean): void {
-  wideBatch = wide;
+/** Runs `work` (a batch through the handler) with the sessions' thread choice for it. */
+export function inBatch<T>(wide: boolean, work: () => Promise<T>): Promise<T> {
+  return currentBatch.run({ wide }, work);
+}
+
+function wideBatch(): boolean {
+  return currentBatch.getStore()?.wide ?? false;
 }
 
 /**
@@ -32,7 +38,7 @@ export function setWideBatch(wide: boolean): void {
  */
 export function batchThreads(): number {
   const wide = threadsFromEnv(WIDE_INTRA_OP_THREADS_ENV);
-  return wideBatch && wide !== undefined ? wide : workerThreadBudget();
+  return wideBatch() && wide !== undefined ? wide : workerThreadBudget();
 }
 
 export async function createSession(modelPath: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
@@ -62,7 +68,7 @@ function threadsFromEnv(name: string): number | undefined {
 
 /**
  * One model open twice, with the worker's share of the threads and with all of them; each run
- * goes to the one the current batch may use (setWideBatch).
+ * goes to the one the current batch may use (inBatch).
  */
 class LoadFollowingSession implements ort.InferenceSession {
   private readonly narrow: ort.InferenceSession;
@@ -80,7 +86,7 @@ class LoadFollowingSession implements ort.InferenceSession {
     fetchesOrOptions?: ort.InferenceSession.FetchesType | ort.InferenceSession.RunOptions,
     options?: ort.InferenceSession.RunOptions,
   ): Promise<ort.InferenceSession.ReturnType> {
-    const session = wideBatch ? this.wide : this.narrow;
+    const session = wideBatch() ? this.wide : this.narrow;
     return session.run(feeds, fetchesOrOptions as ort.InferenceSession.FetchesType, options);
   }
 
