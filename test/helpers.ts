@@ -12,6 +12,7 @@ import { createArchive, type ArchiveOptions } from '../dist/src/archive/write.js
 import { loadServerConfig } from '../dist/src/config/server-config.js';
 import { createLoggers } from '../dist/src/log/loggers.js';
 import { startServer, type RunningServer } from '../dist/src/server.js';
+import { WORKER_STATE_WARNING } from '../dist/src/wlm/worker-state.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MNIST_DIR = join(ROOT, 'examples', 'mnist');
@@ -86,6 +87,12 @@ export async function startTestServer(
     format: config.logFormat,
     ...(log ? { level: opts.level ?? 'warn', destination: { write: log } } : { level: 'silent' }),
   });
+  // A worker state move that is neither allowed nor a known race is a bug: loud here, not ignored.
+  const onWarning = (warning: Error): void => {
+    if (warning.name === WORKER_STATE_WARNING) t.fail(warning.message);
+  };
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
   const server = await startServer(config, loggers);
   t.teardown(() => server.close());
   return { ...server, close: () => server.close(), store, dir };

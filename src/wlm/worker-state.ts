@@ -22,6 +22,18 @@ export function canMove(from: WorkerState, to: WorkerState): boolean {
   return ALLOWED[from].includes(to);
 }
 
+/**
+ * A move canMove refuses that is expected, and ignored: it arrives after the worker left for good
+ * (a process's exit after its scale-down, a 'loaded' message read after its exit) or repeats the
+ * state. Any other refused move is a bug in the code that asked for it (WORKER_STATE_WARNING).
+ */
+export function isStaleMove(from: WorkerState, to: WorkerState): boolean {
+  return from === to || from === 'STOPPED' || from === 'SCALED_DOWN';
+}
+
+/** The process warning's name for a move that is neither allowed nor stale. */
+export const WORKER_STATE_WARNING = 'WorkerStateWarning';
+
 export function describeStatus(state: WorkerState): 'READY' | 'UNLOADING' {
   return state === 'MODEL_LOADED' ? 'READY' : 'UNLOADING';
 }

@@ -20,13 +20,23 @@ import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
 import { PredictionError } from '../handler/types.js';
-import { setWideBatch } from '../runtime/onnx.js';
+import { inBatch } from '../runtime/onnx.js';
+import { isTsError, tsError } from '../errors.js';
 import { resolveInside } from '../archive/inside.js';
 import type { FromWorker, LoadMessage, PredictMessage, ToWorker, WireRequest } from './protocol.js';
 
 let entry: EntryPoint | undefined;
 let facts: ModelFacts | undefined;
 let decodeInput = true;
+
+function withCause(error: Error, cause: unknown): Error {
+  error.cause = cause;
+  return error;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
 
 function send(message: FromWorker): void {
   process.send?.(message);
@@ -53,13 +63,22 @@ async function onLoad(msg: LoadMessage): Promise<void> {
     setImagePixelLimit(msg.limitMaxImagePixels);
     process.chdir(msg.modelDir);
     if (needsModuleHooks(msg.modelDir)) register('./hooks.js', import.meta.url);
-    entry = withEnvelope(await loadEntryPoint(msg.handler, msg.modelDir), envelopeOf(msg.envelope));
-    await entry.initialize(new BatchContext(modelFacts, []));
+    const envelope = envelopeOf(msg.envelope);
+    const handler = await loadEntryPoint(msg.handler, msg.modelDir).catch((err: unknown) => {
+      throw withCause(tsError('TSS_ERR_WORKER_HANDLER_IMPORT', msg.handler, messageOf(err)), err);
+    });
+    entry = withEnvelope(handler, envelope);
+    await entry.initialize(new BatchContext(modelFacts, [])).catch((err: unknown) => {
+      throw withCause(tsError('TSS_ERR_WORKER_INITIALIZE', messageOf(err)), err);
+    });
     await warmUp(msg);
     send({ kind: 'loaded', pid: process.pid });
   } catch (err) {
-    console.error(`Failed to load model ${msg.modelName}:`, err);
-    send({ kind: 'load-failed', error: { code: 'TSS_ERR_INTERNAL', message: (err as Error).message ?? String(err), status: 500 } });
+    const e = isTsError(err) ? err : tsError('TSS_ERR_INTERNAL', messageOf(err));
+    // The reason in one line, then where the handler's own code failed, for its author.
+    console.error(`Failed to load model ${msg.modelName}: ${e.message}`);
+    console.error(e.cause ?? err);
+    send({ kind: 'load-failed', error: { code: e.code, message: e.message, status: e.status } });
   }
 }
 
@@ -70,9 +89,8 @@ async function onPredict(msg: PredictMessage): Promise<void> {
     return;
   }
   let context: BatchContext | undefined;
-  setWideBatch(msg.wide);
   try {
-    const result = await runBatch(entry, facts, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items }));
+    const result = await inBatch(msg.wide, () => runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items })));
     context = result.context;
     send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics });
   } catch (err) {
@@ -131,7 +149,7 @@ function needsModuleHooks(modelDir: string): boolean {
 function envelopeOf(name: string | undefined): Envelope | undefined {
   if (name === undefined || name === '') return undefined;
   if (isEnvelope(name)) return name;
-  throw new Error(`Envelope ${name} is not supported by tsserve (supported: ${ENVELOPES.join(', ')})`);
+  throw tsError('TSS_ERR_WORKER_ENVELOPE', name, ENVELOPES.join(', '));
 }
 
 let previousBatch = Promise.resolve();

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import type { Job } from '../wlm/job.js';
-import { canMove, type WorkerState } from '../wlm/worker-state.js';
+import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
@@ -182,7 +182,10 @@ export class WorkerProcess extends EventEmitter {
 
   moveTo(next: WorkerState): void {
     const previous = this.state;
-    if (previous === next || !canMove(previous, next)) return;
+    if (!canMove(previous, next)) {
+      if (!isStaleMove(previous, next)) process.emitWarning(`Worker ${this.id}: no move from ${previous} to ${next}`, WORKER_STATE_WARNING);
+      return;
+    }
     this.state = next;
     this.emit('state', next, previous);
   }
