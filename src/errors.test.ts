@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import t from 'tap';
 import { errorCodes, errorFromWire, errorsDoc, grpcStatusName, tsError, TsError } from './errors.js';
 
@@ -26,6 +26,21 @@ t.test("the gRPC status of each HTTP status is TorchServe's mapping", async (t) 
     [404, 'NOT_FOUND'], [405, 'FAILED_PRECONDITION'], [409, 'ABORTED'], [413, 'RESOURCE_EXHAUSTED'], [429, 'RESOURCE_EXHAUSTED'],
     [499, 'CANCELLED'], [500, 'INTERNAL'], [501, 'UNIMPLEMENTED'], [503, 'UNAVAILABLE'], [504, 'DEADLINE_EXCEEDED'], [507, 'INTERNAL']];
   for (const [http, grpc] of pinned) t.equal(grpcStatusName(http), grpc, `${http} -> ${grpc}`);
+});
+
+t.test('an error answers gRPC with the table\'s own status where TorchServe differs from the mapping', async (t) => {
+  t.equal(tsError('TSS_ERR_HTTP_INVALID_TOKEN').grpcStatus, 'PERMISSION_DENIED', 'a failed token check: 400 over HTTP');
+  t.equal(tsError('TSS_ERR_GRPC_MODEL_API_DISABLED').grpcStatus, 'PERMISSION_DENIED');
+  t.equal(tsError('TSS_ERR_MODEL_NAME_REQUIRED').grpcStatus, 'INVALID_ARGUMENT', 'else the mapping of its HTTP status');
+  t.equal(new TsError('TSS_ERR_HTTP_INVALID_TOKEN', 'other', 401).grpcStatus, 'UNAUTHENTICATED', 'an error given another status maps that one');
+});
+
+t.test('gRPC failures are made from the table: no status and message written inline in src/grpc', async (t) => {
+  const dir = new URL('./grpc/', import.meta.url);
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))) {
+    const inline = readFileSync(new URL(file, dir), 'utf8').match(/new GrpcFailure\(status\.[A-Z_]+, ['`][^)]*\)/g) ?? [];
+    t.same(inline, [], file);
+  }
 });
 
 t.test('docs/errors.md is made from the table (npm run docs:errors) and lists every code once', async (t) => {

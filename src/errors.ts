@@ -13,6 +13,8 @@ interface ErrorSpec {
   readonly status: number;
   /** `%s` placeholders are filled in order by the arguments given to `tsError`. */
   readonly message: string;
+  /** The gRPC status where TorchServe's gRPC answers other than its mapping of `status` says. */
+  readonly grpc?: GrpcStatusName;
 }
 
 const table = {
@@ -26,12 +28,14 @@ const table = {
     message: 'Requested method is not allowed, please refer to API document.',
   },
   TSS_ERR_HTTP_BAD_REQUEST: { type: 'BadRequestException', status: 400, message: '%s' },
+  TSS_ERR_MODEL_NAME_REQUIRED: { type: 'BadRequestException', status: 400, message: 'Parameter model_name is required.' },
+  TSS_ERR_SEQUENCE_ID_REQUIRED: { type: 'BadRequestException', status: 400, message: 'Parameter sequenceId is required.' },
   TSS_ERR_HTTP_BODY_TOO_LARGE: {
     type: 'RequestEntityTooLargeException', status: 413,
     message: 'Request body is larger than max_request_size (%s bytes).',
   },
   TSS_ERR_HTTP_INVALID_TOKEN: {
-    type: 'InvalidKeyException', status: 400,
+    type: 'InvalidKeyException', status: 400, grpc: 'PERMISSION_DENIED',
     message: 'Token Authorization failed. Token either incorrect, expired, or not provided correctly',
   },
   /** The /token endpoint words it "Authentication" (TorchServe's TokenAuthorization). */
@@ -63,6 +67,8 @@ const table = {
     type: 'MethodNotAllowedException', status: 405,
     message: 'Requested method is not allowed, please refer to API document.',
   },
+  /** The gRPC management service's words for the same refusal. */
+  TSS_ERR_GRPC_MODEL_API_DISABLED: { type: 'MethodNotAllowedException', status: 405, grpc: 'PERMISSION_DENIED', message: 'Model API disabled' },
   // archive
   TSS_ERR_ARCHIVE_NO_STORE: { type: 'ModelNotFoundException', status: 404, message: 'Model store has not been configured.' },
   TSS_ERR_ARCHIVE_EMPTY_URL: { type: 'ModelNotFoundException', status: 404, message: 'empty url' },
@@ -102,6 +108,10 @@ const table = {
     type: 'InternalServerException', status: 500, message: 'Failed to start workers for model %s version: %s',
   },
   TSS_ERR_WORKER_DIED: { type: 'InternalServerException', status: 500, message: 'Worker died.' },
+  /** Why a worker did not load its model (the server log says it; the client sees WORKER_START_FAILED). */
+  TSS_ERR_WORKER_HANDLER_IMPORT: { type: 'InternalServerException', status: 500, message: 'Handler %s could not be loaded: %s' },
+  TSS_ERR_WORKER_ENVELOPE: { type: 'InternalServerException', status: 500, message: 'Envelope %s is not supported by tsserve (supported: %s)' },
+  TSS_ERR_WORKER_INITIALIZE: { type: 'InternalServerException', status: 500, message: 'The handler\'s initialize failed: %s' },
   TSS_ERR_MODEL_STOPPED: {
     type: 'ServiceUnavailableException', status: 503,
     message: 'Model "%s" stopped before it could serve this request (unregistered, or the server is stopping)',
@@ -121,6 +131,10 @@ const table = {
   },
   TSS_ERR_PREDICTION_UNSUPPORTED_OUTPUT: {
     type: 'InternalServerException', status: 503, message: 'Unsupported model output data type.',
+  },
+  TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE: {
+    type: 'InternalServerException', status: 500,
+    message: 'The handler did not answer KServe v2 JSON: serve the model with service_envelope=kservev2',
   },
   TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
   /** A handler's own PredictionError: its message and status pass through unchanged. */
@@ -145,6 +159,12 @@ export class TsError extends Error {
     this.status = status;
     // A handler's 4xx (PredictionError) travels under a 5xx code: its type must say client error.
     this.type = status < 500 && table[code].status >= 500 ? 'BadRequestException' : table[code].type;
+  }
+
+  /** The status a gRPC call that fails with this error ends with. */
+  get grpcStatus(): GrpcStatusName {
+    const spec: ErrorSpec = table[this.code];
+    return spec.grpc !== undefined && this.status === spec.status ? spec.grpc : grpcStatusName(this.status);
   }
 
   /** The body TorchServe answers errors with. */
@@ -195,7 +215,7 @@ export function errorsDoc(): string {
   const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/%s/g, '`<...>`');
   const rows = errorCodes.map((code) => {
     const spec: ErrorSpec = table[code];
-    return `| \`${code}\` | ${spec.status} | ${grpcStatusName(spec.status)} | \`${spec.type}\` | ${cell(spec.message)} |`;
+    return `| \`${code}\` | ${spec.status} | ${spec.grpc ?? grpcStatusName(spec.status)} | \`${spec.type}\` | ${cell(spec.message)} |`;
   });
   return [
     '# Errors',
@@ -205,9 +225,10 @@ export function errorsDoc(): string {
     'Every error tsserve answers with. Over HTTP the body is TorchServe\'s',
     '`{"code": <status>, "type": "<type>", "message": "<message>"}`; a gRPC call ends with the gRPC',
     'status TorchServe maps that HTTP status to and the message as its details. Exceptions, as in',
-    'TorchServe: the gRPC inference service answers a missing model name, an unknown model or version',
-    'and a full queue with INTERNAL; a failed token check is PERMISSION_DENIED on gRPC; and a',
-    'handler\'s own error keeps the status it chose (a `PredictionError` with 4xx is a client error).',
+    'TorchServe: the gRPC inference service answers every error of its own (a missing model name, an',
+    'unknown model or version, a full queue) with INTERNAL; where the gRPC column differs from the',
+    'mapping, that is the status on gRPC; and a handler\'s own error keeps the status it chose (a',
+    '`PredictionError` with 4xx is a client error).',
     '`<...>` is filled in from the request.',
     '',
     '| code | HTTP | gRPC | type | message |',

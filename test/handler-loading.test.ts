@@ -32,16 +32,25 @@ t.test('a JavaScript handler with a named function entry point', async (t) => {
   t.equal(await res.text(), 'QUIET');
 });
 
-t.test('a handler that throws in initialize: registration fails with 500, the server goes on', async (t) => {
+t.test('a handler that throws in initialize, or cannot be imported: registration fails with 500, the log says which, the server goes on', async (t) => {
+  const log: string[] = [];
   const server = await startTestServer(t, {
     prepare: (store) => {
-      const src = join(store, '..', 'failing.ts');
-      writeFileSync(src, "export default class Failing { initialize(): void { throw new Error('no weights'); } handle(): never[] { return []; } }\n");
-      buildMar(store, { modelName: 'failing', version: '1.0', handler: src });
+      const failing = join(store, '..', 'failing.ts');
+      writeFileSync(failing, "export default class Failing { initialize(): void { throw new Error('no weights'); } handle(): never[] { return []; } }\n");
+      buildMar(store, { modelName: 'failing', version: '1.0', handler: failing });
+      const broken = join(store, '..', 'broken.js');
+      writeFileSync(broken, "import './not-there.js';\nexport default class Broken {}\n");
+      buildMar(store, { modelName: 'broken', version: '1.0', handler: broken });
     },
+    serverLog: (line) => log.push(line),
   });
-  const res = await fetch(`${server.urls.management}/models?url=failing.mar&initial_workers=1`, { method: 'POST' });
-  t.equal(res.status, 500);
-  t.same(await res.json(), { code: 500, type: 'InternalServerException', message: 'Failed to start workers for model failing version: 1.0' });
+  for (const name of ['failing', 'broken']) {
+    const res = await fetch(`${server.urls.management}/models?url=${name}.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
+    t.equal(res.status, 500);
+    t.same(await res.json(), { code: 500, type: 'InternalServerException', message: `Failed to start workers for model ${name} version: 1.0` });
+  }
+  t.match(log.join('\n'), /Failed to load model failing: The handler's initialize failed: no weights\n/);
+  t.match(log.join('\n'), /Failed to load model broken: Handler broken\.js could not be loaded: .*not-there/);
   t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'still serving');
 });

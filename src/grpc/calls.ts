@@ -6,7 +6,7 @@
  */
 import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { TokenKind } from '../auth/tokens.js';
-import { grpcStatusName } from '../errors.js';
+import { grpcStatusName, isTsError, tsError, type TsError } from '../errors.js';
 import type { GrpcDeps } from './deps.js';
 
 /** A gRPC status with its description, thrown by a method and sent by its wrapper. */
@@ -17,6 +17,11 @@ export class GrpcFailure extends Error {
     super(details);
     this.code = code;
   }
+
+  /** An error of the table (errors.ts) as the gRPC status and details it has there. */
+  static of(err: TsError): GrpcFailure {
+    return new GrpcFailure(status[err.grpcStatus], err.message);
+  }
 }
 
 /** TorchServe's mapping of an HTTP status to a gRPC one: the error table's (errors.ts). */
@@ -26,6 +31,7 @@ export function grpcStatusOf(httpStatus: number): status {
 
 export function asFailure(err: unknown): GrpcFailure {
   if (err instanceof GrpcFailure) return err;
+  if (isTsError(err)) return GrpcFailure.of(err);
   return new GrpcFailure(status.INTERNAL, (err as Error).message ?? String(err));
 }
 
@@ -39,7 +45,7 @@ export function authorization(call: Call): string | undefined {
 
 export function authorize(deps: GrpcDeps, kind: TokenKind, call: Call): void {
   if (deps.tokens && !deps.tokens.allows(kind, authorization(call))) {
-    throw new GrpcFailure(status.PERMISSION_DENIED, 'Token Authorization failed. Token either incorrect, expired, or not provided correctly');
+    throw GrpcFailure.of(tsError('TSS_ERR_HTTP_INVALID_TOKEN'));
   }
 }
 

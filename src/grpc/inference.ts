@@ -8,6 +8,7 @@
  * is in grpc/sequence-stream.ts.
  */
 import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { tsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../wlm/job.js';
 import { GrpcFailure, serverStream, unary } from './calls.js';
 import type { GrpcDeps } from './deps.js';
@@ -56,11 +57,15 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
   };
 }
 
-/** Queues the request on its model, or throws TorchServe's INTERNAL for a request that cannot be queued. */
+/**
+ * Queues the request on its model. A request that cannot be queued (no model name, an unknown
+ * model or version, a full queue) ends INTERNAL with the table's message, whatever the error's own
+ * status: TorchServe's inference service answers all of them so (docs/errors.md).
+ */
 function predict(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata, sink: JobSink): void {
-  if (!request.model_name) throw new GrpcFailure(status.INTERNAL, 'Parameter model_name is required.');
-  const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
   try {
+    if (!request.model_name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
+    const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
     queuePrediction(deps, request.model_name, request.model_version, params, headersOf(metadata), sink);
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);

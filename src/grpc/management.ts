@@ -5,7 +5,8 @@
  * status text (or the describe / list JSON), a REST error becomes its gRPC status with the REST
  * message. In requests, 0 and "" mean "not set", as TorchServe reads them.
  */
-import { status, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { tsError } from '../errors.js';
 import { authorization, GrpcFailure, grpcStatusOf, unary } from './calls.js';
 import type { GrpcDeps } from './deps.js';
 
@@ -82,7 +83,7 @@ export function managementService(deps: GrpcDeps): UntypedServiceImplementation 
 }
 
 function modelPath(r: ModelRequest): string {
-  if (!r.model_name) throw new GrpcFailure(status.INVALID_ARGUMENT, 'Parameter model_name is required.');
+  if (!r.model_name) throw GrpcFailure.of(tsError('TSS_ERR_MODEL_NAME_REQUIRED'));
   const version = r.model_version ? `/${encodeURIComponent(r.model_version)}` : '';
   return `/models/${encodeURIComponent(r.model_name)}${version}`;
 }
@@ -109,7 +110,7 @@ async function callRest(deps: GrpcDeps, call: ServerUnaryCall<unknown, unknown>,
     return { msg: text };
   }
   // Register and unregister answer 405 while the model API is off; gRPC says it in its own words.
-  if (res.statusCode === 405) throw new GrpcFailure(status.PERMISSION_DENIED, 'Model API disabled');
+  if (res.statusCode === 405) throw GrpcFailure.of(tsError('TSS_ERR_GRPC_MODEL_API_DISABLED'));
   const message = body && typeof body === 'object' && 'message' in body ? String(body.message) : res.body;
   throw new GrpcFailure(grpcStatusOf(res.statusCode), message);
 }

@@ -9,11 +9,11 @@
  * element reaches the handler base64-encoded, as TorchServe sends them, so binary (an image) and
  * text alike arrive intact and a handler decodes them as it decodes any base64 input.
  */
-import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { isTsError } from '../errors.js';
+import { Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../wlm/model-metadata.js';
-import { GrpcFailure, grpcStatusOf, unary } from './calls.js';
+import { asFailure, GrpcFailure, unary } from './calls.js';
 import { answerFailure, headersOf, predictionFailure, queuePrediction } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
@@ -61,7 +61,7 @@ export function openInferenceService(deps: GrpcDeps, service: string): UntypedSe
     try {
       return deps.registry.get(name, version || undefined);
     } catch (err) {
-      throw new GrpcFailure(status.NOT_FOUND, (err as Error).message);
+      throw asFailure(err);
     }
   };
   return {
@@ -100,7 +100,7 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
         fail: (err) => reject(predictionFailure(err)),
       });
     } catch (err) {
-      reject(isTsError(err) ? new GrpcFailure(grpcStatusOf(err.status), err.message) : err);
+      reject(asFailure(err));
     }
   });
 }
@@ -109,7 +109,7 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
 function tensorData(input: Tensor, raw: Buffer | undefined): unknown[] {
   if (raw) return fromRaw(input.datatype, raw, input.name);
   const field = FIELD[input.datatype];
-  if (!field) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${input.name}": datatype ${input.datatype} needs raw_input_contents`);
+  if (!field) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${input.name}": datatype ${input.datatype} needs raw_input_contents`));
   const values = input.contents?.[field] ?? [];
   return field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('base64')) : values;
 }
@@ -126,9 +126,9 @@ const RAW: Record<string, [number, (v: DataView, at: number) => number | boolean
 function fromRaw(datatype: string, raw: Buffer, name: string): unknown[] {
   if (datatype === 'BYTES') return rawStrings(raw, name);
   const layout = RAW[datatype];
-  if (!layout) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${name}": unknown datatype ${datatype}`);
+  if (!layout) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": unknown datatype ${datatype}`));
   const [size, read] = layout;
-  if (raw.length % size !== 0) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${name}": ${raw.length} raw bytes are not whole ${datatype} values`);
+  if (raw.length % size !== 0) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": ${raw.length} raw bytes are not whole ${datatype} values`));
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   return Array.from({ length: raw.length / size }, (_, i) => read(view, i * size));
 }
@@ -138,7 +138,7 @@ function rawStrings(raw: Buffer, name: string): string[] {
   const out: string[] = [];
   for (let at = 0; at < raw.length;) {
     const length = at + 4 <= raw.length ? raw.readUInt32LE(at) : -1;
-    if (length < 0 || at + 4 + length > raw.length) throw new GrpcFailure(status.INVALID_ARGUMENT, `Input "${name}": raw BYTES end inside an element`);
+    if (length < 0 || at + 4 + length > raw.length) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": raw BYTES end inside an element`));
     out.push(raw.toString('base64', at + 4, at + 4 + length));
     at += 4 + length;
   }
@@ -160,9 +160,9 @@ function inferResponse(text: string): object {
   try {
     answer = JSON.parse(text) as V2Answer;
   } catch {
-    throw new GrpcFailure(status.INTERNAL, 'The handler did not answer KServe v2 JSON: serve the model with service_envelope=kservev2');
+    throw GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
   }
-  if (!Array.isArray(answer.outputs)) throw new GrpcFailure(status.INTERNAL, 'The handler did not answer KServe v2 JSON: serve the model with service_envelope=kservev2');
+  if (!Array.isArray(answer.outputs)) throw GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
   return {
     id: answer.id ?? '',
     model_name: answer.model_name ?? '',

@@ -41,5 +41,5 @@ export function answerFailure(r: JobResponse): GrpcFailure {
 }
 
 export function predictionFailure(err: TsError): GrpcFailure {
-  return new GrpcFailure(grpcStatusOf(err.status), err.message);
+  return GrpcFailure.of(err);
 }

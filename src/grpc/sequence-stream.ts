@@ -8,8 +8,9 @@
  */
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
+import { tsError } from '../errors.js';
 import type { WireParam } from '../worker/protocol.js';
-import { accessLog, asFailure, authorize, GrpcFailure, grpcStatusOf } from './calls.js';
+import { accessLog, asFailure, authorize, GrpcFailure } from './calls.js';
 import { answerFailure, headersOf, queuePrediction } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
@@ -71,12 +72,12 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
           resolve();
         },
         fail: (err) => {
-          inBand(new GrpcFailure(grpcStatusOf(err.status), err.message));
+          inBand(GrpcFailure.of(err));
           resolve();
         },
       });
     } catch (err) {
-      inBand(err instanceof GrpcFailure ? err : new GrpcFailure(status.INTERNAL, (err as Error).message));
+      inBand(asFailure(err));
       resolve();
     }
   });
@@ -87,7 +88,7 @@ function sequenceHeaders(request: SequenceRequest, names: SequenceHeaders): Reco
   const flag = (name: string): boolean => request.input[name]?.toString('utf8').toLowerCase() === 'true';
   const headers: Record<string, string> = {};
   if (request.sequence_id) headers[names.id] = request.sequence_id;
-  else if (!flag(names.start)) throw new GrpcFailure(status.INVALID_ARGUMENT, 'Parameter sequenceId is required.');
+  else if (!flag(names.start)) throw GrpcFailure.of(tsError('TSS_ERR_SEQUENCE_ID_REQUIRED'));
   if (flag(names.end)) headers[names.end] = 'true';
   return headers;
 }

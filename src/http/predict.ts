@@ -38,7 +38,7 @@ export interface PredictTarget {
 export async function predict(request: FastifyRequest, reply: FastifyReply, deps: InferenceDeps, target: PredictTarget): Promise<FastifyReply> {
   const wire = await toWireRequest(request, target.headers ?? {}, target.queryParams === true);
   const name = target.model || stringParam(wire, 'model_name');
-  if (!name) throw tsError('TSS_ERR_HTTP_BAD_REQUEST', 'Parameter model_name is required.');
+  if (!name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
   const model = deps.registry.get(name, target.version);
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
   submitPrediction(deps.metrics, model, target.version, wire, replySink(reply));
