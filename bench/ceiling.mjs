@@ -83,7 +83,7 @@ function batcher(name, sessions) {
       const input = await preprocess(jobs.map((j) => j.body));
       const output = (await session.run({ [session.inputNames[0]]: input }))[session.outputNames[0]];
       const width = output.dims[1];
-      jobs.forEach((job, i) => job.resolve(answer(Array.from(output.data.subarray(i * width, (i + 1) * width)))));
+      for (const [i, job] of jobs.entries()) job.resolve(answer(Array.from(output.data.subarray(i * width, (i + 1) * width))));
     } catch (err) {
       for (const job of jobs) job.reject(err);
     }

@@ -94,7 +94,10 @@ async function registerAll(names, archive, onDone) {
 
 async function answers(names, body) {
   const statuses = await Promise.all(names.map((name) =>
-    fetch(`${server.inference}/predictions/${name}`, { method: 'POST', body }).then(async (r) => (await r.arrayBuffer(), r.status))));
+    fetch(`${server.inference}/predictions/${name}`, { method: 'POST', body }).then(async (r) => {
+      await r.arrayBuffer();
+      return r.status;
+    })));
   return statuses.filter((s) => s === 200).length;
 }
 

@@ -8,7 +8,7 @@
  * Input:  curl -T kitten.jpg http://127.0.0.1:8080/predictions/resnet18
  * Output: {"tabby": 0.41, "tiger_cat": 0.30, "Egyptian_cat": 0.21, "lynx": 0.01, "tiger": 0.002}
  */
-import { BaseHandler, ort, splitBatch, type HandlerOutput, type RequestInput } from '../src/index.js';
+import { BaseHandler, type ort, splitBatch, type HandlerOutput, type RequestInput } from '../src/index.js';
 import { IMAGENET, imageBatch, softmax, topK, type ImageTransform } from './vision.js';
 
 export default class ImageClassifier extends BaseHandler {

@@ -9,7 +9,7 @@
  * Input:  curl -T street.jpg http://127.0.0.1:8080/predictions/fcn
  * Output: [[[0, 0.98], [0, 0.97], ...], ...]   (224 rows of 224 [class, probability] pairs)
  */
-import { BaseHandler, ort, type HandlerOutput, type RequestInput } from '../src/index.js';
+import { BaseHandler, type ort, type HandlerOutput, type RequestInput } from '../src/index.js';
 import { IMAGENET, imageBatch } from './vision.js';
 
 export default class ImageSegmenter extends BaseHandler {

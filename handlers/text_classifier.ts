@@ -44,7 +44,7 @@ export default class TextClassifier extends BaseHandler {
     const rows = batch.map((row) => words(text(requestPayload(row))).map((w) => this.vocab.get(w) ?? this.unknownId));
     const length = Math.max(1, ...rows.map((r) => r.length));
     const ids = new BigInt64Array(rows.length * length).fill(BigInt(this.padId));
-    rows.forEach((row, i) => ids.set(row.map(BigInt), i * length));
+    for (const [i, row] of rows.entries()) ids.set(row.map(BigInt), i * length);
     return new ort.Tensor('int64', ids, [rows.length, length]);
   }
 

@@ -88,7 +88,9 @@ t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file,
   const manifest = JSON.parse(new AdmZip(join(store, 'colours.mar')).readAsText('MAR-INF/MANIFEST.json')) as { model: Record<string, string> };
   t.same(manifest.model, { modelName: 'colours', serializedFile: 'weights.onnx', handler: 'image_classifier', modelVersion: '2.0', configFile: 'model-config.yaml' });
 
-  const server = await startTestServer(t, { prepare: (s) => ['colours.mar', 'traced.mar'].forEach((m) => copyFileSync(join(store, m), join(s, m))), properties: { load_models: 'colours.mar,traced.mar' } });
+  const server = await startTestServer(t, { prepare: (s) => {
+    for (const m of ['colours.mar', 'traced.mar']) copyFileSync(join(store, m), join(s, m));
+  }, properties: { load_models: 'colours.mar,traced.mar' } });
   for (const model of ['colours', 'traced']) {
     for (const [name, rgb] of [['red', [230, 20, 20]], ['green', [20, 230, 20]], ['blue', [20, 20, 230]]] as const) {
       const res = await fetch(`${server.urls.inference}/predictions/${model}`, { method: 'POST', body: await colour(rgb) });

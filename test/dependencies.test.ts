@@ -74,15 +74,15 @@ t.test('a requirements file outside the archive\'s top level is refused; a pip r
       const zip = new AdmZip();
       const manifest = { runtime: 'python', model: { modelName: 'escape', modelVersion: '1.0', handler: 'base_handler', requirementsFile: '../../deps.json' } };
       zip.addFile('MAR-INF/MANIFEST.json', Buffer.from(JSON.stringify(manifest)));
-      zip.writeZip(join(store, 'escape.mar'));
+      zip.writeZip(join(store, 'outside.mar'));
       buildMar(store, { modelName: 'pip', version: '1.0', handler: files.handler, requirementsFile: join(files.vendor, '..', 'requirements.txt') });
     },
     properties: { install_py_dep_per_model: 'true' },
     serverLog: (line) => log.push(line),
   });
-  const escape = await fetch(`${server.urls.management}/models?url=escape.mar`, { method: 'POST' });
-  t.equal(escape.status, 400);
-  t.equal((await errorBody(escape)).message, 'Manifest field model.requirementsFile names a file outside the model directory: ../../deps.json', 'refused when the manifest is read, as every path it names');
+  const outside = await fetch(`${server.urls.management}/models?url=outside.mar`, { method: 'POST' });
+  t.equal(outside.status, 400);
+  t.equal((await errorBody(outside)).message, 'Manifest field model.requirementsFile names a file outside the model directory: ../../deps.json', 'refused when the manifest is read, as every path it names');
   const pip = await fetch(`${server.urls.management}/models?url=pip.mar&initial_workers=0`, { method: 'POST' });
   t.equal(pip.status, 200, 'registered: nothing to install');
   t.ok(log.some((l) => l.includes('Model pip: requirements.txt is not a package.json; no dependencies installed')), 'and said why');

@@ -118,8 +118,13 @@ t.test('the MNIST example explains a digit: its strokes count for it, the backgr
   for (let y = 0; y < 28; y++) {
     for (let x = 0; x < 28; x++) {
       const bright = pixels.data[(y * 28 + x) * pixels.channels]! > 128;
-      if (bright) (stroke += map![y]![x]!), strokeN++;
-      else (background += map![y]![x]!), backgroundN++;
+      if (bright) {
+        stroke += map![y]![x]!;
+        strokeN++;
+      } else {
+        background += map![y]![x]!;
+        backgroundN++;
+      }
     }
   }
   t.ok(stroke / strokeN > background / backgroundN, `stroke ${(stroke / strokeN).toExponential(2)} > background ${(background / backgroundN).toExponential(2)}`);

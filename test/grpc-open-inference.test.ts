@@ -61,7 +61,7 @@ t.test('ModelInfer: typed contents, raw contents and BYTES reach the handler as 
   t.equal(topClass(typed), '1');
 
   const raw = Buffer.alloc(3 * PLANE * 4);
-  planeTensor(0).forEach((v, i) => raw.writeFloatLE(v, i * 4));
+  for (const [i, v] of planeTensor(0).entries()) raw.writeFloatLE(v, i * 4);
   const fromRaw = await call('ModelInfer', { model_name: 'colours', inputs: [{ name: 'img', datatype: 'FP32', shape: [3, 224, 224] }], raw_input_contents: [raw] });
   t.equal(topClass(fromRaw), '0', 'raw little-endian FP32');
 

@@ -4,7 +4,7 @@
  * respect to the image); the two gradients are put on one scale by their mean magnitude at the
  * first step, weighted, and applied; pixels stay in [0, 1].
  */
-import { ort } from 'tsserve';
+import type { ort } from 'tsserve';
 
 export interface StyleTargets {
   /** features.onnx's Gram matrices of the style image and activation of the content image. */
@@ -75,7 +75,7 @@ class Adam {
       const m = (this.m[i] = 0.9 * this.m[i]! + 0.1 * g[i]!);
       const v = (this.v[i] = 0.999 * this.v[i]! + 0.001 * g[i]! * g[i]!);
       const next = x[i]! - (this.lr * (m / c1)) / (Math.sqrt(v / c2) + 1e-8);
-      x[i] = next < 0 ? 0 : next > 1 ? 1 : next;
+      x[i] = next < 0 ? 0 : Math.min(next , 1);
     }
   }
 }

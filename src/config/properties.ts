@@ -94,11 +94,11 @@ function substituteEnv(value: string, env: NodeJS.ProcessEnv): string {
 /** Java's Properties.store format, for snapshots: comment lines, then escaped `key=value` lines. */
 export function formatProperties(entries: Iterable<[string, string]>, comments: readonly string[] = []): string {
   const lines = comments.map((c) => `#${c}`);
-  for (const [k, v] of entries) lines.push(`${escape(k, true)}=${escape(v, false)}`);
+  for (const [k, v] of entries) lines.push(`${escapeText(k, true)}=${escapeText(v, false)}`);
   return lines.join('\n') + '\n';
 }
 
-function escape(s: string, isKey: boolean): string {
+function escapeText(s: string, isKey: boolean): string {
   let out = '';
   for (const [i, c] of [...s].entries()) {
     if (c === '\\') out += '\\\\';

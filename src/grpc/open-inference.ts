@@ -9,7 +9,7 @@
  * element reaches the handler base64-encoded, as TorchServe sends them, so binary (an image) and
  * text alike arrive intact and a handler decodes them as it decodes any base64 input.
  */
-import { Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../wlm/model-metadata.js';

@@ -23,7 +23,7 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     this.context = context;
     const modelDir = context.systemProperties.model_dir;
     const file = context.manifest.model.serializedFile;
-    if (!file || !file.endsWith('.onnx')) throw new Error('No model weights could be loaded: serializedFile must be an .onnx file');
+    if (!file?.endsWith('.onnx')) throw new Error('No model weights could be loaded: serializedFile must be an .onnx file');
     this.session = await createSession(join(modelDir, file));
     this.mapping = loadLabelMapping(modelDir);
     this.initialized = true;

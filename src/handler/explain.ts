@@ -80,7 +80,7 @@ function occlude(image: Float32Array, c: number, h: number, w: number, p: Patch)
 async function classScores(score: Scorer, images: Float32Array[], chw: number[], target: number): Promise<number[]> {
   const size = images[0]!.length;
   const batch = new Float32Array(images.length * size);
-  images.forEach((image, i) => batch.set(image, i * size));
+  for (const [i, image] of images.entries()) batch.set(image, i * size);
   return targetScores(await score(new ort.Tensor('float32', batch, [images.length, ...chw])), target);
 }
 
@@ -102,7 +102,7 @@ export function targetScores(output: ort.Tensor, target: number): number[] {
 
 function attributionMap(h: number, w: number, patches: Patch[], drops: number[]): Float32Array {
   const map = new Float32Array(h * w);
-  patches.forEach((p, k) => fillPatch(map, h, w, p, drops[k]!));
+  for (const [k, p] of patches.entries()) fillPatch(map, h, w, p, drops[k]!);
   return map;
 }
 

@@ -4,7 +4,7 @@
  * the entry point, check that a list of the same length came back, and turn each answer into
  * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker.
  */
-import { errorFromWire, isTsError, TsError, tsError } from '../errors.js';
+import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
 import type { WireError, WireParam, WireRequest, WireResponse } from '../worker/protocol.js';
 import { BatchContext, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';

@@ -126,6 +126,7 @@ export interface Handler {
 export type HandleFunction = (
   batch: RequestInput[] | null,
   context: Context,
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler function may end without a return statement; `void` says so to its author.
 ) => HandlerOutput[] | null | undefined | void | Promise<HandlerOutput[] | null | undefined | void>;
 
 /**

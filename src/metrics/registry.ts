@@ -59,7 +59,7 @@ class Family {
 
   update(values: readonly string[], value: number, requestIds?: readonly string[]): void {
     const labels: Record<string, string> = {};
-    this.labelNames.forEach((label, i) => (labels[label] = values[i]!));
+    for (const [i, label] of this.labelNames.entries()) labels[label] = values[i]!;
     this.record(labels, value);
     if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
   }

@@ -186,7 +186,7 @@ export class WorkerPool {
     const oldest = running[0];
     if (!oldest) return;
     const arrival = this.queue.nextOffer();
-    const ended = arrival ? await Promise.race([oldest.then(() => true), arrival.then(() => false)]) : (await oldest, true);
+    const ended = arrival ? await Promise.race([oldest.then(() => true), arrival.then(() => false)]) : await oldest.then(() => true);
     if (ended) running.shift();
   }
 

@@ -74,6 +74,7 @@ export function workerEnvironment(env: NodeJS.ProcessEnv, blacklist: RegExp | un
   return blacklist ? Object.fromEntries(Object.entries(env).filter(([name]) => !blacklist.test(name))) : env;
 }
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface above only types the events' listeners (Node's EventEmitter idiom).
 export class WorkerProcess extends EventEmitter {
   readonly id: string;
   readonly startTime = new Date();
