@@ -38,8 +38,13 @@ const BATCH = Number(opts.batch);
 const MODELS = {
   mnist: { inflight: 2, threads: 1, preprocess: mnistTensor, answer: (row) => row.indexOf(Math.max(...row)) },
   resnet18: {
-    inflight: 1, threads: 2,
-    preprocess: (bodies) => imageBatch(bodies.map((body) => ({ body })), IMAGENET),
+    inflight: 1,
+    threads: 2,
+    preprocess: (bodies) =>
+      imageBatch(
+        bodies.map((body) => ({ body })),
+        IMAGENET,
+      ),
     answer: (row) => Object.fromEntries(topK(softmax(row), 5)),
   },
 };
@@ -88,10 +93,11 @@ function batcher(name, sessions) {
       for (const job of jobs) job.reject(err);
     }
   };
-  return (body) => new Promise((resolve, reject) => {
-    queue.push({ body, resolve, reject });
-    pump();
-  });
+  return (body) =>
+    new Promise((resolve, reject) => {
+      queue.push({ body, resolve, reject });
+      pump();
+    });
 }
 
 /** As examples/mnist's handler: 28x28 grey, normalised with the training digits' mean and std. */
@@ -99,12 +105,15 @@ async function mnistTensor(bodies) {
   const side = 28;
   const pixels = side * side;
   const data = new Float32Array(bodies.length * pixels);
-  await Promise.all(bodies.map(async (bytes, i) => {
-    const small = decodeSmall(bytes);
-    const grey = small && small.width === side && small.height === side
-      ? toGrey(small)
-      : toGrey({ ...(await decodeRgb(bytes, (image) => image.resize(side, side, { fit: 'fill' }))), width: side, height: side, channels: 3 });
-    for (let p = 0; p < pixels; p++) data[i * pixels + p] = (grey[p] / 255 - 0.1302) / 0.3069;
-  }));
+  await Promise.all(
+    bodies.map(async (bytes, i) => {
+      const small = decodeSmall(bytes);
+      const grey =
+        small && small.width === side && small.height === side
+          ? toGrey(small)
+          : toGrey({ ...(await decodeRgb(bytes, (image) => image.resize(side, side, { fit: 'fill' }))), width: side, height: side, channels: 3 });
+      for (let p = 0; p < pixels; p++) data[i * pixels + p] = (grey[p] / 255 - 0.1302) / 0.3069;
+    }),
+  );
   return new ort.Tensor('float32', data, [bodies.length, 1, side, side]);
 }

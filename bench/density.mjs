@@ -35,10 +35,22 @@ const { values: opts } = parseArgs({
 const server = await userServer('tsserve-density-', ['enable_model_api=true']);
 const { store } = server;
 await run('/usr/bin/python3', [join(SHARED, 'make_models.py'), join(server.dir, 'models')]);
-createArchive({ modelName: 'small', version: '1.0', exportPath: store, force: true,
-  serializedFile: join(ROOT, 'examples/mnist/mnist.onnx'), handler: join(ROOT, 'examples/mnist/mnist_handler.ts') });
-createArchive({ modelName: 'large', version: '1.0', exportPath: store, force: true,
-  serializedFile: join(server.dir, 'models', 'resnet18.onnx'), handler: 'image_classifier' });
+createArchive({
+  modelName: 'small',
+  version: '1.0',
+  exportPath: store,
+  force: true,
+  serializedFile: join(ROOT, 'examples/mnist/mnist.onnx'),
+  handler: join(ROOT, 'examples/mnist/mnist_handler.ts'),
+});
+createArchive({
+  modelName: 'large',
+  version: '1.0',
+  exportPath: store,
+  force: true,
+  serializedFile: join(server.dir, 'models', 'resnet18.onnx'),
+  handler: 'image_classifier',
+});
 const digit = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 const photo = readFileSync(join(SHARED, 'images', 'photo.jpg'));
 
@@ -66,13 +78,19 @@ try {
 
   const [n0, p0] = pss[1] ?? pss[0];
   const [n1, p1] = pss[pss.length - 1];
-  console.log(`${small.length} small models (1 worker each): all READY ${smallReadyS.toFixed(1)} s after the first registration; ${smallAnswers}/${small.length} answered`);
+  console.log(
+    `${small.length} small models (1 worker each): all READY ${smallReadyS.toFixed(1)} s after the first registration; ${smallAnswers}/${small.length} answered`,
+  );
   console.log(`  process tree PSS, MB, by models registered: ${pss.map(([n, mb]) => `${n}: ${mb}`).join(', ')}`);
-  console.log(`  PSS per additional small model's worker (slope ${n0} -> ${n1}): ${((p1 - p0) / (n1 - n0)).toFixed(1)} MB; `
-    + `whole tree ${p1} MB, ${(p1 / small.length).toFixed(1)} MB per model including the server`);
+  console.log(
+    `  PSS per additional small model's worker (slope ${n0} -> ${n1}): ${((p1 - p0) / (n1 - n0)).toFixed(1)} MB; ` +
+      `whole tree ${p1} MB, ${(p1 / small.length).toFixed(1)} MB per model including the server`,
+  );
   console.log(`  idle, ${opts['idle-seconds']} s: the tree used ${idle.toFixed(1)}% of one core, ${(idle / small.length).toFixed(3)}% per model`);
-  console.log(`${large.length} large models (resnet18, 1 worker each): all READY ${largeReadyS.toFixed(1)} s; ${largeAnswers}/${large.length} answered; `
-    + `PSS +${afterLarge - beforeLarge} MB, ${((afterLarge - beforeLarge) / large.length).toFixed(1)} MB per model`);
+  console.log(
+    `${large.length} large models (resnet18, 1 worker each): all READY ${largeReadyS.toFixed(1)} s; ${largeAnswers}/${large.length} answered; ` +
+      `PSS +${afterLarge - beforeLarge} MB, ${((afterLarge - beforeLarge) / large.length).toFixed(1)} MB per model`,
+  );
 } finally {
   await server.stop();
   server.remove();
@@ -82,22 +100,27 @@ try {
 async function registerAll(names, archive, onDone) {
   let next = 0;
   let done = 0;
-  await Promise.all(Array.from({ length: Number(opts.parallel) }, async () => {
-    while (next < names.length) {
-      const name = names[next++];
-      const res = await fetch(`${server.management}/models?url=${archive}&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
-      if (res.status !== 200) throw new Error(`${name}: ${res.status} ${await res.text()}`);
-      onDone(++done);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Number(opts.parallel) }, async () => {
+      while (next < names.length) {
+        const name = names[next++];
+        const res = await fetch(`${server.management}/models?url=${archive}&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+        if (res.status !== 200) throw new Error(`${name}: ${res.status} ${await res.text()}`);
+        onDone(++done);
+      }
+    }),
+  );
 }
 
 async function answers(names, body) {
-  const statuses = await Promise.all(names.map((name) =>
-    fetch(`${server.inference}/predictions/${name}`, { method: 'POST', body }).then(async (r) => {
-      await r.arrayBuffer();
-      return r.status;
-    })));
+  const statuses = await Promise.all(
+    names.map((name) =>
+      fetch(`${server.inference}/predictions/${name}`, { method: 'POST', body }).then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      }),
+    ),
+  );
   return statuses.filter((s) => s === 200).length;
 }
 
@@ -114,10 +137,12 @@ function treeCpuTicks(root) {
     try {
       const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ');
       stats.set(Number(entry), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
-    } catch { /* ended */ }
+    } catch {
+      /* ended */
+    }
   }
   let ticks = 0;
-  for (const stack = [root]; stack.length > 0;) {
+  for (const stack = [root]; stack.length > 0; ) {
     const p = stack.pop();
     ticks += stats.get(p)?.ticks ?? 0;
     for (const [child, s] of stats) if (s.ppid === p) stack.push(child);

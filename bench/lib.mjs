@@ -36,7 +36,9 @@ function childrenByParent() {
     try {
       const ppid = Number(stat(entry)[1]);
       children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch { /* the process ended meanwhile */ }
+    } catch {
+      /* the process ended meanwhile */
+    }
   }
   return children;
 }
@@ -63,11 +65,13 @@ export function cpuSeconds(pid) {
 function treeSumMb(pid, file, field) {
   const children = childrenByParent();
   let kb = 0;
-  for (const stack = [pid]; stack.length > 0;) {
+  for (const stack = [pid]; stack.length > 0; ) {
     const p = stack.pop();
     try {
       kb += Number(field.exec(readFileSync(`/proc/${p}/${file}`, 'utf8'))?.[1] ?? 0);
-    } catch { /* ended */ }
+    } catch {
+      /* ended */
+    }
     stack.push(...(children.get(p) ?? []));
   }
   return Math.round(kb / 1024);
@@ -89,12 +93,24 @@ export async function userServer(prefix, extraLines = []) {
   const env = { ...process.env, TMPDIR: dir };
   const store = join(dir, 'model-store');
   mkdirSync(store);
-  const [inference, management, metrics, grpcInference, grpcManagement] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  writeFileSync(join(dir, 'config.properties'), [
-    `inference_address=http://127.0.0.1:${inference}`, `management_address=http://127.0.0.1:${management}`,
-    `metrics_address=http://127.0.0.1:${metrics}`, `grpc_inference_port=${grpcInference}`, `grpc_management_port=${grpcManagement}`,
-    ...extraLines,
-  ].join('\n') + '\n');
+  const [inference, management, metrics, grpcInference, grpcManagement] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  writeFileSync(
+    join(dir, 'config.properties'),
+    [
+      `inference_address=http://127.0.0.1:${inference}`,
+      `management_address=http://127.0.0.1:${management}`,
+      `metrics_address=http://127.0.0.1:${metrics}`,
+      `grpc_inference_port=${grpcInference}`,
+      `grpc_management_port=${grpcManagement}`,
+      ...extraLines,
+    ].join('\n') + '\n',
+  );
   return {
     dir,
     store,
@@ -103,7 +119,16 @@ export async function userServer(prefix, extraLines = []) {
     start: (args) => run(process.execPath, [tsserve, '--start', '--model-store', 'model-store', '--disable-token-auth', '--ncs', ...args], { cwd: dir, env }),
     stop: () => run(process.execPath, [tsserve, '--stop'], { cwd: dir, env }).catch(() => undefined),
     /** The running server's PID, from the PID file `tsserve --start` wrote. */
-    pid: () => Number(readFileSync(join(dir, readdirSync(dir).find((f) => f.startsWith('.tsserve-') && f.endsWith('.pid'))), 'utf8').split('\n')[0]),
+    pid: () =>
+      Number(
+        readFileSync(
+          join(
+            dir,
+            readdirSync(dir).find((f) => f.startsWith('.tsserve-') && f.endsWith('.pid')),
+          ),
+          'utf8',
+        ).split('\n')[0],
+      ),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

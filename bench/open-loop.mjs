@@ -51,7 +51,9 @@ try {
   await offer(200, 2, () => undefined); // warms the client's connections and the server's JIT
   const capacity = await closedLoopCapacity(CAPACITY_CONNECTIONS, SECONDS);
   console.log(`capacity (closed loop, ${CAPACITY_CONNECTIONS} connections, ${SECONDS} s): ${capacity.toFixed(0)} answers/s`);
-  console.log('load   offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  RSS MB start->end  late ms  cpu main/workers/generator');
+  console.log(
+    'load   offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  RSS MB start->end  late ms  cpu main/workers/generator',
+  );
   let p99AtCapacity;
   for (const multiple of opts.loads.split(',').map(Number)) {
     const rss = [serverRss()];
@@ -60,14 +62,23 @@ try {
     const used = cpu();
     rss.push(serverRss());
     p99AtCapacity ??= r.p99;
-    console.log([
-      `${multiple}x`.padEnd(6), String(Math.round(r.offered)).padStart(9), String(Math.round(r.answeredPerSecond)).padStart(11),
-      `${((100 * r.answeredPerSecond) / capacity).toFixed(0)}%`.padStart(8), `${r.refusedShare.toFixed(1)}%`.padStart(8),
-      String(r.failed).padStart(7), r.p50.toFixed(1).padStart(7), r.p99.toFixed(1).padStart(7),
-      (r.p99 / p99AtCapacity).toFixed(1).padStart(20), r.refusalP99.toFixed(1).padStart(15),
-      `${rss[0]}->${rss[1]}`.padStart(19), r.lateMs.toFixed(0).padStart(8),
-      `  ${used.main.toFixed(2)}/${used.workers.toFixed(2)}/${used.generator.toFixed(2)}`,
-    ].join(' '));
+    console.log(
+      [
+        `${multiple}x`.padEnd(6),
+        String(Math.round(r.offered)).padStart(9),
+        String(Math.round(r.answeredPerSecond)).padStart(11),
+        `${((100 * r.answeredPerSecond) / capacity).toFixed(0)}%`.padStart(8),
+        `${r.refusedShare.toFixed(1)}%`.padStart(8),
+        String(r.failed).padStart(7),
+        r.p50.toFixed(1).padStart(7),
+        r.p99.toFixed(1).padStart(7),
+        (r.p99 / p99AtCapacity).toFixed(1).padStart(20),
+        r.refusalP99.toFixed(1).padStart(15),
+        `${rss[0]}->${rss[1]}`.padStart(19),
+        r.lateMs.toFixed(0).padStart(8),
+        `  ${used.main.toFixed(2)}/${used.workers.toFixed(2)}/${used.generator.toFixed(2)}`,
+      ].join(' '),
+    );
     if (r.reasons) console.log(`       not answered 200: ${r.reasons}`);
   }
 
@@ -81,8 +92,10 @@ try {
     if (status === 200) perSecond[second].ok++;
     else perSecond[second].refused++;
   });
-  console.log(`cold start: ${opts.cold}x capacity (${Math.round(r.offered)}/s) from the moment tsserve --start returned, ${opts['cold-seconds']} s: `
-    + `refused ${r.refusedShare.toFixed(2)}%, failed ${r.failed}, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`);
+  console.log(
+    `cold start: ${opts.cold}x capacity (${Math.round(r.offered)}/s) from the moment tsserve --start returned, ${opts['cold-seconds']} s: ` +
+      `refused ${r.refusedShare.toFixed(2)}%, failed ${r.failed}, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`,
+  );
   console.log(`  per second (answered/refused): ${perSecond.map((s) => `${s?.ok ?? 0}/${s?.refused ?? 0}`).join(' ')}`);
   if (r.reasons) console.log(`  not answered 200: ${r.reasons}`);
 } finally {
@@ -120,12 +133,14 @@ function cpuMeter() {
 async function closedLoopCapacity(connections, seconds) {
   const until = performance.now() + seconds * 1000;
   let answered = 0;
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (performance.now() < until) {
-      const { status } = await client.send();
-      if (status === 200) answered++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < until) {
+        const { status } = await client.send();
+        if (status === 200) answered++;
+      }
+    }),
+  );
   return answered / seconds;
 }
 
@@ -148,15 +163,19 @@ async function offer(rate, seconds, onAnswer) {
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     else late = Math.max(late, -wait);
     const sent = performance.now();
-    inFlight.push(client.send()
-      .then(({ status: statusCode, body }) => {
-        const text = statusCode === 200 ? '' : body.toString('utf8');
-        const ms = performance.now() - sent;
-        if (statusCode === 200) accepted.push(ms);
-        else if (statusCode === 503) refusals.push(ms);
-        if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
-        onAnswer(Math.floor((sent - began) / 1000), statusCode);
-      }, (err) => count(`no answer: ${err.message}`)));
+    inFlight.push(
+      client.send().then(
+        ({ status: statusCode, body }) => {
+          const text = statusCode === 200 ? '' : body.toString('utf8');
+          const ms = performance.now() - sent;
+          if (statusCode === 200) accepted.push(ms);
+          else if (statusCode === 503) refusals.push(ms);
+          if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
+          onAnswer(Math.floor((sent - began) / 1000), statusCode);
+        },
+        (err) => count(`no answer: ${err.message}`),
+      ),
+    );
   }
   await Promise.race([Promise.all(inFlight), new Promise((r) => setTimeout(r, 30_000).unref())]);
   // Anything neither answered 200 nor refused failed: another status, a lost connection, no answer in 30 s.

@@ -32,18 +32,33 @@ const dir = mkdtempSync(join(tmpdir(), 'tsserve-overload-'));
 const store = join(dir, 'model-store');
 mkdirSync(store);
 createArchive({
-  modelName: 'mnist', version: '1.0', exportPath: store, force: true,
-  serializedFile: join(ROOT, 'examples/mnist/mnist.onnx'), handler: join(ROOT, 'examples/mnist/mnist_handler.ts'),
+  modelName: 'mnist',
+  version: '1.0',
+  exportPath: store,
+  force: true,
+  serializedFile: join(ROOT, 'examples/mnist/mnist.onnx'),
+  handler: join(ROOT, 'examples/mnist/mnist_handler.ts'),
 });
 const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
-writeFileSync(join(dir, 'config.properties'), [
-  `inference_address=http://127.0.0.1:${inf}`, `management_address=http://127.0.0.1:${mgmt}`,
-  `metrics_address=http://127.0.0.1:${met}`, 'default_workers_per_model=1', `job_queue_size=${opts.queue}`,
-].join('\n'));
-const server = spawn(process.execPath, [join(ROOT, 'bin/tsserve.js'), '--start', '--foreground', '--ncs',
-  '--model-store', 'model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'], {
-  cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: process.env.BENCH_DEBUG ? 'inherit' : 'ignore',
-});
+writeFileSync(
+  join(dir, 'config.properties'),
+  [
+    `inference_address=http://127.0.0.1:${inf}`,
+    `management_address=http://127.0.0.1:${mgmt}`,
+    `metrics_address=http://127.0.0.1:${met}`,
+    'default_workers_per_model=1',
+    `job_queue_size=${opts.queue}`,
+  ].join('\n'),
+);
+const server = spawn(
+  process.execPath,
+  [join(ROOT, 'bin/tsserve.js'), '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'],
+  {
+    cwd: dir,
+    env: { ...process.env, TMPDIR: dir },
+    stdio: process.env.BENCH_DEBUG ? 'inherit' : 'ignore',
+  },
+);
 
 try {
   await waitUntilServing(`http://127.0.0.1:${inf}/predictions/mnist`);
@@ -55,11 +70,17 @@ try {
   const latencies = { 200: [], 503: [] };
   const result = await autocannon({
     url: `http://127.0.0.1:${inf}/predictions/mnist`,
-    method: 'POST', body, headers: { 'content-type': 'image/png' },
-    connections: Number(opts.connections), duration: Number(opts.seconds), timeout: 30,
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'image/png' },
+    connections: Number(opts.connections),
+    duration: Number(opts.seconds),
+    timeout: 30,
     setupClient(client) {
       let sentAt = 0;
-      client.on('request', () => { sentAt = performance.now(); });
+      client.on('request', () => {
+        sentAt = performance.now();
+      });
       client.on('response', (status) => {
         statuses[status] = (statuses[status] ?? 0) + 1;
         latencies[status]?.push(performance.now() - sentAt);
@@ -73,25 +94,28 @@ try {
   console.log(`overload: ${opts.connections} connections, ${opts.seconds} s, one mnist worker, job_queue_size ${opts.queue}`);
   console.log(`  answers by status: ${JSON.stringify(statuses)}; errors (no answer) ${result.errors}, timeouts ${result.timeouts}`);
   for (const s of ['200', '503']) console.log(`  ${s}: p50 ${pct(latencies[s], 50)} ms, p99 ${pct(latencies[s], 99)} ms`);
-  console.log(`  server RSS (process tree) MB: before ${rss[0]}, median of first third ${median(rss.slice(1, third))}, `
-    + `median of last third ${median(rss.slice(-third))}, max ${Math.max(...rss)}`);
+  console.log(
+    `  server RSS (process tree) MB: before ${rss[0]}, median of first third ${median(rss.slice(1, third))}, ` +
+      `median of last third ${median(rss.slice(-third))}, max ${Math.max(...rss)}`,
+  );
 } finally {
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
 }
 
-
 async function waitUntilServing(url) {
   const body = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
   for (let i = 0; i < 300; i++) {
-    const ok = await fetch(url, { method: 'POST', body }).then((r) => r.status === 200, () => false);
+    const ok = await fetch(url, { method: 'POST', body }).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('tsserve did not start serving within 30 s');
 }
-
 
 function pct(values, p) {
   if (values.length === 0) return '-';

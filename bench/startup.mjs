@@ -25,14 +25,21 @@ for (let run = 0; run < Number(values.runs); run++) {
   mkdirSync(join(dir, 'model-store'));
   copyFileSync(join(ROOT, 'model-store/mnist.mar'), join(dir, 'model-store/mnist.mar'));
   const port = await freePort();
-  writeFileSync(join(dir, 'config.properties'), [
-    `inference_address=http://127.0.0.1:${port}`, `management_address=http://127.0.0.1:${await freePort()}`,
-    `metrics_address=http://127.0.0.1:${await freePort()}`, 'default_workers_per_model=1',
-  ].join('\n'));
+  writeFileSync(
+    join(dir, 'config.properties'),
+    [
+      `inference_address=http://127.0.0.1:${port}`,
+      `management_address=http://127.0.0.1:${await freePort()}`,
+      `metrics_address=http://127.0.0.1:${await freePort()}`,
+      'default_workers_per_model=1',
+    ].join('\n'),
+  );
   const started = performance.now();
-  const server = spawn(process.execPath, [join(ROOT, 'bin/tsserve.js'), '--start', '--foreground', '--ncs',
-    '--model-store', 'model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'],
-  { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: 'ignore' });
+  const server = spawn(
+    process.execPath,
+    [join(ROOT, 'bin/tsserve.js'), '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'],
+    { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: 'ignore' },
+  );
   try {
     for (let i = 0; i < 3000; i++) {
       const res = await fetch(`http://127.0.0.1:${port}/predictions/mnist`, { method: 'POST', body: digit }).catch(() => undefined);

@@ -20,15 +20,18 @@ export default class ObjectDetector extends BaseHandler<ort.Tensor[], Detections
   protected threshold = 0.5;
 
   override async preprocess(batch: RequestInput[]): Promise<ort.Tensor[]> {
-    return Promise.all(batch.map(async (row) => {
-      const { data, width, height } = await decodeRgb(payloadBytes(requestPayload(row)));
-      return new ort.Tensor('float32', toChw(data, width * height), [1, 3, height, width]);
-    }));
+    return Promise.all(
+      batch.map(async (row) => {
+        const { data, width, height } = await decodeRgb(payloadBytes(requestPayload(row)));
+        return new ort.Tensor('float32', toChw(data, width * height), [1, 3, height, width]);
+      }),
+    );
   }
 
   override async inference(images: ort.Tensor[]): Promise<Detections[]> {
     const [boxes, labels, scores] = ['boxes', 'labels', 'scores'].map((name, i) =>
-      this.session.outputNames.includes(name) ? name : this.session.outputNames[i]!);
+      this.session.outputNames.includes(name) ? name : this.session.outputNames[i]!,
+    );
     const detections: Detections[] = [];
     for (const image of images) {
       const out = await this.session.run({ [this.session.inputNames[0]!]: image });

@@ -14,7 +14,18 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BaseHandler, ort, PredictionError, requestPayload, splitBatch, targetScores, type Context, type HandlerOutput, type InputValue, type RequestInput } from '../src/index.js';
+import {
+  BaseHandler,
+  ort,
+  PredictionError,
+  requestPayload,
+  splitBatch,
+  targetScores,
+  type Context,
+  type HandlerOutput,
+  type InputValue,
+  type RequestInput,
+} from '../src/index.js';
 import { softmax } from './vision.js';
 
 export default class TextClassifier extends BaseHandler {
@@ -92,7 +103,8 @@ function text(value: InputValue): string {
 export function words(raw: string): string[] {
   return raw
     .replace(/<[^>]*>/g, ' ')
-    .normalize('NFKD').replace(/\p{M}/gu, '')
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
     .toLowerCase()
     .replace(/[^\p{L}\p{N}\s]/gu, ' ')
     .split(/\s+/)

@@ -28,21 +28,34 @@ t.test('PNG and JPEG digits decode to the pixels sharp decodes', async (t) => {
 });
 
 t.test('anything else is left to sharp', async (t) => {
-  const big = await sharp({ create: { width: 400, height: 400, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
+  const big = await sharp({ create: { width: 400, height: 400, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 60 } } })
+    .png()
+    .toBuffer();
   t.equal(decodeSmall(big), undefined, 'a file over 32 KB');
-  const gif = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } }).gif().toBuffer();
+  const gif = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } })
+    .gif()
+    .toBuffer();
   t.equal(decodeSmall(gif), undefined, 'a GIF');
-  const palette = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } }).png({ palette: true }).toBuffer();
+  const palette = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } })
+    .png({ palette: true })
+    .toBuffer();
   t.equal(decodeSmall(palette), undefined, 'a palette PNG');
-  const deep = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } }).toColourspace('rgb16').png().toBuffer();
+  const deep = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } })
+    .toColourspace('rgb16')
+    .png()
+    .toBuffer();
   t.equal(decodeSmall(deep), undefined, 'a 16-bit PNG');
   t.equal(decodeSmall(Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3])), undefined, 'a truncated PNG');
   t.equal(decodeSmall(Buffer.from([0xff, 0xd8, 0xff, 0, 0])), undefined, 'a truncated JPEG');
   // Black compresses ~1000:1: 26 KB of PNG is 27 MB of pixels, 0.3 s of JavaScript on the worker's thread.
-  const blackPng = await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#000' } }).png({ compressionLevel: 9 }).toBuffer();
+  const blackPng = await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#000' } })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
   t.ok(blackPng.length <= 32 * 1024, `a small file (${blackPng.length} bytes)`);
   t.equal(decodeSmall(blackPng), undefined, 'over a megapixel');
-  const blackJpeg = await sharp({ create: { width: 1500, height: 1000, channels: 3, background: '#000' } }).jpeg().toBuffer();
+  const blackJpeg = await sharp({ create: { width: 1500, height: 1000, channels: 3, background: '#000' } })
+    .jpeg()
+    .toBuffer();
   t.ok(blackJpeg.length <= 32 * 1024, `a small file (${blackJpeg.length} bytes)`);
   t.equal(decodeSmall(blackJpeg), undefined, 'a JPEG over a megapixel');
 });
@@ -62,7 +75,10 @@ t.test('toChw: planar floats, (v / 255 - mean) / std, as computed directly', asy
 
 t.test('topK: the k most probable, largest first, ties in index order, as a stable sort gives them', async (t) => {
   const sorted = (probs: Float32Array, k: number): string[] =>
-    Array.from(probs.keys()).sort((a, b) => probs[b]! - probs[a]!).slice(0, k).map(String);
+    Array.from(probs.keys())
+      .sort((a, b) => probs[b]! - probs[a]!)
+      .slice(0, k)
+      .map(String);
   let seed = 7;
   const random = (): number => (seed = (seed * 16807) % 2147483647) / 2147483647;
   for (let round = 0; round < 50; round++) {
@@ -70,7 +86,14 @@ t.test('topK: the k most probable, largest first, ties in index order, as a stab
     const probs = Float32Array.from({ length: 1 + Math.floor(random() * 40) }, () => Math.floor(random() * 6) / 6);
     for (const k of [1, 3, 5, 50]) t.same([...topK(probs, k).keys()], sorted(probs, k), `round ${round}, k ${k}`);
   }
-  t.same([...topK(Float32Array.from([0.1, 0.7, 0.2]), 2, { 1: 'cat', 2: 'dog' })], [['cat', Float32Array.from([0.7])[0]], ['dog', Float32Array.from([0.2])[0]]], 'labels from the mapping');
+  t.same(
+    [...topK(Float32Array.from([0.1, 0.7, 0.2]), 2, { 1: 'cat', 2: 'dog' })],
+    [
+      ['cat', Float32Array.from([0.7])[0]],
+      ['dog', Float32Array.from([0.2])[0]],
+    ],
+    'labels from the mapping',
+  );
 });
 
 t.test("headerSize reads a JPEG's or PNG's size as sharp's metadata does, and leaves anything else to sharp", async (t) => {

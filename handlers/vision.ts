@@ -132,9 +132,11 @@ export async function imageToChw(bytes: Buffer, t: ImageTransform, out?: Float32
   const scale = t.resize / Math.min(width, height);
   const w = width <= height ? t.resize : Math.trunc(width * scale);
   const h = height < width ? t.resize : Math.trunc(height * scale);
-  const { data } = await decodeWithSharp(bytes, (image) => image
-    .resize(w, h, { fit: 'fill', kernel: 'linear' })
-    .extract({ left: Math.round((w - t.crop) / 2), top: Math.round((h - t.crop) / 2), width: t.crop, height: t.crop }));
+  const { data } = await decodeWithSharp(bytes, (image) =>
+    image
+      .resize(w, h, { fit: 'fill', kernel: 'linear' })
+      .extract({ left: Math.round((w - t.crop) / 2), top: Math.round((h - t.crop) / 2), width: t.crop, height: t.crop }),
+  );
   return toChw(data, t.crop * t.crop, t.mean, t.std, out);
 }
 
@@ -146,9 +148,11 @@ async function imageSize(bytes: Buffer): Promise<{ width: number; height: number
   const known = headerSize(bytes);
   if (known) return known;
   const { default: sharp } = await loadSharp();
-  const meta = await sharp(bytes).metadata().catch((err: Error) => {
-    throw new PredictionError(`Invalid image: ${err.message}`, 400);
-  });
+  const meta = await sharp(bytes)
+    .metadata()
+    .catch((err: Error) => {
+      throw new PredictionError(`Invalid image: ${err.message}`, 400);
+    });
   if (!meta.width || !meta.height) throw new PredictionError('Invalid image: no size in its header', 400);
   return { width: meta.width, height: meta.height };
 }
@@ -163,8 +167,14 @@ export function headerSize(bytes: Buffer): { width: number; height: number } | u
   while (at + 9 <= bytes.length) {
     if (bytes[at] !== 0xff) return undefined;
     const marker = bytes[at + 1]!;
-    if (marker === 0xff) { at++; continue; } // fill byte
-    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd9)) { at += 2; continue; } // no length
+    if (marker === 0xff) {
+      at++;
+      continue;
+    } // fill byte
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd9)) {
+      at += 2;
+      continue;
+    } // no length
     // SOF0-SOF15 hold the frame's size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
     if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
       return nonZero(bytes.readUInt16BE(at + 7), bytes.readUInt16BE(at + 5));
@@ -187,12 +197,14 @@ export async function imageBatch(batch: RequestInput[], transform: ImageTransfor
   const { crop } = transform;
   const pixels = crop * crop * 3;
   const data = new Float32Array(batch.length * pixels);
-  await Promise.all(batch.map(async (row, i) => {
-    const payload = requestPayload(row);
-    const out = data.subarray(i * pixels, (i + 1) * pixels);
-    if (Array.isArray(payload)) copyTensor(payload, out, `3x${crop}x${crop}`);
-    else await imageToChw(payloadBytes(payload), transform, out);
-  }));
+  await Promise.all(
+    batch.map(async (row, i) => {
+      const payload = requestPayload(row);
+      const out = data.subarray(i * pixels, (i + 1) * pixels);
+      if (Array.isArray(payload)) copyTensor(payload, out, `3x${crop}x${crop}`);
+      else await imageToChw(payloadBytes(payload), transform, out);
+    }),
+  );
   return new ort.Tensor('float32', data, [batch.length, 3, crop, crop]);
 }
 

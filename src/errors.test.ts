@@ -22,13 +22,27 @@ t.test('templates are filled in order; wire errors come back by code', async (t)
 });
 
 t.test("the gRPC status of each HTTP status is TorchServe's mapping", async (t) => {
-  const pinned: Array<[number, string]> = [[200, 'OK'], [400, 'INVALID_ARGUMENT'], [401, 'UNAUTHENTICATED'], [403, 'PERMISSION_DENIED'],
-    [404, 'NOT_FOUND'], [405, 'FAILED_PRECONDITION'], [409, 'ABORTED'], [413, 'RESOURCE_EXHAUSTED'], [429, 'RESOURCE_EXHAUSTED'],
-    [499, 'CANCELLED'], [500, 'INTERNAL'], [501, 'UNIMPLEMENTED'], [503, 'UNAVAILABLE'], [504, 'DEADLINE_EXCEEDED'], [507, 'INTERNAL']];
+  const pinned: Array<[number, string]> = [
+    [200, 'OK'],
+    [400, 'INVALID_ARGUMENT'],
+    [401, 'UNAUTHENTICATED'],
+    [403, 'PERMISSION_DENIED'],
+    [404, 'NOT_FOUND'],
+    [405, 'FAILED_PRECONDITION'],
+    [409, 'ABORTED'],
+    [413, 'RESOURCE_EXHAUSTED'],
+    [429, 'RESOURCE_EXHAUSTED'],
+    [499, 'CANCELLED'],
+    [500, 'INTERNAL'],
+    [501, 'UNIMPLEMENTED'],
+    [503, 'UNAVAILABLE'],
+    [504, 'DEADLINE_EXCEEDED'],
+    [507, 'INTERNAL'],
+  ];
   for (const [http, grpc] of pinned) t.equal(grpcStatusName(http), grpc, `${http} -> ${grpc}`);
 });
 
-t.test('an error answers gRPC with the table\'s own status where TorchServe differs from the mapping', async (t) => {
+t.test("an error answers gRPC with the table's own status where TorchServe differs from the mapping", async (t) => {
   t.equal(tsError('TSS_ERR_HTTP_INVALID_TOKEN').grpcStatus, 'PERMISSION_DENIED', 'a failed token check: 400 over HTTP');
   t.equal(tsError('TSS_ERR_GRPC_MODEL_API_DISABLED').grpcStatus, 'PERMISSION_DENIED');
   t.equal(tsError('TSS_ERR_MODEL_NAME_REQUIRED').grpcStatus, 'INVALID_ARGUMENT', 'else the mapping of its HTTP status');

@@ -20,51 +20,62 @@ interface ErrorSpec {
 const table = {
   // http
   TSS_ERR_HTTP_NOT_FOUND: {
-    type: 'ResourceNotFoundException', status: 404,
+    type: 'ResourceNotFoundException',
+    status: 404,
     message: 'Requested resource is not found, please refer to API document.',
   },
   TSS_ERR_HTTP_METHOD_NOT_ALLOWED: {
-    type: 'MethodNotAllowedException', status: 405,
+    type: 'MethodNotAllowedException',
+    status: 405,
     message: 'Requested method is not allowed, please refer to API document.',
   },
   TSS_ERR_HTTP_BAD_REQUEST: { type: 'BadRequestException', status: 400, message: '%s' },
   TSS_ERR_MODEL_NAME_REQUIRED: { type: 'BadRequestException', status: 400, message: 'Parameter model_name is required.' },
   TSS_ERR_SEQUENCE_ID_REQUIRED: { type: 'BadRequestException', status: 400, message: 'Parameter sequenceId is required.' },
   TSS_ERR_HTTP_BODY_TOO_LARGE: {
-    type: 'RequestEntityTooLargeException', status: 413,
+    type: 'RequestEntityTooLargeException',
+    status: 413,
     message: 'Request body is larger than max_request_size (%s bytes).',
   },
   TSS_ERR_HTTP_INVALID_TOKEN: {
-    type: 'InvalidKeyException', status: 400, grpc: 'PERMISSION_DENIED',
+    type: 'InvalidKeyException',
+    status: 400,
+    grpc: 'PERMISSION_DENIED',
     message: 'Token Authorization failed. Token either incorrect, expired, or not provided correctly',
   },
   /** The /token endpoint words it "Authentication" (TorchServe's TokenAuthorization). */
   TSS_ERR_HTTP_INVALID_API_KEY: {
-    type: 'InvalidKeyException', status: 400,
+    type: 'InvalidKeyException',
+    status: 400,
     message: 'Token Authentication failed. Token either incorrect, expired, or not provided correctly',
   },
   // model registry
   TSS_ERR_MODEL_NOT_FOUND: { type: 'ModelNotFoundException', status: 404, message: 'Model not found: %s' },
   TSS_ERR_WORKFLOW_NOT_FOUND: { type: 'WorkflowNotFoundException', status: 404, message: 'Workflow not found: %s' },
   TSS_ERR_MODEL_VERSION_NOT_FOUND: {
-    type: 'ModelVersionNotFoundException', status: 404,
+    type: 'ModelVersionNotFoundException',
+    status: 404,
     message: 'Model version: %s does not exist for model: %s',
   },
   /** set-default words it without colons (TorchServe quirk B10). */
   TSS_ERR_MODEL_DEFAULT_VERSION_NOT_FOUND: {
-    type: 'ModelVersionNotFoundException', status: 404,
+    type: 'ModelVersionNotFoundException',
+    status: 404,
     message: 'Model version %s does not exist for model %s',
   },
   TSS_ERR_MODEL_VERSION_EXISTS: {
-    type: 'ConflictStatusException', status: 409,
+    type: 'ConflictStatusException',
+    status: 409,
     message: 'Model version %s is already registered for model %s',
   },
   TSS_ERR_MODEL_REMOVE_DEFAULT: {
-    type: 'InvalidModelVersionException', status: 403,
+    type: 'InvalidModelVersionException',
+    status: 403,
     message: 'Cannot remove default version for model %s',
   },
   TSS_ERR_MODEL_API_DISABLED: {
-    type: 'MethodNotAllowedException', status: 405,
+    type: 'MethodNotAllowedException',
+    status: 405,
     message: 'Requested method is not allowed, please refer to API document.',
   },
   /** The gRPC management service's words for the same refusal. */
@@ -73,67 +84,93 @@ const table = {
   TSS_ERR_ARCHIVE_NO_STORE: { type: 'ModelNotFoundException', status: 404, message: 'Model store has not been configured.' },
   TSS_ERR_ARCHIVE_EMPTY_URL: { type: 'ModelNotFoundException', status: 404, message: 'empty url' },
   TSS_ERR_ARCHIVE_RELATIVE_URL: {
-    type: 'ModelNotFoundException', status: 404, message: 'Relative path is not allowed in url: %s',
+    type: 'ModelNotFoundException',
+    status: 404,
+    message: 'Relative path is not allowed in url: %s',
   },
   TSS_ERR_ARCHIVE_URL_NOT_ALLOWED: {
-    type: 'ModelNotFoundException', status: 404, message: 'Given URL %s does not match any allowed URL(s)',
+    type: 'ModelNotFoundException',
+    status: 404,
+    message: 'Given URL %s does not match any allowed URL(s)',
   },
   TSS_ERR_ARCHIVE_NOT_FOUND: { type: 'ModelNotFoundException', status: 404, message: 'Model not found at: %s' },
   TSS_ERR_ARCHIVE_EXISTS: { type: 'InternalServerException', status: 500, message: 'Model file already exists %s' },
   TSS_ERR_ARCHIVE_DOWNLOAD_FAILED: {
-    type: 'DownloadArchiveException', status: 400, message: 'Failed to download archive from: %s',
+    type: 'DownloadArchiveException',
+    status: 400,
+    message: 'Failed to download archive from: %s',
   },
   TSS_ERR_ARCHIVE_INVALID: { type: 'InvalidModelException', status: 400, message: '%s' },
   TSS_ERR_ARCHIVE_UNSAFE_ENTRY: {
-    type: 'InvalidModelException', status: 400, message: 'Archive entry escapes the model directory: %s',
+    type: 'InvalidModelException',
+    status: 400,
+    message: 'Archive entry escapes the model directory: %s',
   },
   TSS_ERR_ARCHIVE_BAD_MANIFEST: { type: 'InvalidModelException', status: 400, message: 'Failed to parse signature.json.' },
   TSS_ERR_ARCHIVE_INVALID_RUNTIME: { type: 'BadRequestException', status: 400, message: 'Invalid RuntimeType value: %s' },
   TSS_ERR_MODEL_DEPENDENCIES: { type: 'ModelException', status: 400, message: 'Custom npm package installation failed for model %s: %s' },
   // workers and inference
   TSS_ERR_WORKER_NONE_AVAILABLE: {
-    type: 'ServiceUnavailableException', status: 503,
-    message: 'Model "%s" has no worker to serve inference request. Please use scale workers API to add workers. '
-      + 'If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize',
+    type: 'ServiceUnavailableException',
+    status: 503,
+    message:
+      'Model "%s" has no worker to serve inference request. Please use scale workers API to add workers. ' +
+      'If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize',
   },
   TSS_ERR_WORKER_NONE_FOR_DESCRIBE: {
-    type: 'ServiceUnavailableException', status: 503,
+    type: 'ServiceUnavailableException',
+    status: 503,
     message: 'Model "%s" has no worker to serve describe request. Please use scale workers API to add workers.',
   },
   TSS_ERR_CLIENT_TIMEOUT: {
-    type: 'ServiceUnavailableException', status: 503,
+    type: 'ServiceUnavailableException',
+    status: 503,
     message: 'Request waited longer than %s ms for a worker of model "%s" (clientTimeoutInMills, default_queue_timeout); it was not run',
   },
   TSS_ERR_WORKER_START_FAILED: {
-    type: 'InternalServerException', status: 500, message: 'Failed to start workers for model %s version: %s',
+    type: 'InternalServerException',
+    status: 500,
+    message: 'Failed to start workers for model %s version: %s',
   },
   TSS_ERR_WORKER_DIED: { type: 'InternalServerException', status: 500, message: 'Worker died.' },
   /** Why a worker did not load its model (the server log says it; the client sees WORKER_START_FAILED). */
   TSS_ERR_WORKER_HANDLER_IMPORT: { type: 'InternalServerException', status: 500, message: 'Handler %s could not be loaded: %s' },
   TSS_ERR_WORKER_ENVELOPE: { type: 'InternalServerException', status: 500, message: 'Envelope %s is not supported by tsserve (supported: %s)' },
-  TSS_ERR_WORKER_INITIALIZE: { type: 'InternalServerException', status: 500, message: 'The handler\'s initialize failed: %s' },
+  TSS_ERR_WORKER_INITIALIZE: { type: 'InternalServerException', status: 500, message: "The handler's initialize failed: %s" },
   TSS_ERR_MODEL_STOPPED: {
-    type: 'ServiceUnavailableException', status: 503,
+    type: 'ServiceUnavailableException',
+    status: 503,
     message: 'Model "%s" stopped before it could serve this request (unregistered, or the server is stopping)',
   },
   TSS_ERR_WORKER_SCALE_INVALID: {
-    type: 'BadRequestException', status: 400, message: 'max_worker cannot be less than min_worker.',
+    type: 'BadRequestException',
+    status: 400,
+    message: 'max_worker cannot be less than min_worker.',
   },
   TSS_ERR_WORKER_SCALE_NEGATIVE: {
-    type: 'InternalServerException', status: 500, message: 'min_worker cannot be negative: %s',
+    type: 'InternalServerException',
+    status: 500,
+    message: 'min_worker cannot be negative: %s',
   },
   TSS_ERR_PREDICTION_FAILED: { type: 'InternalServerException', status: 503, message: 'Prediction failed' },
   TSS_ERR_PREDICTION_BAD_OUTPUT: {
-    type: 'InternalServerException', status: 503, message: 'Invalid model predict output',
+    type: 'InternalServerException',
+    status: 503,
+    message: 'Invalid model predict output',
   },
   TSS_ERR_PREDICTION_BATCH_MISMATCH: {
-    type: 'InternalServerException', status: 503, message: 'number of batch response mismatched',
+    type: 'InternalServerException',
+    status: 503,
+    message: 'number of batch response mismatched',
   },
   TSS_ERR_PREDICTION_UNSUPPORTED_OUTPUT: {
-    type: 'InternalServerException', status: 503, message: 'Unsupported model output data type.',
+    type: 'InternalServerException',
+    status: 503,
+    message: 'Unsupported model output data type.',
   },
   TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE: {
-    type: 'InternalServerException', status: 500,
+    type: 'InternalServerException',
+    status: 500,
     message: 'The handler did not answer KServe v2 JSON: serve the model with service_envelope=kservev2',
   },
   TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
@@ -191,14 +228,37 @@ export function isTsError(err: unknown): err is TsError {
 
 /** gRPC status names (grpc-js's `status` enum keys), so this module needs no gRPC import. */
 export type GrpcStatusName =
-  | 'OK' | 'CANCELLED' | 'UNKNOWN' | 'INVALID_ARGUMENT' | 'DEADLINE_EXCEEDED' | 'NOT_FOUND' | 'ALREADY_EXISTS'
-  | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'FAILED_PRECONDITION' | 'ABORTED' | 'OUT_OF_RANGE'
-  | 'UNIMPLEMENTED' | 'INTERNAL' | 'UNAVAILABLE' | 'DATA_LOSS' | 'UNAUTHENTICATED';
+  | 'OK'
+  | 'CANCELLED'
+  | 'UNKNOWN'
+  | 'INVALID_ARGUMENT'
+  | 'DEADLINE_EXCEEDED'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'PERMISSION_DENIED'
+  | 'RESOURCE_EXHAUSTED'
+  | 'FAILED_PRECONDITION'
+  | 'ABORTED'
+  | 'OUT_OF_RANGE'
+  | 'UNIMPLEMENTED'
+  | 'INTERNAL'
+  | 'UNAVAILABLE'
+  | 'DATA_LOSS'
+  | 'UNAUTHENTICATED';
 
 const GRPC_BY_HTTP: Readonly<Record<number, GrpcStatusName>> = {
-  400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND',
-  409: 'ABORTED', 413: 'RESOURCE_EXHAUSTED', 416: 'OUT_OF_RANGE', 429: 'RESOURCE_EXHAUSTED',
-  499: 'CANCELLED', 501: 'UNIMPLEMENTED', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
+  400: 'INVALID_ARGUMENT',
+  401: 'UNAUTHENTICATED',
+  403: 'PERMISSION_DENIED',
+  404: 'NOT_FOUND',
+  409: 'ABORTED',
+  413: 'RESOURCE_EXHAUSTED',
+  416: 'OUT_OF_RANGE',
+  429: 'RESOURCE_EXHAUSTED',
+  499: 'CANCELLED',
+  501: 'UNIMPLEMENTED',
+  503: 'UNAVAILABLE',
+  504: 'DEADLINE_EXCEEDED',
 };
 
 /** TorchServe's mapping of an HTTP status to a gRPC one (other 4xx FAILED_PRECONDITION, 5xx INTERNAL). */
@@ -222,12 +282,12 @@ export function errorsDoc(): string {
     '',
     '<!-- Made from src/errors.ts by `npm run docs:errors`; a test keeps the two the same. -->',
     '',
-    'Every error tsserve answers with. Over HTTP the body is TorchServe\'s',
+    "Every error tsserve answers with. Over HTTP the body is TorchServe's",
     '`{"code": <status>, "type": "<type>", "message": "<message>"}`; a gRPC call ends with the gRPC',
     'status TorchServe maps that HTTP status to and the message as its details. Exceptions, as in',
     'TorchServe: the gRPC inference service answers every error of its own (a missing model name, an',
     'unknown model or version, a full queue) with INTERNAL; where the gRPC column differs from the',
-    'mapping, that is the status on gRPC; and a handler\'s own error keeps the status it chose (a',
+    "mapping, that is the status on gRPC; and a handler's own error keeps the status it chose (a",
     '`PredictionError` with 4xx is a client error).',
     '`<...>` is filled in from the request.',
     '',

@@ -3,8 +3,16 @@
  * The public surface for handler authors: `import { BaseHandler, type Context } from 'tsserve'`.
  */
 export type {
-  Context, Handler, HandleFunction, HandlerManifest, HandlerOutput, InputValue, JsonValue, MetricsApi,
-  RequestInput, SystemProperties,
+  Context,
+  Handler,
+  HandleFunction,
+  HandlerManifest,
+  HandlerOutput,
+  InputValue,
+  JsonValue,
+  MetricsApi,
+  RequestInput,
+  SystemProperties,
 } from './handler/types.js';
 export { PredictionError } from './handler/types.js';
 export { targetScores } from './handler/explain.js';

@@ -13,13 +13,13 @@ const ROOT_LEAVES = ['errors.ts', 'is-record.ts', 'local-time.ts', 'version.ts']
 
 /** Each module of src/ (tests aside) and the modules of src/ it imports, as paths under src/. */
 function importGraph(): Map<string, string[]> {
-  const modules = readdirSync(SRC, { recursive: true, encoding: 'utf8' })
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'));
+  const modules = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'));
   const graph = new Map<string, string[]>();
   for (const module of modules) {
     const source = readFileSync(join(SRC, module), 'utf8');
-    const imports = [...source.matchAll(/^(?:import|export)\s[^;]*?\sfrom\s+'(\.{1,2}\/[^']+)'/gm)]
-      .map((m) => relative(SRC, resolve(SRC, dirname(module), m[1]!.replace(/\.js$/, '.ts'))));
+    const imports = [...source.matchAll(/^(?:import|export)\s[^;]*?\sfrom\s+'(\.{1,2}\/[^']+)'/gm)].map((m) =>
+      relative(SRC, resolve(SRC, dirname(module), m[1]!.replace(/\.js$/, '.ts'))),
+    );
     graph.set(module, imports);
   }
   return graph;
@@ -47,7 +47,10 @@ function cycles(graph: Map<string, string[]>): string[][] {
 t.test('no module of src/ imports itself through others', async (t) => {
   const graph = importGraph();
   t.ok(graph.size > 50, `the graph was read (${graph.size} modules)`);
-  t.same(cycles(graph).map((c) => c.join(' -> ')), []);
+  t.same(
+    cycles(graph).map((c) => c.join(' -> ')),
+    [],
+  );
 });
 
 t.test('config/ imports nothing of ours outside it but the root leaves', async (t) => {
@@ -58,6 +61,11 @@ t.test('config/ imports nothing of ours outside it but the root leaves', async (
 });
 
 t.test('the cycle finder finds a cycle', async (t) => {
-  const graph = new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']], ['c.ts', ['a.ts']], ['d.ts', ['a.ts']]]);
+  const graph = new Map([
+    ['a.ts', ['b.ts']],
+    ['b.ts', ['c.ts']],
+    ['c.ts', ['a.ts']],
+    ['d.ts', ['a.ts']],
+  ]);
   t.same(cycles(graph), [['a.ts', 'b.ts', 'c.ts', 'a.ts']]);
 });

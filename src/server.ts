@@ -50,7 +50,10 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig, loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation, format: config.logFormat })): Promise<RunningServer> {
+export async function startServer(
+  config: ServerConfig,
+  loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation, format: config.logFormat }),
+): Promise<RunningServer> {
   const registry = new ModelRegistry();
   const listening: Closable[] = [];
   try {
@@ -97,9 +100,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const starting = config.modelSnapshot
     ? await restoreSnapshot(config.modelSnapshot, registration, log)
     : await registerStartupModels(config, registration, log);
-  const snapshots = config.snapshotsDisabled
-    ? undefined
-    : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry);
+  const snapshots = config.snapshotsDisabled ? undefined : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry);
   // A snapshot that cannot be written (a full or read-only disk) is logged, never fatal: it must
   // not stop the server from starting, from answering a change, or from stopping its workers.
   const saveSnapshot = (kind: SnapshotKind): void => {
@@ -144,21 +145,22 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const grpcManagement = await listenGrpc('management', config.grpcManagement, grpcDeps);
   listening.push(grpcManagement);
   const taken = [...bound.values(), grpcInference.address, grpcManagement.address];
-  const kserveHttp = config.kserve && freePort(config.kserve.http.port, taken, 'KServe HTTP', log)
-    ? listenerFor(config.kserve.http, 'kserve') : undefined;
+  const kserveHttp = config.kserve && freePort(config.kserve.http.port, taken, 'KServe HTTP', log) ? listenerFor(config.kserve.http, 'kserve') : undefined;
   if (kserveHttp) {
     await kserveHttp.register(kserveListenerRoutes, { config, registry, metrics, tokens });
     bound.set(urlOf.get('kserve')!, await listen(kserveHttp, config.kserve!.http));
   }
-  const grpcKserve = config.kserve && freePort(config.kserve.grpc.port, taken, 'KServe gRPC', log)
-    ? await listenGrpc('kserve', config.kserve.grpc, grpcDeps) : undefined;
+  const grpcKserve =
+    config.kserve && freePort(config.kserve.grpc.port, taken, 'KServe gRPC', log) ? await listenGrpc('kserve', config.kserve.grpc, grpcDeps) : undefined;
   if (grpcKserve) listening.push(grpcKserve);
   saveSnapshot('startup');
-  const stopSystemMetrics = config.disableSystemMetrics ? undefined : startSystemMetrics({
-    intervalSec: config.metricTimeInterval,
-    publish: (sample) => metrics.system(sample),
-    workers: () => registry.all().flatMap((m) => m.pool.workers),
-  });
+  const stopSystemMetrics = config.disableSystemMetrics
+    ? undefined
+    : startSystemMetrics({
+        intervalSec: config.metricTimeInterval,
+        publish: (sample) => metrics.system(sample),
+        workers: () => registry.all().flatMap((m) => m.pool.workers),
+      });
 
   let closing: Promise<void> | undefined;
   return {
@@ -225,5 +227,6 @@ async function tlsForListeners(config: ServerConfig, loggers: Loggers): Promise<
   const addresses = [config.inferenceAddress, config.managementAddress, ...(config.enableMetricsApi ? [config.metricsAddress] : [])];
   if (!addresses.some((a) => a.scheme === 'https')) return undefined;
   return tlsMaterial(config.tls, () =>
-    loggers.server.warn('HTTPS without keystore or private_key_file/certificate_file: serving a self-signed certificate for localhost'));
+    loggers.server.warn('HTTPS without keystore or private_key_file/certificate_file: serving a self-signed certificate for localhost'),
+  );
 }

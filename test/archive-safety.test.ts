@@ -30,7 +30,10 @@ t.test('entries escaping the model directory are refused with 400 and leave noth
     },
   });
   const before = existsSync(MODELS_ROOT) ? readdirSync(MODELS_ROOT).length : 0;
-  for (const [mar, entry] of [['slip.mar', '../../evil.txt'], ['abs.mar', '/tmp/evil2.txt']] as const) {
+  for (const [mar, entry] of [
+    ['slip.mar', '../../evil.txt'],
+    ['abs.mar', '/tmp/evil2.txt'],
+  ] as const) {
     const res = await fetch(`${server.urls.management}/models?url=${mar}`, { method: 'POST' });
     t.equal(res.status, 400, `${mar} refused`);
     t.same(await res.json(), { code: 400, type: 'InvalidModelException', message: `Archive entry escapes the model directory: ${entry}` });

@@ -29,8 +29,25 @@ t.test('a .mar holds MAR-INF/MANIFEST.json in TorchServe layout, the model and t
   const dir = tempDir(t);
   writeFileSync(join(dir, 'index_to_name.json'), '{"0": "zero"}');
   writeFileSync(join(dir, 'model-config.yaml'), 'batchSize: 4\n');
-  const r = archive(['--model-name', 'digits', '--version', '2.0', '--serialized-file', onnx, '--handler', handler,
-    '--extra-files', join(dir, 'index_to_name.json'), '--config-file', join(dir, 'model-config.yaml'), '--export-path', dir], dir);
+  const r = archive(
+    [
+      '--model-name',
+      'digits',
+      '--version',
+      '2.0',
+      '--serialized-file',
+      onnx,
+      '--handler',
+      handler,
+      '--extra-files',
+      join(dir, 'index_to_name.json'),
+      '--config-file',
+      join(dir, 'model-config.yaml'),
+      '--export-path',
+      dir,
+    ],
+    dir,
+  );
   t.equal(r.status, 0, r.stderr);
   const listing = execFileSync('unzip', ['-l', join(dir, 'digits.mar')], { encoding: 'utf8' });
   for (const name of ['MAR-INF/MANIFEST.json', 'mnist.onnx', 'mnist_handler.ts', 'mnist_handler.js', 'index_to_name.json', 'model-config.yaml']) {
@@ -40,7 +57,13 @@ t.test('a .mar holds MAR-INF/MANIFEST.json in TorchServe layout, the model and t
   const parsed = JSON.parse(manifest) as ManifestJson;
   t.same(Object.keys(parsed), ['createdOn', 'runtime', 'model', 'archiverVersion'], 'top-level keys in order');
   t.same(Object.keys(parsed.model), ['modelName', 'serializedFile', 'handler', 'modelVersion', 'configFile'], 'model keys in order');
-  t.same(parsed.model, { modelName: 'digits', serializedFile: 'mnist.onnx', handler: 'mnist_handler.ts', modelVersion: '2.0', configFile: 'model-config.yaml' });
+  t.same(parsed.model, {
+    modelName: 'digits',
+    serializedFile: 'mnist.onnx',
+    handler: 'mnist_handler.ts',
+    modelVersion: '2.0',
+    configFile: 'model-config.yaml',
+  });
   t.equal(parsed.runtime, 'python');
   t.equal(parsed.archiverVersion, '0.12.0');
   t.match(parsed.createdOn, /^\d{2}\/\d{2}\/\d{4} \d{2}:\d{2}:\d{2}$/);

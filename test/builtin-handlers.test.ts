@@ -10,7 +10,8 @@ import { buildMar, errorBody, FIXTURES, serveFixtureModel, startTestServer, temp
 function redOnBlue(width: number, height: number, rect: { left: number; top: number; w: number; h: number }): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: 0, g: 0, b: 255 } } })
     .composite([{ input: { create: { width: rect.w, height: rect.h, channels: 3, background: { r: 255, g: 0, b: 0 } } }, left: rect.left, top: rect.top }])
-    .png().toBuffer();
+    .png()
+    .toBuffer();
 }
 
 function post(url: string, body: Buffer | string, type = 'application/octet-stream'): Promise<Response> {
@@ -58,9 +59,13 @@ t.test('text_classifier: words looked up in vocab.txt, every class with its prob
   const files = tempDir(t);
   writeFileSync(join(files, 'vocab.txt'), ['<pad>', '<unk>', 'good', 'great', 'love', 'bad', 'awful', 'hate'].join('\n') + '\n');
   writeFileSync(join(files, 'index_to_name.json'), JSON.stringify({ 0: 'Negative', 1: 'Positive' }));
-  const server = await serveFixtureModel(t, 'sentiment', 'text_classifier', 'word_sentiment.onnx', [join(files, 'vocab.txt'), join(files, 'index_to_name.json')]);
+  const server = await serveFixtureModel(t, 'sentiment', 'text_classifier', 'word_sentiment.onnx', [
+    join(files, 'vocab.txt'),
+    join(files, 'index_to_name.json'),
+  ]);
   const url = `${server.urls.inference}/predictions/sentiment`;
-  const ask = async (body: string, type = 'text/plain'): Promise<Record<string, number>> => (await (await post(url, body, type)).json()) as Record<string, number>;
+  const ask = async (body: string, type = 'text/plain'): Promise<Record<string, number>> =>
+    (await (await post(url, body, type)).json()) as Record<string, number>;
 
   const positive = await ask('<b>GREAT</b> film, I loved... no: I <i>LOVE</i> it! Good.');
   t.same(Object.keys(positive), ['Negative', 'Positive'], 'every class, in class order');
@@ -81,7 +86,8 @@ t.test('text_classifier: words looked up in vocab.txt, every class with its prob
 
 t.test('text_classifier without vocab.txt fails to load, with a clear error', async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'novocab', version: '1.0', handler: 'text_classifier', serializedFile: join(FIXTURES, 'word_sentiment.onnx') }),
+    prepare: (store) =>
+      buildMar(store, { modelName: 'novocab', version: '1.0', handler: 'text_classifier', serializedFile: join(FIXTURES, 'word_sentiment.onnx') }),
   });
   const res = await fetch(`${server.urls.management}/models?url=novocab.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
   t.equal(res.status, 500);

@@ -50,15 +50,22 @@ t.test('--start returns once the start-up models serve: their workers have loade
   writeFileSync(join(dir, 'slow-warmup.txt'), 'sleep:1500');
   writeFileSync(join(dir, 'model-config.yaml'), 'warmupFile: slow-warmup.txt\n');
   buildMar(join(dir, 'model-store'), {
-    modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'),
-    configFile: join(dir, 'model-config.yaml'), extraFiles: join(dir, 'slow-warmup.txt'),
+    modelName: 'echo',
+    version: '1.0',
+    handler: join(FIXTURES, 'echo_handler.ts'),
+    configFile: join(dir, 'model-config.yaml'),
+    extraFiles: join(dir, 'slow-warmup.txt'),
   });
   const urls = await writeUserConfig(dir, ['default_workers_per_model=2']);
   t.teardown(() => tsserve(['--stop'], dir, env));
   const start = tsserve(['--start', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'], dir, env);
   t.equal(start.status, 0, start.out);
   const [described] = (await (await fetch(`${urls.management}/models/echo`)).json()) as Array<{ workers: Array<{ status: string }> }>;
-  t.same(described!.workers.map((w) => w.status), ['READY', 'READY'], 'both workers READY when --start returns, after a 1.5 s warm-up each');
+  t.same(
+    described!.workers.map((w) => w.status),
+    ['READY', 'READY'],
+    'both workers READY when --start returns, after a 1.5 s warm-up each',
+  );
   t.equal((await fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'hi' })).status, 200);
 });
 
@@ -81,7 +88,7 @@ t.test('start-up validation messages', async (t) => {
   mkdirSync(join(dir, 'store'));
   const noWorkflows = tsserve(['--start', '--foreground', '--model-store', 'store', '--workflow-store', 'wf'], dir, env);
   t.equal(noWorkflows.status, 1);
-  t.match(noWorkflows.out, '--workflow-store directory not found: wf', 'torchserve\'s flag is known and checked, not an unknown option');
+  t.match(noWorkflows.out, '--workflow-store directory not found: wf', "torchserve's flag is known and checked, not an unknown option");
   const noCppLog = tsserve(['--start', '--foreground', '--model-store', 'store', '--cpp-log-config', 'log.xml'], dir, env);
   t.match(noCppLog.out, '--cpp-log-config file not found: log.xml');
 });
@@ -100,13 +107,19 @@ t.test('vmargs: its Node.js options reach the server process, JVM options from a
   const pid = startedPid(dir);
   const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   t.ok(argv.includes('--max-old-space-size=300') && argv.includes('--max-semi-space-size=1'), `the server runs with them: ${argv.join(' ')}`);
-  t.notOk(argv.some((a) => a.startsWith('-X')), 'and without the JVM ones');
+  t.notOk(
+    argv.some((a) => a.startsWith('-X')),
+    'and without the JVM ones',
+  );
   t.equal((await fetch(`${urls.inference}/ping`)).status, 200);
 
   t.equal(tsserve(['--stop'], dir, env).status, 0);
 
   // In the foreground the server is this very process: vmargs cannot apply, and it says so.
-  const foreground = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--model-store', 'model-store', '--disable-token-auth'], { cwd: dir, env: { ...process.env, ...env } });
+  const foreground = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--model-store', 'model-store', '--disable-token-auth'], {
+    cwd: dir,
+    env: { ...process.env, ...env },
+  });
   let out = '';
   foreground.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
   await waitFor(() => out.includes('Model server started.'), 30_000, 'the foreground server');
@@ -115,22 +128,28 @@ t.test('vmargs: its Node.js options reach the server process, JVM options from a
   t.match(out, 'Warning: vmargs applies to `tsserve --start` without --foreground');
 });
 
-t.test('TSSERVE_FOREGROUND=true (the image sets it): `torchserve --start` is the server itself, so a container keeps its main process; SIGTERM exits 0', async (t) => {
-  const dir = tempDir(t);
-  const env = { TMPDIR: dir, TSSERVE_FOREGROUND: 'true' };
-  mkdirSync(join(dir, 'model-store'));
-  buildMnistMar(join(dir, 'model-store'));
-  const urls = await writeUserConfig(dir, ['default_workers_per_model=1']);
-  const server = spawn(process.execPath, [TSSERVE, '--start', '--model-store=model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'], { cwd: dir, env: { ...process.env, ...env } });
-  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
-  t.teardown(() => server.kill('SIGKILL'));
-  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.ok === true, 30_000, 'the server');
-  t.equal(server.exitCode, null, '--start has not returned: this process serves');
-  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  t.equal(await (await fetch(`${urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
-  server.kill('SIGTERM');
-  t.equal(await exited, 0);
-});
+t.test(
+  'TSSERVE_FOREGROUND=true (the image sets it): `torchserve --start` is the server itself, so a container keeps its main process; SIGTERM exits 0',
+  async (t) => {
+    const dir = tempDir(t);
+    const env = { TMPDIR: dir, TSSERVE_FOREGROUND: 'true' };
+    mkdirSync(join(dir, 'model-store'));
+    buildMnistMar(join(dir, 'model-store'));
+    const urls = await writeUserConfig(dir, ['default_workers_per_model=1']);
+    const server = spawn(process.execPath, [TSSERVE, '--start', '--model-store=model-store', '--models', 'mnist=mnist.mar', '--disable-token-auth'], {
+      cwd: dir,
+      env: { ...process.env, ...env },
+    });
+    const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
+    t.teardown(() => server.kill('SIGKILL'));
+    await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.ok === true, 30_000, 'the server');
+    t.equal(server.exitCode, null, '--start has not returned: this process serves');
+    const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+    t.equal(await (await fetch(`${urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
+    server.kill('SIGTERM');
+    t.equal(await exited, 0);
+  },
+);
 
 t.test('usage errors exit 2, as torchserve and torch-model-archiver (argparse) do; tsserve-app says why it cannot listen', async (t) => {
   const dir = tempDir(t);
@@ -146,7 +165,11 @@ t.test('usage errors exit 2, as torchserve and torch-model-archiver (argparse) d
   t.same([missing.status, /required option '--model-name <name>' not specified/.test(missing.out)], [2, true], 'tsserve-archiver: a missing flag');
   t.equal(run('tsserve-convert.js', []).status, 2, 'tsserve-convert: no archive named');
   const badPort = run('tsserve-app.js', ['--port', 'eighty']);
-  t.same([badPort.status, /--port <port>' argument 'eighty' is invalid\. a port is a whole number from 0 to 65535\./.test(badPort.out)], [2, true], badPort.out);
+  t.same(
+    [badPort.status, /--port <port>' argument 'eighty' is invalid\. a port is a whole number from 0 to 65535\./.test(badPort.out)],
+    [2, true],
+    badPort.out,
+  );
   const badUrl = run('tsserve-app.js', ['--inference', 'not-a-url']);
   t.same([badUrl.status, /not a URL; give one such as http:\/\/127\.0\.0\.1:8080/.test(badUrl.out)], [2, true], badUrl.out);
   const taken = createServer();
@@ -161,7 +184,11 @@ t.test('usage errors exit 2, as torchserve and torch-model-archiver (argparse) d
     child.once('exit', (status) => resolve({ status, out }));
   });
   t.equal(busy.status, 1);
-  t.equal(busy.out.trim(), `tsserve-app cannot listen on 127.0.0.1:${port}: the port is in use. Choose another with --port (or --host).`, 'one line, no stack trace');
+  t.equal(
+    busy.out.trim(),
+    `tsserve-app cannot listen on 127.0.0.1:${port}: the port is in use. Choose another with --port (or --host).`,
+    'one line, no stack trace',
+  );
 });
 
 t.test('--stop stops the server started from this directory only: another directory (or user) sharing the temp dir keeps its own', async (t) => {

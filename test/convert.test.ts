@@ -26,7 +26,10 @@ function pytorchFiles(t: Test): string {
 /** A .mar as torch-model-archiver writes it, of `files` from `dir`. */
 function torchServeMar(path: string, dir: string, model: Record<string, string>, files: string[]): string {
   const zip = new AdmZip();
-  zip.addFile('MAR-INF/MANIFEST.json', Buffer.from(JSON.stringify({ createdOn: '01/06/2025 10:00:00', runtime: 'python', model, archiverVersion: '0.12.0' }, null, 2)));
+  zip.addFile(
+    'MAR-INF/MANIFEST.json',
+    Buffer.from(JSON.stringify({ createdOn: '01/06/2025 10:00:00', runtime: 'python', model, archiverVersion: '0.12.0' }, null, 2)),
+  );
   for (const f of files) zip.addLocalFile(join(dir, f));
   zip.writeZip(path);
   return path;
@@ -37,10 +40,20 @@ function convert(args: string[]): { status: number | null; stdout: string; stder
 }
 
 function colour([r, g, b]: readonly [number, number, number]): Promise<Buffer> {
-  return sharp({ create: { width: 300, height: 260, channels: 3, background: { r, g, b } } }).jpeg().toBuffer();
+  return sharp({ create: { width: 300, height: 260, channels: 3, background: { r, g, b } } })
+    .jpeg()
+    .toBuffer();
 }
 
-const EAGER = { modelName: 'colours', serializedFile: 'weights.pth', modelFile: 'model.py', handler: 'image_classifier', modelVersion: '2.0', configFile: 'model-config.yaml', requirementsFile: 'requirements.txt' };
+const EAGER = {
+  modelName: 'colours',
+  serializedFile: 'weights.pth',
+  modelFile: 'model.py',
+  handler: 'image_classifier',
+  modelVersion: '2.0',
+  configFile: 'model-config.yaml',
+  requirementsFile: 'requirements.txt',
+};
 const EAGER_FILES = ['weights.pth', 'model.py', 'index_to_name.json', 'model-config.yaml', 'requirements.txt'];
 
 t.test('a TorchServe archive is refused at registration with a 400 that names why and how to convert it', async (t) => {
@@ -55,16 +68,24 @@ t.test('a TorchServe archive is refused at registration with a 400 that names wh
   t.equal(res.status, 400);
   const body = await errorBody(res);
   t.equal(body.type, 'InvalidModelException');
-  t.equal(body.message, 'Model "colours" was built for TorchServe\'s Python workers (its handler my_handler.py is Python code; weights.pth is a PyTorch file, not ONNX). '
-    + 'tsserve serves ONNX models with TypeScript or built-in handlers: convert it with `tsserve-convert old.mar` (docs/migrating.md).');
+  t.equal(
+    body.message,
+    'Model "colours" was built for TorchServe\'s Python workers (its handler my_handler.py is Python code; weights.pth is a PyTorch file, not ONNX). ' +
+      'tsserve serves ONNX models with TypeScript or built-in handlers: convert it with `tsserve-convert old.mar` (docs/migrating.md).',
+  );
   const traced = await errorBody(await fetch(`${server.urls.management}/models?url=traced.mar`, { method: 'POST' }));
   t.match(traced.message, '(traced.pt is a PyTorch file, not ONNX)', 'TorchScript too, even with zero workers asked for');
   t.equal((await fetch(`${server.urls.management}/models`)).status, 200, 'the server stays up');
 });
 
 t.test("a .py handler given as a register parameter registers with zero workers, as TorchServe's own API tests expect", async (t) => {
-  const server = await startTestServer(t, { prepare: (store) => buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }) });
-  const res = await fetch(`${server.urls.management}/models?url=colours.mar&handler=serve/ts/torch_handler/image_classifier.py:handle&initial_workers=0`, { method: 'POST' });
+  const server = await startTestServer(t, {
+    prepare: (store) =>
+      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+  });
+  const res = await fetch(`${server.urls.management}/models?url=colours.mar&handler=serve/ts/torch_handler/image_classifier.py:handle&initial_workers=0`, {
+    method: 'POST',
+  });
   t.equal(res.status, 200);
   const scaled = await fetch(`${server.urls.management}/models/colours?min_worker=1&synchronous=true`, { method: 'PUT' });
   t.equal(scaled.status, 500, 'and fails when a worker tries to load it');
@@ -74,32 +95,61 @@ t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file,
   const files = pytorchFiles(t);
   const out = tempDir(t);
   const eager = torchServeMar(join(out, 'colours-old.mar'), files, EAGER, EAGER_FILES);
-  const traced = torchServeMar(join(out, 'traced-old.mar'), files, { modelName: 'traced', serializedFile: 'traced.pt', handler: 'image_classifier', modelVersion: '1.0' }, ['traced.pt', 'index_to_name.json']);
+  const traced = torchServeMar(
+    join(out, 'traced-old.mar'),
+    files,
+    { modelName: 'traced', serializedFile: 'traced.pt', handler: 'image_classifier', modelVersion: '1.0' },
+    ['traced.pt', 'index_to_name.json'],
+  );
 
   const store = join(out, 'store');
   for (const mar of [eager, traced]) {
     const run = convert([mar, '--export-path', store, '--python', PYTHON]);
     t.equal(run.status, 0, run.stderr);
-    t.match(run.stderr, /tsserve-convert: exporting \S+ to ONNX with PyTorch .*\.\.\.\ntsserve-convert: comparing .*\ntsserve-convert: writing the tsserve archive\.\.\.\n/, 'each slow step is announced on stderr');
+    t.match(
+      run.stderr,
+      /tsserve-convert: exporting \S+ to ONNX with PyTorch .*\.\.\.\ntsserve-convert: comparing .*\ntsserve-convert: writing the tsserve archive\.\.\.\n/,
+      'each slow step is announced on stderr',
+    );
     t.match(run.stdout, /^Exported to ONNX; on a seeded batch its outputs are within \S+ of PyTorch's\.\nHandler: image_classifier\n.*\.mar\n$/);
   }
-  const entries = new AdmZip(join(store, 'colours.mar')).getEntries().map((e) => e.entryName).sort();
+  const entries = new AdmZip(join(store, 'colours.mar'))
+    .getEntries()
+    .map((e) => e.entryName)
+    .sort();
   t.same(entries, ['MAR-INF/MANIFEST.json', 'index_to_name.json', 'model-config.yaml', 'weights.onnx'], 'model.py and requirements.txt stay behind');
   const manifest = JSON.parse(new AdmZip(join(store, 'colours.mar')).readAsText('MAR-INF/MANIFEST.json')) as { model: Record<string, string> };
-  t.same(manifest.model, { modelName: 'colours', serializedFile: 'weights.onnx', handler: 'image_classifier', modelVersion: '2.0', configFile: 'model-config.yaml' });
+  t.same(manifest.model, {
+    modelName: 'colours',
+    serializedFile: 'weights.onnx',
+    handler: 'image_classifier',
+    modelVersion: '2.0',
+    configFile: 'model-config.yaml',
+  });
 
-  const server = await startTestServer(t, { prepare: (s) => {
-    for (const m of ['colours.mar', 'traced.mar']) copyFileSync(join(store, m), join(s, m));
-  }, properties: { load_models: 'colours.mar,traced.mar' } });
+  const server = await startTestServer(t, {
+    prepare: (s) => {
+      for (const m of ['colours.mar', 'traced.mar']) copyFileSync(join(store, m), join(s, m));
+    },
+    properties: { load_models: 'colours.mar,traced.mar' },
+  });
   for (const model of ['colours', 'traced']) {
-    for (const [name, rgb] of [['red', [230, 20, 20]], ['green', [20, 230, 20]], ['blue', [20, 20, 230]]] as const) {
+    for (const [name, rgb] of [
+      ['red', [230, 20, 20]],
+      ['green', [20, 230, 20]],
+      ['blue', [20, 20, 230]],
+    ] as const) {
       const res = await fetch(`${server.urls.inference}/predictions/${model}`, { method: 'POST', body: await colour(rgb) });
       t.equal(res.status, 200);
       const answer = (await res.json()) as Record<string, number>;
       t.equal(Object.keys(answer)[0], name, `${model}: a ${name} picture is ${name}, so the state dict's weights were used`);
     }
   }
-  const [described] = (await (await fetch(`${server.urls.management}/models/colours`)).json()) as Array<{ modelVersion: string; batchSize: number; maxBatchDelay: number }>;
+  const [described] = (await (await fetch(`${server.urls.management}/models/colours`)).json()) as Array<{
+    modelVersion: string;
+    batchSize: number;
+    maxBatchDelay: number;
+  }>;
   t.match(described, { modelVersion: '2.0', batchSize: 4, maxBatchDelay: 20 }, 'version and model-config.yaml carried over');
 });
 
@@ -112,14 +162,34 @@ t.test('tsserve-convert: a custom Python handler needs its TypeScript port, and 
   t.match(refused.stderr, "The archive's handler my_handler.py is Python code. Port it to TypeScript");
   t.notOk(existsSync(join(out, 'colours.mar')), 'nothing written');
 
-  const ported = convert([custom, '--export-path', out, '--python', PYTHON, '--handler', join(FIXTURES, 'top2_classifier.ts'), '--model-name', 'ported', '--input-shape', '3,224,224']);
+  const ported = convert([
+    custom,
+    '--export-path',
+    out,
+    '--python',
+    PYTHON,
+    '--handler',
+    join(FIXTURES, 'top2_classifier.ts'),
+    '--model-name',
+    'ported',
+    '--input-shape',
+    '3,224,224',
+  ]);
   t.equal(ported.status, 0, ported.stderr);
   t.match(ported.stdout, `Handler: ${join(FIXTURES, 'top2_classifier.ts')}`);
-  const server = await startTestServer(t, { prepare: (s) => copyFileSync(join(out, 'ported.mar'), join(s, 'ported.mar')), properties: { load_models: 'ported.mar' } });
-  const answer = (await (await fetch(`${server.urls.inference}/predictions/ported`, { method: 'POST', body: await colour([40, 230, 90]) })).json()) as Record<string, number>;
+  const server = await startTestServer(t, {
+    prepare: (s) => copyFileSync(join(out, 'ported.mar'), join(s, 'ported.mar')),
+    properties: { load_models: 'ported.mar' },
+  });
+  const answer = (await (await fetch(`${server.urls.inference}/predictions/ported`, { method: 'POST', body: await colour([40, 230, 90]) })).json()) as Record<
+    string,
+    number
+  >;
   t.same(Object.keys(answer), ['green', 'blue'], 'the port, a subclass of the built-in image_classifier, answers its top 2');
 
-  const noModelFile = torchServeMar(join(out, 'bare.mar'), files, { modelName: 'bare', serializedFile: 'weights.pth', handler: 'image_classifier' }, ['weights.pth']);
+  const noModelFile = torchServeMar(join(out, 'bare.mar'), files, { modelName: 'bare', serializedFile: 'weights.pth', handler: 'image_classifier' }, [
+    'weights.pth',
+  ]);
   const bare = convert([noModelFile, '--export-path', out, '--python', PYTHON]);
   t.equal(bare.status, 1);
   t.match(bare.stderr, 'Export to ONNX failed: weights.pth is not TorchScript, and the archive has no model file (--model-file) to load its state dict into');
@@ -130,6 +200,9 @@ t.test('tsserve-convert: a custom Python handler needs its TypeScript port, and 
   t.match(convert([join(out, 'missing.mar')]).stderr, /Cannot open .*missing\.mar: file not found/);
   writeFileSync(join(out, 'junk.mar'), 'not a zip');
   t.match(convert([join(out, 'junk.mar')]).stderr, /Cannot open .*junk\.mar: Failed to open model archive junk\.mar/);
-  t.match(convert([custom, '--export-path', out, '--python', join(out, 'no-python'), '--handler', 'image_classifier']).stderr, /no-python not found: give --python, a Python with torch/);
+  t.match(
+    convert([custom, '--export-path', out, '--python', join(out, 'no-python'), '--handler', 'image_classifier']).stderr,
+    /no-python not found: give --python, a Python with torch/,
+  );
   t.equal(readFileSync(custom).subarray(0, 2).toString(), 'PK', 'the original archive is untouched');
 });

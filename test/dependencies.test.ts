@@ -18,21 +18,25 @@ function shoutModel(t: Test, dependency: string): { handler: string; packageJson
   writeFileSync(packageJson, JSON.stringify({ name: 'shout-model', version: '1.0.0', private: true, dependencies: { shout: dependency } }));
   const handler = join(dir, 'shout_handler.ts');
   writeFileSync(join(dir, 'requirements.txt'), 'numpy\n');
-  writeFileSync(handler, [
-    "import shout from 'shout';",
-    "import { requestPayload, type RequestInput } from 'tsserve';",
-    '',
-    'export async function handle(batch: RequestInput[] | null): Promise<string[] | undefined> {',
-    '  return batch?.map((row) => shout(String(requestPayload(row))));',
-    '}',
-  ].join('\n'));
+  writeFileSync(
+    handler,
+    [
+      "import shout from 'shout';",
+      "import { requestPayload, type RequestInput } from 'tsserve';",
+      '',
+      'export async function handle(batch: RequestInput[] | null): Promise<string[] | undefined> {',
+      '  return batch?.map((row) => shout(String(requestPayload(row))));',
+      '}',
+    ].join('\n'),
+  );
   return { handler, packageJson, vendor };
 }
 
 async function serveShout(t: Test, dependency: string, install: boolean): Promise<TestServer> {
   const files = shoutModel(t, dependency);
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'shout', version: '1.0', handler: files.handler, requirementsFile: files.packageJson, extraFiles: files.vendor }),
+    prepare: (store) =>
+      buildMar(store, { modelName: 'shout', version: '1.0', handler: files.handler, requirementsFile: files.packageJson, extraFiles: files.vendor }),
     properties: { install_py_dep_per_model: String(install) },
   });
 }
@@ -56,7 +60,7 @@ t.test('without install_py_dep_per_model nothing is installed, and the worker ca
   t.equal((await errorBody(res)).message, 'Failed to start workers for model shout version: 1.0');
 });
 
-t.test('a failed install is a 400 with npm\'s reason, and nothing stays registered', async (t) => {
+t.test("a failed install is a 400 with npm's reason, and nothing stays registered", async (t) => {
   const server = await serveShout(t, 'file:./nowhere.tgz', true);
   const res = await register(server);
   t.equal(res.status, 400);
@@ -66,7 +70,7 @@ t.test('a failed install is a 400 with npm\'s reason, and nothing stays register
   t.same(await (await fetch(`${server.urls.management}/models`)).json(), { models: [] });
 });
 
-t.test('a requirements file outside the archive\'s top level is refused; a pip requirements.txt is left alone', async (t) => {
+t.test("a requirements file outside the archive's top level is refused; a pip requirements.txt is left alone", async (t) => {
   const files = shoutModel(t, 'file:./shout');
   const log: string[] = [];
   const server = await startTestServer(t, {
@@ -82,8 +86,15 @@ t.test('a requirements file outside the archive\'s top level is refused; a pip r
   });
   const outside = await fetch(`${server.urls.management}/models?url=outside.mar`, { method: 'POST' });
   t.equal(outside.status, 400);
-  t.equal((await errorBody(outside)).message, 'Manifest field model.requirementsFile names a file outside the model directory: ../../deps.json', 'refused when the manifest is read, as every path it names');
+  t.equal(
+    (await errorBody(outside)).message,
+    'Manifest field model.requirementsFile names a file outside the model directory: ../../deps.json',
+    'refused when the manifest is read, as every path it names',
+  );
   const pip = await fetch(`${server.urls.management}/models?url=pip.mar&initial_workers=0`, { method: 'POST' });
   t.equal(pip.status, 200, 'registered: nothing to install');
-  t.ok(log.some((l) => l.includes('Model pip: requirements.txt is not a package.json; no dependencies installed')), 'and said why');
+  t.ok(
+    log.some((l) => l.includes('Model pip: requirements.txt is not a package.json; no dependencies installed')),
+    'and said why',
+  );
 });

@@ -65,7 +65,9 @@ function schemaErrors(object: K8sObject): string[] {
 }
 
 function yamlObjects(text: string): K8sObject[] {
-  return parseAllDocuments(text).map((doc) => doc.toJS() as K8sObject).filter(Boolean);
+  return parseAllDocuments(text)
+    .map((doc) => doc.toJS() as K8sObject)
+    .filter(Boolean);
 }
 
 function kustomize(dir: string): K8sObject[] {
@@ -102,12 +104,17 @@ for (const file of kserveFiles) {
 }
 
 t.test("KServe's stock TorchServe runtime with tsserve's image: still a valid runtime, and tsserve's runtime runs the same command", async (t) => {
-  const stock = yamlObjects(readFileSync(join(KSERVE_FIXTURES, 'kserve-torchserve.yaml'), 'utf8'))[0]! as K8sObject & { spec: { containers: Array<{ image: string; args: string[]; env: Array<{ name: string }> }> } };
+  const stock = yamlObjects(readFileSync(join(KSERVE_FIXTURES, 'kserve-torchserve.yaml'), 'utf8'))[0]! as K8sObject & {
+    spec: { containers: Array<{ image: string; args: string[]; env: Array<{ name: string }> }> };
+  };
   stock.spec.containers[0]!.image = 'tsserve:0.1.0';
   t.same(schemaErrors(stock), []);
   const ours = yamlObjects(readFileSync(join(DEPLOY, 'kserve', 'tsserve-runtime.yaml'), 'utf8'))[0]! as typeof stock;
   t.same(ours.spec.containers[0]!.args.slice(1), stock.spec.containers[0]!.args.slice(1), 'the same flags and storage layout after the command name');
-  t.same(ours.spec.containers[0]!.env.map((e) => e.name), stock.spec.containers[0]!.env.map((e) => e.name));
+  t.same(
+    ours.spec.containers[0]!.env.map((e) => e.name),
+    stock.spec.containers[0]!.env.map((e) => e.name),
+  );
 });
 
 t.test('the plain Kubernetes deployment drops nothing in a rolling update or a drain', async (t) => {
@@ -119,12 +126,17 @@ t.test('the plain Kubernetes deployment drops nothing in a rolling update or a d
   const pod = (objects.find((o) => o.kind === 'Deployment') as K8sObject & { spec: { template: { spec: PodSpec } } }).spec.template.spec;
   const container = pod.containers[0]!;
   const preStop = Number(container.lifecycle.preStop.exec.command[1]);
-  t.ok(pod.terminationGracePeriodSeconds > preStop + drainTimeout, `grace ${pod.terminationGracePeriodSeconds} s > preStop ${preStop} s + drain_timeout ${drainTimeout} s`);
+  t.ok(
+    pod.terminationGracePeriodSeconds > preStop + drainTimeout,
+    `grace ${pod.terminationGracePeriodSeconds} s > preStop ${preStop} s + drain_timeout ${drainTimeout} s`,
+  );
   t.equal(container.readinessProbe.httpGet.path, '/v2/health/ready', 'readiness: 200 once every model has a worker READY');
   t.equal(parseProperties(config.data['config.properties']!).get('ts_open_inference_protocol'), 'true', 'which the Open Inference Protocol serves');
   t.equal(container.livenessProbe.httpGet.path, '/ping');
   t.same(container.securityContext.capabilities.drop, ['ALL']);
-  const scaled = kustomize(join(DEPLOY, 'kubernetes', 'keda')).find((o) => o.kind === 'ScaledObject') as K8sObject & { spec: { triggers: Array<{ metadata: { query: string } }> } };
+  const scaled = kustomize(join(DEPLOY, 'kubernetes', 'keda')).find((o) => o.kind === 'ScaledObject') as K8sObject & {
+    spec: { triggers: Array<{ metadata: { query: string } }> };
+  };
   t.match(scaled.spec.triggers[0]!.metadata.query, /ts_queue_size/, "KEDA scales on tsserve's queue");
 });
 

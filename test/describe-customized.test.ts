@@ -19,7 +19,7 @@ function serveEcho(t: Test, properties: Record<string, string> = {}): Promise<Te
   });
 }
 
-t.test("BaseHandler describes the ONNX model: its inputs and outputs as KServe v2 metadata names them", async (t) => {
+t.test('BaseHandler describes the ONNX model: its inputs and outputs as KServe v2 metadata names them', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', service_envelope: 'kserve' } });
   const plain = await describe(server, 'mnist');
   t.notOk('customizedMetadata' in (plain.body as Described[])[0]!, 'only when asked');
@@ -35,7 +35,9 @@ t.test("BaseHandler describes the ONNX model: its inputs and outputs as KServe v
 
 t.test("a handler's answer to the describe request becomes customizedMetadata; it runs in a batch of its own", async (t) => {
   const server = await serveEcho(t);
-  const reg = await fetch(`${server.urls.management}/models?url=echo.mar&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=400`, { method: 'POST' });
+  const reg = await fetch(`${server.urls.management}/models?url=echo.mar&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=400`, {
+    method: 'POST',
+  });
   t.equal(reg.status, 200);
   const predictions = [1, 2].map(() => fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' }));
   // Give the two requests time to reach the batch being formed, then ask for the description.
@@ -55,7 +57,8 @@ t.test('customized=true without workers: 503, as TorchServe words it', async (t)
   const res = await fetch(`${server.urls.management}/models/echo?customized=true`);
   t.equal(res.status, 503);
   t.same(await errorBody(res), {
-    code: 503, type: 'ServiceUnavailableException',
+    code: 503,
+    type: 'ServiceUnavailableException',
     message: 'Model "echo" has no worker to serve describe request. Please use scale workers API to add workers.',
   });
   t.equal((await fetch(`${server.urls.management}/models/echo`)).status, 200, 'a plain describe still works');

@@ -24,7 +24,8 @@ function redBlue(): Promise<Buffer> {
 
 function serveColours(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+    prepare: (store) =>
+      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
     properties: { load_models: 'colours.mar', ...properties },
   });
 }
@@ -66,7 +67,10 @@ t.test('image_classifier explains a class: the half of the image that carries it
 
 t.test('an explanation never shares a batch: predictions batched around it get predictions', async (t) => {
   const server = await serveColours(t);
-  const reg = await fetch(`${server.urls.management}/models?url=colours.mar&model_name=batched&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=300`, { method: 'POST' });
+  const reg = await fetch(
+    `${server.urls.management}/models?url=colours.mar&model_name=batched&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=300`,
+    { method: 'POST' },
+  );
   t.equal(reg.status, 200);
   const image = await redBlue();
   const explained = explain(`${server.urls.inference}/explanations/batched`, image, '0');
@@ -127,7 +131,10 @@ t.test('the MNIST example explains a digit: its strokes count for it, the backgr
       }
     }
   }
-  t.ok(stroke / strokeN > background / backgroundN, `stroke ${(stroke / strokeN).toExponential(2)} > background ${(background / backgroundN).toExponential(2)}`);
+  t.ok(
+    stroke / strokeN > background / backgroundN,
+    `stroke ${(stroke / strokeN).toExponential(2)} > background ${(background / backgroundN).toExponential(2)}`,
+  );
 });
 
 t.test("text_classifier explains each word's part in the target class, as TorchServe's {words, importances}", async (t) => {
@@ -140,7 +147,11 @@ t.test("text_classifier explains each word's part in the target class, as TorchS
   const res = await fetch(`${server.urls.inference}/explanations/sentiment`, { method: 'POST', body: form });
   t.equal(res.status, 200);
   const answer = (await res.json()) as { words: string[]; importances: number[] };
-  t.same(answer.words, ['good', 'film', 'bad', 'ending', 'zzz'].map((w) => (['good', 'bad'].includes(w) ? w : '<unk>')), 'the tokens the model saw');
+  t.same(
+    answer.words,
+    ['good', 'film', 'bad', 'ending', 'zzz'].map((w) => (['good', 'bad'].includes(w) ? w : '<unk>')),
+    'the tokens the model saw',
+  );
   const [good, film, bad] = answer.importances;
   t.ok(good! > 0 && bad! < 0, `toward Positive, "good" counts for (${good}) and "bad" against (${bad})`);
   t.equal(film, 0, 'an unknown word weighs nothing');
@@ -160,12 +171,20 @@ t.test("a model with index_to_name.json also takes the class's label as the targ
     prepare: (store) => {
       const labels = join(store, '..', 'index_to_name.json');
       writeFileSync(labels, JSON.stringify({ 0: 'red', 1: 'green', 2: 'blue' }));
-      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'), extraFiles: labels });
+      buildMar(store, {
+        modelName: 'colours',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+        extraFiles: labels,
+      });
     },
     properties: { load_models: 'colours.mar' },
   });
   const image = await redBlue();
-  const top = Object.keys((await (await fetch(`${server.urls.inference}/predictions/colours`, { method: 'POST', body: image })).json()) as Record<string, number>)[0]!;
+  const top = Object.keys(
+    (await (await fetch(`${server.urls.inference}/predictions/colours`, { method: 'POST', body: image })).json()) as Record<string, number>,
+  )[0]!;
   t.ok(['red', 'blue'].includes(top), `the top class is a label: ${top}`);
   const url = `${server.urls.inference}/explanations/colours`;
   const byLabel = await explain(url, image, 'blue');

@@ -42,13 +42,34 @@ t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or 
     () => flip(png),
     () => '{"instances": [{"data": "' + b64(pick([png, cut(png), bytes(64)])) + '", "target": ' + pick(['0', '2', '-1', '"x"', '1e309', 'null']) + '}]}',
     () => '{"instances": ' + pick(['null', '[]', '{}', '"x"', '[1, [2, [3]]]', '[{"b64": "!!"}]']) + '}',
-    () => '{"inputs": [{"name": "x", "shape": ' + pick(['[1]', '[-1]', '[1e9]', '"s"', '[3, 224, 224]']) + ', "datatype": ' + pick(['"FP32"', '"BYTES"', '"NOPE"', '7']) + ', "data": ' + pick(['[1]', '[]', '"x"', '[[1, 2], 3]']) + '}]}',
+    () =>
+      '{"inputs": [{"name": "x", "shape": ' +
+      pick(['[1]', '[-1]', '[1e9]', '"s"', '[3, 224, 224]']) +
+      ', "datatype": ' +
+      pick(['"FP32"', '"BYTES"', '"NOPE"', '7']) +
+      ', "data": ' +
+      pick(['[1]', '[]', '"x"', '[[1, 2], 3]']) +
+      '}]}',
     () => '['.repeat(Math.floor(random() * 5000)) + ']'.repeat(Math.floor(random() * 5000)),
     () => '{"data": ' + pick(['1', '"' + b64(png) + '"', '{"b64": "' + b64(cut(png)) + '"}', '[[[0.5]]]', 'true']) + '}',
-    () => '--x\r\nContent-Disposition: form-data; name="data"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n' + pick(['', 'abc', png.toString('latin1')]) + pick(['\r\n--x--\r\n', '\r\n--x', '']),
+    () =>
+      '--x\r\nContent-Disposition: form-data; name="data"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n' +
+      pick(['', 'abc', png.toString('latin1')]) +
+      pick(['\r\n--x--\r\n', '\r\n--x', '']),
     () => Buffer.alloc(250_000, 1),
   ];
-  const contentTypes = [undefined, 'application/json', 'text/plain', 'image/png', 'application/octet-stream', 'multipart/form-data; boundary=x', 'multipart/form-data', 'application/x-www-form-urlencoded', ';;;', 'application/json; charset=nope'];
+  const contentTypes = [
+    undefined,
+    'application/json',
+    'text/plain',
+    'image/png',
+    'application/octet-stream',
+    'multipart/form-data; boundary=x',
+    'multipart/form-data',
+    'application/x-www-form-urlencoded',
+    ';;;',
+    'application/json; charset=nope',
+  ];
   const models = ['mnist', 'colours', 'seg', 'nope', '..%2F..', 'mnist%00', 'a'.repeat(300)];
   const paths: Array<() => { url: string; method: string }> = [
     () => ({ url: `${server.urls.inference}/predictions/${pick(models)}`, method: 'POST' }),
@@ -60,8 +81,14 @@ t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or 
     () => ({ url: `${server.urls.management}/models/${pick(models)}?customized=${pick(['true', 'false', 'x'])}`, method: 'GET' }),
     () => ({ url: `${server.urls.management}/models?limit=${pick(['-1', '0', 'x', '99999999999'])}&next_page_token=${pick(['', '-5', 'z'])}`, method: 'GET' }),
     // Not min_worker=-1: its 500 is TorchServe's, pinned by the peer tests (docs/compatibility.md, B22).
-    () => ({ url: `${server.urls.management}/models/${pick(['nope', 'seg'])}?min_worker=${pick(['x', '0', '1', '2'])}&max_worker=${pick(['0', '1', 'x'])}`, method: 'PUT' }),
-    () => ({ url: `${server.urls.management}/models?url=${pick(['', 'x.mar', '../../etc/passwd', 'http://127.0.0.1:1/a.mar', 'file:///etc/passwd', '%00'])}&model_name=${pick(models)}`, method: 'POST' }),
+    () => ({
+      url: `${server.urls.management}/models/${pick(['nope', 'seg'])}?min_worker=${pick(['x', '0', '1', '2'])}&max_worker=${pick(['0', '1', 'x'])}`,
+      method: 'PUT',
+    }),
+    () => ({
+      url: `${server.urls.management}/models?url=${pick(['', 'x.mar', '../../etc/passwd', 'http://127.0.0.1:1/a.mar', 'file:///etc/passwd', '%00'])}&model_name=${pick(models)}`,
+      method: 'POST',
+    }),
   ];
 
   const seen = new Map<number, number>();
@@ -77,13 +104,24 @@ t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or 
       let error: { code?: unknown; type?: unknown; message?: unknown } = {};
       try {
         error = JSON.parse(text) as typeof error;
-      } catch { /* checked below */ }
-      if (error.code !== res.status || typeof error.type !== 'string' || typeof error.message !== 'string') t.fail(`${what}: not a TorchServe error body: ${text.slice(0, 200)}`);
+      } catch {
+        /* checked below */
+      }
+      if (error.code !== res.status || typeof error.type !== 'string' || typeof error.message !== 'string')
+        t.fail(`${what}: not a TorchServe error body: ${text.slice(0, 200)}`);
       if (res.status === 500 || res.status === 507) t.fail(`${what}: ${res.status} ${text.slice(0, 200)}`);
     }
   }
-  t.comment(`statuses: ${[...seen].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s} x${n}`).join(', ')}`);
-  t.ok([...seen.keys()].every((s) => (s >= 200 && s < 300) || (s >= 400 && s < 500) || s === 501 || s === 503), 'only results, 4xx, 501 and 503');
+  t.comment(
+    `statuses: ${[...seen]
+      .sort((a, b) => a[0] - b[0])
+      .map(([s, n]) => `${s} x${n}`)
+      .join(', ')}`,
+  );
+  t.ok(
+    [...seen.keys()].every((s) => (s >= 200 && s < 300) || (s >= 400 && s < 500) || s === 501 || s === 503),
+    'only results, 4xx, 501 and 503',
+  );
   t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'still healthy');
   const metrics = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
   t.notMatch(metrics, /^ts_worker_restarts_total\{.*\} [1-9]/m, 'no worker died');

@@ -19,11 +19,15 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   mkdirSync(store);
   buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
   const urls = await writeUserConfig(dir, ['default_workers_per_model=1']);
-  const child = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'], {
-    cwd: dir,
-    env: { ...process.env, TMPDIR: dir },
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    process.execPath,
+    [TSSERVE, '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'],
+    {
+      cwd: dir,
+      env: { ...process.env, TMPDIR: dir },
+      stdio: 'ignore',
+    },
+  );
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => child.kill('SIGKILL'));
   const management = urls.management;
@@ -32,13 +36,21 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
 
   // One worker, batch size 1: one request runs, three wait in the queue.
   const inFlight = Array.from({ length: 4 }, (_, i) =>
-    fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:300', signal: AbortSignal.timeout(60_000) })
-      .then(async (r) => ({ status: r.status, body: await r.text(), i })));
+    fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:300', signal: AbortSignal.timeout(60_000) }).then(async (r) => ({
+      status: r.status,
+      body: await r.text(),
+      i,
+    })),
+  );
   await waitFor(async () => (await pending(management, 'echo')) === 3, 10_000, 'three requests queued');
   child.kill('SIGTERM');
 
   const answers = await Promise.all(inFlight);
-  t.same(answers.map((a) => a.status), [200, 200, 200, 200], 'the running request and the three queued ones are answered');
+  t.same(
+    answers.map((a) => a.status),
+    [200, 200, 200, 200],
+    'the running request and the three queued ones are answered',
+  );
   t.equal(await exited, 0, 'then the server exits 0');
   await t.rejects(fetch(`${urls.inference}/ping`), 'and no longer listens');
 });
@@ -50,11 +62,16 @@ t.test('unregister drains: requests queued for the model are answered before its
   });
   await waitReady(server.urls.management, 'echo');
   const inFlight = Array.from({ length: 3 }, () =>
-    fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:200', signal: AbortSignal.timeout(60_000) }));
+    fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:200', signal: AbortSignal.timeout(60_000) }),
+  );
   await waitFor(async () => (await pending(server.urls.management, 'echo')) === 2, 10_000, 'two requests queued');
   const unregister = await fetch(`${server.urls.management}/models/echo`, { method: 'DELETE' });
   t.equal(unregister.status, 200);
-  t.same((await Promise.all(inFlight)).map((r) => r.status), [200, 200, 200], 'everything accepted before the DELETE is served');
+  t.same(
+    (await Promise.all(inFlight)).map((r) => r.status),
+    [200, 200, 200],
+    'everything accepted before the DELETE is served',
+  );
   t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' })).status, 404, 'new requests find no model');
 });
 
@@ -65,7 +82,11 @@ t.test('a drain that outlasts unregister_model_timeout still answers every reque
   });
   await waitReady(server.urls.management, 'echo');
   const hung = fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'hang', signal: AbortSignal.timeout(20_000) });
-  await waitFor(async () => /^ts_batch_size_count\{model_name="echo",.* 1\.0$/m.test(await (await fetch(`${server.urls.metrics}/metrics`)).text()), 10_000, 'the hanging request is in the worker');
+  await waitFor(
+    async () => /^ts_batch_size_count\{model_name="echo",.* 1\.0$/m.test(await (await fetch(`${server.urls.metrics}/metrics`)).text()),
+    10_000,
+    'the hanging request is in the worker',
+  );
   const queued = fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x', signal: AbortSignal.timeout(20_000) });
   await waitFor(async () => (await pending(server.urls.management, 'echo')) === 1, 10_000, 'one request queued');
   t.equal((await fetch(`${server.urls.management}/models/echo`, { method: 'DELETE' })).status, 200);

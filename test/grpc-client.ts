@@ -10,7 +10,12 @@ import { ROOT } from './helpers.js';
 
 export type UnaryAnswer = { value?: Record<string, unknown>; code: number; details?: string };
 type Callback = (err: grpc.ServiceError | null, value?: Record<string, unknown>) => void;
-export type GrpcClient = grpc.Client & Record<string, ((request: object, metadata: grpc.Metadata, callback: Callback) => void) & ((request?: object, metadata?: grpc.Metadata) => grpc.ClientReadableStream<{ prediction: Buffer }>)>;
+export type GrpcClient = grpc.Client &
+  Record<
+    string,
+    ((request: object, metadata: grpc.Metadata, callback: Callback) => void) &
+      ((request?: object, metadata?: grpc.Metadata) => grpc.ClientReadableStream<{ prediction: Buffer }>)
+  >;
 
 export function grpcClient(t: Test, address: string, file: string, service: string): GrpcClient {
   const definition = loadSync(file, { keepCase: true, longs: Number, defaults: true, includeDirs: [join(ROOT, 'src', 'grpc', 'proto')] });

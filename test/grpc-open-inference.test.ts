@@ -10,9 +10,13 @@ import { buildMar, FIXTURES, startTestServer, waitReady, type TestServer } from 
 
 function serve(t: Test, oip: boolean): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'colours',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+      }),
     properties: { load_models: 'colours.mar', service_envelope: 'kservev2', ts_open_inference_protocol: String(oip) },
   });
 }
@@ -41,11 +45,17 @@ t.test('server and model health, metadata', async (t) => {
   t.same((await call('ServerReady', {})).value, { ready: true });
   t.match((await call('ServerMetadata', {})).value, { name: 'Torchserve', extensions: ['kserve', 'kubeflow'] });
   t.same((await call('ModelReady', { name: 'colours' })).value, { ready: true });
-  t.same((await call('ModelMetadata', { name: 'colours' })).value, {
-    name: 'colours', versions: ['1.0'], platform: '',
-    inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 224, 224] }],
-    outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 3] }],
-  }, "the tensors from BaseHandler's description of the ONNX model");
+  t.same(
+    (await call('ModelMetadata', { name: 'colours' })).value,
+    {
+      name: 'colours',
+      versions: ['1.0'],
+      platform: '',
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 224, 224] }],
+      outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 3] }],
+    },
+    "the tensors from BaseHandler's description of the ONNX model",
+  );
   const unknown = await call('ModelReady', { name: 'nope' });
   t.same(unknown, { code: grpc.status.NOT_FOUND, details: 'Model not found: nope' });
 });
@@ -53,7 +63,8 @@ t.test('server and model health, metadata', async (t) => {
 t.test('ModelInfer: typed contents, raw contents and BYTES reach the handler as v2 JSON; the answer comes back typed', async (t) => {
   const call = oipClient(t, await serve(t, true));
   const typed = await call('ModelInfer', {
-    model_name: 'colours', id: 'r1',
+    model_name: 'colours',
+    id: 'r1',
     inputs: [{ name: 'input-0', datatype: 'FP32', shape: [3, 224, 224], contents: { fp32_contents: planeTensor(1) } }],
   });
   t.equal(typed.code, grpc.status.OK);
@@ -62,26 +73,44 @@ t.test('ModelInfer: typed contents, raw contents and BYTES reach the handler as 
 
   const raw = Buffer.alloc(3 * PLANE * 4);
   for (const [i, v] of planeTensor(0).entries()) raw.writeFloatLE(v, i * 4);
-  const fromRaw = await call('ModelInfer', { model_name: 'colours', inputs: [{ name: 'img', datatype: 'FP32', shape: [3, 224, 224] }], raw_input_contents: [raw] });
+  const fromRaw = await call('ModelInfer', {
+    model_name: 'colours',
+    inputs: [{ name: 'img', datatype: 'FP32', shape: [3, 224, 224] }],
+    raw_input_contents: [raw],
+  });
   t.equal(topClass(fromRaw), '0', 'raw little-endian FP32');
 
-  const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 10, g: 10, b: 250 } } }).png().toBuffer();
+  const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 10, g: 10, b: 250 } } })
+    .png()
+    .toBuffer();
   const bytes = await call('ModelInfer', {
-    model_name: 'colours', inputs: [{ name: 'img', datatype: 'BYTES', shape: [-1], contents: { bytes_contents: [png] } }],
+    model_name: 'colours',
+    inputs: [{ name: 'img', datatype: 'BYTES', shape: [-1], contents: { bytes_contents: [png] } }],
   });
   t.equal(topClass(bytes), '2', 'an image as BYTES reaches the handler base64-encoded, as TorchServe sends it');
   const rawBytes = Buffer.concat([Buffer.alloc(4), png]);
   rawBytes.writeUInt32LE(png.length, 0);
-  const fromRawBytes = await call('ModelInfer', { model_name: 'colours', inputs: [{ name: 'img', datatype: 'BYTES', shape: [1] }], raw_input_contents: [rawBytes] });
+  const fromRawBytes = await call('ModelInfer', {
+    model_name: 'colours',
+    inputs: [{ name: 'img', datatype: 'BYTES', shape: [1] }],
+    raw_input_contents: [rawBytes],
+  });
   t.equal(topClass(fromRawBytes), '2', 'raw BYTES (length, then the bytes) the same way');
 });
 
 t.test('ModelInfer errors: the REST and envelope messages with their gRPC statuses', async (t) => {
   const call = oipClient(t, await serve(t, true));
   t.same(await call('ModelInfer', { model_name: 'nope', inputs: [] }), { code: grpc.status.NOT_FOUND, details: 'Model not found: nope' });
-  const misshaped = await call('ModelInfer', { model_name: 'colours', inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 2], contents: { fp32_contents: [1, 2, 3] } }] });
+  const misshaped = await call('ModelInfer', {
+    model_name: 'colours',
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 2], contents: { fp32_contents: [1, 2, 3] } }],
+  });
   t.same(misshaped, { code: grpc.status.INVALID_ARGUMENT, details: 'Input "x": shape [2, 2] holds 4 values, "data" has 3' });
-  const broken = await call('ModelInfer', { model_name: 'colours', inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }], raw_input_contents: [Buffer.from([1, 2, 3])] });
+  const broken = await call('ModelInfer', {
+    model_name: 'colours',
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }],
+    raw_input_contents: [Buffer.from([1, 2, 3])],
+  });
   t.same(broken, { code: grpc.status.INVALID_ARGUMENT, details: 'Input "x": 3 raw bytes are not whole FP32 values' });
   t.same((await call('ServerLive', {})).value, { live: true }, 'the server is up');
 });

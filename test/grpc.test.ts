@@ -44,11 +44,13 @@ t.test('inference: Ping, Predictions on the default and a named version, each in
   t.equal(String(digit.value?.prediction), '7');
   const versioned = await call(inference, 'Predictions', { model_name: 'mnist', model_version: '1.0', input: { data: seven } });
   t.equal(String(versioned.value?.prediction), '7');
-  const echoed = JSON.parse(String((await call(inference, 'Predictions', { model_name: 'echo', input: { a: Buffer.from('x'), b: Buffer.from('yz') } })).value?.prediction)) as { params: Record<string, unknown> };
+  const echoed = JSON.parse(
+    String((await call(inference, 'Predictions', { model_name: 'echo', input: { a: Buffer.from('x'), b: Buffer.from('yz') } })).value?.prediction),
+  ) as { params: Record<string, unknown> };
   t.same(echoed.params, { a: { kind: 'bytes', value: 1 }, b: { kind: 'bytes', value: 2 } }, 'no content type: bytes');
 });
 
-t.test('inference errors are TorchServe\'s statuses with the REST messages', async (t) => {
+t.test("inference errors are TorchServe's statuses with the REST messages", async (t) => {
   const server = await serve(t);
   const { inference } = clients(t, server);
   const cases: Array<[object, number, string | RegExp]> = [
@@ -92,9 +94,17 @@ t.test('management: the REST answers as msg, REST errors as gRPC statuses', asyn
   const customized = await call(management, 'DescribeModel', { model_name: 'echo', customized: true });
   t.match(JSON.parse(String(customized.value?.msg)), [{ modelName: 'echo', customizedMetadata: { batchSize: 1 } }], 'customized: the handler describes itself');
   const listed = JSON.parse(String((await call(management, 'ListModels', {})).value?.msg)) as { models: Array<{ modelName: string }> };
-  t.same(listed.models.map((m) => m.modelName), ['echo', 'mnist'], 'limit 0 is "not set": the first page, not an empty one');
-  t.same((await call(management, 'ScaleWorker', { model_name: 'echo', min_worker: 2, synchronous: true })).value, { msg: 'Workers scaled to 2 for model: echo' });
-  t.same((await call(management, 'SetDefault', { model_name: 'echo', model_version: '1.0' })).value, { msg: 'Default version successfully updated for model "echo" to "1.0"' });
+  t.same(
+    listed.models.map((m) => m.modelName),
+    ['echo', 'mnist'],
+    'limit 0 is "not set": the first page, not an empty one',
+  );
+  t.same((await call(management, 'ScaleWorker', { model_name: 'echo', min_worker: 2, synchronous: true })).value, {
+    msg: 'Workers scaled to 2 for model: echo',
+  });
+  t.same((await call(management, 'SetDefault', { model_name: 'echo', model_version: '1.0' })).value, {
+    msg: 'Default version successfully updated for model "echo" to "1.0"',
+  });
   t.same((await call(management, 'UnregisterModel', { model_name: 'echo' })).value, { msg: 'Model "echo" unregistered' });
 
   const errors: Array<[string, object, number, string]> = [
@@ -129,7 +139,7 @@ t.test('tokens: the inference key on inference, the management key on management
   };
   const denied = { code: grpc.status.PERMISSION_DENIED, details: 'Token Authorization failed. Token either incorrect, expired, or not provided correctly' };
   t.same(await call(inference, 'Ping', {}), denied, 'no token');
-  t.same(await call(inference, 'Ping', {}, bearer(keys.management.key)), denied, 'the other API\'s key');
+  t.same(await call(inference, 'Ping', {}, bearer(keys.management.key)), denied, "the other API's key");
   t.equal((await call(inference, 'Ping', {}, bearer(keys.inference.key))).code, grpc.status.OK);
   t.same(await call(management, 'ListModels', {}), denied);
   t.equal((await call(management, 'ListModels', {}, bearer(keys.management.key))).code, grpc.status.OK);
@@ -141,7 +151,9 @@ t.test('the access log has one line per gRPC call, as TorchServe writes it', asy
   await call(inference, 'Predictions', { model_name: 'mnist', input: { data: seven } });
   await call(management, 'DescribeModel', { model_name: 'nope' });
   await server.close();
-  const lines = readFileSync(join(server.dir, 'logs', 'access_log.log'), 'utf8').trim().split('\n');
+  const lines = readFileSync(join(server.dir, 'logs', 'access_log.log'), 'utf8')
+    .trim()
+    .split('\n');
   t.match(lines, [
     /^\S+ - 127\.0\.0\.1:\d+ "gRPC org\.pytorch\.serve\.grpc\.inference\.InferenceAPIsService\/Predictions HTTP\/2\.0" 0 \d+$/,
     /^\S+ - 127\.0\.0\.1:\d+ "gRPC org\.pytorch\.serve\.grpc\.management\.ManagementAPIsService\/DescribeModel HTTP\/2\.0" 5 \d+$/,

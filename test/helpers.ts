@@ -79,7 +79,12 @@ export async function startTestServer(
     ...opts.properties,
   };
   const configFile = join(dir, 'config.properties');
-  writeFileSync(configFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  writeFileSync(
+    configFile,
+    Object.entries(props)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n') + '\n',
+  );
   const config = loadServerConfig({ tsConfig: configFile, ncs: true, ...opts.cli }, { LOG_LOCATION: join(dir, 'logs'), ...opts.env }, dir);
   const log = opts.serverLog;
   const loggers = createLoggers(config.logLocation, {
@@ -104,10 +109,14 @@ export async function startTestServer(
  */
 export function serveFixtureModel(t: Test, name: string, handler: string, onnx: string, extraFiles: string[] = []): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: name, version: '1.0', handler, serializedFile: join(FIXTURES, onnx),
-      ...(extraFiles.length > 0 ? { extraFiles: extraFiles.join(',') } : {}),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: name,
+        version: '1.0',
+        handler,
+        serializedFile: join(FIXTURES, onnx),
+        ...(extraFiles.length > 0 ? { extraFiles: extraFiles.join(',') } : {}),
+      }),
     properties: { load_models: `${name}.mar` },
   });
 }
@@ -123,12 +132,16 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
 
 /** Waits until every worker of the model's default version is READY. */
 export async function waitReady(management: string, model: string, workers = 1): Promise<void> {
-  await waitFor(async () => {
-    const res = await fetch(`${management}/models/${model}`);
-    if (res.status !== 200) return false;
-    const [d] = (await res.json()) as Array<{ workers: Array<{ status: string }> }>;
-    return d!.workers.filter((w) => w.status === 'READY').length >= workers;
-  }, 30_000, `${model} ready`);
+  await waitFor(
+    async () => {
+      const res = await fetch(`${management}/models/${model}`);
+      if (res.status !== 200) return false;
+      const [d] = (await res.json()) as Array<{ workers: Array<{ status: string }> }>;
+      return d!.workers.filter((w) => w.status === 'READY').length >= workers;
+    },
+    30_000,
+    `${model} ready`,
+  );
 }
 
 /** A port free on 127.0.0.1 right now, for servers started as a user would (config.properties). */
@@ -150,14 +163,17 @@ export function freePort(): Promise<number> {
 export async function writeUserConfig(dir: string, extra: string[] = []): Promise<{ inference: string; management: string; metrics: string }> {
   const [inf, mgmt, met, grpcInf, grpcMgmt] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const urls = { inference: `http://127.0.0.1:${inf}`, management: `http://127.0.0.1:${mgmt}`, metrics: `http://127.0.0.1:${met}` };
-  writeFileSync(join(dir, 'config.properties'), [
-    `inference_address=${urls.inference}`,
-    `management_address=${urls.management}`,
-    `metrics_address=${urls.metrics}`,
-    `grpc_inference_port=${grpcInf}`,
-    `grpc_management_port=${grpcMgmt}`,
-    ...extra,
-  ].join('\n') + '\n');
+  writeFileSync(
+    join(dir, 'config.properties'),
+    [
+      `inference_address=${urls.inference}`,
+      `management_address=${urls.management}`,
+      `metrics_address=${urls.metrics}`,
+      `grpc_inference_port=${grpcInf}`,
+      `grpc_management_port=${grpcMgmt}`,
+      ...extra,
+    ].join('\n') + '\n',
+  );
   return urls;
 }
 

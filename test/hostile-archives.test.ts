@@ -18,12 +18,20 @@ const SEED = Number(process.env.HOSTILE_SEED ?? 20261202);
 t.comment(`HOSTILE_SEED=${SEED}`);
 
 const random = seededRandom(SEED);
-const token = (): string => Math.floor(random() * 2 ** 32).toString(16).padStart(8, '0');
+const token = (): string =>
+  Math.floor(random() * 2 ** 32)
+    .toString(16)
+    .padStart(8, '0');
 /** A name no other run would use, so "nothing written outside" can look for it. */
 const CANARY = `hostile-canary-${SEED}-${token()}`;
 
 const manifest = (model: Record<string, string> = {}): Buffer =>
-  Buffer.from(JSON.stringify({ runtime: 'python', model: { modelName: 'hostile', handler: 'base_handler', modelVersion: '1.0', serializedFile: 'model.onnx', ...model } }));
+  Buffer.from(
+    JSON.stringify({
+      runtime: 'python',
+      model: { modelName: 'hostile', handler: 'base_handler', modelVersion: '1.0', serializedFile: 'model.onnx', ...model },
+    }),
+  );
 
 interface ZipEntry {
   name: string;
@@ -133,9 +141,17 @@ function hostileArchives(): Array<{ file: string; bytes: Buffer; message: RegExp
     { file: 'zip-symlink.mar', bytes: zipModel([{ name: 'link', data: Buffer.from('/etc'), mode: 0o120777 }]), message: escapes },
     { file: 'zip-device.mar', bytes: zipModel([{ name: 'dev', mode: 0o020644 }]), message: escapes },
     // Three entries claiming 4 GiB each: 12 GiB declared, a few MB on disk.
-    { file: 'zip-bomb-declared.mar', bytes: zipModel([0, 1, 2].map((i) => ({ name: `w${i}.bin`, data: zeros(1024 ** 2), declaredSize: 4 * GiB - 1, deflate: true }))), message: /max_archive_unpacked_size/ },
+    {
+      file: 'zip-bomb-declared.mar',
+      bytes: zipModel([0, 1, 2].map((i) => ({ name: `w${i}.bin`, data: zeros(1024 ** 2), declaredSize: 4 * GiB - 1, deflate: true }))),
+      message: /max_archive_unpacked_size/,
+    },
     // An entry whose header says 1 KiB and whose data inflates to 64 MiB.
-    { file: 'zip-bomb-lying.mar', bytes: zipModel([{ name: 'w.bin', data: zeros(64 * 1024 ** 2), declaredSize: 1024, deflate: true }]), message: /Failed to open model archive|more than its index says/ },
+    {
+      file: 'zip-bomb-lying.mar',
+      bytes: zipModel([{ name: 'w.bin', data: zeros(64 * 1024 ** 2), declaredSize: 1024, deflate: true }]),
+      message: /Failed to open model archive|more than its index says/,
+    },
     { file: 'zip-bomb-ratio.mar', bytes: zipModel([{ name: 'w.bin', data: zeros(16 * 1024 ** 2), deflate: true }]), message: /max_archive_compression_ratio/ },
     { file: 'zip-bomb-count.mar', bytes: zipModel(Array.from({ length: 300 }, (_, i) => ({ name: `f/${i}-${token()}` }))), message: /max_archive_entries/ },
     { file: 'zip-manifest-out.mar', bytes: zipModel([], { serializedFile: `../../../${CANARY}.onnx` }), message: /model\.serializedFile names a file outside/ },
@@ -151,9 +167,20 @@ function hostileArchives(): Array<{ file: string; bytes: Buffer; message: RegExp
     // A header claiming 8 GiB: refused at the header, before any of it is read.
     { file: 'tar-bomb-declared.tar.gz', bytes: tarModel([{ name: 'm/w.bin', declaredSize: 8 * GiB - 1 }]), message: /max_archive_unpacked_size/ },
     // A .tar.gz compresses as one stream: 32 MiB of zeros in a few KiB.
-    { file: 'tar-bomb-ratio.tar.gz', bytes: tarGzBytes([{ name: 'm/MAR-INF/MANIFEST.json', data: manifest() }, { name: 'm/w.bin', data: zeros(32 * 1024 ** 2) }]), message: /max_archive_compression_ratio|max decompression ratio exceeded/ },
+    {
+      file: 'tar-bomb-ratio.tar.gz',
+      bytes: tarGzBytes([
+        { name: 'm/MAR-INF/MANIFEST.json', data: manifest() },
+        { name: 'm/w.bin', data: zeros(32 * 1024 ** 2) },
+      ]),
+      message: /max_archive_compression_ratio|max decompression ratio exceeded/,
+    },
     { file: 'tar-bomb-count.tar.gz', bytes: tarModel(Array.from({ length: 300 }, (_, i) => ({ name: `m/f${i}` }))), message: /max_archive_entries/ },
-    { file: 'not-a-tar.tar.gz', bytes: gzipSync(Buffer.from(Array.from({ length: 4096 }, () => Math.floor(random() * 256)))), message: /Failed to open model archive/ },
+    {
+      file: 'not-a-tar.tar.gz',
+      bytes: gzipSync(Buffer.from(Array.from({ length: 4096 }, () => Math.floor(random() * 256)))),
+      message: /Failed to open model archive/,
+    },
     { file: 'tar-truncated.tar.gz', bytes: validTar.subarray(0, Math.floor(validTar.length / 2)), message: /Failed to open model archive/ },
   ];
 }
@@ -172,7 +199,12 @@ t.test('hostile archives, one after another against one server: each a 4xx JSON,
       for (const a of archives) writeFileSync(join(store, a.file), a.bytes);
     },
     // Small limits, so each bomb trips its own: 256 MiB, 200 entries, a ratio of 100.
-    properties: { load_models: 'mnist.mar', max_archive_unpacked_size: String(256 * 1024 ** 2), max_archive_entries: '200', max_archive_compression_ratio: '100' },
+    properties: {
+      load_models: 'mnist.mar',
+      max_archive_unpacked_size: String(256 * 1024 ** 2),
+      max_archive_entries: '200',
+      max_archive_compression_ratio: '100',
+    },
   });
   await waitFor(async () => (await fetch(`${server.urls.inference}/ping`)).ok, 30_000, 'mnist');
   const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
@@ -198,16 +230,29 @@ t.test('hostile archives, one after another against one server: each a 4xx JSON,
   registering = false;
   await background;
 
-  t.ok(answers.length > 0 && answers.every((a) => a === '200 7'), `mnist answered 7 all along (${answers.length} predictions): ${[...new Set(answers)].join(', ')}`);
-  t.same(await (await fetch(`${server.urls.management}/models`)).json(), { models: [{ modelName: 'mnist', modelUrl: 'mnist.mar' }] }, 'nothing else registered');
+  t.ok(
+    answers.length > 0 && answers.every((a) => a === '200 7'),
+    `mnist answered 7 all along (${answers.length} predictions): ${[...new Set(answers)].join(', ')}`,
+  );
+  t.same(
+    await (await fetch(`${server.urls.management}/models`)).json(),
+    { models: [{ modelName: 'mnist', modelUrl: 'mnist.mar' }] },
+    'nothing else registered',
+  );
   t.same(existsSync(MODELS_ROOT) ? readdirSync(MODELS_ROOT).sort() : [], extractedBefore, 'no extraction directory left behind');
   t.same(findCanary('/tmp'), [], 'nothing written outside the model directories');
   t.same(readdirSync(server.store).sort(), ['mnist.mar', ...archives.map((a) => a.file)].sort(), 'the model store is as it was');
 });
 
 t.test('a 12 GiB-declared zip bomb and a symlinked .tar.gz, against the default limits: refused with 400, /ping answering throughout', async (t) => {
-  const bomb = zipBytes([{ name: 'MAR-INF/MANIFEST.json', data: manifest() }, ...[0, 1, 2].map((i) => ({ name: `w${i}.bin`, data: zeros(1024 ** 2), declaredSize: 4 * GiB - 1, deflate: true }))]);
-  const symlinked = tarGzBytes([{ name: 'm/MAR-INF/MANIFEST.json', data: manifest() }, { name: 'm/link', type: '2', linkname: '/etc/passwd' }]);
+  const bomb = zipBytes([
+    { name: 'MAR-INF/MANIFEST.json', data: manifest() },
+    ...[0, 1, 2].map((i) => ({ name: `w${i}.bin`, data: zeros(1024 ** 2), declaredSize: 4 * GiB - 1, deflate: true })),
+  ]);
+  const symlinked = tarGzBytes([
+    { name: 'm/MAR-INF/MANIFEST.json', data: manifest() },
+    { name: 'm/link', type: '2', linkname: '/etc/passwd' },
+  ]);
   const server = await startTestServer(t, {
     prepare: (store) => {
       writeFileSync(join(store, 'bomb.mar'), bomb);
@@ -232,17 +277,40 @@ t.test('a 12 GiB-declared zip bomb and a symlinked .tar.gz, against the default 
   t.same(await errorBody(link), { code: 400, type: 'InvalidModelException', message: 'Archive entry escapes the model directory: m/link' });
   pinging = false;
   await pinger;
-  t.ok(pings.every((s) => s === 200), `every /ping answered 200 (${pings.length})`);
+  t.ok(
+    pings.every((s) => s === 200),
+    `every /ping answered 200 (${pings.length})`,
+  );
   t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'the server is up');
 });
 
 t.test('archives built and extracted are not world-writable', async (t) => {
   const dir = tempDir(t);
-  const mar = createArchive({ modelName: 'modes', version: '1.0', serializedFile: join(MNIST_DIR, 'mnist.onnx'), handler: join(MNIST_DIR, 'mnist_handler.ts'), exportPath: dir, force: true });
+  const mar = createArchive({
+    modelName: 'modes',
+    version: '1.0',
+    serializedFile: join(MNIST_DIR, 'mnist.onnx'),
+    handler: join(MNIST_DIR, 'mnist_handler.ts'),
+    exportPath: dir,
+    force: true,
+  });
   t.equal(statSync(mar).mode & 0o002, 0, `the .mar is ${(statSync(mar).mode & 0o777).toString(8)}`);
-  const tgz = createArchive({ modelName: 'modes', version: '1.0', serializedFile: join(MNIST_DIR, 'mnist.onnx'), handler: join(MNIST_DIR, 'mnist_handler.ts'), exportPath: dir, force: true, archiveFormat: 'tgz' });
+  const tgz = createArchive({
+    modelName: 'modes',
+    version: '1.0',
+    serializedFile: join(MNIST_DIR, 'mnist.onnx'),
+    handler: join(MNIST_DIR, 'mnist_handler.ts'),
+    exportPath: dir,
+    force: true,
+    archiveFormat: 'tgz',
+  });
   t.equal(statSync(tgz).mode & 0o002, 0, 'the .tar.gz too');
-  const server = await startTestServer(t, { prepare: (store) => { copyFileSync(mar, join(store, 'modes.mar')); copyFileSync(tgz, join(store, 'modest.tar.gz')); } });
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      copyFileSync(mar, join(store, 'modes.mar'));
+      copyFileSync(tgz, join(store, 'modest.tar.gz'));
+    },
+  });
   for (const url of ['modes.mar', 'modest.tar.gz']) {
     const res = await fetch(`${server.urls.management}/models?url=${url}&model_name=${url.replace(/\W/g, '_')}&initial_workers=0`, { method: 'POST' });
     t.equal(res.status, 200, url);
@@ -256,7 +324,7 @@ t.test('archives built and extracted are not world-writable', async (t) => {
   }
 });
 
-t.test('extraction directories of servers that are gone are removed at start; a live server\'s are kept', async (t) => {
+t.test("extraction directories of servers that are gone are removed at start; a live server's are kept", async (t) => {
   const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
   const deadPid = Number(exited.stdout);
   const dead = join(MODELS_ROOT, `${deadPid}-${token()}${token()}${token()}${token()}`);
@@ -268,5 +336,5 @@ t.test('extraction directories of servers that are gone are removed at start; a 
   t.teardown(() => rmSync(live, { recursive: true, force: true }));
   await startTestServer(t);
   t.notOk(existsSync(dead), `${deadPid}'s directory removed`);
-  t.ok(existsSync(live), 'the live process\'s directory kept');
+  t.ok(existsSync(live), "the live process's directory kept");
 });

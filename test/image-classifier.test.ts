@@ -8,15 +8,21 @@ import t, { type Test } from 'tap';
 import { buildMar, FIXTURES, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })[format]().toBuffer();
+  return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })
+    [format]()
+    .toBuffer();
 }
 
 /** A server with test/fixtures/colour_classifier.onnx archived as colours.mar, loaded unless told. */
 function serveColours(t: Test, properties: Record<string, string> = {}, load = true): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'colours',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+      }),
     properties: load ? { load_models: 'colours.mar', ...properties } : properties,
   });
 }
@@ -31,7 +37,11 @@ t.test('top classes with labels from index_to_name.json, most probable first, so
   writeFileSync(join(labels, 'index_to_name.json'), JSON.stringify({ 0: 'red', 1: 'green', 2: ['n0000', 'blue'] }));
   const server = await serveFixtureModel(t, 'colours', 'image_classifier', 'colour_classifier.onnx', [join(labels, 'index_to_name.json')]);
   const url = `${server.urls.inference}/predictions/colours`;
-  for (const [colour, image] of [['red', await solid(250, 10, 10)], ['green', await solid(10, 250, 10, 'jpeg')], ['blue', await solid(10, 10, 250)]] as const) {
+  for (const [colour, image] of [
+    ['red', await solid(250, 10, 10)],
+    ['green', await solid(10, 250, 10, 'jpeg')],
+    ['blue', await solid(10, 10, 250)],
+  ] as const) {
     const { status, text } = await classify(url, image);
     t.equal(status, 200);
     const answer = JSON.parse(text) as Record<string, number>;
@@ -39,7 +49,11 @@ t.test('top classes with labels from index_to_name.json, most probable first, so
     t.same(Object.keys(answer).sort(), ['blue', 'green', 'red'], 'as many classes as the model has, up to 5');
     const probs = Object.values(answer);
     t.ok(Math.abs(probs.reduce((a, b) => a + b, 0) - 1) < 1e-5, 'probabilities sum to 1');
-    t.same(probs, [...probs].sort((a, b) => b - a), 'most probable first');
+    t.same(
+      probs,
+      [...probs].sort((a, b) => b - a),
+      'most probable first',
+    );
   }
 });
 
@@ -51,16 +65,23 @@ t.test('without index_to_name.json the labels are class indexes, still most prob
 
 t.test('batched: concurrent requests form one batch and each gets its own answer', async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'colours',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+      }),
   });
   const reg = await fetch(`${server.urls.management}/models?url=colours.mar&batch_size=4&max_batch_delay=200&initial_workers=1`, { method: 'POST' });
   t.equal(reg.status, 200);
   const images = [await solid(250, 0, 0), await solid(0, 250, 0), await solid(0, 0, 250), await solid(240, 10, 10)];
   const answers = await Promise.all(images.map((img) => classify(`${server.urls.inference}/predictions/colours`, img)));
   // Read the first key from the text: JSON.parse would put integer-like keys in ascending order.
-  t.same(answers.map((a) => /^\{\n {2}"(\d)"/.exec(a.text)?.[1]), ['0', '1', '2', '0']);
+  t.same(
+    answers.map((a) => /^\{\n {2}"(\d)"/.exec(a.text)?.[1]),
+    ['0', '1', '2', '0'],
+  );
 });
 
 t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is a 400', async (t) => {
@@ -68,9 +89,14 @@ t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is 
   const url = `${server.urls.inference}/predictions/colours`;
   const tall = await solid(250, 10, 10, 'png', 17, 900);
   t.equal((await classify(url, tall)).status, 200, 'tall thin image');
-  const rgba = await sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 0, g: 0, b: 255, alpha: 0.5 } } }).png().toBuffer();
+  const rgba = await sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 0, g: 0, b: 255, alpha: 0.5 } } })
+    .png()
+    .toBuffer();
   t.equal((await classify(url, rgba)).status, 200, 'alpha channel');
-  const grey = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 90, g: 90, b: 90 } } }).greyscale().png().toBuffer();
+  const grey = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 90, g: 90, b: 90 } } })
+    .greyscale()
+    .png()
+    .toBuffer();
   t.equal((await classify(url, grey)).status, 200, 'greyscale');
   const bad = await classify(url, Buffer.from('GIF89a not really'));
   t.equal(bad.status, 400);
@@ -102,7 +128,8 @@ t.test("limit_max_image_pixels: an image over PIL's limit is a 400 before it is 
   const refused = await classify(`${limited.urls.inference}/predictions/colours`, bomb);
   t.equal(refused.status, 400);
   t.same(JSON.parse(refused.text), {
-    code: 400, type: 'BadRequestException',
+    code: 400,
+    type: 'BadRequestException',
     message: "Invalid image: 20000 x 9000 pixels, over the limit of 178956970 (PIL's; limit_max_image_pixels=false lifts it)",
   });
   t.equal((await classify(`${limited.urls.inference}/predictions/colours`, await solid(250, 10, 10))).status, 200, 'the server goes on');
@@ -140,7 +167,9 @@ t.test("the transform is torchvision's Resize(256) + CenterCrop(224): a 16 px bo
   const server = await serveColours(t);
   const url = `${server.urls.inference}/predictions/colours`;
   const framed = await sharp({ create: { width: 224, height: 224, channels: 3, background: { r: 255, g: 0, b: 0 } } })
-    .extend({ top: 16, bottom: 16, left: 16, right: 16, background: { r: 0, g: 0, b: 255 } }).png().toBuffer();
+    .extend({ top: 16, bottom: 16, left: 16, right: 16, background: { r: 0, g: 0, b: 255 } })
+    .png()
+    .toBuffer();
   const plain = await solid(255, 0, 0, 'png', 256, 256);
   const answer = async (body: Buffer): Promise<Record<string, number>> => JSON.parse((await classify(url, body)).text) as Record<string, number>;
   const [a, b] = [await answer(framed), await answer(plain)];

@@ -32,7 +32,9 @@ async function echo(res: Response): Promise<Echo> {
 
 t.test('/invocations: the model from ?model_name=, query parameters first as inputs, then the body', async (t) => {
   const server = await serve(t, 'mnist.mar,echo.mar');
-  const answer = await echo(await fetch(`${server.urls.inference}/invocations?model_name=echo&topk=3`, { method: 'POST', body: 'hi', headers: { 'content-type': 'text/plain' } }));
+  const answer = await echo(
+    await fetch(`${server.urls.inference}/invocations?model_name=echo&topk=3`, { method: 'POST', body: 'hi', headers: { 'content-type': 'text/plain' } }),
+  );
   t.same(answer.params, { model_name: { kind: 'bytes', value: 4 }, topk: { kind: 'bytes', value: 1 }, body: { kind: 'text', value: 'hi' } });
   t.equal(answer.explain, undefined, 'no explain header on SageMaker routes');
 
@@ -110,8 +112,10 @@ t.test("a client's describe or explain header steers nothing: only the route say
   const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
   const base = server.urls.inference;
   for (const [url, header] of [
-    [`${base}/predictions/mnist`, 'describe'], [`${base}/predictions/mnist`, 'explain'],
-    [`${base}/invocations?model_name=mnist`, 'explain'], [`${base}/mnist/predict`, 'explain'],
+    [`${base}/predictions/mnist`, 'describe'],
+    [`${base}/predictions/mnist`, 'explain'],
+    [`${base}/invocations?model_name=mnist`, 'explain'],
+    [`${base}/mnist/predict`, 'explain'],
     [`${base}/models/mnist/invoke`, 'describe'],
   ] as const) {
     const res = await fetch(url, { method: 'POST', body: seven, headers: { 'content-type': 'application/octet-stream', [header]: 'True' } });

@@ -61,13 +61,19 @@ t.test('request forms become the handler inputs TorchServe would give', async (t
   form.append('other', new Blob([Buffer.from('xyz')], { type: 'application/octet-stream' }), 'x.bin');
   form.append('note', 'a field');
   const multi = (await json(await fetch(url, { method: 'POST', body: form }))) as Echo;
-  t.same(multi.params, {
-    data: { kind: 'bytes', value: seven.length },
-    other: { kind: 'bytes', value: 3 },
-    note: { kind: 'bytes', value: 7 },
-  }, 'each multipart part under its field name');
+  t.same(
+    multi.params,
+    {
+      data: { kind: 'bytes', value: seven.length },
+      other: { kind: 'bytes', value: 3 },
+      note: { kind: 'bytes', value: 7 },
+    },
+    'each multipart part under its field name',
+  );
 
-  const urlencoded = (await json(await fetch(url, { method: 'POST', body: 'a=1&b=two', headers: { 'content-type': 'application/x-www-form-urlencoded' } }))) as Echo;
+  const urlencoded = (await json(
+    await fetch(url, { method: 'POST', body: 'a=1&b=two', headers: { 'content-type': 'application/x-www-form-urlencoded' } }),
+  )) as Echo;
   t.same(Object.keys(urlencoded.params), ['a', 'b'], 'form fields become parameters');
 
   const extra = (await json(await fetch(`${server.urls.inference}/explanations/echo/1.0/extra/path`, { method: 'POST', body: 'x' }))) as Echo;
@@ -96,20 +102,115 @@ t.test('bad input gets a JSON error with the right status and the server stays u
   const server = await serve(t, { max_request_size: '100000' });
   const inf = server.urls.inference;
   const cases: Array<{ what: string; url: string; init: RequestInit; status: number; type: string; message: RegExp | string }> = [
-    { what: 'unknown model', url: '/predictions/nope', init: { method: 'POST', body: seven }, status: 404, type: 'ModelNotFoundException', message: 'Model not found: nope' },
-    { what: 'unknown version', url: '/predictions/mnist/9.9', init: { method: 'POST', body: seven }, status: 404, type: 'ModelVersionNotFoundException', message: 'Model version: 9.9 does not exist for model: mnist' },
-    { what: 'corrupt image', url: '/predictions/mnist', init: { method: 'POST', body: Buffer.from('not an image at all') }, status: 400, type: 'BadRequestException', message: /^Invalid image/ },
-    { what: 'truncated PNG', url: '/predictions/mnist', init: { method: 'POST', body: seven.subarray(0, 60) }, status: 400, type: 'BadRequestException', message: /^Invalid image/ },
+    {
+      what: 'unknown model',
+      url: '/predictions/nope',
+      init: { method: 'POST', body: seven },
+      status: 404,
+      type: 'ModelNotFoundException',
+      message: 'Model not found: nope',
+    },
+    {
+      what: 'unknown version',
+      url: '/predictions/mnist/9.9',
+      init: { method: 'POST', body: seven },
+      status: 404,
+      type: 'ModelVersionNotFoundException',
+      message: 'Model version: 9.9 does not exist for model: mnist',
+    },
+    {
+      what: 'corrupt image',
+      url: '/predictions/mnist',
+      init: { method: 'POST', body: Buffer.from('not an image at all') },
+      status: 400,
+      type: 'BadRequestException',
+      message: /^Invalid image/,
+    },
+    {
+      what: 'truncated PNG',
+      url: '/predictions/mnist',
+      init: { method: 'POST', body: seven.subarray(0, 60) },
+      status: 400,
+      type: 'BadRequestException',
+      message: /^Invalid image/,
+    },
     { what: 'empty body', url: '/predictions/mnist', init: { method: 'POST' }, status: 400, type: 'BadRequestException', message: /^Invalid image/ },
-    { what: 'JSON sent to an image model', url: '/predictions/mnist', init: { method: 'POST', body: '{"x": 1}', headers: { 'content-type': 'application/json' } }, status: 400, type: 'BadRequestException', message: /binary data or a base64 string/ },
-    { what: 'multipart without a boundary', url: '/predictions/mnist', init: { method: 'POST', body: 'data', headers: { 'content-type': 'multipart/form-data' } }, status: 400, type: 'BadRequestException', message: /^Invalid multipart body: / },
-    { what: 'multipart cut short', url: '/predictions/mnist', init: { method: 'POST', body: '--x\r\nContent-Disposition: form-data; name="data"\r\n\r\nabc', headers: { 'content-type': 'multipart/form-data; boundary=x' } }, status: 400, type: 'BadRequestException', message: /^Invalid multipart body: / },
-    { what: 'oversized body', url: '/predictions/mnist', init: { method: 'POST', body: Buffer.alloc(200_000) }, status: 413, type: 'RequestEntityTooLargeException', message: /^Request body is larger than max_request_size \(\d+ bytes\)\.$/ },
-    { what: 'unknown path', url: '/nothing/here', init: {}, status: 404, type: 'ResourceNotFoundException', message: 'Requested resource is not found, please refer to API document.' },
-    { what: 'handler answers too few items', url: '/predictions/echo', init: { method: 'POST', body: 'wrong-length' }, status: 503, type: 'InternalServerException', message: 'number of batch response mismatched' },
-    { what: 'handler answers a non-list', url: '/predictions/echo', init: { method: 'POST', body: 'not-a-list' }, status: 503, type: 'InternalServerException', message: 'Invalid model predict output' },
-    { what: 'handler throws', url: '/predictions/echo', init: { method: 'POST', body: 'throw' }, status: 503, type: 'InternalServerException', message: 'Prediction failed' },
-    { what: 'handler PredictionError', url: '/predictions/echo', init: { method: 'POST', body: 'custom-599' }, status: 599, type: 'InternalServerException', message: 'custom failure' },
+    {
+      what: 'JSON sent to an image model',
+      url: '/predictions/mnist',
+      init: { method: 'POST', body: '{"x": 1}', headers: { 'content-type': 'application/json' } },
+      status: 400,
+      type: 'BadRequestException',
+      message: /binary data or a base64 string/,
+    },
+    {
+      what: 'multipart without a boundary',
+      url: '/predictions/mnist',
+      init: { method: 'POST', body: 'data', headers: { 'content-type': 'multipart/form-data' } },
+      status: 400,
+      type: 'BadRequestException',
+      message: /^Invalid multipart body: /,
+    },
+    {
+      what: 'multipart cut short',
+      url: '/predictions/mnist',
+      init: {
+        method: 'POST',
+        body: '--x\r\nContent-Disposition: form-data; name="data"\r\n\r\nabc',
+        headers: { 'content-type': 'multipart/form-data; boundary=x' },
+      },
+      status: 400,
+      type: 'BadRequestException',
+      message: /^Invalid multipart body: /,
+    },
+    {
+      what: 'oversized body',
+      url: '/predictions/mnist',
+      init: { method: 'POST', body: Buffer.alloc(200_000) },
+      status: 413,
+      type: 'RequestEntityTooLargeException',
+      message: /^Request body is larger than max_request_size \(\d+ bytes\)\.$/,
+    },
+    {
+      what: 'unknown path',
+      url: '/nothing/here',
+      init: {},
+      status: 404,
+      type: 'ResourceNotFoundException',
+      message: 'Requested resource is not found, please refer to API document.',
+    },
+    {
+      what: 'handler answers too few items',
+      url: '/predictions/echo',
+      init: { method: 'POST', body: 'wrong-length' },
+      status: 503,
+      type: 'InternalServerException',
+      message: 'number of batch response mismatched',
+    },
+    {
+      what: 'handler answers a non-list',
+      url: '/predictions/echo',
+      init: { method: 'POST', body: 'not-a-list' },
+      status: 503,
+      type: 'InternalServerException',
+      message: 'Invalid model predict output',
+    },
+    {
+      what: 'handler throws',
+      url: '/predictions/echo',
+      init: { method: 'POST', body: 'throw' },
+      status: 503,
+      type: 'InternalServerException',
+      message: 'Prediction failed',
+    },
+    {
+      what: 'handler PredictionError',
+      url: '/predictions/echo',
+      init: { method: 'POST', body: 'custom-599' },
+      status: 599,
+      type: 'InternalServerException',
+      message: 'custom failure',
+    },
   ];
   for (const c of cases) {
     const res = await fetch(`${inf}${c.url}`, c.init);

@@ -24,7 +24,13 @@ const KSERVE_PROPERTIES = {
   NUM_WORKERS: '1',
   number_of_netty_threads: '4',
   job_queue_size: '10',
-  model_snapshot: JSON.stringify({ name: 'startup.cfg', modelCount: 1, models: { mnist: { '1.0': { defaultVersion: true, marName: 'mnist.mar', minWorkers: 1, maxWorkers: 5, batchSize: 1, maxBatchDelay: 10, responseTimeout: 120 } } } }),
+  model_snapshot: JSON.stringify({
+    name: 'startup.cfg',
+    modelCount: 1,
+    models: {
+      mnist: { '1.0': { defaultVersion: true, marName: 'mnist.mar', minWorkers: 1, maxWorkers: 5, batchSize: 1, maxBatchDelay: 10, responseTimeout: 120 } },
+    },
+  }),
   kserve_inference_address: 'http://127.0.0.1:0',
   kserve_grpc_inference_port: '0',
 };
@@ -44,8 +50,12 @@ const post = async (url: string, body: unknown): Promise<{ status: number; body:
   return { status: res.status, body: await res.json() };
 };
 
-const v2Answer = (name: string, digit: number): object =>
-  ({ id: 'd3b15cad-50a2-4eaf-80ce-8b0a428bd298', model_name: 'mnist', model_version: '1.0', outputs: [{ name, datatype: 'INT64', data: [digit], shape: [1] }] });
+const v2Answer = (name: string, digit: number): object => ({
+  id: 'd3b15cad-50a2-4eaf-80ce-8b0a428bd298',
+  model_name: 'mnist',
+  model_version: '1.0',
+  outputs: [{ name, datatype: 'INT64', data: [digit], shape: [1] }],
+});
 
 /** A client of KServe's gRPC service, generated from KServe's own proto. */
 function kserveGrpcClient(t: Test, address: string): GrpcClient {
@@ -59,7 +69,7 @@ function kserveGrpcClient(t: Test, address: string): GrpcClient {
 const int64Contents = (value: Record<string, unknown> | undefined): unknown =>
   (value?.outputs as Array<{ contents: { int64_contents: number[] } }> | undefined)?.[0]?.contents.int64_contents;
 
-t.test('KServe v1 (TS_SERVICE_ENVELOPE=kserve): KServe\'s mnist.json on the KServe listener, its readiness and model list', async (t) => {
+t.test("KServe v1 (TS_SERVICE_ENVELOPE=kserve): KServe's mnist.json on the KServe listener, its readiness and model list", async (t) => {
   const server = await serveUnderKserve(t, { TS_SERVICE_ENVELOPE: 'kserve' });
   t.ok(server.urls.kserve, 'the KServe HTTP listener is open');
   const predicted = await post(`${server.urls.kserve}/v1/models/mnist:predict`, sample('mnist_v1.json'));
@@ -68,14 +78,26 @@ t.test('KServe v1 (TS_SERVICE_ENVELOPE=kserve): KServe\'s mnist.json on the KSer
   t.same(await (await fetch(`${server.urls.kserve}/v1/models`)).json(), { models: ['mnist'] });
   const unknown = await fetch(`${server.urls.kserve}/v1/models/nope:predict`, { method: 'POST', body: '{}' });
   t.equal(unknown.status, 404);
-  t.same(await (await post(`${server.urls.inference}/v1/models/mnist:predict`, sample('mnist_v1.json'))).body, { predictions: [2] }, 'and on the inference address (8085)');
+  t.same(
+    await (await post(`${server.urls.inference}/v1/models/mnist:predict`, sample('mnist_v1.json'))).body,
+    { predictions: [2] },
+    'and on the inference address (8085)',
+  );
 });
 
 t.test("KServe v2 and OIP (kservev2, TS_OPEN_INFERENCE_PROTOCOL=oip): KServe's tensor and BYTES samples over REST and both gRPC services", async (t) => {
   const server = await serveUnderKserve(t, { TS_SERVICE_ENVELOPE: 'kservev2', TS_OPEN_INFERENCE_PROTOCOL: 'oip' });
   for (const base of [server.urls.kserve!, server.urls.inference]) {
-    t.same(await post(`${base}/v2/models/mnist/infer`, sample('mnist_v2_tensor.json')), { status: 200, body: v2Answer('input-0', 0) }, `${base}: an FP32 [1, 28, 28] tensor of a 0`);
-    t.same(await post(`${base}/v2/models/mnist/infer`, sample('mnist_v2_bytes.json')), { status: 200, body: v2Answer('312a4eb0-0ca7-4803-a101-a6d2c18486fe', 0) }, `${base}: a BYTES PNG with shape [-1]`);
+    t.same(
+      await post(`${base}/v2/models/mnist/infer`, sample('mnist_v2_tensor.json')),
+      { status: 200, body: v2Answer('input-0', 0) },
+      `${base}: an FP32 [1, 28, 28] tensor of a 0`,
+    );
+    t.same(
+      await post(`${base}/v2/models/mnist/infer`, sample('mnist_v2_bytes.json')),
+      { status: 200, body: v2Answer('312a4eb0-0ca7-4803-a101-a6d2c18486fe', 0) },
+      `${base}: a BYTES PNG with shape [-1]`,
+    );
     t.same(await (await fetch(`${base}/v2/health/ready`)).json(), { ready: true });
     t.same(await (await fetch(`${base}/v2/health/live`)).json(), { live: true });
   }
@@ -105,12 +127,20 @@ t.test('without TS_SERVICE_ENVELOPE the KServe listeners stay closed; enable_kse
 
 t.test('a KServe listener whose port another listener holds is left to it, and the server starts', async (t) => {
   const port = await freePort();
-  const server = await serveUnderKserve(t, { TS_SERVICE_ENVELOPE: 'kserve' }, {
-    inference_address: `http://127.0.0.1:${port}`,
-    kserve_inference_address: `http://0.0.0.0:${port}`,
-  });
+  const server = await serveUnderKserve(
+    t,
+    { TS_SERVICE_ENVELOPE: 'kserve' },
+    {
+      inference_address: `http://127.0.0.1:${port}`,
+      kserve_inference_address: `http://0.0.0.0:${port}`,
+    },
+  );
   t.equal(server.urls.kserve, undefined);
-  t.same(await (await post(`${server.urls.inference}/v1/models/mnist:predict`, sample('mnist_v1.json'))).body, { predictions: [2] }, 'the inference listener serves the KServe routes');
+  t.same(
+    await (await post(`${server.urls.inference}/v1/models/mnist:predict`, sample('mnist_v1.json'))).body,
+    { predictions: [2] },
+    'the inference listener serves the KServe routes',
+  );
 });
 
 t.test('readiness (REST v1 and v2, OIP gRPC) is false until a worker has the model loaded', async (t) => {

@@ -8,16 +8,24 @@ import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestSer
 
 function serveColours(t: Test, properties: Record<string, string>, env: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'colours',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+      }),
     properties: { load_models: 'colours.mar', ...properties },
     env,
   });
 }
 
 async function pngBase64(r: number, g: number, b: number): Promise<string> {
-  return (await sharp({ create: { width: 64, height: 48, channels: 3, background: { r, g, b } } }).png().toBuffer()).toString('base64');
+  return (
+    await sharp({ create: { width: 64, height: 48, channels: 3, background: { r, g, b } } })
+      .png()
+      .toBuffer()
+  ).toString('base64');
 }
 
 const post = (url: string, body: unknown): Promise<Response> =>
@@ -54,9 +62,13 @@ t.test('KServe v1: {"instances": [...]} in, {"predictions": [...]} out, one per 
 
 t.test('a request the envelope cannot read gets its own 400; the others of its batch are answered', async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'colours',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+      }),
     properties: { service_envelope: 'kserve' },
   });
   const reg = await fetch(`${server.urls.management}/models?url=colours.mar&batch_size=4&max_batch_delay=300&initial_workers=1`, { method: 'POST' });
@@ -82,10 +94,24 @@ t.test('KServe v2: each input is a row; outputs named after the inputs; the id e
     ],
   });
   t.equal(res.status, 200);
-  const answer = (await res.json()) as { id: string; model_name: string; model_version: string; outputs: Array<{ name: string; datatype: string; shape: number[]; data: Array<Record<string, number>> }> };
+  const answer = (await res.json()) as {
+    id: string;
+    model_name: string;
+    model_version: string;
+    outputs: Array<{ name: string; datatype: string; shape: number[]; data: Array<Record<string, number>> }>;
+  };
   t.match(answer, { id: 'req-1', model_name: 'colours', model_version: '1.0' });
-  t.same(answer.outputs.map((o) => [o.name, o.datatype, o.shape]), [['red', 'BYTES', [1]], ['blue', 'BYTES', [1]]]);
-  t.same(answer.outputs.map((o) => top(o.data[0]!)), ['0', '2']);
+  t.same(
+    answer.outputs.map((o) => [o.name, o.datatype, o.shape]),
+    [
+      ['red', 'BYTES', [1]],
+      ['blue', 'BYTES', [1]],
+    ],
+  );
+  t.same(
+    answer.outputs.map((o) => top(o.data[0]!)),
+    ['0', '2'],
+  );
 
   // An FP32 tensor is the transformed image itself (CHW): strong in the green plane only.
   const plane = 224 * 224;
@@ -107,7 +133,10 @@ t.test('KServe v2: malformed inputs are 400s that say what is wrong', async (t) 
     [{ inputs: [{ name: 'x', shape: [1], datatype: 'FLOAT', data: [1] }] }, /^Input "x": "datatype" must be one of BOOL, /],
     [{ inputs: [{ name: 'x', shape: [-1], datatype: 'FP32', data: [1] }] }, 'Input "x": "shape" must be a list of non-negative integers'],
     [{ inputs: [{ shape: [1], datatype: 'FP32', data: [1] }] }, 'Input 0 has no "name"'],
-    [{ inputs: [{ name: 'x', shape: new Array(5000).fill(1), datatype: 'FP32', data: [1] }] }, 'Input "x": "shape" has 5000 dimensions, at most 32 are accepted'],
+    [
+      { inputs: [{ name: 'x', shape: new Array(5000).fill(1), datatype: 'FP32', data: [1] }] },
+      'Input "x": "shape" has 5000 dimensions, at most 32 are accepted',
+    ],
     [{ inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }] }, /^Expected an image, or a 3x224x224 tensor/],
   ];
   for (const [body, message] of cases) {
@@ -134,7 +163,10 @@ t.test('Open Inference Protocol extras: only when ts_open_inference_protocol is 
   const off = await serveColours(t, {});
   t.equal((await fetch(`${off.urls.inference}/v2/health/ready`)).status, 404);
 
-  for (const [what, props, env] of [['config.properties', { ts_open_inference_protocol: 'true' }, {}], ['TS_OPEN_INFERENCE_PROTOCOL=oip', {}, { TS_OPEN_INFERENCE_PROTOCOL: 'oip' }]] as const) {
+  for (const [what, props, env] of [
+    ['config.properties', { ts_open_inference_protocol: 'true' }, {}],
+    ['TS_OPEN_INFERENCE_PROTOCOL=oip', {}, { TS_OPEN_INFERENCE_PROTOCOL: 'oip' }],
+  ] as const) {
     const server = await serveColours(t, props, env);
     const base = server.urls.inference;
     await waitReady(server.urls.management, 'colours');
@@ -151,7 +183,9 @@ t.test('Open Inference Protocol REST model metadata and readiness, as its gRPC M
   const server = await serveColours(t, { ts_open_inference_protocol: 'true' });
   const base = server.urls.inference;
   t.same(await (await fetch(`${base}/v2/models/colours`)).json(), {
-    name: 'colours', versions: ['1.0'], platform: '',
+    name: 'colours',
+    versions: ['1.0'],
+    platform: '',
     inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 224, 224] }],
     outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 3] }],
   });

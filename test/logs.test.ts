@@ -15,12 +15,18 @@ t.test('access_log.log has a line per request and model_log.log what the handler
   t.equal((await fetch(`${server.urls.inference}/predictions/missing`, { method: 'POST', body: 'x' })).status, 404);
   await server.close();
 
-  const access = readFileSync(join(server.dir, 'logs', 'access_log.log'), 'utf8').trim().split('\n')
+  const access = readFileSync(join(server.dir, 'logs', 'access_log.log'), 'utf8')
+    .trim()
+    .split('\n')
     .filter((l) => l.includes('/predictions/'));
-  t.match(access, [
-    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3} - \/127\.0\.0\.1:\d+ "POST \/predictions\/echo HTTP\/1\.1" 200 \d+$/,
-    /"POST \/predictions\/missing HTTP\/1\.1" 404 \d+$/,
-  ], 'one line per answered request, in order');
+  t.match(
+    access,
+    [
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3} - \/127\.0\.0\.1:\d+ "POST \/predictions\/echo HTTP\/1\.1" 200 \d+$/,
+      /"POST \/predictions\/missing HTTP\/1\.1" 404 \d+$/,
+    ],
+    'one line per answered request, in order',
+  );
   t.equal(access.length, 2);
 
   const model = readFileSync(join(server.dir, 'logs', 'model_log.log'), 'utf8');
@@ -48,7 +54,10 @@ t.test("a client's 4xx is one log line; a handler's failure keeps its stack", as
   await server.close();
   const worker = lines.filter((l) => /\] W-\S+ tsserve - /.test(l));
   t.equal(worker.length, 1, `one line from the worker: ${worker.join('\n')}`);
-  t.notOk(worker.some((l) => /\bat \S+ \(/.test(l)), 'no stack');
+  t.notOk(
+    worker.some((l) => /\bat \S+ \(/.test(l)),
+    'no stack',
+  );
 });
 
 t.test('the server log: log4j-style text lines by default, as TorchServe writes them; JSON lines with log_format=json', async (t) => {

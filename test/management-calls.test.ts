@@ -49,9 +49,13 @@ const CALLS: Call[] = [
 
 t.test("TorchServe's management call sequence answers with TorchServe's status codes", async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'colours',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+      }),
     properties: { default_workers_per_model: '0' },
   });
   for (const [method, path, status] of CALLS) {

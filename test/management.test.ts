@@ -3,7 +3,14 @@ import { join } from 'node:path';
 import t from 'tap';
 import { buildMar, buildMnistMar, FIXTURES, startTestServer, waitFor, waitReady } from './helpers.js';
 
-type Describe = Array<{ modelName: string; modelVersion: string; minWorkers: number; maxWorkers: number; workers: Array<{ id: string; status: string; pid: number }>; loadedAtStartup: boolean }>;
+type Describe = Array<{
+  modelName: string;
+  modelVersion: string;
+  minWorkers: number;
+  maxWorkers: number;
+  workers: Array<{ id: string; status: string; pid: number }>;
+  loadedAtStartup: boolean;
+}>;
 
 t.test('register synchronously, describe, scale up and down, unregister', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store) });
@@ -69,7 +76,16 @@ t.test('registration answers: 0 workers, asynchronous, missing url, duplicate, u
   t.same(await missing.json(), { code: 404, type: 'ModelNotFoundException', message: 'Model not found at: nothing.mar' });
 
   const list = (await (await fetch(`${mgmt}/models`)).json()) as { models: unknown[] };
-  t.same(list, { models: [{ modelName: 'idle', modelUrl: 'mnist.mar' }, { modelName: 'mnist', modelUrl: 'mnist.mar' }] }, 'sorted by name');
+  t.same(
+    list,
+    {
+      models: [
+        { modelName: 'idle', modelUrl: 'mnist.mar' },
+        { modelName: 'mnist', modelUrl: 'mnist.mar' },
+      ],
+    },
+    'sorted by name',
+  );
 });
 
 t.test('a handler that fails to load: synchronous register answers 500 and leaves nothing registered', async (t) => {
@@ -89,7 +105,10 @@ t.test('register and unregister are 405 unless the model API is enabled; describ
     properties: { enable_model_api: 'false', load_models: 'mnist.mar', default_workers_per_model: '1' },
   });
   const mgmt = server.urls.management;
-  for (const [method, path] of [['POST', '/models?url=mnist.mar'], ['DELETE', '/models/mnist']] as const) {
+  for (const [method, path] of [
+    ['POST', '/models?url=mnist.mar'],
+    ['DELETE', '/models/mnist'],
+  ] as const) {
     const res = await fetch(`${mgmt}${path}`, { method });
     t.equal(res.status, 405, `${method} ${path}`);
     t.same(await res.json(), { code: 405, type: 'MethodNotAllowedException', message: 'Requested method is not allowed, please refer to API document.' });

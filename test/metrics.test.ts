@@ -28,7 +28,11 @@ t.test('prediction counters, latencies and response classes', async (t) => {
   t.match(text, '# HELP HandlerTime Torchserve prometheus gauge metric with unit: ms\n', "the unit of TorchServe's metrics.yaml");
   t.match(text, /PredictionTime\{ModelName="mnist",Level="Model",Hostname=".*",\} \d/, 'the worker times every prediction');
   t.match(text, /WorkerThreadTime\{Level="Host",Hostname=".*",\} \d/, "the server's own time on a batch");
-  t.match(text, '# HELP GPUUtilization Torchserve prometheus gauge metric with unit: Percent\n# TYPE GPUUtilization gauge\n', 'declared families print with no samples, as in TorchServe');
+  t.match(
+    text,
+    '# HELP GPUUtilization Torchserve prometheus gauge metric with unit: Percent\n# TYPE GPUUtilization gauge\n',
+    'declared families print with no samples, as in TorchServe',
+  );
 
   const filtered = await (await fetch(`${server.urls.metrics!}/metrics?name[]=ts_inference_requests_total`)).text();
   t.notMatch(filtered, 'Requests2XX', 'name[] filters families');
@@ -52,7 +56,11 @@ t.test("model_metrics_auto_detect=true: a handler's own metrics, one of each kin
   const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
   const host = hostname();
   const family = (name: string, type: string, unit: string, labels: string, value: string): void => {
-    t.match(text, `# HELP ${name} Torchserve prometheus ${type} metric with unit: ${unit}\n# TYPE ${name} ${type}\n${name}{${labels}Hostname="${host}",} ${value}\n`, name);
+    t.match(
+      text,
+      `# HELP ${name} Torchserve prometheus ${type} metric with unit: ${unit}\n# TYPE ${name} ${type}\n${name}{${labels}Hostname="${host}",} ${value}\n`,
+      name,
+    );
   };
   family('EchoCalls', 'counter', 'Count', 'ModelName="echo",Level="Model",', '2.0');
   family('EchoWait', 'gauge', 'Seconds', 'ModelName="echo",Level="Model",', '1.5');
@@ -62,12 +70,26 @@ t.test("model_metrics_auto_detect=true: a handler's own metrics, one of each kin
   family('EchoCustom', 'gauge', 'Widgets', 'ModelName="echo",Level="Model",', '7.0');
 });
 
-t.test('system metrics every metric_time_interval: host CPU, memory and disk gauges, and each worker\'s memory in describe', async (t) => {
+t.test("system metrics every metric_time_interval: host CPU, memory and disk gauges, and each worker's memory in describe", async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metric_time_interval: '1' } });
   const text = await (await fetch(`${server.urls.metrics!}/metrics`)).text();
   const host = hostname();
-  for (const [name, unit] of [['CPUUtilization', 'Percent'], ['MemoryUsed', 'Megabytes'], ['MemoryAvailable', 'Megabytes'], ['MemoryUtilization', 'Percent'], ['DiskUsage', 'Gigabytes'], ['DiskUtilization', 'Percent'], ['DiskAvailable', 'Gigabytes']] as const) {
-    t.match(text, new RegExp(`# HELP ${name} Torchserve prometheus gauge metric with unit: ${unit}\n# TYPE ${name} gauge\n${name}\\{Level="Host",Hostname="${host}",\\} \\d+(\\.\\d+)?(E\\d+)?\n`), name);
+  for (const [name, unit] of [
+    ['CPUUtilization', 'Percent'],
+    ['MemoryUsed', 'Megabytes'],
+    ['MemoryAvailable', 'Megabytes'],
+    ['MemoryUtilization', 'Percent'],
+    ['DiskUsage', 'Gigabytes'],
+    ['DiskUtilization', 'Percent'],
+    ['DiskAvailable', 'Gigabytes'],
+  ] as const) {
+    t.match(
+      text,
+      new RegExp(
+        `# HELP ${name} Torchserve prometheus gauge metric with unit: ${unit}\n# TYPE ${name} gauge\n${name}\\{Level="Host",Hostname="${host}",\\} \\d+(\\.\\d+)?(E\\d+)?\n`,
+      ),
+      name,
+    );
   }
   const used = Number(/^MemoryUsed\{[^}]*\} (\S+)$/m.exec(text)?.[1]);
   t.ok(used > 10, `MemoryUsed is a plausible number of megabytes (${used})`);
@@ -84,15 +106,21 @@ t.test('system metrics every metric_time_interval: host CPU, memory and disk gau
 });
 
 t.test('disable_system_metrics=true: no system gauges, memoryUsage stays 0', async (t) => {
-  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metric_time_interval: '1', disable_system_metrics: 'true' } });
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', metric_time_interval: '1', disable_system_metrics: 'true' },
+  });
   await new Promise((r) => setTimeout(r, 1200));
   t.notMatch(await (await fetch(`${server.urls.metrics!}/metrics`)).text(), /^CPUUtilization\{/m, 'declared, so printed, but never sampled');
   const [d] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ memoryUsage: number }> }>;
   t.equal(d!.workers[0]!.memoryUsage, 0);
 });
 
-t.test('metrics_mode=log writes ts_metrics.log and model_metrics.log in TorchServe\'s line formats', async (t) => {
-  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' } });
+t.test("metrics_mode=log writes ts_metrics.log and model_metrics.log in TorchServe's line formats", async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
+  });
   const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
   const res = await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven });
   t.equal(res.status, 200);
@@ -101,17 +129,27 @@ t.test('metrics_mode=log writes ts_metrics.log and model_metrics.log in TorchSer
   const host = hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const stamp = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d,\\d{3} - ';
   const ts = readFileSync(join(logs, 'ts_metrics.log'), 'utf8');
-  t.match(ts, new RegExp(`^${stamp}ts_inference_requests_total\\.Count:1\\.0\\|#model_name:mnist,model_version:default\\|#hostname:${host},timestamp:\\d+$`, 'm'));
+  t.match(
+    ts,
+    new RegExp(`^${stamp}ts_inference_requests_total\\.Count:1\\.0\\|#model_name:mnist,model_version:default\\|#hostname:${host},timestamp:\\d+$`, 'm'),
+  );
   t.match(ts, new RegExp(`^${stamp}Requests2XX\\.Count:1\\.0\\|#Level:Host\\|#hostname:${host},timestamp:\\d+$`, 'm'));
   t.match(ts, new RegExp(`^${stamp}QueueTime\\.Milliseconds:[\\d.E-]+\\|#Level:Host\\|#hostname:${host},timestamp:\\d+$`, 'm'));
   const model = readFileSync(join(logs, 'model_metrics.log'), 'utf8');
   t.match(model, new RegExp(`^${stamp}HandlerTime\\.ms:[\\d.E-]+\\|#ModelName:mnist,Level:Model\\|#hostname:${host},requestID:[\\w-]+,timestamp:\\d+$`, 'm'));
-  t.match(model, new RegExp(`^${stamp}PredictionTime\\.ms:[\\d.E-]+\\|#ModelName:mnist,Level:Model\\|#hostname:${host},requestID:[\\w-]+,timestamp:\\d+$`, 'm'));
+  t.match(
+    model,
+    new RegExp(`^${stamp}PredictionTime\\.ms:[\\d.E-]+\\|#ModelName:mnist,Level:Model\\|#hostname:${host},requestID:[\\w-]+,timestamp:\\d+$`, 'm'),
+  );
 });
 
 t.test('METRICS_LOCATION: where the metric logs go; one that cannot be written costs no request', async (t) => {
   const elsewhere = join(tempDir(t), 'metrics-here');
-  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' }, env: { METRICS_LOCATION: elsewhere } });
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
+    env: { METRICS_LOCATION: elsewhere },
+  });
   const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
   t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
   await server.close();
@@ -122,7 +160,12 @@ t.test('METRICS_LOCATION: where the metric logs go; one that cannot be written c
   const file = join(tempDir(t), 'a-file');
   writeFileSync(file, '');
   const log: string[] = [];
-  const broken = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' }, env: { METRICS_LOCATION: join(file, 'metrics') }, serverLog: (line) => log.push(line) });
+  const broken = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
+    env: { METRICS_LOCATION: join(file, 'metrics') },
+    serverLog: (line) => log.push(line),
+  });
   for (let i = 0; i < 2; i++) t.equal((await fetch(`${broken.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200, 'answered');
   t.equal(log.filter((l) => l.includes('metrics log unwritable')).length, 1, 'said once');
 });
@@ -132,7 +175,10 @@ t.test('metrics_mode=prometheus writes no metric logs; legacy logs all but the t
   t.equal((await fetch(`${prometheus.urls.inference}/ping`)).status, 200);
   await prometheus.close();
   t.notOk(existsSync(join(prometheus.dir, 'logs', 'ts_metrics.log')));
-  const legacy = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar', metrics_mode: 'legacy', disable_system_metrics: 'true' } });
+  const legacy = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', metrics_mode: 'legacy', disable_system_metrics: 'true' },
+  });
   const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
   t.equal((await fetch(`${legacy.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
   await legacy.close();
@@ -158,27 +204,30 @@ t.test('metrics_config: the families a metrics.yaml declares, with its types, un
   const server = await startTestServer(t, {
     prepare: (store) => {
       echoMar(store);
-      writeFileSync(join(store, '..', 'metrics.yaml'), [
-        'dimensions:',
-        '  - &level "Level"',
-        'ts_metrics:',
-        '  counter:',
-        '    - name: Requests2XX',
-        '      unit: Count',
-        '      dimensions: ["Scope", "Host"]',
-        '  histogram:',
-        '    - name: QueueTime',
-        '      unit: ms',
-        '      dimensions: [*level, "Hostname"]',
-        '  gauge:',
-        '    - name: MyOwnGauge',
-        '      unit: Things',
-        'model_metrics:',
-        '  counter:',
-        '    - {name: EchoCalls, unit: Calls, dimensions: ["ModelName", *level]}',
-        '  gauge:',
-        '    - {name: EchoBytes, unit: kB, dimensions: ["ModelName"]}',
-      ].join('\n'));
+      writeFileSync(
+        join(store, '..', 'metrics.yaml'),
+        [
+          'dimensions:',
+          '  - &level "Level"',
+          'ts_metrics:',
+          '  counter:',
+          '    - name: Requests2XX',
+          '      unit: Count',
+          '      dimensions: ["Scope", "Host"]',
+          '  histogram:',
+          '    - name: QueueTime',
+          '      unit: ms',
+          '      dimensions: [*level, "Hostname"]',
+          '  gauge:',
+          '    - name: MyOwnGauge',
+          '      unit: Things',
+          'model_metrics:',
+          '  counter:',
+          '    - {name: EchoCalls, unit: Calls, dimensions: ["ModelName", *level]}',
+          '  gauge:',
+          '    - {name: EchoBytes, unit: kB, dimensions: ["ModelName"]}',
+        ].join('\n'),
+      );
     },
     properties: { load_models: 'echo.mar', metrics_config: 'metrics.yaml' },
     serverLog: (line) => log.push(line),
@@ -194,12 +243,18 @@ t.test('metrics_config: the families a metrics.yaml declares, with its types, un
   t.match(text, `QueueTime_bucket{Level="Host",Hostname="${host}",le="0.075",}`, "the Java client's default buckets");
   t.match(text, new RegExp(`QueueTime_count\\{Level="Host",Hostname="${host}",\\} 1\\.0`));
   t.match(text, '# HELP MyOwnGauge Torchserve prometheus gauge metric with unit: Things\n# TYPE MyOwnGauge gauge\n', 'declared, never recorded: printed empty');
-  t.match(text, `# HELP EchoCalls Torchserve prometheus counter metric with unit: Calls\n# TYPE EchoCalls counter\nEchoCalls{ModelName="echo",Level="Model",Hostname="${host}",} 2.0\n`);
+  t.match(
+    text,
+    `# HELP EchoCalls Torchserve prometheus counter metric with unit: Calls\n# TYPE EchoCalls counter\nEchoCalls{ModelName="echo",Level="Model",Hostname="${host}",} 2.0\n`,
+  );
   t.notMatch(text, 'EchoBytes{', 'three dimension values for a family of two: dropped');
   t.notMatch(text, 'EchoWait');
   t.notMatch(text, 'PredictionTime');
   t.match(text, '# TYPE ts_queue_size gauge', "tsserve's own metrics stay");
-  t.ok(log.some((l) => l.includes('Dropping model metric EchoBytes: it came with dimensions ModelName, Level, Stage, metrics_config declares ModelName')), 'the mismatch is named');
+  t.ok(
+    log.some((l) => l.includes('Dropping model metric EchoBytes: it came with dimensions ModelName, Level, Stage, metrics_config declares ModelName')),
+    'the mismatch is named',
+  );
 });
 
 t.test('a metrics_config the server cannot use stops the start with the reason', async (t) => {
@@ -208,16 +263,24 @@ t.test('a metrics_config the server cannot use stops the start with the reason',
     ['not YAML', 'ts_metrics: [unclosed', /not valid YAML/],
     ['a type that does not exist', 'ts_metrics:\n  summary:\n    - name: X', /ts_metrics\.summary: unknown metric type/],
     ['a bad name', 'model_metrics:\n  gauge:\n    - name: "has space"', /name must be a Prometheus metric name/],
-    ['dimensions tsserve cannot fill', 'ts_metrics:\n  counter:\n    - {name: Requests2XX, dimensions: [Level]}', /Requests2XX needs 2 dimensions \(TorchServe's default: Level, Hostname\), the file gives 1/],
+    [
+      'dimensions tsserve cannot fill',
+      'ts_metrics:\n  counter:\n    - {name: Requests2XX, dimensions: [Level]}',
+      /Requests2XX needs 2 dimensions \(TorchServe's default: Level, Hostname\), the file gives 1/,
+    ],
     ['Hostname on a model metric', 'model_metrics:\n  gauge:\n    - {name: M, dimensions: [Hostname]}', /M: Hostname is added to model metrics/],
     ["tsserve's own metric", 'ts_metrics:\n  gauge:\n    - {name: ts_queue_size}', /ts_queue_size is tsserve's own metric/],
     ['a name twice', 'ts_metrics:\n  gauge:\n    - {name: A}\nmodel_metrics:\n  counter:\n    - {name: A}', /A is declared twice/],
   ];
   for (const [what, yaml, message] of cases) {
     const file = what === 'missing' ? 'missing.yaml' : 'metrics.yaml';
-    await t.rejects(startTestServer(t, {
-      prepare: (store) => yaml !== undefined && writeFileSync(join(store, '..', file), yaml),
-      properties: { metrics_config: file },
-    }), { message }, what);
+    await t.rejects(
+      startTestServer(t, {
+        prepare: (store) => yaml !== undefined && writeFileSync(join(store, '..', file), yaml),
+        properties: { metrics_config: file },
+      }),
+      { message },
+      what,
+    );
   }
 });

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { buildMnistMar, MNIST_DIR, startTestServer } from './helpers.js';
 
-const digits = readdirSync(join(MNIST_DIR, 'digits')).filter((f) => f.endsWith('.png')).sort();
+const digits = readdirSync(join(MNIST_DIR, 'digits'))
+  .filter((f) => f.endsWith('.png'))
+  .sort();
 
 t.test('the example ships two sample digits of each class', async (t) => {
   t.equal(digits.length, 20);

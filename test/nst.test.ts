@@ -11,10 +11,14 @@ const content = readFileSync(join(NST, 'content-house.png'));
 
 async function serve(t: Parameters<typeof startTestServer>[0]): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'nst', version: '1.0', handler: join(NST, 'nst_handler.ts'), serializedFile: join(NST, 'step.onnx'),
-      extraFiles: [join(NST, 'features.onnx'), join(NST, 'optimizer.ts'), join(NST, 'styles')].join(','),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'nst',
+        version: '1.0',
+        handler: join(NST, 'nst_handler.ts'),
+        serializedFile: join(NST, 'step.onnx'),
+        extraFiles: [join(NST, 'features.onnx'), join(NST, 'optimizer.ts'), join(NST, 'styles')].join(','),
+      }),
     properties: { load_models: 'nst.mar' },
   });
 }
@@ -30,7 +34,9 @@ function form(fields: Record<string, string | Buffer>): FormData {
 
 t.test('content + uploaded style image in, a stylized PNG of the right size out, style loss down 10x', async (t) => {
   const server = await serve(t);
-  const style = await sharp(join(NST, 'styles', 'style-strokes.png')).jpeg().toBuffer();
+  const style = await sharp(join(NST, 'styles', 'style-strokes.png'))
+    .jpeg()
+    .toBuffer();
   const res = await fetch(`${server.urls.inference}/predictions/nst`, { method: 'POST', body: form({ content, style, steps: '80', size: '128' }) });
   t.equal(res.status, 200);
   t.equal(res.headers.get('content-type'), 'image/png');
@@ -48,11 +54,21 @@ t.test('content + uploaded style image in, a stylized PNG of the right size out,
 
 t.test('a ready style by name, with progress streamed as JSON lines, then the image', async (t) => {
   const server = await serve(t);
-  const res = await fetch(`${server.urls.inference}/predictions/nst`, { method: 'POST', body: form({ content, style: 'mosaic', steps: '30', size: '64', stream: 'true' }) });
+  const res = await fetch(`${server.urls.inference}/predictions/nst`, {
+    method: 'POST',
+    body: form({ content, style: 'mosaic', steps: '30', size: '64', stream: 'true' }),
+  });
   t.equal(res.status, 200);
   t.equal(res.headers.get('content-type'), 'application/x-ndjson');
-  const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { step: number; style_loss: number; done?: boolean; image?: string });
-  t.same(lines.map((l) => l.step), [10, 20, 30, 30], 'progress every 10 steps, then the final line');
+  const lines = (await res.text())
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step: number; style_loss: number; done?: boolean; image?: string });
+  t.same(
+    lines.map((l) => l.step),
+    [10, 20, 30, 30],
+    'progress every 10 steps, then the final line',
+  );
   t.ok(lines[0]!.style_loss > lines[2]!.style_loss, 'the loss falls as it streams');
   const last = lines.at(-1)!;
   t.equal(last.done, true);

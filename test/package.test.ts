@@ -15,10 +15,19 @@ import { MNIST_DIR, ROOT, tempDir, writeUserConfig } from './helpers.js';
 
 const run = promisify(execFile);
 
-interface LockEntry { dev?: boolean; devOptional?: boolean; [key: string]: unknown }
-interface PackedManifest { version: string; bundleDependencies: string[]; dependencies: Record<string, string>; [key: string]: unknown }
+interface LockEntry {
+  dev?: boolean;
+  devOptional?: boolean;
+  [key: string]: unknown;
+}
+interface PackedManifest {
+  version: string;
+  bundleDependencies: string[];
+  dependencies: Record<string, string>;
+  [key: string]: unknown;
+}
 
-t.test('the packed package installs from the npm registry alone and serves a user\'s own .mar', async (t) => {
+t.test("the packed package installs from the npm registry alone and serves a user's own .mar", async (t) => {
   const dir = tempDir(t);
   const env = { ...userEnvironment(), TMPDIR: dir };
 
@@ -37,7 +46,7 @@ t.test('the packed package installs from the npm registry alone and serves a use
   const ort = join(project, 'node_modules', 'tsserve', 'node_modules', 'onnxruntime-node');
   const ortManifest = JSON.parse(readFileSync(join(ort, 'package.json'), 'utf8')) as { scripts?: unknown };
   t.equal(ortManifest.scripts, undefined, 'the bundled onnxruntime-node has no install script');
-  t.same(readdirSync(join(ort, 'bin', 'napi-v6')), [process.platform], 'and only this platform\'s binaries');
+  t.same(readdirSync(join(ort, 'bin', 'napi-v6')), [process.platform], "and only this platform's binaries");
   t.notOk(existsSync(join(project, 'node_modules', 'typescript')), 'the TypeScript compiler is not installed');
 
   // Their own model: the MNIST network with a handler of theirs, archived without TypeScript.
@@ -45,13 +54,19 @@ t.test('the packed package installs from the npm registry alone and serves a use
   copyFileSync(join(MNIST_DIR, 'mnist_handler.ts'), join(project, 'digits_handler.ts'));
   mkdirSync(join(project, 'store'));
   const bin = (name: string) => join(project, 'node_modules', '.bin', name);
-  await run(bin('tsserve-archiver'), ['--model-name', 'digits', '--version', '1.0', '--serialized-file', 'mnist.onnx',
-    '--handler', 'digits_handler.ts', '--export-path', 'store'], { cwd: project, env });
+  await run(
+    bin('tsserve-archiver'),
+    ['--model-name', 'digits', '--version', '1.0', '--serialized-file', 'mnist.onnx', '--handler', 'digits_handler.ts', '--export-path', 'store'],
+    { cwd: project, env },
+  );
   t.ok(existsSync(join(project, 'store', 'digits.mar')), 'tsserve-archiver made the archive');
 
   const urls = await writeUserConfig(project, ['default_workers_per_model=1']);
   t.teardown(() => run(bin('tsserve'), ['--stop'], { cwd: project, env }).catch(() => undefined));
-  const started = await run(bin('tsserve'), ['--start', '--model-store', 'store', '--models', 'digits=digits.mar', '--disable-token-auth'], { cwd: project, env });
+  const started = await run(bin('tsserve'), ['--start', '--model-store', 'store', '--models', 'digits=digits.mar', '--disable-token-auth'], {
+    cwd: project,
+    env,
+  });
   t.match(started.stdout + started.stderr, /tsserve started/);
   const answer = await fetch(`${urls.inference}/predictions/digits`, { method: 'PUT', body: readFileSync(join(MNIST_DIR, 'digits', '7_0.png')) });
   t.equal(answer.status, 200);
@@ -59,12 +74,18 @@ t.test('the packed package installs from the npm registry alone and serves a use
   await run(bin('tsserve'), ['--stop'], { cwd: project, env });
 
   // A handler project type-checks against the package's own declarations.
-  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, types: [] },
-    files: ['digits_handler.ts'],
-  }));
+  writeFileSync(
+    join(project, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, types: [] },
+      files: ['digits_handler.ts'],
+    }),
+  );
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const typed = await run(process.execPath, [tsc, '-p', project], { cwd: project, env }).then(() => '', (err: { stdout: string }) => err.stdout);
+  const typed = await run(process.execPath, [tsc, '-p', project], { cwd: project, env }).then(
+    () => '',
+    (err: { stdout: string }) => err.stdout,
+  );
   t.equal(typed, '', 'no type errors');
 });
 
@@ -79,14 +100,20 @@ function writeUserProject(project: string): void {
   const root = { name: 'user-project', version: '1.0.0', type: 'module', dependencies: { tsserve: 'file:tsserve.tgz' } };
   const packages: Record<string, unknown> = {
     '': root,
-    'node_modules/tsserve': { ...pick(manifest, ['version', 'bundleDependencies', 'dependencies', 'peerDependencies', 'peerDependenciesMeta', 'bin', 'engines', 'os', 'cpu']), resolved: 'file:tsserve.tgz' },
+    'node_modules/tsserve': {
+      ...pick(manifest, ['version', 'bundleDependencies', 'dependencies', 'peerDependencies', 'peerDependenciesMeta', 'bin', 'engines', 'os', 'cpu']),
+      resolved: 'file:tsserve.tgz',
+    },
   };
   for (const [path, entry] of Object.entries(repoLock.packages)) {
     if (path === '' || entry.dev || entry.devOptional || path.startsWith('node_modules/onnxruntime-')) continue;
     packages[path] = entry;
   }
   writeFileSync(join(project, 'package.json'), JSON.stringify(root, null, 2));
-  writeFileSync(join(project, 'package-lock.json'), JSON.stringify({ name: root.name, version: root.version, lockfileVersion: 3, requires: true, packages }, null, 2));
+  writeFileSync(
+    join(project, 'package-lock.json'),
+    JSON.stringify({ name: root.name, version: root.version, lockfileVersion: 3, requires: true, packages }, null, 2),
+  );
 }
 
 /** This process's environment without what npm and CI set for the repository's own install. */

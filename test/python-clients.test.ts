@@ -29,7 +29,9 @@ async function pythonPost(spec: Record<string, unknown>): Promise<Answer> {
 
 async function serveShipped(t: Test, models: string[], properties: Record<string, string> = {}): Promise<TestServer> {
   const server = await startTestServer(t, {
-    prepare: (store) => { for (const m of models) copyFileSync(join(ROOT, 'model-store', `${m}.mar`), join(store, `${m}.mar`)); },
+    prepare: (store) => {
+      for (const m of models) copyFileSync(join(ROOT, 'model-store', `${m}.mar`), join(store, `${m}.mar`));
+    },
     properties: { load_models: models.map((m) => `${m}.mar`).join(','), ...properties },
   });
   for (const m of models) await waitReady(server.urls.management, m);
@@ -51,7 +53,12 @@ t.test("the seed's Flask app, unchanged: both images as raw bytes in an url-enco
   const server = await serveShipped(t, ['nst']);
   const dir = tempDir(t);
   const style = join(dir, 'style.jpg');
-  writeFileSync(style, await sharp({ create: { width: 96, height: 96, channels: 3, background: { r: 200, g: 40, b: 30 } } }).jpeg().toBuffer());
+  writeFileSync(
+    style,
+    await sharp({ create: { width: 96, height: 96, channels: 3, background: { r: 200, g: 40, b: 30 } } })
+      .jpeg()
+      .toBuffer(),
+  );
   const answer = await pythonPost({
     url: `${server.urls.inference}/predictions/nst`,
     data: { content: `@${join(ROOT, 'examples', 'nst', 'content-house.png')}`, style: `@${style}`, steps: '2', size: '64' },
@@ -72,7 +79,7 @@ t.test("KServe v2 through python-requests' json=: the FP32 tensor and the BYTES 
   }
 });
 
-t.test("service_envelope=body unwraps one level, as TorchServe's: a JSON {\"data\": base64} classifies", async (t) => {
+t.test('service_envelope=body unwraps one level, as TorchServe\'s: a JSON {"data": base64} classifies', async (t) => {
   const server = await serveShipped(t, ['mnist'], { service_envelope: 'body' });
   const dir = tempDir(t);
   const body = join(dir, 'seven.json');
@@ -83,10 +90,12 @@ t.test("service_envelope=body unwraps one level, as TorchServe's: a JSON {\"data
   t.equal(await raw.text(), '7', 'and a raw image body still does');
 });
 
-t.test("curl --data-binary @digit.png, which labels the image an url-encoded form: bytes no form could hold are taken as the raw body", async (t) => {
+t.test('curl --data-binary @digit.png, which labels the image an url-encoded form: bytes no form could hold are taken as the raw body', async (t) => {
   const server = await serveShipped(t, ['mnist']);
   const res = await fetch(`${server.urls.inference}/predictions/mnist`, {
-    method: 'POST', body: readFileSync(SEVEN), headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    method: 'POST',
+    body: readFileSync(SEVEN),
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
   });
   t.same([res.status, await res.text()], [200, '7']);
 });

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMnistMar, startTestServer, tempDir } from './helpers.js';
 
-type Describe = Array<{ minWorkers: number; maxWorkers: number; batchSize: number; maxBatchDelay: number; responseTimeout: number; jobQueueStatus: { remainingCapacity: number } }>;
+type Describe = Array<{
+  minWorkers: number;
+  maxWorkers: number;
+  batchSize: number;
+  maxBatchDelay: number;
+  responseTimeout: number;
+  jobQueueStatus: { remainingCapacity: number };
+}>;
 
 /** A static file server on 127.0.0.1 that serves `files` by name. */
 async function fileServer(t: Test, files: Record<string, Buffer>): Promise<string> {
@@ -72,7 +79,7 @@ t.test('register parameters from a JSON body', async (t) => {
   });
   t.equal(res.status, 200);
   const [d] = (await (await fetch(`${server.urls.management}/models/digits`)).json()) as Describe;
-  t.match(d, { minWorkers: 1, batchSize: 2, maxBatchDelay: 100 }, 'a JSON body without max_batch_delay gets 100, not TorchServe\'s -10000');
+  t.match(d, { minWorkers: 1, batchSize: 2, maxBatchDelay: 100 }, "a JSON body without max_batch_delay gets 100, not TorchServe's -10000");
 });
 
 t.test('model-config.yaml in the archive sets workers, batching and timeouts', async (t) => {
@@ -107,11 +114,21 @@ t.test('OPTIONS / describes the real routes of each listener in OpenAPI 3', asyn
   t.equal(inference.openapi, '3.0.1');
   t.equal(inference.info.title, 'TorchServe APIs');
   t.same(Object.keys(inference.paths).sort(), [
-    '/explanations/{model}', '/explanations/{model}/{version}', '/explanations/{model}/{version}/{extra_path}',
-    '/invocations', '/models/{model}/invoke', '/ping',
-    '/predictions/{model}', '/predictions/{model}/{version}', '/predictions/{model}/{version}/{extra_path}',
-    '/v1/models/{model}:predict', '/v2/models/{model}/explain', '/v2/models/{model}/infer',
-    '/wfpredict/{name}', '/{model}/predict', '/{model}/{version}/predict',
+    '/explanations/{model}',
+    '/explanations/{model}/{version}',
+    '/explanations/{model}/{version}/{extra_path}',
+    '/invocations',
+    '/models/{model}/invoke',
+    '/ping',
+    '/predictions/{model}',
+    '/predictions/{model}/{version}',
+    '/predictions/{model}/{version}/{extra_path}',
+    '/v1/models/{model}:predict',
+    '/v2/models/{model}/explain',
+    '/v2/models/{model}/infer',
+    '/wfpredict/{name}',
+    '/{model}/predict',
+    '/{model}/{version}/predict',
   ]);
   const management = (await (await fetch(`${server.urls.management}/api-description`)).json()) as Doc;
   t.same(Object.keys(management.paths['/models/{name}']!).sort(), ['delete', 'get', 'put']);
@@ -141,7 +158,11 @@ t.test("model-config.yaml: a key the server reads with a wrong value is named in
     'useJobTicket: "maybe" is not allowed (useJobTicket is true or false); the default is used',
     'maxWorkers: [1,2] is not allowed (maxWorkers is a whole number); the default is used',
     'deviceType: "tpu" is not allowed (deviceType is one of cpu, gpu); the default is used',
-  ]) t.ok(warned.some((l) => l.includes(expected)), expected);
+  ])
+    t.ok(
+      warned.some((l) => l.includes(expected)),
+      expected,
+    );
   const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ batchSize: number; responseTimeout: number }>;
   t.match(described, { batchSize: 1, responseTimeout: 30 }, 'the defaults for the bad values, the good ones kept');
 });
@@ -151,7 +172,7 @@ t.test('register parameters the server cannot use as written are named in a Warn
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), serverLog: (line) => log.push(line) });
   const query = 'url=mnist.mar&batch_size=dd&max_batch_delay=junk&initial_workers=-1&synchronous=maybe&batchsize=8&response_timeout=0';
   const res = await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' });
-  t.equal(res.status, 200, 'registered: TorchServe\'s own tests expect 200 for batch_size=dd');
+  t.equal(res.status, 200, "registered: TorchServe's own tests expect 200 for batch_size=dd");
   const expected = [
     'batch_size="dd" is not a whole number; the default is used',
     'max_batch_delay="junk" is not a whole number; the default is used',
@@ -163,7 +184,10 @@ t.test('register parameters the server cannot use as written are named in a Warn
   const header = res.headers.get('warning') ?? '';
   for (const message of expected) {
     t.ok(header.includes(`299 tsserve "${message.replaceAll('"', "'")}"`), `header: ${message}`);
-    t.ok(log.some((l) => l.includes(`Register "mnist.mar": ${message}`)), `log: ${message}`);
+    t.ok(
+      log.some((l) => l.includes(`Register "mnist.mar": ${message}`)),
+      `log: ${message}`,
+    );
   }
   const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Describe;
   t.match(described, { batchSize: 1, maxBatchDelay: 100, minWorkers: 0 }, 'the defaults are what is used');
@@ -172,9 +196,15 @@ t.test('register parameters the server cannot use as written are named in a Warn
   t.equal(clean.status, 200);
   t.equal(clean.headers.get('warning'), null, 'a call with good parameters has no warning');
 
-  const hostile = await fetch(`${server.urls.management}/models?url=mnist.mar&model_name=third&initial_workers=0&${encodeURIComponent('a\r\nSet-Cookie: x')}=${encodeURIComponent('\u00e9\n'.repeat(300))}`, { method: 'POST' });
+  const hostile = await fetch(
+    `${server.urls.management}/models?url=mnist.mar&model_name=third&initial_workers=0&${encodeURIComponent('a\r\nSet-Cookie: x')}=${encodeURIComponent('\u00e9\n'.repeat(300))}`,
+    { method: 'POST' },
+  );
   t.equal(hostile.status, 200, 'a parameter name or value with line breaks and non-ASCII text cannot break the answer');
   t.equal(hostile.headers.get('set-cookie'), null);
   t.ok((hostile.headers.get('warning') ?? '').length < 400, 'the warning is cut short');
-  t.notOk(log.some((l) => l.includes('\nSet-Cookie')), 'nor forge a log line');
+  t.notOk(
+    log.some((l) => l.includes('\nSet-Cookie')),
+    'nor forge a log line',
+  );
 });

@@ -18,7 +18,12 @@ interface Counted {
 async function serveCounter(t: Test, yaml: Record<string, number | boolean>): Promise<TestServer> {
   const dir = tempDir(t);
   const config = join(dir, 'model-config.yaml');
-  writeFileSync(config, Object.entries({ sequenceBatching: true, ...yaml }).map(([k, v]) => `${k}: ${v}`).join('\n') + '\n');
+  writeFileSync(
+    config,
+    Object.entries({ sequenceBatching: true, ...yaml })
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('\n') + '\n',
+  );
   const server = await startTestServer(t, {
     prepare: (store) => buildMar(store, { modelName: 'counter', version: '1.0', handler: join(FIXTURES, 'counter_handler.ts'), configFile: config }),
     properties: { load_models: 'counter.mar' },
@@ -37,9 +42,10 @@ async function send(server: TestServer, value: string, id?: string, end = false)
   return { res, id: res.headers.get('ts_request_sequence_id'), counted: (await res.json()) as Counted };
 }
 
-const NO_WORKER = /^Model "counter" has no worker to serve inference request\. .*If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize$/;
+const NO_WORKER =
+  /^Model "counter" has no worker to serve inference request\. .*If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize$/;
 
-t.test('two sequences interleaved over two workers: each keeps its own sum on its own worker (TorchServe\'s 1 3 6)', async (t) => {
+t.test("two sequences interleaved over two workers: each keeps its own sum on its own worker (TorchServe's 1 3 6)", async (t) => {
   const server = await serveCounter(t, { minWorkers: 2, maxWorkers: 2, batchSize: 4, maxBatchDelay: 20 });
   const a = await send(server, '1');
   const b = await send(server, '1');
@@ -63,12 +69,16 @@ t.test('two sequences interleaved over two workers: each keeps its own sum on it
   t.match(described[0], { stateful: true, maxNumSequence: 8, maxSequenceJobQueueSize: 1 }, 'maxNumSequence raised to batchSize x maxWorkers');
 });
 
-t.test('a batch holds one request of each sequence; a sequence\'s requests run in order', async (t) => {
+t.test("a batch holds one request of each sequence; a sequence's requests run in order", async (t) => {
   const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 4, maxBatchDelay: 200, maxSequenceJobQueueSize: 3 });
   const a = await send(server, '0');
   const b = await send(server, '0');
   const answers = await Promise.all([send(server, '1 sleep:100', a.id!), send(server, '2', a.id!), send(server, '10', b.id!), send(server, '3', a.id!)]);
-  t.same(answers.map((r) => r.counted!.sum), [1, 3, 10, 6], 'a: 1, 1+2, 1+2+3 in order; b on its own');
+  t.same(
+    answers.map((r) => r.counted!.sum),
+    [1, 3, 10, 6],
+    'a: 1, 1+2, 1+2+3 in order; b on its own',
+  );
   for (const r of answers) {
     const batch = r.counted!.batch;
     t.equal(new Set(batch).size, batch.length, `no sequence twice in a batch (${batch.length} requests)`);
@@ -101,22 +111,26 @@ t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, a
   const server = await serveCounter(t, { minWorkers: 2, maxWorkers: 2, batchSize: 2, maxBatchDelay: 20 });
   const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
   type Reply = { prediction: Buffer; sequence_id?: string; status?: { code: number; message: string } };
-  const runStream = (): Promise<Reply[]> => new Promise((resolve, reject) => {
-    const stream = (client as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2();
-    const replies: Reply[] = [];
-    stream.on('data', (reply: Reply) => {
-      replies.push(reply);
-      const next = replies.length + 1;
-      if (next <= 3) stream.write({ model_name: 'counter', sequence_id: reply.sequence_id, input: { body: Buffer.from(String(next)) } });
-      else stream.end();
+  const runStream = (): Promise<Reply[]> =>
+    new Promise((resolve, reject) => {
+      const stream = (client as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2();
+      const replies: Reply[] = [];
+      stream.on('data', (reply: Reply) => {
+        replies.push(reply);
+        const next = replies.length + 1;
+        if (next <= 3) stream.write({ model_name: 'counter', sequence_id: reply.sequence_id, input: { body: Buffer.from(String(next)) } });
+        else stream.end();
+      });
+      stream.on('error', reject);
+      stream.on('end', () => resolve(replies));
+      stream.write({ model_name: 'counter', input: { body: Buffer.from('1'), ts_request_sequence_start: Buffer.from('true') } });
     });
-    stream.on('error', reject);
-    stream.on('end', () => resolve(replies));
-    stream.write({ model_name: 'counter', input: { body: Buffer.from('1'), ts_request_sequence_start: Buffer.from('true') } });
-  });
   const streams = await Promise.all([runStream(), runStream()]);
   for (const replies of streams) {
-    t.same(replies.map((r) => (JSON.parse(r.prediction.toString()) as Counted).sum), [1, 3, 6]);
+    t.same(
+      replies.map((r) => (JSON.parse(r.prediction.toString()) as Counted).sum),
+      [1, 3, 6],
+    );
     t.match(replies[0]!.sequence_id, /^ts-seq-/);
     t.equal(new Set(replies.map((r) => r.sequence_id)).size, 1, 'one sequence per stream');
   }

@@ -25,7 +25,21 @@ t.test('each change writes a snapshot holding every property and the registered 
   t.equal(props.get('enable_model_api'), 'true', 'the configuration is kept');
   t.match(JSON.parse(props.get('model_snapshot')!), {
     modelCount: 1,
-    models: { mnist: { '1.0': { defaultVersion: true, marName: 'mnist.mar', minWorkers: 2, maxWorkers: 2, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120, startupTimeout: 120, runtimeType: 'python' } } },
+    models: {
+      mnist: {
+        '1.0': {
+          defaultVersion: true,
+          marName: 'mnist.mar',
+          minWorkers: 2,
+          maxWorkers: 2,
+          batchSize: 1,
+          maxBatchDelay: 100,
+          responseTimeout: 120,
+          startupTimeout: 120,
+          runtimeType: 'python',
+        },
+      },
+    },
   });
 });
 
@@ -53,17 +67,35 @@ t.test('after kill -9, tsserve --start restores models, versions, the default an
 
   const pid = startedPid(dir);
   process.kill(pid, 'SIGKILL');
-  await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 'server gone');
+  await waitFor(
+    () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    10_000,
+    'server gone',
+  );
 
   const restart = run(start);
   t.equal(restart.status, 0, restart.out);
-  await waitFor(async () => {
-    const res = await fetch(`${m}/models/mnist/all`);
-    const all = (await res.json()) as Describe;
-    return all.reduce((n, d) => n + d.workers.filter((w) => w.status === 'READY').length, 0) === 3;
-  }, 30_000, 'restored workers ready');
+  await waitFor(
+    async () => {
+      const res = await fetch(`${m}/models/mnist/all`);
+      const all = (await res.json()) as Describe;
+      return all.reduce((n, d) => n + d.workers.filter((w) => w.status === 'READY').length, 0) === 3;
+    },
+    30_000,
+    'restored workers ready',
+  );
   const all = (await (await fetch(`${m}/models/mnist/all`)).json()) as Describe;
-  t.match(all, [{ modelVersion: '1.0', minWorkers: 2, maxWorkers: 2 }, { modelVersion: '2.0', minWorkers: 1, maxWorkers: 1 }]);
+  t.match(all, [
+    { modelVersion: '1.0', minWorkers: 2, maxWorkers: 2 },
+    { modelVersion: '2.0', minWorkers: 1, maxWorkers: 1 },
+  ]);
   t.equal(((await (await fetch(`${m}/models/mnist`)).json()) as Describe)[0]!.modelVersion, '2.0', 'the default version is restored');
   t.equal(run(['--stop']).status, 0);
 
@@ -92,13 +124,26 @@ t.test('a snapshot that cannot be written is logged: the server still starts, se
   const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ pid: number }> }>;
   const pid = described!.workers[0]!.pid;
   await server.close();
-  await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 'worker gone');
+  await waitFor(
+    () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    10_000,
+    'worker gone',
+  );
   t.pass('close() resolved after the shutdown snapshot failed, and the worker was stopped');
 });
 
 t.test('a snapshot naming an archive that no longer opens: the server starts, serves the others, and logs that one as FAILED', async (t) => {
   const log: string[] = [];
-  const entry = (marName: string): object => ({ '1.0': { defaultVersion: true, marName, minWorkers: 1, maxWorkers: 1, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120 } });
+  const entry = (marName: string): object => ({
+    '1.0': { defaultVersion: true, marName, minWorkers: 1, maxWorkers: 1, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120 },
+  });
   const server = await startTestServer(t, {
     prepare: (store) => {
       buildMnistMar(store);
@@ -107,9 +152,15 @@ t.test('a snapshot naming an archive that no longer opens: the server starts, se
     properties: { model_snapshot: JSON.stringify({ name: 'snapshot.cfg', modelCount: 2, models: { mnist: entry('mnist.mar'), broken: entry('broken.mar') } }) },
     serverLog: (line) => log.push(line),
   });
-  t.same(((await (await fetch(`${server.urls.management}/models`)).json()) as { models: Array<{ modelName: string }> }).models.map((m) => m.modelName), ['mnist']);
+  t.same(
+    ((await (await fetch(`${server.urls.management}/models`)).json()) as { models: Array<{ modelName: string }> }).models.map((m) => m.modelName),
+    ['mnist'],
+  );
   const seven = readFileSync(join(ROOT, 'examples', 'mnist', 'digits', '7_0.png'));
   t.equal(await (await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
-  t.ok(log.some((l) => l.includes('FAILED to restore model broken, version 1.0, from broken.mar')), 'the failure is in the log, loudly');
+  t.ok(
+    log.some((l) => l.includes('FAILED to restore model broken, version 1.0, from broken.mar')),
+    'the failure is in the log, loudly',
+  );
   t.ok(log.some((l) => l.includes('Restored 1 model versions from snapshot snapshot.cfg; 1 failed: broken 1.0')));
 });

@@ -22,9 +22,14 @@ const pcm = wav.subarray(44);
 
 async function serveVad(t: Test): Promise<TestServer> {
   const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, {
-      modelName: 'vad', version: '1.0', serializedFile: WEIGHTS, handler: join(VAD, 'vad_handler.ts'), configFile: join(VAD, 'model-config.yaml'),
-    }),
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'vad',
+        version: '1.0',
+        serializedFile: WEIGHTS,
+        handler: join(VAD, 'vad_handler.ts'),
+        configFile: join(VAD, 'model-config.yaml'),
+      }),
     properties: { load_models: 'vad.mar' },
   });
   await waitReady(server.urls.management, 'vad');
@@ -32,7 +37,11 @@ async function serveVad(t: Test): Promise<TestServer> {
 }
 
 async function post(server: TestServer, body: Buffer, headers: Record<string, string> = {}): Promise<{ heard: Heard; id: string }> {
-  const res = await fetch(`${server.urls.inference}/predictions/vad`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', ...headers } });
+  const res = await fetch(`${server.urls.inference}/predictions/vad`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/octet-stream', ...headers },
+  });
   if (res.status !== 200) throw new Error(`${res.status} ${await res.text()}`);
   return { heard: (await res.json()) as Heard, id: res.headers.get('ts_request_sequence_id')! };
 }
@@ -44,7 +53,10 @@ async function stream(server: TestServer, sizes: number[]): Promise<Heard[]> {
   let at = 0;
   for (let i = 0; i <= sizes.length; i++) {
     const end = i < sizes.length ? at + sizes[i]! : pcm.length;
-    const headers: Record<string, string> = { ...(id ? { ts_request_sequence_id: id } : {}), ...(i === sizes.length ? { ts_request_sequence_end: 'true' } : {}) };
+    const headers: Record<string, string> = {
+      ...(id ? { ts_request_sequence_id: id } : {}),
+      ...(i === sizes.length ? { ts_request_sequence_end: 'true' } : {}),
+    };
     const answer = await post(server, pcm.subarray(at, end), headers);
     id ??= answer.id;
     heard.push(answer.heard);
@@ -70,17 +82,35 @@ t.test('streamed in uneven chunks as one sequence: the same frames, the same pro
   const server = await serveVad(t);
   const whole = (await post(server, pcm)).heard;
   const chunks = await stream(server, [3001 * 2, 777 * 2, 40000 * 2, 512 * 2, 30000 * 2]);
-  t.same(chunks.map((c) => c.offset), [0, 0.16, 0.224, 2.72, 2.752, 4.64], 'each chunk says where its first frame is; leftovers wait for the next');
-  t.same(chunks.flatMap((c) => c.probabilities), whole.probabilities, 'the model state went from chunk to chunk');
-  t.same(chunks.flatMap((c) => c.segments), whole.segments);
+  t.same(
+    chunks.map((c) => c.offset),
+    [0, 0.16, 0.224, 2.72, 2.752, 4.64],
+    'each chunk says where its first frame is; leftovers wait for the next',
+  );
+  t.same(
+    chunks.flatMap((c) => c.probabilities),
+    whole.probabilities,
+    'the model state went from chunk to chunk',
+  );
+  t.same(
+    chunks.flatMap((c) => c.segments),
+    whole.segments,
+  );
 });
 
-t.test('two streams at once share the model\'s runs and keep their own state', async (t) => {
+t.test("two streams at once share the model's runs and keep their own state", async (t) => {
   const server = await serveVad(t);
   const whole = (await post(server, pcm)).heard;
   const [a, b] = await Promise.all([stream(server, [5000 * 2, 9000 * 2, 20000 * 2]), stream(server, [7000 * 2, 31000 * 2])]);
   for (const heard of [a, b]) {
-    t.ok(near(heard.flatMap((c) => c.probabilities), whole.probabilities, 0.002), 'probabilities as heard alone (batched runs round differently in the last digit)');
+    t.ok(
+      near(
+        heard.flatMap((c) => c.probabilities),
+        whole.probabilities,
+        0.002,
+      ),
+      'probabilities as heard alone (batched runs round differently in the last digit)',
+    );
     t.same(heard.flatMap((c) => c.segments).length, 2);
   }
 });

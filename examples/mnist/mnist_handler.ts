@@ -18,12 +18,14 @@ export default class MnistHandler extends BaseHandler {
   override async preprocess(batch: RequestInput[]): Promise<ort.Tensor> {
     const pixels = SIDE * SIDE;
     const data = new Float32Array(batch.length * pixels);
-    await Promise.all(batch.map(async (row, i) => {
-      const payload = requestPayload(row);
-      if (Array.isArray(payload)) return copyTensor(payload, data.subarray(i * pixels, (i + 1) * pixels), `1x${SIDE}x${SIDE}`);
-      const grey = await toGreyscale28(payloadBytes(payload));
-      for (let p = 0; p < pixels; p++) data[i * pixels + p] = (grey[p]! / 255 - MEAN) / STD;
-    }));
+    await Promise.all(
+      batch.map(async (row, i) => {
+        const payload = requestPayload(row);
+        if (Array.isArray(payload)) return copyTensor(payload, data.subarray(i * pixels, (i + 1) * pixels), `1x${SIDE}x${SIDE}`);
+        const grey = await toGreyscale28(payloadBytes(payload));
+        for (let p = 0; p < pixels; p++) data[i * pixels + p] = (grey[p]! / 255 - MEAN) / STD;
+      }),
+    );
     return new ort.Tensor('float32', data, [batch.length, 1, SIDE, SIDE]);
   }
 

@@ -71,10 +71,16 @@ export default class StyleTransfer extends BaseHandler<Job[], HandlerOutput[]> {
 
     const line = (value: object): Buffer => Buffer.from(`${JSON.stringify(value)}\n`);
     const report = job.stream
-      ? (p: Progress): void => this.context.sendIntermediateResponse(this.onlyFor(index, line({ step: p.step, style_loss: p.styleLoss, content_loss: p.contentLoss })))
+      ? (p: Progress): void =>
+          this.context.sendIntermediateResponse(this.onlyFor(index, line({ step: p.step, style_loss: p.styleLoss, content_loss: p.contentLoss })))
       : undefined;
     if (job.stream) this.context.setResponseContentType(index, 'application/x-ndjson');
-    const [first, last] = await stylize(this.session, content, { feeds }, { steps: job.steps, styleWeight: job.styleWeight, learningRate: 0.02, onProgress: report });
+    const [first, last] = await stylize(
+      this.session,
+      content,
+      { feeds },
+      { steps: job.steps, styleWeight: job.styleWeight, learningRate: 0.02, onProgress: report },
+    );
     const png = await toPng(content.data as Float32Array, width, height);
     this.context.setResponseHeader(index, 'x-style-loss', `${first.styleLoss} -> ${last.styleLoss}`);
     if (job.stream) return line({ done: true, step: last.step, style_loss: last.styleLoss, content_loss: last.contentLoss, image: png.toString('base64') });
@@ -114,9 +120,11 @@ export default class StyleTransfer extends BaseHandler<Job[], HandlerOutput[]> {
 
   /** The content's size scaled so its long side is `size`, both sides multiples of 32. */
   private async size(job: Job): Promise<{ width: number; height: number }> {
-    const meta = await sharp(job.content).metadata().catch((err: Error) => {
-      throw new PredictionError(`Invalid image: ${err.message}`, 400);
-    });
+    const meta = await sharp(job.content)
+      .metadata()
+      .catch((err: Error) => {
+        throw new PredictionError(`Invalid image: ${err.message}`, 400);
+      });
     const scale = job.size / Math.max(meta.width ?? 1, meta.height ?? 1);
     const round = (v: number): number => Math.max(32, Math.round((v * scale) / 32) * 32);
     return { width: round(meta.width ?? job.size), height: round(meta.height ?? job.size) };
@@ -134,7 +142,9 @@ async function toPng(chw: Float32Array, width: number, height: number): Promise<
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) rgb[p * 3 + c] = Math.round(chw[c * plane + p]! * 255);
   }
-  return sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return sharp(rgb, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 function text(value: InputValue | undefined): string | undefined {

@@ -62,7 +62,10 @@ class Adam {
   private readonly v: Float32Array;
   private t = 0;
 
-  constructor(size: number, private readonly lr: number) {
+  constructor(
+    size: number,
+    private readonly lr: number,
+  ) {
     this.m = new Float32Array(size);
     this.v = new Float32Array(size);
   }
@@ -75,7 +78,7 @@ class Adam {
       const m = (this.m[i] = 0.9 * this.m[i]! + 0.1 * g[i]!);
       const v = (this.v[i] = 0.999 * this.v[i]! + 0.001 * g[i]! * g[i]!);
       const next = x[i]! - (this.lr * (m / c1)) / (Math.sqrt(v / c2) + 1e-8);
-      x[i] = next < 0 ? 0 : Math.min(next , 1);
+      x[i] = next < 0 ? 0 : Math.min(next, 1);
     }
   }
 }

@@ -32,7 +32,9 @@ export default class OcrHandler extends BaseHandler<RgbImage[], OcrLine[][]> {
   override async initialize(context: Context): Promise<void> {
     await super.initialize(context);
     const dir = context.systemProperties.model_dir;
-    const dictionary = readFileSync(join(dir, DICTIONARY), 'utf8').split(/\r?\n/).filter((l, i, all) => l !== '' || i < all.length - 1);
+    const dictionary = readFileSync(join(dir, DICTIONARY), 'utf8')
+      .split(/\r?\n/)
+      .filter((l, i, all) => l !== '' || i < all.length - 1);
     this.recognizer = { rec: await createSession(join(dir, REC_MODEL)), cls: await createSession(join(dir, CLS_MODEL)), dictionary };
   }
 
@@ -45,8 +47,7 @@ export default class OcrHandler extends BaseHandler<RgbImage[], OcrLine[][]> {
     for (const image of images) {
       const boxes = inReadingOrder(await detectLines(this.session, image));
       const lines = await readLines(this.recognizer, image, boxes);
-      results.push(lines.map((l, i) => ({ text: l.text, confidence: round(l.confidence), box: corners(boxes[i]!) }))
-        .filter((l) => l.text !== ''));
+      results.push(lines.map((l, i) => ({ text: l.text, confidence: round(l.confidence), box: corners(boxes[i]!) })).filter((l) => l.text !== ''));
     }
     return results;
   }
@@ -71,7 +72,12 @@ function inReadingOrder(boxes: Box[]): Box[] {
 }
 
 function corners(b: Box): Array<[number, number]> {
-  return [[b.x1, b.y1], [b.x2, b.y1], [b.x2, b.y2], [b.x1, b.y2]];
+  return [
+    [b.x1, b.y1],
+    [b.x2, b.y1],
+    [b.x2, b.y2],
+    [b.x1, b.y2],
+  ];
 }
 
 function round(v: number): number {

@@ -43,8 +43,12 @@ interface Crop {
 
 /** The box cut out of the image, scaled to 48 px high (vertical lines turned upright first). */
 async function cropLine(image: RgbImage, b: Box): Promise<Crop> {
-  let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .extract({ left: b.x1, top: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1 });
+  let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).extract({
+    left: b.x1,
+    top: b.y1,
+    width: b.x2 - b.x1,
+    height: b.y2 - b.y1,
+  });
   const [w, h] = [b.x2 - b.x1, b.y2 - b.y1];
   const vertical = h >= 1.5 * w;
   if (vertical) pipeline = sharp(await pipeline.raw().toBuffer(), { raw: { width: w, height: h, channels: 3 } }).rotate(-90);
@@ -55,7 +59,13 @@ async function cropLine(image: RgbImage, b: Box): Promise<Crop> {
 }
 
 async function rotate180(c: Crop): Promise<Crop> {
-  return { data: await sharp(c.data, { raw: { width: c.width, height: HEIGHT, channels: 3 } }).rotate(180).raw().toBuffer(), width: c.width };
+  return {
+    data: await sharp(c.data, { raw: { width: c.width, height: HEIGHT, channels: 3 } })
+      .rotate(180)
+      .raw()
+      .toBuffer(),
+    width: c.width,
+  };
 }
 
 /** Which crops the classifier finds turned by 180 degrees. */
@@ -106,7 +116,7 @@ function planarBatch(crops: readonly Crop[], width: number): ort.Tensor {
     for (let c = 0; c < 3; c++) {
       const base = (n * 3 + c) * plane;
       for (let y = 0; y < HEIGHT; y++) {
-        const src = (y * crop.width) * 3 + c;
+        const src = y * crop.width * 3 + c;
         const dst = base + y * width;
         for (let x = 0; x < w; x++) data[dst + x] = crop.data[src + x * 3]! / 127.5 - 1;
       }

@@ -52,7 +52,10 @@ export default class VadHandler extends BaseHandler {
     const chunks = batch.map((row, i) => this.chunkOf(row, i, context));
     const steps = Math.max(0, ...chunks.map((c) => Math.floor(c.samples.length / FRAME)));
     for (let step = 0; step < steps; step++) {
-      await this.runFrame(chunks.filter((c) => (step + 1) * FRAME <= c.samples.length), step);
+      await this.runFrame(
+        chunks.filter((c) => (step + 1) * FRAME <= c.samples.length),
+        step,
+      );
     }
     return chunks.map((chunk, i) => this.answer(chunk, context.getRequestHeader(i, 'ts_request_sequence_end') === 'true', context.getSequenceId(i)));
   }
@@ -63,7 +66,14 @@ export default class VadHandler extends BaseHandler {
     const started = context.getRequestHeader(idx, 'ts_request_sequence_start') === 'true';
     let stream = id && !started ? this.streams.get(id) : undefined;
     if (!stream) {
-      stream = { state: new Float32Array(STATE), context: new Float32Array(CONTEXT), pending: new Float32Array(0), frames: 0, speechStart: undefined, silenceStart: undefined };
+      stream = {
+        state: new Float32Array(STATE),
+        context: new Float32Array(CONTEXT),
+        pending: new Float32Array(0),
+        frames: 0,
+        speechStart: undefined,
+        silenceStart: undefined,
+      };
       if (id) this.streams.set(id, stream);
     }
     const audio = pcm16(requestPayload(row));
@@ -141,7 +151,7 @@ function pcm16(value: unknown): Float32Array {
 /** The PCM of a WAV file, after checking it is 16 kHz mono 16-bit. */
 function wavData(wav: Buffer): Buffer {
   let format: { channels: number; rate: number; bits: number; pcm: boolean } | undefined;
-  for (let at = 12; at + 8 <= wav.length;) {
+  for (let at = 12; at + 8 <= wav.length; ) {
     const id = wav.toString('latin1', at, at + 4);
     const size = wav.readUInt32LE(at + 4);
     if (id === 'fmt ' && at + 24 <= wav.length) {

@@ -56,24 +56,33 @@ export function createApp(opts: AppOptions): FastifyInstance {
     return { inference, management, maxUpload };
   });
 
-  const forward = (api: 'predictions' | 'explanations') => async (request: FastifyRequest<{ Params: { model: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
-    if (!request.body) return problem(reply, 400, 'Nothing was uploaded: choose a file first.');
-    const length = Number(request.headers['content-length'] ?? 0);
-    if (length > maxUpload) return problem(reply, 413, `The upload is ${mb(length)}; the limit is ${mb(maxUpload)}.`);
-    const headers: Record<string, string> = { ...auth().inference };
-    if (request.headers['content-type']) headers['content-type'] = request.headers['content-type'];
-    let res: Response;
-    try {
-      res = await fetch(`${opts.inference}/${api}/${encodeURIComponent(request.params.model)}`, {
-        method: 'POST', headers, body: Readable.toWeb(request.body as Readable) as unknown as RequestInit['body'], duplex: 'half',
-      } as RequestInit);
-    } catch (err) {
-      if (!cutShort(err)) return problem(reply, 502, 'The model server does not answer. Is tsserve running?');
-      return problem(reply, 502, `The model server closed the connection while the upload (${mb(length)}) was sent: it takes up to its max_request_size (tsserve-app --max-upload says the same to this page), or it stopped.`);
-    }
-    reply.code(res.status).header('content-type', res.headers.get('content-type') ?? 'application/octet-stream');
-    return reply.send(res.body ? Readable.fromWeb(res.body as WebReadableStream) : '');
-  };
+  const forward =
+    (api: 'predictions' | 'explanations') =>
+    async (request: FastifyRequest<{ Params: { model: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+      if (!request.body) return problem(reply, 400, 'Nothing was uploaded: choose a file first.');
+      const length = Number(request.headers['content-length'] ?? 0);
+      if (length > maxUpload) return problem(reply, 413, `The upload is ${mb(length)}; the limit is ${mb(maxUpload)}.`);
+      const headers: Record<string, string> = { ...auth().inference };
+      if (request.headers['content-type']) headers['content-type'] = request.headers['content-type'];
+      let res: Response;
+      try {
+        res = await fetch(`${opts.inference}/${api}/${encodeURIComponent(request.params.model)}`, {
+          method: 'POST',
+          headers,
+          body: Readable.toWeb(request.body as Readable) as unknown as RequestInit['body'],
+          duplex: 'half',
+        } as RequestInit);
+      } catch (err) {
+        if (!cutShort(err)) return problem(reply, 502, 'The model server does not answer. Is tsserve running?');
+        return problem(
+          reply,
+          502,
+          `The model server closed the connection while the upload (${mb(length)}) was sent: it takes up to its max_request_size (tsserve-app --max-upload says the same to this page), or it stopped.`,
+        );
+      }
+      reply.code(res.status).header('content-type', res.headers.get('content-type') ?? 'application/octet-stream');
+      return reply.send(res.body ? Readable.fromWeb(res.body as WebReadableStream) : '');
+    };
   app.post('/api/predict/:model', forward('predictions'));
   app.post('/api/explain/:model', forward('explanations'));
 
@@ -81,8 +90,9 @@ export function createApp(opts: AppOptions): FastifyInstance {
     const headers = auth().management;
     try {
       const list = await getJson<{ models: Array<{ modelName: string }> }>(`${opts.management}/models?limit=100`, headers);
-      const described = await Promise.all(list.models.map((m) =>
-        getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, headers)));
+      const described = await Promise.all(
+        list.models.map((m) => getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, headers)),
+      );
       const counts = opts.metrics ? await requestCounts(`${opts.metrics}/metrics`) : {};
       return { models: described.flat(), requests: counts };
     } catch {
@@ -111,7 +121,10 @@ async function getJson<T>(url: string, headers: Record<string, string>): Promise
 
 /** ts_inference_requests_total per model, from the Prometheus text. */
 async function requestCounts(url: string): Promise<Record<string, number>> {
-  const text = await fetch(url, { signal: AbortSignal.timeout(3000) }).then((r) => r.text(), () => '');
+  const text = await fetch(url, { signal: AbortSignal.timeout(3000) }).then(
+    (r) => r.text(),
+    () => '',
+  );
   const counts: Record<string, number> = {};
   for (const m of text.matchAll(/^ts_inference_requests_total\{model_name="([^"]+)",[^}]*\} ([\d.eE+-]+)$/gm)) {
     counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);

@@ -47,7 +47,8 @@ export async function installDependencies(modelDir: string, requirementsFile: st
 
 /** The line of npm's error report that says what went wrong, not its code, errno or log path. */
 function npmReason(stderr: string): string | undefined {
-  return stderr.split('\n')
+  return stderr
+    .split('\n')
     .filter((l) => /^npm (error|ERR!)/.test(l))
     .map((l) => l.replace(/^npm (error|ERR!) ?/, '').trim())
     .find((l) => l && !/^(code|syscall|path|errno|A complete log|Log files)\b/.test(l));

@@ -101,7 +101,10 @@ class Budget {
   private entries = 0;
   private bytes = 0;
 
-  constructor(private readonly archive: string, private readonly limits: ArchiveLimits) {}
+  constructor(
+    private readonly archive: string,
+    private readonly limits: ArchiveLimits,
+  ) {}
 
   /** One entry of the index, of `size` bytes unpacked; refuses past a limit. */
   add(size: number): void {
@@ -115,7 +118,9 @@ class Budget {
   /** `size` bytes unpacked from `packed`: a zip entry, or a whole .tar.gz, which compresses as one. */
   checkRatio(name: string, size: number, packed: number): void {
     if (size > RATIO_FLOOR_BYTES && size > packed * this.limits.maxCompressionRatio) {
-      this.refuse(`${name} unpacks ${formatBytes(size)} from ${formatBytes(packed)}, more than ${this.limits.maxCompressionRatio} times (max_archive_compression_ratio)`);
+      this.refuse(
+        `${name} unpacks ${formatBytes(size)} from ${formatBytes(packed)}, more than ${this.limits.maxCompressionRatio} times (max_archive_compression_ratio)`,
+      );
     }
   }
 
@@ -183,7 +188,8 @@ function entryName(entry: Entry): string {
 function openZip(file: string): Promise<ZipFile> {
   return new Promise((resolveZip, reject) => {
     yauzl.open(file, { lazyEntries: true, autoClose: false, validateEntrySizes: true, decodeStrings: false }, (err, zip) =>
-      (err ? reject(err) : resolveZip(zip)));
+      err ? reject(err) : resolveZip(zip),
+    );
   });
 }
 

@@ -50,7 +50,7 @@ function existing(path: string, url: string): Located {
 
 async function download(url: string, store: string, opts: LocateOptions): Promise<Located> {
   const name = basename(new URL(url).pathname);
-  if (!name || name === '.' ) throw tsError('TSS_ERR_ARCHIVE_DOWNLOAD_FAILED', url);
+  if (!name || name === '.') throw tsError('TSS_ERR_ARCHIVE_DOWNLOAD_FAILED', url);
   const target = join(store, name);
   if (existsSync(target)) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
   const partial = `${target}.part-${process.pid}-${Date.now()}`;

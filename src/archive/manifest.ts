@@ -93,12 +93,16 @@ export function formatManifest(manifest: Manifest): string {
     const v = manifest.model[key];
     if (v !== undefined) model[key] = v;
   }
-  return JSON.stringify({
-    createdOn: manifest.createdOn,
-    runtime: manifest.runtime,
-    model,
-    archiverVersion: manifest.archiverVersion,
-  }, null, 2);
+  return JSON.stringify(
+    {
+      createdOn: manifest.createdOn,
+      runtime: manifest.runtime,
+      model,
+      archiverVersion: manifest.archiverVersion,
+    },
+    null,
+    2,
+  );
 }
 
 /** A handler string `path:fn`, careful not to split a Windows drive letter. */

@@ -25,8 +25,10 @@ export function pythonModelReasons(dir: string, manifest: ValidManifest): string
 
 /** The advice that goes with the reasons, for the 400 a registration answers. */
 export function pythonModelMessage(modelName: string, archive: string, reasons: readonly string[]): string {
-  return `Model "${modelName}" was built for TorchServe's Python workers (${reasons.join('; ')}). `
-    + `tsserve serves ONNX models with TypeScript or built-in handlers: convert it with \`tsserve-convert ${basename(archive)}\` (docs/migrating.md).`;
+  return (
+    `Model "${modelName}" was built for TorchServe's Python workers (${reasons.join('; ')}). ` +
+    `tsserve serves ONNX models with TypeScript or built-in handlers: convert it with \`tsserve-convert ${basename(archive)}\` (docs/migrating.md).`
+  );
 }
 
 /** A zip (TorchScript, `torch.save` since 1.6) or a pickle (older `torch.save`). */

@@ -5,16 +5,12 @@
  * a .tar.gz or a plain directory. TypeScript sources are compiled to `.js` beside themselves at
  * this point, so a worker loads plain JavaScript and never pays for the compiler.
  */
-import {
-  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync,
-} from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import AdmZip from 'adm-zip';
 import * as tar from 'tar';
-import {
-  ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, splitHandler, type Manifest,
-} from './manifest.js';
+import { ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, splitHandler, type Manifest } from './manifest.js';
 import { isBuiltinHandler } from '../handler/builtins.js';
 import { compileTypeScript, uncompiledTypeScript } from '../handler/compile.js';
 
@@ -48,7 +44,9 @@ export function createArchive(opts: ArchiveOptions, cwd: string = process.cwd())
   const exportPath = prepareExportPath(resolve(cwd, opts.exportPath ?? '.'));
   const output = join(exportPath, outputName(opts.modelName, format));
   if (existsSync(output) && !opts.force) {
-    throw new ArchiverError(`${output} already exists.\nPlease specify --force/-f option to overwrite the model archive output file.\nSee -h/--help for more details.`);
+    throw new ArchiverError(
+      `${output} already exists.\nPlease specify --force/-f option to overwrite the model archive output file.\nSee -h/--help for more details.`,
+    );
   }
   const stageRoot = mkdtempSync(join(tmpdir(), 'tsserve-archiver-'));
   const stage = join(stageRoot, opts.modelName);
@@ -141,19 +139,30 @@ function copyInto(stage: string, file: string): string {
 /** Comma-separated paths; `*`, `?` and `[...]` match within the last path component. */
 function expandExtraFiles(list: string | undefined, cwd: string): string[] {
   if (!list) return [];
-  return list.split(',').map((s) => s.trim()).filter(Boolean).flatMap((item) => {
-    const path = resolve(cwd, item);
-    if (!/[*?[]/.test(basename(path))) return [requireFile(path)];
-    const pattern = globToRegExp(basename(path));
-    const dir = dirname(path);
-    const matches = existsSync(dir) ? readdirSync(dir).filter((n) => pattern.test(n)).map((n) => join(dir, n)) : [];
-    if (matches.length === 0) process.emitWarning(`No files match ${item}`);
-    return matches;
-  });
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .flatMap((item) => {
+      const path = resolve(cwd, item);
+      if (!/[*?[]/.test(basename(path))) return [requireFile(path)];
+      const pattern = globToRegExp(basename(path));
+      const dir = dirname(path);
+      const matches = existsSync(dir)
+        ? readdirSync(dir)
+            .filter((n) => pattern.test(n))
+            .map((n) => join(dir, n))
+        : [];
+      if (matches.length === 0) process.emitWarning(`No files match ${item}`);
+      return matches;
+    });
 }
 
 function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
 }
 
@@ -195,7 +204,10 @@ function pack(stage: string, output: string, format: ArchiveFormat): void {
   }
   const zip = new AdmZip();
   for (const file of listFiles(stage)) {
-    const name = file.slice(stage.length + 1).split('\\').join('/');
+    const name = file
+      .slice(stage.length + 1)
+      .split('\\')
+      .join('/');
     zip.addFile(name, readFileSync(file));
     if (format === 'zip-store') zip.getEntry(name)!.header.method = 0;
   }

@@ -24,8 +24,11 @@ const program = exitTwoOnUsageError(new Command('tsserve-app'))
 const opts = program.opts<{ port: number; host: string; inference: string; management: string; metrics: string; keyFile: string; maxUpload: number }>();
 const keyFile = resolve(opts.keyFile);
 const app = createApp({
-  inference: opts.inference, management: opts.management, metrics: opts.metrics,
-  keyFile: existsSync(keyFile) ? keyFile : undefined, maxUpload: opts.maxUpload,
+  inference: opts.inference,
+  management: opts.management,
+  metrics: opts.metrics,
+  keyFile: existsSync(keyFile) ? keyFile : undefined,
+  maxUpload: opts.maxUpload,
 });
 try {
   const url = await app.listen({ port: opts.port, host: opts.host });
@@ -33,7 +36,14 @@ try {
 } catch (err) {
   // A port in use or not ours to bind is the user's to fix, not a stack trace to read.
   const code = (err as NodeJS.ErrnoException).code;
-  const why = code === 'EADDRINUSE' ? 'is in use' : code === 'EACCES' ? 'needs privileges this user lacks' : code === 'EADDRNOTAVAIL' ? 'is on an address this machine does not have' : undefined;
+  const why =
+    code === 'EADDRINUSE'
+      ? 'is in use'
+      : code === 'EACCES'
+        ? 'needs privileges this user lacks'
+        : code === 'EADDRNOTAVAIL'
+          ? 'is on an address this machine does not have'
+          : undefined;
   if (!why) throw err;
   console.error(`tsserve-app cannot listen on ${opts.host}:${opts.port}: the port ${why}. Choose another with --port (or --host).`);
   process.exit(1);

@@ -10,7 +10,7 @@ import { exitTwoOnUsageError } from './usage.js';
 
 export function main(argv: string[]): void {
   const program = exitTwoOnUsageError(new Command('tsserve-archiver'))
-    .description('Build a model archive (.mar) for tsserve, with torch-model-archiver\'s flags')
+    .description("Build a model archive (.mar) for tsserve, with torch-model-archiver's flags")
     .requiredOption('--model-name <name>', 'model name: output file name and manifest modelName')
     .requiredOption('-v, --version <version>', 'model version')
     .requiredOption('--handler <handler>', `built-in handler (${BUILTIN_HANDLERS.join(', ')}) or a .ts/.js handler file, optionally with :function`)
@@ -26,9 +26,18 @@ export function main(argv: string[]): void {
     .showHelpAfterError();
   program.parse(argv, { from: 'user' });
   const o = program.opts<{
-    modelName: string; version: string; handler: string; serializedFile?: string; modelFile?: string;
-    extraFiles?: string; runtime: string; exportPath: string; archiveFormat: ArchiveFormat; force?: boolean;
-    requirementsFile?: string; configFile?: string;
+    modelName: string;
+    version: string;
+    handler: string;
+    serializedFile?: string;
+    modelFile?: string;
+    extraFiles?: string;
+    runtime: string;
+    exportPath: string;
+    archiveFormat: ArchiveFormat;
+    force?: boolean;
+    requirementsFile?: string;
+    configFile?: string;
   }>();
   try {
     const out = createArchive({ ...o, force: o.force === true });

@@ -8,7 +8,7 @@ import { exitTwoOnUsageError } from './usage.js';
 
 export async function main(argv: string[]): Promise<void> {
   const program = exitTwoOnUsageError(new Command('tsserve-convert'))
-    .description("Convert a TorchServe model archive (PyTorch model, Python handler) into a tsserve one (ONNX model, TypeScript or built-in handler)")
+    .description('Convert a TorchServe model archive (PyTorch model, Python handler) into a tsserve one (ONNX model, TypeScript or built-in handler)')
     .argument('<archive>', 'the TorchServe archive: .mar, .tar.gz or a directory')
     .option('--export-path <dir>', 'where to write the new archive', '.')
     .option('--model-name <name>', "the new archive's model name (default: the old one's)")

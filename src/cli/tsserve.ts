@@ -58,7 +58,10 @@ export async function main(argv: string[]): Promise<void> {
     .option('--disable-token-auth', 'disable token authorization (alias --dt)')
     .option('--enable-model-api', 'allow model register and unregister through the management API')
     .allowExcessArguments(false);
-  program.parse(argv.map((a) => ALIASES[a] ?? a), { from: 'user' });
+  program.parse(
+    argv.map((a) => ALIASES[a] ?? a),
+    { from: 'user' },
+  );
   const flags = program.opts<Flags & { version?: boolean }>();
   const chosen = [flags.start, flags.stop, flags.version].filter(Boolean).length;
   if (chosen > 1) program.error('error: --start, --stop and --version are mutually exclusive');
@@ -86,7 +89,9 @@ export function nodeOptionsFromVmargs(vmargs: string | undefined): { node: strin
 
 function reportVmargs(options: { node: string[]; ignored: string[] }): void {
   if (options.ignored.length > 0) {
-    console.log(`Warning: vmargs: ignoring JVM parameters ${options.ignored.join(' ')} (tsserve runs on Node.js; give Node.js options such as --max-old-space-size=4096)`);
+    console.log(
+      `Warning: vmargs: ignoring JVM parameters ${options.ignored.join(' ')} (tsserve runs on Node.js; give Node.js options such as --max-old-space-size=4096)`,
+    );
   }
   if (options.node.length > 0) console.log(`Warning: tsserve is using non-default Node.js parameters: ${options.node.join(' ')}`);
 }
@@ -122,7 +127,9 @@ async function serveInForeground(flags: Flags): Promise<void> {
   // first requests after `--start` returns are not refused for want of a worker.
   await server.startupModelsStarted;
   console.log('Model server started.');
-  console.log(`Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`);
+  console.log(
+    `Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`,
+  );
   console.log(`gRPC inference: ${server.urls.grpcInference}  gRPC management: ${server.urls.grpcManagement}`);
   if (server.urls.kserve || server.urls.grpcKserve) console.log(`KServe: ${server.urls.kserve ?? '-'}  KServe gRPC: ${server.urls.grpcKserve ?? '-'}`);
   process.send?.({ kind: 'ready', urls: server.urls });

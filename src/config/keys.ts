@@ -7,7 +7,14 @@
  */
 
 export type KeyType =
-  | 'int' | 'number' | 'bool' | 'string' | 'path' | 'list' | 'regex' | 'json'
+  | 'int'
+  | 'number'
+  | 'bool'
+  | 'string'
+  | 'path'
+  | 'list'
+  | 'regex'
+  | 'json'
   /** A REST listener: `http(s)://host[:port]` or `unix:/path`. */
   | 'address'
   | 'enum';
@@ -39,9 +46,18 @@ type Spec = Omit<KeySpec, 'name' | 'env'> & { env?: string | false };
 /** name -> spec; `env` defaults to TS_<NAME>. */
 const TABLE: Record<string, Spec> = {
   inference_address: { type: 'address', default: 'http://127.0.0.1:8080', applies: 'server', doc: 'The inference API listener.' },
-  management_address: { type: 'address', default: 'http://127.0.0.1:8081', applies: 'server', doc: 'The management API listener; the same address as inference serves both on one socket.' },
+  management_address: {
+    type: 'address',
+    default: 'http://127.0.0.1:8081',
+    applies: 'server',
+    doc: 'The management API listener; the same address as inference serves both on one socket.',
+  },
   metrics_address: { type: 'address', default: 'http://127.0.0.1:8082', applies: 'server', doc: 'The metrics API listener.' },
-  grpc_inference_address: { type: 'string', applies: 'server', doc: "IP the gRPC inference API binds; unset: the inference address's host (TorchServe: 127.0.0.1)." },
+  grpc_inference_address: {
+    type: 'string',
+    applies: 'server',
+    doc: "IP the gRPC inference API binds; unset: the inference address's host (TorchServe: 127.0.0.1).",
+  },
   grpc_management_address: { type: 'string', applies: 'server', doc: "IP the gRPC management API binds; unset: the management address's host." },
   grpc_inference_port: { ...PORT, default: '7070', applies: 'server', doc: 'gRPC inference port.' },
   grpc_management_port: { ...PORT, default: '7071', applies: 'server', doc: 'gRPC management port.' },
@@ -58,54 +74,170 @@ const TABLE: Record<string, Spec> = {
   job_queue_size: { type: 'int', min: 1, max: INT_MAX, default: '100', applies: 'server', doc: "Each model version's queue of accepted requests." },
   default_response_timeout: { ...SECONDS, default: '120', applies: 'server', doc: 'Seconds a batch may run before its worker is stopped (response_timeout).' },
   default_startup_timeout: { ...SECONDS, default: '120', applies: 'server', doc: 'Seconds a worker may take to load its model.' },
-  builtin_handler_batch_size: { type: 'int', min: 1, max: 1024, default: '8', applies: 'server', own: true, doc: 'A model with a built-in handler and no batch_size set takes up to this many queued requests at once, without waiting (its describe still says batchSize 1); 1: TorchServe\'s one request at a time.' },
-  default_queue_timeout: { ...SECONDS, default: '30', applies: 'server', own: true, doc: "Seconds a request may wait in the queue before a 503 (a model's clientTimeoutInMills overrides it); 0: no bound." },
+  builtin_handler_batch_size: {
+    type: 'int',
+    min: 1,
+    max: 1024,
+    default: '8',
+    applies: 'server',
+    own: true,
+    doc: "A model with a built-in handler and no batch_size set takes up to this many queued requests at once, without waiting (its describe still says batchSize 1); 1: TorchServe's one request at a time.",
+  },
+  default_queue_timeout: {
+    ...SECONDS,
+    default: '30',
+    applies: 'server',
+    own: true,
+    doc: "Seconds a request may wait in the queue before a 503 (a model's clientTimeoutInMills overrides it); 0: no bound.",
+  },
   unregister_model_timeout: { ...SECONDS, default: '120', applies: 'server', doc: 'Seconds an unregister drains accepted requests.' },
-  drain_timeout: { ...SECONDS, default: '30', applies: 'server', own: true, doc: 'Seconds a stop (SIGTERM, tsserve --stop) gives accepted requests before it answers the rest with an error.' },
-  max_request_size: { type: 'int', min: 1, max: INT_MAX, default: '6553500', applies: 'server', doc: 'Largest request body (bytes); larger ones get 413 unread.' },
+  drain_timeout: {
+    ...SECONDS,
+    default: '30',
+    applies: 'server',
+    own: true,
+    doc: 'Seconds a stop (SIGTERM, tsserve --stop) gives accepted requests before it answers the rest with an error.',
+  },
+  max_request_size: {
+    type: 'int',
+    min: 1,
+    max: INT_MAX,
+    default: '6553500',
+    applies: 'server',
+    doc: 'Largest request body (bytes); larger ones get 413 unread.',
+  },
   max_response_size: { type: 'int', min: 1, max: INT_MAX, default: '6553500', applies: 'server', doc: 'Largest answer (bytes); larger ones are a 500.' },
-  max_download_size: { type: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, default: String(2 * 1024 ** 3), applies: 'server', own: true, doc: 'Largest archive a URL registration downloads (bytes).' },
+  max_download_size: {
+    type: 'int',
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
+    default: String(2 * 1024 ** 3),
+    applies: 'server',
+    own: true,
+    doc: 'Largest archive a URL registration downloads (bytes).',
+  },
   download_timeout: { ...SECONDS, default: '600', applies: 'server', own: true, doc: 'Seconds a URL registration may download.' },
-  max_archive_unpacked_size: { type: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, default: String(8 * 1024 ** 3), applies: 'server', own: true, doc: 'Largest size (bytes) a model archive may unpack to.' },
-  max_archive_entries: { type: 'int', min: 1, max: INT_MAX, default: '10000', applies: 'server', own: true, doc: 'Most files and directories a model archive may hold.' },
-  max_archive_compression_ratio: { type: 'int', min: 1, max: INT_MAX, default: '1000', applies: 'server', own: true, doc: 'Most an archive entry over 1 MiB (or a whole .tar.gz) may be compressed.' },
+  max_archive_unpacked_size: {
+    type: 'int',
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
+    default: String(8 * 1024 ** 3),
+    applies: 'server',
+    own: true,
+    doc: 'Largest size (bytes) a model archive may unpack to.',
+  },
+  max_archive_entries: {
+    type: 'int',
+    min: 1,
+    max: INT_MAX,
+    default: '10000',
+    applies: 'server',
+    own: true,
+    doc: 'Most files and directories a model archive may hold.',
+  },
+  max_archive_compression_ratio: {
+    type: 'int',
+    min: 1,
+    max: INT_MAX,
+    default: '1000',
+    applies: 'server',
+    own: true,
+    doc: 'Most an archive entry over 1 MiB (or a whole .tar.gz) may be compressed.',
+  },
   limit_max_image_pixels: { type: 'bool', default: 'true', applies: 'worker', doc: "false lifts the image size limit of tsserve/vision's decoders." },
   decode_input_request: { type: 'bool', default: 'true', applies: 'worker', doc: 'Decode JSON and text inputs for handlers; false: every input as bytes.' },
   default_service_handler: { type: 'string', applies: 'server', doc: 'The handler of an archive whose manifest names none.' },
-  service_envelope: { type: 'enum', values: ['body', 'json', 'kserve', 'kservev2'], applies: 'worker', doc: 'Request envelope for every model (a manifest may name its own).' },
+  service_envelope: {
+    type: 'enum',
+    values: ['body', 'json', 'kserve', 'kservev2'],
+    applies: 'worker',
+    doc: 'Request envelope for every model (a manifest may name its own).',
+  },
   allowed_urls: { type: 'list', applies: 'server', doc: 'Regular expressions a registration URL must match; default: files in the model store only.' },
   use_env_allowed_urls: { type: 'bool', default: 'false', env: false, applies: 'server', doc: 'Let TS_ALLOWED_URLS set allowed_urls.' },
-  install_py_dep_per_model: { type: 'bool', default: 'false', applies: 'server', doc: "npm install an archive's package.json requirements file at registration." },
+  install_py_dep_per_model: {
+    type: 'bool',
+    default: 'false',
+    applies: 'server',
+    doc: "npm install an archive's package.json requirements file at registration.",
+  },
   blacklist_env_vars: { type: 'regex', applies: 'worker', doc: 'Environment variables whose names match are kept from workers.' },
   cors_allowed_origin: { type: 'string', applies: 'server', doc: 'Access-Control-Allow-Origin on every answer.' },
   cors_allowed_methods: { type: 'string', applies: 'server', doc: 'Access-Control-Allow-Methods on every answer.' },
   cors_allowed_headers: { type: 'string', applies: 'server', doc: 'Access-Control-Allow-Headers on every answer.' },
   keystore: { type: 'path', applies: 'server', doc: 'PKCS12 keystore of https:// listeners.' },
   keystore_pass: { type: 'string', default: 'changeit', applies: 'server', doc: "The keystore's password." },
-  keystore_type: { type: 'enum', values: ['PKCS12', 'JKS'], default: 'PKCS12', applies: 'server', doc: 'PKCS12 (JKS is refused at start with the command that converts it).' },
+  keystore_type: {
+    type: 'enum',
+    values: ['PKCS12', 'JKS'],
+    default: 'PKCS12',
+    applies: 'server',
+    doc: 'PKCS12 (JKS is refused at start with the command that converts it).',
+  },
   private_key_file: { type: 'path', applies: 'server', doc: 'PEM private key of https:// listeners and gRPC TLS.' },
   certificate_file: { type: 'path', applies: 'server', doc: 'PEM certificate of https:// listeners and gRPC TLS.' },
   enable_metrics_api: { type: 'bool', default: 'true', applies: 'server', doc: 'Serve the metrics listener.' },
-  metrics_mode: { type: 'enum', values: ['prometheus', 'log', 'legacy'], default: 'prometheus', applies: 'server', doc: 'prometheus: /metrics; log: ts_metrics.log and model_metrics.log; legacy: three counters on /metrics.' },
+  metrics_mode: {
+    type: 'enum',
+    values: ['prometheus', 'log', 'legacy'],
+    default: 'prometheus',
+    applies: 'server',
+    doc: 'prometheus: /metrics; log: ts_metrics.log and model_metrics.log; legacy: three counters on /metrics.',
+  },
   metrics_config: { type: 'path', applies: 'server', doc: "A metrics.yaml; unset: TorchServe's default one." },
   model_metrics_auto_detect: { type: 'bool', default: 'false', applies: 'server', doc: "Record a handler's metrics the metrics.yaml does not declare." },
   disable_system_metrics: { type: 'bool', default: 'false', applies: 'server', doc: "Stop the host's CPU, memory and disk metrics." },
   metric_time_interval: { type: 'int', min: 1, max: INT_MAX, default: '60', env: false, applies: 'server', doc: 'Seconds between system metric samples.' },
   enable_model_api: { type: 'bool', default: 'false', applies: 'server', doc: 'Allow register and unregister (--enable-model-api).' },
   disable_token_authorization: { type: 'bool', default: 'false', applies: 'server', doc: 'Serve every API without keys (--disable-token-auth).' },
-  token_expiration_min: { type: 'number', min: 0, default: '60', env: 'TS_TOKEN_EXPIRATION_TIME_MIN', applies: 'server', doc: 'Minutes an inference or management key lasts.' },
+  token_expiration_min: {
+    type: 'number',
+    min: 0,
+    default: '60',
+    env: 'TS_TOKEN_EXPIRATION_TIME_MIN',
+    applies: 'server',
+    doc: 'Minutes an inference or management key lasts.',
+  },
   // TS_OPEN_INFERENCE_PROTOCOL=oip is read directly, whatever enable_envvars_config says.
-  ts_open_inference_protocol: { type: 'bool', default: 'false', env: false, applies: 'server', doc: "The Open Inference Protocol's REST extras and gRPC service (TS_OPEN_INFERENCE_PROTOCOL=oip too)." },
-  ts_header_key_sequence_id: { type: 'string', default: 'ts_request_sequence_id', applies: 'worker', doc: "The header carrying a stateful model's sequence id." },
+  ts_open_inference_protocol: {
+    type: 'bool',
+    default: 'false',
+    env: false,
+    applies: 'server',
+    doc: "The Open Inference Protocol's REST extras and gRPC service (TS_OPEN_INFERENCE_PROTOCOL=oip too).",
+  },
+  ts_header_key_sequence_id: {
+    type: 'string',
+    default: 'ts_request_sequence_id',
+    applies: 'worker',
+    doc: "The header carrying a stateful model's sequence id.",
+  },
   ts_header_key_sequence_start: { type: 'string', default: 'ts_request_sequence_start', applies: 'server', doc: 'The header starting a sequence.' },
   ts_header_key_sequence_end: { type: 'string', default: 'ts_request_sequence_end', applies: 'server', doc: 'The header ending a sequence.' },
   initial_worker_port: { ...PORT, default: '9000', applies: 'server', doc: "The number in the first worker's name, counting up." },
-  enable_kserve_listeners: { type: 'bool', applies: 'server', own: true, doc: "KServe's listeners (8080 HTTP, 8081 gRPC); unset: on when TS_SERVICE_ENVELOPE is kserve or kservev2." },
+  enable_kserve_listeners: {
+    type: 'bool',
+    applies: 'server',
+    own: true,
+    doc: "KServe's listeners (8080 HTTP, 8081 gRPC); unset: on when TS_SERVICE_ENVELOPE is kserve or kservev2.",
+  },
   kserve_inference_address: { type: 'address', default: 'http://0.0.0.0:8080', applies: 'server', own: true, doc: "KServe's HTTP listener." },
   kserve_grpc_inference_port: { ...PORT, default: '8081', applies: 'server', own: true, doc: "KServe's gRPC v2 listener port." },
-  log_format: { type: 'enum', values: ['text', 'json'], default: 'text', applies: 'server', own: true, doc: "The server log's form: text, log4j's layout as TorchServe writes it; json, pino's lines for log shippers." },
+  log_format: {
+    type: 'enum',
+    values: ['text', 'json'],
+    default: 'text',
+    applies: 'server',
+    own: true,
+    doc: "The server log's form: text, log4j's layout as TorchServe writes it; json, pino's lines for log shippers.",
+  },
   enable_envvars_config: { type: 'bool', default: 'false', env: false, applies: 'server', doc: 'Let TS_* environment variables set keys.' },
-  vmargs: { type: 'string', env: false, applies: 'server', doc: "Node.js options for the server process (tsserve --start); JVM options are skipped with a warning." },
+  vmargs: {
+    type: 'string',
+    env: false,
+    applies: 'server',
+    doc: 'Node.js options for the server process (tsserve --start); JVM options are skipped with a warning.',
+  },
   workflow_store: { type: 'path', applies: 'ignored', doc: 'Workflows are disabled, as in TorchServe 0.12.' },
   number_of_gpu: { type: 'int', min: 0, applies: 'ignored', doc: 'tsserve runs on CPU.' },
   number_of_netty_threads: { type: 'int', min: 0, applies: 'ignored', doc: "Netty's I/O threads; Node.js has one event loop." },
@@ -125,11 +257,18 @@ const TABLE: Record<string, Spec> = {
   cpu_launcher_args: { type: 'string', applies: 'ignored', doc: "PyTorch's CPU launcher." },
   plugins_path: { type: 'path', env: false, applies: 'ignored', doc: 'TorchServe plugins are Java jars.' },
   metrics_format: { type: 'string', applies: 'ignored', doc: "An old TorchServe key KServe's sample config.properties still sets; metrics_mode decides." },
-  NUM_WORKERS: { type: 'int', min: 0, env: false, applies: 'ignored', doc: "Set by KServe's sample config.properties; neither TorchServe nor tsserve reads it." },
+  NUM_WORKERS: {
+    type: 'int',
+    min: 0,
+    env: false,
+    applies: 'ignored',
+    doc: "Set by KServe's sample config.properties; neither TorchServe nor tsserve reads it.",
+  },
 };
 
-export const KEYS: ReadonlyMap<string, KeySpec> = new Map(Object.entries(TABLE).map(([name, spec]) =>
-  [name, { ...spec, name, env: spec.env ?? `TS_${name.toUpperCase()}` }]));
+export const KEYS: ReadonlyMap<string, KeySpec> = new Map(
+  Object.entries(TABLE).map(([name, spec]) => [name, { ...spec, name, env: spec.env ?? `TS_${name.toUpperCase()}` }]),
+);
 
 /** The default of a key with one; a key without is a programming error. */
 export function keyDefault(name: string): string {
@@ -170,7 +309,9 @@ export function invalidValue(spec: KeySpec, value: string): string | undefined {
         return 'JSON';
       }
     case 'address':
-      return /^(https?:\/\/(\[[^\]]+\]|[^:/\s]+)(:\d+)?\/?|unix:\/.+)$/i.test(v) ? undefined : 'an address such as http://127.0.0.1:8080 or unix:/path/to/socket';
+      return /^(https?:\/\/(\[[^\]]+\]|[^:/\s]+)(:\d+)?\/?|unix:\/.+)$/i.test(v)
+        ? undefined
+        : 'an address such as http://127.0.0.1:8080 or unix:/path/to/socket';
     default:
       return undefined;
   }
@@ -213,7 +354,12 @@ function distance(a: string, b: string): number {
 /** docs/configuration.md, made from the table (npm run docs:config writes it; a test compares). */
 export function configurationDoc(): string {
   const row = (k: KeySpec): string => {
-    const allowed = k.type === 'enum' ? k.values!.join(', ') : k.type === 'int' || k.type === 'number' ? `${k.type === 'int' ? 'whole number' : 'number'}${range(k)}` : k.type;
+    const allowed =
+      k.type === 'enum'
+        ? k.values!.join(', ')
+        : k.type === 'int' || k.type === 'number'
+          ? `${k.type === 'int' ? 'whole number' : 'number'}${range(k)}`
+          : k.type;
     const where = k.applies === 'ignored' ? 'accepted, no effect' : k.applies;
     return `| \`${k.name}\`${k.own ? ' (tsserve)' : ''} | ${k.default === undefined ? '' : `\`${k.default}\``} | ${allowed} | ${k.env === false ? '' : `\`${k.env}\``} | ${where} | ${k.doc.replace(/\|/g, '\\|')} |`;
   };

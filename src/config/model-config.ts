@@ -84,12 +84,26 @@ const FLAG = { type: 'bool' } as const;
 
 /** The model-config.yaml keys the server reads (spec 2.5, and tsserve's adaptiveThreads); any other key is the handler's. */
 const YAML_KEYS: Record<string, YamlSpec> = {
-  minWorkers: COUNT, maxWorkers: COUNT, batchSize: AT_LEAST_ONE, maxBatchDelay: COUNT,
-  responseTimeout: AT_LEAST_ONE, startupTimeout: AT_LEAST_ONE, maxRetryTimeoutInSec: COUNT,
-  clientTimeoutInMills: COUNT, jobQueueSize: AT_LEAST_ONE, useJobTicket: FLAG, sequenceBatching: FLAG,
-  sequenceMaxIdleMSec: COUNT, sequenceTimeoutMSec: COUNT, maxSequenceJobQueueSize: AT_LEAST_ONE,
-  maxNumSequence: AT_LEAST_ONE, continuousBatching: FLAG, asyncCommunication: FLAG, useVenv: FLAG,
-  adaptiveThreads: FLAG, parallelLevel: COUNT,
+  minWorkers: COUNT,
+  maxWorkers: COUNT,
+  batchSize: AT_LEAST_ONE,
+  maxBatchDelay: COUNT,
+  responseTimeout: AT_LEAST_ONE,
+  startupTimeout: AT_LEAST_ONE,
+  maxRetryTimeoutInSec: COUNT,
+  clientTimeoutInMills: COUNT,
+  jobQueueSize: AT_LEAST_ONE,
+  useJobTicket: FLAG,
+  sequenceBatching: FLAG,
+  sequenceMaxIdleMSec: COUNT,
+  sequenceTimeoutMSec: COUNT,
+  maxSequenceJobQueueSize: AT_LEAST_ONE,
+  maxNumSequence: AT_LEAST_ONE,
+  continuousBatching: FLAG,
+  asyncCommunication: FLAG,
+  useVenv: FLAG,
+  adaptiveThreads: FLAG,
+  parallelLevel: COUNT,
   deviceType: { type: 'enum', values: ['cpu', 'gpu'] },
   parallelType: { type: 'enum', values: ['pp', 'tp', 'pptp', 'custom'] },
 };
@@ -142,11 +156,12 @@ export function resolveSettings(
   const jsonInt = (k: string): number | undefined => positiveInt(json[k], false);
   const timeout = (k: 'responseTimeout' | 'startupTimeout', api: number | undefined, dflt: number): number =>
     // TorchServe: with a YAML, its value (default 120) beats the API value.
-    hasYaml ? yamlInt(k) ?? 120 : jsonInt(k) ?? api ?? dflt;
-  const workers = yamlWorkers(yaml) ?? (params.atStartup ? jsonWorkers(json) : undefined) ?? {
-    min: params.initialWorkers ?? 0,
-    max: params.initialWorkers ?? 0,
-  };
+    hasYaml ? (yamlInt(k) ?? 120) : (jsonInt(k) ?? api ?? dflt);
+  const workers = yamlWorkers(yaml) ??
+    (params.atStartup ? jsonWorkers(json) : undefined) ?? {
+      min: params.initialWorkers ?? 0,
+      max: params.initialWorkers ?? 0,
+    };
   const configuredBatch = params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize');
   const batchSize = configuredBatch ?? 1;
   const fastDefaults = configuredBatch === undefined && builtinHandler && yaml.sequenceBatching !== true;
@@ -163,13 +178,16 @@ export function resolveSettings(
     clientTimeoutInMills: yamlInt('clientTimeoutInMills') ?? server.defaultQueueTimeout * 1000,
     useJobTicket: yaml.useJobTicket === true,
     adaptiveThreads: typeof yaml.adaptiveThreads === 'boolean' ? yaml.adaptiveThreads : fastDefaults,
-    sequence: yaml.sequenceBatching === true ? {
-      maxNumSequence: Math.max(yamlInt('maxNumSequence') ?? 1, batchSize * Math.max(1, workers.max)),
-      maxSequenceJobQueueSize: yamlInt('maxSequenceJobQueueSize') ?? 1,
-      sequenceMaxIdleMSec: yamlInt('sequenceMaxIdleMSec') ?? 0,
-      sequenceTimeoutMSec: yamlInt('sequenceTimeoutMSec') ?? 0,
-      headers: server.sequenceHeaders,
-    } : undefined,
+    sequence:
+      yaml.sequenceBatching === true
+        ? {
+            maxNumSequence: Math.max(yamlInt('maxNumSequence') ?? 1, batchSize * Math.max(1, workers.max)),
+            maxSequenceJobQueueSize: yamlInt('maxSequenceJobQueueSize') ?? 1,
+            sequenceMaxIdleMSec: yamlInt('sequenceMaxIdleMSec') ?? 0,
+            sequenceTimeoutMSec: yamlInt('sequenceTimeoutMSec') ?? 0,
+            headers: server.sequenceHeaders,
+          }
+        : undefined,
   };
 }
 

@@ -2,18 +2,20 @@ import t from 'tap';
 import { parseProperties } from './properties.js';
 
 t.test('Java properties syntax', async (t) => {
-  const p = parseProperties([
-    '# comment',
-    '! also a comment',
-    'a=1',
-    'b : two',
-    'c three',
-    'models={"m": \\',
-    '   {"1.0": {"minWorkers": 2}}}',
-    'path=C\\:\\\\models',
-    'unicode=\\u0041',
-    '  spaced  =  value with spaces',
-  ].join('\n'));
+  const p = parseProperties(
+    [
+      '# comment',
+      '! also a comment',
+      'a=1',
+      'b : two',
+      'c three',
+      'models={"m": \\',
+      '   {"1.0": {"minWorkers": 2}}}',
+      'path=C\\:\\\\models',
+      'unicode=\\u0041',
+      '  spaced  =  value with spaces',
+    ].join('\n'),
+  );
   t.equal(p.get('a'), '1');
   t.equal(p.get('b'), 'two');
   t.equal(p.get('c'), 'three');

@@ -58,7 +58,7 @@ function splitKeyValue(line: string): { key: string; value: string } {
 
 function unescapeAll(s: string): string {
   let out = '';
-  for (let i = 0; i < s.length;) {
+  for (let i = 0; i < s.length; ) {
     if (s[i] === '\\' && i + 1 < s.length) {
       out += unescapeChar(s, i);
       i += escapeLength(s, i);

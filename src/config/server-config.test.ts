@@ -11,7 +11,7 @@ function withFile(text: string): { dir: string; file: string } {
   return { dir, file };
 }
 
-t.test('defaults are TorchServe\'s', async (t) => {
+t.test("defaults are TorchServe's", async (t) => {
   const c = loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-')));
   t.equal(c.inferenceAddress.raw, 'http://127.0.0.1:8080');
   t.equal(c.managementAddress.port, 8081);
@@ -57,7 +57,10 @@ t.test('blacklist_env_vars and allowed_urls are whole-string regexes; one that d
   t.notOk(c.blacklistEnvVars?.test('MY_SECRET'), 'the whole name must match');
   t.equal(loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-'))).blacklistEnvVars, undefined, 'none by default');
   const bad = withFile('blacklist_env_vars=(unclosed\n');
-  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { name: 'Error', message: /^Invalid configuration:\n {2}blacklist_env_vars=\(unclosed is not allowed: blacklist_env_vars is a regular expression$/ });
+  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), {
+    name: 'Error',
+    message: /^Invalid configuration:\n {2}blacklist_env_vars=\(unclosed is not allowed: blacklist_env_vars is a regular expression$/,
+  });
   const badUrls = withFile('allowed_urls=file://[\n');
   t.throws(() => loadServerConfig({ tsConfig: badUrls.file }, {}, badUrls.dir), { message: /^allowed_urls: Invalid regular expression/ });
 });

@@ -194,11 +194,7 @@ export function configFilePath(cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: s
   return existsSync(local) ? local : undefined;
 }
 
-export function loadServerConfig(
-  cli: CliOverrides = {},
-  env: NodeJS.ProcessEnv = process.env,
-  cwd: string = process.cwd(),
-): ServerConfig {
+export function loadServerConfig(cli: CliOverrides = {}, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): ServerConfig {
   const file = configFilePath(cli, env, cwd);
   if (file && !existsSync(file)) throw new ConfigError(`--ts-config file not found: ${file}`);
   const props = new Map(file ? parseFileProperties(file, env) : []);
@@ -257,9 +253,7 @@ function applyEnv(props: Map<string, string>, env: NodeJS.ProcessEnv): void {
   }
 }
 
-function buildConfig(
-  props: Map<string, string>, cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string, warnings: readonly string[],
-): ServerConfig {
+function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string, warnings: readonly string[]): ServerConfig {
   // Values were checked against the table (checkProperties); a key unset takes its table default.
   const str = (k: string): string | undefined => props.get(k)?.trim() || undefined;
   const int = (k: string): number => parseIntOr(props.get(k), Number(keyDefault(k)));
@@ -298,8 +292,9 @@ function buildConfig(
     unregisterModelTimeout: int('unregister_model_timeout'),
     maxRequestSize: int('max_request_size'),
     maxResponseSize: int('max_response_size'),
-    allowedUrls: splitList(str('allowed_urls') ?? storeOnlyUrls(modelStore ? resolve(cwd, modelStore) : undefined))
-      .map((r) => fullMatch('allowed_urls', r, 'i')),
+    allowedUrls: splitList(str('allowed_urls') ?? storeOnlyUrls(modelStore ? resolve(cwd, modelStore) : undefined)).map((r) =>
+      fullMatch('allowed_urls', r, 'i'),
+    ),
     blacklistEnvVars: blacklist === undefined ? undefined : fullMatch('blacklist_env_vars', blacklist, ''),
     installPyDepPerModel: bool('install_py_dep_per_model'),
     archiveLimits: {
@@ -406,7 +401,12 @@ export function parseIntOr(value: string | undefined, dflt: number): number {
 }
 
 function splitList(value: string | undefined): string[] {
-  return value ? value.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  return value
+    ? value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
 }
 
 /** A regex that must match a whole string; a pattern that does not compile stops the start. */

@@ -46,7 +46,9 @@ export function snapshotFileName(stamp: string, kind: SnapshotKind): string {
 /** The newest snapshot file by its timestamp prefix, if any. */
 export function newestSnapshot(dir: string): string | undefined {
   if (!existsSync(dir)) return undefined;
-  const names = readdirSync(dir).filter((n) => SNAPSHOT_FILE.test(n)).sort();
+  const names = readdirSync(dir)
+    .filter((n) => SNAPSHOT_FILE.test(n))
+    .sort();
   return names.length > 0 ? join(dir, names[names.length - 1]!) : undefined;
 }
 

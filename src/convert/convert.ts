@@ -64,23 +64,30 @@ export async function convertArchive(opts: ConvertOptions, cwd: string = process
     if (isPyTorchFile(serialized)) {
       onnx = join(work, `${parse(model.serializedFile).name}.onnx`);
       const shape = opts.inputShape ?? (handler.startsWith('image_') ? IMAGE_INPUT : undefined);
-      if (!shape) throw new ConvertError(`Give --input-shape (one input's shape without the batch axis, e.g. ${IMAGE_INPUT}): handler ${handler} has no default.`);
+      if (!shape)
+        throw new ConvertError(`Give --input-shape (one input's shape without the batch axis, e.g. ${IMAGE_INPUT}): handler ${handler} has no default.`);
       progress(`exporting ${model.serializedFile} to ONNX with PyTorch (${opts.python ?? 'python3'})`);
       exportOnnx(opts.python ?? 'python3', serialized, model.modelFile && join(opened.dir, model.modelFile), shape, onnx, work);
       progress("comparing the ONNX model's outputs with PyTorch's");
       maxDifference = await compareWithPyTorch(onnx, work);
     }
     progress('writing the tsserve archive');
-    const output = createArchive({
-      modelName: opts.modelName ?? model.modelName ?? parse(opts.archive).name.replace(/\W/g, '_'),
-      version: model.modelVersion,
-      handler,
-      serializedFile: onnx,
-      extraFiles: carriedFiles(opened.dir, manifest).map((f) => join(opened.dir, f)).join(',') || undefined,
-      configFile: model.configFile && join(opened.dir, model.configFile),
-      exportPath: opts.exportPath,
-      force: opts.force,
-    }, cwd);
+    const output = createArchive(
+      {
+        modelName: opts.modelName ?? model.modelName ?? parse(opts.archive).name.replace(/\W/g, '_'),
+        version: model.modelVersion,
+        handler,
+        serializedFile: onnx,
+        extraFiles:
+          carriedFiles(opened.dir, manifest)
+            .map((f) => join(opened.dir, f))
+            .join(',') || undefined,
+        configFile: model.configFile && join(opened.dir, model.configFile),
+        exportPath: opts.exportPath,
+        force: opts.force,
+      },
+      cwd,
+    );
     return { output, handler, maxDifference };
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -104,8 +111,8 @@ function builtinFor(manifest: ValidManifest): string {
   if (isBuiltinHandler(handler)) return handler;
   const [file] = splitHandler(handler);
   throw new ConvertError(
-    `The archive's handler ${file} is Python code. Port it to TypeScript (docs/migrating.md maps TorchServe's `
-    + `handler API to tsserve's) and give the port with --handler my_handler.ts, or a built-in: --handler image_classifier.`,
+    `The archive's handler ${file} is Python code. Port it to TypeScript (docs/migrating.md maps TorchServe's ` +
+      `handler API to tsserve's) and give the port with --handler my_handler.ts, or a built-in: --handler image_classifier.`,
   );
 }
 
@@ -136,7 +143,10 @@ async function compareWithPyTorch(onnx: string, checkDir: string): Promise<numbe
       const actual = results[name]!.data as Float32Array;
       for (let j = 0; j < expected.length; j++) worst = Math.max(worst, Math.abs(actual[j]! - expected[j]!) / Math.max(1, Math.abs(expected[j]!)));
     });
-    if (worst > TOLERANCE) throw new ConvertError(`The ONNX model's outputs differ from PyTorch's by up to ${worst.toExponential(2)} (more than ${TOLERANCE}); the export is not faithful.`);
+    if (worst > TOLERANCE)
+      throw new ConvertError(
+        `The ONNX model's outputs differ from PyTorch's by up to ${worst.toExponential(2)} (more than ${TOLERANCE}); the export is not faithful.`,
+      );
     return worst;
   } finally {
     await session.release();
@@ -155,8 +165,18 @@ function floats(file: string): Float32Array {
  */
 function carriedFiles(dir: string, manifest: ValidManifest): string[] {
   const m = manifest.model;
-  const replaced = new Set(['MAR-INF', 'node_modules', m.serializedFile, m.modelFile, m.requirementsFile, m.configFile, m.handler && splitHandler(m.handler)[0]]);
-  return readdirSync(dir).filter((f) => !replaced.has(f) && !f.endsWith('.py') && f !== '__pycache__').sort();
+  const replaced = new Set([
+    'MAR-INF',
+    'node_modules',
+    m.serializedFile,
+    m.modelFile,
+    m.requirementsFile,
+    m.configFile,
+    m.handler && splitHandler(m.handler)[0],
+  ]);
+  return readdirSync(dir)
+    .filter((f) => !replaced.has(f) && !f.endsWith('.py') && f !== '__pycache__')
+    .sort();
 }
 
 /** An error the CLI prints as is: ours, the archiver's, or a bad manifest's. */

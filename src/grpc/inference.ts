@@ -32,27 +32,37 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
     Ping: unary(deps, 'inference', `${SERVICE}/Ping`, async () => ({
       health: JSON.stringify({ status: deps.registry.healthy() ? 'Healthy' : 'Unhealthy' }, null, 2),
     })),
-    Predictions: unary<PredictionsRequest, PredictionResponse>(deps, 'inference', `${SERVICE}/Predictions`, (request, call) =>
-      new Promise((resolve, reject) => {
-        predict(deps, request, call.metadata, {
-          intermediate: () => {},
-          respond: (r) => (r.status >= 400 ? reject(answerFailure(r)) : resolve({ prediction: Buffer.from(r.body) })),
-          fail: (err) => reject(predictionFailure(err)),
-        });
-      })),
-    StreamPredictions: serverStream<PredictionsRequest, PredictionResponse>(deps, 'inference', `${SERVICE}/StreamPredictions`, (call) =>
-      new Promise((resolve, reject) => {
-        const write = (r: JobResponse): boolean => call.write({ prediction: Buffer.from(r.body) });
-        predict(deps, call.request, call.metadata, {
-          intermediate: write,
-          respond: (r) => {
-            if (r.status >= 400) return reject(answerFailure(r));
-            write(r);
-            resolve();
-          },
-          fail: (err) => reject(predictionFailure(err)),
-        });
-      })),
+    Predictions: unary<PredictionsRequest, PredictionResponse>(
+      deps,
+      'inference',
+      `${SERVICE}/Predictions`,
+      (request, call) =>
+        new Promise((resolve, reject) => {
+          predict(deps, request, call.metadata, {
+            intermediate: () => {},
+            respond: (r) => (r.status >= 400 ? reject(answerFailure(r)) : resolve({ prediction: Buffer.from(r.body) })),
+            fail: (err) => reject(predictionFailure(err)),
+          });
+        }),
+    ),
+    StreamPredictions: serverStream<PredictionsRequest, PredictionResponse>(
+      deps,
+      'inference',
+      `${SERVICE}/StreamPredictions`,
+      (call) =>
+        new Promise((resolve, reject) => {
+          const write = (r: JobResponse): boolean => call.write({ prediction: Buffer.from(r.body) });
+          predict(deps, call.request, call.metadata, {
+            intermediate: write,
+            respond: (r) => {
+              if (r.status >= 400) return reject(answerFailure(r));
+              write(r);
+              resolve();
+            },
+            fail: (err) => reject(predictionFailure(err)),
+          });
+        }),
+    ),
     StreamPredictions2: sequenceStream(deps, `${SERVICE}/StreamPredictions2`),
   };
 }

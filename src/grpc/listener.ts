@@ -25,10 +25,13 @@ export async function listenGrpc(api: GrpcApi, listen: GrpcListenConfig, deps: G
     // Until grpc-js owns the socket, a client's reset is ours to absorb.
     socket.on('error', () => socket.destroy());
     injector ??= import('./server.js').then((m) => m.createInjector(api, listen, deps));
-    injector.then((i) => i.injectConnection(socket), (err: Error) => {
-      deps.loggers.server.error({ err }, `gRPC ${api} API failed to start`);
-      socket.destroy();
-    });
+    injector.then(
+      (i) => i.injectConnection(socket),
+      (err: Error) => {
+        deps.loggers.server.error({ err }, `gRPC ${api} API failed to start`);
+        socket.destroy();
+      },
+    );
   });
   await bind(tcp, listen);
   const bound = tcp.address();

@@ -53,19 +53,29 @@ export function managementService(deps: GrpcDeps): UntypedServiceImplementation 
     });
   return {
     DescribeModel: method<ModelRequest & { customized: boolean }>('DescribeModel', (r) => ({
-      method: 'GET', url: modelPath(r), query: r.customized ? { customized: true } : ({} as Query),
+      method: 'GET',
+      url: modelPath(r),
+      query: r.customized ? { customized: true } : ({} as Query),
     })),
     // TorchServe passes limit 0 (the proto default) on and answers an empty page; 0 is "not set" here too.
     ListModels: method<{ limit: number; next_page_token: number }>('ListModels', (r) => ({
-      method: 'GET', url: '/models', query: set({ limit: r.limit, next_page_token: r.next_page_token }),
+      method: 'GET',
+      url: '/models',
+      query: set({ limit: r.limit, next_page_token: r.next_page_token }),
     })),
     RegisterModel: method<RegisterModelRequest>('RegisterModel', (r) => ({
       method: 'POST',
       url: '/models',
       query: {
         ...set({
-          url: r.url, model_name: r.model_name, handler: r.handler, runtime: r.runtime, batch_size: r.batch_size,
-          max_batch_delay: r.max_batch_delay, initial_workers: r.initial_workers, response_timeout: r.response_timeout,
+          url: r.url,
+          model_name: r.model_name,
+          handler: r.handler,
+          runtime: r.runtime,
+          batch_size: r.batch_size,
+          max_batch_delay: r.max_batch_delay,
+          initial_workers: r.initial_workers,
+          response_timeout: r.response_timeout,
           startup_timeout: r.startup_timeout,
         }),
         // The proto's default is false where REST's is true: always say which.

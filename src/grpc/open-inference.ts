@@ -18,7 +18,15 @@ import { answerFailure, headersOf, predictionFailure, queuePrediction } from './
 import type { GrpcDeps } from './deps.js';
 
 type Contents = Partial<Record<ContentsField, unknown[]>>;
-type ContentsField = 'bool_contents' | 'int_contents' | 'int64_contents' | 'uint_contents' | 'uint64_contents' | 'fp32_contents' | 'fp64_contents' | 'bytes_contents';
+type ContentsField =
+  | 'bool_contents'
+  | 'int_contents'
+  | 'int64_contents'
+  | 'uint_contents'
+  | 'uint64_contents'
+  | 'fp32_contents'
+  | 'fp64_contents'
+  | 'bytes_contents';
 
 interface Tensor {
   name: string;
@@ -42,11 +50,19 @@ interface V2Answer {
   outputs?: Array<{ name: string; datatype: string; shape?: number[]; data: unknown[] }>;
 }
 
-
 const FIELD: Record<string, ContentsField> = {
-  BOOL: 'bool_contents', INT8: 'int_contents', INT16: 'int_contents', INT32: 'int_contents', INT64: 'int64_contents',
-  UINT8: 'uint_contents', UINT16: 'uint_contents', UINT32: 'uint_contents', UINT64: 'uint64_contents',
-  FP32: 'fp32_contents', FP64: 'fp64_contents', BYTES: 'bytes_contents',
+  BOOL: 'bool_contents',
+  INT8: 'int_contents',
+  INT16: 'int_contents',
+  INT32: 'int_contents',
+  INT64: 'int64_contents',
+  UINT8: 'uint_contents',
+  UINT16: 'uint_contents',
+  UINT32: 'uint_contents',
+  UINT64: 'uint64_contents',
+  FP32: 'fp32_contents',
+  FP64: 'fp64_contents',
+  BYTES: 'bytes_contents',
 };
 
 /**
@@ -82,7 +98,12 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
     id: request.id,
     model_name: request.model_name,
     model_version: request.model_version,
-    inputs: request.inputs.map((input, i) => ({ name: input.name, datatype: input.datatype, shape: input.shape, data: tensorData(input, request.raw_input_contents[i]) })),
+    inputs: request.inputs.map((input, i) => ({
+      name: input.name,
+      datatype: input.datatype,
+      shape: input.shape,
+      data: tensorData(input, request.raw_input_contents[i]),
+    })),
   };
   const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(JSON.stringify(body)) }];
   return new Promise((resolve, reject) => {
@@ -116,11 +137,17 @@ function tensorData(input: Tensor, raw: Buffer | undefined): unknown[] {
 
 const RAW: Record<string, [number, (v: DataView, at: number) => number | boolean]> = {
   BOOL: [1, (v, at) => v.getUint8(at) !== 0],
-  INT8: [1, (v, at) => v.getInt8(at)], INT16: [2, (v, at) => v.getInt16(at, true)], INT32: [4, (v, at) => v.getInt32(at, true)],
+  INT8: [1, (v, at) => v.getInt8(at)],
+  INT16: [2, (v, at) => v.getInt16(at, true)],
+  INT32: [4, (v, at) => v.getInt32(at, true)],
   INT64: [8, (v, at) => Number(v.getBigInt64(at, true))],
-  UINT8: [1, (v, at) => v.getUint8(at)], UINT16: [2, (v, at) => v.getUint16(at, true)], UINT32: [4, (v, at) => v.getUint32(at, true)],
+  UINT8: [1, (v, at) => v.getUint8(at)],
+  UINT16: [2, (v, at) => v.getUint16(at, true)],
+  UINT32: [4, (v, at) => v.getUint32(at, true)],
   UINT64: [8, (v, at) => Number(v.getBigUint64(at, true))],
-  FP16: [2, (v, at) => halfToFloat(v.getUint16(at, true))], FP32: [4, (v, at) => v.getFloat32(at, true)], FP64: [8, (v, at) => v.getFloat64(at, true)],
+  FP16: [2, (v, at) => halfToFloat(v.getUint16(at, true))],
+  FP32: [4, (v, at) => v.getFloat32(at, true)],
+  FP64: [8, (v, at) => v.getFloat64(at, true)],
 };
 
 function fromRaw(datatype: string, raw: Buffer, name: string): unknown[] {
@@ -128,7 +155,8 @@ function fromRaw(datatype: string, raw: Buffer, name: string): unknown[] {
   const layout = RAW[datatype];
   if (!layout) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": unknown datatype ${datatype}`));
   const [size, read] = layout;
-  if (raw.length % size !== 0) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": ${raw.length} raw bytes are not whole ${datatype} values`));
+  if (raw.length % size !== 0)
+    throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": ${raw.length} raw bytes are not whole ${datatype} values`));
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   return Array.from({ length: raw.length / size }, (_, i) => read(view, i * size));
 }
@@ -136,9 +164,10 @@ function fromRaw(datatype: string, raw: Buffer, name: string): unknown[] {
 /** BYTES in raw form: each element a 4-byte little-endian length, then its bytes; base64 as in `contents`. */
 function rawStrings(raw: Buffer, name: string): string[] {
   const out: string[] = [];
-  for (let at = 0; at < raw.length;) {
+  for (let at = 0; at < raw.length; ) {
     const length = at + 4 <= raw.length ? raw.readUInt32LE(at) : -1;
-    if (length < 0 || at + 4 + length > raw.length) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": raw BYTES end inside an element`));
+    if (length < 0 || at + 4 + length > raw.length)
+      throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": raw BYTES end inside an element`));
     out.push(raw.toString('base64', at + 4, at + 4 + length));
     at += 4 + length;
   }

@@ -57,7 +57,11 @@ export function sequenceStream(deps: GrpcDeps, method: string) {
 function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<void> {
   const names = deps.config.sequenceHeaders;
   const inBand = (failure: GrpcFailure, sequenceId = request.sequence_id): void => {
-    call.write({ prediction: Buffer.alloc(0), ...(sequenceId ? { sequence_id: sequenceId } : {}), status: { code: failure.code, message: failure.message, details: [] } });
+    call.write({
+      prediction: Buffer.alloc(0),
+      ...(sequenceId ? { sequence_id: sequenceId } : {}),
+      status: { code: failure.code, message: failure.message, details: [] },
+    });
   };
   return new Promise((resolve) => {
     try {

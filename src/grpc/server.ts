@@ -42,8 +42,9 @@ function servicesOf(api: GrpcApi, config: ServerConfig): Service[] {
 
 /** A service definition whose method paths name the service as `servedAs`. */
 function renamed(definition: grpc.ServiceDefinition, from: string, servedAs: string): grpc.ServiceDefinition {
-  return Object.fromEntries(Object.entries(definition).map(([method, d]) =>
-    [method, { ...d, path: d.path.replace(`/${from}/`, `/${servedAs}/`) }])) as grpc.ServiceDefinition;
+  return Object.fromEntries(
+    Object.entries(definition).map(([method, d]) => [method, { ...d, path: d.path.replace(`/${from}/`, `/${servedAs}/`) }]),
+  ) as grpc.ServiceDefinition;
 }
 
 export function createInjector(api: GrpcApi, listen: GrpcListenConfig, deps: GrpcDeps): GrpcInjector {
@@ -54,7 +55,9 @@ export function createInjector(api: GrpcApi, listen: GrpcListenConfig, deps: Grp
     ...(listen.maxConnectionAgeGraceMs ? { 'grpc.max_connection_age_grace_ms': listen.maxConnectionAgeGraceMs } : {}),
   });
   for (const service of servicesOf(api, deps.config)) {
-    const definition = loadSync(service.file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] })[service.name] as grpc.ServiceDefinition;
+    const definition = loadSync(service.file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] })[
+      service.name
+    ] as grpc.ServiceDefinition;
     const name = service.servedAs ?? service.name;
     server.addService(service.servedAs ? renamed(definition, service.name, service.servedAs) : definition, service.implementation(deps, name));
   }

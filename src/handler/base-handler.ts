@@ -38,9 +38,8 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     if (isDescribeRequest(context)) return [await this.describeHandle()];
     const started = performance.now();
     const input = await this.preprocess(batch);
-    const output = context.getRequestHeader(0, 'explain') === 'True'
-      ? await this.explainHandle(input, batch)
-      : await this.postprocess(await this.inference(input));
+    const output =
+      context.getRequestHeader(0, 'explain') === 'True' ? await this.explainHandle(input, batch) : await this.postprocess(await this.inference(input));
     context.metrics.addTime('HandlerTime', performance.now() - started);
     return output;
   }

@@ -44,7 +44,10 @@ function typeScriptCompiler(): Transpile | undefined {
     }).outputText;
 }
 
-interface StripOptions { mode: 'strip' | 'transform'; sourceUrl?: string }
+interface StripOptions {
+  mode: 'strip' | 'transform';
+  sourceUrl?: string;
+}
 type StripTypeScriptTypes = (source: string, options: StripOptions) => string;
 
 function nodeTypeStripper(): Transpile {

@@ -39,7 +39,19 @@ export async function occlusionAttributions(input: unknown, target: number, scor
       const copies = patches.slice(start, start + RUN_BATCH).map((p) => occlude(image, c, h, w, p));
       occluded.push(...(await classScores(score, copies, [c, h, w], target)));
     }
-    out.push(toNestedChw(attributionMap(h, w, patches, occluded.map((s) => base - s)), c, h, w));
+    out.push(
+      toNestedChw(
+        attributionMap(
+          h,
+          w,
+          patches,
+          occluded.map((s) => base - s),
+        ),
+        c,
+        h,
+        w,
+      ),
+    );
   }
   return out;
 }

@@ -47,7 +47,10 @@ export async function runBatch(
     onIntermediate(toResponses(checkOutputs(outputs, requests.length), requests, context, true));
   });
   const started = performance.now();
-  const outputs = await entry.handle(requests.map((r) => decodeRequest(r, decode)), context);
+  const outputs = await entry.handle(
+    requests.map((r) => decodeRequest(r, decode)),
+    context,
+  );
   // TorchServe's worker times the entry point for every model, whatever its handler records.
   context.metrics.addTime('PredictionTime', Math.round((performance.now() - started) * 100) / 100);
   return { items: toResponses(checkOutputs(outputs, requests.length), requests, context, false), context };

@@ -44,8 +44,7 @@ export function describeRoutes(app: FastifyInstance): void {
     if (!doc || methods.every((m) => m === 'HEAD')) return;
     routes.push({ path: doc.path ?? route.url.replace(/:([^/]+)/g, '{$1}').replace(/\*$/, '{extra_path}'), methods, doc });
   });
-  const send = async (_request: unknown, reply: FastifyReply): Promise<FastifyReply> =>
-    sendJson(reply, 200, openApi(routes));
+  const send = async (_request: unknown, reply: FastifyReply): Promise<FastifyReply> => sendJson(reply, 200, openApi(routes));
   app.options('/', send);
   app.all('/api-description', send);
   app.route({
@@ -88,15 +87,21 @@ const route = (path: string, summary: string, ...methods: string[]): Documented 
 export function modelApi(name: string, listener: 'inference' | 'management'): Record<string, unknown> {
   if (listener === 'inference') {
     const summary = `Predictions of ${name}; input and output formats are defined by its handler`;
-    return openApi([
-      route(`/predictions/${name}`, summary, 'POST'),
-      route('/v1/models/{model_name}:predict', summary, 'POST'),
-      route('/v2/models/{model_name}/infer', summary, 'POST'),
-    ], { title: `RESTful API for: ${name}`, version: '1.0.0' });
+    return openApi(
+      [
+        route(`/predictions/${name}`, summary, 'POST'),
+        route('/v1/models/{model_name}:predict', summary, 'POST'),
+        route('/v2/models/{model_name}/infer', summary, 'POST'),
+      ],
+      { title: `RESTful API for: ${name}`, version: '1.0.0' },
+    );
   }
-  return openApi([
-    route('/models/{model_name}', 'Describe, scale or unregister the default version', 'GET', 'PUT', 'DELETE'),
-    route('/models/{model_name}/{model_version}', 'Describe, scale or unregister one version', 'GET', 'PUT', 'DELETE'),
-    route('/models/{model_name}/{model_version}/set-default', 'Make this version the default', 'PUT'),
-  ], { title: `RESTful Management API for: ${name}`, version: VERSION });
+  return openApi(
+    [
+      route('/models/{model_name}', 'Describe, scale or unregister the default version', 'GET', 'PUT', 'DELETE'),
+      route('/models/{model_name}/{model_version}', 'Describe, scale or unregister one version', 'GET', 'PUT', 'DELETE'),
+      route('/models/{model_name}/{model_version}/set-default', 'Make this version the default', 'PUT'),
+    ],
+    { title: `RESTful Management API for: ${name}`, version: VERSION },
+  );
 }

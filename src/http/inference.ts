@@ -28,10 +28,14 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
   requireToken(app, deps.tokens, 'inference');
   await acceptMultipart(app, deps.config);
 
-  app.all('/ping', documented('Health of the server: Healthy, or Unhealthy when a model has fewer healthy workers than minWorkers', ['GET']), async (_request, reply) => {
-    const healthy = deps.registry.healthy();
-    return sendStatus(reply, healthy ? 200 : 500, healthy ? 'Healthy' : 'Unhealthy');
-  });
+  app.all(
+    '/ping',
+    documented('Health of the server: Healthy, or Unhealthy when a model has fewer healthy workers than minWorkers', ['GET']),
+    async (_request, reply) => {
+      const healthy = deps.registry.healthy();
+      return sendStatus(reply, healthy ? 200 : 500, healthy ? 'Healthy' : 'Unhealthy');
+    },
+  );
 
   const busy = { onRequest: refuseWhenBusy<{ Params: PredictParams; Querystring: { model_name?: string } }>(deps) };
   for (const prefix of ['predictions', 'explanations'] as const) {
@@ -50,9 +54,13 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
   // SageMaker: the model from the query, else the one model loaded at start-up, else a form field.
   const sagemaker = documented('SageMaker-style prediction; the model from ?model_name=, the only start-up model, or a model_name field', ['POST']);
   app.all('/invocations', sagemaker, (request: PredictRequest, reply) =>
-    predict(request, reply, deps, { model: request.query.model_name || onlyStartupModel(deps.registry), queryParams: true }));
-  app.all('/models/:model/invoke', { ...documented('SageMaker-style prediction of the default version', ['POST']), ...busy }, (request: PredictRequest, reply) =>
-    predict(request, reply, deps, { model: request.params.model, queryParams: true }));
+    predict(request, reply, deps, { model: request.query.model_name || onlyStartupModel(deps.registry), queryParams: true }),
+  );
+  app.all(
+    '/models/:model/invoke',
+    { ...documented('SageMaker-style prediction of the default version', ['POST']), ...busy },
+    (request: PredictRequest, reply) => predict(request, reply, deps, { model: request.params.model, queryParams: true }),
+  );
 
   // The legacy form: query parameters reach the handler as inputs.
   const legacy = (request: PredictRequest, reply: FastifyReply): Promise<FastifyReply> =>
@@ -65,6 +73,11 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
 }
 
 function onlyStartupModel(registry: ModelRegistry): string | undefined {
-  const names = new Set(registry.all().filter((m) => m.spec.loadedAtStartup).map((m) => m.name));
+  const names = new Set(
+    registry
+      .all()
+      .filter((m) => m.spec.loadedAtStartup)
+      .map((m) => m.name),
+  );
   return names.size === 1 ? [...names][0] : undefined;
 }

@@ -37,7 +37,8 @@ export function stringParam(request: WireRequest, name: string): string | undefi
 /** Query parameters, before the body's, each value its own parameter without a content type. */
 function queryParams(request: FastifyRequest): WireParam[] {
   return Object.entries((request.query ?? {}) as Record<string, string | string[]>).flatMap(([name, values]) =>
-    [values].flat().map((value) => ({ name, contentType: undefined, value: Buffer.from(value, 'utf8') })));
+    [values].flat().map((value) => ({ name, contentType: undefined, value: Buffer.from(value, 'utf8') })),
+  );
 }
 
 function flatHeaders(request: FastifyRequest): Record<string, string> {

@@ -34,17 +34,26 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options:
     const [model, verb] = (request.params as { spec: string }).spec.split(':');
     return model && verb ? { model } : undefined;
   };
-  app.all('/v1/models/:spec', { ...documented('KServe v1 prediction of the default version (model:explain explains; GET model: is it ready)', ['POST'], '/v1/models/{model}:predict'), onRequest: refuseWhenBusy(deps, v1Model) },
+  app.all(
+    '/v1/models/:spec',
+    {
+      ...documented('KServe v1 prediction of the default version (model:explain explains; GET model: is it ready)', ['POST'], '/v1/models/{model}:predict'),
+      onRequest: refuseWhenBusy(deps, v1Model),
+    },
     async (request: FastifyRequest<{ Params: { spec: string } }>, reply) => {
       const [model, verb] = request.params.spec.split(':');
       if (model && verb === undefined && request.method === 'GET') return sendJson(reply, 200, modelReadiness(deps.registry, model));
       if (!model || (verb !== 'predict' && verb !== 'explain')) throw tsError('TSS_ERR_HTTP_NOT_FOUND');
       return predict(request, reply, deps, { model, headers: explainHeader(verb === 'explain') });
-    });
+    },
+  );
   for (const verb of ['infer', 'explain'] as const) {
     const what = verb === 'infer' ? 'prediction' : 'explanation';
-    app.all(`/v2/models/:model/${verb}`, { ...documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']), onRequest: refuseWhenBusy(deps) },
-      (request: ModelRequest, reply) => predict(request, reply, deps, { model: request.params.model, headers: explainHeader(verb === 'explain') }));
+    app.all(
+      `/v2/models/:model/${verb}`,
+      { ...documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']), onRequest: refuseWhenBusy(deps) },
+      (request: ModelRequest, reply) => predict(request, reply, deps, { model: request.params.model, headers: explainHeader(verb === 'explain') }),
+    );
   }
   if (options.openInferenceProtocol) openInferenceExtras(app, deps);
 }
@@ -54,7 +63,8 @@ export async function kserveListenerRoutes(app: FastifyInstance, deps: Inference
   requireToken(app, deps.tokens, 'inference');
   await acceptMultipart(app, deps.config);
   app.get('/v1/models', documented('KServe v1: the models served'), async (_request, reply) =>
-    sendJson(reply, 200, { models: deps.registry.defaults().map((m) => m.name) }));
+    sendJson(reply, 200, { models: deps.registry.defaults().map((m) => m.name) }),
+  );
   kserveRoutes(app, deps, { openInferenceProtocol: true });
 }
 
@@ -65,8 +75,10 @@ export function modelReadiness(registry: ModelRegistry, name: string): { name: s
 }
 
 function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
-  const answer = (body: Record<string, unknown>, status = 200) => async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
-    sendJson(reply, status, body);
+  const answer =
+    (body: Record<string, unknown>, status = 200) =>
+    async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
+      sendJson(reply, status, body);
   // A readiness probe: 503 until every model has its workers (and, as fastify answers while the
   // server closes, once a drain has begun), so no traffic is routed to a server that cannot serve.
   app.all('/v2/health/ready', documented('Open Inference Protocol: is the server ready (every model has its workers)', ['GET']), async (_request, reply) => {
@@ -75,11 +87,17 @@ function openInferenceExtras(app: FastifyInstance, deps: InferenceDeps): void {
   });
   app.all('/v2/health/live', documented('Open Inference Protocol: is the server live', ['GET']), answer({ live: true }));
   // "extenstion" is how TorchServe spells the key; clients written against it read that name.
-  app.all('/v2', documented('Open Inference Protocol: server metadata', ['GET']), answer({ name: 'Torchserve', version: VERSION, extenstion: ['kserve', 'kubeflow'] }));
+  app.all(
+    '/v2',
+    documented('Open Inference Protocol: server metadata', ['GET']),
+    answer({ name: 'Torchserve', version: VERSION, extenstion: ['kserve', 'kubeflow'] }),
+  );
   app.all('/v2/models/:model/versions/*', answer({ error: 'Model versioning is not yet supported.' }, 501));
   // KServe clients ask these two before they infer; TorchServe serves them over gRPC only.
-  app.get('/v2/models/:model', documented('Open Inference Protocol: model metadata, its tensors from the handler'),
-    async (request: ModelRequest, reply) => sendJson(reply, 200, await modelMetadata(deps.registry, deps.registry.get(request.params.model))));
+  app.get('/v2/models/:model', documented('Open Inference Protocol: model metadata, its tensors from the handler'), async (request: ModelRequest, reply) =>
+    sendJson(reply, 200, await modelMetadata(deps.registry, deps.registry.get(request.params.model))),
+  );
   app.get('/v2/models/:model/ready', documented('Open Inference Protocol: is the model ready'), async (request: ModelRequest, reply) =>
-    sendJson(reply, 200, modelReadiness(deps.registry, request.params.model)));
+    sendJson(reply, 200, modelReadiness(deps.registry, request.params.model)),
+  );
 }

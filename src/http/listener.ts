@@ -51,9 +51,10 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     schemaController: { compilersFactory: NO_SCHEMA_COMPILERS },
     // A bad %-escape or an over-long path segment, refused by the router before any route runs.
     frameworkErrors: (err, request, reply) => {
-      const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
-        ? new TsError('TSS_ERR_HTTP_BAD_REQUEST', `A path segment is longer than ${MAX_PARAM_LENGTH} characters`, 414)
-        : toTsError(err, config.maxRequestSize);
+      const e =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new TsError('TSS_ERR_HTTP_BAD_REQUEST', `A path segment is longer than ${MAX_PARAM_LENGTH} characters`, 414)
+          : toTsError(err, config.maxRequestSize);
       closeIfBodyUnread(request.raw, reply);
       void sendError(reply, e);
     },
@@ -69,7 +70,9 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     if (!(request.raw.socket instanceof Socket)) return;
     deps.metrics.response(reply.statusCode);
     const ms = Math.round(reply.elapsedTime);
-    deps.loggers.access(`/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`);
+    deps.loggers.access(
+      `/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`,
+    );
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
     const e = toTsError(err, config.maxRequestSize);
@@ -129,12 +132,17 @@ function closeIfBodyUnread(raw: IncomingMessage, reply: FastifyReply): void {
  */
 function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, message] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request header fields are too large']
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request timed out']
-      : [400, `Malformed HTTP request: ${err.message}`];
+  const [status, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request header fields are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request timed out']
+        : [400, `Malformed HTTP request: ${err.message}`];
   const body = gson(new TsError('TSS_ERR_HTTP_BAD_REQUEST', message, status).toJSON());
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   }
   socket.destroy();
 }

@@ -38,17 +38,33 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
     if (!deps.config.enableModelApi) throw tsError('TSS_ERR_MODEL_API_DISABLED');
   };
 
-  app.get('/models', documented('List the models (default versions), paged by limit and next_page_token'), async (request: Req, reply) => listModels(registry, params(request), reply));
-  app.post('/models', documented('Register a model archive: url, model_name, handler, runtime, batch_size, max_batch_delay, initial_workers, synchronous, response_timeout, startup_timeout'), async (request: Req, reply) => {
-    requireModelApi();
-    return register(params(request), deps, reply);
-  });
+  app.get('/models', documented('List the models (default versions), paged by limit and next_page_token'), async (request: Req, reply) =>
+    listModels(registry, params(request), reply),
+  );
+  app.post(
+    '/models',
+    documented(
+      'Register a model archive: url, model_name, handler, runtime, batch_size, max_batch_delay, initial_workers, synchronous, response_timeout, startup_timeout',
+    ),
+    async (request: Req, reply) => {
+      requireModelApi();
+      return register(params(request), deps, reply);
+    },
+  );
 
-  app.get('/models/:name', documented('Describe the default version of a model (customized=true adds the handler\'s own description)'),
-    async (request: Req, reply) => sendJson(reply, 200, [await describe(registry.get(request.params.name!), params(request))]));
+  app.get(
+    '/models/:name',
+    documented("Describe the default version of a model (customized=true adds the handler's own description)"),
+    async (request: Req, reply) => sendJson(reply, 200, [await describe(registry.get(request.params.name!), params(request))]),
+  );
   app.get('/models/:name/:version', documented('Describe one version of a model, or all of them with "all"'), async (request: Req, reply) => {
     const { name, version } = request.params as { name: string; version: string };
-    if (version === 'all') return sendJson(reply, 200, registry.versions(name).map((m) => m.describe()));
+    if (version === 'all')
+      return sendJson(
+        reply,
+        200,
+        registry.versions(name).map((m) => m.describe()),
+      );
     return sendJson(reply, 200, [await describe(registry.get(name, version), params(request))]);
   });
 
@@ -86,7 +102,8 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
   const readiness = { method: 'GET', url: '/v1/models/:name' } as const;
   if (!app.hasRoute(readiness)) {
     app.get(readiness.url, documented('KServe v1: is the model ready (a worker has its default version loaded)'), async (request: Req, reply) =>
-      sendJson(reply, 200, modelReadiness(registry, request.params.name!)));
+      sendJson(reply, 200, modelReadiness(registry, request.params.name!)),
+    );
   }
 
   workflowManagementRoutes(app);
@@ -124,18 +141,21 @@ async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): P
   for (const warning of warnings) deps.registration.loader.log(`Register ${shown(p.url)}: ${warning}`);
   warn(reply, warnings);
   const initialWorkers = Math.max(0, intParam(p, 'initial_workers') ?? deps.config.defaultWorkersPerModel);
-  const model = await registerModel({
-    url: p.url,
-    modelName: p.model_name,
-    handler: p.handler,
-    runtime: p.runtime,
-    batchSize: positive(intParam(p, 'batch_size')),
-    maxBatchDelay: nonNegative(intParam(p, 'max_batch_delay')),
-    responseTimeout: positive(intParam(p, 'response_timeout')),
-    startupTimeout: nonNegative(intParam(p, 'startup_timeout')),
-    initialWorkers,
-    loadedAtStartup: false,
-  }, deps.registration);
+  const model = await registerModel(
+    {
+      url: p.url,
+      modelName: p.model_name,
+      handler: p.handler,
+      runtime: p.runtime,
+      batchSize: positive(intParam(p, 'batch_size')),
+      maxBatchDelay: nonNegative(intParam(p, 'max_batch_delay')),
+      responseTimeout: positive(intParam(p, 'response_timeout')),
+      startupTimeout: nonNegative(intParam(p, 'startup_timeout')),
+      initialWorkers,
+      loadedAtStartup: false,
+    },
+    deps.registration,
+  );
   deps.onChange();
   const { minWorkers, maxWorkers } = model.settings;
   const label = `Model "${model.name}" Version: ${model.version}`;
@@ -179,9 +199,12 @@ async function describe(model: Model, p: Params): Promise<ModelDescription> {
 
 /** 202: the workers start in the background; a failure shows in describe and the log. */
 function accepted(scaling: Promise<ScaleResult>, reply: FastifyReply): FastifyReply {
-  scaling.then((r) => {
-    if (!r.ok) reply.log.warn(`worker scaling failed: ${r.error.message}`);
-  }, () => {});
+  scaling.then(
+    (r) => {
+      if (!r.ok) reply.log.warn(`worker scaling failed: ${r.error.message}`);
+    },
+    () => {},
+  );
   return sendStatus(reply, 202, 'Processing worker updates...');
 }
 

@@ -22,10 +22,17 @@ export function boolParam(params: Params, name: string, dflt: boolean): boolean 
 
 /** The register API's parameters; a whole number's least value, and what is used below it. */
 const REGISTER_PARAMS: Readonly<Record<string, { min: number; below?: string } | 'bool' | 'text'>> = {
-  url: 'text', model_name: 'text', handler: 'text', runtime: 'text',
-  batch_size: { min: 1 }, max_batch_delay: { min: 0 }, initial_workers: { min: 0, below: '0 is used' },
-  response_timeout: { min: 1 }, startup_timeout: { min: 0 },
-  synchronous: 'bool', s3_sse_kms: 'bool',
+  url: 'text',
+  model_name: 'text',
+  handler: 'text',
+  runtime: 'text',
+  batch_size: { min: 1 },
+  max_batch_delay: { min: 0 },
+  initial_workers: { min: 0, below: '0 is used' },
+  response_timeout: { min: 1 },
+  startup_timeout: { min: 0 },
+  synchronous: 'bool',
+  s3_sse_kms: 'bool',
 };
 
 /**

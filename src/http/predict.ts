@@ -6,7 +6,15 @@
  * routes describes the model instead (TorchServe's per-model OpenAPI).
  */
 import { PassThrough } from 'node:stream';
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault, RouteGenericInterface } from 'fastify';
+import type {
+  FastifyReply,
+  FastifyRequest,
+  onRequestAsyncHookHandler,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+  RouteGenericInterface,
+} from 'fastify';
 import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
@@ -52,8 +60,10 @@ export async function predict(request: FastifyRequest, reply: FastifyReply, deps
  * needed (docs/performance.md). Node discards the unread body and keeps the connection.
  * `modelOf` reads the model and version from the path; without one the handler decides as usual.
  */
-export function refuseWhenBusy<Route extends RouteGenericInterface>(deps: InferenceDeps, modelOf: (request: FastifyRequest) => { model: string; version?: string } | undefined = modelInPath)
-  : onRequestAsyncHookHandler<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Route> {
+export function refuseWhenBusy<Route extends RouteGenericInterface>(
+  deps: InferenceDeps,
+  modelOf: (request: FastifyRequest) => { model: string; version?: string } | undefined = modelInPath,
+): onRequestAsyncHookHandler<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Route> {
   return async (request, reply) => {
     const target = request.method === 'OPTIONS' ? undefined : modelOf(request as FastifyRequest);
     const model = target && deps.registry.find(target.model, target.version);

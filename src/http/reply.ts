@@ -31,6 +31,13 @@ export function sendError(reply: FastifyReply, err: TsError): FastifyReply {
  */
 export function warn(reply: FastifyReply, messages: readonly string[]): void {
   if (messages.length === 0) return;
-  const quoted = messages.map((m) => `299 tsserve "${m.slice(0, 200).replace(/"/g, "'").replace(/\\/g, '/').replace(/[^\x20-\x7e]/g, '?')}"`);
+  const quoted = messages.map(
+    (m) =>
+      `299 tsserve "${m
+        .slice(0, 200)
+        .replace(/"/g, "'")
+        .replace(/\\/g, '/')
+        .replace(/[^\x20-\x7e]/g, '?')}"`,
+  );
   reply.header('Warning', quoted.join(', '));
 }

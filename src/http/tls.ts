@@ -18,7 +18,9 @@ export type TlsMaterial = Pick<ServerOptions, 'key' | 'cert' | 'pfx' | 'passphra
 export async function tlsMaterial(tls: TlsConfig, onSelfSigned: () => void): Promise<TlsMaterial> {
   if (tls.keystore) {
     if (!/^(pkcs12|p12)$/i.test(tls.keystoreType)) {
-      throw new ConfigError(`keystore_type ${tls.keystoreType} is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12)`);
+      throw new ConfigError(
+        `keystore_type ${tls.keystoreType} is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12)`,
+      );
     }
     return { pfx: readKeyFile(tls.keystore, 'keystore'), passphrase: tls.keystorePass };
   }
@@ -48,7 +50,16 @@ async function selfSigned(): Promise<TlsMaterial> {
     keySize: 2048,
     algorithm: 'sha256',
     notAfterDate,
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] }],
+    extensions: [
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+          { type: 7, ip: '::1' },
+        ],
+      },
+    ],
   });
   return { key: pems.private, cert: pems.cert };
 }
@@ -83,8 +94,7 @@ function refusePlainHttp(socket: Socket): void {
   const body = gson({ status: 'This TorchServe instance only accepts HTTPS requests' });
   // Destroyed once written: the paused socket would never read the client's end of the stream.
   socket.end(
-    'HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n' +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    'HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n' + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   );
 }

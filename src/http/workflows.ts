@@ -20,7 +20,8 @@ export function workflowManagementRoutes(app: FastifyInstance): void {
     throw tsError('TSS_ERR_HTTP_BAD_REQUEST', 'Registering new workflows is disabled.');
   });
   app.get('/workflows', documented('List the workflows (there are none: registration is disabled)'), async (_request, reply) =>
-    sendJson(reply, 200, { workflows: [] }));
+    sendJson(reply, 200, { workflows: [] }),
+  );
   app.get('/workflows/:name', documented('Describe a workflow'), notFound);
   app.delete('/workflows/:name', documented('Unregister a workflow'), notFound);
 }

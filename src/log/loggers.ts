@@ -93,7 +93,9 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
       for (const d of [accessFile, modelFile, ...Object.values(metricFiles)]) {
         try {
           d.flushSync();
-        } catch { /* nothing buffered or the disk refused; the error handler reported it */ }
+        } catch {
+          /* nothing buffered or the disk refused; the error handler reported it */
+        }
         d.end();
       }
     },
@@ -127,9 +129,18 @@ const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 
  * prints one.
  */
 function textLine(json: string): string {
-  const record = JSON.parse(json) as { level: number; time: string; msg?: string; worker?: string; err?: { stack?: string; message?: string }; [key: string]: unknown };
+  const record = JSON.parse(json) as {
+    level: number;
+    time: string;
+    msg?: string;
+    worker?: string;
+    err?: { stack?: string; message?: string };
+    [key: string]: unknown;
+  };
   const { level, time, msg = '', worker, err, ...fields } = record;
-  const extra = Object.entries(fields).map(([k, v]) => ` ${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join('');
+  const extra = Object.entries(fields)
+    .map(([k, v]) => ` ${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join('');
   const stack = err ? `\n${err.stack ?? err.message ?? ''}` : '';
   return `${formatLocalTime(new Date(time), 'yyyy-MM-ddTHH:mm:ss,SSS')} [${LEVELS[level] ?? 'INFO '}] ${worker ?? 'main'} tsserve - ${msg}${extra}${stack}\n`;
 }

@@ -35,15 +35,33 @@ const GPU = ['Level', 'DeviceId', 'Hostname'];
  * may rename their dimensions, not change how many there are.
  */
 export const RECORDED_SERVER_METRICS: Readonly<Record<string, number>> = {
-  Requests2XX: 2, Requests4XX: 2, Requests5XX: 2,
-  ts_inference_requests_total: 3, ts_inference_latency_microseconds: 3, ts_queue_latency_microseconds: 3,
-  QueueTime: 2, WorkerThreadTime: 2, WorkerLoadTime: 3,
-  CPUUtilization: 2, MemoryUsed: 2, MemoryAvailable: 2, MemoryUtilization: 2,
-  DiskUsage: 2, DiskUtilization: 2, DiskAvailable: 2,
+  Requests2XX: 2,
+  Requests4XX: 2,
+  Requests5XX: 2,
+  ts_inference_requests_total: 3,
+  ts_inference_latency_microseconds: 3,
+  ts_queue_latency_microseconds: 3,
+  QueueTime: 2,
+  WorkerThreadTime: 2,
+  WorkerLoadTime: 3,
+  CPUUtilization: 2,
+  MemoryUsed: 2,
+  MemoryAvailable: 2,
+  MemoryUtilization: 2,
+  DiskUsage: 2,
+  DiskUtilization: 2,
+  DiskAvailable: 2,
 };
 
 /** tsserve's own per-model metrics, always recorded; a metrics.yaml may not declare these names. */
-export const OWN_METRICS = ['ts_queue_size', 'ts_workers_ready', 'ts_batch_size', 'ts_requests_rejected_total', 'ts_response_timeouts_total', 'ts_worker_restarts_total'];
+export const OWN_METRICS = [
+  'ts_queue_size',
+  'ts_workers_ready',
+  'ts_batch_size',
+  'ts_requests_rejected_total',
+  'ts_response_timeouts_total',
+  'ts_worker_restarts_total',
+];
 
 function metric(name: string, type: MetricType, unit: string, dimensions: readonly string[]): MetricDefinition {
   return { name, type, unit, dimensions };
@@ -73,10 +91,7 @@ export const DEFAULT_METRICS: MetricDefinitions = {
     metric('GPUMemoryUsed', 'gauge', 'Megabytes', GPU),
     metric('GPUUtilization', 'gauge', 'Percent', GPU),
   ],
-  model: [
-    metric('HandlerTime', 'gauge', 'ms', ['ModelName', 'Level']),
-    metric('PredictionTime', 'gauge', 'ms', ['ModelName', 'Level']),
-  ],
+  model: [metric('HandlerTime', 'gauge', 'ms', ['ModelName', 'Level']), metric('PredictionTime', 'gauge', 'ms', ['ModelName', 'Level'])],
 };
 
 /** The definitions in a metrics.yaml; anything it gets wrong stops the start with its reason. */
@@ -134,7 +149,9 @@ function checkNames(definitions: MetricDefinitions, fail: (reason: string) => ne
   for (const d of definitions.server) {
     const wanted = RECORDED_SERVER_METRICS[d.name];
     if (wanted !== undefined && d.dimensions.length !== wanted) {
-      fail(`${d.name} needs ${wanted} dimensions (TorchServe's default: ${DEFAULT_METRICS.server.find((m) => m.name === d.name)!.dimensions.join(', ')}), the file gives ${d.dimensions.length}`);
+      fail(
+        `${d.name} needs ${wanted} dimensions (TorchServe's default: ${DEFAULT_METRICS.server.find((m) => m.name === d.name)!.dimensions.join(', ')}), the file gives ${d.dimensions.length}`,
+      );
     }
   }
   for (const d of definitions.model) {

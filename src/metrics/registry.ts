@@ -97,7 +97,8 @@ export class MetricsRegistry {
     // TorchServe appends the host to a model metric's declared dimensions.
     for (const d of definitions.model) this.model.set(d.name, this.family(d, [...d.dimensions, 'Hostname'], 'model'));
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
-    const own = (name: string, type: 'counter' | 'histogram'): Family => this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts', BATCH_BUCKETS);
+    const own = (name: string, type: 'counter' | 'histogram'): Family =>
+      this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts', BATCH_BUCKETS);
     this.rejections = own('ts_requests_rejected_total', 'counter');
     this.timeouts = own('ts_response_timeouts_total', 'counter');
     this.restarts = own('ts_worker_restarts_total', 'counter');
@@ -204,7 +205,9 @@ export class MetricsRegistry {
       if (!family) continue;
       const values = [...Object.values(m.dimensions), this.host];
       if (values.length !== family.labelNames.length) {
-        this.warnOnce(`Dropping model metric ${m.name}: it came with dimensions ${Object.keys(m.dimensions).join(', ') || '(none)'}, metrics_config declares ${family.labelNames.slice(0, -1).join(', ') || '(none)'}`);
+        this.warnOnce(
+          `Dropping model metric ${m.name}: it came with dimensions ${Object.keys(m.dimensions).join(', ') || '(none)'}, metrics_config declares ${family.labelNames.slice(0, -1).join(', ') || '(none)'}`,
+        );
         continue;
       }
       family.update(values, m.value, requestIds);
@@ -213,7 +216,9 @@ export class MetricsRegistry {
 
   private autoDetected(m: WireMetric): Family | undefined {
     if (!this.options.autoDetect) {
-      this.warnOnce(`Dropping model metric ${m.name}: metrics_config does not declare it (declare it under model_metrics, or set model_metrics_auto_detect=true)`);
+      this.warnOnce(
+        `Dropping model metric ${m.name}: metrics_config does not declare it (declare it under model_metrics, or set model_metrics_auto_detect=true)`,
+      );
       return undefined;
     }
     if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(m.name) || this.registry.getSingleMetric(m.name)) {
@@ -272,7 +277,9 @@ function help(type: string, unit: string): string {
 /** Label pairs, each with its trailing comma; a bucket's `le` last, as the Java client writes it. */
 function formatLabels(labels: Record<string, string | number | undefined>): string {
   const { le, ...rest } = labels;
-  return Object.entries(le === undefined ? rest : { ...rest, le }).map(([k, v]) => `${k}="${String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}",`).join('');
+  return Object.entries(le === undefined ? rest : { ...rest, le })
+    .map(([k, v]) => `${k}="${String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}",`)
+    .join('');
 }
 
 /** Java's Double.toString: `3.0`, `0.25`, `1.0E7`. */

@@ -42,7 +42,7 @@ t.test('with a wide budget a session runs either way, with the same answers and 
     t.equal(batchThreads(), 2);
     return session.run({ input: colours() }, ['logits']);
   });
-  t.equal(batchThreads(), 1, 'outside a batch: the worker\'s share');
+  t.equal(batchThreads(), 1, "outside a batch: the worker's share");
   t.same(Array.from(wide.logits!.data as Float32Array), Array.from(narrow.logits!.data as Float32Array));
   const logits = narrow.logits!.data as Float32Array;
   for (let image = 0; image < 3; image++) {
@@ -51,7 +51,7 @@ t.test('with a wide budget a session runs either way, with the same answers and 
   }
 });
 
-t.test('without a wide budget the session is onnxruntime\'s own, and a lone batch keeps to the share', async (t) => {
+t.test("without a wide budget the session is onnxruntime's own, and a lone batch keeps to the share", async (t) => {
   threadEnv(t, '1', undefined);
   t.equal(await inBatch(true, async () => batchThreads()), 1);
   const session = await createSession(MODEL);

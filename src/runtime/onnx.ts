@@ -80,7 +80,11 @@ class LoadFollowingSession implements ort.InferenceSession {
   }
 
   run(feeds: ort.InferenceSession.FeedsType, options?: ort.InferenceSession.RunOptions): Promise<ort.InferenceSession.ReturnType>;
-  run(feeds: ort.InferenceSession.FeedsType, fetches: ort.InferenceSession.FetchesType, options?: ort.InferenceSession.RunOptions): Promise<ort.InferenceSession.ReturnType>;
+  run(
+    feeds: ort.InferenceSession.FeedsType,
+    fetches: ort.InferenceSession.FetchesType,
+    options?: ort.InferenceSession.RunOptions,
+  ): Promise<ort.InferenceSession.ReturnType>;
   run(
     feeds: ort.InferenceSession.FeedsType,
     fetchesOrOptions?: ort.InferenceSession.FetchesType | ort.InferenceSession.RunOptions,

@@ -5,11 +5,14 @@ import { Job, type JobResponse } from './job.js';
 import { JobQueue } from './job-queue.js';
 
 function job(id: string, headers: Record<string, string> = {}): Job {
-  return new Job({ id, headers, params: [] }, {
-    intermediate: () => {},
-    respond: (_r: JobResponse) => {},
-    fail: (_e: TsError) => {},
-  });
+  return new Job(
+    { id, headers, params: [] },
+    {
+      intermediate: () => {},
+      respond: (_r: JobResponse) => {},
+      fail: (_e: TsError) => {},
+    },
+  );
 }
 
 const ids = (jobs: Job[]): string[] => jobs.map((j) => j.id);
@@ -115,7 +118,7 @@ t.test('jobs taken ahead count against the capacity; put back, they count once',
   const q = new JobQueue(4);
   for (const id of ['a', 'b', 'c', 'd']) t.ok(q.offer(job(id)));
   const ahead = q.takeFullBatch(2, 0);
-  t.notOk(q.offer(job('e')), 'full: two queued and two in a worker\'s pipe');
+  t.notOk(q.offer(job('e')), "full: two queued and two in a worker's pipe");
   t.equal(q.remainingCapacity, 0);
   q.requeue(ahead);
   t.equal(q.size, 4, 'the worker died before them: back in the queue, counted once');

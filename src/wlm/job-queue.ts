@@ -42,7 +42,10 @@ export interface BatchQueue {
 export class JobQueue implements BatchQueue {
   readonly capacity: number;
   private jobs: Job[] = [];
-  private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch), () => this.pump());
+  private readonly waiters = new WaitingWorkers(
+    (batch) => this.requeue(batch),
+    () => this.pump(),
+  );
   private offered: { promise: Promise<void>; resolve: () => void } | undefined;
   /**
    * What takeFullBatch gave out, until answered: a batch ahead still waits, in a worker's pipe, so

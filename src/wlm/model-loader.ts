@@ -51,7 +51,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     if (python.length > 0) throw tsError('TSS_ERR_ARCHIVE_INVALID', pythonModelMessage(name, located.marName, python));
     const requirements = manifest.model.requirementsFile;
     if (deps.server.installPyDepPerModel && requirements) {
-      if (await installDependencies(opened.dir, requirements, name) === 'not-npm') {
+      if ((await installDependencies(opened.dir, requirements, name)) === 'not-npm') {
         deps.log(`Model ${name}: ${requirements} is not a package.json; no dependencies installed (no worker here runs Python)`);
       }
     }
@@ -60,22 +60,28 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined, isBuiltinHandler(handler));
     if (settings.takeQueued > 1) {
-      deps.log(`Model ${name}: built-in handler ${handler} and no batch_size: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)${settings.adaptiveThreads ? ', and a batch that runs alone uses every core (adaptiveThreads)' : ''}`);
+      deps.log(
+        `Model ${name}: built-in handler ${handler} and no batch_size: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)${settings.adaptiveThreads ? ', and a batch that runs alone uses every core (adaptiveThreads)' : ''}`,
+      );
     }
-    return new Model({
-      name,
-      version,
-      url: req.url,
-      dir: opened.dir,
-      extracted: opened.extracted,
-      marName: located.marName,
-      downloadedFile: located.downloaded ? located.path : undefined,
-      manifest,
-      handler,
-      runtime: req.runtime ?? manifest.runtime,
-      yaml,
-      loadedAtStartup: req.loadedAtStartup,
-    }, settings, deps.poolDeps);
+    return new Model(
+      {
+        name,
+        version,
+        url: req.url,
+        dir: opened.dir,
+        extracted: opened.extracted,
+        marName: located.marName,
+        downloadedFile: located.downloaded ? located.path : undefined,
+        manifest,
+        handler,
+        runtime: req.runtime ?? manifest.runtime,
+        yaml,
+        loadedAtStartup: req.loadedAtStartup,
+      },
+      settings,
+      deps.poolDeps,
+    );
   } catch (err) {
     if (opened?.extracted) rmSync(opened.dir, { recursive: true, force: true });
     if (located.downloaded) rmSync(located.path, { force: true });
@@ -85,5 +91,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
 
 /** `dir/my-model.v2.mar` -> `my_model_v2`, as TorchServe derives a missing name. */
 function nameFromFile(file: string): string {
-  return basename(file).replace(/(\.tar\.gz|\.mar|\.model)$/i, '').replace(/\W/g, '_');
+  return basename(file)
+    .replace(/(\.tar\.gz|\.mar|\.model)$/i, '')
+    .replace(/\W/g, '_');
 }

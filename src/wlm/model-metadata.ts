@@ -34,7 +34,7 @@ export async function modelMetadata(registry: ModelRegistry, model: Model): Prom
     name: model.name,
     versions: registry.versions(model.name).map((v) => v.version),
     platform: '',
-    ...(describedTensors.get(model) ?? await askTensors(model)),
+    ...(describedTensors.get(model) ?? (await askTensors(model))),
   };
 }
 

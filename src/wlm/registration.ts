@@ -39,9 +39,7 @@ export async function registerModel(request: RegisterRequest, deps: Registration
  */
 export async function registerStartupModels(config: ServerConfig, deps: RegistrationDeps, log: Log): Promise<Array<Promise<void>>> {
   const starting: Array<Promise<void>> = [];
-  const items = config.loadModels.length === 1 && config.loadModels[0]!.toLowerCase() === 'all'
-    ? storeEntries(config.modelStore)
-    : config.loadModels;
+  const items = config.loadModels.length === 1 && config.loadModels[0]!.toLowerCase() === 'all' ? storeEntries(config.modelStore) : config.loadModels;
   for (const item of items) {
     const eq = item.indexOf('=');
     const [modelName, url] = eq > 0 ? [item.slice(0, eq), item.slice(eq + 1)] : [undefined, item];
@@ -70,16 +68,28 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
         throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
       }
       try {
-        const model = await registerModel({
-          url: s.marName, modelName: name, runtime: s.runtimeType, batchSize: s.batchSize, maxBatchDelay: s.maxBatchDelay,
-          responseTimeout: s.responseTimeout, startupTimeout: s.startupTimeout, initialWorkers: s.minWorkers, loadedAtStartup: true,
-        }, deps);
+        const model = await registerModel(
+          {
+            url: s.marName,
+            modelName: name,
+            runtime: s.runtimeType,
+            batchSize: s.batchSize,
+            maxBatchDelay: s.maxBatchDelay,
+            responseTimeout: s.responseTimeout,
+            startupTimeout: s.startupTimeout,
+            initialWorkers: s.minWorkers,
+            loadedAtStartup: true,
+          },
+          deps,
+        );
         model.settings.maxWorkers = Math.max(s.maxWorkers, model.settings.minWorkers);
         if (s.defaultVersion) deps.registry.setDefault(name, model.version);
         restored.push(model);
       } catch (err) {
         failed.push(`${name} ${version}`);
-        log.error(`FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; register it again once its archive is fixed.`);
+        log.error(
+          `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; register it again once its archive is fixed.`,
+        );
       }
     }
   }
@@ -102,8 +112,10 @@ function startWorkersInBackground(model: Model, log: Log): Promise<void> {
 
 function storeEntries(store: string | undefined): string[] {
   if (!store) return [];
-  return readdirSync(store).filter((name) => {
-    if (name.startsWith('.')) return false;
-    return statSync(join(store, name)).isDirectory() || /\.(mar|model|tar\.gz)$/i.test(name);
-  }).sort();
+  return readdirSync(store)
+    .filter((name) => {
+      if (name.startsWith('.')) return false;
+      return statSync(join(store, name)).isDirectory() || /\.(mar|model|tar\.gz)$/i.test(name);
+    })
+    .sort();
 }

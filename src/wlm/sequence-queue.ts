@@ -114,7 +114,7 @@ export class SequenceQueue implements BatchQueue {
   }
 
   remove(job: Job): boolean {
-    const jobs = job.alone ? this.aloneJobs : this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? [];
+    const jobs = job.alone ? this.aloneJobs : (this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? []);
     const i = jobs.indexOf(job);
     if (i < 0) return false;
     jobs.splice(i, 1);

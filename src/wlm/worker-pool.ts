@@ -121,7 +121,9 @@ export class WorkerPool {
       fullBatchMs: undefined,
     };
     this.slots.push(slot);
-    void this.launch(slot).catch(() => { /* reported through slot.loading and the worker's exit */ });
+    void this.launch(slot).catch(() => {
+      /* reported through slot.loading and the worker's exit */
+    });
   }
 
   /** Starts `slot.worker` and, once it has loaded, serves the queue with it. */
@@ -154,9 +156,8 @@ export class WorkerPool {
       const settings = this.settings();
       const { batchSize, maxBatchDelay } = settings;
       const limit = largestBatch(settings);
-      const taken = running.length > 0
-        ? this.nextBatchEarly(limit, slot, running.length)
-        : await this.queue.poll(limit, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
+      const taken =
+        running.length > 0 ? this.nextBatchEarly(limit, slot, running.length) : await this.queue.poll(limit, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
       // A job answered while its batch was forming (its client timed out) is not run.
       const jobs = taken.filter((j) => !j.settled);
       if (jobs.length === 0) {
@@ -172,10 +173,12 @@ export class WorkerPool {
       }
       const idle = running.length === 0;
       const sentAt = performance.now();
-      running.push(worker.runBatch(jobs, this.mayRunWide(slot)).then((unstarted) => {
-        if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
-        this.queue.requeue(unstarted);
-      }));
+      running.push(
+        worker.runBatch(jobs, this.mayRunWide(slot)).then((unstarted) => {
+          if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
+          this.queue.requeue(unstarted);
+        }),
+      );
       if (running.length > batchesAhead(slot)) await running.shift();
     }
     await Promise.all(running);
@@ -228,7 +231,12 @@ export class WorkerPool {
       slot.restartTimer = undefined;
       if (slot.removed) return;
       slot.worker = this.deps.spawn();
-      this.launch(slot).then(() => this.deps.onRestart(slot.worker), () => { /* its exit schedules the next try */ });
+      this.launch(slot).then(
+        () => this.deps.onRestart(slot.worker),
+        () => {
+          /* its exit schedules the next try */
+        },
+      );
     }, delay * 1000);
     slot.restartTimer.unref();
   }

@@ -90,7 +90,9 @@ async function onPredict(msg: PredictMessage): Promise<void> {
   }
   let context: BatchContext | undefined;
   try {
-    const result = await inBatch(msg.wide, () => runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items })));
+    const result = await inBatch(msg.wide, () =>
+      runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items })),
+    );
     context = result.context;
     send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics });
   } catch (err) {
@@ -119,7 +121,13 @@ async function warmUp(msg: LoadMessage): Promise<void> {
   const started = performance.now();
   try {
     for (const size of new Set([1, msg.largestBatch])) {
-      await runBatch(entry, facts, Array.from({ length: size }, (_, i) => sample(i)), decodeInput, () => undefined);
+      await runBatch(
+        entry,
+        facts,
+        Array.from({ length: size }, (_, i) => sample(i)),
+        decodeInput,
+        () => undefined,
+      );
     }
     console.log(`Warm-up of model ${msg.modelName} with ${name}: ${Math.round(performance.now() - started)} ms`);
   } catch (err) {

@@ -9,10 +9,26 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { compileTypeScript } from '../handler/compile.js';
 
-interface ResolveContext { parentURL?: string | undefined; conditions: string[]; importAttributes: Record<string, string> }
-interface ResolveResult { url: string; format?: string | null | undefined; shortCircuit?: boolean }
-interface LoadContext { format?: string | null | undefined; conditions: string[]; importAttributes: Record<string, string> }
-interface LoadResult { format: string; source?: string | ArrayBuffer | Uint8Array | null; shortCircuit?: boolean }
+interface ResolveContext {
+  parentURL?: string | undefined;
+  conditions: string[];
+  importAttributes: Record<string, string>;
+}
+interface ResolveResult {
+  url: string;
+  format?: string | null | undefined;
+  shortCircuit?: boolean;
+}
+interface LoadContext {
+  format?: string | null | undefined;
+  conditions: string[];
+  importAttributes: Record<string, string>;
+}
+interface LoadResult {
+  format: string;
+  source?: string | ArrayBuffer | Uint8Array | null;
+  shortCircuit?: boolean;
+}
 
 const packageAnchor = new URL('../index.js', import.meta.url).href;
 
@@ -30,11 +46,7 @@ export async function resolve(
   }
 }
 
-export async function load(
-  url: string,
-  context: LoadContext,
-  next: (url: string, context: LoadContext) => Promise<LoadResult>,
-): Promise<LoadResult> {
+export async function load(url: string, context: LoadContext, next: (url: string, context: LoadContext) => Promise<LoadResult>): Promise<LoadResult> {
   if (!url.startsWith('file:') || !url.endsWith('.ts')) return next(url, context);
   const path = fileURLToPath(url);
   return { format: 'module', source: compileTypeScript(await readFile(path, 'utf8'), path), shortCircuit: true };

@@ -6,8 +6,17 @@ import { threadBudget, WorkerProcess } from './worker.js';
 /** A worker never started: enough to follow its states. */
 function unstartedWorker(id: string): WorkerProcess {
   return new WorkerProcess({
-    id, load: {} as LoadMessage, intraOpThreads: 1, wideIntraOpThreads: undefined, startupTimeoutMs: 1000, responseTimeoutMs: 1000,
-    maxResponseSize: 1000, env: {}, onOutput: () => {}, onMetrics: () => {}, onBatchHandled: () => {},
+    id,
+    load: {} as LoadMessage,
+    intraOpThreads: 1,
+    wideIntraOpThreads: undefined,
+    startupTimeoutMs: 1000,
+    responseTimeoutMs: 1000,
+    maxResponseSize: 1000,
+    env: {},
+    onOutput: () => {},
+    onMetrics: () => {},
+    onBatchHandled: () => {},
   });
 }
 
@@ -20,7 +29,7 @@ t.test('a state move the table refuses: a known race is ignored, any other is a 
   t.teardown(() => process.off('warning', onWarning));
   const raced = unstartedWorker('9000');
   for (const state of ['MODEL_LOADED', 'MODEL_LOADED', 'STOPPED', 'MODEL_LOADED', 'SCALED_DOWN', 'STOPPED'] as const) raced.moveTo(state);
-  t.equal(raced.state, 'SCALED_DOWN', 'a repeat, a \'loaded\' read after the exit, an exit after the scale-down: ignored');
+  t.equal(raced.state, 'SCALED_DOWN', "a repeat, a 'loaded' read after the exit, an exit after the scale-down: ignored");
   const wrong = unstartedWorker('9001');
   wrong.moveTo('MODEL_LOADED');
   wrong.moveTo('STARTED');

@@ -116,7 +116,9 @@ export class WorkerProcess extends EventEmitter {
     this.pipeOutput(child);
     child.on('message', (msg: FromWorker) => this.onMessage(msg));
     child.on('exit', (code, signal) => this.onExit(code, signal));
-    child.on('error', () => { /* reported through 'exit' */ });
+    child.on('error', () => {
+      /* reported through 'exit' */
+    });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} did not load the model within the startup timeout`));
