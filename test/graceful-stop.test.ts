@@ -38,6 +38,7 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   const inFlight = Array.from({ length: 4 }, (_, i) =>
     fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:300', signal: AbortSignal.timeout(60_000) }).then(async (r) => ({
       status: r.status,
+      connection: r.headers.get('connection'),
       body: await r.text(),
       i,
     })),
@@ -50,6 +51,12 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
     answers.map((a) => a.status),
     [200, 200, 200, 200],
     'the running request and the three queued ones are answered',
+  );
+  // Kept alive, the client's connections would hold the stop for the 65 s keep-alive timeout.
+  t.same(
+    answers.map((a) => a.connection),
+    ['close', 'close', 'close', 'close'],
+    'each answer closes its connection',
   );
   t.equal(await exited, 0, 'then the server exits 0');
   await t.rejects(fetch(`${urls.inference}/ping`), 'and no longer listens');

@@ -65,6 +65,12 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
   app.addHook('onRequest', async (request, reply) => {
     reply.headers(fixedHeaders(request.id, config));
   });
+  // A response written while the server stops closes its connection: a client's idle keep-alive
+  // connection would otherwise hold the stop for keepAliveTimeout (65 s).
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (!app.server.listening) reply.header('connection', 'close');
+    done(null, payload);
+  });
   app.addHook('onResponse', async (request, reply) => {
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
     if (!(request.raw.socket instanceof Socket)) return;
