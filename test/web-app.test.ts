@@ -206,6 +206,7 @@ t.test("an upload larger than tsserve takes: the page's limit is the server's, a
   const looseUrl = await loose.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => loose.close());
   const res = await fetch(`${looseUrl}/api/predict/mnist`, { method: 'POST', body: Buffer.alloc(8 * 1024 * 1024), headers: { 'content-type': 'image/png' } });
+  t.equal(res.headers.get('connection'), 'close', 'the upload was not read: the connection ends with the answer, not 72 s later');
   const body = (await res.json()) as { code: number; message: string };
   t.not(body.message, 'The model server does not answer. Is tsserve running?', `not "down": ${res.status} ${body.message}`);
   t.match(body.message, /max_request_size/, 'names the limit');

@@ -37,6 +37,13 @@ export function createApp(opts: AppOptions): FastifyInstance {
   // Bodies are forwarded as they arrive, never parsed here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  // An answer sent before the upload was read (tsserve refused it, or it went away) ends the
+  // connection: left open, the browser or client would go on sending, and wait for the server's
+  // keep-alive timeout (72 s) before it learned anything.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (!request.raw.complete) reply.header('connection', 'close');
+    done(null, payload);
+  });
   app.register(fastifyStatic, { root: WEB, extensions: ['html'] });
 
   // Read at each call, once: /token may have replaced the keys since the last one.
