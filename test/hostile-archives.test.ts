@@ -208,7 +208,15 @@ t.test('hostile archives, one after another against one server: each a 4xx JSON,
   });
   await waitFor(async () => (await fetch(`${server.urls.inference}/ping`)).ok, 30_000, 'mnist');
   const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  const extractedBefore = existsSync(MODELS_ROOT) ? readdirSync(MODELS_ROOT).sort() : [];
+  // This process's extraction directories (named <pid>-...): other test files, run at the same
+  // time, add and remove their own.
+  const extractedHere = (): string[] =>
+    existsSync(MODELS_ROOT)
+      ? readdirSync(MODELS_ROOT)
+          .filter((d) => d.startsWith(`${process.pid}-`))
+          .sort()
+      : [];
+  const extractedBefore = extractedHere();
 
   // Another model answers all along: a prediction every 20 ms while the archives are registered.
   const answers: string[] = [];
@@ -239,7 +247,7 @@ t.test('hostile archives, one after another against one server: each a 4xx JSON,
     { models: [{ modelName: 'mnist', modelUrl: 'mnist.mar' }] },
     'nothing else registered',
   );
-  t.same(existsSync(MODELS_ROOT) ? readdirSync(MODELS_ROOT).sort() : [], extractedBefore, 'no extraction directory left behind');
+  t.same(extractedHere(), extractedBefore, 'no extraction directory left behind');
   t.same(findCanary('/tmp'), [], 'nothing written outside the model directories');
   t.same(readdirSync(server.store).sort(), ['mnist.mar', ...archives.map((a) => a.file)].sort(), 'the model store is as it was');
 });
