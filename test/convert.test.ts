@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import AdmZip from 'adm-zip';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir } from './helpers.js';
+import { buildColoursMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir } from './helpers.js';
 
 /** Debian's, which has torch; a pyenv python3 earlier on PATH may not. */
 const PYTHON = '/usr/bin/python3';
@@ -80,8 +80,7 @@ t.test('a TorchServe archive is refused at registration with a 400 that names wh
 
 t.test("a .py handler given as a register parameter registers with zero workers, as TorchServe's own API tests expect", async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+    prepare: (store) => buildColoursMar(store),
   });
   const res = await fetch(`${server.urls.management}/models?url=colours.mar&handler=serve/ts/torch_handler/image_classifier.py:handle&initial_workers=0`, {
     method: 'POST',

@@ -6,7 +6,18 @@ import { join } from 'node:path';
 import { decode as decodePng } from 'fast-png';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildMar, buildMnistMar, errorBody, FIXTURES, MNIST_DIR, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
+import {
+  buildColoursMar,
+  buildMar,
+  buildMnistMar,
+  errorBody,
+  FIXTURES,
+  MNIST_DIR,
+  serveFixtureModel,
+  startTestServer,
+  tempDir,
+  type TestServer,
+} from './helpers.js';
 
 type Chw = number[][][];
 
@@ -24,8 +35,7 @@ function redBlue(): Promise<Buffer> {
 
 function serveColours(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+    prepare: (store) => buildColoursMar(store),
     properties: { load_models: 'colours.mar', ...properties },
   });
 }

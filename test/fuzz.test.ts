@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { grpcClient, unaryCall } from './grpc-client.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, seededRandom, startTestServer } from './helpers.js';
+import { buildColoursMar, buildMar, buildMnistMar, FIXTURES, MNIST_DIR, seededRandom, startTestServer } from './helpers.js';
 
 const REQUESTS = 400;
 const SEED = Number(process.env.FUZZ_SEED ?? 20261201);
@@ -17,7 +17,7 @@ t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or 
   const server = await startTestServer(t, {
     prepare: (store) => {
       buildMnistMar(store);
-      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+      buildColoursMar(store);
       buildMar(store, { modelName: 'seg', version: '1.0', handler: 'image_segmenter', serializedFile: join(FIXTURES, 'colour_segmenter.onnx') });
     },
     properties: { load_models: 'mnist.mar,colours.mar,seg.mar', max_request_size: '200000', enable_model_api: 'true' },
@@ -132,7 +132,7 @@ t.test(`gRPC Predictions, ${REQUESTS / 4} random calls (seed ${SEED}): an answer
   const server = await startTestServer(t, {
     prepare: (store) => {
       buildMnistMar(store);
-      buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+      buildColoursMar(store);
     },
     properties: { load_models: 'mnist.mar,colours.mar' },
   });

@@ -1,22 +1,12 @@
-// The Open Inference Protocol's gRPC service (KServe v2) on the inference gRPC port, with the
-// built-in image_classifier behind the kservev2 envelope on a model whose logits are the
-// image's mean colour, so each answer can be checked.
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
 import { grpcClient, unaryCall, type UnaryAnswer } from './grpc-client.js';
-import { buildMar, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
+import { buildColoursMar, startTestServer, waitReady, type TestServer } from './helpers.js';
 
 function serve(t: Test, oip: boolean): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'colours',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-      }),
+    prepare: (store) => buildColoursMar(store),
     properties: { load_models: 'colours.mar', service_envelope: 'kservev2', ts_open_inference_protocol: String(oip) },
   });
 }

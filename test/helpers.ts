@@ -2,7 +2,7 @@
  * Test helpers: a real tsserve on 127.0.0.1 with ports chosen by the OS, a model store of real
  * archives built by the real archiver, and fetch.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -17,6 +17,27 @@ import { WORKER_STATE_WARNING } from '../dist/src/wlm/worker-state.js';
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MNIST_DIR = join(ROOT, 'examples', 'mnist');
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
+export const NST_DIR = join(ROOT, 'examples', 'nst');
+
+/**
+ * The end-to-end tests import the server from dist/: after an edit of src/, a file run alone
+ * (`npx tap test/x.test.ts`) would test the old build without a word. It stops here instead;
+ * `npm run test:one -- test/x.test.ts` builds, then runs it.
+ */
+function refuseStaleBuild(): void {
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) return Math.max(latest, newest(path));
+      return entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') ? Math.max(latest, statSync(path).mtimeMs) : latest;
+    }, 0);
+  const built = join(ROOT, 'dist', 'src', 'index.js');
+  const builtAt = existsSync(built) ? statSync(built).mtimeMs : 0;
+  if (Math.max(newest(join(ROOT, 'src')), newest(join(ROOT, 'handlers'))) > builtAt) {
+    throw new Error('dist/ is older than src/: run `npm run build` first, or `npm run test:one -- <file>`, which builds');
+  }
+}
+refuseStaleBuild();
 
 export interface TestServer extends RunningServer {
   readonly store: string;
@@ -33,6 +54,22 @@ export function tempDir(t: Test, prefix = 'tsserve-test-'): string {
 /** Builds an archive into `store` with the real archiver. */
 export function buildMar(store: string, opts: Omit<ArchiveOptions, 'exportPath'>): string {
   return createArchive({ ...opts, exportPath: store, force: true });
+}
+
+/** test/fixtures/colour_classifier.onnx (logits: the image's mean colour) with image_classifier, as colours.mar. */
+export function buildColoursMar(store: string): string {
+  return buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+}
+
+/** examples/nst as nst.mar, with its feature model, optimizer and styles. */
+export function buildNstMar(store: string): string {
+  return buildMar(store, {
+    modelName: 'nst',
+    version: '1.0',
+    handler: join(NST_DIR, 'nst_handler.ts'),
+    serializedFile: join(NST_DIR, 'step.onnx'),
+    extraFiles: [join(NST_DIR, 'features.onnx'), join(NST_DIR, 'optimizer.ts'), join(NST_DIR, 'styles')].join(','),
+  });
 }
 
 export function buildMnistMar(store: string, name = 'mnist', extra: Partial<ArchiveOptions> = {}): string {

@@ -294,24 +294,17 @@ t.test('a 12 GiB-declared zip bomb and a symlinked .tar.gz, against the default 
 
 t.test('archives built and extracted are not world-writable', async (t) => {
   const dir = tempDir(t);
-  const mar = createArchive({
+  const mnist = {
     modelName: 'modes',
     version: '1.0',
     serializedFile: join(MNIST_DIR, 'mnist.onnx'),
     handler: join(MNIST_DIR, 'mnist_handler.ts'),
     exportPath: dir,
     force: true,
-  });
+  };
+  const mar = createArchive(mnist);
   t.equal(statSync(mar).mode & 0o002, 0, `the .mar is ${(statSync(mar).mode & 0o777).toString(8)}`);
-  const tgz = createArchive({
-    modelName: 'modes',
-    version: '1.0',
-    serializedFile: join(MNIST_DIR, 'mnist.onnx'),
-    handler: join(MNIST_DIR, 'mnist_handler.ts'),
-    exportPath: dir,
-    force: true,
-    archiveFormat: 'tgz',
-  });
+  const tgz = createArchive({ ...mnist, archiveFormat: 'tgz' });
   t.equal(statSync(tgz).mode & 0o002, 0, 'the .tar.gz too');
   const server = await startTestServer(t, {
     prepare: (store) => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildMar, FIXTURES, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { buildColoursMar, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })
@@ -16,13 +16,7 @@ function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', 
 /** A server with test/fixtures/colour_classifier.onnx archived as colours.mar, loaded unless told. */
 function serveColours(t: Test, properties: Record<string, string> = {}, load = true): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'colours',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-      }),
+    prepare: (store) => buildColoursMar(store),
     properties: load ? { load_models: 'colours.mar', ...properties } : properties,
   });
 }
@@ -65,13 +59,7 @@ t.test('without index_to_name.json the labels are class indexes, still most prob
 
 t.test('batched: concurrent requests form one batch and each gets its own answer', async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'colours',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-      }),
+    prepare: (store) => buildColoursMar(store),
   });
   const reg = await fetch(`${server.urls.management}/models?url=colours.mar&batch_size=4&max_batch_delay=200&initial_workers=1`, { method: 'POST' });
   t.equal(reg.status, 200);

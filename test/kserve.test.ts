@@ -1,20 +1,10 @@
-// KServe, as TorchServe serves it: the v1 and v2 (Open Inference Protocol) prediction routes with
-// the kserve / kservev2 envelopes, on the built-in image_classifier and a purpose-built model
-// whose logits are the image's mean colour; the readiness probe; the OIP REST extras.
-import { join } from 'node:path';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
+import { buildColoursMar, errorBody, startTestServer, waitReady, type TestServer } from './helpers.js';
 
 function serveColours(t: Test, properties: Record<string, string>, env: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'colours',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-      }),
+    prepare: (store) => buildColoursMar(store),
     properties: { load_models: 'colours.mar', ...properties },
     env,
   });
@@ -62,13 +52,7 @@ t.test('KServe v1: {"instances": [...]} in, {"predictions": [...]} out, one per 
 
 t.test('a request the envelope cannot read gets its own 400; the others of its batch are answered', async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'colours',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-      }),
+    prepare: (store) => buildColoursMar(store),
     properties: { service_envelope: 'kserve' },
   });
   const reg = await fetch(`${server.urls.management}/models?url=colours.mar&batch_size=4&max_batch_delay=300&initial_workers=1`, { method: 'POST' });

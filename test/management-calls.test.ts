@@ -1,9 +1,5 @@
-// The kinds of calls TorchServe's own management test data makes (test/postman/management_data.json),
-// in order against one server, as its CI runs them: the peer's status codes for odd parameters,
-// invalid handlers, zero and negative workers, trailing slashes and ignored parameters.
-import { join } from 'node:path';
 import t from 'tap';
-import { buildMar, FIXTURES, startTestServer } from './helpers.js';
+import { buildColoursMar, startTestServer } from './helpers.js';
 
 type Call = [method: string, path: string, status: number];
 
@@ -49,13 +45,7 @@ const CALLS: Call[] = [
 
 t.test("TorchServe's management call sequence answers with TorchServe's status codes", async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'colours',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-      }),
+    prepare: (store) => buildColoursMar(store),
     properties: { default_workers_per_model: '0' },
   });
   for (const [method, path, status] of CALLS) {

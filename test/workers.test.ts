@@ -6,7 +6,7 @@ import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, errorBody, FIXTURES, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
+import { buildColoursMar, buildMar, errorBody, FIXTURES, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
 
 interface Echo {
   batchSize: number;
@@ -520,7 +520,7 @@ t.test(
       serverLog: (line) => log.push(line),
       prepare: (store) => {
         buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
-        buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+        buildColoursMar(store);
       },
     });
     const image = await (await import('sharp'))

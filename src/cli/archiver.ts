@@ -3,7 +3,7 @@
  * `tsserve-archiver`: torch-model-archiver's flags, building a .mar tsserve serves.
  */
 import { Command, Option } from 'commander';
-import { ARCHIVE_FORMATS, ArchiverError, createArchive, type ArchiveFormat } from '../archive/write.js';
+import { ARCHIVE_FORMATS, ArchiverError, createArchive, type ArchiveOptions } from '../archive/write.js';
 import { RUNTIMES } from '../archive/manifest.js';
 import { BUILTIN_HANDLERS } from '../handler/builtins.js';
 import { exitTwoOnUsageError } from './usage.js';
@@ -25,20 +25,8 @@ export function main(argv: string[]): void {
     .option('-c, --config-file <path>', 'model-config.yaml')
     .showHelpAfterError();
   program.parse(argv, { from: 'user' });
-  const o = program.opts<{
-    modelName: string;
-    version: string;
-    handler: string;
-    serializedFile?: string;
-    modelFile?: string;
-    extraFiles?: string;
-    runtime: string;
-    exportPath: string;
-    archiveFormat: ArchiveFormat;
-    force?: boolean;
-    requirementsFile?: string;
-    configFile?: string;
-  }>();
+  // commander fills in the defaults of --runtime, --export-path and --archive-format.
+  const o = program.opts<ArchiveOptions & Required<Pick<ArchiveOptions, 'runtime' | 'exportPath' | 'archiveFormat'>>>();
   try {
     const out = createArchive({ ...o, force: o.force === true });
     console.log(out);
