@@ -1,0 +1,148 @@
+// The pool's scheduling on workers that are stand-ins: each batch waits until the test ends it,
+// so what the pool sent, and when, is read off exactly (no processes, no clocks).
+import { EventEmitter } from 'node:events';
+import t, { type Test } from 'tap';
+import { tsError } from '../errors.js';
+import type { WorkerProcess } from '../worker/worker.js';
+import { Job } from './job.js';
+import { JobQueue } from './job-queue.js';
+import { WorkerPool, type PoolSettings } from './worker-pool.js';
+import type { WorkerState } from './worker-state.js';
+
+/** A worker whose batches run until `end` is called: in order, as a worker process runs them. */
+class StandInWorker extends EventEmitter {
+  state: WorkerState = 'STARTED';
+  readonly pid = 1;
+  exited = false;
+  readonly batches: Array<{ jobs: Job[]; settle: (unstarted: Job[]) => void }> = [];
+
+  get busy(): boolean {
+    return this.batches.length > 0;
+  }
+
+  start(): Promise<void> {
+    this.state = 'MODEL_LOADED';
+    return Promise.resolve();
+  }
+
+  runBatch(jobs: Job[]): Promise<Job[]> {
+    return new Promise((settle) => this.batches.push({ jobs, settle }));
+  }
+
+  /** The first batch in line answers. */
+  end(): void {
+    const batch = this.batches.shift();
+    for (const job of batch?.jobs ?? []) job.respond({ status: 200, phrase: 'OK', headers: {}, body: new Uint8Array() });
+    batch?.settle([]);
+  }
+
+  /** Dies as a process does: the batch it was on fails, those behind it come back unstarted. */
+  kill(): void {
+    const [running, ...waiting] = this.batches.splice(0);
+    for (const job of running?.jobs ?? []) job.fail(tsError('TSS_ERR_WORKER_DIED'));
+    running?.settle([]);
+    for (const batch of waiting) batch.settle(batch.jobs);
+    this.exited = true;
+    this.state = 'STOPPED';
+    this.emit('exit', null, 'SIGKILL');
+  }
+
+  moveTo(state: WorkerState): void {
+    this.state = state;
+  }
+}
+
+const SETTINGS: PoolSettings = { batchSize: 2, maxBatchDelay: 0, takeQueued: 1, maxRetryTimeoutInSec: 0, adaptiveThreads: false };
+
+function pool(t: Test, workers: number): { queue: JobQueue; stand: StandInWorker[]; ready: Promise<unknown> } {
+  const queue = new JobQueue(100);
+  const stand: StandInWorker[] = [];
+  const p = new WorkerPool(queue, () => SETTINGS, {
+    spawn: () => {
+      const w = new StandInWorker();
+      stand.push(w);
+      return w as unknown as WorkerProcess;
+    },
+    onRestart: () => {},
+    onBatch: () => {},
+    log: () => {},
+  });
+  t.teardown(() => p.close());
+  return { queue, stand, ready: p.scale(workers, workers) };
+}
+
+const ids = (jobs: Job[]): string[] => jobs.map((j) => j.id);
+const job = (id: string): Job => new Job({ id, headers: {}, params: [] }, { intermediate: () => {}, respond: () => {}, fail: () => {} });
+/** Lets the pool's loops run to their next wait. */
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+t.test('no batch ahead before a batch time is known; then full batches ahead, woken by each job', async (t) => {
+  const { queue, stand, ready } = pool(t, 1);
+  await ready;
+  const [worker] = stand;
+  queue.offer(job('a'));
+  await settle();
+  t.same(
+    worker!.batches.map((b) => ids(b.jobs)),
+    [['a']],
+    'an idle worker takes what there is',
+  );
+  for (const id of ['b', 'c']) queue.offer(job(id));
+  await settle();
+  t.equal(worker!.batches.length, 1, 'a full batch waits, but the batch time is not known yet');
+  worker!.end();
+  await settle();
+  t.same(
+    worker!.batches.map((b) => ids(b.jobs)),
+    [['b', 'c']],
+    'the next batch, once it was free',
+  );
+  worker!.end();
+  await settle();
+  queue.offer(job('d'));
+  await settle();
+  for (const id of ['e', 'f', 'g', 'h']) queue.offer(job(id));
+  await settle();
+  t.same(
+    worker!.batches.map((b) => ids(b.jobs)),
+    [['d'], ['e', 'f'], ['g', 'h']],
+    'busy with d, it took the full batches behind it as they arrived',
+  );
+  t.equal(queue.size, 4, 'which still count as waiting until answered');
+  queue.offer(job('i'));
+  await settle();
+  t.equal(worker!.batches.length, 3, 'never a partial batch ahead');
+});
+
+t.test('a worker that dies gives back the batches it had not started; another worker takes them', async (t) => {
+  const { queue, stand, ready } = pool(t, 2);
+  await ready;
+  const [first, second] = stand;
+  // Both workers time a quick batch (idle workers take turns), so both may take batches ahead.
+  for (const id of ['w1', 'w2']) {
+    queue.offer(job(id));
+    await settle();
+  }
+  first!.end();
+  second!.end();
+  await settle();
+  queue.offer(job('a'));
+  queue.offer(job('b'));
+  await settle();
+  for (const id of ['c', 'd']) queue.offer(job(id));
+  await settle();
+  const holder = [first!, second!].find((w) => w.batches.length === 2);
+  t.ok(holder, 'one worker holds a batch ahead');
+  const other = holder === first ? second! : first!;
+  t.same(holder!.batches.map((b) => ids(b.jobs)).at(-1), ['c', 'd']);
+  other.end();
+  await settle();
+  holder!.kill();
+  await settle();
+  t.same(
+    other.batches.map((b) => ids(b.jobs)),
+    [['c', 'd']],
+    'the other worker runs the batch the dead one never started',
+  );
+  t.equal(queue.size, 0, 'and nothing is left waiting');
+});
