@@ -3,7 +3,7 @@
 // answer is the model's tensor metadata, where TorchServe's has none.
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, buildMnistMar, errorBody, FIXTURES, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, buildMnistMar, errorBody, FIXTURES, requestsArrived, startTestServer, type TestServer } from './helpers.js';
 
 type Described = Record<string, unknown> & { customizedMetadata?: Record<string, unknown> };
 
@@ -40,8 +40,8 @@ t.test("a handler's answer to the describe request becomes customizedMetadata; i
   });
   t.equal(reg.status, 200);
   const predictions = [1, 2].map(() => fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' }));
-  // Give the two requests time to reach the batch being formed, then ask for the description.
-  await new Promise((r) => setTimeout(r, 100));
+  // Once the two requests are in the batch being formed, ask for the description.
+  await requestsArrived(server, 'echo', 2);
   const { status, body } = await describe(server, 'echo?customized=true');
   t.equal(status, 200);
   const [d] = body as Described[];

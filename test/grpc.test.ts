@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient, unaryCall, type GrpcClient } from './grpc-client.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, requestsArrived, startTestServer, type TestServer } from './helpers.js';
 
 interface Clients {
   inference: GrpcClient;
@@ -181,7 +181,7 @@ t.test('stopping the server: a gRPC call in flight is answered, as REST requests
   const { inference } = clients(t, server);
   t.equal((await call(inference, 'Ping', {})).code, grpc.status.OK, 'connected');
   const slow = call(inference, 'Predictions', { model_name: 'echo', input: { body: Buffer.from('sleep:1500') } });
-  await new Promise((r) => setTimeout(r, 200));
+  await requestsArrived(server, 'echo', 1);
   const closed = server.close();
   const answer = await slow;
   t.equal(answer.code, grpc.status.OK, `answered (${answer.details ?? 'ok'})`);

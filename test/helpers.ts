@@ -167,6 +167,18 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** The value of one model's series of /metrics, 0 when it is not there yet. */
+export async function metric(server: TestServer, series: string, model: string): Promise<number> {
+  const text = await (await fetch(`${server.urls.metrics}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series}{`) && l.includes(`model_name="${model}",`));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+/** Waits until `count` prediction requests for `model` have reached the server. */
+export function requestsArrived(server: TestServer, model: string, count: number): Promise<void> {
+  return waitFor(async () => (await metric(server, 'ts_inference_requests_total', model)) >= count, 10_000, `${count} requests for ${model} in`);
+}
+
 /** Waits until every worker of the model's default version is READY. */
 export async function waitReady(management: string, model: string, workers = 1): Promise<void> {
   await waitFor(

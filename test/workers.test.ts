@@ -6,7 +6,7 @@ import { Agent, request } from 'node:http';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildColoursMar, buildMar, errorBody, FIXTURES, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
+import { buildColoursMar, buildMar, metric, errorBody, FIXTURES, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
 
 interface Echo {
   batchSize: number;
@@ -48,13 +48,6 @@ function predict(server: TestServer, model: string, body: string): Promise<Respo
 async function describe(server: TestServer, model: string): Promise<Described> {
   const [d] = (await (await fetch(`${server.urls.management}/models/${model}`)).json()) as Described[];
   return d!;
-}
-
-/** The value of one series of /metrics, 0 when it is not there yet. */
-async function metric(server: TestServer, series: string, model: string): Promise<number> {
-  const text = await (await fetch(`${server.urls.metrics}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series}{`) && l.includes(`model_name="${model}",`));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
 t.test('a hung handler: 500 after response_timeout, other models serve meanwhile, the next request succeeds', async (t) => {
