@@ -37,9 +37,12 @@ export class SequenceQueue implements BatchQueue {
   /** Jobs `alone` (explanations, customized describes) stay outside the sequences: any worker takes them. */
   private readonly aloneJobs: Job[] = [];
   private queued = 0;
+  /** Milliseconds since the epoch; a test gives a clock of its own. */
+  private readonly now: () => number;
 
-  constructor(settings: SequenceSettings) {
+  constructor(settings: SequenceSettings, now: () => number = Date.now) {
     this.settings = settings;
+    this.now = now;
   }
 
   get size(): number {
@@ -63,7 +66,7 @@ export class SequenceQueue implements BatchQueue {
   /** False when the request cannot join a sequence (see the module's list). */
   offer(job: Job): boolean {
     if (job.alone) return this.offerAlone(job);
-    const now = Date.now();
+    const now = this.now();
     this.expire(now);
     const names = this.settings.headers;
     const headers = job.request.headers;
@@ -144,7 +147,8 @@ export class SequenceQueue implements BatchQueue {
       let sequence = this.sequences.get(id);
       if (!sequence) {
         // Its end request had closed it; it lives on for that request.
-        sequence = { id, jobs: [], createdAt: Date.now(), lastActivity: Date.now(), owner: undefined, ending: true };
+        const now = this.now();
+        sequence = { id, jobs: [], createdAt: now, lastActivity: now, owner: undefined, ending: true };
         this.sequences.set(id, sequence);
       }
       sequence.jobs.unshift(job);
