@@ -275,7 +275,7 @@ export function errorsDoc(): string {
   const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/%s/g, '`<...>`');
   const rows = errorCodes.map((code) => {
     const spec: ErrorSpec = table[code];
-    return `| \`${code}\` | ${spec.status} | ${spec.grpc ?? grpcStatusName(spec.status)} | \`${spec.type}\` | ${cell(spec.message)} |`;
+    return `| \`${code}\` | ${spec.status} | ${tsError(code).grpcStatus} | \`${spec.type}\` | ${cell(spec.message)} |`;
   });
   return [
     '# Errors',

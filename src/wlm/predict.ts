@@ -26,10 +26,7 @@ export function submitPrediction(metrics: MetricsRegistry, model: Model, version
     },
     fail: (err) => sink.fail(err),
   });
-  if (!model.submit(job)) {
-    metrics.rejected(model.name, model.version);
-    throw noWorker(model, version);
-  }
+  if (!model.submit(job)) throw refused(metrics, model, version);
 }
 
 /**
@@ -39,6 +36,11 @@ export function submitPrediction(metrics: MetricsRegistry, model: Model, version
 export function refuseIfBusy(metrics: MetricsRegistry, model: Model, version: string | undefined): TsError | undefined {
   if (model.accepting) return undefined;
   metrics.inferenceRequest(model.name, version ?? 'default');
+  return refused(metrics, model, version);
+}
+
+/** Counts the refusal; its 503. */
+function refused(metrics: MetricsRegistry, model: Model, version: string | undefined): TsError {
   metrics.rejected(model.name, model.version);
   return noWorker(model, version);
 }
@@ -50,8 +52,11 @@ export function refuseIfBusy(metrics: MetricsRegistry, model: Model, version: st
 const refusals = new WeakMap<Model, Map<string | undefined, TsError>>();
 
 function noWorker(model: Model, version: string | undefined): TsError {
-  const known = refusals.get(model) ?? new Map<string | undefined, TsError>();
-  refusals.set(model, known);
+  let known = refusals.get(model);
+  if (!known) {
+    known = new Map();
+    refusals.set(model, known);
+  }
   let err = known.get(version);
   if (err) return err;
   err = tsError('TSS_ERR_WORKER_NONE_AVAILABLE', model.name);

@@ -197,8 +197,8 @@ export class WorkerPool {
    * A worker gets the next batch while it still runs one, if a full one waits and no other worker
    * idles: otherwise it would idle while its answers travel out and the next batch travels in
    * (about 5 ms a batch, 3-4% of ResNet-18's throughput). Past capacity that gap grows with the
-   * front end's event loop, which then also reads every refused request: with two workers and a
-   * batch ahead each, mnist's goodput at 3x its capacity fell to a quarter (docs/performance.md).
+   * front end's event loop, which then also reads every refused request: with no batch ahead,
+   * mnist's two workers idled at 0.1-0.2 of a core each at 3x its capacity (docs/performance.md).
    */
   private nextBatchEarly(batchSize: number, slot: Slot, held: number): Job[] {
     // Not before a batch's time is known, nor a job that would wait there past its queue deadline
