@@ -1,0 +1,48 @@
+// The echo model of test/fixtures/echo_handler.ts, served and called the way the worker tests do:
+// a store holding echo.mar, registered under any name with register-API parameters.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { buildMar, FIXTURES, startTestServer, type TestServer } from './helpers.js';
+
+export interface Echo {
+  batchSize: number;
+}
+
+export interface Described {
+  workers: Array<{ status: string; pid: number }>;
+  jobQueueStatus: { pendingRequests: number };
+}
+
+/** echo.mar in the store, with `modelConfig` as its model-config.yaml when given. */
+export async function serve(t: Test, properties: Record<string, string> = {}, modelConfig?: string): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => {
+      const configFile = modelConfig === undefined ? undefined : join(store, '..', 'model-config.yaml');
+      if (configFile) writeFileSync(configFile, modelConfig!);
+      buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), configFile });
+    },
+    properties,
+  });
+}
+
+/** Registers echo.mar under `name` with the given register-API parameters, synchronously. */
+export async function register(t: Test, server: TestServer, name: string, params: Record<string, string | number>): Promise<void> {
+  const query = new URLSearchParams({
+    url: 'echo.mar',
+    model_name: name,
+    synchronous: 'true',
+    ...Object.fromEntries(Object.entries(params).map(([k, v]) => [k, String(v)])),
+  });
+  const res = await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' });
+  t.equal(res.status, 200, `${name} registered: ${await res.text()}`);
+}
+
+export function predict(server: TestServer, model: string, body: string): Promise<Response> {
+  return fetch(`${server.urls.inference}/predictions/${model}`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
+}
+
+export async function describe(server: TestServer, model: string): Promise<Described> {
+  const [d] = (await (await fetch(`${server.urls.management}/models/${model}`)).json()) as Described[];
+  return d!;
+}
