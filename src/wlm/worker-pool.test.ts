@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import t, { type Test } from 'tap';
 import { tsError } from '../errors.js';
-import type { WorkerProcess } from '../worker/worker.js';
+import type { BatchOutcome, WorkerProcess } from '../worker/worker.js';
 import { Job } from './job.js';
 import { JobQueue } from './job-queue.js';
 import { WorkerPool, type PoolSettings } from './worker-pool.js';
@@ -14,7 +14,7 @@ class StandInWorker extends EventEmitter {
   state: WorkerState = 'STARTED';
   readonly pid = 1;
   exited = false;
-  readonly batches: Array<{ jobs: Job[]; settle: (unstarted: Job[]) => void }> = [];
+  readonly batches: Array<{ jobs: Job[]; settle: (outcome: BatchOutcome) => void }> = [];
 
   get busy(): boolean {
     return this.batches.length > 0;
@@ -25,23 +25,23 @@ class StandInWorker extends EventEmitter {
     return Promise.resolve();
   }
 
-  runBatch(jobs: Job[]): Promise<Job[]> {
+  runBatch(jobs: Job[]): Promise<BatchOutcome> {
     return new Promise((settle) => this.batches.push({ jobs, settle }));
   }
 
-  /** The first batch in line answers. */
-  end(): void {
+  /** The first batch in line answers, having taken the worker `workMs` of its own time. */
+  end(workMs = 1): void {
     const batch = this.batches.shift();
     for (const job of batch?.jobs ?? []) job.respond({ status: 200, phrase: 'OK', headers: {}, body: new Uint8Array() });
-    batch?.settle([]);
+    batch?.settle({ unstarted: [], workMs });
   }
 
   /** Dies as a process does: the batch it was on fails, those behind it come back unstarted. */
   kill(): void {
     const [running, ...waiting] = this.batches.splice(0);
     for (const job of running?.jobs ?? []) job.fail(tsError('TSS_ERR_WORKER_DIED'));
-    running?.settle([]);
-    for (const batch of waiting) batch.settle(batch.jobs);
+    running?.settle({ unstarted: [], workMs: undefined });
+    for (const batch of waiting) batch.settle({ unstarted: batch.jobs, workMs: undefined });
     this.exited = true;
     this.state = 'STOPPED';
     this.emit('exit', null, 'SIGKILL');
@@ -112,6 +112,37 @@ t.test('no batch ahead before a batch time is known; then full batches ahead, wo
   queue.offer(job('i'));
   await settle();
   t.equal(worker!.batches.length, 3, 'never a partial batch ahead');
+});
+
+t.test("batches ahead are counted in the worker's own time on a batch, not the round trip", async (t) => {
+  /** Batches held ahead while busy, by a worker whose batches take `workMs` after one of `firstMs`. */
+  const heldWhileBusy = async (firstMs: number, workMs: number): Promise<number> => {
+    const { queue, stand, ready } = pool(t, 1);
+    await ready;
+    const [worker] = stand;
+    for (const ms of [firstMs, workMs]) {
+      // An idle worker's batches of one: their round trip here is a few microseconds.
+      queue.offer(job(`timed ${ms}`));
+      await settle();
+      worker!.end(ms);
+      await settle();
+    }
+    queue.offer(job('busy'));
+    await settle();
+    for (let i = 0; i < 30; i++) queue.offer(job(String(i)));
+    await settle();
+    const ahead = worker!.batches.length - 1;
+    while (worker!.batches.length > 0) {
+      worker!.end(workMs);
+      await settle();
+    }
+    return ahead;
+  };
+  // A lone job's batch counts as half a full batch (two) of the same time per job.
+  t.equal(await heldWhileBusy(30, 30), 1, 'a full batch takes the worker 60 ms: one ahead');
+  t.equal(await heldWhileBusy(12, 12), 2, '24 ms: two');
+  t.equal(await heldWhileBusy(2, 2), 8, '4 ms: eight, the most');
+  t.equal(await heldWhileBusy(30, 2), 1, 'one quick batch after a slow one: still one');
 });
 
 t.test('a worker that dies gives back the batches it had not started; another worker takes them', async (t) => {

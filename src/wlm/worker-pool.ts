@@ -45,20 +45,37 @@ interface Slot {
   loading: Promise<void> | undefined;
   /** A full batch's round trip, from the last batch sent while the worker had nothing to do. */
   fullBatchMs: number | undefined;
+  /** The worker's own time on a full batch: see workEstimate. */
+  fullBatchWorkMs: number | undefined;
 }
 
 /**
  * Full batches a busy worker may hold besides the one it runs (they wait in its pipe, where no other
- * worker can take them): as many as fit in AHEAD_BUDGET_MS of its batches' time, at least one and at
- * most MAX_BATCHES_AHEAD. A model of short batches gets three; one of 100 ms batches gets one, so a
- * request is never held behind more than one batch of another worker's while a worker idles.
+ * worker can take them): as many as fit in AHEAD_BUDGET_MS of its own time on a batch, at least one
+ * and at most MAX_BATCHES_AHEAD. mnist's batches of 8 (2-3 ms) get eight; one of 100 ms batches gets
+ * one, so a request is never held behind more than one batch of another worker's while a worker
+ * idles. The worker's time, not the round trip: under load the round trip grows with the front
+ * end's busy event loop, and a count from it fell to one batch ahead just when the worker needed
+ * more to keep busy (cold start at 0.8x capacity: a fifth to a half fewer refusals; three at most
+ * against eight, a third fewer again; docs/performance.md).
  */
 const AHEAD_BUDGET_MS = 50;
-const MAX_BATCHES_AHEAD = 3;
+const MAX_BATCHES_AHEAD = 8;
+/** How much of a longer batch time is still remembered one batch later: see workEstimate. */
+const WORK_MEMORY = 0.9;
+
+/**
+ * A full batch's time in the worker, from a batch that took `workMs` for `jobs` of `limit`: a longer
+ * time counts at once, shorter ones lower it a tenth a batch, so a model whose batches vary (a
+ * quick one after a slow one) does not take many ahead on one quick batch.
+ */
+function workEstimate(previous: number | undefined, workMs: number, jobs: number, limit: number): number {
+  return Math.max((workMs * limit) / jobs, (previous ?? 0) * WORK_MEMORY);
+}
 
 function batchesAhead(slot: Slot): number {
-  if (slot.fullBatchMs === undefined) return 0;
-  return Math.min(MAX_BATCHES_AHEAD, Math.max(1, Math.floor(AHEAD_BUDGET_MS / slot.fullBatchMs)));
+  if (slot.fullBatchWorkMs === undefined) return 0;
+  return Math.min(MAX_BATCHES_AHEAD, Math.max(1, Math.floor(AHEAD_BUDGET_MS / slot.fullBatchWorkMs)));
 }
 
 export type ScaleResult = { ok: true; running: number } | { ok: false; error: TsError };
@@ -119,6 +136,7 @@ export class WorkerPool {
       serving: Promise.resolve(),
       loading: undefined,
       fullBatchMs: undefined,
+      fullBatchWorkMs: undefined,
     };
     this.slots.push(slot);
     void this.launch(slot).catch(() => {
@@ -174,8 +192,9 @@ export class WorkerPool {
       const idle = running.length === 0;
       const sentAt = performance.now();
       running.push(
-        worker.runBatch(jobs, this.mayRunWide(slot)).then((unstarted) => {
+        worker.runBatch(jobs, this.mayRunWide(slot)).then(({ unstarted, workMs }) => {
           if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
+          if (workMs !== undefined) slot.fullBatchWorkMs = workEstimate(slot.fullBatchWorkMs, workMs, jobs.length, limit);
           this.queue.requeue(unstarted);
         }),
       );

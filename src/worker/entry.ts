@@ -89,12 +89,13 @@ async function onPredict(msg: PredictMessage): Promise<void> {
     return;
   }
   let context: BatchContext | undefined;
+  const began = performance.now();
   try {
     const result = await inBatch(msg.wide, () =>
       runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items })),
     );
     context = result.context;
-    send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics });
+    send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics, workMs: performance.now() - began });
   } catch (err) {
     logFailure(facts.modelName, err);
     send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [] });

@@ -39,12 +39,20 @@ export interface WorkerOptions {
 interface InFlight {
   readonly batchId: number;
   readonly jobs: Map<string, Job>;
-  /** Settles runBatch's promise with the jobs the worker never started. */
-  readonly done: (unstarted: Job[]) => void;
+  /** Settles runBatch's promise. */
+  readonly done: (outcome: BatchOutcome) => void;
   /** The response timeout, running only for the batch the worker is on (the first in line). */
   timer: NodeJS.Timeout | undefined;
   /** Milliseconds child.send took: the batch's serialisation and write. */
   sendMs: number;
+}
+
+/** How a batch ended for the pool: what to give to another worker, and what the batch cost here. */
+export interface BatchOutcome {
+  /** The jobs the worker never started (it died first). */
+  readonly unstarted: Job[];
+  /** The worker's own milliseconds on the batch, when it answered it. */
+  readonly workMs: number | undefined;
 }
 
 export declare interface WorkerProcess {
@@ -157,14 +165,14 @@ export class WorkerProcess extends EventEmitter {
   /**
    * Sends a batch; the worker runs it after those already sent. Every job in it gets an answer,
    * an error or "Worker died.", except when the worker dies before starting the batch: those
-   * jobs are what the promise resolves with, for the caller to give to another worker. `wide`:
-   * the batch may use every core (adaptiveThreads).
+   * jobs are what the promise resolves with (`unstarted`), for the caller to give to another
+   * worker. `wide`: the batch may use every core (adaptiveThreads).
    */
-  runBatch(jobs: Job[], wide = false): Promise<Job[]> {
+  runBatch(jobs: Job[], wide = false): Promise<BatchOutcome> {
     const child = this.child;
     if (!child?.connected || this.state !== 'MODEL_LOADED') {
       for (const job of jobs) job.fail(tsError('TSS_ERR_WORKER_DIED'));
-      return Promise.resolve([]);
+      return Promise.resolve({ unstarted: [], workMs: undefined });
     }
     const batchId = this.nextBatchId++;
     return new Promise((resolve) => {
@@ -218,7 +226,7 @@ export class WorkerProcess extends EventEmitter {
     this.reportMetrics(msg.batchId, msg.metrics);
     if (msg.kind === 'reply') {
       this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
-      this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'));
+      this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'), msg.workMs);
     } else {
       this.finishBatch(msg.batchId, () => errorFromWire(msg.error.code, msg.error.message, msg.error.status));
     }
@@ -253,9 +261,10 @@ export class WorkerProcess extends EventEmitter {
 
   /**
    * Settles the batch; any job still unanswered gets the error `unanswered` makes. It is made
-   * only then: an Error captures a stack, which every successful batch would pay for.
+   * only then: an Error captures a stack, which every successful batch would pay for. `workMs`:
+   * the worker's time on it, when it answered it.
    */
-  private finishBatch(batchId: number, unanswered: () => TsError): void {
+  private finishBatch(batchId: number, unanswered: () => TsError, workMs?: number): void {
     const batch = this.runningBatch(batchId);
     if (!batch) return;
     this.inFlight.shift();
@@ -264,7 +273,7 @@ export class WorkerProcess extends EventEmitter {
     for (const job of batch.jobs.values()) {
       if (!job.settled) job.fail((error ??= unanswered()));
     }
-    batch.done([]);
+    batch.done({ unstarted: [], workMs });
     this.startResponseTimer();
   }
 
@@ -286,7 +295,7 @@ export class WorkerProcess extends EventEmitter {
     const [running, ...waiting] = this.inFlight;
     this.inFlight = running ? [running] : [];
     if (running) this.finishBatch(running.batchId, () => exitError(code, signal === 'SIGKILL' && !this.killedByUs));
-    for (const batch of waiting) batch.done([...batch.jobs.values()].filter((j) => !j.settled));
+    for (const batch of waiting) batch.done({ unstarted: [...batch.jobs.values()].filter((j) => !j.settled), workMs: undefined });
     this.moveTo('STOPPED');
     this.emit('exit', code, signal);
   }
