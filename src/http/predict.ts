@@ -24,7 +24,7 @@ import type { ModelRegistry } from '../wlm/model-registry.js';
 import { refuseIfBusy, submitPrediction } from '../wlm/predict.js';
 import { modelApi } from './api-description.js';
 import { stringParam, toWireRequest } from './input.js';
-import { gson, sendError, sendJson } from './reply.js';
+import { gson, sendError, sendJson, sendReusedError } from './reply.js';
 
 export interface InferenceDeps {
   readonly config: ServerConfig;
@@ -68,7 +68,7 @@ export function refuseWhenBusy<Route extends RouteGenericInterface>(
     const target = request.method === 'OPTIONS' ? undefined : modelOf(request as FastifyRequest);
     const model = target && deps.registry.find(target.model, target.version);
     const refusal = model && refuseIfBusy(deps.metrics, model, target.version);
-    if (refusal) return sendError(reply, refusal);
+    if (refusal) return sendReusedError(reply, refusal);
   };
 }
 

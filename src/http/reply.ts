@@ -11,7 +11,11 @@ export function gson(value: unknown): string {
 }
 
 export function sendJson(reply: FastifyReply, status: number, value: unknown): FastifyReply {
-  return reply.code(status).type('application/json').send(gson(value));
+  return sendJsonText(reply, status, gson(value));
+}
+
+function sendJsonText(reply: FastifyReply, status: number, json: string): FastifyReply {
+  return reply.code(status).type('application/json').send(json);
 }
 
 export function sendStatus(reply: FastifyReply, status: number, message: string): FastifyReply {
@@ -19,9 +23,24 @@ export function sendStatus(reply: FastifyReply, status: number, message: string)
 }
 
 /** An error's JSON; a 503 (a full queue, no worker in time) is load that passes, so it says when to retry. */
-export function sendError(reply: FastifyReply, err: TsError): FastifyReply {
+export function sendError(reply: FastifyReply, err: TsError, body = gson(err.toJSON())): FastifyReply {
   if (err.status === 503) reply.header('Retry-After', '1');
-  return sendJson(reply, err.status, err.toJSON());
+  return sendJsonText(reply, err.status, body);
+}
+
+const bodies = new WeakMap<TsError, string>();
+
+/**
+ * sendError for an error made once and sent again and again (a model's refusal under overload,
+ * most of the requests then): its body is made once too.
+ */
+export function sendReusedError(reply: FastifyReply, err: TsError): FastifyReply {
+  let body = bodies.get(err);
+  if (body === undefined) {
+    body = gson(err.toJSON());
+    bodies.set(err, body);
+  }
+  return sendError(reply, err, body);
 }
 
 /**
