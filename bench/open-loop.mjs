@@ -9,12 +9,14 @@
 // Serves model-store/mnist.mar as the README starts it (`tsserve --start`, default settings) from
 // a temporary folder on free 127.0.0.1 ports. Then:
 //   capacity  a closed loop of 64 connections for --seconds: the answers per second it gets (with
-//             fewer, each waits out the whole round trip and the server idles between batches);
+//             fewer, each waits out the whole round trip and the server idles between batches),
+//             measured again right before each load: on this shared machine it moved by a third
+//             within minutes, and a load is a multiple of what the server could do then;
 //   loads     for each multiple of that capacity, --seconds of arrivals at that fixed rate:
 //             answered/s (goodput), refused (503) and failed, accepted p50/p99, the refusals'
 //             p99, the server's memory (process tree RSS) at the start and the end;
 //   cold      the server stopped and started again; as soon as `tsserve --start` returns, --cold
-//             times the capacity for --cold-seconds: the share refused, p99, and per second.
+//             times the capacity last measured for --cold-seconds: the share refused, p99, and per second.
 // The generator runs on the same machine and shares its two cores with the server; it is a lean
 // client of raw sockets (raw-client.mjs) so that it takes as little of them as it can, and the
 // report says what it took (`cpu`: cores used by the server's main process, its workers and the
@@ -49,13 +51,14 @@ let client = new RawClient(origin, REQUEST);
 try {
   await start();
   await offer(200, 2, () => undefined); // warms the client's connections and the server's JIT
-  const capacity = await closedLoopCapacity(CAPACITY_CONNECTIONS, SECONDS);
-  console.log(`capacity (closed loop, ${CAPACITY_CONNECTIONS} connections, ${SECONDS} s): ${capacity.toFixed(0)} answers/s`);
+  console.log(`capacity: a closed loop of ${CAPACITY_CONNECTIONS} connections for ${SECONDS} s right before each load; goodput is answered/s against it`);
   console.log(
-    'load   offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  RSS MB start->end  late ms  cpu main/workers/generator',
+    'load  capacity/s  offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  RSS MB start->end  late ms  cpu main/workers/generator',
   );
   let p99AtCapacity;
+  let capacity;
   for (const multiple of opts.loads.split(',').map(Number)) {
+    capacity = await closedLoopCapacity(CAPACITY_CONNECTIONS, SECONDS);
     const rss = [serverRss()];
     const cpu = cpuMeter();
     const r = await offer(capacity * multiple, SECONDS, () => undefined);
@@ -64,8 +67,9 @@ try {
     p99AtCapacity ??= r.p99;
     console.log(
       [
-        `${multiple}x`.padEnd(6),
-        String(Math.round(r.offered)).padStart(9),
+        `${multiple}x`.padEnd(5),
+        String(Math.round(capacity)).padStart(10),
+        String(Math.round(r.offered)).padStart(10),
         String(Math.round(r.answeredPerSecond)).padStart(11),
         `${((100 * r.answeredPerSecond) / capacity).toFixed(0)}%`.padStart(8),
         `${r.refusedShare.toFixed(1)}%`.padStart(8),

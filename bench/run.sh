@@ -13,7 +13,9 @@
 # in one Node process (Fastify, the same decoding, batched onnxruntime, no IPC), what tsserve's
 # process isolation is measured against.
 # Knobs: MNIST_WORKERS (2), RESNET_WORKERS (2), RESNET_ADAPTIVE (true), TSSERVE_BATCH (8),
-# TSSERVE_DELAY (ms, 0). Workers x onnxruntime threads never exceed the cores: tsserve gives each
+# TSSERVE_DELAY (ms, 0); ALL=1 then runs bench/open-loop.mjs (overload, cold start) and
+# bench/density.mjs (50 + 5 models) too, once these servers have stopped, into the same results
+# folder (open-loop.txt, density.txt): every figure of docs/performance.md's first table in one run. Workers x onnxruntime threads never exceed the cores: tsserve gives each
 # worker cores/workers threads. mnist is decode-bound, so two single-threaded workers decode in
 # parallel. resnet18 is model-bound: a lone request is answered fastest with both cores' threads,
 # a loaded server fastest by single-threaded workers (no waiting on each other's threads, one
@@ -78,8 +80,19 @@ done
 for _ in $(seq 1 100); do curl -s -o /dev/null -X POST http://127.0.0.1:18095/predictions/none && break; sleep 0.3; done
 
 # Results go to bench/results/<time>/ of this project unless --out says otherwise.
-out=()
-[[ " $* " == *" --out "* ]] || out=(--out "$PWD/bench/results/$(date +%Y%m%d-%H%M%S)")
+results="$PWD/bench/results/$(date +%Y%m%d-%H%M%S)"
+out=(--out "$results")
+args=("$@")
+for i in "${!args[@]}"; do
+  if [ "${args[$i]}" = --out ]; then results=${args[$((i + 1))]}; out=(); fi
+done
 "$shared/run_peer_bench.sh" --target 'http://127.0.0.1:18080/predictions/{model}' --label tsserve \
   --target 'http://127.0.0.1:8080/predictions/{model}' --label defaults \
   --target 'http://127.0.0.1:18095/predictions/{model}' --label ceiling "${out[@]}" "$@"
+
+if [ "${ALL:-0}" = 1 ]; then
+  stop_all
+  trap - EXIT
+  node bench/open-loop.mjs | tee "$results/open-loop.txt"
+  node bench/density.mjs | tee "$results/density.txt"
+fi
