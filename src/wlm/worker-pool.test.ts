@@ -138,7 +138,7 @@ t.test("batches ahead are counted in the worker's own time on a batch, not the r
     }
     return ahead;
   };
-  // A lone job's batch counts as half a full batch (two) of the same time per job.
+  // The timed batches hold one job of the two a batch may: a full one is reckoned twice as long.
   t.equal(await heldWhileBusy(30, 30), 1, 'a full batch takes the worker 60 ms: one ahead');
   t.equal(await heldWhileBusy(12, 12), 2, '24 ms: two');
   t.equal(await heldWhileBusy(2, 2), 8, '4 ms: eight, the most');

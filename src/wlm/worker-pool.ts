@@ -56,8 +56,7 @@ interface Slot {
  * one, so a request is never held behind more than one batch of another worker's while a worker
  * idles. The worker's time, not the round trip: under load the round trip grows with the front
  * end's busy event loop, and a count from it fell to one batch ahead just when the worker needed
- * more to keep busy (cold start at 0.8x capacity: a fifth to a half fewer refusals; three at most
- * against eight, a third fewer again; docs/performance.md).
+ * more to keep busy (the cold start's refusals: docs/performance.md, "Batches ahead in the worker's time").
  */
 const AHEAD_BUDGET_MS = 50;
 const MAX_BATCHES_AHEAD = 8;
