@@ -38,10 +38,7 @@ t.test('queue full: 503 with Retry-After at once, while accepted requests are st
   const accepted = [predict(server, 'busy', 'sleep:1500'), predict(server, 'busy', 'one'), predict(server, 'busy', 'two')];
   // One request in the worker, two waiting: the queue is full.
   await waitReady(server.urls.management, 'busy');
-  const deadline = Date.now() + 10_000;
-  while ((await describe(server, 'busy')).jobQueueStatus.pendingRequests < 2 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitFor(async () => (await describe(server, 'busy')).jobQueueStatus.pendingRequests >= 2, 10_000, 'two requests queued');
   let firstDone = false;
   void accepted[0]!.then(() => {
     firstDone = true;
@@ -232,10 +229,6 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
   const server = await serve(t);
   await register(t, server, 'piped', { initial_workers: 1, response_timeout: 1 });
   const pending = async (): Promise<number> => (await describe(server, 'piped')).jobQueueStatus.pendingRequests;
-  const until = async (done: () => Promise<boolean>): Promise<void> => {
-    const deadline = Date.now() + 10_000;
-    while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  };
   const batchesTaken = (): Promise<number> => metric(server, 'ts_batch_size_count', 'piped');
   /**
    * Sends an opener that keeps the worker busy for 300 ms, then `a` and `b`, which queue behind it;
@@ -244,9 +237,9 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
   const twoBehindABusyWorker = async (a: string, b: string): Promise<[Promise<Response>, Promise<Response>]> => {
     const before = await batchesTaken();
     const opener = predict(server, 'piped', 'sleep:300');
-    await until(async () => (await batchesTaken()) > before);
+    await waitFor(async () => (await batchesTaken()) > before, 10_000, 'the opener in the worker');
     const sent: [Promise<Response>, Promise<Response>] = [predict(server, 'piped', a), predict(server, 'piped', b)];
-    await until(async () => (await pending()) >= 2);
+    await waitFor(async () => (await pending()) >= 2, 10_000, 'two requests behind it');
     t.equal((await opener).status, 200);
     return sent;
   };

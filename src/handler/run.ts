@@ -136,6 +136,5 @@ function classify(err: unknown): TsError {
 }
 
 function isOutOfMemory(err: unknown): boolean {
-  const message = err instanceof Error ? err.message : String(err);
-  return err instanceof RangeError && /allocation failed|Invalid (typed )?array length|out of memory/i.test(message);
+  return err instanceof RangeError && /allocation failed|Invalid (typed )?array length|out of memory/i.test(err.message);
 }
