@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, writeUserConfig } from './helpers.js';
+import { buildMar, buildMnistMar, ephemeralRangeStart, FIXTURES, freePort, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -13,6 +13,15 @@ function tsserve(args: string[], cwd: string, env: NodeJS.ProcessEnv): { status:
   const r = spawnSync(process.execPath, [TSSERVE, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, out: r.stdout + r.stderr };
 }
+
+t.test('the ports these tests give servers are free and never ones the kernel hands out itself (a parallel run took one: EADDRINUSE)', async (t) => {
+  const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+  t.equal(new Set(ports).size, ports.length, 'no port handed out twice');
+  t.ok(
+    ports.every((p) => p < ephemeralRangeStart()),
+    `all below ${ephemeralRangeStart()}`,
+  );
+});
 
 t.test('--start returns once the server answers; --stop stops it', async (t) => {
   const dir = tempDir(t);
@@ -200,7 +209,8 @@ t.test('--stop stops the server started from this directory only: another direct
   mkdirSync(elsewhere);
   const urls = await writeUserConfig(project);
   t.teardown(() => tsserve(['--stop'], project, env));
-  t.equal(tsserve(['--start', '--model-store', 'model-store', '--disable-token-auth'], project, env).status, 0);
+  const start = tsserve(['--start', '--model-store', 'model-store', '--disable-token-auth'], project, env);
+  t.equal(start.status, 0, start.out);
   const other = tsserve(['--stop'], elsewhere, env);
   t.match(other.out, 'tsserve is not currently running.');
   t.match(other.out, `A tsserve started from ${project} (pid ${startedPid(tmp)}) is: run tsserve --stop there.`);

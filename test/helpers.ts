@@ -193,15 +193,44 @@ export async function waitReady(management: string, model: string, workers = 1):
   );
 }
 
-/** A port free on 127.0.0.1 right now, for servers started as a user would (config.properties). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A port free on 127.0.0.1 right now, for servers started as a user would (config.properties).
+ * Drawn from below the kernel's ephemeral range: a port the kernel hands out (another test's
+ * `listen(0)`, or the source port of any outgoing connection) could be taken between this check
+ * and the server's own listen, which under a loaded parallel run it was (tsserve --start failed
+ * with EADDRINUSE). Only another freePort can pick from this range, at random among thousands.
+ */
+export async function freePort(): Promise<number> {
+  const top = ephemeralRangeStart();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = top - 1 - Math.floor(Math.random() * (top - 1 - FREE_PORT_FLOOR));
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port below ${top} after 50 tries`);
+}
+
+const FREE_PORT_FLOOR = 10_000;
+const handedOut = new Set<number>();
+
+/** The first port of the kernel's ephemeral range (32768 when it cannot be read). */
+export function ephemeralRangeStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > FREE_PORT_FLOOR + 1000 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 

@@ -102,7 +102,7 @@ t.test('after kill -9, tsserve --start restores models, versions, the default an
   t.equal(run(['--stop']).status, 0);
 
   const fresh = run([...start, '--ncs']);
-  t.equal(fresh.status, 0);
+  t.equal(fresh.status, 0, fresh.out);
   // The client's pooled keep-alive socket still points at the stopped server: allow a reconnect.
   const list = await fetch(`${m}/models`).catch(() => fetch(`${m}/models`));
   t.same(await list.json(), { models: [] }, '--ncs starts without the snapshot');
