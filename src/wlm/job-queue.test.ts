@@ -114,15 +114,19 @@ t.test('no job is taken ahead whose queue deadline is nearer than the time it wo
   t.same(ids(q.takeFullBatch(2, 10)), ['soon', 'b'], 'with time to spare it goes');
 });
 
-t.test('jobs taken ahead count against the capacity; put back, they count once', async (t) => {
+t.test('jobs taken ahead have left the queue: they leave room for others but still count as pending; put back, they count once', async (t) => {
   const q = new JobQueue(4);
   for (const id of ['a', 'b', 'c', 'd']) t.ok(q.offer(job(id)));
+  t.notOk(q.offer(job('x')), 'full: four queued');
   const ahead = q.takeFullBatch(2, 0);
-  t.notOk(q.offer(job('e')), "full: two queued and two in a worker's pipe");
-  t.equal(q.remainingCapacity, 0);
+  t.equal(q.remainingCapacity, 2, "two in a worker's pipe: room for two more");
+  t.ok(q.offer(job('e')));
+  t.ok(q.offer(job('f')));
+  t.notOk(q.offer(job('g')), 'full again: four queued');
+  t.equal(q.size, 6, 'pending: four queued and two ahead');
   q.requeue(ahead);
-  t.equal(q.size, 4, 'the worker died before them: back in the queue, counted once');
-  t.same(ids(await q.poll(8, 0)), ['a', 'b', 'c', 'd']);
+  t.equal(q.size, 6, 'the worker died before them: back in the queue, counted once');
+  t.same(ids(await q.poll(8, 0)), ['a', 'b', 'c', 'd', 'e', 'f']);
 });
 
 t.test('a busy worker learns of each new job (nextOffer), to look for a full batch again', async (t) => {

@@ -49,7 +49,11 @@ export class JobQueue implements BatchQueue {
   private offered: { promise: Promise<void>; resolve: () => void } | undefined;
   /**
    * What takeFullBatch gave out, until answered: a batch ahead still waits, in a worker's pipe, so
-   * it counts against job_queue_size and in pendingRequests as it did in the queue.
+   * it shows in pendingRequests; it has left the queue, as a batch a TorchServe worker took has,
+   * so it does not count against job_queue_size. Counted, it capped the work the workers could
+   * hold at 100 jobs (25 ms of mnist's): past capacity, one turn of the front end's event loop,
+   * busy reading and refusing, outlasted it and the workers idled while the queue refused
+   * (docs/performance.md, "Batches ahead outside the queue").
    */
   private readonly heldAhead = new Set<Job>();
 
@@ -62,12 +66,13 @@ export class JobQueue implements BatchQueue {
     return this.jobs.length + this.heldAhead.size;
   }
 
+  /** Room left in the queue itself (job_queue_size). */
   get remainingCapacity(): number {
-    return Math.max(0, this.capacity - this.size);
+    return Math.max(0, this.capacity - this.jobs.length);
   }
 
   get full(): boolean {
-    return this.size >= this.capacity;
+    return this.jobs.length >= this.capacity;
   }
 
   /** Only the head waiter collects, and it leaves once its batch is full: it always has room. */

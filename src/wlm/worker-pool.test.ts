@@ -129,7 +129,7 @@ t.test("batches ahead are counted in the worker's own time on a batch, not the r
     }
     queue.offer(job('busy'));
     await settle();
-    for (let i = 0; i < 30; i++) queue.offer(job(String(i)));
+    for (let i = 0; i < 40; i++) queue.offer(job(String(i)));
     await settle();
     const ahead = worker!.batches.length - 1;
     while (worker!.batches.length > 0) {
@@ -139,10 +139,10 @@ t.test("batches ahead are counted in the worker's own time on a batch, not the r
     return ahead;
   };
   // The timed batches hold one job of the two a batch may: a full one is reckoned twice as long.
-  t.equal(await heldWhileBusy(30, 30), 1, 'a full batch takes the worker 60 ms: one ahead');
-  t.equal(await heldWhileBusy(12, 12), 2, '24 ms: two');
-  t.equal(await heldWhileBusy(2, 2), 8, '4 ms: eight, the most');
-  t.equal(await heldWhileBusy(30, 2), 1, 'one quick batch after a slow one: still one');
+  t.equal(await heldWhileBusy(60, 60), 1, 'a full batch takes the worker 120 ms: one ahead');
+  t.equal(await heldWhileBusy(12, 12), 4, '24 ms: four');
+  t.equal(await heldWhileBusy(2, 2), 16, '4 ms: sixteen, the most');
+  t.equal(await heldWhileBusy(60, 2), 1, 'one quick batch after a slow one: still one');
 });
 
 t.test('a worker that dies gives back the batches it had not started; another worker takes them', async (t) => {

@@ -52,14 +52,16 @@ interface Slot {
 /**
  * Full batches a busy worker may hold besides the one it runs (they wait in its pipe, where no other
  * worker can take them): as many as fit in AHEAD_BUDGET_MS of its own time on a batch, at least one
- * and at most MAX_BATCHES_AHEAD. mnist's batches of 8 (2-3 ms) get eight; one of 100 ms batches gets
- * one, so a request is never held behind more than one batch of another worker's while a worker
- * idles. The worker's time, not the round trip: under load the round trip grows with the front
- * end's busy event loop, and a count from it fell to one batch ahead just when the worker needed
- * more to keep busy (the cold start's refusals: docs/performance.md, "Batches ahead in the worker's time").
+ * and at most MAX_BATCHES_AHEAD. mnist's batches of 8 (2-3 ms) get sixteen; one of 100 ms batches
+ * gets one, so a request is never held behind more than one batch of another worker's while a
+ * worker idles. The worker's time, not the round trip: under load the round trip grows with the
+ * front end's busy event loop, and a count from it fell to one batch ahead just when the worker
+ * needed more to keep busy (the cold start's refusals: docs/performance.md, "Batches ahead in the
+ * worker's time"). The budget is what a worker must have in hand to outlast one turn of that busy
+ * loop past capacity: with 50 ms and eight it ran dry and idled ("Batches ahead outside the queue").
  */
-const AHEAD_BUDGET_MS = 50;
-const MAX_BATCHES_AHEAD = 8;
+const AHEAD_BUDGET_MS = 100;
+const MAX_BATCHES_AHEAD = 16;
 /** How much of a longer batch time is still remembered one batch later: see workEstimate. */
 const WORK_MEMORY = 0.9;
 

@@ -112,7 +112,9 @@ async function onPredict(msg: PredictMessage): Promise<void> {
  */
 async function warmUp(msg: LoadMessage): Promise<void> {
   const name = msg.yamlConfig.warmupFile;
-  if (typeof name !== 'string' || !entry || !facts) return;
+  const handler = entry;
+  const modelFacts = facts;
+  if (typeof name !== 'string' || !handler || !modelFacts) return;
   const path = resolveInside(msg.modelDir, name);
   if (!path || !existsSync(path)) {
     console.error(`Warm-up skipped for model ${msg.modelName}: warmupFile ${JSON.stringify(name)} is not a file in the archive`);
@@ -122,8 +124,8 @@ async function warmUp(msg: LoadMessage): Promise<void> {
   const sample = (i: number): WireRequest => ({ id: `warmup-${i}`, headers: {}, params: [{ name: 'body', contentType: undefined, value: body }] });
   const batchOf = (size: number): Promise<unknown> =>
     runBatch(
-      entry!,
-      facts!,
+      handler,
+      modelFacts,
       Array.from({ length: size }, (_, i) => sample(i)),
       decodeInput,
       () => undefined,
@@ -146,8 +148,8 @@ async function warmUp(msg: LoadMessage): Promise<void> {
 /**
  * How long a warm-up runs. A handler's JavaScript (mnist's PNG decoding) reaches V8's optimising
  * compiler only after thousands of calls, and until then a worker answers at a fraction of its
- * speed: with two batches of warm-up, 0.8x of mnist's capacity offered right after `--start`
- * had 10-20% refused; with 400 (0.8 s here) 3-5%, with 100 4-18% (docs/performance.md). A model
+ * speed: with two batches of warm-up, about 0.8x of mnist's capacity offered right after
+ * `--start` was refused 6-30%; with 400 (0.8 s here) 3-12%, with 100 4-18% (docs/performance.md). A model
  * whose batch takes long (ResNet-18, ~100 ms) stops at the time budget after a few batches,
  * which is all its onnxruntime needs.
  */
