@@ -109,7 +109,9 @@ t.test('batches ahead: a busy worker holds up to sixteen more of a model of shor
 
   // ts_queue_latency_microseconds adds up each request's wait until a worker took it: a job taken
   // ahead waits about 0 s, one left in the queue 2-3 s (a slow request's time, and its turn).
-  const round = async (quickOnes: number, takenAhead: number, what: string): Promise<void> => {
+  // A loaded machine slows the quick batches the workers time, so each may take a few fewer than the
+  // most: `fewestAhead` and `mostAhead` bound the two workers' batches ahead together.
+  const round = async (quickOnes: number, fewestAhead: number, mostAhead: number, what: string): Promise<void> => {
     const waitedBefore = await metric(server, 'ts_queue_latency_microseconds', 'ahead');
     const arrived = await metric(server, 'ts_inference_requests_total', 'ahead');
     const slow = [predict(server, 'ahead', 'sleep:2000'), predict(server, 'ahead', 'sleep:2000')];
@@ -126,11 +128,13 @@ t.test('batches ahead: a busy worker holds up to sixteen more of a model of shor
       'every request answered',
     );
     const waited = ((await metric(server, 'ts_queue_latency_microseconds', 'ahead')) - waitedBefore) / 1e6;
-    const inQueue = quickOnes - takenAhead;
-    t.ok(waited > inQueue * 1.0 && waited < inQueue * 3.0, `${what}: ${inQueue} waited in the queue (${waited.toFixed(1)} s of waits)`);
+    t.ok(
+      waited > (quickOnes - mostAhead) * 1.0 && waited < (quickOnes - fewestAhead) * 3.0,
+      `${what}: ${quickOnes - mostAhead} to ${quickOnes - fewestAhead} waited in the queue (${waited.toFixed(1)} s of waits)`,
+    );
   };
-  await round(36, 32, 'batches of a few ms: each worker took sixteen ahead');
-  await round(8, 2, 'batches of 2 s: each worker took one ahead');
+  await round(36, 24, 32, 'batches of a few ms: each worker took twelve to sixteen ahead (eight was the most before)');
+  await round(8, 2, 2, 'batches of 2 s: each worker took one ahead');
 });
 
 t.test("blacklist_env_vars keeps matching variables out of the workers' environment", async (t) => {
