@@ -133,12 +133,14 @@ async function warmUp(msg: LoadMessage): Promise<void> {
   const started = performance.now();
   let batches = 0;
   try {
-    await batchOf(1);
-    batches++;
-    do {
+    for (const size of new Set([1, msg.largestBatch])) {
+      await batchOf(size);
+      batches++;
+    }
+    while (batches < WARMUP_BATCHES && performance.now() - started < WARMUP_BUDGET_MS) {
       await batchOf(msg.largestBatch);
       batches++;
-    } while (batches < WARMUP_BATCHES && performance.now() - started < WARMUP_BUDGET_MS);
+    }
     console.log(`Warm-up of model ${msg.modelName} with ${name}: ${batches} batches in ${Math.round(performance.now() - started)} ms`);
   } catch (err) {
     console.error(`Warm-up failed for model ${msg.modelName} with ${name}: ${(err as Error).message}`);
