@@ -3,7 +3,7 @@
 // and the pool comes back.
 import t from 'tap';
 import { describe, predict, register, serve } from './echo-model.js';
-import { errorBody, metric, waitReady } from './helpers.js';
+import { errorBody, metric, waitFor } from './helpers.js';
 
 t.test('a hung handler: 500 after response_timeout, other models serve meanwhile, the next request succeeds', async (t) => {
   const server = await serve(t);
@@ -53,11 +53,14 @@ t.test('500 requests at concurrency 16 while a worker is killed every 25: all an
   let sent = 0;
   let answered = 0;
   let kills = 0;
+  const killed = new Set<number>();
   const killOne = async (): Promise<void> => {
     const ready = (await describe(server, 'soak')).workers.filter((w) => w.status === 'READY' && w.pid > 0);
     if (ready.length === 0) return;
     try {
-      process.kill(ready[kills % ready.length]!.pid, 'SIGKILL');
+      const pid = ready[kills % ready.length]!.pid;
+      process.kill(pid, 'SIGKILL');
+      killed.add(pid);
       kills++;
     } catch {
       /* it died on its own a moment ago */
@@ -86,7 +89,15 @@ t.test('500 requests at concurrency 16 while a worker is killed every 25: all an
     [],
     'failures are only "Worker died."',
   );
-  await waitReady(server.urls.management, 'soak', 2);
+  // The last kill may land after the last answer: wait until no killed worker is in the pool.
+  await waitFor(
+    async () => {
+      const { workers } = await describe(server, 'soak');
+      return workers.length === 2 && workers.every((w) => w.status === 'READY' && !killed.has(w.pid));
+    },
+    30_000,
+    'both workers READY, none of them one the test killed',
+  );
   const after = await describe(server, 'soak');
   t.same(
     after.workers.map((w) => w.status),
