@@ -61,11 +61,10 @@ class Adam {
   private readonly m: Float32Array;
   private readonly v: Float32Array;
   private t = 0;
+  private readonly lr: number;
 
-  constructor(
-    size: number,
-    private readonly lr: number,
-  ) {
+  constructor(size: number, lr: number) {
+    this.lr = lr;
     this.m = new Float32Array(size);
     this.v = new Float32Array(size);
   }

@@ -100,11 +100,13 @@ function safeEntryPath(dir: string, name: string): string {
 class Budget {
   private entries = 0;
   private bytes = 0;
+  private readonly archive: string;
+  private readonly limits: ArchiveLimits;
 
-  constructor(
-    private readonly archive: string,
-    private readonly limits: ArchiveLimits,
-  ) {}
+  constructor(archive: string, limits: ArchiveLimits) {
+    this.archive = archive;
+    this.limits = limits;
+  }
 
   /** One entry of the index, of `size` bytes unpacked; refuses past a limit. */
   add(size: number): void {
@@ -210,8 +212,11 @@ function readIndex(zip: ZipFile): Promise<Entry[]> {
 /** Counts what really comes out of every entry against the archive's unpacked-size limit. */
 class Counter {
   private bytes = 0;
+  private readonly budget: Budget;
 
-  constructor(private readonly budget: Budget) {}
+  constructor(budget: Budget) {
+    this.budget = budget;
+  }
 
   stream(): Transform {
     return new Transform({

@@ -44,14 +44,16 @@ export interface MetricsOptions {
 class Family {
   /** inc, set or observe, chosen once for the family's kind. */
   private readonly record: (labels: Record<string, string>, value: number) => void;
+  private readonly name: string;
+  readonly labelNames: readonly string[];
+  private readonly unit: string;
+  private readonly write: ((line: string) => void) | undefined;
 
-  constructor(
-    private readonly name: string,
-    readonly labelNames: readonly string[],
-    metric: Counter | Gauge | Histogram,
-    private readonly unit: string,
-    private readonly write: ((line: string) => void) | undefined,
-  ) {
+  constructor(name: string, labelNames: readonly string[], metric: Counter | Gauge | Histogram, unit: string, write: ((line: string) => void) | undefined) {
+    this.name = name;
+    this.labelNames = labelNames;
+    this.unit = unit;
+    this.write = write;
     if (metric instanceof Counter) this.record = (labels, value) => metric.inc(labels, value);
     else if (metric instanceof Gauge) this.record = (labels, value) => metric.set(labels, value);
     else this.record = (labels, value) => metric.observe(labels, value);
