@@ -12,7 +12,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as nodeModule from 'node:module';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
 import type * as TypeScript from 'typescript';
 
 type Transpile = (source: string, fileName: string) => string;
@@ -60,10 +60,16 @@ function nodeTypeStripper(): Transpile {
   return (source, fileName) => strip(source, { mode: 'transform', sourceUrl: fileName });
 }
 
-/** The TypeScript sources under `dir` (not in node_modules, not `.d.ts`) without their compiled `.js`. */
+/**
+ * The TypeScript sources under `dir` (not `.d.ts`) without their compiled `.js`. node_modules is
+ * not walked, nor is a link followed: an extracted model's node_modules links to tsserve and its
+ * dependencies (archive/link-packages.ts), thousands of files a worker would stat at every start.
+ */
 export function uncompiledTypeScript(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
-    .map((e) => join(e.parentPath, e.name))
-    .filter((file) => !file.split(sep).includes('node_modules') && !existsSync(file.replace(/\.ts$/, '.js')));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return entry.name === 'node_modules' ? [] : uncompiledTypeScript(path);
+    const source = entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts');
+    return source && !existsSync(path.replace(/\.ts$/, '.js')) ? [path] : [];
+  });
 }
