@@ -1,6 +1,6 @@
 // tsserve-archiver: torch-model-archiver's flags, TorchServe's manifest, its errors.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { MNIST_DIR, ROOT, tempDir } from './helpers.js';
@@ -68,6 +68,42 @@ t.test('a .mar holds MAR-INF/MANIFEST.json in TorchServe layout, the model and t
   t.equal(parsed.archiverVersion, '0.12.0');
   t.match(parsed.createdOn, /^\d{2}\/\d{2}\/\d{4} \d{2}:\d{2}:\d{2}$/);
   t.match(manifest, /^\{\n {2}"createdOn"/, 'two-space indentation');
+});
+
+t.test('a link in an --extra-files folder is archived as the files it points to, its TypeScript compiled', async (t) => {
+  const dir = tempDir(t);
+  const extra = join(dir, 'extra');
+  const shared = join(dir, 'shared');
+  mkdirSync(extra);
+  mkdirSync(shared);
+  writeFileSync(join(shared, 'util.ts'), 'export const answer: number = 42;\n');
+  symlinkSync(shared, join(extra, 'lib'), 'dir');
+  const formats: Array<[string, string[], string]> = [
+    ['default', ['unzip', '-Z'], 'linked.mar'],
+    ['tgz', ['tar', '-tvzf'], 'linked.tar.gz'],
+  ];
+  for (const [format, list, file] of formats) {
+    const args = [
+      '--model-name',
+      'linked',
+      '-v',
+      '1',
+      '--serialized-file',
+      onnx,
+      '--handler',
+      handler,
+      '--extra-files',
+      extra,
+      '--archive-format',
+      format,
+      '--force',
+    ];
+    t.equal(archive(args, dir).status, 0, format);
+    const listing = execFileSync(list[0]!, [...list.slice(1), join(dir, file)], { encoding: 'utf8' });
+    t.match(listing, /lib\/util\.ts/, `${format}: the linked folder's source`);
+    t.match(listing, /lib\/util\.js/, `${format}: and its compiled module`);
+    t.notMatch(listing, /^l/m, `${format}: no link entry`);
+  }
 });
 
 t.test('a built-in handler is named, not copied; :function suffixes are kept', async (t) => {

@@ -166,7 +166,11 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-/** A file goes to the root by its basename; a directory's contents go to the root, sub-folders kept. */
+/**
+ * A file goes to the root by its basename; a directory's contents go to the root, sub-folders
+ * kept. A link is copied as what it points to: an archive holds files, and the stage is compiled
+ * and packed as it stands.
+ */
 function copyExtra(path: string, stage: string): void {
   if (!statSync(path).isDirectory()) {
     copyInto(stage, path);
@@ -176,6 +180,7 @@ function copyExtra(path: string, stage: string): void {
     if (entry.isDirectory() && (SKIPPED_DIRS.has(entry.name) || entry.name.startsWith('.') || entry.name === 'MAR-INF')) continue;
     cpSync(join(path, entry.name), join(stage, entry.name), {
       recursive: true,
+      dereference: true,
       filter: (src) => !basename(src).startsWith('.') && !SKIPPED_DIRS.has(basename(src)),
     });
   }
