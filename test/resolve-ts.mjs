@@ -1,9 +1,14 @@
 // Lets Node.js run the TypeScript tests as they are (tap's type-strip-only: Node strips the types,
 // nothing compiles them). A .ts module imports its neighbours by the names they have once built
 // (`./job-queue.js`, as NodeNext asks); when that file is not there, this loads the source beside it.
-import { registerHooks } from 'node:module';
+import * as nodeModule from 'node:module';
 
-registerHooks({
+// package.json's engines allow Node.js 22.12; synchronous hooks came in 22.15.
+if (typeof nodeModule.registerHooks !== 'function') {
+  throw new Error(`The tests need Node.js 22.15 or later (module.registerHooks); this is ${process.version}.`);
+}
+
+nodeModule.registerHooks({
   resolve(specifier, context, nextResolve) {
     try {
       return nextResolve(specifier, context);
