@@ -4,17 +4,22 @@
 // retries), which is what many independent clients do and what a closed loop (autocannon, wrk)
 // hides: it slows down with the server.
 //
-//   node bench/open-loop.mjs [--seconds 10] [--loads 1,1.5,3] [--cold 0.8] [--cold-seconds 8]
+//   node bench/open-loop.mjs [--seconds 20] [--loads 1,1.5,3] [--cold 0.8] [--cold-seconds 8] [--set key=value ...]
 //
 // Serves model-store/mnist.mar as the README starts it (`tsserve --start`, default settings) from
-// a temporary folder on free 127.0.0.1 ports. Then:
+// a temporary folder on free 127.0.0.1 ports (`--set` adds a line to its config.properties, for
+// comparing a setting with its default). Then:
 //   capacity  a closed loop of 64 connections for --seconds: the answers per second it gets (with
 //             fewer, each waits out the whole round trip and the server idles between batches),
 //             measured again right before each load: on this shared machine it moved by a third
 //             within minutes, and a load is a multiple of what the server could do then;
 //   loads     for each multiple of that capacity, --seconds of arrivals at that fixed rate:
 //             answered/s (goodput), refused (503) and failed, accepted p50/p99, the refusals'
-//             p99, the server's memory (process tree RSS) at the start and the end;
+//             p99, the server's memory (process tree RSS) at the start and the end, and how long
+//             after the last arrival the last answer came (`drain`). Goodput is the answers over
+//             the time from the first arrival to the last answer, not over --seconds: a server
+//             that falls behind answers for seconds after the arrivals stop, and counting those
+//             answers against --seconds showed goodput above 100% that no longer load could keep;
 //   cold      the server stopped and started again; as soon as `tsserve --start` returns, --cold
 //             times the capacity last measured for --cold-seconds: the share refused, p99, and per second.
 // The generator runs on the same machine and shares its two cores with the server; it is a lean
@@ -32,17 +37,19 @@ import { RawClient, rawPost } from './raw-client.mjs';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '10' },
+    seconds: { type: 'string', default: '20' },
     loads: { type: 'string', default: '1,1.5,3' },
     cold: { type: 'string', default: '0.8' },
     'cold-seconds': { type: 'string', default: '8' },
+    set: { type: 'string', multiple: true, default: [] },
   },
 });
 const SECONDS = Number(opts.seconds);
 const CAPACITY_CONNECTIONS = 64;
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
-const server = await userServer('tsserve-open-loop-');
+const server = await userServer('tsserve-open-loop-', opts.set);
+if (opts.set.length > 0) console.log(`config.properties adds: ${opts.set.join(', ')}`);
 copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
 const origin = server.inference;
 const REQUEST = rawPost(origin, '/predictions/mnist', BODY, 'image/png');
@@ -53,7 +60,7 @@ try {
   await offer(200, 2, () => undefined); // warms the client's connections and the server's JIT
   console.log(`capacity: a closed loop of ${CAPACITY_CONNECTIONS} connections for ${SECONDS} s right before each load; goodput is answered/s against it`);
   console.log(
-    'load  capacity/s  offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  RSS MB start->end  late ms  cpu main/workers/generator',
+    'load  capacity/s  offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  drain s  RSS MB start->end  late ms  cpu main/workers/generator',
   );
   let p99AtCapacity;
   let capacity;
@@ -78,6 +85,7 @@ try {
         r.p99.toFixed(1).padStart(7),
         (r.p99 / p99AtCapacity).toFixed(1).padStart(20),
         r.refusalP99.toFixed(1).padStart(15),
+        r.drainSeconds.toFixed(1).padStart(8),
         `${rss[0]}->${rss[1]}`.padStart(19),
         r.lateMs.toFixed(0).padStart(8),
         `  ${used.main.toFixed(2)}/${used.workers.toFixed(2)}/${used.generator.toFixed(2)}`,
@@ -158,6 +166,8 @@ async function offer(rate, seconds, onAnswer) {
   const accepted = [];
   const refusals = [];
   let late = 0;
+  let lastArrival = began;
+  let lastAnswer = began;
   const reasons = new Map();
   const count = (why) => reasons.set(why, (reasons.get(why) ?? 0) + 1);
   const inFlight = [];
@@ -167,11 +177,14 @@ async function offer(rate, seconds, onAnswer) {
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     else late = Math.max(late, -wait);
     const sent = performance.now();
+    lastArrival = sent;
     inFlight.push(
       client.send().then(
         ({ status: statusCode, body }) => {
           const text = statusCode === 200 ? '' : body.toString('utf8');
-          const ms = performance.now() - sent;
+          const now = performance.now();
+          const ms = now - sent;
+          lastAnswer = Math.max(lastAnswer, now);
           if (statusCode === 200) accepted.push(ms);
           else if (statusCode === 503) refusals.push(ms);
           if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
@@ -189,7 +202,8 @@ async function offer(rate, seconds, onAnswer) {
   const acceptedSorted = sorted(accepted);
   return {
     offered: rate,
-    answeredPerSecond: accepted.length / seconds,
+    answeredPerSecond: accepted.length / Math.max(seconds, (lastAnswer - began) / 1000),
+    drainSeconds: Math.max(0, lastAnswer - lastArrival) / 1000,
     refusedShare: (100 * refusals.length) / total,
     failed,
     p50: pct(acceptedSorted, 50),
