@@ -3,7 +3,7 @@
 // worker-faults.test.ts.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { cpus } from 'node:os';
+import { cpus, getPriority } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { describe, type Echo, predict, register, serve } from './echo-model.js';
@@ -197,6 +197,18 @@ t.test('without adaptiveThreads a batch keeps to its share of the cores, alone o
   const answer = async (body: string): Promise<unknown> => (await predict(server, 'fixed', body)).json();
   t.equal(await answer('threads:0'), Math.max(1, Math.floor(cpus().length / 2)));
   t.equal(await answer('env:TSSERVE_WIDE_INTRA_OP_THREADS'), null, 'no second session is opened');
+});
+
+t.test('worker_nice: workers run that many steps nicer than the server (10 unless set), 0 as its equals', async (t) => {
+  const workerNice = async (properties: Record<string, string>): Promise<number> => {
+    const server = await serve(t, properties);
+    await register(t, server, 'echo', { initial_workers: 1 });
+    return getPriority((await describe(server, 'echo')).workers[0]!.pid);
+  };
+  const own = getPriority();
+  t.equal(await workerNice({}), Math.min(19, own + 10), 'by default, 10 steps nicer');
+  t.equal(await workerNice({ worker_nice: '19' }), 19, 'at most 19');
+  t.equal(await workerNice({ worker_nice: '0' }), own, '0: as the server');
 });
 
 t.test('clientTimeoutInMills: a request still queued at its deadline is answered 503 then, and never run', async (t) => {

@@ -38,6 +38,8 @@ export interface ServerConfig {
   readonly models: ModelsJson;
   /** As configured (0 when unset); see `startupWorkers` for what start-up loading uses. */
   readonly defaultWorkersPerModel: number;
+  /** Niceness each worker process gets (worker_nice). */
+  readonly workerNice: number;
   readonly jobQueueSize: number;
   readonly defaultResponseTimeout: number;
   readonly defaultStartupTimeout: number;
@@ -284,6 +286,7 @@ function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.
     loadModels: splitList(str('load_models')),
     models: parseModelsJson(str('models')),
     defaultWorkersPerModel: int('default_workers_per_model'),
+    workerNice: int('worker_nice'),
     jobQueueSize: int('job_queue_size'),
     defaultResponseTimeout: int('default_response_timeout'),
     defaultStartupTimeout: int('default_startup_timeout'),

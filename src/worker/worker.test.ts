@@ -13,6 +13,7 @@ function unstartedWorker(id: string): WorkerProcess {
     startupTimeoutMs: 1000,
     responseTimeoutMs: 1000,
     maxResponseSize: 1000,
+    nice: 0,
     env: {},
     onOutput: () => {},
     onMetrics: () => {},

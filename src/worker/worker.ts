@@ -7,7 +7,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { cpus } from 'node:os';
+import { cpus, getPriority, setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
@@ -26,6 +26,8 @@ export interface WorkerOptions {
   readonly startupTimeoutMs: number;
   readonly responseTimeoutMs: number;
   readonly maxResponseSize: number;
+  /** Niceness added to the process: under contention the front end's reads and refusals come first. */
+  readonly nice: number;
   /** The environment the process starts with (workerEnvironment). */
   readonly env: NodeJS.ProcessEnv;
   /** Each line the handler prints, with its stream. */
@@ -75,6 +77,22 @@ export function threadBudget(
 }
 
 /**
+ * Makes the worker `nice` steps nicer than the server. Past capacity the workers and the front end
+ * all want the cores; as equals, the front end got its share late and requests it had not read,
+ * refusals included, waited in the kernel for seconds (docs/performance.md, "Workers yield").
+ * Set on the main thread before the model loads, so onnxruntime's threads inherit it. A child
+ * already gone is left alone.
+ */
+function yieldToFrontEnd(child: ChildProcess, nice: number): void {
+  if (nice === 0 || child.pid === undefined) return;
+  try {
+    setPriority(child.pid, Math.min(19, getPriority() + nice));
+  } catch {
+    /* exited already: its exit is reported as any other */
+  }
+}
+
+/**
  * The server's environment without the variables `blacklist_env_vars` names (secrets a handler
  * has no business reading), as TorchServe gives its workers.
  */
@@ -121,6 +139,7 @@ export class WorkerProcess extends EventEmitter {
       env: this.environment(),
     });
     this.child = child;
+    yieldToFrontEnd(child, this.opts.nice);
     this.pipeOutput(child);
     child.on('message', (msg: FromWorker) => this.onMessage(msg));
     child.on('exit', (code, signal) => this.onExit(code, signal));
