@@ -60,7 +60,7 @@ try {
   await offer(200, 2, () => undefined); // warms the client's connections and the server's JIT
   console.log(`capacity: a closed loop of ${CAPACITY_CONNECTIONS} connections for ${SECONDS} s right before each load; goodput is answered/s against it`);
   console.log(
-    'load  capacity/s  offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  drain s  RSS MB start->end  late ms  cpu main/workers/generator',
+    'load  capacity/s  offered/s  answered/s  goodput  refused  failed  p50 ms  p99 ms  p99(at capacity) x  refusal p99 ms  drain s  ping p50/max ms  RSS MB start->end  late ms  cpu main/workers/generator',
   );
   let p99AtCapacity;
   let capacity;
@@ -86,6 +86,7 @@ try {
         (r.p99 / p99AtCapacity).toFixed(1).padStart(20),
         r.refusalP99.toFixed(1).padStart(15),
         r.drainSeconds.toFixed(1).padStart(8),
+        `${r.ping.p50.toFixed(1)}/${r.ping.max.toFixed(0)}`.padStart(16),
         `${rss[0]}->${rss[1]}`.padStart(19),
         r.lateMs.toFixed(0).padStart(8),
         `  ${used.main.toFixed(2)}/${used.workers.toFixed(2)}/${used.generator.toFixed(2)}`,
@@ -106,7 +107,7 @@ try {
   });
   console.log(
     `cold start: ${opts.cold}x capacity (${Math.round(r.offered)}/s) from the moment tsserve --start returned, ${opts['cold-seconds']} s: ` +
-      `refused ${r.refusedShare.toFixed(2)}%, failed ${r.failed}, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`,
+      `refused ${r.refusedShare.toFixed(2)}%, failed ${r.failed}, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, /ping p50 ${r.ping.p50.toFixed(1)} max ${r.ping.max.toFixed(0)} ms`,
   );
   console.log(`  per second (answered/refused): ${perSecond.map((s) => `${s?.ok ?? 0}/${s?.refused ?? 0}`).join(' ')}`);
   if (r.reasons) console.log(`  not answered 200: ${r.reasons}`);
@@ -171,6 +172,7 @@ async function offer(rate, seconds, onAnswer) {
   const reasons = new Map();
   const count = (why) => reasons.set(why, (reasons.get(why) ?? 0) + 1);
   const inFlight = [];
+  const probe = pingProbe();
   for (let i = 0; i < total; i++) {
     const due = began + (i * 1000) / rate;
     const wait = due - performance.now();
@@ -195,6 +197,7 @@ async function offer(rate, seconds, onAnswer) {
     );
   }
   await Promise.race([Promise.all(inFlight), new Promise((r) => setTimeout(r, 30_000).unref())]);
+  const ping = await probe.stop();
   // Anything neither answered 200 nor refused failed: another status, a lost connection, no answer in 30 s.
   const failed = total - accepted.length - refusals.length;
   const sorted = (values) => [...values].sort((a, b) => a - b);
@@ -204,6 +207,7 @@ async function offer(rate, seconds, onAnswer) {
     offered: rate,
     answeredPerSecond: accepted.length / Math.max(seconds, (lastAnswer - began) / 1000),
     drainSeconds: Math.max(0, lastAnswer - lastArrival) / 1000,
+    ping,
     refusedShare: (100 * refusals.length) / total,
     failed,
     p50: pct(acceptedSorted, 50),
@@ -211,5 +215,30 @@ async function offer(rate, seconds, onAnswer) {
     refusalP99: pct(sorted(refusals), 99),
     lateMs: late,
     reasons: [...reasons].map(([why, n]) => `${n} x ${why}`).join('; '),
+  };
+}
+
+/** GET /ping every 100 ms until stopped, whatever earlier ones do; stop() resolves with their p50 and slowest, in ms. */
+function pingProbe() {
+  const pinger = new RawClient(origin, Buffer.from(`GET /ping HTTP/1.1\r\nHost: ${new URL(origin).host}\r\n\r\n`, 'latin1'));
+  const times = [];
+  const pending = [];
+  const timer = setInterval(() => {
+    const sent = performance.now();
+    pending.push(
+      pinger.send().then(
+        () => times.push(performance.now() - sent),
+        () => times.push(Number.POSITIVE_INFINITY),
+      ),
+    );
+  }, 100);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(pending);
+      pinger.close();
+      times.sort((a, b) => a - b);
+      return { p50: times[Math.floor(times.length / 2)] ?? 0, max: times.at(-1) ?? 0 };
+    },
   };
 }
