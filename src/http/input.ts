@@ -11,6 +11,7 @@ import type { ServerConfig } from '../config/server-config.js';
 import { withoutJobKind } from '../wlm/job.js';
 import type { WireParam, WireRequest } from '../worker/protocol.js';
 import { isTsError, tsError } from '../errors.js';
+import { WARM_UP_HEADER } from './warm-up.js';
 
 /** Lets a listener's prediction routes read multipart bodies, each part up to max_request_size. */
 export async function acceptMultipart(app: FastifyInstance, config: ServerConfig): Promise<void> {
@@ -44,7 +45,7 @@ function queryParams(request: FastifyRequest): WireParam[] {
 function flatHeaders(request: FastifyRequest): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(request.headers)) {
-    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+    if (v !== undefined && k !== WARM_UP_HEADER) out[k] = Array.isArray(v) ? v.join(', ') : v;
   }
   return out;
 }

@@ -16,6 +16,7 @@ import type { MetricsRegistry } from '../metrics/registry.js';
 import { describeRoutes } from './api-description.js';
 import { gson, sendError } from './reply.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
+import { isWarmUp } from './warm-up.js';
 
 export interface ListenerDeps {
   readonly config: ServerConfig;
@@ -73,7 +74,8 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
   });
   app.addHook('onResponse', async (request, reply) => {
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
-    if (!(request.raw.socket instanceof Socket)) return;
+    // Neither is the front end's own warm-up (http/warm-up.ts).
+    if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
     deps.metrics.response(reply.statusCode);
     const ms = Math.round(reply.elapsedTime);
     deps.loggers.access(

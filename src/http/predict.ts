@@ -25,6 +25,7 @@ import { refuseIfBusy, submitPrediction } from '../wlm/predict.js';
 import { modelApi } from './api-description.js';
 import { stringParam, toWireRequest } from './input.js';
 import { gson, sendError, sendJson, sendReusedError } from './reply.js';
+import { isWarmUp } from './warm-up.js';
 
 export interface InferenceDeps {
   readonly config: ServerConfig;
@@ -49,7 +50,7 @@ export async function predict(request: FastifyRequest, reply: FastifyReply, deps
   if (!name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
   const model = deps.registry.get(name, target.version);
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
-  submitPrediction(deps.metrics, model, target.version, wire, replySink(reply));
+  submitPrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.headers));
   return reply;
 }
 
@@ -65,7 +66,8 @@ export function refuseWhenBusy<Route extends RouteGenericInterface>(
   modelOf: (request: FastifyRequest) => { model: string; version?: string } | undefined = modelInPath,
 ): onRequestAsyncHookHandler<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Route> {
   return async (request, reply) => {
-    const target = request.method === 'OPTIONS' ? undefined : modelOf(request as FastifyRequest);
+    // The warm-up's own requests are refused, if at all, where they are not counted (submitPrediction).
+    const target = request.method === 'OPTIONS' || isWarmUp(request.headers) ? undefined : modelOf(request as FastifyRequest);
     const model = target && deps.registry.find(target.model, target.version);
     const refusal = model && refuseIfBusy(deps.metrics, model, target.version);
     if (refusal) return sendReusedError(reply, refusal);

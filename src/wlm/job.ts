@@ -35,6 +35,12 @@ export function withoutJobKind(headers: Record<string, string>): Record<string, 
   return out;
 }
 
+/** A batch of the server's own requests only: its batch metrics are not counted either. */
+export function allQuiet(jobs: Iterable<Job>): boolean {
+  for (const job of jobs) if (!job.quiet) return false;
+  return true;
+}
+
 export class Job {
   readonly request: WireRequest;
   readonly arrivedAt = performance.now();
@@ -50,9 +56,13 @@ export class Job {
   private readonly sink: JobSink;
   private markDone!: () => void;
 
-  constructor(request: WireRequest, sink: JobSink) {
+  /** The server's own (the front end's warm-up): no metric counts it or its batch. */
+  readonly quiet: boolean;
+
+  constructor(request: WireRequest, sink: JobSink, quiet = false) {
     this.request = request;
     this.sink = sink;
+    this.quiet = quiet;
     this.done = new Promise((resolve) => {
       this.markDone = resolve;
     });

@@ -11,10 +11,22 @@ import type { Model } from './model.js';
 
 /**
  * Queues the request on `model`; `version` is the one the client asked for (metrics say
- * `default` without one). Throws TorchServe's 503 when the model cannot take it.
+ * `default` without one). Throws TorchServe's 503 when the model cannot take it. A `quiet` job
+ * (the front end's warm-up, http/warm-up.ts) counts in no metric, refused or answered.
  */
-export function submitPrediction(metrics: MetricsRegistry, model: Model, version: string | undefined, request: WireRequest, sink: JobSink): void {
-  const versionLabel = version ?? 'default';
+export function submitPrediction(
+  metrics: MetricsRegistry,
+  model: Model,
+  version: string | undefined,
+  request: WireRequest,
+  sink: JobSink,
+  quiet = false,
+): void {
+  const job = quiet ? new Job(request, sink, true) : countedJob(metrics, model, version ?? 'default', request, sink);
+  if (!model.submit(job)) throw quiet ? noWorker(model, version) : refused(metrics, model, version);
+}
+
+function countedJob(metrics: MetricsRegistry, model: Model, versionLabel: string, request: WireRequest, sink: JobSink): Job {
   metrics.inferenceRequest(model.name, versionLabel);
   const started = performance.now();
   const job: Job = new Job(request, {
@@ -26,7 +38,7 @@ export function submitPrediction(metrics: MetricsRegistry, model: Model, version
     },
     fail: (err) => sink.fail(err),
   });
-  if (!model.submit(job)) throw refused(metrics, model, version);
+  return job;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { tsError, type TsError } from '../errors.js';
 import type { WorkerProcess } from '../worker/worker.js';
-import type { Job } from './job.js';
+import { allQuiet, type Job } from './job.js';
 import type { BatchQueue } from './job-queue.js';
 import { backoffSeconds } from './worker-state.js';
 
@@ -185,7 +185,7 @@ export class WorkerPool {
       }
       const now = performance.now();
       for (const job of jobs) job.dequeuedAt = now;
-      this.deps.onBatch(jobs.length);
+      if (!allQuiet(jobs)) this.deps.onBatch(jobs.length);
       if (signal.aborted || worker.state !== 'MODEL_LOADED') {
         this.queue.requeue(jobs);
         break;

@@ -11,7 +11,7 @@ import { cpus, getPriority, setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
-import type { Job } from '../wlm/job.js';
+import { allQuiet, type Job } from '../wlm/job.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
@@ -241,15 +241,16 @@ export class WorkerProcess extends EventEmitter {
 
   private onBatchAnswered(msg: Extract<FromWorker, { kind: 'reply' | 'batch-failed' }>): void {
     const began = performance.now();
-    const sendMs = this.runningBatch(msg.batchId)?.sendMs;
-    this.reportMetrics(msg.batchId, msg.metrics);
+    const batch = this.runningBatch(msg.batchId);
+    const quiet = batch !== undefined && allQuiet(batch.jobs.values());
+    if (!quiet) this.reportMetrics(batch, msg.metrics);
     if (msg.kind === 'reply') {
       this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
       this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'), msg.workMs);
     } else {
       this.finishBatch(msg.batchId, () => errorFromWire(msg.error.code, msg.error.message, msg.error.status));
     }
-    if (sendMs !== undefined) this.opts.onBatchHandled(sendMs + performance.now() - began);
+    if (batch && !quiet) this.opts.onBatchHandled(batch.sendMs + performance.now() - began);
   }
 
   /** The batch the worker is on, if it is `batchId`: a message about any other is stale. */
@@ -258,10 +259,9 @@ export class WorkerProcess extends EventEmitter {
     return batch?.batchId === batchId ? batch : undefined;
   }
 
-  private reportMetrics(batchId: number, metrics: WireMetric[]): void {
-    if (metrics.length === 0) return;
-    const batch = this.runningBatch(batchId);
-    this.opts.onMetrics(metrics, batch ? [...batch.jobs.keys()] : []);
+  /** A stale batch's metrics (it is no longer the one running) are reported without request ids. */
+  private reportMetrics(batch: InFlight | undefined, metrics: WireMetric[]): void {
+    if (metrics.length > 0) this.opts.onMetrics(metrics, batch ? [...batch.jobs.keys()] : []);
   }
 
   private forEachItem(batchId: number, items: WireResponse[], fn: (job: Job, item: WireResponse) => void): void {

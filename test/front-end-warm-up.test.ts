@@ -1,0 +1,94 @@
+// The front end's warm-up (http/warm-up.ts): before start-up is over the server sends itself
+// predictions of each start-up model with a warmupFile; nothing counts or logs them, the handler
+// never sees their key, and the key opens nothing.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { buildMar, FIXTURES, startTestServer, type TestServer } from './helpers.js';
+
+/**
+ * Start-up models `metered` (its sample records handler metrics), `peek` (its sample prints the
+ * warm-up header) and `refusing` (its handler throws at its sample).
+ */
+function warmUpModels(store: string): void {
+  const files = join(store, '..');
+  const withSample = (name: string, sample: string): void => {
+    writeFileSync(join(files, `${name}.txt`), sample);
+    writeFileSync(join(files, `${name}.yaml`), `warmupFile: ${name}.txt\nbatchSize: 4\n`);
+    buildMar(store, {
+      modelName: name,
+      version: '1.0',
+      handler: join(FIXTURES, 'echo_handler.ts'),
+      configFile: join(files, `${name}.yaml`),
+      extraFiles: join(files, `${name}.txt`),
+    });
+  };
+  withSample('metered', 'metrics');
+  withSample('peek', 'show-header:x-tsserve-warm-up');
+  withSample('refusing', 'throw');
+}
+
+async function startWarming(t: Test, properties: Record<string, string>): Promise<{ server: TestServer; log: string[] }> {
+  const log: string[] = [];
+  const server = await startTestServer(t, {
+    prepare: warmUpModels,
+    properties: { load_models: 'metered.mar,peek.mar,refusing.mar', model_metrics_auto_detect: 'true', ...properties },
+    serverLog: (line) => log.push(line),
+    level: 'info',
+  });
+  await server.startupModelsStarted;
+  return { server, log };
+}
+
+const logFile = (server: TestServer, name: string): string => {
+  const path = join(server.dir, 'logs', name);
+  return existsSync(path) ? readFileSync(path, 'utf8') : '';
+};
+
+t.test('front_end_warmup_ms: start-up ends after the front end has served itself the warmupFiles, counted and logged nowhere', async (t) => {
+  const { server, log } = await startWarming(t, { front_end_warmup_ms: '600', disable_token_authorization: 'false' });
+  const said = log.find((l) => l.includes('Front end warmed up'));
+  const answered = Number(/Front end warmed up: (\d+) predictions of metered, peek, refusing answered in \d+ ms/.exec(said ?? '')?.[1]);
+  t.ok(answered > 10, `answered through token authorization, in the server log: ${said}`);
+
+  const metrics = await (await fetch(`${server.urls.metrics}/metrics`)).text();
+  for (const family of [
+    'ts_inference_requests_total',
+    'ts_inference_latency_microseconds',
+    'ts_queue_latency_microseconds',
+    'Requests2XX',
+    'HandlerTime',
+    'PredictionTime',
+    'WorkerThreadTime',
+    'EchoCalls',
+  ]) {
+    t.notMatch(metrics, new RegExp(`^${family}\\{[^\\n]*\\} [1-9]`, 'm'), `no ${family} counted`);
+  }
+  t.notMatch(metrics, /^ts_batch_size_count\{[^\n]*\} [1-9]/m, 'no batch counted');
+  t.notMatch(logFile(server, 'access_log.log'), /predictions/, 'no access-log line');
+  const modelLog = logFile(server, 'model_log.log');
+  t.match(modelLog, 'x-tsserve-warm-up: absent', 'the handler printed the header it saw');
+  t.notMatch(modelLog, /x-tsserve-warm-up: (?!absent)/, 'and never saw the key');
+  const failures = modelLog.split('boom').length - 1;
+  t.ok(failures >= 2 && failures <= 40, `a sample answered with an error is not sent again: ${failures} failures logged, not thousands`);
+
+  const ask = (headers: Record<string, string>): Promise<Response> =>
+    fetch(`${server.urls.inference}/predictions/peek`, { method: 'POST', headers, body: 'x' });
+  const [forged, plain] = [await ask({ 'x-tsserve-warm-up': 'guess' }), await ask({})];
+  t.not(plain.status, 200, 'without the inference key, refused');
+  t.same([forged.status, await forged.json()], [plain.status, await plain.json()], 'and with a made-up warm-up key, refused alike');
+});
+
+t.test('front_end_warmup_ms=0: no warm-up, start-up ends once the workers are ready', async (t) => {
+  const { log } = await startWarming(t, { front_end_warmup_ms: '0' });
+  t.notOk(
+    log.some((l) => l.includes('Front end warmed up')),
+    'nothing said',
+  );
+});
+
+t.test('front_end_warmup_ms over an https:// inference listener (its certificate self-signed)', async (t) => {
+  const { log } = await startWarming(t, { front_end_warmup_ms: '300', inference_address: 'https://127.0.0.1:0' });
+  const answered = Number(/Front end warmed up: (\d+) predictions/.exec(log.find((l) => l.includes('Front end warmed up')) ?? '')?.[1]);
+  t.ok(answered > 10, `${answered} answered`);
+});
