@@ -197,13 +197,14 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
 
 /**
  * The front end's warm-up (http/warm-up.ts) with each start-up model that serves and names a
- * warmupFile, said in the log: start-up takes that much longer, and this is why.
+ * warmupFile, said in the log: start-up takes that much longer, and this is why. A stateful
+ * (sequence) model is left out: each request without a sequence id would open a sequence.
  */
 async function warmUpFrontEnd(config: ServerConfig, registry: ModelRegistry, inferenceUrl: string | undefined, log: Loggers['server']): Promise<void> {
   if (!inferenceUrl || config.frontEndWarmupMs === 0) return;
   const samples = registry.all().flatMap((model) => {
     const name = model.spec.yaml.warmupFile;
-    if (!model.spec.loadedAtStartup || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
+    if (!model.spec.loadedAtStartup || model.settings.sequence || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
     const path = resolveInside(model.spec.dir, name);
     return path && existsSync(path) ? [{ model: model.name, body: readFileSync(path) }] : [];
   });

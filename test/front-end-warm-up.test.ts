@@ -8,13 +8,13 @@ import { buildMar, FIXTURES, startTestServer, type TestServer } from './helpers.
 
 /**
  * Start-up models `metered` (its sample records handler metrics), `peek` (its sample prints the
- * warm-up header) and `refusing` (its handler throws at its sample).
+ * warm-up header), `refusing` (its handler throws at its sample) and `stateful` (sequence batching).
  */
 function warmUpModels(store: string): void {
   const files = join(store, '..');
-  const withSample = (name: string, sample: string): void => {
+  const withSample = (name: string, sample: string, yaml = 'batchSize: 4\n'): void => {
     writeFileSync(join(files, `${name}.txt`), sample);
-    writeFileSync(join(files, `${name}.yaml`), `warmupFile: ${name}.txt\nbatchSize: 4\n`);
+    writeFileSync(join(files, `${name}.yaml`), `warmupFile: ${name}.txt\n${yaml}`);
     buildMar(store, {
       modelName: name,
       version: '1.0',
@@ -26,13 +26,14 @@ function warmUpModels(store: string): void {
   withSample('metered', 'metrics');
   withSample('peek', 'show-header:x-tsserve-warm-up');
   withSample('refusing', 'throw');
+  withSample('stateful', 'hello', 'sequenceBatching: true\nbatchSize: 2\n');
 }
 
 async function startWarming(t: Test, properties: Record<string, string>): Promise<{ server: TestServer; log: string[] }> {
   const log: string[] = [];
   const server = await startTestServer(t, {
     prepare: warmUpModels,
-    properties: { load_models: 'metered.mar,peek.mar,refusing.mar', model_metrics_auto_detect: 'true', ...properties },
+    properties: { load_models: 'metered.mar,peek.mar,refusing.mar,stateful.mar', model_metrics_auto_detect: 'true', ...properties },
     serverLog: (line) => log.push(line),
     level: 'info',
   });
@@ -50,6 +51,7 @@ t.test('front_end_warmup_ms: start-up ends after the front end has served itself
   const said = log.find((l) => l.includes('Front end warmed up'));
   const answered = Number(/Front end warmed up: (\d+) predictions of metered, peek, refusing answered in \d+ ms/.exec(said ?? '')?.[1]);
   t.ok(answered > 10, `answered through token authorization, in the server log: ${said}`);
+  t.notMatch(said ?? '', 'stateful', 'a stateful model is left out: each request would open a sequence');
 
   const metrics = await (await fetch(`${server.urls.metrics}/metrics`)).text();
   for (const family of [
