@@ -80,7 +80,7 @@ export function threadBudget(
  * Makes the worker `nice` steps nicer than the server (at most 19). Past capacity the workers and
  * the front end all want the cores; as equals, the front end got its share late and requests it
  * had not read, refusals included, waited in the kernel for seconds (docs/performance.md,
- * "Overload over 20 s, and workers that yield the CPU"). Set on the main thread before the model
+ * "Overload over 20 s, workers that yield the CPU, ..."). Set on the main thread before the model
  * loads, so that onnxruntime's threads inherit it.
  */
 function yieldToFrontEnd(child: ChildProcess, nice: number): void {
