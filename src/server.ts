@@ -17,7 +17,7 @@ import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/deps.js';
 import { createListener } from './http/listener.js';
 import { tlsMaterial, type TlsMaterial } from './http/tls.js';
-import { warmFrontEnd } from './http/warm-up.js';
+import { SLOW_MS, warmFrontEnd } from './http/warm-up.js';
 import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
@@ -206,13 +206,16 @@ async function warmUpFrontEnd(config: ServerConfig, registry: ModelRegistry, inf
     const name = model.spec.yaml.warmupFile;
     if (!model.spec.loadedAtStartup || model.settings.sequence || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
     const path = resolveInside(model.spec.dir, name);
-    return path && existsSync(path) ? [{ model: model.name, body: readFileSync(path) }] : [];
+    if (!path || !existsSync(path)) return [];
+    const { batchSize, maxBatchDelay } = model.settings;
+    return [{ model: model.name, body: readFileSync(path), batchDelayMs: batchSize > 1 ? maxBatchDelay : 0 }];
   });
   if (samples.length === 0) return;
   const began = performance.now();
-  const answered = await warmFrontEnd(inferenceUrl, samples, config.frontEndWarmupMs);
+  const { answered, slow } = await warmFrontEnd(inferenceUrl, samples, config.frontEndWarmupMs);
   const models = samples.map((s) => s.model).join(', ');
-  log.info(`Front end warmed up: ${answered} predictions of ${models} answered in ${Math.round(performance.now() - began)} ms`);
+  const sentOnce = slow.length > 0 ? ` (not repeated, their answers ${SLOW_MS} ms or slower: ${slow.join(', ')})` : '';
+  log.info(`Front end warmed up: ${answered} predictions of ${models} answered in ${Math.round(performance.now() - began)} ms${sentOnce}`);
 }
 
 /**

@@ -8,7 +8,8 @@ import { buildMar, FIXTURES, startTestServer, type TestServer } from './helpers.
 
 /**
  * Start-up models `metered` (its sample records handler metrics), `peek` (its sample prints the
- * warm-up header), `refusing` (its handler throws at its sample) and `stateful` (sequence batching).
+ * warm-up header), `refusing` (its handler throws at its sample), `stateful` (sequence batching)
+ * and `slow` (150 ms a prediction).
  */
 function warmUpModels(store: string): void {
   const files = join(store, '..');
@@ -27,13 +28,14 @@ function warmUpModels(store: string): void {
   withSample('peek', 'show-header:x-tsserve-warm-up');
   withSample('refusing', 'throw');
   withSample('stateful', 'hello', 'sequenceBatching: true\nbatchSize: 2\n');
+  withSample('slow', 'sleep:150');
 }
 
 async function startWarming(t: Test, properties: Record<string, string>): Promise<{ server: TestServer; log: string[] }> {
   const log: string[] = [];
   const server = await startTestServer(t, {
     prepare: warmUpModels,
-    properties: { load_models: 'metered.mar,peek.mar,refusing.mar,stateful.mar', model_metrics_auto_detect: 'true', ...properties },
+    properties: { load_models: 'metered.mar,peek.mar,refusing.mar,stateful.mar,slow.mar', model_metrics_auto_detect: 'true', ...properties },
     serverLog: (line) => log.push(line),
     level: 'info',
   });
@@ -49,9 +51,10 @@ const logFile = (server: TestServer, name: string): string => {
 t.test('front_end_warmup_ms: start-up ends after the front end has served itself the warmupFiles, counted and logged nowhere', async (t) => {
   const { server, log } = await startWarming(t, { front_end_warmup_ms: '600', disable_token_authorization: 'false' });
   const said = log.find((l) => l.includes('Front end warmed up'));
-  const answered = Number(/Front end warmed up: (\d+) predictions of metered, peek, refusing answered in \d+ ms/.exec(said ?? '')?.[1]);
+  const answered = Number(/Front end warmed up: (\d+) predictions of metered, peek, refusing, slow answered in \d+ ms/.exec(said ?? '')?.[1]);
   t.ok(answered > 10, `answered through token authorization, in the server log: ${said}`);
   t.notMatch(said ?? '', 'stateful', 'a stateful model is left out: each request would open a sequence');
+  t.match(said ?? '', '(not repeated, their answers 100 ms or slower: slow)', 'a slow model is not kept busy');
 
   const metrics = await (await fetch(`${server.urls.metrics}/metrics`)).text();
   for (const family of [
@@ -67,6 +70,7 @@ t.test('front_end_warmup_ms: start-up ends after the front end has served itself
     t.notMatch(metrics, new RegExp(`^${family}\\{[^\\n]*\\} [1-9]`, 'm'), `no ${family} counted`);
   }
   t.notMatch(metrics, /^ts_batch_size_count\{[^\n]*\} [1-9]/m, 'no batch counted');
+  t.notMatch(metrics, /^ts_queue_size\{[^\n]*\} [1-9]/m, 'and none left queued for the first clients to wait behind');
   t.notMatch(logFile(server, 'access_log.log'), /predictions/, 'no access-log line');
   const modelLog = logFile(server, 'model_log.log');
   t.match(modelLog, 'x-tsserve-warm-up: absent', 'the handler printed the header it saw');
@@ -90,7 +94,7 @@ t.test('front_end_warmup_ms=0: no warm-up, start-up ends once the workers are re
 });
 
 t.test('front_end_warmup_ms over an https:// inference listener (its certificate self-signed)', async (t) => {
-  const { log } = await startWarming(t, { front_end_warmup_ms: '300', inference_address: 'https://127.0.0.1:0' });
+  const { log } = await startWarming(t, { front_end_warmup_ms: '600', inference_address: 'https://127.0.0.1:0' });
   const answered = Number(/Front end warmed up: (\d+) predictions/.exec(log.find((l) => l.includes('Front end warmed up')) ?? '')?.[1]);
   t.ok(answered > 10, `${answered} answered`);
 });

@@ -18,6 +18,9 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
 export const WARM_UP_HEADER = 'x-tsserve-warm-up';
 const CONNECTIONS = 32;
+/** A model whose one prediction takes this long is warmed once only. */
+export const SLOW_MS = 100;
+const PROBES = 3;
 const key = randomUUID();
 let running = false;
 
@@ -29,39 +32,81 @@ export function isWarmUp(headers: IncomingHttpHeaders): boolean {
 export interface WarmUpSample {
   readonly model: string;
   readonly body: Buffer;
+  /** How long a lone prediction waits for its batch to fill (max_batch_delay, when batching). */
+  readonly batchDelayMs: number;
+}
+
+/** What the warm-up did: predictions answered 200, and the models found too slow to repeat. */
+export interface WarmUpResult {
+  readonly answered: number;
+  readonly slow: readonly string[];
 }
 
 /**
- * Sends the samples, in turn, to `/predictions/{model}` of the listener at `url` (as bound: a
- * wildcard host is reached on loopback) for `budgetMs`. A sample answered anything but 200 is not
- * sent again: a handler that refuses it would otherwise log an error for each. Resolves with the
- * number answered 200; 0 at once for a Unix socket or nothing to send.
+ * Sends each sample alone to `/predictions/{model}` of the listener at `url` (as bound: a wildcard
+ * host is reached on loopback), up to PROBES times until an answer comes within SLOW_MS (plus the
+ * time a lone prediction waits for its batch); then each quick one on its share of CONNECTIONS
+ * connections until `budgetMs` is spent. A sample answered anything but 200 is not sent again (a
+ * handler that refuses it would log an error for each), nor a slow one: beside such a model the
+ * front end's cost is nothing, and queued warm-up predictions would hold its first clients up.
+ * (The first answers of a cold server are slow whatever the model, hence more than one try.)
+ * Nothing is sent for a Unix socket.
  */
-export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[], budgetMs: number): Promise<number> {
-  if (samples.length === 0 || budgetMs <= 0 || !/^https?:/.test(url)) return 0;
+export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[], budgetMs: number): Promise<WarmUpResult> {
+  if (samples.length === 0 || budgetMs <= 0 || !/^https?:/.test(url)) return { answered: 0, slow: [] };
   const listener = loopbackTarget(url);
   const until = performance.now() + budgetMs;
-  const live = [...samples];
-  let next = 0;
-  let answered = 0;
   running = true;
   try {
-    await Promise.all(
-      Array.from({ length: CONNECTIONS }, async () => {
-        while (live.length > 0 && performance.now() < until) {
-          const sample = live[next++ % live.length]!;
-          const status = await post(listener, sample, budgetMs);
-          if (status === 0) return; // the listener is gone or the worker hung: no use going on
-          if (status === 200) answered++;
-          else if (live.includes(sample)) live.splice(live.indexOf(sample), 1);
-        }
+    const connections = Math.ceil(CONNECTIONS / samples.length);
+    const warmed = await Promise.all(
+      samples.map(async (sample) => {
+        const found = await probe(listener, sample, until, budgetMs);
+        const more = found.verdict === 'fast' ? await keepSending(listener, sample, connections, until, budgetMs) : 0;
+        return { model: sample.model, verdict: found.verdict, answered: found.answered + more };
       }),
     );
+    return {
+      answered: warmed.reduce((sum, w) => sum + w.answered, 0),
+      slow: warmed.filter((w) => w.verdict === 'slow').map((w) => w.model),
+    };
   } finally {
     running = false;
     listener.agent.destroy();
   }
+}
+
+/** `connections` loops sending `sample` until `until`, all stopping at its first answer other than 200; resolves with the number answered 200. */
+async function keepSending(listener: Target, sample: WarmUpSample, connections: number, until: number, timeoutMs: number): Promise<number> {
+  let answered = 0;
+  let refused = false;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (!refused && performance.now() < until) {
+        const status = await post(listener, sample, timeoutMs);
+        if (status === 200) answered++;
+        else refused = true; // refused, or the listener gone or the worker hung: no use going on
+      }
+    }),
+  );
   return answered;
+}
+
+/** Up to PROBES answers of `sample` one after the other, until one is quick; what it found. */
+async function probe(
+  listener: Target,
+  sample: WarmUpSample,
+  until: number,
+  timeoutMs: number,
+): Promise<{ verdict: 'fast' | 'slow' | 'refused'; answered: number }> {
+  let answered = 0;
+  while (answered < PROBES && performance.now() < until) {
+    const began = performance.now();
+    if ((await post(listener, sample, timeoutMs)) !== 200) return { verdict: 'refused', answered };
+    answered++;
+    if (performance.now() - began < SLOW_MS + sample.batchDelayMs) return { verdict: 'fast', answered };
+  }
+  return { verdict: 'slow', answered };
 }
 
 interface Target {
