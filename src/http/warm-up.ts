@@ -1,12 +1,12 @@
 /**
  * @module http/warm-up
  * The front end's warm-up. Before `--start` returns, the server sends its own inference listener
- * predictions of each start-up model whose model-config.yaml names a `warmupFile`, on a few
+ * predictions of each start-up model whose model-config.yaml names a `warmupFile`, on up to 32
  * connections, for `front_end_warmup_ms`. A cold front end (its JavaScript not yet optimised, its
- * young heap still growing) costs about twice what a warm one does per request: in its first
- * seconds it refused 5-23% of 0.8x its capacity, and two seconds of its own traffic first brought
- * that to 0.4-1.3% (docs/performance.md). Workers warm themselves (worker/entry.ts); this warms
- * the path between the socket and them.
+ * young heap still growing) costs about twice what a warm one does per request, and in its first
+ * seconds refused part of a load the warm server takes whole; this made those refusals about a
+ * third as many (docs/performance.md). Workers warm themselves (worker/entry.ts); this warms the
+ * path between the socket and them.
  *
  * These requests carry a key each process makes anew, accepted only while the warm-up runs: they
  * pass token authorization, are counted in no metric, logged nowhere, and the key does not reach
@@ -18,7 +18,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
 export const WARM_UP_HEADER = 'x-tsserve-warm-up';
 const CONNECTIONS = 32;
-/** A model whose one prediction takes this long is warmed once only. */
+/** A model whose lone prediction takes this long (past its batch delay) is tried PROBES times at most. */
 export const SLOW_MS = 100;
 const PROBES = 3;
 const key = randomUUID();
