@@ -4,11 +4,11 @@
  * metrics and the worker factory, loads the start-up models, and opens the three listeners.
  * Nothing below it reaches for a singleton; everything it made is passed down.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { ListenAddress, ServerConfig } from './config/server-config.js';
 import { removeStaleExtractions } from './archive/extract.js';
-import { resolveInside } from './archive/inside.js';
+import { existingInside } from './archive/inside.js';
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
@@ -178,7 +178,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       kserve: url('kserve'),
       grpcKserve: grpcKserve?.address,
     },
-    startupModelsStarted: Promise.all(starting).then(() => warmUpFrontEnd(config, registry, url('inference'), log)),
+    startupModelsStarted: Promise.all(starting).then(() => warmUpFrontEnd(config, registry, url('inference'), tokens, log)),
     close() {
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered,
@@ -200,22 +200,28 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
  * warmupFile, said in the log: start-up takes that much longer, and this is why. A stateful
  * (sequence) model is left out: each request without a sequence id would open a sequence.
  */
-async function warmUpFrontEnd(config: ServerConfig, registry: ModelRegistry, inferenceUrl: string | undefined, log: Loggers['server']): Promise<void> {
+async function warmUpFrontEnd(
+  config: ServerConfig,
+  registry: ModelRegistry,
+  inferenceUrl: string | undefined,
+  tokens: TokenStore | undefined,
+  log: Loggers['server'],
+): Promise<void> {
   if (!inferenceUrl || config.frontEndWarmupMs === 0) return;
   const samples = registry.all().flatMap((model) => {
     const name = model.spec.yaml.warmupFile;
     if (!model.spec.loadedAtStartup || model.settings.sequence || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
-    const path = resolveInside(model.spec.dir, name);
-    if (!path || !existsSync(path)) return [];
+    const path = existingInside(model.spec.dir, name);
+    if (!path) return [];
     const { batchSize, maxBatchDelay } = model.settings;
     return [{ model: model.name, body: readFileSync(path), batchDelayMs: batchSize > 1 ? maxBatchDelay : 0 }];
   });
   if (samples.length === 0) return;
   const began = performance.now();
-  const { answered, slow } = await warmFrontEnd(inferenceUrl, samples, config.frontEndWarmupMs);
+  const { answered, slow } = await warmFrontEnd(inferenceUrl, samples, config.frontEndWarmupMs, tokens?.authorization('inference'));
   const models = samples.map((s) => s.model).join(', ');
-  const sentOnce = slow.length > 0 ? ` (not repeated, their answers ${SLOW_MS} ms or slower: ${slow.join(', ')})` : '';
-  log.info(`Front end warmed up: ${answered} predictions of ${models} answered in ${Math.round(performance.now() - began)} ms${sentOnce}`);
+  const notRepeated = slow.length > 0 ? ` (not repeated, their answers ${SLOW_MS} ms or slower: ${slow.join(', ')})` : '';
+  log.info(`Front end warmed up: ${answered} predictions of ${models} answered in ${Math.round(performance.now() - began)} ms${notRepeated}`);
 }
 
 /**

@@ -36,6 +36,11 @@ export class TokenStore {
     return given !== undefined && now < key.expiresAt && sameKey(given, key.key);
   }
 
+  /** An Authorization header the live key of `kind` passes with: the server's own requests send it (http/warm-up.ts). */
+  authorization(kind: TokenKind): string {
+    return `Bearer ${this.keys[kind].key}`;
+  }
+
   allowsApiKey(authorization: string | undefined): boolean {
     const given = bearer(authorization);
     return given !== undefined && sameKey(given, this.apiKey);

@@ -8,15 +8,12 @@ import type { TokenKind, TokenStore } from '../auth/tokens.js';
 import { tsError } from '../errors.js';
 import { documented } from './api-description.js';
 import { sendJson } from './reply.js';
-import { isWarmUp } from './warm-up.js';
 
 /** Every route of this plugin needs the `kind` key (when token authorization is on). */
 export function requireToken(app: FastifyInstance, tokens: TokenStore | undefined, kind: TokenKind): void {
   if (!tokens) return;
   app.addHook('onRequest', async (request) => {
-    // The front end's own warm-up (http/warm-up.ts) carries its key, good for predictions only.
-    const ownWarmUp = kind === 'inference' && isWarmUp(request.headers);
-    if (!ownWarmUp && !tokens.allows(kind, request.headers.authorization)) throw tsError('TSS_ERR_HTTP_INVALID_TOKEN');
+    if (!tokens.allows(kind, request.headers.authorization)) throw tsError('TSS_ERR_HTTP_INVALID_TOKEN');
   });
 }
 

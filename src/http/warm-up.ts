@@ -8,9 +8,9 @@
  * third as many (docs/performance.md). Workers warm themselves (worker/entry.ts); this warms the
  * path between the socket and them.
  *
- * These requests carry a key each process makes anew, accepted only while the warm-up runs: they
- * pass token authorization, are counted in no metric, logged nowhere, and the key does not reach
- * the handler.
+ * These requests send the inference key as any client does (with token authorization on), and a
+ * key of their own that each process makes anew, recognised only while the warm-up runs: by it
+ * they are counted in no metric and logged nowhere; it does not reach the handler.
  */
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent, type IncomingHttpHeaders, request as httpRequest } from 'node:http';
@@ -52,9 +52,9 @@ export interface WarmUpResult {
  * (The first answers of a cold server are slow whatever the model, hence more than one try.)
  * Nothing is sent for a Unix socket.
  */
-export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[], budgetMs: number): Promise<WarmUpResult> {
+export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[], budgetMs: number, authorization: string | undefined): Promise<WarmUpResult> {
   if (samples.length === 0 || budgetMs <= 0 || !/^https?:/.test(url)) return { answered: 0, slow: [] };
-  const listener = loopbackTarget(url);
+  const listener = loopbackTarget(url, authorization);
   const until = performance.now() + budgetMs;
   running = true;
   try {
@@ -114,10 +114,12 @@ interface Target {
   readonly port: string;
   readonly tls: boolean;
   readonly agent: HttpAgent;
+  /** The warm-up's key, and the inference key when token authorization is on. */
+  readonly headers: Record<string, string>;
 }
 
 /** The listener at `url`, a wildcard host as loopback; TLS without checking its certificate: it is this process. */
-function loopbackTarget(url: string): Target {
+function loopbackTarget(url: string, authorization: string | undefined): Target {
   const target = new URL(url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'));
   const tls = target.protocol === 'https:';
   return {
@@ -125,11 +127,12 @@ function loopbackTarget(url: string): Target {
     port: target.port,
     tls,
     agent: tls ? new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }) : new HttpAgent({ keepAlive: true }),
+    headers: { [WARM_UP_HEADER]: key, ...(authorization ? { authorization } : {}) },
   };
 }
 
-/** POSTs one sample with the warm-up's key; resolves with the status, 0 when there was none. */
-function post({ host, port, tls, agent }: Target, sample: WarmUpSample, timeoutMs: number): Promise<number> {
+/** POSTs one sample with the target's headers; resolves with the status, 0 when there was none. */
+function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample, timeoutMs: number): Promise<number> {
   return new Promise((resolve) => {
     const options = {
       host,
@@ -137,7 +140,7 @@ function post({ host, port, tls, agent }: Target, sample: WarmUpSample, timeoutM
       path: `/predictions/${encodeURIComponent(sample.model)}`,
       method: 'POST',
       agent,
-      headers: { [WARM_UP_HEADER]: key, 'content-length': sample.body.length },
+      headers: { ...headers, 'content-length': sample.body.length },
       timeout: timeoutMs,
     };
     const req = (tls ? httpsRequest : httpRequest)(options, (res) => {

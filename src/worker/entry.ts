@@ -22,7 +22,7 @@ import { runBatch, toWireError } from '../handler/run.js';
 import { PredictionError } from '../handler/types.js';
 import { inBatch } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
-import { resolveInside } from '../archive/inside.js';
+import { existingInside } from '../archive/inside.js';
 import type { FromWorker, LoadMessage, PredictMessage, ToWorker, WireRequest } from './protocol.js';
 
 let entry: EntryPoint | undefined;
@@ -115,8 +115,8 @@ async function warmUp(msg: LoadMessage): Promise<void> {
   const handler = entry;
   const modelFacts = facts;
   if (typeof name !== 'string' || !handler || !modelFacts) return;
-  const path = resolveInside(msg.modelDir, name);
-  if (!path || !existsSync(path)) {
+  const path = existingInside(msg.modelDir, name);
+  if (!path) {
     console.error(`Warm-up skipped for model ${msg.modelName}: warmupFile ${JSON.stringify(name)} is not a file in the archive`);
     return;
   }
