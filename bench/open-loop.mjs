@@ -20,6 +20,9 @@
 //             the time from the first arrival to the last answer, not over --seconds: a server
 //             that falls behind answers for seconds after the arrivals stop, and counting those
 //             answers against --seconds showed goodput above 100% that no longer load could keep;
+//   costs     the CPU an answer takes (server, workers and generator, at 1x) and a refusal takes
+//             (the model scaled to no workers; and a bare node:http server's 503, the floor), and
+//             the goodput past capacity that those costs leave possible on these cores at all;
 //   cold      the server stopped and started again; as soon as `tsserve --start` returns, --cold
 //             times the capacity last measured for --cold-seconds: the share refused, p99, and per second.
 // The generator runs on the same machine and shares its two cores with the server; it is a lean
@@ -27,6 +30,7 @@
 // report says what it took (`cpu`: cores used by the server's main process, its workers and the
 // generator over the load) and how far behind schedule it fell. Every load is bounded in time;
 // requests still open 30 s after the last arrival count as failed.
+import { spawn } from 'node:child_process';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +49,7 @@ const { values: opts } = parseArgs({
   },
 });
 const SECONDS = Number(opts.seconds);
+const LOADS = opts.loads.split(',').map(Number);
 const CAPACITY_CONNECTIONS = 64;
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
@@ -64,7 +69,8 @@ try {
   );
   let p99AtCapacity;
   let capacity;
-  for (const multiple of opts.loads.split(',').map(Number)) {
+  let answerCost;
+  for (const multiple of LOADS) {
     capacity = await closedLoopCapacity(CAPACITY_CONNECTIONS, SECONDS);
     const rss = [serverRss()];
     const cpu = cpuMeter();
@@ -72,6 +78,7 @@ try {
     const used = cpu();
     rss.push(serverRss());
     p99AtCapacity ??= r.p99;
+    answerCost ??= (used.main + used.workers + used.generator) / r.answeredPerSecond;
     console.log(
       [
         `${multiple}x`.padEnd(5),
@@ -94,6 +101,8 @@ try {
     );
     if (r.reasons) console.log(`       not answered 200: ${r.reasons}`);
   }
+
+  await reportCosts(answerCost, capacity);
 
   await server.stop();
   client.close();
@@ -119,6 +128,80 @@ try {
 
 function start() {
   return server.start(['--models', 'mnist=mnist.mar']);
+}
+
+/**
+ * What an answer and a refusal cost in CPU on this machine, server and generator together, and
+ * what that allows. Past capacity the cores are all used: each refusal takes what `r / a` answers
+ * would have used, so at k times capacity no server on these cores can answer more than
+ * (a - k r) / (a - r) of capacity (a: an answer's cost at 1x; r: a refusal's). A refusal costs
+ * less the more of them come at once (fewer wake-ups per request), so r is measured at each
+ * load's own rate, for up to 8 s, with the model scaled to no workers (every request refused as
+ * a full queue refuses it), and the same from a bare node:http server that answers the same 503
+ * bytes and does nothing else: the least any Node server pays. Their p99 is what a refusal takes
+ * with no worker competing for the cores.
+ */
+async function reportCosts(answerCost, capacity) {
+  const seconds = Math.min(SECONDS, 8);
+  await fetch(`${server.management}/models/mnist?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
+  const us = (cores) => `${Math.round(cores * 1e6)} us`;
+  const bound = (k, r) => `${Math.max(0, (100 * (answerCost - k * r)) / (answerCost - r)).toFixed(0)}%`;
+  console.log(`cost of a request in CPU, server and generator together: an answer ${us(answerCost)} (at 1x); a refusal, at each load's rate:`);
+  for (const k of LOADS.filter((m) => m > 1)) {
+    const tsserve = await refusalCost(client, server.pid(), capacity * k, seconds);
+    const floor = await bareRefusalCost(capacity * k, seconds);
+    console.log(
+      `  ${k}x: ${us(tsserve.cpu)}, p99 ${tsserve.p99.toFixed(1)} ms (tsserve); ${us(floor.cpu)}, p99 ${floor.p99.toFixed(1)} ms (bare node:http). ` +
+        `The most goodput these cores allow: ${bound(k, tsserve.cpu)} with tsserve's refusals, ${bound(k, floor.cpu)} with the bare server's`,
+    );
+  }
+}
+
+/** CPU (server `pid` and this generator) per request refused, at `rate` for `seconds`, and the refusals' p99 in ms. */
+async function refusalCost(refusedClient, pid, rate, seconds) {
+  const before = { server: cpuSeconds(pid), generator: process.cpuUsage() };
+  const times = [];
+  const inFlight = [];
+  const began = performance.now();
+  for (let i = 0; i < Math.round(rate * seconds); i++) {
+    const wait = began + (i * 1000) / rate - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const sent = performance.now();
+    inFlight.push(
+      refusedClient.send().then(
+        ({ status }) => status === 503 && times.push(performance.now() - sent),
+        () => undefined,
+      ),
+    );
+  }
+  await Promise.all(inFlight);
+  const generator = process.cpuUsage(before.generator);
+  times.sort((a, b) => a - b);
+  return {
+    cpu: (cpuSeconds(pid) - before.server + (generator.user + generator.system) / 1e6) / times.length,
+    p99: times[Math.floor(0.99 * times.length)] ?? 0,
+  };
+}
+
+/** refusalCost of a node:http server in a process of its own that answers every request with tsserve's 503 bytes. */
+async function bareRefusalCost(rate, seconds) {
+  const body = `${JSON.stringify({ code: 503, type: 'ServiceUnavailableException', message: 'Model "mnist" has no worker to serve inference request. Please use scale workers API to add workers.' }, null, 2)}\n`;
+  const source = `import { createServer } from 'node:http';
+    const body = Buffer.from(${JSON.stringify(body)});
+    const s = createServer((req, res) => { req.resume(); res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'content-length': body.length }); res.end(body); });
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
+  const bare = spawn(process.execPath, ['--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise((resolve) => bare.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
+    const origin = `http://127.0.0.1:${port}`;
+    const bareClient = new RawClient(origin, rawPost(origin, '/predictions/mnist', BODY, 'image/png'));
+    await Promise.all(Array.from({ length: 200 }, () => bareClient.send()));
+    const cost = await refusalCost(bareClient, bare.pid, rate, seconds);
+    bareClient.close();
+    return cost;
+  } finally {
+    bare.kill();
+  }
 }
 
 /** RSS of the running server and its workers. */
