@@ -134,20 +134,22 @@ function start() {
  * What an answer and a refusal cost in CPU on this machine, server and generator together, and
  * what that allows. Past capacity the cores are all used: each refusal takes what `r / a` answers
  * would have used, so at k times capacity no server on these cores can answer more than
- * (a - k r) / (a - r) of capacity (a: an answer's cost at 1x; r: a refusal's). A refusal costs
- * less the more of them come at once (fewer wake-ups per request), so r is measured at each
- * load's own rate, for up to 8 s, with the model scaled to no workers (every request refused as
- * a full queue refuses it), and the same from a bare node:http server that answers the same 503
- * bytes and does nothing else: the least any Node server pays. Their p99 is what a refusal takes
- * with no worker competing for the cores.
+ * (a - k r) / (a - r) of capacity (a: an answer's cost at the first load, 1x by default; r: a
+ * refusal's). A refusal costs less the more of them come at once (fewer wake-ups per request),
+ * so r is measured at each load's own rate, for up to 8 s, with the model scaled to no workers
+ * (every request refused as a full queue refuses it), and the same from a bare node:http server
+ * that answers the same 503 bytes and does nothing else: the least any Node server pays. Their
+ * p99 is what a refusal takes with no worker competing for the cores.
  */
 async function reportCosts(answerCost, capacity) {
+  const overloads = LOADS.filter((m) => m > 1);
+  if (overloads.length === 0) return;
   const seconds = Math.min(SECONDS, 8);
   await fetch(`${server.management}/models/mnist?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
   const us = (cores) => `${Math.round(cores * 1e6)} us`;
   const bound = (k, r) => `${Math.max(0, (100 * (answerCost - k * r)) / (answerCost - r)).toFixed(0)}%`;
-  console.log(`cost of a request in CPU, server and generator together: an answer ${us(answerCost)} (at 1x); a refusal, at each load's rate:`);
-  for (const k of LOADS.filter((m) => m > 1)) {
+  console.log(`cost of a request in CPU, server and generator together: an answer ${us(answerCost)} (at ${LOADS[0]}x); a refusal, at each load's rate:`);
+  for (const k of overloads) {
     const tsserve = await refusalCost(client, server.pid(), capacity * k, seconds);
     const floor = await bareRefusalCost(capacity * k, seconds);
     console.log(
