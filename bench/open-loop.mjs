@@ -146,12 +146,13 @@ async function reportCosts(answerCost, capacity) {
   if (overloads.length === 0) return;
   const seconds = Math.min(SECONDS, 8);
   await fetch(`${server.management}/models/mnist?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
+  const { body: refusal } = await client.send();
   const us = (cores) => `${Math.round(cores * 1e6)} us`;
   const bound = (k, r) => `${Math.max(0, (100 * (answerCost - k * r)) / (answerCost - r)).toFixed(0)}%`;
   console.log(`cost of a request in CPU, server and generator together: an answer ${us(answerCost)} (at ${LOADS[0]}x); a refusal, at each load's rate:`);
   for (const k of overloads) {
     const tsserve = await refusalCost(client, server.pid(), capacity * k, seconds);
-    const floor = await bareRefusalCost(capacity * k, seconds);
+    const floor = await bareRefusalCost(refusal, capacity * k, seconds);
     console.log(
       `  ${k}x: ${us(tsserve.cpu)}, p99 ${tsserve.p99.toFixed(1)} ms (tsserve); ${us(floor.cpu)}, p99 ${floor.p99.toFixed(1)} ms (bare node:http). ` +
         `The most goodput these cores allow: ${bound(k, tsserve.cpu)} with tsserve's refusals, ${bound(k, floor.cpu)} with the bare server's`,
@@ -185,11 +186,10 @@ async function refusalCost(refusedClient, pid, rate, seconds) {
   };
 }
 
-/** refusalCost of a node:http server in a process of its own that answers every request with tsserve's 503 bytes. */
-async function bareRefusalCost(rate, seconds) {
-  const body = `${JSON.stringify({ code: 503, type: 'ServiceUnavailableException', message: 'Model "mnist" has no worker to serve inference request. Please use scale workers API to add workers.' }, null, 2)}\n`;
+/** refusalCost of a node:http server in a process of its own that answers every request with `body`, tsserve's 503 bytes. */
+async function bareRefusalCost(body, rate, seconds) {
   const source = `import { createServer } from 'node:http';
-    const body = Buffer.from(${JSON.stringify(body)});
+    const body = Buffer.from('${body.toString('base64')}', 'base64');
     const s = createServer((req, res) => { req.resume(); res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'content-length': body.length }); res.end(body); });
     s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
   const bare = spawn(process.execPath, ['--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
