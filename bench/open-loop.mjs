@@ -164,25 +164,18 @@ async function reportCosts(answerCost, capacity) {
 async function refusalCost(refusedClient, pid, rate, seconds) {
   const before = { server: cpuSeconds(pid), generator: process.cpuUsage() };
   const times = [];
-  const inFlight = [];
-  const began = performance.now();
-  for (let i = 0; i < Math.round(rate * seconds); i++) {
-    const wait = began + (i * 1000) / rate - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+  const { calls } = await atFixedRate(rate, seconds, () => {
     const sent = performance.now();
-    inFlight.push(
-      refusedClient.send().then(
-        ({ status }) => status === 503 && times.push(performance.now() - sent),
-        () => undefined,
-      ),
+    return refusedClient.send().then(
+      ({ status }) => status === 503 && times.push(performance.now() - sent),
+      () => undefined,
     );
-  }
-  await Promise.all(inFlight);
+  });
+  await Promise.all(calls);
   const generator = process.cpuUsage(before.generator);
-  times.sort((a, b) => a - b);
   return {
     cpu: (cpuSeconds(pid) - before.server + (generator.user + generator.system) / 1e6) / times.length,
-    p99: times[Math.floor(0.99 * times.length)] ?? 0,
+    p99: percentile(sorted(times), 99),
   };
 }
 
@@ -247,46 +240,35 @@ async function closedLoopCapacity(connections, seconds) {
  * ones do, and waits (at most 30 s) for the answers.
  */
 async function offer(rate, seconds, onAnswer) {
-  const total = Math.round(rate * seconds);
-  const began = performance.now();
   const accepted = [];
   const refusals = [];
-  let late = 0;
-  let lastArrival = began;
-  let lastAnswer = began;
+  let lastArrival = 0;
+  let lastAnswer = 0;
   const reasons = new Map();
   const count = (why) => reasons.set(why, (reasons.get(why) ?? 0) + 1);
-  const inFlight = [];
   const probe = pingProbe();
-  for (let i = 0; i < total; i++) {
-    const due = began + (i * 1000) / rate;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    else late = Math.max(late, -wait);
+  const { began, calls, late } = await atFixedRate(rate, seconds, (offsetMs) => {
     const sent = performance.now();
     lastArrival = sent;
-    inFlight.push(
-      client.send().then(
-        ({ status: statusCode, body }) => {
-          const text = statusCode === 200 ? '' : body.toString('utf8');
-          const now = performance.now();
-          const ms = now - sent;
-          lastAnswer = Math.max(lastAnswer, now);
-          if (statusCode === 200) accepted.push(ms);
-          else if (statusCode === 503) refusals.push(ms);
-          if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
-          onAnswer(Math.floor((sent - began) / 1000), statusCode);
-        },
-        (err) => count(`no answer: ${err.message}`),
-      ),
+    return client.send().then(
+      ({ status: statusCode, body }) => {
+        const text = statusCode === 200 ? '' : body.toString('utf8');
+        const now = performance.now();
+        const ms = now - sent;
+        lastAnswer = Math.max(lastAnswer, now);
+        if (statusCode === 200) accepted.push(ms);
+        else if (statusCode === 503) refusals.push(ms);
+        if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
+        onAnswer(Math.floor(offsetMs / 1000), statusCode);
+      },
+      (err) => count(`no answer: ${err.message}`),
     );
-  }
-  await Promise.race([Promise.all(inFlight), new Promise((r) => setTimeout(r, 30_000).unref())]);
+  });
+  await Promise.race([Promise.all(calls), new Promise((r) => setTimeout(r, 30_000).unref())]);
   const ping = await probe.stop();
   // Anything neither answered 200 nor refused failed: another status, a lost connection, no answer in 30 s.
+  const total = calls.length;
   const failed = total - accepted.length - refusals.length;
-  const sorted = (values) => [...values].sort((a, b) => a - b);
-  const pct = (values, p) => (values.length === 0 ? 0 : values[Math.min(values.length - 1, Math.floor((p / 100) * values.length))]);
   const acceptedSorted = sorted(accepted);
   return {
     offered: rate,
@@ -295,12 +277,39 @@ async function offer(rate, seconds, onAnswer) {
     ping,
     refusedShare: (100 * refusals.length) / total,
     failed,
-    p50: pct(acceptedSorted, 50),
-    p99: pct(acceptedSorted, 99),
-    refusalP99: pct(sorted(refusals), 99),
+    p50: percentile(acceptedSorted, 50),
+    p99: percentile(acceptedSorted, 99),
+    refusalP99: percentile(sorted(refusals), 99),
     lateMs: late,
     reasons: [...reasons].map(([why, n]) => `${n} x ${why}`).join('; '),
   };
+}
+
+/**
+ * Calls `send(msSinceStart)` `rate` times a second for `seconds`, each at its scheduled time
+ * whatever earlier calls do (the open loop); resolves once the last is made with what they
+ * returned, when it began, and how far behind schedule (ms) a call fell at worst.
+ */
+async function atFixedRate(rate, seconds, send) {
+  const began = performance.now();
+  const calls = [];
+  let late = 0;
+  for (let i = 0; i < Math.round(rate * seconds); i++) {
+    const wait = began + (i * 1000) / rate - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    else late = Math.max(late, -wait);
+    calls.push(send(performance.now() - began));
+  }
+  return { began, calls, late };
+}
+
+function sorted(values) {
+  return [...values].sort((a, b) => a - b);
+}
+
+/** The `p`th percentile of `ascending` values; 0 when there are none. */
+function percentile(ascending, p) {
+  return ascending.length === 0 ? 0 : ascending[Math.min(ascending.length - 1, Math.floor((p / 100) * ascending.length))];
 }
 
 /** GET /ping every 100 ms until stopped, whatever earlier ones do; stop() resolves with their p50 and slowest, in ms. */
@@ -322,8 +331,8 @@ function pingProbe() {
       clearInterval(timer);
       await Promise.all(pending);
       pinger.close();
-      times.sort((a, b) => a - b);
-      return { p50: times[Math.floor(times.length / 2)] ?? 0, max: times.at(-1) ?? 0 };
+      const ascending = sorted(times);
+      return { p50: percentile(ascending, 50), max: ascending.at(-1) ?? 0 };
     },
   };
 }
