@@ -30,6 +30,7 @@ import type { LoaderDeps } from './wlm/model-loader.js';
 import { ModelRegistry } from './wlm/model-registry.js';
 import { registerStartupModels, restoreSnapshot, type RegistrationDeps } from './wlm/registration.js';
 import { workerFactory } from './wlm/worker-factory.js';
+import { batchWaitMs } from './wlm/worker-pool.js';
 
 export interface RunningServer {
   readonly config: ServerConfig;
@@ -213,8 +214,7 @@ async function warmUpFrontEnd(
     if (!model.spec.loadedAtStartup || model.settings.sequence || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
     const path = existingInside(model.spec.dir, name);
     if (!path) return [];
-    const { batchSize, maxBatchDelay } = model.settings;
-    return [{ model: model.name, body: readFileSync(path), batchDelayMs: batchSize > 1 ? maxBatchDelay : 0 }];
+    return [{ model: model.name, body: readFileSync(path), batchDelayMs: batchWaitMs(model.settings) }];
   });
   if (samples.length === 0) return;
   const began = performance.now();

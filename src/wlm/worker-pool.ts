@@ -24,6 +24,11 @@ export function largestBatch(settings: Pick<PoolSettings, 'batchSize' | 'takeQue
   return settings.batchSize > 1 ? settings.batchSize : settings.takeQueued;
 }
 
+/** How long a batch waits to fill: max_batch_delay when batching; with batchSize 1, not at all. */
+export function batchWaitMs(settings: Pick<PoolSettings, 'batchSize' | 'maxBatchDelay'>): number {
+  return settings.batchSize > 1 ? settings.maxBatchDelay : 0;
+}
+
 export interface PoolDeps {
   /** A new, not yet started worker with a fresh id. */
   readonly spawn: () => WorkerProcess;
@@ -173,10 +178,8 @@ export class WorkerPool {
     const running: Promise<void>[] = [];
     while (!signal.aborted && worker.state === 'MODEL_LOADED') {
       const settings = this.settings();
-      const { batchSize, maxBatchDelay } = settings;
       const limit = largestBatch(settings);
-      const taken =
-        running.length > 0 ? this.nextBatchEarly(limit, slot, running.length) : await this.queue.poll(limit, batchSize > 1 ? maxBatchDelay : 0, signal, slot);
+      const taken = running.length > 0 ? this.nextBatchEarly(limit, slot, running.length) : await this.queue.poll(limit, batchWaitMs(settings), signal, slot);
       // A job answered while its batch was forming (its client timed out) is not run.
       const jobs = taken.filter((j) => !j.settled);
       if (jobs.length === 0) {
