@@ -1,0 +1,61 @@
+// A small disk for the fault tests: a tmpfs of a few hundred KB mounted in a temp folder, filled
+// until the kernel answers ENOSPC and freed again, and always unmounted when the test ends. It
+// needs root (CI runs as root): without it the mount fails and so does the test, loudly, never
+// skipping what it was written to show.
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmdirSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+
+export interface SmallDisk {
+  /** The mount point. */
+  readonly dir: string;
+  /** Writes a filler file until the disk refuses even one byte, leaving `keepFree` bytes (4 KB pages) unused. */
+  fill(keepFree?: number): void;
+  /** Removes the filler. */
+  free(): void;
+}
+
+export function smallDisk(t: Test, sizeKb: number): SmallDisk {
+  const dir = mkdtempSync(join(tmpdir(), 'tsserve-disk-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKb}k`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch (err) {
+    rmdirSync(dir);
+    throw new Error(`mounting a ${sizeKb} KB tmpfs failed (these tests need root, as CI has): ${(err as Error).message}`);
+  }
+  t.teardown(() => {
+    // Lazy: a server process the test is still stopping may hold a file open there.
+    execFileSync('umount', ['-l', dir]);
+    rmdirSync(dir);
+  });
+  const filler = join(dir, 'filler');
+  return {
+    dir,
+    fill(keepFree = 0) {
+      const fd = openSync(filler, 'a');
+      try {
+        for (let piece = 64 * 1024; piece >= 1; piece = Math.floor(piece / 2)) {
+          const bytes = Buffer.alloc(piece, 0x2e);
+          while (tryWrite(fd, bytes));
+        }
+      } finally {
+        closeSync(fd);
+      }
+      if (keepFree > 0) execFileSync('truncate', ['-s', `-${keepFree}`, filler]);
+    },
+    free() {
+      rmSync(filler, { force: true });
+    },
+  };
+}
+
+function tryWrite(fd: number, bytes: Buffer): boolean {
+  try {
+    return writeSync(fd, bytes) === bytes.length;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') return false;
+    throw err;
+  }
+}

@@ -1,0 +1,167 @@
+// A full disk costs lines of log and refused changes, never memory, a stop, or a model: with the
+// log disk full under load the front end's memory stays near its normal size and SIGTERM still
+// ends it within the drain time; models that could not be restored on a full disk come back once
+// it is freed; and a change that cannot be saved is answered with an error, leaving no temp file.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { buildMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import { smallDisk } from './disk.js';
+import { survived } from './survival.js';
+
+const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
+
+/** `tsserve --start --foreground` as a child process, its exit awaited by `exited`. */
+function startChild(t: Parameters<typeof smallDisk>[0], dir: string, args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--disable-token-auth', ...args], {
+    cwd: dir,
+    env: { ...process.env, ...env },
+    stdio: 'ignore',
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    child.kill('SIGKILL');
+    return exited;
+  });
+  return { child, exited };
+}
+
+function rssKb(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+}
+
+/** `count` predictions, `concurrency` at a time, within `budgetMs`: answers how many were answered (any status). */
+async function load(url: string, body: string, count: number, concurrency: number, budgetMs: number): Promise<{ sent: number; answered: number }> {
+  const deadline = Date.now() + budgetMs;
+  let sent = 0;
+  let answered = 0;
+  const lane = async (): Promise<void> => {
+    while (sent < count && Date.now() < deadline) {
+      sent++;
+      const res = await fetch(url, { method: 'POST', body, signal: AbortSignal.timeout(30_000) }).catch(() => undefined);
+      if (res) {
+        await res.arrayBuffer();
+        answered++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  return { sent, answered };
+}
+
+t.test('with the log disk full under load, memory stays within 1.5x of normal and SIGTERM exits within the drain time', async (t) => {
+  const dir = tempDir(t);
+  const disk = smallDisk(t, 8 * 1024);
+  const store = join(dir, 'model-store');
+  mkdirSync(store);
+  buildMar(store, { modelName: 'chatty', version: '1.0', handler: join(FIXTURES, 'chatty_handler.ts') });
+  const drainSeconds = 10;
+  const urls = await writeUserConfig(dir, ['default_workers_per_model=2', `drain_timeout=${drainSeconds}`]);
+  const { child, exited } = startChild(t, dir, ['--ncs', '--model-store', 'model-store', '--models', 'chatty=chatty.mar'], { LOG_LOCATION: disk.dir });
+  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
+  await waitReady(urls.management, 'chatty', 2);
+  const predict = `${urls.inference}/predictions/chatty`;
+
+  // Normal: the same load with a disk that takes every line.
+  const warm = await load(predict, 'print:4096', 1000, 16, 15_000);
+  t.equal(warm.answered, warm.sent, 'the warm-up load is answered');
+  const normal = rssKb(child.pid!);
+
+  disk.fill();
+  let peak = 0;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssKb(child.pid!));
+  }, 100);
+  const full = await load(predict, 'print:16384', 3000, 16, 15_000);
+  clearInterval(sampler);
+  peak = Math.max(peak, rssKb(child.pid!));
+  t.comment(`front end RSS: ${normal} kB normal, ${peak} kB at most with the log disk full (${full.sent} requests)`);
+  t.ok(full.sent >= 1000, `a real load was sent (${full.sent})`);
+  t.ok(peak <= normal * 1.5, `RSS ${peak} kB stays within 1.5x of ${normal} kB`);
+  await survived(t, { urls }, { models: ['chatty'], sent: full.sent, answered: full.answered, serverPid: child.pid! });
+
+  const stopping = Date.now();
+  child.kill('SIGTERM');
+  const timer = new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), (drainSeconds + 5) * 1000).unref());
+  const code = await Promise.race([exited, timer]);
+  t.equal(code, 0, `SIGTERM ended it within the drain time (${Date.now() - stopping} ms)`);
+});
+
+/** A snapshot file as tsserve writes them, with `models` (name -> marName) of 0 workers each. */
+function writeSnapshot(configDir: string, properties: string[], models: string[]): void {
+  const entry = (marName: string): object => ({
+    '1.0': { defaultVersion: true, marName, minWorkers: 0, maxWorkers: 0, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120, startupTimeout: 120, runtimeType: 'python' },
+  });
+  const snapshot = { name: '20260101000000000-shutdown.cfg', modelCount: models.length, created: 0, models: Object.fromEntries(models.map((m) => [m, entry(`${m}.mar`)])) };
+  mkdirSync(configDir, { recursive: true });
+  const escaped = JSON.stringify(snapshot).replace(/\\/g, '\\\\').replace(/:/g, '\\:').replace(/=/g, '\\=');
+  writeFileSync(join(configDir, '20260101000000000-shutdown.cfg'), ['#Saving snapshot', ...properties, `model_snapshot=${escaped}`, ''].join('\n'));
+}
+
+async function registeredModels(management: string): Promise<string[]> {
+  const list = (await (await fetch(`${management}/models?limit=100`)).json()) as { models: Array<{ modelName: string }> };
+  return list.models.map((m) => m.modelName).sort();
+}
+
+t.test('after a start on a nearly full disk and freeing it, every registered model comes back', async (t) => {
+  const dir = tempDir(t);
+  const disk = smallDisk(t, 4 * 1024);
+  const store = join(dir, 'model-store');
+  mkdirSync(store);
+  // Each archive unpacks to 256 KB more than the disk will have free.
+  const ballast = join(dir, 'ballast.bin');
+  writeFileSync(ballast, Buffer.alloc(256 * 1024, 7));
+  const names = ['m01', 'm02', 'm03', 'm04', 'm05'];
+  for (const name of names) buildMar(store, { modelName: name, version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), extraFiles: ballast });
+  const logs = join(disk.dir, 'logs');
+  const urls = await writeUserConfig(dir, []);
+  const properties = readFileSync(join(dir, 'config.properties'), 'utf8').trim().split('\n');
+  writeSnapshot(join(logs, 'config'), [...properties, 'enable_model_api=true', 'disable_token_authorization=true', `model_store=${store}`], names);
+  const env = { LOG_LOCATION: logs, TMPDIR: disk.dir };
+
+  disk.fill(96 * 1024);
+  const first = startChild(t, dir, ['--model-store', store], env);
+  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up on the full disk');
+  const onFullDisk = await registeredModels(urls.management);
+  t.ok(onFullDisk.length < names.length, `some models could not be restored on the full disk (${onFullDisk.length} were)`);
+  await survived(t, { urls }, { serverPid: first.child.pid! });
+  first.child.kill('SIGTERM');
+  t.equal(await first.exited, 0, 'stopped');
+
+  disk.free();
+  const second = startChild(t, dir, ['--model-store', store], env);
+  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up on the freed disk');
+  t.same(await registeredModels(urls.management), names, 'every model the snapshot held is registered again');
+  await survived(t, { urls }, { models: names, serverPid: second.child.pid! });
+  second.child.kill('SIGTERM');
+  t.equal(await second.exited, 0);
+});
+
+t.test('a change that cannot be saved on a full disk is answered with an error and leaves no temp file', async (t) => {
+  const disk = smallDisk(t, 1024);
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    cli: { ncs: false },
+    env: { LOG_LOCATION: disk.dir },
+  });
+  const m = server.urls.management;
+  t.equal((await fetch(`${m}/models?url=echo.mar&initial_workers=1&synchronous=true`, { method: 'POST' })).status, 200, 'registered while the disk has room');
+  await waitReady(m, 'echo');
+  const configDir = join(disk.dir, 'config');
+  const before = readdirSync(configDir).length;
+  disk.fill();
+  const scaled = await fetch(`${m}/models/echo?min_worker=2&max_worker=2&synchronous=true`, { method: 'PUT' });
+  t.ok(scaled.status >= 500, `the change that could not be saved answers ${scaled.status}, not 200`);
+  t.match(await errorBody(scaled), { code: scaled.status, type: /Exception$/, message: /snapshot/ });
+  const left = readdirSync(configDir);
+  t.same(
+    left.filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temp file is left',
+  );
+  t.ok(left.length <= before, 'no new (empty) snapshot either');
+  disk.free();
+  t.equal((await fetch(`${m}/models/echo?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' })).status, 200, 'with room again, a change is saved');
+  await survived(t, server, { models: ['echo'] });
+});
