@@ -56,7 +56,7 @@ export interface RunningServer {
 
 export async function startServer(
   config: ServerConfig,
-  loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation, format: config.logFormat }),
+  loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation, format: config.logFormat, rolling: config.logRolling }),
 ): Promise<RunningServer> {
   const registry = new ModelRegistry();
   const listening: Closable[] = [];

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, loadServerConfig, type CliOverrides } from '../config/server-config.js';
+import { createLoggers } from '../log/loggers.js';
 import { startServer } from '../server.js';
 import { VERSION } from '../version.js';
 import { exitTwoOnUsageError } from './usage.js';
@@ -122,7 +123,14 @@ async function serveInForeground(flags: Flags): Promise<void> {
     console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
   }
   writePidFile(process.pid);
-  const server = await startServer(config).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
+  // Started by `tsserve --start`, stdout is ts_log.log, which this process writes itself so that it rolls.
+  const loggers = createLoggers(config.logLocation, {
+    metricsLocation: config.metricsLocation,
+    format: config.logFormat,
+    rolling: config.logRolling,
+    serverLogFile: process.send !== undefined,
+  });
+  const server = await startServer(config, loggers).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
   // Ready means ready to serve: the start-up models' workers have loaded (or failed to), so the
   // first requests after `--start` returns are not refused for want of a worker.
   await server.startupModelsStarted;

@@ -249,6 +249,23 @@ const TABLE: Record<string, Spec> = {
     own: true,
     doc: "The server log's form: text, log4j's layout as TorchServe writes it; json, pino's lines for log shippers.",
   },
+  log_rolling_size_mb: {
+    type: 'number',
+    min: 0,
+    default: '100',
+    applies: 'server',
+    own: true,
+    doc: 'Each log file (ts_log.log, access_log.log, model_log.log, ts_metrics.log, model_metrics.log) rolls to <name>.<dd-MMM>.log.gz when it would pass this many MB, and at local midnight: TorchServe\'s log4j2.xml SizeBasedTriggeringPolicy size="100 MB" and TimeBasedTriggeringPolicy. 0: only daily.',
+  },
+  log_rolling_max_files: {
+    type: 'int',
+    min: 1,
+    max: 1000,
+    default: '5',
+    applies: 'server',
+    own: true,
+    doc: 'Rolled files kept per log file, the oldest removed: TorchServe\'s log4j2.xml DefaultRolloverStrategy max="5".',
+  },
   enable_envvars_config: { type: 'bool', default: 'false', env: false, applies: 'server', doc: 'Let TS_* environment variables set keys.' },
   vmargs: {
     type: 'string',

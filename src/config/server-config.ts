@@ -111,6 +111,8 @@ export interface ServerConfig {
   readonly logFormat: LogFormat;
   /** Where metrics_mode=log writes ts_metrics.log and model_metrics.log. */
   readonly metricsLocation: string;
+  /** log_rolling_size_mb and log_rolling_max_files: when each log file rolls, and how many rolled ones stay. */
+  readonly logRolling: { readonly maxBytes: number; readonly keep: number };
   /** The number in the first worker's name (`W-9000-model_1.0`), counting up. */
   readonly initialWorkerPort: number;
   /** key_file.json in the server's working directory. */
@@ -350,6 +352,7 @@ function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.
     logFormat: text('log_format').toLowerCase() === 'json' ? 'json' : 'text',
     // TorchServe's log4j2.xml: METRICS_LOCATION, else ./logs, whatever LOG_LOCATION says.
     metricsLocation: resolve(cwd, env.METRICS_LOCATION ?? 'logs'),
+    logRolling: { maxBytes: Math.round(Number(text('log_rolling_size_mb')) * 1024 * 1024), keep: int('log_rolling_max_files') },
     initialWorkerPort: int('initial_worker_port'),
     keyFile: resolve(cwd, 'key_file.json'),
     modelSnapshot: parseSnapshotProperty(props.get('model_snapshot')),

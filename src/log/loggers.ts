@@ -6,13 +6,15 @@
  * line per response), model_log.log (what handlers print); and in
  * `metrics_mode=log`, under METRICS_LOCATION, ts_metrics.log and model_metrics.log
  * (metrics/registry.ts writes the lines).
- * Files are written asynchronously so logging never waits on the disk in the request path.
+ * Files are written asynchronously so logging never waits on the disk in the request path, and
+ * roll as TorchServe's log4j2.xml rolls them (log/log-file.ts).
  */
-import { mkdirSync, openSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { LogFormat } from '../config/server-config.js';
 import { formatLocalTime } from '../local-time.js';
+import { LogFile, type Rolling } from './log-file.js';
 
 export interface Loggers {
   readonly server: Logger;
@@ -22,7 +24,7 @@ export interface Loggers {
   model(workerName: string, stream: 'stdout' | 'stderr', line: string): void;
   /** A metric line: the server's to ts_metrics.log, the handlers' to model_metrics.log. */
   metric(file: 'ts' | 'model', line: string): void;
-  /** Writes what is buffered and closes the files; later lines are dropped. */
+  /** Writes what is queued, once, and closes the files, never waiting on the disk; later lines are dropped. */
   close(): void;
 }
 
@@ -33,89 +35,77 @@ export interface LoggerOptions {
   readonly metricsLocation?: string;
   /** Where the server log's lines go instead of stdout. */
   readonly destination?: { write(line: string): void };
+  /**
+   * The server log written to LOG_LOCATION/ts_log.log by this process, rolled as the other files,
+   * rather than to stdout: `tsserve --start`'s server, whose stdout is that file and could not roll.
+   */
+  readonly serverLogFile?: boolean;
   /** `text` (log4j's layout, TorchServe's) unless told; `json`: pino's lines. */
   readonly format?: LogFormat;
+  /** When the files roll and how many rolled ones are kept; never unless told. */
+  readonly rolling?: Rolling;
 }
 
 export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Loggers {
   const { level = 'info', metricsLocation = logLocation, format = 'text' } = opts;
   mkdirSync(logLocation, { recursive: true });
   const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
-  const out = opts.destination ?? process.stdout;
-  const server = pino(options, format === 'json' ? out : { write: (line: string) => out.write(textLine(line)) });
+  // The server log's own file reports its failures to itself: they are queued or dropped like any line.
+  let server: Logger | undefined;
+  const file = (path: string, minLength = 0): LogFile =>
+    new LogFile(path, {
+      rolling: opts.rolling,
+      minLength,
+      onError: (err) => server?.error({ err, path }, 'log file unwritable: its lines are dropped until the disk takes them again'),
+      onRecovered: (dropped) => server?.warn(`${dropped} lines of ${path} were dropped: the disk did not take them`),
+    });
+  const serverFile = opts.serverLogFile ? file(join(logLocation, 'ts_log.log')) : undefined;
+  const out = opts.destination ?? serverFile ?? process.stdout;
+  server = pino(options, format === 'json' ? out : { write: (line: string) => out.write(textLine(line)) });
   // The access log is written in 4 KB pieces, not a write per request (those writes were 5% of
   // the main process's CPU samples under load), and at least once a second, so that `tail -f`
   // shows a quiet server's requests too; close() writes the rest.
-  const accessFile = appendOnlyLog(join(logLocation, 'access_log.log'), server, 4096);
-  let accessPending = false;
-  const flusher = setInterval(() => {
-    if (!accessPending) return;
-    accessPending = false;
-    accessFile.flush();
-  }, ACCESS_FLUSH_MS);
+  const accessFile = file(join(logLocation, 'access_log.log'), 4096);
+  const flusher = setInterval(() => accessFile.flush(), ACCESS_FLUSH_MS);
   flusher.unref();
-  const modelFile = appendOnlyLog(join(logLocation, 'model_log.log'), server);
+  const modelFile = file(join(logLocation, 'model_log.log'));
   // Opened on the first line: only metrics_mode=log or legacy writes them.
-  const metricFiles: Partial<Record<'ts' | 'model', ReturnType<typeof appendOnlyLog>>> = {};
+  const metricFiles: Partial<Record<'ts' | 'model', LogFile>> = {};
   let open = true;
   let unwritableMetrics = false;
+  const logger = server;
   return {
-    server,
+    server: logger,
     access(line) {
-      if (!open) return;
-      accessFile.write(`${timestamp()} - ${line}\n`);
-      accessPending = true;
+      if (open) accessFile.write(`${timestamp()} - ${line}\n`);
     },
     model(workerName, stream, line) {
       const level = stream === 'stdout' ? 'INFO ' : 'WARN ';
       if (open) modelFile.write(`${timestamp()} [${level}] ${workerName}-${stream} MODEL_LOG - ${line}\n`);
-      if (stream === 'stderr') server.warn({ worker: workerName }, line);
+      if (stream === 'stderr') logger.warn({ worker: workerName }, line);
     },
-    metric(file, line) {
+    metric(kind, line) {
       if (!open || unwritableMetrics) return;
       try {
-        if (!metricFiles[file]) {
+        if (!metricFiles[kind]) {
           mkdirSync(metricsLocation, { recursive: true });
-          metricFiles[file] = appendOnlyLog(join(metricsLocation, `${file}_metrics.log`), server, 4096);
+          metricFiles[kind] = file(join(metricsLocation, `${kind}_metrics.log`), 4096);
         }
       } catch (err) {
         // A metric line is written from the request path, which must not fail for it.
-        server.error({ err, path: metricsLocation }, 'metrics log unwritable; metric lines are dropped');
+        logger.error({ err, path: metricsLocation }, 'metrics log unwritable; metric lines are dropped');
         unwritableMetrics = true;
         return;
       }
-      metricFiles[file]!.write(`${timestamp()} - ${line}\n`);
+      metricFiles[kind]!.write(`${timestamp()} - ${line}\n`);
     },
     close() {
       if (!open) return;
       open = false;
       clearInterval(flusher);
-      for (const d of [accessFile, modelFile, ...Object.values(metricFiles)]) {
-        try {
-          d.flushSync();
-        } catch {
-          /* nothing buffered or the disk refused; the error handler reported it */
-        }
-        d.end();
-      }
+      for (const f of [accessFile, modelFile, ...Object.values(metricFiles), ...(serverFile ? [serverFile] : [])]) f.close();
     },
   };
-}
-
-/**
- * The file is opened here, synchronously, rather than by sonic-boom in the background: a background
- * open can fail after the caller moved on (the log directory removed), and its error would be
- * unhandled. A failing log file is reported once and never takes the server down.
- */
-function appendOnlyLog(path: string, server: Logger, minLength = 0): ReturnType<typeof pino.destination> {
-  const fd = openSync(path, 'a');
-  const dest = pino.destination({ fd, sync: false, minLength });
-  let reported = false;
-  dest.on('error', (err: Error) => {
-    if (!reported) server.error({ err, path }, 'log file unwritable');
-    reported = true;
-  });
-  return dest;
 }
 
 const ACCESS_FLUSH_MS = 1000;

@@ -13,7 +13,12 @@ import { survived } from './survival.js';
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
 /** `tsserve --start --foreground` as a child process, its exit awaited by `exited`. */
-function startChild(t: Parameters<typeof smallDisk>[0], dir: string, args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null> } {
+function startChild(
+  t: Parameters<typeof smallDisk>[0],
+  dir: string,
+  args: string[],
+  env: Record<string, string>,
+): { child: ChildProcess; exited: Promise<number | null> } {
   const child = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--disable-token-auth', ...args], {
     cwd: dir,
     env: { ...process.env, ...env },
@@ -91,9 +96,24 @@ t.test('with the log disk full under load, memory stays within 1.5x of normal an
 /** A snapshot file as tsserve writes them, with `models` (name -> marName) of 0 workers each. */
 function writeSnapshot(configDir: string, properties: string[], models: string[]): void {
   const entry = (marName: string): object => ({
-    '1.0': { defaultVersion: true, marName, minWorkers: 0, maxWorkers: 0, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120, startupTimeout: 120, runtimeType: 'python' },
+    '1.0': {
+      defaultVersion: true,
+      marName,
+      minWorkers: 0,
+      maxWorkers: 0,
+      batchSize: 1,
+      maxBatchDelay: 100,
+      responseTimeout: 120,
+      startupTimeout: 120,
+      runtimeType: 'python',
+    },
   });
-  const snapshot = { name: '20260101000000000-shutdown.cfg', modelCount: models.length, created: 0, models: Object.fromEntries(models.map((m) => [m, entry(`${m}.mar`)])) };
+  const snapshot = {
+    name: '20260101000000000-shutdown.cfg',
+    modelCount: models.length,
+    created: 0,
+    models: Object.fromEntries(models.map((m) => [m, entry(`${m}.mar`)])),
+  };
   mkdirSync(configDir, { recursive: true });
   const escaped = JSON.stringify(snapshot).replace(/\\/g, '\\\\').replace(/:/g, '\\:').replace(/=/g, '\\=');
   writeFileSync(join(configDir, '20260101000000000-shutdown.cfg'), ['#Saving snapshot', ...properties, `model_snapshot=${escaped}`, ''].join('\n'));

@@ -1,0 +1,240 @@
+/**
+ * @module log/log-file
+ * One log file as TorchServe's log4j2.xml keeps it: appended to in the background, in pieces, and
+ * rolled when it reaches a size or a new local day to `<name>.<dd-MMM>.log.gz`, keeping the newest
+ * few (spec §11). A disk that does not take the lines (full, read-only) costs a bounded amount of
+ * memory and never a stop: past QUEUE_LIMIT queued bytes lines are dropped and counted, a write
+ * that fails drops its lines, and once the disk takes writes again the log says how many it lost.
+ */
+import { close, closeSync, createReadStream, createWriteStream, fstatSync, open, openSync, write, writeSync } from 'node:fs';
+import { readdir, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGzip } from 'node:zlib';
+
+/** When a file rolls and how many rolled files are kept (log4j2's SizeBasedTriggeringPolicy and DefaultRolloverStrategy max). */
+export interface Rolling {
+  /** Roll before the file passes this many bytes; 0: never by size. */
+  readonly maxBytes: number;
+  /** Rolled files kept; the oldest beyond this are removed. */
+  readonly keep: number;
+}
+
+export interface LogFileOptions {
+  readonly rolling?: Rolling;
+  /** Bytes to gather before a write starts (flush() writes fewer). */
+  readonly minLength?: number;
+  /** The first failure of a run of failing writes. */
+  readonly onError: (err: Error) => void;
+  /** The disk takes writes again after `dropped` lines were lost: the owner says so in its own layout. */
+  readonly onRecovered: (dropped: number) => void;
+}
+
+/**
+ * Queued bytes past which lines are dropped: 15 s of the access log of a loaded server, or a long
+ * burst of a handler's prints, rides out a slow disk; a full one costs at most this (and the one
+ * write in flight) per file.
+ */
+export const QUEUE_LIMIT = 1024 * 1024;
+
+/** How long a failing file waits before it tries the disk again. */
+const RETRY_MS = 1000;
+
+const writeAsync = promisify(write);
+const openAsync = promisify(open);
+const closeAsync = promisify(close);
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** log4j's `%d{dd-MMM}`: `06-Dec`, local time. */
+export function rollDay(ms: number): string {
+  const d = new Date(ms);
+  return `${String(d.getDate()).padStart(2, '0')}-${MONTHS[d.getMonth()]}`;
+}
+
+export class LogFile {
+  readonly path: string;
+  private readonly options: LogFileOptions;
+  private fd: number;
+  private size: number;
+  private day: string;
+  private queue: string[] = [];
+  private queuedBytes = 0;
+  private writing = false;
+  private closed = false;
+  private failing = false;
+  private retry: NodeJS.Timeout | undefined;
+  /** Lines lost since the disk last took a write. */
+  private lost = 0;
+  /** Every line lost since the file was opened. */
+  dropped = 0;
+
+  /** Opened here, synchronously: a background open that failed after the caller moved on would go unreported. */
+  constructor(path: string, options: LogFileOptions) {
+    this.path = path;
+    this.options = options;
+    this.fd = openSync(path, 'a');
+    const st = fstatSync(this.fd);
+    this.size = st.size;
+    // A file left by an earlier day rolls under that day's name.
+    this.day = rollDay(st.size > 0 ? st.mtimeMs : Date.now());
+  }
+
+  write(text: string): void {
+    if (this.closed) return;
+    if (this.queuedBytes + text.length > QUEUE_LIMIT) {
+      this.drop(1);
+      return;
+    }
+    this.queue.push(text);
+    this.queuedBytes += text.length;
+    if (!this.writing && !this.failing && this.queuedBytes >= (this.options.minLength ?? 0)) this.startWrite();
+  }
+
+  /** Starts a write of what is queued now, however little. */
+  flush(): void {
+    if (!this.writing && !this.failing && this.queue.length > 0) this.startWrite();
+  }
+
+  /**
+   * Writes what is queued, once and synchronously, and closes the file: a stop never waits on a
+   * disk that refuses (what it refuses is dropped). A write in flight closes the file when it ends.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.retry);
+    if (!this.writing) this.writeRestAndClose();
+  }
+
+  private writeRestAndClose(): void {
+    const rest = this.takeQueue();
+    try {
+      if (rest.length > 0) writeSync(this.fd, rest);
+    } catch {
+      /* the disk refused the last lines: nothing is waiting for them */
+    }
+    closeSync(this.fd);
+  }
+
+  private takeQueue(): Buffer {
+    const text = this.queue.join('');
+    this.queue = [];
+    this.queuedBytes = 0;
+    return Buffer.from(text);
+  }
+
+  private startWrite(): void {
+    this.writing = true;
+    void this.writeQueued().finally(() => {
+      this.writing = false;
+      if (this.closed) this.writeRestAndClose();
+      else if (!this.failing && this.queuedBytes >= (this.options.minLength ?? 0) && this.queue.length > 0) this.startWrite();
+    });
+  }
+
+  private async writeQueued(): Promise<void> {
+    let bytes = this.takeQueue();
+    try {
+      if (this.dueToRoll(bytes.length)) await this.roll();
+      while (bytes.length > 0) {
+        const { bytesWritten } = await writeAsync(this.fd, bytes);
+        this.size += bytesWritten;
+        bytes = bytes.subarray(bytesWritten);
+      }
+      this.recovered();
+    } catch (err) {
+      this.drop(lineCount(bytes));
+      this.fail(err as Error);
+    }
+  }
+
+  private drop(lines: number): void {
+    this.dropped += lines;
+    this.lost += lines;
+  }
+
+  private fail(err: Error): void {
+    if (!this.failing) this.options.onError(err);
+    this.failing = true;
+    if (this.closed) return;
+    this.retry = setTimeout(() => {
+      this.failing = false;
+      this.flush();
+    }, RETRY_MS);
+    this.retry.unref();
+  }
+
+  private recovered(): void {
+    if (this.lost === 0) return;
+    const lost = this.lost;
+    this.lost = 0;
+    this.options.onRecovered(lost);
+  }
+
+  private dueToRoll(adding: number): boolean {
+    const rolling = this.options.rolling;
+    if (!rolling || this.size === 0) return false;
+    return (rolling.maxBytes > 0 && this.size + adding > rolling.maxBytes) || rollDay(Date.now()) !== this.day;
+  }
+
+  /** Renames the file to its rolled name, opens a new one, and compresses and prunes in the background. */
+  private async roll(): Promise<void> {
+    const rolled = await this.freeRolledName();
+    await rename(this.path, rolled);
+    const old = this.fd;
+    this.fd = await openAsync(this.path, 'a');
+    await closeAsync(old);
+    this.size = 0;
+    this.day = rollDay(Date.now());
+    void compress(rolled)
+      .then(() => prune(this.path, this.options.rolling!.keep))
+      .catch((err: Error) => this.options.onError(err));
+  }
+
+  /** `<name>.<dd-MMM>.log`, then `.1`, `.2`... for later rolls of the same day. */
+  private async freeRolledName(): Promise<string> {
+    const stem = this.path.replace(/\.log$/, '');
+    for (let i = 0; ; i++) {
+      const name = `${stem}.${this.day}${i === 0 ? '' : `.${i}`}.log`;
+      if (!(await exists(name)) && !(await exists(`${name}.gz`))) return name;
+    }
+  }
+}
+
+function lineCount(bytes: Buffer): number {
+  let n = 0;
+  for (let i = bytes.indexOf(10); i !== -1; i = bytes.indexOf(10, i + 1)) n++;
+  return Math.max(n, 1);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** gzip `path` to `path.gz` and remove it; on a disk without room for both, the uncompressed file stays. */
+async function compress(path: string): Promise<void> {
+  try {
+    await pipeline(createReadStream(path), createGzip(), createWriteStream(`${path}.gz`));
+  } catch (err) {
+    await unlink(`${path}.gz`).catch(() => {});
+    throw err;
+  }
+  await unlink(path);
+}
+
+/** Removes the oldest rolled files of `path` beyond `keep`. */
+async function prune(path: string, keep: number): Promise<void> {
+  const dir = dirname(path);
+  const stem = basename(path).replace(/\.log$/, '');
+  const pattern = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\d\\d-[A-Z][a-z]{2}(\\.\\d+)?\\.log(\\.gz)?$`);
+  const rolled = await Promise.all(
+    (await readdir(dir)).filter((n) => pattern.test(n)).map(async (n) => ({ path: join(dir, n), at: (await stat(join(dir, n))).mtimeMs })),
+  );
+  rolled.sort((a, b) => b.at - a.at);
+  await Promise.all(rolled.slice(keep).map((r) => unlink(r.path)));
+}
