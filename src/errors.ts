@@ -177,6 +177,18 @@ const table = {
   /** A handler's own PredictionError: its message and status pass through unchanged. */
   TSS_ERR_PREDICTION_HANDLER: { type: 'InternalServerException', status: 500, message: '%s' },
   TSS_ERR_INTERNAL: { type: 'InternalServerException', status: 500, message: '%s' },
+  // config snapshots
+  /**
+   * A management change is kept (undoing an unregister would bring back a model whose workers are
+   * gone) but the disk did not take its snapshot: 507, WebDAV's "cannot store what completes the
+   * request", the status TorchServe gives running out of resources.
+   */
+  TSS_ERR_SNAPSHOT_NOT_SAVED: {
+    type: 'InternalServerException',
+    status: 507,
+    message:
+      'The change is in effect but could not be saved in a config snapshot (%s): a restart would not have it. tsserve saves it once the disk takes a snapshot again.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof table;

@@ -24,7 +24,8 @@ import { createLoggers, type Loggers } from './log/loggers.js';
 import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
-import { snapshotDir, type SnapshotKind } from './config/snapshot-file.js';
+import { snapshotDir } from './config/snapshot-file.js';
+import { tsError } from './errors.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
 import type { LoaderDeps } from './wlm/model-loader.js';
 import { ModelRegistry } from './wlm/model-registry.js';
@@ -101,19 +102,29 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   };
   const registration: RegistrationDeps = { loader, registry };
 
-  const starting = config.modelSnapshot
-    ? await restoreSnapshot(config.modelSnapshot, registration, log)
-    : await registerStartupModels(config, registration, log);
-  const snapshots = config.snapshotsDisabled ? undefined : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry);
-  // A snapshot that cannot be written (a full or read-only disk) is logged, never fatal: it must
-  // not stop the server from starting, from answering a change, or from stopping its workers.
-  const saveSnapshot = (kind: SnapshotKind): void => {
-    if (!snapshots) return;
+  const restore = config.modelSnapshot ? await restoreSnapshot(config.modelSnapshot, registration, log) : undefined;
+  const starting = restore?.starting ?? (await registerStartupModels(config, registration, log));
+  const snapshots = config.snapshotsDisabled
+    ? undefined
+    : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, unrestored: restore?.unrestored, log });
+  // A start-up or shutdown snapshot that cannot be written (a full or read-only disk) is logged,
+  // never fatal: it must not stop the server from starting or from stopping its workers.
+  const writeSnapshotNow = (kind: 'startup' | 'shutdown'): void => {
     try {
-      snapshots.write(kind);
+      snapshots?.writeNow(kind);
     } catch (err) {
       log.error(`Could not write a ${kind} config snapshot: ${(err as Error).message}`);
     }
+  };
+  // A change's snapshot: its answer waits for it, and is an error if the disk did not take it.
+  const snapshotChange = (): Promise<void> => {
+    if (!snapshots) return Promise.resolve();
+    const saved = snapshots.save().catch((err: Error) => {
+      throw tsError('TSS_ERR_SNAPSHOT_NOT_SAVED', err.message);
+    });
+    // Handled here too: the undo of a failed registration does not wait for its snapshot.
+    saved.catch(() => {});
+    return saved;
   };
 
   // APIs whose addresses name the same socket share one listener, as TorchServe's "ALL" listener.
@@ -136,7 +147,14 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
   await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
   const management = listenerFor(config.managementAddress, 'management');
-  await management.register(managementRoutes, { config, registry, registration, tokens, onChange: () => saveSnapshot('snapshot') });
+  await management.register(managementRoutes, {
+    config,
+    registry,
+    registration,
+    tokens,
+    onChange: snapshotChange,
+    forgetUnrestored: (name, version) => snapshots?.forgetUnrestored(name, version) ?? false,
+  });
   if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
 
@@ -157,7 +175,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const grpcKserve =
     config.kserve && freePort(config.kserve.grpc.port, taken, 'KServe gRPC', log) ? await listenGrpc('kserve', config.kserve.grpc, grpcDeps) : undefined;
   if (grpcKserve) listening.push(grpcKserve);
-  saveSnapshot('startup');
+  writeSnapshotNow('startup');
   const stopSystemMetrics = config.disableSystemMetrics
     ? undefined
     : startSystemMetrics({
@@ -186,7 +204,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
         // which the models' drain makes happen within drain_timeout.
         const listenersClosed = Promise.all(listening.map((l) => l.close()));
         stopSystemMetrics?.();
-        saveSnapshot('shutdown');
+        writeSnapshotNow('shutdown');
         await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
         await listenersClosed;
         loggers.close();

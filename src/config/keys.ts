@@ -249,6 +249,15 @@ const TABLE: Record<string, Spec> = {
     own: true,
     doc: "The server log's form: text, log4j's layout as TorchServe writes it; json, pino's lines for log shippers.",
   },
+  config_snapshot_max_files: {
+    type: 'int',
+    min: 1,
+    max: 100000,
+    default: '20',
+    applies: 'server',
+    own: true,
+    doc: 'Config snapshots kept in LOG_LOCATION/config, the oldest removed (TorchServe keeps all, each holding every model). 20 bounds the disk they take to 20 times one snapshot and still lets an operator step back through the last changes by hand; a restart reads only the newest.',
+  },
   log_rolling_size_mb: {
     type: 'number',
     min: 0,

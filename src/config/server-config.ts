@@ -106,6 +106,8 @@ export interface ServerConfig {
   readonly sequenceHeaders: SequenceHeaders;
   readonly defaultServiceHandler: string | undefined;
   readonly snapshotsDisabled: boolean;
+  /** config_snapshot_max_files: snapshot files kept. */
+  readonly snapshotsKept: number;
   readonly logLocation: string;
   /** tsserve's own key `log_format`: the server log as log4j-style text or as JSON lines. */
   readonly logFormat: LogFormat;
@@ -348,6 +350,7 @@ function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.
     },
     defaultServiceHandler: str('default_service_handler'),
     snapshotsDisabled: cli.ncs === true,
+    snapshotsKept: int('config_snapshot_max_files'),
     logLocation: logLocationOf(env, cwd),
     logFormat: text('log_format').toLowerCase() === 'json' ? 'json' : 'text',
     // TorchServe's log4j2.xml: METRICS_LOCATION, else ./logs, whatever LOG_LOCATION says.

@@ -43,13 +43,24 @@ export function snapshotFileName(stamp: string, kind: SnapshotKind): string {
   return `${stamp}-${kind}.cfg`;
 }
 
-/** The newest snapshot file by its timestamp prefix, if any. */
-export function newestSnapshot(dir: string): string | undefined {
-  if (!existsSync(dir)) return undefined;
-  const names = readdirSync(dir)
+/** The snapshot files' names in `dir`, oldest first (by their timestamp prefix). */
+export function snapshotFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
     .filter((n) => SNAPSHOT_FILE.test(n))
     .sort();
+}
+
+/** The newest snapshot file by its timestamp prefix, if any. */
+export function newestSnapshot(dir: string): string | undefined {
+  const names = snapshotFiles(dir);
   return names.length > 0 ? join(dir, names[names.length - 1]!) : undefined;
+}
+
+/** Temp files of snapshot writes a crash interrupted. */
+export function snapshotTemps(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((n) => n.endsWith('.cfg.tmp'));
 }
 
 export function parseModelSnapshot(value: string): ModelSnapshot {

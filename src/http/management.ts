@@ -24,8 +24,13 @@ export interface ManagementDeps {
   readonly tokens: TokenStore | undefined;
   readonly registry: ModelRegistry;
   readonly registration: RegistrationDeps;
-  /** Called after every change of the registered models or their workers. */
-  readonly onChange: () => void;
+  /**
+   * Called after every change of the registered models or their workers: saves it in a config
+   * snapshot, and rejects (507) if the disk did not take it. The change stays in effect either way.
+   */
+  readonly onChange: () => Promise<void>;
+  /** Forgets a model a start could not restore, which snapshots carry until it is unregistered. */
+  readonly forgetUnrestored: (name: string, version?: string) => boolean;
 }
 
 type Req = FastifyRequest<{ Params: { name?: string; version?: string } }>;
@@ -78,15 +83,21 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
   app.put('/models/:name/:version/set-default', documented('Make this version the default'), async (request: Req, reply) => {
     const { name, version } = request.params as { name: string; version: string };
     registry.setDefault(name, version);
-    deps.onChange();
+    await deps.onChange();
     return sendStatus(reply, 200, `Default version successfully updated for model "${name}" to "${version}"`);
   });
 
   const unregisterRoute = async (request: Req, reply: FastifyReply): Promise<FastifyReply> => {
     requireModelApi();
-    const model = registry.remove(request.params.name!, request.params.version);
-    deps.onChange();
+    const { name, version } = request.params as { name: string; version?: string };
+    if (!registry.find(name, version) && deps.forgetUnrestored(name, version)) {
+      await deps.onChange();
+      return sendStatus(reply, 200, `Model "${name}" unregistered`);
+    }
+    const model = registry.remove(name, version);
+    const saved = deps.onChange();
     await model.stop(deps.config.unregisterModelTimeout * 1000);
+    await saved;
     return sendStatus(reply, 200, `Model "${model.name}" unregistered`);
   };
   app.delete('/models/:name', documented('Unregister a model'), unregisterRoute);
@@ -156,18 +167,19 @@ async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): P
     },
     deps.registration,
   );
-  deps.onChange();
   const { minWorkers, maxWorkers } = model.settings;
   const label = `Model "${model.name}" Version: ${model.version}`;
-  if (minWorkers === 0) {
+  // The workers start whether or not the snapshot can be written: the registration is in effect.
+  const scaling = minWorkers === 0 ? undefined : model.scale(minWorkers, maxWorkers);
+  await deps.onChange();
+  if (!scaling) {
     return sendStatus(reply, 200, `${label} registered with 0 initial workers. Use scale workers API to add workers for the model.`);
   }
-  const scaling = model.scale(minWorkers, maxWorkers);
   if (!boolParam(p, 'synchronous', true)) return accepted(scaling, reply);
   const result = await scaling;
   if (!result.ok) {
     deps.registry.remove(model.name, model.version);
-    deps.onChange();
+    void deps.onChange();
     await model.close();
     throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, model.version);
   }
@@ -181,7 +193,7 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   if (max < min) throw tsError('TSS_ERR_WORKER_SCALE_INVALID');
   if (min < 0) throw tsError('TSS_ERR_WORKER_SCALE_NEGATIVE', min);
   const scaling = model.scale(min, max);
-  deps.onChange();
+  await deps.onChange();
   if (!boolParam(p, 'synchronous', false)) return accepted(scaling, reply);
   const result = await scaling;
   if (!result.ok) throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');

@@ -5,29 +5,151 @@
  * LOG_LOCATION/config holding every configuration property plus `model_snapshot`, the JSON of
  * what is registered. The newest one is the configuration of the next start unless --ncs, so a
  * restart, or a crash, loses no model, version or scale setting.
+ *
+ * Unlike TorchServe, which keeps every file (each holds every model: 2,000 registrations made
+ * 4,001 files and 1.3 GB), only the newest `config_snapshot_max_files` stay. A change's snapshot
+ * is written in the background, so the event loop (and /ping) never waits on the disk, and
+ * changes that arrive while one is being written share the next one: a burst makes a few files,
+ * not one each. Models a start could not restore (a missing archive, a full disk) stay in every
+ * snapshot until they are registered again or unregistered, so the next start tries them again.
  */
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { workerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
-import { snapshotFileName, type ModelSnapshot, type SnapshotKind } from '../config/snapshot-file.js';
+import { snapshotFileName, snapshotFiles, snapshotTemps, type ModelSnapshot, type SnapshotKind } from '../config/snapshot-file.js';
 import type { ModelRegistry } from '../wlm/model-registry.js';
 import { formatLocalTime } from '../local-time.js';
+
+/** How long a snapshot that could not be written waits before it is tried again. */
+const RETRY_MS = 5000;
+
+export interface SnapshotWriterOptions {
+  /** Snapshot files kept; the oldest beyond this are removed. */
+  readonly keep: number;
+  /** Models named by the restored snapshot that could not be registered. */
+  readonly unrestored?: ModelSnapshot['models'];
+  readonly log: { error(message: string): void; info(message: string): void };
+}
 
 export class SnapshotWriter {
   private readonly dir: string;
   private readonly properties: ReadonlyMap<string, string>;
   private readonly registry: ModelRegistry;
+  private readonly options: SnapshotWriterOptions;
+  private readonly unrestored: ModelSnapshot['models'];
+  /** The write under way, and the one every change since it began shares. */
+  private current: Promise<void> | undefined;
+  private next: Promise<void> | undefined;
+  /** The time of the newest name given, so two writes in one millisecond never share a name. */
+  private lastTime = 0;
+  /** Set by a failed write until one succeeds: what is in effect is not on disk. */
+  private unsaved = false;
+  private retry: NodeJS.Timeout | undefined;
+  /** The shutdown snapshot is the last: nothing is written after it. */
+  private stopped = false;
 
-  constructor(dir: string, properties: ReadonlyMap<string, string>, registry: ModelRegistry) {
+  constructor(dir: string, properties: ReadonlyMap<string, string>, registry: ModelRegistry, options: SnapshotWriterOptions) {
     this.dir = dir;
     this.properties = properties;
     this.registry = registry;
+    this.options = options;
+    this.unrestored = structuredClone(options.unrestored ?? {});
   }
 
-  /** Writes one snapshot file and returns its path. */
-  write(kind: SnapshotKind, now = new Date()): string {
+  /**
+   * Schedules a snapshot of the registry as it is when the write begins; resolves once it is on
+   * disk, rejects with the disk's error (ENOSPC, EROFS) if it could not be written.
+   */
+  save(): Promise<void> {
+    if (this.next) return this.next;
+    if (!this.current) {
+      this.current = this.writeInBackground().finally(() => {
+        this.current = undefined;
+      });
+      return this.current;
+    }
+    this.next = this.current
+      .catch(() => {})
+      .then(() => {
+        this.next = undefined;
+        return this.save();
+      });
+    return this.next;
+  }
+
+  /** Writes a snapshot now, synchronously (start-up, and shutdown, after which none is written), and answers its path. */
+  writeNow(kind: Exclude<SnapshotKind, 'snapshot'>, now = new Date()): string {
+    if (kind === 'shutdown') {
+      this.stopped = true;
+      clearTimeout(this.retry);
+    }
     mkdirSync(this.dir, { recursive: true });
+    if (kind === 'startup') for (const temp of snapshotTemps(this.dir)) rmSync(join(this.dir, temp), { force: true });
+    const { name, text } = this.render(kind, now);
+    const path = join(this.dir, name);
+    // Written beside and renamed, so a crash mid-write never leaves a half snapshot as the newest.
+    try {
+      writeFileSync(`${path}.tmp`, text);
+      renameSync(`${path}.tmp`, path);
+    } catch (err) {
+      rmSync(`${path}.tmp`, { force: true });
+      throw err;
+    }
+    for (const old of this.beyondKept()) rmSync(join(this.dir, old), { force: true });
+    return path;
+  }
+
+  /**
+   * Forgets an unrestored model (all its versions, or one): the operator unregistered it.
+   * Answers whether there was one.
+   */
+  forgetUnrestored(name: string, version?: string): boolean {
+    const versions = this.unrestored[name];
+    if (!versions || (version !== undefined && !versions[version])) return false;
+    if (version === undefined || Object.keys(versions).length === 1) delete this.unrestored[name];
+    else delete versions[version];
+    return true;
+  }
+
+  private async writeInBackground(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await mkdir(this.dir, { recursive: true });
+      const { name, text } = this.render('snapshot', new Date());
+      const path = join(this.dir, name);
+      try {
+        await writeFile(`${path}.tmp`, text);
+        await rename(`${path}.tmp`, path);
+      } catch (err) {
+        await rm(`${path}.tmp`, { force: true });
+        throw err;
+      }
+    } catch (err) {
+      this.failed(err as Error);
+      throw err;
+    }
+    if (this.unsaved) this.options.log.info('Config snapshot written again: every change is saved');
+    this.unsaved = false;
+    await Promise.all(this.beyondKept().map((old) => rm(join(this.dir, old), { force: true }))).catch(() => {});
+  }
+
+  /** Said once per run of failures; tried again until the disk takes it or the server stops. */
+  private failed(err: Error): void {
+    if (!this.unsaved) {
+      this.options.log.error(
+        `Could not write a config snapshot: ${err.message}. The changes are in effect but a restart would not have them; retrying every ${RETRY_MS / 1000} s`,
+      );
+    }
+    this.unsaved = true;
+    clearTimeout(this.retry);
+    if (this.stopped) return;
+    this.retry = setTimeout(() => void this.save().catch(() => {}), RETRY_MS);
+    this.retry.unref();
+  }
+
+  private render(kind: SnapshotKind, now: Date): { name: string; text: string } {
     const name = this.freeName(now, kind);
     const snapshot: ModelSnapshot = { name, modelCount: 0, created: now.getTime(), models: {} };
     for (const model of this.registry.all()) {
@@ -37,22 +159,34 @@ export class SnapshotWriter {
         ...workerAndBatchSettings(model.settings),
         runtimeType: model.spec.runtime,
       };
-      snapshot.modelCount++;
     }
+    for (const [modelName, versions] of Object.entries(this.unrestored)) {
+      for (const [version, entry] of Object.entries(versions)) {
+        if (this.registry.find(modelName, version)) delete versions[version];
+        else (snapshot.models[modelName] ??= {})[version] ??= entry;
+      }
+      if (Object.keys(versions).length === 0) delete this.unrestored[modelName];
+    }
+    snapshot.modelCount = Object.values(snapshot.models).reduce((n, versions) => n + Object.keys(versions).length, 0);
     const entries = [...this.properties].filter(([k]) => k !== 'model_snapshot' && k !== 'load_models');
     entries.push(['model_snapshot', JSON.stringify(snapshot, null, 2)]);
-    const path = join(this.dir, name);
-    // Written beside and renamed, so a crash mid-write never leaves a half snapshot as the newest.
-    writeFileSync(`${path}.tmp`, formatProperties(entries, ['Saving snapshot', now.toString()]));
-    renameSync(`${path}.tmp`, path);
-    return path;
+    return { name, text: formatProperties(entries, ['Saving snapshot', now.toString()]) };
+  }
+
+  /** The snapshot files past the newest `keep`. */
+  private beyondKept(): string[] {
+    const names = snapshotFiles(this.dir);
+    return names.slice(0, Math.max(0, names.length - this.options.keep));
   }
 
   /** `<yyyyMMddHHmmssSSS>-<kind>.cfg`, one millisecond later while that name is taken. */
   private freeName(now: Date, kind: SnapshotKind): string {
-    for (let t = now.getTime(); ; t++) {
+    for (let t = Math.max(now.getTime(), this.lastTime + 1); ; t++) {
       const name = snapshotFileName(formatLocalTime(new Date(t), 'yyyyMMddHHmmssSSS'), kind);
-      if (!existsSync(join(this.dir, name))) return name;
+      if (!existsSync(join(this.dir, name))) {
+        this.lastTime = t;
+        return name;
+      }
     }
   }
 }

@@ -53,21 +53,31 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
   return starting;
 }
 
+/** What a snapshot's restore started, and the versions it could not register. */
+export interface Restore {
+  /** Each restored model's worker start, as registerStartupModels answers. */
+  readonly starting: Array<Promise<void>>;
+  /** The snapshot's entries of the versions that failed, which later snapshots carry on. */
+  readonly unrestored: ModelSnapshot['models'];
+}
+
 /**
- * Registers every version a snapshot names with its settings. A missing archive fails start-up,
- * as in TorchServe; one that no longer opens (corrupt, hostile, not a tsserve archive) is
- * reported and left out, and the others are served, as TorchServe does. Answers each model's
- * worker start, as registerStartupModels.
+ * Registers every version a snapshot names with its settings. A start never fails for one bad
+ * entry: a version whose archive is missing (TorchServe fails the start) or no longer opens
+ * (corrupt, hostile, a full disk to extract it on) is reported, left out, and answered as
+ * unrestored, so that the snapshots written from now on keep it for the next start; the others
+ * are served.
  */
-export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<Array<Promise<void>>> {
+export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<Restore> {
   const restored: Model[] = [];
+  const unrestored: ModelSnapshot['models'] = {};
   const failed: string[] = [];
   for (const [name, versions] of Object.entries(snapshot.models)) {
     for (const [version, s] of Object.entries(versions)) {
-      if (!existsSync(join(deps.loader.locate.modelStore ?? '', s.marName))) {
-        throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
-      }
       try {
+        if (!existsSync(join(deps.loader.locate.modelStore ?? '', s.marName))) {
+          throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
+        }
         const model = await registerModel(
           {
             url: s.marName,
@@ -87,8 +97,9 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
         restored.push(model);
       } catch (err) {
         failed.push(`${name} ${version}`);
+        (unrestored[name] ??= {})[version] = s;
         log.error(
-          `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; register it again once its archive is fixed.`,
+          `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; it stays in the config snapshots and the next start tries it again (unregister it to forget it).`,
         );
       }
     }
@@ -97,7 +108,7 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
   const summary = `Restored ${restored.length} model versions from snapshot ${snapshot.name}`;
   if (failed.length > 0) log.error(`${summary}; ${failed.length} failed: ${failed.join(', ')}`);
   else log.info(summary);
-  return starting;
+  return { starting, unrestored };
 }
 
 /**
