@@ -7,6 +7,7 @@ import { closeSync, mkdtempSync, openSync, rmdirSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import type { TestServer } from '../helpers.js';
 
 export interface SmallDisk {
   /** The mount point. */
@@ -58,4 +59,9 @@ function tryWrite(fd: number, bytes: Buffer): boolean {
     if ((err as NodeJS.ErrnoException).code === 'ENOSPC') return false;
     throw err;
   }
+}
+
+/** A server these tests started as a child process (`tsserve --start`), as survived() takes it: by its REST URLs. */
+export function childServer(urls: { inference: string; management: string; metrics: string }): Pick<TestServer, 'urls'> {
+  return { urls: { ...urls, grpcInference: '', grpcManagement: '', kserve: undefined, grpcKserve: undefined } };
 }

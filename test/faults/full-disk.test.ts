@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { buildMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
-import { smallDisk } from './disk.js';
+import { childServer, smallDisk } from './disk.js';
 import { survived } from './survival.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
@@ -84,7 +84,7 @@ t.test('with the log disk full under load, memory stays within 1.5x of normal an
   t.comment(`front end RSS: ${normal} kB normal, ${peak} kB at most with the log disk full (${full.sent} requests)`);
   t.ok(full.sent >= 1000, `a real load was sent (${full.sent})`);
   t.ok(peak <= normal * 1.5, `RSS ${peak} kB stays within 1.5x of ${normal} kB`);
-  await survived(t, { urls }, { models: ['chatty'], sent: full.sent, answered: full.answered, serverPid: child.pid! });
+  await survived(t, childServer(urls), { models: ['chatty'], sent: full.sent, answered: full.answered, serverPid: child.pid! });
 
   const stopping = Date.now();
   child.kill('SIGTERM');
@@ -145,7 +145,7 @@ t.test('after a start on a nearly full disk and freeing it, every registered mod
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up on the full disk');
   const onFullDisk = await registeredModels(urls.management);
   t.ok(onFullDisk.length < names.length, `some models could not be restored on the full disk (${onFullDisk.length} were)`);
-  await survived(t, { urls }, { serverPid: first.child.pid! });
+  await survived(t, childServer(urls), { serverPid: first.child.pid! });
   first.child.kill('SIGTERM');
   t.equal(await first.exited, 0, 'stopped');
 
@@ -153,7 +153,7 @@ t.test('after a start on a nearly full disk and freeing it, every registered mod
   const second = startChild(t, dir, ['--model-store', store], env);
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up on the freed disk');
   t.same(await registeredModels(urls.management), names, 'every model the snapshot held is registered again');
-  await survived(t, { urls }, { models: names, serverPid: second.child.pid! });
+  await survived(t, childServer(urls), { models: names, serverPid: second.child.pid! });
   second.child.kill('SIGTERM');
   t.equal(await second.exited, 0);
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
 import { buildMar, FIXTURES, ROOT, startedPid, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import { childServer } from './disk.js';
 import { survived } from './survival.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
@@ -50,5 +51,5 @@ t.test('tsserve --start rolls ts_log.log, access_log.log and model_log.log at lo
     t.ok(text.length > limit / 2 && text.length <= limit, `a roll holds up to ${limit} bytes (${text.length})`);
     t.match(text.split('\n')[0], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3} /, 'of whole lines in the log layout');
   }
-  await survived(t, { urls }, { models: ['chatty'], sent, answered, serverPid: startedPid(dir) });
+  await survived(t, childServer(urls), { models: ['chatty'], sent, answered, serverPid: startedPid(dir) });
 });
