@@ -25,6 +25,8 @@ import { exitTwoOnUsageError } from './usage.js';
 const PID_PREFIX = `.tsserve-${process.getuid?.() ?? 0}-`;
 const PID_FILE = join(tmpdir(), `${PID_PREFIX}${createHash('sha256').update(process.cwd()).digest('hex').slice(0, 16)}.pid`);
 const START_TIMEOUT_MS = 120_000;
+/** What a stop may take beyond drain_timeout (closing listeners, the shutdown snapshot) before the process exits anyway. */
+const STOP_GRACE_MS = 10_000;
 /** How often `--start` says it is still waiting for the models. */
 const PROGRESS_EVERY_MS = 5_000;
 
@@ -130,7 +132,11 @@ async function serveInForeground(flags: Flags): Promise<void> {
     rolling: config.logRolling,
     serverLogFile: process.send !== undefined,
   });
-  const server = await startServer(config, loggers).catch((err: Error) => fail(`tsserve could not start: ${err.message}`));
+  const server = await startServer(config, loggers).catch((err: Error) => {
+    // The server log's last lines (why it failed) are on disk before the exit.
+    loggers.close();
+    return fail(`tsserve could not start: ${err.message}`);
+  });
   // Ready means ready to serve: the start-up models' workers have loaded (or failed to), so the
   // first requests after `--start` returns are not refused for want of a worker.
   await server.startupModelsStarted;
@@ -143,6 +149,15 @@ async function serveInForeground(flags: Flags): Promise<void> {
   process.send?.({ kind: 'ready', urls: server.urls });
   process.disconnect?.();
   const shutdown = (): void => {
+    // Whatever the disk or a worker does, the stop ends: the models' drain is bounded by
+    // drain_timeout, and nothing else (a log flush, a snapshot) may hold it much longer.
+    setTimeout(
+      () => {
+        console.error(`tsserve did not stop within drain_timeout (${config.drainTimeout} s) and ${STOP_GRACE_MS} ms; exiting`);
+        process.exit(1);
+      },
+      config.drainTimeout * 1000 + STOP_GRACE_MS,
+    ).unref();
     void server.close().finally(() => {
       if (runningPid() === process.pid) rmSync(PID_FILE, { force: true });
       process.exit(0);

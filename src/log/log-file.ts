@@ -99,23 +99,20 @@ export class LogFile {
 
   /**
    * Writes what is queued, once and synchronously, and closes the file: a stop never waits on a
-   * disk that refuses (what it refuses is dropped). A write in flight closes the file when it ends.
+   * disk that refuses (what it refuses is dropped). Lines queued behind a write in flight are
+   * written now, ahead of it, rather than lost at exit; that write closes the file when it ends.
    */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retry);
-    if (!this.writing) this.writeRestAndClose();
-  }
-
-  private writeRestAndClose(): void {
     const rest = this.takeQueue();
     try {
       if (rest.length > 0) writeSync(this.fd, rest);
     } catch {
       /* the disk refused the last lines: nothing is waiting for them */
     }
-    closeSync(this.fd);
+    if (!this.writing) closeSync(this.fd);
   }
 
   private takeQueue(): Buffer {
@@ -129,7 +126,7 @@ export class LogFile {
     this.writing = true;
     void this.writeQueued().finally(() => {
       this.writing = false;
-      if (this.closed) this.writeRestAndClose();
+      if (this.closed) closeSync(this.fd);
       else if (!this.failing && this.queuedBytes >= (this.options.minLength ?? 0) && this.queue.length > 0) this.startWrite();
     });
   }

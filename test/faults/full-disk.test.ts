@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { parseProperties } from '../../dist/src/config/properties.js';
 import { buildMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
 import { childServer, smallDisk } from './disk.js';
 import { survived } from './survival.js';
@@ -18,18 +19,26 @@ function startChild(
   dir: string,
   args: string[],
   env: Record<string, string>,
-): { child: ChildProcess; exited: Promise<number | null> } {
+): { child: ChildProcess; exited: Promise<number | null>; warnings: string[] } {
   const child = spawn(process.execPath, [TSSERVE, '--start', '--foreground', '--disable-token-auth', ...args], {
     cwd: dir,
     env: { ...process.env, ...env },
-    stdio: 'ignore',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  // The server log (stdout in the foreground): its warnings and errors, whatever else it says.
+  const warnings: string[] = [];
+  let partial = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop()!;
+    warnings.push(...lines.filter((l) => /\[(WARN |ERROR)\]/.test(l)).map((l) => l.slice(0, 300)));
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {
     child.kill('SIGKILL');
     return exited;
   });
-  return { child, exited };
+  return { child, exited, warnings };
 }
 
 function rssKb(pid: number): number {
@@ -63,7 +72,9 @@ t.test('with the log disk full under load, memory stays within 1.5x of normal an
   buildMar(store, { modelName: 'chatty', version: '1.0', handler: join(FIXTURES, 'chatty_handler.ts') });
   const drainSeconds = 10;
   const urls = await writeUserConfig(dir, ['default_workers_per_model=2', `drain_timeout=${drainSeconds}`]);
-  const { child, exited } = startChild(t, dir, ['--ncs', '--model-store', 'model-store', '--models', 'chatty=chatty.mar'], { LOG_LOCATION: disk.dir });
+  const { child, exited, warnings } = startChild(t, dir, ['--ncs', '--model-store', 'model-store', '--models', 'chatty=chatty.mar'], {
+    LOG_LOCATION: disk.dir,
+  });
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
   await waitReady(urls.management, 'chatty', 2);
   const predict = `${urls.inference}/predictions/chatty`;
@@ -86,6 +97,16 @@ t.test('with the log disk full under load, memory stays within 1.5x of normal an
   t.ok(peak <= normal * 1.5, `RSS ${peak} kB stays within 1.5x of ${normal} kB`);
   await survived(t, childServer(urls), { models: ['chatty'], sent: full.sent, answered: full.answered, serverPid: child.pid! });
 
+  disk.free();
+  await load(predict, 'print:10', 20, 1, 10_000);
+  await waitFor(
+    () => warnings.some((l) => /\d+ lines of \S+model_log\.log were dropped: the disk did not take them/.test(l)),
+    10_000,
+    'the count of dropped lines',
+  );
+  t.pass(`once the disk takes lines again, the log says how many it lost: ${warnings.find((l) => l.includes('were dropped'))}`);
+
+  disk.fill();
   const stopping = Date.now();
   child.kill('SIGTERM');
   const timer = new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), (drainSeconds + 5) * 1000).unref());
@@ -117,6 +138,14 @@ function writeSnapshot(configDir: string, properties: string[], models: string[]
   mkdirSync(configDir, { recursive: true });
   const escaped = JSON.stringify(snapshot).replace(/\\/g, '\\\\').replace(/:/g, '\\:').replace(/=/g, '\\=');
   writeFileSync(join(configDir, '20260101000000000-shutdown.cfg'), ['#Saving snapshot', ...properties, `model_snapshot=${escaped}`, ''].join('\n'));
+}
+
+/** The model_snapshot JSON of the newest snapshot in `configDir`. */
+function newestSnapshot(configDir: string): string {
+  const names = readdirSync(configDir)
+    .filter((f) => f.endsWith('.cfg'))
+    .sort();
+  return parseProperties(readFileSync(join(configDir, names[names.length - 1]!), 'utf8'), {}).get('model_snapshot') ?? '';
 }
 
 async function registeredModels(management: string): Promise<string[]> {
@@ -181,7 +210,11 @@ t.test('a change that cannot be saved on a full disk is answered with an error a
     'no temp file is left',
   );
   t.ok(left.length <= before, 'no new (empty) snapshot either');
+  const [described] = (await (await fetch(`${m}/models/echo`)).json()) as Array<{ minWorkers: number }>;
+  t.equal(described!.minWorkers, 2, 'the change is in effect, as the answer says');
   disk.free();
-  t.equal((await fetch(`${m}/models/echo?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' })).status, 200, 'with room again, a change is saved');
+  await waitFor(() => newestSnapshot(configDir).includes('"minWorkers": 2'), 15_000, 'the unsaved change saved once the disk has room');
+  t.pass('with room again, the change is saved without another one');
+  t.equal((await fetch(`${m}/models/echo?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' })).status, 200, 'and a change answers 200');
   await survived(t, server, { models: ['echo'] });
 });
