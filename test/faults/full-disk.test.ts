@@ -6,9 +6,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { parseProperties } from '../../dist/src/config/properties.js';
 import { buildMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
 import { childServer, smallDisk } from './disk.js';
+import { newestModels, snapshotEntry } from './snapshot-files.js';
 import { survived } from './survival.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
@@ -116,36 +116,15 @@ t.test('with the log disk full under load, memory stays within 1.5x of normal an
 
 /** A snapshot file as tsserve writes them, with `models` (name -> marName) of 0 workers each. */
 function writeSnapshot(configDir: string, properties: string[], models: string[]): void {
-  const entry = (marName: string): object => ({
-    '1.0': {
-      defaultVersion: true,
-      marName,
-      minWorkers: 0,
-      maxWorkers: 0,
-      batchSize: 1,
-      maxBatchDelay: 100,
-      responseTimeout: 120,
-      startupTimeout: 120,
-      runtimeType: 'python',
-    },
-  });
   const snapshot = {
     name: '20260101000000000-shutdown.cfg',
     modelCount: models.length,
     created: 0,
-    models: Object.fromEntries(models.map((m) => [m, entry(`${m}.mar`)])),
+    models: Object.fromEntries(models.map((m) => [m, snapshotEntry(`${m}.mar`)])),
   };
   mkdirSync(configDir, { recursive: true });
   const escaped = JSON.stringify(snapshot).replace(/\\/g, '\\\\').replace(/:/g, '\\:').replace(/=/g, '\\=');
   writeFileSync(join(configDir, '20260101000000000-shutdown.cfg'), ['#Saving snapshot', ...properties, `model_snapshot=${escaped}`, ''].join('\n'));
-}
-
-/** The model_snapshot JSON of the newest snapshot in `configDir`. */
-function newestSnapshot(configDir: string): string {
-  const names = readdirSync(configDir)
-    .filter((f) => f.endsWith('.cfg'))
-    .sort();
-  return parseProperties(readFileSync(join(configDir, names[names.length - 1]!), 'utf8'), {}).get('model_snapshot') ?? '';
 }
 
 async function registeredModels(management: string): Promise<string[]> {
@@ -213,7 +192,7 @@ t.test('a change that cannot be saved on a full disk is answered with an error a
   const [described] = (await (await fetch(`${m}/models/echo`)).json()) as Array<{ minWorkers: number }>;
   t.equal(described!.minWorkers, 2, 'the change is in effect, as the answer says');
   disk.free();
-  await waitFor(() => newestSnapshot(configDir).includes('"minWorkers": 2'), 15_000, 'the unsaved change saved once the disk has room');
+  await waitFor(() => newestModels(configDir).echo?.['1.0']?.minWorkers === 2, 15_000, 'the unsaved change saved once the disk has room');
   t.pass('with room again, the change is saved without another one');
   t.equal((await fetch(`${m}/models/echo?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' })).status, 200, 'and a change answers 200');
   await survived(t, server, { models: ['echo'] });

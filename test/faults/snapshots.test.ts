@@ -2,24 +2,15 @@
 // number of snapshot files (not one per change, each holding every model), /ping is answered
 // throughout, and a snapshot entry that cannot be restored neither fails the start nor is
 // forgotten: it stays in every later snapshot until the operator unregisters it.
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { parseProperties } from '../../dist/src/config/properties.js';
 import { buildMar, FIXTURES, startTestServer } from '../helpers.js';
+import { newestModels, snapshotEntry, snapshotNames } from './snapshot-files.js';
 import { survived } from './survival.js';
 
-function snapshotNames(server: { dir: string }): string[] {
-  return readdirSync(join(server.dir, 'logs', 'config'))
-    .filter((f) => f.endsWith('.cfg'))
-    .sort();
-}
-
-/** The models (name -> versions) of the newest snapshot. */
-function newestModels(server: { dir: string }): Record<string, Record<string, unknown>> {
-  const names = snapshotNames(server);
-  const text = readFileSync(join(server.dir, 'logs', 'config', names[names.length - 1]!), 'utf8');
-  return (JSON.parse(parseProperties(text, {}).get('model_snapshot')!) as { models: Record<string, Record<string, unknown>> }).models;
+/** The snapshot folder of a test server started with snapshots on. */
+function configDir(server: { dir: string }): string {
+  return join(server.dir, 'logs', 'config');
 }
 
 t.test('300 registrations leave at most config_snapshot_max_files snapshots, the newest holding all, and /ping answers throughout', async (t) => {
@@ -57,31 +48,20 @@ t.test('300 registrations leave at most config_snapshot_max_files snapshots, the
   t.comment(`the slowest /ping of the burst took ${Math.round(slowestPingMs)} ms`);
   t.equal(registered, changes, 'every registration answered 200');
   t.ok(pings.length > 0 && pings.every((s) => s === 200), `/ping answered 200 all ${pings.length} times during the burst`);
-  const files = snapshotNames(server);
+  const files = snapshotNames(configDir(server));
   t.ok(files.length <= 20, `${files.length} snapshot files after ${changes} changes (at most 20)`);
-  t.equal(Object.keys(newestModels(server)).length, changes, 'the newest snapshot holds every registered model');
+  t.equal(Object.keys(newestModels(configDir(server))).length, changes, 'the newest snapshot holds every registered model');
   // survived() lists the first page of models: 100.
   await survived(t, server, { models: ['m000', 'm099'] });
 });
 
 t.test('a snapshot entry whose archive is missing: the start serves the rest and every later snapshot keeps it until it is unregistered', async (t) => {
-  const entry = (marName: string): object => ({
-    '1.0': {
-      defaultVersion: true,
-      marName,
-      minWorkers: 0,
-      maxWorkers: 0,
-      batchSize: 1,
-      maxBatchDelay: 100,
-      responseTimeout: 120,
-      startupTimeout: 120,
-      runtimeType: 'python',
-    },
-  });
   const log: string[] = [];
   const server = await startTestServer(t, {
     prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    properties: { model_snapshot: JSON.stringify({ name: 'old.cfg', modelCount: 2, models: { echo: entry('echo.mar'), gone: entry('gone.mar') } }) },
+    properties: {
+      model_snapshot: JSON.stringify({ name: 'old.cfg', modelCount: 2, models: { echo: snapshotEntry('echo.mar'), gone: snapshotEntry('gone.mar') } }),
+    },
     cli: { ncs: false },
     serverLog: (line) => log.push(line),
   });
@@ -90,13 +70,13 @@ t.test('a snapshot entry whose archive is missing: the start serves the rest and
     log.some((l) => l.includes('FAILED to restore model gone, version 1.0')),
     'the missing archive is logged',
   );
-  t.same(Object.keys(newestModels(server)).sort(), ['echo', 'gone'], 'the start-up snapshot keeps the model that was not restored');
+  t.same(Object.keys(newestModels(configDir(server))).sort(), ['echo', 'gone'], 'the start-up snapshot keeps the model that was not restored');
   t.equal((await fetch(`${m}/models/echo?min_worker=1&synchronous=true`, { method: 'PUT' })).status, 200);
-  t.same(Object.keys(newestModels(server)).sort(), ['echo', 'gone'], 'and so does the snapshot of a later change');
-  t.match(newestModels(server), { gone: { '1.0': { marName: 'gone.mar' } } }, 'with its settings');
+  t.same(Object.keys(newestModels(configDir(server))).sort(), ['echo', 'gone'], 'and so does the snapshot of a later change');
+  t.match(newestModels(configDir(server)), { gone: { '1.0': { marName: 'gone.mar' } } }, 'with its settings');
   const forget = await fetch(`${m}/models/gone`, { method: 'DELETE' });
   t.equal(forget.status, 200, 'unregistering it forgets it');
-  t.same(Object.keys(newestModels(server)), ['echo'], 'the next snapshot no longer has it');
+  t.same(Object.keys(newestModels(configDir(server))), ['echo'], 'the next snapshot no longer has it');
   t.equal((await fetch(`${m}/models/gone`, { method: 'DELETE' })).status, 404, 'then it is unknown');
   await survived(t, server, { models: ['echo'] });
 });
