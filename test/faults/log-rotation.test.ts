@@ -14,19 +14,16 @@ const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
 t.test('tsserve --start rolls ts_log.log, access_log.log and model_log.log at log_rolling_size_mb, keeping log_rolling_max_files', async (t) => {
   const dir = tempDir(t);
-  const env = { ...process.env, TMPDIR: dir };
-  const run = (args: string[]): { status: number | null; out: string } => {
-    const r = spawnSync(process.execPath, [TSSERVE, ...args], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 });
-    return { status: r.status, out: r.stdout + r.stderr };
-  };
-  t.teardown(() => run(['--stop']));
+  const tsserve = (...args: string[]) =>
+    spawnSync(process.execPath, [TSSERVE, ...args], { cwd: dir, env: { ...process.env, TMPDIR: dir }, encoding: 'utf8', timeout: 60_000 });
+  t.teardown(() => tsserve('--stop'));
   const store = join(dir, 'model-store');
   mkdirSync(store);
   buildMar(store, { modelName: 'chatty', version: '1.0', handler: join(FIXTURES, 'chatty_handler.ts') });
   const limit = 64 * 1024;
   const urls = await writeUserConfig(dir, ['default_workers_per_model=1', `log_rolling_size_mb=${limit / 1024 / 1024}`, 'log_rolling_max_files=2']);
-  const started = run(['--start', '--ncs', '--model-store', 'model-store', '--models', 'chatty=chatty.mar', '--disable-token-auth']);
-  t.equal(started.status, 0, started.out);
+  const started = tsserve('--start', '--ncs', '--model-store', 'model-store', '--models', 'chatty=chatty.mar', '--disable-token-auth');
+  t.equal(started.status, 0, started.stdout + started.stderr);
   await waitReady(urls.management, 'chatty');
 
   // About 400 KB into each file: six rolls or more of each.
