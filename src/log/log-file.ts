@@ -63,7 +63,10 @@ export class LogFile {
   private queuedBytes = 0;
   private writing = false;
   private closed = false;
-  private failing = false;
+  /** A write failed and the retry has not come yet: lines wait in the queue (up to its limit). */
+  private waiting = false;
+  /** The failures since the disk last took a write have been reported. */
+  private reported = false;
   private retry: NodeJS.Timeout | undefined;
   /** Lines lost since the disk last took a write. */
   private lost = 0;
@@ -89,12 +92,12 @@ export class LogFile {
     }
     this.queue.push(text);
     this.queuedBytes += text.length;
-    if (!this.writing && !this.failing && this.queuedBytes >= (this.options.minLength ?? 0)) this.startWrite();
+    if (!this.writing && !this.waiting && this.queuedBytes >= (this.options.minLength ?? 0)) this.startWrite();
   }
 
   /** Starts a write of what is queued now, however little. */
   flush(): void {
-    if (!this.writing && !this.failing && this.queue.length > 0) this.startWrite();
+    if (!this.writing && !this.waiting && this.queue.length > 0) this.startWrite();
   }
 
   /**
@@ -127,7 +130,7 @@ export class LogFile {
     void this.writeQueued().finally(() => {
       this.writing = false;
       if (this.closed) closeSync(this.fd);
-      else if (!this.failing && this.queuedBytes >= (this.options.minLength ?? 0) && this.queue.length > 0) this.startWrite();
+      else if (!this.waiting && this.queuedBytes >= (this.options.minLength ?? 0) && this.queue.length > 0) this.startWrite();
     });
   }
 
@@ -153,17 +156,19 @@ export class LogFile {
   }
 
   private fail(err: Error): void {
-    if (!this.failing) this.options.onError(err);
-    this.failing = true;
+    if (!this.reported) this.options.onError(err);
+    this.reported = true;
     if (this.closed) return;
+    this.waiting = true;
     this.retry = setTimeout(() => {
-      this.failing = false;
+      this.waiting = false;
       this.flush();
     }, RETRY_MS);
     this.retry.unref();
   }
 
   private recovered(): void {
+    this.reported = false;
     if (this.lost === 0) return;
     const lost = this.lost;
     this.lost = 0;

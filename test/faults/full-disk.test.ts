@@ -106,6 +106,12 @@ t.test('with the log disk full under load, memory stays within 1.5x of normal an
   );
   t.pass(`once the disk takes lines again, the log says how many it lost: ${warnings.find((l) => l.includes('were dropped'))}`);
 
+  t.equal(
+    warnings.filter((l) => l.includes('log file unwritable') && l.includes('model_log.log')).length,
+    1,
+    'the refused writes were reported once, not once per retry',
+  );
+
   disk.fill();
   const stopping = Date.now();
   child.kill('SIGTERM');
