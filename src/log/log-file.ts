@@ -7,7 +7,7 @@
  * that fails drops its lines, and once the disk takes writes again the log says how many it lost.
  */
 import { close, closeSync, createReadStream, createWriteStream, fstatSync, open, openSync, write, writeSync } from 'node:fs';
-import { readdir, rename, stat, unlink } from 'node:fs/promises';
+import { readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -226,6 +226,9 @@ async function compress(path: string): Promise<void> {
     await unlink(`${path}.gz`).catch(() => {});
     throw err;
   }
+  // Emptied before it goes: `tsserve --start` gave the server ts_log.log as its stdout, which
+  // still holds the first roll open, and would keep its blocks on the disk.
+  await truncate(path);
   await unlink(path);
 }
 
