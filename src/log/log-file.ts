@@ -6,8 +6,8 @@
  * memory and never a stop: past QUEUE_LIMIT queued bytes lines are dropped and counted, a write
  * that fails drops its lines, and once the disk takes writes again the log says how many it lost.
  */
-import { close, closeSync, createReadStream, createWriteStream, fstatSync, open, openSync, write, writeSync } from 'node:fs';
-import { readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
+import { close, closeSync, createReadStream, createWriteStream, fstatSync, ftruncate, open, openSync, write, writeSync } from 'node:fs';
+import { copyFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -23,6 +23,8 @@ export interface Rolling {
 
 export interface LogFileOptions {
   readonly rolling?: Rolling;
+  /** Roll by copying and truncating, not renaming: another process appends to the file too. */
+  readonly copyTruncate?: boolean;
   /** Bytes to gather before a write starts (flush() writes fewer). */
   readonly minLength?: number;
   /** The first failure of a run of failing writes. */
@@ -44,6 +46,7 @@ const RETRY_MS = 1000;
 const writeAsync = promisify(write);
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
+const ftruncateAsync = promisify(ftruncate);
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -181,13 +184,23 @@ export class LogFile {
     return (rolling.maxBytes > 0 && this.size + adding > rolling.maxBytes) || rollDay(Date.now()) !== this.day;
   }
 
-  /** Renames the file to its rolled name, opens a new one, and compresses and prunes in the background. */
+  /**
+   * Moves the file's lines to its rolled name and starts it empty, then compresses and prunes in
+   * the background. Renamed and reopened, or, for a file another process also appends to (the
+   * stdout `tsserve --start` gives its server, where a crash's trace lands), copied and
+   * truncated, logrotate's copytruncate: that writer keeps writing into ts_log.log.
+   */
   private async roll(): Promise<void> {
     const rolled = await this.freeRolledName();
-    await rename(this.path, rolled);
-    const old = this.fd;
-    this.fd = await openAsync(this.path, 'a');
-    await closeAsync(old);
+    if (this.options.copyTruncate) {
+      await copyFile(this.path, rolled);
+      await ftruncateAsync(this.fd, 0);
+    } else {
+      await rename(this.path, rolled);
+      const old = this.fd;
+      this.fd = await openAsync(this.path, 'a');
+      await closeAsync(old);
+    }
     this.size = 0;
     this.day = rollDay(Date.now());
     void compress(rolled)
@@ -226,9 +239,6 @@ async function compress(path: string): Promise<void> {
     await unlink(`${path}.gz`).catch(() => {});
     throw err;
   }
-  // Emptied before it goes: `tsserve --start` gave the server ts_log.log as its stdout, which
-  // still holds the first roll open, and would keep its blocks on the disk.
-  await truncate(path);
   await unlink(path);
 }
 

@@ -52,14 +52,16 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
   const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
   // The server log's own file reports its failures to itself: they are queued or dropped like any line.
   let server: Logger | undefined;
-  const file = (path: string, minLength = 0): LogFile =>
+  const file = (path: string, minLength = 0, copyTruncate = false): LogFile =>
     new LogFile(path, {
       rolling: opts.rolling,
       minLength,
+      copyTruncate,
       onError: (err) => server?.error({ err, path }, 'log file unwritable: its lines are dropped until the disk takes them again'),
       onRecovered: (dropped) => server?.warn(`${dropped} lines of ${path} were dropped: the disk did not take them`),
     });
-  const serverFile = opts.serverLogFile ? file(join(logLocation, 'ts_log.log')) : undefined;
+  // That process's stdout and stderr are ts_log.log too (what Node itself prints, a crash's trace).
+  const serverFile = opts.serverLogFile ? file(join(logLocation, 'ts_log.log'), 0, true) : undefined;
   const out = opts.destination ?? serverFile ?? process.stdout;
   server = pino(options, format === 'json' ? out : { write: (line: string) => out.write(textLine(line)) });
   // The access log is written in 4 KB pieces, not a write per request (those writes were 5% of
