@@ -1,13 +1,15 @@
 /**
  * @module log/loggers
- * The server's logs, as TorchServe keeps them under LOG_LOCATION: the server log (on stdout,
- * which `tsserve --start` sends to ts_log.log: log4j-style text lines by default, as TorchServe
- * users read them, or pino's JSON with log_format=json for log shippers), access_log.log (one
+ * The server's logs, as TorchServe keeps them under LOG_LOCATION: the server log (on stdout in
+ * the foreground; ts_log.log, written by the server itself, when `tsserve --start` launched it:
+ * log4j-style text lines by default, as TorchServe users read them, or pino's JSON with
+ * log_format=json for log shippers), access_log.log (one
  * line per response), model_log.log (what handlers print); and in
  * `metrics_mode=log`, under METRICS_LOCATION, ts_metrics.log and model_metrics.log
  * (metrics/registry.ts writes the lines).
- * Files are written asynchronously so logging never waits on the disk in the request path, and
- * roll as TorchServe's log4j2.xml rolls them (log/log-file.ts).
+ * Files are written asynchronously so logging never waits on the disk in the request path, roll
+ * as TorchServe's log4j2.xml rolls them, and cost bounded memory on a disk that refuses lines
+ * (log/log-file.ts).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
