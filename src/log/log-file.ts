@@ -42,6 +42,8 @@ export const QUEUE_LIMIT = 1024 * 1024;
 
 /** How long a failing file waits before it tries the disk again. */
 const RETRY_MS = 1000;
+/** How long a file whose roll failed grows before it tries again. */
+const ROLL_RETRY_MS = 60_000;
 
 const writeAsync = promisify(write);
 const openAsync = promisify(open);
@@ -73,8 +75,8 @@ export class LogFile {
   private retry: NodeJS.Timeout | undefined;
   /** Lines lost since the disk last took a write. */
   private lost = 0;
-  /** Every line lost since the file was opened. */
-  dropped = 0;
+  /** No roll is tried before this time (a roll failed). */
+  private nextRollAt = 0;
 
   /** Opened here, synchronously: a background open that failed after the caller moved on would go unreported. */
   constructor(path: string, options: LogFileOptions) {
@@ -140,7 +142,7 @@ export class LogFile {
   private async writeQueued(): Promise<void> {
     let bytes = this.takeQueue();
     try {
-      if (this.dueToRoll(bytes.length)) await this.roll();
+      if (this.dueToRoll(bytes.length)) await this.roll().catch((err: Error) => this.rollFailed(err));
       while (bytes.length > 0) {
         const { bytesWritten } = await writeAsync(this.fd, bytes);
         this.size += bytesWritten;
@@ -154,7 +156,6 @@ export class LogFile {
   }
 
   private drop(lines: number): void {
-    this.dropped += lines;
     this.lost += lines;
   }
 
@@ -178,9 +179,15 @@ export class LogFile {
     this.options.onRecovered(lost);
   }
 
+  /** A roll that failed (no room for the copy) is reported and tried again a while later; the lines still go in. */
+  private rollFailed(err: Error): void {
+    this.options.onError(err);
+    this.nextRollAt = Date.now() + ROLL_RETRY_MS;
+  }
+
   private dueToRoll(adding: number): boolean {
     const rolling = this.options.rolling;
-    if (!rolling || this.size === 0) return false;
+    if (!rolling || this.size === 0 || Date.now() < this.nextRollAt) return false;
     return (rolling.maxBytes > 0 && this.size + adding > rolling.maxBytes) || rollDay(Date.now()) !== this.day;
   }
 
@@ -193,7 +200,10 @@ export class LogFile {
   private async roll(): Promise<void> {
     const rolled = await this.freeRolledName();
     if (this.options.copyTruncate) {
-      await copyFile(this.path, rolled);
+      await copyFile(this.path, rolled).catch(async (err: Error) => {
+        await unlink(rolled).catch(() => {});
+        throw err;
+      });
       await ftruncateAsync(this.fd, 0);
     } else {
       await rename(this.path, rolled);
