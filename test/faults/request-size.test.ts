@@ -18,6 +18,7 @@ const BOUNDARY = 'tsserve-request-size';
 interface Answer {
   readonly status: number;
   readonly body: string;
+  readonly connection: string | undefined;
 }
 
 /** Sends `chunks` as the body (chunked unless `headers` has a Content-Length), stopping when the answer comes; status 0 if none came. */
@@ -28,11 +29,12 @@ function post(url: string, headers: Record<string, string | number>, chunks: Ite
       answered = true;
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve({ status: res.statusCode ?? 0, body }));
+      const answer = (): void => resolve({ status: res.statusCode ?? 0, body, connection: res.headers.connection });
+      res.on('end', answer);
+      res.on('error', answer);
     });
     req.on('error', () => {
-      if (!answered) resolve({ status: 0, body: '' });
+      if (!answered) resolve({ status: 0, body: '', connection: undefined });
     });
     const source = chunks[Symbol.iterator]();
     const pump = (): void => {
@@ -103,6 +105,7 @@ t.test('a body over max_request_size in total is a 413, whatever its encoding, a
     const answer = await send(url, headers, body());
     t.equal(answer.status, 413, `${what}: 413`);
     if (answer.status === 413) t.same(JSON.parse(answer.body), TOO_LARGE, `${what}: the plain body's TorchServe error`);
+    t.equal(answer.connection, 'close', `${what}: the connection, with the rest of the body on it, is closed`);
     t.equal((await send(predictions, MULTIPART, multipartBody(1))).status, 200, `${what}: a body under the limit is served after it`);
   }
 
