@@ -54,8 +54,8 @@ interface ChannelPipe {
  * hold 1 GB before any check could run. The 4 bytes that open each message say how large it is;
  * the channel's read callback is wrapped to look at them as soon as they arrive, so at most one
  * read (64 KiB) of an oversized message is held. The channel's handle and message buffer are Node
- * internals (as of Node 24; test/faults/handler-output fails if they change); where they are not found this answers false, and only
- * the check of each message once read remains.
+ * internals (as of Node 24; test/faults/handler-output fails if they change); where they are not
+ * found this answers false, and only the check of each message once read remains.
  */
 export function watchMessageSize(child: ChildProcess, bound: number, onOversized: (bytes: number) => void): boolean {
   const pipe = internal<ChannelPipe>(child, 'kChannelHandle');
