@@ -173,6 +173,12 @@ const table = {
     status: 500,
     message: 'The handler did not answer KServe v2 JSON: serve the model with service_envelope=kservev2',
   },
+  /** An answer, a streamed part or the parts' total over max_response_size, refused where it is made and where it is read. */
+  TSS_ERR_PREDICTION_RESPONSE_TOO_LARGE: {
+    type: 'InternalServerException',
+    status: 500,
+    message: 'Response is larger than max_response_size (%s bytes).',
+  },
   TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
   /** A handler's own PredictionError: its message and status pass through unchanged. */
   TSS_ERR_PREDICTION_HANDLER: { type: 'InternalServerException', status: 500, message: '%s' },

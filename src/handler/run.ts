@@ -5,6 +5,7 @@
  * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker.
  */
 import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
+import { AnswerBudget, responseTooLarge } from '../worker/answer-size.js';
 import type { WireError, WireParam, WireRequest, WireResponse } from '../worker/protocol.js';
 import { BatchContext, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
@@ -36,15 +37,21 @@ function decodeParam(param: WireParam, decode: boolean): InputValue {
   return bytes;
 }
 
+/**
+ * Runs the batch. An answer that would take its request past `maxResponseSize` (with the parts
+ * streamed before it) is not sent: its request fails with the reason instead.
+ */
 export async function runBatch(
   entry: EntryPoint,
   facts: ModelFacts,
   requests: WireRequest[],
   decode: boolean,
   onIntermediate: (items: WireResponse[]) => void,
+  maxResponseSize = Number.POSITIVE_INFINITY,
 ): Promise<BatchResult> {
+  const budget = new AnswerBudget(maxResponseSize);
   const context: BatchContext = new BatchContext(facts, requests, (outputs) => {
-    onIntermediate(toResponses(checkOutputs(outputs, requests.length), requests, context, true));
+    onIntermediate(toResponses(checkOutputs(outputs, requests.length), requests, context, budget, true));
   });
   const started = performance.now();
   const outputs = await entry.handle(
@@ -53,7 +60,7 @@ export async function runBatch(
   );
   // TorchServe's worker times the entry point for every model, whatever its handler records.
   context.metrics.addTime('PredictionTime', Math.round((performance.now() - started) * 100) / 100);
-  return { items: toResponses(checkOutputs(outputs, requests.length), requests, context, false), context };
+  return { items: toResponses(checkOutputs(outputs, requests.length), requests, context, budget, false), context };
 }
 
 function checkOutputs(outputs: unknown, expected: number): HandlerOutput[] {
@@ -62,13 +69,21 @@ function checkOutputs(outputs: unknown, expected: number): HandlerOutput[] {
   return outputs as HandlerOutput[];
 }
 
-function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context: BatchContext, streaming: boolean): WireResponse[] {
+function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context: BatchContext, budget: AnswerBudget, streaming: boolean): WireResponse[] {
   return outputs.map((output, i) => {
     const meta = context.responses[i]!;
+    const id = requests[i]!.id;
+    const body = serializeOutput(output);
+    if (!budget.take(id, body.byteLength)) return refusedResponse(id, budget.max);
     const headers: Record<string, string> = { 'content-type': defaultContentType(output), ...meta.headers };
     if (streaming) headers.ts_stream_next = 'true';
-    return { id: requests[i]!.id, status: meta.status, phrase: meta.phrase, headers, body: serializeOutput(output) };
+    return { id, status: meta.status, phrase: meta.phrase, headers, body };
   });
+}
+
+function refusedResponse(id: string, maxResponseSize: number): WireResponse {
+  const error = responseTooLarge(maxResponseSize);
+  return { id, status: error.status, phrase: '', headers: {}, body: new Uint8Array(0), error: toWireError(error) };
 }
 
 /**

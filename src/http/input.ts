@@ -5,6 +5,7 @@
  * the request's MIME type. Every request header goes along, plus any the route adds; the
  * SageMaker and legacy routes put the query parameters first.
  */
+import type { IncomingMessage } from 'node:http';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
@@ -13,7 +14,7 @@ import type { WireParam, WireRequest } from '../worker/protocol.js';
 import { isTsError, tsError } from '../errors.js';
 import { WARM_UP_HEADER } from './warm-up.js';
 
-/** Lets a listener's prediction routes read multipart bodies, each part up to max_request_size. */
+/** Lets a listener's prediction routes read multipart bodies, up to max_request_size in all (readMultipart). */
 export async function acceptMultipart(app: FastifyInstance, config: ServerConfig): Promise<void> {
   const limit = config.maxRequestSize;
   // latin1 maps each byte to one character: a field's bytes come back whole (readMultipart).
@@ -118,7 +119,46 @@ function percentDecode(text: string): Buffer {
   return out.subarray(0, n);
 }
 
+/**
+ * A multipart body's parts. busboy's limits bound each part, not their sum, so the body itself is
+ * counted as it arrives: past max_request_size (the listener's bodyLimit) in total, as the plain
+ * body's limit does, its reading stops and the request is refused with the plain body's 413. An
+ * announced length over the limit is refused before anything is read.
+ */
 async function readMultipart(request: FastifyRequest): Promise<WireParam[]> {
+  const limit = request.routeOptions.bodyLimit;
+  if (Number(request.headers['content-length']) > limit) throw tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', limit);
+  const overLimit = bodyOverLimit(request.raw, limit);
+  try {
+    return await Promise.race([readParts(request), overLimit.refused]);
+  } finally {
+    overLimit.stop();
+  }
+}
+
+/**
+ * Rejects once `body` has brought more than `limit` bytes: the parser is detached from it and it
+ * is paused, so no more of it is read, and what the parser held is let go with the request.
+ */
+function bodyOverLimit(body: IncomingMessage, limit: number): { refused: Promise<never>; stop: () => void } {
+  let received = 0;
+  let onData: (chunk: Buffer) => void = () => undefined;
+  const refused = new Promise<never>((_resolve, reject) => {
+    onData = (chunk) => {
+      received += chunk.length;
+      if (received <= limit) return;
+      body.off('data', onData);
+      body.unpipe();
+      body.pause();
+      reject(tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', limit));
+    };
+  });
+  refused.catch(() => undefined);
+  body.on('data', onData);
+  return { refused, stop: () => body.off('data', onData) };
+}
+
+async function readParts(request: FastifyRequest): Promise<WireParam[]> {
   const params: WireParam[] = [];
   try {
     for await (const part of request.parts()) {

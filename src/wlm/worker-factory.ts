@@ -35,7 +35,6 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
         ...threadBudget(model.settings),
         startupTimeoutMs: model.settings.startupTimeout * 1000,
         responseTimeoutMs: model.settings.responseTimeout * 1000,
-        maxResponseSize: config.maxResponseSize,
         nice: config.workerNice,
         env,
         onOutput: (line, stream) => loggers.model(name, stream, line),
@@ -70,5 +69,6 @@ function loadMessage(config: ServerConfig, model: Model): LoadMessage {
     sequenceIdHeader: config.sequenceHeaders.id,
     serverVersion: VERSION,
     largestBatch: largestBatch(model.settings),
+    maxResponseSize: config.maxResponseSize,
   };
 }

@@ -28,6 +28,7 @@ import type { FromWorker, LoadMessage, PredictMessage, ToWorker, WireRequest } f
 let entry: EntryPoint | undefined;
 let facts: ModelFacts | undefined;
 let decodeInput = true;
+let maxResponseSize = Number.POSITIVE_INFINITY;
 
 function withCause(error: Error, cause: unknown): Error {
   error.cause = cause;
@@ -60,6 +61,7 @@ async function onLoad(msg: LoadMessage): Promise<void> {
     };
     facts = modelFacts;
     decodeInput = msg.decodeInput;
+    maxResponseSize = msg.maxResponseSize;
     setImagePixelLimit(msg.limitMaxImagePixels);
     process.chdir(msg.modelDir);
     if (needsModuleHooks(msg.modelDir)) register('./hooks.js', import.meta.url);
@@ -92,7 +94,7 @@ async function onPredict(msg: PredictMessage): Promise<void> {
   const began = performance.now();
   try {
     const result = await inBatch(msg.wide, () =>
-      runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items })),
+      runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items }), maxResponseSize),
     );
     context = result.context;
     send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics, workMs: performance.now() - began });

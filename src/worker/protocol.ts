@@ -25,6 +25,8 @@ export interface WireResponse {
   readonly phrase: string;
   readonly headers: Record<string, string>;
   readonly body: Uint8Array;
+  /** The answer was refused where it was made (over max_response_size): the request fails with this; body is empty. */
+  readonly error?: WireError;
 }
 
 export interface WireMetric {
@@ -66,6 +68,8 @@ export interface LoadMessage {
   readonly sequenceIdHeader: string;
   /** The most requests a batch of this model may hold: the warm-up runs one batch that size. */
   readonly largestBatch: number;
+  /** The largest answer (max_response_size): a larger one is refused before it is sent. */
+  readonly maxResponseSize: number;
 }
 
 export interface PredictMessage {

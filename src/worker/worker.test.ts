@@ -12,7 +12,6 @@ function unstartedWorker(id: string): WorkerProcess {
     wideIntraOpThreads: undefined,
     startupTimeoutMs: 1000,
     responseTimeoutMs: 1000,
-    maxResponseSize: 1000,
     nice: 0,
     env: {},
     onOutput: () => {},

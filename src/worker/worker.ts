@@ -8,11 +8,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { cpus, getPriority, setPriority } from 'node:os';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import { allQuiet, type Job } from '../wlm/job.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
+import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from './answer-size.js';
+import { readLines } from './output-lines.js';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
@@ -25,7 +26,6 @@ export interface WorkerOptions {
   readonly wideIntraOpThreads: number | undefined;
   readonly startupTimeoutMs: number;
   readonly responseTimeoutMs: number;
-  readonly maxResponseSize: number;
   /** Niceness added to the process: under contention the front end's reads and refusals come first. */
   readonly nice: number;
   /** The environment the process starts with (workerEnvironment). */
@@ -47,6 +47,8 @@ interface InFlight {
   timer: NodeJS.Timeout | undefined;
   /** Milliseconds child.send took: the batch's serialisation and write. */
   sendMs: number;
+  /** Each job's bytes answered so far, streamed parts included. */
+  readonly answered: AnswerBudget;
 }
 
 /** How a batch ended for the pool: what to give to another worker, and what the batch cost here. */
@@ -114,6 +116,8 @@ export class WorkerProcess extends EventEmitter {
   private exitedFlag = false;
   /** Set when we ended the process; a SIGKILL nobody here sent came from the OS. */
   private killedByUs = false;
+  /** Why we ended it, when that is what its batch must answer (it sent more than any answer may be). */
+  private killedFor: TsError | undefined;
   private readonly opts: WorkerOptions;
 
   constructor(opts: WorkerOptions) {
@@ -141,6 +145,7 @@ export class WorkerProcess extends EventEmitter {
     this.child = child;
     yieldToFrontEnd(child, this.opts.nice);
     this.pipeOutput(child);
+    this.boundMessages(child);
     child.on('message', (msg: FromWorker) => this.onMessage(msg));
     child.on('exit', (code, signal) => this.onExit(code, signal));
     child.on('error', () => {
@@ -195,7 +200,14 @@ export class WorkerProcess extends EventEmitter {
     }
     const batchId = this.nextBatchId++;
     return new Promise((resolve) => {
-      const batch: InFlight = { batchId, jobs: new Map(jobs.map((j) => [j.id, j])), done: resolve, timer: undefined, sendMs: 0 };
+      const batch: InFlight = {
+        batchId,
+        jobs: new Map(jobs.map((j) => [j.id, j])),
+        done: resolve,
+        timer: undefined,
+        sendMs: 0,
+        answered: new AnswerBudget(this.opts.load.maxResponseSize),
+      };
       this.inFlight.push(batch);
       this.startResponseTimer();
       const began = performance.now();
@@ -270,8 +282,11 @@ export class WorkerProcess extends EventEmitter {
     for (const item of items) {
       const job = batch.jobs.get(item.id);
       if (!job) continue;
-      if (item.body.byteLength > this.opts.maxResponseSize) {
-        job.fail(tsError('TSS_ERR_INTERNAL', `Response is larger than max_response_size (${this.opts.maxResponseSize} bytes).`));
+      if (item.error) {
+        job.fail(errorFromWire(item.error.code, item.error.message, item.error.status));
+      } else if (!batch.answered.take(item.id, item.body.byteLength)) {
+        // The worker checks this too; a handler that wrote to the channel itself did not.
+        job.fail(responseTooLarge(batch.answered.max));
       } else {
         fn(job, { ...item, body: Buffer.from(item.body.buffer, item.body.byteOffset, item.body.byteLength) });
       }
@@ -313,7 +328,7 @@ export class WorkerProcess extends EventEmitter {
     // The batch it was on fails; those waiting behind it were never started and can go elsewhere.
     const [running, ...waiting] = this.inFlight;
     this.inFlight = running ? [running] : [];
-    if (running) this.finishBatch(running.batchId, () => exitError(code, signal === 'SIGKILL' && !this.killedByUs));
+    if (running) this.finishBatch(running.batchId, () => this.killedFor ?? exitError(code, signal === 'SIGKILL' && !this.killedByUs));
     for (const batch of waiting) batch.done({ unstarted: [...batch.jobs.values()].filter((j) => !j.settled), workMs: undefined });
     this.moveTo('STOPPED');
     this.emit('exit', code, signal);
@@ -322,10 +337,35 @@ export class WorkerProcess extends EventEmitter {
   private pipeOutput(child: ChildProcess): void {
     for (const stream of ['stdout', 'stderr'] as const) {
       const source = child[stream];
-      if (!source) continue;
-      createInterface({ input: source }).on('line', (line) => this.opts.onOutput(line, stream));
+      if (source) readLines(source, (line) => this.opts.onOutput(line, stream));
     }
   }
+
+  /**
+   * A message larger than any batch of answers may be (a handler's own process.send) is not read:
+   * the worker is ended as its first bytes arrive, and its batch answers that its response was too
+   * large.
+   */
+  private boundMessages(child: ChildProcess): void {
+    const { load } = this.opts;
+    const bound = messageBound(load);
+    const watched = watchMessageSize(child, bound, (bytes) => {
+      this.opts.onOutput(`Worker sent a message of ${bytes} bytes, over the ${bound} any batch of answers may take: ending it`, 'stderr');
+      this.killedFor = responseTooLarge(load.maxResponseSize);
+      child.disconnect();
+      this.kill();
+    });
+    if (!watched) warnUnboundedMessages();
+  }
+}
+
+let unboundedWarned = false;
+
+/** Said once: this Node's IPC could not be bounded as it is read, only each message once it has arrived. */
+function warnUnboundedMessages(): void {
+  if (unboundedWarned) return;
+  unboundedWarned = true;
+  process.emitWarning("Worker messages are checked against max_response_size only once read whole: this Node's IPC channel has no size to watch");
 }
 
 /**
