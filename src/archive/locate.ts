@@ -4,12 +4,11 @@
  * an allowed URL downloaded into the model store (never elsewhere, with a size limit and a
  * timeout), a URL that is not allowed refused, anything else looked up in the model store.
  */
-import { createWriteStream, existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve, sep } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { tsError } from '../errors.js';
+import { download as transfer, TargetExistsError } from './download.js';
 
 export interface LocateOptions {
   readonly modelStore: string | undefined;
@@ -53,21 +52,11 @@ async function download(url: string, store: string, opts: LocateOptions): Promis
   if (!name || name === '.') throw tsError('TSS_ERR_ARCHIVE_DOWNLOAD_FAILED', url);
   const target = join(store, name);
   if (existsSync(target)) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
-  const partial = `${target}.part-${process.pid}-${Date.now()}`;
+  const allowed = (u: URL): boolean => opts.allowedUrls.some((r) => r.test(u.href));
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(opts.downloadTimeoutMs), redirect: 'follow' });
-    if (!res.ok || !res.body) throw new Error(`status ${res.status}`);
-    if (Number(res.headers.get('content-length') ?? 0) > opts.maxDownloadBytes) throw new Error('too large');
-    let received = 0;
-    const limited = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-    limited.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > opts.maxDownloadBytes) limited.destroy(new Error('too large'));
-    });
-    await pipeline(limited, createWriteStream(partial));
-    renameSync(partial, target);
-  } catch {
-    rmSync(partial, { force: true });
+    await transfer(new URL(url), target, allowed, { maxBytes: opts.maxDownloadBytes, timeoutMs: opts.downloadTimeoutMs });
+  } catch (err) {
+    if (err instanceof TargetExistsError) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
     throw tsError('TSS_ERR_ARCHIVE_DOWNLOAD_FAILED', url);
   }
   return { path: target, marName: name, downloaded: true };
