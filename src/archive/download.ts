@@ -35,6 +35,8 @@ export class TransferError extends Error {}
 export class TargetExistsError extends TransferError {}
 
 const MAX_REDIRECTS = 5;
+/** Node's timers take at most this; download_timeout may say more (it is any int of seconds). */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** A source's bytes, their announced length, and whether the source ended well once they are read. */
@@ -62,7 +64,7 @@ export function copy(source: FileHandle, target: string, limits: TransferLimits)
 
 async function writeWhole(target: string, limits: TransferLimits, open: (signal: AbortSignal) => Promise<Body>): Promise<void> {
   const partial = join(dirname(target), `.${basename(target)}.part-${process.pid}-${++partials}`);
-  const signal = AbortSignal.timeout(limits.timeoutMs);
+  const signal = AbortSignal.timeout(Math.min(limits.timeoutMs, LONGEST_TIMER_MS));
   try {
     const body = await open(signal);
     if (body.length !== undefined && body.length > limits.maxBytes) throw new TransferError(`${body.length} bytes is over max_download_size`);

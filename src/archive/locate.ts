@@ -10,7 +10,7 @@
  * the same whether the file exists or not, so a client cannot probe it. What a registration
  * records (marName) is the archive's path inside the store, which a restart finds again.
  */
-import { constants, realpathSync, statSync } from 'node:fs';
+import { constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,7 +75,7 @@ async function locateFile(url: string, store: string, opts: LocateOptions): Prom
   const source = await openRegularFile(real);
   if (!source) throw notFound;
   try {
-    return await intoStore(url, basename(real), store, (target, limits) => copy(source, target, limits), opts);
+    return await intoStore(url, basename(path), store, (target, limits) => copy(source, target, limits), opts);
   } finally {
     await source.close();
   }
@@ -135,7 +135,7 @@ type Transfer = (target: string, limits: TransferLimits) => Promise<void>;
 /** Writes `name` into the store with `transfer`; the client hears only that it failed. */
 async function intoStore(url: string, name: string, store: string, transfer: Transfer, opts: LocateOptions): Promise<Located> {
   const target = join(store, name);
-  if (statSync(target, { throwIfNoEntry: false })) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
+  if (existsSync(target)) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
   try {
     await transfer(target, { maxBytes: opts.maxDownloadBytes, timeoutMs: opts.downloadTimeoutMs });
   } catch (err) {

@@ -167,6 +167,9 @@ t.test(
     const moved = await fetch(`${server.urls.management}/models?url=${base}/moved.mar&initial_workers=0`, { method: 'POST' });
     t.equal(moved.status, 200, `a redirect to an allowed URL is followed: ${await moved.text()}`);
     t.same(readdirSync(server.store), ['moved.mar'], 'saved under the name the client gave');
+    const patient = await startTestServer(t, { properties: { allowed_urls: ALLOWED, download_timeout: '2147483647' } });
+    const slow = await fetch(`${patient.urls.management}/models?url=${base}/echo.mar&initial_workers=0`, { method: 'POST' });
+    t.equal(slow.status, 200, 'a download_timeout longer than a Node timer can wait still lets a download finish');
     await survived(t, server, { models: ['echo'], sent: rude.length, answered });
   },
 );
