@@ -67,7 +67,10 @@ async function writeWhole(target: string, limits: TransferLimits, open: (signal:
   const signal = AbortSignal.timeout(Math.min(limits.timeoutMs, LONGEST_TIMER_MS));
   try {
     const body = await open(signal);
-    if (body.length !== undefined && body.length > limits.maxBytes) throw new TransferError(`${body.length} bytes is over max_download_size`);
+    if (body.length !== undefined && body.length > limits.maxBytes) {
+      body.stream.destroy();
+      throw new TransferError(`${body.length} bytes is over max_download_size`);
+    }
     const counted = countBytes(limits.maxBytes);
     await pipeline(body.stream, counted.stream, createWriteStream(partial, { flags: 'wx' }), { signal });
     if (body.length !== undefined && counted.total() !== body.length) throw new TransferError(`${counted.total()} bytes of ${body.length}`);

@@ -14,7 +14,7 @@ import { constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TsError, tsError } from '../errors.js';
+import { tsError } from '../errors.js';
 import { copy, download, TargetExistsError, type TransferLimits } from './download.js';
 
 export interface LocateOptions {
@@ -34,13 +34,16 @@ export interface Located {
 
 const URL_LIKE = /^(https?|file):\/\//i;
 
-export async function locateArchive(url: string, opts: LocateOptions): Promise<Located> {
+type Log = (message: string) => void;
+
+/** `log` hears why a download or copy failed, which the client is not told. */
+export async function locateArchive(url: string, opts: LocateOptions, log: Log = () => {}): Promise<Located> {
   const store = opts.modelStore;
   if (!store) throw tsError('TSS_ERR_ARCHIVE_NO_STORE');
   if (url === '') throw tsError('TSS_ERR_ARCHIVE_EMPTY_URL');
   if (url.includes('..')) throw tsError('TSS_ERR_ARCHIVE_RELATIVE_URL', url);
-  if (/^file:/i.test(url)) return locateFile(url, resolve(store), opts);
-  if (URL_LIKE.test(url)) return locateRemote(url, resolve(store), opts);
+  if (/^file:/i.test(url)) return locateFile(url, resolve(store), opts, log);
+  if (URL_LIKE.test(url)) return locateRemote(url, resolve(store), opts, log);
   const found = inStore(resolve(store, url), resolve(store));
   if (!found) throw tsError('TSS_ERR_ARCHIVE_NOT_FOUND', url);
   return found;
@@ -50,12 +53,12 @@ function isAllowed(url: string, opts: LocateOptions): boolean {
   return opts.allowedUrls.some((r) => r.test(url));
 }
 
-async function locateRemote(url: string, store: string, opts: LocateOptions): Promise<Located> {
+async function locateRemote(url: string, store: string, opts: LocateOptions, log: Log): Promise<Located> {
   const parsed = URL.canParse(url) ? new URL(url) : undefined;
   if (!parsed || !isAllowed(parsed.href, opts)) throw tsError('TSS_ERR_ARCHIVE_URL_NOT_ALLOWED', url);
   const name = basename(parsed.pathname);
   if (!name || name === '.') throw tsError('TSS_ERR_ARCHIVE_DOWNLOAD_FAILED', url);
-  return intoStore(url, name, store, (target, limits) => download(parsed, target, (u) => isAllowed(u.href, opts), limits), opts);
+  return intoStore(url, name, store, (target, limits) => download(parsed, target, (u) => isAllowed(u.href, opts), limits), opts, log);
 }
 
 /**
@@ -63,7 +66,7 @@ async function locateRemote(url: string, store: string, opts: LocateOptions): Pr
  * that is missing, resolves (through symlinks) to somewhere not allowed, or is neither a regular
  * file nor a directory gets the one answer a missing archive gets.
  */
-async function locateFile(url: string, store: string, opts: LocateOptions): Promise<Located> {
+async function locateFile(url: string, store: string, opts: LocateOptions, log: Log): Promise<Located> {
   const path = decodedPath(url);
   if (path === undefined || !isAllowed(`file://${path}`, opts)) throw tsError('TSS_ERR_ARCHIVE_URL_NOT_ALLOWED', url);
   const notFound = tsError('TSS_ERR_ARCHIVE_NOT_FOUND', url);
@@ -75,7 +78,7 @@ async function locateFile(url: string, store: string, opts: LocateOptions): Prom
   const source = await openRegularFile(real);
   if (!source) throw notFound;
   try {
-    return await intoStore(url, basename(path), store, (target, limits) => copy(source, target, limits), opts);
+    return await intoStore(url, basename(path), store, (target, limits) => copy(source, target, limits), opts, log);
   } finally {
     await source.close();
   }
@@ -132,15 +135,15 @@ async function openRegularFile(path: string): Promise<FileHandle | undefined> {
 
 type Transfer = (target: string, limits: TransferLimits) => Promise<void>;
 
-/** Writes `name` into the store with `transfer`; the client hears only that it failed. */
-async function intoStore(url: string, name: string, store: string, transfer: Transfer, opts: LocateOptions): Promise<Located> {
+/** Writes `name` into the store with `transfer`; the client hears only that it failed, the log why. */
+async function intoStore(url: string, name: string, store: string, transfer: Transfer, opts: LocateOptions, log: Log): Promise<Located> {
   const target = join(store, name);
   if (existsSync(target)) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
   try {
     await transfer(target, { maxBytes: opts.maxDownloadBytes, timeoutMs: opts.downloadTimeoutMs });
   } catch (err) {
     if (err instanceof TargetExistsError) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
-    if (err instanceof TsError) throw err;
+    log(`Failed to download archive from: ${url}: ${(err as Error).message}`);
     throw tsError('TSS_ERR_ARCHIVE_DOWNLOAD_FAILED', url);
   }
   return { path: target, marName: name, downloaded: true };

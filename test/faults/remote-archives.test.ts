@@ -154,7 +154,11 @@ t.test(
     const source = tempDir(t);
     const mar = readFileSync(buildMar(source, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }));
     const base = await rudeFileServer(t, mar);
-    const server = await startTestServer(t, { properties: { allowed_urls: ALLOWED, download_timeout: '1', max_download_size: String(5 * 1024 ** 2) } });
+    const log: string[] = [];
+    const server = await startTestServer(t, {
+      properties: { allowed_urls: ALLOWED, download_timeout: '1', max_download_size: String(5 * 1024 ** 2) },
+      serverLog: (line) => log.push(line),
+    });
     const rude = ['reset', 'stall', 'silent', 'short', 'long', 'endless', 'loop', 'elsewhere', 'error', 'garbage'];
     let answered = 0;
     for (const name of rude) {
@@ -163,6 +167,11 @@ t.test(
       answered++;
       t.same(await errorBody(res), { code: 400, type: 'DownloadArchiveException', message: `Failed to download archive from: ${url}` }, name);
       t.same(readdirSync(server.store), [], `${name}: nothing left in the store`);
+    }
+    const reasons = { loop: 'more than 5 redirects', elsewhere: 'redirected to file:///etc/passwd', error: 'status 500', endless: 'over max_download_size' };
+    for (const [name, reason] of Object.entries(reasons)) {
+      const said = log.some((l) => l.includes(`Failed to download archive from: ${base}/${name}.mar: `) && l.includes(reason));
+      t.ok(said, `the log says why ${name}.mar failed: ${reason}`);
     }
     const moved = await fetch(`${server.urls.management}/models?url=${base}/moved.mar&initial_workers=0`, { method: 'POST' });
     t.equal(moved.status, 200, `a redirect to an allowed URL is followed: ${await moved.text()}`);
