@@ -4,7 +4,8 @@
 // Content-Length, a redirect loop, a 500) gets a clean 400 each time, with nothing left in the store.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -21,12 +22,19 @@ function randomFile(path: string, bytes: number): void {
   closeSync(fd);
 }
 
+/** Runs `cleanup` at teardown, or at exit when an uncaught error (the old fetch's assertion) ends the test process without one. */
+function cleanUp(t: Test, cleanup: () => void): void {
+  process.once('exit', cleanup);
+  t.teardown(() => {
+    process.off('exit', cleanup);
+    cleanup();
+  });
+}
+
 /** Python's own file server (HTTP/1.0: it closes the connection after each body) over `dir`; its base URL. */
 async function pythonFileServer(t: Test, dir: string): Promise<{ base: string; child: ChildProcess }> {
   const child = spawn('python3', ['-u', '-m', 'http.server', '--bind', '127.0.0.1', '0', '--directory', dir], { stdio: ['ignore', 'pipe', 'ignore'] });
-  t.teardown(() => {
-    child.kill();
-  });
+  cleanUp(t, () => child.kill());
   const port = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -40,8 +48,9 @@ async function pythonFileServer(t: Test, dir: string): Promise<{ base: string; c
 }
 
 t.test('a file server that closes after the body serves ten registrations of a 200 MB .mar in a row', async (t) => {
-  const source = tempDir(t);
-  const padding = join(tempDir(t), 'padding.bin');
+  const source = mkdtempSync(join(tmpdir(), 'tsserve-test-'));
+  cleanUp(t, () => rmSync(source, { recursive: true, force: true }));
+  const padding = join(source, 'padding.bin');
   let started = performance.now();
   randomFile(padding, 200 * 1024 ** 2);
   buildMar(source, { modelName: 'big', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), extraFiles: padding, archiveFormat: 'zip-store' });
