@@ -12,8 +12,9 @@
  * assertion when a server closes the connection after a body the reader has not caught up with
  * (HTTP/1.0 and `Connection: close`, as Python's http.server). One GET with redirects is smaller
  * and surer than a new runtime dependency: Node's own client has no such assertion, reports a body
- * shorter than its Content-Length or bytes after it as errors, and a redirect is followed only to
- * an http(s) URL that allowed_urls allows, at most MAX_REDIRECTS times.
+ * shorter than its Content-Length, or bytes after it that arrive before it closes the connection,
+ * as errors, and a redirect is followed only to an http(s) URL that allowed_urls allows, at most
+ * MAX_REDIRECTS times.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { createWriteStream, linkSync, rmSync } from 'node:fs';
