@@ -38,7 +38,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
   if (req.runtime !== undefined && !(RUNTIMES as readonly string[]).includes(req.runtime)) {
     throw tsError('TSS_ERR_ARCHIVE_INVALID_RUNTIME', req.runtime);
   }
-  const located = await locateArchive(req.url, deps.locate);
+  const located = await locateArchive(req.url, deps.locate, deps.log);
   let opened: Awaited<ReturnType<typeof openModelArchive>> | undefined;
   try {
     opened = await openModelArchive(located.path, deps.server.archiveLimits);

@@ -24,7 +24,7 @@ export interface ModelSpec {
   readonly dir: string;
   /** True when `dir` is ours to delete on unregister. */
   readonly extracted: boolean;
-  /** The archive's file name, as snapshots record it. */
+  /** The archive's path inside the model store, as snapshots record it (a restart registers it again). */
   readonly marName: string;
   /** An archive the register API downloaded into the store: removed on unregister. */
   readonly downloadedFile: string | undefined;
