@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import { allQuiet, type Job } from '../wlm/job.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
+import { checkedAnswer } from './answer-head.js';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
@@ -270,10 +271,13 @@ export class WorkerProcess extends EventEmitter {
     for (const item of items) {
       const job = batch.jobs.get(item.id);
       if (!job) continue;
-      if (item.body.byteLength > this.opts.maxResponseSize) {
+      const answer = checkedAnswer(item);
+      if (typeof answer === 'string') {
+        job.fail(tsError('TSS_ERR_PREDICTION_BAD_ANSWER', answer));
+      } else if (answer.body.byteLength > this.opts.maxResponseSize) {
         job.fail(tsError('TSS_ERR_INTERNAL', `Response is larger than max_response_size (${this.opts.maxResponseSize} bytes).`));
       } else {
-        fn(job, { ...item, body: Buffer.from(item.body.buffer, item.body.byteOffset, item.body.byteLength) });
+        fn(job, { ...answer, body: Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength) });
       }
     }
   }
