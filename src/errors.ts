@@ -63,6 +63,13 @@ const table = {
     status: 404,
     message: 'Model version %s does not exist for model %s',
   },
+  /** torch-model-archiver's words, for a name or a version (archive/model-name.ts). */
+  TSS_ERR_MODEL_NAME_INVALID: {
+    type: 'BadRequestException',
+    status: 400,
+    message: 'Model %s contains special characters.\nThe allowed regular expression filter for model %s is: ^[A-Za-z0-9][A-Za-z0-9_\\-.]*$',
+  },
+  TSS_ERR_MODEL_NAME_TOO_LONG: { type: 'BadRequestException', status: 400, message: 'Model %s is longer than %s characters.' },
   TSS_ERR_MODEL_VERSION_EXISTS: {
     type: 'ConflictStatusException',
     status: 409,
