@@ -108,3 +108,27 @@ t.test('--models with a name TorchServe would refuse: that one is logged and ski
   );
   await survived(t, server, { models: ['good.name'] });
 });
+
+t.test('a snapshot naming a model as no longer allowed: that one is logged and skipped, the others are restored', async (t) => {
+  const log: string[] = [];
+  const version = {
+    defaultVersion: true,
+    marName: 'echo.mar',
+    runtimeType: 'python',
+    minWorkers: 1,
+    maxWorkers: 1,
+    batchSize: 1,
+    maxBatchDelay: 100,
+    responseTimeout: 120,
+    startupTimeout: 120,
+  };
+  const snapshot = { name: 'old', modelCount: 2, created: 0, models: { [`old\n${FORGED}`]: { '1.0': version }, echo: { '1.0': version } } };
+  // config.properties reads a backslash as an escape, as Java's Properties does.
+  const server = await serveNames(t, log, { model_snapshot: JSON.stringify(snapshot).replace(/\\/g, '\\\\') });
+  t.ok(
+    log.some((line) => line.includes('FAILED to restore model old') && line.includes('Model name contains special characters.')),
+    'the refused name is in the log',
+  );
+  t.same(forgedLines(log), [], 'as one line, forging none');
+  await survived(t, server, { models: ['echo'] });
+});
