@@ -2,9 +2,9 @@
  * @module http/input
  * An HTTP request as a handler's input (spec §3.3): each multipart part or form field is a
  * parameter under its name; any other body is one parameter named `body` whose content type is
- * the request's MIME type. The request headers go along (but the server's own: wlm/job.ts
- * handlerHeaders), plus any the route adds; the
- * SageMaker and legacy routes put the query parameters first.
+ * the request's MIME type. The request headers go along (but those wlm/job.ts handlerHeaders
+ * keeps from handlers), plus any the route adds; the SageMaker and legacy routes put the query
+ * parameters first.
  */
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';

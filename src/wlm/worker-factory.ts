@@ -37,6 +37,7 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
         responseTimeoutMs: model.settings.responseTimeout * 1000,
         maxResponseSize: config.maxResponseSize,
         nice: config.workerNice,
+        permission: config.workerPermission,
         env,
         onOutput: (line, stream) => loggers.model(name, stream, line),
         onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),

@@ -14,6 +14,7 @@ function unstartedWorker(id: string): WorkerProcess {
     responseTimeoutMs: 1000,
     maxResponseSize: 1000,
     nice: 0,
+    permission: false,
     env: {},
     onOutput: () => {},
     onMetrics: () => {},

@@ -14,6 +14,7 @@ import { errorFromWire, tsError, type TsError } from '../errors.js';
 import { allQuiet, type Job } from '../wlm/job.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
 import { checkedAnswer } from './answer-head.js';
+import { permissionArgs } from './permissions.js';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
@@ -29,6 +30,8 @@ export interface WorkerOptions {
   readonly maxResponseSize: number;
   /** Niceness added to the process: under contention the front end's reads and refusals come first. */
   readonly nice: number;
+  /** Runs under Node's permission model (worker_permission, worker/permissions.ts). */
+  readonly permission: boolean;
   /** The environment the process starts with (workerEnvironment). */
   readonly env: NodeJS.ProcessEnv;
   /** Each line the handler prints, with its stream. */
@@ -136,7 +139,7 @@ export class WorkerProcess extends EventEmitter {
     const child = fork(ENTRY, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      execArgv: [],
+      execArgv: this.opts.permission ? permissionArgs(this.opts.load.modelDir) : [],
       env: this.environment(),
     });
     this.child = child;
