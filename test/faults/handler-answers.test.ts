@@ -6,6 +6,8 @@
 // are dropped, and the body still arrives whole.
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import * as grpc from '@grpc/grpc-js';
+import { grpcClient, type UnaryAnswer, unaryCall } from '../grpc-client.js';
 import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestServer } from '../helpers.js';
 import { survived } from './survival.js';
 
@@ -79,6 +81,20 @@ t.test('a status, phrase or header no HTTP answer can carry: 500 with the reason
     }
   }
   await survived(t, server, { models: ['answer'], sent, answered });
+});
+
+t.test('over gRPC too: a status no HTTP answer can carry fails the call with the reason, and the next call succeeds', async (t) => {
+  const server = await serveAnswerModel(t);
+  const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+  const call = (ask: Ask): Promise<UnaryAnswer> =>
+    unaryCall(client, 'Predictions', { model_name: 'answer', input: { body: Buffer.from(JSON.stringify(ask)) } });
+  for (const bad of BAD) {
+    const answer = await call(bad.ask);
+    t.equal(answer.code, grpc.status.INTERNAL, `${bad.what}: INTERNAL`);
+    t.match(answer.details, /^The handler's answer cannot be sent: /, `${bad.what}: says why (${answer.details})`);
+  }
+  t.equal((await call({ status: 201 })).code, grpc.status.OK, 'the next call succeeds');
+  await survived(t, server, { models: ['answer'] });
 });
 
 t.test("a handler's framing headers are dropped: the body arrives whole and the connection stays usable", async (t) => {
