@@ -17,25 +17,36 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_TEXT = /^[\t\x20-\x7e\x80-\xff]*$/;
 const CONNECTION_HEADERS = new Set(['connection', 'content-length', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
-/** The answer as it may be sent (without the connection's headers), or why it cannot be sent. */
+/**
+ * The answer as it may be sent, or why it cannot be sent. A header whose value is null or
+ * undefined is left out, as an unset one; so are the connection's headers.
+ */
 export function checkedAnswer(r: WireResponse): WireResponse | string {
   if (!(r.body instanceof Uint8Array)) return 'its body is not bytes';
-  const { status, phrase, headers } = r as { status: unknown; phrase: unknown; headers: unknown };
+  const { status, phrase = '', headers } = r as { status: unknown; phrase: unknown; headers: unknown };
   if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
     return `status ${shown(status)} is not the status of an HTTP answer (an integer from 200 to 599)`;
   }
-  if (typeof phrase !== 'string' || !FIELD_TEXT.test(phrase))
-    return 'its reason phrase holds a character HTTP forbids (a control character or one above U+00FF)';
+  if (phrase !== null && !isFieldText(phrase)) return `its reason phrase ${FIELD_RULE}`;
   if (typeof headers !== 'object' || headers === null) return 'its headers are not a map of names to values';
-  const sent: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
+  const entries = Object.entries(headers as Record<string, unknown>);
+  for (const [name, value] of entries) {
     if (!TOKEN.test(name)) return `header name ${JSON.stringify(name)} is not an HTTP token`;
-    if ((typeof value !== 'string' && typeof value !== 'number') || !FIELD_TEXT.test(String(value))) {
-      return `header ${name}: its value is not text HTTP allows (a control character or one above U+00FF)`;
-    }
-    if (!CONNECTION_HEADERS.has(name.toLowerCase())) sent[name] = String(value);
+    if (value !== null && value !== undefined && !isFieldText(value)) return `header ${name}: its value ${FIELD_RULE}`;
   }
-  return { ...r, headers: sent };
+  if (entries.every(([name, value]) => isSent(name, value))) return r;
+  return { ...r, headers: Object.fromEntries(entries.filter(([name, value]) => isSent(name, value)).map(([name, value]) => [name, String(value)])) };
+}
+
+function isSent(name: string, value: unknown): boolean {
+  return value !== null && value !== undefined && !CONNECTION_HEADERS.has(name.toLowerCase());
+}
+
+const FIELD_RULE = 'is not text HTTP allows (it holds a control character or one above U+00FF)';
+
+/** Text (a string, or a number as handlers may set one) that Node writes in a header or status line. */
+function isFieldText(value: unknown): boolean {
+  return (typeof value === 'string' || typeof value === 'number') && FIELD_TEXT.test(String(value));
 }
 
 function shown(value: unknown): string {
