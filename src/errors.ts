@@ -63,6 +63,13 @@ const table = {
     status: 404,
     message: 'Model version %s does not exist for model %s',
   },
+  /** torch-model-archiver's words, for a name or a version (archive/model-name.ts). */
+  TSS_ERR_MODEL_NAME_INVALID: {
+    type: 'BadRequestException',
+    status: 400,
+    message: 'Model %s contains special characters.\nThe allowed regular expression filter for model %s is: ^[A-Za-z0-9][A-Za-z0-9_\\-.]*$',
+  },
+  TSS_ERR_MODEL_NAME_TOO_LONG: { type: 'BadRequestException', status: 400, message: 'Model %s is longer than %s characters.' },
   TSS_ERR_MODEL_VERSION_EXISTS: {
     type: 'ConflictStatusException',
     status: 409,
@@ -180,6 +187,8 @@ const table = {
     message: 'Response is larger than max_response_size (%s bytes).',
   },
   TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
+  /** A status, reason phrase or header no HTTP answer can carry (worker/answer-head.ts). */
+  TSS_ERR_PREDICTION_BAD_ANSWER: { type: 'InternalServerException', status: 500, message: "The handler's answer cannot be sent: %s" },
   /** A handler's own PredictionError: its message and status pass through unchanged. */
   TSS_ERR_PREDICTION_HANDLER: { type: 'InternalServerException', status: 500, message: '%s' },
   TSS_ERR_INTERNAL: { type: 'InternalServerException', status: 500, message: '%s' },

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import AdmZip from 'adm-zip';
 import * as tar from 'tar';
+import { tsError } from '../errors.js';
+import { MODEL_NAME } from './model-name.js';
 import { ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, splitHandler, type Manifest } from './manifest.js';
 import { isBuiltinHandler } from '../handler/builtins.js';
 import { compileTypeScript, uncompiledTypeScript } from '../handler/compile.js';
@@ -34,7 +36,6 @@ export interface ArchiveOptions {
 
 export class ArchiverError extends Error {}
 
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_\-.]*$/;
 const SKIPPED_DIRS = new Set(['__MACOSX', '__pycache__', 'node_modules']);
 
 /** Builds the archive and returns the path written. */
@@ -65,7 +66,7 @@ export function createArchive(opts: ArchiveOptions, cwd: string = process.cwd())
 
 function validateOptions(opts: ArchiveOptions): void {
   if (!MODEL_NAME.test(opts.modelName)) {
-    throw new ArchiverError(`Model name contains special characters.\nThe allowed regular expression filter for model name is: ${MODEL_NAME.source}`);
+    throw new ArchiverError(tsError('TSS_ERR_MODEL_NAME_INVALID', 'name', 'name').message);
   }
   if (opts.runtime && !(RUNTIMES as readonly string[]).includes(opts.runtime)) {
     throw new ArchiverError(`Invalid runtime: ${opts.runtime}. Choose one of ${RUNTIMES.join(', ')}.`);

@@ -71,6 +71,13 @@ const TABLE: Record<string, Spec> = {
   models: { type: 'json', env: false, applies: 'server', doc: 'Per-model settings: {"name": {"version": {...}}}.' },
   model_snapshot: { type: 'json', env: false, applies: 'server', doc: 'A snapshot of models to restore at start; load_models is then ignored.' },
   default_workers_per_model: { type: 'int', min: 0, max: 1024, default: '0', applies: 'server', doc: 'Workers per start-up model; 0: one per CPU core.' },
+  worker_permission: {
+    type: 'bool',
+    default: 'false',
+    applies: 'server',
+    own: true,
+    doc: "Workers run under Node's permission model: a handler reads only its model's directory and tsserve's own files, writes only its model's directory and starts no process, so it cannot read key_file.json. Off by default: handlers that read or write elsewhere, shell out, or run with a NODE_OPTIONS preload that uses process.binding fail under it.",
+  },
   worker_nice: {
     type: 'int',
     min: 0,

@@ -40,6 +40,8 @@ export interface ServerConfig {
   readonly defaultWorkersPerModel: number;
   /** Niceness each worker process gets (worker_nice). */
   readonly workerNice: number;
+  /** Workers run under Node's permission model (worker_permission). */
+  readonly workerPermission: boolean;
   /** How long the front end warms itself before start-up is over (front_end_warmup_ms). */
   readonly frontEndWarmupMs: number;
   readonly jobQueueSize: number;
@@ -293,6 +295,7 @@ function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.
     models: parseModelsJson(str('models')),
     defaultWorkersPerModel: int('default_workers_per_model'),
     workerNice: int('worker_nice'),
+    workerPermission: bool('worker_permission'),
     frontEndWarmupMs: int('front_end_warmup_ms'),
     jobQueueSize: int('job_queue_size'),
     defaultResponseTimeout: int('default_response_timeout'),

@@ -7,24 +7,28 @@
 import { randomUUID } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
 import type { TsError } from '../errors.js';
-import { withoutJobKind, type JobResponse, type JobSink } from '../wlm/job.js';
+import { handlerHeaders, type JobResponse, type JobSink } from '../wlm/job.js';
 import type { Model } from '../wlm/model.js';
 import { submitPrediction } from '../wlm/predict.js';
 import type { WireParam } from '../worker/protocol.js';
 import { GrpcFailure, grpcStatusOf } from './calls.js';
 import type { GrpcDeps } from './deps.js';
 
-/** A gRPC call's prediction on the model's queue; `version` "" is the default one. Throws TsErrors. */
+/**
+ * A gRPC call's prediction on the model's queue; `version` "" is the default one; `headers` as
+ * the handler will see them (handlerHeaders). Throws TsErrors.
+ */
 export function queuePrediction(deps: GrpcDeps, name: string, version: string, params: WireParam[], headers: Record<string, string>, sink: JobSink): void {
   const model: Model = deps.registry.get(name, version || undefined);
-  submitPrediction(deps.metrics, model, version || undefined, { id: randomUUID(), headers, params }, sink);
+  const request = { id: randomUUID(), headers: handlerHeaders(headers, deps.tokens !== undefined), params };
+  submitPrediction(deps.metrics, model, version || undefined, request, sink);
 }
 
-/** The call's text metadata, as the request headers a handler reads. */
+/** The call's text metadata, as request headers. */
 export function headersOf(metadata: Metadata): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [key, value] of Object.entries(metadata.getMap())) if (typeof value === 'string') headers[key] = value;
-  return withoutJobKind(headers);
+  return headers;
 }
 
 /** A handler's answer with an error status; an error body `{code, type, message}` gives its message. */

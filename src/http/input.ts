@@ -2,14 +2,15 @@
  * @module http/input
  * An HTTP request as a handler's input (spec §3.3): each multipart part or form field is a
  * parameter under its name; any other body is one parameter named `body` whose content type is
- * the request's MIME type. Every request header goes along, plus any the route adds; the
- * SageMaker and legacy routes put the query parameters first.
+ * the request's MIME type. The request headers go along (but those wlm/job.ts handlerHeaders
+ * keeps from handlers), plus any the route adds; the SageMaker and legacy routes put the query
+ * parameters first.
  */
 import type { IncomingMessage } from 'node:http';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
-import { withoutJobKind } from '../wlm/job.js';
+import { handlerHeaders } from '../wlm/job.js';
 import type { WireParam, WireRequest } from '../worker/protocol.js';
 import { isTsError, tsError } from '../errors.js';
 import { WARM_UP_HEADER } from './warm-up.js';
@@ -21,11 +22,12 @@ export async function acceptMultipart(app: FastifyInstance, config: ServerConfig
   await app.register(multipart, { limits: { fileSize: limit, fieldSize: limit, parts: 1000 }, throwFileSizeLimit: true, defCharset: 'latin1' });
 }
 
-export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>, withQuery = false): Promise<WireRequest> {
+/** `keyed`: token authorization is on, so the Authorization header is the server's key (handlerHeaders). */
+export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>, withQuery: boolean, keyed: boolean): Promise<WireRequest> {
   const params = await readParams(request);
   return {
     id: request.id,
-    headers: { ...withoutJobKind(flatHeaders(request)), ...extraHeaders },
+    headers: { ...handlerHeaders(flatHeaders(request), keyed), ...extraHeaders },
     params: withQuery ? [...queryParams(request), ...params] : params,
   };
 }

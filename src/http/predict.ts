@@ -45,7 +45,7 @@ export interface PredictTarget {
 }
 
 export async function predict(request: FastifyRequest, reply: FastifyReply, deps: InferenceDeps, target: PredictTarget): Promise<FastifyReply> {
-  const wire = await toWireRequest(request, target.headers ?? {}, target.queryParams === true);
+  const wire = await toWireRequest(request, target.headers ?? {}, target.queryParams === true, deps.tokens !== undefined);
   const name = target.model || stringParam(wire, 'model_name');
   if (!name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
   const model = deps.registry.get(name, target.version);

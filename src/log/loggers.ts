@@ -65,7 +65,7 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
   // That process's stdout and stderr are ts_log.log too (what Node itself prints, a crash's trace).
   const serverFile = opts.serverLogFile ? file(join(logLocation, 'ts_log.log'), 0, true) : undefined;
   const out = opts.destination ?? serverFile ?? process.stdout;
-  server = pino(options, format === 'json' ? out : { write: (line: string) => out.write(textLine(line)) });
+  server = pino(options, { write: (line: string) => out.write(format === 'json' ? jsonLine(line) : textLine(line)) });
   // The access log is written in 4 KB pieces, not a write per request (those writes were 5% of
   // the main process's CPU samples under load), and at least once a second, so that `tail -f`
   // shows a quiet server's requests too; close() writes the rest.
@@ -81,11 +81,11 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
   return {
     server: logger,
     access(line) {
-      if (open) accessFile.write(`${timestamp()} - ${line}\n`);
+      if (open) accessFile.write(`${timestamp()} - ${oneLine(line)}\n`);
     },
     model(workerName, stream, line) {
       const level = stream === 'stdout' ? 'INFO ' : 'WARN ';
-      if (open) modelFile.write(`${timestamp()} [${level}] ${workerName}-${stream} MODEL_LOG - ${line}\n`);
+      if (open) modelFile.write(`${timestamp()} [${level}] ${oneLine(workerName)}-${stream} MODEL_LOG - ${oneLine(line)}\n`);
       if (stream === 'stderr') logger.warn({ worker: workerName }, line);
     },
     metric(kind, line) {
@@ -101,7 +101,7 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
         unwritableMetrics = true;
         return;
       }
-      metricFiles[kind]!.write(`${timestamp()} - ${line}\n`);
+      metricFiles[kind]!.write(`${timestamp()} - ${oneLine(line)}\n`);
     },
     close() {
       if (!open) return;
@@ -133,11 +133,55 @@ function textLine(json: string): string {
   };
   const { level, time, msg = '', worker, err, ...fields } = record;
   const extra = Object.entries(fields)
-    .map(([k, v]) => ` ${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => ` ${oneLine(k)}=${oneLine(typeof v === 'string' ? v : JSON.stringify(v))}`)
     .join('');
-  const stack = err ? `\n${err.stack ?? err.message ?? ''}` : '';
-  return `${timestamp(Date.parse(time))} [${LEVELS[level] ?? 'INFO '}] ${worker ?? 'main'} tsserve - ${msg}${extra}${stack}\n`;
+  const stack = err ? stackLines(err.stack ?? err.message ?? '') : '';
+  return `${timestamp(Date.parse(time))} [${LEVELS[level] ?? 'INFO '}] ${oneLine(worker ?? 'main')} tsserve - ${oneLine(msg)}${extra}${stack}\n`;
 }
+
+/**
+ * The characters that end or overwrite a line in a file or a terminal (LF, CR, the other C0 and
+ * C1 controls, Unicode's line and paragraph separators); tab is kept.
+ */
+const LINE_BREAKING = /[^\t\x20-\x7e\xa0-\u2027\u202a-\uffff]/;
+const LINE_BREAKING_ALL = new RegExp(LINE_BREAKING.source, 'g');
+const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r' };
+
+/**
+ * `text` as part of one log line, its line-breaking characters written as escapes (`\n`, `\r`,
+ * `\u001b`). Model names, URLs, headers and handlers' output reach the logs: none of them may
+ * start a line of its own that passes for the server's (a forged `[ERROR]` line).
+ */
+export function oneLine(text: string): string {
+  return LINE_BREAKING.test(text) ? text.replace(LINE_BREAKING_ALL, escaped) : text;
+}
+
+function escaped(c: string): string {
+  return ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * An error's stack on the lines after its record, as log4j prints one. Its own line breaks are
+ * those before its frames, which are indented; any other was in the message and is escaped.
+ */
+function stackLines(stack: string): string {
+  return stack
+    .split(/\r?\n/)
+    .map((line, i) => (i === 0 || /^\s/.test(line) ? '\n' : '\\n') + oneLine(line))
+    .join('');
+}
+
+/**
+ * pino's JSON line with the line separators JSON leaves raw inside strings (U+0085, U+2028,
+ * U+2029) escaped, so that an editor or a terminal cannot show a string's part as a line of its
+ * own; the JSON means the same.
+ */
+function jsonLine(line: string): string {
+  return JSON_RAW_BREAKS.test(line) ? line.replace(JSON_RAW_BREAKS_ALL, escaped) : line;
+}
+
+const JSON_RAW_BREAKS = /[\x85\u2028\u2029]/;
+const JSON_RAW_BREAKS_ALL = new RegExp(JSON_RAW_BREAKS.source, 'g');
 
 let formattedSecond = { second: Number.NaN, text: '' };
 

@@ -28,10 +28,15 @@ export interface JobSink {
  */
 const JOB_KIND_HEADERS = ['explain', 'describe'];
 
-/** A client's headers without the ones that choose the job's kind. */
-export function withoutJobKind(headers: Record<string, string>): Record<string, string> {
+/**
+ * A client's headers as its handler sees them: without the ones that choose the job's kind and,
+ * with token authorization on (`keyed`), without Authorization, which then carries the server's
+ * inference key: a handler is the model's code, and the key is not its to read or pass on.
+ */
+export function handlerHeaders(headers: Record<string, string>, keyed: boolean): Record<string, string> {
   const out = { ...headers };
   for (const name of JOB_KIND_HEADERS) delete out[name];
+  if (keyed) delete out.authorization;
   return out;
 }
 

@@ -10,6 +10,7 @@ import { installDependencies } from '../archive/dependencies.js';
 import { openModelArchive } from '../archive/extract.js';
 import { locateArchive, type LocateOptions } from '../archive/locate.js';
 import { readManifest, RUNTIMES } from '../archive/manifest.js';
+import { checkModelName, checkModelVersion } from '../archive/model-name.js';
 import { isBuiltinHandler } from '../handler/builtins.js';
 import { pythonModelMessage, pythonModelReasons } from '../archive/python-model.js';
 import { readModelYaml, resolveSettings, yamlWarnings, type RegisterParams } from '../config/model-config.js';
@@ -38,6 +39,8 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
   if (req.runtime !== undefined && !(RUNTIMES as readonly string[]).includes(req.runtime)) {
     throw tsError('TSS_ERR_ARCHIVE_INVALID_RUNTIME', req.runtime);
   }
+  // A name given is checked before its archive is fetched; the one used, wherever from, below.
+  if (req.modelName) checkModelName(req.modelName);
   const located = await locateArchive(req.url, deps.locate, deps.log);
   let opened: Awaited<ReturnType<typeof openModelArchive>> | undefined;
   try {
@@ -45,6 +48,8 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     const manifest = readManifest(opened.dir);
     const name = req.modelName || manifest.model.modelName || nameFromFile(located.marName);
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
+    checkModelName(name);
+    checkModelVersion(manifest.model.modelVersion);
     const handler = req.handler || manifest.model.handler || deps.server.defaultServiceHandler;
     if (!handler) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Handler is not defined.');
     const python = pythonModelReasons(opened.dir, manifest);

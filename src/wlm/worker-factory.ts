@@ -36,6 +36,7 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
         startupTimeoutMs: model.settings.startupTimeout * 1000,
         responseTimeoutMs: model.settings.responseTimeout * 1000,
         nice: config.workerNice,
+        permission: config.workerPermission,
         env,
         onOutput: (line, stream) => loggers.model(name, stream, line),
         onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),

@@ -13,6 +13,7 @@ function unstartedWorker(id: string): WorkerProcess {
     startupTimeoutMs: 1000,
     responseTimeoutMs: 1000,
     nice: 0,
+    permission: false,
     env: {},
     onOutput: () => {},
     onMetrics: () => {},

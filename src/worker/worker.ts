@@ -12,8 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import { allQuiet, type Job } from '../wlm/job.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
+import { checkedAnswer } from './answer-head.js';
 import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from './answer-size.js';
 import { readLines } from './output-lines.js';
+import { permissionArgs } from './permissions.js';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
@@ -28,6 +30,8 @@ export interface WorkerOptions {
   readonly responseTimeoutMs: number;
   /** Niceness added to the process: under contention the front end's reads and refusals come first. */
   readonly nice: number;
+  /** Runs under Node's permission model (worker_permission, worker/permissions.ts). */
+  readonly permission: boolean;
   /** The environment the process starts with (workerEnvironment). */
   readonly env: NodeJS.ProcessEnv;
   /** Each line the handler prints, with its stream. */
@@ -139,7 +143,7 @@ export class WorkerProcess extends EventEmitter {
     const child = fork(ENTRY, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      execArgv: [],
+      execArgv: this.opts.permission ? permissionArgs(this.opts.load.modelDir) : [],
       env: this.environment(),
     });
     this.child = child;
@@ -282,15 +286,23 @@ export class WorkerProcess extends EventEmitter {
     for (const item of items) {
       const job = batch.jobs.get(item.id);
       if (!job) continue;
-      if (item.error) {
-        job.fail(errorFromWire(item.error.code, item.error.message, item.error.status));
-      } else if (!batch.answered.take(item.id, item.body.byteLength)) {
-        // The worker checks this too; a handler that wrote to the channel itself did not.
-        job.fail(responseTooLarge(batch.answered.max));
+      const answer = this.sendable(batch, item);
+      if (answer instanceof Error) {
+        job.fail(answer);
       } else {
-        fn(job, { ...item, body: Buffer.from(item.body.buffer, item.body.byteOffset, item.body.byteLength) });
+        fn(job, { ...answer, body: Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength) });
       }
     }
+  }
+
+  /** The item as a route may send it, or the error its job gets instead. */
+  private sendable(batch: InFlight, item: WireResponse): WireResponse | TsError {
+    if (item.error) return errorFromWire(item.error.code, item.error.message, item.error.status);
+    const answer = checkedAnswer(item);
+    if (typeof answer === 'string') return tsError('TSS_ERR_PREDICTION_BAD_ANSWER', answer);
+    // The worker checks the size too; a handler that wrote to the channel itself did not.
+    if (!batch.answered.take(item.id, answer.body.byteLength)) return responseTooLarge(batch.answered.max);
+    return answer;
   }
 
   /**

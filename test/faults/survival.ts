@@ -14,6 +14,8 @@ export interface Expectation {
   readonly answered?: number;
   /** The process whose worker children are counted: the in-process server by default. */
   readonly serverPid?: number;
+  /** With token authorization on: the Authorization header each API's calls send. */
+  readonly authorization?: { readonly inference: string; readonly management: string };
 }
 
 interface Described {
@@ -24,10 +26,11 @@ interface Described {
 
 /** Asserts the server survived: /ping answers, the models are there, every worker process belongs to one of them. */
 export async function survived(t: Test, server: Pick<TestServer, 'urls'>, expect: Expectation = {}): Promise<void> {
-  const ping = await fetch(`${server.urls.inference}/ping`, { signal: AbortSignal.timeout(10_000) });
+  const auth = expect.authorization;
+  const ping = await fetch(`${server.urls.inference}/ping`, { signal: AbortSignal.timeout(10_000), headers: auth ? { authorization: auth.inference } : {} });
   t.ok(ping.status === 200 || ping.status === 500, `the inference listener answers /ping (${ping.status})`);
   if (expect.sent !== undefined) t.equal(expect.answered, expect.sent, 'every request sent was answered');
-  const described = await describeAll(server.urls.management);
+  const described = await describeAll(server.urls.management, auth?.management);
   const registered = new Set(described.flatMap((d) => [d.modelName, `${d.modelName}/${d.modelVersion}`]));
   for (const name of expect.models ?? []) t.ok(registered.has(name), `${name} is still registered`);
   const owned = described.flatMap((d) => d.workers.map((w) => w.pid)).filter((pid) => pid > 0);
@@ -35,11 +38,12 @@ export async function survived(t: Test, server: Pick<TestServer, 'urls'>, expect
 }
 
 /** Every registered version's describe element. */
-export async function describeAll(management: string): Promise<Described[]> {
-  const list = (await (await fetch(`${management}/models?limit=100`)).json()) as { models: Array<{ modelName: string }> };
+export async function describeAll(management: string, authorization?: string): Promise<Described[]> {
+  const headers: Record<string, string> = authorization ? { authorization } : {};
+  const list = (await (await fetch(`${management}/models?limit=100`, { headers })).json()) as { models: Array<{ modelName: string }> };
   const all: Described[] = [];
   for (const { modelName } of list.models) {
-    const res = await fetch(`${management}/models/${encodeURIComponent(modelName)}/all`);
+    const res = await fetch(`${management}/models/${encodeURIComponent(modelName)}/all`, { headers });
     if (res.status === 200) all.push(...((await res.json()) as Described[]));
   }
   return all;
