@@ -166,8 +166,10 @@ async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): P
   if (!boolParam(p, 'synchronous', true)) return accepted(scaling, reply);
   const result = await scaling;
   if (!result.ok) {
-    deps.registry.remove(model.name, model.version);
-    deps.onChange();
+    // Unregistered meanwhile: someone else's undoing, and this call's answer is their 404.
+    if (model.stopped) throw result.error;
+    // The workers failed to load: undo this registration, and only this one.
+    if (deps.registry.removeExactly(model)) deps.onChange();
     await model.close();
     throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, model.version);
   }
@@ -184,7 +186,7 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   deps.onChange();
   if (!boolParam(p, 'synchronous', false)) return accepted(scaling, reply);
   const result = await scaling;
-  if (!result.ok) throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');
+  if (!result.ok) throw model.stopped ? result.error : tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');
   if (result.running < min) return sendStatus(reply, 206, 'Workers scaling in progress...');
   return sendStatus(reply, 200, `Workers scaled to ${min} for model: ${model.name}${version ? `, version: ${version}` : ''}`);
 }
