@@ -71,6 +71,15 @@ const TABLE: Record<string, Spec> = {
   models: { type: 'json', env: false, applies: 'server', doc: 'Per-model settings: {"name": {"version": {...}}}.' },
   model_snapshot: { type: 'json', env: false, applies: 'server', doc: 'A snapshot of models to restore at start; load_models is then ignored.' },
   default_workers_per_model: { type: 'int', min: 0, max: 1024, default: '0', applies: 'server', doc: 'Workers per start-up model; 0: one per CPU core.' },
+  max_workers_per_model: {
+    type: 'int',
+    min: 0,
+    max: 1024,
+    default: '0',
+    applies: 'server',
+    own: true,
+    doc: 'The most worker processes one model version may have; 0: four per CPU core, and no more than one per 256 MiB of memory. A register or scale request asking for more is refused (400); more from model-config.yaml, the models JSON, a snapshot or default_workers_per_model is cut to it, with a warning in the log.',
+  },
   worker_nice: {
     type: 'int',
     min: 0,

@@ -140,7 +140,9 @@ async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): P
   const warnings = registerWarnings(p);
   for (const warning of warnings) deps.registration.loader.log(`Register ${shown(p.url)}: ${warning}`);
   warn(reply, warnings);
-  const initialWorkers = Math.max(0, intParam(p, 'initial_workers') ?? deps.config.defaultWorkersPerModel);
+  const asked = intParam(p, 'initial_workers');
+  withinWorkerLimit('initial_workers', asked, deps.config);
+  const initialWorkers = Math.max(0, asked ?? deps.config.defaultWorkersPerModel);
   const model = await registerModel(
     {
       url: p.url,
@@ -182,6 +184,8 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   const max = intParam(p, 'max_worker') ?? min;
   if (max < min) throw tsError('TSS_ERR_WORKER_SCALE_INVALID');
   if (min < 0) throw tsError('TSS_ERR_WORKER_SCALE_NEGATIVE', min);
+  withinWorkerLimit('min_worker', min, deps.config);
+  withinWorkerLimit('max_worker', max, deps.config);
   const scaling = model.scale(min, max);
   deps.onChange();
   if (!boolParam(p, 'synchronous', false)) return accepted(scaling, reply);
@@ -189,6 +193,15 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   if (!result.ok) throw model.stopped ? result.error : tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');
   if (result.running < min) return sendStatus(reply, 206, 'Workers scaling in progress...');
   return sendStatus(reply, 200, `Workers scaled to ${min} for model: ${model.name}${version ? `, version: ${version}` : ''}`);
+}
+
+/**
+ * A worker count a client asked for is refused above max_workers_per_model (400), at once: each
+ * worker is a process forked on the event loop, and ten thousand of them blocked the server for
+ * seconds and would take the machine's memory. Refused, not cut, as the client is there to read why.
+ */
+function withinWorkerLimit(param: string, asked: number | undefined, config: ServerConfig): void {
+  if (asked !== undefined && asked > config.maxWorkersPerModel) throw tsError('TSS_ERR_WORKER_LIMIT', param, asked, config.maxWorkersPerModel);
 }
 
 /** One version's describe element; with `customized=true`, what its handler says of itself. */
