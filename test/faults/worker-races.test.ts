@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { grpcClient, unaryCall, type GrpcClient } from '../grpc-client.js';
-import { buildMar, FIXTURES, startTestServer, type TestServer, waitFor } from '../helpers.js';
+import { buildMar, FIXTURES, seededRandom, startTestServer, type TestServer, waitFor } from '../helpers.js';
 import { describeAll, survived, workerPids } from './survival.js';
 
 const NAMES = ['race', 'race2'];
@@ -18,15 +18,6 @@ const CALLS_PER_CLIENT = 80;
 const ALLOWED = new Set([200, 202, 206, 400, 404, 409]);
 /** gRPC statuses of those: OK, INVALID_ARGUMENT, NOT_FOUND, ABORTED (409). */
 const GRPC_ALLOWED = new Set([0, 3, 5, 10]);
-
-/** A small deterministic generator: each run makes the same calls (their timing differs). */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 interface Call {
   readonly what: string;
@@ -99,7 +90,8 @@ t.test(`${CLIENTS} clients register, unregister and scale two names for ${RACE_M
   let sent = 0;
   let answered = 0;
   const client = async (i: number): Promise<void> => {
-    const rnd = random(1000 + i);
+    // Each run makes the same calls; their timing differs.
+    const rnd = seededRandom(1000 + i);
     for (let n = 0; n < CALLS_PER_CLIENT && Date.now() < deadline; n++) {
       sent++;
       const overGrpc = i % 4 === 3;
