@@ -159,6 +159,11 @@ const table = {
     status: 500,
     message: 'min_worker cannot be negative: %s',
   },
+  TSS_ERR_WORKER_LIMIT: {
+    type: 'BadRequestException',
+    status: 400,
+    message: '%s=%s is more than the %s workers a model version may have on this server (max_workers_per_model)',
+  },
   TSS_ERR_PREDICTION_FAILED: { type: 'InternalServerException', status: 503, message: 'Prediction failed' },
   TSS_ERR_PREDICTION_BAD_OUTPUT: {
     type: 'InternalServerException',

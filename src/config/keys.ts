@@ -78,6 +78,15 @@ const TABLE: Record<string, Spec> = {
     own: true,
     doc: "Workers run under Node's permission model: a handler reads only its model's directory and tsserve's own files, writes only its model's directory and starts no process, so it cannot read key_file.json. Off by default: handlers that read or write elsewhere, shell out, or run with a NODE_OPTIONS preload that uses process.binding fail under it.",
   },
+  max_workers_per_model: {
+    type: 'int',
+    min: 0,
+    max: 1024,
+    default: '0',
+    applies: 'server',
+    own: true,
+    doc: 'The most worker processes one model version may have; 0: four per CPU core, and no more than one per 256 MiB of memory. A register or scale request asking for more is refused (400); more from model-config.yaml, the models JSON, a snapshot or default_workers_per_model is cut to it, with a warning in the log.',
+  },
   worker_nice: {
     type: 'int',
     min: 0,

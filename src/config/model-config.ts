@@ -191,6 +191,19 @@ export function resolveSettings(
   };
 }
 
+/**
+ * Cuts minWorkers and maxWorkers to `limit` (max_workers_per_model), and says what it did; undefined
+ * when they are within it. A count from configuration is cut, not refused: no client is there to
+ * read a refusal, a start-up model should serve, and a snapshot from a larger machine restore.
+ */
+export function limitWorkers(settings: ModelSettings, limit: number): string | undefined {
+  if (settings.minWorkers <= limit && settings.maxWorkers <= limit) return undefined;
+  const asked = `minWorkers ${settings.minWorkers}, maxWorkers ${settings.maxWorkers}`;
+  settings.minWorkers = Math.min(settings.minWorkers, limit);
+  settings.maxWorkers = Math.min(settings.maxWorkers, limit);
+  return `${asked} is more than max_workers_per_model; ${limit} workers at most`;
+}
+
 /** The YAML's minWorkers/maxWorkers when they make a valid pair. */
 function yamlWorkers(yaml: Record<string, unknown>): { min: number; max: number } | undefined {
   const min = positiveInt(yaml.minWorkers, false);

@@ -4,7 +4,7 @@
  * keys, defaults and precedence (env, only with enable_envvars_config=true > CLI > file > defaults).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { closestKey, invalidValue, keyDefault, KEYS } from './keys.js';
 import { parseProperties } from './properties.js';
@@ -38,6 +38,8 @@ export interface ServerConfig {
   readonly models: ModelsJson;
   /** As configured (0 when unset); see `startupWorkers` for what start-up loading uses. */
   readonly defaultWorkersPerModel: number;
+  /** max_workers_per_model, or when it is 0 what the machine can hold (derivedWorkerLimit). */
+  readonly maxWorkersPerModel: number;
   /** Niceness each worker process gets (worker_nice). */
   readonly workerNice: number;
   /** Workers run under Node's permission model (worker_permission). */
@@ -294,6 +296,7 @@ function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.
     loadModels: splitList(str('load_models')),
     models: parseModelsJson(str('models')),
     defaultWorkersPerModel: int('default_workers_per_model'),
+    maxWorkersPerModel: int('max_workers_per_model') || derivedWorkerLimit(),
     workerNice: int('worker_nice'),
     workerPermission: bool('worker_permission'),
     frontEndWarmupMs: int('front_end_warmup_ms'),
@@ -408,6 +411,17 @@ function parseSnapshotProperty(value: string | undefined): ModelSnapshot | undef
 /** Workers per start-up model: default_workers_per_model, or the CPU count when it is 0. */
 export function startupWorkers(config: ServerConfig): number {
   return config.defaultWorkersPerModel > 0 ? config.defaultWorkersPerModel : cpus().length;
+}
+
+/** Memory a worker is given room for: about four times a bare worker's 66 MB, for its model. */
+const MEMORY_PER_WORKER = 256 * 1024 * 1024;
+
+/**
+ * max_workers_per_model's 0: four workers a core (more than one a core serves handlers that wait
+ * on I/O), but no more than one per MEMORY_PER_WORKER of the machine's memory, and at least one.
+ */
+export function derivedWorkerLimit(cores = cpus().length, memory = totalmem()): number {
+  return Math.max(1, Math.min(4 * cores, Math.floor(memory / MEMORY_PER_WORKER)));
 }
 
 export function parseIntOr(value: string | undefined, dflt: number): number {

@@ -151,7 +151,9 @@ async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): P
   const warnings = registerWarnings(p);
   for (const warning of warnings) deps.registration.loader.log(`Register ${shown(p.url)}: ${warning}`);
   warn(reply, warnings);
-  const initialWorkers = Math.max(0, intParam(p, 'initial_workers') ?? deps.config.defaultWorkersPerModel);
+  const asked = intParam(p, 'initial_workers');
+  withinWorkerLimit('initial_workers', asked, deps.config);
+  const initialWorkers = Math.max(0, asked ?? deps.config.defaultWorkersPerModel);
   const model = await registerModel(
     {
       url: p.url,
@@ -178,8 +180,10 @@ async function register(p: Params, deps: ManagementDeps, reply: FastifyReply): P
   if (!boolParam(p, 'synchronous', true)) return accepted(scaling, reply);
   const result = await scaling;
   if (!result.ok) {
-    deps.registry.remove(model.name, model.version);
-    void deps.onChange();
+    // Unregistered meanwhile: someone else's undoing, and this call's answer is their 404.
+    if (model.stopped) throw result.error;
+    // The workers failed to load: undo this registration, and only this one.
+    if (deps.registry.removeExactly(model)) void deps.onChange();
     await model.close();
     throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, model.version);
   }
@@ -192,13 +196,24 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   const max = intParam(p, 'max_worker') ?? min;
   if (max < min) throw tsError('TSS_ERR_WORKER_SCALE_INVALID');
   if (min < 0) throw tsError('TSS_ERR_WORKER_SCALE_NEGATIVE', min);
+  withinWorkerLimit('min_worker', min, deps.config);
+  withinWorkerLimit('max_worker', max, deps.config);
   const scaling = model.scale(min, max);
   await deps.onChange();
   if (!boolParam(p, 'synchronous', false)) return accepted(scaling, reply);
   const result = await scaling;
-  if (!result.ok) throw tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');
+  if (!result.ok) throw model.stopped ? result.error : tsError('TSS_ERR_WORKER_START_FAILED', model.name, version ?? 'null');
   if (result.running < min) return sendStatus(reply, 206, 'Workers scaling in progress...');
   return sendStatus(reply, 200, `Workers scaled to ${min} for model: ${model.name}${version ? `, version: ${version}` : ''}`);
+}
+
+/**
+ * A worker count a client asked for is refused above max_workers_per_model (400), at once: each
+ * worker is a process forked on the event loop, and ten thousand of them blocked the server for
+ * seconds and would take the machine's memory. Refused, not cut, as the client is there to read why.
+ */
+function withinWorkerLimit(param: string, asked: number | undefined, config: ServerConfig): void {
+  if (asked !== undefined && asked > config.maxWorkersPerModel) throw tsError('TSS_ERR_WORKER_LIMIT', param, asked, config.maxWorkersPerModel);
 }
 
 /** One version's describe element; with `customized=true`, what its handler says of itself. */

@@ -13,7 +13,7 @@ import { readManifest, RUNTIMES } from '../archive/manifest.js';
 import { checkModelName, checkModelVersion } from '../archive/model-name.js';
 import { isBuiltinHandler } from '../handler/builtins.js';
 import { pythonModelMessage, pythonModelReasons } from '../archive/python-model.js';
-import { readModelYaml, resolveSettings, yamlWarnings, type RegisterParams } from '../config/model-config.js';
+import { limitWorkers, readModelYaml, resolveSettings, yamlWarnings, type RegisterParams } from '../config/model-config.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import { Model } from './model.js';
@@ -64,6 +64,8 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     for (const warning of yamlWarnings(yaml, manifest.model.configFile ?? 'model-config.yaml')) deps.log(`Model ${name}: ${warning}`);
     const version = manifest.model.modelVersion;
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined, isBuiltinHandler(handler));
+    const limited = limitWorkers(settings, deps.server.maxWorkersPerModel);
+    if (limited) deps.log(`Model ${name}: ${limited}`);
     if (settings.takeQueued > 1) {
       deps.log(
         `Model ${name}: built-in handler ${handler} and no batch_size: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)${settings.adaptiveThreads ? ', and a batch that runs alone uses every core (adaptiveThreads)' : ''}`,

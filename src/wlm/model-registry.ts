@@ -67,6 +67,21 @@ export class ModelRegistry {
     return model;
   }
 
+  /**
+   * Takes out `model` itself, if it is still registered: a registration that failed undoes only
+   * what it did, never a newer registration of the same name and version made since. Had it
+   * become the default (it was the first), the oldest version left becomes the default.
+   */
+  removeExactly(model: Model): boolean {
+    const entry = this.models.get(model.name);
+    if (entry?.versions.get(model.version) !== model) return false;
+    entry.versions.delete(model.version);
+    const [oldest] = entry.versions.keys();
+    if (oldest === undefined) this.models.delete(model.name);
+    else if (entry.defaultVersion === model.version) entry.defaultVersion = oldest;
+    return true;
+  }
+
   setDefault(name: string, version: string): void {
     const entry = this.models.get(name);
     if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);

@@ -80,6 +80,7 @@ export class Model {
   readonly pool: WorkerPool;
   /** Jobs accepted and not yet answered: queued or inside a batch. */
   private readonly outstanding = new Set<Job>();
+  private stoppedFlag = false;
 
   constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
     this.spec = spec;
@@ -195,10 +196,28 @@ export class Model {
     }
   }
 
-  scale(min: number, max: number): Promise<ScaleResult> {
+  /**
+   * Unregistered, or the server is stopping: the model takes no more workers. Set when its stop
+   * begins, before the drain, so that no scale in flight starts one it would have to kill.
+   */
+  get stopped(): boolean {
+    return this.stoppedFlag;
+  }
+
+  /**
+   * Scales the workers (WorkerPool.scale). A stopped model refuses, and a scale the stop
+   * overtook says so, whatever its workers did: either way the model is not found any more (404).
+   */
+  async scale(min: number, max: number): Promise<ScaleResult> {
+    if (this.stoppedFlag) return this.notFound();
     this.settings.minWorkers = min;
     this.settings.maxWorkers = max;
-    return this.pool.scale(min, max);
+    const result = await this.pool.scale(min, max);
+    return this.stoppedFlag ? this.notFound() : result;
+  }
+
+  private notFound(): ScaleResult {
+    return { ok: false, error: tsError('TSS_ERR_MODEL_NOT_FOUND', this.name) };
   }
 
   /**
@@ -207,12 +226,14 @@ export class Model {
    * a batch in flight "Worker died.", a queued job a 503.
    */
   async stop(drainTimeoutMs: number): Promise<void> {
+    this.stoppedFlag = true;
     await this.drain(drainTimeoutMs);
     await this.close(tsError('TSS_ERR_MODEL_STOPPED', this.name));
   }
 
   /** Retires the workers, fails what is still queued with `error` and removes the extracted files. */
   async close(error?: TsError): Promise<void> {
+    this.stoppedFlag = true;
     this.settings.minWorkers = 0;
     this.settings.maxWorkers = 0;
     await this.pool.close(error);

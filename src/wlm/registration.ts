@@ -92,7 +92,7 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
           },
           deps,
         );
-        model.settings.maxWorkers = Math.max(s.maxWorkers, model.settings.minWorkers);
+        model.settings.maxWorkers = Math.max(Math.min(s.maxWorkers, deps.loader.server.maxWorkersPerModel), model.settings.minWorkers);
         if (s.defaultVersion) deps.registry.setDefault(name, model.version);
         restored.push(model);
       } catch (err) {

@@ -54,7 +54,7 @@ class StandInWorker extends EventEmitter {
 
 const SETTINGS: PoolSettings = { batchSize: 2, maxBatchDelay: 0, takeQueued: 1, maxRetryTimeoutInSec: 0, adaptiveThreads: false };
 
-function pool(t: Test, workers: number): { queue: JobQueue; stand: StandInWorker[]; ready: Promise<unknown> } {
+function pool(t: Test, workers: number): { queue: JobQueue; stand: StandInWorker[]; ready: Promise<unknown>; pool: WorkerPool } {
   const queue = new JobQueue(100);
   const stand: StandInWorker[] = [];
   const p = new WorkerPool(queue, () => SETTINGS, {
@@ -68,7 +68,7 @@ function pool(t: Test, workers: number): { queue: JobQueue; stand: StandInWorker
     log: () => {},
   });
   t.teardown(() => p.close());
-  return { queue, stand, ready: p.scale(workers, workers) };
+  return { queue, stand, ready: p.scale(workers, workers), pool: p };
 }
 
 const ids = (jobs: Job[]): string[] => jobs.map((j) => j.id);
@@ -176,4 +176,20 @@ t.test('a worker that dies gives back the batches it had not started; another wo
     'the other worker runs the batch the dead one never started',
   );
   t.equal(queue.size, 0, 'and nothing is left waiting');
+});
+
+t.test('a scale-down the close overtakes starts no worker afterwards: a closed pool never spawns again', async (t) => {
+  const { stand, ready, pool: p } = pool(t, 3);
+  await ready;
+  // Down to two waits for the third worker's batch; the close comes meanwhile.
+  const scaling = p.scale(2, 2);
+  await p.close();
+  t.same(await scaling, { ok: true, running: 0 }, 'the scale says nothing runs');
+  t.equal(stand.length, 3, 'no worker was started after the close');
+  t.same(await p.scale(1, 1), { ok: true, running: 0 }, 'a later scale starts none either');
+  t.equal(stand.length, 3);
+  t.ok(
+    stand.every((w) => w.exited || w.state === 'SCALED_DOWN'),
+    'every worker is retired',
+  );
 });

@@ -88,6 +88,8 @@ export type ScaleResult = { ok: true; running: number } | { ok: false; error: Ts
 
 export class WorkerPool {
   private slots: Slot[] = [];
+  /** Closed for good: no worker starts again, whatever a scale in flight was about to do. */
+  private closed = false;
   private readonly queue: BatchQueue;
   private readonly settings: () => PoolSettings;
   private readonly deps: PoolDeps;
@@ -120,15 +122,18 @@ export class WorkerPool {
   /**
    * Starts workers up to `min`, or retires workers from the end down to `max`. Resolves once
    * every worker still loading, new or not, has loaded (ok) or one of them failed to (its error).
+   * A worker retired while it loads (another scale, or close) is no failure: it was not wanted.
+   * A closed pool starts nothing, also when it closed while this scale waited for a retirement.
    */
   async scale(min: number, max: number): Promise<ScaleResult> {
     if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s, true)));
+    if (this.closed) return { ok: true, running: 0 };
     while (this.slots.length < min) this.addSlot();
-    const loads = this.slots.flatMap((s) => (s.loading ? [s.loading] : []));
+    const loads = this.slots.flatMap((s) => (s.loading ? [failureUnlessRetired(s, s.loading)] : []));
     const outcomes = await Promise.allSettled(loads);
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) return { ok: false, error: failed.reason as TsError };
-    return { ok: true, running: this.slots.filter((s) => s.worker.state === 'MODEL_LOADED').length };
+    return { ok: true, running: this.loadedCount() };
   }
 
   private addSlot(): void {
@@ -282,9 +287,17 @@ export class WorkerPool {
     await exited;
   }
 
-  /** Ends every worker now; what is still queued gets `error`. */
+  /** Ends every worker now, and for good; what is still queued gets `error`. */
   async close(error: TsError = tsError('TSS_ERR_WORKER_DIED')): Promise<void> {
+    this.closed = true;
     await Promise.all(this.slots.splice(0).map((s) => this.retire(s, false)));
     for (const job of this.queue.drain()) job.fail(error);
   }
+}
+
+/** `loading`, except that its failure is none once `slot` was retired: the worker was not wanted. */
+function failureUnlessRetired(slot: Slot, loading: Promise<void>): Promise<void> {
+  return loading.catch((err: unknown) => {
+    if (!slot.removed) throw err;
+  });
 }

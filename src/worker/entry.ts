@@ -23,7 +23,8 @@ import { PredictionError } from '../handler/types.js';
 import { inBatch } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
 import { existingInside } from '../archive/inside.js';
-import type { FromWorker, LoadMessage, PredictMessage, ToWorker, WireRequest } from './protocol.js';
+import { watchParent } from './parent-watch.js';
+import { WATCH_PARENT_ENV, type FromWorker, type LoadMessage, type PredictMessage, type ToWorker, type WireRequest } from './protocol.js';
 
 let entry: EntryPoint | undefined;
 let facts: ModelFacts | undefined;
@@ -190,5 +191,7 @@ process.on('message', (msg: ToWorker) => {
   if (msg.kind === 'load') void onLoad(msg);
   else previousBatch = previousBatch.then(() => onPredict(msg));
 });
-// The frontend is gone: nobody can use our answers.
+// The frontend is gone: nobody can use our answers. A busy worker does not see this; the
+// parent-death signal or the watch (worker/parent-watch.ts) ends it then.
 process.on('disconnect', () => process.exit(0));
+if (process.env[WATCH_PARENT_ENV]) watchParent();

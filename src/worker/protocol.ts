@@ -50,6 +50,8 @@ export interface WireError {
 export const INTRA_OP_THREADS_ENV = 'TSSERVE_INTRA_OP_THREADS';
 /** The thread count of a lone batch's sessions, set only for a model with adaptiveThreads. */
 export const WIDE_INTRA_OP_THREADS_ENV = 'TSSERVE_WIDE_INTRA_OP_THREADS';
+/** Set when no parent-death signal guards the worker: it watches its parent itself (worker/parent-watch.ts). */
+export const WATCH_PARENT_ENV = 'TSSERVE_WATCH_PARENT';
 
 export interface LoadMessage {
   readonly kind: 'load';

@@ -5,8 +5,10 @@
  * take the whole server with it. A process dies alone; this handle fails its in-flight batch with
  * "Worker died." and reports the exit so the pool can start a replacement.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { cpus, getPriority, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
@@ -16,7 +18,15 @@ import { checkedAnswer } from './answer-head.js';
 import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from './answer-size.js';
 import { readLines } from './output-lines.js';
 import { permissionArgs } from './permissions.js';
-import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV, type FromWorker, type LoadMessage, type WireMetric, type WireResponse } from './protocol.js';
+import {
+  INTRA_OP_THREADS_ENV,
+  WATCH_PARENT_ENV,
+  WIDE_INTRA_OP_THREADS_ENV,
+  type FromWorker,
+  type LoadMessage,
+  type WireMetric,
+  type WireResponse,
+} from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
 
@@ -99,6 +109,42 @@ function yieldToFrontEnd(child: ChildProcess, nice: number): void {
 }
 
 /**
+ * Starts a worker process that dies with the front end, also after a `kill -9` leaves the front
+ * end no moment to stop it, while the handler keeps the worker's main thread too busy to see its
+ * IPC channel close. On Linux the kernel sees to it, at no cost: the worker runs under
+ * util-linux's `setpriv --pdeathsig KILL` (PR_SET_PDEATHSIG, which Node has no call for; a native
+ * addon for one prctl is not worth its build on every platform). Without setpriv, the worker
+ * watches its parent from a thread of its own (worker/parent-watch.ts).
+ */
+function startProcess(env: NodeJS.ProcessEnv, execArgv: string[]): ChildProcess {
+  const options: Pick<SpawnOptions, 'serialization' | 'stdio'> = { serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'] };
+  const setpriv = parentDeathSignal();
+  if (setpriv) return spawn(setpriv, ['--pdeathsig', 'KILL', '--', process.execPath, ...execArgv, ENTRY], { ...options, env });
+  return fork(ENTRY, [], { ...options, execArgv, env: { ...env, [WATCH_PARENT_ENV]: '1' } });
+}
+
+let setprivPath: string | undefined | null = null;
+
+/** setpriv's path, when it is there and knows --pdeathsig (util-linux 2.33 and later); looked for once. */
+function parentDeathSignal(): string | undefined {
+  if (setprivPath === null) setprivPath = process.platform === 'linux' ? findSetpriv() : undefined;
+  return setprivPath;
+}
+
+function findSetpriv(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const path = join(dir, 'setpriv');
+    try {
+      accessSync(path, constants.X_OK);
+    } catch {
+      continue;
+    }
+    return spawnSync(path, ['--help'], { encoding: 'utf8', timeout: 5000 }).stdout?.includes('--pdeathsig') ? path : undefined;
+  }
+  return undefined;
+}
+
+/**
  * The server's environment without the variables `blacklist_env_vars` names (secrets a handler
  * has no business reading), as TorchServe gives its workers.
  */
@@ -140,12 +186,7 @@ export class WorkerProcess extends EventEmitter {
 
   /** Spawns the process and loads the model; rejects with the load error. */
   start(): Promise<void> {
-    const child = fork(ENTRY, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      execArgv: this.opts.permission ? permissionArgs(this.opts.load.modelDir) : [],
-      env: this.environment(),
-    });
+    const child = startProcess(this.environment(), this.opts.permission ? permissionArgs(this.opts.load.modelDir) : []);
     this.child = child;
     yieldToFrontEnd(child, this.opts.nice);
     this.pipeOutput(child);
