@@ -303,7 +303,7 @@ function tally(name, summary, log) {
     const where = f.source?.name ?? '';
     console.error(`${name}: FAIL ${where} (iteration ${(f.cursor?.iteration ?? 0) + 1}): ${f.error?.message}`);
   }
-  if (failed > 0) console.error(`${name}: server log ${log}`);
+  if (failed > 0) console.error(`${name}: the server's log ends\n${readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`);
   return { passed: assertions.total - assertions.failed, failed };
 }
 
