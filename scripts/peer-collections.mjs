@@ -98,38 +98,34 @@ export function management() {
   return collection('management', [request('management request', '{{METHOD}}', `${MGMT}/{{path}}`, ROW_STATUS)]);
 }
 
-/** Per row of inference_data.json: register, predict the row's file, unregister, metrics. */
-export function inference() {
-  return collection('inference', [
-    register(),
-    request('Inference Model', 'POST', `${PRED}/predictions/{{model_name}}`, expectedAnswer('expected', 'values'), '{{file}}'),
-    unregister(),
-    metrics(),
-  ]);
+/**
+ * A collection that runs per data row: register the row's model, send the row's file to each of
+ * `calls` ([name, path on the inference port, the row's key to compare with, how]), unregister,
+ * read the metrics.
+ */
+function perModel(name, calls) {
+  const sends = calls.map(([call, path, key, how]) => request(call, 'POST', `${PRED}${path}`, expectedAnswer(key, how), '{{file}}'));
+  return collection(name, [register(), ...sends, unregister(), metrics()]);
 }
 
-/** Per row: register, explain the row's file (sizes compared), unregister, metrics. */
-export function explanation() {
-  return collection('explanation', [
-    register(),
-    request('Explanations Model', 'POST', `${PRED}/explanations/{{model_name}}`, expectedAnswer('expected_explain', 'sizes'), '{{file}}'),
-    unregister(),
-    metrics(),
-  ]);
-}
+const PREDICTED = ['expected', 'values'];
+const EXPLAINED = ['expected_explain', 'sizes'];
 
-/** KServe v1 (`v1`) or v2 (`v2`): register, predict and explain the row's request body, unregister, metrics. */
+/** Per row of inference_data.json: predict the row's file. */
+export const inference = () => perModel('inference', [['Inference Model', '/predictions/{{model_name}}', ...PREDICTED]]);
+
+/** Per row: explain the row's file (sizes compared). */
+export const explanation = () => perModel('explanation', [['Explanations Model', '/explanations/{{model_name}}', ...EXPLAINED]]);
+
+/** KServe v1 (`v1`) or v2 (`v2`): predict and explain the row's request body. */
 export function kserve(version) {
   const [predict, explain] =
     version === 'v1'
       ? ['/v1/models/{{model_name}}:predict', '/v1/models/{{model_name}}:explain']
       : ['/v2/models/{{model_name}}/infer', '/v2/models/{{model_name}}/explain'];
-  return collection(`kserve ${version}`, [
-    register(),
-    request('Inference Model', 'POST', `${PRED}${predict}`, expectedAnswer('expected', 'values'), '{{file}}'),
-    request('Explanations Model', 'POST', `${PRED}${explain}`, expectedAnswer('expected_explain', 'sizes'), '{{file}}'),
-    unregister(),
-    metrics(),
+  return perModel(`kserve ${version}`, [
+    ['Inference Model', predict, ...PREDICTED],
+    ['Explanations Model', explain, ...EXPLAINED],
   ]);
 }
 
