@@ -63,6 +63,16 @@ const MNIST_STD = 0.3069;
 // The id TorchServe's v2 request file carries, which its expected answer echoes.
 const V2_REQUEST_ID = 'd3b15cad-50a2-4eaf-80ce-8b0a428bd298';
 const PORT_FLOOR = 10_000;
+// The servers started and not yet ended: a runner stopped by a signal (CI's or tap's timeout) ends
+// them too, for each runs in a process group of its own.
+const running = new Set();
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const server of running) killGroup(server, 'SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+    process.exit(1);
+  });
+}
 const handedOut = new Set();
 
 const args = parseArgs(process.argv.slice(2));
@@ -253,16 +263,17 @@ async function runSuite(suite, site, archives, tls) {
       .join(''),
   );
   const log = join(work, `${suite.name}.log`);
-  const server = await startServer(config, store, log, ports.pred, scheme);
+  let server;
   try {
+    server = await startServer(config, store, log, ports.pred, scheme);
     const data = typeof suite.data === 'function' ? suite.data() : suite.data ? localRows(suite.data, archives) : undefined;
     const summary = await runNewman(suite, data, ports);
     return tally(suite.name, summary, log);
   } catch (err) {
-    console.error(`${suite.name}: ${err.message}`);
+    console.error(`${suite.name}: ${err.message}\n${logEnd(log)}`);
     return { passed: 0, failed: 1 };
   } finally {
-    await stopServer(server);
+    if (server) await stopServer(server);
   }
 }
 
@@ -303,8 +314,13 @@ function tally(name, summary, log) {
     const where = f.source?.name ?? '';
     console.error(`${name}: FAIL ${where} (iteration ${(f.cursor?.iteration ?? 0) + 1}): ${f.error?.message}`);
   }
-  if (failed > 0) console.error(`${name}: the server's log ends\n${readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`);
+  if (failed > 0) console.error(`${name}: ${logEnd(log)}`);
   return { passed: assertions.total - assertions.failed, failed };
+}
+
+function logEnd(log) {
+  const lines = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-20) : [];
+  return `the server's log ends:\n${lines.join('\n')}`;
 }
 
 async function startServer(config, store, log, predPort, scheme) {
@@ -316,14 +332,16 @@ async function startServer(config, store, log, predPort, scheme) {
     detached: true,
     env: { ...process.env, TMPDIR: tmp },
   });
+  running.add(server);
+  server.once('exit', () => running.delete(server));
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    if (server.exitCode !== null) throw new Error(`tsserve exited with ${server.exitCode} (log: ${log})`);
+    if (server.exitCode !== null) throw new Error(`tsserve exited with ${server.exitCode}`);
     if ((await ping(scheme, predPort)) === 200) return server;
     await new Promise((r) => setTimeout(r, 250));
   }
   await stopServer(server);
-  throw new Error(`tsserve did not answer /ping within 60 s (log: ${log})`);
+  throw new Error('tsserve did not answer /ping within 60 s');
 }
 
 function ping(scheme, port) {
@@ -347,20 +365,20 @@ function ping(scheme, port) {
 async function stopServer(server) {
   if (server.exitCode !== null) return;
   const exited = new Promise((r) => server.once('exit', r));
-  try {
-    process.kill(-server.pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const timer = setTimeout(() => {
-    try {
-      process.kill(-server.pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }, 10_000);
+  if (!killGroup(server, 'SIGTERM')) return;
+  const timer = setTimeout(() => killGroup(server, 'SIGKILL'), 10_000);
   await exited;
   clearTimeout(timer);
+}
+
+/** Whether the signal reached the server's process group (false: it is gone). */
+function killGroup(server, signal) {
+  try {
+    process.kill(-server.pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A self-signed certificate for 127.0.0.1, made by openssl as a TorchServe user makes one. */
