@@ -89,7 +89,7 @@ async function main() {
   environment = JSON.parse(readFileSync(join(dataDir, 'environment.json'), 'utf8'));
   mkdirSync(testDir, { recursive: true });
   const site = join(work, 'site');
-  buildArchives(site, archiveNames());
+  buildArchives(site, archiveNames(chosen));
   const archives = await serveArchives(site);
   await writeRequestFiles();
   const tls = chosen.some((s) => s.https) ? makeCertificate() : undefined;
@@ -112,13 +112,14 @@ function storeArchives() {
 }
 
 /**
- * Every archive the environment and the inference data name (download URLs by their last
+ * Every archive the environment and the chosen suites' inference data name (download URLs by their last
  * segment). management_data.json's "invalid" URL names none on purpose: its download must fail.
  */
-function archiveNames() {
+function archiveNames(suites) {
   const names = new Set(storeArchives());
-  for (const file of ['inference_data.json', 'kf_inference_data.json', 'kfv2_inference_data.json']) {
-    for (const row of readData(file)) if (/^https?:/.test(row.url)) names.add(basename(row.url));
+  for (const { data } of suites) {
+    if (typeof data !== 'string' || data === 'management_data.json') continue;
+    for (const row of readData(data)) if (/^https?:/.test(row.url)) names.add(basename(row.url));
   }
   return [...names].map((n) => n.replace(/\.mar$/, ''));
 }
