@@ -62,7 +62,9 @@ const MNIST_MEAN = 0.1302;
 const MNIST_STD = 0.3069;
 // The id TorchServe's v2 request file carries, which its expected answer echoes.
 const V2_REQUEST_ID = 'd3b15cad-50a2-4eaf-80ce-8b0a428bd298';
+// freePort's range starts here; the ports it handed out
 const PORT_FLOOR = 10_000;
+const handedOut = new Set();
 // The servers started and not yet ended: a runner stopped by a signal (CI's or tap's timeout) ends
 // them too, for each runs in a process group of its own.
 const running = new Set();
@@ -73,7 +75,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     process.exit(1);
   });
 }
-const handedOut = new Set();
 
 const args = parseArgs(process.argv.slice(2));
 const dataDir = resolve(args.data ?? join(ROOT, '..', 'shared', 'peer-tests'));
@@ -83,8 +84,10 @@ const work = mkdtempSync(join(tmpdir(), 'tsserve-peer-'));
 const testDir = join(work, 'test');
 
 async function main() {
-  const chosen = args.only ? SUITES.filter((s) => args.only.split(',').includes(s.name)) : SUITES;
-  if (chosen.length === 0) throw new Error(`--only names none of: ${SUITES.map((s) => s.name).join(', ')}`);
+  const names = args.only ? args.only.split(',') : SUITES.map((s) => s.name);
+  const unknown = names.filter((n) => !SUITES.some((s) => s.name === n));
+  if (unknown.length > 0) throw new Error(`no suite ${unknown.join(', ')}; the suites: ${SUITES.map((s) => s.name).join(', ')}`);
+  const chosen = SUITES.filter((s) => names.includes(s.name));
   if (!existsSync(join(dataDir, 'environment.json'))) throw new Error(`no TorchServe data files in ${dataDir} (--data DIR)`);
   environment = JSON.parse(readFileSync(join(dataDir, 'environment.json'), 'utf8'));
   mkdirSync(testDir, { recursive: true });
@@ -102,6 +105,7 @@ async function main() {
     failed += result.failed;
   }
   archives.server.close();
+  archives.server.closeAllConnections();
   console.log(`${passed} passed, ${failed} failed`);
   process.exitCode = failed > 0 ? 1 : 0;
 }
@@ -147,7 +151,8 @@ function localUrls(row, archives) {
   );
 }
 
-function buildArchives(store, names) {
+/** examples/mnist's model archived under each name, into `dir`. */
+function buildArchives(dir, names) {
   for (const name of names) {
     const r = spawnSync(
       process.execPath,
@@ -162,7 +167,7 @@ function buildArchives(store, names) {
         '--handler',
         join(ROOT, 'examples/mnist/mnist_handler.ts'),
         '--export-path',
-        store,
+        dir,
         '--force',
       ],
       { encoding: 'utf8' },
