@@ -35,7 +35,7 @@ const SUITES = [
   { name: 'management', collection: collections.management(), data: 'management_data.json', config: PLAIN },
   { name: 'inference', collection: collections.inference(), data: 'inference_data.json', config: PROMETHEUS },
   { name: 'explanation', collection: collections.explanation(), data: explanationRows, config: PROMETHEUS },
-  { name: 'https', collection: collections.https('torchserve'), https: true, config: PLAIN },
+  { name: 'https', collection: collections.https('torchserve'), https: true, config: { ...PLAIN, install_py_dep_per_model: 'true' } },
   { name: 'kserve-management', collection: collections.management(), data: 'management_data.json', config: { ...PLAIN, service_envelope: 'kserve' } },
   { name: 'kserve-v1', collection: collections.kserve('v1'), data: 'kf_inference_data.json', config: { ...PROMETHEUS, service_envelope: 'kserve' } },
   { name: 'kserve-v1-https', collection: collections.https('v1'), https: true, config: { ...PLAIN, service_envelope: 'kserve' } },
