@@ -15,7 +15,7 @@ import { documented, modelApi } from './api-description.js';
 import { requireToken } from './auth.js';
 import { mimeType } from './input.js';
 import { modelReadiness } from './kserve.js';
-import { boolParam, intParam, registerWarnings, requestParams, shown, type Params } from './params.js';
+import { boolParam, intParam, registerWarnings, requestParams, scaleWarnings, shown, type Params } from './params.js';
 import { sendJson, sendStatus, warn } from './reply.js';
 import { workflowManagementRoutes } from './workflows.js';
 
@@ -198,6 +198,9 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   if (min < 0) throw tsError('TSS_ERR_WORKER_SCALE_NEGATIVE', min);
   withinWorkerLimit('min_worker', min, deps.config);
   withinWorkerLimit('max_worker', max, deps.config);
+  const warnings = scaleWarnings(p);
+  for (const warning of warnings) deps.registration.loader.log(`Scale ${shown(model.name)}: ${warning}`);
+  warn(reply, warnings);
   const scaling = model.scale(min, max);
   await deps.onChange();
   if (!boolParam(p, 'synchronous', false)) return accepted(scaling, reply);
