@@ -217,7 +217,10 @@ t.test('scale parameters the server cannot use as written are warned of as regis
   t.equal(res.status, 200, 'scaled, as TorchServe does');
   t.equal(await res.text(), `{\n  "status": "Workers scaled to 1 for model: mnist"\n}\n`, 'to the default, 1');
   const header = res.headers.get('warning') ?? '';
-  for (const message of ['min_worker="abc" is not a whole number; the default is used', 'unknown parameter "minworker" (did you mean min_worker?) is ignored']) {
+  for (const message of [
+    'min_worker="abc" is not a whole number; the default is used',
+    'unknown parameter "minworker" (did you mean min_worker?) is ignored',
+  ]) {
     t.ok(header.includes(`299 tsserve "${message.replaceAll('"', "'")}"`), `header: ${message}`);
     t.ok(
       log.some((l) => l.includes(`Scale "mnist": ${message}`)),
