@@ -12,7 +12,7 @@ import { existingInside } from './archive/inside.js';
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
-import { kserveListenerRoutes } from './http/kserve.js';
+import { KSERVE_ROOT, kserveListenerRoutes } from './http/kserve.js';
 import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/deps.js';
 import { createListener } from './http/listener.js';
@@ -135,7 +135,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     const key = address.port === 0 && address.scheme !== 'unix' ? `${address.raw}#${api}` : address.raw;
     let entry = listeners.get(key);
     if (!entry) {
-      entry = { app: createListener({ config, metrics, loggers }, address.scheme === 'https' ? tls : undefined), address };
+      const root = api === 'kserve' ? KSERVE_ROOT : undefined;
+      entry = { app: createListener({ config, metrics, loggers }, address.scheme === 'https' ? tls : undefined, root), address };
       listeners.set(key, entry);
       listening.push(entry.app);
     }
