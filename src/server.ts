@@ -277,7 +277,5 @@ async function listen(app: FastifyInstance, address: ListenAddress): Promise<str
 async function tlsForListeners(config: ServerConfig, loggers: Loggers): Promise<TlsMaterial | undefined> {
   const addresses = [config.inferenceAddress, config.managementAddress, ...(config.enableMetricsApi ? [config.metricsAddress] : [])];
   if (!addresses.some((a) => a.scheme === 'https')) return undefined;
-  return tlsMaterial(config.tls, () =>
-    loggers.server.warn('HTTPS without keystore or private_key_file/certificate_file: serving a self-signed certificate for localhost'),
-  );
+  return tlsMaterial(config.tls, { warn: (message) => loggers.server.warn(message) });
 }
