@@ -102,11 +102,12 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   };
   const registration: RegistrationDeps = { loader, registry };
 
-  const restore = config.modelSnapshot ? await restoreSnapshot(config.modelSnapshot, registration, log) : undefined;
-  const starting = restore?.starting ?? (await registerStartupModels(config, registration, log));
+  const starting = config.modelSnapshot
+    ? await restoreSnapshot(config.modelSnapshot, registration, log)
+    : await registerStartupModels(config, registration, log);
   const snapshots = config.snapshotsDisabled
     ? undefined
-    : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, unrestored: restore?.unrestored, log });
+    : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, log });
   // A start-up or shutdown snapshot that cannot be written (a full or read-only disk) is logged,
   // never fatal: it must not stop the server from starting or from stopping its workers.
   const writeSnapshotNow = (kind: 'startup' | 'shutdown'): void => {
@@ -154,7 +155,6 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     registration,
     tokens,
     onChange: snapshotChange,
-    forgetUnrestored: (name, version) => snapshots?.forgetUnrestored(name, version) ?? false,
   });
   if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
