@@ -54,8 +54,8 @@ t.test('a failed restore: get answers its 503 with why, a registration of that v
   t.equal(registry.failedRestores().length, 0, 'registered again: no longer failed');
   registry.addFailed({ name: 'm', version: '2.0', entry: { ...entry, defaultVersion: false }, reason: 'missing' });
   t.equal(registry.get('m').version, '1.0', 'the registered default still serves');
-  t.throws(() => registry.get('m', '2.0'), { status: 503 });
+  t.throws(() => registry.get('m', '2.0'), { code: 'TSS_ERR_MODEL_RESTORE_FAILED', message: /version 2\.0 .*: missing\./ });
   t.equal(registry.forgetFailed('m', '3.0'), false);
   t.equal(registry.forgetFailed('m', '2.0'), true);
-  t.throws(() => registry.get('m', '2.0'), { status: 404 });
+  t.throws(() => registry.get('m', '2.0'), { code: 'TSS_ERR_MODEL_VERSION_NOT_FOUND', message: 'Model version: 2.0 does not exist for model: m' });
 });
