@@ -164,6 +164,7 @@ t.test(
       message: /^Model "broken" version 1.0 could not be restored from the config snapshot: .*unregister it$/,
     });
     t.equal((await fetch(`${server.urls.management}/models/broken?min_worker=1`, { method: 'PUT' })).status, 503, 'and a scale');
+    t.same(await (await fetch(`${server.urls.management}/v1/models/broken`)).json(), { name: 'broken', ready: false }, 'KServe: not ready');
 
     const seven = readFileSync(join(ROOT, 'examples', 'mnist', 'digits', '7_0.png'));
     t.equal(await (await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');

@@ -77,8 +77,9 @@ export async function kserveListenerRoutes(app: FastifyInstance, deps: Inference
   kserveRoutes(app, deps, { openInferenceProtocol: true });
 }
 
-/** KServe's readiness of a model: its default version can answer now (a worker has loaded it). */
+/** KServe's readiness of a model: its default version can answer now (a worker has loaded it); a failed restore never. */
 export function modelReadiness(registry: ModelRegistry, name: string): { name: string; ready: boolean } {
+  if (!registry.find(name) && registry.failedRestore(name)) return { name, ready: false };
   const model = registry.get(name);
   return { name: model.name, ready: model.serving };
 }
