@@ -132,6 +132,19 @@ t.test(
     const fromKeystore = await serveHttps(t, { keystore, keystore_pass: 'changeit' });
     t.equal((await httpsCall(`${fromKeystore.urls.inference}/ping`)).status, 200, 'a PKCS12 keystore holding it serves too');
 
+    await t.rejects(
+      startTestServer(t, {
+        prepare: (store) => buildMnistMar(store),
+        properties: { enable_grpc_ssl: 'true', private_key_file: weak.key, certificate_file: weak.cert },
+      }),
+      {
+        message: new RegExp(
+          `^enable_grpc_ssl: private_key_file ${weak.key} \\(certificate_file ${weak.cert}\\): its RSA key is 1024 bits; .*openssl req -x509 -newkey rsa:2048`,
+        ),
+      },
+      'gRPC, whose TLS cannot serve it, stops the start in the same words',
+    );
+
     const tiny = made(512);
     await t.rejects(serveHttps(t, { private_key_file: tiny.key, certificate_file: tiny.cert }), {
       message: new RegExp(

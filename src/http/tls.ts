@@ -41,6 +41,20 @@ export async function tlsMaterial(tls: TlsConfig, log: TlsLog): Promise<TlsMater
   return selfSigned();
 }
 
+/**
+ * enable_grpc_ssl's key material, checked at start-up: grpc-js keeps OpenSSL's default security
+ * level, so a key under 2048 bits, which the HTTPS listeners serve with a warning, stops the start
+ * with the file, its size and the remedy, where the gRPC listener would fail each connection.
+ */
+export function refuseWeakGrpcKey(tls: TlsConfig): void {
+  if (!tls.privateKeyFile || !tls.certificateFile) return;
+  const material = { key: readKeyFile(tls.privateKeyFile, 'private_key_file'), cert: readKeyFile(tls.certificateFile, 'certificate_file') };
+  if (!keyTooSmall(material)) return;
+  throw new ConfigError(
+    `enable_grpc_ssl: private_key_file ${tls.privateKeyFile} (certificate_file ${tls.certificateFile}): its ${keyDescription(material)}; gRPC's TLS serves keys of 2048 bits or more. Make a new key and certificate: ${NEW_KEY_COMMAND}`,
+  );
+}
+
 /** OpenSSL's level 1: RSA keys of 1024 bits and up, which Java (TorchServe) serves and level 2 refuses. */
 const WEAK_KEY_CIPHERS = `${DEFAULT_CIPHERS}:@SECLEVEL=1`;
 const NEW_KEY_COMMAND = 'openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 365 -subj /CN=<host>';
