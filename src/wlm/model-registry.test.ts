@@ -1,6 +1,7 @@
 // The registry's bookkeeping of exactly which Model instance is registered, with stand-in models
 // (only name and version): a failed registration's undoing takes out itself and nothing newer.
 import t from 'tap';
+import type { SnapshotModel } from '../config/snapshot-file.js';
 import type { Model } from './model.js';
 import { ModelRegistry } from './model-registry.js';
 
@@ -31,17 +32,8 @@ t.test('removeExactly of the default version hands the default to the oldest ver
 
 t.test('a failed restore: get answers its 503 with why, a registration of that version ends it, forgetFailed forgets it', async (t) => {
   const registry = new ModelRegistry();
-  const entry = {
-    defaultVersion: true,
-    marName: 'm.mar',
-    runtimeType: 'python',
-    minWorkers: 1,
-    maxWorkers: 1,
-    batchSize: 1,
-    maxBatchDelay: 100,
-    responseTimeout: 120,
-    startupTimeout: 120,
-  };
+  // The registry reads only these of a snapshot entry.
+  const entry = { defaultVersion: true, marName: 'm.mar' } as SnapshotModel;
   registry.addFailed({ name: 'm', version: '1.0', entry, reason: 'not a zip' });
   t.throws(() => registry.get('m'), {
     code: 'TSS_ERR_MODEL_RESTORE_FAILED',
