@@ -70,6 +70,12 @@ const table = {
     message: 'Model %s contains special characters.\nThe allowed regular expression filter for model %s is: ^[A-Za-z0-9][A-Za-z0-9_\\-.]*$',
   },
   TSS_ERR_MODEL_NAME_TOO_LONG: { type: 'BadRequestException', status: 400, message: 'Model %s is longer than %s characters.' },
+  /** A version a config snapshot named that could not be restored: kept, as TorchServe keeps it, with nothing to serve. */
+  TSS_ERR_MODEL_RESTORE_FAILED: {
+    type: 'ServiceUnavailableException',
+    status: 503,
+    message: 'Model "%s" version %s could not be restored from the config snapshot: %s. Register its archive again, or unregister it',
+  },
   TSS_ERR_MODEL_VERSION_EXISTS: {
     type: 'ConflictStatusException',
     status: 409,

@@ -12,7 +12,7 @@ import { existingInside } from './archive/inside.js';
 import { TokenStore } from './auth/tokens.js';
 import { tokenRoutes } from './http/auth.js';
 import { inferenceRoutes } from './http/inference.js';
-import { kserveListenerRoutes } from './http/kserve.js';
+import { KSERVE_ROOT, kserveListenerRoutes } from './http/kserve.js';
 import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/deps.js';
 import { createListener } from './http/listener.js';
@@ -102,11 +102,12 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   };
   const registration: RegistrationDeps = { loader, registry };
 
-  const restore = config.modelSnapshot ? await restoreSnapshot(config.modelSnapshot, registration, log) : undefined;
-  const starting = restore?.starting ?? (await registerStartupModels(config, registration, log));
+  const starting = config.modelSnapshot
+    ? await restoreSnapshot(config.modelSnapshot, registration, log)
+    : await registerStartupModels(config, registration, log);
   const snapshots = config.snapshotsDisabled
     ? undefined
-    : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, unrestored: restore?.unrestored, log });
+    : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, log });
   // A start-up or shutdown snapshot that cannot be written (a full or read-only disk) is logged,
   // never fatal: it must not stop the server from starting or from stopping its workers.
   const writeSnapshotNow = (kind: 'startup' | 'shutdown'): void => {
@@ -135,7 +136,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     const key = address.port === 0 && address.scheme !== 'unix' ? `${address.raw}#${api}` : address.raw;
     let entry = listeners.get(key);
     if (!entry) {
-      entry = { app: createListener({ config, metrics, loggers }, address.scheme === 'https' ? tls : undefined), address };
+      const root = api === 'kserve' ? KSERVE_ROOT : undefined;
+      entry = { app: createListener({ config, metrics, loggers }, address.scheme === 'https' ? tls : undefined, root), address };
       listeners.set(key, entry);
       listening.push(entry.app);
     }
@@ -153,7 +155,6 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     registration,
     tokens,
     onChange: snapshotChange,
-    forgetUnrestored: (name, version) => snapshots?.forgetUnrestored(name, version) ?? false,
   });
   if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
@@ -276,7 +277,5 @@ async function listen(app: FastifyInstance, address: ListenAddress): Promise<str
 async function tlsForListeners(config: ServerConfig, loggers: Loggers): Promise<TlsMaterial | undefined> {
   const addresses = [config.inferenceAddress, config.managementAddress, ...(config.enableMetricsApi ? [config.metricsAddress] : [])];
   if (!addresses.some((a) => a.scheme === 'https')) return undefined;
-  return tlsMaterial(config.tls, () =>
-    loggers.server.warn('HTTPS without keystore or private_key_file/certificate_file: serving a self-signed certificate for localhost'),
-  );
+  return tlsMaterial(config.tls, { warn: (message) => loggers.server.warn(message) });
 }

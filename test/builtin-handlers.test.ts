@@ -93,3 +93,23 @@ t.test('text_classifier without vocab.txt fails to load, with a clear error', as
   t.equal(res.status, 500);
   t.match(await errorBody(res), { code: 500, type: 'InternalServerException' });
 });
+
+t.test('text_classifier behind service_envelope=json: an instance {"text": ...} is read by its one named input', async (t) => {
+  const files = tempDir(t);
+  writeFileSync(join(files, 'vocab.txt'), ['<pad>', '<unk>', 'good', 'great', 'love', 'bad'].join('\n') + '\n');
+  const server = await startTestServer(t, {
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'sentiment',
+        version: '1.0',
+        handler: 'text_classifier',
+        serializedFile: join(FIXTURES, 'word_sentiment.onnx'),
+        extraFiles: join(files, 'vocab.txt'),
+      }),
+    properties: { load_models: 'sentiment.mar', service_envelope: 'json' },
+  });
+  const res = await post(`${server.urls.inference}/predictions/sentiment`, JSON.stringify({ instances: [{ text: 'good' }, 'bad'] }), 'application/json');
+  t.equal(res.status, 200);
+  const { predictions } = (await res.json()) as { predictions: Array<Record<string, number>> };
+  t.ok(predictions[0]!['1']! > 0.5 && predictions[1]!['0']! > 0.5, 'good, then bad');
+});

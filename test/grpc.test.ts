@@ -113,6 +113,9 @@ t.test('management: the REST answers as msg, REST errors as gRPC statuses', asyn
     ['RegisterModel', { url: 'mnist.mar' }, grpc.status.ABORTED, 'Model version 1.0 is already registered for model mnist'],
     ['ScaleWorker', { model_name: 'mnist', min_worker: -1 }, grpc.status.INTERNAL, 'min_worker cannot be negative: -1'],
     ['SetDefault', { model_name: 'mnist', model_version: '2.0' }, grpc.status.NOT_FOUND, 'Model version 2.0 does not exist for model mnist'],
+    // TorchServe reads the unset version as "" and answers set-default's own wording for it.
+    ['SetDefault', { model_name: 'mnist' }, grpc.status.NOT_FOUND, 'Model version  does not exist for model mnist'],
+    ['SetDefault', { model_name: 'nope' }, grpc.status.NOT_FOUND, 'Model not found: nope'],
     ['UnregisterModel', { model_name: '' }, grpc.status.INVALID_ARGUMENT, 'Parameter model_name is required.'],
   ];
   for (const [method, request, code, details] of errors) {

@@ -76,6 +76,12 @@ t.test("KServe v1 (TS_SERVICE_ENVELOPE=kserve): KServe's mnist.json on the KServ
   t.same(predicted, { status: 200, body: { predictions: [2] } }, "TorchServe's KServe test expects 2");
   t.same(await (await fetch(`${server.urls.kserve}/v1/models/mnist`)).json(), { name: 'mnist', ready: true });
   t.same(await (await fetch(`${server.urls.kserve}/v1/models`)).json(), { models: ['mnist'] });
+  // KServe's v1 client checks liveness with GET / and reads "status"; TorchServe's own listeners keep their 405.
+  const live = await fetch(`${server.urls.kserve}/`);
+  t.same({ status: live.status, body: await live.json() }, { status: 200, body: { status: 'alive' } }, 'GET / on the KServe listener: alive');
+  t.equal((await fetch(`${server.urls.kserve}/`, { method: 'POST' })).status, 405, 'other methods on / are not allowed');
+  t.match(await (await fetch(`${server.urls.kserve}/`, { method: 'OPTIONS' })).json(), { paths: { '/': { get: {} } } }, 'OPTIONS / documents it');
+  t.equal((await fetch(`${server.urls.inference}/`)).status, 405, "GET / on TorchServe's inference listener: 405, as its spec says");
   const unknown = await fetch(`${server.urls.kserve}/v1/models/nope:predict`, { method: 'POST', body: '{}' });
   t.equal(unknown.status, 404);
   t.same(

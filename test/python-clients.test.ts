@@ -90,6 +90,26 @@ t.test('service_envelope=body unwraps one level, as TorchServe\'s: a JSON {"data
   t.equal(await raw.text(), '7', 'and a raw image body still does');
 });
 
+t.test(
+  'TF Serving\'s named inputs, {"instances": [{"<name>": {"b64": ...}}]}, reach the handler decoded, as TorchServe\'s json and kserve envelopes decode them',
+  async (t) => {
+    const b64 = (digit: string): { b64: string } => ({ b64: readFileSync(join(MNIST_DIR, 'digits', `${digit}.png`)).toString('base64') });
+    const instances = [{ data: b64('7_0') }, { image: b64('3_0') }, b64('2_0')];
+    for (const [envelope, path] of [
+      ['json', '/predictions/mnist'],
+      ['kserve', '/v1/models/mnist:predict'],
+    ] as const) {
+      const server = await serveShipped(t, ['mnist'], { service_envelope: envelope });
+      const res = await fetch(`${server.urls.inference}${path}`, {
+        method: 'POST',
+        body: JSON.stringify({ instances }),
+        headers: { 'content-type': 'application/json' },
+      });
+      t.same([res.status, await res.json()], [200, { predictions: [7, 3, 2] }], `${envelope}: "data", any other name, and a bare b64`);
+    }
+  },
+);
+
 t.test('curl --data-binary @digit.png, which labels the image an url-encoded form: bytes no form could hold are taken as the raw body', async (t) => {
   const server = await serveShipped(t, ['mnist']);
   const res = await fetch(`${server.urls.inference}/predictions/mnist`, {

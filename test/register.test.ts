@@ -208,3 +208,26 @@ t.test('register parameters the server cannot use as written are named in a Warn
     'nor forge a log line',
   );
 });
+
+t.test('scale parameters the server cannot use as written are warned of as register does: min_worker=abc scales to the default', async (t) => {
+  const log: string[] = [];
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), serverLog: (line) => log.push(line) });
+  t.equal((await fetch(`${server.urls.management}/models?url=mnist.mar&initial_workers=0`, { method: 'POST' })).status, 200);
+  const res = await fetch(`${server.urls.management}/models/mnist?min_worker=abc&synchronous=true&minworker=2`, { method: 'PUT' });
+  t.equal(res.status, 200, 'scaled, as TorchServe does');
+  t.equal(await res.text(), `{\n  "status": "Workers scaled to 1 for model: mnist"\n}\n`, 'to the default, 1');
+  const header = res.headers.get('warning') ?? '';
+  for (const message of [
+    'min_worker="abc" is not a whole number; the default is used',
+    'unknown parameter "minworker" (did you mean min_worker?) is ignored',
+  ]) {
+    t.ok(header.includes(`299 tsserve "${message.replaceAll('"', "'")}"`), `header: ${message}`);
+    t.ok(
+      log.some((l) => l.includes(`Scale "mnist": ${message}`)),
+      `log: ${message}`,
+    );
+  }
+  const clean = await fetch(`${server.urls.management}/models/mnist/1.0?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' });
+  t.equal(clean.status, 200);
+  t.equal(clean.headers.get('warning'), null, 'a call with good parameters has no warning');
+});

@@ -130,28 +130,60 @@ t.test('a snapshot that cannot be written is logged: the server still starts, se
   t.pass('close() resolved after the shutdown snapshot failed, and the worker was stopped');
 });
 
-t.test('a snapshot naming an archive that no longer opens: the server starts, serves the others, and logs that one as FAILED', async (t) => {
-  const log: string[] = [];
-  const entry = (marName: string): object => ({
-    '1.0': { defaultVersion: true, marName, minWorkers: 1, maxWorkers: 1, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120 },
-  });
-  const server = await startTestServer(t, {
-    prepare: (store) => {
-      buildMnistMar(store);
-      writeFileSync(join(store, 'broken.mar'), 'this was a model archive once');
-    },
-    properties: { model_snapshot: JSON.stringify({ name: 'snapshot.cfg', modelCount: 2, models: { mnist: entry('mnist.mar'), broken: entry('broken.mar') } }) },
-    serverLog: (line) => log.push(line),
-  });
-  t.same(
-    ((await (await fetch(`${server.urls.management}/models`)).json()) as { models: Array<{ modelName: string }> }).models.map((m) => m.modelName),
-    ['mnist'],
-  );
-  const seven = readFileSync(join(ROOT, 'examples', 'mnist', 'digits', '7_0.png'));
-  t.equal(await (await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
-  t.ok(
-    log.some((l) => l.includes('FAILED to restore model broken, version 1.0, from broken.mar')),
-    'the failure is in the log, loudly',
-  );
-  t.ok(log.some((l) => l.includes('Restored 1 model versions from snapshot snapshot.cfg; 1 failed: broken 1.0')));
-});
+t.test(
+  "a snapshot whose archive was replaced by junk: the model stays registered, described as FAILED, as TorchServe's test_snapshot expects; the others are served",
+  async (t) => {
+    const log: string[] = [];
+    const entry = (marName: string): object => ({
+      '1.0': { defaultVersion: true, marName, minWorkers: 1, maxWorkers: 1, batchSize: 1, maxBatchDelay: 100, responseTimeout: 120, runtimeType: 'python' },
+    });
+    const server = await startTestServer(t, {
+      prepare: (store) => {
+        buildMnistMar(store);
+        writeFileSync(join(store, 'broken.mar'), 'junk data');
+      },
+      properties: {
+        model_snapshot: JSON.stringify({ name: 'snapshot.cfg', modelCount: 2, models: { mnist: entry('mnist.mar'), broken: entry('broken.mar') } }),
+      },
+      serverLog: (line) => log.push(line),
+      cli: { ncs: false },
+    });
+    const listed = async (): Promise<string[]> =>
+      ((await (await fetch(`${server.urls.management}/models`)).json()) as { models: Array<{ modelName: string }> }).models.map((m) => m.modelName);
+    t.same(await listed(), ['broken', 'mnist'], 'listed, as TorchServe lists it');
+    const [described] = (await (await fetch(`${server.urls.management}/models/broken`)).json()) as Array<Record<string, unknown>>;
+    t.match(described, { modelName: 'broken', modelVersion: '1.0', modelUrl: 'broken.mar', minWorkers: 1, status: 'FAILED', workers: [], serving: false });
+    t.match(described?.error, /^could not be restored from the config snapshot: /, 'describe says why');
+    t.match(await (await fetch(`${server.urls.management}/models/broken/all`)).json(), [{ modelVersion: '1.0', status: 'FAILED' }]);
+
+    const predicted = await fetch(`${server.urls.inference}/predictions/broken`, { method: 'POST', body: 'x' });
+    t.equal(predicted.status, 503, 'a prediction is answered 503');
+    t.match(await predicted.json(), {
+      code: 503,
+      type: 'ServiceUnavailableException',
+      message: /^Model "broken" version 1.0 could not be restored from the config snapshot: .*unregister it$/,
+    });
+    t.equal((await fetch(`${server.urls.management}/models/broken?min_worker=1`, { method: 'PUT' })).status, 503, 'and a scale');
+    t.same(await (await fetch(`${server.urls.management}/v1/models/broken`)).json(), { name: 'broken', ready: false }, 'KServe: not ready');
+
+    const seven = readFileSync(join(ROOT, 'examples', 'mnist', 'digits', '7_0.png'));
+    t.equal(await (await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'PUT', body: seven })).text(), '7');
+    t.ok(
+      log.some((l) => l.includes('FAILED to restore model broken, version 1.0, from broken.mar')),
+      'the failure is in the log, loudly',
+    );
+    t.ok(log.some((l) => l.includes('Restored 1 model versions from snapshot snapshot.cfg; 1 failed: broken 1.0')));
+    const newest = (): Record<string, unknown> => {
+      const dir = join(server.dir, 'logs', 'config');
+      const files = readdirSync(dir).sort();
+      return JSON.parse(parseProperties(readFileSync(join(dir, files[files.length - 1]!), 'utf8'), {}).get('model_snapshot')!).models;
+    };
+    t.match(newest(), { broken: { '1.0': { marName: 'broken.mar' } } }, 'the snapshots carry it, for the next start');
+
+    const unregistered = await fetch(`${server.urls.management}/models/broken`, { method: 'DELETE' });
+    t.same([unregistered.status, await unregistered.json()], [200, { status: 'Model "broken" unregistered' }]);
+    t.same(await listed(), ['mnist'], 'unregistered, it is forgotten');
+    t.equal((await fetch(`${server.urls.inference}/predictions/broken`, { method: 'POST', body: 'x' })).status, 404);
+    t.notOk('broken' in newest(), 'and no longer in the snapshots');
+  },
+);

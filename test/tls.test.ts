@@ -99,3 +99,57 @@ t.test('key material that cannot serve fails start-up with a message that says w
     await t.rejects(serveHttps(t, properties), message, JSON.stringify(properties));
   }
 });
+
+t.test(
+  "a 1024-bit RSA key, as TorchServe's own HTTPS test key: served, with a warning naming the file, its size and the remedy; a 512-bit one stops the start so",
+  async (t) => {
+    const dir = tempDir(t);
+    const made = (bits: number): { key: string; cert: string } => {
+      const key = join(dir, `key${bits}.pem`);
+      const cert = join(dir, `cert${bits}.pem`);
+      execFileSync('openssl', ['genrsa', '-out', key, String(bits)], { stdio: 'ignore' });
+      execFileSync('openssl', ['req', '-x509', '-key', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+      return { key, cert };
+    };
+    const weak = made(1024);
+    const log: string[] = [];
+    const server = await startTestServer(t, {
+      prepare: (store) => buildMnistMar(store),
+      properties: { load_models: 'mnist.mar', inference_address: 'https://127.0.0.1:0', private_key_file: weak.key, certificate_file: weak.cert },
+      serverLog: (line) => log.push(line),
+    });
+    const digit = await httpsCall(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven });
+    t.same([digit.status, digit.body], [200, '7'], 'predictions over TLS with that key');
+    const warning = log.find((l) => l.includes('WEAK KEY'));
+    t.ok(
+      warning?.includes(`private_key_file ${weak.key} (certificate_file ${weak.cert}): its RSA key is 1024 bits`),
+      'the warning names the files and the size',
+    );
+    t.match(warning, /openssl req -x509 -newkey rsa:2048/, 'and the remedy');
+
+    const keystore = join(dir, 'weak.p12');
+    execFileSync('openssl', ['pkcs12', '-export', '-inkey', weak.key, '-in', weak.cert, '-out', keystore, '-passout', 'pass:changeit']);
+    const fromKeystore = await serveHttps(t, { keystore, keystore_pass: 'changeit' });
+    t.equal((await httpsCall(`${fromKeystore.urls.inference}/ping`)).status, 200, 'a PKCS12 keystore holding it serves too');
+
+    await t.rejects(
+      startTestServer(t, {
+        prepare: (store) => buildMnistMar(store),
+        properties: { enable_grpc_ssl: 'true', private_key_file: weak.key, certificate_file: weak.cert },
+      }),
+      {
+        message: new RegExp(
+          `^enable_grpc_ssl: private_key_file ${weak.key} \\(certificate_file ${weak.cert}\\): its RSA key is 1024 bits; .*openssl req -x509 -newkey rsa:2048`,
+        ),
+      },
+      'gRPC, whose TLS cannot serve it, stops the start in the same words',
+    );
+
+    const tiny = made(512);
+    await t.rejects(serveHttps(t, { private_key_file: tiny.key, certificate_file: tiny.cert }), {
+      message: new RegExp(
+        `^private_key_file ${tiny.key} \\(certificate_file ${tiny.cert}\\): its RSA key is 512 bits, too small to serve.*openssl req -x509 -newkey rsa:2048`,
+      ),
+    });
+  },
+);

@@ -7,6 +7,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { ConfigError, type GrpcListenConfig } from '../config/server-config.js';
+import { refuseWeakGrpcKey } from '../http/tls.js';
 import type { GrpcApi, GrpcDeps, GrpcInjector } from './deps.js';
 
 export interface GrpcListener {
@@ -20,6 +21,7 @@ export async function listenGrpc(api: GrpcApi, listen: GrpcListenConfig, deps: G
   if (enableGrpcSsl && (!tls.privateKeyFile || !tls.certificateFile)) {
     throw new ConfigError('enable_grpc_ssl needs private_key_file and certificate_file');
   }
+  if (enableGrpcSsl) refuseWeakGrpcKey(tls);
   let injector: Promise<GrpcInjector> | undefined;
   const tcp = createServer((socket: Socket) => {
     // Until grpc-js owns the socket, a client's reset is ours to absorb.

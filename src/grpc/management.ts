@@ -87,7 +87,12 @@ export function managementService(deps: GrpcDeps): UntypedServiceImplementation 
       url: modelPath(r),
       query: { ...set({ min_worker: r.min_worker, max_worker: r.max_worker, number_gpu: r.number_gpu, timeout: r.timeout }), synchronous: r.synchronous },
     })),
-    SetDefault: method<ModelRequest>('SetDefault', (r) => ({ method: 'PUT', url: `${modelPath(r)}/set-default` })),
+    // Without a version the version is "", as TorchServe reads the proto's default: no version has
+    // that name, so the answer is set-default's own "Model version  does not exist for model m".
+    SetDefault: method<ModelRequest>('SetDefault', (r) => ({
+      method: 'PUT',
+      url: `${modelPath({ ...r, model_version: '' })}/${encodeURIComponent(r.model_version)}/set-default`,
+    })),
     UnregisterModel: method<ModelRequest>('UnregisterModel', (r) => ({ method: 'DELETE', url: modelPath(r) })),
   };
 }

@@ -113,17 +113,20 @@ export function classLabel(mapping: Record<string, string> | undefined, index: n
 /**
  * The payload TorchServe's built-in handlers read: `data`, else `body`; failing both, a request's
  * only binary field whatever its name (the Flask apps this project started from upload `file`),
- * where TorchServe answers an error.
+ * else its only field (an envelope's instance with one named input, `{"text": ...}`), where
+ * TorchServe answers an error.
  */
 export function requestPayload(row: RequestInput): InputValue {
-  const value = row.data ?? row.body ?? onlyBinaryField(row);
+  const value = row.data ?? row.body ?? onlyField(row);
   if (value === undefined) throw new PredictionError('The request has no data: send a body or a "data" field', 400);
   return value;
 }
 
-function onlyBinaryField(row: RequestInput): Buffer | undefined {
-  const binary = Object.values(row).filter((v) => Buffer.isBuffer(v));
-  return binary.length === 1 ? binary[0] : undefined;
+function onlyField(row: RequestInput): InputValue | undefined {
+  const values = Object.values(row);
+  const binary = values.filter((v) => Buffer.isBuffer(v));
+  if (binary.length === 1) return binary[0];
+  return values.length === 1 ? values[0] : undefined;
 }
 
 /**

@@ -6,11 +6,12 @@
  *
  * - `body` (TorchServe's default): each request's `data` (or `body`) is its row, one level
  *   unwrapped: a JSON object `{"data": "<base64>"}` becomes the row itself; answers as they are.
- * - `json` (TF Serving): `{"instances": [...]}` in, `{"predictions": [...]}` out; each instance is
- *   a row `{body, data}` holding the instance (`{"b64": "..."}` decoded to its bytes).
- * - `kserve` (KServe v1, `/v1/models/{m}:predict`): the same body; an object instance is the row
- *   itself (`{"data": "<base64>"}` as in KServe's examples), any other value a row `{body, data}`.
- *   Out: `{"predictions": [...]}`, or `{"explanations": [...]}` for `:explain`.
+ * - `json` (TF Serving): `{"instances": [...]}` in, `{"predictions": [...]}` out; an object
+ *   instance is the row itself, its named inputs by name (`{"data": ...}`, `{"image": ...}`), as
+ *   TorchServe's rows are the instances; any other value is a row `{body, data}`. A `{"b64": "..."}`
+ *   value, the instance or one of its named inputs, is decoded to its bytes.
+ * - `kserve` (KServe v1, `/v1/models/{m}:predict`): the same body and rows (`{"data": "<base64>"}`
+ *   as in KServe's examples). Out: `{"predictions": [...]}`, or `{"explanations": [...]}` for `:explain`.
  * - `kservev2` (Open Inference Protocol, `/v2/models/{m}/infer`): each of
  *   `{"id", "inputs": [{name, shape, datatype, data}]}`'s inputs is a row with its `data` shaped
  *   to `shape` (a BYTES input gives `data[0]`, whatever its shape says); out `{"id", "model_name", "model_version",
@@ -80,12 +81,12 @@ function readBody(request: RequestInput): Unwrapped {
 }
 
 function readJson(request: RequestInput): Unwrapped {
-  const rows = instancesOf(request).map((instance) => asRow(decodeB64(instance)));
+  const rows = instancesOf(request).map(instanceRow);
   return { rows, answer: (outputs) => ({ predictions: outputs.map(asJson) }) };
 }
 
 function readKserve(request: RequestInput): Unwrapped {
-  const rows = instancesOf(request).map((instance) => objectOrRow(decodeB64(instance)));
+  const rows = instancesOf(request).map(instanceRow);
   return {
     rows,
     answer: (outputs, idx, context) => {
@@ -195,11 +196,23 @@ function objectOrRow(value: InputValue): RequestInput {
   return isObject(value) ? (value as RequestInput) : asRow(value);
 }
 
-function decodeB64(value: JsonValue): InputValue {
-  if (isObject(value) && typeof value.b64 === 'string' && Object.keys(value).length === 1) {
-    return Buffer.from(value.b64, 'base64');
-  }
-  return value;
+/**
+ * An instance as the handler's row, its base64 decoded as TorchServe's json envelope decodes it:
+ * `{"b64": ...}` itself is the row's data; an object is the row, the `{"b64": ...}` values of its
+ * named inputs decoded (TF Serving's `{"image": {"b64": ...}}`); any other value is the row's data.
+ */
+function instanceRow(instance: JsonValue): RequestInput {
+  if (isB64(instance)) return asRow(fromB64(instance));
+  if (!isObject(instance)) return asRow(instance);
+  return Object.fromEntries(Object.entries(instance).map(([name, v]) => [name, isB64(v) ? fromB64(v) : v]));
+}
+
+function fromB64(value: { b64: string }): Buffer {
+  return Buffer.from(value.b64, 'base64');
+}
+
+function isB64(value: JsonValue): value is { b64: string } {
+  return isObject(value) && typeof value.b64 === 'string' && Object.keys(value).length === 1;
 }
 
 /** An answer as a JSON value inside the envelope; a Map keeps its order through the serializer. */

@@ -2,9 +2,10 @@
  * @module http/api-description
  * `OPTIONS /` and `/api-description` (any method, no token): an OpenAPI 3.0.1 document of this
  * listener, built from the routes actually registered on it. A route is documented by an
- * `openapi` entry in its route config; routes without one (405 fallbacks) are left out.
+ * `openapi` entry in its route config; routes without one (405 fallbacks) are left out. Any
+ * other method on `/` is 405, GET too unless the listener answers it (http/kserve.ts).
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { sendJson } from './reply.js';
@@ -34,8 +35,14 @@ interface Documented {
   readonly doc: RouteDoc;
 }
 
+/**
+ * What `GET /` answers on a listener that gives it a meaning: TorchServe's own listeners answer
+ * 405, as its spec says; KServe's model server answers a liveness probe there.
+ */
+export type RootAnswer = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>;
+
 /** Collects this listener's documented routes; call before any route is registered. */
-export function describeRoutes(app: FastifyInstance): void {
+export function describeRoutes(app: FastifyInstance, root?: { summary: string; answer: RootAnswer }): void {
   const routes: Documented[] = [];
   app.addHook('onRoute', (route) => {
     const doc = route.config?.openapi;
@@ -47,8 +54,9 @@ export function describeRoutes(app: FastifyInstance): void {
   const send = async (_request: unknown, reply: FastifyReply): Promise<FastifyReply> => sendJson(reply, 200, openApi(routes));
   app.options('/', send);
   app.all('/api-description', send);
+  if (root) app.get('/', documented(root.summary), root.answer);
   app.route({
-    method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'],
+    method: root ? ['POST', 'PUT', 'DELETE', 'PATCH'] : ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'],
     url: '/',
     handler: async () => {
       throw tsError('TSS_ERR_HTTP_METHOD_NOT_ALLOWED');

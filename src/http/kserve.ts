@@ -10,7 +10,7 @@
  *
  * `kserveListenerRoutes` is the listener KServe's runtime sends traffic to (8080), which
  * TorchServe's KServe image serves with a wrapper process in front of TorchServe: all of the above
- * plus KServe's model server's `GET /v1/models`.
+ * plus KServe's model server's `GET /v1/models` and its liveness, `GET /` (KSERVE_ROOT).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
@@ -58,6 +58,15 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options:
   if (options.openInferenceProtocol) openInferenceExtras(app, deps);
 }
 
+/**
+ * `GET /` on the KServe listener: KServe's model server answers its liveness there, and KServe's
+ * v1 client (`is_server_live`) reads `status`. TorchServe's own listeners keep their 405.
+ */
+export const KSERVE_ROOT = {
+  summary: 'KServe v1: is the server live',
+  answer: async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => sendJson(reply, 200, { status: 'alive' }),
+};
+
 /** The KServe listener (8080): what KServe's model server answers in front of TorchServe. */
 export async function kserveListenerRoutes(app: FastifyInstance, deps: InferenceDeps): Promise<void> {
   requireToken(app, deps.tokens, 'inference');
@@ -68,8 +77,9 @@ export async function kserveListenerRoutes(app: FastifyInstance, deps: Inference
   kserveRoutes(app, deps, { openInferenceProtocol: true });
 }
 
-/** KServe's readiness of a model: its default version can answer now (a worker has loaded it). */
+/** KServe's readiness of a model: its default version can answer now (a worker has loaded it); a failed restore never. */
 export function modelReadiness(registry: ModelRegistry, name: string): { name: string; ready: boolean } {
+  if (!registry.find(name) && registry.failedRestore(name)) return { name, ready: false };
   const model = registry.get(name);
   return { name: model.name, ready: model.serving };
 }

@@ -37,8 +37,8 @@ const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSeria
 /** The longest path segment (a model name, a version) a route reads. */
 const MAX_PARAM_LENGTH = 1000;
 
-/** A listener; with `tls`, an HTTPS one. */
-export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyInstance {
+/** A listener; with `tls`, an HTTPS one; `root` is what its `GET /` answers, when not 405. */
+export function createListener(deps: ListenerDeps, tls?: TlsMaterial, root?: Parameters<typeof describeRoutes>[1]): FastifyInstance {
   const { config } = deps;
   const app = Fastify({
     ...(tls ? { serverFactory: (handler: RequestListener) => httpsServer(tls, handler) as unknown as Server } : {}),
@@ -92,7 +92,7 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial): FastifyIn
     closeIfBodyUnread(request.raw, reply);
     return sendError(reply, tsError('TSS_ERR_HTTP_NOT_FOUND'));
   });
-  describeRoutes(app);
+  describeRoutes(app, root);
   return app;
 }
 

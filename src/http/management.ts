@@ -8,14 +8,15 @@ import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import type { Model, ModelDescription } from '../wlm/model.js';
 import { registerModel, type RegistrationDeps } from '../wlm/registration.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { FailedRestore, ModelRegistry } from '../wlm/model-registry.js';
+import type { WorkerAndBatchSettings } from '../config/snapshot-file.js';
 import type { ScaleResult } from '../wlm/worker-pool.js';
 import type { TokenStore } from '../auth/tokens.js';
 import { documented, modelApi } from './api-description.js';
 import { requireToken } from './auth.js';
 import { mimeType } from './input.js';
 import { modelReadiness } from './kserve.js';
-import { boolParam, intParam, registerWarnings, requestParams, shown, type Params } from './params.js';
+import { boolParam, intParam, registerWarnings, requestParams, scaleWarnings, shown, type Params } from './params.js';
 import { sendJson, sendStatus, warn } from './reply.js';
 import { workflowManagementRoutes } from './workflows.js';
 
@@ -29,8 +30,6 @@ export interface ManagementDeps {
    * snapshot, and rejects (507) if the disk did not take it. The change stays in effect either way.
    */
   readonly onChange: () => Promise<void>;
-  /** Forgets a model a start could not restore, which snapshots carry until it is unregistered. */
-  readonly forgetUnrestored: (name: string, version?: string) => boolean;
 }
 
 type Req = FastifyRequest<{ Params: { name?: string; version?: string } }>;
@@ -60,17 +59,12 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
   app.get(
     '/models/:name',
     documented("Describe the default version of a model (customized=true adds the handler's own description)"),
-    async (request: Req, reply) => sendJson(reply, 200, [await describe(registry.get(request.params.name!), params(request))]),
+    async (request: Req, reply) => sendJson(reply, 200, [await describeVersion(registry, request.params.name!, undefined, params(request))]),
   );
   app.get('/models/:name/:version', documented('Describe one version of a model, or all of them with "all"'), async (request: Req, reply) => {
     const { name, version } = request.params as { name: string; version: string };
-    if (version === 'all')
-      return sendJson(
-        reply,
-        200,
-        registry.versions(name).map((m) => m.describe()),
-      );
-    return sendJson(reply, 200, [await describe(registry.get(name, version), params(request))]);
+    if (version === 'all') return sendJson(reply, 200, describeAll(registry, name));
+    return sendJson(reply, 200, [await describeVersion(registry, name, version, params(request))]);
   });
 
   const scaleRoute = async (request: Req, reply: FastifyReply): Promise<FastifyReply> => {
@@ -90,7 +84,7 @@ export async function managementRoutes(app: FastifyInstance, deps: ManagementDep
   const unregisterRoute = async (request: Req, reply: FastifyReply): Promise<FastifyReply> => {
     requireModelApi();
     const { name, version } = request.params as { name: string; version?: string };
-    if (!registry.find(name, version) && deps.forgetUnrestored(name, version)) {
+    if (!registry.find(name, version) && registry.forgetFailed(name, version)) {
       await deps.onChange();
       return sendStatus(reply, 200, `Model "${name}" unregistered`);
     }
@@ -140,8 +134,14 @@ function listModels(registry: ModelRegistry, p: Params, reply: FastifyReply): Fa
   let limit = intParam(p, 'limit') ?? 100;
   if (limit > 100 || limit < 0) limit = 100;
   const start = Math.max(0, intParam(p, 'next_page_token') ?? 0);
-  const all = registry.defaults();
-  const models = all.slice(start, start + limit).map((m) => ({ modelName: m.name, modelUrl: m.spec.url }));
+  const failed = registry
+    .failedRestores()
+    .filter((f) => !registry.has(f.name) && registry.failedRestore(f.name) === f)
+    .map((f) => ({ modelName: f.name, modelUrl: f.entry.marName }));
+  const all = [...registry.defaults().map((m) => ({ modelName: m.name, modelUrl: m.spec.url })), ...failed].sort((a, b) =>
+    a.modelName < b.modelName ? -1 : a.modelName > b.modelName ? 1 : 0,
+  );
+  const models = all.slice(start, start + limit);
   const body = start + limit <= all.length ? { nextPageToken: String(start + limit), models } : { models };
   return sendJson(reply, 200, body);
 }
@@ -198,6 +198,9 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
   if (min < 0) throw tsError('TSS_ERR_WORKER_SCALE_NEGATIVE', min);
   withinWorkerLimit('min_worker', min, deps.config);
   withinWorkerLimit('max_worker', max, deps.config);
+  const warnings = scaleWarnings(p);
+  for (const warning of warnings) deps.registration.loader.log(`Scale ${shown(model.name)}: ${warning}`);
+  warn(reply, warnings);
   const scaling = model.scale(min, max);
   await deps.onChange();
   if (!boolParam(p, 'synchronous', false)) return accepted(scaling, reply);
@@ -214,6 +217,62 @@ async function scale(model: Model, version: string | undefined, p: Params, deps:
  */
 function withinWorkerLimit(param: string, asked: number | undefined, config: ServerConfig): void {
   if (asked !== undefined && asked > config.maxWorkersPerModel) throw tsError('TSS_ERR_WORKER_LIMIT', param, asked, config.maxWorkersPerModel);
+}
+
+/** One version's describe element, a failed restore's included. */
+async function describeVersion(registry: ModelRegistry, name: string, version: string | undefined, p: Params): Promise<ModelDescription | FailedDescription> {
+  const failed = registry.find(name, version) ? undefined : registry.failedRestore(name, version);
+  return failed ? describeFailed(failed) : describe(registry.get(name, version), p);
+}
+
+/** `/models/{m}/all`: the registered versions, then those a start could not restore. */
+function describeAll(registry: ModelRegistry, name: string): Array<ModelDescription | FailedDescription> {
+  const failed = registry
+    .failedRestores()
+    .filter((f) => f.name === name)
+    .map(describeFailed);
+  const registered = failed.length > 0 && !registry.has(name) ? [] : registry.versions(name).map((m) => m.describe());
+  return [...registered, ...failed];
+}
+
+/**
+ * A version a snapshot named that the start could not restore, as TorchServe describes a model
+ * it keeps registered with no worker: its snapshot settings and no workers; tsserve adds
+ * `status` FAILED and the `error` that says why.
+ */
+interface FailedDescription extends WorkerAndBatchSettings {
+  modelName: string;
+  modelVersion: string;
+  modelUrl: string;
+  runtime: string;
+  loadedAtStartup: true;
+  serving: false;
+  status: 'FAILED';
+  error: string;
+  workers: [];
+  jobQueueStatus: { remainingCapacity: 0; pendingRequests: 0 };
+}
+
+function describeFailed(f: FailedRestore): FailedDescription {
+  const { marName, runtimeType, minWorkers, maxWorkers, batchSize, maxBatchDelay, responseTimeout, startupTimeout } = f.entry;
+  return {
+    modelName: f.name,
+    modelVersion: f.version,
+    modelUrl: marName,
+    runtime: runtimeType,
+    minWorkers,
+    maxWorkers,
+    batchSize,
+    maxBatchDelay,
+    responseTimeout,
+    startupTimeout,
+    loadedAtStartup: true,
+    serving: false,
+    status: 'FAILED',
+    error: `could not be restored from the config snapshot: ${f.reason}`,
+    workers: [],
+    jobQueueStatus: { remainingCapacity: 0, pendingRequests: 0 },
+  };
 }
 
 /** One version's describe element; with `customized=true`, what its handler says of itself. */

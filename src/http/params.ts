@@ -2,7 +2,7 @@
  * @module http/params
  * Query (or JSON body) parameters read as TorchServe reads them: integers that do not parse fall
  * back to the default, booleans are true only for the string `true`. What falls back is said
- * (registerWarnings), as TorchServe does not: the request still succeeds, as it does there.
+ * (registerWarnings, scaleWarnings), as TorchServe does not: the request still succeeds, as it does there.
  */
 import { closestName } from '../config/keys.js';
 import { parseIntOr } from '../config/server-config.js';
@@ -20,8 +20,10 @@ export function boolParam(params: Params, name: string, dflt: boolean): boolean 
   return v === undefined ? dflt : v.toLowerCase() === 'true';
 }
 
-/** The register API's parameters; a whole number's least value, and what is used below it. */
-const REGISTER_PARAMS: Readonly<Record<string, { min: number; below?: string } | 'bool' | 'text'>> = {
+/** An API's parameters; a whole number's least value, and what is used below it. */
+type ParamRules = Readonly<Record<string, { min: number; below?: string } | 'bool' | 'text'>>;
+
+const REGISTER_PARAMS: ParamRules = {
   url: 'text',
   model_name: 'text',
   handler: 'text',
@@ -35,16 +37,35 @@ const REGISTER_PARAMS: Readonly<Record<string, { min: number; below?: string } |
   s3_sse_kms: 'bool',
 };
 
+/** The scale API's; a negative worker count is refused (400) before any warning is given. */
+const SCALE_PARAMS: ParamRules = {
+  model_version: 'text',
+  min_worker: { min: 0 },
+  max_worker: { min: 0 },
+  number_gpu: { min: 0 },
+  timeout: { min: -1 },
+  synchronous: 'bool',
+};
+
 /**
  * What a register call asks for that the server cannot do as written: a number that does not
  * parse or is out of range (the default is used), a flag that is neither true nor false (false is
  * used), a parameter that does not exist (named with the nearest one that does).
  */
 export function registerWarnings(params: Params): string[] {
+  return paramWarnings(params, REGISTER_PARAMS);
+}
+
+/** The same for a scale call (`PUT /models/{m}[/{v}]`): `min_worker=abc` scales to the default, and says so. */
+export function scaleWarnings(params: Params): string[] {
+  return paramWarnings(params, SCALE_PARAMS);
+}
+
+function paramWarnings(params: Params, rules: ParamRules): string[] {
   return Object.entries(params).flatMap(([name, value]) => {
-    const rule = REGISTER_PARAMS[name];
+    const rule = rules[name];
     if (rule === undefined) {
-      const near = closestName(name, Object.keys(REGISTER_PARAMS));
+      const near = closestName(name, Object.keys(rules));
       return [`unknown parameter ${shown(name)}${near ? ` (did you mean ${near}?)` : ''} is ignored`];
     }
     if (value === undefined || rule === 'text') return [];

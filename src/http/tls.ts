@@ -2,34 +2,104 @@
  * @module http/tls
  * HTTPS listeners, as TorchServe's: an `https://` address serves TLS with the key material of
  * config.properties: a PKCS12 `keystore` (+ `keystore_pass`), else `private_key_file` +
- * `certificate_file` (PEM), else a self-signed certificate made at start-up. Plain HTTP sent to
+ * `certificate_file` (PEM), else a self-signed certificate made at start-up. A key under the 2048
+ * bits OpenSSL asks for by default, which TorchServe served, is served with a warning. Plain HTTP sent to
  * an HTTPS listener is answered in clear text, 403, instead of a failed handshake the client
  * cannot explain.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type ServerOptions } from 'node:https';
 import type { Socket } from 'node:net';
+import { createSecureContext, DEFAULT_CIPHERS } from 'node:tls';
 import { ConfigError, type TlsConfig } from '../config/server-config.js';
 import { gson } from './reply.js';
 
-export type TlsMaterial = Pick<ServerOptions, 'key' | 'cert' | 'pfx' | 'passphrase'>;
+export type TlsMaterial = Pick<ServerOptions, 'key' | 'cert' | 'pfx' | 'passphrase' | 'ciphers'>;
 
-/** The key material to serve; `onSelfSigned` is told when none is configured. */
-export async function tlsMaterial(tls: TlsConfig, onSelfSigned: () => void): Promise<TlsMaterial> {
+interface TlsLog {
+  warn(message: string): void;
+}
+
+/** The key material to serve; the log is told when none is configured, or a weak key is served. */
+export async function tlsMaterial(tls: TlsConfig, log: TlsLog): Promise<TlsMaterial> {
   if (tls.keystore) {
     if (!/^(pkcs12|p12)$/i.test(tls.keystoreType)) {
       throw new ConfigError(
         `keystore_type ${tls.keystoreType} is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12)`,
       );
     }
-    return { pfx: readKeyFile(tls.keystore, 'keystore'), passphrase: tls.keystorePass };
+    const material = { pfx: readKeyFile(tls.keystore, 'keystore'), passphrase: tls.keystorePass };
+    return servingWeakKeys(material, `keystore ${tls.keystore}`, log);
   }
   if (tls.privateKeyFile || tls.certificateFile) {
     if (!tls.privateKeyFile || !tls.certificateFile) throw new ConfigError('private_key_file and certificate_file go together: set both, or a keystore');
-    return { key: readKeyFile(tls.privateKeyFile, 'private_key_file'), cert: readKeyFile(tls.certificateFile, 'certificate_file') };
+    const material = { key: readKeyFile(tls.privateKeyFile, 'private_key_file'), cert: readKeyFile(tls.certificateFile, 'certificate_file') };
+    return servingWeakKeys(material, `private_key_file ${tls.privateKeyFile} (certificate_file ${tls.certificateFile})`, log);
   }
-  onSelfSigned();
+  log.warn('HTTPS without keystore or private_key_file/certificate_file: serving a self-signed certificate for localhost');
   return selfSigned();
+}
+
+/**
+ * enable_grpc_ssl's key material, checked at start-up: grpc-js keeps OpenSSL's default security
+ * level, so a key under 2048 bits, which the HTTPS listeners serve with a warning, stops the start
+ * with the file, its size and the remedy, where the gRPC listener would fail each connection.
+ */
+export function refuseWeakGrpcKey(tls: TlsConfig): void {
+  if (!tls.privateKeyFile || !tls.certificateFile) return;
+  const material = { key: readKeyFile(tls.privateKeyFile, 'private_key_file'), cert: readKeyFile(tls.certificateFile, 'certificate_file') };
+  if (!keyTooSmall(material)) return;
+  throw new ConfigError(
+    `enable_grpc_ssl: private_key_file ${tls.privateKeyFile} (certificate_file ${tls.certificateFile}): its ${keyDescription(material)}; gRPC's TLS serves keys of 2048 bits or more. Make a new key and certificate: ${NEW_KEY_COMMAND}`,
+  );
+}
+
+/** OpenSSL's level 1: RSA keys of 1024 bits and up, which Java (TorchServe) serves and level 2 refuses. */
+const WEAK_KEY_CIPHERS = `${DEFAULT_CIPHERS}:@SECLEVEL=1`;
+const NEW_KEY_COMMAND = 'openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 365 -subj /CN=<host>';
+
+/**
+ * Key material whose key OpenSSL's default security level (2) refuses, "ee key too small": a
+ * 1024-bit RSA key, TorchServe's own test key among them, is served at level 1 with a warning
+ * that names the file, its key and the remedy, so that a TorchServe configuration starts as it
+ * did; a smaller one stops the start with the same words.
+ */
+function servingWeakKeys(material: TlsMaterial, file: string, log: TlsLog): TlsMaterial {
+  if (!keyTooSmall(material)) return material;
+  const key = `${file}: its ${keyDescription(material)}`;
+  const weak = { ...material, ciphers: WEAK_KEY_CIPHERS };
+  if (keyTooSmall(weak)) {
+    throw new ConfigError(
+      `${key}, too small to serve even at OpenSSL security level 1 (1024 bits at the least, 2048 are the default). Make a new key and certificate: ${NEW_KEY_COMMAND}`,
+    );
+  }
+  log.warn(
+    `WEAK KEY: ${key}; OpenSSL refuses keys under 2048 bits by default, TorchServe (Java) served it. Serving it at OpenSSL security level 1 for now (clients that check key sizes refuse it); replace it: ${NEW_KEY_COMMAND}`,
+  );
+  return weak;
+}
+
+/** Whether OpenSSL refuses the material's key at the security level its ciphers set; other faults are left to the listener to report. */
+function keyTooSmall(material: TlsMaterial): boolean {
+  try {
+    createSecureContext(material);
+    return false;
+  } catch (err) {
+    return /ee key too small/.test((err as Error).message);
+  }
+}
+
+/** "RSA key is 1024 bits", from a PEM certificate; a PKCS12 keystore is not read outside TLS. */
+function keyDescription(material: TlsMaterial): string {
+  if (!material.cert) return 'key is smaller than OpenSSL allows by default';
+  try {
+    const { publicKey } = new X509Certificate(material.cert as Buffer);
+    const bits = publicKey.asymmetricKeyDetails?.modulusLength;
+    return bits ? `${(publicKey.asymmetricKeyType ?? '').toUpperCase()} key is ${bits} bits` : 'key is smaller than OpenSSL allows by default';
+  } catch {
+    return 'key is smaller than OpenSSL allows by default';
+  }
 }
 
 function readKeyFile(path: string, key: string): Buffer {

@@ -10,8 +10,9 @@
  * 4,001 files and 1.3 GB), only the newest `config_snapshot_max_files` stay. A change's snapshot
  * is written in the background, so the event loop (and /ping) never waits on the disk, and
  * changes that arrive while one is being written share the next one: a burst makes a few files,
- * not one each. Models a start could not restore (a missing archive, a full disk) stay in every
- * snapshot until they are registered again or unregistered, so the next start tries them again.
+ * not one each. Models a start could not restore (a missing archive, a full disk), which the
+ * registry keeps as failed, stay in every snapshot until they are registered again or
+ * unregistered, so the next start tries them again.
  */
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -28,8 +29,6 @@ const RETRY_MS = 5000;
 export interface SnapshotWriterOptions {
   /** Snapshot files kept; the oldest beyond this are removed. */
   readonly keep: number;
-  /** Models named by the restored snapshot that could not be registered. */
-  readonly unrestored?: ModelSnapshot['models'];
   readonly log: { error(message: string): void; info(message: string): void };
 }
 
@@ -38,7 +37,6 @@ export class SnapshotWriter {
   private readonly properties: ReadonlyMap<string, string>;
   private readonly registry: ModelRegistry;
   private readonly options: SnapshotWriterOptions;
-  private readonly unrestored: ModelSnapshot['models'];
   /** The write under way, and the one every change since it began shares. */
   private current: Promise<void> | undefined;
   private next: Promise<void> | undefined;
@@ -55,7 +53,6 @@ export class SnapshotWriter {
     this.properties = properties;
     this.registry = registry;
     this.options = options;
-    this.unrestored = structuredClone(options.unrestored ?? {});
   }
 
   /**
@@ -99,18 +96,6 @@ export class SnapshotWriter {
     }
     for (const old of this.beyondKept()) rmSync(join(this.dir, old), { force: true });
     return path;
-  }
-
-  /**
-   * Forgets an unrestored model (all its versions, or one): the operator unregistered it.
-   * Answers whether there was one.
-   */
-  forgetUnrestored(name: string, version?: string): boolean {
-    const versions = this.unrestored[name];
-    if (!versions || (version !== undefined && !versions[version])) return false;
-    if (version === undefined || Object.keys(versions).length === 1) delete this.unrestored[name];
-    else delete versions[version];
-    return true;
   }
 
   private async writeInBackground(): Promise<void> {
@@ -160,13 +145,8 @@ export class SnapshotWriter {
         runtimeType: model.spec.runtime,
       };
     }
-    for (const [modelName, versions] of Object.entries(this.unrestored)) {
-      for (const [version, entry] of Object.entries(versions)) {
-        if (this.registry.find(modelName, version)) delete versions[version];
-        else (snapshot.models[modelName] ??= {})[version] ??= entry;
-      }
-      if (Object.keys(versions).length === 0) delete this.unrestored[modelName];
-    }
+    // Kept for the next start to try again (wlm/model-registry.ts: FailedRestore).
+    for (const failed of this.registry.failedRestores()) (snapshot.models[failed.name] ??= {})[failed.version] ??= failed.entry;
     snapshot.modelCount = Object.values(snapshot.models).reduce((n, versions) => n + Object.keys(versions).length, 0);
     const entries = [...this.properties].filter(([k]) => k !== 'model_snapshot' && k !== 'load_models');
     entries.push(['model_snapshot', JSON.stringify(snapshot, null, 2)]);

@@ -1,6 +1,7 @@
 // The registry's bookkeeping of exactly which Model instance is registered, with stand-in models
 // (only name and version): a failed registration's undoing takes out itself and nothing newer.
 import t from 'tap';
+import type { SnapshotModel } from '../config/snapshot-file.js';
 import type { Model } from './model.js';
 import { ModelRegistry } from './model-registry.js';
 
@@ -27,4 +28,26 @@ t.test('removeExactly of the default version hands the default to the oldest ver
   registry.add(model('m', '3.0'));
   t.equal(registry.removeExactly(first), true);
   t.equal(registry.find('m')?.version, '2.0');
+});
+
+t.test('a failed restore: get answers its 503 with why, a registration of that version ends it, forgetFailed forgets it', async (t) => {
+  const registry = new ModelRegistry();
+  // The registry reads only these of a snapshot entry.
+  const entry = { defaultVersion: true, marName: 'm.mar' } as SnapshotModel;
+  registry.addFailed({ name: 'm', version: '1.0', entry, reason: 'not a zip' });
+  t.throws(() => registry.get('m'), {
+    code: 'TSS_ERR_MODEL_RESTORE_FAILED',
+    status: 503,
+    message: /^Model "m" version 1\.0 could not be restored .*: not a zip\./,
+  });
+  t.equal(registry.find('m'), undefined, 'no model to serve');
+  t.equal(registry.failedRestore('m')?.version, '1.0');
+  registry.add(model('m', '1.0'));
+  t.equal(registry.failedRestores().length, 0, 'registered again: no longer failed');
+  registry.addFailed({ name: 'm', version: '2.0', entry: { ...entry, defaultVersion: false }, reason: 'missing' });
+  t.equal(registry.get('m').version, '1.0', 'the registered default still serves');
+  t.throws(() => registry.get('m', '2.0'), { code: 'TSS_ERR_MODEL_RESTORE_FAILED', message: /version 2\.0 .*: missing\./ });
+  t.equal(registry.forgetFailed('m', '3.0'), false);
+  t.equal(registry.forgetFailed('m', '2.0'), true);
+  t.throws(() => registry.get('m', '2.0'), { code: 'TSS_ERR_MODEL_VERSION_NOT_FOUND', message: 'Model version: 2.0 does not exist for model: m' });
 });

@@ -2,9 +2,23 @@
  * @module wlm/model-registry
  * Model name -> versions -> Model, and which version is the default. Only bookkeeping: starting
  * and stopping workers is the caller's (http/management.ts through wlm/model-loader.ts).
+ *
+ * Beside them, the versions a config snapshot named that could not be restored (a missing or junk
+ * archive, a full disk): TorchServe keeps such a model registered, so they are listed, described
+ * as FAILED, answered with a 503 that says why, and kept in the snapshots written from now on,
+ * until the version is registered again or unregistered.
  */
+import type { SnapshotModel } from '../config/snapshot-file.js';
 import { tsError } from '../errors.js';
 import type { Model } from './model.js';
+
+/** A version a snapshot named that could not be restored, with its snapshot entry and why. */
+export interface FailedRestore {
+  readonly name: string;
+  readonly version: string;
+  readonly entry: SnapshotModel;
+  readonly reason: string;
+}
 
 interface Entry {
   readonly versions: Map<string, Model>;
@@ -13,10 +27,12 @@ interface Entry {
 
 export class ModelRegistry {
   private readonly models = new Map<string, Entry>();
+  private readonly failed = new Map<string, Map<string, FailedRestore>>();
 
-  /** Adds a version; the first version of a name becomes its default. */
+  /** Adds a version; the first version of a name becomes its default. A failed restore of it is over. */
   add(model: Model): void {
     const entry = this.models.get(model.name);
+    if (!entry?.versions.has(model.version)) this.forgetFailed(model.name, model.version);
     if (!entry) {
       this.models.set(model.name, { versions: new Map([[model.version, model]]), defaultVersion: model.version });
       return;
@@ -25,13 +41,44 @@ export class ModelRegistry {
     entry.versions.set(model.version, model);
   }
 
-  /** The named version, or the default one; throws TorchServe's 404s. */
+  /** The named version, or the default one; throws TorchServe's 404s, and a failed restore's 503. */
   get(name: string, version?: string): Model {
-    const entry = this.models.get(name);
-    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
-    const model = entry.versions.get(version ?? entry.defaultVersion);
-    if (!model) throw tsError('TSS_ERR_MODEL_VERSION_NOT_FOUND', version ?? '', name);
-    return model;
+    const model = this.find(name, version);
+    if (model) return model;
+    const failed = this.failedRestore(name, version);
+    if (failed) throw tsError('TSS_ERR_MODEL_RESTORE_FAILED', failed.name, failed.version, failed.reason);
+    if (!this.models.has(name)) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
+    throw tsError('TSS_ERR_MODEL_VERSION_NOT_FOUND', version ?? '', name);
+  }
+
+  /** Keeps a version a snapshot named that could not be restored. */
+  addFailed(failed: FailedRestore): void {
+    let versions = this.failed.get(failed.name);
+    if (!versions) this.failed.set(failed.name, (versions = new Map()));
+    versions.set(failed.version, failed);
+  }
+
+  /** The named failed version; without a version, the name's default one, else its first. */
+  failedRestore(name: string, version?: string): FailedRestore | undefined {
+    const versions = this.failed.get(name);
+    if (!versions) return undefined;
+    if (version !== undefined) return versions.get(version);
+    const all = [...versions.values()];
+    return all.find((f) => f.entry.defaultVersion) ?? all[0];
+  }
+
+  failedRestores(): FailedRestore[] {
+    return [...this.failed.values()].flatMap((versions) => [...versions.values()]);
+  }
+
+  /** Forgets a failed version (or all of a name's): unregistered, or registered again. Answers whether there was one. */
+  forgetFailed(name: string, version?: string): boolean {
+    const versions = this.failed.get(name);
+    if (!versions || (version !== undefined && !versions.has(version))) return false;
+    if (version === undefined) this.failed.delete(name);
+    else versions.delete(version);
+    if (versions.size === 0) this.failed.delete(name);
+    return true;
   }
 
   /** The named version, or the default one; undefined where get would throw. */

@@ -53,24 +53,16 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
   return starting;
 }
 
-/** What a snapshot's restore started, and the versions it could not register. */
-export interface Restore {
-  /** Each restored model's worker start, as registerStartupModels answers. */
-  readonly starting: Array<Promise<void>>;
-  /** The snapshot's entries of the versions that failed, which later snapshots carry on. */
-  readonly unrestored: ModelSnapshot['models'];
-}
-
 /**
- * Registers every version a snapshot names with its settings. A start never fails for one bad
- * entry: a version whose archive is missing (TorchServe fails the start) or no longer opens
- * (corrupt, hostile, a full disk to extract it on) is reported, left out, and answered as
- * unrestored, so that the snapshots written from now on keep it for the next start; the others
- * are served.
+ * Registers every version a snapshot names with its settings, and answers each restored model's
+ * worker start, as registerStartupModels does. A start never fails for one bad entry: a version
+ * whose archive is missing (TorchServe fails the start) or no longer opens (corrupt, hostile, a
+ * full disk to extract it on) is reported and kept in the registry as a failed restore (listed,
+ * described as FAILED, as TorchServe keeps it registered), so that the snapshots written from now
+ * on keep it for the next start; the others are served.
  */
-export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<Restore> {
+export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<Array<Promise<void>>> {
   const restored: Model[] = [];
-  const unrestored: ModelSnapshot['models'] = {};
   const failed: string[] = [];
   for (const [name, versions] of Object.entries(snapshot.models)) {
     for (const [version, s] of Object.entries(versions)) {
@@ -97,9 +89,9 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
         restored.push(model);
       } catch (err) {
         failed.push(`${name} ${version}`);
-        (unrestored[name] ??= {})[version] = s;
+        deps.registry.addFailed({ name, version, entry: s, reason: (err as Error).message });
         log.error(
-          `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; it stays in the config snapshots and the next start tries it again (unregister it to forget it).`,
+          `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; it stays registered, described as FAILED, and in the config snapshots, so the next start tries it again (unregister it to forget it).`,
         );
       }
     }
@@ -108,7 +100,7 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
   const summary = `Restored ${restored.length} model versions from snapshot ${snapshot.name}`;
   if (failed.length > 0) log.error(`${summary}; ${failed.length} failed: ${failed.join(', ')}`);
   else log.info(summary);
-  return { starting, unrestored };
+  return starting;
 }
 
 /**
