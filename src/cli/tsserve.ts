@@ -46,8 +46,10 @@ the server keeps serving the others (as TorchServe does) until tsserve --stop.`;
 type Launch =
   | { kind: 'ready'; urls: RunningServer['urls']; outcome: StartupOutcome }
   | { kind: 'failed'; message: string }
-  /** It ended without saying why (a crash), or said nothing in time. */
-  | { kind: 'gone'; why: string };
+  /** It ended without saying why (a crash). */
+  | { kind: 'ended'; why: string }
+  /** It said nothing within START_TIMEOUT_MS: it may still be starting, and its PID file stays for --stop. */
+  | { kind: 'timeout' };
 
 interface Flags extends CliOverrides {
   start?: boolean;
@@ -211,10 +213,12 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   const launch = await launchOutcome(child);
   clearInterval(waiting);
   if (launch.kind !== 'ready') {
+    // The server said why it failed; else the logs' last lines may.
+    const tails = (): string => [...new Set([join(logDir, 'ts_log.log'), rawOutput])].map((file) => `The end of ${file}:\n${tail(file)}`).join('\n');
+    if (launch.kind === 'timeout')
+      fail(`tsserve did not answer within ${START_TIMEOUT_MS / 1000} s; it may still be starting (tsserve --stop stops it). ${tails()}`);
     removePidFileOf(child.pid!);
-    if (launch.kind === 'failed') fail(launch.message);
-    const tails = [...new Set([join(logDir, 'ts_log.log'), rawOutput])].map((file) => `The end of ${file}:\n${tail(file)}`);
-    fail(`tsserve did not start (${launch.why}). ${tails.join('\n')}`);
+    fail(launch.kind === 'failed' ? launch.message : `tsserve did not start (${launch.why}). ${tails()}`);
   }
   writePidFile(child.pid!);
   child.disconnect();
@@ -222,16 +226,14 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   console.log(`tsserve started (pid ${child.pid}); logs in ${logDir}`);
   if (launch.outcome.failed.length === 0) return;
   console.error(failedModelsReport(launch.outcome));
-  console.error(
-    `The server keeps running and serves the others, as TorchServe does (tsserve --stop stops it). Exit status ${EXIT_MODELS_FAILED}: started, but start-up models failed.`,
-  );
+  console.error(`tsserve --stop stops it. Exit status ${EXIT_MODELS_FAILED}: started, but start-up models failed.`);
   process.exit(EXIT_MODELS_FAILED);
 }
 
 /** How the launch ended: the server's own word (ready or failed), else its end or the time-out. */
 function launchOutcome(child: ChildProcess): Promise<Launch> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve({ kind: 'gone', why: 'timeout' }), START_TIMEOUT_MS);
+    const timer = setTimeout(() => resolve({ kind: 'timeout' }), START_TIMEOUT_MS);
     const settle = (launch: Launch): void => {
       clearTimeout(timer);
       resolve(launch);
@@ -239,8 +241,8 @@ function launchOutcome(child: ChildProcess): Promise<Launch> {
     child.once('message', (message) => settle(message as Launch));
     // The channel closes after the last message is read: a server that closes it without one ended.
     child.once('disconnect', () => {
-      if (child.exitCode !== null || child.signalCode !== null) settle({ kind: 'gone', why: `exit ${child.exitCode ?? child.signalCode}` });
-      else child.once('exit', (code, signal) => settle({ kind: 'gone', why: `exit ${code ?? signal}` }));
+      if (child.exitCode !== null || child.signalCode !== null) settle({ kind: 'ended', why: `exit ${child.exitCode ?? child.signalCode}` });
+      else child.once('exit', (code, signal) => settle({ kind: 'ended', why: `exit ${code ?? signal}` }));
     });
   });
 }
@@ -266,6 +268,7 @@ function failedModelsReport(outcome: StartupOutcome): string {
   return [
     `${outcome.count - outcome.failed.length} of ${outcome.count} start-up models serve; these failed:`,
     ...outcome.failed.map((f) => `  ${f.model}: ${f.reason}`),
+    'The server keeps running and serves the others, as TorchServe does.',
   ].join('\n');
 }
 
