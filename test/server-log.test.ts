@@ -2,11 +2,12 @@
 // object, whoever wrote it (the server, Node itself, a worker), through a whole `tsserve --start`,
 // predictions and `--stop`; and the log starts with a summary of what the server runs with, as
 // TorchServe's does (version, config file, model store, listeners).
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { VERSION } from '../dist/src/version.js';
-import { buildMar, FIXTURES, startTestServer, tempDir, waitFor, writeUserConfig, tsserve } from './helpers.js';
+import { buildMar, FIXTURES, ROOT, startTestServer, tempDir, waitFor, writeUserConfig, tsserve } from './helpers.js';
 
 interface JsonRecord {
   level: number;
@@ -112,3 +113,43 @@ t.test("the text layout: the start-up summary is TorchServe's, a `Label: value` 
   }
   t.equal(text.match(/Start-up configuration/g)?.length, 1, 'once');
 });
+
+t.test(
+  'log_format=json in the foreground (a container): every line of stdout is a JSON record, the configuration warnings and start-up lines included',
+  async (t) => {
+    const dir = tempDir(t);
+    mkdirSync(join(dir, 'model-store'));
+    await writeUserConfig(dir, ['log_format=json', 'no_such_key=1', 'vmargs=--max-old-space-size=300']);
+    const server = spawn(
+      process.execPath,
+      [join(ROOT, 'bin', 'tsserve.js'), '--start', '--foreground', '--model-store', 'model-store', '--disable-token-auth'],
+      {
+        cwd: dir,
+        env: { ...process.env, TMPDIR: dir },
+      },
+    );
+    t.teardown(() => server.kill('SIGKILL'));
+    let out = '';
+    server.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    server.stderr.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    await waitFor(() => out.includes('Model server started.'), 30_000, 'the foreground server');
+    server.kill('SIGTERM');
+    await exited;
+    const lines = out.split('\n').slice(0, -1);
+    t.same(
+      lines.filter((line) => !line.startsWith('{')),
+      [],
+      'no bare line',
+    );
+    const messages = lines.map((line) => (JSON.parse(line) as JsonRecord).msg);
+    t.ok(
+      messages.some((m) => m.startsWith('Unknown configuration key no_such_key')),
+      'the configuration warning is a record',
+    );
+    t.ok(
+      messages.some((m) => m.startsWith('Warning: vmargs applies to `tsserve --start` without --foreground')),
+      'so is the vmargs warning',
+    );
+  },
+);

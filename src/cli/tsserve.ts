@@ -2,8 +2,8 @@
  * @module cli/tsserve
  * `tsserve --start | --stop | --version`, with torchserve's flags. `--start` without
  * `--foreground` (or TSSERVE_FOREGROUND=true) launches the server as a background process and
- * returns once it answers, with its output in LOG_LOCATION/ts_log.log; `--stop` ends it through
- * the PID file.
+ * returns once it serves, with its output in LOG_LOCATION/ts_log.log, its exit status saying how
+ * the start went (EXIT_STATUS_HELP); `--stop` ends it through the PID file.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -142,23 +142,28 @@ function validate(flags: Flags, quiet = false): ReturnType<typeof loadServerConf
 async function serveInForeground(flags: Flags): Promise<void> {
   const running = runningPid();
   if (running !== undefined && running !== process.pid) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
-  // Launched by `tsserve --start`, which said the configuration's warnings; the server log says them too.
   const launched = process.send !== undefined;
-  const config = validate(flags, launched);
-  // Started by `tsserve --start`, this process already runs with them; started by hand, it cannot.
-  if (!launched && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
-    console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
-  }
+  // The server log says the configuration's warnings (and `tsserve --start` said them).
+  const config = validate(flags, true);
   writePidFile(process.pid);
-  // Started by `tsserve --start`, stdout is ts_log.log, which this process writes itself so that it rolls.
+  // Started by `tsserve --start`, this process writes ts_log.log itself, so that it rolls.
   const loggers = createLoggers(config.logLocation, {
     metricsLocation: config.metricsLocation,
     format: config.logFormat,
     rolling: config.logRolling,
     serverLogFile: launched,
   });
-  if (launched) recordProcessOutput(loggers);
-  const server = await startServer(config, loggers).catch((err: Error) => startFailed(`tsserve did not start: ${err.message}`, loggers, launched));
+  // Its own lines are records of the server log where they would be bare lines among records in
+  // a file (ts_log.log) or among JSON ones (a container's log under log_format=json).
+  const recorded = launched || config.logFormat === 'json';
+  if (recorded) recordProcessOutput(loggers);
+  // Started by `tsserve --start`, this process already runs with them; started by hand, it cannot.
+  if (!launched && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
+    console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
+  }
+  const server = await startServer(config, loggers).catch((err: Error) =>
+    startFailed(`tsserve did not start: ${err.message}`, loggers, { launched, recorded }),
+  );
   // Ready means ready to serve: the start-up models' workers have loaded (or failed to), so the
   // first requests after `--start` returns are not refused for want of a worker.
   const outcome = await server.startupModelsStarted;
@@ -251,15 +256,13 @@ function launchOutcome(child: ChildProcess): Promise<Launch> {
  * A start that failed: said where the operator looks (`--start`'s console over the IPC channel,
  * the terminal in the foreground) and in the server log, with no PID file left behind.
  */
-async function startFailed(message: string, loggers: Loggers, launched: boolean): Promise<never> {
-  if (launched) {
-    loggers.server.fatal(message);
-    await new Promise<void>((sent) => process.send!({ kind: 'failed', message } satisfies Launch, () => sent()));
-  }
+async function startFailed(message: string, loggers: Loggers, how: { launched: boolean; recorded: boolean }): Promise<never> {
+  if (how.recorded) loggers.server.fatal(message);
+  if (how.launched) await new Promise<void>((sent) => process.send!({ kind: 'failed', message } satisfies Launch, () => sent()));
   // The server log's last lines (why it failed) are on disk before the exit.
   loggers.close();
   removePidFileOf(process.pid);
-  if (launched) process.exit(EXIT_NOT_STARTED);
+  if (how.recorded) process.exit(EXIT_NOT_STARTED);
   return fail(message);
 }
 

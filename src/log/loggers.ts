@@ -63,9 +63,10 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
       onError: (err) => server?.error({ err, path }, 'log file unwritable: its lines are dropped until the disk takes them again'),
       onRecovered: (dropped) => server?.warn(`${dropped} lines of ${path} were dropped: the disk did not take them`),
     });
-  // That process's stdout and stderr are ts_log.log too (what Node itself prints, a crash's trace).
+  // What that process writes on its stdout and stderr from JavaScript is recorded here too (recordProcessOutput).
   const serverFile = opts.serverLogFile ? file(join(logLocation, 'ts_log.log'), 0, true) : undefined;
-  const out = opts.destination ?? serverFile ?? process.stdout;
+  // stdout's own write, bound now: recordProcessOutput may make process.stdout.write a logger's.
+  const out = opts.destination ?? serverFile ?? { write: process.stdout.write.bind(process.stdout) };
   server = pino(options, { write: (line: string) => out.write(format === 'json' ? jsonLine(line) : textLine(line)) });
   // The access and metric logs are written in 4 KB pieces, not a write per request (those writes
   // were 5% of the main process's CPU samples under load), and at least once a second, so that
