@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { VERSION } from '../dist/src/version.js';
-import { buildMar, FIXTURES, ROOT, startTestServer, tempDir, waitFor, writeUserConfig, tsserve } from './helpers.js';
+import { buildMar, FIXTURES, ROOT, startedPid, startTestServer, tempDir, waitFor, writeUserConfig, tsserve } from './helpers.js';
 
 interface JsonRecord {
   level: number;
@@ -153,3 +153,23 @@ t.test(
     );
   },
 );
+
+t.test('log_format=json: a server that dies of an uncaught exception says so in a FATAL JSON record, its last line', async (t) => {
+  const dir = tempDir(t);
+  const env = { TMPDIR: dir };
+  mkdirSync(join(dir, 'model-store'));
+  // A bug in the server, as a signal sets it off: an exception nothing catches.
+  await writeUserConfig(dir, ['log_format=json', 'vmargs=--import=data:text/javascript,process.on("SIGUSR2",()=>{throw(Error("a-bug"))})']);
+  t.teardown(() => tsserve(['--stop'], dir, env));
+  const start = tsserve(['--start', '--model-store', 'model-store', '--disable-token-auth'], dir, env);
+  t.equal(start.status, 0, start.out);
+  const pid = startedPid(dir);
+  process.kill(pid, 'SIGUSR2');
+  await waitFor(() => !existsSync(`/proc/${pid}`), 10_000, 'the server to die');
+  const lines = readFileSync(join(dir, 'logs', 'ts_log.log'), 'utf8')
+    .split('\n')
+    .slice(0, -1);
+  const records = lines.map((line) => JSON.parse(line) as JsonRecord & { err?: { message: string } });
+  t.match(records.at(-1), { level: 60, msg: 'tsserve stops: an uncaught exception', err: { message: 'a-bug' } });
+  t.match(readFileSync(join(dir, 'logs', 'ts_stdio.log'), 'utf8'), 'Error: a-bug', "Node's own report of it, past JavaScript, beside it");
+});
