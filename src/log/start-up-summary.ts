@@ -92,9 +92,14 @@ function initialModels(config: ServerConfig): string {
   return config.loadModels.join(',') || 'N/A';
 }
 
-/** A summary's entries as the lines under its record in the text layout: `Label: value`. */
+/**
+ * A summary's entries as the lines under its record in the text layout, `Label: value`. Each line
+ * starts with one of SUMMARY_LABELS (a key it does not know is left out), so that no value can
+ * start a line that passes for a record of its own.
+ */
 export function summaryLines(summary: Record<string, unknown>, oneLine: (text: string) => string): string {
   return Object.entries(summary)
-    .map(([key, value]) => `\n${SUMMARY_LABELS[key as keyof typeof SUMMARY_LABELS] ?? oneLine(key)}: ${oneLine(String(value))}`)
+    .filter(([key]) => Object.hasOwn(SUMMARY_LABELS, key))
+    .map(([key, value]) => `\n${SUMMARY_LABELS[key as keyof typeof SUMMARY_LABELS]}: ${oneLine(String(value))}`)
     .join('');
 }

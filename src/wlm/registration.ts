@@ -56,6 +56,7 @@ export interface StartupOutcome {
   readonly failed: readonly StartupFailure[];
 }
 
+/** Waits for the workers of every model `load` registered, then answers each model that does not serve. */
 export async function startupOutcome(load: StartupLoad): Promise<StartupOutcome> {
   const workerFailures = (await Promise.all(load.starting)).filter((f) => f !== undefined);
   return { count: load.count, failed: [...load.failed, ...workerFailures] };
