@@ -28,7 +28,7 @@ export function listenProblem(code: string | undefined): string | undefined {
     case 'EACCES':
       return 'the port needs privileges this user lacks';
     case 'EADDRNOTAVAIL':
-      return "the address is not one of this machine's";
+      return 'the port is on an address this machine does not have';
     default:
       return undefined;
   }
