@@ -15,12 +15,14 @@ import { inferenceRoutes } from './http/inference.js';
 import { KSERVE_ROOT, kserveListenerRoutes } from './http/kserve.js';
 import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/deps.js';
+import { checkListeners, explainListenError } from './http/listen-check.js';
 import { createListener } from './http/listener.js';
 import { tlsMaterial, type TlsMaterial } from './http/tls.js';
 import { SLOW_MS, warmFrontEnd } from './http/warm-up.js';
 import { managementRoutes } from './http/management.js';
 import { metricsRoutes } from './http/metrics.js';
 import { createLoggers, type Loggers } from './log/loggers.js';
+import { startUpSummary, SUMMARY_MESSAGE } from './log/start-up-summary.js';
 import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
@@ -29,9 +31,10 @@ import { tsError } from './errors.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
 import type { LoaderDeps } from './wlm/model-loader.js';
 import { ModelRegistry } from './wlm/model-registry.js';
-import { registerStartupModels, restoreSnapshot, type RegistrationDeps } from './wlm/registration.js';
+import { registerStartupModels, restoreSnapshot, startupOutcome, type RegistrationDeps, type StartupOutcome } from './wlm/registration.js';
 import { workerFactory } from './wlm/worker-factory.js';
 import { batchWaitMs } from './wlm/worker-pool.js';
+import { VERSION } from './version.js';
 
 export interface RunningServer {
   readonly config: ServerConfig;
@@ -49,9 +52,10 @@ export interface RunningServer {
   };
   /**
    * Settles once the start-up models' first workers have loaded (warm-up included) or failed:
-   * from then on the server serves them, which `tsserve --start` waits for before it returns.
+   * from then on the server serves them, which `tsserve --start` waits for before it returns,
+   * and says which do not serve, and why.
    */
-  readonly startupModelsStarted: Promise<void>;
+  readonly startupModelsStarted: Promise<StartupOutcome>;
   close(): Promise<void>;
 }
 
@@ -68,7 +72,7 @@ export async function startServer(
     // nothing behind: no bound port, no worker process.
     await Promise.all(listening.map((l) => l.close()));
     await Promise.all(registry.all().map((m) => m.close()));
-    throw err;
+    throw explainListenError(err as Error, config);
   }
 }
 
@@ -79,7 +83,10 @@ interface Closable {
 
 async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
   const log = loggers.server;
+  log.info({ summary: startUpSummary(config, VERSION) }, SUMMARY_MESSAGE);
   for (const warning of config.warnings) log.warn(warning);
+  // Before any model loads: a port in use is the one thing said, not its workers' undoing.
+  await checkListeners(config);
   const stale = removeStaleExtractions();
   if (stale.length > 0) log.info(`Removed ${stale.length} model directories left by servers that are no longer running`);
   const metrics = new MetricsRegistry(config.metricsMode, {
@@ -102,7 +109,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   };
   const registration: RegistrationDeps = { loader, registry };
 
-  const starting = config.modelSnapshot
+  const startup = config.modelSnapshot
     ? await restoreSnapshot(config.modelSnapshot, registration, log)
     : await registerStartupModels(config, registration, log);
   const snapshots = config.snapshotsDisabled
@@ -198,7 +205,10 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       kserve: url('kserve'),
       grpcKserve: grpcKserve?.address,
     },
-    startupModelsStarted: Promise.all(starting).then(() => warmUpFrontEnd(config, registry, url('inference'), tokens, log)),
+    startupModelsStarted: startupOutcome(startup).then(async (outcome) => {
+      await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
+      return outcome;
+    }),
     close() {
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered,

@@ -5,14 +5,22 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMar, buildMnistMar, ephemeralRangeStart, FIXTURES, freePort, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, writeUserConfig } from './helpers.js';
+import {
+  buildMar,
+  buildMnistMar,
+  ephemeralRangeStart,
+  FIXTURES,
+  freePort,
+  MNIST_DIR,
+  ROOT,
+  startedPid,
+  tempDir,
+  waitFor,
+  writeUserConfig,
+  tsserve,
+} from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
-
-function tsserve(args: string[], cwd: string, env: NodeJS.ProcessEnv): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, [TSSERVE, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, out: r.stdout + r.stderr };
-}
 
 t.test('the ports these tests give servers are free and never ones the kernel hands out itself (a parallel run took one: EADDRINUSE)', async (t) => {
   const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));

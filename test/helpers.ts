@@ -2,6 +2,7 @@
  * Test helpers: a real tsserve on 127.0.0.1 with ports chosen by the OS, a model store of real
  * archives built by the real archiver, and fetch.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -276,4 +277,15 @@ export function startedPid(tmp: string): number {
   const files = readdirSync(tmp).filter((f) => f.startsWith('.tsserve-') && f.endsWith('.pid'));
   if (files.length !== 1) throw new Error(`expected one PID file in ${tmp}, found ${files.length}`);
   return Number(readFileSync(join(tmp, files[0]!), 'utf8').split('\n')[0]);
+}
+
+/** `tsserve <args>` run as a user runs it from `cwd`, to its end: its exit status and its output (stdout, then stderr). */
+export function tsserve(args: string[], cwd: string, env: NodeJS.ProcessEnv): { status: number | null; out: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'tsserve.js'), ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: r.status, out: r.stdout + r.stderr };
 }

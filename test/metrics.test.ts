@@ -143,6 +143,20 @@ t.test("metrics_mode=log writes ts_metrics.log and model_metrics.log in TorchSer
   );
 });
 
+t.test("metrics_mode=log: a prediction's metric lines are in the files within a second or so, not only at stop (as the access log)", async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMnistMar(store),
+    properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
+  });
+  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
+  const read = (file: string): string => (existsSync(join(server.dir, 'logs', file)) ? readFileSync(join(server.dir, 'logs', file), 'utf8') : '');
+  // Written once a second: 2 s allows for a busy machine; before, nothing came before the stop.
+  await waitFor(() => read('model_metrics.log').includes('PredictionTime.ms:'), 2000, "the prediction's model metrics");
+  await waitFor(() => read('ts_metrics.log').includes('Requests2XX.Count:1.0'), 2000, "the prediction's server metrics");
+  t.pass('both written while the server runs');
+});
+
 t.test('METRICS_LOCATION: where the metric logs go; one that cannot be written costs no request', async (t) => {
   const elsewhere = join(tempDir(t), 'metrics-here');
   const server = await startTestServer(t, {

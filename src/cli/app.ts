@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { createApp, DEFAULT_MAX_UPLOAD } from '../app/app.js';
+import { listenProblem } from '../http/listen-check.js';
 import { exitTwoOnUsageError, parseBytes, parseHttpUrl, parsePort } from './usage.js';
 
 const program = exitTwoOnUsageError(new Command('tsserve-app'))
@@ -35,16 +36,8 @@ try {
   console.log(`tsserve-app on ${url}, calling ${opts.inference}`);
 } catch (err) {
   // A port in use or not ours to bind is the user's to fix, not a stack trace to read.
-  const code = (err as NodeJS.ErrnoException).code;
-  const why =
-    code === 'EADDRINUSE'
-      ? 'is in use'
-      : code === 'EACCES'
-        ? 'needs privileges this user lacks'
-        : code === 'EADDRNOTAVAIL'
-          ? 'is on an address this machine does not have'
-          : undefined;
-  if (!why) throw err;
-  console.error(`tsserve-app cannot listen on ${opts.host}:${opts.port}: the port ${why}. Choose another with --port (or --host).`);
+  const problem = listenProblem((err as NodeJS.ErrnoException).code);
+  if (!problem) throw err;
+  console.error(`tsserve-app cannot listen on ${opts.host}:${opts.port}: ${problem}. Choose another with --port (or --host).`);
   process.exit(1);
 }

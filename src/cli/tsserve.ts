@@ -2,18 +2,19 @@
  * @module cli/tsserve
  * `tsserve --start | --stop | --version`, with torchserve's flags. `--start` without
  * `--foreground` (or TSSERVE_FOREGROUND=true) launches the server as a background process and
- * returns once it answers, with its output in LOG_LOCATION/ts_log.log; `--stop` ends it through
- * the PID file.
+ * returns once it serves, with its output in LOG_LOCATION/ts_log.log, its exit status saying how
+ * the start went (EXIT_STATUS_HELP); `--stop` ends it through the PID file.
  */
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, loadServerConfig, type CliOverrides } from '../config/server-config.js';
-import { createLoggers } from '../log/loggers.js';
-import { startServer } from '../server.js';
+import { createLoggers, recordProcessOutput, type Loggers } from '../log/loggers.js';
+import { startServer, type RunningServer } from '../server.js';
+import type { StartupOutcome } from '../wlm/registration.js';
 import { VERSION } from '../version.js';
 import { exitTwoOnUsageError } from './usage.js';
 
@@ -29,6 +30,26 @@ const START_TIMEOUT_MS = 120_000;
 const STOP_GRACE_MS = 10_000;
 /** How often `--start` says it is still waiting for the models. */
 const PROGRESS_EVERY_MS = 5_000;
+/**
+ * `--start`'s exit statuses beside 0 (started, every start-up model serves) and 2 (a usage error):
+ * the server did not start, nothing of it runs; or it started and runs, but start-up models do
+ * not serve (TorchServe's launcher says 0 either way and leaves the reason in its log).
+ */
+const EXIT_NOT_STARTED = 1;
+const EXIT_MODELS_FAILED = 3;
+const EXIT_STATUS_HELP = `
+Exit status of --start: 0 started, every start-up model serves; ${EXIT_NOT_STARTED} did not start (nothing runs);
+2 a usage error; ${EXIT_MODELS_FAILED} started, but start-up models failed: each is named with its reason, and
+the server keeps serving the others (as TorchServe does) until tsserve --stop.`;
+
+/** What the server `--start` launched tells it, over the IPC channel, once it serves or cannot. */
+type Launch =
+  | { kind: 'ready'; urls: RunningServer['urls']; outcome: StartupOutcome }
+  | { kind: 'failed'; message: string }
+  /** It ended without saying why (a crash). */
+  | { kind: 'ended'; why: string }
+  /** It said nothing within START_TIMEOUT_MS: it may still be starting, and its PID file stays for --stop. */
+  | { kind: 'timeout' };
 
 interface Flags extends CliOverrides {
   start?: boolean;
@@ -60,6 +81,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--ncs', 'no config snapshots: neither write nor restore them (alias --no-config-snapshots)')
     .option('--disable-token-auth', 'disable token authorization (alias --dt)')
     .option('--enable-model-api', 'allow model register and unregister through the management API')
+    .addHelpText('after', EXIT_STATUS_HELP)
     .allowExcessArguments(false);
   program.parse(
     argv.map((a) => ALIASES[a] ?? a),
@@ -99,14 +121,15 @@ function reportVmargs(options: { node: string[]; ignored: string[] }): void {
   if (options.node.length > 0) console.log(`Warning: tsserve is using non-default Node.js parameters: ${options.node.join(' ')}`);
 }
 
-function validate(flags: Flags): ReturnType<typeof loadServerConfig> {
+/** The configuration, checked as TorchServe's launcher checks it; `quiet`: its warnings were said already. */
+function validate(flags: Flags, quiet = false): ReturnType<typeof loadServerConfig> {
   if (flags.logConfig && !existsSync(flags.logConfig)) fail(`--log-config file not found: ${resolve(flags.logConfig)}`);
   if (flags.modelStore && !isDirectory(flags.modelStore)) fail(`--model-store directory not found: ${flags.modelStore}`);
   if (flags.workflowStore && !isDirectory(flags.workflowStore)) fail(`--workflow-store directory not found: ${flags.workflowStore}`);
   if (flags.cppLogConfig && !existsSync(flags.cppLogConfig)) fail(`--cpp-log-config file not found: ${flags.cppLogConfig}`);
   try {
     const config = loadServerConfig(flags);
-    for (const warning of config.warnings) console.log(`Warning: ${warning}`);
+    if (!quiet) for (const warning of config.warnings) console.log(`Warning: ${warning}`);
     if (!config.modelStore) fail('Missing mandatory parameter --model-store');
     if (!isDirectory(config.modelStore)) fail(`--model-store directory not found: ${config.modelStore}`);
     return config;
@@ -119,34 +142,39 @@ function validate(flags: Flags): ReturnType<typeof loadServerConfig> {
 async function serveInForeground(flags: Flags): Promise<void> {
   const running = runningPid();
   if (running !== undefined && running !== process.pid) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
-  const config = validate(flags);
-  // Started by `tsserve --start`, this process already runs with them; started by hand, it cannot.
-  if (!process.send && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
-    console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
-  }
+  const launched = process.send !== undefined;
+  // The server log says the configuration's warnings (and `tsserve --start` said them).
+  const config = validate(flags, true);
   writePidFile(process.pid);
-  // Started by `tsserve --start`, stdout is ts_log.log, which this process writes itself so that it rolls.
+  // Started by `tsserve --start`, this process writes ts_log.log itself, so that it rolls.
   const loggers = createLoggers(config.logLocation, {
     metricsLocation: config.metricsLocation,
     format: config.logFormat,
     rolling: config.logRolling,
-    serverLogFile: process.send !== undefined,
+    serverLogFile: launched,
   });
-  const server = await startServer(config, loggers).catch((err: Error) => {
-    // The server log's last lines (why it failed) are on disk before the exit.
-    loggers.close();
-    return fail(`tsserve could not start: ${err.message}`);
-  });
+  // Its own lines are records of the server log where they would be bare lines among records in
+  // a file (ts_log.log) or among JSON ones (a container's log under log_format=json).
+  const recorded = launched || config.logFormat === 'json';
+  if (recorded) recordProcessOutput(loggers);
+  // Started by `tsserve --start`, this process already runs with them; started by hand, it cannot.
+  if (!launched && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
+    console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
+  }
+  const server = await startServer(config, loggers).catch((err: Error) =>
+    startFailed(`tsserve did not start: ${err.message}`, loggers, { launched, recorded }),
+  );
   // Ready means ready to serve: the start-up models' workers have loaded (or failed to), so the
   // first requests after `--start` returns are not refused for want of a worker.
-  await server.startupModelsStarted;
+  const outcome = await server.startupModelsStarted;
   console.log('Model server started.');
   console.log(
     `Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`,
   );
   console.log(`gRPC inference: ${server.urls.grpcInference}  gRPC management: ${server.urls.grpcManagement}`);
   if (server.urls.kserve || server.urls.grpcKserve) console.log(`KServe: ${server.urls.kserve ?? '-'}  KServe gRPC: ${server.urls.grpcKserve ?? '-'}`);
-  process.send?.({ kind: 'ready', urls: server.urls });
+  if (outcome.failed.length > 0) console.error(failedModelsReport(outcome));
+  process.send?.({ kind: 'ready', urls: server.urls, outcome } satisfies Launch);
   process.disconnect?.();
   const shutdown = (): void => {
     // Whatever the disk or a worker does, the stop ends: the models' drain is bounded by
@@ -159,7 +187,7 @@ async function serveInForeground(flags: Flags): Promise<void> {
       config.drainTimeout * 1000 + STOP_GRACE_MS,
     ).unref();
     void server.close().finally(() => {
-      if (runningPid() === process.pid) rmSync(PID_FILE, { force: true });
+      removePidFileOf(process.pid);
       process.exit(0);
     });
   };
@@ -169,11 +197,16 @@ async function serveInForeground(flags: Flags): Promise<void> {
 
 async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   if (runningPid() !== undefined) fail('tsserve is already running, please use tsserve --stop to stop tsserve.');
-  const vmargs = nodeOptionsFromVmargs(validate(flags).properties.get('vmargs'));
+  const config = validate(flags);
+  const vmargs = nodeOptionsFromVmargs(config.properties.get('vmargs'));
   reportVmargs(vmargs);
-  const logDir = resolve(process.env.LOG_LOCATION ?? 'logs');
+  const logDir = config.logLocation;
   mkdirSync(logDir, { recursive: true });
-  const out = openSync(join(logDir, 'ts_log.log'), 'a');
+  // The server writes its records to ts_log.log itself, what it writes from JavaScript included
+  // (recordProcessOutput). What the runtime prints past them (a fatal V8 error) is a bare line:
+  // among text records as log4j's stack lines are, but beside JSON ones in a file of its own.
+  const rawOutput = join(logDir, config.logFormat === 'json' ? 'ts_stdio.log' : 'ts_log.log');
+  const out = openSync(rawOutput, 'a');
   const child = fork(process.argv[1]!, [...argv.filter((a) => a !== '--start'), '--foreground'], {
     execArgv: [...process.execArgv, ...vmargs.node],
     detached: true,
@@ -182,26 +215,68 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   const begun = Date.now();
   // Loading many or large models takes a while: say so rather than sit silent.
   const waiting = setInterval(() => console.log(`tsserve is loading its models (${Math.round((Date.now() - begun) / 1000)} s)...`), PROGRESS_EVERY_MS);
-  const outcome = await new Promise<string>((resolveOutcome) => {
-    const timer = setTimeout(() => resolveOutcome('timeout'), START_TIMEOUT_MS);
-    child.once('message', () => {
-      clearTimeout(timer);
-      resolveOutcome('ready');
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolveOutcome(`exit ${code}`);
-    });
-  });
+  const launch = await launchOutcome(child);
   clearInterval(waiting);
-  if (outcome !== 'ready') {
-    const tail = readFileSync(join(logDir, 'ts_log.log'), 'utf8').split('\n').slice(-15).join('\n');
-    fail(`tsserve did not start (${outcome}). The end of ${join(logDir, 'ts_log.log')}:\n${tail}`);
+  if (launch.kind !== 'ready') {
+    // The server said why it failed; else the logs' last lines may.
+    const tails = (): string => [...new Set([join(logDir, 'ts_log.log'), rawOutput])].map((file) => `The end of ${file}:\n${tail(file)}`).join('\n');
+    if (launch.kind === 'timeout')
+      fail(`tsserve did not answer within ${START_TIMEOUT_MS / 1000} s; it may still be starting (tsserve --stop stops it). ${tails()}`);
+    removePidFileOf(child.pid!);
+    fail(launch.kind === 'failed' ? launch.message : `tsserve did not start (${launch.why}). ${tails()}`);
   }
   writePidFile(child.pid!);
   child.disconnect();
   child.unref();
   console.log(`tsserve started (pid ${child.pid}); logs in ${logDir}`);
+  if (launch.outcome.failed.length === 0) return;
+  console.error(failedModelsReport(launch.outcome));
+  console.error(`tsserve --stop stops it. Exit status ${EXIT_MODELS_FAILED}: started, but start-up models failed.`);
+  process.exit(EXIT_MODELS_FAILED);
+}
+
+/** How the launch ended: the server's own word (ready or failed), else its end or the time-out. */
+function launchOutcome(child: ChildProcess): Promise<Launch> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ kind: 'timeout' }), START_TIMEOUT_MS);
+    const settle = (launch: Launch): void => {
+      clearTimeout(timer);
+      resolve(launch);
+    };
+    child.once('message', (message) => settle(message as Launch));
+    // The channel closes after the last message is read: a server that closes it without one ended.
+    child.once('disconnect', () => {
+      if (child.exitCode !== null || child.signalCode !== null) settle({ kind: 'ended', why: `exit ${child.exitCode ?? child.signalCode}` });
+      else child.once('exit', (code, signal) => settle({ kind: 'ended', why: `exit ${code ?? signal}` }));
+    });
+  });
+}
+
+/**
+ * A start that failed: said where the operator looks (`--start`'s console over the IPC channel,
+ * the terminal in the foreground) and in the server log, with no PID file left behind.
+ */
+async function startFailed(message: string, loggers: Loggers, how: { launched: boolean; recorded: boolean }): Promise<never> {
+  if (how.recorded) loggers.server.fatal(message);
+  if (how.launched) await new Promise<void>((sent) => process.send!({ kind: 'failed', message } satisfies Launch, () => sent()));
+  // The server log's last lines (why it failed) are on disk before the exit.
+  loggers.close();
+  removePidFileOf(process.pid);
+  if (how.recorded) process.exit(EXIT_NOT_STARTED);
+  return fail(message);
+}
+
+/** The start-up models that do not serve, for the console: how many do, then each that does not and why. */
+function failedModelsReport(outcome: StartupOutcome): string {
+  return [
+    `${outcome.count - outcome.failed.length} of ${outcome.count} start-up models serve; these failed:`,
+    ...outcome.failed.map((f) => `  ${f.model}: ${f.reason}`),
+    'The server keeps running and serves the others, as TorchServe does.',
+  ].join('\n');
+}
+
+function tail(file: string): string {
+  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-15).join('\n') : '(none)';
 }
 
 async function stop(): Promise<void> {
@@ -232,6 +307,11 @@ function runningPid(): number | undefined {
   console.log('Removing orphan pid file.');
   rmSync(PID_FILE, { force: true });
   return undefined;
+}
+
+/** Removes the PID file if it names `pid`: a server that did not start, or stopped. */
+function removePidFileOf(pid: number): void {
+  if (existsSync(PID_FILE) && readPidFile(PID_FILE).pid === pid) rmSync(PID_FILE, { force: true });
 }
 
 function writePidFile(pid: number): void {
@@ -278,5 +358,5 @@ function isDirectory(path: string): boolean {
 
 function fail(message: string): never {
   console.error(message);
-  process.exit(1);
+  process.exit(EXIT_NOT_STARTED);
 }

@@ -263,7 +263,7 @@ const TABLE: Record<string, Spec> = {
     default: 'text',
     applies: 'server',
     own: true,
-    doc: "The server log's form: text, log4j's layout as TorchServe writes it; json, pino's lines for log shippers.",
+    doc: "The server log's form: text, log4j's layout as TorchServe writes it; json, one JSON object per line of ts_log.log for log shippers (what Node's runtime prints past JavaScript goes to ts_stdio.log).",
   },
   config_snapshot_max_files: {
     type: 'int',

@@ -125,6 +125,8 @@ export interface ServerConfig {
   readonly keyFile: string;
   /** Models to restore (a snapshot's `model_snapshot`); when present, loadModels is ignored. */
   readonly modelSnapshot: ModelSnapshot | undefined;
+  /** The configuration file read (config.properties, --ts-config, a snapshot); undefined: none, the defaults. */
+  readonly configFile: string | undefined;
   /** Every property in effect, for snapshots. */
   readonly properties: ReadonlyMap<string, string>;
   /** What the configuration has that tsserve ignores (unknown keys), for the log. */
@@ -213,7 +215,7 @@ export function loadServerConfig(cli: CliOverrides = {}, env: NodeJS.ProcessEnv 
   applyCli(props, cli);
   if (props.get('enable_envvars_config') === 'true') applyEnv(props, env);
   const warnings = checkProperties(props);
-  return buildConfig(props, cli, env, cwd, warnings);
+  return buildConfig(props, { cli, env, cwd, warnings, file });
 }
 
 /**
@@ -265,7 +267,10 @@ function applyEnv(props: Map<string, string>, env: NodeJS.ProcessEnv): void {
   }
 }
 
-function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.ProcessEnv, cwd: string, warnings: readonly string[]): ServerConfig {
+function buildConfig(
+  props: Map<string, string>,
+  { cli, env, cwd, warnings, file }: { cli: CliOverrides; env: NodeJS.ProcessEnv; cwd: string; warnings: readonly string[]; file: string | undefined },
+): ServerConfig {
   // Values were checked against the table (checkProperties); a key unset takes its table default.
   const str = (k: string): string | undefined => props.get(k)?.trim() || undefined;
   const int = (k: string): number => parseIntOr(props.get(k), Number(keyDefault(k)));
@@ -365,6 +370,7 @@ function buildConfig(props: Map<string, string>, cli: CliOverrides, env: NodeJS.
     initialWorkerPort: int('initial_worker_port'),
     keyFile: resolve(cwd, 'key_file.json'),
     modelSnapshot: parseSnapshotProperty(props.get('model_snapshot')),
+    configFile: file,
     properties: props,
     warnings,
   });

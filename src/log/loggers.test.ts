@@ -35,6 +35,8 @@ t.test('no logged text can start a line of its own', async (t) => {
       loggers.server.info(`model x${b}${forged}`);
       loggers.server.warn({ worker: `W-9000-x${b}${forged}`, url: `/x${b}${forged}` }, 'with fields');
       loggers.server.error({ err: new Error(`failed x${b}${forged}`) }, `failed${b}${forged}`);
+      // The start-up summary's lines (text layout): a value, or a key, that breaks a line.
+      loggers.server.info({ summary: { modelStore: `/x${b}${forged}`, [`key${b}${forged}`]: 'v' } }, 'Start-up configuration');
       loggers.access(`/127.0.0.1:1 "GET /x${b}${forged} HTTP/1.1" 200 1`);
       loggers.model(`W-9000-x${b}${forged}`, 'stdout', `printed${b}${forged}`);
       loggers.metric('model', `Metric.Count:1|#ModelName:x${b}${forged}`);

@@ -17,6 +17,7 @@ import { pino, type Logger } from 'pino';
 import type { LogFormat } from '../config/server-config.js';
 import { formatLocalTime } from '../local-time.js';
 import { LogFile, type Rolling } from './log-file.js';
+import { summaryLines } from './start-up-summary.js';
 
 export interface Loggers {
   readonly server: Logger;
@@ -62,19 +63,22 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
       onError: (err) => server?.error({ err, path }, 'log file unwritable: its lines are dropped until the disk takes them again'),
       onRecovered: (dropped) => server?.warn(`${dropped} lines of ${path} were dropped: the disk did not take them`),
     });
-  // That process's stdout and stderr are ts_log.log too (what Node itself prints, a crash's trace).
+  // What that process writes on its stdout and stderr from JavaScript is recorded here too (recordProcessOutput).
   const serverFile = opts.serverLogFile ? file(join(logLocation, 'ts_log.log'), 0, true) : undefined;
-  const out = opts.destination ?? serverFile ?? process.stdout;
+  // stdout's own write, bound now: recordProcessOutput may make process.stdout.write a logger's.
+  const out = opts.destination ?? serverFile ?? { write: process.stdout.write.bind(process.stdout) };
   server = pino(options, { write: (line: string) => out.write(format === 'json' ? jsonLine(line) : textLine(line)) });
-  // The access log is written in 4 KB pieces, not a write per request (those writes were 5% of
-  // the main process's CPU samples under load), and at least once a second, so that `tail -f`
-  // shows a quiet server's requests too; close() writes the rest.
+  // The access and metric logs are written in 4 KB pieces, not a write per request (those writes
+  // were 5% of the main process's CPU samples under load), and at least once a second, so that
+  // `tail -f` (or a log shipper) sees a quiet server's lines too; close() writes the rest.
   const accessFile = file(join(logLocation, 'access_log.log'), 4096);
-  const flusher = setInterval(() => accessFile.flush(), ACCESS_FLUSH_MS);
-  flusher.unref();
-  const modelFile = file(join(logLocation, 'model_log.log'));
   // Opened on the first line: only metrics_mode=log or legacy writes them.
   const metricFiles: Partial<Record<'ts' | 'model', LogFile>> = {};
+  const flusher = setInterval(() => {
+    for (const f of [accessFile, ...Object.values(metricFiles)]) f.flush();
+  }, FLUSH_MS);
+  flusher.unref();
+  const modelFile = file(join(logLocation, 'model_log.log'));
   let open = true;
   let unwritableMetrics = false;
   const logger = server;
@@ -112,7 +116,37 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
   };
 }
 
-const ACCESS_FLUSH_MS = 1000;
+/** The longest a line of the access or metric logs waits in memory. */
+const FLUSH_MS = 1000;
+
+/**
+ * What this process writes to its stdout and stderr from JavaScript (Node's warnings, a
+ * module's console output, the CLI's own lines) as records of the server log, stdout's at INFO and
+ * stderr's at WARN, a record per write; and an uncaught exception as a FATAL record, written
+ * before the process ends. For the server `tsserve --start` launched, whose stdout and stderr are
+ * files: bare lines there would sit among the records (under log_format=json, lines a log shipper
+ * cannot parse). What the runtime writes past JavaScript (a fatal V8 error) still reaches them.
+ */
+export function recordProcessOutput(loggers: Loggers): void {
+  const log = loggers.server;
+  process.stdout.write = recordWrites((line) => log.info(line));
+  process.stderr.write = recordWrites((line) => log.warn(line));
+  process.on('uncaughtExceptionMonitor', (err, origin) => {
+    log.fatal({ err }, `tsserve stops: ${origin === 'unhandledRejection' ? 'an unhandled rejection' : 'an uncaught exception'}`);
+    loggers.close();
+  });
+}
+
+function recordWrites(record: (line: string) => void): typeof process.stdout.write {
+  return ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), done?: (err?: Error | null) => void) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    const line = text.endsWith('\n') ? text.slice(0, text.endsWith('\r\n') ? -2 : -1) : text;
+    if (line.length > 0) record(line);
+    const callback = typeof encoding === 'function' ? encoding : done;
+    if (callback) process.nextTick(callback);
+    return true;
+  }) as typeof process.stdout.write;
+}
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
 
@@ -129,14 +163,21 @@ function textLine(json: string): string {
     msg?: string;
     worker?: string;
     err?: { stack?: string; message?: string };
+    /** The start-up summary (log/start-up-summary.ts), a line per entry as TorchServe prints it. */
+    summary?: unknown;
     [key: string]: unknown;
   };
-  const { level, time, msg = '', worker, err, ...fields } = record;
+  const { level, time, msg = '', worker, err, summary, ...fields } = record;
+  const summaryText = isRecord(summary) ? summaryLines(summary, oneLine) : '';
   const extra = Object.entries(fields)
     .map(([k, v]) => ` ${oneLine(k)}=${oneLine(typeof v === 'string' ? v : JSON.stringify(v))}`)
     .join('');
   const stack = err ? stackLines(err.stack ?? err.message ?? '') : '';
-  return `${timestamp(Date.parse(time))} [${LEVELS[level] ?? 'INFO '}] ${oneLine(worker ?? 'main')} tsserve - ${oneLine(msg)}${extra}${stack}\n`;
+  return `${timestamp(Date.parse(time))} [${LEVELS[level] ?? 'INFO '}] ${oneLine(worker ?? 'main')} tsserve - ${oneLine(msg)}${extra}${summaryText}${stack}\n`;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**

@@ -33,24 +33,55 @@ export async function registerModel(request: RegisterRequest, deps: Registration
   return model;
 }
 
+/** A start-up model that does not serve, and why: for the log and for `tsserve --start`'s console. */
+export interface StartupFailure {
+  /** As the operator named it: the `--models` item, or a snapshot's `name version`. */
+  readonly model: string;
+  readonly reason: string;
+}
+
+/** What loading the start-up models began. */
+export interface StartupLoad {
+  /** How many models were asked for. */
+  readonly count: number;
+  /** Each registered model's worker start: settles (never rejects) with its failure if no worker started. */
+  readonly starting: Array<Promise<StartupFailure | undefined>>;
+  /** The models that could not be registered at all (missing, corrupt, refused). */
+  readonly failed: StartupFailure[];
+}
+
+/** How the start-up models came out once their workers started or failed to. */
+export interface StartupOutcome {
+  readonly count: number;
+  readonly failed: readonly StartupFailure[];
+}
+
+/** Waits for the workers of every model `load` registered, then answers each model that does not serve. */
+export async function startupOutcome(load: StartupLoad): Promise<StartupOutcome> {
+  const workerFailures = (await Promise.all(load.starting)).filter((f) => f !== undefined);
+  return { count: load.count, failed: [...load.failed, ...workerFailures] };
+}
+
 /**
- * `load_models` / `--models`: `all` or `name=file` items. Failures are logged and skipped.
- * Answers each model's worker start, which runs in the background.
+ * `load_models` / `--models`: `all` or `name=file` items. Failures are logged, skipped and
+ * answered; each model's workers start in the background.
  */
-export async function registerStartupModels(config: ServerConfig, deps: RegistrationDeps, log: Log): Promise<Array<Promise<void>>> {
-  const starting: Array<Promise<void>> = [];
+export async function registerStartupModels(config: ServerConfig, deps: RegistrationDeps, log: Log): Promise<StartupLoad> {
+  const starting: StartupLoad['starting'] = [];
+  const failed: StartupFailure[] = [];
   const items = config.loadModels.length === 1 && config.loadModels[0]!.toLowerCase() === 'all' ? storeEntries(config.modelStore) : config.loadModels;
   for (const item of items) {
     const eq = item.indexOf('=');
     const [modelName, url] = eq > 0 ? [item.slice(0, eq), item.slice(eq + 1)] : [undefined, item];
     try {
       const model = await registerModel({ url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true }, deps);
-      starting.push(startWorkersInBackground(model, log));
+      starting.push(startWorkersInBackground(model, item, log));
     } catch (err) {
+      failed.push({ model: item, reason: (err as Error).message });
       log.error(`Failed to load model ${item}: ${(err as Error).message}`);
     }
   }
-  return starting;
+  return { count: items.length, starting, failed };
 }
 
 /**
@@ -61,9 +92,9 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
  * described as FAILED, as TorchServe keeps it registered), so that the snapshots written from now
  * on keep it for the next start; the others are served.
  */
-export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<Array<Promise<void>>> {
-  const restored: Model[] = [];
-  const failed: string[] = [];
+export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<StartupLoad> {
+  const restored: Array<{ model: Model; label: string }> = [];
+  const failed: StartupFailure[] = [];
   for (const [name, versions] of Object.entries(snapshot.models)) {
     for (const [version, s] of Object.entries(versions)) {
       try {
@@ -86,9 +117,9 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
         );
         model.settings.maxWorkers = Math.max(Math.min(s.maxWorkers, deps.loader.server.maxWorkersPerModel), model.settings.minWorkers);
         if (s.defaultVersion) deps.registry.setDefault(name, model.version);
-        restored.push(model);
+        restored.push({ model, label: `${name} ${version}` });
       } catch (err) {
-        failed.push(`${name} ${version}`);
+        failed.push({ model: `${name} ${version}`, reason: (err as Error).message });
         deps.registry.addFailed({ name, version, entry: s, reason: (err as Error).message });
         log.error(
           `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; it stays registered, described as FAILED, and in the config snapshots, so the next start tries it again (unregister it to forget it).`,
@@ -96,20 +127,24 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
       }
     }
   }
-  const starting = restored.map((model) => startWorkersInBackground(model, log));
+  const starting = restored.map(({ model, label }) => startWorkersInBackground(model, label, log));
   const summary = `Restored ${restored.length} model versions from snapshot ${snapshot.name}`;
-  if (failed.length > 0) log.error(`${summary}; ${failed.length} failed: ${failed.join(', ')}`);
+  if (failed.length > 0) log.error(`${summary}; ${failed.length} failed: ${failed.map((f) => f.model).join(', ')}`);
   else log.info(summary);
-  return starting;
+  return { count: restored.length + failed.length, starting, failed };
 }
 
 /**
  * Start-up models get their workers in the background; requests that arrive meanwhile wait in the
- * queue. Settles (never rejects) once the first workers have loaded or failed to.
+ * queue. Settles (never rejects) once the first workers have loaded or failed to, with the failure.
+ * A model closed meanwhile (the start failed for another reason, such as a port in use) failed
+ * for that reason, not its own: nothing is said of it.
  */
-function startWorkersInBackground(model: Model, log: Log): Promise<void> {
+function startWorkersInBackground(model: Model, label: string, log: Log): Promise<StartupFailure | undefined> {
   return model.scale(model.settings.minWorkers, model.settings.maxWorkers).then((r) => {
-    if (!r.ok) log.error(`Failed to start workers for ${model.name}: ${r.error.message}`);
+    if (r.ok || model.stopped) return undefined;
+    log.error(`Failed to start workers for ${model.name}: ${r.error.message}`);
+    return { model: label, reason: `registered, but its workers did not start: ${r.error.message}` };
   });
 }
 
