@@ -49,7 +49,7 @@ t.test(
     });
     t.not(r.status, 0);
     // npm's own banner (`> tsserve@0.1.0 pretest`, the command) aside, one line.
-  const lines = (r.stdout + r.stderr).split('\n').filter((line) => line !== '' && !line.startsWith('> '));
+    const lines = (r.stdout + r.stderr).split('\n').filter((line) => line !== '' && !line.startsWith('> '));
     t.same(lines, [
       `tsserve's tests (they load TypeScript with module.registerHooks): Node.js 22.15 or later is needed; this is Node.js ${oldVersion} (${OLD_NODE}).`,
     ]);
