@@ -19,6 +19,11 @@ import { MNIST_DIR, ROOT, tempDir, writeUserConfig } from './helpers.js';
 
 const run = promisify(execFile);
 
+// Two npm installs, two builds and three servers: 1-3 minutes here (Node 24: 54-62 s with a warm
+// cache; Node 22 with npm 10: 169 s beside other tests), so more than the suite's 180 s per file
+// when the machine is busy. Each command is bounded on its own (sh() below).
+t.setTimeout(600_000);
+
 interface LockEntry {
   dev?: boolean;
   devOptional?: boolean;
