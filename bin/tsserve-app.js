@@ -1,2 +1,5 @@
 #!/usr/bin/env node
-import '../dist/src/cli/app.js';
+import { requireNode } from './require-node.js';
+
+requireNode('tsserve-app');
+await import('../dist/src/cli/app.js');

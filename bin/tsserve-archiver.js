@@ -1,4 +1,6 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/archiver.js';
+import { requireNode } from './require-node.js';
 
+requireNode('tsserve-archiver');
+const { main } = await import('../dist/src/cli/archiver.js');
 main(process.argv.slice(2));

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/convert.js';
+import { requireNode } from './require-node.js';
 
+requireNode('tsserve-convert');
+const { main } = await import('../dist/src/cli/convert.js');
 await main(process.argv.slice(2));

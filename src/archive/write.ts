@@ -4,16 +4,22 @@
  * (`<tmp>/<model-name>/`), write MAR-INF/MANIFEST.json, then pack the stage as a .mar (zip),
  * a .tar.gz or a plain directory. TypeScript sources are compiled to `.js` beside themselves at
  * this point, so a worker loads plain JavaScript and never pays for the compiler.
+ *
+ * Archives are reproducible: entries are in one order, nothing of the temporary stage is written
+ * in, and every timestamp (the entries' and the manifest's `createdOn`) is one date, now or
+ * `SOURCE_DATE_EPOCH` (the reproducible-builds convention): with it set, the same inputs make the
+ * same bytes (scripts/build-model-store.js sets it for the committed example archives).
  */
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import AdmZip from 'adm-zip';
 import * as tar from 'tar';
 import { tsError } from '../errors.js';
 import { MODEL_NAME } from './model-name.js';
 import { ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, splitHandler, type Manifest } from './manifest.js';
-import { isBuiltinHandler } from '../handler/builtins.js';
+import { closestName } from '../config/keys.js';
+import { BUILTIN_HANDLERS, isBuiltinHandler } from '../handler/builtins.js';
 import { compileTypeScript, uncompiledTypeScript } from '../handler/compile.js';
 
 export const ARCHIVE_FORMATS = ['default', 'zip-store', 'tgz', 'no-archive'] as const;
@@ -51,17 +57,31 @@ export function createArchive(opts: ArchiveOptions, cwd: string = process.cwd())
   }
   const stageRoot = mkdtempSync(join(tmpdir(), 'tsserve-archiver-'));
   const stage = join(stageRoot, opts.modelName);
+  const date = archiveDate();
   try {
     mkdirSync(stage);
-    const manifest = stageFiles(opts, stage, cwd);
+    const manifest = stageFiles(opts, stage, cwd, date);
     mkdirSync(join(stage, 'MAR-INF'));
     writeFileSync(join(stage, MANIFEST_PATH), formatManifest(manifest));
     rmSync(output, { recursive: true, force: true });
-    pack(stage, output, format);
+    pack(stage, output, format, date);
   } finally {
     rmSync(stageRoot, { recursive: true, force: true });
   }
   return output;
+}
+
+/** The one date an archive carries: SOURCE_DATE_EPOCH (seconds since 1970) when set, else now. */
+function archiveDate(): Date {
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  if (epoch === undefined || epoch === '') return new Date();
+  if (!/^\d+$/.test(epoch)) throw new ArchiverError(`SOURCE_DATE_EPOCH=${epoch} is not a whole number of seconds since 1970.`);
+  return new Date(Number(epoch) * 1000);
+}
+
+/** A plain line on stderr: the archiver is a command, and these are not Node.js process warnings. */
+function notice(message: string): void {
+  console.error(message);
 }
 
 function validateOptions(opts: ArchiveOptions): void {
@@ -78,7 +98,7 @@ function validateOptions(opts: ArchiveOptions): void {
 
 function prepareExportPath(path: string): string {
   if (!existsSync(path)) {
-    process.emitWarning(`Export path ${path} does not exist; creating it.`);
+    notice(`Export path ${path} does not exist; creating it.`);
     mkdirSync(path, { recursive: true });
   } else if (!statSync(path).isDirectory()) {
     throw new ArchiverError(`Given export-path ${path} is not a directory. Point to a valid export-path directory.`);
@@ -92,7 +112,7 @@ function outputName(modelName: string, format: ArchiveFormat): string {
 }
 
 /** Copies every input into the stage and returns the manifest describing them. */
-function stageFiles(opts: ArchiveOptions, stage: string, cwd: string): Manifest {
+function stageFiles(opts: ArchiveOptions, stage: string, cwd: string, date: Date): Manifest {
   const copy = (path: string): string => copyInto(stage, requireFile(resolve(cwd, path)));
   const model: Manifest['model'] = { modelName: opts.modelName };
   if (opts.serializedFile) model.serializedFile = copy(opts.serializedFile);
@@ -104,7 +124,7 @@ function stageFiles(opts: ArchiveOptions, stage: string, cwd: string): Manifest 
   for (const path of expandExtraFiles(opts.extraFiles, cwd)) copyExtra(path, stage);
   compileStagedTypeScript(stage);
   return {
-    createdOn: formatCreatedOn(new Date()),
+    createdOn: formatCreatedOn(date),
     runtime: opts.runtime ?? 'python',
     model,
     archiverVersion: ARCHIVER_VERSION,
@@ -121,9 +141,16 @@ function stageHandler(handler: string, stage: string, cwd: string): string {
   const [path = '', fn] = splitHandler(handler);
   const candidates = /\.(m?[jt]s)$/.test(path) ? [path] : [`${path}.ts`, `${path}.js`, `${path}.mjs`];
   const found = candidates.map((c) => resolve(cwd, c)).find((c) => existsSync(c) && statSync(c).isFile());
-  if (!found) throw new ArchiverError(`File does not exist: ${resolve(cwd, candidates[0]!)}`);
+  if (!found) throw new ArchiverError(`File does not exist: ${resolve(cwd, candidates[0]!)}${builtinSuggestion(handler)}`);
   const name = copyInto(stage, found);
   return fn ? `${name}:${fn}` : name;
+}
+
+/** A handler that looks like a mistyped built-in name rather than a path: the name it is nearest. */
+function builtinSuggestion(handler: string): string {
+  if (/[/\\.:]/.test(handler)) return '';
+  const near = closestName(handler, BUILTIN_HANDLERS);
+  return near ? ` (did you mean the built-in handler ${near}?)` : '';
 }
 
 function requireFile(path: string): string {
@@ -154,7 +181,7 @@ function expandExtraFiles(list: string | undefined, cwd: string): string[] {
             .filter((n) => pattern.test(n))
             .map((n) => join(dir, n))
         : [];
-      if (matches.length === 0) process.emitWarning(`No files match ${item}`);
+      if (matches.length === 0) notice(`No files match ${item}`);
       return matches;
     });
 }
@@ -189,23 +216,27 @@ function copyExtra(path: string, stage: string): void {
 
 function compileStagedTypeScript(stage: string): void {
   for (const file of uncompiledTypeScript(stage)) {
-    writeFileSync(file.replace(/\.ts$/, '.js'), compileTypeScript(readFileSync(file, 'utf8'), file));
+    // Named as in the archive: the stage's temporary path must not end up in the output.
+    writeFileSync(file.replace(/\.ts$/, '.js'), compileTypeScript(readFileSync(file, 'utf8'), relative(stage, file)));
   }
 }
 
+/** Sorted: the order a directory lists its entries in is the file system's, not the inputs'. */
 function listFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true })
     .filter((e) => e.isFile())
-    .map((e) => join(e.parentPath, e.name));
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
 }
 
-function pack(stage: string, output: string, format: ArchiveFormat): void {
+function pack(stage: string, output: string, format: ArchiveFormat, date: Date): void {
   if (format === 'no-archive') {
     cpSync(stage, output, { recursive: true });
     return;
   }
   if (format === 'tgz') {
-    tar.c({ gzip: true, file: output, cwd: dirname(stage), sync: true, portable: true }, [basename(stage)]);
+    const entries = listFiles(stage).map((file) => relative(dirname(stage), file));
+    tar.c({ gzip: true, file: output, cwd: dirname(stage), sync: true, portable: true, mtime: date, noDirRecurse: true }, entries);
     return;
   }
   const zip = new AdmZip();
@@ -214,8 +245,9 @@ function pack(stage: string, output: string, format: ArchiveFormat): void {
       .slice(stage.length + 1)
       .split('\\')
       .join('/');
-    zip.addFile(name, readFileSync(file));
-    if (format === 'zip-store') zip.getEntry(name)!.header.method = 0;
+    const entry = zip.addFile(name, readFileSync(file));
+    entry.header.time = date;
+    if (format === 'zip-store') entry.header.method = 0;
   }
   // Not zip.writeZip, which makes the file 0666 whatever the umask: anyone could swap the model.
   writeFileSync(output, zip.toBuffer());

@@ -94,7 +94,7 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
 
   /** Default: splits the output along its first (batch) axis into plain number arrays. */
   async postprocess(output: TOutput): Promise<HandlerOutput[]> {
-    return splitBatch(output as ort.Tensor).map((row) => Array.from(row));
+    return splitBatch(output as ort.Tensor);
   }
 }
 
@@ -158,12 +158,15 @@ function safeJson(text: string): unknown {
   }
 }
 
-/** Rows of a tensor's first axis, as views of its data. */
-export function splitBatch(tensor: ort.Tensor): Float32Array[] {
+/**
+ * Rows of a tensor's first axis, as plain arrays: a handler may return a row as it is, and it is
+ * answered as a JSON array (a Float32Array would be a JSON object, `{"0": ...}`).
+ */
+export function splitBatch(tensor: ort.Tensor): number[][] {
   const data = tensor.data as Float32Array;
   const n = Number(tensor.dims[0] ?? 1);
   const size = data.length / n;
-  return Array.from({ length: n }, (_, i) => data.subarray(i * size, (i + 1) * size));
+  return Array.from({ length: n }, (_, i) => Array.from(data.subarray(i * size, (i + 1) * size)));
 }
 
 /** index_to_name.json: `{"0": "label"}`, `{"1": ["wnid", "label"]}` or `{"object_type_names": [...]}`. */
