@@ -257,7 +257,16 @@ export function tsError(code: ErrorCode, ...args: Array<string | number>): TsErr
 /** Rebuild an error that crossed a process boundary as plain data. */
 export function errorFromWire(code: string, message: string, status?: number): TsError {
   const known = (code in table ? code : 'TSS_ERR_INTERNAL') as ErrorCode;
-  return new TsError(known, message, status);
+  return new TsError(known, String(message), isErrorStatus(status) ? status : undefined);
+}
+
+/**
+ * A status an error answer can carry. A handler's PredictionError chooses its own; one outside
+ * 400-599 (999, 99, NaN) would throw inside the reply and take the front end down, so the error's
+ * own status stands instead.
+ */
+function isErrorStatus(status: unknown): status is number {
+  return Number.isInteger(status) && (status as number) >= 400 && (status as number) <= 599;
 }
 
 export function isTsError(err: unknown): err is TsError {

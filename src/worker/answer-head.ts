@@ -34,8 +34,10 @@ export function checkedAnswer(r: WireResponse): WireResponse | string {
     if (!TOKEN.test(name)) return `header name ${JSON.stringify(name)} is not an HTTP token`;
     if (value !== null && value !== undefined && !isFieldText(value)) return `header ${name}: its value ${FIELD_RULE}`;
   }
-  if (entries.every(([name, value]) => isSent(name, value))) return r;
-  return { ...r, headers: Object.fromEntries(entries.filter(([name, value]) => isSent(name, value)).map(([name, value]) => [name, String(value)])) };
+  // Values reach Fastify and Node as strings: a number where a string is read threw inside the reply.
+  if (typeof phrase === 'string' && entries.every(([name, value]) => typeof value === 'string' && isSent(name, value))) return r;
+  const sent = entries.filter(([name, value]) => isSent(name, value)).map(([name, value]) => [name, String(value)]);
+  return { ...r, phrase: phrase === null ? '' : String(phrase), headers: Object.fromEntries(sent) };
 }
 
 function isSent(name: string, value: unknown): boolean {

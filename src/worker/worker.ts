@@ -16,6 +16,7 @@ import { allQuiet, type Job } from '../wlm/job.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
 import { checkedAnswer } from './answer-head.js';
 import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from './answer-size.js';
+import { fromWorker } from './message-shape.js';
 import { readLines } from './output-lines.js';
 import { permissionArgs } from './permissions.js';
 import {
@@ -191,7 +192,7 @@ export class WorkerProcess extends EventEmitter {
     yieldToFrontEnd(child, this.opts.nice);
     this.pipeOutput(child);
     this.boundMessages(child);
-    child.on('message', (msg: FromWorker) => this.onMessage(msg));
+    child.on('message', (msg: unknown) => this.onMessage(msg));
     child.on('exit', (code, signal) => this.onExit(code, signal));
     child.on('error', () => {
       /* reported through 'exit' */
@@ -277,7 +278,14 @@ export class WorkerProcess extends EventEmitter {
     this.emit('state', next, previous);
   }
 
-  private onMessage(msg: FromWorker): void {
+  private onMessage(raw: unknown): void {
+    const msg = fromWorker(raw);
+    if (!msg) {
+      // Only a handler writing to the channel itself sends one: its batch gets "Worker died.".
+      this.opts.onOutput('The worker sent a message that is not of the worker protocol; it is stopped', 'stderr');
+      this.kill();
+      return;
+    }
     switch (msg.kind) {
       case 'loaded':
         this.moveTo('MODEL_LOADED');

@@ -8,14 +8,16 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import { grpcClient, type UnaryAnswer, unaryCall } from '../grpc-client.js';
-import { buildMar, errorBody, FIXTURES, startTestServer, waitReady, type TestServer } from '../helpers.js';
+import { buildMar, errorBody, FIXTURES, startTestServer, waitFor, waitReady, type TestServer } from '../helpers.js';
 import { survived } from './survival.js';
 
 interface Ask {
   status?: unknown;
-  phrase?: string;
-  headers?: Record<string, string>;
+  phrase?: unknown;
+  headers?: Record<string, unknown>;
   parts?: number;
+  fail?: unknown;
+  send?: unknown;
 }
 
 const BAD: ReadonlyArray<{ what: string; ask: Ask; says: RegExp }> = [
@@ -116,4 +118,53 @@ t.test("a handler's framing headers are dropped: the body arrives whole and the 
     }
   }
   await survived(t, server, { models: ['answer'], sent, answered });
+});
+
+t.test("a PredictionError whose status no HTTP answer can carry: the error's own 500, and the server stays up", async (t) => {
+  const server = await serveAnswerModel(t);
+  let answered = 0;
+  const fails = [999, 99, 600, 0, 200, null, 'abc', -1];
+  for (const fail of fails) {
+    const res = await ask(server, { fail });
+    answered++;
+    t.equal(res.status, 500, `PredictionError status ${String(fail)}: 500`);
+    t.same(await errorBody(res), { code: 500, type: 'InternalServerException', message: 'the handler failed' }, `status ${String(fail)}: TorchServe's body`);
+  }
+  const teapot = await ask(server, { fail: 418 });
+  t.equal(teapot.status, 418, 'a 4xx the handler chose still goes out');
+  await teapot.arrayBuffer();
+  await survived(t, server, { models: ['answer'], sent: fails.length, answered });
+});
+
+t.test('numbers where text is read (a header value, a phrase) go out as text', async (t) => {
+  const server = await serveAnswerModel(t);
+  const res = await ask(server, { status: 201, phrase: 7, headers: { 'Content-Type': 5, 'x-count': 3 } });
+  t.equal(res.status, 201);
+  t.equal(res.statusText, '7');
+  t.equal(res.headers.get('x-count'), '3');
+  await res.arrayBuffer();
+  await survived(t, server, { models: ['answer'], sent: 1, answered: 1 });
+});
+
+t.test("a handler that writes a message of the wrong shape to its worker's channel: that worker is stopped, the front end serves on", async (t) => {
+  const server = await serveAnswerModel(t);
+  const sends = [
+    null,
+    { kind: 'reply' },
+    { kind: 'load-failed' },
+    { kind: 'batch-failed', batchId: -1 },
+    { kind: 'reply', batchId: 1, items: [{}], metrics: [], workMs: 1 },
+    'text',
+  ];
+  let answered = 0;
+  for (const send of sends) {
+    const res = await ask(server, { send });
+    answered++;
+    t.ok(res.status === 200 || res.status === 500, `${JSON.stringify(send)}: answered (${res.status})`);
+    await res.arrayBuffer();
+    // A stopped worker's replacement serves: until it is READY a request may get "Worker died.".
+    await waitFor(async () => (await ask(server, {})).status === 200, 30_000, `a worker serves after ${JSON.stringify(send)}`);
+    t.pass(`${JSON.stringify(send)}: a worker serves again`);
+  }
+  await survived(t, server, { models: ['answer'], sent: sends.length, answered });
 });
