@@ -313,9 +313,7 @@ function buildConfig(
     unregisterModelTimeout: int('unregister_model_timeout'),
     maxRequestSize: int('max_request_size'),
     maxResponseSize: int('max_response_size'),
-    allowedUrls: splitList(str('allowed_urls') ?? storeOnlyUrls(modelStore ? resolve(cwd, modelStore) : undefined)).map((r) =>
-      fullMatch('allowed_urls', r, 'i'),
-    ),
+    allowedUrls: allowedUrls(str('allowed_urls'), modelStore ? resolve(cwd, modelStore) : undefined),
     blacklistEnvVars: blacklist === undefined ? undefined : fullMatch('blacklist_env_vars', blacklist, ''),
     installPyDepPerModel: bool('install_py_dep_per_model'),
     archiveLimits: {
@@ -396,6 +394,16 @@ function kserveListeners(props: ReadonlyMap<string, string>, env: NodeJS.Process
  * the model store, so a register call cannot make the server fetch from the network unless
  * allowed_urls says so (docs/compatibility.md).
  */
+/**
+ * The operator's allowed_urls match regardless of case, as TorchServe matches them. The default,
+ * the model store's files, matches as the file system names them: on Linux /srv/STORE is not the
+ * store /srv/store, and a case-blind default let archives from beside the store in.
+ */
+function allowedUrls(configured: string | undefined, store: string | undefined): RegExp[] {
+  if (configured !== undefined) return splitList(configured).map((r) => fullMatch('allowed_urls', r, 'i'));
+  return store ? [fullMatch('allowed_urls', storeOnlyUrls(store), '')] : [];
+}
+
 function storeOnlyUrls(store: string | undefined): string {
   if (!store) return '';
   return `file://${store.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[^/]+`;

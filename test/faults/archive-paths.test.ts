@@ -66,6 +66,18 @@ t.test('a file URL is matched against allowed_urls after decoding: %2e%2e and ba
   await survived(t, server, { sent: client.sent, answered: client.answered });
 });
 
+t.test('the default allowed_urls (the model store) is matched case-sensitively: a folder that differs only in case is outside', async (t) => {
+  const server = await startTestServer(t);
+  // <test dir>/MODEL-STORE beside <test dir>/model-store: another folder on Linux.
+  mkdirSync(join(server.dir, 'MODEL-STORE'));
+  copyFileSync(echoMar(t), join(server.dir, 'MODEL-STORE', 'evil.mar'));
+  const client = new Client(server);
+  const url = `file://${join(server.dir, 'MODEL-STORE', 'evil.mar')}`;
+  t.same(await client.register(url), notAllowed(url), url);
+  t.same(server.registry.all(), [], 'nothing registered');
+  await survived(t, server, { sent: client.sent, answered: client.answered });
+});
+
 t.test('a fifo, a device and symlinks out of the store are not read; each answer is the one a missing archive gets', async (t) => {
   const outside = echoMar(t);
   const server = await startTestServer(t, {
