@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
 import t, { type Test } from 'tap';
 import { buildMnistMar, MNIST_DIR, startTestServer, tempDir, type TestServer } from './helpers.js';
@@ -132,18 +132,25 @@ t.test(
     const fromKeystore = await serveHttps(t, { keystore, keystore_pass: 'changeit' });
     t.equal((await httpsCall(`${fromKeystore.urls.inference}/ping`)).status, 200, 'a PKCS12 keystore holding it serves too');
 
-    await t.rejects(
-      startTestServer(t, {
-        prepare: (store) => buildMnistMar(store),
-        properties: { enable_grpc_ssl: 'true', private_key_file: weak.key, certificate_file: weak.cert },
-      }),
-      {
-        message: new RegExp(
-          `^enable_grpc_ssl: private_key_file ${weak.key} \\(certificate_file ${weak.cert}\\): its RSA key is 1024 bits; .*openssl req -x509 -newkey rsa:2048`,
-        ),
-      },
-      'gRPC, whose TLS cannot serve it, stops the start in the same words',
-    );
+    // gRPC's TLS serves what this Node.js's OpenSSL level serves: 22 takes a 1024-bit key, 24 does not.
+    const grpcWeak = { enable_grpc_ssl: 'true', private_key_file: weak.key, certificate_file: weak.cert };
+    if (!nodeRefusesKey(weak)) {
+      const grpcServer = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: grpcWeak });
+      t.equal((await fetch(`${grpcServer.urls.inference}/ping`)).status, 200, 'gRPC serves it where this Node.js does');
+    } else {
+      await t.rejects(
+        startTestServer(t, {
+          prepare: (store) => buildMnistMar(store),
+          properties: grpcWeak,
+        }),
+        {
+          message: new RegExp(
+            `^enable_grpc_ssl: private_key_file ${weak.key} \\(certificate_file ${weak.cert}\\): its RSA key is 1024 bits; .*openssl req -x509 -newkey rsa:2048`,
+          ),
+        },
+        'gRPC, whose TLS cannot serve it, stops the start in the same words',
+      );
+    }
 
     const tiny = made(512);
     await t.rejects(serveHttps(t, { private_key_file: tiny.key, certificate_file: tiny.cert }), {
@@ -153,3 +160,13 @@ t.test(
     });
   },
 );
+
+/** Whether this Node.js's OpenSSL refuses the key at its default security level. */
+function nodeRefusesKey(material: { key: string; cert: string }): boolean {
+  try {
+    createSecureContext({ key: readFileSync(material.key), cert: readFileSync(material.cert) });
+    return false;
+  } catch {
+    return true;
+  }
+}
