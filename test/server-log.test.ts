@@ -38,7 +38,12 @@ t.test(
     t.equal(await predict('throw'), 503, 'the handler throws');
     t.not(await predict('crash'), 200, 'the worker aborts: Node prints its native stack on the worker’s stderr');
     const log = join(dir, 'logs', 'ts_log.log');
-    await waitFor(() => readFileSync(log, 'utf8').includes('from-Node'), 10_000, "Node's warning in ts_log.log");
+    // tap runs the tests on Node.js 22 with --no-warnings in NODE_OPTIONS, which the server inherits
+    // and which silences process warnings: there, Node's warning is not written at all.
+    const warns = !process.env.NODE_OPTIONS?.includes('--no-warnings');
+    if (warns) {
+      await waitFor(() => readFileSync(log, 'utf8').includes('from-Node'), 10_000, "Node's warning in ts_log.log");
+    }
     await waitFor(() => readFileSync(log, 'utf8').includes('Native stack trace'), 10_000, "the worker's stderr in ts_log.log");
     t.match(tsserve(['--stop'], dir, env).out, 'tsserve has stopped.');
 
@@ -62,10 +67,11 @@ t.test(
       records.some((r) => r.msg === 'Model server started.'),
       'what the server printed on its stdout is a record',
     );
-    t.ok(
-      records.some((r) => r.level === 40 && r.msg.includes('Warning: from-Node')),
-      "Node's warning is a WARN record",
-    );
+    if (warns)
+      t.ok(
+        records.some((r) => r.level === 40 && r.msg.includes('Warning: from-Node')),
+        "Node's warning is a WARN record",
+      );
     t.ok(
       records.some((r) => r.worker?.startsWith('W-') && r.msg.includes('Native stack trace')),
       "the worker's stderr is a record naming the worker",
