@@ -23,6 +23,7 @@ import { get as httpsGet } from 'node:https';
 import { basename, dirname, join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { timerMs } from '../timer-ms.js';
 
 export interface TransferLimits {
   readonly maxBytes: number;
@@ -36,8 +37,6 @@ export class TransferError extends Error {}
 export class TargetExistsError extends TransferError {}
 
 const MAX_REDIRECTS = 5;
-/** Node's timers take at most this; download_timeout may say more (it is any int of seconds). */
-const LONGEST_TIMER_MS = 2 ** 31 - 1;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** A source's bytes, their announced length, and whether the source ended well once they are read. */
@@ -65,7 +64,7 @@ export function copy(source: FileHandle, target: string, limits: TransferLimits)
 
 async function writeWhole(target: string, limits: TransferLimits, open: (signal: AbortSignal) => Promise<Body>): Promise<void> {
   const partial = join(dirname(target), `.${basename(target)}.part-${process.pid}-${++partials}`);
-  const signal = AbortSignal.timeout(Math.min(limits.timeoutMs, LONGEST_TIMER_MS));
+  const signal = AbortSignal.timeout(timerMs(limits.timeoutMs));
   try {
     const body = await open(signal);
     if (body.length !== undefined && body.length > limits.maxBytes) {

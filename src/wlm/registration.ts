@@ -153,7 +153,19 @@ function storeEntries(store: string | undefined): string[] {
   return readdirSync(store)
     .filter((name) => {
       if (name.startsWith('.')) return false;
-      return statSync(join(store, name)).isDirectory() || /\.(mar|model|tar\.gz)$/i.test(name);
+      return isDirectory(join(store, name)) || /\.(mar|model|tar\.gz)$/i.test(name);
     })
     .sort();
+}
+
+/**
+ * False for what cannot be looked at (a dangling link, no permission): such an entry named as an
+ * archive is then tried as one and reported with the other failed models, and the start goes on.
+ */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

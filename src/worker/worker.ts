@@ -12,6 +12,7 @@ import { delimiter, join } from 'node:path';
 import { cpus, getPriority, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
+import { timerMs } from '../timer-ms.js';
 import { allQuiet, type Job } from '../wlm/job.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
 import { checkedAnswer } from './answer-head.js';
@@ -201,7 +202,7 @@ export class WorkerProcess extends EventEmitter {
       const timer = setTimeout(() => {
         fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} did not load the model within the startup timeout`));
         this.kill();
-      }, this.opts.startupTimeoutMs);
+      }, timerMs(this.opts.startupTimeoutMs));
       const onState = (state: WorkerState): void => {
         if (state === 'MODEL_LOADED') settle(() => resolve());
         else fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} failed to load the model`));
@@ -375,7 +376,7 @@ export class WorkerProcess extends EventEmitter {
   /** The worker runs its batches one after another, so only the first in line is timed. */
   private startResponseTimer(): void {
     const running = this.inFlight[0];
-    if (running && !running.timer) running.timer = setTimeout(() => this.onResponseTimeout(), this.opts.responseTimeoutMs);
+    if (running && !running.timer) running.timer = setTimeout(() => this.onResponseTimeout(), timerMs(this.opts.responseTimeoutMs));
   }
 
   private onResponseTimeout(): void {
