@@ -37,6 +37,11 @@ const table = {
     status: 413,
     message: 'Request body is larger than max_request_size (%s bytes).',
   },
+  TSS_ERR_HTTP_TOO_MANY_PARTS: {
+    type: 'RequestEntityTooLargeException',
+    status: 413,
+    message: 'Request body has more than %s parts or form fields.',
+  },
   TSS_ERR_HTTP_INVALID_TOKEN: {
     type: 'InvalidKeyException',
     status: 400,
