@@ -138,6 +138,19 @@ async function waitOnProbes(pod, deployment) {
   }
 }
 
+/** Kubernetes' quantities as podman states them: CPUs in billionths, memory in bytes. */
+const nanoCpus = (cpu) => Math.round((String(cpu).endsWith('m') ? Number.parseFloat(cpu) / 1000 : Number(cpu)) * 1e9);
+const bytes = (memory) => Number.parseFloat(memory) * 1024 ** ' KMGT'.indexOf(String(memory).match(/([KMGT])i$/)?.[1] ?? ' ');
+
+/** The container runs as the pod's securityContext says, within the limits its resources say. */
+function checkContainer(name, container) {
+  const uid = podman('exec', name, 'id', '-u');
+  check(`${name}: runs as uid 1000`, uid === '1000', uid);
+  const limits = container.resources.limits;
+  const applied = podman('inspect', name, '--format', '{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}');
+  same(`${name}: cpu ${limits.cpu} and memory ${limits.memory} limits applied`, applied, `${nanoCpus(limits.cpu)} ${bytes(limits.memory)}`);
+}
+
 /** A podman volume named for the claim, holding model-store/mnist.mar as the manifests expect. */
 function modelStoreVolume(claim) {
   const dir = mkdtempSync(join(tmpdir(), 'tsserve-claim-'));
@@ -237,10 +250,7 @@ async function playPod(spec) {
     if (!check(`${spec.dir}: podman kube play starts the pod`, play.status === 0, play.out)) return;
     await waitOnProbes(pod, deployment);
     fact(`${pod}: play to every probe passed, in ms`, Date.now() - started);
-    for (const c of deployment.spec.template.spec.containers) {
-      const uid = podman('exec', `${pod}-${c.name}`, 'id', '-u');
-      check(`${pod}: ${c.name} runs as uid 1000`, uid === '1000', uid);
-    }
+    for (const c of deployment.spec.template.spec.containers) checkContainer(`${pod}-${c.name}`, c);
     await spec.predict(pod, services);
     await stopLikeTheKubelet(pod, deployment, () => spec.inFlight(services));
   } finally {
