@@ -227,6 +227,8 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   // among text records as log4j's stack lines are, but beside JSON ones in a file of its own.
   const rawOutput = join(logDir, config.logFormat === 'json' ? 'ts_stdio.log' : 'ts_log.log');
   const out = openSync(rawOutput, 'a');
+  // Interrupted before it launched anything: there is nothing to stop.
+  if (stopAsked.aborted) process.exit(interruptedStatus());
   const child = fork(process.argv[1]!, [...argv.filter((a) => a !== '--start'), '--foreground'], {
     execArgv: [...process.execArgv, ...vmargs.node],
     detached: true,
@@ -243,12 +245,13 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   const launch = await launchOutcome(child);
   clearInterval(waiting);
   forgetStop();
+  if (launch.kind !== 'ready' && stopAsked.aborted) {
+    removePidFileOf(child.pid!);
+    console.log('tsserve --start was interrupted: the server it launched stopped before it served.');
+    process.exit(interruptedStatus());
+  }
   if (launch.kind === 'stopped') {
     removePidFileOf(child.pid!);
-    if (stopAsked.aborted) {
-      console.log('tsserve --start was interrupted: the server it launched stopped before it served.');
-      process.exit(interruptedStatus());
-    }
     fail('tsserve stopped before it served: a stop was asked for during its start (tsserve --stop, or a signal).');
   }
   if (launch.kind !== 'ready') {
