@@ -178,8 +178,8 @@ t.test('SIGTERM while the workers load the model', { skip: process.platform !== 
 });
 
 t.test('SIGTERM while the front end warms up', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
-  // The warm-up's sample takes 3 s to answer: the start is not over until it is.
-  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 3000 });
+  // The warm-up's sample takes 5 s to answer: the start is not over until it is.
+  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 5000 });
   await waitFor(async () => (await fetch(`${server.urls.inference}/ping`).catch(() => undefined))?.status === 200, 20_000, 'the listeners');
   await waitReady(server.urls.management, 'slow', 2);
   t.notMatch(server.output(), /Model server started/, 'the start is not over: the warm-up runs');
