@@ -146,9 +146,14 @@ function cutAfterDrain(app: FastifyInstance, drainMs: number): AbortSignal {
   return cutting.signal;
 }
 
+/** Aborted after `ms`, or at once when the stop cuts the calls to tsserve. */
+function timeoutOrCut(ms: number, cut: AbortSignal): AbortSignal {
+  return AbortSignal.any([AbortSignal.timeout(ms), cut]);
+}
+
 async function probe(url: string, headers: Record<string, string>, cut: AbortSignal): Promise<{ ok: boolean; status: number | null }> {
   try {
-    const res = await fetch(url, { headers, signal: AbortSignal.any([AbortSignal.timeout(3000), cut]) });
+    const res = await fetch(url, { headers, signal: timeoutOrCut(3000, cut) });
     await res.arrayBuffer();
     return { ok: res.status === 200, status: res.status };
   } catch {
@@ -157,14 +162,14 @@ async function probe(url: string, headers: Record<string, string>, cut: AbortSig
 }
 
 async function getJson<T>(url: string, headers: Record<string, string>, cut: AbortSignal): Promise<T> {
-  const res = await fetch(url, { headers, signal: AbortSignal.any([AbortSignal.timeout(5000), cut]) });
+  const res = await fetch(url, { headers, signal: timeoutOrCut(5000, cut) });
   if (!res.ok) throw new Error(`${url}: ${res.status}`);
   return (await res.json()) as T;
 }
 
 /** ts_inference_requests_total per model, from the Prometheus text. */
 async function requestCounts(url: string, cut: AbortSignal): Promise<Record<string, number>> {
-  const text = await fetch(url, { signal: AbortSignal.any([AbortSignal.timeout(3000), cut]) }).then(
+  const text = await fetch(url, { signal: timeoutOrCut(3000, cut) }).then(
     (r) => r.text(),
     () => '',
   );
