@@ -31,7 +31,14 @@ import { tsError } from './errors.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
 import type { LoaderDeps } from './wlm/model-loader.js';
 import { ModelRegistry } from './wlm/model-registry.js';
-import { registerStartupModels, restoreSnapshot, startupOutcome, type RegistrationDeps, type StartupOutcome } from './wlm/registration.js';
+import {
+  continueUnlessStopped,
+  registerStartupModels,
+  restoreSnapshot,
+  startupOutcome,
+  type RegistrationDeps,
+  type StartupOutcome,
+} from './wlm/registration.js';
 import { workerFactory } from './wlm/worker-factory.js';
 import { batchWaitMs } from './wlm/worker-pool.js';
 import { VERSION } from './version.js';
@@ -56,17 +63,26 @@ export interface RunningServer {
    * and says which do not serve, and why.
    */
   readonly startupModelsStarted: Promise<StartupOutcome>;
+  /**
+   * Stops the server: at any moment, the start-up models' loading or warm-up included; once,
+   * however often it is called.
+   */
   close(): Promise<void>;
 }
 
+/**
+ * Starts the server. `stop` aborted (a SIGTERM during the start) ends the start at its next step
+ * with StartStopped, whatever it had begun (listeners, workers) closed, as a failed start is.
+ */
 export async function startServer(
   config: ServerConfig,
   loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation, format: config.logFormat, rolling: config.logRolling }),
+  stop?: AbortSignal,
 ): Promise<RunningServer> {
   const registry = new ModelRegistry();
   const listening: Closable[] = [];
   try {
-    return await openServer(config, loggers, registry, listening);
+    return await openServer(config, loggers, registry, listening, stop);
   } catch (err) {
     // A start that fails halfway (a port in use, a snapshot naming a missing archive) leaves
     // nothing behind: no bound port, no worker process.
@@ -81,7 +97,13 @@ interface Closable {
   close(): Promise<unknown>;
 }
 
-async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
+async function openServer(
+  config: ServerConfig,
+  loggers: Loggers,
+  registry: ModelRegistry,
+  listening: Closable[],
+  stop: AbortSignal | undefined,
+): Promise<RunningServer> {
   const log = loggers.server;
   log.info({ summary: startUpSummary(config, VERSION) }, SUMMARY_MESSAGE);
   for (const warning of config.warnings) log.warn(warning);
@@ -103,6 +125,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       allowedUrls: config.allowedUrls,
       maxDownloadBytes: config.maxDownloadSize,
       downloadTimeoutMs: config.downloadTimeout * 1000,
+      stop,
     },
     poolDeps: workerFactory({ config, loggers, metrics }),
     log: (message) => log.warn(message),
@@ -110,8 +133,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const registration: RegistrationDeps = { loader, registry };
 
   const startup = config.modelSnapshot
-    ? await restoreSnapshot(config.modelSnapshot, registration, log)
-    : await registerStartupModels(config, registration, log);
+    ? await restoreSnapshot(config.modelSnapshot, registration, log, stop)
+    : await registerStartupModels(config, registration, log, stop);
   const snapshots = config.snapshotsDisabled
     ? undefined
     : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, log });
@@ -183,6 +206,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const grpcKserve =
     config.kserve && freePort(config.kserve.grpc.port, taken, 'KServe gRPC', log) ? await listenGrpc('kserve', config.kserve.grpc, grpcDeps) : undefined;
   if (grpcKserve) listening.push(grpcKserve);
+  // The last step that waits: from here on, a stop is close()'s to carry out.
+  continueUnlessStopped(stop);
   writeSnapshotNow('startup');
   const stopSystemMetrics = config.disableSystemMetrics
     ? undefined
@@ -206,7 +231,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       grpcKserve: grpcKserve?.address,
     },
     startupModelsStarted: startupOutcome(startup).then(async (outcome) => {
-      await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
+      // Stopping, the listeners are closing: nothing to warm up.
+      if (!closing) await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
       return outcome;
     }),
     close() {
