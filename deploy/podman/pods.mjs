@@ -190,10 +190,9 @@ async function stopLikeTheKubelet(pod, deployment, inFlight) {
   const spec = deployment.spec.template.spec;
   const grace = spec.terminationGracePeriodSeconds ?? 30;
   const started = Date.now();
-  for (const container of spec.containers) {
-    const hook = container.lifecycle?.preStop?.exec?.command;
-    if (hook) podmanTry('exec', `${pod}-${container.name}`, ...hook);
-  }
+  // The kubelet runs each container's hook at once, and SIGTERM follows its own container's.
+  const hooks = spec.containers.filter((c) => c.lifecycle?.preStop?.exec).map((c) => podmanTimed('exec', `${pod}-${c.name}`, ...c.lifecycle.preStop.exec.command));
+  await Promise.all(hooks);
   const requests = inFlight();
   await sleep(300);
   const left = Math.max(1, Math.round(grace - (Date.now() - started) / 1000));

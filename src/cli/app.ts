@@ -5,6 +5,7 @@
  * moment, stops it: it stops accepting, answers what it forwards (within the drain timeout), exits 0.
  */
 import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { createApp, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_UPLOAD } from '../app/app.js';
@@ -50,8 +51,10 @@ const app = createApp({
   drainTimeout: opts.drainTimeout,
 });
 try {
-  const url = await app.listen({ port: opts.port, host: opts.host });
-  console.log(`tsserve-app on ${url}, calling ${opts.inference}`);
+  await app.listen({ port: opts.port, host: opts.host });
+  // Fastify names one of the addresses bound (127.0.0.1 for 0.0.0.0); the operator asked for the host.
+  const { port } = app.server.address() as AddressInfo;
+  console.log(`tsserve-app on http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}, calling ${opts.inference}`);
 } catch (err) {
   // A port in use or not ours to bind is the user's to fix, not a stack trace to read.
   const problem = listenProblem((err as NodeJS.ErrnoException).code);
