@@ -29,8 +29,8 @@ import { startSystemMetrics } from './metrics/system.js';
 import { snapshotDir } from './config/snapshot-file.js';
 import { tsError } from './errors.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
-import type { LoaderDeps } from './wlm/model-loader.js';
-import { ModelRegistry } from './wlm/model-registry.js';
+import type { LoaderDeps } from './models/model-loader.js';
+import { ModelRegistry } from './models/model-registry.js';
 import {
   continueUnlessStopped,
   registerStartupModels,
@@ -38,9 +38,9 @@ import {
   startupOutcome,
   type RegistrationDeps,
   type StartupOutcome,
-} from './wlm/registration.js';
-import { workerFactory } from './wlm/worker-factory.js';
-import { batchWaitMs } from './wlm/worker-pool.js';
+} from './models/registration.js';
+import { workerFactory } from './workers/worker-factory.js';
+import { batchWaitMs } from './workers/worker-pool.js';
 import { VERSION } from './version.js';
 
 export interface RunningServer {

@@ -14,7 +14,7 @@ import { Command } from 'commander';
 import { ConfigError, loadServerConfig, type CliOverrides } from '../config/server-config.js';
 import { createLoggers, recordProcessOutput, type Loggers } from '../log/loggers.js';
 import { startServer, type RunningServer } from '../server.js';
-import type { StartupOutcome } from '../wlm/registration.js';
+import type { StartupOutcome } from '../models/registration.js';
 import { VERSION } from '../version.js';
 import { defaultStopSignals, interruptedStatus, onStop, stopAsked } from './stop-signal.js';
 import { exitTwoOnUsageError } from './usage.js';

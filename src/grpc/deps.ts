@@ -9,7 +9,7 @@ import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { ModelRegistry } from '../models/model-registry.js';
 
 /** `kserve`: the listener KServe's runtime sends gRPC v2 to (8081), KServe's service alone. */
 export type GrpcApi = 'inference' | 'management' | 'kserve';

@@ -2,7 +2,7 @@
  * @module http/input
  * An HTTP request as a handler's input (spec §3.3): each multipart part or form field is a
  * parameter under its name; any other body is one parameter named `body` whose content type is
- * the request's MIME type. The request headers go along (but those wlm/job.ts handlerHeaders
+ * the request's MIME type. The request headers go along (but those batching/job.ts handlerHeaders
  * keeps from handlers), plus any the route adds; the SageMaker and legacy routes put the query
  * parameters first.
  */
@@ -10,8 +10,8 @@ import type { IncomingMessage } from 'node:http';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
-import { handlerHeaders } from '../wlm/job.js';
-import type { WireParam, WireRequest } from '../worker/protocol.js';
+import { handlerHeaders } from '../batching/job.js';
+import type { WireParam, WireRequest } from '../protocol/messages.js';
 import { isTsError, tsError } from '../errors.js';
 import { WARM_UP_HEADER } from './warm-up.js';
 

@@ -6,11 +6,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
-import type { Model, ModelDescription } from '../wlm/model.js';
-import { registerModel, type RegistrationDeps } from '../wlm/registration.js';
-import type { FailedRestore, ModelRegistry } from '../wlm/model-registry.js';
+import type { Model, ModelDescription } from '../models/model.js';
+import { registerModel, type RegistrationDeps } from '../models/registration.js';
+import type { FailedRestore, ModelRegistry } from '../models/model-registry.js';
 import type { WorkerAndBatchSettings } from '../config/snapshot-file.js';
-import type { ScaleResult } from '../wlm/worker-pool.js';
+import type { ScaleResult } from '../workers/worker-pool.js';
 import type { TokenStore } from '../auth/tokens.js';
 import { documented, modelApi } from './api-description.js';
 import { requireToken } from './auth.js';

@@ -11,7 +11,7 @@
 import { hostname } from 'node:os';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsMode } from '../config/server-config.js';
-import type { WireMetric } from '../worker/protocol.js';
+import type { WireMetric } from '../protocol/messages.js';
 import { DEFAULT_METRICS, type MetricDefinition, type MetricDefinitions } from './definitions.js';
 import type { SystemSample } from './system.js';
 
@@ -85,7 +85,7 @@ export class MetricsRegistry {
   private readonly model = new Map<string, Family>();
   private readonly warned = new Set<string>();
   private readonly hostValues: readonly string[] = ['Host', this.host];
-  private readonly rejections: Family;
+  private readonly refusals: Family;
   private readonly timeouts: Family;
   private readonly restarts: Family;
   private readonly batchSizes: Family;
@@ -101,7 +101,7 @@ export class MetricsRegistry {
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
     const own = (name: string, type: 'counter' | 'histogram'): Family =>
       this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts', BATCH_BUCKETS);
-    this.rejections = own('ts_requests_rejected_total', 'counter');
+    this.refusals = own('ts_requests_rejected_total', 'counter');
     this.timeouts = own('ts_response_timeouts_total', 'counter');
     this.restarts = own('ts_worker_restarts_total', 'counter');
     this.batchSizes = own('ts_batch_size', 'histogram');
@@ -146,8 +146,8 @@ export class MetricsRegistry {
   }
 
   /** A request refused with 503 because the queue was full or the model had no worker. */
-  rejected(model: string, version: string): void {
-    this.rejections.update(this.modelValues(model, version), 1);
+  refused(model: string, version: string): void {
+    this.refusals.update(this.modelValues(model, version), 1);
   }
 
   responseTimedOut(model: string, version: string): void {

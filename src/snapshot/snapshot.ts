@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { workerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
 import { snapshotFileName, snapshotFiles, snapshotTemps, type ModelSnapshot, type SnapshotKind } from '../config/snapshot-file.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { ModelRegistry } from '../models/model-registry.js';
 import { formatLocalTime } from '../local-time.js';
 
 /** How long a snapshot that could not be written waits before it is tried again. */
@@ -145,7 +145,7 @@ export class SnapshotWriter {
         runtimeType: model.spec.runtime,
       };
     }
-    // Kept for the next start to try again (wlm/model-registry.ts: FailedRestore).
+    // Kept for the next start to try again (models/model-registry.ts: FailedRestore).
     for (const failed of this.registry.failedRestores()) (snapshot.models[failed.name] ??= {})[failed.version] ??= failed.entry;
     snapshot.modelCount = Object.values(snapshot.models).reduce((n, versions) => n + Object.keys(versions).length, 0);
     const entries = [...this.properties].filter(([k]) => k !== 'model_snapshot' && k !== 'load_models');

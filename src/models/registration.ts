@@ -1,8 +1,8 @@
 /**
- * @module wlm/registration
+ * @module models/registration
  * The one way a model joins the registry, whatever asked for it: the management API (REST and
  * gRPC), `load_models`/`--models` at start-up, or a config snapshot being restored. Each loads
- * the archive (wlm/model-loader.ts) and adds the model; a model the registry refuses is closed, so
+ * the archive (models/model-loader.ts) and adds the model; a model the registry refuses is closed, so
  * nothing of it is left behind. What differs is only how its workers start.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
