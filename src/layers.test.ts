@@ -11,7 +11,7 @@ import t from 'tap';
 
 const SRC = dirname(fileURLToPath(import.meta.url));
 /** Modules at the root of src/ that import nothing of ours: anything may use them. */
-const ROOT_LEAVES = ['errors.ts', 'is-record.ts', 'local-time.ts', 'timer-ms.ts', 'version.ts'];
+const ROOT_LEAVES = ['errors.ts', 'is-record.ts', 'local-time.ts', 'shown.ts', 'timer-ms.ts', 'version.ts'];
 
 /**
  * Each folder of src/ (and each root module that is no leaf), and what it may import besides the
@@ -127,6 +127,17 @@ t.test('no folder imports one that imports it, even by way of others', async (t)
     .flat()
     .filter((l) => !(l in LAYERS));
   t.same(unknown, [], 'every folder allowed is a folder LAYERS names');
+});
+
+t.test('gRPC management calls the model service, not the REST routes in process (fastify inject)', async (t) => {
+  const graph = importGraph();
+  const grpc = [...graph.keys()].filter((m) => m.startsWith('grpc/'));
+  t.same(
+    grpc.filter((m) => /\binject\(|InjectOptions|LightMyRequest/.test(readFileSync(join(SRC, m), 'utf8'))),
+    [],
+  );
+  t.ok(graph.get('grpc/deps.ts')?.includes('models/model-service.ts'), 'gRPC is given the model service');
+  t.ok(graph.get('http/management.ts')?.includes('models/model-service.ts'), 'and so is REST');
 });
 
 t.test('the layer check finds an import LAYERS does not allow', async (t) => {

@@ -27,18 +27,11 @@ import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
 import { snapshotDir } from './config/snapshot-file.js';
-import { tsError } from './errors.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
 import type { LoaderDeps } from './models/model-loader.js';
 import { ModelRegistry } from './models/model-registry.js';
-import {
-  continueUnlessStopped,
-  registerStartupModels,
-  restoreSnapshot,
-  startupOutcome,
-  type RegistrationDeps,
-  type StartupOutcome,
-} from './models/registration.js';
+import { ModelService } from './models/model-service.js';
+import { continueUnlessStopped, registerStartupModels, restoreSnapshot, startupOutcome, type StartupOutcome } from './models/registration.js';
 import { workerFactory } from './workers/worker-factory.js';
 import { batchWaitMs } from './workers/worker-pool.js';
 import { VERSION } from './version.js';
@@ -46,6 +39,8 @@ import { VERSION } from './version.js';
 export interface RunningServer {
   readonly config: ServerConfig;
   readonly registry: ModelRegistry;
+  /** What the management APIs call; its events say each change of the registered models. */
+  readonly service: ModelService;
   readonly urls: {
     readonly inference: string;
     readonly management: string;
@@ -117,7 +112,6 @@ async function openServer(
     lines: (file, line) => loggers.metric(file, line),
     warn: (message) => log.warn(message),
   });
-  metrics.watchModels(() => registry.all().map((m) => ({ model: m.name, version: m.version, queued: m.queue.size, readyWorkers: m.pool.loadedCount() })));
   const loader: LoaderDeps = {
     server: config,
     locate: {
@@ -130,11 +124,12 @@ async function openServer(
     poolDeps: workerFactory({ config, loggers, metrics }),
     log: (message) => log.warn(message),
   };
-  const registration: RegistrationDeps = { loader, registry };
+  const service = new ModelService({ config, registry, loader });
+  service.on((event) => metrics.followModels(event));
 
   const startup = config.modelSnapshot
-    ? await restoreSnapshot(config.modelSnapshot, registration, log, stop)
-    : await registerStartupModels(config, registration, log, stop);
+    ? await restoreSnapshot(config.modelSnapshot, config, service, log, stop)
+    : await registerStartupModels(config, service, log, stop);
   const snapshots = config.snapshotsDisabled
     ? undefined
     : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, log });
@@ -147,16 +142,8 @@ async function openServer(
       log.error(`Could not write a ${kind} config snapshot: ${(err as Error).message}`);
     }
   };
-  // A change's snapshot: its answer waits for it, and is an error if the disk did not take it.
-  const snapshotChange = (): Promise<void> => {
-    if (!snapshots) return Promise.resolve();
-    const saved = snapshots.save().catch((err: Error) => {
-      throw tsError('TSS_ERR_SNAPSHOT_NOT_SAVED', err.message);
-    });
-    // Handled here too: the undo of a failed registration does not wait for its snapshot.
-    saved.catch(() => {});
-    return saved;
-  };
+  // Each change's snapshot: its answer waits for it, and is an error if the disk did not take it.
+  if (snapshots) service.on(() => snapshots.saveChange());
 
   // APIs whose addresses name the same socket share one listener, as TorchServe's "ALL" listener.
   // Port 0 means "any free port", so it never names the same socket twice.
@@ -179,20 +166,14 @@ async function openServer(
   if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
   await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
   const management = listenerFor(config.managementAddress, 'management');
-  await management.register(managementRoutes, {
-    config,
-    registry,
-    registration,
-    tokens,
-    onChange: snapshotChange,
-  });
+  await management.register(managementRoutes, { tokens, service });
   if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
 
   const bound = new Map<string, string>();
   for (const [key, { app, address }] of listeners) bound.set(key, await listen(app, address));
   const url = (api: string): string | undefined => bound.get(urlOf.get(api) ?? '');
-  const grpcDeps: GrpcDeps = { config, registry, metrics, tokens, loggers, managementRest: (request) => management.inject(request) };
+  const grpcDeps: GrpcDeps = { config, registry, metrics, tokens, loggers, service };
   const grpcInference = await listenGrpc('inference', config.grpcInference, grpcDeps);
   listening.push(grpcInference);
   const grpcManagement = await listenGrpc('management', config.grpcManagement, grpcDeps);
@@ -221,6 +202,7 @@ async function openServer(
   return {
     config,
     registry,
+    service,
     urls: {
       inference: url('inference')!,
       management: url('management')!,

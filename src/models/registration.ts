@@ -1,9 +1,8 @@
 /**
  * @module models/registration
- * The one way a model joins the registry, whatever asked for it: the management API (REST and
- * gRPC), `load_models`/`--models` at start-up, or a config snapshot being restored. Each loads
- * the archive (models/model-loader.ts) and adds the model; a model the registry refuses is closed, so
- * nothing of it is left behind. What differs is only how its workers start.
+ * The models a start registers: `load_models`/`--models`, or a config snapshot being restored.
+ * Each joins the registry as a management call's does (ModelService.add); what differs is only
+ * how its workers start: in the background, while the server opens its listeners.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,27 +10,10 @@ import type { ModelSnapshot } from '../config/snapshot-file.js';
 import { startupWorkers, type ServerConfig } from '../config/server-config.js';
 import type { Loggers } from '../log/loggers.js';
 import type { Model } from './model.js';
-import { loadModel, type LoaderDeps, type RegisterRequest } from './model-loader.js';
-import type { ModelRegistry } from './model-registry.js';
-
-export interface RegistrationDeps {
-  readonly loader: LoaderDeps;
-  readonly registry: ModelRegistry;
-}
+import type { RegisterRequest } from './model-loader.js';
+import type { ModelService } from './model-service.js';
 
 type Log = Loggers['server'];
-
-/** Loads the model `request` names and adds it to the registry; its workers are the caller's to start. */
-export async function registerModel(request: RegisterRequest, deps: RegistrationDeps): Promise<Model> {
-  const model = await loadModel(request, deps.loader);
-  try {
-    deps.registry.add(model);
-  } catch (err) {
-    await model.close();
-    throw err;
-  }
-  return model;
-}
 
 /** Thrown where a start stopped because a stop was asked for (SIGTERM), not because anything failed. */
 export class StartStopped extends Error {
@@ -54,12 +36,12 @@ export function continueUnlessStopped(stop: AbortSignal | undefined): void {
 const OVERTAKEN_LOAD_WAIT_MS = 2_000;
 
 /**
- * registerModel for a start-up model, unless a stop comes first: the stop does not wait for an
+ * service.add for a start-up model, unless a stop comes first: the stop does not wait for an
  * archive to download or unpack (or its dependencies to install) beyond OVERTAKEN_LOAD_WAIT_MS.
  */
-async function registerUnlessStopped(request: RegisterRequest, deps: RegistrationDeps, stop: AbortSignal | undefined): Promise<Model> {
+async function registerUnlessStopped(request: RegisterRequest, service: ModelService, stop: AbortSignal | undefined): Promise<Model> {
   continueUnlessStopped(stop);
-  const loading = registerModel(request, deps);
+  const loading = service.add(request);
   if (!stop) return loading;
   let overtake = (): void => {};
   const stopped = new Promise<never>((_resolve, reject) => {
@@ -124,7 +106,7 @@ export async function startupOutcome(load: StartupLoad): Promise<StartupOutcome>
  * answered; each model's workers start in the background. A stop (`stop` aborted) ends the
  * loading with StartStopped, the models registered so far left to the caller to close.
  */
-export async function registerStartupModels(config: ServerConfig, deps: RegistrationDeps, log: Log, stop?: AbortSignal): Promise<StartupLoad> {
+export async function registerStartupModels(config: ServerConfig, service: ModelService, log: Log, stop?: AbortSignal): Promise<StartupLoad> {
   const starting: StartupLoad['starting'] = [];
   const failed: StartupFailure[] = [];
   const items = config.loadModels.length === 1 && config.loadModels[0]!.toLowerCase() === 'all' ? storeEntries(config.modelStore) : config.loadModels;
@@ -132,7 +114,11 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
     const eq = item.indexOf('=');
     const [modelName, url] = eq > 0 ? [item.slice(0, eq), item.slice(eq + 1)] : [undefined, item];
     try {
-      const model = await registerUnlessStopped({ url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true }, deps, stop);
+      const model = await registerUnlessStopped(
+        { url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true },
+        service,
+        stop,
+      );
       starting.push(startWorkersInBackground(model, item, log));
     } catch (err) {
       if (err instanceof StartStopped) throw err;
@@ -151,13 +137,19 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
  * described as FAILED, as TorchServe keeps it registered), so that the snapshots written from now
  * on keep it for the next start; the others are served. A stop ends it as registerStartupModels.
  */
-export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log, stop?: AbortSignal): Promise<StartupLoad> {
+export async function restoreSnapshot(
+  snapshot: ModelSnapshot,
+  config: ServerConfig,
+  service: ModelService,
+  log: Log,
+  stop?: AbortSignal,
+): Promise<StartupLoad> {
   const restored: Array<{ model: Model; label: string }> = [];
   const failed: StartupFailure[] = [];
   for (const [name, versions] of Object.entries(snapshot.models)) {
     for (const [version, s] of Object.entries(versions)) {
       try {
-        if (!existsSync(join(deps.loader.locate.modelStore ?? '', s.marName))) {
+        if (!existsSync(join(config.modelStore ?? '', s.marName))) {
           throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
         }
         const model = await registerUnlessStopped(
@@ -172,16 +164,16 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
             initialWorkers: s.minWorkers,
             loadedAtStartup: true,
           },
-          deps,
+          service,
           stop,
         );
-        model.settings.maxWorkers = Math.max(Math.min(s.maxWorkers, deps.loader.server.maxWorkersPerModel), model.settings.minWorkers);
-        if (s.defaultVersion) deps.registry.setDefault(name, model.version);
+        model.settings.maxWorkers = Math.max(Math.min(s.maxWorkers, config.maxWorkersPerModel), model.settings.minWorkers);
+        if (s.defaultVersion) service.registry.setDefault(name, model.version);
         restored.push({ model, label: `${name} ${version}` });
       } catch (err) {
         if (err instanceof StartStopped) throw err;
         failed.push({ model: `${name} ${version}`, reason: (err as Error).message });
-        deps.registry.addFailed({ name, version, entry: s, reason: (err as Error).message });
+        service.registry.addFailed({ name, version, entry: s, reason: (err as Error).message });
         log.error(
           `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; it stays registered, described as FAILED, and in the config snapshots, so the next start tries it again (unregister it to forget it).`,
         );

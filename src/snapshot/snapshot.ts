@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { workerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
 import { snapshotFileName, snapshotFiles, snapshotTemps, type ModelSnapshot, type SnapshotKind } from '../config/snapshot-file.js';
+import { tsError } from '../errors.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { formatLocalTime } from '../local-time.js';
 
@@ -74,6 +75,16 @@ export class SnapshotWriter {
         return this.save();
       });
     return this.next;
+  }
+
+  /**
+   * A change's snapshot (a model service event): as save, but a write the disk did not take is the
+   * change's 507, which says the change is in effect all the same.
+   */
+  saveChange(): Promise<void> {
+    return this.save().catch((err: Error) => {
+      throw tsError('TSS_ERR_SNAPSHOT_NOT_SAVED', err.message);
+    });
   }
 
   /** Writes a snapshot now, synchronously (start-up, and shutdown, after which none is written), and answers its path. */
