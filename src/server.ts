@@ -5,6 +5,7 @@
  * Nothing below it reaches for a singleton; everything it made is passed down.
  */
 import { readFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { ListenAddress, ServerConfig } from './config/server-config.js';
 import { removeStaleExtractions } from './archive/extract.js';
@@ -219,12 +220,17 @@ async function openServer(
     }),
     close() {
       closing ??= (async () => {
-        // Stop accepting; fastify's close resolves once every request in flight has been answered,
-        // which the models' drain makes happen within drain_timeout.
+        // Stop accepting; fastify's close resolves once every request in flight has been answered.
+        // The models serve on until then: a request accepted before the stop whose body was still
+        // arriving reaches a model that takes it (a drain of the queues alone stopped the workers
+        // under it: "no worker"). After drain_timeout, the models' stop answers what is left.
+        const began = performance.now();
         const listenersClosed = Promise.all(listening.map((l) => l.close()));
         stopSystemMetrics?.();
         writeSnapshotNow('shutdown');
-        await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
+        await Promise.race([listenersClosed, delay(config.drainTimeout * 1000, undefined, { ref: false })]);
+        const left = Math.max(0, config.drainTimeout * 1000 - (performance.now() - began));
+        await Promise.all(registry.all().map((m) => m.stop(left)));
         await listenersClosed;
         loggers.close();
       })();
