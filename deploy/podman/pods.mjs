@@ -15,7 +15,8 @@
 //   every probe itself, from outside as the kubelet does (httpGet, tcpSocket) or through `podman
 //   exec` (exec).
 // - Lifecycle hooks and terminationGracePeriodSeconds are not read: the check runs the preStop
-//   command and gives `podman pod stop` what is left of the grace period.
+//   command and gives `podman stop` of the pod's containers what is left of the grace period
+//   (`podman pod stop` would stop the infra container, the pod's network, beside them).
 // - A persistentVolumeClaim is a podman volume of the claim's name: the check makes it, holding
 //   model-store/mnist.mar.
 import { execFileSync } from 'node:child_process';
@@ -196,7 +197,10 @@ async function stopLikeTheKubelet(pod, deployment, inFlight) {
   const requests = inFlight();
   await sleep(300);
   const left = Math.max(1, Math.round(grace - (Date.now() - started) / 1000));
-  const sigtermMs = await podmanTimed('pod', 'stop', '-t', String(left), pod);
+  // The containers, not the pod: `podman pod stop` stops the pod's infra container (the network
+  // namespace) beside them, cutting the connections they are still answering on; the kubelet
+  // removes the sandbox only after the containers have exited.
+  const sigtermMs = await podmanTimed('stop', '-t', String(left), ...spec.containers.map((c) => `${pod}-${c.name}`));
   const answers = await requests;
   const stopMs = Date.now() - started;
   fact(`${pod}: stop (preStop hooks + SIGTERM to exit) in ms`, stopMs);
