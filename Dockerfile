@@ -40,6 +40,13 @@ COPY src/grpc/proto src/grpc/proto
 COPY src/convert/export_onnx.py src/convert/export_onnx.py
 COPY web web
 COPY deploy/container/entrypoint.sh /usr/local/bin/tsserve-entrypoint
+# tini as PID 1 (Debian's, 1 MB): a SIGTERM that comes before Node.js has run any of tsserve's code
+# (its first ~20 ms) then ends the server at once instead of being ignored, as PID 1 ignores a
+# signal it has no handler for, until the grace period's SIGKILL; such an end (143) is a stop
+# asked for, so it exits 0 (-e 143). tini also reaps what a handler's processes leave behind.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tini >/dev/null \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 RUN for cli in tsserve tsserve-archiver tsserve-app tsserve-convert; do ln -s /opt/tsserve/bin/$cli.js /usr/local/bin/$cli; done \
  && ln -s /opt/tsserve/bin/tsserve.js /usr/local/bin/torchserve \
  && ln -s /opt/tsserve/bin/tsserve-archiver.js /usr/local/bin/torch-model-archiver \
@@ -52,5 +59,5 @@ WORKDIR /home/model-server
 # Inference, management, metrics; gRPC inference and management; KServe's HTTP and gRPC when
 # the runtime turns them on (8080 and 8081 then, with inference on 8085).
 EXPOSE 8080 8081 8082 7070 7071 8085
-ENTRYPOINT ["/usr/local/bin/tsserve-entrypoint"]
+ENTRYPOINT ["/usr/bin/tini", "-e", "143", "--", "/usr/local/bin/tsserve-entrypoint"]
 CMD ["serve"]

@@ -8,7 +8,8 @@ import { check, exitCode, fact, freePort, logsOf, podman, podmanTimed, podmanTry
 /** What "promptly" means here: well inside any grace period, with nothing to drain. */
 const PROMPT_MS = 5000;
 const GRACE_S = '30';
-const AFTER_START_S = [0.5, 1, 2, 4, 8];
+/** 0: as soon as `podman run -d` returns, while Node.js itself starts. */
+const AFTER_START_S = [0, 0.5, 1, 2, 4, 8];
 
 /** Runs `argv` in the image as the pods do (uid 1000, no capabilities); its name. */
 function run(image, name, ports, argv) {
