@@ -155,6 +155,11 @@ const table = {
   TSS_ERR_WORKER_HANDLER_IMPORT: { type: 'InternalServerException', status: 500, message: 'Handler %s could not be loaded: %s' },
   TSS_ERR_WORKER_ENVELOPE: { type: 'InternalServerException', status: 500, message: 'Envelope %s is not supported by tsserve (supported: %s)' },
   TSS_ERR_WORKER_INITIALIZE: { type: 'InternalServerException', status: 500, message: "The handler's initialize failed: %s" },
+  TSS_ERR_SERVER_STOPPING: {
+    type: 'ServiceUnavailableException',
+    status: 503,
+    message: 'tsserve is stopping: it takes no new request, and answers this to one it could not finish within drain_timeout.',
+  },
   TSS_ERR_MODEL_STOPPED: {
     type: 'ServiceUnavailableException',
     status: 503,

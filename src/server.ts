@@ -90,7 +90,10 @@ export async function startServer(
 
 /** A listener, REST or gRPC, to close when the server stops or fails to start. */
 interface Closable {
+  /** Stops accepting; resolves once what was accepted has been answered or cut. */
   close(): Promise<unknown>;
+  /** Answers what is still in flight with an error and ends every connection. */
+  cut(): void;
 }
 
 async function openServer(
@@ -155,9 +158,10 @@ async function openServer(
     let entry = listeners.get(key);
     if (!entry) {
       const root = api === 'kserve' ? KSERVE_ROOT : undefined;
-      entry = { app: createListener({ config, metrics, loggers }, address.scheme === 'https' ? tls : undefined, root), address };
+      const { app, stop } = createListener({ config, metrics, loggers }, address.scheme === 'https' ? tls : undefined, root);
+      entry = { app, address };
       listeners.set(key, entry);
-      listening.push(entry.app);
+      listening.push(stop);
     }
     urlOf.set(api, key);
     return entry.app;
@@ -225,12 +229,16 @@ async function openServer(
         // arriving reaches a model that takes it (a drain of the queues alone stopped the workers
         // under it: "no worker"). After drain_timeout, the models' stop answers what is left.
         const began = performance.now();
+        service.stop();
         const listenersClosed = Promise.all(listening.map((l) => l.close()));
         stopSystemMetrics?.();
         writeSnapshotNow('shutdown');
         await Promise.race([listenersClosed, delay(config.drainTimeout * 1000, undefined, { ref: false })]);
         const left = Math.max(0, config.drainTimeout * 1000 - (performance.now() - began));
         await Promise.all(registry.all().map((m) => m.stop(left)));
+        // What the drain could not finish (a body still arriving, a header sent in half, a DELETE
+        // waiting out unregister_model_timeout) is answered 503 and its connection ended.
+        for (const l of listening) l.cut();
         await listenersClosed;
         loggers.close();
       })();

@@ -13,7 +13,10 @@ import type { GrpcApi, GrpcDeps, GrpcInjector } from './deps.js';
 export interface GrpcListener {
   /** `host:port` as bound (the port the OS chose for 0). */
   readonly address: string;
+  /** Stops accepting; resolves once the connections have ended (calls get drain_timeout). */
   close(): Promise<void>;
+  /** Ends every connection still open, one grpc-js has not taken yet included (a client that sent nothing). */
+  cut(): void;
 }
 
 export async function listenGrpc(api: GrpcApi, listen: GrpcListenConfig, deps: GrpcDeps): Promise<GrpcListener> {
@@ -23,7 +26,10 @@ export async function listenGrpc(api: GrpcApi, listen: GrpcListenConfig, deps: G
   }
   if (enableGrpcSsl) refuseWeakGrpcKey(tls);
   let injector: Promise<GrpcInjector> | undefined;
+  const sockets = new Set<Socket>();
   const tcp = createServer((socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
     // Until grpc-js owns the socket, a client's reset is ours to absorb.
     socket.on('error', () => socket.destroy());
     injector ??= import('./server.js').then((m) => m.createInjector(api, listen, deps));
@@ -47,6 +53,9 @@ export async function listenGrpc(api: GrpcApi, listen: GrpcListenConfig, deps: G
       grpc?.drain(deps.config.drainTimeout * 1000);
       grpc?.destroy();
       await closed;
+    },
+    cut() {
+      for (const socket of sockets) socket.destroy();
     },
   };
 }

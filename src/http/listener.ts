@@ -16,6 +16,7 @@ import type { MetricsRegistry } from '../metrics/registry.js';
 import { describeRoutes } from './api-description.js';
 import { gson, sendError } from './reply.js';
 import { MAX_FORM_FIELDS } from './input.js';
+import { type ListenerStop, stoppable } from './stopping.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
 import { isWarmUp } from './warm-up.js';
 
@@ -39,7 +40,11 @@ const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSeria
 const MAX_PARAM_LENGTH = 1000;
 
 /** A listener; with `tls`, an HTTPS one; `root` is what its `GET /` answers, when not 405. */
-export function createListener(deps: ListenerDeps, tls?: TlsMaterial, root?: Parameters<typeof describeRoutes>[1]): FastifyInstance {
+export function createListener(
+  deps: ListenerDeps,
+  tls?: TlsMaterial,
+  root?: Parameters<typeof describeRoutes>[1],
+): { app: FastifyInstance; stop: ListenerStop } {
   const { config } = deps;
   const app = Fastify({
     ...(tls ? { serverFactory: (handler: RequestListener) => httpsServer(tls, handler) as unknown as Server } : {}),
@@ -49,7 +54,8 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial, root?: Par
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
     keepAliveTimeout: 65_000,
-    return503OnClosing: true,
+    // Stopping, a new request is refused with TorchServe's JSON (http/stopping.ts), not Fastify's.
+    return503OnClosing: false,
     schemaController: { compilersFactory: NO_SCHEMA_COMPILERS },
     // A bad %-escape or an over-long path segment, refused by the router before any route runs.
     frameworkErrors: (err, request, reply) => {
@@ -67,6 +73,7 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial, root?: Par
   app.addHook('onRequest', async (request, reply) => {
     reply.headers(fixedHeaders(request.id, config));
   });
+  const stop = stoppable(app);
   // A response written while the server stops closes its connection: a client's idle keep-alive
   // connection would otherwise hold the stop for keepAliveTimeout (65 s).
   app.addHook('onSend', (_request, reply, payload, done) => {
@@ -94,7 +101,7 @@ export function createListener(deps: ListenerDeps, tls?: TlsMaterial, root?: Par
     return sendError(reply, tsError('TSS_ERR_HTTP_NOT_FOUND'));
   });
   describeRoutes(app, root);
-  return app;
+  return { app, stop };
 }
 
 /**

@@ -82,6 +82,7 @@ export class ModelService {
   private readonly config: ServerConfig;
   private readonly loader: LoaderDeps;
   private readonly listeners: ModelListener[] = [];
+  private stopped = false;
 
   constructor(deps: ModelServiceDeps) {
     this.config = deps.config;
@@ -218,6 +219,11 @@ export class ModelService {
   }
 
   /** Registers a start-up model (models/registration.ts): as register, with no answer to wait for the change's listeners. */
+  /** From the server's stop on, no model joins: one still loading is closed when it has loaded. */
+  stop(): void {
+    this.stopped = true;
+  }
+
   async add(request: RegisterRequest): Promise<Model> {
     const model = await this.join(request);
     this.tell({ kind: 'registered', model }).catch(() => {});
@@ -230,7 +236,13 @@ export class ModelService {
    * workers, and telling the listeners, are the caller's.
    */
   private async join(request: RegisterRequest): Promise<Model> {
+    if (this.stopped) throw tsError('TSS_ERR_SERVER_STOPPING');
     const model = await loadModel(request, this.loader);
+    if (this.stopped) {
+      // The stop's snapshot and drain did not see it: kept, it would be answered 200 and be lost.
+      await model.close();
+      throw tsError('TSS_ERR_SERVER_STOPPING');
+    }
     try {
       this.registry.add(model);
     } catch (err) {

@@ -9,8 +9,9 @@
 // server that is still starting.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, type ServerResponse } from 'node:http';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer, request as httpRequest, type ServerResponse } from 'node:http';
+import { connect, createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, FIXTURES, ROOT, tempDir, tsserve, waitFor, waitReady, writeUserConfig } from '../helpers.js';
@@ -212,3 +213,67 @@ t.test('`tsserve --stop` while a server started with --start is still starting',
   t.same(processesOf(prepared.dir), [], 'no process of it is left');
   t.notOk(existsSync(join(prepared.dir, pidFiles(prepared.dir)[0] ?? 'none')), 'no PID file is left');
 });
+
+/** The gRPC inference port `writeUserConfig` chose for the server in `dir`. */
+function grpcInferencePort(dir: string): number {
+  return Number(/^grpc_inference_port=(\d+)$/m.exec(readFileSync(join(dir, 'config.properties'), 'utf8'))![1]);
+}
+
+t.test(
+  'SIGTERM with clients that never finish: the stop ends at drain_timeout, what is unanswered gets a 503, exit 0',
+  { skip: process.platform !== 'linux' && 'reads /proc' },
+  async (t) => {
+    const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 0, extra: ['drain_timeout=2'] });
+    await waitFor(() => /Model server started/.test(server.output()), 20_000, 'the start');
+    const { hostname, port } = new URL(server.urls.inference);
+    // An upload that stalls after its first bytes: once held the stop past drain_timeout, to exit 1.
+    const stalled = new Promise<{ status?: number; body: string }>((resolve) => {
+      const req = httpRequest({ hostname, port, path: '/predictions/slow', method: 'POST', headers: { 'content-length': 1000 } }, (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+        res.on('error', () => resolve({ status: res.statusCode, body }));
+      });
+      req.on('error', (err) => resolve({ body: String(err) }));
+      req.write('ten bytes.');
+    });
+    // A header sent in half, and a gRPC connection that says nothing.
+    const halfHeader = connect(Number(port), hostname, () => halfHeader.write('GET /ping HTTP/1.1\r\nHost: x\r\n'));
+    const silentGrpc = connect(grpcInferencePort(server.dir), '127.0.0.1');
+    for (const socket of [halfHeader, silentGrpc]) socket.on('error', () => {});
+    t.teardown(() => {
+      halfHeader.destroy();
+      silentGrpc.destroy();
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await stopsCleanly(t, server, 'with a stalled upload, a half header and a silent gRPC connection');
+    const answer = await stalled;
+    t.equal(answer.status, 503, 'the stalled upload is answered 503');
+    t.match(JSON.parse(answer.body || '{}'), { code: 503, type: 'ServiceUnavailableException', message: /tsserve is stopping/ });
+  },
+);
+
+t.test(
+  'A registration whose archive is still unpacking when SIGTERM comes is answered 503, not 200, and nothing of it is left',
+  { skip: process.platform !== 'linux' && 'reads /proc' },
+  async (t) => {
+    const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 0, extra: ['enable_model_api=true', 'drain_timeout=20'] });
+    // 40 MB that does not compress: unpacking it takes a while, and the stop comes meanwhile.
+    const bulk = join(server.dir, 'bulk.bin');
+    writeFileSync(bulk, randomBytes(40 * 1024 * 1024));
+    buildMar(server.store, { modelName: 'bulky', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), extraFiles: bulk });
+    await waitFor(() => /Model server started/.test(server.output()), 20_000, 'the start');
+    const registering = fetch(`${server.urls.management}/models?url=bulky.mar&initial_workers=1&synchronous=true`, { method: 'POST' }).then(
+      async (r) => ({ status: r.status, body: await r.text() }),
+      (err: Error) => ({ status: 0, body: String(err) }),
+    );
+    // Each model unpacks into a folder of its own there: slow's is one, bulky's the next.
+    const extracting = join(server.dir, 'tsserve-models');
+    await waitFor(() => readdirSync(extracting).length === 2, 20_000, 'the unpacking to begin');
+    await stopsCleanly(t, server, 'while a registration unpacks its archive');
+    const answer = await registering;
+    t.equal(answer.status, 503, `the registration is answered 503: ${answer.body}`);
+    t.match(JSON.parse(answer.body || '{}'), { type: 'ServiceUnavailableException', message: /tsserve is stopping/ });
+    t.same(readdirSync(extracting), [], "its unpacked files are gone (and slow's)");
+  },
+);

@@ -1,0 +1,50 @@
+/**
+ * @module http/stopping
+ * A REST listener's side of a stop. From the stop's start, a new request is refused with
+ * TorchServe's JSON (503, its connection closed) while those in flight go on; at the drain's end,
+ * those still unanswered are answered 503 and every connection is ended, so that no client holds
+ * the stop: a body that never finishes arriving, a header sent in half, a DELETE waiting out
+ * unregister_model_timeout.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { tsError } from '../errors.js';
+import { sendError } from './reply.js';
+
+/** What a stop does to one listener: see the module's comment. */
+export interface ListenerStop {
+  /** Stops accepting; resolves once every request in flight has been answered. */
+  close(): Promise<void>;
+  /** Answers what is still in flight (503) and ends every connection. */
+  cut(): void;
+}
+
+/** How long the answers `cut` writes get to leave before their connections are ended. */
+const CUT_FLUSH_MS = 500;
+
+/** Installs the stop's hooks on `app` (before its routes) and answers how to stop it. */
+export function stoppable(app: FastifyInstance): ListenerStop {
+  let stopping = false;
+  const inFlight = new Map<FastifyRequest, FastifyReply>();
+  const stopAnswer = (reply: FastifyReply): FastifyReply => sendError(reply.header('connection', 'close'), tsError('TSS_ERR_SERVER_STOPPING'));
+  app.addHook('onRequest', async (request, reply) => {
+    if (stopping) return stopAnswer(reply);
+    inFlight.set(request, reply);
+  });
+  app.addHook('onResponse', async (request) => {
+    inFlight.delete(request);
+  });
+  app.addHook('onRequestAbort', async (request) => {
+    inFlight.delete(request);
+  });
+  return {
+    close() {
+      stopping = true;
+      return app.close();
+    },
+    cut() {
+      for (const reply of inFlight.values()) if (!reply.sent) stopAnswer(reply);
+      inFlight.clear();
+      setTimeout(() => app.server.closeAllConnections(), CUT_FLUSH_MS).unref();
+    },
+  };
+}
