@@ -1,7 +1,7 @@
 /**
  * @module cli/app
  * `tsserve-app --port 5000 --inference URL --management URL --metrics URL [--key-file FILE] [--max-upload BYTES]
- * [--drain-timeout SECONDS]`: the web app, in front of a running tsserve. SIGTERM or SIGINT, at any
+ * [--drain-timeout SECONDS]`: the web app, in front of a running tsserve. SIGTERM, SIGINT or SIGHUP, at any
  * moment, stops it: it stops accepting, answers what it forwards (within the drain timeout), exits 0.
  */
 import { existsSync } from 'node:fs';
@@ -24,7 +24,7 @@ const program = exitTwoOnUsageError(new Command('tsserve-app'))
   .option('--max-upload <bytes>', "largest upload: tsserve's max_request_size", parseBytes, DEFAULT_MAX_UPLOAD)
   .option(
     '--drain-timeout <seconds>',
-    'on SIGTERM or SIGINT, how long the requests in flight may take before they are answered 503 and the app exits 0',
+    'on SIGTERM, SIGINT or SIGHUP, how long the requests in flight may take before they are answered 503 and the app exits 0',
     parseSeconds,
     DEFAULT_DRAIN_TIMEOUT,
   )

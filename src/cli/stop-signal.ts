@@ -1,6 +1,6 @@
 /**
  * @module cli/stop-signal
- * SIGTERM and SIGINT, caught from the process's first moment: the bin scripts import this module
+ * SIGTERM, SIGINT and SIGHUP, caught from the process's first moment: the bin scripts import this module
  * before anything else, so a stop asked for while the rest loads (half a second) or while the
  * server starts is kept, not lost. Lost it would be: Node as a container's main process (PID 1)
  * ignores a signal it has no handler for, and the pod runtime kills it at the end of its grace
@@ -9,12 +9,16 @@
  */
 import { constants } from 'node:os';
 
-const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+// SIGHUP too: a terminal that closes on a foreground server stops it as Ctrl-C does, answering what
+// it accepted, where the default action ended it at once (TorchServe's JVM runs its shutdown hooks).
+// Node.js resets every disposition at its start, `nohup`'s ignored SIGHUP included: under nohup too
+// a SIGHUP ended the server, and now stops it.
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 type StopSignalName = (typeof SIGNALS)[number];
 
 const asked = new AbortController();
 
-/** Aborted once a SIGTERM or SIGINT came; its reason names the signal. Later ones change nothing. */
+/** Aborted once a SIGTERM, SIGINT or SIGHUP came; its reason names the signal. Later ones change nothing. */
 export const stopAsked: AbortSignal = asked.signal;
 
 const ask = (signal: StopSignalName): void => asked.abort(signal);

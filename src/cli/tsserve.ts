@@ -29,8 +29,10 @@ const PID_FILE = join(tmpdir(), `${PID_PREFIX}${createHash('sha256').update(proc
 const START_TIMEOUT_MS = 120_000;
 /** What a stop may take beyond drain_timeout (closing listeners, the shutdown snapshot) before the process exits anyway. */
 const STOP_GRACE_MS = 10_000;
-/** How often `--start` says it is still waiting for the models. */
+/** How often `--start` says it is still waiting for the models, and `--stop` for the drain. */
 const PROGRESS_EVERY_MS = 5_000;
+/** How long `--stop` waits for a server that does not end its own stop (a wedged event loop). */
+const STOP_WAIT_MS = 15 * 60_000;
 /**
  * `--start`'s exit statuses beside 0 (started, every start-up model serves) and 2 (a usage error):
  * the server did not start, nothing of it runs; or it started and runs, but start-up models do
@@ -43,7 +45,7 @@ Exit status of --start: 0 started, every start-up model serves; ${EXIT_NOT_START
 2 a usage error; ${EXIT_MODELS_FAILED} started, but start-up models failed: each is named with its reason, and
 the server keeps serving the others (as TorchServe does) until tsserve --stop. Interrupted while it waits
 (Ctrl-C, SIGTERM), --start stops the server it launched and exits as a shell says of a signal (130, 143).
-A SIGTERM or SIGINT to the server, at any moment of its start too, stops it; in the foreground it exits 0.`;
+A SIGTERM, SIGINT or SIGHUP to the server, at any moment of its start too, stops it; in the foreground it exits 0.`;
 
 /** What the server `--start` launched tells it, over the IPC channel, once it serves or cannot. */
 type Launch =
@@ -330,11 +332,26 @@ async function stop(): Promise<void> {
     console.log('tsserve already stopped.');
     return;
   }
+  // The server ends its own stop within its drain_timeout and 10 s more, whatever that is set to:
+  // --stop waits for it, saying so, rather than give up at a fixed time while it still serves.
+  // Past STOP_WAIT_MS it is wedged (its event loop blocked): that is said, and its files kept.
+  const begun = Date.now();
+  let said = begun;
+  while (isAlive(pid) && Date.now() - begun < STOP_WAIT_MS) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (Date.now() - said >= PROGRESS_EVERY_MS) {
+      said = Date.now();
+      console.log(`tsserve is answering what it accepted before the stop (${Math.round((said - begun) / 1000)} s; drain_timeout bounds it)...`);
+    }
+  }
+  if (isAlive(pid)) {
+    console.log(`tsserve (pid ${pid}) has not stopped after ${STOP_WAIT_MS / 60_000} minutes: it does not answer its stop. kill -9 ${pid} ends it.`);
+    process.exit(1);
+  }
+  // Only now: tsserve-app reads the keys for as long as the server answers.
   rmSync('key_file.json', { force: true });
-  const deadline = Date.now() + 60_000;
-  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   rmSync(PID_FILE, { force: true });
-  console.log(isAlive(pid) ? 'Stopping tsserve took too long.' : 'tsserve has stopped.');
+  console.log('tsserve has stopped.');
 }
 
 /** The PID in the PID file if that process is alive and is a tsserve; removes an orphan file. */

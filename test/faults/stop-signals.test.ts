@@ -277,3 +277,48 @@ t.test(
     t.same(readdirSync(extracting), [], "its unpacked files are gone (and slow's)");
   },
 );
+
+t.test('SIGHUP (a closed terminal) stops a serving server as SIGTERM does: what it accepted is answered, exit 0', async (t) => {
+  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 0 });
+  await waitFor(() => /Model server started/.test(server.output()), 20_000, 'the start');
+  const inFlight = fetch(`${server.urls.inference}/predictions/slow`, { method: 'POST', body: 'sleep:1000' }).then(
+    (r) => r.status,
+    (err: Error) => String(err),
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  const exited = ending(server.child);
+  server.child.kill('SIGHUP');
+  t.equal(await inFlight, 200, 'the prediction in flight is answered');
+  t.same(await exited, { code: 0, signal: null }, 'then the server exits 0');
+});
+
+t.test('`tsserve --stop` keeps key_file.json while the server still answers what it accepted', async (t) => {
+  const prepared = await storeAndConfig(t, { loadMs: 0, warmUpMs: 0 });
+  const launcher = launch(t, prepared.dir, ['--start', '--ncs', '--model-store', 'model-store', '--models', 'slow=slow.mar']);
+  t.same(await ending(launcher.child), { code: 0, signal: null }, 'started with token authorization');
+  const keyFile = join(prepared.dir, 'key_file.json');
+  const keys = JSON.parse(readFileSync(keyFile, 'utf8')) as { inference: { key: string } };
+  const pid = Number(readFileSync(join(prepared.dir, pidFiles(prepared.dir)[0]!), 'utf8').split('\n')[0]);
+  const inFlight = fetch(`${prepared.urls.inference}/predictions/slow`, {
+    method: 'POST',
+    body: 'sleep:2000',
+    headers: { authorization: `Bearer ${keys.inference.key}` },
+  }).then((r) => r.status);
+  await new Promise((r) => setTimeout(r, 300));
+  const stopping = spawn(process.execPath, [TSSERVE, '--stop'], {
+    cwd: prepared.dir,
+    env: { ...process.env, TMPDIR: prepared.dir },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let said = '';
+  stopping.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+  const stopped = ending(stopping);
+  // The stop is under way once the listeners take no new connection; the prediction holds it open.
+  await waitFor(async () => (await fetch(`${prepared.urls.inference}/ping`).catch(() => undefined)) === undefined, 10_000, 'the drain');
+  t.ok(readProc(String(pid), 'status') !== '', 'the server still drains');
+  t.ok(existsSync(keyFile), 'its key file is still there meanwhile');
+  t.equal(await inFlight, 200, 'the prediction in flight is answered');
+  t.same(await stopped, { code: 0, signal: null });
+  t.match(said, /tsserve has stopped/);
+  t.notOk(existsSync(keyFile), 'once it has stopped, the key file is gone');
+});
