@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
 import ort from 'onnxruntime-node';
 import { decodeRgb, decodeSmall, IMAGENET, imageBatch, softmax, toGrey, topK } from '../dist/handlers/vision.js';
+import { turnOffOrtTelemetry } from '../dist/src/runtime/onnx.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -49,6 +50,7 @@ const MODELS = {
   },
 };
 
+turnOffOrtTelemetry(); // as tsserve's workers run: no telemetry files, no uploads (docs/deploy.md)
 const servers = {};
 for (const [name, model] of Object.entries(MODELS)) {
   const inflight = Number(opts.inflight ?? model.inflight);

@@ -21,6 +21,9 @@
 # a loaded server fastest by single-threaded workers (no waiting on each other's threads, one
 # decodes while the other infers); adaptiveThreads gives it both (README, "Threads follow the load").
 set -euo pipefail
+# onnxruntime's telemetry off in every process of the run, the peers' Python onnxruntime included:
+# tsserve's workers run without it (docs/deploy.md, "No telemetry"), and a bench sends nothing out.
+export ORT_DISABLE_TELEMETRY=1
 cd "$(dirname "$0")/.."
 shared=$(cd "${SHARED_BENCH:-../shared/bench}" && pwd)
 work=$(mktemp -d /tmp/tsserve-bench.XXXXXX)

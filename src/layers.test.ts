@@ -36,7 +36,7 @@ const LAYERS: Record<string, readonly string[]> = {
   snapshot: ['config', 'models'],
   http: ['auth', 'batching', 'config', 'log', 'metrics', 'models', 'protocol', 'workers'],
   grpc: ['auth', 'batching', 'config', 'http', 'log', 'metrics', 'models', 'protocol'],
-  convert: ['archive', 'handler'],
+  convert: ['archive', 'handler', 'runtime'],
   app: ['config'],
   'server.ts': ['archive', 'auth', 'config', 'grpc', 'http', 'log', 'metrics', 'models', 'snapshot', 'workers'],
   cli: ['app', 'archive', 'config', 'convert', 'handler', 'http', 'log', 'models', 'server.ts'],

@@ -150,6 +150,22 @@ t.test("blacklist_env_vars keeps matching variables out of the workers' environm
   t.equal(await (await predict(server, 'env', 'env:TSSERVE_TEST_PUBLIC')).text(), 'visible', 'the others are');
 });
 
+t.test("onnxruntime's telemetry switch reaches every worker, whatever the server's environment says", async (t) => {
+  const before = process.env.ORT_DISABLE_TELEMETRY;
+  process.env.ORT_DISABLE_TELEMETRY = '0';
+  t.teardown(() => {
+    if (before === undefined) delete process.env.ORT_DISABLE_TELEMETRY;
+    else process.env.ORT_DISABLE_TELEMETRY = before;
+  });
+  const server = await serve(t, { blacklist_env_vars: 'ORT_.*' });
+  await register(t, server, 'env', { initial_workers: 1 });
+  t.equal(
+    await (await predict(server, 'env', 'env:ORT_DISABLE_TELEMETRY')).text(),
+    '1',
+    'set, neither overridden nor blacklisted (docs/deploy.md, "No telemetry")',
+  );
+});
+
 t.test('initial_worker_port: the number the first worker is named by, counting up', async (t) => {
   const server = await serve(t, { initial_worker_port: '9400' });
   await register(t, server, 'echo', { initial_workers: 2 });

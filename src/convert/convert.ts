@@ -17,6 +17,7 @@ import { isPyTorchFile } from '../archive/python-model.js';
 import { ArchiverError, createArchive } from '../archive/write.js';
 import { TsError } from '../errors.js';
 import { isBuiltinHandler, splitHandler } from '../handler/builtins.js';
+import { turnOffOrtTelemetry } from '../runtime/onnx.js';
 
 export interface ConvertOptions {
   /** The TorchServe archive: a .mar, a .tar.gz or a directory. */
@@ -133,6 +134,7 @@ function exportOnnx(python: string, serialized: string, modelFile: string | unde
 /** Runs the ONNX model on the batch PyTorch ran, and answers the largest difference; too large throws. */
 async function compareWithPyTorch(onnx: string, checkDir: string): Promise<number> {
   const shapes = JSON.parse(readFileSync(join(checkDir, 'check.json'), 'utf8')) as { input: number[]; outputs: number[][] };
+  turnOffOrtTelemetry();
   const session = await ort.InferenceSession.create(onnx);
   try {
     const input = new ort.Tensor('float32', floats(join(checkDir, 'input.bin')), shapes.input);

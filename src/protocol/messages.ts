@@ -52,6 +52,15 @@ export const INTRA_OP_THREADS_ENV = 'TSSERVE_INTRA_OP_THREADS';
 export const WIDE_INTRA_OP_THREADS_ENV = 'TSSERVE_WIDE_INTRA_OP_THREADS';
 /** Set when no parent-death signal guards the worker: it watches its parent itself (worker/parent-watch.ts). */
 export const WATCH_PARENT_ENV = 'TSSERVE_WATCH_PARENT';
+/**
+ * onnxruntime's own switch for its telemetry, on by default in its Linux and macOS builds since
+ * 1.29: a device id and an event cache under ~/.cache/Microsoft/DeveloperTools/.onnxruntime,
+ * mat-debug-<pid>.log and .ses files in TMPDIR, uploads to mobile.events.data.microsoft.com. The
+ * library reads it once, when its environment is created at a process's first session, so every
+ * process that may run onnxruntime has it from its start: workers from the front end, other
+ * programs from runtime/onnx.ts before their first session (docs/deploy.md, "No telemetry").
+ */
+export const ORT_TELEMETRY_OFF: Readonly<Record<string, string>> = { ORT_DISABLE_TELEMETRY: '1' };
 
 /**
  * MAR-INF/MANIFEST.json as the front end read it (archive/manifest.ts checks it), as the worker

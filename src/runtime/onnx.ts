@@ -12,7 +12,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import * as ort from 'onnxruntime-node';
-import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../protocol/messages.js';
+import { INTRA_OP_THREADS_ENV, ORT_TELEMETRY_OFF, WIDE_INTRA_OP_THREADS_ENV } from '../protocol/messages.js';
 
 export interface SessionOptions {
   /** Defaults to the worker's share of the cores, or all of them for a lone batch (adaptiveThreads). */
@@ -47,7 +47,18 @@ export async function createSession(modelPath: string, opts: SessionOptions = {}
   return wide === undefined ? narrow : new LoadFollowingSession(narrow, await openSession(modelPath, wide));
 }
 
+/**
+ * Turns onnxruntime's telemetry off for this process (protocol/messages.ts, ORT_TELEMETRY_OFF).
+ * Workers have it from the front end; this is for the other programs that run sessions (a
+ * handler's own scripts, tsserve-convert, tests). It takes effect only before the process's first
+ * session: onnxruntime reads the switch once, when that session creates its environment.
+ */
+export function turnOffOrtTelemetry(): void {
+  Object.assign(process.env, ORT_TELEMETRY_OFF);
+}
+
 function openSession(modelPath: string, threads: number): Promise<ort.InferenceSession> {
+  turnOffOrtTelemetry();
   return ort.InferenceSession.create(modelPath, {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,

@@ -22,6 +22,7 @@ import { readLines } from './output-lines.js';
 import { permissionArgs } from './permissions.js';
 import {
   INTRA_OP_THREADS_ENV,
+  ORT_TELEMETRY_OFF,
   WATCH_PARENT_ENV,
   WIDE_INTRA_OP_THREADS_ENV,
   type FromWorker,
@@ -221,11 +222,15 @@ export class WorkerProcess extends EventEmitter {
     });
   }
 
-  /** The process's environment: the server's (workerEnvironment), with its onnxruntime thread budget. */
+  /**
+   * The process's environment: the server's (workerEnvironment), with its onnxruntime thread
+   * budget and onnxruntime's telemetry off, whatever the server's environment says (a model
+   * server sends nothing anywhere; docs/deploy.md, "No telemetry").
+   */
   private environment(): NodeJS.ProcessEnv {
     const { env, intraOpThreads, wideIntraOpThreads } = this.opts;
     const wide = wideIntraOpThreads === undefined ? {} : { [WIDE_INTRA_OP_THREADS_ENV]: String(wideIntraOpThreads) };
-    return { ...env, [INTRA_OP_THREADS_ENV]: String(intraOpThreads), ...wide };
+    return { ...env, [INTRA_OP_THREADS_ENV]: String(intraOpThreads), ...wide, ...ORT_TELEMETRY_OFF };
   }
 
   /** A batch sent and not yet answered. */
