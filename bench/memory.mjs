@@ -157,7 +157,6 @@ async function parent() {
     const runs = name === 'mnist' ? Number(opts.runs) : Math.ceil(Number(opts.runs) / 10);
     for (const variant of Object.keys(VARIANTS)) {
       if (only && !only.includes(variant)) continue;
-      if (variant.startsWith('adaptive') && name === 'mnist') continue;
       const r = await measure(path, count, variant, runs);
       report(out, { model: name, variant, ...r });
     }
