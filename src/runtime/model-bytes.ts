@@ -2,11 +2,11 @@
  * @module runtime/model-bytes
  * One copy of a model's weights for two sessions of it in one process (adaptiveThreads' narrow
  * and wide ones, runtime/onnx). Each session opened from the .onnx file holds the weights of its
- * own: resnet18's worker took 131 MB instead of 80 (bench/memory.mjs). So the model is optimised
+ * own: resnet18's two took 118 MB PSS where one takes 66 (bench/memory.mjs). So the model is optimised
  * once (every graph optimisation, as a session from the file gets), saved in onnxruntime's own
  * format (ORT), and each session opens those bytes with no further optimisation and reads its
  * initializers in place from them (`session.use_ort_model_bytes_for_initializers`): the same
- * graph and answers, 83 MB for both sessions. It costs about 6% more CPU per run (the weights in
+ * graph and answers, 70 MB for both sessions. It costs about 7% more CPU per run (the weights in
  * the file are not aligned as onnxruntime's own copies are) and a conversion at the start, so a
  * model opened once is opened from its file.
  *
