@@ -166,6 +166,20 @@ t.test("onnxruntime's telemetry switch reaches every worker, whatever the server
   );
 });
 
+t.test("workers run with glibc malloc's mmap threshold fixed, unless the operator set malloc's tunables", async (t) => {
+  const threshold = async (): Promise<string> => {
+    const server = await serve(t);
+    await register(t, server, 'malloc', { initial_workers: 1 });
+    return (await predict(server, 'malloc', 'env:MALLOC_MMAP_THRESHOLD_')).text();
+  };
+  t.equal(await threshold(), '131072', "by default, glibc's starting threshold, which then stays");
+  process.env.MALLOC_MMAP_THRESHOLD_ = '65536';
+  t.teardown(() => {
+    delete process.env.MALLOC_MMAP_THRESHOLD_;
+  });
+  t.equal(await threshold(), '65536', "the operator's own is kept");
+});
+
 t.test('initial_worker_port: the number the first worker is named by, counting up', async (t) => {
   const server = await serve(t, { initial_worker_port: '9400' });
   await register(t, server, 'echo', { initial_workers: 2 });

@@ -1,6 +1,10 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../protocol/messages.js';
+import { optimizedModelBytes } from './model-bytes.js';
 import { batchThreads, createSession, inBatch, ort } from './onnx.js';
 
 const MODEL = fileURLToPath(new URL('../../test/fixtures/colour_classifier.onnx', import.meta.url));
@@ -77,4 +81,65 @@ t.test('a handler that asks for a thread count gets one session with it', async 
   const session = await createSession(MODEL, { intraOpThreads: 1 });
   t.teardown(() => session.release());
   t.type(session, Object.getPrototypeOf(await ort.InferenceSession.create(MODEL)).constructor);
+});
+
+/** Today's session of `model` from its file, one thread, as a worker without adaptiveThreads opens it. */
+async function fromFile(t: Test, model: string): Promise<ort.InferenceSession> {
+  threadEnv(t, '1', undefined);
+  const session = await createSession(model);
+  t.teardown(() => session.release());
+  return session;
+}
+
+/** The first input of `session` at batch 1, filled with fixed values. */
+function someInput(session: ort.InferenceSession): Record<string, ort.Tensor> {
+  const meta = session.inputMetadata[0];
+  const shape = meta?.isTensor ? meta.shape : [];
+  const dims = shape.map((d) => (typeof d === 'number' && d > 0 ? d : 1));
+  const data = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 7919) % 255) / 255);
+  return { [session.inputNames[0]!]: new ort.Tensor('float32', data, dims) };
+}
+
+for (const [name, model] of [
+  ['colour_classifier', MODEL],
+  ['mnist', fileURLToPath(new URL('../../examples/mnist/mnist.onnx', import.meta.url))],
+] as const) {
+  t.test(`${name}: the two sessions of adaptiveThreads, reading one optimised copy of the weights, answer exactly as a session from the file`, async (t) => {
+    const plain = await fromFile(t, model);
+    const input = someInput(plain);
+    const expected = Array.from((await plain.run(input))[plain.outputNames[0]!]!.data as Float32Array);
+
+    threadEnv(t, '1', '2');
+    const adaptive = await createSession(model);
+    t.teardown(() => adaptive.release());
+    for (const wide of [false, true]) {
+      const out = await inBatch(wide, () => adaptive.run(input));
+      t.same(Array.from(out[adaptive.outputNames[0]!]!.data as Float32Array), expected, wide ? 'the wide session' : 'the narrow one');
+    }
+  });
+}
+
+t.test('a model is converted once per process, and every later session of it shares the bytes', async (t) => {
+  const [first, second] = await Promise.all([optimizedModelBytes(MODEL), optimizedModelBytes(MODEL)]);
+  t.ok(first && first.byteLength > 0, 'converted');
+  t.equal(second, first, 'the same bytes');
+  t.equal(await optimizedModelBytes(MODEL), first, 'and again later');
+});
+
+t.test('a file the conversion does not take leaves the model to be opened from its file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsserve-onnx-test-'));
+  const tmp = process.env.TMPDIR;
+  process.env.TMPDIR = dir; // the conversion's scratch folder goes here
+  t.teardown(() => {
+    if (tmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = tmp;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const notAModel = join(dir, 'not-a-model.onnx');
+  writeFileSync(notAModel, 'not a model');
+  t.equal(await optimizedModelBytes(notAModel), undefined, 'no bytes for it');
+  t.equal(await optimizedModelBytes(join(dir, 'absent.onnx')), undefined, 'nor for a file that is not there');
+  threadEnv(t, '1', '2');
+  await t.rejects(createSession(notAModel), 'opening it fails as onnxruntime says');
+  t.same(readdirSync(dir), ['not-a-model.onnx'], 'no scratch folder left behind');
 });

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { WORKER_STATE_WARNING } from './worker-state.js';
 import type { LoadMessage } from '../protocol/messages.js';
-import { threadBudget, WorkerProcess } from './worker-process.js';
+import { mallocReturningMemory, threadBudget, WorkerProcess } from './worker-process.js';
 
 /** A worker never started: enough to follow its states. */
 function unstartedWorker(id: string): WorkerProcess {
@@ -52,4 +52,11 @@ t.test('adaptiveThreads adds every core for a lone batch, only where that is mor
   t.same(threadBudget({ maxWorkers: 4, adaptiveThreads: true }, 2), { intraOpThreads: 1, wideIntraOpThreads: 2 });
   t.same(threadBudget({ maxWorkers: 1, adaptiveThreads: true }, 4), { intraOpThreads: 4, wideIntraOpThreads: undefined }, 'one worker has them all already');
   t.same(threadBudget({ maxWorkers: 2, adaptiveThreads: true }, 1), { intraOpThreads: 1, wideIntraOpThreads: undefined }, 'one core');
+});
+
+t.test("malloc's mmap threshold is fixed unless the environment sets any of malloc's tunables", async (t) => {
+  t.same(mallocReturningMemory({ PATH: '/bin' }), { PATH: '/bin', MALLOC_MMAP_THRESHOLD_: '131072' });
+  for (const own of [{ MALLOC_MMAP_THRESHOLD_: '65536' }, { MALLOC_ARENA_MAX: '2' }, { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' }]) {
+    t.same(mallocReturningMemory(own), own, `${Object.keys(own)[0]} set: left as it is`);
+  }
 });
