@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
-import { createArchive } from '../../src/archive/write.js';
+import { type ArchiveOptions, createArchive } from '../../src/archive/write.js';
 import { loadServerConfig, type ServerConfig } from '../../src/config/server-config.js';
 import { inferenceRoutes } from '../../src/http/inference.js';
 import { createListener } from '../../src/http/listener.js';
@@ -41,11 +41,15 @@ export interface InProcessServer {
  * (each an archive of a built-in handler, named `<name>.mar`); those `load_models` names serve
  * when it answers.
  */
-export async function inProcessServer(t: Test, opts: { properties?: Record<string, string>; models?: string[] } = {}): Promise<InProcessServer> {
+export async function inProcessServer(
+  t: Test,
+  opts: { properties?: Record<string, string>; models?: string[]; prepare?: (store: string) => void } = {},
+): Promise<InProcessServer> {
   const dir = tempDir(t);
   const store = join(dir, 'model-store');
   mkdirSync(store);
   for (const name of opts.models ?? []) storeArchive(store, name);
+  opts.prepare?.(store);
   const config = configWith(dir, { model_store: store, enable_model_api: 'true', default_workers_per_model: '1', ...opts.properties });
   const log: string[] = [];
   const loggers = createLoggers(join(dir, 'logs'), { level: 'warn', destination: { write: (line) => log.push(line) } });
@@ -118,8 +122,11 @@ export function configWith(dir: string, properties: Record<string, string>): Ser
   return loadServerConfig({ tsConfig: file, ncs: true }, { LOG_LOCATION: join(dir, 'logs') }, dir);
 }
 
-/** `<name>.mar` in `store`: a built-in handler (nothing to compile) and a small file as its model. */
-export function storeArchive(store: string, name: string, extra: { configFile?: string } = {}): string {
+/**
+ * `<name>.mar` in `store`: a built-in handler (nothing to compile) and a small file as its model;
+ * `extra` as the archiver's options (another version, a model-config.yaml).
+ */
+export function storeArchive(store: string, name: string, extra: Partial<ArchiveOptions> = {}): string {
   const model = join(store, '..', `${name}.onnx`);
   writeFileSync(model, 'not read: the fake worker loads nothing');
   return createArchive({ modelName: name, version: '1.0', handler: 'image_classifier', serializedFile: model, exportPath: store, force: true, ...extra });
