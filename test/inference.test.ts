@@ -224,14 +224,3 @@ t.test('bad input gets a JSON error with the right status and the server stays u
   const after = await fetch(`${inf}/predictions/mnist`, { method: 'POST', body: seven });
   t.equal(await after.text(), '7', 'still serving after all of that');
 });
-
-t.test('a model with no workers answers 503 at once', async (t) => {
-  const server = await serve(t);
-  const reg = await fetch(`${server.urls.management}/models?url=mnist.mar&model_name=idle&initial_workers=0`, { method: 'POST' });
-  t.equal(reg.status, 200);
-  const res = await fetch(`${server.urls.inference}/predictions/idle`, { method: 'POST', body: seven });
-  t.equal(res.status, 503);
-  t.match(await json(res), { code: 503, type: 'ServiceUnavailableException', message: /^Model "idle" has no worker to serve inference request/ });
-  const versioned = await fetch(`${server.urls.inference}/predictions/idle/1.0`, { method: 'POST', body: seven });
-  t.match(await json(versioned), { message: /^Model "idle" Version 1.0" has no worker/ });
-});

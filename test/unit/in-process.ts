@@ -55,20 +55,22 @@ export async function inProcessServer(
   const loggers = createLoggers(join(dir, 'logs'), { level: 'warn', destination: { write: (line) => log.push(line) } });
   const metrics = new MetricsRegistry(config.metricsMode, { lines: () => {}, warn: (message) => log.push(message) });
   const registry = new ModelRegistry();
+  metrics.watchModels(() => registry.all().map((m) => ({ model: m.name, version: m.version, queued: m.queue.size, readyWorkers: m.pool.loadedCount() })));
   const workers: FakeWorker[] = [];
   const registration: RegistrationDeps = {
     registry,
     loader: {
       server: config,
       locate: { modelStore: config.modelStore, allowedUrls: config.allowedUrls, maxDownloadBytes: config.maxDownloadSize, downloadTimeoutMs: 1000 },
-      poolDeps: () => ({
+      // As wlm/worker-factory.ts wires a pool, with a fake worker for the process.
+      poolDeps: (model) => ({
         spawn: () => {
           const worker = new FakeWorker(String(9000 + workers.length), 100_000 + workers.length);
           workers.push(worker);
           return worker.asWorkerProcess();
         },
-        onRestart: () => {},
-        onBatch: () => {},
+        onRestart: () => metrics.workerRestarted(model.name, model.version),
+        onBatch: (size) => metrics.batchFormed(model.name, model.version, size),
         log: (message) => log.push(message),
       }),
       log: (message) => log.push(message),
@@ -82,7 +84,11 @@ export async function inProcessServer(
   const metricsApi = listener();
   await metricsApi.register(metricsRoutes, { metrics });
   await startupOutcome(await registerStartupModels(config, registration, loggers.server));
+  // A listening server keeps its process alive while a queue's deadline (an unref'd timer) runs
+  // out; with no port open, this does.
+  const alive = setInterval(() => {}, 60_000);
   t.teardown(async () => {
+    clearInterval(alive);
     for (const worker of workers) worker.release();
     await Promise.all(registry.all().map((m) => m.close()));
     await Promise.all([inference.close(), management.close(), metricsApi.close()]);
