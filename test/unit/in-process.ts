@@ -43,14 +43,20 @@ export interface InProcessServer {
  */
 export async function inProcessServer(
   t: Test,
-  opts: { properties?: Record<string, string>; models?: string[]; prepare?: (store: string) => void } = {},
+  opts: {
+    properties?: Record<string, string>;
+    models?: string[];
+    prepare?: (store: string) => void;
+    /** Environment variables the configuration reads. */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<InProcessServer> {
   const dir = tempDir(t);
   const store = join(dir, 'model-store');
   mkdirSync(store);
   for (const name of opts.models ?? []) storeArchive(store, name);
   opts.prepare?.(store);
-  const config = configWith(dir, { model_store: store, enable_model_api: 'true', default_workers_per_model: '1', ...opts.properties });
+  const config = configWith(dir, { model_store: store, enable_model_api: 'true', default_workers_per_model: '1', ...opts.properties }, opts.env);
   const log: string[] = [];
   const loggers = createLoggers(join(dir, 'logs'), { level: 'warn', destination: { write: (line) => log.push(line) } });
   const metrics = new MetricsRegistry(config.metricsMode, { lines: () => {}, warn: (message) => log.push(message) });
@@ -117,7 +123,7 @@ export function tempDir(t: Test, prefix = 'tsserve-unit-'): string {
 }
 
 /** The configuration a server with this config.properties in `dir` reads. */
-export function configWith(dir: string, properties: Record<string, string>): ServerConfig {
+export function configWith(dir: string, properties: Record<string, string>, env: Record<string, string> = {}): ServerConfig {
   const file = join(dir, 'config.properties');
   writeFileSync(
     file,
@@ -125,7 +131,7 @@ export function configWith(dir: string, properties: Record<string, string>): Ser
       .map(([k, v]) => `${k}=${v}`)
       .join('\n')}\n`,
   );
-  return loadServerConfig({ tsConfig: file, ncs: true }, { LOG_LOCATION: join(dir, 'logs') }, dir);
+  return loadServerConfig({ tsConfig: file, ncs: true }, { LOG_LOCATION: join(dir, 'logs'), ...env }, dir);
 }
 
 /**
