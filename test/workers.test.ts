@@ -1,7 +1,7 @@
 // Workers seen from both ends: batching, batches held ahead, back-pressure on a real connection (a
 // full queue refused before the body is read), threads, streaming, size limits, warm-up. Faults
-// are in worker-faults.test.ts; admission itself (a full queue, job tickets, queue deadlines) is
-// test/unit/admission.test.ts's, in process.
+// are in test/faults/worker-faults.test.ts; admission itself (a full queue, job tickets, queue
+// deadlines) is test/unit/admission.test.ts's, in process.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, getPriority } from 'node:os';
