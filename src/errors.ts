@@ -37,6 +37,11 @@ const table = {
     status: 413,
     message: 'Request body is larger than max_request_size (%s bytes).',
   },
+  TSS_ERR_HTTP_TOO_MANY_PARTS: {
+    type: 'RequestEntityTooLargeException',
+    status: 413,
+    message: 'Request body has more than %s parts or form fields.',
+  },
   TSS_ERR_HTTP_INVALID_TOKEN: {
     type: 'InvalidKeyException',
     status: 400,
@@ -198,7 +203,7 @@ const table = {
     message: 'Response is larger than max_response_size (%s bytes).',
   },
   TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
-  /** A status, reason phrase or header no HTTP answer can carry (worker/answer-head.ts). */
+  /** A status, reason phrase or header no HTTP answer can carry (protocol/answer-head.ts). */
   TSS_ERR_PREDICTION_BAD_ANSWER: { type: 'InternalServerException', status: 500, message: "The handler's answer cannot be sent: %s" },
   /** A handler's own PredictionError: its message and status pass through unchanged. */
   TSS_ERR_PREDICTION_HANDLER: { type: 'InternalServerException', status: 500, message: '%s' },

@@ -5,6 +5,7 @@
  * Nothing below it reaches for a singleton; everything it made is passed down.
  */
 import { readFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { ListenAddress, ServerConfig } from './config/server-config.js';
 import { removeStaleExtractions } from './archive/extract.js';
@@ -27,18 +28,20 @@ import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
 import { snapshotDir } from './config/snapshot-file.js';
-import { tsError } from './errors.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
-import type { LoaderDeps } from './wlm/model-loader.js';
-import { ModelRegistry } from './wlm/model-registry.js';
-import { registerStartupModels, restoreSnapshot, startupOutcome, type RegistrationDeps, type StartupOutcome } from './wlm/registration.js';
-import { workerFactory } from './wlm/worker-factory.js';
-import { batchWaitMs } from './wlm/worker-pool.js';
+import type { LoaderDeps } from './models/model-loader.js';
+import { ModelRegistry } from './models/model-registry.js';
+import { ModelService } from './models/model-service.js';
+import { continueUnlessStopped, registerStartupModels, restoreSnapshot, startupOutcome, type StartupOutcome } from './models/registration.js';
+import { workerFactory } from './workers/worker-factory.js';
+import { batchWaitMs } from './workers/worker-pool.js';
 import { VERSION } from './version.js';
 
 export interface RunningServer {
   readonly config: ServerConfig;
   readonly registry: ModelRegistry;
+  /** What the management APIs call; its events say each change of the registered models. */
+  readonly service: ModelService;
   readonly urls: {
     readonly inference: string;
     readonly management: string;
@@ -56,17 +59,26 @@ export interface RunningServer {
    * and says which do not serve, and why.
    */
   readonly startupModelsStarted: Promise<StartupOutcome>;
+  /**
+   * Stops the server: at any moment, the start-up models' loading or warm-up included; once,
+   * however often it is called.
+   */
   close(): Promise<void>;
 }
 
+/**
+ * Starts the server. `stop` aborted (a SIGTERM during the start) ends the start at its next step
+ * with StartStopped, whatever it had begun (listeners, workers) closed, as a failed start is.
+ */
 export async function startServer(
   config: ServerConfig,
   loggers: Loggers = createLoggers(config.logLocation, { metricsLocation: config.metricsLocation, format: config.logFormat, rolling: config.logRolling }),
+  stop?: AbortSignal,
 ): Promise<RunningServer> {
   const registry = new ModelRegistry();
   const listening: Closable[] = [];
   try {
-    return await openServer(config, loggers, registry, listening);
+    return await openServer(config, loggers, registry, listening, stop);
   } catch (err) {
     // A start that fails halfway (a port in use, a snapshot naming a missing archive) leaves
     // nothing behind: no bound port, no worker process.
@@ -81,7 +93,13 @@ interface Closable {
   close(): Promise<unknown>;
 }
 
-async function openServer(config: ServerConfig, loggers: Loggers, registry: ModelRegistry, listening: Closable[]): Promise<RunningServer> {
+async function openServer(
+  config: ServerConfig,
+  loggers: Loggers,
+  registry: ModelRegistry,
+  listening: Closable[],
+  stop: AbortSignal | undefined,
+): Promise<RunningServer> {
   const log = loggers.server;
   log.info({ summary: startUpSummary(config, VERSION) }, SUMMARY_MESSAGE);
   for (const warning of config.warnings) log.warn(warning);
@@ -95,7 +113,6 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
     lines: (file, line) => loggers.metric(file, line),
     warn: (message) => log.warn(message),
   });
-  metrics.watchModels(() => registry.all().map((m) => ({ model: m.name, version: m.version, queued: m.queue.size, readyWorkers: m.pool.loadedCount() })));
   const loader: LoaderDeps = {
     server: config,
     locate: {
@@ -103,15 +120,17 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       allowedUrls: config.allowedUrls,
       maxDownloadBytes: config.maxDownloadSize,
       downloadTimeoutMs: config.downloadTimeout * 1000,
+      stop,
     },
     poolDeps: workerFactory({ config, loggers, metrics }),
     log: (message) => log.warn(message),
   };
-  const registration: RegistrationDeps = { loader, registry };
+  const service = new ModelService({ config, registry, loader });
+  service.on((event) => metrics.followModels(event));
 
   const startup = config.modelSnapshot
-    ? await restoreSnapshot(config.modelSnapshot, registration, log)
-    : await registerStartupModels(config, registration, log);
+    ? await restoreSnapshot(config.modelSnapshot, config, service, log, stop)
+    : await registerStartupModels(config, service, log, stop);
   const snapshots = config.snapshotsDisabled
     ? undefined
     : new SnapshotWriter(snapshotDir(config.logLocation), config.properties, registry, { keep: config.snapshotsKept, log });
@@ -124,16 +143,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       log.error(`Could not write a ${kind} config snapshot: ${(err as Error).message}`);
     }
   };
-  // A change's snapshot: its answer waits for it, and is an error if the disk did not take it.
-  const snapshotChange = (): Promise<void> => {
-    if (!snapshots) return Promise.resolve();
-    const saved = snapshots.save().catch((err: Error) => {
-      throw tsError('TSS_ERR_SNAPSHOT_NOT_SAVED', err.message);
-    });
-    // Handled here too: the undo of a failed registration does not wait for its snapshot.
-    saved.catch(() => {});
-    return saved;
-  };
+  // Each change's snapshot: its answer waits for it, and is an error if the disk did not take it.
+  if (snapshots) service.on(() => snapshots.saveChange());
 
   // APIs whose addresses name the same socket share one listener, as TorchServe's "ALL" listener.
   // Port 0 means "any free port", so it never names the same socket twice.
@@ -156,20 +167,14 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
   await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
   const management = listenerFor(config.managementAddress, 'management');
-  await management.register(managementRoutes, {
-    config,
-    registry,
-    registration,
-    tokens,
-    onChange: snapshotChange,
-  });
+  await management.register(managementRoutes, { tokens, service });
   if (tokens) await management.register(tokenRoutes, { tokens });
   if (config.enableMetricsApi) await listenerFor(config.metricsAddress, 'metrics').register(metricsRoutes, { metrics });
 
   const bound = new Map<string, string>();
   for (const [key, { app, address }] of listeners) bound.set(key, await listen(app, address));
   const url = (api: string): string | undefined => bound.get(urlOf.get(api) ?? '');
-  const grpcDeps: GrpcDeps = { config, registry, metrics, tokens, loggers, managementRest: (request) => management.inject(request) };
+  const grpcDeps: GrpcDeps = { config, registry, metrics, tokens, loggers, service };
   const grpcInference = await listenGrpc('inference', config.grpcInference, grpcDeps);
   listening.push(grpcInference);
   const grpcManagement = await listenGrpc('management', config.grpcManagement, grpcDeps);
@@ -183,6 +188,8 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   const grpcKserve =
     config.kserve && freePort(config.kserve.grpc.port, taken, 'KServe gRPC', log) ? await listenGrpc('kserve', config.kserve.grpc, grpcDeps) : undefined;
   if (grpcKserve) listening.push(grpcKserve);
+  // The last step that waits: from here on, a stop is close()'s to carry out.
+  continueUnlessStopped(stop);
   writeSnapshotNow('startup');
   const stopSystemMetrics = config.disableSystemMetrics
     ? undefined
@@ -196,6 +203,7 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
   return {
     config,
     registry,
+    service,
     urls: {
       inference: url('inference')!,
       management: url('management')!,
@@ -206,17 +214,23 @@ async function openServer(config: ServerConfig, loggers: Loggers, registry: Mode
       grpcKserve: grpcKserve?.address,
     },
     startupModelsStarted: startupOutcome(startup).then(async (outcome) => {
-      await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
+      // Stopping, the listeners are closing: nothing to warm up.
+      if (!closing) await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
       return outcome;
     }),
     close() {
       closing ??= (async () => {
-        // Stop accepting; fastify's close resolves once every request in flight has been answered,
-        // which the models' drain makes happen within drain_timeout.
+        // Stop accepting; fastify's close resolves once every request in flight has been answered.
+        // The models serve on until then: a request accepted before the stop whose body was still
+        // arriving reaches a model that takes it (a drain of the queues alone stopped the workers
+        // under it: "no worker"). After drain_timeout, the models' stop answers what is left.
+        const began = performance.now();
         const listenersClosed = Promise.all(listening.map((l) => l.close()));
         stopSystemMetrics?.();
         writeSnapshotNow('shutdown');
-        await Promise.all(registry.all().map((m) => m.stop(config.drainTimeout * 1000)));
+        await Promise.race([listenersClosed, delay(config.drainTimeout * 1000, undefined, { ref: false })]);
+        const left = Math.max(0, config.drainTimeout * 1000 - (performance.now() - began));
+        await Promise.all(registry.all().map((m) => m.stop(left)));
         await listenersClosed;
         loggers.close();
       })();

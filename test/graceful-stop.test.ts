@@ -1,9 +1,10 @@
 // Stopping loses nothing: SIGTERM to a foreground `tsserve` and DELETE /models/{m} both stop
 // taking new work, answer every request already accepted, and only then let go of the workers.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildMar, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
@@ -13,7 +14,8 @@ async function pending(management: string, model: string): Promise<number> {
   return d!.jobQueueStatus.pendingRequests;
 }
 
-t.test('SIGTERM with requests in flight: all of them answered, then the process exits 0', async (t) => {
+/** `tsserve --start --foreground` serving the echo model with one worker, as a child process killed at the test's end. */
+async function foregroundServer(t: Test): Promise<{ child: ChildProcess; exited: Promise<number | null>; urls: { inference: string; management: string } }> {
   const dir = tempDir(t);
   const store = join(dir, 'model-store');
   mkdirSync(store);
@@ -30,9 +32,14 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   );
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => child.kill('SIGKILL'));
-  const management = urls.management;
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
-  await waitReady(management, 'echo');
+  await waitReady(urls.management, 'echo');
+  return { child, exited, urls };
+}
+
+t.test('SIGTERM with requests in flight: all of them answered, then the process exits 0', async (t) => {
+  const { child, exited, urls } = await foregroundServer(t);
+  const management = urls.management;
 
   // One worker, batch size 1: one request runs, three wait in the queue.
   const inFlight = Array.from({ length: 4 }, (_, i) =>
@@ -60,6 +67,28 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   );
   t.equal(await exited, 0, 'then the server exits 0');
   await t.rejects(fetch(`${urls.inference}/ping`), 'and no longer listens');
+});
+
+t.test('SIGTERM while an accepted upload is still arriving: it reaches its model and is answered', async (t) => {
+  const { child, exited, urls } = await foregroundServer(t);
+  const { hostname, port } = new URL(urls.inference);
+  const body = Buffer.from('an upload in ten pieces');
+  const answer = new Promise<{ status?: number; text: string }>((resolve) => {
+    const req = request({ hostname, port, path: '/predictions/echo', method: 'POST', headers: { 'content-length': body.length } }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    });
+    req.on('error', (err) => resolve({ text: String(err) }));
+    for (let i = 0; i < 10; i++) setTimeout(() => req.write(body.subarray(i * 3, i * 3 + 3)), i * 100);
+    setTimeout(() => req.end(), 1000);
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  child.kill('SIGTERM');
+  const { status, text } = await answer;
+  t.equal(status, 200, `answered, not refused for want of a worker: ${text}`);
+  t.match(JSON.parse(text), { params: { body: { kind: 'bytes', value: body.length } } }, 'with its whole body');
+  t.equal(await exited, 0, 'then the server exits 0');
 });
 
 t.test('unregister drains: requests queued for the model are answered before its workers go', async (t) => {

@@ -13,7 +13,7 @@ import { createArchive, type ArchiveOptions } from '../dist/src/archive/write.js
 import { loadServerConfig } from '../dist/src/config/server-config.js';
 import { createLoggers } from '../dist/src/log/loggers.js';
 import { startServer, type RunningServer } from '../dist/src/server.js';
-import { WORKER_STATE_WARNING } from '../dist/src/wlm/worker-state.js';
+import { WORKER_STATE_WARNING } from '../dist/src/workers/worker-state.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MNIST_DIR = join(ROOT, 'examples', 'mnist');

@@ -1,251 +1,43 @@
 #!/usr/bin/env node
-// The container check: builds tsserve's image with podman and runs it exactly as KServe's stock
-// TorchServe runtime runs TorchServe's image (test/fixtures/kserve/kserve-torchserve.yaml: its
-// args, env, uid and dropped capabilities, with /mnt/models mounted read-only), then sends
-// KServe's own MNIST samples over every protocol that runtime serves and checks the answers, the
-// metrics port and a clean exit on SIGTERM. Traffic goes to 127.0.0.1 only.
+// The container check: builds tsserve's image with podman, then
+// - kserve-runtime.mjs: runs it exactly as KServe's stock TorchServe runtime runs TorchServe's image;
+// - pods.mjs: plays the Kubernetes manifests (deploy/kubernetes/base and app-pod) as pods;
+// - stops.mjs: stops the server and the app at any moment, in and out of start-up.
+// Traffic goes to 127.0.0.1 only.
 //
-//   node deploy/podman/check.mjs [--no-build] [--image NAME] [--base IMAGE]
+//   node deploy/podman/check.mjs [--no-build] [--image NAME] [--base IMAGE] [--only kserve|pods|stops]
 //
 // Needs root, podman and runc (apt-get install podman runc mmdebstrap); without --base it makes
 // the stand-in base image first (deploy/podman/make-base-image.sh). The last line is
 // `N passed, M failed`; the exit code is non-zero when anything failed.
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { parse } from 'yaml';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { checkKserveRuntime } from './kserve-runtime.mjs';
+import { facts, PODMAN, podman, ROOT, results, ULIMITS } from './lib.mjs';
+import { checkPods } from './pods.mjs';
+import { checkStops } from './stops.mjs';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const KSERVE = join(ROOT, 'test', 'fixtures', 'kserve');
 const args = process.argv.slice(2);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const IMAGE = option('--image', 'localhost/tsserve:check');
 const BASE = option('--base', 'localhost/node-base:24');
-const PODMAN = ['--runtime', 'runc'];
-const ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4000:4000'];
-const START_TIMEOUT_MS = 180_000;
+const PARTS = { kserve: checkKserveRuntime, pods: checkPods, stops: checkStops };
 
-const results = [];
-const facts = {};
-
-function podman(...argv) {
-  return execFileSync('podman', [...PODMAN, ...argv], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
-
-function check(what, ok, detail = '') {
-  results.push({ what, ok });
-  console.log(`${ok ? 'ok    ' : 'FAILED'} ${what}${ok || !detail ? '' : `: ${detail}`}`);
-}
-
-function same(what, actual, expected) {
-  const a = JSON.stringify(actual);
-  check(what, a === JSON.stringify(expected), `got ${a?.slice(0, 300)}`);
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function sample(name) {
-  return JSON.parse(readFileSync(join(KSERVE, name), 'utf8'));
-}
-
-async function post(url, body) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
-  return { status: res.status, body: await res.json().catch(() => undefined) };
-}
-
-async function get(url) {
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: JSON.parse(text) };
-  } catch {
-    return { status: res.status, body: text };
+function build() {
+  if (spawnSync('podman', [...PODMAN, 'image', 'exists', BASE]).status !== 0) {
+    execFileSync('bash', [join(ROOT, 'deploy', 'podman', 'make-base-image.sh'), BASE.split(':')[1] ?? '24'], { stdio: 'inherit' });
   }
-}
-
-function grpcCall(address, protoFile, includeDir, service, method, request) {
-  const definition = loadSync(protoFile, { keepCase: true, longs: Number, defaults: true, includeDirs: [includeDir] });
-  const Client = grpc.makeGenericClientConstructor(definition[service], service);
-  const client = new Client(address, grpc.credentials.createInsecure());
-  return new Promise((resolve) => {
-    client[method](request, { deadline: Date.now() + 30_000 }, (err, value) => {
-      client.close();
-      resolve(err ? { error: `${err.code} ${err.details}` } : value);
-    });
-  });
-}
-
-const kserveGrpc = (address, method, request) =>
-  grpcCall(address, join(KSERVE, 'grpc_predict_v2.proto'), KSERVE, 'inference.GRPCInferenceService', method, request);
-const torchserveOip = (address, method, request) =>
-  grpcCall(address, 'open_inference_grpc.proto', join(ROOT, 'src', 'grpc', 'proto'), 'org.pytorch.serve.grpc.openinference.GRPCInferenceService', method, request);
-
-/** The stock runtime's container, as KServe starts it for an InferenceService with `isvcArgs`. */
-function stockRuntime() {
-  const runtime = parse(readFileSync(join(KSERVE, 'kserve-torchserve.yaml'), 'utf8'));
-  const container = runtime.spec.containers[0];
-  return {
-    args: container.args,
-    envNames: container.env.map((e) => e.name),
-    user: String(container.securityContext.runAsUser),
-    dropAll: container.securityContext.capabilities.drop.includes('ALL'),
-    cpus: container.resources.limits.cpu,
-    memory: container.resources.limits.memory.replace(/i$/, '').toLowerCase(),
-  };
-}
-
-/** /mnt/models as KServe's storage initializer lays it out: config/ and model-store/. */
-function modelsDir() {
-  const dir = mkdtempSync(join(tmpdir(), 'tsserve-kserve-models-'));
-  mkdirSync(join(dir, 'config'));
-  mkdirSync(join(dir, 'model-store'));
-  copyFileSync(join(ROOT, 'deploy', 'kserve', 'storage', 'config', 'config.properties'), join(dir, 'config', 'config.properties'));
-  copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(dir, 'model-store', 'mnist.mar'));
-  for (const path of [dir, join(dir, 'config'), join(dir, 'model-store')]) chmodSync(path, 0o755);
-  for (const path of [join(dir, 'config', 'config.properties'), join(dir, 'model-store', 'mnist.mar')]) chmodSync(path, 0o644);
-  return dir;
-}
-
-async function waitFor(what, probe, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await probe()) return true;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Runs one container as the runtime does, checks it with `scenario.checks`, stops it with SIGTERM. */
-async function runScenario(scenario, models) {
-  const runtime = stockRuntime();
-  const container = `tsserve-check-${scenario.name}-${process.pid}`;
-  const ports = Object.fromEntries(await Promise.all([8080, 8081, 8082, 8085, 7070].map(async (p) => [p, await freePort()])));
-  const env = { TS_SERVICE_ENVELOPE: scenario.envelope, ...scenario.env };
-  console.log(`\n# ${scenario.name}: ${runtime.args.join(' ')} ${scenario.isvcArgs.join(' ')}  (${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')})`);
-  check(`${scenario.name}: the stock runtime sets ${runtime.envNames.join(', ')}`, runtime.envNames.includes('TS_SERVICE_ENVELOPE'));
   const started = Date.now();
-  podman('run', '-d', '--name', container, ...ULIMITS, '--network', 'slirp4netns',
-    ...Object.entries(ports).flatMap(([inner, outer]) => ['-p', `127.0.0.1:${outer}:${inner}`]),
-    '--user', runtime.user, ...(runtime.dropAll ? ['--cap-drop', 'ALL'] : []), '--security-opt', 'no-new-privileges',
-    '--cpus', runtime.cpus, '--memory', runtime.memory,
-    '-v', `${models}:/mnt/models:ro`,
-    ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
-    IMAGE, ...runtime.args, ...scenario.isvcArgs);
-  try {
-    const up = await waitFor('first prediction', scenario.firstPrediction(ports), START_TIMEOUT_MS);
-    const ms = Date.now() - started;
-    check(`${scenario.name}: answers a prediction after start`, up, `nothing within ${START_TIMEOUT_MS} ms`);
-    if (!up) return;
-    facts[`${scenario.name}: container start to first answered prediction (ms)`] = ms;
-    console.log(`       container start to first answered prediction: ${ms} ms`);
-    await scenario.checks(ports);
-    const metrics = await get(`http://127.0.0.1:${ports[8082]}/metrics`);
-    check(`${scenario.name}: metrics on 8082 count the predictions`, metrics.status === 200 && /ts_inference_requests_total\{[^}]*model_name="mnist"/.test(metrics.body), `status ${metrics.status}`);
-    const uid = podman('exec', container, 'id', '-u');
-    check(`${scenario.name}: runs as uid ${runtime.user}`, uid === runtime.user, uid);
-    // SIGTERM while requests are queued: every one of them is still answered, then the exit is 0.
-    const queued = Array.from({ length: 8 }, () => scenario.slowRequest(ports).then((r) => r.status, (err) => String(err)));
-    await new Promise((r) => setTimeout(r, 20));
-    const stopStarted = Date.now();
-    await new Promise((resolve) => execFile('podman', [...PODMAN, 'stop', '-t', '30', container], resolve));
-    const stopMs = Date.now() - stopStarted;
-    const statuses = await Promise.all(queued);
-    check(`${scenario.name}: requests queued at SIGTERM are all answered`, statuses.every((s) => s === 200), statuses.join(' '));
-    const code = podman('inspect', container, '--format', '{{.State.ExitCode}}');
-    check(`${scenario.name}: SIGTERM drains and exits 0 (${stopMs} ms)`, code === '0' && stopMs < 30_000, `exit code ${code} after ${stopMs} ms`);
-  } finally {
-    if (results.some((r) => !r.ok)) console.log(spawnSync('podman', [...PODMAN, 'logs', '--tail', '30', container], { encoding: 'utf8' }).stdout);
-    spawnSync('podman', [...PODMAN, 'rm', '-f', container], { stdio: 'ignore' });
-  }
+  execFileSync('podman', [...PODMAN, 'build', ...ULIMITS, '--network', 'host', '--build-arg', `BASE_IMAGE=${BASE}`, '-t', IMAGE, ROOT], { stdio: ['ignore', 'ignore', 'inherit'] });
+  facts['image build (s)'] = Math.round((Date.now() - started) / 1000);
 }
-
-const v2Output = (name, digit) => ({ name, datatype: 'INT64', data: [digit], shape: [1] });
-const v2Answer = (name, digit) => ({ id: 'd3b15cad-50a2-4eaf-80ce-8b0a428bd298', model_name: 'mnist', model_version: '1.0', outputs: [v2Output(name, digit)] });
-const grpcDigit = (answer) => answer?.outputs?.[0]?.contents?.int64_contents;
-
-const SCENARIOS = [
-  {
-    // An InferenceService with protocolVersion v1: KServe sets TS_SERVICE_ENVELOPE=kserve.
-    name: 'kserve-v1',
-    envelope: 'kserve',
-    env: {},
-    isvcArgs: ['--disable-token-auth', '--enable-model-api'],
-    firstPrediction: (ports) => async () => (await post(`http://127.0.0.1:${ports[8080]}/v1/models/mnist:predict`, sample('mnist_v1.json'))).status === 200,
-    slowRequest: (ports) => post(`http://127.0.0.1:${ports[8080]}/v1/models/mnist:explain`, sample('mnist_v1.json')),
-    async checks(ports) {
-      const base = `http://127.0.0.1:${ports[8080]}`;
-      same('kserve-v1: v1 predict on 8080, KServe\'s mnist.json', (await post(`${base}/v1/models/mnist:predict`, sample('mnist_v1.json'))).body, { predictions: [2] });
-      same('kserve-v1: v1 model readiness on 8080', (await get(`${base}/v1/models/mnist`)).body, { name: 'mnist', ready: true });
-      same('kserve-v1: v1 model list on 8080', (await get(`${base}/v1/models`)).body, { models: ['mnist'] });
-      const explained = await post(`${base}/v1/models/mnist:explain`, sample('mnist_v1.json'));
-      check('kserve-v1: v1 explain on 8080 answers 28 x 28 importances', explained.status === 200 && explained.body?.explanations?.[0]?.[0]?.length === 28, `status ${explained.status}`);
-      same('kserve-v1: TorchServe API on 8085 (inference and management shared)', (await get(`http://127.0.0.1:${ports[8085]}/ping`)).body, { status: 'Healthy' });
-    },
-  },
-  {
-    // protocolVersion v2 with TS_OPEN_INFERENCE_PROTOCOL=oip, as TorchServe's own OIP tests run it.
-    name: 'kserve-v2-oip',
-    envelope: 'kservev2',
-    env: { TS_OPEN_INFERENCE_PROTOCOL: 'oip' },
-    isvcArgs: ['--disable-token-auth', '--enable-model-api'],
-    firstPrediction: (ports) => async () => (await post(`http://127.0.0.1:${ports[8080]}/v2/models/mnist/infer`, sample('mnist_v2_tensor.json'))).status === 200,
-    slowRequest: (ports) => post(`http://127.0.0.1:${ports[8080]}/v2/models/mnist/explain`, sample('mnist_v2_bytes.json')),
-    async checks(ports) {
-      for (const [port, what] of [[8080, 'v2 on 8080'], [8085, 'OIP HTTP on 8085']]) {
-        const base = `http://127.0.0.1:${ports[port]}`;
-        same(`kserve-v2-oip: ${what}, FP32 tensor [1, 28, 28] (a 0)`, (await post(`${base}/v2/models/mnist/infer`, sample('mnist_v2_tensor.json'))).body, v2Answer('input-0', 0));
-        same(`kserve-v2-oip: ${what}, BYTES PNG with shape [-1] (a 0)`, (await post(`${base}/v2/models/mnist/infer`, sample('mnist_v2_bytes.json'))).body, v2Answer('312a4eb0-0ca7-4803-a101-a6d2c18486fe', 0));
-        same(`kserve-v2-oip: ${what}, server ready`, (await get(`${base}/v2/health/ready`)).body, { ready: true });
-        same(`kserve-v2-oip: ${what}, server live`, (await get(`${base}/v2/health/live`)).body, { live: true });
-        same(`kserve-v2-oip: ${what}, model ready`, (await get(`${base}/v2/models/mnist/ready`)).body, { name: 'mnist', ready: true });
-      }
-      const kserveGrpcAt = `127.0.0.1:${ports[8081]}`;
-      const oipGrpcAt = `127.0.0.1:${ports[7070]}`;
-      same('kserve-v2-oip: KServe gRPC v2 on 8081, FP32 tensor', grpcDigit(await kserveGrpc(kserveGrpcAt, 'ModelInfer', sample('mnist_v2_tensor_grpc.json'))), [0]);
-      same('kserve-v2-oip: KServe gRPC v2 on 8081, BYTES PNG', grpcDigit(await kserveGrpc(kserveGrpcAt, 'ModelInfer', sample('mnist_v2_bytes_grpc.json'))), [0]);
-      same('kserve-v2-oip: KServe gRPC v2 on 8081, ServerReady', await kserveGrpc(kserveGrpcAt, 'ServerReady', {}), { ready: true });
-      same('kserve-v2-oip: OIP gRPC on 7070, FP32 tensor', grpcDigit(await torchserveOip(oipGrpcAt, 'ModelInfer', sample('mnist_v2_tensor_grpc.json'))), [0]);
-      same('kserve-v2-oip: OIP gRPC on 7070, BYTES PNG', grpcDigit(await torchserveOip(oipGrpcAt, 'ModelInfer', sample('mnist_v2_bytes_grpc.json'))), [0]);
-      same('kserve-v2-oip: OIP gRPC on 7070, ServerReady', await torchserveOip(oipGrpcAt, 'ServerReady', {}), { ready: true });
-      same('kserve-v2-oip: OIP gRPC on 7070, ServerLive', await torchserveOip(oipGrpcAt, 'ServerLive', {}), { live: true });
-      same('kserve-v2-oip: OIP gRPC on 7070, ModelReady', await torchserveOip(oipGrpcAt, 'ModelReady', { name: 'mnist' }), { ready: true });
-    },
-  },
-];
 
 async function main() {
-  if (!args.includes('--no-build')) {
-    if (spawnSync('podman', [...PODMAN, 'image', 'exists', BASE]).status !== 0) {
-      execFileSync('bash', [join(ROOT, 'deploy', 'podman', 'make-base-image.sh'), BASE.split(':')[1] ?? '24'], { stdio: 'inherit' });
-    }
-    const started = Date.now();
-    execFileSync('podman', [...PODMAN, 'build', ...ULIMITS, '--network', 'host', '--build-arg', `BASE_IMAGE=${BASE}`, '-t', IMAGE, ROOT], { stdio: ['ignore', 'ignore', 'inherit'] });
-    facts['image build (s)'] = Math.round((Date.now() - started) / 1000);
-  }
+  if (!args.includes('--no-build')) build();
   facts['image size (MB)'] = Math.round(Number(podman('image', 'inspect', IMAGE, '--format', '{{.Size}}')) / 1e6);
-  const models = modelsDir();
-  try {
-    for (const scenario of SCENARIOS) await runScenario(scenario, models);
-  } finally {
-    rmSync(models, { recursive: true, force: true });
-  }
-  console.log('\n' + Object.entries(facts).map(([k, v]) => `${k}: ${v}`).join('\n'));
+  const only = option('--only', undefined);
+  for (const [name, part] of Object.entries(PARTS)) if (!only || only === name) await part(IMAGE);
+  console.log(`\n${Object.entries(facts).map(([k, v]) => `${k}: ${v}`).join('\n')}`);
   const failed = results.filter((r) => !r.ok).length;
   console.log(`${results.length - failed} passed, ${failed} failed`);
   process.exitCode = failed > 0 ? 1 : 0;

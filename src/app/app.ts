@@ -8,6 +8,9 @@
  *   /api/predict/:model   the request body, as sent, to /predictions/:model; the answer streamed back
  *   /api/explain/:model   the same to /explanations/:model (the classification page's heat map)
  *   /api/models           registered models, versions, workers and their states, request counts
+ *
+ * Closed (app.close(), on SIGTERM), it stops accepting and lets what it forwards finish within
+ * its drain timeout; a forward still waiting on tsserve then is cut and answered 503.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -25,23 +28,33 @@ export interface AppOptions {
   readonly keyFile?: string | undefined;
   /** Largest upload forwarded, in bytes. */
   readonly maxUpload?: number;
+  /** Seconds a close gives the requests in flight before it cuts them. */
+  readonly drainTimeout?: number;
 }
 
 const WEB = fileURLToPath(new URL('../../../web/', import.meta.url));
 /** tsserve's own default max_request_size: the page allows what the server takes. */
 export const DEFAULT_MAX_UPLOAD = Number(keyDefault('max_request_size'));
+/** Well within a pod's grace period (30 s by default, the app pod's 45 s), beside tsserve's own stop. */
+export const DEFAULT_DRAIN_TIMEOUT = 10;
+/** After the drain, what a cut request's answer may take to go out before its connection is closed anyway. */
+const CUT_GRACE_MS = 2_000;
 
 export function createApp(opts: AppOptions): FastifyInstance {
   const maxUpload = opts.maxUpload ?? DEFAULT_MAX_UPLOAD;
-  const app = Fastify({ logger: false, bodyLimit: maxUpload });
+  // Closing, idle keep-alive connections are closed at once: they hold nothing, and would hold the stop.
+  const app = Fastify({ logger: false, bodyLimit: maxUpload, forceCloseConnections: 'idle' });
+  const drainTimeout = opts.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT;
+  const cut = cutAfterDrain(app, drainTimeout * 1000);
   // Bodies are forwarded as they arrive, never parsed here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
   // An answer sent before the upload was read (tsserve refused it, or it went away) ends the
   // connection: left open, the browser or client would go on sending, and wait for the server's
   // keep-alive timeout (72 s) before it learned anything.
+  // Closing, every answer ends its connection too, as its client's next request would find none.
   app.addHook('onSend', (request, reply, payload, done) => {
-    if (!request.raw.complete) reply.header('connection', 'close');
+    if (!request.raw.complete || !app.server.listening) reply.header('connection', 'close');
     done(null, payload);
   });
   app.register(fastifyStatic, { root: WEB, extensions: ['html'] });
@@ -57,8 +70,8 @@ export function createApp(opts: AppOptions): FastifyInstance {
   app.get('/api/health', async () => {
     const headers = auth();
     const [inference, management] = await Promise.all([
-      probe(`${opts.inference}/ping`, headers.inference),
-      probe(`${opts.management}/models`, headers.management),
+      probe(`${opts.inference}/ping`, headers.inference, cut),
+      probe(`${opts.management}/models`, headers.management, cut),
     ]);
     return { inference, management, maxUpload };
   });
@@ -78,8 +91,12 @@ export function createApp(opts: AppOptions): FastifyInstance {
           headers,
           body: Readable.toWeb(request.body as Readable) as unknown as RequestInit['body'],
           duplex: 'half',
+          signal: cut,
         } as RequestInit);
       } catch (err) {
+        if (cut.aborted) {
+          return problem(reply, 503, `tsserve-app is stopping, and the model server did not answer within its drain timeout (${drainTimeout} s). Try again.`);
+        }
         if (!cutShort(err)) return problem(reply, 502, 'The model server does not answer. Is tsserve running?');
         return problem(
           reply,
@@ -96,11 +113,11 @@ export function createApp(opts: AppOptions): FastifyInstance {
   app.get('/api/models', async (_request, reply) => {
     const headers = auth().management;
     try {
-      const list = await getJson<{ models: Array<{ modelName: string }> }>(`${opts.management}/models?limit=100`, headers);
+      const list = await getJson<{ models: Array<{ modelName: string }> }>(`${opts.management}/models?limit=100`, headers, cut);
       const described = await Promise.all(
-        list.models.map((m) => getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, headers)),
+        list.models.map((m) => getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, headers, cut)),
       );
-      const counts = opts.metrics ? await requestCounts(`${opts.metrics}/metrics`) : {};
+      const counts = opts.metrics ? await requestCounts(`${opts.metrics}/metrics`, cut) : {};
       return { models: described.flat(), requests: counts };
     } catch {
       return problem(reply, 502, 'The management API does not answer. Is tsserve running?');
@@ -110,9 +127,33 @@ export function createApp(opts: AppOptions): FastifyInstance {
   return app;
 }
 
-async function probe(url: string, headers: Record<string, string>): Promise<{ ok: boolean; status: number | null }> {
+/**
+ * Aborted once the app has closed for its drain timeout: the calls to tsserve still running
+ * then are cut, so that their requests are answered and the close ends. Its connections are
+ * closed CUT_GRACE_MS later, whatever their clients do.
+ */
+function cutAfterDrain(app: FastifyInstance, drainMs: number): AbortSignal {
+  const cutting = new AbortController();
+  const timers: NodeJS.Timeout[] = [];
+  app.addHook('preClose', (done) => {
+    timers.push(setTimeout(() => cutting.abort(), drainMs).unref(), setTimeout(() => app.server.closeAllConnections(), drainMs + CUT_GRACE_MS).unref());
+    done();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    for (const timer of timers) clearTimeout(timer);
+    done();
+  });
+  return cutting.signal;
+}
+
+/** Aborted after `ms`, or at once when the stop cuts the calls to tsserve. */
+function timeoutOrCut(ms: number, cut: AbortSignal): AbortSignal {
+  return AbortSignal.any([AbortSignal.timeout(ms), cut]);
+}
+
+async function probe(url: string, headers: Record<string, string>, cut: AbortSignal): Promise<{ ok: boolean; status: number | null }> {
   try {
-    const res = await fetch(url, { headers, signal: AbortSignal.timeout(3000) });
+    const res = await fetch(url, { headers, signal: timeoutOrCut(3000, cut) });
     await res.arrayBuffer();
     return { ok: res.status === 200, status: res.status };
   } catch {
@@ -120,15 +161,15 @@ async function probe(url: string, headers: Record<string, string>): Promise<{ ok
   }
 }
 
-async function getJson<T>(url: string, headers: Record<string, string>): Promise<T> {
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+async function getJson<T>(url: string, headers: Record<string, string>, cut: AbortSignal): Promise<T> {
+  const res = await fetch(url, { headers, signal: timeoutOrCut(5000, cut) });
   if (!res.ok) throw new Error(`${url}: ${res.status}`);
   return (await res.json()) as T;
 }
 
 /** ts_inference_requests_total per model, from the Prometheus text. */
-async function requestCounts(url: string): Promise<Record<string, number>> {
-  const text = await fetch(url, { signal: AbortSignal.timeout(3000) }).then(
+async function requestCounts(url: string, cut: AbortSignal): Promise<Record<string, number>> {
+  const text = await fetch(url, { signal: timeoutOrCut(3000, cut) }).then(
     (r) => r.text(),
     () => '',
   );

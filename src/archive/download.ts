@@ -28,6 +28,8 @@ import { timerMs } from '../timer-ms.js';
 export interface TransferLimits {
   readonly maxBytes: number;
   readonly timeoutMs: number;
+  /** The server's stop: a transfer under way when it is asked for ends (and its partial file goes). */
+  readonly stop?: AbortSignal | undefined;
 }
 
 /** Why a transfer failed; the caller answers the client with its own words. */
@@ -64,7 +66,8 @@ export function copy(source: FileHandle, target: string, limits: TransferLimits)
 
 async function writeWhole(target: string, limits: TransferLimits, open: (signal: AbortSignal) => Promise<Body>): Promise<void> {
   const partial = join(dirname(target), `.${basename(target)}.part-${process.pid}-${++partials}`);
-  const signal = AbortSignal.timeout(timerMs(limits.timeoutMs));
+  const timeout = AbortSignal.timeout(timerMs(limits.timeoutMs));
+  const signal = limits.stop ? AbortSignal.any([timeout, limits.stop]) : timeout;
   try {
     const body = await open(signal);
     if (body.length !== undefined && body.length > limits.maxBytes) {

@@ -22,6 +22,8 @@ export interface LocateOptions {
   readonly allowedUrls: readonly RegExp[];
   readonly maxDownloadBytes: number;
   readonly downloadTimeoutMs: number;
+  /** The server's stop, which ends a download or copy under way. */
+  readonly stop?: AbortSignal | undefined;
 }
 
 export interface Located {
@@ -140,7 +142,7 @@ async function intoStore(url: string, name: string, store: string, transfer: Tra
   const target = join(store, name);
   if (existsSync(target)) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
   try {
-    await transfer(target, { maxBytes: opts.maxDownloadBytes, timeoutMs: opts.downloadTimeoutMs });
+    await transfer(target, { maxBytes: opts.maxDownloadBytes, timeoutMs: opts.downloadTimeoutMs, stop: opts.stop });
   } catch (err) {
     if (err instanceof TargetExistsError) throw tsError('TSS_ERR_ARCHIVE_EXISTS', name);
     log(`Failed to download archive from: ${url}: ${(err as Error).message}`);

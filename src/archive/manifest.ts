@@ -105,13 +105,6 @@ export function formatManifest(manifest: Manifest): string {
   );
 }
 
-/** A handler string `path:fn`, careful not to split a Windows drive letter. */
-export function splitHandler(handler: string): [string, string | undefined] {
-  const i = handler.lastIndexOf(':');
-  if (i <= 1) return [handler, undefined];
-  return [handler.slice(0, i), handler.slice(i + 1)];
-}
-
 /** `DD/MM/YYYY HH:MM:SS` in local time, as the archiver writes `createdOn`. */
 export function formatCreatedOn(d: Date): string {
   return formatLocalTime(d, 'dd/MM/yyyy HH:mm:ss');

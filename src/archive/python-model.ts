@@ -7,7 +7,8 @@
  */
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { splitHandler, type ValidManifest } from './manifest.js';
+import { splitHandler } from '../handler/builtins.js';
+import type { ValidManifest } from './manifest.js';
 
 /**
  * What makes the archive one for Python; none when tsserve can try it. Only the archive's own

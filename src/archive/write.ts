@@ -17,9 +17,9 @@ import AdmZip from 'adm-zip';
 import * as tar from 'tar';
 import { tsError } from '../errors.js';
 import { MODEL_NAME } from './model-name.js';
-import { ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, splitHandler, type Manifest } from './manifest.js';
+import { ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, type Manifest } from './manifest.js';
 import { closestName } from '../config/keys.js';
-import { BUILTIN_HANDLERS, isBuiltinHandler } from '../handler/builtins.js';
+import { BUILTIN_HANDLERS, isBuiltinHandler, splitHandler } from '../handler/builtins.js';
 import { compileTypeScript, uncompiledTypeScript } from '../handler/compile.js';
 
 export const ARCHIVE_FORMATS = ['default', 'zip-store', 'tgz', 'no-archive'] as const;

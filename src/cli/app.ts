@@ -1,14 +1,17 @@
 /**
  * @module cli/app
- * `tsserve-app --port 5000 --inference URL --management URL --metrics URL [--key-file FILE] [--max-upload BYTES]`:
- * the web app, in front of a running tsserve.
+ * `tsserve-app --port 5000 --inference URL --management URL --metrics URL [--key-file FILE] [--max-upload BYTES]
+ * [--drain-timeout SECONDS]`: the web app, in front of a running tsserve. SIGTERM or SIGINT, at any
+ * moment, stops it: it stops accepting, answers what it forwards (within the drain timeout), exits 0.
  */
 import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { createApp, DEFAULT_MAX_UPLOAD } from '../app/app.js';
+import { createApp, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_UPLOAD } from '../app/app.js';
 import { listenProblem } from '../http/listen-check.js';
-import { exitTwoOnUsageError, parseBytes, parseHttpUrl, parsePort } from './usage.js';
+import { onStop } from './stop-signal.js';
+import { exitTwoOnUsageError, parseBytes, parseHttpUrl, parsePort, parseSeconds } from './usage.js';
 
 const program = exitTwoOnUsageError(new Command('tsserve-app'))
   .description('The web app: style transfer, classification, OCR and the models page, over a running tsserve')
@@ -19,10 +22,25 @@ const program = exitTwoOnUsageError(new Command('tsserve-app'))
   .option('--metrics <url>', 'tsserve metrics API', parseHttpUrl, 'http://127.0.0.1:8082')
   .option('--key-file <file>', "tsserve's key_file.json, when token authorization is on", 'key_file.json')
   .option('--max-upload <bytes>', "largest upload: tsserve's max_request_size", parseBytes, DEFAULT_MAX_UPLOAD)
+  .option(
+    '--drain-timeout <seconds>',
+    'on SIGTERM or SIGINT, how long the requests in flight may take before they are answered 503 and the app exits 0',
+    parseSeconds,
+    DEFAULT_DRAIN_TIMEOUT,
+  )
   .showHelpAfterError()
   .parse();
 
-const opts = program.opts<{ port: number; host: string; inference: string; management: string; metrics: string; keyFile: string; maxUpload: number }>();
+const opts = program.opts<{
+  port: number;
+  host: string;
+  inference: string;
+  management: string;
+  metrics: string;
+  keyFile: string;
+  maxUpload: number;
+  drainTimeout: number;
+}>();
 const keyFile = resolve(opts.keyFile);
 const app = createApp({
   inference: opts.inference,
@@ -30,10 +48,13 @@ const app = createApp({
   metrics: opts.metrics,
   keyFile: existsSync(keyFile) ? keyFile : undefined,
   maxUpload: opts.maxUpload,
+  drainTimeout: opts.drainTimeout,
 });
 try {
-  const url = await app.listen({ port: opts.port, host: opts.host });
-  console.log(`tsserve-app on ${url}, calling ${opts.inference}`);
+  await app.listen({ port: opts.port, host: opts.host });
+  // Fastify names one of the addresses bound (127.0.0.1 for 0.0.0.0); the operator asked for the host.
+  const { port } = app.server.address() as AddressInfo;
+  console.log(`tsserve-app on http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}, calling ${opts.inference}`);
 } catch (err) {
   // A port in use or not ours to bind is the user's to fix, not a stack trace to read.
   const problem = listenProblem((err as NodeJS.ErrnoException).code);
@@ -41,3 +62,7 @@ try {
   console.error(`tsserve-app cannot listen on ${opts.host}:${opts.port}: ${problem}. Choose another with --port (or --host).`);
   process.exit(1);
 }
+// Also a stop asked for while it loaded or bound its port, which the process kept (stop-signal.ts).
+onStop(() => {
+  void app.close().then(() => process.exit(0));
+});

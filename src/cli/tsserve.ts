@@ -14,8 +14,9 @@ import { Command } from 'commander';
 import { ConfigError, loadServerConfig, type CliOverrides } from '../config/server-config.js';
 import { createLoggers, recordProcessOutput, type Loggers } from '../log/loggers.js';
 import { startServer, type RunningServer } from '../server.js';
-import type { StartupOutcome } from '../wlm/registration.js';
+import type { StartupOutcome } from '../models/registration.js';
 import { VERSION } from '../version.js';
+import { defaultStopSignals, interruptedStatus, onStop, stopAsked } from './stop-signal.js';
 import { exitTwoOnUsageError } from './usage.js';
 
 /**
@@ -40,7 +41,9 @@ const EXIT_MODELS_FAILED = 3;
 const EXIT_STATUS_HELP = `
 Exit status of --start: 0 started, every start-up model serves; ${EXIT_NOT_STARTED} did not start (nothing runs);
 2 a usage error; ${EXIT_MODELS_FAILED} started, but start-up models failed: each is named with its reason, and
-the server keeps serving the others (as TorchServe does) until tsserve --stop.`;
+the server keeps serving the others (as TorchServe does) until tsserve --stop. Interrupted while it waits
+(Ctrl-C, SIGTERM), --start stops the server it launched and exits as a shell says of a signal (130, 143).
+A SIGTERM or SIGINT to the server, at any moment of its start too, stops it; in the foreground it exits 0.`;
 
 /** What the server `--start` launched tells it, over the IPC channel, once it serves or cannot. */
 type Launch =
@@ -48,6 +51,8 @@ type Launch =
   | { kind: 'failed'; message: string }
   /** It ended without saying why (a crash). */
   | { kind: 'ended'; why: string }
+  /** It ended with status 0 before it served: a stop was asked for during its start. */
+  | { kind: 'stopped' }
   /** It said nothing within START_TIMEOUT_MS: it may still be starting, and its PID file stays for --stop. */
   | { kind: 'timeout' };
 
@@ -91,10 +96,14 @@ export async function main(argv: string[]): Promise<void> {
   const chosen = [flags.start, flags.stop, flags.version].filter(Boolean).length;
   if (chosen > 1) program.error('error: --start, --stop and --version are mutually exclusive');
   if (flags.version) {
+    defaultStopSignals();
     console.log(`tsserve Version is ${VERSION}`);
     return;
   }
-  if (flags.stop) return stop();
+  if (flags.stop) {
+    defaultStopSignals();
+    return stop();
+  }
   // A container's main process must stay: the image sets TSSERVE_FOREGROUND=true, so the
   // `torchserve --start ...` that KServe's runtime passes serves in the foreground, signals and all.
   if (flags.foreground || process.env.TSSERVE_FOREGROUND === 'true') return serveInForeground(flags);
@@ -161,12 +170,32 @@ async function serveInForeground(flags: Flags): Promise<void> {
   if (!launched && nodeOptionsFromVmargs(config.properties.get('vmargs')).node.length > 0) {
     console.log('Warning: vmargs applies to `tsserve --start` without --foreground; in the foreground, give Node.js options to node itself (NODE_OPTIONS)');
   }
-  const server = await startServer(config, loggers).catch((err: Error) =>
-    startFailed(`tsserve did not start: ${err.message}`, loggers, { launched, recorded }),
+  // Whatever the disk or a worker does, a stop ends: the models' drain is bounded by
+  // drain_timeout, and nothing else (a log flush, a snapshot) may hold it much longer.
+  onStop(() => {
+    setTimeout(
+      () => {
+        console.error(`tsserve did not stop within drain_timeout (${config.drainTimeout} s) and ${STOP_GRACE_MS} ms; exiting`);
+        process.exit(1);
+      },
+      config.drainTimeout * 1000 + STOP_GRACE_MS,
+    ).unref();
+  });
+  // A stop asked for during the start ends it at its next step (startServer), and is a clean exit.
+  const server = await startServer(config, loggers, stopAsked).catch((err: Error) =>
+    stopAsked.aborted ? stoppedBeforeServing(loggers) : startFailed(`tsserve did not start: ${err.message}`, loggers, { launched, recorded }),
   );
+  onStop(() => {
+    void server.close().finally(() => {
+      removePidFileOf(process.pid);
+      process.exit(0);
+    });
+  });
   // Ready means ready to serve: the start-up models' workers have loaded (or failed to), so the
   // first requests after `--start` returns are not refused for want of a worker.
   const outcome = await server.startupModelsStarted;
+  // Stopped while its models loaded: the stop under way ends the process; it never served.
+  if (stopAsked.aborted) return;
   console.log('Model server started.');
   console.log(
     `Inference API: ${server.urls.inference}  Management API: ${server.urls.management}${server.urls.metrics ? `  Metrics API: ${server.urls.metrics}` : ''}`,
@@ -176,23 +205,14 @@ async function serveInForeground(flags: Flags): Promise<void> {
   if (outcome.failed.length > 0) console.error(failedModelsReport(outcome));
   process.send?.({ kind: 'ready', urls: server.urls, outcome } satisfies Launch);
   process.disconnect?.();
-  const shutdown = (): void => {
-    // Whatever the disk or a worker does, the stop ends: the models' drain is bounded by
-    // drain_timeout, and nothing else (a log flush, a snapshot) may hold it much longer.
-    setTimeout(
-      () => {
-        console.error(`tsserve did not stop within drain_timeout (${config.drainTimeout} s) and ${STOP_GRACE_MS} ms; exiting`);
-        process.exit(1);
-      },
-      config.drainTimeout * 1000 + STOP_GRACE_MS,
-    ).unref();
-    void server.close().finally(() => {
-      removePidFileOf(process.pid);
-      process.exit(0);
-    });
-  };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+}
+
+/** A start a stop overtook before the server was up: what it had begun is closed (startServer); a clean exit. */
+function stoppedBeforeServing(loggers: Loggers): never {
+  console.log('tsserve stopped before it served: a stop was asked for during its start.');
+  loggers.close();
+  removePidFileOf(process.pid);
+  process.exit(0);
 }
 
 async function startInBackground(argv: string[], flags: Flags): Promise<void> {
@@ -207,16 +227,33 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
   // among text records as log4j's stack lines are, but beside JSON ones in a file of its own.
   const rawOutput = join(logDir, config.logFormat === 'json' ? 'ts_stdio.log' : 'ts_log.log');
   const out = openSync(rawOutput, 'a');
+  // Interrupted before it launched anything: there is nothing to stop.
+  if (stopAsked.aborted) process.exit(interruptedStatus());
   const child = fork(process.argv[1]!, [...argv.filter((a) => a !== '--start'), '--foreground'], {
     execArgv: [...process.execArgv, ...vmargs.node],
     detached: true,
     stdio: ['ignore', out, out, 'ipc'],
   });
+  // The PID file names it from now on: `tsserve --stop` stops it during its start too.
+  writePidFile(child.pid!);
+  // Interrupted while it waits (Ctrl-C, a SIGTERM), `--start` stops the server it launched,
+  // which runs detached and would otherwise go on starting with no one waiting for it.
+  const forgetStop = onStop(() => child.kill('SIGTERM'));
   const begun = Date.now();
   // Loading many or large models takes a while: say so rather than sit silent.
   const waiting = setInterval(() => console.log(`tsserve is loading its models (${Math.round((Date.now() - begun) / 1000)} s)...`), PROGRESS_EVERY_MS);
   const launch = await launchOutcome(child);
   clearInterval(waiting);
+  forgetStop();
+  if (launch.kind !== 'ready' && stopAsked.aborted) {
+    removePidFileOf(child.pid!);
+    console.log('tsserve --start was interrupted: the server it launched stopped before it served.');
+    process.exit(interruptedStatus());
+  }
+  if (launch.kind === 'stopped') {
+    removePidFileOf(child.pid!);
+    fail('tsserve stopped before it served: a stop was asked for during its start (tsserve --stop, or a signal).');
+  }
   if (launch.kind !== 'ready') {
     // The server said why it failed; else the logs' last lines may.
     const tails = (): string => [...new Set([join(logDir, 'ts_log.log'), rawOutput])].map((file) => `The end of ${file}:\n${tail(file)}`).join('\n');
@@ -225,7 +262,6 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
     removePidFileOf(child.pid!);
     fail(launch.kind === 'failed' ? launch.message : `tsserve did not start (${launch.why}). ${tails()}`);
   }
-  writePidFile(child.pid!);
   child.disconnect();
   child.unref();
   console.log(`tsserve started (pid ${child.pid}); logs in ${logDir}`);
@@ -244,10 +280,12 @@ function launchOutcome(child: ChildProcess): Promise<Launch> {
       resolve(launch);
     };
     child.once('message', (message) => settle(message as Launch));
+    const ended = (code: number | null, signal: NodeJS.Signals | null): void =>
+      settle(code === 0 ? { kind: 'stopped' } : { kind: 'ended', why: `exit ${code ?? signal}` });
     // The channel closes after the last message is read: a server that closes it without one ended.
     child.once('disconnect', () => {
-      if (child.exitCode !== null || child.signalCode !== null) settle({ kind: 'ended', why: `exit ${child.exitCode ?? child.signalCode}` });
-      else child.once('exit', (code, signal) => settle({ kind: 'ended', why: `exit ${code ?? signal}` }));
+      if (child.exitCode !== null || child.signalCode !== null) ended(child.exitCode, child.signalCode);
+      else child.once('exit', ended);
     });
   });
 }

@@ -27,6 +27,16 @@ export function parseBytes(value: string): number {
   return bytes;
 }
 
+/** The longest wait a seconds option takes: a day, far within what Node's timers hold (24.8 days). */
+const MAX_SECONDS = 86_400;
+
+/** A commander argument parser for a whole number of seconds, 0 to a day. */
+export function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+$/.test(value) || seconds > MAX_SECONDS) throw new InvalidArgumentError(`a time is a whole number of seconds from 0 to ${MAX_SECONDS}.`);
+  return seconds;
+}
+
 /** A commander argument parser for an http(s) base URL. */
 export function parseHttpUrl(value: string): string {
   let url: URL;

@@ -12,11 +12,11 @@ import { join, parse, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { openModelArchive } from '../archive/extract.js';
-import { readManifest, splitHandler, type ValidManifest } from '../archive/manifest.js';
+import { readManifest, type ValidManifest } from '../archive/manifest.js';
 import { isPyTorchFile } from '../archive/python-model.js';
 import { ArchiverError, createArchive } from '../archive/write.js';
 import { TsError } from '../errors.js';
-import { isBuiltinHandler } from '../handler/builtins.js';
+import { isBuiltinHandler, splitHandler } from '../handler/builtins.js';
 
 export interface ConvertOptions {
   /** The TorchServe archive: a .mar, a .tar.gz or a directory. */

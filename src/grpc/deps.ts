@@ -4,12 +4,12 @@
  * that assembles them do not import each other.
  */
 import type { ConnectionInjector } from '@grpc/grpc-js';
-import type { LightMyRequestResponse, InjectOptions } from 'fastify';
 import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { ModelRegistry } from '../models/model-registry.js';
+import type { ModelService } from '../models/model-service.js';
 
 /** `kserve`: the listener KServe's runtime sends gRPC v2 to (8081), KServe's service alone. */
 export type GrpcApi = 'inference' | 'management' | 'kserve';
@@ -20,8 +20,8 @@ export interface GrpcDeps {
   readonly metrics: MetricsRegistry;
   readonly tokens: TokenStore | undefined;
   readonly loggers: Loggers;
-  /** The management REST API, called in process: gRPC management answers exactly as REST does. */
-  readonly managementRest: (request: InjectOptions) => Promise<LightMyRequestResponse>;
+  /** What gRPC management calls, as REST's management API does. */
+  readonly service: ModelService;
 }
 
 export type GrpcInjector = ConnectionInjector;

@@ -9,10 +9,10 @@
  */
 import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
-import type { JobResponse, JobSink } from '../wlm/job.js';
+import type { JobResponse, JobSink } from '../batching/job.js';
 import { GrpcFailure, serverStream, unary } from './calls.js';
 import type { GrpcDeps } from './deps.js';
-import { answerFailure, headersOf, predictionFailure, queuePrediction } from './predict.js';
+import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
 import { sequenceStream } from './sequence-stream.js';
 
 interface PredictionsRequest {
@@ -38,7 +38,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
       `${SERVICE}/Predictions`,
       (request, call) =>
         new Promise((resolve, reject) => {
-          predict(deps, request, call.metadata, {
+          enqueuePredictionsRequest(deps, request, call.metadata, {
             intermediate: () => {},
             respond: (r) => (r.status >= 400 ? reject(answerFailure(r)) : resolve({ prediction: Buffer.from(r.body) })),
             fail: (err) => reject(predictionFailure(err)),
@@ -52,7 +52,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
       (call) =>
         new Promise((resolve, reject) => {
           const write = (r: JobResponse): boolean => call.write({ prediction: Buffer.from(r.body) });
-          predict(deps, call.request, call.metadata, {
+          enqueuePredictionsRequest(deps, call.request, call.metadata, {
             intermediate: write,
             respond: (r) => {
               if (r.status >= 400) return reject(answerFailure(r));
@@ -68,15 +68,15 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
 }
 
 /**
- * Queues the request on its model. A request that cannot be queued (no model name, an unknown
+ * Enqueues the request on its model. A request that cannot be enqueued (no model name, an unknown
  * model or version, a full queue) ends INTERNAL with the table's message, whatever the error's own
  * status: TorchServe's inference service answers all of them so (docs/errors.md).
  */
-function predict(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata, sink: JobSink): void {
+function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata, sink: JobSink): void {
   try {
     if (!request.model_name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
     const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
-    queuePrediction(deps, request.model_name, request.model_version, params, headersOf(metadata), sink);
+    enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), sink);
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);
   }

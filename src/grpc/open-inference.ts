@@ -12,9 +12,9 @@
 import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { modelMetadata } from '../wlm/model-metadata.js';
+import { modelMetadata } from '../models/model-metadata.js';
 import { asFailure, GrpcFailure, unary } from './calls.js';
-import { answerFailure, headersOf, predictionFailure, queuePrediction } from './predict.js';
+import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
 type Contents = Partial<Record<ContentsField, unknown[]>>;
@@ -108,7 +108,7 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
   const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(JSON.stringify(body)) }];
   return new Promise((resolve, reject) => {
     try {
-      queuePrediction(deps, request.model_name, request.model_version, params, headersOf(metadata), {
+      enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), {
         intermediate: () => {},
         respond: (r) => {
           if (r.status >= 400) return reject(answerFailure(r));

@@ -1,27 +1,27 @@
 /**
  * @module grpc/predict
  * What every gRPC inference service does with a prediction (TorchServe's, the Open Inference
- * Protocol's, the stateful stream): queue it on its model with the call's metadata as headers,
+ * Protocol's, the stateful stream): enqueue it on its model with the call's metadata as headers,
  * and turn a failed answer into the call's status and message.
  */
 import { randomUUID } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
 import type { TsError } from '../errors.js';
-import { handlerHeaders, type JobResponse, type JobSink } from '../wlm/job.js';
-import type { Model } from '../wlm/model.js';
-import { submitPrediction } from '../wlm/predict.js';
-import type { WireParam } from '../worker/protocol.js';
+import { handlerHeaders, type JobResponse, type JobSink } from '../batching/job.js';
+import type { Model } from '../models/model.js';
+import { enqueuePrediction } from '../batching/admission.js';
+import type { WireParam } from '../protocol/messages.js';
 import { GrpcFailure, grpcStatusOf } from './calls.js';
 import type { GrpcDeps } from './deps.js';
 
 /**
- * A gRPC call's prediction on the model's queue; `version` "" is the default one; `headers` as
- * the handler will see them (handlerHeaders). Throws TsErrors.
+ * Enqueues a gRPC call's prediction on its model's queue; `version` "" is the default one;
+ * `headers` as the handler will see them (handlerHeaders). Throws TsErrors.
  */
-export function queuePrediction(deps: GrpcDeps, name: string, version: string, params: WireParam[], headers: Record<string, string>, sink: JobSink): void {
+export function enqueueCall(deps: GrpcDeps, name: string, version: string, params: WireParam[], headers: Record<string, string>, sink: JobSink): void {
   const model: Model = deps.registry.get(name, version || undefined);
   const request = { id: randomUUID(), headers: handlerHeaders(headers, deps.tokens !== undefined), params };
-  submitPrediction(deps.metrics, model, version || undefined, request, sink);
+  enqueuePrediction(deps.metrics, model, version || undefined, request, sink);
 }
 
 /** The call's text metadata, as request headers. */

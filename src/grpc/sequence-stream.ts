@@ -9,9 +9,9 @@
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
 import { tsError } from '../errors.js';
-import type { WireParam } from '../worker/protocol.js';
+import type { WireParam } from '../protocol/messages.js';
 import { accessLog, asFailure, authorize, GrpcFailure } from './calls.js';
-import { answerFailure, headersOf, queuePrediction } from './predict.js';
+import { answerFailure, headersOf, enqueueCall } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
 interface SequenceRequest {
@@ -67,7 +67,7 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
     try {
       const headers = { ...headersOf(call.metadata), ...sequenceHeaders(request, names) };
       const params: WireParam[] = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
-      queuePrediction(deps, request.model_name, request.model_version, params, headers, {
+      enqueueCall(deps, request.model_name, request.model_version, params, headers, {
         intermediate: () => {},
         respond: (r) => {
           const sequenceId = r.headers[names.id];

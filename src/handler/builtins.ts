@@ -1,7 +1,8 @@
 /**
  * @module handler/builtins
- * The handlers that ship with tsserve (top-level `handlers/`), chosen by name as TorchServe's
- * default handlers are: `--handler image_classifier`.
+ * How a manifest names its handler: `module[:function]`, or one of the handlers that ship with
+ * tsserve (top-level `handlers/`) by name, as TorchServe's default handlers are:
+ * `--handler image_classifier`.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -17,4 +18,11 @@ export function builtinHandlerPath(name: string): string | undefined {
   if (!isBuiltinHandler(name)) return undefined;
   const path = fileURLToPath(new URL(`../../handlers/${name}.js`, import.meta.url));
   return existsSync(path) ? path : undefined;
+}
+
+/** A handler string `path:fn`, careful not to split a Windows drive letter. */
+export function splitHandler(handler: string): [string, string | undefined] {
+  const i = handler.lastIndexOf(':');
+  if (i <= 1) return [handler, undefined];
+  return [handler.slice(0, i), handler.slice(i + 1)];
 }

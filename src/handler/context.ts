@@ -3,7 +3,7 @@
  * The Context a handler receives: fixed model facts, plus per-batch request ids, headers,
  * response status/headers and metrics, gathered here and read back by handler/run.ts.
  */
-import type { WireMetric, WireRequest } from '../worker/protocol.js';
+import type { WireMetric, WireRequest } from '../protocol/messages.js';
 import type { Context, HandlerManifest, HandlerOutput, MetricsApi, SystemProperties } from './types.js';
 
 export interface ModelFacts {

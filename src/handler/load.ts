@@ -7,8 +7,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { splitHandler } from '../archive/manifest.js';
-import { builtinHandlerPath } from './builtins.js';
+import { builtinHandlerPath, splitHandler } from './builtins.js';
 import type { Context, Handler, HandleFunction, HandlerOutput, RequestInput } from './types.js';
 
 /** What the worker calls: set up once, then one call per batch. */

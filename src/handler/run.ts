@@ -5,8 +5,8 @@
  * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker.
  */
 import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
-import { AnswerBudget, responseTooLarge } from '../worker/answer-size.js';
-import type { WireError, WireParam, WireRequest, WireResponse } from '../worker/protocol.js';
+import { AnswerBudget, responseTooLarge } from '../protocol/answer-size.js';
+import type { WireError, WireParam, WireRequest, WireResponse } from '../protocol/messages.js';
 import { BatchContext, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
 import { PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
@@ -137,7 +137,7 @@ function containsMap(value: unknown): boolean {
   return Object.values(value).some(containsMap);
 }
 
-/** Any error a handler throws, as the batch-level error the frontend answers with. */
+/** Any error a handler throws, as the batch-level error the front end answers with. */
 export function toWireError(err: unknown): WireError {
   const e = classify(err);
   return { code: e.code, message: e.message, status: e.status };

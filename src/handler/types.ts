@@ -12,6 +12,7 @@
  * Names follow TorchServe's Python API in camelCase (`context.system_properties` ->
  * `context.systemProperties`, `set_response_status` -> `setResponseStatus`).
  */
+import type { HandlerManifest } from '../protocol/messages.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
@@ -66,22 +67,8 @@ export interface MetricsApi {
   addMetric(name: string, value: number, unit: string, type?: 'counter' | 'gauge', dimensions?: Record<string, string>): void;
 }
 
-/** The manifest as read from MAR-INF/MANIFEST.json. */
-export interface HandlerManifest {
-  readonly createdOn?: string;
-  readonly runtime: string;
-  readonly model: {
-    readonly modelName?: string;
-    readonly modelVersion: string;
-    readonly serializedFile?: string;
-    readonly handler?: string;
-    readonly modelFile?: string;
-    readonly configFile?: string;
-    readonly requirementsFile?: string;
-    readonly description?: string;
-  };
-  readonly archiverVersion?: string;
-}
+/** The manifest as read from MAR-INF/MANIFEST.json; it comes with the worker's load message. */
+export type { HandlerManifest } from '../protocol/messages.js';
 
 /** What a handler sees about its model and the batch it is answering. */
 export interface Context {

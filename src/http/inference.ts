@@ -5,12 +5,12 @@
  * (http/kserve.ts). Each ends in http/predict.ts.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import type { ModelRegistry } from '../models/model-registry.js';
 import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { kserveRoutes } from './kserve.js';
 import { acceptMultipart } from './input.js';
-import { predict, refuseWhenBusy, type InferenceDeps } from './predict.js';
+import { enqueueRequest, refuseEarly, type InferenceDeps } from './predict.js';
 import { sendStatus } from './reply.js';
 import { workflowInferenceRoutes } from './workflows.js';
 
@@ -37,12 +37,12 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
     },
   );
 
-  const busy = { onRequest: refuseWhenBusy<{ Params: PredictParams; Querystring: { model_name?: string } }>(deps) };
+  const busy = { onRequest: refuseEarly<{ Params: PredictParams; Querystring: { model_name?: string } }>(deps) };
   for (const prefix of ['predictions', 'explanations'] as const) {
     const explain = prefix === 'explanations' ? 'True' : 'False';
     const handler = (request: PredictRequest, reply: FastifyReply): Promise<FastifyReply> => {
       const { model, version } = request.params;
-      return predict(request, reply, deps, { model, version, headers: { url_path: request.params['*'] ?? '', explain } });
+      return enqueueRequest(request, reply, deps, { model, version, headers: { url_path: request.params['*'] ?? '', explain } });
     };
     const what = prefix === 'predictions' ? 'Predictions' : 'Explanations';
     const methods = ['POST', 'PUT'];
@@ -54,17 +54,17 @@ export async function inferenceRoutes(app: FastifyInstance, deps: InferenceDeps)
   // SageMaker: the model from the query, else the one model loaded at start-up, else a form field.
   const sagemaker = documented('SageMaker-style prediction; the model from ?model_name=, the only start-up model, or a model_name field', ['POST']);
   app.all('/invocations', sagemaker, (request: PredictRequest, reply) =>
-    predict(request, reply, deps, { model: request.query.model_name || onlyStartupModel(deps.registry), queryParams: true }),
+    enqueueRequest(request, reply, deps, { model: request.query.model_name || onlyStartupModel(deps.registry), queryParams: true }),
   );
   app.all(
     '/models/:model/invoke',
     { ...documented('SageMaker-style prediction of the default version', ['POST']), ...busy },
-    (request: PredictRequest, reply) => predict(request, reply, deps, { model: request.params.model, queryParams: true }),
+    (request: PredictRequest, reply) => enqueueRequest(request, reply, deps, { model: request.params.model, queryParams: true }),
   );
 
   // The legacy form: query parameters reach the handler as inputs.
   const legacy = (request: PredictRequest, reply: FastifyReply): Promise<FastifyReply> =>
-    predict(request, reply, deps, { model: request.params.model, version: request.params.version, queryParams: true });
+    enqueueRequest(request, reply, deps, { model: request.params.model, version: request.params.version, queryParams: true });
   app.all('/:model/predict', { ...documented('Legacy prediction of the default version; query parameters are inputs', ['POST']), ...busy }, legacy);
   app.all('/:model/:version/predict', { ...documented('Legacy prediction of one version; query parameters are inputs', ['POST']), ...busy }, legacy);
 

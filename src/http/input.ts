@@ -2,7 +2,7 @@
  * @module http/input
  * An HTTP request as a handler's input (spec §3.3): each multipart part or form field is a
  * parameter under its name; any other body is one parameter named `body` whose content type is
- * the request's MIME type. The request headers go along (but those wlm/job.ts handlerHeaders
+ * the request's MIME type. The request headers go along (but those batching/job.ts handlerHeaders
  * keeps from handlers), plus any the route adds; the SageMaker and legacy routes put the query
  * parameters first.
  */
@@ -10,16 +10,19 @@ import type { IncomingMessage } from 'node:http';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
-import { handlerHeaders } from '../wlm/job.js';
-import type { WireParam, WireRequest } from '../worker/protocol.js';
+import { handlerHeaders } from '../batching/job.js';
+import type { WireParam, WireRequest } from '../protocol/messages.js';
 import { isTsError, tsError } from '../errors.js';
 import { WARM_UP_HEADER } from './warm-up.js';
+
+/** The most parts of a multipart body, or fields of an url-encoded form, one request may have. */
+export const MAX_FORM_FIELDS = 1000;
 
 /** Lets a listener's prediction routes read multipart bodies, up to max_request_size in all (readMultipart). */
 export async function acceptMultipart(app: FastifyInstance, config: ServerConfig): Promise<void> {
   const limit = config.maxRequestSize;
   // latin1 maps each byte to one character: a field's bytes come back whole (readMultipart).
-  await app.register(multipart, { limits: { fileSize: limit, fieldSize: limit, parts: 1000 }, throwFileSizeLimit: true, defCharset: 'latin1' });
+  await app.register(multipart, { limits: { fileSize: limit, fieldSize: limit, parts: MAX_FORM_FIELDS }, throwFileSizeLimit: true, defCharset: 'latin1' });
 }
 
 /** `keyed`: token authorization is on, so the Authorization header is the server's key (handlerHeaders). */
@@ -93,6 +96,9 @@ function isFormText(body: Buffer): boolean {
  * U+FFFD. Names are text.
  */
 export function formFields(body: Buffer): WireParam[] {
+  // Counted before anything is decoded: a body of a million tiny fields held the event loop for
+  // seconds and took hundreds of MB, where a multipart body of as many parts is refused.
+  if (fieldSeparators(body) >= MAX_FORM_FIELDS) throw tsError('TSS_ERR_HTTP_TOO_MANY_PARTS', MAX_FORM_FIELDS);
   const params: WireParam[] = [];
   for (const pair of body.toString('latin1').split('&')) {
     if (pair === '') continue;
@@ -101,6 +107,12 @@ export function formFields(body: Buffer): WireParam[] {
     params.push({ name: percentDecode(name).toString('utf8'), contentType: undefined, value: percentDecode(value) });
   }
   return params;
+}
+
+function fieldSeparators(body: Buffer): number {
+  let count = 0;
+  for (let i = body.indexOf(0x26); i >= 0; i = body.indexOf(0x26, i + 1)) count++;
+  return count;
 }
 
 /** `+` is a space, `%XX` a byte; a `%` not followed by two hex digits stays as it is, as browsers do. */

@@ -15,12 +15,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { modelMetadata } from '../wlm/model-metadata.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import { modelMetadata } from '../models/model-metadata.js';
+import type { ModelRegistry } from '../models/model-registry.js';
 import { documented } from './api-description.js';
 import { requireToken } from './auth.js';
 import { acceptMultipart } from './input.js';
-import { predict, refuseWhenBusy, type InferenceDeps } from './predict.js';
+import { enqueueRequest, refuseEarly, type InferenceDeps } from './predict.js';
 import { sendJson } from './reply.js';
 
 type ModelRequest = FastifyRequest<{ Params: { model: string } }>;
@@ -38,21 +38,21 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options:
     '/v1/models/:spec',
     {
       ...documented('KServe v1 prediction of the default version (model:explain explains; GET model: is it ready)', ['POST'], '/v1/models/{model}:predict'),
-      onRequest: refuseWhenBusy(deps, v1Model),
+      onRequest: refuseEarly(deps, v1Model),
     },
     async (request: FastifyRequest<{ Params: { spec: string } }>, reply) => {
       const [model, verb] = request.params.spec.split(':');
       if (model && verb === undefined && request.method === 'GET') return sendJson(reply, 200, modelReadiness(deps.registry, model));
       if (!model || (verb !== 'predict' && verb !== 'explain')) throw tsError('TSS_ERR_HTTP_NOT_FOUND');
-      return predict(request, reply, deps, { model, headers: explainHeader(verb === 'explain') });
+      return enqueueRequest(request, reply, deps, { model, headers: explainHeader(verb === 'explain') });
     },
   );
   for (const verb of ['infer', 'explain'] as const) {
     const what = verb === 'infer' ? 'prediction' : 'explanation';
     app.all(
       `/v2/models/:model/${verb}`,
-      { ...documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']), onRequest: refuseWhenBusy(deps) },
-      (request: ModelRequest, reply) => predict(request, reply, deps, { model: request.params.model, headers: explainHeader(verb === 'explain') }),
+      { ...documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']), onRequest: refuseEarly(deps) },
+      (request: ModelRequest, reply) => enqueueRequest(request, reply, deps, { model: request.params.model, headers: explainHeader(verb === 'explain') }),
     );
   }
   if (options.openInferenceProtocol) openInferenceExtras(app, deps);

@@ -15,6 +15,7 @@ import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import { describeRoutes } from './api-description.js';
 import { gson, sendError } from './reply.js';
+import { MAX_FORM_FIELDS } from './input.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
 import { isWarmUp } from './warm-up.js';
 
@@ -159,7 +160,7 @@ function toTsError(err: FastifyError | TsError, maxRequestSize: number): TsError
   if (isTsError(err)) return err;
   const status = err.statusCode ?? 500;
   if (err.code === 'FST_PARTS_LIMIT' || err.code === 'FST_FILES_LIMIT') {
-    return new TsError('TSS_ERR_HTTP_BODY_TOO_LARGE', `Request body is too large: ${err.message}`, 413);
+    return tsError('TSS_ERR_HTTP_TOO_MANY_PARTS', MAX_FORM_FIELDS);
   }
   if (status === 413 || err.code === 'FST_REQ_FILE_TOO_LARGE') return tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', maxRequestSize);
   if (status >= 400 && status < 500) return new TsError('TSS_ERR_HTTP_BAD_REQUEST', err.message, status);

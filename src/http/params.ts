@@ -3,10 +3,14 @@
  * Query (or JSON body) parameters read as TorchServe reads them: integers that do not parse fall
  * back to the default, booleans are true only for the string `true`. What falls back is said
  * (registerWarnings, scaleWarnings), as TorchServe does not: the request still succeeds, as it does there.
+ * gRPC management reads its fields as these parameters too (grpc/management.ts), so registerCall
+ * and scaleCall make the model service's calls of both APIs alike.
  */
 import { closestName } from '../config/keys.js';
 import { parseIntOr } from '../config/server-config.js';
 import { tsError } from '../errors.js';
+import type { RegisterCall, ScaleCall } from '../models/model-service.js';
+import { shown } from '../shown.js';
 
 export type Params = Record<string, string | undefined>;
 
@@ -61,6 +65,33 @@ export function scaleWarnings(params: Params): string[] {
   return paramWarnings(params, SCALE_PARAMS);
 }
 
+/** A register call's parameters as the model service takes them (models/model-service.ts). */
+export function registerCall(p: Params): RegisterCall {
+  return {
+    url: p.url,
+    modelName: p.model_name,
+    handler: p.handler,
+    runtime: p.runtime,
+    batchSize: intParam(p, 'batch_size'),
+    maxBatchDelay: intParam(p, 'max_batch_delay'),
+    initialWorkers: intParam(p, 'initial_workers'),
+    responseTimeout: intParam(p, 'response_timeout'),
+    startupTimeout: intParam(p, 'startup_timeout'),
+    synchronous: boolParam(p, 'synchronous', true),
+    warnings: registerWarnings(p),
+  };
+}
+
+/** A scale call's parameters as the model service takes them. */
+export function scaleCall(p: Params): ScaleCall {
+  return {
+    minWorkers: intParam(p, 'min_worker'),
+    maxWorkers: intParam(p, 'max_worker'),
+    synchronous: boolParam(p, 'synchronous', false),
+    warnings: scaleWarnings(p),
+  };
+}
+
 function paramWarnings(params: Params, rules: ParamRules): string[] {
   return Object.entries(params).flatMap(([name, value]) => {
     const rule = rules[name];
@@ -75,11 +106,6 @@ function paramWarnings(params: Params, rules: ParamRules): string[] {
     if (n === undefined) return [`${given} is not a whole number; the default is used`];
     return n < rule.min ? [`${given} is less than ${rule.min}; ${rule.below ?? 'the default is used'}`] : [];
   });
-}
-
-/** A client's text in a message: quoted, escaped (a newline cannot forge a log line), cut short. */
-export function shown(text: string): string {
-  return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}...` : text);
 }
 
 /** Query parameters, merged with a JSON body's fields when the request sent one. */

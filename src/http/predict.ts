@@ -1,9 +1,9 @@
 /**
  * @module http/predict
  * Where every prediction route ends (/predictions, /explanations, KServe, SageMaker, legacy):
- * the request goes to the model's queue (wlm/predict.ts) with a sink bound to this reply, which
- * streams intermediate answers as HTTP chunks when the handler sends any. OPTIONS on any of these
- * routes describes the model instead (TorchServe's per-model OpenAPI).
+ * the request is enqueued on the model's queue (batching/admission.ts) with a sink bound to this
+ * reply, which streams intermediate answers as HTTP chunks when the handler sends any. OPTIONS on
+ * any of these routes describes the model instead (TorchServe's per-model OpenAPI).
  */
 import { PassThrough } from 'node:stream';
 import type {
@@ -19,9 +19,9 @@ import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
-import type { JobResponse, JobSink } from '../wlm/job.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
-import { refuseIfBusy, submitPrediction } from '../wlm/predict.js';
+import type { JobResponse, JobSink } from '../batching/job.js';
+import type { ModelRegistry } from '../models/model-registry.js';
+import { earlyRefusal, enqueuePrediction } from '../batching/admission.js';
 import { modelApi } from './api-description.js';
 import { stringParam, toWireRequest } from './input.js';
 import { gson, sendError, sendJson, sendReusedError } from './reply.js';
@@ -44,32 +44,32 @@ export interface PredictTarget {
   readonly queryParams?: boolean;
 }
 
-export async function predict(request: FastifyRequest, reply: FastifyReply, deps: InferenceDeps, target: PredictTarget): Promise<FastifyReply> {
+export async function enqueueRequest(request: FastifyRequest, reply: FastifyReply, deps: InferenceDeps, target: PredictTarget): Promise<FastifyReply> {
   const wire = await toWireRequest(request, target.headers ?? {}, target.queryParams === true, deps.tokens !== undefined);
   const name = target.model || stringParam(wire, 'model_name');
   if (!name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
   const model = deps.registry.get(name, target.version);
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
-  submitPrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.headers));
+  enqueuePrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.headers));
   return reply;
 }
 
 /**
- * A prediction route's onRequest hook: when the model the path names takes no job now (its queue
+ * A prediction route's onRequest hook: when the model the path names is refusing now (its queue
  * full, no worker), the 503 goes out before the body is read, parsed or made a job. Past capacity
  * most requests are refusals, and a refusal that cost what an answer costs took the CPU the workers
  * needed (docs/performance.md). Node discards the unread body and keeps the connection.
  * `modelOf` reads the model and version from the path; without one the handler decides as usual.
  */
-export function refuseWhenBusy<Route extends RouteGenericInterface>(
+export function refuseEarly<Route extends RouteGenericInterface>(
   deps: InferenceDeps,
   modelOf: (request: FastifyRequest) => { model: string; version?: string } | undefined = modelInPath,
 ): onRequestAsyncHookHandler<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Route> {
   return async (request, reply) => {
-    // The warm-up's own requests are refused, if at all, where they are not counted (submitPrediction).
+    // The warm-up's own requests are refused, if at all, where they are not counted (enqueuePrediction).
     const target = request.method === 'OPTIONS' || isWarmUp(request.headers) ? undefined : modelOf(request as FastifyRequest);
     const model = target && deps.registry.find(target.model, target.version);
-    const refusal = model && refuseIfBusy(deps.metrics, model, target.version);
+    const refusal = model && earlyRefusal(deps.metrics, model, target.version);
     if (refusal) return sendReusedError(reply, refusal);
   };
 }

@@ -11,7 +11,7 @@
 import { hostname } from 'node:os';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsMode } from '../config/server-config.js';
-import type { WireMetric } from '../worker/protocol.js';
+import type { WireMetric } from '../protocol/messages.js';
 import { DEFAULT_METRICS, type MetricDefinition, type MetricDefinitions } from './definitions.js';
 import type { SystemSample } from './system.js';
 
@@ -67,13 +67,19 @@ class Family {
   }
 }
 
-/** What the scraped per-model gauges read: requests queued, workers with the model loaded. */
-export interface ModelState {
-  readonly model: string;
+/** A model version as the scraped per-model gauges read it: requests queued, workers with the model loaded. */
+export interface WatchedModel {
+  readonly name: string;
   readonly version: string;
-  readonly queued: number;
-  readonly readyWorkers: number;
+  readonly queue: { readonly size: number };
+  readonly pool: { loadedCount(): number };
 }
+
+/** The changes of the registered models the per-model gauges follow: models/model-service.ts's events. */
+export type ModelChange =
+  | { readonly kind: 'registered'; readonly model: WatchedModel }
+  | { readonly kind: 'unregistered'; readonly name: string; readonly version: string | undefined }
+  | { readonly kind: 'scaled' | 'default-changed' };
 
 export class MetricsRegistry {
   readonly host = hostname();
@@ -85,11 +91,12 @@ export class MetricsRegistry {
   private readonly model = new Map<string, Family>();
   private readonly warned = new Set<string>();
   private readonly hostValues: readonly string[] = ['Host', this.host];
-  private readonly rejections: Family;
+  private readonly refusals: Family;
   private readonly timeouts: Family;
   private readonly restarts: Family;
   private readonly batchSizes: Family;
-  private modelStates: () => readonly ModelState[] = () => [];
+  /** The registered model versions, by `name version`: what ts_queue_size and ts_workers_ready read. */
+  private readonly watched = new Map<string, WatchedModel>();
 
   constructor(mode: MetricsMode, options: MetricsOptions = {}) {
     this.mode = mode;
@@ -101,18 +108,18 @@ export class MetricsRegistry {
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
     const own = (name: string, type: 'counter' | 'histogram'): Family =>
       this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts', BATCH_BUCKETS);
-    this.rejections = own('ts_requests_rejected_total', 'counter');
+    this.refusals = own('ts_requests_rejected_total', 'counter');
     this.timeouts = own('ts_response_timeouts_total', 'counter');
     this.restarts = own('ts_worker_restarts_total', 'counter');
     this.batchSizes = own('ts_batch_size', 'histogram');
-    this.scrapedGauge('ts_queue_size', (m) => m.queued);
+    this.scrapedGauge('ts_queue_size', (m) => m.queue.size);
     // 0 while a model cannot keep a worker alive (or has none): the alert a crash loop deserves.
-    this.scrapedGauge('ts_workers_ready', (m) => m.readyWorkers);
+    this.scrapedGauge('ts_workers_ready', (m) => m.pool.loadedCount());
   }
 
   /** A per-model gauge read from the models at each scrape. */
-  private scrapedGauge(name: string, value: (m: ModelState) => number): void {
-    const states = (): readonly ModelState[] => this.modelStates();
+  private scrapedGauge(name: string, value: (m: WatchedModel) => number): void {
+    const watched = this.watched;
     const host = this.host;
     new Gauge({
       name,
@@ -121,7 +128,7 @@ export class MetricsRegistry {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const m of states()) this.set({ model_name: m.model, model_version: m.version, hostname: host }, value(m));
+        for (const m of watched.values()) this.set({ model_name: m.name, model_version: m.version, hostname: host }, value(m));
       },
     });
   }
@@ -140,14 +147,15 @@ export class MetricsRegistry {
     this.server.get(name)?.update(values, value);
   }
 
-  /** Where `ts_queue_size` and `ts_workers_ready` read the models from, at each scrape. */
-  watchModels(source: () => readonly ModelState[]): void {
-    this.modelStates = source;
+  /** Follows the registered models, for `ts_queue_size` and `ts_workers_ready` to read at each scrape. */
+  followModels(change: ModelChange): void {
+    if (change.kind === 'registered') this.watched.set(`${change.model.name} ${change.model.version}`, change.model);
+    else if (change.kind === 'unregistered' && change.version !== undefined) this.watched.delete(`${change.name} ${change.version}`);
   }
 
   /** A request refused with 503 because the queue was full or the model had no worker. */
-  rejected(model: string, version: string): void {
-    this.rejections.update(this.modelValues(model, version), 1);
+  refused(model: string, version: string): void {
+    this.refusals.update(this.modelValues(model, version), 1);
   }
 
   responseTimedOut(model: string, version: string): void {

@@ -1,11 +1,11 @@
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../worker/protocol.js';
+import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../protocol/messages.js';
 import { batchThreads, createSession, inBatch, ort } from './onnx.js';
 
 const MODEL = fileURLToPath(new URL('../../test/fixtures/colour_classifier.onnx', import.meta.url));
 
-/** The thread budget a frontend would give the worker, for the length of test `t`. */
+/** The thread budget a front end would give the worker, for the length of test `t`. */
 function threadEnv(t: Test, narrow: string, wide: string | undefined): void {
   const saved = { [INTRA_OP_THREADS_ENV]: process.env[INTRA_OP_THREADS_ENV], [WIDE_INTRA_OP_THREADS_ENV]: process.env[WIDE_INTRA_OP_THREADS_ENV] };
   const set = (values: Record<string, string | undefined>): void => {

@@ -1,25 +1,25 @@
 /**
  * @module runtime/onnx
  * onnxruntime-node sessions with the thread budget a model server needs on a small machine:
- * the frontend gives each worker process its share of the cores (workers x threads <= cores,
+ * the front end gives each worker process its share of the cores (workers x threads <= cores,
  * in TSSERVE_INTRA_OP_THREADS), and no thread busy-waits between runs, which on two cores takes a
  * whole core from the request path.
  *
  * A model with `adaptiveThreads: true` (model-config.yaml) also gets every core's worth of threads
  * (TSSERVE_WIDE_INTRA_OP_THREADS) for a batch that runs while the model's other workers idle: a
  * session's thread count is fixed when it opens, so such a worker opens each model twice and the
- * frontend says, batch by batch, which one may run (inBatch).
+ * front end says, batch by batch, which one may run (inBatch).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import * as ort from 'onnxruntime-node';
-import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../worker/protocol.js';
+import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../protocol/messages.js';
 
 export interface SessionOptions {
   /** Defaults to the worker's share of the cores, or all of them for a lone batch (adaptiveThreads). */
   intraOpThreads?: number;
 }
 
-/** The batch being run: whether it may use every core, the frontend's word for that batch. */
+/** The batch being run: whether it may use every core, the front end's word for that batch. */
 const currentBatch = new AsyncLocalStorage<{ readonly wide: boolean }>();
 
 /** Runs `work` (a batch through the handler) with the sessions' thread choice for it. */

@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { workerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
 import { snapshotFileName, snapshotFiles, snapshotTemps, type ModelSnapshot, type SnapshotKind } from '../config/snapshot-file.js';
-import type { ModelRegistry } from '../wlm/model-registry.js';
+import { tsError } from '../errors.js';
+import type { ModelRegistry } from '../models/model-registry.js';
 import { formatLocalTime } from '../local-time.js';
 
 /** How long a snapshot that could not be written waits before it is tried again. */
@@ -74,6 +75,16 @@ export class SnapshotWriter {
         return this.save();
       });
     return this.next;
+  }
+
+  /**
+   * A change's snapshot (a model service event): as save, but a write the disk did not take is the
+   * change's 507, which says the change is in effect all the same.
+   */
+  saveChange(): Promise<void> {
+    return this.save().catch((err: Error) => {
+      throw tsError('TSS_ERR_SNAPSHOT_NOT_SAVED', err.message);
+    });
   }
 
   /** Writes a snapshot now, synchronously (start-up, and shutdown, after which none is written), and answers its path. */
@@ -145,7 +156,7 @@ export class SnapshotWriter {
         runtimeType: model.spec.runtime,
       };
     }
-    // Kept for the next start to try again (wlm/model-registry.ts: FailedRestore).
+    // Kept for the next start to try again (models/model-registry.ts: FailedRestore).
     for (const failed of this.registry.failedRestores()) (snapshot.models[failed.name] ??= {})[failed.version] ??= failed.entry;
     snapshot.modelCount = Object.values(snapshot.models).reduce((n, versions) => n + Object.keys(versions).length, 0);
     const entries = [...this.properties].filter(([k]) => k !== 'model_snapshot' && k !== 'load_models');

@@ -1,13 +1,13 @@
 /**
  * @module worker/entry
  * The program a worker process runs. It loads one model's handler, then answers one batch at a
- * time, in the order the batches came: the frontend may send the next batch while this one runs,
+ * time, in the order the batches came: the front end may send the next batch while this one runs,
  * so that it is here when this one ends, but handlers see one batch at a time, as in TorchServe.
- * The frontend owns every decision (batching, timeouts, restarts); this side only runs
+ * The front end owns every decision (batching, timeouts, restarts); this side only runs
  * handler code, so a handler that crashes, hangs or eats memory takes down this process alone.
  *
- *   frontend ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
- *   frontend ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
+ *   front end ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
+ *   front end ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { register } from 'node:module';
@@ -24,7 +24,7 @@ import { inBatch } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
 import { existingInside } from '../archive/inside.js';
 import { watchParent } from './parent-watch.js';
-import { WATCH_PARENT_ENV, type FromWorker, type LoadMessage, type PredictMessage, type ToWorker, type WireRequest } from './protocol.js';
+import { WATCH_PARENT_ENV, type FromWorker, type LoadMessage, type PredictMessage, type ToWorker, type WireRequest } from '../protocol/messages.js';
 
 let entry: EntryPoint | undefined;
 let facts: ModelFacts | undefined;
@@ -191,7 +191,7 @@ process.on('message', (msg: ToWorker) => {
   if (msg.kind === 'load') void onLoad(msg);
   else previousBatch = previousBatch.then(() => onPredict(msg));
 });
-// The frontend is gone: nobody can use our answers. A busy worker does not see this; the
+// The front end is gone: nobody can use our answers. A busy worker does not see this; the
 // parent-death signal or the watch (worker/parent-watch.ts) ends it then.
 process.on('disconnect', () => process.exit(0));
 if (process.env[WATCH_PARENT_ENV]) watchParent();

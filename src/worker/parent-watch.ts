@@ -1,6 +1,6 @@
 /**
  * @module worker/parent-watch
- * How a worker dies with its front end where no parent-death signal does it (worker/worker.ts):
+ * How a worker dies with its front end where no parent-death signal does it (workers/worker-process.ts):
  * a thread that checks every WATCH_INTERVAL_MS whether the worker's parent is still the front end
  * that started it, and SIGKILLs the worker once it is not (the front end died, the worker was
  * handed to init or a subreaper). A thread, because it has an event loop of its own: the main

@@ -28,3 +28,20 @@ t.test('a response_timeout beyond what Node timers take means practically never'
   t.equal(res.status, 200, `the prediction answers: ${await res.text()}`);
   await survived(t, server, { models: ['slowpoke'], sent: 1, answered: 1 });
 });
+
+t.test('an url-encoded form of many fields is refused as a multipart body of many parts is', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'echo', { initial_workers: 1 });
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+  const many = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', headers: form, body: 'a=1&'.repeat(200_000) });
+  t.equal(many.status, 413, 'two hundred thousand fields: 413');
+  t.match(await many.json(), { code: 413, type: 'RequestEntityTooLargeException', message: /more than 1000 parts or form fields/ });
+  const parts = new FormData();
+  for (let i = 0; i < 1001; i++) parts.append('a', '1');
+  const multipart = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: parts });
+  t.equal(multipart.status, 413, 'a multipart body of 1001 parts: 413');
+  t.match(await multipart.json(), { type: 'RequestEntityTooLargeException', message: /more than 1000 parts or form fields/ });
+  const few = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', headers: form, body: 'data=hello' });
+  t.equal(few.status, 200, 'a form of one field still answers');
+  await survived(t, server, { models: ['echo'], sent: 3, answered: 3 });
+});

@@ -1,5 +1,5 @@
 /**
- * @module worker/output-lines
+ * @module workers/output-lines
  * A worker's stdout or stderr in lines, for the model log, holding at most MAX_LOG_LINE bytes of
  * any line: the rest of a longer one is counted and dropped as it arrives, and the line is logged
  * cut, with `[... N bytes cut]`. A handler that prints 300 MB on one line, or writes forever

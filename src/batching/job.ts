@@ -1,11 +1,11 @@
 /**
- * @module wlm/job
+ * @module batching/job
  * One inference request waiting for, or inside, a batch. It knows how to answer itself through
  * the sink the HTTP layer gave it and knows no HTTP. It answers exactly once: a late reply after a
  * timeout, or a second error, is dropped here rather than written twice.
  */
 import type { TsError } from '../errors.js';
-import type { WireRequest } from '../worker/protocol.js';
+import type { WireRequest } from '../protocol/messages.js';
 
 export interface JobResponse {
   readonly status: number;

@@ -35,7 +35,7 @@ function queue(limits: { idle?: number; age?: number }, clock: ReturnType<typeof
 /** Offers a job of the sequence `id` (a new sequence without one) and lets a worker take it. */
 async function sendAndTake(t: Test, q: SequenceQueue, id?: string): Promise<string> {
   const j = job(id ? { [HEADERS.id]: id } : {});
-  t.ok(q.offer(j), id ? `${id} takes a request` : 'a new sequence opens');
+  t.ok(q.enqueue(j), id ? `${id} takes a request` : 'a new sequence opens');
   t.same(
     (await q.poll(1, 0)).map((taken) => taken.id),
     [j.id],
@@ -47,11 +47,11 @@ t.test('a sequence idle past sequenceMaxIdleMSec is closed, and its place is fre
   const clock = testClock();
   const q = queue({ idle: 500 }, clock);
   const id = await sendAndTake(t, q);
-  t.notOk(q.offer(job()), 'maxNumSequence is 1: no second sequence');
+  t.notOk(q.enqueue(job()), 'maxNumSequence is 1: no second sequence');
   clock.advance(500);
   await sendAndTake(t, q, id);
   clock.advance(501);
-  t.notOk(q.offer(job({ [HEADERS.id]: id })), 'idle 501 ms: closed');
+  t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'idle 501 ms: closed');
   await sendAndTake(t, q);
 });
 
@@ -64,6 +64,6 @@ t.test('a sequence older than sequenceTimeoutMSec takes no more requests, howeve
     await sendAndTake(t, q, id);
   }
   clock.advance(1);
-  t.notOk(q.offer(job({ [HEADERS.id]: id })), 'at 1001 ms old it is over, though it was never idle');
+  t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'at 1001 ms old it is over, though it was never idle');
   await sendAndTake(t, q);
 });

@@ -19,20 +19,20 @@ const ids = (jobs: Job[]): string[] => jobs.map((j) => j.id);
 
 t.test('batch size 1 takes one job at once', async (t) => {
   const q = new JobQueue(10);
-  q.offer(job('a'));
-  q.offer(job('b'));
+  q.enqueue(job('a'));
+  q.enqueue(job('b'));
   t.same(ids(await q.poll(1, 100)), ['a']);
   t.same(ids(await q.poll(1, 100)), ['b']);
 });
 
 t.test('a full batch goes at once; a short one after maxBatchDelay', async (t) => {
   const q = new JobQueue(10);
-  for (const id of ['a', 'b', 'c']) q.offer(job(id));
+  for (const id of ['a', 'b', 'c']) q.enqueue(job(id));
   t.same(ids(await q.poll(3, 10_000)), ['a', 'b', 'c'], 'full: no waiting');
   const started = Date.now();
   const pending = q.poll(8, 50);
-  q.offer(job('d'));
-  setTimeout(() => q.offer(job('e')), 10);
+  q.enqueue(job('d'));
+  setTimeout(() => q.enqueue(job('e')), 10);
   t.same(ids(await pending), ['d', 'e'], 'jobs arriving within the delay join the batch');
   t.ok(Date.now() - started >= 45, 'a short batch waits for the delay');
 });
@@ -41,13 +41,13 @@ t.test('waiting workers take batches in turn; a full queue refuses', async (t) =
   const q = new JobQueue(2);
   const first = q.poll(1, 0);
   const second = q.poll(1, 0);
-  t.ok(q.offer(job('a')));
-  t.ok(q.offer(job('b')));
+  t.ok(q.enqueue(job('a')));
+  t.ok(q.enqueue(job('b')));
   t.same(ids(await first), ['a']);
   t.same(ids(await second), ['b']);
-  t.ok(q.offer(job('c')));
-  t.ok(q.offer(job('d')));
-  t.notOk(q.offer(job('e')), 'capacity reached');
+  t.ok(q.enqueue(job('c')));
+  t.ok(q.enqueue(job('d')));
+  t.notOk(q.enqueue(job('e')), 'capacity reached');
   t.equal(q.remainingCapacity, 0);
 });
 
@@ -55,9 +55,9 @@ t.test('an aborted poll hands its jobs back, in order, to the front', async (t) 
   const q = new JobQueue(10);
   const ac = new AbortController();
   const held = q.poll(4, 10_000, ac.signal);
-  q.offer(job('a'));
-  q.offer(job('b'));
-  q.offer(job('c'));
+  q.enqueue(job('a'));
+  q.enqueue(job('b'));
+  q.enqueue(job('c'));
   ac.abort();
   t.same(ids(await held), []);
   t.same(ids(await q.poll(4, 0)), ['a', 'b', 'c']);
@@ -66,8 +66,8 @@ t.test('an aborted poll hands its jobs back, in order, to the front', async (t) 
 t.test('settled jobs are skipped', async (t) => {
   const q = new JobQueue(10);
   const gone = job('gone');
-  q.offer(gone);
-  q.offer(job('b'));
+  q.enqueue(gone);
+  q.enqueue(job('b'));
   gone.fail(tsError('TSS_ERR_WORKER_DIED'));
   t.same(ids(await q.poll(2, 0)), ['b']);
 });
@@ -76,7 +76,7 @@ t.test('a worker polling with one signal for its whole life leaves no listener b
   const q = new JobQueue(10);
   const stop = new AbortController();
   for (let i = 0; i < 50; i++) {
-    q.offer(job(String(i)));
+    q.enqueue(job(String(i)));
     await q.poll(1, 0, stop.signal);
   }
   t.equal(getEventListeners(stop.signal, 'abort').length, 0, 'the listener of a delivered poll is removed');
@@ -88,14 +88,14 @@ t.test('a worker polling with one signal for its whole life leaves no listener b
 
 t.test('a busy worker takes a next batch only when it is full and no idle worker waits', async (t) => {
   const q = new JobQueue(20);
-  for (const id of ['a', 'b', 'c']) q.offer(job(id));
+  for (const id of ['a', 'b', 'c']) q.enqueue(job(id));
   t.same(ids(q.takeFullBatch(4, 0)), [], 'never a partial batch');
   const idle = q.poll(8, 10_000);
-  q.offer(job('d'));
+  q.enqueue(job('d'));
   t.same(ids(q.takeFullBatch(2, 0)), [], 'an idle worker waiting comes first');
-  for (const id of ['e', 'f', 'g', 'h']) q.offer(job(id));
+  for (const id of ['e', 'f', 'g', 'h']) q.enqueue(job(id));
   t.same(ids(await idle), ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], 'the idle worker got every job');
-  for (const id of ['i', 'j', 'k']) q.offer(job(id));
+  for (const id of ['i', 'j', 'k']) q.enqueue(job(id));
   const ahead = q.takeFullBatch(2, 0);
   t.same(ids(ahead), ['i', 'j'], 'a full batch, in order');
   t.equal(q.size, 3, 'a batch taken ahead still waits, in the worker: it counts until answered');
@@ -108,52 +108,52 @@ t.test('no job is taken ahead whose queue deadline is nearer than the time it wo
   const q = new JobQueue(10);
   const soon = job('soon');
   soon.deadline = performance.now() + 50;
-  q.offer(soon);
-  q.offer(job('b'));
+  q.enqueue(soon);
+  q.enqueue(job('b'));
   t.same(ids(q.takeFullBatch(2, 100)), [], 'it would be answered at its deadline from the queue, and never run');
   t.same(ids(q.takeFullBatch(2, 10)), ['soon', 'b'], 'with time to spare it goes');
 });
 
 t.test('jobs taken ahead have left the queue: they leave room for others but still count as pending; put back, they count once', async (t) => {
   const q = new JobQueue(4);
-  for (const id of ['a', 'b', 'c', 'd']) t.ok(q.offer(job(id)));
-  t.notOk(q.offer(job('x')), 'full: four queued');
+  for (const id of ['a', 'b', 'c', 'd']) t.ok(q.enqueue(job(id)));
+  t.notOk(q.enqueue(job('x')), 'full: four queued');
   const ahead = q.takeFullBatch(2, 0);
   t.equal(q.remainingCapacity, 2, "two in a worker's pipe: room for two more");
-  t.ok(q.offer(job('e')));
-  t.ok(q.offer(job('f')));
-  t.notOk(q.offer(job('g')), 'full again: four queued');
+  t.ok(q.enqueue(job('e')));
+  t.ok(q.enqueue(job('f')));
+  t.notOk(q.enqueue(job('g')), 'full again: four queued');
   t.equal(q.size, 6, 'pending: four queued and two ahead');
   q.requeue(ahead);
   t.equal(q.size, 6, 'the worker died before them: back in the queue, counted once');
   t.same(ids(await q.poll(8, 0)), ['a', 'b', 'c', 'd', 'e', 'f']);
 });
 
-t.test('a busy worker learns of each new job (nextOffer), to look for a full batch again', async (t) => {
+t.test('a busy worker learns of each new job (nextEnqueue), to look for a full batch again', async (t) => {
   const q = new JobQueue(10);
-  const arrival = q.nextOffer();
-  t.equal(q.nextOffer(), arrival, 'every busy worker waits on the same arrival');
+  const arrival = q.nextEnqueue();
+  t.equal(q.nextEnqueue(), arrival, 'every busy worker waits on the same arrival');
   let arrived = false;
   void arrival.then(() => (arrived = true));
   await Promise.resolve();
   t.notOk(arrived);
-  q.offer(job('a'));
+  q.enqueue(job('a'));
   await arrival;
-  t.ok(arrived, 'settled by the offer');
-  t.not(q.nextOffer(), arrival, 'the next wait is for the next job');
+  t.ok(arrived, 'settled by the enqueue');
+  t.not(q.nextEnqueue(), arrival, 'the next wait is for the next job');
 });
 
 t.test('a describe or explain job leaves in a batch of its own, and sends the batch being formed on its way', async (t) => {
   const q = new JobQueue(10);
   const forming = q.poll(8, 10_000);
-  q.offer(job('a'));
-  q.offer(job('describe', { describe: 'True' }));
-  q.offer(job('b'));
+  q.enqueue(job('a'));
+  q.enqueue(job('describe', { describe: 'True' }));
+  q.enqueue(job('b'));
   t.same(ids(await forming), ['a'], 'the batch so far leaves without waiting for its delay');
   t.same(ids(await q.poll(8, 10_000)), ['describe'], 'alone, though more jobs are queued');
   t.same(ids(await q.poll(8, 0)), ['b']);
-  for (const id of ['c', 'd']) q.offer(job(id));
-  q.offer(job('alone', { explain: 'True' }));
+  for (const id of ['c', 'd']) q.enqueue(job(id));
+  q.enqueue(job('alone', { explain: 'True' }));
   t.same(ids(q.takeFullBatch(3, 0)), [], 'no early full batch holds it');
   t.same(ids(q.takeFullBatch(2, 0)), ['c', 'd'], 'one before it may go');
 });

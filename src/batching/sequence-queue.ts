@@ -1,5 +1,5 @@
 /**
- * @module wlm/sequence-queue
+ * @module batching/sequence-queue
  * The queue of a stateful model (`sequenceBatching: true`), as TorchServe's sequence batching:
  * a request without a sequence id starts a sequence (the server names it `ts-seq-<uuid>`, marks
  * the request as its start, and tells the client the id in the answer's headers); a client
@@ -26,7 +26,7 @@ interface Sequence {
   lastActivity: number;
   /** The worker slot serving it. */
   owner: object | undefined;
-  /** Its end request has been accepted: it takes no more. */
+  /** Its end request has been enqueued: it takes no more. */
   ending: boolean;
 }
 
@@ -58,14 +58,14 @@ export class SequenceQueue implements BatchQueue {
     return false;
   }
 
-  /** A waiting worker has room; whether it may take a given sequence is decided on offer. */
+  /** A waiting worker has room; whether it may take a given sequence is decided on enqueue. */
   get workerIdle(): boolean {
     return this.waiters.all.some((w) => w.batch.length < w.max);
   }
 
   /** False when the request cannot join a sequence (see the module's list). */
-  offer(job: Job): boolean {
-    if (job.alone) return this.offerAlone(job);
+  enqueue(job: Job): boolean {
+    if (job.alone) return this.enqueueAlone(job);
     const now = this.now();
     this.expire(now);
     const names = this.settings.headers;
@@ -92,7 +92,7 @@ export class SequenceQueue implements BatchQueue {
     return sequence;
   }
 
-  private offerAlone(job: Job): boolean {
+  private enqueueAlone(job: Job): boolean {
     if (this.remainingCapacity === 0) return false;
     this.aloneJobs.push(job);
     this.queued++;
@@ -130,7 +130,7 @@ export class SequenceQueue implements BatchQueue {
     return [];
   }
 
-  nextOffer(): undefined {
+  nextEnqueue(): undefined {
     return undefined;
   }
 

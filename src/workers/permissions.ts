@@ -1,5 +1,5 @@
 /**
- * @module worker/permissions
+ * @module workers/permissions
  * worker_permission: a worker process under Node's permission model. Its handler then reads only
  * its model's directory and tsserve's own code and packages, writes only its model's directory,
  * and starts no process; so it cannot read key_file.json (the server's keys), nor any other file
@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** tsserve's package: dist/src/worker/ is three folders below it. */
+/** tsserve's package: dist/src/workers/ is three folders below it. */
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** The Node flags a worker of the model in `modelDir` runs with. */

@@ -1,5 +1,5 @@
 /**
- * @module worker/message-shape
+ * @module protocol/message-shape
  * What a worker sends, checked before the front end reads it. The channel is the handler's too: a
  * handler can call process.send with anything, and a message the front end trusted by its type
  * (a reply without items, an error without a code, null) threw inside the IPC callback, where
@@ -7,7 +7,7 @@
  * refused here (the caller ends that worker); the answers inside a well-formed one are checked
  * again where they are applied (answer-head.ts).
  */
-import type { FromWorker, WireError, WireMetric } from './protocol.js';
+import type { FromWorker, WireError, WireMetric } from './messages.js';
 
 /** The message as FromWorker, or undefined when it is not one. */
 export function fromWorker(msg: unknown): FromWorker | undefined {

@@ -1,5 +1,5 @@
 /**
- * @module wlm/job-queue
+ * @module batching/job-queue
  * The bounded FIFO of one model version, and TorchServe's batching rule for taking from it.
  * Workers wait in line; only the worker at the head collects a batch:
  *
@@ -18,10 +18,10 @@ export interface BatchQueue {
   readonly remainingCapacity: number;
   /** No job at all could be queued now (a stateful model's queue decides per sequence: never). */
   readonly full: boolean;
-  /** A worker waits for work and would take a job offered now (useJobTicket's test). */
+  /** A worker waits for work and would take a job enqueued now (useJobTicket's test). */
   readonly workerIdle: boolean;
   /** False when the job cannot be queued: the caller answers 503. A job `alone` gets a batch of its own. */
-  offer(job: Job): boolean;
+  enqueue(job: Job): boolean;
   /** Takes a job out of the queue (its client timed out); false when no longer queued. */
   remove(job: Job): boolean;
   /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
@@ -29,10 +29,10 @@ export interface BatchQueue {
   /** A full batch for a busy worker, none of whose jobs' deadlines is within `timeLeftMs`; or none. */
   takeFullBatch(max: number, timeLeftMs: number): Job[];
   /**
-   * Settles at the next job offered, for a busy worker to look for a full batch again; undefined
+   * Settles at the next job enqueued, for a busy worker to look for a full batch again; undefined
    * when this queue never gives one early (takeFullBatch is always empty).
    */
-  nextOffer(): Promise<void> | undefined;
+  nextEnqueue(): Promise<void> | undefined;
   requeue(jobs: Job[]): void;
   /** The worker slot `owner` is gone. */
   release(owner: object): void;
@@ -46,7 +46,7 @@ export class JobQueue implements BatchQueue {
     (batch) => this.requeue(batch),
     () => this.pump(),
   );
-  private offered: { promise: Promise<void>; resolve: () => void } | undefined;
+  private nextEnqueued: { promise: Promise<void>; resolve: () => void } | undefined;
   /**
    * What takeFullBatch gave out, until answered: a batch ahead still waits, in a worker's pipe, so
    * it shows in pendingRequests; it has left the queue, as a batch a TorchServe worker took has,
@@ -81,23 +81,23 @@ export class JobQueue implements BatchQueue {
   }
 
   /** False when the queue is full. */
-  offer(job: Job): boolean {
+  enqueue(job: Job): boolean {
     if (this.full) return false;
     this.jobs.push(job);
     this.pump();
-    const offered = this.offered;
-    this.offered = undefined;
-    offered?.resolve();
+    const next = this.nextEnqueued;
+    this.nextEnqueued = undefined;
+    next?.resolve();
     return true;
   }
 
-  nextOffer(): Promise<void> {
-    if (!this.offered) {
+  nextEnqueue(): Promise<void> {
+    if (!this.nextEnqueued) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
-      this.offered = { promise, resolve };
+      this.nextEnqueued = { promise, resolve };
     }
-    return this.offered.promise;
+    return this.nextEnqueued.promise;
   }
 
   /**

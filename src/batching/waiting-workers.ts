@@ -1,5 +1,5 @@
 /**
- * @module wlm/waiting-workers
+ * @module batching/waiting-workers
  * The workers waiting on a queue for their next batch, in the order they asked, for both queues
  * (JobQueue, SequenceQueue): each one's batch so far, its maxBatchDelay timer and its abort
  * signal. The queue decides which jobs join a batch; this decides when the batch leaves.

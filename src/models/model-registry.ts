@@ -1,7 +1,7 @@
 /**
- * @module wlm/model-registry
+ * @module models/model-registry
  * Model name -> versions -> Model, and which version is the default. Only bookkeeping: starting
- * and stopping workers is the caller's (http/management.ts through wlm/model-loader.ts).
+ * and stopping workers is the caller's (models/model-service.ts).
  *
  * Beside them, the versions a config snapshot named that could not be restored (a missing or junk
  * archive, a full disk): TorchServe keeps such a model registered, so they are listed, described

@@ -1,5 +1,5 @@
 /**
- * @module wlm/model-loader
+ * @module models/model-loader
  * A register request to a Model ready to be added to the registry: find the archive, open it,
  * read its manifest and model-config.yaml, merge the settings. On any failure nothing is left
  * behind (no extracted directory, no downloaded file).
@@ -17,7 +17,7 @@ import { limitWorkers, readModelYaml, resolveSettings, yamlWarnings, type Regist
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import { Model } from './model.js';
-import type { PoolDeps } from './worker-pool.js';
+import type { PoolDeps } from '../workers/worker-pool.js';
 
 export interface RegisterRequest extends RegisterParams {
   readonly url: string;

@@ -1,10 +1,10 @@
 /**
- * @module worker/protocol
- * Messages between the frontend and a worker process, both ways, as one discriminated union.
- * They travel over Node's IPC channel with `serialization: 'advanced'`, so bodies go as bytes,
- * never as JSON-encoded arrays.
+ * @module protocol/messages
+ * The wire contract between the front end and a worker process: the messages, both ways, as one
+ * discriminated union, and the environment a worker starts with. They travel over Node's IPC
+ * channel with `serialization: 'advanced'`, so bodies go as bytes, never as JSON-encoded arrays.
+ * Both sides, and the handler API, import it, so it imports nothing of theirs.
  */
-import type { ValidManifest } from '../archive/manifest.js';
 
 export interface WireParam {
   readonly name: string;
@@ -44,8 +44,8 @@ export interface WireError {
 }
 
 /**
- * The environment variable in which the frontend gives a worker its onnxruntime intra-op thread
- * count. It lives here, not beside the sessions, so the frontend never loads onnxruntime.
+ * The environment variable in which the front end gives a worker its onnxruntime intra-op thread
+ * count. It lives here, not beside the sessions, so the front end never loads onnxruntime.
  */
 export const INTRA_OP_THREADS_ENV = 'TSSERVE_INTRA_OP_THREADS';
 /** The thread count of a lone batch's sessions, set only for a model with adaptiveThreads. */
@@ -53,11 +53,31 @@ export const WIDE_INTRA_OP_THREADS_ENV = 'TSSERVE_WIDE_INTRA_OP_THREADS';
 /** Set when no parent-death signal guards the worker: it watches its parent itself (worker/parent-watch.ts). */
 export const WATCH_PARENT_ENV = 'TSSERVE_WATCH_PARENT';
 
+/**
+ * MAR-INF/MANIFEST.json as the front end read it (archive/manifest.ts checks it), as the worker
+ * receives it and its handler sees it (handler/types.ts).
+ */
+export interface HandlerManifest {
+  readonly createdOn?: string;
+  readonly runtime: string;
+  readonly model: {
+    readonly modelName?: string;
+    readonly modelVersion: string;
+    readonly serializedFile?: string;
+    readonly handler?: string;
+    readonly modelFile?: string;
+    readonly configFile?: string;
+    readonly requirementsFile?: string;
+    readonly description?: string;
+  };
+  readonly archiverVersion?: string;
+}
+
 export interface LoadMessage {
   readonly kind: 'load';
   readonly modelName: string;
   readonly modelDir: string;
-  readonly manifest: ValidManifest;
+  readonly manifest: HandlerManifest;
   readonly handler: string;
   readonly batchSize: number;
   readonly yamlConfig: Record<string, unknown>;

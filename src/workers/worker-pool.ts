@@ -1,13 +1,13 @@
 /**
- * @module wlm/worker-pool
+ * @module workers/worker-pool
  * The workers of one model version. Each slot runs one worker at a time: it takes a batch from the
  * model's queue, runs it, and repeats. A worker that dies is replaced after TorchServe's backoff
  * while the recovery window is open; a worker that is scaled down first finishes its batch.
  */
 import { tsError, type TsError } from '../errors.js';
-import type { WorkerProcess } from '../worker/worker.js';
-import { allQuiet, type Job } from './job.js';
-import type { BatchQueue } from './job-queue.js';
+import type { WorkerProcess } from './worker-process.js';
+import { allQuiet, type Job } from '../batching/job.js';
+import type { BatchQueue } from '../batching/job-queue.js';
 import { backoffSeconds } from './worker-state.js';
 
 export interface PoolSettings {
@@ -216,7 +216,7 @@ export class WorkerPool {
   private async oldestEndsOrJobArrives(running: Array<Promise<void>>): Promise<void> {
     const oldest = running[0];
     if (!oldest) return;
-    const arrival = this.queue.nextOffer();
+    const arrival = this.queue.nextEnqueue();
     const ended = arrival ? await Promise.race([oldest.then(() => true), arrival.then(() => false)]) : await oldest.then(() => true);
     if (ended) running.shift();
   }

@@ -1,17 +1,18 @@
 /**
- * @module wlm/worker-factory
+ * @module workers/worker-factory
  * The one place a worker process is made for a model: its load message (what the worker needs to
  * open the model), its thread budget and timeouts, and the wiring of its states, output and
  * metrics into the server's log and metrics. Every model's pool gets its workers from here,
  * whichever way the model was registered.
  */
+import type { ValidManifest } from '../archive/manifest.js';
+import type { ModelSettings } from '../config/model-config.js';
 import type { ServerConfig } from '../config/server-config.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import { VERSION } from '../version.js';
-import type { LoadMessage } from '../worker/protocol.js';
-import { threadBudget, WorkerProcess, workerEnvironment } from '../worker/worker.js';
-import type { Model } from './model.js';
+import type { LoadMessage } from '../protocol/messages.js';
+import { threadBudget, WorkerProcess, workerEnvironment } from './worker-process.js';
 import { largestBatch, type PoolDeps } from './worker-pool.js';
 
 export interface WorkerFactoryDeps {
@@ -20,8 +21,16 @@ export interface WorkerFactoryDeps {
   readonly metrics: MetricsRegistry;
 }
 
+/** What a worker is made from: a model version (models/model.ts's Model). */
+export interface WorkerModel {
+  readonly name: string;
+  readonly version: string;
+  readonly settings: ModelSettings;
+  readonly spec: { readonly dir: string; readonly manifest: ValidManifest; readonly handler: string; readonly yaml: Record<string, unknown> };
+}
+
 /** For each model, what its pool needs: a way to make workers, and where its events go. */
-export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): (model: Model) => PoolDeps {
+export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): (model: WorkerModel) => PoolDeps {
   const log = loggers.server;
   let nextWorkerPort = config.initialWorkerPort;
   const env = workerEnvironment(process.env, config.blacklistEnvVars);
@@ -55,7 +64,7 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
   });
 }
 
-function loadMessage(config: ServerConfig, model: Model): LoadMessage {
+function loadMessage(config: ServerConfig, model: WorkerModel): LoadMessage {
   return {
     kind: 'load',
     modelName: model.name,

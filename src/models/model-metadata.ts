@@ -1,5 +1,5 @@
 /**
- * @module wlm/model-metadata
+ * @module models/model-metadata
  * A model version as the Open Inference Protocol's model metadata describes it (gRPC
  * `ModelMetadata`, REST `GET /v2/models/{m}`): its name, the versions registered, and its tensors,
  * which only the handler knows: they come from its customized description (BaseHandler's lists

@@ -1,9 +1,8 @@
 /**
- * @module wlm/registration
- * The one way a model joins the registry, whatever asked for it: the management API (REST and
- * gRPC), `load_models`/`--models` at start-up, or a config snapshot being restored. Each loads
- * the archive (wlm/model-loader.ts) and adds the model; a model the registry refuses is closed, so
- * nothing of it is left behind. What differs is only how its workers start.
+ * @module models/registration
+ * The models a start registers: `load_models`/`--models`, or a config snapshot being restored.
+ * Each joins the registry as a management call's does (ModelService.add); what differs is only
+ * how its workers start: in the background, while the server opens its listeners.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,26 +10,66 @@ import type { ModelSnapshot } from '../config/snapshot-file.js';
 import { startupWorkers, type ServerConfig } from '../config/server-config.js';
 import type { Loggers } from '../log/loggers.js';
 import type { Model } from './model.js';
-import { loadModel, type LoaderDeps, type RegisterRequest } from './model-loader.js';
-import type { ModelRegistry } from './model-registry.js';
-
-export interface RegistrationDeps {
-  readonly loader: LoaderDeps;
-  readonly registry: ModelRegistry;
-}
+import type { RegisterRequest } from './model-loader.js';
+import type { ModelService } from './model-service.js';
 
 type Log = Loggers['server'];
 
-/** Loads the model `request` names and adds it to the registry; its workers are the caller's to start. */
-export async function registerModel(request: RegisterRequest, deps: RegistrationDeps): Promise<Model> {
-  const model = await loadModel(request, deps.loader);
-  try {
-    deps.registry.add(model);
-  } catch (err) {
-    await model.close();
-    throw err;
+/** Thrown where a start stopped because a stop was asked for (SIGTERM), not because anything failed. */
+export class StartStopped extends Error {
+  constructor() {
+    super('The start was stopped: a stop was asked for');
+    this.name = 'StartStopped';
   }
-  return model;
+}
+
+/** Throws StartStopped once `stop` is aborted: a start goes no further than its next step. */
+export function continueUnlessStopped(stop: AbortSignal | undefined): void {
+  if (stop?.aborted) throw new StartStopped();
+}
+
+/**
+ * What a stop waits for a start-up load it overtook: a download ends at once (the stop aborts it
+ * and its partial file goes), a small archive finishes unpacking and its model is closed, its
+ * files removed; a large one is left to the next start, which removes a dead server's files.
+ */
+const OVERTAKEN_LOAD_WAIT_MS = 2_000;
+
+/**
+ * service.add for a start-up model, unless a stop comes first: the stop does not wait for an
+ * archive to download or unpack (or its dependencies to install) beyond OVERTAKEN_LOAD_WAIT_MS.
+ */
+async function registerUnlessStopped(request: RegisterRequest, service: ModelService, stop: AbortSignal | undefined): Promise<Model> {
+  continueUnlessStopped(stop);
+  const loading = service.add(request);
+  if (!stop) return loading;
+  let overtake = (): void => {};
+  const stopped = new Promise<never>((_resolve, reject) => {
+    overtake = () => reject(new StartStopped());
+    stop.addEventListener('abort', overtake, { once: true });
+  });
+  try {
+    return await Promise.race([loading, stopped]);
+  } catch (err) {
+    if (err instanceof StartStopped) await closeWhenLoaded(loading, OVERTAKEN_LOAD_WAIT_MS);
+    throw err;
+  } finally {
+    stop.removeEventListener('abort', overtake);
+  }
+}
+
+/** Closes the model `loading` answers, waiting for it no longer than `waitMs`; a load that fails has nothing to close. */
+async function closeWhenLoaded(loading: Promise<Model>, waitMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, waitMs);
+  });
+  const closed = loading.then(
+    (model) => model.close(),
+    () => {},
+  );
+  await Promise.race([closed, late]);
+  clearTimeout(timer);
 }
 
 /** A start-up model that does not serve, and why: for the log and for `tsserve --start`'s console. */
@@ -64,9 +103,10 @@ export async function startupOutcome(load: StartupLoad): Promise<StartupOutcome>
 
 /**
  * `load_models` / `--models`: `all` or `name=file` items. Failures are logged, skipped and
- * answered; each model's workers start in the background.
+ * answered; each model's workers start in the background. A stop (`stop` aborted) ends the
+ * loading with StartStopped, the models registered so far left to the caller to close.
  */
-export async function registerStartupModels(config: ServerConfig, deps: RegistrationDeps, log: Log): Promise<StartupLoad> {
+export async function registerStartupModels(config: ServerConfig, service: ModelService, log: Log, stop?: AbortSignal): Promise<StartupLoad> {
   const starting: StartupLoad['starting'] = [];
   const failed: StartupFailure[] = [];
   const items = config.loadModels.length === 1 && config.loadModels[0]!.toLowerCase() === 'all' ? storeEntries(config.modelStore) : config.loadModels;
@@ -74,9 +114,14 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
     const eq = item.indexOf('=');
     const [modelName, url] = eq > 0 ? [item.slice(0, eq), item.slice(eq + 1)] : [undefined, item];
     try {
-      const model = await registerModel({ url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true }, deps);
+      const model = await registerUnlessStopped(
+        { url, modelName, loadedAtStartup: true, initialWorkers: startupWorkers(config), atStartup: true },
+        service,
+        stop,
+      );
       starting.push(startWorkersInBackground(model, item, log));
     } catch (err) {
+      if (err instanceof StartStopped) throw err;
       failed.push({ model: item, reason: (err as Error).message });
       log.error(`Failed to load model ${item}: ${(err as Error).message}`);
     }
@@ -90,18 +135,24 @@ export async function registerStartupModels(config: ServerConfig, deps: Registra
  * whose archive is missing (TorchServe fails the start) or no longer opens (corrupt, hostile, a
  * full disk to extract it on) is reported and kept in the registry as a failed restore (listed,
  * described as FAILED, as TorchServe keeps it registered), so that the snapshots written from now
- * on keep it for the next start; the others are served.
+ * on keep it for the next start; the others are served. A stop ends it as registerStartupModels.
  */
-export async function restoreSnapshot(snapshot: ModelSnapshot, deps: RegistrationDeps, log: Log): Promise<StartupLoad> {
+export async function restoreSnapshot(
+  snapshot: ModelSnapshot,
+  config: ServerConfig,
+  service: ModelService,
+  log: Log,
+  stop?: AbortSignal,
+): Promise<StartupLoad> {
   const restored: Array<{ model: Model; label: string }> = [];
   const failed: StartupFailure[] = [];
   for (const [name, versions] of Object.entries(snapshot.models)) {
     for (const [version, s] of Object.entries(versions)) {
       try {
-        if (!existsSync(join(deps.loader.locate.modelStore ?? '', s.marName))) {
+        if (!existsSync(join(config.modelStore ?? '', s.marName))) {
           throw new Error(`Model archive file for model :${name}, version :${version} not found in model store`);
         }
-        const model = await registerModel(
+        const model = await registerUnlessStopped(
           {
             url: s.marName,
             modelName: name,
@@ -113,14 +164,16 @@ export async function restoreSnapshot(snapshot: ModelSnapshot, deps: Registratio
             initialWorkers: s.minWorkers,
             loadedAtStartup: true,
           },
-          deps,
+          service,
+          stop,
         );
-        model.settings.maxWorkers = Math.max(Math.min(s.maxWorkers, deps.loader.server.maxWorkersPerModel), model.settings.minWorkers);
-        if (s.defaultVersion) deps.registry.setDefault(name, model.version);
+        model.settings.maxWorkers = Math.max(Math.min(s.maxWorkers, config.maxWorkersPerModel), model.settings.minWorkers);
+        if (s.defaultVersion) service.registry.setDefault(name, model.version);
         restored.push({ model, label: `${name} ${version}` });
       } catch (err) {
+        if (err instanceof StartStopped) throw err;
         failed.push({ model: `${name} ${version}`, reason: (err as Error).message });
-        deps.registry.addFailed({ name, version, entry: s, reason: (err as Error).message });
+        service.registry.addFailed({ name, version, entry: s, reason: (err as Error).message });
         log.error(
           `FAILED to restore model ${name}, version ${version}, from ${s.marName}: ${(err as Error).message}. The other models are served; it stays registered, described as FAILED, and in the config snapshots, so the next start tries it again (unregister it to forget it).`,
         );

@@ -1,5 +1,5 @@
 /**
- * @module worker/answer-size
+ * @module protocol/answer-size
  * How large a worker's answers may be, checked on both sides of the IPC channel. The worker
  * refuses an answer over max_response_size before sending it (a streamed answer counts its parts'
  * total); the front end checks again what it reads, since a handler can write to the channel
@@ -8,7 +8,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { tsError, type TsError } from '../errors.js';
-import type { LoadMessage } from './protocol.js';
+import type { LoadMessage } from './messages.js';
 
 export function responseTooLarge(maxResponseSize: number): TsError {
   return tsError('TSS_ERR_PREDICTION_RESPONSE_TOO_LARGE', maxResponseSize);

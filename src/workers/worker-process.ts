@@ -1,6 +1,6 @@
 /**
- * @module worker/worker
- * The frontend's handle on one worker process. Workers are processes, not threads: onnxruntime
+ * @module workers/worker-process
+ * The front end's handle on one worker process. Workers are processes, not threads: onnxruntime
  * and sharp are native code, and a segfault, an abort or an out-of-memory kill in a thread would
  * take the whole server with it. A process dies alone; this handle fails its in-flight batch with
  * "Worker died." and reports the exit so the pool can start a replacement.
@@ -13,11 +13,11 @@ import { cpus, getPriority, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import { timerMs } from '../timer-ms.js';
-import { allQuiet, type Job } from '../wlm/job.js';
-import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from '../wlm/worker-state.js';
-import { checkedAnswer } from './answer-head.js';
-import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from './answer-size.js';
-import { fromWorker } from './message-shape.js';
+import { allQuiet, type Job } from '../batching/job.js';
+import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from './worker-state.js';
+import { checkedAnswer } from '../protocol/answer-head.js';
+import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from '../protocol/answer-size.js';
+import { fromWorker } from '../protocol/message-shape.js';
 import { readLines } from './output-lines.js';
 import { permissionArgs } from './permissions.js';
 import {
@@ -28,9 +28,9 @@ import {
   type LoadMessage,
   type WireMetric,
   type WireResponse,
-} from './protocol.js';
+} from '../protocol/messages.js';
 
-const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
+const ENTRY = fileURLToPath(new URL('../worker/entry.js', import.meta.url));
 
 export interface WorkerOptions {
   readonly id: string;
@@ -42,7 +42,7 @@ export interface WorkerOptions {
   readonly responseTimeoutMs: number;
   /** Niceness added to the process: under contention the front end's reads and refusals come first. */
   readonly nice: number;
-  /** Runs under Node's permission model (worker_permission, worker/permissions.ts). */
+  /** Runs under Node's permission model (worker_permission, workers/permissions.ts). */
   readonly permission: boolean;
   /** The environment the process starts with (workerEnvironment). */
   readonly env: NodeJS.ProcessEnv;

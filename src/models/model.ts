@@ -1,5 +1,5 @@
 /**
- * @module wlm/model
+ * @module models/model
  * One registered model version: where its files are, its settings, its queue and its workers.
  */
 import { randomUUID } from 'node:crypto';
@@ -8,11 +8,11 @@ import type { ValidManifest } from '../archive/manifest.js';
 import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
 import type { WorkerAndBatchSettings } from '../config/snapshot-file.js';
 import { tsError, type TsError } from '../errors.js';
-import { JobQueue, type BatchQueue } from './job-queue.js';
-import { SequenceQueue } from './sequence-queue.js';
-import { Job, type JobResponse } from './job.js';
-import { WorkerPool, type PoolDeps, type ScaleResult } from './worker-pool.js';
-import { describeStatus } from './worker-state.js';
+import { JobQueue, type BatchQueue } from '../batching/job-queue.js';
+import { SequenceQueue } from '../batching/sequence-queue.js';
+import { Job, type JobResponse } from '../batching/job.js';
+import { WorkerPool, type PoolDeps, type ScaleResult } from '../workers/worker-pool.js';
+import { describeStatus } from '../workers/worker-state.js';
 import { isRecord } from '../is-record.js';
 import { formatLocalTime } from '../local-time.js';
 
@@ -78,7 +78,7 @@ export class Model {
   readonly settings: ModelSettings;
   readonly queue: BatchQueue;
   readonly pool: WorkerPool;
-  /** Jobs accepted and not yet answered: queued or inside a batch. */
+  /** Jobs enqueued and not yet answered: queued or inside a batch. */
   private readonly outstanding = new Set<Job>();
   private stoppedFlag = false;
 
@@ -116,17 +116,17 @@ export class Model {
   }
 
   /**
-   * Whether a job offered now could be queued: a worker, room in the queue and, with
-   * useJobTicket, a worker free at once. False: the caller answers 503.
+   * Whether a job enqueued now would be refused: no worker, no room in the queue or, with
+   * useJobTicket, no worker free at once. True: the caller answers 503.
    */
-  get accepting(): boolean {
-    return this.hasWorkers && !this.queue.full && (!this.settings.useJobTicket || this.queue.workerIdle);
+  get refusing(): boolean {
+    return !this.hasWorkers || this.queue.full || (this.settings.useJobTicket && !this.queue.workerIdle);
   }
 
-  /** False when the model cannot take the job (see accepting): the caller answers 503. */
-  submit(job: Job): boolean {
+  /** False when the model refuses the job (see refusing): the caller answers 503. */
+  enqueue(job: Job): boolean {
     const { clientTimeoutInMills } = this.settings;
-    if (!this.accepting || !this.queue.offer(job)) return false;
+    if (this.refusing || !this.queue.enqueue(job)) return false;
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
     this.track(job, () => clearTimeout(expiry));
     return true;
@@ -149,7 +149,7 @@ export class Model {
   async customizedMetadata(): Promise<Record<string, unknown> | undefined> {
     const answer = new Promise<JobResponse>((respond, fail) => {
       const job = new Job({ id: randomUUID(), headers: { describe: 'True' }, params: [] }, { intermediate() {}, respond, fail });
-      if (!this.hasWorkers || !this.queue.offer(job)) {
+      if (!this.hasWorkers || !this.queue.enqueue(job)) {
         fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
         return;
       }
@@ -180,7 +180,7 @@ export class Model {
   }
 
   /**
-   * Resolves once every job accepted so far has been answered, or after `timeoutMs`, whichever
+   * Resolves once every job enqueued so far has been answered, or after `timeoutMs`, whichever
    * comes first. The workers keep serving meanwhile.
    */
   private async drain(timeoutMs: number): Promise<void> {
@@ -221,7 +221,7 @@ export class Model {
   }
 
   /**
-   * Graceful stop, for unregister and server shutdown: answers what was accepted (within
+   * Graceful stop, for unregister and server shutdown: answers what was enqueued (within
    * `drainTimeoutMs`), then closes. Whatever the drain could not finish still gets an answer:
    * a batch in flight "Worker died.", a queued job a 503.
    */

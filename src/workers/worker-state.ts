@@ -1,5 +1,5 @@
 /**
- * @module wlm/worker-state
+ * @module workers/worker-state
  * The five worker states of TorchServe and the moves between them:
  *
  *   STARTED ──loaded──▶ MODEL_LOADED ──exit/timeout──▶ STOPPED ──backoff──▶ (a new worker)

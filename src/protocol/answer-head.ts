@@ -1,5 +1,5 @@
 /**
- * @module worker/answer-head
+ * @module protocol/answer-head
  * A handler's answer as it comes back from its worker, before any route applies it. Its status,
  * reason phrase and headers are the handler's to choose, so they are untrusted: one that no HTTP
  * answer can carry (a status outside 200-599, a line break in the phrase or in a header, a header
@@ -9,7 +9,7 @@
  * connection, not to the answer: a handler's are dropped, as a proxy drops them, since a
  * TorchServe handler that set a correct Content-Length must keep working.
  */
-import type { WireResponse } from './protocol.js';
+import type { WireResponse } from './messages.js';
 
 /** RFC 9110's token: what a header name is made of. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { WORKER_STATE_WARNING } from '../wlm/worker-state.js';
-import type { LoadMessage } from './protocol.js';
-import { threadBudget, WorkerProcess } from './worker.js';
+import { WORKER_STATE_WARNING } from './worker-state.js';
+import type { LoadMessage } from '../protocol/messages.js';
+import { threadBudget, WorkerProcess } from './worker-process.js';
 
 /** A worker never started: enough to follow its states. */
 function unstartedWorker(id: string): WorkerProcess {

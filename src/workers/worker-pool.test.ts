@@ -3,9 +3,9 @@
 import { EventEmitter } from 'node:events';
 import t, { type Test } from 'tap';
 import { tsError } from '../errors.js';
-import type { BatchOutcome, WorkerProcess } from '../worker/worker.js';
-import { Job } from './job.js';
-import { JobQueue } from './job-queue.js';
+import type { BatchOutcome, WorkerProcess } from './worker-process.js';
+import { Job } from '../batching/job.js';
+import { JobQueue } from '../batching/job-queue.js';
 import { WorkerPool, type PoolSettings } from './worker-pool.js';
 import type { WorkerState } from './worker-state.js';
 
@@ -80,14 +80,14 @@ t.test('no batch ahead before a batch time is known; then full batches ahead, wo
   const { queue, stand, ready } = pool(t, 1);
   await ready;
   const [worker] = stand;
-  queue.offer(job('a'));
+  queue.enqueue(job('a'));
   await settle();
   t.same(
     worker!.batches.map((b) => ids(b.jobs)),
     [['a']],
     'an idle worker takes what there is',
   );
-  for (const id of ['b', 'c']) queue.offer(job(id));
+  for (const id of ['b', 'c']) queue.enqueue(job(id));
   await settle();
   t.equal(worker!.batches.length, 1, 'a full batch waits, but the batch time is not known yet');
   worker!.end();
@@ -99,9 +99,9 @@ t.test('no batch ahead before a batch time is known; then full batches ahead, wo
   );
   worker!.end();
   await settle();
-  queue.offer(job('d'));
+  queue.enqueue(job('d'));
   await settle();
-  for (const id of ['e', 'f', 'g', 'h']) queue.offer(job(id));
+  for (const id of ['e', 'f', 'g', 'h']) queue.enqueue(job(id));
   await settle();
   t.same(
     worker!.batches.map((b) => ids(b.jobs)),
@@ -109,7 +109,7 @@ t.test('no batch ahead before a batch time is known; then full batches ahead, wo
     'busy with d, it took the full batches behind it as they arrived',
   );
   t.equal(queue.size, 4, 'which still count as waiting until answered');
-  queue.offer(job('i'));
+  queue.enqueue(job('i'));
   await settle();
   t.equal(worker!.batches.length, 3, 'never a partial batch ahead');
 });
@@ -122,14 +122,14 @@ t.test("batches ahead are counted in the worker's own time on a batch, not the r
     const [worker] = stand;
     for (const ms of [firstMs, workMs]) {
       // An idle worker's batches of one: their round trip here is a few microseconds.
-      queue.offer(job(`timed ${ms}`));
+      queue.enqueue(job(`timed ${ms}`));
       await settle();
       worker!.end(ms);
       await settle();
     }
-    queue.offer(job('busy'));
+    queue.enqueue(job('busy'));
     await settle();
-    for (let i = 0; i < 40; i++) queue.offer(job(String(i)));
+    for (let i = 0; i < 40; i++) queue.enqueue(job(String(i)));
     await settle();
     const ahead = worker!.batches.length - 1;
     while (worker!.batches.length > 0) {
@@ -151,16 +151,16 @@ t.test('a worker that dies gives back the batches it had not started; another wo
   const [first, second] = stand;
   // Both workers time a quick batch (idle workers take turns), so both may take batches ahead.
   for (const id of ['w1', 'w2']) {
-    queue.offer(job(id));
+    queue.enqueue(job(id));
     await settle();
   }
   first!.end();
   second!.end();
   await settle();
-  queue.offer(job('a'));
-  queue.offer(job('b'));
+  queue.enqueue(job('a'));
+  queue.enqueue(job('b'));
   await settle();
-  for (const id of ['c', 'd']) queue.offer(job(id));
+  for (const id of ['c', 'd']) queue.enqueue(job(id));
   await settle();
   const holder = [first!, second!].find((w) => w.batches.length === 2);
   t.ok(holder, 'one worker holds a batch ahead');

@@ -1,0 +1,90 @@
+/**
+ * @module batching/admission
+ * Where every front end (HTTP, gRPC) hands a prediction to a model: the request is enqueued as a
+ * Job on the model's queue, counted in the inference metrics, answering through the front end's
+ * sink; or it is refused with TorchServe's 503, counted, before its body is read (earlyRefusal) or
+ * after (enqueuePrediction).
+ */
+import { tsError, type TsError } from '../errors.js';
+import type { MetricsRegistry } from '../metrics/registry.js';
+import type { WireRequest } from '../protocol/messages.js';
+import { Job, type JobSink } from './job.js';
+
+/** A model version as admission sees it: models/model.ts's Model. */
+export interface AdmissionTarget {
+  readonly name: string;
+  readonly version: string;
+  /** A job enqueued now would be refused: the caller answers 503. */
+  readonly refusing: boolean;
+  /** False when the job is refused. */
+  enqueue(job: Job): boolean;
+}
+
+/**
+ * Enqueues the request on `model`; `version` is the one the client asked for (metrics say
+ * `default` without one). Throws TorchServe's 503 when the model refuses it. A `quiet` job
+ * (the front end's warm-up, http/warm-up.ts) counts in no metric, refused or answered.
+ */
+export function enqueuePrediction(
+  metrics: MetricsRegistry,
+  model: AdmissionTarget,
+  version: string | undefined,
+  request: WireRequest,
+  sink: JobSink,
+  quiet = false,
+): void {
+  const job = quiet ? new Job(request, sink, true) : countedJob(metrics, model, version ?? 'default', request, sink);
+  if (!model.enqueue(job)) throw quiet ? refusal(model, version) : countedRefusal(metrics, model, version);
+}
+
+function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLabel: string, request: WireRequest, sink: JobSink): Job {
+  metrics.inferenceRequest(model.name, versionLabel);
+  const started = performance.now();
+  const job: Job = new Job(request, {
+    intermediate: (r) => sink.intermediate(r),
+    respond(r) {
+      metrics.inferenceDone(model.name, versionLabel, Math.round((performance.now() - started) * 1000));
+      if (job.dequeuedAt !== undefined) metrics.dequeued(model.name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
+      sink.respond(r);
+    },
+    fail: (err) => sink.fail(err),
+  });
+  return job;
+}
+
+/**
+ * The 503 of a prediction for `model` when it is refusing now (counted as enqueuePrediction counts
+ * a refusal), before the request has been read into a job; undefined when it would be enqueued.
+ */
+export function earlyRefusal(metrics: MetricsRegistry, model: AdmissionTarget, version: string | undefined): TsError | undefined {
+  if (!model.refusing) return undefined;
+  metrics.inferenceRequest(model.name, version ?? 'default');
+  return countedRefusal(metrics, model, version);
+}
+
+/** Counts the refusal; its 503. */
+function countedRefusal(metrics: MetricsRegistry, model: AdmissionTarget, version: string | undefined): TsError {
+  metrics.refused(model.name, model.version);
+  return refusal(model, version);
+}
+
+/**
+ * Each model's refusal, made once per version asked for: under overload most requests are refused,
+ * and a new Error each time (its stack captured) was a twentieth of the front end's work.
+ */
+const refusals = new WeakMap<AdmissionTarget, Map<string | undefined, TsError>>();
+
+function refusal(model: AdmissionTarget, version: string | undefined): TsError {
+  let known = refusals.get(model);
+  if (!known) {
+    known = new Map();
+    refusals.set(model, known);
+  }
+  let err = known.get(version);
+  if (err) return err;
+  err = tsError('TSS_ERR_WORKER_NONE_AVAILABLE', model.name);
+  // With a version in the URL TorchServe words it `Model "m" Version 1.0" has ...` (stray quote kept).
+  if (version !== undefined) err.message = err.message.replace(`Model "${model.name}"`, `Model "${model.name}" Version ${version}"`);
+  known.set(version, err);
+  return err;
+}
