@@ -1,10 +1,10 @@
 // MAR-INF/MANIFEST.json as the server reads it and the archiver writes it: defaults, the checks
-// that refuse a manifest, the file paths it may name, TorchServe's key order and `path:fn` handlers.
+// that refuse a manifest, the file paths it may name, TorchServe's key order.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { formatManifest, MANIFEST_PATH, readManifest, splitHandler, validateManifest } from './manifest.js';
+import { formatManifest, MANIFEST_PATH, readManifest, validateManifest } from './manifest.js';
 
 /** A model directory whose manifest is `text`. */
 function modelDir(t: Test, text: string): string {
@@ -58,11 +58,4 @@ t.test("the archiver writes TorchServe's key order and leaves out what was not g
     text,
     '{\n  "createdOn": "01/01/2026 00:00:00",\n  "runtime": "python",\n  "model": {\n    "modelName": "m",\n    "handler": "h.ts",\n    "modelVersion": "2.0"\n  },\n  "archiverVersion": "0.12.0"\n}',
   );
-});
-
-t.test('a handler `path:fn` splits at its last colon, never at a drive letter', async (t) => {
-  t.same(splitHandler('handler.ts:classify'), ['handler.ts', 'classify']);
-  t.same(splitHandler('handler.ts'), ['handler.ts', undefined]);
-  t.same(splitHandler('C:\\models\\handler.ts'), ['C:\\models\\handler.ts', undefined]);
-  t.same(splitHandler('C:\\models\\handler.ts:fn'), ['C:\\models\\handler.ts', 'fn']);
 });

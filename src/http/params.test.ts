@@ -1,6 +1,7 @@
 // Parameters read as TorchServe reads them, and what the server says of those it cannot use.
 import t from 'tap';
-import { boolParam, intParam, registerWarnings, requestParams, scaleWarnings, shown } from './params.js';
+import { shown } from '../shown.js';
+import { boolParam, intParam, registerCall, registerWarnings, requestParams, scaleCall, scaleWarnings } from './params.js';
 
 t.test('integers that do not parse are absent; booleans are true only for "true", in any case', async (t) => {
   t.equal(intParam({ n: '12' }, 'n'), 12);
@@ -29,6 +30,18 @@ t.test('scale warnings are read by the scale rules: timeout may be -1, a registe
     'min_worker="abc" is not a whole number; the default is used',
     'unknown parameter "batch_size" is ignored',
   ]);
+});
+
+t.test('a register call is synchronous unless told; a scale call is not, unless told', async (t) => {
+  t.match(registerCall({ url: 'm.mar', batch_size: '4', initial_workers: 'x' }), {
+    url: 'm.mar',
+    batchSize: 4,
+    initialWorkers: undefined,
+    synchronous: true,
+    warnings: ['initial_workers="x" is not a whole number; the default is used'],
+  });
+  t.match(scaleCall({ min_worker: '2' }), { minWorkers: 2, maxWorkers: undefined, synchronous: false, warnings: [] });
+  t.equal(scaleCall({ synchronous: 'true' }).synchronous, true);
 });
 
 t.test('a client text in a message is quoted, escaped and cut at 100 characters', async (t) => {

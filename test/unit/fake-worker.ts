@@ -6,9 +6,9 @@
  * the test calls `release`, so a queue can be filled on purpose.
  */
 import { EventEmitter } from 'node:events';
-import type { Job } from '../../src/wlm/job.js';
-import type { WorkerState } from '../../src/wlm/worker-state.js';
-import type { BatchOutcome, WorkerProcess } from '../../src/worker/worker.js';
+import type { Job } from '../../src/batching/job.js';
+import type { BatchOutcome, WorkerProcess } from '../../src/workers/worker-process.js';
+import type { WorkerState } from '../../src/workers/worker-state.js';
 
 export const HOLD = 'hold';
 

@@ -19,8 +19,9 @@ import { managementRoutes } from '../../src/http/management.js';
 import { metricsRoutes } from '../../src/http/metrics.js';
 import { createLoggers } from '../../src/log/loggers.js';
 import { MetricsRegistry } from '../../src/metrics/registry.js';
-import { ModelRegistry } from '../../src/wlm/model-registry.js';
-import { registerStartupModels, startupOutcome, type RegistrationDeps } from '../../src/wlm/registration.js';
+import { ModelRegistry } from '../../src/models/model-registry.js';
+import { ModelService } from '../../src/models/model-service.js';
+import { registerStartupModels, startupOutcome } from '../../src/models/registration.js';
 import { FakeWorker } from './fake-worker.js';
 
 export interface InProcessServer {
@@ -61,14 +62,14 @@ export async function inProcessServer(
   const loggers = createLoggers(join(dir, 'logs'), { level: 'warn', destination: { write: (line) => log.push(line) } });
   const metrics = new MetricsRegistry(config.metricsMode, { lines: () => {}, warn: (message) => log.push(message) });
   const registry = new ModelRegistry();
-  metrics.watchModels(() => registry.all().map((m) => ({ model: m.name, version: m.version, queued: m.queue.size, readyWorkers: m.pool.loadedCount() })));
   const workers: FakeWorker[] = [];
-  const registration: RegistrationDeps = {
+  const service = new ModelService({
+    config,
     registry,
     loader: {
       server: config,
       locate: { modelStore: config.modelStore, allowedUrls: config.allowedUrls, maxDownloadBytes: config.maxDownloadSize, downloadTimeoutMs: 1000 },
-      // As wlm/worker-factory.ts wires a pool, with a fake worker for the process.
+      // As workers/worker-factory.ts wires a pool, with a fake worker for the process.
       poolDeps: (model) => ({
         spawn: () => {
           const worker = new FakeWorker(String(9000 + workers.length), 100_000 + workers.length);
@@ -81,15 +82,16 @@ export async function inProcessServer(
       }),
       log: (message) => log.push(message),
     },
-  };
+  });
+  service.on((event) => metrics.followModels(event));
   const listener = (): FastifyInstance => createListener({ config, metrics, loggers });
   const inference = listener();
   await inference.register(inferenceRoutes, { config, registry, metrics, tokens: undefined });
   const management = listener();
-  await management.register(managementRoutes, { config, registry, registration, tokens: undefined, onChange: () => Promise.resolve() });
+  await management.register(managementRoutes, { tokens: undefined, service });
   const metricsApi = listener();
   await metricsApi.register(metricsRoutes, { metrics });
-  await startupOutcome(await registerStartupModels(config, registration, loggers.server));
+  await startupOutcome(await registerStartupModels(config, service, loggers.server));
   // A listening server keeps its process alive while a queue's deadline (an unref'd timer) runs
   // out; with no port open, this does.
   const alive = setInterval(() => {}, 60_000);
