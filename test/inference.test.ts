@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, sharedServer, startTestServer, type TestServer } from './helpers.js';
 
 const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
 
@@ -18,6 +18,9 @@ async function serve(t: Test, properties: Record<string, string> = {}): Promise<
     properties: { load_models: 'mnist.mar,echo.mar', ...properties },
   });
 }
+
+/** mnist and echo served from start-up, shared by this file's tests: they only predict. */
+const served = sharedServer((t) => serve(t));
 
 /** What test/fixtures/echo_handler.ts answers. */
 interface Echo {
@@ -33,7 +36,7 @@ async function json(res: Response): Promise<unknown> {
 }
 
 t.test('request forms become the handler inputs TorchServe would give', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const url = `${server.urls.inference}/predictions/echo`;
 
   const raw = (await json(await fetch(url, { method: 'POST', body: seven, headers: { 'content-type': 'image/png' } }))) as Echo;
@@ -73,7 +76,7 @@ t.test('request forms become the handler inputs TorchServe would give', async (t
 });
 
 t.test('answers: JSON with its content type, bytes as bytes, handler status and headers', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const url = `${server.urls.inference}/predictions/echo`;
   const described = await fetch(url, { method: 'POST', body: 'x' });
   t.equal(described.headers.get('content-type'), 'application/json');
@@ -90,7 +93,7 @@ t.test('answers: JSON with its content type, bytes as bytes, handler status and 
 });
 
 t.test('bad input gets a JSON error with the right status and the server stays up', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const inf = server.urls.inference;
   const cases: Array<{ what: string; url: string; init: RequestInit; status: number; type: string; message: RegExp | string }> = [
     {
