@@ -5,7 +5,8 @@
 // are test/register.test.ts's; worker processes are not needed to answer any of these.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import type { LightMyRequestResponse } from 'fastify';
+import t, { type Test } from 'tap';
 import { inProcessServer, storeArchive, type InProcessServer } from './in-process.js';
 
 type Described = {
@@ -30,9 +31,15 @@ function withYaml(yaml: string): (store: string) => void {
   };
 }
 
-/** The Warning header holds `message`, as TorchServe's clients read it. */
-function warns(header: string | string[] | number | undefined, message: string): boolean {
-  return String(header ?? '').includes(`299 tsserve "${message.replaceAll('"', "'")}"`);
+/** Each message is in the answer's Warning header, as TorchServe's clients read it, and in the log after `what`. */
+function warnedOf(t: Test, server: InProcessServer, res: LightMyRequestResponse, what: string, messages: string[]): void {
+  for (const message of messages) {
+    t.ok(String(res.headers.warning ?? '').includes(`299 tsserve "${message.replaceAll('"', "'")}"`), `header: ${message}`);
+    t.ok(
+      server.log.some((l) => l.includes(`${what}: ${message}`)),
+      `log: ${message}`,
+    );
+  }
 }
 
 t.test('register parameters from a JSON body', async (t) => {
@@ -97,20 +104,14 @@ t.test('register parameters the server cannot use as written are named in a Warn
   const query = 'url=echo.mar&batch_size=dd&max_batch_delay=junk&initial_workers=-1&synchronous=maybe&batchsize=8&response_timeout=0';
   const res = await server.management({ method: 'POST', url: `/models?${query}` });
   t.equal(res.statusCode, 200, "registered: TorchServe's own tests expect 200 for batch_size=dd");
-  for (const message of [
+  warnedOf(t, server, res, 'Register "echo.mar"', [
     'batch_size="dd" is not a whole number; the default is used',
     'max_batch_delay="junk" is not a whole number; the default is used',
     'initial_workers="-1" is less than 0; 0 is used',
     'synchronous="maybe" is not true or false; false is used',
     'unknown parameter "batchsize" (did you mean batch_size?) is ignored',
     'response_timeout="0" is less than 1; the default is used',
-  ]) {
-    t.ok(warns(res.headers.warning, message), `header: ${message}`);
-    t.ok(
-      server.log.some((l) => l.includes(`Register "echo.mar": ${message}`)),
-      `log: ${message}`,
-    );
-  }
+  ]);
   t.match(await describe(server, 'echo'), { batchSize: 1, maxBatchDelay: 100, minWorkers: 0 }, 'the defaults are what is used');
 
   const clean = await server.management({ method: 'POST', url: '/models?url=echo.mar&model_name=other&batch_size=2&initial_workers=0' });
@@ -135,16 +136,10 @@ t.test('scale parameters the server cannot use as written are warned of as regis
   const res = await server.management({ method: 'PUT', url: '/models/echo?min_worker=abc&synchronous=true&minworker=2' });
   t.equal(res.statusCode, 200, 'scaled, as TorchServe does');
   t.equal(res.body, `{\n  "status": "Workers scaled to 1 for model: echo"\n}\n`, 'to the default, 1');
-  for (const message of [
+  warnedOf(t, server, res, 'Scale "echo"', [
     'min_worker="abc" is not a whole number; the default is used',
     'unknown parameter "minworker" (did you mean min_worker?) is ignored',
-  ]) {
-    t.ok(warns(res.headers.warning, message), `header: ${message}`);
-    t.ok(
-      server.log.some((l) => l.includes(`Scale "echo": ${message}`)),
-      `log: ${message}`,
-    );
-  }
+  ]);
   const clean = await server.management({ method: 'PUT', url: '/models/echo/1.0?min_worker=1&max_worker=1&synchronous=true' });
   t.same([clean.statusCode, clean.headers.warning], [200, undefined], 'a call with good parameters has no warning');
 });
