@@ -1,6 +1,5 @@
 // Parameters read as TorchServe reads them, and what the server says of those it cannot use.
 import t from 'tap';
-import { shown } from '../shown.js';
 import { boolParam, intParam, registerCall, registerWarnings, requestParams, scaleCall, scaleWarnings } from './params.js';
 
 t.test('integers that do not parse are absent; booleans are true only for "true", in any case', async (t) => {
@@ -42,11 +41,6 @@ t.test('a register call is synchronous unless told; a scale call is not, unless 
   });
   t.match(scaleCall({ min_worker: '2' }), { minWorkers: 2, maxWorkers: undefined, synchronous: false, warnings: [] });
   t.equal(scaleCall({ synchronous: 'true' }).synchronous, true);
-});
-
-t.test('a client text in a message is quoted, escaped and cut at 100 characters', async (t) => {
-  t.equal(shown('a\nb"c'), '"a\\nb\\"c"');
-  t.equal(shown('x'.repeat(150)), `"${'x'.repeat(100)}..."`);
 });
 
 t.test('query parameters take the last of repeated values; a JSON body adds its fields; a nested field is a 400', async (t) => {

@@ -27,6 +27,8 @@ import { FakeWorker } from './fake-worker.js';
 export interface InProcessServer {
   readonly config: ServerConfig;
   readonly registry: ModelRegistry;
+  /** The one model service the management routes call; a test may follow its events. */
+  readonly service: ModelService;
   readonly store: string;
   /** Every worker the pools have made, in order. */
   readonly workers: FakeWorker[];
@@ -105,6 +107,7 @@ export async function inProcessServer(
   return {
     config,
     registry,
+    service,
     store,
     workers,
     log,
