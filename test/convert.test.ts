@@ -5,14 +5,20 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import AdmZip from 'adm-zip';
 import sharp from 'sharp';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { buildColoursMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir } from './helpers.js';
 
 /** Debian's, which has torch; a pyenv python3 earlier on PATH may not. */
 const PYTHON = '/usr/bin/python3';
 
-/** model.py, weights.pth (a state dict) and traced.pt (TorchScript) in a fresh folder. */
-function pytorchFiles(t: Test): string {
+let pytorchDir: string | undefined;
+
+/**
+ * model.py, weights.pth (a state dict) and traced.pt (TorchScript) in a folder the tests only read:
+ * made once for this file, as Python takes seconds to import torch.
+ */
+function pytorchFiles(): string {
+  if (pytorchDir) return pytorchDir;
   const dir = tempDir(t, 'tsserve-pytorch-');
   const run = spawnSync(PYTHON, [join(FIXTURES, 'make_torchserve_model.py'), dir], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`make_torchserve_model.py failed: ${run.stderr}`);
@@ -20,6 +26,7 @@ function pytorchFiles(t: Test): string {
   writeFileSync(join(dir, 'model-config.yaml'), 'batchSize: 4\nmaxBatchDelay: 20\n');
   writeFileSync(join(dir, 'requirements.txt'), 'torchvision\n');
   writeFileSync(join(dir, 'my_handler.py'), 'from ts.torch_handler.image_classifier import ImageClassifier\n');
+  pytorchDir = dir;
   return dir;
 }
 
@@ -57,7 +64,7 @@ const EAGER = {
 const EAGER_FILES = ['weights.pth', 'model.py', 'index_to_name.json', 'model-config.yaml', 'requirements.txt'];
 
 t.test('a TorchServe archive is refused at registration with a 400 that names why and how to convert it', async (t) => {
-  const files = pytorchFiles(t);
+  const files = pytorchFiles();
   const server = await startTestServer(t, {
     prepare: (store) => {
       torchServeMar(join(store, 'old.mar'), files, { ...EAGER, handler: 'my_handler.py' }, [...EAGER_FILES, 'my_handler.py']);
@@ -91,7 +98,7 @@ t.test("a .py handler given as a register parameter registers with zero workers,
 });
 
 t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file, become archives tsserve serves', async (t) => {
-  const files = pytorchFiles(t);
+  const files = pytorchFiles();
   const out = tempDir(t);
   const eager = torchServeMar(join(out, 'colours-old.mar'), files, EAGER, EAGER_FILES);
   const traced = torchServeMar(
@@ -153,7 +160,7 @@ t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file,
 });
 
 t.test('tsserve-convert: a custom Python handler needs its TypeScript port, and what cannot be converted says why', async (t) => {
-  const files = pytorchFiles(t);
+  const files = pytorchFiles();
   const out = tempDir(t);
   const custom = torchServeMar(join(out, 'custom.mar'), files, { ...EAGER, handler: 'my_handler.py:handle' }, [...EAGER_FILES, 'my_handler.py']);
   const refused = convert([custom, '--export-path', out, '--python', PYTHON]);

@@ -14,6 +14,7 @@ import {
   FIXTURES,
   MNIST_DIR,
   serveFixtureModel,
+  sharedServer,
   startTestServer,
   tempDir,
   type TestServer,
@@ -40,6 +41,9 @@ function serveColours(t: Test, properties: Record<string, string> = {}): Promise
   });
 }
 
+/** colours.mar served from start-up, for the tests that only ask it. */
+const colours = sharedServer((t) => serveColours(t));
+
 function explain(url: string, image: Buffer, target?: string): Promise<Response> {
   const form = new FormData();
   form.append('data', new Blob([image], { type: 'image/png' }));
@@ -54,7 +58,7 @@ function meanOf(map: Chw, channel: number, y: number, from: number, to: number):
 }
 
 t.test('image_classifier explains a class: the half of the image that carries its colour counts for it', async (t) => {
-  const server = await serveColours(t);
+  const server = await colours();
   const url = `${server.urls.inference}/explanations/colours`;
   const image = await redBlue();
 
@@ -91,7 +95,7 @@ t.test('an explanation never shares a batch: predictions batched around it get p
 });
 
 t.test('a target that is not a class, or not a number, is a 400', async (t) => {
-  const server = await serveColours(t);
+  const server = await colours();
   const url = `${server.urls.inference}/explanations/colours`;
   const image = await redBlue();
   const outOfRange = await explain(url, image, '7');

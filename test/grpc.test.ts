@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient, unaryCall, type GrpcClient } from './grpc-client.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, requestsArrived, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, requestsArrived, sharedServer, startTestServer, type TestServer } from './helpers.js';
 
 interface Clients {
   inference: GrpcClient;
@@ -34,10 +34,13 @@ function serve(t: Test, properties: Record<string, string> = {}): Promise<TestSe
   });
 }
 
+/** mnist and echo served from start-up, for the tests that only call them. */
+const served = sharedServer((t) => serve(t));
+
 const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
 
 t.test('inference: Ping, Predictions on the default and a named version, each input a parameter', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const { inference } = clients(t, server);
   t.same(await call(inference, 'Ping', {}), { value: { health: '{\n  "status": "Healthy"\n}' }, code: grpc.status.OK });
   const digit = await call(inference, 'Predictions', { model_name: 'mnist', input: { data: seven } });
@@ -51,7 +54,7 @@ t.test('inference: Ping, Predictions on the default and a named version, each in
 });
 
 t.test("inference errors are TorchServe's statuses with the REST messages", async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const { inference } = clients(t, server);
   const cases: Array<[object, number, string | RegExp]> = [
     [{ model_name: '', input: {} }, grpc.status.INTERNAL, 'Parameter model_name is required.'],
@@ -70,7 +73,7 @@ t.test("inference errors are TorchServe's statuses with the REST messages", asyn
 });
 
 t.test('StreamPredictions: one message per intermediate answer, then the last', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const { inference } = clients(t, server);
   const parts: string[] = [];
   const stream = inference.StreamPredictions!({ model_name: 'echo', input: { body: Buffer.from('stream:3') } });
@@ -165,7 +168,7 @@ t.test('the access log has one line per gRPC call, as TorchServe writes it', asy
 });
 
 t.test('bytes that are not gRPC on a gRPC port: the connection is dropped, the server serves on', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const [host, port] = [server.urls.grpcInference.split(':')[0]!, Number(server.urls.grpcInference.split(':')[1])];
   for (const junk of [randomBytes(4096), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\u0000\u0000')]) {
     await new Promise<void>((resolve) => {

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Test } from 'tap';
+import tap, { type Test } from 'tap';
 import { createArchive, type ArchiveOptions } from '../dist/src/archive/write.js';
 import { loadServerConfig } from '../dist/src/config/server-config.js';
 import { createLoggers } from '../dist/src/log/loggers.js';
@@ -157,6 +157,16 @@ export function serveFixtureModel(t: Test, name: string, handler: string, onnx: 
       }),
     properties: { load_models: `${name}.mar` },
   });
+}
+
+/**
+ * One server for the tests of a file that only ask it questions (no registration, no metric
+ * counted from zero, no stop): started by the first test that needs it, closed when the file ends.
+ * A server's start and its workers' loads are most of such a test's time.
+ */
+export function sharedServer(start: (t: Test) => Promise<TestServer>): () => Promise<TestServer> {
+  let server: Promise<TestServer> | undefined;
+  return () => (server ??= start(tap));
 }
 
 export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {

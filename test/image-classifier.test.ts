@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildColoursMar, serveFixtureModel, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { buildColoursMar, serveFixtureModel, sharedServer, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })
@@ -20,6 +20,9 @@ function serveColours(t: Test, properties: Record<string, string> = {}, load = t
     properties: load ? { load_models: 'colours.mar', ...properties } : properties,
   });
 }
+
+/** colours.mar served from start-up, for the tests that only classify. */
+const colours = sharedServer((t) => serveColours(t));
 
 async function classify(url: string, body: Buffer): Promise<{ status: number; text: string }> {
   const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'image/png' } });
@@ -52,7 +55,7 @@ t.test('top classes with labels from index_to_name.json, most probable first, so
 });
 
 t.test('without index_to_name.json the labels are class indexes, still most probable first', async (t) => {
-  const server = await serveColours(t);
+  const server = await colours();
   const { text } = await classify(`${server.urls.inference}/predictions/colours`, await solid(10, 10, 250));
   t.match(text, /^\{\n {2}"2": [\d.e-]+,\n {2}"\d": /, 'class "2" first, although JS objects sort integer keys');
 });
@@ -73,7 +76,7 @@ t.test('batched: concurrent requests form one batch and each gets its own answer
 });
 
 t.test('images of odd sizes, grayscale and alpha are accepted; a corrupt one is a 400', async (t) => {
-  const server = await serveColours(t);
+  const server = await colours();
   const url = `${server.urls.inference}/predictions/colours`;
   const tall = await solid(250, 10, 10, 'png', 17, 900);
   t.equal((await classify(url, tall)).status, 200, 'tall thin image');
@@ -112,7 +115,7 @@ function declaredPng(width: number, height: number): Buffer {
 
 t.test("limit_max_image_pixels: an image over PIL's limit is a 400 before it is decoded; false lifts the limit", async (t) => {
   const bomb = declaredPng(20_000, 9_000); // 180 MP: over PIL's 178,956,970, under sharp's own 268 MP
-  const limited = await serveColours(t);
+  const limited = await colours();
   const refused = await classify(`${limited.urls.inference}/predictions/colours`, bomb);
   t.equal(refused.status, 400);
   t.same(JSON.parse(refused.text), {
@@ -152,7 +155,7 @@ t.test('an envelope tsserve does not have stops the start with the key and what 
 });
 
 t.test("the transform is torchvision's Resize(256) + CenterCrop(224): a 16 px border of another colour is cropped away", async (t) => {
-  const server = await serveColours(t);
+  const server = await colours();
   const url = `${server.urls.inference}/predictions/colours`;
   const framed = await sharp({ create: { width: 224, height: 224, channels: 3, background: { r: 255, g: 0, b: 0 } } })
     .extend({ top: 16, bottom: 16, left: 16, right: 16, background: { r: 0, g: 0, b: 255 } })

@@ -1,12 +1,13 @@
-// The inference listener's other prediction routes, as TorchServe's: SageMaker's /invocations and
-// /models/{m}/invoke, the legacy /{m}/predict, OPTIONS describing a model, and one listener
-// serving inference and management together.
+// The inference listener's other prediction routes, as TorchServe's, with real workers: inputs as
+// a handler receives them, a real model through the legacy route, one listener serving inference
+// and management together, and what a client's headers cannot steer (REST and gRPC). Which model
+// each route names, its inputs and its errors are test/unit/inference-routes.test.ts's, in process.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient, unaryCall } from './grpc-client.js';
-import { buildMar, buildMnistMar, errorBody, FIXTURES, freePort, MNIST_DIR, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, freePort, MNIST_DIR, startTestServer, type TestServer } from './helpers.js';
 
 /** What test/fixtures/echo_handler.ts answers. */
 interface Echo {
@@ -30,67 +31,17 @@ async function echo(res: Response): Promise<Echo> {
   return (await res.json()) as Echo;
 }
 
-t.test('/invocations: the model from ?model_name=, query parameters first as inputs, then the body', async (t) => {
+t.test('through a real worker: inputs keep their kinds on /invocations, a real model answers on the legacy route', async (t) => {
   const server = await serve(t, 'mnist.mar,echo.mar');
   const answer = await echo(
     await fetch(`${server.urls.inference}/invocations?model_name=echo&topk=3`, { method: 'POST', body: 'hi', headers: { 'content-type': 'text/plain' } }),
   );
   t.same(answer.params, { model_name: { kind: 'bytes', value: 4 }, topk: { kind: 'bytes', value: 1 }, body: { kind: 'text', value: 'hi' } });
   t.equal(answer.explain, undefined, 'no explain header on SageMaker routes');
-
-  const form = new FormData();
-  form.set('model_name', 'echo');
-  form.set('data', new Blob(['abc'], { type: 'text/plain' }), 'a.txt');
-  const byField = await echo(await fetch(`${server.urls.inference}/invocations`, { method: 'POST', body: form }));
-  t.same(Object.keys(byField.params).sort(), ['data', 'model_name'], 'a model_name form field names the model');
-
-  const none = await fetch(`${server.urls.inference}/invocations`, { method: 'POST', body: 'x' });
-  t.equal(none.status, 400, 'two start-up models and no model_name');
-  t.same(await errorBody(none), { code: 400, type: 'BadRequestException', message: 'Parameter model_name is required.' });
-  const unknown = await fetch(`${server.urls.inference}/invocations?model_name=nope`, { method: 'POST', body: 'x' });
-  t.equal(unknown.status, 404);
-  t.equal((await errorBody(unknown)).message, 'Model not found: nope');
-});
-
-t.test('/invocations without model_name serves the only model loaded at start-up', async (t) => {
-  const server = await serve(t, 'echo.mar');
-  const answer = await echo(await fetch(`${server.urls.inference}/invocations`, { method: 'POST', body: 'x' }));
-  t.same(Object.keys(answer.params), ['body']);
-});
-
-t.test('/models/{m}/invoke and the legacy /{m}/predict, /{m}/{v}/predict', async (t) => {
-  const server = await serve(t, 'mnist.mar,echo.mar');
-  const invoke = await echo(await fetch(`${server.urls.inference}/models/echo/invoke?a=1`, { method: 'POST', body: 'x' }));
-  t.same(Object.keys(invoke.params), ['a', 'body']);
   const legacy = await echo(await fetch(`${server.urls.inference}/echo/predict?a=1&a=22`, { method: 'POST', body: 'x' }));
   t.same(legacy.params.a, { kind: 'bytes', value: 2 }, 'a repeated query parameter: each value is an input, the last one wins');
-  const versioned = await echo(await fetch(`${server.urls.inference}/echo/1.0/predict`, { method: 'POST', body: 'x' }));
-  t.same(Object.keys(versioned.params), ['body']);
-  const noVersion = await fetch(`${server.urls.inference}/echo/9.9/predict`, { method: 'POST', body: 'x' });
-  t.equal(noVersion.status, 404);
-  t.equal((await errorBody(noVersion)).message, 'Model version: 9.9 does not exist for model: echo');
-  t.equal((await fetch(`${server.urls.inference}/models/echo/other`, { method: 'POST' })).status, 404, '/models/{m}/x is not a route');
-
   const digit = await fetch(`${server.urls.inference}/mnist/predict`, { method: 'POST', body: readFileSync(join(MNIST_DIR, 'digits', '7_0.png')) });
   t.equal(await digit.text(), '7', 'a real model answers through the legacy route');
-});
-
-t.test('OPTIONS on a prediction path describes the model; on a management path, its management', async (t) => {
-  const server = await serve(t, 'echo.mar');
-  const inference = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'OPTIONS' });
-  t.equal(inference.status, 200);
-  const doc = (await inference.json()) as { openapi: string; info: { title: string }; paths: Record<string, unknown> };
-  t.equal(doc.openapi, '3.0.1');
-  t.equal(doc.info.title, 'RESTful API for: echo');
-  t.same(Object.keys(doc.paths), ['/predictions/echo', '/v1/models/{model_name}:predict', '/v2/models/{model_name}/infer']);
-  t.equal((await fetch(`${server.urls.inference}/predictions/nope`, { method: 'OPTIONS' })).status, 404);
-  t.equal((await fetch(`${server.urls.inference}/predictions/echo/9.9`, { method: 'OPTIONS' })).status, 404);
-
-  const management = await fetch(`${server.urls.management}/models/echo/1.0`, { method: 'OPTIONS' });
-  t.equal(management.status, 200);
-  t.equal(((await management.json()) as { info: { title: string } }).info.title, 'RESTful Management API for: echo');
-  t.equal((await fetch(`${server.urls.management}/models/nope`, { method: 'OPTIONS' })).status, 404);
-  t.equal((await fetch(`${server.urls.management}/models/echo`, { method: 'PATCH' })).status, 405, 'other methods are still 405');
 });
 
 t.test('one address for inference and management: one listener serves both, as TorchServe\'s "ALL" listener', async (t) => {

@@ -1,9 +1,11 @@
-// The inference API: /ping, predictions in every request form, and every bad input answered
-// with TorchServe's JSON error and the right status, the server staying up.
+// The inference API through real workers: predictions in every request form as a handler receives
+// them, its answers, and every bad input a handler or model refuses answered with TorchServe's
+// JSON error and the right status, the server staying up. What the front end refuses before any
+// worker is asked is test/unit/front-end.test.ts's, in process.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, type TestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, sharedServer, startTestServer, type TestServer } from './helpers.js';
 
 const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
 
@@ -16,6 +18,9 @@ async function serve(t: Test, properties: Record<string, string> = {}): Promise<
     properties: { load_models: 'mnist.mar,echo.mar', ...properties },
   });
 }
+
+/** mnist and echo served from start-up, shared by this file's tests: they only predict. */
+const served = sharedServer((t) => serve(t));
 
 /** What test/fixtures/echo_handler.ts answers. */
 interface Echo {
@@ -30,19 +35,8 @@ async function json(res: Response): Promise<unknown> {
   return JSON.parse(await res.text());
 }
 
-t.test('/ping answers Healthy in Gson style with TorchServe headers', async (t) => {
-  const server = await serve(t);
-  const res = await fetch(`${server.urls.inference}/ping`);
-  t.equal(res.status, 200);
-  t.equal(await res.text(), '{\n  "status": "Healthy"\n}\n');
-  t.match(res.headers.get('x-request-id'), /^[0-9a-f-]{36}$/);
-  t.equal(res.headers.get('cache-control'), 'no-cache; no-store, must-revalidate, private');
-  t.equal(res.headers.get('pragma'), 'no-cache');
-  t.equal(res.headers.get('expires'), 'Thu, 01 Jan 1970 00:00:00 UTC');
-});
-
 t.test('request forms become the handler inputs TorchServe would give', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const url = `${server.urls.inference}/predictions/echo`;
 
   const raw = (await json(await fetch(url, { method: 'POST', body: seven, headers: { 'content-type': 'image/png' } }))) as Echo;
@@ -82,7 +76,7 @@ t.test('request forms become the handler inputs TorchServe would give', async (t
 });
 
 t.test('answers: JSON with its content type, bytes as bytes, handler status and headers', async (t) => {
-  const server = await serve(t);
+  const server = await served();
   const url = `${server.urls.inference}/predictions/echo`;
   const described = await fetch(url, { method: 'POST', body: 'x' });
   t.equal(described.headers.get('content-type'), 'application/json');
@@ -99,25 +93,9 @@ t.test('answers: JSON with its content type, bytes as bytes, handler status and 
 });
 
 t.test('bad input gets a JSON error with the right status and the server stays up', async (t) => {
-  const server = await serve(t, { max_request_size: '100000' });
+  const server = await served();
   const inf = server.urls.inference;
   const cases: Array<{ what: string; url: string; init: RequestInit; status: number; type: string; message: RegExp | string }> = [
-    {
-      what: 'unknown model',
-      url: '/predictions/nope',
-      init: { method: 'POST', body: seven },
-      status: 404,
-      type: 'ModelNotFoundException',
-      message: 'Model not found: nope',
-    },
-    {
-      what: 'unknown version',
-      url: '/predictions/mnist/9.9',
-      init: { method: 'POST', body: seven },
-      status: 404,
-      type: 'ModelVersionNotFoundException',
-      message: 'Model version: 9.9 does not exist for model: mnist',
-    },
     {
       what: 'corrupt image',
       url: '/predictions/mnist',
@@ -142,42 +120,6 @@ t.test('bad input gets a JSON error with the right status and the server stays u
       status: 400,
       type: 'BadRequestException',
       message: /binary data or a base64 string/,
-    },
-    {
-      what: 'multipart without a boundary',
-      url: '/predictions/mnist',
-      init: { method: 'POST', body: 'data', headers: { 'content-type': 'multipart/form-data' } },
-      status: 400,
-      type: 'BadRequestException',
-      message: /^Invalid multipart body: /,
-    },
-    {
-      what: 'multipart cut short',
-      url: '/predictions/mnist',
-      init: {
-        method: 'POST',
-        body: '--x\r\nContent-Disposition: form-data; name="data"\r\n\r\nabc',
-        headers: { 'content-type': 'multipart/form-data; boundary=x' },
-      },
-      status: 400,
-      type: 'BadRequestException',
-      message: /^Invalid multipart body: /,
-    },
-    {
-      what: 'oversized body',
-      url: '/predictions/mnist',
-      init: { method: 'POST', body: Buffer.alloc(200_000) },
-      status: 413,
-      type: 'RequestEntityTooLargeException',
-      message: /^Request body is larger than max_request_size \(\d+ bytes\)\.$/,
-    },
-    {
-      what: 'unknown path',
-      url: '/nothing/here',
-      init: {},
-      status: 404,
-      type: 'ResourceNotFoundException',
-      message: 'Requested resource is not found, please refer to API document.',
     },
     {
       what: 'handler answers too few items',
@@ -223,15 +165,4 @@ t.test('bad input gets a JSON error with the right status and the server stays u
   }
   const after = await fetch(`${inf}/predictions/mnist`, { method: 'POST', body: seven });
   t.equal(await after.text(), '7', 'still serving after all of that');
-});
-
-t.test('a model with no workers answers 503 at once', async (t) => {
-  const server = await serve(t);
-  const reg = await fetch(`${server.urls.management}/models?url=mnist.mar&model_name=idle&initial_workers=0`, { method: 'POST' });
-  t.equal(reg.status, 200);
-  const res = await fetch(`${server.urls.inference}/predictions/idle`, { method: 'POST', body: seven });
-  t.equal(res.status, 503);
-  t.match(await json(res), { code: 503, type: 'ServiceUnavailableException', message: /^Model "idle" has no worker to serve inference request/ });
-  const versioned = await fetch(`${server.urls.inference}/predictions/idle/1.0`, { method: 'POST', body: seven });
-  t.match(await json(versioned), { message: /^Model "idle" Version 1.0" has no worker/ });
 });

@@ -1,6 +1,9 @@
+// KServe v1 and v2 and the Open Inference Protocol through a real image model: the envelopes in and
+// out, their 400s, and model metadata from the handler. Readiness and the OIP extras that ask no
+// handler are test/unit/kserve-routes.test.ts's, in process.
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildColoursMar, errorBody, startTestServer, waitReady, type TestServer } from './helpers.js';
+import { buildColoursMar, errorBody, startTestServer, type TestServer } from './helpers.js';
 
 function serveColours(t: Test, properties: Record<string, string>, env: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {
@@ -127,39 +130,6 @@ t.test('KServe v2: malformed inputs are 400s that say what is wrong', async (t) 
     const res = await post(url, body);
     t.equal(res.status, 400, JSON.stringify(body).slice(0, 60));
     t.match((await errorBody(res)).message, message);
-  }
-});
-
-t.test('KServe v1 readiness on the management listener', async (t) => {
-  const server = await serveColours(t, {});
-  await waitReady(server.urls.management, 'colours');
-  const ready = await fetch(`${server.urls.management}/v1/models/colours`);
-  t.equal(ready.status, 200);
-  t.same(await ready.json(), { name: 'colours', ready: true });
-  t.equal((await fetch(`${server.urls.management}/v1/models/nope`)).status, 404);
-  t.equal((await fetch(`${server.urls.management}/v1/models/colours`, { method: 'POST' })).status, 405);
-  t.same(await (await fetch(`${server.urls.inference}/v1/models/colours`)).json(), { name: 'colours', ready: true }, 'the inference listener answers it too');
-  await fetch(`${server.urls.management}/models/colours?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
-  t.same(await (await fetch(`${server.urls.management}/v1/models/colours`)).json(), { name: 'colours', ready: false }, 'no worker: not ready');
-});
-
-t.test('Open Inference Protocol extras: only when ts_open_inference_protocol is on', async (t) => {
-  const off = await serveColours(t, {});
-  t.equal((await fetch(`${off.urls.inference}/v2/health/ready`)).status, 404);
-
-  for (const [what, props, env] of [
-    ['config.properties', { ts_open_inference_protocol: 'true' }, {}],
-    ['TS_OPEN_INFERENCE_PROTOCOL=oip', {}, { TS_OPEN_INFERENCE_PROTOCOL: 'oip' }],
-  ] as const) {
-    const server = await serveColours(t, props, env);
-    const base = server.urls.inference;
-    await waitReady(server.urls.management, 'colours');
-    t.same(await (await fetch(`${base}/v2/health/ready`)).json(), { ready: true }, what);
-    t.same(await (await fetch(`${base}/v2/health/live`)).json(), { live: true });
-    t.match(await (await fetch(`${base}/v2`)).json(), { name: 'Torchserve', extenstion: ['kserve', 'kubeflow'] });
-    const versions = await fetch(`${base}/v2/models/colours/versions/1/infer`, { method: 'POST' });
-    t.equal(versions.status, 501);
-    t.same(await versions.json(), { error: 'Model versioning is not yet supported.' });
   }
 });
 

@@ -1,7 +1,9 @@
-// The management API basics: list, describe, register, scale, unregister, model API control.
+// The management API with real worker processes: register, describe, scale up and down (real
+// processes start and stop), unregister, and a handler that fails to load. Each call's answers,
+// versions, paging and the model API switch are test/unit/management-routes.test.ts's, in process.
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMar, buildMnistMar, FIXTURES, startTestServer, waitFor, waitReady } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, startTestServer, waitFor } from './helpers.js';
 
 type Describe = Array<{
   modelName: string;
@@ -49,45 +51,6 @@ t.test('register synchronously, describe, scale up and down, unregister', async 
   t.same(await gone.json(), { code: 404, type: 'ModelNotFoundException', message: 'Model not found: mnist' });
 });
 
-t.test('registration answers: 0 workers, asynchronous, missing url, duplicate, unknown file', async (t) => {
-  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store) });
-  const mgmt = server.urls.management;
-  const zero = await fetch(`${mgmt}/models?url=mnist.mar&model_name=idle&initial_workers=0`, { method: 'POST' });
-  t.same(await zero.json(), { status: 'Model "idle" Version: 1.0 registered with 0 initial workers. Use scale workers API to add workers for the model.' });
-
-  const async = await fetch(`${mgmt}/models?url=mnist.mar&initial_workers=1&synchronous=false`, { method: 'POST' });
-  t.equal(async.status, 202);
-  await waitReady(mgmt, 'mnist');
-
-  const dup = await fetch(`${mgmt}/models?url=mnist.mar`, { method: 'POST' });
-  t.equal(dup.status, 409);
-  t.same(await dup.json(), { code: 409, type: 'ConflictStatusException', message: 'Model version 1.0 is already registered for model mnist' });
-
-  const noUrl = await fetch(`${mgmt}/models`, { method: 'POST' });
-  t.equal(noUrl.status, 400);
-  t.same(await noUrl.json(), { code: 400, type: 'BadRequestException', message: 'Parameter url is required.' });
-
-  const empty = await fetch(`${mgmt}/models?url=`, { method: 'POST' });
-  t.equal(empty.status, 404);
-  t.same(await empty.json(), { code: 404, type: 'ModelNotFoundException', message: 'empty url' });
-
-  const missing = await fetch(`${mgmt}/models?url=nothing.mar`, { method: 'POST' });
-  t.equal(missing.status, 404);
-  t.same(await missing.json(), { code: 404, type: 'ModelNotFoundException', message: 'Model not found at: nothing.mar' });
-
-  const list = (await (await fetch(`${mgmt}/models`)).json()) as { models: unknown[] };
-  t.same(
-    list,
-    {
-      models: [
-        { modelName: 'idle', modelUrl: 'mnist.mar' },
-        { modelName: 'mnist', modelUrl: 'mnist.mar' },
-      ],
-    },
-    'sorted by name',
-  );
-});
-
 t.test('a handler that fails to load: synchronous register answers 500 and leaves nothing registered', async (t) => {
   const server = await startTestServer(t, {
     prepare: (store) => buildMar(store, { modelName: 'broken', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
@@ -97,24 +60,4 @@ t.test('a handler that fails to load: synchronous register answers 500 and leave
   t.equal(res.status, 500);
   t.same(await res.json(), { code: 500, type: 'InternalServerException', message: 'Failed to start workers for model broken version: 1.0' });
   t.equal((await fetch(`${mgmt}/models/broken`)).status, 404);
-});
-
-t.test('register and unregister are 405 unless the model API is enabled; describe and scale stay open', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMnistMar(store),
-    properties: { enable_model_api: 'false', load_models: 'mnist.mar', default_workers_per_model: '1' },
-  });
-  const mgmt = server.urls.management;
-  for (const [method, path] of [
-    ['POST', '/models?url=mnist.mar'],
-    ['DELETE', '/models/mnist'],
-  ] as const) {
-    const res = await fetch(`${mgmt}${path}`, { method });
-    t.equal(res.status, 405, `${method} ${path}`);
-    t.same(await res.json(), { code: 405, type: 'MethodNotAllowedException', message: 'Requested method is not allowed, please refer to API document.' });
-  }
-  const [d] = (await (await fetch(`${mgmt}/models/mnist`)).json()) as Describe;
-  t.equal(d!.loadedAtStartup, true, 'start-up models are allowed without the model API');
-  t.equal((await fetch(`${mgmt}/models/mnist?min_worker=1`, { method: 'PUT' })).status, 202);
-  t.equal((await fetch(`${mgmt}/models/mnist`, { method: 'PATCH' })).status, 405, 'other methods are 405');
 });

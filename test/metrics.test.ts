@@ -1,4 +1,5 @@
-// GET /metrics in TorchServe's Prometheus text, counting real predictions.
+// GET /metrics in TorchServe's Prometheus text, counting real predictions, and the metric log files.
+// What each metrics_mode serves on /metrics is test/unit/metrics-api.test.ts's, in process.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -37,15 +38,6 @@ t.test('prediction counters, latencies and response classes', async (t) => {
   const filtered = await (await fetch(`${server.urls.metrics!}/metrics?name[]=ts_inference_requests_total`)).text();
   t.notMatch(filtered, 'Requests2XX', 'name[] filters families');
   t.match(filtered, 'ts_inference_requests_total{');
-});
-
-t.test('metrics_mode=legacy serves the three ts_* counters only, log serves nothing', async (t) => {
-  const legacy = await startTestServer(t, { properties: { metrics_mode: 'legacy' } });
-  const text = await (await fetch(`${legacy.urls.metrics!}/metrics`)).text();
-  t.match(text, '# TYPE ts_inference_requests_total counter');
-  t.notMatch(text, 'Requests2XX');
-  const log = await startTestServer(t, { properties: { metrics_mode: 'log' } });
-  t.equal(await (await fetch(`${log.urls.metrics!}/metrics`)).text(), '');
 });
 
 const echoMar = (store: string): string => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });

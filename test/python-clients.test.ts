@@ -8,7 +8,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { FIXTURES, MNIST_DIR, ROOT, startTestServer, tempDir, waitReady, type TestServer } from './helpers.js';
+import { FIXTURES, MNIST_DIR, ROOT, sharedServer, startTestServer, tempDir, waitReady, type TestServer } from './helpers.js';
 
 const PYTHON = '/usr/bin/python3';
 const run = promisify(execFile);
@@ -38,8 +38,11 @@ async function serveShipped(t: Test, models: string[], properties: Record<string
   return server;
 }
 
+/** The shipped mnist.mar with no envelope, for the clients that only classify a digit. */
+const mnist = sharedServer((t) => serveShipped(t, ['mnist']));
+
 t.test('python-requests against mnist.mar: files={"data": f}, a Flask-style field name, an url-encoded image', async (t) => {
-  const server = await serveShipped(t, ['mnist']);
+  const server = await mnist();
   const url = `${server.urls.inference}/predictions/mnist`;
   const asFile = await pythonPost({ url, files: { data: SEVEN } });
   t.same([asFile.status, asFile.body.toString()], [200, '7'], 'files={"data": open(f, "rb")}: a part with a filename and no type stays bytes');
@@ -111,7 +114,7 @@ t.test(
 );
 
 t.test('curl --data-binary @digit.png, which labels the image an url-encoded form: bytes no form could hold are taken as the raw body', async (t) => {
-  const server = await serveShipped(t, ['mnist']);
+  const server = await mnist();
   const res = await fetch(`${server.urls.inference}/predictions/mnist`, {
     method: 'POST',
     body: readFileSync(SEVEN),

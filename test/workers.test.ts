@@ -1,13 +1,14 @@
-// Workers seen from both ends: batching, batches held ahead, back-pressure (a full queue, job
-// tickets, queue deadlines), threads, streaming, size limits, warm-up. Faults are in
-// worker-faults.test.ts.
+// Workers seen from both ends: batching, batches held ahead, back-pressure on a real connection (a
+// full queue refused before the body is read), threads, streaming, size limits, warm-up. Faults
+// are in test/faults/worker-faults.test.ts; admission itself (a full queue, job tickets, queue
+// deadlines) is test/unit/admission.test.ts's, in process.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, getPriority } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { describe, type Echo, predict, register, serve } from './echo-model.js';
-import { buildColoursMar, buildMar, metric, errorBody, FIXTURES, startTestServer, waitFor, waitReady } from './helpers.js';
+import { buildColoursMar, buildMar, metric, errorBody, FIXTURES, startTestServer, waitFor } from './helpers.js';
 
 t.test('batch_size 8, max_batch_delay 100: 8 concurrent requests reach the handler in one call', async (t) => {
   const server = await serve(t);
@@ -30,31 +31,6 @@ t.test('batch_size 8, max_batch_delay 100: 8 concurrent requests reach the handl
     return Number(line?.split(' ').pop());
   };
   t.ok((await bucket('8')) - (await bucket('4')) >= 1, 'ts_batch_size counted the batch of 8');
-});
-
-t.test('queue full: 503 with Retry-After at once, while accepted requests are still answered', async (t) => {
-  const server = await serve(t, { job_queue_size: '2' });
-  await register(t, server, 'busy', { initial_workers: 1 });
-  const accepted = [predict(server, 'busy', 'sleep:1500'), predict(server, 'busy', 'one'), predict(server, 'busy', 'two')];
-  // One request in the worker, two waiting: the queue is full.
-  await waitReady(server.urls.management, 'busy');
-  await waitFor(async () => (await describe(server, 'busy')).jobQueueStatus.pendingRequests >= 2, 10_000, 'two requests queued');
-  let firstDone = false;
-  void accepted[0]!.then(() => {
-    firstDone = true;
-  });
-  const refused = await predict(server, 'busy', 'three');
-  t.equal(refused.status, 503);
-  t.equal(refused.headers.get('retry-after'), '1');
-  t.match(await errorBody(refused), { code: 503, type: 'ServiceUnavailableException', message: /^Model "busy" has no worker to serve inference request/ });
-  t.notOk(firstDone, 'refused while the worker was still busy, without waiting for it');
-  t.same(
-    (await Promise.all(accepted)).map((r) => r.status),
-    [200, 200, 200],
-    'every accepted request is answered',
-  );
-  t.equal(await metric(server, 'ts_requests_rejected_total', 'busy'), 1);
-  t.match(await (await fetch(`${server.urls.metrics}/metrics`)).text(), /^ts_queue_size\{model_name="busy",model_version="1.0",hostname="[^"]+",\} 0\.0$/m);
 });
 
 t.test('queue full: the 503 goes out before the body is read, and the connection stays open for the next request', async (t) => {
@@ -187,25 +163,6 @@ t.test('initial_worker_port: the number the first worker is named by, counting u
   t.same(described!.workers.map((w) => w.id).sort(), ['9400', '9401']);
 });
 
-t.test('useJobTicket: a request is accepted only when a worker is free to take it, nothing queues', async (t) => {
-  const server = await serve(t, {}, 'minWorkers: 1\nmaxWorkers: 1\nuseJobTicket: true\n');
-  await register(t, server, 'ticketed', {});
-  t.match(await describe(server, 'ticketed'), { useJobTicket: true });
-  const busy = predict(server, 'ticketed', 'sleep:1000');
-  await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'ticketed')) >= 1, 10_000, 'the first request in');
-  let busyDone = false;
-  void busy.then(() => {
-    busyDone = true;
-  });
-  const refused = await predict(server, 'ticketed', 'no ticket');
-  t.equal(refused.status, 503);
-  t.match(await errorBody(refused), { code: 503, type: 'ServiceUnavailableException', message: /^Model "ticketed" has no worker to serve inference request/ });
-  t.notOk(busyDone, 'refused while the only worker was busy, although the queue had room');
-  t.equal((await busy).status, 200);
-  const after = await predict(server, 'ticketed', 'free again');
-  t.equal(after.status, 200, 'accepted again once the worker is free');
-});
-
 t.test('adaptiveThreads: a lone batch may use every core, batches side by side keep to their share', async (t) => {
   const cores = cpus().length;
   const share = Math.max(1, Math.floor(cores / 2));
@@ -239,36 +196,6 @@ t.test('worker_nice: workers run that many steps nicer than the server (10 unles
   t.equal(await workerNice({}), Math.min(19, own + 10), 'by default, 10 steps nicer');
   t.equal(await workerNice({ worker_nice: '19' }), 19, 'at most 19');
   t.equal(await workerNice({ worker_nice: '0' }), own, '0: as the server');
-});
-
-t.test('clientTimeoutInMills: a request still queued at its deadline is answered 503 then, and never run', async (t) => {
-  const server = await serve(t, {}, 'minWorkers: 1\nmaxWorkers: 1\nclientTimeoutInMills: 300\n');
-  await register(t, server, 'impatient', {});
-  t.match(await describe(server, 'impatient'), { clientTimeoutInMills: 300 });
-  const busy = predict(server, 'impatient', 'sleep:1500');
-  let busyDone = false;
-  void busy.then(() => {
-    busyDone = true;
-  });
-  const queued = await predict(server, 'impatient', 'waits too long');
-  t.equal(queued.status, 503);
-  t.same(await errorBody(queued), {
-    code: 503,
-    type: 'ServiceUnavailableException',
-    message: 'Request waited longer than 300 ms for a worker of model "impatient" (clientTimeoutInMills, default_queue_timeout); it was not run',
-  });
-  t.notOk(busyDone, 'answered at its deadline, not when the worker came free');
-  t.equal((await describe(server, 'impatient')).jobQueueStatus.pendingRequests, 0, 'it left the queue');
-  t.equal((await busy).status, 200, 'the request the worker held is answered, although older than the limit');
-  t.equal(await metric(server, 'ts_batch_size_count', 'impatient'), 1, 'the handler ran one batch: the expired request was not run');
-  t.equal((await predict(server, 'impatient', 'in time')).status, 200);
-
-  // Alone in a forming batch (batch_size 2, max_batch_delay 1 s), it expires there too.
-  await register(t, server, 'forming', { batch_size: 2, max_batch_delay: 1000 });
-  const alone = await predict(server, 'forming', 'alone');
-  t.equal(alone.status, 503, 'answered at 300 ms from inside the batch being formed');
-  t.equal((await predict(server, 'forming', 'after')).status, 200, 'the next request is served');
-  t.equal(await metric(server, 'ts_batch_size_count', 'forming'), 1, 'the batch that held only the expired request was not run');
 });
 
 t.test('the next batch waits inside a busy worker: timed from its own start, and given to another worker if this one dies', async (t) => {

@@ -3,6 +3,7 @@ import t from 'tap';
 import { tsError, type TsError } from '../errors.js';
 import { Job, type JobResponse } from './job.js';
 import { JobQueue } from './job-queue.js';
+import type { StartTimer } from './waiting-workers.js';
 
 function job(id: string, headers: Record<string, string> = {}): Job {
   return new Job(
@@ -25,16 +26,51 @@ t.test('batch size 1 takes one job at once', async (t) => {
   t.same(ids(await q.poll(1, 100)), ['b']);
 });
 
-t.test('a full batch goes at once; a short one after maxBatchDelay', async (t) => {
-  const q = new JobQueue(10);
+/** A clock the test moves: a timer fires when the clock reaches its time, never before. */
+function movedClock(): { start: StartTimer; advance: (ms: number) => Promise<void> } {
+  let now = 0;
+  const timers = new Set<{ at: number; fire: () => void }>();
+  return {
+    start(fire, ms) {
+      const timer = { at: now + ms, fire };
+      timers.add(timer);
+      return () => timers.delete(timer);
+    },
+    async advance(ms) {
+      now += ms;
+      for (const timer of [...timers].filter((x) => x.at <= now)) {
+        timers.delete(timer);
+        timer.fire();
+      }
+      // Lets a batch that left reach whoever awaits it.
+      await new Promise((resolve) => setImmediate(resolve));
+    },
+  };
+}
+
+t.test('a full batch goes at once; a short one when maxBatchDelay has passed since its first job, not before', async (t) => {
+  const clock = movedClock();
+  const q = new JobQueue(10, clock.start);
   for (const id of ['a', 'b', 'c']) q.enqueue(job(id));
   t.same(ids(await q.poll(3, 10_000)), ['a', 'b', 'c'], 'full: no waiting');
-  const started = Date.now();
-  const pending = q.poll(8, 50);
+  let left: Job[] | undefined;
+  void q.poll(8, 50).then((jobs) => {
+    left = jobs;
+  });
   q.enqueue(job('d'));
-  setTimeout(() => q.enqueue(job('e')), 10);
-  t.same(ids(await pending), ['d', 'e'], 'jobs arriving within the delay join the batch');
-  t.ok(Date.now() - started >= 45, 'a short batch waits for the delay');
+  await clock.advance(10);
+  q.enqueue(job('e'));
+  await clock.advance(39);
+  t.equal(left, undefined, '49 ms after its first job the batch still waits');
+  await clock.advance(1);
+  t.same(ids(left ?? []), ['d', 'e'], 'at 50 ms it leaves, with the job that arrived within the delay');
+});
+
+t.test("with Node's timers, a short batch leaves after its delay", async (t) => {
+  const q = new JobQueue(10);
+  const pending = q.poll(8, 20);
+  q.enqueue(job('d'));
+  t.same(ids(await pending), ['d']);
 });
 
 t.test('waiting workers take batches in turn; a full queue refuses', async (t) => {

@@ -10,7 +10,7 @@
  * With batchSize 1 there is no waiting. A full queue refuses the job at once (the caller answers 503).
  */
 import type { Job } from './job.js';
-import { WaitingWorkers } from './waiting-workers.js';
+import { nodeTimer, type StartTimer, WaitingWorkers } from './waiting-workers.js';
 
 /** What a worker pool takes batches from: this FIFO, or a stateful model's SequenceQueue. */
 export interface BatchQueue {
@@ -42,10 +42,7 @@ export interface BatchQueue {
 export class JobQueue implements BatchQueue {
   readonly capacity: number;
   private jobs: Job[] = [];
-  private readonly waiters = new WaitingWorkers(
-    (batch) => this.requeue(batch),
-    () => this.pump(),
-  );
+  private readonly waiters: WaitingWorkers;
   private nextEnqueued: { promise: Promise<void>; resolve: () => void } | undefined;
   /**
    * What takeFullBatch gave out, until answered: a batch ahead still waits, in a worker's pipe, so
@@ -57,8 +54,14 @@ export class JobQueue implements BatchQueue {
    */
   private readonly heldAhead = new Set<Job>();
 
-  constructor(capacity: number) {
+  /** `startTimer`: the maxBatchDelay clock; Node's timers unless a test moves its own. */
+  constructor(capacity: number, startTimer: StartTimer = nodeTimer) {
     this.capacity = capacity;
+    this.waiters = new WaitingWorkers(
+      (batch) => this.requeue(batch),
+      () => this.pump(),
+      startTimer,
+    );
   }
 
   /** Jobs waiting: in the queue, or taken ahead by a busy worker and not yet answered. */

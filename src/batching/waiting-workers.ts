@@ -6,6 +6,17 @@
  */
 import type { Job } from './job.js';
 
+/**
+ * Starts a batch's maxBatchDelay clock: `fire` runs after `ms` unless the answer, which stops the
+ * clock, is called first. Node's timers, unless a test moves a clock of its own.
+ */
+export type StartTimer = (fire: () => void, ms: number) => () => void;
+
+export const nodeTimer: StartTimer = (fire, ms) => {
+  const timer = setTimeout(fire, ms);
+  return () => clearTimeout(timer);
+};
+
 export interface Waiter {
   /** The worker slot asking (a stateful model's sequences stay with their slot). */
   readonly owner: object | undefined;
@@ -15,7 +26,8 @@ export interface Waiter {
   readonly resolve: (jobs: Job[]) => void;
   /** Detaches the waiter from its signal: a worker polls with one signal for its whole life. */
   readonly detach: () => void;
-  timer: NodeJS.Timeout | undefined;
+  /** Stops its maxBatchDelay clock, once started. */
+  stopTimer: (() => void) | undefined;
 }
 
 export class WaitingWorkers {
@@ -24,10 +36,12 @@ export class WaitingWorkers {
   private readonly onCancel: (batch: Job[]) => void;
   /** Runs after a batch has left, for the queue to serve the next waiter. */
   private readonly onDeliver: () => void;
+  private readonly startTimer: StartTimer;
 
-  constructor(onCancel: (batch: Job[]) => void, onDeliver: () => void = () => {}) {
+  constructor(onCancel: (batch: Job[]) => void, onDeliver: () => void = () => {}, startTimer: StartTimer = nodeTimer) {
     this.onCancel = onCancel;
     this.onDeliver = onDeliver;
+    this.startTimer = startTimer;
   }
 
   /** The waiters, oldest first. */
@@ -44,7 +58,7 @@ export class WaitingWorkers {
     return new Promise((resolve) => {
       const onAbort = (): void => this.cancel(waiter);
       const detach = (): void => signal?.removeEventListener('abort', onAbort);
-      const waiter: Waiter = { owner, max: Math.max(1, max), delayMs, batch: [], resolve, detach, timer: undefined };
+      const waiter: Waiter = { owner, max: Math.max(1, max), delayMs, batch: [], resolve, detach, stopTimer: undefined };
       this.waiters.push(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -61,7 +75,7 @@ export class WaitingWorkers {
       this.deliver(waiter);
       return true;
     }
-    waiter.timer ??= setTimeout(() => this.deliver(waiter), waiter.delayMs);
+    waiter.stopTimer ??= this.startTimer(() => this.deliver(waiter), waiter.delayMs);
     return false;
   }
 
@@ -82,7 +96,7 @@ export class WaitingWorkers {
     const i = this.waiters.indexOf(waiter);
     if (i < 0) return false;
     this.waiters.splice(i, 1);
-    if (waiter.timer) clearTimeout(waiter.timer);
+    waiter.stopTimer?.();
     return true;
   }
 }

@@ -15,7 +15,7 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { MNIST_DIR, ROOT, tempDir, writeUserConfig } from './helpers.js';
+import { MNIST_DIR, ROOT, tempDir, writeUserConfig } from '../helpers.js';
 
 const run = promisify(execFile);
 

@@ -2,8 +2,8 @@
 // native crash, an exit, an OOM kill, a worker killed from outside under load) ends in an answer,
 // and the pool comes back.
 import t from 'tap';
-import { describe, predict, register, serve } from './echo-model.js';
-import { errorBody, metric, waitFor } from './helpers.js';
+import { describe, predict, register, serve } from '../echo-model.js';
+import { errorBody, metric, waitFor } from '../helpers.js';
 
 t.test('a hung handler: 500 after response_timeout, other models serve meanwhile, the next request succeeds', async (t) => {
   const server = await serve(t);

@@ -1,0 +1,52 @@
+// The metrics registry's text and its handling of a handler's metrics, without a server.
+import t from 'tap';
+import { javaDouble, MetricsRegistry } from './registry.js';
+
+t.test("numbers are written as Java's Double.toString writes them", async (t) => {
+  t.same([0, 3, -2, 0.25, 1e7, 12345678, 0.0005, Number.NaN, Infinity, -Infinity].map(javaDouble), [
+    '0.0',
+    '3.0',
+    '-2.0',
+    '0.25',
+    '1.0E7',
+    '1.2345678E7',
+    '5.0E-4',
+    'NaN',
+    '+Inf',
+    '-Inf',
+  ]);
+});
+
+t.test("a handler's undeclared metric is dropped with one warning; one with the wrong dimensions too", async (t) => {
+  const warnings: string[] = [];
+  const metrics = new MetricsRegistry('prometheus', { warn: (message) => warnings.push(message) });
+  const undeclared = { name: 'EchoCalls', unit: 'Count', type: 'counter', value: 1, dimensions: { ModelName: 'echo' } } as const;
+  for (let i = 0; i < 3; i++) metrics.handlerMetrics([undeclared], ['r1']);
+  t.notMatch(await metrics.render(), 'EchoCalls');
+  t.same(warnings, [
+    'Dropping model metric EchoCalls: metrics_config does not declare it (declare it under model_metrics, or set model_metrics_auto_detect=true)',
+  ]);
+
+  metrics.handlerMetrics([{ name: 'HandlerTime', unit: 'ms', type: 'gauge', value: 5, dimensions: { ModelName: 'echo' } }], ['r2']);
+  t.match(warnings[1], /^Dropping model metric HandlerTime: it came with dimensions ModelName, metrics_config declares ModelName, Level$/);
+  metrics.handlerMetrics([{ name: 'HandlerTime', unit: 'ms', type: 'gauge', value: 5, dimensions: { ModelName: 'echo', Level: 'Model' } }], ['r3']);
+  t.match(await metrics.render(['HandlerTime']), /^HandlerTime\{ModelName="echo",Level="Model",Hostname="[^"]+",\} 5\.0$/m, 'the declared one is kept');
+});
+
+t.test("model_metrics_auto_detect: an undeclared metric is registered on first sight, unless its name is not Prometheus's or a server metric's", async (t) => {
+  const warnings: string[] = [];
+  const metrics = new MetricsRegistry('prometheus', { autoDetect: true, warn: (message) => warnings.push(message) });
+  metrics.handlerMetrics(
+    [
+      { name: 'EchoCalls', unit: 'Count', type: 'counter', value: 2, dimensions: { ModelName: 'echo' } },
+      { name: 'bad name', unit: 'Count', type: 'counter', value: 1, dimensions: {} },
+      { name: 'ts_inference_requests_total', unit: 'Count', type: 'counter', value: 1, dimensions: {} },
+    ],
+    ['r1'],
+  );
+  t.match(await metrics.render(['EchoCalls']), /^EchoCalls\{ModelName="echo",Hostname="[^"]+",\} 2\.0$/m);
+  t.same(warnings, [
+    'Dropping model metric bad name: not a Prometheus metric name, or the name of a server metric',
+    'Dropping model metric ts_inference_requests_total: not a Prometheus metric name, or the name of a server metric',
+  ]);
+});
