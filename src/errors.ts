@@ -155,6 +155,15 @@ const table = {
   TSS_ERR_WORKER_HANDLER_IMPORT: { type: 'InternalServerException', status: 500, message: 'Handler %s could not be loaded: %s' },
   TSS_ERR_WORKER_ENVELOPE: { type: 'InternalServerException', status: 500, message: 'Envelope %s is not supported by tsserve (supported: %s)' },
   TSS_ERR_WORKER_INITIALIZE: { type: 'InternalServerException', status: 500, message: "The handler's initialize failed: %s" },
+  /**
+   * A model that cannot be loaded even after every idle model was unloaded (model_memory_budget_mb,
+   * max_loaded_models): 507, the status TorchServe gives running out of resources.
+   */
+  TSS_ERR_MODEL_NO_ROOM: {
+    type: 'InternalServerException',
+    status: 507,
+    message: 'Model "%s" cannot be loaded: it needs about %s MB and %s (the models loaded now are busy, or it is larger than the budget)',
+  },
   TSS_ERR_MODEL_STOPPED: {
     type: 'ServiceUnavailableException',
     status: 503,

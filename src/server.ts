@@ -127,6 +127,7 @@ async function openServer(
   };
   const service = new ModelService({ config, registry, loader });
   service.on((event) => metrics.followModels(event));
+  service.memory.on((event) => metrics.residency(event));
 
   const startup = config.modelSnapshot
     ? await restoreSnapshot(config.modelSnapshot, config, service, log, stop)

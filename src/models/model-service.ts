@@ -18,6 +18,7 @@ import { shown } from '../shown.js';
 import type { ScaleResult } from '../workers/worker-pool.js';
 import type { Model, ModelDescription } from './model.js';
 import { loadModel, type LoaderDeps, type RegisterRequest } from './model-loader.js';
+import { ModelMemory, type LoadReason } from './model-memory.js';
 import type { FailedRestore, ModelRegistry } from './model-registry.js';
 
 /** A change of the registered models or their workers. */
@@ -79,6 +80,8 @@ type Tell = (warnings: readonly string[]) => void;
 
 export class ModelService {
   readonly registry: ModelRegistry;
+  /** Which models are loaded, within the memory budget: its events feed the metrics. */
+  readonly memory: ModelMemory;
   private readonly config: ServerConfig;
   private readonly loader: LoaderDeps;
   private readonly listeners: ModelListener[] = [];
@@ -87,6 +90,7 @@ export class ModelService {
     this.config = deps.config;
     this.registry = deps.registry;
     this.loader = deps.loader;
+    this.memory = new ModelMemory(this.registry, { budgetBytes: this.config.modelMemoryBudget, maxLoaded: this.config.maxLoadedModels }, this.loader.log);
   }
 
   /** Follows every change made from now on. */
@@ -157,9 +161,21 @@ export class ModelService {
     });
     const { minWorkers, maxWorkers } = model.settings;
     const label = `Model "${model.name}" Version: ${model.version}`;
+    const tooLarge = this.memory.neverFits(model, minWorkers);
+    if (tooLarge) {
+      await this.undo(model);
+      throw tooLarge;
+    }
+    // Past the budget it is registered unloaded: no model is unloaded for one nobody asked of yet.
+    const short = minWorkers === 0 ? undefined : this.memory.shortOfRoom(model, minWorkers);
+    if (short !== undefined) await model.unload();
     // The workers start whether or not the change can be saved: the registration is in effect.
-    const scaling = minWorkers === 0 ? undefined : model.scale(minWorkers, maxWorkers);
+    const scaling = minWorkers === 0 || short !== undefined ? undefined : this.timedLoad(model, 'register', model.scale(minWorkers, maxWorkers));
     await this.tell({ kind: 'registered', model });
+    if (short !== undefined) {
+      this.loader.log(`${label} registered unloaded (${short}): its first request loads it`);
+      return done(`${label} registered, not loaded: ${short}; its first request loads it`);
+    }
     if (!scaling) return done(`${label} registered with 0 initial workers. Use scale workers API to add workers for the model.`);
     if (!call.synchronous) return this.inBackground(scaling);
     const result = await scaling;
@@ -184,7 +200,7 @@ export class ModelService {
     this.withinWorkerLimit('min_worker', min);
     this.withinWorkerLimit('max_worker', max);
     this.warn(`Scale ${shown(model.name)}`, call.warnings, tell);
-    const scaling = model.scale(min, max);
+    const scaling = this.scaleWithinMemory(model, min, max);
     await this.tell({ kind: 'scaled', model });
     if (!call.synchronous) return this.inBackground(scaling);
     const result = await scaling;
@@ -231,6 +247,7 @@ export class ModelService {
    */
   private async join(request: RegisterRequest): Promise<Model> {
     const model = await loadModel(request, this.loader);
+    model.loadOnDemand = this.memory.loadOnDemand;
     try {
       this.registry.add(model);
     } catch (err) {
@@ -247,6 +264,28 @@ export class ModelService {
   private async undo(model: Model): Promise<void> {
     if (this.registry.removeExactly(model)) this.tell({ kind: 'unregistered', name: model.name, version: model.version }).catch(() => {});
     await model.close();
+  }
+
+  /**
+   * An operator's scale: room is made first for the workers it adds (unloading idle models), and
+   * a scale that cannot fit is answered 507, before anything changes.
+   */
+  private scaleWithinMemory(model: Model, min: number, max: number): Promise<ScaleResult> {
+    const adding = model.loaded ? min - model.pool.size : min;
+    if (adding <= 0) return model.scale(min, max);
+    const room = this.memory.makeRoom(model, adding);
+    if ('error' in room) throw room.error;
+    const scaling = room.ready.then(() => model.scale(min, max));
+    return model.loaded ? scaling : this.timedLoad(model, 'scale', scaling);
+  }
+
+  /** `scaling`, told to the memory's listeners as a load for `reason` when it is over. */
+  private timedLoad(model: Model, reason: LoadReason, scaling: Promise<ScaleResult>): Promise<ScaleResult> {
+    const started = performance.now();
+    return scaling.then((r) => {
+      if (!model.stopped) this.memory.loadDone(model, reason, started, r.ok ? undefined : r.error.message);
+      return r;
+    });
   }
 
   /** Tells every listener; rejects with the first failure once all have heard. */

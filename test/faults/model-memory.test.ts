@@ -1,0 +1,93 @@
+// Models load when asked and leave when room is needed (issue 33 item 2): with room for two of
+// three models, a request for the third unloads the least recently used idle one, never one with a
+// request in flight; an unloaded model's next request loads it and is answered; one that cannot fit
+// at all is answered 507 and the server stays up. Every request sent is answered.
+import t from 'tap';
+import { describe as describeModel, predict, serve } from '../echo-model.js';
+import { errorBody, metric, type TestServer } from '../helpers.js';
+import { survived } from './survival.js';
+
+interface Residency {
+  loaded: boolean;
+  lastUsed: string | null;
+  serving: boolean;
+  workers: Array<{ pid: number }>;
+}
+
+async function residency(server: TestServer, model: string): Promise<Residency> {
+  return (await describeModel(server, model)) as unknown as Residency;
+}
+
+async function registerEcho(server: TestServer, name: string): Promise<{ status: number; message: string }> {
+  const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+  return { status: res.status, message: ((await res.json()) as { status?: string; message?: string }).status ?? '' };
+}
+
+t.test('with room for two models of three, the least recently used idle one makes room', async (t) => {
+  const server = await serve(t, { max_loaded_models: '2' });
+  let sent = 0;
+  let answered = 0;
+  const ask = async (model: string, body = 'hello'): Promise<number> => {
+    sent += 1;
+    const res = await predict(server, model, body);
+    await res.arrayBuffer();
+    answered += 1;
+    return res.status;
+  };
+  for (const name of ['a', 'b']) t.equal((await registerEcho(server, name)).status, 200, `${name} registered and loaded`);
+  const third = await registerEcho(server, 'c');
+  t.equal(third.status, 200, 'c registered');
+  t.match(
+    third.message,
+    /not loaded: 2 models are loaded already \(max_loaded_models\); its first request loads it/,
+    'the answer says c is not loaded, and why',
+  );
+  t.same(
+    [(await residency(server, 'a')).loaded, (await residency(server, 'b')).loaded, (await residency(server, 'c')).loaded],
+    [true, true, false],
+    'describe tells registered from loaded',
+  );
+  t.equal((await residency(server, 'c')).serving, true, 'an unloaded model still serves: its request loads it');
+  t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, '/ping is healthy with a model unloaded');
+
+  t.equal(await ask('a'), 200, 'a answered');
+  t.equal(await ask('b'), 200, 'b answered');
+  t.equal(await ask('c'), 200, "c's first request loads it and is answered");
+  t.same([(await residency(server, 'a')).loaded, (await residency(server, 'c')).loaded], [false, true], 'a, the least recently used, was unloaded for c');
+  t.equal((await residency(server, 'a')).workers.length, 0, "a's worker is gone");
+  t.equal(await metric(server, 'ts_model_unloads_total', 'a'), 1, 'ts_model_unloads_total counts the unload');
+  t.equal(await metric(server, 'ts_model_loaded', 'a'), 0, 'ts_model_loaded says a is not loaded');
+  t.equal(await metric(server, 'ts_model_loads_total', 'c'), 1, 'ts_model_loads_total counts the load');
+
+  // b is now the least recently used, but busy: c goes instead.
+  const busy = ask('b', 'sleep:1500');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(await ask('a'), 200, 'a, unloaded, is answered after its load');
+  t.equal(await busy, 200, "b's request in flight is answered");
+  t.same(
+    [(await residency(server, 'a')).loaded, (await residency(server, 'b')).loaded, (await residency(server, 'c')).loaded],
+    [true, true, false],
+    'b, busy, was kept; c, idle, was unloaded',
+  );
+  t.ok((await residency(server, 'b')).lastUsed, 'describe says when a model was last used');
+
+  // All three asked for at once, a few times over: each is answered, whatever is unloaded when.
+  const rounds = await Promise.all(Array.from({ length: 9 }, (_, i) => ask(['a', 'b', 'c'][i % 3]!)));
+  t.ok(
+    rounds.every((s) => s === 200 || s === 507),
+    `every request at once is answered 200, or 507 where every loaded model was busy (${rounds.join(',')})`,
+  );
+  t.equal(await ask('c'), 200, 'and c once more, alone: 200');
+  await survived(t, server, { models: ['a', 'b', 'c'], sent, answered });
+});
+
+t.test('a model too large for the memory budget is answered 507, and the server stays up', async (t) => {
+  const server = await serve(t, { model_memory_budget_mb: '1' });
+  const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=big&initial_workers=1&synchronous=true`, { method: 'POST' });
+  t.equal(res.status, 507, 'register: 507');
+  const body = await errorBody(res);
+  t.equal(body.type, 'InternalServerException');
+  t.match(body.message, /Model "big" cannot be loaded: it needs about [\d.]+ MB and the budget is 1\.0 MB \(model_memory_budget_mb\)/, 'the message says why');
+  t.equal((await fetch(`${server.urls.management}/models/big`)).status, 404, 'and it is not registered');
+  await survived(t, server);
+});
