@@ -4,8 +4,9 @@
  * (model_memory_budget_mb) and a count (max_loaded_models). Loading one more past either first
  * unloads the least recently used idle models (no job queued or running, no load under way): their
  * workers are retired, the models stay registered, and each loads again on its next request, which
- * waits in its queue for the load. A model that cannot fit even after every idle model went is
- * answered 507; nothing is unloaded for it.
+ * waits in its queue for the load. While the models loaded are too busy to make room, the load
+ * waits for one to fall idle (its jobs wait in its queue, as for a worker); a model larger than
+ * the whole budget is answered 507.
  *
  * Every model is a candidate, whatever its minWorkers: TorchServe gives every model at least one
  * worker by default (default_workers_per_model), so pinning models with workers would pin them all
@@ -28,6 +29,8 @@ import type { ModelRegistry } from './model-registry.js';
  * mnist here: see bench/many-models.mjs.
  */
 const WORKER_BASE_BYTES = 24 * 2 ** 20;
+/** How often loads waiting for room look again, besides when a model falls idle. */
+const RETRY_MS = 100;
 /** ModelMesh's estimate of a model's memory from its file's size. */
 const FILE_FACTOR = 1.25;
 
@@ -60,6 +63,9 @@ export class ModelMemory {
   /** Each model's last measured bytes a worker: its estimate while unloaded. */
   private readonly measured = new WeakMap<Model, number>();
   private readonly fileEstimates = new WeakMap<Model, number>();
+  /** Unloaded models asked for while the loaded ones were too busy to make room, oldest first. */
+  private readonly waiting: Model[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(registry: ModelRegistry, policy: MemoryPolicy, log: (message: string) => void) {
     this.registry = registry;
@@ -78,14 +84,48 @@ export class ModelMemory {
 
   /** A job for an unloaded model (Model.loadOnDemand): starts its load after making room, or answers the 507. */
   readonly loadOnDemand = (model: Model): TsError | undefined => {
-    if (this.reserved.has(model)) return undefined;
+    if (this.reserved.has(model) || this.waiting.includes(model)) return undefined;
     const workers = Math.max(1, model.settings.minWorkers);
-    const room = this.makeRoom(model, workers);
-    if ('error' in room) return room.error;
-    this.reserved.set(model, workers * this.workerBytes(model));
-    void this.loadWhenReady(model, room.ready);
+    const never = this.neverFits(model, workers);
+    if (never) return never;
+    if (this.waiting.length > 0 || !this.tryLoad(model, workers)) this.waitForRoom(model);
     return undefined;
   };
+
+  /** A loaded model fell idle: the loads waiting for room may go now. */
+  readonly modelIdle = (): void => {
+    if (this.waiting.length > 0) this.retryWaiting();
+  };
+
+  /** Starts `model`'s load if room can be made now; false if the models loaded are too busy. */
+  private tryLoad(model: Model, workers: number): boolean {
+    const room = this.makeRoom(model, workers);
+    if ('error' in room) return false;
+    this.reserved.set(model, workers * this.workerBytes(model));
+    void this.loadWhenReady(model, room.ready);
+    return true;
+  }
+
+  private waitForRoom(model: Model): void {
+    this.log(`Model ${model.name} ${model.version} waits to load: the models loaded are busy and hold the room it needs`);
+    this.waiting.push(model);
+    // Besides a model falling idle, a load or unload ending may make room: looked at again shortly.
+    this.retryTimer ??= setInterval(() => this.retryWaiting(), RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  /** Loads the waiting models in order, as far as room can be made; a stopped one is dropped. */
+  private retryWaiting(): void {
+    while (this.waiting.length > 0) {
+      const model = this.waiting[0]!;
+      if (!model.stopped && model.loaded === false && !this.tryLoad(model, Math.max(1, model.settings.minWorkers))) break;
+      this.waiting.shift();
+    }
+    if (this.waiting.length === 0 && this.retryTimer) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+  }
 
   /**
    * Whether `workers` more workers of `model` fit now without unloading anything; undefined if so,

@@ -248,6 +248,7 @@ export class ModelService {
   private async join(request: RegisterRequest): Promise<Model> {
     const model = await loadModel(request, this.loader);
     model.loadOnDemand = this.memory.loadOnDemand;
+    model.onIdle = this.memory.modelIdle;
     try {
       this.registry.add(model);
     } catch (err) {

@@ -101,6 +101,8 @@ export class Model {
   lastUsed = 0;
   /** Set by the model service: what a job for this model does while it is unloaded. */
   loadOnDemand: LoadOnDemand | undefined;
+  /** Set by the model service: told when the last job outstanding is answered. */
+  onIdle: (() => void) | undefined;
 
   constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
     this.spec = spec;
@@ -212,6 +214,7 @@ export class Model {
     void job.done.then(() => {
       this.outstanding.delete(job);
       onDone?.();
+      if (this.outstanding.size === 0) this.onIdle?.();
     });
   }
 
