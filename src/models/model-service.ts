@@ -73,6 +73,8 @@ export interface ModelServiceDeps {
   readonly config: ServerConfig;
   readonly registry: ModelRegistry;
   readonly loader: LoaderDeps;
+  /** Where loads and unloads are told (info); the loader's log without it. */
+  readonly residencyLog?: (message: string) => void;
 }
 
 /** Tells the caller the warnings of its call, at the point where the call is known to be checked. */
@@ -85,12 +87,15 @@ export class ModelService {
   private readonly config: ServerConfig;
   private readonly loader: LoaderDeps;
   private readonly listeners: ModelListener[] = [];
+  private readonly residencyLog: (message: string) => void;
 
   constructor(deps: ModelServiceDeps) {
     this.config = deps.config;
     this.registry = deps.registry;
     this.loader = deps.loader;
-    this.memory = new ModelMemory(this.registry, { budgetBytes: this.config.modelMemoryBudget, maxLoaded: this.config.maxLoadedModels }, this.loader.log);
+    this.residencyLog = deps.residencyLog ?? this.loader.log;
+    const policy = { budgetBytes: this.config.modelMemoryBudget, maxLoaded: this.config.maxLoadedModels };
+    this.memory = new ModelMemory(this.registry, policy, this.residencyLog);
   }
 
   /** Follows every change made from now on. */
@@ -173,7 +178,7 @@ export class ModelService {
     const scaling = minWorkers === 0 || short !== undefined ? undefined : this.timedLoad(model, 'register', model.scale(minWorkers, maxWorkers));
     await this.tell({ kind: 'registered', model });
     if (short !== undefined) {
-      this.loader.log(`${label} registered unloaded (${short}): its first request loads it`);
+      this.residencyLog(`${label} registered unloaded (${short}): its first request loads it`);
       return done(`${label} registered, not loaded: ${short}; its first request loads it`);
     }
     if (!scaling) return done(`${label} registered with 0 initial workers. Use scale workers API to add workers for the model.`);
@@ -238,6 +243,19 @@ export class ModelService {
     const model = await this.join(request);
     this.tell({ kind: 'registered', model }).catch(() => {});
     return model;
+  }
+
+  /**
+   * A start-up model's workers (models/registration.ts): started as the memory budget allows; past
+   * it, or larger than all of it, the model stays registered unloaded, said in the log, and its
+   * first request loads it (or is answered 507).
+   */
+  startWorkers(model: Model): Promise<ScaleResult> {
+    const { minWorkers, maxWorkers } = model.settings;
+    const short = minWorkers === 0 ? undefined : (this.memory.neverFits(model, minWorkers)?.message ?? this.memory.shortOfRoom(model, minWorkers));
+    if (short === undefined) return this.timedLoad(model, 'register', model.scale(minWorkers, maxWorkers));
+    this.residencyLog(`Model ${model.name} ${model.version} starts unloaded (${short}): its first request loads it`);
+    return model.unload().then(() => ({ ok: true, running: 0 }));
   }
 
   /**

@@ -204,8 +204,8 @@ export class Model {
    * by clientTimeoutInMills, as any queued job); throws the 507 of a model that cannot be loaded.
    */
   private demandLoad(): void {
-    const cannot = this.loadOnDemand?.(this);
-    if (cannot) throw cannot;
+    const cannotLoad = this.loadOnDemand?.(this);
+    if (cannotLoad) throw cannotLoad;
   }
 
   /** Counts `job` as outstanding until it is answered: a stop drains it. */
@@ -226,6 +226,11 @@ export class Model {
   async customizedMetadata(): Promise<Record<string, unknown> | undefined> {
     const answer = new Promise<JobResponse>((respond, fail) => {
       const job = new Job({ id: randomUUID(), headers: { describe: 'True' }, params: [] }, { intermediate() {}, respond, fail });
+      const cannotLoad = this.unloadedFlag ? this.loadOnDemand?.(this) : undefined;
+      if (cannotLoad) {
+        fail(cannotLoad);
+        return;
+      }
       if (!this.hasWorkers || !this.queue.enqueue(job)) {
         fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
         return;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { WORKER_BASE_BYTES } from '../../dist/src/models/model-memory.js';
 import { describe as describeModel, predict, serve } from '../echo-model.js';
-import { errorBody, metric, type TestServer } from '../helpers.js';
+import { errorBody, metric, type TestServer, waitFor } from '../helpers.js';
 import { survived } from './survival.js';
 
 interface Residency {
@@ -119,6 +119,21 @@ t.test('with a memory budget for two workers and a half, the third model unloads
 function proportionalBytes(pid: number): number {
   return Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'))?.[1] ?? 0) * 1024;
 }
+
+t.test('start-up models past max_loaded_models start unloaded, and their first request loads them', async (t) => {
+  const server = await serve(t, { max_loaded_models: '2', load_models: 'a=echo.mar,b=echo.mar,c=echo.mar' });
+  await waitFor(async () => (await residency(server, 'b')).workers.length === 1, 30_000, "b's worker");
+  t.same(
+    [(await residency(server, 'a')).loaded, (await residency(server, 'b')).loaded, (await residency(server, 'c')).loaded],
+    [true, true, false],
+    'two loaded, the third registered unloaded',
+  );
+  t.equal((await predict(server, 'c', 'hello')).status, 200, "c's first request is answered");
+  t.equal((await residency(server, 'c')).loaded, true, 'c is loaded now');
+  const customized = await fetch(`${server.urls.management}/models/a?customized=true`, { signal: AbortSignal.timeout(30_000) });
+  t.equal(customized.status, 200, 'describe customized=true of a model unloaded for c loads it to ask its handler');
+  await survived(t, server, { models: ['a', 'b', 'c'] });
+});
 
 t.test('a model too large for the memory budget is answered 507, and the server stays up', async (t) => {
   const server = await serve(t, { model_memory_budget_mb: '1' });
