@@ -60,6 +60,7 @@ t.test('with room for two models of three, the least recently used idle one make
   t.equal(await metric(server, 'ts_model_unloads_total', 'a'), 1, 'ts_model_unloads_total counts the unload');
   t.equal(await metric(server, 'ts_model_loaded', 'a'), 0, 'ts_model_loaded says a is not loaded');
   t.equal(await metric(server, 'ts_model_loads_total', 'c'), 1, 'ts_model_loads_total counts the load');
+  t.equal(await metric(server, 'ts_model_load_seconds_count', 'c'), 1, 'ts_model_load_seconds has its time');
 
   // b is now the least recently used, but busy: c goes instead.
   const busy = ask('b', 'sleep:1500');
