@@ -93,6 +93,11 @@ export class Model {
   private stoppedFlag = false;
   /** Unloaded to make room (models/model-memory.ts): no workers until a job asks for it. */
   private unloadedFlag = false;
+  /**
+   * What the pool reads while the model is unloaded: its settings with no worker wanted, so that
+   * nothing in the pool starts one (a scaler following minWorkers) before the model loads again.
+   */
+  private unloadedSettings: ModelSettings;
   /** An unload or load under way; the next waits for it. */
   private transition: Promise<unknown> = Promise.resolve();
   /** Unloads and loads begun and not yet over. */
@@ -107,8 +112,9 @@ export class Model {
   constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
     this.spec = spec;
     this.settings = { ...settings };
+    this.unloadedSettings = this.settings;
     this.queue = settings.sequence ? new SequenceQueue(settings.sequence) : new JobQueue(settings.jobQueueSize);
-    this.pool = new WorkerPool(this.queue, () => this.settings, poolDeps(this));
+    this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), poolDeps(this));
   }
 
   get name(): string {
@@ -157,6 +163,7 @@ export class Model {
    * meanwhile waits for the unload, then for the load.
    */
   unload(): Promise<void> {
+    this.unloadedSettings = { ...this.settings, minWorkers: 0, maxWorkers: 0 };
     this.unloadedFlag = true;
     return this.inTurn(async () => {
       await this.pool.scale(0, 0);
