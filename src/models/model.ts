@@ -191,7 +191,8 @@ export class Model {
    * useJobTicket, no worker free at once. True: the caller answers 503.
    */
   get refusing(): boolean {
-    return !this.hasWorkers || this.queue.full || (this.settings.useJobTicket && !this.queue.workerIdle);
+    // An unloaded model has no idle worker, but its job ticket is the load it asks for.
+    return !this.hasWorkers || this.queue.full || (this.settings.useJobTicket && !this.unloadedFlag && !this.queue.workerIdle);
   }
 
   /** False when the model refuses the job (see refusing): the caller answers 503. */

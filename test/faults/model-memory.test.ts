@@ -136,6 +136,15 @@ t.test('start-up models past max_loaded_models start unloaded, and their first r
   await survived(t, server, { models: ['a', 'b', 'c'] });
 });
 
+t.test('with useJobTicket, an unloaded model is not refused: its request loads it', async (t) => {
+  const server = await serve(t, { max_loaded_models: '1' }, 'useJobTicket: true\n');
+  for (const name of ['a', 'b']) t.equal((await registerEcho(server, name)).status, 200, `${name} registered`);
+  t.equal((await residency(server, 'b')).loaded, false, 'b is registered unloaded');
+  t.equal((await predict(server, 'b', 'hello')).status, 200, "b's request is answered");
+  t.same([(await residency(server, 'a')).loaded, (await residency(server, 'b')).loaded], [false, true], 'a made room for b');
+  await survived(t, server, { models: ['a', 'b'] });
+});
+
 t.test('a model too large for the memory budget is answered 507, and the server stays up', async (t) => {
   const server = await serve(t, { model_memory_budget_mb: '1' });
   const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=big&initial_workers=1&synchronous=true`, { method: 'POST' });
