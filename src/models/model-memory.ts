@@ -8,7 +8,8 @@
  * waits for one to fall idle (its jobs wait in its queue, as for a worker); a model larger than
  * the whole budget is answered 507.
  *
- * Every model is a candidate, whatever its minWorkers: TorchServe gives every model at least one
+ * Every model but a stateful one (its sequences' state lives in its workers) is a candidate,
+ * whatever its minWorkers: TorchServe gives every model at least one
  * worker by default (default_workers_per_model), so pinning models with workers would pin them all
  * and the budget would mean nothing; and with no key set the budget is most of the machine's
  * memory, so unloading happens only where loading one more would otherwise risk the kernel's
@@ -91,7 +92,7 @@ export class ModelMemory {
   readonly loadOnDemand = (model: Model): TsError | undefined => {
     if (this.reserved.has(model) || this.waiting.includes(model)) return undefined;
     const workers = Math.max(1, model.settings.minWorkers);
-    const never = this.neverFits(model, workers);
+    const never = this.neverFits(model, workers) ?? this.heldForGood(model, workers);
     if (never) return never;
     if (this.waiting.length > 0 || !this.tryLoad(model, workers)) this.waitForRoom(model);
     return undefined;
@@ -147,6 +148,15 @@ export class ModelMemory {
     return need > this.policy.budgetBytes ? this.noRoom(model, need, `the budget is ${mb(this.policy.budgetBytes)} MB (model_memory_budget_mb)`) : undefined;
   }
 
+  /** The 507 of `model` when the loaded models that are never unloaded (stateful ones) leave it no room. */
+  private heldForGood(model: Model, workers: number): TsError | undefined {
+    const kept = this.loadedModels().filter((m) => m !== model && m.settings.sequence !== undefined);
+    const used = kept.reduce((sum, m) => sum + this.modelBytes(m), 0);
+    const short = this.shortfall(used, kept.length, model, workers);
+    if (short === undefined) return undefined;
+    return this.noRoom(model, workers * this.workerBytes(model), `${this.shortText(short)}, held by stateful models, which are never unloaded`);
+  }
+
   /**
    * Room for `workers` more workers of `model`: unloads the least recently used idle models until
    * they fit, or, when even all of them would not do, unloads none and answers the 507.
@@ -155,7 +165,7 @@ export class ModelMemory {
     let used = this.usedBytes();
     let count = this.loadedModels().length;
     const candidates = this.loadedModels()
-      .filter((m) => m !== model && m.idle)
+      .filter((m) => m !== model && m.unloadable)
       .sort((a, b) => a.lastUsed - b.lastUsed);
     const chosen: Array<{ model: Model; reason: UnloadReason; bytes: number }> = [];
     let short = this.shortfall(used, count, model, workers);

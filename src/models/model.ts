@@ -152,9 +152,12 @@ export class Model {
     return !this.unloadedFlag;
   }
 
-  /** No job queued or running and no load or unload under way: it may be unloaded. */
-  get idle(): boolean {
-    return this.outstanding.size === 0 && this.queue.size === 0 && this.changes === 0;
+  /**
+   * It may be unloaded: no job queued or running, no load or unload under way, and not stateful
+   * (a sequence's state lives in the worker that serves it, and would be lost).
+   */
+  get unloadable(): boolean {
+    return this.settings.sequence === undefined && this.outstanding.size === 0 && this.queue.size === 0 && this.changes === 0;
   }
 
   /**

@@ -145,6 +145,19 @@ t.test('with useJobTicket, an unloaded model is not refused: its request loads i
   await survived(t, server, { models: ['a', 'b'] });
 });
 
+t.test('a stateful model is never unloaded: a model only its room could hold is answered 507', async (t) => {
+  const server = await serve(t, { max_loaded_models: '1' }, 'sequenceBatching: true\n');
+  for (const name of ['a', 'b']) t.equal((await registerEcho(server, name)).status, 200, `${name} registered`);
+  const res = await predict(server, 'b', 'hello');
+  t.equal(res.status, 507, "b's request: 507");
+  t.match(
+    (await errorBody(res)).message,
+    /Model "b" cannot be loaded: .*1 models are loaded already \(max_loaded_models\), held by stateful models, which are never unloaded/,
+  );
+  t.same([(await residency(server, 'a')).loaded, (await residency(server, 'b')).loaded], [true, false], 'a, stateful, stays loaded');
+  await survived(t, server, { models: ['a', 'b'] });
+});
+
 t.test('a model too large for the memory budget is answered 507, and the server stays up', async (t) => {
   const server = await serve(t, { model_memory_budget_mb: '1' });
   const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=big&initial_workers=1&synchronous=true`, { method: 'POST' });
