@@ -4,6 +4,7 @@
 // at all is answered 507 and the server stays up. Every request sent is answered.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
+import { derivedMemoryBudget } from '../../dist/src/config/server-config.js';
 import { WORKER_BASE_BYTES } from '../../dist/src/models/model-memory.js';
 import { describe as describeModel, predict, serve } from '../echo-model.js';
 import { errorBody, metric, type TestServer, waitFor } from '../helpers.js';
@@ -24,6 +25,12 @@ async function registerEcho(server: TestServer, name: string): Promise<{ status:
   const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
   return { status: res.status, message: ((await res.json()) as { status?: string; message?: string }).status ?? '' };
 }
+
+t.test("the default budget: 80% of the machine's memory, or of the cgroup's limit when that is smaller", async (t) => {
+  const GiB = 1024 ** 3;
+  t.equal(derivedMemoryBudget(24 * GiB, 64 * GiB), Math.floor(0.8 * 24 * GiB), 'the machine, under a larger cgroup limit');
+  t.equal(derivedMemoryBudget(24 * GiB, 4 * GiB), Math.floor(0.8 * 4 * GiB), "a container's 4 GiB limit");
+});
 
 t.test('with room for two models of three, the least recently used idle one makes room', async (t) => {
   const server = await serve(t, { max_loaded_models: '2' });
