@@ -83,11 +83,6 @@ export class ModelMemory {
     this.listeners.push(listener);
   }
 
-  /** The budget in bytes, and what the loaded models hold now. */
-  usage(): { budgetBytes: number; usedBytes: number; loaded: number } {
-    return { budgetBytes: this.policy.budgetBytes, usedBytes: this.usedBytes(), loaded: this.loadedModels().length };
-  }
-
   /** A job for an unloaded model (Model.loadOnDemand): starts its load after making room, or answers the 507. */
   readonly loadOnDemand = (model: Model): TsError | undefined => {
     if (this.reserved.has(model) || this.waiting.includes(model)) return undefined;
