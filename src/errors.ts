@@ -160,6 +160,15 @@ const table = {
     status: 503,
     message: 'tsserve is stopping: it takes no new request, and answers this to one it could not finish within drain_timeout.',
   },
+  /**
+   * A model that cannot be loaded even after every idle model was unloaded (model_memory_budget_mb,
+   * max_loaded_models): 507, the status TorchServe gives running out of resources.
+   */
+  TSS_ERR_MODEL_NO_ROOM: {
+    type: 'InternalServerException',
+    status: 507,
+    message: 'Model "%s" cannot be loaded: it needs about %s MB and %s (the models loaded now are busy, or it is larger than the budget)',
+  },
   TSS_ERR_MODEL_STOPPED: {
     type: 'ServiceUnavailableException',
     status: 503,

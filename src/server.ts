@@ -128,8 +128,9 @@ async function openServer(
     poolDeps: workerFactory({ config, loggers, metrics }),
     log: (message) => log.warn(message),
   };
-  const service = new ModelService({ config, registry, loader });
+  const service = new ModelService({ config, registry, loader, residencyLog: (message) => log.info(message) });
   service.on((event) => metrics.followModels(event));
+  service.memory.on((event) => metrics.residency(event));
 
   const startup = config.modelSnapshot
     ? await restoreSnapshot(config.modelSnapshot, config, service, log, stop)

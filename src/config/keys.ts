@@ -40,6 +40,8 @@ export interface KeySpec {
 const INT_MAX = 2 ** 31 - 1;
 const PORT = { type: 'int', min: 0, max: 65534 } as const;
 const SECONDS = { type: 'int', min: 0, max: INT_MAX } as const;
+/** One of tsserve's own limits, where 0 means "derived" or "none" (said in its doc). */
+const OWN_COUNT = { type: 'int', min: 0, max: INT_MAX, default: '0', applies: 'server', own: true } as const;
 
 type Spec = Omit<KeySpec, 'name' | 'env'> & { env?: string | false };
 
@@ -86,6 +88,14 @@ const TABLE: Record<string, Spec> = {
     applies: 'server',
     own: true,
     doc: 'The most worker processes one model version may have; 0: four per CPU core, and no more than one per 256 MiB of memory. A register or scale request asking for more is refused (400); more from model-config.yaml, the models JSON, a snapshot or default_workers_per_model is cut to it, with a warning in the log.',
+  },
+  model_memory_budget_mb: {
+    ...OWN_COUNT,
+    doc: "MiB the loaded models' workers may hold together (their PSS, measured from /proc; a model not loaded yet counts 1.25x its model file plus a worker's base). Loading one more model past it first unloads the least recently used idle models (no request queued or running), which load again on their next request; a model that cannot fit even then is answered 507. 0: 80% of the machine's memory or of the cgroup's memory limit, whichever is smaller.",
+  },
+  max_loaded_models: {
+    ...OWN_COUNT,
+    doc: 'The most model versions loaded (with workers) at once; loading one more first unloads the least recently used idle one, as model_memory_budget_mb does. 0: no limit but the memory budget.',
   },
   worker_nice: {
     type: 'int',

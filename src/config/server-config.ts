@@ -40,6 +40,10 @@ export interface ServerConfig {
   readonly defaultWorkersPerModel: number;
   /** max_workers_per_model, or when it is 0 what the machine can hold (derivedWorkerLimit). */
   readonly maxWorkersPerModel: number;
+  /** Bytes the loaded models' workers may hold together (model_memory_budget_mb, or derivedMemoryBudget). */
+  readonly modelMemoryBudget: number;
+  /** The most model versions loaded at once (max_loaded_models); 0: no limit. */
+  readonly maxLoadedModels: number;
   /** Niceness each worker process gets (worker_nice). */
   readonly workerNice: number;
   /** Workers run under Node's permission model (worker_permission). */
@@ -302,6 +306,8 @@ function buildConfig(
     models: parseModelsJson(str('models')),
     defaultWorkersPerModel: int('default_workers_per_model'),
     maxWorkersPerModel: int('max_workers_per_model') || derivedWorkerLimit(),
+    modelMemoryBudget: int('model_memory_budget_mb') * 2 ** 20 || derivedMemoryBudget(),
+    maxLoadedModels: int('max_loaded_models'),
     workerNice: int('worker_nice'),
     workerPermission: bool('worker_permission'),
     frontEndWarmupMs: int('front_end_warmup_ms'),
@@ -436,6 +442,30 @@ const MEMORY_PER_WORKER = 256 * 1024 * 1024;
  */
 export function derivedWorkerLimit(cores = cpus().length, memory = totalmem()): number {
   return Math.max(1, Math.min(4 * cores, Math.floor(memory / MEMORY_PER_WORKER)));
+}
+
+/** The share of the machine's (or the cgroup's) memory model_memory_budget_mb's 0 gives the loaded models. */
+const MODEL_MEMORY_SHARE = 0.8;
+
+/**
+ * model_memory_budget_mb's 0: 80% of the memory this server can have, the smaller of the machine's
+ * and its cgroup's limit (a container's), leaving the rest to the front end and the system.
+ */
+export function derivedMemoryBudget(machine = totalmem(), cgroupLimit = cgroupMemoryLimit()): number {
+  return Math.floor(MODEL_MEMORY_SHARE * Math.min(machine, cgroupLimit ?? machine));
+}
+
+/** cgroup v2's memory.max (v1's limit_in_bytes), undefined where there is none ("max"). */
+function cgroupMemoryLimit(): number | undefined {
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const limit = Number(readFileSync(file, 'utf8').trim());
+      if (Number.isFinite(limit) && limit > 0) return limit;
+    } catch {
+      /* not this cgroup version */
+    }
+  }
+  return undefined;
 }
 
 export function parseIntOr(value: string | undefined, dflt: number): number {

@@ -21,6 +21,8 @@ const MODEL_LABELS = ['model_name', 'model_version', 'hostname'];
 const JAVA_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 /** ts_batch_size's: batch sizes are counts up to a few hundred. */
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+/** ts_model_load_seconds': a small model loads in a few tenths of a second, a large one in tens of seconds. */
+const LOAD_BUCKETS = [0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60];
 
 /** Where log-mode lines go: the server's metrics to ts_metrics.log, the handlers' to model_metrics.log. */
 export type MetricLineWriter = (file: 'ts' | 'model', line: string) => void;
@@ -73,7 +75,14 @@ export interface WatchedModel {
   readonly version: string;
   readonly queue: { readonly size: number };
   readonly pool: { loadedCount(): number };
+  /** Has its workers; false once unloaded to make room (models/model-memory.ts). */
+  readonly loaded: boolean;
 }
+
+/** A model's load ended, or it was unloaded to make room: models/model-memory.ts's events. */
+export type ResidencyChange =
+  | { readonly kind: 'loaded'; readonly model: WatchedModel; readonly reason: string; readonly seconds: number; readonly ok: boolean }
+  | { readonly kind: 'unloaded'; readonly model: WatchedModel; readonly reason: string };
 
 /** The changes of the registered models the per-model gauges follow: models/model-service.ts's events. */
 export type ModelChange =
@@ -95,6 +104,9 @@ export class MetricsRegistry {
   private readonly timeouts: Family;
   private readonly restarts: Family;
   private readonly batchSizes: Family;
+  private readonly loads: Family;
+  private readonly loadSeconds: Family;
+  private readonly unloads: Family;
   /** The registered model versions, by `name version`: what ts_queue_size and ts_workers_ready read. */
   private readonly watched = new Map<string, WatchedModel>();
 
@@ -112,6 +124,15 @@ export class MetricsRegistry {
     this.timeouts = own('ts_response_timeouts_total', 'counter');
     this.restarts = own('ts_worker_restarts_total', 'counter');
     this.batchSizes = own('ts_batch_size', 'histogram');
+    // Loads and unloads of models within the memory budget, with why (register, request, scale;
+    // memory_budget, max_loaded_models) and whether the load succeeded.
+    const withReason = (name: string, type: 'counter' | 'histogram', extra: string[], unit = 'Count'): Family =>
+      this.family({ name, type, unit, dimensions: [...MODEL_LABELS, ...extra] }, [...MODEL_LABELS, ...extra], 'ts', LOAD_BUCKETS);
+    this.loads = withReason('ts_model_loads_total', 'counter', ['reason', 'outcome']);
+    this.loadSeconds = withReason('ts_model_load_seconds', 'histogram', ['reason'], 'Seconds');
+    this.unloads = withReason('ts_model_unloads_total', 'counter', ['reason']);
+    // 0 while a registered model is unloaded (its next request loads it).
+    this.scrapedGauge('ts_model_loaded', (m) => (m.loaded ? 1 : 0));
     this.scrapedGauge('ts_queue_size', (m) => m.queue.size);
     // 0 while a model cannot keep a worker alive (or has none): the alert a crash loop deserves.
     this.scrapedGauge('ts_workers_ready', (m) => m.pool.loadedCount());
@@ -151,6 +172,17 @@ export class MetricsRegistry {
   followModels(change: ModelChange): void {
     if (change.kind === 'registered') this.watched.set(`${change.model.name} ${change.model.version}`, change.model);
     else if (change.kind === 'unregistered' && change.version !== undefined) this.watched.delete(`${change.name} ${change.version}`);
+  }
+
+  /** A model's load ended (ok or not), or it was unloaded to make room. */
+  residency(change: ResidencyChange): void {
+    const values = this.modelValues(change.model.name, change.model.version);
+    if (change.kind === 'unloaded') {
+      this.unloads.update([...values, change.reason], 1);
+      return;
+    }
+    this.loads.update([...values, change.reason, change.ok ? 'ok' : 'failed'], 1);
+    if (change.ok) this.loadSeconds.update([...values, change.reason], change.seconds);
   }
 
   /** A request refused with 503 because the queue was full or the model had no worker. */

@@ -18,6 +18,7 @@ import { shown } from '../shown.js';
 import type { ScaleResult } from '../workers/worker-pool.js';
 import type { Model, ModelDescription } from './model.js';
 import { loadModel, type LoaderDeps, type RegisterRequest } from './model-loader.js';
+import { ModelMemory, type LoadReason } from './model-memory.js';
 import type { FailedRestore, ModelRegistry } from './model-registry.js';
 
 /** A change of the registered models or their workers. */
@@ -72,6 +73,8 @@ export interface ModelServiceDeps {
   readonly config: ServerConfig;
   readonly registry: ModelRegistry;
   readonly loader: LoaderDeps;
+  /** Where loads and unloads are told (info); the loader's log without it. */
+  readonly residencyLog?: (message: string) => void;
 }
 
 /** Tells the caller the warnings of its call, at the point where the call is known to be checked. */
@@ -79,15 +82,21 @@ type Tell = (warnings: readonly string[]) => void;
 
 export class ModelService {
   readonly registry: ModelRegistry;
+  /** Which models are loaded, within the memory budget: its events feed the metrics. */
+  readonly memory: ModelMemory;
   private readonly config: ServerConfig;
   private readonly loader: LoaderDeps;
   private readonly listeners: ModelListener[] = [];
   private stopped = false;
+  private readonly residencyLog: (message: string) => void;
 
   constructor(deps: ModelServiceDeps) {
     this.config = deps.config;
     this.registry = deps.registry;
     this.loader = deps.loader;
+    this.residencyLog = deps.residencyLog ?? this.loader.log;
+    const policy = { budgetBytes: this.config.modelMemoryBudget, maxLoaded: this.config.maxLoadedModels };
+    this.memory = new ModelMemory(this.registry, policy, this.residencyLog);
   }
 
   /** Follows every change made from now on. */
@@ -158,9 +167,21 @@ export class ModelService {
     });
     const { minWorkers, maxWorkers } = model.settings;
     const label = `Model "${model.name}" Version: ${model.version}`;
+    const tooLarge = this.memory.neverFits(model, minWorkers);
+    if (tooLarge) {
+      await this.undo(model);
+      throw tooLarge;
+    }
+    // Past the budget it is registered unloaded: no model is unloaded for one nobody asked of yet.
+    const short = minWorkers === 0 ? undefined : this.memory.shortOfRoom(model, minWorkers);
+    if (short !== undefined) await model.unload();
     // The workers start whether or not the change can be saved: the registration is in effect.
-    const scaling = minWorkers === 0 ? undefined : model.scale(minWorkers, maxWorkers);
+    const scaling = minWorkers === 0 || short !== undefined ? undefined : this.timedLoad(model, 'register', model.scale(minWorkers, maxWorkers));
     await this.tell({ kind: 'registered', model });
+    if (short !== undefined) {
+      this.residencyLog(`${label} registered unloaded (${short}): its first request loads it`);
+      return done(`${label} registered, not loaded: ${short}; its first request loads it`);
+    }
     if (!scaling) return done(`${label} registered with 0 initial workers. Use scale workers API to add workers for the model.`);
     if (!call.synchronous) return this.inBackground(scaling);
     const result = await scaling;
@@ -185,7 +206,7 @@ export class ModelService {
     this.withinWorkerLimit('min_worker', min);
     this.withinWorkerLimit('max_worker', max);
     this.warn(`Scale ${shown(model.name)}`, call.warnings, tell);
-    const scaling = model.scale(min, max);
+    const scaling = this.scaleWithinMemory(model, min, max);
     await this.tell({ kind: 'scaled', model });
     if (!call.synchronous) return this.inBackground(scaling);
     const result = await scaling;
@@ -231,6 +252,19 @@ export class ModelService {
   }
 
   /**
+   * A start-up model's workers (models/registration.ts): started as the memory budget allows; past
+   * it, or larger than all of it, the model stays registered unloaded, said in the log, and its
+   * first request loads it (or is answered 507).
+   */
+  startWorkers(model: Model): Promise<ScaleResult> {
+    const { minWorkers, maxWorkers } = model.settings;
+    const short = minWorkers === 0 ? undefined : (this.memory.neverFits(model, minWorkers)?.message ?? this.memory.shortOfRoom(model, minWorkers));
+    if (short === undefined) return this.timedLoad(model, 'register', model.scale(minWorkers, maxWorkers));
+    this.residencyLog(`Model ${model.name} ${model.version} starts unloaded (${short}): its first request loads it`);
+    return model.unload().then(() => ({ ok: true, running: 0 }));
+  }
+
+  /**
    * The one way a model joins the registry, whatever asked for it: loads the archive (model-loader.ts)
    * and adds the model; one the registry refuses is undone, so nothing of it is left behind. Its
    * workers, and telling the listeners, are the caller's.
@@ -243,6 +277,8 @@ export class ModelService {
       await model.close();
       throw tsError('TSS_ERR_SERVER_STOPPING');
     }
+    model.loadOnDemand = this.memory.loadOnDemand;
+    model.onIdle = this.memory.modelIdle;
     try {
       this.registry.add(model);
     } catch (err) {
@@ -259,6 +295,28 @@ export class ModelService {
   private async undo(model: Model): Promise<void> {
     if (this.registry.removeExactly(model)) this.tell({ kind: 'unregistered', name: model.name, version: model.version }).catch(() => {});
     await model.close();
+  }
+
+  /**
+   * An operator's scale: room is made first for the workers it adds (unloading idle models), and
+   * a scale that cannot fit is answered 507, before anything changes.
+   */
+  private scaleWithinMemory(model: Model, min: number, max: number): Promise<ScaleResult> {
+    const adding = model.loaded ? min - model.pool.size : min;
+    if (adding <= 0) return model.scale(min, max);
+    const room = this.memory.makeRoom(model, adding);
+    if ('error' in room) throw room.error;
+    const scaling = room.ready.then(() => model.scale(min, max));
+    return model.loaded ? scaling : this.timedLoad(model, 'scale', scaling);
+  }
+
+  /** `scaling`, told to the memory's listeners as a load for `reason` when it is over. */
+  private timedLoad(model: Model, reason: LoadReason, scaling: Promise<ScaleResult>): Promise<ScaleResult> {
+    const started = performance.now();
+    return scaling.then((r) => {
+      if (!model.stopped) this.memory.loadDone(model, reason, started, r.ok ? undefined : r.error.message);
+      return r;
+    });
   }
 
   /** Tells every listener; rejects with the first failure once all have heard. */

@@ -35,6 +35,12 @@ export interface ModelSpec {
   readonly loadedAtStartup: boolean;
 }
 
+/**
+ * Asked when a job arrives for an unloaded model: starts loading it (making room first), or
+ * answers why it cannot be loaded (507), synchronously, before the job is enqueued.
+ */
+export type LoadOnDemand = (model: Model) => TsError | undefined;
+
 /** One version in the describe answer (GET /models/{name}), as TorchServe writes it. */
 export interface ModelDescription extends WorkerAndBatchSettings {
   modelName: string;
@@ -55,8 +61,12 @@ export interface ModelDescription extends WorkerAndBatchSettings {
   maxNumSequence: number;
   maxSequenceJobQueueSize: number;
   loadedAtStartup: boolean;
-  /** tsserve's own: a worker has the model loaded, so it can answer now. */
+  /** tsserve's own: able to answer, now or after loading (false through a crash loop). */
   serving: boolean;
+  /** tsserve's own: the model has its workers; false once unloaded to make room, until its next request loads it. */
+  loaded: boolean;
+  /** tsserve's own: when a prediction was last enqueued (ISO 8601), what unloading goes by; null: never. */
+  lastUsed: string | null;
   workers: WorkerDescription[];
   jobQueueStatus: { remainingCapacity: number; pendingRequests: number };
   /** With `customized=true`: what the handler says of itself. */
@@ -81,12 +91,30 @@ export class Model {
   /** Jobs enqueued and not yet answered: queued or inside a batch. */
   private readonly outstanding = new Set<Job>();
   private stoppedFlag = false;
+  /** Unloaded to make room (models/model-memory.ts): no workers until a job asks for it. */
+  private unloadedFlag = false;
+  /**
+   * What the pool reads while the model is unloaded: its settings with no worker wanted, so that
+   * nothing in the pool starts one (a scaler following minWorkers) before the model loads again.
+   */
+  private unloadedSettings: ModelSettings;
+  /** An unload or load under way; the next waits for it. */
+  private transition: Promise<unknown> = Promise.resolve();
+  /** Unloads and loads begun and not yet over. */
+  private changes = 0;
+  /** Date.now() of the last job enqueued; 0: never. */
+  lastUsed = 0;
+  /** Set by the model service: what a job for this model does while it is unloaded. */
+  loadOnDemand: LoadOnDemand | undefined;
+  /** Set by the model service: told when the last job outstanding is answered. */
+  onIdle: (() => void) | undefined;
 
   constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
     this.spec = spec;
     this.settings = { ...settings };
+    this.unloadedSettings = this.settings;
     this.queue = settings.sequence ? new SequenceQueue(settings.sequence) : new JobQueue(settings.jobQueueSize);
-    this.pool = new WorkerPool(this.queue, () => this.settings, poolDeps(this));
+    this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), poolDeps(this));
   }
 
   get name(): string {
@@ -99,20 +127,66 @@ export class Model {
 
   /** Workers exist or may start: without, any job is refused with a 503. */
   private get hasWorkers(): boolean {
-    return this.settings.maxWorkers > 0 && this.pool.size > 0;
-  }
-
-  /** At least its minimum of healthy workers (loading ones count): /ping's test, as TorchServe's. */
-  get ready(): boolean {
-    return this.pool.healthyCount() >= this.settings.minWorkers;
+    return this.settings.maxWorkers > 0 && (this.pool.size > 0 || this.unloadedFlag);
   }
 
   /**
-   * Able to answer now: a worker has the model loaded. The readiness of KServe and the Open
-   * Inference Protocol, where /ping counts loading workers too.
+   * At least its minimum of healthy workers (loading ones count): /ping's test, as TorchServe's.
+   * An unloaded model is ready: its next request loads it.
+   */
+  get ready(): boolean {
+    return this.unloadedFlag || this.pool.healthyCount() >= this.settings.minWorkers;
+  }
+
+  /**
+   * Able to answer: a worker has the model loaded, or it is unloaded and its next request loads
+   * it. The readiness of KServe and the Open Inference Protocol, where /ping counts loading
+   * workers too.
    */
   get serving(): boolean {
-    return this.pool.loadedCount() > 0;
+    return this.unloadedFlag || this.pool.loadedCount() > 0;
+  }
+
+  /** Has its workers (or is getting them); false once unloaded to make room. */
+  get loaded(): boolean {
+    return !this.unloadedFlag;
+  }
+
+  /**
+   * It may be unloaded: no job queued or running, no load or unload under way, and not stateful
+   * (a sequence's state lives in the worker that serves it, and would be lost).
+   */
+  get unloadable(): boolean {
+    return this.settings.sequence === undefined && this.outstanding.size === 0 && this.queue.size === 0 && this.changes === 0;
+  }
+
+  /**
+   * Retires the workers (each after its batch) and keeps the model registered; its next job loads
+   * it again (load). Only an idle model is unloaded, so nothing it held is lost; a job that comes
+   * meanwhile waits for the unload, then for the load.
+   */
+  unload(): Promise<void> {
+    this.unloadedSettings = { ...this.settings, minWorkers: 0, maxWorkers: 0 };
+    this.unloadedFlag = true;
+    return this.inTurn(async () => {
+      await this.pool.scale(0, 0);
+    });
+  }
+
+  /** Starts the workers of an unloaded model again: its minimum, and at least one. */
+  load(): Promise<ScaleResult> {
+    this.unloadedFlag = false;
+    return this.inTurn(() => this.pool.scale(Math.max(1, this.settings.minWorkers), Math.max(1, this.settings.maxWorkers)));
+  }
+
+  /** Runs `change` once the previous unload or load is over. */
+  private inTurn<T>(change: () => Promise<T>): Promise<T> {
+    this.changes++;
+    const next = this.transition.then(change).finally(() => {
+      this.changes--;
+    });
+    this.transition = next.catch(() => {});
+    return next;
   }
 
   /**
@@ -120,16 +194,29 @@ export class Model {
    * useJobTicket, no worker free at once. True: the caller answers 503.
    */
   get refusing(): boolean {
-    return !this.hasWorkers || this.queue.full || (this.settings.useJobTicket && !this.queue.workerIdle);
+    // An unloaded model has no idle worker, but its job ticket is the load it asks for.
+    return !this.hasWorkers || this.queue.full || (this.settings.useJobTicket && !this.unloadedFlag && !this.queue.workerIdle);
   }
 
   /** False when the model refuses the job (see refusing): the caller answers 503. */
   enqueue(job: Job): boolean {
     const { clientTimeoutInMills } = this.settings;
-    if (this.refusing || !this.queue.enqueue(job)) return false;
+    if (this.refusing) return false;
+    if (this.unloadedFlag) this.demandLoad();
+    if (!this.queue.enqueue(job)) return false;
+    this.lastUsed = Date.now();
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
     this.track(job, () => clearTimeout(expiry));
     return true;
+  }
+
+  /**
+   * An unloaded model's job asks for its load, which the job then waits for in the queue (bounded
+   * by clientTimeoutInMills, as any queued job); throws the 507 of a model that cannot be loaded.
+   */
+  private demandLoad(): void {
+    const cannotLoad = this.loadOnDemand?.(this);
+    if (cannotLoad) throw cannotLoad;
   }
 
   /** Counts `job` as outstanding until it is answered: a stop drains it. */
@@ -138,6 +225,7 @@ export class Model {
     void job.done.then(() => {
       this.outstanding.delete(job);
       onDone?.();
+      if (this.outstanding.size === 0) this.onIdle?.();
     });
   }
 
@@ -149,6 +237,11 @@ export class Model {
   async customizedMetadata(): Promise<Record<string, unknown> | undefined> {
     const answer = new Promise<JobResponse>((respond, fail) => {
       const job = new Job({ id: randomUUID(), headers: { describe: 'True' }, params: [] }, { intermediate() {}, respond, fail });
+      const cannotLoad = this.unloadedFlag ? this.loadOnDemand?.(this) : undefined;
+      if (cannotLoad) {
+        fail(cannotLoad);
+        return;
+      }
       if (!this.hasWorkers || !this.queue.enqueue(job)) {
         fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
         return;
@@ -212,6 +305,9 @@ export class Model {
     if (this.stoppedFlag) return this.notFound();
     this.settings.minWorkers = min;
     this.settings.maxWorkers = max;
+    // An operator's scale of an unloaded model loads it (the model service made room first).
+    this.unloadedFlag = false;
+    if (this.changes > 0) await this.transition;
     const result = await this.pool.scale(min, max);
     return this.stoppedFlag ? this.notFound() : result;
   }
@@ -264,8 +360,10 @@ export class Model {
       maxNumSequence: s.sequence?.maxNumSequence ?? 0,
       maxSequenceJobQueueSize: s.sequence?.maxSequenceJobQueueSize ?? 0,
       loadedAtStartup: this.spec.loadedAtStartup,
-      // tsserve's own: can it answer now (a worker has it loaded)? False through a crash loop.
+      // tsserve's own: can it answer (a worker has it loaded, or its next request loads it)?
       serving: this.serving,
+      loaded: this.loaded,
+      lastUsed: this.lastUsed > 0 ? new Date(this.lastUsed).toISOString() : null,
       workers: this.pool.workers.map((w) => ({
         id: w.id,
         startTime: formatStartTime(w.startTime),

@@ -119,7 +119,7 @@ export async function registerStartupModels(config: ServerConfig, service: Model
         service,
         stop,
       );
-      starting.push(startWorkersInBackground(model, item, log));
+      starting.push(startWorkersInBackground(model, item, service, log));
     } catch (err) {
       if (err instanceof StartStopped) throw err;
       failed.push({ model: item, reason: (err as Error).message });
@@ -180,7 +180,7 @@ export async function restoreSnapshot(
       }
     }
   }
-  const starting = restored.map(({ model, label }) => startWorkersInBackground(model, label, log));
+  const starting = restored.map(({ model, label }) => startWorkersInBackground(model, label, service, log));
   const summary = `Restored ${restored.length} model versions from snapshot ${snapshot.name}`;
   if (failed.length > 0) log.error(`${summary}; ${failed.length} failed: ${failed.map((f) => f.model).join(', ')}`);
   else log.info(summary);
@@ -188,13 +188,14 @@ export async function restoreSnapshot(
 }
 
 /**
- * Start-up models get their workers in the background; requests that arrive meanwhile wait in the
+ * Start-up models get their workers in the background, within the memory budget (past it a model
+ * starts unloaded, and its first request loads it); requests that arrive meanwhile wait in the
  * queue. Settles (never rejects) once the first workers have loaded or failed to, with the failure.
  * A model closed meanwhile (the start failed for another reason, such as a port in use) failed
  * for that reason, not its own: nothing is said of it.
  */
-function startWorkersInBackground(model: Model, label: string, log: Log): Promise<StartupFailure | undefined> {
-  return model.scale(model.settings.minWorkers, model.settings.maxWorkers).then((r) => {
+function startWorkersInBackground(model: Model, label: string, service: ModelService, log: Log): Promise<StartupFailure | undefined> {
+  return service.startWorkers(model).then((r) => {
     if (r.ok || model.stopped) return undefined;
     log.error(`Failed to start workers for ${model.name}: ${r.error.message}`);
     return { model: label, reason: `registered, but its workers did not start: ${r.error.message}` };

@@ -86,7 +86,7 @@ export async function inProcessServer(
     },
   });
   service.on((event) => metrics.followModels(event));
-  const listener = (): FastifyInstance => createListener({ config, metrics, loggers });
+  const listener = (): FastifyInstance => createListener({ config, metrics, loggers }).app;
   const inference = listener();
   await inference.register(inferenceRoutes, { config, registry, metrics, tokens: undefined });
   const management = listener();

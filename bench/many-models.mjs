@@ -1,0 +1,226 @@
+#!/usr/bin/env node
+// Many registered models, few loaded (issue 33 item 2): requests with a Zipf-like popularity over
+// --models copies of mnist.mar under a memory budget; what an unloaded model's first request costs,
+// and what the unloading does to the busiest models.
+//
+//   node bench/many-models.mjs [--models 1000] [--budget-mb 400] [--seconds 60] [--hot-clients 4] [--parallel 4] [--zipf 1.0]
+//
+// Starts `tsserve --start` (free 127.0.0.1 ports, a temporary folder) with model_memory_budget_mb,
+// registers --models names for model-store/mnist.mar (one worker each; those past the budget are
+// registered unloaded), then runs two phases of --seconds each, closed loop:
+//   A. --hot-clients clients ask the 10 most popular models (Zipf weights among them): no unloading;
+//   B. the same, plus one client asking the other models (Zipf over ranks 11..N), whose requests
+//      load unloaded models and so unload others.
+// Reports: registration time; every answer's status (all must be 200); the process tree's PSS and
+// the workers' PSS sampled each second against the budget; the first-request latency of a model
+// that was unloaded when asked (describe's `loaded` read just before), its median and p99; the
+// 10 busiest models' median and p99 in A and in B, and B's rise. Results JSON in bench/results/.
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { childPids, median, treePssMb, userServer } from './lib.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: opts } = parseArgs({
+  options: {
+    models: { type: 'string', default: '1000' },
+    'budget-mb': { type: 'string', default: '400' },
+    seconds: { type: 'string', default: '60' },
+    'hot-clients': { type: 'string', default: '4' },
+    parallel: { type: 'string', default: '4' },
+    zipf: { type: 'string', default: '1.0' },
+  },
+});
+const N = Number(opts.models);
+const HOT = 10;
+const SECONDS = Number(opts.seconds);
+const names = Array.from({ length: N }, (_, i) => `m${String(i + 1).padStart(4, '0')}`);
+const digit = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
+
+const server = await userServer('tsserve-many-', [
+  'enable_model_api=true',
+  `model_memory_budget_mb=${opts['budget-mb']}`,
+  'default_workers_per_model=1',
+  // The unload counter is read from /metrics.
+  'metrics_mode=prometheus',
+]);
+copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
+const result = { models: N, budgetMb: Number(opts['budget-mb']), seconds: SECONDS, hotClients: Number(opts['hot-clients']), zipf: Number(opts.zipf) };
+
+try {
+  await server.start([]);
+  const pid = server.pid();
+  const began = performance.now();
+  const registered = await registerAll();
+  result.registerSeconds = round((performance.now() - began) / 1000);
+  result.loadedAfterRegister = registered.loaded;
+  console.log(`${N} models registered in ${result.registerSeconds} s (${registered.loaded} loaded, the rest past the budget); load ${loadavg()[0].toFixed(2)}`);
+
+  const memory = sampleMemory(pid);
+  const hotWeights = zipfWeights(HOT, Number(opts.zipf));
+  const tailWeights = zipfWeights(N - HOT, Number(opts.zipf));
+  // Every hot model answers once before phase A: their first requests are no part of it.
+  await Promise.all(names.slice(0, HOT).map((m) => ask(m)));
+
+  const a = await phase([{ clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true }]);
+  const b = await phase([
+    { clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true },
+    { clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true },
+  ]);
+  const mem = memory.stop();
+  const cold = b.cold.map((r) => r.ms);
+  Object.assign(result, {
+    loadAverage: loadavg().map(round),
+    statuses: { a: a.statuses, b: b.statuses },
+    hot: { a: summary(a.hot), b: summary(b.hot), p99RisePercent: round((100 * (p99(b.hot) - p99(a.hot))) / p99(a.hot)) },
+    tail: summary(b.tail),
+    coldFirstRequests: summary(cold),
+    memory: mem,
+    unloads: await unloadCount(),
+  });
+  console.log(`phase A (the ${HOT} busiest only): ${a.hot.length} answers, statuses ${JSON.stringify(a.statuses)}`);
+  console.log(`phase B (plus the other ${N - HOT}): ${b.hot.length + b.tail.length} answers, statuses ${JSON.stringify(b.statuses)}`);
+  console.log(
+    `  the ${HOT} busiest, ms: A median ${result.hot.a.median} p99 ${result.hot.a.p99}; B median ${result.hot.b.median} p99 ${result.hot.b.p99} (p99 ${result.hot.p99RisePercent}%)`,
+  );
+  console.log(
+    `  an unloaded model's first request, ms: ${cold.length} of them, median ${result.coldFirstRequests.median}, p99 ${result.coldFirstRequests.p99}, max ${result.coldFirstRequests.max}`,
+  );
+  console.log(`  unloads: ${result.unloads}; distinct tail models asked: ${new Set(b.tailModels).size}`);
+  console.log(`  PSS, MB: workers at most ${mem.workersMaxMb} (budget ${opts['budget-mb']}), whole tree at most ${mem.treeMaxMb}, median ${mem.treeMedianMb}`);
+  console.log(`  load average ${result.loadAverage.join(' ')}`);
+  const out = join(ROOT, 'bench', 'results', `${stamp()}-many-models.json`);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`results: ${out}`);
+} finally {
+  await server.stop();
+  server.remove();
+}
+
+/** Registers every name, --parallel at a time, synchronously; answers how many were loaded. */
+async function registerAll() {
+  let next = 0;
+  let loaded = 0;
+  await Promise.all(
+    Array.from({ length: Number(opts.parallel) }, async () => {
+      while (next < names.length) {
+        const name = names[next++];
+        const res = await fetch(`${server.management}/models?url=mnist.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+        const body = await res.text();
+        if (res.status !== 200) throw new Error(`${name}: ${res.status} ${body}`);
+        if (!body.includes('not loaded')) loaded += 1;
+      }
+    }),
+  );
+  return { loaded };
+}
+
+/** Runs the groups' clients for SECONDS; each client sends its next request when the last is answered. */
+async function phase(groups) {
+  const out = { hot: [], tail: [], cold: [], tailModels: [], statuses: {} };
+  const deadline = performance.now() + SECONDS * 1000;
+  const client = async (group) => {
+    while (performance.now() < deadline) {
+      const model = group.pick();
+      const wasLoaded = group.checkLoaded ? await isLoaded(model) : true;
+      const started = performance.now();
+      const status = await ask(model);
+      const ms = performance.now() - started;
+      out.statuses[status] = (out.statuses[status] ?? 0) + 1;
+      (group.hot ? out.hot : out.tail).push(ms);
+      if (!group.hot) out.tailModels.push(model);
+      if (!wasLoaded) out.cold.push({ model, ms });
+    }
+  };
+  await Promise.all(groups.flatMap((g) => Array.from({ length: g.clients }, () => client(g))));
+  return out;
+}
+
+async function ask(model) {
+  const res = await fetch(`${server.inference}/predictions/${model}`, { method: 'POST', body: digit, signal: AbortSignal.timeout(120_000) });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function isLoaded(model) {
+  const [d] = await (await fetch(`${server.management}/models/${model}`)).json();
+  return d.loaded;
+}
+
+async function unloadCount() {
+  const text = await (await fetch(server.inference.replace(/:\d+$/, `:${metricsPort()}`) + '/metrics')).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('ts_model_unloads_total{'))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+function metricsPort() {
+  return /metrics_address=http:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(server.dir, 'config.properties'), 'utf8'))[1];
+}
+
+/** Samples the tree's PSS and its workers' each second until stop(). */
+function sampleMemory(pid) {
+  const tree = [];
+  const workers = [];
+  const take = () => {
+    tree.push(treePssMb(pid));
+    workers.push(childPids(pid).reduce((sum, child) => sum + treePssMb(child), 0));
+  };
+  take();
+  const timer = setInterval(take, 1000);
+  return {
+    stop() {
+      clearInterval(timer);
+      take();
+      return {
+        treeMaxMb: Math.max(...tree),
+        treeMedianMb: median(tree),
+        workersMaxMb: Math.max(...workers),
+        workersMedianMb: median(workers),
+        samples: tree.length,
+      };
+    },
+  };
+}
+
+/** Cumulative weights of ranks 1..n with weight 1/rank^s. */
+function zipfWeights(n, s) {
+  const cumulative = [];
+  let total = 0;
+  for (let rank = 1; rank <= n; rank++) cumulative.push((total += 1 / rank ** s));
+  return cumulative.map((c) => c / total);
+}
+
+function pickIndex(cumulative) {
+  const r = Math.random();
+  let lo = 0;
+  let hi = cumulative.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cumulative[mid] < r) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function summary(values) {
+  return { count: values.length, median: round(median(values) ?? 0), p99: round(p99(values)), max: round(values.length ? Math.max(...values) : 0) };
+}
+
+function p99(values) {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))];
+}
+
+function round(v) {
+  return Math.round(v * 10) / 10;
+}
+
+function stamp() {
+  return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 13);
+}

@@ -1,0 +1,304 @@
+/**
+ * @module models/model-memory
+ * Which registered models are loaded (have workers), within a memory budget
+ * (model_memory_budget_mb) and a count (max_loaded_models). Loading one more past either first
+ * unloads the least recently used idle models (no job queued or running, no load under way): their
+ * workers are retired, the models stay registered, and each loads again on its next request, which
+ * waits in its queue for the load. While the models loaded are too busy to make room, the load
+ * waits for one to fall idle (its jobs wait in its queue, as for a worker); a model larger than
+ * the whole budget is answered 507.
+ *
+ * Every model but a stateful one (its sequences' state lives in its workers) is a candidate,
+ * whatever its minWorkers: TorchServe gives every model at least one
+ * worker by default (default_workers_per_model), so pinning models with workers would pin them all
+ * and the budget would mean nothing; and with no key set the budget is most of the machine's
+ * memory, so unloading happens only where loading one more would otherwise risk the kernel's
+ * out-of-memory kill.
+ *
+ * A loaded model's size is its workers' measured memory (PSS from /proc: shared library pages
+ * split between the processes that share them); a worker still starting, and a model never
+ * loaded, count as an estimate: 1.25x the model file (ModelMesh's rule) plus a worker's base.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { tsError, type TsError } from '../errors.js';
+import type { Model } from './model.js';
+import type { ModelRegistry } from './model-registry.js';
+
+/**
+ * A worker's PSS beside its model's weights, where nothing of it was measured yet: node, the
+ * handler, onnxruntime's library and a session's arenas. An mnist worker (1.2 MB of weights) here
+ * held 79-89 MB PSS beside others (RSS 142 MB), and 78 MB undercounted 21 of them by 3.5% in
+ * bench/many-models.mjs; a worker with no onnxruntime (the tests' echo handler) 30 MB: the
+ * estimate errs on the side of the machine.
+ */
+export const WORKER_BASE_BYTES = 84 * 2 ** 20;
+/** How often loads waiting for room look again, besides when a model falls idle. */
+const RETRY_MS = 100;
+/** ModelMesh's estimate of a model's memory from its file's size. */
+const FILE_FACTOR = 1.25;
+
+export interface MemoryPolicy {
+  readonly budgetBytes: number;
+  /** 0: no limit. */
+  readonly maxLoaded: number;
+}
+
+export type LoadReason = 'register' | 'request' | 'scale';
+export type UnloadReason = 'memory_budget' | 'max_loaded_models';
+
+/** A load finished (ok or not), or a model was unloaded to make room: for the metrics. */
+export type ResidencyEvent =
+  | { readonly kind: 'loaded'; readonly model: Model; readonly reason: LoadReason; readonly seconds: number; readonly ok: boolean }
+  | { readonly kind: 'unloaded'; readonly model: Model; readonly reason: UnloadReason };
+
+export type ResidencyListener = (event: ResidencyEvent) => void;
+
+/** What making room decided: go ahead once `ready` (the unloads) resolves, or the 507. */
+export type Room = { readonly ready: Promise<void> } | { readonly error: TsError };
+
+export class ModelMemory {
+  private readonly registry: ModelRegistry;
+  private readonly policy: MemoryPolicy;
+  private readonly log: (message: string) => void;
+  private readonly listeners: ResidencyListener[] = [];
+  /** Loads decided and waiting for their unloads: their bytes are spoken for. */
+  private readonly reserved = new Map<Model, number>();
+  /** Models being unloaded: their workers hold their bytes until they have exited. */
+  private readonly unloading = new Map<Model, number>();
+  /** Each model's last measured bytes a worker: its estimate while unloaded. */
+  private readonly measured = new WeakMap<Model, number>();
+  private readonly fileEstimates = new WeakMap<Model, number>();
+  /** Unloaded models asked for while the loaded ones were too busy to make room, oldest first. */
+  private readonly waiting: Model[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(registry: ModelRegistry, policy: MemoryPolicy, log: (message: string) => void) {
+    this.registry = registry;
+    this.policy = policy;
+    this.log = log;
+  }
+
+  on(listener: ResidencyListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** A job for an unloaded model (Model.loadOnDemand): starts its load after making room, or answers the 507. */
+  readonly loadOnDemand = (model: Model): TsError | undefined => {
+    if (this.reserved.has(model) || this.waiting.includes(model)) return undefined;
+    const workers = Math.max(1, model.settings.minWorkers);
+    const never = this.neverFits(model, workers) ?? this.heldForGood(model, workers);
+    if (never) return never;
+    if (this.waiting.length > 0 || !this.tryLoad(model, workers)) this.waitForRoom(model);
+    return undefined;
+  };
+
+  /** A loaded model fell idle: the loads waiting for room may go now. */
+  readonly modelIdle = (): void => {
+    if (this.waiting.length > 0) this.retryWaiting();
+  };
+
+  /** Starts `model`'s load if room can be made now; false if the models loaded are too busy. */
+  private tryLoad(model: Model, workers: number): boolean {
+    const room = this.makeRoom(model, workers);
+    if ('error' in room) return false;
+    this.reserved.set(model, workers * this.workerBytes(model));
+    void this.loadWhenReady(model, room.ready);
+    return true;
+  }
+
+  private waitForRoom(model: Model): void {
+    this.log(`Model ${model.name} ${model.version} waits to load: the models loaded are busy and hold the room it needs`);
+    this.waiting.push(model);
+    // Besides a model falling idle, a load or unload ending may make room: looked at again shortly.
+    this.retryTimer ??= setInterval(() => this.retryWaiting(), RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  /** Loads the waiting models in order, as far as room can be made; a stopped one is dropped. */
+  private retryWaiting(): void {
+    while (this.waiting.length > 0) {
+      const model = this.waiting[0]!;
+      if (!model.stopped && model.loaded === false && !this.tryLoad(model, Math.max(1, model.settings.minWorkers))) break;
+      this.waiting.shift();
+    }
+    if (this.waiting.length === 0 && this.retryTimer) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+  }
+
+  /**
+   * Whether `workers` more workers of `model` fit now without unloading anything; undefined if so,
+   * else what is short. A registration that does not fit is registered unloaded (model-service.ts).
+   */
+  shortOfRoom(model: Model, workers: number): string | undefined {
+    const short = this.shortfall(this.usedBytes(), this.loadedModels().length, model, workers);
+    return short === undefined ? undefined : this.shortText(short);
+  }
+
+  /** The 507 of a model whose `workers` would not fit even in an empty budget; undefined if they would. */
+  neverFits(model: Model, workers: number): TsError | undefined {
+    const need = workers * this.workerBytes(model);
+    return need > this.policy.budgetBytes ? this.noRoom(model, need, `the budget is ${mb(this.policy.budgetBytes)} MB (model_memory_budget_mb)`) : undefined;
+  }
+
+  /** The 507 of `model` when the loaded models that are never unloaded (stateful ones) leave it no room. */
+  private heldForGood(model: Model, workers: number): TsError | undefined {
+    const kept = this.loadedModels().filter((m) => m !== model && m.settings.sequence !== undefined);
+    const used = kept.reduce((sum, m) => sum + this.modelBytes(m), 0);
+    const short = this.shortfall(used, kept.length, model, workers);
+    if (short === undefined) return undefined;
+    return this.noRoom(model, workers * this.workerBytes(model), `${this.shortText(short)}, held by stateful models, which are never unloaded`);
+  }
+
+  /**
+   * Room for `workers` more workers of `model`: unloads the least recently used idle models until
+   * they fit, or, when even all of them would not do, unloads none and answers the 507.
+   */
+  makeRoom(model: Model, workers: number): Room {
+    let used = this.usedBytes();
+    let count = this.loadedModels().length;
+    const candidates = this.loadedModels()
+      .filter((m) => m !== model && m.unloadable)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    const chosen: Array<{ model: Model; reason: UnloadReason; bytes: number }> = [];
+    let short = this.shortfall(used, count, model, workers);
+    while (short !== undefined && candidates.length > 0) {
+      const victim = candidates.shift()!;
+      const bytes = this.modelBytes(victim);
+      chosen.push({ model: victim, reason: short === 'count' ? 'max_loaded_models' : 'memory_budget', bytes });
+      used -= bytes;
+      count -= 1;
+      short = this.shortfall(used, count, model, workers);
+    }
+    if (short !== undefined) return { error: this.noRoom(model, workers * this.workerBytes(model), this.shortText(short)) };
+    return { ready: Promise.all(chosen.map((c) => this.unload(c.model, c.reason, c.bytes, model))).then(() => {}) };
+  }
+
+  /** 'count' or 'memory' when `workers` more of `model` would not fit beside `used` bytes in `count` models. */
+  private shortfall(used: number, count: number, model: Model, workers: number): 'count' | 'memory' | undefined {
+    const joining = model.loaded && model.pool.size > 0 ? 0 : 1;
+    if (this.policy.maxLoaded > 0 && count + joining > this.policy.maxLoaded) return 'count';
+    if (used + workers * this.workerBytes(model) > this.policy.budgetBytes) return 'memory';
+    return undefined;
+  }
+
+  private shortText(short: 'count' | 'memory'): string {
+    return short === 'count'
+      ? `${this.policy.maxLoaded} models are loaded already (max_loaded_models)`
+      : `the budget of ${mb(this.policy.budgetBytes)} MB (model_memory_budget_mb) is full`;
+  }
+
+  private noRoom(model: Model, need: number, why: string): TsError {
+    return tsError('TSS_ERR_MODEL_NO_ROOM', model.name, mb(need), why);
+  }
+
+  private async unload(model: Model, reason: UnloadReason, bytes: number, forModel: Model): Promise<void> {
+    const idleSec = model.lastUsed > 0 ? `, idle for ${Math.round((Date.now() - model.lastUsed) / 1000)} s` : '';
+    this.log(`Model ${model.name} ${model.version} unloaded (${reason}): ${mb(bytes)} MB${idleSec}, to make room for ${forModel.name} ${forModel.version}`);
+    this.unloading.set(model, bytes);
+    try {
+      await model.unload();
+    } finally {
+      this.unloading.delete(model);
+    }
+    this.tell({ kind: 'unloaded', model, reason });
+  }
+
+  private async loadWhenReady(model: Model, ready: Promise<void>): Promise<void> {
+    const started = performance.now();
+    try {
+      await ready;
+    } finally {
+      this.reserved.delete(model);
+    }
+    if (model.stopped) return;
+    const result = await model.load();
+    this.loadDone(model, 'request', started, result.ok ? undefined : result.error.message);
+  }
+
+  /** Tells the metrics and the log that `model`'s load begun at `started` is over. */
+  loadDone(model: Model, reason: LoadReason, started: number, failure: string | undefined): void {
+    const seconds = (performance.now() - started) / 1000;
+    if (failure) this.log(`Model ${model.name} ${model.version} failed to load (${reason}) after ${seconds.toFixed(2)} s: ${failure}`);
+    else this.log(`Model ${model.name} ${model.version} loaded (${reason}) in ${seconds.toFixed(2)} s`);
+    this.tell({ kind: 'loaded', model, reason, seconds, ok: failure === undefined });
+  }
+
+  private tell(event: ResidencyEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  /** Models with workers (or getting them), beside those whose load is decided. */
+  private loadedModels(): Model[] {
+    return this.registry.all().filter((m) => (m.loaded && m.pool.size > 0) || this.reserved.has(m));
+  }
+
+  private usedBytes(): number {
+    let used = 0;
+    for (const m of this.registry.all()) if (m.loaded) used += this.modelBytes(m);
+    for (const bytes of this.reserved.values()) used += bytes;
+    for (const bytes of this.unloading.values()) used += bytes;
+    return used;
+  }
+
+  /** A loaded model's workers: measured where they have loaded, else estimated. */
+  private modelBytes(model: Model): number {
+    let total = 0;
+    let measuredTotal = 0;
+    let measuredCount = 0;
+    for (const w of model.pool.workers) {
+      const pss = w.state === 'MODEL_LOADED' ? proportionalBytes(w.pid) : undefined;
+      if (pss === undefined) {
+        total += this.workerBytes(model);
+        continue;
+      }
+      total += pss;
+      measuredTotal += pss;
+      measuredCount += 1;
+    }
+    if (measuredCount > 0) this.measured.set(model, measuredTotal / measuredCount);
+    return total;
+  }
+
+  /** One worker of `model`: as last measured, else the estimate from its file. */
+  private workerBytes(model: Model): number {
+    return this.measured.get(model) ?? this.fileEstimate(model);
+  }
+
+  private fileEstimate(model: Model): number {
+    let estimate = this.fileEstimates.get(model);
+    if (estimate === undefined) {
+      estimate = FILE_FACTOR * fileBytes(model) + WORKER_BASE_BYTES;
+      this.fileEstimates.set(model, estimate);
+    }
+    return estimate;
+  }
+}
+
+/** The model file's size (the manifest's serializedFile); 0 where there is none. */
+function fileBytes(model: Model): number {
+  const file = model.spec.manifest.model.serializedFile;
+  if (!file) return 0;
+  try {
+    return statSync(join(model.spec.dir, file)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** A process's PSS in bytes (smaps_rollup); undefined where /proc cannot say. */
+function proportionalBytes(pid: number): number | undefined {
+  if (!(pid > 0)) return undefined;
+  try {
+    const kb = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'))?.[1];
+    return kb === undefined ? undefined : Number(kb) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+function mb(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(1);
+}
