@@ -12,6 +12,7 @@ import { JobQueue, type BatchQueue } from '../batching/job-queue.js';
 import { SequenceQueue } from '../batching/sequence-queue.js';
 import { Job, type JobResponse } from '../batching/job.js';
 import { WorkerPool, type PoolDeps, type ScaleResult } from '../workers/worker-pool.js';
+import type { ScalerState } from '../workers/scaler.js';
 import { describeStatus } from '../workers/worker-state.js';
 import { isRecord } from '../is-record.js';
 import { formatLocalTime } from '../local-time.js';
@@ -57,6 +58,8 @@ export interface ModelDescription extends WorkerAndBatchSettings {
   loadedAtStartup: boolean;
   /** tsserve's own: a worker has the model loaded, so it can answer now. */
   serving: boolean;
+  /** tsserve's own: how the workers follow the load, and where they are (workers/scaler.ts). */
+  autoscale: ScalerState;
   workers: WorkerDescription[];
   jobQueueStatus: { remainingCapacity: number; pendingRequests: number };
   /** With `customized=true`: what the handler says of itself. */
@@ -97,9 +100,14 @@ export class Model {
     return this.spec.version;
   }
 
-  /** Workers exist or may start: without, any job is refused with a 503. */
+  /**
+   * Workers exist or may start: without, any job is refused with a 503. A model scaled to no
+   * worker whose maxWorkers is above its minWorkers (minWorkers 0) starts one for the job, which
+   * waits for it (WorkerPool.arrived); with maxWorkers 0 it refuses, as TorchServe's.
+   */
   private get hasWorkers(): boolean {
-    return this.settings.maxWorkers > 0 && this.pool.size > 0;
+    const { minWorkers, maxWorkers } = this.settings;
+    return maxWorkers > 0 && (this.pool.size > 0 || maxWorkers > minWorkers);
   }
 
   /** At least its minimum of healthy workers (loading ones count): /ping's test, as TorchServe's. */
@@ -127,6 +135,7 @@ export class Model {
   enqueue(job: Job): boolean {
     const { clientTimeoutInMills } = this.settings;
     if (this.refusing || !this.queue.enqueue(job)) return false;
+    this.pool.arrived();
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
     this.track(job, () => clearTimeout(expiry));
     return true;
@@ -153,6 +162,7 @@ export class Model {
         fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
         return;
       }
+      this.pool.arrived();
       this.track(job);
     });
     return metadataObject(Buffer.from((await answer).body).toString('utf8'));
@@ -266,6 +276,7 @@ export class Model {
       loadedAtStartup: this.spec.loadedAtStartup,
       // tsserve's own: can it answer now (a worker has it loaded)? False through a crash loop.
       serving: this.serving,
+      autoscale: this.pool.scaling,
       workers: this.pool.workers.map((w) => ({
         id: w.id,
         startTime: formatStartTime(w.startTime),
