@@ -146,7 +146,7 @@ export class Scaler {
     const now = this.deps.now();
     const { waiting } = this.pool;
     const perWorker = Math.max(1, s.scaling.waitingPerWorker);
-    this.need(Math.min(s.maxWorkers, Math.ceil(waiting / perWorker)), now);
+    this.need(Math.min(s.maxWorkers, Math.max(this.pool.busy, Math.ceil(waiting / perWorker))), now);
     if (this.pool.size === 0 && waiting > 0) this.coldStart();
     else this.considerUp(s, waiting, perWorker, now);
     this.considerDown(s, now);
@@ -209,6 +209,7 @@ export class Scaler {
     this.restartUpWindow(now);
     const from = this.pool.size;
     if (average <= perWorker * from) {
+      this.desired = from;
       this.held = undefined;
       return;
     }
