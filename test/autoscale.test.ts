@@ -104,3 +104,18 @@ t.test('a scale-down stops the idle worker and lets the busy one finish its batc
   await waitFor(async () => (await workerCount(server, 'busy')) === 0, 20_000, 'then the other, once idle');
   t.equal(await labelled(server, 'ts_worker_scale_downs_total', 'busy', 'reason="idle"'), 2);
 });
+
+t.test("model-config.yaml's minWorkers, maxWorkers and scale keys set a model's policy, which describe shows", async (t) => {
+  // minWorkers 0 in a YAML is not a valid pair for TorchServe (it keeps the register call's
+  // workers); a model starts from none through the management API or the models= JSON.
+  const yaml = 'minWorkers: 1\nmaxWorkers: 2\nscaleWaitingPerWorker: 3\nscaleUpDelayMSec: 700\nscaleDownDelayMSec: 900\n';
+  const server = await serve(t, {}, yaml);
+  await register(t, server, 'yaml', {});
+  t.match(await described(server, 'yaml'), {
+    minWorkers: 1,
+    maxWorkers: 2,
+    autoscale: { waitingPerWorker: 3, scaleUpDelayMSec: 700, scaleDownDelayMSec: 900, enabled: true, currentWorkers: 1, boundHeld: null },
+  });
+  await scale(t, server, 'yaml', 2, 2);
+  t.match((await described(server, 'yaml')).autoscale, { enabled: false, currentWorkers: 2 }, 'max_worker == min_worker: the scaler is off');
+});
