@@ -66,6 +66,8 @@ interface Setup {
   settings: { minWorkers: number; maxWorkers: number; scaling: ScalingPolicy };
   /** Moves the clock by `ms` in steps of 100 ms, the scaler looking at the pool at each. */
   pass: (ms: number) => void;
+  /** A long queue for the up delay, which grows the pool to max_worker, then none waiting. */
+  grow: () => void;
 }
 
 function setup(t: Test, min: number, max: number, scaling: ScalingPolicy = POLICY): Setup {
@@ -85,7 +87,12 @@ function setup(t: Test, min: number, max: number, scaling: ScalingPolicy = POLIC
       scaler.tick();
     }
   };
-  return { pool, machine, scaler, events, settings, pass };
+  const grow = (): void => {
+    pool.waiting = 100;
+    pass(1100);
+    pool.waiting = 0;
+  };
+  return { pool, machine, scaler, events, settings, pass, grow };
 }
 
 t.test('a queue that builds up adds workers up to max_worker and no further, one start at a time', async (t) => {
@@ -141,14 +148,10 @@ t.test("the machine's cores, counting other models' workers, and its free memory
 });
 
 t.test('workers go back to min once fewer were needed for the scale-down delay, not before', async (t) => {
-  const { pool, events, pass } = setup(t, 1, 4);
-  pool.waiting = 40;
-  pool.busy = 1;
-  pass(1100);
+  const { pool, events, pass, grow } = setup(t, 1, 4);
+  grow();
   t.equal(pool.size, 4);
-  pool.waiting = 0;
-  pool.busy = 0;
-  pass(4800);
+  pass(4700);
   t.equal(pool.size, 4, 'added workers are kept for the scale-down delay');
   pass(400);
   t.equal(pool.size, 1, 'then the idle ones stop, down to min at once');
@@ -156,11 +159,9 @@ t.test('workers go back to min once fewer were needed for the scale-down delay, 
 });
 
 t.test('one worker busy at a time needs one: idle workers taking turns at the queue are not all needed', async (t) => {
-  const { pool, scaler, pass } = setup(t, 1, 3);
-  pool.waiting = 40;
-  pass(1100);
+  const { pool, scaler, pass, grow } = setup(t, 1, 3);
+  grow();
   t.equal(pool.size, 3);
-  pool.waiting = 0;
   // Low load: each batch finds one worker busy.
   for (let i = 0; i < 70; i++) {
     scaler.busy(1);
@@ -170,10 +171,8 @@ t.test('one worker busy at a time needs one: idle workers taking turns at the qu
 });
 
 t.test('a busy worker is never stopped: the pool stops only idle ones, and the rest later', async (t) => {
-  const { pool, events, scaler, pass } = setup(t, 0, 3);
-  pool.waiting = 40;
-  pass(1100);
-  pool.waiting = 0;
+  const { pool, events, scaler, pass, grow } = setup(t, 0, 3);
+  grow();
   pool.busy = 2;
   scaler.busy(2);
   pass(5100);
@@ -217,12 +216,10 @@ t.test('max_worker == min_worker: nothing is added or stopped, whatever waits', 
 });
 
 t.test("a stateful model's workers, which hold its sequences, are not stopped for idling", async (t) => {
-  const { pool, pass } = setup(t, 1, 3);
+  const { pool, pass, grow } = setup(t, 1, 3);
   pool.keepsWorkers = true;
-  pool.waiting = 40;
-  pass(1100);
+  grow();
   t.equal(pool.size, 3);
-  pool.waiting = 0;
   pass(20_000);
   t.equal(pool.size, 3);
 });
