@@ -135,7 +135,8 @@ export class Model {
   enqueue(job: Job): boolean {
     const { clientTimeoutInMills } = this.settings;
     if (this.refusing || !this.queue.enqueue(job)) return false;
-    this.pool.arrived();
+    // The front end's warm-up (quiet) is no load for the workers to follow.
+    if (!job.quiet) this.pool.arrived();
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
     this.track(job, () => clearTimeout(expiry));
     return true;

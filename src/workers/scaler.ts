@@ -121,19 +121,21 @@ export class Scaler {
 
   /** `count` workers are running a batch at once. */
   busy(count: number): void {
-    if (this.timer) this.need(count, this.deps.now());
+    this.need(count, this.deps.now());
   }
 
   /**
    * The operator set the range (or the pool started): the workers there are now count as needed
-   * from now, so that none is stopped before downDelayMs, and the timer runs if it has to.
+   * from now, so that none is stopped before downDelayMs, and the timer runs if some are above
+   * minWorkers. At minWorkers it waits for a request (arrived): the front end's warm-up, whose
+   * predictions are not a load to follow, sends none that counts.
    */
   reset(): void {
     this.stop();
     if (!this.enabled) return;
     this.need(this.pool.size, this.deps.now());
     this.desired = this.pool.size;
-    this.watch();
+    if (this.pool.size > this.settings().minWorkers) this.watch();
   }
 
   /** Looks at the pool: the timer's work, and a test's with its own clock. */
