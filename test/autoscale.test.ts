@@ -6,7 +6,9 @@
 // moves, are in src/workers/scaler.test.ts.
 import t, { type Test } from 'tap';
 import { predict, register, serve } from './echo-model.js';
-import { metric, waitFor, type TestServer } from './helpers.js';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { metric, ROOT, startTestServer, waitFor, type TestServer } from './helpers.js';
 
 const FAST = { scale_up_delay_ms: '300', scale_down_delay_ms: '1500', scale_waiting_per_worker: '1' };
 
@@ -118,4 +120,22 @@ t.test("model-config.yaml's minWorkers, maxWorkers and scale keys set a model's 
   });
   await scale(t, server, 'yaml', 2, 2);
   t.match((await described(server, 'yaml')).autoscale, { enabled: false, currentWorkers: 2 }, 'max_worker == min_worker: the scaler is off');
+});
+
+t.test("the front end's warm-up is no load to follow: a start-up model with room to grow keeps its minimum", async (t) => {
+  // mnist.mar names a warmupFile: before the start is over the front end sends itself its
+  // predictions on 32 connections, which queue far above one request per worker.
+  const server = await startTestServer(t, {
+    prepare: (store) => copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(store, 'mnist.mar')),
+    properties: {
+      ...FAST,
+      load_models: 'mnist=mnist.mar',
+      models: JSON.stringify({ mnist: { '1.0': { minWorkers: 1, maxWorkers: 2 } } }),
+      front_end_warmup_ms: '1500',
+    },
+  });
+  await server.startupModelsStarted;
+  await new Promise((r) => setTimeout(r, 1000));
+  t.match(await described(server, 'mnist'), { minWorkers: 1, maxWorkers: 2, workers: [{}], autoscale: { enabled: true, currentWorkers: 1 } });
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'mnist', 'reason='), 0, 'no worker added for the warm-up');
 });
