@@ -72,6 +72,22 @@ t.test('a queue that builds up adds workers up to max_worker and no further, ref
   t.equal((await predict(server, 'grow', 'after')).status, 200, 'the one left serves');
 });
 
+t.test('a request refused for a full queue adds a worker, though the average waiting stays below the target', async (t) => {
+  const server = await serve(t, { ...FAST, scale_waiting_per_worker: '50', job_queue_size: '2' });
+  await register(t, server, 'full', { initial_workers: 1 });
+  await scale(t, server, 'full', 1, 2);
+  const accepted = [predict(server, 'full', 'sleep:1500'), predict(server, 'full', 'a'), predict(server, 'full', 'b')];
+  await waitFor(async () => (await metric(server, 'ts_queue_size', 'full')) >= 2, 10_000, 'a full queue');
+  t.equal((await predict(server, 'full', 'c')).status, 503, 'refused: the queue is full');
+  await waitFor(async () => (await workerCount(server, 'full')) === 2, 20_000, 'a second worker');
+  t.same(
+    (await Promise.all(accepted)).map((r) => r.status),
+    [200, 200, 200],
+    'what the queue held is answered',
+  );
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'full', 'reason="queue_full"'), 1);
+});
+
 t.test('min_worker 0: the first request waits for a worker and is answered; idle, the model has none again', async (t) => {
   const server = await serve(t, FAST);
   await register(t, server, 'cold', { initial_workers: 0 });

@@ -142,6 +142,11 @@ export class Model {
     return true;
   }
 
+  /** A client's prediction was refused (the queue was full): its workers may grow. */
+  refused(): void {
+    this.pool.refused();
+  }
+
   /** Counts `job` as outstanding until it is answered: a stop drains it. */
   private track(job: Job, onDone?: () => void): void {
     this.outstanding.add(job);

@@ -119,6 +119,17 @@ t.test('a queue that builds up adds workers up to max_worker and no further, one
   t.match(scaler.state(), { enabled: true, currentWorkers: 4, desiredWorkers: 10, boundHeld: 'max_worker', limits: { max_worker: 4 } });
 });
 
+t.test('a request refused for a full queue adds a worker, whatever the average waiting', async (t) => {
+  const { pool, scaler, events, pass } = setup(t, 1, 3);
+  pool.waiting = 1;
+  scaler.refused();
+  pass(1100);
+  t.equal(pool.size, 2);
+  t.match(events, [{ direction: 'up', reason: 'queue_full', from: 1, to: 2 }]);
+  pass(1100);
+  t.equal(pool.size, 2, 'not again without another refusal');
+});
+
 t.test('requests waiting below the target per worker add none', async (t) => {
   const { pool, events, pass } = setup(t, 1, 4);
   pool.waiting = 4;

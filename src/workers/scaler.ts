@@ -3,7 +3,8 @@
  * Workers follow the load, between a model's minWorkers and maxWorkers (TorchServe's keys, which
  * drive no scaling there). With maxWorkers above minWorkers:
  *
- *   requests wait ──(more than waitingPerWorker a worker, on average over upDelayMs)──▶ add workers
+ *   requests wait ──(more than waitingPerWorker a worker, on average over upDelayMs,
+ *                    or any refused for a full queue in that time)──▶ add workers
  *   a request, no worker (minWorkers 0) ──(at once)──▶ start one: the request waits for it
  *   fewer workers needed ──(for downDelayMs)──▶ stop the idle ones (a batch is finished first)
  *
@@ -19,7 +20,7 @@
 import type { ScalingPolicy } from '../config/model-config.js';
 import type { Machine } from './machine.js';
 
-export type ScaleReason = 'waiting' | 'cold_start' | 'idle';
+export type ScaleReason = 'waiting' | 'queue_full' | 'cold_start' | 'idle';
 export type Bound = 'max_worker' | 'cores' | 'memory';
 
 /** A scale the scaler made, or wanted and a bound held (from === to). */
@@ -93,6 +94,8 @@ export class Scaler {
   private upSince = 0;
   private waitingSum = 0;
   private samples = 0;
+  /** A request was refused in this window: the queue overflowed, whatever its average. */
+  private overflowed = false;
   /** neededAt[k - 1]: when k workers were last needed. */
   private readonly neededAt: number[] = [];
   private desired = 0;
@@ -117,6 +120,16 @@ export class Scaler {
     if (!this.enabled) return;
     if (this.pool.size === 0) this.coldStart();
     this.watch();
+  }
+
+  /**
+   * A request was refused for a full queue: bursts can overflow a queue whose average stays
+   * below the target, and a refused request is load the workers did not take.
+   */
+  refused(): void {
+    if (!this.enabled) return;
+    this.watch();
+    this.overflowed = true;
   }
 
   /** `count` workers are running a batch at once. */
@@ -196,6 +209,7 @@ export class Scaler {
     this.upSince = now;
     this.waitingSum = 0;
     this.samples = 0;
+    this.overflowed = false;
   }
 
   /** Samples the waiting requests; at the end of the window, adds workers if they waited too many. */
@@ -208,9 +222,10 @@ export class Scaler {
     this.samples++;
     if (now - this.upSince < s.scaling.upDelayMs) return;
     const average = this.waitingSum / this.samples;
+    const overflowed = this.overflowed;
     this.restartUpWindow(now);
     const from = this.pool.size;
-    if (average <= perWorker * from) {
+    if (average <= perWorker * from && !overflowed) {
       this.desired = from;
       this.held = undefined;
       return;
@@ -226,7 +241,8 @@ export class Scaler {
       this.need(to, now);
     }
     // A bound that goes on holding is told once, not at every window.
-    if (to > from || heldNow !== this.held) this.deps.onScale({ direction: 'up', reason: 'waiting', from, to, wanted, bound: heldNow });
+    const reason = average > perWorker * from ? 'waiting' : 'queue_full';
+    if (to > from || heldNow !== this.held) this.deps.onScale({ direction: 'up', reason, from, to, wanted, bound: heldNow });
     this.held = heldNow;
   }
 

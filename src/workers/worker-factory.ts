@@ -77,6 +77,7 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
 export function scaleMessage(e: ScaleEvent): string {
   const why: Record<ScaleEvent['reason'], string> = {
     waiting: `requests waited above the target per worker; ${e.wanted} wanted`,
+    queue_full: `the queue was full and refused requests; ${e.wanted} wanted`,
     cold_start: 'a request arrived and the model had no worker',
     idle: `no more than ${e.wanted} needed over the scale-down delay`,
   };

@@ -157,6 +157,11 @@ export class WorkerPool {
     this.scaler.arrived();
   }
 
+  /** A job was refused (the queue was full): pressure to grow (see Scaler.refused). */
+  refused(): void {
+    this.scaler.refused();
+  }
+
   /** The scaler's policy and state, for describe. */
   get scaling(): ScalerState {
     return this.scaler.state();
