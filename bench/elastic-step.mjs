@@ -139,6 +139,7 @@ function summarise({ min, loadBefore, loadAfter, stepAt, answers, samples, sent,
     sent,
     answered: ok.length,
     refused: answers.filter((a) => a.status === 503).length,
+    refusedAfterS: [...new Set(answers.filter((a) => a.status === 503).map((a) => Math.floor((a.at - stepAt) / 1000)))].sort((x, y) => x - y),
     failed: sent - ok.length - answers.filter((a) => a.status === 503).length,
     errors: [...reasons].map(([why, n]) => `${n} x ${why}`),
     firstAnswerMs: first ? Math.round(first.ms) : undefined,
@@ -159,7 +160,10 @@ function summarise({ min, loadBefore, loadAfter, stepAt, answers, samples, sent,
 
 function report(r) {
   console.log(`\nmin ${r.min} (load average ${r.loadavg.before.join(' ')} -> ${r.loadavg.after.join(' ')})`);
-  console.log(`  sent ${r.sent}, answered ${r.answered}, refused ${r.refused}, failed ${r.failed}${r.errors.length ? `: ${r.errors.join('; ')}` : ''}`);
+  const when = r.refused > 0 ? ` (in seconds ${r.refusedAfterS.join(',')} after the step)` : '';
+  console.log(
+    `  sent ${r.sent}, answered ${r.answered}, refused ${r.refused}${when}, failed ${r.failed}${r.errors.length ? `: ${r.errors.map((e) => e.replace(/\s+/g, ' ')).join('; ')}` : ''}`,
+  );
   console.log(
     `  first answer ${r.firstAnswerMs} ms; p99 at ${LOW}/s ${r.p99LowMs} ms; at ${HIGH}/s per 5 s ${r.p99HighWindowsMs.join(' ')} ms, steady (last 10 s) ${r.p99SteadyHighMs} ms`,
   );

@@ -130,6 +130,18 @@ t.test('a request refused for a full queue adds a worker, whatever the average w
   t.equal(pool.size, 2, 'not again without another refusal');
 });
 
+t.test('an idle moment under load neither stops the scaler nor loses a refusal', async (t) => {
+  const { pool, scaler, pass } = setup(t, 1, 2);
+  pool.busy = 1;
+  scaler.arrived();
+  scaler.refused();
+  pool.busy = 0;
+  pass(100);
+  scaler.arrived();
+  pass(1000);
+  t.equal(pool.size, 2, 'the refusal before the idle moment added a worker');
+});
+
 t.test('requests waiting below the target per worker add none', async (t) => {
   const { pool, events, pass } = setup(t, 1, 4);
   pool.waiting = 4;

@@ -165,7 +165,15 @@ export class Scaler {
     if (this.pool.size === 0 && waiting > 0) this.coldStart();
     else this.considerUp(s, waiting, perWorker, now);
     this.considerDown(s, now);
-    if (this.pool.size <= s.minWorkers && waiting === 0 && this.pool.busy === 0) this.stop();
+    if (this.pool.size <= s.minWorkers && this.quietSince(now, s.scaling.upDelayMs)) this.stop();
+  }
+
+  /**
+   * Nothing ran, waited or was refused for `ms`: the timer may stop until the next request. Not at
+   * the first idle moment: a load near capacity has many, and each stop began a new window.
+   */
+  private quietSince(now: number, ms: number): boolean {
+    return !this.overflowed && now - (this.neededAt[0] ?? Number.NEGATIVE_INFINITY) >= ms;
   }
 
   stop(): void {
