@@ -134,7 +134,7 @@ export class Scaler {
 
   /** `count` workers are running a batch at once. */
   busy(count: number): void {
-    this.need(count, this.deps.now());
+    if (this.enabled) this.need(count, this.deps.now());
   }
 
   /**
@@ -238,7 +238,7 @@ export class Scaler {
       this.held = undefined;
       return;
     }
-    const wanted = Math.min(Math.max(from + 1, Math.ceil(average / perWorker)), Number.MAX_SAFE_INTEGER);
+    const wanted = Math.max(from + 1, Math.ceil(average / perWorker));
     const limits = this.limits(s);
     const [bound, allowed] = tightest(limits);
     const to = Math.max(from, Math.min(wanted, allowed));
