@@ -132,3 +132,30 @@ export async function userServer(prefix, extraLines = []) {
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/**
+ * Calls `send(msSinceStart)` `rate` times a second for `seconds`, each at its scheduled time
+ * whatever earlier calls do (the open loop); resolves once the last is made with what they
+ * returned, when it began, and how far behind schedule (ms) a call fell at worst.
+ */
+export async function atFixedRate(rate, seconds, send) {
+  const began = performance.now();
+  const calls = [];
+  let late = 0;
+  for (let i = 0; i < Math.round(rate * seconds); i++) {
+    const wait = began + (i * 1000) / rate - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    else late = Math.max(late, -wait);
+    calls.push(send(performance.now() - began));
+  }
+  return { began, calls, late };
+}
+
+export function sorted(values) {
+  return [...values].sort((a, b) => a - b);
+}
+
+/** The `p`th percentile of `ascending` values; 0 when there are none. */
+export function percentile(ascending, p) {
+  return ascending.length === 0 ? 0 : ascending[Math.min(ascending.length - 1, Math.floor((p / 100) * ascending.length))];
+}

@@ -35,7 +35,7 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { childPids, cpuSeconds, treeRssMb, userServer } from './lib.mjs';
+import { atFixedRate, childPids, cpuSeconds, percentile, sorted, treeRssMb, userServer } from './lib.mjs';
 import { RawClient, rawPost } from './raw-client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -283,33 +283,6 @@ async function offer(rate, seconds, onAnswer) {
     lateMs: late,
     reasons: [...reasons].map(([why, n]) => `${n} x ${why}`).join('; '),
   };
-}
-
-/**
- * Calls `send(msSinceStart)` `rate` times a second for `seconds`, each at its scheduled time
- * whatever earlier calls do (the open loop); resolves once the last is made with what they
- * returned, when it began, and how far behind schedule (ms) a call fell at worst.
- */
-async function atFixedRate(rate, seconds, send) {
-  const began = performance.now();
-  const calls = [];
-  let late = 0;
-  for (let i = 0; i < Math.round(rate * seconds); i++) {
-    const wait = began + (i * 1000) / rate - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    else late = Math.max(late, -wait);
-    calls.push(send(performance.now() - began));
-  }
-  return { began, calls, late };
-}
-
-function sorted(values) {
-  return [...values].sort((a, b) => a - b);
-}
-
-/** The `p`th percentile of `ascending` values; 0 when there are none. */
-function percentile(ascending, p) {
-  return ascending.length === 0 ? 0 : ascending[Math.min(ascending.length - 1, Math.floor((p / 100) * ascending.length))];
 }
 
 /** GET /ping every 100 ms until stopped, whatever earlier ones do; stop() resolves with their p50 and slowest, in ms. */

@@ -14,8 +14,8 @@ export interface Described {
   jobQueueStatus: { pendingRequests: number };
 }
 
-/** echo.mar in the store, with `modelConfig` as its model-config.yaml when given. */
-export async function serve(t: Test, properties: Record<string, string> = {}, modelConfig?: string): Promise<TestServer> {
+/** echo.mar in the store, with `modelConfig` as its model-config.yaml when given; `serverLog` hears the server log from info up. */
+export async function serve(t: Test, properties: Record<string, string> = {}, modelConfig?: string, serverLog?: (line: string) => void): Promise<TestServer> {
   return startTestServer(t, {
     prepare: (store) => {
       const configFile = modelConfig === undefined ? undefined : join(store, '..', 'model-config.yaml');
@@ -23,6 +23,7 @@ export async function serve(t: Test, properties: Record<string, string> = {}, mo
       buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), configFile });
     },
     properties,
+    ...(serverLog ? { serverLog, level: 'info' as const } : {}),
   });
 }
 

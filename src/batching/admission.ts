@@ -18,6 +18,8 @@ export interface AdmissionTarget {
   readonly refusing: boolean;
   /** False when the job is refused. */
   enqueue(job: Job): boolean;
+  /** A client's prediction was refused: load its workers may grow for (workers/scaler.ts). */
+  refused(): void;
 }
 
 /**
@@ -65,6 +67,7 @@ export function earlyRefusal(metrics: MetricsRegistry, model: AdmissionTarget, v
 /** Counts the refusal; its 503. */
 function countedRefusal(metrics: MetricsRegistry, model: AdmissionTarget, version: string | undefined): TsError {
   metrics.refused(model.name, model.version);
+  model.refused();
   return refusal(model, version);
 }
 

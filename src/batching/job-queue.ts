@@ -20,6 +20,8 @@ export interface BatchQueue {
   readonly full: boolean;
   /** A worker waits for work and would take a job enqueued now (useJobTicket's test). */
   readonly workerIdle: boolean;
+  /** Workers hold what the queue gave them past a batch (a stateful model's sequences): the scaler stops none. */
+  readonly keepsWorkers: boolean;
   /** False when the job cannot be queued: the caller answers 503. A job `alone` gets a batch of its own. */
   enqueue(job: Job): boolean;
   /** Takes a job out of the queue (its client timed out); false when no longer queued. */
@@ -41,6 +43,7 @@ export interface BatchQueue {
 
 export class JobQueue implements BatchQueue {
   readonly capacity: number;
+  readonly keepsWorkers = false;
   private jobs: Job[] = [];
   private readonly waiters: WaitingWorkers;
   private nextEnqueued: { promise: Promise<void>; resolve: () => void } | undefined;

@@ -31,6 +31,8 @@ interface Sequence {
 }
 
 export class SequenceQueue implements BatchQueue {
+  /** A sequence's state lives in the worker that serves it. */
+  readonly keepsWorkers = true;
   private readonly settings: SequenceSettings;
   private readonly sequences = new Map<string, Sequence>();
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch));

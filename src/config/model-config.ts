@@ -39,6 +39,17 @@ export interface ModelSettings {
    * fast path by default. 1 otherwise: a handler of the user's may count on one at a time.
    */
   takeQueued: number;
+  /** tsserve's own: how the workers follow the load between minWorkers and maxWorkers (workers/scaler.ts). */
+  scaling: ScalingPolicy;
+}
+
+/** When a worker is added or stopped; the model-config.yaml keys scaleWaitingPerWorker, scaleUpDelayMSec, scaleDownDelayMSec. */
+export interface ScalingPolicy {
+  /** Requests waiting per worker, on average over upDelayMs, above which a worker is added. */
+  readonly waitingPerWorker: number;
+  readonly upDelayMs: number;
+  /** How long workers above minWorkers may go unneeded before they are stopped. */
+  readonly downDelayMs: number;
 }
 
 export interface SequenceSettings {
@@ -103,6 +114,9 @@ const YAML_KEYS: Record<string, YamlSpec> = {
   asyncCommunication: FLAG,
   useVenv: FLAG,
   adaptiveThreads: FLAG,
+  scaleWaitingPerWorker: COUNT,
+  scaleUpDelayMSec: COUNT,
+  scaleDownDelayMSec: COUNT,
   parallelLevel: COUNT,
   deviceType: { type: 'enum', values: ['cpu', 'gpu'] },
   parallelType: { type: 'enum', values: ['pp', 'tp', 'pptp', 'custom'] },
@@ -165,9 +179,18 @@ export function resolveSettings(
   const configuredBatch = params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize');
   const batchSize = configuredBatch ?? 1;
   const fastDefaults = configuredBatch === undefined && builtinHandler && yaml.sequenceBatching !== true;
+  const takeQueued = fastDefaults ? server.builtinHandlerBatchSize : 1;
+  // The model's own scaling keys, from its YAML or the models= JSON; 0 is a value here.
+  const count = (k: string): number | undefined => positiveInt(yaml[k], true) ?? positiveInt(json[k], true);
+  const waitingPerWorker = count('scaleWaitingPerWorker') ?? server.scaling.waitingPerWorker;
   return {
     batchSize,
-    takeQueued: fastDefaults ? server.builtinHandlerBatchSize : 1,
+    takeQueued,
+    scaling: {
+      waitingPerWorker: waitingPerWorker > 0 ? waitingPerWorker : Math.max(batchSize, takeQueued),
+      upDelayMs: count('scaleUpDelayMSec') ?? server.scaling.upDelayMs,
+      downDelayMs: count('scaleDownDelayMSec') ?? server.scaling.downDelayMs,
+    },
     maxBatchDelay: params.maxBatchDelay ?? yamlInt('maxBatchDelay') ?? jsonInt('maxBatchDelay') ?? 100,
     responseTimeout: timeout('responseTimeout', params.responseTimeout, server.defaultResponseTimeout),
     startupTimeout: timeout('startupTimeout', params.startupTimeout, server.defaultStartupTimeout),

@@ -51,6 +51,8 @@ export interface ServerConfig {
   /** How long the front end warms itself before start-up is over (front_end_warmup_ms). */
   readonly frontEndWarmupMs: number;
   readonly jobQueueSize: number;
+  /** Workers follow the load (workers/scaler.ts): scale_waiting_per_worker (0: the largest batch), scale_up_delay_ms, scale_down_delay_ms. */
+  readonly scaling: { readonly waitingPerWorker: number; readonly upDelayMs: number; readonly downDelayMs: number };
   readonly defaultResponseTimeout: number;
   readonly defaultStartupTimeout: number;
   /**
@@ -312,6 +314,7 @@ function buildConfig(
     workerPermission: bool('worker_permission'),
     frontEndWarmupMs: int('front_end_warmup_ms'),
     jobQueueSize: int('job_queue_size'),
+    scaling: { waitingPerWorker: int('scale_waiting_per_worker'), upDelayMs: int('scale_up_delay_ms'), downDelayMs: int('scale_down_delay_ms') },
     defaultResponseTimeout: int('default_response_timeout'),
     defaultStartupTimeout: int('default_startup_timeout'),
     defaultQueueTimeout: int('default_queue_timeout'),

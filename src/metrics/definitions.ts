@@ -61,6 +61,10 @@ export const OWN_METRICS = [
   'ts_requests_rejected_total',
   'ts_response_timeouts_total',
   'ts_worker_restarts_total',
+  'ts_worker_scale_ups_total',
+  'ts_worker_scale_downs_total',
+  'ts_worker_scale_limited_total',
+  'ts_worker_start_milliseconds',
 ];
 
 function metric(name: string, type: MetricType, unit: string, dimensions: readonly string[]): MetricDefinition {

@@ -23,6 +23,8 @@ const JAVA_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 /** ts_model_load_seconds': a small model loads in a few tenths of a second, a large one in tens of seconds. */
 const LOAD_BUCKETS = [0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60];
+/** ts_worker_start_milliseconds': a worker's start, from a fraction of a second to its startup timeout. */
+const START_BUCKETS = [100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 120_000];
 
 /** Where log-mode lines go: the server's metrics to ts_metrics.log, the handlers' to model_metrics.log. */
 export type MetricLineWriter = (file: 'ts' | 'model', line: string) => void;
@@ -107,6 +109,10 @@ export class MetricsRegistry {
   private readonly loads: Family;
   private readonly loadSeconds: Family;
   private readonly unloads: Family;
+  private readonly scaleUps: Family;
+  private readonly scaleDowns: Family;
+  private readonly scaleLimited: Family;
+  private readonly workerStarts: Family;
   /** The registered model versions, by `name version`: what ts_queue_size and ts_workers_ready read. */
   private readonly watched = new Map<string, WatchedModel>();
 
@@ -118,8 +124,10 @@ export class MetricsRegistry {
     // TorchServe appends the host to a model metric's declared dimensions.
     for (const d of definitions.model) this.model.set(d.name, this.family(d, [...d.dimensions, 'Hostname'], 'model'));
     // tsserve's own per-model health metrics: what a TorchServe user had to dig out of the logs.
-    const own = (name: string, type: 'counter' | 'histogram'): Family =>
-      this.family({ name, type, unit: 'Count', dimensions: MODEL_LABELS }, MODEL_LABELS, 'ts', BATCH_BUCKETS);
+    const own = (name: string, type: 'counter' | 'histogram', extra: readonly string[] = [], unit = 'Count', buckets = BATCH_BUCKETS): Family => {
+      const dimensions = [...MODEL_LABELS, ...extra];
+      return this.family({ name, type, unit, dimensions }, dimensions, 'ts', buckets);
+    };
     this.refusals = own('ts_requests_rejected_total', 'counter');
     this.timeouts = own('ts_response_timeouts_total', 'counter');
     this.restarts = own('ts_worker_restarts_total', 'counter');
@@ -133,6 +141,11 @@ export class MetricsRegistry {
     this.unloads = withReason('ts_model_unloads_total', 'counter', ['reason']);
     // 0 while a registered model is unloaded (its next request loads it).
     this.scrapedGauge('ts_model_loaded', (m) => (m.loaded ? 1 : 0));
+    // The scaler's decisions (workers/scaler.ts): why workers came and went, and what held them.
+    this.scaleUps = own('ts_worker_scale_ups_total', 'counter', ['reason']);
+    this.scaleDowns = own('ts_worker_scale_downs_total', 'counter', ['reason']);
+    this.scaleLimited = own('ts_worker_scale_limited_total', 'counter', ['bound']);
+    this.workerStarts = own('ts_worker_start_milliseconds', 'histogram', [], 'Milliseconds', START_BUCKETS);
     this.scrapedGauge('ts_queue_size', (m) => m.queue.size);
     // 0 while a model cannot keep a worker alive (or has none): the alert a crash loop deserves.
     this.scrapedGauge('ts_workers_ready', (m) => m.pool.loadedCount());
@@ -196,6 +209,21 @@ export class MetricsRegistry {
 
   workerRestarted(model: string, version: string): void {
     this.restarts.update(this.modelValues(model, version), 1);
+  }
+
+  /** The scaler added (`up`) or stopped (`down`) `workers` workers, for `reason`. */
+  scaled(model: string, version: string, direction: 'up' | 'down', reason: string, workers: number): void {
+    if (workers > 0) (direction === 'up' ? this.scaleUps : this.scaleDowns).update([...this.modelValues(model, version), reason], workers);
+  }
+
+  /** A scale-up the bound (max_worker, cores, memory) held short. */
+  scaleLimitedBy(model: string, version: string, bound: string): void {
+    this.scaleLimited.update([...this.modelValues(model, version), bound], 1);
+  }
+
+  /** A worker of the model loaded, `ms` after it was made. */
+  workerStarted(model: string, version: string, ms: number): void {
+    this.workerStarts.update(this.modelValues(model, version), ms);
   }
 
   batchFormed(model: string, version: string, size: number): void {

@@ -12,6 +12,7 @@ import { JobQueue, type BatchQueue } from '../batching/job-queue.js';
 import { SequenceQueue } from '../batching/sequence-queue.js';
 import { Job, type JobResponse } from '../batching/job.js';
 import { WorkerPool, type PoolDeps, type ScaleResult } from '../workers/worker-pool.js';
+import type { ScalerState } from '../workers/scaler.js';
 import { describeStatus } from '../workers/worker-state.js';
 import { isRecord } from '../is-record.js';
 import { formatLocalTime } from '../local-time.js';
@@ -67,6 +68,8 @@ export interface ModelDescription extends WorkerAndBatchSettings {
   loaded: boolean;
   /** tsserve's own: when a prediction was last enqueued (ISO 8601), what unloading goes by; null: never. */
   lastUsed: string | null;
+  /** tsserve's own: how the workers follow the load, and where they are (workers/scaler.ts). */
+  autoscale: ScalerState;
   workers: WorkerDescription[];
   jobQueueStatus: { remainingCapacity: number; pendingRequests: number };
   /** With `customized=true`: what the handler says of itself. */
@@ -125,9 +128,14 @@ export class Model {
     return this.spec.version;
   }
 
-  /** Workers exist or may start: without, any job is refused with a 503. */
+  /**
+   * Workers exist or may start: without, any job is refused with a 503. A model scaled to no
+   * worker whose maxWorkers is above its minWorkers (minWorkers 0) starts one for the job, which
+   * waits for it (WorkerPool.arrived); with maxWorkers 0 it refuses, as TorchServe's.
+   */
   private get hasWorkers(): boolean {
-    return this.settings.maxWorkers > 0 && (this.pool.size > 0 || this.unloadedFlag);
+    const { minWorkers, maxWorkers } = this.settings;
+    return maxWorkers > 0 && (this.pool.size > 0 || this.unloadedFlag || maxWorkers > minWorkers);
   }
 
   /**
@@ -139,12 +147,14 @@ export class Model {
   }
 
   /**
-   * Able to answer: a worker has the model loaded, or it is unloaded and its next request loads
-   * it. The readiness of KServe and the Open Inference Protocol, where /ping counts loading
-   * workers too.
+   * Able to answer: a worker has the model loaded, or its next request starts one (it is unloaded,
+   * or scaled to no worker with minWorkers 0). The readiness of KServe and the Open Inference
+   * Protocol, where /ping counts loading workers too.
    */
   get serving(): boolean {
-    return this.unloadedFlag || this.pool.loadedCount() > 0;
+    const { minWorkers, maxWorkers } = this.settings;
+    const startsOnRequest = this.pool.size === 0 && maxWorkers > minWorkers;
+    return this.unloadedFlag || startsOnRequest || this.pool.loadedCount() > 0;
   }
 
   /** Has its workers (or is getting them); false once unloaded to make room. */
@@ -205,6 +215,8 @@ export class Model {
     if (this.unloadedFlag) this.demandLoad();
     if (!this.queue.enqueue(job)) return false;
     this.lastUsed = Date.now();
+    // The front end's warm-up (quiet) is no load for the workers to follow.
+    if (!job.quiet) this.pool.arrived();
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;
     this.track(job, () => clearTimeout(expiry));
     return true;
@@ -217,6 +229,11 @@ export class Model {
   private demandLoad(): void {
     const cannotLoad = this.loadOnDemand?.(this);
     if (cannotLoad) throw cannotLoad;
+  }
+
+  /** A client's prediction was refused (the queue was full): its workers may grow. */
+  refused(): void {
+    this.pool.refused();
   }
 
   /** Counts `job` as outstanding until it is answered: a stop drains it. */
@@ -246,6 +263,7 @@ export class Model {
         fail(tsError('TSS_ERR_WORKER_NONE_FOR_DESCRIBE', this.name));
         return;
       }
+      this.pool.arrived();
       this.track(job);
     });
     return metadataObject(Buffer.from((await answer).body).toString('utf8'));
@@ -364,6 +382,7 @@ export class Model {
       serving: this.serving,
       loaded: this.loaded,
       lastUsed: this.lastUsed > 0 ? new Date(this.lastUsed).toISOString() : null,
+      autoscale: this.pool.scaling,
       workers: this.pool.workers.map((w) => ({
         id: w.id,
         startTime: formatStartTime(w.startTime),

@@ -14,6 +14,7 @@ import { VERSION } from '../version.js';
 import type { LoadMessage } from '../protocol/messages.js';
 import { threadBudget, WorkerProcess, workerEnvironment } from './worker-process.js';
 import { largestBatch, type PoolDeps } from './worker-pool.js';
+import type { ScaleEvent } from './scaler.js';
 
 export interface WorkerFactoryDeps {
   readonly config: ServerConfig;
@@ -53,7 +54,10 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
       });
       worker.on('state', (state, previous) => {
         log.info(`${name} State change ${previous} -> ${state}`);
-        if (state === 'MODEL_LOADED') metrics.workerLoaded(name, Date.now() - worker.startTime.getTime());
+        if (state !== 'MODEL_LOADED') return;
+        const ms = Date.now() - worker.startTime.getTime();
+        metrics.workerLoaded(name, ms);
+        metrics.workerStarted(model.name, model.version, ms);
       });
       worker.on('response-timeout', () => metrics.responseTimedOut(model.name, model.version));
       return worker;
@@ -61,7 +65,25 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
     onRestart: () => metrics.workerRestarted(model.name, model.version),
     onBatch: (size) => metrics.batchFormed(model.name, model.version, size),
     log: (message) => log.info(`${model.name}_${model.version}: ${message}`),
+    onScale: (event) => {
+      metrics.scaled(model.name, model.version, event.direction, event.reason, Math.abs(event.to - event.from));
+      if (event.bound) metrics.scaleLimitedBy(model.name, model.version, event.bound);
+      log.info(`${model.name}_${model.version}: ${scaleMessage(event)}`);
+    },
   });
+}
+
+/** The log line of a scaler's decision, with its reason. */
+export function scaleMessage(e: ScaleEvent): string {
+  const why: Record<ScaleEvent['reason'], string> = {
+    waiting: `requests waited above the target per worker; ${e.wanted} wanted`,
+    queue_full: `the queue was full and refused requests; ${e.wanted} wanted`,
+    cold_start: 'a request arrived and the model had no worker',
+    idle: `no more than ${e.wanted} needed over the scale-down delay`,
+  };
+  const held = e.bound ? `, held by ${e.bound}` : '';
+  const what = e.to === e.from ? `Workers stay at ${e.to}` : `Workers scaled ${e.direction} from ${e.from} to ${e.to}`;
+  return `${what} (${e.reason}: ${why[e.reason]}${held})`;
 }
 
 function loadMessage(config: ServerConfig, model: WorkerModel): LoadMessage {

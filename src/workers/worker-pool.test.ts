@@ -52,7 +52,16 @@ class StandInWorker extends EventEmitter {
   }
 }
 
-const SETTINGS: PoolSettings = { batchSize: 2, maxBatchDelay: 0, takeQueued: 1, maxRetryTimeoutInSec: 0, adaptiveThreads: false };
+const SETTINGS: PoolSettings = {
+  batchSize: 2,
+  maxBatchDelay: 0,
+  takeQueued: 1,
+  maxRetryTimeoutInSec: 0,
+  adaptiveThreads: false,
+  minWorkers: 0,
+  maxWorkers: 0,
+  scaling: { waitingPerWorker: 2, upDelayMs: 1000, downDelayMs: 1000 },
+};
 
 function pool(t: Test, workers: number): { queue: JobQueue; stand: StandInWorker[]; ready: Promise<unknown>; pool: WorkerPool } {
   const queue = new JobQueue(100);

@@ -2,15 +2,18 @@
  * @module workers/worker-pool
  * The workers of one model version. Each slot runs one worker at a time: it takes a batch from the
  * model's queue, runs it, and repeats. A worker that dies is replaced after TorchServe's backoff
- * while the recovery window is open; a worker that is scaled down first finishes its batch.
+ * while the recovery window is open; a worker that is scaled down first finishes its batch. Between
+ * minWorkers and maxWorkers its scaler (workers/scaler.ts) adds and stops workers with the load.
  */
 import { tsError, type TsError } from '../errors.js';
 import type { WorkerProcess } from './worker-process.js';
 import { allQuiet, type Job } from '../batching/job.js';
 import type { BatchQueue } from '../batching/job-queue.js';
 import { backoffSeconds } from './worker-state.js';
+import { HOST, type Machine } from './machine.js';
+import { Scaler, type ScaledSettings, type ScaleEvent, type ScalerState } from './scaler.js';
 
-export interface PoolSettings {
+export interface PoolSettings extends ScaledSettings {
   readonly batchSize: number;
   readonly maxBatchDelay: number;
   /** With batchSize 1: how many queued requests a worker may still take at once, without waiting. */
@@ -36,6 +39,12 @@ export interface PoolDeps {
   readonly onRestart: (worker: WorkerProcess) => void;
   readonly onBatch: (size: number) => void;
   readonly log: (message: string) => void;
+  /** The scaler added or stopped workers, or a bound held it (workers/scaler.ts). */
+  readonly onScale?: (event: ScaleEvent) => void;
+  /** Cores, memory and every pool's workers; the host's (machine.ts's HOST) unless a test gives its own. */
+  readonly machine?: Machine;
+  /** The scaler's clock, in milliseconds; performance.now unless a test gives its own. */
+  readonly now?: () => number;
 }
 
 interface Slot {
@@ -93,11 +102,69 @@ export class WorkerPool {
   private readonly queue: BatchQueue;
   private readonly settings: () => PoolSettings;
   private readonly deps: PoolDeps;
+  private readonly machine: Machine;
+  private readonly scaler: Scaler;
 
   constructor(queue: BatchQueue, settings: () => PoolSettings, deps: PoolDeps) {
     this.queue = queue;
     this.settings = settings;
     this.deps = deps;
+    this.machine = deps.machine ?? HOST;
+    this.machine.enlist(this);
+    this.scaler = new Scaler(this.scaledPool(), settings, {
+      machine: this.machine,
+      now: deps.now ?? (() => performance.now()),
+      onScale: deps.onScale ?? (() => {}),
+    });
+  }
+
+  /** The pool as its scaler sees it. */
+  private scaledPool(): ConstructorParameters<typeof Scaler>[0] {
+    const pool = this;
+    return {
+      get size() {
+        return pool.slots.length;
+      },
+      get starting() {
+        return pool.slots.some((s) => s.loading !== undefined);
+      },
+      get waiting() {
+        return pool.queue.size;
+      },
+      get busy() {
+        return pool.busyCount();
+      },
+      get keepsWorkers() {
+        return pool.queue.keepsWorkers;
+      },
+      loadedPids: () => this.slots.flatMap((s) => (s.worker.state === 'MODEL_LOADED' && s.worker.pid > 0 ? [s.worker.pid] : [])),
+      add: (count) => {
+        if (this.closed) return;
+        for (let i = 0; i < count; i++) this.addSlot();
+      },
+      retireIdle: (count) => this.retireIdle(count),
+    };
+  }
+
+  private busyCount(): number {
+    let n = 0;
+    for (const s of this.slots) if (s.worker.busy) n++;
+    return n;
+  }
+
+  /** A job was enqueued: a model scaled to no worker starts one (see Scaler.arrived). */
+  arrived(): void {
+    this.scaler.arrived();
+  }
+
+  /** A job was refused (the queue was full): pressure to grow (see Scaler.refused). */
+  refused(): void {
+    this.scaler.refused();
+  }
+
+  /** The scaler's policy and state, for describe. */
+  get scaling(): ScalerState {
+    return this.scaler.state();
   }
 
   get workers(): WorkerProcess[] {
@@ -129,6 +196,7 @@ export class WorkerPool {
     if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s, true)));
     if (this.closed) return { ok: true, running: 0 };
     while (this.slots.length < min) this.addSlot();
+    this.scaler.reset();
     const loads = this.slots.flatMap((s) => (s.loading ? [failureUnlessRetired(s, s.loading)] : []));
     const outcomes = await Promise.allSettled(loads);
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
@@ -200,13 +268,13 @@ export class WorkerPool {
       }
       const idle = running.length === 0;
       const sentAt = performance.now();
-      running.push(
-        worker.runBatch(jobs, this.mayRunWide(slot)).then(({ unstarted, workMs }) => {
-          if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
-          if (workMs !== undefined) slot.fullBatchWorkMs = workEstimate(slot.fullBatchWorkMs, workMs, jobs.length, limit);
-          this.queue.requeue(unstarted);
-        }),
-      );
+      const sent = worker.runBatch(jobs, this.mayRunWide(slot)).then(({ unstarted, workMs }) => {
+        if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
+        if (workMs !== undefined) slot.fullBatchWorkMs = workEstimate(slot.fullBatchWorkMs, workMs, jobs.length, limit);
+        this.queue.requeue(unstarted);
+      });
+      running.push(sent);
+      this.scaler.busy(this.busyCount());
       if (running.length > batchesAhead(slot)) await running.shift();
     }
     await Promise.all(running);
@@ -270,6 +338,23 @@ export class WorkerPool {
   }
 
   /**
+   * The scaler's scale-down: stops up to `count` workers that run no batch, those that do not
+   * serve (dead, or past their recovery) first, then from the newest; a worker still starting is
+   * kept. Each finishes what it was given meanwhile (retire). How many it stops.
+   */
+  private retireIdle(count: number): number {
+    const idle = this.slots.filter((s) => !s.worker.busy && s.loading === undefined);
+    const serving = (s: Slot): number => (s.worker.state === 'MODEL_LOADED' ? 1 : 0);
+    const chosen = idle
+      .reverse()
+      .sort((a, b) => serving(a) - serving(b))
+      .slice(0, count);
+    this.slots = this.slots.filter((s) => !chosen.includes(s));
+    for (const slot of chosen) this.retire(slot, true).catch(() => {});
+    return chosen.length;
+  }
+
+  /**
    * Stops taking jobs and ends the process: on scale-down after the batch in flight has finished,
    * on close at once (the model's drain already had its time; the batch gets "Worker died.").
    */
@@ -290,6 +375,8 @@ export class WorkerPool {
   /** Ends every worker now, and for good; what is still queued gets `error`. */
   async close(error: TsError = tsError('TSS_ERR_WORKER_DIED')): Promise<void> {
     this.closed = true;
+    this.scaler.stop();
+    this.machine.dismiss(this);
     await Promise.all(this.slots.splice(0).map((s) => this.retire(s, false)));
     for (const job of this.queue.drain()) job.fail(error);
   }

@@ -1,0 +1,161 @@
+// Workers follow the load (workers/scaler.ts), with real worker processes of the echo model and
+// delays short enough for a test: a queue that builds up adds workers up to max_worker and no
+// further, none of what the queue holds is refused meanwhile, idle workers stop after the
+// scale-down delay without interrupting a batch, and a model with min_worker 0 answers its first
+// request (not 503) by starting a worker for it. The decisions themselves, with a clock the test
+// moves, are in src/workers/scaler.test.ts.
+import t, { type Test } from 'tap';
+import { predict, register, serve } from './echo-model.js';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { metric, ROOT, startTestServer, waitFor, type TestServer } from './helpers.js';
+
+const FAST = { scale_up_delay_ms: '300', scale_down_delay_ms: '1500', scale_waiting_per_worker: '1' };
+
+interface Autoscaled {
+  minWorkers: number;
+  maxWorkers: number;
+  workers: Array<{ status: string }>;
+  autoscale: { enabled: boolean; currentWorkers: number; desiredWorkers: number; boundHeld: string | null; limits: Record<string, number> };
+}
+
+async function described(server: TestServer, model: string): Promise<Autoscaled> {
+  const [d] = (await (await fetch(`${server.urls.management}/models/${model}`)).json()) as Autoscaled[];
+  return d!;
+}
+
+async function scale(t: Test, server: TestServer, model: string, min: number, max: number): Promise<void> {
+  const res = await fetch(`${server.urls.management}/models/${model}?min_worker=${min}&max_worker=${max}&synchronous=true`, { method: 'PUT' });
+  t.equal(res.status, 200, `${model} scaled to ${min}..${max}: ${await res.text()}`);
+}
+
+/** A series of a model's metric with one more label, e.g. reason="idle"; 0 when absent. */
+async function labelled(server: TestServer, series: string, model: string, label: string): Promise<number> {
+  const text = await (await fetch(`${server.urls.metrics}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series}{model_name="${model}",`) && l.includes(label));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+const workerCount = async (server: TestServer, model: string): Promise<number> => (await described(server, model)).workers.length;
+
+t.test('a queue that builds up adds workers up to max_worker and no further, refusing none; idle, they go back to min', async (t) => {
+  const lines: string[] = [];
+  const server = await serve(t, FAST, undefined, (line) => lines.push(line));
+  await register(t, server, 'grow', { initial_workers: 1 });
+  await scale(t, server, 'grow', 1, 2);
+  t.match(await described(server, 'grow'), { minWorkers: 1, maxWorkers: 2, autoscale: { enabled: true, currentWorkers: 1 } });
+
+  const answers = Promise.all(Array.from({ length: 24 }, () => predict(server, 'grow', 'sleep:250')));
+  let grown: Autoscaled | undefined;
+  await waitFor(
+    async () => {
+      grown = await described(server, 'grow');
+      return grown.workers.length === 2;
+    },
+    20_000,
+    'a second worker',
+  );
+  // Described while the queue is still long: more were wanted than max_worker allows.
+  t.match(grown!.autoscale, { currentWorkers: 2, boundHeld: 'max_worker', limits: { max_worker: 2 } }, 'max_worker held');
+  t.ok(grown!.autoscale.desiredWorkers > 2, `wanted ${grown!.autoscale.desiredWorkers}`);
+  const statuses = (await answers).map((r) => r.status);
+  t.same(new Set(statuses), new Set([200]), 'every request the queue held is answered');
+  t.equal(await metric(server, 'ts_requests_rejected_total', 'grow'), 0, 'none refused');
+  t.equal(await workerCount(server, 'grow'), 2, 'no further than max_worker');
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'grow', 'reason="waiting"'), 1);
+  t.equal(await labelled(server, 'ts_worker_scale_limited_total', 'grow', 'bound="max_worker"'), 1);
+  t.match(lines.join('\n'), /grow_1\.0: Workers scaled up from 1 to 2 \(waiting: .*, held by max_worker\)/, 'the scale-up is logged with its reason');
+
+  await waitFor(async () => (await workerCount(server, 'grow')) === 1, 20_000, 'back to one worker');
+  t.equal(await labelled(server, 'ts_worker_scale_downs_total', 'grow', 'reason="idle"'), 1);
+  t.match(lines.join('\n'), /grow_1\.0: Workers scaled down from 2 to 1 \(idle: /, 'and the scale-down');
+  t.equal((await predict(server, 'grow', 'after')).status, 200, 'the one left serves');
+});
+
+t.test('a request refused for a full queue adds a worker, though the average waiting stays below the target', async (t) => {
+  const server = await serve(t, { ...FAST, scale_waiting_per_worker: '50', job_queue_size: '2' });
+  await register(t, server, 'full', { initial_workers: 1 });
+  await scale(t, server, 'full', 1, 2);
+  const accepted = [predict(server, 'full', 'sleep:1500'), predict(server, 'full', 'a'), predict(server, 'full', 'b')];
+  await waitFor(async () => (await metric(server, 'ts_queue_size', 'full')) >= 2, 10_000, 'a full queue');
+  t.equal((await predict(server, 'full', 'c')).status, 503, 'refused: the queue is full');
+  await waitFor(async () => (await workerCount(server, 'full')) === 2, 20_000, 'a second worker');
+  t.same(
+    (await Promise.all(accepted)).map((r) => r.status),
+    [200, 200, 200],
+    'what the queue held is answered',
+  );
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'full', 'reason="queue_full"'), 1);
+});
+
+t.test('min_worker 0: the first request waits for a worker and is answered; idle, the model has none again', async (t) => {
+  const server = await serve(t, FAST);
+  await register(t, server, 'cold', { initial_workers: 0 });
+  await register(t, server, 'none', { initial_workers: 0 });
+  await scale(t, server, 'cold', 0, 1);
+  t.match(
+    await described(server, 'cold'),
+    { workers: [], serving: true, autoscale: { enabled: true, currentWorkers: 0 } },
+    "serving (KServe's readiness): its first request starts a worker",
+  );
+
+  const first = await Promise.all(Array.from({ length: 5 }, (_, i) => predict(server, 'cold', `first ${i}`)));
+  t.same(
+    first.map((r) => r.status),
+    [200, 200, 200, 200, 200],
+    'the requests that found no worker waited for one',
+  );
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'cold', 'reason="cold_start"'), 1, 'one cold start');
+  t.ok((await metric(server, 'ts_worker_start_milliseconds_count', 'cold')) >= 1, 'its start time measured');
+  t.equal((await predict(server, 'none', 'x')).status, 503, 'max_worker 0 still refuses, as TorchServe');
+
+  await waitFor(async () => (await workerCount(server, 'cold')) === 0, 20_000, 'no worker again');
+  t.equal((await predict(server, 'cold', 'again')).status, 200, 'and the next request starts one again');
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'cold', 'reason="cold_start"'), 2);
+});
+
+t.test('a scale-down stops the idle worker and lets the busy one finish its batch', async (t) => {
+  const server = await serve(t, FAST);
+  await register(t, server, 'busy', { initial_workers: 2 });
+  await scale(t, server, 'busy', 0, 2);
+  t.equal(await workerCount(server, 'busy'), 2);
+  const long = predict(server, 'busy', 'sleep:4000');
+  await waitFor(async () => (await workerCount(server, 'busy')) === 1, 20_000, 'the idle worker stopped');
+  const answer = await long;
+  t.equal(answer.status, 200, 'the batch running through the scale-down is answered');
+  await waitFor(async () => (await workerCount(server, 'busy')) === 0, 20_000, 'then the other, once idle');
+  t.equal(await labelled(server, 'ts_worker_scale_downs_total', 'busy', 'reason="idle"'), 2);
+});
+
+t.test("model-config.yaml's minWorkers, maxWorkers and scale keys set a model's policy, which describe shows", async (t) => {
+  // minWorkers 0 in a YAML is not a valid pair for TorchServe (it keeps the register call's
+  // workers); a model starts from none through the management API or the models= JSON.
+  const yaml = 'minWorkers: 1\nmaxWorkers: 2\nscaleWaitingPerWorker: 3\nscaleUpDelayMSec: 700\nscaleDownDelayMSec: 900\n';
+  const server = await serve(t, {}, yaml);
+  await register(t, server, 'yaml', {});
+  t.match(await described(server, 'yaml'), {
+    minWorkers: 1,
+    maxWorkers: 2,
+    autoscale: { waitingPerWorker: 3, scaleUpDelayMSec: 700, scaleDownDelayMSec: 900, enabled: true, currentWorkers: 1, boundHeld: null },
+  });
+  await scale(t, server, 'yaml', 2, 2);
+  t.match((await described(server, 'yaml')).autoscale, { enabled: false, currentWorkers: 2 }, 'max_worker == min_worker: the scaler is off');
+});
+
+t.test("the front end's warm-up is no load to follow: a start-up model with room to grow keeps its minimum", async (t) => {
+  // mnist.mar names a warmupFile: before the start is over the front end sends itself its
+  // predictions on 32 connections, which queue far above one request per worker.
+  const server = await startTestServer(t, {
+    prepare: (store) => copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(store, 'mnist.mar')),
+    properties: {
+      ...FAST,
+      load_models: 'mnist=mnist.mar',
+      models: JSON.stringify({ mnist: { '1.0': { minWorkers: 1, maxWorkers: 2 } } }),
+      front_end_warmup_ms: '1500',
+    },
+  });
+  await server.startupModelsStarted;
+  await new Promise((r) => setTimeout(r, 1000));
+  t.match(await described(server, 'mnist'), { minWorkers: 1, maxWorkers: 2, workers: [{}], autoscale: { enabled: true, currentWorkers: 1 } });
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'mnist', 'reason='), 0, 'no worker added for the warm-up');
+});
