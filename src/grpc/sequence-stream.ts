@@ -10,7 +10,7 @@ import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import type { WireParam } from '../protocol/messages.js';
-import { accessLog, asFailure, authorize, GrpcFailure } from './calls.js';
+import { accessLog, asFailure, authorize, GrpcFailure, refuseUndecoded } from './calls.js';
 import { answerFailure, headersOf, enqueueCall } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
@@ -40,10 +40,17 @@ export function sequenceStream(deps: GrpcDeps, method: string) {
       call.emit('error', { code: failure.code, details: failure.message });
       return;
     }
-    // One request at a time: a sequence's requests must reach its worker in order.
+    // One request at a time: a sequence's requests must reach its worker in order. The stream is
+    // paused while one is answered, so that the next ones wait in the client's HTTP/2 window
+    // rather than here, decoded (grpc-js reads ahead at most its stream's high-water mark).
     let answered = Promise.resolve();
     call.on('data', (request: SequenceRequest) => {
-      answered = answered.then(() => answer(deps, call, request));
+      call.pause();
+      answered = answered
+        .then(() => answer(deps, call, request))
+        .then(() => {
+          call.resume();
+        });
     });
     call.on('end', () => {
       void answered.then(() => {
@@ -65,6 +72,7 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
   };
   return new Promise((resolve) => {
     try {
+      refuseUndecoded(request);
       const headers = { ...headersOf(call.metadata), ...sequenceHeaders(request, names) };
       const params: WireParam[] = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
       enqueueCall(deps, request.model_name, request.model_version, params, headers, {
