@@ -16,7 +16,7 @@ import { modelMetadata } from '../models/model-metadata.js';
 import { asFailure, GrpcFailure, unary } from './calls.js';
 import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
 import type { GrpcDeps } from './deps.js';
-import { rawTensorJson } from './raw-tensors.js';
+import { rawJsonFloor, rawTensorJson } from './raw-tensors.js';
 
 type Contents = Partial<Record<ContentsField, unknown[]>>;
 type ContentsField =
@@ -99,6 +99,7 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
     try {
       // An unknown model is answered before its inputs are expanded.
       deps.registry.get(request.model_name, request.model_version || undefined);
+      refuseOverLimit(request, deps.config.maxRequestSize);
       const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(v2Body(request), 'utf8') }];
       enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), {
         intermediate: () => {},
@@ -116,6 +117,19 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
       reject(asFailure(err));
     }
   });
+}
+
+/**
+ * Raw values are refused when their JSON alone would be larger than max_request_size: the body the
+ * handler gets could not have come over HTTP, and writing it (6 MB of BOOL are 36 MB of JSON) is
+ * what such a message costs the server.
+ */
+function refuseOverLimit(request: ModelInferRequest, limit: number): void {
+  let floor = 0;
+  request.raw_input_contents.forEach((raw, i) => {
+    floor += rawJsonFloor(request.inputs[i]?.datatype ?? '', raw);
+  });
+  if (floor > limit) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', limit));
 }
 
 /** The v2 JSON body; each input's values written as JSON text once (raw ones straight from their bytes, grpc/raw-tensors.ts). */

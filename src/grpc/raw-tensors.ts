@@ -40,10 +40,25 @@ function badInput(name: string, problem: string): GrpcFailure {
   return GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": ${problem}`));
 }
 
+/** The kservev2 envelope's words for values that do not fill their shape. */
+function misshaped(name: string, shape: readonly number[], elements: number, values: number): GrpcFailure {
+  return badInput(name, `shape [${shape.join(', ')}] holds ${elements} values, raw_input_contents has ${values}`);
+}
+
 /** The elements `shape` holds; a request's tensor has no unknown (negative) dimension. */
 function elementsOf(name: string, shape: readonly number[]): number {
-  if (shape.some((d) => d < 0)) throw badInput(name, `shape [${shape.join(',')}] has an unknown dimension`);
+  if (shape.some((d) => d < 0)) throw badInput(name, `shape [${shape.join(', ')}] has an unknown dimension`);
   return shape.reduce((n, d) => n * d, 1);
+}
+
+/**
+ * The fewest bytes the raw values take as JSON: a digit and a comma each, `true,` for BOOL, and
+ * for BYTES at least as many as they take raw (base64 is 4/3, plus quotes and comma for the length).
+ */
+export function rawJsonFloor(datatype: string, raw: Buffer): number {
+  if (datatype === 'BOOL') return raw.length * TRUE.length;
+  const size = LAYOUTS[datatype]?.size;
+  return size ? Math.floor(raw.length / size) * 2 : raw.length;
 }
 
 /** The JSON array of the tensor's raw values, checked against its shape first. */
@@ -52,9 +67,8 @@ export function rawTensorJson(name: string, datatype: string, shape: readonly nu
   if (datatype === 'BYTES') return JSON.stringify(rawStrings(raw, name, elements, shape));
   const layout = LAYOUTS[datatype];
   if (!layout) throw badInput(name, `unknown datatype ${datatype}`);
-  if (raw.length !== elements * layout.size) {
-    throw badInput(name, `shape [${shape.join(',')}] is ${elements} ${datatype} values, and raw_input_contents holds ${raw.length} bytes`);
-  }
+  if (raw.length % layout.size !== 0) throw badInput(name, `${raw.length} raw bytes are not whole ${datatype} values`);
+  if (raw.length !== elements * layout.size) throw misshaped(name, shape, elements, raw.length / layout.size);
   if (!LITTLE_ENDIAN) throw badInput(name, 'raw_input_contents needs a little-endian server');
   // A view needs its offset aligned to the element size; the decoder's slices need not be.
   const bytes = raw.byteOffset % layout.size === 0 ? raw : Buffer.from(raw);
@@ -87,13 +101,13 @@ function boolsJson(values: Uint8Array): string {
 function rawStrings(raw: Buffer, name: string, elements: number, shape: readonly number[]): string[] {
   const out: string[] = [];
   for (let at = 0; at < raw.length; ) {
-    if (!(out.length < elements)) throw badInput(name, `raw BYTES hold more than the ${elements} values of shape [${shape.join(',')}]`);
+    if (!(out.length < elements)) throw misshaped(name, shape, elements, out.length + 1);
     const length = at + 4 <= raw.length ? raw.readUInt32LE(at) : -1;
     if (length < 0 || at + 4 + length > raw.length) throw badInput(name, 'raw BYTES end inside an element');
     out.push(raw.toString('base64', at + 4, at + 4 + length));
     at += 4 + length;
   }
-  if (out.length !== elements) throw badInput(name, `raw BYTES hold ${out.length} values, and shape [${shape.join(',')}] ${elements}`);
+  if (out.length !== elements) throw misshaped(name, shape, elements, out.length);
   return out;
 }
 
