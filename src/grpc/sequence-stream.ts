@@ -40,17 +40,14 @@ export function sequenceStream(deps: GrpcDeps, method: string) {
       call.emit('error', { code: failure.code, details: failure.message });
       return;
     }
-    // One request at a time: a sequence's requests must reach its worker in order. The stream is
-    // paused while one is answered, so that the next ones wait in the client's HTTP/2 window
-    // rather than here, decoded (grpc-js reads ahead at most its stream's high-water mark).
+    // One request at a time: a sequence's requests must reach its worker in order. The next one
+    // is read only once this one is answered, so that it waits in the client's HTTP/2 window
+    // rather than here, decoded.
+    const reads = readWhenAnswered(call);
     let answered = Promise.resolve();
     call.on('data', (request: SequenceRequest) => {
-      call.pause();
-      answered = answered
-        .then(() => answer(deps, call, request))
-        .then(() => {
-          call.resume();
-        });
+      reads.answering();
+      answered = answered.then(() => answer(deps, call, request)).then(reads.answered);
     });
     call.on('end', () => {
       void answered.then(() => {
@@ -58,6 +55,32 @@ export function sequenceStream(deps: GrpcDeps, method: string) {
         call.end();
       });
     });
+  };
+}
+
+/**
+ * Holds the call's reads while a message is answered. Pausing the stream is not enough: a paused
+ * Node stream still reads ahead to its high-water mark, 16 messages of up to max_request_size
+ * each for a grpc-js call, all decoded; a read held here leaves grpc-js's HTTP/2 stream paused.
+ */
+function readWhenAnswered(call: Call): { answering(): void; answered(): void } {
+  const read = call._read.bind(call);
+  let answering = false;
+  let held: number | undefined;
+  call._read = (size: number): void => {
+    if (answering) held = size;
+    else read(size);
+  };
+  return {
+    answering: () => {
+      answering = true;
+    },
+    answered: () => {
+      answering = false;
+      const size = held;
+      held = undefined;
+      if (size !== undefined) read(size);
+    },
   };
 }
 
