@@ -9,9 +9,8 @@
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
 import { tsError } from '../errors.js';
-import type { WireParam } from '../protocol/messages.js';
 import { accessLog, asFailure, authorize, GrpcFailure, refuseUndecoded } from './calls.js';
-import { answerFailure, headersOf, enqueueCall } from './predict.js';
+import { answerFailure, headersOf, enqueueCall, inputParams } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
 interface SequenceRequest {
@@ -97,8 +96,7 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
     try {
       refuseUndecoded(request);
       const headers = { ...headersOf(call.metadata), ...sequenceHeaders(request, names) };
-      const params: WireParam[] = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
-      enqueueCall(deps, request.model_name, request.model_version, params, headers, {
+      enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headers, {
         intermediate: () => {},
         respond: (r) => {
           const sequenceId = r.headers[names.id];
