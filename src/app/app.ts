@@ -13,7 +13,7 @@
  * its drain timeout; a forward still waiting on tsserve then is cut and answered 503.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
@@ -30,6 +30,8 @@ export interface AppOptions {
   readonly maxUpload?: number;
   /** Seconds a close gives the requests in flight before it cuts them. */
   readonly drainTimeout?: number;
+  /** Seconds a forward waits for tsserve's answer to begin before it is answered 504. */
+  readonly forwardTimeout?: number;
 }
 
 const WEB = fileURLToPath(new URL('../../../web/', import.meta.url));
@@ -37,6 +39,8 @@ const WEB = fileURLToPath(new URL('../../../web/', import.meta.url));
 export const DEFAULT_MAX_UPLOAD = Number(keyDefault('max_request_size'));
 /** Well within a pod's grace period (30 s by default, the app pod's 45 s), beside tsserve's own stop. */
 export const DEFAULT_DRAIN_TIMEOUT = 10;
+/** tsserve's default_response_timeout (120 s), and time for its own 504 to come back first. */
+export const DEFAULT_FORWARD_TIMEOUT = 130;
 /** After the drain, what a cut request's answer may take to go out before its connection is closed anyway. */
 const CUT_GRACE_MS = 2_000;
 
@@ -76,33 +80,45 @@ export function createApp(opts: AppOptions): FastifyInstance {
     return { inference, management, maxUpload };
   });
 
+  const forwardTimeout = opts.forwardTimeout ?? DEFAULT_FORWARD_TIMEOUT;
   const forward =
     (api: 'predictions' | 'explanations') =>
     async (request: FastifyRequest<{ Params: { model: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
       if (!request.body) return problem(reply, 400, 'Nothing was uploaded: choose a file first.');
       const length = Number(request.headers['content-length'] ?? 0);
-      if (length > maxUpload) return problem(reply, 413, `The upload is ${mb(length)}; the limit is ${mb(maxUpload)}.`);
+      const tooLarge = (size: string): FastifyReply => problem(reply, 413, `The upload is ${size}; the limit is ${mb(maxUpload)}.`);
+      if (length > maxUpload) return tooLarge(mb(length));
       const headers: Record<string, string> = { ...auth().inference };
       if (request.headers['content-type']) headers['content-type'] = request.headers['content-type'];
+      // A chunked upload announces no length: its bytes are counted as they pass.
+      const upload = countedUpload(request.body as Readable, maxUpload);
+      const answered = new AbortController();
+      const late = setTimeout(() => answered.abort(), forwardTimeout * 1000);
       let res: Response;
       try {
         res = await fetch(`${opts.inference}/${api}/${encodeURIComponent(request.params.model)}`, {
           method: 'POST',
           headers,
-          body: Readable.toWeb(request.body as Readable) as unknown as RequestInit['body'],
+          body: Readable.toWeb(upload.body) as unknown as RequestInit['body'],
           duplex: 'half',
-          signal: cut,
+          signal: AbortSignal.any([cut, answered.signal]),
         } as RequestInit);
       } catch (err) {
+        if (upload.over()) return tooLarge(`over ${mb(maxUpload)}`);
         if (cut.aborted) {
           return problem(reply, 503, `tsserve-app is stopping, and the model server did not answer within its drain timeout (${drainTimeout} s). Try again.`);
+        }
+        if (answered.signal.aborted) {
+          return problem(reply, 504, `The model server did not answer within ${forwardTimeout} s (tsserve-app --forward-timeout). Try again later.`);
         }
         if (!cutShort(err)) return problem(reply, 502, 'The model server does not answer. Is tsserve running?');
         return problem(
           reply,
           502,
-          `The model server closed the connection while the upload (${mb(length)}) was sent: it takes up to its max_request_size (tsserve-app --max-upload says the same to this page), or it stopped.`,
+          `The model server closed the connection after ${mb(upload.bytes())} of the upload: it takes up to its max_request_size (tsserve-app --max-upload says the same to this page), or it stopped.`,
         );
+      } finally {
+        clearTimeout(late);
       }
       reply.code(res.status).header('content-type', res.headers.get('content-type') ?? 'application/octet-stream');
       return reply.send(res.body ? Readable.fromWeb(res.body as WebReadableStream) : '');
@@ -178,6 +194,21 @@ async function requestCounts(url: string, cut: AbortSignal): Promise<Record<stri
     counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);
   }
   return counts;
+}
+
+/** An upload that counts its bytes as they pass and fails once they are over `limit`. */
+function countedUpload(source: Readable, limit: number): { body: Readable; bytes(): number; over(): boolean } {
+  let bytes = 0;
+  const body = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      done(bytes > limit ? new Error(`upload over ${limit} bytes`) : null, chunk);
+    },
+  });
+  // The client going away ends the forward as the plain body's end would have.
+  source.on('error', (err) => body.destroy(err));
+  source.pipe(body);
+  return { body, bytes: () => bytes, over: () => bytes > limit };
 }
 
 /** The server took the connection and closed it mid-request, as opposed to never taking it. */

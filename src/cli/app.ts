@@ -1,14 +1,14 @@
 /**
  * @module cli/app
  * `tsserve-app --port 5000 --inference URL --management URL --metrics URL [--key-file FILE] [--max-upload BYTES]
- * [--drain-timeout SECONDS]`: the web app, in front of a running tsserve. SIGTERM, SIGINT or SIGHUP, at any
+ * [--drain-timeout SECONDS] [--forward-timeout SECONDS]`: the web app, in front of a running tsserve. SIGTERM, SIGINT or SIGHUP, at any
  * moment, stops it: it stops accepting, answers what it forwards (within the drain timeout), exits 0.
  */
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { createApp, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_UPLOAD } from '../app/app.js';
+import { createApp, DEFAULT_DRAIN_TIMEOUT, DEFAULT_FORWARD_TIMEOUT, DEFAULT_MAX_UPLOAD } from '../app/app.js';
 import { listenProblem } from '../http/listen-check.js';
 import { onStop } from './stop-signal.js';
 import { exitTwoOnUsageError, parseBytes, parseHttpUrl, parsePort, parseSeconds } from './usage.js';
@@ -28,6 +28,12 @@ const program = exitTwoOnUsageError(new Command('tsserve-app'))
     parseSeconds,
     DEFAULT_DRAIN_TIMEOUT,
   )
+  .option(
+    '--forward-timeout <seconds>',
+    "how long a prediction forwarded to tsserve may wait for its answer to begin before it is answered 504: above tsserve's default_response_timeout",
+    parseSeconds,
+    DEFAULT_FORWARD_TIMEOUT,
+  )
   .showHelpAfterError()
   .parse();
 
@@ -40,6 +46,7 @@ const opts = program.opts<{
   keyFile: string;
   maxUpload: number;
   drainTimeout: number;
+  forwardTimeout: number;
 }>();
 const keyFile = resolve(opts.keyFile);
 const app = createApp({
@@ -49,6 +56,7 @@ const app = createApp({
   keyFile: existsSync(keyFile) ? keyFile : undefined,
   maxUpload: opts.maxUpload,
   drainTimeout: opts.drainTimeout,
+  forwardTimeout: opts.forwardTimeout,
 });
 try {
   await app.listen({ port: opts.port, host: opts.host });

@@ -7,6 +7,7 @@
 import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { TokenKind } from '../auth/tokens.js';
 import { grpcStatusName, isTsError, tsError, type TsError } from '../errors.js';
+import { refusalOf } from './bounds.js';
 import type { GrpcDeps } from './deps.js';
 
 /** A gRPC status with its description, thrown by a method and sent by its wrapper. */
@@ -49,6 +50,12 @@ export function authorize(deps: GrpcDeps, kind: TokenKind, call: Call): void {
   }
 }
 
+/** Throws the refusal of a message the deserializer did not decode (grpc/bounds.ts). */
+export function refuseUndecoded(request: unknown): void {
+  const refusal = refusalOf(request);
+  if (refusal) throw GrpcFailure.of(refusal);
+}
+
 /** Writes the call's access-log line; answers the function that ends it. */
 export function accessLog(deps: GrpcDeps, method: string, call: Call): (code: status) => void {
   const started = performance.now();
@@ -61,6 +68,7 @@ export function unary<Req, Res>(deps: GrpcDeps, kind: TokenKind, method: string,
     const done = accessLog(deps, method, call as Call);
     void (async () => {
       authorize(deps, kind, call as Call);
+      refuseUndecoded(call.request);
       return run(call.request, call);
     })().then(
       (response) => {
@@ -82,6 +90,7 @@ export function serverStream<Req, Res>(deps: GrpcDeps, kind: TokenKind, method: 
     const done = accessLog(deps, method, call as Call);
     void (async () => {
       authorize(deps, kind, call as Call);
+      refuseUndecoded(call.request);
       await run(call);
     })().then(
       () => {

@@ -12,7 +12,7 @@ import { tsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../batching/job.js';
 import { GrpcFailure, serverStream, unary } from './calls.js';
 import type { GrpcDeps } from './deps.js';
-import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
+import { answerFailure, headersOf, inputParams, predictionFailure, enqueueCall } from './predict.js';
 import { sequenceStream } from './sequence-stream.js';
 
 interface PredictionsRequest {
@@ -75,8 +75,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
 function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata, sink: JobSink): void {
   try {
     if (!request.model_name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
-    const params = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
-    enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), sink);
+    enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headersOf(metadata), sink);
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);
   }

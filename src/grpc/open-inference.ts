@@ -16,6 +16,7 @@ import { modelMetadata } from '../models/model-metadata.js';
 import { asFailure, GrpcFailure, unary } from './calls.js';
 import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
 import type { GrpcDeps } from './deps.js';
+import { rawJsonFloor, rawTensorJson } from './raw-tensors.js';
 
 type Contents = Partial<Record<ContentsField, unknown[]>>;
 type ContentsField =
@@ -94,20 +95,12 @@ export function openInferenceService(deps: GrpcDeps, service: string): UntypedSe
 }
 
 function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): Promise<object> {
-  const body = {
-    id: request.id,
-    model_name: request.model_name,
-    model_version: request.model_version,
-    inputs: request.inputs.map((input, i) => ({
-      name: input.name,
-      datatype: input.datatype,
-      shape: input.shape,
-      data: tensorData(input, request.raw_input_contents[i]),
-    })),
-  };
-  const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(JSON.stringify(body)) }];
   return new Promise((resolve, reject) => {
     try {
+      // An unknown model is answered before its inputs are expanded.
+      deps.registry.get(request.model_name, request.model_version || undefined);
+      refuseOverLimit(request, deps.config.maxRequestSize);
+      const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(v2Body(request), 'utf8') }];
       enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), {
         intermediate: () => {},
         respond: (r) => {
@@ -126,61 +119,36 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
   });
 }
 
-/** An input's values: its datatype's contents field, or its raw bytes. */
-function tensorData(input: Tensor, raw: Buffer | undefined): unknown[] {
-  if (raw) return fromRaw(input.datatype, raw, input.name);
+/**
+ * Raw values are refused when their JSON alone would be larger than max_request_size: the body the
+ * handler gets could not have come over HTTP, and writing it (6 MB of BOOL are 36 MB of JSON) is
+ * what such a message costs the server.
+ */
+function refuseOverLimit(request: ModelInferRequest, limit: number): void {
+  let floor = 0;
+  request.raw_input_contents.forEach((raw, i) => {
+    floor += rawJsonFloor(request.inputs[i]?.datatype ?? '', raw);
+  });
+  if (floor > limit) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', limit));
+}
+
+/** The v2 JSON body; each input's values written as JSON text once (raw ones straight from their bytes, grpc/raw-tensors.ts). */
+function v2Body(request: ModelInferRequest): string {
+  const inputs = request.inputs.map((input, i) => {
+    const described = JSON.stringify({ name: input.name, datatype: input.datatype, shape: input.shape });
+    return `${described.slice(0, -1)},"data":${tensorJson(input, request.raw_input_contents[i])}}`;
+  });
+  const head = JSON.stringify({ id: request.id, model_name: request.model_name, model_version: request.model_version });
+  return `${head.slice(0, -1)},"inputs":[${inputs.join(',')}]}`;
+}
+
+/** An input's values as JSON: its datatype's contents field, or its raw bytes. */
+function tensorJson(input: Tensor, raw: Buffer | undefined): string {
+  if (raw) return rawTensorJson(input.name, input.datatype, input.shape, raw);
   const field = FIELD[input.datatype];
   if (!field) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${input.name}": datatype ${input.datatype} needs raw_input_contents`));
   const values = input.contents?.[field] ?? [];
-  return field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('base64')) : values;
-}
-
-const RAW: Record<string, [number, (v: DataView, at: number) => number | boolean]> = {
-  BOOL: [1, (v, at) => v.getUint8(at) !== 0],
-  INT8: [1, (v, at) => v.getInt8(at)],
-  INT16: [2, (v, at) => v.getInt16(at, true)],
-  INT32: [4, (v, at) => v.getInt32(at, true)],
-  INT64: [8, (v, at) => Number(v.getBigInt64(at, true))],
-  UINT8: [1, (v, at) => v.getUint8(at)],
-  UINT16: [2, (v, at) => v.getUint16(at, true)],
-  UINT32: [4, (v, at) => v.getUint32(at, true)],
-  UINT64: [8, (v, at) => Number(v.getBigUint64(at, true))],
-  FP16: [2, (v, at) => halfToFloat(v.getUint16(at, true))],
-  FP32: [4, (v, at) => v.getFloat32(at, true)],
-  FP64: [8, (v, at) => v.getFloat64(at, true)],
-};
-
-function fromRaw(datatype: string, raw: Buffer, name: string): unknown[] {
-  if (datatype === 'BYTES') return rawStrings(raw, name);
-  const layout = RAW[datatype];
-  if (!layout) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": unknown datatype ${datatype}`));
-  const [size, read] = layout;
-  if (raw.length % size !== 0)
-    throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": ${raw.length} raw bytes are not whole ${datatype} values`));
-  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  return Array.from({ length: raw.length / size }, (_, i) => read(view, i * size));
-}
-
-/** BYTES in raw form: each element a 4-byte little-endian length, then its bytes; base64 as in `contents`. */
-function rawStrings(raw: Buffer, name: string): string[] {
-  const out: string[] = [];
-  for (let at = 0; at < raw.length; ) {
-    const length = at + 4 <= raw.length ? raw.readUInt32LE(at) : -1;
-    if (length < 0 || at + 4 + length > raw.length)
-      throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": raw BYTES end inside an element`));
-    out.push(raw.toString('base64', at + 4, at + 4 + length));
-    at += 4 + length;
-  }
-  return out;
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
-  if (exponent === 0x1f) return fraction ? Number.NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+  return JSON.stringify(field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('base64')) : values);
 }
 
 /** The handler's v2 JSON answer (the kservev2 envelope's) as a ModelInferResponse. */

@@ -24,6 +24,14 @@ export function enqueueCall(deps: GrpcDeps, name: string, version: string, param
   enqueuePrediction(deps.metrics, model, version || undefined, request, sink);
 }
 
+/**
+ * A TorchServe request's `input` map as handler parameters, each bytes without a content type. An
+ * entry without its value field is proto3's default, empty bytes, which the decoder gives as `[]`.
+ */
+export function inputParams(input: Record<string, Buffer | readonly number[]>): WireParam[] {
+  return Object.entries(input).map(([name, value]) => ({ name, contentType: undefined, value: Buffer.isBuffer(value) ? value : Buffer.from(value) }));
+}
+
 /** The call's text metadata, as request headers. */
 export function headersOf(metadata: Metadata): Record<string, string> {
   const headers: Record<string, string> = {};

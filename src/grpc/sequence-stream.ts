@@ -9,9 +9,8 @@
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
 import { tsError } from '../errors.js';
-import type { WireParam } from '../protocol/messages.js';
-import { accessLog, asFailure, authorize, GrpcFailure } from './calls.js';
-import { answerFailure, headersOf, enqueueCall } from './predict.js';
+import { accessLog, asFailure, authorize, GrpcFailure, refuseUndecoded } from './calls.js';
+import { answerFailure, headersOf, enqueueCall, inputParams } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
 interface SequenceRequest {
@@ -40,10 +39,14 @@ export function sequenceStream(deps: GrpcDeps, method: string) {
       call.emit('error', { code: failure.code, details: failure.message });
       return;
     }
-    // One request at a time: a sequence's requests must reach its worker in order.
+    // One request at a time: a sequence's requests must reach its worker in order. The next one
+    // is read only once this one is answered, so that it waits in the client's HTTP/2 window
+    // rather than here, decoded.
+    const reads = readWhenAnswered(call);
     let answered = Promise.resolve();
     call.on('data', (request: SequenceRequest) => {
-      answered = answered.then(() => answer(deps, call, request));
+      reads.answering();
+      answered = answered.then(() => answer(deps, call, request)).then(reads.answered);
     });
     call.on('end', () => {
       void answered.then(() => {
@@ -51,6 +54,32 @@ export function sequenceStream(deps: GrpcDeps, method: string) {
         call.end();
       });
     });
+  };
+}
+
+/**
+ * Holds the call's reads while a message is answered. Pausing the stream is not enough: a paused
+ * Node stream still reads ahead to its high-water mark, 16 messages of up to max_request_size
+ * each for a grpc-js call, all decoded; a read held here leaves grpc-js's HTTP/2 stream paused.
+ */
+function readWhenAnswered(call: Call): { answering(): void; answered(): void } {
+  const read = call._read.bind(call);
+  let answering = false;
+  let held: number | undefined;
+  call._read = (size: number): void => {
+    if (answering) held = size;
+    else read(size);
+  };
+  return {
+    answering: () => {
+      answering = true;
+    },
+    answered: () => {
+      answering = false;
+      const size = held;
+      held = undefined;
+      if (size !== undefined) read(size);
+    },
   };
 }
 
@@ -65,9 +94,9 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
   };
   return new Promise((resolve) => {
     try {
+      refuseUndecoded(request);
       const headers = { ...headersOf(call.metadata), ...sequenceHeaders(request, names) };
-      const params: WireParam[] = Object.entries(request.input).map(([name, value]) => ({ name, contentType: undefined, value }));
-      enqueueCall(deps, request.model_name, request.model_version, params, headers, {
+      enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headers, {
         intermediate: () => {},
         respond: (r) => {
           const sequenceId = r.headers[names.id];

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import type { GrpcListenConfig, ServerConfig } from '../config/server-config.js';
+import { boundedDefinition, type Nesting } from './bounds.js';
 import type { GrpcApi, GrpcDeps, GrpcInjector } from './deps.js';
 import { inferenceService } from './inference.js';
 import { managementService } from './management.js';
@@ -24,11 +25,19 @@ interface Service {
   /** The full name clients call it by, when it is not the proto's. */
   readonly servedAs?: string;
   readonly implementation: (deps: GrpcDeps, name: string) => grpc.UntypedServiceImplementation;
+  /** The nested messages whose entries are counted too (grpc/bounds.ts), by method. */
+  readonly nesting?: Readonly<Record<string, Nesting>>;
 }
 
 const OIP_NAME = 'org.pytorch.serve.grpc.openinference.GRPCInferenceService';
 const INFERENCE: Service = { file: 'inference.proto', name: 'org.pytorch.serve.grpc.inference.InferenceAPIsService', implementation: inferenceService };
-const OPEN_INFERENCE: Service = { file: 'open_inference_grpc.proto', name: OIP_NAME, implementation: openInferenceService };
+// ModelInferRequest: each input tensor (5) and its contents (5), each requested output (6).
+const OPEN_INFERENCE: Service = {
+  file: 'open_inference_grpc.proto',
+  name: OIP_NAME,
+  implementation: openInferenceService,
+  nesting: { ModelInfer: { 5: { 5: {} }, 6: {} } },
+};
 // KServe's grpc_predict_v2.proto declares the same service and messages in package `inference`.
 const KSERVE_V2: Service = { ...OPEN_INFERENCE, servedAs: 'inference.GRPCInferenceService' };
 const MANAGEMENT: Service = { file: 'management.proto', name: 'org.pytorch.serve.grpc.management.ManagementAPIsService', implementation: managementService };
@@ -55,9 +64,8 @@ export function createInjector(api: GrpcApi, listen: GrpcListenConfig, deps: Grp
     ...(listen.maxConnectionAgeGraceMs ? { 'grpc.max_connection_age_grace_ms': listen.maxConnectionAgeGraceMs } : {}),
   });
   for (const service of servicesOf(api, deps.config)) {
-    const definition = loadSync(service.file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] })[
-      service.name
-    ] as grpc.ServiceDefinition;
+    const loaded = loadSync(service.file, { keepCase: true, longs: Number, defaults: true, includeDirs: [PROTO_DIR] })[service.name] as grpc.ServiceDefinition;
+    const definition = boundedDefinition(loaded, service.nesting);
     const name = service.servedAs ?? service.name;
     server.addService(service.servedAs ? renamed(definition, service.name, service.servedAs) : definition, service.implementation(deps, name));
   }

@@ -3,7 +3,8 @@
 // open; a forward still waiting on tsserve after the drain timeout is answered 503, not left
 // hanging. It used to ignore both: killed by the signal's default action outside a container,
 // and as a container's PID 1 (which gets no default action) killed only at the end of the pod's
-// grace period. tsserve is played by a plain node:http server on 127.0.0.1 that answers slowly.
+// grace period. A forward tsserve never answers is answered 504 after --forward-timeout, not held
+// (review finding F7). tsserve is played by a plain node:http server on 127.0.0.1 that answers slowly.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
@@ -156,4 +157,14 @@ t.test('a forward tsserve has not answered when the drain timeout ends is answer
   t.same(await exited, { code: 0, signal: null }, 'then the app exits 0');
   const tookMs = Math.round(performance.now() - signalled);
   t.ok(tookMs < STOP_BOUND_MS, `within ${STOP_BOUND_MS / 1000} s (${tookMs} ms)`);
+});
+
+t.test('--forward-timeout: a forward tsserve never answers is answered 504, saying so, and the app serves on', async (t) => {
+  const tsserve = await upstream(t, 0);
+  const app = await startApp(t, tsserve.url, ['--forward-timeout', '1']);
+  const res = await fetch(`${app.base}/api/predict/hang`, { method: 'POST', body: 'x', signal: AbortSignal.timeout(30_000) });
+  t.equal(res.status, 504, 'answered 504');
+  t.same(await res.json(), { code: 504, message: 'The model server did not answer within 1 s (tsserve-app --forward-timeout). Try again later.' });
+  const next = await fetch(`${app.base}/api/predict/quick`, { method: 'POST', body: 'x', signal: AbortSignal.timeout(30_000) });
+  t.same([next.status, await next.json()], [200, { received: 1 }], 'the next forward is answered');
 });
