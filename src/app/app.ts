@@ -12,6 +12,7 @@
  * Closed (app.close(), on SIGTERM), it stops accepting and lets what it forwards finish within
  * its drain timeout; a forward still waiting on tsserve then is cut and answered 503.
  */
+import type { IncomingMessage } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -104,7 +105,12 @@ export function createApp(opts: AppOptions): FastifyInstance {
           signal: AbortSignal.any([cut, answered.signal]),
         } as RequestInit);
       } catch (err) {
-        if (upload.over()) return tooLarge(`over ${mb(maxUpload)}`);
+        if (upload.over()) {
+          // Read (and drop) the rest first, for a while: closed on a client still sending, the
+          // connection is reset, and the 413 is lost with what the client had not read.
+          await discarded(request.raw, DISCARD_MS);
+          return tooLarge(`over ${mb(maxUpload)}`);
+        }
         if (cut.aborted) {
           return problem(reply, 503, `tsserve-app is stopping, and the model server did not answer within its drain timeout (${drainTimeout} s). Try again.`);
         }
@@ -209,6 +215,22 @@ function countedUpload(source: Readable, limit: number): { body: Readable; bytes
   source.on('error', (err) => body.destroy(err));
   source.pipe(body);
   return { body, bytes: () => bytes, over: () => bytes > limit };
+}
+
+/** How long the rest of an upload over the limit is read and dropped before it is refused. */
+const DISCARD_MS = 2000;
+
+/** Resolves once `body` has ended (its bytes dropped as they come) or after `ms`, whichever is first. */
+function discarded(body: IncomingMessage, ms: number): Promise<void> {
+  if (body.complete) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    body.once('end', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    body.resume();
+  });
 }
 
 /** The server took the connection and closed it mid-request, as opposed to never taking it. */
