@@ -37,7 +37,7 @@ export interface KeySpec {
   readonly doc: string;
 }
 
-const INT_MAX = 2 ** 31 - 1;
+export const INT_MAX = 2 ** 31 - 1;
 const PORT = { type: 'int', min: 0, max: 65534 } as const;
 const SECONDS = { type: 'int', min: 0, max: INT_MAX } as const;
 /** One of tsserve's own limits, where 0 means "derived" or "none" (said in its doc). */

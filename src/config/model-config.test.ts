@@ -91,3 +91,18 @@ t.test("YAML warnings name a key the server reads with a value of the wrong kind
     'c.yaml: parallelType: "x" is not allowed (parallelType is one of pp, tp, pptp, custom); the default is used',
   ]);
 });
+
+t.test('YAML minWorkers 0 with maxWorkers 1 or more: scale to zero (the first request starts a worker); with maxWorkers 0 not used', async (t) => {
+  const server = serverConfig(t);
+  t.match(resolveSettings(server, 'm', '1.0', { minWorkers: 0, maxWorkers: 2 }, { initialWorkers: 0 }, true, false), { minWorkers: 0, maxWorkers: 2 });
+  t.match(resolveSettings(server, 'm', '1.0', { minWorkers: 0, maxWorkers: 0 }, { initialWorkers: 1 }, true, false), { minWorkers: 1, maxWorkers: 1 });
+});
+
+t.test('a scaling key above what a timer takes is refused, as its warning says, and the default used', async (t) => {
+  const server = serverConfig(t);
+  const yaml = { scaleDownDelayMSec: 99999999999999999, scaleUpDelayMSec: 2 ** 31 - 1 };
+  t.match(yamlWarnings(yaml, 'c.yaml'), [/^c\.yaml: scaleDownDelayMSec: 100000000000000000 is not allowed \(scaleDownDelayMSec is a whole number from 0 to 2147483647\)/]);
+  const s = resolveSettings(server, 'm', '1.0', yaml, {}, true, false);
+  t.equal(s.scaling.downDelayMs, server.scaling.downDelayMs, 'the default, not 1e17');
+  t.equal(s.scaling.upDelayMs, 2 ** 31 - 1, 'the longest timer is allowed');
+});

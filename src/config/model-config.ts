@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tsError } from '../errors.js';
 import { isRecord } from '../is-record.js';
-import { invalidValue, type KeySpec } from './keys.js';
+import { INT_MAX, invalidValue, type KeySpec } from './keys.js';
 import type { SequenceHeaders, ServerConfig } from './server-config.js';
 import type { WorkerAndBatchSettings } from './snapshot-file.js';
 
@@ -92,6 +92,8 @@ type YamlSpec = Pick<KeySpec, 'type' | 'min' | 'values'>;
 const COUNT = { type: 'int', min: 0 } as const;
 const AT_LEAST_ONE = { type: 'int', min: 1 } as const;
 const FLAG = { type: 'bool' } as const;
+/** A scaling key: the server's scale_* keys' range, a count or milliseconds a Node timer takes. */
+const SCALE = { type: 'int', min: 0, max: INT_MAX } as const;
 
 /** The model-config.yaml keys the server reads (spec 2.5, and tsserve's adaptiveThreads); any other key is the handler's. */
 const YAML_KEYS: Record<string, YamlSpec> = {
@@ -114,9 +116,9 @@ const YAML_KEYS: Record<string, YamlSpec> = {
   asyncCommunication: FLAG,
   useVenv: FLAG,
   adaptiveThreads: FLAG,
-  scaleWaitingPerWorker: COUNT,
-  scaleUpDelayMSec: COUNT,
-  scaleDownDelayMSec: COUNT,
+  scaleWaitingPerWorker: SCALE,
+  scaleUpDelayMSec: SCALE,
+  scaleDownDelayMSec: SCALE,
   parallelLevel: COUNT,
   deviceType: { type: 'enum', values: ['cpu', 'gpu'] },
   parallelType: { type: 'enum', values: ['pp', 'tp', 'pptp', 'custom'] },
@@ -180,8 +182,9 @@ export function resolveSettings(
   const batchSize = configuredBatch ?? 1;
   const fastDefaults = configuredBatch === undefined && builtinHandler && yaml.sequenceBatching !== true;
   const takeQueued = fastDefaults ? server.builtinHandlerBatchSize : 1;
-  // The model's own scaling keys, from its YAML or the models= JSON; 0 is a value here.
-  const count = (k: string): number | undefined => positiveInt(yaml[k], true) ?? positiveInt(json[k], true);
+  // The model's own scaling keys, from its YAML or the models= JSON; 0 is a value here, and above
+  // SCALE's maximum is refused, as yamlWarnings says (a longer timer would fire at once).
+  const count = (k: string): number | undefined => positiveInt(yaml[k], true, SCALE.max) ?? positiveInt(json[k], true, SCALE.max);
   const waitingPerWorker = count('scaleWaitingPerWorker') ?? server.scaling.waitingPerWorker;
   return {
     batchSize,
@@ -227,11 +230,15 @@ export function limitWorkers(settings: ModelSettings, limit: number): string | u
   return `${asked} is more than max_workers_per_model; ${limit} workers at most`;
 }
 
-/** The YAML's minWorkers/maxWorkers when they make a valid pair. */
+/**
+ * The YAML's minWorkers/maxWorkers when they make a valid pair: maxWorkers at least minWorkers and
+ * at least 1. minWorkers 0 is tsserve's scale to zero (the first request starts a worker), where
+ * TorchServe raises it to 1; minWorkers 0 with maxWorkers 0 would be a model that never serves.
+ */
 function yamlWorkers(yaml: Record<string, unknown>): { min: number; max: number } | undefined {
-  const min = positiveInt(yaml.minWorkers, false);
+  const min = positiveInt(yaml.minWorkers, true);
   const max = positiveInt(yaml.maxWorkers, true);
-  return min !== undefined && max !== undefined && max >= min ? { min, max } : undefined;
+  return min !== undefined && max !== undefined && max >= Math.max(1, min) ? { min, max } : undefined;
 }
 
 function jsonWorkers(json: Record<string, unknown>): { min: number; max: number } | undefined {
@@ -240,8 +247,9 @@ function jsonWorkers(json: Record<string, unknown>): { min: number; max: number 
   return { min, max: Math.max(min, positiveInt(json.maxWorkers, true) ?? min) };
 }
 
-function positiveInt(v: unknown, zeroAllowed: boolean): number | undefined {
+/** An int up to `max` (by default invalidValue's, so that a value it warns of is not used). */
+function positiveInt(v: unknown, zeroAllowed: boolean, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n)) return undefined;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n > max) return undefined;
   return n > 0 || (zeroAllowed && n === 0) ? n : undefined;
 }
