@@ -100,8 +100,10 @@ t.test('YAML minWorkers 0 with maxWorkers 1 or more: scale to zero (the first re
 
 t.test('a scaling key above what a timer takes is refused, as its warning says, and the default used', async (t) => {
   const server = serverConfig(t);
-  const yaml = { scaleDownDelayMSec: 99999999999999999, scaleUpDelayMSec: 2 ** 31 - 1 };
-  t.match(yamlWarnings(yaml, 'c.yaml'), [/^c\.yaml: scaleDownDelayMSec: 100000000000000000 is not allowed \(scaleDownDelayMSec is a whole number from 0 to 2147483647\)/]);
+  const yaml = { scaleDownDelayMSec: 1e17, scaleUpDelayMSec: 2 ** 31 - 1 };
+  t.match(yamlWarnings(yaml, 'c.yaml'), [
+    /^c\.yaml: scaleDownDelayMSec: 100000000000000000 is not allowed \(scaleDownDelayMSec is a whole number from 0 to 2147483647\)/,
+  ]);
   const s = resolveSettings(server, 'm', '1.0', yaml, {}, true, false);
   t.equal(s.scaling.downDelayMs, server.scaling.downDelayMs, 'the default, not 1e17');
   t.equal(s.scaling.upDelayMs, 2 ** 31 - 1, 'the longest timer is allowed');
