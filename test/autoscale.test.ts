@@ -128,8 +128,6 @@ t.test('a scale-down stops the idle worker and lets the busy one finish its batc
 });
 
 t.test("model-config.yaml's minWorkers, maxWorkers and scale keys set a model's policy, which describe shows", async (t) => {
-  // minWorkers 0 in a YAML is not a valid pair for TorchServe (it keeps the register call's
-  // workers); a model starts from none through the management API or the models= JSON.
   const yaml = 'minWorkers: 1\nmaxWorkers: 2\nscaleWaitingPerWorker: 3\nscaleUpDelayMSec: 700\nscaleDownDelayMSec: 900\n';
   const server = await serve(t, {}, yaml);
   await register(t, server, 'yaml', {});
@@ -140,6 +138,37 @@ t.test("model-config.yaml's minWorkers, maxWorkers and scale keys set a model's 
   });
   await scale(t, server, 'yaml', 2, 2);
   t.match((await described(server, 'yaml')).autoscale, { enabled: false, currentWorkers: 2 }, 'max_worker == min_worker: the scaler is off');
+});
+
+t.test("model-config.yaml's minWorkers 0 with maxWorkers 2: no worker until the first request, which starts one", async (t) => {
+  const server = await serve(t, FAST, 'minWorkers: 0\nmaxWorkers: 2\n');
+  await register(t, server, 'zero', {});
+  t.match(await described(server, 'zero'), { minWorkers: 0, maxWorkers: 2, workers: [], autoscale: { enabled: true } });
+  t.equal((await predict(server, 'zero', 'first')).status, 200, 'the first request waited for its worker');
+  t.equal(await workerCount(server, 'zero'), 1);
+});
+
+t.test('useJobTicket at no worker: the first request starts one and waits for it, as without a ticket', async (t) => {
+  const server = await serve(t, FAST, 'useJobTicket: true\n');
+  await register(t, server, 'ticket', { initial_workers: 0 });
+  await scale(t, server, 'ticket', 0, 1);
+  t.equal((await predict(server, 'ticket', 'first')).status, 200, 'not 503: no worker was free, but one started for it');
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'ticket', 'reason="cold_start"'), 1);
+});
+
+t.test("a stateful model's refusals of unknown sequences are no load: its workers do not grow for them", async (t) => {
+  const server = await serve(t, FAST, 'sequenceBatching: true\n');
+  await register(t, server, 'seq', { initial_workers: 0 });
+  await scale(t, server, 'seq', 0, 2);
+  t.equal((await predict(server, 'seq', 'opens a sequence')).status, 200);
+  for (let i = 0; i < 10; i++) {
+    const res = await fetch(`${server.urls.inference}/predictions/seq`, { method: 'POST', body: 'x', headers: { ts_request_sequence_id: 'ts-seq-nope' } });
+    t.equal(res.status, 503, 'an unknown sequence is refused');
+  }
+  // Several scale-up windows (300 ms) after the refusals: long enough for them to have added a worker.
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(await labelled(server, 'ts_worker_scale_ups_total', 'seq', 'reason="queue_full"'), 0, 'no scale-up for them');
+  t.equal(await workerCount(server, 'seq'), 1, 'the one worker the first request started');
 });
 
 t.test("the front end's warm-up is no load to follow: a start-up model with room to grow keeps its minimum", async (t) => {

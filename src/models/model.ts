@@ -138,6 +138,12 @@ export class Model {
     return maxWorkers > 0 && (this.pool.size > 0 || this.unloadedFlag || maxWorkers > minWorkers);
   }
 
+  /** Scaled to no worker with minWorkers 0: its next job starts one (WorkerPool.arrived), and waits for it. */
+  private get startsOnRequest(): boolean {
+    const { minWorkers, maxWorkers } = this.settings;
+    return this.pool.size === 0 && maxWorkers > minWorkers;
+  }
+
   /**
    * At least its minimum of healthy workers (loading ones count): /ping's test, as TorchServe's.
    * An unloaded model is ready: its next request loads it.
@@ -152,9 +158,7 @@ export class Model {
    * Protocol, where /ping counts loading workers too.
    */
   get serving(): boolean {
-    const { minWorkers, maxWorkers } = this.settings;
-    const startsOnRequest = this.pool.size === 0 && maxWorkers > minWorkers;
-    return this.unloadedFlag || startsOnRequest || this.pool.loadedCount() > 0;
+    return this.unloadedFlag || this.startsOnRequest || this.pool.loadedCount() > 0;
   }
 
   /** Has its workers (or is getting them); false once unloaded to make room. */
@@ -204,8 +208,17 @@ export class Model {
    * useJobTicket, no worker free at once. True: the caller answers 503.
    */
   get refusing(): boolean {
-    // An unloaded model has no idle worker, but its job ticket is the load it asks for.
-    return !this.hasWorkers || this.queue.full || (this.settings.useJobTicket && !this.unloadedFlag && !this.queue.workerIdle);
+    return !this.hasWorkers || this.queue.full || this.noTicket;
+  }
+
+  /**
+   * useJobTicket's refusal: no worker free at once. An unloaded model has no idle worker, but its
+   * job ticket is the load it asks for; one scaled to no worker starts one for the job, as any
+   * model does (else it refused its first request, and every one after while the cores bound held
+   * the scale-up its refusals asked for).
+   */
+  private get noTicket(): boolean {
+    return this.settings.useJobTicket && !this.unloadedFlag && !this.startsOnRequest && !this.queue.workerIdle;
   }
 
   /** False when the model refuses the job (see refusing): the caller answers 503. */
@@ -231,9 +244,18 @@ export class Model {
     if (cannotLoad) throw cannotLoad;
   }
 
-  /** A client's prediction was refused (the queue was full): its workers may grow. */
+  /**
+   * A client's prediction was refused: its workers may grow when it was for load, a full queue or
+   * (useJobTicket) no worker free. Not a stateful model's: its refusals are its sequences' (unknown,
+   * closed, expired, or their own queue full), which a new worker would not take, and its workers
+   * are never stopped: such refusals grew it to maxWorkers for good.
+   */
   refused(): void {
-    this.pool.refused();
+    if (this.refusedForLoad) this.pool.refused();
+  }
+
+  private get refusedForLoad(): boolean {
+    return this.hasWorkers && this.settings.sequence === undefined && (this.queue.full || this.noTicket);
   }
 
   /** Counts `job` as outstanding until it is answered: a stop drains it. */
