@@ -122,7 +122,7 @@ const TABLE: Record<string, Spec> = {
     default: '0',
     applies: 'server',
     own: true,
-    doc: "A model whose maxWorkers is above its minWorkers adds a worker when, over scale_up_delay_ms, more than this many requests waited per worker (a model's scaleWaitingPerWorker overrides it); 0: the model's largest batch (batch_size, or builtin_handler_batch_size), a full batch behind every worker. Workers added never exceed maxWorkers, the machine's cores (counting every model's workers) or what its free memory holds of this model's workers.",
+    doc: "A model whose maxWorkers is above its minWorkers adds a worker when, over scale_up_delay_ms, more than this many requests waited per worker, or a request was refused for a full queue (with useJobTicket: for no worker free) (a model's model-config.yaml scaleWaitingPerWorker, 0 to 2147483647, overrides it); 0: the model's largest batch (batch_size, or builtin_handler_batch_size), a full batch behind every worker. Workers added never exceed maxWorkers, the machine's cores (counting every model's workers) or what its free memory holds of this model's workers. A stateful model (sequenceBatching) is the exception: its refusals are its sequences' (unknown, closed, expired, or their own queue full) and add no worker, and its workers hold its sequences, so none is stopped for idling.",
   },
   scale_up_delay_ms: {
     type: 'int',
@@ -131,7 +131,7 @@ const TABLE: Record<string, Spec> = {
     default: '1000',
     applies: 'server',
     own: true,
-    doc: "Milliseconds requests must wait above scale_waiting_per_worker before a worker is added (a model's scaleUpDelayMSec overrides it); none is added while one is still starting. A model with minWorkers 0 starts its first worker at the first request, without this delay.",
+    doc: "Milliseconds requests must wait above scale_waiting_per_worker before a worker is added (a model's model-config.yaml scaleUpDelayMSec, 0 to 2147483647, overrides it; a larger value is refused with a warning, and this key used); none is added while one is still starting. A model with minWorkers 0 starts its first worker at the first request, without this delay and whatever the cores bound, with or without useJobTicket: the request waits for it.",
   },
   scale_down_delay_ms: {
     type: 'int',
@@ -140,7 +140,7 @@ const TABLE: Record<string, Spec> = {
     default: '60000',
     applies: 'server',
     own: true,
-    doc: "Milliseconds a model's workers above its minWorkers may go unneeded (fewer of them busy at once, and fewer requests waiting, than there are workers) before the idle ones are stopped (a model's scaleDownDelayMSec overrides it). A worker stopped this way finishes its batch first; minWorkers 0 stops the last one too, and the next request starts it again.",
+    doc: "Milliseconds a model's workers above its minWorkers may go unneeded (fewer of them busy at once, and fewer requests waiting, than there are workers) before the idle ones are stopped (a model's model-config.yaml scaleDownDelayMSec, 0 to 2147483647, overrides it; a larger value is refused with a warning, and this key used). A worker stopped this way finishes its batch first; minWorkers 0 stops the last one too, and the next request starts it again. minWorkers 0 comes from the scale API's min_worker=0, the models= JSON, or model-config.yaml's minWorkers: 0 with maxWorkers 1 or more (TorchServe raises a YAML minWorkers 0 to 1, so starts one worker at once); with maxWorkers 0 the YAML pair is not used. A model at 0 workers stays loaded: it counts in model_memory_budget_mb and max_loaded_models.",
   },
   job_queue_size: { type: 'int', min: 1, max: INT_MAX, default: '100', applies: 'server', doc: "Each model version's queue of accepted requests." },
   default_response_timeout: { ...SECONDS, default: '120', applies: 'server', doc: 'Seconds a batch may run before its worker is stopped (response_timeout).' },

@@ -14,7 +14,8 @@
  * time would not see, as idle workers take turns at the queue. No worker is added while one is
  * still starting (its load would count as want), nor above the bounds the machine sets: maxWorkers,
  * the cores (every model's workers together) and the free memory (this model's workers' measured
- * size); the one that held is told. A stateful model's workers hold its sequences: none is stopped.
+ * size); the one that held is told. A stateful model's workers hold its sequences: none is stopped,
+ * and its refusals (its sequences') are not load (models/model.ts tells no refusal of them).
  * The scaler runs on a timer only while there is something to decide; an idle model costs nothing.
  */
 import type { ScalingPolicy } from '../config/model-config.js';
@@ -123,8 +124,9 @@ export class Scaler {
   }
 
   /**
-   * A request was refused for a full queue: bursts can overflow a queue whose average stays
-   * below the target, and a refused request is load the workers did not take.
+   * A request was refused for load (a full queue, or useJobTicket's no worker free): bursts can
+   * overflow a queue whose average stays below the target, and a refused request is load the
+   * workers did not take.
    */
   refused(): void {
     if (!this.enabled) return;
