@@ -109,6 +109,13 @@ export class Model {
   lastUsed = 0;
   /** Set by the model service: what a job for this model does while it is unloaded. */
   loadOnDemand: LoadOnDemand | undefined;
+  /**
+   * Set by the model service: how many of `count` more workers the memory budget admits now, asked
+   * before the scaler starts any (a first request's worker with minWorkers 0, a scale-up).
+   */
+  admitWorkers: ((model: Model, count: number) => number) | undefined;
+  /** Set by the model service: the 507 of a model with no worker whose first one would never fit. */
+  cannotStart: LoadOnDemand | undefined;
   /** Set by the model service: told when the last job outstanding is answered. */
   onIdle: (() => void) | undefined;
 
@@ -117,7 +124,8 @@ export class Model {
     this.settings = { ...settings };
     this.unloadedSettings = this.settings;
     this.queue = settings.sequence ? new SequenceQueue(settings.sequence) : new JobQueue(settings.jobQueueSize);
-    this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), poolDeps(this));
+    const deps: PoolDeps = { ...poolDeps(this), admit: (count) => this.admitWorkers?.(this, count) ?? count };
+    this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), deps);
   }
 
   get name(): string {
@@ -213,6 +221,7 @@ export class Model {
     const { clientTimeoutInMills } = this.settings;
     if (this.refusing) return false;
     if (this.unloadedFlag) this.demandLoad();
+    else if (this.pool.size === 0) this.demandStart();
     if (!this.queue.enqueue(job)) return false;
     this.lastUsed = Date.now();
     // The front end's warm-up (quiet) is no load for the workers to follow.
@@ -229,6 +238,12 @@ export class Model {
   private demandLoad(): void {
     const cannotLoad = this.loadOnDemand?.(this);
     if (cannotLoad) throw cannotLoad;
+  }
+
+  /** A job for a model with no worker (minWorkers 0): throws the 507 of a first worker that could never fit. */
+  private demandStart(): void {
+    const cannotStart = this.cannotStart?.(this);
+    if (cannotStart) throw cannotStart;
   }
 
   /** A client's prediction was refused (the queue was full): its workers may grow. */

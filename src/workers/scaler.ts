@@ -63,6 +63,11 @@ export interface ScalerDeps {
   readonly machine: Machine;
   readonly now: () => number;
   readonly onScale: (event: ScaleEvent) => void;
+  /**
+   * Asked before workers start: how many of `count` more the model's memory budget admits now
+   * (models/model-memory.ts); all of them where no budget is kept.
+   */
+  readonly admit?: (count: number) => number;
 }
 
 /** A worker's size before one has been measured: config's MEMORY_PER_WORKER, room for a model. */
@@ -196,7 +201,9 @@ export class Scaler {
     };
   }
 
+  /** Starts the first worker, if the memory budget admits it; else the next tick asks again. */
   private coldStart(): void {
+    if (this.admitted(1) < 1) return;
     this.pool.add(1);
     this.need(1, this.deps.now());
     this.desired = Math.max(this.desired, 1);
@@ -241,8 +248,10 @@ export class Scaler {
     const wanted = Math.max(from + 1, Math.ceil(average / perWorker));
     const limits = this.limits(s);
     const [bound, allowed] = tightest(limits);
-    const to = Math.max(from, Math.min(wanted, allowed));
-    const heldNow = wanted > allowed ? bound : undefined;
+    const within = Math.max(from, Math.min(wanted, allowed));
+    const to = within > from ? from + this.admitted(within - from) : within;
+    // The memory budget held it: the model's room among the models loaded, a memory bound too.
+    const heldNow = to < within ? 'memory' : wanted > allowed ? bound : undefined;
     this.desired = wanted;
     if (to > from) {
       this.pool.add(to - from);
@@ -271,6 +280,10 @@ export class Scaler {
     this.desired = needed;
     this.held = undefined;
     this.deps.onScale({ direction: 'down', reason: 'idle', from, to: from - stopped, wanted: needed, bound: undefined });
+  }
+
+  private admitted(count: number): number {
+    return this.deps.admit ? this.deps.admit(count) : count;
   }
 
   /** 1..count workers are needed at `now`. */

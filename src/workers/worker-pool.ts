@@ -45,6 +45,8 @@ export interface PoolDeps {
   readonly machine?: Machine;
   /** The scaler's clock, in milliseconds; performance.now unless a test gives its own. */
   readonly now?: () => number;
+  /** How many of `count` more workers the scaler may start now (Scaler's admit); all where unset. */
+  readonly admit?: (count: number) => number;
 }
 
 interface Slot {
@@ -115,6 +117,7 @@ export class WorkerPool {
       machine: this.machine,
       now: deps.now ?? (() => performance.now()),
       onScale: deps.onScale ?? (() => {}),
+      admit: deps.admit,
     });
   }
 
