@@ -240,6 +240,8 @@ export class ModelMemory {
     if (model.stopped) return;
     const result = await model.load();
     this.loadDone(model, 'request', started, result.ok ? undefined : result.error.message);
+    // Its waiting requests were answered with the failure (Model's failQueued): the next one loads anew.
+    if (!result.ok && !model.stopped) await model.unload();
   }
 
   /** Tells the metrics and the log that `model`'s load begun at `started` is over. */

@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import type { ValidManifest } from '../archive/manifest.js';
 import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
 import type { WorkerAndBatchSettings } from '../config/snapshot-file.js';
-import { tsError, type TsError } from '../errors.js';
+import { TsError, tsError } from '../errors.js';
 import { JobQueue, type BatchQueue } from '../batching/job-queue.js';
 import { SequenceQueue } from '../batching/sequence-queue.js';
 import { Job, type JobResponse } from '../batching/job.js';
@@ -124,7 +124,11 @@ export class Model {
     this.settings = { ...settings };
     this.unloadedSettings = this.settings;
     this.queue = settings.sequence ? new SequenceQueue(settings.sequence) : new JobQueue(settings.jobQueueSize);
-    const deps: PoolDeps = { ...poolDeps(this), admit: (count) => this.admitWorkers?.(this, count) ?? count };
+    const deps: PoolDeps = {
+      ...poolDeps(this),
+      admit: (count) => this.admitWorkers?.(this, count) ?? count,
+      onStartFailed: (cause) => this.failQueued(cause),
+    };
     this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), deps);
   }
 
@@ -244,6 +248,19 @@ export class Model {
   private demandStart(): void {
     const cannotStart = this.cannotStart?.(this);
     if (cannotStart) throw cannotStart;
+  }
+
+  /**
+   * No worker could load the model (WorkerPool's onStartFailed): the jobs waiting for one are
+   * answered now, with why, not at their deadline with a generic 503 (the queue's, as before any
+   * load, or a restart's after a crash).
+   */
+  private failQueued(cause: unknown): void {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const error = new TsError('TSS_ERR_WORKER_START_FAILED', `${tsError('TSS_ERR_WORKER_START_FAILED', this.name, this.version).message}: ${why}`);
+    for (const job of this.queue.drain()) job.fail(error);
+    // A worker started for a request (minWorkers 0) is not restarted: the next request tries anew.
+    if (this.settings.minWorkers === 0 && !this.stoppedFlag) void this.pool.scale(0, 0);
   }
 
   /** A client's prediction was refused (the queue was full): its workers may grow. */
