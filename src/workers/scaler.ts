@@ -145,15 +145,17 @@ export class Scaler {
   /**
    * The operator set the range (or the pool started): the workers there are now count as needed
    * from now, so that none is stopped before downDelayMs, and the timer runs if some are above
-   * minWorkers. At minWorkers it waits for a request (arrived): the front end's warm-up, whose
-   * predictions are not a load to follow, sends none that counts.
+   * minWorkers or requests wait. At minWorkers it waits for a request (arrived): the front end's
+   * warm-up, whose predictions are not a load to follow, sends none that counts.
    */
   reset(): void {
     this.stop();
     if (!this.enabled) return;
     this.need(this.pool.size, this.deps.now());
     this.desired = this.pool.size;
-    if (this.pool.size > this.settings().minWorkers) this.watch();
+    // Requests already waiting (queued while the model was unloaded) are a load too: the next tick
+    // starts their worker, none arriving to ask for it.
+    if (this.pool.size > this.settings().minWorkers || this.pool.waiting > 0) this.watch();
   }
 
   /** Looks at the pool: the timer's work, and a test's with its own clock. */

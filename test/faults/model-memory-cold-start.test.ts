@@ -59,3 +59,25 @@ t.test("with max_loaded_models 1, a model with no worker starts its first one on
   await again.arrayBuffer();
   await survived(t, server, { models: ['a', 'b'], sent: 2, answered: 2 });
 });
+
+t.test('a request waiting for room is not stranded when its model is scaled to 0..1 meanwhile: it loads once room frees', async (t) => {
+  const server = await serve(t, { max_loaded_models: '1' });
+  for (const name of ['a', 'b']) {
+    const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+    t.equal(res.status, 200, `${name} registered`);
+    await res.arrayBuffer();
+  }
+  t.equal((await residency(server, 'b')).loaded, false, 'b is registered unloaded');
+  const busy = predict(server, 'a', 'sleep:2000');
+  await new Promise((r) => setTimeout(r, 300));
+  const waiting = predict(server, 'b', 'hello');
+  await new Promise((r) => setTimeout(r, 300));
+  const scaled = await fetch(`${server.urls.management}/models/b?min_worker=0&max_worker=1&synchronous=true`, { method: 'PUT' });
+  t.equal(scaled.status, 200, 'b scaled to 0..1 while its request waits for room');
+  await scaled.arrayBuffer();
+  const [a, b] = await Promise.all([busy, waiting]);
+  t.same([a.status, b.status], [200, 200], "a's request, and b's once a fell idle and was unloaded: both 200");
+  await Promise.all([a.arrayBuffer(), b.arrayBuffer()]);
+  t.same([(await residency(server, 'a')).workers.length, (await residency(server, 'b')).workers.length], [0, 1], 'a made room for b');
+  await survived(t, server, { models: ['a', 'b'], sent: 2, answered: 2 });
+});
