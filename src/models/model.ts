@@ -373,6 +373,9 @@ export class Model {
    */
   async stop(drainTimeoutMs: number): Promise<void> {
     this.stoppedFlag = true;
+    // Unloaded, it loads no more (a stopped model takes no workers): what waits for its load would
+    // wait out its deadline, and the drain with it; answered now.
+    if (this.unloadedFlag) for (const job of this.queue.drain()) job.fail(tsError('TSS_ERR_MODEL_STOPPED', this.name));
     await this.drain(drainTimeoutMs);
     await this.close(tsError('TSS_ERR_MODEL_STOPPED', this.name));
   }

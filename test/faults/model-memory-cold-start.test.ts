@@ -81,3 +81,26 @@ t.test('a request waiting for room is not stranded when its model is scaled to 0
   t.same([(await residency(server, 'a')).workers.length, (await residency(server, 'b')).workers.length], [0, 1], 'a made room for b');
   await survived(t, server, { models: ['a', 'b'], sent: 2, answered: 2 });
 });
+
+t.test('unregistering a model whose request waits for room answers that request at once, and the unregister too', async (t) => {
+  const server = await serve(t, { max_loaded_models: '1' });
+  for (const name of ['a', 'b']) {
+    const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+    t.equal(res.status, 200, `${name} registered`);
+    await res.arrayBuffer();
+  }
+  const busy = predict(server, 'a', 'sleep:1000');
+  await new Promise((r) => setTimeout(r, 300));
+  const waiting = predict(server, 'b', 'hello');
+  await new Promise((r) => setTimeout(r, 300));
+  const unregistered = await fetch(`${server.urls.management}/models/b`, { method: 'DELETE', signal: AbortSignal.timeout(60_000) });
+  t.equal(unregistered.status, 200, 'b unregistered');
+  await unregistered.arrayBuffer();
+  const b = await waiting;
+  t.equal(b.status, 503, "b's request: 503");
+  t.match((await errorBody(b)).message, /Model "b" stopped before it could serve this request/, 'it says the model stopped, not that the request timed out');
+  const a = await busy;
+  t.equal(a.status, 200, "a's request is answered");
+  await a.arrayBuffer();
+  await survived(t, server, { models: ['a'], sent: 2, answered: 2 });
+});
