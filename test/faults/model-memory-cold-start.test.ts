@@ -16,6 +16,13 @@ async function residency(server: TestServer, model: string): Promise<Residency> 
   return (await describeModel(server, model)) as unknown as Residency;
 }
 
+/** Registers echo.mar as `name` with a worker: past max_loaded_models, registered unloaded. */
+async function registerWithWorker(t: Test, server: TestServer, name: string): Promise<void> {
+  const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+  t.equal(res.status, 200, `${name} registered`);
+  await res.arrayBuffer();
+}
+
 /** Registers echo.mar as `name` with no worker, then lets its workers follow the load from 0 to `maxWorkers`. */
 async function registerScaledToZero(t: Test, server: TestServer, name: string, maxWorkers: number): Promise<void> {
   const registered = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=0&synchronous=true`, { method: 'POST' });
@@ -45,9 +52,7 @@ t.test('the first request of a model with no worker that could never fit the bud
 
 t.test("with max_loaded_models 1, a model with no worker starts its first one only after the idle model's unload", async (t) => {
   const server = await serve(t, { max_loaded_models: '1' });
-  const first = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=a&initial_workers=1&synchronous=true`, { method: 'POST' });
-  t.equal(first.status, 200, 'a registered and loaded');
-  await first.arrayBuffer();
+  await registerWithWorker(t, server, 'a');
   await registerScaledToZero(t, server, 'b', 1);
   const res = await predict(server, 'b', 'hello');
   t.equal(res.status, 200, "b's first request is answered");
@@ -62,11 +67,7 @@ t.test("with max_loaded_models 1, a model with no worker starts its first one on
 
 t.test('a request waiting for room is not stranded when its model is scaled to 0..1 meanwhile: it loads once room frees', async (t) => {
   const server = await serve(t, { max_loaded_models: '1' });
-  for (const name of ['a', 'b']) {
-    const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
-    t.equal(res.status, 200, `${name} registered`);
-    await res.arrayBuffer();
-  }
+  for (const name of ['a', 'b']) await registerWithWorker(t, server, name);
   t.equal((await residency(server, 'b')).loaded, false, 'b is registered unloaded');
   const busy = predict(server, 'a', 'sleep:2000');
   await new Promise((r) => setTimeout(r, 300));
@@ -84,11 +85,7 @@ t.test('a request waiting for room is not stranded when its model is scaled to 0
 
 t.test('unregistering a model whose request waits for room answers that request at once, and the unregister too', async (t) => {
   const server = await serve(t, { max_loaded_models: '1' });
-  for (const name of ['a', 'b']) {
-    const res = await fetch(`${server.urls.management}/models?url=echo.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
-    t.equal(res.status, 200, `${name} registered`);
-    await res.arrayBuffer();
-  }
+  for (const name of ['a', 'b']) await registerWithWorker(t, server, name);
   const busy = predict(server, 'a', 'sleep:1000');
   await new Promise((r) => setTimeout(r, 300));
   const waiting = predict(server, 'b', 'hello');
