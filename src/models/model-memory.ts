@@ -6,7 +6,8 @@
  * workers are retired, the models stay registered, and each loads again on its next request, which
  * waits in its queue for the load. While the models loaded are too busy to make room, the load
  * waits for one to fall idle (its jobs wait in its queue, as for a worker); a model larger than
- * the whole budget is answered 507.
+ * the whole budget is answered 507. A model with no worker (minWorkers 0) counts once its scaler
+ * starts one, which it does only as admitted here (admitWorkers), as its scale-ups.
  *
  * Every model but a stateful one (its sequences' state lives in its workers) is a candidate,
  * whatever its minWorkers: TorchServe gives every model at least one

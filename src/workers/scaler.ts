@@ -14,7 +14,8 @@
  * time would not see, as idle workers take turns at the queue. No worker is added while one is
  * still starting (its load would count as want), nor above the bounds the machine sets: maxWorkers,
  * the cores (every model's workers together) and the free memory (this model's workers' measured
- * size); the one that held is told. A stateful model's workers hold its sequences: none is stopped.
+ * size), and the model's memory budget (models/model-memory.ts admits each worker it starts, the
+ * first one for minWorkers 0 too; 'memory' when it held); the one that held is told. A stateful model's workers hold its sequences: none is stopped.
  * The scaler runs on a timer only while there is something to decide; an idle model costs nothing.
  */
 import type { ScalingPolicy } from '../config/model-config.js';
