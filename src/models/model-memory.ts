@@ -6,7 +6,8 @@
  * workers are retired, the models stay registered, and each loads again on its next request, which
  * waits in its queue for the load. While the models loaded are too busy to make room, the load
  * waits for one to fall idle (its jobs wait in its queue, as for a worker); a model larger than
- * the whole budget is answered 507.
+ * the whole budget is answered 507. A model with no worker (minWorkers 0) counts once its scaler
+ * starts one, which it does only as admitted here (admitWorkers), as its scale-ups.
  *
  * Every model but a stateful one (its sequences' state lives in its workers) is a candidate,
  * whatever its minWorkers: TorchServe gives every model at least one
@@ -87,11 +88,35 @@ export class ModelMemory {
   readonly loadOnDemand = (model: Model): TsError | undefined => {
     if (this.reserved.has(model) || this.waiting.includes(model)) return undefined;
     const workers = Math.max(1, model.settings.minWorkers);
-    const never = this.neverFits(model, workers) ?? this.heldForGood(model, workers);
+    const never = this.refusal(model, workers);
     if (never) return never;
     if (this.waiting.length > 0 || !this.tryLoad(model, workers)) this.waitForRoom(model);
     return undefined;
   };
+
+  /** A job for a loaded model with no worker (minWorkers 0): the 507 of a first worker that could never fit. */
+  readonly cannotStart = (model: Model): TsError | undefined => this.refusal(model, 1);
+
+  /**
+   * The scaler's question before it starts `count` more workers of a loaded model (its first
+   * worker for minWorkers 0, or a scale-up): how many fit now. Where unloading idle models would
+   * make room, they are unloaded and the scaler's next look finds it; while the models loaded are
+   * too busy, none is admitted and the requests wait in the queue.
+   */
+  readonly admitWorkers = (model: Model, count: number): number => {
+    if (this.reserved.has(model)) return 0;
+    for (let fits = count; fits > 0; fits--) if (this.shortOfRoom(model, fits) === undefined) return fits;
+    const room = this.makeRoom(model, 1);
+    if ('error' in room) return 0;
+    this.reserved.set(model, this.workerBytes(model));
+    void room.ready.catch(() => {}).then(() => this.reserved.delete(model));
+    return 0;
+  };
+
+  /** The 507 of `workers` of `model` that would never fit, in the budget or beside the stateful models. */
+  private refusal(model: Model, workers: number): TsError | undefined {
+    return this.neverFits(model, workers) ?? this.heldForGood(model, workers);
+  }
 
   /** A loaded model fell idle: the loads waiting for room may go now. */
   readonly modelIdle = (): void => {
@@ -216,6 +241,8 @@ export class ModelMemory {
     if (model.stopped) return;
     const result = await model.load();
     this.loadDone(model, 'request', started, result.ok ? undefined : result.error.message);
+    // Its waiting requests were answered with the failure (Model's failQueued): the next one loads anew.
+    if (!result.ok && !model.stopped) await model.unload();
   }
 
   /** Tells the metrics and the log that `model`'s load begun at `started` is over. */

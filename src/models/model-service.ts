@@ -279,6 +279,8 @@ export class ModelService {
     }
     model.loadOnDemand = this.memory.loadOnDemand;
     model.onIdle = this.memory.modelIdle;
+    model.admitWorkers = this.memory.admitWorkers;
+    model.cannotStart = this.memory.cannotStart;
     try {
       this.registry.add(model);
     } catch (err) {

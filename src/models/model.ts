@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import type { ValidManifest } from '../archive/manifest.js';
 import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
 import type { WorkerAndBatchSettings } from '../config/snapshot-file.js';
-import { tsError, type TsError } from '../errors.js';
+import { TsError, tsError } from '../errors.js';
 import { JobQueue, type BatchQueue } from '../batching/job-queue.js';
 import { SequenceQueue } from '../batching/sequence-queue.js';
 import { Job, type JobResponse } from '../batching/job.js';
@@ -109,6 +109,13 @@ export class Model {
   lastUsed = 0;
   /** Set by the model service: what a job for this model does while it is unloaded. */
   loadOnDemand: LoadOnDemand | undefined;
+  /**
+   * Set by the model service: how many of `count` more workers the memory budget admits now, asked
+   * before the scaler starts any (a first request's worker with minWorkers 0, a scale-up).
+   */
+  admitWorkers: ((model: Model, count: number) => number) | undefined;
+  /** Set by the model service: the 507 of a model with no worker whose first one would never fit. */
+  cannotStart: LoadOnDemand | undefined;
   /** Set by the model service: told when the last job outstanding is answered. */
   onIdle: (() => void) | undefined;
 
@@ -117,7 +124,12 @@ export class Model {
     this.settings = { ...settings };
     this.unloadedSettings = this.settings;
     this.queue = settings.sequence ? new SequenceQueue(settings.sequence) : new JobQueue(settings.jobQueueSize);
-    this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), poolDeps(this));
+    const deps: PoolDeps = {
+      ...poolDeps(this),
+      admit: (count) => this.admitWorkers?.(this, count) ?? count,
+      onStartFailed: (cause) => this.failQueued(cause),
+    };
+    this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), deps);
   }
 
   get name(): string {
@@ -226,6 +238,7 @@ export class Model {
     const { clientTimeoutInMills } = this.settings;
     if (this.refusing) return false;
     if (this.unloadedFlag) this.demandLoad();
+    else if (this.pool.size === 0) this.demandStart();
     if (!this.queue.enqueue(job)) return false;
     this.lastUsed = Date.now();
     // The front end's warm-up (quiet) is no load for the workers to follow.
@@ -242,6 +255,25 @@ export class Model {
   private demandLoad(): void {
     const cannotLoad = this.loadOnDemand?.(this);
     if (cannotLoad) throw cannotLoad;
+  }
+
+  /** A job for a model with no worker (minWorkers 0): throws the 507 of a first worker that could never fit. */
+  private demandStart(): void {
+    const cannotStart = this.cannotStart?.(this);
+    if (cannotStart) throw cannotStart;
+  }
+
+  /**
+   * No worker could load the model (WorkerPool's onStartFailed): the jobs waiting for one are
+   * answered now, with why, not at their deadline with a generic 503 (the queue's, as before any
+   * load, or a restart's after a crash).
+   */
+  private failQueued(cause: unknown): void {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const error = new TsError('TSS_ERR_WORKER_START_FAILED', `${tsError('TSS_ERR_WORKER_START_FAILED', this.name, this.version).message}: ${why}`);
+    for (const job of this.queue.drain()) job.fail(error);
+    // A worker started for a request (minWorkers 0) is not restarted: the next request tries anew.
+    if (this.settings.minWorkers === 0 && !this.stoppedFlag) void this.pool.scale(0, 0);
   }
 
   /**
@@ -363,6 +395,9 @@ export class Model {
    */
   async stop(drainTimeoutMs: number): Promise<void> {
     this.stoppedFlag = true;
+    // Unloaded, it loads no more (a stopped model takes no workers): what waits for its load would
+    // wait out its deadline, and the drain with it; answered now.
+    if (this.unloadedFlag) for (const job of this.queue.drain()) job.fail(tsError('TSS_ERR_MODEL_STOPPED', this.name));
     await this.drain(drainTimeoutMs);
     await this.close(tsError('TSS_ERR_MODEL_STOPPED', this.name));
   }

@@ -14,8 +14,10 @@
  * time would not see, as idle workers take turns at the queue. No worker is added while one is
  * still starting (its load would count as want), nor above the bounds the machine sets: maxWorkers,
  * the cores (every model's workers together) and the free memory (this model's workers' measured
- * size); the one that held is told. A stateful model's workers hold its sequences: none is stopped,
- * and its refusals (its sequences') are not load (models/model.ts tells no refusal of them).
+ * size), and the model's memory budget (models/model-memory.ts admits each worker it starts, the
+ * first one for minWorkers 0 too; 'memory' when it held); the one that held is told. A stateful
+ * model's workers hold its sequences: none is stopped, and its refusals (its sequences') are not
+ * load (models/model.ts tells no refusal of them).
  * The scaler runs on a timer only while there is something to decide; an idle model costs nothing.
  */
 import type { ScalingPolicy } from '../config/model-config.js';
@@ -64,6 +66,11 @@ export interface ScalerDeps {
   readonly machine: Machine;
   readonly now: () => number;
   readonly onScale: (event: ScaleEvent) => void;
+  /**
+   * Asked before workers start: how many of `count` more the model's memory budget admits now
+   * (models/model-memory.ts); all of them where no budget is kept.
+   */
+  readonly admit?: (count: number) => number;
 }
 
 /** A worker's size before one has been measured: config's MEMORY_PER_WORKER, room for a model. */
@@ -142,15 +149,17 @@ export class Scaler {
   /**
    * The operator set the range (or the pool started): the workers there are now count as needed
    * from now, so that none is stopped before downDelayMs, and the timer runs if some are above
-   * minWorkers. At minWorkers it waits for a request (arrived): the front end's warm-up, whose
-   * predictions are not a load to follow, sends none that counts.
+   * minWorkers or requests wait. At minWorkers it waits for a request (arrived): the front end's
+   * warm-up, whose predictions are not a load to follow, sends none that counts.
    */
   reset(): void {
     this.stop();
     if (!this.enabled) return;
     this.need(this.pool.size, this.deps.now());
     this.desired = this.pool.size;
-    if (this.pool.size > this.settings().minWorkers) this.watch();
+    // Requests already waiting (queued while the model was unloaded) are a load too: the next tick
+    // starts their worker, none arriving to ask for it.
+    if (this.pool.size > this.settings().minWorkers || this.pool.waiting > 0) this.watch();
   }
 
   /** Looks at the pool: the timer's work, and a test's with its own clock. */
@@ -198,7 +207,9 @@ export class Scaler {
     };
   }
 
+  /** Starts the first worker, if the memory budget admits it; else the next tick asks again. */
   private coldStart(): void {
+    if (this.admitted(1) < 1) return;
     this.pool.add(1);
     this.need(1, this.deps.now());
     this.desired = Math.max(this.desired, 1);
@@ -243,8 +254,10 @@ export class Scaler {
     const wanted = Math.max(from + 1, Math.ceil(average / perWorker));
     const limits = this.limits(s);
     const [bound, allowed] = tightest(limits);
-    const to = Math.max(from, Math.min(wanted, allowed));
-    const heldNow = wanted > allowed ? bound : undefined;
+    const within = Math.max(from, Math.min(wanted, allowed));
+    const to = within > from ? from + this.admitted(within - from) : within;
+    // The memory budget held it: the model's room among the models loaded, a memory bound too.
+    const heldNow = to < within ? 'memory' : wanted > allowed ? bound : undefined;
     this.desired = wanted;
     if (to > from) {
       this.pool.add(to - from);
@@ -273,6 +286,10 @@ export class Scaler {
     this.desired = needed;
     this.held = undefined;
     this.deps.onScale({ direction: 'down', reason: 'idle', from, to: from - stopped, wanted: needed, bound: undefined });
+  }
+
+  private admitted(count: number): number {
+    return this.deps.admit ? this.deps.admit(count) : count;
   }
 
   /** 1..count workers are needed at `now`. */

@@ -45,6 +45,14 @@ export interface PoolDeps {
   readonly machine?: Machine;
   /** The scaler's clock, in milliseconds; performance.now unless a test gives its own. */
   readonly now?: () => number;
+  /**
+   * A worker's handler failed to load the model while none of the pool's workers has it loaded:
+   * the jobs waiting in the queue would wait for nothing until their deadline; answered with
+   * `cause` now.
+   */
+  readonly onStartFailed?: (cause: unknown) => void;
+  /** How many of `count` more workers the scaler may start now (Scaler's admit); all where unset. */
+  readonly admit?: (count: number) => number;
 }
 
 interface Slot {
@@ -115,6 +123,7 @@ export class WorkerPool {
       machine: this.machine,
       now: deps.now ?? (() => performance.now()),
       onScale: deps.onScale ?? (() => {}),
+      admit: deps.admit,
     });
   }
 
@@ -238,8 +247,19 @@ export class WorkerPool {
     const done = (): void => {
       if (slot.loading === loading) slot.loading = undefined;
     };
-    loading.then(done, done);
+    loading.then(done, (cause: unknown) => {
+      done();
+      // ERROR: the worker said its handler failed to load, which a restart would repeat; a worker
+      // that died as it started (a crash, a kill) may well load on its restart, and is waited for.
+      if (!slot.removed && worker.state === 'ERROR' && this.loadedCount() === 0) void this.startFailed(worker, cause);
+    });
     return loading;
+  }
+
+  /** Tells onStartFailed once the failed worker's process is gone: the answers leave none behind. */
+  private async startFailed(worker: WorkerProcess, cause: unknown): Promise<void> {
+    if (!worker.exited) await new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    this.deps.onStartFailed?.(cause);
   }
 
   /**
