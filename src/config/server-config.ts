@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { cgroupMemoryLimit } from '../host-limits.js';
 import { resolve } from 'node:path';
 import { closestKey, invalidValue, keyDefault, KEYS } from './keys.js';
 import { parseProperties } from './properties.js';
@@ -454,21 +455,8 @@ const MODEL_MEMORY_SHARE = 0.8;
  * model_memory_budget_mb's 0: 80% of the memory this server can have, the smaller of the machine's
  * and its cgroup's limit (a container's), leaving the rest to the front end and the system.
  */
-export function derivedMemoryBudget(machine = totalmem(), cgroupLimit = cgroupMemoryLimit()): number {
+export function derivedMemoryBudget(machine = totalmem(), cgroupLimit = cgroupMemoryLimit()?.max): number {
   return Math.floor(MODEL_MEMORY_SHARE * Math.min(machine, cgroupLimit ?? machine));
-}
-
-/** cgroup v2's memory.max (v1's limit_in_bytes), undefined where there is none ("max"). */
-function cgroupMemoryLimit(): number | undefined {
-  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
-    try {
-      const limit = Number(readFileSync(file, 'utf8').trim());
-      if (Number.isFinite(limit) && limit > 0) return limit;
-    } catch {
-      /* not this cgroup version */
-    }
-  }
-  return undefined;
 }
 
 export function parseIntOr(value: string | undefined, dflt: number): number {

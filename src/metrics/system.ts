@@ -6,8 +6,9 @@
  * `disable_system_metrics=true`. Read from the kernel (/proc, statfs), no child process:
  * TorchServe runs a Python script for this each time.
  */
-import { readFileSync, statfsSync } from 'node:fs';
+import { statfsSync } from 'node:fs';
 import { cpus, freemem, totalmem } from 'node:os';
+import { procKilobytes } from '../host-limits.js';
 
 export interface SystemSample {
   readonly CPUUtilization: number;
@@ -87,16 +88,6 @@ function disk(path: string): Pick<SystemSample, 'DiskUsage' | 'DiskUtilization' 
 /** A process's resident set in bytes; 0 where /proc cannot say (the process is gone, not Linux). */
 function residentBytes(pid: number): number {
   return procKilobytes(`/proc/${pid}/status`, 'VmRSS') ?? 0;
-}
-
-/** `<field>: <n> kB` from a /proc file, in bytes. */
-function procKilobytes(file: string, field: string): number | undefined {
-  try {
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(file, 'latin1'));
-    return match ? Number(match[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function round1(v: number): number {

@@ -20,8 +20,9 @@
  * split between the processes that share them); a worker still starting, and a model never
  * loaded, count as an estimate: 1.25x the model file (ModelMesh's rule) plus a worker's base.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { procKilobytes } from '../host-limits.js';
 import { tsError, type TsError } from '../errors.js';
 import type { Model } from './model.js';
 import type { ModelRegistry } from './model-registry.js';
@@ -317,13 +318,7 @@ function fileBytes(model: Model): number {
 
 /** A process's PSS in bytes (smaps_rollup); undefined where /proc cannot say. */
 function proportionalBytes(pid: number): number | undefined {
-  if (!(pid > 0)) return undefined;
-  try {
-    const kb = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'))?.[1];
-    return kb === undefined ? undefined : Number(kb) * 1024;
-  } catch {
-    return undefined;
-  }
+  return pid > 0 ? procKilobytes(`/proc/${pid}/smaps_rollup`, 'Pss') : undefined;
 }
 
 function mb(bytes: number): string {

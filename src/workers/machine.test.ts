@@ -1,6 +1,7 @@
 // The machine's limits as the cgroup files say them (v2, v1, none), read through a stand-in for the files.
 import t from 'tap';
-import { cgroupCpuQuota, cgroupMemoryLimit, HostMachine } from './machine.js';
+import { cgroupCpuQuota, cgroupMemoryLimit } from '../host-limits.js';
+import { HostMachine } from './machine.js';
 
 const files =
   (content: Record<string, string>) =>

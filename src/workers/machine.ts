@@ -7,8 +7,8 @@
  * Read from /proc and /sys/fs/cgroup (v2, or v1's cpu and memory controllers) when asked: a
  * scaler asks once per decision, not per request.
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism, freemem, totalmem } from 'node:os';
+import { cgroupCpuQuota, cgroupMemoryLimit, procKilobytes } from '../host-limits.js';
 
 /** A pool as the census counts it. */
 export interface Counted {
@@ -72,50 +72,3 @@ export class HostMachine implements Machine {
 
 /** The process's one machine: the pools that are not given another (tests give their own). */
 export const HOST = new HostMachine();
-
-/** Cores the cgroup's quota grants (cgroup v2 cpu.max, or v1 cfs quota/period); undefined: no quota. */
-export function cgroupCpuQuota(read: (path: string) => string | undefined = readText): number | undefined {
-  const v2 = read('/sys/fs/cgroup/cpu.max')?.trim().split(/\s+/);
-  if (v2) return v2[0] === 'max' ? undefined : ratio(v2[0], v2[1]);
-  const quota = read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')?.trim();
-  if (quota === undefined || quota.startsWith('-')) return undefined;
-  return ratio(quota, read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')?.trim());
-}
-
-function ratio(quota: string | undefined, period: string | undefined): number | undefined {
-  const q = Number(quota);
-  const p = Number(period);
-  return q > 0 && p > 0 ? q / p : undefined;
-}
-
-/**
- * The cgroup's memory limit and what it holds now (v2 memory.max/current, or v1
- * limit_in_bytes/usage_in_bytes); undefined without a limit (v1 writes "no limit" as a huge number).
- */
-export function cgroupMemoryLimit(read: (path: string) => string | undefined = readText): { max: number; used: number } | undefined {
-  const v2 = read('/sys/fs/cgroup/memory.max')?.trim();
-  const [maxText, usedText] =
-    v2 !== undefined
-      ? [v2, read('/sys/fs/cgroup/memory.current')]
-      : [read('/sys/fs/cgroup/memory/memory.limit_in_bytes'), read('/sys/fs/cgroup/memory/memory.usage_in_bytes')];
-  const max = Number(maxText?.trim());
-  if (!Number.isFinite(max) || max <= 0 || max >= 2 ** 60) return undefined;
-  return { max, used: Number(usedText?.trim()) || 0 };
-}
-
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** A `Name: N kB` line of a /proc file, in bytes. */
-function procKilobytes(file: string, name: string): number | undefined {
-  const line = readText(file)
-    ?.split('\n')
-    .find((l) => l.startsWith(`${name}:`));
-  const kb = line ? Number.parseInt(line.slice(name.length + 1), 10) : Number.NaN;
-  return Number.isFinite(kb) ? kb * 1024 : undefined;
-}
