@@ -63,7 +63,7 @@ t.test("README's commands, as written: a fresh copy installs, serves and packs; 
   copyRepository(repo);
   const served = await writeUserConfig(repo, ['default_workers_per_model=1']);
   const [install, tests] = readmeBlocks('Two commands');
-  t.equal(tests, 'npm test', "the README's second command is the suite this file belongs to: not run here");
+  t.equal(tests, 'npm test', "the README's second command is the suite (npm test): not run here");
   t.teardown(() => sh('npx tsserve --stop', repo).catch(() => undefined));
   const started = await sh(install!, repo);
   t.notMatch(started.stderr, /nuget|ENOTFOUND|EBADENGINE|Unknown (project|user|env|cli) config/, 'no download attempt, engine or config warning');

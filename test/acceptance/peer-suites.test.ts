@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ROOT } from './helpers.js';
+import { ROOT } from '../helpers.js';
 
 const DATA = process.env.TSSERVE_PEER_DATA ?? join(ROOT, '..', 'shared', 'peer-tests');
 
