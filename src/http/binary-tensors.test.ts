@@ -164,3 +164,10 @@ function binaryArgs(header: object, ...tensors: Buffer[]): [Buffer, string] {
   const { body, length } = binaryBody(header, ...tensors);
   return [body, length];
 }
+
+t.test('no more inputs in binary form than a form has fields', async (t) => {
+  const inputs = Array.from({ length: 1001 }, (_, i) => ({ name: `x${i}`, shape: [0], datatype: 'FP32', parameters: { binary_data_size: 0 } }));
+  const { body, length } = binaryBody({ inputs });
+  t.throws(() => splitBinaryBody(body, length), { code: 'TSS_ERR_HTTP_TOO_MANY_PARTS', status: 413 });
+  t.equal(splitBinaryBody(...binaryArgs({ inputs: inputs.slice(1) })).raws.size, 1000, '1000 are taken');
+});

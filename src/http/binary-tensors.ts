@@ -20,6 +20,7 @@ import { tsError } from '../errors.js';
 import type { Model } from '../models/model.js';
 import type { WireParam } from '../protocol/messages.js';
 import { binaryParamName, checkFixedSize, elementsOf, V2_DATATYPES } from '../protocol/tensor-bytes.js';
+import { MAX_FORM_FIELDS } from './input.js';
 import { checkedTensor, rawJsonFloor, rawTensorJson } from './raw-tensors.js';
 
 /** The request header of the binary tensor data extension: how many bytes of the body are its JSON header. */
@@ -55,6 +56,8 @@ export function splitBinaryBody(body: Buffer, headerLength: string, tensors: 'in
   list.forEach((input: unknown, i) => {
     const size = binarySize(input, i);
     if (size === undefined) return;
+    // Each becomes a parameter of the worker's request, bounded as a form's fields are.
+    if (raws.size >= MAX_FORM_FIELDS) throw tsError('TSS_ERR_HTTP_TOO_MANY_PARTS', MAX_FORM_FIELDS);
     if (size > body.length - at) throw bad(`${inputLabel(input, i)}: binary_data_size ${size} goes past the end of the body (${body.length - at} bytes left)`);
     raws.set(i, body.subarray(at, at + size));
     at += size;
