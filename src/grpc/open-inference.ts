@@ -103,7 +103,7 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
       // An unknown model is answered before its inputs are expanded.
       const model = deps.registry.get(request.model_name, request.model_version || undefined);
       const binary = readsTensorBytes(model, deps.config);
-      const params = tensorParams(tensorRequest(request, binary), binary, deps.config.maxRequestSize);
+      const params = tensorParams(tensorRequest(request, binary), binary, deps.config.maxRequestSize, 'raw_input_contents');
       enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), {
         intermediate: () => {},
         respond: (r) => {

@@ -81,8 +81,9 @@ function binarySize(input: unknown, i: number): number | undefined {
  * The worker parameters of a v2 request with inputs in binary form: `binary` when the handler reads
  * tensor bytes (readsTensorBytes), else every input as v2 JSON. Written as JSON, the inputs may not
  * take more than `limit` (max_request_size): a body that large could not have come over HTTP.
+ * `what` names the bytes in a 400 (gRPC's `raw_input_contents`).
  */
-export function tensorParams({ header, raws }: TensorRequest, binary: boolean, limit: number): WireParam[] {
+export function tensorParams({ header, raws }: TensorRequest, binary: boolean, limit: number, what = 'its binary data'): WireParam[] {
   const params: WireParam[] = [];
   let jsonFloor = 0;
   const inputs = (header.inputs as unknown[]).map((input, i) => {
@@ -91,14 +92,14 @@ export function tensorParams({ header, raws }: TensorRequest, binary: boolean, l
     const { name, datatype, shape } = tensorHead(input as Json, i);
     const rest = withoutBinarySize(input as Json);
     if (binary && datatype !== 'BYTES') {
-      checkedTensor(name, () => checkFixedSize(datatype, shape, raw.length, 'its binary data'));
+      checkedTensor(name, () => checkFixedSize(datatype, shape, raw.length, what));
       params.push({ name: binaryParamName(i), contentType: undefined, value: raw });
       jsonFloor += raw.length;
       return JSON.stringify({ ...rest, parameters: { ...(rest.parameters as Json | undefined), binary_data_size: raw.length } });
     }
     jsonFloor += rawJsonFloor(datatype, raw);
     if (jsonFloor > limit) throw tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', limit);
-    return `${JSON.stringify(rest).slice(0, -1)},"data":${rawTensorJson(name, datatype, shape, raw, 'its binary data')}}`;
+    return `${JSON.stringify(rest).slice(0, -1)},"data":${rawTensorJson(name, datatype, shape, raw, what)}}`;
   });
   if (jsonFloor > limit) throw tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', limit);
   const head = JSON.stringify({ ...header, inputs: undefined });
