@@ -219,5 +219,8 @@ t.test('gRPC: raw_input_contents answer what fp32_contents answer, as raw_output
     inputs: [{ name: 'x', datatype: 'FP32', shape: SHAPE }],
     raw_input_contents: [bytesOf(values).subarray(4)],
   });
-  t.same(short, { code: grpc.status.INVALID_ARGUMENT, details: `Input "x": shape [1, 3, 224, 224] holds ${COUNT} values, raw_input_contents has ${COUNT - 1}` });
+  t.same(short, {
+    code: grpc.status.INVALID_ARGUMENT,
+    details: `Input "x": shape [1, 3, 224, 224] holds ${COUNT} values, raw_input_contents has ${COUNT - 1}`,
+  });
 });
