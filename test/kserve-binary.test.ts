@@ -155,6 +155,14 @@ t.test("Triton's and KServe's clients' binary requests parse", async (t) => {
   });
   t.equal(res.status, 200, 'Triton');
   t.same(floatsOf((await v2Answer(res)).bytes[0]!), times4(values));
+  // With no outputs named, tritonclient asks every output binary with the request's binary_data_output.
+  const unnamed = Buffer.from(JSON.stringify({ inputs: triton.inputs, parameters: { binary_data_output: true } }).replace(/([,:])/g, '$1 '));
+  const all = await fetch(`${urls.inference}/v2/models/tensors/infer`, {
+    method: 'POST',
+    body: Buffer.concat([unnamed, bytesOf(values)]),
+    headers: { 'Inference-Header-Content-Length': String(unnamed.length) },
+  });
+  t.same(floatsOf((await v2Answer(all)).bytes[0]!), times4(values), 'Triton, no outputs named');
 
   // kserve InferRequest.to_rest: orjson (no spaces), an id and model_name, binary_data_output for every output.
   const kserve = {
