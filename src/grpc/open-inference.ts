@@ -154,7 +154,7 @@ function contentsData(input: Tensor): unknown[] {
  */
 function inferResponse(body: Buffer, headerLength: string | undefined): object {
   const split = headerLength === undefined ? undefined : splitAnswer(body, headerLength);
-  const answer = parsedAnswer(split ? split.header : body);
+  const answer = split?.answer ?? parsedAnswer(body);
   const outputs = answer.outputs.map((o) => {
     const described = { name: o.name, datatype: o.datatype, shape: o.shape ?? [o.data?.length ?? 0] };
     if (split || !Array.isArray(o.data)) return described;
@@ -171,23 +171,30 @@ function inferResponse(body: Buffer, headerLength: string | undefined): object {
   };
 }
 
-function parsedAnswer(json: Buffer): V2Answer & { outputs: NonNullable<V2Answer['outputs']> } {
+type ParsedAnswer = V2Answer & { outputs: NonNullable<V2Answer['outputs']> };
+
+function parsedAnswer(json: Buffer): ParsedAnswer {
   let answer: V2Answer;
   try {
     answer = JSON.parse(json.toString('utf8')) as V2Answer;
   } catch {
-    throw GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
+    throw notOpenInference();
   }
-  if (!Array.isArray(answer?.outputs)) throw GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
-  return answer as V2Answer & { outputs: NonNullable<V2Answer['outputs']> };
+  if (!Array.isArray(answer?.outputs)) throw notOpenInference();
+  return answer as ParsedAnswer;
 }
 
-/** A binary answer's header and each output's bytes, as http/binary-tensors.ts splits a request. */
-function splitAnswer(body: Buffer, headerLength: string): { header: Buffer; raws: Uint8Array[] } {
+/** A binary answer's header and each output's bytes (none for an output answered as JSON), split as a request is. */
+function splitAnswer(body: Buffer, headerLength: string): { answer: ParsedAnswer; raws: Uint8Array[] } {
   try {
     const { header, raws } = splitBinaryBody(body, headerLength, 'outputs');
-    return { header: body.subarray(0, Number(headerLength)), raws: (header.outputs as unknown[]).map((_, i) => raws.get(i) ?? new Uint8Array(0)) };
+    const answer = header as unknown as ParsedAnswer;
+    return { answer, raws: answer.outputs.map((_, i) => raws.get(i) ?? new Uint8Array(0)) };
   } catch {
-    throw GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
+    throw notOpenInference();
   }
+}
+
+function notOpenInference(): GrpcFailure {
+  return GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
 }

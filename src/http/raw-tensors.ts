@@ -8,11 +8,11 @@
  * million) would cost the event loop seconds and hundreds of MB for what a few bytes of shape can
  * already show to be wrong. BYTES elements are written base64-encoded, as `bytes_contents` are.
  */
-import { tsError, type TsError } from '../errors.js';
+import { tsError } from '../errors.js';
 import { bytesElements, checkFixedSize, elementSize, elementsOf, TensorProblem, tensorValues, type TensorValues } from '../protocol/tensor-bytes.js';
 
-/** A tensor's problem as the request's 400, naming the input. */
-export function badTensor(name: string, err: unknown): TsError | unknown {
+/** A tensor's problem as the request's 400, naming the input; any other error as it is. */
+function badTensor(name: string, err: unknown): unknown {
   return err instanceof TensorProblem ? tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${name}": ${err.message}`) : err;
 }
 
