@@ -95,7 +95,7 @@ export default class TextClassifier extends BaseHandler {
 function text(value: InputValue): string {
   if (Buffer.isBuffer(value)) return value.toString('utf8');
   if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && !Array.isArray(value) && typeof value.text === 'string') return value.text;
+  if (value && typeof value === 'object' && !Array.isArray(value) && !ArrayBuffer.isView(value) && typeof value.text === 'string') return value.text;
   throw new PredictionError('Expected text: a body, a "data" field, or JSON {"text": "..."}', 400);
 }
 

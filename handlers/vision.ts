@@ -8,7 +8,7 @@
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
-import { classLabel, imagePixelLimit, ort, payloadBytes, PredictionError, requestPayload, type RequestInput } from '../src/index.js';
+import { classLabel, imagePixelLimit, ort, payloadBytes, PredictionError, requestPayload, type RequestInput, type TensorValues } from '../src/index.js';
 
 type SharpModule = typeof import('sharp');
 let sharpModule: Promise<SharpModule> | undefined;
@@ -196,16 +196,32 @@ function nonZero(width: number, height: number): { width: number; height: number
 export async function imageBatch(batch: RequestInput[], transform: ImageTransform): Promise<ort.Tensor> {
   const { crop } = transform;
   const pixels = crop * crop * 3;
+  const dims = [batch.length, 3, crop, crop];
+  const only = batch.length === 1 ? requestPayload(batch[0]!) : undefined;
+  // A lone tensor sent in binary form (the kservev2 envelope's Float32Array) is the input as it came.
+  if (only instanceof Float32Array && only.length === pixels) return new ort.Tensor('float32', only, dims);
   const data = new Float32Array(batch.length * pixels);
   await Promise.all(
     batch.map(async (row, i) => {
       const payload = requestPayload(row);
       const out = data.subarray(i * pixels, (i + 1) * pixels);
       if (Array.isArray(payload)) copyTensor(payload, out, `3x${crop}x${crop}`);
+      else if (isTensorValues(payload)) copyValues(payload, out, `3x${crop}x${crop}`);
       else await imageToChw(payloadBytes(payload), transform, out);
     }),
   );
-  return new ort.Tensor('float32', data, [batch.length, 3, crop, crop]);
+  return new ort.Tensor('float32', data, dims);
+}
+
+/** Values of a tensor sent in binary form (any typed array but bytes, which are an image). */
+function isTensorValues(value: unknown): value is Exclude<TensorValues, Uint8Array> {
+  return ArrayBuffer.isView(value) && !(value instanceof Uint8Array) && !(value instanceof DataView);
+}
+
+function copyValues(values: Exclude<TensorValues, Uint8Array>, out: Float32Array, shape: string): void {
+  if (values.length !== out.length) throw new PredictionError(`Expected an image, or a ${shape} tensor (got ${values.length} values)`, 400);
+  if (values instanceof BigInt64Array || values instanceof BigUint64Array) out.set(Array.from(values, Number));
+  else out.set(values);
 }
 
 const MAX_TENSOR_RANK = 32;

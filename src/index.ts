@@ -13,6 +13,7 @@ export type {
   MetricsApi,
   RequestInput,
   SystemProperties,
+  TensorValues,
 } from './handler/types.js';
 export { PredictionError } from './handler/types.js';
 export { targetScores } from './handler/explain.js';

@@ -16,10 +16,15 @@ function oipClient(t: Test, server: TestServer): (method: string, request: objec
   return (method, request) => unaryCall(client, method, request);
 }
 
-/** The most probable class in an image_classifier answer carried as BYTES. */
+/**
+ * The most probable class in an image_classifier answer carried as BYTES: typed contents, or
+ * raw_output_contents (a 4-byte length, then the element) when the call sent raw inputs.
+ */
 function topClass(answer: UnaryAnswer): string {
-  const outputs = answer.value?.outputs as Array<{ contents: { bytes_contents: Buffer[] } }>;
-  const scores = JSON.parse(outputs[0]!.contents.bytes_contents[0]!.toString('utf8')) as Record<string, number>;
+  const outputs = answer.value?.outputs as Array<{ contents: { bytes_contents: Buffer[] } | null }>;
+  const raw = (answer.value?.raw_output_contents as Buffer[] | undefined)?.[0];
+  const element = outputs[0]!.contents?.bytes_contents[0] ?? raw!.subarray(4, 4 + raw!.readUInt32LE(0));
+  const scores = JSON.parse(element.toString('utf8')) as Record<string, number>;
   return Object.entries(scores).sort((a, b) => b[1] - a[1])[0]![0];
 }
 
@@ -69,6 +74,7 @@ t.test('ModelInfer: typed contents, raw contents and BYTES reach the handler as 
     raw_input_contents: [raw],
   });
   t.equal(topClass(fromRaw), '0', 'raw little-endian FP32');
+  t.match(fromRaw.value, { outputs: [{ name: 'img', datatype: 'BYTES', shape: [1], contents: null }] }, 'raw inputs are answered raw, as KServe answers them');
 
   const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 10, g: 10, b: 250 } } })
     .png()

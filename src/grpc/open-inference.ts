@@ -3,11 +3,14 @@
  * The Open Inference Protocol's gRPC service (KServe v2), on the inference gRPC port when
  * `ts_open_inference_protocol` is on, as TorchServe hosts it. ModelInfer turns the request into
  * the v2 JSON body `{id, model_name, model_version, inputs: [{name, datatype, shape, data}]}`, sent
- * to the handler as `application/json` (the kservev2 envelope reads it), and the handler's v2 JSON
+ * to the handler as `application/json` (the kservev2 envelope reads it), and the handler's v2
  * answer back into a ModelInferResponse. Tensor values come from the `contents` field of their
- * datatype or from `raw_input_contents` (little-endian; BYTES as 4-byte length + bytes); each BYTES
- * element reaches the handler base64-encoded, as TorchServe sends them, so binary (an image) and
- * text alike arrive intact and a handler decodes them as it decodes any base64 input.
+ * datatype or from `raw_input_contents` (little-endian; BYTES as 4-byte length + bytes). Behind
+ * the kservev2 envelope raw tensors cross to the worker as their bytes, and a call with raw inputs
+ * is answered with `raw_output_contents` (http/binary-tensors.ts); any other handler gets them as
+ * JSON `data`. Each BYTES element reaches the handler base64-encoded, as TorchServe sends them, so
+ * binary (an image) and text alike arrive intact and a handler decodes them as it decodes any
+ * base64 input.
  */
 import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
@@ -16,7 +19,7 @@ import { modelMetadata } from '../models/model-metadata.js';
 import { asFailure, GrpcFailure, unary } from './calls.js';
 import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
 import type { GrpcDeps } from './deps.js';
-import { rawJsonFloor, rawTensorJson } from './raw-tensors.js';
+import { HEADER_LENGTH, readsTensorBytes, splitBinaryBody, tensorParams, type TensorRequest } from '../http/binary-tensors.js';
 
 type Contents = Partial<Record<ContentsField, unknown[]>>;
 type ContentsField =
@@ -48,7 +51,7 @@ interface V2Answer {
   id?: string;
   model_name?: string;
   model_version?: string;
-  outputs?: Array<{ name: string; datatype: string; shape?: number[]; data: unknown[] }>;
+  outputs?: Array<{ name: string; datatype: string; shape?: number[]; data?: unknown[] }>;
 }
 
 const FIELD: Record<string, ContentsField> = {
@@ -98,15 +101,15 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
   return new Promise((resolve, reject) => {
     try {
       // An unknown model is answered before its inputs are expanded.
-      deps.registry.get(request.model_name, request.model_version || undefined);
-      refuseOverLimit(request, deps.config.maxRequestSize);
-      const params = [{ name: 'body', contentType: 'application/json', value: Buffer.from(v2Body(request), 'utf8') }];
+      const model = deps.registry.get(request.model_name, request.model_version || undefined);
+      const binary = readsTensorBytes(model, deps.config);
+      const params = tensorParams(tensorRequest(request, binary), binary, deps.config.maxRequestSize, 'raw_input_contents');
       enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), {
         intermediate: () => {},
         respond: (r) => {
           if (r.status >= 400) return reject(answerFailure(r));
           try {
-            resolve(inferResponse(Buffer.from(r.body).toString('utf8')));
+            resolve(inferResponse(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength), r.headers[HEADER_LENGTH]));
           } catch (err) {
             reject(err);
           }
@@ -120,54 +123,78 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): 
 }
 
 /**
- * Raw values are refused when their JSON alone would be larger than max_request_size: the body the
- * handler gets could not have come over HTTP, and writing it (6 MB of BOOL are 36 MB of JSON) is
- * what such a message costs the server.
+ * The call as a v2 header and its raw tensors. Raw inputs ask for raw outputs, as KServe's model
+ * server answers them (its InferRequest.use_binary_outputs for gRPC) and as Triton always does:
+ * with `binary_data_output` the envelope answers in binary form, which becomes raw_output_contents.
  */
-function refuseOverLimit(request: ModelInferRequest, limit: number): void {
-  let floor = 0;
-  request.raw_input_contents.forEach((raw, i) => {
-    floor += rawJsonFloor(request.inputs[i]?.datatype ?? '', raw);
-  });
-  if (floor > limit) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BODY_TOO_LARGE', limit));
-}
-
-/** The v2 JSON body; each input's values written as JSON text once (raw ones straight from their bytes, grpc/raw-tensors.ts). */
-function v2Body(request: ModelInferRequest): string {
+function tensorRequest(request: ModelInferRequest, binary: boolean): TensorRequest {
+  const raws = new Map<number, Uint8Array>();
   const inputs = request.inputs.map((input, i) => {
-    const described = JSON.stringify({ name: input.name, datatype: input.datatype, shape: input.shape });
-    return `${described.slice(0, -1)},"data":${tensorJson(input, request.raw_input_contents[i])}}`;
+    const head = { name: input.name, datatype: input.datatype, shape: input.shape };
+    const raw = request.raw_input_contents[i];
+    if (raw === undefined) return { ...head, data: contentsData(input) };
+    raws.set(i, raw);
+    return { ...head, parameters: { binary_data_size: raw.length } };
   });
-  const head = JSON.stringify({ id: request.id, model_name: request.model_name, model_version: request.model_version });
-  return `${head.slice(0, -1)},"inputs":[${inputs.join(',')}]}`;
+  const header = { id: request.id, model_name: request.model_name, model_version: request.model_version, inputs };
+  return { header: binary && raws.size > 0 ? { ...header, parameters: { binary_data_output: true } } : header, raws };
 }
 
-/** An input's values as JSON: its datatype's contents field, or its raw bytes. */
-function tensorJson(input: Tensor, raw: Buffer | undefined): string {
-  if (raw) return rawTensorJson(input.name, input.datatype, input.shape, raw);
+/** An input's values from its datatype's contents field (BYTES base64-encoded, as TorchServe sends them). */
+function contentsData(input: Tensor): unknown[] {
   const field = FIELD[input.datatype];
   if (!field) throw GrpcFailure.of(tsError('TSS_ERR_HTTP_BAD_REQUEST', `Input "${input.name}": datatype ${input.datatype} needs raw_input_contents`));
   const values = input.contents?.[field] ?? [];
-  return JSON.stringify(field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('base64')) : values);
+  return field === 'bytes_contents' ? values.map((b) => Buffer.from(b as Uint8Array).toString('base64')) : values;
 }
 
-/** The handler's v2 JSON answer (the kservev2 envelope's) as a ModelInferResponse. */
-function inferResponse(text: string): object {
-  let answer: V2Answer;
-  try {
-    answer = JSON.parse(text) as V2Answer;
-  } catch {
-    throw GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
-  }
-  if (!Array.isArray(answer.outputs)) throw GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
+/**
+ * The handler's v2 answer (the kservev2 envelope's) as a ModelInferResponse: from its JSON, or
+ * from its binary form (`headerLength` set), each output's bytes as its raw_output_contents.
+ */
+function inferResponse(body: Buffer, headerLength: string | undefined): object {
+  const split = headerLength === undefined ? undefined : splitAnswer(body, headerLength);
+  const answer = split?.answer ?? parsedAnswer(body);
+  const outputs = answer.outputs.map((o) => {
+    const described = { name: o.name, datatype: o.datatype, shape: o.shape ?? [o.data?.length ?? 0] };
+    if (split || !Array.isArray(o.data)) return described;
+    const field = FIELD[o.datatype] ?? 'bytes_contents';
+    const values = field === 'bytes_contents' ? o.data.map((v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v))) : o.data;
+    return { ...described, contents: { [field]: values } };
+  });
   return {
     id: answer.id ?? '',
     model_name: answer.model_name ?? '',
     model_version: answer.model_version ?? '',
-    outputs: answer.outputs.map((o) => {
-      const field = FIELD[o.datatype] ?? 'bytes_contents';
-      const values = field === 'bytes_contents' ? o.data.map((v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v))) : o.data;
-      return { name: o.name, datatype: o.datatype, shape: o.shape ?? [o.data.length], contents: { [field]: values } };
-    }),
+    outputs,
+    ...(split && { raw_output_contents: split.raws }),
   };
+}
+
+type ParsedAnswer = V2Answer & { outputs: NonNullable<V2Answer['outputs']> };
+
+function parsedAnswer(json: Buffer): ParsedAnswer {
+  let answer: V2Answer;
+  try {
+    answer = JSON.parse(json.toString('utf8')) as V2Answer;
+  } catch {
+    throw notOpenInference();
+  }
+  if (!Array.isArray(answer?.outputs)) throw notOpenInference();
+  return answer as ParsedAnswer;
+}
+
+/** A binary answer's header and each output's bytes (none for an output answered as JSON), split as a request is. */
+function splitAnswer(body: Buffer, headerLength: string): { answer: ParsedAnswer; raws: Uint8Array[] } {
+  try {
+    const { header, raws } = splitBinaryBody(body, headerLength, 'outputs');
+    const answer = header as unknown as ParsedAnswer;
+    return { answer, raws: answer.outputs.map((_, i) => raws.get(i) ?? new Uint8Array(0)) };
+  } catch {
+    throw notOpenInference();
+  }
+}
+
+function notOpenInference(): GrpcFailure {
+  return GrpcFailure.of(tsError('TSS_ERR_PREDICTION_NOT_OPEN_INFERENCE'));
 }

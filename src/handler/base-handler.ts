@@ -72,12 +72,17 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     return occlusionAttributions(input, target, async (tensor) => (await this.inference(tensor as TInput)) as ort.Tensor);
   }
 
-  /** Default: each request's `data` or `body` is a JSON array of numbers; rows are stacked. */
+  /**
+   * Default: each request's `data` or `body` is a JSON array of numbers (or, from the kservev2
+   * envelope, a typed array); rows are stacked. A lone Float32Array row is the tensor's data itself.
+   */
   async preprocess(batch: RequestInput[]): Promise<TInput> {
     const rows = batch.map((row) => numericArray(requestPayload(row)));
     const width = rows[0]?.length ?? 0;
     if (rows.some((r) => r.length !== width)) throw new PredictionError('All inputs of a batch must have the same length', 400);
-    const flat = Float32Array.from(rows.flat());
+    const only = rows.length === 1 ? rows[0] : undefined;
+    const flat = only instanceof Float32Array ? only : new Float32Array(rows.length * width);
+    if (flat !== only) for (const [i, r] of rows.entries()) flat.set(r, i * width);
     return new ort.Tensor('float32', flat, [rows.length, width]) as TInput;
   }
 
@@ -136,14 +141,16 @@ function onlyField(row: RequestInput): InputValue | undefined {
 export function payloadBytes(value: InputValue): Buffer {
   if (Buffer.isBuffer(value)) return value;
   if (typeof value === 'string') return Buffer.from(value, 'base64');
-  if (value && typeof value === 'object' && !Array.isArray(value)) {
+  if (value && typeof value === 'object' && !Array.isArray(value) && !ArrayBuffer.isView(value)) {
     const wrapped = value.b64 ?? value.data;
     if (typeof wrapped === 'string') return Buffer.from(wrapped, 'base64');
   }
   throw new PredictionError('Expected binary data or a base64 string', 400);
 }
 
-function numericArray(value: InputValue): number[] {
+function numericArray(value: InputValue): ArrayLike<number> {
+  if (value instanceof BigInt64Array || value instanceof BigUint64Array) return Array.from(value, Number);
+  if (ArrayBuffer.isView(value) && !Buffer.isBuffer(value)) return value;
   const parsed = Buffer.isBuffer(value) ? safeJson(value.toString('utf8')) : typeof value === 'string' ? safeJson(value) : value;
   const flat = Array.isArray(parsed) ? parsed.flat(Infinity) : undefined;
   if (!flat || flat.some((v) => typeof v !== 'number')) throw new PredictionError('Expected a JSON array of numbers', 400);

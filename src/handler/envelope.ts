@@ -15,14 +15,20 @@
  * - `kservev2` (Open Inference Protocol, `/v2/models/{m}/infer`): each of
  *   `{"id", "inputs": [{name, shape, datatype, data}]}`'s inputs is a row with its `data` shaped
  *   to `shape` (a BYTES input gives `data[0]`, whatever its shape says); out `{"id", "model_name", "model_version",
- *   "outputs": [{name, datatype, data, shape}]}`, one output per input, named after it.
+ *   "outputs": [{name, datatype, data, shape}]}`, one output per input, named after it. KServe's
+ *   and Triton's binary tensor data extension both ways: an input sent as bytes (its
+ *   `binary_data_size`, its bytes a parameter of their own, http/binary-tensors.ts) is a row whose
+ *   `data` is a flat typed array of its values (FP32 a Float32Array over the request's bytes), and
+ *   outputs asked in binary form (`binary_data`, `binary_data_output`) are answered in it.
  *
  * The rows of every request of a batch go to the handler as one flat batch and the answers are
  * grouped back, one reply per request (TorchServe answers only the first request of a batch).
  * A request the envelope cannot read gets its own 400; the rest of its batch is still answered.
  * As in TorchServe, the context still describes the HTTP requests, not the rows.
  */
+import { binaryParamName, bytesTensor, datatypeOfValues, tensorValues, type TensorValues, V2_DATATYPES, valuesBytes } from '../protocol/tensor-bytes.js';
 import type { EntryPoint } from './load.js';
+import { serializeOutput } from './run.js';
 import { isDescribeRequest } from './context.js';
 import { PredictionError, type Context, type HandlerOutput, type InputValue, type JsonValue, type RequestInput } from './types.js';
 
@@ -101,43 +107,64 @@ function readKservev2(request: RequestInput): Unwrapped {
   if (!Array.isArray(body.inputs) || body.inputs.length === 0) {
     throw new PredictionError('Expected a JSON body {"inputs": [{"name", "shape", "datatype", "data"}]}', 400);
   }
-  const rows = body.inputs.map(inputRow);
+  const rows = body.inputs.map((input, k) => inputRow(input, k, request[binaryParamName(k)]));
   const id = typeof body.id === 'string' && body.id.trim() !== '' ? body.id : undefined;
+  const binary = binaryOutputs(body);
   return {
     rows,
-    answer: (outputs, idx, context) => ({
-      id: id ?? context.getRequestId(idx) ?? '',
-      model_name: context.manifest.model.modelName ?? context.modelName,
-      model_version: context.manifest.model.modelVersion,
-      outputs: outputs.map((output, k) => outputTensor(output, String(rows[k]!.name))),
-    }),
+    answer: (outputs, idx, context) => {
+      const head = {
+        id: id ?? context.getRequestId(idx) ?? '',
+        model_name: context.manifest.model.modelName ?? context.modelName,
+        model_version: context.manifest.model.modelVersion,
+      };
+      const tensors = outputs.map((output, k) => outputTensor(output, String(rows[k]!.name)));
+      if (!tensors.some((o) => binary(o.name))) return { ...head, outputs: tensors.map(jsonTensor) };
+      return binaryAnswer(head, tensors, binary, (name, value) => context.setResponseHeader(idx, name, value));
+    },
   };
 }
 
 const MAX_RANK = 32;
-const V2_DATATYPES = new Set(['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES']);
+const V2_TYPES = new Set(V2_DATATYPES);
 
-/** One v2 input as a handler row; its data shaped as it says, after checking that it fits. */
-function inputRow(input: JsonValue, k: number): RequestInput {
+/**
+ * One v2 input as a handler row; its data shaped as it says, after checking that it fits. An input
+ * sent as bytes (`binary_data_size`, its bytes in `binary`) is a typed array of its values, flat,
+ * viewing the bytes the request brought (protocol/tensor-bytes.ts).
+ */
+function inputRow(input: JsonValue, k: number, binary: InputValue | undefined): RequestInput {
   if (!isObject(input)) throw new PredictionError(`Input ${k} is not an object {"name", "shape", "datatype", "data"}`, 400);
   const { name, shape, datatype, data } = input;
   const label = typeof name === 'string' ? `Input "${name}"` : `Input ${k}`;
   if (typeof name !== 'string') throw new PredictionError(`${label} has no "name"`, 400);
-  if (typeof datatype !== 'string' || !V2_DATATYPES.has(datatype)) {
-    throw new PredictionError(`${label}: "datatype" must be one of ${[...V2_DATATYPES].join(', ')}`, 400);
+  if (typeof datatype !== 'string' || !V2_TYPES.has(datatype)) {
+    throw new PredictionError(`${label}: "datatype" must be one of ${V2_DATATYPES.join(', ')}`, 400);
   }
-  if (!Array.isArray(data)) throw new PredictionError(`${label}: "data" must be a list`, 400);
+  const bytes = isObject(input.parameters) && input.parameters.binary_data_size !== undefined;
+  if (!bytes && !Array.isArray(data)) throw new PredictionError(`${label}: "data" must be a list`, 400);
   // The shape of BYTES is not read, as in TorchServe: KServe's own samples send -1 or [-1].
-  if (datatype === 'BYTES') return { name, shape: shape ?? null, datatype, data: data[0] ?? null };
+  if (datatype === 'BYTES' && Array.isArray(data)) return { name, shape: shape ?? null, datatype, data: data[0] ?? null };
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && (d as number) >= 0)) {
     throw new PredictionError(`${label}: "shape" must be a list of non-negative integers`, 400);
   }
   // Each dimension is a level of nesting to build; no model has more than a handful.
   if (shape.length > MAX_RANK) throw new PredictionError(`${label}: "shape" has ${shape.length} dimensions, at most ${MAX_RANK} are accepted`, 400);
-  const flat = (data as unknown[]).flat(Infinity) as JsonValue[];
   const size = (shape as number[]).reduce((a, b) => a * b, 1);
+  if (bytes) return { name, shape, datatype, data: binaryValues(label, datatype, size, binary) };
+  const flat = (data as unknown[]).flat(Infinity) as JsonValue[];
   if (flat.length !== size) throw new PredictionError(`${label}: shape [${shape.join(', ')}] holds ${size} values, "data" has ${flat.length}`, 400);
   return { name, shape, datatype, data: reshape(flat, shape as number[]) };
+}
+
+/** An input's values from its bytes; the front end checked them against the shape (http/binary-tensors.ts). */
+function binaryValues(label: string, datatype: string, size: number, binary: InputValue | undefined): TensorValues {
+  if (!(binary instanceof Uint8Array) || datatype === 'BYTES') {
+    throw new PredictionError(`${label}: binary_data_size without its bytes (send the body with Inference-Header-Content-Length)`, 400);
+  }
+  const values = tensorValues(datatype, binary);
+  if (values.length !== size) throw new PredictionError(`${label}: its shape holds ${size} values, its binary data has ${values.length}`, 400);
+  return values;
 }
 
 function reshape(flat: JsonValue[], shape: number[]): JsonValue {
@@ -147,10 +174,79 @@ function reshape(flat: JsonValue[], shape: number[]): JsonValue {
   return Array.from({ length: outer }, (_, i) => reshape(flat.slice(i * step, (i + 1) * step), inner));
 }
 
-/** A handler's answer as a v2 output tensor, typed as numpy would type it, flattened. */
-function outputTensor(output: HandlerOutput, name: string): HandlerOutput {
-  const data: HandlerOutput[] = Array.isArray(output) ? ((output as unknown[]).flat(Infinity) as HandlerOutput[]) : [asJson(output)];
-  return { name, datatype: datatypeOf(data), data, shape: [data.length] };
+/** An output tensor before it is written: its values as the handler answered them, flattened. */
+interface OutputTensor {
+  readonly name: string;
+  readonly datatype: string;
+  readonly shape: number[];
+  readonly values: TensorValues | HandlerOutput[];
+}
+
+/**
+ * A handler's answer as a v2 output tensor, typed as numpy would type it, flattened; a typed
+ * array (an ONNX output's data) is a tensor of its own type (a Float32Array is FP32). Bytes (a
+ * Buffer) are one BYTES element.
+ */
+function outputTensor(output: HandlerOutput, name: string): OutputTensor {
+  if (isTensorValues(output) && !(output instanceof Uint8Array)) return { name, datatype: datatypeOfValues(output), shape: [output.length], values: output };
+  const data: HandlerOutput[] = Array.isArray(output) ? ((output as unknown[]).flat(Infinity) as HandlerOutput[]) : [output];
+  return { name, datatype: datatypeOf(data), shape: [data.length], values: data };
+}
+
+function jsonTensor(o: OutputTensor): HandlerOutput {
+  const data = Array.isArray(o.values) ? o.values.map(asJson) : Array.from(o.values as ArrayLike<number | bigint>, Number);
+  return { name: o.name, datatype: o.datatype, data, shape: o.shape };
+}
+
+/** Which outputs the request asks in binary form: each output's `binary_data`, else the request's `binary_data_output`. */
+function binaryOutputs(body: { [key: string]: JsonValue }): (name: string) => boolean {
+  const all = isObject(body.parameters) && body.parameters.binary_data_output === true;
+  const asked = new Map<JsonValue | undefined, JsonValue | undefined>();
+  if (Array.isArray(body.outputs))
+    for (const o of body.outputs) if (isObject(o)) asked.set(o.name, isObject(o.parameters) ? o.parameters.binary_data : undefined);
+  return (name) => {
+    const one = asked.get(name);
+    return typeof one === 'boolean' ? one : all;
+  };
+}
+
+/**
+ * The answer in the binary tensor data extension's form: the JSON header (each binary output with
+ * its `binary_data_size`), then those outputs' bytes in order; `Inference-Header-Content-Length`
+ * says where the header ends.
+ */
+function binaryAnswer(head: object, tensors: OutputTensor[], binary: (name: string) => boolean, setHeader: (name: string, value: string) => void): Buffer {
+  const parts: Uint8Array[] = [];
+  const outputs = tensors.map((o) => {
+    if (!binary(o.name)) return jsonTensor(o);
+    const bytes = tensorBytes(o);
+    parts.push(bytes);
+    return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.byteLength } };
+  });
+  const header = Buffer.from(JSON.stringify({ ...head, outputs }), 'utf8');
+  setHeader('inference-header-content-length', String(header.length));
+  setHeader('content-type', 'application/octet-stream');
+  return Buffer.concat([header, ...parts]);
+}
+
+/** An output's values in binary form, of its datatype. */
+function tensorBytes(o: OutputTensor): Uint8Array {
+  if (!Array.isArray(o.values)) return valuesBytes(o.values);
+  const values = o.values;
+  switch (o.datatype) {
+    case 'BOOL':
+      return Uint8Array.from(values, (v) => (v ? 1 : 0));
+    case 'INT64':
+      return valuesBytes(BigInt64Array.from(values, (v) => BigInt(v as number)));
+    case 'FP64':
+      return valuesBytes(Float64Array.from(values as number[]));
+    default:
+      return bytesTensor(values.map((v) => (typeof v === 'string' ? Buffer.from(v, 'utf8') : serializeOutput(v))));
+  }
+}
+
+function isTensorValues(value: unknown): value is TensorValues {
+  return ArrayBuffer.isView(value) && !(value instanceof DataView);
 }
 
 function datatypeOf(data: HandlerOutput[]): string {

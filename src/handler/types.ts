@@ -13,14 +13,18 @@
  * `context.systemProperties`, `set_response_status` -> `setResponseStatus`).
  */
 import type { HandlerManifest } from '../protocol/messages.js';
+import type { TensorValues } from '../protocol/tensor-bytes.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 /**
  * One request parameter, decoded as TorchServe's worker decodes it: a body sent as
- * `application/json` arrives parsed, `text/*` as a string, anything else as a Buffer.
+ * `application/json` arrives parsed, `text/*` as a string, anything else as a Buffer. The
+ * kservev2 envelope gives a tensor sent in binary form as a typed array of its values.
  */
-export type InputValue = Buffer | string | JsonValue;
+export type InputValue = Buffer | string | JsonValue | TensorValues;
+
+export type { TensorValues } from '../protocol/tensor-bytes.js';
 
 /**
  * One request of a batch: parameter name -> value. A raw body (`curl -T file`) is under `body`;

@@ -26,8 +26,14 @@ export async function acceptMultipart(app: FastifyInstance, config: ServerConfig
 }
 
 /** `keyed`: token authorization is on, so the Authorization header is the server's key (handlerHeaders). */
-export async function toWireRequest(request: FastifyRequest, extraHeaders: Record<string, string>, withQuery: boolean, keyed: boolean): Promise<WireRequest> {
-  const params = await readParams(request);
+export async function toWireRequest(
+  request: FastifyRequest,
+  extraHeaders: Record<string, string>,
+  withQuery: boolean,
+  keyed: boolean,
+  read?: (request: FastifyRequest) => WireParam[] | undefined,
+): Promise<WireRequest> {
+  const params = read?.(request) ?? (await readParams(request));
   return {
     id: request.id,
     headers: { ...handlerHeaders(flatHeaders(request), keyed), ...extraHeaders },

@@ -2,7 +2,8 @@
  * @module http/kserve
  * The KServe routes, as TorchServe serves them to KServe's model server:
  * `/v1/models/{m}:predict|:explain` and `/v2/models/{m}/infer|explain` are predictions of the
- * default version (the `kserve` / `kservev2` envelopes shape their bodies, handler/envelope.ts),
+ * default version (the `kserve` / `kservev2` envelopes shape their bodies, handler/envelope.ts;
+ * a v2 body in the binary tensor data extension's form is split into its parts, http/binary-tensors.ts),
  * and `GET /v1/models/{m}` says whether the model is ready. With `ts_open_inference_protocol=true`
  * the Open Inference Protocol's REST extras answer too: server health, server metadata, model
  * metadata and readiness (which TorchServe serves over gRPC only), and 501 for model versions,
@@ -18,6 +19,7 @@ import { VERSION } from '../version.js';
 import { modelMetadata } from '../models/model-metadata.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { documented } from './api-description.js';
+import { binaryRequestParams } from './binary-tensors.js';
 import { requireToken } from './auth.js';
 import { acceptMultipart } from './input.js';
 import { enqueueRequest, refuseEarly, type InferenceDeps } from './predict.js';
@@ -52,7 +54,12 @@ export function kserveRoutes(app: FastifyInstance, deps: InferenceDeps, options:
     app.all(
       `/v2/models/:model/${verb}`,
       { ...documented(`KServe v2 (Open Inference Protocol) ${what} of the default version`, ['POST']), onRequest: refuseEarly(deps) },
-      (request: ModelRequest, reply) => enqueueRequest(request, reply, deps, { model: request.params.model, headers: explainHeader(verb === 'explain') }),
+      (request: ModelRequest, reply) =>
+        enqueueRequest(request, reply, deps, {
+          model: request.params.model,
+          headers: explainHeader(verb === 'explain'),
+          readParams: () => binaryRequestParams(request, deps.registry.get(request.params.model), deps.config),
+        }),
     );
   }
   if (options.openInferenceProtocol) openInferenceExtras(app, deps);

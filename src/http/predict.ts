@@ -21,6 +21,7 @@ import { tsError } from '../errors.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import type { JobResponse, JobSink } from '../batching/job.js';
 import type { ModelRegistry } from '../models/model-registry.js';
+import type { WireParam } from '../protocol/messages.js';
 import { earlyRefusal, enqueuePrediction } from '../batching/admission.js';
 import { modelApi } from './api-description.js';
 import { stringParam, toWireRequest } from './input.js';
@@ -42,10 +43,12 @@ export interface PredictTarget {
   readonly headers?: Record<string, string>;
   /** Query parameters become handler parameters (SageMaker and legacy routes). */
   readonly queryParams?: boolean;
+  /** The route's own reading of the body into parameters; undefined from it reads the body as any route does. */
+  readonly readParams?: (request: FastifyRequest) => WireParam[] | undefined;
 }
 
 export async function enqueueRequest(request: FastifyRequest, reply: FastifyReply, deps: InferenceDeps, target: PredictTarget): Promise<FastifyReply> {
-  const wire = await toWireRequest(request, target.headers ?? {}, target.queryParams === true, deps.tokens !== undefined);
+  const wire = await toWireRequest(request, target.headers ?? {}, target.queryParams === true, deps.tokens !== undefined, target.readParams);
   const name = target.model || stringParam(wire, 'model_name');
   if (!name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
   const model = deps.registry.get(name, target.version);
