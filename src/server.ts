@@ -18,6 +18,7 @@ import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/deps.js';
 import { checkListeners, explainListenError } from './http/listen-check.js';
 import { createListener } from './http/listener.js';
+import { refuseBeforeRouting } from './http/raw-refusal.js';
 import { tlsMaterial, type TlsMaterial } from './http/tls.js';
 import { SLOW_MS, warmFrontEnd } from './http/warm-up.js';
 import { managementRoutes } from './http/management.js';
@@ -170,7 +171,9 @@ async function openServer(
   const urlOf = new Map<string, string>();
   const tokens = config.disableTokenAuthorization ? undefined : new TokenStore(config.keyFile, config.tokenExpirationMin);
   if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
-  await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
+  const inference = listenerFor(config.inferenceAddress, 'inference');
+  await inference.register(inferenceRoutes, { config, registry, metrics, tokens });
+  refuseBeforeRouting(inference.server, { config, registry, metrics, tokens, loggers });
   const management = listenerFor(config.managementAddress, 'management');
   await management.register(managementRoutes, { tokens, service });
   if (tokens) await management.register(tokenRoutes, { tokens });
