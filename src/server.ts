@@ -105,6 +105,7 @@ async function openServer(
   stop: AbortSignal | undefined,
 ): Promise<RunningServer> {
   const log = loggers.server;
+  registry.startingUp = true;
   log.info({ summary: startUpSummary(config, VERSION) }, SUMMARY_MESSAGE);
   for (const warning of config.warnings) log.warn(warning);
   // Before any model loads: a port in use is the one thing said, not its workers' undoing.
@@ -221,11 +222,15 @@ async function openServer(
       kserve: url('kserve'),
       grpcKserve: grpcKserve?.address,
     },
-    startupModelsStarted: startupOutcome(startup).then(async (outcome) => {
-      // Stopping, the listeners are closing: nothing to warm up.
-      if (!closing) await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
-      return outcome;
-    }),
+    startupModelsStarted: startupOutcome(startup)
+      .then(async (outcome) => {
+        // Stopping, the listeners are closing: nothing to warm up.
+        if (!closing) await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
+        return outcome;
+      })
+      .finally(() => {
+        registry.startingUp = false;
+      }),
     close() {
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered.

@@ -136,9 +136,17 @@ export class ModelRegistry {
     entry.defaultVersion = version;
   }
 
+  /**
+   * Start-up is not over: the start-up models load, then the front end warms itself up
+   * (http/warm-up.ts). Until then the server is neither healthy nor serving, as `tsserve --start`
+   * has not returned: a load balancer that sent its load on the first Healthy met a front end
+   * whose code was still cold, and part of the load was refused.
+   */
+  startingUp = false;
+
   /** /ping's answer: every model's default version has at least its minimum of healthy workers. */
   healthy(): boolean {
-    return this.defaults().every((m) => m.ready);
+    return !this.startingUp && this.defaults().every((m) => m.ready);
   }
 
   /**
@@ -146,7 +154,7 @@ export class ModelRegistry {
    * (Model.serving); one scaled to zero on purpose does not hold the server back.
    */
   serving(): boolean {
-    return this.defaults().every((m) => m.settings.minWorkers === 0 || m.serving);
+    return !this.startingUp && this.defaults().every((m) => m.settings.minWorkers === 0 || m.serving);
   }
 
   /** Default versions, sorted by name. */
