@@ -122,16 +122,20 @@ async function coldStart(rate, run) {
   client = new RawClient(origin, REQUEST);
   await start();
   const perSecond = [];
-  const r = await offer(rate, Number(opts['cold-seconds']), (second, status) => {
+  const refusedPerTenth = Array.from({ length: 20 }, () => 0);
+  const r = await offer(rate, Number(opts['cold-seconds']), (offsetMs, status) => {
+    const second = Math.floor(offsetMs / 1000);
     perSecond[second] ??= { ok: 0, refused: 0 };
     if (status === 200) perSecond[second].ok++;
     else perSecond[second].refused++;
+    if (status !== 200 && offsetMs < 2000) refusedPerTenth[Math.floor(offsetMs / 100)]++;
   });
   console.log(
     `cold start${opts['cold-runs'] === '1' ? '' : ` ${run}`}: ${opts.cold}x capacity (${Math.round(r.offered)}/s) from the moment tsserve --start returned, ${opts['cold-seconds']} s: ` +
       `refused ${r.refusedShare.toFixed(2)}%, failed ${r.failed}, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, /ping p50 ${r.ping.p50.toFixed(1)} max ${r.ping.max.toFixed(0)} ms`,
   );
   console.log(`  per second (answered/refused): ${perSecond.map((s) => `${s?.ok ?? 0}/${s?.refused ?? 0}`).join(' ')}`);
+  console.log(`  refused per 100 ms of the first 2 s (by when sent): ${refusedPerTenth.join(' ')}`);
   if (r.reasons) console.log(`  not answered 200: ${r.reasons}`);
 }
 
@@ -208,7 +212,8 @@ async function closedLoopCapacity(connections, seconds) {
 
 /**
  * Sends requests at `rate` per second for `seconds`, each at its scheduled time whatever earlier
- * ones do, and waits (at most 30 s) for the answers.
+ * ones do, and waits (at most 30 s) for the answers; `onAnswer(sentAtMs, status)` hears each, sentAtMs
+ * counted from the first arrival.
  */
 async function offer(rate, seconds, onAnswer) {
   const accepted = [];
@@ -230,7 +235,7 @@ async function offer(rate, seconds, onAnswer) {
         if (statusCode === 200) accepted.push(ms);
         else if (statusCode === 503) refusals.push(ms);
         if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
-        onAnswer(Math.floor(offsetMs / 1000), statusCode);
+        onAnswer(offsetMs, statusCode);
       },
       (err) => count(`no answer: ${err.message}`),
     );
