@@ -2,6 +2,7 @@
 // same status, headers and body as a route's own 503 on a real socket, counted and logged the
 // same, behind token authorization as before; what it does not refuse reaches the routes.
 import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
@@ -107,4 +108,31 @@ t.test('token authorization: a refusal only for a request whose key passes', asy
   t.match(JSON.parse(wrong.body), { code: 400, type: 'InvalidKeyException' }, 'the management key: 400');
   const keyed = await rawPost(server.urls.inference, '/predictions/idle', 'x', `Authorization: Bearer ${keys.inference.key}\r\n`);
   t.match(JSON.parse(keyed.body), { code: 503, type: 'ServiceUnavailableException' }, 'the inference key: the refusal');
+});
+
+/** A POST over TLS (the server's certificate self-signed): its status, headers and body. */
+function httpsPost(url: string): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: 'POST', rejectUnauthorized: false, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const { 'x-request-id': _id, date: _date, ...headers } = res.headers as Record<string, string>;
+        resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 10 s`)));
+    req.on('error', reject);
+    req.end('x');
+  });
+}
+
+t.test("over https the refusal before the router is the route's own too", async (t) => {
+  const server = await serve(t, { inference_address: 'https://127.0.0.1:0' });
+  await register(t, server, 'idle', { initial_workers: 0 });
+  const routed = await httpsPost(`${server.urls.inference}/models/idle/invoke`);
+  const early = await httpsPost(`${server.urls.inference}/predictions/idle`);
+  t.equal(routed.status, 503);
+  t.same(early, routed, 'the same status, headers and body');
+  t.equal(await metric(server, 'ts_requests_rejected_total', 'idle'), 2);
 });
