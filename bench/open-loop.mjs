@@ -4,7 +4,7 @@
 // retries), which is what many independent clients do and what a closed loop (autocannon, wrk)
 // hides: it slows down with the server.
 //
-//   node bench/open-loop.mjs [--seconds 20] [--loads 1,1.5,3] [--cold 0.8] [--cold-seconds 8] [--set key=value ...]
+//   node bench/open-loop.mjs [--seconds 20] [--loads 1,1.5,3] [--cold 0.8] [--cold-seconds 8] [--cold-runs 1] [--set key=value ...]
 //
 // Serves model-store/mnist.mar as the README starts it (`tsserve --start`, default settings) from
 // a temporary folder on free 127.0.0.1 ports (`--set` adds a line to its config.properties, for
@@ -24,19 +24,20 @@
 //             (the model scaled to no workers; and a bare node:http server's 503, the floor), and
 //             the goodput past capacity that those costs leave possible on these cores at all;
 //   cold      the server stopped and started again; as soon as `tsserve --start` returns, --cold
-//             times the capacity last measured for --cold-seconds: the share refused, p99, and per second.
+//             times the capacity last measured for --cold-seconds: the share refused, p99, and per second;
+//             --cold-runs times, each after a stop and a start.
 // The generator runs on the same machine and shares its two cores with the server; it is a lean
 // client of raw sockets (raw-client.mjs) so that it takes as little of them as it can, and the
 // report says what it took (`cpu`: cores used by the server's main process, its workers and the
 // generator over the load) and how far behind schedule it fell. Every load is bounded in time;
 // requests still open 30 s after the last arrival count as failed.
-import { spawn } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { atFixedRate, childPids, cpuSeconds, percentile, sorted, treeRssMb, userServer } from './lib.mjs';
 import { RawClient, rawPost } from './raw-client.mjs';
+import { BODY, bareRefusalCost, refusalCost, refuseEverything } from './refusal-cost.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -45,13 +46,13 @@ const { values: opts } = parseArgs({
     loads: { type: 'string', default: '1,1.5,3' },
     cold: { type: 'string', default: '0.8' },
     'cold-seconds': { type: 'string', default: '8' },
+    'cold-runs': { type: 'string', default: '1' },
     set: { type: 'string', multiple: true, default: [] },
   },
 });
 const SECONDS = Number(opts.seconds);
 const LOADS = opts.loads.split(',').map(Number);
 const CAPACITY_CONNECTIONS = 64;
-const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
 const server = await userServer('tsserve-open-loop-', opts.set);
 if (opts.set.length > 0) console.log(`config.properties adds: ${opts.set.join(', ')}`);
@@ -104,26 +105,38 @@ try {
 
   await reportCosts(answerCost, capacity);
 
+  for (let run = 1; run <= Number(opts['cold-runs']); run++) await coldStart(capacity * Number(opts.cold), run);
+} finally {
+  client.close();
+  await server.stop();
+  server.remove();
+}
+
+/**
+ * Stops the server and starts it again; as soon as `tsserve --start` returns, offers `rate` for
+ * --cold-seconds on new connections and says what share was refused, and when.
+ */
+async function coldStart(rate, run) {
   await server.stop();
   client.close();
   client = new RawClient(origin, REQUEST);
   await start();
   const perSecond = [];
-  const r = await offer(capacity * Number(opts.cold), Number(opts['cold-seconds']), (second, status) => {
+  const refusedPerTenth = Array.from({ length: 20 }, () => 0);
+  const r = await offer(rate, Number(opts['cold-seconds']), (offsetMs, status) => {
+    const second = Math.floor(offsetMs / 1000);
     perSecond[second] ??= { ok: 0, refused: 0 };
     if (status === 200) perSecond[second].ok++;
     else perSecond[second].refused++;
+    if (status !== 200 && offsetMs < 2000) refusedPerTenth[Math.floor(offsetMs / 100)]++;
   });
   console.log(
-    `cold start: ${opts.cold}x capacity (${Math.round(r.offered)}/s) from the moment tsserve --start returned, ${opts['cold-seconds']} s: ` +
+    `cold start${opts['cold-runs'] === '1' ? '' : ` ${run}`}: ${opts.cold}x capacity (${Math.round(r.offered)}/s) from the moment tsserve --start returned, ${opts['cold-seconds']} s: ` +
       `refused ${r.refusedShare.toFixed(2)}%, failed ${r.failed}, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, /ping p50 ${r.ping.p50.toFixed(1)} max ${r.ping.max.toFixed(0)} ms`,
   );
   console.log(`  per second (answered/refused): ${perSecond.map((s) => `${s?.ok ?? 0}/${s?.refused ?? 0}`).join(' ')}`);
+  console.log(`  refused per 100 ms of the first 2 s (by when sent): ${refusedPerTenth.join(' ')}`);
   if (r.reasons) console.log(`  not answered 200: ${r.reasons}`);
-} finally {
-  client.close();
-  await server.stop();
-  server.remove();
 }
 
 function start() {
@@ -145,7 +158,7 @@ async function reportCosts(answerCost, capacity) {
   const overloads = LOADS.filter((m) => m > 1);
   if (overloads.length === 0) return;
   const seconds = Math.min(SECONDS, 8);
-  await fetch(`${server.management}/models/mnist?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
+  await refuseEverything(server.management);
   const { body: refusal } = await client.send();
   const us = (cores) => `${Math.round(cores * 1e6)} us`;
   const bound = (k, r) => `${Math.max(0, (100 * (answerCost - k * r)) / (answerCost - r)).toFixed(0)}%`;
@@ -154,48 +167,10 @@ async function reportCosts(answerCost, capacity) {
     const tsserve = await refusalCost(client, server.pid(), capacity * k, seconds);
     const floor = await bareRefusalCost(refusal, capacity * k, seconds);
     console.log(
-      `  ${k}x: ${us(tsserve.cpu)}, p99 ${tsserve.p99.toFixed(1)} ms (tsserve); ${us(floor.cpu)}, p99 ${floor.p99.toFixed(1)} ms (bare node:http). ` +
+      `  ${k}x: ${us(tsserve.cpu)}, p99 ${tsserve.p99.toFixed(1)} ms (tsserve); ${us(floor.cpu)}, p99 ${floor.p99.toFixed(1)} ms (bare node:http); ` +
+        `tsserve/bare ${(tsserve.cpu / floor.cpu).toFixed(2)}x (servers alone: ${us(tsserve.server)} / ${us(floor.server)}, ${(tsserve.server / floor.server).toFixed(2)}x). ` +
         `The most goodput these cores allow: ${bound(k, tsserve.cpu)} with tsserve's refusals, ${bound(k, floor.cpu)} with the bare server's`,
     );
-  }
-}
-
-/** CPU (server `pid` and this generator) per request refused, at `rate` for `seconds`, and the refusals' p99 in ms. */
-async function refusalCost(refusedClient, pid, rate, seconds) {
-  const before = { server: cpuSeconds(pid), generator: process.cpuUsage() };
-  const times = [];
-  const { calls } = await atFixedRate(rate, seconds, () => {
-    const sent = performance.now();
-    return refusedClient.send().then(
-      ({ status }) => status === 503 && times.push(performance.now() - sent),
-      () => undefined,
-    );
-  });
-  await Promise.all(calls);
-  const generator = process.cpuUsage(before.generator);
-  return {
-    cpu: (cpuSeconds(pid) - before.server + (generator.user + generator.system) / 1e6) / times.length,
-    p99: percentile(sorted(times), 99),
-  };
-}
-
-/** refusalCost of a node:http server in a process of its own that answers every request with `body`, tsserve's 503 bytes. */
-async function bareRefusalCost(body, rate, seconds) {
-  const source = `import { createServer } from 'node:http';
-    const body = Buffer.from('${body.toString('base64')}', 'base64');
-    const s = createServer((req, res) => { req.resume(); res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'content-length': body.length }); res.end(body); });
-    s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
-  const bare = spawn(process.execPath, ['--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
-  try {
-    const port = await new Promise((resolve) => bare.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
-    const origin = `http://127.0.0.1:${port}`;
-    const bareClient = new RawClient(origin, rawPost(origin, '/predictions/mnist', BODY, 'image/png'));
-    await Promise.all(Array.from({ length: 200 }, () => bareClient.send()));
-    const cost = await refusalCost(bareClient, bare.pid, rate, seconds);
-    bareClient.close();
-    return cost;
-  } finally {
-    bare.kill();
   }
 }
 
@@ -237,7 +212,8 @@ async function closedLoopCapacity(connections, seconds) {
 
 /**
  * Sends requests at `rate` per second for `seconds`, each at its scheduled time whatever earlier
- * ones do, and waits (at most 30 s) for the answers.
+ * ones do, and waits (at most 30 s) for the answers; `onAnswer(sentAtMs, status)` hears each, sentAtMs
+ * counted from the first arrival.
  */
 async function offer(rate, seconds, onAnswer) {
   const accepted = [];
@@ -259,7 +235,7 @@ async function offer(rate, seconds, onAnswer) {
         if (statusCode === 200) accepted.push(ms);
         else if (statusCode === 503) refusals.push(ms);
         if (statusCode !== 200) count(`${statusCode} ${(/"message": "((?:[^"\\]|\\.)*)"/.exec(text)?.[1] ?? text).slice(0, 60)}`);
-        onAnswer(Math.floor(offsetMs / 1000), statusCode);
+        onAnswer(offsetMs, statusCode);
       },
       (err) => count(`no answer: ${err.message}`),
     );

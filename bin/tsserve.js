@@ -2,7 +2,9 @@
 import { requireNode } from './require-node.js';
 // First of all: a SIGTERM that comes while the rest loads is kept for the stop (cli/stop-signal.ts).
 import '../dist/src/cli/stop-signal.js';
+import { compileCache } from './compile-cache.js';
 
 requireNode();
+compileCache();
 const { main } = await import('../dist/src/cli/tsserve.js');
 await main(process.argv.slice(2));

@@ -18,6 +18,7 @@ import { listenGrpc } from './grpc/listener.js';
 import type { GrpcDeps } from './grpc/deps.js';
 import { checkListeners, explainListenError } from './http/listen-check.js';
 import { createListener } from './http/listener.js';
+import { refuseBeforeRouting } from './http/raw-refusal.js';
 import { tlsMaterial, type TlsMaterial } from './http/tls.js';
 import { SLOW_MS, warmFrontEnd } from './http/warm-up.js';
 import { managementRoutes } from './http/management.js';
@@ -104,6 +105,7 @@ async function openServer(
   stop: AbortSignal | undefined,
 ): Promise<RunningServer> {
   const log = loggers.server;
+  registry.startingUp = true;
   log.info({ summary: startUpSummary(config, VERSION) }, SUMMARY_MESSAGE);
   for (const warning of config.warnings) log.warn(warning);
   // Before any model loads: a port in use is the one thing said, not its workers' undoing.
@@ -170,7 +172,9 @@ async function openServer(
   const urlOf = new Map<string, string>();
   const tokens = config.disableTokenAuthorization ? undefined : new TokenStore(config.keyFile, config.tokenExpirationMin);
   if (tokens) log.info(`Token authorization is on; keys are in ${tokens.file}`);
-  await listenerFor(config.inferenceAddress, 'inference').register(inferenceRoutes, { config, registry, metrics, tokens });
+  const inference = listenerFor(config.inferenceAddress, 'inference');
+  await inference.register(inferenceRoutes, { config, registry, metrics, tokens });
+  refuseBeforeRouting(inference.server, { config, registry, metrics, tokens, loggers });
   const management = listenerFor(config.managementAddress, 'management');
   await management.register(managementRoutes, { tokens, service });
   if (tokens) await management.register(tokenRoutes, { tokens });
@@ -218,11 +222,15 @@ async function openServer(
       kserve: url('kserve'),
       grpcKserve: grpcKserve?.address,
     },
-    startupModelsStarted: startupOutcome(startup).then(async (outcome) => {
-      // Stopping, the listeners are closing: nothing to warm up.
-      if (!closing) await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
-      return outcome;
-    }),
+    startupModelsStarted: startupOutcome(startup)
+      .then(async (outcome) => {
+        // Stopping, the listeners are closing: nothing to warm up.
+        if (!closing) await warmUpFrontEnd(config, registry, url('inference'), tokens, log);
+        return outcome;
+      })
+      .finally(() => {
+        registry.startingUp = false;
+      }),
     close() {
       closing ??= (async () => {
         // Stop accepting; fastify's close resolves once every request in flight has been answered.

@@ -98,3 +98,40 @@ t.test('front_end_warmup_ms over an https:// inference listener (its certificate
   const answered = Number(/Front end warmed up: (\d+) predictions/.exec(log.find((l) => l.includes('Front end warmed up')) ?? '')?.[1]);
   t.ok(answered > 10, `${answered} answered`);
 });
+
+t.test('not ready before start-up is over: the readiness probe waits for the warm-up, /ping does not', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: warmUpModels,
+    properties: { load_models: 'metered.mar', front_end_warmup_ms: '1500', ts_open_inference_protocol: 'true' },
+  });
+  let over = false;
+  void server.startupModelsStarted.finally(() => {
+    over = true;
+  });
+  // Probes every 20 ms until start-up is over (at most 60 s): the warm-up alone is 1.5 s of them.
+  const during: Array<{ ping: number; ready: number; workerReady: boolean }> = [];
+  for (let turn = 0; turn < 3000 && !over; turn++) {
+    const [ping, ready, described] = await Promise.all([
+      fetch(`${server.urls.inference}/ping`),
+      fetch(`${server.urls.inference}/v2/health/ready`),
+      fetch(`${server.urls.management}/models/metered`),
+    ]);
+    const [, , workers] = await Promise.all([ping.text(), ready.text(), described.json() as Promise<Array<{ workers: Array<{ status: string }> }>>]);
+    if (!over) during.push({ ping: ping.status, ready: ready.status, workerReady: workers[0]?.workers[0]?.status === 'READY' });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  t.ok(over, 'start-up ended');
+  const warming = during.filter((p) => p.workerReady);
+  t.ok(warming.length >= 10, `${warming.length} probes while the worker was READY and the front end warmed itself up`);
+  t.same(
+    during.filter((p) => p.ready === 200),
+    [],
+    '/v2/health/ready never ready before start-up was over',
+  );
+  t.same(
+    warming.filter((p) => p.ping !== 200),
+    [],
+    "/ping Healthy once the worker was, as TorchServe's (the liveness probe)",
+  );
+  t.equal((await fetch(`${server.urls.inference}/v2/health/ready`)).status, 200, 'ready once start-up is over');
+});

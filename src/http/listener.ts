@@ -70,8 +70,9 @@ export function createListener(
   });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  const fixed = fixedHeaders(config);
   app.addHook('onRequest', async (request, reply) => {
-    reply.headers(fixedHeaders(request.id, config));
+    reply.header('x-request-id', request.id).headers(fixed);
   });
   const stop = stoppable(app);
   // A response written while the server stops closes its connection: a client's idle keep-alive
@@ -85,10 +86,7 @@ export function createListener(
     // Neither is the front end's own warm-up (http/warm-up.ts).
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
     deps.metrics.response(reply.statusCode);
-    const ms = Math.round(reply.elapsedTime);
-    deps.loggers.access(
-      `/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`,
-    );
+    deps.loggers.access(accessLine(request.raw, reply.statusCode, reply.elapsedTime));
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
     const e = toTsError(err, config.maxRequestSize);
@@ -115,13 +113,18 @@ function logFailure(loggers: Loggers, original: unknown, e: TsError): void {
   else loggers.server.error({ err: original }, 'request failed');
 }
 
+/** A response's access-log line (TorchServe's access_log.log), `ms` after the request came. */
+export function accessLine(request: IncomingMessage, status: number, ms: number): string {
+  return `/${request.socket.remoteAddress}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.httpVersion}" ${status} ${Math.round(ms)}`;
+}
+
 /**
- * Headers on every response (TorchServe's NettyUtils.sendHttpResponse). The Cache-Control value
- * keeps TorchServe's semicolon, since clients and caches have only ever seen that string.
+ * Headers on every response beside its `x-request-id` (TorchServe's NettyUtils.sendHttpResponse).
+ * The Cache-Control value keeps TorchServe's semicolon, since clients and caches have only ever
+ * seen that string.
  */
-function fixedHeaders(requestId: string, config: ServerConfig): Record<string, string> {
+export function fixedHeaders(config: ServerConfig): Readonly<Record<string, string>> {
   const headers: Record<string, string> = {
-    'x-request-id': requestId,
     Pragma: 'no-cache',
     'Cache-Control': 'no-cache; no-store, must-revalidate, private',
     Expires: 'Thu, 01 Jan 1970 00:00:00 UTC',

@@ -35,12 +35,17 @@ const bodies = new WeakMap<TsError, string>();
  * most of the requests then): its body is made once too.
  */
 export function sendReusedError(reply: FastifyReply, err: TsError): FastifyReply {
+  return sendError(reply, err, reusedBody(err));
+}
+
+/** The JSON body of an error made once and sent again and again, made once. */
+export function reusedBody(err: TsError): string {
   let body = bodies.get(err);
   if (body === undefined) {
     body = gson(err.toJSON());
     bodies.set(err, body);
   }
-  return sendError(reply, err, body);
+  return body;
 }
 
 /**

@@ -136,17 +136,26 @@ export class ModelRegistry {
     entry.defaultVersion = version;
   }
 
+  /**
+   * Start-up is not over: the start-up models load, then the front end warms itself up
+   * (http/warm-up.ts). Until then the readiness probes say not ready, as `tsserve --start` has not
+   * returned: a load balancer that sent its load on the first ready met a front end whose code was
+   * still cold, and part of the load was refused. /ping is not held: it is TorchServe's health,
+   * which counts a loading worker, and the liveness probe of deploy/'s manifests.
+   */
+  startingUp = false;
+
   /** /ping's answer: every model's default version has at least its minimum of healthy workers. */
   healthy(): boolean {
     return this.defaults().every((m) => m.ready);
   }
 
   /**
-   * Readiness probes' answer: every default version that asks for workers can answer now
-   * (Model.serving); one scaled to zero on purpose does not hold the server back.
+   * Readiness probes' answer: start-up is over, and every default version that asks for workers
+   * can answer now (Model.serving); one scaled to zero on purpose does not hold the server back.
    */
   serving(): boolean {
-    return this.defaults().every((m) => m.settings.minWorkers === 0 || m.serving);
+    return !this.startingUp && this.defaults().every((m) => m.settings.minWorkers === 0 || m.serving);
   }
 
   /** Default versions, sorted by name. */

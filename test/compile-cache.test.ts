@@ -1,0 +1,54 @@
+// Node's compile cache (bin/compile-cache.js): `tsserve --start` keeps V8's code of the server's
+// and the workers' modules in <tmpdir>/node-compile-cache (or NODE_COMPILE_CACHE), so that a start
+// after the first compiles less; a folder it cannot write leaves the cache off, and nothing else.
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { buildMar, FIXTURES, tempDir, tsserve, writeUserConfig } from './helpers.js';
+
+/** A folder with echo.mar in its model store and a config.properties: what `tsserve --start` runs from. */
+async function echoServerDir(t: Test, env: NodeJS.ProcessEnv): Promise<{ dir: string; inference: string }> {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, 'model-store'));
+  buildMar(join(dir, 'model-store'), { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+  const { inference } = await writeUserConfig(dir, ['default_workers_per_model=1']);
+  t.teardown(() => tsserve(['--stop'], dir, env));
+  return { dir, inference };
+}
+
+const start = (dir: string, env: NodeJS.ProcessEnv) =>
+  tsserve(['--start', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'], dir, env);
+
+const echo = async (inference: string, body: string): Promise<{ status: number; text: string }> => {
+  const res = await fetch(`${inference}/predictions/echo`, { method: 'POST', body });
+  return { status: res.status, text: await res.text() };
+};
+
+/** The environment of a test's tsserve: `env`, without a compile cache setting of the test run's own. */
+function userEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, ...env };
+}
+
+t.test('the server and its workers keep their compiled modules in <tmpdir>/node-compile-cache', async (t) => {
+  const tmp = tempDir(t);
+  const env = userEnv({ TMPDIR: tmp });
+  const { dir, inference } = await echoServerDir(t, env);
+  const started = start(dir, env);
+  t.equal(started.status, 0, started.out);
+  const cache = join(tmp, 'node-compile-cache');
+  t.same(await echo(inference, 'env:NODE_COMPILE_CACHE'), { status: 200, text: cache }, 'a worker is told where it is');
+  t.equal(tsserve(['--stop'], dir, env).status, 0);
+  const [versioned] = readdirSync(cache);
+  const entries = versioned ? readdirSync(join(cache, versioned)).length : 0;
+  t.ok(entries > 100, `${entries} modules cached, the server's and the worker's`);
+});
+
+t.test('a compile cache folder that cannot be made leaves the cache off: the server starts and serves', async (t) => {
+  const tmp = tempDir(t);
+  writeFileSync(join(tmp, 'a-file'), '');
+  const env = userEnv({ TMPDIR: tmp, NODE_COMPILE_CACHE: join(tmp, 'a-file', 'cache') });
+  const { dir, inference } = await echoServerDir(t, env);
+  const started = start(dir, env);
+  t.equal(started.status, 0, started.out);
+  t.equal((await echo(inference, 'hello')).status, 200);
+});
