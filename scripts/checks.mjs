@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 
 const CHECKS = [
   ['biome', ['check', '--error-on-warnings']],
-  ['tsc', ['-p', 'tsconfig.json']],
+  ['npm', ['run', '--silent', 'build']],
   ['tsc', ['-p', 'tsconfig.test.json']],
 ];
 

@@ -1,7 +1,8 @@
 // Node's compile cache (bin/compile-cache.js): `tsserve --start` keeps V8's code of the server's
-// and the workers' modules in <tmpdir>/node-compile-cache (or NODE_COMPILE_CACHE), so that a start
-// after the first compiles less; a folder it cannot write leaves the cache off, and nothing else.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+// and the workers' modules in <tmpdir>/tsserve-compile-cache-<uid> (or NODE_COMPILE_CACHE), so that a
+// start after the first compiles less; a folder it cannot write, or one another user could, leaves
+// the cache off, and nothing else.
+import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, FIXTURES, tempDir, tsserve, writeUserConfig } from './helpers.js';
@@ -29,13 +30,16 @@ function userEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, ...env };
 }
 
-t.test('the server and its workers keep their compiled modules in <tmpdir>/node-compile-cache', async (t) => {
+/** The default cache folder under `tmp`, the user's own. */
+const privateCache = (tmp: string): string => join(tmp, `tsserve-compile-cache-${process.getuid?.() ?? -1}`);
+
+t.test('the server and its workers keep their compiled modules in <tmpdir>/tsserve-compile-cache-<uid>', async (t) => {
   const tmp = tempDir(t);
   const env = userEnv({ TMPDIR: tmp });
   const { dir, inference } = await echoServerDir(t, env);
   const started = start(dir, env);
   t.equal(started.status, 0, started.out);
-  const cache = join(tmp, 'node-compile-cache');
+  const cache = privateCache(tmp);
   t.same(await echo(inference, 'env:NODE_COMPILE_CACHE'), { status: 200, text: cache }, 'a worker is told where it is');
   t.equal(tsserve(['--stop'], dir, env).status, 0);
   const [versioned] = readdirSync(cache);
@@ -51,4 +55,23 @@ t.test('a compile cache folder that cannot be made leaves the cache off: the ser
   const started = start(dir, env);
   t.equal(started.status, 0, started.out);
   t.equal((await echo(inference, 'hello')).status, 200);
+});
+
+t.test('a default cache folder someone else made or may write is not used: V8 would run the code it holds', async (t) => {
+  const cases: Array<[string, (folder: string) => void]> = [['writable by all', (folder) => chmodSync(folder, 0o777)]];
+  // Only root can give a folder to another user.
+  if (process.getuid?.() === 0) cases.push(['owned by another user', (folder) => chownSync(folder, 65534, 65534)]);
+  for (const [what, spoil] of cases) {
+    const tmp = tempDir(t);
+    const folder = privateCache(tmp);
+    mkdirSync(folder, { mode: 0o700 });
+    spoil(folder);
+    const env = userEnv({ TMPDIR: tmp });
+    const { dir, inference } = await echoServerDir(t, env);
+    const started = start(dir, env);
+    t.equal(started.status, 0, started.out);
+    t.same(await echo(inference, 'env:NODE_COMPILE_CACHE'), { status: 200, text: 'null' }, `${what}: the worker is given no cache`);
+    t.equal(tsserve(['--stop'], dir, env).status, 0);
+    t.same(readdirSync(folder), [], `${what}: nothing written to it`);
+  }
 });

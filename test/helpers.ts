@@ -32,8 +32,9 @@ function refuseStaleBuild(): void {
       if (entry.isDirectory()) return Math.max(latest, newest(path));
       return entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') ? Math.max(latest, statSync(path).mtimeMs) : latest;
     }, 0);
-  const built = join(ROOT, 'dist', 'src', 'index.js');
-  const builtAt = existsSync(built) ? statSync(built).mtimeMs : 0;
+  // The build is incremental: tsc rewrites only what changed, and its state file at every build
+  // that changed anything (`npm run build` touches it, for a source saved unchanged).
+  const builtAt = Math.max(...['.tsbuildinfo', 'src/index.js'].map((f) => join(ROOT, 'dist', f)).map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)));
   if (Math.max(newest(join(ROOT, 'src')), newest(join(ROOT, 'handlers'))) > builtAt) {
     throw new Error('dist/ is older than src/: run `npm run build` first, or `npm run test:one -- <file>`, which builds');
   }
