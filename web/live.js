@@ -77,20 +77,33 @@ function draw(svg, points, format) {
   return names.map((name, n) => [name, last[name], COLORS[n % COLORS.length]]);
 }
 
+/** The element `selector` finds in `parent`; the first time, `make()`'s, appended to it. */
+function once(parent, selector, make) {
+  const found = parent.querySelector(selector);
+  if (found) return found;
+  const made = make();
+  parent.append(made);
+  return made;
+}
+
+/** A `tag` of `className` with `data`, its inner HTML, and the text of its parts (by selector). */
+function made(tag, className, data, html, texts) {
+  const element = document.createElement(tag);
+  element.className = className;
+  Object.assign(element.dataset, data);
+  element.innerHTML = html;
+  for (const [selector, text] of Object.entries(texts)) element.querySelector(selector).textContent = text;
+  return element;
+}
+
 /** A figure per chart, made once and redrawn at each reading. */
 function figure(container, key, title, about) {
-  let found = container.querySelector(`figure[data-chart="${key}"]`);
-  if (found) return found;
-  found = document.createElement('figure');
-  found.className = 'chart';
-  found.dataset.chart = key;
-  found.innerHTML = '<figcaption><strong></strong> <span class="about"></span></figcaption><ul class="legend"></ul>';
-  found.querySelector('strong').textContent = title;
-  found.querySelector('.about').textContent = about;
-  const svg = svgElement('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img' });
-  found.insertBefore(svg, found.querySelector('.legend'));
-  container.append(found);
-  return found;
+  return once(container, `figure[data-chart="${key}"]`, () => {
+    const html = '<figcaption><strong></strong> <span class="about"></span></figcaption><ul class="legend"></ul>';
+    const chart = made('figure', 'chart', { chart: key }, html, { strong: title, '.about': about });
+    chart.insertBefore(svgElement('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img' }), chart.querySelector('.legend'));
+    return chart;
+  });
 }
 
 function render(container, charts, specs) {
@@ -110,15 +123,9 @@ function render(container, charts, specs) {
 
 /** The section of one model (or of the server), made once. */
 function section(id, heading) {
-  let found = document.querySelector(`section[data-model="${CSS.escape(id)}"]`);
-  if (found) return found;
-  found = document.createElement('section');
-  found.className = 'live-model';
-  found.dataset.model = id;
-  found.innerHTML = '<h3></h3><div class="charts"></div>';
-  found.querySelector('h3').textContent = heading;
-  $('live').append(found);
-  return found;
+  return once($('live'), `section[data-model="${CSS.escape(id)}"]`, () =>
+    made('section', 'live-model', { model: id }, '<h3></h3><div class="charts"></div>', { h3: heading }),
+  );
 }
 
 async function poll() {
