@@ -71,10 +71,11 @@ class Family {
   }
 }
 
-/** A model version as the scraped per-model gauges read it: requests queued, room left in its queue, workers with the model loaded. */
+/** A model version as the scraped per-model gauges read it: requests queued, workers with the model loaded. */
 export interface WatchedModel {
   readonly name: string;
   readonly version: string;
+  /** Requests queued, and the room left before it refuses. */
   readonly queue: { readonly size: number; readonly remainingCapacity: number };
   readonly pool: { loadedCount(): number };
   /** Has its workers; false once unloaded to make room (models/model-memory.ts). */
