@@ -1,13 +1,15 @@
 // What deploy/monitoring ships, checked as an operator's tools check it: Debian's promtool checks the
 // alert rules and the Prometheus configuration and runs the rules' unit tests (series that make each
 // alert fire and series that must not); the Grafana dashboard's queries are valid PromQL (promtool
-// again) and ask only for metrics a real tsserve serves on its /metrics.
-import { spawnSync } from 'node:child_process';
+// again) and ask only for metrics a real tsserve serves on its /metrics; and Debian's Prometheus,
+// scraping a real tsserve under a bounded load, evaluates the rules without error and answers every
+// query whose metrics have samples.
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse, stringify } from 'yaml';
-import { buildMnistMar, MNIST_DIR, ROOT, startTestServer, tempDir } from './helpers.js';
+import { buildMnistMar, freePort, MNIST_DIR, ROOT, startTestServer, type TestServer, tempDir, waitFor } from './helpers.js';
 
 const MONITORING = join(ROOT, 'deploy', 'monitoring');
 const RULES = join(MONITORING, 'tsserve-alerts.yaml');
@@ -168,17 +170,25 @@ t.test('the Grafana dashboard: per model, every query valid PromQL', async (t) =
   t.match(checked.out, `SUCCESS: ${records.length} rules found`);
 });
 
-t.test("the dashboard's and the rules' metric names are those a real tsserve serves", async (t) => {
-  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
-  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
-  const text = await (await fetch(`${server.urls.metrics}/metrics`)).text();
-  // Every family prints its TYPE line, a counter not yet counted too; a histogram's series add suffixes.
+/** The names /metrics declares (every family prints its TYPE line, a counter not yet counted too; a histogram's series add suffixes), and those with samples. */
+function servedNames(text: string): { served: Set<string>; sampled: Set<string> } {
   const served = new Set<string>();
   for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
     served.add(name!);
     if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) served.add(`${name}${suffix}`);
   }
+  const sampled = new Set([...text.matchAll(/^([a-zA-Z_:][\w:]*)\{/gm)].map((m) => m[1]!));
+  return { served, sampled };
+}
+
+const mnistServer = (t: Parameters<typeof startTestServer>[0]): Promise<TestServer> =>
+  startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
+const SEVEN = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
+
+t.test("the dashboard's and the rules' metric names are those a real tsserve serves", async (t) => {
+  const server = await mnistServer(t);
+  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: SEVEN })).status, 200);
+  const { served } = servedNames(await (await fetch(`${server.urls.metrics}/metrics`)).text());
   t.ok(served.has('ts_workers_ready') && served.has('Requests5XX'), 'the scrape has families');
   const toCome = new Set(HISTOGRAMS_TO_COME.flatMap((n) => [n, `${n}_bucket`, `${n}_sum`, `${n}_count`]));
   const named = [
@@ -194,4 +204,66 @@ t.test("the dashboard's and the rules' metric names are those a real tsserve ser
     const unknown = names.filter((n) => !served.has(n) && !toCome.has(n));
     t.same(unknown, [], `${where}: ${names.join(', ')}`);
   }
+});
+
+/** Debian's Prometheus scraping `target` every second with the alert rules, on a port of its own; stopped at the test's end. */
+async function prometheus(t: Parameters<typeof tempDir>[0], target: string): Promise<string> {
+  const dir = tempDir(t, 'tsserve-prometheus-');
+  const config = {
+    global: { scrape_interval: '1s', evaluation_interval: '1s' },
+    rule_files: [RULES],
+    scrape_configs: [{ job_name: 'tsserve', static_configs: [{ targets: [target] }] }],
+  };
+  writeFileSync(join(dir, 'prometheus.yml'), stringify(config));
+  const url = `http://127.0.0.1:${await freePort()}`;
+  const child = spawn(
+    'prometheus',
+    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=${new URL(url).host}`],
+    { stdio: 'ignore' },
+  );
+  t.teardown(() => {
+    child.kill();
+  });
+  await waitFor(async () => (await fetch(`${url}/-/ready`).catch(() => undefined))?.status === 200, 30_000, 'Prometheus ready');
+  return url;
+}
+
+async function query(prometheusUrl: string, expr: string): Promise<{ status: string; error?: string; data?: { result: Array<{ value: [number, string] }> } }> {
+  return (await fetch(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(expr)}`)).json() as Promise<{ status: string }>;
+}
+
+t.test('a real Prometheus scraping tsserve under load: the rules evaluate, and every query with samples answers', async (t) => {
+  const server = await mnistServer(t);
+  const url = await prometheus(t, new URL(server.urls.metrics!).host);
+  await waitFor(async () => ((await query(url, 'ts_workers_ready')).data?.result.length ?? 0) > 0, 30_000, 'a first scrape');
+  // Four clients for 8 s or 4,000 predictions, whichever first, and a prediction of no model now and then (4XX).
+  const until = Date.now() + 8_000;
+  let sent = 0;
+  const statuses: number[] = [];
+  const client = async (): Promise<void> => {
+    while (Date.now() < until && sent < 4_000) {
+      const res = await fetch(`${server.urls.inference}/predictions/${++sent % 100 === 0 ? 'nope' : 'mnist'}`, { method: 'POST', body: SEVEN });
+      await res.arrayBuffer();
+      statuses.push(res.status);
+    }
+  };
+  await Promise.all([client(), client(), client(), client()]);
+  t.same([...new Set(statuses)].sort(), sent >= 100 ? [200, 404] : [200], `${sent} predictions answered`);
+  // Two scrapes after the load, so that every rate has its last samples.
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+
+  const { sampled } = servedNames(await (await fetch(`${server.urls.metrics}/metrics`)).text());
+  for (const { panel, expr } of queries(dashboard())) {
+    const answer = await query(url, asPrometheusGets(expr).replaceAll('[1m]', '[30s]'));
+    t.equal(answer.status, 'success', `${panel}: ${answer.error ?? expr}`);
+    if (metricNames(expr).every((n) => sampled.has(n))) {
+      t.ok((answer.data?.result.length ?? 0) > 0, `${panel}: answers with data: ${expr}`);
+    }
+  }
+  const rules = (await (await fetch(`${url}/api/v1/rules`)).json()) as {
+    data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
+  };
+  const evaluated = rules.data.groups.flatMap((g) => g.rules);
+  t.same(evaluated.map((r) => r.name).sort(), alertNames().sort(), 'every rule loaded');
+  for (const rule of evaluated) t.equal(rule.health, 'ok', `${rule.name} evaluates: ${rule.lastError ?? ''}`);
 });
