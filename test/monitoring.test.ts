@@ -9,7 +9,8 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse, stringify } from 'yaml';
-import { buildMnistMar, freePort, MNIST_DIR, ROOT, startTestServer, type TestServer, tempDir, waitFor } from './helpers.js';
+import { predict, register, serve } from './echo-model.js';
+import { buildMnistMar, freePort, metric, MNIST_DIR, ROOT, startTestServer, type TestServer, tempDir, waitFor } from './helpers.js';
 
 const MONITORING = join(ROOT, 'deploy', 'monitoring');
 const RULES = join(MONITORING, 'tsserve-alerts.yaml');
@@ -266,4 +267,52 @@ t.test('a real Prometheus scraping tsserve under load: the rules evaluate, and e
   const evaluated = rules.data.groups.flatMap((g) => g.rules);
   t.same(evaluated.map((r) => r.name).sort(), alertNames().sort(), 'every rule loaded');
   for (const rule of evaluated) t.equal(rule.health, 'ok', `${rule.name} evaluates: ${rule.lastError ?? ''}`);
+});
+
+t.test('in a real Prometheus, a full queue and its refusals raise their alerts (pending), and a healthy model raises none', async (t) => {
+  const server = await serve(t, { job_queue_size: '4' });
+  await register(t, server, 'full', { initial_workers: 1 });
+  await register(t, server, 'healthy', { initial_workers: 1 });
+  const url = await prometheus(t, new URL(server.urls.metrics!).host);
+  await waitFor(async () => ((await query(url, 'ts_workers_ready{model_name="full"}')).data?.result.length ?? 0) > 0, 30_000, 'a first scrape');
+  t.equal((await predict(server, 'healthy', 'hello')).status, 200);
+  // The one worker busy for 12 s, its queue of 4 full behind it, and three more refused.
+  const held = [predict(server, 'full', 'sleep:12000')];
+  await waitFor(
+    async () => (await metric(server, 'ts_inference_requests_total', 'full')) === 1 && (await metric(server, 'ts_queue_size', 'full')) === 0,
+    5_000,
+    'the first with the worker',
+  );
+  for (const body of ['a', 'b', 'c', 'd']) held.push(predict(server, 'full', body));
+  await waitFor(async () => (await metric(server, 'ts_queue_size', 'full')) === 4, 5_000, 'a full queue');
+  // rate() counts a counter's increase from its first sample: the counters of refusals (and of
+  // 5XX) appear at the first refusal, so the ones after it are those an alert sees.
+  t.equal((await predict(server, 'full', 'e')).status, 503, 'refused: the queue is full');
+  await waitFor(async () => ((await query(url, 'ts_requests_rejected_total{model_name="full"}')).data?.result.length ?? 0) > 0, 5_000, 'a refusal scraped');
+  t.same([(await predict(server, 'full', 'f')).status, (await predict(server, 'full', 'g')).status], [503, 503], 'and again');
+
+  const pending = async (): Promise<string[]> => {
+    const answer = await query(url, 'ALERTS{alertstate="pending"}');
+    return (answer.data?.result ?? []).map((r) => {
+      const labels = (r as unknown as { metric: Record<string, string> }).metric;
+      return `${labels.alertname} ${labels.model_name ?? labels.instance}`;
+    });
+  };
+  const expected = ['TsserveModelErrorRatioHigh full', 'TsserveQueueNearFull full', `TsserveServerErrorRatioHigh ${new URL(server.urls.metrics!).host}`];
+  // Prometheus scrapes and evaluates every second; the assertion below says what did not come.
+  await waitFor(
+    async () => {
+      const now = await pending();
+      return expected.every((a) => now.includes(a));
+    },
+    8_000,
+    'the alerts pending',
+  ).catch(() => undefined);
+  const raised = (await pending()).sort();
+  t.same(raised, expected, 'the queue near full and the error ratios, for the full model and its server; nothing for the healthy model');
+  t.same(
+    (await Promise.all(held)).map((r) => r.status),
+    [200, 200, 200, 200, 200],
+    'what the queue held is answered',
+  );
 });
