@@ -4,9 +4,10 @@
 // again) and ask only for metrics a real tsserve serves on its /metrics; and Debian's Prometheus,
 // scraping a real tsserve under a bounded load, evaluates the rules without error and answers every
 // query whose metrics have samples.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import t from 'tap';
 import { parse, stringify } from 'yaml';
 import { predict, register, serve } from './echo-model.js';
@@ -133,6 +134,18 @@ t.test('the rule tests have teeth: an alert that never fires, or fires at once, 
       t.match(run.out, `alertname: ${alert}`, 'on that alert');
     }
   }
+});
+
+t.test("docs/monitoring.md's command makes a PrometheusRule of the rules that the Prometheus Operator's schema takes", async (t) => {
+  const command = /^ {2}(\{ printf 'apiVersion: monitoring\.coreos\.com\/v1.*) \| kubectl apply -f -$/m.exec(
+    readFileSync(join(ROOT, 'docs', 'monitoring.md'), 'utf8'),
+  )?.[1];
+  t.ok(command, 'the command is in the docs');
+  const made = parse(execFileSync('bash', ['-c', command!], { cwd: ROOT, encoding: 'utf8' })) as { kind: string; spec: unknown };
+  t.equal(made.kind, 'PrometheusRule');
+  t.same(made.spec, parse(readFileSync(RULES, 'utf8')), 'its spec: the rules as they are');
+  t.doesNotThrow(() => new PrometheusRule(made as never).validate(), "valid against the operator's schema");
+  t.throws(() => new PrometheusRule({ ...made, spec: { groups: 'tsserve' } } as never).validate(), 'which tells a wrong one');
 });
 
 t.test('the Grafana dashboard: per model, every query valid PromQL', async (t) => {
