@@ -4,7 +4,9 @@
 import t from 'tap';
 import { type Buckets, type ModelReading, modelCharts, perSecond, quantile, type Reading, serverCharts } from './live-series.js';
 
-const bounds = [0.5, 1, 2.5, Infinity];
+const bounds = [0.5, 1, 2.5];
+/** Buckets of `bounds` with these cumulative counts, the last the +Inf bucket's. */
+const buckets = (...counts: number[]): Buckets => ({ bounds, cumulative: counts.slice(0, -1), count: counts.at(-1)! });
 
 t.test("rates: a counter's increase per second; a counter that went down counts from zero", async (t) => {
   t.equal(perSecond(10, 30, 4), 5);
@@ -14,14 +16,14 @@ t.test("rates: a counter's increase per second; a counter that went down counts 
 
 t.test('quantiles of what a histogram counted between two readings, as histogram_quantile()', async (t) => {
   // deploy/monitoring/tsserve-alerts.test.yaml's "nst" over 5 minutes: promtool says p99 = 2.484 s.
-  const before: Buckets = { bounds, cumulative: [0, 0, 0, 0] };
-  const after: Buckets = { bounds, cumulative: [0, 5, 100, 100] };
+  const before = buckets(0, 0, 0, 0);
+  const after = buckets(0, 5, 100, 100);
   t.equal(quantile(0.99, before, after)!.toFixed(3), '2.484');
   t.equal(quantile(0.5, before, after), 1 + 1.5 * (45 / 95));
-  t.equal(quantile(0.5, null, { bounds, cumulative: [10, 10, 10, 10] }), 0.25, 'the first bucket from 0');
-  t.equal(quantile(0.99, null, { bounds, cumulative: [0, 0, 0, 4] }), 2.5, 'past the last finite bound: that bound');
+  t.equal(quantile(0.5, null, buckets(10, 10, 10, 10)), 0.25, 'the first bucket from 0');
+  t.equal(quantile(0.99, null, buckets(0, 0, 0, 4)), 2.5, 'past the last finite bound: that bound');
   t.equal(quantile(0.99, after, after), null, 'nothing counted between them');
-  t.equal(quantile(0.5, { bounds, cumulative: [50, 50, 50, 50] }, { bounds, cumulative: [2, 2, 2, 2] }), 0.25, 'a reset counts from zero');
+  t.equal(quantile(0.5, buckets(50, 50, 50, 50), buckets(2, 2, 2, 2)), 0.25, 'a reset counts from zero');
 });
 
 const model = (requests: number, latency: Buckets | null = null): ModelReading => ({
@@ -56,7 +58,7 @@ t.test("a model's charts from readings a second apart: rates over 5 s, the mean 
 });
 
 t.test('p50 and p99 from ts_request_seconds once tsserve serves it, over the last 10 s', async (t) => {
-  const history = Array.from({ length: 12 }, (_, i) => reading(i * 1000, { mnist: model(i * 10, { bounds, cumulative: [0, i, i * 10, i * 10] }) }));
+  const history = Array.from({ length: 12 }, (_, i) => reading(i * 1000, { mnist: model(i * 10, buckets(0, i, i * 10, i * 10)) }));
   const last = modelCharts(history, 'mnist').latency.at(-1)!;
   // Between readings 1 and 11: 10 in (0.5, 1], 90 in (1, 2.5].
   t.equal(last.p50, 1 + 1.5 * (40 / 90));

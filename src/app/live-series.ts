@@ -7,10 +7,14 @@
  * browser as it is (/lib/live-series.js), and the page imports it there.
  */
 
-/** A histogram's buckets as tsserve writes them: upper bounds ascending (the last +Inf), counts cumulative. */
+/**
+ * A histogram's buckets: the finite upper bounds ascending, the cumulative count of each, and the
+ * count of all (the +Inf bucket, kept apart: JSON has no Infinity, and the page reads this as JSON).
+ */
 export interface Buckets {
   readonly bounds: readonly number[];
   readonly cumulative: readonly number[];
+  readonly count: number;
 }
 
 /** One model's counters (cumulative) and gauges at one reading, summed over its versions. */
@@ -54,16 +58,18 @@ export function perSecond(older: number, newer: number, seconds: number): number
  * as histogram_quantile() does; null when it counted nothing. Past the last finite bound, that bound.
  */
 export function quantile(q: number, older: Buckets | null, newer: Buckets): number | null {
-  const counts = newer.cumulative.map((c, i) => {
-    const before = older?.bounds[i] === newer.bounds[i] ? (older?.cumulative[i] ?? 0) : 0;
-    return c >= before ? c - before : c;
-  });
-  const total = counts.at(-1) ?? 0;
+  const sameBounds = older !== null && older.bounds.join() === newer.bounds.join();
+  const increase = (now: number, then: number | undefined): number => {
+    const before = sameBounds ? (then ?? 0) : 0;
+    return now >= before ? now - before : now;
+  };
+  const counts = [...newer.cumulative.map((c, i) => increase(c, older?.cumulative[i])), increase(newer.count, older?.count)];
+  const total = counts.at(-1)!;
   if (total <= 0) return null;
   const rank = q * total;
   const i = counts.findIndex((c) => c >= rank);
   const bounds = newer.bounds;
-  if (i === bounds.length - 1) return bounds.length > 1 ? bounds[bounds.length - 2]! : null;
+  if (i === bounds.length) return bounds.length > 0 ? bounds.at(-1)! : null;
   const lower = i === 0 ? 0 : bounds[i - 1]!;
   const below = i === 0 ? 0 : counts[i - 1]!;
   const inBucket = counts[i]! - below;

@@ -58,8 +58,9 @@ function bucketsByModel(samples: readonly Sample[], name: string): Record<string
   }
   const buckets: Record<string, Buckets> = {};
   for (const [model, byBound] of counts) {
-    const bounds = [...byBound.keys()].sort((a, b) => a - b);
-    buckets[model] = { bounds, cumulative: bounds.map((b) => byBound.get(b)!) };
+    const bounds = [...byBound.keys()].filter(Number.isFinite).sort((a, b) => a - b);
+    const cumulative = bounds.map((b) => byBound.get(b)!);
+    buckets[model] = { bounds, cumulative, count: byBound.get(Number.POSITIVE_INFINITY) ?? cumulative.at(-1) ?? 0 };
   }
   return buckets;
 }
