@@ -76,8 +76,10 @@ t.test('a request refused for a full queue adds a worker, though the average wai
   const server = await serve(t, { ...FAST, scale_waiting_per_worker: '50', job_queue_size: '2' });
   await register(t, server, 'full', { initial_workers: 1 });
   await scale(t, server, 'full', 1, 2);
+  t.equal(await metric(server, 'ts_queue_remaining_capacity', 'full'), 2, 'room for job_queue_size requests');
   const accepted = [predict(server, 'full', 'sleep:1500'), predict(server, 'full', 'a'), predict(server, 'full', 'b')];
   await waitFor(async () => (await metric(server, 'ts_queue_size', 'full')) >= 2, 10_000, 'a full queue');
+  t.equal(await metric(server, 'ts_queue_remaining_capacity', 'full'), 0, 'no room left: what the alert "queue near full" reads');
   t.equal((await predict(server, 'full', 'c')).status, 503, 'refused: the queue is full');
   await waitFor(async () => (await workerCount(server, 'full')) === 2, 20_000, 'a second worker');
   t.same(

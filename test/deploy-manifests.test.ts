@@ -1,11 +1,12 @@
-// Every deploy manifest against the schema a cluster would check it with: Kubernetes' own kinds
-// and KEDA's through the kubernetes-models packages (the upstream OpenAPI schemas), KServe's
+// Every deploy manifest against the schema a cluster would check it with: Kubernetes' own kinds,
+// KEDA's and the Prometheus Operator's through the kubernetes-models packages (the upstream OpenAPI schemas), KServe's
 // kinds through the openAPIV3Schema of KServe's CRDs (test/fixtures/kserve). The kustomizations
 // are built by `kubectl kustomize`, as `kubectl apply -k` builds them.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
@@ -14,7 +15,7 @@ import { ConfigMap, Service } from 'kubernetes-models/v1';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseProperties } from '../src/config/properties.js';
-import { FIXTURES, ROOT } from './helpers.js';
+import { FIXTURES, ROOT, tempDir } from './helpers.js';
 
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string }; [key: string]: unknown };
 
@@ -29,6 +30,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'policy/v1 PodDisruptionBudget': PodDisruptionBudget,
   'autoscaling/v2 HorizontalPodAutoscaler': HorizontalPodAutoscaler,
   'keda.sh/v1alpha1 ScaledObject': ScaledObject,
+  'monitoring.coreos.com/v1 ServiceMonitor': ServiceMonitor,
 };
 
 /** KServe's kinds: the openAPIV3Schema of each version of its CRDs, compiled once. */
@@ -149,3 +151,48 @@ interface PodSpec {
     securityContext: { capabilities: { drop: string[] } };
   }>;
 }
+
+t.test("every pod running tsserve carries Prometheus' scrape annotations for its metrics port", async (t) => {
+  for (const dir of ['base', 'app-pod']) {
+    const deployment = kustomize(join(DEPLOY, 'kubernetes', dir)).find((o) => o.kind === 'Deployment') as K8sObject & {
+      spec: {
+        template: {
+          metadata: { annotations?: Record<string, string> };
+          spec: { containers: Array<{ name: string; ports?: Array<{ containerPort: number }> }> };
+        };
+      };
+    };
+    const template = deployment.spec.template;
+    t.same(
+      template.metadata.annotations,
+      { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '8082', 'prometheus.io/path': '/metrics' },
+      `${dir}: scrape, port and path`,
+    );
+    const tsserve = template.spec.containers.find((c) => c.name === 'tsserve')!;
+    t.ok(
+      tsserve.ports?.some((p) => p.containerPort === 8082),
+      `${dir}: the tsserve container exposes 8082`,
+    );
+  }
+});
+
+t.test("the ServiceMonitor component, joined to the base, scrapes the Service's metrics port", async (t) => {
+  // A component is joined by an overlay of the user's; kustomize takes only relative paths.
+  const overlay = tempDir(t, 'tsserve-kustomize-');
+  const from = (dir: string): string => relative(overlay, join(DEPLOY, 'kubernetes', dir));
+  writeFileSync(join(overlay, 'kustomization.yaml'), `resources: [${from('base')}]\ncomponents: [${from('servicemonitor')}]\n`);
+  const objects = kustomize(overlay);
+  for (const object of objects) t.same(schemaErrors(object), [], `${object.kind} ${object.metadata.name}`);
+  const monitor = objects.find((o) => o.kind === 'ServiceMonitor') as K8sObject & {
+    spec: { selector: { matchLabels: Record<string, string> }; endpoints: Array<{ port: string; path: string }> };
+  };
+  const service = objects.find((o) => o.kind === 'Service') as K8sObject & {
+    metadata: { labels: Record<string, string> };
+    spec: { ports: Array<{ name: string; port: number }> };
+  };
+  t.match(service.metadata.labels, monitor.spec.selector.matchLabels, "its selector matches the Service's labels");
+  const endpoint = monitor.spec.endpoints[0]!;
+  t.equal(service.spec.ports.find((p) => p.name === endpoint.port)?.port, 8082, 'the port it names is the metrics port');
+  t.equal(endpoint.path, '/metrics');
+  t.same(schemaErrors({ ...monitor, spec: { endpoints: 'metrics' } }).length > 0, true, 'its schema tells a wrong ServiceMonitor');
+});

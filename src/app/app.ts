@@ -8,6 +8,8 @@
  *   /api/predict/:model   the request body, as sent, to /predictions/:model; the answer streamed back
  *   /api/explain/:model   the same to /explanations/:model (the classification page's heat map)
  *   /api/models           registered models, versions, workers and their states, request counts
+ *   /api/metrics          one reading of tsserve's /metrics for the live page (app/metrics-text.ts)
+ *   /lib/live-series.js   the live page's arithmetic (app/live-series.ts), compiled, for the browser
  *
  * Closed (app.close(), on SIGTERM), it stops accepting and lets what it forwards finish within
  * its drain timeout; a forward still waiting on tsserve then is cut and answered 503.
@@ -20,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { keyDefault } from '../config/keys.js';
+import { liveReading, parseMetricsText, sumByModel } from './metrics-text.js';
 
 export interface AppOptions {
   readonly inference: string;
@@ -36,6 +39,8 @@ export interface AppOptions {
 }
 
 const WEB = fileURLToPath(new URL('../../../web/', import.meta.url));
+/** Compiled beside this module (dist/src/app/), with no imports: the browser loads it as it is. */
+const LIVE_SERIES = fileURLToPath(new URL('./live-series.js', import.meta.url));
 /** tsserve's own default max_request_size: the page allows what the server takes. */
 export const DEFAULT_MAX_UPLOAD = Number(keyDefault('max_request_size'));
 /** Well within a pod's grace period (30 s by default, the app pod's 45 s), beside tsserve's own stop. */
@@ -139,12 +144,20 @@ export function createApp(opts: AppOptions): FastifyInstance {
       const described = await Promise.all(
         list.models.map((m) => getJson<unknown[]>(`${opts.management}/models/${encodeURIComponent(m.modelName)}/all`, headers, cut)),
       );
-      const counts = opts.metrics ? await requestCounts(`${opts.metrics}/metrics`, cut) : {};
+      const counts = opts.metrics ? sumByModel(parseMetricsText(await metricsText(opts.metrics, cut)), 'ts_inference_requests_total') : {};
       return { models: described.flat(), requests: counts };
     } catch {
       return problem(reply, 502, 'The management API does not answer. Is tsserve running?');
     }
   });
+
+  app.get('/api/metrics', async (_request, reply) => {
+    if (!opts.metrics) return problem(reply, 404, 'tsserve-app was started without --metrics: there is nothing to chart.');
+    const text = await metricsText(opts.metrics, cut);
+    if (!text) return problem(reply, 502, 'The metrics API does not answer. Is tsserve running, with metrics_mode prometheus?');
+    return liveReading(parseMetricsText(text), Date.now());
+  });
+  app.get('/lib/live-series.js', (_request, reply) => reply.type('text/javascript').send(readFileSync(LIVE_SERIES, 'utf8')));
 
   return app;
 }
@@ -189,17 +202,12 @@ async function getJson<T>(url: string, headers: Record<string, string>, cut: Abo
   return (await res.json()) as T;
 }
 
-/** ts_inference_requests_total per model, from the Prometheus text. */
-async function requestCounts(url: string, cut: AbortSignal): Promise<Record<string, number>> {
-  const text = await fetch(url, { signal: timeoutOrCut(3000, cut) }).then(
-    (r) => r.text(),
+/** tsserve's /metrics text; empty when it does not answer. */
+async function metricsText(metrics: string, cut: AbortSignal): Promise<string> {
+  return fetch(`${metrics}/metrics`, { signal: timeoutOrCut(3000, cut) }).then(
+    (r) => (r.ok ? r.text() : ''),
     () => '',
   );
-  const counts: Record<string, number> = {};
-  for (const m of text.matchAll(/^ts_inference_requests_total\{model_name="([^"]+)",[^}]*\} ([\d.eE+-]+)$/gm)) {
-    counts[m[1]!] = (counts[m[1]!] ?? 0) + Number(m[2]);
-  }
-  return counts;
 }
 
 /** An upload that counts its bytes as they pass and fails once they are over `limit`. */

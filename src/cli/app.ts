@@ -14,7 +14,7 @@ import { onStop } from './stop-signal.js';
 import { exitTwoOnUsageError, parseBytes, parseHttpUrl, parsePort, parseSeconds } from './usage.js';
 
 const program = exitTwoOnUsageError(new Command('tsserve-app'))
-  .description('The web app: style transfer, classification, OCR and the models page, over a running tsserve')
+  .description('The web app: style transfer, classification, OCR, the models page and the live charts, over a running tsserve')
   .option('--port <port>', 'port to listen on', parsePort, 5000)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--inference <url>', 'tsserve inference API', parseHttpUrl, 'http://127.0.0.1:8080')

@@ -56,6 +56,7 @@ export const RECORDED_SERVER_METRICS: Readonly<Record<string, number>> = {
 /** tsserve's own per-model metrics, always recorded; a metrics.yaml may not declare these names. */
 export const OWN_METRICS = [
   'ts_queue_size',
+  'ts_queue_remaining_capacity',
   'ts_workers_ready',
   'ts_batch_size',
   'ts_requests_rejected_total',

@@ -75,7 +75,8 @@ class Family {
 export interface WatchedModel {
   readonly name: string;
   readonly version: string;
-  readonly queue: { readonly size: number };
+  /** Requests queued, and the room left before it refuses. */
+  readonly queue: { readonly size: number; readonly remainingCapacity: number };
   readonly pool: { loadedCount(): number };
   /** Has its workers; false once unloaded to make room (models/model-memory.ts). */
   readonly loaded: boolean;
@@ -147,6 +148,9 @@ export class MetricsRegistry {
     this.scaleLimited = own('ts_worker_scale_limited_total', 'counter', ['bound']);
     this.workerStarts = own('ts_worker_start_milliseconds', 'histogram', [], 'Milliseconds', START_BUCKETS);
     this.scrapedGauge('ts_queue_size', (m) => m.queue.size);
+    // Room left before the queue refuses (job_queue_size less what it holds): the alert "queue
+    // near full" compares it with ts_queue_size, whatever job_queue_size each model has.
+    this.scrapedGauge('ts_queue_remaining_capacity', (m) => m.queue.remainingCapacity);
     // 0 while a model cannot keep a worker alive (or has none): the alert a crash loop deserves.
     this.scrapedGauge('ts_workers_ready', (m) => m.pool.loadedCount());
   }
