@@ -25,7 +25,8 @@ export interface AdmissionTarget {
 /**
  * Enqueues the request on `model`; `version` is the one the client asked for (metrics say
  * `default` without one). Throws TorchServe's 503 when the model refuses it. A `quiet` job
- * (the front end's warm-up, http/warm-up.ts) counts in no metric, refused or answered.
+ * (the front end's warm-up, http/warm-up.ts) counts in no metric, refused or answered, and is
+ * not traced. Answers the job.
  */
 export function enqueuePrediction(
   metrics: MetricsRegistry,
@@ -34,23 +35,36 @@ export function enqueuePrediction(
   request: WireRequest,
   sink: JobSink,
   quiet = false,
-): void {
+): Job {
   const job = quiet ? new Job(request, sink, true) : countedJob(metrics, model, version ?? 'default', request, sink);
-  if (!model.enqueue(job)) throw quiet ? refusal(model, version) : countedRefusal(metrics, model, version);
+  if (model.enqueue(job)) return job;
+  const err = quiet ? refusal(model, version) : countedRefusal(metrics, model, version);
+  job.trace?.end(err.status, err.message);
+  throw err;
 }
 
 function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLabel: string, request: WireRequest, sink: JobSink): Job {
   metrics.inferenceRequest(model.name, versionLabel);
   const started = performance.now();
+  const answered = (status: number, message?: string): void => {
+    metrics.requestAnswered(model.name, model.version, (performance.now() - started) / 1000);
+    job.trace?.end(status, message);
+  };
   const job: Job = new Job(request, {
     intermediate: (r) => sink.intermediate(r),
     respond(r) {
       metrics.inferenceDone(model.name, versionLabel, Math.round((performance.now() - started) * 1000));
       if (job.dequeuedAt !== undefined) metrics.dequeued(model.name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
       sink.respond(r);
+      answered(r.status);
     },
-    fail: (err) => sink.fail(err),
+    fail(err) {
+      sink.fail(err);
+      answered(err.status, err.message);
+    },
   });
+  // The front end puts the trace in its answer's head and its access log (job.trace.header).
+  if (metrics.tracing) job.trace = metrics.tracing.startRequest(model, job.id, request.headers);
   return job;
 }
 

@@ -18,6 +18,7 @@ import { gson, sendError } from './reply.js';
 import { MAX_FORM_FIELDS } from './input.js';
 import { type ListenerStop, stoppable } from './stopping.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
+import { traceIdOf } from './predict.js';
 import { isWarmUp } from './warm-up.js';
 
 export interface ListenerDeps {
@@ -86,8 +87,9 @@ export function createListener(
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
     deps.metrics.response(reply.statusCode);
     const ms = Math.round(reply.elapsedTime);
+    const traceId = traceIdOf(request);
     deps.loggers.access(
-      `/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}`,
+      `/${request.ip}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.raw.httpVersion}" ${reply.statusCode} ${ms}${traceId ? ` trace_id=${traceId}` : ''}`,
     );
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
