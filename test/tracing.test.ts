@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
-import { grpcClient, unaryCall } from './grpc-client.js';
+import { grpcClient } from './grpc-client.js';
 import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
 import { otlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 
@@ -178,7 +178,14 @@ t.test('every inference route honours traceparent: REST predictions and explanat
     const c = clientContext();
     const metadata = new grpc.Metadata();
     metadata.set('traceparent', c.traceparent);
-    await unaryCall(client, method, request, metadata);
+    const answered = await new Promise<{ head: grpc.Metadata | undefined; code: number }>((resolve) => {
+      let head: grpc.Metadata | undefined;
+      const call = client[method]!(request, metadata, (err) => resolve({ head, code: err?.code ?? grpc.status.OK })) as unknown as grpc.ClientUnaryCall;
+      call.on('metadata', (m: grpc.Metadata) => {
+        head = m;
+      });
+    });
+    t.match(String(answered.head?.get('traceresponse')[0]), new RegExp(`^00-${c.traceId}-`), `${route}: traceresponse in the response metadata`);
     sent.push({ route, ...c });
   };
   const inference = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');

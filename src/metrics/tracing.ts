@@ -121,6 +121,8 @@ export function traceHeaderOf(context: SpanContext): string {
 export class RequestTrace {
   readonly span: Span;
   private readonly queue: Span;
+  /** The queue span is still open. */
+  private queued = true;
   /** The response header's value: traceHeaderOf the server span. */
   readonly header: string;
 
@@ -139,13 +141,15 @@ export class RequestTrace {
   }
 
   /** Its batch left for a worker (performance.now() time). */
-  leftQueue(at: number): void {
-    this.queue.end(epochOf(at));
+  leftQueue(at?: number): void {
+    // Ended once: a second end() costs the SDK a warning's work.
+    if (this.queued) this.queue.end(at === undefined ? undefined : epochOf(at));
+    this.queued = false;
   }
 
   /** Answered with `status`; an error's message becomes the span's status. */
   end(status: number, message?: string): void {
-    this.queue.end();
+    this.leftQueue();
     this.span.setAttribute(ATTR_STATUS, status);
     if (status >= 500) this.span.setStatus({ code: SpanStatusCode.ERROR, message });
     this.span.end();
@@ -192,7 +196,7 @@ function stageSpan(s: WireStage, parent: SpanContext, batch: ReadableSpan, error
     endTime,
     duration: hrTimeDuration(startTime, endTime),
     status: error === undefined ? { code: SpanStatusCode.UNSET } : { code: SpanStatusCode.ERROR, message: error },
-    attributes: { [ATTR_MODEL]: String(batch.attributes[ATTR_MODEL] ?? '') },
+    attributes: {},
     links: [],
     events: [],
     ended: true,
@@ -238,11 +242,7 @@ export class Tracing {
     const parent = headers.traceparent === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
     const attributes = { [ATTR_MODEL]: model.name, [ATTR_VERSION]: model.version, [ATTR_REQUEST_ID]: requestId };
     const span = this.tracer.startSpan(`prediction ${model.name}`, { kind: SpanKind.SERVER, attributes }, parent);
-    const queue = this.tracer.startSpan(
-      `queue ${model.name}`,
-      { kind: SpanKind.INTERNAL, attributes: { [ATTR_MODEL]: model.name } },
-      trace.setSpan(ROOT_CONTEXT, span),
-    );
+    const queue = this.tracer.startSpan(`queue ${model.name}`, { kind: SpanKind.INTERNAL }, trace.setSpan(ROOT_CONTEXT, span));
     return new RequestTrace(span, queue);
   }
 

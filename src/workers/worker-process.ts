@@ -278,8 +278,7 @@ export class WorkerProcess extends EventEmitter {
     }
     const batchId = this.nextBatchId++;
     return new Promise((resolve) => {
-      const began = performance.now();
-      const trace = this.opts.traceBatch?.(jobs, began);
+      const trace = this.opts.traceBatch?.(jobs, performance.now());
       const batch: InFlight = {
         batchId,
         jobs: new Map(jobs.map((j) => [j.id, j])),
@@ -292,6 +291,7 @@ export class WorkerProcess extends EventEmitter {
       this.inFlight.push(batch);
       this.startResponseTimer();
       const message: PredictMessage = { kind: 'predict', batchId, requests: jobs.map((j) => j.request), wide };
+      const began = performance.now();
       child.send(trace ? { ...message, trace: trace.wire } : message);
       batch.sendMs = performance.now() - began;
     });
