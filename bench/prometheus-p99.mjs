@@ -106,10 +106,11 @@ try {
   code = Math.abs(c - p) <= 1 ? 0 : 1;
   console.log(code === 0 ? `within one bucket (${Math.abs(c - p)} apart)` : `NOT within one bucket (${Math.abs(c - p)} apart)`);
 } finally {
+  const exited = new Promise((r) => prometheus.once('exit', r));
   prometheus.kill('SIGTERM');
   await server.stop();
   server.remove();
-  await new Promise((r) => prometheus.once('exit', r));
+  await exited;
   rmSync(promDir, { recursive: true, force: true });
 }
 process.exit(code);

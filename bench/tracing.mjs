@@ -115,7 +115,7 @@ async function spanCost(predictions = 20_000, chunk = 200) {
   const headers = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'content-type': 'image/png' };
   const id = () => randomBytes(8).toString('hex');
   const prediction = (i) => {
-    const request = tracing.startRequest(model, `request-${i}`, headers);
+    const request = tracing.startRequest(model, `request-${i}`, headers, performance.now());
     const at = performance.now();
     const batch = tracing.startBatch(model, '9000', [request], at);
     const t = performance.timeOrigin + at;

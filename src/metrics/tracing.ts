@@ -237,11 +237,11 @@ export class Tracing {
     return new Tracing(config, new OTLPTraceExporter(), samplerFromEnv(env), env);
   }
 
-  /** A prediction arrived (its job is made now): the server span, continuing the client's trace. */
-  startRequest(model: TracedModel, requestId: string, headers: Readonly<Record<string, string>>): RequestTrace {
+  /** A prediction's job is made (its request arrived at `arrivedAt`): the server span, continuing the client's trace. */
+  startRequest(model: TracedModel, requestId: string, headers: Readonly<Record<string, string>>, arrivedAt: number): RequestTrace {
     const parent = headers.traceparent === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
     const attributes = { [ATTR_MODEL]: model.name, [ATTR_VERSION]: model.version, [ATTR_REQUEST_ID]: requestId };
-    const span = this.tracer.startSpan(`prediction ${model.name}`, { kind: SpanKind.SERVER, attributes }, parent);
+    const span = this.tracer.startSpan(`prediction ${model.name}`, { kind: SpanKind.SERVER, attributes, startTime: epochOf(arrivedAt) }, parent);
     const queue = this.tracer.startSpan(`queue ${model.name}`, { kind: SpanKind.INTERNAL }, trace.setSpan(ROOT_CONTEXT, span));
     return new RequestTrace(span, queue);
   }
