@@ -223,3 +223,36 @@ t.test('with tracing off (the default) no header, no trace id in the log, and th
   await waitFor(() => readFileSync(access, 'utf8').includes('/predictions/mnist'), 10_000, 'the access line');
   t.notMatch(readFileSync(access, 'utf8'), 'trace_id=');
 });
+
+t.test("a worker that dies in a traced batch: the batch span and the request's end in error, the next one is traced as usual", async (t) => {
+  const receiver = await otlpReceiver(t);
+  const server = await tracedServer(
+    t,
+    receiver,
+    (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    {
+      load_models: 'echo.mar',
+    },
+  );
+  await waitReady(server.urls.management, 'echo');
+  const dying = clientContext();
+  const res = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'exit', headers: { traceparent: dying.traceparent } });
+  t.equal(res.status, 500);
+  t.match(res.headers.get('traceresponse'), new RegExp(`^00-${dying.traceId}-`), 'an error answer names its trace too');
+  await spansArrived(receiver, 'the spans of the prediction the worker died in', (spans) => spans.filter((s) => s.traceId === dying.traceId).length >= 3);
+  const spans = receiver.spans.filter((s) => s.traceId === dying.traceId);
+  const request = one(t, spans, 'prediction echo');
+  t.equal(request.attributes['http.response.status_code'], 500);
+  t.equal(request.statusCode, 2, 'the request span: STATUS_CODE_ERROR');
+  t.equal(one(t, spans, 'batch echo').statusCode, 2, 'the batch span too, ended by the front end when the worker died');
+  t.notOk(
+    spans.some((s) => s.name === 'inference'),
+    'no stage of the worker that died',
+  );
+
+  await waitReady(server.urls.management, 'echo');
+  const next = clientContext();
+  const ok = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'hello', headers: { traceparent: next.traceparent } });
+  t.equal(ok.status, 200);
+  await spansArrived(receiver, "the replacement worker's stage", (all) => all.some((s) => s.traceId === next.traceId && s.name === 'inference'));
+});
