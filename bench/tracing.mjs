@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // What tracing costs, in two measures:
-//   spans     in this process, no network: the CPU microseconds the front end spends on one
-//             prediction's spans at 100% sampling (a batch of one: the request's, its queue's,
-//             the batch's and the worker's three stages), made through metrics/tracing.ts and
-//             serialized as the OTLP exporter serializes them (ProtobufTraceSerializer);
+//   in process, no network: the CPU microseconds the front end spends on one prediction's
+//             latency histograms (as with tracing off), and on its spans at 100% and at 10%
+//             sampling (a batch of one: the request's, its queue's, the batch's and the worker's
+//             three stages), made through metrics/tracing.ts and serialized as the OTLP exporter
+//             serializes them (ProtobufTraceSerializer): stable measures on a shared machine;
 //   servers   throughput of three servers side by side, on the same machine at the same time:
 //     base     the code of --base-rev (default `main`), as it was before traces and histograms
 //     off      this checkout, tracing off (the default)
@@ -32,8 +33,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { InMemorySpanExporter, AlwaysOnSampler } from '@opentelemetry/sdk-trace';
+import { AlwaysOnSampler, InMemorySpanExporter, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { MetricsRegistry } from '../dist/src/metrics/registry.js';
 import { Tracing } from '../dist/src/metrics/tracing.js';
 import { childPids, cpuSeconds, median, userServer } from './lib.mjs';
 
@@ -107,19 +109,22 @@ async function measure(server, seconds) {
   return { perSecond: result.requests.total / seconds, cpuMs, errors: result.non2xx + result.errors + result.timeouts };
 }
 
-/** CPU microseconds per prediction of making its spans, and of serializing them for OTLP. */
-async function spanCost(predictions = 20_000, chunk = 200) {
+/**
+ * CPU microseconds per prediction of making its spans, and of serializing them for OTLP, with
+ * `sampler` deciding on requests without a traceparent.
+ */
+async function spanCost(sampler, predictions = 20_000, chunk = 200) {
   const exporter = new InMemorySpanExporter();
-  const tracing = new Tracing({ otelTraces: true, otelTraceHeader: 'traceresponse' }, exporter, new AlwaysOnSampler(), {});
+  const tracing = new Tracing({ otelTraces: true, otelTraceHeader: 'traceresponse' }, exporter, sampler, {});
   const model = { name: 'mnist', version: '1.0' };
-  const headers = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'content-type': 'image/png' };
+  const headers = { 'content-type': 'image/png' };
   const id = () => randomBytes(8).toString('hex');
   const prediction = (i) => {
     const request = tracing.startRequest(model, `request-${i}`, headers, performance.now());
     const at = performance.now();
     const batch = tracing.startBatch(model, '9000', [request], at);
     const t = performance.timeOrigin + at;
-    batch.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1, spanId: id() })));
+    batch?.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1, spanId: id() })));
     request.end(200);
   };
   let making = 0;
@@ -144,11 +149,34 @@ function cpuMicros(since) {
   return user + system;
 }
 
-await spanCost(5000); // warm-up
-const cost = await spanCost();
-console.log(
-  `spans of one prediction (6, a batch of one), 100% sampled: ${cost.making.toFixed(1)} µs of CPU to make, ${cost.serializing.toFixed(1)} µs to serialize for OTLP\n`,
-);
+/** CPU microseconds per prediction of the latency histograms (a batch of one through three stages). */
+function histogramCost(predictions = 200_000) {
+  const metrics = new MetricsRegistry('prometheus');
+  const t = performance.timeOrigin + performance.now();
+  const stages = ['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1 }));
+  const job = { arrivedAt: 1, dequeuedAt: 2, quiet: false };
+  const began = process.cpuUsage();
+  for (let i = 0; i < predictions; i++) {
+    metrics.batchFormed('mnist', '1.0', [job]);
+    metrics.stagesRan('mnist', '1.0', stages, 1);
+    metrics.requestAnswered('mnist', '1.0', 0.002);
+  }
+  return cpuMicros(began) / predictions;
+}
+
+histogramCost(20_000); // warm-up
+console.log(`the latency histograms of one prediction (5 observations, tracing off or on): ${histogramCost().toFixed(2)} µs of CPU`);
+for (const [name, sampler] of [
+  ['100% sampled', new AlwaysOnSampler()],
+  ['10% sampled (traceidratio 0.1)', new TraceIdRatioBasedSampler(0.1)],
+]) {
+  await spanCost(sampler, 5000); // warm-up
+  const cost = await spanCost(sampler);
+  console.log(
+    `spans of one prediction (6 when sampled, a batch of one), ${name}: ${cost.making.toFixed(1)} µs of CPU to make, ${cost.serializing.toFixed(1)} µs to serialize for OTLP`,
+  );
+}
+console.log();
 
 const base = checkout(opts['base-rev']);
 const otlp = await receiver();

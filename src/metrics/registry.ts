@@ -14,6 +14,7 @@ import type { MetricsMode } from '../config/server-config.js';
 import type { WireMetric, WireStage } from '../protocol/messages.js';
 import { DEFAULT_METRICS, type MetricDefinition, type MetricDefinitions } from './definitions.js';
 import type { SystemSample } from './system.js';
+import { LatencyHistogram } from './latency.js';
 import type { Tracing } from './tracing.js';
 
 const LEGACY = ['ts_inference_requests_total', 'ts_inference_latency_microseconds', 'ts_queue_latency_microseconds'];
@@ -74,14 +75,11 @@ class Family {
     else this.record = (labels, value) => metric.observe(labels, value);
   }
 
-  /** Records `value` `times` times (a batch's stage, once per request of the batch). */
-  update(values: readonly string[], value: number, requestIds?: readonly string[], times = 1): void {
+  update(values: readonly string[], value: number, requestIds?: readonly string[]): void {
     const labels: Record<string, string> = {};
     for (const [i, label] of this.labelNames.entries()) labels[label] = values[i]!;
-    for (let i = 0; i < times; i++) {
-      this.record(labels, value);
-      if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
-    }
+    this.record(labels, value);
+    if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
   }
 }
 
@@ -135,9 +133,9 @@ export class MetricsRegistry {
   private readonly scaleDowns: Family;
   private readonly scaleLimited: Family;
   private readonly workerStarts: Family;
-  private readonly requestSeconds: Family;
-  private readonly queueWaits: Family;
-  private readonly stageSeconds: Record<keyof typeof STAGE_HISTOGRAMS, Family>;
+  private readonly requestSeconds: LatencyHistogram;
+  private readonly queueWaits: LatencyHistogram;
+  private readonly stageSeconds: Record<keyof typeof STAGE_HISTOGRAMS, LatencyHistogram>;
   /** OpenTelemetry traces; undefined when off. */
   readonly tracing: Tracing | undefined;
   /** The registered model versions, by `name version`: what ts_queue_size and ts_workers_ready read. */
@@ -174,8 +172,9 @@ export class MetricsRegistry {
     this.scaleDowns = own('ts_worker_scale_downs_total', 'counter', ['reason']);
     this.scaleLimited = own('ts_worker_scale_limited_total', 'counter', ['bound']);
     this.workerStarts = own('ts_worker_start_milliseconds', 'histogram', [], 'Milliseconds', START_BUCKETS);
-    // Latency a p99 can be taken of: one series per model version, seconds (docs/metrics.md).
-    const seconds = (name: string): Family => own(name, 'histogram', [], 'Seconds', SECONDS_BUCKETS);
+    // Latency a p99 can be taken of: one series per model version, seconds (metrics/latency.ts).
+    const seconds = (name: string): LatencyHistogram =>
+      new LatencyHistogram(name, SECONDS_BUCKETS, (model, version) => formatLabels({ model_name: model, model_version: version, hostname: this.host }));
     this.requestSeconds = seconds('ts_request_seconds');
     this.queueWaits = seconds('ts_queue_wait_seconds');
     this.stageSeconds = {
@@ -265,20 +264,18 @@ export class MetricsRegistry {
 
   /** A batch of these predictions left for a worker: its size, and each one's wait in the queue. */
   batchFormed(model: string, version: string, jobs: readonly QueuedPrediction[]): void {
-    const values = this.modelValues(model, version);
-    this.batchSizes.update(values, jobs.length);
-    for (const job of jobs) if (!job.quiet && job.dequeuedAt !== undefined) this.queueWaits.update(values, (job.dequeuedAt - job.arrivedAt) / 1000);
+    this.batchSizes.update(this.modelValues(model, version), jobs.length);
+    for (const job of jobs) if (!job.quiet && job.dequeuedAt !== undefined) this.queueWaits.observe(model, version, (job.dequeuedAt - job.arrivedAt) / 1000);
   }
 
   /** A prediction of the model was answered (or failed) `seconds` after it arrived. */
   requestAnswered(model: string, version: string, seconds: number): void {
-    this.requestSeconds.update(this.modelValues(model, version), seconds);
+    this.requestSeconds.observe(model, version, seconds);
   }
 
   /** A worker ran a batch of `requests` predictions through these stages; each counts once per request. */
   stagesRan(model: string, version: string, stages: readonly WireStage[], requests: number): void {
-    const values = this.modelValues(model, version);
-    for (const s of stages) this.stageSeconds[s.name].update(values, Math.max(0, s.end - s.start) / 1000, undefined, requests);
+    for (const s of stages) this.stageSeconds[s.name].observe(model, version, Math.max(0, s.end - s.start) / 1000, requests);
   }
 
   /** A prediction request that found its model; `version` is the URL's or `default`. */
@@ -368,6 +365,12 @@ export class MetricsRegistry {
       if (names.length > 0 && !names.includes(f.name)) continue;
       lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);
       for (const v of f.values) lines.push(`${metricName(v) ?? f.name}{${formatLabels(v.labels)}} ${javaDouble(v.value)}`);
+    }
+    if (this.mode === 'prometheus') {
+      for (const h of [this.requestSeconds, this.queueWaits, ...Object.values(this.stageSeconds)]) {
+        if (names.length > 0 && !names.includes(h.name)) continue;
+        lines.push(`# HELP ${h.name} ${help('histogram', 'Seconds')}`, `# TYPE ${h.name} histogram`, ...h.samples(javaDouble));
+      }
     }
     return lines.length > 0 ? lines.join('\n') + '\n' : '';
   }
