@@ -48,26 +48,28 @@ export function enqueuePrediction(
 function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLabel: string, request: WireRequest, sink: JobSink, arrivedAt: number): Job {
   metrics.inferenceRequest(model.name, versionLabel);
   const started = performance.now();
-  const answered = (status: number, message?: string): void => {
-    metrics.requestAnswered(model.name, model.version, (performance.now() - arrivedAt) / 1000);
-    job.trace?.end(status, message);
-  };
   const job: Job = new Job(request, {
     intermediate: (r) => sink.intermediate(r),
     respond(r) {
       metrics.inferenceDone(model.name, versionLabel, Math.round((performance.now() - started) * 1000));
       if (job.dequeuedAt !== undefined) metrics.dequeued(model.name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
       sink.respond(r);
-      answered(r.status);
+      answered(metrics, model, job, arrivedAt, r.status);
     },
     fail(err) {
       sink.fail(err);
-      answered(err.status, err.message);
+      answered(metrics, model, job, arrivedAt, err.status, err.message);
     },
   });
   // The front end puts the trace in its answer's head and its access log (job.trace.header).
   if (metrics.tracing) job.trace = metrics.tracing.startRequest(model, job.id, request.headers, arrivedAt);
   return job;
+}
+
+/** The job's answer is written: ts_request_seconds, and its span's end when traced. */
+function answered(metrics: MetricsRegistry, model: AdmissionTarget, job: Job, arrivedAt: number, status: number, message?: string): void {
+  metrics.requestAnswered(model.name, model.version, (performance.now() - arrivedAt) / 1000);
+  job.trace?.end(status, message);
 }
 
 /**
