@@ -24,9 +24,15 @@ function clientContext(): { traceId: string; spanId: string; traceparent: string
   return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-01` };
 }
 
-/** A server exporting its traces to `receiver`, every 100 ms. */
-async function tracedServer(t: Test, receiver: OtlpReceiver, prepare: (store: string) => void, properties: Record<string, string> = {}): Promise<TestServer> {
-  const env = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'tsserve-under-test' };
+/** A server exporting its traces to `receiver`, every `scheduleDelayMs`. */
+async function tracedServer(
+  t: Test,
+  receiver: OtlpReceiver,
+  prepare: (store: string) => void,
+  properties: Record<string, string> = {},
+  scheduleDelayMs = 100,
+): Promise<TestServer> {
+  const env = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: String(scheduleDelayMs), OTEL_SERVICE_NAME: 'tsserve-under-test' };
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   Object.assign(process.env, env);
   try {
@@ -255,4 +261,18 @@ t.test("a worker that dies in a traced batch: the batch span and the request's e
   const ok = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'hello', headers: { traceparent: next.traceparent } });
   t.equal(ok.status, 200);
   await spansArrived(receiver, "the replacement worker's stage", (all) => all.some((s) => s.traceId === next.traceId && s.name === 'inference'));
+});
+
+t.test("a server's stop exports the spans it holds: none of the last answers' traces is lost", async (t) => {
+  const receiver = await otlpReceiver(t);
+  // An export every 10 minutes: only the stop sends these.
+  const server = await tracedServer(t, receiver, (store) => buildMnistMar(store), { load_models: 'mnist.mar' }, 600_000);
+  await waitReady(server.urls.management, 'mnist');
+  const client = clientContext();
+  const res = await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: SEVEN, headers: { traceparent: client.traceparent } });
+  t.equal(res.status, 200);
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(receiver.spans.length, 0, 'nothing exported before the stop');
+  await server.close();
+  t.equal(receiver.spans.filter((s) => s.traceId === client.traceId).length, 6, "the prediction's six spans, exported as the server stopped");
 });

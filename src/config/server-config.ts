@@ -206,6 +206,13 @@ const DEFAULT_PORTS = {
 
 export class ConfigError extends Error {}
 
+/** An HTTP header's name (RFC 9110's token), lowercased; '' for `none`. */
+function headerName(key: string, raw: string): string {
+  if (raw.toLowerCase() === 'none') return '';
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(raw)) throw new ConfigError(`Invalid configuration: ${key} is not a header name: ${raw}`);
+  return raw.toLowerCase();
+}
+
 /**
  * Which file TorchServe would read: TS_CONFIG_FILE, then --ts-config, then the newest snapshot
  * (unless --ncs), then ./config.properties.
@@ -343,7 +350,7 @@ function buildConfig(
     metricTimeInterval: int('metric_time_interval'),
     metricsMode: parseMetricsMode(str('metrics_mode')),
     otelTraces: bool('otel_traces'),
-    otelTraceHeader: text('otel_trace_header').toLowerCase(),
+    otelTraceHeader: headerName('otel_trace_header', text('otel_trace_header')),
     metricsConfig: path('metrics_config'),
     modelMetricsAutoDetect: bool('model_metrics_auto_detect'),
     enableModelApi: bool('enable_model_api'),
