@@ -116,7 +116,7 @@ async function openServer(
     autoDetect: config.modelMetricsAutoDetect,
     lines: (file, line) => loggers.metric(file, line),
     warn: (message) => log.warn(message),
-    tracing: Tracing.fromConfig(config),
+    tracing: Tracing.fromConfig(config, { info: (message) => log.info(message), warn: (message) => log.warn(message) }),
   });
   const loader: LoaderDeps = {
     server: config,

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient } from './grpc-client.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, freePort, MNIST_DIR, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
 import { otlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 
 const SEVEN = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
@@ -31,12 +31,17 @@ async function tracedServer(
   prepare: (store: string) => void,
   properties: Record<string, string> = {},
   scheduleDelayMs = 100,
+  serverLog?: (line: string) => void,
 ): Promise<TestServer> {
   const env = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: String(scheduleDelayMs), OTEL_SERVICE_NAME: 'tsserve-under-test' };
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   Object.assign(process.env, env);
   try {
-    return await startTestServer(t, { prepare, properties: { otel_traces: 'true', ...properties } });
+    return await startTestServer(t, {
+      prepare,
+      properties: { otel_traces: 'true', ...properties },
+      ...(serverLog ? { serverLog, level: 'info' as const } : {}),
+    });
   } finally {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
@@ -275,4 +280,22 @@ t.test("a server's stop exports the spans it holds: none of the last answers' tr
   t.equal(receiver.spans.length, 0, 'nothing exported before the stop');
   await server.close();
   t.equal(receiver.spans.filter((s) => s.traceId === client.traceId).length, 6, "the prediction's six spans, exported as the server stopped");
+});
+
+t.test('a collector that is down: the log says where spans go, then warns once that the export failed; predictions answer as usual', async (t) => {
+  const lines: string[] = [];
+  const closed = { url: `http://127.0.0.1:${await freePort()}/v1/traces`, spans: [], contentTypes: new Set<string>() };
+  const server = await tracedServer(
+    t,
+    closed,
+    (store) => buildMnistMar(store),
+    { load_models: 'mnist.mar' },
+    100,
+    (line) => lines.push(line),
+  );
+  await waitReady(server.urls.management, 'mnist');
+  t.match(lines.join(''), `OpenTelemetry traces on: OTLP/HTTP to ${closed.url}, sampler ParentBased{root=AlwaysOnSampler`);
+  for (let i = 0; i < 3; i++) t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: SEVEN })).status, 200);
+  await waitFor(() => lines.some((l) => l.includes('OpenTelemetry: ')), 30_000, 'the export failure in the log');
+  t.ok(lines.filter((l) => l.includes('OpenTelemetry: ')).length <= 3, 'said once, not per export');
 });

@@ -27,7 +27,9 @@
  * OTEL_RESOURCE_ATTRIBUTES over service.name=tsserve.
  */
 import {
+  DiagLogLevel,
   defaultTextMapGetter,
+  diag,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -70,6 +72,12 @@ const ATTR_REQUEST_ID = 'tsserve.request.id';
 const ATTR_BATCH_SIZE = 'tsserve.batch.size';
 const ATTR_WORKER = 'tsserve.worker.id';
 const ATTR_STATUS = 'http.response.status_code';
+
+/** The server log, as tracing writes to it. */
+export interface TracingLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
 
 /** The model a span is about. */
 export interface TracedModel {
@@ -231,10 +239,17 @@ export class Tracing {
     this.tracer = this.provider.getTracer('tsserve', VERSION);
   }
 
-  /** Tracing as the config and the OTEL_* variables want it; undefined when off. */
-  static fromConfig(config: TracingConfig, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
+  /**
+   * Tracing as the config and the OTEL_* variables want it; undefined when off. The log says
+   * where spans go, and warns of what OpenTelemetry reports (an export that failed: the collector
+   * down), each message once.
+   */
+  static fromConfig(config: TracingConfig, log: TracingLog, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
     if (!tracingWanted(config, env)) return undefined;
-    return new Tracing(config, new OTLPTraceExporter(), samplerFromEnv(env), env);
+    const sampler = samplerFromEnv(env);
+    reportDiagnostics((message) => log.warn(message));
+    log.info(`OpenTelemetry traces on: OTLP/HTTP to ${tracesEndpoint(env)}, sampler ${sampler.toString()}`);
+    return new Tracing(config, new OTLPTraceExporter(), sampler, env);
   }
 
   /** A prediction's job is made (its request arrived at `arrivedAt`): the server span, continuing the client's trace. */
@@ -274,6 +289,28 @@ export class Tracing {
   async shutdown(): Promise<void> {
     await this.provider.shutdown();
   }
+}
+
+/** Where the OTLP exporter sends spans, as it reads the variables (for the start-up line). */
+function tracesEndpoint(env: NodeJS.ProcessEnv): string {
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() || (base ? `${base.replace(/\/$/, '')}/v1/traces` : 'http://localhost:4318/v1/traces');
+}
+
+/**
+ * OpenTelemetry's warnings and errors (an export the collector refused or never answered) to the
+ * server log, each message once: a collector that is down fails every export, every few seconds.
+ */
+function reportDiagnostics(warn: (message: string) => void): void {
+  const said = new Set<string>();
+  const once = (message: string, ...args: unknown[]): void => {
+    const text = [message, ...args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : JSON.stringify(a)))].join(' ');
+    if (said.has(text) || said.size >= 100) return;
+    said.add(text);
+    warn(`OpenTelemetry: ${text}`);
+  };
+  const quiet = (): void => {};
+  diag.setLogger({ error: once, warn: once, info: quiet, debug: quiet, verbose: quiet }, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
 }
 
 function numberOr(text: string | undefined, fallback: number): number {
