@@ -406,7 +406,7 @@ export class WorkerProcess extends EventEmitter {
       if (!job.settled) job.fail((error ??= unanswered()));
     }
     // Ended already when the worker answered it; a worker that died ends it here with why.
-    if (batch.trace?.span.isRecording()) batch.trace.end([], (error ??= unanswered()).message);
+    if (batch.trace && !batch.trace.ended) batch.trace.end([], (error ??= unanswered()).message);
     batch.done({ unstarted: [], workMs });
     this.startResponseTimer();
   }
