@@ -85,12 +85,14 @@ export function median(values) {
  * A tsserve run as a user runs it, from a temporary folder of its own: config.properties on free
  * 127.0.0.1 ports (plus `extraLines`), a model-store/ to fill, `tsserve --start`/`--stop` from
  * that folder (its TMPDIR holds the PID file, so `pid()` finds the server), and `remove()`.
+ * `root`: the checkout whose bin/tsserve.js runs (this one by default); `env`: variables added to
+ * the server's environment.
  */
-export async function userServer(prefix, extraLines = []) {
+export async function userServer(prefix, extraLines = [], { root = new URL('..', import.meta.url).pathname, env: extraEnv = {} } = {}) {
   const run = promisify(execFile);
-  const tsserve = new URL('../bin/tsserve.js', import.meta.url).pathname;
+  const tsserve = join(root, 'bin', 'tsserve.js');
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  const env = { ...process.env, TMPDIR: dir };
+  const env = { ...process.env, ...extraEnv, TMPDIR: dir };
   const store = join(dir, 'model-store');
   mkdirSync(store);
   const [inference, management, metrics, grpcInference, grpcManagement] = [

@@ -28,6 +28,7 @@ import { startUpSummary, SUMMARY_MESSAGE } from './log/start-up-summary.js';
 import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
+import { Tracing } from './metrics/tracing.js';
 import { snapshotDir } from './config/snapshot-file.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
 import type { LoaderDeps } from './models/model-loader.js';
@@ -117,6 +118,7 @@ async function openServer(
     autoDetect: config.modelMetricsAutoDetect,
     lines: (file, line) => loggers.metric(file, line),
     warn: (message) => log.warn(message),
+    tracing: Tracing.fromConfig(config, { info: (message) => log.info(message), warn: (message) => log.warn(message) }),
   });
   const loader: LoaderDeps = {
     server: config,
@@ -249,6 +251,8 @@ async function openServer(
         // waiting out unregister_model_timeout) is answered 503 and its connection ended.
         for (const l of listening) l.cut();
         await listenersClosed;
+        // The spans of the last answers go out before the process may end.
+        await metrics.tracing?.shutdown().catch((err: unknown) => log.warn(`Traces not exported at stop: ${(err as Error).message}`));
         loggers.close();
       })();
       return closing;

@@ -25,7 +25,9 @@ export interface AdmissionTarget {
 /**
  * Enqueues the request on `model`; `version` is the one the client asked for (metrics say
  * `default` without one). Throws TorchServe's 503 when the model refuses it. A `quiet` job
- * (the front end's warm-up, http/warm-up.ts) counts in no metric, refused or answered.
+ * (the front end's warm-up, http/warm-up.ts) counts in no metric, refused or answered, and is
+ * not traced. `arrivedAt` (performance.now()'s clock): when the request arrived, before its body
+ * was read, where ts_request_seconds and the request's span begin. Answers the job.
  */
 export function enqueuePrediction(
   metrics: MetricsRegistry,
@@ -34,12 +36,16 @@ export function enqueuePrediction(
   request: WireRequest,
   sink: JobSink,
   quiet = false,
-): void {
-  const job = quiet ? new Job(request, sink, true) : countedJob(metrics, model, version ?? 'default', request, sink);
-  if (!model.enqueue(job)) throw quiet ? refusal(model, version) : countedRefusal(metrics, model, version);
+  arrivedAt = performance.now(),
+): Job {
+  const job = quiet ? new Job(request, sink, true) : countedJob(metrics, model, version ?? 'default', request, sink, arrivedAt);
+  if (model.enqueue(job)) return job;
+  const err = quiet ? refusal(model, version) : countedRefusal(metrics, model, version);
+  job.trace?.end(err.status, err.message);
+  throw err;
 }
 
-function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLabel: string, request: WireRequest, sink: JobSink): Job {
+function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLabel: string, request: WireRequest, sink: JobSink, arrivedAt: number): Job {
   metrics.inferenceRequest(model.name, versionLabel);
   const started = performance.now();
   const job: Job = new Job(request, {
@@ -48,10 +54,22 @@ function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLab
       metrics.inferenceDone(model.name, versionLabel, Math.round((performance.now() - started) * 1000));
       if (job.dequeuedAt !== undefined) metrics.dequeued(model.name, versionLabel, Math.round((job.dequeuedAt - job.arrivedAt) * 1000));
       sink.respond(r);
+      answered(metrics, model, job, arrivedAt, r.status);
     },
-    fail: (err) => sink.fail(err),
+    fail(err) {
+      sink.fail(err);
+      answered(metrics, model, job, arrivedAt, err.status, err.message);
+    },
   });
+  // The front end puts the trace in its answer's head and its access log (job.trace.header).
+  if (metrics.tracing) job.trace = metrics.tracing.startRequest(model, job.id, request.headers, arrivedAt);
   return job;
+}
+
+/** The job's answer is written: ts_request_seconds, and its span's end when traced. */
+function answered(metrics: MetricsRegistry, model: AdmissionTarget, job: Job, arrivedAt: number, status: number, message?: string): void {
+  metrics.requestAnswered(model.name, model.version, (performance.now() - arrivedAt) / 1000);
+  job.trace?.end(status, message);
 }
 
 /**

@@ -5,6 +5,7 @@
  * timeout, or a second error, is dropped here rather than written twice.
  */
 import type { TsError } from '../errors.js';
+import type { RequestTrace } from '../metrics/tracing.js';
 import type { WireRequest } from '../protocol/messages.js';
 
 export interface JobResponse {
@@ -53,6 +54,8 @@ export class Job {
   dequeuedAt: number | undefined;
   /** When it must have left the queue (clientTimeoutInMills), on performance.now()'s clock. */
   deadline: number | undefined;
+  /** Its spans, when tracing is on (metrics/tracing.ts); undefined otherwise. */
+  trace: RequestTrace | undefined;
   /** Headers the server adds to the answer (a new sequence's id). */
   readonly responseHeaders: Record<string, string> = {};
   /** Resolves once the job has been answered, with success or an error. */

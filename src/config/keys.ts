@@ -259,6 +259,20 @@ const TABLE: Record<string, Spec> = {
   model_metrics_auto_detect: { type: 'bool', default: 'false', applies: 'server', doc: "Record a handler's metrics the metrics.yaml does not declare." },
   disable_system_metrics: { type: 'bool', default: 'false', applies: 'server', doc: "Stop the host's CPU, memory and disk metrics." },
   metric_time_interval: { type: 'int', min: 1, max: INT_MAX, default: '60', env: false, applies: 'server', doc: 'Seconds between system metric samples.' },
+  otel_traces: {
+    type: 'bool',
+    default: 'false',
+    applies: 'server',
+    own: true,
+    doc: 'Export OpenTelemetry traces of predictions over OTLP/HTTP (protobuf), as OTEL_TRACES_EXPORTER=otlp does; where to and how much by the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME; docs/tracing.md). OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true turns them off whatever this says.',
+  },
+  otel_trace_header: {
+    type: 'string',
+    default: 'traceresponse',
+    applies: 'server',
+    own: true,
+    doc: "The response header that carries a traced prediction's trace context (W3C Trace Context Level 2's traceresponse, `00-<trace id>-<span id>-<flags>` of the server's span); none: no header.",
+  },
   enable_model_api: { type: 'bool', default: 'false', applies: 'server', doc: 'Allow register and unregister (--enable-model-api).' },
   disable_token_authorization: { type: 'bool', default: 'false', applies: 'server', doc: 'Serve every API without keys (--disable-token-auth).' },
   token_expiration_min: {

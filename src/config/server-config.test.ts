@@ -64,3 +64,15 @@ t.test('blacklist_env_vars and allowed_urls are whole-string regexes; one that d
   const badUrls = withFile('allowed_urls=file://[\n');
   t.throws(() => loadServerConfig({ tsConfig: badUrls.file }, {}, badUrls.dir), { message: /^allowed_urls: Invalid regular expression/ });
 });
+
+t.test('otel_traces off and traceresponse by default; otel_trace_header must be a header name, or none', async (t) => {
+  const c = loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-')));
+  t.equal(c.otelTraces, false);
+  t.equal(c.otelTraceHeader, 'traceresponse');
+  const other = withFile('otel_traces=true\notel_trace_header=X-Trace-Id\n');
+  t.match(loadServerConfig({ tsConfig: other.file }, {}, other.dir), { otelTraces: true, otelTraceHeader: 'x-trace-id' });
+  const none = withFile('otel_trace_header=none\n');
+  t.equal(loadServerConfig({ tsConfig: none.file }, {}, none.dir).otelTraceHeader, '');
+  const bad = withFile('otel_trace_header=trace id\n');
+  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { message: 'Invalid configuration: otel_trace_header is not a header name: trace id' });
+});

@@ -122,6 +122,10 @@ export interface ServerConfig {
   readonly logLocation: string;
   /** tsserve's own key `log_format`: the server log as log4j-style text or as JSON lines. */
   readonly logFormat: LogFormat;
+  /** Export OpenTelemetry traces (otel_traces; the OTEL_* variables decide too, metrics/tracing.ts). */
+  readonly otelTraces: boolean;
+  /** The response header with a traced prediction's trace context (otel_trace_header); '' for none. */
+  readonly otelTraceHeader: string;
   /** Where metrics_mode=log writes ts_metrics.log and model_metrics.log. */
   readonly metricsLocation: string;
   /** log_rolling_size_mb and log_rolling_max_files: when each log file rolls, and how many rolled ones stay. */
@@ -201,6 +205,13 @@ const DEFAULT_PORTS = {
 } as const;
 
 export class ConfigError extends Error {}
+
+/** An HTTP header's name (RFC 9110's token), lowercased; '' for `none`. */
+function headerName(key: string, raw: string): string {
+  if (raw.toLowerCase() === 'none') return '';
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(raw)) throw new ConfigError(`Invalid configuration: ${key} is not a header name: ${raw}`);
+  return raw.toLowerCase();
+}
 
 /**
  * Which file TorchServe would read: TS_CONFIG_FILE, then --ts-config, then the newest snapshot
@@ -338,6 +349,8 @@ function buildConfig(
     disableSystemMetrics: bool('disable_system_metrics'),
     metricTimeInterval: int('metric_time_interval'),
     metricsMode: parseMetricsMode(str('metrics_mode')),
+    otelTraces: bool('otel_traces'),
+    otelTraceHeader: headerName('otel_trace_header', text('otel_trace_header')),
     metricsConfig: path('metrics_config'),
     modelMetricsAutoDetect: bool('model_metrics_auto_detect'),
     enableModelApi: bool('enable_model_api'),

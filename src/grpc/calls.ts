@@ -56,10 +56,25 @@ export function refuseUndecoded(request: unknown): void {
   if (refusal) throw GrpcFailure.of(refusal);
 }
 
-/** Writes the call's access-log line; answers the function that ends it. */
+/** A call whose prediction may be traced: its response metadata can still be sent. */
+export type TracedCall = Pick<Call, 'sendMetadata'>;
+
+/** The trace id of each traced call's prediction, for its access-log line. */
+const traceIds = new WeakMap<object, string>();
+
+export function noteTraceId(call: TracedCall, traceId: string): void {
+  traceIds.set(call, traceId);
+}
+
+/** Writes the call's access-log line (with its trace id when traced); answers the function that ends it. */
 export function accessLog(deps: GrpcDeps, method: string, call: Call): (code: status) => void {
   const started = performance.now();
-  return (code) => deps.loggers.access(`${call.getPeer()} "gRPC ${method} HTTP/2.0" ${code} ${Math.round(performance.now() - started)}`);
+  return (code) => {
+    const traceId = traceIds.get(call);
+    deps.loggers.access(
+      `${call.getPeer()} "gRPC ${method} HTTP/2.0" ${code} ${Math.round(performance.now() - started)}${traceId ? ` trace_id=${traceId}` : ''}`,
+    );
+  };
 }
 
 /** A unary method: token checked, failures sent as their status, the call logged. */

@@ -10,7 +10,7 @@
 import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../batching/job.js';
-import { GrpcFailure, serverStream, unary } from './calls.js';
+import { GrpcFailure, serverStream, unary, type TracedCall } from './calls.js';
 import type { GrpcDeps } from './deps.js';
 import { answerFailure, headersOf, inputParams, predictionFailure, enqueueCall } from './predict.js';
 import { sequenceStream } from './sequence-stream.js';
@@ -38,7 +38,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
       `${SERVICE}/Predictions`,
       (request, call) =>
         new Promise((resolve, reject) => {
-          enqueuePredictionsRequest(deps, request, call.metadata, {
+          enqueuePredictionsRequest(deps, request, call, {
             intermediate: () => {},
             respond: (r) => (r.status >= 400 ? reject(answerFailure(r)) : resolve({ prediction: Buffer.from(r.body) })),
             fail: (err) => reject(predictionFailure(err)),
@@ -52,7 +52,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
       (call) =>
         new Promise((resolve, reject) => {
           const write = (r: JobResponse): boolean => call.write({ prediction: Buffer.from(r.body) });
-          enqueuePredictionsRequest(deps, call.request, call.metadata, {
+          enqueuePredictionsRequest(deps, call.request, call, {
             intermediate: write,
             respond: (r) => {
               if (r.status >= 400) return reject(answerFailure(r));
@@ -72,10 +72,10 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
  * model or version, a full queue) ends INTERNAL with the table's message, whatever the error's own
  * status: TorchServe's inference service answers all of them so (docs/errors.md).
  */
-function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, metadata: Metadata, sink: JobSink): void {
+function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, call: TracedCall & { readonly metadata: Metadata }, sink: JobSink): void {
   try {
     if (!request.model_name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
-    enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headersOf(metadata), sink);
+    enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headersOf(call.metadata), sink, call);
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);
   }

@@ -16,7 +16,7 @@ import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../models/model-metadata.js';
-import { asFailure, GrpcFailure, unary } from './calls.js';
+import { asFailure, GrpcFailure, unary, type TracedCall } from './calls.js';
 import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 import { HEADER_LENGTH, readsTensorBytes, splitBinaryBody, tensorParams, type TensorRequest } from '../http/binary-tensors.js';
@@ -75,8 +75,8 @@ const FIELD: Record<string, ContentsField> = {
  * the same messages, field for field.
  */
 export function openInferenceService(deps: GrpcDeps, service: string): UntypedServiceImplementation {
-  const method = <Req, Res>(name: string, run: (request: Req, metadata: Metadata) => Promise<Res>) =>
-    unary<Req, Res>(deps, 'inference', `${service}/${name}`, (request, call) => run(request, call.metadata));
+  const method = <Req, Res>(name: string, run: (request: Req, metadata: Metadata, call: TracedCall) => Promise<Res>) =>
+    unary<Req, Res>(deps, 'inference', `${service}/${name}`, (request, call) => run(request, call.metadata, call));
   const model = (name: string, version: string) => {
     try {
       return deps.registry.get(name, version || undefined);
@@ -93,29 +93,37 @@ export function openInferenceService(deps: GrpcDeps, service: string): UntypedSe
       return { ready: model(r.name, r.version).serving };
     }),
     ModelMetadata: method<{ name: string; version: string }, object>('ModelMetadata', async (r) => modelMetadata(deps.registry, model(r.name, r.version))),
-    ModelInfer: method<ModelInferRequest, object>('ModelInfer', (request, metadata) => infer(deps, request, metadata)),
+    ModelInfer: method<ModelInferRequest, object>('ModelInfer', (request, metadata, call) => infer(deps, request, metadata, call)),
   };
 }
 
-function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata): Promise<object> {
+function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, call: TracedCall): Promise<object> {
   return new Promise((resolve, reject) => {
     try {
       // An unknown model is answered before its inputs are expanded.
       const model = deps.registry.get(request.model_name, request.model_version || undefined);
       const binary = readsTensorBytes(model, deps.config);
       const params = tensorParams(tensorRequest(request, binary), binary, deps.config.maxRequestSize, 'raw_input_contents');
-      enqueueCall(deps, request.model_name, request.model_version, params, headersOf(metadata), {
-        intermediate: () => {},
-        respond: (r) => {
-          if (r.status >= 400) return reject(answerFailure(r));
-          try {
-            resolve(inferResponse(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength), r.headers[HEADER_LENGTH]));
-          } catch (err) {
-            reject(err);
-          }
+      enqueueCall(
+        deps,
+        request.model_name,
+        request.model_version,
+        params,
+        headersOf(metadata),
+        {
+          intermediate: () => {},
+          respond: (r) => {
+            if (r.status >= 400) return reject(answerFailure(r));
+            try {
+              resolve(inferResponse(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength), r.headers[HEADER_LENGTH]));
+            } catch (err) {
+              reject(err);
+            }
+          },
+          fail: (err) => reject(predictionFailure(err)),
         },
-        fail: (err) => reject(predictionFailure(err)),
-      });
+        call,
+      );
     } catch (err) {
       reject(asFailure(err));
     }

@@ -5,23 +5,44 @@
  * and turn a failed answer into the call's status and message.
  */
 import { randomUUID } from 'node:crypto';
-import type { Metadata } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import type { TsError } from '../errors.js';
 import { handlerHeaders, type JobResponse, type JobSink } from '../batching/job.js';
 import type { Model } from '../models/model.js';
 import { enqueuePrediction } from '../batching/admission.js';
 import type { WireParam } from '../protocol/messages.js';
-import { GrpcFailure, grpcStatusOf } from './calls.js';
+import { GrpcFailure, grpcStatusOf, noteTraceId, type TracedCall } from './calls.js';
 import type { GrpcDeps } from './deps.js';
 
 /**
  * Enqueues a gRPC call's prediction on its model's queue; `version` "" is the default one;
  * `headers` as the handler will see them (handlerHeaders). Throws TsErrors.
  */
-export function enqueueCall(deps: GrpcDeps, name: string, version: string, params: WireParam[], headers: Record<string, string>, sink: JobSink): void {
+export function enqueueCall(
+  deps: GrpcDeps,
+  name: string,
+  version: string,
+  params: WireParam[],
+  headers: Record<string, string>,
+  sink: JobSink,
+  call?: TracedCall,
+): void {
   const model: Model = deps.registry.get(name, version || undefined);
   const request = { id: randomUUID(), headers: handlerHeaders(headers, deps.tokens !== undefined), params };
-  enqueuePrediction(deps.metrics, model, version || undefined, request, sink);
+  const { trace } = enqueuePrediction(deps.metrics, model, version || undefined, request, sink);
+  if (trace && call) traced(call, trace.traceId, deps.metrics.tracing?.header, trace.header);
+}
+
+/**
+ * A traced call's response metadata carries its trace context as REST's head does
+ * (otel_trace_header), sent now, before any answer; its access-log line, its trace id.
+ */
+function traced(call: TracedCall, traceId: string, header: string | undefined, value: string): void {
+  noteTraceId(call, traceId);
+  if (!header) return;
+  const metadata = new Metadata();
+  metadata.set(header, value);
+  call.sendMetadata(metadata);
 }
 
 /**

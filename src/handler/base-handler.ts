@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, ort } from '../runtime/onnx.js';
-import { isDescribeRequest } from './context.js';
+import { isDescribeRequest, stage } from './context.js';
 import { explanationTarget, occlusionAttributions } from './explain.js';
 import { PredictionError, type Context, type Handler, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
 
@@ -37,11 +37,17 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     this.context = context;
     if (isDescribeRequest(context)) return [await this.describeHandle()];
     const started = performance.now();
-    const input = await this.preprocess(batch);
+    const input = await stage(context, 'preprocess', () => this.preprocess(batch));
     const output =
-      context.getRequestHeader(0, 'explain') === 'True' ? await this.explainHandle(input, batch) : await this.postprocess(await this.inference(input));
+      context.getRequestHeader(0, 'explain') === 'True' ? await stage(context, 'inference', () => this.explainHandle(input, batch)) : await this.predict(input);
     context.metrics.addTime('HandlerTime', performance.now() - started);
     return output;
+  }
+
+  /** inference, then postprocess, each a stage of the batch (the worker's histograms and spans). */
+  private async predict(input: TInput): Promise<HandlerOutput[]> {
+    const output = await stage(this.context, 'inference', () => this.inference(input));
+    return stage(this.context, 'postprocess', () => this.postprocess(output));
   }
 
   /**

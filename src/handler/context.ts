@@ -3,7 +3,7 @@
  * The Context a handler receives: fixed model facts, plus per-batch request ids, headers,
  * response status/headers and metrics, gathered here and read back by handler/run.ts.
  */
-import type { WireMetric, WireRequest } from '../protocol/messages.js';
+import type { StageName, WireMetric, WireRequest, WireStage } from '../protocol/messages.js';
 import type { Context, HandlerManifest, HandlerOutput, MetricsApi, SystemProperties } from './types.js';
 
 export interface ModelFacts {
@@ -29,11 +29,14 @@ export class BatchContext implements Context {
   readonly metrics: MetricsApi;
   readonly responses: ResponseMeta[];
   readonly collectedMetrics: WireMetric[] = [];
+  /** The batch's stages as they ended (stage()), for the front end's histograms and spans. */
+  readonly stages: WireStage[];
   private readonly requests: WireRequest[];
   private readonly sequenceIdHeader: string;
   private readonly onIntermediate: (outputs: HandlerOutput[]) => void;
 
-  constructor(facts: ModelFacts, requests: WireRequest[], onIntermediate: (outputs: HandlerOutput[]) => void = () => {}) {
+  constructor(facts: ModelFacts, requests: WireRequest[], onIntermediate: (outputs: HandlerOutput[]) => void = () => {}, stages: WireStage[] = []) {
+    this.stages = stages;
     this.modelName = facts.modelName;
     this.manifest = facts.manifest;
     this.systemProperties = facts.systemProperties;
@@ -93,6 +96,26 @@ export class BatchContext implements Context {
 
   sendIntermediateResponse(outputs: HandlerOutput[]): void {
     this.onIntermediate(outputs);
+  }
+}
+
+/** Now on the clock both processes share: milliseconds since the Unix epoch, sub-millisecond. */
+export function epochMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * Runs one stage of a batch and records when it began and ended, also when it throws (the stage
+ * that failed is then the last one). A context that is not the worker's own (a handler's test
+ * passing its own) records nothing.
+ */
+export async function stage<T>(context: Context, name: StageName, run: () => Promise<T>): Promise<T> {
+  if (!(context instanceof BatchContext)) return run();
+  const start = epochMs();
+  try {
+    return await run();
+  } finally {
+    context.stages.push({ name, start, end: epochMs() });
   }
 }
 

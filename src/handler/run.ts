@@ -6,8 +6,8 @@
  */
 import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
 import { AnswerBudget, responseTooLarge } from '../protocol/answer-size.js';
-import type { WireError, WireParam, WireRequest, WireResponse } from '../protocol/messages.js';
-import { BatchContext, type ModelFacts } from './context.js';
+import type { WireError, WireParam, WireRequest, WireResponse, WireStage } from '../protocol/messages.js';
+import { BatchContext, epochMs, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
 import { PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
 
@@ -39,7 +39,9 @@ function decodeParam(param: WireParam, decode: boolean): InputValue {
 
 /**
  * Runs the batch. An answer that would take its request past `maxResponseSize` (with the parts
- * streamed before it) is not sent: its request fails with the reason instead.
+ * streamed before it) is not sent: its request fails with the reason instead. The batch's stages
+ * go into `stages`, also when it fails: a BaseHandler's three, or, from a handler that overrides
+ * `handle` as a whole, the entry point's call as `inference`.
  */
 export async function runBatch(
   entry: EntryPoint,
@@ -48,18 +50,29 @@ export async function runBatch(
   decode: boolean,
   onIntermediate: (items: WireResponse[]) => void,
   maxResponseSize = Number.POSITIVE_INFINITY,
+  stages: WireStage[] = [],
 ): Promise<BatchResult> {
   const budget = new AnswerBudget(maxResponseSize);
-  const context: BatchContext = new BatchContext(facts, requests, (outputs) => {
-    onIntermediate(toResponses(checkOutputs(outputs, requests.length), requests, context, budget, true));
-  });
-  const started = performance.now();
-  const outputs = await entry.handle(
-    requests.map((r) => decodeRequest(r, decode)),
-    context,
+  const context: BatchContext = new BatchContext(
+    facts,
+    requests,
+    (outputs) => {
+      onIntermediate(toResponses(checkOutputs(outputs, requests.length), requests, context, budget, true));
+    },
+    stages,
   );
+  const started = epochMs();
+  let outputs: unknown;
+  try {
+    outputs = await entry.handle(
+      requests.map((r) => decodeRequest(r, decode)),
+      context,
+    );
+  } finally {
+    if (stages.length === 0) stages.push({ name: 'inference', start: started, end: epochMs() });
+  }
   // TorchServe's worker times the entry point for every model, whatever its handler records.
-  context.metrics.addTime('PredictionTime', Math.round((performance.now() - started) * 100) / 100);
+  context.metrics.addTime('PredictionTime', Math.round((epochMs() - started) * 100) / 100);
   return { items: toResponses(checkOutputs(outputs, requests.length), requests, context, budget, false), context };
 }
 

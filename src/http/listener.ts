@@ -18,6 +18,7 @@ import { gson, sendError } from './reply.js';
 import { MAX_FORM_FIELDS } from './input.js';
 import { type ListenerStop, stoppable } from './stopping.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
+import { traceIdOf } from './predict.js';
 import { isWarmUp } from './warm-up.js';
 
 export interface ListenerDeps {
@@ -86,7 +87,7 @@ export function createListener(
     // Neither is the front end's own warm-up (http/warm-up.ts).
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
     deps.metrics.response(reply.statusCode);
-    deps.loggers.access(accessLine(request.raw, reply.statusCode, reply.elapsedTime));
+    deps.loggers.access(accessLine(request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request)));
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
     const e = toTsError(err, config.maxRequestSize);
@@ -114,8 +115,10 @@ function logFailure(loggers: Loggers, original: unknown, e: TsError): void {
 }
 
 /** A response's access-log line (TorchServe's access_log.log), `ms` after the request came. */
-export function accessLine(request: IncomingMessage, status: number, ms: number): string {
-  return `/${request.socket.remoteAddress}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.httpVersion}" ${status} ${Math.round(ms)}`;
+export function accessLine(request: IncomingMessage, status: number, ms: number, traceId?: string): string {
+  const line = `/${request.socket.remoteAddress}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.httpVersion}" ${status} ${Math.round(ms)}`;
+  // A traced request's line names its trace, so a slow one found in the log opens it.
+  return traceId ? `${line} trace_id=${traceId}` : line;
 }
 
 /**

@@ -53,8 +53,23 @@ export async function enqueueRequest(request: FastifyRequest, reply: FastifyRepl
   if (!name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
   const model = deps.registry.get(name, target.version);
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
-  enqueuePrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.headers));
+  // Fastify's clock starts as the request arrives, before its body is read.
+  const arrivedAt = performance.now() - reply.elapsedTime;
+  const { trace } = enqueuePrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.headers), arrivedAt);
+  if (trace) {
+    traceIds.set(request, trace.traceId);
+    const header = deps.metrics.tracing?.header;
+    if (header) reply.header(header, trace.header);
+  }
   return reply;
+}
+
+/** The trace of each traced prediction's request, for its access-log line. */
+const traceIds = new WeakMap<FastifyRequest, string>();
+
+/** The trace id of the request's prediction, when it was traced. */
+export function traceIdOf(request: FastifyRequest): string | undefined {
+  return traceIds.get(request);
 }
 
 /**

@@ -50,3 +50,33 @@ t.test("model_metrics_auto_detect: an undeclared metric is registered on first s
     'Dropping model metric ts_inference_requests_total: not a Prometheus metric name, or the name of a server metric',
   ]);
 });
+
+t.test('the latency histograms: cumulative buckets up to +Inf, sum and count per model version; a stage counts once per request', async (t) => {
+  const metrics = new MetricsRegistry('prometheus');
+  const host = metrics.host;
+  metrics.requestAnswered('mnist', '1.0', 0.0004);
+  metrics.requestAnswered('mnist', '1.0', 0.002);
+  metrics.requestAnswered('mnist', '1.0', 20);
+  const t0 = 1_700_000_000_000;
+  metrics.stagesRan('mnist', '1.0', [{ name: 'inference', start: t0, end: t0 + 3 }], 8);
+  const text = await metrics.render();
+  const series = `model_name="mnist",model_version="1.0",hostname="${host}",`;
+  t.match(
+    text,
+    `# HELP ts_request_seconds Torchserve prometheus histogram metric with unit: Seconds\n# TYPE ts_request_seconds histogram\nts_request_seconds_bucket{${series}le="0.0005",} 1.0\nts_request_seconds_bucket{${series}le="0.001",} 1.0\nts_request_seconds_bucket{${series}le="0.0025",} 2.0\n`,
+  );
+  t.match(
+    text,
+    `ts_request_seconds_bucket{${series}le="10",} 2.0\nts_request_seconds_bucket{${series}le="+Inf",} 3.0\nts_request_seconds_sum{${series}} 20.0024\nts_request_seconds_count{${series}} 3.0\n`,
+  );
+  t.match(
+    text,
+    `ts_inference_seconds_bucket{${series}le="0.0025",} 0.0\nts_inference_seconds_bucket{${series}le="0.005",} 8.0\n`,
+    'a batch of 8: eight observations',
+  );
+  t.match(text, `ts_inference_seconds_count{${series}} 8.0\n`);
+  t.match(text, '# TYPE ts_preprocess_seconds histogram\n# HELP', 'a family without samples has its HELP and TYPE');
+  const filtered = await metrics.render(['ts_inference_seconds']);
+  t.notMatch(filtered, 'ts_request_seconds', 'name[] filters them too');
+  t.equal(await new MetricsRegistry('legacy').render(['ts_request_seconds']), '', 'legacy serves none');
+});

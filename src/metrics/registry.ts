@@ -11,9 +11,11 @@
 import { hostname } from 'node:os';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsMode } from '../config/server-config.js';
-import type { WireMetric } from '../protocol/messages.js';
+import type { WireMetric, WireStage } from '../protocol/messages.js';
 import { DEFAULT_METRICS, type MetricDefinition, type MetricDefinitions } from './definitions.js';
 import type { SystemSample } from './system.js';
+import { LatencyHistogram } from './latency.js';
+import type { Tracing } from './tracing.js';
 
 const LEGACY = ['ts_inference_requests_total', 'ts_inference_latency_microseconds', 'ts_queue_latency_microseconds'];
 const MODEL_LABELS = ['model_name', 'model_version', 'hostname'];
@@ -26,6 +28,14 @@ const LOAD_BUCKETS = [0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60];
 /** ts_worker_start_milliseconds': a worker's start, from a fraction of a second to its startup timeout. */
 const START_BUCKETS = [100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 120_000];
 
+/**
+ * The per-model latency histograms' (ts_request_seconds, ts_queue_wait_seconds and the worker's
+ * stages): from mnist's sub-millisecond inference to a large model's seconds (docs/metrics.md).
+ */
+export const SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** The worker's stages, each a histogram of its own. */
+const STAGE_HISTOGRAMS = { preprocess: 'ts_preprocess_seconds', inference: 'ts_inference_seconds', postprocess: 'ts_postprocess_seconds' } as const;
+
 /** Where log-mode lines go: the server's metrics to ts_metrics.log, the handlers' to model_metrics.log. */
 export type MetricLineWriter = (file: 'ts' | 'model', line: string) => void;
 
@@ -37,6 +47,8 @@ export interface MetricsOptions {
   readonly lines?: MetricLineWriter;
   /** Told once per reason a handler's metric is dropped. */
   readonly warn?: (message: string) => void;
+  /** OpenTelemetry traces, when on (metrics/tracing.ts). */
+  readonly tracing?: Tracing;
 }
 
 /**
@@ -69,6 +81,14 @@ class Family {
     this.record(labels, value);
     if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
   }
+}
+
+/** A prediction as its batch leaves (batching/job.ts's Job), on performance.now()'s clock. */
+export interface QueuedPrediction {
+  readonly arrivedAt: number;
+  readonly dequeuedAt: number | undefined;
+  /** The server's own: not counted. */
+  readonly quiet: boolean;
 }
 
 /** A model version as the scraped per-model gauges read it: requests queued, workers with the model loaded. */
@@ -114,12 +134,18 @@ export class MetricsRegistry {
   private readonly scaleDowns: Family;
   private readonly scaleLimited: Family;
   private readonly workerStarts: Family;
+  private readonly requestSeconds: LatencyHistogram;
+  private readonly queueWaits: LatencyHistogram;
+  private readonly stageSeconds: Record<keyof typeof STAGE_HISTOGRAMS, LatencyHistogram>;
+  /** OpenTelemetry traces; undefined when off. */
+  readonly tracing: Tracing | undefined;
   /** The registered model versions, by `name version`: what ts_queue_size and ts_workers_ready read. */
   private readonly watched = new Map<string, WatchedModel>();
 
   constructor(mode: MetricsMode, options: MetricsOptions = {}) {
     this.mode = mode;
     this.options = options;
+    this.tracing = options.tracing;
     const definitions = options.definitions ?? DEFAULT_METRICS;
     for (const d of definitions.server) this.server.set(d.name, this.family(d, d.dimensions, 'ts'));
     // TorchServe appends the host to a model metric's declared dimensions.
@@ -147,6 +173,16 @@ export class MetricsRegistry {
     this.scaleDowns = own('ts_worker_scale_downs_total', 'counter', ['reason']);
     this.scaleLimited = own('ts_worker_scale_limited_total', 'counter', ['bound']);
     this.workerStarts = own('ts_worker_start_milliseconds', 'histogram', [], 'Milliseconds', START_BUCKETS);
+    // Latency a p99 can be taken of: one series per model version, seconds (metrics/latency.ts).
+    const seconds = (name: string): LatencyHistogram =>
+      new LatencyHistogram(name, SECONDS_BUCKETS, (model, version) => formatLabels({ model_name: model, model_version: version, hostname: this.host }));
+    this.requestSeconds = seconds('ts_request_seconds');
+    this.queueWaits = seconds('ts_queue_wait_seconds');
+    this.stageSeconds = {
+      preprocess: seconds(STAGE_HISTOGRAMS.preprocess),
+      inference: seconds(STAGE_HISTOGRAMS.inference),
+      postprocess: seconds(STAGE_HISTOGRAMS.postprocess),
+    };
     this.scrapedGauge('ts_queue_size', (m) => m.queue.size);
     // Room left before the queue refuses (job_queue_size less what it holds): the alert "queue
     // near full" compares it with ts_queue_size, whatever job_queue_size each model has.
@@ -230,8 +266,20 @@ export class MetricsRegistry {
     this.workerStarts.update(this.modelValues(model, version), ms);
   }
 
-  batchFormed(model: string, version: string, size: number): void {
-    this.batchSizes.update(this.modelValues(model, version), size);
+  /** A batch of these predictions left for a worker: its size, and each one's wait in the queue. */
+  batchFormed(model: string, version: string, jobs: readonly QueuedPrediction[]): void {
+    this.batchSizes.update(this.modelValues(model, version), jobs.length);
+    for (const job of jobs) if (!job.quiet && job.dequeuedAt !== undefined) this.queueWaits.observe(model, version, (job.dequeuedAt - job.arrivedAt) / 1000);
+  }
+
+  /** A prediction of the model was answered (or failed) `seconds` after it arrived. */
+  requestAnswered(model: string, version: string, seconds: number): void {
+    this.requestSeconds.observe(model, version, seconds);
+  }
+
+  /** A worker ran a batch of `requests` predictions through these stages; each counts once per request. */
+  stagesRan(model: string, version: string, stages: readonly WireStage[], requests: number): void {
+    for (const s of stages) this.stageSeconds[s.name].observe(model, version, Math.max(0, s.end - s.start) / 1000, requests);
   }
 
   /** A prediction request that found its model; `version` is the URL's or `default`. */
@@ -321,6 +369,12 @@ export class MetricsRegistry {
       if (names.length > 0 && !names.includes(f.name)) continue;
       lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);
       for (const v of f.values) lines.push(`${metricName(v) ?? f.name}{${formatLabels(v.labels)}} ${javaDouble(v.value)}`);
+    }
+    if (this.mode === 'prometheus') {
+      for (const h of [this.requestSeconds, this.queueWaits, ...Object.values(this.stageSeconds)]) {
+        if (names.length > 0 && !names.includes(h.name)) continue;
+        lines.push(`# HELP ${h.name} ${help('histogram', 'Seconds')}`, `# TYPE ${h.name} histogram`, ...h.samples(javaDouble));
+      }
     }
     return lines.length > 0 ? lines.join('\n') + '\n' : '';
   }

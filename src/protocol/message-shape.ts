@@ -7,7 +7,7 @@
  * refused here (the caller ends that worker); the answers inside a well-formed one are checked
  * again where they are applied (answer-head.ts).
  */
-import type { FromWorker, WireError, WireMetric } from './messages.js';
+import type { FromWorker, WireError, WireMetric, WireStage } from './messages.js';
 
 /** The message as FromWorker, or undefined when it is not one. */
 export function fromWorker(msg: unknown): FromWorker | undefined {
@@ -20,9 +20,11 @@ export function fromWorker(msg: unknown): FromWorker | undefined {
     case 'intermediate':
       return isBatchId(msg.batchId) && isItems(msg.items) ? (msg as FromWorker) : undefined;
     case 'reply':
-      return isBatchId(msg.batchId) && isItems(msg.items) && isMetrics(msg.metrics) && isFiniteNumber(msg.workMs) ? (msg as FromWorker) : undefined;
+      return isBatchId(msg.batchId) && isItems(msg.items) && isMetrics(msg.metrics) && isFiniteNumber(msg.workMs) && isStages(msg.stages)
+        ? (msg as FromWorker)
+        : undefined;
     case 'batch-failed':
-      return isBatchId(msg.batchId) && isWireError(msg.error) && isMetrics(msg.metrics) ? (msg as FromWorker) : undefined;
+      return isBatchId(msg.batchId) && isWireError(msg.error) && isMetrics(msg.metrics) && isStages(msg.stages) ? (msg as FromWorker) : undefined;
     default:
       return undefined;
   }
@@ -62,5 +64,22 @@ function isMetric(value: unknown): value is WireMetric {
     isFiniteNumber(value.value) &&
     isObject(value.dimensions) &&
     Object.values(value.dimensions).every((d) => typeof d === 'string')
+  );
+}
+
+const STAGES = new Set(['preprocess', 'inference', 'postprocess']);
+const SPAN_ID = /^[0-9a-f]{16}$/;
+
+function isStages(value: unknown): value is WireStage[] {
+  return Array.isArray(value) && value.every(isStage);
+}
+
+function isStage(value: unknown): value is WireStage {
+  return (
+    isObject(value) &&
+    STAGES.has(value.name as string) &&
+    isFiniteNumber(value.start) &&
+    isFiniteNumber(value.end) &&
+    (value.spanId === undefined || (typeof value.spanId === 'string' && SPAN_ID.test(value.spanId)))
   );
 }

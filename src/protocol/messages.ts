@@ -37,6 +37,31 @@ export interface WireMetric {
   readonly dimensions: Record<string, string>;
 }
 
+/**
+ * One stage of a batch inside the worker: when it began and ended, in milliseconds since the Unix
+ * epoch (performance.timeOrigin + performance.now(), the clock both processes share). The front
+ * end makes the stage histograms of every batch from these and, when the batch is traced, its
+ * spans: the worker names their ids (spanId), children of the batch's span (PredictMessage.trace).
+ */
+export interface WireStage {
+  readonly name: StageName;
+  readonly start: number;
+  readonly end: number;
+  /** 16 hex digits; only in a traced batch. */
+  readonly spanId?: string;
+}
+
+/** A BaseHandler's three steps; a handler that overrides `handle` as a whole has only `inference`. */
+export type StageName = 'preprocess' | 'inference' | 'postprocess';
+
+/** The batch's span, which the worker's stage spans are children of: W3C trace context's fields. */
+export interface WireTraceContext {
+  /** 32 hex digits. */
+  readonly traceId: string;
+  /** 16 hex digits. */
+  readonly spanId: string;
+}
+
 export interface WireError {
   readonly code: string;
   readonly message: string;
@@ -109,6 +134,8 @@ export interface PredictMessage {
   readonly requests: WireRequest[];
   /** The model's other workers idle and nothing else queued: the batch may use every core (adaptiveThreads). */
   readonly wide: boolean;
+  /** Present only when the batch is traced (tracing on, one of its requests sampled). */
+  readonly trace?: WireTraceContext;
 }
 
 export type ToWorker = LoadMessage | PredictMessage;
@@ -123,6 +150,15 @@ export type FromWorker =
       readonly metrics: WireMetric[];
       /** The worker's own milliseconds on the batch, from its arrival here to this reply. */
       readonly workMs: number;
+      /** The batch's stages in the order they ran. */
+      readonly stages: WireStage[];
     }
   | { readonly kind: 'intermediate'; readonly batchId: number; readonly items: WireResponse[] }
-  | { readonly kind: 'batch-failed'; readonly batchId: number; readonly error: WireError; readonly metrics: WireMetric[] };
+  | {
+      readonly kind: 'batch-failed';
+      readonly batchId: number;
+      readonly error: WireError;
+      readonly metrics: WireMetric[];
+      /** The stages that ended before the failure; the last one may be the one that failed. */
+      readonly stages: WireStage[];
+    };

@@ -9,6 +9,7 @@
  *   front end ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
  *   front end ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { register } from 'node:module';
 import { join } from 'node:path';
@@ -24,7 +25,15 @@ import { inBatch } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
 import { existingInside } from '../archive/inside.js';
 import { watchParent } from './parent-watch.js';
-import { WATCH_PARENT_ENV, type FromWorker, type LoadMessage, type PredictMessage, type ToWorker, type WireRequest } from '../protocol/messages.js';
+import {
+  WATCH_PARENT_ENV,
+  type FromWorker,
+  type LoadMessage,
+  type PredictMessage,
+  type ToWorker,
+  type WireRequest,
+  type WireStage,
+} from '../protocol/messages.js';
 
 let entry: EntryPoint | undefined;
 let facts: ModelFacts | undefined;
@@ -88,21 +97,32 @@ async function onLoad(msg: LoadMessage): Promise<void> {
 async function onPredict(msg: PredictMessage): Promise<void> {
   const { batchId } = msg;
   if (!entry || !facts) {
-    send({ kind: 'batch-failed', batchId, error: { code: 'TSS_ERR_WORKER_DIED', message: 'Worker died.', status: 500 }, metrics: [] });
+    send({ kind: 'batch-failed', batchId, error: { code: 'TSS_ERR_WORKER_DIED', message: 'Worker died.', status: 500 }, metrics: [], stages: [] });
     return;
   }
   let context: BatchContext | undefined;
+  const stages: WireStage[] = [];
   const began = performance.now();
   try {
     const result = await inBatch(msg.wide, () =>
-      runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items }), maxResponseSize),
+      runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items }), maxResponseSize, stages),
     );
     context = result.context;
-    send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics, workMs: performance.now() - began });
+    send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics, workMs: performance.now() - began, stages: traced(stages, msg) });
   } catch (err) {
     logFailure(facts.modelName, err);
-    send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [] });
+    send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [], stages: traced(stages, msg) });
   }
+}
+
+/**
+ * The stages of a traced batch become its spans: each gets its span id here, where it ran, and
+ * the front end exports it as a child of the batch's span (msg.trace). Ids made here rather than
+ * there keep the worker's spans its own, for a handler's spans to come to name as their parent.
+ */
+function traced(stages: WireStage[], msg: PredictMessage): WireStage[] {
+  if (!msg.trace) return stages;
+  return stages.map((s) => ({ ...s, spanId: randomBytes(8).toString('hex') }));
 }
 
 /**

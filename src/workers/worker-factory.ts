@@ -10,9 +10,10 @@ import type { ModelSettings } from '../config/model-config.js';
 import type { ServerConfig } from '../config/server-config.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
+import type { Tracing } from '../metrics/tracing.js';
 import { VERSION } from '../version.js';
 import type { LoadMessage } from '../protocol/messages.js';
-import { threadBudget, WorkerProcess, workerEnvironment } from './worker-process.js';
+import { threadBudget, WorkerProcess, workerEnvironment, type WorkerOptions } from './worker-process.js';
 import { largestBatch, type PoolDeps } from './worker-pool.js';
 import type { ScaleEvent } from './scaler.js';
 
@@ -51,6 +52,8 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
         onOutput: (line, stream) => loggers.model(name, stream, line),
         onMetrics: (m, requestIds) => metrics.handlerMetrics(m, requestIds),
         onBatchHandled: (ms) => metrics.workerThreadTime(ms),
+        onStages: (stages, requests) => metrics.stagesRan(model.name, model.version, stages, requests),
+        traceBatch: batchTracer(metrics.tracing, model, id),
       });
       worker.on('state', (state, previous) => {
         log.info(`${name} State change ${previous} -> ${state}`);
@@ -63,7 +66,7 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
       return worker;
     },
     onRestart: () => metrics.workerRestarted(model.name, model.version),
-    onBatch: (size) => metrics.batchFormed(model.name, model.version, size),
+    onBatch: (jobs) => metrics.batchFormed(model.name, model.version, jobs),
     log: (message) => log.info(`${model.name}_${model.version}: ${message}`),
     onScale: (event) => {
       metrics.scaled(model.name, model.version, event.direction, event.reason, Math.abs(event.to - event.from));
@@ -71,6 +74,15 @@ export function workerFactory({ config, loggers, metrics }: WorkerFactoryDeps): 
       log.info(`${model.name}_${model.version}: ${scaleMessage(event)}`);
     },
   });
+}
+
+/** With tracing on, what starts the span of a batch the worker `workerId` runs; undefined with it off. */
+function batchTracer(tracing: Tracing | undefined, model: WorkerModel, workerId: string): WorkerOptions['traceBatch'] {
+  if (!tracing) return undefined;
+  return (jobs, at) => {
+    const traces = jobs.flatMap((j) => (j.trace ? [j.trace] : []));
+    return traces.length > 0 ? tracing.startBatch(model, workerId, traces, at) : undefined;
+  };
 }
 
 /** The log line of a scaler's decision, with its reason. */

@@ -37,7 +37,8 @@ export interface PoolDeps {
   readonly spawn: () => WorkerProcess;
   /** A replacement worker has loaded after a failure. */
   readonly onRestart: (worker: WorkerProcess) => void;
-  readonly onBatch: (size: number) => void;
+  /** A batch formed and leaves for a worker (its jobs' dequeuedAt set). */
+  readonly onBatch: (jobs: readonly Job[]) => void;
   readonly log: (message: string) => void;
   /** The scaler added or stopped workers, or a bound held it (workers/scaler.ts). */
   readonly onScale?: (event: ScaleEvent) => void;
@@ -281,7 +282,7 @@ export class WorkerPool {
       }
       const now = performance.now();
       for (const job of jobs) job.dequeuedAt = now;
-      if (!allQuiet(jobs)) this.deps.onBatch(jobs.length);
+      if (!allQuiet(jobs)) this.deps.onBatch(jobs);
       if (signal.aborted || worker.state !== 'MODEL_LOADED') {
         this.queue.requeue(jobs);
         break;

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import { timerMs } from '../timer-ms.js';
 import { allQuiet, type Job } from '../batching/job.js';
+import type { BatchTrace } from '../metrics/tracing.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from './worker-state.js';
 import { checkedAnswer } from '../protocol/answer-head.js';
 import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from '../protocol/answer-size.js';
@@ -27,7 +28,9 @@ import {
   WIDE_INTRA_OP_THREADS_ENV,
   type FromWorker,
   type LoadMessage,
+  type PredictMessage,
   type WireMetric,
+  type WireStage,
   type WireResponse,
 } from '../protocol/messages.js';
 
@@ -53,6 +56,10 @@ export interface WorkerOptions {
   readonly onMetrics: (metrics: WireMetric[], requestIds: string[]) => void;
   /** The server's own milliseconds on a batch, sending it and handing out its answers (WorkerThreadTime). */
   readonly onBatchHandled: (ms: number) => void;
+  /** The stages the worker ran a batch of `requests` predictions through (the stage histograms). */
+  readonly onStages?: (stages: WireStage[], requests: number) => void;
+  /** With tracing on: the span of a batch leaving now, when one of its jobs is sampled. */
+  readonly traceBatch?: (jobs: readonly Job[], at: number) => BatchTrace | undefined;
 }
 
 interface InFlight {
@@ -66,6 +73,8 @@ interface InFlight {
   sendMs: number;
   /** Each job's bytes answered so far, streamed parts included. */
   readonly answered: AnswerBudget;
+  /** Its span, when traced. */
+  readonly trace: BatchTrace | undefined;
 }
 
 /** How a batch ended for the pool: what to give to another worker, and what the batch cost here. */
@@ -269,6 +278,7 @@ export class WorkerProcess extends EventEmitter {
     }
     const batchId = this.nextBatchId++;
     return new Promise((resolve) => {
+      const trace = this.opts.traceBatch?.(jobs, performance.now());
       const batch: InFlight = {
         batchId,
         jobs: new Map(jobs.map((j) => [j.id, j])),
@@ -276,11 +286,13 @@ export class WorkerProcess extends EventEmitter {
         timer: undefined,
         sendMs: 0,
         answered: new AnswerBudget(this.opts.load.maxResponseSize),
+        trace,
       };
       this.inFlight.push(batch);
       this.startResponseTimer();
+      const message: PredictMessage = { kind: 'predict', batchId, requests: jobs.map((j) => j.request), wide };
       const began = performance.now();
-      child.send({ kind: 'predict', batchId, requests: jobs.map((j) => j.request), wide });
+      child.send(trace ? { ...message, trace: trace.wire } : message);
       batch.sendMs = performance.now() - began;
     });
   }
@@ -332,6 +344,8 @@ export class WorkerProcess extends EventEmitter {
     const batch = this.runningBatch(msg.batchId);
     const quiet = batch !== undefined && allQuiet(batch.jobs.values());
     if (!quiet) this.reportMetrics(batch, msg.metrics);
+    if (batch && !quiet) this.opts.onStages?.(msg.stages, batch.jobs.size);
+    batch?.trace?.end(msg.stages, msg.kind === 'batch-failed' ? msg.error.message : undefined);
     if (msg.kind === 'reply') {
       this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
       this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'), msg.workMs);
@@ -391,6 +405,8 @@ export class WorkerProcess extends EventEmitter {
     for (const job of batch.jobs.values()) {
       if (!job.settled) job.fail((error ??= unanswered()));
     }
+    // Ended already when the worker answered it; a worker that died ends it here with why.
+    if (batch.trace && !batch.trace.ended) batch.trace.end([], (error ??= unanswered()).message);
     batch.done({ unstarted: [], workMs });
     this.startResponseTimer();
   }

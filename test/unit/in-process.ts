@@ -79,7 +79,7 @@ export async function inProcessServer(
           return worker.asWorkerProcess();
         },
         onRestart: () => metrics.workerRestarted(model.name, model.version),
-        onBatch: (size) => metrics.batchFormed(model.name, model.version, size),
+        onBatch: (jobs) => metrics.batchFormed(model.name, model.version, jobs),
         log: (message) => log.push(message),
       }),
       log: (message) => log.push(message),
