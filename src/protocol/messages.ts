@@ -82,7 +82,21 @@ export interface HandlerManifest {
   readonly archiverVersion?: string;
 }
 
-export interface LoadMessage {
+/**
+ * Set for a worker process that may serve several models (a shared host, workers/worker-host.ts):
+ * it keeps the directory it started in, as no one model's directory is its own.
+ */
+export const SHARED_HOST_ENV = 'TSSERVE_SHARED_HOST';
+
+/**
+ * Which model a message is for, inside the process: a worker's id. A process started for one
+ * worker serves one key; a shared host serves several, one handler and its sessions each.
+ */
+export interface Keyed {
+  readonly key: string;
+}
+
+export interface LoadMessage extends Keyed {
   readonly kind: 'load';
   readonly modelName: string;
   readonly modelDir: string;
@@ -103,7 +117,7 @@ export interface LoadMessage {
   readonly maxResponseSize: number;
 }
 
-export interface PredictMessage {
+export interface PredictMessage extends Keyed {
   readonly kind: 'predict';
   readonly batchId: number;
   readonly requests: WireRequest[];
@@ -111,11 +125,18 @@ export interface PredictMessage {
   readonly wide: boolean;
 }
 
-export type ToWorker = LoadMessage | PredictMessage;
+/** Drops a model from its process: its handler and sessions, once its batches sent so far are answered. */
+export interface UnloadMessage extends Keyed {
+  readonly kind: 'unload';
+}
 
-export type FromWorker =
+export type ToWorker = LoadMessage | PredictMessage | UnloadMessage;
+
+export type FromWorker = Keyed &
+  (
   | { readonly kind: 'loaded'; readonly pid: number }
   | { readonly kind: 'load-failed'; readonly error: WireError }
+  | { readonly kind: 'unloaded' }
   | {
       readonly kind: 'reply';
       readonly batchId: number;
@@ -125,4 +146,5 @@ export type FromWorker =
       readonly workMs: number;
     }
   | { readonly kind: 'intermediate'; readonly batchId: number; readonly items: WireResponse[] }
-  | { readonly kind: 'batch-failed'; readonly batchId: number; readonly error: WireError; readonly metrics: WireMetric[] };
+  | { readonly kind: 'batch-failed'; readonly batchId: number; readonly error: WireError; readonly metrics: WireMetric[] }
+  );
