@@ -105,8 +105,6 @@ export class WorkerProcess extends EventEmitter implements Tenant {
   state: WorkerState = 'STARTED';
   /** Resident bytes at the last system-metrics run (metrics/system.ts); 0 before it, or without it. */
   memoryUsage = 0;
-  readonly model: string;
-  readonly messageBound: number;
   private host: WorkerHost | undefined;
   /** Batches sent and not yet answered, in the order the worker runs them. */
   private inFlight: InFlight[] = [];
@@ -122,8 +120,15 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     super();
     this.id = opts.id;
     this.opts = opts;
-    this.model = `${opts.load.modelName}_${opts.load.manifest.model.modelVersion}`;
-    this.messageBound = messageBound(opts.load);
+  }
+
+  /** Its model, `name_version`. */
+  get model(): string {
+    return `${this.opts.load.modelName}_${this.opts.load.manifest.model.modelVersion}`;
+  }
+
+  get messageBound(): number {
+    return messageBound(this.opts.load);
   }
 
   get pid(): number {
