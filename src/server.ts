@@ -106,7 +106,12 @@ interface Opened {
   readonly hosts: SharedHosts;
 }
 
-async function openServer(config: ServerConfig, loggers: Loggers, { registry, listening, hosts }: Opened, stop: AbortSignal | undefined): Promise<RunningServer> {
+async function openServer(
+  config: ServerConfig,
+  loggers: Loggers,
+  { registry, listening, hosts }: Opened,
+  stop: AbortSignal | undefined,
+): Promise<RunningServer> {
   const log = loggers.server;
   log.info({ summary: startUpSummary(config, VERSION) }, SUMMARY_MESSAGE);
   for (const warning of config.warnings) log.warn(warning);

@@ -134,17 +134,17 @@ export type ToWorker = LoadMessage | PredictMessage | UnloadMessage;
 
 export type FromWorker = Keyed &
   (
-  | { readonly kind: 'loaded'; readonly pid: number }
-  | { readonly kind: 'load-failed'; readonly error: WireError }
-  | { readonly kind: 'unloaded' }
-  | {
-      readonly kind: 'reply';
-      readonly batchId: number;
-      readonly items: WireResponse[];
-      readonly metrics: WireMetric[];
-      /** The worker's own milliseconds on the batch, from its arrival here to this reply. */
-      readonly workMs: number;
-    }
-  | { readonly kind: 'intermediate'; readonly batchId: number; readonly items: WireResponse[] }
-  | { readonly kind: 'batch-failed'; readonly batchId: number; readonly error: WireError; readonly metrics: WireMetric[] }
+    | { readonly kind: 'loaded'; readonly pid: number }
+    | { readonly kind: 'load-failed'; readonly error: WireError }
+    | { readonly kind: 'unloaded' }
+    | {
+        readonly kind: 'reply';
+        readonly batchId: number;
+        readonly items: WireResponse[];
+        readonly metrics: WireMetric[];
+        /** The worker's own milliseconds on the batch, from its arrival here to this reply. */
+        readonly workMs: number;
+      }
+    | { readonly kind: 'intermediate'; readonly batchId: number; readonly items: WireResponse[] }
+    | { readonly kind: 'batch-failed'; readonly batchId: number; readonly error: WireError; readonly metrics: WireMetric[] }
   );

@@ -253,7 +253,15 @@ function handle(msg: ToWorker, model: Served | undefined): Promise<void> {
 function servedFor(msg: ToWorker): Served | undefined {
   let model = served.get(msg.key);
   if (!model && msg.kind === 'load') {
-    model = { key: msg.key, entry: undefined, facts: undefined, decodeInput: true, maxResponseSize: Number.POSITIVE_INFINITY, sessions: new Set(), turn: Promise.resolve() };
+    model = {
+      key: msg.key,
+      entry: undefined,
+      facts: undefined,
+      decodeInput: true,
+      maxResponseSize: Number.POSITIVE_INFINITY,
+      sessions: new Set(),
+      turn: Promise.resolve(),
+    };
     served.set(msg.key, model);
   }
   return model;

@@ -20,6 +20,8 @@ export interface SharedHostsOptions extends Omit<HostOptions, 'shared' | 'onOutp
   readonly onOutput: (host: string, line: string, stream: 'stdout' | 'stderr') => void;
   /** A host started or ended: for the server log. */
   readonly log: (message: string) => void;
+  /** Starts a host process; a test's own stands in for it where none is wanted. */
+  readonly startHost?: (opts: HostOptions) => WorkerHost;
 }
 
 export class SharedHosts implements HostSource {
@@ -69,7 +71,8 @@ export class SharedHosts implements HostSource {
 
   private startHost(): WorkerHost {
     const name = `H-${this.nextId++}`;
-    const host = new WorkerHost({
+    const start = this.opts.startHost ?? ((opts: HostOptions) => new WorkerHost(opts));
+    const host = start({
       ...this.opts,
       wideIntraOpThreads: undefined,
       permissionDir: undefined,

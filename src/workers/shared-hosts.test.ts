@@ -1,0 +1,123 @@
+// Where shared workers go (workers/shared-hosts.ts), on hosts that are stand-ins (no processes):
+// the least full host with room and no worker of the model, else the spare, which is replaced;
+// a host emptied is the spare or ends; a dead host is never chosen.
+import t from 'tap';
+import type { TsError } from '../errors.js';
+import type { FromWorker } from '../protocol/messages.js';
+import { SharedHosts } from './shared-hosts.js';
+import type { Tenant, WorkerHost } from './worker-host.js';
+
+/** A host's bookkeeping without its process. */
+class StandInHost {
+  static nextPid = 100;
+  readonly pid = StandInHost.nextPid++;
+  readonly shared = true;
+  exited = false;
+  killed = false;
+  onExit: (() => void) | undefined;
+  onEmpty: (() => void) | undefined;
+  private readonly tenants = new Map<string, Tenant>();
+
+  get size(): number {
+    return this.tenants.size;
+  }
+
+  holds(model: string): boolean {
+    return [...this.tenants.values()].some((t) => t.model === model);
+  }
+
+  attach(key: string, tenant: Tenant): void {
+    this.tenants.set(key, tenant);
+  }
+
+  detach(key: string): void {
+    if (this.tenants.delete(key) && this.tenants.size === 0) this.onEmpty?.();
+  }
+
+  kill(): void {
+    this.killed = true;
+    this.exited = true;
+    this.onExit?.();
+  }
+}
+
+function tenant(model: string): Tenant {
+  return {
+    model,
+    messageBound: 1,
+    loadBytes: undefined,
+    onMessage(_msg: FromWorker) {},
+    onHostExit(_code: number | null, _signal: NodeJS.Signals | null, _error: TsError) {},
+  };
+}
+
+function hosts(modelsPerHost: number): { hosts: SharedHosts; started: StandInHost[] } {
+  const started: StandInHost[] = [];
+  const shared = new SharedHosts({
+    modelsPerHost,
+    intraOpThreads: 1,
+    nice: 0,
+    env: {},
+    maxResponseSize: 1024,
+    onOutput: () => {},
+    log: () => {},
+    startHost: () => {
+      const host = new StandInHost();
+      started.push(host);
+      return host as unknown as WorkerHost;
+    },
+  });
+  return { hosts: shared, started };
+}
+
+/** Places a worker of `model` as a WorkerProcess does: asks for a host, then moves in. */
+function place(shared: SharedHosts, model: string, key: string): StandInHost {
+  const host = shared.hostFor(model) as unknown as StandInHost;
+  host.attach(key, tenant(model));
+  return host;
+}
+
+const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+t.test('workers fill the least full host; a second worker of a model goes elsewhere; the spare is replaced when taken', async (t) => {
+  const { hosts: shared, started } = hosts(3);
+  const first = place(shared, 'a_1', 'k1');
+  await nextTick();
+  t.equal(started.length, 2, 'the first worker started a host, and a spare was started after it');
+  t.equal(place(shared, 'b_1', 'k2'), first, 'b joins the running host, not the spare');
+  const second = place(shared, 'a_1', 'k3');
+  t.not(second, first, "a's second worker does not join a's first");
+  t.equal(second, started[1], 'it takes the spare');
+  await nextTick();
+  t.equal(started.length, 3, 'a new spare is started');
+  t.equal(place(shared, 'c_1', 'k4'), second, 'c goes to the least full host');
+  place(shared, 'd_1', 'k5');
+  t.equal(first.size, 3, 'first is full');
+  t.not(place(shared, 'e_1', 'k6'), first, 'a full host takes no more');
+  shared.close();
+  t.ok(
+    started.every((h) => h.killed),
+    'close ends every host',
+  );
+});
+
+t.test('an emptied host becomes the spare, or ends when there is one; a dead host is never chosen', async (t) => {
+  const { hosts: shared, started } = hosts(4);
+  const first = place(shared, 'a_1', 'k1');
+  await nextTick();
+  first.detach('k1');
+  t.ok(first.killed, 'emptied while a spare runs: ended');
+  const second = place(shared, 'b_1', 'k2');
+  t.equal(second, started[1], 'the next worker takes the spare');
+  await nextTick();
+  second.kill();
+  const third = place(shared, 'c_1', 'k3');
+  t.not(third, second, 'a dead host is not chosen');
+  t.equal(third, started[2], 'c takes the spare started after b took the last one');
+  await nextTick();
+  started[3]!.kill();
+  third.detach('k3');
+  t.notOk(third.killed, 'emptied when the spare has died: kept');
+  t.equal(place(shared, 'd_1', 'k4'), third, 'as the spare, the next worker takes it');
+  shared.close();
+});
