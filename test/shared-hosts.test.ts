@@ -1,73 +1,83 @@
 // Small models sharing worker processes (issue 33; workers/shared-hosts.ts): several models answer
 // from one process, each with its own handler; unloading one leaves the others serving in it; a
-// model marked not shared keeps a process of its own.
-import { writeFileSync } from 'node:fs';
+// model marked not shared keeps a process of its own. Shared workers spread over as many
+// processes as there are cores first, so one more model than cores puts two in one process.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
-import { describe, predict, register, serve } from './echo-model.js';
+import t, { type Test } from 'tap';
+import { predict, register, serve } from './echo-model.js';
 import { buildMnistMar, MNIST_DIR, startTestServer, waitFor } from './helpers.js';
-import { readFileSync } from 'node:fs';
+import { sharedWorkers } from './shared-workers.js';
 
-interface SharedDescribed {
-  workers: Array<{ pid: number; status: string; sharedHost: boolean }>;
-}
-
-async function workerOf(server: Parameters<typeof describe>[0], model: string): Promise<SharedDescribed['workers'][number]> {
-  return ((await describe(server, model)) as unknown as SharedDescribed).workers[0]!;
+/** One more echo model than cores, each registered with one worker in a shared host. */
+async function sharingEchoModels(t: Test): Promise<{ server: Awaited<ReturnType<typeof serve>>; names: string[] }> {
+  const server = await serve(t, {}, 'sharedWorker: true\n');
+  const names = Array.from({ length: availableParallelism() + 1 }, (_, i) => `e${i}`);
+  for (const name of names) await register(t, server, name, { initial_workers: 1 });
+  return { server, names };
 }
 
 t.test('several models in one shared host each answer with their own handler', async (t) => {
-  const server = await serve(t, {}, 'sharedWorker: true\n');
-  for (const name of ['a', 'b', 'c']) await register(t, server, name, { initial_workers: 1 });
-  const workers = await Promise.all(['a', 'b', 'c'].map((m) => workerOf(server, m)));
+  const { server, names } = await sharingEchoModels(t);
+  const workers = await sharedWorkers(server, names);
   t.ok(
-    workers.every((w) => w.sharedHost && w.status === 'READY'),
+    [...workers.values()].every((w) => w.sharedHost && w.status === 'READY'),
     'every worker is READY in a shared host',
   );
-  t.equal(new Set(workers.map((w) => w.pid)).size, 1, 'the three workers share one process');
-  for (const name of ['a', 'b', 'c']) {
+  t.ok(new Set([...workers.values()].map((w) => w.pid)).size < names.length, 'fewer processes than models: some share one');
+  for (const name of names) {
     const res = await predict(server, name, `hello ${name}`);
     t.equal(res.status, 200, `${name} answers`);
-    const body = (await res.json()) as { body: string; batchSize: number };
-    t.match(body, { batchSize: 1 }, `${name}'s own request comes back: ${JSON.stringify(body)}`);
+    const body = (await res.json()) as { params: { body: { value: string } } };
+    t.equal(body.params.body.value, `hello ${name}`, `${name}'s own request comes back`);
   }
 });
 
 t.test('unregistering or scaling one shared model to 0 leaves the others serving in the same process', async (t) => {
-  const server = await serve(t, {}, 'sharedWorker: true\n');
-  for (const name of ['a', 'b', 'c']) await register(t, server, name, { initial_workers: 1 });
-  const pid = (await workerOf(server, 'a')).pid;
-  const gone = await fetch(`${server.urls.management}/models/b`, { method: 'DELETE' });
-  t.equal(gone.status, 200, 'b unregistered');
-  const scaled = await fetch(`${server.urls.management}/models/c?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
-  t.equal(scaled.status, 200, 'c scaled to no worker');
-  t.equal((await predict(server, 'a', 'still here')).status, 200, 'a still answers');
-  t.equal((await workerOf(server, 'a')).pid, pid, 'a is in the process it was in: b and c were unloaded from it, not killed with it');
-  const back = await fetch(`${server.urls.management}/models/c?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' });
-  t.equal(back.status, 200, 'c scaled back to one worker');
-  t.equal((await predict(server, 'c', 'again')).status, 200, 'c answers again');
-  t.equal((await workerOf(server, 'c')).pid, pid, 'c loaded again into the running host');
+  const { server, names } = await sharingEchoModels(t);
+  const workers = await sharedWorkers(server, names);
+  const [x, y] = names.filter((n) => names.some((m) => m !== n && workers.get(m)!.pid === workers.get(n)!.pid));
+  const pid = workers.get(y!)!.pid;
+  t.equal(workers.get(x!)!.pid, pid, `${x} and ${y} share a process`);
+  const gone = await fetch(`${server.urls.management}/models/${x}`, { method: 'DELETE' });
+  t.equal(gone.status, 200, `${x} unregistered`);
+  t.equal((await predict(server, y!, 'still here')).status, 200, `${y} still answers`);
+  t.equal((await sharedWorkers(server, [y!])).get(y!)!.pid, pid, `${y} is in the process it was in: ${x} was unloaded from it, not killed with it`);
+  const scaled = await fetch(`${server.urls.management}/models/${y}?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
+  t.equal(scaled.status, 200, `${y} scaled to no worker`);
+  const back = await fetch(`${server.urls.management}/models/${y}?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' });
+  t.equal(back.status, 200, `${y} scaled back to one worker`);
+  t.equal((await predict(server, y!, 'again')).status, 200, `${y} answers again`);
+  t.ok((await sharedWorkers(server, [y!])).get(y!)!.sharedHost, `${y} is in a shared host again`);
 });
 
 t.test('shared_worker_model_mb shares small models; sharedWorker: false keeps its own process', async (t) => {
+  const small = Array.from({ length: availableParallelism() + 1 }, (_, i) => `small${i}`);
   const server = await startTestServer(t, {
     prepare: (store) => {
       const own = join(store, '..', 'own-config.yaml');
       writeFileSync(own, 'sharedWorker: false\n');
-      buildMnistMar(store, 'small1');
-      buildMnistMar(store, 'small2');
+      for (const name of small) buildMnistMar(store, name);
       buildMnistMar(store, 'own', { configFile: own });
     },
-    properties: { shared_worker_model_mb: '10', load_models: 'small1.mar,small2.mar,own.mar' },
+    properties: { shared_worker_model_mb: '10', load_models: [...small, 'own'].map((n) => `${n}.mar`).join(',') },
   });
-  await waitFor(async () => (await workerOf(server, 'own'))?.status === 'READY', 60_000, 'own READY');
-  const [small1, small2, own] = await Promise.all(['small1', 'small2', 'own'].map((m) => workerOf(server, m)));
-  t.ok(small1!.sharedHost && small2!.sharedHost, 'models under 10 MB share');
-  t.equal(small1!.pid, small2!.pid, 'in one process');
-  t.notOk(own!.sharedHost, 'sharedWorker: false has a process of its own');
-  t.not(own!.pid, small1!.pid, 'not the shared one');
+  await waitFor(async () => (await sharedWorkers(server, ['own'])).get('own')?.status === 'READY', 60_000, 'own READY');
+  const workers = await sharedWorkers(server, [...small, 'own']);
+  t.ok(
+    small.every((n) => workers.get(n)!.sharedHost),
+    'models under 10 MB share',
+  );
+  t.ok(new Set(small.map((n) => workers.get(n)!.pid)).size < small.length, 'some in one process');
+  const own = workers.get('own')!;
+  t.notOk(own.sharedHost, 'sharedWorker: false has a process of its own');
+  t.notOk(
+    small.some((n) => workers.get(n)!.pid === own.pid),
+    'not a shared one',
+  );
   const digit = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  for (const name of ['small1', 'small2', 'own']) {
+  for (const name of [...small, 'own']) {
     const res = await fetch(`${server.urls.inference}/predictions/${name}`, { method: 'POST', body: digit });
     t.equal(res.status, 200, `${name} answers`);
     t.equal((await res.text()).trim(), '7', `${name} reads the digit`);

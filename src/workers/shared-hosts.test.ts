@@ -14,6 +14,10 @@ class StandInHost {
   readonly shared = true;
   exited = false;
   killed = false;
+
+  get open(): boolean {
+    return !this.exited && !this.killed;
+  }
   onExit: (() => void) | undefined;
   onEmpty: (() => void) | undefined;
   private readonly tenants = new Map<string, Tenant>();
@@ -26,6 +30,10 @@ class StandInHost {
     return [...this.tenants.values()].some((t) => t.model === model);
   }
 
+  busyCount(): number {
+    return [...this.tenants.values()].filter((t) => t.busy).length;
+  }
+
   attach(key: string, tenant: Tenant): void {
     this.tenants.set(key, tenant);
   }
@@ -36,14 +44,19 @@ class StandInHost {
 
   kill(): void {
     this.killed = true;
+  }
+
+  /** The process's exit as the host reports it: some time after its kill. */
+  exit(): void {
     this.exited = true;
     this.onExit?.();
   }
 }
 
-function tenant(model: string): Tenant {
+function tenant(model: string, busy = false): Tenant {
   return {
     model,
+    busy,
     messageBound: 1,
     loadBytes: undefined,
     onMessage(_msg: FromWorker) {},
@@ -51,10 +64,11 @@ function tenant(model: string): Tenant {
   };
 }
 
-function hosts(modelsPerHost: number): { hosts: SharedHosts; started: StandInHost[] } {
+function hosts(modelsPerHost: number, spreadOver = 1): { hosts: SharedHosts; started: StandInHost[] } {
   const started: StandInHost[] = [];
   const shared = new SharedHosts({
     modelsPerHost,
+    spreadOver,
     intraOpThreads: 1,
     nice: 0,
     env: {},
@@ -71,9 +85,9 @@ function hosts(modelsPerHost: number): { hosts: SharedHosts; started: StandInHos
 }
 
 /** Places a worker of `model` as a WorkerProcess does: asks for a host, then moves in. */
-function place(shared: SharedHosts, model: string, key: string): StandInHost {
+function place(shared: SharedHosts, model: string, key: string, busy = false): StandInHost {
   const host = shared.hostFor(model) as unknown as StandInHost;
-  host.attach(key, tenant(model));
+  host.attach(key, tenant(model, busy));
   return host;
 }
 
@@ -108,16 +122,48 @@ t.test('an emptied host becomes the spare, or ends when there is one; a dead hos
   first.detach('k1');
   t.ok(first.killed, 'emptied while a spare runs: ended');
   const second = place(shared, 'b_1', 'k2');
-  t.equal(second, started[1], 'the next worker takes the spare');
+  t.equal(second, started[1], 'the next worker takes the spare, not the host ended but not yet exited');
+  first.exit();
   await nextTick();
-  second.kill();
+  second.exit();
   const third = place(shared, 'c_1', 'k3');
   t.not(third, second, 'a dead host is not chosen');
   t.equal(third, started[2], 'c takes the spare started after b took the last one');
   await nextTick();
-  started[3]!.kill();
+  started[3]!.exit();
   third.detach('k3');
   t.notOk(third.killed, 'emptied when the spare has died: kept');
   t.equal(place(shared, 'd_1', 'k4'), third, 'as the spare, the next worker takes it');
+  shared.close();
+});
+
+t.test('a model loads into the host whose workers are the least busy, though it holds more', async (t) => {
+  const { hosts: shared, started } = hosts(8);
+  const firstHot = tenant('hot_1', true);
+  const first = shared.hostFor('hot_1') as unknown as StandInHost;
+  first.attach('k1', firstHot);
+  await nextTick();
+  const second = place(shared, 'hot_1', 'k2', true);
+  t.not(second, first, "the hot model's second worker is in another host");
+  await nextTick();
+  (firstHot as { busy: boolean }).busy = false;
+  t.equal(place(shared, 'cold_1', 'k3'), first, 'a load goes to the host with no busy worker');
+  t.equal(place(shared, 'cold_2', 'k4'), first, 'and again, though it holds more workers now');
+  t.equal(second.size, 1, 'the busy host took none');
+  t.equal(started.length, 3, 'no host started but the spares');
+  shared.close();
+});
+
+t.test('workers spread over as many hosts as cores before any host takes a second', async (t) => {
+  const { hosts: shared, started } = hosts(8, 2);
+  const first = place(shared, 'a_1', 'k1');
+  await nextTick();
+  const second = place(shared, 'b_1', 'k2');
+  t.not(second, first, 'the second model takes the spare: two hosts for two cores');
+  await nextTick();
+  const third = place(shared, 'c_1', 'k3');
+  t.ok(third === first || third === second, 'the third joins one of them');
+  t.equal(place(shared, 'd_1', 'k4'), third === first ? second : first, 'the fourth the other');
+  t.equal(started.length, 3, 'two hosts and a spare');
   shared.close();
 });

@@ -2,9 +2,12 @@
  * @module workers/shared-hosts
  * The worker processes that several small models share (issue 33: 24.7 MB PSS for an mnist
  * worker of its own, about 1.3 MB for one more model in a running process). A shared worker goes
- * to the running host with the fewest workers that has room (shared_worker_models) and no worker
- * of its model yet (a model's workers in one process would share its one thread, and its
- * crash); when none has, to the spare: a host started ahead, with node and onnxruntime loaded
+ * to the running host that has room (shared_worker_models) and no worker of its model yet (a
+ * model's workers in one process would share its one thread, and its crash), the one with the
+ * fewest workers running a batch now, then with the fewest workers: a model loading there holds
+ * the host's one thread while its handler and session open, which the busy models' batches
+ * would wait for. Until there are as many hosts as cores, each new worker takes the spare, so
+ * that the first models, often the busiest, do not all share one thread. When none has room, to the spare: a host started ahead, with node and onnxruntime loaded
  * and no model, so that a model loading on demand waits for a session, not for a process's start.
  * Taking the spare starts the next one. A host whose last worker left becomes the spare, or ends
  * if there is one. A host's death ends every worker in it (worker-host.ts): each answers what it
@@ -16,6 +19,13 @@ import type { HostSource } from './worker-process.js';
 export interface SharedHostsOptions extends Omit<HostOptions, 'shared' | 'onOutput' | 'permissionDir' | 'wideIntraOpThreads'> {
   /** The most workers one host holds (shared_worker_models). */
   readonly modelsPerHost: number;
+  /**
+   * Hosts to spread workers over before any is filled: the cores. A host runs its models on one
+   * thread, so models in one host never run at once; with fewer hosts than cores, the busiest
+   * models all landed in the first host and served a quarter of what they did in processes of
+   * their own (bench/many-models.mjs).
+   */
+  readonly spreadOver: number;
   /** Each line a host prints, with the host's name. */
   readonly onOutput: (host: string, line: string, stream: 'stdout' | 'stderr') => void;
   /** A host started or ended: for the server log. */
@@ -41,31 +51,39 @@ export class SharedHosts implements HostSource {
   }
 
   hostFor(model: string): WorkerHost {
-    const host = this.leastFull(model) ?? this.takeSpare();
+    const host = (this.running() < this.opts.spreadOver ? undefined : this.leastFull(model)) ?? this.takeSpare();
     // After this worker's load is sent: the next spare's start does not delay it.
     if (!this.closed) setImmediate(() => this.keepSpare());
     return host;
   }
 
-  /** The running host with room and no worker of `model` that holds the fewest workers. */
+  /** Hosts with workers, the spare not counted. */
+  private running(): number {
+    let n = 0;
+    for (const host of this.hosts) if (host !== this.spare && host.open) n++;
+    return n;
+  }
+
+  /** The running host with room and no worker of `model` whose workers are the least busy, then the fewest. */
   private leastFull(model: string): WorkerHost | undefined {
-    let best: WorkerHost | undefined;
+    let best: { host: WorkerHost; busy: number } | undefined;
     for (const host of this.hosts) {
-      if (host === this.spare || host.exited || host.size >= this.opts.modelsPerHost || host.holds(model)) continue;
-      if (!best || host.size < best.size) best = host;
+      if (host === this.spare || !host.open || host.size >= this.opts.modelsPerHost || host.holds(model)) continue;
+      const busy = host.busyCount();
+      if (!best || busy < best.busy || (busy === best.busy && host.size < best.host.size)) best = { host, busy };
     }
-    return best;
+    return best?.host;
   }
 
   private takeSpare(): WorkerHost {
-    const host = this.spare && !this.spare.exited ? this.spare : this.startHost();
+    const host = this.spare?.open ? this.spare : this.startHost();
     this.spare = undefined;
     return host;
   }
 
   /** A spare host running, once any model shares. */
   private keepSpare(): void {
-    if (this.closed || (this.spare && !this.spare.exited)) return;
+    if (this.closed || this.spare?.open) return;
     this.spare = this.startHost();
   }
 
@@ -92,11 +110,13 @@ export class SharedHosts implements HostSource {
 
   /** A host's last worker left: it is the spare, unless there is one. */
   private emptied(host: WorkerHost): void {
-    if (host === this.spare || host.exited) return;
-    if (!this.closed && (!this.spare || this.spare.exited)) {
+    if (host === this.spare || !host.open) return;
+    if (!this.closed && !this.spare?.open) {
       this.spare = host;
       return;
     }
+    // Out of the choice at once: until its exit is read it looks alive, and a worker sent there would die with it.
+    this.hosts.delete(host);
     host.kill();
   }
 
@@ -104,5 +124,6 @@ export class SharedHosts implements HostSource {
   close(): void {
     this.closed = true;
     for (const host of this.hosts) host.kill();
+    this.hosts.clear();
   }
 }

@@ -6,6 +6,7 @@
  * whichever way the model was registered.
  */
 import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { ValidManifest } from '../archive/manifest.js';
 import type { ModelSettings } from '../config/model-config.js';
@@ -31,6 +32,7 @@ export interface WorkerFactoryDeps {
 export function sharedHosts(config: ServerConfig, loggers: Loggers): SharedHosts {
   return new SharedHosts({
     modelsPerHost: config.sharedWorkerModels,
+    spreadOver: availableParallelism(),
     // Small models: one onnxruntime thread each, so that a host's models never ask for more than a core.
     intraOpThreads: 1,
     nice: config.workerNice,

@@ -57,6 +57,8 @@ export interface Tenant {
   readonly messageBound: number;
   /** What its load added to the host's PSS, measured in a shared host; undefined elsewhere. */
   readonly loadBytes: number | undefined;
+  /** It has a batch sent and not yet answered. */
+  readonly busy: boolean;
   onMessage(msg: FromWorker): void;
   /** The process ended; `error` is what a batch it was running answers. */
   onHostExit(code: number | null, signal: NodeJS.Signals | null, error: TsError): void;
@@ -188,6 +190,11 @@ export class WorkerHost {
     return this.child.connected;
   }
 
+  /** Connected and not being ended by us: a worker may still move in. */
+  get open(): boolean {
+    return this.child.connected && !this.killedByUs;
+  }
+
   /** How many workers it holds. */
   get size(): number {
     return this.tenants.size;
@@ -198,6 +205,13 @@ export class WorkerHost {
     let bytes = 0;
     for (const t of this.tenants.values()) bytes += t.loadBytes ?? 0;
     return bytes;
+  }
+
+  /** Its workers with a batch in flight now. */
+  busyCount(): number {
+    let n = 0;
+    for (const t of this.tenants.values()) if (t.busy) n++;
+    return n;
   }
 
   holds(model: string): boolean {

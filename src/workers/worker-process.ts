@@ -153,7 +153,9 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     const host = this.host;
     if (!host || this.state !== 'MODEL_LOADED') return undefined;
     const total = host.residentBytes();
-    if (!host.shared || total === undefined || this.addedBytes === undefined) return total;
+    if (!host.shared) return total;
+    // Until its load's growth is read, the host's PSS is all of its models': not this one's.
+    if (total === undefined || this.addedBytes === undefined) return undefined;
     return this.addedBytes + Math.max(0, total - host.addedBytes()) / Math.max(1, host.size);
   }
 
