@@ -3,10 +3,10 @@
  * The worker processes that several small models share (issue 33: 24.7 MB PSS for an mnist
  * worker of its own, about 1.3 MB for one more model in a running process). A shared worker goes
  * to the running host that has room (shared_worker_models) and no worker of its model yet (a
- * model's workers in one process would share its one thread, and its crash), the one with the
- * fewest workers running a batch now, then with the fewest workers: a model loading there holds
- * the host's one thread while its handler and session open, which the busy models' batches
- * would wait for. Until there are as many hosts as cores, each new worker takes the spare, so
+ * model's workers in one process would share its one thread, and its crash), the one sent the
+ * fewest batches over the last second or two, then with the fewest workers: a model loading
+ * there holds the host's one thread while its handler and session open, which the busy models'
+ * batches would wait for, and a model's first request waits for its load behind their batches. Until there are as many hosts as cores, each new worker takes the spare, so
  * that the first models, often the busiest, do not all share one thread. When none has room, to the spare: a host started ahead, with node and onnxruntime loaded
  * and no model, so that a model loading on demand waits for a session, not for a process's start.
  * Taking the spare starts the next one. A host whose last worker left becomes the spare, or ends
@@ -64,13 +64,13 @@ export class SharedHosts implements HostSource {
     return n;
   }
 
-  /** The running host with room and no worker of `model` whose workers are the least busy, then the fewest. */
+  /** The running host with room and no worker of `model` sent the fewest batches lately, then with the fewest workers. */
   private leastFull(model: string): WorkerHost | undefined {
-    let best: { host: WorkerHost; busy: number } | undefined;
+    let best: { host: WorkerHost; batches: number } | undefined;
     for (const host of this.hosts) {
       if (host === this.spare || !host.open || host.size >= this.opts.modelsPerHost || host.holds(model)) continue;
-      const busy = host.busyCount();
-      if (!best || busy < best.busy || (busy === best.busy && host.size < best.host.size)) best = { host, busy };
+      const batches = host.recentBatches();
+      if (!best || batches < best.batches || (batches === best.batches && host.size < best.host.size)) best = { host, batches };
     }
     return best?.host;
   }

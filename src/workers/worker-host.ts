@@ -57,8 +57,6 @@ export interface Tenant {
   readonly messageBound: number;
   /** What its load added to the host's PSS, measured in a shared host; undefined elsewhere. */
   readonly loadBytes: number | undefined;
-  /** It has a batch sent and not yet answered. */
-  readonly busy: boolean;
   onMessage(msg: FromWorker): void;
   /** The process ended; `error` is what a batch it was running answers. */
   onHostExit(code: number | null, signal: NodeJS.Signals | null, error: TsError): void;
@@ -141,6 +139,8 @@ export function mallocReturningMemory(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv
   return set ? env : { ...env, ...MALLOC_MMAP_THRESHOLD };
 }
 
+/** The window over which a host's batches are counted (recentBatches). */
+const BUSY_WINDOW_MS = 1000;
 /** How long a reading of the process's PSS is reused: a memory decision reads every loaded model's. */
 const PSS_FRESH_MS = 500;
 
@@ -157,6 +157,7 @@ export class WorkerHost {
   /** Loads in turn, so that each one's memory is what the process grew by while it ran. */
   private loads: Promise<unknown> = Promise.resolve();
   private pss: { bytes: number | undefined; at: number } | undefined;
+  private readonly batches = { start: performance.now(), current: 0, previous: 0 };
   /** Called once the process has exited, after its tenants were told. */
   onExit: (() => void) | undefined;
   /** Called when its last worker left (shared-hosts.ts keeps it as the spare, or ends it). */
@@ -207,11 +208,19 @@ export class WorkerHost {
     return bytes;
   }
 
-  /** Its workers with a batch in flight now. */
-  busyCount(): number {
-    let n = 0;
-    for (const t of this.tenants.values()) if (t.busy) n++;
-    return n;
+  /** Batches sent to it over the last one to two BUSY_WINDOW_MS: how busy its models keep it. */
+  recentBatches(): number {
+    this.turnWindow();
+    return this.batches.current + this.batches.previous;
+  }
+
+  private turnWindow(): void {
+    const now = performance.now();
+    const w = this.batches;
+    if (now - w.start < BUSY_WINDOW_MS) return;
+    w.previous = now - w.start < 2 * BUSY_WINDOW_MS ? w.current : 0;
+    w.current = 0;
+    w.start = now;
   }
 
   holds(model: string): boolean {
@@ -228,6 +237,10 @@ export class WorkerHost {
   }
 
   send(msg: ToWorker): void {
+    if (msg.kind === 'predict') {
+      this.turnWindow();
+      this.batches.current++;
+    }
     this.child.send(msg);
   }
 
