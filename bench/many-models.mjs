@@ -16,7 +16,8 @@
 // closed loop:
 //   A. --hot-clients clients ask the 10 most popular models (Zipf weights among them): no unloading;
 //   B. the same, plus one client asking the other models (Zipf over ranks 11..N), whose requests
-//      load unloaded models and so unload others.
+//      load unloaded models and so unload others;
+//   C. that one client alone for --cold-seconds: what a load costs with no busy model beside it.
 // Reports: registration time; every answer's status (all must be 200); the process tree's PSS and
 // the workers' PSS sampled each second against the budget; the first-request latency of a model
 // that was unloaded when asked (describe's `loaded` read just before), its median and p99; the
@@ -39,6 +40,7 @@ const { values: opts } = parseArgs({
     parallel: { type: 'string', default: '4' },
     zipf: { type: 'string', default: '1.0' },
     'busy-seconds': { type: 'string', default: '10' },
+    'cold-seconds': { type: 'string', default: '20' },
   },
 });
 const N = Number(opts.models);
@@ -99,6 +101,7 @@ async function runMode(mode) {
       { clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true },
       { clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true },
     ]);
+    const c = await phase([{ clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true }], Number(opts['cold-seconds']));
     const mem = memory.stop();
     const cold = b.cold.map((r) => r.ms);
     Object.assign(result, {
@@ -107,6 +110,8 @@ async function runMode(mode) {
       hot: { a: summary(a.hot), b: summary(b.hot), p99RisePercent: round((100 * (p99(b.hot) - p99(a.hot))) / p99(a.hot)) },
       tail: summary(b.tail),
       coldFirstRequests: summary(cold),
+      coldFirstRequestsAlone: summary(c.cold.map((r) => r.ms)),
+      statusesAlone: c.statuses,
       memory: mem,
       unloads: await unloadCount(),
     });
@@ -117,6 +122,9 @@ async function runMode(mode) {
     );
     console.log(
       `  an unloaded model's first request, ms: ${cold.length} of them, median ${result.coldFirstRequests.median}, p99 ${result.coldFirstRequests.p99}, max ${result.coldFirstRequests.max}`,
+    );
+    console.log(
+      `  the same with no busy model beside it (phase C, ${opts['cold-seconds']} s), ms: ${c.cold.length} of them, median ${result.coldFirstRequestsAlone.median}, p99 ${result.coldFirstRequestsAlone.p99}; statuses ${JSON.stringify(c.statuses)}`,
     );
     console.log(`  unloads: ${result.unloads}; distinct tail models asked: ${new Set(b.tailModels).size}`);
     console.log(
@@ -185,10 +193,10 @@ async function registerOne(name) {
   return !body.includes('not loaded');
 }
 
-/** Runs the groups' clients for SECONDS; each client sends its next request when the last is answered. */
-async function phase(groups) {
+/** Runs the groups' clients for `seconds`; each client sends its next request when the last is answered. */
+async function phase(groups, seconds = SECONDS) {
   const out = { hot: [], tail: [], cold: [], tailModels: [], statuses: {} };
-  const deadline = performance.now() + SECONDS * 1000;
+  const deadline = performance.now() + seconds * 1000;
   const client = async (group) => {
     while (performance.now() < deadline) {
       const model = group.pick();
