@@ -84,7 +84,8 @@ export interface HandlerManifest {
 
 /**
  * Set for a worker process that may serve several models (a shared host, workers/worker-host.ts):
- * it keeps the directory it started in, as no one model's directory is its own.
+ * it keeps the directory it started in, as no one model's directory is its own, and a model's
+ * warm-up there is two batches, not a second's worth (worker/entry.ts).
  */
 export const SHARED_HOST_ENV = 'TSSERVE_SHARED_HOST';
 
