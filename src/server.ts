@@ -137,7 +137,7 @@ async function openServer(
     poolDeps: workerFactory({ config, loggers, metrics, hosts }),
     log: (message) => log.warn(message),
   };
-  const service = new ModelService({ config, registry, loader, residencyLog: (message) => log.info(message) });
+  const service = new ModelService({ config, registry, loader, residencyLog: (message) => log.info(message), unattributedBytes: () => hosts.spareBytes() });
   service.on((event) => metrics.followModels(event));
   service.memory.on((event) => metrics.residency(event));
 

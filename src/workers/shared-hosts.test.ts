@@ -33,6 +33,10 @@ class StandInHost {
   /** What the test says its models were sent lately. */
   batches = 0;
 
+  residentBytes(): number {
+    return 25 * 2 ** 20;
+  }
+
   recentBatches(): number {
     return this.batches;
   }
@@ -166,5 +170,19 @@ t.test('workers spread over as many hosts as cores before any host takes a secon
   t.ok(third === first || third === second, 'the third joins one of them');
   t.equal(place(shared, 'd_1', 'k4'), third === first ? second : first, 'the fourth the other');
   t.equal(started.length, 3, 'two hosts and a spare');
+  shared.close();
+});
+
+t.test("the spare host's memory is reported for the budget, and nothing once it is taken or gone", async (t) => {
+  const { hosts: shared, started } = hosts(4);
+  t.equal(shared.spareBytes(), 0, 'no spare before any model shares');
+  place(shared, 'a_1', 'k1');
+  await nextTick();
+  t.equal(shared.spareBytes(), 25 * 2 ** 20, "the spare's PSS");
+  place(shared, 'a_1', 'k2');
+  t.equal(shared.spareBytes(), 0, "taken by a worker: its memory is that worker's now");
+  await nextTick();
+  started[2]!.kill();
+  t.equal(shared.spareBytes(), 0, 'a spare being ended counts no more');
   shared.close();
 });

@@ -120,6 +120,11 @@ export class SharedHosts implements HostSource {
     host.kill();
   }
 
+  /** The spare host's PSS (no model's, for the memory budget); 0 without one, or where /proc cannot say. */
+  spareBytes(): number {
+    return this.spare?.open ? (this.spare.residentBytes() ?? 0) : 0;
+  }
+
   /** Ends every host (the server stops; their workers were stopped first). */
   close(): void {
     this.closed = true;
