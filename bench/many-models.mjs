@@ -1,16 +1,23 @@
 #!/usr/bin/env node
-// Many registered models, few loaded (issue 33 item 2): requests with a Zipf-like popularity over
-// --models copies of mnist.mar under a memory budget; what an unloaded model's first request costs,
-// and what the unloading does to the busiest models.
+// Many registered models, few loaded (issue 33 items 2 and 3): requests with a Zipf-like popularity
+// over --models copies of mnist.mar under a memory budget; what an unloaded model's first request
+// costs, and what the unloading does to the busiest models, with each worker a process of its own
+// (`process`, TorchServe's way) and with the models sharing worker processes (`shared`:
+// shared_worker_model_mb=10, workers/shared-hosts.ts), one after the other in one run.
 //
-//   node bench/many-models.mjs [--models 1000] [--budget-mb 400] [--seconds 60] [--hot-clients 4] [--parallel 4] [--zipf 1.0]
+//   node bench/many-models.mjs [--modes process,shared] [--models 1000] [--budget-mb 400] [--seconds 60]
+//                              [--hot-clients 4] [--parallel 4] [--zipf 1.0] [--busy-seconds 10]
 //
-// Starts `tsserve --start` (free 127.0.0.1 ports, a temporary folder) with model_memory_budget_mb,
-// registers --models names for model-store/mnist.mar (one worker each; those past the budget are
-// registered unloaded), then runs two phases of --seconds each, closed loop:
+// For each mode: starts `tsserve --start` (free 127.0.0.1 ports, a temporary folder) with
+// model_memory_budget_mb, registers one model and then 20 more (the workers' PSS after each: the
+// memory per additional loaded model), then the rest of --models names for model-store/mnist.mar
+// (one worker each; those past the budget are registered unloaded); then one busy model alone
+// (8 closed-loop clients for --busy-seconds: its throughput), then two phases of --seconds each,
+// closed loop:
 //   A. --hot-clients clients ask the 10 most popular models (Zipf weights among them): no unloading;
 //   B. the same, plus one client asking the other models (Zipf over ranks 11..N), whose requests
-//      load unloaded models and so unload others.
+//      load unloaded models and so unload others;
+//   C. that one client alone for --cold-seconds: what a load costs with no busy model beside it.
 // Reports: registration time; every answer's status (all must be 200); the process tree's PSS and
 // the workers' PSS sampled each second against the budget; the first-request latency of a model
 // that was unloaded when asked (describe's `loaded` read just before), its median and p99; the
@@ -25,103 +32,171 @@ import { childPids, median, treePssMb, userServer } from './lib.mjs';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
   options: {
+    modes: { type: 'string', default: 'process,shared' },
     models: { type: 'string', default: '1000' },
     'budget-mb': { type: 'string', default: '400' },
     seconds: { type: 'string', default: '60' },
     'hot-clients': { type: 'string', default: '4' },
     parallel: { type: 'string', default: '4' },
     zipf: { type: 'string', default: '1.0' },
+    'busy-seconds': { type: 'string', default: '10' },
+    'cold-seconds': { type: 'string', default: '20' },
   },
 });
 const N = Number(opts.models);
 const HOT = 10;
 const SECONDS = Number(opts.seconds);
+/** Models registered before the per-model memory is read: one, then this many more. */
+const MORE = 20;
 const names = Array.from({ length: N }, (_, i) => `m${String(i + 1).padStart(4, '0')}`);
 const digit = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
+/** Each mode's server properties beside the common ones. */
+const MODES = { process: [], shared: ['shared_worker_model_mb=10'] };
 
-const server = await userServer('tsserve-many-', [
-  'enable_model_api=true',
-  `model_memory_budget_mb=${opts['budget-mb']}`,
-  'default_workers_per_model=1',
-  // The unload counter is read from /metrics.
-  'metrics_mode=prometheus',
-]);
-copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
-const result = { models: N, budgetMb: Number(opts['budget-mb']), seconds: SECONDS, hotClients: Number(opts['hot-clients']), zipf: Number(opts.zipf) };
+const all = { models: N, budgetMb: Number(opts['budget-mb']), seconds: SECONDS, hotClients: Number(opts['hot-clients']), zipf: Number(opts.zipf), modes: {} };
+let server;
+for (const mode of opts.modes.split(',')) {
+  if (!MODES[mode]) throw new Error(`unknown mode ${mode}; the modes are ${Object.keys(MODES).join(', ')}`);
+  console.log(`--- mode ${mode}; load ${loadavg()[0].toFixed(2)}`);
+  all.modes[mode] = await runMode(mode);
+}
+const out = join(ROOT, 'bench', 'results', `${stamp()}-many-models.json`);
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify(all, null, 2)}\n`);
+console.log(`results: ${out}`);
 
-try {
-  await server.start([]);
-  const pid = server.pid();
-  const began = performance.now();
-  const registered = await registerAll();
-  result.registerSeconds = round((performance.now() - began) / 1000);
-  result.loadedAfterRegister = registered.loaded;
-  console.log(`${N} models registered in ${result.registerSeconds} s (${registered.loaded} loaded, the rest past the budget); load ${loadavg()[0].toFixed(2)}`);
-
-  const memory = sampleMemory(pid);
-  const hotWeights = zipfWeights(HOT, Number(opts.zipf));
-  const tailWeights = zipfWeights(N - HOT, Number(opts.zipf));
-  // Every hot model answers once before phase A: their first requests are no part of it.
-  await Promise.all(names.slice(0, HOT).map((m) => ask(m)));
-
-  const a = await phase([{ clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true }]);
-  const b = await phase([
-    { clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true },
-    { clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true },
+async function runMode(mode) {
+  server = await userServer('tsserve-many-', [
+    'enable_model_api=true',
+    `model_memory_budget_mb=${opts['budget-mb']}`,
+    'default_workers_per_model=1',
+    // The unload counter is read from /metrics.
+    'metrics_mode=prometheus',
+    ...MODES[mode],
   ]);
-  const mem = memory.stop();
-  const cold = b.cold.map((r) => r.ms);
-  Object.assign(result, {
-    loadAverage: loadavg().map(round),
-    statuses: { a: a.statuses, b: b.statuses },
-    hot: { a: summary(a.hot), b: summary(b.hot), p99RisePercent: round((100 * (p99(b.hot) - p99(a.hot))) / p99(a.hot)) },
-    tail: summary(b.tail),
-    coldFirstRequests: summary(cold),
-    memory: mem,
-    unloads: await unloadCount(),
-  });
-  console.log(`phase A (the ${HOT} busiest only): ${a.hot.length} answers, statuses ${JSON.stringify(a.statuses)}`);
-  console.log(`phase B (plus the other ${N - HOT}): ${b.hot.length + b.tail.length} answers, statuses ${JSON.stringify(b.statuses)}`);
-  console.log(
-    `  the ${HOT} busiest, ms: A median ${result.hot.a.median} p99 ${result.hot.a.p99}; B median ${result.hot.b.median} p99 ${result.hot.b.p99} (p99 ${result.hot.p99RisePercent}%)`,
-  );
-  console.log(
-    `  an unloaded model's first request, ms: ${cold.length} of them, median ${result.coldFirstRequests.median}, p99 ${result.coldFirstRequests.p99}, max ${result.coldFirstRequests.max}`,
-  );
-  console.log(`  unloads: ${result.unloads}; distinct tail models asked: ${new Set(b.tailModels).size}`);
-  console.log(`  PSS, MB: workers at most ${mem.workersMaxMb} (budget ${opts['budget-mb']}), whole tree at most ${mem.treeMaxMb}, median ${mem.treeMedianMb}`);
-  console.log(`  load average ${result.loadAverage.join(' ')}`);
-  const out = join(ROOT, 'bench', 'results', `${stamp()}-many-models.json`);
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`results: ${out}`);
-} finally {
-  await server.stop();
-  server.remove();
+  copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
+  const result = { loadAverageAtStart: loadavg().map(round) };
+  try {
+    await server.start([]);
+    const pid = server.pid();
+    const began = performance.now();
+    result.pssPerAdditionalModelMb = await pssPerAdditionalModel(pid);
+    const registered = await registerAll(1 + MORE);
+    result.registerSeconds = round((performance.now() - began) / 1000);
+    result.loadedAfterRegister = registered.loaded + 1 + MORE;
+    console.log(
+      `${N} models registered in ${result.registerSeconds} s (${result.loadedAfterRegister} loaded, the rest past the budget); PSS per additional model ${result.pssPerAdditionalModelMb} MB; load ${loadavg()[0].toFixed(2)}`,
+    );
+
+    const memory = sampleMemory(pid);
+    const hotWeights = zipfWeights(HOT, Number(opts.zipf));
+    const tailWeights = zipfWeights(N - HOT, Number(opts.zipf));
+    // Every hot model answers once before phase A: their first requests are no part of it.
+    await Promise.all(names.slice(0, HOT).map((m) => ask(m)));
+    result.busyModel = await busyThroughput(names[0]);
+    console.log(`  one busy model alone: ${result.busyModel.perSecond} answers/s, p99 ${result.busyModel.p99} ms`);
+
+    const a = await phase([{ clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true }]);
+    const b = await phase([
+      { clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true },
+      { clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true },
+    ]);
+    const c = await phase([{ clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true }], Number(opts['cold-seconds']));
+    const mem = memory.stop();
+    const cold = b.cold.map((r) => r.ms);
+    Object.assign(result, {
+      loadAverage: loadavg().map(round),
+      statuses: { a: a.statuses, b: b.statuses },
+      hot: { a: summary(a.hot), b: summary(b.hot), p99RisePercent: round((100 * (p99(b.hot) - p99(a.hot))) / p99(a.hot)) },
+      tail: summary(b.tail),
+      coldFirstRequests: summary(cold),
+      coldFirstRequestsAlone: summary(c.cold.map((r) => r.ms)),
+      statusesAlone: c.statuses,
+      memory: mem,
+      unloads: await unloadCount(),
+    });
+    console.log(`phase A (the ${HOT} busiest only): ${a.hot.length} answers, statuses ${JSON.stringify(a.statuses)}`);
+    console.log(`phase B (plus the other ${N - HOT}): ${b.hot.length + b.tail.length} answers, statuses ${JSON.stringify(b.statuses)}`);
+    console.log(
+      `  the ${HOT} busiest, ms: A median ${result.hot.a.median} p99 ${result.hot.a.p99}; B median ${result.hot.b.median} p99 ${result.hot.b.p99} (p99 ${result.hot.p99RisePercent}%)`,
+    );
+    console.log(
+      `  an unloaded model's first request, ms: ${cold.length} of them, median ${result.coldFirstRequests.median}, p99 ${result.coldFirstRequests.p99}, max ${result.coldFirstRequests.max}`,
+    );
+    console.log(
+      `  the same with no busy model beside it (phase C, ${opts['cold-seconds']} s), ms: ${c.cold.length} of them, median ${result.coldFirstRequestsAlone.median}, p99 ${result.coldFirstRequestsAlone.p99}; statuses ${JSON.stringify(c.statuses)}`,
+    );
+    console.log(`  unloads: ${result.unloads}; distinct tail models asked: ${new Set(b.tailModels).size}`);
+    console.log(
+      `  PSS, MB: workers at most ${mem.workersMaxMb} (budget ${opts['budget-mb']}), whole tree at most ${mem.treeMaxMb}, median ${mem.treeMedianMb}`,
+    );
+    console.log(`  load average ${result.loadAverage.join(' ')}`);
+    return result;
+  } finally {
+    await server.stop();
+    server.remove();
+  }
 }
 
-/** Registers every name, --parallel at a time, synchronously; answers how many were loaded. */
-async function registerAll() {
-  let next = 0;
+/**
+ * The workers' PSS after one model, and after MORE more (registered one at a time, each loaded):
+ * what one more loaded model adds, in MB. A few seconds of rest before each reading, so that the
+ * spare host and the loads' transient memory have settled.
+ */
+async function pssPerAdditionalModel(pid) {
+  const workersPss = () => childPids(pid).reduce((sum, child) => sum + treePssMb(child), 0);
+  await registerOne(names[0]);
+  await rest(3000);
+  const one = workersPss();
+  for (const name of names.slice(1, 1 + MORE)) await registerOne(name);
+  await rest(3000);
+  return round((workersPss() - one) / MORE);
+}
+
+/** 8 closed-loop clients on one model for --busy-seconds: answers a second and the p99. */
+async function busyThroughput(model) {
+  const times = [];
+  const deadline = performance.now() + Number(opts['busy-seconds']) * 1000;
+  const began = performance.now();
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (performance.now() < deadline) {
+        const started = performance.now();
+        if ((await ask(model)) === 200) times.push(performance.now() - started);
+      }
+    }),
+  );
+  return { perSecond: round(times.length / ((performance.now() - began) / 1000)), median: round(median(times)), p99: round(p99(times)) };
+}
+
+function rest(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Registers the names from `from` on, --parallel at a time, synchronously; answers how many were loaded. */
+async function registerAll(from) {
+  let next = from;
   let loaded = 0;
   await Promise.all(
     Array.from({ length: Number(opts.parallel) }, async () => {
-      while (next < names.length) {
-        const name = names[next++];
-        const res = await fetch(`${server.management}/models?url=mnist.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
-        const body = await res.text();
-        if (res.status !== 200) throw new Error(`${name}: ${res.status} ${body}`);
-        if (!body.includes('not loaded')) loaded += 1;
-      }
+      while (next < names.length) if (await registerOne(names[next++])) loaded += 1;
     }),
   );
   return { loaded };
 }
 
-/** Runs the groups' clients for SECONDS; each client sends its next request when the last is answered. */
-async function phase(groups) {
+/** Registers `name` synchronously; true if it was loaded. */
+async function registerOne(name) {
+  const res = await fetch(`${server.management}/models?url=mnist.mar&model_name=${name}&initial_workers=1&synchronous=true`, { method: 'POST' });
+  const body = await res.text();
+  if (res.status !== 200) throw new Error(`${name}: ${res.status} ${body}`);
+  return !body.includes('not loaded');
+}
+
+/** Runs the groups' clients for `seconds`; each client sends its next request when the last is answered. */
+async function phase(groups, seconds = SECONDS) {
   const out = { hot: [], tail: [], cold: [], tailModels: [], statuses: {} };
-  const deadline = performance.now() + SECONDS * 1000;
+  const deadline = performance.now() + seconds * 1000;
   const client = async (group) => {
     while (performance.now() < deadline) {
       const model = group.pick();

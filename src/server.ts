@@ -35,7 +35,8 @@ import type { LoaderDeps } from './models/model-loader.js';
 import { ModelRegistry } from './models/model-registry.js';
 import { ModelService } from './models/model-service.js';
 import { continueUnlessStopped, registerStartupModels, restoreSnapshot, startupOutcome, type StartupOutcome } from './models/registration.js';
-import { workerFactory } from './workers/worker-factory.js';
+import { sharedHosts, workerFactory } from './workers/worker-factory.js';
+import type { SharedHosts } from './workers/shared-hosts.js';
 import { batchWaitMs } from './workers/worker-pool.js';
 import { VERSION } from './version.js';
 
@@ -79,13 +80,15 @@ export async function startServer(
 ): Promise<RunningServer> {
   const registry = new ModelRegistry();
   const listening: Closable[] = [];
+  const hosts = sharedHosts(config, loggers);
   try {
-    return await openServer(config, loggers, registry, listening, stop);
+    return await openServer(config, loggers, { registry, listening, hosts }, stop);
   } catch (err) {
     // A start that fails halfway (a port in use, a snapshot naming a missing archive) leaves
     // nothing behind: no bound port, no worker process.
     await Promise.all(listening.map((l) => l.close()));
     await Promise.all(registry.all().map((m) => m.close()));
+    hosts.close();
     throw explainListenError(err as Error, config);
   }
 }
@@ -98,11 +101,17 @@ interface Closable {
   cut(): void;
 }
 
+/** What a failed start closes: the models, the listeners and the shared worker processes. */
+interface Opened {
+  readonly registry: ModelRegistry;
+  readonly listening: Closable[];
+  readonly hosts: SharedHosts;
+}
+
 async function openServer(
   config: ServerConfig,
   loggers: Loggers,
-  registry: ModelRegistry,
-  listening: Closable[],
+  { registry, listening, hosts }: Opened,
   stop: AbortSignal | undefined,
 ): Promise<RunningServer> {
   const log = loggers.server;
@@ -129,10 +138,10 @@ async function openServer(
       downloadTimeoutMs: config.downloadTimeout * 1000,
       stop,
     },
-    poolDeps: workerFactory({ config, loggers, metrics }),
+    poolDeps: workerFactory({ config, loggers, metrics, hosts }),
     log: (message) => log.warn(message),
   };
-  const service = new ModelService({ config, registry, loader, residencyLog: (message) => log.info(message) });
+  const service = new ModelService({ config, registry, loader, residencyLog: (message) => log.info(message), unattributedBytes: () => hosts.spareBytes() });
   service.on((event) => metrics.followModels(event));
   service.memory.on((event) => metrics.residency(event));
 
@@ -247,6 +256,7 @@ async function openServer(
         await Promise.race([listenersClosed, delay(config.drainTimeout * 1000, undefined, { ref: false })]);
         const left = Math.max(0, config.drainTimeout * 1000 - (performance.now() - began));
         await Promise.all(registry.all().map((m) => m.stop(left)));
+        hosts.close();
         // What the drain could not finish (a body still arriving, a header sent in half, a DELETE
         // waiting out unregister_model_timeout) is answered 503 and its connection ended.
         for (const l of listening) l.cut();

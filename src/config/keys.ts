@@ -97,6 +97,19 @@ const TABLE: Record<string, Spec> = {
     ...OWN_COUNT,
     doc: 'The most model versions loaded (with workers) at once; loading one more first unloads the least recently used idle one, as model_memory_budget_mb does. 0: no limit but the memory budget.',
   },
+  shared_worker_model_mb: {
+    ...OWN_COUNT,
+    doc: "Models whose model file (the manifest's serializedFile) is smaller than this many MB share worker processes with other models: each of their workers is a handler and session in a shared host (worker_permission off), about 1.3 MB for an mnist-sized model against 25 MB for a process of its own, and a model loaded on demand waits for its session (tens of ms), not a process's start. A model's model-config.yaml sharedWorker: true or false overrides it. What they share they crash together: a handler that kills its process ends every model's worker in it (each answers what it held with \"Worker died.\" and restarts). 0: none share unless their model-config.yaml says so (each worker a process of its own, as TorchServe's).",
+  },
+  shared_worker_models: {
+    type: 'int',
+    min: 1,
+    max: 1024,
+    default: '32',
+    applies: 'server',
+    own: true,
+    doc: 'The most models one shared worker process serves (shared_worker_model_mb, sharedWorker); past it another process is started. Its models take turns on one JavaScript thread.',
+  },
   worker_nice: {
     type: 'int',
     min: 0,

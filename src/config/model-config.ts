@@ -116,6 +116,7 @@ const YAML_KEYS: Record<string, YamlSpec> = {
   asyncCommunication: FLAG,
   useVenv: FLAG,
   adaptiveThreads: FLAG,
+  sharedWorker: FLAG,
   scaleWaitingPerWorker: SCALE,
   scaleUpDelayMSec: SCALE,
   scaleDownDelayMSec: SCALE,

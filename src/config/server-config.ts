@@ -47,6 +47,10 @@ export interface ServerConfig {
   readonly maxLoadedModels: number;
   /** Niceness each worker process gets (worker_nice). */
   readonly workerNice: number;
+  /** Models whose file is smaller share worker processes (shared_worker_model_mb); 0: none by default. */
+  readonly sharedWorkerModelMb: number;
+  /** The most models one shared worker process serves (shared_worker_models). */
+  readonly sharedWorkerModels: number;
   /** Workers run under Node's permission model (worker_permission). */
   readonly workerPermission: boolean;
   /** How long the front end warms itself before start-up is over (front_end_warmup_ms). */
@@ -323,6 +327,8 @@ function buildConfig(
     modelMemoryBudget: int('model_memory_budget_mb') * 2 ** 20 || derivedMemoryBudget(),
     maxLoadedModels: int('max_loaded_models'),
     workerNice: int('worker_nice'),
+    sharedWorkerModelMb: int('shared_worker_model_mb'),
+    sharedWorkerModels: int('shared_worker_models'),
     workerPermission: bool('worker_permission'),
     frontEndWarmupMs: int('front_end_warmup_ms'),
     jobQueueSize: int('job_queue_size'),

@@ -75,6 +75,8 @@ export interface ModelServiceDeps {
   readonly loader: LoaderDeps;
   /** Where loads and unloads are told (info); the loader's log without it. */
   readonly residencyLog?: (message: string) => void;
+  /** Memory the workers' processes hold outside any model (the spare shared host); none without it. */
+  readonly unattributedBytes?: () => number;
 }
 
 /** Tells the caller the warnings of its call, at the point where the call is known to be checked. */
@@ -95,7 +97,7 @@ export class ModelService {
     this.registry = deps.registry;
     this.loader = deps.loader;
     this.residencyLog = deps.residencyLog ?? this.loader.log;
-    const policy = { budgetBytes: this.config.modelMemoryBudget, maxLoaded: this.config.maxLoadedModels };
+    const policy = { budgetBytes: this.config.modelMemoryBudget, maxLoaded: this.config.maxLoadedModels, unattributedBytes: deps.unattributedBytes };
     this.memory = new ModelMemory(this.registry, policy, this.residencyLog);
   }
 

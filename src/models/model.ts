@@ -84,6 +84,8 @@ export interface WorkerDescription {
   pid: number | undefined;
   gpu: boolean;
   gpuUsage: string;
+  /** tsserve's own: the worker lives in a shared host (pid is the host's, which other models' workers share). */
+  sharedHost: boolean;
 }
 
 export class Model {
@@ -448,6 +450,7 @@ export class Model {
         pid: w.pid,
         gpu: false,
         gpuUsage: 'N/A',
+        sharedHost: w.shared,
       })),
       jobQueueStatus: { remainingCapacity: this.queue.remainingCapacity, pendingRequests: this.queue.size },
     };

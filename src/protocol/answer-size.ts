@@ -48,7 +48,8 @@ interface ChannelPipe {
 }
 
 /**
- * Calls `onOversized` (once) when the worker starts a message larger than `bound`, after which no
+ * Calls `onOversized` (once) when the worker starts a message larger than `bound()` (asked as
+ * each message begins: a shared host's bound follows the models in it), after which no
  * more of the channel is read. Node's 'advanced' IPC buffers a message until all of it is there,
  * and has no public way to bound that: a handler's process.send of 1 GB would make the front end
  * hold 1 GB before any check could run. The 4 bytes that open each message say how large it is;
@@ -57,7 +58,7 @@ interface ChannelPipe {
  * internals (as of Node 24; test/faults/handler-output fails if they change); where they are not
  * found this answers false, and only the check of each message once read remains.
  */
-export function watchMessageSize(child: ChildProcess, bound: number, onOversized: (bytes: number) => void): boolean {
+export function watchMessageSize(child: ChildProcess, bound: () => number, onOversized: (bytes: number, bound: number) => void): boolean {
   const pipe = internal<ChannelPipe>(child, 'kChannelHandle');
   const buffer = pipe && symbolOf(pipe, 'kMessageBuffer');
   const size = pipe && symbolOf(pipe, 'kMessageBufferSize');
@@ -68,14 +69,15 @@ export function watchMessageSize(child: ChildProcess, bound: number, onOversized
     const result = read.apply(this, args);
     const head = (chunks[buffer] as Uint8Array[])[0];
     const announced = head && head.length >= 4 ? new DataView(head.buffer, head.byteOffset, 4).getUint32(0) : 0;
-    if (announced > bound) {
+    const most = announced > 0 ? bound() : 0;
+    if (announced > most) {
       // Read no more of it and drop what was, so that Node's disconnect does not wait for the rest.
       pipe.onread = read;
       pipe.readStop();
       chunks[buffer] = [];
       chunks[size] = 0;
       pipe.buffering = false;
-      onOversized(announced);
+      onOversized(announced, most);
     }
     return result;
   };

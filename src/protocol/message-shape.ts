@@ -1,6 +1,6 @@
 /**
  * @module protocol/message-shape
- * What a worker sends, checked before the front end reads it. The channel is the handler's too: a
+ * What a worker sends (each message with its model's key), checked before the front end reads it. The channel is the handler's too: a
  * handler can call process.send with anything, and a message the front end trusted by its type
  * (a reply without items, an error without a code, null) threw inside the IPC callback, where
  * nothing catches it, and ended the front end with every model. A message of the wrong shape is
@@ -11,20 +11,20 @@ import type { FromWorker, WireError, WireMetric, WireStage } from './messages.js
 
 /** The message as FromWorker, or undefined when it is not one. */
 export function fromWorker(msg: unknown): FromWorker | undefined {
-  if (!isObject(msg)) return undefined;
+  if (!isObject(msg) || typeof msg.key !== 'string') return undefined;
+  const shaped = msg as unknown as FromWorker;
   switch (msg.kind) {
     case 'loaded':
-      return msg as FromWorker;
+    case 'unloaded':
+      return shaped;
     case 'load-failed':
-      return isWireError(msg.error) ? (msg as FromWorker) : undefined;
+      return isWireError(msg.error) ? shaped : undefined;
     case 'intermediate':
-      return isBatchId(msg.batchId) && isItems(msg.items) ? (msg as FromWorker) : undefined;
+      return isBatchId(msg.batchId) && isItems(msg.items) ? shaped : undefined;
     case 'reply':
-      return isBatchId(msg.batchId) && isItems(msg.items) && isMetrics(msg.metrics) && isFiniteNumber(msg.workMs) && isStages(msg.stages)
-        ? (msg as FromWorker)
-        : undefined;
+      return isBatchId(msg.batchId) && isItems(msg.items) && isMetrics(msg.metrics) && isFiniteNumber(msg.workMs) && isStages(msg.stages) ? shaped : undefined;
     case 'batch-failed':
-      return isBatchId(msg.batchId) && isWireError(msg.error) && isMetrics(msg.metrics) && isStages(msg.stages) ? (msg as FromWorker) : undefined;
+      return isBatchId(msg.batchId) && isWireError(msg.error) && isMetrics(msg.metrics) && isStages(msg.stages) ? shaped : undefined;
     default:
       return undefined;
   }

@@ -107,7 +107,22 @@ export interface HandlerManifest {
   readonly archiverVersion?: string;
 }
 
-export interface LoadMessage {
+/**
+ * Set for a worker process that may serve several models (a shared host, workers/worker-host.ts):
+ * it keeps the directory it started in, as no one model's directory is its own, and a model's
+ * warm-up there is two batches, not a second's worth (worker/entry.ts).
+ */
+export const SHARED_HOST_ENV = 'TSSERVE_SHARED_HOST';
+
+/**
+ * Which model a message is for, inside the process: a worker's id. A process started for one
+ * worker serves one key; a shared host serves several, one handler and its sessions each.
+ */
+export interface Keyed {
+  readonly key: string;
+}
+
+export interface LoadMessage extends Keyed {
   readonly kind: 'load';
   readonly modelName: string;
   readonly modelDir: string;
@@ -128,7 +143,7 @@ export interface LoadMessage {
   readonly maxResponseSize: number;
 }
 
-export interface PredictMessage {
+export interface PredictMessage extends Keyed {
   readonly kind: 'predict';
   readonly batchId: number;
   readonly requests: WireRequest[];
@@ -138,27 +153,35 @@ export interface PredictMessage {
   readonly trace?: WireTraceContext;
 }
 
-export type ToWorker = LoadMessage | PredictMessage;
+/** Drops a model from its process: its handler and sessions, once its batches sent so far are answered. */
+export interface UnloadMessage extends Keyed {
+  readonly kind: 'unload';
+}
 
-export type FromWorker =
-  | { readonly kind: 'loaded'; readonly pid: number }
-  | { readonly kind: 'load-failed'; readonly error: WireError }
-  | {
-      readonly kind: 'reply';
-      readonly batchId: number;
-      readonly items: WireResponse[];
-      readonly metrics: WireMetric[];
-      /** The worker's own milliseconds on the batch, from its arrival here to this reply. */
-      readonly workMs: number;
-      /** The batch's stages in the order they ran. */
-      readonly stages: WireStage[];
-    }
-  | { readonly kind: 'intermediate'; readonly batchId: number; readonly items: WireResponse[] }
-  | {
-      readonly kind: 'batch-failed';
-      readonly batchId: number;
-      readonly error: WireError;
-      readonly metrics: WireMetric[];
-      /** The stages that ended before the failure; the last one may be the one that failed. */
-      readonly stages: WireStage[];
-    };
+export type ToWorker = LoadMessage | PredictMessage | UnloadMessage;
+
+export type FromWorker = Keyed &
+  (
+    | { readonly kind: 'loaded'; readonly pid: number }
+    | { readonly kind: 'load-failed'; readonly error: WireError }
+    | { readonly kind: 'unloaded' }
+    | {
+        readonly kind: 'reply';
+        readonly batchId: number;
+        readonly items: WireResponse[];
+        readonly metrics: WireMetric[];
+        /** The worker's own milliseconds on the batch, from its arrival here to this reply. */
+        readonly workMs: number;
+        /** The batch's stages in the order they ran. */
+        readonly stages: WireStage[];
+      }
+    | { readonly kind: 'intermediate'; readonly batchId: number; readonly items: WireResponse[] }
+    | {
+        readonly kind: 'batch-failed';
+        readonly batchId: number;
+        readonly error: WireError;
+        readonly metrics: WireMetric[];
+        /** The stages that ended before the failure; the last one may be the one that failed. */
+        readonly stages: WireStage[];
+      }
+  );

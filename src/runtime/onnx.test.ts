@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { INTRA_OP_THREADS_ENV, WIDE_INTRA_OP_THREADS_ENV } from '../protocol/messages.js';
 import { optimizedModelBytes } from './model-bytes.js';
-import { batchThreads, createSession, inBatch, ort } from './onnx.js';
+import { batchThreads, createSession, inBatch, ort, ownedBy, type SessionSet } from './onnx.js';
 
 const MODEL = fileURLToPath(new URL('../../test/fixtures/colour_classifier.onnx', import.meta.url));
 
@@ -142,4 +142,18 @@ t.test('a file the conversion does not take leaves the model to be opened from i
   threadEnv(t, '1', '2');
   await t.rejects(createSession(notAModel), 'opening it fails as onnxruntime says');
   t.same(readdirSync(dir), ['not-a-model.onnx'], 'no scratch folder left behind');
+});
+
+t.test('the sessions a model opens are its own: a shared host closes exactly those when it drops the model', async (t) => {
+  threadEnv(t, '1', undefined);
+  const mine: SessionSet = new Set();
+  const theirs: SessionSet = new Set();
+  const [a, b] = await Promise.all([ownedBy(mine, () => createSession(MODEL)), ownedBy(theirs, () => createSession(MODEL))]);
+  const outside = await createSession(MODEL);
+  t.teardown(() => outside.release());
+  t.same([...mine], [a], "the first model's session, opened while the second's opened too, is the first's");
+  t.same([...theirs], [b], "the second is the second's");
+  await Promise.all([...mine, ...theirs].map((s) => s.release()));
+  const result = await outside.run({ input: colours() });
+  t.equal(result.logits?.dims[0], 3, 'a session opened outside any model is in neither, and runs after theirs were closed');
 });

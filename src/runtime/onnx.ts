@@ -21,6 +21,17 @@ export interface SessionOptions {
   intraOpThreads?: number;
 }
 
+/** A model's sessions: closed together when a shared host drops the model (worker/entry.ts). */
+export type SessionSet = Set<Pick<ort.InferenceSession, 'release'>>;
+
+/** The sessions of the model whose handler is running: what createSession adds each new one to. */
+const currentOwner = new AsyncLocalStorage<SessionSet>();
+
+/** Runs `work` (a model's load or batch) so that the sessions it opens are added to `sessions`. */
+export function ownedBy<T>(sessions: SessionSet, work: () => Promise<T>): Promise<T> {
+  return currentOwner.run(sessions, work);
+}
+
 /** The batch being run: whether it may use every core, the front end's word for that batch. */
 const currentBatch = new AsyncLocalStorage<{ readonly wide: boolean }>();
 
@@ -44,6 +55,12 @@ export function batchThreads(): number {
 }
 
 export async function createSession(modelPath: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const session = await openSession(modelPath, opts);
+  currentOwner.getStore()?.add(session);
+  return session;
+}
+
+async function openSession(modelPath: string, opts: SessionOptions): Promise<ort.InferenceSession> {
   turnOffOrtTelemetry();
   const narrow = opts.intraOpThreads ?? workerThreadBudget();
   const wide = opts.intraOpThreads === undefined ? threadsFromEnv(WIDE_INTRA_OP_THREADS_ENV) : undefined;

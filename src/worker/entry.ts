@@ -1,13 +1,18 @@
 /**
  * @module worker/entry
- * The program a worker process runs. It loads one model's handler, then answers one batch at a
+ * The program a worker process runs. It loads a model's handler, then answers one batch at a
  * time, in the order the batches came: the front end may send the next batch while this one runs,
  * so that it is here when this one ends, but handlers see one batch at a time, as in TorchServe.
  * The front end owns every decision (batching, timeouts, restarts); this side only runs
  * handler code, so a handler that crashes, hangs or eats memory takes down this process alone.
  *
+ * Every message names its model by a key (a worker's id). A process started for one worker
+ * serves one key; a shared host (workers/worker-host.ts) serves several, each with its own
+ * handler, sessions and order of batches, and drops one on `unload` (its sessions closed).
+ *
  *   front end ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
  *   front end ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
+ *   front end ──unload──▶ (after the key's batches) release its sessions ──unloaded──▶
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -21,24 +26,38 @@ import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
 import { PredictionError } from '../handler/types.js';
-import { inBatch } from '../runtime/onnx.js';
+import { inBatch, ownedBy, type SessionSet } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
 import { existingInside } from '../archive/inside.js';
 import { watchParent } from './parent-watch.js';
 import {
+  SHARED_HOST_ENV,
   WATCH_PARENT_ENV,
   type FromWorker,
   type LoadMessage,
   type PredictMessage,
   type ToWorker,
+  type UnloadMessage,
   type WireRequest,
   type WireStage,
 } from '../protocol/messages.js';
 
-let entry: EntryPoint | undefined;
-let facts: ModelFacts | undefined;
-let decodeInput = true;
-let maxResponseSize = Number.POSITIVE_INFINITY;
+/** One model served here: its handler, once loaded, and the sessions it opened. */
+interface Served {
+  readonly key: string;
+  entry: EntryPoint | undefined;
+  facts: ModelFacts | undefined;
+  decodeInput: boolean;
+  maxResponseSize: number;
+  readonly sessions: SessionSet;
+  /** The key's messages in turn: its load, its batches in the order they came, its unload. */
+  turn: Promise<void>;
+}
+
+const served = new Map<string, Served>();
+/** A shared host: several models' directories, none of them the process's own. */
+const shared = process.env[SHARED_HOST_ENV] !== undefined;
+let hooksRegistered = false;
 
 function withCause(error: Error, cause: unknown): Error {
   error.cause = cause;
@@ -53,7 +72,7 @@ function send(message: FromWorker): void {
   process.send?.(message);
 }
 
-async function onLoad(msg: LoadMessage): Promise<void> {
+async function onLoad(msg: LoadMessage, model: Served): Promise<void> {
   try {
     const modelFacts: ModelFacts = {
       modelName: msg.modelName,
@@ -69,49 +88,63 @@ async function onLoad(msg: LoadMessage): Promise<void> {
         limit_max_image_pixels: msg.limitMaxImagePixels,
       },
     };
-    facts = modelFacts;
-    decodeInput = msg.decodeInput;
-    maxResponseSize = msg.maxResponseSize;
+    model.facts = modelFacts;
+    model.decodeInput = msg.decodeInput;
+    model.maxResponseSize = msg.maxResponseSize;
     setImagePixelLimit(msg.limitMaxImagePixels);
-    process.chdir(msg.modelDir);
-    if (needsModuleHooks(msg.modelDir)) register('./hooks.js', import.meta.url);
+    if (!shared) process.chdir(msg.modelDir);
+    registerHooksFor(msg.modelDir);
     const envelope = envelopeOf(msg.envelope);
     const handler = await loadEntryPoint(msg.handler, msg.modelDir).catch((err: unknown) => {
       throw withCause(tsError('TSS_ERR_WORKER_HANDLER_IMPORT', msg.handler, messageOf(err)), err);
     });
-    entry = withEnvelope(handler, envelope);
-    await entry.initialize(new BatchContext(modelFacts, [])).catch((err: unknown) => {
+    const entry = withEnvelope(handler, envelope);
+    model.entry = entry;
+    await ownedBy(model.sessions, () => entry.initialize(new BatchContext(modelFacts, []))).catch((err: unknown) => {
       throw withCause(tsError('TSS_ERR_WORKER_INITIALIZE', messageOf(err)), err);
     });
-    await warmUp(msg);
-    send({ kind: 'loaded', pid: process.pid });
+    await ownedBy(model.sessions, () => warmUp(msg, model));
+    send({ key: model.key, kind: 'loaded', pid: process.pid });
   } catch (err) {
+    model.entry = undefined;
     const e = isTsError(err) ? err : tsError('TSS_ERR_INTERNAL', messageOf(err));
     // The reason in one line, then where the handler's own code failed, for its author.
     console.error(`Failed to load model ${msg.modelName}: ${e.message}`);
     console.error(e.cause ?? err);
-    send({ kind: 'load-failed', error: { code: e.code, message: e.message, status: e.status } });
+    send({ key: model.key, kind: 'load-failed', error: { code: e.code, message: e.message, status: e.status } });
   }
 }
 
-async function onPredict(msg: PredictMessage): Promise<void> {
-  const { batchId } = msg;
-  if (!entry || !facts) {
-    send({ kind: 'batch-failed', batchId, error: { code: 'TSS_ERR_WORKER_DIED', message: 'Worker died.', status: 500 }, metrics: [], stages: [] });
+async function onPredict(msg: PredictMessage, model: Served | undefined): Promise<void> {
+  const { batchId, key } = msg;
+  const entry = model?.entry;
+  const facts = model?.facts;
+  if (!model || !entry || !facts) {
+    send({ key, kind: 'batch-failed', batchId, error: { code: 'TSS_ERR_WORKER_DIED', message: 'Worker died.', status: 500 }, metrics: [], stages: [] });
     return;
   }
   let context: BatchContext | undefined;
   const stages: WireStage[] = [];
   const began = performance.now();
   try {
-    const result = await inBatch(msg.wide, () =>
-      runBatch(entry!, facts!, msg.requests, decodeInput, (items) => send({ kind: 'intermediate', batchId, items }), maxResponseSize, stages),
+    const result = await ownedBy(model.sessions, () =>
+      inBatch(msg.wide, () =>
+        runBatch(entry, facts, msg.requests, model.decodeInput, (items) => send({ key, kind: 'intermediate', batchId, items }), model.maxResponseSize, stages),
+      ),
     );
     context = result.context;
-    send({ kind: 'reply', batchId, items: result.items, metrics: context.collectedMetrics, workMs: performance.now() - began, stages: traced(stages, msg) });
+    send({
+      key,
+      kind: 'reply',
+      batchId,
+      items: result.items,
+      metrics: context.collectedMetrics,
+      workMs: performance.now() - began,
+      stages: traced(stages, msg),
+    });
   } catch (err) {
     logFailure(facts.modelName, err);
-    send({ kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [], stages: traced(stages, msg) });
+    send({ key, kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [], stages: traced(stages, msg) });
   }
 }
 
@@ -126,17 +159,34 @@ function traced(stages: WireStage[], msg: PredictMessage): WireStage[] {
 }
 
 /**
+ * Drops the model after its batches sent so far: its sessions are closed now, so their memory
+ * goes back at once, not when the garbage collector finds them. Its handler's module stays in
+ * Node's module cache (a module cannot be unloaded): a model loaded again here finds its module
+ * state as it left it.
+ */
+async function onUnload(msg: UnloadMessage, model: Served | undefined): Promise<void> {
+  served.delete(msg.key);
+  if (model) {
+    model.entry = undefined;
+    await Promise.allSettled([...model.sessions].map((s) => s.release()));
+    model.sessions.clear();
+  }
+  send({ key: msg.key, kind: 'unloaded' });
+}
+
+/**
  * The model-config.yaml's `warmupFile` (tsserve's own key: a file in the archive, sent as
  * `curl -T file` sends it) runs through the handler before the worker says it is loaded: once
  * alone, then as the largest batch the model takes, again and again for up to WARMUP_BATCHES or
  * WARMUP_BUDGET_MS. The first requests after a start then find onnxruntime's memory and the
  * handler's code already warm, instead of paying for them. A sample the handler refuses is the
- * archive's mistake: said in the model log, and the worker serves.
+ * archive's mistake: said in the model log, and the worker serves. In a shared host only the
+ * first two batches run: a model loads there on demand, while its first request waits.
  */
-async function warmUp(msg: LoadMessage): Promise<void> {
+async function warmUp(msg: LoadMessage, model: Served): Promise<void> {
   const name = msg.yamlConfig.warmupFile;
-  const handler = entry;
-  const modelFacts = facts;
+  const handler = model.entry;
+  const modelFacts = model.facts;
   if (typeof name !== 'string' || !handler || !modelFacts) return;
   const path = existingInside(msg.modelDir, name);
   if (!path) {
@@ -150,7 +200,7 @@ async function warmUp(msg: LoadMessage): Promise<void> {
       handler,
       modelFacts,
       Array.from({ length: size }, (_, i) => sample(i)),
-      decodeInput,
+      model.decodeInput,
       () => undefined,
     );
   const started = performance.now();
@@ -160,7 +210,7 @@ async function warmUp(msg: LoadMessage): Promise<void> {
       await batchOf(size);
       batches++;
     }
-    while (batches < WARMUP_BATCHES && performance.now() - started < WARMUP_BUDGET_MS) {
+    while (!shared && batches < WARMUP_BATCHES && performance.now() - started < WARMUP_BUDGET_MS) {
       await batchOf(msg.largestBatch);
       batches++;
     }
@@ -192,9 +242,16 @@ function logFailure(modelName: string, err: unknown): void {
 
 /**
  * Module hooks (worker/hooks.ts) run on a thread of their own, 13 MB per worker, so they are
- * registered only when the model needs them: a directory without the `node_modules` links an
- * extracted archive gets (archive/link-packages.ts), or TypeScript without its compiled `.js`.
+ * registered only when a model needs them (once a process): a directory without the
+ * `node_modules` links an extracted archive gets (archive/link-packages.ts), or TypeScript
+ * without its compiled `.js`.
  */
+function registerHooksFor(modelDir: string): void {
+  if (hooksRegistered || !needsModuleHooks(modelDir)) return;
+  register('./hooks.js', import.meta.url);
+  hooksRegistered = true;
+}
+
 function needsModuleHooks(modelDir: string): boolean {
   return !existsSync(join(modelDir, 'node_modules')) || uncompiledTypeScript(modelDir).length > 0;
 }
@@ -206,10 +263,39 @@ function envelopeOf(name: string | undefined): Envelope | undefined {
   throw tsError('TSS_ERR_WORKER_ENVELOPE', name, ENVELOPES.join(', '));
 }
 
-let previousBatch = Promise.resolve();
+/** What a message does to its key's model, after the key's earlier messages. */
+function handle(msg: ToWorker, model: Served | undefined): Promise<void> {
+  if (msg.kind === 'load') return model ? onLoad(msg, model) : Promise.resolve();
+  if (msg.kind === 'predict') return onPredict(msg, model);
+  return onUnload(msg, model);
+}
+
+/** The key's model; a load makes it. */
+function servedFor(msg: ToWorker): Served | undefined {
+  let model = served.get(msg.key);
+  if (!model && msg.kind === 'load') {
+    model = {
+      key: msg.key,
+      entry: undefined,
+      facts: undefined,
+      decodeInput: true,
+      maxResponseSize: Number.POSITIVE_INFINITY,
+      sessions: new Set(),
+      turn: Promise.resolve(),
+    };
+    served.set(msg.key, model);
+  }
+  return model;
+}
+
+/** Messages of a key that has none in turn (an unknown key's) run at once, each alone. */
 process.on('message', (msg: ToWorker) => {
-  if (msg.kind === 'load') void onLoad(msg);
-  else previousBatch = previousBatch.then(() => onPredict(msg));
+  const model = servedFor(msg);
+  if (!model) {
+    void handle(msg, undefined);
+    return;
+  }
+  model.turn = model.turn.then(() => handle(msg, model));
 });
 // The front end is gone: nobody can use our answers. A busy worker does not see this; the
 // parent-death signal or the watch (worker/parent-watch.ts) ends it then.

@@ -54,6 +54,8 @@ export interface PoolDeps {
   readonly onStartFailed?: (cause: unknown) => void;
   /** How many of `count` more workers the scaler may start now (Scaler's admit); all where unset. */
   readonly admit?: (count: number) => number;
+  /** Its workers live in shared hosts (workers/shared-hosts.ts), not in processes of their own. */
+  readonly sharesHost?: boolean;
 }
 
 interface Slot {
@@ -175,6 +177,11 @@ export class WorkerPool {
   /** The scaler's policy and state, for describe. */
   get scaling(): ScalerState {
     return this.scaler.state();
+  }
+
+  /** Its workers live in shared hosts (PoolDeps.sharesHost). */
+  get sharesHost(): boolean {
+    return this.deps.sharesHost ?? false;
   }
 
   get workers(): WorkerProcess[] {

@@ -1,44 +1,45 @@
 /**
  * @module workers/worker-process
- * The front end's handle on one worker process. Workers are processes, not threads: onnxruntime
- * and sharp are native code, and a segfault, an abort or an out-of-memory kill in a thread would
- * take the whole server with it. A process dies alone; this handle fails its in-flight batch with
- * "Worker died." and reports the exit so the pool can start a replacement.
+ * The front end's handle on one worker: one model's handler in a worker process (its host,
+ * worker-host.ts). Workers are processes, not threads: onnxruntime and sharp are native code, and
+ * a segfault, an abort or an out-of-memory kill in a thread would take the whole server with it.
+ * A process dies alone; this handle fails its in-flight batch with "Worker died." and reports the
+ * exit so the pool can start a replacement. A worker has a process of its own, or, for a model
+ * that shares (sharedWorker), lives in a shared host beside other models' workers: then stopping
+ * it unloads its model there, and the host's death is the exit of every worker in it.
  */
-import { fork, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
-import { cpus, getPriority, setPriority } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { cpus } from 'node:os';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
 import { timerMs } from '../timer-ms.js';
 import { allQuiet, type Job } from '../batching/job.js';
 import type { BatchTrace } from '../metrics/tracing.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from './worker-state.js';
 import { checkedAnswer } from '../protocol/answer-head.js';
-import { AnswerBudget, messageBound, responseTooLarge, watchMessageSize } from '../protocol/answer-size.js';
-import { fromWorker } from '../protocol/message-shape.js';
-import { readLines } from './output-lines.js';
-import { permissionArgs } from './permissions.js';
-import {
-  INTRA_OP_THREADS_ENV,
-  ORT_TELEMETRY_OFF,
-  WATCH_PARENT_ENV,
-  WIDE_INTRA_OP_THREADS_ENV,
-  type FromWorker,
-  type LoadMessage,
-  type PredictMessage,
-  type WireMetric,
-  type WireStage,
-  type WireResponse,
-} from '../protocol/messages.js';
+import { AnswerBudget, messageBound, responseTooLarge } from '../protocol/answer-size.js';
+import { WorkerHost, type Tenant } from './worker-host.js';
+import type { FromWorker, LoadMessage, PredictMessage, WireMetric, WireResponse, WireStage } from '../protocol/messages.js';
 
-const ENTRY = fileURLToPath(new URL('../worker/entry.js', import.meta.url));
+export { MALLOC_MMAP_THRESHOLD, mallocReturningMemory, workerEnvironment } from './worker-host.js';
+
+/** Where shared workers find their host (shared-hosts.ts). */
+export interface HostSource {
+  /** A running shared host that holds no worker of `model` (`name_version`) and has room for one. */
+  hostFor(model: string): WorkerHost;
+}
+
+/**
+ * How long a shared worker's unload may take before the worker counts as gone anyway: its
+ * batches sent so far run first, each bounded by the response timeout, which ends the host.
+ */
+const UNLOAD_WAIT_MS = 10_000;
 
 export interface WorkerOptions {
   readonly id: string;
+  /** The load message, its key this worker's id. */
   readonly load: LoadMessage;
+  /** The shared hosts it lives in; undefined: a process of its own. */
+  readonly hosts?: HostSource;
   readonly intraOpThreads: number;
   /** A lone batch's threads (adaptiveThreads); undefined: every batch runs with intraOpThreads. */
   readonly wideIntraOpThreads: number | undefined;
@@ -50,7 +51,7 @@ export interface WorkerOptions {
   readonly permission: boolean;
   /** The environment the process starts with (workerEnvironment). */
   readonly env: NodeJS.ProcessEnv;
-  /** Each line the handler prints, with its stream. */
+  /** Each line the handler prints, with its stream (a shared host's are the host's, not a worker's). */
   readonly onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Metrics the handler emitted while answering the requests `requestIds`. */
   readonly onMetrics: (metrics: WireMetric[], requestIds: string[]) => void;
@@ -104,99 +105,22 @@ export function threadBudget(
   return { intraOpThreads, wideIntraOpThreads: settings.adaptiveThreads && cores > intraOpThreads ? cores : undefined };
 }
 
-/**
- * Makes the worker `nice` steps nicer than the server (at most 19). Past capacity the workers and
- * the front end all want the cores; as equals, the front end got its share late and requests it
- * had not read, refusals included, waited in the kernel for seconds (docs/performance.md,
- * "Overload over 20 s, workers that yield the CPU, ..."). Set on the main thread before the model
- * loads, so that onnxruntime's threads inherit it.
- */
-function yieldToFrontEnd(child: ChildProcess, nice: number): void {
-  if (nice === 0 || child.pid === undefined) return;
-  try {
-    setPriority(child.pid, Math.min(19, getPriority() + nice));
-  } catch {
-    /* exited already: its exit is reported as any other */
-  }
-}
-
-/**
- * Starts a worker process that dies with the front end, also after a `kill -9` leaves the front
- * end no moment to stop it, while the handler keeps the worker's main thread too busy to see its
- * IPC channel close. On Linux the kernel sees to it, at no cost: the worker runs under
- * util-linux's `setpriv --pdeathsig KILL` (PR_SET_PDEATHSIG, which Node has no call for; a native
- * addon for one prctl is not worth its build on every platform). Without setpriv, the worker
- * watches its parent from a thread of its own (worker/parent-watch.ts).
- */
-function startProcess(env: NodeJS.ProcessEnv, execArgv: string[]): ChildProcess {
-  const options: Pick<SpawnOptions, 'serialization' | 'stdio'> = { serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'] };
-  const setpriv = parentDeathSignal();
-  if (setpriv) return spawn(setpriv, ['--pdeathsig', 'KILL', '--', process.execPath, ...execArgv, ENTRY], { ...options, env });
-  return fork(ENTRY, [], { ...options, execArgv, env: { ...env, [WATCH_PARENT_ENV]: '1' } });
-}
-
-let setprivPath: string | undefined | null = null;
-
-/** setpriv's path, when it is there and knows --pdeathsig (util-linux 2.33 and later); looked for once. */
-function parentDeathSignal(): string | undefined {
-  if (setprivPath === null) setprivPath = process.platform === 'linux' ? findSetpriv() : undefined;
-  return setprivPath;
-}
-
-function findSetpriv(): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const path = join(dir, 'setpriv');
-    try {
-      accessSync(path, constants.X_OK);
-    } catch {
-      continue;
-    }
-    return spawnSync(path, ['--help'], { encoding: 'utf8', timeout: 5000 }).stdout?.includes('--pdeathsig') ? path : undefined;
-  }
-  return undefined;
-}
-
-/**
- * The server's environment without the variables `blacklist_env_vars` names (secrets a handler
- * has no business reading), as TorchServe gives its workers.
- */
-export function workerEnvironment(env: NodeJS.ProcessEnv, blacklist: RegExp | undefined): NodeJS.ProcessEnv {
-  return blacklist ? Object.fromEntries(Object.entries(env).filter(([name]) => !blacklist.test(name))) : env;
-}
-
-/** glibc's starting mmap threshold, 128 KiB, made fixed. */
-export const MALLOC_MMAP_THRESHOLD = { MALLOC_MMAP_THRESHOLD_: '131072' };
-
-/**
- * `env` with glibc malloc's mmap threshold fixed at its starting value, unless the operator set
- * malloc's tunables already. glibc raises the threshold each time a block it mapped is freed, up
- * to 32 MiB, so that the large blocks onnxruntime allocates while it opens a model (the weights
- * as read from the file, before the optimiser rewrites them) end up in the heap, where freeing
- * them returns nothing to the system: a resnet18 worker held 168 MB instead of 80, and no less
- * CPU per run (bench/memory.mjs, issue 33). With the threshold fixed, every block of 128 KiB or
- * more is mapped and unmapped on its own. Other C libraries (musl) ignore the variable.
- */
-export function mallocReturningMemory(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const set = Object.keys(env).some((name) => name.startsWith('MALLOC_') || name === 'GLIBC_TUNABLES');
-  return set ? env : { ...env, ...MALLOC_MMAP_THRESHOLD };
-}
-
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface above only types the events' listeners (Node's EventEmitter idiom).
-export class WorkerProcess extends EventEmitter {
+export class WorkerProcess extends EventEmitter implements Tenant {
   readonly id: string;
   readonly startTime = new Date();
   state: WorkerState = 'STARTED';
   /** Resident bytes at the last system-metrics run (metrics/system.ts); 0 before it, or without it. */
   memoryUsage = 0;
-  private child: ChildProcess | undefined;
+  private host: WorkerHost | undefined;
   /** Batches sent and not yet answered, in the order the worker runs them. */
   private inFlight: InFlight[] = [];
   private nextBatchId = 1;
   private exitedFlag = false;
-  /** Set when we ended the process; a SIGKILL nobody here sent came from the OS. */
-  private killedByUs = false;
-  /** Why we ended it, when that is what its batch must answer (it sent more than any answer may be). */
-  private killedFor: TsError | undefined;
+  /** A shared worker asked to unload: it leaves when its host says it did. */
+  private leaving: NodeJS.Timeout | undefined;
+  /** What a shared worker's load added to its host's PSS; undefined elsewhere, or unmeasured. */
+  private addedBytes: number | undefined;
   private readonly opts: WorkerOptions;
 
   constructor(opts: WorkerOptions) {
@@ -205,30 +129,76 @@ export class WorkerProcess extends EventEmitter {
     this.opts = opts;
   }
 
+  /** Its model, `name_version`. */
+  get model(): string {
+    return `${this.opts.load.modelName}_${this.opts.load.manifest.model.modelVersion}`;
+  }
+
+  get messageBound(): number {
+    return messageBound(this.opts.load);
+  }
+
   get pid(): number {
-    return this.child?.pid ?? -1;
+    return this.host?.pid ?? -1;
   }
 
   get exited(): boolean {
     return this.exitedFlag;
   }
 
-  /** Spawns the process and loads the model; rejects with the load error. */
-  start(): Promise<void> {
-    const child = startProcess(this.environment(), this.opts.permission ? permissionArgs(this.opts.load.modelDir) : []);
-    this.child = child;
-    yieldToFrontEnd(child, this.opts.nice);
-    this.pipeOutput(child);
-    this.boundMessages(child);
-    child.on('message', (msg: unknown) => this.onMessage(msg));
-    child.on('exit', (code, signal) => this.onExit(code, signal));
-    child.on('error', () => {
-      /* reported through 'exit' */
+  /** In a shared host: its pid is the host's, which other models' workers share. */
+  get shared(): boolean {
+    return this.host?.shared ?? this.opts.hosts !== undefined;
+  }
+
+  /**
+   * The memory this worker holds, for the memory budget (models/model-memory.ts): its process's
+   * PSS; in a shared host, what its load added to the host plus an equal share of what the host
+   * holds besides its models' loads. Undefined until it has loaded, or where /proc cannot say.
+   */
+  residentBytes(): number | undefined {
+    const host = this.host;
+    if (!host || this.state !== 'MODEL_LOADED') return undefined;
+    const total = host.residentBytes();
+    if (!host.shared) return total;
+    // Until its load's growth is read, the host's PSS is all of its models': not this one's.
+    if (total === undefined || this.addedBytes === undefined) return undefined;
+    return this.addedBytes + Math.max(0, total - host.addedBytes()) / Math.max(1, host.size);
+  }
+
+  /** Measured while loading, in a shared host. */
+  get loadBytes(): number | undefined {
+    return this.addedBytes;
+  }
+
+  /** Starts its process, or finds it a shared host, and loads the model; rejects with the load error. */
+  async start(): Promise<void> {
+    const host = this.opts.hosts?.hostFor(this.model) ?? this.ownHost();
+    this.host = host;
+    host.attach(this.id, this);
+    if (!host.shared) return this.load(host);
+    this.addedBytes = await host.measuredLoad(() => this.load(host));
+  }
+
+  private ownHost(): WorkerHost {
+    const { intraOpThreads, wideIntraOpThreads, nice, permission, env, load } = this.opts;
+    return new WorkerHost({
+      intraOpThreads,
+      wideIntraOpThreads,
+      nice,
+      permissionDir: permission ? load.modelDir : undefined,
+      env,
+      shared: false,
+      maxResponseSize: load.maxResponseSize,
+      onOutput: this.opts.onOutput,
     });
+  }
+
+  private load(host: WorkerHost): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} did not load the model within the startup timeout`));
-        this.kill();
+        host.kill();
       }, timerMs(this.opts.startupTimeoutMs));
       const onState = (state: WorkerState): void => {
         if (state === 'MODEL_LOADED') settle(() => resolve());
@@ -244,19 +214,9 @@ export class WorkerProcess extends EventEmitter {
       const fail = (err: TsError): void => settle(() => reject(err));
       this.on('state', onState);
       this.on('load-failed', onLoadFailed);
-      child.send(this.opts.load);
+      if (this.exitedFlag) fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} failed to load the model`));
+      else host.send({ ...this.opts.load, key: this.id });
     });
-  }
-
-  /**
-   * The process's environment: the server's (workerEnvironment), with malloc's setting, its
-   * onnxruntime thread budget and onnxruntime's telemetry off, whatever the server's environment
-   * says (a model server sends nothing anywhere; docs/deploy.md, "No telemetry").
-   */
-  private environment(): NodeJS.ProcessEnv {
-    const { env, intraOpThreads, wideIntraOpThreads } = this.opts;
-    const wide = wideIntraOpThreads === undefined ? {} : { [WIDE_INTRA_OP_THREADS_ENV]: String(wideIntraOpThreads) };
-    return { ...mallocReturningMemory(env), [INTRA_OP_THREADS_ENV]: String(intraOpThreads), ...wide, ...ORT_TELEMETRY_OFF };
   }
 
   /** A batch sent and not yet answered. */
@@ -271,8 +231,8 @@ export class WorkerProcess extends EventEmitter {
    * worker. `wide`: the batch may use every core (adaptiveThreads).
    */
   runBatch(jobs: Job[], wide = false): Promise<BatchOutcome> {
-    const child = this.child;
-    if (!child?.connected || this.state !== 'MODEL_LOADED') {
+    const host = this.host;
+    if (!host?.connected || this.state !== 'MODEL_LOADED' || this.leaving) {
       for (const job of jobs) job.fail(tsError('TSS_ERR_WORKER_DIED'));
       return Promise.resolve({ unstarted: [], workMs: undefined });
     }
@@ -290,17 +250,34 @@ export class WorkerProcess extends EventEmitter {
       };
       this.inFlight.push(batch);
       this.startResponseTimer();
-      const message: PredictMessage = { kind: 'predict', batchId, requests: jobs.map((j) => j.request), wide };
+      const message: PredictMessage = { kind: 'predict', key: this.id, batchId, requests: jobs.map((j) => j.request), wide };
       const began = performance.now();
-      child.send(trace ? { ...message, trace: trace.wire } : message);
+      host.send(trace ? { ...message, trace: trace.wire } : message);
       batch.sendMs = performance.now() - began;
     });
   }
 
-  /** Ends the process; in-flight jobs get "Worker died.". */
+  /**
+   * Stops the worker; in-flight jobs get "Worker died.". Its own process is ended; in a shared
+   * host its model is unloaded there (after the batches sent to it), and the host serves on.
+   */
   kill(): void {
-    this.killedByUs = true;
-    this.child?.kill('SIGKILL');
+    const host = this.host;
+    if (!host || this.exitedFlag) return;
+    if (!host.shared) {
+      host.kill();
+      return;
+    }
+    if (this.leaving || !host.connected) return;
+    this.leaving = setTimeout(() => this.left(null), UNLOAD_WAIT_MS);
+    host.send({ kind: 'unload', key: this.id });
+  }
+
+  /** A shared worker's unload is over (its host said so, or it took too long): it exits alone. */
+  private left(code: number | null): void {
+    clearTimeout(this.leaving);
+    this.host?.detach(this.id);
+    this.onHostExit(code, null, tsError('TSS_ERR_WORKER_DIED'));
   }
 
   moveTo(next: WorkerState): void {
@@ -313,14 +290,7 @@ export class WorkerProcess extends EventEmitter {
     this.emit('state', next, previous);
   }
 
-  private onMessage(raw: unknown): void {
-    const msg = fromWorker(raw);
-    if (!msg) {
-      // Only a handler writing to the channel itself sends one: its batch gets "Worker died.".
-      this.opts.onOutput('The worker sent a message that is not of the worker protocol; it is stopped', 'stderr');
-      this.kill();
-      return;
-    }
+  onMessage(msg: FromWorker): void {
     switch (msg.kind) {
       case 'loaded':
         this.moveTo('MODEL_LOADED');
@@ -329,6 +299,9 @@ export class WorkerProcess extends EventEmitter {
         this.emit('load-failed', errorFromWire(msg.error.code, msg.error.message, msg.error.status));
         this.moveTo('ERROR');
         this.kill();
+        return;
+      case 'unloaded':
+        if (this.leaving) this.left(0);
         return;
       case 'intermediate':
         this.forEachItem(msg.batchId, msg.items, (job, item) => job.intermediate(item));
@@ -417,62 +390,23 @@ export class WorkerProcess extends EventEmitter {
     if (running && !running.timer) running.timer = setTimeout(() => this.onResponseTimeout(), timerMs(this.opts.responseTimeoutMs));
   }
 
+  /** A batch that hangs hangs its process: ended, with every worker in it. */
   private onResponseTimeout(): void {
     this.opts.onOutput(`Backend worker did not respond in given time`, 'stderr');
     this.emit('response-timeout');
-    this.kill();
+    this.host?.kill();
   }
 
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+  /** Its process ended, or, in a shared host, its model was unloaded there (`error` then unused). */
+  onHostExit(code: number | null, signal: NodeJS.Signals | null, error: TsError): void {
+    if (this.exitedFlag) return;
     this.exitedFlag = true;
     // The batch it was on fails; those waiting behind it were never started and can go elsewhere.
     const [running, ...waiting] = this.inFlight;
     this.inFlight = running ? [running] : [];
-    if (running) this.finishBatch(running.batchId, () => this.killedFor ?? exitError(code, signal === 'SIGKILL' && !this.killedByUs));
+    if (running) this.finishBatch(running.batchId, () => error);
     for (const batch of waiting) batch.done({ unstarted: [...batch.jobs.values()].filter((j) => !j.settled), workMs: undefined });
     this.moveTo('STOPPED');
     this.emit('exit', code, signal);
   }
-
-  private pipeOutput(child: ChildProcess): void {
-    for (const stream of ['stdout', 'stderr'] as const) {
-      const source = child[stream];
-      if (source) readLines(source, (line) => this.opts.onOutput(line, stream));
-    }
-  }
-
-  /**
-   * A message larger than any batch of answers may be (a handler's own process.send) is not read:
-   * the worker is ended as its first bytes arrive, and its batch answers that its response was too
-   * large.
-   */
-  private boundMessages(child: ChildProcess): void {
-    const { load } = this.opts;
-    const bound = messageBound(load);
-    const watched = watchMessageSize(child, bound, (bytes) => {
-      this.opts.onOutput(`Worker sent a message of ${bytes} bytes, over the ${bound} any batch of answers may take: ending it`, 'stderr');
-      this.killedFor = responseTooLarge(load.maxResponseSize);
-      child.disconnect();
-      this.kill();
-    });
-    if (!watched) warnUnboundedMessages();
-  }
-}
-
-let unboundedWarned = false;
-
-/** Said once: this Node's IPC could not be bounded as it is read, only each message once it has arrived. */
-function warnUnboundedMessages(): void {
-  if (unboundedWarned) return;
-  unboundedWarned = true;
-  process.emitWarning("Worker messages are checked against max_response_size only once read whole: this Node's IPC channel has no size to watch");
-}
-
-/**
- * TorchServe answers 507 when the worker was killed for memory (exit status 137: a SIGKILL we did
- * not send, which on Linux is the OOM killer), else 500.
- */
-function exitError(code: number | null, killedByOs: boolean): TsError {
-  const err = tsError('TSS_ERR_WORKER_DIED');
-  return code === 137 || killedByOs ? errorFromWire('TSS_ERR_WORKER_DIED', err.message, 507) : err;
 }

@@ -1,0 +1,362 @@
+/**
+ * @module workers/worker-host
+ * A worker process as the front end holds it, apart from the models in it: its start (the
+ * parent-death signal, its niceness and environment), its output, its message channel (bounded
+ * in size, each message checked), and its exit. A worker of a model (worker-process.ts) lives in
+ * a host: one started for it alone, as TorchServe's workers are, or, for a model that shares
+ * (sharedWorker), one of the shared hosts (shared-hosts.ts) beside other models' workers. Each
+ * message from the process goes to the worker whose key it names; its exit goes to every worker
+ * in it, so that each answers what it held and its pool restarts it.
+ */
+import { fork, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { getPriority, setPriority } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { errorFromWire, tsError, type TsError } from '../errors.js';
+import { procKilobytes } from '../host-limits.js';
+import { messageBound, responseTooLarge, watchMessageSize } from '../protocol/answer-size.js';
+import { fromWorker } from '../protocol/message-shape.js';
+import { readLines } from './output-lines.js';
+import { permissionArgs } from './permissions.js';
+import {
+  INTRA_OP_THREADS_ENV,
+  ORT_TELEMETRY_OFF,
+  SHARED_HOST_ENV,
+  WATCH_PARENT_ENV,
+  WIDE_INTRA_OP_THREADS_ENV,
+  type FromWorker,
+  type ToWorker,
+} from '../protocol/messages.js';
+
+const ENTRY = fileURLToPath(new URL('../worker/entry.js', import.meta.url));
+
+export interface HostOptions {
+  readonly intraOpThreads: number;
+  /** A lone batch's threads (adaptiveThreads); undefined: every batch runs with intraOpThreads. */
+  readonly wideIntraOpThreads: number | undefined;
+  /** Niceness added to the process: under contention the front end's reads and refusals come first. */
+  readonly nice: number;
+  /** The model directory Node's permission model lets it read (worker_permission); undefined: no permission model. */
+  readonly permissionDir: string | undefined;
+  /** The environment the process starts with (workerEnvironment). */
+  readonly env: NodeJS.ProcessEnv;
+  /** Serves several models (SHARED_HOST_ENV). */
+  readonly shared: boolean;
+  /** The largest answer (max_response_size): a larger one is refused before it is sent. */
+  readonly maxResponseSize: number;
+  /** Each line the process prints, with its stream. */
+  readonly onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
+}
+
+/** A worker in a host: what the host tells it. */
+export interface Tenant {
+  /** The model it serves, `name_version`: a shared host holds at most one worker of each. */
+  readonly model: string;
+  /** The largest message its answers may take (protocol/answer-size.ts's messageBound). */
+  readonly messageBound: number;
+  /** What its load added to the host's PSS, measured in a shared host; undefined elsewhere. */
+  readonly loadBytes: number | undefined;
+  onMessage(msg: FromWorker): void;
+  /** The process ended; `error` is what a batch it was running answers. */
+  onHostExit(code: number | null, signal: NodeJS.Signals | null, error: TsError): void;
+}
+
+/**
+ * Makes the process `nice` steps nicer than the server (at most 19). Past capacity the workers and
+ * the front end all want the cores; as equals, the front end got its share late and requests it
+ * had not read, refusals included, waited in the kernel for seconds (docs/performance.md,
+ * "Overload over 20 s, workers that yield the CPU, ..."). Set on the main thread before a model
+ * loads, so that onnxruntime's threads inherit it.
+ */
+function yieldToFrontEnd(child: ChildProcess, nice: number): void {
+  if (nice === 0 || child.pid === undefined) return;
+  try {
+    setPriority(child.pid, Math.min(19, getPriority() + nice));
+  } catch {
+    /* exited already: its exit is reported as any other */
+  }
+}
+
+/**
+ * Starts a worker process that dies with the front end, also after a `kill -9` leaves the front
+ * end no moment to stop it, while the handler keeps the worker's main thread too busy to see its
+ * IPC channel close. On Linux the kernel sees to it, at no cost: the worker runs under
+ * util-linux's `setpriv --pdeathsig KILL` (PR_SET_PDEATHSIG, which Node has no call for; a native
+ * addon for one prctl is not worth its build on every platform). Without setpriv, the worker
+ * watches its parent from a thread of its own (worker/parent-watch.ts).
+ */
+function startProcess(env: NodeJS.ProcessEnv, execArgv: string[]): ChildProcess {
+  const options: Pick<SpawnOptions, 'serialization' | 'stdio'> = { serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'] };
+  const setpriv = parentDeathSignal();
+  if (setpriv) return spawn(setpriv, ['--pdeathsig', 'KILL', '--', process.execPath, ...execArgv, ENTRY], { ...options, env });
+  return fork(ENTRY, [], { ...options, execArgv, env: { ...env, [WATCH_PARENT_ENV]: '1' } });
+}
+
+let setprivPath: string | undefined | null = null;
+
+/** setpriv's path, when it is there and knows --pdeathsig (util-linux 2.33 and later); looked for once. */
+function parentDeathSignal(): string | undefined {
+  if (setprivPath === null) setprivPath = process.platform === 'linux' ? findSetpriv() : undefined;
+  return setprivPath;
+}
+
+function findSetpriv(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const path = join(dir, 'setpriv');
+    try {
+      accessSync(path, constants.X_OK);
+    } catch {
+      continue;
+    }
+    return spawnSync(path, ['--help'], { encoding: 'utf8', timeout: 5000 }).stdout?.includes('--pdeathsig') ? path : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The server's environment without the variables `blacklist_env_vars` names (secrets a handler
+ * has no business reading), as TorchServe gives its workers.
+ */
+export function workerEnvironment(env: NodeJS.ProcessEnv, blacklist: RegExp | undefined): NodeJS.ProcessEnv {
+  return blacklist ? Object.fromEntries(Object.entries(env).filter(([name]) => !blacklist.test(name))) : env;
+}
+
+/** glibc's starting mmap threshold, 128 KiB, made fixed. */
+export const MALLOC_MMAP_THRESHOLD = { MALLOC_MMAP_THRESHOLD_: '131072' };
+
+/**
+ * `env` with glibc malloc's mmap threshold fixed at its starting value, unless the operator set
+ * malloc's tunables already. glibc raises the threshold each time a block it mapped is freed, up
+ * to 32 MiB, so that the large blocks onnxruntime allocates while it opens a model (the weights
+ * as read from the file, before the optimiser rewrites them) end up in the heap, where freeing
+ * them returns nothing to the system: a resnet18 worker held 168 MB instead of 80, and no less
+ * CPU per run (bench/memory.mjs, issue 33). With the threshold fixed, every block of 128 KiB or
+ * more is mapped and unmapped on its own. Other C libraries (musl) ignore the variable.
+ */
+export function mallocReturningMemory(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const set = Object.keys(env).some((name) => name.startsWith('MALLOC_') || name === 'GLIBC_TUNABLES');
+  return set ? env : { ...env, ...MALLOC_MMAP_THRESHOLD };
+}
+
+/** The window over which a host's batches are counted (recentBatches). */
+const BUSY_WINDOW_MS = 1000;
+/** How long a reading of the process's PSS is reused: a memory decision reads every loaded model's. */
+const PSS_FRESH_MS = 500;
+
+export class WorkerHost {
+  readonly shared: boolean;
+  private readonly child: ChildProcess;
+  private readonly opts: HostOptions;
+  private readonly tenants = new Map<string, Tenant>();
+  private exitedFlag = false;
+  /** Set when we ended the process; a SIGKILL nobody here sent came from the OS. */
+  private killedByUs = false;
+  /** Why we ended it, when that is what a running batch must answer (it sent more than any answer may be). */
+  private killedFor: TsError | undefined;
+  /** Loads in turn, so that each one's memory is what the process grew by while it ran. */
+  private loads: Promise<unknown> = Promise.resolve();
+  private pss: { bytes: number | undefined; at: number } | undefined;
+  private readonly batches = { start: performance.now(), current: 0, previous: 0 };
+  /** Called once the process has exited, after its tenants were told. */
+  onExit: (() => void) | undefined;
+  /** Called when its last worker left (shared-hosts.ts keeps it as the spare, or ends it). */
+  onEmpty: (() => void) | undefined;
+
+  constructor(opts: HostOptions) {
+    this.opts = opts;
+    this.shared = opts.shared;
+    const child = startProcess(this.environment(), opts.permissionDir === undefined ? [] : permissionArgs(opts.permissionDir));
+    this.child = child;
+    yieldToFrontEnd(child, opts.nice);
+    this.pipeOutput(child);
+    this.boundMessages(child);
+    child.on('message', (msg: unknown) => this.onMessage(msg));
+    child.on('exit', (code, signal) => this.onExited(code, signal));
+    child.on('error', () => {
+      /* reported through 'exit' */
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get exited(): boolean {
+    return this.exitedFlag;
+  }
+
+  /** The channel is open: messages sent now reach the process. */
+  get connected(): boolean {
+    return this.child.connected;
+  }
+
+  /** Connected and not being ended by us: a worker may still move in. */
+  get open(): boolean {
+    return this.child.connected && !this.killedByUs;
+  }
+
+  /** How many workers it holds. */
+  get size(): number {
+    return this.tenants.size;
+  }
+
+  /** What its workers' loads added to it, as far as measured. */
+  addedBytes(): number {
+    let bytes = 0;
+    for (const t of this.tenants.values()) bytes += t.loadBytes ?? 0;
+    return bytes;
+  }
+
+  /** Batches sent to it over the last one to two BUSY_WINDOW_MS: how busy its models keep it. */
+  recentBatches(): number {
+    this.turnWindow();
+    return this.batches.current + this.batches.previous;
+  }
+
+  private turnWindow(): void {
+    const now = performance.now();
+    const w = this.batches;
+    if (now - w.start < BUSY_WINDOW_MS) return;
+    w.previous = now - w.start < 2 * BUSY_WINDOW_MS ? w.current : 0;
+    w.current = 0;
+    w.start = now;
+  }
+
+  holds(model: string): boolean {
+    for (const t of this.tenants.values()) if (t.model === model) return true;
+    return false;
+  }
+
+  attach(key: string, tenant: Tenant): void {
+    this.tenants.set(key, tenant);
+  }
+
+  detach(key: string): void {
+    if (this.tenants.delete(key) && this.tenants.size === 0) this.onEmpty?.();
+  }
+
+  send(msg: ToWorker): void {
+    if (msg.kind === 'predict') {
+      this.turnWindow();
+      this.batches.current++;
+    }
+    this.child.send(msg);
+  }
+
+  /** Ends the process; every worker in it answers what it held with "Worker died.". */
+  kill(): void {
+    this.killedByUs = true;
+    this.child.kill('SIGKILL');
+  }
+
+  /**
+   * Runs `load` after the loads before it, and measures what the process grew by meanwhile:
+   * the bytes (PSS) that model adds to the process; undefined where /proc cannot say.
+   */
+  measuredLoad(load: () => Promise<void>): Promise<number | undefined> {
+    const turn = this.loads.then(async () => {
+      const before = this.readPss();
+      await load();
+      const after = this.readPss();
+      return before === undefined || after === undefined ? undefined : Math.max(0, after - before);
+    });
+    this.loads = turn.catch(() => {});
+    return turn;
+  }
+
+  /** The process's PSS, read at most every PSS_FRESH_MS; undefined where /proc cannot say. */
+  residentBytes(): number | undefined {
+    const now = performance.now();
+    if (!this.pss || now - this.pss.at > PSS_FRESH_MS) this.pss = { bytes: this.readPss(), at: now };
+    return this.pss.bytes;
+  }
+
+  private readPss(): number | undefined {
+    this.pss = undefined;
+    return this.pid > 0 && !this.exitedFlag ? procKilobytes(`/proc/${this.pid}/smaps_rollup`, 'Pss') : undefined;
+  }
+
+  /**
+   * The process's environment: the server's (workerEnvironment), with malloc's setting, its
+   * onnxruntime thread budget and onnxruntime's telemetry off, whatever the server's environment
+   * says (a model server sends nothing anywhere; docs/deploy.md, "No telemetry").
+   */
+  private environment(): NodeJS.ProcessEnv {
+    const { env, intraOpThreads, wideIntraOpThreads, shared } = this.opts;
+    const wide = wideIntraOpThreads === undefined ? {} : { [WIDE_INTRA_OP_THREADS_ENV]: String(wideIntraOpThreads) };
+    const sharing = shared ? { [SHARED_HOST_ENV]: '1' } : {};
+    return { ...mallocReturningMemory(env), [INTRA_OP_THREADS_ENV]: String(intraOpThreads), ...wide, ...sharing, ...ORT_TELEMETRY_OFF };
+  }
+
+  private onMessage(raw: unknown): void {
+    const msg = fromWorker(raw);
+    if (!msg) {
+      // Only a handler writing to the channel itself sends one: what the process held gets "Worker died.".
+      this.opts.onOutput('The worker sent a message that is not of the worker protocol; it is stopped', 'stderr');
+      this.kill();
+      return;
+    }
+    this.tenants.get(msg.key)?.onMessage(msg);
+  }
+
+  private onExited(code: number | null, signal: NodeJS.Signals | null): void {
+    this.exitedFlag = true;
+    const error = this.killedFor ?? exitError(code, signal === 'SIGKILL' && !this.killedByUs);
+    const tenants = [...this.tenants.values()];
+    this.tenants.clear();
+    for (const tenant of tenants) tenant.onHostExit(code, signal, error);
+    this.onExit?.();
+  }
+
+  private pipeOutput(child: ChildProcess): void {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const source = child[stream];
+      if (source) readLines(source, (line) => this.opts.onOutput(line, stream));
+    }
+  }
+
+  /**
+   * A message larger than any batch of answers of its workers may be (a handler's own
+   * process.send) is not read: the process is ended as its first bytes arrive, and the batches it
+   * ran answer that their response was too large.
+   */
+  private boundMessages(child: ChildProcess): void {
+    const watched = watchMessageSize(
+      child,
+      () => this.messageBound(),
+      (bytes, bound) => {
+        this.opts.onOutput(`Worker sent a message of ${bytes} bytes, over the ${bound} any batch of answers may take: ending it`, 'stderr');
+        this.killedFor = responseTooLarge(this.opts.maxResponseSize);
+        child.disconnect();
+        this.kill();
+      },
+    );
+    if (!watched) warnUnboundedMessages();
+  }
+
+  /** The largest of its workers' bounds; with none, one answer's. */
+  private messageBound(): number {
+    let bound = messageBound({ largestBatch: 1, maxResponseSize: this.opts.maxResponseSize });
+    for (const t of this.tenants.values()) bound = Math.max(bound, t.messageBound);
+    return bound;
+  }
+}
+
+let unboundedWarned = false;
+
+/** Said once: this Node's IPC could not be bounded as it is read, only each message once it has arrived. */
+function warnUnboundedMessages(): void {
+  if (unboundedWarned) return;
+  unboundedWarned = true;
+  process.emitWarning("Worker messages are checked against max_response_size only once read whole: this Node's IPC channel has no size to watch");
+}
+
+/**
+ * TorchServe answers 507 when the worker was killed for memory (exit status 137: a SIGKILL we did
+ * not send, which on Linux is the OOM killer), else 500.
+ */
+function exitError(code: number | null, killedByOs: boolean): TsError {
+  const err = tsError('TSS_ERR_WORKER_DIED');
+  return code === 137 || killedByOs ? errorFromWire('TSS_ERR_WORKER_DIED', err.message, 507) : err;
+}
