@@ -9,7 +9,7 @@
  * already show to be wrong. BYTES elements are written base64-encoded, as `bytes_contents` are.
  */
 import { tsError } from '../errors.js';
-import { bytesElements, checkFixedSize, elementSize, elementsOf, TensorProblem, tensorValues, type TensorValues } from '../protocol/tensor-bytes.js';
+import { bytesJson, checkFixedSize, elementSize, elementsOf, TensorProblem, tensorValues, type TensorValues } from '../protocol/tensor-bytes.js';
 
 /** A tensor's problem as the request's 400, naming the input; any other error as it is. */
 function badTensor(name: string, err: unknown): unknown {
@@ -39,7 +39,7 @@ export function rawJsonFloor(datatype: string, raw: Uint8Array): number {
 export function rawTensorJson(name: string, datatype: string, shape: readonly number[], raw: Uint8Array, what = 'raw_input_contents'): string {
   return checkedTensor(name, () => {
     const elements = elementsOf(shape);
-    if (datatype === 'BYTES') return JSON.stringify(bytesElements(raw, elements, shape, what).map((b) => b.toString('base64')));
+    if (datatype === 'BYTES') return bytesJson(raw, elements, shape, what);
     checkFixedSize(datatype, shape, raw.length, what);
     const values = tensorValues(datatype, raw);
     if (datatype === 'BOOL') return boolsJson(values as Uint8Array);

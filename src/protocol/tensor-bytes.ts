@@ -92,19 +92,36 @@ export function tensorValues(datatype: string, bytes: Uint8Array): TensorValues 
   return layout.view(aligned.buffer as ArrayBuffer, aligned.byteOffset, Math.floor(aligned.byteLength / layout.size));
 }
 
-/** BYTES in binary form: each element's bytes (views, no copy), exactly as many as `elements`. */
-export function bytesElements(raw: Uint8Array, elements: number, shape: readonly number[], what: string): Buffer[] {
+/**
+ * BYTES in binary form (each element a 4-byte little-endian length, then its bytes) as the JSON
+ * array of their base64 texts, as `bytes_contents` are written. The elements are counted and
+ * checked first, then written into one buffer: an object per element (a view, then a string)
+ * held until the end made a 6 MB body of empty elements cost the front end hundreds of MB.
+ */
+export function bytesJson(raw: Uint8Array, elements: number, shape: readonly number[], what: string): string {
   const bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  const out: Buffer[] = [];
-  for (let at = 0; at < bytes.length; ) {
-    if (!(out.length < elements)) throw new TensorProblem(`shape [${shape.join(', ')}] holds ${elements} values, ${what} has ${out.length + 1}`);
+  let count = 0;
+  let size = 2;
+  for (let at = 0; at < bytes.length; count++) {
+    if (!(count < elements)) throw new TensorProblem(`shape [${shape.join(', ')}] holds ${elements} values, ${what} has ${count + 1}`);
     const length = at + 4 <= bytes.length ? bytes.readUInt32LE(at) : -1;
     if (length < 0 || at + 4 + length > bytes.length) throw new TensorProblem('raw BYTES end inside an element');
-    out.push(bytes.subarray(at + 4, at + 4 + length));
+    size += 3 + Math.ceil(length / 3) * 4;
     at += 4 + length;
   }
-  if (out.length !== elements) throw new TensorProblem(`shape [${shape.join(', ')}] holds ${elements} values, ${what} has ${out.length}`);
-  return out;
+  if (count !== elements) throw new TensorProblem(`shape [${shape.join(', ')}] holds ${elements} values, ${what} has ${count}`);
+  const out = Buffer.allocUnsafe(size);
+  let written = out.write('[', 0, 'latin1');
+  for (let at = 0; at < bytes.length; ) {
+    const length = bytes.readUInt32LE(at);
+    const text = length === 0 ? '"",' : `"${bytes.toString('base64', at + 4, at + 4 + length)}",`;
+    written += out.write(text, written, 'latin1');
+    at += 4 + length;
+  }
+  // The last comma becomes the closing bracket; an empty array has none.
+  written = count > 0 ? written - 1 : written;
+  written += out.write(']', written, 'latin1');
+  return out.toString('latin1', 0, written);
 }
 
 /** BYTES elements in binary form: each a 4-byte little-endian length, then its bytes. */

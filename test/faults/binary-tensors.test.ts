@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { grpcClient, unaryCall } from '../grpc-client.js';
 import { buildMar, FIXTURES, seededRandom, startTestServer } from '../helpers.js';
+import { frontEndMemory } from './memory.js';
 import { survived } from './survival.js';
 
 const LIMIT = 1024 * 1024;
@@ -97,4 +98,41 @@ t.test('malformed binary tensors are refused one by one; the server and its work
   const out = new Float32Array(Uint8Array.from((rawGood.value?.raw_output_contents as Buffer[] | undefined)?.[0] ?? []).buffer);
   t.equal(out[13], (13 % 7) * 4, 'and over gRPC');
   await survived(t, server, { models: ['tensors'], sent: cases.length + 3, answered });
+});
+
+t.test('binary BYTES of a million and a half empty elements: no more front-end memory than the same tensor costs as JSON', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) =>
+      buildMar(store, {
+        modelName: 'tensors',
+        version: '1.0',
+        handler: join(FIXTURES, 'tensor_handler.ts'),
+        serializedFile: join(FIXTURES, 'colour_segmenter.onnx'),
+      }),
+    properties: { load_models: 'tensors.mar', service_envelope: 'kservev2', ts_open_inference_protocol: 'true' },
+  });
+  // Under the default max_request_size (6553500 bytes): each element is its 4-byte length, 0.
+  const elements = Math.floor((6_553_500 - 200) / 4);
+  const raw = Buffer.alloc(4 * elements);
+  const header = { inputs: [{ name: 't', shape: [elements], datatype: 'BYTES', parameters: { binary_data_size: raw.length } }] };
+  const client = grpcClient(t, server.urls.grpcInference, 'open_inference_grpc.proto', 'org.pytorch.serve.grpc.openinference.GRPCInferenceService');
+  const memory = frontEndMemory();
+  let answered = 0;
+  for (let i = 0; i < 4; i++) {
+    // The handler refuses text (a 4xx or 5xx of its own): the front end's part is what is measured.
+    const res = await fetch(`${server.urls.inference}/v2/models/tensors/infer`, { ...binaryRequest(header, raw), signal: AbortSignal.timeout(60_000) });
+    answered++;
+    t.ok(res.status >= 200, `REST ${i + 1}: answered ${res.status} ${await res.text()}`);
+  }
+  for (let i = 0; i < 2; i++) {
+    const answer = await unaryCall(client, 'ModelInfer', {
+      model_name: 'tensors',
+      inputs: [{ name: 't', datatype: 'BYTES', shape: [elements] }],
+      raw_input_contents: [raw],
+    });
+    answered++;
+    t.ok(answer.code !== undefined || answer.value !== undefined, `gRPC ${i + 1}: answered`);
+  }
+  memory.check(t);
+  await survived(t, server, { models: ['tensors'], sent: 6, answered });
 });
