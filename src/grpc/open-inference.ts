@@ -136,6 +136,14 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, c
  * with `binary_data_output` the envelope answers in binary form, which becomes raw_output_contents.
  */
 function tensorRequest(request: ModelInferRequest, binary: boolean): TensorRequest {
+  const given = request.raw_input_contents.length;
+  // Raw contents are every input's or none (the protocol's rule, and KServe's and Triton's): one
+  // more than the inputs was silently dropped.
+  if (given > 0 && given !== request.inputs.length) {
+    throw GrpcFailure.of(
+      tsError('TSS_ERR_HTTP_BAD_REQUEST', `raw_input_contents has ${given} entries for ${request.inputs.length} inputs: it must have one per input`),
+    );
+  }
   const raws = new Map<number, Uint8Array>();
   const inputs = request.inputs.map((input, i) => {
     const head = { name: input.name, datatype: input.datatype, shape: input.shape };

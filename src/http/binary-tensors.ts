@@ -83,7 +83,18 @@ function binarySize(input: unknown, i: number): number | undefined {
  * take more than `limit` (max_request_size): a body that large could not have come over HTTP.
  * `what` names the bytes in a 400 (gRPC's `raw_input_contents`).
  */
-export function tensorParams({ header, raws }: TensorRequest, binary: boolean, limit: number, what = 'its binary data'): WireParam[] {
+export function tensorParams(request: TensorRequest, binary: boolean, limit: number, what = 'its binary data'): WireParam[] {
+  try {
+    return writtenParams(request, binary, limit, what);
+  } catch (err) {
+    // JSON.parse reads any depth, JSON.stringify recurses: a header nested thousands deep (legal
+    // JSON, sent whole to the handler when there are no binary tensors) overflows the stack here.
+    if (err instanceof RangeError) throw bad(`The inference header cannot be written again as JSON: ${err.message}`);
+    throw err;
+  }
+}
+
+function writtenParams({ header, raws }: TensorRequest, binary: boolean, limit: number, what: string): WireParam[] {
   const params: WireParam[] = [];
   let jsonFloor = 0;
   const inputs = (header.inputs as unknown[]).map((input, i) => {

@@ -60,6 +60,12 @@ t.test('malformed binary tensors are refused one by one; the server and its work
     ],
     ['BYTES with more elements than the shape', binaryRequest({ inputs: [{ name: 's', shape: [1], datatype: 'BYTES', ...size(8) }] }, Buffer.alloc(8)), 400],
     ['a body past max_request_size', binaryRequest(input(size(LIMIT)), Buffer.alloc(LIMIT)), 413],
+    // Legal JSON that JSON.stringify cannot write again (it recursed into a stack overflow: a 500).
+    [
+      'a header nested 5000 deep',
+      binaryRequest(`{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["hi"]}],"x":${'['.repeat(5000)}${']'.repeat(5000)}}`, Buffer.alloc(0)),
+      400,
+    ],
   ];
   // Random header lengths over random bytes: never anything but a 400.
   const random = seededRandom(34);
@@ -88,6 +94,16 @@ t.test('malformed binary tensors are refused one by one; the server and its work
     answered++;
     t.equal(answer.code, grpc.status.INVALID_ARGUMENT, `gRPC: ${what} (${answer.details})`);
   }
+  {
+    // One entry more than the inputs: it was dropped without a word.
+    const answer = await unaryCall(client, 'ModelInfer', {
+      model_name: 'tensors',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 2, 2] }],
+      raw_input_contents: [Buffer.alloc(48), Buffer.alloc(7)],
+    });
+    answered++;
+    t.equal(answer.code, grpc.status.INVALID_ARGUMENT, `gRPC: a raw_input_contents entry with no input (${answer.details})`);
+  }
 
   // colour_segmenter takes [N, 3, 224, 224] and answers each value times four.
   const shape = [1, 3, 224, 224];
@@ -97,7 +113,7 @@ t.test('malformed binary tensors are refused one by one; the server and its work
   const rawGood = await raw(shape, 'FP32', good);
   const out = new Float32Array(Uint8Array.from((rawGood.value?.raw_output_contents as Buffer[] | undefined)?.[0] ?? []).buffer);
   t.equal(out[13], (13 % 7) * 4, 'and over gRPC');
-  await survived(t, server, { models: ['tensors'], sent: cases.length + 3, answered });
+  await survived(t, server, { models: ['tensors'], sent: cases.length + 4, answered });
 });
 
 t.test('binary BYTES of a million and a half empty elements: no more front-end memory than the same tensor costs as JSON', async (t) => {
