@@ -54,3 +54,17 @@ t.test("a reading: each model's numbers over its versions, its histogram's bucke
   t.equal(reading.at, 1000);
   t.same(JSON.parse(JSON.stringify(reading)), reading, 'the same once sent as JSON, as the page gets it');
 });
+
+t.test("models named as Object's own properties (constructor, toString, __proto__) read as any other", async (t) => {
+  const text = ['constructor', 'toString', 'valueOf', '__proto__']
+    .map(
+      (m) =>
+        `ts_inference_requests_total{model_name="${m}",model_version="1.0",hostname="vm",} 2.0\nts_queue_size{model_name="${m}",model_version="1.0",hostname="vm",} 1.0\n`,
+    )
+    .join('');
+  const reading = liveReading(parseMetricsText(text), 0);
+  for (const model of ['constructor', 'toString', 'valueOf', '__proto__']) {
+    t.match(reading.models[model], { requests: 2, refused: 0, timedOut: 0, queued: 1, room: 0, latency: null }, model);
+  }
+  t.same(Object.keys(JSON.parse(JSON.stringify(reading)).models).sort(), ['__proto__', 'constructor', 'toString', 'valueOf'], 'all four sent to the page');
+});

@@ -21,11 +21,20 @@ export function parseMetricsText(text: string): Sample[] {
   for (const line of text.split('\n')) {
     const m = SAMPLE.exec(line);
     if (!m) continue;
-    const labels: Record<string, string> = {};
+    const labels = keyedBy<string>();
     for (const [, key, value] of (m[2] ?? '').matchAll(LABEL)) labels[key!] = value!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     samples.push({ name: m[1]!, labels, value: number(m[3]!) });
   }
   return samples;
+}
+
+/**
+ * An object keyed by names from the scrape (models, labels), with no prototype: a model named
+ * `constructor` or `toString` found Object's methods under its name (`sums[model] ?? 0` read a
+ * function), and a label named `__proto__` would have set the prototype.
+ */
+function keyedBy<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
 }
 
 /** A Prometheus number: Java doubles (`3.0`, `1.0E7`) and the infinities as `+Inf`. */
@@ -37,7 +46,7 @@ function number(text: string): number {
 
 /** Per model name, the sum of the samples of `name` over versions and hosts. */
 export function sumByModel(samples: readonly Sample[], name: string): Record<string, number> {
-  const sums: Record<string, number> = {};
+  const sums = keyedBy<number>();
   for (const s of samples) {
     const model = s.labels.model_name;
     if (s.name === name && model !== undefined) sums[model] = (sums[model] ?? 0) + s.value;
@@ -56,7 +65,7 @@ function bucketsByModel(samples: readonly Sample[], name: string): Record<string
     byBound.set(bound, (byBound.get(bound) ?? 0) + s.value);
     counts.set(model, byBound);
   }
-  const buckets: Record<string, Buckets> = {};
+  const buckets = keyedBy<Buckets>();
   for (const [model, byBound] of counts) {
     const bounds = [...byBound.keys()].filter(Number.isFinite).sort((a, b) => a - b);
     const cumulative = bounds.map((b) => byBound.get(b)!);
@@ -82,7 +91,7 @@ export function liveReading(samples: readonly Sample[], at: number): Reading {
   const fields = Object.keys(MODEL_FAMILIES) as ModelNumber[];
   const sums = new Map(fields.map((field) => [field, sumByModel(samples, MODEL_FAMILIES[field])]));
   const latency = bucketsByModel(samples, 'ts_request_seconds');
-  const models: Record<string, ModelReading> = {};
+  const models = keyedBy<ModelReading>();
   for (const model of new Set((['queued', 'workersReady', 'requests'] as const).flatMap((field) => Object.keys(sums.get(field)!)))) {
     const numbers = Object.fromEntries(fields.map((field) => [field, sums.get(field)![model] ?? 0])) as Record<ModelNumber, number>;
     models[model] = { ...numbers, latency: latency[model] ?? null };
