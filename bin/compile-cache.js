@@ -32,6 +32,8 @@ function privateFolder() {
  * the processes it starts (the server `--start` launches, the workers) from their first module.
  */
 export function compileCache() {
+  // Node's own switch: off, so no folder is made either.
+  if (process.env.NODE_DISABLE_COMPILE_CACHE) return;
   const folder = process.env.NODE_COMPILE_CACHE || privateFolder();
   if (!folder) return;
   const { status } = module.enableCompileCache?.(folder) ?? {};

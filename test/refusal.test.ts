@@ -136,3 +136,46 @@ t.test("over https the refusal before the router is the route's own too", async 
   t.same(early, routed, 'the same status, headers and body');
   t.equal(await metric(server, 'ts_requests_rejected_total', 'idle'), 2);
 });
+
+/** Sends `path` the head of a POST whose body says it is `declared` bytes, then a little of it; the answer's status line and headers, and the bytes sent in all. */
+function oversizedPost(origin: string, path: string, declared: number): Promise<{ status: string; headers: string; sent: number }> {
+  const { hostname, port } = new URL(origin);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${path} in 10 s`)), 10_000);
+    let answer = '';
+    let sent = 0;
+    const chunk = Buffer.alloc(64 * 1024);
+    // A client that keeps sending until it is answered, up to 8 MB.
+    const send = (): void => {
+      while (answer === '' && sent < 8 * 1024 * 1024 && socket.write(chunk)) sent += chunk.length;
+    };
+    socket.on('drain', send);
+    socket.on('data', (data: Buffer) => {
+      answer += data.toString('latin1');
+      const end = answer.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      clearTimeout(timer);
+      socket.destroy();
+      const [status = '', ...lines] = answer.slice(0, end).split('\r\n');
+      resolve({ status, headers: lines.join('\n').toLowerCase(), sent });
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      if (answer === '') reject(err);
+    });
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Length: ${declared}\r\n\r\n`);
+    send();
+  });
+}
+
+t.test('a body declared over max_request_size gets the 413 from a refusing model too, not a 503 that reads it all', async (t) => {
+  const server = await serve(t, { max_request_size: String(1024 * 1024) });
+  await register(t, server, 'idle', { initial_workers: 0 });
+  for (const path of ['/predictions/idle', '/models/idle/invoke']) {
+    const answer = await oversizedPost(server.urls.inference, path, 100_000_000);
+    t.equal(answer.status, 'HTTP/1.1 413 Payload Too Large', `${path}: the body limit's answer`);
+    t.match(answer.headers, /^connection: close$/m, `${path}: and the connection ends, the body unread`);
+  }
+  t.equal(await metric(server, 'ts_requests_rejected_total', 'idle'), 0, 'not counted as refusals');
+});

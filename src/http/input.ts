@@ -18,6 +18,16 @@ import { WARM_UP_HEADER } from './warm-up.js';
 /** The most parts of a multipart body, or fields of an url-encoded form, one request may have. */
 export const MAX_FORM_FIELDS = 1000;
 
+/**
+ * Whether the request says its body is longer than max_request_size. Such a request gets the
+ * body limit's 413 whatever the model's state, as TorchServe's Netty refuses it on its headers:
+ * a refusal's 503 kept the connection and read the whole body to throw it away.
+ */
+export function declaredTooLarge(request: IncomingMessage, limit: number): boolean {
+  const declared = request.headers['content-length'];
+  return declared !== undefined && Number(declared) > limit;
+}
+
 /** Lets a listener's prediction routes read multipart bodies, up to max_request_size in all (readMultipart). */
 export async function acceptMultipart(app: FastifyInstance, config: ServerConfig): Promise<void> {
   const limit = config.maxRequestSize;

@@ -24,7 +24,7 @@ import type { ModelRegistry } from '../models/model-registry.js';
 import type { WireParam } from '../protocol/messages.js';
 import { earlyRefusal, enqueuePrediction } from '../batching/admission.js';
 import { modelApi } from './api-description.js';
-import { stringParam, toWireRequest } from './input.js';
+import { declaredTooLarge, stringParam, toWireRequest } from './input.js';
 import { gson, sendError, sendJson, sendReusedError } from './reply.js';
 import { isWarmUp } from './warm-up.js';
 
@@ -85,7 +85,8 @@ export function refuseEarly<Route extends RouteGenericInterface>(
 ): onRequestAsyncHookHandler<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Route> {
   return async (request, reply) => {
     // The warm-up's own requests are refused, if at all, where they are not counted (enqueuePrediction).
-    const target = request.method === 'OPTIONS' || isWarmUp(request.headers) ? undefined : modelOf(request as FastifyRequest);
+    const skip = request.method === 'OPTIONS' || isWarmUp(request.headers) || declaredTooLarge(request.raw, deps.config.maxRequestSize);
+    const target = skip ? undefined : modelOf(request as FastifyRequest);
     const model = target && deps.registry.find(target.model, target.version);
     const refusal = model && earlyRefusal(deps.metrics, model, target.version);
     if (refusal) return sendReusedError(reply, refusal);

@@ -9,7 +9,8 @@
  * write (TorchServe's 503 body, the listener's headers and a request id), counted (Requests5XX,
  * ts_inference_requests_total, ts_requests_rejected_total) and logged in the access log as the
  * route does. Anything else goes on to Fastify, which answers it as before: another route or
- * method, a path with escapes or an extra tail, the front end's warm-up, a key that does not pass
+ * method, a path with escapes or an extra tail, the front end's warm-up, a body declared over
+ * max_request_size (the route's 413), a key that does not pass
  * (its 400 is Fastify's to write), a model that takes the job, a listener that is stopping.
  */
 import { randomUUID } from 'node:crypto';
@@ -21,6 +22,7 @@ import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { earlyRefusal } from '../batching/admission.js';
+import { declaredTooLarge } from './input.js';
 import { accessLine, fixedHeaders } from './listener.js';
 import { reusedBody } from './reply.js';
 import { isWarmUp } from './warm-up.js';
@@ -77,7 +79,8 @@ function refuser(server: Server, deps: RawRefusalDeps): (req: IncomingMessage, r
     const began = performance.now();
     if ((req.method !== 'POST' && req.method !== 'PUT') || !server.listening) return false;
     const path = PREDICTION_PATH.exec(req.url ?? '');
-    if (!path || isWarmUp(req.headers) || (deps.tokens && !deps.tokens.allows('inference', req.headers.authorization))) return false;
+    if (!path || isWarmUp(req.headers) || declaredTooLarge(req, deps.config.maxRequestSize)) return false;
+    if (deps.tokens && !deps.tokens.allows('inference', req.headers.authorization)) return false;
     const [, name, version] = path;
     const model = deps.registry.find(name!, version);
     const refusal = model && earlyRefusal(deps.metrics, model, version);
