@@ -128,3 +128,10 @@ t.test('binary_data_size without its bytes is the request 400', async (t) => {
   t.equal(item.status, 400);
   t.match(Buffer.from(item.body).toString('utf8'), 'binary_data_size without its bytes');
 });
+
+t.test('bytes that are not whole values of the datatype are the request 400 (a form field the front end never checked)', async (t) => {
+  const input = { inputs: [{ name: 'x', shape: [1], datatype: 'FP16', parameters: { binary_data_size: 3 } }] };
+  const { item } = await run([header(input), { name: 'binary_data_0', contentType: undefined, value: Buffer.from([0, 60, 7]) }], () => 0);
+  t.equal(item.status, 400);
+  t.match(Buffer.from(item.body).toString('utf8'), 'its binary data has 3 bytes');
+});

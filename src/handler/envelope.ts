@@ -163,7 +163,13 @@ function binaryValues(label: string, datatype: string, size: number, binary: Inp
     throw new PredictionError(`${label}: binary_data_size without its bytes (send the body with Inference-Header-Content-Length)`, 400);
   }
   const values = tensorValues(datatype, binary);
-  if (values.length !== size) throw new PredictionError(`${label}: its shape holds ${size} values, its binary data has ${values.length}`, 400);
+  // Whole values only: a form field can carry bytes the front end never checked (binary_data_<i>).
+  if (values.length !== size || values.byteLength !== binary.byteLength) {
+    throw new PredictionError(
+      `${label}: its shape holds ${size} ${datatype} values (${size * values.BYTES_PER_ELEMENT} bytes), its binary data has ${binary.byteLength} bytes`,
+      400,
+    );
+  }
   return values;
 }
 
