@@ -36,6 +36,11 @@ export class FakeWorker extends EventEmitter {
     this.pid = pid;
   }
 
+  /** No process to measure: the memory budget estimates a fake worker as one it cannot read. */
+  residentBytes(): number | undefined {
+    return undefined;
+  }
+
   get busy(): boolean {
     return this.running > 0;
   }
