@@ -2,10 +2,12 @@
 // and the workers' modules in <tmpdir>/tsserve-compile-cache-<uid> (or NODE_COMPILE_CACHE), so that a
 // start after the first compiles less; a folder it cannot write, or one another user could, leaves
 // the cache off, and nothing else.
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
-import { buildMar, FIXTURES, tempDir, tsserve, writeUserConfig } from './helpers.js';
+import { buildMar, FIXTURES, ROOT, tempDir, tsserve, writeUserConfig } from './helpers.js';
 
 /** A folder with echo.mar in its model store and a config.properties: what `tsserve --start` runs from. */
 async function echoServerDir(t: Test, env: NodeJS.ProcessEnv): Promise<{ dir: string; inference: string }> {
@@ -57,6 +59,12 @@ t.test('a compile cache folder that cannot be made leaves the cache off: the ser
   t.equal((await echo(inference, 'hello')).status, 200);
 });
 
+/** The folder bin/compile-cache.js turns the cache on in, with `env`, or 'off': in a Node process of its own. */
+function chosenFolder(env: NodeJS.ProcessEnv): string {
+  const script = `import(${JSON.stringify(pathToFileURL(join(ROOT, 'bin', 'compile-cache.js')).href)}).then((m) => { m.compileCache(); console.log(process.env.NODE_COMPILE_CACHE ?? 'off'); })`;
+  return execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...userEnv(env) }, encoding: 'utf8' }).trim();
+}
+
 t.test('a default cache folder someone else made or may write is not used: V8 would run the code it holds', async (t) => {
   const cases: Array<[string, (folder: string) => void]> = [['writable by all', (folder) => chmodSync(folder, 0o777)]];
   // Only root can give a folder to another user.
@@ -66,12 +74,10 @@ t.test('a default cache folder someone else made or may write is not used: V8 wo
     const folder = privateCache(tmp);
     mkdirSync(folder, { mode: 0o700 });
     spoil(folder);
-    const env = userEnv({ TMPDIR: tmp });
-    const { dir, inference } = await echoServerDir(t, env);
-    const started = start(dir, env);
-    t.equal(started.status, 0, started.out);
-    t.same(await echo(inference, 'env:NODE_COMPILE_CACHE'), { status: 200, text: 'null' }, `${what}: the worker is given no cache`);
-    t.equal(tsserve(['--stop'], dir, env).status, 0);
+    t.equal(chosenFolder({ TMPDIR: tmp }), 'off', `${what}: the cache stays off`);
     t.same(readdirSync(folder), [], `${what}: nothing written to it`);
   }
+  const tmp = tempDir(t);
+  t.equal(chosenFolder({ TMPDIR: tmp }), privateCache(tmp), 'a folder it makes itself is used');
+  t.equal(chosenFolder({ TMPDIR: tempDir(t), NODE_DISABLE_COMPILE_CACHE: '1' }), 'off', 'NODE_DISABLE_COMPILE_CACHE: off');
 });

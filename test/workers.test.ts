@@ -84,7 +84,8 @@ t.test('batches ahead: a busy worker holds up to sixteen more of a model of shor
   const pending = async (): Promise<number> => (await describe(server, 'ahead')).jobQueueStatus.pendingRequests;
 
   // ts_queue_latency_microseconds adds up each request's wait until a worker took it: a job taken
-  // ahead waits about 0 s, one left in the queue 2-3 s (a slow request's time, and its turn).
+  // ahead waits about 0 s, one left in the queue 2-3 s (a slow request's time, and its turn; up to
+  // 4 s on a machine busy with other work: 38.9 s for twelve in a run beside other test files).
   // A loaded machine slows the quick batches the workers time, so each may take a few fewer than the
   // most: `fewestAhead` and `mostAhead` bound the two workers' batches ahead together.
   const round = async (quickOnes: number, fewestAhead: number, mostAhead: number, what: string): Promise<void> => {
@@ -105,7 +106,7 @@ t.test('batches ahead: a busy worker holds up to sixteen more of a model of shor
     );
     const waited = ((await metric(server, 'ts_queue_latency_microseconds', 'ahead')) - waitedBefore) / 1e6;
     t.ok(
-      waited > (quickOnes - mostAhead) * 1.0 && waited < (quickOnes - fewestAhead) * 3.0,
+      waited > (quickOnes - mostAhead) * 1.0 && waited < (quickOnes - fewestAhead) * 4.0,
       `${what}: ${quickOnes - mostAhead} to ${quickOnes - fewestAhead} waited in the queue (${waited.toFixed(1)} s of waits)`,
     );
   };
