@@ -14,7 +14,7 @@ export function fromWorker(msg: unknown): FromWorker | undefined {
   if (!isObject(msg)) return undefined;
   switch (msg.kind) {
     case 'loaded':
-      return msg as FromWorker;
+      return msg.batchLimit === undefined || (Number.isSafeInteger(msg.batchLimit) && (msg.batchLimit as number) > 0) ? (msg as FromWorker) : undefined;
     case 'load-failed':
       return isWireError(msg.error) ? (msg as FromWorker) : undefined;
     case 'intermediate':

@@ -114,7 +114,12 @@ export interface PredictMessage {
 export type ToWorker = LoadMessage | PredictMessage;
 
 export type FromWorker =
-  | { readonly kind: 'loaded'; readonly pid: number }
+  | {
+      readonly kind: 'loaded';
+      readonly pid: number;
+      /** The most requests the model's sessions take in one run (a fixed batch dimension); absent: any. */
+      readonly batchLimit?: number;
+    }
   | { readonly kind: 'load-failed'; readonly error: WireError }
   | {
       readonly kind: 'reply';

@@ -44,6 +44,12 @@ export function batchThreads(): number {
 }
 
 export async function createSession(modelPath: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const session = await openSession(modelPath, opts);
+  noteBatchDimension(session);
+  return session;
+}
+
+async function openSession(modelPath: string, opts: SessionOptions): Promise<ort.InferenceSession> {
   turnOffOrtTelemetry();
   const narrow = opts.intraOpThreads ?? workerThreadBudget();
   const wide = opts.intraOpThreads === undefined ? threadsFromEnv(WIDE_INTRA_OP_THREADS_ENV) : undefined;
@@ -52,6 +58,26 @@ export async function createSession(modelPath: string, opts: SessionOptions = {}
   const bytes = await optimizedModelBytes(modelPath);
   const open = (threads: number): Promise<ort.InferenceSession> => (bytes ? openBytes(bytes, threads) : openFile(modelPath, threads));
   return new LoadFollowingSession(await open(narrow), await open(wide));
+}
+
+/** The least fixed first axis among the inputs of the sessions opened in this process; undefined: none fixed. */
+let fixedBatchDimension: number | undefined;
+
+/**
+ * The most requests one run of this process's sessions takes, as far as their inputs say: an
+ * input of two or more axes whose first is a fixed number (a model exported with batch 1) takes
+ * that many; a named or unknown axis (a dynamic batch), any. The worker tells the front end,
+ * whose adaptive batching (batching/adaptive.ts) then never sends it a larger batch.
+ */
+export function sessionsBatchLimit(): number | undefined {
+  return fixedBatchDimension;
+}
+
+function noteBatchDimension(session: ort.InferenceSession): void {
+  for (const input of session.inputMetadata) {
+    const first = input.isTensor && input.shape.length >= 2 ? input.shape[0] : undefined;
+    if (typeof first === 'number' && first > 0) fixedBatchDimension = Math.min(fixedBatchDimension ?? first, first);
+  }
 }
 
 /**

@@ -20,7 +20,7 @@ import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
 import { PredictionError } from '../handler/types.js';
-import { inBatch } from '../runtime/onnx.js';
+import { inBatch, sessionsBatchLimit } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
 import { existingInside } from '../archive/inside.js';
 import { watchParent } from './parent-watch.js';
@@ -75,7 +75,8 @@ async function onLoad(msg: LoadMessage): Promise<void> {
       throw withCause(tsError('TSS_ERR_WORKER_INITIALIZE', messageOf(err)), err);
     });
     await warmUp(msg);
-    send({ kind: 'loaded', pid: process.pid });
+    const batchLimit = sessionsBatchLimit();
+    send(batchLimit === undefined ? { kind: 'loaded', pid: process.pid } : { kind: 'loaded', pid: process.pid, batchLimit });
   } catch (err) {
     const e = isTsError(err) ? err : tsError('TSS_ERR_INTERNAL', messageOf(err));
     // The reason in one line, then where the handler's own code failed, for its author.

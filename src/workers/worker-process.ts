@@ -250,6 +250,9 @@ export class WorkerProcess extends EventEmitter {
     return { ...mallocReturningMemory(env), [INTRA_OP_THREADS_ENV]: String(intraOpThreads), ...wide, ...ORT_TELEMETRY_OFF };
   }
 
+  /** The most requests its model takes in one batch, as the worker said once loaded; undefined: any. */
+  batchLimit: number | undefined;
+
   /** A batch sent and not yet answered. */
   get busy(): boolean {
     return this.inFlight.length > 0;
@@ -311,6 +314,7 @@ export class WorkerProcess extends EventEmitter {
     }
     switch (msg.kind) {
       case 'loaded':
+        this.batchLimit = msg.batchLimit;
         this.moveTo('MODEL_LOADED');
         return;
       case 'load-failed':

@@ -1,0 +1,198 @@
+// Adaptive batching's decision (issue 34): the batch size and the wait chosen from a fit of
+// measured batch times, on a clock the test moves and batch times the test makes up.
+import t from 'tap';
+import { AdaptiveBatching, ExecutionFit } from './adaptive.js';
+import { Job } from './job.js';
+import { JobQueue } from './job-queue.js';
+import type { StartTimer } from './waiting-workers.js';
+
+/** A clock the test moves, for both the decision and the queue's timers. */
+function movedClock(): { now: () => number; start: StartTimer; advance: (ms: number) => Promise<void> } {
+  let now = 0;
+  const timers = new Set<{ at: number; fire: () => void }>();
+  return {
+    now: () => now,
+    start(fire, ms) {
+      const timer = { at: now + ms, fire };
+      timers.add(timer);
+      return () => timers.delete(timer);
+    },
+    async advance(ms) {
+      now += ms;
+      for (const timer of [...timers].filter((x) => x.at <= now)) {
+        timers.delete(timer);
+        timer.fire();
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    },
+  };
+}
+
+/** A job that arrived at `arrivedAt` on the test's clock. */
+function job(id: string, arrivedAt = 0): Job {
+  const j = new Job({ id, headers: {}, params: [] }, { intermediate: () => {}, respond: () => {}, fail: () => {} });
+  Object.defineProperty(j, 'arrivedAt', { value: arrivedAt });
+  return j;
+}
+
+/** Batches of sizes 1..8 that each took fixedMs + perItemMs × size: the fake execution-time source. */
+function measured(batching: AdaptiveBatching, fixedMs: number, perItemMs: number): void {
+  for (let round = 0; round < 3; round++) for (let n = 1; n <= 8; n++) batching.ran(n, fixedMs + perItemMs * n);
+}
+
+/** Arrivals every `gapMs` on `clock` (moving it), `count` of them. */
+async function arrivals(batching: AdaptiveBatching, clock: ReturnType<typeof movedClock>, gapMs: number, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await clock.advance(gapMs);
+    batching.arrived();
+  }
+}
+
+const LIMITS = { ceiling: 8, latencyTargetMs: 100, maxWaitMs: undefined };
+
+t.test('the fit finds the fixed and the per-request time of a batch; one size alone is read as no batching gain', async (t) => {
+  const fit = new ExecutionFit();
+  for (const n of [1, 2, 4, 8, 3]) fit.add(n, 2 + 0.5 * n);
+  const line = fit.line()!;
+  t.ok(Math.abs(line.fixedMs - 2) < 1e-6 && Math.abs(line.perItemMs - 0.5) < 1e-6, `2 + 0.5 n, got ${JSON.stringify(line)}`);
+  const single = new ExecutionFit();
+  single.add(1, 3);
+  single.add(1, 5);
+  const through = single.line()!;
+  t.equal(through.fixedMs, 0, 'through the origin');
+  t.ok(through.perItemMs > 4 && through.perItemMs < 4.1, `the mean, the newer weighing more: ${through.perItemMs}`);
+  t.equal(new ExecutionFit().line(), undefined, 'nothing before the first batch');
+});
+
+t.test('the fit follows a model that becomes slower', async (t) => {
+  const fit = new ExecutionFit();
+  for (let i = 0; i < 50; i++) for (const n of [1, 4]) fit.add(n, 1 + n);
+  for (let i = 0; i < 50; i++) for (const n of [1, 4]) fit.add(n, 4 + 4 * n);
+  const line = fit.line()!;
+  t.ok(line.perItemMs > 3.5 && line.fixedMs > 3, `recent batches weigh most: ${JSON.stringify(line)}`);
+});
+
+t.test('low load: a lone request leaves at once, as a batch of one, with no added wait', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 5, 1);
+  await arrivals(batching, clock, 200, 5);
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'the next request is 200 ms off: no wait pays');
+  const q = new JobQueue(10, clock.start);
+  q.enqueue(job('a', clock.now()));
+  const batch = await q.poll(batching.largest(), (b, idle) => batching.waitMs(b, idle));
+  t.same(
+    batch.map((j) => j.id),
+    ['a'],
+  );
+  t.equal(batching.state().waitMs, 0);
+});
+
+t.test('before any batch has run nothing waits, and the largest batch is the ceiling', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  await arrivals(batching, clock, 0.1, 5);
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0);
+  t.equal(batching.largest(), 8);
+});
+
+t.test('under a backlog a batch takes as many as wait, up to the largest the fit allows', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 1, 2);
+  const q = new JobQueue(100, clock.start);
+  for (let i = 0; i < 20; i++) q.enqueue(job(`j${i}`));
+  const first = await q.poll(batching.largest(), (b, idle) => batching.waitMs(b, idle));
+  t.equal(first.length, 8, 'the ceiling: 8 run in 17 ms, within the 100 ms target');
+  const slow = new AdaptiveBatching(LIMITS, clock.now);
+  measured(slow, 10, 25);
+  t.equal(slow.largest(), 3, 'a model whose 4 take 110 ms takes 3 at once (85 ms)');
+  const lone = new AdaptiveBatching(LIMITS, clock.now);
+  measured(lone, 150, 1);
+  t.equal(lone.largest(), 1, 'a batch of one is never refused for the target');
+});
+
+t.test('a large fixed cost and close arrivals: the batch waits for more, as long as one more is worth it', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 20, 1);
+  await arrivals(batching, clock, 1, 20);
+  const q = new JobQueue(100, clock.start);
+  let left: Job[] | undefined;
+  void q
+    .poll(batching.largest(), (b, idle) => batching.waitMs(b, idle))
+    .then((jobs) => {
+      left = jobs;
+    });
+  q.enqueue(job('a', clock.now()));
+  batching.arrived();
+  // With one held the window is (20 - 1) / 2 = 9.5 ms.
+  t.ok(batching.state().waitMs > 1 && batching.state().waitMs <= 9.5, `waits for a second: ${batching.state().waitMs} ms`);
+  for (const id of ['b', 'c', 'd']) {
+    await clock.advance(1);
+    q.enqueue(job(id, clock.now()));
+    batching.arrived();
+  }
+  t.equal(left, undefined, 'still forming while requests keep coming');
+  await clock.advance(20);
+  t.ok(left && left.length === 4, `then leaves with what came: ${left?.length}`);
+  t.equal(batching.waitMs([job('x', clock.now())], 1), 0, 'never while another worker idles: it takes the next request at once');
+});
+
+t.test('the wait stops where one more no longer pays: k requests waiting cost more than the fixed cost saves', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 20, 3);
+  await arrivals(batching, clock, 2, 20);
+  const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
+  t.ok(batching.waitMs(held(1), 0) > 0, '1 held: window (20 - 3) / 2 = 8.5 ms > the 2 ms gap');
+  t.ok(batching.waitMs(held(3), 0) > 0, '3 held: window (20 - 9) / 4 = 2.75 ms > 2 ms');
+  t.equal(batching.waitMs(held(4), 0), 0, '4 held: window (20 - 12) / 5 = 1.6 ms < 2 ms: leaves');
+});
+
+t.test('the latency target bounds the wait: the oldest request never waits past it, counting the batch run', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching({ ...LIMITS, latencyTargetMs: 60 }, clock.now);
+  measured(batching, 40, 1);
+  await arrivals(batching, clock, 1, 20);
+  const oldest = job('a', clock.now() - 15);
+  const wait = batching.waitMs([oldest, job('b', clock.now())], 0);
+  // 60 - 15 waited - t(3) 43 = 2 ms of room, under the window (40 - 2) / 3.
+  t.ok(wait > 0 && wait <= 2 + 1e-9, `bounded: ${wait} ms`);
+  t.equal(batching.waitMs([job('c', clock.now() - 30), job('d', clock.now())], 0), 0, 'no room left: it leaves now');
+  const delayed = new AdaptiveBatching({ ...LIMITS, maxWaitMs: 3 }, clock.now);
+  measured(delayed, 40, 1);
+  await arrivals(delayed, clock, 1, 20);
+  t.ok(delayed.waitMs([job('e', clock.now() - 1)], 0) <= 2 + 1e-9, 'a maxBatchDelay set without batch_size bounds the wait from the oldest arrival');
+});
+
+t.test("the model's batch dimension caps the batch: a model exported with batch 1 stays at 1", async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  batching.batchDimension = 1;
+  measured(batching, 20, 1);
+  await arrivals(batching, clock, 1, 20);
+  t.equal(batching.largest(), 1);
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'a full batch of one leaves at once');
+  batching.batchDimension = 4;
+  t.equal(batching.largest(), 4);
+});
+
+t.test('fixed keys unchanged: with a number for maxBatchDelay the batch waits that long from its first job', async (t) => {
+  const clock = movedClock();
+  const q = new JobQueue(10, clock.start);
+  let left: Job[] | undefined;
+  void q.poll(8, 50).then((jobs) => {
+    left = jobs;
+  });
+  q.enqueue(job('a'));
+  await clock.advance(30);
+  q.enqueue(job('b'));
+  await clock.advance(19);
+  t.equal(left, undefined, 'a later job does not restart the clock');
+  await clock.advance(1);
+  t.same(
+    left?.map((j) => j.id),
+    ['a', 'b'],
+  );
+});
