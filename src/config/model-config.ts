@@ -179,8 +179,7 @@ export async function readModelYaml(modelDir: string, file: string | undefined):
 
 /**
  * An adaptive model's latencyTargetMs unless its YAML says: TorchServe's default maxBatchDelay.
- * It bounds the wait and the batch's run together, so a model whose batch of 8 runs longer than
- * this (ResNet-18 on one core) takes fewer at once.
+ * A batch's oldest request waits for more only while its wait and the batch's run stay within it.
  */
 const DEFAULT_LATENCY_TARGET_MS = 100;
 
