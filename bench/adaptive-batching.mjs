@@ -28,7 +28,8 @@ import { atFixedRate, median, percentile, sorted, userServer } from './lib.mjs';
 import { RawClient, rawPost } from './raw-client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SHARED = process.env.SHARED_BENCH ?? join(ROOT, '..', 'shared', 'bench');
+// The shared bench beside the clone (bench/run.sh's default), or beside the worktrees' folder.
+const SHARED = process.env.SHARED_BENCH ?? [join(ROOT, '..', 'shared', 'bench'), join(ROOT, '..', '..', 'shared', 'bench')].find((d) => existsSync(d));
 const { values: opts } = parseArgs({
   options: {
     models: { type: 'string' },
@@ -82,13 +83,13 @@ const MODELS = {
 
 const modelsDir = opts.models ?? makeModels();
 const results = { when: new Date().toISOString(), uptimeStart: uptime(), seconds: SECONDS, workers: Number(opts.workers), models: {} };
+const file = join(ROOT, 'bench/results', `${stamp()}-adaptive-batching.json`);
 for (const [name, spec] of Object.entries(MODELS)) {
   if (opts.only && opts.only !== name) continue;
   results.models[name] = await benchModel(name, spec);
+  results.uptimeEnd = uptime();
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
 }
-results.uptimeEnd = uptime();
-const file = join(ROOT, 'bench/results', `${stamp()}-adaptive-batching.json`);
-writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
 console.log(`uptime at start: ${results.uptimeStart}\nuptime at end:   ${results.uptimeEnd}\n${file}`);
 if (!opts.models) rmSync(modelsDir, { recursive: true, force: true });
 

@@ -60,8 +60,15 @@ t.test('the fit finds the fixed and the per-request time of a batch; one size al
   single.add(1, 5);
   const through = single.line()!;
   t.equal(through.fixedMs, 0, 'through the origin');
-  t.ok(through.perItemMs > 4 && through.perItemMs < 4.1, `the mean, the newer weighing more: ${through.perItemMs}`);
+  t.ok(Math.abs(through.perItemMs - 3.1) < 1e-9, `the floor, risen a twentieth toward the slower batch: ${through.perItemMs}`);
   t.equal(new ExecutionFit().line(), undefined, 'nothing before the first batch');
+});
+
+t.test('the fit reads through preemption: a batch made slower now and then does not raise it', async (t) => {
+  const fit = new ExecutionFit();
+  for (let i = 0; i < 40; i++) for (const n of [1, 2, 4, 8]) fit.add(n, 0.1 + 0.5 * n + (i % 3 === 0 ? 6 : 0));
+  const line = fit.line()!;
+  t.ok(line.fixedMs < 0.5 && Math.abs(line.perItemMs - 0.5) < 0.1, `about 0.1 + 0.5 n: ${JSON.stringify(line)}`);
 });
 
 t.test('the fit follows a model that becomes slower', async (t) => {

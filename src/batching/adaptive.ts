@@ -4,7 +4,7 @@
  * whose model-config.yaml says `batching: adaptive`): the largest batch and the wait for one more
  * request are chosen from measured execution times instead of numbers a user must guess.
  *
- *   each batch run ──▶ ExecutionFit: time ≈ fixedMs + perItemMs × size, recent batches weigh most
+ *   each batch run ──▶ ExecutionFit: time ≈ fixedMs + perItemMs × size, through each size's recent floor
  *   each arrival   ──▶ ArrivalGaps: the expected time to the next request
  *   a worker asks  ──▶ largest(): builtin_handler_batch_size, or the model's batch dimension if
  *                      smaller; a worker takes what is queued up to that many at once, so
@@ -27,10 +27,12 @@
 import type { AdaptiveLimits } from '../config/model-config.js';
 import type { Job } from './job.js';
 
-/** How much of the fit each new batch leaves to the batches before it (about the last 20 count). */
-const FIT_MEMORY = 0.95;
+/** How far a size's floor rises toward a slower batch, each batch: about 50 batches follow a model that became slower. */
+const FLOOR_RISE = 0.05;
 /** How much of the arrival gap's average each new gap leaves. */
 const GAP_MEMORY = 0.8;
+/** How much of the mean batch size describe shows each new batch leaves. */
+const MEAN_MEMORY = 0.95;
 
 /** t(n) = fixedMs + perItemMs × n, both at least 0. */
 export interface BatchTimeLine {
@@ -43,37 +45,43 @@ export function timeOf(line: BatchTimeLine, size: number): number {
 }
 
 /**
- * A least-squares line through (size, ms) of the batches run, each older batch weighing
- * FIT_MEMORY less, so that it follows a model whose speed changes (threads, the machine's load).
- * Before two sizes have been seen the line goes through the origin: no batching gain assumed.
+ * A least-squares line through each batch size's floor: the least time a batch of that size took
+ * lately (a faster batch lowers it at once, a slower one raises it FLOOR_RISE of the way). Floors,
+ * not means: on a shared machine a batch's time only ever grows when the worker is preempted,
+ * and a mean of such times gave mnist a fixed cost of 5 ms (its true one is ~0.1), which made
+ * batches wait for nothing. Before two sizes have been seen the line goes through the origin: no
+ * batching gain assumed.
  */
 export class ExecutionFit {
-  private weight = 0;
-  private sumX = 0;
-  private sumY = 0;
-  private sumXX = 0;
-  private sumXY = 0;
+  private readonly floors = new Map<number, number>();
 
   add(size: number, ms: number): void {
     if (!(size > 0) || !Number.isFinite(ms) || ms < 0) return;
-    this.weight = this.weight * FIT_MEMORY + 1;
-    this.sumX = this.sumX * FIT_MEMORY + size;
-    this.sumY = this.sumY * FIT_MEMORY + ms;
-    this.sumXX = this.sumXX * FIT_MEMORY + size * size;
-    this.sumXY = this.sumXY * FIT_MEMORY + size * ms;
+    const floor = this.floors.get(size);
+    this.floors.set(size, floor === undefined || ms < floor ? ms : floor + (ms - floor) * FLOOR_RISE);
   }
 
   /** The line; undefined before the first batch. */
   line(): BatchTimeLine | undefined {
-    if (this.weight === 0) return undefined;
-    const spread = this.weight * this.sumXX - this.sumX * this.sumX;
-    // One size only (relative spread ~0): the line through the origin and the mean.
-    if (spread <= 1e-9 * this.weight * this.sumXX) return { fixedMs: 0, perItemMs: this.sumY / this.sumX };
-    const slope = (this.weight * this.sumXY - this.sumX * this.sumY) / spread;
-    const intercept = (this.sumY - slope * this.sumX) / this.weight;
+    const n = this.floors.size;
+    if (n === 0) return undefined;
+    let sumX = 0;
+    let sumY = 0;
+    let sumXX = 0;
+    let sumXY = 0;
+    for (const [x, y] of this.floors) {
+      sumX += x;
+      sumY += y;
+      sumXX += x * x;
+      sumXY += x * y;
+    }
+    // One size only: the line through the origin and its floor.
+    if (n === 1) return { fixedMs: 0, perItemMs: sumY / sumX };
+    const slope = (n * sumXY - sumX * sumY) / (n * sumXX - sumX * sumX);
+    const intercept = (sumY - slope * sumX) / n;
     // A noisy fit can come out with a negative part; each is a time, so at least 0.
-    if (slope < 0) return { fixedMs: this.sumY / this.weight, perItemMs: 0 };
-    if (intercept < 0) return { fixedMs: 0, perItemMs: this.sumXY / this.sumXX };
+    if (slope < 0) return { fixedMs: sumY / n, perItemMs: 0 };
+    if (intercept < 0) return { fixedMs: 0, perItemMs: sumXY / sumXX };
     return { fixedMs: intercept, perItemMs: slope };
   }
 }
@@ -136,7 +144,7 @@ export class AdaptiveBatching {
   /** A batch of `size` requests took the worker `workMs`. */
   ran(size: number, workMs: number): void {
     this.fit.add(size, workMs);
-    this.meanBatch = this.meanBatch * FIT_MEMORY + size * (1 - FIT_MEMORY);
+    this.meanBatch = this.meanBatch * MEAN_MEMORY + size * (1 - MEAN_MEMORY);
   }
 
   /** The model's workers said the most its sessions take at once (undefined: any). */
