@@ -53,16 +53,7 @@ const MODELS = {
     type: 'image/png',
     adaptiveThreads: false,
     adaptive: { batching: 'adaptive' },
-    sweep: [
-      [1, 0],
-      [2, 0],
-      [4, 0],
-      [8, 0],
-      [16, 0],
-      [32, 0],
-      [8, 2],
-      [16, 5],
-    ],
+    sweep: '1:0,2:0,4:0,8:0,16:0,32:0,8:2,16:5',
   },
   resnet18: {
     handler: 'image_classifier',
@@ -70,14 +61,7 @@ const MODELS = {
     type: 'image/jpeg',
     adaptiveThreads: true,
     adaptive: {},
-    sweep: [
-      [1, 0],
-      [2, 0],
-      [4, 0],
-      [8, 0],
-      [16, 0],
-      [8, 50],
-    ],
+    sweep: '1:0,2:0,4:0,8:0,16:0,8:50',
   },
 };
 
@@ -95,7 +79,7 @@ if (!opts.models) rmSync(modelsDir, { recursive: true, force: true });
 
 async function benchModel(name, spec) {
   const sweep = [];
-  const pairs = opts.sweep ? opts.sweep.split(',').map((p) => p.split(':').map(Number)) : spec.sweep;
+  const pairs = (opts.sweep ?? spec.sweep).split(',').map((p) => p.split(':').map(Number));
   for (const [batchSize, maxBatchDelay] of pairs) {
     sweep.push(await measure(name, spec, { label: `batch ${batchSize}, delay ${maxBatchDelay}`, batchSize, maxBatchDelay }, batchSize === 1));
   }

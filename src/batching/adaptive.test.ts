@@ -4,29 +4,7 @@ import t from 'tap';
 import { AdaptiveBatching, ExecutionFit } from './adaptive.js';
 import { Job } from './job.js';
 import { JobQueue } from './job-queue.js';
-import type { StartTimer } from './waiting-workers.js';
-
-/** A clock the test moves, for both the decision and the queue's timers. */
-function movedClock(): { now: () => number; start: StartTimer; advance: (ms: number) => Promise<void> } {
-  let now = 0;
-  const timers = new Set<{ at: number; fire: () => void }>();
-  return {
-    now: () => now,
-    start(fire, ms) {
-      const timer = { at: now + ms, fire };
-      timers.add(timer);
-      return () => timers.delete(timer);
-    },
-    async advance(ms) {
-      now += ms;
-      for (const timer of [...timers].filter((x) => x.at <= now)) {
-        timers.delete(timer);
-        timer.fire();
-      }
-      await new Promise((resolve) => setImmediate(resolve));
-    },
-  };
-}
+import { movedClock } from '../../test/unit/moved-clock.js';
 
 /** A job that arrived at `arrivedAt` on the test's clock. */
 function job(id: string, arrivedAt = 0): Job {
