@@ -1,5 +1,6 @@
 // Adaptive batching's decision (issue 34): the batch size and the wait chosen from a fit of
-// measured batch times, on a clock the test moves and batch times the test makes up.
+// measured batch times, on a clock the test moves and batch times the test makes up. A fixed
+// maxBatchDelay's clock, unchanged, is job-queue.test.ts's; the keys' precedence model-config.test.ts's.
 import t from 'tap';
 import { AdaptiveBatching, ExecutionFit } from './adaptive.js';
 import { Job } from './job.js';
@@ -158,23 +159,4 @@ t.test("the model's batch dimension caps the batch: a model exported with batch 
   t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'a full batch of one leaves at once');
   batching.batchDimension = 4;
   t.equal(batching.largest(), 4);
-});
-
-t.test('fixed keys unchanged: with a number for maxBatchDelay the batch waits that long from its first job', async (t) => {
-  const clock = movedClock();
-  const q = new JobQueue(10, clock.start);
-  let left: Job[] | undefined;
-  void q.poll(8, 50).then((jobs) => {
-    left = jobs;
-  });
-  q.enqueue(job('a'));
-  await clock.advance(30);
-  q.enqueue(job('b'));
-  await clock.advance(19);
-  t.equal(left, undefined, 'a later job does not restart the clock');
-  await clock.advance(1);
-  t.same(
-    left?.map((j) => j.id),
-    ['a', 'b'],
-  );
 });
