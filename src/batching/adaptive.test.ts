@@ -133,6 +133,14 @@ t.test('the wait stops where one more no longer pays: k requests waiting cost mo
   t.equal(batching.waitMs(held(4), 0), 0, '4 held: window (20 - 12) / 5 = 1.6 ms < 2 ms: leaves');
 });
 
+t.test('a window shorter than a timer can time is no wait: requests read in a burst do not hold a batch for a millisecond', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 0.3, 0.1);
+  for (let i = 0; i < 20; i++) batching.arrived(); // a burst: gaps of 0
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'the window, (0.3 - 0.1) / 2 = 0.1 ms, is below 1 ms');
+});
+
 t.test('the latency target bounds the wait: the oldest request never waits past it, counting the batch run', async (t) => {
   const clock = movedClock();
   const batching = new AdaptiveBatching({ ...LIMITS, latencyTargetMs: 60 }, clock.now);

@@ -10,7 +10,8 @@
  *                      smaller; a worker takes what is queued up to that many at once, so
  *                      batches grow with a backlog and are single requests without one
  *   a batch forms  ──▶ waitMs(): wait for one more only while that is cheaper than sending now,
- *                      and never past latencyTargetMs for the oldest request, counting its run
+ *                      never past latencyTargetMs for the oldest request, counting its run, and
+ *                      never for less than a timer can time (1 ms)
  *
  * The wait rule. A worker holds k requests and may send them now, or wait Δ for a (k+1)th. Sent
  * now, the k finish after t(k) and the next one, arriving at Δ, after max(Δ, t(k)) + t(1); waited,
@@ -31,6 +32,14 @@ import type { Job } from './job.js';
 const FLOOR_RISE = 0.05;
 /** How much of the arrival gap's average each new gap leaves. */
 const GAP_MEMORY = 0.8;
+/**
+ * The shortest wait worth starting: Node's timers fire 1 ms at the soonest, so a shorter window
+ * would wait a whole millisecond, restarted with each request that joins, while the worker idles.
+ * In an open loop at 0.7x mnist's capacity, the server reading requests in bursts (gaps of ~0)
+ * made windows of 0.02-0.1 ms pay on paper: p50 went from 3.4 ms to 25-28 ms
+ * (bench/results/20261206-1948-adaptive-batching.json).
+ */
+const SHORTEST_WAIT_MS = 1;
 /** How much of the mean batch size describe shows each new batch leaves. */
 const MEAN_MEMORY = 0.95;
 
@@ -183,7 +192,8 @@ export class AdaptiveBatching {
     const waited = now - batch[0]!.arrivedAt;
     let room = this.limits.latencyTargetMs - waited - timeOf(line, held + 1);
     if (this.limits.maxWaitMs !== undefined) room = Math.min(room, this.limits.maxWaitMs - waited);
-    return Math.max(0, Math.min(window, room));
+    const wait = Math.min(window, room);
+    return wait >= SHORTEST_WAIT_MS ? wait : 0;
   }
 
   state(): AdaptiveState {
