@@ -3,7 +3,7 @@ import t from 'tap';
 import { tsError, type TsError } from '../errors.js';
 import { Job, type JobResponse } from './job.js';
 import { JobQueue } from './job-queue.js';
-import type { StartTimer } from './waiting-workers.js';
+import { movedClock } from '../../test/unit/moved-clock.js';
 
 function job(id: string, headers: Record<string, string> = {}): Job {
   return new Job(
@@ -25,28 +25,6 @@ t.test('batch size 1 takes one job at once', async (t) => {
   t.same(ids(await q.poll(1, 100)), ['a']);
   t.same(ids(await q.poll(1, 100)), ['b']);
 });
-
-/** A clock the test moves: a timer fires when the clock reaches its time, never before. */
-function movedClock(): { start: StartTimer; advance: (ms: number) => Promise<void> } {
-  let now = 0;
-  const timers = new Set<{ at: number; fire: () => void }>();
-  return {
-    start(fire, ms) {
-      const timer = { at: now + ms, fire };
-      timers.add(timer);
-      return () => timers.delete(timer);
-    },
-    async advance(ms) {
-      now += ms;
-      for (const timer of [...timers].filter((x) => x.at <= now)) {
-        timers.delete(timer);
-        timer.fire();
-      }
-      // Lets a batch that left reach whoever awaits it.
-      await new Promise((resolve) => setImmediate(resolve));
-    },
-  };
-}
 
 t.test('a full batch goes at once; a short one when maxBatchDelay has passed since its first job, not before', async (t) => {
   const clock = movedClock();

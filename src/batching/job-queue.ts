@@ -10,7 +10,7 @@
  * With batchSize 1 there is no waiting. A full queue refuses the job at once (the caller answers 503).
  */
 import type { Job } from './job.js';
-import { nodeTimer, type StartTimer, WaitingWorkers } from './waiting-workers.js';
+import { type BatchDelay, nodeTimer, type StartTimer, WaitingWorkers } from './waiting-workers.js';
 
 /** What a worker pool takes batches from: this FIFO, or a stateful model's SequenceQueue. */
 export interface BatchQueue {
@@ -27,7 +27,7 @@ export interface BatchQueue {
   /** Takes a job out of the queue (its client timed out); false when no longer queued. */
   remove(job: Job): boolean;
   /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
-  poll(max: number, delayMs: number, signal?: AbortSignal, owner?: object): Promise<Job[]>;
+  poll(max: number, delay: BatchDelay, signal?: AbortSignal, owner?: object): Promise<Job[]>;
   /** A full batch for a busy worker, none of whose jobs' deadlines is within `timeLeftMs`; or none. */
   takeFullBatch(max: number, timeLeftMs: number): Job[];
   /**
@@ -110,8 +110,8 @@ export class JobQueue implements BatchQueue {
    * Resolves with 1..max jobs, following the batching rule above, or with none when `signal`
    * aborts (the worker is going away); jobs it was holding go back to the front of the queue.
    */
-  poll(max: number, delayMs: number, signal?: AbortSignal): Promise<Job[]> {
-    const batch = this.waiters.wait(max, delayMs, signal, undefined);
+  poll(max: number, delay: BatchDelay, signal?: AbortSignal): Promise<Job[]> {
+    const batch = this.waiters.wait(max, delay, signal, undefined);
     this.pump();
     return batch;
   }

@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { SequenceSettings } from '../config/model-config.js';
 import type { Job } from './job.js';
 import type { BatchQueue } from './job-queue.js';
-import { WaitingWorkers, type Waiter } from './waiting-workers.js';
+import { type BatchDelay, WaitingWorkers, type Waiter } from './waiting-workers.js';
 
 interface Sequence {
   readonly id: string;
@@ -112,8 +112,8 @@ export class SequenceQueue implements BatchQueue {
     }
   }
 
-  poll(max: number, delayMs: number, signal?: AbortSignal, owner?: object): Promise<Job[]> {
-    const batch = this.waiters.wait(max, delayMs, signal, owner);
+  poll(max: number, delay: BatchDelay, signal?: AbortSignal, owner?: object): Promise<Job[]> {
+    const batch = this.waiters.wait(max, delay, signal, owner);
     this.pump();
     return batch;
   }

@@ -17,11 +17,18 @@ export const nodeTimer: StartTimer = (fire, ms) => {
   return () => clearTimeout(timer);
 };
 
+/**
+ * How long a forming batch waits for more: maxBatchDelay's fixed milliseconds from its first job,
+ * or a choice made again each time a job joins (batching/adaptive.ts), milliseconds from then,
+ * given the batch so far and how many other workers wait idle behind it; 0: it leaves now.
+ */
+export type BatchDelay = number | ((batch: readonly Job[], idleBehind: number) => number);
+
 export interface Waiter {
   /** The worker slot asking (a stateful model's sequences stay with their slot). */
   readonly owner: object | undefined;
   readonly max: number;
-  readonly delayMs: number;
+  readonly delay: BatchDelay;
   readonly batch: Job[];
   readonly resolve: (jobs: Job[]) => void;
   /** Detaches the waiter from its signal: a worker polls with one signal for its whole life. */
@@ -53,12 +60,12 @@ export class WaitingWorkers {
    * A worker's wait for 1..max jobs; when `signal` aborts it ends with none and the jobs it held
    * go back (onCancel). The queue fills the new waiter on its next pump.
    */
-  wait(max: number, delayMs: number, signal: AbortSignal | undefined, owner: object | undefined): Promise<Job[]> {
+  wait(max: number, delay: BatchDelay, signal: AbortSignal | undefined, owner: object | undefined): Promise<Job[]> {
     if (signal?.aborted) return Promise.resolve([]);
     return new Promise((resolve) => {
       const onAbort = (): void => this.cancel(waiter);
       const detach = (): void => signal?.removeEventListener('abort', onAbort);
-      const waiter: Waiter = { owner, max: Math.max(1, max), delayMs, batch: [], resolve, detach, stopTimer: undefined };
+      const waiter: Waiter = { owner, max: Math.max(1, max), delay, batch: [], resolve, detach, stopTimer: undefined };
       this.waiters.push(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -66,16 +73,20 @@ export class WaitingWorkers {
 
   /**
    * After the queue has filled `waiter`: its batch leaves when full, when it does not wait, or
-   * when the queue says `now`; otherwise its first job starts the maxBatchDelay clock. True when
-   * it left.
+   * when the queue says `now`; otherwise its first job starts the maxBatchDelay clock (a chosen
+   * delay restarts it with each job). True when it left.
    */
   ripen(waiter: Waiter, now = false): boolean {
     if (waiter.batch.length === 0) return false;
-    if (now || waiter.batch.length >= waiter.max || waiter.delayMs <= 0) {
+    const { delay } = waiter;
+    const chosen = typeof delay === 'function';
+    const delayMs = now || waiter.batch.length >= waiter.max ? 0 : chosen ? delay(waiter.batch, this.waiters.length - 1) : delay;
+    if (delayMs <= 0) {
       this.deliver(waiter);
       return true;
     }
-    waiter.stopTimer ??= this.startTimer(() => this.deliver(waiter), waiter.delayMs);
+    if (chosen) waiter.stopTimer?.();
+    if (chosen || !waiter.stopTimer) waiter.stopTimer = this.startTimer(() => this.deliver(waiter), delayMs);
     return false;
   }
 

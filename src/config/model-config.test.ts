@@ -62,6 +62,34 @@ t.test('a built-in handler with no batch size takes queued requests at once, and
   t.match(resolveSettings(server, 'm', '1.0', { sequenceBatching: true }, {}, true, true), { takeQueued: 1 }, 'not for a sequence model');
 });
 
+t.test("adaptive batching: with no batch size for a built-in handler, or when the YAML asks; TorchServe's keys keep their meaning when set", async (t) => {
+  const server = serverConfig(t);
+  const ceiling = server.builtinHandlerBatchSize;
+  t.same(resolveSettings(server, 'm', '1.0', {}, {}, false, true).adaptive, { ceiling, latencyTargetMs: 100, maxWaitMs: undefined }, 'a built-in handler');
+  t.equal(resolveSettings(server, 'm', '1.0', {}, {}, false, false).adaptive, undefined, 'another handler may count on one request at a time');
+  t.match(
+    resolveSettings(server, 'm', '1.0', { batching: 'adaptive', latencyTargetMs: 40 }, {}, true, false),
+    { batchSize: 1, takeQueued: ceiling, adaptive: { ceiling, latencyTargetMs: 40 }, adaptiveThreads: false },
+    'another handler whose YAML asks',
+  );
+  t.match(
+    resolveSettings(server, 'm', '1.0', { batching: 'adaptive' }, { maxBatchDelay: 7 }, true, false),
+    { maxBatchDelay: 7, adaptive: { maxWaitMs: 7 } },
+    'maxBatchDelay without batch_size: the longest wait',
+  );
+  for (const [yaml, params, why] of [
+    [{ batching: 'adaptive', batchSize: 4, maxBatchDelay: 50 }, {}, 'batchSize in the YAML'],
+    [{ batching: 'adaptive' }, { batchSize: 4 }, 'batch_size registered'],
+    [{ batching: 'fixed' }, {}, 'the YAML says fixed'],
+    [{ batching: 'adaptive', sequenceBatching: true }, {}, 'a sequence model'],
+  ] as const) {
+    const s = resolveSettings(server, 'm', '1.0', yaml, params, true, true);
+    t.equal(s.adaptive, undefined, why);
+  }
+  t.match(resolveSettings(server, 'm', '1.0', { batchSize: 4, maxBatchDelay: 50 }, {}, true, true), { batchSize: 4, maxBatchDelay: 50, takeQueued: 1 });
+  t.same(yamlWarnings({ batching: 'sometimes', latencyTargetMs: 0 }, 'c.yaml').length, 2, 'a wrong value is warned of');
+});
+
 t.test('sequence batching: at least as many sequences as the workers can run at once', async (t) => {
   const s = resolveSettings(
     serverConfig(t),

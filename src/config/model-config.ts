@@ -39,8 +39,25 @@ export interface ModelSettings {
    * fast path by default. 1 otherwise: a handler of the user's may count on one at a time.
    */
   takeQueued: number;
+  /**
+   * tsserve's own: the batch size and wait chosen from measured batch times (batching/adaptive.ts),
+   * up to takeQueued requests a batch: with no batch_size, for a built-in handler unless its YAML
+   * says `batching: fixed`, for another handler when its YAML says `batching: adaptive`. Undefined:
+   * batchSize and maxBatchDelay as TorchServe reads them.
+   */
+  adaptive: AdaptiveLimits | undefined;
   /** tsserve's own: how the workers follow the load between minWorkers and maxWorkers (workers/scaler.ts). */
   scaling: ScalingPolicy;
+}
+
+/** What a model's adaptive batching (batching/adaptive.ts) is held to. */
+export interface AdaptiveLimits {
+  /** The largest batch it may choose: builtin_handler_batch_size (the model's batch dimension may cut it). */
+  readonly ceiling: number;
+  /** A batch's oldest request should be answered within this, as far as batching decides it: its wait and the batch's run. */
+  readonly latencyTargetMs: number;
+  /** maxBatchDelay, when the model set it without batch_size: the longest a request waits for others. */
+  readonly maxWaitMs: number | undefined;
 }
 
 /** When a worker is added or stopped; the model-config.yaml keys scaleWaitingPerWorker, scaleUpDelayMSec, scaleDownDelayMSec. */
@@ -117,6 +134,8 @@ const YAML_KEYS: Record<string, YamlSpec> = {
   useVenv: FLAG,
   adaptiveThreads: FLAG,
   sharedWorker: FLAG,
+  batching: { type: 'enum', values: ['adaptive', 'fixed'] },
+  latencyTargetMs: AT_LEAST_ONE,
   scaleWaitingPerWorker: SCALE,
   scaleUpDelayMSec: SCALE,
   scaleDownDelayMSec: SCALE,
@@ -159,6 +178,12 @@ export async function readModelYaml(modelDir: string, file: string | undefined):
   }
 }
 
+/**
+ * An adaptive model's latencyTargetMs unless its YAML says: TorchServe's default maxBatchDelay.
+ * A batch's oldest request waits for more only while its wait and the batch's run stay within it.
+ */
+const DEFAULT_LATENCY_TARGET_MS = 100;
+
 export function resolveSettings(
   server: ServerConfig,
   modelName: string,
@@ -182,7 +207,10 @@ export function resolveSettings(
   const configuredBatch = params.batchSize ?? yamlInt('batchSize') ?? jsonInt('batchSize');
   const batchSize = configuredBatch ?? 1;
   const fastDefaults = configuredBatch === undefined && builtinHandler && yaml.sequenceBatching !== true;
-  const takeQueued = fastDefaults ? server.builtinHandlerBatchSize : 1;
+  const adaptive =
+    configuredBatch === undefined && yaml.sequenceBatching !== true && (yaml.batching === 'adaptive' || (fastDefaults && yaml.batching !== 'fixed'));
+  const takeQueued = adaptive ? server.builtinHandlerBatchSize : 1;
+  const configuredDelay = params.maxBatchDelay ?? yamlInt('maxBatchDelay') ?? jsonInt('maxBatchDelay');
   // The model's own scaling keys, from its YAML or the models= JSON; 0 is a value here, and above
   // SCALE's maximum is refused, as yamlWarnings says (a longer timer would fire at once).
   const count = (k: string): number | undefined => positiveInt(yaml[k], true, SCALE.max) ?? positiveInt(json[k], true, SCALE.max);
@@ -190,12 +218,15 @@ export function resolveSettings(
   return {
     batchSize,
     takeQueued,
+    adaptive: adaptive
+      ? { ceiling: takeQueued, latencyTargetMs: yamlInt('latencyTargetMs') ?? DEFAULT_LATENCY_TARGET_MS, maxWaitMs: configuredDelay }
+      : undefined,
     scaling: {
       waitingPerWorker: waitingPerWorker > 0 ? waitingPerWorker : Math.max(batchSize, takeQueued),
       upDelayMs: count('scaleUpDelayMSec') ?? server.scaling.upDelayMs,
       downDelayMs: count('scaleDownDelayMSec') ?? server.scaling.downDelayMs,
     },
-    maxBatchDelay: params.maxBatchDelay ?? yamlInt('maxBatchDelay') ?? jsonInt('maxBatchDelay') ?? 100,
+    maxBatchDelay: configuredDelay ?? 100,
     responseTimeout: timeout('responseTimeout', params.responseTimeout, server.defaultResponseTimeout),
     startupTimeout: timeout('startupTimeout', params.startupTimeout, server.defaultStartupTimeout),
     minWorkers: workers.min,

@@ -66,9 +66,10 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     const settings = resolveSettings(deps.server, name, version, yaml, req, manifest.model.configFile !== undefined, isBuiltinHandler(handler));
     const limited = limitWorkers(settings, deps.server.maxWorkersPerModel);
     if (limited) deps.log(`Model ${name}: ${limited}`);
-    if (settings.takeQueued > 1) {
+    if (settings.adaptive) {
+      const why = isBuiltinHandler(handler) ? `built-in handler ${handler} and no batch_size` : 'batching: adaptive';
       deps.log(
-        `Model ${name}: built-in handler ${handler} and no batch_size: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)${settings.adaptiveThreads ? ', and a batch that runs alone uses every core (adaptiveThreads)' : ''}`,
+        `Model ${name}: ${why}: a worker takes up to ${settings.takeQueued} queued requests at once (builtin_handler_batch_size)${settings.adaptiveThreads ? ', and a batch that runs alone uses every core (adaptiveThreads)' : ''}; it waits for more only when the measured batch times say that pays, within latencyTargetMs ${settings.adaptive.latencyTargetMs} (adaptive batching)`,
       );
     }
     return new Model(

@@ -11,7 +11,7 @@ import { TsError, tsError } from '../errors.js';
 import { JobQueue, type BatchQueue } from '../batching/job-queue.js';
 import { SequenceQueue } from '../batching/sequence-queue.js';
 import { Job, type JobResponse } from '../batching/job.js';
-import { WorkerPool, type PoolDeps, type ScaleResult } from '../workers/worker-pool.js';
+import { WorkerPool, type BatchingState, type PoolDeps, type ScaleResult } from '../workers/worker-pool.js';
 import type { ScalerState } from '../workers/scaler.js';
 import { describeStatus } from '../workers/worker-state.js';
 import { isRecord } from '../is-record.js';
@@ -70,6 +70,8 @@ export interface ModelDescription extends WorkerAndBatchSettings {
   lastUsed: string | null;
   /** tsserve's own: how the workers follow the load, and where they are (workers/scaler.ts). */
   autoscale: ScalerState;
+  /** tsserve's own: the batching policy, and with adaptive batching the batch size and wait it chooses now. */
+  batching: BatchingState;
   workers: WorkerDescription[];
   jobQueueStatus: { remainingCapacity: number; pendingRequests: number };
   /** With `customized=true`: what the handler says of itself. */
@@ -442,6 +444,7 @@ export class Model {
       loaded: this.loaded,
       lastUsed: this.lastUsed > 0 ? new Date(this.lastUsed).toISOString() : null,
       autoscale: this.pool.scaling,
+      batching: this.pool.batching,
       workers: this.pool.workers.map((w) => ({
         id: w.id,
         startTime: formatStartTime(w.startTime),

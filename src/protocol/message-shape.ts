@@ -15,6 +15,7 @@ export function fromWorker(msg: unknown): FromWorker | undefined {
   const shaped = msg as unknown as FromWorker;
   switch (msg.kind) {
     case 'loaded':
+      return msg.batchLimit === undefined || (Number.isSafeInteger(msg.batchLimit) && (msg.batchLimit as number) > 0) ? shaped : undefined;
     case 'unloaded':
       return shaped;
     case 'load-failed':

@@ -162,7 +162,12 @@ export type ToWorker = LoadMessage | PredictMessage | UnloadMessage;
 
 export type FromWorker = Keyed &
   (
-    | { readonly kind: 'loaded'; readonly pid: number }
+    | {
+        readonly kind: 'loaded';
+        readonly pid: number;
+        /** The most requests the model's sessions take in one run (a fixed batch dimension); absent: any. */
+        readonly batchLimit?: number;
+      }
     | { readonly kind: 'load-failed'; readonly error: WireError }
     | { readonly kind: 'unloaded' }
     | {

@@ -22,7 +22,7 @@ export interface SessionOptions {
 }
 
 /** A model's sessions: closed together when a shared host drops the model (worker/entry.ts). */
-export type SessionSet = Set<Pick<ort.InferenceSession, 'release'>>;
+export type SessionSet = Set<Pick<ort.InferenceSession, 'release' | 'inputMetadata'>>;
 
 /** The sessions of the model whose handler is running: what createSession adds each new one to. */
 const currentOwner = new AsyncLocalStorage<SessionSet>();
@@ -69,6 +69,24 @@ async function openSession(modelPath: string, opts: SessionOptions): Promise<ort
   const bytes = await optimizedModelBytes(modelPath);
   const open = (threads: number): Promise<ort.InferenceSession> => (bytes ? openBytes(bytes, threads) : openFile(modelPath, threads));
   return new LoadFollowingSession(await open(narrow), await open(wide));
+}
+
+/**
+ * The most requests one run of a model's sessions takes, as far as their inputs say: an input of
+ * two or more axes whose first is a fixed number (a model exported with batch 1) takes that many;
+ * a named or unknown axis (a dynamic batch), any (undefined). The worker tells the front end, whose
+ * adaptive batching (batching/adaptive.ts) then never sends it a larger batch. A model's own
+ * sessions, not the process's: a shared host holds other models' too.
+ */
+export function sessionsBatchLimit(sessions: SessionSet): number | undefined {
+  let limit: number | undefined;
+  for (const session of sessions) {
+    for (const input of session.inputMetadata) {
+      const first = input.isTensor && input.shape.length >= 2 ? input.shape[0] : undefined;
+      if (typeof first === 'number' && first > 0) limit = Math.min(limit ?? first, first);
+    }
+  }
+  return limit;
 }
 
 /**

@@ -26,7 +26,7 @@ import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
 import { runBatch, toWireError } from '../handler/run.js';
 import { PredictionError } from '../handler/types.js';
-import { inBatch, ownedBy, type SessionSet } from '../runtime/onnx.js';
+import { inBatch, ownedBy, sessionsBatchLimit, type SessionSet } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
 import { existingInside } from '../archive/inside.js';
 import { watchParent } from './parent-watch.js';
@@ -104,7 +104,8 @@ async function onLoad(msg: LoadMessage, model: Served): Promise<void> {
       throw withCause(tsError('TSS_ERR_WORKER_INITIALIZE', messageOf(err)), err);
     });
     await ownedBy(model.sessions, () => warmUp(msg, model));
-    send({ key: model.key, kind: 'loaded', pid: process.pid });
+    const batchLimit = sessionsBatchLimit(model.sessions);
+    send(batchLimit === undefined ? { key: model.key, kind: 'loaded', pid: process.pid } : { key: model.key, kind: 'loaded', pid: process.pid, batchLimit });
   } catch (err) {
     model.entry = undefined;
     const e = isTsError(err) ? err : tsError('TSS_ERR_INTERNAL', messageOf(err));

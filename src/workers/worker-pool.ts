@@ -9,6 +9,9 @@ import { tsError, type TsError } from '../errors.js';
 import type { WorkerProcess } from './worker-process.js';
 import { allQuiet, type Job } from '../batching/job.js';
 import type { BatchQueue } from '../batching/job-queue.js';
+import { AdaptiveBatching, type AdaptiveState } from '../batching/adaptive.js';
+import type { BatchDelay } from '../batching/waiting-workers.js';
+import type { AdaptiveLimits } from '../config/model-config.js';
 import { backoffSeconds } from './worker-state.js';
 import { HOST, type Machine } from './machine.js';
 import { Scaler, type ScaledSettings, type ScaleEvent, type ScalerState } from './scaler.js';
@@ -20,7 +23,12 @@ export interface PoolSettings extends ScaledSettings {
   readonly takeQueued: number;
   readonly maxRetryTimeoutInSec: number;
   readonly adaptiveThreads: boolean;
+  /** Batch size and wait chosen from measured batch times (batching/adaptive.ts); undefined: the two above. */
+  readonly adaptive?: AdaptiveLimits | undefined;
 }
+
+/** How a pool batches, for describe: chosen from measured times, or TorchServe's fixed keys. */
+export type BatchingState = AdaptiveState | { readonly policy: 'fixed'; readonly batchSize: number; readonly maxBatchDelay: number };
 
 /** The most requests one batch of the model may hold: its batch size, or with 1, takeQueued. */
 export function largestBatch(settings: Pick<PoolSettings, 'batchSize' | 'takeQueued'>): number {
@@ -104,6 +112,12 @@ function batchesAhead(slot: Slot): number {
   return Math.min(MAX_BATCHES_AHEAD, Math.max(1, Math.floor(AHEAD_BUDGET_MS / slot.fullBatchWorkMs)));
 }
 
+/** A pool's adaptive batching, and the delay its waiting workers ask it for. */
+interface PoolAdaptive {
+  readonly batching: AdaptiveBatching;
+  readonly delay: BatchDelay;
+}
+
 export type ScaleResult = { ok: true; running: number } | { ok: false; error: TsError };
 
 export class WorkerPool {
@@ -115,6 +129,8 @@ export class WorkerPool {
   private readonly deps: PoolDeps;
   private readonly machine: Machine;
   private readonly scaler: Scaler;
+  /** Made at the first batch of a model that batches adaptively. */
+  private adaptive: PoolAdaptive | undefined;
 
   constructor(queue: BatchQueue, settings: () => PoolSettings, deps: PoolDeps) {
     this.queue = queue;
@@ -166,12 +182,39 @@ export class WorkerPool {
 
   /** A job was enqueued: a model scaled to no worker starts one (see Scaler.arrived). */
   arrived(): void {
+    this.adaptive?.batching.arrived();
     this.scaler.arrived();
   }
 
   /** A job was refused (the queue was full): pressure to grow (see Scaler.refused). */
   refused(): void {
     this.scaler.refused();
+  }
+
+  /** How the pool batches now, for describe. */
+  get batching(): BatchingState {
+    const settings = this.settings();
+    const adaptive = this.adaptiveBatching(settings);
+    if (adaptive) return adaptive.batching.state();
+    return { policy: 'fixed', batchSize: largestBatch(settings), maxBatchDelay: batchWaitMs(settings) };
+  }
+
+  /** The model's adaptive batching, when it batches so. */
+  private adaptiveBatching(settings: PoolSettings): PoolAdaptive | undefined {
+    if (!settings.adaptive) return undefined;
+    if (!this.adaptive) {
+      const batching = new AdaptiveBatching(settings.adaptive, this.deps.now);
+      this.adaptive = { batching, delay: (batch, idleBehind) => batching.waitMs(batch, idleBehind) };
+      this.noteBatchDimension();
+    }
+    return this.adaptive;
+  }
+
+  /** Tells adaptive batching the least batch dimension the loaded workers said (worker-process's batchLimit). */
+  private noteBatchDimension(): void {
+    if (!this.adaptive) return;
+    const limits = this.slots.flatMap((s) => (s.worker.state === 'MODEL_LOADED' && s.worker.batchLimit !== undefined ? [s.worker.batchLimit] : []));
+    this.adaptive.batching.batchDimension = limits.length > 0 ? Math.min(...limits) : undefined;
   }
 
   /** The scaler's policy and state, for describe. */
@@ -249,6 +292,7 @@ export class WorkerPool {
     const loading = worker.start().then(() => {
       slot.attempt = 0;
       slot.firstFailureAt = undefined;
+      this.noteBatchDimension();
       slot.serving = this.serve(slot, worker);
     });
     slot.loading = loading;
@@ -279,8 +323,10 @@ export class WorkerPool {
     const running: Promise<void>[] = [];
     while (!signal.aborted && worker.state === 'MODEL_LOADED') {
       const settings = this.settings();
-      const limit = largestBatch(settings);
-      const taken = running.length > 0 ? this.nextBatchEarly(limit, slot, running.length) : await this.queue.poll(limit, batchWaitMs(settings), signal, slot);
+      const adaptive = this.adaptiveBatching(settings);
+      const limit = adaptive ? adaptive.batching.largest() : largestBatch(settings);
+      const delay = adaptive ? adaptive.delay : batchWaitMs(settings);
+      const taken = running.length > 0 ? this.nextBatchEarly(limit, slot, running.length) : await this.queue.poll(limit, delay, signal, slot);
       // A job answered while its batch was forming (its client timed out) is not run.
       const jobs = taken.filter((j) => !j.settled);
       if (jobs.length === 0) {
@@ -299,6 +345,7 @@ export class WorkerPool {
       const sent = worker.runBatch(jobs, this.mayRunWide(slot)).then(({ unstarted, workMs }) => {
         if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
         if (workMs !== undefined) slot.fullBatchWorkMs = workEstimate(slot.fullBatchWorkMs, workMs, jobs.length, limit);
+        if (workMs !== undefined && unstarted.length === 0) adaptive?.batching.ran(jobs.length, workMs);
         this.queue.requeue(unstarted);
       });
       running.push(sent);

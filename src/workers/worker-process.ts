@@ -219,6 +219,9 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     });
   }
 
+  /** The most requests its model takes in one batch, as the worker said once loaded; undefined: any. */
+  batchLimit: number | undefined;
+
   /** A batch sent and not yet answered. */
   get busy(): boolean {
     return this.inFlight.length > 0;
@@ -293,6 +296,7 @@ export class WorkerProcess extends EventEmitter implements Tenant {
   onMessage(msg: FromWorker): void {
     switch (msg.kind) {
       case 'loaded':
+        this.batchLimit = msg.batchLimit;
         this.moveTo('MODEL_LOADED');
         return;
       case 'load-failed':

@@ -1,0 +1,294 @@
+#!/usr/bin/env node
+// Adaptive batching beside hand-tuned batch keys (issue 34, item 1), one model at a time:
+//
+//   node bench/adaptive-batching.mjs [--models DIR] [--seconds 8] [--only mnist|resnet18] [--workers 2] [--sweep 1:0,8:0,...]
+//
+// For each model, a sweep of hand-tuned (batch_size, max_batch_delay) pairs, then the same model
+// with no batch key at all (adaptive batching; mnist's handler is the user's, so its YAML says
+// `batching: adaptive`, which a built-in handler such as resnet18's image_classifier does not
+// need). Each configuration is a tsserve of its own (bench/lib.mjs's userServer, 2 workers, the
+// same warm-up sample), measured with bench/raw-client.mjs's lean client:
+//   c32   a closed loop of 32 connections for --seconds: answers/s, p50, p99 (after 2 s unmeasured);
+//   c1    one connection for half of --seconds: p50 (batch 1 and adaptive only: the low-load cost);
+//   again the sweep's two best pairs, batch 1 and adaptive, interleaved, three rounds: the machine
+//         is shared and moves by up to 2x within minutes, so these are compared by their medians;
+//   open  the best pair (highest median c32) and adaptive, interleaved, two rounds, each offered
+//         0.7x that median at a fixed rate (open loop, bench/lib.mjs's atFixedRate) for --seconds:
+//         answered/s over the time to the last answer, refused, p50, p99.
+// Models: the shared bench's (../shared/bench/make_models.py, as bench/run.sh makes them) in
+// --models, made into a temporary folder when not given. Writes
+// bench/results/<date>-<time>-adaptive-batching.json; the machine's load average beside each cell.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { atFixedRate, median, percentile, sorted, userServer } from './lib.mjs';
+import { RawClient, rawPost } from './raw-client.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+// The shared bench beside the clone (bench/run.sh's default), or beside the worktrees' folder.
+const SHARED = process.env.SHARED_BENCH ?? [join(ROOT, '..', 'shared', 'bench'), join(ROOT, '..', '..', 'shared', 'bench')].find((d) => existsSync(d));
+const { values: opts } = parseArgs({
+  options: {
+    models: { type: 'string' },
+    seconds: { type: 'string', default: '8' },
+    only: { type: 'string' },
+    workers: { type: 'string', default: '2' },
+    sweep: { type: 'string' },
+  },
+});
+const SECONDS = Number(opts.seconds);
+const WARM_SECONDS = 2;
+const OPEN_LOAD = 0.7;
+const ROUNDS = 3;
+const OPEN_ROUNDS = 2;
+const ADAPTIVE = { label: 'adaptive (no batch keys)' };
+
+const MODELS = {
+  mnist: {
+    handler: join(ROOT, 'examples/mnist/mnist_handler.ts'),
+    sample: join(ROOT, 'examples/mnist/digits/7_0.png'),
+    type: 'image/png',
+    adaptiveThreads: false,
+    adaptive: { batching: 'adaptive' },
+    sweep: '1:0,2:0,4:0,8:0,16:0,32:0,8:2,16:5',
+  },
+  resnet18: {
+    handler: 'image_classifier',
+    sample: join(SHARED, 'images/photo.jpg'),
+    type: 'image/jpeg',
+    adaptiveThreads: true,
+    adaptive: {},
+    sweep: '1:0,2:0,4:0,8:0,16:0,8:50',
+  },
+};
+
+const modelsDir = opts.models ?? makeModels();
+const results = { when: new Date().toISOString(), uptimeStart: uptime(), seconds: SECONDS, workers: Number(opts.workers), models: {} };
+const file = join(ROOT, 'bench/results', `${stamp()}-adaptive-batching.json`);
+for (const [name, spec] of Object.entries(MODELS)) {
+  if (opts.only && opts.only !== name) continue;
+  results.models[name] = await benchModel(name, spec);
+  results.uptimeEnd = uptime();
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+}
+console.log(`uptime at start: ${results.uptimeStart}\nuptime at end:   ${results.uptimeEnd}\n${file}`);
+if (!opts.models) rmSync(modelsDir, { recursive: true, force: true });
+
+async function benchModel(name, spec) {
+  const sweep = [];
+  const pairs = (opts.sweep ?? spec.sweep).split(',').map((p) => p.split(':').map(Number));
+  for (const [batchSize, maxBatchDelay] of pairs) {
+    sweep.push(await measure(name, spec, { label: `batch ${batchSize}, delay ${maxBatchDelay}`, batchSize, maxBatchDelay }, batchSize === 1));
+  }
+  // The machine is shared and moves by up to 2x within minutes: the two best pairs of the sweep,
+  // batch 1 and adaptive are measured again, interleaved, ROUNDS times, and compared by medians.
+  const top = [...sweep].sort((a, b) => b.c32.perSecond - a.c32.perSecond).slice(0, 2);
+  const finalists = [...top.map((c) => c.config), ...(top.some((c) => c.config.batchSize === 1) ? [] : [sweep[0].config]), ADAPTIVE];
+  const rounds = [];
+  for (let r = 0; r < ROUNDS; r++)
+    for (const config of finalists) rounds.push(await measure(name, spec, config, config === ADAPTIVE || config.batchSize === 1));
+  const medians = finalists.map((config) => {
+    const own = rounds.filter((c) => c.config === config);
+    return {
+      config: config.label,
+      c32PerSecond: median(own.map((c) => c.c32.perSecond)),
+      c32P50: median(own.map((c) => c.c32.p50)),
+      c1P50: own[0].c1 ? median(own.map((c) => c.c1.p50)) : undefined,
+    };
+  });
+  const adaptive = medians.at(-1);
+  const best = medians.slice(0, -1).reduce((a, b) => (b.c32PerSecond > a.c32PerSecond ? b : a));
+  const batch1 = medians.find((m) => m.c1P50 !== undefined && m !== adaptive);
+  const bestConfig = finalists.find((c) => c.label === best.config);
+  const rate = OPEN_LOAD * best.c32PerSecond;
+  const open = [];
+  for (let r = 0; r < OPEN_ROUNDS; r++) for (const config of [bestConfig, ADAPTIVE]) open.push(await openLoop(name, spec, config, rate));
+  const openMedian = (config) => median(open.filter((o) => o.config === config.label).map((o) => o.perSecond));
+  const summary = {
+    best: best.config,
+    c32: ratio(adaptive.c32PerSecond, best.c32PerSecond),
+    open: ratio(openMedian(ADAPTIVE), openMedian(bestConfig)),
+    c1p50AboveBatch1Ms: round(adaptive.c1P50 - batch1.c1P50),
+  };
+  console.log(
+    `${name}: medians of ${ROUNDS}: adaptive / best (${best.config}): c32 ${summary.c32}x; open ${OPEN_LOAD}x of ${rate.toFixed(0)}/s ${summary.open}x; c1 p50 ${adaptive.c1P50.toFixed(2)} ms, ${summary.c1p50AboveBatch1Ms} ms above batch 1's`,
+  );
+  return { sweep, rounds, medians, open: { rate, cells: open }, summary };
+}
+
+/** One configuration's server: c32, and c1 when `lowLoad`. */
+async function measure(name, spec, config, lowLoad) {
+  return withServer(name, spec, config, async (server, request) => {
+    const c32 = await closedLoop(server, request, 32, SECONDS);
+    const batching = await describeBatching(server, name);
+    const c1 = lowLoad ? await closedLoop(server, request, 1, SECONDS / 2) : undefined;
+    const cell = { config, c32, c1, batching, load: loadavg()[0] };
+    console.log(
+      `${name.padEnd(9)} ${config.label.padEnd(26)} c32 ${c32.perSecond.toFixed(1).padStart(7)}/s p50 ${c32.p50.toFixed(1)} p99 ${c32.p99.toFixed(1)}` +
+        (c1 ? `  c1 p50 ${c1.p50.toFixed(2)} ms` : '') +
+        (batching?.policy === 'adaptive'
+          ? `  chose batch ${batching.batchSize} (mean ${batching.meanBatch}), fit ${batching.fixedMs} + ${batching.perItemMs} n ms`
+          : '') +
+        `  load ${cell.load.toFixed(1)}`,
+    );
+    return cell;
+  });
+}
+
+async function openLoop(name, spec, config, rate) {
+  return withServer(name, spec, config, async (server, request) => {
+    const client = new RawClient(server.inference, request);
+    const latencies = [];
+    let refused = 0;
+    let failed = 0;
+    let lastAnswer = 0;
+    const run = await atFixedRate(rate, SECONDS, () => {
+      const sent = performance.now();
+      return client.send().then(
+        ({ status }) => {
+          lastAnswer = performance.now();
+          if (status === 200) latencies.push(lastAnswer - sent);
+          else refused++;
+        },
+        () => failed++,
+      );
+    });
+    await Promise.race([Promise.all(run.calls), new Promise((r) => setTimeout(r, 30_000))]);
+    client.close();
+    const ms = sorted(latencies);
+    const cell = {
+      config: config.label,
+      offered: rate,
+      perSecond: latencies.length / ((lastAnswer - run.began) / 1000),
+      refused,
+      failed: run.calls.length - latencies.length - refused,
+      p50: percentile(ms, 50),
+      p99: percentile(ms, 99),
+      lateMs: run.late,
+      load: loadavg()[0],
+    };
+    console.log(
+      `${name.padEnd(9)} open ${rate.toFixed(0)}/s ${config.label.padEnd(26)} answered ${cell.perSecond.toFixed(1)}/s refused ${refused} failed ${cell.failed} p50 ${cell.p50.toFixed(1)} p99 ${cell.p99.toFixed(1)}  load ${cell.load.toFixed(1)}`,
+    );
+    return cell;
+  });
+}
+
+/** `connections` clients each sending as soon as its last answer came, for `seconds` after WARM_SECONDS. */
+async function closedLoop(server, request, connections, seconds) {
+  const client = new RawClient(server.inference, request);
+  const latencies = [];
+  let errors = 0;
+  const warmEnd = performance.now() + WARM_SECONDS * 1000;
+  const end = warmEnd + seconds * 1000;
+  const loop = async () => {
+    while (performance.now() < end) {
+      const sent = performance.now();
+      const { status } = await client.send();
+      if (sent < warmEnd) continue;
+      if (status === 200) latencies.push(performance.now() - sent);
+      else errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: connections }, loop));
+  client.close();
+  const ms = sorted(latencies);
+  return { perSecond: latencies.length / seconds, p50: percentile(ms, 50), p99: percentile(ms, 99), errors };
+}
+
+/** Serves `name` in `config` (batchSize/maxBatchDelay, or none: adaptive), runs `work`, stops. */
+async function withServer(name, spec, config, work) {
+  const server = await userServer(`tsserve-adaptive-${name}-`);
+  try {
+    archive(name, spec, config, server.store);
+    await server.start(['--models', `${name}=${name}.mar`]);
+    await workersReady(server, name, Number(opts.workers));
+    const request = rawPost(server.inference, `/predictions/${name}`, readFileSync(spec.sample), spec.type);
+    return await work(server, request);
+  } finally {
+    await server.stop();
+    server.remove();
+  }
+}
+
+function archive(name, spec, config, store) {
+  const dir = mkdtempSync(join(tmpdir(), 'tsserve-adaptive-archive-'));
+  const sample = join(dir, `sample${spec.sample.slice(spec.sample.lastIndexOf('.'))}`);
+  copyFileSync(spec.sample, sample);
+  const keys =
+    config.batchSize === undefined
+      ? Object.entries(spec.adaptive).map(([k, v]) => `${k}: ${v}`)
+      : [`batchSize: ${config.batchSize}`, `maxBatchDelay: ${config.maxBatchDelay}`];
+  const yaml = [
+    `minWorkers: ${opts.workers}`,
+    `maxWorkers: ${opts.workers}`,
+    `adaptiveThreads: ${spec.adaptiveThreads}`,
+    `warmupFile: ${sample.slice(dir.length + 1)}`,
+    ...keys,
+  ];
+  writeFileSync(join(dir, 'model-config.yaml'), `${yaml.join('\n')}\n`);
+  execFileSync(process.execPath, [
+    join(ROOT, 'bin/tsserve-archiver.js'),
+    '--model-name',
+    name,
+    '--version',
+    '1.0',
+    '--serialized-file',
+    join(modelsDir, `${name}.onnx`),
+    '--handler',
+    spec.handler,
+    '--config-file',
+    join(dir, 'model-config.yaml'),
+    '--extra-files',
+    sample,
+    '--export-path',
+    store,
+    '--force',
+  ]);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function workersReady(server, name, workers) {
+  for (let i = 0; i < 600; i++) {
+    const res = await fetch(`${server.management}/models/${name}`).catch(() => undefined);
+    if (res?.ok) {
+      const [d] = await res.json();
+      if (d.workers.filter((w) => w.status === 'READY').length >= workers) return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name}: ${workers} workers not READY within 60 s`);
+}
+
+async function describeBatching(server, name) {
+  const [d] = await (await fetch(`${server.management}/models/${name}`)).json();
+  return d.batching;
+}
+
+function makeModels() {
+  const dir = mkdtempSync(join(tmpdir(), 'tsserve-adaptive-models-'));
+  execFileSync('/usr/bin/python3', [join(SHARED, 'make_models.py'), dir], { stdio: 'ignore' });
+  if (!existsSync(join(dir, 'resnet18.onnx'))) throw new Error(`make_models.py made no resnet18.onnx in ${dir}`);
+  return dir;
+}
+
+function ratio(a, b) {
+  return Math.round((a / b) * 100) / 100;
+}
+
+function round(n) {
+  return Math.round(n * 100) / 100;
+}
+
+function uptime() {
+  return execFileSync('uptime', { encoding: 'utf8' }).trim();
+}
+
+function stamp() {
+  const d = new Date();
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}`;
+}

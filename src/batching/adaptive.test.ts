@@ -1,0 +1,170 @@
+// Adaptive batching's decision (issue 34): the batch size and the wait chosen from a fit of
+// measured batch times, on a clock the test moves and batch times the test makes up. A fixed
+// maxBatchDelay's clock, unchanged, is job-queue.test.ts's; the keys' precedence model-config.test.ts's.
+import t from 'tap';
+import { AdaptiveBatching, ExecutionFit } from './adaptive.js';
+import { Job } from './job.js';
+import { JobQueue } from './job-queue.js';
+import { movedClock } from '../../test/unit/moved-clock.js';
+
+/** A job that arrived at `arrivedAt` on the test's clock. */
+function job(id: string, arrivedAt = 0): Job {
+  const j = new Job({ id, headers: {}, params: [] }, { intermediate: () => {}, respond: () => {}, fail: () => {} });
+  Object.defineProperty(j, 'arrivedAt', { value: arrivedAt });
+  return j;
+}
+
+/** Batches of sizes 1..8 that each took fixedMs + perItemMs × size: the fake execution-time source. */
+function measured(batching: AdaptiveBatching, fixedMs: number, perItemMs: number): void {
+  for (let round = 0; round < 3; round++) for (let n = 1; n <= 8; n++) batching.ran(n, fixedMs + perItemMs * n);
+}
+
+/** Arrivals every `gapMs` on `clock` (moving it), `count` of them. */
+async function arrivals(batching: AdaptiveBatching, clock: ReturnType<typeof movedClock>, gapMs: number, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await clock.advance(gapMs);
+    batching.arrived();
+  }
+}
+
+const LIMITS = { ceiling: 8, latencyTargetMs: 100, maxWaitMs: undefined };
+
+t.test('the fit finds the fixed and the per-request time of a batch; one size alone is read as no batching gain', async (t) => {
+  const fit = new ExecutionFit();
+  for (const n of [1, 2, 4, 8, 3]) fit.add(n, 2 + 0.5 * n);
+  const line = fit.line()!;
+  t.ok(Math.abs(line.fixedMs - 2) < 1e-6 && Math.abs(line.perItemMs - 0.5) < 1e-6, `2 + 0.5 n, got ${JSON.stringify(line)}`);
+  const single = new ExecutionFit();
+  single.add(1, 3);
+  single.add(1, 5);
+  const through = single.line()!;
+  t.equal(through.fixedMs, 0, 'through the origin');
+  t.ok(Math.abs(through.perItemMs - 3.1) < 1e-9, `the floor, risen a twentieth toward the slower batch: ${through.perItemMs}`);
+  t.equal(new ExecutionFit().line(), undefined, 'nothing before the first batch');
+});
+
+t.test('the fit reads through preemption: a batch made slower now and then does not raise it', async (t) => {
+  const fit = new ExecutionFit();
+  for (let i = 0; i < 40; i++) for (const n of [1, 2, 4, 8]) fit.add(n, 0.1 + 0.5 * n + (i % 3 === 0 ? 6 : 0));
+  const line = fit.line()!;
+  t.ok(line.fixedMs < 0.5 && Math.abs(line.perItemMs - 0.5) < 0.1, `about 0.1 + 0.5 n: ${JSON.stringify(line)}`);
+});
+
+t.test('the fit follows a model that becomes slower', async (t) => {
+  const fit = new ExecutionFit();
+  for (let i = 0; i < 50; i++) for (const n of [1, 4]) fit.add(n, 1 + n);
+  for (let i = 0; i < 50; i++) for (const n of [1, 4]) fit.add(n, 4 + 4 * n);
+  const line = fit.line()!;
+  t.ok(line.perItemMs > 3.5 && line.fixedMs > 3, `recent batches weigh most: ${JSON.stringify(line)}`);
+});
+
+t.test('low load: a lone request leaves at once, as a batch of one, with no added wait', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 5, 1);
+  await arrivals(batching, clock, 200, 5);
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'the next request is 200 ms off: no wait pays');
+  const q = new JobQueue(10, clock.start);
+  q.enqueue(job('a', clock.now()));
+  const batch = await q.poll(batching.largest(), (b, idle) => batching.waitMs(b, idle));
+  t.same(
+    batch.map((j) => j.id),
+    ['a'],
+  );
+  t.equal(batching.state().waitMs, 0);
+});
+
+t.test('before any batch has run nothing waits, and the largest batch is the ceiling', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  await arrivals(batching, clock, 0.1, 5);
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0);
+  t.equal(batching.largest(), 8);
+});
+
+t.test('under a backlog a batch takes as many as wait, up to the largest the fit allows', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 1, 2);
+  const q = new JobQueue(100, clock.start);
+  for (let i = 0; i < 20; i++) q.enqueue(job(`j${i}`));
+  const first = await q.poll(batching.largest(), (b, idle) => batching.waitMs(b, idle));
+  t.equal(first.length, 8, 'the ceiling at once, without waiting');
+  const second = await q.poll(batching.largest(), (b, idle) => batching.waitMs(b, idle));
+  t.equal(second.length, 8, 'and again');
+  t.equal(q.size, 4, 'what is left waits for the next worker');
+});
+
+t.test('a large fixed cost and close arrivals: the batch waits for more, as long as one more is worth it', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 20, 1);
+  await arrivals(batching, clock, 1, 20);
+  const q = new JobQueue(100, clock.start);
+  let left: Job[] | undefined;
+  void q
+    .poll(batching.largest(), (b, idle) => batching.waitMs(b, idle))
+    .then((jobs) => {
+      left = jobs;
+    });
+  q.enqueue(job('a', clock.now()));
+  batching.arrived();
+  // With one held the window is (20 - 1) / 2 = 9.5 ms.
+  t.ok(batching.state().waitMs > 1 && batching.state().waitMs <= 9.5, `waits for a second: ${batching.state().waitMs} ms`);
+  for (const id of ['b', 'c', 'd']) {
+    await clock.advance(1);
+    q.enqueue(job(id, clock.now()));
+    batching.arrived();
+  }
+  t.equal(left, undefined, 'still forming while requests keep coming');
+  await clock.advance(20);
+  t.ok(left && left.length === 4, `then leaves with what came: ${left?.length}`);
+  t.equal(batching.waitMs([job('x', clock.now())], 1), 0, 'never while another worker idles: it takes the next request at once');
+});
+
+t.test('the wait stops where one more no longer pays: k requests waiting cost more than the fixed cost saves', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 20, 3);
+  await arrivals(batching, clock, 2, 20);
+  const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
+  t.ok(batching.waitMs(held(1), 0) > 0, '1 held: window (20 - 3) / 2 = 8.5 ms > the 2 ms gap');
+  t.ok(batching.waitMs(held(3), 0) > 0, '3 held: window (20 - 9) / 4 = 2.75 ms > 2 ms');
+  t.equal(batching.waitMs(held(4), 0), 0, '4 held: window (20 - 12) / 5 = 1.6 ms < 2 ms: leaves');
+});
+
+t.test('a window shorter than a timer can time is no wait: requests read in a burst do not hold a batch for a millisecond', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 0.3, 0.1);
+  for (let i = 0; i < 20; i++) batching.arrived(); // a burst: gaps of 0
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'the window, (0.3 - 0.1) / 2 = 0.1 ms, is below 1 ms');
+});
+
+t.test('the latency target bounds the wait: the oldest request never waits past it, counting the batch run', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching({ ...LIMITS, latencyTargetMs: 60 }, clock.now);
+  measured(batching, 40, 1);
+  await arrivals(batching, clock, 1, 20);
+  const oldest = job('a', clock.now() - 15);
+  const wait = batching.waitMs([oldest, job('b', clock.now())], 0);
+  // 60 - 15 waited - t(3) 43 = 2 ms of room, under the window (40 - 2) / 3.
+  t.ok(wait > 0 && wait <= 2 + 1e-9, `bounded: ${wait} ms`);
+  t.equal(batching.waitMs([job('c', clock.now() - 30), job('d', clock.now())], 0), 0, 'no room left: it leaves now');
+  const delayed = new AdaptiveBatching({ ...LIMITS, maxWaitMs: 3 }, clock.now);
+  measured(delayed, 40, 1);
+  await arrivals(delayed, clock, 1, 20);
+  t.ok(delayed.waitMs([job('e', clock.now() - 1)], 0) <= 2 + 1e-9, 'a maxBatchDelay set without batch_size bounds the wait from the oldest arrival');
+});
+
+t.test("the model's batch dimension caps the batch: a model exported with batch 1 stays at 1", async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  batching.batchDimension = 1;
+  measured(batching, 20, 1);
+  await arrivals(batching, clock, 1, 20);
+  t.equal(batching.largest(), 1);
+  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'a full batch of one leaves at once');
+  batching.batchDimension = 4;
+  t.equal(batching.largest(), 4);
+});

@@ -1,0 +1,121 @@
+// Adaptive batching in a real server (issue 34): a model with no batch keys answers a lone request
+// as a batch of one, forms larger batches under concurrent load with the same answers, and a
+// model exported with a fixed batch of 1 is never sent more. The decision itself, on a clock the
+// test moves, is src/batching/adaptive.test.ts's.
+import { join } from 'node:path';
+import sharp from 'sharp';
+import t from 'tap';
+import { buildMar, FIXTURES, metric, startTestServer, type TestServer } from './helpers.js';
+
+function solid(r: number, g: number, b: number): Promise<Buffer> {
+  return sharp({ create: { width: 40, height: 30, channels: 3, background: { r, g, b } } })
+    .png()
+    .toBuffer();
+}
+
+/** A server with colour_classifier `onnx` archived with image_classifier as `name`.mar and nothing else set. */
+function serveClassifier(t: Parameters<typeof startTestServer>[0], name: string, onnx: string): Promise<TestServer> {
+  return startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: name, version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, onnx) }),
+    properties: { load_models: `${name}.mar` },
+  });
+}
+
+async function classify(server: TestServer, name: string, body: Buffer): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${server.urls.inference}/predictions/${name}`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'image/png' },
+    signal: AbortSignal.timeout(60_000),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+/** `count` requests, `concurrency` at a time, the ith of images[i % images.length]; each answer with its image's index. */
+async function load(
+  server: TestServer,
+  name: string,
+  images: Buffer[],
+  count: number,
+  concurrency: number,
+): Promise<Array<{ image: number; status: number; text: string }>> {
+  const answers: Array<{ image: number; status: number; text: string }> = [];
+  let next = 0;
+  const client = async (): Promise<void> => {
+    for (let i = next++; i < count; i = next++) {
+      const image = i % images.length;
+      answers.push({ image, ...(await classify(server, name, images[image]!)) });
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, client));
+  return answers;
+}
+
+const batches = async (server: TestServer, name: string): Promise<{ count: number; sum: number }> => ({
+  count: await metric(server, 'ts_batch_size_count', name),
+  sum: await metric(server, 'ts_batch_size_sum', name),
+});
+
+interface Described {
+  batchSize: number;
+  maxBatchDelay: number;
+  batching: { policy: string; batchSize: number; meanBatch: number; latencyTargetMs: number; fixedMs: number | null; perItemMs: number | null };
+}
+
+t.test('no batch keys: a lone request runs alone, concurrent ones in batches larger than one, with the answers it gives alone', async (t) => {
+  const server = await serveClassifier(t, 'colours', 'colour_classifier.onnx');
+  const images = await Promise.all([solid(250, 10, 10), solid(10, 250, 10), solid(10, 10, 250), solid(120, 130, 10)]);
+  const alone: string[] = [];
+  for (const image of images) {
+    const { status, text } = await classify(server, 'colours', image);
+    t.equal(status, 200);
+    alone.push(text);
+  }
+  const lone = await batches(server, 'colours');
+  t.same(lone, { count: images.length, sum: images.length }, 'one at a time: every batch held one request');
+
+  const answers = await load(server, 'colours', images, 96, 32);
+  t.equal(answers.length, 96);
+  t.same(
+    answers.filter((a) => a.status !== 200 || a.text !== alone[a.image]),
+    [],
+    "every answer is 200 and the same as its image's answer alone",
+  );
+  const loaded = await batches(server, 'colours');
+  t.equal(loaded.sum - lone.sum, 96, 'every request ran once');
+  const meanBatch = (loaded.sum - lone.sum) / (loaded.count - lone.count);
+  t.ok(meanBatch > 1, `batches larger than one formed (${loaded.count - lone.count} batches, mean ${meanBatch.toFixed(2)})`);
+
+  const [described] = (await (await fetch(`${server.urls.management}/models/colours`)).json()) as Described[];
+  t.match(described, { batchSize: 1, maxBatchDelay: 100 }, "describe's TorchServe fields keep their defaults");
+  t.match(described!.batching, { policy: 'adaptive', latencyTargetMs: 100 }, 'and says the policy');
+  t.ok(described!.batching.batchSize >= 1 && described!.batching.batchSize <= 8, `the batch size it chooses now: ${described!.batching.batchSize}`);
+  t.ok(described!.batching.perItemMs !== null && described!.batching.fixedMs !== null, 'from a fit of measured batch times');
+});
+
+t.test('a model exported with a fixed batch of 1 is never sent more, and answers every concurrent request', async (t) => {
+  const server = await serveClassifier(t, 'single', 'colour_classifier_batch1.onnx');
+  const images = await Promise.all([solid(250, 10, 10), solid(10, 10, 250)]);
+  const answers = await load(server, 'single', images, 32, 16);
+  t.same(
+    answers.map((a) => a.status),
+    Array(32).fill(200),
+    'every request answered 200',
+  );
+  t.same(await batches(server, 'single'), { count: 32, sum: 32 }, 'in batches of one');
+  const [described] = (await (await fetch(`${server.urls.management}/models/single`)).json()) as Described[];
+  t.equal(described!.batching.batchSize, 1, 'describe says the batch size is 1');
+});
+
+t.test("TorchServe's batch_size keeps its meaning: describe says the fixed policy", async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) =>
+      buildMar(store, { modelName: 'fixed', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+  });
+  const res = await fetch(`${server.urls.management}/models?url=fixed.mar&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=30`, {
+    method: 'POST',
+  });
+  t.equal(res.status, 200, await res.text());
+  const [described] = (await (await fetch(`${server.urls.management}/models/fixed`)).json()) as Described[];
+  t.match(described, { batchSize: 4, maxBatchDelay: 30, batching: { policy: 'fixed', batchSize: 4, maxBatchDelay: 30 } });
+});
