@@ -2,6 +2,7 @@
 // as a batch of one, forms larger batches under concurrent load with the same answers, and a
 // model exported with a fixed batch of 1 is never sent more. The decision itself, on a clock the
 // test moves, is src/batching/adaptive.test.ts's.
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
@@ -118,4 +119,40 @@ t.test("TorchServe's batch_size keeps its meaning: describe says the fixed polic
   t.equal(res.status, 200, await res.text());
   const [described] = (await (await fetch(`${server.urls.management}/models/fixed`)).json()) as Described[];
   t.match(described, { batchSize: 4, maxBatchDelay: 30, batching: { policy: 'fixed', batchSize: 4, maxBatchDelay: 30 } });
+});
+
+t.test('in one shared host, a model exported with batch 1 and one with a dynamic batch each keep their own limit', async (t) => {
+  // Shared workers spread over as many hosts as cores before two share one: one model more than
+  // cores beside the batch-1 one puts a dynamic model in its host.
+  const dynamic = Array.from({ length: availableParallelism() }, (_, i) => `colours${i}`);
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      buildMar(store, { modelName: 'single', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier_batch1.onnx') });
+      for (const name of dynamic)
+        buildMar(store, { modelName: name, version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+    },
+    // Every file is far under 1 MB: all share.
+    properties: { load_models: ['single', ...dynamic].map((n) => `${n}.mar`).join(','), shared_worker_model_mb: '1' },
+  });
+  const pidOf = async (name: string): Promise<number> =>
+    ((await (await fetch(`${server.urls.management}/models/${name}`)).json()) as Array<{ workers: Array<{ pid: number; sharedHost: boolean }> }>)[0]!
+      .workers[0]!.pid;
+  const host = await pidOf('single');
+  const neighbours = [];
+  for (const name of dynamic) if ((await pidOf(name)) === host) neighbours.push(name);
+  t.ok(neighbours.length > 0, `a dynamic model shares the batch-1 model's process: ${neighbours.join(', ')}`);
+  const neighbour = neighbours[0]!;
+  const images = await Promise.all([solid(250, 10, 10), solid(10, 10, 250)]);
+  const answers = (await Promise.all([load(server, 'single', images, 16, 8), load(server, neighbour, images, 64, 32)])).flat();
+  t.same(
+    answers.filter((a) => a.status !== 200),
+    [],
+    'every request answered 200',
+  );
+  t.same(await batches(server, 'single'), { count: 16, sum: 16 }, 'the batch-1 model in batches of one');
+  const formed = await batches(server, neighbour);
+  t.ok(
+    formed.sum / formed.count > 1,
+    `its neighbour in larger batches (mean ${(formed.sum / formed.count).toFixed(2)}): the limit is the model's, not the process's`,
+  );
 });
