@@ -5,7 +5,7 @@
 // the server answers a good request after them all.
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { grpcClient, unaryCall } from '../grpc-client.js';
 import { buildMar, FIXTURES, seededRandom, startTestServer } from '../helpers.js';
 import { frontEndMemory } from './memory.js';
@@ -22,10 +22,9 @@ function binaryRequest(header: unknown, tail: Buffer, headerLength?: string): Re
   };
 }
 
-const input = (extra: Record<string, unknown>) => ({ inputs: [{ name: 'x', shape: [1, 3, 2, 2], datatype: 'FP32', ...extra }] });
-
-t.test('malformed binary tensors are refused one by one; the server and its worker serve on', async (t) => {
-  const server = await startTestServer(t, {
+/** A server with the tensors model (colour_segmenter: x * 4) behind the kservev2 envelope, the Open Inference Protocol on. */
+function serveTensors(t: Test, properties: Record<string, string>): ReturnType<typeof startTestServer> {
+  return startTestServer(t, {
     prepare: (store) =>
       buildMar(store, {
         modelName: 'tensors',
@@ -33,8 +32,14 @@ t.test('malformed binary tensors are refused one by one; the server and its work
         handler: join(FIXTURES, 'tensor_handler.ts'),
         serializedFile: join(FIXTURES, 'colour_segmenter.onnx'),
       }),
-    properties: { load_models: 'tensors.mar', service_envelope: 'kservev2', ts_open_inference_protocol: 'true', max_request_size: String(LIMIT) },
+    properties: { load_models: 'tensors.mar', service_envelope: 'kservev2', ts_open_inference_protocol: 'true', ...properties },
   });
+}
+
+const input = (extra: Record<string, unknown>) => ({ inputs: [{ name: 'x', shape: [1, 3, 2, 2], datatype: 'FP32', ...extra }] });
+
+t.test('malformed binary tensors are refused one by one; the server and its worker serve on', async (t) => {
+  const server = await serveTensors(t, { max_request_size: String(LIMIT) });
   const url = `${server.urls.inference}/v2/models/tensors/infer`;
   const size = (n: unknown) => ({ parameters: { binary_data_size: n } });
   const cases: Array<[string, RequestInit, number]> = [
@@ -117,16 +122,8 @@ t.test('malformed binary tensors are refused one by one; the server and its work
 });
 
 t.test('binary BYTES of a million and a half empty elements: no more front-end memory than the same tensor costs as JSON', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) =>
-      buildMar(store, {
-        modelName: 'tensors',
-        version: '1.0',
-        handler: join(FIXTURES, 'tensor_handler.ts'),
-        serializedFile: join(FIXTURES, 'colour_segmenter.onnx'),
-      }),
-    properties: { load_models: 'tensors.mar', service_envelope: 'kservev2', ts_open_inference_protocol: 'true' },
-  });
+  // The default max_request_size.
+  const server = await serveTensors(t, {});
   // Under the default max_request_size (6553500 bytes): each element is its 4-byte length, 0.
   const elements = Math.floor((6_553_500 - 200) / 4);
   const raw = Buffer.alloc(4 * elements);
