@@ -2,7 +2,9 @@
 // the trace context's header form.
 import t from 'tap';
 import { TraceFlags } from '@opentelemetry/api';
-import { samplerFromEnv, traceHeaderOf, tracingWanted } from './tracing.js';
+import { ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import { samplerFromEnv, traceHeaderOf, Tracing, tracingWanted } from './tracing.js';
 
 const key = (on: boolean) => ({ otelTraces: on, otelTraceHeader: 'traceresponse' });
 
@@ -36,4 +38,39 @@ t.test("the header's form is traceparent's", async (t) => {
   const context = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', isRemote: false };
   t.equal(traceHeaderOf({ ...context, traceFlags: TraceFlags.SAMPLED }), '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
   t.equal(traceHeaderOf({ ...context, traceFlags: TraceFlags.NONE }), '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00');
+});
+
+/** Tracing exporting to an array, which its stop fills. */
+function inMemoryTracing(): { tracing: Tracing; spans: ReadableSpan[] } {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (batch, done) => {
+      spans.push(...batch);
+      done({ code: ExportResultCode.SUCCESS });
+    },
+    shutdown: async () => {},
+  };
+  return { tracing: new Tracing(key(true), exporter, samplerFromEnv({}), { OTEL_BSP_SCHEDULE_DELAY: '600000' }), spans };
+}
+
+const millisOf = (t: readonly [number, number]): number => t[0] * 1e3 + t[1] / 1e6;
+
+t.test("sub-millisecond predictions: every span ends on its start's clock, after it, and within its parent", async (t) => {
+  const { tracing, spans } = inMemoryTracing();
+  const model = { name: 'm', version: '1' };
+  for (let i = 0; i < 20; i++) {
+    const request = tracing.startRequest(model, `r${i}`, {}, performance.now());
+    const batch = tracing.startBatch(model, 'w', [request], performance.now());
+    batch?.end([]);
+    request.end(200);
+  }
+  await tracing.shutdown();
+  t.equal(spans.length, 60, 'a prediction, its queue and its batch, 20 times');
+  const byId = new Map(spans.map((s) => [s.spanContext().spanId, s]));
+  for (const s of spans) {
+    t.ok(millisOf(s.endTime) > millisOf(s.startTime) || s.name.startsWith('queue'), `${s.name}: ends after it starts`);
+    const parent = byId.get(s.parentSpanContext?.spanId ?? '');
+    if (!parent) continue;
+    t.ok(millisOf(s.startTime) >= millisOf(parent.startTime) && millisOf(s.endTime) <= millisOf(parent.endTime), `${s.name}: within ${parent.name}`);
+  }
 });

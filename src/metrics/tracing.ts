@@ -191,10 +191,14 @@ export class RequestTrace {
 
   /** Answered with `status`; an error's message becomes the span's status. */
   end(status: number, message?: string): void {
-    this.leftQueue();
+    const at = performance.now();
+    this.leftQueue(at);
     this.span.setAttribute(ATTR_STATUS, status);
     if (status >= 500) this.span.setStatus({ code: SpanStatusCode.ERROR, message });
-    this.span.end();
+    // Its start's clock (epochOf), not the SDK's default of Date.now(): whole milliseconds of
+    // another clock would end it before its children, or before it started ("Inconsistent start
+    // and end time", a 0 ms span).
+    this.span.end(epochOf(at));
   }
 }
 
