@@ -74,3 +74,17 @@ t.test("sub-millisecond predictions: every span ends on its start's clock, after
     t.ok(millisOf(s.startTime) >= millisOf(parent.startTime) && millisOf(s.endTime) <= millisOf(parent.endTime), `${s.name}: within ${parent.name}`);
   }
 });
+
+t.test("the request's tracestate is carried by every span of its trace, not only the server's", async (t) => {
+  const { tracing, spans } = inMemoryTracing();
+  const model = { name: 'm', version: '1' };
+  const headers = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: 'a=b' };
+  const request = tracing.startRequest(model, 'r', headers, performance.now());
+  const batch = tracing.startBatch(model, 'w', [request], performance.now());
+  const at = performance.timeOrigin + performance.now();
+  batch?.end([{ name: 'inference', start: at, end: at, spanId: tracing.spanId() }]);
+  request.end(200);
+  await tracing.shutdown();
+  t.same(spans.map((s) => s.name).sort(), ['batch m', 'inference', 'prediction m', 'queue m']);
+  for (const s of spans) t.equal(s.spanContext().traceState?.serialize(), 'a=b', `${s.name}: tracestate a=b`);
+});

@@ -220,7 +220,8 @@ export class BatchTrace {
   }
 
   get context(): SpanContext {
-    return { traceId: this.wire.traceId, spanId: this.wire.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: false };
+    const traceState = this.span.parent.traceState;
+    return { traceId: this.wire.traceId, spanId: this.wire.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: false, ...(traceState && { traceState }) };
   }
 
   get ended(): boolean {
@@ -318,7 +319,9 @@ export class Tracing {
   measured(m: MeasuredSpan): void {
     const startTime = millisToHrTime(m.start);
     const endTime = millisToHrTime(Math.max(m.start, m.end));
-    const context: SpanContext = { traceId: m.parent.traceId, spanId: m.spanId, traceFlags: m.parent.traceFlags, isRemote: false };
+    // A child carries its parent's tracestate, as the SDK's own children do.
+    const { traceId, traceFlags, traceState } = m.parent;
+    const context: SpanContext = { traceId, spanId: m.spanId, traceFlags, isRemote: false, ...(traceState && { traceState }) };
     const span: ReadableSpan = {
       name: m.name,
       kind: SpanKind.INTERNAL,
