@@ -5,11 +5,14 @@
 // stage and request histograms count what the worker timed.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient } from './grpc-client.js';
 import { buildMar, buildMnistMar, FIXTURES, freePort, MNIST_DIR, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
+import { STOP_FLUSH_MS } from '../src/metrics/tracing.js';
 import { otlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 
 const SEVEN = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
@@ -298,4 +301,30 @@ t.test('a collector that is down: the log says where spans go, then warns once t
   for (let i = 0; i < 3; i++) t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: SEVEN })).status, 200);
   await waitFor(() => lines.some((l) => l.includes('OpenTelemetry: ')), 30_000, 'the export failure in the log');
   t.ok(lines.filter((l) => l.includes('OpenTelemetry: ')).length <= 3, 'said once, not per export');
+});
+
+t.test('a collector that never answers: the stop waits drain_timeout plus STOP_FLUSH_MS at most, and one line says what was dropped', async (t) => {
+  // Accepts connections and never answers: each export waits for its timeout.
+  const silent = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/v1/traces`;
+  const lines: string[] = [];
+  const drainSeconds = 2;
+  const server = await tracedServer(
+    t,
+    { url: silentUrl, spans: [], contentTypes: new Set<string>() },
+    (store) => buildMnistMar(store),
+    { load_models: 'mnist.mar', drain_timeout: String(drainSeconds) },
+    600_000,
+    (line) => lines.push(line),
+  );
+  await waitReady(server.urls.management, 'mnist');
+  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: SEVEN })).status, 200);
+  const began = performance.now();
+  await server.close();
+  const took = performance.now() - began;
+  t.ok(took < drainSeconds * 1000 + STOP_FLUSH_MS + 1000, `stopped in ${Math.round(took)} ms, not the exporter's 10 s timeout`);
+  t.equal(lines.filter((l) => l.includes('spans dropped')).length, 1, 'one line says what was dropped');
+  t.match(lines.join(''), /OpenTelemetry: 6 of 6 spans dropped, not exported/);
 });

@@ -4,7 +4,7 @@ import t from 'tap';
 import { TraceFlags } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import { samplerFromEnv, traceHeaderOf, Tracing, tracingWanted } from './tracing.js';
+import { samplerFromEnv, STOP_FLUSH_MS, traceHeaderOf, Tracing, tracingWanted } from './tracing.js';
 
 const key = (on: boolean) => ({ otelTraces: on, otelTraceHeader: 'traceresponse' });
 
@@ -64,7 +64,7 @@ t.test("sub-millisecond predictions: every span ends on its start's clock, after
     batch?.end([]);
     request.end(200);
   }
-  await tracing.shutdown();
+  await tracing.shutdown(() => {});
   t.equal(spans.length, 60, 'a prediction, its queue and its batch, 20 times');
   const byId = new Map(spans.map((s) => [s.spanContext().spanId, s]));
   for (const s of spans) {
@@ -84,7 +84,19 @@ t.test("the request's tracestate is carried by every span of its trace, not only
   const at = performance.timeOrigin + performance.now();
   batch?.end([{ name: 'inference', start: at, end: at, spanId: tracing.spanId() }]);
   request.end(200);
-  await tracing.shutdown();
+  await tracing.shutdown(() => {});
   t.same(spans.map((s) => s.name).sort(), ['batch m', 'inference', 'prediction m', 'queue m']);
   for (const s of spans) t.equal(s.spanContext().traceState?.serialize(), 'a=b', `${s.name}: tracestate a=b`);
+});
+
+t.test('a collector that never answers holds the stop STOP_FLUSH_MS at most, and one line says what was dropped', async (t) => {
+  const exporter: SpanExporter = { export: () => {}, shutdown: async () => {} };
+  // The export's own timeout (the OTLP exporter's is 10 s) only ends the test's process sooner.
+  const tracing = new Tracing(key(true), exporter, samplerFromEnv({}), { OTEL_BSP_SCHEDULE_DELAY: '600000', OTEL_BSP_EXPORT_TIMEOUT: '3000' });
+  tracing.startRequest({ name: 'm', version: '1' }, 'r', {}, performance.now()).end(200);
+  const warnings: string[] = [];
+  const began = performance.now();
+  await Promise.race([tracing.shutdown((m) => warnings.push(m)), new Promise((r) => setTimeout(r, 10_000).unref())]);
+  t.ok(performance.now() - began < STOP_FLUSH_MS + 2000, 'the stop does not wait for the collector');
+  t.same(warnings, [`OpenTelemetry: 2 of 2 spans dropped, not exported: the collector did not take them within ${STOP_FLUSH_MS} ms of the stop`]);
 });

@@ -45,7 +45,8 @@ import {
   type SpanContext,
   type Tracer,
 } from '@opentelemetry/api';
-import { millisToHrTime, hrTimeDuration, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ExportResultCode, millisToHrTime, hrTimeDuration, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { defaultResource, envDetector, detectResources, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import {
@@ -84,6 +85,13 @@ export interface TracingLog {
   info(message: string): void;
   warn(message: string): void;
 }
+
+/**
+ * How long a stop waits for the collector to take the spans still buffered, in milliseconds: a
+ * collector that is down or never answers would otherwise hold the stop for the exporter's
+ * retries and timeout (10 s). Spans are dropped, never held (docs/tracing.md).
+ */
+export const STOP_FLUSH_MS = 1000;
 
 /** The instrumentation scope of every span: tsserve's. */
 const SCOPE = { name: 'tsserve', version: VERSION };
@@ -256,10 +264,26 @@ export class Tracing {
   private readonly propagator = new W3CTraceContextPropagator();
   private readonly resource: Resource;
   private readonly ids = new RandomIdGenerator();
+  /** Spans finished, and spans the collector took: the difference at stop is what was dropped. */
+  private ended = 0;
+  private exported = 0;
 
   constructor(config: TracingConfig, exporter: SpanExporter, sampler: Sampler, env: NodeJS.ProcessEnv = process.env) {
     this.header = config.otelTraceHeader;
-    this.processor = new BatchSpanProcessor({ exporter, scheduledDelayMillis: numberOr(env.OTEL_BSP_SCHEDULE_DELAY, 5000) });
+    const batches = new BatchSpanProcessor({
+      exporter: this.counted(exporter),
+      scheduledDelayMillis: numberOr(env.OTEL_BSP_SCHEDULE_DELAY, 5000),
+      exportTimeoutMillis: numberOr(env.OTEL_BSP_EXPORT_TIMEOUT, 30_000),
+    });
+    this.processor = {
+      onStart: (span, context) => batches.onStart(span, context),
+      onEnd: (span) => {
+        this.ended++;
+        batches.onEnd(span);
+      },
+      forceFlush: () => batches.forceFlush(),
+      shutdown: () => batches.shutdown(),
+    };
     this.resource = defaultResource()
       .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'tsserve', [ATTR_SERVICE_VERSION]: VERSION }))
       .merge(detectResources({ detectors: [envDetector] }));
@@ -344,9 +368,34 @@ export class Tracing {
     this.processor.onEnd(span);
   }
 
-  /** Exports what is buffered and stops: the server's stop. */
-  async shutdown(): Promise<void> {
-    await this.provider.shutdown();
+  /** `exporter`, counting the spans the collector took. */
+  private counted(exporter: SpanExporter): SpanExporter {
+    return {
+      export: (spans, done) =>
+        exporter.export(spans, (result) => {
+          if (result.code === ExportResultCode.SUCCESS) this.exported += spans.length;
+          done(result);
+        }),
+      shutdown: () => exporter.shutdown(),
+      ...(exporter.forceFlush && { forceFlush: () => exporter.forceFlush!() }),
+    };
+  }
+
+  /**
+   * Exports what is buffered and stops: the server's stop. Waits STOP_FLUSH_MS at most, then
+   * says in one line how many spans never reached the collector.
+   */
+  async shutdown(warn: (message: string) => void): Promise<void> {
+    const flushed = this.provider.shutdown().then(
+      () => true,
+      () => true,
+    );
+    const inTime = await Promise.race([flushed, delay(STOP_FLUSH_MS, false, { ref: false })]);
+    const dropped = this.ended - this.exported;
+    if (dropped > 0) {
+      const why = inTime ? 'the collector refused them or was down' : `the collector did not take them within ${STOP_FLUSH_MS} ms of the stop`;
+      warn(`OpenTelemetry: ${dropped} of ${this.ended} spans dropped, not exported: ${why}`);
+    }
   }
 }
 
