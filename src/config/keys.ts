@@ -284,7 +284,7 @@ const TABLE: Record<string, Spec> = {
     default: 'traceresponse',
     applies: 'server',
     own: true,
-    doc: "The response header that carries a traced prediction's trace context (W3C Trace Context Level 2's traceresponse, `00-<trace id>-<span id>-<flags>` of the server's span); none: no header. A header tsserve writes itself (x-request-id, content-type, retry-after ...) is refused at start.",
+    doc: "The response header that carries a traced prediction's trace context (W3C Trace Context Level 2's traceresponse, `00-<trace id>-<span id>-<flags>` of the server's span); none: no header.",
   },
   enable_model_api: { type: 'bool', default: 'false', applies: 'server', doc: 'Allow register and unregister (--enable-model-api).' },
   disable_token_authorization: { type: 'bool', default: 'false', applies: 'server', doc: 'Serve every API without keys (--disable-token-auth).' },
