@@ -100,3 +100,28 @@ t.test('a collector that never answers holds the stop STOP_FLUSH_MS at most, and
   t.ok(performance.now() - began < STOP_FLUSH_MS + 2000, 'the stop does not wait for the collector');
   t.same(warnings, [`OpenTelemetry: 2 of 2 spans dropped, not exported: the collector did not take them within ${STOP_FLUSH_MS} ms of the stop`]);
 });
+
+t.test('what tsserve does not do is said at start, one line each: an exporter but otlp, a protocol but http/protobuf', async (t) => {
+  const started = (config: ReturnType<typeof key>, env: NodeJS.ProcessEnv): { on: boolean; warnings: string[] } => {
+    const warnings: string[] = [];
+    const tracing = Tracing.fromConfig(config, { info: () => {}, warn: (m) => warnings.push(m) }, env);
+    void tracing?.shutdown(() => {});
+    return { on: tracing !== undefined, warnings };
+  };
+  t.same(started(key(false), { OTEL_TRACES_EXPORTER: 'zipkin' }), {
+    on: false,
+    warnings: ['OpenTelemetry: OTEL_TRACES_EXPORTER=zipkin: zipkin not supported (otlp or none), traces are off'],
+  });
+  t.same(started(key(false), { OTEL_TRACES_EXPORTER: 'console,otlp' }), {
+    on: true,
+    warnings: ['OpenTelemetry: OTEL_TRACES_EXPORTER=console,otlp: console not supported (otlp or none), ignored'],
+  });
+  t.same(started(key(true), { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), {
+    on: true,
+    warnings: ['OpenTelemetry: OTEL_EXPORTER_OTLP_PROTOCOL=grpc not supported: spans go as OTLP/HTTP protobuf (http/protobuf)'],
+  });
+  t.same(started(key(true), { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' }).warnings, [
+    'OpenTelemetry: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json not supported: spans go as OTLP/HTTP protobuf (http/protobuf)',
+  ]);
+  t.same(started(key(true), { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }).warnings, [], 'what tsserve does: nothing said');
+});

@@ -102,15 +102,44 @@ export interface TracedModel {
   readonly version: string;
 }
 
-/** Whether the OTEL_* variables and otel_traces turn tracing on. */
-export function tracingWanted(config: TracingConfig, env: NodeJS.ProcessEnv): boolean {
-  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return false;
-  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
+/** The exporters OTEL_TRACES_EXPORTER names, lowercased. */
+function exportersOf(env: NodeJS.ProcessEnv): string[] {
+  return (env.OTEL_TRACES_EXPORTER ?? '')
     .split(',')
     .map((e) => e.trim().toLowerCase())
     .filter(Boolean);
+}
+
+/** The exporters and the OTLP protocol tsserve has. */
+const SUPPORTED_EXPORTERS = ['otlp', 'none'];
+const SUPPORTED_PROTOCOL = 'http/protobuf';
+
+/** Whether the OTEL_* variables and otel_traces turn tracing on. */
+export function tracingWanted(config: TracingConfig, env: NodeJS.ProcessEnv): boolean {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return false;
+  const exporters = exportersOf(env);
   if (exporters.includes('none')) return false;
   return config.otelTraces || exporters.includes('otlp');
+}
+
+/**
+ * What the OTEL_* variables ask for that tsserve does not do, one line each for the start-up
+ * log: an exporter other than otlp (zipkin, console ...; alone, it leaves tracing off), and with
+ * tracing on an OTLP protocol other than http/protobuf (grpc, http/json), which spans do not go as.
+ */
+export function unsupportedSettings(on: boolean, env: NodeJS.ProcessEnv): string[] {
+  const lines: string[] = [];
+  const unknown = exportersOf(env).filter((e) => !SUPPORTED_EXPORTERS.includes(e));
+  if (unknown.length > 0) {
+    const effect = on ? 'ignored' : 'traces are off';
+    lines.push(`OpenTelemetry: OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER}: ${unknown.join(', ')} not supported (otlp or none), ${effect}`);
+  }
+  const variable = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocol = env[variable]?.trim().toLowerCase();
+  if (on && protocol && protocol !== SUPPORTED_PROTOCOL) {
+    lines.push(`OpenTelemetry: ${variable}=${env[variable]} not supported: spans go as OTLP/HTTP protobuf (${SUPPORTED_PROTOCOL})`);
+  }
+  return lines;
 }
 
 /**
@@ -297,7 +326,9 @@ export class Tracing {
    * down), each message once.
    */
   static fromConfig(config: TracingConfig, log: TracingLog, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
-    if (!tracingWanted(config, env)) return undefined;
+    const on = tracingWanted(config, env);
+    for (const line of unsupportedSettings(on, env)) log.warn(line);
+    if (!on) return undefined;
     const sampler = samplerFromEnv(env);
     reportDiagnostics((message) => log.warn(message));
     log.info(`OpenTelemetry traces on: OTLP/HTTP to ${tracesEndpoint(env)}, sampler ${sampler.toString()}`);
