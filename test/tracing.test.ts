@@ -328,3 +328,38 @@ t.test('a collector that never answers: the stop waits drain_timeout plus STOP_F
   t.equal(lines.filter((l) => l.includes('spans dropped')).length, 1, 'one line says what was dropped');
   t.match(lines.join(''), /OpenTelemetry: 6 of 6 spans dropped, not exported/);
 });
+
+t.test('fast predictions with a tracestate: every span carries it, ends after it starts and within its parent, on one clock', async (t) => {
+  const receiver = await otlpReceiver(t);
+  const server = await tracedServer(
+    t,
+    receiver,
+    (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    {
+      load_models: 'echo.mar',
+    },
+  );
+  await waitReady(server.urls.management, 'echo');
+  const clients = Array.from({ length: 10 }, clientContext);
+  for (const c of clients) {
+    const res = await fetch(`${server.urls.inference}/predictions/echo`, {
+      method: 'POST',
+      body: 'hi',
+      headers: { traceparent: c.traceparent, tracestate: 'a=b' },
+    });
+    t.equal(res.status, 200);
+  }
+  const ids = new Set(clients.map((c) => c.traceId));
+  await spansArrived(receiver, 'the spans of 10 predictions', (spans) => spans.filter((s) => ids.has(s.traceId) && s.name === 'inference').length >= 10);
+  await spansArrived(receiver, 'their server spans', (spans) => spans.filter((s) => ids.has(s.traceId) && s.kind === SERVER).length >= 10);
+  const spans = receiver.spans.filter((s) => ids.has(s.traceId));
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  t.same([...new Set(spans.map((s) => s.traceState))], ['a=b'], 'every span, the server one and its children, carries tracestate a=b');
+  for (const s of spans) {
+    t.ok(s.endMs >= s.startMs, `${s.name}: ends after it starts`);
+    const parent = byId.get(s.parentSpanId);
+    // Only the front end's spans: the worker's stages are on its own process's clock.
+    if (!parent || parent.name.startsWith('batch')) continue;
+    t.ok(s.startMs >= parent.startMs && s.endMs <= parent.endMs, `${s.name} within ${parent.name}`);
+  }
+});
