@@ -53,6 +53,14 @@ async function tracedServer(
   }
 }
 
+/** A traced server with the echo model loaded and ready. */
+async function tracedEcho(t: Test, receiver: OtlpReceiver, properties: Record<string, string> = {}): Promise<TestServer> {
+  const echo = (store: string) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+  const server = await tracedServer(t, receiver, echo, { load_models: 'echo.mar', ...properties });
+  await waitReady(server.urls.management, 'echo');
+  return server;
+}
+
 async function spansArrived(receiver: OtlpReceiver, what: string, check: (spans: ReceivedSpan[]) => boolean): Promise<void> {
   await waitFor(() => check(receiver.spans), 20_000, what);
 }
@@ -162,16 +170,7 @@ t.test('a batch of 8 concurrent predictions: one batch span linked to the 8 requ
 
 t.test('every inference route honours traceparent: REST predictions and explanations, KServe v1 and v2, gRPC and OIP', async (t) => {
   const receiver = await otlpReceiver(t);
-  const server = await tracedServer(
-    t,
-    receiver,
-    (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    {
-      load_models: 'echo.mar',
-      ts_open_inference_protocol: 'true',
-    },
-  );
-  await waitReady(server.urls.management, 'echo');
+  const server = await tracedEcho(t, receiver, { ts_open_inference_protocol: 'true' });
   const sent: Array<{ route: string; traceId: string; spanId: string }> = [];
   const rest = async (route: string, path: string, body: string): Promise<void> => {
     const c = clientContext();
@@ -240,15 +239,7 @@ t.test('with tracing off (the default) no header, no trace id in the log, and th
 
 t.test("a worker that dies in a traced batch: the batch span and the request's end in error, the next one is traced as usual", async (t) => {
   const receiver = await otlpReceiver(t);
-  const server = await tracedServer(
-    t,
-    receiver,
-    (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    {
-      load_models: 'echo.mar',
-    },
-  );
-  await waitReady(server.urls.management, 'echo');
+  const server = await tracedEcho(t, receiver);
   const dying = clientContext();
   const res = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'exit', headers: { traceparent: dying.traceparent } });
   t.equal(res.status, 500);
@@ -331,15 +322,7 @@ t.test('a collector that never answers: the stop waits drain_timeout plus STOP_F
 
 t.test('fast predictions with a tracestate: every span carries it, ends after it starts and within its parent, on one clock', async (t) => {
   const receiver = await otlpReceiver(t);
-  const server = await tracedServer(
-    t,
-    receiver,
-    (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    {
-      load_models: 'echo.mar',
-    },
-  );
-  await waitReady(server.urls.management, 'echo');
+  const server = await tracedEcho(t, receiver);
   const clients = Array.from({ length: 10 }, clientContext);
   for (const c of clients) {
     const res = await fetch(`${server.urls.inference}/predictions/echo`, {
