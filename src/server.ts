@@ -262,7 +262,7 @@ async function openServer(
         for (const l of listening) l.cut();
         await listenersClosed;
         // The spans of the last answers go out before the process may end.
-        await metrics.tracing?.shutdown().catch((err: unknown) => log.warn(`Traces not exported at stop: ${(err as Error).message}`));
+        await metrics.tracing?.shutdown((message) => log.warn(message));
         loggers.close();
       })();
       return closing;

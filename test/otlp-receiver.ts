@@ -34,6 +34,8 @@ export interface ReceivedSpan {
   readonly spanId: string;
   /** '' for a root span. */
   readonly parentSpanId: string;
+  /** W3C tracestate; '' for none. */
+  readonly traceState: string;
   readonly name: string;
   readonly kind: number;
   /** Nanoseconds since the epoch, as a bigint's decimal text would lose nothing: milliseconds here. */
@@ -59,6 +61,7 @@ interface DecodedSpan {
   trace_id: Buffer;
   span_id: Buffer;
   parent_span_id: Buffer;
+  trace_state: string;
   name: string;
   kind: number;
   start_time_unix_nano: number;
@@ -87,6 +90,7 @@ export function decodeTraces(body: Buffer): ReceivedSpan[] {
         traceId: Buffer.from(s.trace_id).toString('hex'),
         spanId: Buffer.from(s.span_id).toString('hex'),
         parentSpanId: Buffer.from(s.parent_span_id).toString('hex'),
+        traceState: s.trace_state,
         name: s.name,
         kind: s.kind,
         startMs: s.start_time_unix_nano / 1e6,

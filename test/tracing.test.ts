@@ -5,11 +5,14 @@
 // stage and request histograms count what the worker timed.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient } from './grpc-client.js';
 import { buildMar, buildMnistMar, FIXTURES, freePort, MNIST_DIR, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
+import { STOP_FLUSH_MS } from '../src/metrics/tracing.js';
 import { otlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 
 const SEVEN = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
@@ -48,6 +51,14 @@ async function tracedServer(
       else process.env[k] = v;
     }
   }
+}
+
+/** A traced server with the echo model loaded and ready. */
+async function tracedEcho(t: Test, receiver: OtlpReceiver, properties: Record<string, string> = {}): Promise<TestServer> {
+  const echo = (store: string) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+  const server = await tracedServer(t, receiver, echo, { load_models: 'echo.mar', ...properties });
+  await waitReady(server.urls.management, 'echo');
+  return server;
 }
 
 async function spansArrived(receiver: OtlpReceiver, what: string, check: (spans: ReceivedSpan[]) => boolean): Promise<void> {
@@ -159,16 +170,7 @@ t.test('a batch of 8 concurrent predictions: one batch span linked to the 8 requ
 
 t.test('every inference route honours traceparent: REST predictions and explanations, KServe v1 and v2, gRPC and OIP', async (t) => {
   const receiver = await otlpReceiver(t);
-  const server = await tracedServer(
-    t,
-    receiver,
-    (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    {
-      load_models: 'echo.mar',
-      ts_open_inference_protocol: 'true',
-    },
-  );
-  await waitReady(server.urls.management, 'echo');
+  const server = await tracedEcho(t, receiver, { ts_open_inference_protocol: 'true' });
   const sent: Array<{ route: string; traceId: string; spanId: string }> = [];
   const rest = async (route: string, path: string, body: string): Promise<void> => {
     const c = clientContext();
@@ -237,15 +239,7 @@ t.test('with tracing off (the default) no header, no trace id in the log, and th
 
 t.test("a worker that dies in a traced batch: the batch span and the request's end in error, the next one is traced as usual", async (t) => {
   const receiver = await otlpReceiver(t);
-  const server = await tracedServer(
-    t,
-    receiver,
-    (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    {
-      load_models: 'echo.mar',
-    },
-  );
-  await waitReady(server.urls.management, 'echo');
+  const server = await tracedEcho(t, receiver);
   const dying = clientContext();
   const res = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'exit', headers: { traceparent: dying.traceparent } });
   t.equal(res.status, 500);
@@ -298,4 +292,57 @@ t.test('a collector that is down: the log says where spans go, then warns once t
   for (let i = 0; i < 3; i++) t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: SEVEN })).status, 200);
   await waitFor(() => lines.some((l) => l.includes('OpenTelemetry: ')), 30_000, 'the export failure in the log');
   t.ok(lines.filter((l) => l.includes('OpenTelemetry: ')).length <= 3, 'said once, not per export');
+});
+
+t.test('a collector that never answers: the stop waits drain_timeout plus STOP_FLUSH_MS at most, and one line says what was dropped', async (t) => {
+  // Accepts connections and never answers: each export waits for its timeout.
+  const silent = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/v1/traces`;
+  const lines: string[] = [];
+  const drainSeconds = 2;
+  const server = await tracedServer(
+    t,
+    { url: silentUrl, spans: [], contentTypes: new Set<string>() },
+    (store) => buildMnistMar(store),
+    { load_models: 'mnist.mar', drain_timeout: String(drainSeconds) },
+    600_000,
+    (line) => lines.push(line),
+  );
+  await waitReady(server.urls.management, 'mnist');
+  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: SEVEN })).status, 200);
+  const began = performance.now();
+  await server.close();
+  const took = performance.now() - began;
+  t.ok(took < drainSeconds * 1000 + STOP_FLUSH_MS + 1000, `stopped in ${Math.round(took)} ms, not the exporter's 10 s timeout`);
+  t.equal(lines.filter((l) => l.includes('spans dropped')).length, 1, 'one line says what was dropped');
+  t.match(lines.join(''), /OpenTelemetry: 6 of 6 spans dropped, not exported/);
+});
+
+t.test('fast predictions with a tracestate: every span carries it, ends after it starts and within its parent, on one clock', async (t) => {
+  const receiver = await otlpReceiver(t);
+  const server = await tracedEcho(t, receiver);
+  const clients = Array.from({ length: 10 }, clientContext);
+  for (const c of clients) {
+    const res = await fetch(`${server.urls.inference}/predictions/echo`, {
+      method: 'POST',
+      body: 'hi',
+      headers: { traceparent: c.traceparent, tracestate: 'a=b' },
+    });
+    t.equal(res.status, 200);
+  }
+  const ids = new Set(clients.map((c) => c.traceId));
+  await spansArrived(receiver, 'the spans of 10 predictions', (spans) => spans.filter((s) => ids.has(s.traceId) && s.name === 'inference').length >= 10);
+  await spansArrived(receiver, 'their server spans', (spans) => spans.filter((s) => ids.has(s.traceId) && s.kind === SERVER).length >= 10);
+  const spans = receiver.spans.filter((s) => ids.has(s.traceId));
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  t.same([...new Set(spans.map((s) => s.traceState))], ['a=b'], 'every span, the server one and its children, carries tracestate a=b');
+  for (const s of spans) {
+    t.ok(s.endMs >= s.startMs, `${s.name}: ends after it starts`);
+    const parent = byId.get(s.parentSpanId);
+    // Only the front end's spans: the worker's stages are on its own process's clock.
+    if (!parent || parent.name.startsWith('batch')) continue;
+    t.ok(s.startMs >= parent.startMs && s.endMs <= parent.endMs, `${s.name} within ${parent.name}`);
+  }
 });

@@ -76,3 +76,12 @@ t.test('otel_traces off and traceresponse by default; otel_trace_header must be 
   const bad = withFile('otel_trace_header=trace id\n');
   t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { message: 'Invalid configuration: otel_trace_header is not a header name: trace id' });
 });
+
+t.test("otel_trace_header may not name a header tsserve writes itself: it would replace TorchServe's request id, the content type...", async (t) => {
+  for (const header of ['X-Request-Id', 'content-type', 'Content-Length', 'retry-after', 'grpc-status']) {
+    const own = withFile(`otel_trace_header=${header}\n`);
+    t.throws(() => loadServerConfig({ tsConfig: own.file }, {}, own.dir), {
+      message: `Invalid configuration: otel_trace_header=${header} names a header tsserve writes itself; name another (traceresponse, the default) or none`,
+    });
+  }
+});

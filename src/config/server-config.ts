@@ -210,11 +210,41 @@ const DEFAULT_PORTS = {
 
 export class ConfigError extends Error {}
 
+/**
+ * The response headers and gRPC metadata tsserve writes itself (or HTTP does): a trace header
+ * named so would replace them (x-request-id is TorchServe's request id).
+ */
+const OWN_HEADERS = new Set([
+  'x-request-id',
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'date',
+  'retry-after',
+  'warning',
+  'www-authenticate',
+  'cache-control',
+  'location',
+  'vary',
+  'inference-header-content-length',
+]);
+
+/** A header tsserve writes, which otel_trace_header may not name. */
+function isOwnHeader(name: string): boolean {
+  return OWN_HEADERS.has(name) || name.startsWith('access-control-') || name.startsWith('grpc-') || name.startsWith(':');
+}
+
 /** An HTTP header's name (RFC 9110's token), lowercased; '' for `none`. */
 function headerName(key: string, raw: string): string {
   if (raw.toLowerCase() === 'none') return '';
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(raw)) throw new ConfigError(`Invalid configuration: ${key} is not a header name: ${raw}`);
-  return raw.toLowerCase();
+  const name = raw.toLowerCase();
+  if (isOwnHeader(name))
+    throw new ConfigError(`Invalid configuration: ${key}=${raw} names a header tsserve writes itself; name another (traceresponse, the default) or none`);
+  return name;
 }
 
 /**

@@ -2,7 +2,9 @@
 // the trace context's header form.
 import t from 'tap';
 import { TraceFlags } from '@opentelemetry/api';
-import { samplerFromEnv, traceHeaderOf, tracingWanted } from './tracing.js';
+import { ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import { samplerFromEnv, STOP_FLUSH_MS, traceHeaderOf, Tracing, tracingWanted } from './tracing.js';
 
 const key = (on: boolean) => ({ otelTraces: on, otelTraceHeader: 'traceresponse' });
 
@@ -36,4 +38,90 @@ t.test("the header's form is traceparent's", async (t) => {
   const context = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', isRemote: false };
   t.equal(traceHeaderOf({ ...context, traceFlags: TraceFlags.SAMPLED }), '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
   t.equal(traceHeaderOf({ ...context, traceFlags: TraceFlags.NONE }), '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00');
+});
+
+/** Tracing exporting to an array, which its stop fills. */
+function inMemoryTracing(): { tracing: Tracing; spans: ReadableSpan[] } {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (batch, done) => {
+      spans.push(...batch);
+      done({ code: ExportResultCode.SUCCESS });
+    },
+    shutdown: async () => {},
+  };
+  return { tracing: new Tracing(key(true), exporter, samplerFromEnv({}), { OTEL_BSP_SCHEDULE_DELAY: '600000' }), spans };
+}
+
+const millisOf = (t: readonly [number, number]): number => t[0] * 1e3 + t[1] / 1e6;
+
+t.test("sub-millisecond predictions: every span ends on its start's clock, after it, and within its parent", async (t) => {
+  const { tracing, spans } = inMemoryTracing();
+  const model = { name: 'm', version: '1' };
+  for (let i = 0; i < 20; i++) {
+    const request = tracing.startRequest(model, `r${i}`, {}, performance.now());
+    const batch = tracing.startBatch(model, 'w', [request], performance.now());
+    batch?.end([]);
+    request.end(200);
+  }
+  await tracing.shutdown(() => {});
+  t.equal(spans.length, 60, 'a prediction, its queue and its batch, 20 times');
+  const byId = new Map(spans.map((s) => [s.spanContext().spanId, s]));
+  for (const s of spans) {
+    t.ok(millisOf(s.endTime) > millisOf(s.startTime) || s.name.startsWith('queue'), `${s.name}: ends after it starts`);
+    const parent = byId.get(s.parentSpanContext?.spanId ?? '');
+    if (!parent) continue;
+    t.ok(millisOf(s.startTime) >= millisOf(parent.startTime) && millisOf(s.endTime) <= millisOf(parent.endTime), `${s.name}: within ${parent.name}`);
+  }
+});
+
+t.test("the request's tracestate is carried by every span of its trace, not only the server's", async (t) => {
+  const { tracing, spans } = inMemoryTracing();
+  const model = { name: 'm', version: '1' };
+  const headers = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: 'a=b' };
+  const request = tracing.startRequest(model, 'r', headers, performance.now());
+  const batch = tracing.startBatch(model, 'w', [request], performance.now());
+  const at = performance.timeOrigin + performance.now();
+  batch?.end([{ name: 'inference', start: at, end: at, spanId: tracing.spanId() }]);
+  request.end(200);
+  await tracing.shutdown(() => {});
+  t.same(spans.map((s) => s.name).sort(), ['batch m', 'inference', 'prediction m', 'queue m']);
+  for (const s of spans) t.equal(s.spanContext().traceState?.serialize(), 'a=b', `${s.name}: tracestate a=b`);
+});
+
+t.test('a collector that never answers holds the stop STOP_FLUSH_MS at most, and one line says what was dropped', async (t) => {
+  const exporter: SpanExporter = { export: () => {}, shutdown: async () => {} };
+  // The export's own timeout (the OTLP exporter's is 10 s) only ends the test's process sooner.
+  const tracing = new Tracing(key(true), exporter, samplerFromEnv({}), { OTEL_BSP_SCHEDULE_DELAY: '600000', OTEL_BSP_EXPORT_TIMEOUT: '3000' });
+  tracing.startRequest({ name: 'm', version: '1' }, 'r', {}, performance.now()).end(200);
+  const warnings: string[] = [];
+  const began = performance.now();
+  await Promise.race([tracing.shutdown((m) => warnings.push(m)), new Promise((r) => setTimeout(r, 10_000).unref())]);
+  t.ok(performance.now() - began < STOP_FLUSH_MS + 2000, 'the stop does not wait for the collector');
+  t.same(warnings, [`OpenTelemetry: 2 of 2 spans dropped, not exported: the collector did not take them within ${STOP_FLUSH_MS} ms of the stop`]);
+});
+
+t.test('what tsserve does not do is said at start, one line each: an exporter but otlp, a protocol but http/protobuf', async (t) => {
+  const started = (config: ReturnType<typeof key>, env: NodeJS.ProcessEnv): { on: boolean; warnings: string[] } => {
+    const warnings: string[] = [];
+    const tracing = Tracing.fromConfig(config, { info: () => {}, warn: (m) => warnings.push(m) }, env);
+    void tracing?.shutdown(() => {});
+    return { on: tracing !== undefined, warnings };
+  };
+  t.same(started(key(false), { OTEL_TRACES_EXPORTER: 'zipkin' }), {
+    on: false,
+    warnings: ['OpenTelemetry: OTEL_TRACES_EXPORTER=zipkin: zipkin not supported (otlp or none), traces are off'],
+  });
+  t.same(started(key(false), { OTEL_TRACES_EXPORTER: 'console,otlp' }), {
+    on: true,
+    warnings: ['OpenTelemetry: OTEL_TRACES_EXPORTER=console,otlp: console not supported (otlp or none), ignored'],
+  });
+  t.same(started(key(true), { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), {
+    on: true,
+    warnings: ['OpenTelemetry: OTEL_EXPORTER_OTLP_PROTOCOL=grpc not supported: spans go as OTLP/HTTP protobuf (http/protobuf)'],
+  });
+  t.same(started(key(true), { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' }).warnings, [
+    'OpenTelemetry: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json not supported: spans go as OTLP/HTTP protobuf (http/protobuf)',
+  ]);
+  t.same(started(key(true), { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }).warnings, [], 'what tsserve does: nothing said');
 });

@@ -45,7 +45,8 @@ import {
   type SpanContext,
   type Tracer,
 } from '@opentelemetry/api';
-import { millisToHrTime, hrTimeDuration, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ExportResultCode, millisToHrTime, hrTimeDuration, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { defaultResource, envDetector, detectResources, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import {
@@ -85,6 +86,13 @@ export interface TracingLog {
   warn(message: string): void;
 }
 
+/**
+ * How long a stop waits for the collector to take the spans still buffered, in milliseconds: a
+ * collector that is down or never answers would otherwise hold the stop for the exporter's
+ * retries and timeout (10 s). Spans are dropped, never held (docs/tracing.md).
+ */
+export const STOP_FLUSH_MS = 1000;
+
 /** The instrumentation scope of every span: tsserve's. */
 const SCOPE = { name: 'tsserve', version: VERSION };
 
@@ -94,15 +102,44 @@ export interface TracedModel {
   readonly version: string;
 }
 
-/** Whether the OTEL_* variables and otel_traces turn tracing on. */
-export function tracingWanted(config: TracingConfig, env: NodeJS.ProcessEnv): boolean {
-  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return false;
-  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
+/** The exporters OTEL_TRACES_EXPORTER names, lowercased. */
+function exportersOf(env: NodeJS.ProcessEnv): string[] {
+  return (env.OTEL_TRACES_EXPORTER ?? '')
     .split(',')
     .map((e) => e.trim().toLowerCase())
     .filter(Boolean);
+}
+
+/** The exporters and the OTLP protocol tsserve has. */
+const SUPPORTED_EXPORTERS = ['otlp', 'none'];
+const SUPPORTED_PROTOCOL = 'http/protobuf';
+
+/** Whether the OTEL_* variables and otel_traces turn tracing on. */
+export function tracingWanted(config: TracingConfig, env: NodeJS.ProcessEnv): boolean {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return false;
+  const exporters = exportersOf(env);
   if (exporters.includes('none')) return false;
   return config.otelTraces || exporters.includes('otlp');
+}
+
+/**
+ * What the OTEL_* variables ask for that tsserve does not do, one line each for the start-up
+ * log: an exporter other than otlp (zipkin, console ...; alone, it leaves tracing off), and with
+ * tracing on an OTLP protocol other than http/protobuf (grpc, http/json), which spans do not go as.
+ */
+export function unsupportedSettings(on: boolean, env: NodeJS.ProcessEnv): string[] {
+  const lines: string[] = [];
+  const unknown = exportersOf(env).filter((e) => !SUPPORTED_EXPORTERS.includes(e));
+  if (unknown.length > 0) {
+    const effect = on ? 'ignored' : 'traces are off';
+    lines.push(`OpenTelemetry: OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER}: ${unknown.join(', ')} not supported (otlp or none), ${effect}`);
+  }
+  const variable = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocol = env[variable]?.trim().toLowerCase();
+  if (on && protocol && protocol !== SUPPORTED_PROTOCOL) {
+    lines.push(`OpenTelemetry: ${variable}=${env[variable]} not supported: spans go as OTLP/HTTP protobuf (${SUPPORTED_PROTOCOL})`);
+  }
+  return lines;
 }
 
 /**
@@ -191,10 +228,14 @@ export class RequestTrace {
 
   /** Answered with `status`; an error's message becomes the span's status. */
   end(status: number, message?: string): void {
-    this.leftQueue();
+    const at = performance.now();
+    this.leftQueue(at);
     this.span.setAttribute(ATTR_STATUS, status);
     if (status >= 500) this.span.setStatus({ code: SpanStatusCode.ERROR, message });
-    this.span.end();
+    // Its start's clock (epochOf), not the SDK's default of Date.now(): whole milliseconds of
+    // another clock would end it before its children, or before it started ("Inconsistent start
+    // and end time", a 0 ms span).
+    this.span.end(epochOf(at));
   }
 }
 
@@ -216,7 +257,8 @@ export class BatchTrace {
   }
 
   get context(): SpanContext {
-    return { traceId: this.wire.traceId, spanId: this.wire.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: false };
+    const traceState = this.span.parent.traceState;
+    return { traceId: this.wire.traceId, spanId: this.wire.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: false, ...(traceState && { traceState }) };
   }
 
   get ended(): boolean {
@@ -251,10 +293,26 @@ export class Tracing {
   private readonly propagator = new W3CTraceContextPropagator();
   private readonly resource: Resource;
   private readonly ids = new RandomIdGenerator();
+  /** Spans finished, and spans the collector took: the difference at stop is what was dropped. */
+  private ended = 0;
+  private exported = 0;
 
   constructor(config: TracingConfig, exporter: SpanExporter, sampler: Sampler, env: NodeJS.ProcessEnv = process.env) {
     this.header = config.otelTraceHeader;
-    this.processor = new BatchSpanProcessor({ exporter, scheduledDelayMillis: numberOr(env.OTEL_BSP_SCHEDULE_DELAY, 5000) });
+    const batches = new BatchSpanProcessor({
+      exporter: this.counted(exporter),
+      scheduledDelayMillis: numberOr(env.OTEL_BSP_SCHEDULE_DELAY, 5000),
+      exportTimeoutMillis: numberOr(env.OTEL_BSP_EXPORT_TIMEOUT, 30_000),
+    });
+    this.processor = {
+      onStart: (span, context) => batches.onStart(span, context),
+      onEnd: (span) => {
+        this.ended++;
+        batches.onEnd(span);
+      },
+      forceFlush: () => batches.forceFlush(),
+      shutdown: () => batches.shutdown(),
+    };
     this.resource = defaultResource()
       .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'tsserve', [ATTR_SERVICE_VERSION]: VERSION }))
       .merge(detectResources({ detectors: [envDetector] }));
@@ -268,7 +326,9 @@ export class Tracing {
    * down), each message once.
    */
   static fromConfig(config: TracingConfig, log: TracingLog, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
-    if (!tracingWanted(config, env)) return undefined;
+    const on = tracingWanted(config, env);
+    for (const line of unsupportedSettings(on, env)) log.warn(line);
+    if (!on) return undefined;
     const sampler = samplerFromEnv(env);
     reportDiagnostics((message) => log.warn(message));
     log.info(`OpenTelemetry traces on: OTLP/HTTP to ${tracesEndpoint(env)}, sampler ${sampler.toString()}`);
@@ -314,7 +374,9 @@ export class Tracing {
   measured(m: MeasuredSpan): void {
     const startTime = millisToHrTime(m.start);
     const endTime = millisToHrTime(Math.max(m.start, m.end));
-    const context: SpanContext = { traceId: m.parent.traceId, spanId: m.spanId, traceFlags: m.parent.traceFlags, isRemote: false };
+    // A child carries its parent's tracestate, as the SDK's own children do.
+    const { traceId, traceFlags, traceState } = m.parent;
+    const context: SpanContext = { traceId, spanId: m.spanId, traceFlags, isRemote: false, ...(traceState && { traceState }) };
     const span: ReadableSpan = {
       name: m.name,
       kind: SpanKind.INTERNAL,
@@ -337,9 +399,34 @@ export class Tracing {
     this.processor.onEnd(span);
   }
 
-  /** Exports what is buffered and stops: the server's stop. */
-  async shutdown(): Promise<void> {
-    await this.provider.shutdown();
+  /** `exporter`, counting the spans the collector took. */
+  private counted(exporter: SpanExporter): SpanExporter {
+    return {
+      export: (spans, done) =>
+        exporter.export(spans, (result) => {
+          if (result.code === ExportResultCode.SUCCESS) this.exported += spans.length;
+          done(result);
+        }),
+      shutdown: () => exporter.shutdown(),
+      ...(exporter.forceFlush && { forceFlush: () => exporter.forceFlush!() }),
+    };
+  }
+
+  /**
+   * Exports what is buffered and stops: the server's stop. Waits STOP_FLUSH_MS at most, then
+   * says in one line how many spans never reached the collector.
+   */
+  async shutdown(warn: (message: string) => void): Promise<void> {
+    const flushed = this.provider.shutdown().then(
+      () => true,
+      () => true,
+    );
+    const inTime = await Promise.race([flushed, delay(STOP_FLUSH_MS, false, { ref: false })]);
+    const dropped = this.ended - this.exported;
+    if (dropped > 0) {
+      const why = inTime ? 'the collector refused them or was down' : `the collector did not take them within ${STOP_FLUSH_MS} ms of the stop`;
+      warn(`OpenTelemetry: ${dropped} of ${this.ended} spans dropped, not exported: ${why}`);
+    }
   }
 }
 
