@@ -1,13 +1,15 @@
 import t from 'tap';
 import { WORKER_STATE_WARNING } from './worker-state.js';
-import type { LoadMessage } from '../protocol/messages.js';
-import { mallocReturningMemory, threadBudget, WorkerProcess } from './worker-process.js';
+import type { LoadMessage, ToWorker } from '../protocol/messages.js';
+import type { WorkerHost } from './worker-host.js';
+import { mallocReturningMemory, threadBudget, WorkerProcess, type HostSource } from './worker-process.js';
 
-/** A worker never started: enough to follow its states. */
-function unstartedWorker(id: string): WorkerProcess {
+/** A worker never started: enough to follow its states; with `hosts`, a shared one. */
+function unstartedWorker(id: string, hosts?: HostSource): WorkerProcess {
   return new WorkerProcess({
     id,
-    load: {} as LoadMessage,
+    ...(hosts ? { hosts } : {}),
+    load: { kind: 'load', modelName: 'm', manifest: { model: { modelVersion: '1.0' } } } as LoadMessage,
     intraOpThreads: 1,
     wideIntraOpThreads: undefined,
     startupTimeoutMs: 1000,
@@ -59,4 +61,66 @@ t.test("malloc's mmap threshold is fixed unless the environment sets any of mall
   for (const own of [{ MALLOC_MMAP_THRESHOLD_: '65536' }, { MALLOC_ARENA_MAX: '2' }, { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' }]) {
     t.same(mallocReturningMemory(own), own, `${Object.keys(own)[0]} set: left as it is`);
   }
+});
+
+/**
+ * A shared host standing in for a process: it records what it is sent, and holds each load until
+ * the test gives it its turn (as WorkerHost.measuredLoad does behind the loads before it).
+ */
+class HeldHost {
+  readonly shared = true;
+  readonly connected = true;
+  readonly pid = 1;
+  readonly sent: ToWorker['kind'][] = [];
+  private turns: Array<() => void> = [];
+  attach(): void {}
+  detach(): void {}
+  send(msg: ToWorker): void {
+    this.sent.push(msg.kind);
+  }
+  async measuredLoad(load: () => Promise<void>): Promise<number | undefined> {
+    await new Promise<void>((resolve) => this.turns.push(resolve));
+    await load();
+    return 0;
+  }
+  giveTurn(): void {
+    for (const turn of this.turns.splice(0)) turn();
+  }
+}
+
+function heldWorker(): { worker: WorkerProcess; host: HeldHost; started: Promise<string> } {
+  const host = new HeldHost();
+  const worker = unstartedWorker('9100', { hostFor: () => host as unknown as WorkerHost });
+  const started = worker.start().then(
+    () => 'loaded',
+    () => 'failed',
+  );
+  return { worker, host, started };
+}
+
+/** What `started` settled with, or 'pending' after a few turns of the event loop. */
+async function outcome(started: Promise<string>): Promise<string> {
+  return Promise.race([started, new Promise<string>((resolve) => setTimeout(() => resolve('pending'), 50))]);
+}
+
+t.test('a shared worker retired while its load waits its turn: the load is not sent and settles at once', async (t) => {
+  const { worker, host, started } = heldWorker();
+  worker.moveTo('SCALED_DOWN');
+  worker.kill();
+  host.giveTurn();
+  t.equal(await outcome(started), 'failed', 'its start settles');
+  t.notOk(host.sent.includes('load'), 'no load reaches the host');
+  t.ok(worker.exited, 'and the worker has exited');
+});
+
+t.test('a shared worker retired after its load was sent: its unload reply settles the load', async (t) => {
+  const { worker, host, started } = heldWorker();
+  host.giveTurn();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(host.sent, ['load'], 'the load was sent');
+  worker.moveTo('SCALED_DOWN');
+  worker.kill();
+  t.same(host.sent, ['load', 'unload'], 'then its unload');
+  worker.onMessage({ kind: 'unloaded', key: '9100' });
+  t.equal(await outcome(started), 'failed', 'its start settles (no STOPPED move after SCALED_DOWN to wait for)');
 });
