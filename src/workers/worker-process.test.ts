@@ -124,3 +124,55 @@ t.test('a shared worker retired after its load was sent: its unload reply settle
   worker.onMessage({ kind: 'unloaded', key: '9100' });
   t.equal(await outcome(started), 'failed', 'its start settles (no STOPPED move after SCALED_DOWN to wait for)');
 });
+
+/** A shared host standing in for a process of 100 MB PSS, whose loads added what the test says. */
+class MeasuredHost {
+  readonly shared = true;
+  readonly connected = true;
+  readonly pid = 2;
+  private readonly tenants = new Map<string, { loadBytes: number | undefined }>();
+  nextLoadBytes = 0;
+  get size(): number {
+    return this.tenants.size;
+  }
+  attach(key: string, tenant: { loadBytes: number | undefined }): void {
+    this.tenants.set(key, tenant);
+  }
+  detach(key: string): void {
+    this.tenants.delete(key);
+  }
+  send(): void {}
+  residentBytes(): number {
+    return 100 * MB;
+  }
+  addedBytes(): number {
+    let bytes = 0;
+    for (const t of this.tenants.values()) bytes += t.loadBytes ?? 0;
+    return bytes;
+  }
+  async measuredLoad(): Promise<number> {
+    return this.nextLoadBytes;
+  }
+}
+
+const MB = 2 ** 20;
+
+async function loadedIn(host: MeasuredHost, id: string, loadBytes: number): Promise<WorkerProcess> {
+  host.nextLoadBytes = loadBytes;
+  const worker = unstartedWorker(id, { hostFor: () => host as unknown as WorkerHost });
+  const started = worker.start();
+  worker.moveTo('MODEL_LOADED');
+  await started;
+  return worker;
+}
+
+t.test("unloading a shared worker frees what its load added; the host's last frees all it holds", async (t) => {
+  const host = new MeasuredHost();
+  const a = await loadedIn(host, '9200', 10 * MB);
+  const b = await loadedIn(host, '9201', 20 * MB);
+  t.equal(a.residentBytes(), 10 * MB + 35 * MB, "a holds its load's 10 MB and half the host's other 70 MB");
+  t.equal(a.freedBytes(), 10 * MB, 'unloading it frees only its 10 MB: the rest stays with b');
+  t.equal(b.freedBytes(), 20 * MB);
+  host.detach('9201');
+  t.equal(a.freedBytes(), 100 * MB, "as the host's last worker it frees all the host holds");
+});

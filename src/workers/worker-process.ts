@@ -170,6 +170,17 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     return this.addedBytes + Math.max(0, total - host.addedBytes()) / Math.max(1, host.size);
   }
 
+  /**
+   * What stopping this worker frees, for the memory budget: its process's PSS; in a shared host
+   * only what its load added, the rest staying with the host's other workers, unless it is the
+   * host's last. Undefined where residentBytes is.
+   */
+  freedBytes(): number | undefined {
+    const host = this.host;
+    if (!host?.shared || host.size <= 1) return this.residentBytes();
+    return this.state === 'MODEL_LOADED' ? this.addedBytes : undefined;
+  }
+
   /** Measured while loading, in a shared host. */
   get loadBytes(): number | undefined {
     return this.addedBytes;
