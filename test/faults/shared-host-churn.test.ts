@@ -2,7 +2,10 @@
 // shared models while other loops unregister, register and scale them, with max_loaded_models
 // evicting. A worker retired while its load waited its turn in a host must not leave that load
 // pending: before the fix its load was sent anyway, never settled, and every later load in that
-// host queued behind it until the startup timeout killed the host with all its models.
+// host queued behind it until the startup timeout killed the host with all its models. And
+// models loaded and unloaded in turn (max_loaded_models) reuse the hosts: before, each load
+// started a host process and each unload killed one.
+import { availableParallelism } from 'node:os';
 import t from 'tap';
 import { describe, register, serve } from '../echo-model.js';
 import { seededRandom, waitFor, type TestServer } from '../helpers.js';
@@ -87,4 +90,31 @@ t.test('shared hosts under register/unregister/scale churn: every prediction ans
     'no worker left loading',
   );
   await survived(t, server, { models: MODELS, sent: counts.sent, answered: counts.answered });
+});
+
+t.test('models loaded and unloaded in turn under max_loaded_models reuse the shared hosts', async (t) => {
+  const log: string[] = [];
+  const server = await serve(t, { max_loaded_models: '2', shared_worker_model_mb: '5' }, LAZY, (line) => log.push(line));
+  const models = MODELS.slice(0, 4);
+  for (const name of models) await register(t, server, name, { initial_workers: 0 });
+  let sent = 0;
+  let answered = 0;
+  const client = async (offset: number): Promise<void> => {
+    for (let i = 0; i < 25; i++) {
+      sent++;
+      const res = await fetch(`${server.urls.inference}/predictions/${models[(i + offset) % models.length]}`, {
+        method: 'POST',
+        body: 'hi',
+        signal: AbortSignal.timeout(ANSWER_MS),
+      }).catch(() => undefined);
+      if (res) {
+        await res.arrayBuffer();
+        answered++;
+      }
+    }
+  };
+  await Promise.all([0, 1, 2, 3].map(client));
+  const starts = log.filter((line) => /Shared worker host H-\d+ started/.test(line)).length;
+  t.ok(starts <= availableParallelism() + 3, `${starts} host processes started for ${sent} requests over 4 models, 2 loaded at a time`);
+  await survived(t, server, { models, sent, answered });
 });
