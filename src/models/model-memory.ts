@@ -22,6 +22,7 @@
  * A worker in a shared host (workers/shared-hosts.ts) counts what its load added to the host's
  * PSS, measured before and after (loads take turns in a host), plus an equal share of the rest
  * of the host (node, onnxruntime); its estimate has a shared worker's base, not a process's.
+ * Unloading it frees only what its load added, unless it is its host's last worker.
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -205,7 +206,7 @@ export class ModelMemory {
     let short = this.shortfall(used, count, model, workers);
     while (short !== undefined && candidates.length > 0) {
       const victim = candidates.shift()!;
-      const bytes = this.modelBytes(victim);
+      const bytes = this.freedBytes(victim);
       chosen.push({ model: victim, reason: short === 'count' ? 'max_loaded_models' : 'memory_budget', bytes });
       used -= bytes;
       count -= 1;
@@ -235,7 +236,9 @@ export class ModelMemory {
 
   private async unload(model: Model, reason: UnloadReason, bytes: number, forModel: Model): Promise<void> {
     const idleSec = model.lastUsed > 0 ? `, idle for ${Math.round((Date.now() - model.lastUsed) / 1000)} s` : '';
-    this.log(`Model ${model.name} ${model.version} unloaded (${reason}): ${mb(bytes)} MB${idleSec}, to make room for ${forModel.name} ${forModel.version}`);
+    this.log(
+      `Model ${model.name} ${model.version} unloaded (${reason}): ${mb(bytes)} MB freed${idleSec}, to make room for ${forModel.name} ${forModel.version}`,
+    );
     this.unloading.set(model, bytes);
     try {
       await model.unload();
@@ -300,6 +303,18 @@ export class ModelMemory {
       measuredCount += 1;
     }
     if (measuredCount > 0) this.measured.set(model, measuredTotal / measuredCount);
+    return total;
+  }
+
+  /**
+   * What unloading `model` frees: in a shared host only what its load added (the host's node and
+   * onnxruntime stay for the others), where modelBytes counts a share of the host besides. An
+   * outside review saw eviction free every model, those of an unrelated host too, and log 2.1 GB
+   * "freed" against 1.04 GB held.
+   */
+  private freedBytes(model: Model): number {
+    let total = 0;
+    for (const w of model.pool.workers) total += w.freedBytes() ?? this.workerBytes(model);
     return total;
   }
 

@@ -1,6 +1,7 @@
 // Where shared workers go (workers/shared-hosts.ts), on hosts that are stand-ins (no processes):
 // the least full host with room and no worker of the model, else the spare, which is replaced;
-// a host emptied is the spare or ends; a dead host is never chosen.
+// a host emptied is the spare, or is kept while no more hosts than cores run, or ends; a dead
+// host is never chosen.
 import t from 'tap';
 import type { TsError } from '../errors.js';
 import type { FromWorker } from '../protocol/messages.js';
@@ -121,25 +122,45 @@ t.test('workers fill the least full host; a second worker of a model goes elsewh
   );
 });
 
-t.test('an emptied host becomes the spare, or ends when there is one; a dead host is never chosen', async (t) => {
+t.test('an emptied host becomes the spare, or is kept while no more hosts than cores run, else ends; a dead host is never chosen', async (t) => {
   const { hosts: shared, started } = hosts(4);
   const first = place(shared, 'a_1', 'k1');
   await nextTick();
   first.detach('k1');
-  t.ok(first.killed, 'emptied while a spare runs: ended');
-  const second = place(shared, 'b_1', 'k2');
-  t.equal(second, started[1], 'the next worker takes the spare, not the host ended but not yet exited');
-  first.exit();
+  t.notOk(first.killed, 'emptied while a spare runs, one host for one core: kept');
+  t.equal(place(shared, 'b_1', 'k2'), first, 'the next worker takes the emptied host, not the spare');
+  const second = place(shared, 'b_1', 'k3');
+  t.equal(second, started[1], "b's second worker takes the spare");
   await nextTick();
+  second.detach('k3');
+  t.ok(second.killed, 'emptied while a spare runs and more hosts than cores: ended');
+  const third = place(shared, 'c_1', 'k4');
+  t.equal(third, first, 'c joins the running host with room, not the host ended but not yet exited');
   second.exit();
-  const third = place(shared, 'c_1', 'k3');
-  t.not(third, second, 'a dead host is not chosen');
-  t.equal(third, started[2], 'c takes the spare started after b took the last one');
-  await nextTick();
-  started[3]!.exit();
-  third.detach('k3');
-  t.notOk(third.killed, 'emptied when the spare has died: kept');
-  t.equal(place(shared, 'd_1', 'k4'), third, 'as the spare, the next worker takes it');
+  started[2]!.exit();
+  first.detach('k2');
+  first.detach('k4');
+  t.notOk(first.killed, 'emptied when the spare has died: kept');
+  t.equal(place(shared, 'd_1', 'k5'), first, 'as the spare, the next worker takes it');
+  shared.close();
+});
+
+t.test('models loaded and unloaded in turn reuse the hosts: no host started for each load', async (t) => {
+  const { hosts: shared, started } = hosts(4, 2);
+  const models = ['a_1', 'b_1', 'c_1', 'd_1'];
+  // Two models loaded at a time (max_loaded_models=2): each load unloads the one loaded longest ago.
+  const loaded: Array<{ host: StandInHost; key: string }> = [];
+  for (let i = 0; i < 40; i++) {
+    if (loaded.length === 2) {
+      const oldest = loaded.shift()!;
+      oldest.host.detach(oldest.key);
+    }
+    const key = `k${i}`;
+    loaded.push({ host: place(shared, models[i % models.length]!, key), key });
+    await nextTick();
+  }
+  t.ok(started.length <= 4, `${started.length} hosts started for 40 loads (two for two cores, a spare, at most one more)`);
+  t.equal(started.filter((h) => h.killed).length, 0, 'none ended');
   shared.close();
 });
 

@@ -9,8 +9,9 @@
  * batches would wait for, and a model's first request waits for its load behind their batches. Until there are as many hosts as cores, each new worker takes the spare, so
  * that the first models, often the busiest, do not all share one thread. When none has room, to the spare: a host started ahead, with node and onnxruntime loaded
  * and no model, so that a model loading on demand waits for a session, not for a process's start.
- * Taking the spare starts the next one. A host whose last worker left becomes the spare, or ends
- * if there is one. A host's death ends every worker in it (worker-host.ts): each answers what it
+ * Taking the spare starts the next one. A host whose last worker left becomes the spare, or, if
+ * there is one, is kept for the next load while no more hosts than cores run (an emptied host
+ * takes a load before any other), else ends. A host's death ends every worker in it (worker-host.ts): each answers what it
  * held and its pool restarts it after its backoff, in a host found here again.
  */
 import { WorkerHost, type HostOptions } from './worker-host.js';
@@ -51,7 +52,7 @@ export class SharedHosts implements HostSource {
   }
 
   hostFor(model: string): WorkerHost {
-    const host = (this.running() < this.opts.spreadOver ? undefined : this.leastFull(model)) ?? this.takeSpare();
+    const host = this.emptyHost() ?? (this.running() < this.opts.spreadOver ? undefined : this.leastFull(model)) ?? this.takeSpare();
     // After this worker's load is sent: the next spare's start does not delay it.
     if (!this.closed) setImmediate(() => this.keepSpare());
     return host;
@@ -62,6 +63,12 @@ export class SharedHosts implements HostSource {
     let n = 0;
     for (const host of this.hosts) if (host !== this.spare && host.open) n++;
     return n;
+  }
+
+  /** A running host whose workers all left (kept by emptied): a load there needs no start, and shares with none. */
+  private emptyHost(): WorkerHost | undefined {
+    for (const host of this.hosts) if (host !== this.spare && host.open && host.size === 0) return host;
+    return undefined;
   }
 
   /** The running host with room and no worker of `model` sent the fewest batches lately, then with the fewest workers. */
@@ -108,21 +115,28 @@ export class SharedHosts implements HostSource {
     return host;
   }
 
-  /** A host's last worker left: it is the spare, unless there is one. */
+  /**
+   * A host's last worker left: it is the spare, unless there is one; else it is kept for the next
+   * load while no more hosts than cores run. Ending it meant starting another for the next load:
+   * models loaded and unloaded in turn (max_loaded_models) started a process for each load.
+   */
   private emptied(host: WorkerHost): void {
     if (host === this.spare || !host.open) return;
     if (!this.closed && !this.spare?.open) {
       this.spare = host;
       return;
     }
+    if (!this.closed && this.running() <= this.opts.spreadOver) return;
     // Out of the choice at once: until its exit is read it looks alive, and a worker sent there would die with it.
     this.hosts.delete(host);
     host.kill();
   }
 
-  /** The spare host's PSS (no model's, for the memory budget); 0 without one, or where /proc cannot say. */
+  /** The PSS of the hosts that hold no model, the spare and emptied ones kept (no model's, for the memory budget); 0 where /proc cannot say. */
   spareBytes(): number {
-    return this.spare?.open ? (this.spare.residentBytes() ?? 0) : 0;
+    let bytes = 0;
+    for (const host of this.hosts) if (host.open && host.size === 0) bytes += host.residentBytes() ?? 0;
+    return bytes;
   }
 
   /** Ends every host (the server stops; their workers were stopped first). */

@@ -141,6 +141,12 @@ export function mallocReturningMemory(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv
 
 /** The window over which a host's batches are counted (recentBatches). */
 const BUSY_WINDOW_MS = 1000;
+/**
+ * The longest one load holds the host's turn: a load that never settles (its handler hangs) ends
+ * at its startup timeout, but the loads behind it need not wait that long for theirs; they run
+ * beside it, and their growth is measured less exactly.
+ */
+const LOAD_TURN_MS = 15_000;
 /** How long a reading of the process's PSS is reused: a memory decision reads every loaded model's. */
 const PSS_FRESH_MS = 500;
 
@@ -261,7 +267,7 @@ export class WorkerHost {
       const after = this.readPss();
       return before === undefined || after === undefined ? undefined : Math.max(0, after - before);
     });
-    this.loads = turn.catch(() => {});
+    this.loads = boundedTurn(turn);
     return turn;
   }
 
@@ -341,6 +347,19 @@ export class WorkerHost {
     for (const t of this.tenants.values()) bound = Math.max(bound, t.messageBound);
     return bound;
   }
+}
+
+/** Settles when `turn` does, or after LOAD_TURN_MS, whichever is first; never rejects. */
+function boundedTurn(turn: Promise<unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, LOAD_TURN_MS);
+    timer.unref();
+    const settled = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    turn.then(settled, settled);
+  });
 }
 
 let unboundedWarned = false;

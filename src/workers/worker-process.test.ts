@@ -1,13 +1,15 @@
 import t from 'tap';
 import { WORKER_STATE_WARNING } from './worker-state.js';
-import type { LoadMessage } from '../protocol/messages.js';
-import { mallocReturningMemory, threadBudget, WorkerProcess } from './worker-process.js';
+import type { LoadMessage, ToWorker } from '../protocol/messages.js';
+import type { WorkerHost } from './worker-host.js';
+import { mallocReturningMemory, threadBudget, WorkerProcess, type HostSource } from './worker-process.js';
 
-/** A worker never started: enough to follow its states. */
-function unstartedWorker(id: string): WorkerProcess {
+/** A worker never started: enough to follow its states; with `hosts`, a shared one. */
+function unstartedWorker(id: string, hosts?: HostSource): WorkerProcess {
   return new WorkerProcess({
     id,
-    load: {} as LoadMessage,
+    ...(hosts ? { hosts } : {}),
+    load: { kind: 'load', modelName: 'm', manifest: { model: { modelVersion: '1.0' } } } as LoadMessage,
     intraOpThreads: 1,
     wideIntraOpThreads: undefined,
     startupTimeoutMs: 1000,
@@ -59,4 +61,118 @@ t.test("malloc's mmap threshold is fixed unless the environment sets any of mall
   for (const own of [{ MALLOC_MMAP_THRESHOLD_: '65536' }, { MALLOC_ARENA_MAX: '2' }, { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' }]) {
     t.same(mallocReturningMemory(own), own, `${Object.keys(own)[0]} set: left as it is`);
   }
+});
+
+/**
+ * A shared host standing in for a process: it records what it is sent, and holds each load until
+ * the test gives it its turn (as WorkerHost.measuredLoad does behind the loads before it).
+ */
+class HeldHost {
+  readonly shared = true;
+  readonly connected = true;
+  readonly pid = 1;
+  readonly sent: ToWorker['kind'][] = [];
+  private turns: Array<() => void> = [];
+  attach(): void {}
+  detach(): void {}
+  send(msg: ToWorker): void {
+    this.sent.push(msg.kind);
+  }
+  async measuredLoad(load: () => Promise<void>): Promise<number | undefined> {
+    await new Promise<void>((resolve) => this.turns.push(resolve));
+    await load();
+    return 0;
+  }
+  giveTurn(): void {
+    for (const turn of this.turns.splice(0)) turn();
+  }
+}
+
+function heldWorker(): { worker: WorkerProcess; host: HeldHost; started: Promise<string> } {
+  const host = new HeldHost();
+  const worker = unstartedWorker('9100', { hostFor: () => host as unknown as WorkerHost });
+  const started = worker.start().then(
+    () => 'loaded',
+    () => 'failed',
+  );
+  return { worker, host, started };
+}
+
+/** What `started` settled with, or 'pending' after a few turns of the event loop. */
+async function outcome(started: Promise<string>): Promise<string> {
+  return Promise.race([started, new Promise<string>((resolve) => setTimeout(() => resolve('pending'), 50))]);
+}
+
+t.test('a shared worker retired while its load waits its turn: the load is not sent and settles at once', async (t) => {
+  const { worker, host, started } = heldWorker();
+  worker.moveTo('SCALED_DOWN');
+  worker.kill();
+  host.giveTurn();
+  t.equal(await outcome(started), 'failed', 'its start settles');
+  t.notOk(host.sent.includes('load'), 'no load reaches the host');
+  t.ok(worker.exited, 'and the worker has exited');
+});
+
+t.test('a shared worker retired after its load was sent: its unload reply settles the load', async (t) => {
+  const { worker, host, started } = heldWorker();
+  host.giveTurn();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(host.sent, ['load'], 'the load was sent');
+  worker.moveTo('SCALED_DOWN');
+  worker.kill();
+  t.same(host.sent, ['load', 'unload'], 'then its unload');
+  worker.onMessage({ kind: 'unloaded', key: '9100' });
+  t.equal(await outcome(started), 'failed', 'its start settles (no STOPPED move after SCALED_DOWN to wait for)');
+});
+
+/** A shared host standing in for a process of 100 MB PSS, whose loads added what the test says. */
+class MeasuredHost {
+  readonly shared = true;
+  readonly connected = true;
+  readonly pid = 2;
+  private readonly tenants = new Map<string, { loadBytes: number | undefined }>();
+  nextLoadBytes = 0;
+  get size(): number {
+    return this.tenants.size;
+  }
+  attach(key: string, tenant: { loadBytes: number | undefined }): void {
+    this.tenants.set(key, tenant);
+  }
+  detach(key: string): void {
+    this.tenants.delete(key);
+  }
+  send(): void {}
+  residentBytes(): number {
+    return 100 * MB;
+  }
+  addedBytes(): number {
+    let bytes = 0;
+    for (const t of this.tenants.values()) bytes += t.loadBytes ?? 0;
+    return bytes;
+  }
+  async measuredLoad(): Promise<number> {
+    return this.nextLoadBytes;
+  }
+}
+
+const MB = 2 ** 20;
+
+async function loadedIn(host: MeasuredHost, id: string, loadBytes: number): Promise<WorkerProcess> {
+  host.nextLoadBytes = loadBytes;
+  const worker = unstartedWorker(id, { hostFor: () => host as unknown as WorkerHost });
+  const started = worker.start();
+  worker.moveTo('MODEL_LOADED');
+  await started;
+  return worker;
+}
+
+t.test("unloading a shared worker frees what its load added; the host's last frees all it holds", async (t) => {
+  const host = new MeasuredHost();
+  const a = await loadedIn(host, '9200', 10 * MB);
+  const b = await loadedIn(host, '9201', 20 * MB);
+  t.equal(a.residentBytes(), 10 * MB + 35 * MB, "a holds its load's 10 MB and half the host's other 70 MB");
+  t.equal(a.freedBytes(), 10 * MB, 'unloading it frees only its 10 MB: the rest stays with b');
+  t.equal(b.freedBytes(), 20 * MB);
+  host.detach('9201');
+  t.equal(a.freedBytes(), 100 * MB, "as the host's last worker it frees all the host holds");
 });

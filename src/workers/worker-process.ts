@@ -121,6 +121,10 @@ export class WorkerProcess extends EventEmitter implements Tenant {
   private leaving: NodeJS.Timeout | undefined;
   /** What a shared worker's load added to its host's PSS; undefined elsewhere, or unmeasured. */
   private addedBytes: number | undefined;
+  /** Its load was sent to the host: until then, stopping it needs no unload there. */
+  private loadSent = false;
+  /** Fails the load waiting for its answer: any end of the worker settles it. */
+  private abortLoad: ((err: TsError) => void) | undefined;
   private readonly opts: WorkerOptions;
 
   constructor(opts: WorkerOptions) {
@@ -166,6 +170,17 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     return this.addedBytes + Math.max(0, total - host.addedBytes()) / Math.max(1, host.size);
   }
 
+  /**
+   * What stopping this worker frees, for the memory budget: its process's PSS; in a shared host
+   * only what its load added, the rest staying with the host's other workers, unless it is the
+   * host's last. Undefined where residentBytes is.
+   */
+  freedBytes(): number | undefined {
+    const host = this.host;
+    if (!host?.shared || host.size <= 1) return this.residentBytes();
+    return this.state === 'MODEL_LOADED' ? this.addedBytes : undefined;
+  }
+
   /** Measured while loading, in a shared host. */
   get loadBytes(): number | undefined {
     return this.addedBytes;
@@ -209,13 +224,19 @@ export class WorkerProcess extends EventEmitter implements Tenant {
         clearTimeout(timer);
         this.off('state', onState);
         this.off('load-failed', onLoadFailed);
+        this.abortLoad = undefined;
         fn();
       };
       const fail = (err: TsError): void => settle(() => reject(err));
       this.on('state', onState);
       this.on('load-failed', onLoadFailed);
-      if (this.exitedFlag) fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} failed to load the model`));
-      else host.send({ ...this.opts.load, key: this.id });
+      this.abortLoad = fail;
+      // Retired (or ended) while its load waited its turn in a shared host: the load is not sent.
+      if (this.exitedFlag || this.state !== 'STARTED' || this.leaving) fail(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} failed to load the model`));
+      else {
+        this.loadSent = true;
+        host.send({ ...this.opts.load, key: this.id });
+      }
     });
   }
 
@@ -271,7 +292,13 @@ export class WorkerProcess extends EventEmitter implements Tenant {
       host.kill();
       return;
     }
-    if (this.leaving || !host.connected) return;
+    if (this.leaving) return;
+    // Its load still waits its turn in the host: there is nothing there to unload.
+    if (!this.loadSent) {
+      this.left(null);
+      return;
+    }
+    if (!host.connected) return;
     this.leaving = setTimeout(() => this.left(null), UNLOAD_WAIT_MS);
     host.send({ kind: 'unload', key: this.id });
   }
@@ -405,6 +432,7 @@ export class WorkerProcess extends EventEmitter implements Tenant {
   onHostExit(code: number | null, signal: NodeJS.Signals | null, error: TsError): void {
     if (this.exitedFlag) return;
     this.exitedFlag = true;
+    this.abortLoad?.(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} ended before it loaded the model`));
     // The batch it was on fails; those waiting behind it were never started and can go elsewhere.
     const [running, ...waiting] = this.inFlight;
     this.inFlight = running ? [running] : [];

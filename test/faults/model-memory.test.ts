@@ -175,3 +175,19 @@ t.test('a model too large for the memory budget is answered 507, and the server 
   t.equal((await fetch(`${server.urls.management}/models/big`)).status, 404, 'and it is not registered');
   await survived(t, server);
 });
+
+t.test('a model scaled to 0 workers holds no process and does not count in max_loaded_models', async (t) => {
+  const server = await serve(t, { max_loaded_models: '1' });
+  t.equal((await registerEcho(server, 'a')).status, 200, 'a registered and loaded');
+  const scaled = await fetch(`${server.urls.management}/models/a?min_worker=0&max_worker=0&synchronous=true`, { method: 'PUT' });
+  await scaled.arrayBuffer();
+  await waitFor(async () => (await residency(server, 'a')).workers.length === 0, 20_000, 'a at 0 workers');
+  const b = await registerEcho(server, 'b');
+  t.equal(b.status, 200, 'b registered');
+  t.notMatch(b.message, /not loaded/, 'b loads at once: a at 0 workers does not count');
+  t.equal((await residency(server, 'b')).workers.length, 1, 'b has its worker');
+  t.equal((await residency(server, 'a')).loaded, true, 'a was not unloaded to make room: it stays registered and loaded, at 0 workers');
+  const res = await predict(server, 'b', 'hello');
+  t.equal(res.status, 200, 'b answers');
+  await survived(t, server, { models: ['a', 'b'], sent: 1, answered: 1 });
+});
