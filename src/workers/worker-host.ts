@@ -87,10 +87,32 @@ function yieldToFrontEnd(child: ChildProcess, nice: number): void {
  * watches its parent from a thread of its own (worker/parent-watch.ts).
  */
 function startProcess(env: NodeJS.ProcessEnv, execArgv: string[]): ChildProcess {
-  const options: Pick<SpawnOptions, 'serialization' | 'stdio'> = { serialization: 'advanced', stdio: ['ignore', 'pipe', 'pipe', 'ipc'] };
+  const options: Pick<SpawnOptions, 'serialization' | 'stdio' | 'detached'> = {
+    serialization: 'advanced',
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    detached: OWN_GROUP,
+  };
   const setpriv = parentDeathSignal();
   if (setpriv) return spawn(setpriv, ['--pdeathsig', 'KILL', '--', process.execPath, ...execArgv, ENTRY], { ...options, env });
   return fork(ENTRY, [], { ...options, execArgv, env: { ...env, [WATCH_PARENT_ENV]: '1' } });
+}
+
+/**
+ * Each worker leads a process group of its own, so that what its handler starts (a shell-out, a
+ * helper process) is in it and ends with it (endGroup): TorchServe users rely on a dead worker
+ * leaving nothing behind. A process that leaves the group (setsid) is not followed. Windows has
+ * no process groups to signal.
+ */
+const OWN_GROUP = process.platform !== 'win32';
+
+/** Ends whatever is left of the process group `pid` led: the processes its handler started. */
+function endGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!OWN_GROUP || pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    /* the group is empty: nothing was left */
+  }
 }
 
 let setprivPath: string | undefined | null = null;
@@ -254,6 +276,7 @@ export class WorkerHost {
   kill(): void {
     this.killedByUs = true;
     this.child.kill('SIGKILL');
+    endGroup(this.child.pid, 'SIGKILL');
   }
 
   /**
@@ -308,6 +331,8 @@ export class WorkerHost {
 
   private onExited(code: number | null, signal: NodeJS.Signals | null): void {
     this.exitedFlag = true;
+    // However it ended (killed from outside, out of memory, a handler's exit), its handler's processes end too.
+    endGroup(this.child.pid, 'SIGKILL');
     const error = this.killedFor ?? exitError(code, signal === 'SIGKILL' && !this.killedByUs);
     const tenants = [...this.tenants.values()];
     this.tenants.clear();
