@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { ListenAddress, ServerConfig } from './config/server-config.js';
+import { removeStalePartials } from './archive/download.js';
 import { removeStaleExtractions } from './archive/extract.js';
 import { existingInside } from './archive/inside.js';
 import { TokenStore } from './auth/tokens.js';
@@ -122,6 +123,8 @@ async function openServer(
   await checkListeners(config);
   const stale = removeStaleExtractions();
   if (stale.length > 0) log.info(`Removed ${stale.length} model directories left by servers that are no longer running`);
+  const partials = config.modelStore ? removeStalePartials(config.modelStore) : [];
+  if (partials.length > 0) log.info(`Removed partial downloads left in the model store by servers that are no longer running: ${partials.join(', ')}`);
   const metrics = new MetricsRegistry(config.metricsMode, {
     definitions: config.metricsConfig ? await readMetricsConfig(config.metricsConfig) : undefined,
     autoDetect: config.modelMetricsAutoDetect,

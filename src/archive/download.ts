@@ -5,7 +5,8 @@
  * leave a partial file: the body goes to a hidden partial file beside the target, bounded by
  * max_download_size and by download_timeout for the whole transfer (a server that stalls after its
  * headers included); it becomes the target only when complete, and never replaces a file already
- * there. Any failure removes it.
+ * there. Any failure removes it; one a killed server left is removed at the next start
+ * (removeStalePartials).
  *
  * node:http/node:https, not fetch: the fetch bundled with Node 22 and 24 (undici before
  * nodejs/undici#5474, and the undici 7.x in node_modules too) ends the process with an uncatchable
@@ -17,13 +18,14 @@
  * MAX_REDIRECTS times.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { createWriteStream, linkSync, rmSync } from 'node:fs';
+import { createWriteStream, type Dirent, linkSync, readdirSync, rmSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, dirname, join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { timerMs } from '../timer-ms.js';
+import { isAlive } from './extract.js';
 
 export interface TransferLimits {
   readonly maxBytes: number;
@@ -64,8 +66,39 @@ export function copy(source: FileHandle, target: string, limits: TransferLimits)
   }));
 }
 
+/** A partial file's name: hidden, beside its target, naming the server (its pid) that writes it. */
+function partialName(target: string): string {
+  return join(dirname(target), `.${basename(target)}.part-${process.pid}-${++partials}`);
+}
+
+const PARTIAL = /^\..+\.part-(\d+)-\d+$/;
+
+/**
+ * Removes from `store` the partial files (partialName) of servers no longer running: a server
+ * killed mid-transfer (SIGKILL, a lost machine) had no moment to remove its own. Called at the
+ * start, before any transfer, so one naming this server's pid is stale too (a container's server
+ * often has the same pid each run). Only files named as partialName names them go, never a
+ * user's; answers the names removed.
+ */
+export function removeStalePartials(store: string): string[] {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(store, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const stale = entries.filter((e) => e.isFile() && isStalePartial(e.name)).map((e) => e.name);
+  for (const name of stale) rmSync(join(store, name), { force: true });
+  return stale;
+}
+
+function isStalePartial(name: string): boolean {
+  const pid = PARTIAL.exec(name)?.[1];
+  return pid !== undefined && (Number(pid) === process.pid || !isAlive(Number(pid)));
+}
+
 async function writeWhole(target: string, limits: TransferLimits, open: (signal: AbortSignal) => Promise<Body>): Promise<void> {
-  const partial = join(dirname(target), `.${basename(target)}.part-${process.pid}-${++partials}`);
+  const partial = partialName(target);
   const timeout = AbortSignal.timeout(timerMs(limits.timeoutMs));
   const signal = limits.stop ? AbortSignal.any([timeout, limits.stop]) : timeout;
   try {

@@ -72,7 +72,8 @@ export function removeStaleExtractions(root: string = MODELS_ROOT): string[] {
   return stale;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` runs (another user's included). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
