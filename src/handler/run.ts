@@ -5,7 +5,7 @@
  * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker.
  */
 import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
-import { AnswerBudget, responseTooLarge } from '../protocol/answer-size.js';
+import { AnswerBudget, answerBytes, DEFAULT_CONTENT_TYPES, responseTooLarge, STREAM_NEXT } from '../protocol/answer-size.js';
 import type { WireError, WireParam, WireRequest, WireResponse, WireStage } from '../protocol/messages.js';
 import { BatchContext, epochMs, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
@@ -87,10 +87,10 @@ function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context:
     const meta = context.responses[i]!;
     const id = requests[i]!.id;
     const body = serializeOutput(output);
-    if (!budget.take(id, body.byteLength)) return refusedResponse(id, budget.max);
     const headers: Record<string, string> = { 'content-type': defaultContentType(output), ...meta.headers };
-    if (streaming) headers.ts_stream_next = 'true';
-    return { id, status: meta.status, phrase: meta.phrase, headers, body };
+    if (streaming) headers[STREAM_NEXT.name] = STREAM_NEXT.value;
+    const answer = { id, status: meta.status, phrase: meta.phrase, headers, body };
+    return budget.take(id, answerBytes(answer)) ? answer : refusedResponse(id, budget.max);
   });
 }
 
@@ -104,8 +104,8 @@ function refusedResponse(id: string, maxResponseSize: number): WireResponse {
  * clients can tell JSON from bytes (docs/compatibility.md).
  */
 function defaultContentType(output: HandlerOutput): string {
-  if (output instanceof Uint8Array) return 'application/octet-stream';
-  return typeof output === 'string' ? 'text/plain; charset=utf-8' : 'application/json';
+  if (output instanceof Uint8Array) return DEFAULT_CONTENT_TYPES.bytes;
+  return typeof output === 'string' ? DEFAULT_CONTENT_TYPES.text : DEFAULT_CONTENT_TYPES.json;
 }
 
 /** Bytes as they are, strings as UTF-8, anything else as JSON with indent 2 (Python's json.dumps). */

@@ -1,14 +1,14 @@
 /**
  * @module protocol/answer-size
  * How large a worker's answers may be, checked on both sides of the IPC channel. The worker
- * refuses an answer over max_response_size before sending it (a streamed answer counts its parts'
- * total); the front end checks again what it reads, since a handler can write to the channel
+ * refuses an answer over max_response_size, headers included (answerBytes), before sending it (a
+ * streamed answer counts its parts' total); the front end checks again what it reads, since a handler can write to the channel
  * itself (process.send), and bounds each message as its first bytes arrive (watchMessageSize), so
  * that no worker can make it hold more than one answer's worth of a message.
  */
 import type { ChildProcess } from 'node:child_process';
 import { tsError, type TsError } from '../errors.js';
-import type { LoadMessage } from './messages.js';
+import type { LoadMessage, WireResponse } from './messages.js';
 
 export function responseTooLarge(maxResponseSize: number): TsError {
   return tsError('TSS_ERR_PREDICTION_RESPONSE_TOO_LARGE', maxResponseSize);
@@ -29,6 +29,32 @@ export class AnswerBudget {
     this.spent.set(id, total);
     return total <= this.max;
   }
+}
+
+/** The content type the worker names when the handler named none, by what the handler answered. */
+export const DEFAULT_CONTENT_TYPES = { bytes: 'application/octet-stream', text: 'text/plain; charset=utf-8', json: 'application/json' } as const;
+
+/** The header of a streamed part that says more follow. */
+export const STREAM_NEXT = { name: 'ts_stream_next', value: 'true' } as const;
+
+/** Headers the worker sets itself, as `name: value`: not the handler's doing, so not counted. */
+const OWN_HEADERS: ReadonlySet<string> = new Set([
+  ...Object.values(DEFAULT_CONTENT_TYPES).map((type) => `content-type: ${type}`),
+  `${STREAM_NEXT.name}: ${STREAM_NEXT.value}`,
+]);
+
+/**
+ * What an answer takes of max_response_size: its body, and what a handler set beside it (headers,
+ * content type, status phrase), which the client receives too; a handler must not get megabytes
+ * past the limit in headers. An answer whose handler set nothing may have a body of
+ * max_response_size bytes.
+ */
+export function answerBytes(answer: Pick<WireResponse, 'headers' | 'phrase' | 'body'>): number {
+  let bytes = answer.body.byteLength + Buffer.byteLength(answer.phrase);
+  for (const [name, value] of Object.entries(answer.headers)) {
+    if (!OWN_HEADERS.has(`${name}: ${value}`)) bytes += Buffer.byteLength(name) + Buffer.byteLength(value);
+  }
+  return bytes;
 }
 
 /** Room for an answer's status, headers and metrics beside its body, and for a batch's metrics. */

@@ -16,7 +16,7 @@ import { allQuiet, type Job } from '../batching/job.js';
 import type { BatchTrace } from '../metrics/tracing.js';
 import { canMove, isStaleMove, WORKER_STATE_WARNING, type WorkerState } from './worker-state.js';
 import { checkedAnswer } from '../protocol/answer-head.js';
-import { AnswerBudget, messageBound, responseTooLarge } from '../protocol/answer-size.js';
+import { AnswerBudget, answerBytes, messageBound, responseTooLarge } from '../protocol/answer-size.js';
 import { WorkerHost, type Tenant } from './worker-host.js';
 import type { FromWorker, LoadMessage, PredictMessage, WireMetric, WireResponse, WireStage } from '../protocol/messages.js';
 
@@ -391,7 +391,7 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     const answer = checkedAnswer(item);
     if (typeof answer === 'string') return tsError('TSS_ERR_PREDICTION_BAD_ANSWER', answer);
     // The worker checks the size too; a handler that wrote to the channel itself did not.
-    if (!batch.answered.take(item.id, answer.body.byteLength)) return responseTooLarge(batch.answered.max);
+    if (!batch.answered.take(item.id, answerBytes(answer))) return responseTooLarge(batch.answered.max);
     return answer;
   }
 
