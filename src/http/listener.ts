@@ -65,9 +65,11 @@ export function createListener(
           ? new TsError('TSS_ERR_HTTP_BAD_REQUEST', `A path segment is longer than ${MAX_PARAM_LENGTH} characters`, 414)
           : toTsError(err, config.maxRequestSize);
       closeIfBodyUnread(request.raw, reply);
+      // Refused before any route: fastify's onResponse hook does not run for it.
+      reply.raw.once('finish', () => account(deps, request.raw, reply.statusCode, reply.elapsedTime));
       void sendError(reply, e);
     },
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (err, socket) => answerClientError(err, socket, deps),
   });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -86,8 +88,7 @@ export function createListener(
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
     // Neither is the front end's own warm-up (http/warm-up.ts).
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
-    deps.metrics.response(reply.statusCode);
-    deps.loggers.access(accessLine(request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request)));
+    account(deps, request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request));
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
     const e = toTsError(err, config.maxRequestSize);
@@ -114,11 +115,31 @@ function logFailure(loggers: Loggers, original: unknown, e: TsError): void {
   else loggers.server.error({ err: original }, 'request failed');
 }
 
+/** An answered request's access-log line and response-class metric. */
+function account(deps: ListenerDeps, request: IncomingMessage, status: number, ms: number, traceId?: string): void {
+  deps.metrics.response(status);
+  deps.loggers.access(accessLine(request, status, ms, traceId));
+}
+
 /** A response's access-log line (TorchServe's access_log.log), `ms` after the request came. */
 export function accessLine(request: IncomingMessage, status: number, ms: number, traceId?: string): string {
-  const line = `/${request.socket.remoteAddress}:${request.socket.remotePort ?? 0} "${request.method} ${request.url} HTTP/${request.httpVersion}" ${status} ${Math.round(ms)}`;
+  const line = clientLine(request.socket, `${request.method} ${request.url} HTTP/${request.httpVersion}`, status, ms);
   // A traced request's line names its trace, so a slow one found in the log opens it.
   return traceId ? `${line} trace_id=${traceId}` : line;
+}
+
+function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, requestLine: string, status: number, ms: number): string {
+  return `/${socket.remoteAddress}:${socket.remotePort ?? 0} "${requestLine}" ${status} ${Math.round(ms)}`;
+}
+
+/** The longest part of an unparsable request's first line its access-log line repeats. */
+const MAX_LOGGED_REQUEST_LINE = 1000;
+
+/** What Node's parser had read of a request it refused: its first line, cut short; `-` when none. */
+function refusedRequestLine(err: Error & { rawPacket?: unknown }): string {
+  if (!Buffer.isBuffer(err.rawPacket)) return '-';
+  const head = err.rawPacket.subarray(0, MAX_LOGGED_REQUEST_LINE).toString('latin1');
+  return head.split(/\r?\n/, 1)[0] || '-';
 }
 
 /**
@@ -149,10 +170,11 @@ function closeIfBodyUnread(raw: IncomingMessage, reply: FastifyReply): void {
 
 /**
  * What Node's HTTP parser refuses before any route sees it (an undecodable request line, headers
- * over their limit, a request that timed out) gets TorchServe's error JSON too, then the
- * connection is closed, as Node does.
+ * over their limit, a request that timed out) gets TorchServe's error JSON too, and its
+ * access-log line (with what was read of its first line), then the connection is closed, as Node
+ * does.
  */
-function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, socket: Duplex, deps: ListenerDeps): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const [status, message] =
     err.code === 'HPE_HEADER_OVERFLOW'
@@ -165,6 +187,8 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
+    deps.metrics.response(status);
+    if (socket instanceof Socket) deps.loggers.access(clientLine(socket, refusedRequestLine(err), status, 0));
   }
   socket.destroy();
 }
