@@ -67,6 +67,7 @@ export function createApp(opts: AppOptions): FastifyInstance {
     if (!request.raw.complete || !app.server.listening) reply.header('connection', 'close');
     done(null, payload);
   });
+  answerFrameworkErrors(app);
   app.register(fastifyStatic, { root: WEB, extensions: ['html'] });
 
   // Read at each call, once: /token may have replaced the keys since the last one.
@@ -247,8 +248,33 @@ function cutShort(err: unknown): boolean {
   return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET';
 }
 
+/**
+ * The exception name of each error status the app answers, as TorchServe names its own (its
+ * errors have no 502 or 504: those are named as Java names them).
+ */
+const ERROR_TYPES: Readonly<Record<number, string>> = {
+  400: 'BadRequestException',
+  404: 'ResourceNotFoundException',
+  405: 'MethodNotAllowedException',
+  413: 'RequestEntityTooLargeException',
+  502: 'BadGatewayException',
+  503: 'ServiceUnavailableException',
+  504: 'GatewayTimeoutException',
+};
+
+/** An error answer, shaped as tsserve's and TorchServe's: `{code, type, message}`. */
 function problem(reply: FastifyReply, status: number, message: string): FastifyReply {
-  return reply.code(status).type('application/json').send({ code: status, message });
+  const type = ERROR_TYPES[status] ?? (status >= 500 ? 'InternalServerException' : 'BadRequestException');
+  return reply.code(status).type('application/json').send({ code: status, type, message });
+}
+
+/** What the framework refuses (an unknown path, a broken request) is answered as the app's own errors are. */
+function answerFrameworkErrors(app: FastifyInstance): void {
+  app.setNotFoundHandler((_request, reply) => problem(reply, 404, 'Requested resource is not found, please refer to API document.'));
+  app.setErrorHandler((err: { statusCode?: number; message: string }, _request, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    return problem(reply, status, status < 500 ? err.message : 'Internal server error');
+  });
 }
 
 function mb(bytes: number): string {

@@ -164,7 +164,11 @@ t.test('--forward-timeout: a forward tsserve never answers is answered 504, sayi
   const app = await startApp(t, tsserve.url, ['--forward-timeout', '1']);
   const res = await fetch(`${app.base}/api/predict/hang`, { method: 'POST', body: 'x', signal: AbortSignal.timeout(30_000) });
   t.equal(res.status, 504, 'answered 504');
-  t.same(await res.json(), { code: 504, message: 'The model server did not answer within 1 s (tsserve-app --forward-timeout). Try again later.' });
+  t.same(await res.json(), {
+    code: 504,
+    type: 'GatewayTimeoutException',
+    message: 'The model server did not answer within 1 s (tsserve-app --forward-timeout). Try again later.',
+  });
   const next = await fetch(`${app.base}/api/predict/quick`, { method: 'POST', body: 'x', signal: AbortSignal.timeout(30_000) });
   t.same([next.status, await next.json()], [200, { received: 1 }], 'the next forward is answered');
 });

@@ -53,7 +53,11 @@ t.test('a chunked upload over the limit is refused 413, as an announced one is',
   t.equal(under.status, 200, 'a chunked upload under the limit is forwarded');
   const over = await postChunked(`${app}/api/predict/echo`, 20_000_000);
   t.equal(over.status, 413, `20 MB chunked: 413 (${over.body})`);
-  t.same(JSON.parse(over.body || '{}'), { code: 413, message: 'The upload is over 4.0 MB; the limit is 4.0 MB.' }, "the app's refusal");
+  t.same(
+    JSON.parse(over.body || '{}'),
+    { code: 413, type: 'RequestEntityTooLargeException', message: 'The upload is over 4.0 MB; the limit is 4.0 MB.' },
+    "the app's refusal",
+  );
   const announced = await fetch(`${app}/api/predict/echo`, { method: 'POST', body: Buffer.alloc(20_000_000) });
   t.equal(announced.status, 413, 'the same upload with its Content-Length: 413 too');
   await announced.arrayBuffer();
@@ -68,7 +72,7 @@ t.test('a forward that tsserve does not answer in time is answered 504, saying s
   t.equal(slow.status, 504, 'a prediction that takes longer than --forward-timeout: 504');
   t.same(
     await slow.json(),
-    { code: 504, message: 'The model server did not answer within 1 s (tsserve-app --forward-timeout). Try again later.' },
+    { code: 504, type: 'GatewayTimeoutException', message: 'The model server did not answer within 1 s (tsserve-app --forward-timeout). Try again later.' },
     'the answer says tsserve did not answer in time',
   );
   // The default bound outlasts the slow prediction still ahead of this one in the model's queue.
