@@ -21,7 +21,7 @@ t.test("every error tsserve-app answers is TorchServe's {code, type, message}", 
   const goneUrl = await gone.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => gone.close());
 
-  const post = (base: string, path: string, body?: BodyInit, headers: Record<string, string> = {}): Promise<Response> =>
+  const post = (base: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Response> =>
     fetch(`${base}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', ...headers }, signal: AbortSignal.timeout(30_000) });
   const cases: Array<[string, number, () => Promise<Response>]> = [
     ['nothing uploaded', 400, () => fetch(`${url}/api/predict/echo`, { method: 'POST' })],
