@@ -48,7 +48,9 @@ export function createListener(
 ): { app: FastifyInstance; stop: ListenerStop } {
   const { config } = deps;
   const app = Fastify({
-    ...(tls ? { serverFactory: (handler: RequestListener) => httpsServer(tls, handler) as unknown as Server } : {}),
+    ...(tls
+      ? { serverFactory: (handler: RequestListener) => httpsServer(tls, handler, (socket, head) => account403(deps, socket, head)) as unknown as Server }
+      : {}),
     logger: false,
     bodyLimit: config.maxRequestSize,
     genReqId: () => randomUUID(),
@@ -135,11 +137,17 @@ function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, reques
 /** The longest part of an unparsable request's first line its access-log line repeats. */
 const MAX_LOGGED_REQUEST_LINE = 1000;
 
-/** What Node's parser had read of a request it refused: its first line, cut short; `-` when none. */
-function refusedRequestLine(err: Error & { rawPacket?: unknown }): string {
-  if (!Buffer.isBuffer(err.rawPacket)) return '-';
-  const head = err.rawPacket.subarray(0, MAX_LOGGED_REQUEST_LINE).toString('latin1');
+/** The first line of what a refused request had sent, cut short; `-` when none. */
+function refusedRequestLine(raw: unknown): string {
+  if (!Buffer.isBuffer(raw)) return '-';
+  const head = raw.subarray(0, MAX_LOGGED_REQUEST_LINE).toString('latin1');
   return head.split(/\r?\n/, 1)[0] || '-';
+}
+
+/** Plain HTTP refused by an HTTPS listener (http/tls.ts): its access-log line and response-class metric. */
+function account403(deps: ListenerDeps, socket: Socket, head: Buffer): void {
+  deps.metrics.response(403);
+  deps.loggers.access(clientLine(socket, refusedRequestLine(head), 403, 0));
 }
 
 /**
@@ -188,7 +196,7 @@ function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, 
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
     deps.metrics.response(status);
-    if (socket instanceof Socket) deps.loggers.access(clientLine(socket, refusedRequestLine(err), status, 0));
+    if (socket instanceof Socket) deps.loggers.access(clientLine(socket, refusedRequestLine(err.rawPacket), status, 0));
   }
   socket.destroy();
 }

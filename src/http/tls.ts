@@ -143,8 +143,15 @@ async function selfSigned(): Promise<TlsMaterial> {
 const TLS_HANDSHAKE = 0x16;
 const FIRST_BYTE_TIMEOUT_MS = 120_000;
 
-/** An HTTPS server for fastify's serverFactory, answering plain HTTP with TorchServe's 403. */
-export function httpsServer(material: TlsMaterial, handler: Parameters<typeof createServer>[1]): Server {
+/**
+ * An HTTPS server for fastify's serverFactory, answering plain HTTP with TorchServe's 403;
+ * `onPlainHttp` hears each such answer, with the first bytes the client sent (its access-log line).
+ */
+export function httpsServer(
+  material: TlsMaterial,
+  handler: Parameters<typeof createServer>[1],
+  onPlainHttp: (socket: Socket, head: Buffer) => void = () => undefined,
+): Server {
   const server = createServer(material, handler);
   const startTls = server.listeners('connection') as Array<(socket: Socket) => void>;
   server.removeAllListeners('connection');
@@ -158,7 +165,10 @@ export function httpsServer(material: TlsMaterial, handler: Parameters<typeof cr
       socket.pause();
       // The TLS socket reads what is buffered here before the rest from the wire.
       socket.unshift(chunk);
-      if (chunk[0] !== TLS_HANDSHAKE) return refusePlainHttp(socket);
+      if (chunk[0] !== TLS_HANDSHAKE) {
+        refusePlainHttp(socket);
+        return onPlainHttp(socket, chunk);
+      }
       socket.off('error', dropOnError);
       for (const listener of startTls) listener.call(server, socket);
     });

@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { serve } from '../echo-model.js';
-import { waitFor, waitReady } from '../helpers.js';
+import { startTestServer, type TestServer, waitFor, waitReady } from '../helpers.js';
 import { survived } from './survival.js';
 
 /** Writes `raw` on a new connection; the status line's code and the client's port. */
@@ -48,6 +48,17 @@ const CASES: Array<{ what: string; raw: string; status: number }> = [
   { what: 'an unknown model', raw: 'GET /models/nope HTTP/1.1\r\nHost: x\r\n\r\n', status: 404 },
 ];
 
+/** The access log's lines for the client port's answers of `status`. */
+function accessLines(server: TestServer, { status, port }: { status: number; port: number }): number {
+  let text = '';
+  try {
+    text = readFileSync(join(server.dir, 'logs', 'access_log.log'), 'utf8');
+  } catch {
+    /* not written yet */
+  }
+  return text.match(new RegExp(`/127\\.0\\.0\\.1:${port} ".*" ${status} \\d+\n`, 'g'))?.length ?? 0;
+}
+
 t.test('every answered request, refused before routing or not, has its access-log line', async (t) => {
   const server = await serve(t, { load_models: 'echo.mar' });
   await waitReady(server.urls.management, 'echo');
@@ -58,18 +69,17 @@ t.test('every answered request, refused before routing or not, has its access-lo
     t.equal(res.status, c.status, `${c.what}: ${c.status}`);
     answered.push({ what: c.what, ...res });
   }
-  const file = join(server.dir, 'logs', 'access_log.log');
-  const access = (): string => {
-    try {
-      return readFileSync(file, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const lines = ({ status, port }: { status: number; port: number }): number =>
-    access().match(new RegExp(`/127\\.0\\.0\\.1:${port} ".*" ${status} \\d+\n`, 'g'))?.length ?? 0;
-  const logged = (a: { status: number; port: number }): boolean => lines(a) > 0;
-  await waitFor(() => answered.every(logged), 5000, 'every access line').catch(() => undefined);
-  for (const a of answered) t.equal(lines(a), 1, `${a.what}: its ${a.status} has one access-log line`);
+  await waitFor(() => answered.every((a) => accessLines(server, a) > 0), 5000, 'every access line').catch(() => undefined);
+  for (const a of answered) t.equal(accessLines(server, a), 1, `${a.what}: its ${a.status} has one access-log line`);
   await survived(t, server, { models: ['echo'] });
+});
+
+t.test('plain HTTP to an HTTPS listener: its 403 has an access-log line', async (t) => {
+  // The metrics listener: survived() calls the other two with fetch, which refuses a self-signed certificate.
+  const server = await startTestServer(t, { properties: { metrics_address: 'https://127.0.0.1:0' } });
+  const plain = await sendRaw(server.urls.metrics!.replace('https:', 'http:'), 'GET /ping HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.equal(plain.status, 403, 'refused');
+  await waitFor(() => accessLines(server, plain) > 0, 5000, 'the access line').catch(() => undefined);
+  t.equal(accessLines(server, plain), 1, 'its 403 has one access-log line');
+  await survived(t, server);
 });
