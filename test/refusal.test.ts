@@ -55,14 +55,18 @@ t.test("a model that refuses: the refusal before the router is the route's own, 
   // SageMaker's route refuses in the router's hook: the refusal every route wrote before.
   const routed = await rawPost(server.urls.inference, '/models/idle/invoke', 'x');
   t.equal(routed.status, 'HTTP/1.1 503 Service Unavailable');
+  const ids = new Set<string | undefined>();
   for (const path of ['/predictions/idle', '/predictions/idle/', '/explanations/idle?x=1']) {
     const early = await rawPost(server.urls.inference, path, 'x');
+    ids.add(early.headers['x-request-id']);
     t.equal(early.status, routed.status, path);
     t.same(steadyHeaders(early), steadyHeaders(routed), `${path}: the same headers, CORS and Retry-After included`);
     t.match(early.headers['x-request-id'], /^[0-9a-f-]{36}$/, `${path}: a request id of its own`);
     t.not(early.headers['x-request-id'], routed.headers['x-request-id']);
     t.equal(early.body, routed.body, `${path}: the same body`);
   }
+  // The refusal's headers are made once and its id written into them for each answer.
+  t.equal(ids.size, 3, 'each refusal its own request id');
   const versioned = await rawPost(server.urls.inference, '/predictions/idle/1.0', 'x');
   t.match(JSON.parse(versioned.body), { code: 503, type: 'ServiceUnavailableException', message: /^Model "idle" Version 1.0" has no worker/ });
 
