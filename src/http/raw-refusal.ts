@@ -15,7 +15,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
 import type { TsError } from '../errors.js';
@@ -100,28 +99,7 @@ function refuser(server: Server, deps: RawRefusalDeps): (req: IncomingMessage, r
     res.writeHead(503, headers);
     res.end(body);
     deps.metrics.response(503);
-    deps.loggers.access(refusalLine(req, performance.now() - began));
+    deps.loggers.access(accessLine(req, 503, performance.now() - began));
     return true;
   };
-}
-
-/**
- * Each connection's last refusal's access-log line, for a refusal written within half a
- * millisecond (a refusal is) and so logged as taking 0 ms: a client refused past capacity sends the
- * same request line on its connection again and again, and making the line anew was a third of
- * the refusal's own work (bench/results/20261206-2216-refusal-cost.txt).
- */
-const lastLines = new WeakMap<
-  Socket,
-  { readonly method: string | undefined; readonly url: string | undefined; readonly version: string; readonly line: string }
->();
-
-/** accessLine(req, 503, ms), the line of the connection's last refusal when it reads the same. */
-function refusalLine(req: IncomingMessage, ms: number): string {
-  if (ms >= 0.5) return accessLine(req, 503, ms);
-  const last = lastLines.get(req.socket);
-  if (last && last.url === req.url && last.method === req.method && last.version === req.httpVersion) return last.line;
-  const line = accessLine(req, 503, ms);
-  lastLines.set(req.socket, { method: req.method, url: req.url, version: req.httpVersion, line });
-  return line;
 }
