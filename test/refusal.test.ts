@@ -55,14 +55,18 @@ t.test("a model that refuses: the refusal before the router is the route's own, 
   // SageMaker's route refuses in the router's hook: the refusal every route wrote before.
   const routed = await rawPost(server.urls.inference, '/models/idle/invoke', 'x');
   t.equal(routed.status, 'HTTP/1.1 503 Service Unavailable');
+  const ids = new Set<string | undefined>();
   for (const path of ['/predictions/idle', '/predictions/idle/', '/explanations/idle?x=1']) {
     const early = await rawPost(server.urls.inference, path, 'x');
+    ids.add(early.headers['x-request-id']);
     t.equal(early.status, routed.status, path);
     t.same(steadyHeaders(early), steadyHeaders(routed), `${path}: the same headers, CORS and Retry-After included`);
     t.match(early.headers['x-request-id'], /^[0-9a-f-]{36}$/, `${path}: a request id of its own`);
     t.not(early.headers['x-request-id'], routed.headers['x-request-id']);
     t.equal(early.body, routed.body, `${path}: the same body`);
   }
+  // The refusal's headers are made once and its id written into them for each answer.
+  t.equal(ids.size, 3, 'each refusal its own request id');
   const versioned = await rawPost(server.urls.inference, '/predictions/idle/1.0', 'x');
   t.match(JSON.parse(versioned.body), { code: 503, type: 'ServiceUnavailableException', message: /^Model "idle" Version 1.0" has no worker/ });
 
@@ -80,6 +84,48 @@ t.test("a model that refuses: the refusal before the router is the route's own, 
     'five access-log lines',
   );
   t.match(accessLog(server), /\/127\.0\.0\.1:\d+ "POST \/predictions\/idle\/1\.0 HTTP\/1\.1" 503 \d+\n/, "in the route's format");
+});
+
+t.test('refusals one after another on one connection: each its own access-log line, by its own request line', async (t) => {
+  const server = await serve(t);
+  await register(t, server, 'idle', { initial_workers: 0 });
+  const paths = ['/predictions/idle', '/predictions/idle', '/predictions/idle/1.0', '/explanations/idle', '/predictions/idle'];
+  const lines = await new Promise<string[]>((resolve, reject) => {
+    const { hostname, port } = new URL(server.urls.inference);
+    const socket = connect({ host: hostname, port: Number(port) });
+    const timer = setTimeout(() => socket.destroy(new Error('no five answers in 10 s')), 10_000);
+    let answers = '';
+    socket.on('data', (chunk: Buffer) => {
+      answers += chunk.toString('latin1');
+      if ((answers.match(/^HTTP\/1\.1 503 /gm) ?? []).length < paths.length) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(paths);
+    });
+    socket.on('error', reject);
+    // One after another on the same keep-alive connection, as a load generator sends them.
+    socket.write(paths.map((p) => `POST ${p} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Length: 1\r\n\r\nx`).join(''));
+  });
+  await waitFor(
+    () =>
+      accessLog(server)
+        .split('\n')
+        .filter((l) => / 503 \d+$/.test(l)).length === lines.length,
+    5000,
+    'five access-log lines',
+  );
+  const logged = accessLog(server)
+    .split('\n')
+    .filter((l) => / 503 \d+$/.test(l))
+    .map((l) => /"POST (\S+) HTTP\/1\.1" 503 \d+$/.exec(l)?.[1]);
+  t.same(logged, paths, 'each line names its own request');
+  const ports = new Set(
+    accessLog(server)
+      .split('\n')
+      .filter((l) => / 503 \d+$/.test(l))
+      .map((l) => /:(\d+) "/.exec(l)?.[1]),
+  );
+  t.equal(ports.size, 1, 'all from the one connection');
 });
 
 t.test('what the refusal before the router leaves alone reaches the routes', async (t) => {

@@ -78,8 +78,9 @@ function answered(metrics: MetricsRegistry, model: AdmissionTarget, job: Job, ar
  */
 export function earlyRefusal(metrics: MetricsRegistry, model: AdmissionTarget, version: string | undefined): TsError | undefined {
   if (!model.refusing) return undefined;
-  metrics.inferenceRequest(model.name, version ?? 'default');
-  return countedRefusal(metrics, model, version);
+  metrics.refusedEarly(model, version ?? 'default');
+  model.refused();
+  return refusal(model, version);
 }
 
 /** Counts the refusal; its 503. */

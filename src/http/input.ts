@@ -10,10 +10,13 @@ import type { IncomingMessage } from 'node:http';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
+import { earlyRefusal } from '../batching/admission.js';
 import { handlerHeaders } from '../batching/job.js';
+import type { MetricsRegistry } from '../metrics/registry.js';
+import type { ModelRegistry } from '../models/model-registry.js';
 import type { WireParam, WireRequest } from '../protocol/messages.js';
-import { isTsError, tsError } from '../errors.js';
-import { WARM_UP_HEADER } from './warm-up.js';
+import { isTsError, type TsError, tsError } from '../errors.js';
+import { isWarmUp, WARM_UP_HEADER } from './warm-up.js';
 
 /** The most parts of a multipart body, or fields of an url-encoded form, one request may have. */
 export const MAX_FORM_FIELDS = 1000;
@@ -26,6 +29,27 @@ export const MAX_FORM_FIELDS = 1000;
 export function declaredTooLarge(request: IncomingMessage, limit: number): boolean {
   const declared = request.headers['content-length'];
   return declared !== undefined && Number(declared) > limit;
+}
+
+/** What mayRefuseEarly reads. */
+export interface EarlyRefusalDeps {
+  readonly config: ServerConfig;
+  readonly registry: ModelRegistry;
+  readonly metrics: MetricsRegistry;
+}
+
+/**
+ * The 503 of a prediction for `name` (`version`: the URL's) when that model refuses it now,
+ * counted (batching/admission.ts's earlyRefusal); undefined when the request goes on as any other:
+ * no such model, one that takes it, the front end's warm-up (refused, if at all, where it is not
+ * counted), a body declared over max_request_size (whose 413 comes first). Both refusals made
+ * before the body is read ask it: the one before the router (http/raw-refusal.ts) and the
+ * prediction routes' onRequest hook (http/predict.ts's refuseEarly).
+ */
+export function mayRefuseEarly(request: IncomingMessage, deps: EarlyRefusalDeps, name: string, version: string | undefined): TsError | undefined {
+  if (isWarmUp(request.headers) || declaredTooLarge(request, deps.config.maxRequestSize)) return undefined;
+  const model = deps.registry.find(name, version);
+  return model && earlyRefusal(deps.metrics, model, version);
 }
 
 /** Lets a listener's prediction routes read multipart bodies, up to max_request_size in all (readMultipart). */

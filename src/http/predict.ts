@@ -22,9 +22,9 @@ import type { MetricsRegistry } from '../metrics/registry.js';
 import type { JobResponse, JobSink } from '../batching/job.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import type { WireParam } from '../protocol/messages.js';
-import { earlyRefusal, enqueuePrediction } from '../batching/admission.js';
+import { enqueuePrediction } from '../batching/admission.js';
 import { modelApi } from './api-description.js';
-import { declaredTooLarge, stringParam, toWireRequest } from './input.js';
+import { mayRefuseEarly, stringParam, toWireRequest } from './input.js';
 import { gson, sendError, sendJson, sendReusedError } from './reply.js';
 import { isWarmUp } from './warm-up.js';
 
@@ -84,11 +84,8 @@ export function refuseEarly<Route extends RouteGenericInterface>(
   modelOf: (request: FastifyRequest) => { model: string; version?: string } | undefined = modelInPath,
 ): onRequestAsyncHookHandler<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Route> {
   return async (request, reply) => {
-    // The warm-up's own requests are refused, if at all, where they are not counted (enqueuePrediction).
-    const skip = request.method === 'OPTIONS' || isWarmUp(request.headers) || declaredTooLarge(request.raw, deps.config.maxRequestSize);
-    const target = skip ? undefined : modelOf(request as FastifyRequest);
-    const model = target && deps.registry.find(target.model, target.version);
-    const refusal = model && earlyRefusal(deps.metrics, model, target.version);
+    const target = request.method === 'OPTIONS' ? undefined : modelOf(request as FastifyRequest);
+    const refusal = target && mayRefuseEarly(request.raw, deps, target.model, target.version);
     if (refusal) return sendReusedError(reply, refusal);
   };
 }

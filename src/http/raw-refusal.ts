@@ -21,11 +21,9 @@ import type { TsError } from '../errors.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import type { ModelRegistry } from '../models/model-registry.js';
-import { earlyRefusal } from '../batching/admission.js';
-import { declaredTooLarge } from './input.js';
+import { mayRefuseEarly } from './input.js';
 import { accessLine, fixedHeaders } from './listener.js';
 import { reusedBody } from './reply.js';
-import { isWarmUp } from './warm-up.js';
 
 export interface RawRefusalDeps {
   readonly config: ServerConfig;
@@ -42,9 +40,12 @@ export interface RawRefusalDeps {
  */
 const PREDICTION_PATH = /^\/(?:predictions|explanations)\/([\w.~-]+)(?:\/([\w.~-]+))?\/?(?:\?|$)/;
 
-/** A refusal's status line and headers after its request id, and its body: made once per refusal. */
+/**
+ * A refusal's headers, its x-request-id's value (index 1) written anew for each answer (writeHead
+ * reads the array at once and keeps nothing of it), and its body: made once per refusal.
+ */
 interface Written {
-  readonly headers: readonly string[];
+  readonly headers: string[];
   readonly body: string;
 }
 
@@ -68,7 +69,17 @@ function refuser(server: Server, deps: RawRefusalDeps): (req: IncomingMessage, r
     if (!w) {
       const body = reusedBody(err);
       w = {
-        headers: [...fixed, 'retry-after', '1', 'content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body))],
+        headers: [
+          'x-request-id',
+          '',
+          ...fixed,
+          'retry-after',
+          '1',
+          'content-type',
+          'application/json; charset=utf-8',
+          'content-length',
+          String(Buffer.byteLength(body)),
+        ],
         body,
       };
       written.set(err, w);
@@ -79,14 +90,13 @@ function refuser(server: Server, deps: RawRefusalDeps): (req: IncomingMessage, r
     const began = performance.now();
     if ((req.method !== 'POST' && req.method !== 'PUT') || !server.listening) return false;
     const path = PREDICTION_PATH.exec(req.url ?? '');
-    if (!path || isWarmUp(req.headers) || declaredTooLarge(req, deps.config.maxRequestSize)) return false;
+    if (!path) return false;
     if (deps.tokens && !deps.tokens.allows('inference', req.headers.authorization)) return false;
-    const [, name, version] = path;
-    const model = deps.registry.find(name!, version);
-    const refusal = model && earlyRefusal(deps.metrics, model, version);
+    const refusal = mayRefuseEarly(req, deps, path[1]!, path[2]);
     if (!refusal) return false;
     const { headers, body } = writtenFor(refusal);
-    res.writeHead(503, ['x-request-id', randomUUID(), ...headers]);
+    headers[1] = randomUUID();
+    res.writeHead(503, headers);
     res.end(body);
     deps.metrics.response(503);
     deps.loggers.access(accessLine(req, 503, performance.now() - began));

@@ -80,3 +80,34 @@ t.test('the latency histograms: cumulative buckets up to +Inf, sum and count per
   t.notMatch(filtered, 'ts_request_seconds', 'name[] filters them too');
   t.equal(await new MetricsRegistry('legacy').render(['ts_request_seconds']), '', 'legacy serves none');
 });
+
+t.test('counts bound once (a refusal before its body is read, a response) add up across scrapes, and each is a line where the mode logs it', async (t) => {
+  const model = { name: 'mnist', version: '1.0' };
+  const served = new MetricsRegistry('prometheus');
+  for (let i = 0; i < 2; i++) {
+    served.refusedEarly(model, 'default');
+    served.response(503);
+  }
+  served.refusedEarly(model, '1.0');
+  const first = await served.render();
+  t.match(first, /^ts_requests_rejected_total\{model_name="mnist",model_version="1\.0",[^\n]*\} 3\.0$/m);
+  t.match(first, /^ts_inference_requests_total\{model_name="mnist",model_version="default",[^\n]*\} 2\.0$/m, 'by the version asked for');
+  t.match(first, /^ts_inference_requests_total\{model_name="mnist",model_version="1\.0",[^\n]*\} 1\.0$/m);
+  t.match(first, /^Requests5XX\{Level="Host",Hostname="[^"]+",\} 2\.0$/m);
+  served.refusedEarly(model, 'default');
+  served.response(503);
+  t.match(await served.render(), /^ts_requests_rejected_total\{[^\n]*\} 4\.0$/m, 'what came after a scrape adds to it');
+  t.match(await served.render(), /^Requests5XX\{[^\n]*\} 3\.0$/m, 'and a scrape with nothing new changes nothing');
+
+  const lines: string[] = [];
+  const legacy = new MetricsRegistry('legacy', { lines: (_file, line) => lines.push(line) });
+  legacy.refusedEarly(model, 'default');
+  legacy.refusedEarly(model, 'default');
+  legacy.response(503);
+  t.same(
+    lines.map((l) => l.split(':')[0]),
+    ['ts_requests_rejected_total.Count', 'ts_requests_rejected_total.Count', 'Requests5XX.Count'],
+    'legacy logs each update of a family it does not serve, as it comes',
+  );
+  t.match(await legacy.render(), /^ts_inference_requests_total\{[^\n]*model_version="default"[^\n]*\} 2\.0$/m, 'and serves the one it does');
+});

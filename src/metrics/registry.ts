@@ -51,6 +51,30 @@ export interface MetricsOptions {
   readonly tracing?: Tracing;
 }
 
+/** One series of a family, its labels bound once (Family.bound). */
+export interface BoundSeries {
+  add(value: number): void;
+}
+
+/**
+ * A counter's series whose additions are summed here and handed to prom-client when the family is
+ * read: an addition then builds no labels object and hashes no labels, which for the three counts
+ * of each refusal past capacity was a quarter of what tsserve's refusal did beyond a bare
+ * node:http server's (bench/refusal-cost.mjs).
+ */
+class PendingSeries implements BoundSeries {
+  value = 0;
+  readonly labels: Record<string, string>;
+
+  constructor(labels: Record<string, string>) {
+    this.labels = labels;
+  }
+
+  add(value: number): void {
+    this.value += value;
+  }
+}
+
 /**
  * One metric family: each update goes to prom-client and, when the mode does not serve this
  * family, to its log file as TorchServe's line
@@ -64,22 +88,58 @@ class Family {
   readonly labelNames: readonly string[];
   private readonly unit: string;
   private readonly write: ((line: string) => void) | undefined;
+  /** A served counter's series can gather additions until it is read; any other updates at once. */
+  private readonly gathers: boolean;
+  private readonly bounds = new Map<string, BoundSeries>();
+  private readonly pending: PendingSeries[] = [];
 
   constructor(name: string, labelNames: readonly string[], metric: Counter | Gauge | Histogram, unit: string, write: ((line: string) => void) | undefined) {
     this.name = name;
     this.labelNames = labelNames;
     this.unit = unit;
     this.write = write;
+    this.gathers = metric instanceof Counter && !write;
     if (metric instanceof Counter) this.record = (labels, value) => metric.inc(labels, value);
     else if (metric instanceof Gauge) this.record = (labels, value) => metric.set(labels, value);
     else this.record = (labels, value) => metric.observe(labels, value);
   }
 
   update(values: readonly string[], value: number, requestIds?: readonly string[]): void {
-    const labels: Record<string, string> = {};
-    for (const [i, label] of this.labelNames.entries()) labels[label] = values[i]!;
+    const labels = this.labels(values);
     this.record(labels, value);
     if (this.write) this.write(logLine(this.name, this.unit, value, labels, requestIds));
+  }
+
+  /** The series of `values`, for a caller that updates it again and again: made once per label set. */
+  bound(values: readonly string[]): BoundSeries {
+    const key = values.join('\u0000');
+    let series = this.bounds.get(key);
+    if (!series) {
+      if (this.gathers) {
+        const pending = new PendingSeries(this.labels(values));
+        this.pending.push(pending);
+        series = pending;
+      } else {
+        series = { add: (value) => this.update(values, value) };
+      }
+      this.bounds.set(key, series);
+    }
+    return series;
+  }
+
+  /** Hands prom-client what the bound series gathered: called whenever the family is read. */
+  flush(): void {
+    for (const series of this.pending) {
+      if (series.value === 0) continue;
+      this.record(series.labels, series.value);
+      series.value = 0;
+    }
+  }
+
+  private labels(values: readonly string[]): Record<string, string> {
+    const labels: Record<string, string> = {};
+    for (const [i, label] of this.labelNames.entries()) labels[label] = values[i]!;
+    return labels;
   }
 }
 
@@ -139,6 +199,10 @@ export class MetricsRegistry {
   private readonly stageSeconds: Record<keyof typeof STAGE_HISTOGRAMS, LatencyHistogram>;
   /** OpenTelemetry traces; undefined when off. */
   readonly tracing: Tracing | undefined;
+  /** Requests2XX, 4XX and 5XX's series, bound at their first response. */
+  private readonly responses: Partial<Record<'2XX' | '4XX' | '5XX', BoundSeries>> = {};
+  /** refusedEarly's series, by model version and the version asked for. */
+  private readonly earlyRefusals = new WeakMap<object, Map<string, { readonly requests: BoundSeries | undefined; readonly refused: BoundSeries }>>();
   /** The registered model versions, by `name version`: what ts_queue_size and ts_workers_ready read. */
   private readonly watched = new Map<string, WatchedModel>();
 
@@ -209,11 +273,14 @@ export class MetricsRegistry {
 
   /** A family, logged when this mode does not serve it. */
   private family(d: MetricDefinition, labelNames: readonly string[], file: 'ts' | 'model', buckets = JAVA_BUCKETS): Family {
-    const opts = { name: d.name, help: help(d.type, d.unit), labelNames, registers: [this.registry] };
+    let family: Family | undefined;
+    // prom-client calls collect each time it reads the metric (a scrape, a test's get()).
+    const opts = { name: d.name, help: help(d.type, d.unit), labelNames, registers: [this.registry], collect: () => family?.flush() };
     const metric = d.type === 'counter' ? new Counter(opts) : d.type === 'gauge' ? new Gauge(opts) : new Histogram({ ...opts, buckets });
     const served = this.mode === 'prometheus' || (this.mode === 'legacy' && LEGACY.includes(d.name));
     const lines = this.options.lines;
-    return new Family(d.name, labelNames, metric, d.unit, served || !lines ? undefined : (line) => lines(file, line));
+    family = new Family(d.name, labelNames, metric, d.unit, served || !lines ? undefined : (line) => lines(file, line));
+    return family;
   }
 
   /** A server metric, if metrics.yaml declares it. */
@@ -298,7 +365,28 @@ export class MetricsRegistry {
 
   response(status: number): void {
     const family = status >= 200 && status < 300 ? '2XX' : status >= 400 && status < 500 ? '4XX' : '5XX';
-    this.recordServer(`Requests${family}`, this.hostValues, 1);
+    this.responses[family] ??= this.server.get(`Requests${family}`)?.bound(this.hostValues);
+    this.responses[family]?.add(1);
+  }
+
+  /**
+   * A prediction for `model` refused before its body was read (batching/admission.ts's
+   * earlyRefusal), `asked` the URL's version or `default`: counted as inferenceRequest and refused
+   * count it, by series bound once per model version and version asked for.
+   */
+  refusedEarly(model: { readonly name: string; readonly version: string }, asked: string): void {
+    let byAsked = this.earlyRefusals.get(model);
+    if (!byAsked) this.earlyRefusals.set(model, (byAsked = new Map()));
+    let counts = byAsked.get(asked);
+    if (!counts) {
+      counts = {
+        requests: this.server.get('ts_inference_requests_total')?.bound(this.modelValues(model.name, asked)),
+        refused: this.refusals.bound(this.modelValues(model.name, model.version)),
+      };
+      byAsked.set(asked, counts);
+    }
+    counts.requests?.add(1);
+    counts.refused.add(1);
   }
 
   /** The system collector's gauges. */
