@@ -160,6 +160,12 @@ const LOAD_TURN_MS = 15_000;
 const PSS_REFRESH_MS = 5_000;
 /** How long a reading of RssAnon is reused: a memory decision asks every loaded model's worker. */
 const ANON_FRESH_MS = 100;
+/**
+ * How far RssAnon may move while smaps_rollup is read for the reading to be kept. Asking for no
+ * move at all kept none of a busy host's (its heap moves with every batch): the budget read it
+ * from its first reading, taken while it was starting, and missed its pages since.
+ */
+const ANON_STEADY_BYTES = 2 * 2 ** 20;
 
 export class WorkerHost {
   readonly shared: boolean;
@@ -317,8 +323,10 @@ export class WorkerHost {
   }
 
   /**
-   * A new PSS reading, read off the event loop; kept only if the anonymous memory did not move
-   * while it was read (a load ran meanwhile), else the next look tries again.
+   * A new PSS reading, read off the event loop, against RssAnon halfway through it. A busy
+   * process's anonymous memory moves by a few pages between any two readings; one that moved
+   * more than ANON_STEADY_BYTES while it was read (a load ran meanwhile) is dropped, and the next
+   * look tries again.
    */
   private refreshPss(): void {
     if (this.pssReading) return;
@@ -327,7 +335,8 @@ export class WorkerHost {
     void procKilobytesLater(this.smapsRollup, 'Pss').then((bytes) => {
       this.pssReading = false;
       const after = this.readAnon();
-      if (bytes !== undefined && before !== undefined && after === before) this.pss = { bytes, anon: after, at: performance.now() };
+      if (bytes === undefined || before === undefined || after === undefined || Math.abs(after - before) > ANON_STEADY_BYTES) return;
+      this.pss = { bytes, anon: (before + after) / 2, at: performance.now() };
     });
   }
 
