@@ -104,6 +104,8 @@ async function runMode(mode) {
       // The unload counter is read from /metrics.
       'metrics_mode=prometheus',
       ...MODES[mode],
+      // The profiler is the front end's: in every worker it would cost them CPU too.
+      ...(opts['server-node-options'] ? ['blacklist_env_vars=^NODE_OPTIONS$'] : []),
     ],
     { env: nodeOptions },
   );
