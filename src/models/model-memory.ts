@@ -23,6 +23,11 @@
  * PSS, measured before and after (loads take turns in a host), plus an equal share of the rest
  * of the host (node, onnxruntime); its estimate has a shared worker's base, not a process's.
  * Unloading it frees only what its load added, unless it is its host's last worker.
+ *
+ * Loaded models grow after their load (onnxruntime's arenas, the handler's heap, as they serve):
+ * while any is loaded the sum is looked at every GROWTH_CHECK_MS, and past the budget the least
+ * recently used idle models are unloaded until it holds again, as for a load. Only loads made room
+ * before, and a 1,000-model run stayed past the budget through its phases without one.
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,6 +51,8 @@ export const WORKER_BASE_BYTES = 84 * 2 ** 20;
 export const SHARED_WORKER_BASE_BYTES = 4 * 2 ** 20;
 /** How often loads waiting for room look again, besides when a model falls idle. */
 const RETRY_MS = 100;
+/** How often, while any model is loaded, their memory is held to the budget between loads. */
+export const GROWTH_CHECK_MS = 1000;
 /** ModelMesh's estimate of a model's memory from its file's size. */
 const FILE_FACTOR = 1.25;
 
@@ -88,6 +95,7 @@ export class ModelMemory {
   /** Unloaded models asked for while the loaded ones were too busy to make room, oldest first. */
   private readonly waiting: Model[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
+  private growthTimer: NodeJS.Timeout | undefined;
 
   constructor(registry: ModelRegistry, policy: MemoryPolicy, log: (message: string) => void) {
     this.registry = registry;
@@ -199,9 +207,7 @@ export class ModelMemory {
   makeRoom(model: Model, workers: number): Room {
     let used = this.usedBytes();
     let count = this.loadedModels().length;
-    const candidates = this.loadedModels()
-      .filter((m) => m !== model && m.unloadable)
-      .sort((a, b) => a.lastUsed - b.lastUsed);
+    const candidates = this.idleByAge(model);
     const chosen: Array<{ model: Model; reason: UnloadReason; bytes: number }> = [];
     let short = this.shortfall(used, count, model, workers);
     while (short !== undefined && candidates.length > 0) {
@@ -234,11 +240,11 @@ export class ModelMemory {
     return tsError('TSS_ERR_MODEL_NO_ROOM', model.name, mb(need), why);
   }
 
-  private async unload(model: Model, reason: UnloadReason, bytes: number, forModel: Model): Promise<void> {
+  /** Unloads `model` for `why` (the model it makes room for, or the budget's growth). */
+  private async unload(model: Model, reason: UnloadReason, bytes: number, why: Model | 'grown'): Promise<void> {
     const idleSec = model.lastUsed > 0 ? `, idle for ${Math.round((Date.now() - model.lastUsed) / 1000)} s` : '';
-    this.log(
-      `Model ${model.name} ${model.version} unloaded (${reason}): ${mb(bytes)} MB freed${idleSec}, to make room for ${forModel.name} ${forModel.version}`,
-    );
+    const purpose = why === 'grown' ? 'the loaded models grew past the budget' : `to make room for ${why.name} ${why.version}`;
+    this.log(`Model ${model.name} ${model.version} unloaded (${reason}): ${mb(bytes)} MB freed${idleSec}, ${purpose}`);
     this.unloading.set(model, bytes);
     try {
       await model.unload();
@@ -268,6 +274,44 @@ export class ModelMemory {
     if (failure) this.log(`Model ${model.name} ${model.version} failed to load (${reason}) after ${seconds.toFixed(2)} s: ${failure}`);
     else this.log(`Model ${model.name} ${model.version} loaded (${reason}) in ${seconds.toFixed(2)} s`);
     this.tell({ kind: 'loaded', model, reason, seconds, ok: failure === undefined });
+    this.watchGrowth();
+  }
+
+  /** Looks at the loaded models' memory every GROWTH_CHECK_MS while any is loaded. */
+  private watchGrowth(): void {
+    if (this.growthTimer) return;
+    this.growthTimer = setTimeout(() => {
+      this.growthTimer = undefined;
+      this.holdToBudget();
+      if (this.loadedModels().length > 0) this.watchGrowth();
+    }, GROWTH_CHECK_MS);
+    this.growthTimer.unref();
+  }
+
+  /**
+   * Past the budget with no load deciding (a load makes its own room): unloads the least recently
+   * used idle models until the rest fit. Answers how many it unloads.
+   */
+  holdToBudget(): number {
+    if (this.reserved.size > 0 || this.waiting.length > 0) return 0;
+    let over = this.usedBytes() - this.policy.budgetBytes;
+    if (over <= 0) return 0;
+    let unloaded = 0;
+    for (const victim of this.idleByAge(undefined)) {
+      if (over <= 0) break;
+      const bytes = this.freedBytes(victim);
+      over -= bytes;
+      unloaded += 1;
+      void this.unload(victim, 'memory_budget', bytes, 'grown').catch(() => {});
+    }
+    return unloaded;
+  }
+
+  /** The loaded models that may be unloaded (not `keep`), least recently used first. */
+  private idleByAge(keep: Model | undefined): Model[] {
+    return this.loadedModels()
+      .filter((m) => m !== keep && m.unloadable)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
   }
 
   private tell(event: ResidencyEvent): void {
