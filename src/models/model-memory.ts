@@ -193,7 +193,8 @@ export class ModelMemory {
 
   /** The 507 of `model` when the loaded models that are never unloaded (stateful ones) leave it no room. */
   private heldForGood(model: Model, workers: number): TsError | undefined {
-    const kept = this.loadedModels().filter((m) => m !== model && m.settings.sequence !== undefined);
+    // Stateful models are few, loaded ones many: asked first, it spares every load a pass over all.
+    const kept = this.registry.all().filter((m) => m !== model && m.settings.sequence !== undefined && this.counts(m));
     const used = kept.reduce((sum, m) => sum + this.modelBytes(m), 0);
     const short = this.shortfall(used, kept.length, model, workers);
     if (short === undefined) return undefined;
@@ -205,11 +206,13 @@ export class ModelMemory {
    * they fit, or, when even all of them would not do, unloads none and answers the 507.
    */
   makeRoom(model: Model, workers: number): Room {
+    const loaded = this.loadedModels();
     let used = this.usedBytes();
-    let count = this.loadedModels().length;
-    const candidates = this.idleByAge(model);
-    const chosen: Array<{ model: Model; reason: UnloadReason; bytes: number }> = [];
+    let count = loaded.length;
     let short = this.shortfall(used, count, model, workers);
+    if (short === undefined) return { ready: Promise.resolve() };
+    const candidates = this.idleByAge(model, loaded);
+    const chosen: Array<{ model: Model; reason: UnloadReason; bytes: number }> = [];
     while (short !== undefined && candidates.length > 0) {
       const victim = candidates.shift()!;
       const bytes = this.freedBytes(victim);
@@ -308,10 +311,8 @@ export class ModelMemory {
   }
 
   /** The loaded models that may be unloaded (not `keep`), least recently used first. */
-  private idleByAge(keep: Model | undefined): Model[] {
-    return this.loadedModels()
-      .filter((m) => m !== keep && m.unloadable)
-      .sort((a, b) => a.lastUsed - b.lastUsed);
+  private idleByAge(keep: Model | undefined, loaded = this.loadedModels()): Model[] {
+    return loaded.filter((m) => m !== keep && m.unloadable).sort((a, b) => a.lastUsed - b.lastUsed);
   }
 
   private tell(event: ResidencyEvent): void {
@@ -320,7 +321,12 @@ export class ModelMemory {
 
   /** Models with workers (or getting them), beside those whose load is decided. */
   private loadedModels(): Model[] {
-    return this.registry.all().filter((m) => (m.loaded && m.pool.size > 0) || this.reserved.has(m));
+    return this.registry.all().filter((m) => this.counts(m));
+  }
+
+  /** A model the budget and max_loaded_models count: with workers (or getting them), or its load decided. */
+  private counts(model: Model): boolean {
+    return (model.loaded && model.pool.size > 0) || this.reserved.has(model);
   }
 
   private usedBytes(): number {
