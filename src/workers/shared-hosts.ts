@@ -41,10 +41,13 @@ export interface SharedHostsOptions extends Omit<HostOptions, 'shared' | 'onOutp
 
 /**
  * Batches sent to a host over the last one to two seconds (recentBatches) from which it serves
- * busy models and takes no load: 25 a second and more. A host of models only loaded on demand
- * was sent a few a second in bench/many-models.mjs, one of its ten busiest models hundreds.
+ * busy models and takes no load: 5-10 a second. A host of models only loaded on demand was sent
+ * a few a second in bench/many-models.mjs; one of its ten busiest models' hundreds on an idle
+ * machine, but 20-40 a second on one swamped by other jobs, where a mark of 50 let 12 of 44 loads
+ * into their hosts. Where every host is that busy, loads start hosts of their own, which hold
+ * fewer models each (node and onnxruntime, ~25 MB a host, counted in the memory budget).
  */
-export const BUSY_HOST_BATCHES = 50;
+export const BUSY_HOST_BATCHES = 10;
 
 export class SharedHosts implements HostSource {
   private readonly opts: SharedHostsOptions;
