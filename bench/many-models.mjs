@@ -7,7 +7,7 @@
 //
 //   node bench/many-models.mjs [--modes process,shared] [--models 1000] [--budget-mb 400] [--seconds 60]
 //                              [--hot-clients 4] [--parallel 4] [--zipf 1.0] [--busy-seconds 10]
-//                              [--hot-rate R] [--server-node-options=OPTS]
+//                              [--hot-rate R] [--server-node-options=OPTS] [--server-root DIR]
 //
 // For each mode: starts `tsserve --start` (free 127.0.0.1 ports, a temporary folder) with
 // model_memory_budget_mb, registers one model and then 20 more (the workers' PSS after each: the
@@ -58,6 +58,8 @@ const { values: opts } = parseArgs({
     'cold-seconds': { type: 'string', default: '20' },
     'hot-rate': { type: 'string', default: '0' },
     'server-node-options': { type: 'string', default: '' },
+    // Another checkout's server (built, with model-store/mnist.mar), run by this script: before and after a change.
+    'server-root': { type: 'string', default: ROOT },
   },
 });
 const N = Number(opts.models);
@@ -74,6 +76,7 @@ const MODES = { process: [], shared: ['shared_worker_model_mb=10'] };
 const LOADED_TAIL = 50;
 const HOT_RATE = Number(opts['hot-rate']);
 const all = {
+  serverRoot: opts['server-root'],
   models: N,
   budgetMb: Number(opts['budget-mb']),
   seconds: SECONDS,
@@ -107,9 +110,9 @@ async function runMode(mode) {
       // The profiler is the front end's: in every worker it would cost them CPU too.
       ...(opts['server-node-options'] ? ['blacklist_env_vars=^NODE_OPTIONS$'] : []),
     ],
-    { env: nodeOptions },
+    { env: nodeOptions, root: opts['server-root'] },
   );
-  copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
+  copyFileSync(join(opts['server-root'], 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
   const result = { loadAverageAtStart: loadavg().map(round) };
   try {
     await server.start([]);
