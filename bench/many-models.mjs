@@ -7,6 +7,7 @@
 //
 //   node bench/many-models.mjs [--modes process,shared] [--models 1000] [--budget-mb 400] [--seconds 60]
 //                              [--hot-clients 4] [--parallel 4] [--zipf 1.0] [--busy-seconds 10]
+//                              [--hot-rate R] [--server-node-options=OPTS] [--server-root DIR]
 //
 // For each mode: starts `tsserve --start` (free 127.0.0.1 ports, a temporary folder) with
 // model_memory_budget_mb, registers one model and then 20 more (the workers' PSS after each: the
@@ -15,19 +16,33 @@
 // (8 closed-loop clients for --busy-seconds: its throughput), then two phases of --seconds each,
 // closed loop:
 //   A. --hot-clients clients ask the 10 most popular models (Zipf weights among them): no unloading;
-//   B. the same, plus one client asking the other models (Zipf over ranks 11..N), whose requests
-//      load unloaded models and so unload others;
+//   A2. the same, plus one client asking 50 other models that are loaded (the last loaded at
+//      registration, in hosts that hold no hot model), as B's fifth client does (describe, then
+//      predict): B's offered load with no load or unload. B against A alone was unfair: on two
+//      cores the fifth closed-loop client (its requests, the front end's work for them, this
+//      script's own) takes CPU from the hot models whether or not anything loads, so B's rise
+//      over A2 is what the loads and unloads cost them, and B's over A is kept beside it;
+//   B. the same as A, plus one client asking the other models (Zipf over ranks 11..N), whose
+//      requests load unloaded models and so unload others;
 //   C. that one client alone for --cold-seconds: what a load costs with no busy model beside it.
+// With --hot-rate R, the hot clients are an open loop instead: R requests a second in all, each
+// sent at its time whatever the others do (below capacity, the p99 of a load the machine can
+// carry rather than of a saturated one).
 // Reports: registration time; every answer's status (all must be 200); the process tree's PSS and
 // the workers' PSS sampled each second against the budget; the first-request latency of a model
 // that was unloaded when asked (describe's `loaded` read just before), its median and p99; the
-// 10 busiest models' median and p99 in A and in B, and B's rise. Results JSON in bench/results/.
+// 10 busiest models' median and p99 in A, A2 and B, and B's rise over each; the CPU seconds each
+// phase took from the front end, the hosts of the hot models, the other hosts (those that ended
+// included) and this script; how many loads landed in a host serving a hot model; each phase's
+// start and end on CLOCK_MONOTONIC in µs (a server --cpu-prof's clock: `--server-node-options
+// "--cpu-prof --cpu-prof-dir=DIR"` profiles the server, and a phase is that slice of it).
+// Results JSON in bench/results/.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { childPids, median, treePssMb, userServer } from './lib.mjs';
+import { atFixedRate, childPids, cpuSeconds, median, treePssMb, userServer } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -41,6 +56,10 @@ const { values: opts } = parseArgs({
     zipf: { type: 'string', default: '1.0' },
     'busy-seconds': { type: 'string', default: '10' },
     'cold-seconds': { type: 'string', default: '20' },
+    'hot-rate': { type: 'string', default: '0' },
+    'server-node-options': { type: 'string', default: '' },
+    // Another checkout's server (built, with model-store/mnist.mar), run by this script: before and after a change.
+    'server-root': { type: 'string', default: ROOT },
   },
 });
 const N = Number(opts.models);
@@ -53,7 +72,19 @@ const digit = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 /** Each mode's server properties beside the common ones. */
 const MODES = { process: [], shared: ['shared_worker_model_mb=10'] };
 
-const all = { models: N, budgetMb: Number(opts['budget-mb']), seconds: SECONDS, hotClients: Number(opts['hot-clients']), zipf: Number(opts.zipf), modes: {} };
+/** Loaded models a fair baseline's fifth client asks (phase A2). */
+const LOADED_TAIL = 50;
+const HOT_RATE = Number(opts['hot-rate']);
+const all = {
+  serverRoot: opts['server-root'],
+  models: N,
+  budgetMb: Number(opts['budget-mb']),
+  seconds: SECONDS,
+  hotClients: Number(opts['hot-clients']),
+  hotRate: HOT_RATE,
+  zipf: Number(opts.zipf),
+  modes: {},
+};
 let server;
 for (const mode of opts.modes.split(',')) {
   if (!MODES[mode]) throw new Error(`unknown mode ${mode}; the modes are ${Object.keys(MODES).join(', ')}`);
@@ -66,15 +97,22 @@ writeFileSync(out, `${JSON.stringify(all, null, 2)}\n`);
 console.log(`results: ${out}`);
 
 async function runMode(mode) {
-  server = await userServer('tsserve-many-', [
-    'enable_model_api=true',
-    `model_memory_budget_mb=${opts['budget-mb']}`,
-    'default_workers_per_model=1',
-    // The unload counter is read from /metrics.
-    'metrics_mode=prometheus',
-    ...MODES[mode],
-  ]);
-  copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
+  const nodeOptions = opts['server-node-options'] ? { NODE_OPTIONS: opts['server-node-options'] } : {};
+  server = await userServer(
+    'tsserve-many-',
+    [
+      'enable_model_api=true',
+      `model_memory_budget_mb=${opts['budget-mb']}`,
+      'default_workers_per_model=1',
+      // The unload counter is read from /metrics.
+      'metrics_mode=prometheus',
+      ...MODES[mode],
+      // The profiler is the front end's: in every worker it would cost them CPU too.
+      ...(opts['server-node-options'] ? ['blacklist_env_vars=^NODE_OPTIONS$'] : []),
+    ],
+    { env: nodeOptions, root: opts['server-root'] },
+  );
+  copyFileSync(join(opts['server-root'], 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
   const result = { loadAverageAtStart: loadavg().map(round) };
   try {
     await server.start([]);
@@ -83,7 +121,7 @@ async function runMode(mode) {
     result.pssPerAdditionalModelMb = await pssPerAdditionalModel(pid);
     const registered = await registerAll(1 + MORE);
     result.registerSeconds = round((performance.now() - began) / 1000);
-    result.loadedAfterRegister = registered.loaded + 1 + MORE;
+    result.loadedAfterRegister = registered.loaded.length + 1 + MORE;
     console.log(
       `${N} models registered in ${result.registerSeconds} s (${result.loadedAfterRegister} loaded, the rest past the budget); PSS per additional model ${result.pssPerAdditionalModelMb} MB; load ${loadavg()[0].toFixed(2)}`,
     );
@@ -96,35 +134,53 @@ async function runMode(mode) {
     result.busyModel = await busyThroughput(names[0]);
     console.log(`  one busy model alone: ${result.busyModel.perSecond} answers/s, p99 ${result.busyModel.p99} ms`);
 
-    const a = await phase([{ clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true }]);
-    const b = await phase([
-      { clients: Number(opts['hot-clients']), pick: () => names[pickIndex(hotWeights)], hot: true },
-      { clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true },
-    ]);
-    const c = await phase([{ clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], hot: false, checkLoaded: true }], Number(opts['cold-seconds']));
+    const hotPids = new Set(await Promise.all(names.slice(0, HOT).map(hostPid)));
+    const loadedTail = registered.loaded.slice(-LOADED_TAIL);
+    const hot = { group: 'hot', pick: () => names[pickIndex(hotWeights)] };
+    const tail = { group: 'tail', clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], checkLoaded: true, hotPids };
+    const a = await phase(pid, hotPids, [hot]);
+    const a2 = await phase(pid, hotPids, [hot, { ...tail, pick: () => loadedTail[Math.floor(Math.random() * loadedTail.length)] }]);
+    const b = await phase(pid, hotPids, [hot, tail]);
+    const c = await phase(pid, hotPids, [tail], Number(opts['cold-seconds']));
     const mem = memory.stop();
     const cold = b.cold.map((r) => r.ms);
     Object.assign(result, {
       loadAverage: loadavg().map(round),
-      statuses: { a: a.statuses, b: b.statuses },
-      hot: { a: summary(a.hot), b: summary(b.hot), p99RisePercent: round((100 * (p99(b.hot) - p99(a.hot))) / p99(a.hot)) },
+      statuses: { a: a.statuses, a2: a2.statuses, b: b.statuses },
+      hot: {
+        a: summary(a.hot),
+        a2: summary(a2.hot),
+        b: summary(b.hot),
+        p99RisePercent: rise(p99(b.hot), p99(a.hot)),
+        p99RiseOverA2Percent: rise(p99(b.hot), p99(a2.hot)),
+        medianRiseOverA2Percent: rise(median(b.hot), median(a2.hot)),
+      },
       tail: summary(b.tail),
+      tailA2: summary(a2.tail),
       coldFirstRequests: summary(cold),
+      coldLoadsInHotHosts: b.coldInHotHosts,
       coldFirstRequestsAlone: summary(c.cold.map((r) => r.ms)),
       statusesAlone: c.statuses,
+      cpuSeconds: { a: a.cpu, a2: a2.cpu, b: b.cpu, c: c.cpu },
+      phasesMonotonicUs: { a: a.span, a2: a2.span, b: b.span, c: c.span },
       memory: mem,
       unloads: await unloadCount(),
     });
-    console.log(`phase A (the ${HOT} busiest only): ${a.hot.length} answers, statuses ${JSON.stringify(a.statuses)}`);
-    console.log(`phase B (plus the other ${N - HOT}): ${b.hot.length + b.tail.length} answers, statuses ${JSON.stringify(b.statuses)}`);
+    console.log(`phase A (the ${HOT} busiest only): ${a.hot.length} answers, statuses ${JSON.stringify(a.statuses)}; CPU s ${JSON.stringify(a.cpu)}`);
     console.log(
-      `  the ${HOT} busiest, ms: A median ${result.hot.a.median} p99 ${result.hot.a.p99}; B median ${result.hot.b.median} p99 ${result.hot.b.p99} (p99 ${result.hot.p99RisePercent}%)`,
+      `phase A2 (plus a client on ${LOADED_TAIL} loaded models): ${a2.hot.length + a2.tail.length} answers, statuses ${JSON.stringify(a2.statuses)}; CPU s ${JSON.stringify(a2.cpu)}`,
     );
     console.log(
-      `  an unloaded model's first request, ms: ${cold.length} of them, median ${result.coldFirstRequests.median}, p99 ${result.coldFirstRequests.p99}, max ${result.coldFirstRequests.max}`,
+      `phase B (plus the other ${N - HOT}): ${b.hot.length + b.tail.length} answers, statuses ${JSON.stringify(b.statuses)}; CPU s ${JSON.stringify(b.cpu)}`,
     );
     console.log(
-      `  the same with no busy model beside it (phase C, ${opts['cold-seconds']} s), ms: ${c.cold.length} of them, median ${result.coldFirstRequestsAlone.median}, p99 ${result.coldFirstRequestsAlone.p99}; statuses ${JSON.stringify(c.statuses)}`,
+      `  the ${HOT} busiest, ms: A median ${result.hot.a.median} p99 ${result.hot.a.p99}; A2 median ${result.hot.a2.median} p99 ${result.hot.a2.p99}; B median ${result.hot.b.median} p99 ${result.hot.b.p99} (p99 ${result.hot.p99RisePercent}% over A, ${result.hot.p99RiseOverA2Percent}% over A2)`,
+    );
+    console.log(
+      `  an unloaded model's first request, ms: ${cold.length} of them (${b.coldInHotHosts} loaded in a hot model's host), median ${result.coldFirstRequests.median}, p99 ${result.coldFirstRequests.p99}, max ${result.coldFirstRequests.max}`,
+    );
+    console.log(
+      `  the same with no busy model beside it (phase C, ${opts['cold-seconds']} s), ms: ${c.cold.length} of them, median ${result.coldFirstRequestsAlone.median}, p99 ${result.coldFirstRequestsAlone.p99}; statuses ${JSON.stringify(c.statuses)}; CPU s ${JSON.stringify(c.cpu)}`,
     );
     console.log(`  unloads: ${result.unloads}; distinct tail models asked: ${new Set(b.tailModels).size}`);
     console.log(
@@ -173,16 +229,19 @@ function rest(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Registers the names from `from` on, --parallel at a time, synchronously; answers how many were loaded. */
+/** Registers the names from `from` on, --parallel at a time, synchronously; answers those loaded, in order. */
 async function registerAll(from) {
   let next = from;
-  let loaded = 0;
+  const loaded = [];
   await Promise.all(
     Array.from({ length: Number(opts.parallel) }, async () => {
-      while (next < names.length) if (await registerOne(names[next++])) loaded += 1;
+      while (next < names.length) {
+        const name = names[next++];
+        if (await registerOne(name)) loaded.push(name);
+      }
     }),
   );
-  return { loaded };
+  return { loaded: loaded.sort() };
 }
 
 /** Registers `name` synchronously; true if it was loaded. */
@@ -193,25 +252,93 @@ async function registerOne(name) {
   return !body.includes('not loaded');
 }
 
-/** Runs the groups' clients for `seconds`; each client sends its next request when the last is answered. */
-async function phase(groups, seconds = SECONDS) {
-  const out = { hot: [], tail: [], cold: [], tailModels: [], statuses: {} };
+/**
+ * Runs the groups' clients for `seconds`; each client sends its next request when the last is
+ * answered (the hot group, with --hot-rate, at fixed times instead). Answers the latencies, the
+ * first requests of unloaded models (and how many loaded in a hot model's host), the statuses,
+ * the CPU seconds by process group and the phase's span on CLOCK_MONOTONIC.
+ */
+async function phase(pid, hotPids, groups, seconds = SECONDS) {
+  const out = { hot: [], tail: [], cold: [], coldInHotHosts: 0, tailModels: [], statuses: {} };
+  const cpuBefore = cpuByGroup(pid, hotPids);
+  const startUs = monotonicUs();
   const deadline = performance.now() + seconds * 1000;
-  const client = async (group) => {
-    while (performance.now() < deadline) {
-      const model = group.pick();
-      const wasLoaded = group.checkLoaded ? await isLoaded(model) : true;
-      const started = performance.now();
-      const status = await ask(model);
-      const ms = performance.now() - started;
-      out.statuses[status] = (out.statuses[status] ?? 0) + 1;
-      (group.hot ? out.hot : out.tail).push(ms);
-      if (!group.hot) out.tailModels.push(model);
-      if (!wasLoaded) out.cold.push({ model, ms });
-    }
+  const request = async (group, model) => {
+    const wasLoaded = group.checkLoaded ? await isLoaded(model) : true;
+    const started = performance.now();
+    const status = await ask(model);
+    const ms = performance.now() - started;
+    out.statuses[status] = (out.statuses[status] ?? 0) + 1;
+    out[group.group].push(ms);
+    if (group.group === 'tail') out.tailModels.push(model);
+    if (wasLoaded) return;
+    out.cold.push({ model, ms });
+    if (group.hotPids.has(await hostPid(model))) out.coldInHotHosts += 1;
   };
-  await Promise.all(groups.flatMap((g) => Array.from({ length: g.clients }, () => client(g))));
+  const client = async (group) => {
+    while (performance.now() < deadline) await request(group, group.pick());
+  };
+  const runGroup = (g) => {
+    if (g.group === 'hot' && HOT_RATE > 0) return atFixedRate(HOT_RATE, seconds, () => request(g, g.pick())).then(({ calls }) => Promise.all(calls));
+    return Promise.all(Array.from({ length: g.clients ?? Number(opts['hot-clients']) }, () => client(g)));
+  };
+  await Promise.all(groups.map(runGroup));
+  out.span = { start: startUs, end: monotonicUs() };
+  out.cpu = cpuSpent(cpuBefore, cpuByGroup(pid, hotPids));
   return out;
+}
+
+/** CLOCK_MONOTONIC in µs, the clock of a V8 CPU profile's timestamps. */
+function monotonicUs() {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/**
+ * CPU seconds so far: the front end's own, each worker process's (by pid), those of its workers
+ * that have ended (the front end's reaped children), and this script's.
+ */
+function cpuByGroup(pid, hotPids) {
+  const hosts = new Map(childPids(pid).map((child) => [child, cpuSeconds(child)]));
+  return { frontEnd: cpuSeconds(pid), hosts, hotPids, reaped: reapedCpuSeconds(pid), bench: process.cpuUsage() };
+}
+
+function cpuSpent(before, after) {
+  let hotHosts = 0;
+  let otherHosts = after.reaped - before.reaped;
+  for (const [pid, seconds] of after.hosts) {
+    const spent = seconds - (before.hosts.get(pid) ?? 0);
+    if (after.hotPids.has(pid)) hotHosts += spent;
+    else otherHosts += spent;
+  }
+  // Ended meanwhile: their whole time is in `reaped`, what they had spent before is not this phase's.
+  for (const [pid, seconds] of before.hosts) if (!after.hosts.has(pid)) otherHosts -= seconds;
+  const bench = process.cpuUsage(before.bench);
+  return {
+    frontEnd: round(after.frontEnd - before.frontEnd),
+    hotHosts: round(hotHosts),
+    otherHosts: round(otherHosts),
+    bench: round((bench.user + bench.system) / 1e6),
+  };
+}
+
+/** CPU seconds of a process's children that have ended and been waited for (/proc stat's cutime, cstime). */
+function reapedCpuSeconds(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The pid of the process a loaded model's worker runs in. */
+async function hostPid(model) {
+  const [d] = await (await fetch(`${server.management}/models/${model}`)).json();
+  return d.workers[0]?.pid;
+}
+
+function rise(after, before) {
+  return round((100 * (after - before)) / before);
 }
 
 async function ask(model) {

@@ -6,6 +6,7 @@
  * all read them here. Imports nothing of ours.
  */
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 
 /** A file's text; undefined where it cannot be read (not Linux, no such cgroup, a process gone). */
 function readText(path: string): string | undefined {
@@ -18,7 +19,16 @@ function readText(path: string): string | undefined {
 
 /** `<field>: <n> kB` from a /proc file, in bytes; undefined where the file or the line is missing. */
 export function procKilobytes(file: string, field: string): number | undefined {
-  const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readText(file) ?? '')?.[1];
+  return kilobytesIn(readText(file), field);
+}
+
+/** procKilobytes read off the event loop: for files the kernel takes long to write (smaps_rollup walks every page). */
+export async function procKilobytesLater(file: string, field: string): Promise<number | undefined> {
+  return kilobytesIn(await readFile(file, 'latin1').catch(() => undefined), field);
+}
+
+function kilobytesIn(text: string | undefined, field: string): number | undefined {
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text ?? '')?.[1];
   return kb === undefined ? undefined : Number(kb) * 1024;
 }
 

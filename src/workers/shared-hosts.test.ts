@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { TsError } from '../errors.js';
 import type { FromWorker } from '../protocol/messages.js';
-import { SharedHosts } from './shared-hosts.js';
+import { BUSY_HOST_BATCHES, SharedHosts } from './shared-hosts.js';
 import type { Tenant, WorkerHost } from './worker-host.js';
 
 /** A host's bookkeeping without its process. */
@@ -177,6 +177,23 @@ t.test('a model loads into the host sent the fewest batches lately, though it ho
   t.equal(place(shared, 'cold_2', 'k4'), first, 'and again, though it holds more workers now');
   t.equal(second.size, 1, 'the busy host took none');
   t.equal(started.length, 3, 'no host started but the spares');
+  shared.close();
+});
+
+t.test("a load never goes to a busy model's host: the spare takes it, and the next load the host that was the spare", async (t) => {
+  const { hosts: shared, started } = hosts(8);
+  const busy = place(shared, 'hot_1', 'k1');
+  await nextTick();
+  busy.batches = BUSY_HOST_BATCHES;
+  const first = place(shared, 'cold_1', 'k2');
+  t.not(first, busy, 'the busy host has room, but the load takes the spare');
+  t.equal(first, started[1], 'the spare');
+  await nextTick();
+  t.equal(place(shared, 'cold_2', 'k3'), first, 'the next load joins the former spare, not the busy host nor the new spare');
+  t.equal(busy.size, 1, 'the busy host took none');
+  busy.batches = BUSY_HOST_BATCHES - 1;
+  first.batches = BUSY_HOST_BATCHES - 1;
+  t.equal(place(shared, 'cold_3', 'k4'), busy, 'below the mark, the fewer workers decide');
   shared.close();
 });
 

@@ -6,7 +6,11 @@
  * model's workers in one process would share its one thread, and its crash), the one sent the
  * fewest batches over the last second or two, then with the fewest workers: a model loading
  * there holds the host's one thread while its handler and session open, which the busy models'
- * batches would wait for, and a model's first request waits for its load behind their batches. Until there are as many hosts as cores, each new worker takes the spare, so
+ * batches would wait for, and a model's first request waits for its load behind their batches.
+ * A host sent BUSY_HOST_BATCHES lately serves busy models and takes no load at all: one landed in
+ * a busy model's host for a fifth of the loads of bench/many-models.mjs (its models' hosts were the
+ * ones with room), each holding their batches for a session's creation; the spare takes it
+ * instead, and another spare starts. Until there are as many hosts as cores, each new worker takes the spare, so
  * that the first models, often the busiest, do not all share one thread. When none has room, to the spare: a host started ahead, with node and onnxruntime loaded
  * and no model, so that a model loading on demand waits for a session, not for a process's start.
  * Taking the spare starts the next one. A host whose last worker left becomes the spare, or, if
@@ -34,6 +38,16 @@ export interface SharedHostsOptions extends Omit<HostOptions, 'shared' | 'onOutp
   /** Starts a host process; a test's own stands in for it where none is wanted. */
   readonly startHost?: (opts: HostOptions) => WorkerHost;
 }
+
+/**
+ * Batches sent to a host over the last one to two seconds (recentBatches) from which it serves
+ * busy models and takes no load: 5-10 a second. A host of models only loaded on demand was sent
+ * a few a second in bench/many-models.mjs; one of its ten busiest models' hundreds on an idle
+ * machine, but 20-40 a second on one swamped by other jobs, where a mark of 50 let 12 of 44 loads
+ * into their hosts. Where every host is that busy, loads start hosts of their own, which hold
+ * fewer models each (node and onnxruntime, ~25 MB a host, counted in the memory budget).
+ */
+export const BUSY_HOST_BATCHES = 10;
 
 export class SharedHosts implements HostSource {
   private readonly opts: SharedHostsOptions;
@@ -71,12 +85,16 @@ export class SharedHosts implements HostSource {
     return undefined;
   }
 
-  /** The running host with room and no worker of `model` sent the fewest batches lately, then with the fewest workers. */
+  /**
+   * The running host with room, no worker of `model` and no busy models (BUSY_HOST_BATCHES) sent
+   * the fewest batches lately, then with the fewest workers.
+   */
   private leastFull(model: string): WorkerHost | undefined {
     let best: { host: WorkerHost; batches: number } | undefined;
     for (const host of this.hosts) {
       if (host === this.spare || !host.open || host.size >= this.opts.modelsPerHost || host.holds(model)) continue;
       const batches = host.recentBatches();
+      if (batches >= BUSY_HOST_BATCHES) continue;
       if (!best || batches < best.batches || (batches === best.batches && host.size < best.host.size)) best = { host, batches };
     }
     return best?.host;

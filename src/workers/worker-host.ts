@@ -14,7 +14,7 @@ import { delimiter, join } from 'node:path';
 import { getPriority, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { errorFromWire, tsError, type TsError } from '../errors.js';
-import { procKilobytes } from '../host-limits.js';
+import { procKilobytes, procKilobytesLater } from '../host-limits.js';
 import { messageBound, responseTooLarge, watchMessageSize } from '../protocol/answer-size.js';
 import { fromWorker } from '../protocol/message-shape.js';
 import { readLines } from './output-lines.js';
@@ -169,8 +169,30 @@ const BUSY_WINDOW_MS = 1000;
  * beside it, and their growth is measured less exactly.
  */
 const LOAD_TURN_MS = 15_000;
-/** How long a reading of the process's PSS is reused: a memory decision reads every loaded model's. */
-const PSS_FRESH_MS = 500;
+/**
+ * How old a process's last PSS reading (smaps_rollup) may grow before another is taken, off the
+ * event loop. smaps_rollup walks every page the process maps: read on the event loop, as each
+ * memory decision read every host's, it held the front end ~48 ms a load on demand with 14 hosts
+ * of 30 mnist models (bench/many-models.mjs under --cpu-prof: 2.5 s of 40 s in phase B, every
+ * request waiting behind it). Between readings the PSS is the last reading plus what the
+ * process's anonymous memory (RssAnon, a counter the kernel keeps: microseconds to read) grew
+ * by since: a worker process is spawned, not forked, so each of its anonymous pages counts whole
+ * in its PSS, and what a model's load or unload changes is anonymous (sessions, heaps).
+ */
+const PSS_REFRESH_MS = 5_000;
+/**
+ * How long a reading of RssAnon is reused: a memory decision asks every loaded model's worker,
+ * and the budget looks each second. /proc's status took ~0.3 ms a read on a loaded machine;
+ * reused for 100 ms, the 14 hosts of a 1,000-model run were read 1,800 times in 40 s (0.54 s of
+ * the front end's event loop, 4 ms a load's decision). A load's own growth is read as it ends.
+ */
+const ANON_FRESH_MS = 1000;
+/**
+ * How far RssAnon may move while smaps_rollup is read for the reading to be kept. Asking for no
+ * move at all kept none of a busy host's (its heap moves with every batch): the budget read it
+ * from its first reading, taken while it was starting, and missed its pages since.
+ */
+const ANON_STEADY_BYTES = 2 * 2 ** 20;
 
 export class WorkerHost {
   readonly shared: boolean;
@@ -184,7 +206,10 @@ export class WorkerHost {
   private killedFor: TsError | undefined;
   /** Loads in turn, so that each one's memory is what the process grew by while it ran. */
   private loads: Promise<unknown> = Promise.resolve();
-  private pss: { bytes: number | undefined; at: number } | undefined;
+  /** The last PSS reading, and RssAnon when it was taken (residentBytes). */
+  private pss: { bytes: number; anon: number; at: number } | undefined;
+  private pssReading = false;
+  private anon: { bytes: number; at: number } | undefined;
   private readonly batches = { start: performance.now(), current: 0, previous: 0 };
   /** Called once the process has exited, after its tenants were told. */
   onExit: (() => void) | undefined;
@@ -285,25 +310,62 @@ export class WorkerHost {
    */
   measuredLoad(load: () => Promise<void>): Promise<number | undefined> {
     const turn = this.loads.then(async () => {
-      const before = this.readPss();
+      const before = this.readAnon();
       await load();
-      const after = this.readPss();
+      const after = this.readAnon();
       return before === undefined || after === undefined ? undefined : Math.max(0, after - before);
     });
     this.loads = boundedTurn(turn);
     return turn;
   }
 
-  /** The process's PSS, read at most every PSS_FRESH_MS; undefined where /proc cannot say. */
+  /**
+   * The process's PSS now: the last smaps_rollup reading plus its anonymous memory's growth since
+   * (PSS_REFRESH_MS); undefined where /proc cannot say. Only a process's first reading is taken
+   * here, on the event loop, while it is small; later ones in the background.
+   */
   residentBytes(): number | undefined {
-    const now = performance.now();
-    if (!this.pss || now - this.pss.at > PSS_FRESH_MS) this.pss = { bytes: this.readPss(), at: now };
-    return this.pss.bytes;
+    const anon = this.anon && performance.now() - this.anon.at <= ANON_FRESH_MS ? this.anon.bytes : this.readAnon();
+    if (anon === undefined) return undefined;
+    if (!this.pss) {
+      const bytes = this.alive ? procKilobytes(this.smapsRollup, 'Pss') : undefined;
+      if (bytes === undefined) return undefined;
+      this.pss = { bytes, anon, at: performance.now() };
+    } else if (performance.now() - this.pss.at > PSS_REFRESH_MS) this.refreshPss();
+    return Math.max(0, this.pss.bytes + anon - this.pss.anon);
   }
 
-  private readPss(): number | undefined {
-    this.pss = undefined;
-    return this.pid > 0 && !this.exitedFlag ? procKilobytes(`/proc/${this.pid}/smaps_rollup`, 'Pss') : undefined;
+  private get alive(): boolean {
+    return this.pid > 0 && !this.exitedFlag;
+  }
+
+  private get smapsRollup(): string {
+    return `/proc/${this.pid}/smaps_rollup`;
+  }
+
+  /** RssAnon now, remembered for ANON_FRESH_MS; undefined where /proc cannot say. */
+  private readAnon(): number | undefined {
+    const bytes = this.alive ? procKilobytes(`/proc/${this.pid}/status`, 'RssAnon') : undefined;
+    this.anon = bytes === undefined ? undefined : { bytes, at: performance.now() };
+    return bytes;
+  }
+
+  /**
+   * A new PSS reading, read off the event loop, against RssAnon halfway through it. A busy
+   * process's anonymous memory moves by a few pages between any two readings; one that moved
+   * more than ANON_STEADY_BYTES while it was read (a load ran meanwhile) is dropped, and the next
+   * look tries again.
+   */
+  private refreshPss(): void {
+    if (this.pssReading) return;
+    const before = this.readAnon();
+    this.pssReading = true;
+    void procKilobytesLater(this.smapsRollup, 'Pss').then((bytes) => {
+      this.pssReading = false;
+      const after = this.readAnon();
+      if (bytes === undefined || before === undefined || after === undefined || Math.abs(after - before) > ANON_STEADY_BYTES) return;
+      this.pss = { bytes, anon: (before + after) / 2, at: performance.now() };
+    });
   }
 
   /**

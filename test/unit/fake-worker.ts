@@ -36,9 +36,19 @@ export class FakeWorker extends EventEmitter {
     this.pid = pid;
   }
 
-  /** No process to measure: the memory budget estimates a fake worker as one it cannot read. */
+  /**
+   * What the memory budget reads of it (a test sets it to stand for a process's PSS); undefined,
+   * as when no process can be read: the budget estimates it.
+   */
+  memory: number | undefined = undefined;
+
   residentBytes(): number | undefined {
-    return undefined;
+    return this.memory;
+  }
+
+  /** What stopping it frees: all it holds, as a process of its own. */
+  freedBytes(): number | undefined {
+    return this.memory;
   }
 
   get busy(): boolean {

@@ -1,0 +1,36 @@
+// The memory budget holds as loaded models grow after their load (models/model-memory.ts): their
+// workers' memory is looked at every GROWTH_CHECK_MS, and past the budget (less LOAD_HEADROOM, the
+// loads' transient memory) the least recently used idle models are unloaded until the rest fit,
+// with no load to make room for. Before, only a load
+// made room: a 1,000-model run (bench/many-models.mjs) stayed past the budget through whole phases.
+import t from 'tap';
+import { GROWTH_CHECK_MS } from '../../src/models/model-memory.js';
+import { inProcessServer } from './in-process.js';
+
+const MB = 2 ** 20;
+
+t.test('models that grow past the budget after their load: the least recently used idle one is unloaded', async (t) => {
+  const names = ['a', 'b', 'c'];
+  // Three workers counted at their estimate (84 MB each, a worker's base) fit in 300 MB.
+  const server = await inProcessServer(t, { models: names, properties: { model_memory_budget_mb: '300' } });
+  for (const name of names) {
+    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+    t.equal(res.statusCode, 200, `${name} registered: ${res.json().status}`);
+  }
+  const loaded = (): boolean[] => names.map((n) => server.registry.get(n).loaded);
+  t.same(loaded(), [true, true, true], 'all three loaded');
+  for (const worker of server.workers) worker.memory = 90 * MB;
+  // b and c answer; a, never asked, is the least recently used.
+  for (const name of ['b', 'c']) t.equal((await server.inference({ method: 'POST', url: `/predictions/${name}`, payload: 'x' })).statusCode, 200);
+  await new Promise((resolve) => setTimeout(resolve, 2 * GROWTH_CHECK_MS));
+  t.same(loaded(), [true, true, true], '270 MB in a 300 MB budget: nothing unloaded');
+  // They grow as they serve: 3 x 99 MB, within the budget but not within what loads leave free
+  // (LOAD_HEADROOM, 2%: 294 MB); one unloaded brings it back.
+  for (const worker of server.workers) worker.memory = 99 * MB;
+  const deadline = Date.now() + 10 * GROWTH_CHECK_MS;
+  while (server.registry.get('a').loaded && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  await new Promise((resolve) => setTimeout(resolve, 2 * GROWTH_CHECK_MS));
+  t.same(loaded(), [false, true, true], 'a, the least recently used, unloaded; b and c, 198 MB, stay');
+  const res = await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' });
+  t.equal(res.statusCode, 200, "a's next request loads it and is answered");
+});
