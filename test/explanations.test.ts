@@ -6,7 +6,18 @@ import { join } from 'node:path';
 import { decode as decodePng } from 'fast-png';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildColoursMar, buildMar, buildMnistMar, errorBody, FIXTURES, MNIST_DIR, sharedServer, startTestServer, type TestServer } from './helpers.js';
+import {
+  buildColoursMar,
+  buildLabelledColoursMar,
+  buildMar,
+  buildMnistMar,
+  errorBody,
+  FIXTURES,
+  MNIST_DIR,
+  sharedServer,
+  startTestServer,
+  type TestServer,
+} from './helpers.js';
 
 type Chw = number[][][];
 
@@ -49,15 +60,7 @@ const colours = sharedServer((t) =>
         extraFiles: vocab,
       });
       buildMar(store, { modelName: 'segments', version: '1.0', handler: 'image_segmenter', serializedFile: join(FIXTURES, 'colour_segmenter.onnx') });
-      const labels = join(store, '..', 'index_to_name.json');
-      writeFileSync(labels, JSON.stringify({ 0: 'red', 1: 'green', 2: 'blue' }));
-      buildMar(store, {
-        modelName: 'labelled',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-        extraFiles: labels,
-      });
+      buildLabelledColoursMar(store, { 0: 'red', 1: 'green', 2: 'blue' });
     },
     properties: { load_models: 'colours.mar,mnist.mar,sentiment.mar,segments.mar,labelled.mar' },
   }),

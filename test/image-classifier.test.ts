@@ -1,11 +1,7 @@
-// The built-in image_classifier on a purpose-built model (test/fixtures/colour_classifier.onnx:
-// logits are the image's mean colour), so each answer can be checked.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildColoursMar, buildMar, FIXTURES, sharedServer, startTestServer, type TestServer } from './helpers.js';
+import { buildColoursMar, buildLabelledColoursMar, sharedServer, startTestServer, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })
@@ -29,15 +25,7 @@ const colours = sharedServer((t) =>
   startTestServer(t, {
     prepare: (store) => {
       buildColoursMar(store);
-      const labels = join(store, '..', 'index_to_name.json');
-      writeFileSync(labels, JSON.stringify({ 0: 'red', 1: 'green', 2: ['n0000', 'blue'] }));
-      buildMar(store, {
-        modelName: 'labelled',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-        extraFiles: labels,
-      });
+      buildLabelledColoursMar(store, { 0: 'red', 1: 'green', 2: ['n0000', 'blue'] });
     },
     properties: { load_models: 'colours.mar,labelled.mar' },
   }),
