@@ -86,30 +86,6 @@ t.test('--start returns once the start-up models serve: their workers have loade
   t.equal((await fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'hi' })).status, 200);
 });
 
-t.test('start-up validation messages', async (t) => {
-  const dir = tempDir(t);
-  const env = { TMPDIR: dir };
-  const noStore = tsserve(['--start', '--foreground', '--model-store', 'missing'], dir, env);
-  t.equal(noStore.status, 1);
-  t.match(noStore.out, '--model-store directory not found: missing');
-  const noConfig = tsserve(['--start', '--foreground', '--ts-config', 'nope.properties'], dir, env);
-  t.equal(noConfig.status, 1);
-  t.match(noConfig.out, '--ts-config file not found:');
-  const mandatory = tsserve(['--start', '--foreground'], dir, env);
-  t.equal(mandatory.status, 1);
-  t.match(mandatory.out, 'Missing mandatory parameter --model-store');
-  const version = tsserve(['--version'], dir, env);
-  t.match(version.out, /^tsserve Version is \d+\.\d+\.\d+/);
-  const both = tsserve(['--start', '--stop'], dir, env);
-  t.not(both.status, 0);
-  mkdirSync(join(dir, 'store'));
-  const noWorkflows = tsserve(['--start', '--foreground', '--model-store', 'store', '--workflow-store', 'wf'], dir, env);
-  t.equal(noWorkflows.status, 1);
-  t.match(noWorkflows.out, '--workflow-store directory not found: wf', "torchserve's flag is known and checked, not an unknown option");
-  const noCppLog = tsserve(['--start', '--foreground', '--model-store', 'store', '--cpp-log-config', 'log.xml'], dir, env);
-  t.match(noCppLog.out, '--cpp-log-config file not found: log.xml');
-});
-
 t.test('vmargs: its Node.js options reach the server process, JVM options from an old config are left out with a warning', async (t) => {
   const dir = tempDir(t);
   const env = { TMPDIR: dir };
@@ -176,8 +152,7 @@ t.test('usage errors exit 2, as torchserve and torch-model-archiver (argparse) d
   };
   const unknown = run('tsserve.js', ['--start', '--bogus']);
   t.same([unknown.status, /unknown option '--bogus'/.test(unknown.out)], [2, true], 'tsserve: an unknown flag');
-  t.equal(run('tsserve.js', ['--start', '--stop']).status, 2, 'tsserve: --start with --stop');
-  t.equal(run('tsserve.js', ['--help']).status, 0, '--help is no error');
+  // --start with --stop, --help, and the validation messages: test/unit/cli.test.ts, in-process.
   const missing = run('tsserve-archiver.js', ['--version', '1.0', '--handler', 'image_classifier']);
   t.same([missing.status, /required option '--model-name <name>' not specified/.test(missing.out)], [2, true], 'tsserve-archiver: a missing flag');
   t.equal(run('tsserve-convert.js', []).status, 2, 'tsserve-convert: no archive named');

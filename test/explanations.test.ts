@@ -8,15 +8,14 @@ import sharp from 'sharp';
 import t, { type Test } from 'tap';
 import {
   buildColoursMar,
+  buildLabelledColoursMar,
   buildMar,
   buildMnistMar,
   errorBody,
   FIXTURES,
   MNIST_DIR,
-  serveFixtureModel,
   sharedServer,
   startTestServer,
-  tempDir,
   type TestServer,
 } from './helpers.js';
 
@@ -41,8 +40,31 @@ function serveColours(t: Test, properties: Record<string, string> = {}): Promise
   });
 }
 
-/** colours.mar served from start-up, for the tests that only ask it. */
-const colours = sharedServer((t) => serveColours(t));
+/**
+ * One server for the file: colours.mar, and beside it the MNIST example, a text classifier
+ * (sentiment), an image segmenter (segments) and colours with index_to_name.json (labelled), each
+ * loaded at start-up; a test that registers a model gives it a name of its own.
+ */
+const colours = sharedServer((t) =>
+  startTestServer(t, {
+    prepare: (store) => {
+      buildColoursMar(store);
+      buildMnistMar(store);
+      const vocab = join(store, '..', 'vocab.txt');
+      writeFileSync(vocab, ['<pad>', '<unk>', 'good', 'great', 'love', 'bad', 'awful', 'hate'].join('\n') + '\n');
+      buildMar(store, {
+        modelName: 'sentiment',
+        version: '1.0',
+        handler: 'text_classifier',
+        serializedFile: join(FIXTURES, 'word_sentiment.onnx'),
+        extraFiles: vocab,
+      });
+      buildMar(store, { modelName: 'segments', version: '1.0', handler: 'image_segmenter', serializedFile: join(FIXTURES, 'colour_segmenter.onnx') });
+      buildLabelledColoursMar(store, { 0: 'red', 1: 'green', 2: 'blue' });
+    },
+    properties: { load_models: 'colours.mar,mnist.mar,sentiment.mar,segments.mar,labelled.mar' },
+  }),
+);
 
 function explain(url: string, image: Buffer, target?: string): Promise<Response> {
   const form = new FormData();
@@ -80,7 +102,7 @@ t.test('image_classifier explains a class: the half of the image that carries it
 });
 
 t.test('an explanation never shares a batch: predictions batched around it get predictions', async (t) => {
-  const server = await serveColours(t);
+  const server = await colours();
   const reg = await fetch(
     `${server.urls.management}/models?url=colours.mar&model_name=batched&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=300`,
     { method: 'POST' },
@@ -122,7 +144,7 @@ t.test("KServe v1 :explain answers {explanations: [...]}, one per instance, for 
 });
 
 t.test('the MNIST example explains a digit: its strokes count for it, the background hardly', async (t) => {
-  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
+  const server = await colours();
   const png = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
   const res = await explain(`${server.urls.inference}/explanations/mnist`, png, '7');
   t.equal(res.status, 200);
@@ -152,9 +174,7 @@ t.test('the MNIST example explains a digit: its strokes count for it, the backgr
 });
 
 t.test("text_classifier explains each word's part in the target class, as TorchServe's {words, importances}", async (t) => {
-  const files = tempDir(t);
-  writeFileSync(join(files, 'vocab.txt'), ['<pad>', '<unk>', 'good', 'great', 'love', 'bad', 'awful', 'hate'].join('\n') + '\n');
-  const server = await serveFixtureModel(t, 'sentiment', 'text_classifier', 'word_sentiment.onnx', [join(files, 'vocab.txt')]);
+  const server = await colours();
   const form = new FormData();
   form.append('data', 'Good film, bad ending, zzz');
   form.append('target', '1');
@@ -173,7 +193,7 @@ t.test("text_classifier explains each word's part in the target class, as TorchS
 });
 
 t.test('a handler whose output is not class scores answers 501 with the reason', async (t) => {
-  const server = await serveFixtureModel(t, 'segments', 'image_segmenter', 'colour_segmenter.onnx');
+  const server = await colours();
   const res = await explain(`${server.urls.inference}/explanations/segments`, await redBlue());
   t.equal(res.status, 501);
   t.match(await errorBody(res), { code: 501, message: /^This handler cannot explain its output/ });
@@ -181,26 +201,13 @@ t.test('a handler whose output is not class scores answers 501 with the reason',
 });
 
 t.test("a model with index_to_name.json also takes the class's label as the target: what its predictions answer", async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => {
-      const labels = join(store, '..', 'index_to_name.json');
-      writeFileSync(labels, JSON.stringify({ 0: 'red', 1: 'green', 2: 'blue' }));
-      buildMar(store, {
-        modelName: 'colours',
-        version: '1.0',
-        handler: 'image_classifier',
-        serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
-        extraFiles: labels,
-      });
-    },
-    properties: { load_models: 'colours.mar' },
-  });
+  const server = await colours();
   const image = await redBlue();
   const top = Object.keys(
-    (await (await fetch(`${server.urls.inference}/predictions/colours`, { method: 'POST', body: image })).json()) as Record<string, number>,
+    (await (await fetch(`${server.urls.inference}/predictions/labelled`, { method: 'POST', body: image })).json()) as Record<string, number>,
   )[0]!;
   t.ok(['red', 'blue'].includes(top), `the top class is a label: ${top}`);
-  const url = `${server.urls.inference}/explanations/colours`;
+  const url = `${server.urls.inference}/explanations/labelled`;
   const byLabel = await explain(url, image, 'blue');
   t.equal(byLabel.status, 200);
   t.same(await byLabel.json(), await (await explain(url, image, '2')).json(), 'target=blue is target=2');

@@ -63,6 +63,19 @@ export function buildColoursMar(store: string): string {
   return buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
 }
 
+/** colours.mar's model as labelled.mar, its classes named by an index_to_name.json of `labels`. */
+export function buildLabelledColoursMar(store: string, labels: Record<number, string | string[]>): string {
+  const file = join(store, '..', 'index_to_name.json');
+  writeFileSync(file, JSON.stringify(labels));
+  return buildMar(store, {
+    modelName: 'labelled',
+    version: '1.0',
+    handler: 'image_classifier',
+    serializedFile: join(FIXTURES, 'colour_classifier.onnx'),
+    extraFiles: file,
+  });
+}
+
 /** examples/nst as nst.mar, with its feature model, optimizer and styles. */
 export function buildNstMar(store: string): string {
   return buildMar(store, {

@@ -1,11 +1,7 @@
-// The built-in image_classifier on a purpose-built model (test/fixtures/colour_classifier.onnx:
-// logits are the image's mean colour), so each answer can be checked.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { buildColoursMar, serveFixtureModel, sharedServer, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { buildColoursMar, buildLabelledColoursMar, sharedServer, startTestServer, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number, format: 'png' | 'jpeg' = 'png', width = 320, height = 240): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r, g, b } } })
@@ -21,8 +17,19 @@ function serveColours(t: Test, properties: Record<string, string> = {}, load = t
   });
 }
 
-/** colours.mar served from start-up, for the tests that only classify. */
-const colours = sharedServer((t) => serveColours(t));
+/**
+ * colours.mar served from start-up, and beside it colours with index_to_name.json (labelled), for
+ * the tests that only classify; a test that registers a model gives it a name of its own.
+ */
+const colours = sharedServer((t) =>
+  startTestServer(t, {
+    prepare: (store) => {
+      buildColoursMar(store);
+      buildLabelledColoursMar(store, { 0: 'red', 1: 'green', 2: ['n0000', 'blue'] });
+    },
+    properties: { load_models: 'colours.mar,labelled.mar' },
+  }),
+);
 
 async function classify(url: string, body: Buffer): Promise<{ status: number; text: string }> {
   const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'image/png' } });
@@ -30,10 +37,8 @@ async function classify(url: string, body: Buffer): Promise<{ status: number; te
 }
 
 t.test('top classes with labels from index_to_name.json, most probable first, softmax probabilities', async (t) => {
-  const labels = tempDir(t);
-  writeFileSync(join(labels, 'index_to_name.json'), JSON.stringify({ 0: 'red', 1: 'green', 2: ['n0000', 'blue'] }));
-  const server = await serveFixtureModel(t, 'colours', 'image_classifier', 'colour_classifier.onnx', [join(labels, 'index_to_name.json')]);
-  const url = `${server.urls.inference}/predictions/colours`;
+  const server = await colours();
+  const url = `${server.urls.inference}/predictions/labelled`;
   for (const [colour, image] of [
     ['red', await solid(250, 10, 10)],
     ['green', await solid(10, 250, 10, 'jpeg')],
@@ -61,13 +66,13 @@ t.test('without index_to_name.json the labels are class indexes, still most prob
 });
 
 t.test('batched: concurrent requests form one batch and each gets its own answer', async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => buildColoursMar(store),
+  const server = await colours();
+  const reg = await fetch(`${server.urls.management}/models?url=colours.mar&model_name=batched&batch_size=4&max_batch_delay=200&initial_workers=1`, {
+    method: 'POST',
   });
-  const reg = await fetch(`${server.urls.management}/models?url=colours.mar&batch_size=4&max_batch_delay=200&initial_workers=1`, { method: 'POST' });
   t.equal(reg.status, 200);
   const images = [await solid(250, 0, 0), await solid(0, 250, 0), await solid(0, 0, 250), await solid(240, 10, 10)];
-  const answers = await Promise.all(images.map((img) => classify(`${server.urls.inference}/predictions/colours`, img)));
+  const answers = await Promise.all(images.map((img) => classify(`${server.urls.inference}/predictions/batched`, img)));
   // Read the first key from the text: JSON.parse would put integer-like keys in ascending order.
   t.same(
     answers.map((a) => /^\{\n {2}"(\d)"/.exec(a.text)?.[1]),

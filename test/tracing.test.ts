@@ -279,6 +279,14 @@ t.test("a server's stop exports the spans it holds: none of the last answers' tr
 t.test('a collector that is down: the log says where spans go, then warns once that the export failed; predictions answer as usual', async (t) => {
   const lines: string[] = [];
   const closed = { url: `http://127.0.0.1:${await freePort()}/v1/traces`, spans: [], contentTypes: new Set<string>() };
+  // The exporter retries a refused export with backoff until its timeout (10 s by default) before
+  // it reports the failure: a 1 s one says the same sooner.
+  const timeout = process.env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT;
+  process.env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT = '1000';
+  t.teardown(() => {
+    if (timeout === undefined) delete process.env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT;
+    else process.env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT = timeout;
+  });
   const server = await tracedServer(
     t,
     closed,

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,9 +10,15 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 function load(lines: string[], env: NodeJS.ProcessEnv = {}): ReturnType<typeof loadServerConfig> {
   const dir = mkdtempSync(join(tmpdir(), 'tsserve-keys-'));
-  const file = join(dir, 'config.properties');
-  writeFileSync(file, lines.join('\n') + '\n');
-  return loadServerConfig({ tsConfig: file }, env, dir);
+  // Removed once read: a run loads hundreds, and a /tmp of left folders slows whatever walks it
+  // (test/hostile-archives.test.ts's search for its canary took 15 s among 20,000 of them).
+  try {
+    const file = join(dir, 'config.properties');
+    writeFileSync(file, lines.join('\n') + '\n');
+    return loadServerConfig({ tsConfig: file }, env, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A value the key allows (its default where it has one). */

@@ -1,18 +1,25 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadServerConfig, parseAddress } from './server-config.js';
 
+/** A folder of the file's own, removed when it ends: left behind, a run's dozens pile up in /tmp. */
+function folder(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 function withFile(text: string): { dir: string; file: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'tsserve-config-'));
+  const dir = folder('tsserve-config-');
   const file = join(dir, 'config.properties');
   writeFileSync(file, text);
   return { dir, file };
 }
 
 t.test("defaults are TorchServe's", async (t) => {
-  const c = loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-')));
+  const c = loadServerConfig({}, {}, folder('tsserve-empty-'));
   t.equal(c.inferenceAddress.raw, 'http://127.0.0.1:8080');
   t.equal(c.managementAddress.port, 8081);
   t.equal(c.metricsAddress.port, 8082);
@@ -55,7 +62,7 @@ t.test('blacklist_env_vars and allowed_urls are whole-string regexes; one that d
   const c = loadServerConfig({ tsConfig: file }, {}, dir);
   t.ok(c.blacklistEnvVars?.test('AWS_SECRET_ACCESS_KEY'));
   t.notOk(c.blacklistEnvVars?.test('MY_SECRET'), 'the whole name must match');
-  t.equal(loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-'))).blacklistEnvVars, undefined, 'none by default');
+  t.equal(loadServerConfig({}, {}, folder('tsserve-empty-')).blacklistEnvVars, undefined, 'none by default');
   const bad = withFile('blacklist_env_vars=(unclosed\n');
   t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), {
     name: 'Error',
@@ -66,7 +73,7 @@ t.test('blacklist_env_vars and allowed_urls are whole-string regexes; one that d
 });
 
 t.test('otel_traces off and traceresponse by default; otel_trace_header must be a header name, or none', async (t) => {
-  const c = loadServerConfig({}, {}, mkdtempSync(join(tmpdir(), 'tsserve-empty-')));
+  const c = loadServerConfig({}, {}, folder('tsserve-empty-'));
   t.equal(c.otelTraces, false);
   t.equal(c.otelTraceHeader, 'traceresponse');
   const other = withFile('otel_traces=true\notel_trace_header=X-Trace-Id\n');
