@@ -24,7 +24,7 @@ t.test('start-up validation messages', async (t) => {
   t.not(both.status, 0);
   mkdirSync(join(dir, 'store'));
   const noWorkflows = await runTsserve(['--start', '--foreground', '--model-store', 'store', '--workflow-store', 'wf'], dir);
-t.equal(noWorkflows.status, 1);
+  t.equal(noWorkflows.status, 1);
   t.match(noWorkflows.out, '--workflow-store directory not found: wf', "torchserve's flag is known and checked, not an unknown option");
   const noCppLog = await runTsserve(['--start', '--foreground', '--model-store', 'store', '--cpp-log-config', 'log.xml'], dir);
   t.match(noCppLog.out, '--cpp-log-config file not found: log.xml');
