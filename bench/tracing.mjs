@@ -170,9 +170,10 @@ function histogramCost(predictions = 200_000) {
   const metrics = new MetricsRegistry('prometheus');
   const t = performance.timeOrigin + performance.now();
   const stages = ['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1 }));
-  const job = { arrivedAt: 1, dequeuedAt: 2, quiet: false };
+  const job = { arrivedAt: 1, dequeuedAt: 2, quiet: false, waitCounted: false };
   const began = process.cpuUsage();
   for (let i = 0; i < predictions; i++) {
+    job.waitCounted = false;
     metrics.batchFormed('mnist', '1.0', [job]);
     metrics.stagesRan('mnist', '1.0', stages, 1);
     metrics.requestAnswered('mnist', '1.0', 0.002);
