@@ -33,9 +33,7 @@
 // processes move a round's throughput by tens of percent.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -45,7 +43,7 @@ import { AlwaysOnSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-tr
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { MetricsRegistry } from '../dist/src/metrics/registry.js';
 import { Tracing } from '../dist/src/metrics/tracing.js';
-import { childPids, cpuSeconds, median, sorted, userServer } from './lib.mjs';
+import { checkoutOf, childPids, cpuSeconds, median, otlpReceiver, sorted, userServer } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -61,30 +59,7 @@ const { values: opts } = parseArgs({
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
 
-/** The code of `rev`, built, in a temporary folder. */
-function checkout(rev) {
-  const dir = mkdtempSync(join(tmpdir(), 'tsserve-bench-base-'));
-  execFileSync('sh', ['-c', `git -C "${ROOT}" archive "${rev}" | tar -x -C "${dir}"`]);
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], { stdio: 'inherit' });
-  return dir;
-}
-
-/** An OTLP/HTTP receiver that takes every export and counts them. */
-async function receiver() {
-  const counts = { exports: 0, bytes: 0 };
-  const server = createServer((req, res) => {
-    req.on('data', (c) => {
-      counts.bytes += c.length;
-    });
-    req.on('end', () => {
-      counts.exports++;
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/v1/traces`, counts, close: () => server.close() };
-}
+const checkout = (rev) => checkoutOf(ROOT, rev);
 
 /** `tsserve --start` of the checkout at `root`, serving mnist with one worker. */
 async function start(name, root, env) {
@@ -220,11 +195,11 @@ const described = ({ median: m, q1, q3, low, high }) => `${pct(m).padStart(7)} (
 
 const sampledEnv = (otlp) => ({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER: 'always_on' });
 const checkouts = [checkout(opts['base-rev'])];
-const receivers = [await receiver()];
+const receivers = [await otlpReceiver()];
 const servers = [await start('base', checkouts[0], {})];
 if (opts['before-rev']) {
   checkouts.push(checkout(opts['before-rev']));
-  receivers.push(await receiver());
+  receivers.push(await otlpReceiver());
   servers.push(await start('before', checkouts[1], sampledEnv(receivers[1])));
 }
 servers.push(await start('off', ROOT, {}), await start('sampled', ROOT, sampledEnv(receivers[0])));

@@ -202,8 +202,7 @@ const NO_ATTRIBUTES: Attributes = Object.freeze({});
 /**
  * A finished span as the exporter takes it (the SDK's ReadableSpan), made once its times are
  * known: the request's, its queue's, the batch's, a worker's stage. No SDK span lives behind it:
- * a span started and ended through the SDK costs a third more than one measured and made at its
- * end, which is all a prediction's spans need (bench/tracing.mjs).
+ * its fields are what the OTLP serializer reads, its constants shared by every span.
  */
 class FinishedSpan implements ReadableSpan {
   readonly name: string;
