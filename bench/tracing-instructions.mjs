@@ -51,6 +51,20 @@ function predict(url, amount) {
   return autocannon({ url, method: 'POST', body: BODY, headers: { 'content-type': 'image/png' }, connections: Number(opts.connections), amount, timeout: 120 });
 }
 
+/** The instructions counted since the zero, once callgrind has written its dump (callgrind.out.1) in `dir`. */
+async function dumped(dir, said) {
+  let files = [];
+  for (let i = 0; i < 120; i++) {
+    files = readdirSync(dir).filter((f) => /^callgrind\.out\.\d+$/.test(f));
+    for (const f of files) {
+      const summary = /^summary: (\d+)/m.exec(readFileSync(join(dir, f), 'utf8'));
+      if (summary) return Number(summary[1]);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`no callgrind dump in ${dir} (${readdirSync(dir).join(' ')}); callgrind_control said: ${said}`);
+}
+
 /** Instructions (callgrind's Ir) of the front end of the checkout at `root`, per answer. */
 async function instructionsPerAnswer(name, root, env) {
   const server = await userServer(`tsserve-bench-cg-${name}-`, ['default_workers_per_model=1'], { root, env });
@@ -83,14 +97,12 @@ async function instructionsPerAnswer(name, root, env) {
     );
     const url = `${server.inference}/predictions/mnist`;
     await predict(url, Number(opts['warm-up']));
-    execFileSync('callgrind_control', ['--zero', String(child.pid)], { stdio: 'ignore' });
+    execFileSync('callgrind_control', ['--zero', String(child.pid)], { encoding: 'utf8' });
     const began = performance.now();
     const result = await predict(url, Number(opts.predictions));
     const seconds = (performance.now() - began) / 1000;
-    execFileSync('callgrind_control', ['--dump', String(child.pid)], { stdio: 'ignore' });
-    const dump = readdirSync(server.dir).find((f) => f.startsWith('callgrind.out.') || (f.startsWith('callgrind.out') && f !== 'callgrind.out'));
-    const text = readFileSync(join(server.dir, dump ?? 'callgrind.out'), 'utf8');
-    const instructions = Number(/^(?:summary|totals): (\d+)/m.exec(text)[1]);
+    const said = execFileSync('callgrind_control', ['--dump', String(child.pid)], { encoding: 'utf8' });
+    const instructions = await dumped(server.dir, said);
     const answers = result['2xx'];
     return { name, instructions: instructions / answers, answers, notOk: result.non2xx + result.errors + result.timeouts, seconds };
   } finally {
