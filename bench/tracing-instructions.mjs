@@ -51,6 +51,16 @@ function predict(url, amount) {
   return autocannon({ url, method: 'POST', body: BODY, headers: { 'content-type': 'image/png' }, connections: Number(opts.connections), amount, timeout: 120 });
 }
 
+/**
+ * Asks callgrind in process `pid` to `command` (--zero, --dump). Its vgdb pipes are in the
+ * server's TMPDIR, `dir`, where callgrind_control must look for them.
+ */
+function control(dir, command, pid) {
+  const said = execFileSync('callgrind_control', [command, String(pid)], { encoding: 'utf8', env: { ...process.env, TMPDIR: dir } });
+  if (!said.includes('OK')) throw new Error(`callgrind_control ${command} ${pid}: ${said}`);
+  return said;
+}
+
 /** The instructions counted since the zero, once callgrind has written its dump (callgrind.out.1) in `dir`. */
 async function dumped(dir, said) {
   let files = [];
@@ -97,11 +107,11 @@ async function instructionsPerAnswer(name, root, env) {
     );
     const url = `${server.inference}/predictions/mnist`;
     await predict(url, Number(opts['warm-up']));
-    execFileSync('callgrind_control', ['--zero', String(child.pid)], { encoding: 'utf8' });
+    control(server.dir, '--zero', child.pid);
     const began = performance.now();
     const result = await predict(url, Number(opts.predictions));
     const seconds = (performance.now() - began) / 1000;
-    const said = execFileSync('callgrind_control', ['--dump', String(child.pid)], { encoding: 'utf8' });
+    const said = control(server.dir, '--dump', child.pid);
     const instructions = await dumped(server.dir, said);
     const answers = result['2xx'];
     return { name, instructions: instructions / answers, answers, notOk: result.non2xx + result.errors + result.timeouts, seconds };
