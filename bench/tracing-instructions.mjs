@@ -14,6 +14,7 @@
 // Servers run one after another; the whole takes minutes (callgrind runs code ~50x slower).
 //
 //   node bench/tracing-instructions.mjs [--predictions 3000] [--warm-up 1500] [--connections 16] [--base-rev 2f7059e] [--before-rev main]
+//                                       [--only off,sampled] [--keep <path prefix for the callgrind dumps>]
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -31,6 +32,7 @@ const { values: opts } = parseArgs({
     'base-rev': { type: 'string', default: '2f7059e' },
     'before-rev': { type: 'string' },
     only: { type: 'string' },
+    keep: { type: 'string' },
   },
 });
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
@@ -68,7 +70,11 @@ async function dumped(dir, said) {
     files = readdirSync(dir).filter((f) => /^callgrind\.out\.\d+$/.test(f));
     for (const f of files) {
       const summary = /^summary: (\d+)/m.exec(readFileSync(join(dir, f), 'utf8'));
-      if (summary) return Number(summary[1]);
+      if (summary) {
+        // For callgrind_annotate: where the instructions went.
+        if (opts.keep) copyFileSync(join(dir, f), `${opts.keep}.${dir.split('-cg-')[1]}`);
+        return Number(summary[1]);
+      }
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
