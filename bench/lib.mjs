@@ -1,7 +1,8 @@
-// What the bench scripts share: a free 127.0.0.1 port, the memory of a process tree, and a
-// tsserve started as a user starts it.
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// What the bench scripts share: a free 127.0.0.1 port, the memory of a process tree, a
+// tsserve started as a user starts it, another revision's code built, an OTLP receiver.
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,4 +161,29 @@ export function sorted(values) {
 /** The `p`th percentile of `ascending` values; 0 when there are none. */
 export function percentile(ascending, p) {
   return ascending.length === 0 ? 0 : ascending[Math.min(ascending.length - 1, Math.floor((p / 100) * ascending.length))];
+}
+
+/** The code of `rev` in the checkout at `root`, built with tsc beside its node_modules, in a temporary folder. */
+export function checkoutOf(root, rev) {
+  const dir = mkdtempSync(join(tmpdir(), 'tsserve-bench-base-'));
+  execFileSync('sh', ['-c', `git -C "${root}" archive "${rev}" | tar -x -C "${dir}"`]);
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], { stdio: 'inherit' });
+  return dir;
+}
+
+/** An OTLP/HTTP receiver on 127.0.0.1 that takes every export and counts them and their bytes. */
+export async function otlpReceiver() {
+  const counts = { exports: 0, bytes: 0 };
+  const server = createHttpServer((req, res) => {
+    req.on('data', (c) => {
+      counts.bytes += c.length;
+    });
+    req.on('end', () => {
+      counts.exports++;
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/v1/traces`, counts, close: () => server.close() };
 }

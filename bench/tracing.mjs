@@ -2,79 +2,64 @@
 // What tracing costs, in two measures:
 //   in process, no network: the CPU microseconds the front end spends on one prediction's
 //             latency histograms (as with tracing off), and on its spans at 100% and at 10%
-//             sampling (a batch of one: the request's, its queue's, the batch's and the worker's
-//             three stages), made through metrics/tracing.ts and serialized as the OTLP exporter
-//             serializes them (ProtobufTraceSerializer): stable measures on a shared machine;
-//   servers   throughput of three servers side by side, on the same machine at the same time:
-//     base     the code of --base-rev (default `main`), as it was before traces and histograms
+//             sampling, in batches of 1 and of 8 (the request's and its queue's spans, the
+//             batch's and the worker's three stages), made through metrics/tracing.ts, taken by
+//             the SDK's BatchSpanProcessor and serialized as the OTLP exporter serializes them
+//             (ProtobufTraceSerializer): stable measures on a shared machine;
+//   servers   throughput and CPU per answer of servers side by side, on the same machine at the
+//             same time:
+//     base     the code of --base-rev (default 2f7059e, main before traces and histograms)
+//     before   with --before-rev (main, say): that code at 100% sampling, to compare a change
+//              to tracing's cost in one run
 //     off      this checkout, tracing off (the default)
 //     sampled  this checkout, OTEL_TRACES_EXPORTER=otlp with OTEL_TRACES_SAMPLER=always_on: every
 //              prediction's spans exported over OTLP/HTTP to a receiver in this process
 //
-//   node bench/tracing.mjs [--rounds 20] [--seconds 3] [--connections 16] [--base-rev main]
+//   node bench/tracing.mjs [--rounds 30] [--seconds 2] [--connections 16] [--base-rev 2f7059e] [--before-rev main]
+//   node bench/tracing.mjs --in-process      (the first measure only)
 //
 // Each server is `tsserve --start` of its checkout from a temporary folder (lib.mjs's
 // userServer), serving model-store/mnist.mar with one worker and the archive's model-config.yaml
-// (batches of up to 8, taken without waiting). The base checkout is `git archive <rev>` built
+// (batches of up to 8, taken without waiting). Other checkouts are `git archive <rev>` built
 // with tsc beside this one's node_modules. Every round measures each server in turn (the order
 // rotating) with a closed loop of --connections autocannon connections posting a digit PNG for
 // --seconds, after a first round of warm-up that is not counted, and the CPU the server and its
-// workers used for it (/proc). The report is each server's median answers/s, the median over
-// rounds of its ratio to base in the same round (seconds apart, so the machine's load drifts
-// less between them), and the same for CPU milliseconds per answer; with `uptime` before and
-// after: this machine's two cores are shared, and other processes move a round's throughput by
-// tens of percent.
+// workers used for it (/proc). Each round gives each server's ratio to base, seconds apart, so
+// the machine's load drifts less between them than between runs; the report is the median over
+// rounds of these ratios, for answers/s and for CPU per answer, with the quartiles and a 95%
+// confidence interval of the median (the order statistics of a binomial(n, 1/2), no assumption
+// of a distribution): a difference smaller than the interval's half-width is one this run
+// cannot see. `uptime` before and after: this machine's two cores are shared, and other
+// processes move a round's throughput by tens of percent.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { AlwaysOnSampler, InMemorySpanExporter, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
+import { ExportResultCode } from '@opentelemetry/core';
+import { AlwaysOnSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { MetricsRegistry } from '../dist/src/metrics/registry.js';
 import { Tracing } from '../dist/src/metrics/tracing.js';
-import { childPids, cpuSeconds, median, userServer } from './lib.mjs';
+import { checkoutOf, childPids, cpuSeconds, median, otlpReceiver, sorted, userServer } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '20' },
-    seconds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '30' },
+    seconds: { type: 'string', default: '2' },
     connections: { type: 'string', default: '16' },
-    'base-rev': { type: 'string', default: 'main' },
+    'base-rev': { type: 'string', default: '2f7059e' },
+    'before-rev': { type: 'string' },
+    'in-process': { type: 'boolean', default: false },
   },
 });
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
 
-/** The code of `rev`, built, in a temporary folder. */
-function checkout(rev) {
-  const dir = mkdtempSync(join(tmpdir(), 'tsserve-bench-base-'));
-  execFileSync('sh', ['-c', `git -C "${ROOT}" archive "${rev}" | tar -x -C "${dir}"`]);
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], { stdio: 'inherit' });
-  return dir;
-}
-
-/** An OTLP/HTTP receiver that takes every export and counts them. */
-async function receiver() {
-  const counts = { exports: 0, bytes: 0 };
-  const server = createServer((req, res) => {
-    req.on('data', (c) => {
-      counts.bytes += c.length;
-    });
-    req.on('end', () => {
-      counts.exports++;
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/v1/traces`, counts, close: () => server.close() };
-}
+const checkout = (rev) => checkoutOf(ROOT, rev);
 
 /** `tsserve --start` of the checkout at `root`, serving mnist with one worker. */
 async function start(name, root, env) {
@@ -110,40 +95,46 @@ async function measure(server, seconds) {
 }
 
 /**
- * CPU microseconds per prediction of making its spans, and of serializing them for OTLP, with
- * `sampler` deciding on requests without a traceparent.
+ * CPU microseconds per prediction of its spans, in batches of `batchSize`, with `sampler`
+ * deciding on requests without a traceparent: in all (made, taken by the batch processor,
+ * serialized for OTLP, the garbage they leave collected), and the serializing alone. The exporter
+ * serializes as the OTLP exporter does and sends nothing.
  */
-async function spanCost(sampler, predictions = 20_000, chunk = 200) {
-  const exporter = new InMemorySpanExporter();
+async function spanCost(sampler, batchSize, predictions = 40_000) {
+  let serializing = 0;
+  let exported = 0;
+  const exporter = {
+    export(spans, done) {
+      const began = process.cpuUsage();
+      ProtobufTraceSerializer.serializeRequest(spans);
+      serializing += cpuMicros(began);
+      exported += spans.length;
+      done({ code: ExportResultCode.SUCCESS });
+    },
+    shutdown: async () => {},
+  };
   const tracing = new Tracing({ otelTraces: true, otelTraceHeader: 'traceresponse' }, exporter, sampler, {});
   const model = { name: 'mnist', version: '1.0' };
   const headers = { 'content-type': 'image/png' };
   const id = () => randomBytes(8).toString('hex');
-  const prediction = (i) => {
-    const request = tracing.startRequest(model, `request-${i}`, headers, performance.now());
+  const batch = (first) => {
+    const requests = [];
+    for (let i = 0; i < batchSize; i++) requests.push(tracing.startRequest(model, `request-${first + i}`, headers, performance.now()));
     const at = performance.now();
-    const batch = tracing.startBatch(model, '9000', [request], at);
+    const trace = tracing.startBatch(model, '9000', requests, at);
     const t = performance.timeOrigin + at;
-    batch?.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1, spanId: id() })));
-    request.end(200);
+    trace?.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1, spanId: id() })));
+    for (const r of requests) r.end(200);
   };
-  let making = 0;
-  let serializing = 0;
-  for (let done = 0; done < predictions; done += chunk) {
-    const began = process.cpuUsage();
-    for (let i = 0; i < chunk; i++) prediction(done + i);
-    making += cpuMicros(began);
-    // What the batch processor holds goes to the in-memory exporter (a private field, in JavaScript's reach).
-    await tracing.provider.forceFlush();
-    const spans = exporter.getFinishedSpans();
-    const serialized = process.cpuUsage();
-    ProtobufTraceSerializer.serializeRequest(spans);
-    serializing += cpuMicros(serialized);
-    exporter.reset();
+  const began = process.cpuUsage();
+  for (let done = 0; done < predictions; done += batchSize) {
+    batch(done);
+    // The processor exports once the event loop turns, as between a server's requests.
+    if (done % 64 < batchSize) await new Promise((resolve) => setImmediate(resolve));
   }
-  return { making: making / predictions, serializing: serializing / predictions };
+  await tracing.shutdown(() => {});
+  return { all: cpuMicros(began) / predictions, serializing: serializing / predictions, spans: exported / predictions };
 }
-
 function cpuMicros(since) {
   const { user, system } = process.cpuUsage(since);
   return user + system;
@@ -154,9 +145,10 @@ function histogramCost(predictions = 200_000) {
   const metrics = new MetricsRegistry('prometheus');
   const t = performance.timeOrigin + performance.now();
   const stages = ['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1 }));
-  const job = { arrivedAt: 1, dequeuedAt: 2, quiet: false };
+  const job = { arrivedAt: 1, dequeuedAt: 2, quiet: false, waitCounted: false };
   const began = process.cpuUsage();
   for (let i = 0; i < predictions; i++) {
+    job.waitCounted = false;
     metrics.batchFormed('mnist', '1.0', [job]);
     metrics.stagesRan('mnist', '1.0', stages, 1);
     metrics.requestAnswered('mnist', '1.0', 0.002);
@@ -167,24 +159,50 @@ function histogramCost(predictions = 200_000) {
 histogramCost(20_000); // warm-up
 console.log(`the latency histograms of one prediction (5 observations, tracing off or on): ${histogramCost().toFixed(2)} µs of CPU`);
 for (const [name, sampler] of [
-  ['100% sampled', new AlwaysOnSampler()],
-  ['10% sampled (traceidratio 0.1)', new TraceIdRatioBasedSampler(0.1)],
+  ['100% sampled', () => new AlwaysOnSampler()],
+  ['10% sampled (traceidratio 0.1)', () => new TraceIdRatioBasedSampler(0.1)],
 ]) {
-  await spanCost(sampler, 5000); // warm-up
-  const cost = await spanCost(sampler);
-  console.log(
-    `spans of one prediction (6 when sampled, a batch of one), ${name}: ${cost.making.toFixed(1)} µs of CPU to make, ${cost.serializing.toFixed(1)} µs to serialize for OTLP`,
-  );
+  for (const batchSize of [1, 8]) {
+    await spanCost(sampler(), batchSize, 10_000); // warm-up
+    const costs = [];
+    for (let i = 0; i < 5; i++) costs.push(await spanCost(sampler(), batchSize));
+    const all = sorted(costs.map((c) => c.all));
+    console.log(
+      `spans of one prediction, ${name}, batches of ${batchSize} (${costs[0].spans.toFixed(2)} spans each): ${median(all).toFixed(1)} µs of CPU in all (${all[0].toFixed(1)}-${all.at(-1).toFixed(1)} in 5 runs), ${median(costs.map((c) => c.serializing)).toFixed(1)} of them serializing for OTLP`,
+    );
+  }
 }
 console.log();
+if (opts['in-process']) process.exit(0);
 
-const base = checkout(opts['base-rev']);
-const otlp = await receiver();
-const servers = [
-  await start('base', base, {}),
-  await start('off', ROOT, {}),
-  await start('sampled', ROOT, { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER: 'always_on' }),
-];
+/** The median of `values` with its quartiles and a 95% confidence interval (order statistics). */
+function spread(values) {
+  const v = sorted(values);
+  const n = v.length;
+  const half = 0.98 * Math.sqrt(n);
+  const at = (rank) => v[Math.min(n - 1, Math.max(0, rank))];
+  return {
+    median: median(v),
+    q1: at(Math.floor(n / 4)),
+    q3: at(Math.floor((3 * n) / 4)),
+    low: at(Math.floor(n / 2 - half) - 1),
+    high: at(Math.ceil(n / 2 + half) - 1),
+  };
+}
+
+const pct = (ratio) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
+const described = ({ median: m, q1, q3, low, high }) => `${pct(m).padStart(7)} (quartiles ${pct(q1)} ${pct(q3)}; 95% CI ${pct(low)} ${pct(high)})`;
+
+const sampledEnv = (otlp) => ({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER: 'always_on' });
+const checkouts = [checkout(opts['base-rev'])];
+const receivers = [await otlpReceiver()];
+const servers = [await start('base', checkouts[0], {})];
+if (opts['before-rev']) {
+  checkouts.push(checkout(opts['before-rev']));
+  receivers.push(await otlpReceiver());
+  servers.push(await start('before', checkouts[1], sampledEnv(receivers[1])));
+}
+servers.push(await start('off', ROOT, {}), await start('sampled', ROOT, sampledEnv(receivers[0])));
 const rounds = [];
 const before = uptime();
 try {
@@ -202,21 +220,23 @@ try {
   }
 } finally {
   for (const s of servers) await s.stop();
-  otlp.close();
-  rmSync(base, { recursive: true, force: true });
+  for (const r of receivers) r.close();
+  for (const dir of checkouts) rmSync(dir, { recursive: true, force: true });
 }
 const after = uptime();
-const pct = (ratio) => `${((ratio - 1) * 100).toFixed(2).padStart(6)}%`;
-console.log(`\nmnist, 1 worker, batches up to 8, ${opts.connections} connections, ${opts.rounds} rounds of ${opts.seconds} s per server; medians:`);
-console.log("           answers/s  vs base (median of rounds' ratios)   CPU ms/answer  vs base");
-for (const { name } of servers) {
-  const perSecond = median(rounds.map((r) => r[name].perSecond));
-  const ratio = median(rounds.map((r) => r[name].perSecond / r.base.perSecond));
-  const cpuMs = median(rounds.map((r) => r[name].cpuMs));
-  const cpuRatio = median(rounds.map((r) => r[name].cpuMs / r.base.cpuMs));
-  console.log(
-    `  ${name.padEnd(8)} ${perSecond.toFixed(1).padStart(9)}  ${pct(ratio)}                               ${cpuMs.toFixed(3).padStart(9)}  ${pct(cpuRatio)}`,
-  );
+console.log(`\nmnist, 1 worker, batches up to 8, ${opts.connections} connections, ${opts.rounds} rounds of ${opts.seconds} s per server`);
+console.log(`base ${opts['base-rev']}${opts['before-rev'] ? `, before ${opts['before-rev']} sampled` : ''}, off and sampled this checkout`);
+console.log(
+  `medians: base ${median(rounds.map((r) => r.base.perSecond)).toFixed(0)} answers/s, ${median(rounds.map((r) => r.base.cpuMs)).toFixed(3)} CPU ms/answer`,
+);
+const names = servers.map((s) => s.name);
+const pairs = [...names.filter((n) => n !== 'base').map((n) => [n, 'base']), ['sampled', 'off'], ...(opts['before-rev'] ? [['sampled', 'before']] : [])];
+console.log("each round's ratio, its median over rounds:");
+for (const [a, b] of pairs) {
+  console.log(`  ${`${a} / ${b}`.padEnd(16)} answers/s ${described(spread(rounds.map((r) => r[a].perSecond / r[b].perSecond)))}`);
+  console.log(`  ${''.padEnd(16)} CPU/answer ${described(spread(rounds.map((r) => r[a].cpuMs / r[b].cpuMs)))}`);
 }
-console.log(`OTLP exports received from sampled: ${otlp.counts.exports} requests, ${(otlp.counts.bytes / 1e6).toFixed(1)} MB`);
+for (const [i, r] of receivers.entries()) {
+  console.log(`OTLP exports received from ${i === 0 ? 'sampled' : 'before'}: ${r.counts.exports} requests, ${(r.counts.bytes / 1e6).toFixed(1)} MB`);
+}
 console.log(`uptime before: ${before}\nuptime after:  ${after}`);

@@ -224,6 +224,40 @@ t.test('every inference route honours traceparent: REST predictions and explanat
   for (const s of sent) t.match(log, `trace_id=${s.traceId}`, `${s.route}: the access line has the trace id`);
 });
 
+t.test("gRPC StreamPredictions2: the stream's response metadata carries its first prediction's traceresponse, its access line the trace id", async (t) => {
+  const receiver = await otlpReceiver(t);
+  const server = await tracedEcho(t, receiver);
+  const inference = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+  const c = clientContext();
+  const metadata = new grpc.Metadata();
+  metadata.set('traceparent', c.traceparent);
+  type Reply = { prediction: Buffer; status?: { code: number; message: string } };
+  const { head, replies } = await new Promise<{ head: grpc.Metadata | undefined; replies: Reply[] }>((resolve, reject) => {
+    const stream = (inference as unknown as { StreamPredictions2: (m: grpc.Metadata) => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2(metadata);
+    let head: grpc.Metadata | undefined;
+    const replies: Reply[] = [];
+    stream.on('metadata', (m: grpc.Metadata) => {
+      head = m;
+    });
+    stream.on('data', (reply: Reply) => {
+      replies.push(reply);
+      if (replies.length === 2) stream.end();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve({ head, replies }));
+    for (const word of ['one', 'two']) stream.write({ model_name: 'echo', input: { data: Buffer.from(word), ts_request_sequence_start: Buffer.from('true') } });
+  });
+  t.same(
+    replies.map((r) => r.status?.code ?? 0),
+    [0, 0],
+    'both answered',
+  );
+  t.match(String(head?.get('traceresponse')[0]), new RegExp(`^00-${c.traceId}-[0-9a-f]{16}-01$`), 'traceresponse in the response metadata');
+  const access = join(server.dir, 'logs', 'access_log.log');
+  await waitFor(() => readFileSync(access, 'utf8').includes('StreamPredictions2'), 10_000, "the stream's access line");
+  t.match(readFileSync(access, 'utf8'), new RegExp(`StreamPredictions2.* trace_id=${c.traceId}`), 'the access line has the trace id');
+});
+
 t.test('with tracing off (the default) no header, no trace id in the log, and the histograms still count', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
   await waitReady(server.urls.management, 'mnist');

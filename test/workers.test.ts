@@ -234,6 +234,7 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
   t.equal(answer.status, 200, 'the batch behind it went to the replacement');
   t.match(await answer.json(), { params: { body: { kind: 'text', value: 'after the kill' } } });
   t.not((await describe(server, 'piped')).workers[0]!.pid, pid, 'by a new worker');
+  t.equal(await metric(server, 'ts_queue_wait_seconds_count', 'piped'), 6, 'six predictions, each wait counted once: the one given to the replacement too');
 
   // And scaled down to no worker while it runs one batch with another behind: it answers both first.
   const [current, next] = await twoBehindABusyWorker('sleep:300', 'before the scale-down');

@@ -52,6 +52,8 @@ export class Job {
   readonly arrivedAt = performance.now();
   /** When a worker took it from the queue; undefined again if it comes back unstarted. */
   dequeuedAt: number | undefined;
+  /** Its wait in the queue is counted, once (metrics/registry.ts QueuedPrediction). */
+  waitCounted = false;
   /** When it must have left the queue (clientTimeoutInMills), on performance.now()'s clock. */
   deadline: number | undefined;
   /** Its spans, when tracing is on (metrics/tracing.ts); undefined otherwise. */

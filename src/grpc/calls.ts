@@ -62,8 +62,14 @@ export type TracedCall = Pick<Call, 'sendMetadata'>;
 /** The trace id of each traced call's prediction, for its access-log line. */
 const traceIds = new WeakMap<object, string>();
 
-export function noteTraceId(call: TracedCall, traceId: string): void {
+/**
+ * Notes the trace id of the call's prediction; false when one was noted already (a stream's
+ * later predictions: its one access line and its response metadata are its first's).
+ */
+export function noteTraceId(call: TracedCall, traceId: string): boolean {
+  if (traceIds.has(call)) return false;
   traceIds.set(call, traceId);
+  return true;
 }
 
 /** Writes the call's access-log line (with its trace id when traced); answers the function that ends it. */

@@ -35,11 +35,11 @@ export function enqueueCall(
 
 /**
  * A traced call's response metadata carries its trace context as REST's head does
- * (otel_trace_header), sent now, before any answer; its access-log line, its trace id.
+ * (otel_trace_header), sent now, before any answer; its access-log line, its trace id. Metadata
+ * goes once per call: a stream's (StreamPredictions2) is its first traced prediction's.
  */
 function traced(call: TracedCall, traceId: string, header: string | undefined, value: string): void {
-  noteTraceId(call, traceId);
-  if (!header) return;
+  if (!noteTraceId(call, traceId) || !header) return;
   const metadata = new Metadata();
   metadata.set(header, value);
   call.sendMetadata(metadata);

@@ -4,10 +4,12 @@
  * request of a sequence, answered in order on the same stream with its `sequence_id`. A message
  * without `sequence_id` must carry input `ts_request_sequence_start` = `true`, and the server
  * opens the sequence; input `ts_request_sequence_end` = `true` closes it. Errors travel in-band,
- * in the answer's `status`, and the stream stays open.
+ * in the answer's `status`, and the stream stays open. Traced, the stream's response metadata
+ * and access line carry its first prediction's trace (grpc/predict.ts).
  */
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
+import type { JobSink } from '../batching/job.js';
 import { tsError } from '../errors.js';
 import { accessLog, asFailure, authorize, GrpcFailure, refuseUndecoded } from './calls.js';
 import { answerFailure, headersOf, enqueueCall, inputParams } from './predict.js';
@@ -96,7 +98,7 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
     try {
       refuseUndecoded(request);
       const headers = { ...headersOf(call.metadata), ...sequenceHeaders(request, names) };
-      enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headers, {
+      const sink: JobSink = {
         intermediate: () => {},
         respond: (r) => {
           const sequenceId = r.headers[names.id];
@@ -108,7 +110,8 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
           inBand(GrpcFailure.of(err));
           resolve();
         },
-      });
+      };
+      enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headers, sink, call);
     } catch (err) {
       inBand(asFailure(err));
       resolve();

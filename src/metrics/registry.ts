@@ -149,6 +149,11 @@ export interface QueuedPrediction {
   readonly dequeuedAt: number | undefined;
   /** The server's own: not counted. */
   readonly quiet: boolean;
+  /**
+   * Its wait is counted (ts_queue_wait_seconds): one given to a second worker after its first
+   * died waits again, and is counted once, up to the first batch it left in (as its queue span).
+   */
+  waitCounted: boolean;
 }
 
 /** A model version as the scraped per-model gauges read it: requests queued, workers with the model loaded. */
@@ -336,7 +341,11 @@ export class MetricsRegistry {
   /** A batch of these predictions left for a worker: its size, and each one's wait in the queue. */
   batchFormed(model: string, version: string, jobs: readonly QueuedPrediction[]): void {
     this.batchSizes.update(this.modelValues(model, version), jobs.length);
-    for (const job of jobs) if (!job.quiet && job.dequeuedAt !== undefined) this.queueWaits.observe(model, version, (job.dequeuedAt - job.arrivedAt) / 1000);
+    for (const job of jobs) {
+      if (job.quiet || job.waitCounted || job.dequeuedAt === undefined) continue;
+      job.waitCounted = true;
+      this.queueWaits.observe(model, version, (job.dequeuedAt - job.arrivedAt) / 1000);
+    }
   }
 
   /** A prediction of the model was answered (or failed) `seconds` after it arrived. */
