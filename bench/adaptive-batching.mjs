@@ -1,20 +1,24 @@
 #!/usr/bin/env node
 // Adaptive batching beside hand-tuned batch keys (issue 34, item 1), one model at a time:
 //
-//   node bench/adaptive-batching.mjs [--models DIR] [--seconds 8] [--only mnist|resnet18] [--workers 2] [--sweep 1:0,8:0,...]
+//   node bench/adaptive-batching.mjs [--models DIR] [--seconds 8] [--only mnist|resnet18] [--workers 2] [--sweep 1:0,8:0,...] [--before ROOT]
 //
 // For each model, a sweep of hand-tuned (batch_size, max_batch_delay) pairs, then the same model
 // with no batch key at all (adaptive batching; mnist's handler is the user's, so its YAML says
 // `batching: adaptive`, which a built-in handler such as resnet18's image_classifier does not
 // need). Each configuration is a tsserve of its own (bench/lib.mjs's userServer, 2 workers, the
 // same warm-up sample), measured with bench/raw-client.mjs's lean client:
-//   c32   a closed loop of 32 connections for --seconds: answers/s, p50, p99 (after 2 s unmeasured);
+//   c32   a closed loop of 32 connections for --seconds: answers/s, p50, p99 (after 2 s unmeasured),
+//         and the server's CPU (its process and its workers') per answer: on a machine shared with
+//         other jobs the CPU a configuration gets moves by 2x, the CPU an answer costs much less;
 //   c1    one connection for half of --seconds: p50 (batch 1 and adaptive only: the low-load cost);
 //   again the sweep's two best pairs, batch 1 and adaptive, interleaved, three rounds: the machine
 //         is shared and moves by up to 2x within minutes, so these are compared by their medians;
 //   open  the best pair (highest median c32) and adaptive, interleaved, two rounds, each offered
 //         0.7x that median at a fixed rate (open loop, bench/lib.mjs's atFixedRate) for --seconds:
 //         answered/s over the time to the last answer, refused, p50, p99.
+// --before ROOT adds adaptive batching as another build serves it (a checkout with dist/ built: the
+// code before a change) to the rounds and the open loop, beside this one's.
 // Models: the shared bench's (../shared/bench/make_models.py, as bench/run.sh makes them) in
 // --models, made into a temporary folder when not given. Writes
 // bench/results/<date>-<time>-adaptive-batching.json; the machine's load average beside each cell.
@@ -24,7 +28,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { atFixedRate, median, percentile, sorted, userServer } from './lib.mjs';
+import { atFixedRate, childPids, cpuSeconds, median, percentile, sorted, userServer } from './lib.mjs';
 import { RawClient, rawPost } from './raw-client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,6 +41,7 @@ const { values: opts } = parseArgs({
     only: { type: 'string' },
     workers: { type: 'string', default: '2' },
     sweep: { type: 'string' },
+    before: { type: 'string' },
   },
 });
 const SECONDS = Number(opts.seconds);
@@ -45,6 +50,8 @@ const OPEN_LOAD = 0.7;
 const ROUNDS = 3;
 const OPEN_ROUNDS = 2;
 const ADAPTIVE = { label: 'adaptive (no batch keys)' };
+// --before ROOT: the same, served by another build (a checkout with dist/ built), among the finalists.
+const BEFORE = opts.before ? { label: 'adaptive, before', root: opts.before } : undefined;
 
 const MODELS = {
   mnist: {
@@ -86,10 +93,15 @@ async function benchModel(name, spec) {
   // The machine is shared and moves by up to 2x within minutes: the two best pairs of the sweep,
   // batch 1 and adaptive are measured again, interleaved, ROUNDS times, and compared by medians.
   const top = [...sweep].sort((a, b) => b.c32.perSecond - a.c32.perSecond).slice(0, 2);
-  const finalists = [...top.map((c) => c.config), ...(top.some((c) => c.config.batchSize === 1) ? [] : [sweep[0].config]), ADAPTIVE];
+  const finalists = [
+    ...top.map((c) => c.config),
+    ...(top.some((c) => c.config.batchSize === 1) ? [] : [sweep[0].config]),
+    ...(BEFORE ? [BEFORE] : []),
+    ADAPTIVE,
+  ];
   const rounds = [];
   for (let r = 0; r < ROUNDS; r++)
-    for (const config of finalists) rounds.push(await measure(name, spec, config, config === ADAPTIVE || config.batchSize === 1));
+    for (const config of finalists) rounds.push(await measure(name, spec, config, config.batchSize === undefined || config.batchSize === 1));
   const medians = finalists.map((config) => {
     const own = rounds.filter((c) => c.config === config);
     return {
@@ -97,24 +109,40 @@ async function benchModel(name, spec) {
       c32PerSecond: median(own.map((c) => c.c32.perSecond)),
       c32P50: median(own.map((c) => c.c32.p50)),
       c1P50: own[0].c1 ? median(own.map((c) => c.c1.p50)) : undefined,
+      c32CpuMsPerAnswer: median(own.map((c) => c.c32.cpuMsPerAnswer)),
     };
   });
   const adaptive = medians.at(-1);
-  const best = medians.slice(0, -1).reduce((a, b) => (b.c32PerSecond > a.c32PerSecond ? b : a));
-  const batch1 = medians.find((m) => m.c1P50 !== undefined && m !== adaptive);
+  const before = BEFORE ? medians.at(-2) : undefined;
+  const tuned = medians.filter((m) => m !== adaptive && m !== before);
+  const best = tuned.reduce((a, b) => (b.c32PerSecond > a.c32PerSecond ? b : a));
+  const batch1 = tuned.find((m) => m.c1P50 !== undefined);
   const bestConfig = finalists.find((c) => c.label === best.config);
   const rate = OPEN_LOAD * best.c32PerSecond;
   const open = [];
-  for (let r = 0; r < OPEN_ROUNDS; r++) for (const config of [bestConfig, ADAPTIVE]) open.push(await openLoop(name, spec, config, rate));
+  const openConfigs = [bestConfig, ...(BEFORE ? [BEFORE] : []), ADAPTIVE];
+  for (let r = 0; r < OPEN_ROUNDS; r++) for (const config of openConfigs) open.push(await openLoop(name, spec, config, rate));
   const openMedian = (config) => median(open.filter((o) => o.config === config.label).map((o) => o.perSecond));
   const summary = {
     best: best.config,
     c32: ratio(adaptive.c32PerSecond, best.c32PerSecond),
     open: ratio(openMedian(ADAPTIVE), openMedian(bestConfig)),
     c1p50AboveBatch1Ms: round(adaptive.c1P50 - batch1.c1P50),
+    c32CpuPerAnswer: ratio(adaptive.c32CpuMsPerAnswer, best.c32CpuMsPerAnswer),
+    ...(before
+      ? {
+          beforeC32: ratio(before.c32PerSecond, best.c32PerSecond),
+          beforeC32CpuPerAnswer: ratio(before.c32CpuMsPerAnswer, best.c32CpuMsPerAnswer),
+          beforeOpen: ratio(openMedian(BEFORE), openMedian(bestConfig)),
+          beforeC1p50AboveBatch1Ms: round(before.c1P50 - batch1.c1P50),
+        }
+      : {}),
   };
   console.log(
-    `${name}: medians of ${ROUNDS}: adaptive / best (${best.config}): c32 ${summary.c32}x; open ${OPEN_LOAD}x of ${rate.toFixed(0)}/s ${summary.open}x; c1 p50 ${adaptive.c1P50.toFixed(2)} ms, ${summary.c1p50AboveBatch1Ms} ms above batch 1's`,
+    `${name}: medians of ${ROUNDS}: adaptive / best (${best.config}): c32 ${summary.c32}x, CPU per answer ${summary.c32CpuPerAnswer}x; open ${OPEN_LOAD}x of ${rate.toFixed(0)}/s ${summary.open}x; c1 p50 ${adaptive.c1P50.toFixed(2)} ms, ${summary.c1p50AboveBatch1Ms} ms above batch 1's` +
+      (before
+        ? `; before: c32 ${summary.beforeC32}x, CPU per answer ${summary.beforeC32CpuPerAnswer}x, open ${summary.beforeOpen}x, c1 p50 ${summary.beforeC1p50AboveBatch1Ms} ms above batch 1's`
+        : ''),
   );
   return { sweep, rounds, medians, open: { rate, cells: open }, summary };
 }
@@ -127,7 +155,7 @@ async function measure(name, spec, config, lowLoad) {
     const c1 = lowLoad ? await closedLoop(server, request, 1, SECONDS / 2) : undefined;
     const cell = { config, c32, c1, batching, load: loadavg()[0] };
     console.log(
-      `${name.padEnd(9)} ${config.label.padEnd(26)} c32 ${c32.perSecond.toFixed(1).padStart(7)}/s p50 ${c32.p50.toFixed(1)} p99 ${c32.p99.toFixed(1)}` +
+      `${name.padEnd(9)} ${config.label.padEnd(26)} c32 ${c32.perSecond.toFixed(1).padStart(7)}/s p50 ${c32.p50.toFixed(1)} p99 ${c32.p99.toFixed(1)} cpu ${c32.cpuMsPerAnswer.toFixed(3)} ms/answer` +
         (c1 ? `  c1 p50 ${c1.p50.toFixed(2)} ms` : '') +
         (batching?.policy === 'adaptive'
           ? `  chose batch ${batching.batchSize} (mean ${batching.meanBatch}), fit ${batching.fixedMs} + ${batching.perItemMs} n ms`
@@ -182,6 +210,9 @@ async function closedLoop(server, request, connections, seconds) {
   const client = new RawClient(server.inference, request);
   const latencies = [];
   let errors = 0;
+  const pid = server.pid();
+  let cpuAtWarmEnd = 0;
+  setTimeout(() => (cpuAtWarmEnd = serverCpuSeconds(pid)), WARM_SECONDS * 1000);
   const warmEnd = performance.now() + WARM_SECONDS * 1000;
   const end = warmEnd + seconds * 1000;
   const loop = async () => {
@@ -194,14 +225,20 @@ async function closedLoop(server, request, connections, seconds) {
     }
   };
   await Promise.all(Array.from({ length: connections }, loop));
+  const cpuMsPerAnswer = ((serverCpuSeconds(pid) - cpuAtWarmEnd) * 1000) / latencies.length;
   client.close();
   const ms = sorted(latencies);
-  return { perSecond: latencies.length / seconds, p50: percentile(ms, 50), p99: percentile(ms, 99), errors };
+  return { perSecond: latencies.length / seconds, p50: percentile(ms, 50), p99: percentile(ms, 99), errors, cpuMsPerAnswer };
+}
+
+/** CPU seconds of the server process and its workers. */
+function serverCpuSeconds(pid) {
+  return cpuSeconds(pid) + childPids(pid).reduce((sum, child) => sum + cpuSeconds(child), 0);
 }
 
 /** Serves `name` in `config` (batchSize/maxBatchDelay, or none: adaptive), runs `work`, stops. */
 async function withServer(name, spec, config, work) {
-  const server = await userServer(`tsserve-adaptive-${name}-`);
+  const server = await userServer(`tsserve-adaptive-${name}-`, [], config.root ? { root: config.root } : undefined);
   try {
     archive(name, spec, config, server.store);
     await server.start(['--models', `${name}=${name}.mar`]);

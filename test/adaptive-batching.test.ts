@@ -1,12 +1,15 @@
 // Adaptive batching in a real server (issue 34): a model with no batch keys answers a lone request
 // as a batch of one, forms larger batches under concurrent load with the same answers, and a
 // model exported with a fixed batch of 1 is never sent more. The decision itself, on a clock the
-// test moves, is src/batching/adaptive.test.ts's.
+// test moves, is src/batching/adaptive.test.ts's. A restart from a config snapshot keeps the policy;
+// a batch-1 model's worker warms itself with batches it takes.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { buildMar, FIXTURES, metric, startTestServer, type TestServer } from './helpers.js';
+import { parseProperties } from '../dist/src/config/properties.js';
+import { buildMar, FIXTURES, metric, startTestServer, waitFor, type TestServer } from './helpers.js';
 
 function solid(r: number, g: number, b: number): Promise<Buffer> {
   return sharp({ create: { width: 40, height: 30, channels: 3, background: { r, g, b } } })
@@ -155,4 +158,56 @@ t.test('in one shared host, a model exported with batch 1 and one with a dynamic
     formed.sum / formed.count > 1,
     `its neighbour in larger batches (mean ${(formed.sum / formed.count).toFixed(2)}): the limit is the model's, not the process's`,
   );
+});
+
+t.test('a restart from the config snapshot keeps adaptive batching for a model registered with no batch keys', async (t) => {
+  const archive = (store: string): string =>
+    buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
+  const first = await startTestServer(t, { prepare: archive, cli: { ncs: false } });
+  const registered = await fetch(`${first.urls.management}/models?url=colours.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
+  t.equal(registered.status, 200, await registered.text());
+  const policy = async (server: TestServer): Promise<Described> =>
+    ((await (await fetch(`${server.urls.management}/models/colours`)).json()) as Described[])[0]!;
+  t.equal((await policy(first)).batching.policy, 'adaptive', 'adaptive as registered');
+  const dir = join(first.dir, 'logs', 'config');
+  const newest = readdirSync(dir)
+    .filter((f) => f.endsWith('-snapshot.cfg'))
+    .sort()
+    .at(-1)!;
+  const snapshot = JSON.parse(parseProperties(readFileSync(join(dir, newest), 'utf8'), {}).get('model_snapshot')!);
+  t.match(snapshot, { models: { colours: { '1.0': { batchSize: 1, maxBatchDelay: 100 } } } }, "the snapshot keeps TorchServe's fields");
+  await first.close();
+
+  const restarted = await startTestServer(t, { prepare: archive, properties: { model_snapshot: JSON.stringify(snapshot) }, cli: { ncs: false } });
+  const described = await policy(restarted);
+  t.match(described, { batchSize: 1, maxBatchDelay: 100 }, "describe's TorchServe fields as before");
+  t.match(described.batching, { policy: 'adaptive', latencyTargetMs: 100 }, 'and the policy it had: adaptive');
+});
+
+t.test("a batch-1 model's worker warms itself with batches of one, which it takes, not the ceiling's 8", async (t) => {
+  const png = await solid(250, 10, 10);
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      const yaml = join(store, '..', 'single.yaml');
+      const sample = join(store, '..', 'sample.png');
+      writeFileSync(yaml, 'warmupFile: sample.png\n');
+      writeFileSync(sample, png);
+      buildMar(store, {
+        modelName: 'single',
+        version: '1.0',
+        handler: 'image_classifier',
+        serializedFile: join(FIXTURES, 'colour_classifier_batch1.onnx'),
+        configFile: yaml,
+        extraFiles: sample,
+      });
+    },
+  });
+  const registered = await fetch(`${server.urls.management}/models?url=single.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
+  t.equal(registered.status, 200, await registered.text());
+  const modelLog = join(server.dir, 'logs', 'model_log.log');
+  const log = (): string => (existsSync(modelLog) ? readFileSync(modelLog, 'utf8') : '');
+  await waitFor(() => log().includes('Warm-up of model single') || log().includes('Warm-up failed for model single'), 10_000, 'the warm-up said');
+  t.notMatch(log(), /Warm-up failed for model single/, 'no warm-up batch failed');
+  const batches = Number(/Warm-up of model single with sample.png: (\d+) batches/.exec(log())?.[1]);
+  t.ok(batches > 2, `the warm-up ran on: ${batches} batches`);
 });

@@ -2,7 +2,7 @@
 // measured batch times, on a clock the test moves and batch times the test makes up. A fixed
 // maxBatchDelay's clock, unchanged, is job-queue.test.ts's; the keys' precedence model-config.test.ts's.
 import t from 'tap';
-import { AdaptiveBatching, ExecutionFit } from './adaptive.js';
+import { AdaptiveBatching, ArrivalGaps, ExecutionFit, THIS_TURN_MS } from './adaptive.js';
 import { Job } from './job.js';
 import { JobQueue } from './job-queue.js';
 import { movedClock } from '../../test/unit/moved-clock.js';
@@ -58,20 +58,25 @@ t.test('the fit follows a model that becomes slower', async (t) => {
   t.ok(line.perItemMs > 3.5 && line.fixedMs > 3, `recent batches weigh most: ${JSON.stringify(line)}`);
 });
 
-t.test('low load: a lone request leaves at once, as a batch of one, with no added wait', async (t) => {
+t.test('low load: a lone request leaves as a batch of one, with no wait for a timer', async (t) => {
   const clock = movedClock();
   const batching = new AdaptiveBatching(LIMITS, clock.now);
   measured(batching, 5, 1);
   await arrivals(batching, clock, 200, 5);
-  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'the next request is 200 ms off: no wait pays');
+  t.equal(batching.waitMs([job('a', clock.now())], 0), THIS_TURN_MS, 'the next request is 200 ms off: only to the end of the turn');
   const q = new JobQueue(10, clock.start);
+  let left: Job[] | undefined;
+  void q
+    .poll(batching.largest(), (b, idle) => batching.waitMs(b, idle))
+    .then((jobs) => {
+      left = jobs;
+    });
   q.enqueue(job('a', clock.now()));
-  const batch = await q.poll(batching.largest(), (b, idle) => batching.waitMs(b, idle));
+  await clock.advance(THIS_TURN_MS);
   t.same(
-    batch.map((j) => j.id),
+    left?.map((j) => j.id),
     ['a'],
   );
-  t.equal(batching.state().waitMs, 0);
 });
 
 t.test('before any batch has run nothing waits, and the largest batch is the ceiling', async (t) => {
@@ -119,7 +124,7 @@ t.test('a large fixed cost and close arrivals: the batch waits for more, as long
   t.equal(left, undefined, 'still forming while requests keep coming');
   await clock.advance(20);
   t.ok(left && left.length === 4, `then leaves with what came: ${left?.length}`);
-  t.equal(batching.waitMs([job('x', clock.now())], 1), 0, 'never while another worker idles: it takes the next request at once');
+  t.equal(batching.waitMs([job('x', clock.now())], 1), THIS_TURN_MS, 'while another worker idles only to the end of the turn: it takes the next request');
 });
 
 t.test('the wait stops where one more no longer pays: k requests waiting cost more than the fixed cost saves', async (t) => {
@@ -130,15 +135,16 @@ t.test('the wait stops where one more no longer pays: k requests waiting cost mo
   const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
   t.ok(batching.waitMs(held(1), 0) > 0, '1 held: window (20 - 3) / 2 = 8.5 ms > the 2 ms gap');
   t.ok(batching.waitMs(held(3), 0) > 0, '3 held: window (20 - 9) / 4 = 2.75 ms > 2 ms');
-  t.equal(batching.waitMs(held(4), 0), 0, '4 held: window (20 - 12) / 5 = 1.6 ms < 2 ms: leaves');
+  t.equal(batching.waitMs(held(4), 0), THIS_TURN_MS, '4 held: window (20 - 12) / 5 = 1.6 ms < 2 ms: leaves with what this turn brings');
+  t.equal(batching.waitMs(held(7), 0), 0, '7 held: window (20 - 21) / 8 < 0: leaves now');
 });
 
-t.test('a window shorter than a timer can time is no wait: requests read in a burst do not hold a batch for a millisecond', async (t) => {
+t.test('a window shorter than a timer can time waits to the end of the turn: requests read in a burst do not hold a batch for a millisecond', async (t) => {
   const clock = movedClock();
   const batching = new AdaptiveBatching(LIMITS, clock.now);
   measured(batching, 0.3, 0.1);
   for (let i = 0; i < 20; i++) batching.arrived(); // a burst: gaps of 0
-  t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'the window, (0.3 - 0.1) / 2 = 0.1 ms, is below 1 ms');
+  t.equal(batching.waitMs([job('a', clock.now())], 0), THIS_TURN_MS, 'the window, (0.3 - 0.1) / 2 = 0.1 ms, is below 1 ms');
 });
 
 t.test('the latency target bounds the wait: the oldest request never waits past it, counting the batch run', async (t) => {
@@ -167,4 +173,54 @@ t.test("the model's batch dimension caps the batch: a model exported with batch 
   t.equal(batching.waitMs([job('a', clock.now())], 0), 0, 'a full batch of one leaves at once');
   batching.batchDimension = 4;
   t.equal(batching.largest(), 4);
+});
+
+t.test('at capacity a batch waits to be full: enough requests outstanding to fill every worker, also while another worker idles', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  // mnist's shape: so small a fixed cost that one more request never pays by the window.
+  measured(batching, 0.3, 0.15);
+  await arrivals(batching, clock, 0.2, 40);
+  const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
+  const atCapacity = { outstanding: 24, workers: 2 };
+  t.equal(batching.waitMs(held(3), 0, { outstanding: 4, workers: 2 }), 0, 'below capacity: the window, (0.3 - 0.45) / 4, says leave');
+  t.ok(Math.abs(batching.waitMs(held(3), 0, atCapacity) - 1.5) < 1e-9, `at capacity: a full batch's time, 0.3 + 8 × 0.15 ms: ${batching.state().waitMs}`);
+  t.ok(batching.waitMs(held(3), 1, atCapacity) > 1, 'also while another worker idles');
+  t.equal(batching.waitMs(held(8), 0, atCapacity), 0, 'full: leaves');
+  const late = [job('old', clock.now() - 99.5), ...held(2)];
+  t.equal(batching.waitMs(late, 0, atCapacity), 0, 'never past the latency target');
+
+  const q = new JobQueue(100, clock.start);
+  let left: Job[] | undefined;
+  void q
+    .poll(batching.largest(), (b, idle) => batching.waitMs(b, idle, atCapacity))
+    .then((jobs) => {
+      left = jobs;
+    });
+  for (let i = 0; i < 7; i++) {
+    q.enqueue(job(`j${i}`, clock.now()));
+    await clock.advance(0.2);
+  }
+  t.equal(left, undefined, 'seven held: still forming');
+  q.enqueue(job('j7', clock.now()));
+  await clock.advance(0);
+  t.equal(left?.length, 8, 'the eighth fills it and it leaves');
+});
+
+t.test('the fit forgets a size not seen lately: after a load has passed its batches no longer shape the line', async (t) => {
+  const fit = new ExecutionFit();
+  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) fit.add(n, 20);
+  t.ok(fit.line()!.fixedMs > 10, 'under load every size took 20 ms: a large fixed cost');
+  for (let i = 0; i < 300; i++) fit.add(1, 0.5);
+  t.same(fit.line(), { fixedMs: 0, perItemMs: 0.5 }, 'then only single requests: the line through them, with no fixed cost');
+});
+
+t.test("the expected gap is the recent arrivals' mean, the silence since the last counted", async (t) => {
+  const gaps = new ArrivalGaps();
+  t.equal(gaps.expectedGap(0), undefined, 'nothing before two arrivals');
+  for (let i = 0; i < 32; i++) gaps.arrived(i * 0.5);
+  t.ok(Math.abs(gaps.expectedGap(15.5)! - 0.5) < 0.02, `every 0.5 ms: ${gaps.expectedGap(15.5)}`);
+  t.ok(gaps.expectedGap(48)! > 1, 'a long silence raises it');
+  for (let i = 0; i < 32; i++) gaps.arrived(100 + i * 10);
+  t.ok(Math.abs(gaps.expectedGap(410)! - 10) < 0.5, `a slower load replaces the faster one: ${gaps.expectedGap(410)}`);
 });

@@ -4,42 +4,72 @@
  * whose model-config.yaml says `batching: adaptive`): the largest batch and the wait for one more
  * request are chosen from measured execution times instead of numbers a user must guess.
  *
- *   each batch run ──▶ ExecutionFit: time ≈ fixedMs + perItemMs × size, through each size's recent floor
- *   each arrival   ──▶ ArrivalGaps: the expected time to the next request
- *   a worker asks  ──▶ largest(): builtin_handler_batch_size, or the model's batch dimension if
- *                      smaller; a worker takes what is queued up to that many at once, so
- *                      batches grow with a backlog and are single requests without one
- *   a batch forms  ──▶ waitMs(): wait for one more only while that is cheaper than sending now,
- *                      never past latencyTargetMs for the oldest request, counting its run, and
- *                      never for less than a timer can time (1 ms)
+ *   each batch      ──▶ ExecutionFit: time ≈ fixedMs + perItemMs × size, through each size's recent
+ *                       floor, of the worker's time and the front end's on the batch
+ *   each arrival    ──▶ ArrivalGaps: the expected time to the next request
+ *   a worker asks   ──▶ largest(): builtin_handler_batch_size, or the model's batch dimension if
+ *                       smaller; a worker takes what is queued up to that many at once, so
+ *                       batches grow with a backlog and are single requests without one
+ *   a batch forms   ──▶ waitMs(): at capacity, wait to be full; below it, wait for one more only
+ *                       while that is cheaper than sending now; never past latencyTargetMs for the
+ *                       oldest request, counting its run; a wait shorter than a timer can time
+ *                       (1 ms) lasts to the end of the event loop's turn, for the requests read in it
  *
- * The wait rule. A worker holds k requests and may send them now, or wait Δ for a (k+1)th. Sent
- * now, the k finish after t(k) and the next one, arriving at Δ, after max(Δ, t(k)) + t(1); waited,
- * all k+1 finish at Δ + t(k+1). The k+1 latencies sum to less by waiting only when
- * (k+1)·Δ < fixedMs - k·perItemMs: one more request is worth waiting for when it is expected
- * within that window (the batch's fixed cost, less what the k already waiting lose) and the
- * latency target still holds. So a model whose time is mostly per request (a CPU convnet) never
- * waits, one with a large fixed cost (a GPU, a remote call) waits a little under load, and no
- * model waits at low load (the next request is further off than any window) or while another
- * worker idles (it takes the next request at once). This is the shape of BentoML's CORK
- * dispatcher (a regression of batch time on size; send when waiting costs more than it gains,
- * within a latency bound), derived here for one worker's queue.
+ * The time fitted is the worker's on the batch plus the front end's (its send, and the handling
+ * of the answer, each request's response written): a larger batch saves both, and the front end
+ * shares the machine's cores with the workers. Not the round trip from dispatch to answer: on the
+ * shared machine (load 14-23) its floors came out 27 ms for every size, or 0 + 2.5 ms a request,
+ * the machine's queueing rather than the batch's cost.
+ *
+ * At capacity. When the requests outstanding (queued, forming, in batches not yet answered) would
+ * fill a batch for every worker, the load is at the workers' capacity: requests wait whatever the
+ * batch, and each batch sent part full pays the fixed cost again for fewer. The batch waits to be
+ * full, for at most a full batch's time from the latest request to join, also while another
+ * worker idles (it would take the next request alone: a closed loop of 32 connections on mnist's
+ * two workers sent batches of 1 and 7 in turn, a mean of 4-6, where a hand-tuned batch 8 with a
+ * 2 ms delay sent 8 and answered 13-16% more).
+ *
+ * Below it, the wait rule. A worker holds k requests and may send them now, or wait Δ for a
+ * (k+1)th. Sent now, the k finish after t(k) and the next one, arriving at Δ, after
+ * max(Δ, t(k)) + t(1); waited, all k+1 finish at Δ + t(k+1). The k+1 latencies sum to less by
+ * waiting only when (k+1)·Δ < fixedMs - k·perItemMs: one more request is worth waiting for when
+ * it is expected within that window (the batch's fixed cost, less what the k already waiting
+ * lose) and the latency target still holds. So a model whose time is mostly per request (a CPU
+ * convnet) never waits, one with a large fixed cost (a GPU, a remote call) waits a little under
+ * load, and no model waits past the end of the turn at low load (the next request is further off
+ * than any window) or while another worker idles (it takes the next request at once). This is
+ * the shape of BentoML's CORK dispatcher (a regression of batch time on size; send when waiting
+ * costs more than it gains, within a latency bound), derived here for one worker's queue.
  */
 import type { AdaptiveLimits } from '../config/model-config.js';
 import type { Job } from './job.js';
 
 /** How far a size's floor rises toward a slower batch, each batch: about 50 batches follow a model that became slower. */
 const FLOOR_RISE = 0.05;
-/** How much of the arrival gap's average each new gap leaves. */
-const GAP_MEMORY = 0.8;
 /**
- * The shortest wait worth starting: Node's timers fire 1 ms at the soonest, so a shorter window
- * would wait a whole millisecond, restarted with each request that joins, while the worker idles.
- * In an open loop at 0.7x mnist's capacity, the server reading requests in bursts (gaps of ~0)
- * made windows of 0.02-0.1 ms pay on paper: p50 went from 3.4 ms to 25-28 ms
- * (bench/results/20261206-1948-adaptive-batching.json).
+ * A size's floor is forgotten after this many batches of other sizes: one seen only under a load
+ * that has passed (on a busy machine every time grows) would keep the line there, and the single
+ * requests that followed could wait for others that were not coming.
  */
-const SHORTEST_WAIT_MS = 1;
+const FLOOR_LIFE = 200;
+/** The arrivals whose mean gap is the expected gap. */
+const RATE_ARRIVALS = 32;
+/**
+ * The shortest wait a timer times: Node's timers fire 1 ms at the soonest, so a shorter window
+ * held each batch a whole millisecond, restarted with each request that joined, while the worker
+ * idled (an open loop at 0.7x mnist's capacity: p50 25-28 ms against 3.4 ms,
+ * bench/results/20261206-1948-adaptive-batching.json). Such a window waits to the end of the
+ * event loop's turn instead (THIS_TURN_MS).
+ */
+const SHORTEST_TIMER_MS = 1;
+/**
+ * A wait to the end of the event loop's turn (any under SHORTEST_TIMER_MS: waiting-workers.ts's
+ * nodeTimer): the requests read in the same turn join the batch, which costs the batch no timer
+ * and the worker the rest of the turn. Taken whenever one more request would pay (the window is
+ * positive), also while another worker idles or the next request is expected later than the
+ * window: requests are read in bursts, several in one turn.
+ */
+export const THIS_TURN_MS = SHORTEST_TIMER_MS / 2;
 /** How much of the mean batch size describe shows each new batch leaves. */
 const MEAN_MEMORY = 0.95;
 
@@ -62,23 +92,27 @@ export function timeOf(line: BatchTimeLine, size: number): number {
  * batching gain assumed.
  */
 export class ExecutionFit {
-  private readonly floors = new Map<number, number>();
+  /** Each size's floor, and the count of batches when it was last seen. */
+  private readonly floors = new Map<number, { ms: number; seen: number }>();
+  private batches = 0;
 
   add(size: number, ms: number): void {
     if (!(size > 0) || !Number.isFinite(ms) || ms < 0) return;
     const floor = this.floors.get(size);
-    this.floors.set(size, floor === undefined || ms < floor ? ms : floor + (ms - floor) * FLOOR_RISE);
+    this.batches++;
+    this.floors.set(size, { ms: floor === undefined || ms < floor.ms ? ms : floor.ms + (ms - floor.ms) * FLOOR_RISE, seen: this.batches });
   }
 
   /** The line; undefined before the first batch. */
   line(): BatchTimeLine | undefined {
+    for (const [size, floor] of this.floors) if (this.batches - floor.seen > FLOOR_LIFE) this.floors.delete(size);
     const n = this.floors.size;
     if (n === 0) return undefined;
     let sumX = 0;
     let sumY = 0;
     let sumXX = 0;
     let sumXY = 0;
-    for (const [x, y] of this.floors) {
+    for (const [x, { ms: y }] of this.floors) {
       sumX += x;
       sumY += y;
       sumXX += x * x;
@@ -95,24 +129,38 @@ export class ExecutionFit {
   }
 }
 
-/** The average gap between arrivals, and how long it has been since the last one. */
+/**
+ * The mean gap of the last RATE_ARRIVALS arrivals, up to now. Not a running average of single
+ * gaps with the silence since the last arrival as a floor: in a closed loop a worker asks just
+ * after its answers went out, when their clients have not yet sent again, and that silence said
+ * no request was coming when a batch's worth were.
+ */
 export class ArrivalGaps {
-  private last: number | undefined;
-  private meanGap: number | undefined;
+  /** The last RATE_ARRIVALS arrivals' times, a ring. */
+  private readonly times: number[] = [];
+  private next = 0;
 
   arrived(now: number): void {
-    if (this.last !== undefined) {
-      const gap = now - this.last;
-      this.meanGap = this.meanGap === undefined ? gap : this.meanGap * GAP_MEMORY + gap * (1 - GAP_MEMORY);
-    }
-    this.last = now;
+    if (this.times.length < RATE_ARRIVALS) this.times.push(now);
+    else this.times[this.next] = now;
+    this.next = (this.next + 1) % RATE_ARRIVALS;
   }
 
-  /** The expected wait for the next arrival seen from `now`: a silence longer than the average counts. */
+  /** The mean gap of the recent arrivals, the silence since the last one counted; undefined before two. */
   expectedGap(now: number): number | undefined {
-    if (this.meanGap === undefined || this.last === undefined) return undefined;
-    return Math.max(this.meanGap, now - this.last);
+    const n = this.times.length;
+    if (n < 2) return undefined;
+    const oldest = this.times[n < RATE_ARRIVALS ? 0 : this.next]!;
+    return (now - oldest) / n;
   }
+}
+
+/** The pool's load when a batch forms. */
+export interface PoolLoad {
+  /** Requests besides the forming batch's: queued, or in batches its workers have not answered. */
+  readonly outstanding: number;
+  /** Its workers that serve. */
+  readonly workers: number;
 }
 
 /** What describe says of a model's adaptive batching. */
@@ -150,9 +198,9 @@ export class AdaptiveBatching {
     this.arrivals.arrived(this.now());
   }
 
-  /** A batch of `size` requests took the worker `workMs`. */
-  ran(size: number, workMs: number): void {
-    this.fit.add(size, workMs);
+  /** A batch of `size` requests took `ms`: the worker's time on it and the front end's. */
+  ran(size: number, ms: number): void {
+    this.fit.add(size, ms);
     this.meanBatch = this.meanBatch * MEAN_MEMORY + size * (1 - MEAN_MEMORY);
   }
 
@@ -174,26 +222,30 @@ export class AdaptiveBatching {
   /**
    * How much longer a forming batch (`batch`, oldest first) should wait for one more request,
    * from now; 0: send it now. `idleBehind`: other workers waiting for work (they would take the
-   * next request at once, so nobody gains by waiting). See the module header for the rule.
+   * next request at once, so below capacity nobody gains by waiting); `load`: the pool's. See the
+   * module header for the rule.
    */
-  waitMs(batch: readonly Pick<Job, 'arrivedAt'>[], idleBehind: number): number {
-    this.lastWaitMs = this.decideWait(batch, idleBehind);
+  waitMs(batch: readonly Pick<Job, 'arrivedAt'>[], idleBehind: number, load: PoolLoad = { outstanding: 0, workers: 1 }): number {
+    this.lastWaitMs = this.decideWait(batch, idleBehind, load);
     return this.lastWaitMs;
   }
 
-  private decideWait(batch: readonly Pick<Job, 'arrivedAt'>[], idleBehind: number): number {
+  private decideWait(batch: readonly Pick<Job, 'arrivedAt'>[], idleBehind: number, load: PoolLoad): number {
     const held = batch.length;
     const line = this.fit.line();
-    if (held === 0 || idleBehind > 0 || !line || held >= this.largest()) return 0;
-    const window = (line.fixedMs - held * line.perItemMs) / (held + 1);
+    const largest = this.largest();
+    if (held === 0 || !line || held >= largest) return 0;
     const now = this.now();
-    const gap = this.arrivals.expectedGap(now);
-    if (window <= 0 || gap === undefined || gap >= window) return 0;
     const waited = now - batch[0]!.arrivedAt;
     let room = this.limits.latencyTargetMs - waited - timeOf(line, held + 1);
     if (this.limits.maxWaitMs !== undefined) room = Math.min(room, this.limits.maxWaitMs - waited);
-    const wait = Math.min(window, room);
-    return wait >= SHORTEST_WAIT_MS ? wait : 0;
+    if (room <= 0) return 0;
+    if (held + load.outstanding >= load.workers * largest) return timerOrTurn(Math.min(timeOf(line, largest), room));
+    const window = (line.fixedMs - held * line.perItemMs) / (held + 1);
+    if (window <= 0) return 0;
+    const gap = this.arrivals.expectedGap(now);
+    if (idleBehind > 0 || gap === undefined || gap >= window) return THIS_TURN_MS;
+    return timerOrTurn(Math.min(window, room));
   }
 
   state(): AdaptiveState {
@@ -208,6 +260,11 @@ export class AdaptiveBatching {
       perItemMs: line ? round2(line.perItemMs) : null,
     };
   }
+}
+
+/** `ms` as a timer's wait, or, shorter than a timer times, to the end of the turn. */
+function timerOrTurn(ms: number): number {
+  return ms >= SHORTEST_TIMER_MS ? ms : THIS_TURN_MS;
 }
 
 function round2(n: number): number {

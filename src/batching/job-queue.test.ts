@@ -171,3 +171,14 @@ t.test('a describe or explain job leaves in a batch of its own, and sends the ba
   t.same(ids(q.takeFullBatch(3, 0)), [], 'no early full batch holds it');
   t.same(ids(q.takeFullBatch(2, 0)), ['c', 'd'], 'one before it may go');
 });
+
+t.test("a chosen wait under a timer's 1 ms lasts to the end of the event loop's turn: what that turn reads joins, and no timer holds the batch", async (t) => {
+  const q = new JobQueue(10);
+  const batch = q.poll(8, () => 0.5);
+  q.enqueue(job('a'));
+  q.enqueue(job('b'));
+  // A setImmediate queued after the wait began runs after it: one turn, not a timer's millisecond.
+  const turn = new Promise<string>((resolve) => setImmediate(() => resolve('turn ended')));
+  const first = await Promise.race([batch.then(ids), turn]);
+  t.same(first, ['a', 'b'], 'both, sent at the end of the turn');
+});

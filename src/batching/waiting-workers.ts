@@ -12,7 +12,16 @@ import type { Job } from './job.js';
  */
 export type StartTimer = (fire: () => void, ms: number) => () => void;
 
+/**
+ * Node's timers fire 1 ms at the soonest: a shorter wait (adaptive batching's, for requests
+ * expected within a fraction of a millisecond) lasts to the end of the event loop's turn instead,
+ * so the requests read in the same turn join the batch and none waits for a timer.
+ */
 export const nodeTimer: StartTimer = (fire, ms) => {
+  if (ms < 1) {
+    const immediate = setImmediate(fire);
+    return () => clearImmediate(immediate);
+  }
   const timer = setTimeout(fire, ms);
   return () => clearTimeout(timer);
 };

@@ -9,7 +9,7 @@ import { tsError } from '../errors.js';
 import { isRecord } from '../is-record.js';
 import { INT_MAX, invalidValue, type KeySpec } from './keys.js';
 import type { SequenceHeaders, ServerConfig } from './server-config.js';
-import type { WorkerAndBatchSettings } from './snapshot-file.js';
+import type { BatchKey, WorkerAndBatchSettings } from './snapshot-file.js';
 
 export interface ModelSettings {
   batchSize: number;
@@ -91,6 +91,15 @@ export function workerAndBatchSettings(s: ModelSettings): WorkerAndBatchSettings
     responseTimeout: s.responseTimeout,
     startupTimeout: s.startupTimeout,
   };
+}
+
+/**
+ * The batch keys a model left unset, as far as its settings still tell: those of a model that
+ * batches adaptively (a snapshot keeps them unset: snapshot-file.ts's SnapshotModel.unset).
+ */
+export function unsetBatchKeys(s: ModelSettings): BatchKey[] {
+  if (!s.adaptive) return [];
+  return s.adaptive.maxWaitMs === undefined ? ['batchSize', 'maxBatchDelay'] : ['batchSize'];
 }
 
 /** What a registration asked for; undefined means "not given". */

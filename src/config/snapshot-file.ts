@@ -17,10 +17,19 @@ export interface WorkerAndBatchSettings {
   startupTimeout: number;
 }
 
+/** A batch key a model may leave unset: TorchServe's batch_size and max_batch_delay. */
+export type BatchKey = 'batchSize' | 'maxBatchDelay';
+
 export interface SnapshotModel extends WorkerAndBatchSettings {
   defaultVersion: boolean;
   marName: string;
   runtimeType: string;
+  /**
+   * tsserve's own: the batch keys the model did not set, whose defaults the entry carries only
+   * because TorchServe's shape has them. A restore leaves them unset: read as set, they turned a
+   * model that batched adaptively (no batch_size) into batches of 1 after a restart.
+   */
+  unset?: BatchKey[];
 }
 
 export interface ModelSnapshot {

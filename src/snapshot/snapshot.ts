@@ -17,7 +17,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { workerAndBatchSettings } from '../config/model-config.js';
+import { unsetBatchKeys, workerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
 import { snapshotFileName, snapshotFiles, snapshotTemps, type ModelSnapshot, type SnapshotKind } from '../config/snapshot-file.js';
 import { tsError } from '../errors.js';
@@ -149,11 +149,13 @@ export class SnapshotWriter {
     const name = this.freeName(now, kind);
     const snapshot: ModelSnapshot = { name, modelCount: 0, created: now.getTime(), models: {} };
     for (const model of this.registry.all()) {
+      const unset = unsetBatchKeys(model.settings);
       (snapshot.models[model.name] ??= {})[model.version] = {
         defaultVersion: this.registry.isDefault(model),
         marName: model.spec.marName,
         ...workerAndBatchSettings(model.settings),
         runtimeType: model.spec.runtime,
+        ...(unset.length > 0 ? { unset } : {}),
       };
     }
     // Kept for the next start to try again (models/model-registry.ts: FailedRestore).

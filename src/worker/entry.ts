@@ -103,7 +103,7 @@ async function onLoad(msg: LoadMessage, model: Served): Promise<void> {
     await ownedBy(model.sessions, () => entry.initialize(new BatchContext(modelFacts, []))).catch((err: unknown) => {
       throw withCause(tsError('TSS_ERR_WORKER_INITIALIZE', messageOf(err)), err);
     });
-    await ownedBy(model.sessions, () => warmUp(msg, model));
+    await ownedBy(model.sessions, () => warmUp(msg, model, sessionsBatchLimit(model.sessions)));
     const batchLimit = sessionsBatchLimit(model.sessions);
     send(batchLimit === undefined ? { key: model.key, kind: 'loaded', pid: process.pid } : { key: model.key, kind: 'loaded', pid: process.pid, batchLimit });
   } catch (err) {
@@ -183,8 +183,10 @@ async function onUnload(msg: UnloadMessage, model: Served | undefined): Promise<
  * handler's code already warm, instead of paying for them. A sample the handler refuses is the
  * archive's mistake: said in the model log, and the worker serves. In a shared host only the
  * first two batches run: a model loads there on demand, while its first request waits.
+ * `batchLimit`: its sessions' fixed batch dimension, which caps the largest batch (a model
+ * exported with batch 1 failed its first batch of 8 and went unwarmed).
  */
-async function warmUp(msg: LoadMessage, model: Served): Promise<void> {
+async function warmUp(msg: LoadMessage, model: Served, batchLimit: number | undefined): Promise<void> {
   const name = msg.yamlConfig.warmupFile;
   const handler = model.entry;
   const modelFacts = model.facts;
@@ -204,15 +206,16 @@ async function warmUp(msg: LoadMessage, model: Served): Promise<void> {
       model.decodeInput,
       () => undefined,
     );
+  const largest = Math.min(msg.largestBatch, batchLimit ?? msg.largestBatch);
   const started = performance.now();
   let batches = 0;
   try {
-    for (const size of new Set([1, msg.largestBatch])) {
+    for (const size of new Set([1, largest])) {
       await batchOf(size);
       batches++;
     }
     while (!shared && batches < WARMUP_BATCHES && performance.now() - started < WARMUP_BUDGET_MS) {
-      await batchOf(msg.largestBatch);
+      await batchOf(largest);
       batches++;
     }
     console.log(`Warm-up of model ${msg.modelName} with ${name}: ${batches} batches in ${Math.round(performance.now() - started)} ms`);

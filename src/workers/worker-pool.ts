@@ -9,7 +9,7 @@ import { tsError, type TsError } from '../errors.js';
 import type { WorkerProcess } from './worker-process.js';
 import { allQuiet, type Job } from '../batching/job.js';
 import type { BatchQueue } from '../batching/job-queue.js';
-import { AdaptiveBatching, type AdaptiveState } from '../batching/adaptive.js';
+import { AdaptiveBatching, type AdaptiveState, type PoolLoad } from '../batching/adaptive.js';
 import type { BatchDelay } from '../batching/waiting-workers.js';
 import type { AdaptiveLimits } from '../config/model-config.js';
 import { backoffSeconds } from './worker-state.js';
@@ -78,7 +78,11 @@ interface Slot {
   loading: Promise<void> | undefined;
   /** A full batch's round trip, from the last batch sent while the worker had nothing to do. */
   fullBatchMs: number | undefined;
-  /** The worker's own time on a full batch: see workEstimate. */
+  /**
+   * The worker's own time on a full batch: see workEstimate. Not adaptive batching's fit
+   * (batching/adaptive.ts), which is the pool's, counts the front end's time too and follows the
+   * least times: the batches a worker holds ahead must count a slow batch at once.
+   */
   fullBatchWorkMs: number | undefined;
 }
 
@@ -131,6 +135,11 @@ export class WorkerPool {
   private readonly scaler: Scaler;
   /** Made at the first batch of a model that batches adaptively. */
   private adaptive: PoolAdaptive | undefined;
+  /**
+   * Jobs sent to workers and not yet answered: with the queue's (whose count has the jobs taken
+   * ahead too: a backlog either way), the load adaptive batching sees.
+   */
+  private inBatches = 0;
 
   constructor(queue: BatchQueue, settings: () => PoolSettings, deps: PoolDeps) {
     this.queue = queue;
@@ -204,7 +213,8 @@ export class WorkerPool {
     if (!settings.adaptive) return undefined;
     if (!this.adaptive) {
       const batching = new AdaptiveBatching(settings.adaptive, this.deps.now);
-      this.adaptive = { batching, delay: (batch, idleBehind) => batching.waitMs(batch, idleBehind) };
+      const load = (): PoolLoad => ({ outstanding: this.queue.size + this.inBatches, workers: this.loadedCount() });
+      this.adaptive = { batching, delay: (batch, idleBehind) => batching.waitMs(batch, idleBehind, load()) };
       this.noteBatchDimension();
     }
     return this.adaptive;
@@ -342,10 +352,12 @@ export class WorkerPool {
       }
       const idle = running.length === 0;
       const sentAt = performance.now();
-      const sent = worker.runBatch(jobs, this.mayRunWide(slot)).then(({ unstarted, workMs }) => {
+      this.inBatches += jobs.length;
+      const sent = worker.runBatch(jobs, this.mayRunWide(slot)).then(({ unstarted, workMs, frontEndMs }) => {
+        this.inBatches -= jobs.length;
         if (idle) slot.fullBatchMs = ((performance.now() - sentAt) * limit) / jobs.length;
         if (workMs !== undefined) slot.fullBatchWorkMs = workEstimate(slot.fullBatchWorkMs, workMs, jobs.length, limit);
-        if (workMs !== undefined && unstarted.length === 0) adaptive?.batching.ran(jobs.length, workMs);
+        if (workMs !== undefined && unstarted.length === 0) adaptive?.batching.ran(jobs.length, workMs + (frontEndMs ?? 0));
         this.queue.requeue(unstarted);
       });
       running.push(sent);

@@ -84,6 +84,8 @@ export interface BatchOutcome {
   readonly unstarted: Job[];
   /** The worker's own milliseconds on the batch, when it answered it. */
   readonly workMs: number | undefined;
+  /** The front end's milliseconds on it, then: its send and the handling of its answer. */
+  readonly frontEndMs?: number | undefined;
 }
 
 export declare interface WorkerProcess {
@@ -352,7 +354,8 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     batch?.trace?.end(msg.stages, msg.kind === 'batch-failed' ? msg.error.message : undefined);
     if (msg.kind === 'reply') {
       this.forEachItem(msg.batchId, msg.items, (job, item) => job.respond(item));
-      this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'), msg.workMs);
+      const frontEndMs = batch ? batch.sendMs + performance.now() - began : undefined;
+      this.finishBatch(msg.batchId, () => tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH'), msg.workMs, frontEndMs);
     } else {
       this.finishBatch(msg.batchId, () => errorFromWire(msg.error.code, msg.error.message, msg.error.status));
     }
@@ -397,10 +400,10 @@ export class WorkerProcess extends EventEmitter implements Tenant {
 
   /**
    * Settles the batch; any job still unanswered gets the error `unanswered` makes. It is made
-   * only then: an Error captures a stack, which every successful batch would pay for. `workMs`:
-   * the worker's time on it, when it answered it.
+   * only then: an Error captures a stack, which every successful batch would pay for. `workMs`
+   * and `frontEndMs`: the worker's and the front end's time on it, when the worker answered it.
    */
-  private finishBatch(batchId: number, unanswered: () => TsError, workMs?: number): void {
+  private finishBatch(batchId: number, unanswered: () => TsError, workMs?: number, frontEndMs?: number): void {
     const batch = this.runningBatch(batchId);
     if (!batch) return;
     this.inFlight.shift();
@@ -411,7 +414,7 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     }
     // Ended already when the worker answered it; a worker that died ends it here with why.
     if (batch.trace && !batch.trace.ended) batch.trace.end([], (error ??= unanswered()).message);
-    batch.done({ unstarted: [], workMs });
+    batch.done({ unstarted: [], workMs, frontEndMs });
     this.startResponseTimer();
   }
 
