@@ -37,17 +37,24 @@ export function cachedArchive(opts: ArchiveOptions & { exportPath: string }, bui
   if (key === undefined) return build();
   const kept = join(CACHE, key);
   const output = join(opts.exportPath, `${opts.modelName}${opts.archiveFormat === 'tgz' ? '.tar.gz' : '.mar'}`);
-  if (existsSync(kept)) {
-    mkdirSync(opts.exportPath, { recursive: true });
-    rmSync(output, { recursive: true, force: true });
-    copyFileSync(kept, output);
-    const now = new Date();
-    utimesSync(kept, now, now);
-    return output;
-  }
+  if (existsSync(kept) && copied(kept, opts.exportPath, output)) return output;
   const built = build();
   keep(built, kept);
   return built;
+}
+
+/** False when another test file's clean-up removed it meanwhile (forgetLeastRecentlyUsed). */
+function copied(kept: string, exportPath: string, output: string): boolean {
+  mkdirSync(exportPath, { recursive: true });
+  rmSync(output, { recursive: true, force: true });
+  try {
+    copyFileSync(kept, output);
+    const now = new Date();
+    utimesSync(kept, now, now);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Undefined when the archive is not one to keep: a directory, large inputs, or inputs that are not there. */
