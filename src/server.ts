@@ -29,7 +29,7 @@ import { startUpSummary, SUMMARY_MESSAGE } from './log/start-up-summary.js';
 import { readMetricsConfig } from './metrics/definitions.js';
 import { MetricsRegistry } from './metrics/registry.js';
 import { startSystemMetrics } from './metrics/system.js';
-import { Tracing } from './metrics/tracing.js';
+import type { Tracing } from './metrics/tracing.js';
 import { snapshotDir } from './config/snapshot-file.js';
 import { SnapshotWriter } from './snapshot/snapshot.js';
 import type { LoaderDeps } from './models/model-loader.js';
@@ -130,7 +130,7 @@ async function openServer(
     autoDetect: config.modelMetricsAutoDetect,
     lines: (file, line) => loggers.metric(file, line),
     warn: (message) => log.warn(message),
-    tracing: Tracing.fromConfig(config, { info: (message) => log.info(message), warn: (message) => log.warn(message) }),
+    tracing: await tracingFor(config, log),
   });
   const loader: LoaderDeps = {
     server: config,
@@ -271,6 +271,18 @@ async function openServer(
       return closing;
     },
   };
+}
+
+/**
+ * Tracing, where the configuration may turn it on (otel_traces, or any OTEL_TRACES_EXPORTER: one
+ * tsserve does not ship is said in the log). Only then is OpenTelemetry's SDK loaded: some 300
+ * modules, a tenth of a CPU-second that every start of a server that does not trace (the
+ * default) paid for nothing.
+ */
+async function tracingFor(config: ServerConfig, log: Loggers['server']): Promise<Tracing | undefined> {
+  if (!config.otelTraces && process.env.OTEL_TRACES_EXPORTER === undefined) return undefined;
+  const { Tracing } = await import('./metrics/tracing.js');
+  return Tracing.fromConfig(config, { info: (message) => log.info(message), warn: (message) => log.warn(message) });
 }
 
 /**

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tap, { type Test } from 'tap';
 import { createArchive, type ArchiveOptions } from '../dist/src/archive/write.js';
+import { cachedArchive } from './archive-cache.js';
 import { loadServerConfig } from '../dist/src/config/server-config.js';
 import { createLoggers } from '../dist/src/log/loggers.js';
 import { startServer, type RunningServer } from '../dist/src/server.js';
@@ -53,9 +54,10 @@ export function tempDir(t: Test, prefix = 'tsserve-test-'): string {
   return dir;
 }
 
-/** Builds an archive into `store` with the real archiver. */
+/** Builds an archive into `store` with the real archiver, or copies the one it built from the same inputs before (archive-cache.ts). */
 export function buildMar(store: string, opts: Omit<ArchiveOptions, 'exportPath'>): string {
-  return createArchive({ ...opts, exportPath: store, force: true });
+  const options = { ...opts, exportPath: store, force: true };
+  return cachedArchive(options, () => createArchive(options));
 }
 
 /** test/fixtures/colour_classifier.onnx (logits: the image's mean colour) with image_classifier, as colours.mar. */
