@@ -50,9 +50,10 @@ const OWN_HEADERS: ReadonlySet<string> = new Set([
  * max_response_size bytes.
  */
 export function answerBytes(answer: Pick<WireResponse, 'headers' | 'phrase' | 'body'>): number {
-  let bytes = answer.body.byteLength + Buffer.byteLength(answer.phrase);
+  // A handler's phrase and header values may be numbers: they go out as text, and count as it.
+  let bytes = answer.body.byteLength + Buffer.byteLength(String(answer.phrase));
   for (const [name, value] of Object.entries(answer.headers)) {
-    if (!OWN_HEADERS.has(`${name}: ${value}`)) bytes += Buffer.byteLength(name) + Buffer.byteLength(value);
+    if (!OWN_HEADERS.has(`${name}: ${value}`)) bytes += Buffer.byteLength(name) + Buffer.byteLength(String(value));
   }
   return bytes;
 }
