@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, loadServerConfig, type CliOverrides } from '../config/server-config.js';
 import { createLoggers, recordProcessOutput, type Loggers } from '../log/loggers.js';
-import { startServer, type RunningServer } from '../server.js';
+import type { RunningServer } from '../server.js';
 import type { StartupOutcome } from '../models/registration.js';
 import { VERSION } from '../version.js';
 import { defaultStopSignals, interruptedStatus, onStop, stopAsked } from './stop-signal.js';
@@ -183,6 +183,9 @@ async function serveInForeground(flags: Flags): Promise<void> {
       config.drainTimeout * 1000 + STOP_GRACE_MS,
     ).unref();
   });
+  // The server's modules are loaded here only: `--stop`, `--version` and the `--start` that
+  // launches this process never need them.
+  const { startServer } = await import('../server.js');
   // A stop asked for during the start ends it at its next step (startServer), and is a clean exit.
   const server = await startServer(config, loggers, stopAsked).catch((err: Error) =>
     stopAsked.aborted ? stoppedBeforeServing(loggers) : startFailed(`tsserve did not start: ${err.message}`, loggers, { launched, recorded }),
