@@ -137,11 +137,19 @@ function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, reques
 /** The longest part of an unparsable request's first line its access-log line repeats. */
 const MAX_LOGGED_REQUEST_LINE = 1000;
 
-/** The first line of what a refused request had sent, cut short; `-` when none. */
+/**
+ * A request line's start: a method, a space, then a path, `*` or an absolute URL. What Node's parser
+ * hands a refused request is the last chunk it read, which may begin inside the headers, with a
+ * client's Authorization or Cookie: only a line of this shape is a request line to log.
+ */
+const REQUEST_LINE_START = /^[A-Z][A-Z_-]* (\/|\*|[a-z][a-z0-9+.-]*:\/\/)/;
+
+/** The first line of what a refused request had sent, cut short, if it is a request line; `-` when none. */
 function refusedRequestLine(raw: unknown): string {
   if (!Buffer.isBuffer(raw)) return '-';
   const head = raw.subarray(0, MAX_LOGGED_REQUEST_LINE).toString('latin1');
-  return head.split(/\r?\n/, 1)[0] || '-';
+  const line = head.split(/\r?\n/, 1)[0] ?? '';
+  return REQUEST_LINE_START.test(line) ? line : '-';
 }
 
 /** Plain HTTP refused by an HTTPS listener (http/tls.ts): its access-log line and response-class metric. */
