@@ -123,8 +123,10 @@ async function openServer(
   await checkListeners(config);
   const stale = removeStaleExtractions();
   if (stale.length > 0) log.info(`Removed ${stale.length} model directories left by servers that are no longer running`);
-  const partials = config.modelStore ? removeStalePartials(config.modelStore) : [];
-  if (partials.length > 0) log.info(`Removed partial downloads left in the model store by servers that are no longer running: ${partials.join(', ')}`);
+  const partials = config.modelStore ? removeStalePartials(config.modelStore) : { removed: [], failed: [] };
+  if (partials.removed.length > 0)
+    log.info(`Removed partial downloads left in the model store by servers that are no longer running: ${partials.removed.join(', ')}`);
+  if (partials.failed.length > 0) log.warn(`Could not remove partial downloads left in the model store: ${partials.failed.join(', ')}`);
   const metrics = new MetricsRegistry(config.metricsMode, {
     definitions: config.metricsConfig ? await readMetricsConfig(config.metricsConfig) : undefined,
     autoDetect: config.modelMetricsAutoDetect,

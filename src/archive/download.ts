@@ -18,7 +18,7 @@
  * MAX_REDIRECTS times.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { createWriteStream, type Dirent, linkSync, readdirSync, rmSync } from 'node:fs';
+import { createWriteStream, type Dirent, linkSync, lstatSync, readdirSync, rmSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, dirname, join } from 'node:path';
@@ -68,10 +68,17 @@ export function copy(source: FileHandle, target: string, limits: TransferLimits)
 
 /** A partial file's name: hidden, beside its target, naming the server (its pid) that writes it. */
 function partialName(target: string): string {
-  return join(dirname(target), `.${basename(target)}.part-${process.pid}-${++partials}`);
+  return join(dirname(target), `.${basename(target)}.tsserve-part-${process.pid}-${++partials}`);
 }
 
-const PARTIAL = /^\..+\.part-(\d+)-\d+$/;
+const PARTIAL = /^\..+\.tsserve-part-(\d+)-\d+$/;
+
+/**
+ * How long a partial file must have gone unwritten to be stale. A pid says nothing across pid
+ * namespaces (two containers sharing a model store are each pid 1): a transfer under way writes
+ * its file as bytes arrive, so one written lately may be another server's, and stays.
+ */
+export const STALE_PARTIAL_MS = 60_000;
 
 /**
  * Removes from `store` the partial files (partialName) of servers no longer running: a server
@@ -80,21 +87,33 @@ const PARTIAL = /^\..+\.part-(\d+)-\d+$/;
  * often has the same pid each run). Only files named as partialName names them go, never a
  * user's; answers the names removed.
  */
-export function removeStalePartials(store: string): string[] {
+export function removeStalePartials(store: string, now = Date.now()): { removed: string[]; failed: string[] } {
   let entries: Dirent[];
   try {
     entries = readdirSync(store, { withFileTypes: true });
   } catch {
-    return [];
+    return { removed: [], failed: [] };
   }
-  const stale = entries.filter((e) => e.isFile() && isStalePartial(e.name)).map((e) => e.name);
-  for (const name of stale) rmSync(join(store, name), { force: true });
-  return stale;
+  const stale = entries.filter((e) => e.isFile() && isStalePartial(join(store, e.name), now)).map((e) => e.name);
+  const removed: string[] = [];
+  const failed: string[] = [];
+  for (const name of stale) {
+    // A read-only model store (Kubernetes mounts it so) keeps its partials: never a reason not to start.
+    try {
+      rmSync(join(store, name), { force: true });
+      removed.push(name);
+    } catch {
+      failed.push(name);
+    }
+  }
+  return { removed, failed };
 }
 
-function isStalePartial(name: string): boolean {
-  const pid = PARTIAL.exec(name)?.[1];
-  return pid !== undefined && (Number(pid) === process.pid || !isAlive(Number(pid)));
+function isStalePartial(path: string, now: number): boolean {
+  const pid = PARTIAL.exec(basename(path))?.[1];
+  if (pid === undefined || (Number(pid) !== process.pid && isAlive(Number(pid)))) return false;
+  const written = lstatSync(path, { throwIfNoEntry: false })?.mtimeMs;
+  return written !== undefined && now - written >= STALE_PARTIAL_MS;
 }
 
 async function writeWhole(target: string, limits: TransferLimits, open: (signal: AbortSignal) => Promise<Body>): Promise<void> {

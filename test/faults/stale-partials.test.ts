@@ -2,10 +2,11 @@
 // store: it had no moment to remove it. The next start removes the partials of its own naming
 // whose server is gone, and says so in the log; a user's files, however named, stay.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { STALE_PARTIAL_MS } from '../../dist/src/archive/download.js';
 import { ROOT, tempDir, waitFor, writeUserConfig } from '../helpers.js';
 import { survived } from './survival.js';
 
@@ -43,14 +44,14 @@ async function stallingFileServer(t: Test): Promise<number> {
   return (server.address() as { port: number }).port;
 }
 
-const partialsIn = (store: string): string[] => readdirSync(store).filter((n) => /^\..*\.part-\d+-\d+$/.test(n));
+const partialsIn = (store: string): string[] => readdirSync(store).filter((n) => /^\..*\.tsserve-part-\d+-\d+$/.test(n));
 
 t.test('a partial download a killed server left is removed at the next start, and logged; a user file is not', async (t) => {
   const dir = tempDir(t);
   const store = join(dir, 'model-store');
   mkdirSync(store);
   // A user's files that look like partials but are not of the server's naming.
-  const userFiles = ['model.mar.part-1-1', '.notes.part', '.draft.mar.part-x-1'];
+  const userFiles = ['model.mar.part-1-1', '.notes.part', '.draft.mar.part-x-1', '.backup.part-2025-12', '.photos.part-2024-1'];
   for (const name of userFiles) writeFileSync(join(store, name), 'mine');
   const port = await stallingFileServer(t);
   const urls = await writeUserConfig(dir, ['allowed_urls=http://127.0.0.1:[0-9]+/.*', 'download_timeout=600', 'enable_model_api=true']);
@@ -65,14 +66,16 @@ t.test('a partial download a killed server left is removed at the next start, an
   await first.exited;
   await registering;
   t.ok(existsSync(join(store, partial!)), `the killed server left ${partial}`);
+  // As a minute later: one written lately may be another server's under way (another pid namespace).
+  const minuteAgo = new Date(Date.now() - STALE_PARTIAL_MS - 1000);
+  utimesSync(join(store, partial!), minuteAgo, minuteAgo);
+  // Another server's transfer under way, its pid not one this namespace has: written just now, it stays.
+  const otherServers = '.other.mar.tsserve-part-999999-1';
+  writeFileSync(join(store, otherServers), 'theirs');
 
   const second = startFrontEnd(t, dir);
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up again');
-  t.same(
-    partialsIn(store).filter((n) => !userFiles.includes(n)),
-    [],
-    'the next start removed the partial file',
-  );
+  t.same(partialsIn(store), [otherServers], 'the next start removed the stale partial file, not one written lately');
   for (const name of userFiles) t.equal(readFileSync(join(store, name), 'utf8'), 'mine', `the user's ${name} is still there`);
   t.match(second.output(), new RegExp(`Removed partial downloads .*${partial!.replace(/[.]/g, '\\.')}`), 'the log says which partial file was removed');
   const server = { urls: { ...urls, grpcInference: '', grpcManagement: '', kserve: undefined, grpcKserve: undefined } };
