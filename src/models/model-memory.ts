@@ -171,11 +171,16 @@ export class ModelMemory {
     this.retryTimer.unref();
   }
 
-  /** Loads the waiting models in order, as far as room can be made; a stopped one is dropped. */
+  /**
+   * Loads the waiting models in order, as far as room can be made; one stopped, loaded meanwhile,
+   * or no longer asked for (its requests answered at their queue deadline) is dropped: loading it
+   * would unload a model in use for nobody, and hold up the loads behind it.
+   */
   private retryWaiting(): void {
     while (this.waiting.length > 0) {
       const model = this.waiting[0]!;
-      if (!model.stopped && model.loaded === false && !this.tryLoad(model, Math.max(1, model.settings.minWorkers))) break;
+      const wanted = !model.stopped && model.loaded === false && model.queue.size > 0;
+      if (wanted && !this.tryLoad(model, Math.max(1, model.settings.minWorkers))) break;
       this.waiting.shift();
     }
     if (this.waiting.length === 0 && this.retryTimer) {

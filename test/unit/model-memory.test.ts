@@ -5,6 +5,7 @@
 // made room: a 1,000-model run (bench/many-models.mjs) stayed past the budget through whole phases.
 import t from 'tap';
 import { GROWTH_CHECK_MS } from '../../src/models/model-memory.js';
+import { HOLD } from './fake-worker.js';
 import { inProcessServer } from './in-process.js';
 
 const MB = 2 ** 20;
@@ -33,4 +34,23 @@ t.test('models that grow past the budget after their load: the least recently us
   t.same(loaded(), [false, true, true], 'a, the least recently used, unloaded; b and c, 198 MB, stay');
   const res = await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' });
   t.equal(res.statusCode, 200, "a's next request loads it and is answered");
+});
+
+t.test('a load waiting for room whose requests all timed out is dropped, not loaded later in place of a model in use', async (t) => {
+  const server = await inProcessServer(t, { models: ['a', 'b'], properties: { max_loaded_models: '1', default_queue_timeout: '1' } });
+  for (const name of ['a', 'b']) {
+    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+    t.equal(res.statusCode, 200, `${name} registered`);
+  }
+  t.same([server.registry.get('a').loaded, server.registry.get('b').loaded], [true, false], 'a loaded, b past max_loaded_models');
+  const busy = server.inference({ method: 'POST', url: '/predictions/a', payload: HOLD });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const timedOut = await server.inference({ method: 'POST', url: '/predictions/b', payload: 'x' });
+  t.equal(timedOut.statusCode, 503, "b's request waited past default_queue_timeout, a busy: 503");
+  for (const worker of server.workers) worker.release();
+  t.equal((await busy).statusCode, 200, "a's request answered");
+  // a falls idle: the waiting loads are looked at again. Nobody waits for b any more.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.same([server.registry.get('a').loaded, server.registry.get('b').loaded], [true, false], 'a still loaded; b, asked for by no one, not loaded');
+  t.equal((await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' })).statusCode, 200, 'a answers');
 });
