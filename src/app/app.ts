@@ -14,7 +14,8 @@
  * Closed (app.close(), on SIGTERM), it stops accepting and lets what it forwards finish within
  * its drain timeout; a forward still waiting on tsserve then is cut and answered 503.
  */
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -53,7 +54,15 @@ const CUT_GRACE_MS = 2_000;
 export function createApp(opts: AppOptions): FastifyInstance {
   const maxUpload = opts.maxUpload ?? DEFAULT_MAX_UPLOAD;
   // Closing, idle keep-alive connections are closed at once: they hold nothing, and would hold the stop.
-  const app = Fastify({ logger: false, bodyLimit: maxUpload, forceCloseConnections: 'idle' });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: maxUpload,
+    forceCloseConnections: 'idle',
+    // A path the router cannot read (a bad %-escape, a parameter over its length) and a request
+    // Node's parser refuses get the app's own error shape too.
+    frameworkErrors: (err, _request, reply) => void problem(reply, 400, err.message),
+    clientErrorHandler: answerClientError,
+  });
   const drainTimeout = opts.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT;
   const cut = cutAfterDrain(app, drainTimeout * 1000);
   // Bodies are forwarded as they arrive, never parsed here.
@@ -278,5 +287,19 @@ function answerFrameworkErrors(app: FastifyInstance): void {
 }
 
 function mb(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  // Under a tenth of a megabyte, in bytes: "0.0 MB" says nothing of a small limit.
+  return bytes < 0.1 * 1024 * 1024 ? `${bytes} bytes` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** A request Node's HTTP parser refused (headers over their limit, a broken Content-Length): answered as the app's errors are, then closed. */
+function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const body = JSON.stringify({ code: status, type: ERROR_TYPES[status] ?? 'BadRequestException', message: `Malformed HTTP request: ${err.message}` });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -9,15 +9,14 @@ import { join } from 'node:path';
 import t from 'tap';
 import { serve } from '../echo-model.js';
 import { startTestServer, type TestServer, waitFor, waitReady } from '../helpers.js';
+import { rawRequest } from './raw-request.js';
 import { survived } from './survival.js';
 
 /** Writes `raw` on a new connection; the status line's code and the client's port. */
 function sendRaw(url: string, raw: string): Promise<{ status: number; port: number }> {
-  const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(raw));
+    const socket = rawRequest(url, raw);
     let answer = '';
-    socket.setTimeout(30_000, () => socket.destroy(new Error('no answer in 30 s')));
     socket.on('data', (chunk: Buffer) => {
       answer += chunk.toString('latin1');
       // The status line is all this reads: a refused request's connection may stay open.

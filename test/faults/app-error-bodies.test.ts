@@ -6,9 +6,26 @@ import t from 'tap';
 import { createApp } from '../../dist/src/app/app.js';
 import { serve } from '../echo-model.js';
 import { waitReady } from '../helpers.js';
+import { rawRequest } from './raw-request.js';
 import { survived } from './survival.js';
 
 const LIMIT = 64 * 1024;
+
+/** Writes `raw` on a connection of its own to `base`; the answer's status and body. */
+function sendRaw(base: string, raw: string): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const socket = rawRequest(base, raw);
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
+      resolve(new Response(answer.slice(answer.indexOf('\r\n\r\n') + 4), { status }));
+    });
+  });
+}
 
 t.test("every error tsserve-app answers is TorchServe's {code, type, message}", async (t) => {
   const server = await serve(t, { load_models: 'echo.mar' });
@@ -30,6 +47,10 @@ t.test("every error tsserve-app answers is TorchServe's {code, type, message}", 
     ['tsserve not there', 502, () => post(goneUrl, '/api/predict/echo', 'hello')],
     ['an unknown path', 404, () => fetch(`${url}/api/nope`)],
     ['a method the path does not take', 404, () => fetch(`${url}/api/predict/echo`, { method: 'DELETE' })],
+    ['a bad %-escape in the path', 400, () => sendRaw(url, 'POST /api/predict/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')],
+    ['a model name over the parameter limit', 400, () => post(url, `/api/predict/${'m'.repeat(5000)}`, 'x')],
+    ['a Content-Length that is no number', 400, () => sendRaw(url, 'POST /api/predict/echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n')],
+    ['headers over their limit', 431, () => sendRaw(url, `GET /api/models HTTP/1.1\r\nHost: x\r\nX-Big: ${'x'.repeat(20_000)}\r\n\r\n`)],
   ];
   for (const [what, status, ask] of cases) {
     const res = await ask();
