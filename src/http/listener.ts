@@ -20,6 +20,7 @@ import { type ListenerStop, stoppable } from './stopping.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
 import { traceIdOf } from './predict.js';
 import { isWarmUp } from './warm-up.js';
+import { closeLingering, lingerIfBodyUnread } from './lingering-close.js';
 
 export interface ListenerDeps {
   readonly config: ServerConfig;
@@ -178,17 +179,20 @@ export function fixedHeaders(config: ServerConfig): Readonly<Record<string, stri
 /**
  * An answer sent before the request's body was read (a 413 on its Content-Length, a multipart
  * body refused part-way) leaves the rest of that body on the connection: a client that reuses it
- * would wait forever for its next answer. Such a connection is closed once answered.
+ * would wait forever for its next answer. Such a connection is closed once answered, lingering
+ * (http/lingering-close.ts), so that a client still writing the body reads the answer.
  */
 function closeIfBodyUnread(raw: IncomingMessage, reply: FastifyReply): void {
-  if (!raw.complete) reply.header('connection', 'close');
+  if (raw.complete) return;
+  reply.header('connection', 'close');
+  lingerIfBodyUnread(raw);
 }
 
 /**
  * What Node's HTTP parser refuses before any route sees it (an undecodable request line, headers
  * over their limit, a request that timed out) gets TorchServe's error JSON too, and its
  * access-log line (with what was read of its first line), then the connection is closed, as Node
- * does.
+ * does, but lingering (http/lingering-close.ts): the client may still be writing what was refused.
  */
 function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, socket: Duplex, deps: ListenerDeps): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
@@ -206,7 +210,8 @@ function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, 
     deps.metrics.response(status);
     if (socket instanceof Socket) deps.loggers.access(clientLine(socket, refusedRequestLine(err.rawPacket), status, 0));
   }
-  socket.destroy();
+  if (socket instanceof Socket && socket.writable) closeLingering(socket);
+  else socket.destroy();
 }
 
 function toTsError(err: FastifyError | TsError, maxRequestSize: number): TsError {

@@ -27,6 +27,7 @@ import { modelApi } from './api-description.js';
 import { mayRefuseEarly, stringParam, toWireRequest } from './input.js';
 import { gson, sendError, sendJson, sendReusedError } from './reply.js';
 import { isWarmUp } from './warm-up.js';
+import { lingerIfBodyUnread } from './lingering-close.js';
 
 export interface InferenceDeps {
   readonly config: ServerConfig;
@@ -86,7 +87,9 @@ export function refuseEarly<Route extends RouteGenericInterface>(
   return async (request, reply) => {
     const target = request.method === 'OPTIONS' ? undefined : modelOf(request as FastifyRequest);
     const refusal = target && mayRefuseEarly(request.raw, deps, target.model, target.version);
-    if (refusal) return sendReusedError(reply, refusal);
+    if (!refusal) return;
+    lingerIfBodyUnread(request.raw);
+    return sendReusedError(reply, refusal);
   };
 }
 

@@ -23,6 +23,7 @@ import type { MetricsRegistry } from '../metrics/registry.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { mayRefuseEarly } from './input.js';
 import { accessLine, fixedHeaders } from './listener.js';
+import { lingerIfBodyUnread } from './lingering-close.js';
 import { reusedBody } from './reply.js';
 
 export interface RawRefusalDeps {
@@ -98,6 +99,7 @@ function refuser(server: Server, deps: RawRefusalDeps): (req: IncomingMessage, r
     headers[1] = randomUUID();
     res.writeHead(503, headers);
     res.end(body);
+    lingerIfBodyUnread(req);
     deps.metrics.response(503);
     deps.loggers.access(accessLine(req, 503, performance.now() - began));
     return true;

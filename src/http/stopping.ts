@@ -8,6 +8,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
+import { lingerIfBodyUnread } from './lingering-close.js';
 import { sendError } from './reply.js';
 
 /** What a stop does to one listener: see the module's comment. */
@@ -25,7 +26,10 @@ const CUT_FLUSH_MS = 500;
 export function stoppable(app: FastifyInstance): ListenerStop {
   let stopping = false;
   const inFlight = new Map<FastifyRequest, FastifyReply>();
-  const stopAnswer = (reply: FastifyReply): FastifyReply => sendError(reply.header('connection', 'close'), tsError('TSS_ERR_SERVER_STOPPING'));
+  const stopAnswer = (reply: FastifyReply): FastifyReply => {
+    lingerIfBodyUnread(reply.request.raw);
+    return sendError(reply.header('connection', 'close'), tsError('TSS_ERR_SERVER_STOPPING'));
+  };
   app.addHook('onRequest', async (request, reply) => {
     if (stopping) return stopAnswer(reply);
     inFlight.set(request, reply);

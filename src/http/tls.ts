@@ -13,6 +13,7 @@ import { createServer, type Server, type ServerOptions } from 'node:https';
 import type { Socket } from 'node:net';
 import { createSecureContext, DEFAULT_CIPHERS } from 'node:tls';
 import { ConfigError, type TlsConfig } from '../config/server-config.js';
+import { closeLingering } from './lingering-close.js';
 import { gson } from './reply.js';
 
 export type TlsMaterial = Pick<ServerOptions, 'key' | 'cert' | 'pfx' | 'passphrase' | 'ciphers'>;
@@ -178,9 +179,10 @@ export function httpsServer(
 
 function refusePlainHttp(socket: Socket): void {
   const body = gson({ status: 'This TorchServe instance only accepts HTTPS requests' });
-  // Destroyed once written: the paused socket would never read the client's end of the stream.
-  socket.end(
+  socket.write(
     'HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n' + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    () => socket.destroy(),
   );
+  // What the client still sends is read and thrown away for a while: closed unread, the
+  // connection would be reset, and the 403 with it.
+  closeLingering(socket);
 }

@@ -1,0 +1,53 @@
+/**
+ * @module http/lingering-close
+ * An answer sent before its request's body was read (a 413 on the declared or the counted length,
+ * a refusal's 503, a bad key's 400, a parser's 400 or 431, the 403 to plain HTTP on an HTTPS
+ * listener) leaves the rest of that body on its way. A connection closed with bytes unread is
+ * reset by the kernel (RST), and a client still writing its body loses the answer before it reads
+ * it. So such a connection is closed as nginx's lingering_close does: the answer and a FIN go
+ * out, what still arrives is read and thrown away, and the socket is closed when the client closes
+ * its side, or after LINGER_MS or LINGER_BYTES, whichever comes first.
+ */
+import type { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
+
+/** How long a connection is read and discarded, at most, after its answer. */
+export const LINGER_MS = 5000;
+/** How much is read and discarded, at most, after an answer. */
+export const LINGER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Ends `socket` (its FIN after what was written to it) and reads and discards what still comes
+ * until the client ends its side or the bounds pass, then closes it. The HTTP parser gets none of
+ * it: Node lets the parser go from the socket's handle once another reader listens for its data.
+ */
+export function closeLingering(socket: Socket): void {
+  if (socket.destroyed) return;
+  let discarded = 0;
+  const close = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const timer = setTimeout(close, LINGER_MS);
+  timer.unref();
+  socket.removeAllListeners('data');
+  socket.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > LINGER_BYTES) close();
+  });
+  socket.once('end', close);
+  socket.once('close', () => clearTimeout(timer));
+  socket.end();
+  socket.resume();
+}
+
+/**
+ * When Node closes `request`'s connection after its answer (`Connection: close`, the client's or
+ * ours) with the request's body not all read, the close lingers (closeLingering). Called by every
+ * answer that may go out before the body is read.
+ */
+export function lingerIfBodyUnread(request: IncomingMessage): void {
+  const socket = request.socket;
+  if (!(socket instanceof Socket)) return;
+  socket.destroySoon = () => (request.complete ? Socket.prototype.destroySoon.call(socket) : closeLingering(socket));
+}
