@@ -29,7 +29,7 @@ import { PredictionError } from '../handler/types.js';
 import { inBatch, ownedBy, sessionsBatchLimit, type SessionSet } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
 import { existingInside } from '../archive/inside.js';
-import { watchParent } from './parent-watch.js';
+import { endGroupWithWorker, watchParent } from './parent-watch.js';
 import {
   SHARED_HOST_ENV,
   WATCH_PARENT_ENV,
@@ -305,3 +305,4 @@ process.on('message', (msg: ToWorker) => {
 // parent-death signal or the watch (worker/parent-watch.ts) ends it then.
 process.on('disconnect', () => process.exit(0));
 if (process.env[WATCH_PARENT_ENV]) watchParent();
+endGroupWithWorker();
