@@ -62,7 +62,10 @@ function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLab
     },
   });
   // The front end puts the trace in its answer's head and its access log (job.trace.header).
-  if (metrics.tracing) job.trace = metrics.tracing.startRequest(model, job.id, request.headers, arrivedAt);
+  if (metrics.tracing) {
+    job.trace = metrics.tracing.startRequest(model, job.id, request.headers, arrivedAt);
+    sink.traced?.(job.trace);
+  }
   return job;
 }
 

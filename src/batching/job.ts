@@ -20,6 +20,11 @@ export interface JobSink {
   intermediate(response: JobResponse): void;
   respond(response: JobResponse): void;
   fail(error: TsError): void;
+  /**
+   * The job's trace, told as it starts, before the job is enqueued or refused: a gRPC stream's
+   * response metadata carries it also when the prediction is refused (grpc/predict.ts).
+   */
+  traced?(trace: RequestTrace): void;
 }
 
 /**

@@ -72,6 +72,11 @@ export function noteTraceId(call: TracedCall, traceId: string): boolean {
   return true;
 }
 
+/** Whether the call's trace id was noted already (noteTraceId). */
+export function traceNoted(call: TracedCall): boolean {
+  return traceIds.has(call);
+}
+
 /** Writes the call's access-log line (with its trace id when traced); answers the function that ends it. */
 export function accessLog(deps: GrpcDeps, method: string, call: Call): (code: status) => void {
   const started = performance.now();

@@ -6,12 +6,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
-import type { TsError } from '../errors.js';
+import { isTsError, type TsError } from '../errors.js';
 import { handlerHeaders, type JobResponse, type JobSink } from '../batching/job.js';
 import type { Model } from '../models/model.js';
 import { enqueuePrediction } from '../batching/admission.js';
 import type { WireParam } from '../protocol/messages.js';
-import { GrpcFailure, grpcStatusOf, noteTraceId, type TracedCall } from './calls.js';
+import type { RequestTrace, TracedModel } from '../metrics/tracing.js';
+import { GrpcFailure, grpcStatusOf, noteTraceId, traceNoted, type TracedCall } from './calls.js';
 import type { GrpcDeps } from './deps.js';
 
 /**
@@ -29,8 +30,23 @@ export function enqueueCall(
 ): void {
   const model: Model = deps.registry.get(name, version || undefined);
   const request = { id: randomUUID(), headers: handlerHeaders(headers, deps.tokens !== undefined), params };
-  const { trace } = enqueuePrediction(deps.metrics, model, version || undefined, request, sink);
-  if (trace && call) traced(call, trace.traceId, deps.metrics.tracing?.header, trace.header);
+  // Told before the job is enqueued: a refused prediction's trace reaches the call too.
+  const tracedSink: JobSink = call ? { ...sink, traced: (trace) => traced(call, trace, deps.metrics.tracing?.header) } : sink;
+  enqueuePrediction(deps.metrics, model, version || undefined, request, tracedSink);
+}
+
+/**
+ * A stream's message that failed before it was a prediction (its model unknown, no sequence named
+ * or opened, undecodable) is traced as a prediction answered with its error, when the stream has
+ * no trace yet: the stream's response metadata goes with its first answer, this failure, and a
+ * later prediction's trace could no longer go in it.
+ */
+export function traceFailedMessage(deps: GrpcDeps, call: TracedCall, model: TracedModel, headers: Record<string, string>, err: unknown): void {
+  const tracing = deps.metrics.tracing;
+  if (!tracing || traceNoted(call)) return;
+  const trace = tracing.startRequest(model, randomUUID(), headers, performance.now());
+  trace.end(isTsError(err) ? err.status : 400, err instanceof Error ? err.message : String(err));
+  traced(call, trace, tracing.header);
 }
 
 /**
@@ -38,7 +54,7 @@ export function enqueueCall(
  * (otel_trace_header), sent now, before any answer; its access-log line, its trace id. Metadata
  * goes once per call: a stream's (StreamPredictions2) is its first traced prediction's.
  */
-function traced(call: TracedCall, traceId: string, header: string | undefined, value: string): void {
+function traced(call: TracedCall, { traceId, header: value }: RequestTrace, header: string | undefined): void {
   if (!noteTraceId(call, traceId) || !header) return;
   const metadata = new Metadata();
   metadata.set(header, value);

@@ -12,7 +12,7 @@ import type { SequenceHeaders } from '../config/server-config.js';
 import type { JobSink } from '../batching/job.js';
 import { tsError } from '../errors.js';
 import { accessLog, asFailure, authorize, GrpcFailure, refuseUndecoded } from './calls.js';
-import { answerFailure, headersOf, enqueueCall, inputParams } from './predict.js';
+import { answerFailure, headersOf, enqueueCall, inputParams, traceFailedMessage } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
 interface SequenceRequest {
@@ -95,9 +95,10 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
     });
   };
   return new Promise((resolve) => {
+    const callHeaders = headersOf(call.metadata);
     try {
       refuseUndecoded(request);
-      const headers = { ...headersOf(call.metadata), ...sequenceHeaders(request, names) };
+      const headers = { ...callHeaders, ...sequenceHeaders(request, names) };
       const sink: JobSink = {
         intermediate: () => {},
         respond: (r) => {
@@ -113,6 +114,7 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
       };
       enqueueCall(deps, request.model_name, request.model_version, inputParams(request.input), headers, sink, call);
     } catch (err) {
+      traceFailedMessage(deps, call, { name: String(request.model_name), version: request.model_version || 'default' }, callHeaders, err);
       inBand(asFailure(err));
       resolve();
     }

@@ -1,0 +1,84 @@
+// A traced StreamPredictions2 whose first message fails (the handler throws, the message opens no
+// sequence, the model is unknown or refuses it) still carries its trace: the stream's response metadata has the
+// client's trace in its traceresponse and its access line the trace id, as when the first succeeds
+// (test/tracing.test.ts). The failure goes in-band and the stream serves its next message.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import t from 'tap';
+import { register } from '../echo-model.js';
+import { grpcClient } from '../grpc-client.js';
+import { buildMar, FIXTURES, startTestServer, waitFor, waitReady } from '../helpers.js';
+import { otlpReceiver } from '../otlp-receiver.js';
+import { survived } from './survival.js';
+
+type Reply = { prediction: Buffer; status?: { code: number; message: string } };
+type Stream = grpc.ClientDuplexStream<object, Reply>;
+
+const START = { ts_request_sequence_start: Buffer.from('true') };
+
+/** Sends `messages` on one stream with `traceparent`; the stream's response metadata and replies. At most 30 s. */
+function streamed(client: grpc.Client, traceparent: string, messages: object[]): Promise<{ head: grpc.Metadata | undefined; replies: Reply[] }> {
+  const metadata = new grpc.Metadata();
+  metadata.set('traceparent', traceparent);
+  return new Promise((resolve, reject) => {
+    const stream = (client as unknown as { StreamPredictions2: (m: grpc.Metadata, o: grpc.CallOptions) => Stream }).StreamPredictions2(metadata, {
+      deadline: Date.now() + 30_000,
+    });
+    let head: grpc.Metadata | undefined;
+    const replies: Reply[] = [];
+    stream.on('metadata', (m: grpc.Metadata) => {
+      head = m;
+    });
+    stream.on('data', (reply: Reply) => {
+      replies.push(reply);
+      if (replies.length === messages.length) stream.end();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve({ head, replies }));
+    for (const m of messages) stream.write(m);
+  });
+}
+
+t.test('StreamPredictions2 whose first message fails: its traceresponse and trace id are kept', async (t) => {
+  const receiver = await otlpReceiver(t);
+  const env = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'tsserve-under-test' };
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    properties: { otel_traces: 'true', load_models: 'echo.mar' },
+  }).finally(() => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  await waitReady(server.urls.management, 'echo');
+  // No worker: it refuses every prediction.
+  await register(t, server, 'idle', { initial_workers: 0 });
+  const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+  const good = { model_name: 'echo', input: { data: Buffer.from('one'), ...START } };
+  const firsts: Array<[string, object]> = [
+    ['the handler throws', { model_name: 'echo', input: { data: Buffer.from('throw'), ...START } }],
+    ['the message opens no sequence', { model_name: 'echo', input: { data: Buffer.from('one') } }],
+    ['the model is unknown', { model_name: 'nosuch', input: { data: Buffer.from('one'), ...START } }],
+    ['the model refuses it (503)', { model_name: 'idle', input: { data: Buffer.from('one'), ...START } }],
+  ];
+  const access = join(server.dir, 'logs', 'access_log.log');
+  let sent = 0;
+  let answered = 0;
+  for (const [what, first] of firsts) {
+    const traceId = randomBytes(16).toString('hex');
+    const { head, replies } = await streamed(client, `00-${traceId}-${randomBytes(8).toString('hex')}-01`, [first, good]);
+    sent += 2;
+    answered += replies.length;
+    t.not(replies[0]?.status?.code ?? 0, 0, `${what}: the first message's failure, in-band`);
+    t.equal(replies[1]?.status?.code ?? 0, 0, `${what}: the next message is served`);
+    t.match(String(head?.get('traceresponse')[0]), new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`), `${what}: traceresponse in the response metadata`);
+    await waitFor(() => readFileSync(access, 'utf8').split('StreamPredictions2').length > sent / 2, 10_000, "the stream's access line").catch(() => undefined);
+    t.match(readFileSync(access, 'utf8'), new RegExp(`StreamPredictions2.* trace_id=${traceId}`), `${what}: the access line has the trace id`);
+  }
+  await survived(t, server, { models: ['echo'], sent, answered });
+});
