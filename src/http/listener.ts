@@ -5,7 +5,7 @@
  * failure with `{code, type, message}`, an access-log line and a response-class metric per reply.
  */
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
@@ -37,6 +37,12 @@ const noSchemaCompiler = (): never => {
   throw new Error('tsserve routes declare no JSON schemas');
 };
 const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSerializer: () => noSchemaCompiler };
+
+/** A request not answered yet: when it came, and its client's address. */
+interface Unanswered {
+  readonly arrivedAt: number;
+  readonly peer: Pick<Socket, 'remoteAddress' | 'remotePort'>;
+}
 
 /** The longest path segment (a model name, a version) a route reads. */
 const MAX_PARAM_LENGTH = 1000;
@@ -77,9 +83,22 @@ export function createListener(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const fixed = fixedHeaders(config);
+  // Each request until answered: when it came and from where (a socket reset no longer says).
+  const unanswered = new WeakMap<IncomingMessage, Unanswered>();
   app.addHook('onRequest', async (request, reply) => {
+    const { remoteAddress, remotePort } = request.raw.socket;
+    unanswered.set(request.raw, { arrivedAt: performance.now(), peer: { remoteAddress, remotePort } });
     reply.header('x-request-id', request.id).headers(fixed);
   });
+  // A client gone before its answer (it reset the connection, or ended it mid-body) was answered
+  // nothing: its line says so, and no response class counts it.
+  app.addHook('onRequestAbort', async (request) => {
+    const came = unanswered.get(request.raw);
+    if (came === undefined || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
+    unanswered.delete(request.raw);
+    deps.loggers.access(clientLine(came.peer, requestLine(request.raw), 'aborted', performance.now() - came.arrivedAt));
+  });
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => continueWhenRead(app.server, req, res));
   const stop = stoppable(app);
   // A response written while the server stops closes its connection: a client's idle keep-alive
   // connection would otherwise hold the stop for keepAliveTimeout (65 s).
@@ -90,6 +109,7 @@ export function createListener(
   app.addHook('onResponse', async (request, reply) => {
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
     // Neither is the front end's own warm-up (http/warm-up.ts).
+    unanswered.delete(request.raw);
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
     account(deps, request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request));
   });
@@ -124,14 +144,32 @@ function account(deps: ListenerDeps, request: IncomingMessage, status: number, m
   deps.loggers.access(accessLine(request, status, ms, traceId));
 }
 
+/**
+ * `Expect: 100-continue` gets its `100 Continue` once the request's body is first read, not as its
+ * headers arrive: a request answered before its body is read (a refusal, a 413 on its declared
+ * length, a bad key, an unknown route) gets only its final answer, and its client need not send
+ * the body (RFC 9110 §10.1.1). Node, left to itself, writes the 100 at once.
+ */
+function continueWhenRead(server: Server, req: IncomingMessage, res: ServerResponse): void {
+  req.once('resume', () => {
+    if (!res.headersSent) res.writeContinue();
+  });
+  server.emit('request', req, res);
+}
+
 /** A response's access-log line (TorchServe's access_log.log), `ms` after the request came. */
 export function accessLine(request: IncomingMessage, status: number, ms: number, traceId?: string): string {
-  const line = clientLine(request.socket, `${request.method} ${request.url} HTTP/${request.httpVersion}`, status, ms);
+  const line = clientLine(request.socket, requestLine(request), status, ms);
   // A traced request's line names its trace, so a slow one found in the log opens it.
   return traceId ? `${line} trace_id=${traceId}` : line;
 }
 
-function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, requestLine: string, status: number, ms: number): string {
+function requestLine(request: IncomingMessage): string {
+  return `${request.method} ${request.url} HTTP/${request.httpVersion}`;
+}
+
+/** An access-log line's status: the answer's, or `aborted` for a client gone before it. */
+function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, requestLine: string, status: number | 'aborted', ms: number): string {
   return `/${socket.remoteAddress}:${socket.remotePort ?? 0} "${requestLine}" ${status} ${Math.round(ms)}`;
 }
 
@@ -195,7 +233,12 @@ function closeIfBodyUnread(raw: IncomingMessage, reply: FastifyReply): void {
  * does, but lingering (http/lingering-close.ts): the client may still be writing what was refused.
  */
 function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, socket: Duplex, deps: ListenerDeps): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // The client reset the connection, or ended it mid-request: it is gone, and nothing is answered
+  // (a request that had reached its route gets its `aborted` line there).
+  if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) {
+    socket.destroy();
+    return;
+  }
   const [status, message] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'Request header fields are too large']
