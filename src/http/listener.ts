@@ -75,7 +75,8 @@ export function createListener(
           : toTsError(err, config.maxRequestSize);
       closeIfBodyUnread(request.raw, reply);
       // Refused before any route: fastify's onResponse hook does not run for it.
-      reply.raw.once('finish', () => account(deps, request.raw, reply.statusCode, reply.elapsedTime));
+      answerQueued(reply.raw);
+      reply.raw.once('finish', () => whenSent(reply.raw, () => account(deps, request.raw, reply.statusCode, reply.elapsedTime)));
       void sendError(reply, e);
     },
     clientErrorHandler: (err, socket) => answerClientError(err, socket, deps),
@@ -88,6 +89,7 @@ export function createListener(
   app.addHook('onRequest', async (request, reply) => {
     const { remoteAddress, remotePort } = request.raw.socket;
     unanswered.set(request.raw, { arrivedAt: performance.now(), peer: { remoteAddress, remotePort } });
+    answerQueued(reply.raw);
     reply.header('x-request-id', request.id).headers(fixed);
   });
   // A client gone before its answer (it reset the connection, or ended it mid-body) was answered
@@ -111,7 +113,7 @@ export function createListener(
     // Neither is the front end's own warm-up (http/warm-up.ts).
     unanswered.delete(request.raw);
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
-    account(deps, request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request));
+    whenSent(reply.raw, () => account(deps, request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request)));
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
     const e = toTsError(err, config.maxRequestSize);
@@ -136,6 +138,27 @@ function logFailure(loggers: Loggers, original: unknown, e: TsError): void {
   if (e.status < 500 || e.status === 503) return;
   if (isTsError(original)) loggers.server.warn(`request failed: ${e.status} ${e.message}`);
   else loggers.server.error({ err: original }, 'request failed');
+}
+
+/** Answers waiting behind another on their connection (pipelined): resolved once they go out. */
+const queuedAnswers = new WeakMap<ServerResponse, Promise<void>>();
+
+/**
+ * Notes, as its request arrives, that `res` waits behind an earlier answer on its connection:
+ * HTTP/1.1 answers in order, and Node says such an answer finished while it is still held.
+ */
+export function answerQueued(res: ServerResponse): void {
+  if (res.socket || queuedAnswers.has(res)) return;
+  // Given its connection as the answer before it finishes, whose line is written in the same
+  // turn of the event loop: this one's comes in the next.
+  queuedAnswers.set(res, new Promise((resolve) => res.once('socket', () => setImmediate(resolve))));
+}
+
+/** Calls `write` (an access-log line) once `res` went out: the lines keep the order of the answers. */
+export function whenSent(res: ServerResponse, write: () => void): void {
+  const queued = queuedAnswers.get(res);
+  if (queued) void queued.then(write);
+  else write();
 }
 
 /** An answered request's access-log line and response-class metric. */
@@ -170,7 +193,18 @@ function requestLine(request: IncomingMessage): string {
 
 /** An access-log line's status: the answer's, or `aborted` for a client gone before it. */
 function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, requestLine: string, status: number | 'aborted', ms: number): string {
-  return `/${socket.remoteAddress}:${socket.remotePort ?? 0} "${requestLine}" ${status} ${Math.round(ms)}`;
+  return `/${socket.remoteAddress}:${socket.remotePort ?? 0} "${escapedRequestLine(requestLine)}" ${status} ${Math.round(ms)}`;
+}
+
+/** What of a request line nginx's access log escapes: anything but printable ASCII, and a quote and a backslash. */
+const UNSAFE_IN_QUOTES = /[^\x20\x21\x23-\x5b\x5d-\x7e]/g;
+
+/**
+ * The client's request line as nginx writes it between the line's quotes: `"` as `\x22` and so
+ * on, so that a client cannot end the quoted field and forge a status, a time or a trace id.
+ */
+function escapedRequestLine(line: string): string {
+  return line.replace(UNSAFE_IN_QUOTES, (c) => `\\x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
 
 /** The longest part of an unparsable request's first line its access-log line repeats. */

@@ -22,7 +22,7 @@ import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { mayRefuseEarly } from './input.js';
-import { accessLine, fixedHeaders } from './listener.js';
+import { accessLine, answerQueued, fixedHeaders, whenSent } from './listener.js';
 import { lingerIfBodyUnread } from './lingering-close.js';
 import { reusedBody } from './reply.js';
 
@@ -95,13 +95,14 @@ function refuser(server: Server, deps: RawRefusalDeps): (req: IncomingMessage, r
     if (deps.tokens && !deps.tokens.allows('inference', req.headers.authorization)) return false;
     const refusal = mayRefuseEarly(req, deps, path[1]!, path[2]);
     if (!refusal) return false;
+    answerQueued(res);
     const { headers, body } = writtenFor(refusal);
     headers[1] = randomUUID();
     res.writeHead(503, headers);
     res.end(body);
     lingerIfBodyUnread(req);
     deps.metrics.response(503);
-    deps.loggers.access(accessLine(req, 503, performance.now() - began));
+    whenSent(res, () => deps.loggers.access(accessLine(req, 503, performance.now() - began)));
     return true;
   };
 }

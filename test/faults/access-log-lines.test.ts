@@ -1,0 +1,96 @@
+// The access log is one line per answered request, in the order the answers went out, and a client
+// cannot forge its fields: a quote, a backslash or a control character it puts in its request
+// line is written escaped, as nginx writes it (\x22), so each line has exactly its two quotes.
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import t from 'tap';
+import { register, serve } from '../echo-model.js';
+import { type TestServer, waitFor, waitReady } from '../helpers.js';
+import { survived } from './survival.js';
+
+const accessLines = (server: TestServer): string[] => {
+  try {
+    return readFileSync(join(server.dir, 'logs', 'access_log.log'), 'latin1')
+      .split('\n')
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+};
+
+/** A status line, also right after a body without a line end of its own. */
+const STATUS_LINE = /HTTP\/1\.1 \d{3} /g;
+
+/** Writes `raw` on a new connection and reads until `answers` status lines came, or it closed, or 10 s. */
+function exchange(url: string, raw: string, answers: number): Promise<{ text: string; port: number }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    let local = 0;
+    const socket = connect(Number(port), hostname, () => {
+      local = socket.localPort ?? 0;
+      socket.write(raw, 'latin1');
+    });
+    let text = '';
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ text, port: local });
+    };
+    const timer = setTimeout(done, 10_000);
+    socket.on('data', (c: Buffer) => {
+      text += c.toString('latin1');
+      if ((text.match(STATUS_LINE) ?? []).length >= answers) done();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', done);
+  });
+}
+
+t.test("a client's quotes and control characters are escaped in its access line", async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await waitReady(server.urls.management, 'echo');
+  const cases: Array<[string, string]> = [
+    ['a request line the parser refuses, with quotes and a forged status', 'GET /ping?q=" 200 1 trace_id=forged HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['a control character (ESC) in the request line', 'GET /ping?q=\x1b[31mred HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['a quote in a path the router takes', 'GET /models/a"b HTTP/1.1\r\nHost: x\r\n\r\n'],
+  ];
+  const ports: Array<[string, number]> = [];
+  for (const [what, raw] of cases) {
+    const url = raw.includes('/models/') ? server.urls.management : server.urls.inference;
+    const { text, port } = await exchange(url, raw, 1);
+    t.match(text, /^HTTP\/1\.1 \d{3} /, `${what}: answered`);
+    ports.push([what, port]);
+  }
+  await waitFor(() => ports.every(([, p]) => accessLines(server).some((l) => l.includes(`:${p} `))), 5000, 'the lines').catch(() => undefined);
+  for (const [what, port] of ports) {
+    const line = accessLines(server).find((l) => l.includes(`:${port} `)) ?? '';
+    t.equal(line.split('"').length - 1, 2, `${what}: two quotes, the request line's own: ${line}`);
+    t.notOk(/[^\x20-\x7e]/.test(line), `${what}: printable ASCII only`);
+    t.match(line, /" \d{3} \d+$/, `${what}: ends in its status and time`);
+  }
+  t.match(accessLines(server).join('\n'), /\\x22 200 1 trace_id=forged/, 'a quote is written \\x22');
+  t.match(accessLines(server).join('\n'), /\\x1B\[31mred/, 'ESC is written \\x1B');
+  await survived(t, server, { models: ['echo'] });
+});
+
+t.test('pipelined requests: their lines in the order of their answers', async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await waitReady(server.urls.management, 'echo');
+  await register(t, server, 'idle', { initial_workers: 0 });
+  // The first is answered after 300 ms; the refusal and the ping behind it are ready at once, but
+  // HTTP/1.1 answers in order.
+  const requests = [
+    'POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nsleep:300',
+    'POST /predictions/idle HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx',
+    'GET /ping HTTP/1.1\r\nHost: x\r\n\r\n',
+  ];
+  const { text, port } = await exchange(server.urls.inference, requests.join(''), 3);
+  t.same(text.match(STATUS_LINE), ['HTTP/1.1 200 ', 'HTTP/1.1 503 ', 'HTTP/1.1 200 '], 'answered in order');
+  await waitFor(() => accessLines(server).filter((l) => l.includes(`:${port} `)).length === 3, 5000, 'three lines').catch(() => undefined);
+  const logged = accessLines(server)
+    .filter((l) => l.includes(`:${port} `))
+    .map((l) => /"(\S+ \S+) HTTP\/1\.1" (\d{3})/.exec(l)?.slice(1, 3).join(' '));
+  t.same(logged, ['POST /predictions/echo 200', 'POST /predictions/idle 503', 'GET /ping 200'], 'one line each, in answer order');
+  await survived(t, server, { models: ['echo', 'idle'], sent: 3, answered: (text.match(STATUS_LINE) ?? []).length });
+});
