@@ -2,34 +2,12 @@
 // endGroup): the workers die all the same (the parent-death signal, or their watch), and what
 // their handlers started must end with them, in a worker of its own as in a shared host. The front
 // end runs as a child process here, as a user starts it.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, FIXTURES, ROOT, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import { buildMar, FIXTURES, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import { alive, startFrontEnd } from './front-end.js';
 import { survived } from './survival.js';
-
-const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
-
-function startFrontEnd(t: Test, dir: string): { child: ChildProcess; exited: Promise<void> } {
-  const child = spawn(
-    process.execPath,
-    [TSSERVE, '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'own=own.mar', 'shared=shared.mar', '--disable-token-auth'],
-    { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: 'ignore' },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  t.teardown(() => child.kill('SIGKILL'));
-  return { child, exited };
-}
-
-/** Whether `pid` is a live process (a zombie is not: it runs no code). */
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /** Has `model`'s handler start a `sleep`; its pid, killed at the test's end whatever happens. */
 async function spawnChild(t: Test, inference: string, model: string): Promise<number> {
@@ -56,7 +34,7 @@ t.test("kill -9 of the front end: its handlers' children end with their workers"
     buildMar(store, { modelName: name, version: '1.0', handler: join(FIXTURES, 'spawning_handler.ts'), configFile });
   }
   const urls = await writeUserConfig(dir);
-  const first = startFrontEnd(t, dir);
+  const first = startFrontEnd(t, dir, ['own=own.mar', 'shared=shared.mar']);
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
   await waitReady(urls.management, 'own');
   await waitReady(urls.management, 'shared');
@@ -67,7 +45,7 @@ t.test("kill -9 of the front end: its handlers' children end with their workers"
   await waitFor(() => !children.some(alive), 10_000, 'the children ended').catch(() => undefined);
   t.same(children.filter(alive), [], "no handler's child of the killed front end is alive 10 s later");
 
-  const second = startFrontEnd(t, dir);
+  const second = startFrontEnd(t, dir, ['own=own.mar', 'shared=shared.mar']);
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up again');
   await waitReady(urls.management, 'own');
   const server = { urls: { ...urls, grpcInference: '', grpcManagement: '', kserve: undefined, grpcKserve: undefined } };

@@ -1,22 +1,14 @@
 // Processes a handler starts (child_process in a handler, as handlers that shell out do) end with
 // its worker: when the worker is killed (and restarted), scaled down, its model unregistered, or
 // the server stopped. TorchServe users rely on a dead worker leaving nothing behind.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, FIXTURES, startTestServer, type TestServer, waitFor, waitReady } from '../helpers.js';
+import { alive } from './front-end.js';
 import { survived } from './survival.js';
 
 const ONLY_LINUX = { skip: process.platform !== 'linux' && 'reads /proc' };
-
-/** Whether `pid` is a live process (a zombie is not: it runs no code). */
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 async function serveSpawner(t: Test, workers = 1): Promise<TestServer> {
   const server = await startTestServer(t, {

@@ -2,34 +2,12 @@
 // them, no worker of it is alive 5 s later, also one whose handler keeps its CPU busy (its event
 // loop never turns, so it never sees its IPC channel close). The front end runs as a child
 // process here, as a user starts it.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
-import { buildMar, FIXTURES, ROOT, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import t from 'tap';
+import { buildMar, FIXTURES, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import { alive, startFrontEnd } from './front-end.js';
 import { survived } from './survival.js';
-
-const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
-
-function startFrontEnd(t: Test, dir: string): { child: ChildProcess; exited: Promise<void> } {
-  const child = spawn(
-    process.execPath,
-    [TSSERVE, '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'busy=busy.mar', '--disable-token-auth'],
-    { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: 'ignore' },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  t.teardown(() => child.kill('SIGKILL'));
-  return { child, exited };
-}
-
-/** Whether `pid` is a live process (a zombie is not: it runs no code). */
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /** Clock ticks the process has run in user mode (/proc/<pid>/stat's 14th field). */
 function userTicks(pid: number): number {
@@ -53,7 +31,7 @@ t.test(
     writeFileSync(configFile, 'minWorkers: 2\nmaxWorkers: 2\n');
     buildMar(store, { modelName: 'busy', version: '1.0', handler: join(FIXTURES, 'lifetime_handler.ts'), configFile });
     const urls = await writeUserConfig(dir);
-    const first = startFrontEnd(t, dir);
+    const first = startFrontEnd(t, dir, ['busy=busy.mar']);
     await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
     await waitReady(urls.management, 'busy', 2);
     const pids = await workerPidsOf(urls.management);
@@ -76,7 +54,7 @@ t.test(
     t.same(pids.filter(alive), [], 'no worker of the killed front end is alive 5 s later');
 
     // The next front end on the same store and ports comes up with the model, and its workers are its own.
-    const second = startFrontEnd(t, dir);
+    const second = startFrontEnd(t, dir, ['busy=busy.mar']);
     await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up again');
     await waitReady(urls.management, 'busy', 2);
     const server = { urls: { ...urls, grpcInference: '', grpcManagement: '', kserve: undefined, grpcKserve: undefined } };
