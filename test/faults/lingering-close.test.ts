@@ -2,7 +2,8 @@
 // a parser's 400, a refusal's 503 on a connection the client asked to close) must reach a client
 // that is still writing that body. Closed with the body unread, the connection is reset by the
 // kernel, and a client that reads only once its writes are done lost the answer: each case here
-// is such a client, and each failed so before the server closed such connections lingering.
+// is such a client, and each failed so before the server closed such connections lingering; so
+// did the 403 an HTTPS listener gives plain HTTP.
 import { connect } from 'node:net';
 import t from 'tap';
 import { register, serve } from '../echo-model.js';
@@ -97,4 +98,20 @@ t.test('an answer sent before the body was read reaches a client that reads only
     t.match(answer, expected, `${what}: the answer arrives (${JSON.stringify(answer.slice(0, 40))})`);
   }
   await survived(t, server, { models: ['echo', 'idle'], sent, answered });
+});
+
+t.test('plain HTTP to an HTTPS listener: its 403 reaches a client still writing its body', async (t) => {
+  const server = await serve(t, { inference_address: 'https://127.0.0.1:0', load_models: 'echo.mar' });
+  const plain = server.urls.inference.replace('https:', 'http:');
+  const answer = await writeAllThenRead(plain, POST('/predictions/echo', `Content-Length: ${BODY}\r\n`), body(BODY, false));
+  t.match(answer, /^HTTP\/1\.1 403 [\s\S]*only accepts HTTPS/, `the 403 arrives (${JSON.stringify(answer.slice(0, 40))})`);
+  // survived() pings over fetch, which would refuse the listener's self-signed certificate.
+  const saved = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+  try {
+    await survived(t, server, { models: ['echo'], sent: 1, answered: answer === '' ? 0 : 1 });
+  } finally {
+    if (saved === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    else process.env.NODE_TLS_REJECT_UNAUTHORIZED = saved;
+  }
 });
