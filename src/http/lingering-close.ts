@@ -6,7 +6,8 @@
  * reset by the kernel (RST), and a client still writing its body loses the answer before it reads
  * it. So such a connection is closed as nginx's lingering_close does: the answer and a FIN go
  * out, what still arrives is read and thrown away, and the socket is closed when the client closes
- * its side, or after LINGER_MS or LINGER_BYTES, whichever comes first.
+ * its side, or after LINGER_MS or LINGER_BYTES, whichever comes first. A chunked body after an
+ * answer that keeps the connection is read and discarded for LINGER_MS at most.
  */
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
@@ -50,4 +51,20 @@ export function lingerIfBodyUnread(request: IncomingMessage): void {
   const socket = request.socket;
   if (!(socket instanceof Socket)) return;
   socket.destroySoon = () => (request.complete ? Socket.prototype.destroySoon.call(socket) : closeLingering(socket));
+  if (request.headers['transfer-encoding'] !== undefined) boundChunkedDrain(request, socket);
+}
+
+/**
+ * A connection kept after its early answer (a refusal's 503 keeps it) has the rest of its body
+ * read and thrown away by Node, as long as it comes: a declared length is at most
+ * max_request_size (past it the answer is a 413 that closes), but a chunked body has no end of
+ * its own. Still coming LINGER_MS after the answer, it is cut: the connection closes lingering.
+ */
+function boundChunkedDrain(request: IncomingMessage, socket: Socket): void {
+  if (request.complete) return;
+  const timer = setTimeout(() => {
+    if (!request.complete) closeLingering(socket);
+  }, LINGER_MS);
+  timer.unref();
+  request.once('close', () => clearTimeout(timer));
 }

@@ -115,3 +115,29 @@ t.test('plain HTTP to an HTTPS listener: its 403 reaches a client still writing 
     else process.env.NODE_TLS_REJECT_UNAUTHORIZED = saved;
   }
 });
+
+t.test('a chunked body that never ends after a refusal that keeps the connection: cut after a while', async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await register(t, server, 'idle', { initial_workers: 0 });
+  const { hostname, port } = new URL(server.urls.inference);
+  const socket = connect(Number(port), hostname);
+  let answer = '';
+  socket.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+  socket.on('error', () => undefined);
+  const closed = new Promise<boolean>((resolve) => {
+    socket.once('close', () => resolve(true));
+    setTimeout(() => resolve(false), 30_000);
+  });
+  socket.write(POST('/predictions/idle', 'Transfer-Encoding: chunked\r\n'));
+  // A chunk every 10 ms, for at most 30 s: far longer than the server reads a refused body.
+  const chunk = Buffer.concat([Buffer.from('400\r\n'), Buffer.alloc(0x400, 0x61), Buffer.from('\r\n')]);
+  const writer = setInterval(() => {
+    if (!socket.destroyed) socket.write(chunk);
+  }, 10);
+  const cut = await closed;
+  clearInterval(writer);
+  socket.destroy();
+  t.match(answer, /^HTTP\/1\.1 503 /, 'the refusal was answered');
+  t.ok(cut, 'the server closed the connection while the body still came');
+  await survived(t, server, { models: ['echo', 'idle'], sent: 1, answered: answer === '' ? 0 : 1 });
+});
