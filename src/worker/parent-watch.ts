@@ -34,10 +34,12 @@ export function watchParent(): void {
  * when it sees the worker exit (workers/worker-host.ts), and the worker itself dies by SIGKILL
  * (the parent-death signal, the watch), which runs none of its code. So a shell in the worker's
  * group (about 1 MB) waits on a pipe only the worker holds, and when the pipe closes, at the
- * worker's death, kills the group, itself last. Not on Windows, where the worker leads no group.
+ * worker's death, kills the group, itself last. Not on Windows, where the worker leads no group,
+ * nor where the handler may start no process.
  */
 export function endGroupWithWorker(): void {
-  if (process.platform === 'win32') return;
+  // Under worker_permission (workers/permissions.ts) the handler starts no process: nothing to end.
+  if (process.platform === 'win32' || process.permission?.has('child') === false) return;
   try {
     const reaper = spawn('/bin/sh', ['-c', 'read _; kill -KILL 0'], { stdio: ['pipe', 'ignore', 'ignore'] });
     reaper.on('error', (err) => console.error(`The handler's processes will not end with the front end's kill -9: ${err.message}`));
