@@ -63,7 +63,8 @@ export function lingerIfBodyUnread(request: IncomingMessage): void {
 function boundChunkedDrain(request: IncomingMessage, socket: Socket): void {
   if (request.complete) return;
   const timer = setTimeout(() => {
-    if (!request.complete) closeLingering(socket);
+    // A connection already closing (its answer closed it) lingers on its own bounds.
+    if (!request.complete && !socket.writableEnded) closeLingering(socket);
   }, LINGER_MS);
   timer.unref();
   request.once('close', () => clearTimeout(timer));
