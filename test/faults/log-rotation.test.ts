@@ -26,11 +26,11 @@ t.test('tsserve --start rolls ts_log.log, access_log.log and model_log.log at lo
   t.equal(started.status, 0, started.stdout + started.stderr);
   await waitReady(urls.management, 'chatty');
 
-  // About 400 KB into each file: six rolls or more of each.
+  // About 400 KB into each file: six rolls or more of each, in lines of 8 KB (a roll holds seven).
   let sent = 0;
   let answered = 0;
-  for (const body of ['print:2000', 'eprint:2000']) {
-    for (let i = 0; i < 200; i++) {
+  for (const body of ['print:8000', 'eprint:8000']) {
+    for (let i = 0; i < 50; i++) {
       sent++;
       const res = await fetch(`${urls.inference}/predictions/chatty`, { method: 'POST', body });
       if ((await res.text()) === 'ok') answered++;
