@@ -26,17 +26,21 @@ t.test('tsserve --start rolls ts_log.log, access_log.log and model_log.log at lo
   t.equal(started.status, 0, started.stdout + started.stderr);
   await waitReady(urls.management, 'chatty');
 
-  // About 400 KB into each file: six rolls or more of each.
+  // About 400 KB into each file: six rolls or more of each, in lines of 8 KB (a roll holds seven).
   let sent = 0;
   let answered = 0;
-  for (const body of ['print:2000', 'eprint:2000']) {
-    for (let i = 0; i < 200; i++) {
+  for (const body of ['print:8000', 'eprint:8000']) {
+    for (let i = 0; i < 50; i++) {
       sent++;
       const res = await fetch(`${urls.inference}/predictions/chatty`, { method: 'POST', body });
       if ((await res.text()) === 'ok') answered++;
     }
   }
-  for (let i = 0; i < 4000; i++) await (await fetch(`${urls.inference}/ping`)).arrayBuffer();
+  // access_log.log's lines carry the URL: a long query makes each ~500 bytes, so 800 pings write
+  // what 4,000 bare ones did.
+  const padded = `${urls.inference}/ping?pad=${'p'.repeat(400)}`;
+  t.equal((await fetch(padded)).status, 200, 'a /ping with a query is answered');
+  for (let i = 1; i < 800; i++) await (await fetch(padded)).arrayBuffer();
 
   const logs = join(dir, 'logs');
   for (const name of ['ts_log', 'access_log', 'model_log']) {

@@ -31,11 +31,19 @@ interface Started {
   readonly output: () => string;
 }
 
+interface StoreOptions {
+  readonly loadMs: number;
+  readonly warmUpMs: number;
+  readonly extra?: string[];
+  /** Workers of `slow`: one unless the test is about several (each is a process to start and stop). */
+  readonly workers?: number;
+}
+
 /**
- * A model store with `slow.mar` (test/fixtures/lifetime_handler.ts, two workers that take
+ * A model store with `slow.mar` (test/fixtures/lifetime_handler.ts, `workers` workers that take
  * `loadMs` to load, a warm-up sample that takes `warmUpMs` to answer), and config.properties.
  */
-async function storeAndConfig(t: Test, opts: { loadMs: number; warmUpMs: number; extra?: string[] }): Promise<Omit<Started, 'child' | 'output'>> {
+async function storeAndConfig(t: Test, opts: StoreOptions): Promise<Omit<Started, 'child' | 'output'>> {
   const dir = tempDir(t, 'tsserve-stop-');
   // A server whose stop was lost (the old code's detached one) is not left running after the test.
   t.teardown(() => {
@@ -44,7 +52,8 @@ async function storeAndConfig(t: Test, opts: { loadMs: number; warmUpMs: number;
   const store = join(dir, 'model-store');
   mkdirSync(store);
   const configFile = join(dir, 'model-config.yaml');
-  writeFileSync(configFile, `minWorkers: 2\nmaxWorkers: 2\nloadMs: ${opts.loadMs}\nwarmupFile: warm-up.txt\n`);
+  const workers = opts.workers ?? 1;
+  writeFileSync(configFile, `minWorkers: ${workers}\nmaxWorkers: ${workers}\nloadMs: ${opts.loadMs}\nwarmupFile: warm-up.txt\n`);
   const sample = join(dir, 'warm-up.txt');
   writeFileSync(sample, `sleep:${opts.warmUpMs}`);
   buildMar(store, { modelName: 'slow', version: '1.0', handler: join(FIXTURES, 'lifetime_handler.ts'), configFile, extraFiles: sample });
@@ -62,7 +71,7 @@ function launch(t: Test, dir: string, args: string[]): { child: ChildProcess; ou
   return { child, output: () => output };
 }
 
-async function startForeground(t: Test, models: string, opts: { loadMs: number; warmUpMs: number; extra?: string[] }): Promise<Started> {
+async function startForeground(t: Test, models: string, opts: StoreOptions): Promise<Started> {
   const prepared = await storeAndConfig(t, opts);
   const started = launch(t, prepared.dir, ['--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', models, '--disable-token-auth']);
   return { ...prepared, ...started };
@@ -173,7 +182,7 @@ t.test(
 );
 
 t.test('SIGTERM while the workers load the model', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
-  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 20_000, warmUpMs: 0 });
+  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 20_000, warmUpMs: 0, workers: 2 });
   await waitFor(() => workerPids(server.child.pid!).length === 2, 20_000, 'two workers loading');
   await stopsCleanly(t, server, 'while two workers load for 20 s');
 });
@@ -182,7 +191,7 @@ t.test('SIGTERM while the front end warms up', { skip: process.platform !== 'lin
   // The warm-up's sample takes 5 s to answer: the start is not over until it is.
   const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 5000 });
   await waitFor(async () => (await fetch(`${server.urls.inference}/ping`).catch(() => undefined))?.status === 200, 20_000, 'the listeners');
-  await waitReady(server.urls.management, 'slow', 2);
+  await waitReady(server.urls.management, 'slow');
   t.notMatch(server.output(), /Model server started/, 'the start is not over: the warm-up runs');
   await stopsCleanly(t, server, 'during the warm-up');
 });
