@@ -1,6 +1,7 @@
 // A TorchServe user's archives: refused at registration with the way over, and converted by
 // tsserve-convert (real PyTorch files from Debian's python3-torch, a real export, a real server).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import AdmZip from 'adm-zip';
@@ -11,16 +12,41 @@ import { buildColoursMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir } 
 /** Debian's, which has torch; a pyenv python3 earlier on PATH may not. */
 const PYTHON = '/usr/bin/python3';
 
+/**
+ * What the tests give tsserve-convert as its --python: `python3 script args...`, run by one Python
+ * of this file that imported torch once (fixtures/warm_python.py), in a fork of it. Each script
+ * still runs in a process of its own under Debian's Python and torch, its exit status and output
+ * as they were; a fresh Python importing torch for each of the five was 1.4 CPU-s each.
+ */
+const LAUNCHER = join(FIXTURES, 'python_launcher.py');
+let warmPython: Promise<void> | undefined;
+
+function startWarmPython(): Promise<void> {
+  warmPython ??= (async () => {
+    const socket = join(tempDir(t, 'tsserve-warm-python-'), 'python.sock');
+    const child = spawn(PYTHON, [join(FIXTURES, 'warm_python.py'), socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => {
+      child.kill();
+      return once(child, 'close');
+    });
+    const [ready] = (await Promise.race([once(child.stdout, 'data'), once(child, 'exit').then(() => [Buffer.from('exited')])])) as [Buffer];
+    if (!ready.toString().startsWith('ready')) throw new Error(`warm_python.py did not start: ${ready.toString()}`);
+    process.env.WARM_PYTHON_SOCKET = socket;
+  })();
+  return warmPython;
+}
+
 let pytorchDir: string | undefined;
 
 /**
  * model.py, weights.pth (a state dict) and traced.pt (TorchScript) in a folder the tests only read:
  * made once for this file, as Python takes seconds to import torch.
  */
-function pytorchFiles(): string {
+async function pytorchFiles(): Promise<string> {
   if (pytorchDir) return pytorchDir;
+  await startWarmPython();
   const dir = tempDir(t, 'tsserve-pytorch-');
-  const run = spawnSync(PYTHON, [join(FIXTURES, 'make_torchserve_model.py'), dir], { encoding: 'utf8' });
+  const run = spawnSync(LAUNCHER, [join(FIXTURES, 'make_torchserve_model.py'), dir], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`make_torchserve_model.py failed: ${run.stderr}`);
   writeFileSync(join(dir, 'index_to_name.json'), JSON.stringify({ 0: 'red', 1: 'green', 2: 'blue' }));
   writeFileSync(join(dir, 'model-config.yaml'), 'batchSize: 4\nmaxBatchDelay: 20\n');
@@ -64,7 +90,7 @@ const EAGER = {
 const EAGER_FILES = ['weights.pth', 'model.py', 'index_to_name.json', 'model-config.yaml', 'requirements.txt'];
 
 t.test('a TorchServe archive is refused at registration with a 400 that names why and how to convert it', async (t) => {
-  const files = pytorchFiles();
+  const files = await pytorchFiles();
   const server = await startTestServer(t, {
     prepare: (store) => {
       torchServeMar(join(store, 'old.mar'), files, { ...EAGER, handler: 'my_handler.py' }, [...EAGER_FILES, 'my_handler.py']);
@@ -98,7 +124,7 @@ t.test("a .py handler given as a register parameter registers with zero workers,
 });
 
 t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file, become archives tsserve serves', async (t) => {
-  const files = pytorchFiles();
+  const files = await pytorchFiles();
   const out = tempDir(t);
   const eager = torchServeMar(join(out, 'colours-old.mar'), files, EAGER, EAGER_FILES);
   const traced = torchServeMar(
@@ -110,7 +136,7 @@ t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file,
 
   const store = join(out, 'store');
   for (const mar of [eager, traced]) {
-    const run = convert([mar, '--export-path', store, '--python', PYTHON]);
+    const run = convert([mar, '--export-path', store, '--python', LAUNCHER]);
     t.equal(run.status, 0, run.stderr);
     t.match(
       run.stderr,
@@ -160,10 +186,10 @@ t.test('tsserve-convert: a state dict with its model.py, and a TorchScript file,
 });
 
 t.test('tsserve-convert: a custom Python handler needs its TypeScript port, and what cannot be converted says why', async (t) => {
-  const files = pytorchFiles();
+  const files = await pytorchFiles();
   const out = tempDir(t);
   const custom = torchServeMar(join(out, 'custom.mar'), files, { ...EAGER, handler: 'my_handler.py:handle' }, [...EAGER_FILES, 'my_handler.py']);
-  const refused = convert([custom, '--export-path', out, '--python', PYTHON]);
+  const refused = convert([custom, '--export-path', out, '--python', LAUNCHER]);
   t.equal(refused.status, 1);
   t.match(refused.stderr, "The archive's handler my_handler.py is Python code. Port it to TypeScript");
   t.notOk(existsSync(join(out, 'colours.mar')), 'nothing written');
@@ -173,7 +199,7 @@ t.test('tsserve-convert: a custom Python handler needs its TypeScript port, and 
     '--export-path',
     out,
     '--python',
-    PYTHON,
+    LAUNCHER,
     '--handler',
     join(FIXTURES, 'top2_classifier.ts'),
     '--model-name',
@@ -196,12 +222,12 @@ t.test('tsserve-convert: a custom Python handler needs its TypeScript port, and 
   const noModelFile = torchServeMar(join(out, 'bare.mar'), files, { modelName: 'bare', serializedFile: 'weights.pth', handler: 'image_classifier' }, [
     'weights.pth',
   ]);
-  const bare = convert([noModelFile, '--export-path', out, '--python', PYTHON]);
+  const bare = convert([noModelFile, '--export-path', out, '--python', LAUNCHER]);
   t.equal(bare.status, 1);
   t.match(bare.stderr, 'Export to ONNX failed: weights.pth is not TorchScript, and the archive has no model file (--model-file) to load its state dict into');
 
   const text = torchServeMar(join(out, 'text.mar'), files, { modelName: 'text', serializedFile: 'traced.pt', handler: 'text_classifier' }, ['traced.pt']);
-  t.match(convert([text, '--export-path', out, '--python', PYTHON]).stderr, 'Give --input-shape');
+  t.match(convert([text, '--export-path', out, '--python', LAUNCHER]).stderr, 'Give --input-shape');
 
   t.match(convert([join(out, 'missing.mar')]).stderr, /Cannot open .*missing\.mar: file not found/);
   writeFileSync(join(out, 'junk.mar'), 'not a zip');

@@ -8,20 +8,29 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { grpcClient, unaryCall } from './grpc-client.js';
-import { buildColoursMar, buildMar, buildMnistMar, FIXTURES, MNIST_DIR, seededRandom, startTestServer } from './helpers.js';
+import { buildColoursMar, buildMar, buildMnistMar, FIXTURES, MNIST_DIR, seededRandom, sharedServer, startTestServer } from './helpers.js';
 
 const REQUESTS = 400;
 const SEED = Number(process.env.FUZZ_SEED ?? 20261201);
 
-t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or a JSON error, no worker dies`, async (t) => {
-  const server = await startTestServer(t, {
+/**
+ * The server both tests fuzz: mnist, colours and seg. The REST fuzz scales only seg (and a model
+ * that is not there), so the gRPC fuzz after it finds mnist's and colours' workers as they were
+ * started, and its "no worker died" covers both fuzzes; its calls are far under max_request_size.
+ */
+const fuzzed = sharedServer((t) =>
+  startTestServer(t, {
     prepare: (store) => {
       buildMnistMar(store);
       buildColoursMar(store);
       buildMar(store, { modelName: 'seg', version: '1.0', handler: 'image_segmenter', serializedFile: join(FIXTURES, 'colour_segmenter.onnx') });
     },
     properties: { load_models: 'mnist.mar,colours.mar,seg.mar', max_request_size: '200000', enable_model_api: 'true' },
-  });
+  }),
+);
+
+t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or a JSON error, no worker dies`, async (t) => {
+  const server = await fuzzed();
   const random = seededRandom(SEED);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const bytes = (max: number): Buffer => Buffer.from(Array.from({ length: Math.floor(random() * max) }, () => Math.floor(random() * 256)));
@@ -129,13 +138,7 @@ t.test(`${REQUESTS} random requests (seed ${SEED}): every answer is a result or 
 });
 
 t.test(`gRPC Predictions, ${REQUESTS / 4} random calls (seed ${SEED}): an answer or a status with details, no worker dies`, async (t) => {
-  const server = await startTestServer(t, {
-    prepare: (store) => {
-      buildMnistMar(store);
-      buildColoursMar(store);
-    },
-    properties: { load_models: 'mnist.mar,colours.mar' },
-  });
+  const server = await fuzzed();
   const inference = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
   const random = seededRandom(SEED + 1);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;

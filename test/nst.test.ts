@@ -4,16 +4,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { buildNstMar, NST_DIR, errorBody, startTestServer, type TestServer } from './helpers.js';
+import { buildNstMar, NST_DIR, errorBody, sharedServer, startTestServer } from './helpers.js';
 
 const content = readFileSync(join(NST_DIR, 'content-house.png'));
 
-async function serve(t: Parameters<typeof startTestServer>[0]): Promise<TestServer> {
-  return startTestServer(t, {
+/** One server for the file: each test only asks it for predictions (its worker loads nst's two models once). */
+const serve = sharedServer((t) =>
+  startTestServer(t, {
     prepare: (store) => buildNstMar(store),
     properties: { load_models: 'nst.mar' },
-  });
-}
+  }),
+);
 
 function form(fields: Record<string, string | Buffer>): FormData {
   const f = new FormData();
@@ -25,7 +26,7 @@ function form(fields: Record<string, string | Buffer>): FormData {
 }
 
 t.test('content + uploaded style image in, a stylized PNG of the right size out, style loss down 10x', async (t) => {
-  const server = await serve(t);
+  const server = await serve();
   const style = await sharp(join(NST_DIR, 'styles', 'style-strokes.png'))
     .jpeg()
     .toBuffer();
@@ -45,7 +46,7 @@ t.test('content + uploaded style image in, a stylized PNG of the right size out,
 });
 
 t.test('a ready style by name, with progress streamed as JSON lines, then the image', async (t) => {
-  const server = await serve(t);
+  const server = await serve();
   const res = await fetch(`${server.urls.inference}/predictions/nst`, {
     method: 'POST',
     body: form({ content, style: 'mosaic', steps: '30', size: '64', stream: 'true' }),
@@ -68,7 +69,7 @@ t.test('a ready style by name, with progress streamed as JSON lines, then the im
 });
 
 t.test('bad requests are clear 400s and the worker keeps serving', async (t) => {
-  const server = await serve(t);
+  const server = await serve();
   const url = `${server.urls.inference}/predictions/nst`;
   const cases: Array<[string, FormData, RegExp]> = [
     ['no content', form({ style: 'mosaic' }), /content image/],

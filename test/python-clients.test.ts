@@ -20,11 +20,19 @@ interface Answer {
   body: Buffer;
 }
 
-/** One request made by python-requests (test/fixtures/requests_client.py); the server is in this process, so never spawnSync. */
+/**
+ * Requests made by python-requests one after another, in one Python (test/fixtures/requests_client.py);
+ * the server is in this process, so never spawnSync.
+ */
+async function pythonPosts(specs: Array<Record<string, unknown>>): Promise<Answer[]> {
+  const { stdout } = await run(PYTHON, [join(FIXTURES, 'requests_client.py'), JSON.stringify(specs)], { encoding: 'utf8', timeout: 150_000 });
+  const answers = JSON.parse(stdout) as Array<{ status: number; content_type: string | null; body_b64: string }>;
+  return answers.map((out) => ({ status: out.status, contentType: out.content_type, body: Buffer.from(out.body_b64, 'base64') }));
+}
+
 async function pythonPost(spec: Record<string, unknown>): Promise<Answer> {
-  const { stdout } = await run(PYTHON, [join(FIXTURES, 'requests_client.py'), JSON.stringify(spec)], { encoding: 'utf8', timeout: 150_000 });
-  const out = JSON.parse(stdout) as { status: number; content_type: string | null; body_b64: string };
-  return { status: out.status, contentType: out.content_type, body: Buffer.from(out.body_b64, 'base64') };
+  const [answer] = await pythonPosts([spec]);
+  return answer!;
 }
 
 async function serveShipped(t: Test, models: string[], properties: Record<string, string> = {}): Promise<TestServer> {
@@ -44,11 +52,13 @@ const mnist = sharedServer((t) => serveShipped(t, ['mnist']));
 t.test('python-requests against mnist.mar: files={"data": f}, a Flask-style field name, an url-encoded image', async (t) => {
   const server = await mnist();
   const url = `${server.urls.inference}/predictions/mnist`;
-  const asFile = await pythonPost({ url, files: { data: SEVEN } });
+  const [asFile, flask, form] = (await pythonPosts([
+    { url, files: { data: SEVEN } },
+    { url, files: { file: SEVEN } },
+    { url, data: { data: `@${SEVEN}` } },
+  ])) as [Answer, Answer, Answer];
   t.same([asFile.status, asFile.body.toString()], [200, '7'], 'files={"data": open(f, "rb")}: a part with a filename and no type stays bytes');
-  const flask = await pythonPost({ url, files: { file: SEVEN } });
   t.same([flask.status, flask.body.toString()], [200, '7'], 'files={"file": ...}: the only file part, whatever its name');
-  const form = await pythonPost({ url, data: { data: `@${SEVEN}` } });
   t.same([form.status, form.body.toString()], [200, '7'], 'data={"data": image_bytes}: the url-encoded bytes, not UTF-8 text');
 });
 
@@ -75,8 +85,10 @@ t.test("the seed's Flask app, unchanged: both images as raw bytes in an url-enco
 t.test("KServe v2 through python-requests' json=: the FP32 tensor and the BYTES sample with shape [-1]", async (t) => {
   const server = await serveShipped(t, ['mnist'], { service_envelope: 'kservev2' });
   const url = `${server.urls.inference}/v2/models/mnist/infer`;
-  for (const sample of ['mnist_v2_tensor.json', 'mnist_v2_bytes.json']) {
-    const answer = await pythonPost({ url, json: join(FIXTURES, 'kserve', sample) });
+  const samples = ['mnist_v2_tensor.json', 'mnist_v2_bytes.json'];
+  const answers = await pythonPosts(samples.map((sample) => ({ url, json: join(FIXTURES, 'kserve', sample) })));
+  for (const [i, sample] of samples.entries()) {
+    const answer = answers[i]!;
     t.equal(answer.status, 200, sample);
     t.match(JSON.parse(answer.body.toString()), { model_name: 'mnist', outputs: [{ datatype: 'INT64', data: [0] }] }, `${sample}: the digit 0`);
   }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
 import t, { type Test } from 'tap';
-import { buildMnistMar, MNIST_DIR, startTestServer, tempDir, type TestServer } from './helpers.js';
+import { buildMnistMar, MNIST_DIR, sharedServer, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 interface Answer {
   status: number;
@@ -30,12 +30,19 @@ function httpsCall(url: string, opts: { method?: string; body?: Buffer; ca?: str
   });
 }
 
-function serveHttps(t: Test, properties: Record<string, string>): Promise<TestServer> {
+/**
+ * A server whose inference listener is HTTPS, serving mnist; `withModel` false for a test that only
+ * pings it (no worker to start). A start that fails keeps its model: it fails after the model's load.
+ */
+function serveHttps(t: Test, properties: Record<string, string>, withModel = true): Promise<TestServer> {
   return startTestServer(t, {
     prepare: (store) => buildMnistMar(store),
-    properties: { load_models: 'mnist.mar', inference_address: 'https://127.0.0.1:0', ...properties },
+    properties: { ...(withModel ? { load_models: 'mnist.mar' } : {}), inference_address: 'https://127.0.0.1:0', ...properties },
   });
 }
+
+/** The self-signed server of the first two tests, which only ask it questions. */
+const selfSigned = sharedServer((t) => serveHttps(t, {}));
 
 async function certificateFiles(t: Test): Promise<{ dir: string; key: string; cert: string; pem: string }> {
   const dir = tempDir(t);
@@ -51,7 +58,7 @@ async function certificateFiles(t: Test): Promise<{ dir: string; key: string; ce
 const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
 
 t.test('without key material: a self-signed certificate for localhost; predictions over TLS', async (t) => {
-  const server = await serveHttps(t, {});
+  const server = await selfSigned();
   t.match(server.urls.inference, /^https:\/\/127\.0\.0\.1:\d+$/);
   const ping = await httpsCall(`${server.urls.inference}/ping`);
   t.equal(ping.status, 200);
@@ -63,7 +70,7 @@ t.test('without key material: a self-signed certificate for localhost; predictio
 });
 
 t.test('plain HTTP to an HTTPS listener: 403 in clear text, and the listener keeps serving TLS', async (t) => {
-  const server = await serveHttps(t, {});
+  const server = await selfSigned();
   const plain = await fetch(server.urls.inference.replace('https:', 'http:') + '/ping');
   t.equal(plain.status, 403);
   t.same(await plain.json(), { status: 'This TorchServe instance only accepts HTTPS requests' });
@@ -72,7 +79,7 @@ t.test('plain HTTP to an HTTPS listener: 403 in clear text, and the listener kee
 
 t.test('private_key_file + certificate_file (PEM): the client can verify the server against that certificate', async (t) => {
   const files = await certificateFiles(t);
-  const server = await serveHttps(t, { private_key_file: files.key, certificate_file: files.cert });
+  const server = await serveHttps(t, { private_key_file: files.key, certificate_file: files.cert }, false);
   const ping = await httpsCall(`${server.urls.inference}/ping`, { ca: files.pem });
   t.equal(ping.status, 200);
   t.equal(ping.cert.subject.CN, 'tsserve-test');
@@ -82,7 +89,7 @@ t.test('a PKCS12 keystore with keystore_pass, made as a TorchServe user makes on
   const files = await certificateFiles(t);
   const keystore = join(files.dir, 'keystore.p12');
   execFileSync('openssl', ['pkcs12', '-export', '-inkey', files.key, '-in', files.cert, '-out', keystore, '-passout', 'pass:s3cret']);
-  const server = await serveHttps(t, { keystore, keystore_pass: 's3cret', keystore_type: 'PKCS12' });
+  const server = await serveHttps(t, { keystore, keystore_pass: 's3cret', keystore_type: 'PKCS12' }, false);
   const ping = await httpsCall(`${server.urls.inference}/ping`, { ca: files.pem });
   t.equal(ping.status, 200);
   t.equal(ping.cert.subject.CN, 'tsserve-test');
@@ -129,7 +136,7 @@ t.test(
 
     const keystore = join(dir, 'weak.p12');
     execFileSync('openssl', ['pkcs12', '-export', '-inkey', weak.key, '-in', weak.cert, '-out', keystore, '-passout', 'pass:changeit']);
-    const fromKeystore = await serveHttps(t, { keystore, keystore_pass: 'changeit' });
+    const fromKeystore = await serveHttps(t, { keystore, keystore_pass: 'changeit' }, false);
     t.equal((await httpsCall(`${fromKeystore.urls.inference}/ping`)).status, 200, 'a PKCS12 keystore holding it serves too');
 
     // gRPC's TLS serves what this Node.js's OpenSSL level serves: 22 takes a 1024-bit key, 24 does not.

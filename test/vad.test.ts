@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, errorBody, ROOT, startTestServer, waitReady, type TestServer } from './helpers.js';
+import { buildMar, errorBody, ROOT, sharedServer, startTestServer, waitReady, type TestServer } from './helpers.js';
 
 interface Heard {
   offset: number;
@@ -20,7 +20,8 @@ const WEIGHTS = join(dirname(createRequire(import.meta.url).resolve('@jjhbw/sile
 const wav = readFileSync(join(VAD, 'speech.wav'));
 const pcm = wav.subarray(44);
 
-async function serveVad(t: Test): Promise<TestServer> {
+/** One server for the file: its tests only ask it for predictions, each stream its own sequence. */
+const serveVad = sharedServer(async (t: Test): Promise<TestServer> => {
   const server = await startTestServer(t, {
     prepare: (store) =>
       buildMar(store, {
@@ -34,7 +35,7 @@ async function serveVad(t: Test): Promise<TestServer> {
   });
   await waitReady(server.urls.management, 'vad');
   return server;
-}
+});
 
 async function post(server: TestServer, body: Buffer, headers: Record<string, string> = {}): Promise<{ heard: Heard; id: string }> {
   const res = await fetch(`${server.urls.inference}/predictions/vad`, {
@@ -68,7 +69,7 @@ async function stream(server: TestServer, sizes: number[]): Promise<Heard[]> {
 const near = (a: number[], b: number[], tolerance: number): boolean => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]!) <= tolerance);
 
 t.test('the whole file: the two sentences, nothing in the silences', async (t) => {
-  const server = await serveVad(t);
+  const server = await serveVad();
   const { heard } = await post(server, wav, { 'content-type': 'audio/wav' });
   t.equal(heard.probabilities.length, Math.floor(pcm.length / 2 / 512), 'one probability per whole 32 ms frame');
   t.equal(heard.segments.length, 2);
@@ -79,7 +80,7 @@ t.test('the whole file: the two sentences, nothing in the silences', async (t) =
 });
 
 t.test('streamed in uneven chunks as one sequence: the same frames, the same probabilities, the same speech', async (t) => {
-  const server = await serveVad(t);
+  const server = await serveVad();
   const whole = (await post(server, pcm)).heard;
   const chunks = await stream(server, [3001 * 2, 777 * 2, 40000 * 2, 512 * 2, 30000 * 2]);
   t.same(
@@ -99,7 +100,7 @@ t.test('streamed in uneven chunks as one sequence: the same frames, the same pro
 });
 
 t.test("two streams at once share the model's runs and keep their own state", async (t) => {
-  const server = await serveVad(t);
+  const server = await serveVad();
   const whole = (await post(server, pcm)).heard;
   const [a, b] = await Promise.all([stream(server, [5000 * 2, 9000 * 2, 20000 * 2]), stream(server, [7000 * 2, 31000 * 2])]);
   for (const heard of [a, b]) {
@@ -116,7 +117,7 @@ t.test("two streams at once share the model's runs and keep their own state", as
 });
 
 t.test('audio it cannot take is a 400 that says why', async (t) => {
-  const server = await serveVad(t);
+  const server = await serveVad();
   const stereo = Buffer.from(wav);
   stereo.writeUInt16LE(2, 22);
   const res = await fetch(`${server.urls.inference}/predictions/vad`, { method: 'POST', body: stereo, headers: { 'content-type': 'audio/wav' } });
