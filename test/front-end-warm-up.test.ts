@@ -52,9 +52,14 @@ t.test('front_end_warmup_ms: start-up ends after the front end has served itself
   const { server, log } = await startWarming(t, { front_end_warmup_ms: '600', disable_token_authorization: 'false' });
   const said = log.find((l) => l.includes('Front end warmed up'));
   const answered = Number(/Front end warmed up: (\d+) predictions of metered, peek, refusing, slow answered in \d+ ms/.exec(said ?? '')?.[1]);
-  t.ok(answered > 10, `answered through token authorization, in the server log: ${said}`);
+  // Which models answered in 100 ms or more depends on the machine's load (a busy machine can
+  // slow echo's first answers too); `slow`, at 150 ms a prediction, is always among them.
+  const notRepeated = /not repeated, their answers 100 ms or slower: ([^)]*)\)/.exec(said ?? '')?.[1].split(', ') ?? [];
+  t.ok(notRepeated.includes('slow'), `a slow model is not kept busy: ${said}`);
+  t.ok(answered >= 4, `each of the four models with a sample answered through token authorization, in the server log: ${said}`);
+  const fast = ['metered', 'peek'].filter((model) => !notRepeated.includes(model));
+  if (fast.length > 0) t.ok(answered > 10, `the models that answered fast (${fast.join(', ')}) were sent their samples again`);
   t.notMatch(said ?? '', 'stateful', 'a stateful model is left out: each request would open a sequence');
-  t.match(said ?? '', '(not repeated, their answers 100 ms or slower: slow)', 'a slow model is not kept busy');
 
   const metrics = await (await fetch(`${server.urls.metrics}/metrics`)).text();
   for (const family of [
