@@ -296,15 +296,7 @@ export class OtlpSpans {
     this.linked = false;
     this.context = context;
     this.parentRemote = parent?.isRemote;
-    w.tag(1, LENGTH);
-    w.hex(context.traceId);
-    w.tag(2, LENGTH);
-    w.hex(context.spanId);
-    const traceState = context.traceState?.serialize();
-    if (traceState) {
-      w.tag(3, LENGTH);
-      w.string(traceState);
-    }
+    this.contextFields(context);
     if (parent?.spanId) {
       w.tag(4, LENGTH);
       w.hex(parent.spanId);
@@ -319,6 +311,20 @@ export class OtlpSpans {
     w.time(Math.max(startMs, endMs));
   }
 
+  /** A span's or a link's fields 1-3: its trace id, span id and tracestate. */
+  private contextFields(context: SpanContext): void {
+    const w = this.writer;
+    w.tag(1, LENGTH);
+    w.hex(context.traceId);
+    w.tag(2, LENGTH);
+    w.hex(context.spanId);
+    const traceState = context.traceState?.serialize();
+    if (traceState) {
+      w.tag(3, LENGTH);
+      w.string(traceState);
+    }
+  }
+
   /** One of its attributes, before its links. */
   attribute(key: string, value: string | number): void {
     this.writer.keyValue(9, key, value);
@@ -330,15 +336,7 @@ export class OtlpSpans {
     this.countsBeforeLinks();
     w.tag(13, LENGTH);
     const at = w.open();
-    w.tag(1, LENGTH);
-    w.hex(context.traceId);
-    w.tag(2, LENGTH);
-    w.hex(context.spanId);
-    const traceState = context.traceState?.serialize();
-    if (traceState) {
-      w.tag(3, LENGTH);
-      w.string(traceState);
-    }
+    this.contextFields(context);
     w.tag(5, VARINT);
     w.varint(0);
     w.tag(6, FIXED32);
