@@ -74,8 +74,8 @@ async function start(name, root, env) {
   return {
     name,
     url: `${server.inference}/predictions/mnist`,
-    /** CPU seconds of the server and its workers so far. */
-    cpu: () => cpuSeconds(pid) + childPids(pid).reduce((sum, child) => sum + cpuSeconds(child), 0),
+    /** CPU seconds of the server (its front end) and of its workers so far. */
+    cpu: () => ({ front: cpuSeconds(pid), workers: childPids(pid).reduce((sum, child) => sum + cpuSeconds(child), 0) }),
     stop: async () => {
       await server.stop();
       server.remove();
@@ -83,7 +83,7 @@ async function start(name, root, env) {
   };
 }
 
-/** A closed loop on `server` for `seconds`: answers per second, CPU ms per answer, answers not 200. */
+/** A closed loop on `server` for `seconds`: answers per second, CPU ms per answer (and the front end's alone), answers not 200. */
 async function measure(server, seconds) {
   const cpuBefore = server.cpu();
   const result = await autocannon({
@@ -94,8 +94,11 @@ async function measure(server, seconds) {
     connections: Number(opts.connections),
     duration: seconds,
   });
-  const cpuMs = ((server.cpu() - cpuBefore) * 1000) / Math.max(1, result.requests.total);
-  return { perSecond: result.requests.total / seconds, cpuMs, errors: result.non2xx + result.errors + result.timeouts };
+  const cpuAfter = server.cpu();
+  const perAnswer = (seconds) => (seconds * 1000) / Math.max(1, result.requests.total);
+  const frontMs = perAnswer(cpuAfter.front - cpuBefore.front);
+  const cpuMs = frontMs + perAnswer(cpuAfter.workers - cpuBefore.workers);
+  return { perSecond: result.requests.total / seconds, cpuMs, frontMs, errors: result.non2xx + result.errors + result.timeouts };
 }
 
 /**
@@ -241,7 +244,7 @@ const after = uptime();
 console.log(`\nmnist, 1 worker, batches up to 8, ${opts.connections} connections, ${opts.rounds} rounds of ${opts.seconds} s per server`);
 console.log(`base ${opts['base-rev']}${opts['before-rev'] ? `, before ${opts['before-rev']} sampled` : ''}, off and sampled this checkout`);
 console.log(
-  `medians: base ${median(rounds.map((r) => r.base.perSecond)).toFixed(0)} answers/s, ${median(rounds.map((r) => r.base.cpuMs)).toFixed(3)} CPU ms/answer`,
+  `medians: base ${median(rounds.map((r) => r.base.perSecond)).toFixed(0)} answers/s, ${median(rounds.map((r) => r.base.cpuMs)).toFixed(3)} CPU ms/answer (${median(rounds.map((r) => r.base.frontMs)).toFixed(3)} of it the front end's)`,
 );
 const names = servers.map((s) => s.name);
 const pairs = [...names.filter((n) => n !== 'base').map((n) => [n, 'base']), ['sampled', 'off'], ...(opts['before-rev'] ? [['sampled', 'before']] : [])];
@@ -249,6 +252,7 @@ console.log("each round's ratio, its median over rounds:");
 for (const [a, b] of pairs) {
   console.log(`  ${`${a} / ${b}`.padEnd(16)} answers/s ${described(spread(rounds.map((r) => r[a].perSecond / r[b].perSecond)))}`);
   console.log(`  ${''.padEnd(16)} CPU/answer ${described(spread(rounds.map((r) => r[a].cpuMs / r[b].cpuMs)))}`);
+  console.log(`  ${''.padEnd(16)} front end's ${described(spread(rounds.map((r) => r[a].frontMs / r[b].frontMs)))}`);
 }
 for (const [i, r] of receivers.entries()) {
   console.log(`OTLP exports received from ${i === 0 ? 'sampled' : 'before'}: ${r.counts.exports} requests, ${(r.counts.bytes / 1e6).toFixed(1)} MB`);
