@@ -3,9 +3,12 @@
 //   in process, no network: the CPU microseconds the front end spends on one prediction's
 //             latency histograms (as with tracing off), and on its spans at 100% and at 10%
 //             sampling, in batches of 1 and of 8 (the request's and its queue's spans, the
-//             batch's and the worker's three stages), made through metrics/tracing.ts, taken by
-//             the SDK's BatchSpanProcessor and serialized as the OTLP exporter serializes them
-//             (ProtobufTraceSerializer): stable measures on a shared machine;
+//             batch's and the worker's three stages), made through metrics/tracing.ts up to the
+//             body of an OTLP export, garbage collection included (the worker's stage ids are
+//             made beforehand: the worker's CPU, not the front end's): stable measures on a
+//             shared machine. --in-process-rev <rev> measures that revision's metrics/tracing.ts
+//             the same way, in turns with this checkout's (one whose exporter is given the SDK's
+//             spans serializes them as the OTLP exporter does, ProtobufTraceSerializer);
 //   servers   throughput and CPU per answer of servers side by side, on the same machine at the
 //             same time:
 //     base     the code of --base-rev (default 2f7059e, main before traces and histograms)
@@ -16,7 +19,7 @@
 //              prediction's spans exported over OTLP/HTTP to a receiver in this process
 //
 //   node bench/tracing.mjs [--rounds 30] [--seconds 2] [--connections 16] [--base-rev 2f7059e] [--before-rev main]
-//   node bench/tracing.mjs --in-process      (the first measure only)
+//   node bench/tracing.mjs --in-process [--in-process-rev ba04979]     (the first measure only)
 //
 // Each server is `tsserve --start` of its checkout from a temporary folder (lib.mjs's
 // userServer), serving model-store/mnist.mar with one worker and the archive's model-config.yaml
@@ -54,6 +57,7 @@ const { values: opts } = parseArgs({
     'base-rev': { type: 'string', default: '2f7059e' },
     'before-rev': { type: 'string' },
     'in-process': { type: 'boolean', default: false },
+    'in-process-rev': { type: 'string' },
   },
 });
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
@@ -70,8 +74,8 @@ async function start(name, root, env) {
   return {
     name,
     url: `${server.inference}/predictions/mnist`,
-    /** CPU seconds of the server and its workers so far. */
-    cpu: () => cpuSeconds(pid) + childPids(pid).reduce((sum, child) => sum + cpuSeconds(child), 0),
+    /** CPU seconds of the server (its front end) and of its workers so far. */
+    cpu: () => ({ front: cpuSeconds(pid), workers: childPids(pid).reduce((sum, child) => sum + cpuSeconds(child), 0) }),
     stop: async () => {
       await server.stop();
       server.remove();
@@ -79,7 +83,7 @@ async function start(name, root, env) {
   };
 }
 
-/** A closed loop on `server` for `seconds`: answers per second, CPU ms per answer, answers not 200. */
+/** A closed loop on `server` for `seconds`: answers per second, CPU ms per answer (and the front end's alone), answers not 200. */
 async function measure(server, seconds) {
   const cpuBefore = server.cpu();
   const result = await autocannon({
@@ -90,25 +94,28 @@ async function measure(server, seconds) {
     connections: Number(opts.connections),
     duration: seconds,
   });
-  const cpuMs = ((server.cpu() - cpuBefore) * 1000) / Math.max(1, result.requests.total);
-  return { perSecond: result.requests.total / seconds, cpuMs, errors: result.non2xx + result.errors + result.timeouts };
+  const cpuAfter = server.cpu();
+  const perAnswer = (seconds) => (seconds * 1000) / Math.max(1, result.requests.total);
+  const frontMs = perAnswer(cpuAfter.front - cpuBefore.front);
+  const cpuMs = frontMs + perAnswer(cpuAfter.workers - cpuBefore.workers);
+  return { perSecond: result.requests.total / seconds, cpuMs, frontMs, errors: result.non2xx + result.errors + result.timeouts };
 }
 
 /**
  * CPU microseconds per prediction of its spans, in batches of `batchSize`, with `sampler`
- * deciding on requests without a traceparent: in all (made, taken by the batch processor,
- * serialized for OTLP, the garbage they leave collected), and the serializing alone. The exporter
- * serializes as the OTLP exporter does and sends nothing.
+ * deciding on requests without a traceparent, through `Tracing` (this checkout's, or another
+ * revision's): in all (made, written or serialized for OTLP, the garbage they leave collected),
+ * and the bytes of OTLP they come to. The exporter sends nothing; given the SDK's spans (a
+ * revision before metrics/otlp-spans.ts), it serializes them as the OTLP exporter does.
  */
-async function spanCost(sampler, batchSize, predictions = 40_000) {
-  let serializing = 0;
+async function spanCost(Tracing, sampler, batchSize, predictions = 40_000) {
+  let bytes = 0;
   let exported = 0;
   const exporter = {
     export(spans, done) {
-      const began = process.cpuUsage();
-      ProtobufTraceSerializer.serializeRequest(spans);
-      serializing += cpuMicros(began);
-      exported += spans.length;
+      const body = Array.isArray(spans) ? ProtobufTraceSerializer.serializeRequest(spans) : spans.body;
+      bytes += body.length;
+      exported += Array.isArray(spans) ? spans.length : spans.count;
       done({ code: ExportResultCode.SUCCESS });
     },
     shutdown: async () => {},
@@ -116,14 +123,15 @@ async function spanCost(sampler, batchSize, predictions = 40_000) {
   const tracing = new Tracing({ otelTraces: true, otelTraceHeader: 'traceresponse' }, exporter, sampler, {});
   const model = { name: 'mnist', version: '1.0' };
   const headers = { 'content-type': 'image/png' };
-  const id = () => randomBytes(8).toString('hex');
+  const stageIds = Array.from({ length: (3 * predictions) / batchSize + 3 }, () => randomBytes(8).toString('hex'));
+  let stage = 0;
   const batch = (first) => {
     const requests = [];
     for (let i = 0; i < batchSize; i++) requests.push(tracing.startRequest(model, `request-${first + i}`, headers, performance.now()));
     const at = performance.now();
     const trace = tracing.startBatch(model, '9000', requests, at);
     const t = performance.timeOrigin + at;
-    trace?.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1, spanId: id() })));
+    trace?.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1, spanId: stageIds[stage++] })));
     for (const r of requests) r.end(200);
   };
   const began = process.cpuUsage();
@@ -133,7 +141,7 @@ async function spanCost(sampler, batchSize, predictions = 40_000) {
     if (done % 64 < batchSize) await new Promise((resolve) => setImmediate(resolve));
   }
   await tracing.shutdown(() => {});
-  return { all: cpuMicros(began) / predictions, serializing: serializing / predictions, spans: exported / predictions };
+  return { all: cpuMicros(began) / predictions, bytes: bytes / predictions, spans: exported / predictions };
 }
 function cpuMicros(since) {
   const { user, system } = process.cpuUsage(since);
@@ -158,18 +166,27 @@ function histogramCost(predictions = 200_000) {
 
 histogramCost(20_000); // warm-up
 console.log(`the latency histograms of one prediction (5 observations, tracing off or on): ${histogramCost().toFixed(2)} µs of CPU`);
+const tracings = [['this checkout', Tracing]];
+if (opts['in-process-rev']) {
+  const dir = checkout(opts['in-process-rev']);
+  tracings.push([opts['in-process-rev'], (await import(join(dir, 'dist/src/metrics/tracing.js'))).Tracing]);
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+}
 for (const [name, sampler] of [
   ['100% sampled', () => new AlwaysOnSampler()],
   ['10% sampled (traceidratio 0.1)', () => new TraceIdRatioBasedSampler(0.1)],
 ]) {
   for (const batchSize of [1, 8]) {
-    await spanCost(sampler(), batchSize, 10_000); // warm-up
-    const costs = [];
-    for (let i = 0; i < 5; i++) costs.push(await spanCost(sampler(), batchSize));
-    const all = sorted(costs.map((c) => c.all));
-    console.log(
-      `spans of one prediction, ${name}, batches of ${batchSize} (${costs[0].spans.toFixed(2)} spans each): ${median(all).toFixed(1)} µs of CPU in all (${all[0].toFixed(1)}-${all.at(-1).toFixed(1)} in 5 runs), ${median(costs.map((c) => c.serializing)).toFixed(1)} of them serializing for OTLP`,
-    );
+    const costs = new Map(tracings.map(([code]) => [code, []]));
+    for (const [, T] of tracings) await spanCost(T, sampler(), batchSize, 10_000); // warm-up
+    // In turns, so that the machine's load falls on each alike.
+    for (let i = 0; i < 7; i++) for (const [code, T] of tracings) costs.get(code).push(await spanCost(T, sampler(), batchSize));
+    for (const [code, runs] of costs) {
+      const all = sorted(runs.map((c) => c.all));
+      console.log(
+        `spans of one prediction, ${name}, batches of ${batchSize} (${runs[0].spans.toFixed(2)} spans each, ${median(runs.map((c) => c.bytes)).toFixed(0)} bytes of OTLP), ${code}: ${median(all).toFixed(1)} µs of CPU in all (${all[0].toFixed(1)}-${all.at(-1).toFixed(1)} in ${all.length} runs)`,
+      );
+    }
   }
 }
 console.log();
@@ -227,7 +244,7 @@ const after = uptime();
 console.log(`\nmnist, 1 worker, batches up to 8, ${opts.connections} connections, ${opts.rounds} rounds of ${opts.seconds} s per server`);
 console.log(`base ${opts['base-rev']}${opts['before-rev'] ? `, before ${opts['before-rev']} sampled` : ''}, off and sampled this checkout`);
 console.log(
-  `medians: base ${median(rounds.map((r) => r.base.perSecond)).toFixed(0)} answers/s, ${median(rounds.map((r) => r.base.cpuMs)).toFixed(3)} CPU ms/answer`,
+  `medians: base ${median(rounds.map((r) => r.base.perSecond)).toFixed(0)} answers/s, ${median(rounds.map((r) => r.base.cpuMs)).toFixed(3)} CPU ms/answer (${median(rounds.map((r) => r.base.frontMs)).toFixed(3)} of it the front end's)`,
 );
 const names = servers.map((s) => s.name);
 const pairs = [...names.filter((n) => n !== 'base').map((n) => [n, 'base']), ['sampled', 'off'], ...(opts['before-rev'] ? [['sampled', 'before']] : [])];
@@ -235,6 +252,7 @@ console.log("each round's ratio, its median over rounds:");
 for (const [a, b] of pairs) {
   console.log(`  ${`${a} / ${b}`.padEnd(16)} answers/s ${described(spread(rounds.map((r) => r[a].perSecond / r[b].perSecond)))}`);
   console.log(`  ${''.padEnd(16)} CPU/answer ${described(spread(rounds.map((r) => r[a].cpuMs / r[b].cpuMs)))}`);
+  console.log(`  ${''.padEnd(16)} front end's ${described(spread(rounds.map((r) => r[a].frontMs / r[b].frontMs)))}`);
 }
 for (const [i, r] of receivers.entries()) {
   console.log(`OTLP exports received from ${i === 0 ? 'sampled' : 'before'}: ${r.counts.exports} requests, ${(r.counts.bytes / 1e6).toFixed(1)} MB`);

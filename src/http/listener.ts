@@ -81,6 +81,8 @@ export function createListener(
     },
     clientErrorHandler: (err, socket) => answerClientError(err, socket, deps),
   });
+  // Each request's traced prediction's trace id (http/predict.ts), a field of every request.
+  app.decorateRequest('traceId', '');
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const fixed = fixedHeaders(config);

@@ -19,12 +19,15 @@
  *
  * No span goes through the SDK's tracer: a prediction's spans are intervals whose ends the front
  * end learns (arrival, enqueue, the batch leaving, the worker's timings, the answer), so each
- * request and batch keeps a handful of numbers and, once ended, waits with others (DRAIN_AT, or
- * DRAIN_MS) to be made into finished spans that the SDK's BatchSpanProcessor and OTLP exporter
- * take as they take the SDK's own. The sampler decides at arrival, as the tracer would; ids are
- * the SDK's generator's. Per request, that leaves the sampler's call and two ids on the request's
- * path; making the spans and serializing them happen together, for many predictions at a time
- * (bench/tracing.mjs measures both).
+ * request and batch keeps a handful of numbers and, once ended, is written at once into the body
+ * of an OTLP export (metrics/otlp-spans.ts: the bytes ProtobufTraceSerializer would write for the
+ * same spans, without an SDK span, attributes object or HrTime per span). The bodies leave as
+ * the SDK's BatchSpanProcessor would send its spans (OTEL_BSP_*: a queue at most so long, exports
+ * of at most so many spans, every so many ms, one at a time), through the OTLP exporter's own
+ * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would; ids
+ * are the SDK's generator's. Per request, that leaves the sampler's call and two ids on the
+ * request's path, and a few hundred bytes written once it is answered (bench/tracing.mjs
+ * measures it).
  *
  * With tracing off, `Tracing.fromConfig` answers undefined and nothing here runs: no object is made
  * per request (a job's `trace` stays undefined, a batch message has no `trace`).
@@ -43,32 +46,19 @@ import {
   ROOT_CONTEXT,
   SamplingDecision,
   SpanKind,
-  SpanStatusCode,
   TraceFlags,
   trace,
-  type Attributes,
-  type HrTime,
-  type Link,
   type SpanContext,
-  type SpanStatus,
 } from '@opentelemetry/api';
 import { setTimeout as delay } from 'node:timers/promises';
-import { ExportResultCode, millisToHrTime, hrTimeDuration, W3CTraceContextPropagator, type InstrumentationScope } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { defaultResource, envDetector, detectResources, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  RandomIdGenerator,
-  TraceIdRatioBasedSampler,
-  type ReadableSpan,
-  type Sampler,
-  type SpanExporter,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace';
+import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
+import { defaultResource, envDetector, detectResources, resourceFromAttributes } from '@opentelemetry/resources';
+import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { OtlpSpans } from './otlp-spans.js';
 import type { WireStage, WireTraceContext } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 
@@ -98,13 +88,6 @@ export interface TracingLog {
  * retries and timeout (10 s). Spans are dropped, never held (docs/tracing.md).
  */
 export const STOP_FLUSH_MS = 1000;
-
-/**
- * Ended predictions and batches wait to be made into spans until this many have (about three
- * spans each), or this many milliseconds (OTEL_BSP_SCHEDULE_DELAY, if shorter).
- */
-const DRAIN_AT = 128;
-const DRAIN_MS = 100;
 
 /**
  * Spans held for export at most, and sent in one export at most, unless OTEL_BSP_MAX_QUEUE_SIZE
@@ -194,68 +177,8 @@ export function traceHeaderOf(context: SpanContext): string {
   return `00-${context.traceId}-${context.spanId}-${context.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
 }
 
-/** What a span that did not fail has as its status, and one without links or events: shared, never changed. */
-const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
+/** A request that ran in no batch yet, and a batch none of whose stages was traced: shared, never changed. */
 const NONE: never[] = Object.freeze([]) as unknown as never[];
-const NO_ATTRIBUTES: Attributes = Object.freeze({});
-
-/**
- * A finished span as the exporter takes it (the SDK's ReadableSpan), made once its times are
- * known: the request's, its queue's, the batch's, a worker's stage. No SDK span lives behind it:
- * its fields are what the OTLP serializer reads, its constants shared by every span.
- */
-class FinishedSpan implements ReadableSpan {
-  readonly name: string;
-  readonly kind: SpanKind;
-  readonly parentSpanContext: SpanContext | undefined;
-  readonly startTime: HrTime;
-  readonly endTime: HrTime;
-  readonly status: SpanStatus;
-  readonly attributes: Attributes;
-  readonly links: Link[];
-  readonly resource: Resource;
-  readonly instrumentationScope: InstrumentationScope;
-  readonly events = NONE;
-  readonly ended = true;
-  readonly droppedAttributesCount = 0;
-  readonly droppedEventsCount = 0;
-  readonly droppedLinksCount = 0;
-  private readonly context: SpanContext;
-
-  /** `start` and `end` in milliseconds since the epoch. */
-  constructor(
-    name: string,
-    context: SpanContext,
-    parent: SpanContext | undefined,
-    kind: SpanKind,
-    start: number,
-    end: number,
-    attributes: Attributes,
-    links: Link[],
-    resource: Resource,
-    error: string | undefined,
-  ) {
-    this.name = name;
-    this.context = context;
-    this.parentSpanContext = parent;
-    this.kind = kind;
-    this.startTime = millisToHrTime(start);
-    this.endTime = millisToHrTime(Math.max(start, end));
-    this.status = error === undefined ? UNSET : { code: SpanStatusCode.ERROR, message: error };
-    this.attributes = attributes;
-    this.links = links;
-    this.resource = resource;
-    this.instrumentationScope = SCOPE;
-  }
-
-  spanContext(): SpanContext {
-    return this.context;
-  }
-
-  get duration(): HrTime {
-    return hrTimeDuration(this.startTime, this.endTime);
-  }
-}
 
 /** A child of `parent` with its own span id; it carries its parent's tracestate, as the SDK's children do. */
 function childContext(parent: SpanContext, spanId: string): SpanContext {
@@ -267,7 +190,7 @@ function childContext(parent: SpanContext, spanId: string): SpanContext {
  * One prediction's spans: the server's, from its request's arrival to its answer, and, once its
  * batch leaves (or it is answered first), its wait in the queue. The sampler decides when it
  * starts, as the SDK's tracer would (the client's traceparent its parent). A sampled one keeps
- * its times and, once answered, waits with others to be made into spans (Tracing.finished).
+ * its times and, once answered, is written for export (Tracing.finished).
  */
 export class RequestTrace {
   /** The server span's context: the response header's, and its children's parent. */
@@ -325,47 +248,35 @@ export class RequestTrace {
     if (this.sampled) this.tracing.finished(this);
   }
 
-  /** Its queue's span and its own. */
-  spans(resource: Resource, spanId: () => string): FinishedSpan[] {
+  /** Its queue's span and its own, written for export. */
+  write(spans: OtlpSpans, spanId: string): void {
     const { name, version } = this.model;
-    const queue = new FinishedSpan(
+    spans.begin(
       `queue ${name}`,
-      childContext(this.context, spanId()),
+      childContext(this.context, spanId),
       this.context,
       SpanKind.INTERNAL,
       epochOf(this.enqueuedAt),
       epochOf(this.dequeuedAt ?? this.endedAt),
-      NO_ATTRIBUTES,
-      NONE,
-      resource,
-      undefined,
     );
-    const attributes = { [ATTR_MODEL]: name, [ATTR_VERSION]: version, [ATTR_REQUEST_ID]: this.requestId, [ATTR_STATUS]: this.status };
-    const links = this.batches === NONE ? NONE : this.batches.map((context) => ({ context }));
-    const error = this.status >= 500 ? (this.message ?? '') : undefined;
+    spans.end(undefined);
     // Its start's clock (epochOf), not Date.now(): whole milliseconds of another clock would end
     // it before its children, or before it started.
-    const own = new FinishedSpan(
-      `prediction ${name}`,
-      this.context,
-      this.parent,
-      SpanKind.SERVER,
-      epochOf(this.arrivedAt),
-      epochOf(this.endedAt),
-      attributes,
-      links,
-      resource,
-      error,
-    );
-    return [queue, own];
+    spans.begin(`prediction ${name}`, this.context, this.parent, SpanKind.SERVER, epochOf(this.arrivedAt), epochOf(this.endedAt));
+    spans.attribute(ATTR_MODEL, name);
+    spans.attribute(ATTR_VERSION, version);
+    spans.attribute(ATTR_REQUEST_ID, this.requestId);
+    spans.attribute(ATTR_STATUS, this.status);
+    for (const batch of this.batches) spans.link(batch);
+    spans.end(this.status >= 500 ? (this.message ?? '') : undefined);
   }
 }
 
 /**
  * A batch's span, from its leaving for a worker to the worker's answer, and what the worker's
  * stages need to be its children. A child of a sampled request, it is sampled with it (each of
- * the six samplers decides a child of a sampled span so); once ended it waits with others to be
- * made into spans (Tracing.finished).
+ * the six samplers decides a child of a sampled span so); once ended it is written for export
+ * (Tracing.finished).
  */
 export class BatchTrace {
   readonly wire: WireTraceContext;
@@ -405,46 +316,21 @@ export class BatchTrace {
     this.tracing.finished(this);
   }
 
-  /** The worker's stages' spans and its own. */
-  spans(resource: Resource): FinishedSpan[] {
-    const spans: FinishedSpan[] = [];
+  /** The worker's stages' spans and its own, written for export. */
+  write(spans: OtlpSpans): void {
     const { stages, error } = this;
     for (const [i, s] of stages.entries()) {
       if (!s.spanId) continue;
       const failed = error !== undefined && i === stages.length - 1;
-      spans.push(
-        new FinishedSpan(
-          s.name,
-          childContext(this.context, s.spanId),
-          this.context,
-          SpanKind.INTERNAL,
-          s.start,
-          s.end,
-          NO_ATTRIBUTES,
-          NONE,
-          resource,
-          failed ? error : undefined,
-        ),
-      );
+      spans.begin(s.name, childContext(this.context, s.spanId), this.context, SpanKind.INTERNAL, s.start, s.end);
+      spans.end(failed ? error : undefined);
     }
-    const attributes = { [ATTR_MODEL]: this.model.name, [ATTR_BATCH_SIZE]: this.size, [ATTR_WORKER]: this.workerId };
-    const links = this.requests.map((r) => ({ context: r.context }));
-    const parent = this.requests[0]!.context;
-    spans.push(
-      new FinishedSpan(
-        `batch ${this.model.name}`,
-        this.context,
-        parent,
-        SpanKind.INTERNAL,
-        epochOf(this.startedAt),
-        epochOf(this.endedAt),
-        attributes,
-        links,
-        resource,
-        error,
-      ),
-    );
-    return spans;
+    spans.begin(`batch ${this.model.name}`, this.context, this.requests[0]!.context, SpanKind.INTERNAL, epochOf(this.startedAt), epochOf(this.endedAt));
+    spans.attribute(ATTR_MODEL, this.model.name);
+    spans.attribute(ATTR_BATCH_SIZE, this.size);
+    spans.attribute(ATTR_WORKER, this.workerId);
+    for (const r of this.requests) spans.link(r.context);
+    spans.end(error);
   }
 }
 
@@ -453,37 +339,66 @@ function epochOf(at: number): number {
   return performance.timeOrigin + at;
 }
 
+/** An export's body (OtlpSpans.take) and how many spans it holds. */
+export interface SpanExport {
+  readonly body: Uint8Array;
+  readonly count: number;
+}
+
+/** What sends export bodies to the collector: the OTLP exporter's transport (otlpExporter), or a test's. */
+export interface SpanExporter {
+  export(spans: SpanExport, done: (result: ExportResult) => void): void;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * The OTLP exporter's HTTP transport, retries, timeout, headers and compression, configured from
+ * the OTEL_EXPORTER_OTLP_* variables as OTLPTraceExporter configures them, sending bodies that
+ * OtlpSpans wrote instead of serializing SDK spans.
+ */
+function otlpExporter(): SpanExporter {
+  const serializer: ISerializer<SpanExport, IExportTraceServiceResponse> = {
+    serializeRequest: (spans) => spans.body,
+    deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
+  };
+  const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
+  const counted = { name: 'span' as const, countItems: (spans: SpanExport) => spans.count };
+  return new OTLPExporterBase(createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', counted, undefined));
+}
+
 export class Tracing {
   /** The response header of a traced prediction; '' for none. */
   readonly header: string;
-  private readonly processor: SpanProcessor;
+  private readonly exporter: SpanExporter;
   private readonly sampler: Sampler;
   private readonly propagator = new W3CTraceContextPropagator();
-  private readonly resource: Resource;
   private readonly ids = new RandomIdGenerator();
-  /** Predictions and batches ended whose spans are not yet made (finished). */
-  private pending: Array<RequestTrace | BatchTrace> = [];
-  private drainTimer: NodeJS.Timeout | undefined;
-  private readonly drainMs: number;
-  /** Spans finished, and spans the collector took: the difference at stop is what was dropped. */
+  /** Spans written and not yet exported, as the batch span processor holds them (OTEL_BSP_*). */
+  private readonly spans: OtlpSpans;
+  private readonly scheduledDelay: number;
+  private readonly exportTimeout: number;
+  private readonly maxQueueSize: number;
+  private readonly maxExportBatchSize: number;
+  private exportTimer: NodeJS.Timeout | undefined;
+  private exporting: Promise<void> | undefined;
+  private stopped = false;
+  /** Spans finished, spans the collector took, spans dropped since the last warning of a full queue. */
   private ended = 0;
   private exported = 0;
+  private dropped = 0;
 
   constructor(config: TracingConfig, exporter: SpanExporter, sampler: Sampler, env: NodeJS.ProcessEnv = process.env) {
     this.header = config.otelTraceHeader;
+    this.exporter = exporter;
     this.sampler = sampler;
-    const scheduledDelayMillis = numberOr(env.OTEL_BSP_SCHEDULE_DELAY, 5000);
-    this.drainMs = Math.min(DRAIN_MS, scheduledDelayMillis);
-    this.processor = new BatchSpanProcessor({
-      exporter: this.counted(exporter),
-      scheduledDelayMillis,
-      exportTimeoutMillis: numberOr(env.OTEL_BSP_EXPORT_TIMEOUT, 30_000),
-      maxQueueSize: numberOr(env.OTEL_BSP_MAX_QUEUE_SIZE, MAX_QUEUE_SIZE),
-      maxExportBatchSize: numberOr(env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, MAX_EXPORT_BATCH_SIZE),
-    });
-    this.resource = defaultResource()
+    this.scheduledDelay = numberOr(env.OTEL_BSP_SCHEDULE_DELAY, 5000);
+    this.exportTimeout = numberOr(env.OTEL_BSP_EXPORT_TIMEOUT, 30_000);
+    this.maxQueueSize = numberOr(env.OTEL_BSP_MAX_QUEUE_SIZE, MAX_QUEUE_SIZE);
+    this.maxExportBatchSize = Math.max(1, Math.min(this.maxQueueSize, numberOr(env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, MAX_EXPORT_BATCH_SIZE)));
+    const resource = defaultResource()
       .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'tsserve', [ATTR_SERVICE_VERSION]: VERSION }))
       .merge(detectResources({ detectors: [envDetector] }));
+    this.spans = new OtlpSpans(resource, SCOPE);
   }
 
   /**
@@ -498,7 +413,7 @@ export class Tracing {
     const sampler = samplerFromEnv(env);
     reportDiagnostics((message) => log.warn(message));
     log.info(`OpenTelemetry traces on: OTLP/HTTP to ${tracesEndpoint(env)}, sampler ${sampler.toString()}`);
-    return new Tracing(config, new OTLPTraceExporter(), sampler, env);
+    return new Tracing(config, otlpExporter(), sampler, env);
   }
 
   /**
@@ -538,40 +453,67 @@ export class Tracing {
   }
 
   /**
-   * A sampled prediction was answered, or a traced batch ended: its spans are made, and given
-   * to the batch processor, with others', DRAIN_AT at a time or DRAIN_MS later. Made together
-   * rather than one by one amid a request's other work, they cost a prediction less CPU.
+   * A sampled prediction was answered, or a traced batch ended: its spans are written for export
+   * now, so that nothing of it outlives its request (an object held for later is one the garbage
+   * collector moves and then collects in the old generation). Past OTEL_BSP_MAX_QUEUE_SIZE spans
+   * waiting, its spans are dropped, as the batch span processor drops them.
    */
   finished(trace: RequestTrace | BatchTrace): void {
-    this.pending.push(trace);
-    if (this.pending.length >= DRAIN_AT) this.drain();
-    else if (this.drainTimer === undefined) this.drainTimer = setTimeout(() => this.drain(), this.drainMs).unref();
-  }
-
-  private drain(): void {
-    clearTimeout(this.drainTimer);
-    this.drainTimer = undefined;
-    const pending = this.pending;
-    this.pending = [];
-    const spanId = () => this.spanId();
-    for (const trace of pending) {
-      const spans = trace instanceof RequestTrace ? trace.spans(this.resource, spanId) : trace.spans(this.resource);
-      this.ended += spans.length;
-      for (const span of spans) this.processor.onEnd(span);
+    if (this.stopped) return;
+    const mark = this.spans.mark();
+    if (trace instanceof RequestTrace) trace.write(this.spans, this.spanId());
+    else trace.write(this.spans);
+    const written = this.spans.count - mark.count;
+    this.ended += written;
+    if (this.spans.count > this.maxQueueSize) {
+      this.spans.undo(mark);
+      if (this.dropped === 0) diag.debug('maxQueueSize reached, dropping spans');
+      this.dropped += written;
+      return;
     }
+    if (this.dropped > 0) {
+      diag.warn(`Dropped ${this.dropped} spans because maxQueueSize reached`);
+      this.dropped = 0;
+    }
+    this.scheduleExport();
   }
 
-  /** `exporter`, counting the spans the collector took. */
-  private counted(exporter: SpanExporter): SpanExporter {
-    return {
-      export: (spans, done) =>
-        exporter.export(spans, (result) => {
-          if (result.code === ExportResultCode.SUCCESS) this.exported += spans.length;
-          done(result);
-        }),
-      shutdown: () => exporter.shutdown(),
-      ...(exporter.forceFlush && { forceFlush: () => exporter.forceFlush!() }),
-    };
+  /** As the batch span processor: an export at once when a batch's worth waits, else after OTEL_BSP_SCHEDULE_DELAY; one at a time. */
+  private scheduleExport(): void {
+    if (this.exporting || this.stopped) return;
+    if (this.spans.count >= this.maxExportBatchSize) {
+      this.exportOne();
+      return;
+    }
+    if (this.exportTimer === undefined && this.spans.count > 0) this.exportTimer = setTimeout(() => this.exportOne(), this.scheduledDelay).unref();
+  }
+
+  private exportOne(): void {
+    this.exporting = this.exportBatch().finally(() => {
+      this.exporting = undefined;
+      this.scheduleExport();
+    });
+  }
+
+  /** One export of up to OTEL_BSP_MAX_EXPORT_BATCH_SIZE spans; a failure is said through diag, as the SDK says it. */
+  private exportBatch(): Promise<void> {
+    clearTimeout(this.exportTimer);
+    this.exportTimer = undefined;
+    const batch = this.spans.take(this.maxExportBatchSize);
+    if (!batch) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      // Held, as the batch span processor holds it: an export under way keeps the process.
+      const timer = setTimeout(() => {
+        diag.error('Timeout');
+        resolve();
+      }, this.exportTimeout);
+      this.exporter.export(batch, (result) => {
+        clearTimeout(timer);
+        if (result.code === ExportResultCode.SUCCESS) this.exported += batch.count;
+        else diag.error(result.error?.message ?? 'span export failed');
+        resolve();
+      });
+    });
   }
 
   /**
@@ -579,10 +521,12 @@ export class Tracing {
    * says in one line how many spans never reached the collector.
    */
   async shutdown(warn: (message: string) => void): Promise<void> {
-    this.drain();
-    const flushed = this.processor.shutdown().then(
-      () => true,
-      () => true,
+    this.stopped = true;
+    const flushed = this.exportAll().then(() =>
+      this.exporter.shutdown().then(
+        () => true,
+        () => true,
+      ),
     );
     const inTime = await Promise.race([flushed, delay(STOP_FLUSH_MS, false, { ref: false })]);
     const dropped = this.ended - this.exported;
@@ -590,6 +534,12 @@ export class Tracing {
       const why = inTime ? 'the collector refused them or was down' : `the collector did not take them within ${STOP_FLUSH_MS} ms of the stop`;
       warn(`OpenTelemetry: ${dropped} of ${this.ended} spans dropped, not exported: ${why}`);
     }
+  }
+
+  /** Every span written exported, an export at a time. */
+  private async exportAll(): Promise<void> {
+    await this.exporting;
+    while (this.spans.count > 0) await this.exportBatch();
   }
 }
 

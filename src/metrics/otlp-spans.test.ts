@@ -1,0 +1,199 @@
+// OtlpSpans writes, for the same spans, the bytes the OTLP exporter's ProtobufTraceSerializer
+// writes for the SDK's ReadableSpans: every field tsserve's spans use (ids, tracestate, a remote
+// parent, kinds, times to the nanosecond, string and integer attributes, links, error statuses,
+// non-ASCII text, messages long enough for two- and three-byte lengths), the resource as the
+// SDK's detectors make it, and exports taken part by part.
+import t, { type Test } from 'tap';
+import { SpanKind, SpanStatusCode, TraceFlags, createTraceState, type Attributes, type SpanContext } from '@opentelemetry/api';
+import { millisToHrTime } from '@opentelemetry/core';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import { OtlpSpans } from './otlp-spans.js';
+
+interface SpanSpec {
+  readonly name: string;
+  readonly context: SpanContext;
+  readonly parent?: SpanContext;
+  readonly kind: SpanKind;
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly attributes?: ReadonlyArray<readonly [string, string | number]>;
+  readonly links?: readonly SpanContext[];
+  readonly error?: string;
+}
+
+const SCOPE = { name: 'tsserve', version: '1.2.3' };
+
+/** The SDK's ReadableSpan of `spec`, as metrics/tracing.ts made them before OtlpSpans. */
+function readable(spec: SpanSpec, resource: Resource): ReadableSpan {
+  const startTime = millisToHrTime(spec.startMs);
+  const endTime = millisToHrTime(Math.max(spec.startMs, spec.endMs));
+  const attributes: Attributes = {};
+  for (const [k, v] of spec.attributes ?? []) attributes[k] = v;
+  return {
+    name: spec.name,
+    kind: spec.kind,
+    spanContext: () => spec.context,
+    parentSpanContext: spec.parent,
+    startTime,
+    endTime,
+    status: spec.error === undefined ? { code: SpanStatusCode.UNSET } : { code: SpanStatusCode.ERROR, message: spec.error },
+    attributes,
+    links: (spec.links ?? []).map((context) => ({ context })),
+    events: [],
+    duration: [0, 0],
+    ended: true,
+    resource,
+    instrumentationScope: SCOPE,
+    droppedAttributesCount: 0,
+    droppedEventsCount: 0,
+    droppedLinksCount: 0,
+  };
+}
+
+function write(spans: OtlpSpans, spec: SpanSpec): void {
+  spans.begin(spec.name, spec.context, spec.parent, spec.kind, spec.startMs, spec.endMs);
+  for (const [k, v] of spec.attributes ?? []) spans.attribute(k, v);
+  for (const link of spec.links ?? []) spans.link(link);
+  spans.end(spec.error);
+}
+
+const hex = (n: number, bytes: number): string => n.toString(16).padStart(bytes * 2, '0');
+const context = (i: number, extra: Partial<SpanContext> = {}): SpanContext => ({
+  traceId: hex(0x1234 + i, 16),
+  spanId: hex(0xabcdef00 + i, 8),
+  traceFlags: TraceFlags.SAMPLED,
+  ...extra,
+});
+
+/** A prediction's spans and a batch's, with every variation tsserve's spans have. */
+function specs(): SpanSpec[] {
+  const remote = context(1, { isRemote: true, traceState: createTraceState('vendor=abc,other=1') });
+  const own = context(2, { traceId: remote.traceId, traceState: remote.traceState });
+  const batch = context(3, { traceId: remote.traceId });
+  const now = performance.timeOrigin + 123.456789;
+  const long = 'x'.repeat(300);
+  return [
+    {
+      name: 'queue mnist',
+      context: context(4, { traceId: own.traceId, traceState: own.traceState }),
+      parent: own,
+      kind: SpanKind.INTERNAL,
+      startMs: now,
+      endMs: now + 0.25,
+    },
+    {
+      name: 'prediction mnist',
+      context: own,
+      parent: remote,
+      kind: SpanKind.SERVER,
+      startMs: now - 0.5,
+      endMs: now + 3.75,
+      attributes: [
+        ['tsserve.model.name', 'mnist'],
+        ['tsserve.model.version', '1.0'],
+        ['tsserve.request.id', '6f0c8a52-2c3e-4c7e-9d43-0d3a1f0b9e11'],
+        ['http.response.status_code', 200],
+      ],
+      links: [batch],
+    },
+    { name: 'preprocess', context: context(5, { traceId: batch.traceId }), parent: batch, kind: SpanKind.INTERNAL, startMs: now + 0.3, endMs: now + 0.4 },
+    {
+      name: 'inference',
+      context: context(6, { traceId: batch.traceId }),
+      parent: batch,
+      kind: SpanKind.INTERNAL,
+      startMs: now + 0.4,
+      endMs: now + 0.3,
+      error: 'out of memory',
+    },
+    {
+      name: 'batch mnist',
+      context: batch,
+      parent: own,
+      kind: SpanKind.INTERNAL,
+      startMs: now + 0.25,
+      endMs: now + 3.5,
+      attributes: [
+        ['tsserve.model.name', 'mnist'],
+        ['tsserve.batch.size', 8],
+        ['tsserve.worker.id', '9000'],
+      ],
+      links: [own, context(7), context(8, { traceState: createTraceState('a=b') }), remote],
+      error: '',
+    },
+    {
+      name: `prediction modèle-名前 ${long}`,
+      context: context(9, { traceFlags: TraceFlags.SAMPLED }),
+      kind: SpanKind.SERVER,
+      startMs: 1_765_000_001_000 - 2 ** -12,
+      endMs: 1_765_000_001_000 + 2 ** -12,
+      attributes: [
+        ['tsserve.model.name', `modèle-名前 ${long}`],
+        ['http.response.status_code', 503],
+      ],
+      error: `worker died: ${long}`,
+    },
+  ];
+}
+
+function same(t: Test, resource: Resource, list: SpanSpec[], message: string): void {
+  const spans = new OtlpSpans(resource, SCOPE);
+  for (const spec of list) write(spans, spec);
+  const ours = spans.take(list.length);
+  const theirs = ProtobufTraceSerializer.serializeRequest(list.map((s) => readable(s, resource)));
+  t.ok(ours && theirs, `${message}: both wrote a body`);
+  t.equal(ours?.count, list.length, `${message}: every span`);
+  t.same(Buffer.from(ours!.body), Buffer.from(theirs!), message);
+}
+
+t.test("the serializer's bytes for tsserve's spans", async (t) => {
+  const resource = defaultResource().merge(resourceFromAttributes({ 'service.name': 'tsserve', 'service.version': '1.2.3' }));
+  same(t, resource, specs(), 'one of each');
+  same(t, resource, specs().slice(1, 2), 'one span');
+  const many = Array.from({ length: 120 }, (_, i) => specs()[i % 6]!);
+  same(t, resource, many, '120 spans: a body of three-byte lengths');
+});
+
+t.test('a resource of every attribute type the detectors can give, and a schema URL', async (t) => {
+  const resource = resourceFromAttributes(
+    {
+      'service.name': 'tsserve',
+      'process.pid': 4242,
+      'host.cpu.ratio': 0.5,
+      offset: -7,
+      'deployment.canary': true,
+      'process.command_args': ['node', 'tsserve', 'é'],
+    },
+    { schemaUrl: 'https://opentelemetry.io/schemas/1.30.0' },
+  );
+  same(t, resource, specs(), 'strings, integers, a negative one, a double, a boolean, an array; the schema URL');
+});
+
+t.test('exports taken part by part: each body as the serializer writes its spans, and nothing lost or repeated', async (t) => {
+  const resource = defaultResource();
+  const list = specs();
+  const spans = new OtlpSpans(resource, SCOPE);
+  for (const spec of list) write(spans, spec);
+  const first = spans.take(4);
+  t.equal(spans.count, 2, 'two left');
+  write(spans, list[0]!);
+  const second = spans.take(100);
+  t.equal(spans.count, 0);
+  t.equal(spans.take(10), undefined, 'nothing to take: no body');
+  t.same(Buffer.from(first!.body), Buffer.from(ProtobufTraceSerializer.serializeRequest(list.slice(0, 4).map((s) => readable(s, resource)))!));
+  t.same(Buffer.from(second!.body), Buffer.from(ProtobufTraceSerializer.serializeRequest([...list.slice(4), list[0]!].map((s) => readable(s, resource)))!));
+});
+
+t.test('a span undone (a full queue) leaves no trace in the next export', async (t) => {
+  const resource = defaultResource();
+  const [a, b] = specs();
+  const spans = new OtlpSpans(resource, SCOPE);
+  write(spans, a!);
+  const mark = spans.mark();
+  write(spans, b!);
+  spans.undo(mark);
+  t.equal(spans.count, 1);
+  t.same(Buffer.from(spans.take(10)!.body), Buffer.from(ProtobufTraceSerializer.serializeRequest([readable(a!, resource)])!));
+});

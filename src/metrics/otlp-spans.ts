@@ -1,0 +1,413 @@
+/**
+ * @module metrics/otlp-spans
+ * tsserve's spans written straight into the body of an OTLP/HTTP export (ExportTraceServiceRequest,
+ * protobuf), byte for byte as the OTLP exporter's ProtobufTraceSerializer writes the same spans
+ * (otlp-spans.test.ts checks it), from the handful of numbers and ids a prediction and a batch
+ * keep (metrics/tracing.ts). What the serializer would need per span, an SDK span object, an
+ * HrTime pair for each time, an attributes object, a links array, a Uint8Array for each id, is
+ * never made: ids are written from their hex, times from their milliseconds, and the resource and
+ * the instrumentation scope, the same for every span, are written once. Spans accumulate in one
+ * buffer that lives as long as the server (no garbage per span), and leave it as whole export
+ * bodies, up to a number of spans each.
+ */
+import type { AttributeValue, SpanContext, SpanKind } from '@opentelemetry/api';
+import type { InstrumentationScope } from '@opentelemetry/core';
+import type { Resource } from '@opentelemetry/resources';
+
+/** Protobuf's wire types. */
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH = 2;
+const FIXED32 = 5;
+
+/** Span.flags: the W3C trace flags, and whether the parent's context is known to be remote. */
+const FLAGS_HAS_IS_REMOTE = 0x100;
+const FLAGS_IS_REMOTE = 0x200;
+
+/** The status codes of a span's Status. */
+const STATUS_UNSET = 0;
+const STATUS_ERROR = 2;
+
+/**
+ * A protobuf writer into a buffer that grows: a length-delimited message reserves one byte for
+ * its length and moves its body when the length needs more (the serializer's way, so its
+ * varints are the same).
+ */
+class ProtoWriter {
+  buffer: Uint8Array;
+  pos = 0;
+  private readonly encoder = new TextEncoder();
+
+  constructor(size: number) {
+    this.buffer = new Uint8Array(size);
+  }
+
+  private room(bytes: number): void {
+    if (this.pos + bytes <= this.buffer.length) return;
+    let size = this.buffer.length * 2;
+    while (size < this.pos + bytes) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.buffer.subarray(0, this.pos));
+    this.buffer = grown;
+  }
+
+  tag(field: number, wireType: number): void {
+    this.varint((field << 3) | wireType);
+  }
+
+  /** An integer; a negative one as its 64-bit two's complement, as the serializer writes it. */
+  varint(value: number): void {
+    this.room(10);
+    const magnitude = Math.abs(value);
+    let low = magnitude >>> 0;
+    let high = (magnitude / 4294967296) >>> 0;
+    if (value < 0) {
+      low = (~low + 1) >>> 0;
+      high = (~high + (low === 0 ? 1 : 0)) >>> 0;
+    }
+    while (high > 0 || low > 127) {
+      this.buffer[this.pos++] = (low & 127) | 128;
+      low = ((low >>> 7) | (high << 25)) >>> 0;
+      high >>>= 7;
+    }
+    this.buffer[this.pos++] = low;
+  }
+
+  fixed32(value: number): void {
+    this.room(4);
+    const b = this.buffer;
+    b[this.pos++] = value & 255;
+    b[this.pos++] = (value >>> 8) & 255;
+    b[this.pos++] = (value >>> 16) & 255;
+    b[this.pos++] = (value >>> 24) & 255;
+  }
+
+  double(value: number): void {
+    this.room(8);
+    new DataView(this.buffer.buffer, this.buffer.byteOffset).setFloat64(this.pos, value, true);
+    this.pos += 8;
+  }
+
+  /**
+   * Milliseconds since the epoch as fixed64 nanoseconds, through the seconds and nanoseconds the
+   * SDK's millisToHrTime makes of them, and the serializer's arithmetic (exact past 2^53).
+   */
+  time(ms: number): void {
+    const seconds = Math.trunc(ms / 1000);
+    const nanos = Math.round((ms % 1000) * 1e6);
+    const lowerNanos = (seconds & 65535) * 1e9;
+    const upperNanos = ((seconds / 65536) >>> 0) * 1e9;
+    const low = (lowerNanos >>> 0) + ((((upperNanos & 65535) * 65536) >>> 0) + nanos);
+    const high = (Math.floor(lowerNanos / 4294967296) + ((upperNanos / 65536) >>> 0) + Math.floor(low / 4294967296)) >>> 0;
+    this.fixed32(low >>> 0);
+    this.fixed32(high);
+  }
+
+  string(text: string): void {
+    const length = text.length;
+    let ascii = length < 128;
+    for (let i = 0; ascii && i < length; i++) ascii = text.charCodeAt(i) < 128;
+    if (ascii) {
+      this.varint(length);
+      this.room(length);
+      for (let i = 0; i < length; i++) this.buffer[this.pos++] = text.charCodeAt(i);
+      return;
+    }
+    const bytes = this.encoder.encode(text);
+    this.bytes(bytes);
+  }
+
+  bytes(bytes: Uint8Array): void {
+    this.varint(bytes.length);
+    this.room(bytes.length);
+    this.buffer.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  /** An id's hex as its bytes (the serializer's hexToBinary, capitals and all). */
+  hex(id: string): void {
+    const length = id.length >>> 1;
+    this.varint(length);
+    this.room(length);
+    for (let i = 0; i < id.length; i += 2) this.buffer[this.pos++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(i + 1));
+  }
+
+  /** Opens a length-delimited message: what `close` takes. */
+  open(): number {
+    this.room(1);
+    return this.pos++;
+  }
+
+  close(at: number): void {
+    const length = this.pos - at - 1;
+    const size = varintSize(length);
+    if (size > 1) {
+      this.room(size - 1);
+      this.buffer.copyWithin(at + size, at + 1, this.pos);
+      this.pos += size - 1;
+    }
+    let v = length;
+    let p = at;
+    while (v > 127) {
+      this.buffer[p++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    this.buffer[p] = v;
+  }
+
+  /** A KeyValue in field `field`: an attribute of a span or of the resource. */
+  keyValue(field: number, key: string, value: AttributeValue | Record<string, unknown> | undefined): void {
+    this.tag(field, LENGTH);
+    const kv = this.open();
+    this.tag(1, LENGTH);
+    this.string(key);
+    this.tag(2, LENGTH);
+    const any = this.open();
+    this.anyValue(value);
+    this.close(any);
+    this.close(kv);
+  }
+
+  /** An AnyValue's field, as the serializer's writeAnyValue chooses it. */
+  private anyValue(value: unknown): void {
+    if (typeof value === 'string') {
+      this.tag(1, LENGTH);
+      this.string(value);
+    } else if (typeof value === 'boolean') {
+      this.tag(2, VARINT);
+      this.varint(value ? 1 : 0);
+    } else if (typeof value === 'number') {
+      if (Number.isInteger(value) && value >= -(2 ** 63) && value < 2 ** 63) {
+        this.tag(3, VARINT);
+        this.varint(value);
+      } else {
+        this.tag(4, FIXED64);
+        this.double(value);
+      }
+    } else if (value instanceof Uint8Array) {
+      this.tag(7, LENGTH);
+      this.bytes(value);
+    } else if (Array.isArray(value)) {
+      this.tag(5, LENGTH);
+      const array = this.open();
+      for (const item of value) {
+        this.tag(1, LENGTH);
+        const at = this.open();
+        this.anyValue(item);
+        this.close(at);
+      }
+      this.close(array);
+    } else if (typeof value === 'object' && value !== null) {
+      this.tag(6, LENGTH);
+      const list = this.open();
+      for (const [k, v] of Object.entries(value)) this.keyValue(1, k, v as AttributeValue);
+      this.close(list);
+    }
+  }
+}
+
+function nibble(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  if (code >= 97 && code <= 102) return code - 87;
+  return code - 55;
+}
+
+function varintSize(value: number): number {
+  let size = 1;
+  for (let v = value; v > 127; v = Math.floor(v / 128)) size++;
+  return size;
+}
+
+/** Span.flags of a span (or a link) whose context is `context`, its parent's remoteness `remote`. */
+function flagsOf(context: SpanContext, remote: boolean | undefined): number {
+  return (context.traceFlags & 255) | FLAGS_HAS_IS_REMOTE | (remote ? FLAGS_IS_REMOTE : 0);
+}
+
+/** A span written and not yet in an export: where the buffer was, for `undo`. */
+export interface SpanMark {
+  readonly pos: number;
+  readonly count: number;
+}
+
+/**
+ * Spans written one field at a time into an export's ScopeSpans (`begin`, its attributes, its
+ * links, `end`), in the serializer's field order, and taken out as export bodies (`take`).
+ */
+export class OtlpSpans {
+  private readonly writer = new ProtoWriter(64 * 1024);
+  /** Where each span written and not taken ends. */
+  private ends: number[] = [];
+  private span = -1;
+  private linked = false;
+  private parentRemote: boolean | undefined;
+  private context: SpanContext | undefined;
+  /** The ResourceSpans' resource field and the ScopeSpans' scope field, written once. */
+  private readonly resourceField: Uint8Array;
+  private readonly scopeField: Uint8Array;
+  private readonly resourceSchema: Uint8Array;
+
+  constructor(resource: Resource, scope: InstrumentationScope) {
+    this.resourceField = written((w) => {
+      w.tag(1, LENGTH);
+      const at = w.open();
+      for (const [key, value] of Object.entries(resource.attributes)) w.keyValue(1, key, value);
+      w.tag(2, VARINT);
+      w.varint(0);
+      w.close(at);
+    });
+    this.scopeField = written((w) => {
+      w.tag(1, LENGTH);
+      const at = w.open();
+      w.tag(1, LENGTH);
+      w.string(scope.name);
+      if (scope.version) {
+        w.tag(2, LENGTH);
+        w.string(scope.version);
+      }
+      w.close(at);
+    });
+    this.resourceSchema = written((w) => {
+      if (!resource.schemaUrl) return;
+      w.tag(3, LENGTH);
+      w.string(resource.schemaUrl);
+    });
+  }
+
+  /** Spans written and not yet taken. */
+  get count(): number {
+    return this.ends.length;
+  }
+
+  /** Where the buffer is: spans written after it can be undone (a queue that is full). */
+  mark(): SpanMark {
+    return { pos: this.writer.pos, count: this.ends.length };
+  }
+
+  undo(mark: SpanMark): void {
+    this.writer.pos = mark.pos;
+    this.ends.length = mark.count;
+  }
+
+  /** A span's first fields, to its end time (`endMs` at least `startMs`, as the SDK ends a span). */
+  begin(name: string, context: SpanContext, parent: SpanContext | undefined, kind: SpanKind, startMs: number, endMs: number): void {
+    const w = this.writer;
+    w.tag(2, LENGTH);
+    this.span = w.open();
+    this.linked = false;
+    this.context = context;
+    this.parentRemote = parent?.isRemote;
+    this.contextFields(context);
+    if (parent?.spanId) {
+      w.tag(4, LENGTH);
+      w.hex(parent.spanId);
+    }
+    w.tag(5, LENGTH);
+    w.string(name);
+    w.tag(6, VARINT);
+    w.varint(kind + 1);
+    w.tag(7, FIXED64);
+    w.time(startMs);
+    w.tag(8, FIXED64);
+    w.time(Math.max(startMs, endMs));
+  }
+
+  /** A span's or a link's fields 1-3: its trace id, span id and tracestate. */
+  private contextFields(context: SpanContext): void {
+    const w = this.writer;
+    w.tag(1, LENGTH);
+    w.hex(context.traceId);
+    w.tag(2, LENGTH);
+    w.hex(context.spanId);
+    const traceState = context.traceState?.serialize();
+    if (traceState) {
+      w.tag(3, LENGTH);
+      w.string(traceState);
+    }
+  }
+
+  /** One of its attributes, before its links. */
+  attribute(key: string, value: string | number): void {
+    this.writer.keyValue(9, key, value);
+  }
+
+  /** A link to `context`, after its attributes. */
+  link(context: SpanContext): void {
+    const w = this.writer;
+    this.countsBeforeLinks();
+    w.tag(13, LENGTH);
+    const at = w.open();
+    this.contextFields(context);
+    w.tag(5, VARINT);
+    w.varint(0);
+    w.tag(6, FIXED32);
+    w.fixed32(flagsOf(context, context.isRemote));
+    w.close(at);
+  }
+
+  /** Its status (ERROR with `error`, UNSET without) and flags: the span is written. */
+  end(error: string | undefined): void {
+    const w = this.writer;
+    this.countsBeforeLinks();
+    w.tag(14, VARINT);
+    w.varint(0);
+    w.tag(15, LENGTH);
+    const status = w.open();
+    if (error) {
+      w.tag(2, LENGTH);
+      w.string(error);
+    }
+    w.tag(3, VARINT);
+    w.varint(error === undefined ? STATUS_UNSET : STATUS_ERROR);
+    w.close(status);
+    w.tag(16, FIXED32);
+    w.fixed32(flagsOf(this.context!, this.parentRemote));
+    w.close(this.span);
+    this.ends.push(w.pos);
+  }
+
+  /** The dropped attributes' and events' counts (0), which come before the links. */
+  private countsBeforeLinks(): void {
+    if (this.linked) return;
+    this.linked = true;
+    this.writer.tag(10, VARINT);
+    this.writer.varint(0);
+    this.writer.tag(12, VARINT);
+    this.writer.varint(0);
+  }
+
+  /**
+   * An export body of the first `max` spans written (all of them at most), which leave the
+   * buffer; undefined when there are none.
+   */
+  take(max: number): { readonly body: Uint8Array; readonly count: number } | undefined {
+    const count = Math.min(max, this.ends.length);
+    if (count === 0) return undefined;
+    const w = this.writer;
+    const spansEnd = this.ends[count - 1]!;
+    const scopeSpans = this.scopeField.length + spansEnd;
+    const resourceSpans = this.resourceField.length + 1 + varintSize(scopeSpans) + scopeSpans + this.resourceSchema.length;
+    const out = new ProtoWriter(1 + varintSize(resourceSpans) + resourceSpans);
+    out.tag(1, LENGTH);
+    out.varint(resourceSpans);
+    out.buffer.set(this.resourceField, out.pos);
+    out.pos += this.resourceField.length;
+    out.tag(2, LENGTH);
+    out.varint(scopeSpans);
+    out.buffer.set(this.scopeField, out.pos);
+    out.pos += this.scopeField.length;
+    out.buffer.set(w.buffer.subarray(0, spansEnd), out.pos);
+    out.pos += spansEnd;
+    out.buffer.set(this.resourceSchema, out.pos);
+    w.buffer.copyWithin(0, spansEnd, w.pos);
+    w.pos -= spansEnd;
+    this.ends = this.ends.slice(count).map((end) => end - spansEnd);
+    return { body: out.buffer, count };
+  }
+}
+
+/** What `write` writes, as bytes of their own. */
+function written(write: (w: ProtoWriter) => void): Uint8Array {
+  const w = new ProtoWriter(256);
+  write(w);
+  return w.buffer.slice(0, w.pos);
+}
