@@ -54,7 +54,7 @@ t.test('front_end_warmup_ms: start-up ends after the front end has served itself
   const answered = Number(/Front end warmed up: (\d+) predictions of metered, peek, refusing, slow answered in \d+ ms/.exec(said ?? '')?.[1]);
   // Which models answered in 100 ms or more depends on the machine's load (a busy machine can
   // slow echo's first answers too); `slow`, at 150 ms a prediction, is always among them.
-  const notRepeated = /not repeated, their answers 100 ms or slower: ([^)]*)\)/.exec(said ?? '')?.[1].split(', ') ?? [];
+  const notRepeated = /not repeated, their answers 100 ms or slower: ([^)]*)\)/.exec(said ?? '')?.[1]?.split(', ') ?? [];
   t.ok(notRepeated.includes('slow'), `a slow model is not kept busy: ${said}`);
   t.ok(answered >= 4, `each of the four models with a sample answered through token authorization, in the server log: ${said}`);
   const fast = ['metered', 'peek'].filter((model) => !notRepeated.includes(model));
