@@ -54,6 +54,13 @@ class StandInHost {
     this.killed = true;
   }
 
+  /** Made as nice as Linux allows: it took a load beside busy hosts. */
+  yielded = false;
+
+  yieldToBusyHosts(): void {
+    this.yielded = true;
+  }
+
   /** The process's exit as the host reports it: some time after its kill. */
   exit(): void {
     this.exited = true;
@@ -222,5 +229,24 @@ t.test("the spare host's memory is reported for the budget, and nothing once it 
   await nextTick();
   started[2]!.kill();
   t.equal(shared.spareBytes(), 0, 'a spare being ended counts no more');
+  shared.close();
+});
+
+t.test('a host that takes a load while another serves busy models yields the CPU to them; loads with none busy do not', async (t) => {
+  const { hosts: shared, started } = hosts(8, 2);
+  const busy = place(shared, 'hot_1', 'k1');
+  await nextTick();
+  const quiet = place(shared, 'hot_2', 'k2');
+  await nextTick();
+  t.notOk(busy.yielded || quiet.yielded, 'the models loaded with nothing busy keep the niceness they started with');
+  busy.batches = BUSY_HOST_BATCHES;
+  const loaded = place(shared, 'cold_1', 'k3');
+  t.equal(loaded, quiet, 'the load goes to the host that is not busy');
+  t.ok(quiet.yielded, 'which yields to the busy one');
+  t.notOk(busy.yielded, 'the busy host does not');
+  const spare = started[2]!;
+  quiet.batches = BUSY_HOST_BATCHES;
+  t.equal(place(shared, 'cold_2', 'k4'), spare, 'both busy: the spare takes the next load');
+  t.ok(spare.yielded, 'and yields');
   shared.close();
 });

@@ -10,7 +10,9 @@
  * A host sent BUSY_HOST_BATCHES lately serves busy models and takes no load at all: one landed in
  * a busy model's host for a fifth of the loads of bench/many-models.mjs (its models' hosts were the
  * ones with room), each holding their batches for a session's creation; the spare takes it
- * instead, and another spare starts. Until there are as many hosts as cores, each new worker takes the spare, so
+ * instead, and another spare starts. A host that takes a load while another serves busy models is
+ * made as nice as Linux allows, for good (WorkerHost.yieldToBusyHosts): the loads' CPU then
+ * yields to the busy models' batches on a machine with few cores. Until there are as many hosts as cores, each new worker takes the spare, so
  * that the first models, often the busiest, do not all share one thread. When none has room, to the spare: a host started ahead, with node and onnxruntime loaded
  * and no model, so that a model loading on demand waits for a session, not for a process's start.
  * Taking the spare starts the next one. A host whose last worker left becomes the spare, or, if
@@ -67,9 +69,20 @@ export class SharedHosts implements HostSource {
 
   hostFor(model: string): WorkerHost {
     const host = this.emptyHost() ?? (this.running() < this.opts.spreadOver ? undefined : this.leastFull(model)) ?? this.takeSpare();
+    if (this.busyBeside(host)) host.yieldToBusyHosts();
     // After this worker's load is sent: the next spare's start does not delay it.
     if (!this.closed) setImmediate(() => this.keepSpare());
     return host;
+  }
+
+  /**
+   * Another host serves busy models (BUSY_HOST_BATCHES): a load in `host` would take CPU from
+   * them, so `host` yields it to them from now on. Loads with no busy model about (the models
+   * registered at the start) keep the workers' niceness, as the hosts of the busiest models do.
+   */
+  private busyBeside(host: WorkerHost): boolean {
+    for (const other of this.hosts) if (other !== host && other.open && other.recentBatches() >= BUSY_HOST_BATCHES) return true;
+    return false;
   }
 
   /** Hosts with workers, the spare not counted. */
