@@ -12,8 +12,9 @@
  * of the last downDelayMs (neededAt: for each count, when it was last needed): a worker that just
  * ran a batch at 10 requests/s is not needed when another idled meanwhile, which a per-worker idle
  * time would not see, as idle workers take turns at the queue. No worker is added while one is
- * still starting (its load would count as want), nor above the bounds the machine sets: maxWorkers,
- * the cores (every model's workers together) and the free memory (this model's workers' measured
+ * still starting beside loaded ones (its load would count as want; with none loaded, every
+ * request waits for the starts, and more start if they wait above the target), nor above the
+ * bounds the machine sets: maxWorkers, the cores (every model's workers together) and the free memory (this model's workers' measured
  * size), and the model's memory budget (models/model-memory.ts admits each worker it starts, the
  * first one for minWorkers 0 too; 'memory' when it held); the one that held is told. A stateful
  * model's workers hold its sequences: none is stopped, and its refusals (its sequences') are not
@@ -233,9 +234,16 @@ export class Scaler {
     this.overflowed = false;
   }
 
-  /** Samples the waiting requests; at the end of the window, adds workers if they waited too many. */
+  /**
+   * Samples the waiting requests; at the end of the window, adds workers if they waited too many.
+   * While a worker starts beside loaded ones, the requests that wait for it are not sampled: they
+   * would count as want what it is about to take. With none loaded (a cold model, min_worker 0)
+   * they are: every request waits for the starts alike, and a load that fills the queue before the
+   * first worker is READY gets its second one up delay after its first request, not one up delay
+   * after that start (bench/elastic-step.mjs --runs cold).
+   */
   private considerUp(s: ScaledSettings, waiting: number, perWorker: number, now: number): void {
-    if (this.pool.starting) {
+    if (this.pool.starting && this.pool.loadedPids().length > 0) {
       this.restartUpWindow(now);
       return;
     }
