@@ -15,7 +15,7 @@
 // average (uptime) is printed with each run, as the machine is shared.
 //
 //   node bench/elastic-step.mjs [--low 10] [--high 300] [--low-seconds 10] [--high-seconds 30] [--down-ms 10000]
-//                               [--runs 1,0[,cold]] [--set key=value ...]
+//                               [--runs 1,0[,cold]] [--set key=value ...] [--server-root DIR]
 //
 // The server runs as a user starts it (bench/lib.mjs userServer) on free 127.0.0.1 ports, with
 // scale_down_delay_ms=--down-ms and whatever --set adds; the generator is the raw client of
@@ -39,6 +39,7 @@ const { values: opts } = parseArgs({
     'down-ms': { type: 'string', default: '10000' },
     set: { type: 'string', multiple: true, default: [] },
     runs: { type: 'string', default: '1,0' },
+    'server-root': { type: 'string', default: ROOT },
   },
 });
 const LOW = Number(opts.low);
@@ -49,12 +50,15 @@ const DOWN_MS = Number(opts['down-ms']);
 const MAX_WORKERS = 4;
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
-const server = await userServer('tsserve-elastic-', [`scale_down_delay_ms=${DOWN_MS}`, 'default_workers_per_model=1', ...opts.set]);
+const server = await userServer('tsserve-elastic-', [`scale_down_delay_ms=${DOWN_MS}`, 'default_workers_per_model=1', ...opts.set], {
+  root: opts['server-root'],
+});
 copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
 const origin = server.inference;
 const client = new RawClient(origin, rawPost(origin, '/predictions/mnist', BODY, 'image/png'));
 const results = {
   at: new Date().toISOString(),
+  serverRoot: opts['server-root'],
   low: LOW,
   high: HIGH,
   lowSeconds: LOW_SECONDS,
