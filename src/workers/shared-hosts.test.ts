@@ -250,3 +250,29 @@ t.test('a host that takes a load while another serves busy models yields the CPU
   t.ok(spare.yielded, 'and yields');
   shared.close();
 });
+
+t.test("a busy model's next worker does not yield, nor go to a host that did; a host that yielded is not the spare", async (t) => {
+  const { hosts: shared, started } = hosts(8, 2);
+  const busy = place(shared, 'hot_1', 'k1');
+  await nextTick();
+  const quiet = place(shared, 'warm_1', 'k2');
+  await nextTick();
+  busy.batches = BUSY_HOST_BATCHES;
+  t.equal(place(shared, 'cold_1', 'k3'), quiet, 'a model with no worker loads into the quiet host');
+  t.ok(quiet.yielded, 'which yields');
+  const next = place(shared, 'hot_1', 'k4');
+  t.not(next, quiet, "the busy model's second worker does not join the host that yielded");
+  t.equal(next, started[2], 'it takes the spare');
+  t.notOk(next.yielded, 'and does not yield: a busy model scaling up');
+  await nextTick();
+  const spare = started[3]!;
+  spare.kill();
+  spare.exit();
+  quiet.detach('k2');
+  quiet.detach('k3');
+  t.ok(quiet.killed, 'emptied with the spare gone, the host that yielded is not made the spare: more hosts than cores, it ends');
+  const other = place(shared, 'hot_1', 'k5');
+  t.not(other, quiet, "the busy model's third worker is not sent to it");
+  t.notOk(other.yielded, 'and does not yield');
+  shared.close();
+});

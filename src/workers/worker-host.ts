@@ -235,7 +235,7 @@ export class WorkerHost {
   private anon: { bytes: number; at: number } | undefined;
   private readonly batches = { start: performance.now(), current: 0, previous: 0 };
   /** Made as nice as Linux allows (yieldToBusyHosts). */
-  private yielded = false;
+  private yieldedFlag = false;
   /** Called once the process has exited, after its tenants were told. */
   onExit: (() => void) | undefined;
   /** Called when its last worker left (shared-hosts.ts keeps it as the spare, or ends it). */
@@ -330,9 +330,14 @@ export class WorkerHost {
    * 14-18% for it; at nice 19 against their 10 the busy hosts get ~7x its share when both want a core.
    */
   yieldToBusyHosts(): void {
-    if (this.yielded || !this.alive) return;
-    this.yielded = true;
+    if (this.yieldedFlag || !this.alive) return;
+    this.yieldedFlag = true;
     reniceThreads(this.pid, LOADING_NICE);
+  }
+
+  /** It was made as nice as Linux allows (yieldToBusyHosts). */
+  get yielded(): boolean {
+    return this.yieldedFlag;
   }
 
   /** Ends the process; every worker in it answers what it held with "Worker died.". */
