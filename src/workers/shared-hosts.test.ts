@@ -31,8 +31,22 @@ class StandInHost {
     return [...this.tenants.values()].some((t) => t.model === model);
   }
 
+  private count = 0;
+  private peak = 0;
+
   /** What the test says its models were sent lately. */
-  batches = 0;
+  get batches(): number {
+    return this.count;
+  }
+
+  set batches(n: number) {
+    this.count = n;
+    this.peak = Math.max(this.peak, n);
+  }
+
+  peakBatches(): number {
+    return this.peak;
+  }
 
   residentBytes(): number {
     return 25 * 2 ** 20;
@@ -274,5 +288,22 @@ t.test("a busy model's next worker does not yield, nor go to a host that did; a 
   const other = place(shared, 'hot_1', 'k5');
   t.not(other, quiet, "the busy model's third worker is not sent to it");
   t.notOk(other.yielded, 'and does not yield');
+  shared.close();
+});
+
+t.test('a host that served busy models once takes no load that yields, though quiet for a moment', async (t) => {
+  const { hosts: shared, started } = hosts(8, 2);
+  const hot = place(shared, 'hot_1', 'k1');
+  await nextTick();
+  const other = place(shared, 'hot_2', 'k2');
+  await nextTick();
+  hot.batches = BUSY_HOST_BATCHES;
+  other.batches = BUSY_HOST_BATCHES;
+  hot.batches = 0;
+  const loaded = place(shared, 'cold_1', 'k3');
+  t.not(loaded, hot, 'the load does not go to the busy host sent few batches for a moment');
+  t.equal(loaded, started[2], 'the spare takes it');
+  t.ok(loaded.yielded, 'and yields');
+  t.notOk(hot.yielded, 'the busy host keeps its niceness');
   shared.close();
 });

@@ -14,7 +14,7 @@
  * another host serves busy models is made as nice as Linux allows, for good
  * (WorkerHost.yieldToBusyHosts): the loads' CPU then yields to the busy models' batches on a
  * machine with few cores; a worker that does not yield (a loaded model's next one) never goes
- * there, nor is such a host the spare. Until there are as many hosts as cores, each new worker takes the spare, so
+ * there, nor is such a host the spare, and a host that served busy models once never yields. Until there are as many hosts as cores, each new worker takes the spare, so
  * that the first models, often the busiest, do not all share one thread. When none has room, to the spare: a host started ahead, with node and onnxruntime loaded
  * and no model, so that a model loading on demand waits for a session, not for a process's start.
  * Taking the spare starts the next one. A host whose last worker left becomes the spare, or, if
@@ -95,9 +95,15 @@ export class SharedHosts implements HostSource {
     return busy;
   }
 
-  /** A worker that does not yield (`yielding` false) never goes to a host that did: its niceness is for good. */
+  /**
+   * A worker that does not yield (`yielding` false) never goes to a host that did: its niceness is
+   * for good. One that yields never goes to a host that served busy models once (peakBatches),
+   * which would then yield for good: on a swamped machine a busy model's host was sent under
+   * BUSY_HOST_BATCHES for a second or two now and then, and took loads (bench/many-models.mjs at
+   * load 10: 3 of 82).
+   */
   private fits(host: WorkerHost, yielding: boolean): boolean {
-    return yielding || !host.yielded;
+    return yielding ? host.peakBatches() < BUSY_HOST_BATCHES : !host.yielded;
   }
 
   /** Hosts with workers, the spare not counted. */

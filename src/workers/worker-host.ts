@@ -233,7 +233,8 @@ export class WorkerHost {
   private pss: { bytes: number; anon: number; at: number } | undefined;
   private pssReading = false;
   private anon: { bytes: number; at: number } | undefined;
-  private readonly batches = { start: performance.now(), current: 0, previous: 0 };
+  /** peak: the most recentBatches ever counted. */
+  private readonly batches = { start: performance.now(), current: 0, previous: 0, peak: 0 };
   /** Made as nice as Linux allows (yieldToBusyHosts). */
   private yieldedFlag = false;
   /** Called once the process has exited, after its tenants were told. */
@@ -292,6 +293,11 @@ export class WorkerHost {
     return this.batches.current + this.batches.previous;
   }
 
+  /** The most batches it was ever sent over one to two BUSY_WINDOW_MS: whether it served busy models once. */
+  peakBatches(): number {
+    return this.batches.peak;
+  }
+
   private turnWindow(): void {
     const now = performance.now();
     const w = this.batches;
@@ -317,7 +323,9 @@ export class WorkerHost {
   send(msg: ToWorker): void {
     if (msg.kind === 'predict') {
       this.turnWindow();
-      this.batches.current++;
+      const w = this.batches;
+      w.current++;
+      w.peak = Math.max(w.peak, w.current + w.previous);
     }
     this.child.send(msg);
   }
