@@ -246,12 +246,18 @@ t.test("the spare host's memory is reported for the budget, and nothing once it 
   shared.close();
 });
 
-t.test('a host that takes a load while another serves busy models yields the CPU to them; loads with none busy do not', async (t) => {
+/** Two hosts for two cores, a worker of `first` in one and of `second` in the other (and a spare). */
+async function twoHosts(first: string, second: string): Promise<{ shared: SharedHosts; started: StandInHost[]; one: StandInHost; two: StandInHost }> {
   const { hosts: shared, started } = hosts(8, 2);
-  const busy = place(shared, 'hot_1', 'k1');
+  const one = place(shared, first, 'k1');
   await nextTick();
-  const quiet = place(shared, 'hot_2', 'k2');
+  const two = place(shared, second, 'k2');
   await nextTick();
+  return { shared, started, one, two };
+}
+
+t.test('a host that takes a load while another serves busy models yields the CPU to them; loads with none busy do not', async (t) => {
+  const { shared, started, one: busy, two: quiet } = await twoHosts('hot_1', 'hot_2');
   t.notOk(busy.yielded || quiet.yielded, 'the models loaded with nothing busy keep the niceness they started with');
   busy.batches = BUSY_HOST_BATCHES;
   const loaded = place(shared, 'cold_1', 'k3');
@@ -266,11 +272,7 @@ t.test('a host that takes a load while another serves busy models yields the CPU
 });
 
 t.test("a busy model's next worker does not yield, nor go to a host that did; a host that yielded is not the spare", async (t) => {
-  const { hosts: shared, started } = hosts(8, 2);
-  const busy = place(shared, 'hot_1', 'k1');
-  await nextTick();
-  const quiet = place(shared, 'warm_1', 'k2');
-  await nextTick();
+  const { shared, started, one: busy, two: quiet } = await twoHosts('hot_1', 'warm_1');
   busy.batches = BUSY_HOST_BATCHES;
   t.equal(place(shared, 'cold_1', 'k3'), quiet, 'a model with no worker loads into the quiet host');
   t.ok(quiet.yielded, 'which yields');
@@ -292,11 +294,7 @@ t.test("a busy model's next worker does not yield, nor go to a host that did; a 
 });
 
 t.test('a host that served busy models once takes no load that yields, though quiet for a moment', async (t) => {
-  const { hosts: shared, started } = hosts(8, 2);
-  const hot = place(shared, 'hot_1', 'k1');
-  await nextTick();
-  const other = place(shared, 'hot_2', 'k2');
-  await nextTick();
+  const { shared, started, one: hot, two: other } = await twoHosts('hot_1', 'hot_2');
   hot.batches = BUSY_HOST_BATCHES;
   other.batches = BUSY_HOST_BATCHES;
   hot.batches = 0;
