@@ -4,14 +4,18 @@
 // min_worker and max_worker 4 (PUT /models/mnist?min_worker=..&max_worker=4). Twice:
 //   min 1       --low/s for --low-seconds, then --high/s for --high-seconds, from one worker;
 //   min 0 cold  the same from a model with no worker (stopped after the scale-down delay): the
-//               first request starts one, and none may get an error.
+//               first request starts one, and none may get an error;
+//   cold step   (--runs ...,cold) min 0 with no --low phase: --high/s straight onto a model with
+//               no worker, whose first worker starts with requests already waiting (how soon
+//               more are added while it starts; the queue, job_queue_size, holds what it can).
 // For each: when a worker was added after the step (the scaler's decision, and the new worker
 // READY), p99 at --low/s, p99 in each 5 s of --high/s and when it came back within 2x of the
 // steady p99 (the last 10 s at --high/s), refused (503) and failed requests, and how long after
 // the last answer the workers were back at min (the scale-down delay, --down-ms). The load
 // average (uptime) is printed with each run, as the machine is shared.
 //
-//   node bench/elastic-step.mjs [--low 10] [--high 300] [--low-seconds 10] [--high-seconds 30] [--down-ms 10000] [--set key=value ...]
+//   node bench/elastic-step.mjs [--low 10] [--high 300] [--low-seconds 10] [--high-seconds 30] [--down-ms 10000]
+//                               [--runs 1,0[,cold]] [--set key=value ...] [--server-root DIR]
 //
 // The server runs as a user starts it (bench/lib.mjs userServer) on free 127.0.0.1 ports, with
 // scale_down_delay_ms=--down-ms and whatever --set adds; the generator is the raw client of
@@ -34,6 +38,8 @@ const { values: opts } = parseArgs({
     'high-seconds': { type: 'string', default: '30' },
     'down-ms': { type: 'string', default: '10000' },
     set: { type: 'string', multiple: true, default: [] },
+    runs: { type: 'string', default: '1,0' },
+    'server-root': { type: 'string', default: ROOT },
   },
 });
 const LOW = Number(opts.low);
@@ -44,12 +50,15 @@ const DOWN_MS = Number(opts['down-ms']);
 const MAX_WORKERS = 4;
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
-const server = await userServer('tsserve-elastic-', [`scale_down_delay_ms=${DOWN_MS}`, 'default_workers_per_model=1', ...opts.set]);
+const server = await userServer('tsserve-elastic-', [`scale_down_delay_ms=${DOWN_MS}`, 'default_workers_per_model=1', ...opts.set], {
+  root: opts['server-root'],
+});
 copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
 const origin = server.inference;
 const client = new RawClient(origin, rawPost(origin, '/predictions/mnist', BODY, 'image/png'));
 const results = {
   at: new Date().toISOString(),
+  serverRoot: opts['server-root'],
   low: LOW,
   high: HIGH,
   lowSeconds: LOW_SECONDS,
@@ -64,11 +73,12 @@ try {
   console.log(
     `step ${LOW}/s for ${LOW_SECONDS} s -> ${HIGH}/s for ${HIGH_SECONDS} s on mnist, max_worker ${MAX_WORKERS}, scale_down_delay_ms ${DOWN_MS}${opts.set.length ? `, ${opts.set.join(', ')}` : ''}`,
   );
-  for (const min of [1, 0]) {
+  for (const kind of opts.runs.split(',')) {
+    const min = kind === 'cold' ? 0 : Number(kind);
     await scale(min, MAX_WORKERS);
     const settled = await workersAt(min, DOWN_MS + 30_000);
     if (!settled) console.log(`  (the model did not reach ${min} workers before the step)`);
-    const run = await step(min);
+    const run = await step(min, kind === 'cold' ? 0 : LOW_SECONDS);
     results.runs.push(run);
     report(run);
   }
@@ -85,7 +95,7 @@ try {
 }
 
 /** One step from min workers: the load, the workers seen meanwhile, and the return to min. */
-async function step(min) {
+async function step(min, lowSeconds) {
   const loadBefore = loadavg();
   const watch = watchWorkers();
   const began = performance.now();
@@ -98,7 +108,7 @@ async function step(min) {
       (err) => answers.push({ at: sent - began, ms: performance.now() - sent, status: 0, why: err.message }),
     );
   };
-  const low = await atFixedRate(LOW, LOW_SECONDS, send);
+  const low = await atFixedRate(LOW, lowSeconds, send);
   const stepAt = performance.now() - began;
   const high = await atFixedRate(HIGH, HIGH_SECONDS, send);
   const calls = [...low.calls, ...high.calls];
@@ -107,10 +117,21 @@ async function step(min) {
   const backAtMin = await workersAt(min, DOWN_MS + 30_000);
   const samples = watch.stop();
   const backMs = backAtMin ? performance.now() - began - lastAnswerAt : undefined;
-  return summarise({ min, loadBefore, loadAfter: loadavg(), stepAt, answers, samples, sent: calls.length, backMs, late: Math.max(low.late, high.late) });
+  return summarise({
+    min,
+    cold: lowSeconds === 0,
+    loadBefore,
+    loadAfter: loadavg(),
+    stepAt,
+    answers,
+    samples,
+    sent: calls.length,
+    backMs,
+    late: Math.max(low.late, high.late),
+  });
 }
 
-function summarise({ min, loadBefore, loadAfter, stepAt, answers, samples, sent, backMs, late }) {
+function summarise({ min, cold, loadBefore, loadAfter, stepAt, answers, samples, sent, backMs, late }) {
   const ok = answers.filter((a) => a.status === 200);
   const p99Of = (from, to) => percentile(sorted(ok.filter((a) => a.at >= from && a.at < to).map((a) => a.ms)), 99);
   const highEnd = stepAt + HIGH_SECONDS * 1000;
@@ -130,11 +151,13 @@ function summarise({ min, loadBefore, loadAfter, stepAt, answers, samples, sent,
   const startWorkers = samples.find((s) => s.at >= stepAt)?.workers ?? min;
   const added = samples.find((s) => s.at >= stepAt && s.workers > Math.max(startWorkers, 1));
   const addedReady = samples.find((s) => s.at >= stepAt && s.ready > Math.max(startWorkers, 1));
+  const firstReady = samples.find((s) => s.at >= stepAt && s.ready > 0);
   const first = [...answers].sort((a, b) => a.at - b.at)[0];
   const reasons = new Map();
   for (const a of answers.filter((x) => x.status !== 200)) reasons.set(`${a.status} ${a.why}`, (reasons.get(`${a.status} ${a.why}`) ?? 0) + 1);
   return {
     min,
+    cold,
     loadavg: { before: loadBefore.map((l) => l.toFixed(2)), after: loadAfter.map((l) => l.toFixed(2)) },
     sent,
     answered: ok.length,
@@ -149,6 +172,7 @@ function summarise({ min, loadBefore, loadAfter, stepAt, answers, samples, sent,
     withinTwiceSteadyAfterS: recoveredAfter,
     workerAddedAfterS: added ? round((added.at - stepAt) / 1000) : undefined,
     workerAddedReadyAfterS: addedReady ? round((addedReady.at - stepAt) / 1000) : undefined,
+    firstReadyAfterS: firstReady ? round((firstReady.at - stepAt) / 1000) : undefined,
     mostWorkers: Math.max(...samples.map((s) => s.workers)),
     waitingAtHighMean: round(mean(samples.filter((s) => s.at >= stepAt && s.at < highEnd).map((s) => s.waiting))),
     boundsHeld: [...new Set(samples.map((s) => s.bound).filter(Boolean))],
@@ -159,7 +183,7 @@ function summarise({ min, loadBefore, loadAfter, stepAt, answers, samples, sent,
 }
 
 function report(r) {
-  console.log(`\nmin ${r.min} (load average ${r.loadavg.before.join(' ')} -> ${r.loadavg.after.join(' ')})`);
+  console.log(`\nmin ${r.min}${r.cold ? ', cold step (no low phase)' : ''} (load average ${r.loadavg.before.join(' ')} -> ${r.loadavg.after.join(' ')})`);
   const when = r.refused > 0 ? ` (in seconds ${r.refusedAfterS.join(',')} after the step)` : '';
   console.log(
     `  sent ${r.sent}, answered ${r.answered}, refused ${r.refused}${when}, failed ${r.failed}${r.errors.length ? `: ${r.errors.map((e) => e.replace(/\s+/g, ' ')).join('; ')}` : ''}`,
@@ -169,7 +193,7 @@ function report(r) {
   );
   console.log(`  every second within 2x of steady from ${r.withinTwiceSteadyAfterS ?? '-'} s after the step`);
   console.log(
-    `  worker added ${r.workerAddedAfterS ?? '-'} s after the step (READY ${r.workerAddedReadyAfterS ?? '-'} s); most ${r.mostWorkers}; requests waiting at ${HIGH}/s ${r.waitingAtHighMean} on average; bound held: ${r.boundsHeld.join(', ') || 'none'}`,
+    `  first READY ${r.firstReadyAfterS ?? '-'} s after the step; worker added ${r.workerAddedAfterS ?? '-'} s after it (READY ${r.workerAddedReadyAfterS ?? '-'} s); most ${r.mostWorkers}; requests waiting at ${HIGH}/s ${r.waitingAtHighMean} on average; bound held: ${r.boundsHeld.join(', ') || 'none'}`,
   );
   console.log(`  workers: ${r.workersTimeline}`);
   console.log(

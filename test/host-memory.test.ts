@@ -4,9 +4,12 @@
 // hold memory load into it; what each load added; and that after its first reading the front end
 // reads smaps_rollup only off the event loop (it walks every page of the process: read on the
 // event loop for every host at every memory decision, it held the front end ~48 ms a load in
-// bench/many-models.mjs).
-import fs, { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// bench/many-models.mjs). And, of the same host, that yieldToBusyHosts (asked by
+// workers/shared-hosts.ts when it takes a load beside busy hosts) makes every thread of it nice 19,
+// not only its main thread, which is all that setpriority on its pid changes on Linux.
+import fs, { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkerHost } from '../dist/src/workers/worker-host.js';
@@ -139,3 +142,31 @@ t.test("after a host's first reading, smaps_rollup is read off the event loop", 
   t.ok(host.residentBytes() !== undefined, 'and one after a load');
   t.equal(reads.count, 0, 'no synchronous read of smaps_rollup');
 });
+
+/** Each thread's niceness, from /proc/<pid>/task/<tid>/stat (field 19; the name, in parentheses, may hold spaces). */
+function threadNiceness(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
+}
+
+t.test(
+  'yieldToBusyHosts makes every thread of the host nice 19, once',
+  { skip: process.platform !== 'linux' && 'Linux keeps niceness per thread' },
+  async (t) => {
+    const host = sharedHost(t);
+    // Node's own threads (V8's platform workers and others) start with the process: wait for them.
+    for (let i = 0; i < 100 && threadNiceness(host.pid).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    const before = threadNiceness(host.pid);
+    t.ok(before.length >= 3, `${before.length} threads`);
+    t.ok(
+      before.every((n) => n === getPriority()),
+      'they start at the server niceness (nice 0 added)',
+    );
+    host.yieldToBusyHosts();
+    t.same(new Set(threadNiceness(host.pid)), new Set([19]), 'every thread is nice 19');
+    host.yieldToBusyHosts();
+    t.same(new Set(threadNiceness(host.pid)), new Set([19]), 'asked again: nothing more to do');
+  },
+);

@@ -16,8 +16,9 @@ class NumbersPool implements ScaledPool {
   busy = 0;
   keepsWorkers = false;
   slowStarts = false;
+  /** Every worker but the one starting. */
   loadedPids(): number[] {
-    return Array.from({ length: this.size }, (_, i) => 100 + i);
+    return Array.from({ length: this.starting ? this.size - 1 : this.size }, (_, i) => 100 + i);
   }
   add(count: number): void {
     this.size += count;
@@ -223,6 +224,35 @@ t.test('min 0: the first request starts a worker at once; idle, the model goes b
   pool.waiting = 1;
   pass(100);
   t.equal(pool.size, 1, 'a waiting request and no worker: one starts');
+});
+
+t.test('min 0: requests that waited above the target while the first worker started start more as it is READY, as the cores allow', async (t) => {
+  const { pool, machine, scaler, events, pass } = setup(t, 0, 4);
+  machine.coreCount = 2;
+  pool.slowStarts = true;
+  pool.waiting = 1;
+  scaler.arrived();
+  t.equal(pool.size, 1, 'the first request starts one');
+  pool.waiting = 100;
+  pass(1500);
+  t.equal(pool.size, 1, 'none more while it starts (a second start would slow it)');
+  pool.starting = false;
+  pass(100);
+  t.equal(pool.size, 2, 'a second starts as the first is READY, not an up delay later: the requests waited for the start');
+  t.match(events.at(-1), { direction: 'up', reason: 'waiting', from: 1, to: 2, bound: 'cores' });
+  pool.starting = false;
+  pass(3000);
+  t.equal(pool.size, 2, 'the cores hold it');
+});
+
+t.test('min 0: a few requests waiting while the first worker starts, under the target, start no more', async (t) => {
+  const { pool, scaler, pass } = setup(t, 0, 4);
+  pool.slowStarts = true;
+  pool.waiting = 1;
+  scaler.arrived();
+  pool.waiting = POLICY.waitingPerWorker;
+  pass(3000);
+  t.equal(pool.size, 1, 'one start for a load one worker takes');
 });
 
 t.test('max_worker == min_worker: nothing is added or stopped, whatever waits', async (t) => {

@@ -12,9 +12,10 @@
  * of the last downDelayMs (neededAt: for each count, when it was last needed): a worker that just
  * ran a batch at 10 requests/s is not needed when another idled meanwhile, which a per-worker idle
  * time would not see, as idle workers take turns at the queue. No worker is added while one is
- * still starting (its load would count as want), nor above the bounds the machine sets: maxWorkers,
- * the cores (every model's workers together) and the free memory (this model's workers' measured
- * size), and the model's memory budget (models/model-memory.ts admits each worker it starts, the
+ * still starting (beside loaded ones, its load would count as want; with none loaded, every
+ * request waits for the start, and more start as it is READY if they waited above the target),
+ * nor above the bounds the machine sets: maxWorkers, the cores (every model's workers together)
+ * and the free memory (this model's workers' measured size), and the model's memory budget (models/model-memory.ts admits each worker it starts, the
  * first one for minWorkers 0 too; 'memory' when it held); the one that held is told. A stateful
  * model's workers hold its sequences: none is stopped, and its refusals (its sequences') are not
  * load (models/model.ts tells no refusal of them).
@@ -233,15 +234,26 @@ export class Scaler {
     this.overflowed = false;
   }
 
-  /** Samples the waiting requests; at the end of the window, adds workers if they waited too many. */
+  /**
+   * Samples the waiting requests; at the end of the window, adds workers if they waited too many.
+   * While a worker starts beside loaded ones, the requests that wait for it are not sampled: they
+   * would count as want what it is about to take. With none loaded (a cold model, min_worker 0)
+   * they are, every request waiting for the start alike, and the window that ends during the
+   * start is decided as the first worker is READY: a load that fills the queue meanwhile gets its
+   * second worker then, not one up delay later (2.3-2.5 s after a step to 300/s in
+   * bench/elastic-step.mjs --runs cold). Not during the start: on two cores a second start beside
+   * the first made the first READY 0.3-0.4 s later, and a fifth more requests were refused for the
+   * full queue meanwhile.
+   */
   private considerUp(s: ScaledSettings, waiting: number, perWorker: number, now: number): void {
-    if (this.pool.starting) {
+    const cold = this.pool.loadedPids().length === 0;
+    if (this.pool.starting && !cold) {
       this.restartUpWindow(now);
       return;
     }
     this.waitingSum += waiting;
     this.samples++;
-    if (now - this.upSince < s.scaling.upDelayMs) return;
+    if (now - this.upSince < s.scaling.upDelayMs || this.pool.starting) return;
     const average = this.waitingSum / this.samples;
     const overflowed = this.overflowed;
     this.restartUpWindow(now);
