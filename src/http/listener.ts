@@ -38,10 +38,15 @@ const noSchemaCompiler = (): never => {
 };
 const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSerializer: () => noSchemaCompiler };
 
-/** A request not answered yet: when it came, and its client's address. */
-interface Unanswered {
-  readonly arrivedAt: number;
-  readonly peer: Pick<Socket, 'remoteAddress' | 'remotePort'>;
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Until answered, when it came and its client's address (a socket reset no longer says), for
+     * the line of a request its client abandoned; `answered` once it was. Fields every request has,
+     * as its traceId (http/predict.ts), not a WeakMap entry per request: work for the GC.
+     */
+    arrival: { at: number; peer: Pick<Socket, 'remoteAddress' | 'remotePort'> } | 'answered' | null;
+  }
 }
 
 /** The longest path segment (a model name, a version) a route reads. */
@@ -86,21 +91,20 @@ export function createListener(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const fixed = fixedHeaders(config);
-  // Each request until answered: when it came and from where (a socket reset no longer says).
-  const unanswered = new WeakMap<IncomingMessage, Unanswered>();
+  app.decorateRequest('arrival', null);
   app.addHook('onRequest', async (request, reply) => {
     const { remoteAddress, remotePort } = request.raw.socket;
-    unanswered.set(request.raw, { arrivedAt: performance.now(), peer: { remoteAddress, remotePort } });
+    request.arrival = { at: performance.now(), peer: { remoteAddress, remotePort } };
     answerQueued(reply.raw);
     reply.header('x-request-id', request.id).headers(fixed);
   });
   // A client gone before its answer (it reset the connection, or ended it mid-body) was answered
   // nothing: its line says so, and no response class counts it.
   app.addHook('onRequestAbort', async (request) => {
-    const came = unanswered.get(request.raw);
-    if (came === undefined || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
-    unanswered.delete(request.raw);
-    deps.loggers.access(clientLine(came.peer, requestLine(request.raw), 'aborted', performance.now() - came.arrivedAt));
+    const came = request.arrival;
+    if (came === null || came === 'answered' || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
+    request.arrival = 'answered';
+    deps.loggers.access(clientLine(came.peer, requestLine(request.raw), 'aborted', performance.now() - came.at));
   });
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => continueWhenRead(app.server, req, res));
   const stop = stoppable(app);
@@ -113,7 +117,7 @@ export function createListener(
   app.addHook('onResponse', async (request, reply) => {
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
     // Neither is the front end's own warm-up (http/warm-up.ts).
-    unanswered.delete(request.raw);
+    request.arrival = 'answered';
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
     whenSent(reply.raw, () => account(deps, request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request)));
   });
