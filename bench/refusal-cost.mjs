@@ -154,7 +154,7 @@ export function refuseEverything(management) {
 }
 
 /** A tsserve of the checkout at `root` serving mnist, scaled to refuse everything. */
-export async function refusingTsserve(root, set) {
+async function refusingTsserve(root, set) {
   const server = await userServer('tsserve-refusal-cost-', set, { root });
   copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
   await server.start(['--models', 'mnist=mnist.mar']);
