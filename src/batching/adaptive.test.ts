@@ -304,3 +304,25 @@ t.test('a closed loop of one client does not wait for the others that are not th
   t.same(sizes, Array(20).fill(1));
   t.ok(Math.max(...waits.slice(2)) <= THIS_TURN_MS + 0.1 + 1e-9, `each leaves by the end of its turn: ${Math.max(...waits.slice(2))} ms`);
 });
+
+t.test('returns are not waited for while other requests are outstanding: a backlog is no closed loop to join', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
+  // Returns seen lately 1 ms after their answers, and arrivals too sparse for the mean gap to say wait.
+  for (let i = 0; i < 4; i++) {
+    await clock.advance(100);
+    batching.ran(2, 51);
+    await clock.advance(1);
+    batching.arrived();
+    batching.arrived();
+  }
+  await clock.advance(100);
+  batching.ran(4, 52);
+  const queuedBefore = job('q', clock.now() - 60);
+  t.ok(batching.waitMs([queuedBefore], 0, { outstanding: 0, workers: 1 }) > 0, 'alone, a split loop waits for the returns');
+  t.equal(batching.waitMs([queuedBefore], 0, { outstanding: 6, workers: 2 }), 0, 'past the target with a backlog: it leaves now');
+  const fresh = job('f', clock.now());
+  t.ok(batching.waitMs([fresh], 0, { outstanding: 0, workers: 1 }) > THIS_TURN_MS, 'alone, with room: waits for the returns');
+  t.equal(batching.waitMs([fresh], 0, { outstanding: 6, workers: 2 }), THIS_TURN_MS, 'with a backlog: only to the end of the turn');
+});

@@ -13,8 +13,10 @@
  *                       batches grow with a backlog and are single requests without one
  *   a batch forms   ──▶ waitMs(): at capacity, wait to be full; below it, wait for one more only
  *                       while that is cheaper than sending now; never past latencyTargetMs for the
- *                       oldest request, counting its run; a wait shorter than a timer can time
- *                       (1 ms) lasts to the end of the event loop's turn, for the requests read in it
+ *                       oldest request, counting its run (but by a return's lag, once, to join a
+ *                       closed loop that has split: Returns.rejoinMs); a wait shorter than a
+ *                       timer can time (1 ms) lasts to the end of the event loop's turn, for the
+ *                       requests read in it
  *
  * The time fitted is the worker's on the batch plus the front end's (its send, and the handling
  * of the answer, each request's response written): a larger batch saves both, and the front end
@@ -315,9 +317,13 @@ export class AdaptiveBatching {
     const window = (line.fixedMs - held * line.perItemMs) / (held + 1);
     if (window <= 0 || delayRoom <= 0) return 0;
     if (idleBehind > 0) return room > 0 ? THIS_TURN_MS : 0;
-    if (room <= 0) return this.returns.rejoinMs(batch, now, Math.min(window, delayRoom));
+    // Returns are waited for only when nothing else is outstanding: the loop is this batch and
+    // them. With a backlog (32 clients on two workers) the oldest has always waited for a batch,
+    // and waiting for returns idled a worker that had work.
+    const alone = load.outstanding === 0;
+    if (room <= 0) return alone ? this.returns.rejoinMs(batch, now, Math.min(window, delayRoom)) : 0;
     const gap = this.arrivals.expectedGap(now);
-    const soon = (gap !== undefined && gap < window) || this.returns.expectedWithin(batch, now, window);
+    const soon = (gap !== undefined && gap < window) || (alone && this.returns.expectedWithin(batch, now, window));
     return soon ? timerOrTurn(Math.min(window, room)) : THIS_TURN_MS;
   }
 
