@@ -2,6 +2,7 @@
 // Adaptive batching beside hand-tuned batch keys (issue 34, item 1), one model at a time:
 //
 //   node bench/adaptive-batching.mjs [--models DIR] [--seconds 8] [--only mnist|resnet18] [--workers 2] [--sweep 1:0,8:0,...] [--before ROOT]
+//   node bench/adaptive-batching.mjs --few [--sleep-ms 50] [--seconds 4] [--before ROOT]
 //
 // For each model, a sweep of hand-tuned (batch_size, max_batch_delay) pairs, then the same model
 // with no batch key at all (adaptive batching; mnist's handler is the user's, so its YAML says
@@ -19,6 +20,13 @@
 //         answered/s over the time to the last answer, refused, p50, p99.
 // --before ROOT adds adaptive batching as another build serves it (a checkout with dist/ built: the
 // code before a change) to the rounds and the open loop, beside this one's.
+// --few: a closed loop of a few clients on one worker (review-4 F10), where batching pays most and
+// a batch that leaves without the other clients costs each request a second batch: the echo
+// model of the tests (test/fixtures/echo_handler.ts) with a body of `sleep:<ms>`, a batch that
+// takes --sleep-ms whatever its size (a GPU's, a remote call's fixed cost), one worker; batch 8
+// with a 5 ms delay (the reviewer's hand-tuned pair), batch 1, and adaptive (and --before's), each
+// a server of its own started once, measured in turn at 1, 2, 4 and 8 clients for --seconds each,
+// three rounds interleaved: p50, p99, answers/s and the mean batch (describe's, for adaptive).
 // Models: the shared bench's (../shared/bench/make_models.py, as bench/run.sh makes them) in
 // --models, made into a temporary folder when not given. Writes
 // bench/results/<date>-<time>-adaptive-batching.json; the machine's load average beside each cell.
@@ -42,6 +50,8 @@ const { values: opts } = parseArgs({
     workers: { type: 'string', default: '2' },
     sweep: { type: 'string' },
     before: { type: 'string' },
+    few: { type: 'boolean', default: false },
+    'sleep-ms': { type: 'string', default: '50' },
   },
 });
 const SECONDS = Number(opts.seconds);
@@ -72,6 +82,20 @@ const MODELS = {
   },
 };
 
+// A batch of the echo model that takes --sleep-ms whatever its size: --few's model.
+const SLEEP = {
+  handler: join(ROOT, 'test/fixtures/echo_handler.ts'),
+  body: `sleep:${opts['sleep-ms']}`,
+  type: 'text/plain',
+  adaptiveThreads: false,
+  adaptive: { batching: 'adaptive' },
+};
+const FEW_CLIENTS = [1, 2, 4, 8];
+
+if (opts.few) {
+  await fewClients();
+  process.exit(0);
+}
 const modelsDir = opts.models ?? makeModels();
 const results = { when: new Date().toISOString(), uptimeStart: uptime(), seconds: SECONDS, workers: Number(opts.workers), models: {} };
 const file = join(ROOT, 'bench/results', `${stamp()}-adaptive-batching.json`);
@@ -145,6 +169,48 @@ async function benchModel(name, spec) {
         : ''),
   );
   return { sweep, rounds, medians, open: { rate, cells: open }, summary };
+}
+
+/** --few: see the header. Writes bench/results/<date>-<time>-adaptive-batching-few.json. */
+async function fewClients() {
+  const results = { when: new Date().toISOString(), uptimeStart: uptime(), seconds: SECONDS, sleepMs: Number(opts['sleep-ms']), workers: 1, cells: [] };
+  const configs = [
+    { label: 'batch 8, delay 5', batchSize: 8, maxBatchDelay: 5 },
+    { label: 'batch 1, delay 0', batchSize: 1, maxBatchDelay: 0 },
+    ...(BEFORE ? [BEFORE] : []),
+    ADAPTIVE,
+  ];
+  const servers = [];
+  try {
+    for (const config of configs) servers.push({ config, ...(await startServer('sleep', SLEEP, config, 1)) });
+    for (let round = 1; round <= ROUNDS; round++)
+      for (const clients of FEW_CLIENTS)
+        for (const { config, server, request } of servers) {
+          const loop = await closedLoop(server, request, clients, SECONDS);
+          const batching = await describeBatching(server, 'sleep');
+          const cell = { round, clients, config: config.label, ...loop, meanBatch: batching?.meanBatch, load: loadavg()[0] };
+          results.cells.push(cell);
+          console.log(
+            `round ${round} c${clients} ${config.label.padEnd(26)} p50 ${loop.p50.toFixed(1).padStart(6)} p99 ${loop.p99.toFixed(1).padStart(6)} ms ${loop.perSecond.toFixed(1).padStart(6)}/s` +
+              (batching?.policy === 'adaptive' ? `  mean batch ${batching.meanBatch}` : '') +
+              `  load ${cell.load.toFixed(1)}`,
+          );
+        }
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+  results.medians = FEW_CLIENTS.flatMap((clients) =>
+    configs.map((config) => {
+      const own = results.cells.filter((c) => c.clients === clients && c.config === config.label);
+      return { clients, config: config.label, p50: median(own.map((c) => c.p50)), perSecond: median(own.map((c) => c.perSecond)) };
+    }),
+  );
+  for (const m of results.medians)
+    console.log(`medians c${m.clients} ${m.config.padEnd(26)} p50 ${m.p50.toFixed(1).padStart(6)} ms ${m.perSecond.toFixed(1).padStart(6)}/s`);
+  results.uptimeEnd = uptime();
+  const out = join(ROOT, 'bench/results', `${stamp()}-adaptive-batching-few.json`);
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`uptime at start: ${results.uptimeStart}\nuptime at end:   ${results.uptimeEnd}\n${out}`);
 }
 
 /** One configuration's server: c32, and c1 when `lowLoad`. */
@@ -238,30 +304,45 @@ function serverCpuSeconds(pid) {
 
 /** Serves `name` in `config` (batchSize/maxBatchDelay, or none: adaptive), runs `work`, stops. */
 async function withServer(name, spec, config, work) {
-  const server = await userServer(`tsserve-adaptive-${name}-`, [], config.root ? { root: config.root } : undefined);
+  const { server, request, stop } = await startServer(name, spec, config, Number(opts.workers));
   try {
-    archive(name, spec, config, server.store);
-    await server.start(['--models', `${name}=${name}.mar`]);
-    await workersReady(server, name, Number(opts.workers));
-    const request = rawPost(server.inference, `/predictions/${name}`, readFileSync(spec.sample), spec.type);
     return await work(server, request);
   } finally {
-    await server.stop();
-    server.remove();
+    await stop();
   }
 }
 
-function archive(name, spec, config, store) {
+/** A server of `name` in `config` with `workers` READY, the request to send it, and stop(). */
+async function startServer(name, spec, config, workers) {
+  const server = await userServer(`tsserve-adaptive-${name}-`, [], config.root ? { root: config.root } : undefined);
+  const stop = async () => {
+    await server.stop();
+    server.remove();
+  };
+  try {
+    archive(name, spec, config, server.store, workers);
+    await server.start(['--models', `${name}=${name}.mar`]);
+    await workersReady(server, name, workers);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const body = spec.body === undefined ? readFileSync(spec.sample) : Buffer.from(spec.body);
+  return { server, request: rawPost(server.inference, `/predictions/${name}`, body, spec.type), stop };
+}
+
+function archive(name, spec, config, store, workers) {
   const dir = mkdtempSync(join(tmpdir(), 'tsserve-adaptive-archive-'));
-  const sample = join(dir, `sample${spec.sample.slice(spec.sample.lastIndexOf('.'))}`);
-  copyFileSync(spec.sample, sample);
+  const sample = join(dir, spec.body === undefined ? `sample${spec.sample.slice(spec.sample.lastIndexOf('.'))}` : 'sample.txt');
+  if (spec.body === undefined) copyFileSync(spec.sample, sample);
+  else writeFileSync(sample, spec.body);
   const keys =
     config.batchSize === undefined
       ? Object.entries(spec.adaptive).map(([k, v]) => `${k}: ${v}`)
       : [`batchSize: ${config.batchSize}`, `maxBatchDelay: ${config.maxBatchDelay}`];
   const yaml = [
-    `minWorkers: ${opts.workers}`,
-    `maxWorkers: ${opts.workers}`,
+    `minWorkers: ${workers}`,
+    `maxWorkers: ${workers}`,
     `adaptiveThreads: ${spec.adaptiveThreads}`,
     `warmupFile: ${sample.slice(dir.length + 1)}`,
     ...keys,
@@ -273,8 +354,7 @@ function archive(name, spec, config, store) {
     name,
     '--version',
     '1.0',
-    '--serialized-file',
-    join(modelsDir, `${name}.onnx`),
+    ...(spec.body === undefined ? ['--serialized-file', join(modelsDir, `${name}.onnx`)] : []),
     '--handler',
     spec.handler,
     '--config-file',

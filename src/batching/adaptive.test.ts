@@ -224,3 +224,105 @@ t.test("the expected gap is the recent arrivals' mean, the silence since the las
   for (let i = 0; i < 32; i++) gaps.arrived(100 + i * 10);
   t.ok(Math.abs(gaps.expectedGap(410)! - 10) < 0.5, `a slower load replaces the faster one: ${gaps.expectedGap(410)}`);
 });
+
+/**
+ * One worker serving `clients` closed-loop clients for `rounds` batches: each client sends again
+ * `rttMs` after its answer (one after another, `rttMs` apart: longer than a turn of the event
+ * loop, THIS_TURN_MS here), a batch runs `runMs`; the queue,
+ * the batching and the clock are the pool's. The sizes of the batches that left, and each
+ * request's time from sending to its batch leaving. Enqueued before `arrived()`, as the model does.
+ */
+async function closedLoop(
+  batching: AdaptiveBatching,
+  clock: ReturnType<typeof movedClock>,
+  clients: number,
+  rounds: number,
+  runMs: number,
+  rttMs = 1,
+): Promise<{ sizes: number[]; waits: number[] }> {
+  const q = new JobQueue(100, clock.start);
+  const sends = Array.from({ length: clients }, (_, i) => clock.now() + rttMs * (i + 1));
+  const sizes: number[] = [];
+  const waits: number[] = [];
+  const sendDue = (): void => {
+    for (let c = 0; c < clients; c++) {
+      if (sends[c]! > clock.now()) continue;
+      q.enqueue(job(String(c), clock.now()));
+      batching.arrived();
+      sends[c] = Number.POSITIVE_INFINITY;
+    }
+  };
+  for (let round = 0; round < rounds; round++) {
+    let left: Job[] | undefined;
+    void q
+      .poll(batching.largest(), (b, idle) => batching.waitMs(b, idle, { outstanding: q.size, workers: 1 }))
+      .then((jobs) => {
+        left = jobs;
+      });
+    for (let step = 0; step < 2000 && !left; step++) {
+      sendDue();
+      await clock.advance(0.1);
+    }
+    if (!left) throw new Error('no batch left in 200 ms');
+    sizes.push(left.length);
+    for (const j of left) waits.push(clock.now() - j.arrivedAt);
+    for (let step = 0; step < runMs / 0.1; step++) {
+      sendDue();
+      await clock.advance(0.1);
+    }
+    batching.ran(left.length, runMs);
+    left.forEach((j, rank) => {
+      sends[Number(j.id)] = clock.now() + rttMs * (rank + 1);
+    });
+  }
+  return { sizes, waits };
+}
+
+t.test(
+  'a closed loop of a few clients on one worker: the clients answered together send again together, and the batch waits for them, and a loop split (a batch that left without them) joins again (review-4 F10)',
+  async (t) => {
+    for (const clients of [2, 4, 8]) {
+      const clock = movedClock();
+      const batching = new AdaptiveBatching(LIMITS, clock.now);
+      // A large fixed cost (a GPU, a remote call, a sleep): one more request in the batch is worth ~25 ms.
+      for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
+      const { sizes } = await closedLoop(batching, clock, clients, 30, 50);
+      t.same(
+        sizes.slice(2),
+        Array(28).fill(clients),
+        `${clients} clients: from the second batch on (the first leaves before any return was seen), every batch holds them all: ${sizes.join(' ')}`,
+      );
+    }
+  },
+);
+
+t.test('a closed loop of one client does not wait for the others that are not there', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
+  const { sizes, waits } = await closedLoop(batching, clock, 1, 20, 50);
+  t.same(sizes, Array(20).fill(1));
+  t.ok(Math.max(...waits.slice(2)) <= THIS_TURN_MS + 0.1 + 1e-9, `each leaves by the end of its turn: ${Math.max(...waits.slice(2))} ms`);
+});
+
+t.test('returns are not waited for while other requests are outstanding: a backlog is no closed loop to join', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
+  // Returns seen lately 1 ms after their answers, and arrivals too sparse for the mean gap to say wait.
+  for (let i = 0; i < 4; i++) {
+    await clock.advance(100);
+    batching.ran(2, 51);
+    await clock.advance(1);
+    batching.arrived();
+    batching.arrived();
+  }
+  await clock.advance(100);
+  batching.ran(4, 52);
+  const queuedBefore = job('q', clock.now() - 60);
+  t.ok(batching.waitMs([queuedBefore], 0, { outstanding: 0, workers: 1 }) > 0, 'alone, a split loop waits for the returns');
+  t.equal(batching.waitMs([queuedBefore], 0, { outstanding: 6, workers: 2 }), 0, 'past the target with a backlog: it leaves now');
+  const fresh = job('f', clock.now());
+  t.ok(batching.waitMs([fresh], 0, { outstanding: 0, workers: 1 }) > THIS_TURN_MS, 'alone, with room: waits for the returns');
+  t.equal(batching.waitMs([fresh], 0, { outstanding: 6, workers: 2 }), THIS_TURN_MS, 'with a backlog: only to the end of the turn');
+});
