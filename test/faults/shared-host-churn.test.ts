@@ -71,12 +71,13 @@ t.test('a worker scaled down while its load waits its turn in a shared host: the
   });
   const modelLog = join(server.dir, 'logs', 'model_log.log');
   const blocking = (): boolean => existsSync(modelLog) && readFileSync(modelLog, 'utf8').includes('lifetime handler blocks its event loop');
-  // One host per core, each with a filler; all but the first host sent a batch lately, so the
-  // next loads go to the first (SharedHosts.leastFull: fewest recent batches first).
-  const fillers = Array.from({ length: availableParallelism() }, (_, i) => `filler${i}`);
-  for (const name of fillers) await register(t, server, name, { url: 'quick.mar', initial_workers: 1 });
+  // Every core but one gets a host whose filler model served a batch lately (nudge, which loads
+  // them): slow takes the last host a load may start, and late, sent to the running host with the
+  // fewest recent batches (SharedHosts.leastFull), joins slow there.
+  const fillers = Array.from({ length: availableParallelism() - 1 }, (_, i) => `filler${i}`);
+  for (const name of fillers) await register(t, server, name, { url: 'quick.mar', initial_workers: 0 });
   const nudge = async (): Promise<void> => {
-    for (const name of fillers.slice(1)) await (await predict(server, name, 'hi')).arrayBuffer();
+    for (const name of fillers) await (await predict(server, name, 'hi')).arrayBuffer();
   };
   await register(t, server, 'slow', { url: 'slow.mar', initial_workers: 0 });
   await register(t, server, 'late', { url: 'quick.mar', initial_workers: 0 });
