@@ -6,13 +6,14 @@
 // event loop for every host at every memory decision, it held the front end ~48 ms a load in
 // bench/many-models.mjs). And, of the same host, that yieldToBusyHosts (asked by
 // workers/shared-hosts.ts when it takes a load beside busy hosts) makes every thread of it nice 19,
-// not only its main thread, which is all that setpriority on its pid changes on Linux.
+// not only its main thread, which is all that setpriority on its pid changes on Linux; and so does
+// a worker's niceness (worker_nice, set as it spawns), also on threads started before it is set.
 import fs, { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { WorkerHost } from '../dist/src/workers/worker-host.js';
+import { WorkerHost, yieldToFrontEnd } from '../dist/src/workers/worker-host.js';
 import { WorkerProcess } from '../dist/src/workers/worker-process.js';
 import type { LoadMessage } from '../dist/src/protocol/messages.js';
 import { tempDir } from './helpers.js';
@@ -21,11 +22,11 @@ const MB = 2 ** 20;
 /** What each test model's module holds once imported: written, so every page is resident. */
 const HELD_MB = 24;
 
-function sharedHost(t: Test): WorkerHost {
+function sharedHost(t: Test, nice = 0): WorkerHost {
   const host = new WorkerHost({
     intraOpThreads: 1,
     wideIntraOpThreads: undefined,
-    nice: 0,
+    nice,
     permissionDir: undefined,
     env: process.env,
     shared: true,
@@ -150,6 +151,24 @@ function threadNiceness(pid: number): number[] {
     return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
   });
 }
+
+/** Until Node's own threads (V8's platform workers and others), started with the process, are there. */
+async function threadsStarted(t: Test, pid: number): Promise<void> {
+  for (let i = 0; i < 100 && threadNiceness(pid).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+  t.ok(threadNiceness(pid).length >= 3, `${threadNiceness(pid).length} threads`);
+}
+
+t.test("a worker's niceness covers every thread of it", { skip: process.platform !== 'linux' && 'Linux keeps niceness per thread' }, async (t) => {
+  const nice = Math.min(19, getPriority() + 5);
+  const spawned = sharedHost(t, 5);
+  await threadsStarted(t, spawned.pid);
+  t.same(new Set(threadNiceness(spawned.pid)), new Set([nice]), 'set as it spawns: every thread has it');
+  // Set where Node's threads run already (at its spawn a race): before, only the main thread had it.
+  const running = sharedHost(t);
+  await threadsStarted(t, running.pid);
+  yieldToFrontEnd(running.pid, 5);
+  t.same(new Set(threadNiceness(running.pid)), new Set([nice]), 'set once its threads run: every thread has it');
+});
 
 t.test(
   'yieldToBusyHosts makes every thread of the host nice 19, once',

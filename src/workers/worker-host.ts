@@ -63,38 +63,49 @@ export interface Tenant {
 }
 
 /**
- * Makes the process `nice` steps nicer than the server (at most 19). Past capacity the workers and
- * the front end all want the cores; as equals, the front end got its share late and requests it
- * had not read, refusals included, waited in the kernel for seconds (docs/performance.md,
- * "Overload over 20 s, workers that yield the CPU, ..."). Set on the main thread before a model
- * loads, so that onnxruntime's threads inherit it.
+ * Makes the process `nice` steps nicer than the server (at most 19), every thread of it
+ * (reniceThreads). Past capacity the workers and the front end all want the cores; as equals, the
+ * front end got its share late and requests it had not read, refusals included, waited in the
+ * kernel for seconds (docs/performance.md, "Overload over 20 s, workers that yield the CPU, ...").
+ * Set at its spawn, before a model loads, so that onnxruntime's threads inherit it; Node's own
+ * threads may have started already.
  */
-function yieldToFrontEnd(child: ChildProcess, nice: number): void {
-  if (nice === 0 || child.pid === undefined) return;
-  try {
-    setPriority(child.pid, Math.min(19, getPriority() + nice));
-  } catch {
-    /* exited already: its exit is reported as any other */
-  }
+export function yieldToFrontEnd(pid: number | undefined, nice: number): void {
+  if (nice === 0 || pid === undefined) return;
+  reniceThreads(pid, Math.min(19, getPriority() + nice));
 }
+
+/** Passes over /proc/<pid>/task before a process's threads are taken as all set (reniceThreads). */
+const RENICE_PASSES = 5;
 
 /**
  * Makes every thread of process `pid` `nice` (absolute): Linux keeps a niceness per thread, and
- * setpriority on a pid changes its main thread's only. Where /proc has no task list, the pid's.
+ * setpriority on a pid changes its main thread's only; a thread inherits its starter's. The main
+ * thread first, so that the threads it starts meanwhile inherit it; then the task list again until
+ * a pass finds no thread not yet set. Where /proc has no task list, the pid's alone.
  */
 function reniceThreads(pid: number, nice: number): void {
-  let threads: number[] = [pid];
-  try {
-    threads = readdirSync(`/proc/${pid}/task`).map(Number);
-  } catch {
-    /* no /proc: the process's own call */
-  }
-  for (const tid of threads) {
-    try {
-      setPriority(tid, nice);
-    } catch {
-      /* ended meanwhile, or already nicer */
+  const set = new Set<number>();
+  let threads = [pid];
+  for (let pass = 0; pass < RENICE_PASSES && threads.length > 0; pass++) {
+    for (const tid of threads) {
+      set.add(tid);
+      try {
+        setPriority(tid, nice);
+      } catch {
+        /* ended meanwhile, or already nicer */
+      }
     }
+    threads = taskIds(pid).filter((tid) => !set.has(tid));
+  }
+}
+
+/** The process's thread ids; none without /proc, or once it ended. */
+function taskIds(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    return [];
   }
 }
 
@@ -247,7 +258,7 @@ export class WorkerHost {
     this.shared = opts.shared;
     const child = startProcess(this.environment(), opts.permissionDir === undefined ? [] : permissionArgs(opts.permissionDir));
     this.child = child;
-    yieldToFrontEnd(child, opts.nice);
+    yieldToFrontEnd(child.pid, opts.nice);
     this.pipeOutput(child);
     this.boundMessages(child);
     child.on('message', (msg: unknown) => this.onMessage(msg));
