@@ -4,10 +4,9 @@
 // hold memory load into it; what each load added; and that after its first reading the front end
 // reads smaps_rollup only off the event loop (it walks every page of the process: read on the
 // event loop for every host at every memory decision, it held the front end ~48 ms a load in
-// bench/many-models.mjs). And, of the same host, that yieldToBusyHosts (asked by
-// workers/shared-hosts.ts when it takes a load beside busy hosts) makes every thread of it nice 19,
-// not only its main thread, which is all that setpriority on its pid changes on Linux; and so does
-// a worker's niceness (worker_nice, set as it spawns), also on threads started before it is set.
+// bench/many-models.mjs). And that a worker's niceness (worker_nice, set as it spawns) covers every
+// thread of it, also threads started before it is set, not only its main thread, which is all that
+// setpriority on its pid changes on Linux.
 import fs, { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { getPriority } from 'node:os';
@@ -169,23 +168,3 @@ t.test("a worker's niceness covers every thread of it", { skip: process.platform
   yieldToFrontEnd(running.pid, 5);
   t.same(new Set(threadNiceness(running.pid)), new Set([nice]), 'set once its threads run: every thread has it');
 });
-
-t.test(
-  'yieldToBusyHosts makes every thread of the host nice 19, once',
-  { skip: process.platform !== 'linux' && 'Linux keeps niceness per thread' },
-  async (t) => {
-    const host = sharedHost(t);
-    // Node's own threads (V8's platform workers and others) start with the process: wait for them.
-    for (let i = 0; i < 100 && threadNiceness(host.pid).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
-    const before = threadNiceness(host.pid);
-    t.ok(before.length >= 3, `${before.length} threads`);
-    t.ok(
-      before.every((n) => n === getPriority()),
-      'they start at the server niceness (nice 0 added)',
-    );
-    host.yieldToBusyHosts();
-    t.same(new Set(threadNiceness(host.pid)), new Set([19]), 'every thread is nice 19');
-    host.yieldToBusyHosts();
-    t.same(new Set(threadNiceness(host.pid)), new Set([19]), 'asked again: nothing more to do');
-  },
-);

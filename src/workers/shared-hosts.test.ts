@@ -31,22 +31,8 @@ class StandInHost {
     return [...this.tenants.values()].some((t) => t.model === model);
   }
 
-  private count = 0;
-  private peak = 0;
-
   /** What the test says its models were sent lately. */
-  get batches(): number {
-    return this.count;
-  }
-
-  set batches(n: number) {
-    this.count = n;
-    this.peak = Math.max(this.peak, n);
-  }
-
-  peakBatches(): number {
-    return this.peak;
-  }
+  batches = 0;
 
   residentBytes(): number {
     return 25 * 2 ** 20;
@@ -66,13 +52,6 @@ class StandInHost {
 
   kill(): void {
     this.killed = true;
-  }
-
-  /** Made as nice as Linux allows: it took a load beside busy hosts. */
-  yielded = false;
-
-  yieldToBusyHosts(): void {
-    this.yielded = true;
   }
 
   /** The process's exit as the host reports it: some time after its kill. */
@@ -243,65 +222,5 @@ t.test("the spare host's memory is reported for the budget, and nothing once it 
   await nextTick();
   started[2]!.kill();
   t.equal(shared.spareBytes(), 0, 'a spare being ended counts no more');
-  shared.close();
-});
-
-/** Two hosts for two cores, a worker of `first` in one and of `second` in the other (and a spare). */
-async function twoHosts(first: string, second: string): Promise<{ shared: SharedHosts; started: StandInHost[]; one: StandInHost; two: StandInHost }> {
-  const { hosts: shared, started } = hosts(8, 2);
-  const one = place(shared, first, 'k1');
-  await nextTick();
-  const two = place(shared, second, 'k2');
-  await nextTick();
-  return { shared, started, one, two };
-}
-
-t.test('a host that takes a load while another serves busy models yields the CPU to them; loads with none busy do not', async (t) => {
-  const { shared, started, one: busy, two: quiet } = await twoHosts('hot_1', 'hot_2');
-  t.notOk(busy.yielded || quiet.yielded, 'the models loaded with nothing busy keep the niceness they started with');
-  busy.batches = BUSY_HOST_BATCHES;
-  const loaded = place(shared, 'cold_1', 'k3');
-  t.equal(loaded, quiet, 'the load goes to the host that is not busy');
-  t.ok(quiet.yielded, 'which yields to the busy one');
-  t.notOk(busy.yielded, 'the busy host does not');
-  const spare = started[2]!;
-  quiet.batches = BUSY_HOST_BATCHES;
-  t.equal(place(shared, 'cold_2', 'k4'), spare, 'both busy: the spare takes the next load');
-  t.ok(spare.yielded, 'and yields');
-  shared.close();
-});
-
-t.test("a busy model's next worker does not yield, nor go to a host that did; a host that yielded is not the spare", async (t) => {
-  const { shared, started, one: busy, two: quiet } = await twoHosts('hot_1', 'warm_1');
-  busy.batches = BUSY_HOST_BATCHES;
-  t.equal(place(shared, 'cold_1', 'k3'), quiet, 'a model with no worker loads into the quiet host');
-  t.ok(quiet.yielded, 'which yields');
-  const next = place(shared, 'hot_1', 'k4');
-  t.not(next, quiet, "the busy model's second worker does not join the host that yielded");
-  t.equal(next, started[2], 'it takes the spare');
-  t.notOk(next.yielded, 'and does not yield: a busy model scaling up');
-  await nextTick();
-  const spare = started[3]!;
-  spare.kill();
-  spare.exit();
-  quiet.detach('k2');
-  quiet.detach('k3');
-  t.ok(quiet.killed, 'emptied with the spare gone, the host that yielded is not made the spare: more hosts than cores, it ends');
-  const other = place(shared, 'hot_1', 'k5');
-  t.not(other, quiet, "the busy model's third worker is not sent to it");
-  t.notOk(other.yielded, 'and does not yield');
-  shared.close();
-});
-
-t.test('a host that served busy models once takes no load that yields, though quiet for a moment', async (t) => {
-  const { shared, started, one: hot, two: other } = await twoHosts('hot_1', 'hot_2');
-  hot.batches = BUSY_HOST_BATCHES;
-  other.batches = BUSY_HOST_BATCHES;
-  hot.batches = 0;
-  const loaded = place(shared, 'cold_1', 'k3');
-  t.not(loaded, hot, 'the load does not go to the busy host sent few batches for a moment');
-  t.equal(loaded, started[2], 'the spare takes it');
-  t.ok(loaded.yielded, 'and yields');
-  t.notOk(hot.yielded, 'the busy host keeps its niceness');
   shared.close();
 });

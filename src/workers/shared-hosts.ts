@@ -10,11 +10,7 @@
  * A host sent BUSY_HOST_BATCHES lately serves busy models and takes no load at all: one landed in
  * a busy model's host for a fifth of the loads of bench/many-models.mjs (its models' hosts were the
  * ones with room), each holding their batches for a session's creation; the spare takes it
- * instead, and another spare starts. A host that takes the load of a model with no worker while
- * another host serves busy models is made as nice as Linux allows, for good
- * (WorkerHost.yieldToBusyHosts): the loads' CPU then yields to the busy models' batches on a
- * machine with few cores; a worker that does not yield (a loaded model's next one) never goes
- * there, nor is such a host the spare, and a host that served busy models once never yields. Until there are as many hosts as cores, each new worker takes the spare, so
+ * instead, and another spare starts. Until there are as many hosts as cores, each new worker takes the spare, so
  * that the first models, often the busiest, do not all share one thread. When none has room, to the spare: a host started ahead, with node and onnxruntime loaded
  * and no model, so that a model loading on demand waits for a session, not for a process's start.
  * Taking the spare starts the next one. A host whose last worker left becomes the spare, or, if
@@ -70,40 +66,10 @@ export class SharedHosts implements HostSource {
   }
 
   hostFor(model: string): WorkerHost {
-    const yielding = this.yieldsFor(model);
-    const host = this.emptyHost(yielding) ?? (this.running() < this.opts.spreadOver ? undefined : this.leastFull(model, yielding)) ?? this.takeSpare();
-    if (yielding) host.yieldToBusyHosts();
+    const host = this.emptyHost() ?? (this.running() < this.opts.spreadOver ? undefined : this.leastFull(model)) ?? this.takeSpare();
     // After this worker's load is sent: the next spare's start does not delay it.
     if (!this.closed) setImmediate(() => this.keepSpare());
     return host;
-  }
-
-  /**
-   * A worker of `model` goes to a host that yields the CPU (WorkerHost.yieldToBusyHosts): some
-   * host serves busy models (BUSY_HOST_BATCHES), whose batches its load would take the CPU from,
-   * and no host holds a worker of `model`: a model loaded on demand, not another worker of a model
-   * that is loaded, which may be one of the busy ones scaling up. Loads with no busy model about
-   * (the models registered at the start) keep the workers' niceness, as the busiest models' hosts do.
-   */
-  private yieldsFor(model: string): boolean {
-    let busy = false;
-    for (const host of this.hosts) {
-      if (!host.open) continue;
-      if (host.holds(model)) return false;
-      busy ||= host.recentBatches() >= BUSY_HOST_BATCHES;
-    }
-    return busy;
-  }
-
-  /**
-   * A worker that does not yield (`yielding` false) never goes to a host that did: its niceness is
-   * for good. One that yields never goes to a host that served busy models once (peakBatches),
-   * which would then yield for good: on a swamped machine a busy model's host was sent under
-   * BUSY_HOST_BATCHES for a second or two now and then, and took loads (bench/many-models.mjs at
-   * load 10: 3 of 82).
-   */
-  private fits(host: WorkerHost, yielding: boolean): boolean {
-    return yielding ? host.peakBatches() < BUSY_HOST_BATCHES : !host.yielded;
   }
 
   /** Hosts with workers, the spare not counted. */
@@ -114,8 +80,8 @@ export class SharedHosts implements HostSource {
   }
 
   /** A running host whose workers all left (kept by emptied): a load there needs no start, and shares with none. */
-  private emptyHost(yielding: boolean): WorkerHost | undefined {
-    for (const host of this.hosts) if (host !== this.spare && host.open && host.size === 0 && this.fits(host, yielding)) return host;
+  private emptyHost(): WorkerHost | undefined {
+    for (const host of this.hosts) if (host !== this.spare && host.open && host.size === 0) return host;
     return undefined;
   }
 
@@ -123,10 +89,10 @@ export class SharedHosts implements HostSource {
    * The running host with room, no worker of `model` and no busy models (BUSY_HOST_BATCHES) sent
    * the fewest batches lately, then with the fewest workers.
    */
-  private leastFull(model: string, yielding: boolean): WorkerHost | undefined {
+  private leastFull(model: string): WorkerHost | undefined {
     let best: { host: WorkerHost; batches: number } | undefined;
     for (const host of this.hosts) {
-      if (host === this.spare || !host.open || host.size >= this.opts.modelsPerHost || host.holds(model) || !this.fits(host, yielding)) continue;
+      if (host === this.spare || !host.open || host.size >= this.opts.modelsPerHost || host.holds(model)) continue;
       const batches = host.recentBatches();
       if (batches >= BUSY_HOST_BATCHES) continue;
       if (!best || batches < best.batches || (batches === best.batches && host.size < best.host.size)) best = { host, batches };
@@ -174,8 +140,7 @@ export class SharedHosts implements HostSource {
    */
   private emptied(host: WorkerHost): void {
     if (host === this.spare || !host.open) return;
-    // A host that yields is never the spare: the spare takes any worker, a busy model's too.
-    if (!this.closed && !this.spare?.open && !host.yielded) {
+    if (!this.closed && !this.spare?.open) {
       this.spare = host;
       return;
     }

@@ -192,9 +192,6 @@ export function mallocReturningMemory(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv
   return set ? env : { ...env, ...MALLOC_MMAP_THRESHOLD };
 }
 
-/** The niceness of a host that took a load beside busy hosts (yieldToBusyHosts): the most Linux has. */
-const LOADING_NICE = 19;
-
 /** The window over which a host's batches are counted (recentBatches). */
 const BUSY_WINDOW_MS = 1000;
 /**
@@ -244,10 +241,7 @@ export class WorkerHost {
   private pss: { bytes: number; anon: number; at: number } | undefined;
   private pssReading = false;
   private anon: { bytes: number; at: number } | undefined;
-  /** peak: the most recentBatches ever counted. */
-  private readonly batches = { start: performance.now(), current: 0, previous: 0, peak: 0 };
-  /** Made as nice as Linux allows (yieldToBusyHosts). */
-  private yieldedFlag = false;
+  private readonly batches = { start: performance.now(), current: 0, previous: 0 };
   /** Called once the process has exited, after its tenants were told. */
   onExit: (() => void) | undefined;
   /** Called when its last worker left (shared-hosts.ts keeps it as the spare, or ends it). */
@@ -304,11 +298,6 @@ export class WorkerHost {
     return this.batches.current + this.batches.previous;
   }
 
-  /** The most batches it was ever sent over one to two BUSY_WINDOW_MS: whether it served busy models once. */
-  peakBatches(): number {
-    return this.batches.peak;
-  }
-
   private turnWindow(): void {
     const now = performance.now();
     const w = this.batches;
@@ -334,29 +323,9 @@ export class WorkerHost {
   send(msg: ToWorker): void {
     if (msg.kind === 'predict') {
       this.turnWindow();
-      const w = this.batches;
-      w.current++;
-      w.peak = Math.max(w.peak, w.current + w.previous);
+      this.batches.current++;
     }
     this.child.send(msg);
-  }
-
-  /**
-   * Makes the process as nice as Linux allows, for good (an unprivileged process cannot undo it):
-   * shared-hosts.ts asks it of a host that takes a load while others serve busy models. A load's
-   * session creation and first batches took ~14 CPU-s in 40 s in such hosts in
-   * bench/many-models.mjs' phase B, on two cores beside the busy models' hosts, whose p99 rose
-   * 14-18% for it; at nice 19 against their 10 the busy hosts get ~7x its share when both want a core.
-   */
-  yieldToBusyHosts(): void {
-    if (this.yieldedFlag || !this.alive) return;
-    this.yieldedFlag = true;
-    reniceThreads(this.pid, LOADING_NICE);
-  }
-
-  /** It was made as nice as Linux allows (yieldToBusyHosts). */
-  get yielded(): boolean {
-    return this.yieldedFlag;
   }
 
   /** Ends the process; every worker in it answers what it held with "Worker died.". */
