@@ -31,3 +31,32 @@ export function unaryCall(client: GrpcClient, method: string, request: object, m
     client[method]!(request, metadata, (err, value) => resolve(err ? { code: err.code, details: err.details } : { value, code: grpc.status.OK }));
   });
 }
+
+/** A StreamPredictions2 reply: a prediction, or its failure in-band. */
+export type StreamReply = { prediction: Buffer; status?: { code: number; message: string } };
+
+/** Sends `messages` on one StreamPredictions2 stream with `metadata`; the stream's response metadata and replies. At most 30 s. */
+export function streamPredictions2(
+  client: grpc.Client,
+  metadata: grpc.Metadata,
+  messages: object[],
+): Promise<{ head: grpc.Metadata | undefined; replies: StreamReply[] }> {
+  type Stream = grpc.ClientDuplexStream<object, StreamReply>;
+  return new Promise((resolve, reject) => {
+    const stream = (client as unknown as { StreamPredictions2: (m: grpc.Metadata, o: grpc.CallOptions) => Stream }).StreamPredictions2(metadata, {
+      deadline: Date.now() + 30_000,
+    });
+    let head: grpc.Metadata | undefined;
+    const replies: StreamReply[] = [];
+    stream.on('metadata', (m: grpc.Metadata) => {
+      head = m;
+    });
+    stream.on('data', (reply: StreamReply) => {
+      replies.push(reply);
+      if (replies.length === messages.length) stream.end();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve({ head, replies }));
+    for (const m of messages) stream.write(m);
+  });
+}

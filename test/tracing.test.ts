@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
-import { grpcClient } from './grpc-client.js';
+import { grpcClient, streamPredictions2 } from './grpc-client.js';
 import { buildMar, buildMnistMar, FIXTURES, freePort, MNIST_DIR, startTestServer, waitFor, waitReady, type TestServer } from './helpers.js';
 import { STOP_FLUSH_MS } from '../src/metrics/tracing.js';
 import { otlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
@@ -231,22 +231,8 @@ t.test("gRPC StreamPredictions2: the stream's response metadata carries its firs
   const c = clientContext();
   const metadata = new grpc.Metadata();
   metadata.set('traceparent', c.traceparent);
-  type Reply = { prediction: Buffer; status?: { code: number; message: string } };
-  const { head, replies } = await new Promise<{ head: grpc.Metadata | undefined; replies: Reply[] }>((resolve, reject) => {
-    const stream = (inference as unknown as { StreamPredictions2: (m: grpc.Metadata) => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2(metadata);
-    let head: grpc.Metadata | undefined;
-    const replies: Reply[] = [];
-    stream.on('metadata', (m: grpc.Metadata) => {
-      head = m;
-    });
-    stream.on('data', (reply: Reply) => {
-      replies.push(reply);
-      if (replies.length === 2) stream.end();
-    });
-    stream.on('error', reject);
-    stream.on('end', () => resolve({ head, replies }));
-    for (const word of ['one', 'two']) stream.write({ model_name: 'echo', input: { data: Buffer.from(word), ts_request_sequence_start: Buffer.from('true') } });
-  });
+  const messages = ['one', 'two'].map((word) => ({ model_name: 'echo', input: { data: Buffer.from(word), ts_request_sequence_start: Buffer.from('true') } }));
+  const { head, replies } = await streamPredictions2(inference, metadata, messages);
   t.same(
     replies.map((r) => r.status?.code ?? 0),
     [0, 0],

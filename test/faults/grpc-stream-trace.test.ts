@@ -8,37 +8,18 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { register } from '../echo-model.js';
-import { grpcClient } from '../grpc-client.js';
+import { grpcClient, streamPredictions2 } from '../grpc-client.js';
 import { buildMar, FIXTURES, startTestServer, waitFor, waitReady } from '../helpers.js';
 import { otlpReceiver } from '../otlp-receiver.js';
 import { survived } from './survival.js';
 
-type Reply = { prediction: Buffer; status?: { code: number; message: string } };
-type Stream = grpc.ClientDuplexStream<object, Reply>;
-
 const START = { ts_request_sequence_start: Buffer.from('true') };
 
-/** Sends `messages` on one stream with `traceparent`; the stream's response metadata and replies. At most 30 s. */
-function streamed(client: grpc.Client, traceparent: string, messages: object[]): Promise<{ head: grpc.Metadata | undefined; replies: Reply[] }> {
+/** Sends `messages` on one stream with `traceparent`; the stream's response metadata and replies. */
+function streamed(client: grpc.Client, traceparent: string, messages: object[]): ReturnType<typeof streamPredictions2> {
   const metadata = new grpc.Metadata();
   metadata.set('traceparent', traceparent);
-  return new Promise((resolve, reject) => {
-    const stream = (client as unknown as { StreamPredictions2: (m: grpc.Metadata, o: grpc.CallOptions) => Stream }).StreamPredictions2(metadata, {
-      deadline: Date.now() + 30_000,
-    });
-    let head: grpc.Metadata | undefined;
-    const replies: Reply[] = [];
-    stream.on('metadata', (m: grpc.Metadata) => {
-      head = m;
-    });
-    stream.on('data', (reply: Reply) => {
-      replies.push(reply);
-      if (replies.length === messages.length) stream.end();
-    });
-    stream.on('error', reject);
-    stream.on('end', () => resolve({ head, replies }));
-    for (const m of messages) stream.write(m);
-  });
+  return streamPredictions2(client, metadata, messages);
 }
 
 t.test('StreamPredictions2 whose first message fails: its traceresponse and trace id are kept', async (t) => {
