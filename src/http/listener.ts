@@ -176,8 +176,9 @@ function account(deps: ListenerDeps, request: IncomingMessage, status: number, m
 /**
  * `Expect: 100-continue` gets its `100 Continue` once the request's body is first read, not as its
  * headers arrive: a request answered before its body is read (a refusal, a 413 on its declared
- * length, a bad key, an unknown route) gets only its final answer, and its client need not send
- * the body (RFC 9110 §10.1.1). Node, left to itself, writes the 100 at once.
+ * length, a bad key) gets only its final answer, and its client need not send the body (RFC 9110
+ * §10.1.1). Node, left to itself, writes the 100 at once. A request for an unknown route or model
+ * still gets its 100 and sends its body: Fastify reads the body before its route (or its 404).
  */
 function continueWhenRead(server: Server, req: IncomingMessage, res: ServerResponse): void {
   req.once('resume', () => {
