@@ -6,8 +6,9 @@
  * reset by the kernel (RST), and a client still writing its body loses the answer before it reads
  * it. So such a connection is closed as nginx's lingering_close does: the answer and a FIN go
  * out, what still arrives is read and thrown away, and the socket is closed when the client closes
- * its side, or after LINGER_MS or LINGER_BYTES, whichever comes first. A chunked body after an
- * answer that keeps the connection is read and discarded for LINGER_MS at most.
+ * its side, or after LINGER_MS or LINGER_BYTES, whichever comes first. The rest of a body after an
+ * answer that keeps the connection (a refusal's 503) is read and discarded for LINGER_MS at most,
+ * whatever its framing, and not at all once its listener stops (cutDrains).
  */
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
@@ -43,29 +44,56 @@ export function closeLingering(socket: Socket): void {
 }
 
 /**
+ * Connections kept after an early answer, whose requests' bodies Node still reads and throws
+ * away: each with what cuts it. A stop ends them (cutDrains) rather than wait for those bodies.
+ */
+const draining = new Map<Socket, () => void>();
+
+/**
  * When Node closes `request`'s connection after its answer (`Connection: close`, the client's or
- * ours) with the request's body not all read, the close lingers (closeLingering). Called by every
- * answer that may go out before the body is read.
+ * ours) with the request's body not all read, the close lingers (closeLingering); when it keeps
+ * the connection, the rest of the body is bounded in time (boundDrain). Called by every answer
+ * that may go out before the body is read.
  */
 export function lingerIfBodyUnread(request: IncomingMessage): void {
   const socket = request.socket;
   if (!(socket instanceof Socket)) return;
   socket.destroySoon = () => (request.complete ? Socket.prototype.destroySoon.call(socket) : closeLingering(socket));
-  if (request.headers['transfer-encoding'] !== undefined) boundChunkedDrain(request, socket);
+  boundDrain(request, socket);
 }
 
 /**
- * A connection kept after its early answer (a refusal's 503 keeps it) has the rest of its body
- * read and thrown away by Node, as long as it comes: a declared length is at most
- * max_request_size (past it the answer is a 413 that closes), but a chunked body has no end of
- * its own. Still coming LINGER_MS after the answer, it is cut: the connection closes lingering.
+ * A connection kept after its early answer has the rest of its body read and thrown away by Node
+ * as long as it comes: max_request_size bounds a declared length in bytes, not in time (a client
+ * may trickle it; Fastify's requestTimeout is 0), and a chunked body has no end of its own. Still
+ * coming LINGER_MS after the answer, it is cut: the connection closes lingering.
  */
-function boundChunkedDrain(request: IncomingMessage, socket: Socket): void {
-  if (request.complete) return;
-  const timer = setTimeout(() => {
+function boundDrain(request: IncomingMessage, socket: Socket): void {
+  if (request.complete || draining.has(socket)) return;
+  const forget = (): void => {
+    clearTimeout(timer);
+    draining.delete(socket);
+  };
+  const cut = (): void => {
+    forget();
     // A connection already closing (its answer closed it) lingers on its own bounds.
     if (!request.complete && !socket.writableEnded) closeLingering(socket);
-  }, LINGER_MS);
+  };
+  const timer = setTimeout(cut, LINGER_MS);
   timer.unref();
-  request.once('close', () => clearTimeout(timer));
+  draining.set(socket, cut);
+  request.once('close', forget);
+}
+
+/**
+ * Cuts now the drains of `server`'s connections (see boundDrain): a stop waits for the requests
+ * it accepted, and one already answered is not one of them.
+ */
+export function cutDrains(server: object): void {
+  for (const [socket, cut] of draining) if (serverOf(socket) === server) cut();
+}
+
+/** The server that accepted `socket` (Node sets it on the sockets of net, http and tls servers). */
+function serverOf(socket: Socket): unknown {
+  return (socket as Socket & { server?: unknown }).server;
 }

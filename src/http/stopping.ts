@@ -4,11 +4,12 @@
  * TorchServe's JSON (503, its connection closed) while those in flight go on; at the drain's end,
  * those still unanswered are answered 503 and every connection is ended, so that no client holds
  * the stop: a body that never finishes arriving, a header sent in half, a DELETE waiting out
- * unregister_model_timeout.
+ * unregister_model_timeout. A request answered before its body was read (a refusal's 503) is not
+ * in flight: its connection is ended at the stop's start, not waited for.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
-import { lingerIfBodyUnread } from './lingering-close.js';
+import { cutDrains, lingerIfBodyUnread } from './lingering-close.js';
 import { sendError } from './reply.js';
 
 /** What a stop does to one listener: see the module's comment. */
@@ -43,7 +44,11 @@ export function stoppable(app: FastifyInstance): ListenerStop {
   return {
     close() {
       stopping = true;
-      return app.close();
+      const closed = app.close();
+      // An answered request whose body is still arriving (a refusal's 503 kept its connection)
+      // is no work accepted: its connection is ended now, lingering, not waited for.
+      cutDrains(app.server);
+      return closed;
     },
     cut() {
       for (const reply of inFlight.values()) if (!reply.sent) stopAnswer(reply);
