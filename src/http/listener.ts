@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ServerConfig } from '../config/server-config.js';
 import { isTsError, TsError, tsError } from '../errors.js';
 import type { Loggers } from '../log/loggers.js';
@@ -95,16 +95,9 @@ export function createListener(
   app.addHook('onRequest', async (request, reply) => {
     const { remoteAddress, remotePort } = request.raw.socket;
     request.arrival = { at: performance.now(), peer: { remoteAddress, remotePort } };
+    reply.raw.once('close', () => logAbandoned(deps, request, reply.raw));
     answerQueued(reply.raw);
     reply.header('x-request-id', request.id).headers(fixed);
-  });
-  // A client gone before its answer (it reset the connection, or ended it mid-body) was answered
-  // nothing: its line says so, and no response class counts it.
-  app.addHook('onRequestAbort', async (request) => {
-    const came = request.arrival;
-    if (came === null || came === 'answered' || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
-    request.arrival = 'answered';
-    deps.loggers.access(clientLine(came.peer, requestLine(request.raw), 'aborted', performance.now() - came.at));
   });
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => continueWhenRead(app.server, req, res));
   const stop = stoppable(app);
@@ -165,6 +158,19 @@ export function whenSent(res: ServerResponse, write: () => void): void {
   const queued = queuedAnswers.get(res);
   if (queued) void queued.then(write);
   else write();
+}
+
+/**
+ * A client gone before its answer went out (it reset the connection, ended it mid-body, or left
+ * while its prediction waited or ran) was answered nothing: its line says so, and no response
+ * class counts it. Its connection's close before the answer finished says so, whatever the
+ * request had read (Fastify's onRequestAbort sees only a body cut short).
+ */
+function logAbandoned(deps: ListenerDeps, request: FastifyRequest, res: ServerResponse): void {
+  const came = request.arrival;
+  if (came === null || came === 'answered' || res.writableFinished || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
+  request.arrival = 'answered';
+  deps.loggers.access(clientLine(came.peer, requestLine(request.raw), 'aborted', performance.now() - came.at));
 }
 
 /** An answered request's access-log line and response-class metric. */

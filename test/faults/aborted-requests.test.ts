@@ -1,6 +1,6 @@
 // A client that goes away mid-body (it half-closes, or resets the connection) was answered
 // nothing: its request is logged as aborted, not as a 400 a client sent, and counted in no 4xx
-// counter. And `Expect: 100-continue` gets its final answer without the 100 when the request is
+// counter; so is one that goes away after its body was read, before its answer. And `Expect: 100-continue` gets its final answer without the 100 when the request is
 // refused before its body is read (RFC 9110 §10.1.1): the client then need not send the body.
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -73,6 +73,35 @@ t.test('a client gone mid-body: logged as aborted, in no 4xx count', async (t) =
       .find((l) => l.includes(`:${port} `));
     t.match(line, /"POST \/predictions\/echo HTTP\/1\.1" aborted \d+$/, `an aborted request's access line: ${line}`);
   }
+  t.equal(await requests4xx(server), before, 'no 4xx counted');
+  await survived(t, server, { models: ['echo'] });
+});
+
+t.test('a client gone after its body was read, while its prediction waits or runs: logged as aborted, in no count', async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await waitReady(server.urls.management, 'echo');
+  const before = await requests4xx(server);
+  const socket = await opened(server.urls.inference);
+  const port = socket.localPort!;
+  const body = 'sleep:1500';
+  socket.write(`POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  await new Promise((r) => setTimeout(r, 300));
+  socket.resetAndDestroy();
+  const line = (): string | undefined =>
+    accessLog(server)
+      .split('\n')
+      .find((l) => l.includes(`:${port} `));
+  // Its prediction still runs (1.5 s) and its answer goes nowhere: the line must not wait for it.
+  await waitFor(() => line() !== undefined, 5000, 'its access line').catch(() => undefined);
+  t.match(line(), /"POST \/predictions\/echo HTTP\/1\.1" aborted \d+$/, `its access line: ${line()}`);
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(
+    accessLog(server)
+      .split('\n')
+      .filter((l) => l.includes(`:${port} `)).length,
+    1,
+    'one line, not another once its prediction ended',
+  );
   t.equal(await requests4xx(server), before, 'no 4xx counted');
   await survived(t, server, { models: ['echo'] });
 });
