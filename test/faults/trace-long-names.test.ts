@@ -7,12 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { grpcClient, streamPredictions2, unaryCall } from '../grpc-client.js';
-import { buildMar, FIXTURES, startTestServer, waitFor, waitReady } from '../helpers.js';
-import { decodeTraces, type ReceivedSpan } from '../otlp-receiver.js';
+import { waitFor } from '../helpers.js';
+import { decodeTraces, tracedEchoServer, type ReceivedSpan } from '../otlp-receiver.js';
 import { frontEndMemory } from './memory.js';
 import { survived } from './survival.js';
 
@@ -21,7 +20,7 @@ const LONG_NAME = 'q'.repeat(3_000_000);
 const LIMIT = 256;
 
 /** An OTLP/HTTP receiver that keeps each export body's size and spans; closed when the test ends. */
-async function sizingReceiver(t: Parameters<Parameters<typeof t.test>[1]>[0]): Promise<{ url: string; sizes: number[]; spans: ReceivedSpan[] }> {
+async function sizingReceiver(t: Test): Promise<{ url: string; sizes: number[]; spans: ReceivedSpan[] }> {
   const sizes: number[] = [];
   const spans: ReceivedSpan[] = [];
   const server = createServer((req, res) => {
@@ -41,19 +40,7 @@ async function sizingReceiver(t: Parameters<Parameters<typeof t.test>[1]>[0]): P
 
 t.test('a 3 MB unknown model name over gRPC, traced: spans and errors carry it cut', async (t) => {
   const receiver = await sizingReceiver(t);
-  const env = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100' };
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    properties: { otel_traces: 'true', load_models: 'echo.mar' },
-  }).finally(() => {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  });
-  await waitReady(server.urls.management, 'echo');
+  const server = await tracedEchoServer(t, receiver.url);
   const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
   const traced = (): grpc.Metadata => {
     const metadata = new grpc.Metadata();
