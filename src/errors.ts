@@ -267,6 +267,18 @@ export class TsError extends Error {
   }
 }
 
+/** The length of a client's name or version that an error message quotes. */
+const QUOTED_NAME_LENGTH = 256;
+
+/**
+ * A name or version a client gave, as an error message quotes it: its first 256 characters and
+ * '…'. A gRPC client may name a model of megabytes (no path segment limits it, as REST's does);
+ * quoted whole, its error's grpc-message header would be more than the client's HTTP/2 takes.
+ */
+export function quotedName(name: string): string {
+  return name.length > QUOTED_NAME_LENGTH ? `${name.slice(0, QUOTED_NAME_LENGTH)}…` : name;
+}
+
 export function tsError(code: ErrorCode, ...args: Array<string | number>): TsError {
   let i = 0;
   const message = table[code].message.replace(/%s/g, () => String(args[i++] ?? ''));

@@ -6,8 +6,10 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import type { Test } from 'tap';
+import { buildMar, FIXTURES, startTestServer, waitReady, type TestServer } from './helpers.js';
 
 const OTLP_TRACE_PROTO = `
 syntax = "proto3";
@@ -129,4 +131,22 @@ export async function otlpReceiver(t: Test): Promise<OtlpReceiver> {
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}/v1/traces`, spans, contentTypes };
+}
+
+/** A server (in this process) exporting its traces to `url` every 100 ms, with the echo model loaded and ready. */
+export async function tracedEchoServer(t: Test, url: string): Promise<TestServer> {
+  const env = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: url, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'tsserve-under-test' };
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    properties: { otel_traces: 'true', load_models: 'echo.mar' },
+  }).finally(() => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  await waitReady(server.urls.management, 'echo');
+  return server;
 }

@@ -10,12 +10,19 @@ import { grpcStatusName, isTsError, tsError, type TsError } from '../errors.js';
 import { refusalOf } from './bounds.js';
 import type { GrpcDeps } from './deps.js';
 
+/**
+ * The longest description a status is sent with: it goes as the grpc-message header, percent-
+ * encoded, and one larger than the client's HTTP/2 header limit fails the call with a protocol
+ * error instead of its status.
+ */
+const MAX_DETAILS_LENGTH = 2048;
+
 /** A gRPC status with its description, thrown by a method and sent by its wrapper. */
 export class GrpcFailure extends Error {
   readonly code: status;
 
   constructor(code: status, details: string) {
-    super(details);
+    super(details.length > MAX_DETAILS_LENGTH ? `${details.slice(0, MAX_DETAILS_LENGTH)}…` : details);
     this.code = code;
   }
 

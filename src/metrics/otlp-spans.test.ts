@@ -24,6 +24,8 @@ interface SpanSpec {
 }
 
 const SCOPE = { name: 'tsserve', version: '1.2.3' };
+/** No length limit on texts: the SDK's default, which the serializer's bytes are compared at. */
+const UNCUT = Number.POSITIVE_INFINITY;
 
 /** The SDK's ReadableSpan of `spec`, as metrics/tracing.ts made them before OtlpSpans. */
 function readable(spec: SpanSpec, resource: Resource): ReadableSpan {
@@ -139,7 +141,7 @@ function specs(): SpanSpec[] {
 }
 
 function same(t: Test, resource: Resource, list: SpanSpec[], message: string): void {
-  const spans = new OtlpSpans(resource, SCOPE);
+  const spans = new OtlpSpans(resource, SCOPE, UNCUT);
   for (const spec of list) write(spans, spec);
   const ours = spans.take(list.length);
   const theirs = ProtobufTraceSerializer.serializeRequest(list.map((s) => readable(s, resource)));
@@ -174,7 +176,7 @@ t.test('a resource of every attribute type the detectors can give, and a schema 
 t.test('exports taken part by part: each body as the serializer writes its spans, and nothing lost or repeated', async (t) => {
   const resource = defaultResource();
   const list = specs();
-  const spans = new OtlpSpans(resource, SCOPE);
+  const spans = new OtlpSpans(resource, SCOPE, UNCUT);
   for (const spec of list) write(spans, spec);
   const first = spans.take(4);
   t.equal(spans.count, 2, 'two left');
@@ -189,11 +191,60 @@ t.test('exports taken part by part: each body as the serializer writes its spans
 t.test('a span undone (a full queue) leaves no trace in the next export', async (t) => {
   const resource = defaultResource();
   const [a, b] = specs();
-  const spans = new OtlpSpans(resource, SCOPE);
+  const spans = new OtlpSpans(resource, SCOPE, UNCUT);
   write(spans, a!);
   const mark = spans.mark();
   write(spans, b!);
   spans.undo(mark);
   t.equal(spans.count, 1);
   t.same(Buffer.from(spans.take(10)!.body), Buffer.from(ProtobufTraceSerializer.serializeRequest([readable(a!, resource)])!));
+});
+
+/** `spec` with its name, string attributes and status message cut at `limit` characters, as the SDK's span limits cut them. */
+function cut(spec: SpanSpec, limit: number): SpanSpec {
+  const text = (v: string): string => v.slice(0, limit);
+  return {
+    ...spec,
+    name: text(spec.name),
+    attributes: spec.attributes?.map(([k, v]) => [k, typeof v === 'string' ? text(v) : v] as const),
+    ...(spec.error === undefined ? {} : { error: text(spec.error) }),
+  };
+}
+
+t.test("a client's long texts are cut: the serializer's bytes for the cut spans", async (t) => {
+  const resource = defaultResource();
+  const huge = 'q'.repeat(3_000_000);
+  const list: SpanSpec[] = [
+    ...specs(),
+    { ...specs()[1]!, name: `prediction ${huge}`, attributes: [['tsserve.model.name', huge]], error: `Model not found: ${huge}` },
+  ];
+  const spans = new OtlpSpans(resource, SCOPE, 256);
+  for (const spec of list) write(spans, spec);
+  t.ok(spans.bytes < 8 * 1024, `the spans take ${spans.bytes} bytes`);
+  const ours = spans.take(list.length);
+  const theirs = ProtobufTraceSerializer.serializeRequest(list.map((s) => readable(cut(s, 256), resource)));
+  t.same(Buffer.from(ours!.body), Buffer.from(theirs!), 'each text cut at 256 characters');
+});
+
+t.test('an export holds no more bytes of spans than asked, one span at least', async (t) => {
+  const resource = defaultResource();
+  const list = specs();
+  const spans = new OtlpSpans(resource, SCOPE, UNCUT);
+  for (const spec of list) write(spans, spec);
+  const all = spans.bytes;
+  const first = spans.take(100, 1);
+  t.equal(first?.count, 1, 'a budget smaller than a span: one span');
+  const rest = spans.take(100, all);
+  t.equal(rest?.count, list.length - 1, 'the rest fit');
+  t.equal(spans.bytes, 0, 'nothing left');
+});
+
+t.test('the buffer a burst grew gives its room back once taken', async (t) => {
+  const spans = new OtlpSpans(defaultResource(), SCOPE, UNCUT);
+  const big: SpanSpec = { ...specs()[1]!, name: 'x'.repeat(4 * 1024 * 1024) };
+  write(spans, big);
+  const grown = (spans as unknown as { writer: { buffer: Uint8Array } }).writer.buffer.length;
+  spans.take(1);
+  const after = (spans as unknown as { writer: { buffer: Uint8Array } }).writer.buffer.length;
+  t.ok(grown > 4 * 1024 * 1024 && after <= 64 * 1024, `grown to ${grown} bytes, back to ${after}`);
 });

@@ -8,7 +8,10 @@
  * never made: ids are written from their hex, times from their milliseconds, and the resource and
  * the instrumentation scope, the same for every span, are written once. Spans accumulate in one
  * buffer that lives as long as the server (no garbage per span), and leave it as whole export
- * bodies, up to a number of spans each.
+ * bodies, up to a number of spans and of bytes each. Every text a span carries (its name, its
+ * string attributes, its status message: model names, versions, request ids a client chose) is
+ * cut to a length, as the SDK cuts attribute values at OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, so that
+ * a client's 3 MB model name costs the buffer and the collector 256 characters, not 3 MB.
  */
 import type { AttributeValue, SpanContext, SpanKind } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
@@ -49,6 +52,16 @@ class ProtoWriter {
     const grown = new Uint8Array(size);
     grown.set(this.buffer.subarray(0, this.pos));
     this.buffer = grown;
+  }
+
+  /** Gives back the room a burst of large spans grew it to, once they are gone. */
+  shrink(to: number): void {
+    if (this.buffer.length <= to * 4 || this.pos > this.buffer.length / 4) return;
+    let size = to;
+    while (size < this.pos * 2) size *= 2;
+    const smaller = new Uint8Array(size);
+    smaller.set(this.buffer.subarray(0, this.pos));
+    this.buffer = smaller;
   }
 
   tag(field: number, wireType: number): void {
@@ -223,6 +236,12 @@ function flagsOf(context: SpanContext, remote: boolean | undefined): number {
   return (context.traceFlags & 255) | FLAGS_HAS_IS_REMOTE | (remote ? FLAGS_IS_REMOTE : 0);
 }
 
+/** The length the texts of a span are cut to unless OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT says otherwise. */
+export const TEXT_LENGTH_LIMIT = 256;
+
+/** The size the span buffer starts at, and shrinks back to. */
+const BUFFER_SIZE = 64 * 1024;
+
 /** A span written and not yet in an export: where the buffer was, for `undo`. */
 export interface SpanMark {
   readonly pos: number;
@@ -234,7 +253,8 @@ export interface SpanMark {
  * links, `end`), in the serializer's field order, and taken out as export bodies (`take`).
  */
 export class OtlpSpans {
-  private readonly writer = new ProtoWriter(64 * 1024);
+  private readonly writer = new ProtoWriter(BUFFER_SIZE);
+  private readonly textLimit: number;
   /** Where each span written and not taken ends. */
   private ends: number[] = [];
   private span = -1;
@@ -246,7 +266,8 @@ export class OtlpSpans {
   private readonly scopeField: Uint8Array;
   private readonly resourceSchema: Uint8Array;
 
-  constructor(resource: Resource, scope: InstrumentationScope) {
+  constructor(resource: Resource, scope: InstrumentationScope, textLimit = TEXT_LENGTH_LIMIT) {
+    this.textLimit = textLimit;
     this.resourceField = written((w) => {
       w.tag(1, LENGTH);
       const at = w.open();
@@ -278,6 +299,16 @@ export class OtlpSpans {
     return this.ends.length;
   }
 
+  /** Bytes of the spans written and not yet taken. */
+  get bytes(): number {
+    return this.writer.pos;
+  }
+
+  /** A span's text as it is written: cut to the limit. */
+  private cut(text: string): string {
+    return text.length > this.textLimit ? text.slice(0, this.textLimit) : text;
+  }
+
   /** Where the buffer is: spans written after it can be undone (a queue that is full). */
   mark(): SpanMark {
     return { pos: this.writer.pos, count: this.ends.length };
@@ -302,7 +333,7 @@ export class OtlpSpans {
       w.hex(parent.spanId);
     }
     w.tag(5, LENGTH);
-    w.string(name);
+    w.string(this.cut(name));
     w.tag(6, VARINT);
     w.varint(kind + 1);
     w.tag(7, FIXED64);
@@ -327,7 +358,7 @@ export class OtlpSpans {
 
   /** One of its attributes, before its links. */
   attribute(key: string, value: string | number): void {
-    this.writer.keyValue(9, key, value);
+    this.writer.keyValue(9, key, typeof value === 'string' ? this.cut(value) : value);
   }
 
   /** A link to `context`, after its attributes. */
@@ -354,7 +385,7 @@ export class OtlpSpans {
     const status = w.open();
     if (error) {
       w.tag(2, LENGTH);
-      w.string(error);
+      w.string(this.cut(error));
     }
     w.tag(3, VARINT);
     w.varint(error === undefined ? STATUS_UNSET : STATUS_ERROR);
@@ -376,11 +407,12 @@ export class OtlpSpans {
   }
 
   /**
-   * An export body of the first `max` spans written (all of them at most), which leave the
-   * buffer; undefined when there are none.
+   * An export body of the first `max` spans written (all of them at most), no more of them than
+   * fit in `maxBytes` (one at least), which leave the buffer; undefined when there are none.
    */
-  take(max: number): { readonly body: Uint8Array; readonly count: number } | undefined {
-    const count = Math.min(max, this.ends.length);
+  take(max: number, maxBytes = Number.POSITIVE_INFINITY): { readonly body: Uint8Array; readonly count: number } | undefined {
+    let count = Math.min(max, this.ends.length);
+    while (count > 1 && this.ends[count - 1]! > maxBytes) count--;
     if (count === 0) return undefined;
     const w = this.writer;
     const spansEnd = this.ends[count - 1]!;
@@ -400,6 +432,7 @@ export class OtlpSpans {
     out.buffer.set(this.resourceSchema, out.pos);
     w.buffer.copyWithin(0, spansEnd, w.pos);
     w.pos -= spansEnd;
+    w.shrink(BUFFER_SIZE);
     this.ends = this.ends.slice(count).map((end) => end - spansEnd);
     return { body: out.buffer, count };
   }

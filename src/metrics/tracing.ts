@@ -58,7 +58,7 @@ import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerial
 import { defaultResource, envDetector, detectResources, resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
-import { OtlpSpans } from './otlp-spans.js';
+import { OtlpSpans, TEXT_LENGTH_LIMIT } from './otlp-spans.js';
 import type { WireStage, WireTraceContext } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 
@@ -98,6 +98,16 @@ export const STOP_FLUSH_MS = 1000;
  */
 const MAX_QUEUE_SIZE = 8192;
 const MAX_EXPORT_BATCH_SIZE = 2048;
+
+/**
+ * Bytes of spans held for export at most, and sent in one export at most: spans of ordinary
+ * sizes (a few hundred bytes) reach the span counts first (8192 spans are about 1.5 MB); spans
+ * of long texts (names cut at OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, which an operator may raise)
+ * are dropped past these, as past the counts, rather than held without bound, and never make
+ * an export larger than a collector takes (its default limits are 4 MiB and more).
+ */
+const MAX_QUEUE_BYTES = 4 * 1024 * 1024;
+const MAX_EXPORT_BYTES = 1024 * 1024;
 
 /** The instrumentation scope of every span: tsserve's. */
 const SCOPE = { name: 'tsserve', version: VERSION };
@@ -398,7 +408,7 @@ export class Tracing {
     const resource = defaultResource()
       .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'tsserve', [ATTR_SERVICE_VERSION]: VERSION }))
       .merge(detectResources({ detectors: [envDetector] }));
-    this.spans = new OtlpSpans(resource, SCOPE);
+    this.spans = new OtlpSpans(resource, SCOPE, textLengthLimit(env));
   }
 
   /**
@@ -456,7 +466,7 @@ export class Tracing {
    * A sampled prediction was answered, or a traced batch ended: its spans are written for export
    * now, so that nothing of it outlives its request (an object held for later is one the garbage
    * collector moves and then collects in the old generation). Past OTEL_BSP_MAX_QUEUE_SIZE spans
-   * waiting, its spans are dropped, as the batch span processor drops them.
+   * waiting (or MAX_QUEUE_BYTES), its spans are dropped, as the batch span processor drops them.
    */
   finished(trace: RequestTrace | BatchTrace): void {
     if (this.stopped) return;
@@ -465,7 +475,7 @@ export class Tracing {
     else trace.write(this.spans);
     const written = this.spans.count - mark.count;
     this.ended += written;
-    if (this.spans.count > this.maxQueueSize) {
+    if (this.spans.count > this.maxQueueSize || this.spans.bytes > MAX_QUEUE_BYTES) {
       this.spans.undo(mark);
       if (this.dropped === 0) diag.debug('maxQueueSize reached, dropping spans');
       this.dropped += written;
@@ -499,7 +509,7 @@ export class Tracing {
   private exportBatch(): Promise<void> {
     clearTimeout(this.exportTimer);
     this.exportTimer = undefined;
-    const batch = this.spans.take(this.maxExportBatchSize);
+    const batch = this.spans.take(this.maxExportBatchSize, MAX_EXPORT_BYTES);
     if (!batch) return Promise.resolve();
     return new Promise<void>((resolve) => {
       // Held, as the batch span processor holds it: an export under way keeps the process.
@@ -563,6 +573,16 @@ function reportDiagnostics(warn: (message: string) => void): void {
   };
   const quiet = (): void => {};
   diag.setLogger({ error: once, warn: once, info: quiet, debug: quiet, verbose: quiet }, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
+}
+
+/**
+ * The length spans' texts are cut to: OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT or
+ * OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, as the SDK reads them, else TEXT_LENGTH_LIMIT (the SDK's
+ * default is no limit, which would let a client's model name of megabytes into every span).
+ */
+function textLengthLimit(env: NodeJS.ProcessEnv): number {
+  const limit = numberOr(env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT ?? env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, TEXT_LENGTH_LIMIT);
+  return Math.max(1, Math.floor(limit));
 }
 
 function numberOr(text: string | undefined, fallback: number): number {

@@ -9,7 +9,7 @@
  * until the version is registered again or unregistered.
  */
 import type { SnapshotModel } from '../config/snapshot-file.js';
-import { tsError } from '../errors.js';
+import { quotedName, tsError } from '../errors.js';
 import type { Model } from './model.js';
 
 /** A version a snapshot named that could not be restored, with its snapshot entry and why. */
@@ -47,8 +47,8 @@ export class ModelRegistry {
     if (model) return model;
     const failed = this.failedRestore(name, version);
     if (failed) throw tsError('TSS_ERR_MODEL_RESTORE_FAILED', failed.name, failed.version, failed.reason);
-    if (!this.models.has(name)) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
-    throw tsError('TSS_ERR_MODEL_VERSION_NOT_FOUND', version ?? '', name);
+    if (!this.models.has(name)) throw tsError('TSS_ERR_MODEL_NOT_FOUND', quotedName(name));
+    throw tsError('TSS_ERR_MODEL_VERSION_NOT_FOUND', quotedName(version ?? ''), quotedName(name));
   }
 
   /** Keeps a version a snapshot named that could not be restored. */
@@ -93,7 +93,7 @@ export class ModelRegistry {
 
   versions(name: string): Model[] {
     const entry = this.models.get(name);
-    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
+    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', quotedName(name));
     return [...entry.versions.values()];
   }
 
@@ -131,8 +131,8 @@ export class ModelRegistry {
 
   setDefault(name: string, version: string): void {
     const entry = this.models.get(name);
-    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', name);
-    if (!entry.versions.has(version)) throw tsError('TSS_ERR_MODEL_DEFAULT_VERSION_NOT_FOUND', version, name);
+    if (!entry) throw tsError('TSS_ERR_MODEL_NOT_FOUND', quotedName(name));
+    if (!entry.versions.has(version)) throw tsError('TSS_ERR_MODEL_DEFAULT_VERSION_NOT_FOUND', quotedName(version), name);
     entry.defaultVersion = version;
   }
 

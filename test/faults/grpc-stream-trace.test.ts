@@ -9,8 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { register } from '../echo-model.js';
 import { grpcClient, streamPredictions2 } from '../grpc-client.js';
-import { buildMar, FIXTURES, startTestServer, waitFor, waitReady } from '../helpers.js';
-import { otlpReceiver } from '../otlp-receiver.js';
+import { waitFor } from '../helpers.js';
+import { otlpReceiver, tracedEchoServer } from '../otlp-receiver.js';
 import { survived } from './survival.js';
 
 const START = { ts_request_sequence_start: Buffer.from('true') };
@@ -24,19 +24,7 @@ function streamed(client: grpc.Client, traceparent: string, messages: object[]):
 
 t.test('StreamPredictions2 whose first message fails: its traceresponse and trace id are kept', async (t) => {
   const receiver = await otlpReceiver(t);
-  const env = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'tsserve-under-test' };
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
-    properties: { otel_traces: 'true', load_models: 'echo.mar' },
-  }).finally(() => {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  });
-  await waitReady(server.urls.management, 'echo');
+  const server = await tracedEchoServer(t, receiver.url);
   // No worker: it refuses every prediction.
   await register(t, server, 'idle', { initial_workers: 0 });
   const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
