@@ -41,11 +41,11 @@ const NO_SCHEMA_COMPILERS = { buildValidator: () => noSchemaCompiler, buildSeria
 declare module 'fastify' {
   interface FastifyRequest {
     /**
-     * Until answered, when it came and its client's address (a socket reset no longer says), for
-     * the line of a request its client abandoned; `answered` once it was. Fields every request has,
-     * as its traceId (http/predict.ts), not a WeakMap entry per request: work for the GC.
+     * Until answered, its client's address (a socket reset no longer says), for the line of a
+     * request its client abandoned; `answered` once it was. A field every request has, as its
+     * traceId (http/predict.ts), not a WeakMap entry per request: work for the GC.
      */
-    arrival: { at: number; peer: Pick<Socket, 'remoteAddress' | 'remotePort'> } | 'answered' | null;
+    arrival: Pick<Socket, 'remoteAddress' | 'remotePort'> | 'answered' | null;
   }
 }
 
@@ -61,7 +61,10 @@ export function createListener(
   const { config } = deps;
   const app = Fastify({
     ...(tls
-      ? { serverFactory: (handler: RequestListener) => httpsServer(tls, handler, (socket, head) => account403(deps, socket, head)) as unknown as Server }
+      ? {
+          serverFactory: (handler: RequestListener) =>
+            httpsServer(tls, handler, (socket, head) => accountUnparsed(deps, socket, head, 403)) as unknown as Server,
+        }
       : {}),
     logger: false,
     bodyLimit: config.maxRequestSize,
@@ -94,8 +97,8 @@ export function createListener(
   app.decorateRequest('arrival', null);
   app.addHook('onRequest', async (request, reply) => {
     const { remoteAddress, remotePort } = request.raw.socket;
-    request.arrival = { at: performance.now(), peer: { remoteAddress, remotePort } };
-    reply.raw.once('close', () => logAbandoned(deps, request, reply.raw));
+    request.arrival = { remoteAddress, remotePort };
+    reply.raw.once('close', () => logAbandoned(deps, request, reply));
     answerQueued(reply.raw);
     reply.header('x-request-id', request.id).headers(fixed);
   });
@@ -166,11 +169,11 @@ export function whenSent(res: ServerResponse, write: () => void): void {
  * class counts it. Its connection's close before the answer finished says so, whatever the
  * request had read (Fastify's onRequestAbort sees only a body cut short).
  */
-function logAbandoned(deps: ListenerDeps, request: FastifyRequest, res: ServerResponse): void {
-  const came = request.arrival;
-  if (came === null || came === 'answered' || res.writableFinished || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
+function logAbandoned(deps: ListenerDeps, request: FastifyRequest, reply: FastifyReply): void {
+  const peer = request.arrival;
+  if (peer === null || peer === 'answered' || reply.raw.writableFinished || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
   request.arrival = 'answered';
-  deps.loggers.access(clientLine(came.peer, requestLine(request.raw), 'aborted', performance.now() - came.at));
+  deps.loggers.access(clientLine(peer, requestLine(request.raw), 'aborted', reply.elapsedTime));
 }
 
 /** An answered request's access-log line and response-class metric. */
@@ -238,10 +241,13 @@ function refusedRequestLine(raw: unknown): string {
   return REQUEST_LINE_START.test(line) ? line : '-';
 }
 
-/** Plain HTTP refused by an HTTPS listener (http/tls.ts): its access-log line and response-class metric. */
-function account403(deps: ListenerDeps, socket: Socket, head: Buffer): void {
-  deps.metrics.response(403);
-  deps.loggers.access(clientLine(socket, refusedRequestLine(head), 403, 0));
+/**
+ * A request refused before it was parsed (plain HTTP to an HTTPS listener, what Node's parser
+ * refuses): its access-log line, with what `raw` holds of its first line, and response-class metric.
+ */
+function accountUnparsed(deps: ListenerDeps, socket: Socket, raw: unknown, status: number): void {
+  deps.metrics.response(status);
+  deps.loggers.access(clientLine(socket, refusedRequestLine(raw), status, 0));
 }
 
 /**
@@ -297,8 +303,8 @@ function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, 
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
-    deps.metrics.response(status);
-    if (socket instanceof Socket) deps.loggers.access(clientLine(socket, refusedRequestLine(err.rawPacket), status, 0));
+    if (socket instanceof Socket) accountUnparsed(deps, socket, err.rawPacket, status);
+    else deps.metrics.response(status);
   }
   if (socket instanceof Socket && socket.writable) closeLingering(socket);
   else socket.destroy();
