@@ -276,7 +276,12 @@ const QUOTED_NAME_LENGTH = 256;
  * quoted whole, its error's grpc-message header would be more than the client's HTTP/2 takes.
  */
 export function quotedName(name: string): string {
-  return name.length > QUOTED_NAME_LENGTH ? `${name.slice(0, QUOTED_NAME_LENGTH)}…` : name;
+  return shortened(name, QUOTED_NAME_LENGTH);
+}
+
+/** `text`, or its first `max` characters and '…' when it is longer. */
+export function shortened(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 export function tsError(code: ErrorCode, ...args: Array<string | number>): TsError {

@@ -6,7 +6,7 @@
  */
 import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import type { TokenKind } from '../auth/tokens.js';
-import { grpcStatusName, isTsError, tsError, type TsError } from '../errors.js';
+import { grpcStatusName, isTsError, shortened, tsError, type TsError } from '../errors.js';
 import { refusalOf } from './bounds.js';
 import type { GrpcDeps } from './deps.js';
 
@@ -22,7 +22,7 @@ export class GrpcFailure extends Error {
   readonly code: status;
 
   constructor(code: status, details: string) {
-    super(details.length > MAX_DETAILS_LENGTH ? `${details.slice(0, MAX_DETAILS_LENGTH)}…` : details);
+    super(shortened(details, MAX_DETAILS_LENGTH));
     this.code = code;
   }
 
