@@ -132,6 +132,11 @@ class ProtoWriter {
 
   bytes(bytes: Uint8Array): void {
     this.varint(bytes.length);
+    this.raw(bytes);
+  }
+
+  /** Bytes already written as protobuf (a field, spans), as they are. */
+  raw(bytes: Uint8Array): void {
     this.room(bytes.length);
     this.buffer.set(bytes, this.pos);
     this.pos += bytes.length;
@@ -421,15 +426,12 @@ export class OtlpSpans {
     const out = new ProtoWriter(1 + varintSize(resourceSpans) + resourceSpans);
     out.tag(1, LENGTH);
     out.varint(resourceSpans);
-    out.buffer.set(this.resourceField, out.pos);
-    out.pos += this.resourceField.length;
+    out.raw(this.resourceField);
     out.tag(2, LENGTH);
     out.varint(scopeSpans);
-    out.buffer.set(this.scopeField, out.pos);
-    out.pos += this.scopeField.length;
-    out.buffer.set(w.buffer.subarray(0, spansEnd), out.pos);
-    out.pos += spansEnd;
-    out.buffer.set(this.resourceSchema, out.pos);
+    out.raw(this.scopeField);
+    out.raw(w.buffer.subarray(0, spansEnd));
+    out.raw(this.resourceSchema);
     w.buffer.copyWithin(0, spansEnd, w.pos);
     w.pos -= spansEnd;
     w.shrink(BUFFER_SIZE);
