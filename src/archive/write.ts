@@ -16,6 +16,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import AdmZip from 'adm-zip';
 import * as tar from 'tar';
 import { tsError } from '../errors.js';
+import { replaceFileSync } from '../replace-file.js';
 import { MODEL_NAME } from './model-name.js';
 import { ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, type Manifest } from './manifest.js';
 import { closestName } from '../config/keys.js';
@@ -250,5 +251,5 @@ function pack(stage: string, output: string, format: ArchiveFormat, date: Date):
     if (format === 'zip-store') entry.header.method = 0;
   }
   // Not zip.writeZip, which makes the file 0666 whatever the umask: anyone could swap the model.
-  writeFileSync(output, zip.toBuffer());
+  replaceFileSync(output, zip.toBuffer());
 }

@@ -3,6 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import t, { type Test } from 'tap';
 import { TokenStore } from './tokens.js';
 
@@ -59,4 +60,30 @@ t.test('the key file is readable by its owner only, and removed on request', asy
   t.match(Object.keys(JSON.parse(readFileSync(tokens.file, 'utf8'))), ['management', 'inference', 'API']);
   tokens.remove();
   t.throws(() => statSync(tokens.file), { code: 'ENOENT' });
+});
+
+// Users' scripts (and test/faults/handler-keys) read key_file.json as soon as it exists; written in
+// place, a read between the file's truncation and its write found it empty.
+t.test('a reader never sees the key file part-written, however often the keys rotate', async (t) => {
+  const { tokens } = store(t, 60);
+  const reader = new Worker(
+    `const { readFileSync } = require('node:fs');
+     const { parentPort, workerData } = require('node:worker_threads');
+     let reads = 0, partial = 0, stop = false;
+     parentPort.on('message', () => { stop = true; });
+     parentPort.postMessage('reading');
+     (function read() {
+       for (let i = 0; i < 100; i++, reads++) try { JSON.parse(readFileSync(workerData, 'utf8')); } catch { partial++; }
+       if (stop || reads >= 200000) parentPort.postMessage({ reads, partial }); else setImmediate(read);
+     })();`,
+    { eval: true, workerData: tokens.file },
+  );
+  t.teardown(() => reader.terminate());
+  await new Promise((resolve) => reader.once('message', resolve));
+  for (let i = 0; i < 300; i++) tokens.refresh(i % 2 === 0 ? 'inference' : 'management');
+  reader.postMessage('stop');
+  const { reads, partial } = await new Promise<{ reads: number; partial: number }>((resolve) => reader.once('message', resolve));
+  t.ok(reads > 0, `the reader read the file ${reads} times while it was rewritten 300 times`);
+  t.equal(partial, 0, 'every read was a whole key file');
+  t.equal(statSync(tokens.file).mode & 0o777, 0o600, 'still readable by its owner alone');
 });

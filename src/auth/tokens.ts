@@ -6,7 +6,8 @@
  * token_expiration_min minutes; the API key never does. An expired key is a wrong key.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { replaceFileSync } from '../replace-file.js';
 
 export type TokenKind = 'inference' | 'management';
 
@@ -67,8 +68,8 @@ export class TokenStore {
 
   private save(): void {
     const body = { management: this.describe('management'), inference: this.describe('inference'), API: { key: this.apiKey } };
-    writeFileSync(this.file, JSON.stringify(body, null, 2) + '\n', { mode: 0o600 });
-    chmodSync(this.file, 0o600);
+    // Replaced whole: users' scripts read it as soon as it exists.
+    replaceFileSync(this.file, JSON.stringify(body, null, 2) + '\n', 0o600);
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
@@ -15,6 +15,7 @@ import { ConfigError, loadServerConfig, type CliOverrides } from '../config/serv
 import { createLoggers, recordProcessOutput, type Loggers } from '../log/loggers.js';
 import type { RunningServer } from '../server.js';
 import type { StartupOutcome } from '../models/registration.js';
+import { replaceFileSync } from '../replace-file.js';
 import { VERSION } from '../version.js';
 import { defaultStopSignals, interruptedStatus, onStop, stopAsked } from './stop-signal.js';
 import { exitTwoOnUsageError } from './usage.js';
@@ -373,7 +374,7 @@ function removePidFileOf(pid: number): void {
 }
 
 function writePidFile(pid: number): void {
-  writeFileSync(PID_FILE, `${pid}\n${process.cwd()}\n`);
+  replaceFileSync(PID_FILE, `${pid}\n${process.cwd()}\n`);
 }
 
 function readPidFile(file: string): { pid: number; dir: string } {

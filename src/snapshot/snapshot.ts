@@ -14,8 +14,8 @@
  * registry keeps as failed, stay in every snapshot until they are registered again or
  * unregistered, so the next start tries them again.
  */
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unsetBatchKeys, workerAndBatchSettings } from '../config/model-config.js';
 import { formatProperties } from '../config/properties.js';
@@ -23,6 +23,7 @@ import { snapshotFileName, snapshotFiles, snapshotTemps, type ModelSnapshot, typ
 import { tsError } from '../errors.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { formatLocalTime } from '../local-time.js';
+import { replaceFile, replaceFileSync } from '../replace-file.js';
 
 /** How long a snapshot that could not be written waits before it is tried again. */
 const RETRY_MS = 5000;
@@ -97,14 +98,8 @@ export class SnapshotWriter {
     if (kind === 'startup') for (const temp of snapshotTemps(this.dir)) rmSync(join(this.dir, temp), { force: true });
     const { name, text } = this.render(kind, now);
     const path = join(this.dir, name);
-    // Written beside and renamed, so a crash mid-write never leaves a half snapshot as the newest.
-    try {
-      writeFileSync(`${path}.tmp`, text);
-      renameSync(`${path}.tmp`, path);
-    } catch (err) {
-      rmSync(`${path}.tmp`, { force: true });
-      throw err;
-    }
+    // Replaced whole, so a crash mid-write never leaves a half snapshot as the newest.
+    replaceFileSync(path, text);
     for (const old of this.beyondKept()) rmSync(join(this.dir, old), { force: true });
     return path;
   }
@@ -115,13 +110,7 @@ export class SnapshotWriter {
       await mkdir(this.dir, { recursive: true });
       const { name, text } = this.render('snapshot', new Date());
       const path = join(this.dir, name);
-      try {
-        await writeFile(`${path}.tmp`, text);
-        await rename(`${path}.tmp`, path);
-      } catch (err) {
-        await rm(`${path}.tmp`, { force: true });
-        throw err;
-      }
+      await replaceFile(path, text);
     } catch (err) {
       this.failed(err as Error);
       throw err;
