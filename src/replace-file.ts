@@ -5,20 +5,32 @@
  * sees the old content or the new, never a file cut short by a crash, a full disk or its own
  * timing.
  */
-import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
+
+/**
+ * Replaces `path` with what `write` writes to the path it is given, once `write` has returned;
+ * if it throws, `path` is as it was. A directory at `path` is removed only then (rename cannot
+ * replace one that has files).
+ */
+export function replacePathSync(path: string, write: (beside: string) => void): void {
+  const beside = `${path}.tmp`;
+  try {
+    write(beside);
+    if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) rmSync(path, { recursive: true, force: true });
+    renameSync(beside, path);
+  } catch (err) {
+    rmSync(beside, { recursive: true, force: true });
+    throw err;
+  }
+}
 
 /** Replaces `path` with `data` (given `mode`, whatever the umask, when set). */
 export function replaceFileSync(path: string, data: string | Uint8Array, mode?: number): void {
-  const beside = `${path}.tmp`;
-  try {
+  replacePathSync(path, (beside) => {
     writeFileSync(beside, data, mode === undefined ? undefined : { mode });
     if (mode !== undefined) chmodSync(beside, mode);
-    renameSync(beside, path);
-  } catch (err) {
-    rmSync(beside, { force: true });
-    throw err;
-  }
+  });
 }
 
 /** replaceFileSync, off the event loop. */

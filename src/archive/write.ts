@@ -16,7 +16,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import AdmZip from 'adm-zip';
 import * as tar from 'tar';
 import { tsError } from '../errors.js';
-import { replaceFileSync } from '../replace-file.js';
+import { replacePathSync } from '../replace-file.js';
 import { MODEL_NAME } from './model-name.js';
 import { ARCHIVER_VERSION, formatCreatedOn, formatManifest, MANIFEST_PATH, RUNTIMES, type Manifest } from './manifest.js';
 import { closestName } from '../config/keys.js';
@@ -64,12 +64,23 @@ export function createArchive(opts: ArchiveOptions, cwd: string = process.cwd())
     const manifest = stageFiles(opts, stage, cwd, date);
     mkdirSync(join(stage, 'MAR-INF'));
     writeFileSync(join(stage, MANIFEST_PATH), formatManifest(manifest));
-    rmSync(output, { recursive: true, force: true });
-    pack(stage, output, format, date);
+    writeWhole(output, (beside) => pack(stage, beside, format, date));
   } finally {
     rmSync(stageRoot, { recursive: true, force: true });
   }
   return output;
+}
+
+/**
+ * Replaced whole, so that a full disk or a crash mid-write leaves the archive it was to replace;
+ * a failure to write (ENOSPC, EACCES) is the archiver's error, said in a line.
+ */
+function writeWhole(output: string, write: (beside: string) => void): void {
+  try {
+    replacePathSync(output, write);
+  } catch (err) {
+    throw new ArchiverError(`${output} could not be written: ${(err as Error).message}`);
+  }
 }
 
 /** The one date an archive carries: SOURCE_DATE_EPOCH (seconds since 1970) when set, else now. */
@@ -251,5 +262,5 @@ function pack(stage: string, output: string, format: ArchiveFormat, date: Date):
     if (format === 'zip-store') entry.header.method = 0;
   }
   // Not zip.writeZip, which makes the file 0666 whatever the umask: anyone could swap the model.
-  replaceFileSync(output, zip.toBuffer());
+  writeFileSync(output, zip.toBuffer());
 }

@@ -2,7 +2,8 @@
 // log disk full under load the front end's memory stays near its normal size and SIGTERM still
 // ends it within the drain time; models that could not be restored on a full disk come back once
 // it is freed; and a change that cannot be saved is answered with an error, leaving no temp file.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -216,5 +217,50 @@ t.test('a change that cannot be saved on a full disk is answered with an error a
   await waitFor(() => newestModels(configDir).echo?.['1.0']?.minWorkers === 2, 15_000, 'the unsaved change saved once the disk has room');
   t.pass('with room again, the change is saved without another one');
   t.equal((await fetch(`${m}/models/echo?min_worker=1&max_worker=1&synchronous=true`, { method: 'PUT' })).status, 200, 'and a change answers 200');
+  await survived(t, server, { models: ['echo'] });
+});
+
+t.test('an archive that does not fit on the disk leaves the one it was to replace whole, and the server serves it', async (t) => {
+  const dir = tempDir(t);
+  const disk = smallDisk(t, 1024);
+  const archive = (extraFiles?: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'tsserve-archiver.js'),
+        '--model-name',
+        'echo',
+        '--version',
+        '1.0',
+        '--handler',
+        join(FIXTURES, 'echo_handler.ts'),
+        '--export-path',
+        disk.dir,
+        '--force',
+        ...(extraFiles ? ['--extra-files', extraFiles] : []),
+      ],
+      { encoding: 'utf8' },
+    );
+  t.equal(archive().status, 0, 'echo.mar archived while the disk has room');
+  const mar = join(disk.dir, 'echo.mar');
+  const good = readFileSync(mar);
+  // Random bytes: they do not compress, so the new archive is bigger than the room left.
+  const ballast = join(dir, 'ballast.bin');
+  writeFileSync(ballast, randomBytes(256 * 1024));
+  disk.fill(64 * 1024);
+  const failed = archive(ballast);
+  t.not(failed.status, 0, 'the archiver fails');
+  t.match(failed.stderr, /echo\.mar could not be written: ENOSPC: no space left on device/, 'saying which file the full disk refused');
+  t.notMatch(failed.stderr, /\n\s+at /, 'in a line, not a stack trace');
+  t.ok(readFileSync(mar).equals(good), 'the archive it was to replace is whole, byte for byte');
+  t.same(
+    readdirSync(disk.dir).filter((f) => f !== 'filler' && f !== 'echo.mar'),
+    [],
+    'and nothing half-written is left beside it',
+  );
+  disk.free();
+  const server = await startTestServer(t, { properties: { model_store: disk.dir } });
+  const m = server.urls.management;
+  t.equal((await fetch(`${m}/models?url=echo.mar&initial_workers=1&synchronous=true`, { method: 'POST' })).status, 200, 'the kept archive registers');
   await survived(t, server, { models: ['echo'] });
 });
