@@ -16,7 +16,8 @@
  *                       oldest request, counting its run (but by a return's lag, once, to join a
  *                       closed loop that has split: Returns.rejoinMs); a wait shorter than a
  *                       timer can time (1 ms) lasts to the end of the event loop's turn, for the
- *                       requests read in it
+ *                       requests read in it; while the fit has seen one size only, for returns
+ *                       known to be coming (exploreWindow), so that it sees a second
  *
  * The time fitted is the worker's on the batch plus the front end's (its send, and the handling
  * of the answer, each request's response written): a larger batch saves both, and the front end
