@@ -4,11 +4,11 @@
 // saying the server closed them, not that their client left, whatever route it took: a route's,
 // the router's refusal of a bad %-escape, a raw refusal of a model with no worker (review F4).
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { register, serve } from '../echo-model.js';
 import { type TestServer, waitFor, waitReady } from '../helpers.js';
+import { exchange } from './raw-request.js';
 import { survived } from './survival.js';
 
 const accessLines = (server: TestServer, port: number): string[] => {
@@ -20,30 +20,6 @@ const accessLines = (server: TestServer, port: number): string[] => {
     return [];
   }
 };
-
-/** Writes `raw` on a new connection in one write and reads until the server closes it (or 10 s). */
-function exchange(url: string, raw: string): Promise<{ text: string; port: number }> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    let local = 0;
-    const socket = connect(Number(port), hostname, () => {
-      local = socket.localPort ?? 0;
-      socket.write(raw, 'latin1');
-    });
-    let text = '';
-    const done = (): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text, port: local });
-    };
-    const timer = setTimeout(done, 10_000);
-    socket.on('data', (c: Buffer) => {
-      text += c.toString('latin1');
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', done);
-  });
-}
 
 t.test('requests pipelined behind an answer that closes the connection: one line each, `closed`, not `aborted` nor none', async (t) => {
   const server = await serve(t, { load_models: 'echo.mar' });
