@@ -149,6 +149,8 @@ async function benchModel(name, spec) {
   const tuned = medians.filter((m) => m !== adaptive && m !== before);
   const best = tuned.reduce((a, b) => (b.c32PerSecond > a.c32PerSecond ? b : a));
   const batch1 = tuned.find((m) => m.c1P50 !== undefined);
+  // A sweep without batch 1 (--sweep) has no low-load figure to compare against.
+  const aboveBatch1 = (m) => (batch1 ? round(m.c1P50 - batch1.c1P50) : undefined);
   const bestConfig = finalists.find((c) => c.label === best.config);
   const rate = OPEN_LOAD * best.c32PerSecond;
   const open = [];
@@ -159,14 +161,14 @@ async function benchModel(name, spec) {
     best: best.config,
     c32: ratio(adaptive.c32PerSecond, best.c32PerSecond),
     open: ratio(openMedian(ADAPTIVE), openMedian(bestConfig)),
-    c1p50AboveBatch1Ms: round(adaptive.c1P50 - batch1.c1P50),
+    c1p50AboveBatch1Ms: aboveBatch1(adaptive),
     c32CpuPerAnswer: ratio(adaptive.c32CpuMsPerAnswer, best.c32CpuMsPerAnswer),
     ...(before
       ? {
           beforeC32: ratio(before.c32PerSecond, best.c32PerSecond),
           beforeC32CpuPerAnswer: ratio(before.c32CpuMsPerAnswer, best.c32CpuMsPerAnswer),
           beforeOpen: ratio(openMedian(BEFORE), openMedian(bestConfig)),
-          beforeC1p50AboveBatch1Ms: round(before.c1P50 - batch1.c1P50),
+          beforeC1p50AboveBatch1Ms: aboveBatch1(before),
         }
       : {}),
   };
