@@ -2,7 +2,7 @@
 // Adaptive batching beside hand-tuned batch keys (issue 34, item 1), one model at a time:
 //
 //   node bench/adaptive-batching.mjs [--models DIR] [--seconds 8] [--only mnist|resnet18] [--workers 2] [--sweep 1:0,8:0,...] [--before ROOT]
-//   node bench/adaptive-batching.mjs --few [--sleep-ms 50] [--seconds 4] [--before ROOT]
+//   node bench/adaptive-batching.mjs --few [--fresh] [--sleep-ms 50] [--seconds 4] [--before ROOT]
 //
 // For each model, a sweep of hand-tuned (batch_size, max_batch_delay) pairs, then the same model
 // with no batch key at all (adaptive batching; mnist's handler is the user's, so its YAML says
@@ -26,7 +26,10 @@
 // takes --sleep-ms whatever its size (a GPU's, a remote call's fixed cost), one worker; batch 8
 // with a 5 ms delay (the reviewer's hand-tuned pair), batch 1, and adaptive (and --before's), each
 // a server of its own started once, measured in turn at 1, 2, 4 and 8 clients for --seconds each,
-// three rounds interleaved: p50, p99, answers/s and the mean batch (describe's, for adaptive).
+// three rounds interleaved: p50, p99, answers/s and the mean batch (describe's, for adaptive). The
+// servers are warmed by the front end's warm-up (32 connections for front_end_warmup_ms, which
+// shows adaptive batching every batch size) and serve all the cells; --fresh starts a server for
+// each cell with no front-end warm-up instead, whose fit has seen no batch (review F7).
 // Models: the shared bench's (../shared/bench/make_models.py, as bench/run.sh makes them) in
 // --models, made into a temporary folder when not given. Writes
 // bench/results/<date>-<time>-adaptive-batching.json; the machine's load average beside each cell.
@@ -51,6 +54,7 @@ const { values: opts } = parseArgs({
     sweep: { type: 'string' },
     before: { type: 'string' },
     few: { type: 'boolean', default: false },
+    fresh: { type: 'boolean', default: false },
     'sleep-ms': { type: 'string', default: '50' },
   },
 });
@@ -91,6 +95,10 @@ const SLEEP = {
   adaptive: { batching: 'adaptive' },
 };
 const FEW_CLIENTS = [1, 2, 4, 8];
+// --fresh: each --few cell on a server of its own, started without the front end's warm-up (whose
+// 32 connections show adaptive batching every batch size before the first client comes).
+const FRESH = opts.fresh;
+const FRESH_LINES = ['front_end_warmup_ms=0'];
 
 if (opts.few) {
   await fewClients();
@@ -141,6 +149,8 @@ async function benchModel(name, spec) {
   const tuned = medians.filter((m) => m !== adaptive && m !== before);
   const best = tuned.reduce((a, b) => (b.c32PerSecond > a.c32PerSecond ? b : a));
   const batch1 = tuned.find((m) => m.c1P50 !== undefined);
+  // A sweep without batch 1 (--sweep) has no low-load figure to compare against.
+  const aboveBatch1 = (m) => (batch1 ? round(m.c1P50 - batch1.c1P50) : undefined);
   const bestConfig = finalists.find((c) => c.label === best.config);
   const rate = OPEN_LOAD * best.c32PerSecond;
   const open = [];
@@ -151,14 +161,14 @@ async function benchModel(name, spec) {
     best: best.config,
     c32: ratio(adaptive.c32PerSecond, best.c32PerSecond),
     open: ratio(openMedian(ADAPTIVE), openMedian(bestConfig)),
-    c1p50AboveBatch1Ms: round(adaptive.c1P50 - batch1.c1P50),
+    c1p50AboveBatch1Ms: aboveBatch1(adaptive),
     c32CpuPerAnswer: ratio(adaptive.c32CpuMsPerAnswer, best.c32CpuMsPerAnswer),
     ...(before
       ? {
           beforeC32: ratio(before.c32PerSecond, best.c32PerSecond),
           beforeC32CpuPerAnswer: ratio(before.c32CpuMsPerAnswer, best.c32CpuMsPerAnswer),
           beforeOpen: ratio(openMedian(BEFORE), openMedian(bestConfig)),
-          beforeC1p50AboveBatch1Ms: round(before.c1P50 - batch1.c1P50),
+          beforeC1p50AboveBatch1Ms: aboveBatch1(before),
         }
       : {}),
   };
@@ -173,7 +183,15 @@ async function benchModel(name, spec) {
 
 /** --few: see the header. Writes bench/results/<date>-<time>-adaptive-batching-few.json. */
 async function fewClients() {
-  const results = { when: new Date().toISOString(), uptimeStart: uptime(), seconds: SECONDS, sleepMs: Number(opts['sleep-ms']), workers: 1, cells: [] };
+  const results = {
+    when: new Date().toISOString(),
+    uptimeStart: uptime(),
+    seconds: SECONDS,
+    sleepMs: Number(opts['sleep-ms']),
+    workers: 1,
+    fresh: FRESH,
+    cells: [],
+  };
   const configs = [
     { label: 'batch 8, delay 5', batchSize: 8, maxBatchDelay: 5 },
     { label: 'batch 1, delay 0', batchSize: 1, maxBatchDelay: 0 },
@@ -182,19 +200,25 @@ async function fewClients() {
   ];
   const servers = [];
   try {
-    for (const config of configs) servers.push({ config, ...(await startServer('sleep', SLEEP, config, 1)) });
+    if (!FRESH) for (const config of configs) servers.push({ config, ...(await startServer('sleep', SLEEP, config, 1)) });
     for (let round = 1; round <= ROUNDS; round++)
       for (const clients of FEW_CLIENTS)
-        for (const { config, server, request } of servers) {
-          const loop = await closedLoop(server, request, clients, SECONDS);
-          const batching = await describeBatching(server, 'sleep');
-          const cell = { round, clients, config: config.label, ...loop, meanBatch: batching?.meanBatch, load: loadavg()[0] };
-          results.cells.push(cell);
-          console.log(
-            `round ${round} c${clients} ${config.label.padEnd(26)} p50 ${loop.p50.toFixed(1).padStart(6)} p99 ${loop.p99.toFixed(1).padStart(6)} ms ${loop.perSecond.toFixed(1).padStart(6)}/s` +
-              (batching?.policy === 'adaptive' ? `  mean batch ${batching.meanBatch}` : '') +
-              `  load ${cell.load.toFixed(1)}`,
-          );
+        for (const config of configs) {
+          const fresh = FRESH ? await startServer('sleep', SLEEP, config, 1, FRESH_LINES) : undefined;
+          const { server, request } = fresh ?? servers.find((s) => s.config === config);
+          try {
+            const loop = await closedLoop(server, request, clients, SECONDS);
+            const batching = await describeBatching(server, 'sleep');
+            const cell = { round, clients, config: config.label, ...loop, meanBatch: batching?.meanBatch, load: loadavg()[0] };
+            results.cells.push(cell);
+            console.log(
+              `round ${round} c${clients} ${config.label.padEnd(26)} p50 ${loop.p50.toFixed(1).padStart(6)} p99 ${loop.p99.toFixed(1).padStart(6)} ms ${loop.perSecond.toFixed(1).padStart(6)}/s` +
+                (batching?.policy === 'adaptive' ? `  mean batch ${batching.meanBatch}` : '') +
+                `  load ${cell.load.toFixed(1)}`,
+            );
+          } finally {
+            await fresh?.stop();
+          }
         }
   } finally {
     for (const s of servers) await s.stop();
@@ -208,7 +232,7 @@ async function fewClients() {
   for (const m of results.medians)
     console.log(`medians c${m.clients} ${m.config.padEnd(26)} p50 ${m.p50.toFixed(1).padStart(6)} ms ${m.perSecond.toFixed(1).padStart(6)}/s`);
   results.uptimeEnd = uptime();
-  const out = join(ROOT, 'bench/results', `${stamp()}-adaptive-batching-few.json`);
+  const out = join(ROOT, 'bench/results', `${stamp()}-adaptive-batching-few${FRESH ? '-fresh' : ''}.json`);
   writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`uptime at start: ${results.uptimeStart}\nuptime at end:   ${results.uptimeEnd}\n${out}`);
 }
@@ -312,9 +336,9 @@ async function withServer(name, spec, config, work) {
   }
 }
 
-/** A server of `name` in `config` with `workers` READY, the request to send it, and stop(). */
-async function startServer(name, spec, config, workers) {
-  const server = await userServer(`tsserve-adaptive-${name}-`, [], config.root ? { root: config.root } : undefined);
+/** A server of `name` in `config` with `workers` READY (and config.properties `lines`), the request to send it, and stop(). */
+async function startServer(name, spec, config, workers, lines = []) {
+  const server = await userServer(`tsserve-adaptive-${name}-`, lines, config.root ? { root: config.root } : undefined);
   const stop = async () => {
     await server.stop();
     server.remove();

@@ -326,3 +326,32 @@ t.test('returns are not waited for while other requests are outstanding: a backl
   t.ok(batching.waitMs([fresh], 0, { outstanding: 0, workers: 1 }) > THIS_TURN_MS, 'alone, with room: waits for the returns');
   t.equal(batching.waitMs([fresh], 0, { outstanding: 6, workers: 2 }), THIS_TURN_MS, 'with a backlog: only to the end of the turn');
 });
+
+t.test(
+  "a fresh server's fit, no batch seen yet or one size only: a closed loop of 2, 4 or 8 clients on one worker still comes to batches of them all, a flat fit's too (F7)",
+  async (t) => {
+    for (const clients of [2, 4, 8]) {
+      for (const seen of [[], [1], [1, 3]]) {
+        const clock = movedClock();
+        const batching = new AdaptiveBatching(LIMITS, clock.now);
+        // A batch takes 50 ms whatever its size (the echo's sleep): a flat fit once two sizes are seen.
+        for (const n of seen) batching.ran(n, 50);
+        const { sizes } = await closedLoop(batching, clock, clients, 30, 50);
+        t.same(
+          sizes.slice(4),
+          Array(26).fill(clients),
+          `${clients} clients, sizes seen before [${seen.join(' ')}]: from the fifth batch on all of them: ${sizes.join(' ')}`,
+        );
+      }
+    }
+  },
+);
+
+t.test('exploring a fit of one size does not make a lone client wait', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  const { sizes, waits } = await closedLoop(batching, clock, 1, 20, 50);
+  t.same(sizes, Array(20).fill(1));
+  t.ok(Math.max(...waits) <= 0.1 + 1e-9, `each leaves at once: ${Math.max(...waits)} ms`);
+  t.equal(batching.state().fixedMs, 0, 'the fit still one size: through the origin');
+});

@@ -16,7 +16,8 @@
  *                       oldest request, counting its run (but by a return's lag, once, to join a
  *                       closed loop that has split: Returns.rejoinMs); a wait shorter than a
  *                       timer can time (1 ms) lasts to the end of the event loop's turn, for the
- *                       requests read in it
+ *                       requests read in it; while the fit has seen one size only, for returns
+ *                       known to be coming (exploreWindow), so that it sees a second
  *
  * The time fitted is the worker's on the batch plus the front end's (its send, and the handling
  * of the answer, each request's response written): a larger batch saves both, and the front end
@@ -111,10 +112,15 @@ export class ExecutionFit {
     this.floors.set(size, { ms: floor === undefined || ms < floor.ms ? ms : floor.ms + (ms - floor.ms) * FLOOR_RISE, seen: this.batches });
   }
 
+  /** How many batch sizes the line goes through (sizes not seen lately forgotten). */
+  sizes(): number {
+    for (const [size, floor] of this.floors) if (this.batches - floor.seen > FLOOR_LIFE) this.floors.delete(size);
+    return this.floors.size;
+  }
+
   /** The line; undefined before the first batch. */
   line(): BatchTimeLine | undefined {
-    for (const [size, floor] of this.floors) if (this.batches - floor.seen > FLOOR_LIFE) this.floors.delete(size);
-    const n = this.floors.size;
+    const n = this.sizes();
     if (n === 0) return undefined;
     let sumX = 0;
     let sumY = 0;
@@ -314,17 +320,24 @@ export class AdaptiveBatching {
     const delayRoom = this.limits.maxWaitMs === undefined ? Number.POSITIVE_INFINITY : this.limits.maxWaitMs - waited;
     const room = Math.min(this.limits.latencyTargetMs - waited - timeOf(line, held + 1), delayRoom);
     if (held + load.outstanding >= load.workers * largest) return room > 0 ? timerOrTurn(Math.min(timeOf(line, largest), room)) : 0;
-    const window = (line.fixedMs - held * line.perItemMs) / (held + 1);
+    const exploring = this.fit.sizes() === 1;
+    const window = exploring ? exploreWindow(line, held) : (line.fixedMs - held * line.perItemMs) / (held + 1);
     if (window <= 0 || delayRoom <= 0) return 0;
-    if (idleBehind > 0) return room > 0 ? THIS_TURN_MS : 0;
+    if (idleBehind > 0) return room > 0 && !exploring ? THIS_TURN_MS : 0;
     // Returns are waited for only when nothing else is outstanding: the loop is this batch and
     // them. With a backlog (32 clients on two workers) the oldest has always waited for a batch,
     // and waiting for returns idled a worker that had work.
-    const alone = load.outstanding === 0;
-    if (room <= 0) return alone ? this.returns.rejoinMs(batch, now, Math.min(window, delayRoom)) : 0;
+    const returning = load.outstanding === 0 && this.returns.expectedWithin(batch, now, window);
+    // A loop split: the wait for its returns may pass the target by a return's lag, also where
+    // a little room is left (a flat fit: t(k + 1) = t(k) left the oldest a millisecond, shorter
+    // than the returns' lag, and 4 clients ran in batches of 1 and 3 in turn).
+    const rejoin = returning ? this.returns.rejoinMs(batch, now, Math.min(window, delayRoom)) : 0;
+    if (room <= 0) return rejoin;
+    if (returning) return Math.max(timerOrTurn(Math.min(window, room)), rejoin);
+    // Exploring, only returns known to be coming are waited for: a lone client's request leaves at once.
+    if (exploring) return 0;
     const gap = this.arrivals.expectedGap(now);
-    const soon = (gap !== undefined && gap < window) || (alone && this.returns.expectedWithin(batch, now, window));
-    return soon ? timerOrTurn(Math.min(window, room)) : THIS_TURN_MS;
+    return gap !== undefined && gap < window ? timerOrTurn(Math.min(window, room)) : THIS_TURN_MS;
   }
 
   state(): AdaptiveState {
@@ -339,6 +352,19 @@ export class AdaptiveBatching {
       perItemMs: line ? round2(line.perItemMs) : null,
     };
   }
+}
+
+/**
+ * While the fit has seen one batch size only, the window for one more request as if the batch's
+ * time were all fixed cost: the most waiting could pay. The line through the origin that such a
+ * fit is says a larger batch never pays, so nothing would wait and no larger batch would ever be
+ * seen to say otherwise (a fresh server's two clients on one worker ran in batches of 1 for good,
+ * each request paying two 50 ms batches: F7). Only returns known to be coming are waited for in
+ * it, so the cost of finding out is one return's lag, once: the next batch's time puts a second
+ * size in the fit.
+ */
+function exploreWindow(line: BatchTimeLine, held: number): number {
+  return timeOf(line, held) / (held + 1);
 }
 
 /** `ms` as a timer's wait, or, shorter than a timer times, to the end of the turn. */

@@ -83,8 +83,11 @@ export function createListener(
           : toTsError(err, config.maxRequestSize);
       closeIfBodyUnread(request.raw, reply);
       // Refused before any route: fastify's onResponse hook does not run for it.
-      answerQueued(reply.raw);
-      reply.raw.once('finish', () => whenSent(reply.raw, () => account(deps, request.raw, reply.statusCode, reply.elapsedTime)));
+      answerQueued(reply.raw, deps);
+      reply.raw.once('finish', () => {
+        noteClosing(reply);
+        whenSent(reply.raw, () => account(deps, request.raw, reply.statusCode, reply.elapsedTime));
+      });
       void sendError(reply, e);
     },
     clientErrorHandler: (err, socket) => answerClientError(err, socket, deps),
@@ -99,7 +102,7 @@ export function createListener(
     const { remoteAddress, remotePort } = request.raw.socket;
     request.arrival = { remoteAddress, remotePort };
     reply.raw.once('close', () => logAbandoned(deps, request, reply));
-    answerQueued(reply.raw);
+    answerQueued(reply.raw, deps);
     reply.header('x-request-id', request.id).headers(fixed);
   });
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => continueWhenRead(app.server, req, res));
@@ -114,6 +117,7 @@ export function createListener(
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
     // Neither is the front end's own warm-up (http/warm-up.ts).
     request.arrival = 'answered';
+    noteClosing(reply);
     if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
     whenSent(reply.raw, () => account(deps, request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request)));
   });
@@ -144,16 +148,66 @@ function logFailure(loggers: Loggers, original: unknown, e: TsError): void {
 
 /** Answers waiting behind another on their connection (pipelined): resolved once they go out. */
 const queuedAnswers = new WeakMap<ServerResponse, Promise<void>>();
+/** Queued answers not yet given their connection: one closed first was never sent. */
+const unsent = new WeakSet<ServerResponse>();
+/** Connections an answer closed (`Connection: close`): what was queued behind it the server ended. */
+const closedByAnswer = new WeakSet<Socket>();
 
 /**
  * Notes, as its request arrives, that `res` waits behind an earlier answer on its connection:
- * HTTP/1.1 answers in order, and Node says such an answer finished while it is still held.
+ * HTTP/1.1 answers in order, and Node says such an answer finished while it is still held. If the
+ * connection closes before its turn, its request gets its line here (logUnsent), whichever route
+ * it took (a route's, the router's refusal, a raw refusal): no answer of it goes out, so no
+ * line written once it went out (whenSent) ever would be.
  */
-export function answerQueued(res: ServerResponse): void {
+export function answerQueued(res: ServerResponse, deps: Pick<ListenerDeps, 'loggers'>): void {
   if (res.socket || queuedAnswers.has(res)) return;
+  const began = performance.now();
+  // Its client's address while the connection says it: a closed one may not.
+  const { remoteAddress, remotePort } = res.req.socket;
+  unsent.add(res);
   // Given its connection as the answer before it finishes, whose line is written in the same
   // turn of the event loop: this one's comes in the next.
-  queuedAnswers.set(res, new Promise((resolve) => res.once('socket', () => setImmediate(resolve))));
+  queuedAnswers.set(
+    res,
+    new Promise((resolve) =>
+      res.once('socket', () => {
+        unsent.delete(res);
+        setImmediate(resolve);
+      }),
+    ),
+  );
+  res.once('close', () => logUnsent(deps, res, { remoteAddress, remotePort }, performance.now() - began));
+}
+
+/**
+ * A queued answer whose connection closed before its turn: `closed` when an answer before it
+ * closed the connection (a 400 with its body unread: the server, not the client, ended this
+ * request), `aborted` when its client left. No response class counts it: nothing was sent.
+ */
+function logUnsent(deps: Pick<ListenerDeps, 'loggers'>, res: ServerResponse, peer: Pick<Socket, 'remoteAddress' | 'remotePort'>, ms: number): void {
+  if (!unsent.has(res)) return;
+  unsent.delete(res);
+  const request = res.req;
+  const socket = request.socket;
+  if (!(socket instanceof Socket) || isWarmUp(request.headers)) return;
+  deps.loggers.access(clientLine(peer, requestLine(request), endedBy(socket), ms));
+}
+
+/** Who ended a request left unanswered on `socket`: the server (an answer before closed it), or its client. */
+function endedBy(socket: Socket): 'closed' | 'aborted' {
+  return closedByAnswer.has(socket) ? 'closed' : 'aborted';
+}
+
+/**
+ * Marks `reply`'s connection, as `reply` finished, if `reply` closed it: its `Connection: close`
+ * (ours, Fastify's, or Node's for a client that asked). Node may still parse and route requests
+ * pipelined behind it (its body was read by then), whose answers go nowhere.
+ */
+function noteClosing(reply: FastifyReply): void {
+  const socket = reply.request.raw.socket;
+  if (!(socket instanceof Socket)) return;
+  if (!reply.raw.shouldKeepAlive || /close/i.test(String(reply.getHeader('connection') ?? ''))) closedByAnswer.add(socket);
 }
 
 /** Calls `write` (an access-log line) once `res` went out: the lines keep the order of the answers. */
@@ -165,15 +219,25 @@ export function whenSent(res: ServerResponse, write: () => void): void {
 
 /**
  * A client gone before its answer went out (it reset the connection, ended it mid-body, or left
- * while its prediction waited or ran) was answered nothing: its line says so, and no response
- * class counts it. Its connection's close before the answer finished says so, whatever the
- * request had read (Fastify's onRequestAbort sees only a body cut short).
+ * while its prediction waited or ran) was answered nothing: its line says so (`aborted`; `closed`
+ * when an answer before it on its connection closed it), and no response class counts it. Its
+ * connection's close before the answer finished says so, whatever the request had read
+ * (Fastify's onRequestAbort sees only a body cut short).
  */
 function logAbandoned(deps: ListenerDeps, request: FastifyRequest, reply: FastifyReply): void {
   const peer = request.arrival;
-  if (peer === null || peer === 'answered' || reply.raw.writableFinished || !(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
+  // A queued answer never sent has its line from answerQueued's logUnsent.
+  if (
+    peer === null ||
+    peer === 'answered' ||
+    unsent.has(reply.raw) ||
+    reply.raw.writableFinished ||
+    !(request.raw.socket instanceof Socket) ||
+    isWarmUp(request.headers)
+  )
+    return;
   request.arrival = 'answered';
-  deps.loggers.access(clientLine(peer, requestLine(request.raw), 'aborted', reply.elapsedTime));
+  deps.loggers.access(clientLine(peer, requestLine(request.raw), endedBy(request.raw.socket), reply.elapsedTime));
 }
 
 /** An answered request's access-log line and response-class metric. */
@@ -207,8 +271,11 @@ function requestLine(request: IncomingMessage): string {
   return `${request.method} ${request.url} HTTP/${request.httpVersion}`;
 }
 
-/** An access-log line's status: the answer's, or `aborted` for a client gone before it. */
-function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, requestLine: string, status: number | 'aborted', ms: number): string {
+/**
+ * An access-log line's status: the answer's, `aborted` for a client gone before it, or `closed`
+ * for a pipelined request the server ended unanswered (an answer before it closed the connection).
+ */
+function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, requestLine: string, status: number | 'aborted' | 'closed', ms: number): string {
   return `/${socket.remoteAddress}:${socket.remotePort ?? 0} "${escapedRequestLine(requestLine)}" ${status} ${Math.round(ms)}`;
 }
 

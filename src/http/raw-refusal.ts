@@ -95,7 +95,7 @@ function refuser(server: Server, deps: RawRefusalDeps): (req: IncomingMessage, r
     if (deps.tokens && !deps.tokens.allows('inference', req.headers.authorization)) return false;
     const refusal = mayRefuseEarly(req, deps, path[1]!, path[2]);
     if (!refusal) return false;
-    answerQueued(res);
+    answerQueued(res, deps);
     const { headers, body } = writtenFor(refusal);
     headers[1] = randomUUID();
     res.writeHead(503, headers);

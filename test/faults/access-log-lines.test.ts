@@ -2,11 +2,11 @@
 // cannot forge its fields: a quote, a backslash or a control character it puts in its request
 // line is written escaped, as nginx writes it (\x22), so each line has exactly its two quotes.
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { register, serve } from '../echo-model.js';
 import { type TestServer, waitFor, waitReady } from '../helpers.js';
+import { exchange, STATUS_LINE } from './raw-request.js';
 import { survived } from './survival.js';
 
 const accessLines = (server: TestServer): string[] => {
@@ -18,34 +18,6 @@ const accessLines = (server: TestServer): string[] => {
     return [];
   }
 };
-
-/** A status line, also right after a body without a line end of its own. */
-const STATUS_LINE = /HTTP\/1\.1 \d{3} /g;
-
-/** Writes `raw` on a new connection and reads until `answers` status lines came, or it closed, or 10 s. */
-function exchange(url: string, raw: string, answers: number): Promise<{ text: string; port: number }> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    let local = 0;
-    const socket = connect(Number(port), hostname, () => {
-      local = socket.localPort ?? 0;
-      socket.write(raw, 'latin1');
-    });
-    let text = '';
-    const done = (): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text, port: local });
-    };
-    const timer = setTimeout(done, 10_000);
-    socket.on('data', (c: Buffer) => {
-      text += c.toString('latin1');
-      if ((text.match(STATUS_LINE) ?? []).length >= answers) done();
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', done);
-  });
-}
 
 t.test("a client's quotes and control characters are escaped in its access line", async (t) => {
   const server = await serve(t, { load_models: 'echo.mar' });
