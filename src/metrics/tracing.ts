@@ -9,13 +9,16 @@
  *   ├─ queue <model>      (enqueued to its batch leaving for a worker)
  *   └─ batch <model>      (sent to answered; a child of its first sampled request, linked to
  *      ├─ preprocess       every request of the batch, each of which links back to it)
- *      ├─ inference        (the worker's stages, spans the worker names, exported from here)
+ *      ├─ inference        (the worker's stages, timed there, named and exported from here)
  *      └─ postprocess
  *
  * The worker has no SDK and no exporter: it times its stages for the histograms anyway
- * (protocol/messages.ts WireStage), and in a traced batch (PredictMessage.trace) gives each a
- * span id; the front end exports them as children of the batch's span. A worker that dies loses
- * no span of a batch it answered, and costs nothing more per batch than its timings.
+ * (protocol/messages.ts WireStage); a traced batch's message carries the batch span's context
+ * (PredictMessage.trace), and the front end gives each stage of its answer a span id and exports
+ * it as a child of the batch's span. A worker that dies loses no span of a batch it answered, and
+ * a traced batch costs it nothing: its answer is the same message as an untraced one's, with no
+ * id to make, send or read (bench/tracing.mjs --profile measured the worker's ids and their
+ * bytes at about 1-2 µs an answer).
  *
  * No span goes through the SDK's tracer: a prediction's spans are intervals whose ends the front
  * end learns (arrival, enqueue, the batch leaving, the worker's timings, the answer), so each
@@ -25,7 +28,8 @@
  * the SDK's BatchSpanProcessor would send its spans (OTEL_BSP_*: a queue at most so long, exports
  * of at most so many spans, every so many ms, one at a time), through the OTLP exporter's own
  * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would; ids
- * are the SDK's generator's. Per request, that leaves the sampler's call and two ids on the
+ * are made as the SDK's generator makes them (randomId). A model's span names and attributes are
+ * written once (ModelFields) and copied into each of its spans. Per request, that leaves the sampler's call and two ids on the
  * request's path, and a few hundred bytes written once it is answered (bench/tracing.mjs
  * measures it).
  *
@@ -56,10 +60,10 @@ import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
 import { defaultResource, envDetector, detectResources, resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { OtlpSpans, TEXT_LENGTH_LIMIT } from './otlp-spans.js';
-import type { WireStage, WireTraceContext } from '../protocol/messages.js';
+import type { StageName, WireStage, WireTraceContext } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 
 /** The settings of ours tracing reads (config/server-config.ts). */
@@ -260,9 +264,9 @@ export class RequestTrace {
 
   /** Its queue's span and its own, written for export. */
   write(spans: OtlpSpans, spanId: string): void {
-    const { name, version } = this.model;
+    const fields = this.tracing.fieldsOf(this.model);
     spans.begin(
-      `queue ${name}`,
+      fields.queue,
       childContext(this.context, spanId),
       this.context,
       SpanKind.INTERNAL,
@@ -272,9 +276,8 @@ export class RequestTrace {
     spans.end(undefined);
     // Its start's clock (epochOf), not Date.now(): whole milliseconds of another clock would end
     // it before its children, or before it started.
-    spans.begin(`prediction ${name}`, this.context, this.parent, SpanKind.SERVER, epochOf(this.arrivedAt), epochOf(this.endedAt));
-    spans.attribute(ATTR_MODEL, name);
-    spans.attribute(ATTR_VERSION, version);
+    spans.begin(fields.prediction, this.context, this.parent, SpanKind.SERVER, epochOf(this.arrivedAt), epochOf(this.endedAt));
+    spans.fields(fields.modelVersion);
     spans.attribute(ATTR_REQUEST_ID, this.requestId);
     spans.attribute(ATTR_STATUS, this.status);
     for (const batch of this.batches) spans.link(batch);
@@ -330,18 +333,64 @@ export class BatchTrace {
   write(spans: OtlpSpans): void {
     const { stages, error } = this;
     for (const [i, s] of stages.entries()) {
-      if (!s.spanId) continue;
       const failed = error !== undefined && i === stages.length - 1;
-      spans.begin(s.name, childContext(this.context, s.spanId), this.context, SpanKind.INTERNAL, s.start, s.end);
+      spans.begin(this.tracing.stageName(s.name), childContext(this.context, this.tracing.spanId()), this.context, SpanKind.INTERNAL, s.start, s.end);
       spans.end(failed ? error : undefined);
     }
-    spans.begin(`batch ${this.model.name}`, this.context, this.requests[0]!.context, SpanKind.INTERNAL, epochOf(this.startedAt), epochOf(this.endedAt));
-    spans.attribute(ATTR_MODEL, this.model.name);
+    const fields = this.tracing.fieldsOf(this.model);
+    spans.begin(fields.batch, this.context, this.requests[0]!.context, SpanKind.INTERNAL, epochOf(this.startedAt), epochOf(this.endedAt));
+    spans.fields(fields.model);
     spans.attribute(ATTR_BATCH_SIZE, this.size);
     spans.attribute(ATTR_WORKER, this.workerId);
     for (const r of this.requests) spans.link(r.context);
     spans.end(error);
   }
+}
+
+/**
+ * A model's span names and attributes, written for OTLP once: the same bytes each of its spans
+ * copies, rather than its texts written a character at a time per span.
+ */
+export class ModelFields {
+  readonly name: string;
+  readonly version: string;
+  readonly queue: Uint8Array;
+  readonly prediction: Uint8Array;
+  readonly batch: Uint8Array;
+  /** Its name's attribute. */
+  readonly model: Uint8Array;
+  /** Its name's and its version's attributes. */
+  readonly modelVersion: Uint8Array;
+
+  constructor(spans: OtlpSpans, { name, version }: TracedModel) {
+    this.name = name;
+    this.version = version;
+    this.queue = spans.nameField(`queue ${name}`);
+    this.prediction = spans.nameField(`prediction ${name}`);
+    this.batch = spans.nameField(`batch ${name}`);
+    this.model = spans.attributeField(ATTR_MODEL, name);
+    const versionField = spans.attributeField(ATTR_VERSION, version);
+    this.modelVersion = new Uint8Array(this.model.length + versionField.length);
+    this.modelVersion.set(this.model);
+    this.modelVersion.set(versionField, this.model.length);
+  }
+}
+
+/**
+ * `words` random 32-bit words as hex (4: a trace id, 2: a span id), from Math.random as the
+ * SDK's RandomIdGenerator makes them (an id must be unique, not secret), never all zeros;
+ * without its shared Buffer's writes and its toString's call into C++, two or three per
+ * prediction.
+ */
+function randomId(words: number): string {
+  let id = '';
+  let any = 0;
+  for (let i = 0; i < words; i++) {
+    const word = (Math.random() * 4294967296) >>> 0;
+    any |= word;
+    id += word.toString(16).padStart(8, '0');
+  }
+  return any === 0 ? `${id.slice(0, -1)}1` : id;
 }
 
 /** A performance.now() time as milliseconds since the epoch, which spans' start and end take. */
@@ -382,7 +431,9 @@ export class Tracing {
   private readonly exporter: SpanExporter;
   private readonly sampler: Sampler;
   private readonly propagator = new W3CTraceContextPropagator();
-  private readonly ids = new RandomIdGenerator();
+  private readonly stageNames: Readonly<Record<StageName, Uint8Array>>;
+  /** Each model's span names and attributes, written once (ModelFields). */
+  private readonly models = new WeakMap<TracedModel, ModelFields>();
   /** Spans written and not yet exported, as the batch span processor holds them (OTEL_BSP_*). */
   private readonly spans: OtlpSpans;
   private readonly scheduledDelay: number;
@@ -409,6 +460,11 @@ export class Tracing {
       .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'tsserve', [ATTR_SERVICE_VERSION]: VERSION }))
       .merge(detectResources({ detectors: [envDetector] }));
     this.spans = new OtlpSpans(resource, SCOPE, textLengthLimit(env));
+    this.stageNames = {
+      preprocess: this.spans.nameField('preprocess'),
+      inference: this.spans.nameField('inference'),
+      postprocess: this.spans.nameField('postprocess'),
+    };
   }
 
   /**
@@ -434,11 +490,11 @@ export class Tracing {
     const context = headers.traceparent === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
     const remote = trace.getSpanContext(context);
     const parent = remote && isSpanContextValid(remote) ? remote : undefined;
-    const traceId = parent?.traceId ?? this.ids.generateTraceId();
+    const traceId = parent?.traceId ?? randomId(4);
     const sampling = this.sampler.shouldSample(context, traceId, `prediction ${model.name}`, SpanKind.SERVER, {}, NONE);
     const traceState = sampling.traceState ?? parent?.traceState;
     const traceFlags = sampling.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE;
-    const spanId = this.ids.generateSpanId();
+    const spanId = randomId(2);
     const own = traceState ? { traceId, spanId, traceFlags, traceState } : { traceId, spanId, traceFlags };
     return new RequestTrace(this, model, requestId, own, parent, arrivedAt);
   }
@@ -459,7 +515,21 @@ export class Tracing {
 
   /** A new span id, as the SDK makes them. */
   spanId(): string {
-    return this.ids.generateSpanId();
+    return randomId(2);
+  }
+
+  /** A worker stage's span name, written for OTLP once. */
+  stageName(name: StageName): Uint8Array {
+    return this.stageNames[name];
+  }
+
+  /** What `model`'s spans share, written for OTLP once (while its name and version stay). */
+  fieldsOf(model: TracedModel): ModelFields {
+    const known = this.models.get(model);
+    if (known && known.name === model.name && known.version === model.version) return known;
+    const fields = new ModelFields(this.spans, model);
+    this.models.set(model, fields);
+    return fields;
   }
 
   /**
