@@ -5,7 +5,8 @@
 //             sampling, in batches of 1 and of 8 (the request's and its queue's spans, the
 //             batch's and the worker's three stages), made through metrics/tracing.ts up to the
 //             body of an OTLP export, garbage collection included (a revision whose worker made
-//             the stages' span ids is given none: its worker's CPU, not its front end's): stable
+//             the stages' span ids is given them made beforehand: its worker's CPU, not its
+//             front end's; this one makes them in the front end, and counts them): stable
 //             measures on a shared machine. --in-process-rev <rev> measures that revision's metrics/tracing.ts
 //             the same way, in turns with this checkout's (one whose exporter is given the SDK's
 //             spans serializes them as the OTLP exporter does, ProtobufTraceSerializer);
@@ -47,6 +48,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { ExportResultCode } from '@opentelemetry/core';
@@ -141,6 +143,10 @@ async function measure(server, seconds) {
 async function spanCost(Tracing, sampler, batchSize, predictions = 40_000) {
   let bytes = 0;
   let exported = 0;
+  // The stages' span ids a revision's worker made (before bacab68; since, the front end makes
+  // them and ignores these), made beforehand: its worker's CPU, not its front end's.
+  const stageIds = Array.from({ length: (3 * predictions) / batchSize + 3 }, () => randomBytes(8).toString('hex'));
+  let stage = 0;
   const exporter = {
     export(spans, done) {
       const body = Array.isArray(spans) ? ProtobufTraceSerializer.serializeRequest(spans) : spans.body;
@@ -159,7 +165,7 @@ async function spanCost(Tracing, sampler, batchSize, predictions = 40_000) {
     const at = performance.now();
     const trace = tracing.startBatch(model, '9000', requests, at);
     const t = performance.timeOrigin + at;
-    trace?.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1 })));
+    trace?.end(['preprocess', 'inference', 'postprocess'].map((name, k) => ({ name, start: t + k * 0.1, end: t + (k + 1) * 0.1, spanId: stageIds[stage++] })));
     for (const r of requests) r.end(200);
   };
   const began = process.cpuUsage();

@@ -28,7 +28,8 @@
  * the SDK's BatchSpanProcessor would send its spans (OTEL_BSP_*: a queue at most so long, exports
  * of at most so many spans, every so many ms, one at a time), through the OTLP exporter's own
  * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would; ids
- * are made as the SDK's generator makes them (randomId). A model's span names and attributes are
+ * are the SDK's generator's (faster than any made here of Math.random and toString(16), measured).
+ * A model's span names and attributes are
  * written once (ModelFields) and copied into each of its spans. Per request, that leaves the sampler's call and two ids on the
  * request's path, and a few hundred bytes written once it is answered (bench/tracing.mjs
  * measures it).
@@ -60,7 +61,7 @@ import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
 import { defaultResource, envDetector, detectResources, resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { OtlpSpans, TEXT_LENGTH_LIMIT } from './otlp-spans.js';
 import type { StageName, WireStage, WireTraceContext } from '../protocol/messages.js';
@@ -193,6 +194,8 @@ export function traceHeaderOf(context: SpanContext): string {
 
 /** A request that ran in no batch yet, and a batch none of whose stages was traced: shared, never changed. */
 const NONE: never[] = Object.freeze([]) as unknown as never[];
+/** The attributes a request's sampler is given: none, shared. */
+const NO_ATTRIBUTES = Object.freeze({});
 
 /** A child of `parent` with its own span id; it carries its parent's tracestate, as the SDK's children do. */
 function childContext(parent: SpanContext, spanId: string): SpanContext {
@@ -213,7 +216,8 @@ export class RequestTrace {
   readonly header: string;
   readonly sampled: boolean;
   private readonly tracing: Tracing;
-  private readonly model: TracedModel;
+  /** Its model's names and attributes. */
+  private readonly fields: ModelFields;
   private readonly requestId: string;
   private readonly parent: SpanContext | undefined;
   /** performance.now() times: arrived, enqueued, left the queue, answered. */
@@ -226,9 +230,9 @@ export class RequestTrace {
   /** The batches it ran in (one, or more after a worker died). */
   private batches: SpanContext[] = NONE;
 
-  constructor(tracing: Tracing, model: TracedModel, requestId: string, context: SpanContext, parent: SpanContext | undefined, arrivedAt: number) {
+  constructor(tracing: Tracing, fields: ModelFields, requestId: string, context: SpanContext, parent: SpanContext | undefined, arrivedAt: number) {
     this.tracing = tracing;
-    this.model = model;
+    this.fields = fields;
     this.requestId = requestId;
     this.context = context;
     this.parent = parent;
@@ -264,7 +268,7 @@ export class RequestTrace {
 
   /** Its queue's span and its own, written for export. */
   write(spans: OtlpSpans, spanId: string): void {
-    const fields = this.tracing.fieldsOf(this.model);
+    const { fields } = this;
     spans.begin(
       fields.queue,
       childContext(this.context, spanId),
@@ -354,6 +358,8 @@ export class BatchTrace {
 export class ModelFields {
   readonly name: string;
   readonly version: string;
+  /** Its server span's name, for the sampler. */
+  readonly predictionName: string;
   readonly queue: Uint8Array;
   readonly prediction: Uint8Array;
   readonly batch: Uint8Array;
@@ -365,8 +371,9 @@ export class ModelFields {
   constructor(spans: OtlpSpans, { name, version }: TracedModel) {
     this.name = name;
     this.version = version;
+    this.predictionName = `prediction ${name}`;
     this.queue = spans.nameField(`queue ${name}`);
-    this.prediction = spans.nameField(`prediction ${name}`);
+    this.prediction = spans.nameField(this.predictionName);
     this.batch = spans.nameField(`batch ${name}`);
     this.model = spans.attributeField(ATTR_MODEL, name);
     const versionField = spans.attributeField(ATTR_VERSION, version);
@@ -374,23 +381,6 @@ export class ModelFields {
     this.modelVersion.set(this.model);
     this.modelVersion.set(versionField, this.model.length);
   }
-}
-
-/**
- * `words` random 32-bit words as hex (4: a trace id, 2: a span id), from Math.random as the
- * SDK's RandomIdGenerator makes them (an id must be unique, not secret), never all zeros;
- * without its shared Buffer's writes and its toString's call into C++, two or three per
- * prediction.
- */
-function randomId(words: number): string {
-  let id = '';
-  let any = 0;
-  for (let i = 0; i < words; i++) {
-    const word = (Math.random() * 4294967296) >>> 0;
-    any |= word;
-    id += word.toString(16).padStart(8, '0');
-  }
-  return any === 0 ? `${id.slice(0, -1)}1` : id;
 }
 
 /** A performance.now() time as milliseconds since the epoch, which spans' start and end take. */
@@ -431,6 +421,7 @@ export class Tracing {
   private readonly exporter: SpanExporter;
   private readonly sampler: Sampler;
   private readonly propagator = new W3CTraceContextPropagator();
+  private readonly ids = new RandomIdGenerator();
   private readonly stageNames: Readonly<Record<StageName, Uint8Array>>;
   /** Each model's span names and attributes, written once (ModelFields). */
   private readonly models = new WeakMap<TracedModel, ModelFields>();
@@ -490,13 +481,14 @@ export class Tracing {
     const context = headers.traceparent === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
     const remote = trace.getSpanContext(context);
     const parent = remote && isSpanContextValid(remote) ? remote : undefined;
-    const traceId = parent?.traceId ?? randomId(4);
-    const sampling = this.sampler.shouldSample(context, traceId, `prediction ${model.name}`, SpanKind.SERVER, {}, NONE);
+    const traceId = parent?.traceId ?? this.ids.generateTraceId();
+    const fields = this.fieldsOf(model);
+    const sampling = this.sampler.shouldSample(context, traceId, fields.predictionName, SpanKind.SERVER, NO_ATTRIBUTES, NONE);
     const traceState = sampling.traceState ?? parent?.traceState;
     const traceFlags = sampling.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE;
-    const spanId = randomId(2);
+    const spanId = this.ids.generateSpanId();
     const own = traceState ? { traceId, spanId, traceFlags, traceState } : { traceId, spanId, traceFlags };
-    return new RequestTrace(this, model, requestId, own, parent, arrivedAt);
+    return new RequestTrace(this, fields, requestId, own, parent, arrivedAt);
   }
 
   /**
@@ -515,7 +507,7 @@ export class Tracing {
 
   /** A new span id, as the SDK makes them. */
   spanId(): string {
-    return randomId(2);
+    return this.ids.generateSpanId();
   }
 
   /** A worker stage's span name, written for OTLP once. */
