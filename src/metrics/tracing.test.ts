@@ -182,3 +182,24 @@ t.test('ids are W3C ids: hex of 32 and 16 digits, never all zeros, each span its
     "each stage a child of its batch's span, in its trace",
   );
 });
+
+t.test("spans are written once the task that ended them is over: a batch's answers all leave first", async (t) => {
+  let exports = 0;
+  const exporter: SpanExporter = {
+    export: (_batch, done) => {
+      exports++;
+      done({ code: ExportResultCode.SUCCESS });
+    },
+    shutdown: async () => {},
+  };
+  // Two spans make an export: one starts as soon as a prediction's spans are written.
+  const tracing = new Tracing(key(true), exporter, samplerFromEnv({}), { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '2', OTEL_BSP_SCHEDULE_DELAY: '600000' });
+  const model = { name: 'm', version: '1' };
+  const requests = [0, 1, 2].map((i) => tracing.startRequest(model, `r${i}`, {}, performance.now()));
+  tracing.startBatch(model, 'w', requests, performance.now())?.end([]);
+  for (const r of requests) r.end(200);
+  t.equal(exports, 0, 'nothing written while the batch is being answered');
+  await Promise.resolve();
+  t.ok(exports >= 1, 'written, and exported, right after');
+  await tracing.shutdown(() => {});
+});
