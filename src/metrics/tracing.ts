@@ -532,9 +532,10 @@ export class Tracing {
    * once the task that ended it is over (writePending), so that nothing of it outlives its
    * request (an object held for later is one the garbage collector moves and then collects in
    * the old generation), yet a batch's answers all go out before any of its spans is written:
-   * written between them, they spread a batch's answers over tens of microseconds, and each
-   * answer then wakes its client on its own (bench/tracing.mjs --profile: the front end's socket
-   * writes cost 4-5 µs an answer more, in the kernel, than with tracing off).
+   * its batch's span (four spans) and each answer's were written before the next answer left,
+   * delaying a batch's last answer by the spans of all. (The CPU is the same: the kernel's share
+   * of the front end's, which a batch's answers spread in time might have raised, was the same
+   * with tracing off and on before this change, bench/tracing.mjs --profile.)
    */
   finished(trace: RequestTrace | BatchTrace): void {
     if (this.stopped) return;
