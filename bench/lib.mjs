@@ -119,6 +119,7 @@ export async function userServer(prefix, extraLines = [], { root = new URL('..',
     store,
     inference: `http://127.0.0.1:${inference}`,
     management: `http://127.0.0.1:${management}`,
+    metrics: `http://127.0.0.1:${metrics}`,
     start: (args) => run(process.execPath, [tsserve, '--start', '--model-store', 'model-store', '--disable-token-auth', '--ncs', ...args], { cwd: dir, env }),
     stop: () => run(process.execPath, [tsserve, '--stop'], { cwd: dir, env }).catch(() => undefined),
     /** The running server's PID, from the PID file `tsserve --start` wrote. */

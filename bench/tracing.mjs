@@ -4,9 +4,10 @@
 //             latency histograms (as with tracing off), and on its spans at 100% and at 10%
 //             sampling, in batches of 1 and of 8 (the request's and its queue's spans, the
 //             batch's and the worker's three stages), made through metrics/tracing.ts up to the
-//             body of an OTLP export, garbage collection included (the worker's stage ids are
-//             made beforehand: the worker's CPU, not the front end's): stable measures on a
-//             shared machine. --in-process-rev <rev> measures that revision's metrics/tracing.ts
+//             body of an OTLP export, garbage collection included (a revision whose worker made
+//             the stages' span ids is given them made beforehand: its worker's CPU, not its
+//             front end's; this one makes them in the front end, and counts them): stable
+//             measures on a shared machine. --in-process-rev <rev> measures that revision's metrics/tracing.ts
 //             the same way, in turns with this checkout's (one whose exporter is given the SDK's
 //             spans serializes them as the OTLP exporter does, ProtobufTraceSerializer);
 //   servers   throughput and CPU per answer of servers side by side, on the same machine at the
@@ -20,6 +21,15 @@
 //
 //   node bench/tracing.mjs [--rounds 30] [--seconds 2] [--connections 16] [--base-rev 2f7059e] [--before-rev main]
 //   node bench/tracing.mjs --in-process [--in-process-rev ba04979]     (the first measure only)
+//   node bench/tracing.mjs --profile <path prefix> [--rounds 10] [--seconds 3]
+//
+// --profile: off and sampled only (no base), in turns as above, under `perf record -g` (cpu-clock,
+// every thread of each front end and its workers, --perf-basic-prof for V8's code) during the
+// rounds alone; then, per answer, the microseconds of CPU each server's front end and workers
+// spent in each function (self, and inclusive: the function and what it called) from the
+// samples, sampled minus off, the largest differences first, with each server's mean batch size
+// (ts_batch_size) and user and system CPU per answer (/proc): where tracing's cost goes, and
+// whether the two servers ran the same batches. Leaves <prefix>.data and <prefix>.txt (the diff).
 //
 // Each server is `tsserve --start` of its checkout from a temporary folder (lib.mjs's
 // userServer), serving model-store/mnist.mar with one worker and the archive's model-config.yaml
@@ -34,11 +44,11 @@
 // of a distribution): a difference smaller than the interval's half-width is one this run
 // cannot see. `uptime` before and after: this machine's two cores are shared, and other
 // processes move a round's throughput by tens of percent.
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { ExportResultCode } from '@opentelemetry/core';
@@ -49,6 +59,7 @@ import { Tracing } from '../dist/src/metrics/tracing.js';
 import { checkoutOf, childPids, cpuSeconds, median, otlpReceiver, sorted, userServer } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT_URL = new RegExp(`(file://)?${ROOT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/`, 'g');
 const { values: opts } = parseArgs({
   options: {
     rounds: { type: 'string', default: '30' },
@@ -58,21 +69,24 @@ const { values: opts } = parseArgs({
     'before-rev': { type: 'string' },
     'in-process': { type: 'boolean', default: false },
     'in-process-rev': { type: 'string' },
+    profile: { type: 'string' },
   },
 });
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
 
 const checkout = (rev) => checkoutOf(ROOT, rev);
+const sampledEnv = (otlp) => ({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER: 'always_on' });
 
 /** `tsserve --start` of the checkout at `root`, serving mnist with one worker. */
 async function start(name, root, env) {
-  const server = await userServer(`tsserve-bench-${name}-`, ['default_workers_per_model=1'], { root, env });
-  copyFileSync(join(ROOT, 'model-store/mnist.mar'), join(server.store, 'mnist.mar'));
-  await server.start(['--models', 'mnist=mnist.mar']);
+  if (opts.profile) env = { ...env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof` };
+  const server = await startedServer(name, root, env);
   const pid = server.pid();
   return {
     name,
+    pid,
+    metrics: server.metrics,
     url: `${server.inference}/predictions/mnist`,
     /** CPU seconds of the server (its front end) and of its workers so far. */
     cpu: () => ({ front: cpuSeconds(pid), workers: childPids(pid).reduce((sum, child) => sum + cpuSeconds(child), 0) }),
@@ -81,6 +95,24 @@ async function start(name, root, env) {
       server.remove();
     },
   };
+}
+
+/**
+ * `tsserve --start` on free ports; again on others (three times at most) when one was taken
+ * meanwhile: other programs on this machine take ports too.
+ */
+async function startedServer(name, root, env) {
+  for (let attempt = 1; ; attempt++) {
+    const server = await userServer(`tsserve-bench-${name}-`, ['default_workers_per_model=1'], { root, env });
+    copyFileSync(join(ROOT, 'model-store/mnist.mar'), join(server.store, 'mnist.mar'));
+    try {
+      await server.start(['--models', 'mnist=mnist.mar']);
+      return server;
+    } catch (err) {
+      server.remove();
+      if (attempt === 3 || !String(err.stderr).includes('in use')) throw err;
+    }
+  }
 }
 
 /** A closed loop on `server` for `seconds`: answers per second, CPU ms per answer (and the front end's alone), answers not 200. */
@@ -111,6 +143,10 @@ async function measure(server, seconds) {
 async function spanCost(Tracing, sampler, batchSize, predictions = 40_000) {
   let bytes = 0;
   let exported = 0;
+  // The stages' span ids a revision's worker made (before bacab68; since, the front end makes
+  // them and ignores these), made beforehand: its worker's CPU, not its front end's.
+  const stageIds = Array.from({ length: (3 * predictions) / batchSize + 3 }, () => randomBytes(8).toString('hex'));
+  let stage = 0;
   const exporter = {
     export(spans, done) {
       const body = Array.isArray(spans) ? ProtobufTraceSerializer.serializeRequest(spans) : spans.body;
@@ -123,8 +159,6 @@ async function spanCost(Tracing, sampler, batchSize, predictions = 40_000) {
   const tracing = new Tracing({ otelTraces: true, otelTraceHeader: 'traceresponse' }, exporter, sampler, {});
   const model = { name: 'mnist', version: '1.0' };
   const headers = { 'content-type': 'image/png' };
-  const stageIds = Array.from({ length: (3 * predictions) / batchSize + 3 }, () => randomBytes(8).toString('hex'));
-  let stage = 0;
   const batch = (first) => {
     const requests = [];
     for (let i = 0; i < batchSize; i++) requests.push(tracing.startRequest(model, `request-${first + i}`, headers, performance.now()));
@@ -164,6 +198,10 @@ function histogramCost(predictions = 200_000) {
   return cpuMicros(began) / predictions;
 }
 
+if (opts.profile) {
+  await profile(opts.profile);
+  process.exit(0);
+}
 histogramCost(20_000); // warm-up
 console.log(`the latency histograms of one prediction (5 observations, tracing off or on): ${histogramCost().toFixed(2)} µs of CPU`);
 const tracings = [['this checkout', Tracing]];
@@ -210,7 +248,6 @@ function spread(values) {
 const pct = (ratio) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
 const described = ({ median: m, q1, q3, low, high }) => `${pct(m).padStart(7)} (quartiles ${pct(q1)} ${pct(q3)}; 95% CI ${pct(low)} ${pct(high)})`;
 
-const sampledEnv = (otlp) => ({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER: 'always_on' });
 const checkouts = [checkout(opts['base-rev'])];
 const receivers = [await otlpReceiver()];
 const servers = [await start('base', checkouts[0], {})];
@@ -258,3 +295,177 @@ for (const [i, r] of receivers.entries()) {
   console.log(`OTLP exports received from ${i === 0 ? 'sampled' : 'before'}: ${r.counts.exports} requests, ${(r.counts.bytes / 1e6).toFixed(1)} MB`);
 }
 console.log(`uptime before: ${before}\nuptime after:  ${after}`);
+
+/** Every descendant of `pid`: a front end's workers (and what they start). */
+function descendants(pid) {
+  const all = [];
+  for (const stack = [pid]; stack.length > 0; ) {
+    for (const child of childPids(stack.pop())) {
+      all.push(child);
+      stack.push(child);
+    }
+  }
+  return all;
+}
+
+/** User and system CPU seconds of `pids` so far. */
+function userSystem(pids) {
+  let user = 0;
+  let system = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      user += Number(fields[11]) / 100;
+      system += Number(fields[12]) / 100;
+    } catch {
+      /* ended */
+    }
+  }
+  return { user, system };
+}
+
+/** ts_batch_size's sum and count on the server's /metrics. */
+async function batchSizes(server) {
+  const text = await (await fetch(`${server.metrics}/metrics`)).text();
+  const value = (suffix) => Number(new RegExp(`^ts_batch_size_${suffix}\\{[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
+  return { sum: value('sum'), count: value('count') };
+}
+
+/**
+ * Where each frame of a `perf script` sample is: the function's name as perf resolved it (a JS
+ * function's from the perf map: `JS:*name file:line`), the library's for native code it could not name.
+ */
+function frameName(line) {
+  const m = /^\s*[0-9a-f]+ (.*) \(([^)]*)\)$/.exec(line);
+  if (!m) return undefined;
+  const symbol = m[1].replace(/\+0x[0-9a-f]+$/, '');
+  if (symbol === '[unknown]') return `[${m[2].split('/').at(-1)}]`;
+  // One name for a function whatever V8's tier (`JS:*'name`, `JS:+name` ...) and wherever the
+  // server's temporary folder unpacked the model.
+  return symbol
+    .replace(/^JS:[*+^~']*/, 'JS:')
+    .replace(ROOT_URL, '')
+    .replace(/\/tmp\/tsserve-bench-[^/]+\/tsserve-models\/[^/]+\//, '<model>/');
+}
+
+/** The file of a JS function's name (`JS:name file:line:column`), or the name itself. */
+function fileOf(name) {
+  const m = /^JS:\S* (.*?):\d+:\d+$/.exec(name) ?? /^JS:(\S+):\d+:\d+$/.exec(name);
+  return m ? m[1].replace(/^.*node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1') : name.startsWith('JS:') ? name : '(native)';
+}
+
+/** Samples of `perf script` per process: self (the top frame) and inclusive (each function once per sample) counts by function. */
+function samplesByFunction(data) {
+  const text = execFileSync('perf', ['script', '-i', data, '-F', 'pid,tid,period,ip,sym,dso'], {
+    encoding: 'utf8',
+    maxBuffer: 2 ** 31 - 1,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const byPid = new Map();
+  for (const sample of text.split('\n\n')) {
+    const lines = sample.split('\n').filter(Boolean);
+    if (lines.length === 0) continue;
+    const pid = Number(/^\s*(\d+)/.exec(lines[0])?.[1]);
+    if (!byPid.has(pid)) byPid.set(pid, { samples: 0, self: new Map(), inclusive: new Map(), files: new Map() });
+    const p = byPid.get(pid);
+    p.samples++;
+    const frames = lines.slice(1).map(frameName).filter(Boolean);
+    const top = frames[0] ?? '[no frame]';
+    p.self.set(top, (p.self.get(top) ?? 0) + 1);
+    // The first JS function's file from the top: native code is charged to the JS that called it.
+    const file = fileOf(frames.find((f) => f.startsWith('JS:')) ?? top);
+    p.files.set(file, (p.files.get(file) ?? 0) + 1);
+    for (const f of new Set(frames)) p.inclusive.set(f, (p.inclusive.get(f) ?? 0) + 1);
+  }
+  return byPid;
+}
+
+/** The counts of `pids`' samples, summed. */
+function merged(byPid, pids) {
+  const out = { samples: 0, self: new Map(), inclusive: new Map(), files: new Map() };
+  for (const pid of pids) {
+    const p = byPid.get(pid);
+    if (!p) continue;
+    out.samples += p.samples;
+    for (const kind of ['self', 'inclusive', 'files']) for (const [f, n] of p[kind]) out[kind].set(f, (out[kind].get(f) ?? 0) + n);
+  }
+  return out;
+}
+
+/** The profile mode (--profile): see the header. */
+async function profile(prefix) {
+  const HZ = 1999;
+  const receiver = await otlpReceiver();
+  const servers = [];
+  const lines = [];
+  const say = (line) => {
+    console.log(line);
+    lines.push(line);
+  };
+  try {
+    servers.push(await start('off', ROOT, {}), await start('sampled', ROOT, sampledEnv(receiver)));
+    for (const s of servers) await measure(s, 3); // warm-up
+    const pidsOf = (s) => [s.pid, ...descendants(s.pid)];
+    const pids = new Map(servers.map((s) => [s.name, { front: [s.pid], workers: descendants(s.pid) }]));
+    const totals = new Map(
+      servers.map((s) => [s.name, { answers: 0, front: userSystem([s.pid]), workers: userSystem(descendants(s.pid)), batches: undefined }]),
+    );
+    for (const s of servers) totals.get(s.name).batches = await batchSizes(s);
+    const perf = spawnPerf(['record', '-e', 'cpu-clock', '-F', String(HZ), '-g', '-o', `${prefix}.data`, '-p', servers.flatMap(pidsOf).join(',')]);
+    await new Promise((r) => setTimeout(r, 1000));
+    say(`uptime before: ${uptime()}`);
+    for (let round = 0; round < Number(opts.rounds); round++) {
+      const order = round % 2 ? [...servers].reverse() : servers;
+      const line = [];
+      for (const s of order) {
+        const r = await measure(s, Number(opts.seconds));
+        totals.get(s.name).answers += r.perSecond * Number(opts.seconds);
+        line.push(`${s.name} ${r.perSecond.toFixed(0)}/s ${r.cpuMs.toFixed(3)} cpu-ms`);
+      }
+      say(`round ${round + 1}: ${line.join(', ')}`);
+    }
+    perf.kill('SIGINT');
+    await new Promise((r) => perf.on('exit', r));
+    say(`uptime after: ${uptime()}`);
+    for (const s of servers) {
+      const t = totals.get(s.name);
+      const front = userSystem([s.pid]);
+      const workers = userSystem(descendants(s.pid));
+      const batches = await batchSizes(s);
+      const us = (seconds) => ((seconds * 1e6) / t.answers).toFixed(1);
+      say(
+        `${s.name}: ${t.answers} answers, mean batch ${((batches.sum - t.batches.sum) / (batches.count - t.batches.count)).toFixed(2)}; ` +
+          `front end ${us(front.user - t.front.user)} µs user + ${us(front.system - t.front.system)} µs system per answer, ` +
+          `workers ${us(workers.user - t.workers.user)} + ${us(workers.system - t.workers.system)}`,
+      );
+    }
+    const byPid = samplesByFunction(`${prefix}.data`);
+    for (const part of ['front', 'workers']) {
+      const [off, sampled] = servers.map((s) => merged(byPid, pids.get(s.name)[part]));
+      const perAnswer = (n, name) => (n * 1e6) / HZ / totals.get(name).answers;
+      say(
+        `\n${part === 'front' ? 'front end' : 'workers'}: ${perAnswer(off.samples, 'off').toFixed(1)} µs per answer off, ${perAnswer(sampled.samples, 'sampled').toFixed(1)} sampled (samples: ${off.samples}, ${sampled.samples})`,
+      );
+      for (const kind of ['files', 'self', 'inclusive']) {
+        const names = new Set([...off[kind].keys(), ...sampled[kind].keys()]);
+        const diffs = [...names].map((f) => {
+          const a = perAnswer(off[kind].get(f) ?? 0, 'off');
+          const b = perAnswer(sampled[kind].get(f) ?? 0, 'sampled');
+          return { f, a, b, d: b - a };
+        });
+        diffs.sort((x, y) => Math.abs(y.d) - Math.abs(x.d));
+        say(`  ${kind}, µs per answer: sampled - off (off, sampled), largest 40:`);
+        for (const { f, a, b, d } of diffs.slice(0, 40))
+          say(`    ${(d >= 0 ? '+' : '') + d.toFixed(2)}\t(${a.toFixed(2)}, ${b.toFixed(2)})\t${f.slice(0, 160)}`);
+      }
+    }
+  } finally {
+    for (const s of servers) await s.stop();
+    receiver.close();
+    writeFileSync(`${prefix}.txt`, `${lines.join('\n')}\n`);
+  }
+}
+
+function spawnPerf(args) {
+  return spawn('perf', args, { stdio: 'ignore' });
+}

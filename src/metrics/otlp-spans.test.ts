@@ -54,9 +54,13 @@ function readable(spec: SpanSpec, resource: Resource): ReadableSpan {
   };
 }
 
-function write(spans: OtlpSpans, spec: SpanSpec): void {
-  spans.begin(spec.name, spec.context, spec.parent, spec.kind, spec.startMs, spec.endMs);
-  for (const [k, v] of spec.attributes ?? []) spans.attribute(k, v);
+/** `spec` written into `spans`; `prewritten`: its name and attributes as fields written beforehand (nameField, attributeField). */
+function write(spans: OtlpSpans, spec: SpanSpec, prewritten = false): void {
+  spans.begin(prewritten ? spans.nameField(spec.name) : spec.name, spec.context, spec.parent, spec.kind, spec.startMs, spec.endMs);
+  for (const [k, v] of spec.attributes ?? []) {
+    if (prewritten) spans.fields(spans.attributeField(k, v));
+    else spans.attribute(k, v);
+  }
   for (const link of spec.links ?? []) spans.link(link);
   spans.end(spec.error);
 }
@@ -140,9 +144,9 @@ function specs(): SpanSpec[] {
   ];
 }
 
-function same(t: Test, resource: Resource, list: SpanSpec[], message: string): void {
+function same(t: Test, resource: Resource, list: SpanSpec[], message: string, prewritten = false): void {
   const spans = new OtlpSpans(resource, SCOPE, UNCUT);
-  for (const spec of list) write(spans, spec);
+  for (const spec of list) write(spans, spec, prewritten);
   const ours = spans.take(list.length);
   const theirs = ProtobufTraceSerializer.serializeRequest(list.map((s) => readable(s, resource)));
   t.ok(ours && theirs, `${message}: both wrote a body`);
@@ -156,6 +160,7 @@ t.test("the serializer's bytes for tsserve's spans", async (t) => {
   same(t, resource, specs().slice(1, 2), 'one span');
   const many = Array.from({ length: 120 }, (_, i) => specs()[i % 6]!);
   same(t, resource, many, '120 spans: a body of three-byte lengths');
+  same(t, resource, specs(), 'names and attributes written beforehand, as a model writes its own once', true);
 });
 
 t.test('a resource of every attribute type the detectors can give, and a schema URL', async (t) => {
@@ -218,12 +223,14 @@ t.test("a client's long texts are cut: the serializer's bytes for the cut spans"
     ...specs(),
     { ...specs()[1]!, name: `prediction ${huge}`, attributes: [['tsserve.model.name', huge]], error: `Model not found: ${huge}` },
   ];
-  const spans = new OtlpSpans(resource, SCOPE, 256);
-  for (const spec of list) write(spans, spec);
-  t.ok(spans.bytes < 8 * 1024, `the spans take ${spans.bytes} bytes`);
-  const ours = spans.take(list.length);
   const theirs = ProtobufTraceSerializer.serializeRequest(list.map((s) => readable(cut(s, 256), resource)));
-  t.same(Buffer.from(ours!.body), Buffer.from(theirs!), 'each text cut at 256 characters');
+  for (const prewritten of [false, true]) {
+    const spans = new OtlpSpans(resource, SCOPE, 256);
+    for (const spec of list) write(spans, spec, prewritten);
+    t.ok(spans.bytes < 8 * 1024, `the spans take ${spans.bytes} bytes`);
+    const ours = spans.take(list.length);
+    t.same(Buffer.from(ours!.body), Buffer.from(theirs!), `each text cut at 256 characters${prewritten ? ', names and attributes written beforehand' : ''}`);
+  }
 });
 
 t.test('an export holds no more bytes of spans than asked, one span at least', async (t) => {

@@ -70,6 +70,12 @@ class ProtoWriter {
 
   /** An integer; a negative one as its 64-bit two's complement, as the serializer writes it. */
   varint(value: number): void {
+    // Tags, lengths of ids and names, counts: most varints here are one byte.
+    if (value >= 0 && value < 128) {
+      this.room(1);
+      this.buffer[this.pos++] = value;
+      return;
+    }
     this.room(10);
     const magnitude = Math.abs(value);
     let low = magnitude >>> 0;
@@ -173,12 +179,16 @@ class ProtoWriter {
     this.buffer[p] = v;
   }
 
-  /** A KeyValue in field `field`: an attribute of a span or of the resource. */
-  keyValue(field: number, key: string, value: AttributeValue | Record<string, unknown> | undefined): void {
+  /** A KeyValue in field `field`: an attribute of a span or of the resource; its key as text or as its field written beforehand. */
+  keyValue(field: number, key: string | Uint8Array, value: AttributeValue | Record<string, unknown> | undefined): void {
     this.tag(field, LENGTH);
     const kv = this.open();
-    this.tag(1, LENGTH);
-    this.string(key);
+    if (typeof key === 'string') {
+      this.tag(1, LENGTH);
+      this.string(key);
+    } else {
+      this.raw(key);
+    }
     this.tag(2, LENGTH);
     const any = this.open();
     this.anyValue(value);
@@ -244,6 +254,9 @@ function flagsOf(context: SpanContext, remote: boolean | undefined): number {
 /** The length the texts of a span are cut to unless OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT says otherwise. */
 export const TEXT_LENGTH_LIMIT = 256;
 
+/** Attribute keys whose fields are kept written: more than tsserve's spans have. */
+const MAX_KEYS = 32;
+
 /** The size the span buffer starts at, and shrinks back to. */
 const BUFFER_SIZE = 64 * 1024;
 
@@ -270,6 +283,8 @@ export class OtlpSpans {
   private readonly resourceField: Uint8Array;
   private readonly scopeField: Uint8Array;
   private readonly resourceSchema: Uint8Array;
+  /** Attribute keys' fields (keyField). */
+  private readonly keys = new Map<string, Uint8Array>();
 
   constructor(resource: Resource, scope: InstrumentationScope, textLimit = TEXT_LENGTH_LIMIT) {
     this.textLimit = textLimit;
@@ -324,8 +339,32 @@ export class OtlpSpans {
     this.ends.length = mark.count;
   }
 
-  /** A span's first fields, to its end time (`endMs` at least `startMs`, as the SDK ends a span). */
-  begin(name: string, context: SpanContext, parent: SpanContext | undefined, kind: SpanKind, startMs: number, endMs: number): void {
+  /**
+   * A span's name field written beforehand, for `begin` to copy: the names a model's spans
+   * share ("prediction mnist"), written once rather than a character at a time per span.
+   */
+  nameField(name: string): Uint8Array {
+    return written((w) => {
+      w.tag(5, LENGTH);
+      w.string(this.cut(name));
+    });
+  }
+
+  /** An attribute written beforehand, for `fields` to copy: one a model's spans share (its name, its version). */
+  attributeField(key: string, value: string | number): Uint8Array {
+    return written((w) => w.keyValue(9, key, typeof value === 'string' ? this.cut(value) : value));
+  }
+
+  /** Fields written beforehand (attributeField), in their place among a span's attributes. */
+  fields(bytes: Uint8Array): void {
+    this.writer.raw(bytes);
+  }
+
+  /**
+   * A span's first fields, to its end time (`endMs` at least `startMs`, as the SDK ends a span);
+   * its name as text or as its field written beforehand (nameField).
+   */
+  begin(name: string | Uint8Array, context: SpanContext, parent: SpanContext | undefined, kind: SpanKind, startMs: number, endMs: number): void {
     const w = this.writer;
     w.tag(2, LENGTH);
     this.span = w.open();
@@ -337,8 +376,12 @@ export class OtlpSpans {
       w.tag(4, LENGTH);
       w.hex(parent.spanId);
     }
-    w.tag(5, LENGTH);
-    w.string(this.cut(name));
+    if (typeof name === 'string') {
+      w.tag(5, LENGTH);
+      w.string(this.cut(name));
+    } else {
+      w.raw(name);
+    }
     w.tag(6, VARINT);
     w.varint(kind + 1);
     w.tag(7, FIXED64);
@@ -363,7 +406,21 @@ export class OtlpSpans {
 
   /** One of its attributes, before its links. */
   attribute(key: string, value: string | number): void {
-    this.writer.keyValue(9, key, typeof value === 'string' ? this.cut(value) : value);
+    this.writer.keyValue(9, this.keyField(key), typeof value === 'string' ? this.cut(value) : value);
+  }
+
+  /** A KeyValue's key field, written once per key: tsserve's few attribute names. */
+  private keyField(key: string): Uint8Array | string {
+    let field = this.keys.get(key);
+    if (field === undefined) {
+      if (this.keys.size >= MAX_KEYS) return key;
+      field = written((w) => {
+        w.tag(1, LENGTH);
+        w.string(key);
+      });
+      this.keys.set(key, field);
+    }
+    return field;
   }
 
   /** A link to `context`, after its attributes. */

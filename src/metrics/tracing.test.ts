@@ -80,7 +80,7 @@ t.test("the request's tracestate is carried by every span of its trace, not only
   const request = tracing.startRequest(model, 'r', headers, performance.now());
   const batch = tracing.startBatch(model, 'w', [request], performance.now());
   const at = performance.timeOrigin + performance.now();
-  batch?.end([{ name: 'inference', start: at, end: at, spanId: tracing.spanId() }]);
+  batch?.end([{ name: 'inference', start: at, end: at }]);
   request.end(200);
   await tracing.shutdown(() => {});
   t.same(spans.map((s) => s.name).sort(), ['batch m', 'inference', 'prediction m', 'queue m']);
@@ -122,4 +122,84 @@ t.test('what tsserve does not do is said at start, one line each: an exporter bu
     'OpenTelemetry: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json not supported: spans go as OTLP/HTTP protobuf (http/protobuf)',
   ]);
   t.same(started(key(true), { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }).warnings, [], 'what tsserve does: nothing said');
+});
+
+t.test("a model's spans name it and its version as they are now, written once per model and again when they change", async (t) => {
+  const { tracing, spans } = inMemoryTracing();
+  const model = { name: 'm', version: '1' };
+  const predict = (): void => {
+    const request = tracing.startRequest(model, 'r', {}, performance.now());
+    tracing.startBatch(model, 'w', [request], performance.now())?.end([]);
+    request.end(200);
+  };
+  predict();
+  predict();
+  model.version = '2';
+  predict();
+  model.name = 'n';
+  predict();
+  await tracing.shutdown(() => {});
+  const of = (name: string) => spans.filter((s) => s.name === name).map((s) => s.attributes['tsserve.model.version']);
+  t.same(of('prediction m'), ['1', '1', '2'], "the version each prediction's span had");
+  t.same(of('prediction n'), ['2']);
+  t.same(
+    spans.filter((s) => s.name.startsWith('batch')).map((s) => [s.name, s.attributes['tsserve.model.name']]),
+    [
+      ['batch m', 'm'],
+      ['batch m', 'm'],
+      ['batch m', 'm'],
+      ['batch n', 'n'],
+    ],
+  );
+});
+
+t.test('ids are W3C ids: hex of 32 and 16 digits, never all zeros, each span its own, the stages included', async (t) => {
+  const { tracing, spans } = inMemoryTracing();
+  const model = { name: 'm', version: '1' };
+  for (let i = 0; i < 200; i++) {
+    const request = tracing.startRequest(model, `r${i}`, {}, performance.now());
+    const at = performance.timeOrigin + performance.now();
+    const stages = (['preprocess', 'inference', 'postprocess'] as const).map((name) => ({ name, start: at, end: at }));
+    tracing.startBatch(model, 'w', [request], performance.now())?.end(stages);
+    request.end(200);
+  }
+  await tracing.shutdown(() => {});
+  t.equal(spans.length, 200 * 6, 'six spans a prediction');
+  t.ok(
+    spans.every((s) => /^[0-9a-f]{32}$/.test(s.traceId) && !/^0+$/.test(s.traceId)),
+    'trace ids',
+  );
+  t.ok(
+    spans.every((s) => /^[0-9a-f]{16}$/.test(s.spanId) && !/^0+$/.test(s.spanId)),
+    'span ids',
+  );
+  t.equal(new Set(spans.map((s) => s.spanId)).size, spans.length, 'no two spans share an id');
+  t.equal(new Set(spans.map((s) => s.traceId)).size, 200, 'a trace per prediction');
+  const batches = new Map(spans.filter((s) => s.name === 'batch m').map((s) => [s.spanId, s]));
+  const stages = spans.filter((s) => ['preprocess', 'inference', 'postprocess'].includes(s.name));
+  t.ok(
+    stages.every((s) => batches.get(s.parentSpanId)?.traceId === s.traceId),
+    "each stage a child of its batch's span, in its trace",
+  );
+});
+
+t.test("spans are written once the task that ended them is over: a batch's answers all leave first", async (t) => {
+  let exports = 0;
+  const exporter: SpanExporter = {
+    export: (_batch, done) => {
+      exports++;
+      done({ code: ExportResultCode.SUCCESS });
+    },
+    shutdown: async () => {},
+  };
+  // Two spans make an export: one starts as soon as a prediction's spans are written.
+  const tracing = new Tracing(key(true), exporter, samplerFromEnv({}), { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '2', OTEL_BSP_SCHEDULE_DELAY: '600000' });
+  const model = { name: 'm', version: '1' };
+  const requests = [0, 1, 2].map((i) => tracing.startRequest(model, `r${i}`, {}, performance.now()));
+  tracing.startBatch(model, 'w', requests, performance.now())?.end([]);
+  for (const r of requests) r.end(200);
+  t.equal(exports, 0, 'nothing written while the batch is being answered');
+  await Promise.resolve();
+  t.ok(exports >= 1, 'written, and exported, right after');
+  await tracing.shutdown(() => {});
 });

@@ -9,13 +9,16 @@
  *   ├─ queue <model>      (enqueued to its batch leaving for a worker)
  *   └─ batch <model>      (sent to answered; a child of its first sampled request, linked to
  *      ├─ preprocess       every request of the batch, each of which links back to it)
- *      ├─ inference        (the worker's stages, spans the worker names, exported from here)
+ *      ├─ inference        (the worker's stages, timed there, named and exported from here)
  *      └─ postprocess
  *
  * The worker has no SDK and no exporter: it times its stages for the histograms anyway
- * (protocol/messages.ts WireStage), and in a traced batch (PredictMessage.trace) gives each a
- * span id; the front end exports them as children of the batch's span. A worker that dies loses
- * no span of a batch it answered, and costs nothing more per batch than its timings.
+ * (protocol/messages.ts WireStage); a traced batch's message carries the batch span's context
+ * (PredictMessage.trace), and the front end gives each stage of its answer a span id and exports
+ * it as a child of the batch's span. A worker that dies loses no span of a batch it answered, and
+ * a traced batch costs it nothing: its answer is the same message as an untraced one's, with no
+ * id to make, send or read (bench/tracing.mjs --profile measured the worker's ids and their
+ * bytes at about 1-2 µs an answer).
  *
  * No span goes through the SDK's tracer: a prediction's spans are intervals whose ends the front
  * end learns (arrival, enqueue, the batch leaving, the worker's timings, the answer), so each
@@ -25,7 +28,9 @@
  * the SDK's BatchSpanProcessor would send its spans (OTEL_BSP_*: a queue at most so long, exports
  * of at most so many spans, every so many ms, one at a time), through the OTLP exporter's own
  * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would; ids
- * are the SDK's generator's. Per request, that leaves the sampler's call and two ids on the
+ * are the SDK's generator's (faster than any made here of Math.random and toString(16), measured).
+ * A model's span names and attributes are
+ * written once (ModelFields) and copied into each of its spans. Per request, that leaves the sampler's call and two ids on the
  * request's path, and a few hundred bytes written once it is answered (bench/tracing.mjs
  * measures it).
  *
@@ -59,7 +64,7 @@ import { defaultResource, envDetector, detectResources, resourceFromAttributes }
 import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { OtlpSpans, TEXT_LENGTH_LIMIT } from './otlp-spans.js';
-import type { WireStage, WireTraceContext } from '../protocol/messages.js';
+import type { StageName, WireStage, WireTraceContext } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 
 /** The settings of ours tracing reads (config/server-config.ts). */
@@ -189,6 +194,8 @@ export function traceHeaderOf(context: SpanContext): string {
 
 /** A request that ran in no batch yet, and a batch none of whose stages was traced: shared, never changed. */
 const NONE: never[] = Object.freeze([]) as unknown as never[];
+/** The attributes a request's sampler is given: none, shared. */
+const NO_ATTRIBUTES = Object.freeze({});
 
 /** A child of `parent` with its own span id; it carries its parent's tracestate, as the SDK's children do. */
 function childContext(parent: SpanContext, spanId: string): SpanContext {
@@ -209,7 +216,8 @@ export class RequestTrace {
   readonly header: string;
   readonly sampled: boolean;
   private readonly tracing: Tracing;
-  private readonly model: TracedModel;
+  /** Its model's names and attributes. */
+  private readonly fields: ModelFields;
   private readonly requestId: string;
   private readonly parent: SpanContext | undefined;
   /** performance.now() times: arrived, enqueued, left the queue, answered. */
@@ -222,9 +230,9 @@ export class RequestTrace {
   /** The batches it ran in (one, or more after a worker died). */
   private batches: SpanContext[] = NONE;
 
-  constructor(tracing: Tracing, model: TracedModel, requestId: string, context: SpanContext, parent: SpanContext | undefined, arrivedAt: number) {
+  constructor(tracing: Tracing, fields: ModelFields, requestId: string, context: SpanContext, parent: SpanContext | undefined, arrivedAt: number) {
     this.tracing = tracing;
-    this.model = model;
+    this.fields = fields;
     this.requestId = requestId;
     this.context = context;
     this.parent = parent;
@@ -260,9 +268,9 @@ export class RequestTrace {
 
   /** Its queue's span and its own, written for export. */
   write(spans: OtlpSpans, spanId: string): void {
-    const { name, version } = this.model;
+    const { fields } = this;
     spans.begin(
-      `queue ${name}`,
+      fields.queue,
       childContext(this.context, spanId),
       this.context,
       SpanKind.INTERNAL,
@@ -272,9 +280,8 @@ export class RequestTrace {
     spans.end(undefined);
     // Its start's clock (epochOf), not Date.now(): whole milliseconds of another clock would end
     // it before its children, or before it started.
-    spans.begin(`prediction ${name}`, this.context, this.parent, SpanKind.SERVER, epochOf(this.arrivedAt), epochOf(this.endedAt));
-    spans.attribute(ATTR_MODEL, name);
-    spans.attribute(ATTR_VERSION, version);
+    spans.begin(fields.prediction, this.context, this.parent, SpanKind.SERVER, epochOf(this.arrivedAt), epochOf(this.endedAt));
+    spans.fields(fields.modelVersion);
     spans.attribute(ATTR_REQUEST_ID, this.requestId);
     spans.attribute(ATTR_STATUS, this.status);
     for (const batch of this.batches) spans.link(batch);
@@ -292,7 +299,8 @@ export class BatchTrace {
   readonly wire: WireTraceContext;
   readonly context: SpanContext;
   private readonly tracing: Tracing;
-  private readonly model: TracedModel;
+  /** Its model's names and attributes. */
+  private readonly fields: ModelFields;
   private readonly workerId: string;
   private readonly requests: readonly RequestTrace[];
   private readonly size: number;
@@ -302,9 +310,9 @@ export class BatchTrace {
   private stages: readonly WireStage[] = NONE;
   private error: string | undefined;
 
-  constructor(tracing: Tracing, model: TracedModel, workerId: string, sampled: readonly RequestTrace[], size: number, at: number) {
+  constructor(tracing: Tracing, fields: ModelFields, workerId: string, sampled: readonly RequestTrace[], size: number, at: number) {
     this.tracing = tracing;
-    this.model = model;
+    this.fields = fields;
     this.workerId = workerId;
     this.requests = sampled;
     this.size = size;
@@ -330,17 +338,49 @@ export class BatchTrace {
   write(spans: OtlpSpans): void {
     const { stages, error } = this;
     for (const [i, s] of stages.entries()) {
-      if (!s.spanId) continue;
       const failed = error !== undefined && i === stages.length - 1;
-      spans.begin(s.name, childContext(this.context, s.spanId), this.context, SpanKind.INTERNAL, s.start, s.end);
+      spans.begin(this.tracing.stageName(s.name), childContext(this.context, this.tracing.spanId()), this.context, SpanKind.INTERNAL, s.start, s.end);
       spans.end(failed ? error : undefined);
     }
-    spans.begin(`batch ${this.model.name}`, this.context, this.requests[0]!.context, SpanKind.INTERNAL, epochOf(this.startedAt), epochOf(this.endedAt));
-    spans.attribute(ATTR_MODEL, this.model.name);
+    const { fields } = this;
+    spans.begin(fields.batch, this.context, this.requests[0]!.context, SpanKind.INTERNAL, epochOf(this.startedAt), epochOf(this.endedAt));
+    spans.fields(fields.model);
     spans.attribute(ATTR_BATCH_SIZE, this.size);
     spans.attribute(ATTR_WORKER, this.workerId);
     for (const r of this.requests) spans.link(r.context);
     spans.end(error);
+  }
+}
+
+/**
+ * A model's span names and attributes, written for OTLP once: the same bytes each of its spans
+ * copies, rather than its texts written a character at a time per span.
+ */
+export class ModelFields {
+  readonly name: string;
+  readonly version: string;
+  /** Its server span's name, for the sampler. */
+  readonly predictionName: string;
+  readonly queue: Uint8Array;
+  readonly prediction: Uint8Array;
+  readonly batch: Uint8Array;
+  /** Its name's attribute. */
+  readonly model: Uint8Array;
+  /** Its name's and its version's attributes. */
+  readonly modelVersion: Uint8Array;
+
+  constructor(spans: OtlpSpans, { name, version }: TracedModel) {
+    this.name = name;
+    this.version = version;
+    this.predictionName = `prediction ${name}`;
+    this.queue = spans.nameField(`queue ${name}`);
+    this.prediction = spans.nameField(this.predictionName);
+    this.batch = spans.nameField(`batch ${name}`);
+    this.model = spans.attributeField(ATTR_MODEL, name);
+    const versionField = spans.attributeField(ATTR_VERSION, version);
+    this.modelVersion = new Uint8Array(this.model.length + versionField.length);
+    this.modelVersion.set(this.model);
+    this.modelVersion.set(versionField, this.model.length);
   }
 }
 
@@ -383,6 +423,9 @@ export class Tracing {
   private readonly sampler: Sampler;
   private readonly propagator = new W3CTraceContextPropagator();
   private readonly ids = new RandomIdGenerator();
+  private readonly stageNames: Readonly<Record<StageName, Uint8Array>>;
+  /** Each model's span names and attributes, written once (ModelFields). */
+  private readonly models = new WeakMap<TracedModel, ModelFields>();
   /** Spans written and not yet exported, as the batch span processor holds them (OTEL_BSP_*). */
   private readonly spans: OtlpSpans;
   private readonly scheduledDelay: number;
@@ -390,6 +433,8 @@ export class Tracing {
   private readonly maxQueueSize: number;
   private readonly maxExportBatchSize: number;
   private exportTimer: NodeJS.Timeout | undefined;
+  /** Predictions and batches finished in the task now running, their spans not yet written (finished). */
+  private readonly pending: Array<RequestTrace | BatchTrace> = [];
   private exporting: Promise<void> | undefined;
   private stopped = false;
   /** Spans finished, spans the collector took, spans dropped since the last warning of a full queue. */
@@ -409,6 +454,11 @@ export class Tracing {
       .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'tsserve', [ATTR_SERVICE_VERSION]: VERSION }))
       .merge(detectResources({ detectors: [envDetector] }));
     this.spans = new OtlpSpans(resource, SCOPE, textLengthLimit(env));
+    this.stageNames = {
+      preprocess: this.spans.nameField('preprocess'),
+      inference: this.spans.nameField('inference'),
+      postprocess: this.spans.nameField('postprocess'),
+    };
   }
 
   /**
@@ -435,12 +485,13 @@ export class Tracing {
     const remote = trace.getSpanContext(context);
     const parent = remote && isSpanContextValid(remote) ? remote : undefined;
     const traceId = parent?.traceId ?? this.ids.generateTraceId();
-    const sampling = this.sampler.shouldSample(context, traceId, `prediction ${model.name}`, SpanKind.SERVER, {}, NONE);
+    const fields = this.fieldsOf(model);
+    const sampling = this.sampler.shouldSample(context, traceId, fields.predictionName, SpanKind.SERVER, NO_ATTRIBUTES, NONE);
     const traceState = sampling.traceState ?? parent?.traceState;
     const traceFlags = sampling.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE;
     const spanId = this.ids.generateSpanId();
     const own = traceState ? { traceId, spanId, traceFlags, traceState } : { traceId, spanId, traceFlags };
-    return new RequestTrace(this, model, requestId, own, parent, arrivedAt);
+    return new RequestTrace(this, fields, requestId, own, parent, arrivedAt);
   }
 
   /**
@@ -452,7 +503,7 @@ export class Tracing {
     const sampled = traces.filter((t) => t.sampled);
     const first = sampled[0];
     if (!first) return undefined;
-    const batch = new BatchTrace(this, model, workerId, sampled, traces.length, at);
+    const batch = new BatchTrace(this, this.fieldsOf(model), workerId, sampled, traces.length, at);
     for (const t of sampled) t.ranIn(batch.context);
     return batch;
   }
@@ -462,14 +513,47 @@ export class Tracing {
     return this.ids.generateSpanId();
   }
 
+  /** A worker stage's span name, written for OTLP once. */
+  stageName(name: StageName): Uint8Array {
+    return this.stageNames[name];
+  }
+
+  /** What `model`'s spans share, written for OTLP once (while its name and version stay). */
+  fieldsOf(model: TracedModel): ModelFields {
+    const known = this.models.get(model);
+    if (known && known.name === model.name && known.version === model.version) return known;
+    const fields = new ModelFields(this.spans, model);
+    this.models.set(model, fields);
+    return fields;
+  }
+
   /**
    * A sampled prediction was answered, or a traced batch ended: its spans are written for export
-   * now, so that nothing of it outlives its request (an object held for later is one the garbage
-   * collector moves and then collects in the old generation). Past OTEL_BSP_MAX_QUEUE_SIZE spans
-   * waiting (or MAX_QUEUE_BYTES), its spans are dropped, as the batch span processor drops them.
+   * once the task that ended it is over (writePending), so that nothing of it outlives its
+   * request (an object held for later is one the garbage collector moves and then collects in
+   * the old generation), yet a batch's answers all go out before any of its spans is written:
+   * its batch's span (four spans) and each answer's were written before the next answer left,
+   * delaying a batch's last answer by the spans of all. (The CPU is the same: the kernel's share
+   * of the front end's, which a batch's answers spread in time might have raised, was the same
+   * with tracing off and on before this change, bench/tracing.mjs --profile.)
    */
   finished(trace: RequestTrace | BatchTrace): void {
     if (this.stopped) return;
+    this.pending.push(trace);
+    if (this.pending.length === 1) queueMicrotask(this.writePending);
+  }
+
+  private readonly writePending = (): void => {
+    const { pending } = this;
+    for (let i = 0; i < pending.length; i++) this.write(pending[i]!);
+    pending.length = 0;
+  };
+
+  /**
+   * A finished prediction's or batch's spans written for export; past OTEL_BSP_MAX_QUEUE_SIZE
+   * spans waiting (or MAX_QUEUE_BYTES), dropped, as the batch span processor drops them.
+   */
+  private write(trace: RequestTrace | BatchTrace): void {
     const mark = this.spans.mark();
     if (trace instanceof RequestTrace) trace.write(this.spans, this.spanId());
     else trace.write(this.spans);
@@ -531,6 +615,7 @@ export class Tracing {
    * says in one line how many spans never reached the collector.
    */
   async shutdown(warn: (message: string) => void): Promise<void> {
+    this.writePending();
     this.stopped = true;
     const flushed = this.exportAll().then(() =>
       this.exporter.shutdown().then(

@@ -69,18 +69,11 @@ function isMetric(value: unknown): value is WireMetric {
 }
 
 const STAGES = new Set(['preprocess', 'inference', 'postprocess']);
-const SPAN_ID = /^[0-9a-f]{16}$/;
 
 function isStages(value: unknown): value is WireStage[] {
   return Array.isArray(value) && value.every(isStage);
 }
 
 function isStage(value: unknown): value is WireStage {
-  return (
-    isObject(value) &&
-    STAGES.has(value.name as string) &&
-    isFiniteNumber(value.start) &&
-    isFiniteNumber(value.end) &&
-    (value.spanId === undefined || (typeof value.spanId === 'string' && SPAN_ID.test(value.spanId)))
-  );
+  return isObject(value) && STAGES.has(value.name as string) && isFiniteNumber(value.start) && isFiniteNumber(value.end);
 }

@@ -41,20 +41,22 @@ export interface WireMetric {
  * One stage of a batch inside the worker: when it began and ended, in milliseconds since the Unix
  * epoch (performance.timeOrigin + performance.now(), the clock both processes share). The front
  * end makes the stage histograms of every batch from these and, when the batch is traced, its
- * spans: the worker names their ids (spanId), children of the batch's span (PredictMessage.trace).
+ * spans, children of the batch's span (PredictMessage.trace), with ids of its own making: a
+ * traced batch's answer is the same message as any other's.
  */
 export interface WireStage {
   readonly name: StageName;
   readonly start: number;
   readonly end: number;
-  /** 16 hex digits; only in a traced batch. */
-  readonly spanId?: string;
 }
 
 /** A BaseHandler's three steps; a handler that overrides `handle` as a whole has only `inference`. */
 export type StageName = 'preprocess' | 'inference' | 'postprocess';
 
-/** The batch's span, which the worker's stage spans are children of: W3C trace context's fields. */
+/**
+ * The batch's span, which the worker's stage spans are children of: W3C trace context's fields,
+ * the context a handler's own spans would continue.
+ */
 export interface WireTraceContext {
   /** 32 hex digits. */
   readonly traceId: string;

@@ -140,32 +140,12 @@ async function onPredict(msg: PredictMessage, model: Served | undefined): Promis
       items: result.items,
       metrics: context.collectedMetrics,
       workMs: performance.now() - began,
-      stages: traced(stages, msg),
+      stages,
     });
   } catch (err) {
     logFailure(facts.modelName, err);
-    send({ key, kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [], stages: traced(stages, msg) });
+    send({ key, kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [], stages });
   }
-}
-
-/**
- * The stages of a traced batch become its spans: each gets its span id here, where it ran, and
- * the front end exports it as a child of the batch's span (msg.trace). Ids made here rather than
- * there keep the worker's spans its own, for a handler's spans to come to name as their parent.
- */
-function traced(stages: WireStage[], msg: PredictMessage): WireStage[] {
-  if (!msg.trace) return stages;
-  return stages.map((s) => ({ ...s, spanId: spanId() }));
-}
-
-/**
- * A span id as OpenTelemetry's SDK makes them, from Math.random (an id must be unique, not
- * secret): crypto's randomBytes costs a call into C++ per id, three per traced batch.
- */
-function spanId(): string {
-  const high = (Math.random() * 2 ** 32) >>> 0;
-  const low = (Math.random() * 2 ** 32) >>> 0 || 1;
-  return high.toString(16).padStart(8, '0') + low.toString(16).padStart(8, '0');
 }
 
 /**
