@@ -244,6 +244,22 @@ t.test("gRPC StreamPredictions2: the stream's response metadata carries its firs
   t.match(readFileSync(access, 'utf8'), new RegExp(`StreamPredictions2.* trace_id=${c.traceId}`), 'the access line has the trace id');
 });
 
+t.test("a handler's context.traceparent is its batch span's, in the client's trace, to pass on to what it calls", async (t) => {
+  const receiver = await otlpReceiver(t);
+  const server = await tracedEcho(t, receiver);
+  const c = clientContext();
+  const res = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'traceparent', headers: { traceparent: c.traceparent } });
+  t.equal(res.status, 200);
+  const seen = await res.text();
+  await spansArrived(receiver, 'the batch span', (spans) => spans.some((s) => s.traceId === c.traceId && s.name === 'batch echo'));
+  const batch = one(
+    t,
+    receiver.spans.filter((s) => s.traceId === c.traceId),
+    'batch echo',
+  );
+  t.equal(seen, `00-${c.traceId}-${batch.spanId}-01`, 'the handler saw the batch span as a W3C traceparent');
+});
+
 t.test('with tracing off (the default) no header, no trace id in the log, and the histograms still count', async (t) => {
   const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
   await waitReady(server.urls.management, 'mnist');

@@ -3,7 +3,7 @@
  * The Context a handler receives: fixed model facts, plus per-batch request ids, headers,
  * response status/headers and metrics, gathered here and read back by handler/run.ts.
  */
-import type { StageName, WireMetric, WireRequest, WireStage } from '../protocol/messages.js';
+import type { StageName, WireMetric, WireRequest, WireStage, WireTraceContext } from '../protocol/messages.js';
 import type { Context, HandlerManifest, HandlerOutput, MetricsApi, SystemProperties } from './types.js';
 
 export interface ModelFacts {
@@ -31,12 +31,20 @@ export class BatchContext implements Context {
   readonly collectedMetrics: WireMetric[] = [];
   /** The batch's stages as they ended (stage()), for the front end's histograms and spans. */
   readonly stages: WireStage[];
+  readonly traceparent: string | undefined;
   private readonly requests: WireRequest[];
   private readonly sequenceIdHeader: string;
   private readonly onIntermediate: (outputs: HandlerOutput[]) => void;
 
-  constructor(facts: ModelFacts, requests: WireRequest[], onIntermediate: (outputs: HandlerOutput[]) => void = () => {}, stages: WireStage[] = []) {
+  constructor(
+    facts: ModelFacts,
+    requests: WireRequest[],
+    onIntermediate: (outputs: HandlerOutput[]) => void = () => {},
+    stages: WireStage[] = [],
+    trace?: WireTraceContext,
+  ) {
     this.stages = stages;
+    this.traceparent = trace ? `00-${trace.traceId}-${trace.spanId}-01` : undefined;
     this.modelName = facts.modelName;
     this.manifest = facts.manifest;
     this.systemProperties = facts.systemProperties;

@@ -6,7 +6,7 @@
  */
 import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
 import { AnswerBudget, answerBytes, DEFAULT_CONTENT_TYPES, responseTooLarge, STREAM_NEXT } from '../protocol/answer-size.js';
-import type { WireError, WireParam, WireRequest, WireResponse, WireStage } from '../protocol/messages.js';
+import type { WireError, WireParam, WireRequest, WireResponse, WireStage, WireTraceContext } from '../protocol/messages.js';
 import { BatchContext, epochMs, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
 import { PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
@@ -37,11 +37,19 @@ function decodeParam(param: WireParam, decode: boolean): InputValue {
   return bytes;
 }
 
+/** What a batch may carry besides its requests. */
+export interface BatchOptions {
+  /** An answer that would take its request past it (with the parts streamed before) fails its request instead. */
+  readonly maxResponseSize?: number;
+  /** Receives the batch's stages, also when it fails. */
+  readonly stages?: WireStage[];
+  /** The batch's span when traced: the handler's context.traceparent. */
+  readonly trace?: WireTraceContext;
+}
+
 /**
- * Runs the batch. An answer that would take its request past `maxResponseSize` (with the parts
- * streamed before it) is not sent: its request fails with the reason instead. The batch's stages
- * go into `stages`, also when it fails: a BaseHandler's three, or, from a handler that overrides
- * `handle` as a whole, the entry point's call as `inference`.
+ * Runs the batch. The batch's stages are a BaseHandler's three, or, from a handler that
+ * overrides `handle` as a whole, the entry point's call as `inference`.
  */
 export async function runBatch(
   entry: EntryPoint,
@@ -49,8 +57,7 @@ export async function runBatch(
   requests: WireRequest[],
   decode: boolean,
   onIntermediate: (items: WireResponse[]) => void,
-  maxResponseSize = Number.POSITIVE_INFINITY,
-  stages: WireStage[] = [],
+  { maxResponseSize = Number.POSITIVE_INFINITY, stages = [], trace }: BatchOptions = {},
 ): Promise<BatchResult> {
   const budget = new AnswerBudget(maxResponseSize);
   const context: BatchContext = new BatchContext(
@@ -60,6 +67,7 @@ export async function runBatch(
       onIntermediate(toResponses(checkOutputs(outputs, requests.length), requests, context, budget, true));
     },
     stages,
+    trace,
   );
   const started = epochMs();
   let outputs: unknown;

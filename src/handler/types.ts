@@ -93,6 +93,12 @@ export interface Context {
    * model-config.yaml): keep each sequence's state under this id. TorchServe's `get_sequence_id`.
    */
   getSequenceId(idx: number): string | undefined;
+  /**
+   * When the batch is traced (tracing on, a request of it sampled): the W3C `traceparent` of its
+   * batch span, which a call the handler makes to another service passes on so that the call's
+   * spans join the requests' trace. Undefined otherwise.
+   */
+  readonly traceparent: string | undefined;
   /** HTTP status (and optional reason phrase) of request `idx`; TorchServe's argument order. */
   setResponseStatus(code: number, phrase?: string, idx?: number): void;
   setAllResponseStatus(code: number, phrase?: string): void;

@@ -55,7 +55,7 @@ export type StageName = 'preprocess' | 'inference' | 'postprocess';
 
 /**
  * The batch's span, which the worker's stage spans are children of: W3C trace context's fields,
- * the context a handler's own spans would continue.
+ * which the handler has as its context's `traceparent`, to pass on to the services it calls.
  */
 export interface WireTraceContext {
   /** 32 hex digits. */

@@ -129,7 +129,11 @@ async function onPredict(msg: PredictMessage, model: Served | undefined): Promis
   try {
     const result = await ownedBy(model.sessions, () =>
       inBatch(msg.wide, () =>
-        runBatch(entry, facts, msg.requests, model.decodeInput, (items) => send({ key, kind: 'intermediate', batchId, items }), model.maxResponseSize, stages),
+        runBatch(entry, facts, msg.requests, model.decodeInput, (items) => send({ key, kind: 'intermediate', batchId, items }), {
+          maxResponseSize: model.maxResponseSize,
+          stages,
+          trace: msg.trace,
+        }),
       ),
     );
     context = result.context;
