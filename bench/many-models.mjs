@@ -7,7 +7,8 @@
 //
 //   node bench/many-models.mjs [--modes process,shared] [--models 1000] [--budget-mb 400] [--seconds 60]
 //                              [--hot-clients 4] [--parallel 4] [--zipf 1.0] [--busy-seconds 10]
-//                              [--hot-rate R] [--server-node-options=OPTS] [--server-root DIR]
+//                              [--hot-rate R] [--pairs 5] [--pair-seconds 12]
+//                              [--server-node-options=OPTS] [--server-root DIR]
 //
 // For each mode: starts `tsserve --start` (free 127.0.0.1 ports, a temporary folder) with
 // model_memory_budget_mb, registers one model and then 20 more (the workers' PSS after each: the
@@ -25,6 +26,14 @@
 //   B. the same as A, plus one client asking the other models (Zipf over ranks 11..N), whose
 //      requests load unloaded models and so unload others;
 //   C. that one client alone for --cold-seconds: what a load costs with no busy model beside it.
+// A2 and B interleaved (--pairs N, 5 by default): one A2 and one B of --pair-seconds each, N times,
+// in alternating order (A2 B, B A2, A2 B, ...), after A. Run one after the other, minutes apart,
+// A2 and B measured the machine's drift between them as much as the loads: under other jobs the
+// rise swung -67%..+80% between runs of one code (bench/results/20261207-0140-many-models-yield.txt).
+// Side by side, each pair's B over A2 sees the same machine; the median of the pairs' rises, with
+// their spread, is the figure, the pooled p99s of all A2 and all B windows beside it. A2's client
+// asks models loaded at its window's start in hosts holding no hot model (checked then: B's
+// windows unload models). --pairs 0: the old layout, one A2 and one B of --seconds each.
 // With --hot-rate R, the hot clients are an open loop instead: R requests a second in all, each
 // sent at its time whatever the others do (below capacity, the p99 of a load the machine can
 // carry rather than of a saturated one).
@@ -57,6 +66,8 @@ const { values: opts } = parseArgs({
     'busy-seconds': { type: 'string', default: '10' },
     'cold-seconds': { type: 'string', default: '20' },
     'hot-rate': { type: 'string', default: '0' },
+    pairs: { type: 'string', default: '5' },
+    'pair-seconds': { type: 'string', default: '12' },
     'server-node-options': { type: 'string', default: '' },
     // Another checkout's server (built, with model-store/mnist.mar), run by this script: before and after a change.
     'server-root': { type: 'string', default: ROOT },
@@ -75,6 +86,8 @@ const MODES = { process: [], shared: ['shared_worker_model_mb=10'] };
 /** Loaded models a fair baseline's fifth client asks (phase A2). */
 const LOADED_TAIL = 50;
 const HOT_RATE = Number(opts['hot-rate']);
+const PAIRS = Number(opts.pairs);
+const PAIR_SECONDS = Number(opts['pair-seconds']);
 const all = {
   serverRoot: opts['server-root'],
   models: N,
@@ -82,6 +95,8 @@ const all = {
   seconds: SECONDS,
   hotClients: Number(opts['hot-clients']),
   hotRate: HOT_RATE,
+  pairs: PAIRS,
+  pairSeconds: PAIR_SECONDS,
   zipf: Number(opts.zipf),
   modes: {},
 };
@@ -139,8 +154,26 @@ async function runMode(mode) {
     const hot = { group: 'hot', pick: () => names[pickIndex(hotWeights)] };
     const tail = { group: 'tail', clients: 1, pick: () => names[HOT + pickIndex(tailWeights)], checkLoaded: true, hotPids };
     const a = await phase(pid, hotPids, [hot]);
-    const a2 = await phase(pid, hotPids, [hot, { ...tail, pick: () => loadedTail[Math.floor(Math.random() * loadedTail.length)] }]);
-    const b = await phase(pid, hotPids, [hot, tail]);
+    const fairGroups = async () => {
+      const models = await loadedAwayFrom(hotPids, [...loadedTail, ...registered.loaded.toReversed()]);
+      loadedTail.splice(0, loadedTail.length, ...models);
+      return [hot, { ...tail, pick: () => models[Math.floor(Math.random() * models.length)] }];
+    };
+    const windows = [];
+    for (let i = 0; i < Math.max(1, PAIRS); i++) {
+      const seconds = PAIRS > 0 ? PAIR_SECONDS : SECONDS;
+      const pair = {};
+      for (const which of i % 2 === 0 ? ['a2', 'b'] : ['b', 'a2']) {
+        pair[which] = await phase(pid, hotPids, which === 'a2' ? await fairGroups() : [hot, tail], seconds);
+      }
+      windows.push(pair);
+      if (PAIRS > 0)
+        console.log(
+          `  pair ${i + 1}: the ${HOT} busiest p99 A2 ${round(p99(pair.a2.hot))} ms, B ${round(p99(pair.b.hot))} ms (${rise(p99(pair.b.hot), p99(pair.a2.hot))}%); load ${loadavg()[0].toFixed(2)}`,
+        );
+    }
+    const a2 = pooled(windows.map((w) => w.a2));
+    const b = pooled(windows.map((w) => w.b));
     const c = await phase(pid, hotPids, [tail], Number(opts['cold-seconds']));
     const mem = memory.stop();
     const cold = b.cold.map((r) => r.ms);
@@ -154,7 +187,9 @@ async function runMode(mode) {
         p99RisePercent: rise(p99(b.hot), p99(a.hot)),
         p99RiseOverA2Percent: rise(p99(b.hot), p99(a2.hot)),
         medianRiseOverA2Percent: rise(median(b.hot), median(a2.hot)),
+        ...(PAIRS > 0 ? { pairs: pairRises(windows) } : {}),
       },
+      a2ColdLoads: a2.cold.length,
       tail: summary(b.tail),
       tailA2: summary(a2.tail),
       coldFirstRequests: summary(cold),
@@ -176,6 +211,12 @@ async function runMode(mode) {
     console.log(
       `  the ${HOT} busiest, ms: A median ${result.hot.a.median} p99 ${result.hot.a.p99}; A2 median ${result.hot.a2.median} p99 ${result.hot.a2.p99}; B median ${result.hot.b.median} p99 ${result.hot.b.p99} (p99 ${result.hot.p99RisePercent}% over A, ${result.hot.p99RiseOverA2Percent}% over A2)`,
     );
+    if (PAIRS > 0) {
+      const { p99RisePercent: r } = result.hot.pairs;
+      console.log(
+        `  the ${HOT} busiest, B's p99 over A2's in ${PAIRS} interleaved pairs of ${PAIR_SECONDS} s: median ${r.median}% (from ${r.min}% to ${r.max}%); A2's client loaded ${a2.cold.length} models`,
+      );
+    }
     console.log(
       `  an unloaded model's first request, ms: ${cold.length} of them (${b.coldInHotHosts} loaded in a hot model's host), median ${result.coldFirstRequests.median}, p99 ${result.coldFirstRequests.p99}, max ${result.coldFirstRequests.max}`,
     );
@@ -286,6 +327,58 @@ async function phase(pid, hotPids, groups, seconds = SECONDS) {
   out.span = { start: startUs, end: monotonicUs() };
   out.cpu = cpuSpent(cpuBefore, cpuByGroup(pid, hotPids));
   return out;
+}
+
+/** Windows of one phase as one: their answers and counts together, CPU summed, the first's start to the last's end. */
+function pooled(windows) {
+  const out = {
+    hot: [],
+    tail: [],
+    cold: [],
+    coldInHotHosts: 0,
+    tailModels: [],
+    statuses: {},
+    cpu: {},
+    span: { start: windows[0].span.start, end: windows.at(-1).span.end },
+  };
+  for (const w of windows) {
+    for (const key of ['hot', 'tail', 'cold', 'tailModels']) out[key].push(...w[key]);
+    out.coldInHotHosts += w.coldInHotHosts;
+    for (const [status, n] of Object.entries(w.statuses)) out.statuses[status] = (out.statuses[status] ?? 0) + n;
+    for (const [group, seconds] of Object.entries(w.cpu)) out.cpu[group] = round((out.cpu[group] ?? 0) + seconds);
+  }
+  return out;
+}
+
+/** Each interleaved pair's B over A2 (p99 and median of the hot models), and their median and spread. */
+function pairRises(windows) {
+  const each = windows.map((w) => ({
+    a2P99: round(p99(w.a2.hot)),
+    bP99: round(p99(w.b.hot)),
+    p99RisePercent: rise(p99(w.b.hot), p99(w.a2.hot)),
+    medianRisePercent: rise(median(w.b.hot), median(w.a2.hot)),
+    a2ColdLoads: w.a2.cold.length,
+    bLoads: w.b.cold.length,
+    cpuSeconds: { a2: w.a2.cpu, b: w.b.cpu },
+    monotonicUs: { a2: w.a2.span, b: w.b.span },
+  }));
+  const spread = (values) => ({ median: round(median(values)), min: Math.min(...values), max: Math.max(...values) });
+  return { each, p99RisePercent: spread(each.map((e) => e.p99RisePercent)), medianRisePercent: spread(each.map((e) => e.medianRisePercent)) };
+}
+
+/**
+ * Up to LOADED_TAIL of `candidates` (in order, each once) that are loaded now in a host holding no
+ * hot model: A2's client then loads nothing, and adds no request to a hot model's host.
+ */
+async function loadedAwayFrom(hotPids, candidates) {
+  const chosen = [];
+  for (const model of new Set(candidates)) {
+    if (chosen.length === LOADED_TAIL) break;
+    const [d] = await (await fetch(`${server.management}/models/${model}`)).json();
+    if (d.loaded && d.workers[0]?.pid !== undefined && !hotPids.has(d.workers[0].pid)) chosen.push(model);
+  }
+  if (chosen.length === 0) throw new Error('no loaded model in a host without a hot model, for phase A2: a larger --budget-mb');
+  return chosen;
 }
 
 /** CLOCK_MONOTONIC in µs, the clock of a V8 CPU profile's timestamps. */

@@ -2,12 +2,12 @@
 // from one process, each with its own handler; unloading one leaves the others serving in it; a
 // model marked not shared keeps a process of its own. Shared workers spread over as many
 // processes as there are cores first, so one more model than cores puts two in one process.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { predict, register, serve } from './echo-model.js';
-import { buildMnistMar, MNIST_DIR, startTestServer, waitFor } from './helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, waitFor } from './helpers.js';
 import { sharedWorkers } from './shared-workers.js';
 
 /** One more echo model than cores, each registered with one worker in a shared host. */
@@ -51,6 +51,34 @@ t.test('unregistering or scaling one shared model to 0 leaves the others serving
   t.equal((await predict(server, y!, 'again')).status, 200, `${y} answers again`);
   t.ok((await sharedWorkers(server, [y!])).get(y!)!.sharedHost, `${y} is in a shared host again`);
 });
+
+t.test(
+  "a shared host warms a model up with its warmupFile alone, not as the largest batch: loads there are on demand and their CPU is the busy models'",
+  async (t) => {
+    const server = await startTestServer(t, {
+      prepare: (store) => {
+        const files = join(store, '..');
+        writeFileSync(join(files, 'warm.yaml'), 'sharedWorker: true\nwarmupFile: sample.txt\n');
+        writeFileSync(join(files, 'sample.txt'), 'print');
+        buildMar(store, {
+          modelName: 'warm',
+          version: '1.0',
+          handler: join(FIXTURES, 'echo_handler.ts'),
+          configFile: join(files, 'warm.yaml'),
+          extraFiles: join(files, 'sample.txt'),
+        });
+      },
+    });
+    await register(t, server, 'warm', { url: 'warm.mar', initial_workers: 1, batch_size: 4 });
+    t.ok((await sharedWorkers(server, ['warm'])).get('warm')?.sharedHost, 'in a shared host');
+    const modelLog = join(server.dir, 'logs', 'model_log.log');
+    await waitFor(() => existsSync(modelLog) && readFileSync(modelLog, 'utf8').includes('Warm-up of model warm'), 10_000, 'the warm-up said');
+    const log = readFileSync(modelLog, 'utf8');
+    t.match(log, /Warm-up of model warm with sample\.txt: 1 batches in \d+ ms/, 'one batch');
+    t.equal(log.split('echo handler was asked to print').length - 1, 1, 'one request through the handler, not 1 + 4');
+    t.equal((await predict(server, 'warm', 'hello')).status, 200, 'it serves');
+  },
+);
 
 t.test('shared_worker_model_mb shares small models; sharedWorker: false keeps its own process', async (t) => {
   const small = Array.from({ length: availableParallelism() + 1 }, (_, i) => `small${i}`);

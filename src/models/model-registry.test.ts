@@ -51,3 +51,20 @@ t.test('a failed restore: get answers its 503 with why, a registration of that v
   t.equal(registry.forgetFailed('m', '2.0'), true);
   t.throws(() => registry.get('m', '2.0'), { code: 'TSS_ERR_MODEL_VERSION_NOT_FOUND', message: 'Model version: 2.0 does not exist for model: m' });
 });
+
+t.test("all() is every version of every name, names in registration order, each name's versions in theirs", async (t) => {
+  const registry = new ModelRegistry();
+  const versions = [model('a', '1.0'), model('b', '1.0'), model('a', '2.0'), model('c', '1.0'), model('b', '2.0')];
+  for (const v of versions) registry.add(v);
+  t.same(
+    registry.all().map((m) => `${m.name}:${m.version}`),
+    ['a:1.0', 'a:2.0', 'b:1.0', 'b:2.0', 'c:1.0'],
+  );
+  registry.remove('b', '2.0');
+  t.same(
+    registry.all().map((m) => `${m.name}:${m.version}`),
+    ['a:1.0', 'a:2.0', 'b:1.0', 'c:1.0'],
+    'a removed version is gone',
+  );
+  t.same(new ModelRegistry().all(), [], 'none registered: none');
+});

@@ -175,7 +175,9 @@ async function onUnload(msg: UnloadMessage, model: Served | undefined): Promise<
  * WARMUP_BUDGET_MS. The first requests after a start then find onnxruntime's memory and the
  * handler's code already warm, instead of paying for them. A sample the handler refuses is the
  * archive's mistake: said in the model log, and the worker serves. In a shared host only the
- * first two batches run: a model loads there on demand, while its first request waits.
+ * batch of one runs: a model loads there on demand, while its first request waits, and a load's
+ * CPU takes the machine's cores from the busy models in other hosts; the batch of 8 was a quarter
+ * of an mnist load's (3 of 12 CPU-ms), for a batch a model loaded on demand seldom gets.
  * `batchLimit`: its sessions' fixed batch dimension, which caps the largest batch (a model
  * exported with batch 1 failed its first batch of 8 and went unwarmed).
  */
@@ -203,7 +205,7 @@ async function warmUp(msg: LoadMessage, model: Served, batchLimit: number | unde
   const started = performance.now();
   let batches = 0;
   try {
-    for (const size of new Set([1, largest])) {
+    for (const size of shared ? [1] : new Set([1, largest])) {
       await batchOf(size);
       batches++;
     }
