@@ -16,6 +16,8 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 export function replacePathSync(path: string, write: (beside: string) => void): void {
   const beside = `${path}.tmp`;
   try {
+    // One left by a crash, or planted (a symbolic link would take the write elsewhere).
+    rmSync(beside, { recursive: true, force: true });
     write(beside);
     if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) rmSync(path, { recursive: true, force: true });
     renameSync(beside, path);
@@ -28,7 +30,8 @@ export function replacePathSync(path: string, write: (beside: string) => void): 
 /** Replaces `path` with `data` (given `mode`, whatever the umask, when set). */
 export function replaceFileSync(path: string, data: string | Uint8Array, mode?: number): void {
   replacePathSync(path, (beside) => {
-    writeFileSync(beside, data, mode === undefined ? undefined : { mode });
+    // `wx`: a file made now, never one that appeared at that name since (nor a link's target).
+    writeFileSync(beside, data, { flag: 'wx', ...(mode === undefined ? {} : { mode }) });
     if (mode !== undefined) chmodSync(beside, mode);
   });
 }
@@ -37,7 +40,8 @@ export function replaceFileSync(path: string, data: string | Uint8Array, mode?: 
 export async function replaceFile(path: string, data: string | Uint8Array): Promise<void> {
   const beside = `${path}.tmp`;
   try {
-    await writeFile(beside, data);
+    await rm(beside, { force: true });
+    await writeFile(beside, data, { flag: 'wx' });
     await rename(beside, path);
   } catch (err) {
     await rm(beside, { force: true });
