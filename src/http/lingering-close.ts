@@ -54,11 +54,12 @@ const draining = new Map<Socket, () => void>();
  * ours) with the request's body not all read, the close lingers (closeLingering); when it keeps
  * the connection, the rest of the body is bounded in time (boundDrain). Called by every answer
  * that may go out before the body is read. Past capacity that is every refusal, most of whose
- * bodies came in the headers' packet and are read before this turn of the event loop ends: such a
- * request is only noted until then (boundDrainsOfTurn), and nothing outlives the turn that holds
- * it. A closure per request on its socket and a timer each kept a refused request alive past the
- * young generation's collections, and it was promoted: a tenth of a refusal's CPU (page faults,
- * write barriers, old-space growth; docs/performance.md).
+ * bodies came in the headers' packet and are read by the end of this turn of the event loop (not
+ * yet in a nextTick, which runs between the headers and the body): such a request is only noted
+ * until then (boundDrainsOfTurn, an immediate), and nothing outlives the turn that holds it. A
+ * closure per request on its socket and a timer each kept a refused request alive past the young
+ * generation's collections, and it was promoted: page faults, write barriers and old-space growth
+ * a bare server has not (docs/performance.md).
  */
 export function lingerIfBodyUnread(request: IncomingMessage): void {
   const socket = request.socket;
@@ -66,7 +67,7 @@ export function lingerIfBodyUnread(request: IncomingMessage): void {
   (socket as AnsweredSocket)[unreadRequest] = request;
   // One function for every socket, set once: a closure per answer would hold its request.
   if (socket.destroySoon !== destroySoonLingering) socket.destroySoon = destroySoonLingering;
-  if (answeredUnread.push(request) === 1) process.nextTick(boundDrainsOfTurn);
+  if (answeredUnread.push(request) === 1) setImmediate(boundDrainsOfTurn);
 }
 
 /** The connection's request whose body was unread when it was answered, while it may still be. */
