@@ -11,7 +11,7 @@ import { setImmediate as turn } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t from 'tap';
-import { lingerIfBodyUnread } from './lingering-close.js';
+import { cutDrains, LINGER_MS, lingerIfBodyUnread } from './lingering-close.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -56,4 +56,23 @@ t.test('a request answered with its body unread is not kept once its turn is ove
     'each request collected',
   );
   t.notOk(socket.destroyed, 'the connection is still open');
+});
+
+t.test('a stop in the turn a request was answered, its body still coming: its drain is cut at once, not after LINGER_MS', async (t) => {
+  const server = createServer((req, res) => {
+    res.writeHead(503, { 'content-length': '2' });
+    res.end('no');
+    lingerIfBodyUnread(req);
+    cutDrains(server);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const socket = connect((server.address() as { port: number }).port, '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  const began = performance.now();
+  const ended = new Promise<number>((resolve) => socket.once('end', () => resolve(performance.now() - began)));
+  socket.on('data', () => undefined);
+  socket.write('POST /predictions/m HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nhello');
+  const ms = await Promise.race([ended, new Promise<number>((resolve) => setTimeout(() => resolve(Number.POSITIVE_INFINITY), LINGER_MS + 2000))]);
+  t.ok(ms < LINGER_MS, `the connection ended by the stop, after ${Math.round(ms)} ms (a drain left alone ends after ${LINGER_MS})`);
 });

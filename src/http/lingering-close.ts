@@ -128,6 +128,8 @@ function boundDrain(request: IncomingMessage, socket: AnsweredSocket): void {
  * it accepted, and one already answered is not one of them.
  */
 export function cutDrains(server: object): void {
+  // Answered in this turn, before the stop: their drains are bounded now, so that they are cut too.
+  boundDrainsOfTurn();
   for (const [socket, cut] of draining) if (serverOf(socket) === server) cut();
 }
 
