@@ -63,6 +63,18 @@ export function cpuSeconds(pid) {
   }
 }
 
+/**
+ * Minor page faults a process has taken so far (pages it touched for the first time: a heap that
+ * grows, or pages handed back and touched again); 0 once it has ended.
+ */
+export function minorFaults(pid) {
+  try {
+    return Number(stat(pid)[7]);
+  } catch {
+    return 0;
+  }
+}
+
 function treeSumMb(pid, file, field) {
   const children = childrenByParent();
   let kb = 0;

@@ -20,7 +20,8 @@
 // skipped part of the contract tsserve pays for. `logged` is the fair floor (the contract's bytes
 // and its log line), `same` the floor without the log. Each line says the CPU per refusal of each
 // server alone, tsserve's over each floor's, tsserve's over `same`'s with the generator's CPU
-// counted (it shares the two cores), and the refusals' p99.
+// counted (it shares the two cores), the refusals' p99, and each server's minor page faults per
+// refusal (a heap that grows, or pages handed back and touched again: work no bare server does).
 // --profile DIR writes a CPU profile of each server (--cpu-prof) to DIR/<name>/ when it stops.
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -28,7 +29,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { atFixedRate, cpuSeconds, percentile, sorted, userServer } from './lib.mjs';
+import { atFixedRate, cpuSeconds, minorFaults, percentile, sorted, userServer } from './lib.mjs';
 import { RawClient, rawPost } from './raw-client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,10 +38,10 @@ export const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 
 /**
  * CPU per request refused, at `rate` for `seconds`: of the server (`pid`) alone, and of it and this
- * generator together; and the refusals' p99 in ms.
+ * generator together; the refusals' p99 in ms; and the server's minor page faults per refusal.
  */
 export async function refusalCost(refusedClient, pid, rate, seconds) {
-  const before = { server: cpuSeconds(pid), generator: process.cpuUsage() };
+  const before = { server: cpuSeconds(pid), generator: process.cpuUsage(), faults: minorFaults(pid) };
   const times = [];
   const { calls } = await atFixedRate(rate, seconds, () => {
     const sent = performance.now();
@@ -53,6 +54,7 @@ export async function refusalCost(refusedClient, pid, rate, seconds) {
   const generator = process.cpuUsage(before.generator);
   const server = cpuSeconds(pid) - before.server;
   return {
+    faults: (minorFaults(pid) - before.faults) / times.length,
     server: server / times.length,
     cpu: (server + (generator.user + generator.system) / 1e6) / times.length,
     p99: percentile(sorted(times), 99),
@@ -201,7 +203,9 @@ async function main() {
     const us = (seconds) => String(Math.round(seconds * 1e6)).padStart(4);
     const names = servers.map((s) => s.name.padStart(7)).join(' ');
     const versus = servers.filter((s) => s.name === 'tsserve' || s.name === 'before').flatMap((s) => [`${s.name}/logged`, `${s.name}/same`, `${s.name}/bare`]);
-    console.log(`round  rate/s  server us: ${names}  ${versus.map((v) => v.padStart(14)).join(' ')}  with the generator: tsserve/same  p99 ms: ${names}`);
+    console.log(
+      `round  rate/s  server us: ${names}  ${versus.map((v) => v.padStart(14)).join(' ')}  with the generator: tsserve/same  p99 ms: ${names}  faults/refusal: ${names}`,
+    );
     const rates = opts.rates.split(',').map(Number);
     for (let round = 1; round <= Number(opts.rounds); round++) {
       for (const rate of rates) {
@@ -221,7 +225,10 @@ async function main() {
             `  ${`${(cost.tsserve.cpu / cost.same.cpu).toFixed(2)}x`.padStart(33)}  ${servers
               .map((s) => cost[s.name].p99.toFixed(1).padStart(7))
               .join(' ')
-              .padStart(names.length + 8)}`,
+              .padStart(names.length + 8)}  ${servers
+              .map((s) => cost[s.name].faults.toFixed(3).padStart(7))
+              .join(' ')
+              .padStart(names.length + 16)}`,
         );
       }
     }

@@ -53,13 +53,50 @@ const draining = new Map<Socket, () => void>();
  * When Node closes `request`'s connection after its answer (`Connection: close`, the client's or
  * ours) with the request's body not all read, the close lingers (closeLingering); when it keeps
  * the connection, the rest of the body is bounded in time (boundDrain). Called by every answer
- * that may go out before the body is read.
+ * that may go out before the body is read. Past capacity that is every refusal, most of whose
+ * bodies came in the headers' packet and are read by the end of this turn of the event loop (not
+ * yet in a nextTick, which runs between the headers and the body): such a request is only noted
+ * until then (boundDrainsOfTurn, an immediate), and nothing outlives the turn that holds it. A
+ * closure per request on its socket and a timer each kept a refused request alive past the young
+ * generation's collections, and it was promoted: page faults, write barriers and old-space growth
+ * a bare server has not (docs/performance.md).
  */
 export function lingerIfBodyUnread(request: IncomingMessage): void {
   const socket = request.socket;
-  if (!(socket instanceof Socket)) return;
-  socket.destroySoon = () => (request.complete ? Socket.prototype.destroySoon.call(socket) : closeLingering(socket));
-  boundDrain(request, socket);
+  if (!(socket instanceof Socket) || request.complete) return;
+  (socket as AnsweredSocket)[unreadRequest] = request;
+  // One function for every socket, set once: a closure per answer would hold its request.
+  if (socket.destroySoon !== destroySoonLingering) socket.destroySoon = destroySoonLingering;
+  if (answeredUnread.push(request) === 1) setImmediate(boundDrainsOfTurn);
+}
+
+/** The connection's request whose body was unread when it was answered, while it may still be. */
+const unreadRequest = Symbol('unreadRequest');
+type AnsweredSocket = Socket & { [unreadRequest]?: IncomingMessage | undefined };
+
+/** Requests answered with their bodies unread in this turn of the event loop. */
+let answeredUnread: IncomingMessage[] = [];
+
+/** What Node calls to close a connection once its last answer is out: lingering while its request's body still comes. */
+function destroySoonLingering(this: AnsweredSocket): void {
+  const request = this[unreadRequest];
+  if (request && !request.complete) closeLingering(this);
+  else Socket.prototype.destroySoon.call(this);
+}
+
+/** The requests answered unread in this turn whose bodies still come are bounded; the others forgotten. */
+function boundDrainsOfTurn(): void {
+  const requests = answeredUnread;
+  answeredUnread = [];
+  for (const request of requests) {
+    const socket = request.socket as AnsweredSocket;
+    if (!request.complete) boundDrain(request, socket);
+    else forgetUnread(socket, request);
+  }
+}
+
+function forgetUnread(socket: AnsweredSocket, request: IncomingMessage): void {
+  if (socket[unreadRequest] === request) socket[unreadRequest] = undefined;
 }
 
 /**
@@ -68,11 +105,12 @@ export function lingerIfBodyUnread(request: IncomingMessage): void {
  * may trickle it; Fastify's requestTimeout is 0), and a chunked body has no end of its own. Still
  * coming LINGER_MS after the answer, it is cut: the connection closes lingering.
  */
-function boundDrain(request: IncomingMessage, socket: Socket): void {
+function boundDrain(request: IncomingMessage, socket: AnsweredSocket): void {
   if (request.complete || draining.has(socket)) return;
   const forget = (): void => {
     clearTimeout(timer);
     draining.delete(socket);
+    forgetUnread(socket, request);
   };
   const cut = (): void => {
     forget();
@@ -90,6 +128,8 @@ function boundDrain(request: IncomingMessage, socket: Socket): void {
  * it accepted, and one already answered is not one of them.
  */
 export function cutDrains(server: object): void {
+  // Answered in this turn, before the stop: their drains are bounded now, so that they are cut too.
+  boundDrainsOfTurn();
   for (const [socket, cut] of draining) if (serverOf(socket) === server) cut();
 }
 

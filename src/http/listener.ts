@@ -280,14 +280,17 @@ function clientLine(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>, reques
 }
 
 /** What of a request line nginx's access log escapes: anything but printable ASCII, and a quote and a backslash. */
-const UNSAFE_IN_QUOTES = /[^\x20\x21\x23-\x5b\x5d-\x7e]/g;
+const UNSAFE_IN_QUOTES = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+const UNSAFE_IN_QUOTES_ALL = new RegExp(UNSAFE_IN_QUOTES.source, 'g');
 
 /**
  * The client's request line as nginx writes it between the line's quotes: `"` as `\x22` and so
  * on, so that a client cannot end the quoted field and forge a status, a time or a trace id.
+ * Almost every line has nothing to escape, and a test costs less than a replace that finds nothing.
  */
 function escapedRequestLine(line: string): string {
-  return line.replace(UNSAFE_IN_QUOTES, (c) => `\\x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+  if (!UNSAFE_IN_QUOTES.test(line)) return line;
+  return line.replace(UNSAFE_IN_QUOTES_ALL, (c) => `\\x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
 
 /** The longest part of an unparsable request's first line its access-log line repeats. */

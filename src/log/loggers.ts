@@ -226,13 +226,16 @@ const JSON_RAW_BREAKS_ALL = new RegExp(JSON_RAW_BREAKS.source, 'g');
 
 let formattedSecond = { second: Number.NaN, text: '' };
 
+/** `000` to `999`: a timestamp's milliseconds, each made once. */
+const MILLIS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+
 /**
  * log4j's ISO8601 pattern: `2024-05-30T21:46:03,625`. Every access-log line has one, so the
  * date and time up to the second are formatted once a second (formatting each was 2-3% of the
- * front end's work under load).
+ * front end's work under load), and the milliseconds taken from a table.
  */
 export function timestamp(ms = Date.now()): string {
   const second = Math.floor(ms / 1000);
   if (second !== formattedSecond.second) formattedSecond = { second, text: formatLocalTime(new Date(second * 1000), 'yyyy-MM-ddTHH:mm:ss,') };
-  return formattedSecond.text + String(ms - second * 1000).padStart(3, '0');
+  return formattedSecond.text + MILLIS[Math.floor(ms - second * 1000)];
 }
