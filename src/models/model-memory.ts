@@ -24,6 +24,12 @@
  * of the host (node, onnxruntime); its estimate has a shared worker's base, not a process's.
  * Unloading it frees only what its load added, unless it is its host's last worker.
  *
+ * A decision reads a running sum of the loaded models' bytes, not every loaded model: each is
+ * measured again where something changed it (its load, unload, an operator's scale, its
+ * unregistration, a scale-up admitted) and all of them each GROWTH_CHECK_MS, which sees what they
+ * grew by and what the pools did meanwhile (scale-downs, restarts). The least recently used order
+ * is kept as requests come (modelUsed), so a decision reads the first few idle models, not a sort.
+ *
  * Loaded models grow after their load (onnxruntime's arenas, the handler's heap, as they serve):
  * while any is loaded the sum is looked at every GROWTH_CHECK_MS, and past the budget the least
  * recently used idle models are unloaded until it holds again, as for a load. Only loads made room
@@ -441,8 +447,7 @@ export class ModelMemory {
     this.dirty.clear();
     for (const m of this.registry.all()) this.measure(m);
     // Unregistered since (stopped, out of the registry): counted no more.
-    for (const m of this.held.keys()) if (m.stopped) this.measure(m);
-    for (const m of this.withWorkers) if (m.stopped) this.measure(m);
+    for (const kept of [this.held.keys(), this.withWorkers, this.byAge]) for (const m of kept) if (m.stopped) this.measure(m);
     for (const m of this.changing.keys()) this.measure(m);
     if (this.outOfOrder) this.sortByAge();
     // Added up anew: a running sum of fractions drifts.
