@@ -24,6 +24,12 @@
  * of the host (node, onnxruntime); its estimate has a shared worker's base, not a process's.
  * Unloading it frees only what its load added, unless it is its host's last worker.
  *
+ * A decision reads a running sum of the loaded models' bytes, not every loaded model: each is
+ * measured again where something changed it (its load, unload, an operator's scale, its
+ * unregistration, a scale-up admitted) and all of them each GROWTH_CHECK_MS, which sees what they
+ * grew by and what the pools did meanwhile (scale-downs, restarts). The least recently used order
+ * is kept as requests come (modelUsed), so a decision reads the first few idle models, not a sort.
+ *
  * Loaded models grow after their load (onnxruntime's arenas, the handler's heap, as they serve):
  * while any is loaded the sum is looked at every GROWTH_CHECK_MS, and past the budget the least
  * recently used idle models are unloaded until it holds again, as for a load. Only loads made room
@@ -102,6 +108,31 @@ export class ModelMemory {
   private readonly fileEstimates = new WeakMap<Model, number>();
   /** Unloaded models asked for while the loaded ones were too busy to make room, oldest first. */
   private readonly waiting: Model[] = [];
+  /**
+   * Each loaded model's bytes as last measured (modelBytes), and their sum: what a decision adds
+   * up, kept as models load, unload and are measured. Walking every loaded model at each decision
+   * held the front end 3.3 ms a load with 642 loaded (bench/results/20261207-0333-many-models-busy3.txt):
+   * each shared worker's size walks its host's tenants, ~20,000 steps.
+   */
+  private readonly held = new Map<Model, number>();
+  private heldSum = 0;
+  /** Loaded models with workers, as last measured: what max_loaded_models counts. */
+  private readonly withWorkers = new Set<Model>();
+  /** Registered stateful models, as last measured: never unloaded (heldForGood). */
+  private readonly stateful = new Set<Model>();
+  /** Models whose workers may have changed since measured: measured again at the next decision. */
+  private readonly dirty = new Set<Model>();
+  /** Models with a load or scale under way (follow): measured at every decision until it is over. */
+  private readonly changing = new Map<Model, number>();
+  /**
+   * Loaded models, least recently used first: moved to the end as they are used (modelUsed), not
+   * sorted at each decision; only one loaded without a request (registered, scaled) is sorted in.
+   */
+  private readonly byAge = new Set<Model>();
+  /** performance.now() of the last full measure (measureAll); every GROWTH_CHECK_MS while any model is loaded. */
+  private measuredAt = Number.NEGATIVE_INFINITY;
+  /** A model joined byAge otherwise than by a request: sorted in by lastUsed before the order is read. */
+  private outOfOrder = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private growthTimer: NodeJS.Timeout | undefined;
 
@@ -136,7 +167,12 @@ export class ModelMemory {
    */
   readonly admitWorkers = (model: Model, count: number): number => {
     if (this.reserved.has(model)) return 0;
-    for (let fits = count; fits > 0; fits--) if (this.shortOfRoom(model, fits) === undefined) return fits;
+    for (let fits = count; fits > 0; fits--) {
+      if (this.shortOfRoom(model, fits) !== undefined) continue;
+      // The scaler starts them once this returns: the next decision counts them.
+      this.dirty.add(model);
+      return fits;
+    }
     const room = this.makeRoom(model, 1);
     if ('error' in room) return 0;
     this.reserved.set(model, this.workerBytes(model));
@@ -147,6 +183,27 @@ export class ModelMemory {
   /** The 507 of `workers` of `model` that would never fit, in the budget or beside the stateful models. */
   private refusal(model: Model, workers: number): TsError | undefined {
     return this.neverFits(model, workers) ?? this.heldForGood(model, workers);
+  }
+
+  /** A job was enqueued for `model` (Model.enqueue, after lastUsed): it is the most recently used. */
+  readonly modelUsed = (model: Model): void => {
+    this.byAge.delete(model);
+    this.byAge.add(model);
+  };
+
+  /**
+   * Counts `model`'s workers at every decision while `change` (a load, an operator's scale) is
+   * under way, and once more after: its workers come and load meanwhile, and a decision that
+   * missed them would let the budget be overrun.
+   */
+  follow<T>(model: Model, change: Promise<T>): Promise<T> {
+    this.changing.set(model, (this.changing.get(model) ?? 0) + 1);
+    return change.finally(() => {
+      const left = (this.changing.get(model) ?? 1) - 1;
+      if (left > 0) this.changing.set(model, left);
+      else this.changing.delete(model);
+      this.dirty.add(model);
+    });
   }
 
   /** A loaded model fell idle: the loads waiting for room may go now. */
@@ -194,7 +251,9 @@ export class ModelMemory {
    * else what is short. A registration that does not fit is registered unloaded (model-service.ts).
    */
   shortOfRoom(model: Model, workers: number): string | undefined {
-    const short = this.shortfall(this.usedBytes(), this.loadedModels().length, model, workers);
+    this.dirty.add(model);
+    const used = this.usedBytes();
+    const short = this.shortfall(used, this.loadedCount(), model, workers);
     return short === undefined ? undefined : this.shortText(short);
   }
 
@@ -206,8 +265,8 @@ export class ModelMemory {
 
   /** The 507 of `model` when the loaded models that are never unloaded (stateful ones) leave it no room. */
   private heldForGood(model: Model, workers: number): TsError | undefined {
-    // Stateful models are few, loaded ones many: asked first, it spares every load a pass over all.
-    const kept = this.registry.all().filter((m) => m !== model && m.settings.sequence !== undefined && this.counts(m));
+    this.measureChanged();
+    const kept = [...this.stateful].filter((m) => m !== model && this.counts(m));
     const used = kept.reduce((sum, m) => sum + this.modelBytes(m), 0);
     const short = this.shortfall(used, kept.length, model, workers);
     if (short === undefined) return undefined;
@@ -219,15 +278,14 @@ export class ModelMemory {
    * they fit, or, when even all of them would not do, unloads none and answers the 507.
    */
   makeRoom(model: Model, workers: number): Room {
-    const loaded = this.loadedModels();
+    this.dirty.add(model);
     let used = this.usedBytes();
-    let count = loaded.length;
+    let count = this.loadedCount();
     let short = this.shortfall(used, count, model, workers);
     if (short === undefined) return { ready: Promise.resolve() };
-    const candidates = this.idleByAge(model, loaded);
     const chosen: Array<{ model: Model; reason: UnloadReason; bytes: number }> = [];
-    while (short !== undefined && candidates.length > 0) {
-      const victim = candidates.shift()!;
+    for (const victim of this.idleByAge(model)) {
+      if (short === undefined) break;
       const bytes = this.freedBytes(victim);
       chosen.push({ model: victim, reason: short === 'count' ? 'max_loaded_models' : 'memory_budget', bytes });
       used -= bytes;
@@ -267,6 +325,8 @@ export class ModelMemory {
     const purpose = why === 'grown' ? 'the loaded models grew past the budget' : `to make room for ${why.name} ${why.version}`;
     this.log(`Model ${model.name} ${model.version} unloaded (${reason}): ${mb(bytes)} MB freed${idleSec}, ${purpose}`);
     this.unloading.set(model, bytes);
+    // Its bytes are the unloading's from now on, not the loaded's.
+    this.dirty.add(model);
     try {
       await model.unload();
     } finally {
@@ -283,7 +343,7 @@ export class ModelMemory {
       this.reserved.delete(model);
     }
     if (model.stopped) return;
-    const result = await model.load();
+    const result = await this.follow(model, model.load());
     this.loadDone(model, 'request', started, result.ok ? undefined : result.error.message);
     // Its waiting requests were answered with the failure (Model's failQueued): the next one loads anew.
     if (!result.ok && !model.stopped) await model.unload();
@@ -303,8 +363,9 @@ export class ModelMemory {
     if (this.growthTimer) return;
     this.growthTimer = setTimeout(() => {
       this.growthTimer = undefined;
+      this.measureAll();
       this.holdToBudget();
-      if (this.loadedModels().length > 0) this.watchGrowth();
+      if (this.withWorkers.size > 0) this.watchGrowth();
     }, GROWTH_CHECK_MS);
     this.growthTimer.unref();
   }
@@ -318,7 +379,7 @@ export class ModelMemory {
     let over = this.usedBytes() - this.roomBytes;
     if (over <= 0) return 0;
     let unloaded = 0;
-    for (const victim of this.idleByAge(undefined)) {
+    for (const victim of [...this.idleByAge(undefined)]) {
       if (over <= 0) break;
       const bytes = this.freedBytes(victim);
       over -= bytes;
@@ -328,18 +389,24 @@ export class ModelMemory {
     return unloaded;
   }
 
-  /** The loaded models that may be unloaded (not `keep`), least recently used first. */
-  private idleByAge(keep: Model | undefined, loaded = this.loadedModels()): Model[] {
-    return loaded.filter((m) => m !== keep && m.unloadable).sort((a, b) => a.lastUsed - b.lastUsed);
+  /**
+   * The loaded models that may be unloaded (not `keep`), least recently used first; a decision
+   * takes the first few (the busy models, used last, come at the end).
+   */
+  private *idleByAge(keep: Model | undefined): Generator<Model> {
+    if (this.outOfOrder) this.sortByAge();
+    for (const m of this.byAge) if (m !== keep && !m.stopped && m.loaded && m.pool.size > 0 && m.unloadable) yield m;
   }
 
   private tell(event: ResidencyEvent): void {
     for (const listener of this.listeners) listener(event);
   }
 
-  /** Models with workers (or getting them), beside those whose load is decided. */
-  private loadedModels(): Model[] {
-    return this.registry.all().filter((m) => this.counts(m));
+  /** How many models have workers (or are getting them), those whose load is decided among them; after usedBytes. */
+  private loadedCount(): number {
+    let count = this.withWorkers.size;
+    for (const m of this.reserved.keys()) if (!this.withWorkers.has(m)) count++;
+    return count;
   }
 
   /** A model the budget and max_loaded_models count: with workers (or getting them), or its load decided. */
@@ -347,12 +414,78 @@ export class ModelMemory {
     return (model.loaded && model.pool.size > 0) || this.reserved.has(model);
   }
 
+  /** The bytes counted against the budget now: the loaded models' as measured, and the loads' and unloads' under way. */
   private usedBytes(): number {
-    let used = this.policy.unattributedBytes?.() ?? 0;
-    for (const m of this.registry.all()) if (m.loaded) used += this.modelBytes(m);
+    this.measureChanged();
+    let used = (this.policy.unattributedBytes?.() ?? 0) + this.heldSum;
     for (const bytes of this.reserved.values()) used += bytes;
     for (const bytes of this.unloading.values()) used += bytes;
     return used;
+  }
+
+  /**
+   * Measures again the models whose workers changed (dirty, changing), or every registered model
+   * where the last full measure is older than twice GROWTH_CHECK_MS (the growth look takes one
+   * each GROWTH_CHECK_MS while any model is loaded).
+   */
+  private measureChanged(): void {
+    if (performance.now() - this.measuredAt > 2 * GROWTH_CHECK_MS) {
+      this.measureAll();
+      return;
+    }
+    for (const m of this.dirty) this.measure(m);
+    this.dirty.clear();
+    for (const m of this.changing.keys()) this.measure(m);
+  }
+
+  /**
+   * Measures every registered model, and puts the loaded ones in order of use again: once each
+   * GROWTH_CHECK_MS, what models grew by as they serve, what the scaler and the pools changed
+   * (scale-downs, restarts) and models unregistered are seen here.
+   */
+  private measureAll(): void {
+    this.dirty.clear();
+    for (const m of this.registry.all()) this.measure(m);
+    // Unregistered since (stopped, out of the registry): counted no more.
+    for (const kept of [this.held.keys(), this.withWorkers, this.byAge]) for (const m of kept) if (m.stopped) this.measure(m);
+    for (const m of this.changing.keys()) this.measure(m);
+    if (this.outOfOrder) this.sortByAge();
+    // Added up anew: a running sum of fractions drifts.
+    this.heldSum = 0;
+    for (const bytes of this.held.values()) this.heldSum += bytes;
+    this.measuredAt = performance.now();
+  }
+
+  /** Puts the loaded models in order of lastUsed again, after some joined it otherwise than by a request. */
+  private sortByAge(): void {
+    const byAge = [...this.byAge].sort((a, b) => a.lastUsed - b.lastUsed);
+    this.byAge.clear();
+    for (const m of byAge) this.byAge.add(m);
+    this.outOfOrder = false;
+  }
+
+  /** Counts `model`'s workers as they are now in the running sum (held), the count and the order of use. */
+  private measure(model: Model): void {
+    const counted = !model.stopped && model.loaded;
+    const bytes = counted ? this.modelBytes(model) : 0;
+    this.heldSum += bytes - (this.held.get(model) ?? 0);
+    if (bytes > 0) this.held.set(model, bytes);
+    else this.held.delete(model);
+    if (model.settings.sequence !== undefined) {
+      if (counted) this.stateful.add(model);
+      else this.stateful.delete(model);
+    }
+    if (counted && model.pool.size > 0) {
+      this.withWorkers.add(model);
+      // A model loaded without a request (registered, an operator's scale): sorted in by its lastUsed before it is next read.
+      if (!this.byAge.has(model)) {
+        this.byAge.add(model);
+        this.outOfOrder = true;
+      }
+    } else {
+      this.withWorkers.delete(model);
+      this.byAge.delete(model);
+    }
   }
 
   /** A loaded model's workers: measured where they have loaded, else estimated. */

@@ -236,7 +236,8 @@ export class ModelService {
     const model = this.registry.remove(name, version);
     const told = this.tell({ kind: 'unregistered', name: model.name, version: model.version });
     told.catch(() => {});
-    await model.stop(this.config.unregisterModelTimeout * 1000);
+    // Its workers leave the budget's count as they stop, not at the next full measure.
+    await this.memory.follow(model, model.stop(this.config.unregisterModelTimeout * 1000));
     await told;
     return done(`Model "${model.name}" unregistered`);
   }
@@ -281,6 +282,7 @@ export class ModelService {
     }
     model.loadOnDemand = this.memory.loadOnDemand;
     model.onIdle = this.memory.modelIdle;
+    model.onUse = this.memory.modelUsed;
     model.admitWorkers = this.memory.admitWorkers;
     model.cannotStart = this.memory.cannotStart;
     try {
@@ -298,7 +300,7 @@ export class ModelService {
    */
   private async undo(model: Model): Promise<void> {
     if (this.registry.removeExactly(model)) this.tell({ kind: 'unregistered', name: model.name, version: model.version }).catch(() => {});
-    await model.close();
+    await this.memory.follow(model, model.close());
   }
 
   /**
@@ -307,17 +309,20 @@ export class ModelService {
    */
   private scaleWithinMemory(model: Model, min: number, max: number): Promise<ScaleResult> {
     const adding = model.loaded ? min - model.pool.size : min;
-    if (adding <= 0) return model.scale(min, max);
+    if (adding <= 0) return this.memory.follow(model, model.scale(min, max));
     const room = this.memory.makeRoom(model, adding);
     if ('error' in room) throw room.error;
-    const scaling = room.ready.then(() => model.scale(min, max));
+    const scaling = this.memory.follow(
+      model,
+      room.ready.then(() => model.scale(min, max)),
+    );
     return model.loaded ? scaling : this.timedLoad(model, 'scale', scaling);
   }
 
   /** `scaling`, told to the memory's listeners as a load for `reason` when it is over. */
   private timedLoad(model: Model, reason: LoadReason, scaling: Promise<ScaleResult>): Promise<ScaleResult> {
     const started = performance.now();
-    return scaling.then((r) => {
+    return this.memory.follow(model, scaling).then((r) => {
       if (!model.stopped) this.memory.loadDone(model, reason, started, r.ok ? undefined : r.error.message);
       return r;
     });

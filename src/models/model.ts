@@ -122,6 +122,8 @@ export class Model {
   cannotStart: LoadOnDemand | undefined;
   /** Set by the model service: told when the last job outstanding is answered. */
   onIdle: (() => void) | undefined;
+  /** Set by the model service: told when a job is enqueued (lastUsed), for the memory budget's order of use. */
+  onUse: ((model: Model) => void) | undefined;
 
   constructor(spec: ModelSpec, settings: ModelSettings, poolDeps: (model: Model) => PoolDeps) {
     this.spec = spec;
@@ -245,6 +247,7 @@ export class Model {
     else if (this.pool.size === 0) this.demandStart();
     if (!this.queue.enqueue(job)) return false;
     this.lastUsed = Date.now();
+    this.onUse?.(this);
     // The front end's warm-up (quiet) is no load for the workers to follow.
     if (!job.quiet) this.pool.arrived();
     const expiry = clientTimeoutInMills > 0 ? this.expireIfQueued(job, clientTimeoutInMills) : undefined;

@@ -1,7 +1,7 @@
 // The machine's limits as the cgroup files say them (v2, v1, none), read through a stand-in for the files.
 import t from 'tap';
 import { cgroupCpuQuota, cgroupMemoryLimit } from '../host-limits.js';
-import { HostMachine } from './machine.js';
+import { HostMachine, READING_FRESH_MS } from './machine.js';
 
 const files =
   (content: Record<string, string>) =>
@@ -46,4 +46,24 @@ t.test('the host: cores, spare memory and its own resident size are read; pools 
   t.equal(host.workers(), 5);
   host.dismiss(a);
   t.equal(host.workers(), 3);
+});
+
+t.test('each reading is used again for READING_FRESH_MS, then read anew; each process its own', async (t) => {
+  const reads = { cores: 0, spare: 0, rss: 0 };
+  let clock = 0;
+  const host = new HostMachine(
+    {
+      cores: () => ++reads.cores,
+      spareMemory: () => 1000 * ++reads.spare,
+      residentBytes: (pid) => pid * 10 + ++reads.rss,
+    },
+    () => clock,
+  );
+  t.same([host.cores(), host.spareMemory(), host.residentBytes(1)], [1, 1000, 11], 'first readings');
+  clock += READING_FRESH_MS - 1;
+  t.same([host.cores(), host.spareMemory(), host.residentBytes(1)], [1, 1000, 11], 'within READING_FRESH_MS: the same readings');
+  t.equal(host.residentBytes(2), 22, 'another process: read');
+  t.same(reads, { cores: 1, spare: 1, rss: 2 }, 'nothing read again');
+  clock += 1;
+  t.same([host.cores(), host.spareMemory(), host.residentBytes(1)], [2, 2000, 13], 'READING_FRESH_MS later: read anew');
 });

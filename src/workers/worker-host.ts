@@ -212,6 +212,19 @@ const LOAD_TURN_MS = 15_000;
  */
 const PSS_REFRESH_MS = 5_000;
 /**
+ * How old a host's PSS reading may grow while its workers stay the same (no load, no unload since
+ * the reading). Reading smaps_rollup costs the host 5-7 ms of CPU and holds its memory map's lock
+ * for 25-33 ms, during which the batches of the models it serves wait (bench/results/20261207-0333-
+ * many-models-busy3.txt); what serving changes is anonymous memory, which RssAnon follows between
+ * readings, while the rest (mapped files, libraries) changes as models load and unload.
+ */
+export const PSS_STEADY_REFRESH_MS = 60_000;
+
+/** Whether a PSS reading `ageMs` old is read again: sooner where the host's workers changed since it was taken. */
+export function pssDue(ageMs: number, workersChangedSince: boolean): boolean {
+  return ageMs > (workersChangedSince ? PSS_REFRESH_MS : PSS_STEADY_REFRESH_MS);
+}
+/**
  * How long a reading of RssAnon is reused: a memory decision asks every loaded model's worker,
  * and the budget looks each second. /proc's status took ~0.3 ms a read on a loaded machine;
  * reused for 100 ms, the 14 hosts of a 1,000-model run were read 1,800 times in 40 s (0.54 s of
@@ -240,6 +253,8 @@ export class WorkerHost {
   /** The last PSS reading, and RssAnon when it was taken (residentBytes). */
   private pss: { bytes: number; anon: number; at: number } | undefined;
   private pssReading = false;
+  /** performance.now() when a worker last came, left or finished loading: a PSS reading older than it is out of date sooner (pssDue). */
+  private workersChangedAt = performance.now();
   private anon: { bytes: number; at: number } | undefined;
   private readonly batches = { start: performance.now(), current: 0, previous: 0 };
   /** Called once the process has exited, after its tenants were told. */
@@ -314,10 +329,13 @@ export class WorkerHost {
 
   attach(key: string, tenant: Tenant): void {
     this.tenants.set(key, tenant);
+    this.workersChangedAt = performance.now();
   }
 
   detach(key: string): void {
-    if (this.tenants.delete(key) && this.tenants.size === 0) this.onEmpty?.();
+    if (!this.tenants.delete(key)) return;
+    this.workersChangedAt = performance.now();
+    if (this.tenants.size === 0) this.onEmpty?.();
   }
 
   send(msg: ToWorker): void {
@@ -343,6 +361,7 @@ export class WorkerHost {
     const turn = this.loads.then(async () => {
       const before = this.readAnon();
       await load();
+      this.workersChangedAt = performance.now();
       const after = this.readAnon();
       return before === undefined || after === undefined ? undefined : Math.max(0, after - before);
     });
@@ -362,7 +381,7 @@ export class WorkerHost {
       const bytes = this.alive ? procKilobytes(this.smapsRollup, 'Pss') : undefined;
       if (bytes === undefined) return undefined;
       this.pss = { bytes, anon, at: performance.now() };
-    } else if (performance.now() - this.pss.at > PSS_REFRESH_MS) this.refreshPss();
+    } else if (pssDue(performance.now() - this.pss.at, this.workersChangedAt >= this.pss.at)) this.refreshPss();
     return Math.max(0, this.pss.bytes + anon - this.pss.anon);
   }
 

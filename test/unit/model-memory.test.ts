@@ -54,3 +54,83 @@ t.test('a load waiting for room whose requests all timed out is dropped, not loa
   t.same([server.registry.get('a').loaded, server.registry.get('b').loaded], [true, false], 'a still loaded; b, asked for by no one, not loaded');
   t.equal((await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' })).statusCode, 200, 'a answers');
 });
+
+// The order of use is kept as requests come (ModelMemory.modelUsed), not sorted by lastUsed at
+// each decision: requests in one millisecond keep their order, where the sort left them in the
+// registry's order and unloaded a model asked for after the one it kept.
+t.test('requests in one millisecond: the one asked for first is the least recently used', async (t) => {
+  const names = ['a', 'b', 'c', 'd'];
+  const server = await inProcessServer(t, { models: names, properties: { max_loaded_models: '3' } });
+  for (const name of names) {
+    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+    t.equal(res.statusCode, 200, `${name} registered`);
+  }
+  t.equal(server.registry.get('d').loaded, false, 'd registered unloaded (max_loaded_models)');
+  const realNow = Date.now;
+  const frozen = realNow();
+  Date.now = () => frozen;
+  t.teardown(() => {
+    Date.now = realNow;
+  });
+  for (const name of ['c', 'a', 'b']) t.equal((await server.inference({ method: 'POST', url: `/predictions/${name}`, payload: 'x' })).statusCode, 200);
+  t.equal((await server.inference({ method: 'POST', url: '/predictions/d', payload: 'x' })).statusCode, 200, "d's request loads it");
+  const loaded = (): boolean[] => names.map((n) => server.registry.get(n).loaded);
+  t.same(loaded(), [true, true, false, true], 'c, asked for first, unloaded for d');
+  t.equal((await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' })).statusCode, 200);
+  t.equal((await server.inference({ method: 'POST', url: '/predictions/c', payload: 'x' })).statusCode, 200, "c's request loads it again");
+  t.same(loaded(), [true, false, true, true], 'b, now the least recently used (a was asked again), unloaded for c');
+});
+
+t.test('a model registered with workers and never asked for is less recently used than one asked for', async (t) => {
+  const names = ['a', 'b', 'c'];
+  const server = await inProcessServer(t, { models: names, properties: { max_loaded_models: '2' } });
+  const register = async (name: string): Promise<void> => {
+    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+    t.equal(res.statusCode, 200, `${name} registered`);
+  };
+  await register('a');
+  t.equal((await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' })).statusCode, 200);
+  await register('b');
+  await register('c');
+  t.same(
+    names.map((n) => server.registry.get(n).loaded),
+    [true, true, false],
+    'c registered unloaded (max_loaded_models)',
+  );
+  t.equal((await server.inference({ method: 'POST', url: '/predictions/c', payload: 'x' })).statusCode, 200);
+  t.same(
+    names.map((n) => server.registry.get(n).loaded),
+    [true, false, true],
+    'b, registered after a was asked for but never asked for itself, unloaded for c',
+  );
+});
+
+// What the budget counts is kept as a running sum, measured again where something changed (a
+// load, an unload, an operator's scale, an unregistration) and in full each GROWTH_CHECK_MS: a
+// decision right after a change counts it.
+t.test("an operator's scale counts at the next decision, not only at the next full measure", async (t) => {
+  const names = ['a', 'b', 'c'];
+  // Workers at their estimate (84 MB, a worker's base): three fit in 300 MB less 2%, four do not.
+  const server = await inProcessServer(t, { models: names, properties: { model_memory_budget_mb: '300' } });
+  const register = (name: string) => server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+  t.equal((await register('a')).statusCode, 200);
+  const scaled = await server.management({ method: 'PUT', url: '/models/a?min_worker=2&max_worker=2&synchronous=true' });
+  t.equal(scaled.statusCode, 200, 'a scaled to two workers');
+  t.equal((await register('b')).statusCode, 200);
+  t.equal((await register('c')).statusCode, 200);
+  t.same(
+    names.map((n) => server.registry.get(n).loaded),
+    [true, true, false],
+    "c registered unloaded: a's two workers and b's hold 252 MB, a fourth would pass 294",
+  );
+});
+
+t.test('an unregistered model leaves the count at once', async (t) => {
+  const names = ['a', 'b', 'c'];
+  const server = await inProcessServer(t, { models: names, properties: { max_loaded_models: '2' } });
+  const register = (name: string) => server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+  for (const name of ['a', 'b']) t.equal((await register(name)).statusCode, 200);
+  t.equal((await server.management({ method: 'DELETE', url: '/models/a' })).statusCode, 200, 'a unregistered');
+  t.equal((await register('c')).statusCode, 200);
+  t.equal(server.registry.get('c').loaded, true, 'c loaded at its registration: a no longer counts');
+});
