@@ -100,6 +100,8 @@ export class Model {
   private stoppedFlag = false;
   /** Unloaded to make room (models/model-memory.ts): no workers until a job asks for it. */
   private unloadedFlag = false;
+  /** Its load asked for (load), its turn not yet come. */
+  private loadAsked = false;
   /**
    * What the pool reads while the model is unloaded: its settings with no worker wanted, so that
    * nothing in the pool starts one (a scaler following minWorkers) before the model loads again.
@@ -181,7 +183,12 @@ export class Model {
 
   /** Has its workers (or is getting them); false once unloaded to make room. */
   get loaded(): boolean {
-    return !this.unloadedFlag;
+    return !this.unloadedFlag || this.loadAsked;
+  }
+
+  /** Unloaded, and no load asked for yet: a job asks for one. */
+  private get needsLoad(): boolean {
+    return this.unloadedFlag && !this.loadAsked;
   }
 
   /**
@@ -205,10 +212,18 @@ export class Model {
     });
   }
 
-  /** Starts the workers of an unloaded model again: its minimum, and at least one. */
+  /**
+   * Starts the workers of an unloaded model again: its minimum, and at least one. It counts as
+   * unloaded until its turn comes (an unload may still be retiring its workers): jobs that come
+   * meanwhile wait in the queue for the load, where a pool of no worker would refuse them.
+   */
   load(): Promise<ScaleResult> {
-    this.unloadedFlag = false;
-    return this.inTurn(() => this.pool.scale(Math.max(1, this.settings.minWorkers), Math.max(1, this.settings.maxWorkers)));
+    this.loadAsked = true;
+    return this.inTurn(() => {
+      this.unloadedFlag = false;
+      this.loadAsked = false;
+      return this.pool.scale(Math.max(1, this.settings.minWorkers), Math.max(1, this.settings.maxWorkers));
+    });
   }
 
   /** Runs `change` once the previous unload or load is over. */
@@ -243,8 +258,8 @@ export class Model {
   enqueue(job: Job): boolean {
     const { clientTimeoutInMills } = this.settings;
     if (this.refusing) return false;
-    if (this.unloadedFlag) this.demandLoad();
-    else if (this.pool.size === 0) this.demandStart();
+    if (this.needsLoad) this.demandLoad();
+    else if (!this.unloadedFlag && this.pool.size === 0) this.demandStart();
     if (!this.queue.enqueue(job)) return false;
     this.lastUsed = Date.now();
     this.onUse?.(this);
@@ -315,7 +330,7 @@ export class Model {
   async customizedMetadata(): Promise<Record<string, unknown> | undefined> {
     const answer = new Promise<JobResponse>((respond, fail) => {
       const job = new Job({ id: randomUUID(), headers: { describe: 'True' }, params: [] }, { intermediate() {}, respond, fail });
-      const cannotLoad = this.unloadedFlag ? this.loadOnDemand?.(this) : undefined;
+      const cannotLoad = this.needsLoad ? this.loadOnDemand?.(this) : undefined;
       if (cannotLoad) {
         fail(cannotLoad);
         return;
