@@ -11,7 +11,7 @@ function folder(t: Test): string {
   return dir;
 }
 
-t.test('a link planted where the new content is written first takes nothing elsewhere', async (t) => {
+t.test('a link planted at `<name>.tmp` takes nothing elsewhere: the new content is written under a name of its own', async (t) => {
   for (const [how, replace] of [
     ['replaceFileSync', async (path: string, data: string) => replaceFileSync(path, data, 0o600)],
     ['replaceFile', (path: string, data: string) => replaceFile(path, data)],

@@ -5,8 +5,17 @@
  * sees the old content or the new, never a file cut short by a crash, a full disk or its own
  * timing.
  */
+import { randomBytes } from 'node:crypto';
 import { chmodSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
+
+/**
+ * The name the new content is written under first: this process's own, so that two writers (two
+ * `tsserve --start` in one folder) never share one, nor a file someone else put there.
+ */
+function besidePath(path: string): string {
+  return `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+}
 
 /**
  * Replaces `path` with what `write` writes to the path it is given, once `write` has returned;
@@ -14,10 +23,8 @@ import { rename, rm, writeFile } from 'node:fs/promises';
  * replace one that has files).
  */
 export function replacePathSync(path: string, write: (beside: string) => void): void {
-  const beside = `${path}.tmp`;
+  const beside = besidePath(path);
   try {
-    // One left by a crash, or planted (a symbolic link would take the write elsewhere).
-    rmSync(beside, { recursive: true, force: true });
     write(beside);
     if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) rmSync(path, { recursive: true, force: true });
     renameSync(beside, path);
@@ -30,7 +37,7 @@ export function replacePathSync(path: string, write: (beside: string) => void): 
 /** Replaces `path` with `data` (given `mode`, whatever the umask, when set). */
 export function replaceFileSync(path: string, data: string | Uint8Array, mode?: number): void {
   replacePathSync(path, (beside) => {
-    // `wx`: a file made now, never one that appeared at that name since (nor a link's target).
+    // `wx`: a file made now, never one that appeared at that name (nor a link's target).
     writeFileSync(beside, data, { flag: 'wx', ...(mode === undefined ? {} : { mode }) });
     if (mode !== undefined) chmodSync(beside, mode);
   });
@@ -38,9 +45,8 @@ export function replaceFileSync(path: string, data: string | Uint8Array, mode?: 
 
 /** replaceFileSync, off the event loop. */
 export async function replaceFile(path: string, data: string | Uint8Array): Promise<void> {
-  const beside = `${path}.tmp`;
+  const beside = besidePath(path);
   try {
-    await rm(beside, { force: true });
     await writeFile(beside, data, { flag: 'wx' });
     await rename(beside, path);
   } catch (err) {

@@ -241,7 +241,7 @@ async function startInBackground(argv: string[], flags: Flags): Promise<void> {
     stdio: ['ignore', out, out, 'ipc'],
   });
   // The PID file names it from now on: `tsserve --stop` stops it during its start too.
-  writePidFile(child.pid!);
+  writePidFile(child.pid!, child);
   // Interrupted while it waits (Ctrl-C, a SIGTERM), `--start` stops the server it launched,
   // which runs detached and would otherwise go on starting with no one waiting for it.
   const forgetStop = onStop(() => child.kill('SIGTERM'));
@@ -373,8 +373,14 @@ function removePidFileOf(pid: number): void {
   if (existsSync(PID_FILE) && readPidFile(PID_FILE).pid === pid) rmSync(PID_FILE, { force: true });
 }
 
-function writePidFile(pid: number): void {
-  replaceFileSync(PID_FILE, `${pid}\n${process.cwd()}\n`);
+/** Writes the PID file; one that cannot be written (a full disk, a file in the way) ends the start, said in a line. */
+function writePidFile(pid: number, launched?: ChildProcess): void {
+  try {
+    replaceFileSync(PID_FILE, `${pid}\n${process.cwd()}\n`);
+  } catch (err) {
+    launched?.kill('SIGKILL');
+    fail(`tsserve did not start: its PID file ${PID_FILE} could not be written: ${(err as Error).message}`);
+  }
 }
 
 function readPidFile(file: string): { pid: number; dir: string } {

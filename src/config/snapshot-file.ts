@@ -69,7 +69,7 @@ export function newestSnapshot(dir: string): string | undefined {
 /** Temp files of snapshot writes a crash interrupted. */
 export function snapshotTemps(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((n) => n.endsWith('.cfg.tmp'));
+  return readdirSync(dir).filter((n) => /\.cfg(\.\d+-[0-9a-f]+)?\.tmp$/.test(n));
 }
 
 export function parseModelSnapshot(value: string): ModelSnapshot {

@@ -264,3 +264,29 @@ t.test('an archive that does not fit on the disk leaves the one it was to replac
   t.equal((await fetch(`${m}/models?url=echo.mar&initial_workers=1&synchronous=true`, { method: 'POST' })).status, 200, 'the kept archive registers');
   await survived(t, server, { models: ['echo'] });
 });
+
+t.test('a start whose PID file the full disk refuses ends in one line, leaving no server running', async (t) => {
+  const dir = tempDir(t);
+  const disk = smallDisk(t, 256);
+  const urls = await writeUserConfig(dir, ['disable_token_authorization=true']);
+  disk.fill();
+  const started = spawnSync(process.execPath, [TSSERVE, '--start', '--ncs', '--model-store', dir], {
+    cwd: dir,
+    env: { ...process.env, TMPDIR: disk.dir, LOG_LOCATION: join(dir, 'logs') },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  t.not(started.status, 0, 'the start fails');
+  t.match(started.stderr, /tsserve did not start: its PID file .* could not be written: ENOSPC/, 'saying why');
+  t.notMatch(started.stderr, /\n\s+at /, 'in a line, not a stack trace');
+  t.same(
+    readdirSync(disk.dir).filter((f) => f !== 'filler'),
+    [],
+    'nothing half-written left',
+  );
+  const answered = await fetch(`${urls.inference}/ping`).then(
+    () => true,
+    () => false,
+  );
+  t.notOk(answered, 'and no server it launched runs on');
+});
