@@ -304,20 +304,43 @@ const MAX_LOGGED_REQUEST_LINE = 1000;
 const REQUEST_LINE_START = /^[A-Z][A-Z_-]* (\/|\*|[a-z][a-z0-9+.-]*:\/\/)/;
 
 /** The first line of what a refused request had sent, cut short, if it is a request line; `-` when none. */
-function refusedRequestLine(raw: unknown): string {
+function refusedRequestLine(raw: unknown, failedAt?: number): string {
   if (!Buffer.isBuffer(raw)) return '-';
-  const head = raw.subarray(0, MAX_LOGGED_REQUEST_LINE).toString('latin1');
-  const line = head.split(/\r?\n/, 1)[0] ?? '';
+  return lastRequestLine(raw, failedAt) ?? firstLine(raw);
+}
+
+/** `raw`'s first line, if it is a request line. */
+function firstLine(raw: Buffer): string {
+  const line = raw.subarray(0, MAX_LOGGED_REQUEST_LINE).toString('latin1').split(/\r?\n/, 1)[0] ?? '';
   return REQUEST_LINE_START.test(line) ? line : '-';
+}
+
+/**
+ * The request line of the request the parser failed in, `failedAt` bytes into `raw`: the last
+ * before it, where requests pipelined in one packet came first (their own answers are theirs).
+ */
+function lastRequestLine(raw: Buffer, failedAt: number | undefined): string | undefined {
+  if (failedAt === undefined || failedAt <= 0) return undefined;
+  // To the end of the line it failed in, which may be the request line itself.
+  const end = raw.indexOf(0x0a, failedAt);
+  const lines = raw
+    .subarray(0, end === -1 ? raw.length : end)
+    .toString('latin1')
+    .split(/\r?\n/);
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!;
+    if (REQUEST_LINE_START.test(line)) return line.slice(0, MAX_LOGGED_REQUEST_LINE);
+  }
+  return undefined;
 }
 
 /**
  * A request refused before it was parsed (plain HTTP to an HTTPS listener, what Node's parser
  * refuses): its access-log line, with what `raw` holds of its first line, and response-class metric.
  */
-function accountUnparsed(deps: ListenerDeps, socket: Socket, raw: unknown, status: number): void {
+function accountUnparsed(deps: ListenerDeps, socket: Socket, raw: unknown, status: number, failedAt?: number): void {
   deps.metrics.response(status);
-  deps.loggers.access(clientLine(socket, refusedRequestLine(raw), status, 0));
+  deps.loggers.access(clientLine(socket, refusedRequestLine(raw, failedAt), status, 0));
 }
 
 /**
@@ -355,7 +378,7 @@ function closeIfBodyUnread(raw: IncomingMessage, reply: FastifyReply): void {
  * access-log line (with what was read of its first line), then the connection is closed, as Node
  * does, but lingering (http/lingering-close.ts): the client may still be writing what was refused.
  */
-function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, socket: Duplex, deps: ListenerDeps): void {
+function answerClientError(err: Error & { code?: string; rawPacket?: unknown; bytesParsed?: number }, socket: Duplex, deps: ListenerDeps): void {
   // The client reset the connection, or ended it mid-request: it is gone, and nothing is answered
   // (a request that had reached its route gets its `aborted` line there).
   if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) {
@@ -373,8 +396,11 @@ function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, 
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
-    if (socket instanceof Socket) accountUnparsed(deps, socket, err.rawPacket, status);
-    else deps.metrics.response(status);
+    if (socket instanceof Socket) {
+      // Requests read before it on this connection are ended unanswered: the server closed them.
+      closedByAnswer.add(socket);
+      accountUnparsed(deps, socket, err.rawPacket, status, err.bytesParsed);
+    } else deps.metrics.response(status);
   }
   if (socket instanceof Socket && socket.writable) closeLingering(socket);
   else socket.destroy();
