@@ -123,11 +123,27 @@ export class LogFile {
     if (!this.writing) closeSync(this.fd);
   }
 
-  private takeQueue(): Buffer {
-    const text = this.queue.join('');
-    this.queue = [];
-    this.queuedBytes = 0;
+  /** The queued lines, from the oldest, up to `room` characters (but at least one line). */
+  private takeQueue(room = Number.POSITIVE_INFINITY): Buffer {
+    let taken = 0;
+    let length = 0;
+    while (taken < this.queue.length && (taken === 0 || length + this.queue[taken]!.length <= room)) length += this.queue[taken++]!.length;
+    const text = (taken === this.queue.length ? this.queue : this.queue.slice(0, taken)).join('');
+    this.queue = taken === this.queue.length ? [] : this.queue.slice(taken);
+    this.queuedBytes -= length;
     return Buffer.from(text);
+  }
+
+  /**
+   * What one write may take from the queue: what fits before the file must roll, or, once it
+   * rolls, in the new one. Lines queued during a slow write or roll (a busy machine) went out as
+   * one write after the roll, and the file passed its size by all of them.
+   */
+  private writeRoom(): number {
+    const maxBytes = this.options.rolling?.maxBytes ?? 0;
+    if (maxBytes <= 0) return Number.POSITIVE_INFINITY;
+    const left = maxBytes - this.size;
+    return left > 0 ? left : maxBytes;
   }
 
   private startWrite(): void {
@@ -140,7 +156,7 @@ export class LogFile {
   }
 
   private async writeQueued(): Promise<void> {
-    let bytes = this.takeQueue();
+    let bytes = this.takeQueue(this.writeRoom());
     try {
       if (this.dueToRoll(bytes.length)) await this.roll().catch((err: Error) => this.rollFailed(err));
       while (bytes.length > 0) {

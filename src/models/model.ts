@@ -399,9 +399,14 @@ export class Model {
     if (this.stoppedFlag) return this.notFound();
     this.settings.minWorkers = min;
     this.settings.maxWorkers = max;
-    // An operator's scale of an unloaded model loads it (the model service made room first).
+    // An operator's scale of an unloaded model loads it (the model service made room first): as
+    // load's, once an unload under way is over, jobs meanwhile waiting for it.
+    if (this.changes > 0) {
+      if (this.unloadedFlag) this.loadAsked = true;
+      await this.transition;
+    }
     this.unloadedFlag = false;
-    if (this.changes > 0) await this.transition;
+    this.loadAsked = false;
     const result = await this.pool.scale(min, max);
     return this.stoppedFlag ? this.notFound() : result;
   }

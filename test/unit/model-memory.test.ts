@@ -5,6 +5,7 @@
 // made room: a 1,000-model run (bench/many-models.mjs) stayed past the budget through whole phases.
 import t from 'tap';
 import { GROWTH_CHECK_MS } from '../../src/models/model-memory.js';
+import type { Model } from '../../src/models/model.js';
 import { HOLD } from './fake-worker.js';
 import { inProcessServer } from './in-process.js';
 
@@ -136,28 +137,33 @@ t.test('an unregistered model leaves the count at once', async (t) => {
 });
 
 // A request for a model chosen to make room comes while its unload still retires its workers: the
-// load it asks for waits its turn. Until then the model counted as loaded with a pool of no worker,
-// and the requests after the first were refused 503 "has no worker" (review-6: a busy model under
-// a budget lost requests so).
-t.test('requests that come while a model is unloaded and its load waits its turn wait for the load, none refused', async (t) => {
-  const server = await inProcessServer(t, { models: ['a'] });
-  t.equal((await server.management({ method: 'POST', url: '/models?url=a.mar&initial_workers=1&synchronous=true' })).statusCode, 200);
-  const model = server.registry.get('a');
-  // A batch in the worker: the unload's retirement waits for it, as a worker process's exit takes its time.
-  const held = server.inference({ method: 'POST', url: '/predictions/a', payload: HOLD });
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  const unloaded = model.unload();
-  const loaded = model.load();
-  const asked = [1, 2, 3].map(() => server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' }));
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  for (const worker of server.workers) worker.release();
-  const answers = await Promise.all([held, ...asked]);
-  t.same(
-    answers.map((a) => a.statusCode),
-    [200, 200, 200, 200],
-    'each request waited for the load and was answered',
-  );
-  await unloaded;
-  t.ok((await loaded).ok, 'the load succeeded');
-  t.equal(model.loaded, true);
-});
+// load it asks for (or an operator's scale) waits its turn. Until then the model counted as loaded
+// with a pool of no worker, and the requests after the first were refused 503 "has no worker"
+// (review-6: a busy model under a budget lost requests so).
+for (const [restored, restore] of [
+  ['its load waits its turn', (model: Model) => model.load()],
+  ["an operator's scale waits for the unload", (model: Model) => model.scale(1, 1)],
+] as const) {
+  t.test(`requests that come while a model is unloaded and ${restored}: they wait for its workers, none refused`, async (t) => {
+    const server = await inProcessServer(t, { models: ['a'] });
+    t.equal((await server.management({ method: 'POST', url: '/models?url=a.mar&initial_workers=1&synchronous=true' })).statusCode, 200);
+    const model = server.registry.get('a');
+    // A batch in the worker: the unload's retirement waits for it, as a worker process's exit takes its time.
+    const held = server.inference({ method: 'POST', url: '/predictions/a', payload: HOLD });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const unloaded = model.unload();
+    const back = restore(model);
+    const asked = [1, 2, 3].map(() => server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const worker of server.workers) worker.release();
+    const answers = await Promise.all([held, ...asked]);
+    t.same(
+      answers.map((a) => a.statusCode),
+      [200, 200, 200, 200],
+      'each request waited for the workers and was answered',
+    );
+    await unloaded;
+    t.ok((await back).ok, 'the model serves again');
+    t.equal(model.loaded, true);
+  });
+}
