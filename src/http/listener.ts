@@ -150,6 +150,8 @@ function logFailure(loggers: Loggers, original: unknown, e: TsError): void {
 const queuedAnswers = new WeakMap<ServerResponse, Promise<void>>();
 /** Queued answers not yet given their connection: one closed first was never sent. */
 const unsent = new WeakSet<ServerResponse>();
+/** Those whose line logUnsent wrote. */
+const unsentLogged = new WeakSet<ServerResponse>();
 /** Connections an answer closed (`Connection: close`): what was queued behind it the server ended. */
 const closedByAnswer = new WeakSet<Socket>();
 
@@ -177,7 +179,26 @@ export function answerQueued(res: ServerResponse, deps: Pick<ListenerDeps, 'logg
       }),
     ),
   );
-  res.once('close', () => logUnsent(deps, res, { remoteAddress, remotePort }, performance.now() - began));
+  const log = (): void => logUnsent(deps, res, { remoteAddress, remotePort }, performance.now() - began);
+  res.once('close', log);
+  unsentOnClose(res.req.socket, log);
+}
+
+/** Per connection, the lines of its queued answers: Node 22 closes no answer still queued when its connection closes (24 does). */
+const unsentLines = new WeakMap<Duplex, Array<() => void>>();
+
+/** Calls `log` when `socket` closes (logUnsent writes nothing for an answer that went out): one listener a connection. */
+function unsentOnClose(socket: Duplex, log: () => void): void {
+  const lines = unsentLines.get(socket);
+  if (lines) {
+    lines.push(log);
+    return;
+  }
+  unsentLines.set(socket, [log]);
+  socket.once('close', () => {
+    for (const line of unsentLines.get(socket) ?? []) line();
+    unsentLines.delete(socket);
+  });
 }
 
 /**
@@ -186,8 +207,10 @@ export function answerQueued(res: ServerResponse, deps: Pick<ListenerDeps, 'logg
  * request), `aborted` when its client left. No response class counts it: nothing was sent.
  */
 function logUnsent(deps: Pick<ListenerDeps, 'loggers'>, res: ServerResponse, peer: Pick<Socket, 'remoteAddress' | 'remotePort'>, ms: number): void {
-  if (!unsent.has(res)) return;
-  unsent.delete(res);
+  // Called at the answer's close and at its connection's, whichever comes first; the answer stays
+  // unsent, so that logAbandoned, also at its close, leaves its line to this.
+  if (!unsent.has(res) || unsentLogged.has(res)) return;
+  unsentLogged.add(res);
   const request = res.req;
   const socket = request.socket;
   if (!(socket instanceof Socket) || isWarmUp(request.headers)) return;
