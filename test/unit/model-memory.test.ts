@@ -7,16 +7,21 @@ import t from 'tap';
 import { GROWTH_CHECK_MS } from '../../src/models/model-memory.js';
 import type { Model } from '../../src/models/model.js';
 import { HOLD } from './fake-worker.js';
-import { inProcessServer } from './in-process.js';
+import { type InProcessServer, inProcessServer } from './in-process.js';
 
 const MB = 2 ** 20;
+
+/** Registers `name`.mar with one worker, synchronously, as the tests' models are. */
+function register(server: InProcessServer, name: string): ReturnType<InProcessServer['management']> {
+  return server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+}
 
 t.test('models that grow past the budget after their load: the least recently used idle one is unloaded', async (t) => {
   const names = ['a', 'b', 'c'];
   // Three workers counted at their estimate (84 MB each, a worker's base) fit in 300 MB.
   const server = await inProcessServer(t, { models: names, properties: { model_memory_budget_mb: '300' } });
   for (const name of names) {
-    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+    const res = await register(server, name);
     t.equal(res.statusCode, 200, `${name} registered: ${res.json().status}`);
   }
   const loaded = (): boolean[] => names.map((n) => server.registry.get(n).loaded);
@@ -40,7 +45,7 @@ t.test('models that grow past the budget after their load: the least recently us
 t.test('a load waiting for room whose requests all timed out is dropped, not loaded later in place of a model in use', async (t) => {
   const server = await inProcessServer(t, { models: ['a', 'b'], properties: { max_loaded_models: '1', default_queue_timeout: '1' } });
   for (const name of ['a', 'b']) {
-    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+    const res = await register(server, name);
     t.equal(res.statusCode, 200, `${name} registered`);
   }
   t.same([server.registry.get('a').loaded, server.registry.get('b').loaded], [true, false], 'a loaded, b past max_loaded_models');
@@ -63,7 +68,7 @@ t.test('requests in one millisecond: the one asked for first is the least recent
   const names = ['a', 'b', 'c', 'd'];
   const server = await inProcessServer(t, { models: names, properties: { max_loaded_models: '3' } });
   for (const name of names) {
-    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+    const res = await register(server, name);
     t.equal(res.statusCode, 200, `${name} registered`);
   }
   t.equal(server.registry.get('d').loaded, false, 'd registered unloaded (max_loaded_models)');
@@ -85,14 +90,13 @@ t.test('requests in one millisecond: the one asked for first is the least recent
 t.test('a model registered with workers and never asked for is less recently used than one asked for', async (t) => {
   const names = ['a', 'b', 'c'];
   const server = await inProcessServer(t, { models: names, properties: { max_loaded_models: '2' } });
-  const register = async (name: string): Promise<void> => {
-    const res = await server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
-    t.equal(res.statusCode, 200, `${name} registered`);
+  const registered = async (name: string): Promise<void> => {
+    t.equal((await register(server, name)).statusCode, 200, `${name} registered`);
   };
-  await register('a');
+  await registered('a');
   t.equal((await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' })).statusCode, 200);
-  await register('b');
-  await register('c');
+  await registered('b');
+  await registered('c');
   t.same(
     names.map((n) => server.registry.get(n).loaded),
     [true, true, false],
@@ -113,12 +117,11 @@ t.test("an operator's scale counts at the next decision, not only at the next fu
   const names = ['a', 'b', 'c'];
   // Workers at their estimate (84 MB, a worker's base): three fit in 300 MB less 2%, four do not.
   const server = await inProcessServer(t, { models: names, properties: { model_memory_budget_mb: '300' } });
-  const register = (name: string) => server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
-  t.equal((await register('a')).statusCode, 200);
+  t.equal((await register(server, 'a')).statusCode, 200);
   const scaled = await server.management({ method: 'PUT', url: '/models/a?min_worker=2&max_worker=2&synchronous=true' });
   t.equal(scaled.statusCode, 200, 'a scaled to two workers');
-  t.equal((await register('b')).statusCode, 200);
-  t.equal((await register('c')).statusCode, 200);
+  t.equal((await register(server, 'b')).statusCode, 200);
+  t.equal((await register(server, 'c')).statusCode, 200);
   t.same(
     names.map((n) => server.registry.get(n).loaded),
     [true, true, false],
@@ -129,10 +132,9 @@ t.test("an operator's scale counts at the next decision, not only at the next fu
 t.test('an unregistered model leaves the count at once', async (t) => {
   const names = ['a', 'b', 'c'];
   const server = await inProcessServer(t, { models: names, properties: { max_loaded_models: '2' } });
-  const register = (name: string) => server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
-  for (const name of ['a', 'b']) t.equal((await register(name)).statusCode, 200);
+  for (const name of ['a', 'b']) t.equal((await register(server, name)).statusCode, 200);
   t.equal((await server.management({ method: 'DELETE', url: '/models/a' })).statusCode, 200, 'a unregistered');
-  t.equal((await register('c')).statusCode, 200);
+  t.equal((await register(server, 'c')).statusCode, 200);
   t.equal(server.registry.get('c').loaded, true, 'c loaded at its registration: a no longer counts');
 });
 
@@ -146,7 +148,7 @@ for (const [restored, restore] of [
 ] as const) {
   t.test(`requests that come while a model is unloaded and ${restored}: they wait for its workers, none refused`, async (t) => {
     const server = await inProcessServer(t, { models: ['a'] });
-    t.equal((await server.management({ method: 'POST', url: '/models?url=a.mar&initial_workers=1&synchronous=true' })).statusCode, 200);
+    t.equal((await register(server, 'a')).statusCode, 200);
     const model = server.registry.get('a');
     // A batch in the worker: the unload's retirement waits for it, as a worker process's exit takes its time.
     const held = server.inference({ method: 'POST', url: '/predictions/a', payload: HOLD });
