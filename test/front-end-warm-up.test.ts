@@ -128,7 +128,8 @@ t.test('not ready before start-up is over: the readiness probe waits for the war
   }
   t.ok(over, 'start-up ended');
   const warming = during.filter((p) => p.workerReady);
-  t.ok(warming.length >= 10, `${warming.length} probes while the worker was READY and the front end warmed itself up`);
+  // A few probes are what the claims below need; how many fit in 1.5 s is the machine's load (8 on a loaded CI run).
+  t.ok(warming.length >= 3, `${warming.length} probes while the worker was READY and the front end warmed itself up`);
   t.same(
     during.filter((p) => p.ready === 200),
     [],

@@ -97,8 +97,10 @@ t.test('unregister drains: requests queued for the model are answered before its
     properties: { load_models: 'echo.mar' },
   });
   await waitReady(server.urls.management, 'echo');
+  // Each answer takes 1 s, so that two stay queued while the poll below looks (with 200 ms the
+  // first was answered between two polls of a loaded CI run, and two were never seen queued).
   const inFlight = Array.from({ length: 3 }, () =>
-    fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:200', signal: AbortSignal.timeout(60_000) }),
+    fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:1000', signal: AbortSignal.timeout(60_000) }),
   );
   await waitFor(async () => (await pending(server.urls.management, 'echo')) === 2, 10_000, 'two requests queued');
   const unregister = await fetch(`${server.urls.management}/models/echo`, { method: 'DELETE' });

@@ -22,6 +22,13 @@ nodeModule.enableCompileCache(process.env.NODE_COMPILE_CACHE);
 // it starts run as a user's would.
 untrackChildProcesses();
 
+// tap turns source maps on in each test process (--enable-source-maps), and Node then reads and
+// parses the map of every module that names one as it loads: tap's own ~100 modules, dist/'s. It
+// was the largest single part of a test process's start (about a tenth of the suite's CPU with
+// tap's unused plugins, trimmed in package.json). A failure still names its test file's line (Node
+// strips types in place); a frame in dist/ names the built .js line.
+process.setSourceMapsEnabled(false);
+
 function untrackChildProcesses() {
   const spawnHooks = globalThis[Symbol.for('process-on-spawn@*:singletonId')];
   if (spawnHooks) spawnHooks.listeners = [];
