@@ -408,6 +408,33 @@ function answerClientError(err: Error & { code?: string; rawPacket?: unknown; by
     socket.destroy();
     return;
   }
+  // The parser, once failed, fails again on every later chunk of the connection (read and
+  // dropped while answers ahead go out): one answer.
+  if (refusedByParser.has(socket)) return;
+  refusedByParser.add(socket);
+  afterAnswersAhead(socket, () => writeClientError(err, socket, deps));
+}
+
+/** Connections whose parser failed: their 400 is written, or waits for the answers ahead of it. */
+const refusedByParser = new WeakSet<Duplex>();
+
+/**
+ * Calls `then` once the answers to the requests read before the one the parser refused went out:
+ * HTTP/1.1 answers in order, so the 400 comes after them, and the close it brings ends nothing
+ * already accepted (it was written at once, ahead of them, and the close lost them). Node keeps the
+ * answer that has the connection as `socket._httpMessage` and hands it the next one queued as it
+ * finishes, before its `close`. After the last, `then` waits a turn of the event loop, as their
+ * access lines do (whenSent), so that the 400's line follows theirs.
+ */
+function afterAnswersAhead(socket: Duplex, then: () => void, waited = false): void {
+  const ahead = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (ahead && !socket.destroyed) ahead.once('close', () => afterAnswersAhead(socket, then, true));
+  else if (waited) setImmediate(then);
+  else then();
+}
+
+/** The parser's refusal: its 400 (431, 408), with `Connection: close`, then the connection closes. */
+function writeClientError(err: Error & { code?: string; rawPacket?: unknown; bytesParsed?: number }, socket: Duplex, deps: ListenerDeps): void {
   const [status, message] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'Request header fields are too large']
@@ -420,7 +447,7 @@ function answerClientError(err: Error & { code?: string; rawPacket?: unknown; by
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
     if (socket instanceof Socket) {
-      // Requests read before it on this connection are ended unanswered: the server closed them.
+      // The server, not the client, ends what may still be on this connection.
       closedByAnswer.add(socket);
       accountUnparsed(deps, socket, err.rawPacket, status, err.bytesParsed);
     } else deps.metrics.response(status);

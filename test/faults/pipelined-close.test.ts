@@ -51,18 +51,24 @@ t.test('requests pipelined behind an answer that closes the connection: one line
   await survived(t, server, { models: ['echo', 'idle'] });
 });
 
-t.test("a request the parser refuses behind one it read: the 400's line names the refused request, the one before it `closed`", async (t) => {
+t.test('a request the parser refuses behind ones it read: those are answered first, in order, then its 400 closes the connection', async (t) => {
   const server = await serve(t, { load_models: 'echo.mar' });
   await waitReady(server.urls.management, 'echo');
-  const requests = ['GET /ping HTTP/1.1\r\nHost: x\r\n\r\n', 'POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\nhello'];
+  const requests = [
+    // Still running when the parser fails on the third: its answer must go out before the 400.
+    'POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nsleep:300',
+    'GET /ping HTTP/1.1\r\nHost: x\r\n\r\n',
+    'POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\nhello',
+  ];
   const { text, port } = await exchange(server.urls.inference, requests.join(''));
-  t.match(text, /HTTP\/1\.1 400 [\s\S]*Invalid character in Content-Length/, 'the malformed request is answered 400');
+  t.same(text.match(/HTTP\/1\.1 \d{3} /g), ['HTTP/1.1 200 ', 'HTTP/1.1 200 ', 'HTTP/1.1 400 '], 'the two read before it answered, then the 400');
+  t.match(text, /"status": "Healthy"[\s\S]*HTTP\/1\.1 400 [\s\S]*Invalid character in Content-Length/, "each answer in its request's place");
   await waitFor(() => accessLines(server, port).length >= requests.length, 5000, 'a line per request').catch(() => undefined);
   const logged = accessLines(server, port).map((l) => /"(\S+ \S+) HTTP\/1\.1" (\S+)/.exec(l)?.slice(1, 3).join(' '));
   t.same(
-    [...logged].sort(),
-    ['GET /ping closed', 'POST /predictions/echo 400'].sort(),
-    `one line each, the 400 the malformed request's: ${JSON.stringify(logged)}`,
+    logged,
+    ['POST /predictions/echo 200', 'GET /ping 200', 'POST /predictions/echo 400'],
+    `one line each, in order, the 400 the malformed request's: ${JSON.stringify(logged)}`,
   );
   await survived(t, server, { models: ['echo'] });
 });
