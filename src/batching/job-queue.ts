@@ -29,7 +29,7 @@ export interface BatchQueue {
   /** A batch for the worker slot `owner` (a stateful model's sequences stay with their slot). */
   poll(max: number, delay: BatchDelay, signal?: AbortSignal, owner?: object): Promise<Job[]>;
   /** A full batch for a busy worker, none of whose jobs' deadlines is within `timeLeftMs`; or none. */
-  takeFullBatch(max: number, timeLeftMs: number): Job[];
+  takeFullBatch(max: number, timeLeftMs: number, leave?: number): Job[];
   /**
    * Settles at the next job enqueued, for a busy worker to look for a full batch again; undefined
    * when this queue never gives one early (takeFullBatch is always empty).
@@ -119,10 +119,11 @@ export class JobQueue implements BatchQueue {
   /**
    * A full batch at once for a worker still busy with another, so that the next batch is already
    * in the worker when the current one ends; or none. Never while an idle worker waits (it comes
-   * first), never a partial batch (it would have grown meanwhile).
+   * first), never a partial batch (it would have grown meanwhile), and only with `leave` full
+   * batches more behind it (for other busy workers, which may be free first).
    */
-  takeFullBatch(max: number, timeLeftMs: number): Job[] {
-    if (this.waiters.all.length > 0 || this.jobs.length < max) return [];
+  takeFullBatch(max: number, timeLeftMs: number, leave = 0): Job[] {
+    if (this.waiters.all.length > 0 || this.jobs.length < max * (leave + 1)) return [];
     const soonest = performance.now() + timeLeftMs;
     if (this.jobs.slice(0, max).some((j) => j.alone || (j.deadline !== undefined && j.deadline < soonest))) return [];
     const batch = this.jobs.splice(0, max).filter((j) => !j.settled);

@@ -154,6 +154,42 @@ t.test("batches ahead are counted in the worker's own time on a batch, not the r
   t.equal(await heldWhileBusy(60, 2), 1, 'one quick batch after a slow one: still one');
 });
 
+t.test('slow batches: a busy worker takes one ahead only when another full batch is left for each other worker', async (t) => {
+  const { queue, stand, ready } = pool(t, 2);
+  await ready;
+  const workers = stand as [StandInWorker, StandInWorker];
+  const held = (): string[][][] => workers.map((w) => w.batches.map((b) => ids(b.jobs)));
+  // Both workers learn that a full batch takes them 300 ms (a batch of one of two: 150 ms).
+  for (const id of ['a', 'b']) queue.enqueue(job(id));
+  await settle();
+  for (const w of workers) w.end(150);
+  await settle();
+  for (const id of ['c', 'd']) queue.enqueue(job(id));
+  await settle();
+  t.same(held(), [[['c']], [['d']]], 'each busy with a batch');
+  for (const id of ['e', 'f']) queue.enqueue(job(id));
+  await settle();
+  t.same(held(), [[['c']], [['d']]], "one full batch waiting is the first free worker's, not held behind a slow batch");
+  for (const id of ['g', 'h']) queue.enqueue(job(id));
+  await settle();
+  t.same(
+    held()
+      .flat()
+      .map((batch) => batch.join(''))
+      .sort(),
+    ['c', 'd', 'ef'],
+    'with one more behind it for the other worker, one takes a batch ahead',
+  );
+  const free = workers.find((w) => w.batches.length === 1)!;
+  free.end(150);
+  await settle();
+  t.same(ids(free.batches[0]?.jobs ?? []), ['g', 'h'], 'the other, once free, takes the one left');
+  while (workers.some((w) => w.batches.length > 0)) {
+    for (const w of workers) w.end(150);
+    await settle();
+  }
+});
+
 t.test('a worker that dies gives back the batches it had not started; another worker takes them', async (t) => {
   const { queue, stand, ready } = pool(t, 2);
   await ready;

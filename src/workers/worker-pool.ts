@@ -387,7 +387,18 @@ export class WorkerPool {
     // Not before a batch's time is known, nor a job that would wait there past its queue deadline
     // (it would have to run; in the queue it is answered at the deadline and never run).
     if (slot.fullBatchMs === undefined) return [];
-    return this.queue.takeFullBatch(batchSize, 2 * slot.fullBatchMs * (held + 1));
+    return this.queue.takeFullBatch(batchSize, 2 * slot.fullBatchMs * (held + 1), this.leftForOthers(slot));
+  }
+
+  /**
+   * Full batches a busy worker leaves queued before it takes one ahead. None when its batches are
+   * quick: a job held ahead waits at most AHEAD_BUDGET_MS. One for each other worker when they are
+   * slow: a job held ahead waits out the whole batch before it, while another worker may free
+   * first (two workers of 3 s batches answered four requests at 3, 3, 6 and 9 s, not 6 and 6).
+   */
+  private leftForOthers(slot: Slot): number {
+    if ((slot.fullBatchWorkMs ?? 0) <= AHEAD_BUDGET_MS) return 0;
+    return this.slots.filter((other) => other !== slot && other.worker.state === 'MODEL_LOADED').length;
   }
 
   /**
