@@ -27,10 +27,12 @@
  * same spans, without an SDK span, attributes object or HrTime per span). The bodies leave as
  * the SDK's BatchSpanProcessor would send its spans (OTEL_BSP_*: a queue at most so long, exports
  * of at most so many spans, every so many ms, one at a time), through the OTLP exporter's own
- * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would; ids
- * are the SDK's generator's (faster than any made here of Math.random and toString(16), measured).
- * A model's span names and attributes are
- * written once (ModelFields) and copied into each of its spans. Per request, that leaves the sampler's call and two ids on the
+ * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would. Ids
+ * are bytes from the moment they are made to the export (IdBlocks: a block of random bytes at a
+ * time, a slot of it per request and per batch; a client's traceparent's read from its hex once),
+ * their hex only for the response header, the access line and the worker: slices of the
+ * block's hex. A model's span names and attributes are written once (ModelFields) and copied
+ * into each of its spans. Per request, that leaves the sampler's call and a slot of ids on the
  * request's path, and a few hundred bytes written once it is answered (bench/tracing.mjs
  * measures it).
  *
