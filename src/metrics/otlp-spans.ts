@@ -122,18 +122,26 @@ class ProtoWriter {
     this.fixed32(high);
   }
 
+  /** A text: an ASCII one of under 128 characters (names, ids, versions) a character a byte, in one pass; else encoded. */
   string(text: string): void {
     const length = text.length;
-    let ascii = length < 128;
-    for (let i = 0; ascii && i < length; i++) ascii = text.charCodeAt(i) < 128;
-    if (ascii) {
-      this.varint(length);
-      this.room(length);
-      for (let i = 0; i < length; i++) this.buffer[this.pos++] = text.charCodeAt(i);
+    if (length < 128) {
+      this.room(length + 1);
+      const b = this.buffer;
+      let p = this.pos + 1;
+      for (let i = 0; i < length; i++) {
+        const code = text.charCodeAt(i);
+        if (code >= 128) {
+          this.bytes(this.encoder.encode(text));
+          return;
+        }
+        b[p++] = code;
+      }
+      b[this.pos] = length;
+      this.pos = p;
       return;
     }
-    const bytes = this.encoder.encode(text);
-    this.bytes(bytes);
+    this.bytes(this.encoder.encode(text));
   }
 
   bytes(bytes: Uint8Array): void {
