@@ -22,6 +22,7 @@
 //   node bench/tracing.mjs [--rounds 30] [--seconds 2] [--connections 16] [--base-rev 2f7059e] [--before-rev main]
 //   node bench/tracing.mjs --in-process [--in-process-rev ba04979]     (the first measure only)
 //   node bench/tracing.mjs --profile <path prefix> [--rounds 10] [--seconds 3]
+//   node bench/tracing.mjs --gc [--rounds 6] [--seconds 3]
 //
 // --profile: off and sampled only (no base), in turns as above, under `perf record -g` (cpu-clock,
 // every thread of each front end and its workers, --perf-basic-prof for V8's code) during the
@@ -30,6 +31,11 @@
 // samples, sampled minus off, the largest differences first, with each server's mean batch size
 // (ts_batch_size) and user and system CPU per answer (/proc): where tracing's cost goes, and
 // whether the two servers ran the same batches. Leaves <prefix>.data and <prefix>.txt (the diff).
+//
+// --gc: off and sampled in turns as above, each front end counting its garbage collections
+// (perf_hooks' gc entries, from a module NODE_OPTIONS imports: --trace-gc is not allowed there):
+// scavenges per 1,000 answers, their pause per answer, mark-compacts, and the new space's size at
+// the end, which V8 grows and shrinks as it goes and which sets how often a scavenge comes.
 //
 // Each server is `tsserve --start` of its checkout from a temporary folder (lib.mjs's
 // userServer), serving model-store/mnist.mar with one worker and the archive's model-config.yaml
@@ -45,7 +51,8 @@
 // cannot see. `uptime` before and after: this machine's two cores are shared, and other
 // processes move a round's throughput by tens of percent.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -70,6 +77,7 @@ const { values: opts } = parseArgs({
     'in-process': { type: 'boolean', default: false },
     'in-process-rev': { type: 'string' },
     profile: { type: 'string' },
+    gc: { type: 'boolean', default: false },
   },
 });
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
@@ -200,6 +208,10 @@ function histogramCost(predictions = 200_000) {
 
 if (opts.profile) {
   await profile(opts.profile);
+  process.exit(0);
+}
+if (opts.gc) {
+  await gcCounts();
   process.exit(0);
 }
 histogramCost(20_000); // warm-up
@@ -463,6 +475,66 @@ async function profile(prefix) {
     for (const s of servers) await s.stop();
     receiver.close();
     writeFileSync(`${prefix}.txt`, `${lines.join('\n')}\n`);
+  }
+}
+
+/** What a server's processes import first in the --gc mode: its collections counted into GC_COUNT_DIR/<pid>.json. */
+function gcCounter() {
+  return `
+import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { writeFileSync } from 'node:fs';
+import v8 from 'node:v8';
+const counts = { scavenges: 0, scavengeMs: 0, markCompacts: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+      counts.scavenges++;
+      counts.scavengeMs += e.duration;
+    } else if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) counts.markCompacts++;
+  }
+}).observe({ entryTypes: ['gc'] });
+const newSpace = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size;
+setInterval(() => writeFileSync(process.env.GC_COUNT_DIR + '/' + process.pid + '.json', JSON.stringify({ ...counts, newSpace: newSpace() })), 200).unref();
+`;
+}
+
+/** The --gc mode: see the header. */
+async function gcCounts() {
+  const dir = mkdtempSync(join(tmpdir(), 'tsserve-bench-gc-'));
+  const counter = join(dir, 'gc-counter.mjs');
+  writeFileSync(counter, gcCounter());
+  const counting = (env) => ({ ...env, GC_COUNT_DIR: dir, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${counter}` });
+  const receiver = await otlpReceiver();
+  const servers = [];
+  const settle = () => new Promise((r) => setTimeout(r, 500));
+  const read = (s) => JSON.parse(readFileSync(join(dir, `${s.pid}.json`), 'utf8'));
+  try {
+    servers.push(await start('off', ROOT, counting({})), await start('sampled', ROOT, counting(sampledEnv(receiver))));
+    for (const s of servers) await measure(s, 3); // warm-up
+    await settle();
+    const first = new Map(servers.map((s) => [s.name, read(s)]));
+    const answers = new Map(servers.map((s) => [s.name, 0]));
+    console.log(`uptime before: ${uptime()}`);
+    for (let round = 0; round < Number(opts.rounds); round++) {
+      for (const s of round % 2 ? [...servers].reverse() : servers) {
+        const r = await measure(s, Number(opts.seconds));
+        answers.set(s.name, answers.get(s.name) + r.perSecond * Number(opts.seconds));
+      }
+    }
+    await settle();
+    console.log(`uptime after: ${uptime()}`);
+    for (const s of servers) {
+      const [a, b, n] = [first.get(s.name), read(s), answers.get(s.name)];
+      console.log(
+        `${s.name}: ${n} answers; front end: ${(((b.scavenges - a.scavenges) * 1000) / n).toFixed(2)} scavenges per 1,000 answers, ` +
+          `${(((b.scavengeMs - a.scavengeMs) * 1000) / n).toFixed(1)} µs of scavenge pause an answer, ${b.markCompacts - a.markCompacts} mark-compacts, ` +
+          `new space ${(b.newSpace / 2 ** 20).toFixed(0)} MB at the end`,
+      );
+    }
+  } finally {
+    for (const s of servers) await s.stop();
+    receiver.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

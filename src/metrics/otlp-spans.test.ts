@@ -9,7 +9,7 @@ import { millisToHrTime } from '@opentelemetry/core';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { OtlpSpans } from './otlp-spans.js';
+import { OtlpSpans, type TraceBytes } from './otlp-spans.js';
 
 interface SpanSpec {
   readonly name: string;
@@ -54,14 +54,25 @@ function readable(spec: SpanSpec, resource: Resource): ReadableSpan {
   };
 }
 
+/**
+ * A context as the writer takes it (TraceBytes): its trace id's bytes, then its span id's, then
+ * its parent's span id's when it has one.
+ */
+function bytesOf(context: SpanContext, parent?: SpanContext): TraceBytes {
+  const ids = Buffer.from(`${context.traceId}${context.spanId}${parent?.spanId ?? ''}`, 'hex');
+  return { ids, at: 0, traceFlags: context.traceFlags, traceState: context.traceState?.serialize() || undefined };
+}
+
 /** `spec` written into `spans`; `prewritten`: its name and attributes as fields written beforehand (nameField, attributeField). */
 function write(spans: OtlpSpans, spec: SpanSpec, prewritten = false): void {
-  spans.begin(prewritten ? spans.nameField(spec.name) : spec.name, spec.context, spec.parent, spec.kind, spec.startMs, spec.endMs);
+  const name = prewritten ? spans.nameField(spec.name) : spec.name;
+  const parentAt = spec.parent ? 24 : -1;
+  spans.begin(name, bytesOf(spec.context, spec.parent), 16, parentAt, spec.parent?.isRemote === true, spec.kind, spec.startMs, spec.endMs);
   for (const [k, v] of spec.attributes ?? []) {
     if (prewritten) spans.fields(spans.attributeField(k, v));
     else spans.attribute(k, v);
   }
-  for (const link of spec.links ?? []) spans.link(link);
+  for (const link of spec.links ?? []) spans.link(bytesOf(link), 16, link.isRemote === true);
   spans.end(spec.error);
 }
 

@@ -5,7 +5,7 @@
  * (otlp-spans.test.ts checks it), from the handful of numbers and ids a prediction and a batch
  * keep (metrics/tracing.ts). What the serializer would need per span, an SDK span object, an
  * HrTime pair for each time, an attributes object, a links array, a Uint8Array for each id, is
- * never made: ids are written from their hex, times from their milliseconds, and the resource and
+ * never made: ids are written from the bytes they are kept as (TraceBytes), times from their milliseconds, and the resource and
  * the instrumentation scope, the same for every span, are written once. Spans accumulate in one
  * buffer that lives as long as the server (no garbage per span), and leave it as whole export
  * bodies, up to a number of spans and of bytes each. Every text a span carries (its name, its
@@ -13,7 +13,7 @@
  * cut to a length, as the SDK cuts attribute values at OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, so that
  * a client's 3 MB model name costs the buffer and the collector 256 characters, not 3 MB.
  */
-import type { AttributeValue, SpanContext, SpanKind } from '@opentelemetry/api';
+import type { AttributeValue, SpanKind } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 
@@ -122,18 +122,26 @@ class ProtoWriter {
     this.fixed32(high);
   }
 
+  /** A text: an ASCII one of under 128 characters (names, ids, versions) a character a byte, in one pass; else encoded. */
   string(text: string): void {
     const length = text.length;
-    let ascii = length < 128;
-    for (let i = 0; ascii && i < length; i++) ascii = text.charCodeAt(i) < 128;
-    if (ascii) {
-      this.varint(length);
-      this.room(length);
-      for (let i = 0; i < length; i++) this.buffer[this.pos++] = text.charCodeAt(i);
+    if (length < 128) {
+      this.room(length + 1);
+      const b = this.buffer;
+      let p = this.pos + 1;
+      for (let i = 0; i < length; i++) {
+        const code = text.charCodeAt(i);
+        if (code >= 128) {
+          this.bytes(this.encoder.encode(text));
+          return;
+        }
+        b[p++] = code;
+      }
+      b[this.pos] = length;
+      this.pos = p;
       return;
     }
-    const bytes = this.encoder.encode(text);
-    this.bytes(bytes);
+    this.bytes(this.encoder.encode(text));
   }
 
   bytes(bytes: Uint8Array): void {
@@ -148,12 +156,12 @@ class ProtoWriter {
     this.pos += bytes.length;
   }
 
-  /** An id's hex as its bytes (the serializer's hexToBinary, capitals and all). */
-  hex(id: string): void {
-    const length = id.length >>> 1;
-    this.varint(length);
-    this.room(length);
-    for (let i = 0; i < id.length; i += 2) this.buffer[this.pos++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(i + 1));
+  /** `length` bytes of `ids` from `at`, length-delimited: an id, as it is. */
+  id(ids: Uint8Array, at: number, length: number): void {
+    this.room(length + 1);
+    const b = this.buffer;
+    b[this.pos++] = length;
+    for (let i = at; i < at + length; i++) b[this.pos++] = ids[i]!;
   }
 
   /** Opens a length-delimited message: what `close` takes. */
@@ -234,21 +242,30 @@ class ProtoWriter {
   }
 }
 
-function nibble(code: number): number {
-  if (code >= 48 && code <= 57) return code - 48;
-  if (code >= 97 && code <= 102) return code - 87;
-  return code - 55;
-}
-
 function varintSize(value: number): number {
   let size = 1;
   for (let v = value; v > 127; v = Math.floor(v / 128)) size++;
   return size;
 }
 
-/** Span.flags of a span (or a link) whose context is `context`, its parent's remoteness `remote`. */
-function flagsOf(context: SpanContext, remote: boolean | undefined): number {
-  return (context.traceFlags & 255) | FLAGS_HAS_IS_REMOTE | (remote ? FLAGS_IS_REMOTE : 0);
+/** Span.flags of a span (or a link) of `traceFlags`, its parent's (or its) remoteness `remote`. */
+function flagsOf(traceFlags: number, remote: boolean): number {
+  return (traceFlags & 255) | FLAGS_HAS_IS_REMOTE | (remote ? FLAGS_IS_REMOTE : 0);
+}
+
+/**
+ * A span's trace as bytes: its trace id, the 16 bytes at `at` of `ids`, its span id and its
+ * children's (and, for a server span, its parent's) 8 bytes at other places of `ids` that the
+ * writer is told. Ids are kept so from the moment they are made (a random block) or read (a
+ * client's traceparent, its hex read once), and written into spans as they are: no hex per span.
+ */
+export interface TraceBytes {
+  readonly ids: Uint8Array;
+  readonly at: number;
+  /** W3C trace flags. */
+  readonly traceFlags: number;
+  /** W3C tracestate as its header writes it; undefined for none. */
+  readonly traceState: string | undefined;
 }
 
 /** The length the texts of a span are cut to unless OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT says otherwise. */
@@ -277,8 +294,8 @@ export class OtlpSpans {
   private ends: number[] = [];
   private span = -1;
   private linked = false;
-  private parentRemote: boolean | undefined;
-  private context: SpanContext | undefined;
+  /** The span being written's Span.flags. */
+  private flags = 0;
   /** The ResourceSpans' resource field and the ScopeSpans' scope field, written once. */
   private readonly resourceField: Uint8Array;
   private readonly scopeField: Uint8Array;
@@ -362,19 +379,28 @@ export class OtlpSpans {
 
   /**
    * A span's first fields, to its end time (`endMs` at least `startMs`, as the SDK ends a span);
-   * its name as text or as its field written beforehand (nameField).
+   * its name as text or as its field written beforehand (nameField). Its span id is the 8 bytes
+   * at `spanAt` of `trace.ids`, its parent's at `parentAt` (-1: a root span), remote or not.
    */
-  begin(name: string | Uint8Array, context: SpanContext, parent: SpanContext | undefined, kind: SpanKind, startMs: number, endMs: number): void {
+  begin(
+    name: string | Uint8Array,
+    trace: TraceBytes,
+    spanAt: number,
+    parentAt: number,
+    parentRemote: boolean,
+    kind: SpanKind,
+    startMs: number,
+    endMs: number,
+  ): void {
     const w = this.writer;
     w.tag(2, LENGTH);
     this.span = w.open();
     this.linked = false;
-    this.context = context;
-    this.parentRemote = parent?.isRemote;
-    this.contextFields(context);
-    if (parent?.spanId) {
+    this.flags = flagsOf(trace.traceFlags, parentRemote);
+    this.contextFields(trace, spanAt);
+    if (parentAt >= 0) {
       w.tag(4, LENGTH);
-      w.hex(parent.spanId);
+      w.id(trace.ids, parentAt, 8);
     }
     if (typeof name === 'string') {
       w.tag(5, LENGTH);
@@ -390,17 +416,16 @@ export class OtlpSpans {
     w.time(Math.max(startMs, endMs));
   }
 
-  /** A span's or a link's fields 1-3: its trace id, span id and tracestate. */
-  private contextFields(context: SpanContext): void {
+  /** A span's or a link's fields 1-3: its trace id, span id (at `spanAt`) and tracestate. */
+  private contextFields(trace: TraceBytes, spanAt: number): void {
     const w = this.writer;
     w.tag(1, LENGTH);
-    w.hex(context.traceId);
+    w.id(trace.ids, trace.at, 16);
     w.tag(2, LENGTH);
-    w.hex(context.spanId);
-    const traceState = context.traceState?.serialize();
-    if (traceState) {
+    w.id(trace.ids, spanAt, 8);
+    if (trace.traceState) {
       w.tag(3, LENGTH);
-      w.string(traceState);
+      w.string(trace.traceState);
     }
   }
 
@@ -423,17 +448,17 @@ export class OtlpSpans {
     return field;
   }
 
-  /** A link to `context`, after its attributes. */
-  link(context: SpanContext): void {
+  /** A link to the span of `trace` whose id is at `spanAt`, after its attributes; `remote`: a context from elsewhere. */
+  link(trace: TraceBytes, spanAt: number, remote = false): void {
     const w = this.writer;
     this.countsBeforeLinks();
     w.tag(13, LENGTH);
     const at = w.open();
-    this.contextFields(context);
+    this.contextFields(trace, spanAt);
     w.tag(5, VARINT);
     w.varint(0);
     w.tag(6, FIXED32);
-    w.fixed32(flagsOf(context, context.isRemote));
+    w.fixed32(flagsOf(trace.traceFlags, remote));
     w.close(at);
   }
 
@@ -453,7 +478,7 @@ export class OtlpSpans {
     w.varint(error === undefined ? STATUS_UNSET : STATUS_ERROR);
     w.close(status);
     w.tag(16, FIXED32);
-    w.fixed32(flagsOf(this.context!, this.parentRemote));
+    w.fixed32(this.flags);
     w.close(this.span);
     this.ends.push(w.pos);
   }

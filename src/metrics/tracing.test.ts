@@ -203,3 +203,64 @@ t.test("spans are written once the task that ended them is over: a batch's answe
   t.ok(exports >= 1, 'written, and exported, right after');
   await tracing.shutdown(() => {});
 });
+
+t.test('ids kept as bytes stay right across blocks of random bytes: headers, parents and links agree with the spans exported', async (t) => {
+  const { tracing, spans } = inMemoryTracing();
+  const model = { name: 'm', version: '1' };
+  // 2,000 predictions in batches of 8 take 400 bytes of ids a batch, 100 KB: more than one 64 KB block.
+  const clientSpan = 'b7ad6b7169203331';
+  const headers = new Map<string, string>();
+  for (let b = 0; b < 250; b++) {
+    const requests = Array.from({ length: 8 }, (_, i) => {
+      // Every third request continues a client's trace: its ids read from the traceparent's hex.
+      const client: Record<string, string> = (b * 8 + i) % 3 === 0 ? { traceparent: `00-${(b * 8 + i).toString(16).padStart(32, 'a')}-${clientSpan}-01` } : {};
+      const request = tracing.startRequest(model, `r${b * 8 + i}`, client, performance.now());
+      headers.set(`r${b * 8 + i}`, request.header);
+      return request;
+    });
+    const at = performance.timeOrigin + performance.now();
+    const stages = (['preprocess', 'inference', 'postprocess'] as const).map((name) => ({ name, start: at, end: at }));
+    tracing.startBatch(model, 'w', requests, performance.now())?.end(stages);
+    for (const r of requests) r.end(200);
+  }
+  await tracing.shutdown(() => {});
+  t.equal(spans.length, 2000 * 2 + 250 * 4, 'a prediction and its queue, each; a batch and its three stages, each');
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  const predictions = spans.filter((s) => s.name === 'prediction m');
+  const wrong = (what: string, bad: unknown[]): void => {
+    t.same(bad, [], what);
+  };
+  wrong(
+    "each prediction's span is the one its traceresponse names",
+    predictions.filter((s) => headers.get(String(s.attributes['tsserve.request.id'])) !== `00-${s.traceId}-${s.spanId}-01`),
+  );
+  wrong(
+    "a client's trace is continued: its trace id, its span the parent; others are roots",
+    predictions.filter((s) => {
+      const n = Number(String(s.attributes['tsserve.request.id']).slice(1));
+      return n % 3 === 0 ? s.traceId !== n.toString(16).padStart(32, 'a') || s.parentSpanId !== clientSpan : s.parentSpanId !== '';
+    }),
+  );
+  wrong(
+    "each queue span a child of its prediction's, in its trace",
+    spans.filter((s) => s.name === 'queue m' && byId.get(s.parentSpanId)?.traceId !== s.traceId),
+  );
+  const batches = spans.filter((s) => s.name === 'batch m');
+  wrong(
+    "each batch a child of its first prediction's span, in its trace, linking its 8 predictions, which link back",
+    batches.filter((b) => {
+      const linked = b.links.map((l) => byId.get(l.spanId));
+      return (
+        linked.length !== 8 ||
+        byId.get(b.parentSpanId) !== linked[0] ||
+        b.traceId !== linked[0]?.traceId ||
+        linked.some((p, i) => p?.traceId !== b.links[i]?.traceId || p?.links[0]?.spanId !== b.spanId || p.links[0]?.traceId !== b.traceId)
+      );
+    }),
+  );
+  wrong(
+    "each stage a child of its batch's span, in its trace",
+    spans.filter((s) => ['preprocess', 'inference', 'postprocess'].includes(s.name) && byId.get(s.parentSpanId)?.name !== 'batch m'),
+  );
+  t.equal(new Set(spans.map((s) => s.spanId)).size, spans.length, 'no two spans share an id');
+});

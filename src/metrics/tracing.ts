@@ -27,10 +27,12 @@
  * same spans, without an SDK span, attributes object or HrTime per span). The bodies leave as
  * the SDK's BatchSpanProcessor would send its spans (OTEL_BSP_*: a queue at most so long, exports
  * of at most so many spans, every so many ms, one at a time), through the OTLP exporter's own
- * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would; ids
- * are the SDK's generator's (faster than any made here of Math.random and toString(16), measured).
- * A model's span names and attributes are
- * written once (ModelFields) and copied into each of its spans. Per request, that leaves the sampler's call and two ids on the
+ * HTTP transport, retries and timeout. The sampler decides at arrival, as the tracer would. Ids
+ * are bytes from the moment they are made to the export (IdBlocks: a block of random bytes at a
+ * time, a slot of it per request and per batch; a client's traceparent's read from its hex once),
+ * their hex only for the response header, the access line and the worker: slices of the
+ * block's hex. A model's span names and attributes are written once (ModelFields) and copied
+ * into each of its spans. Per request, that leaves the sampler's call and a slot of ids on the
  * request's path, and a few hundred bytes written once it is answered (bench/tracing.mjs
  * measures it).
  *
@@ -55,15 +57,16 @@ import {
   trace,
   type SpanContext,
 } from '@opentelemetry/api';
+import { randomFillSync } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
 import { defaultResource, envDetector, detectResources, resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
-import { OtlpSpans, TEXT_LENGTH_LIMIT } from './otlp-spans.js';
+import { OtlpSpans, TEXT_LENGTH_LIMIT, type TraceBytes } from './otlp-spans.js';
 import type { StageName, WireStage, WireTraceContext } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 
@@ -189,7 +192,11 @@ export function samplerFromEnv(env: NodeJS.ProcessEnv): Sampler {
 
 /** The `00-<trace id>-<span id>-<flags>` form of a span's context (traceparent's, traceresponse's). */
 export function traceHeaderOf(context: SpanContext): string {
-  return `00-${context.traceId}-${context.spanId}-${context.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
+  return traceHeader(context.traceId, context.spanId, context.traceFlags);
+}
+
+function traceHeader(traceId: string, spanId: string, traceFlags: number): string {
+  return `00-${traceId}-${spanId}-${traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
 }
 
 /** A request that ran in no batch yet, and a batch none of whose stages was traced: shared, never changed. */
@@ -197,11 +204,59 @@ const NONE: never[] = Object.freeze([]) as unknown as never[];
 /** The attributes a request's sampler is given: none, shared. */
 const NO_ATTRIBUTES = Object.freeze({});
 
-/** A child of `parent` with its own span id; it carries its parent's tracestate, as the SDK's children do. */
-function childContext(parent: SpanContext, spanId: string): SpanContext {
-  const { traceId, traceFlags, traceState } = parent;
-  return traceState ? { traceId, spanId, traceFlags, traceState } : { traceId, spanId, traceFlags };
+/** Bytes of random ids made at a time. */
+const ID_BLOCK_SIZE = 64 * 1024;
+
+/**
+ * Random bytes for trace and span ids, made a block at a time (one randomFillSync and one hex
+ * string of it) and handed out in slots: a request's or a batch's ids are bytes of a block,
+ * written into its spans as they are (OtlpSpans' TraceBytes), and their hex, for a header, an
+ * access line or a worker, slices of the block's hex. The SDK's generator made each id of
+ * Math.random calls and a hex string of its own, which the spans' writer read back into bytes.
+ * A block is never refilled: slots of it live as long as their requests. (An id of all zeros,
+ * invalid, is as likely as 64 or 128 random bits make it.)
+ */
+class IdBlocks {
+  ids = Buffer.alloc(0);
+  hex = '';
+  private next = 0;
+
+  /** A slot of `bytes` random bytes: its place in `ids` (read after it, a block may have been made). */
+  take(bytes: number): number {
+    if (this.next + bytes > this.ids.length) {
+      this.ids = Buffer.allocUnsafeSlow(Math.max(ID_BLOCK_SIZE, bytes));
+      randomFillSync(this.ids);
+      this.hex = this.ids.toString('hex');
+      this.next = 0;
+    }
+    const at = this.next;
+    this.next += bytes;
+    return at;
+  }
+
+  /** The hex of `bytes` bytes at `at` of the block now: a slice of its hex. */
+  hexOf(at: number, bytes: number): string {
+    return this.hex.slice(2 * at, 2 * (at + bytes));
+  }
 }
+
+/** Copies `bytes` bytes of `from` at `fromAt` into `to` at `toAt`: an id from one slot to another. */
+function copyId(from: Uint8Array, fromAt: number, to: Uint8Array, toAt: number, bytes: number): void {
+  for (let i = 0; i < bytes; i++) to[toAt + i] = from[fromAt + i]!;
+}
+
+/**
+ * A request's slot of ids (IdBlocks): its trace id, its server span's, its queue span's, and the
+ * client's span (its parent) when a traceparent named one.
+ */
+const REQUEST_SPAN = 16;
+const REQUEST_QUEUE = 24;
+const REQUEST_PARENT = 32;
+const REQUEST_SLOT = 40;
+/** A batch's slot: its trace id (its first sampled request's), its span's, its parent's (that request's span). */
+const BATCH_SPAN = 16;
+const BATCH_PARENT = 24;
+const BATCH_SLOT = 32;
 
 /**
  * One prediction's spans: the server's, from its request's arrival to its answer, and, once its
@@ -209,9 +264,14 @@ function childContext(parent: SpanContext, spanId: string): SpanContext {
  * starts, as the SDK's tracer would (the client's traceparent its parent). A sampled one keeps
  * its times and, once answered, is written for export (Tracing.finished).
  */
-export class RequestTrace {
-  /** The server span's context: the response header's, and its children's parent. */
-  readonly context: SpanContext;
+export class RequestTrace implements TraceBytes {
+  /** Its ids' slot (REQUEST_*). */
+  readonly ids: Uint8Array;
+  readonly at: number;
+  readonly traceFlags: number;
+  readonly traceState: string | undefined;
+  /** 32 hex digits. */
+  readonly traceId: string;
   /** The response header's value: traceHeaderOf the server span. */
   readonly header: string;
   readonly sampled: boolean;
@@ -219,7 +279,8 @@ export class RequestTrace {
   /** Its model's names and attributes. */
   private readonly fields: ModelFields;
   private readonly requestId: string;
-  private readonly parent: SpanContext | undefined;
+  /** Whether a client's span is its parent (REQUEST_PARENT). */
+  private readonly hasParent: boolean;
   /** performance.now() times: arrived, enqueued, left the queue, answered. */
   private readonly arrivedAt: number;
   private readonly enqueuedAt: number;
@@ -228,22 +289,35 @@ export class RequestTrace {
   private status = 0;
   private message: string | undefined;
   /** The batches it ran in (one, or more after a worker died). */
-  private batches: SpanContext[] = NONE;
+  private batches: BatchTrace[] = NONE;
 
-  constructor(tracing: Tracing, fields: ModelFields, requestId: string, context: SpanContext, parent: SpanContext | undefined, arrivedAt: number) {
+  /** Its ids at `at` of `ids` (REQUEST_*), their hex `traceId` and `spanId`. */
+  constructor(
+    tracing: Tracing,
+    fields: ModelFields,
+    requestId: string,
+    ids: Uint8Array,
+    at: number,
+    traceId: string,
+    spanId: string,
+    traceFlags: number,
+    traceState: string | undefined,
+    hasParent: boolean,
+    arrivedAt: number,
+  ) {
     this.tracing = tracing;
     this.fields = fields;
     this.requestId = requestId;
-    this.context = context;
-    this.parent = parent;
+    this.ids = ids;
+    this.at = at;
+    this.traceId = traceId;
+    this.traceFlags = traceFlags;
+    this.traceState = traceState;
+    this.hasParent = hasParent;
     this.arrivedAt = arrivedAt;
     this.enqueuedAt = performance.now();
-    this.sampled = (context.traceFlags & TraceFlags.SAMPLED) !== 0;
-    this.header = traceHeaderOf(context);
-  }
-
-  get traceId(): string {
-    return this.context.traceId;
+    this.sampled = (traceFlags & TraceFlags.SAMPLED) !== 0;
+    this.header = traceHeader(traceId, spanId, traceFlags);
   }
 
   /** Its batch left for a worker, or it was answered while queued (performance.now() time); the first time counts. */
@@ -251,8 +325,8 @@ export class RequestTrace {
     this.dequeuedAt ??= at;
   }
 
-  /** It ran in the batch of this span: its span links to it. */
-  ranIn(batch: SpanContext): void {
+  /** It ran in `batch`: its span links to the batch's. */
+  ranIn(batch: BatchTrace): void {
     this.batches = this.batches === NONE ? [batch] : [...this.batches, batch];
   }
 
@@ -267,24 +341,19 @@ export class RequestTrace {
   }
 
   /** Its queue's span and its own, written for export. */
-  write(spans: OtlpSpans, spanId: string): void {
-    const { fields } = this;
-    spans.begin(
-      fields.queue,
-      childContext(this.context, spanId),
-      this.context,
-      SpanKind.INTERNAL,
-      epochOf(this.enqueuedAt),
-      epochOf(this.dequeuedAt ?? this.endedAt),
-    );
+  write(spans: OtlpSpans): void {
+    const { fields, at } = this;
+    const span = at + REQUEST_SPAN;
+    spans.begin(fields.queue, this, at + REQUEST_QUEUE, span, false, SpanKind.INTERNAL, epochOf(this.enqueuedAt), epochOf(this.dequeuedAt ?? this.endedAt));
     spans.end(undefined);
     // Its start's clock (epochOf), not Date.now(): whole milliseconds of another clock would end
     // it before its children, or before it started.
-    spans.begin(fields.prediction, this.context, this.parent, SpanKind.SERVER, epochOf(this.arrivedAt), epochOf(this.endedAt));
+    const parent = this.hasParent ? at + REQUEST_PARENT : -1;
+    spans.begin(fields.prediction, this, span, parent, this.hasParent, SpanKind.SERVER, epochOf(this.arrivedAt), epochOf(this.endedAt));
     spans.fields(fields.modelVersion);
     spans.attribute(ATTR_REQUEST_ID, this.requestId);
     spans.attribute(ATTR_STATUS, this.status);
-    for (const batch of this.batches) spans.link(batch);
+    for (const batch of this.batches) spans.link(batch, batch.at + BATCH_SPAN);
     spans.end(this.status >= 500 ? (this.message ?? '') : undefined);
   }
 }
@@ -295,9 +364,13 @@ export class RequestTrace {
  * the six samplers decides a child of a sampled span so); once ended it is written for export
  * (Tracing.finished).
  */
-export class BatchTrace {
+export class BatchTrace implements TraceBytes {
   readonly wire: WireTraceContext;
-  readonly context: SpanContext;
+  /** Its ids' slot (BATCH_*). */
+  readonly ids: Uint8Array;
+  readonly at: number;
+  readonly traceFlags: number;
+  readonly traceState: string | undefined;
   private readonly tracing: Tracing;
   /** Its model's names and attributes. */
   private readonly fields: ModelFields;
@@ -317,8 +390,15 @@ export class BatchTrace {
     this.requests = sampled;
     this.size = size;
     this.startedAt = at;
-    this.context = childContext(sampled[0]!.context, tracing.spanId());
-    this.wire = { traceId: this.context.traceId, spanId: this.context.spanId };
+    const first = sampled[0]!;
+    const blocks = tracing.idBlocks;
+    this.at = blocks.take(BATCH_SLOT);
+    this.ids = blocks.ids;
+    copyId(first.ids, first.at, this.ids, this.at, 16);
+    copyId(first.ids, first.at + REQUEST_SPAN, this.ids, this.at + BATCH_PARENT, 8);
+    this.traceFlags = first.traceFlags;
+    this.traceState = first.traceState;
+    this.wire = { traceId: first.traceId, spanId: blocks.hexOf(this.at + BATCH_SPAN, 8) };
   }
 
   get ended(): boolean {
@@ -337,18 +417,30 @@ export class BatchTrace {
   /** The worker's stages' spans and its own, written for export. */
   write(spans: OtlpSpans): void {
     const { stages, error } = this;
-    for (const [i, s] of stages.entries()) {
-      const failed = error !== undefined && i === stages.length - 1;
-      spans.begin(this.tracing.stageName(s.name), childContext(this.context, this.tracing.spanId()), this.context, SpanKind.INTERNAL, s.start, s.end);
-      spans.end(failed ? error : undefined);
-    }
+    if (stages.length > 0) this.writeStages(spans, stages, error);
     const { fields } = this;
-    spans.begin(fields.batch, this.context, this.requests[0]!.context, SpanKind.INTERNAL, epochOf(this.startedAt), epochOf(this.endedAt));
+    spans.begin(fields.batch, this, this.at + BATCH_SPAN, this.at + BATCH_PARENT, false, SpanKind.INTERNAL, epochOf(this.startedAt), epochOf(this.endedAt));
     spans.fields(fields.model);
     spans.attribute(ATTR_BATCH_SIZE, this.size);
     spans.attribute(ATTR_WORKER, this.workerId);
-    for (const r of this.requests) spans.link(r.context);
+    for (const r of this.requests) spans.link(r, r.at + REQUEST_SPAN);
     spans.end(error);
+  }
+
+  /**
+   * The stages' spans, children of the batch's: a slot of their own (however many stages a worker
+   * sent), the batch's trace id and span id copied into it, then a span id for each.
+   */
+  private writeStages(spans: OtlpSpans, stages: readonly WireStage[], error: string | undefined): void {
+    const blocks = this.tracing.idBlocks;
+    const at = blocks.take(24 + 8 * stages.length);
+    const trace: TraceBytes = { ids: blocks.ids, at, traceFlags: this.traceFlags, traceState: this.traceState };
+    copyId(this.ids, this.at, trace.ids, at, 24);
+    for (const [i, s] of stages.entries()) {
+      const failed = error !== undefined && i === stages.length - 1;
+      spans.begin(this.tracing.stageName(s.name), trace, at + 24 + 8 * i, at + BATCH_SPAN, false, SpanKind.INTERNAL, s.start, s.end);
+      spans.end(failed ? error : undefined);
+    }
   }
 }
 
@@ -384,9 +476,12 @@ export class ModelFields {
   }
 }
 
+/** performance.timeOrigin, read once: a getter of Node's, four reads a prediction. */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /** A performance.now() time as milliseconds since the epoch, which spans' start and end take. */
 function epochOf(at: number): number {
-  return performance.timeOrigin + at;
+  return TIME_ORIGIN + at;
 }
 
 /** An export's body (OtlpSpans.take) and how many spans it holds. */
@@ -422,7 +517,8 @@ export class Tracing {
   private readonly exporter: SpanExporter;
   private readonly sampler: Sampler;
   private readonly propagator = new W3CTraceContextPropagator();
-  private readonly ids = new RandomIdGenerator();
+  /** Where trace and span ids come from. */
+  readonly idBlocks = new IdBlocks();
   private readonly stageNames: Readonly<Record<StageName, Uint8Array>>;
   /** Each model's span names and attributes, written once (ModelFields). */
   private readonly models = new WeakMap<TracedModel, ModelFields>();
@@ -484,14 +580,24 @@ export class Tracing {
     const context = headers.traceparent === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
     const remote = trace.getSpanContext(context);
     const parent = remote && isSpanContextValid(remote) ? remote : undefined;
-    const traceId = parent?.traceId ?? this.ids.generateTraceId();
+    const blocks = this.idBlocks;
+    const at = blocks.take(REQUEST_SLOT);
+    const { ids } = blocks;
+    let traceId: string;
+    if (parent) {
+      // The client's ids, read from their hex once, into the slot the spans are written from.
+      traceId = parent.traceId;
+      ids.write(traceId, at, 16, 'hex');
+      ids.write(parent.spanId, at + REQUEST_PARENT, 8, 'hex');
+    } else {
+      traceId = blocks.hexOf(at, 16);
+    }
     const fields = this.fieldsOf(model);
     const sampling = this.sampler.shouldSample(context, traceId, fields.predictionName, SpanKind.SERVER, NO_ATTRIBUTES, NONE);
-    const traceState = sampling.traceState ?? parent?.traceState;
+    const traceState = (sampling.traceState ?? parent?.traceState)?.serialize() || undefined;
     const traceFlags = sampling.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE;
-    const spanId = this.ids.generateSpanId();
-    const own = traceState ? { traceId, spanId, traceFlags, traceState } : { traceId, spanId, traceFlags };
-    return new RequestTrace(this, fields, requestId, own, parent, arrivedAt);
+    const spanId = blocks.hexOf(at + REQUEST_SPAN, 8);
+    return new RequestTrace(this, fields, requestId, ids, at, traceId, spanId, traceFlags, traceState, parent !== undefined, arrivedAt);
   }
 
   /**
@@ -504,13 +610,8 @@ export class Tracing {
     const first = sampled[0];
     if (!first) return undefined;
     const batch = new BatchTrace(this, this.fieldsOf(model), workerId, sampled, traces.length, at);
-    for (const t of sampled) t.ranIn(batch.context);
+    for (const t of sampled) t.ranIn(batch);
     return batch;
-  }
-
-  /** A new span id, as the SDK makes them. */
-  spanId(): string {
-    return this.ids.generateSpanId();
   }
 
   /** A worker stage's span name, written for OTLP once. */
@@ -555,8 +656,7 @@ export class Tracing {
    */
   private write(trace: RequestTrace | BatchTrace): void {
     const mark = this.spans.mark();
-    if (trace instanceof RequestTrace) trace.write(this.spans, this.spanId());
-    else trace.write(this.spans);
+    trace.write(this.spans);
     const written = this.spans.count - mark.count;
     this.ended += written;
     if (this.spans.count > this.maxQueueSize || this.spans.bytes > MAX_QUEUE_BYTES) {
