@@ -64,8 +64,12 @@ export class LogFile {
   private fd: number;
   private size: number;
   private day: string;
-  private queue: string[] = [];
-  private queuedBytes = 0;
+  /**
+   * The lines not yet written, as one string appended to: a line costs an append, not an array
+   * entry and a count of its own, and the string is turned into bytes once per write. Its length
+   * in characters stands for bytes in the queue's bounds (a line is mostly ASCII).
+   */
+  private queued = '';
   private writing = false;
   private closed = false;
   /** A write failed and the retry has not come yet: lines wait in the queue (up to its limit). */
@@ -89,20 +93,20 @@ export class LogFile {
     this.day = rollDay(st.size > 0 ? st.mtimeMs : Date.now());
   }
 
+  /** Queues `text`, one or more whole lines, each ending in a line feed. */
   write(text: string): void {
     if (this.closed) return;
-    if (this.queuedBytes + text.length > QUEUE_LIMIT) {
+    if (this.queued.length + text.length > QUEUE_LIMIT) {
       this.drop(1);
       return;
     }
-    this.queue.push(text);
-    this.queuedBytes += text.length;
-    if (!this.writing && !this.waiting && this.queuedBytes >= (this.options.minLength ?? 0)) this.startWrite();
+    this.queued += text;
+    if (!this.writing && !this.waiting && this.queued.length >= (this.options.minLength ?? 0)) this.startWrite();
   }
 
   /** Starts a write of what is queued now, however little. */
   flush(): void {
-    if (!this.writing && !this.waiting && this.queue.length > 0) this.startWrite();
+    if (!this.writing && !this.waiting && this.queued.length > 0) this.startWrite();
   }
 
   /**
@@ -125,12 +129,9 @@ export class LogFile {
 
   /** The queued lines, from the oldest, up to `room` characters (but at least one line). */
   private takeQueue(room = Number.POSITIVE_INFINITY): Buffer {
-    let taken = 0;
-    let length = 0;
-    while (taken < this.queue.length && (taken === 0 || length + this.queue[taken]!.length <= room)) length += this.queue[taken++]!.length;
-    const text = (taken === this.queue.length ? this.queue : this.queue.slice(0, taken)).join('');
-    this.queue = taken === this.queue.length ? [] : this.queue.slice(taken);
-    this.queuedBytes -= length;
+    const length = this.queued.length <= room ? this.queued.length : wholeLines(this.queued, room);
+    const text = this.queued.slice(0, length);
+    this.queued = this.queued.slice(length);
     return Buffer.from(text);
   }
 
@@ -151,7 +152,7 @@ export class LogFile {
     void this.writeQueued().finally(() => {
       this.writing = false;
       if (this.closed) closeSync(this.fd);
-      else if (!this.waiting && this.queuedBytes >= (this.options.minLength ?? 0) && this.queue.length > 0) this.startWrite();
+      else if (!this.waiting && this.queued.length > 0 && this.queued.length >= (this.options.minLength ?? 0)) this.startWrite();
     });
   }
 
@@ -242,6 +243,14 @@ export class LogFile {
       if (!(await exists(name)) && !(await exists(`${name}.gz`))) return name;
     }
   }
+}
+
+/** How many characters of `text`'s whole lines fit in `room`: at least its first line, whatever its length. */
+function wholeLines(text: string, room: number): number {
+  const lastFitting = text.lastIndexOf('\n', room - 1);
+  if (lastFitting !== -1) return lastFitting + 1;
+  const first = text.indexOf('\n');
+  return first === -1 ? text.length : first + 1;
 }
 
 function lineCount(bytes: Buffer): number {

@@ -68,10 +68,12 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
   // stdout's own write, bound now: recordProcessOutput may make process.stdout.write a logger's.
   const out = opts.destination ?? serverFile ?? { write: process.stdout.write.bind(process.stdout) };
   server = pino(options, { write: (line: string) => out.write(format === 'json' ? jsonLine(line) : textLine(line)) });
-  // The access and metric logs are written in 4 KB pieces, not a write per request (those writes
+  // The access and metric logs are written in pieces, not a write per request (those writes
   // were 5% of the main process's CPU samples under load), and at least once a second, so that
-  // `tail -f` (or a log shipper) sees a quiet server's lines too; close() writes the rest.
-  const accessFile = file(join(logLocation, 'access_log.log'), 4096);
+  // `tail -f` (or a log shipper) sees a quiet server's lines too; close() writes the rest. The
+  // access log's pieces are 64 KB: past capacity a line comes with every refusal, and a write
+  // each 4 KB (a promise, a thread-pool round trip) was 2-3% of a refusal flood's CPU samples.
+  const accessFile = file(join(logLocation, 'access_log.log'), ACCESS_WRITE_BYTES);
   // Opened on the first line: only metrics_mode=log or legacy writes them.
   const metricFiles: Partial<Record<'ts' | 'model', LogFile>> = {};
   const flusher = setInterval(() => {
@@ -118,6 +120,8 @@ export function createLoggers(logLocation: string, opts: LoggerOptions = {}): Lo
 
 /** The longest a line of the access or metric logs waits in memory. */
 const FLUSH_MS = 1000;
+/** What the access log gathers before a write starts (FLUSH_MS writes less). */
+const ACCESS_WRITE_BYTES = 64 * 1024;
 
 /**
  * What this process writes to its stdout and stderr from JavaScript (Node's warnings, a
@@ -225,6 +229,8 @@ const JSON_RAW_BREAKS = /[\x85\u2028\u2029]/;
 const JSON_RAW_BREAKS_ALL = new RegExp(JSON_RAW_BREAKS.source, 'g');
 
 let formattedSecond = { second: Number.NaN, text: '' };
+/** The last timestamp made, for the lines of the same millisecond (most of a loaded server's). */
+let formattedMs = { ms: Number.NaN, text: '' };
 
 /** `000` to `999`: a timestamp's milliseconds, each made once. */
 const MILLIS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
@@ -232,10 +238,14 @@ const MILLIS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0')
 /**
  * log4j's ISO8601 pattern: `2024-05-30T21:46:03,625`. Every access-log line has one, so the
  * date and time up to the second are formatted once a second (formatting each was 2-3% of the
- * front end's work under load), and the milliseconds taken from a table.
+ * front end's work under load), the milliseconds taken from a table, and the whole reused
+ * within a millisecond.
  */
 export function timestamp(ms = Date.now()): string {
-  const second = Math.floor(ms / 1000);
+  const whole = Math.floor(ms);
+  if (whole === formattedMs.ms) return formattedMs.text;
+  const second = Math.floor(whole / 1000);
   if (second !== formattedSecond.second) formattedSecond = { second, text: formatLocalTime(new Date(second * 1000), 'yyyy-MM-ddTHH:mm:ss,') };
-  return formattedSecond.text + MILLIS[Math.floor(ms - second * 1000)];
+  formattedMs = { ms: whole, text: formattedSecond.text + MILLIS[whole - second * 1000] };
+  return formattedMs.text;
 }
