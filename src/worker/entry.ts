@@ -14,6 +14,8 @@
  *   front end ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
  *   front end ──unload──▶ (after the key's batches) release its sessions ──unloaded──▶
  */
+// First: nextTick's fast path, before any collection can have run (tick-maps.ts).
+import '../tick-maps.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { register } from 'node:module';
 import { join } from 'node:path';

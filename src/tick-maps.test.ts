@@ -1,13 +1,13 @@
 // A full garbage collection while no nextTick entry is queued turned V8's records of nextTick's
-// literal generic for good, and every later nextTick went through V8's runtime (cli/tick-maps.ts).
-// A process that imports cli/tick-maps first keeps them as they were: checked in a child process
+// literal generic for good, and every later nextTick went through V8's runtime (tick-maps.ts).
+// A process that imports tick-maps first keeps them as they were: checked in a child process
 // by V8's own print of nextTick's feedback (--allow-natives-syntax), against one that does not.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
 import { keptTick } from './tick-maps.js';
 
-const TICK_MAPS = pathToFileURL(fileURLToPath(new URL('../../dist/src/cli/tick-maps.js', import.meta.url))).href;
+const TICK_MAPS = pathToFileURL(fileURLToPath(new URL('../dist/src/tick-maps.js', import.meta.url))).href;
 
 /** nextTick's feedback slots of its literal's computed keys, after ticks, two full collections and ticks again. */
 function literalSlots(keepTicks: boolean): string[] {
