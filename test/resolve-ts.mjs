@@ -7,6 +7,10 @@ import { requireNodeForTests } from '../bin/require-node.js';
 
 requireNodeForTests();
 
+// Next, as in the server's and workers' processes: nextTick's fast path (src/tick-maps.ts). Most
+// test files run a front end in their own process.
+await import('../src/tick-maps.ts');
+
 // Each test file is a process, and most start servers, workers and CLIs as processes of their own:
 // Node's compile cache (V8's code for each module, kept under node_modules/.cache) spares every one
 // of them compiling tap, fastify and the server again: about a third of a small file's CPU. The
