@@ -124,9 +124,10 @@ t.test('a chunked body that never ends after a refusal that keeps the connection
   let answer = '';
   socket.on('data', (c: Buffer) => (answer += c.toString('latin1')));
   socket.on('error', () => undefined);
+  let bound: NodeJS.Timeout | undefined;
   const closed = new Promise<boolean>((resolve) => {
     socket.once('close', () => resolve(true));
-    setTimeout(() => resolve(false), 30_000);
+    bound = setTimeout(() => resolve(false), 30_000);
   });
   socket.write(POST('/predictions/idle', 'Transfer-Encoding: chunked\r\n'));
   // A chunk every 10 ms, for at most 30 s: far longer than the server reads a refused body.
@@ -135,6 +136,8 @@ t.test('a chunked body that never ends after a refusal that keeps the connection
     if (!socket.destroyed) socket.write(chunk);
   }, 10);
   const cut = await closed;
+  // Left running, the bound kept the file's process 25 s after its last test.
+  clearTimeout(bound);
   clearInterval(writer);
   socket.destroy();
   t.match(answer, /^HTTP\/1\.1 503 /, 'the refusal was answered');
