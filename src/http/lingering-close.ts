@@ -25,22 +25,32 @@ export const LINGER_BYTES = 64 * 1024 * 1024;
  */
 export function closeLingering(socket: Socket): void {
   if (socket.destroyed) return;
-  let discarded = 0;
   const close = (): void => {
     clearTimeout(timer);
     socket.destroy();
   };
   const timer = setTimeout(close, LINGER_MS);
   timer.unref();
-  socket.removeAllListeners('data');
-  socket.on('data', (chunk: Buffer) => {
-    discarded += chunk.length;
-    if (discarded > LINGER_BYTES) close();
-  });
+  dropIncoming(socket, close);
   socket.once('end', close);
   socket.once('close', () => clearTimeout(timer));
   socket.end();
   socket.resume();
+}
+
+/**
+ * Reads and throws away what `socket` still sends, the HTTP parser fed none of it (Node lets the
+ * parser go from the socket's handle once another reader listens for its data); past LINGER_BYTES,
+ * `cut`. Reading on, rather than pausing, keeps a client that writes all before it reads from
+ * waiting on a full window while its answers wait on it.
+ */
+export function dropIncoming(socket: Socket, cut: () => void): void {
+  let dropped = 0;
+  socket.removeAllListeners('data');
+  socket.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_BYTES) cut();
+  });
 }
 
 /**

@@ -20,7 +20,7 @@ import { type ListenerStop, stoppable } from './stopping.js';
 import { httpsServer, type TlsMaterial } from './tls.js';
 import { traceIdOf } from './predict.js';
 import { isWarmUp } from './warm-up.js';
-import { closeLingering, lingerIfBodyUnread } from './lingering-close.js';
+import { closeLingering, dropIncoming, lingerIfBodyUnread } from './lingering-close.js';
 
 export interface ListenerDeps {
   readonly config: ServerConfig;
@@ -324,7 +324,8 @@ const MAX_LOGGED_REQUEST_LINE = 1000;
  * hands a refused request is the last chunk it read, which may begin inside the headers, with a
  * client's Authorization or Cookie: only a line of this shape is a request line to log.
  */
-const REQUEST_LINE_START = /^[A-Z][A-Z_-]* (\/|\*|[a-z][a-z0-9+.-]*:\/\/)/;
+const METHOD_AND_TARGET = String.raw`[A-Z][A-Z_-]* (?:\/|\*|[a-z][a-z0-9+.-]*:\/\/)`;
+const REQUEST_LINE_START = new RegExp(`^${METHOD_AND_TARGET}`);
 
 /** The first line of what a refused request had sent, cut short, if it is a request line; `-` when none. */
 function refusedRequestLine(raw: unknown, failedAt?: number): string {
@@ -346,16 +347,16 @@ function lastRequestLine(raw: Buffer, failedAt: number | undefined): string | un
   if (failedAt === undefined || failedAt <= 0) return undefined;
   // To the end of the line it failed in, which may be the request line itself.
   const end = raw.indexOf(0x0a, failedAt);
-  const lines = raw
-    .subarray(0, end === -1 ? raw.length : end)
-    .toString('latin1')
-    .split(/\r?\n/);
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const line = lines[i]!;
-    if (REQUEST_LINE_START.test(line)) return line.slice(0, MAX_LOGGED_REQUEST_LINE);
-  }
-  return undefined;
+  const text = raw.subarray(0, end === -1 ? raw.length : end).toString('latin1');
+  const start = [...text.matchAll(REQUEST_LINE_ANYWHERE)].at(-1)?.index;
+  return start === undefined ? undefined : text.slice(start).split(/\r?\n/, 1)[0]!.slice(0, MAX_LOGGED_REQUEST_LINE);
 }
+
+/**
+ * Where a request line starts: at a line's start (its version may be what the parser refused), or
+ * mid-line when whole, for a request pipelined right after a body (which ends with no line end).
+ */
+const REQUEST_LINE_ANYWHERE = new RegExp(String.raw`(?<=^|\n)${METHOD_AND_TARGET}|${METHOD_AND_TARGET}\S* HTTP\/\d\.\d\r?\n`, 'g');
 
 /**
  * A request refused before it was parsed (plain HTTP to an HTTPS listener, what Node's parser
@@ -408,11 +409,17 @@ function answerClientError(err: Error & { code?: string; rawPacket?: unknown; by
     socket.destroy();
     return;
   }
-  // The parser, once failed, fails again on every later chunk of the connection (read and
-  // dropped while answers ahead go out): one answer.
+  // The parser, once failed, fails again on every later chunk of the connection: one answer.
   if (refusedByParser.has(socket)) return;
   refusedByParser.add(socket);
+  // While answers ahead go out, what still comes is read and dropped, within lingering's bound.
+  if (socket instanceof Socket && answerAhead(socket)) dropIncoming(socket, () => socket.destroy());
   afterAnswersAhead(socket, () => writeClientError(err, socket, deps));
+}
+
+/** The answer that has `socket` now, one Node queued behind another included (see afterAnswersAhead). */
+function answerAhead(socket: Duplex): ServerResponse | null | undefined {
+  return (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
 }
 
 /** Connections whose parser failed: their 400 is written, or waits for the answers ahead of it. */
@@ -427,7 +434,7 @@ const refusedByParser = new WeakSet<Duplex>();
  * access lines do (whenSent), so that the 400's line follows theirs.
  */
 function afterAnswersAhead(socket: Duplex, then: () => void, waited = false): void {
-  const ahead = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  const ahead = answerAhead(socket);
   if (ahead && !socket.destroyed) ahead.once('close', () => afterAnswersAhead(socket, then, true));
   else if (waited) setImmediate(then);
   else then();
@@ -451,6 +458,10 @@ function writeClientError(err: Error & { code?: string; rawPacket?: unknown; byt
       closedByAnswer.add(socket);
       accountUnparsed(deps, socket, err.rawPacket, status, err.bytesParsed);
     } else deps.metrics.response(status);
+  } else if (socket instanceof Socket) {
+    // Gone while answers ahead went out: its client left, or an answer closed the connection
+    // (its `Connection: close`, the stop's). Its line says so; nothing was sent.
+    deps.loggers.access(clientLine(socket, refusedRequestLine(err.rawPacket, err.bytesParsed), endedBy(socket), 0));
   }
   if (socket instanceof Socket && socket.writable) closeLingering(socket);
   else socket.destroy();

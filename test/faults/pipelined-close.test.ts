@@ -4,10 +4,11 @@
 // saying the server closed them, not that their client left, whatever route it took: a route's,
 // the router's refusal of a bad %-escape, a raw refusal of a model with no worker (review F4).
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { register, serve } from '../echo-model.js';
-import { type TestServer, waitFor, waitReady } from '../helpers.js';
+import { metric, type TestServer, waitFor, waitReady } from '../helpers.js';
 import { exchange } from './raw-request.js';
 import { survived } from './survival.js';
 
@@ -70,5 +71,66 @@ t.test('a request the parser refuses behind ones it read: those are answered fir
     ['POST /predictions/echo 200', 'GET /ping 200', 'POST /predictions/echo 400'],
     `one line each, in order, the 400 the malformed request's: ${JSON.stringify(logged)}`,
   );
+  await survived(t, server, { models: ['echo'] });
+});
+
+t.test('a refused request pipelined after a body: its line names it, not the request before it (review-7 F4)', async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await waitReady(server.urls.management, 'echo');
+  // The body ends with no line end of its own: the refused request's line starts mid-line.
+  const requests = [
+    'POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nsleep:300',
+    'GET /ping HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n',
+  ];
+  const { text, port } = await exchange(server.urls.inference, requests.join(''));
+  t.same(text.match(/HTTP\/1\.1 \d{3} /g), ['HTTP/1.1 200 ', 'HTTP/1.1 400 '], 'the prediction answered, then the 400');
+  await waitFor(() => accessLines(server, port).length >= requests.length, 5000, 'a line per request').catch(() => undefined);
+  const logged = accessLines(server, port).map((l) => /"(\S+ \S+) HTTP\/1\.1" (\S+)/.exec(l)?.slice(1, 3).join(' '));
+  t.same(logged, ['POST /predictions/echo 200', 'GET /ping 400'], `each its own line: ${JSON.stringify(logged)}`);
+  await survived(t, server, { models: ['echo'] });
+});
+
+t.test('a refused request whose client leaves while the answers ahead of it run: no 400, one line `aborted` (review-7 F5)', async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await waitReady(server.urls.management, 'echo');
+  const { hostname, port: serverPort } = new URL(server.urls.inference);
+  const socket = connect(Number(serverPort), hostname);
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const port = socket.localPort!;
+  socket.write(
+    'POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nsleep:500POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\nhello',
+  );
+  await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'echo')) >= 1, 5000, 'the prediction accepted').catch(() => undefined);
+  socket.resetAndDestroy();
+  await waitFor(() => accessLines(server, port).length >= 2, 5000, 'a line per request').catch(() => undefined);
+  const logged = accessLines(server, port).map((l) => /"(\S+ \S+) HTTP\/1\.1" (\S+)/.exec(l)?.slice(1, 3).join(' '));
+  t.same(logged, ['POST /predictions/echo aborted', 'POST /predictions/echo aborted'], `both: their client left: ${JSON.stringify(logged)}`);
+  await survived(t, server, { models: ['echo'] });
+});
+
+t.test('what a client sends after a refused request, while the answers ahead of it run, is read within lingering close bound (review-7 F1)', async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await waitReady(server.urls.management, 'echo');
+  const { hostname, port } = new URL(server.urls.inference);
+  const socket = connect(Number(port), hostname);
+  socket.on('error', () => undefined);
+  socket.on('data', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  await new Promise((resolve) => socket.once('connect', resolve));
+  // A slow answer ahead (3 s), then a request the parser refuses, then garbage as fast as it goes:
+  // up to 160 MB, more than twice the 64 MB a lingering close reads (it was read without end).
+  socket.write('POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nsleep:3000POST /x HTTP/1.1\r\nContent-Length: abc\r\n\r\n');
+  const chunk = Buffer.alloc(1024 * 1024, 0x78);
+  let sent = 0;
+  let gone = false;
+  void closed.then(() => (gone = true));
+  while (!gone && sent < 160 * chunk.length) {
+    sent += chunk.length;
+    if (!socket.write(chunk)) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), closed]);
+  }
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+  t.ok(gone, `the server cut the connection, after ${sent / chunk.length} MB sent`);
+  t.ok(sent < 100 * chunk.length, `before 100 MB were sent: ${sent / chunk.length} MB`);
   await survived(t, server, { models: ['echo'] });
 });
