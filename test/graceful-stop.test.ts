@@ -2,10 +2,11 @@
 // taking new work, answer every request already accepted, and only then let go of the workers.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from './helpers.js';
+import { buildMar, FIXTURES, metric, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from './helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 
@@ -133,4 +134,29 @@ t.test('a drain that outlasts unregister_model_timeout still answers every reque
   t.match(await h.json(), { code: 500, message: 'Worker died.' });
   t.equal(q.status, 503, 'the queued request: the model stopped');
   t.match(await q.json(), { code: 503, type: 'ServiceUnavailableException', message: /^Model "echo" stopped before it could serve this request/ });
+});
+
+t.test('a stop is not held by a client stalled mid-header: nothing accepted, its connection ends with the last answer (review-7 F3)', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') }),
+    properties: { load_models: 'echo.mar', drain_timeout: '30' },
+  });
+  await waitReady(server.urls.management, 'echo');
+  const { hostname, port } = new URL(server.urls.inference);
+  const stalled = connect(Number(port), hostname);
+  stalled.on('error', () => undefined);
+  const stalledClosed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+  await new Promise((resolve) => stalled.once('connect', resolve));
+  stalled.write('GET /ping HTTP/1.1\r\nHost: x\r\n');
+  // One request in flight when the stop begins: it is answered, then the stop ends.
+  const inFlight = fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:500' });
+  await waitFor(async () => (await metric(server, 'ts_inference_requests_total', 'echo')) >= 1, 5000, 'the prediction accepted');
+  const began = performance.now();
+  let bound: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([server.close().then(() => true), new Promise<boolean>((resolve) => (bound = setTimeout(() => resolve(false), 15_000)))]);
+  clearTimeout(bound);
+  t.ok(stopped, `the stop ended (${Math.round(performance.now() - began)} ms), not held for drain_timeout (30 s)`);
+  t.equal((await inFlight).status, 200, 'the request in flight was answered');
+  await stalledClosed;
+  t.pass("the stalled client's connection ended");
 });

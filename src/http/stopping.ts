@@ -3,9 +3,11 @@
  * A REST listener's side of a stop. From the stop's start, a new request is refused with
  * TorchServe's JSON (503, its connection closed) while those in flight go on; at the drain's end,
  * those still unanswered are answered 503 and every connection is ended, so that no client holds
- * the stop: a body that never finishes arriving, a header sent in half, a DELETE waiting out
- * unregister_model_timeout. A request answered before its body was read (a refusal's 503) is not
- * in flight: its connection is ended at the stop's start, not waited for.
+ * the stop: a body that never finishes arriving, a DELETE waiting out unregister_model_timeout.
+ * A request answered before its body was read (a refusal's 503) is not in flight: its connection
+ * is ended at the stop's start, not waited for. Nor is a request whose headers never came whole
+ * (a client stalled mid-header): once nothing accepted is left in flight, the connections left
+ * are ended; one such client held every stop for the whole drain_timeout.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
@@ -27,6 +29,12 @@ const CUT_FLUSH_MS = 500;
 export function stoppable(app: FastifyInstance): ListenerStop {
   let stopping = false;
   const inFlight = new Map<FastifyRequest, FastifyReply>();
+  /** Settles, once stopping, when the last request in flight is answered. */
+  let answeredAll: (() => void) | undefined;
+  const answered = (request: FastifyRequest): void => {
+    inFlight.delete(request);
+    if (inFlight.size === 0) answeredAll?.();
+  };
   const stopAnswer = (reply: FastifyReply): FastifyReply => {
     lingerIfBodyUnread(reply.request.raw);
     return sendError(reply.header('connection', 'close'), tsError('TSS_ERR_SERVER_STOPPING'));
@@ -35,12 +43,8 @@ export function stoppable(app: FastifyInstance): ListenerStop {
     if (stopping) return stopAnswer(reply);
     inFlight.set(request, reply);
   });
-  app.addHook('onResponse', async (request) => {
-    inFlight.delete(request);
-  });
-  app.addHook('onRequestAbort', async (request) => {
-    inFlight.delete(request);
-  });
+  app.addHook('onResponse', async (request) => answered(request));
+  app.addHook('onRequestAbort', async (request) => answered(request));
   return {
     close() {
       stopping = true;
@@ -48,6 +52,9 @@ export function stoppable(app: FastifyInstance): ListenerStop {
       // An answered request whose body is still arriving (a refusal's 503 kept its connection)
       // is no work accepted: its connection is ended now, lingering, not waited for.
       cutDrains(app.server);
+      // Nor is a connection with nothing in flight: ended once the last answer had time to leave.
+      const allAnswered = inFlight.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => (answeredAll = resolve));
+      void allAnswered.then(() => setTimeout(() => app.server.closeAllConnections(), CUT_FLUSH_MS).unref());
       return closed;
     },
     cut() {
