@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient, unaryCall, type UnaryAnswer } from './grpc-client.js';
-import { buildColoursMar, buildMar, errorBody, FIXTURES, seededRandom, sharedServer, type TestServer } from './helpers.js';
+import { buildColoursMar, buildMar, errorBody, FIXTURES, MNIST_DIR, seededRandom, sharedServer, type TestServer } from './helpers.js';
 
 const SHAPE = [1, 3, 224, 224];
 const COUNT = 3 * 224 * 224;
@@ -24,8 +24,9 @@ const server = sharedServer((t) =>
           handler: join(FIXTURES, 'tensor_handler.ts'),
           serializedFile: join(FIXTURES, 'colour_segmenter.onnx'),
         });
+        buildMar(store, { modelName: 'digits', version: '1.0', handler: 'base_handler', serializedFile: join(MNIST_DIR, 'mnist.onnx') });
       },
-      properties: { load_models: 'colours.mar,tensors.mar', service_envelope: 'kservev2', ts_open_inference_protocol: 'true' },
+      properties: { load_models: 'colours.mar,tensors.mar,digits.mar', service_envelope: 'kservev2', ts_open_inference_protocol: 'true' },
     }),
   ),
 );
@@ -114,6 +115,36 @@ t.test('REST: a 600 KB FP32 tensor in binary form answers what its JSON form ans
     'binary inputs, no binary output asked: JSON outputs, as Triton answers',
   );
 });
+
+t.test(
+  'REST: base_handler feeds a model of image inputs the tensor with its axes, as JSON and as bytes; a tensor of another size is a 400 (review-7 F6)',
+  async (t) => {
+    const { urls } = await server();
+    const url = `${urls.inference}/v2/models/digits/infer`;
+    // mnist's input is [batch, 1, 28, 28]: a request's 784 numbers were fed as [1, 784], a rank ONNX refused (503).
+    const random = seededRandom(7);
+    const digit = Float32Array.from({ length: 784 }, () => random());
+    const input = { name: 'x', shape: [1, 1, 28, 28], datatype: 'FP32' };
+    const json = await fetch(url, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ ...input, data: Array.from(digit) }] }),
+      headers: { 'content-type': 'application/json' },
+    });
+    t.equal(json.status, 200, 'as JSON');
+    const fromJson = await v2Answer(json);
+    t.equal((fromJson.header.outputs[0]!.data as number[]).length, 10, 'ten scores');
+    const binary = await fetch(url, binaryRequest({ inputs: [{ ...input, parameters: { binary_data_size: 784 * 4 } }] }, [bytesOf(digit)]));
+    t.equal(binary.status, 200, 'as bytes');
+    t.same((await v2Answer(binary)).header.outputs[0]!.data, fromJson.header.outputs[0]!.data, 'the same scores');
+    const wrong = await fetch(url, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 100], datatype: 'FP32', data: Array(100).fill(0) }] }),
+      headers: { 'content-type': 'application/json' },
+    });
+    t.equal(wrong.status, 400, 'a tensor of another size: a 400');
+    t.match((await errorBody(wrong)).message, /Each input must have 784 numbers, the model's input \S+ being \[.*, 1, 28, 28\]: got 100/);
+  },
+);
 
 t.test('REST: an image classifier gives the same answer to a tensor as JSON, as bytes, and as both mixed', async (t) => {
   const { urls } = await server();

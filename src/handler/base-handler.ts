@@ -81,6 +81,8 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
   /**
    * Default: each request's `data` or `body` is a JSON array of numbers (or, from the kservev2
    * envelope, a typed array); rows are stacked. A lone Float32Array row is the tensor's data itself.
+   * The tensor has the model's first input's shape where it is known past the batch axis (an image
+   * model's [1, 28, 28]: each row must then hold that many numbers), else [rows, numbers].
    */
   async preprocess(batch: RequestInput[]): Promise<TInput> {
     const rows = batch.map((row) => numericArray(requestPayload(row)));
@@ -89,7 +91,19 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     const only = rows.length === 1 ? rows[0] : undefined;
     const flat = only instanceof Float32Array ? only : new Float32Array(rows.length * width);
     if (flat !== only) for (const [i, r] of rows.entries()) flat.set(r, i * width);
-    return new ort.Tensor('float32', flat, [rows.length, width]) as TInput;
+    return new ort.Tensor('float32', flat, [rows.length, ...this.rowShape(width)]) as TInput;
+  }
+
+  /** A row's shape: the first model input's past its batch axis when every axis is known and there are several, else [width]. */
+  private rowShape(width: number): number[] {
+    const input = this.session?.inputMetadata[0];
+    if (!input?.isTensor) return [width];
+    const axes = input.shape.slice(1);
+    if (axes.length < 2 || !axes.every((d): d is number => typeof d === 'number' && d > 0)) return [width];
+    const size = axes.reduce((a, b) => a * b, 1);
+    if (width !== size)
+      throw new PredictionError(`Each input must have ${size} numbers, the model's input ${input.name} being [${input.shape.join(', ')}]: got ${width}`, 400);
+    return axes;
   }
 
   /** Default: feeds the first model input, answers the first output. */
