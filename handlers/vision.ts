@@ -8,7 +8,17 @@
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
-import { classLabel, imagePixelLimit, ort, payloadBytes, PredictionError, requestPayload, type RequestInput, type TensorValues } from '../src/index.js';
+import {
+  classLabel,
+  imagePixelLimit,
+  type InputValue,
+  ort,
+  payloadBytes,
+  PredictionError,
+  requestPayload,
+  type RequestInput,
+  type TensorValues,
+} from '../src/index.js';
 
 type SharpModule = typeof import('sharp');
 let sharpModule: Promise<SharpModule> | undefined;
@@ -205,12 +215,23 @@ export async function imageBatch(batch: RequestInput[], transform: ImageTransfor
     batch.map(async (row, i) => {
       const payload = requestPayload(row);
       const out = data.subarray(i * pixels, (i + 1) * pixels);
-      if (Array.isArray(payload)) copyTensor(payload, out, `3x${crop}x${crop}`);
-      else if (isTensorValues(payload)) copyValues(payload, out, `3x${crop}x${crop}`);
-      else await imageToChw(payloadBytes(payload), transform, out);
+      if (!copyTensorPayload(payload, out, `3x${crop}x${crop}`)) await imageToChw(payloadBytes(payload), transform, out);
     }),
   );
   return new ort.Tensor('float32', data, dims);
+}
+
+/**
+ * A request's payload sent as a tensor into `out`, which it must fill exactly (`shape` words the
+ * error): a nested list of numbers (JSON, a KServe v2 FP32 input) or a typed array (the kservev2
+ * envelope's values, from JSON or binary form). False, with nothing done, for anything else: an
+ * image's bytes or base64.
+ */
+export function copyTensorPayload(payload: InputValue, out: Float32Array, shape: string): boolean {
+  if (Array.isArray(payload)) copyTensor(payload, out, shape);
+  else if (isTensorValues(payload)) copyValues(payload, out, shape);
+  else return false;
+  return true;
 }
 
 /** Values of a tensor sent in binary form (any typed array but bytes, which are an image). */

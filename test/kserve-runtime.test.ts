@@ -99,6 +99,26 @@ t.test("KServe v2 and OIP (kservev2, TS_OPEN_INFERENCE_PROTOCOL=oip): KServe's t
       { status: 200, body: v2Answer('input-0', 0) },
       `${base}: an FP32 [1, 28, 28] tensor of a 0`,
     );
+    // The same digit as the model's own shape, [1, 1, 28, 28], in binary form (review-7 F6: a 400 before).
+    const digit = sample('mnist_v2_tensor.json');
+    const [tensor] = digit.inputs as Array<{ data: unknown[] }>;
+    const values = Float32Array.from(tensor!.data.flat(3) as number[]);
+    const header = Buffer.from(
+      JSON.stringify({
+        id: digit.id,
+        inputs: [{ name: 'input-0', shape: [1, 1, 28, 28], datatype: 'FP32', parameters: { binary_data_size: values.byteLength } }],
+      }),
+    );
+    const binary = await fetch(`${base}/v2/models/mnist/infer`, {
+      method: 'POST',
+      body: Buffer.concat([header, Buffer.from(values.buffer)]),
+      headers: { 'inference-header-content-length': String(header.length), 'content-type': 'application/octet-stream' },
+    });
+    t.same(
+      { status: binary.status, body: await binary.json() },
+      { status: 200, body: v2Answer('input-0', 0) },
+      `${base}: the same as [1, 1, 28, 28] in binary form`,
+    );
     t.same(
       await post(`${base}/v2/models/mnist/infer`, sample('mnist_v2_bytes.json')),
       { status: 200, body: v2Answer('312a4eb0-0ca7-4803-a101-a6d2c18486fe', 0) },

@@ -2,12 +2,12 @@
  * The handler of TorchServe's MNIST example, for tsserve: an image of a handwritten digit in
  * (white on black, any size, PNG or JPEG; bytes, base64, `{"b64": ...}` or `{"data": ...}`), the digit out.
  * As in TorchServe's, a nested list of 28 x 28 numbers (a KServe v2 FP32 input of shape
- * [1, 28, 28]) is taken as the model's input tensor itself.
+ * [1, 28, 28] or [1, 1, 28, 28], as JSON or bytes) is taken as the model's input tensor itself.
  *
  *   curl -T examples/mnist/digits/7_0.png http://127.0.0.1:8080/predictions/mnist   ->  7
  */
 import { BaseHandler, ort, payloadBytes, requestPayload, splitBatch, type HandlerOutput, type RequestInput } from 'tsserve';
-import { copyTensor, decodeRgb, decodeSmall, toGrey } from 'tsserve/vision';
+import { copyTensorPayload, decodeRgb, decodeSmall, toGrey } from 'tsserve/vision';
 
 // Mean and standard deviation of the training digits (examples/mnist/train.py).
 const MEAN = 0.1302;
@@ -21,7 +21,7 @@ export default class MnistHandler extends BaseHandler {
     await Promise.all(
       batch.map(async (row, i) => {
         const payload = requestPayload(row);
-        if (Array.isArray(payload)) return copyTensor(payload, data.subarray(i * pixels, (i + 1) * pixels), `1x${SIDE}x${SIDE}`);
+        if (copyTensorPayload(payload, data.subarray(i * pixels, (i + 1) * pixels), `1x${SIDE}x${SIDE}`)) return;
         const grey = await toGreyscale28(payloadBytes(payload));
         for (let p = 0; p < pixels; p++) data[i * pixels + p] = (grey[p]! / 255 - MEAN) / STD;
       }),
