@@ -32,7 +32,7 @@ t.test('models that grow past the budget after their load: the least recently us
   await new Promise((resolve) => setTimeout(resolve, 2 * GROWTH_CHECK_MS));
   t.same(loaded(), [true, true, true], '270 MB in a 300 MB budget: nothing unloaded');
   // They grow as they serve: 3 x 99 MB, within the budget but not within what loads leave free
-  // (LOAD_HEADROOM, 2%: 294 MB); one unloaded brings it back.
+  // (LOAD_HEADROOM, 5%: 285 MB); one unloaded brings it back.
   for (const worker of server.workers) worker.memory = 99 * MB;
   const deadline = Date.now() + 10 * GROWTH_CHECK_MS;
   while (server.registry.get('a').loaded && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
