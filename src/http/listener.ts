@@ -402,7 +402,10 @@ function closeIfBodyUnread(raw: IncomingMessage, reply: FastifyReply): void {
  * access-log line (with what was read of its first line), then the connection is closed, as Node
  * does, but lingering (http/lingering-close.ts): the client may still be writing what was refused.
  */
-function answerClientError(err: Error & { code?: string; rawPacket?: unknown; bytesParsed?: number }, socket: Duplex, deps: ListenerDeps): void {
+/** What Node's HTTP parser says of a request it refused: where it failed, in the chunk it read. */
+type ParserError = Error & { code?: string; rawPacket?: unknown; bytesParsed?: number };
+
+function answerClientError(err: ParserError, socket: Duplex, deps: ListenerDeps): void {
   // The client reset the connection, or ended it mid-request: it is gone, and nothing is answered
   // (a request that had reached its route gets its `aborted` line there).
   if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) {
@@ -441,7 +444,7 @@ function afterAnswersAhead(socket: Duplex, then: () => void, waited = false): vo
 }
 
 /** The parser's refusal: its 400 (431, 408), with `Connection: close`, then the connection closes. */
-function writeClientError(err: Error & { code?: string; rawPacket?: unknown; bytesParsed?: number }, socket: Duplex, deps: ListenerDeps): void {
+function writeClientError(err: ParserError, socket: Duplex, deps: ListenerDeps): void {
   const [status, message] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'Request header fields are too large']
