@@ -1,7 +1,8 @@
 // Clients as they are: the requests python-requests really sends (Debian's python3-requests),
-// against the shipped model-store archives (the envelope tests: their mnist without its warm-up). `files={"data": f}` sends a part with a filename
-// and no Content-Type; `data={"content": image_bytes}` url-encodes raw bytes, as the Flask app
-// this project started from posted both of its images.
+// against the shipped model-store archives (the envelope tests: their mnist without its warm-up).
+// `files={"data": f}` sends a part with a filename and no Content-Type; `data={"content":
+// image_bytes}` url-encodes raw bytes, as the Flask app this project started from posted both of
+// its images.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
