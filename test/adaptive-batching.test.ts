@@ -116,7 +116,8 @@ t.test("TorchServe's batch_size keeps its meaning: describe says the fixed polic
     prepare: (store) =>
       buildMar(store, { modelName: 'fixed', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
   });
-  const res = await fetch(`${server.urls.management}/models?url=fixed.mar&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=30`, {
+  // No worker: the policy is the registration's (config/model-config.ts), and the model is never called.
+  const res = await fetch(`${server.urls.management}/models?url=fixed.mar&initial_workers=0&synchronous=true&batch_size=4&max_batch_delay=30`, {
     method: 'POST',
   });
   t.equal(res.status, 200, await res.text());
@@ -164,7 +165,8 @@ t.test('a restart from the config snapshot keeps adaptive batching for a model r
   const archive = (store: string): string =>
     buildMar(store, { modelName: 'colours', version: '1.0', handler: 'image_classifier', serializedFile: join(FIXTURES, 'colour_classifier.onnx') });
   const first = await startTestServer(t, { prepare: archive, cli: { ncs: false } });
-  const registered = await fetch(`${first.urls.management}/models?url=colours.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
+  // No worker, before or after the restart: the policy comes from the registration and the snapshot, and nothing is predicted.
+  const registered = await fetch(`${first.urls.management}/models?url=colours.mar&initial_workers=0&synchronous=true`, { method: 'POST' });
   t.equal(registered.status, 200, await registered.text());
   const policy = async (server: TestServer): Promise<Described> =>
     ((await (await fetch(`${server.urls.management}/models/colours`)).json()) as Described[])[0]!;

