@@ -3,7 +3,7 @@
  * One registered model version: where its files are, its settings, its queue and its workers.
  */
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import type { ValidManifest } from '../archive/manifest.js';
 import { workerAndBatchSettings, type ModelSettings } from '../config/model-config.js';
 import type { WorkerAndBatchSettings } from '../config/snapshot-file.js';
@@ -435,8 +435,9 @@ export class Model {
     this.settings.minWorkers = 0;
     this.settings.maxWorkers = 0;
     await this.pool.close(error);
-    if (this.spec.extracted) rmSync(this.spec.dir, { recursive: true, force: true });
-    if (this.spec.downloadedFile) rmSync(this.spec.downloadedFile, { force: true });
+    // Off the event loop: removing models' files held the front end's up to a second in a churn test.
+    if (this.spec.extracted) await rm(this.spec.dir, { recursive: true, force: true });
+    if (this.spec.downloadedFile) await rm(this.spec.downloadedFile, { force: true });
   }
 
   /** One element of the describe answer, fields in TorchServe's order. */
