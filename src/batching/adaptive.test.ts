@@ -207,6 +207,42 @@ t.test('at capacity a batch waits to be full: enough requests outstanding to fil
   t.equal(left?.length, 8, 'the eighth fills it and it leaves');
 });
 
+t.test(
+  "a closed loop at capacity keeps waiting for full batches while its answered clients are on their way back: the pool's peak, not the moment's",
+  async (t) => {
+    const clock = movedClock();
+    const batching = new AdaptiveBatching(LIMITS, clock.now);
+    measured(batching, 0.3, 0.15);
+    await arrivals(batching, clock, 0.2, 40);
+    const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
+    // 32 clients, two workers: one forming batch full and the other's out, the rest on their way back.
+    t.ok(batching.waitMs(held(7), 0, { outstanding: 9, workers: 2 }) > 0, '16 held: at capacity');
+    await clock.advance(0.5);
+    // The full batch has left and its clients' answers are on the way out; the next forms from the first returns.
+    const forming = held(3);
+    t.ok(
+      Math.abs(batching.waitMs(forming, 0, { outstanding: 8, workers: 2 }) - 1.5) < 1e-9,
+      `3 forming and 8 in the other worker's batch: still at capacity, a full batch's time: ${batching.state().waitMs}`,
+    );
+    t.ok(batching.waitMs(forming, 1, { outstanding: 0, workers: 2 }) > 1, 'also while the other worker idles between its batches');
+    // The load has gone: two spans later the peak is forgotten and the window rules again.
+    await clock.advance(101);
+    t.equal(batching.waitMs(held(3), 0, { outstanding: 2, workers: 2 }), 0, 'a load that has passed makes no batch wait');
+  },
+);
+
+t.test("a closed loop smaller than the workers' batches never reads as capacity: 7 clients on one worker of batches of 8", async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 0.3, 0.15);
+  await arrivals(batching, clock, 0.2, 40);
+  for (let k = 1; k <= 7; k++) {
+    const batch = Array.from({ length: k }, (_, i) => job(`h${i}`, clock.now()));
+    t.ok(batching.waitMs(batch, 0, { outstanding: 7 - k, workers: 1 }) < 1, `${k} held, ${7 - k} outstanding: no wait for an eighth`);
+    await clock.advance(0.1);
+  }
+});
+
 t.test('the fit forgets a size not seen lately: after a load has passed its batches no longer shape the line', async (t) => {
   const fit = new ExecutionFit();
   for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) fit.add(n, 20);
