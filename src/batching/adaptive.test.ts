@@ -231,6 +231,27 @@ t.test(
   },
 );
 
+t.test('full only with the clients on their way back, a batch waits for a late one as long as a return takes, not a whole batch', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  // 8 clients of a 50 ms batch on one worker, each sending again 1 ms after its answer.
+  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
+  for (let i = 0; i < 4; i++) {
+    await clock.advance(54);
+    batching.ran(8, 54);
+    await clock.advance(1);
+    for (let k = 0; k < 8; k++) batching.arrived();
+  }
+  const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
+  // A split loop: one back while the other seven's batch runs, eight held in all.
+  t.ok(batching.waitMs(held(1), 0, { outstanding: 7, workers: 1 }) > 3, 'one held, seven in the batch running: full by the moment, it waits');
+  await clock.advance(54);
+  batching.ran(8, 54);
+  await clock.advance(1);
+  const wait = batching.waitMs(held(7), 0, { outstanding: 0, workers: 1 });
+  t.ok(wait > 0 && wait <= 3 + 1e-9, `seven back, the eighth late: twice a return's lag and a timer's resolution, not t(8): ${wait} ms`);
+});
+
 t.test("a closed loop smaller than the workers' batches never reads as capacity: 7 clients on one worker of batches of 8", async (t) => {
   const clock = movedClock();
   const batching = new AdaptiveBatching(LIMITS, clock.now);
