@@ -27,6 +27,20 @@ async function arrivals(batching: AdaptiveBatching, clock: ReturnType<typeof mov
   }
 }
 
+/** `times` batches of `size` answered `everyMs` apart on `clock`, each taking `ms`, and their clients back 1 ms after each answer. */
+async function answeredAndBack(
+  batching: AdaptiveBatching,
+  clock: ReturnType<typeof movedClock>,
+  { everyMs, size, ms, times }: { everyMs: number; size: number; ms: number; times: number },
+): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    await clock.advance(everyMs);
+    batching.ran(size, ms);
+    await clock.advance(1);
+    for (let k = 0; k < size; k++) batching.arrived();
+  }
+}
+
 const LIMITS = { ceiling: 8, latencyTargetMs: 100, maxWaitMs: undefined };
 
 t.test('the fit finds the fixed and the per-request time of a batch; one size alone is read as no batching gain', async (t) => {
@@ -235,13 +249,8 @@ t.test('full only with the clients on their way back, a batch waits for a late o
   const clock = movedClock();
   const batching = new AdaptiveBatching(LIMITS, clock.now);
   // 8 clients of a 50 ms batch on one worker, each sending again 1 ms after its answer.
-  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
-  for (let i = 0; i < 4; i++) {
-    await clock.advance(54);
-    batching.ran(8, 54);
-    await clock.advance(1);
-    for (let k = 0; k < 8; k++) batching.arrived();
-  }
+  measured(batching, 50, 0.5);
+  await answeredAndBack(batching, clock, { everyMs: 54, size: 8, ms: 54, times: 4 });
   const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
   // A split loop: one back while the other seven's batch runs, eight held in all.
   t.ok(batching.waitMs(held(1), 0, { outstanding: 7, workers: 1 }) > 3, 'one held, seven in the batch running: full by the moment, it waits');
@@ -365,15 +374,9 @@ t.test('a closed loop of one client does not wait for the others that are not th
 t.test('returns are not waited for while other requests are outstanding: a backlog is no closed loop to join', async (t) => {
   const clock = movedClock();
   const batching = new AdaptiveBatching(LIMITS, clock.now);
-  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
+  measured(batching, 50, 0.5);
   // Returns seen lately 1 ms after their answers, and arrivals too sparse for the mean gap to say wait.
-  for (let i = 0; i < 4; i++) {
-    await clock.advance(100);
-    batching.ran(2, 51);
-    await clock.advance(1);
-    batching.arrived();
-    batching.arrived();
-  }
+  await answeredAndBack(batching, clock, { everyMs: 100, size: 2, ms: 51, times: 4 });
   await clock.advance(100);
   batching.ran(4, 52);
   const queuedBefore = job('q', clock.now() - 60);
