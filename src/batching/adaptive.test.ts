@@ -27,6 +27,20 @@ async function arrivals(batching: AdaptiveBatching, clock: ReturnType<typeof mov
   }
 }
 
+/** `times` batches of `size` answered `everyMs` apart on `clock`, each taking `ms`, and their clients back 1 ms after each answer. */
+async function answeredAndBack(
+  batching: AdaptiveBatching,
+  clock: ReturnType<typeof movedClock>,
+  { everyMs, size, ms, times }: { everyMs: number; size: number; ms: number; times: number },
+): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    await clock.advance(everyMs);
+    batching.ran(size, ms);
+    await clock.advance(1);
+    for (let k = 0; k < size; k++) batching.arrived();
+  }
+}
+
 const LIMITS = { ceiling: 8, latencyTargetMs: 100, maxWaitMs: undefined };
 
 t.test('the fit finds the fixed and the per-request time of a batch; one size alone is read as no batching gain', async (t) => {
@@ -207,6 +221,58 @@ t.test('at capacity a batch waits to be full: enough requests outstanding to fil
   t.equal(left?.length, 8, 'the eighth fills it and it leaves');
 });
 
+t.test(
+  "a closed loop at capacity keeps waiting for full batches while its answered clients are on their way back: the pool's peak, not the moment's",
+  async (t) => {
+    const clock = movedClock();
+    const batching = new AdaptiveBatching(LIMITS, clock.now);
+    measured(batching, 0.3, 0.15);
+    await arrivals(batching, clock, 0.2, 40);
+    const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
+    // 32 clients, two workers: one forming batch full and the other's out, the rest on their way back.
+    t.ok(batching.waitMs(held(7), 0, { outstanding: 9, workers: 2 }) > 0, '16 held: at capacity');
+    await clock.advance(0.5);
+    // The full batch has left and its clients' answers are on the way out; the next forms from the first returns.
+    const forming = held(3);
+    t.ok(
+      Math.abs(batching.waitMs(forming, 0, { outstanding: 8, workers: 2 }) - 1.5) < 1e-9,
+      `3 forming and 8 in the other worker's batch: still at capacity, a full batch's time: ${batching.state().waitMs}`,
+    );
+    t.ok(batching.waitMs(forming, 1, { outstanding: 0, workers: 2 }) > 1, 'also while the other worker idles between its batches');
+    // The load has gone: two spans later the peak is forgotten and the window rules again.
+    await clock.advance(101);
+    t.equal(batching.waitMs(held(3), 0, { outstanding: 2, workers: 2 }), 0, 'a load that has passed makes no batch wait');
+  },
+);
+
+t.test('full only with the clients on their way back, a batch waits for a late one as long as a return takes, not a whole batch', async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  // 8 clients of a 50 ms batch on one worker, each sending again 1 ms after its answer.
+  measured(batching, 50, 0.5);
+  await answeredAndBack(batching, clock, { everyMs: 54, size: 8, ms: 54, times: 4 });
+  const held = (n: number): Job[] => Array.from({ length: n }, (_, i) => job(`h${i}`, clock.now()));
+  // A split loop: one back while the other seven's batch runs, eight held in all.
+  t.ok(batching.waitMs(held(1), 0, { outstanding: 7, workers: 1 }) > 3, 'one held, seven in the batch running: full by the moment, it waits');
+  await clock.advance(54);
+  batching.ran(8, 54);
+  await clock.advance(1);
+  const wait = batching.waitMs(held(7), 0, { outstanding: 0, workers: 1 });
+  t.ok(wait > 0 && wait <= 3 + 1e-9, `seven back, the eighth late: twice a return's lag and a timer's resolution, not t(8): ${wait} ms`);
+});
+
+t.test("a closed loop smaller than the workers' batches never reads as capacity: 7 clients on one worker of batches of 8", async (t) => {
+  const clock = movedClock();
+  const batching = new AdaptiveBatching(LIMITS, clock.now);
+  measured(batching, 0.3, 0.15);
+  await arrivals(batching, clock, 0.2, 40);
+  for (let k = 1; k <= 7; k++) {
+    const batch = Array.from({ length: k }, (_, i) => job(`h${i}`, clock.now()));
+    t.ok(batching.waitMs(batch, 0, { outstanding: 7 - k, workers: 1 }) < 1, `${k} held, ${7 - k} outstanding: no wait for an eighth`);
+    await clock.advance(0.1);
+  }
+});
+
 t.test('the fit forgets a size not seen lately: after a load has passed its batches no longer shape the line', async (t) => {
   const fit = new ExecutionFit();
   for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) fit.add(n, 20);
@@ -308,15 +374,9 @@ t.test('a closed loop of one client does not wait for the others that are not th
 t.test('returns are not waited for while other requests are outstanding: a backlog is no closed loop to join', async (t) => {
   const clock = movedClock();
   const batching = new AdaptiveBatching(LIMITS, clock.now);
-  for (let i = 0; i < 3; i++) for (let n = 1; n <= 8; n++) batching.ran(n, 50 + 0.5 * n);
+  measured(batching, 50, 0.5);
   // Returns seen lately 1 ms after their answers, and arrivals too sparse for the mean gap to say wait.
-  for (let i = 0; i < 4; i++) {
-    await clock.advance(100);
-    batching.ran(2, 51);
-    await clock.advance(1);
-    batching.arrived();
-    batching.arrived();
-  }
+  await answeredAndBack(batching, clock, { everyMs: 100, size: 2, ms: 51, times: 4 });
   await clock.advance(100);
   batching.ran(4, 52);
   const queuedBefore = job('q', clock.now() - 60);
