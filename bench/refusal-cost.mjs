@@ -158,7 +158,8 @@ export function refuseEverything(management) {
 /** A tsserve of the checkout at `root` serving mnist, scaled to refuse everything. */
 async function refusingTsserve(root, set) {
   const server = await userServer('tsserve-refusal-cost-', set, { root });
-  copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
+  // Each checkout's own archive: its example handler may use what only its tsserve exports.
+  copyFileSync(join(root, 'model-store', 'mnist.mar'), join(server.store, 'mnist.mar'));
   await server.start(['--models', 'mnist=mnist.mar']);
   await refuseEverything(server.management);
   const client = new RawClient(server.inference, rawPost(server.inference, '/predictions/mnist', BODY, 'image/png'));

@@ -112,7 +112,8 @@ async function start(name, root, env) {
 async function startedServer(name, root, env) {
   for (let attempt = 1; ; attempt++) {
     const server = await userServer(`tsserve-bench-${name}-`, ['default_workers_per_model=1'], { root, env });
-    copyFileSync(join(ROOT, 'model-store/mnist.mar'), join(server.store, 'mnist.mar'));
+    // Each checkout's own archive: its example handler may use what only its tsserve exports.
+    copyFileSync(join(root, 'model-store/mnist.mar'), join(server.store, 'mnist.mar'));
     try {
       await server.start(['--models', 'mnist=mnist.mar']);
       return server;
