@@ -7,7 +7,7 @@
  * that fails drops its lines, and once the disk takes writes again the log says how many it lost.
  */
 import { close, closeSync, createReadStream, createWriteStream, fstatSync, ftruncate, open, openSync, write, writeSync } from 'node:fs';
-import { copyFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -224,6 +224,10 @@ export class LogFile {
       await ftruncateAsync(this.fd, 0);
     } else {
       await rename(this.path, rolled);
+      // Dated now, as a copy is: renamed, it kept its last write's time, a day ago or more, and an
+      // earlier roll's prune running meanwhile took it, waiting for its compression, for the oldest.
+      const now = new Date();
+      await utimes(rolled, now, now);
       const old = this.fd;
       this.fd = await openAsync(this.path, 'a');
       await closeAsync(old);
