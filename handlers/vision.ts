@@ -10,6 +10,7 @@ import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
 import {
   classLabel,
+  flattenTensor,
   imagePixelLimit,
   type InputValue,
   ort,
@@ -245,15 +246,12 @@ function copyValues(values: Exclude<TensorValues, Uint8Array>, out: Float32Array
   else out.set(values);
 }
 
-const MAX_TENSOR_RANK = 32;
-
 /**
  * A tensor sent as a nested list of numbers (a KServe v2 FP32 input, a JSON array) into `out`,
  * which it must fill exactly; `shape` words the error.
  */
 export function copyTensor(values: unknown[], out: Float32Array, shape: string): void {
-  // Flattened to a tensor's depth at most: a list nested 100,000 deep is refused, not recursed into.
-  const flat = values.flat(MAX_TENSOR_RANK);
+  const flat = flattenTensor(values);
   if (flat.length !== out.length || flat.some((v) => typeof v !== 'number')) {
     throw new PredictionError(`Expected an image, or a ${shape} tensor as a nested list of numbers (got ${flat.length} values)`, 400);
   }

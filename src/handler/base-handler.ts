@@ -7,6 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { flattenTensor } from '../protocol/tensor-bytes.js';
 import { createSession, ort } from '../runtime/onnx.js';
 import { isDescribeRequest, stage } from './context.js';
 import { explanationTarget, occlusionAttributions } from './explain.js';
@@ -172,7 +173,7 @@ function numericArray(value: InputValue): ArrayLike<number> {
   if (value instanceof BigInt64Array || value instanceof BigUint64Array) return Array.from(value, Number);
   if (ArrayBuffer.isView(value) && !Buffer.isBuffer(value)) return value;
   const parsed = Buffer.isBuffer(value) ? safeJson(value.toString('utf8')) : typeof value === 'string' ? safeJson(value) : value;
-  const flat = Array.isArray(parsed) ? parsed.flat(Infinity) : undefined;
+  const flat = Array.isArray(parsed) ? flattenTensor(parsed) : undefined;
   if (!flat || flat.some((v) => typeof v !== 'number')) throw new PredictionError('Expected a JSON array of numbers', 400);
   return flat as number[];
 }

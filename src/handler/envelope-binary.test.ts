@@ -135,3 +135,20 @@ t.test('bytes that are not whole values of the datatype are the request 400 (a f
   t.equal(item.status, 400);
   t.match(Buffer.from(item.body).toString('utf8'), 'its binary data has 3 bytes');
 });
+
+t.test('FP16 in binary form: two bytes a value, read as floats (review-8 F3: refused, its floats counted four bytes each)', async (t) => {
+  const halves = Buffer.from(Uint16Array.of(0x3c00, 0xc000, 0x3800).buffer);
+  const input = { inputs: [{ name: 'x', shape: [3], datatype: 'FP16', parameters: { binary_data_size: 6 } }] };
+  const { rows, item } = await run([header(input), { name: 'binary_data_0', contentType: undefined, value: halves }], () => 0);
+  t.equal(item.status, 200, Buffer.from(item.body).toString('utf8'));
+  t.same([...(rows[0]!.data as Float32Array)], [1, -2, 0.5], 'the halves as floats');
+});
+
+t.test('data nested deeper than a tensor can be is the request 400, not a stack overflow (review-8 F2)', async (t) => {
+  const deep = `${'['.repeat(20_000)}0.5${']'.repeat(20_000)}`;
+  const body = `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${deep}}]}`;
+  const { rows, item } = await run([{ name: 'body', contentType: 'application/json', value: Buffer.from(body) }], () => 0);
+  t.equal(item.status, 400);
+  t.match(JSON.parse(Buffer.from(item.body).toString('utf8')), { code: 400, message: 'Input "x": "data" is nested more than 32 lists deep' });
+  t.same(rows, [], 'the handler never saw it');
+});

@@ -26,7 +26,18 @@
  * A request the envelope cannot read gets its own 400; the rest of its batch is still answered.
  * As in TorchServe, the context still describes the HTTP requests, not the rows.
  */
-import { binaryParamName, bytesTensor, datatypeOfValues, tensorValues, type TensorValues, V2_DATATYPES, valuesBytes } from '../protocol/tensor-bytes.js';
+import {
+  binaryParamName,
+  bytesTensor,
+  datatypeOfValues,
+  elementSize,
+  flattenTensor,
+  MAX_TENSOR_RANK,
+  tensorValues,
+  type TensorValues,
+  V2_DATATYPES,
+  valuesBytes,
+} from '../protocol/tensor-bytes.js';
 import type { EntryPoint } from './load.js';
 import { serializeOutput } from './run.js';
 import { isDescribeRequest } from './context.js';
@@ -125,7 +136,6 @@ function readKservev2(request: RequestInput): Unwrapped {
   };
 }
 
-const MAX_RANK = 32;
 const V2_TYPES = new Set(V2_DATATYPES);
 
 /**
@@ -149,10 +159,13 @@ function inputRow(input: JsonValue, k: number, binary: InputValue | undefined): 
     throw new PredictionError(`${label}: "shape" must be a list of non-negative integers`, 400);
   }
   // Each dimension is a level of nesting to build; no model has more than a handful.
-  if (shape.length > MAX_RANK) throw new PredictionError(`${label}: "shape" has ${shape.length} dimensions, at most ${MAX_RANK} are accepted`, 400);
+  if (shape.length > MAX_TENSOR_RANK) {
+    throw new PredictionError(`${label}: "shape" has ${shape.length} dimensions, at most ${MAX_TENSOR_RANK} are accepted`, 400);
+  }
   const size = (shape as number[]).reduce((a, b) => a * b, 1);
   if (bytes) return { name, shape, datatype, data: binaryValues(label, datatype, size, binary) };
-  const flat = (data as unknown[]).flat(Infinity) as JsonValue[];
+  const flat = flattenTensor(data as unknown[]) as JsonValue[];
+  if (flat.some(Array.isArray)) throw new PredictionError(`${label}: "data" is nested more than ${MAX_TENSOR_RANK} lists deep`, 400);
   if (flat.length !== size) throw new PredictionError(`${label}: shape [${shape.join(', ')}] holds ${size} values, "data" has ${flat.length}`, 400);
   return { name, shape, datatype, data: reshape(flat, shape as number[]) };
 }
@@ -162,15 +175,13 @@ function binaryValues(label: string, datatype: string, size: number, binary: Inp
   if (!(binary instanceof Uint8Array) || datatype === 'BYTES') {
     throw new PredictionError(`${label}: binary_data_size without its bytes (send the body with Inference-Header-Content-Length)`, 400);
   }
-  const values = tensorValues(datatype, binary);
   // Whole values only: a form field can carry bytes the front end never checked (binary_data_<i>).
-  if (values.length !== size || values.byteLength !== binary.byteLength) {
-    throw new PredictionError(
-      `${label}: its shape holds ${size} ${datatype} values (${size * values.BYTES_PER_ELEMENT} bytes), its binary data has ${binary.byteLength} bytes`,
-      400,
-    );
+  // The bytes' size is the datatype's, not the values': FP16 arrives as 2 bytes a value, read as floats.
+  const bytes = size * (elementSize(datatype) ?? 0);
+  if (binary.byteLength !== bytes) {
+    throw new PredictionError(`${label}: its shape holds ${size} ${datatype} values (${bytes} bytes), its binary data has ${binary.byteLength} bytes`, 400);
   }
-  return values;
+  return tensorValues(datatype, binary);
 }
 
 function reshape(flat: JsonValue[], shape: number[]): JsonValue {

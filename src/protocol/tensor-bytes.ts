@@ -150,6 +150,18 @@ export function datatypeOfValues(values: TensorValues): string {
   return 'UINT8';
 }
 
+/**
+ * The most dimensions of a tensor sent as nested lists. Deeper lists are refused, not recursed
+ * into: flattening a list nested 20,000 deep overflowed the worker's stack (a 503 for a client's
+ * bad input, and the batch's other requests with it).
+ */
+export const MAX_TENSOR_RANK = 32;
+
+/** A tensor sent as nested lists, its values in order; an element still a list was nested too deep. */
+export function flattenTensor(values: readonly unknown[]): unknown[] {
+  return values.flat(MAX_TENSOR_RANK);
+}
+
 /** A typed array's bytes, where they lie. */
 export function valuesBytes(values: TensorValues): Uint8Array {
   return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
