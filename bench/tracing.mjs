@@ -9,9 +9,29 @@
 //             front end's; this one makes them in the front end, and counts them): stable
 //             measures on a shared machine. --in-process-rev <rev> measures that revision's metrics/tracing.ts
 //             the same way, in turns with this checkout's (one whose exporter is given the SDK's
-//             spans serializes them as the OTLP exporter does, ProtobufTraceSerializer);
+//             spans serializes them as the OTLP exporter does, ProtobufTraceSerializer); and
+//             the same spans (batches of 8) sent by the OTLP exporter's HTTP transport to a
+//             receiver in another process, in exports of the default size and of 8192 spans:
+//             what the export adds, the kernel's loopback TCP included;
 //   servers   throughput and CPU per answer of servers side by side, on the same machine at the
-//             same time:
+//             same time, two ways:
+//     closed loop  --connections connections each sending once answered, --rounds rounds of
+//                  --seconds per server: throughput (answers/s) as the issue asks. One worker with
+//                  batching under a closed loop is bimodal (rounds of 5,000 or 7,000 answers/s,
+//                  batches of 4 or 7 whatever the code), so its per-round ratios swing ±20% and 30
+//                  rounds cannot see 3%.
+//     open loop    (the fixed rate) off and sampled (and before) only, --rate-rounds rounds of
+//                  --rate-seconds per server: --rate answers/s, sent n at once (each of --batches' sizes), in time
+//                  whatever the answers do (lib.mjs atFixedRate), to mnist registered again as
+//                  mnist_b<n> with batch_size n and a max_batch_delay long enough for all n to
+//                  arrive: every batch is of exactly n (the report says so), with tracing on or
+//                  off, so what their CPU per answer differs by is tracing's work, not their
+//                  batches'. CPU per answer: the kernel's run time of every thread of the front
+//                  end and of its workers (/proc/<pid>/task/<tid>/schedstat, in ns), the first
+//                  request to the last answer. Capacity where the server is CPU-bound (answers/s
+//                  at saturation, its processes having the cores) is the inverse of CPU per
+//                  answer: said as such, and for batches of 1 and of 8 (at saturation mnist's
+//                  batches are 4-8). --rate 0: none.
 //     base     the code of --base-rev (default 2f7059e, main before traces and histograms)
 //     before   with --before-rev (main, say): that code at 100% sampling, to compare a change
 //              to tracing's cost in one run
@@ -20,6 +40,7 @@
 //              prediction's spans exported over OTLP/HTTP to a receiver in this process
 //
 //   node bench/tracing.mjs [--rounds 30] [--seconds 2] [--connections 16] [--base-rev 2f7059e] [--before-rev main]
+//                          [--batches 1,8] [--rate 600,2000] [--rate-rounds 100] [--rate-seconds 1] [--no-closed-loop]
 //   node bench/tracing.mjs --in-process [--in-process-rev ba04979]     (the first measure only)
 //   node bench/tracing.mjs --profile <path prefix> [--rounds 10] [--seconds 3]
 //   node bench/tracing.mjs --gc [--rounds 6] [--seconds 3]
@@ -51,7 +72,7 @@
 // cannot see. `uptime` before and after: this machine's two cores are shared, and other
 // processes move a round's throughput by tens of percent.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,7 +84,8 @@ import { AlwaysOnSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-tr
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { MetricsRegistry } from '../dist/src/metrics/registry.js';
 import { Tracing } from '../dist/src/metrics/tracing.js';
-import { checkoutOf, childPids, cpuSeconds, median, otlpReceiver, sorted, userServer } from './lib.mjs';
+import { atFixedRate, checkoutOf, childPids, cpuSeconds, median, otlpReceiver, sorted, userServer } from './lib.mjs';
+import { RawClient, rawPost } from './raw-client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT_URL = new RegExp(`(file://)?${ROOT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/`, 'g');
@@ -78,7 +100,14 @@ const { values: opts } = parseArgs({
     'in-process-rev': { type: 'string' },
     profile: { type: 'string' },
     gc: { type: 'boolean', default: false },
+    batches: { type: 'string', default: '1,8' },
+    rate: { type: 'string', default: '600,2000' },
+    'rate-rounds': { type: 'string', default: '100' },
+    'rate-seconds': { type: 'string', default: '1' },
+    'closed-loop': { type: 'boolean', default: true },
+    together: { type: 'boolean', default: true },
   },
+  allowNegative: true,
 });
 const BODY = readFileSync(join(ROOT, 'examples/mnist/digits/7_0.png'));
 const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
@@ -91,14 +120,35 @@ async function start(name, root, env) {
   if (opts.profile) env = { ...env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof` };
   const server = await startedServer(name, root, env);
   const pid = server.pid();
+  // mnist again, once for each of --batches' sizes, as mnist_b<n>: batches of exactly n when
+  // requests come n at once (the open loop's), its wait long enough for all n to arrive.
+  const sizes = opts.batches.split(',').map(Number);
+  const clients = new Map();
+  for (const n of sizes) {
+    const name = `mnist_b${n}`;
+    const query = `url=mnist.mar&model_name=${name}&batch_size=${n}&max_batch_delay=${n === 1 ? 0 : 1000}&initial_workers=1&synchronous=true`;
+    const res = await fetch(`${server.management}/models?${query}`, { method: 'POST' });
+    if (!res.ok) {
+      const why = `registering ${name}: ${res.status} ${await res.text()}`;
+      await server.stop();
+      server.remove();
+      throw new Error(why);
+    }
+    clients.set(n, new RawClient(server.inference, rawPost(server.inference, `/predictions/${name}`, BODY, 'image/png')));
+  }
   return {
     name,
     pid,
     metrics: server.metrics,
     url: `${server.inference}/predictions/mnist`,
+    /** Nanoseconds the kernel ran the server's (its front end's) threads and its workers' so far. */
+    runNanos: () => ({ front: threadNanos(pid), workers: childPids(pid).reduce((sum, child) => sum + threadNanos(child), 0) }),
+    /** For each batch size, the open loop's client: the same request, its bytes made once, on keep-alive sockets. */
+    clients,
     /** CPU seconds of the server (its front end) and of its workers so far. */
     cpu: () => ({ front: cpuSeconds(pid), workers: childPids(pid).reduce((sum, child) => sum + cpuSeconds(child), 0) }),
     stop: async () => {
+      for (const c of clients.values()) c.close();
       await server.stop();
       server.remove();
     },
@@ -111,7 +161,7 @@ async function start(name, root, env) {
  */
 async function startedServer(name, root, env) {
   for (let attempt = 1; ; attempt++) {
-    const server = await userServer(`tsserve-bench-${name}-`, ['default_workers_per_model=1'], { root, env });
+    const server = await userServer(`tsserve-bench-${name}-`, ['default_workers_per_model=1', 'enable_model_api=true', 'job_queue_size=1000'], { root, env });
     // Each checkout's own archive: its example handler may use what only its tsserve exports.
     copyFileSync(join(root, 'model-store/mnist.mar'), join(server.store, 'mnist.mar'));
     try {
@@ -143,13 +193,68 @@ async function measure(server, seconds) {
 }
 
 /**
+ * Nanoseconds the kernel has run `pid`'s threads so far (each /proc/<pid>/task/<tid>/schedstat: exact,
+ * where /proc/<pid>/stat counts 10 ms ticks, 1% of a one-second round); 0 once it has ended.
+ */
+function threadNanos(pid) {
+  let ns = 0;
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        /* the thread ended */
+      }
+    }
+  } catch {
+    /* the process ended */
+  }
+  return ns;
+}
+
+/**
+ * `rate` predictions a second on `server` for `seconds`, `batch` requests at once to mnist_b<batch>
+ * (batches of exactly that size), each group sent at its time whatever the answers do (the open
+ * loop): the CPU µs per answer of the server's front end and workers (from the first request to
+ * the last answer), the front end's alone, the mean batch size (from /metrics, read outside that
+ * span: all of the server's models, the closed loop's mnist idle meanwhile), answers not 200, and
+ * how late the generator fell behind.
+ */
+async function atRate(server, rate, batch, seconds) {
+  const client = server.clients.get(batch);
+  const batchesBefore = await batchSizes(server);
+  const before = server.runNanos();
+  let failed = 0;
+  const one = () =>
+    client.send().then(
+      ({ status }) => {
+        if (status !== 200) failed++;
+      },
+      () => failed++,
+    );
+  const run = await atFixedRate(rate / batch, seconds, () => Promise.all(Array.from({ length: batch }, one)));
+  await Promise.all(run.calls);
+  const after = server.runNanos();
+  const batchesAfter = await batchSizes(server);
+  const answers = run.calls.length * batch;
+  const frontUs = (after.front - before.front) / 1e3 / answers;
+  return {
+    cpuUs: frontUs + (after.workers - before.workers) / 1e3 / answers,
+    frontUs,
+    batch: (batchesAfter.sum - batchesBefore.sum) / Math.max(1, batchesAfter.count - batchesBefore.count),
+    errors: failed,
+    lateMs: run.late,
+  };
+}
+
+/**
  * CPU microseconds per prediction of its spans, in batches of `batchSize`, with `sampler`
  * deciding on requests without a traceparent, through `Tracing` (this checkout's, or another
  * revision's): in all (made, written or serialized for OTLP, the garbage they leave collected),
  * and the bytes of OTLP they come to. The exporter sends nothing; given the SDK's spans (a
  * revision before metrics/otlp-spans.ts), it serializes them as the OTLP exporter does.
  */
-async function spanCost(Tracing, sampler, batchSize, predictions = 40_000) {
+async function spanCost(Tracing, sampler, batchSize, predictions = 40_000, otlpEnv = undefined) {
   let bytes = 0;
   let exported = 0;
   // The stages' span ids a revision's worker made (before bacab68; since, the front end makes
@@ -165,7 +270,9 @@ async function spanCost(Tracing, sampler, batchSize, predictions = 40_000) {
     },
     shutdown: async () => {},
   };
-  const tracing = new Tracing({ otelTraces: true, otelTraceHeader: 'traceresponse' }, exporter, sampler, {});
+  const config = { otelTraces: true, otelTraceHeader: 'traceresponse' };
+  // With `otlpEnv`, this checkout's exporter as the server makes it, sending to a receiver.
+  const tracing = otlpEnv ? Tracing.fromConfig(config, { info() {}, warn() {} }, otlpEnv) : new Tracing(config, exporter, sampler, {});
   const model = { name: 'mnist', version: '1.0' };
   const headers = { 'content-type': 'image/png' };
   const batch = (first) => {
@@ -240,8 +347,71 @@ for (const [name, sampler] of [
     }
   }
 }
+await exportCost();
 console.log();
 if (opts['in-process']) process.exit(0);
+
+/**
+ * What the export adds: a prediction's spans in batches of 8 as above, sent by the OTLP
+ * exporter's HTTP transport (as a server sends them) to a receiver in a process of its own
+ * (its CPU not this one's), minus the same without it; exports of up to OTEL_BSP_MAX_EXPORT_BATCH_SIZE
+ * spans (and MAX_EXPORT_BYTES), as many of them as the default's and as four times it.
+ */
+async function exportCost() {
+  const receiver = await receiverProcess();
+  // The exporter reads its endpoint from process.env (as OTLPTraceExporter does), the rest from `env`.
+  process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = receiver.url;
+  try {
+    const env = (spans) => ({
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url,
+      OTEL_TRACES_SAMPLER: 'always_on',
+      ...(spans ? { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: String(spans), OTEL_BSP_MAX_QUEUE_SIZE: String(4 * spans) } : {}),
+    });
+    const kinds = [
+      ['written, not sent', () => spanCost(Tracing, new AlwaysOnSampler(), 8)],
+      ['sent, exports of the default size', () => spanCost(Tracing, undefined, 8, 40_000, env())],
+      ['sent, exports of up to 8192 spans', () => spanCost(Tracing, undefined, 8, 40_000, env(8192))],
+    ];
+    const costs = new Map(kinds.map(([name]) => [name, []]));
+    for (const [, run] of kinds) await run(); // warm-up
+    const exports = new Map(kinds.map(([name]) => [name, 0]));
+    for (let i = 0; i < 7; i++) {
+      for (const [name, run] of kinds) {
+        const before = (await receiver.counts()).exports;
+        costs.get(name).push((await run()).all);
+        exports.set(name, exports.get(name) + (await receiver.counts()).exports - before);
+      }
+    }
+    for (const [name, runs] of costs) {
+      const all = sorted(runs);
+      console.log(
+        `spans of one prediction, 100% sampled, batches of 8, ${name}: ${median(all).toFixed(2)} µs of CPU (${all[0].toFixed(2)}-${all.at(-1).toFixed(2)} in ${all.length} runs; ${exports.get(name) / all.length} exports a run)`,
+      );
+    }
+  } finally {
+    receiver.stop();
+  }
+}
+
+/** An OTLP receiver (lib.mjs) in a child process: its URL, the exports it counted so far, a stop. */
+async function receiverProcess() {
+  const lib = new URL('./lib.mjs', import.meta.url).href;
+  const code = `import { otlpReceiver } from ${JSON.stringify(lib)};
+const r = await otlpReceiver();
+console.log(r.url);
+process.on('message', () => process.send(r.counts));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const url = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(String(d).trim())));
+  return {
+    url,
+    counts: () =>
+      new Promise((resolve) => {
+        child.once('message', resolve);
+        child.send('counts');
+      }),
+    stop: () => child.kill(),
+  };
+}
 
 /** The median of `values` with its quartiles and a 95% confidence interval (order statistics). */
 function spread(values) {
@@ -261,19 +431,44 @@ function spread(values) {
 const pct = (ratio) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
 const described = ({ median: m, q1, q3, low, high }) => `${pct(m).padStart(7)} (quartiles ${pct(q1)} ${pct(q3)}; 95% CI ${pct(low)} ${pct(high)})`;
 
-const checkouts = [checkout(opts['base-rev'])];
+// The base revision serves the closed loop's comparison only.
+const checkouts = opts['closed-loop'] ? [checkout(opts['base-rev'])] : [];
 const receivers = [await otlpReceiver()];
-const servers = [await start('base', checkouts[0], {})];
+const servers = opts['closed-loop'] ? [await start('base', checkouts[0], {})] : [];
 if (opts['before-rev']) {
   checkouts.push(checkout(opts['before-rev']));
   receivers.push(await otlpReceiver());
-  servers.push(await start('before', checkouts[1], sampledEnv(receivers[1])));
+  servers.push(await start('before', checkouts.at(-1), sampledEnv(receivers[1])));
 }
 servers.push(await start('off', ROOT, {}), await start('sampled', ROOT, sampledEnv(receivers[0])));
+// --rate's rates go with --batches' sizes in order (one rate: for every size).
+const rates = opts.rate.split(',').map(Number);
+const cells =
+  opts.rate === '0' ? [] : opts.batches.split(',').map((batch, i) => ({ rate: rates[Math.min(i, rates.length - 1)], batch: Number(batch), rounds: [] }));
 const rounds = [];
 const before = uptime();
 try {
   for (const s of servers) await measure(s, 3); // warm-up: V8's optimised code, onnxruntime's memory
+  if (opts['closed-loop']) await closedLoopRounds(rounds);
+  for (const cell of cells) await fixedRateRounds(cell);
+} finally {
+  for (const s of servers) await s.stop();
+  for (const r of receivers) r.close();
+  for (const dir of checkouts) rmSync(dir, { recursive: true, force: true });
+}
+const after = uptime();
+const names = servers.map((s) => s.name);
+const toBase = names.includes('base') ? names.filter((n) => n !== 'base').map((n) => [n, 'base']) : [];
+const pairs = [...toBase, ['sampled', 'off'], ...(opts['before-rev'] ? [['sampled', 'before']] : [])];
+if (opts['closed-loop']) closedLoopReport(rounds);
+for (const cell of cells) fixedRateReport(cell);
+for (const [i, r] of receivers.entries()) {
+  console.log(`OTLP exports received from ${i === 0 ? 'sampled' : 'before'}: ${r.counts.exports} requests, ${(r.counts.bytes / 1e6).toFixed(1)} MB`);
+}
+console.log(`uptime before: ${before}\nuptime after:  ${after}`);
+
+/** The closed loop's rounds: every server in turn, the order rotating, each for --seconds. */
+async function closedLoopRounds(rounds) {
   for (let round = 0; round < Number(opts.rounds); round++) {
     const order = servers.map((_, i) => servers[(i + round) % servers.length]);
     const results = {};
@@ -285,29 +480,75 @@ try {
     );
     console.log(`round ${String(round + 1).padStart(2)}: ${line.join(', ')}`);
   }
-} finally {
-  for (const s of servers) await s.stop();
-  for (const r of receivers) r.close();
-  for (const dir of checkouts) rmSync(dir, { recursive: true, force: true });
 }
-const after = uptime();
-console.log(`\nmnist, 1 worker, batches up to 8, ${opts.connections} connections, ${opts.rounds} rounds of ${opts.seconds} s per server`);
-console.log(`base ${opts['base-rev']}${opts['before-rev'] ? `, before ${opts['before-rev']} sampled` : ''}, off and sampled this checkout`);
-console.log(
-  `medians: base ${median(rounds.map((r) => r.base.perSecond)).toFixed(0)} answers/s, ${median(rounds.map((r) => r.base.cpuMs)).toFixed(3)} CPU ms/answer (${median(rounds.map((r) => r.base.frontMs)).toFixed(3)} of it the front end's)`,
-);
-const names = servers.map((s) => s.name);
-const pairs = [...names.filter((n) => n !== 'base').map((n) => [n, 'base']), ['sampled', 'off'], ...(opts['before-rev'] ? [['sampled', 'before']] : [])];
-console.log("each round's ratio, its median over rounds:");
-for (const [a, b] of pairs) {
-  console.log(`  ${`${a} / ${b}`.padEnd(16)} answers/s ${described(spread(rounds.map((r) => r[a].perSecond / r[b].perSecond)))}`);
-  console.log(`  ${''.padEnd(16)} CPU/answer ${described(spread(rounds.map((r) => r[a].cpuMs / r[b].cpuMs)))}`);
-  console.log(`  ${''.padEnd(16)} front end's ${described(spread(rounds.map((r) => r[a].frontMs / r[b].frontMs)))}`);
+
+/**
+ * The open loop's rounds at `rate`, in batches of `batch`: every server but base in turn, the
+ * order rotating, each for --rate-seconds. Batches of the same size at the same rate whether
+ * tracing is on or off (the report shows they were), so what their CPU per answer differs by is
+ * tracing's work.
+ */
+async function fixedRateRounds({ rate, batch, rounds }) {
+  const traced = servers.filter((s) => s.name !== 'base');
+  for (const s of traced) await atRate(s, rate, batch, 1); // warm-up at this rate: V8's new space sized for it
+  for (let round = 0; round < Number(opts['rate-rounds']); round++) {
+    const order = traced.map((_, i) => traced[(i + round) % traced.length]);
+    const results = {};
+    if (opts.together) {
+      // The same seconds for each: whatever else the machine runs then falls on them alike.
+      const runs = await Promise.all(order.map((s) => atRate(s, rate, batch, Number(opts['rate-seconds']))));
+      for (const [i, s] of order.entries()) results[s.name] = runs[i];
+    } else for (const s of order) results[s.name] = await atRate(s, rate, batch, Number(opts['rate-seconds']));
+    rounds.push(results);
+    const line = order.map((s) => {
+      const r = results[s.name];
+      return `${s.name} ${r.cpuUs.toFixed(1)} µs (front ${r.frontUs.toFixed(1)}) batch ${r.batch.toFixed(2)}${r.errors ? ` (${r.errors} not 200)` : ''}${r.lateMs > 20 ? ` (${r.lateMs.toFixed(0)} ms late)` : ''}`;
+    });
+    console.log(`${rate}/s in ${batch}s, round ${String(round + 1).padStart(2)}: ${line.join(', ')}`);
+  }
 }
-for (const [i, r] of receivers.entries()) {
-  console.log(`OTLP exports received from ${i === 0 ? 'sampled' : 'before'}: ${r.counts.exports} requests, ${(r.counts.bytes / 1e6).toFixed(1)} MB`);
+
+function closedLoopReport(rounds) {
+  console.log(
+    `\nclosed loop (throughput: answers/s of ${opts.connections} connections each sending once answered; CPU per answer from /proc/<pid>/stat's ticks)`,
+  );
+  console.log(`mnist, 1 worker, batches up to 8, ${opts.connections} connections, ${opts.rounds} rounds of ${opts.seconds} s per server`);
+  console.log(`base ${opts['base-rev']}${opts['before-rev'] ? `, before ${opts['before-rev']} sampled` : ''}, off and sampled this checkout`);
+  console.log(
+    `medians: base ${median(rounds.map((r) => r.base.perSecond)).toFixed(0)} answers/s, ${median(rounds.map((r) => r.base.cpuMs)).toFixed(3)} CPU ms/answer (${median(rounds.map((r) => r.base.frontMs)).toFixed(3)} of it the front end's)`,
+  );
+  console.log("each round's ratio, its median over rounds:");
+  for (const [a, b] of pairs) {
+    console.log(`  ${`${a} / ${b}`.padEnd(16)} answers/s ${described(spread(rounds.map((r) => r[a].perSecond / r[b].perSecond)))}`);
+    console.log(`  ${''.padEnd(16)} CPU/answer ${described(spread(rounds.map((r) => r[a].cpuMs / r[b].cpuMs)))}`);
+    console.log(`  ${''.padEnd(16)} front end's ${described(spread(rounds.map((r) => r[a].frontMs / r[b].frontMs)))}`);
+  }
 }
-console.log(`uptime before: ${before}\nuptime after:  ${after}`);
+
+function fixedRateReport({ rate, batch, rounds: all }) {
+  // A round with refusals (a queue full when the generator, late, sent a burst) had answers of
+  // another cost: left out.
+  const rounds = all.filter((r) => Object.values(r).every((s) => s.errors === 0));
+  console.log(
+    `\nopen loop at ${rate} answers/s in batches of ${batch} (mnist_b${batch}), ${rounds.length} rounds of ${opts['rate-seconds']} s per server (${all.length - rounds.length} more left out: answers not 200) (CPU per answer: the kernel's run time of every thread of the front end and its workers)`,
+  );
+  const traced = names.filter((n) => n !== 'base');
+  for (const n of traced) {
+    const med = (key) => median(rounds.map((r) => r[n][key]));
+    console.log(
+      `  ${n.padEnd(8)} medians: ${med('cpuUs').toFixed(1)} µs of CPU an answer (${med('frontUs').toFixed(1)} the front end's), mean batch ${med('batch').toFixed(2)}`,
+    );
+  }
+  console.log("  each round's ratio, its median over rounds:");
+  for (const [a, b] of pairs.filter(([a, b]) => a !== 'base' && b !== 'base')) {
+    const cpu = spread(rounds.map((r) => r[a].cpuUs / r[b].cpuUs));
+    console.log(`    ${`${a} / ${b}`.padEnd(16)} CPU/answer ${described(cpu)}`);
+    console.log(`    ${''.padEnd(16)} front end's ${described(spread(rounds.map((r) => r[a].frontUs / r[b].frontUs)))}`);
+    console.log(
+      `    ${''.padEnd(16)} capacity where CPU-bound (answers/s at saturation, 1 / CPU per answer): ${pct(1 / cpu.median)} (95% CI ${pct(1 / cpu.high)} ${pct(1 / cpu.low)})`,
+    );
+  }
+}
 
 /** Every descendant of `pid`: a front end's workers (and what they start). */
 function descendants(pid) {
@@ -337,10 +578,11 @@ function userSystem(pids) {
   return { user, system };
 }
 
-/** ts_batch_size's sum and count on the server's /metrics. */
+/** ts_batch_size's sum and count on the server's /metrics, over its models. */
 async function batchSizes(server) {
   const text = await (await fetch(`${server.metrics}/metrics`)).text();
-  const value = (suffix) => Number(new RegExp(`^ts_batch_size_${suffix}\\{[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
+  // Every model's line, summed.
+  const value = (suffix) => [...text.matchAll(new RegExp(`^ts_batch_size_${suffix}\\{[^}]*\\} (\\S+)`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
   return { sum: value('sum'), count: value('count') };
 }
 
