@@ -208,7 +208,7 @@ function refusedResponse(id: string, maxResponseSize: number): WireResponse {
   return failedResponse(id, toWireError(responseTooLarge(maxResponseSize)));
 }
 
-/** A request of a batch that failed alone: its own error, its body empty. */
+/** A request answered with its own error, the rest of its batch with theirs: its body empty. */
 function failedResponse(id: string, error: WireError): WireResponse {
   return { id, status: error.status, phrase: '', headers: {}, body: new Uint8Array(0), error };
 }
