@@ -19,6 +19,8 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
   /** Class index -> label, from index_to_name.json when the archive has one. */
   protected mapping: Record<string, string> | undefined;
   initialized = false;
+  /** The rows of the batch being handled. */
+  private rows = 0;
 
   async initialize(context: Context): Promise<void> {
     this.context = context;
@@ -38,6 +40,7 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     this.context = context;
     if (isDescribeRequest(context)) return [await this.describeHandle()];
     const started = performance.now();
+    this.rows = batch.length;
     const input = await stage(context, 'preprocess', () => this.preprocess(batch));
     const output =
       context.getRequestHeader(0, 'explain') === 'True' ? await stage(context, 'inference', () => this.explainHandle(input, batch)) : await this.predict(input);
@@ -92,15 +95,19 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     const only = rows.length === 1 ? rows[0] : undefined;
     const flat = only instanceof Float32Array ? only : new Float32Array(rows.length * width);
     if (flat !== only) for (const [i, r] of rows.entries()) flat.set(r, i * width);
-    return new ort.Tensor('float32', flat, [rows.length, ...this.rowShape(width)]) as TInput;
+    return new ort.Tensor('float32', flat, [rows.length, ...this.rowShape(width, batch)]) as TInput;
   }
 
-  /** A row's shape: the first model input's past its batch axis when every axis is known and there are several, else [width]. */
-  private rowShape(width: number): number[] {
+  /**
+   * A row's shape: the first model input's past its batch axis when every axis is known and there
+   * are several; the client's own when the model names some of them ([1, 3, height, width]); else [width].
+   */
+  private rowShape(width: number, batch: RequestInput[]): number[] {
     const input = this.session?.inputMetadata[0];
     if (!input?.isTensor) return [width];
     const axes = input.shape.slice(1);
-    if (axes.length < 2 || !axes.every((d): d is number => typeof d === 'number' && d > 0)) return [width];
+    if (axes.length < 2) return [width];
+    if (!axes.every(isKnownAxis)) return clientAxes(input, batch, width);
     const size = axes.reduce((a, b) => a * b, 1);
     if (width !== size)
       throw new PredictionError(`Each input must have ${size} numbers, the model's input ${input.name} being [${input.shape.join(', ')}]: got ${width}`, 400);
@@ -118,10 +125,57 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
     return classLabel(this.mapping, index);
   }
 
-  /** Default: splits the output along its first (batch) axis into plain number arrays. */
+  /**
+   * Default: splits the output along its first (batch) axis into plain number arrays. An output
+   * without a batch axis (a detector's boxes, [2, 4] for one image) is a batch of one's whole answer.
+   */
   async postprocess(output: TOutput): Promise<HandlerOutput[]> {
-    return splitBatch(output as ort.Tensor);
+    const rows = splitBatch(output as ort.Tensor);
+    return this.rows === 1 && rows.length !== 1 ? [rows] : rows;
   }
+}
+
+function isKnownAxis(d: number | string): d is number {
+  return typeof d === 'number' && d > 0;
+}
+
+type TensorMetadata = Extract<ort.InferenceSession.ValueMetadata, { isTensor: true }>;
+
+/**
+ * The axes past the batch axis of rows a model input of known rank but some unknown sizes takes:
+ * each request's own (its v2 `shape`, else its lists' nesting), less a leading batch axis of 1, of
+ * the input's rank and its known sizes, and the same for every request of the batch.
+ */
+function clientAxes(input: TensorMetadata, batch: RequestInput[], width: number): number[] {
+  const axes = input.shape.slice(1);
+  const wanted = `a tensor of [${axes.join(', ')}] (the model's input ${input.name} being [${input.shape.join(', ')}])`;
+  const shapes = batch.map((row) => {
+    const given = payloadShape(row, axes.length + 1);
+    const shape = given.length === axes.length + 1 && given[0] === 1 ? given.slice(1) : given;
+    const fits = shape.length === axes.length && shape.every((d, i) => !isKnownAxis(axes[i]!) || d === axes[i]);
+    if (!fits || shape.reduce((a, b) => a * b, 1) !== width) throw new PredictionError(`Each input must be ${wanted}: got [${given.join(', ')}]`, 400);
+    return shape;
+  });
+  const first = shapes[0] ?? [];
+  if (shapes.some((s) => s.join() !== first.join())) throw new PredictionError('All inputs of a batch must have the same shape', 400);
+  return first;
+}
+
+/**
+ * A request's tensor shape, up to `depth` axes: a v2 row's `shape`, else the lengths of its lists'
+ * first elements, level by level (a flat typed array is one axis).
+ */
+function payloadShape(row: RequestInput, depth: number): number[] {
+  if (Array.isArray(row.shape) && row.shape.every((d) => Number.isSafeInteger(d))) return row.shape as number[];
+  const payload = requestPayload(row);
+  if (ArrayBuffer.isView(payload) && !Buffer.isBuffer(payload)) return [payload.length];
+  let level: unknown = Buffer.isBuffer(payload) ? safeJson(payload.toString('utf8')) : typeof payload === 'string' ? safeJson(payload) : payload;
+  const shape: number[] = [];
+  while (Array.isArray(level) && shape.length <= depth) {
+    shape.push(level.length);
+    level = level[0];
+  }
+  return shape;
 }
 
 /** An input or output of the session as KServe v2 model metadata describes a tensor. */

@@ -2,8 +2,11 @@
 // exhaustion is TorchServe's 507, anything else the generic prediction failure.
 import t from 'tap';
 import { tsError } from '../errors.js';
-import { toWireError } from './run.js';
-import { PredictionError } from './types.js';
+import type { WireRequest, WireResponse, WireStage } from '../protocol/messages.js';
+import { stage } from './context.js';
+import type { EntryPoint } from './load.js';
+import { answerBatch, toWireError } from './run.js';
+import { type Context, PredictionError } from './types.js';
 
 t.test('toWireError classifies what a handler throws', async (t) => {
   t.match(toWireError(new RangeError('Array buffer allocation failed')), { code: 'TSS_ERR_PREDICTION_OUT_OF_RESOURCES', status: 507 });
@@ -13,4 +16,132 @@ t.test('toWireError classifies what a handler throws', async (t) => {
   t.match(toWireError('out of memory'), { code: 'TSS_ERR_PREDICTION_FAILED' }, 'nor a thrown string');
   t.match(toWireError(new PredictionError('bad image', 400)), { code: 'TSS_ERR_PREDICTION_HANDLER', status: 400, message: 'bad image' });
   t.match(toWireError(tsError('TSS_ERR_WORKER_DIED')), { code: 'TSS_ERR_WORKER_DIED', status: 500 });
+});
+
+// A batch the handler refuses for one request's bad input (a 4xx) runs again request by request:
+// each gets its own answer. A stateful model's, a 5xx, or a batch that streamed parts is not.
+const FACTS = {
+  modelName: 'm',
+  manifest: { runtime: 'node', model: { modelName: 'm', modelVersion: '1.0' } },
+  systemProperties: { model_dir: '.', gpu_id: null, batch_size: 8, server_name: 'tsserve', server_version: 'test', limit_max_image_pixels: true },
+  modelYamlConfig: {},
+  sequenceIdHeader: 'ts_request_sequence_id',
+};
+
+const request = (id: string, body: string): WireRequest => ({
+  id,
+  headers: {},
+  params: [{ name: 'body', contentType: 'text/plain', value: Buffer.from(body) }],
+});
+
+/** Doubles each request's number, as one preprocess over the batch: any request not a number refuses the batch. */
+function doubler(calls: string[][], onBatch: (context: Context) => void = () => undefined): EntryPoint {
+  return {
+    initialize: async () => undefined,
+    handle: async (batch, context) => {
+      calls.push(batch.map((r) => String(r.body)));
+      onBatch(context);
+      await stage(context, 'preprocess', async () => {
+        const bad = batch.find((r) => Number.isNaN(Number(r.body)));
+        if (bad) throw new PredictionError(`Not a number: ${String(bad.body)}`, 400);
+      });
+      context.metrics.addCounter('Doubled', batch.length);
+      return batch.map((r) => Number(r.body) * 2);
+    },
+  };
+}
+
+const mixed = [request('a', '1'), request('b', 'GIF89a'), request('c', '3')];
+
+t.test('a batch refused for one request runs each request alone: the valid ones answered, the bad one its own 400', async (t) => {
+  const calls: string[][] = [];
+  const stages: WireStage[] = [];
+  const logged: unknown[] = [];
+  const answer = await answerBatch(doubler(calls), FACTS, mixed, true, () => undefined, { stages, onFailure: (err) => logged.push(err) });
+  t.same(calls, [['1', 'GIF89a', '3'], ['1'], ['GIF89a'], ['3']], 'the batch, then each request alone once');
+  t.ok(answer.split);
+  t.same(
+    answer.items.map((i) => [i.id, i.status, Buffer.from(i.body).toString()]),
+    [
+      ['a', 200, '2'],
+      ['b', 400, ''],
+      ['c', 200, '6'],
+    ],
+  );
+  t.match(answer.items[1]!.error, { code: 'TSS_ERR_PREDICTION_HANDLER', status: 400, message: 'Not a number: GIF89a' });
+  t.equal(answer.items[0]!.error, undefined);
+  t.equal(logged.length, 1, 'the bad request refused alone is told');
+  // Each request counted once: the refused batch's stage for none, each alone run's for one.
+  t.same(
+    stages.map((s) => [s.name, s.requests]),
+    [
+      ['preprocess', 0],
+      ['preprocess', 1],
+      ['preprocess', 1],
+      ['preprocess', 1],
+    ],
+  );
+  t.same(
+    answer.metrics.filter((m) => m.name === 'Doubled').map((m) => m.value),
+    [1, 1],
+    'the metrics of the runs that answered, each request once',
+  );
+});
+
+t.test("a stateful model's refused batch is not run again: its handler may have moved its sequences on", async (t) => {
+  const calls: string[][] = [];
+  const facts = { ...FACTS, modelYamlConfig: { sequenceBatching: true } };
+  await t.rejects(
+    answerBatch(doubler(calls), facts, mixed, true, () => undefined),
+    { status: 400, message: 'Not a number: GIF89a' },
+  );
+  t.equal(calls.length, 1);
+});
+
+t.test('a batch failed with a 5xx, or refused after it streamed parts, is not run again', async (t) => {
+  const calls: string[][] = [];
+  const failing: EntryPoint = {
+    initialize: async () => undefined,
+    handle: async (batch) => {
+      calls.push(batch.map((r) => String(r.body)));
+      throw new PredictionError('the model failed', 500);
+    },
+  };
+  await t.rejects(
+    answerBatch(failing, FACTS, mixed, true, () => undefined),
+    { status: 500, message: 'the model failed' },
+  );
+  t.equal(calls.length, 1, 'a 5xx: the model may have run');
+  const streamedCalls: string[][] = [];
+  const streaming = doubler(streamedCalls, (context) => context.sendIntermediateResponse(['part', 'part', 'part']));
+  const parts: WireResponse[][] = [];
+  await t.rejects(
+    answerBatch(streaming, FACTS, mixed, true, (items) => parts.push(items)),
+    { status: 400, message: 'Not a number: GIF89a' },
+  );
+  t.equal(streamedCalls.length, 1, 'its clients have parts of an answer already');
+  t.equal(parts.length, 1);
+});
+
+t.test("past half the batch's response timeout, the requests not yet run alone get the batch's refusal", async (t) => {
+  const calls: string[][] = [];
+  const answer = await answerBatch(doubler(calls), FACTS, mixed, true, () => undefined, { budgetMs: 0 });
+  t.equal(calls.length, 1);
+  t.same(
+    answer.items.map((i) => [i.id, i.error?.status, i.error?.message]),
+    [
+      ['a', 400, 'Not a number: GIF89a'],
+      ['b', 400, 'Not a number: GIF89a'],
+      ['c', 400, 'Not a number: GIF89a'],
+    ],
+  );
+});
+
+t.test('a batch of one refused is its own answer', async (t) => {
+  const calls: string[][] = [];
+  await t.rejects(
+    answerBatch(doubler(calls), FACTS, [request('b', 'GIF89a')], true, () => undefined),
+    { status: 400, message: 'Not a number: GIF89a' },
+  );
+  t.equal(calls.length, 1);
 });

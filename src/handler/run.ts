@@ -2,11 +2,12 @@
  * @module handler/run
  * One batch through a handler: decode each request's parameters as TorchServe's worker does, call
  * the entry point, check that a list of the same length came back, and turn each answer into
- * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker.
+ * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker; a
+ * batch a handler refuses for a client's error has each of its requests run alone (answerBatch).
  */
 import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
 import { AnswerBudget, answerBytes, DEFAULT_CONTENT_TYPES, responseTooLarge, STREAM_NEXT } from '../protocol/answer-size.js';
-import type { WireError, WireParam, WireRequest, WireResponse, WireStage, WireTraceContext } from '../protocol/messages.js';
+import type { WireError, WireMetric, WireParam, WireRequest, WireResponse, WireStage, WireTraceContext } from '../protocol/messages.js';
 import { BatchContext, epochMs, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
 import { PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
@@ -84,6 +85,107 @@ export async function runBatch(
   return { items: toResponses(checkOutputs(outputs, requests.length), requests, context, budget, false), context };
 }
 
+/** A batch's answers, and the metrics its handler emitted. */
+export interface BatchAnswer {
+  readonly items: WireResponse[];
+  readonly metrics: WireMetric[];
+  /** Refused as a batch, its requests ran each alone: its time is no batch's of its size. */
+  readonly split: boolean;
+}
+
+/** What answerBatch needs besides runBatch's options. */
+export interface AnswerOptions extends BatchOptions {
+  /** The batch's response timeout: requests are run alone only in its first half. */
+  readonly budgetMs?: number;
+  /** Told of each request refused alone (the batch's own failure is thrown). */
+  readonly onFailure?: (err: unknown) => void;
+}
+
+/**
+ * Runs the batch; when the handler refuses it with a client's error (a 4xx), each of its requests
+ * runs alone, so that one client's bad input does not fail the others' requests: each gets its
+ * own answer, the valid ones theirs and the bad ones their own 400. A 4xx says the handler refused
+ * an input before running the model (a PredictionError's meaning), so the requests run again as
+ * if for the first time; a 5xx is not run again, the model may have run. The batch's stages stay,
+ * counted for no request (WireStage.requests), its requests' own alone each for one.
+ */
+export async function answerBatch(
+  entry: EntryPoint,
+  facts: ModelFacts,
+  requests: WireRequest[],
+  decode: boolean,
+  onIntermediate: (items: WireResponse[]) => void,
+  options: AnswerOptions = {},
+): Promise<BatchAnswer> {
+  const began = performance.now();
+  const stages = options.stages ?? [];
+  let streamed = false;
+  const streaming = (items: WireResponse[]): void => {
+    streamed = true;
+    onIntermediate(items);
+  };
+  try {
+    const { items, context } = await runBatch(entry, facts, requests, decode, streaming, { ...options, stages });
+    return { items, metrics: context.collectedMetrics, split: false };
+  } catch (err) {
+    if (requests.length < 2 || streamed || !isClientError(err) || isSequenceModel(facts)) throw err;
+    stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
+    const until = began + (options.budgetMs ?? Number.POSITIVE_INFINITY) / 2;
+    return runEachAlone(entry, facts, requests, decode, onIntermediate, { ...options, stages }, toWireError(err), until);
+  }
+}
+
+/**
+ * Each request as a batch of its own, while the batch's time lasts (`until`): past it, the rest get
+ * the batch's error (`refusal`), the response timeout being the batch's, not each request's.
+ */
+async function runEachAlone(
+  entry: EntryPoint,
+  facts: ModelFacts,
+  requests: WireRequest[],
+  decode: boolean,
+  onIntermediate: (items: WireResponse[]) => void,
+  options: AnswerOptions & { readonly stages: WireStage[] },
+  refusal: WireError,
+  until: number,
+): Promise<BatchAnswer> {
+  const items: WireResponse[] = [];
+  const metrics: WireMetric[] = [];
+  for (const request of requests) {
+    if (performance.now() > until) {
+      items.push(failedResponse(request.id, refusal));
+      continue;
+    }
+    const own: WireStage[] = [];
+    try {
+      const alone = await runBatch(entry, facts, [request], decode, onIntermediate, { ...options, stages: own });
+      items.push(...alone.items);
+      metrics.push(...alone.context.collectedMetrics);
+    } catch (err) {
+      options.onFailure?.(err);
+      items.push(failedResponse(request.id, toWireError(err)));
+    } finally {
+      options.stages.push(...own.map((s) => ({ ...s, requests: 1 })));
+    }
+  }
+  return { items, metrics, split: true };
+}
+
+function isClientError(err: unknown): boolean {
+  const { status } = classify(err);
+  return status >= 400 && status < 500;
+}
+
+/**
+ * A stateful model's requests are never run a second time: its handler keeps each sequence's
+ * state across requests, and a batch it refused may have moved some sequences on before the
+ * refusal (a step taken, a request appended to a history); running them again would take that
+ * step twice.
+ */
+function isSequenceModel(facts: ModelFacts): boolean {
+  return facts.modelYamlConfig.sequenceBatching === true;
+}
+
 function checkOutputs(outputs: unknown, expected: number): HandlerOutput[] {
   if (!Array.isArray(outputs)) throw tsError('TSS_ERR_PREDICTION_BAD_OUTPUT');
   if (outputs.length !== expected) throw tsError('TSS_ERR_PREDICTION_BATCH_MISMATCH');
@@ -103,8 +205,12 @@ function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context:
 }
 
 function refusedResponse(id: string, maxResponseSize: number): WireResponse {
-  const error = responseTooLarge(maxResponseSize);
-  return { id, status: error.status, phrase: '', headers: {}, body: new Uint8Array(0), error: toWireError(error) };
+  return failedResponse(id, toWireError(responseTooLarge(maxResponseSize)));
+}
+
+/** A request answered with its own error, the rest of its batch with theirs: its body empty. */
+function failedResponse(id: string, error: WireError): WireResponse {
+  return { id, status: error.status, phrase: '', headers: {}, body: new Uint8Array(0), error };
 }
 
 /**

@@ -129,6 +129,9 @@ export type HandleFunction = (
 /**
  * Throw this to answer every request of the batch with `status` and `message`, as TorchServe's
  * `PredictionException(message, error_code)`. Any other error answers 503 "Prediction failed".
+ * A client's error (a 4xx) says the handler refused an input before running the model: a batch
+ * of several refused so runs again request by request (a stateful model's excepted), so that
+ * only the bad requests get it. Throw a 4xx before any work that must not be done twice.
  */
 export class PredictionError extends Error {
   readonly status: number;

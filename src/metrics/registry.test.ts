@@ -81,6 +81,21 @@ t.test('the latency histograms: cumulative buckets up to +Inf, sum and count per
   t.equal(await new MetricsRegistry('legacy').render(['ts_request_seconds']), '', 'legacy serves none');
 });
 
+t.test("a batch refused and run request by request: its own stages count for none, each request's for one", async (t) => {
+  const metrics = new MetricsRegistry('prometheus');
+  const t0 = 1_700_000_000_000;
+  const stages = [
+    { name: 'preprocess' as const, start: t0, end: t0 + 1, requests: 0 },
+    { name: 'preprocess' as const, start: t0 + 1, end: t0 + 2, requests: 1 },
+    { name: 'inference' as const, start: t0 + 2, end: t0 + 3, requests: 1 },
+    { name: 'preprocess' as const, start: t0 + 3, end: t0 + 4, requests: 1 },
+  ];
+  metrics.stagesRan('mnist', '1.0', stages, 2);
+  const text = await metrics.render();
+  t.match(text, /ts_preprocess_seconds_count\{[^}]*\} 2\.0\n/, 'two requests preprocessed, each once');
+  t.match(text, /ts_inference_seconds_count\{[^}]*\} 1\.0\n/, 'one ran the model');
+});
+
 t.test('counts bound once (a refusal before its body is read, a response) add up across scrapes, and each is a line where the mode logs it', async (t) => {
   const model = { name: 'mnist', version: '1.0' };
   const served = new MetricsRegistry('prometheus');

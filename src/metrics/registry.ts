@@ -353,9 +353,9 @@ export class MetricsRegistry {
     this.requestSeconds.observe(model, version, seconds);
   }
 
-  /** A worker ran a batch of `requests` predictions through these stages; each counts once per request. */
+  /** A worker ran a batch of `requests` predictions through these stages; each counts once per request it ran. */
   stagesRan(model: string, version: string, stages: readonly WireStage[], requests: number): void {
-    for (const s of stages) this.stageSeconds[s.name].observe(model, version, Math.max(0, s.end - s.start) / 1000, requests);
+    for (const s of stages) this.stageSeconds[s.name].observe(model, version, Math.max(0, s.end - s.start) / 1000, s.requests ?? requests);
   }
 
   /** A prediction request that found its model; `version` is the URL's or `default`. */

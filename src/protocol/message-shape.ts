@@ -23,7 +23,13 @@ export function fromWorker(msg: unknown): FromWorker | undefined {
     case 'intermediate':
       return isBatchId(msg.batchId) && isItems(msg.items) ? shaped : undefined;
     case 'reply':
-      return isBatchId(msg.batchId) && isItems(msg.items) && isMetrics(msg.metrics) && isFiniteNumber(msg.workMs) && isStages(msg.stages) ? shaped : undefined;
+      return isBatchId(msg.batchId) &&
+        isItems(msg.items) &&
+        isMetrics(msg.metrics) &&
+        (msg.workMs === undefined || isFiniteNumber(msg.workMs)) &&
+        isStages(msg.stages)
+        ? shaped
+        : undefined;
     case 'batch-failed':
       return isBatchId(msg.batchId) && isWireError(msg.error) && isMetrics(msg.metrics) && isStages(msg.stages) ? shaped : undefined;
     default:
@@ -75,5 +81,7 @@ function isStages(value: unknown): value is WireStage[] {
 }
 
 function isStage(value: unknown): value is WireStage {
-  return isObject(value) && STAGES.has(value.name as string) && isFiniteNumber(value.start) && isFiniteNumber(value.end);
+  if (!isObject(value)) return false;
+  const counted = value.requests === undefined || (Number.isSafeInteger(value.requests) && (value.requests as number) >= 0);
+  return STAGES.has(value.name as string) && isFiniteNumber(value.start) && isFiniteNumber(value.end) && counted;
 }

@@ -48,6 +48,12 @@ export interface WireStage {
   readonly name: StageName;
   readonly start: number;
   readonly end: number;
+  /**
+   * How many of the batch's predictions it ran, for the histograms; absent: all. A batch refused
+   * and run again request by request (handler/run.ts's answerBatch) has its own stages for none,
+   * each request's for one.
+   */
+  readonly requests?: number;
 }
 
 /** A BaseHandler's three steps; a handler that overrides `handle` as a whole has only `inference`. */
@@ -143,6 +149,8 @@ export interface LoadMessage extends Keyed {
   readonly largestBatch: number;
   /** The largest answer (max_response_size): a larger one is refused before it is sent. */
   readonly maxResponseSize: number;
+  /** A batch's response timeout (responseTimeout): a refused batch's requests run alone in its first half. */
+  readonly responseTimeoutMs?: number;
 }
 
 export interface PredictMessage extends Keyed {
@@ -177,8 +185,11 @@ export type FromWorker = Keyed &
         readonly batchId: number;
         readonly items: WireResponse[];
         readonly metrics: WireMetric[];
-        /** The worker's own milliseconds on the batch, from its arrival here to this reply. */
-        readonly workMs: number;
+        /**
+         * The worker's own milliseconds on the batch, from its arrival here to this reply; absent
+         * when its requests ran each alone (answerBatch), which is no batch's time.
+         */
+        readonly workMs?: number;
         /** The batch's stages in the order they ran. */
         readonly stages: WireStage[];
       }

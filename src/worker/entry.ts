@@ -11,7 +11,7 @@
  * handler, sessions and order of batches, and drops one on `unload` (its sessions closed).
  *
  *   front end ──load──▶ entry: import handler, initialize(context) ──loaded / load-failed──▶
- *   front end ──predict(batch)──▶ runBatch ──intermediate*──▶ ──reply / batch-failed──▶
+ *   front end ──predict(batch)──▶ answerBatch ──intermediate*──▶ ──reply / batch-failed──▶
  *   front end ──unload──▶ (after the key's batches) release its sessions ──unloaded──▶
  */
 // First: nextTick's fast path, before any collection can have run (tick-maps.ts).
@@ -25,7 +25,7 @@ import { uncompiledTypeScript } from '../handler/compile.js';
 import { setImagePixelLimit } from '../handler/image-limit.js';
 import { loadEntryPoint, type EntryPoint } from '../handler/load.js';
 import { ENVELOPES, isEnvelope, withEnvelope, type Envelope } from '../handler/envelope.js';
-import { runBatch, toWireError } from '../handler/run.js';
+import { answerBatch, runBatch, toWireError } from '../handler/run.js';
 import { PredictionError } from '../handler/types.js';
 import { inBatch, ownedBy, sessionsBatchLimit, type SessionSet } from '../runtime/onnx.js';
 import { isTsError, tsError } from '../errors.js';
@@ -50,6 +50,7 @@ interface Served {
   facts: ModelFacts | undefined;
   decodeInput: boolean;
   maxResponseSize: number;
+  responseTimeoutMs: number | undefined;
   readonly sessions: SessionSet;
   /** The key's messages in turn: its load, its batches in the order they came, its unload. */
   turn: Promise<void>;
@@ -92,6 +93,7 @@ async function onLoad(msg: LoadMessage, model: Served): Promise<void> {
     model.facts = modelFacts;
     model.decodeInput = msg.decodeInput;
     model.maxResponseSize = msg.maxResponseSize;
+    model.responseTimeoutMs = msg.responseTimeoutMs;
     setImagePixelLimit(msg.limitMaxImagePixels);
     if (!shared) process.chdir(msg.modelDir);
     registerHooksFor(msg.modelDir);
@@ -125,32 +127,25 @@ async function onPredict(msg: PredictMessage, model: Served | undefined): Promis
     send({ key, kind: 'batch-failed', batchId, error: { code: 'TSS_ERR_WORKER_DIED', message: 'Worker died.', status: 500 }, metrics: [], stages: [] });
     return;
   }
-  let context: BatchContext | undefined;
   const stages: WireStage[] = [];
   const began = performance.now();
   try {
     const result = await ownedBy(model.sessions, () =>
       inBatch(msg.wide, () =>
-        runBatch(entry, facts, msg.requests, model.decodeInput, (items) => send({ key, kind: 'intermediate', batchId, items }), {
+        answerBatch(entry, facts, msg.requests, model.decodeInput, (items) => send({ key, kind: 'intermediate', batchId, items }), {
           maxResponseSize: model.maxResponseSize,
           stages,
           trace: msg.trace,
+          budgetMs: model.responseTimeoutMs,
+          onFailure: (err) => logFailure(facts.modelName, err),
         }),
       ),
     );
-    context = result.context;
-    send({
-      key,
-      kind: 'reply',
-      batchId,
-      items: result.items,
-      metrics: context.collectedMetrics,
-      workMs: performance.now() - began,
-      stages,
-    });
+    const workMs = result.split ? undefined : performance.now() - began;
+    send({ key, kind: 'reply', batchId, items: result.items, metrics: result.metrics, ...(workMs !== undefined && { workMs }), stages });
   } catch (err) {
     logFailure(facts.modelName, err);
-    send({ key, kind: 'batch-failed', batchId, error: toWireError(err), metrics: context?.collectedMetrics ?? [], stages });
+    send({ key, kind: 'batch-failed', batchId, error: toWireError(err), metrics: [], stages });
   }
 }
 
@@ -281,6 +276,7 @@ function servedFor(msg: ToWorker): Served | undefined {
       facts: undefined,
       decodeInput: true,
       maxResponseSize: Number.POSITIVE_INFINITY,
+      responseTimeoutMs: undefined,
       sessions: new Set(),
       turn: Promise.resolve(),
     };

@@ -159,5 +159,6 @@ function loadMessage(config: ServerConfig, model: WorkerModel, key: string): Loa
     serverVersion: VERSION,
     largestBatch: largestBatch(model.settings),
     maxResponseSize: config.maxResponseSize,
+    responseTimeoutMs: model.settings.responseTimeout * 1000,
   };
 }

@@ -1,0 +1,115 @@
+// One client's bad input among a batch's requests (a non-image, a tensor of the wrong size) once
+// failed the whole batch: the handler's preprocess refused it at once, and valid requests got a 400
+// about someone else's input. Each request now gets its own answer: the valid ones their digit,
+// the bad ones a 400 naming their own problem. Batches of 8 on one worker, 16 clients at once.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { decodeSmall, toGrey } from '../../handlers/vision.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, type TestServer } from '../helpers.js';
+import { survived } from './survival.js';
+
+const CLIENTS = 16;
+/** One client in 8 sends something that is not a digit. */
+const BAD_EVERY = 8;
+
+interface Sent {
+  readonly digit: number | undefined;
+  readonly res: Response;
+}
+
+/** Each client's request: a digit's (client i sends digit i mod 10), or, one in 8, `bad`. */
+async function sendAll(send: (digit: number | undefined) => Promise<Response>): Promise<Sent[]> {
+  return Promise.all(
+    Array.from({ length: CLIENTS }, async (_, i) => {
+      const digit = i % BAD_EVERY === BAD_EVERY - 1 ? undefined : i % 10;
+      return { digit, res: await send(digit) };
+    }),
+  );
+}
+
+function png(digit: number): Buffer {
+  return readFileSync(join(MNIST_DIR, 'digits', `${digit}_0.png`));
+}
+
+/** Batches of up to 8, held until 8 are there (`maxBatchDelay` ms at most), on one worker. */
+async function registerBatching(t: Test, server: TestServer, url: string, maxBatchDelay = 3000): Promise<void> {
+  const query = new URLSearchParams({ url, batch_size: '8', max_batch_delay: String(maxBatchDelay), initial_workers: '1', synchronous: 'true' });
+  const res = await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' });
+  t.equal(res.status, 200, `${url} registered: ${await res.text()}`);
+}
+
+/** Every valid request answered its digit by `digitOf`, every bad one a 400 whose message matches `problem`. */
+async function checkAnswers(t: Test, sent: Sent[], digitOf: (body: string) => number, problems: RegExp[]): Promise<void> {
+  let bad = 0;
+  for (const { digit, res } of sent) {
+    const body = await res.text();
+    if (digit === undefined) {
+      t.equal(res.status, 400, `a bad request gets its own 400: ${body}`);
+      t.match(JSON.parse(body), { code: 400, message: problems[bad++ % problems.length] });
+    } else {
+      t.equal(res.status, 200, `digit ${digit} is answered: ${body.slice(0, 200)}`);
+      if (res.status === 200) t.equal(digitOf(body), digit, `digit ${digit} is read as itself`);
+    }
+  }
+}
+
+t.test("the mnist example: a non-image or a list of 812 numbers fails its own request, not its batch's others", async (t) => {
+  const server = await startTestServer(t, { prepare: (store) => buildMnistMar(store) });
+  await registerBatching(t, server, 'mnist.mar');
+  let bad = 0;
+  const sent = await sendAll((digit) => {
+    const list = { body: JSON.stringify(Array(812).fill(0.5)), headers: { 'content-type': 'application/json' } };
+    const init = digit !== undefined ? { body: png(digit) } : bad++ % 2 === 0 ? { body: 'GIF89a not really' } : list;
+    return fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', ...init, signal: AbortSignal.timeout(60_000) });
+  });
+  await checkAnswers(t, sent, Number, [/Invalid image/, /got 812 values/]);
+  await survived(t, server, { models: ['mnist'], sent: sent.length, answered: sent.length });
+});
+
+/** A digit as the mnist model's input, normalized as the example's handler does. */
+function digitTensor(digit: number): number[] {
+  const image = decodeSmall(png(digit));
+  if (!image) throw new Error(`digit ${digit}: not a small PNG`);
+  return Array.from(toGrey(image), (v) => (v / 255 - 0.1302) / 0.3069);
+}
+
+function v2Input(shape: number[], data: number[]): string {
+  return JSON.stringify({ inputs: [{ name: 'input', shape, datatype: 'FP32', data }] });
+}
+
+function argmax(body: string): number {
+  const { outputs } = JSON.parse(body) as { outputs: Array<{ data: number[] }> };
+  const scores = outputs[0]!.data;
+  return scores.indexOf(Math.max(...scores));
+}
+
+t.test('a base_handler model behind KServe v2: a [1, 812] tensor fails its own request, not its batch', async (t) => {
+  const server = await startTestServer(t, {
+    prepare: (store) => {
+      buildMar(store, { modelName: 'digits', version: '1.0', handler: 'base_handler', serializedFile: join(MNIST_DIR, 'mnist.onnx') });
+      buildMar(store, { modelName: 'red', version: '1.0', handler: 'base_handler', serializedFile: join(FIXTURES, 'red_detector.onnx') });
+    },
+    properties: { service_envelope: 'kservev2', ts_open_inference_protocol: 'true' },
+  });
+  await registerBatching(t, server, 'digits.mar');
+  const sent = await sendAll((digit) => {
+    const body = digit === undefined ? v2Input([1, 812], Array(812).fill(0.5)) : v2Input([1, 1, 28, 28], digitTensor(digit));
+    return fetch(`${server.urls.inference}/v2/models/digits/infer`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
+  });
+  await checkAnswers(t, sent, argmax, [/784 numbers.*got 812/]);
+
+  t.test('a model whose input has named axes ([1, 3, height, width]) takes a tensor of its rank, and says its rank to one of another', async (t) => {
+    // Its batch axis is fixed at 1: batches of one, sent at once.
+    await registerBatching(t, server, 'red.mar', 0);
+    const url = `${server.urls.inference}/v2/models/red/infer`;
+    const image = Array.from({ length: 3 * 8 * 12 }, (_, i) => (i < 8 * 12 ? 1 : 0));
+    const right = await fetch(url, { method: 'POST', body: v2Input([1, 3, 8, 12], image) });
+    t.equal(right.status, 200, `a [1, 3, 8, 12] tensor runs: ${await right.clone().text()}`);
+    const wrong = await fetch(url, { method: 'POST', body: v2Input([3, 96], image) });
+    t.equal(wrong.status, 400, 'a [3, 96] tensor is refused');
+    t.match(await wrong.json(), { code: 400, message: /\[1, 3, height, width\]/ });
+    await survived(t, server, { models: ['digits', 'red'], sent: 2, answered: 2 });
+  });
+  await survived(t, server, { models: ['digits'], sent: sent.length, answered: sent.length });
+});
