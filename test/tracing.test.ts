@@ -5,7 +5,7 @@
 // stage and request histograms count what the worker timed.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -59,6 +59,17 @@ async function tracedEcho(t: Test, receiver: OtlpReceiver, properties: Record<st
   const server = await tracedServer(t, receiver, echo, { load_models: 'echo.mar', ...properties });
   await waitReady(server.urls.management, 'echo');
   return server;
+}
+
+/**
+ * One traced echo server (with OIP's gRPC service) and its receiver, for the tests that only ask
+ * it questions: each finds its spans and access lines by the trace ids it sent, so that what the
+ * others sent before is no matter. Started by the first such test, closed when the file ends.
+ */
+let askedEcho: Promise<{ server: TestServer; receiver: OtlpReceiver }> | undefined;
+function sharedEcho(): Promise<{ server: TestServer; receiver: OtlpReceiver }> {
+  askedEcho ??= otlpReceiver(t).then(async (receiver) => ({ receiver, server: await tracedEcho(t, receiver, { ts_open_inference_protocol: 'true' }) }));
+  return askedEcho;
 }
 
 async function spansArrived(receiver: OtlpReceiver, what: string, check: (spans: ReceivedSpan[]) => boolean): Promise<void> {
@@ -169,8 +180,7 @@ t.test('a batch of 8 concurrent predictions: one batch span linked to the 8 requ
 });
 
 t.test('every inference route honours traceparent: REST predictions and explanations, KServe v1 and v2, gRPC and OIP', async (t) => {
-  const receiver = await otlpReceiver(t);
-  const server = await tracedEcho(t, receiver, { ts_open_inference_protocol: 'true' });
+  const { server, receiver } = await sharedEcho();
   const sent: Array<{ route: string; traceId: string; spanId: string }> = [];
   const rest = async (route: string, path: string, body: string): Promise<void> => {
     const c = clientContext();
@@ -225,8 +235,7 @@ t.test('every inference route honours traceparent: REST predictions and explanat
 });
 
 t.test("gRPC StreamPredictions2: the stream's response metadata carries its first prediction's traceresponse, its access line the trace id", async (t) => {
-  const receiver = await otlpReceiver(t);
-  const server = await tracedEcho(t, receiver);
+  const { server } = await sharedEcho();
   const inference = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
   const c = clientContext();
   const metadata = new grpc.Metadata();
@@ -245,8 +254,7 @@ t.test("gRPC StreamPredictions2: the stream's response metadata carries its firs
 });
 
 t.test("a handler's context.traceparent is its batch span's, in the client's trace, to pass on to what it calls", async (t) => {
-  const receiver = await otlpReceiver(t);
-  const server = await tracedEcho(t, receiver);
+  const { server, receiver } = await sharedEcho();
   const c = clientContext();
   const res = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'traceparent', headers: { traceparent: c.traceparent } });
   t.equal(res.status, 200);
@@ -340,9 +348,16 @@ t.test('a collector that is down: the log says where spans go, then warns once t
 
 t.test('a collector that never answers: the stop waits drain_timeout plus STOP_FLUSH_MS at most, and one line says what was dropped', async (t) => {
   // Accepts connections and never answers: each export waits for its timeout.
-  const silent = createServer(() => {});
+  const held: ServerResponse[] = [];
+  const silent = createServer((_req, res) => held.push(res));
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+  // The exporter of the stopped server (in this process) still waits for its export, for its 10 s
+  // timeout and retries after a failure: answered once the test is over, it is done, and neither
+  // close() nor this process's end waits for it.
+  t.teardown(() => {
+    for (const res of held) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    return new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
   const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/v1/traces`;
   const lines: string[] = [];
   const drainSeconds = 2;
@@ -365,8 +380,7 @@ t.test('a collector that never answers: the stop waits drain_timeout plus STOP_F
 });
 
 t.test('fast predictions with a tracestate: every span carries it, ends after it starts and within its parent, on one clock', async (t) => {
-  const receiver = await otlpReceiver(t);
-  const server = await tracedEcho(t, receiver);
+  const { server, receiver } = await sharedEcho();
   const clients = Array.from({ length: 10 }, clientContext);
   for (const c of clients) {
     const res = await fetch(`${server.urls.inference}/predictions/echo`, {

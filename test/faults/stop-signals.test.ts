@@ -33,7 +33,13 @@ interface Started {
 
 interface StoreOptions {
   readonly loadMs: number;
-  readonly warmUpMs: number;
+  /**
+   * How long the warm-up sample takes to answer; without it the archive names no warmupFile: a
+   * server that gets through its start would warm its front end (front_end_warmup_ms, 2 s of 32
+   * connections against itself) and its workers (up to 1 s of batches) for a test that is not
+   * about the warm-up.
+   */
+  readonly warmUpMs?: number;
   readonly extra?: string[];
   /** Workers of `slow`: one unless the test is about several (each is a process to start and stop). */
   readonly workers?: number;
@@ -41,7 +47,7 @@ interface StoreOptions {
 
 /**
  * A model store with `slow.mar` (test/fixtures/lifetime_handler.ts, `workers` workers that take
- * `loadMs` to load, a warm-up sample that takes `warmUpMs` to answer), and config.properties.
+ * `loadMs` to load, a warm-up sample that takes `warmUpMs` to answer when given), and config.properties.
  */
 async function storeAndConfig(t: Test, opts: StoreOptions): Promise<Omit<Started, 'child' | 'output'>> {
   const dir = tempDir(t, 'tsserve-stop-');
@@ -53,10 +59,17 @@ async function storeAndConfig(t: Test, opts: StoreOptions): Promise<Omit<Started
   mkdirSync(store);
   const configFile = join(dir, 'model-config.yaml');
   const workers = opts.workers ?? 1;
-  writeFileSync(configFile, `minWorkers: ${workers}\nmaxWorkers: ${workers}\nloadMs: ${opts.loadMs}\nwarmupFile: warm-up.txt\n`);
   const sample = join(dir, 'warm-up.txt');
-  writeFileSync(sample, `sleep:${opts.warmUpMs}`);
-  buildMar(store, { modelName: 'slow', version: '1.0', handler: join(FIXTURES, 'lifetime_handler.ts'), configFile, extraFiles: sample });
+  const warmsUp = opts.warmUpMs !== undefined;
+  if (warmsUp) writeFileSync(sample, `sleep:${opts.warmUpMs}`);
+  writeFileSync(configFile, `minWorkers: ${workers}\nmaxWorkers: ${workers}\nloadMs: ${opts.loadMs}\n${warmsUp ? 'warmupFile: warm-up.txt\n' : ''}`);
+  buildMar(store, {
+    modelName: 'slow',
+    version: '1.0',
+    handler: join(FIXTURES, 'lifetime_handler.ts'),
+    configFile,
+    ...(warmsUp ? { extraFiles: sample } : {}),
+  });
   const urls = await writeUserConfig(dir, opts.extra);
   return { dir, store, urls };
 }
@@ -144,7 +157,7 @@ async function stopsCleanly(t: Test, server: Started, what: string): Promise<voi
 }
 
 t.test('SIGTERM right after the configuration is read, before any listener', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
-  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 3000, warmUpMs: 0 });
+  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 3000 });
   await waitFor(() => pidFiles(server.dir).length === 1, 20_000, 'the PID file');
   await stopsCleanly(t, server, 'after the PID file');
 });
@@ -168,7 +181,6 @@ t.test(
     const port = (files.address() as { port: number }).port;
     const server = await startForeground(t, `held=http://127.0.0.1:${port}/held.mar`, {
       loadMs: 0,
-      warmUpMs: 0,
       extra: ['allowed_urls=http://127.0.0.1:[0-9]+/.*', 'download_timeout=120'],
     });
     await waitFor(() => asked, 20_000, 'the download to begin');
@@ -182,7 +194,7 @@ t.test(
 );
 
 t.test('SIGTERM while the workers load the model', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
-  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 20_000, warmUpMs: 0, workers: 2 });
+  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 20_000, workers: 2 });
   await waitFor(() => workerPids(server.child.pid!).length === 2, 20_000, 'two workers loading');
   await stopsCleanly(t, server, 'while two workers load for 20 s');
 });
@@ -197,7 +209,7 @@ t.test('SIGTERM while the front end warms up', { skip: process.platform !== 'lin
 });
 
 t.test('SIGTERM to `tsserve --start` while it waits: the server it launched stops too', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
-  const prepared = await storeAndConfig(t, { loadMs: 20_000, warmUpMs: 0 });
+  const prepared = await storeAndConfig(t, { loadMs: 20_000 });
   const launcher = launch(t, prepared.dir, ['--start', '--ncs', '--model-store', 'model-store', '--models', 'slow=slow.mar', '--disable-token-auth']);
   await waitFor(() => workerPids(0).some((pid) => readProc(String(pid), 'environ').includes(`TMPDIR=${prepared.dir}`)), 20_000, 'a worker loading');
   const exited = ending(launcher.child);
@@ -211,7 +223,7 @@ t.test('SIGTERM to `tsserve --start` while it waits: the server it launched stop
 });
 
 t.test('`tsserve --stop` while a server started with --start is still starting', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
-  const prepared = await storeAndConfig(t, { loadMs: 20_000, warmUpMs: 0 });
+  const prepared = await storeAndConfig(t, { loadMs: 20_000 });
   const launcher = launch(t, prepared.dir, ['--start', '--ncs', '--model-store', 'model-store', '--models', 'slow=slow.mar', '--disable-token-auth']);
   const exited = ending(launcher.child);
   await waitFor(() => pidFiles(prepared.dir).length === 1, 20_000, 'the PID file');
@@ -232,7 +244,7 @@ t.test(
   'SIGTERM with clients that never finish: the stop ends at drain_timeout, what is unanswered gets a 503, exit 0',
   { skip: process.platform !== 'linux' && 'reads /proc' },
   async (t) => {
-    const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 0, extra: ['drain_timeout=2'] });
+    const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, extra: ['drain_timeout=2'] });
     await waitFor(() => /Model server started/.test(server.output()), 20_000, 'the start');
     const { hostname, port } = new URL(server.urls.inference);
     // An upload that stalls after its first bytes: once held the stop past drain_timeout, to exit 1.
@@ -266,7 +278,7 @@ t.test(
   'A registration whose archive is still unpacking when SIGTERM comes is answered 503, not 200, and nothing of it is left',
   { skip: process.platform !== 'linux' && 'reads /proc' },
   async (t) => {
-    const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 0, extra: ['enable_model_api=true', 'drain_timeout=20'] });
+    const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, extra: ['enable_model_api=true', 'drain_timeout=20'] });
     // 40 MB that does not compress: unpacking it takes a while, and the stop comes meanwhile. Stored,
     // not deflated: deflate keeps random bytes as stored blocks anyway, so the unpack is the same
     // copy and checksum, and the archive's build spends 0.8 CPU-s less.
@@ -290,7 +302,7 @@ t.test(
 );
 
 t.test('SIGHUP (a closed terminal) stops a serving server as SIGTERM does: what it accepted is answered, exit 0', async (t) => {
-  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0, warmUpMs: 0 });
+  const server = await startForeground(t, 'slow=slow.mar', { loadMs: 0 });
   await waitFor(() => /Model server started/.test(server.output()), 20_000, 'the start');
   const inFlight = fetch(`${server.urls.inference}/predictions/slow`, { method: 'POST', body: 'sleep:1000' }).then(
     (r) => r.status,
@@ -304,7 +316,7 @@ t.test('SIGHUP (a closed terminal) stops a serving server as SIGTERM does: what 
 });
 
 t.test('`tsserve --stop` keeps key_file.json while the server still answers what it accepted', async (t) => {
-  const prepared = await storeAndConfig(t, { loadMs: 0, warmUpMs: 0 });
+  const prepared = await storeAndConfig(t, { loadMs: 0 });
   const launcher = launch(t, prepared.dir, ['--start', '--ncs', '--model-store', 'model-store', '--models', 'slow=slow.mar']);
   t.same(await ending(launcher.child), { code: 0, signal: null }, 'started with token authorization');
   const keyFile = join(prepared.dir, 'key_file.json');
