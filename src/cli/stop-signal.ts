@@ -16,6 +16,11 @@ import { constants } from 'node:os';
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 type StopSignalName = (typeof SIGNALS)[number];
 
+/** Whether a process that `signal` ended was stopped: the signal a stop sends, come before the process could catch it. */
+export function isStopSignal(signal: NodeJS.Signals | null): boolean {
+  return (SIGNALS as readonly string[]).includes(signal ?? '');
+}
+
 const asked = new AbortController();
 
 /** Aborted once a SIGTERM, SIGINT or SIGHUP came; its reason names the signal. Later ones change nothing. */

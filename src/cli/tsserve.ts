@@ -17,7 +17,7 @@ import type { RunningServer } from '../server.js';
 import type { StartupOutcome } from '../models/registration.js';
 import { replaceFileSync } from '../replace-file.js';
 import { VERSION } from '../version.js';
-import { defaultStopSignals, interruptedStatus, onStop, stopAsked } from './stop-signal.js';
+import { defaultStopSignals, interruptedStatus, isStopSignal, onStop, stopAsked } from './stop-signal.js';
 import { exitTwoOnUsageError } from './usage.js';
 
 /**
@@ -286,8 +286,11 @@ function launchOutcome(child: ChildProcess): Promise<Launch> {
       resolve(launch);
     };
     child.once('message', (message) => settle(message as Launch));
+    // The PID file names the server from its fork, a few milliseconds before its first module
+    // catches the stop signals: a `--stop` then ends it by the signal's default action. A stop all
+    // the same, asked for during its start, not a start that failed.
     const ended = (code: number | null, signal: NodeJS.Signals | null): void =>
-      settle(code === 0 ? { kind: 'stopped' } : { kind: 'ended', why: `exit ${code ?? signal}` });
+      settle(code === 0 || isStopSignal(signal) ? { kind: 'stopped' } : { kind: 'ended', why: `exit ${code ?? signal}` });
     // The channel closes after the last message is read: a server that closes it without one ended.
     child.once('disconnect', () => {
       if (child.exitCode !== null || child.signalCode !== null) ended(child.exitCode, child.signalCode);

@@ -235,6 +235,30 @@ t.test('`tsserve --stop` while a server started with --start is still starting',
   t.notOk(existsSync(join(prepared.dir, pidFiles(prepared.dir)[0] ?? 'none')), 'no PID file is left');
 });
 
+t.test(
+  'a SIGTERM the moment the PID file names the server, before its first module catches signals, is a stop during its start',
+  { skip: process.platform !== 'linux' && 'reads /proc' },
+  async (t) => {
+    const prepared = await storeAndConfig(t, { loadMs: 20_000 });
+    const launcher = launch(t, prepared.dir, ['--start', '--ncs', '--model-store', 'model-store', '--models', 'slow=slow.mar', '--disable-token-auth']);
+    const exited = ending(launcher.child);
+    // Read every millisecond: the window between the fork and the server's handler is ~30 ms.
+    const begun = Date.now();
+    let file: string | undefined;
+    while (!(file = pidFiles(prepared.dir)[0]) && Date.now() - begun < 20_000) await new Promise((r) => setTimeout(r, 1));
+    const pid = Number(readFileSync(join(prepared.dir, file!), 'utf8').split('\n')[0]);
+    process.kill(pid, 'SIGTERM');
+    t.same(await exited, { code: 1, signal: null }, 'the launcher exits 1');
+    t.match(
+      launcher.output(),
+      /stopped before it served: a stop was asked for during its start/,
+      'and says a stop came during the start, not that the start failed',
+    );
+    t.same(processesOf(prepared.dir), [], 'no process of it is left');
+    t.same(pidFiles(prepared.dir), [], 'no PID file is left');
+  },
+);
+
 /** The gRPC inference port `writeUserConfig` chose for the server in `dir`. */
 function grpcInferencePort(dir: string): number {
   return Number(/^grpc_inference_port=(\d+)$/m.exec(readFileSync(join(dir, 'config.properties'), 'utf8'))![1]);
