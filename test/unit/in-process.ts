@@ -52,6 +52,8 @@ export async function inProcessServer(
     prepare?: (store: string) => void;
     /** Environment variables the configuration reads. */
     env?: Record<string, string>;
+    /** How often the memory budget looks at the loaded models' memory (GROWTH_CHECK_MS, a second, without it). */
+    growthCheckMs?: number;
   } = {},
 ): Promise<InProcessServer> {
   const dir = tempDir(t);
@@ -68,6 +70,7 @@ export async function inProcessServer(
   const service = new ModelService({
     config,
     registry,
+    growthCheckMs: opts.growthCheckMs,
     loader: {
       server: config,
       locate: { modelStore: config.modelStore, allowedUrls: config.allowedUrls, maxDownloadBytes: config.maxDownloadSize, downloadTimeoutMs: 1000 },
