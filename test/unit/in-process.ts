@@ -6,7 +6,7 @@
  * server's own, answered in milliseconds. What needs a real process (a handler, a crash, a
  * signal, a port) stays in test/ and test/faults/.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
@@ -145,13 +145,29 @@ export function configWith(dir: string, properties: Record<string, string>, env:
 }
 
 /**
+ * The bytes of each plain `<name>.mar` (no `extra`) this process has built: the archiver stages
+ * its files in a folder of its own and removes it, most of a server's set-up on a busy disk, and a
+ * file's tests build the same few archives again and again (test/unit/model-memory: 21 of 4).
+ */
+const plainArchives = new Map<string, Buffer>();
+
+/**
  * `<name>.mar` in `store`: a built-in handler (nothing to compile) and a small file as its model;
  * `extra` as the archiver's options (another version, a model-config.yaml).
  */
 export function storeArchive(store: string, name: string, extra: Partial<ArchiveOptions> = {}): string {
+  const plain = Object.keys(extra).length === 0;
+  const built = plain ? plainArchives.get(name) : undefined;
+  if (built) {
+    const path = join(store, `${name}.mar`);
+    writeFileSync(path, built);
+    return path;
+  }
   const model = join(store, '..', `${name}.onnx`);
   writeFileSync(model, 'not read: the fake worker loads nothing');
-  return createArchive({ modelName: name, version: '1.0', handler: 'image_classifier', serializedFile: model, exportPath: store, force: true, ...extra });
+  const path = createArchive({ modelName: name, version: '1.0', handler: 'image_classifier', serializedFile: model, exportPath: store, force: true, ...extra });
+  if (plain) plainArchives.set(name, readFileSync(path));
+  return path;
 }
 
 /** A response's TorchServe error body. */
