@@ -538,8 +538,12 @@ export class Tracing {
   private exported = 0;
   private dropped = 0;
 
-  constructor(config: TracingConfig, exporter: SpanExporter, sampler: Sampler, env: NodeJS.ProcessEnv = process.env) {
+  /** How long a stop waits for the collector: STOP_FLUSH_MS unless told (a test's collector that never answers). */
+  private readonly stopFlushMs: number;
+
+  constructor(config: TracingConfig, exporter: SpanExporter, sampler: Sampler, env: NodeJS.ProcessEnv = process.env, stopFlushMs = STOP_FLUSH_MS) {
     this.header = config.otelTraceHeader;
+    this.stopFlushMs = stopFlushMs;
     this.exporter = exporter;
     this.sampler = sampler;
     this.scheduledDelay = numberOr(env.OTEL_BSP_SCHEDULE_DELAY, 5000);
@@ -711,7 +715,7 @@ export class Tracing {
   }
 
   /**
-   * Exports what is buffered and stops: the server's stop. Waits STOP_FLUSH_MS at most, then
+   * Exports what is buffered and stops: the server's stop. Waits STOP_FLUSH_MS at most (unless told), then
    * says in one line how many spans never reached the collector.
    */
   async shutdown(warn: (message: string) => void): Promise<void> {
@@ -723,10 +727,10 @@ export class Tracing {
         () => true,
       ),
     );
-    const inTime = await Promise.race([flushed, delay(STOP_FLUSH_MS, false, { ref: false })]);
+    const inTime = await Promise.race([flushed, delay(this.stopFlushMs, false, { ref: false })]);
     const dropped = this.ended - this.exported;
     if (dropped > 0) {
-      const why = inTime ? 'the collector refused them or was down' : `the collector did not take them within ${STOP_FLUSH_MS} ms of the stop`;
+      const why = inTime ? 'the collector refused them or was down' : `the collector did not take them within ${this.stopFlushMs} ms of the stop`;
       warn(`OpenTelemetry: ${dropped} of ${this.ended} spans dropped, not exported: ${why}`);
     }
   }

@@ -81,6 +81,11 @@ export interface MemoryPolicy {
    * spare shared host (node and onnxruntime, ~25 MB), which bench/many-models.mjs saw past it.
    */
   readonly unattributedBytes?: () => number;
+  /**
+   * How often the loaded models' memory is looked at, in milliseconds: GROWTH_CHECK_MS unless
+   * told (the in-process tests look every few milliseconds rather than wait seconds).
+   */
+  readonly growthCheckMs?: number;
 }
 
 export type LoadReason = 'register' | 'request' | 'scale';
@@ -137,11 +142,14 @@ export class ModelMemory {
   private outOfOrder = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private growthTimer: NodeJS.Timeout | undefined;
+  /** The policy's growthCheckMs, GROWTH_CHECK_MS unless told. */
+  private readonly growthCheckMs: number;
 
   constructor(registry: ModelRegistry, policy: MemoryPolicy, log: (message: string) => void) {
     this.registry = registry;
     this.policy = policy;
     this.log = log;
+    this.growthCheckMs = policy.growthCheckMs ?? GROWTH_CHECK_MS;
   }
 
   on(listener: ResidencyListener): void {
@@ -368,7 +376,7 @@ export class ModelMemory {
       this.measureAll();
       this.holdToBudget();
       if (this.withWorkers.size > 0) this.watchGrowth();
-    }, GROWTH_CHECK_MS);
+    }, this.growthCheckMs);
     this.growthTimer.unref();
   }
 
@@ -431,7 +439,7 @@ export class ModelMemory {
    * each GROWTH_CHECK_MS while any model is loaded).
    */
   private measureChanged(): void {
-    if (performance.now() - this.measuredAt > 2 * GROWTH_CHECK_MS) {
+    if (performance.now() - this.measuredAt > 2 * this.growthCheckMs) {
       this.measureAll();
       return;
     }

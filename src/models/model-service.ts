@@ -77,6 +77,8 @@ export interface ModelServiceDeps {
   readonly residencyLog?: (message: string) => void;
   /** Memory the workers' processes hold outside any model (the spare shared host); none without it. */
   readonly unattributedBytes?: () => number;
+  /** How often the memory budget looks at the loaded models (MemoryPolicy.growthCheckMs): GROWTH_CHECK_MS without it. */
+  readonly growthCheckMs?: number;
 }
 
 /** Tells the caller the warnings of its call, at the point where the call is known to be checked. */
@@ -97,7 +99,12 @@ export class ModelService {
     this.registry = deps.registry;
     this.loader = deps.loader;
     this.residencyLog = deps.residencyLog ?? this.loader.log;
-    const policy = { budgetBytes: this.config.modelMemoryBudget, maxLoaded: this.config.maxLoadedModels, unattributedBytes: deps.unattributedBytes };
+    const policy = {
+      budgetBytes: this.config.modelMemoryBudget,
+      maxLoaded: this.config.maxLoadedModels,
+      unattributedBytes: deps.unattributedBytes,
+      growthCheckMs: deps.growthCheckMs,
+    };
     this.memory = new ModelMemory(this.registry, policy, this.residencyLog);
   }
 

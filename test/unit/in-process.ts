@@ -6,7 +6,7 @@
  * server's own, answered in milliseconds. What needs a real process (a handler, a crash, a
  * signal, a port) stays in test/ and test/faults/.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
@@ -52,6 +52,8 @@ export async function inProcessServer(
     prepare?: (store: string) => void;
     /** Environment variables the configuration reads. */
     env?: Record<string, string>;
+    /** How often the memory budget looks at the loaded models' memory (GROWTH_CHECK_MS, a second, without it). */
+    growthCheckMs?: number;
   } = {},
 ): Promise<InProcessServer> {
   const dir = tempDir(t);
@@ -68,6 +70,7 @@ export async function inProcessServer(
   const service = new ModelService({
     config,
     registry,
+    growthCheckMs: opts.growthCheckMs,
     loader: {
       server: config,
       locate: { modelStore: config.modelStore, allowedUrls: config.allowedUrls, maxDownloadBytes: config.maxDownloadSize, downloadTimeoutMs: 1000 },
@@ -83,6 +86,8 @@ export async function inProcessServer(
         log: (message) => log.push(message),
       }),
       log: (message) => log.push(message),
+      // A fake worker imports nothing: no node_modules links in the model's directory.
+      linkPackages: false,
     },
   });
   service.on((event) => metrics.followModels(event));
@@ -140,13 +145,29 @@ export function configWith(dir: string, properties: Record<string, string>, env:
 }
 
 /**
+ * The bytes of each plain `<name>.mar` (no `extra`) this process has built: the archiver stages
+ * its files in a folder of its own and removes it, most of a server's set-up on a busy disk, and a
+ * file's tests build the same few archives again and again (test/unit/model-memory: 21 of 4).
+ */
+const plainArchives = new Map<string, Buffer>();
+
+/**
  * `<name>.mar` in `store`: a built-in handler (nothing to compile) and a small file as its model;
  * `extra` as the archiver's options (another version, a model-config.yaml).
  */
 export function storeArchive(store: string, name: string, extra: Partial<ArchiveOptions> = {}): string {
+  const plain = Object.keys(extra).length === 0;
+  const built = plain ? plainArchives.get(name) : undefined;
+  if (built) {
+    const path = join(store, `${name}.mar`);
+    writeFileSync(path, built);
+    return path;
+  }
   const model = join(store, '..', `${name}.onnx`);
   writeFileSync(model, 'not read: the fake worker loads nothing');
-  return createArchive({ modelName: name, version: '1.0', handler: 'image_classifier', serializedFile: model, exportPath: store, force: true, ...extra });
+  const path = createArchive({ modelName: name, version: '1.0', handler: 'image_classifier', serializedFile: model, exportPath: store, force: true, ...extra });
+  if (plain) plainArchives.set(name, readFileSync(path));
+  return path;
 }
 
 /** A response's TorchServe error body. */

@@ -3,13 +3,16 @@
 // loads' transient memory) the least recently used idle models are unloaded until the rest fit,
 // with no load to make room for. Before, only a load
 // made room: a 1,000-model run (bench/many-models.mjs) stayed past the budget through whole phases.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
-import { GROWTH_CHECK_MS } from '../../src/models/model-memory.js';
 import type { Model } from '../../src/models/model.js';
 import { HOLD } from './fake-worker.js';
-import { type InProcessServer, inProcessServer } from './in-process.js';
+import { type InProcessServer, inProcessServer, storeArchive } from './in-process.js';
 
 const MB = 2 ** 20;
+/** The servers' GROWTH_CHECK_MS: the same looks as a second's, in a few milliseconds. */
+const GROWTH_CHECK_MS = 25;
 
 /** Registers `name`.mar with one worker, synchronously, as the tests' models are. */
 function register(server: InProcessServer, name: string): ReturnType<InProcessServer['management']> {
@@ -19,7 +22,7 @@ function register(server: InProcessServer, name: string): ReturnType<InProcessSe
 t.test('models that grow past the budget after their load: the least recently used idle one is unloaded', async (t) => {
   const names = ['a', 'b', 'c'];
   // Three workers counted at their estimate (84 MB each, a worker's base) fit in 300 MB.
-  const server = await inProcessServer(t, { models: names, properties: { model_memory_budget_mb: '300' } });
+  const server = await inProcessServer(t, { models: names, properties: { model_memory_budget_mb: '300' }, growthCheckMs: GROWTH_CHECK_MS });
   for (const name of names) {
     const res = await register(server, name);
     t.equal(res.statusCode, 200, `${name} registered: ${res.json().status}`);
@@ -34,8 +37,9 @@ t.test('models that grow past the budget after their load: the least recently us
   // They grow as they serve: 3 x 99 MB, within the budget but not within what loads leave free
   // (LOAD_HEADROOM, 5%: 285 MB); one unloaded brings it back.
   for (const worker of server.workers) worker.memory = 99 * MB;
-  const deadline = Date.now() + 10 * GROWTH_CHECK_MS;
-  while (server.registry.get('a').loaded && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  // Bounded in time, not in looks: on a busy machine a look may come late.
+  const deadline = Date.now() + 5000;
+  while (server.registry.get('a').loaded && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
   await new Promise((resolve) => setTimeout(resolve, 2 * GROWTH_CHECK_MS));
   t.same(loaded(), [false, true, true], 'a, the least recently used, unloaded; b and c, 198 MB, stay');
   const res = await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' });
@@ -43,7 +47,17 @@ t.test('models that grow past the budget after their load: the least recently us
 });
 
 t.test('a load waiting for room whose requests all timed out is dropped, not loaded later in place of a model in use', async (t) => {
-  const server = await inProcessServer(t, { models: ['a', 'b'], properties: { max_loaded_models: '1', default_queue_timeout: '1' } });
+  // b's requests wait 100 ms in its queue at most (its clientTimeoutInMills, which
+  // default_queue_timeout sets in whole seconds where a model does not).
+  const server = await inProcessServer(t, {
+    models: ['a'],
+    properties: { max_loaded_models: '1' },
+    prepare: (store) => {
+      const yaml = join(store, '..', 'model-config.yaml');
+      writeFileSync(yaml, 'clientTimeoutInMills: 100\n');
+      storeArchive(store, 'b', { configFile: yaml });
+    },
+  });
   for (const name of ['a', 'b']) {
     const res = await register(server, name);
     t.equal(res.statusCode, 200, `${name} registered`);
@@ -52,11 +66,12 @@ t.test('a load waiting for room whose requests all timed out is dropped, not loa
   const busy = server.inference({ method: 'POST', url: '/predictions/a', payload: HOLD });
   await new Promise((resolve) => setTimeout(resolve, 50));
   const timedOut = await server.inference({ method: 'POST', url: '/predictions/b', payload: 'x' });
-  t.equal(timedOut.statusCode, 503, "b's request waited past default_queue_timeout, a busy: 503");
+  t.equal(timedOut.statusCode, 503, "b's request waited past its queue's deadline, a busy: 503");
   for (const worker of server.workers) worker.release();
   t.equal((await busy).statusCode, 200, "a's request answered");
-  // a falls idle: the waiting loads are looked at again. Nobody waits for b any more.
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // a falls idle: the waiting loads are looked at again at once, and each RETRY_MS (100 ms) while
+  // any waits. Nobody waits for b any more. (Loading b anyway showed at the first look.)
+  await new Promise((resolve) => setTimeout(resolve, 150));
   t.same([server.registry.get('a').loaded, server.registry.get('b').loaded], [true, false], 'a still loaded; b, asked for by no one, not loaded');
   t.equal((await server.inference({ method: 'POST', url: '/predictions/a', payload: 'x' })).statusCode, 200, 'a answers');
 });
