@@ -16,8 +16,16 @@ export type {
   TensorValues,
 } from './handler/types.js';
 export { PredictionError } from './handler/types.js';
-export { flattenTensor, MAX_TENSOR_RANK } from './protocol/tensor-bytes.js';
 export { targetScores } from './handler/explain.js';
 export { imagePixelLimit } from './handler/image-limit.js';
-export { BaseHandler, classLabel, loadLabelMapping, payloadBytes, requestPayload, splitBatch } from './handler/base-handler.js';
+export {
+  BaseHandler,
+  classLabel,
+  flattenTensor,
+  loadLabelMapping,
+  MAX_TENSOR_RANK,
+  payloadBytes,
+  requestPayload,
+  splitBatch,
+} from './handler/base-handler.js';
 export { batchThreads, createSession, ort, type SessionOptions } from './runtime/onnx.js';

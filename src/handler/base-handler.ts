@@ -13,6 +13,9 @@ import { isDescribeRequest, stage } from './context.js';
 import { explanationTarget, occlusionAttributions } from './explain.js';
 import { PredictionError, type Context, type Handler, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
 
+/** For handlers that take tensors as nested lists (tsserve/vision's copyTensor): refused past a tensor's depth. */
+export { flattenTensor, MAX_TENSOR_RANK } from '../protocol/tensor-bytes.js';
+
 export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements Handler {
   protected context!: Context;
   protected session!: ort.InferenceSession;

@@ -281,14 +281,31 @@ async function compress(path: string): Promise<void> {
   await unlink(path);
 }
 
-/** Removes the oldest rolled files of `path` beyond `keep`. */
-async function prune(path: string, keep: number): Promise<void> {
+/**
+ * Removes the oldest rolls of `path` beyond `keep`. A roll being compressed is there twice for a
+ * moment (`.log` and `.log.gz`): counted once, else a prune running then (an earlier roll's, rolls
+ * coming fast) took one more old roll than `keep` allows. A file gone meanwhile (compressed) is skipped.
+ */
+export async function prune(path: string, keep: number): Promise<void> {
   const dir = dirname(path);
   const stem = basename(path).replace(/\.log$/, '');
   const pattern = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\d\\d-[A-Z][a-z]{2}(\\.\\d+)?\\.log(\\.gz)?$`);
-  const rolled = await Promise.all(
-    (await readdir(dir)).filter((n) => pattern.test(n)).map(async (n) => ({ path: join(dir, n), at: (await stat(join(dir, n))).mtimeMs })),
-  );
-  rolled.sort((a, b) => b.at - a.at);
-  await Promise.all(rolled.slice(keep).map((r) => unlink(r.path)));
+  const rolls = new Map<string, { paths: string[]; at: number }>();
+  for (const name of (await readdir(dir)).filter((n) => pattern.test(n))) {
+    const at = (await stat(join(dir, name)).catch(unlessGone))?.mtimeMs;
+    if (at === undefined) continue;
+    const key = name.replace(/\.gz$/, '');
+    const roll = rolls.get(key) ?? { paths: [], at };
+    roll.paths.push(join(dir, name));
+    roll.at = Math.max(roll.at, at);
+    rolls.set(key, roll);
+  }
+  const oldest = [...rolls.values()].sort((a, b) => b.at - a.at).slice(keep);
+  await Promise.all(oldest.flatMap((r) => r.paths).map((p) => unlink(p).catch(unlessGone)));
+}
+
+/** A file another step removed meanwhile (a compression, another prune) is no error. */
+function unlessGone(err: NodeJS.ErrnoException): undefined {
+  if (err.code !== 'ENOENT') throw err;
+  return undefined;
 }
