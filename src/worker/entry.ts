@@ -106,7 +106,7 @@ async function onLoad(msg: LoadMessage, model: Served): Promise<void> {
     await ownedBy(model.sessions, () => entry.initialize(new BatchContext(modelFacts, []))).catch((err: unknown) => {
       throw withCause(tsError('TSS_ERR_WORKER_INITIALIZE', messageOf(err)), err);
     });
-    await ownedBy(model.sessions, () => warmUp(msg, model, sessionsBatchLimit(model.sessions)));
+    await ownedBy(model.sessions, () => warmUp(msg, handler, model, sessionsBatchLimit(model.sessions)));
     const batchLimit = sessionsBatchLimit(model.sessions);
     send(batchLimit === undefined ? { key: model.key, kind: 'loaded', pid: process.pid } : { key: model.key, kind: 'loaded', pid: process.pid, batchLimit });
   } catch (err) {
@@ -176,13 +176,14 @@ async function onUnload(msg: UnloadMessage, model: Served | undefined): Promise<
  * CPU takes the machine's cores from the busy models in other hosts; the batch of 8 was a quarter
  * of an mnist load's (3 of 12 CPU-ms), for a batch a model loaded on demand seldom gets.
  * `batchLimit`: its sessions' fixed batch dimension, which caps the largest batch (a model
- * exported with batch 1 failed its first batch of 8 and went unwarmed).
+ * exported with batch 1 failed its first batch of 8 and went unwarmed). The sample goes to the
+ * `handler` itself, not through a service envelope: under KServe's (`kservev2`) a raw sample was
+ * each time the envelope's 400 and the handler never ran, 400 "batches" warming nothing.
  */
-async function warmUp(msg: LoadMessage, model: Served, batchLimit: number | undefined): Promise<void> {
+async function warmUp(msg: LoadMessage, handler: EntryPoint, model: Served, batchLimit: number | undefined): Promise<void> {
   const name = msg.yamlConfig.warmupFile;
-  const handler = model.entry;
   const modelFacts = model.facts;
-  if (typeof name !== 'string' || !handler || !modelFacts) return;
+  if (typeof name !== 'string' || !modelFacts) return;
   const path = existingInside(msg.modelDir, name);
   if (!path) {
     console.error(`Warm-up skipped for model ${msg.modelName}: warmupFile ${JSON.stringify(name)} is not a file in the archive`);
