@@ -4,11 +4,13 @@
 // looked idle (Node's server.close() ends them), and a request a client had just written on one,
 // not yet read, was lost with a reset: the client could not tell whether its POST ran.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { mkdirSync } from 'node:fs';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, FIXTURES, ROOT, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import { workerPids } from './survival.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 /** Servers started and stopped under load, per test: the old code lost requests in about half of its stops. */
@@ -45,14 +47,20 @@ interface Foreground {
 
 /**
  * `tsserve --start --foreground` serving echo.mar with two workers, and `idle` (echo.mar again) with
- * none: each of its predictions is refused at once (503). Killed at the test's end.
+ * none: each of its predictions is refused at once (503); with `https`, its inference listener is
+ * HTTPS (a self-signed certificate). Killed at the test's end.
  */
-async function foreground(t: Test): Promise<Foreground> {
+async function foreground(t: Test, https: boolean): Promise<Foreground> {
   const dir = tempDir(t, 'tsserve-keep-alive-stop-');
   const store = join(dir, 'model-store');
   mkdirSync(store);
   buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
   const urls = await writeUserConfig(dir, ['default_workers_per_model=2', 'enable_model_api=true']);
+  if (https) {
+    const file = join(dir, 'config.properties');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('inference_address=http:', 'inference_address=https:'));
+    urls.inference = urls.inference.replace('http:', 'https:');
+  }
   const child = spawn(
     process.execPath,
     [TSSERVE, '--start', '--foreground', '--ncs', '--model-store', 'model-store', '--models', 'echo=echo.mar', '--disable-token-auth'],
@@ -69,7 +77,7 @@ async function foreground(t: Test): Promise<Foreground> {
       resolve({ code, signal });
     });
   });
-  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
+  await waitFor(async () => (await fetch(`${urls.management}/models`).catch(() => undefined))?.status === 200, 30_000, 'server up');
   await waitReady(urls.management, 'echo', 2);
   const idle = await fetch(`${urls.management}/models?url=echo.mar&model_name=idle&initial_workers=0&synchronous=true`, { method: 'POST' });
   t.equal(idle.status, 200, 'idle registered, with no worker');
@@ -81,7 +89,7 @@ function send(url: string, model: string, agent: Agent, body: Buffer, stoppedAt:
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
     const headers = { 'content-type': 'application/octet-stream', 'content-length': body.length };
-    const req = request({ hostname, port, path: `/predictions/${model}`, method: 'PUT', agent, headers }, (res) => {
+    const req = (url.startsWith('https:') ? httpsRequest : request)({ hostname, port, path: `/predictions/${model}`, method: 'PUT', agent, headers }, (res) => {
       res.resume();
       res.once('end', () => resolve({ status: res.statusCode, reused: req.reusedSocket, at: performance.now() - stoppedAt() }));
       res.once('error', failed);
@@ -100,7 +108,8 @@ function send(url: string, model: string, agent: Agent, body: Buffer, stoppedAt:
  * not (a refused connection ends a client: the server no longer listens): every outcome.
  */
 async function closedLoop(url: string, model: string, stoppedAt: () => number, started: () => void): Promise<Outcome[]> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
+  const options = { keepAlive: true, maxSockets: CLIENTS };
+  const agent = url.startsWith('https:') ? new HttpsAgent({ ...options, rejectUnauthorized: false }) : new Agent(options);
   const body = Buffer.alloc(300, 7);
   const outcomes: Outcome[] = [];
   let answeredOnce = 0;
@@ -118,20 +127,33 @@ async function closedLoop(url: string, model: string, stoppedAt: () => number, s
   return outcomes;
 }
 
+/** A round's stop, and the model its clients call. */
+interface Round {
+  readonly stop: (server: Foreground) => void;
+  readonly model: 'echo' | 'idle';
+  readonly https: boolean;
+}
+
 /** One round: the clients' loop on `model`, the stop `stop` asks for LOAD_MS into it; the requests lost, if any. */
-async function round(t: Test, stop: (server: Foreground) => void, model: string): Promise<Outcome[]> {
-  const server = await foreground(t);
+async function round(t: Test, { stop, model, https }: Round): Promise<Outcome[]> {
+  const server = await foreground(t, https);
   let stoppedAt = Number.POSITIVE_INFINITY;
   let allConnected: () => void = () => undefined;
   const connected = new Promise<void>((resolve) => (allConnected = resolve));
   const outcomes = closedLoop(server.urls.inference, model, () => stoppedAt, allConnected);
   await connected;
   await new Promise((resolve) => setTimeout(resolve, LOAD_MS));
+  const workers = workerPids(server.child.pid!);
   stoppedAt = performance.now();
   stop(server);
   const all = await outcomes;
   t.same(await server.exited, { code: 0, signal: null }, 'the server exits 0');
-  await t.rejects(fetch(`${server.urls.inference}/ping`), 'and no longer listens');
+  await t.rejects(fetch(`${server.urls.management}/models`), 'and no longer listens');
+  t.same(
+    workerPids(0).filter((pid) => workers.includes(pid)),
+    [],
+    `its ${workers.length} workers are gone`,
+  );
   const answered = all.filter((o) => o.status !== undefined);
   t.ok(
     answered.every((o) => o.status === 200 || o.status === 503),
@@ -150,11 +172,11 @@ function countBy<T>(items: readonly T[], key: (item: T) => string): Record<strin
 }
 
 /** Rounds of `round`, each a server; every request lost in any of them, with its round. */
-async function rounds(t: Test, stop: (server: Foreground) => void, model: string): Promise<void> {
+async function rounds(t: Test, what: Round): Promise<void> {
   const lost: Array<Outcome & { round: number }> = [];
   for (let i = 0; i < ROUNDS; i++) {
     await t.test(`round ${i + 1}`, async (t) => {
-      lost.push(...(await round(t, stop, model)).map((o) => ({ ...o, round: i + 1 })));
+      lost.push(...(await round(t, what)).map((o) => ({ ...o, round: i + 1 })));
     });
   }
   t.same(
@@ -164,17 +186,22 @@ async function rounds(t: Test, stop: (server: Foreground) => void, model: string
   );
 }
 
+const sigterm = (server: Foreground): void => {
+  server.child.kill('SIGTERM');
+};
+
 t.test('SIGTERM under a closed loop of keep-alive predictions: each answered 200 or 503, none reset', async (t) => {
-  await rounds(t, (server) => server.child.kill('SIGTERM'), 'echo');
+  await rounds(t, { stop: sigterm, model: 'echo', https: false });
 });
 
 t.test('`tsserve --stop` under a flood of refusals (a model with no worker) on keep-alive connections: each answered 503, none reset', async (t) => {
-  await rounds(
-    t,
-    (server) => {
-      const stopping = spawn(process.execPath, [TSSERVE, '--stop'], { cwd: server.dir, env: { ...process.env, TMPDIR: server.dir }, stdio: 'ignore' });
-      t.teardown(() => stopping.kill('SIGKILL'));
-    },
-    'idle',
-  );
+  const stop = (server: Foreground): void => {
+    const stopping = spawn(process.execPath, [TSSERVE, '--stop'], { cwd: server.dir, env: { ...process.env, TMPDIR: server.dir }, stdio: 'ignore' });
+    t.teardown(() => stopping.kill('SIGKILL'));
+  };
+  await rounds(t, { stop, model: 'idle', https: false });
+});
+
+t.test('SIGTERM under a closed loop of keep-alive predictions over HTTPS: each answered 200 or 503, none reset', async (t) => {
+  await rounds(t, { stop: sigterm, model: 'echo', https: true });
 });
