@@ -32,10 +32,11 @@ export interface ListenerStop {
 const CUT_FLUSH_MS = 500;
 
 /**
- * How long a connection idle at the stop's start is kept for a request already on its way. Far
- * above a request's way from a client on the same network and the event loop's lag under load
- * (a stop's first steps took 25-30 ms, review-8 F6), and below CUT_FLUSH_MS: a stop with nothing
- * in flight ends no later than one that waits for an answer, which gives it CUT_FLUSH_MS to leave.
+ * How long, from the stop's start, a connection idle then is kept for a request on its way: one
+ * its client sent as it read its last answer (a closed loop) comes a round trip and the client's
+ * turn later. Far above that on one network, a loaded machine's included; below CUT_FLUSH_MS, so
+ * that a stop with nothing in flight ends no later than one with an answer to wait for, which it
+ * gives CUT_FLUSH_MS to leave. Only a stop with idle connections waits for it.
  */
 const IDLE_GRACE_MS = 200;
 

@@ -6,10 +6,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { serve } from '../echo-model.js';
 import { buildMar, FIXTURES, ROOT, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
+import { STATUS_LINE } from './raw-request.js';
 import { workerPids } from './survival.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
@@ -185,6 +188,46 @@ async function rounds(t: Test, what: Round): Promise<void> {
     `no request sent was reset or left unanswered, in ${ROUNDS} stops under load of ${CLIENTS} kept-alive clients`,
   );
 }
+
+/** Whether a new connection to `url`'s port is refused: its listener no longer listens. */
+function refused(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const probe = connect(Number(port), hostname, () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}
+
+t.test("a request on a kept-alive connection just after the listener stopped listening: the stop's 503, its connection closed", async (t) => {
+  const server = await serve(t);
+  const { hostname, port } = new URL(server.urls.inference);
+  const socket = connect(Number(port), hostname);
+  let text = '';
+  socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+  socket.on('error', (err) => (text += `\n${String(err)}`));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.write('GET /ping HTTP/1.1\r\nHost: x\r\n\r\n');
+  await waitFor(() => /Healthy[\s\S]*\}/.test(text), 10_000, 'the first answer');
+  const stopped = server.close();
+  // The stop has closed the listener, and with it (at the old code) the connections that looked idle.
+  await waitFor(() => refused(server.urls.inference), 10_000, 'the listener closed');
+  socket.write('POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  t.same(text.match(STATUS_LINE), ['HTTP/1.1 200 ', 'HTTP/1.1 503 '], 'the ping, then the request sent as the stop began, answered', { text });
+  const second = text.slice(text.lastIndexOf('HTTP/1.1 '));
+  t.match(second, /\r\nconnection: close\r\n/i, 'with its connection closed');
+  t.match(
+    JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4)),
+    { code: 503, type: 'ServiceUnavailableException', message: /^tsserve is stopping/ },
+    "the stop's JSON",
+  );
+  t.ok(socket.destroyed, 'then the server ended the connection');
+  await stopped;
+  t.ok(await refused(server.urls.management), 'and the stop ended, its listeners closed');
+});
 
 const sigterm = (server: Foreground): void => {
   server.child.kill('SIGTERM');
