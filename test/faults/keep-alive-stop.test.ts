@@ -16,7 +16,7 @@ import { STATUS_LINE } from './raw-request.js';
 import { workerPids } from './survival.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
-/** Servers started and stopped under load, per test: the old code lost requests in about half of its stops. */
+/** Servers started and stopped under load, per test: the old code lost requests in 30 of 36 (three runs of the three tests below). */
 const ROUNDS = 4;
 /** The clients of each round, each on its own kept-alive connection. */
 const CLIENTS = 24;
@@ -212,8 +212,10 @@ t.test("a request on a kept-alive connection just after the listener stopped lis
   socket.write('GET /ping HTTP/1.1\r\nHost: x\r\n\r\n');
   await waitFor(() => /Healthy[\s\S]*\}/.test(text), 10_000, 'the first answer');
   const stopped = server.close();
-  // The stop has closed the listener, and with it (at the old code) the connections that looked idle.
-  await waitFor(() => refused(server.urls.inference), 10_000, 'the listener closed');
+  // The stop has closed the listener, and with it (at the old code) the connections that looked
+  // idle. Probed back to back: the request below goes well within the stop's grace for it.
+  const began = performance.now();
+  while (!(await refused(server.urls.inference))) if (performance.now() - began > 10_000) throw new Error('the listener still listens');
   socket.write('POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
   await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000))]);
   t.same(text.match(STATUS_LINE), ['HTTP/1.1 200 ', 'HTTP/1.1 503 '], 'the ping, then the request sent as the stop began, answered', { text });
