@@ -107,12 +107,6 @@ export function createListener(
   });
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => continueWhenRead(app.server, req, res));
   const stop = stoppable(app);
-  // A response written while the server stops closes its connection: a client's idle keep-alive
-  // connection would otherwise hold the stop for keepAliveTimeout (65 s).
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (!app.server.listening) reply.header('connection', 'close');
-    done(null, payload);
-  });
   app.addHook('onResponse', async (request, reply) => {
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
     // Neither is the front end's own warm-up (http/warm-up.ts).

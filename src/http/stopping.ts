@@ -1,14 +1,20 @@
 /**
  * @module http/stopping
  * A REST listener's side of a stop. From the stop's start, a new request is refused with
- * TorchServe's JSON (503, its connection closed) while those in flight go on; at the drain's end,
- * those still unanswered are answered 503 and every connection is ended, so that no client holds
- * the stop: a body that never finishes arriving, a DELETE waiting out unregister_model_timeout.
- * A request answered before its body was read (a refusal's 503) is not in flight: its connection
- * is ended at the stop's start, not waited for. Nor is a request whose headers never came whole
- * (a client stalled mid-header): once nothing accepted is left in flight, the connections left
- * are ended; one such client held every stop for the whole drain_timeout.
+ * TorchServe's JSON (503, its connection closed) while those in flight go on, and every answer
+ * closes its connection. A kept-alive connection idle at the stop's start is not ended at once,
+ * as Node's server.close() would: a request its client wrote before it could know of the stop may
+ * be on its way, and ended with it unread, the connection was reset and its client could not tell
+ * whether its POST ran (review-8 F6). Such a request is read and refused; the connections still
+ * idle IDLE_GRACE_MS into the stop are ended then. At the drain's end, those still unanswered
+ * are answered 503 and every connection is ended, so that no client holds the stop: a body that
+ * never finishes arriving, a DELETE waiting out unregister_model_timeout. A request answered
+ * before its body was read (a refusal's 503) is not in flight: its connection is ended at the
+ * stop's start, not waited for. Nor is a request whose headers never came whole (a client stalled
+ * mid-header): once nothing accepted is left in flight, the connections left are ended; one such
+ * client held every stop for the whole drain_timeout.
  */
+import type { Server } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tsError } from '../errors.js';
 import { cutDrains, lingerIfBodyUnread } from './lingering-close.js';
@@ -24,6 +30,15 @@ export interface ListenerStop {
 
 /** How long the answers `cut` writes get to leave before their connections are ended. */
 const CUT_FLUSH_MS = 500;
+
+/**
+ * How long, from the stop's start, a connection idle then is kept for a request on its way: one
+ * its client sent as it read its last answer (a closed loop) comes a round trip and the client's
+ * turn later. Far above that on one network, a loaded machine's included; below CUT_FLUSH_MS, so
+ * that a stop with nothing in flight ends no later than one with an answer to wait for, which it
+ * gives CUT_FLUSH_MS to leave. Only a stop with idle connections waits for it.
+ */
+const IDLE_GRACE_MS = 200;
 
 /** Installs the stop's hooks on `app` (before its routes) and answers how to stop it. */
 export function stoppable(app: FastifyInstance): ListenerStop {
@@ -43,11 +58,17 @@ export function stoppable(app: FastifyInstance): ListenerStop {
     if (stopping) return stopAnswer(reply);
     inFlight.set(request, reply);
   });
+  // A connection kept alive past the stop's answers would hold the stop for keepAliveTimeout (65 s).
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (stopping) reply.header('connection', 'close');
+    done(null, payload);
+  });
   app.addHook('onResponse', async (request) => answered(request));
   app.addHook('onRequestAbort', async (request) => answered(request));
   return {
     close() {
       stopping = true;
+      endIdleAfterGrace(app.server);
       const closed = app.close();
       // An answered request whose body is still arriving (a refusal's 503 kept its connection)
       // is no work accepted: its connection is ended now, lingering, not waited for.
@@ -63,4 +84,17 @@ export function stoppable(app: FastifyInstance): ListenerStop {
       setTimeout(() => app.server.closeAllConnections(), CUT_FLUSH_MS).unref();
     },
   };
+}
+
+/**
+ * Keeps `server`'s idle connections through the close that follows (Node's server.close() and
+ * Fastify's close end them at once), and ends those still idle IDLE_GRACE_MS later: a request
+ * begun on one by then is answered, and its answer closes it. Node's own closeIdleConnections
+ * does the ending, once what arrived by then was read (an immediate: after the event loop's poll
+ * for I/O), since it knows which connections have a request begun, a header half sent included.
+ */
+function endIdleAfterGrace(server: Server): void {
+  const closeIdle = server.closeIdleConnections;
+  server.closeIdleConnections = () => undefined;
+  setTimeout(() => setImmediate(() => closeIdle.call(server)), IDLE_GRACE_MS).unref();
 }
