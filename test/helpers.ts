@@ -130,6 +130,9 @@ export async function startTestServer(
     disable_token_authorization: 'true',
     enable_model_api: 'true',
     default_workers_per_model: '1',
+    // The tests' clients (fetch) keep their connections alive: a stop would keep them 200 ms for a
+    // request on its way, every test server's teardown with it. test/faults/keep-alive-stop tests that.
+    stop_idle_grace_ms: '0',
     ...opts.properties,
   };
   const configFile = join(dir, 'config.properties');

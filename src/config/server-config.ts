@@ -84,6 +84,8 @@ export interface ServerConfig {
   readonly downloadTimeout: number;
   /** tsserve's own key: on stop, seconds to finish accepted requests before failing the rest. */
   readonly drainTimeout: number;
+  /** tsserve's own key: on stop, milliseconds idle kept-alive connections stay open for a request on its way. */
+  readonly stopIdleGraceMs: number;
   readonly enableMetricsApi: boolean;
   readonly metricsMode: MetricsMode;
   /** A metrics.yaml (metrics/definitions.ts); undefined: TorchServe's default one. */
@@ -381,6 +383,7 @@ function buildConfig(
     maxDownloadSize: int('max_download_size'),
     downloadTimeout: int('download_timeout'),
     drainTimeout: int('drain_timeout'),
+    stopIdleGraceMs: int('stop_idle_grace_ms'),
     enableMetricsApi: bool('enable_metrics_api'),
     disableSystemMetrics: bool('disable_system_metrics'),
     metricTimeInterval: int('metric_time_interval'),

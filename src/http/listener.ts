@@ -106,7 +106,7 @@ export function createListener(
     reply.header('x-request-id', request.id).headers(fixed);
   });
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => continueWhenRead(app.server, req, res));
-  const stop = stoppable(app);
+  const stop = stoppable(app, config.stopIdleGraceMs);
   app.addHook('onResponse', async (request, reply) => {
     // A call made in process (gRPC management runs as its REST call) is logged by its caller.
     // Neither is the front end's own warm-up (http/warm-up.ts).

@@ -6,7 +6,7 @@
  * as Node's server.close() would: a request its client wrote before it could know of the stop may
  * be on its way, and ended with it unread, the connection was reset and its client could not tell
  * whether its POST ran (review-8 F6). Such a request is read and refused; the connections still
- * idle IDLE_GRACE_MS into the stop are ended then. At the drain's end, those still unanswered
+ * idle stop_idle_grace_ms into the stop are ended then. At the drain's end, those still unanswered
  * are answered 503 and every connection is ended, so that no client holds the stop: a body that
  * never finishes arriving, a DELETE waiting out unregister_model_timeout. A request answered
  * before its body was read (a refusal's 503) is not in flight: its connection is ended at the
@@ -32,16 +32,14 @@ export interface ListenerStop {
 const CUT_FLUSH_MS = 500;
 
 /**
- * How long, from the stop's start, a connection idle then is kept for a request on its way: one
- * its client sent as it read its last answer (a closed loop) comes a round trip and the client's
- * turn later. Far above that on one network, a loaded machine's included; below CUT_FLUSH_MS, so
- * that a stop with nothing in flight ends no later than one with an answer to wait for, which it
- * gives CUT_FLUSH_MS to leave. Only a stop with idle connections waits for it.
+ * Installs the stop's hooks on `app` (before its routes) and answers how to stop it. `idleGraceMs`
+ * (stop_idle_grace_ms): how long, from the stop's start, a connection idle then is kept for a
+ * request on its way, one its client sent as it read its last answer (a closed loop) a round trip
+ * and the client's turn later. The default, 200 ms, is far above that on one network, a loaded
+ * machine's included, and below CUT_FLUSH_MS, so that a stop with nothing in flight ends no later
+ * than one with an answer to wait for. Only a stop with idle connections waits for it.
  */
-const IDLE_GRACE_MS = 200;
-
-/** Installs the stop's hooks on `app` (before its routes) and answers how to stop it. */
-export function stoppable(app: FastifyInstance): ListenerStop {
+export function stoppable(app: FastifyInstance, idleGraceMs: number): ListenerStop {
   let stopping = false;
   const inFlight = new Map<FastifyRequest, FastifyReply>();
   /** Settles, once stopping, when the last request in flight is answered. */
@@ -68,7 +66,7 @@ export function stoppable(app: FastifyInstance): ListenerStop {
   return {
     close() {
       stopping = true;
-      endIdleAfterGrace(app.server);
+      endIdleAfterGrace(app.server, idleGraceMs);
       const closed = app.close();
       // An answered request whose body is still arriving (a refusal's 503 kept its connection)
       // is no work accepted: its connection is ended now, lingering, not waited for.
@@ -88,13 +86,13 @@ export function stoppable(app: FastifyInstance): ListenerStop {
 
 /**
  * Keeps `server`'s idle connections through the close that follows (Node's server.close() and
- * Fastify's close end them at once), and ends those still idle IDLE_GRACE_MS later: a request
+ * Fastify's close end them at once), and ends those still idle `graceMs` later: a request
  * begun on one by then is answered, and its answer closes it. Node's own closeIdleConnections
  * does the ending, once what arrived by then was read (an immediate: after the event loop's poll
  * for I/O), since it knows which connections have a request begun, a header half sent included.
  */
-function endIdleAfterGrace(server: Server): void {
+function endIdleAfterGrace(server: Server, graceMs: number): void {
   const closeIdle = server.closeIdleConnections;
   server.closeIdleConnections = () => undefined;
-  setTimeout(() => setImmediate(() => closeIdle.call(server)), IDLE_GRACE_MS).unref();
+  setTimeout(() => setImmediate(() => closeIdle.call(server)), graceMs).unref();
 }
