@@ -61,10 +61,12 @@ t.test('/token rotates a key with the API key only', async (t) => {
 });
 
 t.test('keys expire after token_expiration_min', async (t) => {
-  const server = await startTestServer(t, { properties: { disable_token_authorization: 'false', token_expiration_min: '0.005' } });
+  // 1.2 s: the key is made as the server starts, and under a loaded suite the first ping came more
+  // than 0.3 s (0.005 min) after it, the key expired already.
+  const server = await startTestServer(t, { properties: { disable_token_authorization: 'false', token_expiration_min: '0.02' } });
   const k = keys(server);
-  t.equal((await fetch(`${server.urls.inference}/ping`, bearer(k.inference.key))).status, 200);
-  await new Promise((r) => setTimeout(r, 400));
+  t.equal((await fetch(`${server.urls.inference}/ping`, bearer(k.inference.key))).status, 200, 'a key before it expires');
+  await new Promise((r) => setTimeout(r, 1300));
   t.same(await (await fetch(`${server.urls.inference}/ping`, bearer(k.inference.key))).json(), INVALID, 'expired is refused like wrong');
   const refreshed = await fetch(`${server.urls.management}/token?type=inference`, bearer(k.API.key));
   t.equal(refreshed.status, 200, 'the API key never expires');
