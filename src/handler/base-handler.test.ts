@@ -73,3 +73,18 @@ t.test('a tensor of another rank or size is a 400 that names the input axes', as
     'a shape its data does not fill',
   );
 });
+
+t.test('a tensor with an axis of 0 is a 400: its other axes are unbounded (review-9 F1: [1, 3, 1e9, 0] grew a worker past 18 GB)', async (t) => {
+  const { handler } = await redDetector();
+  for (const shape of [
+    [1, 3, 1_000_000_000, 0],
+    [1, 3, 0, 0],
+  ]) {
+    await t.rejects(
+      handler.preprocess([{ shape, data: new Float32Array(0) }]),
+      { status: 400, message: new RegExp(`got \\[${shape.join(', ')}\\]`) },
+      `[${shape}]`,
+    );
+  }
+  await t.rejects(handler.preprocess([{ data: [[[], [], []]] }]), { status: 400 }, 'nested lists with an empty axis');
+});

@@ -155,7 +155,9 @@ function clientAxes(input: TensorMetadata, batch: RequestInput[], width: number)
   const shapes = batch.map((row) => {
     const given = payloadShape(row, axes.length + 1);
     const shape = given.length === axes.length + 1 && given[0] === 1 ? given.slice(1) : given;
-    const fits = shape.length === axes.length && shape.every((d, i) => !isKnownAxis(axes[i]!) || d === axes[i]);
+    // Each axis holds something: a zero one made the others unbounded ([1, 3, 1e9, 0] of no values,
+    // onnxruntime allocating for a billion rows).
+    const fits = shape.length === axes.length && shape.every((d, i) => d > 0 && (!isKnownAxis(axes[i]!) || d === axes[i]));
     if (!fits || shape.reduce((a, b) => a * b, 1) !== width) throw new PredictionError(`Each input must be ${wanted}: got [${given.join(', ')}]`, 400);
     return shape;
   });

@@ -152,3 +152,16 @@ t.test('data nested deeper than a tensor can be is the request 400, not a stack 
   t.match(JSON.parse(Buffer.from(item.body).toString('utf8')), { code: 400, message: 'Input "x": "data" is nested more than 32 lists deep' });
   t.same(rows, [], 'the handler never saw it');
 });
+
+t.test('a v2 tensor of no values is the request 400: its other axes would be built unbounded (review-9 F1)', async (t) => {
+  for (const input of [
+    { name: 'x', shape: [1, 3, 1_000_000_000, 0], datatype: 'FP32', data: [] },
+    { name: 'x', shape: [1, 3, 1_000_000_000, 0], datatype: 'FP16', parameters: { binary_data_size: 0 } },
+  ]) {
+    const params = [header({ inputs: [input] }), ...(input.parameters ? [{ name: 'binary_data_0', contentType: undefined, value: Buffer.alloc(0) }] : [])];
+    const { rows, item } = await run(params, () => 0);
+    t.equal(item.status, 400, input.datatype);
+    t.match(JSON.parse(Buffer.from(item.body).toString('utf8')), { message: 'Input "x": shape [1, 3, 1000000000, 0] holds no values' });
+    t.same(rows, [], 'the handler never saw it');
+  }
+});

@@ -163,6 +163,9 @@ function inputRow(input: JsonValue, k: number, binary: InputValue | undefined): 
     throw new PredictionError(`${label}: "shape" has ${shape.length} dimensions, at most ${MAX_TENSOR_RANK} are accepted`, 400);
   }
   const size = (shape as number[]).reduce((a, b) => a * b, 1);
+  // A tensor of no values has nothing to predict, and its other axes are unbounded: [1, 3, 1e9, 0]
+  // was a billion empty lists here, or a billion rows in onnxruntime (memory without end).
+  if (size === 0) throw new PredictionError(`${label}: shape [${shape.join(', ')}] holds no values`, 400);
   if (bytes) return { name, shape, datatype, data: binaryValues(label, datatype, size, binary) };
   const flat = flattenTensor(data as unknown[]) as JsonValue[];
   if (flat.some(Array.isArray)) throw new PredictionError(`${label}: "data" is nested more than ${MAX_TENSOR_RANK} lists deep`, 400);

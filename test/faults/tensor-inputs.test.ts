@@ -2,7 +2,8 @@
 // BaseHandler model (examples/mnist's ONNX file with the built-in base_handler): a list nested
 // 20,000 deep overflowed the worker's stack while it was flattened, a 503 "Prediction failed" for
 // the client's own mistake, and an FP16 tensor in binary form was always refused (its bytes
-// compared with the floats they become). Review-8 F2 and F3.
+// compared with the floats they become). Review-8 F2 and F3; a tensor of no values whose other
+// axes declared a billion rows (review-9 F1).
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildMar, MNIST_DIR, startTestServer, type TestServer } from '../helpers.js';
@@ -39,6 +40,11 @@ t.test('KServe v2: data nested past a tensor is 400, and FP16 in binary form ans
   const deep = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: deepBody });
   t.equal(deep.status, 400, 'data nested 20,000 deep: 400');
   t.match(await deep.json(), { code: 400, message: 'Input "input": "data" is nested more than 32 lists deep' });
+  // No values, a billion rows declared: built as a billion empty lists, or allocated by onnxruntime (review-9 F1).
+  const empty = JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, 1_000_000_000, 0], datatype: 'FP32', data: [] }] });
+  const none = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: empty });
+  t.equal(none.status, 400, 'a tensor of no values with a billion rows declared: 400');
+  t.match(await none.json(), { message: 'Input "input": shape [1, 3, 1000000000, 0] holds no values' });
 
   // 0.25 + i/1024 for pixel i: exact in half precision (these halves' fractions are short).
   const values = Array.from({ length: PIXELS }, (_, i) => 0.25 + (i % 256) / 1024);
@@ -59,7 +65,7 @@ t.test('KServe v2: data nested past a tensor is 400, and FP16 in binary form ans
   });
   t.equal(binaryFp16.status, 200, `FP16 in binary form (${PIXELS * 2} bytes): 200`);
   t.same(((await binaryFp16.json()) as { outputs: unknown[] }).outputs, expected.outputs, 'the same answer as the JSON form');
-  await survived(t, server, { models: ['digits'], sent: 3, answered: 3 });
+  await survived(t, server, { models: ['digits'], sent: 4, answered: 4 });
 });
 
 /** A number of [0.25, 0.5) with a 10-bit fraction as an IEEE half: exponent -2, no rounding. */
