@@ -185,11 +185,11 @@ const TABLE: Record<string, Spec> = {
   stop_idle_grace_ms: {
     type: 'int',
     min: 0,
-    max: 5000,
+    max: 500,
     default: '200',
     applies: 'server',
     own: true,
-    doc: "Milliseconds a stop keeps the REST listeners' idle kept-alive connections open for a request a client wrote before it could know of the stop: read and answered with the stop's 503, where ending the connection at once lost it unread (a reset; the client cannot tell whether its request ran). 0: ended at once.",
+    doc: "Milliseconds a stop keeps the REST listeners' idle kept-alive connections open for a request a client wrote before it could know of the stop: read and answered with the stop's 503, where ending the connection at once lost it unread (a reset; the client cannot tell whether its request ran). 0: ended at once; at most 500, when a stop with nothing in flight ends every connection.",
   },
   max_request_size: {
     type: 'int',

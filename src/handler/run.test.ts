@@ -137,6 +137,29 @@ t.test("past half the batch's response timeout, the requests not yet run alone g
   );
 });
 
+t.test('a request starts alone only if it may end within half the timeout, taking as long as the refused batch did (review-9 F2)', async (t) => {
+  // The batch is refused after 90 ms of a 200 ms budget: a lone run starting then, as long again,
+  // would end past half of it (and one of 150 ms past the whole, the worker killed for it).
+  const calls: string[][] = [];
+  const slow: EntryPoint = {
+    initialize: async () => undefined,
+    handle: async (batch) => {
+      calls.push(batch.map((r) => String(r.body)));
+      await new Promise((r) => setTimeout(r, batch.length > 1 ? 90 : 150));
+      const bad = batch.find((r) => Number.isNaN(Number(r.body)));
+      if (bad) throw new PredictionError(`Not a number: ${String(bad.body)}`, 400);
+      return batch.map((r) => Number(r.body) * 2);
+    },
+  };
+  const answer = await answerBatch(slow, FACTS, mixed, true, () => undefined, { budgetMs: 200 });
+  t.equal(calls.length, 1, 'no request ran alone');
+  t.same(
+    answer.items.map((i) => i.error?.status),
+    [400, 400, 400],
+    "each the batch's refusal",
+  );
+});
+
 t.test('a batch of one refused is its own answer', async (t) => {
   const calls: string[][] = [];
   await t.rejects(
