@@ -27,6 +27,23 @@ export async function serve(t: Test, properties: Record<string, string> = {}, mo
   });
 }
 
+/**
+ * warm.mar in `store`: the echo model whose model-config.yaml (`yaml`, then the key) names the
+ * warmupFile sample.txt, a body that makes the echo handler log each run ("asked to print").
+ */
+export function buildWarmEcho(store: string, yaml = ''): void {
+  const files = join(store, '..');
+  writeFileSync(join(files, 'warm.yaml'), `${yaml}warmupFile: sample.txt\n`);
+  writeFileSync(join(files, 'sample.txt'), 'print');
+  buildMar(store, {
+    modelName: 'warm',
+    version: '1.0',
+    handler: join(FIXTURES, 'echo_handler.ts'),
+    configFile: join(files, 'warm.yaml'),
+    extraFiles: join(files, 'sample.txt'),
+  });
+}
+
 /** Registers echo.mar under `name` with the given register-API parameters, synchronously. */
 export async function register(t: Test, server: TestServer, name: string, params: Record<string, string | number>): Promise<void> {
   const query = new URLSearchParams({

@@ -2,26 +2,16 @@
 // requests are v2 JSON, and the sample is a raw file (`curl -T`'s body). Sent through the envelope,
 // every warm-up request was the envelope's 400 and the handler never ran: "400 batches" logged,
 // nothing warmed, the first requests after a start paying for it. The sample goes to the handler.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildMar, FIXTURES, startTestServer, waitFor } from './helpers.js';
+import { buildWarmEcho } from './echo-model.js';
+import { startTestServer, waitFor } from './helpers.js';
 
 t.test('under service_envelope=kservev2 the warmupFile runs through the handler itself', async (t) => {
   const server = await startTestServer(t, {
     properties: { service_envelope: 'kservev2', load_models: 'warm.mar', front_end_warmup_ms: '0' },
-    prepare: (store) => {
-      const files = join(store, '..');
-      writeFileSync(join(files, 'sample.txt'), 'print');
-      writeFileSync(join(files, 'warm.yaml'), 'warmupFile: sample.txt\n');
-      buildMar(store, {
-        modelName: 'warm',
-        version: '1.0',
-        handler: join(FIXTURES, 'echo_handler.ts'),
-        configFile: join(files, 'warm.yaml'),
-        extraFiles: join(files, 'sample.txt'),
-      });
-    },
+    prepare: (store) => buildWarmEcho(store),
   });
   const modelLog = join(server.dir, 'logs', 'model_log.log');
   const read = (): string => (existsSync(modelLog) ? readFileSync(modelLog, 'utf8') : '');

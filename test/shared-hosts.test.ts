@@ -6,8 +6,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { predict, register, serve } from './echo-model.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, waitFor } from './helpers.js';
+import { buildWarmEcho, predict, register, serve } from './echo-model.js';
+import { buildMnistMar, MNIST_DIR, startTestServer, waitFor } from './helpers.js';
 import { sharedWorkers } from './shared-workers.js';
 
 /** One more echo model than cores, each registered with one worker in a shared host. */
@@ -56,18 +56,7 @@ t.test(
   "a shared host warms a model up with its warmupFile alone, not as the largest batch: loads there are on demand and their CPU is the busy models'",
   async (t) => {
     const server = await startTestServer(t, {
-      prepare: (store) => {
-        const files = join(store, '..');
-        writeFileSync(join(files, 'warm.yaml'), 'sharedWorker: true\nwarmupFile: sample.txt\n');
-        writeFileSync(join(files, 'sample.txt'), 'print');
-        buildMar(store, {
-          modelName: 'warm',
-          version: '1.0',
-          handler: join(FIXTURES, 'echo_handler.ts'),
-          configFile: join(files, 'warm.yaml'),
-          extraFiles: join(files, 'sample.txt'),
-        });
-      },
+      prepare: (store) => buildWarmEcho(store, 'sharedWorker: true\n'),
     });
     await register(t, server, 'warm', { url: 'warm.mar', initial_workers: 1, batch_size: 4 });
     t.ok((await sharedWorkers(server, ['warm'])).get('warm')?.sharedHost, 'in a shared host');

@@ -86,5 +86,5 @@ t.test('a tensor with an axis of 0 is a 400: its other axes are unbounded (revie
       `[${shape}]`,
     );
   }
-  await t.rejects(handler.preprocess([{ data: [[[], [], []]] }]), { status: 400 }, 'nested lists with an empty axis');
+  await t.rejects(handler.preprocess([{ data: [[[[]], [[]], [[]]]] }]), { status: 400, message: /got \[1, 3, 1, 0\]/ }, 'nested lists with an empty axis');
 });
