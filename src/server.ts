@@ -305,7 +305,8 @@ async function warmUpFrontEnd(
     if (!model.spec.loadedAtStartup || model.settings.sequence || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
     const path = existingInside(model.spec.dir, name);
     if (!path) return [];
-    return [{ model: model.name, body: readFileSync(path), batchDelayMs: batchWaitMs(model.settings) }];
+    const envelope = config.serviceEnvelope ?? model.spec.manifest.model.envelope;
+    return [{ model: model.name, body: enveloped(readFileSync(path), envelope), batchDelayMs: batchWaitMs(model.settings) }];
   });
   if (samples.length === 0) return;
   const began = performance.now();
@@ -313,6 +314,19 @@ async function warmUpFrontEnd(
   const models = samples.map((s) => s.model).join(', ');
   const notRepeated = slow.length > 0 ? ` (not repeated, their answers ${SLOW_MS} ms or slower: ${slow.join(', ')})` : '';
   log.info(`Front end warmed up: ${answered} predictions of ${models} answered in ${Math.round(performance.now() - began)} ms${notRepeated}`);
+}
+
+/**
+ * A warmupFile's bytes as a client of the model's service envelope sends them: under KServe's
+ * (kserve, kservev2) a raw file was the envelope's 400 each time, and the front end warmed nothing
+ * (review-9 F3): as the base64 `data` of a v1 instance or of a v2 BYTES input, which a handler
+ * reads as the file's bytes (requestPayload, payloadBytes).
+ */
+function enveloped(sample: Buffer, envelope: string | undefined): Buffer {
+  const data = sample.toString('base64');
+  if (envelope === 'kserve') return Buffer.from(JSON.stringify({ instances: [{ data }] }));
+  if (envelope === 'kservev2') return Buffer.from(JSON.stringify({ inputs: [{ name: 'data', shape: [1], datatype: 'BYTES', data: [data] }] }));
+  return sample;
 }
 
 /**

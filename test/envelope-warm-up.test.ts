@@ -8,9 +8,12 @@ import t from 'tap';
 import { buildWarmEcho } from './echo-model.js';
 import { startTestServer, waitFor } from './helpers.js';
 
-t.test('under service_envelope=kservev2 the warmupFile runs through the handler itself', async (t) => {
+t.test('under service_envelope=kservev2 the warmupFile runs through the handler itself, and the front end sends it as a v2 request', async (t) => {
+  const lines: string[] = [];
   const server = await startTestServer(t, {
-    properties: { service_envelope: 'kservev2', load_models: 'warm.mar', front_end_warmup_ms: '0' },
+    properties: { service_envelope: 'kservev2', load_models: 'warm.mar', front_end_warmup_ms: '300' },
+    serverLog: (line) => lines.push(line),
+    level: 'info',
     prepare: (store) => buildWarmEcho(store),
   });
   const modelLog = join(server.dir, 'logs', 'model_log.log');
@@ -19,6 +22,9 @@ t.test('under service_envelope=kservev2 the warmupFile runs through the handler 
   const batches = Number(/Warm-up of model warm with sample.txt: (\d+) batches/.exec(read())?.[1]);
   t.ok(batches > 0, `${batches} batches`);
   t.equal(read().split('echo handler was asked to print').length - 1, batches, 'each through the handler');
+  await server.startupModelsStarted;
+  const frontEnd = Number(/Front end warmed up: (\d+) predictions of warm/.exec(lines.join('\n'))?.[1]);
+  t.ok(frontEnd > 0, `the front end's warm-up answered: ${frontEnd} predictions (review-9 F3: none, each the envelope's 400)`);
   const v2 = { inputs: [{ name: 'x', shape: [1], datatype: 'BYTES', data: ['hello'] }] };
   const res = await fetch(`${server.urls.inference}/v2/models/warm/infer`, {
     method: 'POST',
