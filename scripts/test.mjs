@@ -6,6 +6,7 @@
 // suite's output streams as it runs; each check's is printed whole once the suite has ended. The
 // exit status is 1 when anything failed (arguments go to tap: `npm test -- test/x.test.ts`).
 import { spawn } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 
 const CHECKS = [
   ['biome', ['check', '--error-on-warnings']],
@@ -13,9 +14,10 @@ const CHECKS = [
 ];
 
 /** Runs `command` (from node_modules/.bin, which npm puts on PATH); its status and, unless streamed, its output. */
-function run([command, args], { streamed = false } = {}) {
+function run([command, args], { streamed = false, env = process.env } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ['ignore', streamed ? 'inherit' : 'pipe', streamed ? 'inherit' : 'pipe'] });
+    const stdio = ['ignore', streamed ? 'inherit' : 'pipe', streamed ? 'inherit' : 'pipe'];
+    const child = spawn(command, args, { stdio, env });
     const output = [];
     child.stdout?.on('data', (chunk) => output.push(chunk));
     child.stderr?.on('data', (chunk) => output.push(chunk));
@@ -34,7 +36,10 @@ const built = await run(build);
 report(build, built);
 if (built.status !== 0) process.exit(1);
 const checks = CHECKS.map((check) => run(check));
-const suite = await run(['tap', process.argv.slice(2)], { streamed: true });
+// The test files' processes skip tap's file recorder (test/skip-processinfo.mjs says why).
+const skipProcessinfo = `--import=${pathToFileURL('test/skip-processinfo.mjs').href}`;
+const env = { ...process.env, NODE_OPTIONS: `${skipProcessinfo} ${process.env.NODE_OPTIONS ?? ''}`.trim() };
+const suite = await run(['tap', process.argv.slice(2)], { streamed: true, env });
 const results = await Promise.all(checks);
 for (const [i, result] of results.entries()) report(CHECKS[i], result);
 process.exitCode = suite.status === 0 && results.every((r) => r.status === 0) ? 0 : 1;

@@ -36,7 +36,9 @@ process.setSourceMapsEnabled(false);
 function untrackChildProcesses() {
   const spawnHooks = globalThis[Symbol.for('process-on-spawn@*:singletonId')];
   if (spawnHooks) spawnHooks.listeners = [];
-  const options = (process.env.NODE_OPTIONS ?? '').replace(/"?--(?:import|loader)=\S*@tapjs[/\\]processinfo\S*/g, '').trim();
+  const options = (process.env.NODE_OPTIONS ?? '')
+    .replace(/"?--(?:import|loader)=\S*(?:@tapjs[/\\]processinfo|skip-processinfo\.mjs)\S*/g, '')
+    .trim();
   if (options === '') delete process.env.NODE_OPTIONS;
   else process.env.NODE_OPTIONS = options;
 }
