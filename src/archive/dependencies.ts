@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { tsError } from '../errors.js';
-import { linkPackages } from './link-packages.js';
+import { linkPackages, ownModules } from './link-packages.js';
 
 /** npm gets this long; a registration waits for it. */
 const INSTALL_TIMEOUT_MS = 10 * 60_000;
@@ -33,6 +33,7 @@ export async function installDependencies(modelDir: string, requirementsFile: st
     if (existsSync(packageJson)) fail(`the archive has both ${requirementsFile} and a package.json; give the package.json as the requirements file`);
     copyFileSync(join(modelDir, requirementsFile), packageJson);
   }
+  ownModules(modelDir);
   const args = ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock', '--no-update-notifier'];
   await new Promise<void>((resolve, reject) => {
     execFile('npm', args, { cwd: modelDir, timeout: INSTALL_TIMEOUT_MS, maxBuffer: 16 * 2 ** 20 }, (err, _stdout, stderr) => {

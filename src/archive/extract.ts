@@ -34,12 +34,8 @@ export interface OpenedModel {
   readonly extracted: boolean;
 }
 
-/**
- * `link`: an extracted archive's directory gets its node_modules links (linkPackages), through
- * which a worker's handler imports; always, unless a caller whose workers import nothing (the
- * in-process tests' fake workers) says otherwise.
- */
-export async function openModelArchive(path: string, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS, link = true): Promise<OpenedModel> {
+/** An extracted archive's directory gets the node_modules link its worker's handler imports through (linkPackages). */
+export async function openModelArchive(path: string, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Promise<OpenedModel> {
   const st = statSync(path);
   if (st.isDirectory()) return { dir: modelRootOf(path), extracted: false };
   // The server's PID names the directory, so a later start can tell a dead server's leftovers.
@@ -54,7 +50,7 @@ export async function openModelArchive(path: string, limits: ArchiveLimits = DEF
     if (err instanceof TsError) throw err;
     throw tsError('TSS_ERR_ARCHIVE_INVALID', `Failed to open model archive ${basenameOf(path)}: ${(err as Error).message}`);
   }
-  if (link) linkPackages(dir);
+  linkPackages(dir);
   return { dir, extracted: true };
 }
 

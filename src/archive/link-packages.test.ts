@@ -1,13 +1,22 @@
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { linkPackages } from './link-packages.js';
+import type { Test } from 'tap';
+import { linkPackages, ownModules } from './link-packages.js';
+
+/** A folder of model directories, as <tmpdir>/tsserve-models, and one model directory in it. */
+function modelDirIn(t: Test): { folder: string; dir: string } {
+  const folder = mkdtempSync(join(tmpdir(), 'tsserve-links-'));
+  t.teardown(() => rmSync(folder, { recursive: true, force: true }));
+  const dir = join(folder, 'model');
+  mkdirSync(dir);
+  return { folder, dir };
+}
 
 t.test('a model directory resolves tsserve and its dependencies through the links', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'tsserve-links-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { dir } = modelDirIn(t);
   linkPackages(dir);
   const fromModel = createRequire(join(dir, 'handler.js'));
   const own = JSON.parse(readFileSync(join(dir, 'node_modules', 'tsserve', 'package.json'), 'utf8')) as { name: string };
@@ -18,9 +27,39 @@ t.test('a model directory resolves tsserve and its dependencies through the link
   t.pass('a second call leaves the existing links alone');
 });
 
+t.test('model directories without a node_modules get one link each, to links made once beside them', async (t) => {
+  const { folder, dir } = modelDirIn(t);
+  const other = join(folder, 'other');
+  mkdirSync(other);
+  linkPackages(dir);
+  linkPackages(other);
+  t.ok(lstatSync(join(dir, 'node_modules')).isSymbolicLink(), "a model's node_modules is one link");
+  t.equal(realpathSync(join(dir, 'node_modules')), realpathSync(join(other, 'node_modules')), 'the same folder of links for both');
+  const shared = readdirSync(folder).filter((name) => !['model', 'other'].includes(name));
+  t.match(
+    shared,
+    [new RegExp(`^${process.pid}-[0-9a-f]{32}$`)],
+    "named as a model directory of this process's, so a crash's leftovers are removed at the next start",
+  );
+  t.match(realpathSync(createRequire(join(other, 'handler.js')).resolve('tsserve')), /dist\/src\/index\.js$/);
+});
+
+t.test('before npm installs for a model, its node_modules becomes a folder of its own', async (t) => {
+  const { dir } = modelDirIn(t);
+  linkPackages(dir);
+  const shared = realpathSync(join(dir, 'node_modules'));
+  ownModules(dir);
+  mkdirSync(join(dir, 'node_modules', 'yaml'), { recursive: true });
+  writeFileSync(join(dir, 'node_modules', 'yaml', 'package.json'), JSON.stringify({ name: 'yaml', version: '0.0.1-own', main: 'index.js' }));
+  writeFileSync(join(dir, 'node_modules', 'yaml', 'index.js'), 'module.exports = "installed for the model";');
+  linkPackages(dir);
+  t.notOk(lstatSync(join(dir, 'node_modules')).isSymbolicLink(), 'a folder, not the link');
+  t.equal(createRequire(join(dir, 'handler.js'))('yaml'), 'installed for the model');
+  t.notOk(realpathSync(join(shared, 'yaml')).startsWith(dir), "the shared links still lead to tsserve's own yaml");
+});
+
 t.test('a package the model brought keeps its own copy; the rest are linked beside it', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'tsserve-links-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { dir } = modelDirIn(t);
   mkdirSync(join(dir, 'node_modules', 'yaml'), { recursive: true });
   writeFileSync(join(dir, 'node_modules', 'yaml', 'package.json'), JSON.stringify({ name: 'yaml', version: '0.0.1-own', main: 'index.js' }));
   writeFileSync(join(dir, 'node_modules', 'yaml', 'index.js'), 'module.exports = "the model\'s own";');

@@ -5,20 +5,56 @@
  * resolves any import. Without them each worker needs module hooks to redirect bare specifiers,
  * and Node runs those hooks on a thread of their own: a second V8 isolate, 13 MB per worker.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The folder of tsserve's package.json: the nearest one above this file (in src/ or dist/src/). */
 const PACKAGE_ROOT = nearestPackageRoot(dirname(fileURLToPath(import.meta.url)));
 
+/** Per folder of model directories: the folder of links this process made there (sharedModules). */
+const sharedByFolder = new Map<string, string>();
+
 /**
- * Links what is missing: a package the archive brought, or that npm installed for the model
- * (archive/dependencies.ts), keeps its own copy; tsserve and the rest are linked beside it.
+ * A model directory without a node_modules (an archive brings none, mostly) gets one link, to a
+ * node_modules of links this process makes once beside it: ~25 links and 5 folders were each
+ * registration's (25,000 for 1,000 models), and each one a synchronous write on the event loop.
+ * With a node_modules of its own (the archive's, or npm's for the model: archive/dependencies.ts)
+ * it links what is missing there: a package the model has keeps its own copy.
  */
 export function linkPackages(modelDir: string): void {
   const modules = join(modelDir, 'node_modules');
-  mkdirSync(modules, { recursive: true });
+  if (exists(modules)) linkEach(modules);
+  else symlinkSync(sharedModules(dirname(modelDir)), modules, 'dir');
+}
+
+/** Before npm installs into a model directory: its node_modules becomes its own, not the shared link. */
+export function ownModules(modelDir: string): void {
+  const modules = join(modelDir, 'node_modules');
+  if (lstatSync(modules, { throwIfNoEntry: false })?.isSymbolicLink()) unlinkSync(modules);
+}
+
+/**
+ * The shared node_modules in `folder`, made on first use and removed as this process exits. Its
+ * name is a model directory's (`<pid>-<32 hex>`), so a crash leaves nothing that the next start's
+ * removeStaleExtractions does not remove, and no other user can have made it before us.
+ */
+function sharedModules(folder: string): string {
+  let modules = sharedByFolder.get(folder);
+  if (modules === undefined) {
+    const dir = join(folder, `${process.pid}-${randomUUID().replace(/-/g, '')}`);
+    modules = join(dir, 'node_modules');
+    mkdirSync(modules, { recursive: true });
+    linkEach(modules);
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    sharedByFolder.set(folder, modules);
+  }
+  return modules;
+}
+
+/** Links tsserve and each of its dependencies into `modules`, unless there already. */
+function linkEach(modules: string): void {
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
   link(modules, pkg.name, PACKAGE_ROOT);
   for (const name of Object.keys(pkg.dependencies ?? {})) {

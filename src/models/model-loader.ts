@@ -33,12 +33,6 @@ export interface LoaderDeps {
   readonly poolDeps: (model: Model) => PoolDeps;
   /** The server log, for what registration decides without failing. */
   readonly log: (message: string) => void;
-  /**
-   * Whether an extracted archive gets the node_modules links its worker's handler imports through
-   * (archive/link-packages.ts): true unless told. The in-process tests' fake workers import
-   * nothing, and the ~25 links a registration cost them more than anything else it does.
-   */
-  readonly linkPackages?: boolean;
 }
 
 export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise<Model> {
@@ -50,7 +44,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
   const located = await locateArchive(req.url, deps.locate, deps.log);
   let opened: Awaited<ReturnType<typeof openModelArchive>> | undefined;
   try {
-    opened = await openModelArchive(located.path, deps.server.archiveLimits, deps.linkPackages ?? true);
+    opened = await openModelArchive(located.path, deps.server.archiveLimits);
     const manifest = readManifest(opened.dir);
     const name = req.modelName || manifest.model.modelName || nameFromFile(located.marName);
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
