@@ -4,8 +4,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { openApp, SHOTS } from './browser.js';
-import { buildMnistMar, MNIST_DIR, startTestServer, waitReady } from './helpers.js';
+import { openApp, SHOTS } from '../browser.js';
+import { buildMnistMar, MNIST_DIR, startTestServer, waitReady } from '../helpers.js';
 
 const CLIENTS = 4;
 const MAX_REQUESTS = 20_000;

