@@ -1,7 +1,7 @@
 /**
  * What deploy/monitoring ships, read as its tests read it: the alert rules, the Grafana dashboard's
  * queries, the metric names a PromQL expression reads and those a real tsserve's /metrics serves.
- * Shared by test/monitoring.test.ts (the files checked, against a real tsserve) and
+ * Shared by test/deploy/monitoring.test.ts (the files checked, against a real tsserve) and
  * test/acceptance/prometheus.test.ts (a real Prometheus scraping one).
  */
 import { readFileSync } from 'node:fs';

@@ -1,7 +1,7 @@
 // deploy/monitoring's rules and dashboard in Debian's Prometheus, scraping a real tsserve under a
 // bounded load: the rules evaluate without error, every query whose metrics have samples answers,
 // and a full queue raises its alerts. A deployment's check (a Prometheus, its scrapes and rule
-// evaluations every second, 30 s of it), so in the acceptance tier; test/monitoring.test.ts checks
+// evaluations every second, 30 s of it), so in the acceptance tier; test/deploy/monitoring.test.ts checks
 // the files themselves, with promtool and against a real tsserve's /metrics.
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';

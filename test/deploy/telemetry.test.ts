@@ -8,7 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMnistMar, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, waitReady, writeUserConfig } from './helpers.js';
+import { buildMnistMar, MNIST_DIR, ROOT, startedPid, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
 
 const TSSERVE = join(ROOT, 'bin', 'tsserve.js');
 

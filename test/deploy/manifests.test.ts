@@ -14,8 +14,8 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Service } from 'kubernetes-models/v1';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
-import { parseProperties } from '../src/config/properties.js';
-import { FIXTURES, ROOT, tempDir } from './helpers.js';
+import { parseProperties } from '../../src/config/properties.js';
+import { FIXTURES, ROOT, tempDir } from '../helpers.js';
 
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string }; [key: string]: unknown };
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import t from 'tap';
 import { parse, stringify } from 'yaml';
-import { ROOT, tempDir } from './helpers.js';
+import { ROOT, tempDir } from '../helpers.js';
 import {
   alertNames,
   asPrometheusGets,
@@ -26,7 +26,7 @@ import {
   rules,
   SEVEN,
   servedNames,
-} from './monitoring.js';
+} from '../monitoring.js';
 
 function promtool(...args: string[]): { status: number | null; out: string } {
   const run = spawnSync('promtool', args, { encoding: 'utf8', timeout: 60_000 });
