@@ -39,6 +39,11 @@ export interface InProcessServer {
   metrics(request: InjectOptions): Promise<LightMyRequestResponse>;
 }
 
+/** Registers `name`.mar with one worker, synchronously, as the memory budget's tests' models are. */
+export function registerModel(server: InProcessServer, name: string): Promise<LightMyRequestResponse> {
+  return server.management({ method: 'POST', url: `/models?url=${name}.mar&initial_workers=1&synchronous=true` });
+}
+
 /**
  * A server with `properties` added to its config.properties, whose model store holds `models`
  * (each an archive of a built-in handler, named `<name>.mar`); those `load_models` names serve
