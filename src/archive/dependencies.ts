@@ -20,8 +20,9 @@ export type InstallOutcome = 'installed' | 'not-npm';
 /**
  * Installs the dependencies the requirements file declares; a pip requirements file answers
  * 'not-npm' (no worker here runs Python). A failed install is a 400 with npm's last words.
+ * `linked`: the model directory has tsserve's packages linked (linkPackages), as it gets again after.
  */
-export async function installDependencies(modelDir: string, requirementsFile: string, modelName: string): Promise<InstallOutcome> {
+export async function installDependencies(modelDir: string, requirementsFile: string, modelName: string, linked: boolean): Promise<InstallOutcome> {
   if (!requirementsFile.endsWith('.json')) return 'not-npm';
   const fail = (reason: string): never => {
     throw tsError('TSS_ERR_MODEL_DEPENDENCIES', modelName, reason);
@@ -34,7 +35,9 @@ export async function installDependencies(modelDir: string, requirementsFile: st
     copyFileSync(join(modelDir, requirementsFile), packageJson);
   }
   ownModules(modelDir);
-  const args = ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock', '--no-update-notifier'];
+  // --install-links: a `file:` dependency is copied in, not linked: a link out of the model
+  // directory would let its handler reach, under worker_permission, what the link leads to.
+  const args = ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock', '--no-update-notifier', '--install-links'];
   await new Promise<void>((resolve, reject) => {
     execFile('npm', args, { cwd: modelDir, timeout: INSTALL_TIMEOUT_MS, maxBuffer: 16 * 2 ** 20 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
@@ -42,7 +45,7 @@ export async function installDependencies(modelDir: string, requirementsFile: st
     });
   });
   // npm removes what its package.json does not list: the links to tsserve go back.
-  linkPackages(modelDir);
+  if (linked) linkPackages(modelDir);
   return 'installed';
 }
 

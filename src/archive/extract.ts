@@ -19,7 +19,6 @@ import yauzl, { type Entry, type ZipFile } from 'yauzl';
 import { DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from '../config/server-config.js';
 import { TsError, tsError } from '../errors.js';
 import { resolveInside } from './inside.js';
-import { linkPackages } from './link-packages.js';
 
 /** The parent of every extracted model directory, as TorchServe's `<tmpdir>/models`. */
 export const MODELS_ROOT = join(tmpdir(), 'tsserve-models');
@@ -34,7 +33,6 @@ export interface OpenedModel {
   readonly extracted: boolean;
 }
 
-/** An extracted archive's directory gets the node_modules link its worker's handler imports through (linkPackages). */
 export async function openModelArchive(path: string, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Promise<OpenedModel> {
   const st = statSync(path);
   if (st.isDirectory()) return { dir: modelRootOf(path), extracted: false };
@@ -50,7 +48,6 @@ export async function openModelArchive(path: string, limits: ArchiveLimits = DEF
     if (err instanceof TsError) throw err;
     throw tsError('TSS_ERR_ARCHIVE_INVALID', `Failed to open model archive ${basenameOf(path)}: ${(err as Error).message}`);
   }
-  linkPackages(dir);
   return { dir, extracted: true };
 }
 

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tsError } from '../errors.js';
 
 /** The folder of tsserve's package.json: the nearest one above this file (in src/ or dist/src/). */
 const PACKAGE_ROOT = nearestPackageRoot(dirname(fileURLToPath(import.meta.url)));
@@ -25,8 +26,11 @@ const sharedByFolder = new Map<string, string>();
  */
 export function linkPackages(modelDir: string): void {
   const modules = join(modelDir, 'node_modules');
-  if (exists(modules)) linkEach(modules);
-  else symlinkSync(sharedModules(dirname(modelDir)), modules, 'dir');
+  const found = lstatSync(modules, { throwIfNoEntry: false });
+  if (found === undefined) symlinkSync(sharedModules(dirname(modelDir)), modules, 'dir');
+  else if (found.isDirectory()) linkEach(modules);
+  // A link is this process's (an archive's links are refused as it is opened): linked already.
+  else if (!found.isSymbolicLink()) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'The archive has a node_modules that is not a folder.');
 }
 
 /** Before npm installs into a model directory: its node_modules becomes its own, not the shared link. */

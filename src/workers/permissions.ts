@@ -8,7 +8,7 @@
  * module that uses process.binding (APM agents, coverage tools) fails under it. Native addons
  * (onnxruntime, sharp) open files by their own means, which the model does not see.
  */
-import { existsSync, lstatSync, realpathSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,7 +17,7 @@ const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '
 
 /** The Node flags a worker of the model in `modelDir` runs with. */
 export function permissionArgs(modelDir: string): string[] {
-  const readable = [join(PACKAGE_ROOT, 'dist'), join(PACKAGE_ROOT, 'package.json'), ...nodeModulesAbove(PACKAGE_ROOT), ...sharedModules(modelDir), modelDir];
+  const readable = [join(PACKAGE_ROOT, 'dist'), join(PACKAGE_ROOT, 'package.json'), ...nodeModulesAbove(PACKAGE_ROOT), modelDir];
   return [
     '--permission',
     // onnxruntime-node and sharp are addons; module hooks (worker/hooks.ts) run on a thread.
@@ -27,12 +27,6 @@ export function permissionArgs(modelDir: string): string[] {
     ...readable.map((path) => `--allow-fs-read=${path}`),
     `--allow-fs-write=${modelDir}`,
   ];
-}
-
-/** The folder of links a model directory's node_modules leads to, when it is one link (archive/link-packages.ts). */
-function sharedModules(modelDir: string): string[] {
-  const modules = join(modelDir, 'node_modules');
-  return lstatSync(modules, { throwIfNoEntry: false })?.isSymbolicLink() ? [realpathSync(modules)] : [];
 }
 
 /** Where Node resolves tsserve's own imports from: each node_modules on the way up. */
