@@ -24,6 +24,7 @@ function clients(t: Test, server: TestServer): Clients {
 
 const call = unaryCall;
 
+/** mnist.mar and echo.mar in the store, both loaded at start-up unless `properties` names fewer in load_models. */
 function serve(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(t, {
     prepare: (store) => {
@@ -127,7 +128,7 @@ t.test('management: the REST answers as msg, REST errors as gRPC statuses', asyn
 });
 
 t.test('model API off: RegisterModel and UnregisterModel are PERMISSION_DENIED "Model API disabled"', async (t) => {
-  const server = await serve(t, { enable_model_api: 'false' });
+  const server = await serve(t, { enable_model_api: 'false', load_models: 'mnist.mar' });
   const { management } = clients(t, server);
   t.same(await call(management, 'RegisterModel', { url: 'echo.mar' }), { code: grpc.status.PERMISSION_DENIED, details: 'Model API disabled' });
   t.same(await call(management, 'UnregisterModel', { model_name: 'mnist' }), { code: grpc.status.PERMISSION_DENIED, details: 'Model API disabled' });
@@ -135,7 +136,8 @@ t.test('model API off: RegisterModel and UnregisterModel are PERMISSION_DENIED "
 });
 
 t.test('tokens: the inference key on inference, the management key on management, in authorization metadata', async (t) => {
-  const server = await serve(t, { disable_token_authorization: 'false' });
+  // Keys are asked before any model is: the server needs none loaded (each is a worker started).
+  const server = await serve(t, { disable_token_authorization: 'false', load_models: '' });
   const keys = JSON.parse(readFileSync(join(server.dir, 'key_file.json'), 'utf8')) as { management: { key: string }; inference: { key: string } };
   const { inference, management } = clients(t, server);
   const bearer = (key: string): grpc.Metadata => {
@@ -152,7 +154,7 @@ t.test('tokens: the inference key on inference, the management key on management
 });
 
 t.test('the access log has one line per gRPC call, as TorchServe writes it', async (t) => {
-  const server = await serve(t);
+  const server = await serve(t, { load_models: 'mnist.mar' });
   const { inference, management } = clients(t, server);
   await call(inference, 'Predictions', { model_name: 'mnist', input: { data: seven } });
   await call(management, 'DescribeModel', { model_name: 'nope' });
@@ -183,7 +185,7 @@ t.test('bytes that are not gRPC on a gRPC port: the connection is dropped, the s
 });
 
 t.test('stopping the server: a gRPC call in flight is answered, as REST requests are (drain_timeout)', async (t) => {
-  const server = await serve(t);
+  const server = await serve(t, { load_models: 'echo.mar' });
   const { inference } = clients(t, server);
   t.equal((await call(inference, 'Ping', {})).code, grpc.status.OK, 'connected');
   const slow = call(inference, 'Predictions', { model_name: 'echo', input: { body: Buffer.from('sleep:1500') } });

@@ -16,6 +16,17 @@ const SAMPLES = join(FIXTURES, 'kserve');
 const sample = (name: string): Record<string, unknown> => JSON.parse(readFileSync(join(SAMPLES, name), 'utf8')) as Record<string, unknown>;
 
 /** KServe's sample config.properties, on free ports; the KServe listeners on any free port. */
+/** KServe's sample model_snapshot: mnist.mar, with `minWorkers` (1 in KServe's). */
+function kserveSnapshot(minWorkers: number): string {
+  return JSON.stringify({
+    name: 'startup.cfg',
+    modelCount: 1,
+    models: {
+      mnist: { '1.0': { defaultVersion: true, marName: 'mnist.mar', minWorkers, maxWorkers: 5, batchSize: 1, maxBatchDelay: 10, responseTimeout: 120 } },
+    },
+  });
+}
+
 const KSERVE_PROPERTIES = {
   enable_envvars_config: 'true',
   install_py_dep_per_model: 'true',
@@ -24,13 +35,7 @@ const KSERVE_PROPERTIES = {
   NUM_WORKERS: '1',
   number_of_netty_threads: '4',
   job_queue_size: '10',
-  model_snapshot: JSON.stringify({
-    name: 'startup.cfg',
-    modelCount: 1,
-    models: {
-      mnist: { '1.0': { defaultVersion: true, marName: 'mnist.mar', minWorkers: 1, maxWorkers: 5, batchSize: 1, maxBatchDelay: 10, responseTimeout: 120 } },
-    },
-  }),
+  model_snapshot: kserveSnapshot(1),
   kserve_inference_address: 'http://127.0.0.1:0',
   kserve_grpc_inference_port: '0',
 };
@@ -146,10 +151,13 @@ t.test("KServe v2 and OIP (kservev2, TS_OPEN_INFERENCE_PROTOCOL=oip): KServe's t
 });
 
 t.test('without TS_SERVICE_ENVELOPE the KServe listeners stay closed; enable_kserve_listeners opens or keeps them closed either way', async (t) => {
-  t.equal((await serveUnderKserve(t, {})).urls.kserve, undefined);
-  const forced = await serveUnderKserve(t, {}, { enable_kserve_listeners: 'true' });
+  // Which listeners open is the configuration's alone: mnist is served by no worker here (one
+  // started, and its warm-up, were most of each server's cost).
+  const noWorker = { model_snapshot: kserveSnapshot(0) };
+  t.equal((await serveUnderKserve(t, {}, noWorker)).urls.kserve, undefined);
+  const forced = await serveUnderKserve(t, {}, { ...noWorker, enable_kserve_listeners: 'true' });
   t.ok(forced.urls.kserve && forced.urls.grpcKserve);
-  const refused = await serveUnderKserve(t, { TS_SERVICE_ENVELOPE: 'kserve' }, { enable_kserve_listeners: 'false' });
+  const refused = await serveUnderKserve(t, { TS_SERVICE_ENVELOPE: 'kserve' }, { ...noWorker, enable_kserve_listeners: 'false' });
   t.same([refused.urls.kserve, refused.urls.grpcKserve], [undefined, undefined]);
 });
 

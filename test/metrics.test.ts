@@ -99,12 +99,12 @@ t.test("system metrics every metric_time_interval: host CPU, memory and disk gau
 
 t.test('disable_system_metrics=true: no system gauges, memoryUsage stays 0', async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) => buildMnistMar(store),
-    properties: { load_models: 'mnist.mar', metric_time_interval: '1', disable_system_metrics: 'true' },
+    prepare: echoMar,
+    properties: { load_models: 'echo.mar', metric_time_interval: '1', disable_system_metrics: 'true' },
   });
   await new Promise((r) => setTimeout(r, 1200));
   t.notMatch(await (await fetch(`${server.urls.metrics!}/metrics`)).text(), /^CPUUtilization\{/m, 'declared, so printed, but never sampled');
-  const [d] = (await (await fetch(`${server.urls.management}/models/mnist`)).json()) as Array<{ workers: Array<{ memoryUsage: number }> }>;
+  const [d] = (await (await fetch(`${server.urls.management}/models/echo`)).json()) as Array<{ workers: Array<{ memoryUsage: number }> }>;
   t.equal(d!.workers[0]!.memoryUsage, 0);
 });
 
@@ -137,11 +137,10 @@ t.test("metrics_mode=log writes ts_metrics.log and model_metrics.log in TorchSer
 
 t.test("metrics_mode=log: a prediction's metric lines are in the files within a second or so, not only at stop (as the access log)", async (t) => {
   const server = await startTestServer(t, {
-    prepare: (store) => buildMnistMar(store),
-    properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
+    prepare: echoMar,
+    properties: { load_models: 'echo.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
   });
-  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
+  t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' })).status, 200);
   const read = (file: string): string => (existsSync(join(server.dir, 'logs', file)) ? readFileSync(join(server.dir, 'logs', file), 'utf8') : '');
   // Written once a second: 2 s allows for a busy machine; before, nothing came before the stop.
   await waitFor(() => read('model_metrics.log').includes('PredictionTime.ms:'), 2000, "the prediction's model metrics");
@@ -152,12 +151,11 @@ t.test("metrics_mode=log: a prediction's metric lines are in the files within a 
 t.test('METRICS_LOCATION: where the metric logs go; one that cannot be written costs no request', async (t) => {
   const elsewhere = join(tempDir(t), 'metrics-here');
   const server = await startTestServer(t, {
-    prepare: (store) => buildMnistMar(store),
-    properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
+    prepare: echoMar,
+    properties: { load_models: 'echo.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
     env: { METRICS_LOCATION: elsewhere },
   });
-  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  t.equal((await fetch(`${server.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
+  t.equal((await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' })).status, 200);
   await server.close();
   t.match(readFileSync(join(elsewhere, 'ts_metrics.log'), 'utf8'), 'Requests2XX.Count:1.0');
   t.match(readFileSync(join(elsewhere, 'model_metrics.log'), 'utf8'), 'PredictionTime.ms:');
@@ -167,12 +165,12 @@ t.test('METRICS_LOCATION: where the metric logs go; one that cannot be written c
   writeFileSync(file, '');
   const log: string[] = [];
   const broken = await startTestServer(t, {
-    prepare: (store) => buildMnistMar(store),
-    properties: { load_models: 'mnist.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
+    prepare: echoMar,
+    properties: { load_models: 'echo.mar', metrics_mode: 'log', disable_system_metrics: 'true' },
     env: { METRICS_LOCATION: join(file, 'metrics') },
     serverLog: (line) => log.push(line),
   });
-  for (let i = 0; i < 2; i++) t.equal((await fetch(`${broken.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200, 'answered');
+  for (let i = 0; i < 2; i++) t.equal((await fetch(`${broken.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' })).status, 200, 'answered');
   t.equal(log.filter((l) => l.includes('metrics log unwritable')).length, 1, 'said once');
 });
 
@@ -182,11 +180,10 @@ t.test('metrics_mode=prometheus writes no metric logs; legacy logs all but the t
   await prometheus.close();
   t.notOk(existsSync(join(prometheus.dir, 'logs', 'ts_metrics.log')));
   const legacy = await startTestServer(t, {
-    prepare: (store) => buildMnistMar(store),
-    properties: { load_models: 'mnist.mar', metrics_mode: 'legacy', disable_system_metrics: 'true' },
+    prepare: echoMar,
+    properties: { load_models: 'echo.mar', metrics_mode: 'legacy', disable_system_metrics: 'true' },
   });
-  const seven = readFileSync(join(MNIST_DIR, 'digits', '7_0.png'));
-  t.equal((await fetch(`${legacy.urls.inference}/predictions/mnist`, { method: 'POST', body: seven })).status, 200);
+  t.equal((await fetch(`${legacy.urls.inference}/predictions/echo`, { method: 'POST', body: 'x' })).status, 200);
   await legacy.close();
   const ts = readFileSync(join(legacy.dir, 'logs', 'ts_metrics.log'), 'utf8');
   t.match(ts, 'Requests2XX.Count:1.0|#Level:Host|#hostname:');

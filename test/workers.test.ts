@@ -8,7 +8,18 @@ import { cpus, getPriority } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { describe, predict, register, serve } from './echo-model.js';
-import { buildMar, metric, errorBody, FIXTURES, startTestServer, waitFor } from './helpers.js';
+import { buildMar, metric, errorBody, FIXTURES, sharedServer, startTestServer, type TestServer, waitFor } from './helpers.js';
+
+/**
+ * A server with every default and echo.mar loaded with two workers, for the tests that only ask
+ * workers started by default what they were given (malloc, threads, niceness, streaming): a
+ * worker started is most of such a test's cost.
+ */
+const plain = sharedServer(async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar', default_workers_per_model: '2' });
+  await waitFor(async () => (await describe(server, 'echo')).workers.filter((w) => w.status === 'READY').length === 2, 30_000, 'two echo workers');
+  return server;
+});
 
 t.test("blacklist_env_vars keeps matching variables out of the workers' environment", async (t) => {
   process.env.TSSERVE_TEST_SECRET = 'hunter2';
@@ -40,17 +51,15 @@ t.test("onnxruntime's telemetry switch reaches every worker, whatever the server
 });
 
 t.test("workers run with glibc malloc's mmap threshold fixed, unless the operator set malloc's tunables", async (t) => {
-  const threshold = async (): Promise<string> => {
-    const server = await serve(t);
-    await register(t, server, 'malloc', { initial_workers: 1 });
-    return (await predict(server, 'malloc', 'env:MALLOC_MMAP_THRESHOLD_')).text();
-  };
-  t.equal(await threshold(), '131072', "by default, glibc's starting threshold, which then stays");
+  const threshold = async (server: TestServer, model: string): Promise<string> => (await predict(server, model, 'env:MALLOC_MMAP_THRESHOLD_')).text();
+  t.equal(await threshold(await plain(), 'echo'), '131072', "by default, glibc's starting threshold, which then stays");
   process.env.MALLOC_MMAP_THRESHOLD_ = '65536';
   t.teardown(() => {
     delete process.env.MALLOC_MMAP_THRESHOLD_;
   });
-  t.equal(await threshold(), '65536', "the operator's own is kept");
+  const tuned = await serve(t);
+  await register(t, tuned, 'malloc', { initial_workers: 1 });
+  t.equal(await threshold(tuned, 'malloc'), '65536', "the operator's own is kept");
 });
 
 t.test('initial_worker_port: the number the first worker is named by, counting up', async (t) => {
@@ -76,29 +85,27 @@ t.test('adaptiveThreads: a lone batch may use every core, batches side by side k
 });
 
 t.test('without adaptiveThreads a batch keeps to its share of the cores, alone or not', async (t) => {
-  const server = await serve(t);
-  await register(t, server, 'fixed', { initial_workers: 2 });
-  const answer = async (body: string): Promise<unknown> => (await predict(server, 'fixed', body)).json();
+  const server = await plain();
+  const answer = async (body: string): Promise<unknown> => (await predict(server, 'echo', body)).json();
   t.equal(await answer('threads:0'), Math.max(1, Math.floor(cpus().length / 2)));
   t.equal(await answer('env:TSSERVE_WIDE_INTRA_OP_THREADS'), null, 'no second session is opened');
 });
 
 t.test('worker_nice: workers run that many steps nicer than the server (10 unless set), 0 as its equals', async (t) => {
+  const niceOf = async (server: TestServer): Promise<number> => getPriority((await describe(server, 'echo')).workers[0]!.pid);
   const workerNice = async (properties: Record<string, string>): Promise<number> => {
     const server = await serve(t, properties);
     await register(t, server, 'echo', { initial_workers: 1 });
-    return getPriority((await describe(server, 'echo')).workers[0]!.pid);
+    return niceOf(server);
   };
   const own = getPriority();
-  t.equal(await workerNice({}), Math.min(19, own + 10), 'by default, 10 steps nicer');
+  t.equal(await niceOf(await plain()), Math.min(19, own + 10), 'by default, 10 steps nicer');
   t.equal(await workerNice({ worker_nice: '19' }), 19, 'at most 19');
   t.equal(await workerNice({ worker_nice: '0' }), own, '0: as the server');
 });
 
 t.test("a streaming handler's parts arrive in order over one chunked response", async (t) => {
-  const server = await serve(t);
-  await register(t, server, 'streamer', { initial_workers: 1 });
-  const res = await predict(server, 'streamer', 'stream:3');
+  const res = await predict(await plain(), 'echo', 'stream:3');
   t.equal(res.status, 200);
   t.equal(res.headers.get('transfer-encoding'), 'chunked');
   const reader = res.body!.getReader();
