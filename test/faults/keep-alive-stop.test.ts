@@ -222,7 +222,8 @@ t.test("a request on a kept-alive connection just after the listener stopped lis
   const began = performance.now();
   while (!(await refused(server.urls.inference))) if (performance.now() - began > 10_000) throw new Error('the listener still listens');
   socket.write('POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
-  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  // Unref'd: a timer left pending kept the file's process alive 10 s after its last test.
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
   t.same(text.match(STATUS_LINE), ['HTTP/1.1 200 ', 'HTTP/1.1 503 '], 'the ping, then the request sent as the stop began, answered', { text });
   const second = text.slice(text.lastIndexOf('HTTP/1.1 '));
   t.match(second, /\r\nconnection: close\r\n/i, 'with its connection closed');
