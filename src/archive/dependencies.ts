@@ -20,9 +20,9 @@ export type InstallOutcome = 'installed' | 'not-npm';
 /**
  * Installs the dependencies the requirements file declares; a pip requirements file answers
  * 'not-npm' (no worker here runs Python). A failed install is a 400 with npm's last words.
- * `linked`: the model directory has tsserve's packages linked (linkPackages), as it gets again after.
+ * tsserve's packages are linked beside them after (linkPackages, `sharedLinks` as the loader's).
  */
-export async function installDependencies(modelDir: string, requirementsFile: string, modelName: string, linked: boolean): Promise<InstallOutcome> {
+export async function installDependencies(modelDir: string, requirementsFile: string, modelName: string, sharedLinks: boolean): Promise<InstallOutcome> {
   if (!requirementsFile.endsWith('.json')) return 'not-npm';
   const fail = (reason: string): never => {
     throw tsError('TSS_ERR_MODEL_DEPENDENCIES', modelName, reason);
@@ -45,7 +45,7 @@ export async function installDependencies(modelDir: string, requirementsFile: st
     });
   });
   // npm removes what its package.json does not list: the links to tsserve go back.
-  if (linked) linkPackages(modelDir);
+  linkPackages(modelDir, sharedLinks);
   return 'installed';
 }
 

@@ -18,17 +18,20 @@ const PACKAGE_ROOT = nearestPackageRoot(dirname(fileURLToPath(import.meta.url)))
 const sharedByFolder = new Map<string, string>();
 
 /**
- * A model directory without a node_modules (an archive brings none, mostly) gets one link, to a
- * node_modules of links this process makes once beside it: ~25 links and 5 folders were each
- * registration's (25,000 for 1,000 models), and each one a synchronous write on the event loop.
- * With a node_modules of its own (the archive's, or npm's for the model: archive/dependencies.ts)
- * it links what is missing there: a package the model has keeps its own copy.
+ * A model directory without a node_modules (an archive brings none, mostly) gets one: `shared`, a
+ * link to a node_modules of links this process makes once beside it (~25 links and 5 folders were
+ * each registration's, 25,000 for 1,000 models, each one a synchronous write on the event loop);
+ * else a folder of links of its own, which is what a worker under Node's permission model gets
+ * (workers/permissions.ts: a link shared by every model would let one model's handler, which may
+ * write its own directory, change what the others import). With a node_modules of its own (the
+ * archive's, or npm's for the model: archive/dependencies.ts) it links what is missing there: a
+ * package the model has keeps its own copy.
  */
-export function linkPackages(modelDir: string): void {
+export function linkPackages(modelDir: string, shared: boolean): void {
   const modules = join(modelDir, 'node_modules');
   const found = lstatSync(modules, { throwIfNoEntry: false });
-  if (found === undefined) symlinkSync(sharedModules(dirname(modelDir)), modules, 'dir');
-  else if (found.isDirectory()) linkEach(modules);
+  if (found === undefined && shared) symlinkSync(sharedModules(dirname(modelDir)), modules, 'dir');
+  else if (found === undefined || found.isDirectory()) linkEach(modules);
   // A link is this process's (an archive's links are refused as it is opened): linked already.
   else if (!found.isSymbolicLink()) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'The archive has a node_modules that is not a folder.');
 }
@@ -40,13 +43,14 @@ export function ownModules(modelDir: string): void {
 }
 
 /**
- * The shared node_modules in `folder`, made on first use and removed as this process exits. Its
- * name is a model directory's (`<pid>-<32 hex>`), so a crash leaves nothing that the next start's
- * removeStaleExtractions does not remove, and no other user can have made it before us.
+ * The shared node_modules in `folder`, made on first use and again if it is gone (a tmp cleaner, an
+ * operator), and removed as this process exits. Its name is a model directory's (`<pid>-<32 hex>`),
+ * so a crash leaves nothing that the next start's removeStaleExtractions does not remove, and no
+ * other user can have made it before us.
  */
 function sharedModules(folder: string): string {
   let modules = sharedByFolder.get(folder);
-  if (modules === undefined) {
+  if (modules === undefined || !existsSync(modules)) {
     const dir = join(folder, `${process.pid}-${randomUUID().replace(/-/g, '')}`);
     modules = join(dir, 'node_modules');
     mkdirSync(modules, { recursive: true });
@@ -59,6 +63,7 @@ function sharedModules(folder: string): string {
 
 /** Links tsserve and each of its dependencies into `modules`, unless there already. */
 function linkEach(modules: string): void {
+  mkdirSync(modules, { recursive: true });
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
   link(modules, pkg.name, PACKAGE_ROOT);
   for (const name of Object.keys(pkg.dependencies ?? {})) {

@@ -78,7 +78,7 @@ const TABLE: Record<string, Spec> = {
     default: 'false',
     applies: 'server',
     own: true,
-    doc: "Workers run under Node's permission model: a handler reads only its model's directory and tsserve's own files, writes only its model's directory and starts no process, so it cannot read key_file.json; a model's directory then holds no link out of it (tsserve's packages resolve through module hooks, a thread of 13 MB in each worker). It covers the handler, not registration: install_py_dep_per_model runs npm, and the scripts of the archive's package.json, as the server. Off by default: handlers that read or write elsewhere, shell out, or run with a NODE_OPTIONS preload that uses process.binding fail under it.",
+    doc: "Workers run under Node's permission model: a handler reads only its model's directory and tsserve's own files, writes only its model's directory and starts no process, so a path it is given or gets wrong does not reach key_file.json or the server's configuration. A guard against a handler's mistakes, not a sandbox for code you do not trust: native addons (onnxruntime-node, sharp, or one the archive ships) run outside it, the model directory's links to tsserve's packages lead out of it, signals and the network are not covered, and install_py_dep_per_model runs npm and the archive's package.json scripts as the server. Off by default: handlers that read or write elsewhere, shell out, or run with a NODE_OPTIONS preload that uses process.binding fail under it.",
   },
   max_workers_per_model: {
     type: 'int',

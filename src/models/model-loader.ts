@@ -46,12 +46,9 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
   let opened: Awaited<ReturnType<typeof openModelArchive>> | undefined;
   try {
     opened = await openModelArchive(located.path, deps.server.archiveLimits);
-    // Under worker_permission a model directory holds no link out of it: Node's permission model
-    // checks a path as written and the kernel follows links, so through one a handler reaches
-    // what it may not name (tsserve's files, folders above them, what other models import). Its
-    // worker resolves tsserve and its packages through module hooks instead (worker/hooks.ts).
-    const linked = opened.extracted && !deps.server.workerPermission;
-    if (linked) linkPackages(opened.dir);
+    // Under worker_permission each model's links are its own (archive/link-packages.ts says why).
+    const sharedLinks = !deps.server.workerPermission;
+    if (opened.extracted) linkPackages(opened.dir, sharedLinks);
     const manifest = readManifest(opened.dir);
     const name = req.modelName || manifest.model.modelName || nameFromFile(located.marName);
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
@@ -63,7 +60,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     if (python.length > 0) throw tsError('TSS_ERR_ARCHIVE_INVALID', pythonModelMessage(name, located.marName, python));
     const requirements = manifest.model.requirementsFile;
     if (deps.server.installPyDepPerModel && requirements) {
-      if ((await installDependencies(opened.dir, requirements, name, linked)) === 'not-npm') {
+      if ((await installDependencies(opened.dir, requirements, name, sharedLinks)) === 'not-npm') {
         deps.log(`Model ${name}: ${requirements} is not a package.json; no dependencies installed (no worker here runs Python)`);
       }
     }

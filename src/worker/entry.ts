@@ -240,9 +240,8 @@ function logFailure(modelName: string, err: unknown): void {
 /**
  * Module hooks (worker/hooks.ts) run on a thread of their own, 13 MB per worker, so they are
  * registered only when a model needs them (once a process): a directory without the
- * `node_modules` links an extracted archive gets (archive/link-packages.ts; none under Node's
- * permission model, worker_permission, whose node_modules is at most npm's for the model), or
- * TypeScript without its compiled `.js`.
+ * `node_modules` links an extracted archive gets (archive/link-packages.ts), or TypeScript
+ * without its compiled `.js`.
  */
 function registerHooksFor(modelDir: string): void {
   if (hooksRegistered || !needsModuleHooks(modelDir)) return;
@@ -251,7 +250,7 @@ function registerHooksFor(modelDir: string): void {
 }
 
 function needsModuleHooks(modelDir: string): boolean {
-  return process.permission !== undefined || !existsSync(join(modelDir, 'node_modules')) || uncompiledTypeScript(modelDir).length > 0;
+  return !existsSync(join(modelDir, 'node_modules')) || uncompiledTypeScript(modelDir).length > 0;
 }
 
 /** The request envelope named by service_envelope or the manifest; none when unnamed. */

@@ -8,28 +8,30 @@ import { MODELS_ROOT } from '../../dist/src/archive/extract.js';
 import { buildMar, FIXTURES, startTestServer, tempDir } from '../helpers.js';
 import { survived } from './survival.js';
 
-t.test('an archive whose node_modules is a file is a 400 InvalidModelException, and leaves nothing behind', async (t) => {
-  const files = tempDir(t);
-  const notAFolder = join(files, 'node_modules');
-  writeFileSync(notAFolder, 'not a folder');
-  const server = await startTestServer(t, {
-    prepare: (store) => {
-      buildMar(store, { modelName: 'filed', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), extraFiles: notAFolder });
-      buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
-    },
-    properties: { load_models: 'echo.mar' },
+for (const permission of ['false', 'true']) {
+  t.test(`an archive whose node_modules is a file is a 400 InvalidModelException, and leaves nothing behind (worker_permission=${permission})`, async (t) => {
+    const files = tempDir(t);
+    const notAFolder = join(files, 'node_modules');
+    writeFileSync(notAFolder, 'not a folder');
+    const server = await startTestServer(t, {
+      prepare: (store) => {
+        buildMar(store, { modelName: 'filed', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts'), extraFiles: notAFolder });
+        buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+      },
+      properties: { load_models: 'echo.mar', worker_permission: permission },
+    });
+    // This process's extractions (named by its pid): other test files extract beside it at the same time.
+    const ours = (): string[] =>
+      readdirSync(MODELS_ROOT)
+        .filter((name) => name.startsWith(`${process.pid}-`))
+        .sort();
+    const before = ours();
+    const res = await fetch(`${server.urls.management}/models?url=filed.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
+    t.equal(res.status, 400);
+    t.same(await res.json(), { code: 400, type: 'InvalidModelException', message: 'The archive has a node_modules that is not a folder.' });
+    t.same(ours(), before, 'its extracted folder is removed');
+    const echo = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'still here' });
+    t.equal(echo.status, 200, 'the other model answers');
+    await survived(t, server, { models: ['echo'], sent: 2, answered: 2 });
   });
-  // This process's extractions (named by its pid): other test files extract beside it at the same time.
-  const ours = (): string[] =>
-    readdirSync(MODELS_ROOT)
-      .filter((name) => name.startsWith(`${process.pid}-`))
-      .sort();
-  const before = ours();
-  const res = await fetch(`${server.urls.management}/models?url=filed.mar&initial_workers=1&synchronous=true`, { method: 'POST' });
-  t.equal(res.status, 400);
-  t.same(await res.json(), { code: 400, type: 'InvalidModelException', message: 'The archive has a node_modules that is not a folder.' });
-  t.same(ours(), before, 'its extracted folder is removed');
-  const echo = await fetch(`${server.urls.inference}/predictions/echo`, { method: 'POST', body: 'still here' });
-  t.equal(echo.status, 200, 'the other model answers');
-  await survived(t, server, { models: ['echo'], sent: 2, answered: 2 });
-});
+}
