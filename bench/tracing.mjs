@@ -37,17 +37,21 @@
 //                  in a closed loop whose batches are all of exactly n, so that every cycle is the
 //                  same work and its rounds are not bimodal: mnist registered again as mnist_b<n>
 //                  with --closed-batch-workers workers (2), batch_size n and a max_batch_delay of
-//                  1 s; n x workers x --closed-batch-groups (1) connections in groups of n, each
+//                  1 s; n x workers x --closed-batch-groups (2) connections in groups of n, each
 //                  group sending its n requests at once and again once all n are answered (a
 //                  batch waits for n; at a round's end a group sends all n or none, so no batch of
 //                  fewer waits out its delay into another server's round). Two groups a worker
-//                  keep a full batch waiting for each. Per round answers/s (first request to last
-//                  answer) and CPU per answer (schedstat, as the open loop's); the report: per
-//                  server the medians and the batches seen (ts_batch_size: how many answers short
-//                  of n they came to in all, 0 when every batch was of n), answers not 200, and
-//                  each round's ratios' medians with their 95% CI as below. Written to
-//                  bench/results/<date>-<time>-tracing-closed-batch.txt too, with its command,
-//                  commit and uptime.
+//                  keep a full batch waiting for each (takeFullBatch's batch ahead), so neither
+//                  worker idles while its answers go back and the next n come: the processes have
+//                  both cores, throughput is capacity, and what tracing adds anywhere shows (one
+//                  group a worker: ~4,700 answers/s against ~6,500 at load 3). Per round answers/s
+//                  (first request to last answer) and CPU per answer (schedstat, as the open
+//                  loop's); the report: per server the medians and the batches seen (ts_batch_size:
+//                  how many answers short of n they came to in all, 0 when every batch was of n),
+//                  answers not 200, and each round's ratios' medians with their 95% CI as below.
+//                  Other processes' load lowers every server's rounds for seconds at a time: a run
+//                  wants the machine quiet. Written to bench/results/<date>-<time>-tracing-closed-batch.txt
+//                  too, with its command, commit and uptime.
 //     base     the code of --base-rev (default 2f7059e, main before traces and histograms)
 //     before   with --before-rev (main, say): that code at 100% sampling, to compare a change
 //              to tracing's cost in one run
@@ -60,7 +64,7 @@
 //   node bench/tracing.mjs --in-process [--in-process-rev ba04979]     (the first measure only)
 //   node bench/tracing.mjs --profile <path prefix> [--rounds 10] [--seconds 3]
 //   node bench/tracing.mjs --gc [--rounds 6] [--seconds 3]
-//   node bench/tracing.mjs --closed-batch 8 [--closed-batch-workers 2] [--closed-batch-groups 1] [--rounds 30] [--seconds 2] [--base-rev 2f7059e] [--before-rev main]
+//   node bench/tracing.mjs --closed-batch 8 [--closed-batch-workers 2] [--closed-batch-groups 2] [--rounds 30] [--seconds 2] [--base-rev 2f7059e] [--before-rev main]
 //
 // --profile: off and sampled only (no base), in turns as above, under `perf record -g` (cpu-clock,
 // every thread of each front end and its workers, --perf-basic-prof for V8's code) during the
@@ -124,7 +128,7 @@ const { values: opts } = parseArgs({
     'closed-loop': { type: 'boolean', default: true },
     'closed-batch': { type: 'string' },
     'closed-batch-workers': { type: 'string', default: '2' },
-    'closed-batch-groups': { type: 'string', default: '1' },
+    'closed-batch-groups': { type: 'string', default: '2' },
     together: { type: 'boolean', default: true },
   },
   allowNegative: true,
