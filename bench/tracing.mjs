@@ -14,7 +14,7 @@
 //             receiver in another process, in exports of the default size and of 8192 spans:
 //             what the export adds, the kernel's loopback TCP included;
 //   servers   throughput and CPU per answer of servers side by side, on the same machine at the
-//             same time, two ways:
+//             same time, three ways:
 //     closed loop  --connections connections each sending once answered, --rounds rounds of
 //                  --seconds per server: throughput (answers/s) as the issue asks. One worker with
 //                  batching under a closed loop is bimodal (rounds of 5,000 or 7,000 answers/s,
@@ -32,6 +32,26 @@
 //                  at saturation, its processes having the cores) is the inverse of CPU per
 //                  answer: said as such, and for batches of 1 and of 8 (at saturation mnist's
 //                  batches are 4-8). --rate 0: none.
+//     closed batches  (--closed-batch <n>, a mode of its own: base, before, off and sampled, in
+//                  turns, the order rotating, --rounds rounds of --seconds per server) throughput
+//                  in a closed loop whose batches are all of exactly n, so that every cycle is the
+//                  same work and its rounds are not bimodal: mnist registered again as mnist_b<n>
+//                  with --closed-batch-workers workers (2), batch_size n and a max_batch_delay of
+//                  1 s; n x workers x --closed-batch-groups (2) connections in groups of n, each
+//                  group sending its n requests at once and again once all n are answered (a
+//                  batch waits for n; at a round's end a group sends all n or none, so no batch of
+//                  fewer waits out its delay into another server's round). Two groups a worker
+//                  keep a full batch waiting for each (takeFullBatch's batch ahead), so neither
+//                  worker idles while its answers go back and the next n come: the processes have
+//                  both cores, throughput is capacity, and what tracing adds anywhere shows (one
+//                  group a worker: ~4,700 answers/s against ~6,500 at load 3). Per round answers/s
+//                  (first request to last answer) and CPU per answer (schedstat, as the open
+//                  loop's); the report: per server the medians and the batches seen (ts_batch_size:
+//                  how many answers short of n they came to in all, 0 when every batch was of n),
+//                  answers not 200, and each round's ratios' medians with their 95% CI as below.
+//                  Other processes' load lowers every server's rounds for seconds at a time: a run
+//                  wants the machine quiet. Written to bench/results/<date>-<time>-tracing-closed-batch.txt
+//                  too, with its command, commit and uptime.
 //     base     the code of --base-rev (default 2f7059e, main before traces and histograms)
 //     before   with --before-rev (main, say): that code at 100% sampling, to compare a change
 //              to tracing's cost in one run
@@ -44,6 +64,7 @@
 //   node bench/tracing.mjs --in-process [--in-process-rev ba04979]     (the first measure only)
 //   node bench/tracing.mjs --profile <path prefix> [--rounds 10] [--seconds 3]
 //   node bench/tracing.mjs --gc [--rounds 6] [--seconds 3]
+//   node bench/tracing.mjs --closed-batch 8 [--closed-batch-workers 2] [--closed-batch-groups 2] [--rounds 30] [--seconds 2] [--base-rev 2f7059e] [--before-rev main]
 //
 // --profile: off and sampled only (no base), in turns as above, under `perf record -g` (cpu-clock,
 // every thread of each front end and its workers, --perf-basic-prof for V8's code) during the
@@ -105,6 +126,9 @@ const { values: opts } = parseArgs({
     'rate-rounds': { type: 'string', default: '100' },
     'rate-seconds': { type: 'string', default: '1' },
     'closed-loop': { type: 'boolean', default: true },
+    'closed-batch': { type: 'string' },
+    'closed-batch-workers': { type: 'string', default: '2' },
+    'closed-batch-groups': { type: 'string', default: '2' },
     together: { type: 'boolean', default: true },
   },
   allowNegative: true,
@@ -120,13 +144,15 @@ async function start(name, root, env) {
   if (opts.profile) env = { ...env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof` };
   const server = await startedServer(name, root, env);
   const pid = server.pid();
-  // mnist again, once for each of --batches' sizes, as mnist_b<n>: batches of exactly n when
-  // requests come n at once (the open loop's), its wait long enough for all n to arrive.
-  const sizes = opts.batches.split(',').map(Number);
+  // mnist again, once for each of --batches' sizes (--closed-batch's alone in that mode, with
+  // its workers), as mnist_b<n>: batches of exactly n when requests come n at once (the open
+  // loop's, --closed-batch's groups), its wait long enough for all n to arrive.
+  const sizes = opts['closed-batch'] ? [Number(opts['closed-batch'])] : opts.batches.split(',').map(Number);
+  const workers = opts['closed-batch'] ? Number(opts['closed-batch-workers']) : 1;
   const clients = new Map();
   for (const n of sizes) {
     const name = `mnist_b${n}`;
-    const query = `url=mnist.mar&model_name=${name}&batch_size=${n}&max_batch_delay=${n === 1 ? 0 : 1000}&initial_workers=1&synchronous=true`;
+    const query = `url=mnist.mar&model_name=${name}&batch_size=${n}&max_batch_delay=${n === 1 ? 0 : 1000}&initial_workers=${workers}&synchronous=true`;
     const res = await fetch(`${server.management}/models?${query}`, { method: 'POST' });
     if (!res.ok) {
       const why = `registering ${name}: ${res.status} ${await res.text()}`;
@@ -224,27 +250,133 @@ async function atRate(server, rate, batch, seconds) {
   const client = server.clients.get(batch);
   const batchesBefore = await batchSizes(server);
   const before = server.runNanos();
-  let failed = 0;
-  const one = () =>
-    client.send().then(
-      ({ status }) => {
-        if (status !== 200) failed++;
-      },
-      () => failed++,
-    );
-  const run = await atFixedRate(rate / batch, seconds, () => Promise.all(Array.from({ length: batch }, one)));
+  const tally = { errors: 0 };
+  const run = await atFixedRate(rate / batch, seconds, () => Promise.all(Array.from({ length: batch }, () => sentCounted(client, tally))));
   await Promise.all(run.calls);
   const after = server.runNanos();
   const batchesAfter = await batchSizes(server);
-  const answers = run.calls.length * batch;
-  const frontUs = (after.front - before.front) / 1e3 / answers;
   return {
-    cpuUs: frontUs + (after.workers - before.workers) / 1e3 / answers,
-    frontUs,
+    ...cpuPerAnswer(before, after, run.calls.length * batch),
     batch: (batchesAfter.sum - batchesBefore.sum) / Math.max(1, batchesAfter.count - batchesBefore.count),
-    errors: failed,
+    errors: tally.errors,
     lateMs: run.late,
   };
+}
+
+/** `client`'s request sent, an answer not 200 or a failed connection counted in `tally.errors`. */
+function sentCounted(client, tally) {
+  return client.send().then(
+    ({ status }) => {
+      if (status !== 200) tally.errors++;
+    },
+    () => tally.errors++,
+  );
+}
+
+/** CPU µs per answer of a server's front end and workers (`runNanos` before and after), and the front end's alone. */
+function cpuPerAnswer(before, after, answers) {
+  const frontUs = (after.front - before.front) / 1e3 / answers;
+  return { cpuUs: frontUs + (after.workers - before.workers) / 1e3 / answers, frontUs };
+}
+
+/**
+ * --closed-batch's round on `server` for `seconds`: `groups` groups of n connections to
+ * mnist_b<n>, each group sending its n requests at once and again once all n are answered. A
+ * closed loop whose every batch is of exactly n: a group's n come together and a batch waits for
+ * n; at the end a group sends all n or none, so no batch of fewer waits out its delay (and runs
+ * in another server's round). Answers/s from the first request to the last answer, CPU µs per
+ * answer (the kernel's run time of every thread, as atRate's), the batches and how many answers
+ * short of n each they came to in all (from /metrics, read outside that span), answers not 200.
+ */
+async function inClosedBatches(server, n, groups, seconds) {
+  const client = server.clients.get(n);
+  const batchesBefore = await batchSizes(server);
+  const tally = { errors: 0 };
+  let answers = 0;
+  const before = server.runNanos();
+  const began = performance.now();
+  const group = async () => {
+    while (performance.now() - began < seconds * 1000) {
+      await Promise.all(Array.from({ length: n }, () => sentCounted(client, tally)));
+      answers += n;
+    }
+  };
+  await Promise.all(Array.from({ length: groups }, group));
+  const elapsed = (performance.now() - began) / 1000;
+  const after = server.runNanos();
+  const batchesAfter = await batchSizes(server);
+  const batches = batchesAfter.count - batchesBefore.count;
+  return {
+    perSecond: answers / elapsed,
+    ...cpuPerAnswer(before, after, answers),
+    batches,
+    short: n * batches - (batchesAfter.sum - batchesBefore.sum),
+    errors: tally.errors,
+  };
+}
+
+/** The --closed-batch mode: see the header. */
+async function closedBatches(n) {
+  const { say, text } = transcript();
+  say(
+    `# node bench/tracing.mjs ${process.argv.slice(2).join(' ')}, at ${execFileSync('git', ['-C', ROOT, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).trim()}, ${new Date().toISOString()}`,
+  );
+  const groups = Number(opts['closed-batch-workers']) * Number(opts['closed-batch-groups']);
+  const { servers, receivers, stop } = await startServers(true);
+  const rounds = [];
+  const before = uptime();
+  try {
+    for (const s of servers) await inClosedBatches(s, n, groups, 3); // warm-up: V8's optimised code, onnxruntime's memory
+    for (let round = 0; round < Number(opts.rounds); round++) {
+      const order = rotated(servers, round);
+      const results = {};
+      for (const s of order) results[s.name] = await inClosedBatches(s, n, groups, Number(opts.seconds));
+      rounds.push(results);
+      const line = order.map((s) => {
+        const r = results[s.name];
+        const batch = (n * r.batches - r.short) / Math.max(1, r.batches);
+        return `${s.name} ${r.perSecond.toFixed(0)}/s ${r.cpuUs.toFixed(1)} µs (front ${r.frontUs.toFixed(1)}) batch ${batch.toFixed(2)}${r.errors ? ` (${r.errors} not 200)` : ''}`;
+      });
+      say(`round ${String(round + 1).padStart(2)}: ${line.join(', ')}`);
+    }
+  } finally {
+    await stop();
+  }
+  const after = uptime();
+  closedBatchReport(
+    say,
+    n,
+    groups,
+    servers.map((s) => s.name),
+    rounds,
+  );
+  say(`OTLP exports received from sampled: ${receivers[0].counts.exports} requests, ${(receivers[0].counts.bytes / 1e6).toFixed(1)} MB`);
+  say(`uptime before: ${before}\nuptime after:  ${after}`);
+  const file = join(ROOT, 'bench/results', `${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}-tracing-closed-batch.txt`);
+  writeFileSync(file, text());
+  console.log(file);
+}
+
+function closedBatchReport(say, n, groups, names, all) {
+  // A round with an answer not 200 had answers of another cost: left out.
+  const rounds = all.filter((r) => Object.values(r).every((s) => s.errors === 0));
+  say(
+    `\nclosed loop in batches of exactly ${n} (mnist_b${n}: batch_size ${n}, max_batch_delay 1000 ms, ${opts['closed-batch-workers']} workers; ${n * groups} connections in ${groups} groups of ${n}, each group sending its ${n} again once all ${n} are answered), ${rounds.length} rounds of ${opts.seconds} s per server (${all.length - rounds.length} more left out: answers not 200)`,
+  );
+  for (const name of names) {
+    const perSecond = spread(rounds.map((r) => r[name].perSecond));
+    const med = (key) => median(rounds.map((r) => r[name][key]));
+    const total = (key) => all.reduce((sum, r) => sum + r[name][key], 0);
+    say(
+      `  ${name.padEnd(8)} answers/s: median ${perSecond.median.toFixed(0)} (quartiles ${perSecond.q1.toFixed(0)} ${perSecond.q3.toFixed(0)}; 95% CI ${perSecond.low.toFixed(0)} ${perSecond.high.toFixed(0)}); ${med('cpuUs').toFixed(1)} µs of CPU an answer (${med('frontUs').toFixed(1)} the front end's); in all rounds ${total('batches')} batches, ${total('short')} answers short of ${n} in them, ${total('errors')} answers not 200`,
+    );
+  }
+  say("  each round's ratio, its median over rounds:");
+  for (const [a, b] of pairsOf(names)) {
+    say(`    ${`${a} / ${b}`.padEnd(16)} answers/s   ${described(spread(rounds.map((r) => r[a].perSecond / r[b].perSecond)))}`);
+    say(`    ${''.padEnd(16)} CPU/answer  ${described(spread(rounds.map((r) => r[a].cpuUs / r[b].cpuUs)))}`);
+    say(`    ${''.padEnd(16)} front end's ${described(spread(rounds.map((r) => r[a].frontUs / r[b].frontUs)))}`);
+  }
 }
 
 /**
@@ -320,6 +452,10 @@ if (opts.profile) {
 }
 if (opts.gc) {
   await gcCounts();
+  process.exit(0);
+}
+if (opts['closed-batch']) {
+  await closedBatches(Number(opts['closed-batch']));
   process.exit(0);
 }
 histogramCost(20_000); // warm-up
@@ -428,19 +564,49 @@ function spread(values) {
   };
 }
 
-const pct = (ratio) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
-const described = ({ median: m, q1, q3, low, high }) => `${pct(m).padStart(7)} (quartiles ${pct(q1)} ${pct(q3)}; 95% CI ${pct(low)} ${pct(high)})`;
+function pct(ratio) {
+  return `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
+}
+function described({ median: m, q1, q3, low, high }) {
+  return `${pct(m).padStart(7)} (quartiles ${pct(q1)} ${pct(q3)}; 95% CI ${pct(low)} ${pct(high)})`;
+}
+
+/**
+ * The servers compared: base (`withBase`), before (--before-rev, sampled), off and sampled; the
+ * OTLP receivers of the sampled ones (sampled's first), and `stop`, which stops the servers and
+ * removes the checkouts.
+ */
+async function startServers(withBase) {
+  const checkouts = withBase ? [checkout(opts['base-rev'])] : [];
+  const receivers = [await otlpReceiver()];
+  const servers = withBase ? [await start('base', checkouts[0], {})] : [];
+  if (opts['before-rev']) {
+    checkouts.push(checkout(opts['before-rev']));
+    receivers.push(await otlpReceiver());
+    servers.push(await start('before', checkouts.at(-1), sampledEnv(receivers[1])));
+  }
+  servers.push(await start('off', ROOT, {}), await start('sampled', ROOT, sampledEnv(receivers[0])));
+  const stop = async () => {
+    for (const s of servers) await s.stop();
+    for (const r of receivers) r.close();
+    for (const dir of checkouts) rmSync(dir, { recursive: true, force: true });
+  };
+  return { servers, receivers, stop };
+}
+
+/** The ratios reported: each server's to base (when it ran), sampled's to off, and to before (when it ran). */
+function pairsOf(names) {
+  const toBase = names.includes('base') ? names.filter((n) => n !== 'base').map((n) => [n, 'base']) : [];
+  return [...toBase, ['sampled', 'off'], ...(names.includes('before') ? [['sampled', 'before']] : [])];
+}
+
+/** `servers` in round `round`'s order: each first in turn. */
+function rotated(servers, round) {
+  return servers.map((_, i) => servers[(i + round) % servers.length]);
+}
 
 // The base revision serves the closed loop's comparison only.
-const checkouts = opts['closed-loop'] ? [checkout(opts['base-rev'])] : [];
-const receivers = [await otlpReceiver()];
-const servers = opts['closed-loop'] ? [await start('base', checkouts[0], {})] : [];
-if (opts['before-rev']) {
-  checkouts.push(checkout(opts['before-rev']));
-  receivers.push(await otlpReceiver());
-  servers.push(await start('before', checkouts.at(-1), sampledEnv(receivers[1])));
-}
-servers.push(await start('off', ROOT, {}), await start('sampled', ROOT, sampledEnv(receivers[0])));
+const { servers, receivers, stop } = await startServers(opts['closed-loop']);
 // --rate's rates go with --batches' sizes in order (one rate: for every size).
 const rates = opts.rate.split(',').map(Number);
 const cells =
@@ -452,14 +618,11 @@ try {
   if (opts['closed-loop']) await closedLoopRounds(rounds);
   for (const cell of cells) await fixedRateRounds(cell);
 } finally {
-  for (const s of servers) await s.stop();
-  for (const r of receivers) r.close();
-  for (const dir of checkouts) rmSync(dir, { recursive: true, force: true });
+  await stop();
 }
 const after = uptime();
 const names = servers.map((s) => s.name);
-const toBase = names.includes('base') ? names.filter((n) => n !== 'base').map((n) => [n, 'base']) : [];
-const pairs = [...toBase, ['sampled', 'off'], ...(opts['before-rev'] ? [['sampled', 'before']] : [])];
+const pairs = pairsOf(names);
 if (opts['closed-loop']) closedLoopReport(rounds);
 for (const cell of cells) fixedRateReport(cell);
 for (const [i, r] of receivers.entries()) {
@@ -470,7 +633,7 @@ console.log(`uptime before: ${before}\nuptime after:  ${after}`);
 /** The closed loop's rounds: every server in turn, the order rotating, each for --seconds. */
 async function closedLoopRounds(rounds) {
   for (let round = 0; round < Number(opts.rounds); round++) {
-    const order = servers.map((_, i) => servers[(i + round) % servers.length]);
+    const order = rotated(servers, round);
     const results = {};
     for (const s of order) results[s.name] = await measure(s, Number(opts.seconds));
     rounds.push(results);
@@ -492,7 +655,7 @@ async function fixedRateRounds({ rate, batch, rounds }) {
   const traced = servers.filter((s) => s.name !== 'base');
   for (const s of traced) await atRate(s, rate, batch, 1); // warm-up at this rate: V8's new space sized for it
   for (let round = 0; round < Number(opts['rate-rounds']); round++) {
-    const order = traced.map((_, i) => traced[(i + round) % traced.length]);
+    const order = rotated(traced, round);
     const results = {};
     if (opts.together) {
       // The same seconds for each: whatever else the machine runs then falls on them alike.
@@ -652,11 +815,7 @@ async function profile(prefix) {
   const HZ = 1999;
   const receiver = await otlpReceiver();
   const servers = [];
-  const lines = [];
-  const say = (line) => {
-    console.log(line);
-    lines.push(line);
-  };
+  const { say, text } = transcript();
   try {
     servers.push(await start('off', ROOT, {}), await start('sampled', ROOT, sampledEnv(receiver)));
     for (const s of servers) await measure(s, 3); // warm-up
@@ -717,8 +876,20 @@ async function profile(prefix) {
   } finally {
     for (const s of servers) await s.stop();
     receiver.close();
-    writeFileSync(`${prefix}.txt`, `${lines.join('\n')}\n`);
+    writeFileSync(`${prefix}.txt`, text());
   }
+}
+
+/** `say` prints a line and keeps it; `text` is the lines kept, for a results file. */
+function transcript() {
+  const lines = [];
+  return {
+    say: (line) => {
+      console.log(line);
+      lines.push(line);
+    },
+    text: () => `${lines.join('\n')}\n`,
+  };
 }
 
 /** What a server's processes import first in the --gc mode: its collections counted into GC_COUNT_DIR/<pid>.json. */
