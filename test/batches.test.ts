@@ -88,7 +88,10 @@ t.test('batches ahead: a busy worker holds up to sixteen more of a model of shor
   // ahead waits about 0 s, one left in the queue 2-3 s (a slow request's time, and its turn; up to
   // 4 s on a machine busy with other work: 38.9 s for twelve in a run beside other test files).
   // A loaded machine slows the quick batches the workers time, so each may take a few fewer than the
-  // most: `fewestAhead` and `mostAhead` bound the two workers' batches ahead together.
+  // most: `fewestAhead` and `mostAhead` bound the two workers' batches ahead together. It also sends
+  // the quick ones late, and the last of them, those left in the queue, then wait less than the slow
+  // request's time: 3.8 s for four in npm test beside process accounting (13:35 on 2026-12-07).
+  // A quarter of a second each still tells them from jobs taken ahead, which wait about 0 s.
   const round = async (quickOnes: number, fewestAhead: number, mostAhead: number, what: string): Promise<void> => {
     const waitedBefore = await metric(server, 'ts_queue_latency_microseconds', 'ahead');
     const arrived = await metric(server, 'ts_inference_requests_total', 'ahead');
@@ -107,7 +110,7 @@ t.test('batches ahead: a busy worker holds up to sixteen more of a model of shor
     );
     const waited = ((await metric(server, 'ts_queue_latency_microseconds', 'ahead')) - waitedBefore) / 1e6;
     t.ok(
-      waited > (quickOnes - mostAhead) * 1.0 && waited < (quickOnes - fewestAhead) * 4.0,
+      waited > (quickOnes - mostAhead) * 0.25 && waited < (quickOnes - fewestAhead) * 4.0,
       `${what}: ${quickOnes - mostAhead} to ${quickOnes - fewestAhead} waited in the queue (${waited.toFixed(1)} s of waits)`,
     );
   };
