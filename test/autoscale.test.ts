@@ -176,18 +176,18 @@ t.test("a stateful model's refusals of unknown sequences are no load: its worker
 
 t.test("the front end's warm-up is no load to follow: a start-up model with room to grow keeps its minimum", async (t) => {
   // mnist.mar names a warmupFile: before the start is over the front end sends itself its
-  // predictions on 32 connections, which queue far above one request per worker. For 350 ms,
-  // over twice a scale-up delay of 150 ms: with the fix (3769325) undone that added a second
-  // worker in 3 runs of 3, as 700 ms over 300 ms and 1,500 ms did, for a quarter of the CPU of
-  // mnist predictions of 1,500 ms.
+  // predictions on 32 connections, which queue far above one request per worker. For 700 ms,
+  // over twice the scale-up delay: with the fix (3769325) undone that added a second worker in
+  // 3 runs of 3, as 1,500 ms did, for half the CPU of mnist predictions. (350 ms over a delay of
+  // 150 ms did too, but a loaded machine's queue, still draining the warm-up 150 ms after it
+  // ended, added one with the fix in place: npm test with 8 jobs, 13:55 on 2026-12-07.)
   const server = await startTestServer(t, {
     prepare: (store) => copyFileSync(join(ROOT, 'model-store', 'mnist.mar'), join(store, 'mnist.mar')),
     properties: {
       ...FAST,
-      scale_up_delay_ms: '150',
       load_models: 'mnist=mnist.mar',
       models: JSON.stringify({ mnist: { '1.0': { minWorkers: 1, maxWorkers: 2 } } }),
-      front_end_warmup_ms: '350',
+      front_end_warmup_ms: '700',
     },
   });
   await server.startupModelsStarted;
