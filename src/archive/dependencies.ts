@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { tsError } from '../errors.js';
-import { linkPackages, ownModules } from './link-packages.js';
+import { linkPackages } from './link-packages.js';
 
 /** npm gets this long; a registration waits for it. */
 const INSTALL_TIMEOUT_MS = 10 * 60_000;
@@ -20,9 +20,8 @@ export type InstallOutcome = 'installed' | 'not-npm';
 /**
  * Installs the dependencies the requirements file declares; a pip requirements file answers
  * 'not-npm' (no worker here runs Python). A failed install is a 400 with npm's last words.
- * tsserve's packages are linked beside them after (linkPackages, `sharedLinks` as the loader's).
  */
-export async function installDependencies(modelDir: string, requirementsFile: string, modelName: string, sharedLinks: boolean): Promise<InstallOutcome> {
+export async function installDependencies(modelDir: string, requirementsFile: string, modelName: string): Promise<InstallOutcome> {
   if (!requirementsFile.endsWith('.json')) return 'not-npm';
   const fail = (reason: string): never => {
     throw tsError('TSS_ERR_MODEL_DEPENDENCIES', modelName, reason);
@@ -34,7 +33,6 @@ export async function installDependencies(modelDir: string, requirementsFile: st
     if (existsSync(packageJson)) fail(`the archive has both ${requirementsFile} and a package.json; give the package.json as the requirements file`);
     copyFileSync(join(modelDir, requirementsFile), packageJson);
   }
-  ownModules(modelDir);
   // --install-links: a `file:` dependency is copied in, not linked: a link out of the model
   // directory would let its handler reach, under worker_permission, what the link leads to.
   const args = ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock', '--no-update-notifier', '--install-links'];
@@ -45,7 +43,7 @@ export async function installDependencies(modelDir: string, requirementsFile: st
     });
   });
   // npm removes what its package.json does not list: the links to tsserve go back.
-  linkPackages(modelDir, sharedLinks);
+  linkPackages(modelDir);
   return 'installed';
 }
 

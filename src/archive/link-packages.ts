@@ -5,8 +5,7 @@
  * resolves any import. Without them each worker needs module hooks to redirect bare specifiers,
  * and Node runs those hooks on a thread of their own: a second V8 isolate, 13 MB per worker.
  */
-import { randomUUID } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tsError } from '../errors.js';
@@ -14,55 +13,17 @@ import { tsError } from '../errors.js';
 /** The folder of tsserve's package.json: the nearest one above this file (in src/ or dist/src/). */
 const PACKAGE_ROOT = nearestPackageRoot(dirname(fileURLToPath(import.meta.url)));
 
-/** Per folder of model directories: the folder of links this process made there (sharedModules). */
-const sharedByFolder = new Map<string, string>();
-
 /**
- * A model directory without a node_modules (an archive brings none, mostly) gets one: `shared`, a
- * link to a node_modules of links this process makes once beside it (~25 links and 5 folders were
- * each registration's, 25,000 for 1,000 models, each one a synchronous write on the event loop);
- * else a folder of links of its own, which is what a worker under Node's permission model gets
- * (workers/permissions.ts: a link shared by every model would let one model's handler, which may
- * write its own directory, change what the others import). With a node_modules of its own (the
- * archive's, or npm's for the model: archive/dependencies.ts) it links what is missing there: a
- * package the model has keeps its own copy.
+ * Links what is missing: a package the archive brought, or that npm installed for the model
+ * (archive/dependencies.ts), keeps its own copy; tsserve and the rest are linked beside it. Each
+ * model's links are its own: a folder shared by the models (one link a registration, tried on
+ * 2026-12-07) let one model's handler, or a tmp cleaner removing old links, break every other
+ * model's next worker and registration (review-10 F1, review-12 F1-F5).
  */
-export function linkPackages(modelDir: string, shared: boolean): void {
+export function linkPackages(modelDir: string): void {
   const modules = join(modelDir, 'node_modules');
   const found = lstatSync(modules, { throwIfNoEntry: false });
-  if (found === undefined && shared) symlinkSync(sharedModules(dirname(modelDir)), modules, 'dir');
-  else if (found === undefined || found.isDirectory()) linkEach(modules);
-  // A link is this process's (an archive's links are refused as it is opened): linked already.
-  else if (!found.isSymbolicLink()) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'The archive has a node_modules that is not a folder.');
-}
-
-/** Before npm installs into a model directory: its node_modules becomes its own, not the shared link. */
-export function ownModules(modelDir: string): void {
-  const modules = join(modelDir, 'node_modules');
-  if (lstatSync(modules, { throwIfNoEntry: false })?.isSymbolicLink()) unlinkSync(modules);
-}
-
-/**
- * The shared node_modules in `folder`, made on first use and again if it is gone (a tmp cleaner, an
- * operator), and removed as this process exits. Its name is a model directory's (`<pid>-<32 hex>`),
- * so a crash leaves nothing that the next start's removeStaleExtractions does not remove, and no
- * other user can have made it before us.
- */
-function sharedModules(folder: string): string {
-  let modules = sharedByFolder.get(folder);
-  if (modules === undefined || !existsSync(modules)) {
-    const dir = join(folder, `${process.pid}-${randomUUID().replace(/-/g, '')}`);
-    modules = join(dir, 'node_modules');
-    mkdirSync(modules, { recursive: true });
-    linkEach(modules);
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    sharedByFolder.set(folder, modules);
-  }
-  return modules;
-}
-
-/** Links tsserve and each of its dependencies into `modules`, unless there already. */
-function linkEach(modules: string): void {
+  if (found !== undefined && !found.isDirectory()) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'The archive has a node_modules that is not a folder.');
   mkdirSync(modules, { recursive: true });
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
   link(modules, pkg.name, PACKAGE_ROOT);

@@ -34,6 +34,12 @@ export interface LoaderDeps {
   readonly poolDeps: (model: Model) => PoolDeps;
   /** The server log, for what registration decides without failing. */
   readonly log: (message: string) => void;
+  /**
+   * Whether an extracted archive gets the node_modules links its worker's handler imports through
+   * (archive/link-packages.ts): true unless told. The in-process tests' fake workers import
+   * nothing, and the ~25 links a registration cost them more than anything else it does.
+   */
+  readonly linkPackages?: boolean;
 }
 
 export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise<Model> {
@@ -46,9 +52,8 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
   let opened: Awaited<ReturnType<typeof openModelArchive>> | undefined;
   try {
     opened = await openModelArchive(located.path, deps.server.archiveLimits);
-    // Under worker_permission each model's links are its own (archive/link-packages.ts says why).
-    const sharedLinks = !deps.server.workerPermission;
-    if (opened.extracted) linkPackages(opened.dir, sharedLinks);
+    // Inside the try: a node_modules that is not a folder is the archive's 400, its folder removed.
+    if (opened.extracted && (deps.linkPackages ?? true)) linkPackages(opened.dir);
     const manifest = readManifest(opened.dir);
     const name = req.modelName || manifest.model.modelName || nameFromFile(located.marName);
     if (!name) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'Model name is not defined.');
@@ -60,7 +65,7 @@ export async function loadModel(req: RegisterRequest, deps: LoaderDeps): Promise
     if (python.length > 0) throw tsError('TSS_ERR_ARCHIVE_INVALID', pythonModelMessage(name, located.marName, python));
     const requirements = manifest.model.requirementsFile;
     if (deps.server.installPyDepPerModel && requirements) {
-      if ((await installDependencies(opened.dir, requirements, name, sharedLinks)) === 'not-npm') {
+      if ((await installDependencies(opened.dir, requirements, name)) === 'not-npm') {
         deps.log(`Model ${name}: ${requirements} is not a package.json; no dependencies installed (no worker here runs Python)`);
       }
     }

@@ -91,6 +91,8 @@ export async function inProcessServer(
         log: (message) => log.push(message),
       }),
       log: (message) => log.push(message),
+      // A fake worker imports nothing: no node_modules links in the model's directory.
+      linkPackages: false,
     },
   });
   service.on((event) => metrics.followModels(event));
