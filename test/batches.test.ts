@@ -120,16 +120,17 @@ t.test('batches ahead: a busy worker holds up to sixteen more of a model of shor
 
 t.test('the next batch waits inside a busy worker: timed from its own start, and given to another worker if this one dies', async (t) => {
   const server = await serve(t);
-  await register(t, server, 'piped', { initial_workers: 1, response_timeout: 1 });
+  await register(t, server, 'piped', { initial_workers: 1, response_timeout: 3 });
   const pending = async (): Promise<number> => (await describe(server, 'piped')).jobQueueStatus.pendingRequests;
   const batchesTaken = (): Promise<number> => metric(server, 'ts_batch_size_count', 'piped');
   /**
-   * Sends an opener that keeps the worker busy for 300 ms, then `a` and `b`, which queue behind it;
-   * resolves once the opener is answered, when `a` has gone to the worker and `b` behind it.
+   * Sends an opener that keeps the worker busy for 2 s, then `a` and `b`, which queue behind it;
+   * resolves once the opener is answered, when `a` has gone to the worker and `b` behind it. (With
+   * 300 ms a loaded npm test saw the opener answered before the two were, 14:54 on 2026-12-07.)
    */
   const twoBehindABusyWorker = async (a: string, b: string): Promise<[Promise<Response>, Promise<Response>]> => {
     const before = await batchesTaken();
-    const opener = predict(server, 'piped', 'sleep:300');
+    const opener = predict(server, 'piped', 'sleep:2000');
     await waitFor(async () => (await batchesTaken()) > before, 10_000, 'the opener in the worker');
     const sent: [Promise<Response>, Promise<Response>] = [predict(server, 'piped', a), predict(server, 'piped', b)];
     await waitFor(async () => (await pending()) >= 2, 10_000, 'two requests behind it');
@@ -137,15 +138,15 @@ t.test('the next batch waits inside a busy worker: timed from its own start, and
     return sent;
   };
 
-  // Each sleeps 600 ms: 1200 ms in the worker, over the 1 s timeout, is fine because each batch
-  // is timed from its own start.
-  const [second, third] = await twoBehindABusyWorker('sleep:600', 'sleep:600');
+  // Each sleeps 1.6 s: 3.2 s in the worker, over the 3 s timeout, is fine because each batch is
+  // timed from its own start.
+  const [second, third] = await twoBehindABusyWorker('sleep:1600', 'sleep:1600');
   t.equal(await batchesTaken(), 3, 'both queued requests went to the busy worker: three batches taken, none left');
   t.same([(await second).status, (await third).status], [200, 200], 'neither timed out');
 
   // Again, and the worker is killed while it runs the first of the two: that one fails, the one
   // behind it was never started and is answered by the replacement.
-  const [running, behind] = await twoBehindABusyWorker('sleep:900', 'after the kill');
+  const [running, behind] = await twoBehindABusyWorker('sleep:2500', 'after the kill');
   const { pid } = (await describe(server, 'piped')).workers[0]!;
   process.kill(pid, 'SIGKILL');
   t.equal((await running).status, 507, 'the batch the worker was on: "Worker died." (killed from outside: 507)');

@@ -42,9 +42,11 @@ t.test('SIGTERM with requests in flight: all of them answered, then the process 
   const { child, exited, urls } = await foregroundServer(t);
   const management = urls.management;
 
-  // One worker, batch size 1: one request runs, three wait in the queue.
+  // One worker, batch size 1: one request runs, three wait in the queue. Each answer takes 1.5 s so
+  // that three stay queued while the poll below looks (with 300 ms a loaded npm test saw the first
+  // answered between polls, 14:54 on 2026-12-07).
   const inFlight = Array.from({ length: 4 }, (_, i) =>
-    fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:300', signal: AbortSignal.timeout(60_000) }).then(async (r) => ({
+    fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'sleep:1500', signal: AbortSignal.timeout(60_000) }).then(async (r) => ({
       status: r.status,
       connection: r.headers.get('connection'),
       body: await r.text(),
