@@ -55,6 +55,8 @@
 //     base     the code of --base-rev (default 2f7059e, main before traces and histograms)
 //     before   with --before-rev (main, say): that code at 100% sampling, to compare a change
 //              to tracing's cost in one run
+//     <rev>    each of --also-rev's revisions (a comma-separated list), tracing off, compared with
+//              base as off is: where between base and this checkout a difference came, in one run
 //     off      this checkout, tracing off (the default)
 //     sampled  this checkout, OTEL_TRACES_EXPORTER=otlp with OTEL_TRACES_SAMPLER=always_on: every
 //              prediction's spans exported over OTLP/HTTP to a receiver in this process
@@ -64,7 +66,7 @@
 //   node bench/tracing.mjs --in-process [--in-process-rev ba04979]     (the first measure only)
 //   node bench/tracing.mjs --profile <path prefix> [--rounds 10] [--seconds 3]
 //   node bench/tracing.mjs --gc [--rounds 6] [--seconds 3]
-//   node bench/tracing.mjs --closed-batch 8 [--closed-batch-workers 2] [--closed-batch-groups 2] [--rounds 30] [--seconds 2] [--base-rev 2f7059e] [--before-rev main]
+//   node bench/tracing.mjs --closed-batch 8 [--closed-batch-workers 2] [--closed-batch-groups 2] [--rounds 30] [--seconds 2] [--base-rev 2f7059e] [--before-rev main] [--also-rev a,b]
 //
 // --profile: off and sampled only (no base), in turns as above, under `perf record -g` (cpu-clock,
 // every thread of each front end and its workers, --perf-basic-prof for V8's code) during the
@@ -117,6 +119,7 @@ const { values: opts } = parseArgs({
     connections: { type: 'string', default: '16' },
     'base-rev': { type: 'string', default: '2f7059e' },
     'before-rev': { type: 'string' },
+    'also-rev': { type: 'string' },
     'in-process': { type: 'boolean', default: false },
     'in-process-rev': { type: 'string' },
     profile: { type: 'string' },
@@ -580,6 +583,12 @@ async function startServers(withBase) {
   const checkouts = withBase ? [checkout(opts['base-rev'])] : [];
   const receivers = [await otlpReceiver()];
   const servers = withBase ? [await start('base', checkouts[0], {})] : [];
+  // More revisions, tracing off, each named by its revision: where between base and this checkout
+  // a difference came, in one run.
+  for (const rev of withBase && opts['also-rev'] ? opts['also-rev'].split(',') : []) {
+    checkouts.push(checkout(rev));
+    servers.push(await start(rev, checkouts.at(-1), {}));
+  }
   if (opts['before-rev']) {
     checkouts.push(checkout(opts['before-rev']));
     receivers.push(await otlpReceiver());
