@@ -121,10 +121,12 @@ t.test('a busy worker takes a next batch only when it is full and no idle worker
 t.test('no job is taken ahead whose queue deadline is nearer than the time it would wait there', async (t) => {
   const q = new JobQueue(10);
   const soon = job('soon');
-  soon.deadline = performance.now() + 50;
+  // Its deadline 60 s away: the two calls below are on the machine's clock, and a loaded one
+  // (npm test at load 30, 15:40 on 2026-12-07) let 50 ms pass between them.
+  soon.deadline = performance.now() + 60_000;
   q.enqueue(soon);
   q.enqueue(job('b'));
-  t.same(ids(q.takeFullBatch(2, 100)), [], 'it would be answered at its deadline from the queue, and never run');
+  t.same(ids(q.takeFullBatch(2, 120_000)), [], 'it would be answered at its deadline from the queue, and never run');
   t.same(ids(q.takeFullBatch(2, 10)), ['soon', 'b'], 'with time to spare it goes');
 });
 
