@@ -70,7 +70,10 @@ t.test("two sequences interleaved over two workers: each keeps its own sum on it
 });
 
 t.test("a batch holds one request of each sequence; a sequence's requests run in order", async (t) => {
-  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 4, maxBatchDelay: 200, maxSequenceJobQueueSize: 3 });
+  // A batch of two waits its whole maxBatchDelay for the four it could hold: 1 s, so that all four
+  // requests below have arrived before the first batch leaves (200 ms were not enough for a
+  // machine at load 30: its first batch held a's request alone, npm test at 15:40 on 2026-12-07).
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 4, maxBatchDelay: 1000, maxSequenceJobQueueSize: 3 });
   const a = await send(server, '0');
   const b = await send(server, '0');
   const answers = await Promise.all([send(server, '1 sleep:100', a.id!), send(server, '2', a.id!), send(server, '10', b.id!), send(server, '3', a.id!)]);
