@@ -29,12 +29,13 @@ export async function serve(t: Test, properties: Record<string, string> = {}, mo
 
 /**
  * warm.mar in `store`: the echo model whose model-config.yaml (`yaml`, then the key) names the
- * warmupFile sample.txt, a body that makes the echo handler log each run ("asked to print").
+ * warmupFile sample.txt, `sample`: by default a body that makes the echo handler log each run
+ * ("asked to print").
  */
-export function buildWarmEcho(store: string, yaml = ''): void {
+export function buildWarmEcho(store: string, yaml = '', sample = 'print'): void {
   const files = join(store, '..');
   writeFileSync(join(files, 'warm.yaml'), `${yaml}warmupFile: sample.txt\n`);
-  writeFileSync(join(files, 'sample.txt'), 'print');
+  writeFileSync(join(files, 'sample.txt'), sample);
   buildMar(store, {
     modelName: 'warm',
     version: '1.0',

@@ -184,3 +184,19 @@ t.test("a chosen wait under a timer's 1 ms lasts to the end of the event loop's 
   const first = await Promise.race([batch.then(ids), turn]);
   t.same(first, ['a', 'b'], 'both, sent at the end of the turn');
 });
+
+t.test("the load is the clients' jobs: the server's own (quiet, the front end's warm-up) are left out, queued or held ahead", async (t) => {
+  const q = new JobQueue(10);
+  const quiet = (id: string): Job => new Job({ id, headers: {}, params: [] }, { intermediate: () => {}, respond: () => {}, fail: () => {} }, true);
+  const own = [quiet('w1'), quiet('w2'), quiet('w3')];
+  for (const j of own) q.enqueue(j);
+  q.enqueue(job('client'));
+  t.same([q.size, q.load], [4, 1], "the warm-up's wait, not a client's");
+  t.same(ids(q.takeFullBatch(2, 0)), ['w1', 'w2'], 'taken ahead by a busy worker');
+  t.same([q.size, q.load], [4, 1], 'held ahead, still not load');
+  for (const j of own) j.respond({ status: 200, phrase: 'OK', headers: {}, body: new Uint8Array() });
+  await Promise.all(own.map((j) => j.done));
+  t.same(ids(await q.poll(8, 0)), ['client']);
+  q.enqueue(job('next'));
+  t.same([q.size, q.load], [1, 1], 'none of its own left: the load is the queue');
+});

@@ -15,6 +15,8 @@ import { type BatchDelay, nodeTimer, type StartTimer, WaitingWorkers } from './w
 /** What a worker pool takes batches from: this FIFO, or a stateful model's SequenceQueue. */
 export interface BatchQueue {
   readonly size: number;
+  /** Of `size`, the clients' jobs: the server's own (quiet, the front end's warm-up) are no load to follow. */
+  readonly load: number;
   readonly remainingCapacity: number;
   /** No job at all could be queued now (a stateful model's queue decides per sequence: never). */
   readonly full: boolean;
@@ -56,6 +58,8 @@ export class JobQueue implements BatchQueue {
    * (docs/performance.md, "Batches ahead outside the queue").
    */
   private readonly heldAhead = new Set<Job>();
+  /** The server's own jobs (quiet) enqueued and not yet answered: while there are none, `load` is `size`. */
+  private quietUnanswered = 0;
 
   /** `startTimer`: the maxBatchDelay clock; Node's timers unless a test moves its own. */
   constructor(capacity: number, startTimer: StartTimer = nodeTimer) {
@@ -70,6 +74,15 @@ export class JobQueue implements BatchQueue {
   /** Jobs waiting: in the queue, or taken ahead by a busy worker and not yet answered. */
   get size(): number {
     return this.jobs.length + this.heldAhead.size;
+  }
+
+  /** Counted job by job only while some of the server's own may wait: a scaler's tick reads it, at most every 10 ms. */
+  get load(): number {
+    if (this.quietUnanswered === 0) return this.size;
+    let clients = 0;
+    for (const job of this.jobs) if (!job.quiet) clients++;
+    for (const job of this.heldAhead) if (!job.quiet) clients++;
+    return clients;
   }
 
   /** Room left in the queue itself (job_queue_size). */
@@ -90,11 +103,17 @@ export class JobQueue implements BatchQueue {
   enqueue(job: Job): boolean {
     if (this.full) return false;
     this.jobs.push(job);
+    if (job.quiet) this.countQuiet(job);
     this.pump();
     const next = this.nextEnqueued;
     this.nextEnqueued = undefined;
     next?.resolve();
     return true;
+  }
+
+  private countQuiet(job: Job): void {
+    this.quietUnanswered++;
+    void job.done.then(() => this.quietUnanswered--);
   }
 
   nextEnqueue(): Promise<void> {

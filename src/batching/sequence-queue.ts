@@ -51,6 +51,11 @@ export class SequenceQueue implements BatchQueue {
     return this.queued;
   }
 
+  /** All of it: the front end's warm-up sends a stateful model nothing (server.ts). */
+  get load(): number {
+    return this.queued;
+  }
+
   get remainingCapacity(): number {
     return Math.max(0, this.settings.maxNumSequence * this.settings.maxSequenceJobQueueSize - this.queued);
   }

@@ -126,7 +126,7 @@ const TABLE: Record<string, Spec> = {
     default: '2000',
     applies: 'server',
     own: true,
-    doc: 'Milliseconds the server spends sending itself predictions of each start-up model with a model-config.yaml warmupFile before it says it has started (counted and logged nowhere); 0: none.',
+    doc: 'Milliseconds the server spends sending itself predictions of each start-up model with a model-config.yaml warmupFile before it says it has started (counted and logged nowhere, and no load for the workers to follow, also those it gave up on that still wait after it); 0: none.',
   },
   scale_waiting_per_worker: {
     type: 'int',

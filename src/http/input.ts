@@ -47,7 +47,7 @@ export interface EarlyRefusalDeps {
  * prediction routes' onRequest hook (http/predict.ts's refuseEarly).
  */
 export function mayRefuseEarly(request: IncomingMessage, deps: EarlyRefusalDeps, name: string, version: string | undefined): TsError | undefined {
-  if (isWarmUp(request.headers) || declaredTooLarge(request, deps.config.maxRequestSize)) return undefined;
+  if (isWarmUp(request) || declaredTooLarge(request, deps.config.maxRequestSize)) return undefined;
   const model = deps.registry.find(name, version);
   return model && earlyRefusal(deps.metrics, model, version);
 }

@@ -112,7 +112,7 @@ export function createListener(
     // Neither is the front end's own warm-up (http/warm-up.ts).
     request.arrival = 'answered';
     noteClosing(reply);
-    if (!(request.raw.socket instanceof Socket) || isWarmUp(request.headers)) return;
+    if (!(request.raw.socket instanceof Socket) || isWarmUp(request.raw)) return;
     whenSent(reply.raw, () => account(deps, request.raw, reply.statusCode, reply.elapsedTime, traceIdOf(request)));
   });
   app.setErrorHandler((err: FastifyError | TsError, request, reply) => {
@@ -207,7 +207,7 @@ function logUnsent(deps: Pick<ListenerDeps, 'loggers'>, res: ServerResponse, pee
   unsentLogged.add(res);
   const request = res.req;
   const socket = request.socket;
-  if (!(socket instanceof Socket) || isWarmUp(request.headers)) return;
+  if (!(socket instanceof Socket) || isWarmUp(request)) return;
   deps.loggers.access(clientLine(peer, requestLine(request), endedBy(socket), ms));
 }
 
@@ -250,7 +250,7 @@ function logAbandoned(deps: ListenerDeps, request: FastifyRequest, reply: Fastif
     unsent.has(reply.raw) ||
     reply.raw.writableFinished ||
     !(request.raw.socket instanceof Socket) ||
-    isWarmUp(request.headers)
+    isWarmUp(request.raw)
   )
     return;
   request.arrival = 'answered';

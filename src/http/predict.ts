@@ -56,7 +56,7 @@ export async function enqueueRequest(request: FastifyRequest, reply: FastifyRepl
   if (request.method === 'OPTIONS') return sendJson(reply, 200, modelApi(model.name, 'inference'));
   // Fastify's clock starts as the request arrives, before its body is read.
   const arrivedAt = performance.now() - reply.elapsedTime;
-  const { trace } = enqueuePrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.headers), arrivedAt);
+  const { trace } = enqueuePrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.raw), arrivedAt);
   if (trace) {
     request.traceId = trace.traceId;
     const header = deps.metrics.tracing?.header;

@@ -8,12 +8,16 @@
  * third as many (docs/performance.md). Workers warm themselves (worker/entry.ts); this warms the
  * path between the socket and them.
  *
- * These requests send the inference key as any client does (with token authorization on), and a
- * key of their own that each process makes anew, recognised only while the warm-up runs: by it
- * they are counted in no metric and logged nowhere; it does not reach the handler.
+ * These requests send the inference key as any client does (with token authorization on), and
+ * each a ticket of its own, good for one request: by it they are counted in no metric, logged
+ * nowhere, and no load for the workers to follow (workers/scaler.ts); it does not reach the
+ * handler. Tickets, not a key recognised only while the warm-up runs: the server reads some of
+ * its requests after the warm-up gave up on their answers (a loaded machine's new connections,
+ * read 0.9 s late: past the timeout, which is the budget), and such a key made them clients':
+ * logged, counted, and load that added a worker.
  */
 import { randomUUID } from 'node:crypto';
-import { Agent as HttpAgent, type IncomingHttpHeaders, request as httpRequest } from 'node:http';
+import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
 export const WARM_UP_HEADER = 'x-tsserve-warm-up';
@@ -21,12 +25,33 @@ const CONNECTIONS = 32;
 /** A model whose lone prediction takes this long (past its batch delay) is tried PROBES times at most. */
 export const SLOW_MS = 100;
 const PROBES = 3;
-const key = randomUUID();
-let running = false;
+/** The tickets of the warm-up's requests that the server has not read yet. */
+const tickets = new Set<string>();
+/** Whether each request that came with a ticket is the warm-up's own, decided as it was first asked. */
+const ownRequests = new WeakMap<IncomingMessage, boolean>();
 
-/** Whether a request is the warm-up's own: its key, while the warm-up runs. */
-export function isWarmUp(headers: IncomingHttpHeaders): boolean {
-  return running && headers[WARM_UP_HEADER] === key;
+/**
+ * Whether a request is the warm-up's own: the first to bring a ticket the warm-up gave, asked
+ * about as often as need be during its life. A ticket of a request the server never read (its
+ * connection closed first) stays good: at most one a connection, as a connection stops at its
+ * first failure.
+ */
+export function isWarmUp(request: IncomingMessage): boolean {
+  const ticket = request.headers[WARM_UP_HEADER];
+  if (ticket === undefined) return false;
+  let own = ownRequests.get(request);
+  if (own === undefined) {
+    own = typeof ticket === 'string' && tickets.delete(ticket);
+    ownRequests.set(request, own);
+  }
+  return own;
+}
+
+/** A ticket for one more request of the warm-up's. */
+function ticket(): string {
+  const issued = randomUUID();
+  tickets.add(issued);
+  return issued;
 }
 
 export interface WarmUpSample {
@@ -56,7 +81,6 @@ export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[]
   if (samples.length === 0 || budgetMs <= 0 || !/^https?:/.test(url)) return { answered: 0, slow: [] };
   const listener = loopbackTarget(url, authorization);
   const until = performance.now() + budgetMs;
-  running = true;
   try {
     const connections = Math.ceil(CONNECTIONS / samples.length);
     const warmed = await Promise.all(
@@ -71,7 +95,6 @@ export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[]
       slow: warmed.filter((w) => w.verdict === 'slow').map((w) => w.model),
     };
   } finally {
-    running = false;
     listener.agent.destroy();
   }
 }
@@ -114,7 +137,7 @@ interface Target {
   readonly port: string;
   readonly tls: boolean;
   readonly agent: HttpAgent;
-  /** The warm-up's key, and the inference key when token authorization is on. */
+  /** The inference key when token authorization is on. */
   readonly headers: Record<string, string>;
 }
 
@@ -127,11 +150,11 @@ function loopbackTarget(url: string, authorization: string | undefined): Target 
     port: target.port,
     tls,
     agent: tls ? new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }) : new HttpAgent({ keepAlive: true }),
-    headers: { [WARM_UP_HEADER]: key, ...(authorization ? { authorization } : {}) },
+    headers: authorization ? { authorization } : {},
   };
 }
 
-/** POSTs one sample with the target's headers; resolves with the status, 0 when there was none. */
+/** POSTs one sample with the target's headers and a ticket; resolves with the status, 0 when there was none. */
 function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample, timeoutMs: number): Promise<number> {
   return new Promise((resolve) => {
     const options = {
@@ -140,7 +163,7 @@ function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample,
       path: `/predictions/${encodeURIComponent(sample.model)}`,
       method: 'POST',
       agent,
-      headers: { ...headers, 'content-length': sample.body.length },
+      headers: { ...headers, [WARM_UP_HEADER]: ticket(), 'content-length': sample.body.length },
       timeout: timeoutMs,
     };
     const req = (tls ? httpsRequest : httpRequest)(options, (res) => {

@@ -50,7 +50,7 @@ export interface ScaledPool {
   readonly size: number;
   /** A worker is starting (loading its model). */
   readonly starting: boolean;
-  /** Requests waiting for a worker. */
+  /** Clients' requests waiting for a worker: the front end's warm-up's own are no load to follow. */
   readonly waiting: number;
   /** Workers running a batch now. */
   readonly busy: number;

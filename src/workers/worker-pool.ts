@@ -166,7 +166,7 @@ export class WorkerPool {
         return pool.slots.some((s) => s.loading !== undefined);
       },
       get waiting() {
-        return pool.queue.size;
+        return pool.queue.load;
       },
       get busy() {
         return pool.busyCount();

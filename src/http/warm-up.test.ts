@@ -1,0 +1,45 @@
+// The front end's warm-up's tickets (http/warm-up.ts), with a listener that answers nothing while
+// the warm-up runs: its request is first asked about after the warm-up gave up on it, as a loaded
+// server reads a new connection's request (0.9 s late on 2026-12-07, past the warm-up's timeout).
+// Before tickets, a key recognised only while the warm-up ran made such a request a client's:
+// counted, logged, and load that added a worker (test/autoscale.test.ts).
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import { isWarmUp, WARM_UP_HEADER, warmFrontEnd } from './warm-up.js';
+
+t.test('a request the warm-up gave up on is its own whenever the server reads it; its ticket is good once, and a made-up one never', async (t) => {
+  const seen: IncomingMessage[] = [];
+  let warming = true;
+  const server = createServer((req, res) => {
+    seen.push(req);
+    req.resume();
+    if (!warming) res.end('ok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const result = await warmFrontEnd(url, [{ model: 'm', body: Buffer.from('x'), batchDelayMs: 0 }], 200, undefined);
+  warming = false;
+  t.same(result, { answered: 0, slow: [] }, 'its one prediction unanswered: given up on at its timeout');
+  // A loaded server may read it later still: its read is waited for, not assumed.
+  for (let turns = 0; seen.length === 0 && turns < 1000; turns++) await new Promise((resolve) => setTimeout(resolve, 10));
+  const [late] = seen;
+  t.equal(seen.length, 1, 'the server read the request');
+  t.ok(isWarmUp(late!), "asked first after the warm-up has ended: the warm-up's own");
+  t.ok(isWarmUp(late!), 'and again, as each stage of a request asks');
+
+  const ticket = String(late!.headers[WARM_UP_HEADER]);
+  for (const [what, headers] of [
+    ['its ticket again', { [WARM_UP_HEADER]: ticket }],
+    ['a made-up ticket', { [WARM_UP_HEADER]: 'guess' }],
+    ['no ticket', {}],
+  ] as const) {
+    await (await fetch(`${url}/predictions/m`, { method: 'POST', headers, body: 'x' })).text();
+    t.notOk(isWarmUp(seen.at(-1)!), `a request with ${what} is a client's`);
+  }
+});
