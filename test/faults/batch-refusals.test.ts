@@ -2,6 +2,8 @@
 // failed the whole batch: the handler's preprocess refused it at once, and valid requests got a 400
 // about someone else's input. Each request now gets its own answer: the valid ones their digit,
 // the bad ones a 400 naming their own problem. Batches of 8 on one worker, 16 clients at once.
+// The built-in handlers name the inputs they refuse, so a batch is not run again request by
+// request to find them: a batch of only bad images runs once, one with a bad image twice.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
