@@ -11,7 +11,7 @@
  * Input:  curl -T street.jpg http://127.0.0.1:8080/predictions/detector
  * Output: [{"person": [12.0, 30.5, 80.2, 190.0], "score": 0.97}, {"car": [...], "score": 0.88}]
  */
-import { BaseHandler, ort, payloadBytes, requestPayload, type HandlerOutput, type RequestInput } from '../src/index.js';
+import { BaseHandler, eachInput, ort, payloadBytes, requestPayload, type HandlerOutput, type RequestInput } from '../src/index.js';
 import { decodeRgb, toChw } from './vision.js';
 
 type Detections = Record<'boxes' | 'labels' | 'scores', ort.Tensor>;
@@ -20,12 +20,10 @@ export default class ObjectDetector extends BaseHandler<ort.Tensor[], Detections
   protected threshold = 0.5;
 
   override async preprocess(batch: RequestInput[]): Promise<ort.Tensor[]> {
-    return Promise.all(
-      batch.map(async (row) => {
-        const { data, width, height } = await decodeRgb(payloadBytes(requestPayload(row)));
-        return new ort.Tensor('float32', toChw(data, width * height), [1, 3, height, width]);
-      }),
-    );
+    return eachInput(batch, async (row) => {
+      const { data, width, height } = await decodeRgb(payloadBytes(requestPayload(row)));
+      return new ort.Tensor('float32', toChw(data, width * height), [1, 3, height, width]);
+    });
   }
 
   override async inference(images: ort.Tensor[]): Promise<Detections[]> {

@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BaseHandler,
+  eachInput,
   ort,
   PredictionError,
   requestPayload,
@@ -52,7 +53,7 @@ export default class TextClassifier extends BaseHandler {
   }
 
   override async preprocess(batch: RequestInput[]): Promise<ort.Tensor> {
-    const rows = batch.map((row) => words(text(requestPayload(row))).map((w) => this.vocab.get(w) ?? this.unknownId));
+    const rows = await eachInput(batch, (row) => words(text(requestPayload(row))).map((w) => this.vocab.get(w) ?? this.unknownId));
     const length = Math.max(1, ...rows.map((r) => r.length));
     const ids = new BigInt64Array(rows.length * length).fill(BigInt(this.padId));
     for (const [i, row] of rows.entries()) ids.set(row.map(BigInt), i * length);

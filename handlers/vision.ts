@@ -10,6 +10,7 @@ import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
 import {
   classLabel,
+  eachInput,
   flattenTensor,
   imagePixelLimit,
   type InputValue,
@@ -212,13 +213,11 @@ export async function imageBatch(batch: RequestInput[], transform: ImageTransfor
   // A lone tensor sent in binary form (the kservev2 envelope's Float32Array) is the input as it came.
   if (only instanceof Float32Array && only.length === pixels) return new ort.Tensor('float32', only, dims);
   const data = new Float32Array(batch.length * pixels);
-  await Promise.all(
-    batch.map(async (row, i) => {
-      const payload = requestPayload(row);
-      const out = data.subarray(i * pixels, (i + 1) * pixels);
-      if (!copyTensorPayload(payload, out, `3x${crop}x${crop}`)) await imageToChw(payloadBytes(payload), transform, out);
-    }),
-  );
+  await eachInput(batch, async (row, i) => {
+    const payload = requestPayload(row);
+    const out = data.subarray(i * pixels, (i + 1) * pixels);
+    if (!copyTensorPayload(payload, out, `3x${crop}x${crop}`)) await imageToChw(payloadBytes(payload), transform, out);
+  });
   return new ort.Tensor('float32', data, dims);
 }
 

@@ -21,6 +21,7 @@ export { imagePixelLimit } from './handler/image-limit.js';
 export {
   BaseHandler,
   classLabel,
+  eachInput,
   flattenTensor,
   loadLabelMapping,
   MAX_TENSOR_RANK,

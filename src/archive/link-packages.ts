@@ -8,7 +8,7 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tsError } from '../errors.js';
+import { type TsError, tsError } from '../errors.js';
 
 /** The folder of tsserve's package.json: the nearest one above this file (in src/ or dist/src/). */
 const PACKAGE_ROOT = nearestPackageRoot(dirname(fileURLToPath(import.meta.url)));
@@ -24,6 +24,24 @@ export function linkPackages(modelDir: string): void {
   const modules = join(modelDir, 'node_modules');
   const found = lstatSync(modules, { throwIfNoEntry: false });
   if (found !== undefined && !found.isDirectory()) throw tsError('TSS_ERR_ARCHIVE_INVALID', 'The archive has a node_modules that is not a folder.');
+  try {
+    linkAll(modules);
+  } catch (err) {
+    throw fullDisk(err, dirname(modelDir)) ?? err;
+  }
+}
+
+/**
+ * A disk out of room (bytes or inodes) for the links is answered as one out of room for the
+ * archive's files (archive/extract.ts): the registration's 400, naming the disk, not a 500 of the errno's text.
+ */
+function fullDisk(err: unknown, models: string): TsError | undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
+  return tsError('TSS_ERR_ARCHIVE_INVALID', `The disk of ${models} is full: the model's node_modules links could not be made (${(err as Error).message})`);
+}
+
+function linkAll(modules: string): void {
   mkdirSync(modules, { recursive: true });
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
   link(modules, pkg.name, PACKAGE_ROOT);

@@ -11,7 +11,7 @@ import { flattenTensor } from '../protocol/tensor-bytes.js';
 import { createSession, ort } from '../runtime/onnx.js';
 import { isDescribeRequest, stage } from './context.js';
 import { explanationTarget, occlusionAttributions } from './explain.js';
-import { PredictionError, type Context, type Handler, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
+import { InputErrors, PredictionError, type Context, type Handler, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
 
 /** For handlers that take tensors as nested lists (tsserve/vision's copyTensor): refused past a tensor's depth. */
 export { flattenTensor, MAX_TENSOR_RANK } from '../protocol/tensor-bytes.js';
@@ -92,7 +92,7 @@ export class BaseHandler<TInput = ort.Tensor, TOutput = ort.Tensor> implements H
    * model's [1, 28, 28]: each row must then hold that many numbers), else [rows, numbers].
    */
   async preprocess(batch: RequestInput[]): Promise<TInput> {
-    const rows = batch.map((row) => numericArray(requestPayload(row)));
+    const rows = await eachInput(batch, (row) => numericArray(requestPayload(row)));
     const width = rows[0]?.length ?? 0;
     if (rows.some((r) => r.length !== width)) throw new PredictionError('All inputs of a batch must have the same length', 400);
     const only = rows.length === 1 ? rows[0] : undefined;
@@ -193,6 +193,26 @@ function tensorMetadata(m: ort.InferenceSession.ValueMetadata): { name: string; 
 /** A class index's label in an index_to_name.json mapping, else the index as text. */
 export function classLabel(mapping: Record<string, string> | undefined, index: number | string): string {
   return mapping?.[String(index)] ?? String(index);
+}
+
+/**
+ * `read` of each request of the handler's batch (the whole batch: the errors name its requests by
+ * index), every one read even after one is refused. The requests `read` refuses with a client's
+ * error (a 4xx PredictionError) get their own errors at once and the others run again as one
+ * batch, where a refusal naming no request has each request run alone (handler/run.ts): a batch of
+ * only bad inputs runs once, not once more per request. Any other failure is thrown as it is.
+ */
+export async function eachInput<T>(batch: RequestInput[], read: (row: RequestInput, index: number) => T | Promise<T>): Promise<T[]> {
+  const settled = await Promise.allSettled(batch.map(async (row, i) => read(row, i)));
+  const refused = new Map<number, PredictionError>();
+  for (const [i, result] of settled.entries()) {
+    if (result.status === 'fulfilled') continue;
+    const err: unknown = result.reason;
+    if (!(err instanceof PredictionError) || err.status < 400 || err.status >= 500) throw err;
+    refused.set(i, err);
+  }
+  if (refused.size > 0) throw new InputErrors(refused);
+  return settled.map((result) => (result as PromiseFulfilledResult<T>).value);
 }
 
 /**

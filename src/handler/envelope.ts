@@ -41,7 +41,7 @@ import {
 import type { EntryPoint } from './load.js';
 import { serializeOutput } from './run.js';
 import { isDescribeRequest } from './context.js';
-import { PredictionError, type Context, type HandlerOutput, type InputValue, type JsonValue, type RequestInput } from './types.js';
+import { InputErrors, PredictionError, type Context, type HandlerOutput, type InputValue, type JsonValue, type RequestInput } from './types.js';
 
 export const ENVELOPES = ['body', 'json', 'kserve', 'kservev2'] as const;
 export type Envelope = (typeof ENVELOPES)[number];
@@ -70,12 +70,28 @@ export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined):
       if (isDescribeRequest(context)) return (await entry.handle(batch, context)) as HandlerOutput[];
       const requests = batch.map((request, idx) => readOrReject(read, request, idx, context));
       const rows = requests.flatMap((r) => r.rows);
-      const outputs = rows.length > 0 ? await entry.handle(rows, context) : [];
+      const outputs = rows.length > 0 ? await entry.handle(rows, context).catch((err: unknown) => Promise.reject(byRequest(err, requests))) : [];
       if (!Array.isArray(outputs) || outputs.length !== rows.length) return outputs as HandlerOutput[];
       let next = 0;
       return requests.map((r, idx) => r.answer(outputs.slice(next, (next += r.rows.length)), idx, context));
     },
   };
+}
+
+/**
+ * The handler's refusal of rows it names (eachInput's InputErrors) as the refusal of the requests
+ * they came from, each by its first refused row: it is the requests that are answered and run
+ * again, and a request's rows are one batch's.
+ */
+function byRequest(err: unknown, requests: Unwrapped[]): unknown {
+  if (!(err instanceof InputErrors)) return err;
+  const owner = requests.flatMap((request, idx) => request.rows.map(() => idx));
+  const refused = new Map<number, PredictionError>();
+  for (const [row, rowError] of err.errors) {
+    const idx = owner[row];
+    if (idx !== undefined && !refused.has(idx)) refused.set(idx, rowError);
+  }
+  return refused.size > 0 ? new InputErrors(refused) : err;
 }
 
 /** A request the envelope cannot read is answered with its error alone, with no rows to run. */

@@ -5,6 +5,8 @@ import { tsError } from '../errors.js';
 import type { WireRequest, WireResponse, WireStage } from '../protocol/messages.js';
 import { stage } from './context.js';
 import type { EntryPoint } from './load.js';
+import { eachInput } from './base-handler.js';
+import { withEnvelope } from './envelope.js';
 import { answerBatch, toWireError } from './run.js';
 import { type Context, PredictionError } from './types.js';
 
@@ -167,4 +169,160 @@ t.test('a batch of one refused is its own answer', async (t) => {
     { status: 400, message: 'Not a number: GIF89a' },
   );
   t.equal(calls.length, 1);
+});
+
+/** As doubler, its preprocess reading each input for itself (eachInput): the refused ones are named. */
+function perInputDoubler(calls: string[][]): EntryPoint {
+  return {
+    initialize: async () => undefined,
+    handle: async (batch, context) => {
+      calls.push(batch.map((r) => String(r.body)));
+      const numbers = await stage(context, 'preprocess', () =>
+        eachInput(batch, (r) => {
+          const n = Number(r.body);
+          if (Number.isNaN(n)) throw new PredictionError(`Not a number: ${String(r.body)}`, 400);
+          return n;
+        }),
+      );
+      if (new Set(numbers.map((n) => n < 0)).size > 1) throw new PredictionError('Signs differ', 400);
+      context.metrics.addCounter('Doubled', batch.length);
+      return numbers.map((n) => n * 2);
+    },
+  };
+}
+
+t.test('a batch refused for inputs it names runs once more without them, not request by request; one of only bad inputs runs once', async (t) => {
+  const calls: string[][] = [];
+  const stages: WireStage[] = [];
+  const logged: unknown[] = [];
+  const answer = await answerBatch(perInputDoubler(calls), FACTS, [...mixed, request('d', 'x')], true, () => undefined, {
+    stages,
+    onFailure: (err) => logged.push(err),
+  });
+  t.same(
+    calls,
+    [
+      ['1', 'GIF89a', '3', 'x'],
+      ['1', '3'],
+    ],
+    'the batch, then the valid requests together',
+  );
+  t.ok(answer.split);
+  t.same(
+    answer.items.map((i) => [i.id, i.status, i.error?.message ?? Buffer.from(i.body).toString()]),
+    [
+      ['a', 200, '2'],
+      ['b', 400, 'Not a number: GIF89a'],
+      ['c', 200, '6'],
+      ['d', 400, 'Not a number: x'],
+    ],
+  );
+  t.equal(logged.length, 2, 'each refused request is told');
+  t.same(
+    stages.map((s) => [s.name, s.requests]),
+    [
+      ['preprocess', 0],
+      ['preprocess', 2],
+    ],
+    "the refused batch's stage for none, the valid ones' run for both",
+  );
+  t.same(
+    answer.metrics.filter((m) => m.name === 'Doubled').map((m) => m.value),
+    [2],
+  );
+
+  const allBad: string[][] = [];
+  const bad = await answerBatch(perInputDoubler(allBad), FACTS, [request('b', 'GIF89a'), request('d', 'x')], true, () => undefined);
+  t.same(allBad, [['GIF89a', 'x']], 'only bad inputs: one run');
+  t.same(
+    bad.items.map((i) => [i.id, i.error?.message]),
+    [
+      ['b', 'Not a number: GIF89a'],
+      ['d', 'Not a number: x'],
+    ],
+  );
+
+  const again: string[][] = [];
+  const refusedAgain = await answerBatch(perInputDoubler(again), FACTS, [request('a', '1'), request('b', 'GIF89a'), request('c', '-3')], true, () => undefined);
+  t.same(again, [['1', 'GIF89a', '-3'], ['1', '-3'], ['1'], ['-3']], 'the rest refused as a batch, for no input it names: each alone');
+  t.same(
+    refusedAgain.items.map((i) => i.status),
+    [200, 400, 200],
+  );
+});
+
+t.test("a batch refused for inputs it names, past half the response timeout: the rest get the batch's refusal", async (t) => {
+  const calls: string[][] = [];
+  const answer = await answerBatch(perInputDoubler(calls), FACTS, mixed, true, () => undefined, { budgetMs: 0 });
+  t.equal(calls.length, 1);
+  t.same(
+    answer.items.map((i) => [i.id, i.error?.message]),
+    [
+      ['a', 'Not a number: GIF89a'],
+      ['b', 'Not a number: GIF89a'],
+      ['c', 'Not a number: GIF89a'],
+    ],
+  );
+});
+
+t.test('eachInput names the inputs refused with a 4xx; any other failure is thrown as it is', async (t) => {
+  const rows = [{ body: '1' }, { body: 'x' }, { body: 'boom' }];
+  const read = (r: { body?: unknown }): number => {
+    if (r.body === 'boom') throw new Error('boom');
+    if (r.body === 'x') throw new PredictionError('Not a number: x', 400);
+    return Number(r.body);
+  };
+  await t.rejects(eachInput(rows, read), { message: 'boom' }, 'a failure of the handler, not of an input');
+  const refused = await eachInput(rows.slice(0, 2), read).catch((err: unknown) => err);
+  t.match(refused, { status: 400, message: 'Not a number: x' }, "the batch's error is the first refused input's");
+  t.same([...(refused as { errors: Map<number, Error> }).errors.keys()], [1]);
+  t.same(await eachInput(rows.slice(0, 1), read), [1]);
+});
+
+t.test("behind an envelope, a refusal of rows it names is its requests': each answered by its first refused row, the others run again together", async (t) => {
+  const calls: string[][] = [];
+  const json = (id: string, instances: unknown[]): WireRequest => ({
+    id,
+    headers: {},
+    params: [{ name: 'body', contentType: 'application/json', value: Buffer.from(JSON.stringify({ instances })) }],
+  });
+  const batch = [json('a', [1, 2]), json('b', [3, 'x', 'z']), json('c', ['y']), json('d', [5])];
+  const answer = await answerBatch(withEnvelope(perInputDoubler(calls), 'json'), FACTS, batch, true, () => undefined);
+  t.same(
+    calls,
+    [
+      ['1', '2', '3', 'x', 'z', 'y', '5'],
+      ['1', '2', '5'],
+    ],
+    'the rows, then the rows of the requests not refused',
+  );
+  t.same(
+    answer.items.map((i) => [i.id, i.status, i.error?.message ?? JSON.parse(Buffer.from(i.body).toString())]),
+    [
+      ['a', 200, { predictions: [2, 4] }],
+      ['b', 400, 'Not a number: x'],
+      ['c', 400, 'Not a number: y'],
+      ['d', 200, { predictions: [10] }],
+    ],
+  );
+});
+
+t.test('a refusal naming no request of the batch (eachInput over more than it) has each request run alone, not the batch again and again', async (t) => {
+  const calls: string[][] = [];
+  const overMore: EntryPoint = {
+    initialize: async () => undefined,
+    handle: async (batch) => {
+      calls.push(batch.map((r) => String(r.body)));
+      await eachInput([...batch, { body: 'x' }], (r) => {
+        if (Number.isNaN(Number(r.body))) throw new PredictionError(`Not a number: ${String(r.body)}`, 400);
+      });
+      return batch.map(() => 'never');
+    },
+  };
+  const answer = await answerBatch(overMore, FACTS, [request('a', '1'), request('b', '2')], true, () => undefined);
+  t.same(calls, [['1', '2'], ['1'], ['2']]);
+  t.same(
+    answer.items.map((i) => i.error?.message),
+    ['Not a number: x', 'Not a number: x'],
+  );
 });

@@ -3,14 +3,15 @@
  * One batch through a handler: decode each request's parameters as TorchServe's worker does, call
  * the entry point, check that a list of the same length came back, and turn each answer into
  * bytes. Anything wrong becomes a coded error for the whole batch, never a crashed worker; a
- * batch a handler refuses for a client's error has each of its requests run alone (answerBatch).
+ * batch a handler refuses for a client's error has each of its requests run alone, or, refused
+ * for inputs it names, the others run again together (answerBatch).
  */
 import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
 import { AnswerBudget, answerBytes, DEFAULT_CONTENT_TYPES, responseTooLarge, STREAM_NEXT } from '../protocol/answer-size.js';
 import type { WireError, WireMetric, WireParam, WireRequest, WireResponse, WireStage, WireTraceContext } from '../protocol/messages.js';
 import { BatchContext, epochMs, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
-import { PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
+import { InputErrors, PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
 
 export interface BatchResult {
   readonly items: WireResponse[];
@@ -106,8 +107,10 @@ export interface AnswerOptions extends BatchOptions {
  * runs alone, so that one client's bad input does not fail the others' requests: each gets its
  * own answer, the valid ones theirs and the bad ones their own 400. A 4xx says the handler refused
  * an input before running the model (a PredictionError's meaning), so the requests run again as
- * if for the first time; a 5xx is not run again, the model may have run. The batch's stages stay,
- * counted for no request (WireStage.requests), its requests' own alone each for one.
+ * if for the first time; a 5xx is not run again, the model may have run. A refusal that names its
+ * requests (eachInput's InputErrors: the built-in handlers read every input) needs no run alone:
+ * those get their own errors at once and the others run again as one batch. The batch's stages
+ * stay, counted for no request (WireStage.requests), the runs' after it each for their own.
  */
 export async function answerBatch(
   entry: EntryPoint,
@@ -116,6 +119,19 @@ export async function answerBatch(
   decode: boolean,
   onIntermediate: (items: WireResponse[]) => void,
   options: AnswerOptions = {},
+): Promise<BatchAnswer> {
+  return answerUntil(entry, facts, requests, decode, onIntermediate, options, performance.now() + (options.budgetMs ?? Number.POSITIVE_INFINITY) / 2);
+}
+
+/** answerBatch, its runs after a refusal starting only if they may end by `until`. */
+async function answerUntil(
+  entry: EntryPoint,
+  facts: ModelFacts,
+  requests: WireRequest[],
+  decode: boolean,
+  onIntermediate: (items: WireResponse[]) => void,
+  options: AnswerOptions,
+  until: number,
 ): Promise<BatchAnswer> {
   const began = performance.now();
   const stages = options.stages ?? [];
@@ -130,12 +146,48 @@ export async function answerBatch(
   } catch (err) {
     if (requests.length < 2 || streamed || !isClientError(err) || isSequenceModel(facts)) throw err;
     stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
-    const until = began + (options.budgetMs ?? Number.POSITIVE_INFINITY) / 2;
-    return runEachAlone(entry, facts, requests, decode, onIntermediate, { ...options, stages }, toWireError(err), {
-      until,
-      expectedMs: performance.now() - began,
-    });
+    const time = { until, expectedMs: performance.now() - began };
+    const again = { ...options, stages };
+    if (namesSome(err, requests.length)) return runWithout(entry, facts, requests, decode, onIntermediate, again, err, time);
+    return runEachAlone(entry, facts, requests, decode, onIntermediate, again, toWireError(err), time);
   }
+}
+
+/**
+ * The requests the handler refused each for itself answered with their own errors, the others
+ * run again as one batch (answered as any batch is: refused again, by its own refusal) if it may
+ * end by `until` taking as long as the refused batch did; past that they get the batch's error.
+ */
+async function runWithout(
+  entry: EntryPoint,
+  facts: ModelFacts,
+  requests: WireRequest[],
+  decode: boolean,
+  onIntermediate: (items: WireResponse[]) => void,
+  options: AnswerOptions & { readonly stages: WireStage[] },
+  refused: InputErrors,
+  time: { readonly until: number; readonly expectedMs: number },
+): Promise<BatchAnswer> {
+  for (const err of refused.errors.values()) options.onFailure?.(err);
+  const rest = requests.filter((_, i) => !refused.errors.has(i));
+  let answers: BatchAnswer = { items: rest.map((r) => failedResponse(r.id, toWireError(refused))), metrics: [], split: true };
+  if (rest.length > 0 && performance.now() + time.expectedMs <= time.until) {
+    const own: WireStage[] = [];
+    try {
+      answers = await answerUntil(entry, facts, rest, decode, onIntermediate, { ...options, stages: own }, time.until);
+    } catch (err) {
+      options.onFailure?.(err);
+      answers = { items: rest.map((r) => failedResponse(r.id, toWireError(err))), metrics: [], split: true };
+    } finally {
+      options.stages.push(...own.map((s) => ({ ...s, requests: s.requests ?? rest.length })));
+    }
+  }
+  const others = answers.items.values();
+  const items = requests.map((r, i) => {
+    const own = refused.errors.get(i);
+    return own ? failedResponse(r.id, toWireError(own)) : others.next().value!;
+  });
+  return { items, metrics: answers.metrics, split: true };
 }
 
 /**
@@ -179,6 +231,11 @@ async function runEachAlone(
     }
   }
   return { items, metrics, split: true };
+}
+
+/** A refusal of inputs the batch has (a handler's eachInput over more than its batch names others): each run again then refuses one less. */
+function namesSome(err: unknown, requests: number): err is InputErrors {
+  return err instanceof InputErrors && [...err.errors.keys()].some((i) => i < requests);
 }
 
 function isClientError(err: unknown): boolean {

@@ -142,3 +142,19 @@ export class PredictionError extends Error {
     this.status = status;
   }
 }
+
+/**
+ * A batch's inputs refused each for itself (eachInput), by their index in the batch: the batch's
+ * error is the first one's, and answerBatch answers each refused request with its own and runs
+ * the others again as a batch, where a refusal that names no input has each request run alone.
+ */
+export class InputErrors extends PredictionError {
+  readonly errors: ReadonlyMap<number, PredictionError>;
+
+  constructor(errors: ReadonlyMap<number, PredictionError>) {
+    const [first] = errors.values();
+    super(first!.message, first!.status);
+    this.name = 'InputErrors';
+    this.errors = errors;
+  }
+}

@@ -2,11 +2,13 @@
 // failed the whole batch: the handler's preprocess refused it at once, and valid requests got a 400
 // about someone else's input. Each request now gets its own answer: the valid ones their digit,
 // the bad ones a 400 naming their own problem. Batches of 8 on one worker, 16 clients at once.
-import { readFileSync } from 'node:fs';
+// The built-in handlers name the inputs they refuse, so a batch is not run again request by
+// request to find them: a batch of only bad images runs once, one with a bad image twice.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { decodeSmall, toGrey } from '../../handlers/vision.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, type TestServer } from '../helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { survived } from './survival.js';
 
 const CLIENTS = 16;
@@ -113,3 +115,70 @@ t.test('a base_handler model behind KServe v2: a [1, 812] tensor fails its own r
   });
   await survived(t, server, { models: ['digits'], sent: sent.length, answered: sent.length });
 });
+
+// An image_classifier that says, with each answer, the sizes of the batches its preprocess was
+// given so far: how often each request was decoded.
+const COUNTED_HANDLER = `import ImageClassifier from 'tsserve/handlers/image_classifier';
+export default class Counted extends ImageClassifier {
+  batches = [];
+  async preprocess(batch) {
+    this.batches.push(batch.length);
+    return super.preprocess(batch);
+  }
+  async postprocess(output) {
+    return (await super.postprocess(output)).map(() => ({ batches: this.batches }));
+  }
+}
+`;
+
+t.test(
+  'a batch whose inputs the preprocess refuses each for itself is not run again request by request: the refused ones answered at once, the rest run once more together',
+  async (t) => {
+    const files = tempDir(t);
+    const handler = join(files, 'counted.js');
+    writeFileSync(handler, COUNTED_HANDLER);
+    const server = await startTestServer(t, {
+      prepare: (store) => buildMar(store, { modelName: 'counted', version: '1.0', handler, serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+    });
+    const query = new URLSearchParams({ url: 'counted.mar', batch_size: '4', max_batch_delay: '3000', initial_workers: '1', synchronous: 'true' });
+    t.equal((await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' })).status, 200, 'registered');
+    const url = `${server.urls.inference}/predictions/counted`;
+    const image = await (await import('sharp'))
+      .default({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 20, b: 20 } } })
+      .png()
+      .toBuffer();
+    const send = (body: Buffer | string): Promise<Response> => fetch(url, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
+    /** The batch sizes the preprocess was given since `from` runs ago, as a lone valid image's answer says them (its own run left out). */
+    const batchesSince = async (from: number): Promise<number[]> => {
+      const res = await send(image);
+      t.equal(res.status, 200, 'a lone valid image is answered');
+      return ((await res.json()) as { batches: number[] }).batches.slice(from, -1);
+    };
+    let sent = 0;
+
+    const allBad = await Promise.all(Array.from({ length: 4 }, () => send('GIF89a not an image')));
+    sent += 4;
+    for (const res of allBad) t.match(await res.json(), { code: 400, type: 'BadRequestException', message: /^Invalid image/ }, 'each bad image its own 400');
+    const first = await batchesSince(0);
+    sent++;
+    t.ok(Math.max(...first) >= 2, `the 4 came in batches of several (${first.join(', ')})`);
+    t.equal(sum(first), 4, `each bad image was decoded once, not once more alone (batches ${first.join(', ')})`);
+
+    const oneBad = await Promise.all([send(image), send('GIF89a not an image'), send(image), send(image)]);
+    sent += 4;
+    t.same(
+      oneBad.map((r) => r.status),
+      [200, 400, 200, 200],
+      'the valid images are answered, the bad one refused',
+    );
+    const second = await batchesSince(first.length + 1);
+    sent++;
+    t.ok(Math.max(...second) >= 2, `the 4 came in batches of several (${second.join(', ')})`);
+    t.ok(sum(second) <= 7, `the valid images ran at most once more, together, not each alone (batches ${second.join(', ')})`);
+    await survived(t, server, { models: ['counted'], sent, answered: sent });
+  },
+);
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}

@@ -1,12 +1,15 @@
 // A full disk costs lines of log and refused changes, never memory, a stop, or a model: with the
 // log disk full under load the front end's memory stays near its normal size and SIGTERM still
 // ends it within the drain time; models that could not be restored on a full disk come back once
-// it is freed; and a change that cannot be saved is answered with an error, leaving no temp file.
+// it is freed; a change that cannot be saved is answered with an error, leaving no temp file; and
+// a registration the disk fills under, as late as its node_modules links, is the archive's 400.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
+import { grpcClient, unaryCall } from '../grpc-client.js';
 import { buildMar, errorBody, FIXTURES, ROOT, startTestServer, tempDir, waitFor, waitReady, writeUserConfig } from '../helpers.js';
 import { childServer, smallDisk } from './disk.js';
 import { keptAlive, post } from './kept-alive-post.js';
@@ -290,4 +293,59 @@ t.test('a start whose PID file the full disk refuses ends in one line, leaving n
     () => false,
   );
   t.notOk(answered, 'and no server it launched runs on');
+});
+
+/** Files and folders under `path`, itself included, leaving out `skip`'s subtree. */
+function inodesUnder(path: string, skip: string): number {
+  let count = 1;
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    if (entry.name === skip) continue;
+    count += entry.isDirectory() ? inodesUnder(join(path, entry.name), skip) : 1;
+  }
+  return count;
+}
+
+t.test("a disk that fills while a model's node_modules links are made: a 400 naming the disk, over REST and gRPC, and nothing left of the model", async (t) => {
+  const dir = tempDir(t);
+  const disk = smallDisk(t, 16 * 1024, 4096);
+  const store = join(dir, 'model-store');
+  mkdirSync(store);
+  buildMar(store, { modelName: 'echo', version: '1.0', handler: join(FIXTURES, 'echo_handler.ts') });
+  const urls = await writeUserConfig(dir, ['enable_model_api=true', 'default_workers_per_model=1']);
+  const grpcPort = /^grpc_management_port=(\d+)$/m.exec(readFileSync(join(dir, 'config.properties'), 'utf8'))![1]!;
+  // The extracted models' folder (TMPDIR/tsserve-models) is on the small disk; the logs are not.
+  const { child } = startChild(t, dir, ['--ncs', '--model-store', store, '--models', 'echo=echo.mar'], { LOG_LOCATION: join(dir, 'logs'), TMPDIR: disk.dir });
+  await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
+  await waitReady(urls.management, 'echo');
+  const models = join(disk.dir, 'tsserve-models');
+  const [echoDir] = readdirSync(models);
+  // Room for the archive's files and the node_modules folder, none for its first link.
+  const linkFails = inodesUnder(join(models, echoDir!), 'node_modules') + 1;
+
+  disk.fillInodes(linkFails);
+  const res = await fetch(`${urls.management}/models?url=echo.mar&model_name=linked&initial_workers=1&synchronous=true`, { method: 'POST' });
+  const body = await errorBody(res);
+  t.equal(res.status, 400, `REST answers 400, as a full disk at extraction does: ${JSON.stringify(body)}`);
+  t.match(body, {
+    code: 400,
+    type: 'InvalidModelException',
+    message: /^The disk of \S+tsserve-models is full: the model's node_modules links could not be made \(ENOSPC/,
+  });
+  t.same(readdirSync(models), [echoDir], 'its half-made folder is removed');
+
+  const management = grpcClient(t, `127.0.0.1:${grpcPort}`, 'management.proto', 'org.pytorch.serve.grpc.management.ManagementAPIsService');
+  const called = await unaryCall(management, 'RegisterModel', { url: 'echo.mar', model_name: 'linked_grpc', initial_workers: 1, synchronous: true });
+  t.equal(called.code, grpc.status.INVALID_ARGUMENT, `gRPC answers INVALID_ARGUMENT (${called.details})`);
+  t.match(called.details, /^The disk of \S+tsserve-models is full/);
+  t.same(readdirSync(models), [echoDir], 'and leaves nothing either');
+
+  const echo = await fetch(`${urls.inference}/predictions/echo`, { method: 'POST', body: 'still here' });
+  t.equal(echo.status, 200, 'the other model answers');
+  disk.free();
+  t.equal(
+    (await fetch(`${urls.management}/models?url=echo.mar&model_name=linked&initial_workers=1&synchronous=true`, { method: 'POST' })).status,
+    200,
+    'with room again, the same registration succeeds',
+  );
+  await survived(t, childServer(urls), { models: ['echo', 'linked'], sent: 1, answered: 1, serverPid: child.pid! });
 });
