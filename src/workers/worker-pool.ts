@@ -420,7 +420,8 @@ export class WorkerPool {
       return;
     }
     const delay = backoffSeconds(slot.attempt++);
-    this.deps.log(`Worker ${worker.id} stopped; restarting in ${delay} s`);
+    const why = worker.startFailure;
+    this.deps.log(`Worker ${worker.id} ${why ? `could not start its process (${why})` : 'stopped'}; restarting in ${delay} s`);
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;
       if (slot.removed) return;
