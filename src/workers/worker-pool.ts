@@ -56,10 +56,10 @@ export interface PoolDeps {
   readonly now?: () => number;
   /**
    * A worker's handler failed to load the model while none of the pool's workers has it loaded:
-   * the jobs waiting in the queue would wait for nothing until their deadline; answered with
-   * `cause` now.
+   * the jobs waiting in the queue would wait for nothing until their deadline; answered now.
+   * `restart`: the worker replaced one that died, and was no start of the pool's (a scale's).
    */
-  readonly onStartFailed?: (cause: unknown) => void;
+  readonly onStartFailed?: (cause: unknown, restart: boolean) => void;
   /** How many of `count` more workers the scaler may start now (Scaler's admit); all where unset. */
   readonly admit?: (count: number) => number;
   /** Its workers live in shared hosts (workers/shared-hosts.ts), not in processes of their own. */
@@ -296,6 +296,7 @@ export class WorkerPool {
   /** Starts `slot.worker` and, once it has loaded, serves the queue with it. */
   private launch(slot: Slot): Promise<void> {
     const worker = slot.worker;
+    const restart = slot.firstFailureAt !== undefined;
     slot.stopServing = new AbortController();
     slot.serving = Promise.resolve();
     worker.on('exit', () => this.onExit(slot, worker));
@@ -313,15 +314,15 @@ export class WorkerPool {
       done();
       // ERROR: the worker said its handler failed to load, which a restart would repeat; a worker
       // that died as it started (a crash, a kill) may well load on its restart, and is waited for.
-      if (!slot.removed && worker.state === 'ERROR' && this.loadedCount() === 0) void this.startFailed(worker, cause);
+      if (!slot.removed && worker.state === 'ERROR' && this.loadedCount() === 0) void this.startFailed(worker, cause, restart);
     });
     return loading;
   }
 
   /** Tells onStartFailed once the failed worker's process is gone: the answers leave none behind. */
-  private async startFailed(worker: WorkerProcess, cause: unknown): Promise<void> {
+  private async startFailed(worker: WorkerProcess, cause: unknown, restart: boolean): Promise<void> {
     if (!worker.exited) await new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    this.deps.onStartFailed?.(cause);
+    this.deps.onStartFailed?.(cause, restart);
   }
 
   /**
