@@ -257,13 +257,13 @@ export class WorkerPool {
   }
 
   /**
-   * Starts workers up to `min`, or retires workers from the end down to `max`. Resolves once
+   * Starts workers up to `min`, or retires workers down to `max` (leastNeeded). Resolves once
    * every worker still loading, new or not, has loaded (ok) or one of them failed to (its error).
    * A worker retired while it loads (another scale, or close) is no failure: it was not wanted.
    * A closed pool starts nothing, also when it closed while this scale waited for a retirement.
    */
   async scale(min: number, max: number): Promise<ScaleResult> {
-    if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s, true)));
+    if (this.slots.length > max) await Promise.all(this.remove(leastNeeded(this.slots, this.slots.length - max)).map((s) => this.retire(s, true)));
     if (this.closed) return { ok: true, running: 0 };
     while (this.slots.length < min) this.addSlot();
     this.scaler.reset();
@@ -444,14 +444,15 @@ export class WorkerPool {
    */
   private retireIdle(count: number): number {
     const idle = this.slots.filter((s) => !s.worker.busy && s.loading === undefined);
-    const serving = (s: Slot): number => (s.worker.state === 'MODEL_LOADED' ? 1 : 0);
-    const chosen = idle
-      .reverse()
-      .sort((a, b) => serving(a) - serving(b))
-      .slice(0, count);
-    this.slots = this.slots.filter((s) => !chosen.includes(s));
+    const chosen = this.remove(leastNeeded(idle, count));
     for (const slot of chosen) this.retire(slot, true).catch(() => {});
     return chosen.length;
+  }
+
+  /** Takes `chosen` out of the pool; answers them. */
+  private remove(chosen: Slot[]): Slot[] {
+    this.slots = this.slots.filter((s) => !chosen.includes(s));
+    return chosen;
   }
 
   /**
@@ -480,6 +481,19 @@ export class WorkerPool {
     await Promise.all(this.slots.splice(0).map((s) => this.retire(s, false)));
     for (const job of this.queue.drain()) job.fail(error);
   }
+}
+
+/**
+ * The `count` of `slots` a scale-down stops: those that do not serve (dead, or past their
+ * recovery, or still loading) first, for stopping one that serves would leave a dead one in its
+ * place; then from the newest, as TorchServe removes from the end of its list.
+ */
+function leastNeeded(slots: readonly Slot[], count: number): Slot[] {
+  const serving = (s: Slot): number => (s.worker.state === 'MODEL_LOADED' ? 1 : 0);
+  return [...slots]
+    .reverse()
+    .sort((a, b) => serving(a) - serving(b))
+    .slice(0, count);
 }
 
 /** `loading`, except that its failure is none once `slot` was retired: the worker was not wanted. */

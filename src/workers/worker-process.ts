@@ -146,8 +146,12 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     return messageBound(this.opts.load);
   }
 
+  /**
+   * Its process's pid; -1 before it has one and once it ended (or left its shared host): a pid
+   * that describe showed after its process's end could name another process by then.
+   */
   get pid(): number {
-    return this.host?.pid ?? -1;
+    return this.exitedFlag ? -1 : (this.host?.pid ?? -1);
   }
 
   get exited(): boolean {
@@ -457,6 +461,7 @@ export class WorkerProcess extends EventEmitter implements Tenant {
   onHostExit(code: number | null, signal: NodeJS.Signals | null, error: TsError): void {
     if (this.exitedFlag) return;
     this.exitedFlag = true;
+    this.memoryUsage = 0;
     this.abortLoad?.(this.endedBeforeLoad());
     // The batch it was on fails; those waiting behind it were never started and can go elsewhere.
     const [running, ...waiting] = this.inFlight;
