@@ -6,7 +6,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildMar, errorBody, FIXTURES, startTestServer, tempDir, waitReady, type TestServer } from '../helpers.js';
+import { buildBreakingMar, buildMar, errorBody, FIXTURES, startTestServer, tempDir, waitReady, type TestServer } from '../helpers.js';
 import { survived } from './survival.js';
 
 async function serveFailing(t: Test, properties: Record<string, string> = {}): Promise<TestServer> {
@@ -67,28 +67,7 @@ t.test('the request that loads an unloaded model whose handler fails to load: 50
 
 t.test('a worker that died and fails to load as it restarts: the requests waiting for it get 503, no worker to serve, and the restarts go on', async (t) => {
   const marker = join(tempDir(t), 'broken');
-  const server = await startTestServer(t, {
-    prepare: (store) => {
-      // Serves until asked to `break`: then its loads fail (the marker is there) and it exits.
-      const breaking = join(store, '..', 'breaking.ts');
-      writeFileSync(
-        breaking,
-        [
-          "import { existsSync, writeFileSync } from 'node:fs';",
-          `const marker = ${JSON.stringify(marker)};`,
-          'export default class Breaking {',
-          "  initialize(): void { if (existsSync(marker)) throw new Error('broken'); }",
-          '  handle(batch: Array<{ body?: unknown }>): string[] {',
-          "    if (String(batch[0]?.body) === 'break') { writeFileSync(marker, ''); process.exit(3); }",
-          "    return batch.map(() => 'ok');",
-          '  }',
-          '}',
-          '',
-        ].join('\n'),
-      );
-      buildMar(store, { modelName: 'breaking', version: '1.0', handler: breaking });
-    },
-  });
+  const server = await startTestServer(t, { prepare: (store) => buildBreakingMar(store, marker) });
   t.equal(await call(`${server.urls.management}/models?url=breaking.mar&initial_workers=1&synchronous=true`, 'POST'), 200, 'registered and loaded');
   t.equal((await ask(server, 'breaking')).status, 200, 'it serves');
   t.same(await ask(server, 'breaking', 'break'), { status: 500, message: 'Worker died.' }, 'its worker dies');
