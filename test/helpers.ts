@@ -89,6 +89,13 @@ export function buildNstMar(store: string): string {
   });
 }
 
+/** test/fixtures/breaking_handler.ts as breaking.mar (version 1.0), its marker file `marker`, and `yaml` more of its model-config.yaml. */
+export function buildBreakingMar(store: string, marker: string, yaml = ''): string {
+  const configFile = join(store, '..', 'breaking.yaml');
+  writeFileSync(configFile, `marker: ${JSON.stringify(marker)}\n${yaml}`);
+  return buildMar(store, { modelName: 'breaking', version: '1.0', handler: join(FIXTURES, 'breaking_handler.ts'), configFile });
+}
+
 export function buildMnistMar(store: string, name = 'mnist', extra: Partial<ArchiveOptions> = {}): string {
   return buildMar(store, {
     modelName: name,

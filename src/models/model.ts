@@ -135,7 +135,7 @@ export class Model {
     const deps: PoolDeps = {
       ...poolDeps(this),
       admit: (count) => this.admitWorkers?.(this, count) ?? count,
-      onStartFailed: (cause) => this.failQueued(cause),
+      onStartFailed: (cause, restart) => this.failQueued(cause, restart),
     };
     this.pool = new WorkerPool(this.queue, () => (this.unloadedFlag ? this.unloadedSettings : this.settings), deps);
   }
@@ -287,12 +287,16 @@ export class Model {
 
   /**
    * No worker could load the model (WorkerPool's onStartFailed): the jobs waiting for one are
-   * answered now, with why, not at their deadline with a generic 503 (the queue's, as before any
-   * load, or a restart's after a crash).
+   * answered now, not at their deadline with the queue's 503. A start they asked for (the first
+   * request of a model with no worker, the load of an unloaded one) failed as a synchronous scale
+   * does: 500 with why. A restart after a crash left the model with no worker to serve: TorchServe's
+   * 503 (TORCHSERVE_COMPAT.md §3.6); why is in the model log, and the restarts go on.
    */
-  private failQueued(cause: unknown): void {
+  private failQueued(cause: unknown, restart: boolean): void {
     const why = cause instanceof Error ? cause.message : String(cause);
-    const error = new TsError('TSS_ERR_WORKER_START_FAILED', `${tsError('TSS_ERR_WORKER_START_FAILED', this.name, this.version).message}: ${why}`);
+    const error = restart
+      ? tsError('TSS_ERR_WORKER_NONE_AVAILABLE', this.name)
+      : new TsError('TSS_ERR_WORKER_START_FAILED', `${tsError('TSS_ERR_WORKER_START_FAILED', this.name, this.version).message}: ${why}`);
     for (const job of this.queue.drain()) job.fail(error);
     // A worker started for a request (minWorkers 0) is not restarted: the next request tries anew.
     if (this.settings.minWorkers === 0 && !this.stoppedFlag) void this.pool.scale(0, 0);

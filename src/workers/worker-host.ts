@@ -244,6 +244,8 @@ export class WorkerHost {
   private readonly opts: HostOptions;
   private readonly tenants = new Map<string, Tenant>();
   private exitedFlag = false;
+  /** Why its process never started (its spawn failed), once that is known. */
+  startError: string | undefined;
   /** Set when we ended the process; a SIGKILL nobody here sent came from the OS. */
   private killedByUs = false;
   /** Why we ended it, when that is what a running batch must answer (it sent more than any answer may be). */
@@ -272,8 +274,14 @@ export class WorkerHost {
     this.boundMessages(child);
     child.on('message', (msg: unknown) => this.onMessage(msg));
     child.on('exit', (code, signal) => this.onExited(code, signal));
-    child.on('error', () => {
-      /* reported through 'exit' */
+    // A process that never started (its spawn failed: ENOENT, EACCES, EAGAIN, EMFILE) has no 'exit'
+    // in Node, only this: it ends here, else its workers would wait for the exit that restarts them.
+    // Any other error (a send to a process that ended) is followed by its 'exit'.
+    child.on('error', (err) => {
+      if (child.pid !== undefined || this.exitedFlag) return;
+      this.startError = err.message;
+      this.opts.onOutput(`The worker process could not be started: ${err.message}`, 'stderr');
+      this.onExited(null, null);
     });
   }
 
@@ -339,6 +347,8 @@ export class WorkerHost {
   }
 
   send(msg: ToWorker): void {
+    // A spawn that failed for want of descriptors (EMFILE) made no channel: its end answers for the message.
+    if (!this.child.channel) return;
     if (msg.kind === 'predict') {
       this.turnWindow();
       this.batches.current++;

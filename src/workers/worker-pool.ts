@@ -56,10 +56,10 @@ export interface PoolDeps {
   readonly now?: () => number;
   /**
    * A worker's handler failed to load the model while none of the pool's workers has it loaded:
-   * the jobs waiting in the queue would wait for nothing until their deadline; answered with
-   * `cause` now.
+   * the jobs waiting in the queue would wait for nothing until their deadline; answered now.
+   * `restart`: the worker replaced one that died, and was no start of the pool's (a scale's).
    */
-  readonly onStartFailed?: (cause: unknown) => void;
+  readonly onStartFailed?: (cause: unknown, restart: boolean) => void;
   /** How many of `count` more workers the scaler may start now (Scaler's admit); all where unset. */
   readonly admit?: (count: number) => number;
   /** Its workers live in shared hosts (workers/shared-hosts.ts), not in processes of their own. */
@@ -257,13 +257,13 @@ export class WorkerPool {
   }
 
   /**
-   * Starts workers up to `min`, or retires workers from the end down to `max`. Resolves once
+   * Starts workers up to `min`, or retires workers down to `max` (leastNeeded). Resolves once
    * every worker still loading, new or not, has loaded (ok) or one of them failed to (its error).
    * A worker retired while it loads (another scale, or close) is no failure: it was not wanted.
    * A closed pool starts nothing, also when it closed while this scale waited for a retirement.
    */
   async scale(min: number, max: number): Promise<ScaleResult> {
-    if (this.slots.length > max) await Promise.all(this.slots.splice(max).map((s) => this.retire(s, true)));
+    if (this.slots.length > max) await Promise.all(this.remove(leastNeeded(this.slots, this.slots.length - max)).map((s) => this.retire(s, true)));
     if (this.closed) return { ok: true, running: 0 };
     while (this.slots.length < min) this.addSlot();
     this.scaler.reset();
@@ -296,6 +296,7 @@ export class WorkerPool {
   /** Starts `slot.worker` and, once it has loaded, serves the queue with it. */
   private launch(slot: Slot): Promise<void> {
     const worker = slot.worker;
+    const restart = slot.firstFailureAt !== undefined;
     slot.stopServing = new AbortController();
     slot.serving = Promise.resolve();
     worker.on('exit', () => this.onExit(slot, worker));
@@ -313,15 +314,15 @@ export class WorkerPool {
       done();
       // ERROR: the worker said its handler failed to load, which a restart would repeat; a worker
       // that died as it started (a crash, a kill) may well load on its restart, and is waited for.
-      if (!slot.removed && worker.state === 'ERROR' && this.loadedCount() === 0) void this.startFailed(worker, cause);
+      if (!slot.removed && worker.state === 'ERROR' && this.loadedCount() === 0) void this.startFailed(worker, cause, restart);
     });
     return loading;
   }
 
   /** Tells onStartFailed once the failed worker's process is gone: the answers leave none behind. */
-  private async startFailed(worker: WorkerProcess, cause: unknown): Promise<void> {
+  private async startFailed(worker: WorkerProcess, cause: unknown, restart: boolean): Promise<void> {
     if (!worker.exited) await new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    this.deps.onStartFailed?.(cause);
+    this.deps.onStartFailed?.(cause, restart);
   }
 
   /**
@@ -420,7 +421,8 @@ export class WorkerPool {
       return;
     }
     const delay = backoffSeconds(slot.attempt++);
-    this.deps.log(`Worker ${worker.id} stopped; restarting in ${delay} s`);
+    const why = worker.startFailure;
+    this.deps.log(`Worker ${worker.id} ${why ? `could not start its process (${why})` : 'stopped'}; restarting in ${delay} s`);
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;
       if (slot.removed) return;
@@ -442,14 +444,15 @@ export class WorkerPool {
    */
   private retireIdle(count: number): number {
     const idle = this.slots.filter((s) => !s.worker.busy && s.loading === undefined);
-    const serving = (s: Slot): number => (s.worker.state === 'MODEL_LOADED' ? 1 : 0);
-    const chosen = idle
-      .reverse()
-      .sort((a, b) => serving(a) - serving(b))
-      .slice(0, count);
-    this.slots = this.slots.filter((s) => !chosen.includes(s));
+    const chosen = this.remove(leastNeeded(idle, count));
     for (const slot of chosen) this.retire(slot, true).catch(() => {});
     return chosen.length;
+  }
+
+  /** Takes `chosen` out of the pool; answers them. */
+  private remove(chosen: Slot[]): Slot[] {
+    this.slots = this.slots.filter((s) => !chosen.includes(s));
+    return chosen;
   }
 
   /**
@@ -478,6 +481,19 @@ export class WorkerPool {
     await Promise.all(this.slots.splice(0).map((s) => this.retire(s, false)));
     for (const job of this.queue.drain()) job.fail(error);
   }
+}
+
+/**
+ * The `count` of `slots` a scale-down stops: those that do not serve (dead, or past their
+ * recovery, or still loading) first, for stopping one that serves would leave a dead one in its
+ * place; then from the newest, as TorchServe removes from the end of its list.
+ */
+function leastNeeded(slots: readonly Slot[], count: number): Slot[] {
+  const serving = (s: Slot): number => (s.worker.state === 'MODEL_LOADED' ? 1 : 0);
+  return [...slots]
+    .reverse()
+    .sort((a, b) => serving(a) - serving(b))
+    .slice(0, count);
 }
 
 /** `loading`, except that its failure is none once `slot` was retired: the worker was not wanted. */

@@ -42,6 +42,24 @@ t.test('a state move the table refuses: a known race is ignored, any other is a 
   t.equal(wrong.state, 'MODEL_LOADED', 'and the state stays');
 });
 
+t.test(
+  'a worker whose process cannot be had (the spawn throws) ends as one that died at its start: stopped, its exit told, its load failed with why',
+  async (t) => {
+    const worker = unstartedWorker('9002', {
+      hostFor: () => {
+        throw new Error('spawn EAGAIN');
+      },
+    });
+    const exits: unknown[] = [];
+    worker.on('exit', (code, signal) => exits.push([code, signal]));
+    await t.rejects(worker.start(), { message: 'Worker 9002 could not start its process: spawn EAGAIN' });
+    t.same(exits, [[null, null]], 'its exit is told once, for the pool to restart it');
+    t.equal(worker.state, 'STOPPED');
+    t.equal(worker.startFailure, 'spawn EAGAIN');
+    t.ok(worker.exited);
+  },
+);
+
 t.test('each worker gets its share of the cores, at least one thread', async (t) => {
   t.same(threadBudget({ maxWorkers: 1, adaptiveThreads: false }, 4), { intraOpThreads: 4, wideIntraOpThreads: undefined });
   t.same(threadBudget({ maxWorkers: 2, adaptiveThreads: false }, 4), { intraOpThreads: 2, wideIntraOpThreads: undefined });

@@ -125,6 +125,8 @@ export class WorkerProcess extends EventEmitter implements Tenant {
   private addedBytes: number | undefined;
   /** Its load was sent to the host: until then, stopping it needs no unload there. */
   private loadSent = false;
+  /** The spawn of its own process threw (start). */
+  private spawnError: string | undefined;
   /** Fails the load waiting for its answer: any end of the worker settles it. */
   private abortLoad: ((err: TsError) => void) | undefined;
   private readonly opts: WorkerOptions;
@@ -144,8 +146,12 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     return messageBound(this.opts.load);
   }
 
+  /**
+   * Its process's pid; -1 before it has one and once it ended (or left its shared host): a pid
+   * that describe showed after its process's end could name another process by then.
+   */
   get pid(): number {
-    return this.host?.pid ?? -1;
+    return this.exitedFlag ? -1 : (this.host?.pid ?? -1);
   }
 
   get exited(): boolean {
@@ -190,7 +196,16 @@ export class WorkerProcess extends EventEmitter implements Tenant {
 
   /** Starts its process, or finds it a shared host, and loads the model; rejects with the load error. */
   async start(): Promise<void> {
-    const host = this.opts.hosts?.hostFor(this.model) ?? this.ownHost();
+    let host: WorkerHost;
+    try {
+      host = this.opts.hosts?.hostFor(this.model) ?? this.ownHost();
+    } catch (err) {
+      // The spawn threw: it ends as a worker whose process died at its start, and is restarted so.
+      this.spawnError = err instanceof Error ? err.message : String(err);
+      this.opts.onOutput(`The worker process could not be started: ${this.spawnError}`, 'stderr');
+      this.onHostExit(null, null, tsError('TSS_ERR_WORKER_DIED'));
+      throw this.endedBeforeLoad();
+    }
     this.host = host;
     host.attach(this.id, this);
     if (!host.shared) return this.load(host);
@@ -431,11 +446,23 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     this.host?.kill();
   }
 
+  /** Why its process never ran (its spawn failed); undefined for one that started. */
+  get startFailure(): string | undefined {
+    return this.spawnError ?? this.host?.startError;
+  }
+
+  /** What its load answers when the worker ends first. */
+  private endedBeforeLoad(): TsError {
+    const why = this.startFailure;
+    return tsError('TSS_ERR_INTERNAL', `Worker ${this.id} ${why ? `could not start its process: ${why}` : 'ended before it loaded the model'}`);
+  }
+
   /** Its process ended, or, in a shared host, its model was unloaded there (`error` then unused). */
   onHostExit(code: number | null, signal: NodeJS.Signals | null, error: TsError): void {
     if (this.exitedFlag) return;
     this.exitedFlag = true;
-    this.abortLoad?.(tsError('TSS_ERR_INTERNAL', `Worker ${this.id} ended before it loaded the model`));
+    this.memoryUsage = 0;
+    this.abortLoad?.(this.endedBeforeLoad());
     // The batch it was on fails; those waiting behind it were never started and can go elsewhere.
     const [running, ...waiting] = this.inFlight;
     this.inFlight = running ? [running] : [];
