@@ -211,7 +211,7 @@ export async function eachInput<T>(batch: RequestInput[], read: (row: RequestInp
     if (!(err instanceof PredictionError) || err.status < 400 || err.status >= 500) throw err;
     refused.set(i, err);
   }
-  if (refused.size > 0) throw new InputErrors(refused);
+  if (refused.size > 0) throw new InputErrors(refused, batch);
   return settled.map((result) => (result as PromiseFulfilledResult<T>).value);
 }
 

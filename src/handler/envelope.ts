@@ -70,7 +70,7 @@ export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined):
       if (isDescribeRequest(context)) return (await entry.handle(batch, context)) as HandlerOutput[];
       const requests = batch.map((request, idx) => readOrReject(read, request, idx, context));
       const rows = requests.flatMap((r) => r.rows);
-      const outputs = rows.length > 0 ? await entry.handle(rows, context).catch((err: unknown) => Promise.reject(byRequest(err, requests))) : [];
+      const outputs = rows.length > 0 ? await entry.handle(rows, context).catch((err: unknown) => Promise.reject(byRequest(err, rows, requests, batch))) : [];
       if (!Array.isArray(outputs) || outputs.length !== rows.length) return outputs as HandlerOutput[];
       let next = 0;
       return requests.map((r, idx) => r.answer(outputs.slice(next, (next += r.rows.length)), idx, context));
@@ -79,19 +79,19 @@ export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined):
 }
 
 /**
- * The handler's refusal of rows it names (eachInput's InputErrors) as the refusal of the requests
- * they came from, each by its first refused row: it is the requests that are answered and run
- * again, and a request's rows are one batch's.
+ * The handler's refusal of `rows` it names (eachInput's InputErrors) as the refusal of the
+ * requests of `batch` they came from, each by its first refused row: it is the requests that are
+ * answered and run again, and a request's rows are one batch's.
  */
-function byRequest(err: unknown, requests: Unwrapped[]): unknown {
+function byRequest(err: unknown, rows: RequestInput[], requests: Unwrapped[], batch: RequestInput[]): unknown {
   if (!(err instanceof InputErrors)) return err;
   const owner = requests.flatMap((request, idx) => request.rows.map(() => idx));
   const refused = new Map<number, PredictionError>();
-  for (const [row, rowError] of err.errors) {
-    const idx = owner[row];
-    if (idx !== undefined && !refused.has(idx)) refused.set(idx, rowError);
+  for (const [row, rowError] of err.of(rows)) {
+    const idx = owner[row]!;
+    if (!refused.has(idx)) refused.set(idx, rowError);
   }
-  return refused.size > 0 ? new InputErrors(refused) : err;
+  return refused.size > 0 ? new InputErrors(refused, batch) : new PredictionError(err.message, err.status);
 }
 
 /** A request the envelope cannot read is answered with its error alone, with no rows to run. */

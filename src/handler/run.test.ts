@@ -8,7 +8,7 @@ import type { EntryPoint } from './load.js';
 import { eachInput } from './base-handler.js';
 import { withEnvelope } from './envelope.js';
 import { answerBatch, toWireError } from './run.js';
-import { type Context, PredictionError } from './types.js';
+import { type Context, InputErrors, PredictionError, type RequestInput } from './types.js';
 
 t.test('toWireError classifies what a handler throws', async (t) => {
   t.match(toWireError(new RangeError('Array buffer allocation failed')), { code: 'TSS_ERR_PREDICTION_OUT_OF_RESOURCES', status: 507 });
@@ -326,3 +326,92 @@ t.test('a refusal naming no request of the batch (eachInput over more than it) h
     ['Not a number: x', 'Not a number: x'],
   );
 });
+
+t.test(
+  'a refusal is read by the array it names (review-13 F1-F3): a slice blames no other client, and no index outside the batch runs it again and again',
+  async (t) => {
+    const refusing = (calls: string[][], refuse: (batch: RequestInput[]) => Promise<unknown>): EntryPoint => ({
+      initialize: async () => undefined,
+      handle: async (batch) => {
+        calls.push(batch.map((r) => String(r.body)));
+        await refuse(batch);
+        return batch.map((r) => Number(r.body) * 2);
+      },
+    });
+    const notANumber = (r: { body?: unknown }): void => {
+      if (Number.isNaN(Number(r.body))) throw new PredictionError(`Not a number: ${String(r.body)}`, 400);
+    };
+    const statuses = (answer: { items: WireResponse[] }): Array<[string, number]> => answer.items.map((i) => [i.id, i.status]);
+    const abc = [request('a', '1'), request('b', 'x'), request('c', '3')];
+
+    const sliced: string[][] = [];
+    const slice = await answerBatch(
+      refusing(sliced, (batch) => eachInput(batch.slice(1), notANumber)),
+      FACTS,
+      abc,
+      true,
+      () => undefined,
+    );
+    t.same(sliced, [['1', 'x', '3'], ['1'], ['x'], ['3']], "eachInput over a slice: its indices are not the batch's, each request runs alone");
+    // Alone, each reads an empty slice, so b too answers 200; before, a was answered b's 400.
+    t.same(
+      statuses(slice),
+      [
+        ['a', 200],
+        ['b', 200],
+        ['c', 200],
+      ],
+      'a is not blamed for b',
+    );
+
+    const outside: string[][] = [];
+    const err = new PredictionError('refused', 400);
+    const forged = refusing(outside, async (batch) => {
+      throw new InputErrors(
+        new Map([
+          [-1, err],
+          [0.5, err],
+          [batch.length, err],
+        ]),
+        batch,
+      );
+    });
+    const answer = await answerBatch(forged, FACTS, abc, true, () => undefined);
+    t.equal(outside.length, 4, 'indices outside the batch name none of it: the batch, then each alone, not thousands of runs');
+    t.same(statuses(answer), [
+      ['a', 400],
+      ['b', 400],
+      ['c', 400],
+    ]);
+
+    const holed: string[][] = [];
+    const hole = refusing(holed, async (batch) => {
+      if (batch.length === 3)
+        throw new InputErrors(
+          new Map([
+            [1, err],
+            [0, undefined as unknown as PredictionError],
+          ]),
+          batch,
+        );
+    });
+    const holes = await answerBatch(hole, FACTS, abc, true, () => undefined);
+    t.same(
+      holed,
+      [
+        ['1', 'x', '3'],
+        ['1', '3'],
+      ],
+      'an index without an error names nothing',
+    );
+    t.same(
+      holes.items.map((i) => [i.id, i.status, i.error?.message ?? Buffer.from(i.body).toString()]),
+      [
+        ['a', 200, '2'],
+        ['b', 400, 'refused'],
+        ['c', 200, '6'],
+      ],
+      'each request its own answer',
+    );
+  },
+);

@@ -72,12 +72,12 @@ export async function runBatch(
     trace,
   );
   const started = epochMs();
+  const batch = requests.map((r) => decodeRequest(r, decode));
   let outputs: unknown;
   try {
-    outputs = await entry.handle(
-      requests.map((r) => decodeRequest(r, decode)),
-      context,
-    );
+    outputs = await entry.handle(batch, context);
+  } catch (err) {
+    throw err instanceof InputErrors ? namedIn(err, batch) : err;
   } finally {
     if (stages.length === 0) stages.push({ name: 'inference', start: started, end: epochMs() });
   }
@@ -148,7 +148,7 @@ async function answerUntil(
     stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
     const time = { until, expectedMs: performance.now() - began };
     const again = { ...options, stages };
-    if (namesSome(err, requests.length)) return runWithout(entry, facts, requests, decode, onIntermediate, again, err, time);
+    if (err instanceof InputErrors) return runWithout(entry, facts, requests, decode, onIntermediate, again, err, time);
     return runEachAlone(entry, facts, requests, decode, onIntermediate, again, toWireError(err), time);
   }
 }
@@ -185,7 +185,7 @@ async function runWithout(
   const others = answers.items.values();
   const items = requests.map((r, i) => {
     const own = refused.errors.get(i);
-    return own ? failedResponse(r.id, toWireError(own)) : others.next().value!;
+    return own === undefined ? others.next().value! : failedResponse(r.id, toWireError(own));
   });
   return { items, metrics: answers.metrics, split: true };
 }
@@ -233,9 +233,14 @@ async function runEachAlone(
   return { items, metrics, split: true };
 }
 
-/** A refusal of inputs the batch has (a handler's eachInput over more than its batch names others): each run again then refuses one less. */
-function namesSome(err: unknown, requests: number): err is InputErrors {
-  return err instanceof InputErrors && [...err.errors.keys()].some((i) => i < requests);
+/**
+ * `err` as it names requests of `batch` (the array the handler was given), kept only to those; a
+ * refusal naming none of them (eachInput over another array: its indices are not the batch's, and
+ * would blame another client) is a plain refusal, each request then run alone.
+ */
+function namedIn(err: InputErrors, batch: RequestInput[]): PredictionError {
+  const named = err.of(batch);
+  return named.size > 0 ? new InputErrors(named, batch) : new PredictionError(err.message, err.status);
 }
 
 function isClientError(err: unknown): boolean {

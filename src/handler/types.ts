@@ -144,17 +144,26 @@ export class PredictionError extends Error {
 }
 
 /**
- * A batch's inputs refused each for itself (eachInput), by their index in the batch: the batch's
- * error is the first one's, and answerBatch answers each refused request with its own and runs
- * the others again as a batch, where a refusal that names no input has each request run alone.
+ * A batch's inputs refused each for itself (eachInput), by their index in `batch`, the very array
+ * that was read: the batch's error is the first one's, and answerBatch answers each refused
+ * request with its own and runs the others again as a batch, where a refusal that names no input
+ * of the batch the handler was given (eachInput over a slice, say) has each request run alone.
  */
 export class InputErrors extends PredictionError {
   readonly errors: ReadonlyMap<number, PredictionError>;
+  readonly batch: readonly unknown[];
 
-  constructor(errors: ReadonlyMap<number, PredictionError>) {
+  constructor(errors: ReadonlyMap<number, PredictionError>, batch: readonly unknown[]) {
     const [first] = errors.values();
     super(first!.message, first!.status);
     this.name = 'InputErrors';
     this.errors = errors;
+    this.batch = batch;
+  }
+
+  /** The refusals of `batch`'s own requests, by index: none when another array was read. */
+  of(batch: readonly unknown[]): ReadonlyMap<number, PredictionError> {
+    if (batch !== this.batch) return new Map();
+    return new Map([...this.errors].filter(([i, err]) => Number.isInteger(i) && i >= 0 && i < batch.length && err instanceof PredictionError));
   }
 }
