@@ -312,9 +312,12 @@ export class WorkerPool {
     };
     loading.then(done, (cause: unknown) => {
       done();
-      // ERROR: the worker said its handler failed to load, which a restart would repeat; a worker
-      // that died as it started (a crash, a kill) may well load on its restart, and is waited for.
-      if (!slot.removed && worker.state === 'ERROR' && this.loadedCount() === 0) void this.startFailed(worker, cause, restart);
+      // ERROR: the worker said its handler failed to load, and a process that could not be spawned
+      // (EACCES, EMFILE) fails alike: a restart would likely repeat either, and the queue would wait
+      // for nothing until its deadline (review-13 F5: 30 s). A worker that died as it started (a
+      // crash, a kill) may well load on its restart, and is waited for.
+      const repeats = worker.state === 'ERROR' || worker.startFailure !== undefined;
+      if (!slot.removed && repeats && this.loadedCount() === 0) void this.startFailed(worker, cause, restart);
     });
     return loading;
   }

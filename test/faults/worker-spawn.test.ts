@@ -78,3 +78,28 @@ t.test("a synchronous scale or registration whose worker cannot be spawned: the 
   t.equal((await predict(server, 'echo', 'hello')).status, 200, 'a prediction is answered');
   await survived(t, server, { models: ['echo'], sent: 1, answered: 1 });
 });
+
+t.test(
+  'the only worker exits and cannot be spawned again: a prediction waiting for it is answered 503 "no worker" at the next failed try, not at its queue deadline (review-13 F5)',
+  async (t) => {
+    const log: string[] = [];
+    const server = await serve(t, {}, undefined, (line) => log.push(line));
+    await register(t, server, 'echo', { initial_workers: 1 });
+    spawnable(false);
+    t.teardown(() => spawnable(true));
+    const exit = await predict(server, 'echo', 'exit');
+    t.ok(exit.status >= 500, `the batch of the worker that exited: ${exit.status}`);
+    await waitFor(() => log.some((l) => /could not start its process/.test(l)), 30_000, 'the failed spawn logged');
+    const waiting = await predict(server, 'echo', 'hello');
+    t.equal(waiting.status, 503, 'a 503');
+    t.match(
+      await errorBody(waiting),
+      { code: 503, type: 'ServiceUnavailableException', message: /has no worker to serve inference request/ },
+      'no worker, not a queue deadline',
+    );
+    spawnable(true);
+    await waitFor(async () => (await readyWorkers(server, 'echo')) === 1, 60_000, 'the worker back');
+    t.equal((await predict(server, 'echo', 'after')).status, 200, 'and answering');
+    await survived(t, server, { models: ['echo'], sent: 3, answered: 3 });
+  },
+);
