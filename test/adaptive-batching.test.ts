@@ -212,5 +212,7 @@ t.test("a batch-1 model's worker warms itself with batches of one, which it take
   await waitFor(() => log().includes('Warm-up of model single') || log().includes('Warm-up failed for model single'), 10_000, 'the warm-up said');
   t.notMatch(log(), /Warm-up failed for model single/, 'no warm-up batch failed');
   const batches = Number(/Warm-up of model single with sample.png: (\d+) batches/.exec(log())?.[1]);
-  t.ok(batches > 2, `the warm-up ran on: ${batches} batches`);
+  // How many fit in the warm-up's time is the machine's (a loaded CI run had 1); that none failed
+  // is the claim: before, the first was the ceiling's 8, failed, and ended the warm-up.
+  t.ok(batches >= 1, `the warm-up ran: ${batches} batches`);
 });

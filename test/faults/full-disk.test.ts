@@ -106,18 +106,13 @@ t.test('with the log disk full under load, memory stays within 1.5x of normal an
 
   disk.free();
   await load(predict, 'print:10', 20, 1, 10_000);
-  await waitFor(
-    () => warnings.some((l) => /\d+ lines of \S+model_log\.log were dropped: the disk did not take them/.test(l)),
-    10_000,
-    'the count of dropped lines',
-  );
+  // A full disk can take a write now and then (a loaded CI run: a second spell, reported and
+  // recovered again): each spell is said once as it begins and once as it ends, never per retry.
+  const refusals = (): number => warnings.filter((l) => l.includes('log file unwritable') && l.includes('model_log.log')).length;
+  const recoveries = (): number => warnings.filter((l) => /\d+ lines of \S+model_log\.log were dropped: the disk did not take them/.test(l)).length;
+  await waitFor(() => recoveries() >= 1 && recoveries() === refusals(), 10_000, 'the count of dropped lines');
   t.pass(`once the disk takes lines again, the log says how many it lost: ${warnings.find((l) => l.includes('were dropped'))}`);
-
-  t.equal(
-    warnings.filter((l) => l.includes('log file unwritable') && l.includes('model_log.log')).length,
-    1,
-    'the refused writes were reported once, not once per retry',
-  );
+  t.ok(refusals() >= 1 && refusals() === recoveries(), `the refused writes were reported once a spell, not once per retry (${refusals()} spells)`);
 
   disk.fill();
   const stopping = Date.now();
