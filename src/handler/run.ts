@@ -146,11 +146,21 @@ async function answerUntil(
   } catch (err) {
     if (requests.length < 2 || streamed || !isClientError(err) || isSequenceModel(facts)) throw err;
     stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
-    const time = { until, expectedMs: performance.now() - began };
-    const again = { ...options, stages };
-    if (err instanceof InputErrors) return runWithout(entry, facts, requests, decode, onIntermediate, again, err, time);
-    return runEachAlone(entry, facts, requests, decode, onIntermediate, again, toWireError(err), time);
+    const rerun: Rerun = { entry, facts, decode, onIntermediate, options: { ...options, stages }, until, expectedMs: performance.now() - began };
+    if (err instanceof InputErrors) return runWithout(rerun, requests, err);
+    return runEachAlone(rerun, requests, toWireError(err));
   }
+}
+
+/** What the runs after a refused batch share: its handler and options, and its time (`until`; `expectedMs`, the refused run's). */
+interface Rerun {
+  readonly entry: EntryPoint;
+  readonly facts: ModelFacts;
+  readonly decode: boolean;
+  readonly onIntermediate: (items: WireResponse[]) => void;
+  readonly options: AnswerOptions & { readonly stages: WireStage[] };
+  readonly until: number;
+  readonly expectedMs: number;
 }
 
 /**
@@ -159,22 +169,17 @@ async function answerUntil(
  * end by `until` taking as long as the refused batch did; past that they get the batch's error.
  */
 async function runWithout(
-  entry: EntryPoint,
-  facts: ModelFacts,
+  { entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun,
   requests: WireRequest[],
-  decode: boolean,
-  onIntermediate: (items: WireResponse[]) => void,
-  options: AnswerOptions & { readonly stages: WireStage[] },
   refused: InputErrors,
-  time: { readonly until: number; readonly expectedMs: number },
 ): Promise<BatchAnswer> {
   for (const err of refused.errors.values()) options.onFailure?.(err);
   const rest = requests.filter((_, i) => !refused.errors.has(i));
   let answers: BatchAnswer = { items: rest.map((r) => failedResponse(r.id, toWireError(refused))), metrics: [], split: true };
-  if (rest.length > 0 && performance.now() + time.expectedMs <= time.until) {
+  if (rest.length > 0 && performance.now() + expectedMs <= until) {
     const own: WireStage[] = [];
     try {
-      answers = await answerUntil(entry, facts, rest, decode, onIntermediate, { ...options, stages: own }, time.until);
+      answers = await answerUntil(entry, facts, rest, decode, onIntermediate, { ...options, stages: own }, until);
     } catch (err) {
       options.onFailure?.(err);
       answers = { items: rest.map((r) => failedResponse(r.id, toWireError(err))), metrics: [], split: true };
@@ -199,21 +204,16 @@ async function runWithout(
  * timeout, then a request alone of 1.3 s).
  */
 async function runEachAlone(
-  entry: EntryPoint,
-  facts: ModelFacts,
+  { entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun,
   requests: WireRequest[],
-  decode: boolean,
-  onIntermediate: (items: WireResponse[]) => void,
-  options: AnswerOptions & { readonly stages: WireStage[] },
   refusal: WireError,
-  time: { readonly until: number; readonly expectedMs: number },
 ): Promise<BatchAnswer> {
   const items: WireResponse[] = [];
   const metrics: WireMetric[] = [];
-  let longestMs = time.expectedMs;
+  let longestMs = expectedMs;
   for (const request of requests) {
     const began = performance.now();
-    if (began + longestMs > time.until) {
+    if (began + longestMs > until) {
       items.push(failedResponse(request.id, refusal));
       continue;
     }
