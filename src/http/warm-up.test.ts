@@ -25,7 +25,11 @@ t.test('a request the warm-up gave up on is its own whenever the server reads it
 
   const result = await warmFrontEnd(url, [{ model: 'm', body: Buffer.from('x'), batchDelayMs: 0 }], 200, undefined);
   warming = false;
-  t.same(result, { answered: 0, slow: [] }, 'its one prediction unanswered: given up on at its timeout');
+  t.same(
+    result,
+    { answered: 0, slow: ['m'] },
+    "its one prediction unanswered: given up on at its timeout, the model slow (not refused: a loaded machine's first answer of a 150 ms model took over its 1 s)",
+  );
   // A loaded server may read it later still: its read is waited for, not assumed.
   for (let turns = 0; seen.length === 0 && turns < 1000; turns++) await new Promise((resolve) => setTimeout(resolve, 10));
   const [late] = seen;

@@ -72,7 +72,8 @@ export interface WarmUpResult {
  * host is reached on loopback), up to PROBES times until an answer comes within SLOW_MS (plus the
  * time a lone prediction waits for its batch); then each quick one on its share of CONNECTIONS
  * connections until `budgetMs` is spent. A sample answered anything but 200 is not sent again (a
- * handler that refuses it would log an error for each), nor a slow one: beside such a model the
+ * handler that refuses it would log an error for each), nor a slow one (unanswered within the
+ * budget is slow too, not refused): beside such a model the
  * front end's cost is nothing, and queued warm-up predictions would hold its first clients up.
  * (The first answers of a cold server are slow whatever the model, hence more than one try.)
  * Nothing is sent for a Unix socket.
@@ -125,7 +126,10 @@ async function probe(
   let answered = 0;
   while (answered < PROBES && performance.now() < until) {
     const began = performance.now();
-    if ((await post(listener, sample, timeoutMs)) !== 200) return { verdict: 'refused', answered };
+    const status = await post(listener, sample, timeoutMs);
+    // Unanswered within the budget is slower than slow (a loaded machine's first answer of a 150 ms model took over 1 s).
+    if (status === UNANSWERED) return { verdict: 'slow', answered };
+    if (status !== 200) return { verdict: 'refused', answered };
     answered++;
     if (performance.now() - began < SLOW_MS + sample.batchDelayMs) return { verdict: 'fast', answered };
   }
@@ -154,7 +158,10 @@ function loopbackTarget(url: string, authorization: string | undefined): Target 
   };
 }
 
-/** POSTs one sample with the target's headers and a ticket; resolves with the status, 0 when there was none. */
+/** post's status for a prediction not answered within its timeout. */
+const UNANSWERED = -1;
+
+/** POSTs one sample with the target's headers and a ticket; resolves with the status: UNANSWERED past `timeoutMs`, 0 when the connection failed. */
 function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample, timeoutMs: number): Promise<number> {
   return new Promise((resolve) => {
     const options = {
@@ -166,13 +173,17 @@ function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample,
       headers: { ...headers, [WARM_UP_HEADER]: ticket(), 'content-length': sample.body.length },
       timeout: timeoutMs,
     };
+    let timedOut = false;
     const req = (tls ? httpsRequest : httpRequest)(options, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(0));
+      res.on('error', () => resolve(timedOut ? UNANSWERED : 0));
     });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(0));
+    req.on('timeout', () => {
+      timedOut = true;
+      req.destroy();
+    });
+    req.on('error', () => resolve(timedOut ? UNANSWERED : 0));
     req.end(sample.body);
   });
 }
