@@ -251,6 +251,33 @@ t.test('a batch refused for inputs it names runs once more without them, not req
   );
 });
 
+t.test("a refused request's answer leaves before the others run again (review-13 F6)", async (t) => {
+  const calls: string[][] = [];
+  const early: Array<[number, Array<[string, number]>]> = [];
+  const sentEarly = (items: WireResponse[]): void => {
+    early.push([calls.length, items.map((i) => [i.id, i.status])]);
+  };
+  await answerBatch(perInputDoubler(calls), FACTS, [...mixed, request('d', 'x')], true, sentEarly);
+  t.same(
+    early,
+    [
+      [
+        1,
+        [
+          ['b', 400],
+          ['d', 400],
+        ],
+      ],
+    ],
+    'the refusals named by the batch, after its run and before the re-run',
+  );
+
+  calls.length = 0;
+  early.length = 0;
+  await answerBatch(doubler(calls), FACTS, mixed, true, sentEarly);
+  t.same(early, [[3, [['b', 400]]]], 'a request refused alone: its answer as its run ends, before the next request runs');
+});
+
 t.test("a batch refused for inputs it names, past half the response timeout: the rest get the batch's refusal", async (t) => {
   const calls: string[][] = [];
   const answer = await answerBatch(perInputDoubler(calls), FACTS, mixed, true, () => undefined, { budgetMs: 0 });

@@ -164,8 +164,8 @@ interface Rerun {
 }
 
 /**
- * The requests the handler refused each for itself answered with their own errors, the others
- * run again as one batch (answered as any batch is: refused again, by its own refusal) if it may
+ * The requests the handler refused each for itself answered with their own errors at once (an
+ * intermediate message: an answer with an error is final there), the others run again as one batch (answered as any batch is: refused again, by its own refusal) if it may
  * end by `until` taking as long as the refused batch did; past that they get the batch's error.
  */
 async function runWithout(
@@ -174,25 +174,28 @@ async function runWithout(
   refused: InputErrors,
 ): Promise<BatchAnswer> {
   for (const err of refused.errors.values()) options.onFailure?.(err);
-  const rest = requests.filter((_, i) => !refused.errors.has(i));
+  const own = requests.map((r, i) => {
+    const err = refused.errors.get(i);
+    return err === undefined ? undefined : failedResponse(r.id, toWireError(err));
+  });
+  // Their answers leave now, not with the others': a re-run that outlived the response timeout had
+  // the worker killed, and their 400s went with it (review-13 F6).
+  onIntermediate(own.filter((answer) => answer !== undefined));
+  const rest = requests.filter((_, i) => own[i] === undefined);
   let answers: BatchAnswer = { items: rest.map((r) => failedResponse(r.id, toWireError(refused))), metrics: [], split: true };
   if (rest.length > 0 && performance.now() + expectedMs <= until) {
-    const own: WireStage[] = [];
+    const stages: WireStage[] = [];
     try {
-      answers = await answerUntil(entry, facts, rest, decode, onIntermediate, { ...options, stages: own }, until);
+      answers = await answerUntil(entry, facts, rest, decode, onIntermediate, { ...options, stages }, until);
     } catch (err) {
       options.onFailure?.(err);
       answers = { items: rest.map((r) => failedResponse(r.id, toWireError(err))), metrics: [], split: true };
     } finally {
-      options.stages.push(...own.map((s) => ({ ...s, requests: s.requests ?? rest.length })));
+      options.stages.push(...stages.map((s) => ({ ...s, requests: s.requests ?? rest.length })));
     }
   }
   const others = answers.items.values();
-  const items = requests.map((r, i) => {
-    const own = refused.errors.get(i);
-    return own === undefined ? others.next().value! : failedResponse(r.id, toWireError(own));
-  });
-  return { items, metrics: answers.metrics, split: true };
+  return { items: requests.map((_, i) => own[i] ?? others.next().value!), metrics: answers.metrics, split: true };
 }
 
 /**
@@ -224,7 +227,10 @@ async function runEachAlone(
       metrics.push(...alone.context.collectedMetrics);
     } catch (err) {
       options.onFailure?.(err);
-      items.push(failedResponse(request.id, toWireError(err)));
+      const failed = failedResponse(request.id, toWireError(err));
+      // Final at once, as runWithout's refusals: a later run past the response timeout would take it with the worker.
+      onIntermediate([failed]);
+      items.push(failed);
     } finally {
       options.stages.push(...own.map((s) => ({ ...s, requests: 1 })));
       longestMs = Math.max(longestMs, performance.now() - began);

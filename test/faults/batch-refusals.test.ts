@@ -182,3 +182,46 @@ t.test(
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
+
+/** ImageClassifier whose inference takes 6 s: past any response timeout the test gives it. */
+const SLOW_HANDLER = `import ImageClassifier from 'tsserve/handlers/image_classifier';
+export default class Slow extends ImageClassifier {
+  async inference(input) {
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    return super.inference(input);
+  }
+}
+`;
+
+t.test("a refused request keeps its own 400 when the others' run again outlives the response timeout (review-13 F6)", async (t) => {
+  const files = tempDir(t);
+  const handler = join(files, 'slow.js');
+  writeFileSync(handler, SLOW_HANDLER);
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'slow', version: '1.0', handler, serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+  });
+  // The refused batch ends in its preprocess, well inside half of the 3 s timeout, so the rest run
+  // again; that run's 6 s inference has the worker killed at 3 s. Before, the refused request's
+  // answer was to leave with the others' at the batch's end, and went with the worker: a 500.
+  const query = new URLSearchParams({
+    url: 'slow.mar',
+    batch_size: '4',
+    max_batch_delay: '3000',
+    response_timeout: '3',
+    initial_workers: '1',
+    synchronous: 'true',
+  });
+  t.equal((await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' })).status, 200, 'registered');
+  const image = await (await import('sharp'))
+    .default({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 20, b: 20 } } })
+    .png()
+    .toBuffer();
+  const send = (body: Buffer | string): Promise<Response> =>
+    fetch(`${server.urls.inference}/predictions/slow`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
+  const answers = await Promise.all([send(image), send('GIF89a not an image'), send(image), send(image)]);
+  const [first, refused, ...rest] = await Promise.all(answers.map(async (r) => ({ status: r.status, body: await r.text() })));
+  t.equal(refused!.status, 400, `the bad image's own 400: ${refused!.body}`);
+  t.match(JSON.parse(refused!.body), { code: 400, type: 'BadRequestException', message: /^Invalid image/ });
+  for (const other of [first!, ...rest]) t.ok(other.status >= 500, `a valid image run past the timeout: its server error (${other.status} ${other.body})`);
+  await survived(t, server, { models: ['slow'], sent: 4, answered: 4 });
+});
