@@ -47,3 +47,20 @@ t.test('a request the warm-up gave up on is its own whenever the server reads it
     t.notOk(isWarmUp(seen.at(-1)!), `a request with ${what} is a client's`);
   }
 });
+
+t.test("the warm-up ends with its budget: a prediction it sends late is given up on at the budget's end, not a whole budget later (review-14)", async (t) => {
+  // Each answer takes 950 ms of the 1000 ms budget: the second, sent at 950 ms, had 1000 ms more.
+  const server = createServer((req, res) => {
+    req.resume();
+    setTimeout(() => res.end('ok'), 950);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const result = await warmFrontEnd(url, [{ model: 'm', body: Buffer.from('x'), batchDelayMs: 0 }], 1000, undefined);
+  t.ok(result.answered <= 1, `at most the first answered within the budget (${result.answered})`);
+  t.same(result.slow, ['m'], 'the model slow');
+});

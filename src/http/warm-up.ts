@@ -86,8 +86,8 @@ export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[]
     const connections = Math.ceil(CONNECTIONS / samples.length);
     const warmed = await Promise.all(
       samples.map(async (sample) => {
-        const found = await probe(listener, sample, until, budgetMs);
-        const more = found.verdict === 'fast' ? await keepSending(listener, sample, connections, until, budgetMs) : 0;
+        const found = await probe(listener, sample, until);
+        const more = found.verdict === 'fast' ? await keepSending(listener, sample, connections, until) : 0;
         return { model: sample.model, verdict: found.verdict, answered: found.answered + more };
       }),
     );
@@ -101,13 +101,13 @@ export async function warmFrontEnd(url: string, samples: readonly WarmUpSample[]
 }
 
 /** `connections` loops sending `sample` until `until`, all stopping at its first answer other than 200; resolves with the number answered 200. */
-async function keepSending(listener: Target, sample: WarmUpSample, connections: number, until: number, timeoutMs: number): Promise<number> {
+async function keepSending(listener: Target, sample: WarmUpSample, connections: number, until: number): Promise<number> {
   let answered = 0;
   let refused = false;
   await Promise.all(
     Array.from({ length: connections }, async () => {
       while (!refused && performance.now() < until) {
-        const status = await post(listener, sample, timeoutMs);
+        const status = await post(listener, sample, until);
         if (status === 200) answered++;
         else refused = true; // refused, or the listener gone or the worker hung: no use going on
       }
@@ -117,16 +117,11 @@ async function keepSending(listener: Target, sample: WarmUpSample, connections: 
 }
 
 /** Up to PROBES answers of `sample` one after the other, until one is quick; what it found. */
-async function probe(
-  listener: Target,
-  sample: WarmUpSample,
-  until: number,
-  timeoutMs: number,
-): Promise<{ verdict: 'fast' | 'slow' | 'refused'; answered: number }> {
+async function probe(listener: Target, sample: WarmUpSample, until: number): Promise<{ verdict: 'fast' | 'slow' | 'refused'; answered: number }> {
   let answered = 0;
   while (answered < PROBES && performance.now() < until) {
     const began = performance.now();
-    const status = await post(listener, sample, timeoutMs);
+    const status = await post(listener, sample, until);
     // Unanswered within the budget is slower than slow (a loaded machine's first answer of a 150 ms model took over 1 s).
     if (status === UNANSWERED) return { verdict: 'slow', answered };
     if (status !== 200) return { verdict: 'refused', answered };
@@ -158,11 +153,15 @@ function loopbackTarget(url: string, authorization: string | undefined): Target 
   };
 }
 
-/** post's status for a prediction not answered within its timeout. */
+/** post's status for a prediction not answered by the end of the budget. */
 const UNANSWERED = -1;
 
-/** POSTs one sample with the target's headers and a ticket; resolves with the status: UNANSWERED past `timeoutMs`, 0 when the connection failed. */
-function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample, timeoutMs: number): Promise<number> {
+/**
+ * POSTs one sample with the target's headers and a ticket; resolves with the status: UNANSWERED
+ * at `until` (the budget's end: a prediction waiting the whole budget from its start made a start-up
+ * twice front_end_warmup_ms), 0 when the connection failed.
+ */
+function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample, until: number): Promise<number> {
   return new Promise((resolve) => {
     const options = {
       host,
@@ -171,7 +170,7 @@ function post({ host, port, tls, agent, headers }: Target, sample: WarmUpSample,
       method: 'POST',
       agent,
       headers: { ...headers, [WARM_UP_HEADER]: ticket(), 'content-length': sample.body.length },
-      timeout: timeoutMs,
+      timeout: Math.max(1, until - performance.now()),
     };
     let timedOut = false;
     const req = (tls ? httpsRequest : httpRequest)(options, (res) => {
