@@ -5,9 +5,9 @@
  * small images, in JavaScript; the ImageNet transform; the softmax / top-k of classifiers. Not a
  * handler itself; handler authors import it as `tsserve/vision`.
  */
-import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
+import { decodePng8, type RawImage } from './png.js';
 import {
   classLabel,
   eachInput,
@@ -38,35 +38,23 @@ function loadSharp(): Promise<SharpModule> {
   return sharpModule;
 }
 
-/** Pixels as interleaved bytes, `channels` per pixel. */
-export interface RawImage {
-  readonly data: Uint8Array;
-  readonly width: number;
-  readonly height: number;
-  readonly channels: number;
-}
+export type { RawImage } from './png.js';
 
 const SMALL_IMAGE_BYTES = 32 * 1024;
 /** A small file may still declare a huge image; the JavaScript decoders take none over this. */
 const SMALL_IMAGE_PIXELS = 1024 * 1024;
 
 /**
- * Decodes a small 8-bit PNG or a JPEG in JavaScript (fast-png, jpeg-js). For a thumbnail such as
+ * Decodes a small 8-bit PNG or a JPEG in JavaScript (handlers/png.ts, jpeg-js). For a thumbnail such as
  * a 28x28 digit, one sharp pipeline costs 0.7-1.2 ms, mostly per-call overhead, where these
  * decoders take 0.1 ms (bench/README.md). Anything else (larger files, other formats, palette or
- * 16-bit PNGs, more than a megapixel, data these decoders refuse) answers undefined: the caller
+ * 16-bit or interlaced PNGs, more than a megapixel, data these decoders refuse) answers undefined: the caller
  * goes through sharp.
  */
 export function decodeSmall(bytes: Buffer): RawImage | undefined {
   if (bytes.length > SMALL_IMAGE_BYTES) return undefined;
   try {
-    if (bytes[0] === 0x89 && bytes[1] === 0x50) {
-      const size = headerSize(bytes);
-      if (!size || size.width * size.height > SMALL_IMAGE_PIXELS) return undefined;
-      const png = decodePng(bytes);
-      if (png.depth !== 8 || png.palette) return undefined;
-      return { data: png.data as Uint8Array, width: png.width, height: png.height, channels: png.channels };
-    }
+    if (bytes[0] === 0x89 && bytes[1] === 0x50) return decodePng8(bytes, SMALL_IMAGE_PIXELS);
     if (bytes[0] === 0xff && bytes[1] === 0xd8) {
       const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxResolutionInMP: SMALL_IMAGE_PIXELS / 1e6, maxMemoryUsageInMB: 64 });
       return { data: img.data, width: img.width, height: img.height, channels: 3 };
