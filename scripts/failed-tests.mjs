@@ -62,12 +62,14 @@ function yamlBlock(from, indent) {
   return block;
 }
 
-/** tap's diff of an assertion (its `diff: |` block), its @@ lines dropped; at most MAX_DIFF_LINES. */
+/** tap's diff of an assertion (its `diff:` block), its @@ lines dropped; at most MAX_DIFF_LINES. */
 function diffOf(details) {
-  const start = details.indexOf('diff: |');
+  // tap writes it literal (`|`) or, for a long line, folded (`>`, a blank line between lines).
+  const start = details.findIndex((l) => /^diff: [|>]/.test(l));
   if (start < 0) return [];
   const diff = [];
   for (const l of details.slice(start + 1)) {
+    if (l.trim() === '') continue;
     if (!l.startsWith('  ')) break;
     if (!l.startsWith('  @@')) diff.push(l.slice(2));
   }

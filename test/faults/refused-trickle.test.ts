@@ -42,9 +42,9 @@ function trickle(url: string, model: string): Trickler {
     if (answer.includes('\r\n\r\n')) onRefused(answer);
   });
   socket.on('error', () => undefined);
-  const ticker = setInterval(() => {
-    if (socket.writable) socket.write(TRICKLE);
-  }, TRICKLE_EVERY_MS);
+  // The body trickles once the head is written: a socket is writable before it connects, and a
+  // tick before 'connect' sent body bytes ahead of the request line (a 400, CI on 2026-12-07).
+  let ticker: NodeJS.Timeout | undefined;
   const giveUp = setTimeout(() => socket.destroy(), GIVE_UP_MS);
   const closed = new Promise<number>((resolve) =>
     socket.on('close', () => {
@@ -54,9 +54,12 @@ function trickle(url: string, model: string): Trickler {
       resolve(Math.min(performance.now() - began, GIVE_UP_MS));
     }),
   );
-  socket.on('connect', () =>
-    socket.write(`POST /predictions/${model} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: ${DECLARED}\r\n\r\n`),
-  );
+  socket.on('connect', () => {
+    socket.write(`POST /predictions/${model} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: ${DECLARED}\r\n\r\n`);
+    ticker = setInterval(() => {
+      if (socket.writable) socket.write(TRICKLE);
+    }, TRICKLE_EVERY_MS);
+  });
   return { refused, closed, socket };
 }
 
