@@ -216,6 +216,17 @@ const table = {
     status: 500,
     message: 'Response is larger than max_response_size (%s bytes).',
   },
+  /**
+   * A request of a batch its handler refused for another request's input, left over when too little
+   * of the response timeout remained to run it again (handler/run.ts): not its client's fault, so
+   * not that client's 400.
+   */
+  TSS_ERR_PREDICTION_NOT_RUN_AGAIN: {
+    type: 'ServiceUnavailableException',
+    status: 503,
+    message:
+      "The batch this request came in was refused for another request's input, and too little of the response timeout was left to run it again: it was not run; send it again",
+  },
   TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
   /** A status, reason phrase or header no HTTP answer can carry (protocol/answer-head.ts). */
   TSS_ERR_PREDICTION_BAD_ANSWER: { type: 'InternalServerException', status: 500, message: "The handler's answer cannot be sent: %s" },

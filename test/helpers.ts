@@ -213,13 +213,14 @@ function equalAtOnce(actual: ArrayBufferView | unknown[], expected: ArrayBufferV
   return actual.constructor === expected.constructor && bytes(actual).equals(bytes(expected));
 }
 
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+/** Polls `check` until it holds; past `timeoutMs` throws, naming `what` (a function: what it says then). */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 30_000, what: string | (() => string) = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`timed out waiting for ${what}`);
+  throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
 }
 
 /** The value of one model's series of /metrics, 0 when it is not there yet. */

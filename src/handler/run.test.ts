@@ -125,17 +125,13 @@ t.test('a batch failed with a 5xx, or refused after it streamed parts, is not ru
   t.equal(parts.length, 1);
 });
 
-t.test("past half the batch's response timeout, the requests not yet run alone get the batch's refusal", async (t) => {
+t.test("past half the batch's response timeout, the requests not yet run alone are not run: a 503 each, not the batch's 400", async (t) => {
   const calls: string[][] = [];
   const answer = await answerBatch(doubler(calls), FACTS, mixed, true, () => undefined, { budgetMs: 0 });
   t.equal(calls.length, 1);
   t.same(
-    answer.items.map((i) => [i.id, i.error?.status, i.error?.message]),
-    [
-      ['a', 400, 'Not a number: GIF89a'],
-      ['b', 400, 'Not a number: GIF89a'],
-      ['c', 400, 'Not a number: GIF89a'],
-    ],
+    answer.items.map((i) => [i.id, i.error?.status, i.error?.code]),
+    Array.from('abc', (id) => [id, 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN']),
   );
 });
 
@@ -156,9 +152,9 @@ t.test('a request starts alone only if it may end within half the timeout, takin
   const answer = await answerBatch(slow, FACTS, mixed, true, () => undefined, { budgetMs: 200 });
   t.equal(calls.length, 1, 'no request ran alone');
   t.same(
-    answer.items.map((i) => i.error?.status),
-    [400, 400, 400],
-    "each the batch's refusal",
+    answer.items.map((i) => [i.error?.status, i.error?.code]),
+    Array.from('abc', () => [503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN']),
+    "each not run again: which one was refused is not known, and a valid one's client is told no other's 400",
   );
 });
 
@@ -278,16 +274,16 @@ t.test("a refused request's answer leaves before the others run again (review-13
   t.same(early, [[3, [['b', 400]]]], 'a request refused alone: its answer as its run ends, before the next request runs');
 });
 
-t.test("a batch refused for inputs it names, past half the response timeout: the rest get the batch's refusal", async (t) => {
+t.test("a batch refused for inputs it names, past half the response timeout: the refused get their own 400, the rest a 503, not another's 400", async (t) => {
   const calls: string[][] = [];
   const answer = await answerBatch(perInputDoubler(calls), FACTS, mixed, true, () => undefined, { budgetMs: 0 });
   t.equal(calls.length, 1);
   t.same(
-    answer.items.map((i) => [i.id, i.error?.message]),
+    answer.items.map((i) => [i.id, i.error?.status, i.error?.code]),
     [
-      ['a', 'Not a number: GIF89a'],
-      ['b', 'Not a number: GIF89a'],
-      ['c', 'Not a number: GIF89a'],
+      ['a', 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN'],
+      ['b', 400, 'TSS_ERR_PREDICTION_HANDLER'],
+      ['c', 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN'],
     ],
   );
 });

@@ -148,7 +148,7 @@ async function answerUntil(
     stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
     const rerun: Rerun = { entry, facts, decode, onIntermediate, options: { ...options, stages }, until, expectedMs: performance.now() - began };
     if (err instanceof InputErrors) return runWithout(rerun, requests, err);
-    return runEachAlone(rerun, requests, toWireError(err));
+    return runEachAlone(rerun, requests);
   }
 }
 
@@ -165,8 +165,9 @@ interface Rerun {
 
 /**
  * The requests the handler refused each for itself answered with their own errors at once (an
- * intermediate message: an answer with an error is final there), the others run again as one batch (answered as any batch is: refused again, by its own refusal) if it may
- * end by `until` taking as long as the refused batch did; past that they get the batch's error.
+ * intermediate message: an answer with an error is final there), the others run again as one
+ * batch (answered as any batch is: refused again, by its own refusal) if it may end by `until`
+ * taking as long as the refused batch did; past that they are not run (notRunAgain).
  */
 async function runWithout(
   { entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun,
@@ -182,7 +183,7 @@ async function runWithout(
   // the worker killed, and their 400s went with it (review-13 F6).
   onIntermediate(own.filter((answer) => answer !== undefined));
   const rest = requests.filter((_, i) => own[i] === undefined);
-  let answers: BatchAnswer = { items: rest.map((r) => failedResponse(r.id, toWireError(refused))), metrics: [], split: true };
+  let answers: BatchAnswer = { items: rest.map((r) => notRunAgain(r.id)), metrics: [], split: true };
   if (rest.length > 0 && performance.now() + expectedMs <= until) {
     const stages: WireStage[] = [];
     try {
@@ -201,23 +202,19 @@ async function runWithout(
 /**
  * Each request as a batch of its own while the batch's time lasts: one starts only if it may end
  * by `until` (half the response timeout) taking as long as the longest run yet, the refused batch's
- * included (`expectedMs`); past that the rest get the batch's error (`refusal`). The response
+ * included (`expectedMs`); past that the rest are not run (notRunAgain). The response
  * timeout is the batch's, not each request's, and a lone run that ran past it had the worker
  * killed and every request of the batch lost (review-9 F2: a batch refused in 900 ms of a 2 s
  * timeout, then a request alone of 1.3 s).
  */
-async function runEachAlone(
-  { entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun,
-  requests: WireRequest[],
-  refusal: WireError,
-): Promise<BatchAnswer> {
+async function runEachAlone({ entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun, requests: WireRequest[]): Promise<BatchAnswer> {
   const items: WireResponse[] = [];
   const metrics: WireMetric[] = [];
   let longestMs = expectedMs;
   for (const request of requests) {
     const began = performance.now();
     if (began + longestMs > until) {
-      items.push(failedResponse(request.id, refusal));
+      items.push(notRunAgain(request.id));
       continue;
     }
     const own: WireStage[] = [];
@@ -280,6 +277,14 @@ function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context:
     const answer = { id, status: meta.status, phrase: meta.phrase, headers, body };
     return budget.take(id, answerBytes(answer)) ? answer : refusedResponse(id, budget.max);
   });
+}
+
+/**
+ * A request left over from a refused batch: which request the refusal was for is not known, or
+ * not this one, so it gets no client's 400 but a 503 that asks for it again.
+ */
+function notRunAgain(id: string): WireResponse {
+  return failedResponse(id, toWireError(tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN')));
 }
 
 function refusedResponse(id: string, maxResponseSize: number): WireResponse {

