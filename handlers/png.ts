@@ -22,16 +22,40 @@ const SIGNATURE = 0x89504e47;
 /** Samples a pixel has, by PNG colour type (palette, 3, is not decoded here). */
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 4: 2, 6: 4 };
 
+/** What a PNG's IHDR chunk says, as stored (a width or height of 0 included). */
+export interface PngHeader {
+  readonly width: number;
+  readonly height: number;
+  readonly depth: number;
+  readonly colourType: number;
+  readonly compression: number;
+  readonly filter: number;
+  readonly interlace: number;
+}
+
+/** The IHDR of a file that starts as a PNG does; undefined for any other file, or one cut short in it. */
+export function pngHeader(bytes: Buffer): PngHeader | undefined {
+  if (bytes.length < 29 || bytes.readUInt32BE(0) !== SIGNATURE || bytes.toString('latin1', 12, 16) !== 'IHDR') return undefined;
+  return {
+    width: bytes.readUInt32BE(16),
+    height: bytes.readUInt32BE(20),
+    depth: bytes[24]!,
+    colourType: bytes[25]!,
+    compression: bytes[26]!,
+    filter: bytes[27]!,
+    interlace: bytes[28]!,
+  };
+}
+
 /**
  * The image, or undefined for what this does not decode (another bit depth, a palette, interlace,
  * a broken file): the caller then has sharp decode it. At most `maxPixels` pixels.
  */
 export function decodePng8(bytes: Buffer, maxPixels: number): RawImage | undefined {
-  if (bytes.length < 33 || bytes.readUInt32BE(0) !== SIGNATURE || bytes.toString('latin1', 12, 16) !== 'IHDR') return undefined;
-  const width = bytes.readUInt32BE(16);
-  const height = bytes.readUInt32BE(20);
-  const channels = CHANNELS[bytes[25]!];
-  const [depth, compression, filter, interlace] = [bytes[24], bytes[26], bytes[27], bytes[28]];
+  const header = pngHeader(bytes);
+  if (header === undefined) return undefined;
+  const { width, height, depth, compression, filter, interlace } = header;
+  const channels = CHANNELS[header.colourType];
   if (channels === undefined || depth !== 8 || compression !== 0 || filter !== 0 || interlace !== 0) return undefined;
   if (width === 0 || height === 0 || width * height > maxPixels) return undefined;
   const compressed = idat(bytes);

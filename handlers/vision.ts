@@ -7,7 +7,7 @@
  */
 import jpeg from 'jpeg-js';
 import type { Sharp } from 'sharp';
-import { decodePng8, type RawImage } from './png.js';
+import { decodePng8, pngHeader, type RawImage } from './png.js';
 import {
   classLabel,
   eachInput,
@@ -159,9 +159,8 @@ async function imageSize(bytes: Buffer): Promise<{ width: number; height: number
 
 /** A PNG's or JPEG's size as its header states it (the stored size, as sharp's metadata gives it), else undefined. */
 export function headerSize(bytes: Buffer): { width: number; height: number } | undefined {
-  if (bytes.length >= 24 && bytes.readUInt32BE(0) === 0x89504e47 && bytes.toString('latin1', 12, 16) === 'IHDR') {
-    return nonZero(bytes.readUInt32BE(16), bytes.readUInt32BE(20));
-  }
+  const png = pngHeader(bytes);
+  if (png) return nonZero(png.width, png.height);
   if (bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
   let at = 2;
   while (at + 9 <= bytes.length) {
