@@ -3,25 +3,30 @@
 // server reads a new connection's request (0.9 s late on 2026-12-07, past the warm-up's timeout).
 // Before tickets, a key recognised only while the warm-up ran made such a request a client's:
 // counted, logged, and load that added a worker (test/autoscale.test.ts).
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { isWarmUp, WARM_UP_HEADER, warmFrontEnd } from './warm-up.js';
 
-t.test('a request the warm-up gave up on is its own whenever the server reads it; its ticket is good once, and a made-up one never', async (t) => {
-  const seen: IncomingMessage[] = [];
-  let warming = true;
-  const server = createServer((req, res) => {
-    seen.push(req);
-    req.resume();
-    if (!warming) res.end('ok');
-  });
+/** A listener on 127.0.0.1 that `listener` answers, closed with the test; its URL. */
+async function loopbackServer(t: Test, listener: RequestListener): Promise<string> {
+  const server = createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => {
     server.closeAllConnections();
     server.close();
   });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+t.test('a request the warm-up gave up on is its own whenever the server reads it; its ticket is good once, and a made-up one never', async (t) => {
+  const seen: IncomingMessage[] = [];
+  let warming = true;
+  const url = await loopbackServer(t, (req, res) => {
+    seen.push(req);
+    req.resume();
+    if (!warming) res.end('ok');
+  });
 
   const result = await warmFrontEnd(url, [{ model: 'm', body: Buffer.from('x'), batchDelayMs: 0 }], 200, undefined);
   warming = false;
@@ -50,16 +55,10 @@ t.test('a request the warm-up gave up on is its own whenever the server reads it
 
 t.test("the warm-up ends with its budget: a prediction it sends late is given up on at the budget's end, not a whole budget later (review-14)", async (t) => {
   // Each answer takes 950 ms of the 1000 ms budget: the second, sent at 950 ms, had 1000 ms more.
-  const server = createServer((req, res) => {
+  const url = await loopbackServer(t, (req, res) => {
     req.resume();
     setTimeout(() => res.end('ok'), 950);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const result = await warmFrontEnd(url, [{ model: 'm', body: Buffer.from('x'), batchDelayMs: 0 }], 1000, undefined);
   t.ok(result.answered <= 1, `at most the first answered within the budget (${result.answered})`);
   t.same(result.slow, ['m'], 'the model slow');
