@@ -2,11 +2,12 @@
 // become a typed array of its values (a view where the bytes are aligned, a copy where not), and
 // outputs asked in binary form are answered in the extension's layout, each datatype's bytes.
 import t from 'tap';
-import type { WireParam, WireRequest } from '../protocol/messages.js';
+import type { WireParam, WireRequest, WireResponse } from '../protocol/messages.js';
 import { withEnvelope } from './envelope.js';
 import type { EntryPoint } from './load.js';
 import { runBatch } from './run.js';
 import type { HandlerOutput, RequestInput } from './types.js';
+import { UnreadRequests } from './unread.js';
 
 const FACTS = {
   modelName: 'm',
@@ -27,8 +28,18 @@ async function run(params: WireParam[], answer: (row: RequestInput) => HandlerOu
     },
   };
   const request: WireRequest = { id: 'r1', headers: {}, params };
-  const { items } = await runBatch(withEnvelope(entry, 'kservev2'), FACTS, [request], true, () => undefined);
-  return { rows, item: items[0]! };
+  const item = await runBatch(withEnvelope(entry, 'kservev2'), FACTS, [request], true, () => undefined).then(
+    ({ items }) => items[0]!,
+    (err: unknown) => refusal(request.id, err),
+  );
+  return { rows, item };
+}
+
+/** A request the envelope refused (UnreadRequests, the batch's error) as its client is answered: the error's status and JSON. */
+function refusal(id: string, err: unknown): WireResponse {
+  if (!(err instanceof UnreadRequests)) throw err;
+  const body = Buffer.from(JSON.stringify({ code: err.status, type: 'BadRequestException', message: err.message }));
+  return { id, status: err.status, phrase: '', headers: {}, body };
 }
 
 const header = (value: object): WireParam => ({ name: 'body', contentType: 'application/json', value: Buffer.from(JSON.stringify(value)) });

@@ -23,7 +23,7 @@
  *
  * The rows of every request of a batch go to the handler as one flat batch and the answers are
  * grouped back, one reply per request (TorchServe answers only the first request of a batch).
- * A request the envelope cannot read gets its own 400; the rest of its batch is still answered.
+ * A request the envelope cannot read gets its own 400 at once; the rest of its batch is still answered.
  * As in TorchServe, the context still describes the HTTP requests, not the rows.
  */
 import {
@@ -40,6 +40,7 @@ import {
 } from '../protocol/tensor-bytes.js';
 import type { EntryPoint } from './load.js';
 import { serializeOutput } from './run.js';
+import { UnreadRequests } from './unread.js';
 import { isDescribeRequest } from './context.js';
 import { InputErrors, PredictionError, type Context, type HandlerOutput, type InputValue, type JsonValue, type RequestInput } from './types.js';
 
@@ -68,7 +69,7 @@ export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined):
     async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
       // A customized describe carries no body for an envelope to read.
       if (isDescribeRequest(context)) return (await entry.handle(batch, context)) as HandlerOutput[];
-      const requests = batch.map((request, idx) => readOrReject(read, request, idx, context));
+      const requests = readAll(read, batch);
       const rows = requests.flatMap((r) => r.rows);
       const outputs = rows.length > 0 ? await entry.handle(rows, context).catch((err: unknown) => Promise.reject(byRequest(err, rows, requests, batch))) : [];
       if (!Array.isArray(outputs) || outputs.length !== rows.length) return outputs as HandlerOutput[];
@@ -94,16 +95,25 @@ function byRequest(err: unknown, rows: RequestInput[], requests: Unwrapped[], ba
   return refused.size > 0 ? new InputErrors(refused, batch) : new PredictionError(err.message, err.status);
 }
 
-/** A request the envelope cannot read is answered with its error alone, with no rows to run. */
-function readOrReject(read: Reader, request: RequestInput, idx: number, context: Context): Unwrapped {
-  try {
-    return read(request);
-  } catch (err) {
-    if (!(err instanceof PredictionError)) throw err;
-    context.setResponseStatus(err.status, undefined, idx);
-    const body = { code: err.status, type: 'BadRequestException', message: err.message };
-    return { rows: [], answer: () => body };
-  }
+/**
+ * Every request of `batch` read; those the envelope cannot read are refused (UnreadRequests),
+ * each with its own 400, before any row reaches the handler: answerBatch answers them at once
+ * and runs the others as a batch of their own. Answered at the batch's end instead, a 400 went
+ * with the worker when the others' run outlived the response timeout (review-14 F1).
+ */
+function readAll(read: Reader, batch: RequestInput[]): Unwrapped[] {
+  const unread = new Map<number, PredictionError>();
+  const requests = batch.map((request, idx) => {
+    try {
+      return read(request);
+    } catch (err) {
+      if (!(err instanceof PredictionError)) throw err;
+      unread.set(idx, err);
+      return undefined;
+    }
+  });
+  if (unread.size > 0) throw new UnreadRequests(unread, batch);
+  return requests as Unwrapped[];
 }
 
 /** TorchServe's default envelope: the request's `data` (or `body`) is the row, its answer as is. */

@@ -330,6 +330,31 @@ t.test("behind an envelope, a refusal of rows it names is its requests': each an
   );
 });
 
+t.test("a request an envelope cannot read is answered at once, before its handler runs the others, a stateful model's too (review-14 F1)", async (t) => {
+  const calls: string[][] = [];
+  const json = (id: string, body: string): WireRequest => ({
+    id,
+    headers: {},
+    params: [{ name: 'body', contentType: 'application/json', value: Buffer.from(body) }],
+  });
+  const batch = [json('a', '{"instances": [1]}'), json('b', '{"inputs": []}'), json('c', '{"instances": [3]}')];
+  const early: Array<[number, Array<[string, number | undefined]>]> = [];
+  const facts = { ...FACTS, modelYamlConfig: { sequenceBatching: true } };
+  const answer = await answerBatch(withEnvelope(doubler(calls), 'kserve'), facts, batch, true, (items) => {
+    early.push([calls.length, items.map((i) => [i.id, i.error?.status])]);
+  });
+  t.same(early, [[0, [['b', 400]]]], 'its 400 leaves before the handler is called');
+  t.same(calls, [['1', '3']], 'the others run once, together: none had reached the handler');
+  t.same(
+    answer.items.map((i) => [i.id, i.status, i.error?.message ?? JSON.parse(Buffer.from(i.body).toString())]),
+    [
+      ['a', 200, { predictions: [2] }],
+      ['b', 400, 'Expected a JSON body {"instances": [...]}'],
+      ['c', 200, { predictions: [6] }],
+    ],
+  );
+});
+
 t.test('a refusal naming no request of the batch (eachInput over more than it) has each request run alone, not the batch again and again', async (t) => {
   const calls: string[][] = [];
   const overMore: EntryPoint = {

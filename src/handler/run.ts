@@ -12,6 +12,7 @@ import type { WireError, WireMetric, WireParam, WireRequest, WireResponse, WireS
 import { BatchContext, epochMs, type ModelFacts } from './context.js';
 import type { EntryPoint } from './load.js';
 import { InputErrors, PredictionError, type HandlerOutput, type InputValue, type RequestInput } from './types.js';
+import { UnreadRequests } from './unread.js';
 
 export interface BatchResult {
   readonly items: WireResponse[];
@@ -144,7 +145,7 @@ async function answerUntil(
     const { items, context } = await runBatch(entry, facts, requests, decode, streaming, { ...options, stages });
     return { items, metrics: context.collectedMetrics, split: false };
   } catch (err) {
-    if (requests.length < 2 || streamed || !isClientError(err) || isSequenceModel(facts)) throw err;
+    if (requests.length < 2 || streamed || !isClientError(err) || (isSequenceModel(facts) && !(err instanceof UnreadRequests))) throw err;
     stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
     const rerun: Rerun = { entry, facts, decode, onIntermediate, options: { ...options, stages }, until, expectedMs: performance.now() - began };
     if (err instanceof InputErrors) return runWithout(rerun, requests, err);
@@ -243,7 +244,9 @@ async function runEachAlone({ entry, facts, decode, onIntermediate, options, unt
  */
 function namedIn(err: InputErrors, batch: RequestInput[]): PredictionError {
   const named = err.of(batch);
-  return named.size > 0 ? new InputErrors(named, batch) : new PredictionError(err.message, err.status);
+  if (named.size === 0) return new PredictionError(err.message, err.status);
+  // The refusal itself when it names only the batch's own requests: an UnreadRequests stays one.
+  return named.size === err.errors.size ? err : new InputErrors(named, batch);
 }
 
 function isClientError(err: unknown): boolean {

@@ -200,13 +200,45 @@ export default class Slow extends ImageClassifier {
 `;
 }
 
-/** The answers to 4 images sent at once to a slow handler (slowHandler) with a 3 s response timeout, the second not an image. */
-async function oneBadAmongSlow(t: Test, preprocessMs: number, inferenceMs: number): Promise<{ status: number; body: string }[]> {
+/** How the 4 requests go: the bad one, and what its 400 says. */
+interface Route {
+  /** config.properties' service_envelope, if any. */
+  readonly envelope?: string;
+  send(server: TestServer, image: Buffer, bad: boolean): Promise<Response>;
+  readonly refusal: RegExp;
+}
+
+/** /predictions: the bad request is not an image, which the handler's preprocess refuses. */
+const PREDICTIONS: Route = {
+  send: (server, image, bad) =>
+    fetch(`${server.urls.inference}/predictions/slow`, { method: 'POST', body: bad ? 'GIF89a not an image' : image, signal: AbortSignal.timeout(60_000) }),
+  refusal: /^Invalid image/,
+};
+
+/** KServe v1 behind the kserve envelope: the bad request is a body the envelope cannot read, refused before the handler runs. */
+const KSERVE_V1: Route = {
+  envelope: 'kserve',
+  send: (server, image, bad) =>
+    fetch(`${server.urls.inference}/v1/models/slow:predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(bad ? { inputs: [] } : { instances: [image.toString('base64')] }),
+      signal: AbortSignal.timeout(60_000),
+    }),
+  refusal: /^Expected a JSON body \{"instances"/,
+};
+
+/**
+ * The answers to 4 requests sent at once to a slow handler (slowHandler) with a 3 s response
+ * timeout, the second a bad one, which gets its own 400; the other three's are returned.
+ */
+async function oneBadAmongSlow(t: Test, preprocessMs: number, inferenceMs: number, route = PREDICTIONS): Promise<{ status: number; body: string }[]> {
   const files = tempDir(t);
   const handler = join(files, 'slow.js');
   writeFileSync(handler, slowHandler(preprocessMs, inferenceMs));
   const server = await startTestServer(t, {
     prepare: (store) => buildMar(store, { modelName: 'slow', version: '1.0', handler, serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+    ...(route.envelope && { properties: { service_envelope: route.envelope } }),
   });
   const query = new URLSearchParams({
     url: 'slow.mar',
@@ -221,13 +253,11 @@ async function oneBadAmongSlow(t: Test, preprocessMs: number, inferenceMs: numbe
     .default({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 20, b: 20 } } })
     .png()
     .toBuffer();
-  const send = (body: Buffer | string): Promise<Response> =>
-    fetch(`${server.urls.inference}/predictions/slow`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
-  const responses = await Promise.all([send(image), send('GIF89a not an image'), send(image), send(image)]);
+  const responses = await Promise.all([0, 1, 2, 3].map((i) => route.send(server, image, i === 1)));
   const answers = await Promise.all(responses.map(async (r) => ({ status: r.status, body: await r.text() })));
   const refused = answers[1]!;
-  t.equal(refused.status, 400, `the bad image's own 400: ${refused.body}`);
-  t.match(JSON.parse(refused.body), { code: 400, type: 'BadRequestException', message: /^Invalid image/ });
+  t.equal(refused.status, 400, `the bad request's own 400: ${refused.body}`);
+  t.match(JSON.parse(refused.body), { code: 400, type: 'BadRequestException', message: route.refusal });
   await survived(t, server, { models: ['slow'], sent: 4, answered: 4 });
   return answers.filter((_, i) => i !== 1);
 }
@@ -252,3 +282,11 @@ t.test(
     }
   },
 );
+
+t.test("a request the KServe envelope cannot read keeps its own 400 when the others' run outlives the response timeout (review-14 F1)", async (t) => {
+  // Before, the envelope answered it as an output of the batch, at the batch's end: the others'
+  // 6 s inference had the worker killed at 3 s, and its 400 went with it (a 500 "Worker died.").
+  for (const other of await oneBadAmongSlow(t, 0, 6000, KSERVE_V1)) {
+    t.ok(other.status >= 500, `a valid instance run past the timeout: a server error (${other.status} ${other.body})`);
+  }
+});
