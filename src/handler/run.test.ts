@@ -251,6 +251,10 @@ t.test("a refused request's answer leaves before the others run again (review-13
   const calls: string[][] = [];
   const early: Array<[number, Array<[string, number]>]> = [];
   const sentEarly = (items: WireResponse[]): void => {
+    t.ok(
+      items.every((i) => i.final || i.error),
+      'each a final answer (an error is one), not a streamed part',
+    );
     early.push([calls.length, items.map((i) => [i.id, i.status])]);
   };
   await answerBatch(perInputDoubler(calls), FACTS, [...mixed, request('d', 'x')], true, sentEarly);
@@ -271,7 +275,15 @@ t.test("a refused request's answer leaves before the others run again (review-13
   calls.length = 0;
   early.length = 0;
   await answerBatch(doubler(calls), FACTS, mixed, true, sentEarly);
-  t.same(early, [[3, [['b', 400]]]], 'a request refused alone: its answer as its run ends, before the next request runs');
+  t.same(
+    early,
+    [
+      [2, [['a', 200]]],
+      [3, [['b', 400]]],
+      [4, [['c', 200]]],
+    ],
+    'each request run alone: its answer as its run ends, before the next request runs (review-14 F2: the 200s too)',
+  );
 });
 
 t.test("a batch refused for inputs it names, past half the response timeout: the refused get their own 400, the rest a 503, not another's 400", async (t) => {

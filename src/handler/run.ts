@@ -206,7 +206,9 @@ async function runWithout(
  * included (`expectedMs`); past that the rest are not run (notRunAgain). The response
  * timeout is the batch's, not each request's, and a lone run that ran past it had the worker
  * killed and every request of the batch lost (review-9 F2: a batch refused in 900 ms of a 2 s
- * timeout, then a request alone of 1.3 s).
+ * timeout, then a request alone of 1.3 s). Each answer leaves as its run ends (an intermediate
+ * message, `final`): one that waited for the batch's end went with the worker when a later run
+ * outlived the timeout all the same (review-14 F2).
  */
 async function runEachAlone({ entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun, requests: WireRequest[]): Promise<BatchAnswer> {
   const items: WireResponse[] = [];
@@ -221,12 +223,12 @@ async function runEachAlone({ entry, facts, decode, onIntermediate, options, unt
     const own: WireStage[] = [];
     try {
       const alone = await runBatch(entry, facts, [request], decode, onIntermediate, { ...options, stages: own });
+      onIntermediate(alone.items.map((item) => ({ ...item, final: true })));
       items.push(...alone.items);
       metrics.push(...alone.context.collectedMetrics);
     } catch (err) {
       options.onFailure?.(err);
       const failed = failedResponse(request.id, toWireError(err));
-      // Final at once, as runWithout's refusals: a later run past the response timeout would take it with the worker.
       onIntermediate([failed]);
       items.push(failed);
     } finally {

@@ -27,6 +27,12 @@ export interface WireResponse {
   readonly body: Uint8Array;
   /** The answer was refused where it was made (over max_response_size): the request fails with this; body is empty. */
   readonly error?: WireError;
+  /**
+   * In an intermediate message, the request's whole answer, not a streamed part: one run alone
+   * after its batch was refused, answered as its run ends (handler/run.ts). An answer with an
+   * error is final without it.
+   */
+  readonly final?: true;
 }
 
 export interface WireMetric {

@@ -352,7 +352,7 @@ export class WorkerProcess extends EventEmitter implements Tenant {
         if (this.leaving) this.left(0);
         return;
       case 'intermediate':
-        this.forEachItem(msg.batchId, msg.items, (job, item) => job.intermediate(item));
+        this.forEachItem(msg.batchId, msg.items, (job, item) => (item.final ? job.respond(item) : job.intermediate(item)));
         return;
       case 'reply':
       case 'batch-failed':
@@ -393,7 +393,8 @@ export class WorkerProcess extends EventEmitter implements Tenant {
     if (!batch) return;
     for (const item of items) {
       const job = batch.jobs.get(item.id);
-      if (!job) continue;
+      // A job answered before its batch's end (an error, a final answer) is not answered again, nor its bytes counted twice.
+      if (!job || job.settled) continue;
       const answer = this.sendable(batch, item);
       if (answer instanceof Error) {
         job.fail(answer);

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { decodeSmall, toGrey } from '../../handlers/vision.js';
-import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, startTestServer, tempDir, type TestServer } from '../helpers.js';
+import { buildMar, buildMnistMar, FIXTURES, MNIST_DIR, requestsArrived, startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { survived } from './survival.js';
 
 const CLIENTS = 16;
@@ -289,4 +289,46 @@ t.test("a request the KServe envelope cannot read keeps its own 400 when the oth
   for (const other of await oneBadAmongSlow(t, 0, 6000, KSERVE_V1)) {
     t.ok(other.status >= 500, `a valid instance run past the timeout: a server error (${other.status} ${other.body})`);
   }
+});
+
+/** Refuses a batch with a 'bad' among several (no input named: each then runs alone); alone, 'slow' takes 6 s. */
+const ALONE_HANDLER = `import { PredictionError } from 'tsserve';
+export async function handle(batch) {
+  if (batch === null) return null;
+  const bodies = batch.map((r) => String(r.body));
+  if (bodies.includes('bad')) throw new PredictionError('a bad one among ' + bodies.length, 400);
+  if (bodies[0] === 'slow') await new Promise((resolve) => setTimeout(resolve, 6000));
+  return bodies.map((b) => 'ok ' + b);
+}
+`;
+
+t.test('a request answered alone after its batch was refused keeps its 200 when a later lone run outlives the response timeout (review-14 F2)', async (t) => {
+  const handler = join(tempDir(t), 'alone.js');
+  writeFileSync(handler, ALONE_HANDLER);
+  const server = await startTestServer(t, {
+    prepare: (store) => buildMar(store, { modelName: 'alone', version: '1.0', handler, serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+  });
+  const query = new URLSearchParams({
+    url: 'alone.mar',
+    batch_size: '4',
+    max_batch_delay: '3000',
+    response_timeout: '3',
+    initial_workers: '1',
+    synchronous: 'true',
+  });
+  t.equal((await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' })).status, 200, 'registered');
+  const send = (body: string): Promise<Response> =>
+    fetch(`${server.urls.inference}/predictions/alone`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
+  // Refused as a batch, the four run alone in order: 'first' answers, 'bad' is refused, 'slow' runs past the timeout.
+  const pending: Promise<Response>[] = [];
+  for (const body of ['first', 'bad', 'slow', 'last']) {
+    pending.push(send(body));
+    await requestsArrived(server, 'alone', pending.length);
+  }
+  const responses = await Promise.all(pending);
+  const [first, bad, slow, last] = await Promise.all(responses.map(async (r) => ({ status: r.status, body: await r.text() })));
+  t.same([first!.status, first!.body], [200, 'ok first'], "the first's own answer, kept: before, it waited for the batch's end and went with the worker (500)");
+  t.equal(bad!.status, 400, `the bad one's own 400: ${bad!.body}`);
+  for (const other of [slow!, last!]) t.ok(other.status >= 500, `run past the timeout, or not run: a server error (${other.status} ${other.body})`);
+  await survived(t, server, { models: ['alone'], sent: 4, answered: 4 });
 });
