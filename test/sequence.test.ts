@@ -110,6 +110,19 @@ t.test('refusals: an unknown id, a closed sequence, an idle one, too many sequen
   t.equal((await send(server, '7')).counted!.sum, 7, 'its place is free again');
 });
 
+t.test('a request that opens a sequence and is refused still names its sequence, so its client can close it (review-15 F1)', async (t) => {
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 1, maxNumSequence: 1 });
+  const bad = await send(server, 'bad');
+  t.equal(bad.res.status, 400);
+  t.match(await errorBody(bad.res), { code: 400, message: 'Not a number: bad' });
+  // Before, a refusal the handler's answers did not carry went out without it: the sequence held
+  // the only place, and no client knew its id to close it (sequenceMaxIdleMSec 0: never idle).
+  t.match(bad.id, /^ts-seq-/, 'the 400 carries the id of the sequence it opened');
+  t.equal((await send(server, '1')).res.status, 503, 'the sequence holds its place');
+  t.equal((await send(server, '2', bad.id!, true)).counted?.sum, 2, 'its client ends it by its id');
+  t.equal((await send(server, '5')).counted?.sum, 5, 'and a new sequence may open');
+});
+
 t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, answered 1 3 6 in order', async (t) => {
   const server = await serveCounter(t, { minWorkers: 2, maxWorkers: 2, batchSize: 2, maxBatchDelay: 20 });
   const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
@@ -139,14 +152,23 @@ t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, a
   }
   t.not(streams[0]![0]!.sequence_id, streams[1]![0]!.sequence_id);
 
-  const refused = await new Promise<Reply>((resolve, reject) => {
-    const stream = (client as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2();
-    stream.on('data', (reply: Reply) => {
-      resolve(reply);
-      stream.end();
+  const firstReply = (input: Record<string, Buffer>): Promise<Reply> =>
+    new Promise<Reply>((resolve, reject) => {
+      const stream = (client as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2();
+      stream.on('data', (reply: Reply) => {
+        resolve(reply);
+        stream.end();
+      });
+      stream.on('error', reject);
+      stream.write({ model_name: 'counter', input });
     });
-    stream.on('error', reject);
-    stream.write({ model_name: 'counter', input: { body: Buffer.from('1') } });
-  });
+  const refused = await firstReply({ body: Buffer.from('1') });
   t.match(refused.status, { code: grpc.status.INVALID_ARGUMENT, message: 'Parameter sequenceId is required.' }, 'errors in-band, the stream stays open');
+  // Review-15 F1: a sequence's opening message the handler refuses names the sequence it opened.
+  const bad = await firstReply({ body: Buffer.from('bad'), ts_request_sequence_start: Buffer.from('true') });
+  t.match(
+    bad,
+    { status: { code: grpc.status.INVALID_ARGUMENT, message: 'Not a number: bad' }, sequence_id: /^ts-seq-/ },
+    "the refusal in-band, with its sequence's id",
+  );
 });

@@ -56,8 +56,8 @@ function countedJob(metrics: MetricsRegistry, model: AdmissionTarget, versionLab
       sink.respond(r);
       answered(metrics, model, job, arrivedAt, r.status);
     },
-    fail(err) {
-      sink.fail(err);
+    fail(err, headers) {
+      sink.fail(err, headers);
       answered(metrics, model, job, arrivedAt, err.status, err.message);
     },
   });

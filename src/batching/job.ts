@@ -19,7 +19,11 @@ export interface JobSink {
   /** A streamed part; the first one decides status and headers. */
   intermediate(response: JobResponse): void;
   respond(response: JobResponse): void;
-  fail(error: TsError): void;
+  /**
+   * The job failed; `headers` are the server's own for its answer (a new sequence's id), which a
+   * failure carries too: a client whose request opened a sequence must learn its id to close it.
+   */
+  fail(error: TsError, headers?: Readonly<Record<string, string>>): void;
   /**
    * The job's trace, told as it starts, before the job is enqueued or refused: a gRPC stream's
    * response metadata carries it also when the prediction is refused (grpc/predict.ts).
@@ -114,7 +118,7 @@ export class Job {
   }
 
   fail(error: TsError): void {
-    if (this.settle()) this.sink.fail(error);
+    if (this.settle()) this.sink.fail(error, this.responseHeaders);
   }
 
   private settle(): boolean {

@@ -107,8 +107,8 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
           else call.write({ prediction: Buffer.from(r.body), ...(sequenceId ? { sequence_id: sequenceId } : {}) });
           resolve();
         },
-        fail: (err) => {
-          inBand(GrpcFailure.of(err));
+        fail: (err, serverHeaders) => {
+          inBand(GrpcFailure.of(err), serverHeaders?.[names.id]);
           resolve();
         },
       };

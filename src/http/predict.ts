@@ -133,9 +133,13 @@ function replySink(reply: FastifyReply): JobSink {
       applyHead(r);
       reply.send(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength));
     },
-    fail(err) {
-      if (stream) stream.end(gson(err.toJSON()));
-      else sendError(reply, err);
+    fail(err, headers = {}) {
+      if (stream) {
+        stream.end(gson(err.toJSON()));
+        return;
+      }
+      for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+      sendError(reply, err);
     },
   };
 }
