@@ -100,6 +100,24 @@ t.test("a stateful model's refused batch is not run again: its handler may have 
   t.equal(calls.length, 1);
 });
 
+t.test(
+  "a stateful model's batch refused for inputs it names: those get their own 400, the others are not run again, and no other client's 400 (review-15 F4)",
+  async (t) => {
+    const calls: string[][] = [];
+    const facts = { ...FACTS, modelYamlConfig: { sequenceBatching: true } };
+    const answer = await answerBatch(perInputDoubler(calls), facts, mixed, true, () => undefined);
+    t.equal(calls.length, 1, 'run once');
+    t.same(
+      answer.items.map((i) => [i.id, i.error?.status, i.error?.code]),
+      [
+        ['a', 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN'],
+        ['b', 400, 'TSS_ERR_PREDICTION_HANDLER'],
+        ['c', 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN'],
+      ],
+    );
+  },
+);
+
 t.test('a batch failed with a 5xx, or refused after it streamed parts, is not run again', async (t) => {
   const calls: string[][] = [];
   const failing: EntryPoint = {
@@ -132,6 +150,11 @@ t.test("past half the batch's response timeout, the requests not yet run alone a
   t.same(
     answer.items.map((i) => [i.id, i.error?.status, i.error?.code]),
     Array.from('abc', (id) => [id, 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN']),
+  );
+  // Review-15 F3: which input it was about is not known, and the bad one's client must be able to tell it is his.
+  t.match(
+    answer.items[1]!.error?.message,
+    /^Its batch was refused with a client's error \(Not a number: GIF89a\).*Send it again, unless that error is about this request's input$/,
   );
 });
 

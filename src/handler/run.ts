@@ -145,11 +145,14 @@ async function answerUntil(
     const { items, context } = await runBatch(entry, facts, requests, decode, streaming, { ...options, stages });
     return { items, metrics: context.collectedMetrics, split: false };
   } catch (err) {
-    if (requests.length < 2 || streamed || !isClientError(err) || (isSequenceModel(facts) && !(err instanceof UnreadRequests))) throw err;
+    const once = isSequenceModel(facts) && !(err instanceof UnreadRequests);
+    if (requests.length < 2 || streamed || !isClientError(err) || (once && !(err instanceof InputErrors))) throw err;
     stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
-    const rerun: Rerun = { entry, facts, decode, onIntermediate, options: { ...options, stages }, until, expectedMs: performance.now() - began };
+    // A stateful model's requests the refusal named get their own errors, the others are not run again (review-15 F4).
+    const rerunUntil = once ? Number.NEGATIVE_INFINITY : until;
+    const rerun: Rerun = { entry, facts, decode, onIntermediate, options: { ...options, stages }, until: rerunUntil, expectedMs: performance.now() - began };
     if (err instanceof InputErrors) return runWithout(rerun, requests, err);
-    return runEachAlone(rerun, requests);
+    return runEachAlone(rerun, requests, err);
   }
 }
 
@@ -184,7 +187,7 @@ async function runWithout(
   // the worker killed, and their 400s went with it (review-13 F6).
   onIntermediate(own.filter((answer) => answer !== undefined));
   const rest = requests.filter((_, i) => own[i] === undefined);
-  let answers: BatchAnswer = { items: rest.map((r) => notRunAgain(r.id)), metrics: [], split: true };
+  let answers: BatchAnswer = { items: rest.map((r) => notRunAgain(r.id, refused)), metrics: [], split: true };
   if (rest.length > 0 && performance.now() + expectedMs <= until) {
     const stages: WireStage[] = [];
     try {
@@ -210,14 +213,18 @@ async function runWithout(
  * message, `final`): one that waited for the batch's end went with the worker when a later run
  * outlived the timeout all the same (review-14 F2).
  */
-async function runEachAlone({ entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun, requests: WireRequest[]): Promise<BatchAnswer> {
+async function runEachAlone(
+  { entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun,
+  requests: WireRequest[],
+  refusal: unknown,
+): Promise<BatchAnswer> {
   const items: WireResponse[] = [];
   const metrics: WireMetric[] = [];
   let longestMs = expectedMs;
   for (const request of requests) {
     const began = performance.now();
     if (began + longestMs > until) {
-      items.push(notRunAgain(request.id));
+      items.push(notRunAgain(request.id, refusal));
       continue;
     }
     const own: WireStage[] = [];
@@ -285,11 +292,11 @@ function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context:
 }
 
 /**
- * A request left over from a refused batch: which request the refusal was for is not known, or
- * not this one, so it gets no client's 400 but a 503 that asks for it again.
+ * A request left over from a batch refused with `refusal`: whose input it was about is not known,
+ * or not this one's, so it gets no client's 400 but a 503 that quotes it and asks for it again.
  */
-function notRunAgain(id: string): WireResponse {
-  return failedResponse(id, toWireError(tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN')));
+function notRunAgain(id: string, refusal: unknown): WireResponse {
+  return failedResponse(id, toWireError(tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN', toWireError(refusal).message)));
 }
 
 function refusedResponse(id: string, maxResponseSize: number): WireResponse {
