@@ -1,7 +1,7 @@
 // handlers/png.ts sees the pixels sharp (libpng) sees, for each colour type it decodes and images
 // whose rows use every filter; what it does not decode (interlaced, 16-bit, palette, broken, data
 // inflating past the declared size) it leaves to sharp.
-import { deflateSync } from 'node:zlib';
+import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t from 'tap';
 import { decodePng8 } from './png.js';
@@ -60,13 +60,32 @@ t.test('image data that inflates past its declared size is refused, not inflated
   t.equal(decodePng8(bomb, 1 << 20), undefined);
 });
 
-/** A PNG chunk; its CRC is not read here, so it is left zero. */
+/** A PNG chunk, its CRC right. */
 function chunk(type: string, data: Buffer): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(data.length, 0);
   head.write(type, 4, 'latin1');
-  return Buffer.concat([head, data, Buffer.alloc(4)]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
+  return Buffer.concat([head, data, crc]);
 }
+
+t.test("a chunk whose CRC is wrong is left to sharp, which refuses the file as TorchServe's PIL does (review-15 F5)", async (t) => {
+  const png = await sharp(pixels(3), { raw: { width: SIDE, height: SIDE, channels: 3 } })
+    .png()
+    .toBuffer();
+  t.ok(decodePng8(png, 1 << 20), 'the file as written decodes');
+  const idatAt = png.indexOf('IDAT', 8, 'latin1') - 4;
+  for (const [what, crcAt] of [
+    ['IHDR', 8 + 8 + 13],
+    ['IDAT', idatAt + 8 + png.readUInt32BE(idatAt)],
+  ] as const) {
+    const broken = Buffer.from(png);
+    broken[crcAt] = broken[crcAt]! ^ 1;
+    t.equal(decodePng8(broken, 1 << 20), undefined, `${what}'s CRC wrong: not decoded here`);
+    await t.rejects(sharp(broken).raw().toBuffer(), `and sharp refuses it`);
+  }
+});
 
 t.test('PNGs with bytes changed or cut short: each decoded whole or left to sharp, never a throw', async (t) => {
   const png = await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: 9, g: 99, b: 199 } } })
