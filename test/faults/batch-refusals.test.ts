@@ -229,19 +229,18 @@ const KSERVE_V1: Route = {
 };
 
 /**
- * The answers to 4 requests sent at once to a slow handler (slowHandler) with a 3 s response
- * timeout, the second a bad one, which gets its own 400; the other three's are returned.
+ * A server with `model` (its handler's source `code`) registered: batches of up to 4, held up to
+ * 3 s for 4 to arrive, a 3 s response timeout, one worker; `envelope`, config.properties' service_envelope.
  */
-async function oneBadAmongSlow(t: Test, preprocessMs: number, inferenceMs: number, route = PREDICTIONS): Promise<{ status: number; body: string }[]> {
-  const files = tempDir(t);
-  const handler = join(files, 'slow.js');
-  writeFileSync(handler, slowHandler(preprocessMs, inferenceMs));
+async function serveBatchesOf4(t: Test, model: string, code: string, envelope?: string): Promise<TestServer> {
+  const handler = join(tempDir(t), `${model}.js`);
+  writeFileSync(handler, code);
   const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'slow', version: '1.0', handler, serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
-    ...(route.envelope && { properties: { service_envelope: route.envelope } }),
+    prepare: (store) => buildMar(store, { modelName: model, version: '1.0', handler, serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
+    ...(envelope && { properties: { service_envelope: envelope } }),
   });
   const query = new URLSearchParams({
-    url: 'slow.mar',
+    url: `${model}.mar`,
     batch_size: '4',
     max_batch_delay: '3000',
     response_timeout: '3',
@@ -249,6 +248,15 @@ async function oneBadAmongSlow(t: Test, preprocessMs: number, inferenceMs: numbe
     synchronous: 'true',
   });
   t.equal((await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' })).status, 200, 'registered');
+  return server;
+}
+
+/**
+ * The answers to 4 requests sent at once to a slow handler (slowHandler) with a 3 s response
+ * timeout, the second a bad one, which gets its own 400; the other three's are returned.
+ */
+async function oneBadAmongSlow(t: Test, preprocessMs: number, inferenceMs: number, route = PREDICTIONS): Promise<{ status: number; body: string }[]> {
+  const server = await serveBatchesOf4(t, 'slow', slowHandler(preprocessMs, inferenceMs), route.envelope);
   const image = await (await import('sharp'))
     .default({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 20, b: 20 } } })
     .png()
@@ -307,20 +315,7 @@ export async function handle(batch) {
 `;
 
 t.test('a request answered alone after its batch was refused keeps its 200 when a later lone run outlives the response timeout (review-14 F2)', async (t) => {
-  const handler = join(tempDir(t), 'alone.js');
-  writeFileSync(handler, ALONE_HANDLER);
-  const server = await startTestServer(t, {
-    prepare: (store) => buildMar(store, { modelName: 'alone', version: '1.0', handler, serializedFile: join(FIXTURES, 'colour_classifier.onnx') }),
-  });
-  const query = new URLSearchParams({
-    url: 'alone.mar',
-    batch_size: '4',
-    max_batch_delay: '3000',
-    response_timeout: '3',
-    initial_workers: '1',
-    synchronous: 'true',
-  });
-  t.equal((await fetch(`${server.urls.management}/models?${query}`, { method: 'POST' })).status, 200, 'registered');
+  const server = await serveBatchesOf4(t, 'alone', ALONE_HANDLER);
   const send = (body: string): Promise<Response> =>
     fetch(`${server.urls.inference}/predictions/alone`, { method: 'POST', body, signal: AbortSignal.timeout(60_000) });
   // Refused as a batch, the four run alone in order: 'first' answers, 'bad' is refused, 'slow' runs past the timeout.
