@@ -67,6 +67,11 @@ export function stoppable(app: FastifyInstance, idleGraceMs: number): ListenerSt
     close() {
       stopping = true;
       endIdleAfterGrace(app.server, idleGraceMs);
+      // The listening socket closes now, before any answer says `Connection: close`: Fastify's
+      // close closes it some ticks later, and a client that reconnected at such an answer in
+      // between waited in the accept queue and was reset when it closed (CI at aa5b1b4:
+      // ECONNRESET on a fresh connection). Fastify's own close then finds it closed, as it allows.
+      app.server.close();
       const closed = app.close();
       // An answered request whose body is still arriving (a refusal's 503 kept its connection)
       // is no work accepted: its connection is ended now, lingering, not waited for.
