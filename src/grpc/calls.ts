@@ -22,7 +22,10 @@ export class GrpcFailure extends Error {
   readonly code: status;
 
   constructor(code: status, details: string) {
-    super(shortened(details, MAX_DETAILS_LENGTH));
+    // grpc-js percent-encodes the details with encodeURI, which throws on a lone surrogate (a
+    // handler's message quoting a client's "\ud800", or one cut here between a pair): thrown
+    // there, outside any handler of ours, it took the server down (review-16 F1).
+    super(shortened(details, MAX_DETAILS_LENGTH).toWellFormed());
     this.code = code;
   }
 

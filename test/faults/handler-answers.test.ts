@@ -17,6 +17,7 @@ interface Ask {
   headers?: Record<string, unknown>;
   parts?: number;
   fail?: unknown;
+  message?: string;
   send?: unknown;
 }
 
@@ -135,6 +136,25 @@ t.test("a PredictionError whose status no HTTP answer can carry: the error's own
   await teapot.arrayBuffer();
   await survived(t, server, { models: ['answer'], sent: fails.length, answered });
 });
+
+t.test(
+  "over gRPC, a handler's message with a lone surrogate, or one cut between a pair, fails its call with a status; the server stays up (review-16 F1)",
+  async (t) => {
+    // grpc-js percent-encodes a status's details with encodeURI, which throws on a lone surrogate:
+    // thrown outside any handler of ours, it took the server down and left the call unanswered.
+    const server = await serveAnswerModel(t);
+    const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+    const call = (ask: Ask): Promise<UnaryAnswer> =>
+      unaryCall(client, 'Predictions', { model_name: 'answer', input: { body: Buffer.from(JSON.stringify(ask)) } });
+    const lone = await call({ fail: 400, message: 'bad input \ud800 here' });
+    t.same([lone.code, lone.details], [grpc.status.INVALID_ARGUMENT, 'bad input \ufffd here'], 'the lone surrogate sent as U+FFFD');
+    const cut = await call({ fail: 400, message: `${'x'.repeat(2047)}\u{1f600} and more` });
+    t.equal(cut.code, grpc.status.INVALID_ARGUMENT, 'a message cut at 2048 characters between a pair: its status');
+    t.ok(cut.details?.startsWith(`${'x'.repeat(2047)}\ufffd`), 'the half pair sent as U+FFFD');
+    t.equal((await call({ status: 201 })).code, grpc.status.OK, 'the next call succeeds');
+    await survived(t, server, { models: ['answer'], sent: 3, answered: 3 });
+  },
+);
 
 t.test('numbers where text is read (a header value, a phrase) go out as text', async (t) => {
   const server = await serveAnswerModel(t);
