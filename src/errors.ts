@@ -217,16 +217,16 @@ const table = {
     message: 'Response is larger than max_response_size (%s bytes).',
   },
   /**
-   * A request of a batch its handler refused with a client's error, left over when too little of
-   * the response timeout remained to run it again on its own (handler/run.ts): whose input the
-   * refusal was about is not known, or not this one's, so it gets no client's 400; the refusal's
-   * message is quoted, for the client whose input it was.
+   * A request of a batch its handler refused with a client's error, left over when it could not
+   * be run again on its own (handler/run.ts): whose input the refusal was about is not known, or
+   * not this one's, so it gets no client's 400. The message says why the batch was refused (for
+   * inputs it named, each answered; or quoting a refusal that named none) and why it was not run
+   * again (the response timeout; a stateful model).
    */
   TSS_ERR_PREDICTION_NOT_RUN_AGAIN: {
     type: 'ServiceUnavailableException',
     status: 503,
-    message:
-      "Its batch was refused with a client's error (%s), and too little of the response timeout was left to run this request again on its own: it was not run. Send it again, unless that error is about this request's input",
+    message: 'This request was not run: its batch was refused %s, and %s. Send it again%s',
   },
   TSS_ERR_PREDICTION_OUT_OF_RESOURCES: { type: 'InternalServerException', status: 507, message: 'Out of resources' },
   /** A status, reason phrase or header no HTTP answer can carry (protocol/answer-head.ts). */

@@ -115,8 +115,24 @@ t.test(
         ['c', 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN'],
       ],
     );
+    // Review-16 F2: its 503 says why, and quotes no other client's input.
+    t.equal(
+      answer.items[0]!.error?.message,
+      "This request was not run: its batch was refused for other requests' inputs, each answered with its own error, and a stateful model's requests are not run again. Send it again",
+    );
   },
 );
+
+t.test("a not-run 503 quotes at most 200 characters of a refusal naming no request: a handler's message may be megabytes (review-16 F3)", async (t) => {
+  const long: EntryPoint = {
+    initialize: async () => undefined,
+    handle: async () => {
+      throw new PredictionError(`Not a number: ${'x'.repeat(3_000_000)}`, 400);
+    },
+  };
+  const answer = await answerBatch(long, FACTS, mixed, true, () => undefined, { budgetMs: 0 });
+  for (const item of answer.items) t.ok(item.error!.message.length < 500, `${item.id}: ${item.error!.message.length} characters`);
+});
 
 t.test('a batch failed with a 5xx, or refused after it streamed parts, is not run again', async (t) => {
   const calls: string[][] = [];
@@ -152,9 +168,9 @@ t.test("past half the batch's response timeout, the requests not yet run alone a
     Array.from('abc', (id) => [id, 503, 'TSS_ERR_PREDICTION_NOT_RUN_AGAIN']),
   );
   // Review-15 F3: which input it was about is not known, and the bad one's client must be able to tell it is his.
-  t.match(
+  t.equal(
     answer.items[1]!.error?.message,
-    /^Its batch was refused with a client's error \(Not a number: GIF89a\).*Send it again, unless that error is about this request's input$/,
+    "This request was not run: its batch was refused with a client's error that names no request (Not a number: GIF89a), and too little of the response timeout was left to run it again. Send it again, unless that error is about its input",
   );
 });
 

@@ -6,7 +6,7 @@
  * batch a handler refuses for a client's error has each of its requests run alone, or, refused
  * for inputs it names, the others run again together (answerBatch).
  */
-import { errorFromWire, isTsError, type TsError, tsError } from '../errors.js';
+import { errorFromWire, isTsError, shortened, type TsError, tsError } from '../errors.js';
 import { AnswerBudget, answerBytes, DEFAULT_CONTENT_TYPES, responseTooLarge, STREAM_NEXT } from '../protocol/answer-size.js';
 import type { WireError, WireMetric, WireParam, WireRequest, WireResponse, WireStage, WireTraceContext } from '../protocol/messages.js';
 import { BatchContext, epochMs, type ModelFacts } from './context.js';
@@ -149,8 +149,16 @@ async function answerUntil(
     if (requests.length < 2 || streamed || !isClientError(err) || (once && !(err instanceof InputErrors))) throw err;
     stages.splice(0, stages.length, ...stages.map((s) => ({ ...s, requests: 0 })));
     // A stateful model's requests the refusal named get their own errors, the others are not run again (review-15 F4).
-    const rerunUntil = once ? Number.NEGATIVE_INFINITY : until;
-    const rerun: Rerun = { entry, facts, decode, onIntermediate, options: { ...options, stages }, until: rerunUntil, expectedMs: performance.now() - began };
+    const rerun: Rerun = {
+      entry,
+      facts,
+      decode,
+      onIntermediate,
+      options: { ...options, stages },
+      until: once ? Number.NEGATIVE_INFINITY : until,
+      expectedMs: performance.now() - began,
+      notAgain: once ? "a stateful model's requests are not run again" : 'too little of the response timeout was left to run it again',
+    };
     if (err instanceof InputErrors) return runWithout(rerun, requests, err);
     return runEachAlone(rerun, requests, err);
   }
@@ -165,6 +173,8 @@ interface Rerun {
   readonly options: AnswerOptions & { readonly stages: WireStage[] };
   readonly until: number;
   readonly expectedMs: number;
+  /** Why a request left over is not run again, as its 503 says it (notRunAgain). */
+  readonly notAgain: string;
 }
 
 /**
@@ -174,7 +184,7 @@ interface Rerun {
  * taking as long as the refused batch did; past that they are not run (notRunAgain).
  */
 async function runWithout(
-  { entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun,
+  { entry, facts, decode, onIntermediate, options, until, expectedMs, notAgain }: Rerun,
   requests: WireRequest[],
   refused: InputErrors,
 ): Promise<BatchAnswer> {
@@ -187,7 +197,9 @@ async function runWithout(
   // the worker killed, and their 400s went with it (review-13 F6).
   onIntermediate(own.filter((answer) => answer !== undefined));
   const rest = requests.filter((_, i) => own[i] === undefined);
-  let answers: BatchAnswer = { items: rest.map((r) => notRunAgain(r.id, refused)), metrics: [], split: true };
+  // Whose inputs were refused is known, and each was answered: the rest get no client's message.
+  const notRun = (r: WireRequest): WireResponse => notRunAgain(r.id, "for other requests' inputs, each answered with its own error", notAgain, '');
+  let answers: BatchAnswer = { items: rest.map(notRun), metrics: [], split: true };
   if (rest.length > 0 && performance.now() + expectedMs <= until) {
     const stages: WireStage[] = [];
     try {
@@ -214,7 +226,7 @@ async function runWithout(
  * outlived the timeout all the same (review-14 F2).
  */
 async function runEachAlone(
-  { entry, facts, decode, onIntermediate, options, until, expectedMs }: Rerun,
+  { entry, facts, decode, onIntermediate, options, until, expectedMs, notAgain }: Rerun,
   requests: WireRequest[],
   refusal: unknown,
 ): Promise<BatchAnswer> {
@@ -224,7 +236,7 @@ async function runEachAlone(
   for (const request of requests) {
     const began = performance.now();
     if (began + longestMs > until) {
-      items.push(notRunAgain(request.id, refusal));
+      items.push(notRunAgain(request.id, `with a client's error that names no request (${quoted(refusal)})`, notAgain, unlessOwn));
       continue;
     }
     const own: WireStage[] = [];
@@ -292,12 +304,24 @@ function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context:
 }
 
 /**
- * A request left over from a batch refused with `refusal`: whose input it was about is not known,
- * or not this one's, so it gets no client's 400 but a 503 that quotes it and asks for it again.
+ * A request left over from a refused batch: whose input the refusal was about is not known, or
+ * not this one's, so it gets no client's 400 but a 503 that says why it was refused (`refused`)
+ * and not run again (`notAgain`), and asks for it again (`unless`: but for its own input's error).
  */
-function notRunAgain(id: string, refusal: unknown): WireResponse {
-  return failedResponse(id, toWireError(tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN', toWireError(refusal).message)));
+function notRunAgain(id: string, refused: string, notAgain: string, unless: string): WireResponse {
+  return failedResponse(id, toWireError(tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN', refused, notAgain, unless)));
 }
+
+/** The tail of a not-run 503 whose refusal named no request: it may be this one's own. */
+const unlessOwn = ', unless that error is about its input';
+
+/** A refusal's message as another client's 503 quotes it: cut short (a handler's may be megabytes, quoting a client). */
+function quoted(refusal: unknown): string {
+  return shortened(toWireError(refusal).message, QUOTED_LENGTH);
+}
+
+/** The most of a refusal's message a not-run 503 quotes. */
+const QUOTED_LENGTH = 200;
 
 function refusedResponse(id: string, maxResponseSize: number): WireResponse {
   return failedResponse(id, toWireError(responseTooLarge(maxResponseSize)));

@@ -289,7 +289,8 @@ t.test(
       t.match(JSON.parse(other.body), {
         code: 503,
         type: 'ServiceUnavailableException',
-        message: /^Its batch was refused with a client's error \(Invalid image: .*\).* it was not run\. Send it again, unless/,
+        message:
+          "This request was not run: its batch was refused for other requests' inputs, each answered with its own error, and too little of the response timeout was left to run it again. Send it again",
       });
     }
   },
