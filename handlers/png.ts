@@ -73,13 +73,17 @@ export function decodePng8(bytes: Buffer, maxPixels: number): RawImage | undefin
   return data && { data, width, height, channels };
 }
 
-/** The chunks read here: their CRCs are checked, as libpng (sharp) and PIL check them. */
+/**
+ * The chunks read here: their CRCs are checked, as libpng (sharp, image_classifier's decoder)
+ * checks them. (PIL, TorchServe's, checks the CRCs of the chunks before the image data, not
+ * IDAT's: here a file sharp refuses is refused whichever handler reads it.)
+ */
 const CHECKED = new Set(['IHDR', 'IDAT', 'IEND']);
 
 /**
  * The IDAT chunks' data, joined; undefined when a chunk runs past the file, none is there, or a
- * chunk read here fails its CRC (sharp then refuses the file, as TorchServe's PIL does: review-15
- * F5 found a digit with a broken CRC answered here and refused by image_classifier).
+ * chunk read here fails its CRC (sharp then refuses the file: review-15 F5 found a digit with a
+ * broken CRC answered here and refused by image_classifier).
  */
 function idat(bytes: Buffer): Buffer | undefined {
   const parts: Buffer[] = [];

@@ -36,6 +36,16 @@ t.test('anything else is left to sharp', async (t) => {
     .gif()
     .toBuffer();
   t.equal(decodeSmall(gif), undefined, 'a GIF');
+  // A small file may declare a large image (review-16 F7: 5.7 KB, 1024x1024, 49 ms decoded here).
+  const plain = await sharp({ create: { width: 1024, height: 1024, channels: 4, background: '#000' } })
+    .png()
+    .toBuffer();
+  t.ok(decodeSmall(plain), 'a small file of a megapixel: decoded');
+  t.equal(decodeSmall(plain, 28 * 28), undefined, 'not when the caller wants 28x28 at most');
+  const jpg = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#000' } })
+    .jpeg()
+    .toBuffer();
+  t.equal(decodeSmall(jpg, 28 * 28), undefined, 'nor a JPEG larger than that');
   const palette = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } })
     .png({ palette: true })
     .toBuffer();

@@ -48,15 +48,17 @@ const SMALL_IMAGE_PIXELS = 1024 * 1024;
  * Decodes a small 8-bit PNG or a JPEG in JavaScript (handlers/png.ts, jpeg-js). For a thumbnail such as
  * a 28x28 digit, one sharp pipeline costs 0.7-1.2 ms, mostly per-call overhead, where these
  * decoders take 0.1 ms (bench/README.md). Anything else (larger files, other formats, palette or
- * 16-bit or interlaced PNGs, more than a megapixel, data these decoders refuse) answers undefined: the caller
- * goes through sharp.
+ * 16-bit or interlaced PNGs, more than a megapixel or than `maxPixels`, data these decoders refuse) answers
+ * undefined: the caller goes through sharp. A caller that wants one size only (mnist's 28x28) says
+ * so in `maxPixels`: a small file may declare a large image, whose decoding here it would throw away.
  */
-export function decodeSmall(bytes: Buffer): RawImage | undefined {
+export function decodeSmall(bytes: Buffer, maxPixels = SMALL_IMAGE_PIXELS): RawImage | undefined {
   if (bytes.length > SMALL_IMAGE_BYTES) return undefined;
+  const limit = Math.min(maxPixels, SMALL_IMAGE_PIXELS);
   try {
-    if (bytes[0] === 0x89 && bytes[1] === 0x50) return decodePng8(bytes, SMALL_IMAGE_PIXELS);
+    if (bytes[0] === 0x89 && bytes[1] === 0x50) return decodePng8(bytes, limit);
     if (bytes[0] === 0xff && bytes[1] === 0xd8) {
-      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxResolutionInMP: SMALL_IMAGE_PIXELS / 1e6, maxMemoryUsageInMB: 64 });
+      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxResolutionInMP: limit / 1e6, maxMemoryUsageInMB: 64 });
       return { data: img.data, width: img.width, height: img.height, channels: 3 };
     }
   } catch {
