@@ -38,6 +38,7 @@ import {
   V2_DATATYPES,
   valuesBytes,
 } from '../protocol/tensor-bytes.js';
+import { eachInput } from './base-handler.js';
 import type { EntryPoint } from './load.js';
 import { serializeOutput } from './run.js';
 import { UnreadRequests } from './unread.js';
@@ -69,7 +70,7 @@ export function withEnvelope(entry: EntryPoint, envelope: Envelope | undefined):
     async handle(batch: RequestInput[], context: Context): Promise<HandlerOutput[]> {
       // A customized describe carries no body for an envelope to read.
       if (isDescribeRequest(context)) return (await entry.handle(batch, context)) as HandlerOutput[];
-      const requests = readAll(read, batch);
+      const requests = await readAll(read, batch);
       const rows = requests.flatMap((r) => r.rows);
       const outputs = rows.length > 0 ? await entry.handle(rows, context).catch((err: unknown) => Promise.reject(byRequest(err, rows, requests, batch))) : [];
       if (!Array.isArray(outputs) || outputs.length !== rows.length) return outputs as HandlerOutput[];
@@ -96,24 +97,17 @@ function byRequest(err: unknown, rows: RequestInput[], requests: Unwrapped[], ba
 }
 
 /**
- * Every request of `batch` read; those the envelope cannot read are refused (UnreadRequests),
- * each with its own 400, before any row reaches the handler: answerBatch answers them at once
- * and runs the others as a batch of their own. Answered at the batch's end instead, a 400 went
+ * Every request of `batch` read (eachInput); those the envelope cannot read are refused
+ * (UnreadRequests), each with its own 400, before any row reaches the handler: answerBatch
+ * answers them at once and runs the others as a batch of their own. Answered at the batch's end instead, a 400 went
  * with the worker when the others' run outlived the response timeout (review-14 F1).
  */
-function readAll(read: Reader, batch: RequestInput[]): Unwrapped[] {
-  const unread = new Map<number, PredictionError>();
-  const requests = batch.map((request, idx) => {
-    try {
-      return read(request);
-    } catch (err) {
-      if (!(err instanceof PredictionError)) throw err;
-      unread.set(idx, err);
-      return undefined;
-    }
-  });
-  if (unread.size > 0) throw new UnreadRequests(unread, batch);
-  return requests as Unwrapped[];
+async function readAll(read: Reader, batch: RequestInput[]): Promise<Unwrapped[]> {
+  try {
+    return await eachInput(batch, (request) => read(request));
+  } catch (err) {
+    throw err instanceof InputErrors ? new UnreadRequests(err.errors, batch) : err;
+  }
 }
 
 /** TorchServe's default envelope: the request's `data` (or `body`) is the row, its answer as is. */
