@@ -198,8 +198,8 @@ async function runWithout(
   onIntermediate(own.filter((answer) => answer !== undefined));
   const rest = requests.filter((_, i) => own[i] === undefined);
   // Whose inputs were refused is known, and each was answered: the rest get no client's message.
-  const notRun = (r: WireRequest): WireResponse => notRunAgain(r.id, "for other requests' inputs, each answered with its own error", notAgain, '');
-  let answers: BatchAnswer = { items: rest.map(notRun), metrics: [], split: true };
+  const notRun = notRunAgain("for other requests' inputs, each answered with its own error", notAgain, '');
+  let answers: BatchAnswer = { items: rest.map((r) => failedResponse(r.id, notRun)), metrics: [], split: true };
   if (rest.length > 0 && performance.now() + expectedMs <= until) {
     const stages: WireStage[] = [];
     try {
@@ -233,10 +233,12 @@ async function runEachAlone(
   const items: WireResponse[] = [];
   const metrics: WireMetric[] = [];
   let longestMs = expectedMs;
+  let notRun: WireError | undefined;
   for (const request of requests) {
     const began = performance.now();
     if (began + longestMs > until) {
-      items.push(notRunAgain(request.id, `with a client's error that names no request (${quoted(refusal)})`, notAgain, unlessOwn));
+      notRun ??= notRunAgain(`with a client's error that names no request (${quoted(refusal)})`, notAgain, unlessOwn);
+      items.push(failedResponse(request.id, notRun));
       continue;
     }
     const own: WireStage[] = [];
@@ -304,12 +306,13 @@ function toResponses(outputs: HandlerOutput[], requests: WireRequest[], context:
 }
 
 /**
- * A request left over from a refused batch: whose input the refusal was about is not known, or
- * not this one's, so it gets no client's 400 but a 503 that says why it was refused (`refused`)
- * and not run again (`notAgain`), and asks for it again (`unless`: but for its own input's error).
+ * The error of the requests left over from a refused batch (made once for all of them): whose
+ * input the refusal was about is not known, or not theirs, so they get no client's 400 but a 503
+ * that says why the batch was refused (`refused`) and they were not run again (`notAgain`), and
+ * asks for them again (`unless`: but for their own input's error).
  */
-function notRunAgain(id: string, refused: string, notAgain: string, unless: string): WireResponse {
-  return failedResponse(id, toWireError(tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN', refused, notAgain, unless)));
+function notRunAgain(refused: string, notAgain: string, unless: string): WireError {
+  return toWireError(tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN', refused, notAgain, unless));
 }
 
 /** The tail of a not-run 503 whose refusal named no request: it may be this one's own. */
