@@ -13,6 +13,7 @@ interface Counted {
   sum: number;
   pid: number;
   batch: string[];
+  started: boolean;
 }
 
 async function serveCounter(t: Test, yaml: Record<string, number | boolean>): Promise<TestServer> {
@@ -121,6 +122,32 @@ t.test('a request that opens a sequence and is refused still names its sequence,
   t.equal((await send(server, '1')).res.status, 503, 'the sequence holds its place');
   t.equal((await send(server, '2', bad.id!, true)).counted?.sum, 2, 'its client ends it by its id');
   t.equal((await send(server, '5')).counted?.sum, 5, 'and a new sequence may open');
+});
+
+t.test('a request answered "not run, send it again" is sent again as it was: its start, its end (review-16 F4)', async (t) => {
+  // Batches of exactly two: each request goes with another sequence's, a `nan` (which the handler
+  // refuses by name: the other is then not run again, as a stateful model's requests never are)
+  // or a new sequence's 0.
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 2, maxBatchDelay: 5000, maxNumSequence: 16 });
+  const sendWith = async (partner: string, value: string, id?: string, end = false): Promise<Awaited<ReturnType<typeof send>>> => {
+    const [answer, other] = await Promise.all([send(server, value, id, end), send(server, partner)]);
+    t.equal(other.res.status, partner === 'nan' ? 400 : 200, `its partner ${partner} is answered`);
+    return answer;
+  };
+  const opener = await sendWith('nan', '1');
+  t.equal(opener.res.status, 503, 'the opener was not run');
+  t.match(await errorBody(opener.res), { message: /^This request was not run: .*Send it again$/ });
+  t.match(opener.id, /^ts-seq-/, 'and names its sequence');
+  const again = await sendWith('0', '1', opener.id!);
+  // Before, the opener had spent the sequence's start: the handler saw a request of a sequence never started.
+  t.match(again.counted, { sum: 1, started: true }, 'sent again with its id, it is the start');
+  t.match((await sendWith('0', '2', opener.id!)).counted, { sum: 3, started: false });
+
+  const end = await sendWith('nan', '3', opener.id!, true);
+  t.equal(end.res.status, 503, 'the end was not run');
+  // Before, taken, the end had closed the sequence: sent again, it was refused, and the handler never saw an end.
+  t.match((await sendWith('0', '3', opener.id!, true)).counted, { sum: 6 }, 'sent again, the end is run');
+  t.equal((await send(server, '4', opener.id!)).res.status, 503, 'and the sequence is closed');
 });
 
 t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, answered 1 3 6 in order', async (t) => {

@@ -4,7 +4,7 @@
  * the sink the HTTP layer gave it and knows no HTTP. It answers exactly once: a late reply after a
  * timeout, or a second error, is dropped here rather than written twice.
  */
-import type { TsError } from '../errors.js';
+import type { ErrorCode, TsError } from '../errors.js';
 import type { RequestTrace } from '../metrics/tracing.js';
 import type { WireRequest } from '../protocol/messages.js';
 
@@ -56,6 +56,9 @@ export function allQuiet(jobs: Iterable<Job>): boolean {
   return true;
 }
 
+/** The failures of a job that no handler ran: its batch was refused and it not run again, or it waited past its deadline. */
+const NOT_RUN: ReadonlySet<ErrorCode> = new Set(['TSS_ERR_PREDICTION_NOT_RUN_AGAIN', 'TSS_ERR_CLIENT_TIMEOUT']);
+
 export class Job {
   readonly request: WireRequest;
   readonly arrivedAt = performance.now();
@@ -69,6 +72,11 @@ export class Job {
   trace: RequestTrace | undefined;
   /** Headers the server adds to the answer (a new sequence's id). */
   readonly responseHeaders: Record<string, string> = {};
+  /**
+   * Told before the job's answer goes out when it failed without being run, asking its client to
+   * send it again: a stateful model's queue gives the job's start and end back to its sequence.
+   */
+  onNotRun: ((job: Job) => void) | undefined = undefined;
   /** Resolves once the job has been answered, with success or an error. */
   readonly done: Promise<void>;
   private settledFlag = false;
@@ -118,7 +126,9 @@ export class Job {
   }
 
   fail(error: TsError): void {
-    if (this.settle()) this.sink.fail(error, this.responseHeaders);
+    if (!this.settle()) return;
+    if (NOT_RUN.has(error.code)) this.onNotRun?.(this);
+    this.sink.fail(error, this.responseHeaders);
   }
 
   private settle(): boolean {

@@ -10,6 +10,10 @@
  *   replacement; after a scale-down, any worker);
  * - a batch holds at most one request of each sequence, and a sequence's requests run in order.
  *
+ * A request answered "not run, send it again" (its batch refused, or its wait past its deadline)
+ * gives its start and end back: the sequence's next request taken is marked as its start, and an
+ * end that closed it opens it again, so that the request sent again is what it was.
+ *
  * Refused (the caller answers 503): a new sequence beyond maxNumSequence, an id that is unknown,
  * closed or expired, a sequence with maxSequenceJobQueueSize requests already waiting.
  */
@@ -28,6 +32,8 @@ interface Sequence {
   owner: object | undefined;
   /** Its end request has been enqueued: it takes no more. */
   ending: boolean;
+  /** Its next request taken is marked as its start: none has reached the handler as it yet, or the one that did was not run. */
+  startOwed: boolean;
 }
 
 export class SequenceQueue implements BatchQueue {
@@ -38,6 +44,8 @@ export class SequenceQueue implements BatchQueue {
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch));
   /** Jobs `alone` (explanations, customized describes) stay outside the sequences: any worker takes them. */
   private readonly aloneJobs: Job[] = [];
+  /** Each request's sequence, also once the sequence is closed: a request not run gives its end back to it. */
+  private readonly sequenceOf = new WeakMap<Job, Sequence>();
   private queued = 0;
   /** Milliseconds since the epoch; a test gives a clock of its own. */
   private readonly now: () => number;
@@ -80,7 +88,9 @@ export class SequenceQueue implements BatchQueue {
     const sequence = headers[names.id] === undefined ? this.open(headers, now) : this.sequences.get(headers[names.id]!);
     if (!sequence || sequence.ending || sequence.jobs.length >= this.settings.maxSequenceJobQueueSize) return false;
     job.responseHeaders[names.id] = sequence.id;
-    if (headers[names.end]?.toLowerCase() === 'true') sequence.ending = true;
+    if (isSet(headers[names.end])) sequence.ending = true;
+    this.sequenceOf.set(job, sequence);
+    job.onNotRun = this.giveBack;
     sequence.jobs.push(job);
     sequence.lastActivity = now;
     this.queued++;
@@ -93,11 +103,29 @@ export class SequenceQueue implements BatchQueue {
     if (this.sequences.size >= this.settings.maxNumSequence) return undefined;
     const id = `ts-seq-${randomUUID()}`;
     headers[this.settings.headers.id] = id;
-    headers[this.settings.headers.start] = 'true';
-    const sequence: Sequence = { id, jobs: [], createdAt: now, lastActivity: now, owner: undefined, ending: false };
+    const sequence: Sequence = { id, jobs: [], createdAt: now, lastActivity: now, owner: undefined, ending: false, startOwed: true };
     this.sequences.set(id, sequence);
     return sequence;
   }
+
+  /**
+   * A request of a sequence failed unrun, and its client is asked to send it again (Job.onNotRun):
+   * the start it carried is owed to the sequence's next request, and the end it carried is undone
+   * (its sequence open again, unless past sequenceTimeoutMSec), for the request sent again to
+   * start or end the sequence as this one would have (review-16 F4).
+   */
+  private readonly giveBack = (job: Job): void => {
+    const sequence = this.sequenceOf.get(job);
+    if (!sequence) return;
+    const names = this.settings.headers;
+    const now = this.now();
+    if (isSet(job.request.headers[names.start])) sequence.startOwed = true;
+    if (isSet(job.request.headers[names.end])) {
+      sequence.ending = this.timedOut(sequence, now);
+      if (!sequence.ending) this.sequences.set(sequence.id, sequence);
+    }
+    sequence.lastActivity = now;
+  };
 
   private enqueueAlone(job: Job): boolean {
     if (this.remainingCapacity === 0) return false;
@@ -109,12 +137,18 @@ export class SequenceQueue implements BatchQueue {
 
   /** Closes sequences idle past sequenceMaxIdleMSec; stops those older than sequenceTimeoutMSec. */
   private expire(now: number): void {
-    const { sequenceMaxIdleMSec: idle, sequenceTimeoutMSec: timeout } = this.settings;
+    const idle = this.settings.sequenceMaxIdleMSec;
     for (const s of this.sequences.values()) {
-      if (timeout > 0 && now - s.createdAt > timeout) s.ending = true;
+      if (this.timedOut(s, now)) s.ending = true;
       const idleTooLong = idle > 0 && now - s.lastActivity > idle;
       if (s.jobs.length === 0 && (idleTooLong || s.ending)) this.sequences.delete(s.id);
     }
+  }
+
+  /** Older than sequenceTimeoutMSec. */
+  private timedOut(sequence: Sequence, now: number): boolean {
+    const timeout = this.settings.sequenceTimeoutMSec;
+    return timeout > 0 && now - sequence.createdAt > timeout;
   }
 
   poll(max: number, delay: BatchDelay, signal?: AbortSignal, owner?: object): Promise<Job[]> {
@@ -124,7 +158,7 @@ export class SequenceQueue implements BatchQueue {
   }
 
   remove(job: Job): boolean {
-    const jobs = job.alone ? this.aloneJobs : (this.sequences.get(job.request.headers[this.settings.headers.id]!)?.jobs ?? []);
+    const jobs = job.alone ? this.aloneJobs : (this.sequenceOf.get(job)?.jobs ?? []);
     const i = jobs.indexOf(job);
     if (i < 0) return false;
     jobs.splice(i, 1);
@@ -150,13 +184,11 @@ export class SequenceQueue implements BatchQueue {
         this.queued++;
         continue;
       }
-      const id = job.request.headers[this.settings.headers.id]!;
-      let sequence = this.sequences.get(id);
-      if (!sequence) {
-        // Its end request had closed it; it lives on for that request.
-        const now = this.now();
-        sequence = { id, jobs: [], createdAt: now, lastActivity: now, owner: undefined, ending: true };
-        this.sequences.set(id, sequence);
+      const sequence = this.sequenceOf.get(job)!;
+      if (!this.sequences.has(sequence.id)) {
+        // Its end request had closed it; it lives on for that request, on any worker.
+        sequence.owner = undefined;
+        this.sequences.set(sequence.id, sequence);
       }
       sequence.jobs.unshift(job);
       this.queued++;
@@ -213,7 +245,16 @@ export class SequenceQueue implements BatchQueue {
       if (sequence.ending && sequence.jobs.length === 0) this.sequences.delete(sequence.id);
       if (job.settled) continue;
       sequence.owner = waiter.owner;
+      if (sequence.startOwed) {
+        job.request.headers[this.settings.headers.start] = 'true';
+        sequence.startOwed = false;
+      }
       waiter.batch.push(job);
     }
   }
+}
+
+/** A sequence header's value that sets its flag. */
+function isSet(value: string | undefined): boolean {
+  return value?.toLowerCase() === 'true';
 }
