@@ -199,3 +199,43 @@ t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, a
     "the refusal in-band, with its sequence's id",
   );
 });
+
+t.test(
+  'gRPC Predictions and StreamPredictions on a stateful model: each answer names its sequence, a failed call in its trailers (review-16 F5)',
+  async (t) => {
+    const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 1, maxNumSequence: 2 });
+    const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+    type Answer = { sum?: number; started?: boolean; sequenceId?: string; code: number; details?: string; trailer?: string };
+    const predict = (body: string, sequenceId?: string, end = false): Promise<Answer> =>
+      new Promise((resolve) => {
+        const input: Record<string, Buffer> = { body: Buffer.from(body), ...(end ? { ts_request_sequence_end: Buffer.from('true') } : {}) };
+        client.Predictions!({ model_name: 'counter', input, ...(sequenceId ? { sequence_id: sequenceId } : {}) }, new grpc.Metadata(), (err, value) => {
+          if (err) {
+            resolve({ code: err.code, details: err.details, trailer: err.metadata.get('ts_request_sequence_id')[0] as string | undefined });
+            return;
+          }
+          const counted = JSON.parse((value!.prediction as Buffer).toString()) as Counted;
+          resolve({ code: grpc.status.OK, sum: counted.sum, started: counted.started, sequenceId: value!.sequence_id as string });
+        });
+      });
+    const first = await predict('1');
+    // Before, a unary call opened a sequence and no answer said which: with sequenceMaxIdleMSec 0 it held its place for good.
+    t.match(first, { code: grpc.status.OK, sum: 1, started: true, sequenceId: /^ts-seq-/ }, 'a call without sequence_id opens a sequence and names it');
+    t.match(await predict('2', first.sequenceId), { sum: 3, started: false, sequenceId: first.sequenceId }, 'sequence_id continues it');
+    t.match(await predict('3', first.sequenceId, true), { sum: 6, sequenceId: first.sequenceId }, 'input ts_request_sequence_end ends it');
+    t.match(await predict('4', first.sequenceId), { code: grpc.status.INTERNAL }, 'and it is closed');
+
+    const bad = await predict('bad');
+    t.match(
+      bad,
+      { code: grpc.status.INVALID_ARGUMENT, details: 'Not a number: bad', trailer: /^ts-seq-/ },
+      "a failed call's trailers name the sequence it opened",
+    );
+    t.match(await predict('5', bad.trailer, true), { sum: 5, sequenceId: bad.trailer }, 'so that its client can end it');
+
+    const stream = client.StreamPredictions!({ model_name: 'counter', input: { body: Buffer.from('7') } }, new grpc.Metadata());
+    const messages: Array<{ prediction: Buffer; sequence_id?: string }> = [];
+    for await (const message of stream) messages.push(message as { prediction: Buffer; sequence_id?: string });
+    t.match(messages, [{ sequence_id: /^ts-seq-/ }], "StreamPredictions' message names its sequence too");
+  },
+);

@@ -317,10 +317,15 @@ const TABLE: Record<string, Spec> = {
     type: 'string',
     default: 'ts_request_sequence_id',
     applies: 'worker',
-    doc: "The header carrying a stateful model's sequence id.",
+    doc: "The header carrying a stateful model's sequence id (a header's name, and not one tsserve writes itself; gRPC's trailers carry it when it is a metadata key too).",
   },
-  ts_header_key_sequence_start: { type: 'string', default: 'ts_request_sequence_start', applies: 'server', doc: 'The header starting a sequence.' },
-  ts_header_key_sequence_end: { type: 'string', default: 'ts_request_sequence_end', applies: 'server', doc: 'The header ending a sequence.' },
+  ts_header_key_sequence_start: {
+    type: 'string',
+    default: 'ts_request_sequence_start',
+    applies: 'server',
+    doc: 'The header starting a sequence (a header name).',
+  },
+  ts_header_key_sequence_end: { type: 'string', default: 'ts_request_sequence_end', applies: 'server', doc: 'The header ending a sequence (a header name).' },
   initial_worker_port: { ...PORT, default: '9000', applies: 'server', doc: "The number in the first worker's name, counting up." },
   enable_kserve_listeners: {
     type: 'bool',

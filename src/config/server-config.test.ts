@@ -84,6 +84,21 @@ t.test('otel_traces off and traceresponse by default; otel_trace_header must be 
   t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { message: 'Invalid configuration: otel_trace_header is not a header name: trace id' });
 });
 
+t.test('the sequence headers must be header names, and not ones tsserve writes itself', async (t) => {
+  const other = withFile('ts_header_key_sequence_id=X-Seq\n');
+  t.equal(loadServerConfig({ tsConfig: other.file }, {}, other.dir).sequenceHeaders.id, 'x-seq');
+  // Before, a name no answer could carry failed each answer of a stateful model with Fastify's own 500.
+  const bad = withFile('ts_header_key_sequence_end=seq end\n');
+  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), {
+    message: 'Invalid configuration: ts_header_key_sequence_end is not a header name: seq end',
+  });
+  const own = withFile('ts_header_key_sequence_id=Content-Type\n');
+  t.throws(() => loadServerConfig({ tsConfig: own.file }, {}, own.dir), {
+    message:
+      'Invalid configuration: ts_header_key_sequence_id=Content-Type names a header tsserve writes itself; name another (ts_request_sequence_id, the default)',
+  });
+});
+
 t.test("otel_trace_header may not name a header tsserve writes itself: it would replace TorchServe's request id, the content type...", async (t) => {
   for (const header of ['X-Request-Id', 'content-type', 'Content-Length', 'retry-after', 'grpc-status']) {
     const own = withFile(`otel_trace_header=${header}\n`);

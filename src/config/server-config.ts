@@ -234,18 +234,20 @@ const OWN_HEADERS = new Set([
   'inference-header-content-length',
 ]);
 
-/** A header tsserve writes, which otel_trace_header may not name. */
+/** A header tsserve writes, which a header of the configuration may not name. */
 function isOwnHeader(name: string): boolean {
   return OWN_HEADERS.has(name) || name.startsWith('access-control-') || name.startsWith('grpc-') || name.startsWith(':');
 }
 
-/** An HTTP header's name (RFC 9110's token), lowercased; '' for `none`. */
-function headerName(key: string, raw: string): string {
-  if (raw.toLowerCase() === 'none') return '';
+/**
+ * The name of a header the configuration names (RFC 9110's token), lowercased: one no answer could
+ * carry failed every answer that named it with a 500, and one tsserve writes itself would replace it.
+ * `instead`: what to name instead, as the error says.
+ */
+function headerName(key: string, raw: string, instead: string): string {
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(raw)) throw new ConfigError(`Invalid configuration: ${key} is not a header name: ${raw}`);
   const name = raw.toLowerCase();
-  if (isOwnHeader(name))
-    throw new ConfigError(`Invalid configuration: ${key}=${raw} names a header tsserve writes itself; name another (traceresponse, the default) or none`);
+  if (isOwnHeader(name)) throw new ConfigError(`Invalid configuration: ${key}=${raw} names a header tsserve writes itself; name another (${instead})`);
   return name;
 }
 
@@ -331,6 +333,7 @@ function buildConfig(
   const bool = (k: string): boolean => (str(k) ?? keyDefault(k)).toLowerCase() === 'true';
   const text = (k: string): string => str(k) ?? keyDefault(k);
   const address = (k: string, ports: { http: number; https: number }): ListenAddress => parseAddress(text(k), ports);
+  const sequenceHeader = (k: string): string => headerName(k, text(k), `${keyDefault(k)}, the default`);
   const path = (k: string): string | undefined => {
     const v = str(k);
     return v === undefined ? undefined : resolve(cwd, v);
@@ -389,7 +392,10 @@ function buildConfig(
     metricTimeInterval: int('metric_time_interval'),
     metricsMode: parseMetricsMode(str('metrics_mode')),
     otelTraces: bool('otel_traces'),
-    otelTraceHeader: headerName('otel_trace_header', text('otel_trace_header')),
+    otelTraceHeader:
+      text('otel_trace_header').toLowerCase() === 'none'
+        ? ''
+        : headerName('otel_trace_header', text('otel_trace_header'), 'traceresponse, the default) or none'),
     metricsConfig: path('metrics_config'),
     modelMetricsAutoDetect: bool('model_metrics_auto_detect'),
     enableModelApi: bool('enable_model_api'),
@@ -408,9 +414,9 @@ function buildConfig(
     grpcManagement: grpcListen('management'),
     enableGrpcSsl: bool('enable_grpc_ssl'),
     sequenceHeaders: {
-      id: text('ts_header_key_sequence_id').toLowerCase(),
-      start: text('ts_header_key_sequence_start').toLowerCase(),
-      end: text('ts_header_key_sequence_end').toLowerCase(),
+      id: sequenceHeader('ts_header_key_sequence_id'),
+      start: sequenceHeader('ts_header_key_sequence_start'),
+      end: sequenceHeader('ts_header_key_sequence_end'),
     },
     tls: {
       keystore: path('keystore'),

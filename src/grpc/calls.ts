@@ -20,19 +20,40 @@ const MAX_DETAILS_LENGTH = 2048;
 /** A gRPC status with its description, thrown by a method and sent by its wrapper. */
 export class GrpcFailure extends Error {
   readonly code: status;
+  /** The metadata the status goes with (a stateful model's sequence id: trailersOf). */
+  readonly trailers: Readonly<Record<string, string>>;
 
-  constructor(code: status, details: string) {
+  constructor(code: status, details: string, trailers: Readonly<Record<string, string>> = {}) {
     // grpc-js percent-encodes the details with encodeURI, which throws on a lone surrogate (a
     // handler's message quoting a client's "\ud800", or one cut here between a pair): thrown
     // there, outside any handler of ours, it took the server down (review-16 F1).
     super(shortened(details, MAX_DETAILS_LENGTH).toWellFormed());
     this.code = code;
+    this.trailers = trailers;
   }
 
   /** An error of the table (errors.ts) as the gRPC status and details it has there. */
-  static of(err: TsError): GrpcFailure {
-    return new GrpcFailure(status[err.grpcStatus], err.message);
+  static of(err: TsError, trailers: Readonly<Record<string, string>> = {}): GrpcFailure {
+    return new GrpcFailure(status[err.grpcStatus], err.message, trailers);
   }
+
+  /** This failure, its status sent with `trailers` too. */
+  with(trailers: Readonly<Record<string, string>>): GrpcFailure {
+    return new GrpcFailure(this.code, this.message, { ...this.trailers, ...trailers });
+  }
+}
+
+/** A text metadata key and value grpc-js takes (Metadata.set throws on any other). */
+const METADATA_KEY = /^[0-9a-z_.-]+$/;
+const METADATA_VALUE = /^[ -~]*$/;
+
+/** The failure's trailers as metadata: an entry grpc-js would refuse is left out, not thrown as the call ends. */
+function trailersOf(failure: GrpcFailure): Metadata {
+  const metadata = new Metadata();
+  for (const [key, value] of Object.entries(failure.trailers)) {
+    if (METADATA_KEY.test(key) && !key.endsWith('-bin') && METADATA_VALUE.test(value)) metadata.set(key, value);
+  }
+  return metadata;
 }
 
 /** TorchServe's mapping of an HTTP status to a gRPC one: the error table's (errors.ts). */
@@ -114,7 +135,7 @@ export function unary<Req, Res>(deps: GrpcDeps, kind: TokenKind, method: string,
       (err: unknown) => {
         const failure = asFailure(err);
         done(failure.code);
-        callback({ code: failure.code, details: failure.message, metadata: new Metadata() });
+        callback({ code: failure.code, details: failure.message, metadata: trailersOf(failure) });
       },
     );
   };
@@ -136,7 +157,7 @@ export function serverStream<Req, Res>(deps: GrpcDeps, kind: TokenKind, method: 
       (err: unknown) => {
         const failure = asFailure(err);
         done(failure.code);
-        call.emit('error', { code: failure.code, details: failure.message, metadata: new Metadata() });
+        call.emit('error', { code: failure.code, details: failure.message, metadata: trailersOf(failure) });
       },
     );
   };

@@ -123,10 +123,18 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
 
 /** The sequence headers a message stands for; a message that neither names nor starts a sequence is refused. */
 function sequenceHeaders(request: SequenceRequest, names: SequenceHeaders): Record<string, string> {
-  const flag = (name: string): boolean => request.input[name]?.toString('utf8').toLowerCase() === 'true';
+  if (!request.sequence_id && !inputFlag(request, names.start)) throw GrpcFailure.of(tsError('TSS_ERR_SEQUENCE_ID_REQUIRED'));
+  return namedSequence(request, names);
+}
+
+/** The sequence headers of a message of any of TorchServe's prediction methods: the sequence its `sequence_id` names, and its end when its input says so. */
+export function namedSequence(request: Pick<SequenceRequest, 'input' | 'sequence_id'>, names: SequenceHeaders): Record<string, string> {
   const headers: Record<string, string> = {};
   if (request.sequence_id) headers[names.id] = request.sequence_id;
-  else if (!flag(names.start)) throw GrpcFailure.of(tsError('TSS_ERR_SEQUENCE_ID_REQUIRED'));
-  if (flag(names.end)) headers[names.end] = 'true';
+  if (inputFlag(request, names.end)) headers[names.end] = 'true';
   return headers;
+}
+
+function inputFlag(request: Pick<SequenceRequest, 'input'>, name: string): boolean {
+  return request.input[name]?.toString('utf8').toLowerCase() === 'true';
 }
