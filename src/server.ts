@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
-import type { ListenAddress, ServerConfig } from './config/server-config.js';
+import { envelopeOf, type ListenAddress, type ServerConfig } from './config/server-config.js';
 import { removeStalePartials } from './archive/download.js';
 import { removeStaleExtractions } from './archive/extract.js';
 import { existingInside } from './archive/inside.js';
@@ -305,7 +305,7 @@ async function warmUpFrontEnd(
     if (!model.spec.loadedAtStartup || model.settings.sequence || typeof name !== 'string' || model.pool.loadedCount() === 0) return [];
     const path = existingInside(model.spec.dir, name);
     if (!path) return [];
-    const envelope = config.serviceEnvelope ?? model.spec.manifest.model.envelope;
+    const envelope = envelopeOf(config, model.spec.manifest.model.envelope);
     return [{ model: model.name, body: enveloped(readFileSync(path), envelope), batchDelayMs: batchWaitMs(model.settings) }];
   });
   if (samples.length === 0) return;

@@ -251,6 +251,11 @@ function headerName(key: string, raw: string, instead: string): string {
   return name;
 }
 
+/** The envelope a model's requests come in: the server's service_envelope, else its archive's (MANIFEST.json's `envelope`). */
+export function envelopeOf(config: Pick<ServerConfig, 'serviceEnvelope'>, archived: string | undefined): string | undefined {
+  return config.serviceEnvelope ?? archived;
+}
+
 /**
  * Which file TorchServe would read: TS_CONFIG_FILE, then --ts-config, then the newest snapshot
  * (unless --ncs), then ./config.properties.

@@ -15,7 +15,7 @@
  * before anything is enqueued; the body itself is bounded by max_request_size as any body is.
  */
 import type { FastifyRequest } from 'fastify';
-import type { ServerConfig } from '../config/server-config.js';
+import { envelopeOf, type ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import type { Model } from '../models/model.js';
 import type { WireParam } from '../protocol/messages.js';
@@ -36,7 +36,7 @@ export interface TensorRequest {
 
 /** Whether a model's handler reads tensors as bytes: the kservev2 envelope does. */
 export function readsTensorBytes(model: Model, config: ServerConfig): boolean {
-  return (config.serviceEnvelope ?? model.spec.manifest.model.envelope) === 'kservev2';
+  return envelopeOf(config, model.spec.manifest.model.envelope) === 'kservev2';
 }
 
 /**

@@ -114,7 +114,7 @@ function replySink(reply: FastifyReply): JobSink {
   const applyHead = (r: JobResponse): void => {
     reply.code(r.status);
     if (r.phrase) reply.raw.statusMessage = r.phrase;
-    for (const [k, v] of Object.entries(r.headers)) reply.header(k, v);
+    reply.headers(r.headers);
   };
   return {
     intermediate(r) {
@@ -138,8 +138,7 @@ function replySink(reply: FastifyReply): JobSink {
         stream.end(gson(err.toJSON()));
         return;
       }
-      for (const [k, v] of Object.entries(headers)) reply.header(k, v);
-      sendError(reply, err);
+      sendError(reply.headers(headers), err);
     },
   };
 }

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { ValidManifest } from '../archive/manifest.js';
 import type { ModelSettings } from '../config/model-config.js';
-import type { ServerConfig } from '../config/server-config.js';
+import { envelopeOf, type ServerConfig } from '../config/server-config.js';
 import type { Loggers } from '../log/loggers.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
 import type { Tracing } from '../metrics/tracing.js';
@@ -154,7 +154,7 @@ function loadMessage(config: ServerConfig, model: WorkerModel, key: string): Loa
     yamlConfig: model.spec.yaml,
     decodeInput: config.decodeInputRequest,
     limitMaxImagePixels: config.limitMaxImagePixels,
-    envelope: config.serviceEnvelope ?? model.spec.manifest.model.envelope,
+    envelope: envelopeOf(config, model.spec.manifest.model.envelope),
     sequenceIdHeader: config.sequenceHeaders.id,
     serverVersion: VERSION,
     largestBatch: largestBatch(model.settings),
