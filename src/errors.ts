@@ -31,7 +31,8 @@ const table = {
   },
   TSS_ERR_HTTP_BAD_REQUEST: { type: 'BadRequestException', status: 400, message: '%s' },
   TSS_ERR_MODEL_NAME_REQUIRED: { type: 'BadRequestException', status: 400, message: 'Parameter model_name is required.' },
-  TSS_ERR_SEQUENCE_ID_REQUIRED: { type: 'BadRequestException', status: 400, message: 'Parameter sequenceId is required.' },
+  /** In-band on StreamPredictions2, INTERNAL as TorchServe sends it. */
+  TSS_ERR_SEQUENCE_ID_REQUIRED: { type: 'BadRequestException', status: 400, grpc: 'INTERNAL', message: 'Parameter sequenceId is required.' },
   TSS_ERR_HTTP_BODY_TOO_LARGE: {
     type: 'RequestEntityTooLargeException',
     status: 413,

@@ -190,7 +190,8 @@ t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, a
       stream.write({ model_name: 'counter', input });
     });
   const refused = await firstReply({ body: Buffer.from('1') });
-  t.match(refused.status, { code: grpc.status.INVALID_ARGUMENT, message: 'Parameter sequenceId is required.' }, 'errors in-band, the stream stays open');
+  // INTERNAL, as TorchServe's InferenceImpl sends it (review-17 F11).
+  t.match(refused.status, { code: grpc.status.INTERNAL, message: 'Parameter sequenceId is required.' }, 'errors in-band, the stream stays open');
   // Review-15 F1: a sequence's opening message the handler refuses names the sequence it opened.
   const bad = await firstReply({ body: Buffer.from('bad'), ts_request_sequence_start: Buffer.from('true') });
   t.match(

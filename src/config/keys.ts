@@ -317,7 +317,7 @@ const TABLE: Record<string, Spec> = {
     type: 'string',
     default: 'ts_request_sequence_id',
     applies: 'worker',
-    doc: "The header carrying a stateful model's sequence id (a header's name, and not one tsserve writes itself; gRPC's trailers carry it when it is a metadata key too).",
+    doc: "The header carrying a stateful model's sequence id: a header name (letters, digits, _ . -), not one tsserve writes itself, nor another sequence header's.",
   },
   ts_header_key_sequence_start: {
     type: 'string',
@@ -405,8 +405,16 @@ const TABLE: Record<string, Spec> = {
 };
 
 export const KEYS: ReadonlyMap<string, KeySpec> = new Map(
-  Object.entries(TABLE).map(([name, spec]) => [name, { ...spec, name, env: spec.env ?? `TS_${name.toUpperCase()}` }]),
+  Object.entries(TABLE).map(([name, spec]) => [name, { ...spec, name, env: spec.env ?? envName(name) }]),
 );
+
+/**
+ * A key's environment variable: TS_ and the key's Java constant's name, the key upper-cased
+ * (ts_header_key_sequence_id's constant, TS_HEADER_KEY_SEQUENCE_ID, has its TS_ once).
+ */
+function envName(key: string): string {
+  return `TS_${key.toUpperCase().replace(/^TS_/, '')}`;
+}
 
 /** The default of a key with one; a key without is a programming error. */
 export function keyDefault(name: string): string {

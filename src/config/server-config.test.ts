@@ -38,6 +38,9 @@ t.test('precedence: env (with enable_envvars_config) > CLI > file', async (t) =>
   t.equal(c.tokenExpirationMin, 5);
   const off = withFile('job_queue_size=5\n');
   t.equal(loadServerConfig({ tsConfig: off.file }, { TS_JOB_QUEUE_SIZE: '7' }, off.dir).jobQueueSize, 5, 'env ignored without opt-in');
+  // TorchServe's names, its constants' (review-17 F10: tsserve read TS_TS_HEADER_KEY_SEQUENCE_ID).
+  const sequence = { TS_HEADER_KEY_SEQUENCE_ID: 'seq-a', TS_HEADER_KEY_SEQUENCE_START: 'seq-b', TS_HEADER_KEY_SEQUENCE_END: 'seq-c' };
+  t.same(loadServerConfig({ tsConfig: file }, sequence, dir).sequenceHeaders, { id: 'seq-a', start: 'seq-b', end: 'seq-c' });
 });
 
 t.test('TS_CONFIG_FILE beats --ts-config; ./config.properties is read when neither is given', async (t) => {
@@ -72,6 +75,17 @@ t.test('blacklist_env_vars and allowed_urls are whole-string regexes; one that d
   t.throws(() => loadServerConfig({ tsConfig: badUrls.file }, {}, badUrls.dir), { message: /^allowed_urls: Invalid regular expression/ });
 });
 
+/** The message loading `text` as config.properties fails with (tap's `throws` matches a message's part only). */
+function refusal(text: string): string {
+  const file = withFile(text);
+  try {
+    loadServerConfig({ tsConfig: file.file }, {}, file.dir);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'loaded';
+}
+
 t.test('otel_traces off and traceresponse by default; otel_trace_header must be a header name, or none', async (t) => {
   const c = loadServerConfig({}, {}, folder('tsserve-empty-'));
   t.equal(c.otelTraces, false);
@@ -80,30 +94,39 @@ t.test('otel_traces off and traceresponse by default; otel_trace_header must be 
   t.match(loadServerConfig({ tsConfig: other.file }, {}, other.dir), { otelTraces: true, otelTraceHeader: 'x-trace-id' });
   const none = withFile('otel_trace_header=none\n');
   t.equal(loadServerConfig({ tsConfig: none.file }, {}, none.dir).otelTraceHeader, '');
-  const bad = withFile('otel_trace_header=trace id\n');
-  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), { message: 'Invalid configuration: otel_trace_header is not a header name: trace id' });
+  // tr!ce is an HTTP header's name, but no gRPC metadata key: every traced gRPC prediction failed (review-17 F1).
+  for (const name of ['trace id', 'tr!ce']) {
+    t.equal(refusal(`otel_trace_header=${name}\n`), `Invalid configuration: otel_trace_header is not a header name (letters, digits, _ . -): ${name}`);
+  }
 });
 
-t.test('the sequence headers must be header names, and not ones tsserve writes itself', async (t) => {
+t.test('the sequence headers: header names, three different ones, none that tsserve writes or no answer may carry', async (t) => {
   const other = withFile('ts_header_key_sequence_id=X-Seq\n');
   t.equal(loadServerConfig({ tsConfig: other.file }, {}, other.dir).sequenceHeaders.id, 'x-seq');
   // Before, a name no answer could carry failed each answer of a stateful model with Fastify's own 500.
-  const bad = withFile('ts_header_key_sequence_end=seq end\n');
-  t.throws(() => loadServerConfig({ tsConfig: bad.file }, {}, bad.dir), {
-    message: 'Invalid configuration: ts_header_key_sequence_end is not a header name: seq end',
-  });
-  const own = withFile('ts_header_key_sequence_id=Content-Type\n');
-  t.throws(() => loadServerConfig({ tsConfig: own.file }, {}, own.dir), {
-    message:
-      'Invalid configuration: ts_header_key_sequence_id=Content-Type names a header tsserve writes itself; name another (ts_request_sequence_id, the default)',
-  });
+  t.equal(
+    refusal('ts_header_key_sequence_end=seq end\n'),
+    'Invalid configuration: ts_header_key_sequence_end is not a header name (letters, digits, _ . -): seq end',
+  );
+  // te, upgrade, proxy-connection, http2-settings in a failed gRPC call's trailers took the server down (review-17 F1).
+  for (const name of ['Content-Type', 'te', 'Upgrade', 'proxy-connection', 'http2-settings', 'trailer', 'expires', 'pragma', 'x-bin']) {
+    t.equal(
+      refusal(`ts_header_key_sequence_id=${name}\n`),
+      `Invalid configuration: ts_header_key_sequence_id=${name} names a header tsserve writes itself or no answer may carry; name another (ts_request_sequence_id, the default)`,
+    );
+  }
+  // Before, the handler's getSequenceId read the start header's "true" (review-17 F9).
+  t.equal(
+    refusal('ts_header_key_sequence_start=TS_request_sequence_id\n'),
+    'Invalid configuration: ts_header_key_sequence_id, ts_header_key_sequence_start, ts_header_key_sequence_end must name three different headers: ts_request_sequence_id, ts_request_sequence_id, ts_request_sequence_end',
+  );
 });
 
 t.test("otel_trace_header may not name a header tsserve writes itself: it would replace TorchServe's request id, the content type...", async (t) => {
-  for (const header of ['X-Request-Id', 'content-type', 'Content-Length', 'retry-after', 'grpc-status']) {
-    const own = withFile(`otel_trace_header=${header}\n`);
-    t.throws(() => loadServerConfig({ tsConfig: own.file }, {}, own.dir), {
-      message: `Invalid configuration: otel_trace_header=${header} names a header tsserve writes itself; name another (traceresponse, the default) or none`,
-    });
+  for (const header of ['X-Request-Id', 'content-type', 'Content-Length', 'retry-after', 'grpc-status', 'te']) {
+    t.equal(
+      refusal(`otel_trace_header=${header}\n`),
+      `Invalid configuration: otel_trace_header=${header} names a header tsserve writes itself or no answer may carry; name another (traceresponse, the default, or none)`,
+    );
   }
 });

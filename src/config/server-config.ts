@@ -213,8 +213,9 @@ const DEFAULT_PORTS = {
 export class ConfigError extends Error {}
 
 /**
- * The response headers and gRPC metadata tsserve writes itself (or HTTP does): a trace header
- * named so would replace them (x-request-id is TorchServe's request id).
+ * The response headers and gRPC metadata tsserve writes itself (or HTTP does): a header of the
+ * configuration named so would replace them (x-request-id is TorchServe's request id; pragma,
+ * cache-control and expires go on every answer, http/listener.ts fixedHeaders).
  */
 const OWN_HEADERS = new Set([
   'x-request-id',
@@ -229,26 +230,58 @@ const OWN_HEADERS = new Set([
   'warning',
   'www-authenticate',
   'cache-control',
+  'pragma',
+  'expires',
   'location',
   'vary',
   'inference-header-content-length',
 ]);
 
-/** A header tsserve writes, which a header of the configuration may not name. */
+/**
+ * Headers of the connection, not of an answer: HTTP/1 takes `trailer` only with trailers, and
+ * Node's HTTP/2 refuses each of them in a gRPC call's metadata, throwing where the call's status
+ * is sent, outside any handler (review-17 F1: `te` as the sequence header took the server down).
+ */
+const CONNECTION_HEADERS = new Set(['te', 'trailer', 'upgrade', 'proxy-connection', 'http2-settings', 'host']);
+
+/** A header tsserve writes, or no answer may carry: a header of the configuration may not name it. */
 function isOwnHeader(name: string): boolean {
-  return OWN_HEADERS.has(name) || name.startsWith('access-control-') || name.startsWith('grpc-') || name.startsWith(':');
+  return OWN_HEADERS.has(name) || CONNECTION_HEADERS.has(name) || name.startsWith('access-control-') || name.startsWith('grpc-') || name.endsWith('-bin');
 }
 
 /**
- * The name of a header the configuration names (RFC 9110's token), lowercased: one no answer could
- * carry failed every answer that named it with a 500, and one tsserve writes itself would replace it.
+ * A name that is an HTTP header's (RFC 9110's token) and a gRPC metadata key's both: letters,
+ * digits, `_`, `.`, `-` (gRPC takes lowercase keys; HTTP's names are the same in any case).
+ */
+const HEADER_NAME = /^[0-9A-Za-z_.-]+$/;
+
+/**
+ * The name of a header the configuration names, lowercased: one that REST answers, gRPC metadata
+ * and trailers all carry. One no answer could carry failed every answer that named it (REST with
+ * a 500, gRPC with its call or the server), and one tsserve writes itself would replace it.
  * `instead`: what to name instead, as the error says.
  */
 function headerName(key: string, raw: string, instead: string): string {
-  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(raw)) throw new ConfigError(`Invalid configuration: ${key} is not a header name: ${raw}`);
+  if (!HEADER_NAME.test(raw)) throw new ConfigError(`Invalid configuration: ${key} is not a header name (letters, digits, _ . -): ${raw}`);
   const name = raw.toLowerCase();
-  if (isOwnHeader(name)) throw new ConfigError(`Invalid configuration: ${key}=${raw} names a header tsserve writes itself; name another (${instead})`);
+  if (isOwnHeader(name)) {
+    throw new ConfigError(`Invalid configuration: ${key}=${raw} names a header tsserve writes itself or no answer may carry; name another (${instead})`);
+  }
   return name;
+}
+
+const SEQUENCE_HEADER_KEYS = ['ts_header_key_sequence_id', 'ts_header_key_sequence_start', 'ts_header_key_sequence_end'] as const;
+
+/**
+ * The sequence headers (ts_header_key_sequence_*), each a header name (headerName) and each its
+ * own: a start header named as the id header made every sequence's id "true".
+ */
+function sequenceHeaders(text: (key: string) => string): SequenceHeaders {
+  const [id, start, end] = SEQUENCE_HEADER_KEYS.map((k) => headerName(k, text(k), `${keyDefault(k)}, the default`)) as [string, string, string];
+  if (new Set([id, start, end]).size < 3) {
+    throw new ConfigError(`Invalid configuration: ${SEQUENCE_HEADER_KEYS.join(', ')} must name three different headers: ${[id, start, end].join(', ')}`);
+  }
+  return { id, start, end };
 }
 
 /** The envelope a model's requests come in: the server's service_envelope, else its archive's (MANIFEST.json's `envelope`). */
@@ -338,7 +371,6 @@ function buildConfig(
   const bool = (k: string): boolean => (str(k) ?? keyDefault(k)).toLowerCase() === 'true';
   const text = (k: string): string => str(k) ?? keyDefault(k);
   const address = (k: string, ports: { http: number; https: number }): ListenAddress => parseAddress(text(k), ports);
-  const sequenceHeader = (k: string): string => headerName(k, text(k), `${keyDefault(k)}, the default`);
   const path = (k: string): string | undefined => {
     const v = str(k);
     return v === undefined ? undefined : resolve(cwd, v);
@@ -400,7 +432,7 @@ function buildConfig(
     otelTraceHeader:
       text('otel_trace_header').toLowerCase() === 'none'
         ? ''
-        : headerName('otel_trace_header', text('otel_trace_header'), 'traceresponse, the default) or none'),
+        : headerName('otel_trace_header', text('otel_trace_header'), 'traceresponse, the default, or none'),
     metricsConfig: path('metrics_config'),
     modelMetricsAutoDetect: bool('model_metrics_auto_detect'),
     enableModelApi: bool('enable_model_api'),
@@ -418,11 +450,7 @@ function buildConfig(
     grpcInference: grpcListen('inference'),
     grpcManagement: grpcListen('management'),
     enableGrpcSsl: bool('enable_grpc_ssl'),
-    sequenceHeaders: {
-      id: sequenceHeader('ts_header_key_sequence_id'),
-      start: sequenceHeader('ts_header_key_sequence_start'),
-      end: sequenceHeader('ts_header_key_sequence_end'),
-    },
+    sequenceHeaders: sequenceHeaders(text),
     tls: {
       keystore: path('keystore'),
       keystorePass: props.get('keystore_pass') ?? keyDefault('keystore_pass'),

@@ -43,16 +43,17 @@ export class GrpcFailure extends Error {
   }
 }
 
-/** A text metadata key and value grpc-js takes (Metadata.set throws on any other). */
-const METADATA_KEY = /^[0-9a-z_.-]+$/;
+/** A text metadata value grpc-js takes (Metadata.set throws on any other). */
 const METADATA_VALUE = /^[ -~]*$/;
 
-/** The failure's trailers as metadata: an entry grpc-js would refuse is left out, not thrown as the call ends. */
+/**
+ * The failure's trailers as metadata. Their keys are header names the configuration checked
+ * (config/server-config.ts headerName: grpc-js and Node's HTTP/2 take them); a value grpc-js would
+ * refuse is left out, not thrown as the call ends.
+ */
 function trailersOf(failure: GrpcFailure): Metadata {
   const metadata = new Metadata();
-  for (const [key, value] of Object.entries(failure.trailers)) {
-    if (METADATA_KEY.test(key) && !key.endsWith('-bin') && METADATA_VALUE.test(value)) metadata.set(key, value);
-  }
+  for (const [key, value] of Object.entries(failure.trailers)) if (METADATA_VALUE.test(value)) metadata.set(key, value);
   return metadata;
 }
 
