@@ -137,17 +137,21 @@ t.test('a request answered "not run, send it again" is sent again as it was: its
   const opener = await sendWith('nan', '1');
   t.equal(opener.res.status, 503, 'the opener was not run');
   t.match(await errorBody(opener.res), { message: /^This request was not run: .*Send it again$/ });
-  t.match(opener.id, /^ts-seq-/, 'and names its sequence');
-  const again = await sendWith('0', '1', opener.id!);
-  // Before, the opener had spent the sequence's start: the handler saw a request of a sequence never started.
-  t.match(again.counted, { sum: 1, started: true }, 'sent again with its id, it is the start');
-  t.match((await sendWith('0', '2', opener.id!)).counted, { sum: 3, started: false });
+  // A sequence none of whose requests ran is closed, and its answer names none (review-17 F4):
+  // sent again as it was, the request opens a sequence anew. Before, the opener's sequence was
+  // kept, holding a place for good when its client sent it again without the id.
+  t.equal(opener.id, null, 'and names no sequence');
+  const again = await sendWith('0', '1');
+  t.match(again.counted, { sum: 1, started: true }, 'sent again as it was, it opens a sequence and is its start');
+  const id = again.id!;
+  t.match((await sendWith('0', '2', id)).counted, { sum: 3, started: false });
 
-  const end = await sendWith('nan', '3', opener.id!, true);
+  const end = await sendWith('nan', '3', id, true);
   t.equal(end.res.status, 503, 'the end was not run');
+  t.equal(end.id, id, 'and names its sequence');
   // Before, taken, the end had closed the sequence: sent again, it was refused, and the handler never saw an end.
-  t.match((await sendWith('0', '3', opener.id!, true)).counted, { sum: 6 }, 'sent again, the end is run');
-  t.equal((await send(server, '4', opener.id!)).res.status, 503, 'and the sequence is closed');
+  t.match((await sendWith('0', '3', id, true)).counted, { sum: 6 }, 'sent again, the end is run');
+  t.equal((await send(server, '4', id)).res.status, 503, 'and the sequence is closed');
 });
 
 t.test('gRPC StreamPredictions2: two streams, each a sequence sending 1, 2, 3, answered 1 3 6 in order', async (t) => {

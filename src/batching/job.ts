@@ -73,10 +73,11 @@ export class Job {
   /** Headers the server adds to the answer (a new sequence's id). */
   readonly responseHeaders: Record<string, string> = {};
   /**
-   * Told before the job's answer goes out when it failed without being run, asking its client to
-   * send it again: a stateful model's queue gives the job's start and end back to its sequence.
+   * Told as the job is answered, before its answer goes out (a stateful model's queue follows its
+   * sequences by it); `notRun`: it failed without being run, and its client is asked to send it
+   * again.
    */
-  onNotRun: ((job: Job) => void) | undefined = undefined;
+  onSettled: ((job: Job, notRun: boolean) => void) | undefined = undefined;
   /** Resolves once the job has been answered, with success or an error. */
   readonly done: Promise<void>;
   private settledFlag = false;
@@ -117,7 +118,9 @@ export class Job {
   }
 
   respond(response: JobResponse): void {
-    if (this.settle()) this.sink.respond(this.withServerHeaders(response));
+    if (!this.settle()) return;
+    this.onSettled?.(this, false);
+    this.sink.respond(this.withServerHeaders(response));
   }
 
   private withServerHeaders(response: JobResponse): JobResponse {
@@ -127,7 +130,7 @@ export class Job {
 
   fail(error: TsError): void {
     if (!this.settle()) return;
-    if (NOT_RUN.has(error.code)) this.onNotRun?.(this);
+    this.onSettled?.(this, NOT_RUN.has(error.code));
     this.sink.fail(error, this.responseHeaders);
   }
 

@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import { tsError } from '../errors.js';
 import { Job } from './job.js';
-import { SequenceQueue } from './sequence-queue.js';
+import { END_AGAIN_MS, SequenceQueue } from './sequence-queue.js';
 
 const HEADERS = { id: 'ts_request_sequence_id', start: 'ts_request_sequence_start', end: 'ts_request_sequence_end' };
 
@@ -33,20 +33,30 @@ function queue(limits: { idle?: number; age?: number; sequences?: number }, cloc
   return new SequenceQueue(settings, clock.now);
 }
 
-/** Offers a job of the sequence `id` (a new sequence without one; `end`: its last) and lets a worker take it; answers the job taken. */
-async function offerAndTake(t: Test, q: SequenceQueue, id?: string, end = false): Promise<Job> {
-  const j = job({ ...(id ? { [HEADERS.id]: id } : {}), ...(end ? { [HEADERS.end]: 'true' } : {}) });
+/** Offers a job of the sequence `id` (a new sequence without one; `end`: its last) and lets a worker take it; the job, taken and not yet answered. */
+async function take(
+  t: Test,
+  q: SequenceQueue,
+  id?: string,
+  end = false,
+  { headers = {}, owner }: { headers?: Record<string, string>; owner?: object } = {},
+): Promise<Job> {
+  const j = job({ ...headers, ...(id ? { [HEADERS.id]: id } : {}), ...(end ? { [HEADERS.end]: 'true' } : {}) });
   t.ok(q.enqueue(j), id ? `${id} takes a request` : 'a new sequence opens');
   t.same(
-    (await q.poll(1, 0)).map((taken) => taken.id),
+    (await q.poll(1, 0, undefined, owner)).map((taken) => taken.id),
     [j.id],
   );
   return j;
 }
 
-/** offerAndTake, answering the sequence's id. */
-async function sendAndTake(t: Test, q: SequenceQueue, id?: string): Promise<string> {
-  return (await offerAndTake(t, q, id)).responseHeaders[HEADERS.id]!;
+const OK = { status: 200, phrase: 'OK', headers: {}, body: new Uint8Array(0) };
+
+/** A request of the sequence `id` (a new sequence without one) taken and answered; the sequence's id. */
+async function run(t: Test, q: SequenceQueue, id?: string, end = false): Promise<string> {
+  const j = await take(t, q, id, end);
+  j.respond(OK);
+  return j.responseHeaders[HEADERS.id]!;
 }
 
 const notRun = (): ReturnType<typeof tsError> => tsError('TSS_ERR_PREDICTION_NOT_RUN_AGAIN', "for other requests' inputs", 'a stateful model', '');
@@ -54,88 +64,160 @@ const notRun = (): ReturnType<typeof tsError> => tsError('TSS_ERR_PREDICTION_NOT
 t.test('a sequence idle past sequenceMaxIdleMSec is closed, and its place is free again', async (t) => {
   const clock = testClock();
   const q = queue({ idle: 500 }, clock);
-  const id = await sendAndTake(t, q);
+  const id = await run(t, q);
   t.notOk(q.enqueue(job()), 'maxNumSequence is 1: no second sequence');
   clock.advance(500);
-  await sendAndTake(t, q, id);
+  await run(t, q, id);
   clock.advance(501);
   t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'idle 501 ms: closed');
-  await sendAndTake(t, q);
+  await run(t, q);
 });
 
 t.test('a sequence older than sequenceTimeoutMSec takes no more requests, however busy', async (t) => {
   const clock = testClock();
   const q = queue({ age: 1000 }, clock);
-  const id = await sendAndTake(t, q);
+  const id = await run(t, q);
   for (let i = 0; i < 4; i++) {
     clock.advance(250);
-    await sendAndTake(t, q, id);
+    await run(t, q, id);
   }
   clock.advance(1);
   t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'at 1001 ms old it is over, though it was never idle');
-  await sendAndTake(t, q);
+  await run(t, q);
 });
 
-// Review-16 F4: a request answered "not run, send it again" had spent its sequence's start (the
-// request sent again reached the handler without it) or, an end, closed its sequence (the request
-// sent again was refused, and the handler never saw the end).
-t.test('a request not run gives its start back: the next one taken of its sequence is its start', async (t) => {
+// Review-16 F4 and review-17 F3-F7: a request answered "not run, send it again" is sent again as
+// it was, and no sequence holds its place for good meanwhile.
+t.test('an opener not run closes its sequence and names none: sent again as it was, it opens one anew', async (t) => {
   const q = queue({}, testClock());
-  const opener = await offerAndTake(t, q);
+  const opener = await take(t, q);
   t.equal(opener.request.headers[HEADERS.start], 'true', 'the first request taken is the start');
   const id = opener.responseHeaders[HEADERS.id]!;
   opener.fail(notRun());
-  t.equal((await offerAndTake(t, q, id)).request.headers[HEADERS.start], 'true', 'sent again, it is the start');
-  t.equal((await offerAndTake(t, q, id)).request.headers[HEADERS.start], undefined, 'the one after is not');
+  t.same(opener.responseHeaders, {}, 'its answer names no sequence: there is none to continue');
+  t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'its sequence is closed');
+  // Before, kept for the client to send it again with the id, it held the only place (maxNumSequence 1) when the client sent it without.
+  const again = await take(t, q);
+  t.equal(again.request.headers[HEADERS.start], 'true', 'sent again, it opens a sequence, and is its start');
+});
+
+t.test('an opener that waited past its deadline in the queue closes its sequence too', async (t) => {
+  const q = queue({}, testClock());
+  const opener = job();
+  t.ok(q.enqueue(opener));
+  t.ok(q.remove(opener), 'its wait is over (the model removes it, then fails it)');
+  opener.fail(tsError('TSS_ERR_CLIENT_TIMEOUT', '100', 'm'));
+  t.same(opener.responseHeaders, {});
+  t.equal((await take(t, q)).request.headers[HEADERS.start], 'true', 'the place is free: a new sequence opens, its opener its start');
+});
+
+t.test('a sequence whose worker is gone starts over: its next request is its start, and again if that one is not run (review-17 F13)', async (t) => {
+  const q = queue({}, testClock());
+  const worker = {};
+  const first = await take(t, q, undefined, false, { owner: worker });
+  first.respond(OK);
+  const id = first.responseHeaders[HEADERS.id]!;
+  q.release(worker);
+  const moved = await take(t, q, id);
+  t.equal(moved.request.headers[HEADERS.start], 'true', 'on another worker, it starts over');
+  moved.fail(notRun());
+  t.equal(moved.responseHeaders[HEADERS.id], id, 'a sequence that ran stays open, and its answer names it');
+  const again = await take(t, q, id);
+  t.equal(again.request.headers[HEADERS.start], 'true', 'the start not run goes to the next request');
+  again.respond(OK);
+  t.equal((await take(t, q, id)).request.headers[HEADERS.start], undefined, 'and no further');
+});
+
+t.test('a start the client sent is not given back when its request is not run (review-17 F7)', async (t) => {
+  const q = queue({}, testClock());
+  const id = await run(t, q);
+  (await take(t, q, id, false, { headers: { [HEADERS.start]: 'true' } })).fail(notRun());
+  t.equal((await take(t, q, id)).request.headers[HEADERS.start], undefined);
 });
 
 t.test('a request run and failed keeps its start spent', async (t) => {
   const q = queue({}, testClock());
-  const opener = await offerAndTake(t, q);
+  const opener = await take(t, q);
   opener.fail(tsError('TSS_ERR_PREDICTION_FAILED'));
-  t.equal((await offerAndTake(t, q, opener.responseHeaders[HEADERS.id])).request.headers[HEADERS.start], undefined);
+  t.equal((await take(t, q, opener.responseHeaders[HEADERS.id])).request.headers[HEADERS.start], undefined);
 });
 
-t.test('an end not run opens its sequence again, for the end sent again', async (t) => {
-  const q = queue({}, testClock());
-  const id = await sendAndTake(t, q);
-  const end = await offerAndTake(t, q, id, true);
+t.test('an end not run opens its sequence again for END_AGAIN_MS, for the end sent again', async (t) => {
+  const clock = testClock();
+  const q = queue({}, clock);
+  const id = await run(t, q);
+  const end = await take(t, q, id, true);
   t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'taken, the end closed the sequence');
   end.fail(notRun());
-  (await offerAndTake(t, q, id, true)).respond({ status: 200, phrase: 'OK', headers: {}, body: new Uint8Array(0) });
+  t.equal(end.responseHeaders[HEADERS.id], id, 'its answer names the sequence');
+  await run(t, q, id, true);
   t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'the end run, the sequence is closed');
-  await sendAndTake(t, q);
+  await run(t, q);
+});
+
+t.test('an end not run and not sent again: its sequence closes after END_AGAIN_MS, with sequenceMaxIdleMSec 0 too', async (t) => {
+  const clock = testClock();
+  const q = queue({}, clock);
+  const id = await run(t, q);
+  (await take(t, q, id, true)).fail(notRun());
+  clock.advance(END_AGAIN_MS);
+  t.notOk(q.enqueue(job()), 'still open: no second sequence (maxNumSequence 1)');
+  clock.advance(1);
+  // Before, reopened for good, it held the only place (review-17 F3).
+  await run(t, q);
+  t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'it was closed');
 });
 
 t.test('an end that waited past its deadline in the queue opens its sequence again', async (t) => {
   const q = queue({}, testClock());
-  const id = await sendAndTake(t, q);
+  const id = await run(t, q);
   const end = job({ [HEADERS.id]: id, [HEADERS.end]: 'true' });
   t.ok(q.enqueue(end));
   t.ok(q.remove(end), 'its wait is over (the model removes it, then fails it)');
   end.fail(tsError('TSS_ERR_CLIENT_TIMEOUT', '100', 'm'));
-  await offerAndTake(t, q, id, true);
+  await run(t, q, id, true);
 });
 
 t.test('an end not run past sequenceTimeoutMSec leaves its sequence closed', async (t) => {
   const clock = testClock();
   const q = queue({ age: 1000 }, clock);
-  const id = await sendAndTake(t, q);
-  const end = await offerAndTake(t, q, id, true);
+  const id = await run(t, q);
+  const end = await take(t, q, id, true);
   clock.advance(1001);
   end.fail(notRun());
   t.notOk(q.enqueue(job({ [HEADERS.id]: id, [HEADERS.end]: 'true' })), 'too old to take the end again');
-  await sendAndTake(t, q);
+  await run(t, q);
 });
 
-t.test('a sequence opened and left unrun lends its start to the next request taken, not to one of another sequence', async (t) => {
+t.test('a sequence is idle from its last answer: a request that runs longer than sequenceMaxIdleMSec does not close it (review-17 F6)', async (t) => {
+  const clock = testClock();
+  const q = queue({ idle: 500 }, clock);
+  const id = await run(t, q);
+  const long = await take(t, q, id);
+  clock.advance(1500);
+  t.notOk(q.enqueue(job()), 'running, it is not idle: no second sequence');
+  long.respond(OK);
+  clock.advance(500);
+  await run(t, q, id);
+  clock.advance(501);
+  t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'idle 501 ms after its answer: closed');
+});
+
+t.test("a request answered while its batch forms leaves room there for its sequence's next (review-17 F5)", async (t) => {
   const q = queue({ sequences: 2 }, testClock());
-  const a = job();
-  t.ok(q.enqueue(a));
-  const id = a.responseHeaders[HEADERS.id]!;
-  t.ok(q.remove(a));
-  a.fail(tsError('TSS_ERR_CLIENT_TIMEOUT', '100', 'm'));
-  const other = await offerAndTake(t, q);
-  t.equal(other.request.headers[HEADERS.start], 'true', "another sequence's opener is its own start");
-  t.equal((await offerAndTake(t, q, id)).request.headers[HEADERS.start], 'true', 'the first request taken of the sequence is its start');
+  const id = await run(t, q);
+  const waiting = job({ [HEADERS.id]: id });
+  t.ok(q.enqueue(waiting));
+  const batch = q.poll(2, 60_000);
+  t.notOk(q.remove(waiting), 'taken into the forming batch, it is no longer queued');
+  waiting.fail(tsError('TSS_ERR_CLIENT_TIMEOUT', '100', 'm'));
+  const again = job({ [HEADERS.id]: id });
+  t.ok(q.enqueue(again), 'sent again');
+  // Before, the batch's answered request kept its sequence's place there: the one sent again waited for the next batch.
+  const taken = await Promise.race([batch, new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined)))]);
+  t.same(
+    taken?.map((j) => j.id),
+    [waiting.id, again.id],
+    'it joins the same batch (the pool sends only the unanswered one)',
+  );
 });

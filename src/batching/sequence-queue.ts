@@ -11,8 +11,10 @@
  * - a batch holds at most one request of each sequence, and a sequence's requests run in order.
  *
  * A request answered "not run, send it again" (its batch refused, or its wait past its deadline)
- * gives its start and end back: the sequence's next request taken is marked as its start, and an
- * end that closed it opens it again, so that the request sent again is what it was.
+ * is sent again as it was: a sequence it opened, none of whose requests ran, is closed (its answer
+ * names none, and the request sent again opens one anew); a start it carried goes to the
+ * sequence's next request; an end it carried is undone, the sequence open for END_AGAIN_MS more.
+ * A sequence is idle from its last answer, not its last request: one that runs long is not idle.
  *
  * Refused (the caller answers 503): a new sequence beyond maxNumSequence, an id that is unknown,
  * closed or expired, a sequence with maxSequenceJobQueueSize requests already waiting.
@@ -23,17 +25,33 @@ import type { Job } from './job.js';
 import type { BatchQueue } from './job-queue.js';
 import { type BatchDelay, WaitingWorkers, type Waiter } from './waiting-workers.js';
 
+/**
+ * How long a sequence whose end was not run stays open for its end to be sent again: with
+ * sequenceMaxIdleMSec 0 (never idle) a client that gave up on it would hold its place for good.
+ */
+export const END_AGAIN_MS = 60_000;
+
 interface Sequence {
   readonly id: string;
+  /** Its requests waiting, in order. */
   readonly jobs: Job[];
+  /** Its request a worker holds (taken, not yet answered). */
+  readonly running: Set<Job>;
   readonly createdAt: number;
+  /** Its last request's arrival or answer. */
   lastActivity: number;
   /** The worker slot serving it. */
   owner: object | undefined;
-  /** Its end request has been enqueued: it takes no more. */
+  /** It takes no more: its end request has been enqueued, or it is older than sequenceTimeoutMSec. */
   ending: boolean;
   /** Its next request taken is marked as its start: none has reached the handler as it yet, or the one that did was not run. */
   startOwed: boolean;
+  /** The request the server marked as its start, until it is answered. */
+  startedBy: Job | undefined;
+  /** One of its requests has run (was answered, but not as not run). */
+  ran: boolean;
+  /** Its end was not run: it closes if no request comes by then (END_AGAIN_MS). */
+  endAwaitedUntil: number | undefined;
 }
 
 export class SequenceQueue implements BatchQueue {
@@ -90,9 +108,10 @@ export class SequenceQueue implements BatchQueue {
     job.responseHeaders[names.id] = sequence.id;
     if (isSet(headers[names.end])) sequence.ending = true;
     this.sequenceOf.set(job, sequence);
-    job.onNotRun = this.giveBack;
+    job.onSettled = this.settled;
     sequence.jobs.push(job);
     sequence.lastActivity = now;
+    sequence.endAwaitedUntil = undefined;
     this.queued++;
     this.pump();
     return true;
@@ -103,29 +122,54 @@ export class SequenceQueue implements BatchQueue {
     if (this.sequences.size >= this.settings.maxNumSequence) return undefined;
     const id = `ts-seq-${randomUUID()}`;
     headers[this.settings.headers.id] = id;
-    const sequence: Sequence = { id, jobs: [], createdAt: now, lastActivity: now, owner: undefined, ending: false, startOwed: true };
+    const sequence: Sequence = {
+      id,
+      jobs: [],
+      running: new Set(),
+      createdAt: now,
+      lastActivity: now,
+      owner: undefined,
+      ending: false,
+      startOwed: true,
+      startedBy: undefined,
+      ran: false,
+      endAwaitedUntil: undefined,
+    };
     this.sequences.set(id, sequence);
     return sequence;
   }
 
-  /**
-   * A request of a sequence failed unrun, and its client is asked to send it again (Job.onNotRun):
-   * the start it carried is owed to the sequence's next request, and the end it carried is undone
-   * (its sequence open again, unless past sequenceTimeoutMSec), for the request sent again to
-   * start or end the sequence as this one would have (review-16 F4).
-   */
-  private readonly giveBack = (job: Job): void => {
-    const sequence = this.sequenceOf.get(job);
-    if (!sequence) return;
-    const names = this.settings.headers;
+  /** A request of a sequence is answered (Job.onSettled), before its answer goes out: the sequence is idle from now. */
+  private readonly settled = (job: Job, notRun: boolean): void => {
+    const sequence = this.sequenceOf.get(job)!;
     const now = this.now();
-    if (isSet(job.request.headers[names.start])) sequence.startOwed = true;
-    if (isSet(job.request.headers[names.end])) {
-      sequence.ending = this.timedOut(sequence, now);
-      if (!sequence.ending) this.sequences.set(sequence.id, sequence);
-    }
+    sequence.running.delete(job);
     sequence.lastActivity = now;
+    if (notRun) this.giveBack(job, sequence, now);
+    else sequence.ran = true;
+    if (sequence.startedBy === job) sequence.startedBy = undefined;
   };
+
+  /**
+   * A request of a sequence failed unrun, and its client is asked to send it again, as it was
+   * (review-16 F4, review-17 F3, F4, F7). A sequence none of whose requests ran is closed, and
+   * the answer names none: sent again, the request opens one anew (kept, it held a place for
+   * good when the client sent it again without the id, as a TorchServe client would). A start
+   * the server marked on it goes to the sequence's next request. An end it carried is undone,
+   * the sequence open again (unless past sequenceTimeoutMSec) for END_AGAIN_MS at most.
+   */
+  private giveBack(job: Job, sequence: Sequence, now: number): void {
+    if (sequence.startedBy === job) sequence.startOwed = true;
+    if (!sequence.ran && sequence.jobs.length === 0 && sequence.running.size === 0) {
+      if (this.sequences.get(sequence.id) === sequence) this.sequences.delete(sequence.id);
+      delete job.responseHeaders[this.settings.headers.id];
+      return;
+    }
+    if (!isSet(job.request.headers[this.settings.headers.end]) || this.timedOut(sequence, now)) return;
+    sequence.ending = false;
+    sequence.endAwaitedUntil = now + END_AGAIN_MS;
+    this.sequences.set(sequence.id, sequence);
+  }
 
   private enqueueAlone(job: Job): boolean {
     if (this.remainingCapacity === 0) return false;
@@ -140,8 +184,8 @@ export class SequenceQueue implements BatchQueue {
     const idle = this.settings.sequenceMaxIdleMSec;
     for (const s of this.sequences.values()) {
       if (this.timedOut(s, now)) s.ending = true;
-      const idleTooLong = idle > 0 && now - s.lastActivity > idle;
-      if (s.jobs.length === 0 && (idleTooLong || s.ending)) this.sequences.delete(s.id);
+      const idleTooLong = (idle > 0 && now - s.lastActivity > idle) || (s.endAwaitedUntil !== undefined && now > s.endAwaitedUntil);
+      if (s.jobs.length === 0 && s.running.size === 0 && (idleTooLong || s.ending)) this.sequences.delete(s.id);
     }
   }
 
@@ -185,20 +229,22 @@ export class SequenceQueue implements BatchQueue {
         continue;
       }
       const sequence = this.sequenceOf.get(job)!;
-      if (!this.sequences.has(sequence.id)) {
-        // Its end request had closed it; it lives on for that request, on any worker.
-        sequence.owner = undefined;
-        this.sequences.set(sequence.id, sequence);
-      }
+      // Its end request had closed it; it lives on for that request.
+      if (!this.sequences.has(sequence.id)) this.sequences.set(sequence.id, sequence);
+      sequence.running.delete(job);
       sequence.jobs.unshift(job);
       this.queued++;
     }
     this.pump();
   }
 
-  /** A worker slot is gone: its sequences may go to any worker. */
+  /** A worker slot is gone: its sequences may go to any worker, where their state starts over (their next request is marked as the start). */
   release(owner: object): void {
-    for (const s of this.sequences.values()) if (s.owner === owner) s.owner = undefined;
+    for (const s of this.sequences.values()) {
+      if (s.owner !== owner) continue;
+      s.owner = undefined;
+      s.startOwed = true;
+    }
     this.pump();
   }
 
@@ -234,7 +280,8 @@ export class SequenceQueue implements BatchQueue {
 
   /** Adds to the waiter's batch the oldest request of each sequence it may serve and has not yet. */
   private fill(waiter: Waiter): void {
-    const taken = new Set(waiter.batch.map((job) => job.request.headers[this.settings.headers.id]));
+    // A request answered while its batch forms (its wait past its deadline) leaves room for its sequence's next.
+    const taken = new Set(waiter.batch.filter((job) => !job.settled).map((job) => job.request.headers[this.settings.headers.id]));
     const ready = [...this.sequences.values()]
       .filter((s) => s.jobs.length > 0 && !taken.has(s.id) && (s.owner === undefined || s.owner === waiter.owner))
       .sort((a, b) => a.jobs[0]!.arrivedAt - b.jobs[0]!.arrivedAt);
@@ -248,7 +295,9 @@ export class SequenceQueue implements BatchQueue {
       if (sequence.startOwed) {
         job.request.headers[this.settings.headers.start] = 'true';
         sequence.startOwed = false;
+        sequence.startedBy = job;
       }
+      sequence.running.add(job);
       waiter.batch.push(job);
     }
   }
