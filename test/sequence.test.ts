@@ -16,7 +16,7 @@ interface Counted {
   started: boolean;
 }
 
-async function serveCounter(t: Test, yaml: Record<string, number | boolean>): Promise<TestServer> {
+async function serveCounter(t: Test, yaml: Record<string, number | boolean>, properties: Record<string, string> = {}): Promise<TestServer> {
   const dir = tempDir(t);
   const config = join(dir, 'model-config.yaml');
   writeFileSync(
@@ -27,7 +27,7 @@ async function serveCounter(t: Test, yaml: Record<string, number | boolean>): Pr
   );
   const server = await startTestServer(t, {
     prepare: (store) => buildMar(store, { modelName: 'counter', version: '1.0', handler: join(FIXTURES, 'counter_handler.ts'), configFile: config }),
-    properties: { load_models: 'counter.mar' },
+    properties: { load_models: 'counter.mar', ...properties },
   });
   await waitReady(server.urls.management, 'counter', Number(yaml.minWorkers ?? 1));
   return server;
@@ -244,3 +244,39 @@ t.test(
     t.match(messages, [{ sequence_id: /^ts-seq-/ }], "StreamPredictions' message names its sequence too");
   },
 );
+
+t.test("OIP gRPC ModelInfer on a stateful model: the response's parameters name its sequence, a failed call's trailers too (review-17 F2)", async (t) => {
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 1, maxNumSequence: 2 }, { ts_open_inference_protocol: 'true' });
+  const client = grpcClient(t, server.urls.grpcInference, 'open_inference_grpc.proto', 'org.pytorch.serve.grpc.openinference.GRPCInferenceService');
+  type Answer = { code: number; sum?: number; sequenceId?: string; details?: string; trailer?: string };
+  const infer = (name: string, value: number, sequenceId?: string): Promise<Answer> =>
+    new Promise((resolve) => {
+      const metadata = new grpc.Metadata();
+      if (sequenceId) metadata.set('ts_request_sequence_id', sequenceId);
+      const request = { model_name: 'counter', inputs: [{ name, datatype: 'FP64', shape: [1], contents: { fp64_contents: [value] } }] };
+      client.ModelInfer!(request, metadata, (err, value) => {
+        if (err) return resolve({ code: err.code, details: err.details, trailer: err.metadata.get('ts_request_sequence_id')[0] as string | undefined });
+        const outputs = value!.outputs as Array<{ contents: { fp64_contents: number[] } }>;
+        const parameters = value!.parameters as Record<string, { string_param?: string }>;
+        resolve({ code: grpc.status.OK, sum: outputs[0]!.contents.fp64_contents[0], sequenceId: parameters.ts_request_sequence_id?.string_param });
+      });
+    });
+  const first = await infer('x', 1);
+  // Before, the call opened a sequence no answer named: with sequenceMaxIdleMSec 0 it held its place for good.
+  t.match(first, { code: grpc.status.OK, sum: 1, sequenceId: /^ts-seq-/ }, "a call without the sequence's metadata opens one, and its parameters name it");
+  t.match(await infer('x', 2, first.sequenceId), { sum: 3, sequenceId: first.sequenceId }, 'the ts_request_sequence_id metadata continues it');
+  const bad = await infer('bad', 0);
+  t.match(
+    bad,
+    { code: grpc.status.INVALID_ARGUMENT, details: 'Not a number: bad', trailer: /^ts-seq-/ },
+    "a failed call's trailers name the sequence it opened",
+  );
+  const metadata = new grpc.Metadata();
+  metadata.set('ts_request_sequence_id', bad.trailer!);
+  metadata.set('ts_request_sequence_end', 'true');
+  const ended = await new Promise<grpc.ServiceError | null>((resolve) =>
+    client.ModelInfer!({ model_name: 'counter', inputs: [{ name: 'x', datatype: 'FP64', shape: [1], contents: { fp64_contents: [5] } }] }, metadata, resolve),
+  );
+  t.equal(ended, null, 'its client ends it');
+  t.match(await infer('x', 7), { sum: 7, sequenceId: /^ts-seq-/ }, 'and its place is free again (maxNumSequence 2)');
+});

@@ -10,12 +10,12 @@
  * `sequence_id` in a message, the sequence header in a failed call's trailers.
  */
 import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { tsError, type TsError } from '../errors.js';
+import { tsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../batching/job.js';
 import { GrpcFailure, serverStream, unary, type TracedCall } from './calls.js';
 import type { GrpcDeps } from './deps.js';
-import { answerFailure, headersOf, inputParams, predictionFailure, enqueueCall } from './predict.js';
-import { namedSequence, sequenceStream } from './sequence-stream.js';
+import { answerFailure, enqueueCall, headersOf, inputParams, namedSequence, sequenceTrailers } from './predict.js';
+import { sequenceStream } from './sequence-stream.js';
 
 interface PredictionsRequest {
   model_name: string;
@@ -42,11 +42,11 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
       `${SERVICE}/Predictions`,
       (request, call) =>
         new Promise((resolve, reject) => {
-          const answer = sequenceAnswers(deps);
+          const sequenceHeader = deps.config.sequenceHeaders.id;
           enqueuePredictionsRequest(deps, request, call, {
             intermediate: () => {},
-            respond: (r) => (r.status >= 400 ? reject(answer.failure(r)) : resolve(answer.message(r))),
-            fail: (err, headers) => reject(answer.failed(err, headers)),
+            respond: (r) => (r.status >= 400 ? reject(answerFailure(r, sequenceHeader)) : resolve(predictionMessage(r, sequenceHeader))),
+            fail: (err, headers) => reject(GrpcFailure.of(err, sequenceTrailers(headers, sequenceHeader))),
           });
         }),
     ),
@@ -56,16 +56,16 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
       `${SERVICE}/StreamPredictions`,
       (call) =>
         new Promise((resolve, reject) => {
-          const answer = sequenceAnswers(deps);
-          const write = (r: JobResponse): boolean => call.write(answer.message(r));
+          const sequenceHeader = deps.config.sequenceHeaders.id;
+          const write = (r: JobResponse): boolean => call.write(predictionMessage(r, sequenceHeader));
           enqueuePredictionsRequest(deps, call.request, call, {
             intermediate: write,
             respond: (r) => {
-              if (r.status >= 400) return reject(answer.failure(r));
+              if (r.status >= 400) return reject(answerFailure(r, sequenceHeader));
               write(r);
               resolve();
             },
-            fail: (err, headers) => reject(answer.failed(err, headers)),
+            fail: (err, headers) => reject(GrpcFailure.of(err, sequenceTrailers(headers, sequenceHeader))),
           });
         }),
     ),
@@ -88,30 +88,8 @@ function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, 
   }
 }
 
-/** A prediction's answer as a message, its failures as the call's. */
-interface Answers {
-  message(r: JobResponse): PredictionResponse;
-  failure(r: JobResponse): GrpcFailure;
-  failed(err: TsError, headers?: Readonly<Record<string, string>>): GrpcFailure;
-}
-
-/**
- * A prediction's messages and failures, each naming the sequence its answer's headers name (a
- * stateful model's; none for any other): a client whose call opened a sequence learns its id
- * also when the call failed, to continue or end it (review-16 F5).
- */
-function sequenceAnswers(deps: GrpcDeps): Answers {
-  const name = deps.config.sequenceHeaders.id;
-  const named = (headers: Readonly<Record<string, string>> | undefined): Record<string, string> => {
-    const id = headers?.[name];
-    return id === undefined ? {} : { [name]: id };
-  };
-  return {
-    message: (r: JobResponse): PredictionResponse => {
-      const id = r.headers[name];
-      return { prediction: Buffer.from(r.body), ...(id === undefined ? {} : { sequence_id: id }) };
-    },
-    failure: (r: JobResponse): GrpcFailure => answerFailure(r).with(named(r.headers)),
-    failed: (err: TsError, headers?: Readonly<Record<string, string>>): GrpcFailure => predictionFailure(err).with(named(headers)),
-  };
+/** A prediction's answer as a message: `sequence_id`, a stateful model's sequence its headers name. */
+function predictionMessage(r: JobResponse, sequenceHeader: string): PredictionResponse {
+  const id = r.headers[sequenceHeader];
+  return { prediction: Buffer.from(r.body), ...(id === undefined ? {} : { sequence_id: id }) };
 }

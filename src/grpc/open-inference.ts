@@ -17,7 +17,7 @@ import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../models/model-metadata.js';
 import { asFailure, GrpcFailure, unary, type TracedCall } from './calls.js';
-import { answerFailure, headersOf, predictionFailure, enqueueCall } from './predict.js';
+import { answerFailure, headersOf, enqueueCall, sequenceTrailers } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 import { HEADER_LENGTH, readsTensorBytes, splitBinaryBody, tensorParams, type TensorRequest } from '../http/binary-tensors.js';
 
@@ -98,6 +98,7 @@ export function openInferenceService(deps: GrpcDeps, service: string): UntypedSe
 }
 
 function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, call: TracedCall): Promise<object> {
+  const sequenceHeader = deps.config.sequenceHeaders.id;
   return new Promise((resolve, reject) => {
     try {
       // An unknown model is answered before its inputs are expanded.
@@ -113,14 +114,15 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, c
         {
           intermediate: () => {},
           respond: (r) => {
-            if (r.status >= 400) return reject(answerFailure(r));
+            if (r.status >= 400) return reject(answerFailure(r, sequenceHeader));
             try {
-              resolve(inferResponse(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength), r.headers[HEADER_LENGTH]));
+              const response = inferResponse(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength), r.headers[HEADER_LENGTH]);
+              resolve({ ...response, parameters: sequenceParameters(r.headers, sequenceHeader) });
             } catch (err) {
-              reject(err);
+              reject(asFailure(err).with(sequenceTrailers(r.headers, sequenceHeader)));
             }
           },
-          fail: (err) => reject(predictionFailure(err)),
+          fail: (err, headers) => reject(GrpcFailure.of(err, sequenceTrailers(headers, sequenceHeader))),
         },
         call,
       );
@@ -128,6 +130,16 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, c
       reject(asFailure(err));
     }
   });
+}
+
+/**
+ * A stateful model's answer names its sequence in the response's parameters, as REST's does in a
+ * header (`ts_request_sequence_id`); a failed call, in its trailers. A client continues the
+ * sequence with the `ts_request_sequence_id` metadata (review-17 F2).
+ */
+function sequenceParameters(headers: Readonly<Record<string, string>>, sequenceHeader: string): Record<string, { string_param: string }> {
+  const id = headers[sequenceHeader];
+  return id === undefined ? {} : { [sequenceHeader]: { string_param: id } };
 }
 
 /**

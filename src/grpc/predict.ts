@@ -6,7 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
-import { isTsError, type TsError } from '../errors.js';
+import type { SequenceHeaders } from '../config/server-config.js';
+import { isTsError } from '../errors.js';
 import { handlerHeaders, type JobResponse, type JobSink } from '../batching/job.js';
 import type { Model } from '../models/model.js';
 import { enqueuePrediction } from '../batching/admission.js';
@@ -76,8 +77,11 @@ export function headersOf(metadata: Metadata): Record<string, string> {
   return headers;
 }
 
-/** A handler's answer with an error status; an error body `{code, type, message}` gives its message. */
-export function answerFailure(r: JobResponse): GrpcFailure {
+/**
+ * A handler's answer with an error status; an error body `{code, type, message}` gives its message.
+ * Its trailers name the sequence its headers name (sequenceTrailers).
+ */
+export function answerFailure(r: JobResponse, sequenceHeader: string): GrpcFailure {
   const text = Buffer.from(r.body).toString('utf8');
   let message = text;
   try {
@@ -86,9 +90,33 @@ export function answerFailure(r: JobResponse): GrpcFailure {
   } catch {
     // Not JSON: the text is the message.
   }
-  return new GrpcFailure(grpcStatusOf(r.status), message);
+  return new GrpcFailure(grpcStatusOf(r.status), message, sequenceTrailers(r.headers, sequenceHeader));
 }
 
-export function predictionFailure(err: TsError): GrpcFailure {
-  return GrpcFailure.of(err);
+/**
+ * A failed prediction's trailers: the sequence (a stateful model's) its answer's headers name, for
+ * a client whose call opened a sequence to continue or end it (review-16 F5); none for any other.
+ */
+export function sequenceTrailers(headers: Readonly<Record<string, string>> | undefined, sequenceHeader: string): Record<string, string> {
+  const id = headers?.[sequenceHeader];
+  return id === undefined ? {} : { [sequenceHeader]: id };
+}
+
+/** The message fields of any of TorchServe's prediction methods that a sequence takes, and the flags of its input. */
+interface SequenceFields {
+  readonly input: Record<string, Buffer>;
+  readonly sequence_id?: string;
+}
+
+/** The sequence headers of a message of any of TorchServe's prediction methods: the sequence its `sequence_id` names, and its end when its input says so. */
+export function namedSequence(request: SequenceFields, names: SequenceHeaders): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (request.sequence_id) headers[names.id] = request.sequence_id;
+  if (inputFlag(request, names.end)) headers[names.end] = 'true';
+  return headers;
+}
+
+/** Whether the message's input `name` is "true" (a sequence's start or end). */
+export function inputFlag(request: Pick<SequenceFields, 'input'>, name: string): boolean {
+  return request.input[name]?.toString('utf8').toLowerCase() === 'true';
 }

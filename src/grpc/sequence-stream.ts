@@ -12,7 +12,7 @@ import type { SequenceHeaders } from '../config/server-config.js';
 import type { JobSink } from '../batching/job.js';
 import { tsError } from '../errors.js';
 import { accessLog, asFailure, authorize, GrpcFailure, refuseUndecoded } from './calls.js';
-import { answerFailure, headersOf, enqueueCall, inputParams, traceFailedMessage } from './predict.js';
+import { answerFailure, headersOf, enqueueCall, inputFlag, inputParams, namedSequence, traceFailedMessage } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
 interface SequenceRequest {
@@ -103,7 +103,7 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
         intermediate: () => {},
         respond: (r) => {
           const sequenceId = r.headers[names.id];
-          if (r.status >= 400) inBand(answerFailure(r), sequenceId);
+          if (r.status >= 400) inBand(answerFailure(r, names.id), sequenceId);
           else call.write({ prediction: Buffer.from(r.body), ...(sequenceId ? { sequence_id: sequenceId } : {}) });
           resolve();
         },
@@ -125,16 +125,4 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
 function sequenceHeaders(request: SequenceRequest, names: SequenceHeaders): Record<string, string> {
   if (!request.sequence_id && !inputFlag(request, names.start)) throw GrpcFailure.of(tsError('TSS_ERR_SEQUENCE_ID_REQUIRED'));
   return namedSequence(request, names);
-}
-
-/** The sequence headers of a message of any of TorchServe's prediction methods: the sequence its `sequence_id` names, and its end when its input says so. */
-export function namedSequence(request: Pick<SequenceRequest, 'input' | 'sequence_id'>, names: SequenceHeaders): Record<string, string> {
-  const headers: Record<string, string> = {};
-  if (request.sequence_id) headers[names.id] = request.sequence_id;
-  if (inputFlag(request, names.end)) headers[names.end] = 'true';
-  return headers;
-}
-
-function inputFlag(request: Pick<SequenceRequest, 'input'>, name: string): boolean {
-  return request.input[name]?.toString('utf8').toLowerCase() === 'true';
 }
