@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { grpcClient } from './grpc-client.js';
-import { buildMar, errorBody, FIXTURES, startTestServer, tempDir, waitReady, type TestServer } from './helpers.js';
+import { buildMar, errorBody, FIXTURES, startTestServer, tempDir, waitFor, waitReady, type TestServer } from './helpers.js';
 
 interface Counted {
   sum: number;
@@ -279,4 +279,38 @@ t.test("OIP gRPC ModelInfer on a stateful model: the response's parameters name 
   );
   t.equal(ended, null, 'its client ends it');
   t.match(await infer('x', 7), { sum: 7, sequenceId: /^ts-seq-/ }, 'and its place is free again (maxNumSequence 2)');
+});
+
+t.test("a sequence whose opener's client went away before its answer is closed, its place free again (review-17 F4)", async (t) => {
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 1, maxNumSequence: 1 });
+  const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService') as unknown as {
+    Predictions(request: object, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null) => void): void;
+  };
+  /** A Predictions call; `once`: a sequence opened and ended by the one request. */
+  const predict = (body: string, { deadlineMs, once = false }: { deadlineMs?: number; once?: boolean } = {}): Promise<number> =>
+    new Promise((resolve) => {
+      const input = { body: Buffer.from(body), ...(once ? { ts_request_sequence_end: Buffer.from('true') } : {}) };
+      const options = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
+      client.Predictions({ model_name: 'counter', input }, new grpc.Metadata(), options, (err) => resolve(err ? err.code : grpc.status.OK));
+    });
+  // A sequence opened and ended at once, so that asking holds no place.
+  const placeFree = async (): Promise<boolean> => (await send(server, '2', undefined, true)).res.status === 200;
+
+  const gone = new AbortController();
+  const rest = fetch(`${server.urls.inference}/predictions/counter`, {
+    method: 'POST',
+    body: '1 sleep:600',
+    signal: gone.signal,
+    headers: { 'content-type': 'text/plain' },
+  });
+  setTimeout(() => gone.abort(), 200);
+  await t.rejects(rest, 'the REST client went away before the answer');
+  // Before, the sequence its request opened stayed open, named to no one, holding the only place.
+  await waitFor(placeFree, 10_000, 'the only place free again once the abandoned request was answered');
+  t.pass('the REST sequence was closed');
+
+  t.equal(await predict('1 sleep:600', { deadlineMs: 200 }), grpc.status.DEADLINE_EXCEEDED, "the gRPC call's deadline passed before the answer");
+  await waitFor(async () => (await predict('3', { once: true })) === grpc.status.OK, 10_000, 'the only place free again once the abandoned call was answered');
+  t.pass('the gRPC sequence was closed');
+  t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'the server is up');
 });

@@ -78,6 +78,12 @@ export class Job {
    * again.
    */
   onSettled: ((job: Job, notRun: boolean) => void) | undefined = undefined;
+  /**
+   * Its client went away before its answer (its connection closed, its call cancelled): the
+   * answer reaches no one. A stateful model's front ends say so (a sequence only it would have
+   * named is then closed); it runs as any job does.
+   */
+  abandoned = false;
   /** Resolves once the job has been answered, with success or an error. */
   readonly done: Promise<void>;
   private settledFlag = false;

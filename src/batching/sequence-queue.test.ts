@@ -221,3 +221,23 @@ t.test("a request answered while its batch forms leaves room there for its seque
     'it joins the same batch (the pool sends only the unanswered one)',
   );
 });
+
+t.test("a sequence whose opener's client went away before its answer is closed: no client knows it (review-17 F4)", async (t) => {
+  const q = queue({}, testClock());
+  const opener = await take(t, q);
+  const id = opener.responseHeaders[HEADERS.id]!;
+  opener.abandoned = true;
+  opener.respond(OK);
+  t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'closed');
+  // Before, kept, it held the only place (maxNumSequence 1) for good.
+  await run(t, q);
+});
+
+t.test('a sequence named to its client stays open when a later request is abandoned', async (t) => {
+  const q = queue({}, testClock());
+  const id = await run(t, q);
+  const later = await take(t, q, id);
+  later.abandoned = true;
+  later.respond(OK);
+  await run(t, q, id);
+});

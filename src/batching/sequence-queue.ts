@@ -11,10 +11,11 @@
  * - a batch holds at most one request of each sequence, and a sequence's requests run in order.
  *
  * A request answered "not run, send it again" (its batch refused, or its wait past its deadline)
- * is sent again as it was: a sequence it opened, none of whose requests ran, is closed (its answer
- * names none, and the request sent again opens one anew); a start it carried goes to the
- * sequence's next request; an end it carried is undone, the sequence open for END_AGAIN_MS more.
- * A sequence is idle from its last answer, not its last request: one that runs long is not idle.
+ * is sent again as it was: a sequence it opened is closed (its answer names none, and the request
+ * sent again opens one anew); a start it carried goes to the sequence's next request; an end it
+ * carried is undone, the sequence open for END_AGAIN_MS more. A sequence no client knows (its
+ * opener's client went away before the answer that named it) is closed too. A sequence is idle
+ * from its last answer, not its last request: one that runs long is not idle.
  *
  * Refused (the caller answers 503): a new sequence beyond maxNumSequence, an id that is unknown,
  * closed or expired, a sequence with maxSequenceJobQueueSize requests already waiting.
@@ -48,8 +49,11 @@ interface Sequence {
   startOwed: boolean;
   /** The request the server marked as its start, until it is answered. */
   startedBy: Job | undefined;
-  /** One of its requests has run (was answered, but not as not run). */
-  ran: boolean;
+  /**
+   * An answer naming it went to a client: a sequence whose first request was not run, or whose
+   * client went away before its answer, is known to no client, and is closed.
+   */
+  named: boolean;
   /** Its end was not run: it closes if no request comes by then (END_AGAIN_MS). */
   endAwaitedUntil: number | undefined;
 }
@@ -132,7 +136,7 @@ export class SequenceQueue implements BatchQueue {
       ending: false,
       startOwed: true,
       startedBy: undefined,
-      ran: false,
+      named: false,
       endAwaitedUntil: undefined,
     };
     this.sequences.set(id, sequence);
@@ -146,26 +150,31 @@ export class SequenceQueue implements BatchQueue {
     sequence.running.delete(job);
     sequence.lastActivity = now;
     if (notRun) this.giveBack(job, sequence, now);
-    else sequence.ran = true;
+    else if (!job.abandoned) sequence.named = true;
     if (sequence.startedBy === job) sequence.startedBy = undefined;
+    if (!sequence.named && sequence.jobs.length === 0 && sequence.running.size === 0) this.closeUnnamed(sequence, job);
   };
 
   /**
+   * Closes a sequence no client knows (review-17 F4): its answer, if it still goes out, names
+   * none. Kept, it held a place for good (sequenceMaxIdleMSec 0): its opener's client, told
+   * "not run, send it again", sent it again without the id, as a TorchServe client would, or was
+   * gone (a gRPC deadline, a closed connection) before the answer that would have named it.
+   */
+  private closeUnnamed(sequence: Sequence, job: Job): void {
+    if (this.sequences.get(sequence.id) === sequence) this.sequences.delete(sequence.id);
+    delete job.responseHeaders[this.settings.headers.id];
+  }
+
+  /**
    * A request of a sequence failed unrun, and its client is asked to send it again, as it was
-   * (review-16 F4, review-17 F3, F4, F7). A sequence none of whose requests ran is closed, and
-   * the answer names none: sent again, the request opens one anew (kept, it held a place for
-   * good when the client sent it again without the id, as a TorchServe client would). A start
-   * the server marked on it goes to the sequence's next request. An end it carried is undone,
-   * the sequence open again (unless past sequenceTimeoutMSec) for END_AGAIN_MS at most.
+   * (review-16 F4, review-17 F3, F7): a start the server marked on it goes to the sequence's next
+   * request; an end it carried is undone, the sequence open again (unless past
+   * sequenceTimeoutMSec) for END_AGAIN_MS at most. (A sequence it opened is closed: closeUnnamed.)
    */
   private giveBack(job: Job, sequence: Sequence, now: number): void {
     if (sequence.startedBy === job) sequence.startOwed = true;
-    if (!sequence.ran && sequence.jobs.length === 0 && sequence.running.size === 0) {
-      if (this.sequences.get(sequence.id) === sequence) this.sequences.delete(sequence.id);
-      delete job.responseHeaders[this.settings.headers.id];
-      return;
-    }
-    if (!isSet(job.request.headers[this.settings.headers.end]) || this.timedOut(sequence, now)) return;
+    if (!sequence.named || !isSet(job.request.headers[this.settings.headers.end]) || this.timedOut(sequence, now)) return;
     sequence.ending = false;
     sequence.endAwaitedUntil = now + END_AGAIN_MS;
     this.sequences.set(sequence.id, sequence);

@@ -88,8 +88,14 @@ export function refuseUndecoded(request: unknown): void {
   if (refusal) throw GrpcFailure.of(refusal);
 }
 
-/** A call whose prediction may be traced: its response metadata can still be sent. */
-export type TracedCall = Pick<Call, 'sendMetadata'>;
+/**
+ * A call that carries predictions: its response metadata can still be sent (a traced one's), and
+ * it says when its client cancels it.
+ */
+export type TracedCall = Pick<Call, 'sendMetadata'> & {
+  once(event: 'cancelled', listener: () => void): unknown;
+  off(event: 'cancelled', listener: () => void): unknown;
+};
 
 /** The trace id of each traced call's prediction, for its access-log line. */
 const traceIds = new WeakMap<object, string>();

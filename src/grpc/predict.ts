@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
 import { isTsError } from '../errors.js';
-import { handlerHeaders, type JobResponse, type JobSink } from '../batching/job.js';
+import { handlerHeaders, type Job, type JobResponse, type JobSink } from '../batching/job.js';
 import type { Model } from '../models/model.js';
 import { enqueuePrediction } from '../batching/admission.js';
 import type { WireParam } from '../protocol/messages.js';
@@ -33,7 +33,18 @@ export function enqueueCall(
   const request = { id: randomUUID(), headers: handlerHeaders(headers, deps.tokens !== undefined), params };
   // Told before the job is enqueued: a refused prediction's trace reaches the call too.
   const tracedSink: JobSink = call ? { ...sink, traced: (trace) => traced(call, trace, deps.metrics.tracing?.header) } : sink;
-  enqueuePrediction(deps.metrics, model, version || undefined, request, tracedSink);
+  const job = enqueuePrediction(deps.metrics, model, version || undefined, request, tracedSink);
+  if (call && model.stateful) abandonWhenCancelled(call, job);
+}
+
+/** A stateful model's job is abandoned when its call is cancelled before its answer (Job.abandoned): a sequence only its answer would name is closed. */
+function abandonWhenCancelled(call: TracedCall, job: Job): void {
+  const abandon = (): void => {
+    job.abandoned = true;
+  };
+  call.once('cancelled', abandon);
+  // A stream's call carries many jobs: each listens while it waits for its answer only.
+  void job.done.then(() => call.off('cancelled', abandon));
 }
 
 /**

@@ -191,6 +191,11 @@ export class Model {
     return this.unloadedFlag && !this.loadAsked;
   }
 
+  /** Its requests keep sequences (`sequenceBatching`), whose state lives in the worker serving each. */
+  get stateful(): boolean {
+    return this.settings.sequence !== undefined;
+  }
+
   /**
    * It may be unloaded: no job queued or running, no load or unload under way, and not stateful
    * (a sequence's state lives in the worker that serves it, and would be lost).
