@@ -314,3 +314,44 @@ t.test("a sequence whose opener's client went away before its answer is closed, 
   t.pass('the gRPC sequence was closed');
   t.equal((await fetch(`${server.urls.inference}/ping`)).status, 200, 'the server is up');
 });
+
+t.test('a sequence whose worker crashed starts over on the next worker: its next request is the start (review-18 F2)', async (t) => {
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 1 });
+  const first = await send(server, '1');
+  t.match(first.counted, { sum: 1, started: true });
+  process.kill(first.counted!.pid, 'SIGKILL');
+  await waitFor(
+    async () => {
+      const described = (await (await fetch(`${server.urls.management}/models/counter`)).json()) as Array<{ workers: Array<{ pid: number; status: string }> }>;
+      return described[0]!.workers.some((w) => w.status === 'READY' && w.pid !== first.counted!.pid);
+    },
+    30_000,
+    'the crashed worker replaced',
+  );
+  const next = await send(server, '2', first.id!);
+  // Before, the new process got a continuation of a sequence whose state it never had, not told.
+  t.match(next.counted, { sum: 2, started: true }, 'the state is gone: the next request is marked as the start');
+  t.match((await send(server, '3', first.id!)).counted, { sum: 5, started: false });
+});
+
+t.test("gRPC StreamPredictions2 sends a streaming handler's parts, each a message naming the sequence (review-18 F6)", async (t) => {
+  const server = await serveCounter(t, { minWorkers: 1, maxWorkers: 1, batchSize: 1 });
+  const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService');
+  type Reply = { prediction: Buffer; sequence_id?: string };
+  const replies = await new Promise<Reply[]>((resolve, reject) => {
+    const stream = (client as unknown as { StreamPredictions2: () => grpc.ClientDuplexStream<object, Reply> }).StreamPredictions2();
+    const got: Reply[] = [];
+    stream.on('data', (reply: Reply) => {
+      got.push(reply);
+      if (reply.prediction.toString().startsWith('{')) stream.end();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve(got));
+    stream.write({ model_name: 'counter', input: { body: Buffer.from('1 parts:2'), ts_request_sequence_start: Buffer.from('true') } });
+  });
+  // Before, the parts were dropped: the stream answered the final message only.
+  t.same(replies.map((r) => r.prediction.toString()).slice(0, 2), ['part 0', 'part 1'], 'each part, in order, before the answer');
+  t.match(JSON.parse(replies[2]!.prediction.toString()), { sum: 1 });
+  t.equal(new Set(replies.map((r) => r.sequence_id)).size, 1, 'every message names the one sequence');
+  t.match(replies[0]!.sequence_id, /^ts-seq-/);
+});

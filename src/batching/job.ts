@@ -56,6 +56,9 @@ export function allQuiet(jobs: Iterable<Job>): boolean {
   return true;
 }
 
+/** An answer of a job: a streamed part, the final one, or a failure without a run (NOT_RUN). */
+export type AnswerKind = 'part' | 'final' | 'not-run';
+
 /** The failures of a job that no handler ran: its batch was refused and it not run again, or it waited past its deadline. */
 const NOT_RUN: ReadonlySet<ErrorCode> = new Set(['TSS_ERR_PREDICTION_NOT_RUN_AGAIN', 'TSS_ERR_CLIENT_TIMEOUT']);
 
@@ -73,17 +76,17 @@ export class Job {
   /** Headers the server adds to the answer (a new sequence's id). */
   readonly responseHeaders: Record<string, string> = {};
   /**
-   * Told as the job is answered, before its answer goes out (a stateful model's queue follows its
-   * sequences by it); `notRun`: it failed without being run, and its client is asked to send it
-   * again.
+   * Told of each answer of the job before it goes out (a stateful model's queue follows its
+   * sequences by them): a streamed `part`, the `final` one, or `not-run`, a failure without a run
+   * whose client is asked to send the request again.
    */
-  onSettled: ((job: Job, notRun: boolean) => void) | undefined = undefined;
+  onAnswer: ((job: Job, answer: AnswerKind) => void) | undefined = undefined;
   /**
-   * Its client went away before its answer (its connection closed, its call cancelled): the
-   * answer reaches no one. A stateful model's front ends say so (a sequence only it would have
-   * named is then closed); it runs as any job does.
+   * Whether its client went away (its connection closed, its call cancelled or past its deadline),
+   * so that an answer reaches no one: asked as an answer goes out, when a stateful model's front
+   * end set it (a sequence only that answer would have named is then closed).
    */
-  abandoned = false;
+  clientGone: (() => boolean) | undefined = undefined;
   /** Resolves once the job has been answered, with success or an error. */
   readonly done: Promise<void>;
   private settledFlag = false;
@@ -120,12 +123,14 @@ export class Job {
   }
 
   intermediate(response: JobResponse): void {
-    if (!this.settledFlag) this.sink.intermediate(this.withServerHeaders(response));
+    if (this.settledFlag) return;
+    this.onAnswer?.(this, 'part');
+    this.sink.intermediate(this.withServerHeaders(response));
   }
 
   respond(response: JobResponse): void {
     if (!this.settle()) return;
-    this.onSettled?.(this, false);
+    this.onAnswer?.(this, 'final');
     this.sink.respond(this.withServerHeaders(response));
   }
 
@@ -136,7 +141,7 @@ export class Job {
 
   fail(error: TsError): void {
     if (!this.settle()) return;
-    this.onSettled?.(this, NOT_RUN.has(error.code));
+    this.onAnswer?.(this, NOT_RUN.has(error.code) ? 'not-run' : 'final');
     this.sink.fail(error, this.responseHeaders);
   }
 

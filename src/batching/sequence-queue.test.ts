@@ -226,7 +226,7 @@ t.test("a sequence whose opener's client went away before its answer is closed: 
   const q = queue({}, testClock());
   const opener = await take(t, q);
   const id = opener.responseHeaders[HEADERS.id]!;
-  opener.abandoned = true;
+  opener.clientGone = () => true;
   opener.respond(OK);
   t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'closed');
   // Before, kept, it held the only place (maxNumSequence 1) for good.
@@ -237,7 +237,32 @@ t.test('a sequence named to its client stays open when a later request is abando
   const q = queue({}, testClock());
   const id = await run(t, q);
   const later = await take(t, q, id);
-  later.abandoned = true;
+  later.clientGone = () => true;
   later.respond(OK);
   await run(t, q, id);
+});
+
+t.test('a streamed answer names its sequence with its first part: a client gone before the last keeps it (review-18 F1)', async (t) => {
+  const q = queue({}, testClock());
+  const opener = await take(t, q);
+  const id = opener.responseHeaders[HEADERS.id]!;
+  let gone = false;
+  opener.clientGone = () => gone;
+  opener.intermediate({ status: 200, phrase: 'OK', headers: {}, body: new Uint8Array(1) });
+  gone = true;
+  opener.respond(OK);
+  await run(t, q, id);
+});
+
+t.test("an end holds its sequence's place until it is answered (review-18 F3)", async (t) => {
+  const clock = testClock();
+  const q = queue({}, clock);
+  const id = await run(t, q);
+  const end = await take(t, q, id, true);
+  t.notOk(q.enqueue(job({ [HEADERS.id]: id })), 'the sequence takes no more');
+  t.notOk(q.enqueue(job()), 'and its place is held (maxNumSequence 1)');
+  end.fail(notRun());
+  t.notOk(q.enqueue(job()), 'given back, the end holds it still');
+  await run(t, q, id, true);
+  await run(t, q);
 });

@@ -3,11 +3,12 @@
  * The queue of a stateful model (`sequenceBatching: true`), as TorchServe's sequence batching:
  * a request without a sequence id starts a sequence (the server names it `ts-seq-<uuid>`, marks
  * the request as its start, and tells the client the id in the answer's headers); a client
- * continues it by sending that id; a request marked as the end closes it once taken. The handler
+ * continues it by sending that id; a request marked as the end closes it: it takes no more
+ * requests once the end is enqueued, and its place is free once the end is answered. The handler
  * keeps each sequence's state in its worker, so:
  *
- * - a sequence stays with the worker slot that took its first request (after a crash, the slot's
- *   replacement; after a scale-down, any worker);
+ * - a sequence stays with the worker slot that took its first request (its process gone, crashed
+ *   or scaled down, any worker, where its state starts over);
  * - a batch holds at most one request of each sequence, and a sequence's requests run in order.
  *
  * A request answered "not run, send it again" (its batch refused, or its wait past its deadline)
@@ -22,7 +23,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { SequenceSettings } from '../config/model-config.js';
-import type { Job } from './job.js';
+import type { AnswerKind, Job } from './job.js';
 import type { BatchQueue } from './job-queue.js';
 import { type BatchDelay, WaitingWorkers, type Waiter } from './waiting-workers.js';
 
@@ -66,7 +67,7 @@ export class SequenceQueue implements BatchQueue {
   private readonly waiters = new WaitingWorkers((batch) => this.requeue(batch));
   /** Jobs `alone` (explanations, customized describes) stay outside the sequences: any worker takes them. */
   private readonly aloneJobs: Job[] = [];
-  /** Each request's sequence, also once the sequence is closed: a request not run gives its end back to it. */
+  /** Each request's sequence: its answers tell the sequence (answered). */
   private readonly sequenceOf = new WeakMap<Job, Sequence>();
   private queued = 0;
   /** Milliseconds since the epoch; a test gives a clock of its own. */
@@ -112,7 +113,7 @@ export class SequenceQueue implements BatchQueue {
     job.responseHeaders[names.id] = sequence.id;
     if (isSet(headers[names.end])) sequence.ending = true;
     this.sequenceOf.set(job, sequence);
-    job.onSettled = this.settled;
+    job.onAnswer = this.answered;
     sequence.jobs.push(job);
     sequence.lastActivity = now;
     sequence.endAwaitedUntil = undefined;
@@ -143,16 +144,28 @@ export class SequenceQueue implements BatchQueue {
     return sequence;
   }
 
-  /** A request of a sequence is answered (Job.onSettled), before its answer goes out: the sequence is idle from now. */
-  private readonly settled = (job: Job, notRun: boolean): void => {
+  /**
+   * An answer of a request of a sequence goes out (Job.onAnswer): one that reaches its client
+   * names the sequence to it; a final one leaves the sequence idle from now, and closes it when it
+   * ended (its place held until then), or when no client knows it.
+   */
+  private readonly answered = (job: Job, answer: AnswerKind): void => {
     const sequence = this.sequenceOf.get(job)!;
+    const reachesClient = job.clientGone?.() !== true;
+    if (answer === 'part') {
+      // A streamed answer's first part names the sequence (its head carries the id).
+      if (reachesClient) sequence.named = true;
+      return;
+    }
     const now = this.now();
     sequence.running.delete(job);
     sequence.lastActivity = now;
-    if (notRun) this.giveBack(job, sequence, now);
-    else if (!job.abandoned) sequence.named = true;
+    if (answer === 'not-run') this.giveBack(job, sequence, now);
+    else if (reachesClient) sequence.named = true;
     if (sequence.startedBy === job) sequence.startedBy = undefined;
-    if (!sequence.named && sequence.jobs.length === 0 && sequence.running.size === 0) this.closeUnnamed(sequence, job);
+    if (sequence.jobs.length > 0 || sequence.running.size > 0) return;
+    if (!sequence.named) this.closeUnnamed(sequence, job);
+    else if (sequence.ending) this.sequences.delete(sequence.id);
   };
 
   /**
@@ -177,7 +190,6 @@ export class SequenceQueue implements BatchQueue {
     if (!sequence.named || !isSet(job.request.headers[this.settings.headers.end]) || this.timedOut(sequence, now)) return;
     sequence.ending = false;
     sequence.endAwaitedUntil = now + END_AGAIN_MS;
-    this.sequences.set(sequence.id, sequence);
   }
 
   private enqueueAlone(job: Job): boolean {
@@ -238,8 +250,6 @@ export class SequenceQueue implements BatchQueue {
         continue;
       }
       const sequence = this.sequenceOf.get(job)!;
-      // Its end request had closed it; it lives on for that request.
-      if (!this.sequences.has(sequence.id)) this.sequences.set(sequence.id, sequence);
       sequence.running.delete(job);
       sequence.jobs.unshift(job);
       this.queued++;
@@ -247,7 +257,10 @@ export class SequenceQueue implements BatchQueue {
     this.pump();
   }
 
-  /** A worker slot is gone: its sequences may go to any worker, where their state starts over (their next request is marked as the start). */
+  /**
+   * A worker slot's process is gone (scaled down, or crashed): its sequences' state went with it.
+   * They may go to any worker, where it starts over: their next request is marked as the start.
+   */
   release(owner: object): void {
     for (const s of this.sequences.values()) {
       if (s.owner !== owner) continue;
@@ -298,7 +311,6 @@ export class SequenceQueue implements BatchQueue {
       if (waiter.batch.length >= waiter.max) return;
       const job = sequence.jobs.shift()!;
       this.queued--;
-      if (sequence.ending && sequence.jobs.length === 0) this.sequences.delete(sequence.id);
       if (job.settled) continue;
       sequence.owner = waiter.owner;
       if (sequence.startOwed) {

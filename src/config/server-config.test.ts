@@ -109,7 +109,8 @@ t.test('the sequence headers: header names, three different ones, none that tsse
     'Invalid configuration: ts_header_key_sequence_end is not a header name (letters, digits, _ . -): seq end',
   );
   // te, upgrade, proxy-connection, http2-settings in a failed gRPC call's trailers took the server down (review-17 F1).
-  for (const name of ['Content-Type', 'te', 'Upgrade', 'proxy-connection', 'http2-settings', 'trailer', 'expires', 'pragma', 'x-bin']) {
+  // url_path: the front end sets it on every request, naming the sequence '' (review-18 F5).
+  for (const name of ['Content-Type', 'te', 'Upgrade', 'proxy-connection', 'http2-settings', 'trailer', 'expires', 'pragma', 'x-bin', 'url_path', 'explain']) {
     t.equal(
       refusal(`ts_header_key_sequence_id=${name}\n`),
       `Invalid configuration: ts_header_key_sequence_id=${name} names a header tsserve writes itself or no answer may carry; name another (ts_request_sequence_id, the default)`,
@@ -118,7 +119,17 @@ t.test('the sequence headers: header names, three different ones, none that tsse
   // Before, the handler's getSequenceId read the start header's "true" (review-17 F9).
   t.equal(
     refusal('ts_header_key_sequence_start=TS_request_sequence_id\n'),
-    'Invalid configuration: ts_header_key_sequence_id, ts_header_key_sequence_start, ts_header_key_sequence_end must name three different headers: ts_request_sequence_id, ts_request_sequence_id, ts_request_sequence_end',
+    'Invalid configuration: ts_header_key_sequence_id, ts_header_key_sequence_start, ts_header_key_sequence_end, otel_trace_header must name different headers: ts_request_sequence_id, ts_request_sequence_id, ts_request_sequence_end, traceresponse',
+  );
+  // Before, the answer's sequence id replaced the trace header of the same name (review-18 F5).
+  t.equal(
+    refusal('otel_trace_header=ts_request_sequence_end\n'),
+    'Invalid configuration: ts_header_key_sequence_id, ts_header_key_sequence_start, ts_header_key_sequence_end, otel_trace_header must name different headers: ts_request_sequence_id, ts_request_sequence_start, ts_request_sequence_end, ts_request_sequence_end',
+  );
+  t.equal(
+    loadServerConfig({ tsConfig: withFile('otel_trace_header=none\nts_header_key_sequence_id=traceresponse\n').file }, {}, '/').sequenceHeaders.id,
+    'traceresponse',
+    'no trace header, no clash',
   );
 });
 

@@ -238,6 +238,13 @@ const OWN_HEADERS = new Set([
 ]);
 
 /**
+ * The request headers tsserve gives a handler itself (http/inference.ts, models/model.ts): a
+ * sequence header named so would be set on every request (`url_path` '' named the sequence '' on
+ * every prediction, refused).
+ */
+const HANDLER_HEADERS = new Set(['url_path', 'explain', 'describe']);
+
+/**
  * Headers of the connection, not of an answer: HTTP/1 takes `trailer` only with trailers, and
  * Node's HTTP/2 refuses each of them in a gRPC call's metadata, throwing where the call's status
  * is sent, outside any handler (review-17 F1: `te` as the sequence header took the server down).
@@ -246,7 +253,14 @@ const CONNECTION_HEADERS = new Set(['te', 'trailer', 'upgrade', 'proxy-connectio
 
 /** A header tsserve writes, or no answer may carry: a header of the configuration may not name it. */
 function isOwnHeader(name: string): boolean {
-  return OWN_HEADERS.has(name) || CONNECTION_HEADERS.has(name) || name.startsWith('access-control-') || name.startsWith('grpc-') || name.endsWith('-bin');
+  return (
+    OWN_HEADERS.has(name) ||
+    CONNECTION_HEADERS.has(name) ||
+    HANDLER_HEADERS.has(name) ||
+    name.startsWith('access-control-') ||
+    name.startsWith('grpc-') ||
+    name.endsWith('-bin')
+  );
 }
 
 /**
@@ -270,16 +284,25 @@ function headerName(key: string, raw: string, instead: string): string {
   return name;
 }
 
+/** otel_trace_header: a header name, or '' for `none`. */
+function traceHeader(text: (key: string) => string): string {
+  const raw = text('otel_trace_header');
+  return raw.toLowerCase() === 'none' ? '' : headerName('otel_trace_header', raw, 'traceresponse, the default, or none');
+}
+
 const SEQUENCE_HEADER_KEYS = ['ts_header_key_sequence_id', 'ts_header_key_sequence_start', 'ts_header_key_sequence_end'] as const;
 
 /**
  * The sequence headers (ts_header_key_sequence_*), each a header name (headerName) and each its
- * own: a start header named as the id header made every sequence's id "true".
+ * own, the trace header's too: a start header named as the id header made every sequence's id
+ * "true", and the answer's sequence id replaced a trace header of the same name.
  */
-function sequenceHeaders(text: (key: string) => string): SequenceHeaders {
+function sequenceHeaders(text: (key: string) => string, traceHeader: string): SequenceHeaders {
   const [id, start, end] = SEQUENCE_HEADER_KEYS.map((k) => headerName(k, text(k), `${keyDefault(k)}, the default`)) as [string, string, string];
-  if (new Set([id, start, end]).size < 3) {
-    throw new ConfigError(`Invalid configuration: ${SEQUENCE_HEADER_KEYS.join(', ')} must name three different headers: ${[id, start, end].join(', ')}`);
+  const names = traceHeader ? [id, start, end, traceHeader] : [id, start, end];
+  if (new Set(names).size < names.length) {
+    const keys = [...SEQUENCE_HEADER_KEYS, ...(traceHeader ? ['otel_trace_header'] : [])];
+    throw new ConfigError(`Invalid configuration: ${keys.join(', ')} must name different headers: ${names.join(', ')}`);
   }
   return { id, start, end };
 }
@@ -429,10 +452,7 @@ function buildConfig(
     metricTimeInterval: int('metric_time_interval'),
     metricsMode: parseMetricsMode(str('metrics_mode')),
     otelTraces: bool('otel_traces'),
-    otelTraceHeader:
-      text('otel_trace_header').toLowerCase() === 'none'
-        ? ''
-        : headerName('otel_trace_header', text('otel_trace_header'), 'traceresponse, the default, or none'),
+    otelTraceHeader: traceHeader(text),
     metricsConfig: path('metrics_config'),
     modelMetricsAutoDetect: bool('model_metrics_auto_detect'),
     enableModelApi: bool('enable_model_api'),
@@ -450,7 +470,7 @@ function buildConfig(
     grpcInference: grpcListen('inference'),
     grpcManagement: grpcListen('management'),
     enableGrpcSsl: bool('enable_grpc_ssl'),
-    sequenceHeaders: sequenceHeaders(text),
+    sequenceHeaders: sequenceHeaders(text, traceHeader(text)),
     tls: {
       keystore: path('keystore'),
       keystorePass: props.get('keystore_pass') ?? keyDefault('keystore_pass'),

@@ -90,12 +90,9 @@ export function refuseUndecoded(request: unknown): void {
 
 /**
  * A call that carries predictions: its response metadata can still be sent (a traced one's), and
- * it says when its client cancels it.
+ * it tells whether its client is still there (cancelled, its deadline).
  */
-export type TracedCall = Pick<Call, 'sendMetadata'> & {
-  once(event: 'cancelled', listener: () => void): unknown;
-  off(event: 'cancelled', listener: () => void): unknown;
-};
+export type PredictionCall = Pick<Call, 'sendMetadata' | 'getDeadline' | 'cancelled'>;
 
 /** The trace id of each traced call's prediction, for its access-log line. */
 const traceIds = new WeakMap<object, string>();
@@ -104,26 +101,41 @@ const traceIds = new WeakMap<object, string>();
  * Notes the trace id of the call's prediction; false when one was noted already (a stream's
  * later predictions: its one access line and its response metadata are its first's).
  */
-export function noteTraceId(call: TracedCall, traceId: string): boolean {
+export function noteTraceId(call: PredictionCall, traceId: string): boolean {
   if (traceIds.has(call)) return false;
   traceIds.set(call, traceId);
   return true;
 }
 
 /** Whether the call's trace id was noted already (noteTraceId). */
-export function traceNoted(call: TracedCall): boolean {
+export function traceNoted(call: PredictionCall): boolean {
   return traceIds.has(call);
 }
 
 /** Writes the call's access-log line (with its trace id when traced); answers the function that ends it. */
 export function accessLog(deps: GrpcDeps, method: string, call: Call): (code: status) => void {
   const started = performance.now();
+  // Read now: a call its client cancelled has no peer by its end ("unknown").
+  const peer = call.getPeer();
   return (code) => {
     const traceId = traceIds.get(call);
-    deps.loggers.access(
-      `${call.getPeer()} "gRPC ${method} HTTP/2.0" ${code} ${Math.round(performance.now() - started)}${traceId ? ` trace_id=${traceId}` : ''}`,
-    );
+    const ended = clientGone(call) ? (pastDeadline(call) ? status.DEADLINE_EXCEEDED : status.CANCELLED) : code;
+    deps.loggers.access(`${peer} "gRPC ${method} HTTP/2.0" ${ended} ${Math.round(performance.now() - started)}${traceId ? ` trace_id=${traceId}` : ''}`);
   };
+}
+
+/**
+ * The call's client is gone: it cancelled the call, or its deadline passed. What the call was
+ * answered then reached no one; the client saw CANCELLED or DEADLINE_EXCEEDED (review-18 F8: the
+ * access log said 0).
+ */
+export function clientGone(call: Pick<Call, 'cancelled' | 'getDeadline'>): boolean {
+  return call.cancelled || pastDeadline(call);
+}
+
+function pastDeadline(call: Pick<Call, 'getDeadline'>): boolean {
+  const deadline = call.getDeadline();
+  return (deadline instanceof Date ? deadline.getTime() : deadline) <= Date.now();
 }
 
 /** A unary method: token checked, failures sent as their status, the call logged. */

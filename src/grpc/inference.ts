@@ -12,20 +12,15 @@
 import { status, type Metadata, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../batching/job.js';
-import { GrpcFailure, serverStream, unary, type TracedCall } from './calls.js';
+import { GrpcFailure, serverStream, unary, type PredictionCall } from './calls.js';
 import type { GrpcDeps } from './deps.js';
-import { answerFailure, enqueueCall, headersOf, inputParams, namedSequence, sequenceTrailers } from './predict.js';
+import { answerFailure, enqueueCall, headersOf, inputParams, namedSequence, predictionMessage, type PredictionResponse, sequenceTrailers } from './predict.js';
 import { sequenceStream } from './sequence-stream.js';
 
 interface PredictionsRequest {
   model_name: string;
   model_version: string;
   input: Record<string, Buffer>;
-  sequence_id?: string;
-}
-
-interface PredictionResponse {
-  prediction: Buffer;
   sequence_id?: string;
 }
 
@@ -78,7 +73,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
  * model or version, a full queue) ends INTERNAL with the table's message, whatever the error's own
  * status: TorchServe's inference service answers all of them so (docs/errors.md).
  */
-function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, call: TracedCall & { readonly metadata: Metadata }, sink: JobSink): void {
+function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, call: PredictionCall & { readonly metadata: Metadata }, sink: JobSink): void {
   try {
     if (!request.model_name) throw tsError('TSS_ERR_MODEL_NAME_REQUIRED');
     const headers = { ...headersOf(call.metadata), ...namedSequence(request, deps.config.sequenceHeaders) };
@@ -86,10 +81,4 @@ function enqueuePredictionsRequest(deps: GrpcDeps, request: PredictionsRequest, 
   } catch (err) {
     throw new GrpcFailure(status.INTERNAL, (err as Error).message);
   }
-}
-
-/** A prediction's answer as a message: `sequence_id`, a stateful model's sequence its headers name. */
-function predictionMessage(r: JobResponse, sequenceHeader: string): PredictionResponse {
-  const id = r.headers[sequenceHeader];
-  return { prediction: Buffer.from(r.body), ...(id === undefined ? {} : { sequence_id: id }) };
 }

@@ -16,7 +16,7 @@ import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../models/model-metadata.js';
-import { asFailure, GrpcFailure, unary, type TracedCall } from './calls.js';
+import { asFailure, GrpcFailure, unary, type PredictionCall } from './calls.js';
 import { answerFailure, headersOf, enqueueCall, sequenceTrailers } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 import { HEADER_LENGTH, readsTensorBytes, splitBinaryBody, tensorParams, type TensorRequest } from '../http/binary-tensors.js';
@@ -75,7 +75,7 @@ const FIELD: Record<string, ContentsField> = {
  * the same messages, field for field.
  */
 export function openInferenceService(deps: GrpcDeps, service: string): UntypedServiceImplementation {
-  const method = <Req, Res>(name: string, run: (request: Req, metadata: Metadata, call: TracedCall) => Promise<Res>) =>
+  const method = <Req, Res>(name: string, run: (request: Req, metadata: Metadata, call: PredictionCall) => Promise<Res>) =>
     unary<Req, Res>(deps, 'inference', `${service}/${name}`, (request, call) => run(request, call.metadata, call));
   const model = (name: string, version: string) => {
     try {
@@ -97,7 +97,7 @@ export function openInferenceService(deps: GrpcDeps, service: string): UntypedSe
   };
 }
 
-function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, call: TracedCall): Promise<object> {
+function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, call: PredictionCall): Promise<object> {
   const sequenceHeader = deps.config.sequenceHeaders.id;
   return new Promise((resolve, reject) => {
     try {

@@ -8,12 +8,12 @@ import { randomUUID } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
 import { isTsError } from '../errors.js';
-import { handlerHeaders, type Job, type JobResponse, type JobSink } from '../batching/job.js';
+import { handlerHeaders, type JobResponse, type JobSink } from '../batching/job.js';
 import type { Model } from '../models/model.js';
 import { enqueuePrediction } from '../batching/admission.js';
 import type { WireParam } from '../protocol/messages.js';
 import type { RequestTrace, TracedModel } from '../metrics/tracing.js';
-import { GrpcFailure, grpcStatusOf, noteTraceId, traceNoted, type TracedCall } from './calls.js';
+import { clientGone, GrpcFailure, grpcStatusOf, noteTraceId, traceNoted, type PredictionCall } from './calls.js';
 import type { GrpcDeps } from './deps.js';
 
 /**
@@ -27,24 +27,15 @@ export function enqueueCall(
   params: WireParam[],
   headers: Record<string, string>,
   sink: JobSink,
-  call?: TracedCall,
+  call?: PredictionCall,
 ): void {
   const model: Model = deps.registry.get(name, version || undefined);
   const request = { id: randomUUID(), headers: handlerHeaders(headers, deps.tokens !== undefined), params };
   // Told before the job is enqueued: a refused prediction's trace reaches the call too.
   const tracedSink: JobSink = call ? { ...sink, traced: (trace) => traced(call, trace, deps.metrics.tracing?.header) } : sink;
   const job = enqueuePrediction(deps.metrics, model, version || undefined, request, tracedSink);
-  if (call && model.stateful) abandonWhenCancelled(call, job);
-}
-
-/** A stateful model's job is abandoned when its call is cancelled before its answer (Job.abandoned): a sequence only its answer would name is closed. */
-function abandonWhenCancelled(call: TracedCall, job: Job): void {
-  const abandon = (): void => {
-    job.abandoned = true;
-  };
-  call.once('cancelled', abandon);
-  // A stream's call carries many jobs: each listens while it waits for its answer only.
-  void job.done.then(() => call.off('cancelled', abandon));
+  // A stateful model's answer may name a sequence no one else knows: one to a call gone names it to no one.
+  if (call && model.stateful) job.clientGone = () => clientGone(call);
 }
 
 /**
@@ -53,7 +44,7 @@ function abandonWhenCancelled(call: TracedCall, job: Job): void {
  * no trace yet: the stream's response metadata goes with its first answer, this failure, and a
  * later prediction's trace could no longer go in it.
  */
-export function traceFailedMessage(deps: GrpcDeps, call: TracedCall, model: TracedModel, headers: Record<string, string>, err: unknown): void {
+export function traceFailedMessage(deps: GrpcDeps, call: PredictionCall, model: TracedModel, headers: Record<string, string>, err: unknown): void {
   const tracing = deps.metrics.tracing;
   if (!tracing || traceNoted(call)) return;
   const trace = tracing.startRequest(model, randomUUID(), headers, performance.now());
@@ -66,7 +57,7 @@ export function traceFailedMessage(deps: GrpcDeps, call: TracedCall, model: Trac
  * (otel_trace_header), sent now, before any answer; its access-log line, its trace id. Metadata
  * goes once per call: a stream's (StreamPredictions2) is its first traced prediction's.
  */
-function traced(call: TracedCall, { traceId, header: value }: RequestTrace, header: string | undefined): void {
+function traced(call: PredictionCall, { traceId, header: value }: RequestTrace, header: string | undefined): void {
   if (!noteTraceId(call, traceId) || !header) return;
   const metadata = new Metadata();
   metadata.set(header, value);
@@ -102,6 +93,18 @@ export function answerFailure(r: JobResponse, sequenceHeader: string): GrpcFailu
     // Not JSON: the text is the message.
   }
   return new GrpcFailure(grpcStatusOf(r.status), message, sequenceTrailers(r.headers, sequenceHeader));
+}
+
+/** TorchServe's PredictionResponse: an answer, and the sequence (a stateful model's) its headers name. */
+export interface PredictionResponse {
+  prediction: Buffer;
+  sequence_id?: string;
+}
+
+/** An answer (a streamed part, the final one) as a PredictionResponse. */
+export function predictionMessage(r: JobResponse, sequenceHeader: string): PredictionResponse {
+  const id = r.headers[sequenceHeader];
+  return { prediction: Buffer.from(r.body), ...(id === undefined ? {} : { sequence_id: id }) };
 }
 
 /**

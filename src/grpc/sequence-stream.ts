@@ -12,7 +12,17 @@ import type { SequenceHeaders } from '../config/server-config.js';
 import type { JobSink } from '../batching/job.js';
 import { tsError } from '../errors.js';
 import { accessLog, asFailure, authorize, GrpcFailure, refuseUndecoded } from './calls.js';
-import { answerFailure, headersOf, enqueueCall, inputFlag, inputParams, namedSequence, traceFailedMessage } from './predict.js';
+import {
+  answerFailure,
+  headersOf,
+  enqueueCall,
+  inputFlag,
+  inputParams,
+  namedSequence,
+  predictionMessage,
+  type PredictionResponse,
+  traceFailedMessage,
+} from './predict.js';
 import type { GrpcDeps } from './deps.js';
 
 interface SequenceRequest {
@@ -22,9 +32,8 @@ interface SequenceRequest {
   sequence_id?: string;
 }
 
-interface SequenceResponse {
-  prediction: Buffer;
-  sequence_id?: string;
+/** A PredictionResponse, or a failure in-band. */
+interface SequenceResponse extends PredictionResponse {
   status?: { code: number; message: string; details: never[] };
 }
 
@@ -100,11 +109,11 @@ function answer(deps: GrpcDeps, call: Call, request: SequenceRequest): Promise<v
       refuseUndecoded(request);
       const headers = { ...callHeaders, ...sequenceHeaders(request, names) };
       const sink: JobSink = {
-        intermediate: () => {},
+        // Each streamed part is a message of its own, as TorchServe's GRPCJob sends them.
+        intermediate: (r) => call.write(predictionMessage(r, names.id)),
         respond: (r) => {
-          const sequenceId = r.headers[names.id];
-          if (r.status >= 400) inBand(answerFailure(r, names.id), sequenceId);
-          else call.write({ prediction: Buffer.from(r.body), ...(sequenceId ? { sequence_id: sequenceId } : {}) });
+          if (r.status >= 400) inBand(answerFailure(r, names.id), r.headers[names.id]);
+          else call.write(predictionMessage(r, names.id));
           resolve();
         },
         fail: (err, serverHeaders) => {

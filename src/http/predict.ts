@@ -19,7 +19,7 @@ import type { TokenStore } from '../auth/tokens.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { tsError } from '../errors.js';
 import type { MetricsRegistry } from '../metrics/registry.js';
-import type { Job, JobResponse, JobSink } from '../batching/job.js';
+import type { JobResponse, JobSink } from '../batching/job.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import type { WireParam } from '../protocol/messages.js';
 import { enqueuePrediction } from '../batching/admission.js';
@@ -57,7 +57,8 @@ export async function enqueueRequest(request: FastifyRequest, reply: FastifyRepl
   // Fastify's clock starts as the request arrives, before its body is read.
   const arrivedAt = performance.now() - reply.elapsedTime;
   const job = enqueuePrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.raw), arrivedAt);
-  if (model.stateful) abandonWhenGone(reply, job);
+  // A stateful model's answer may name a sequence no one else knows: one to a client gone names it to no one.
+  if (model.stateful) job.clientGone = () => reply.raw.destroyed && !reply.raw.writableFinished;
   const trace = job.trace;
   if (trace) {
     request.traceId = trace.traceId;
@@ -108,13 +109,6 @@ export function refuseEarly<Route extends RouteGenericInterface>(
 function modelInPath(request: FastifyRequest): { model: string; version?: string } | undefined {
   const { model, version } = request.params as { model?: string; version?: string };
   return model ? { model, version } : undefined;
-}
-
-/** A stateful model's job is abandoned when its client goes before its answer (Job.abandoned): a sequence only its answer would name is closed. */
-function abandonWhenGone(reply: FastifyReply, job: Job): void {
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) job.abandoned = true;
-  });
 }
 
 /** Writes a job's answer to this reply: one body, or chunks when the handler streams. */

@@ -417,6 +417,8 @@ export class WorkerPool {
   private onExit(slot: Slot, worker: WorkerProcess): void {
     slot.stopServing.abort();
     if (slot.removed || slot.worker !== worker) return;
+    // A stateful model's sequences' state died with the process: they start over, on any worker.
+    this.queue.release(slot);
     const now = Date.now();
     slot.firstFailureAt ??= now;
     if (now - slot.firstFailureAt >= this.settings().maxRetryTimeoutInSec * 1000) {

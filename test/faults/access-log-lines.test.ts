@@ -3,8 +3,10 @@
 // line is written escaped, as nginx writes it (\x22), so each line has exactly its two quotes.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { register, serve } from '../echo-model.js';
+import { grpcClient } from '../grpc-client.js';
 import { type TestServer, waitFor, waitReady } from '../helpers.js';
 import { exchange, STATUS_LINE } from './raw-request.js';
 import { survived } from './survival.js';
@@ -65,4 +67,27 @@ t.test('pipelined requests: their lines in the order of their answers', async (t
     .map((l) => /"(\S+ \S+) HTTP\/1\.1" (\d{3})/.exec(l)?.slice(1, 3).join(' '));
   t.same(logged, ['POST /predictions/echo 200', 'POST /predictions/idle 503', 'GET /ping 200'], 'one line each, in answer order');
   await survived(t, server, { models: ['echo', 'idle'], sent: 3, answered: (text.match(STATUS_LINE) ?? []).length });
+});
+
+t.test('a gRPC call its client cancelled or let pass its deadline: its line says so, and its peer (review-18 F8)', async (t) => {
+  const server = await serve(t, { load_models: 'echo.mar' });
+  await waitReady(server.urls.management, 'echo');
+  const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService') as unknown as {
+    Predictions(request: object, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null) => void): grpc.ClientUnaryCall;
+  };
+  const call = (options: grpc.CallOptions): Promise<number> =>
+    new Promise((resolve) => {
+      const running = client.Predictions({ model_name: 'echo', input: { body: Buffer.from('sleep:600') } }, new grpc.Metadata(), options, (err) =>
+        resolve(err ? err.code : grpc.status.OK),
+      );
+      if (options.deadline === undefined) setTimeout(() => running.cancel(), 200);
+    });
+  t.equal(await call({ deadline: Date.now() + 200 }), grpc.status.DEADLINE_EXCEEDED);
+  t.equal(await call({}), grpc.status.CANCELLED);
+  const predictions = (): string[] => accessLines(server).filter((l) => l.includes('"gRPC org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions'));
+  await waitFor(() => predictions().length === 2, 5000, 'both lines');
+  // Before, both said 0 (OK), from peer "unknown", though their clients saw neither.
+  t.match(predictions()[0], / 127\.0\.0\.1:\d+ "gRPC \S+ HTTP\/2\.0" 4 \d+$/, 'the deadline: DEADLINE_EXCEEDED (4), and the peer');
+  t.match(predictions()[1], / 127\.0\.0\.1:\d+ "gRPC \S+ HTTP\/2\.0" 1 \d+$/, 'the cancelled call: CANCELLED (1)');
+  await survived(t, server, { models: ['echo'], sent: 2, answered: 2 });
 });
