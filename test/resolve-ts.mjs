@@ -1,12 +1,11 @@
 // Lets Node.js run the TypeScript tests as they are (tap's type-strip-only: Node strips the types,
 // nothing compiles them). A .ts module imports its neighbours by the names they have once built
 // (`./job-queue.js`, as NodeNext asks); when that file is not there, this loads the source beside it.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as nodeModule from 'node:module';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { requireNodeForTests } from '../bin/require-node.js';
+import { keepsStripped, strippedDir, strippedSource } from './stripped-ts.mjs';
 
 requireNodeForTests();
 
@@ -58,27 +57,13 @@ nodeModule.registerHooks({
   },
 });
 
-// Node.js 22 strips a .ts module's types with a WebAssembly build of swc at every load, in every
-// process: 0.2-0.4 CPU-s of each test file's (the test, its helpers, and for the in-process tier the
-// server's sources), and V8's compile cache does not keep its output. Node 24 does not pay it. On
-// 22 the stripped source is kept here by the hash of the file's text, and only a new text is stripped.
-if (Number(process.versions.node.split('.')[0]) < 24) {
-  const stripped = join(process.env.NODE_COMPILE_CACHE, 'stripped-ts');
-  mkdirSync(stripped, { recursive: true });
+// Node.js 22's type stripping is slow, and kept on disk (test/stripped-ts.mjs).
+if (keepsStripped) {
+  const dir = strippedDir(process.env.NODE_COMPILE_CACHE);
   nodeModule.registerHooks({
     load(url, context, nextLoad) {
       if (!url.startsWith('file:') || !url.endsWith('.ts')) return nextLoad(url, context);
-      const text = readFileSync(fileURLToPath(url), 'utf8');
-      const kept = join(stripped, `${createHash('sha1').update(url).update('\0').update(text).digest('hex')}.js`);
-      let source;
-      try {
-        source = readFileSync(kept, 'utf8');
-      } catch {
-        source = nodeModule.stripTypeScriptTypes(text);
-        const partial = `${kept}.${process.pid}`;
-        writeFileSync(partial, source);
-        renameSync(partial, kept);
-      }
+      const source = strippedSource(dir, url, readFileSync(fileURLToPath(url), 'utf8'));
       return { format: 'module', source, shortCircuit: true };
     },
   });

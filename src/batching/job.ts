@@ -139,6 +139,11 @@ export class Job {
     return { ...response, headers: { ...response.headers, ...this.responseHeaders } };
   }
 
+  /** Settles the job unanswered: its client is gone (Model.withdraw). */
+  drop(): void {
+    this.settle();
+  }
+
   fail(error: TsError): void {
     if (!this.settle()) return;
     this.onAnswer?.(this, NOT_RUN.has(error.code) ? 'not-run' : 'final');

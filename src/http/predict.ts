@@ -59,6 +59,8 @@ export async function enqueueRequest(request: FastifyRequest, reply: FastifyRepl
   const job = enqueuePrediction(deps.metrics, model, target.version, wire, replySink(reply), isWarmUp(request.raw), arrivedAt);
   // A stateful model's answer may name a sequence no one else knows: one to a client gone names it to no one.
   if (model.stateful) job.clientGone = () => reply.raw.destroyed && !reply.raw.writableFinished;
+  // The warm-up gives up on a request at its budget's end: unrun, it leaves the queue.
+  if (job.quiet) reply.raw.once('close', () => reply.raw.writableFinished || model.withdraw(job));
   const trace = job.trace;
   if (trace) {
     request.traceId = trace.traceId;

@@ -355,6 +355,15 @@ export class Model {
   }
 
   /**
+   * A job whose client went away while it waited leaves the queue, unrun and unanswered (one a
+   * worker holds runs): the front end's warm-up's, whose budget ran out. Left, it ran after the
+   * warm-up had ended, and the first clients' requests waited behind it.
+   */
+  withdraw(job: Job): void {
+    if (!job.settled && job.dequeuedAt === undefined && this.queue.remove(job)) job.drop();
+  }
+
+  /**
    * TorchServe drops a request that waited past clientTimeoutInMills without a word to its
    * client; here it is answered at its deadline, and never run. One a worker already holds runs
    * and is answered: its cost is paid, and the client may still be there.
