@@ -59,7 +59,11 @@ export function allQuiet(jobs: Iterable<Job>): boolean {
 /** An answer of a job: a streamed part, the final one, or a failure without a run (NOT_RUN). */
 export type AnswerKind = 'part' | 'final' | 'not-run';
 
-/** The failures of a job that no handler ran: its batch was refused and it not run again, or it waited past its deadline. */
+/**
+ * The failures of a job that no handler ran: its batch was refused and it not run again, or it
+ * waited past its deadline. Its client may send it again as it was; an error code added with that
+ * meaning belongs here, for a stateful model's sequence to take back what the job spent.
+ */
 const NOT_RUN: ReadonlySet<ErrorCode> = new Set(['TSS_ERR_PREDICTION_NOT_RUN_AGAIN', 'TSS_ERR_CLIENT_TIMEOUT']);
 
 export class Job {

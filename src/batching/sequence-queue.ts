@@ -175,7 +175,7 @@ export class SequenceQueue implements BatchQueue {
    * gone (a gRPC deadline, a closed connection) before the answer that would have named it.
    */
   private closeUnnamed(sequence: Sequence, job: Job): void {
-    if (this.sequences.get(sequence.id) === sequence) this.sequences.delete(sequence.id);
+    this.sequences.delete(sequence.id);
     delete job.responseHeaders[this.settings.headers.id];
   }
 

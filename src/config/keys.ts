@@ -409,8 +409,9 @@ export const KEYS: ReadonlyMap<string, KeySpec> = new Map(
 );
 
 /**
- * A key's environment variable: TS_ and the key's Java constant's name, the key upper-cased
- * (ts_header_key_sequence_id's constant, TS_HEADER_KEY_SEQUENCE_ID, has its TS_ once).
+ * A key's environment variable, as TorchServe names it: TS_ and the name of the key's Java
+ * constant, which is the key upper-cased; a key that begins with ts_ (ts_header_key_sequence_id:
+ * TS_HEADER_KEY_SEQUENCE_ID) has its TS_ once. A key whose variable is named otherwise says so (`env`).
  */
 function envName(key: string): string {
   return `TS_${key.toUpperCase().replace(/^TS_/, '')}`;

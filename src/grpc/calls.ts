@@ -112,12 +112,15 @@ export function traceNoted(call: PredictionCall): boolean {
   return traceIds.has(call);
 }
 
-/** Writes the call's access-log line (with its trace id when traced); answers the function that ends it. */
+/** Writes the call's access-log line (with its trace id when traced), once; answers the function that ends it. */
 export function accessLog(deps: GrpcDeps, method: string, call: Call): (code: status) => void {
   const started = performance.now();
   // Read now: a call its client cancelled has no peer by its end ("unknown").
   const peer = call.getPeer();
+  let logged = false;
   return (code) => {
+    if (logged) return;
+    logged = true;
     const traceId = traceIds.get(call);
     const ended = clientGone(call) ? (pastDeadline(call) ? status.DEADLINE_EXCEEDED : status.CANCELLED) : code;
     deps.loggers.access(`${peer} "gRPC ${method} HTTP/2.0" ${ended} ${Math.round(performance.now() - started)}${traceId ? ` trace_id=${traceId}` : ''}`);

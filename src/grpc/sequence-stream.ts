@@ -65,6 +65,9 @@ export function sequenceStream(deps: GrpcDeps, method: string) {
         call.end();
       });
     });
+    // A stream its client cancelled, or let pass its deadline, may never end: its line is written
+    // now (CANCELLED or DEADLINE_EXCEEDED: accessLog; review-19 F1).
+    call.once('cancelled', () => done(status.CANCELLED));
   };
 }
 

@@ -69,7 +69,7 @@ t.test('pipelined requests: their lines in the order of their answers', async (t
   await survived(t, server, { models: ['echo', 'idle'], sent: 3, answered: (text.match(STATUS_LINE) ?? []).length });
 });
 
-t.test('a gRPC call its client cancelled or let pass its deadline: its line says so, and its peer (review-18 F8)', async (t) => {
+t.test('a gRPC call or stream its client cancelled or let pass its deadline: its line says so, and its peer (review-18 F8, review-19 F1)', async (t) => {
   const server = await serve(t, { load_models: 'echo.mar' });
   await waitReady(server.urls.management, 'echo');
   const client = grpcClient(t, server.urls.grpcInference, 'inference.proto', 'org.pytorch.serve.grpc.inference.InferenceAPIsService') as unknown as {
@@ -84,10 +84,24 @@ t.test('a gRPC call its client cancelled or let pass its deadline: its line says
     });
   t.equal(await call({ deadline: Date.now() + 200 }), grpc.status.DEADLINE_EXCEEDED);
   t.equal(await call({}), grpc.status.CANCELLED);
-  const predictions = (): string[] => accessLines(server).filter((l) => l.includes('"gRPC org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions'));
-  await waitFor(() => predictions().length === 2, 5000, 'both lines');
-  // Before, both said 0 (OK), from peer "unknown", though their clients saw neither.
-  t.match(predictions()[0], / 127\.0\.0\.1:\d+ "gRPC \S+ HTTP\/2\.0" 4 \d+$/, 'the deadline: DEADLINE_EXCEEDED (4), and the peer');
-  t.match(predictions()[1], / 127\.0\.0\.1:\d+ "gRPC \S+ HTTP\/2\.0" 1 \d+$/, 'the cancelled call: CANCELLED (1)');
-  await survived(t, server, { models: ['echo'], sent: 2, answered: 2 });
+  const stream = (options: grpc.CallOptions): Promise<number> =>
+    new Promise((resolve) => {
+      const running = (client as unknown as { StreamPredictions2(o: grpc.CallOptions): grpc.ClientDuplexStream<object, object> }).StreamPredictions2(options);
+      running.on('data', () => undefined);
+      running.on('error', (err: grpc.ServiceError) => resolve(err.code));
+      running.on('end', () => resolve(grpc.status.OK));
+      running.write({ model_name: 'echo', input: { body: Buffer.from('sleep:600'), ts_request_sequence_start: Buffer.from('true') } });
+      if (options.deadline === undefined) setTimeout(() => running.cancel(), 200);
+    });
+  t.equal(await stream({ deadline: Date.now() + 200 }), grpc.status.DEADLINE_EXCEEDED);
+  t.equal(await stream({}), grpc.status.CANCELLED);
+  const lines = (method: string): string[] =>
+    accessLines(server).filter((l) => l.includes(`"gRPC org.pytorch.serve.grpc.inference.InferenceAPIsService/${method} `));
+  await waitFor(() => lines('Predictions').length === 2 && lines('StreamPredictions2').length === 2, 5000, 'the four lines');
+  // Before, the calls said 0 (OK), from peer "unknown", though their clients saw neither; the streams said nothing.
+  for (const method of ['Predictions', 'StreamPredictions2']) {
+    t.match(lines(method)[0], / 127\.0\.0\.1:\d+ "gRPC \S+ HTTP\/2\.0" 4 \d+$/, `${method}: the deadline, DEADLINE_EXCEEDED (4), and the peer`);
+    t.match(lines(method)[1], / 127\.0\.0\.1:\d+ "gRPC \S+ HTTP\/2\.0" 1 \d+$/, `${method}: the cancelled call, CANCELLED (1)`);
+  }
+  await survived(t, server, { models: ['echo'], sent: 4, answered: 4 });
 });
