@@ -14,7 +14,7 @@ import { tsError } from '../errors.js';
 import type { JobResponse, JobSink } from '../batching/job.js';
 import { GrpcFailure, serverStream, unary, type PredictionCall } from './calls.js';
 import type { GrpcDeps } from './deps.js';
-import { answerFailure, enqueueCall, headersOf, inputParams, namedSequence, predictionMessage, type PredictionResponse, sequenceTrailers } from './predict.js';
+import { answerFailure, enqueueCall, headersOf, inputParams, namedSequence, predictionFailure, predictionMessage, type PredictionResponse } from './predict.js';
 import { sequenceStream } from './sequence-stream.js';
 
 interface PredictionsRequest {
@@ -41,7 +41,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
           enqueuePredictionsRequest(deps, request, call, {
             intermediate: () => {},
             respond: (r) => (r.status >= 400 ? reject(answerFailure(r, sequenceHeader)) : resolve(predictionMessage(r, sequenceHeader))),
-            fail: (err, headers) => reject(GrpcFailure.of(err, sequenceTrailers(headers, sequenceHeader))),
+            fail: (err, headers) => reject(predictionFailure(err, headers, sequenceHeader)),
           });
         }),
     ),
@@ -60,7 +60,7 @@ export function inferenceService(deps: GrpcDeps): UntypedServiceImplementation {
               write(r);
               resolve();
             },
-            fail: (err, headers) => reject(GrpcFailure.of(err, sequenceTrailers(headers, sequenceHeader))),
+            fail: (err, headers) => reject(predictionFailure(err, headers, sequenceHeader)),
           });
         }),
     ),

@@ -17,7 +17,7 @@ import { tsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { modelMetadata } from '../models/model-metadata.js';
 import { asFailure, GrpcFailure, unary, type PredictionCall } from './calls.js';
-import { answerFailure, headersOf, enqueueCall, sequenceTrailers } from './predict.js';
+import { answerFailure, headersOf, enqueueCall, predictionFailure, sequenceTrailers } from './predict.js';
 import type { GrpcDeps } from './deps.js';
 import { HEADER_LENGTH, readsTensorBytes, splitBinaryBody, tensorParams, type TensorRequest } from '../http/binary-tensors.js';
 
@@ -122,7 +122,7 @@ function infer(deps: GrpcDeps, request: ModelInferRequest, metadata: Metadata, c
               reject(asFailure(err).with(sequenceTrailers(r.headers, sequenceHeader)));
             }
           },
-          fail: (err, headers) => reject(GrpcFailure.of(err, sequenceTrailers(headers, sequenceHeader))),
+          fail: (err, headers) => reject(predictionFailure(err, headers, sequenceHeader)),
         },
         call,
       );

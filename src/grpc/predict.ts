@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
 import type { SequenceHeaders } from '../config/server-config.js';
-import { isTsError } from '../errors.js';
+import { isTsError, type TsError } from '../errors.js';
 import { handlerHeaders, type JobResponse, type JobSink } from '../batching/job.js';
 import type { Model } from '../models/model.js';
 import { enqueuePrediction } from '../batching/admission.js';
@@ -93,6 +93,11 @@ export function answerFailure(r: JobResponse, sequenceHeader: string): GrpcFailu
     // Not JSON: the text is the message.
   }
   return new GrpcFailure(grpcStatusOf(r.status), message, sequenceTrailers(r.headers, sequenceHeader));
+}
+
+/** A failed prediction (JobSink.fail's error and server headers) as the call's status, its trailers naming the sequence (sequenceTrailers). */
+export function predictionFailure(err: TsError, headers: Readonly<Record<string, string>> | undefined, sequenceHeader: string): GrpcFailure {
+  return GrpcFailure.of(err, sequenceTrailers(headers, sequenceHeader));
 }
 
 /** TorchServe's PredictionResponse: an answer, and the sequence (a stateful model's) its headers name. */
